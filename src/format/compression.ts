@@ -1,0 +1,144 @@
+import zlib from 'node:zlib'
+import { promisify } from 'node:util'
+import type { Transform } from 'node:stream'
+import type { CompressionName } from '../options.js'
+
+/**
+ * Compression ids as stored in entry headers (on-disk contract: never reuse a number).
+ * 'deflate' is raw DEFLATE without zlib's wrapper: the entry checksum already covers the
+ * bytes, so zlib's adler32 would be a second checksum of the same data.
+ */
+export const enum Compression {
+  None = 0,
+  Gzip = 1,
+  Deflate = 2,
+  Brotli = 3,
+  Zstd = 4,
+}
+
+export const compressionIds: Record<CompressionName, Compression> = {
+  none: Compression.None,
+  gzip: Compression.Gzip,
+  deflate: Compression.Deflate,
+  brotli: Compression.Brotli,
+  zstd: Compression.Zstd,
+}
+
+/** Values up to this size are (de)compressed with the synchronous zlib call: for small
+ *  buffers it is ~10× cheaper than a round trip through the thread pool. Larger ones go to
+ *  the pool so the main thread stays responsive. */
+export const SYNC_CODEC_LIMIT = 128 * 1024
+
+/** zlib output chunk for streams: big chunks mean fewer writes and hash updates. */
+const STREAM_CHUNK = 256 * 1024
+
+type ZstdZlib = typeof zlib & {
+  zstdCompressSync(b: Uint8Array, o?: object): Buffer
+  zstdDecompressSync(b: Uint8Array, o?: object): Buffer
+  zstdCompress(b: Uint8Array, o: object, cb: (e: Error | null, r: Buffer) => void): void
+  zstdDecompress(b: Uint8Array, o: object, cb: (e: Error | null, r: Buffer) => void): void
+  createZstdCompress(o?: object): Transform
+  createZstdDecompress(o?: object): Transform
+  constants: typeof zlib.constants & { ZSTD_c_compressionLevel: number }
+}
+const z = zlib as ZstdZlib
+
+function options(id: Compression, level: number): object {
+  switch (id) {
+    case Compression.Brotli:
+      return { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: level }, chunkSize: STREAM_CHUNK }
+    case Compression.Zstd:
+      return { params: { [z.constants.ZSTD_c_compressionLevel]: level }, chunkSize: STREAM_CHUNK }
+    default:
+      return { level, chunkSize: STREAM_CHUNK }
+  }
+}
+
+export function compressSync(id: Compression, level: number, input: Buffer): Buffer {
+  const o = options(id, level)
+  switch (id) {
+    case Compression.Gzip: return zlib.gzipSync(input, o)
+    case Compression.Deflate: return zlib.deflateRawSync(input, o)
+    case Compression.Brotli: return zlib.brotliCompressSync(input, o)
+    case Compression.Zstd: return z.zstdCompressSync(input, o)
+    default: return input
+  }
+}
+
+const gzipAsync = promisify(zlib.gzip)
+const deflateRawAsync = promisify(zlib.deflateRaw)
+const brotliAsync = promisify(zlib.brotliCompress)
+const gunzipAsync = promisify(zlib.gunzip)
+const inflateRawAsync = promisify(zlib.inflateRaw)
+const brotliDecompressAsync = promisify(zlib.brotliDecompress)
+
+export async function compressAsync(id: Compression, level: number, input: Buffer): Promise<Buffer> {
+  const o = options(id, level)
+  switch (id) {
+    case Compression.Gzip: return gzipAsync(input, o)
+    case Compression.Deflate: return deflateRawAsync(input, o)
+    case Compression.Brotli: return brotliAsync(input, o)
+    case Compression.Zstd: return promisify(z.zstdCompress)(input, o)
+    default: return input
+  }
+}
+
+/** Decompresses at most `maxOutput` bytes: a lying header cannot make us inflate a bomb. */
+export function decompressSync(id: Compression, input: Buffer, maxOutput: number): Buffer {
+  const o = { maxOutputLength: Math.max(1, maxOutput) }
+  switch (id) {
+    case Compression.None: return input
+    case Compression.Gzip: return zlib.gunzipSync(input, o)
+    case Compression.Deflate: return zlib.inflateRawSync(input, o)
+    case Compression.Brotli: return zlib.brotliDecompressSync(input, o)
+    case Compression.Zstd: return z.zstdDecompressSync(input, o)
+    default: throw new Error(`unknown compression ${id as number}`)
+  }
+}
+
+export async function decompressAsync(id: Compression, input: Buffer, maxOutput: number): Promise<Buffer> {
+  const o = { maxOutputLength: Math.max(1, maxOutput) }
+  switch (id) {
+    case Compression.None: return input
+    case Compression.Gzip: return gunzipAsync(input, o)
+    case Compression.Deflate: return inflateRawAsync(input, o)
+    case Compression.Brotli: return brotliDecompressAsync(input, o)
+    case Compression.Zstd: return promisify(z.zstdDecompress)(input, o)
+    default: throw new Error(`unknown compression ${id as number}`)
+  }
+}
+
+export function createCompressStream(id: Compression, level: number): Transform {
+  const o = options(id, level)
+  switch (id) {
+    case Compression.Gzip: return zlib.createGzip(o)
+    case Compression.Deflate: return zlib.createDeflateRaw(o)
+    case Compression.Brotli: return zlib.createBrotliCompress(o)
+    case Compression.Zstd: return z.createZstdCompress(o)
+    default: throw new Error('no stream for compression none')
+  }
+}
+
+export function createDecompressStream(id: Compression): Transform {
+  const o = { chunkSize: STREAM_CHUNK }
+  switch (id) {
+    case Compression.Gzip: return zlib.createGunzip(o)
+    case Compression.Deflate: return zlib.createInflateRaw(o)
+    case Compression.Brotli: return zlib.createBrotliDecompress(o)
+    case Compression.Zstd: return z.createZstdDecompress(o)
+    default: throw new Error('no stream for compression none')
+  }
+}
+
+/** Bytes of a stream's head used to judge whether the rest is worth compressing. */
+export const PROBE_BYTES = 64 * 1024
+/** Store raw when a sample shrinks by less than this: already-compressed data (tar.gz,
+ *  images, zstd) would cost compression time for no space. */
+const WORTHWHILE_RATIO = 0.9
+
+/** Compresses a sample with fast DEFLATE and says whether compression pays off. */
+export function worthCompressing(sample: Buffer): boolean {
+  if (sample.length === 0) return false
+  const probe = zlib.deflateRawSync(sample, { level: 1 })
+  return probe.length < sample.length * WORTHWHILE_RATIO
+}

@@ -1,0 +1,172 @@
+/**
+ * The entry file format, version 1. This layout is a contract: files written by one larder
+ * must be read by every later one, so a change means a new FORMAT_VERSION and a new
+ * directory (`<dir>/v2/`), never an edit here. Fixtures of each version live in `fixtures/`.
+ *
+ *   offset  size  field
+ *   0       4     magic "LRDR"
+ *   4       1     format version (1)
+ *   5       1     codec: how the value became bytes (serializers.ts `Codec`)
+ *   6       1     compression of the payload (compression.ts `Compression`)
+ *   7       1     flags (reserved, 0)
+ *   8       8     createdAt: float64 LE, milliseconds since the epoch (sub-millisecond)
+ *   16      8     expiresAt: float64 LE, milliseconds since the epoch; 0 = never
+ *   24      4     key length in bytes, uint32 LE
+ *   28      4     tags length in bytes, uint32 LE
+ *   32      k     key, UTF-8
+ *   32+k    t     tags, UTF-8, each tag followed by a NUL byte
+ *   ...     p     payload: the serialized value, compressed or not
+ *   end-32  8     stored payload length (p), uint64 LE
+ *   end-24  8     logical length (the serialized value before compression), uint64 LE
+ *   end-16  4     trailer magic "LRDE"
+ *   end-12  4     reserved (0)
+ *   end-8   8     xxhash64, seed 0, of every byte before it, uint64 LE
+ *
+ * Why a trailer: a streamed entry learns its lengths only at the end, so they go after the
+ * payload, and the file can still be written front to back in one pass with the checksum
+ * computed as it goes. The checksum covers header, metadata, payload and trailer fields,
+ * so verification needs no decompression and any flipped bit anywhere is caught.
+ */
+import { LarderError } from '../errors.js'
+import { MAX_KEY_BYTES, MAX_TAG_BYTES, MAX_TAGS } from '../options.js'
+import { checksum } from './checksum.js'
+
+export const MAGIC = 0x5244524c // "LRDR" read as uint32 LE
+export const TRAILER_MAGIC = 0x4544524c // "LRDE"
+export const FORMAT_VERSION = 1
+export const HEADER_BYTES = 32
+export const TRAILER_BYTES = 32
+/** The longest tags block a valid entry can have; bounds what a reader will allocate. */
+const MAX_TAGS_BYTES = MAX_TAGS * (MAX_TAG_BYTES + 1)
+
+export interface EntryMeta {
+  key: string
+  codec: number
+  compression: number
+  createdAt: number
+  expiresAt: number
+  tags: readonly string[]
+}
+
+/** What the fixed header and metadata say, before the payload is read. */
+export interface EntryHead extends EntryMeta {
+  /** Offset of the first payload byte. */
+  payloadOffset: number
+}
+
+export interface EntryTrailer {
+  storedLength: number
+  logicalLength: number
+  checksum: bigint
+}
+
+/** Why a file is not a valid entry; each reads as a miss and is removed. */
+export class CorruptEntryError extends LarderError {
+  constructor(reason: string) {
+    super('ERR_CORRUPT', `Corrupt cache entry: ${reason}`)
+  }
+}
+
+export function encodeTags(tags: readonly string[]): Buffer {
+  if (tags.length === 0) return EMPTY
+  return Buffer.from(tags.map((t) => t + '\0').join(''))
+}
+
+const EMPTY = Buffer.alloc(0)
+
+/** Header and metadata bytes: everything before the payload. */
+export function encodeHead(meta: EntryMeta, keyBytes: Buffer, tagBytes: Buffer): Buffer {
+  const head = Buffer.allocUnsafe(HEADER_BYTES + keyBytes.length + tagBytes.length)
+  head.writeUInt32LE(MAGIC, 0)
+  head[4] = FORMAT_VERSION
+  head[5] = meta.codec
+  head[6] = meta.compression
+  head[7] = 0
+  head.writeDoubleLE(meta.createdAt, 8)
+  head.writeDoubleLE(meta.expiresAt, 16)
+  head.writeUInt32LE(keyBytes.length, 24)
+  head.writeUInt32LE(tagBytes.length, 28)
+  keyBytes.copy(head, HEADER_BYTES)
+  tagBytes.copy(head, HEADER_BYTES + keyBytes.length)
+  return head
+}
+
+/** The trailer without its checksum (24 bytes): lengths and trailer magic. */
+export function encodeTrailerFields(storedLength: number, logicalLength: number): Buffer {
+  const fields = Buffer.alloc(TRAILER_BYTES - 8)
+  fields.writeBigUInt64LE(BigInt(storedLength), 0)
+  fields.writeBigUInt64LE(BigInt(logicalLength), 8)
+  fields.writeUInt32LE(TRAILER_MAGIC, 16)
+  return fields
+}
+
+/** A whole entry file in one buffer, checksum included. */
+export function encodeEntry(meta: EntryMeta, keyBytes: Buffer, tagBytes: Buffer, payload: Buffer, logicalLength: number): Buffer {
+  const headLength = HEADER_BYTES + keyBytes.length + tagBytes.length
+  const total = headLength + payload.length + TRAILER_BYTES
+  const file = Buffer.allocUnsafe(total)
+  encodeHead(meta, keyBytes, tagBytes).copy(file, 0)
+  payload.copy(file, headLength)
+  encodeTrailerFields(payload.length, logicalLength).copy(file, headLength + payload.length)
+  file.writeBigUInt64LE(checksum(file.subarray(0, total - 8)), total - 8)
+  return file
+}
+
+/**
+ * Parses and sanity-checks the header and metadata from the first bytes of a file.
+ * Every length is checked against `fileSize` before anything is allocated from it, so a
+ * lying header can neither over-read nor make us allocate unbounded memory.
+ * Returns `undefined` when `bytes` is too short to hold the metadata (read more, then retry).
+ */
+export function decodeHead(bytes: Buffer, fileSize: number): EntryHead | undefined {
+  if (fileSize < HEADER_BYTES + TRAILER_BYTES) throw new CorruptEntryError(`file of ${fileSize} bytes is shorter than an empty entry`)
+  if (bytes.length < HEADER_BYTES) return undefined
+  if (bytes.readUInt32LE(0) !== MAGIC) throw new CorruptEntryError('bad magic (not a larder entry)')
+  if (bytes[4] !== FORMAT_VERSION) throw new CorruptEntryError(`format version ${bytes[4]} is not ${FORMAT_VERSION}`)
+  const keyLength = bytes.readUInt32LE(24)
+  const tagsLength = bytes.readUInt32LE(28)
+  if (keyLength === 0 || keyLength > MAX_KEY_BYTES) throw new CorruptEntryError(`key length ${keyLength} out of range`)
+  if (tagsLength > MAX_TAGS_BYTES) throw new CorruptEntryError(`tags length ${tagsLength} out of range`)
+  const payloadOffset = HEADER_BYTES + keyLength + tagsLength
+  if (payloadOffset + TRAILER_BYTES > fileSize) throw new CorruptEntryError('metadata runs past the end of the file')
+  if (bytes.length < payloadOffset) return undefined
+  const createdAt = bytes.readDoubleLE(8)
+  const expiresAt = bytes.readDoubleLE(16)
+  if (!Number.isFinite(createdAt) || !Number.isFinite(expiresAt) || createdAt < 0 || expiresAt < 0) {
+    throw new CorruptEntryError('timestamps out of range')
+  }
+  const key = bytes.toString('utf8', HEADER_BYTES, HEADER_BYTES + keyLength)
+  const tags = tagsLength === 0 ? [] : bytes.toString('utf8', HEADER_BYTES + keyLength, payloadOffset - 1).split('\0')
+  return { key, codec: bytes[5]!, compression: bytes[6]!, createdAt, expiresAt, tags, payloadOffset }
+}
+
+/** Parses the 32-byte trailer and checks it agrees with the file's size. */
+export function decodeTrailer(trailer: Buffer, fileSize: number, payloadOffset: number): EntryTrailer {
+  if (trailer.length !== TRAILER_BYTES || trailer.readUInt32LE(16) !== TRAILER_MAGIC) throw new CorruptEntryError('bad trailer')
+  const storedLength = trailer.readBigUInt64LE(0)
+  const logicalLength = trailer.readBigUInt64LE(8)
+  if (storedLength !== BigInt(fileSize - payloadOffset - TRAILER_BYTES)) throw new CorruptEntryError('payload length does not match the file size (truncated or extended)')
+  if (logicalLength > BigInt(Number.MAX_SAFE_INTEGER)) throw new CorruptEntryError('logical length out of range')
+  return { storedLength: Number(storedLength), logicalLength: Number(logicalLength), checksum: trailer.readBigUInt64LE(24) }
+}
+
+export interface DecodedEntry extends EntryHead, EntryTrailer {
+  /** The stored payload bytes (a view into the file buffer). */
+  payload: Buffer
+}
+
+/**
+ * Verifies and parses a whole entry file held in memory. The checksum is checked first,
+ * so nothing below it ever looks at unverified bytes except to bound its own reads.
+ */
+export function decodeEntry(file: Buffer): DecodedEntry {
+  const size = file.length
+  if (size < HEADER_BYTES + TRAILER_BYTES) throw new CorruptEntryError(`file of ${size} bytes is shorter than an empty entry`)
+  if (checksum(file.subarray(0, size - 8)) !== file.readBigUInt64LE(size - 8)) {
+    // Name the likelier cause: a foreign file rather than a damaged entry.
+    throw new CorruptEntryError(file.readUInt32LE(0) === MAGIC ? 'checksum mismatch' : 'bad magic (not a larder entry)')
+  }
+  const head = decodeHead(file, size)!
+  const trailer = decodeTrailer(file.subarray(size - TRAILER_BYTES), size, head.payloadOffset)
+  return { ...head, ...trailer, payload: file.subarray(head.payloadOffset, size - TRAILER_BYTES) }
+}

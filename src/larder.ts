@@ -1,0 +1,758 @@
+import { EventEmitter } from 'node:events'
+import path from 'node:path'
+import { Readable } from 'node:stream'
+import { onExit } from 'signal-exit'
+import { LarderError, isLarderError } from './errors.js'
+import { loadHasher } from './format/checksum.js'
+import {
+  Compression, compressAsync, compressionIds, compressSync, decompressAsync, decompressSync,
+  PROBE_BYTES, SYNC_CODEC_LIMIT, worthCompressing,
+} from './format/compression.js'
+import { CorruptEntryError, decodeEntry, encodeEntry, encodeTags, type DecodedEntry } from './format/entry-format.js'
+import { Codec, deserialize, serialize, type Serialized } from './format/serializers.js'
+import { resolveOptions, type Duration, type LarderOptions, type ResolvedOptions } from './options.js'
+import { DiskBreaker, isBreakerOpen, type BreakerSnapshot, type BreakerState } from './resilience/disk-breaker.js'
+import { disk, errorCode } from './store/disk.js'
+import { readEntryFile, removeFile, removeIfUnchanged, SYNC_IO_LIMIT, writeEntryFile } from './store/entry-files.js'
+import { CACHEDIR_TAG, Layout } from './store/layout.js'
+import { createEntryStream, openEntry } from './store/stream-reader.js'
+import { SourceError, writeEntryStream, type StreamSource } from './store/stream-writer.js'
+import { TagClock } from './store/tag-clock.js'
+import { LatencyWindow, type LatencySummary } from './stats/latency-window.js'
+import { MemoryTier, type MemoryEntry } from './tiers/memory-tier.js'
+import { validateCallOptions, validateKey, validateKeys, validateTags, validateTtl } from './validate.js'
+
+export interface SetOptions {
+  /** Time to live: milliseconds or a duration string; 0 = never expires. Default: the cache's `defaultTtl`. */
+  ttl?: Duration
+  /** Tags for `invalidateTags` (table names, say). */
+  tags?: readonly string[]
+}
+
+export interface GetOrSetOptions extends SetOptions {
+  /** Stale-if-error: if the loader fails, a value that expired less than this long ago is returned. */
+  grace?: Duration
+}
+
+export interface SetManyItem extends SetOptions {
+  key: string
+  value: unknown
+}
+
+export interface Stats {
+  hits: number
+  misses: number
+  /** Hits served by the memory tier (included in `hits`). */
+  memoryHits: number
+  sets: number
+  deletes: number
+  /** Reads that found an expired or tag-invalidated entry. */
+  expired: number
+  /** Entries found damaged, foreign or truncated: each read as a miss and was removed. */
+  corrupt: number
+  /** Disk operations that failed. */
+  errors: number
+  /** Writes not stored because the disk failed or the breaker was open. */
+  dropped: number
+  /** hits / (hits + misses); 0 before any read. */
+  hitRate: number
+  bytesWritten: number
+  bytesRead: number
+  /** Entries in the memory tier (0 when it is off). */
+  memoryEntries: number
+  latency: { get: LatencySummary; set: LatencySummary }
+  breaker: BreakerSnapshot
+}
+
+/** Events and their arguments. `error` is emitted only when someone listens for it. */
+export interface LarderEvents {
+  error: [error: Error]
+  hit: [key: string, tier: 'memory' | 'disk']
+  miss: [key: string]
+  set: [key: string]
+  delete: [key: string]
+  corrupt: [info: { key: string | undefined; file: string; reason: string }]
+  breaker: [state: BreakerState]
+}
+
+type Lookup =
+  | { found: false }
+  | { found: true; stale: boolean; value: unknown; createdAt: number; expiresAt: number; tags: readonly string[]; size: number }
+
+const MISS: Lookup = { found: false }
+const SET_OPTIONS = ['ttl', 'tags'] as const
+const GET_OR_SET_OPTIONS = ['ttl', 'tags', 'grace'] as const
+/** Keep compressed output only if it saves at least this share of the bytes. */
+const KEEP_COMPRESSED_RATIO = 0.9
+
+/**
+ * A persistent cache in a directory. Create one with `Larder.open()`.
+ *
+ * set: validate → serialize → compress → checksum → atomic write.
+ * get: (memory tier) → read → verify → expiry and tags → decompress → deserialize.
+ * Every disk step runs through one circuit breaker; a failing disk turns reads into misses
+ * and writes into counted drops (or `ERR_UNAVAILABLE` with `failOpen: false`).
+ */
+export class Larder extends EventEmitter<LarderEvents> {
+  /** Opens (creating if needed) the cache directory. Rejects only for invalid options, or
+   *  with `ERR_UNAVAILABLE` when the directory cannot be used and `failOpen` is false. */
+  static async open(options?: LarderOptions): Promise<Larder> {
+    const resolved = resolveOptions(options)
+    await loadHasher()
+    const cache = new Larder(resolved)
+    await cache.#prepareDirectory()
+    return cache
+  }
+
+  /** The resolved options (defaults filled in). */
+  readonly options: Readonly<ResolvedOptions>
+  readonly #layout: Layout
+  readonly #tags: TagClock
+  readonly #breaker: DiskBreaker
+  readonly #memory: MemoryTier | undefined
+  readonly #compression: Compression
+  readonly #flights = new Map<string, Promise<unknown>>()
+  readonly #keyLocks = new Map<string, Promise<unknown>>()
+  readonly #temps = new Set<string>()
+  readonly #getLatency = new LatencyWindow()
+  readonly #setLatency = new LatencyWindow()
+  readonly #counts = { hits: 0, misses: 0, memoryHits: 0, sets: 0, deletes: 0, expired: 0, corrupt: 0, errors: 0, dropped: 0, bytesWritten: 0, bytesRead: 0 }
+  #removeExitHook: (() => void) | undefined
+  #closed = false
+  #lastStamp = 0
+
+  private constructor(options: ResolvedOptions) {
+    super()
+    this.options = Object.freeze(options)
+    this.#layout = new Layout(options.dir, options.namespace)
+    this.#tags = new TagClock(this.#layout)
+    this.#compression = compressionIds[options.compression]
+    this.#memory = options.memory === false ? undefined : new MemoryTier(options.memory)
+    this.#breaker = new DiskBreaker(options.breaker, (state) => this.emit('breaker', state))
+    // Held for the cache's lifetime: removes our in-flight temp files on exit, and keeps
+    // signal-exit's handlers installed, which makes each write-file-atomic call ~4× cheaper
+    // (it would otherwise install and remove ~15 signal handlers per write).
+    this.#removeExitHook = onExit(() => {
+      for (const temp of this.#temps) {
+        try {
+          disk.unlinkSync(temp)
+        } catch {
+          // already gone
+        }
+      }
+    })
+  }
+
+  /** The cache directory (absolute). */
+  get dir(): string {
+    return this.options.dir
+  }
+
+  // ── reads ─────────────────────────────────────────────────────────────────
+
+  /** The value for `key`, or `undefined` on a miss. Never rejects for disk trouble unless `failOpen` is false. */
+  async get(key: string): Promise<unknown> {
+    this.#assertOpen()
+    const k = validateKey(key)
+    const started = performance.now()
+    const memory = this.#fromMemory(k)
+    if (memory !== undefined) {
+      this.#getLatency.record(performance.now() - started)
+      return memory.value
+    }
+    const found = await this.#lookup(k, 0)
+    this.#getLatency.record(performance.now() - started)
+    return found.found ? found.value : undefined
+  }
+
+  /** Whether a fresh entry exists for `key`. Checks the entry's metadata (and, for entries
+   *  up to 64 KiB, its checksum) without decompressing or deserializing the value. */
+  async has(key: string): Promise<boolean> {
+    this.#assertOpen()
+    const k = validateKey(key)
+    if (this.#fromMemory(k, false) !== undefined) return true
+    const file = this.#layout.entryPath(this.#layout.hashKey(k))
+    try {
+      return await this.#breaker.run(async () => {
+        const entry = await openEntry(file).catch((error: unknown) => this.#corruptOrThrow(error, file, k, undefined))
+        if (entry === undefined) return false
+        await entry.handle.close()
+        const { head } = entry
+        if (head.key !== k) return false
+        if (entry.size <= SYNC_IO_LIMIT) {
+          const decoded = await this.#readDecoded(file, k)
+          return decoded !== undefined && this.#freshness(decoded, file, 0, undefined) === 'fresh'
+        }
+        return this.#freshness(head, file, 0, entry.ino) === 'fresh'
+      })
+    } catch (error) {
+      this.#readFailed(error)
+      return false
+    }
+  }
+
+  /** Values for `keys`, in key order (`undefined` for each miss). */
+  async getMany(keys: readonly string[]): Promise<unknown[]> {
+    this.#assertOpen()
+    const valid = validateKeys(keys)
+    return Promise.all(valid.map((k) => this.get(k)))
+  }
+
+  /**
+   * The value for `key`; on a miss, calls `loader` once however many callers ask at the same
+   * time (singleflight), stores its result and returns it. A failing loader rejects every
+   * waiting caller and caches nothing; with `grace`, a value expired less than `grace` ago
+   * is returned instead. A loader that resolves to `undefined` caches nothing.
+   */
+  async getOrSet<T>(key: string, loader: () => T | Promise<T>, options?: GetOrSetOptions): Promise<T> {
+    this.#assertOpen()
+    const k = validateKey(key)
+    if (typeof loader !== 'function') throw new LarderError('ERR_INVALID_VALUE', 'Invalid loader: expected a function', { field: 'loader' })
+    const o = validateCallOptions<GetOrSetOptions>(options, GET_OR_SET_OPTIONS)
+    const ttl = validateTtl(o.ttl)
+    const tags = validateTags(o.tags)
+    const grace = validateTtl(o.grace, 'grace') ?? 0
+    const memory = this.#fromMemory(k)
+    if (memory !== undefined) return memory.value as T
+    const inFlight = this.#flights.get(k)
+    if (inFlight !== undefined) return inFlight as Promise<T>
+    const flight = (async (): Promise<T> => {
+      const found = await this.#lookup(k, grace)
+      if (found.found && !found.stale) return found.value as T
+      let value: T
+      try {
+        value = await loader()
+      } catch (error) {
+        if (found.found) return found.value as T // stale-if-error
+        throw error
+      }
+      if (value !== undefined) await this.#store(k, value, ttl, tags)
+      return value
+    })()
+    this.#flights.set(k, flight)
+    try {
+      return await flight
+    } finally {
+      this.#flights.delete(k)
+    }
+  }
+
+  /**
+   * The value as a stream with bounded memory, or `undefined` on a miss. For a streamed
+   * entry these are the bytes that were written; for a `set` value, its serialized bytes.
+   * Every byte is checked: if the checksum fails at the end, the stream errors with
+   * `ERR_CORRUPT` instead of ending, and the entry is removed.
+   */
+  async getStream(key: string): Promise<Readable | undefined> {
+    this.#assertOpen()
+    const k = validateKey(key)
+    const file = this.#layout.entryPath(this.#layout.hashKey(k))
+    let stream: Readable | undefined
+    try {
+      stream = await this.#breaker.run(async () => {
+        const entry = await openEntry(file).catch((error: unknown) => this.#corruptOrThrow(error, file, k, undefined))
+        if (entry === undefined) return undefined
+        const keep = entry.head.key === k && this.#freshness(entry.head, file, 0, entry.ino) === 'fresh'
+        if (!keep || entry.size <= SYNC_IO_LIMIT) {
+          await entry.handle.close()
+          if (!keep) return undefined
+          // Small: verify the whole entry before handing out a single byte.
+          const decoded = await this.#readDecoded(file, k)
+          if (decoded === undefined || this.#freshness(decoded, file, 0, undefined) !== 'fresh') return undefined
+          return Readable.from([await this.#payloadBytes(decoded)], { objectMode: false })
+        }
+        this.#counts.bytesRead += entry.size
+        return createEntryStream(entry, (error) => {
+          this.#reportCorrupt(file, k, error.message)
+          void removeIfUnchanged(file, entry.ino).catch(() => {})
+        })
+      })
+    } catch (error) {
+      this.#readFailed(error)
+    }
+    if (stream === undefined) this.#miss(k)
+    else this.#hit(k, 'disk')
+    return stream
+  }
+
+  // ── writes ────────────────────────────────────────────────────────────────
+
+  /** Stores `value` under `key`. Bad input rejects with a LarderError and writes nothing. */
+  async set(key: string, value: unknown, options?: SetOptions): Promise<void> {
+    this.#assertOpen()
+    const k = validateKey(key)
+    const o = validateCallOptions<SetOptions>(options, SET_OPTIONS)
+    await this.#store(k, value, validateTtl(o.ttl), validateTags(o.tags))
+  }
+
+  /** Stores several entries. Every item is validated and serialized before any is written. */
+  async setMany(items: readonly SetManyItem[]): Promise<void> {
+    this.#assertOpen()
+    if (!Array.isArray(items)) throw new LarderError('ERR_INVALID_VALUE', 'Invalid items: expected an array of { key, value, ttl?, tags? }', { field: 'items' })
+    const prepared = items.map((item: unknown, i) => {
+      if (item === null || typeof item !== 'object') throw new LarderError('ERR_INVALID_VALUE', `Invalid items[${i}]: expected { key, value, ttl?, tags? }`, { field: `items[${i}]` })
+      const o = validateCallOptions<SetManyItem>(item, ['key', 'value', 'ttl', 'tags'], `items[${i}]`)
+      const k = validateKey(o.key, `items[${i}].key`)
+      const serialized = serialize(o.value, this.options.serializer)
+      return { k, value: o.value, serialized, ttl: validateTtl(o.ttl, `items[${i}].ttl`), tags: validateTags(o.tags, `items[${i}].tags`) }
+    })
+    for (const p of prepared) await this.#store(p.k, p.value, p.ttl, p.tags, p.serialized)
+  }
+
+  /**
+   * Stores a stream (a Readable, or any async iterable of Uint8Array/string chunks) with
+   * bounded memory. The entry appears atomically once the whole stream is written. An error
+   * from the source rejects with that error and stores nothing.
+   */
+  async setStream(key: string, source: StreamSource | Uint8Array, options?: SetOptions): Promise<void> {
+    this.#assertOpen()
+    const k = validateKey(key)
+    const o = validateCallOptions<SetOptions>(options, SET_OPTIONS)
+    const ttl = validateTtl(o.ttl)
+    const tags = validateTags(o.tags)
+    const input: StreamSource = source instanceof Uint8Array ? [source] as unknown as AsyncIterable<Uint8Array> : source
+    if (typeof (input as { [Symbol.asyncIterator]?: unknown } | null)?.[Symbol.asyncIterator] !== 'function') {
+      throw new LarderError('ERR_INVALID_VALUE', 'Invalid source: expected a Readable, an async iterable of Uint8Array, or a Uint8Array', { field: 'source' })
+    }
+    const started = performance.now()
+    const createdAt = this.#stamp()
+    const expiresAt = this.#expiry(ttl, createdAt)
+    const file = this.#layout.entryPath(this.#layout.hashKey(k))
+    this.#memory?.delete(k)
+    try {
+      const result = await this.#breaker.run(() =>
+        writeEntryStream(file, { key: k, codec: Codec.Stream, createdAt, expiresAt, tags }, input, {
+          compression: this.#compression,
+          level: this.options.compressionLevel,
+          threshold: this.options.compressThreshold,
+          durable: this.options.durable,
+          trackTemp: (temp, live) => (live ? this.#temps.add(temp) : this.#temps.delete(temp)),
+        }),
+      )
+      this.#counts.sets++
+      this.#counts.bytesWritten += result.fileBytes
+      this.#setLatency.record(performance.now() - started)
+      this.emit('set', k)
+    } catch (error) {
+      if (error instanceof SourceError) throw error.original
+      if (input instanceof Readable && !input.destroyed) input.destroy()
+      this.#writeFailed(error)
+    }
+  }
+
+  /** Removes `key`; true if an entry was there. */
+  async delete(key: string): Promise<boolean> {
+    this.#assertOpen()
+    return this.#remove(validateKey(key))
+  }
+
+  /** Removes each key; resolves to how many entries were there. */
+  async deleteMany(keys: readonly string[]): Promise<number> {
+    this.#assertOpen()
+    const valid = validateKeys(keys)
+    let removed = 0
+    for (const k of valid) if (await this.#remove(k)) removed++
+    return removed
+  }
+
+  /** Removes every entry of this namespace, for every process sharing the directory. */
+  async clear(): Promise<void> {
+    this.#assertOpen()
+    this.#memory?.clear()
+    const target = this.#layout.namespaceDir
+    const trash = path.join(path.dirname(target), `.trash-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`)
+    try {
+      await this.#breaker.run(async () => {
+        // One rename makes every entry vanish at once; writers that race it recreate their
+        // partition. The old tree is then deleted at leisure.
+        try {
+          await disk.rename(target, trash)
+        } catch (error) {
+          if (errorCode(error) === 'ENOENT') return
+          throw error
+        }
+        await disk.rm(trash, { recursive: true, force: true })
+      })
+    } catch (error) {
+      this.#writeFailed(error)
+    }
+  }
+
+  /**
+   * Makes every entry carrying any of `tags` stale, in every process sharing the directory.
+   * Costs one small file write per tag, however many entries carry it.
+   */
+  async invalidateTags(tags: readonly string[]): Promise<void> {
+    this.#assertOpen()
+    const valid = validateTags(tags)
+    if (valid.length === 0) return
+    const at = this.#stamp()
+    try {
+      await this.#breaker.run(() => this.#tags.invalidate(valid, at))
+    } catch (error) {
+      this.#writeFailed(error)
+    }
+  }
+
+  /** Adds `delta` to the number under `key` (a missing key counts as 0) and returns the
+   *  result. Calls in one process are serialized per key, so no update is lost. The entry
+   *  keeps its expiry and tags. */
+  async increment(key: string, delta = 1): Promise<number> {
+    this.#assertOpen()
+    const k = validateKey(key)
+    if (typeof delta !== 'number' || !Number.isFinite(delta)) {
+      throw new LarderError('ERR_INVALID_VALUE', `Invalid delta: expected a finite number, got ${String(delta)}`, { field: 'delta' })
+    }
+    return this.#withKeyLock(k, async () => {
+      const memory = this.#fromMemory(k)
+      const found: Lookup = memory !== undefined ? { found: true, stale: false, ...memory } : await this.#lookup(k, 0)
+      let current = 0
+      let expiresAt: number | undefined
+      let tags: readonly string[] = []
+      if (found.found) {
+        if (typeof found.value !== 'number') {
+          throw new LarderError('ERR_INVALID_VALUE', `Cannot increment key ${JSON.stringify(k)}: its value is a ${typeof found.value}, not a number`, { field: 'key' })
+        }
+        current = found.value
+        expiresAt = found.expiresAt
+        tags = found.tags
+      }
+      const next = current + delta
+      await this.#store(k, next, undefined, tags, undefined, expiresAt)
+      return next
+    })
+  }
+
+  /** `increment(key, -delta)`. */
+  async decrement(key: string, delta = 1): Promise<number> {
+    if (typeof delta !== 'number' || !Number.isFinite(delta)) {
+      this.#assertOpen()
+      throw new LarderError('ERR_INVALID_VALUE', `Invalid delta: expected a finite number, got ${String(delta)}`, { field: 'delta' })
+    }
+    return this.increment(key, -delta)
+  }
+
+  // ── lifecycle and introspection ───────────────────────────────────────────
+
+  /** Counters since this instance opened, latency percentiles and breaker state. Never touches the disk. */
+  async stats(): Promise<Stats> {
+    this.#assertOpen()
+    const c = this.#counts
+    const reads = c.hits + c.misses
+    return {
+      ...c,
+      hitRate: reads === 0 ? 0 : c.hits / reads,
+      memoryEntries: this.#memory?.size ?? 0,
+      latency: { get: this.#getLatency.summary(), set: this.#setLatency.summary() },
+      breaker: this.#breaker.snapshot(),
+    }
+  }
+
+  /** Releases the breaker's timers and the exit hook. Any later call rejects with `ERR_CLOSED`. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    this.#breaker.shutdown()
+    this.#memory?.clear()
+    this.#removeExitHook?.()
+    this.#removeExitHook = undefined
+  }
+
+  // ── internals ─────────────────────────────────────────────────────────────
+
+  #assertOpen(): void {
+    if (this.#closed) throw new LarderError('ERR_CLOSED', 'The cache is closed', { field: 'cache' })
+  }
+
+  /** A creation/invalidation time: wall-clock ms, strictly increasing within the process, so a
+   *  value set right after an invalidation is always newer than it. */
+  #stamp(): number {
+    const now = Date.now()
+    this.#lastStamp = now > this.#lastStamp ? now : this.#lastStamp + 0.001
+    return this.#lastStamp
+  }
+
+  #expiry(ttl: number | undefined, createdAt: number): number {
+    const t = ttl ?? this.options.defaultTtl
+    return t === 0 ? 0 : Math.floor(createdAt) + t
+  }
+
+  async #prepareDirectory(): Promise<void> {
+    const { root, namespaceDir } = this.#layout
+    try {
+      await this.#breaker.run(async () => {
+        await disk.mkdir(namespaceDir, { recursive: true })
+        try {
+          disk.writeFileSync(path.join(root, 'CACHEDIR.TAG'), CACHEDIR_TAG, { flag: 'wx' })
+        } catch (error) {
+          if (errorCode(error) !== 'EEXIST') throw error
+        }
+      })
+    } catch (error) {
+      // A cache that cannot use its directory yet still opens: reads miss, writes drop, and
+      // the breaker retries the disk later. With failOpen false, the caller hears now.
+      try {
+        this.#writeFailed(error)
+      } catch (unavailable) {
+        await this.close()
+        throw unavailable
+      }
+    }
+  }
+
+  /** A fresh memory-tier entry, counted as a hit; undefined when absent or not fresh. */
+  #fromMemory(key: string, count = true): MemoryEntry | undefined {
+    if (this.#memory === undefined) return undefined
+    const entry = this.#memory.get(key)
+    if (entry === undefined) return undefined
+    if ((entry.expiresAt !== 0 && entry.expiresAt <= Date.now()) || this.#tagsStaleSafe(entry.tags, entry.createdAt)) {
+      this.#memory.delete(key)
+      return undefined
+    }
+    if (count) {
+      this.#counts.memoryHits++
+      this.#hit(key, 'memory')
+    }
+    return entry
+  }
+
+  /** Tag check for the memory tier, where a disk error must not throw: treat as stale. */
+  #tagsStaleSafe(tags: readonly string[], createdAt: number): boolean {
+    if (tags.length === 0) return false
+    try {
+      return this.#tags.isStale(tags, createdAt)
+    } catch {
+      return true
+    }
+  }
+
+  /**
+   * Reads `key` from disk. `grace` > 0 also returns a value expired less than `grace` ago,
+   * marked stale (and kept on disk). Counts the hit or miss; never throws for disk trouble
+   * while failOpen.
+   */
+  async #lookup(key: string, grace: number): Promise<Lookup> {
+    const file = this.#layout.entryPath(this.#layout.hashKey(key))
+    let result: Lookup = MISS
+    try {
+      result = await this.#breaker.run(async (): Promise<Lookup> => {
+        const decoded = await this.#readDecoded(file, key)
+        if (decoded === undefined) return MISS
+        const freshness = this.#freshness(decoded, file, grace, undefined)
+        if (freshness === 'gone') return MISS
+        const value = await this.#decodeValue(decoded, file, key)
+        if (value === MISS) return MISS
+        return { found: true, stale: freshness === 'stale', value, createdAt: decoded.createdAt, expiresAt: decoded.expiresAt, tags: decoded.tags, size: decoded.logicalLength }
+      })
+    } catch (error) {
+      this.#readFailed(error)
+    }
+    if (!result.found || result.stale) {
+      this.#miss(key)
+      return result
+    }
+    this.#hit(key, 'disk')
+    this.#memory?.set(key, { value: result.value, createdAt: result.createdAt, expiresAt: result.expiresAt, tags: result.tags, size: result.size })
+    return result
+  }
+
+  /** Reads and verifies a whole entry file; undefined for a miss, a collision or a corrupt
+   *  file (which is counted and removed). Disk errors propagate to the breaker. */
+  async #readDecoded(file: string, key: string): Promise<DecodedEntry | undefined> {
+    let read
+    try {
+      read = await readEntryFile(file)
+    } catch (error) {
+      return this.#corruptOrThrow(error, file, key, undefined)
+    }
+    if (read === undefined) return undefined
+    this.#counts.bytesRead += read.bytes.length
+    let decoded: DecodedEntry
+    try {
+      decoded = decodeEntry(read.bytes)
+    } catch (error) {
+      return this.#corruptOrThrow(error, file, key, read.ino)
+    }
+    // Another key with the same 64-bit hash: a miss, and its entry is left alone.
+    if (decoded.key !== key) return undefined
+    return decoded
+  }
+
+  /**
+   * 'fresh', 'stale' (expired within grace: served only by getOrSet's stale-if-error), or
+   * 'gone' (expired or tag-invalidated: counted and removed if still the same file).
+   */
+  #freshness(entry: { createdAt: number; expiresAt: number; tags: readonly string[] }, file: string, grace: number, ino: number | undefined): 'fresh' | 'stale' | 'gone' {
+    const now = Date.now()
+    const expired = entry.expiresAt !== 0 && entry.expiresAt <= now
+    if (!expired && !this.#tags.isStale(entry.tags, entry.createdAt)) return 'fresh'
+    if (expired && grace > 0 && now - entry.expiresAt < grace && !this.#tags.isStale(entry.tags, entry.createdAt)) return 'stale'
+    this.#counts.expired++
+    // Lazy removal; with ino unknown we skip the guard rather than risk a fresh entry.
+    if (ino !== undefined) void removeIfUnchanged(file, ino).catch(() => {})
+    else void this.#removeIfStillStale(file, entry.createdAt)
+    return 'gone'
+  }
+
+  /** Removes an expired entry unless a newer one has replaced it since we read it. */
+  async #removeIfStillStale(file: string, createdAt: number): Promise<void> {
+    try {
+      const entry = await openEntry(file)
+      if (entry === undefined) return
+      await entry.handle.close()
+      if (entry.head.createdAt === createdAt) await removeIfUnchanged(file, entry.ino)
+    } catch {
+      // Best effort: maintenance reclaims whatever is left.
+    }
+  }
+
+  /** Decompresses and deserializes a verified entry. A payload that does not decode is as
+   *  corrupt as one that fails its checksum. */
+  async #decodeValue(entry: DecodedEntry, file: string, key: string): Promise<unknown> {
+    let bytes: Buffer
+    try {
+      bytes = await this.#payloadBytes(entry)
+    } catch (error) {
+      return this.#corruptOrThrow(new CorruptEntryError(`payload does not decompress (${(error as Error).message})`), file, key, undefined) ?? MISS
+    }
+    try {
+      return deserialize(entry.codec, bytes, this.options.serializer)
+    } catch (error) {
+      if (isLarderError(error, 'ERR_DESERIALIZE')) throw error
+      return this.#corruptOrThrow(new CorruptEntryError(`payload does not deserialize (${(error as Error).message})`), file, key, undefined) ?? MISS
+    }
+  }
+
+  async #payloadBytes(entry: DecodedEntry): Promise<Buffer> {
+    const { payload, compression, logicalLength } = entry
+    if (compression === Compression.None) return payload
+    return payload.length <= SYNC_CODEC_LIMIT && logicalLength <= SYNC_IO_LIMIT * 16
+      ? decompressSync(compression, payload, logicalLength)
+      : decompressAsync(compression, payload, logicalLength)
+  }
+
+  /**
+   * Turns "this file is not a valid entry" into a counted, removed miss (returns undefined);
+   * rethrows anything else (disk failures, for the breaker).
+   */
+  #corruptOrThrow(error: unknown, file: string, key: string | undefined, ino: number | undefined): undefined {
+    const code = errorCode(error)
+    // ELOOP: a symlink where an entry should be; EISDIR: a directory.
+    if (!(error instanceof CorruptEntryError) && code !== 'ELOOP' && code !== 'EISDIR') throw error
+    this.#reportCorrupt(file, key, error instanceof Error ? error.message : String(error))
+    void removeIfUnchanged(file, ino).catch(() => {})
+    return undefined
+  }
+
+  #reportCorrupt(file: string, key: string | undefined, reason: string): void {
+    this.#counts.corrupt++
+    this.emit('corrupt', { key, file, reason })
+  }
+
+  /**
+   * The write path shared by set, setMany, getOrSet and increment: serialize (unless done),
+   * compress when it pays, encode with checksum, write atomically, update the memory tier.
+   */
+  async #store(key: string, value: unknown, ttl: number | undefined, tags: readonly string[], serialized?: Serialized, keepExpiresAt?: number): Promise<void> {
+    const started = performance.now()
+    const { codec, bytes } = serialized ?? serialize(value, this.options.serializer)
+    const createdAt = this.#stamp()
+    const expiresAt = keepExpiresAt ?? this.#expiry(ttl, createdAt)
+    let compression = Compression.None
+    let payload = bytes
+    if (this.#compression !== Compression.None && bytes.length >= this.options.compressThreshold) {
+      // Probe big values first, so an already-compressed artifact costs one 64 KiB trial, not a full pass.
+      if (bytes.length <= 2 * PROBE_BYTES || worthCompressing(bytes.subarray(0, PROBE_BYTES))) {
+        const level = this.options.compressionLevel
+        const compressed = bytes.length <= SYNC_CODEC_LIMIT ? compressSync(this.#compression, level, bytes) : await compressAsync(this.#compression, level, bytes)
+        if (compressed.length < bytes.length * KEEP_COMPRESSED_RATIO) {
+          compression = this.#compression
+          payload = compressed
+        }
+      }
+    }
+    const file = encodeEntry({ key, codec, compression, createdAt, expiresAt, tags }, Buffer.from(key), encodeTags(tags), payload, bytes.length)
+    const path_ = this.#layout.entryPath(this.#layout.hashKey(key))
+    try {
+      await this.#breaker.run(() => writeEntryFile(path_, file, this.options.durable))
+      this.#counts.sets++
+      this.#counts.bytesWritten += file.length
+      this.emit('set', key)
+    } catch (error) {
+      this.#writeFailed(error) // rethrows ERR_UNAVAILABLE when failOpen is false
+    } finally {
+      this.#setLatency.record(performance.now() - started)
+    }
+    // A dropped write still serves this process from memory: better than a miss, and the
+    // process's own view stays consistent with what it just wrote.
+    this.#memory?.set(key, { value, createdAt, expiresAt, tags, size: bytes.length })
+  }
+
+  async #remove(key: string): Promise<boolean> {
+    this.#memory?.delete(key)
+    const file = this.#layout.entryPath(this.#layout.hashKey(key))
+    try {
+      const removed = await this.#breaker.run(async () => {
+        // Do not delete another key's entry that shares the hash: check the stored key first.
+        const entry = await openEntry(file).catch((error: unknown) => this.#corruptOrThrow(error, file, key, undefined))
+        if (entry === undefined) return false
+        await entry.handle.close()
+        if (entry.head.key !== key) return false
+        return removeFile(file)
+      })
+      if (removed) {
+        this.#counts.deletes++
+        this.emit('delete', key)
+      }
+      return removed
+    } catch (error) {
+      this.#writeFailed(error)
+      return false
+    }
+  }
+
+  async #withKeyLock<T>(key: string, task: () => Promise<T>): Promise<T> {
+    const previous = this.#keyLocks.get(key) ?? Promise.resolve()
+    const run = previous.then(task, task)
+    const settled = run.catch(() => {})
+    this.#keyLocks.set(key, settled)
+    try {
+      return await run
+    } finally {
+      if (this.#keyLocks.get(key) === settled) this.#keyLocks.delete(key)
+    }
+  }
+
+  #hit(key: string, tier: 'memory' | 'disk'): void {
+    this.#counts.hits++
+    this.emit('hit', key, tier)
+  }
+
+  #miss(key: string): void {
+    this.#counts.misses++
+    this.emit('miss', key)
+  }
+
+  /** A read that failed on the disk: a miss, or ERR_UNAVAILABLE with failOpen false. */
+  #readFailed(error: unknown): void {
+    if (isLarderError(error)) throw error
+    this.#diskTrouble(error)
+  }
+
+  /** A write that failed on the disk: a counted drop, or ERR_UNAVAILABLE with failOpen false. */
+  #writeFailed(error: unknown): void {
+    if (isLarderError(error)) throw error
+    this.#counts.dropped++
+    this.#diskTrouble(error)
+  }
+
+  #diskTrouble(error: unknown): void {
+    const open = isBreakerOpen(error)
+    if (!open) this.#counts.errors++
+    const reason = error instanceof Error ? error.message : String(error)
+    const unavailable = new LarderError('ERR_UNAVAILABLE', open ? 'Cache disk unavailable: circuit breaker is open' : `Cache disk unavailable: ${reason}`, { cause: error })
+    // An 'error' event with no listener would throw: only emit to someone who listens.
+    if (!open && this.listenerCount('error') > 0) this.emit('error', unavailable)
+    if (!this.options.failOpen) throw unavailable
+  }
+}

@@ -1,0 +1,316 @@
+import path from 'node:path'
+import zlib from 'node:zlib'
+import ms from 'ms'
+import bytesIec from 'bytes-iec'
+import { LarderError } from './errors.js'
+
+/** A duration: milliseconds, or a string such as `'90s'`, `'15m'`, `'7d'`. */
+export type Duration = number | string
+/** A size: bytes, or a string such as `'500MB'`, `'1.5GB'`, `'1GiB'` (GB = 10⁹, GiB = 2³⁰). */
+export type Size = number | string
+
+export type CompressionName = 'gzip' | 'deflate' | 'brotli' | 'zstd' | 'none'
+export type SerializerName = 'json' | 'v8' | 'msgpack' | 'raw'
+export type EvictionPolicy = 'lru' | 'lfu' | 'fifo'
+
+/** A user-supplied serializer. It must round-trip every value it accepts. */
+export interface CustomSerializer {
+  serialize(value: unknown): Uint8Array | string
+  deserialize(bytes: Buffer): unknown
+}
+
+export interface MemoryTierOptions {
+  /** Most entries the memory tier holds. Default 10,000 (when neither bound is given). */
+  maxEntries?: number
+  /** Most bytes (serialized size) the memory tier holds. Default: unbounded by size. */
+  maxSize?: Size
+  /**
+   * How long a value may be served from memory before the file tier is asked again.
+   * Default 0: only the entry's own expiry bounds it. The memory tier is per process:
+   * another process's `set` or `delete` is not seen until this ttl (tag invalidations are
+   * seen at once). Set it when several processes write the same keys.
+   */
+  ttl?: Duration
+}
+
+/** Thresholds for the opossum circuit breaker that guards every disk operation. */
+export interface BreakerOptions {
+  /** Failure percentage in the rolling window that opens the breaker. Default 50. */
+  errorThresholdPercentage?: number
+  /** Fewest operations in the window before the breaker may open, so one early failure
+   *  does not stop the cache. Default 5. */
+  volumeThreshold?: number
+  /** How long the breaker stays open before one trial operation may close it. Default 10 s. */
+  resetTimeout?: Duration
+  /** Length of the rolling statistics window. Default 10 s. */
+  rollingCountTimeout?: Duration
+  /** Fail a disk operation that takes longer than this; 0 (default) disables it, since
+   *  a timer per operation costs more than most reads on a healthy disk. */
+  timeout?: Duration
+}
+
+export interface LarderOptions {
+  /** The cache directory; created if missing. Default `node_modules/.cache/larder` under the
+   *  current working directory (the convention build tools already git-ignore). */
+  dir?: string
+  /** Separates caches sharing one directory; entries of one namespace never see another's.
+   *  Default `''`. */
+  namespace?: string
+  /** TTL for entries set without one. Default 0 (no expiry). */
+  defaultTtl?: Duration
+  /** Codec for stored payloads. Default `'deflate'` (raw DEFLATE: our own checksum makes
+   *  zlib's adler32 and gzip's crc32 redundant). `'zstd'` needs a Node that has it. */
+  compression?: CompressionName
+  /** Codec level. Default 1: for a cache, write speed matters more than the last few
+   *  percent of ratio (zlib level 6 is ~3× slower for ~10 % smaller output on JSON). */
+  compressionLevel?: number
+  /** Payloads smaller than this are stored uncompressed. Default 4096: a file smaller
+   *  than one file-system block takes one block however well it compresses, so compressing
+   *  it only costs CPU. */
+  compressThreshold?: Size
+  /** How values become bytes. Default `'json'` (Buffer and Uint8Array values are stored as
+   *  raw bytes and come back as Buffers). */
+  serializer?: SerializerName | CustomSerializer
+  /** An in-process LRU tier in front of the files: `false` (default), `true`, or bounds.
+   *  Write-through; a file hit is promoted into it. */
+  memory?: boolean | MemoryTierOptions
+  /** On a failing disk, reads miss and writes are dropped (counted, `error` event) instead of
+   *  rejecting. Default true. With false, such operations reject with `ERR_UNAVAILABLE`. */
+  failOpen?: boolean
+  /** Circuit-breaker thresholds. */
+  breaker?: BreakerOptions
+  /** fsync each entry before its rename. Default false: a torn file after a power cut is
+   *  caught by the checksum and read as a miss, so fsync would only buy durability a cache
+   *  does not need, at ~10× the write latency. */
+  durable?: boolean
+  /** Budget in bytes on disk; maintenance evicts beyond it. Default: none. */
+  maxSize?: Size
+  /** Budget in entries; maintenance evicts beyond it. Default: none. */
+  maxEntries?: number
+  /** Which entries maintenance evicts first once a budget is exceeded. Default `'lru'`. */
+  evictionPolicy?: EvictionPolicy
+}
+
+export interface ResolvedBreakerOptions {
+  errorThresholdPercentage: number
+  volumeThreshold: number
+  resetTimeout: number
+  rollingCountTimeout: number
+  timeout: number
+}
+
+export interface ResolvedOptions {
+  dir: string
+  namespace: string
+  defaultTtl: number
+  compression: CompressionName
+  compressionLevel: number
+  compressThreshold: number
+  serializer: SerializerName | CustomSerializer
+  memory: false | { maxEntries: number | undefined; maxSize: number | undefined; ttl: number }
+  failOpen: boolean
+  breaker: ResolvedBreakerOptions
+  durable: boolean
+  maxSize: number | undefined
+  maxEntries: number | undefined
+  evictionPolicy: EvictionPolicy
+}
+
+/** Longest key, in UTF-8 bytes. Keys are stored inside entries, not in paths, so this
+ *  only bounds the header; 8 KiB fits any sensible composite key. */
+export const MAX_KEY_BYTES = 8 * 1024
+/** Longest tag and most tags per entry: tags live in every entry's header. */
+export const MAX_TAG_BYTES = 1024
+export const MAX_TAGS = 64
+
+const OPTION_NAMES = new Set<string>([
+  'dir', 'namespace', 'defaultTtl', 'compression', 'compressionLevel', 'compressThreshold',
+  'serializer', 'memory', 'failOpen', 'breaker', 'durable', 'maxSize', 'maxEntries', 'evictionPolicy',
+])
+const BREAKER_NAMES = new Set(['errorThresholdPercentage', 'volumeThreshold', 'resetTimeout', 'rollingCountTimeout', 'timeout'])
+const MEMORY_NAMES = new Set(['maxEntries', 'maxSize', 'ttl'])
+const COMPRESSIONS: readonly CompressionName[] = ['gzip', 'deflate', 'brotli', 'zstd', 'none']
+const SERIALIZERS: readonly SerializerName[] = ['json', 'v8', 'msgpack', 'raw']
+const POLICIES: readonly EvictionPolicy[] = ['lru', 'lfu', 'fifo']
+
+export function zstdAvailable(): boolean {
+  return typeof (zlib as { zstdCompressSync?: unknown }).zstdCompressSync === 'function'
+}
+
+function invalid(field: string, message: string): LarderError {
+  return new LarderError('ERR_INVALID_OPTION', `Invalid option "${field}": ${message}`, { field })
+}
+
+/**
+ * Parses a duration to milliseconds. 0 means "never expires"; negative, NaN, infinite or
+ * unparseable input is an error. `code` lets the same parser serve options and `ttl` args.
+ */
+export function parseDuration(
+  value: unknown,
+  field: string,
+  code: 'ERR_INVALID_OPTION' | 'ERR_INVALID_TTL' = 'ERR_INVALID_OPTION',
+): number {
+  let milliseconds: number | undefined
+  if (typeof value === 'number') milliseconds = value
+  else if (typeof value === 'string' && value.trim() !== '' && value.length <= 100) {
+    const trimmed = value.trim()
+    milliseconds = /^\d+(\.\d+)?$/.test(trimmed) ? Number(trimmed) : (ms(trimmed as ms.StringValue) as number | undefined)
+  }
+  if (milliseconds === undefined || !Number.isFinite(milliseconds) || milliseconds < 0) {
+    const shown = typeof value === 'string' ? JSON.stringify(value) : String(value)
+    throw new LarderError(code, `Invalid ${field}: ${shown} is not a duration (a non-negative number of milliseconds, or a string such as "90s", "15m", "7d")`, { field })
+  }
+  return Math.round(milliseconds)
+}
+
+/** Parses a size to bytes (`'500MB'`, `'1.5GB'`, `'1GiB'`, or a number). */
+export function parseSize(value: unknown, field: string, code: 'ERR_INVALID_OPTION' | 'ERR_INVALID_VALUE' = 'ERR_INVALID_OPTION'): number {
+  let size: number | null = null
+  if (typeof value === 'number') size = value
+  else if (typeof value === 'string' && value.trim() !== '' && value.length <= 100) {
+    const trimmed = value.trim()
+    size = /^\d+(\.\d+)?$/.test(trimmed) ? Number(trimmed) : bytesIec.parse(trimmed)
+  }
+  if (size === null || !Number.isFinite(size) || size < 0) {
+    const shown = typeof value === 'string' ? JSON.stringify(value) : String(value)
+    throw new LarderError(code, `Invalid ${field}: ${shown} is not a size (bytes, or a string such as "500MB", "1.5GB", "1GiB")`, { field })
+  }
+  return Math.floor(size)
+}
+
+function positiveInteger(value: unknown, field: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
+    throw invalid(field, `expected a positive integer, got ${String(value)}`)
+  }
+  return value
+}
+
+function rejectUnknown(input: object, known: Set<string>, prefix: string): void {
+  for (const name of Object.keys(input)) {
+    if (!known.has(name)) throw invalid(prefix + name, `unknown option (known: ${[...known].join(', ')})`)
+  }
+}
+
+export function defaultCacheDir(): string {
+  return path.join(process.cwd(), 'node_modules', '.cache', 'larder')
+}
+
+/** Validates `Larder.open` options, fills defaults, and names the field of any mistake. */
+export function resolveOptions(input: unknown): ResolvedOptions {
+  if (input === undefined) input = {}
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    throw invalid('options', 'expected an object')
+  }
+  const o = input as LarderOptions
+  rejectUnknown(o, OPTION_NAMES, '')
+
+  if (o.dir !== undefined && (typeof o.dir !== 'string' || o.dir === '' || o.dir.includes('\0'))) {
+    throw invalid('dir', 'expected a non-empty path string')
+  }
+  const dir = path.resolve(o.dir ?? defaultCacheDir())
+
+  const namespace = o.namespace ?? ''
+  if (typeof namespace !== 'string' || namespace.includes('\0') || Buffer.byteLength(namespace) > 256) {
+    throw invalid('namespace', 'expected a string of at most 256 bytes without NUL')
+  }
+
+  const compression = o.compression ?? 'deflate'
+  if (!COMPRESSIONS.includes(compression)) {
+    throw invalid('compression', `expected one of ${COMPRESSIONS.join(', ')}, got ${JSON.stringify(compression)}`)
+  }
+  if (compression === 'zstd' && !zstdAvailable()) {
+    throw invalid('compression', `"zstd" needs a Node.js with zlib zstd support (22.15 or later); this is ${process.version}`)
+  }
+  const compressionLevel = o.compressionLevel ?? defaultLevel(compression)
+  const [minLevel, maxLevel] = levelRange(compression)
+  if (typeof compressionLevel !== 'number' || !Number.isInteger(compressionLevel) || compressionLevel < minLevel || compressionLevel > maxLevel) {
+    throw invalid('compressionLevel', `expected an integer from ${minLevel} to ${maxLevel} for ${compression}, got ${String(compressionLevel)}`)
+  }
+
+  const serializer = o.serializer ?? 'json'
+  if (typeof serializer === 'string') {
+    if (!SERIALIZERS.includes(serializer)) {
+      throw invalid('serializer', `expected one of ${SERIALIZERS.join(', ')} or { serialize, deserialize }, got ${JSON.stringify(serializer)}`)
+    }
+  } else if (serializer === null || typeof serializer !== 'object' || typeof serializer.serialize !== 'function' || typeof serializer.deserialize !== 'function') {
+    throw invalid('serializer', 'a custom serializer needs serialize(value) and deserialize(bytes) functions')
+  }
+
+  let memory: ResolvedOptions['memory'] = false
+  const memoryInput = o.memory ?? false
+  if (memoryInput === true || (typeof memoryInput === 'object' && memoryInput !== null && !Array.isArray(memoryInput))) {
+    const m: MemoryTierOptions = memoryInput === true ? {} : memoryInput
+    rejectUnknown(m, MEMORY_NAMES, 'memory.')
+    const maxEntries = m.maxEntries === undefined ? undefined : positiveInteger(m.maxEntries, 'memory.maxEntries')
+    const maxSize = m.maxSize === undefined ? undefined : parseSize(m.maxSize, 'memory.maxSize')
+    if (maxSize === 0) throw invalid('memory.maxSize', 'must be greater than 0')
+    memory = {
+      maxEntries: maxEntries ?? (maxSize === undefined ? 10_000 : undefined),
+      maxSize,
+      ttl: m.ttl === undefined ? 0 : parseDuration(m.ttl, 'memory.ttl'),
+    }
+  } else if (memoryInput !== false) {
+    throw invalid('memory', 'expected false, true or { maxEntries?, maxSize?, ttl? }')
+  }
+
+  const b = o.breaker ?? {}
+  if (b === null || typeof b !== 'object' || Array.isArray(b)) throw invalid('breaker', 'expected an object of thresholds')
+  rejectUnknown(b, BREAKER_NAMES, 'breaker.')
+  const errorThresholdPercentage = b.errorThresholdPercentage ?? 50
+  if (typeof errorThresholdPercentage !== 'number' || !(errorThresholdPercentage > 0 && errorThresholdPercentage <= 100)) {
+    throw invalid('breaker.errorThresholdPercentage', `expected a number in (0, 100], got ${String(errorThresholdPercentage)}`)
+  }
+  const volumeThreshold = b.volumeThreshold ?? 5
+  if (typeof volumeThreshold !== 'number' || !Number.isInteger(volumeThreshold) || volumeThreshold < 0) {
+    throw invalid('breaker.volumeThreshold', `expected a non-negative integer, got ${String(volumeThreshold)}`)
+  }
+  const breaker: ResolvedBreakerOptions = {
+    errorThresholdPercentage,
+    volumeThreshold,
+    resetTimeout: parseDuration(b.resetTimeout ?? 10_000, 'breaker.resetTimeout'),
+    rollingCountTimeout: parseDuration(b.rollingCountTimeout ?? 10_000, 'breaker.rollingCountTimeout'),
+    timeout: parseDuration(b.timeout ?? 0, 'breaker.timeout'),
+  }
+  if (breaker.resetTimeout === 0) throw invalid('breaker.resetTimeout', 'must be greater than 0')
+  if (breaker.rollingCountTimeout === 0) throw invalid('breaker.rollingCountTimeout', 'must be greater than 0')
+
+  const evictionPolicy = o.evictionPolicy ?? 'lru'
+  if (!POLICIES.includes(evictionPolicy)) {
+    throw invalid('evictionPolicy', `expected one of ${POLICIES.join(', ')}, got ${JSON.stringify(evictionPolicy)}`)
+  }
+  for (const flag of ['failOpen', 'durable'] as const) {
+    if (o[flag] !== undefined && typeof o[flag] !== 'boolean') throw invalid(flag, `expected a boolean, got ${String(o[flag])}`)
+  }
+  const maxSize = o.maxSize === undefined ? undefined : parseSize(o.maxSize, 'maxSize')
+  if (maxSize === 0) throw invalid('maxSize', 'must be greater than 0 (omit it for no budget)')
+
+  return {
+    dir,
+    namespace,
+    defaultTtl: parseDuration(o.defaultTtl ?? 0, 'defaultTtl'),
+    compression,
+    compressionLevel,
+    compressThreshold: parseSize(o.compressThreshold ?? 4096, 'compressThreshold'),
+    serializer,
+    memory,
+    failOpen: o.failOpen ?? true,
+    breaker,
+    durable: o.durable ?? false,
+    maxSize,
+    maxEntries: o.maxEntries === undefined ? undefined : positiveInteger(o.maxEntries, 'maxEntries'),
+    evictionPolicy,
+  }
+}
+
+function defaultLevel(compression: CompressionName): number {
+  return compression === 'none' ? 0 : 1
+}
+
+function levelRange(compression: CompressionName): [number, number] {
+  switch (compression) {
+    case 'none': return [0, 0]
+    case 'brotli': return [0, 11]
+    case 'zstd': return [1, 19]
+    default: return [0, 9]
+  }
+}

@@ -1,0 +1,85 @@
+import type { Layout } from './layout.js'
+import { disk, errorCode } from './disk.js'
+
+/**
+ * Tag invalidation that costs O(tags), not O(entries), and holds across every process
+ * sharing the directory.
+ *
+ * `invalidateTags(['users'])` writes one small file, `tags/<xxhash64('users')>`, holding the
+ * time of the invalidation. An entry carrying the tag is stale when it was created at or
+ * before that time; a value set afterwards is fresh. Nothing is scanned or deleted: stale
+ * entries read as misses and maintenance reclaims them.
+ *
+ * Reading a tag file on every get would cost a syscall per tag, so stamps are cached in
+ * memory and the cache is trusted only while the tags directory's mtime is unchanged (every
+ * invalidation renames a file into it, which updates the mtime). One `stat` per read of a
+ * tagged entry, whatever its tag count. Linux timestamps are coarse (a clock tick), so two
+ * invalidations in one tick can leave the mtime unchanged: like git's "racy" index entries,
+ * a directory modified within the last RACY_MS is never trusted.
+ */
+const RACY_MS = 100
+
+export class TagClock {
+  readonly #layout: Layout
+  readonly #stamps = new Map<string, number>()
+  #dirMtime = -1
+
+  constructor(layout: Layout) {
+    this.#layout = layout
+  }
+
+  /** True when any of `tags` was invalidated at or after `createdAt`. Sync: called on hot reads. */
+  isStale(tags: readonly string[], createdAt: number): boolean {
+    if (tags.length === 0) return false
+    const dirStat = disk.statSync(this.#layout.tagsDir, { throwIfNoEntry: false })
+    if (dirStat === undefined) {
+      // No tag was ever invalidated here (or the cache was cleared).
+      this.#stamps.clear()
+      this.#dirMtime = -1
+      return false
+    }
+    const trusted = dirStat.mtimeMs === this.#dirMtime && Date.now() - dirStat.mtimeMs > RACY_MS
+    if (!trusted) {
+      this.#stamps.clear()
+      this.#dirMtime = dirStat.mtimeMs
+    }
+    for (const tag of tags) {
+      let stamp = trusted ? this.#stamps.get(tag) : undefined
+      if (stamp === undefined) {
+        stamp = this.#readStamp(tag)
+        this.#stamps.set(tag, stamp)
+      }
+      if (stamp >= createdAt) return true
+    }
+    return false
+  }
+
+  /** Records that `tags` are invalid as of `at`. Each file is replaced atomically. */
+  invalidate(tags: readonly string[], at: number): void {
+    for (const tag of tags) {
+      const file = this.#layout.tagPath(tag)
+      const body = Buffer.from(`${at}\n${tag}\n`)
+      try {
+        disk.writeAtomicSync(file, body, { fsync: false })
+      } catch (error) {
+        if (errorCode(error) !== 'ENOENT') throw error
+        disk.mkdirSync(this.#layout.tagsDir, { recursive: true })
+        disk.writeAtomicSync(file, body, { fsync: false })
+      }
+      this.#stamps.set(tag, at)
+    }
+  }
+
+  #readStamp(tag: string): number {
+    let text: string
+    try {
+      text = disk.readFileSync(this.#layout.tagPath(tag), 'utf8')
+    } catch (error) {
+      if (errorCode(error) === 'ENOENT') return 0
+      throw error
+    }
+    const stamp = Number(text.slice(0, text.indexOf('\n')))
+    // A damaged stamp file must not resurrect entries: fall back to when it was written.
+    return Number.isFinite(stamp) && stamp > 0 ? stamp : disk.statSync(this.#layout.tagPath(tag)).mtimeMs
+  }
+}
