@@ -82,6 +82,17 @@ type Lookup =
 const MISS: Lookup = { found: false }
 const SET_OPTIONS = ['ttl', 'tags'] as const
 const GET_OR_SET_OPTIONS = ['ttl', 'tags', 'grace'] as const
+/** Accepts a Readable, an async iterable, a sync iterable of chunks, or one Uint8Array. */
+function toAsyncSource(source: unknown): StreamSource {
+  const s = source as { [Symbol.asyncIterator]?: unknown; [Symbol.iterator]?: unknown } | null
+  if (source instanceof Uint8Array) return (async function* () { yield source })()
+  if (typeof s?.[Symbol.asyncIterator] === 'function') return source as StreamSource
+  if (typeof source !== 'string' && typeof s?.[Symbol.iterator] === 'function') {
+    return (async function* () { yield* source as Iterable<Uint8Array | string> })()
+  }
+  throw new LarderError('ERR_INVALID_VALUE', 'Invalid source: expected a Readable, an (async) iterable of Uint8Array chunks, or a Uint8Array', { field: 'source' })
+}
+
 /** Keep compressed output only if it saves at least this share of the bytes. */
 const KEEP_COMPRESSED_RATIO = 0.9
 
@@ -181,9 +192,9 @@ export class Larder extends EventEmitter<LarderEvents> {
         if (head.key !== k) return false
         if (entry.size <= SYNC_IO_LIMIT) {
           const decoded = await this.#readDecoded(file, k)
-          return decoded !== undefined && this.#freshness(decoded, file, 0, undefined) === 'fresh'
+          return decoded !== undefined && (await this.#freshness(decoded, file, 0, undefined)) === 'fresh'
         }
-        return this.#freshness(head, file, 0, entry.ino) === 'fresh'
+        return (await this.#freshness(head, file, 0, entry.ino)) === 'fresh'
       })
     } catch (error) {
       this.#readFailed(error)
@@ -252,13 +263,13 @@ export class Larder extends EventEmitter<LarderEvents> {
       stream = await this.#breaker.run(async () => {
         const entry = await openEntry(file).catch((error: unknown) => this.#corruptOrThrow(error, file, k, undefined))
         if (entry === undefined) return undefined
-        const keep = entry.head.key === k && this.#freshness(entry.head, file, 0, entry.ino) === 'fresh'
+        const keep = entry.head.key === k && (await this.#freshness(entry.head, file, 0, entry.ino)) === 'fresh'
         if (!keep || entry.size <= SYNC_IO_LIMIT) {
           await entry.handle.close()
           if (!keep) return undefined
           // Small: verify the whole entry before handing out a single byte.
           const decoded = await this.#readDecoded(file, k)
-          if (decoded === undefined || this.#freshness(decoded, file, 0, undefined) !== 'fresh') return undefined
+          if (decoded === undefined || (await this.#freshness(decoded, file, 0, undefined)) !== 'fresh') return undefined
           return Readable.from([await this.#payloadBytes(decoded)], { objectMode: false })
         }
         this.#counts.bytesRead += entry.size
@@ -300,20 +311,18 @@ export class Larder extends EventEmitter<LarderEvents> {
   }
 
   /**
-   * Stores a stream (a Readable, or any async iterable of Uint8Array/string chunks) with
+   * Stores a stream (a Readable, any (async) iterable of Uint8Array/string chunks, or one
+   * Uint8Array) with
    * bounded memory. The entry appears atomically once the whole stream is written. An error
    * from the source rejects with that error and stores nothing.
    */
-  async setStream(key: string, source: StreamSource | Uint8Array, options?: SetOptions): Promise<void> {
+  async setStream(key: string, source: StreamSource | Iterable<Uint8Array | string> | Uint8Array, options?: SetOptions): Promise<void> {
     this.#assertOpen()
     const k = validateKey(key)
     const o = validateCallOptions<SetOptions>(options, SET_OPTIONS)
     const ttl = validateTtl(o.ttl)
     const tags = validateTags(o.tags)
-    const input: StreamSource = source instanceof Uint8Array ? [source] as unknown as AsyncIterable<Uint8Array> : source
-    if (typeof (input as { [Symbol.asyncIterator]?: unknown } | null)?.[Symbol.asyncIterator] !== 'function') {
-      throw new LarderError('ERR_INVALID_VALUE', 'Invalid source: expected a Readable, an async iterable of Uint8Array, or a Uint8Array', { field: 'source' })
-    }
+    const input = toAsyncSource(source)
     const started = performance.now()
     const createdAt = this.#stamp()
     const expiresAt = this.#expiry(ttl, createdAt)
@@ -538,7 +547,7 @@ export class Larder extends EventEmitter<LarderEvents> {
       result = await this.#breaker.run(async (): Promise<Lookup> => {
         const decoded = await this.#readDecoded(file, key)
         if (decoded === undefined) return MISS
-        const freshness = this.#freshness(decoded, file, grace, undefined)
+        const freshness = await this.#freshness(decoded, file, grace, undefined)
         if (freshness === 'gone') return MISS
         const value = await this.#decodeValue(decoded, file, key)
         if (value === MISS) return MISS
@@ -563,7 +572,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     try {
       read = await readEntryFile(file)
     } catch (error) {
-      return this.#corruptOrThrow(error, file, key, undefined)
+      return await this.#corruptOrThrow(error, file, key, undefined)
     }
     if (read === undefined) return undefined
     this.#counts.bytesRead += read.bytes.length
@@ -571,7 +580,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     try {
       decoded = decodeEntry(read.bytes)
     } catch (error) {
-      return this.#corruptOrThrow(error, file, key, read.ino)
+      return await this.#corruptOrThrow(error, file, key, read.ino)
     }
     // Another key with the same 64-bit hash: a miss, and its entry is left alone.
     if (decoded.key !== key) return undefined
@@ -582,15 +591,15 @@ export class Larder extends EventEmitter<LarderEvents> {
    * 'fresh', 'stale' (expired within grace: served only by getOrSet's stale-if-error), or
    * 'gone' (expired or tag-invalidated: counted and removed if still the same file).
    */
-  #freshness(entry: { createdAt: number; expiresAt: number; tags: readonly string[] }, file: string, grace: number, ino: number | undefined): 'fresh' | 'stale' | 'gone' {
+  async #freshness(entry: { createdAt: number; expiresAt: number; tags: readonly string[] }, file: string, grace: number, ino: number | undefined): Promise<'fresh' | 'stale' | 'gone'> {
     const now = Date.now()
     const expired = entry.expiresAt !== 0 && entry.expiresAt <= now
     if (!expired && !this.#tags.isStale(entry.tags, entry.createdAt)) return 'fresh'
     if (expired && grace > 0 && now - entry.expiresAt < grace && !this.#tags.isStale(entry.tags, entry.createdAt)) return 'stale'
     this.#counts.expired++
-    // Lazy removal; with ino unknown we skip the guard rather than risk a fresh entry.
-    if (ino !== undefined) void removeIfUnchanged(file, ino).catch(() => {})
-    else void this.#removeIfStillStale(file, entry.createdAt)
+    // Removed lazily, by the reader that found it, unless a newer entry replaced it meanwhile.
+    if (ino !== undefined) await removeIfUnchanged(file, ino).catch(() => {})
+    else await this.#removeIfStillStale(file, entry.createdAt)
     return 'gone'
   }
 
@@ -613,13 +622,13 @@ export class Larder extends EventEmitter<LarderEvents> {
     try {
       bytes = await this.#payloadBytes(entry)
     } catch (error) {
-      return this.#corruptOrThrow(new CorruptEntryError(`payload does not decompress (${(error as Error).message})`), file, key, undefined) ?? MISS
+      return (await this.#corruptOrThrow(new CorruptEntryError(`payload does not decompress (${(error as Error).message})`), file, key, undefined)) ?? MISS
     }
     try {
       return deserialize(entry.codec, bytes, this.options.serializer)
     } catch (error) {
       if (isLarderError(error, 'ERR_DESERIALIZE')) throw error
-      return this.#corruptOrThrow(new CorruptEntryError(`payload does not deserialize (${(error as Error).message})`), file, key, undefined) ?? MISS
+      return (await this.#corruptOrThrow(new CorruptEntryError(`payload does not deserialize (${(error as Error).message})`), file, key, undefined)) ?? MISS
     }
   }
 
@@ -635,12 +644,12 @@ export class Larder extends EventEmitter<LarderEvents> {
    * Turns "this file is not a valid entry" into a counted, removed miss (returns undefined);
    * rethrows anything else (disk failures, for the breaker).
    */
-  #corruptOrThrow(error: unknown, file: string, key: string | undefined, ino: number | undefined): undefined {
+  async #corruptOrThrow(error: unknown, file: string, key: string | undefined, ino: number | undefined): Promise<undefined> {
     const code = errorCode(error)
     // ELOOP: a symlink where an entry should be; EISDIR: a directory.
     if (!(error instanceof CorruptEntryError) && code !== 'ELOOP' && code !== 'EISDIR') throw error
     this.#reportCorrupt(file, key, error instanceof Error ? error.message : String(error))
-    void removeIfUnchanged(file, ino).catch(() => {})
+    await removeIfUnchanged(file, ino).catch(() => {})
     return undefined
   }
 

@@ -23,8 +23,10 @@ export interface Serialized {
   bytes: Buffer
 }
 
-// `structuredClone`-compatible types, Dates, Maps, Sets, BigInts and typed arrays survive msgpack.
-const packr = new Packr({ structuredClone: true, useRecords: false, moreTypes: true })
+// Dates, Maps, Sets, BigInts, typed arrays and shared references survive msgpack. Objects
+// are written as self-describing records (no structures shared between entries, so any
+// process can read any entry), which lets Maps come back as Maps.
+const packr = new Packr({ structuredClone: true, mapsAsObjects: false, useRecords: true, moreTypes: true })
 
 function toBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)

@@ -1,0 +1,113 @@
+import assert from 'node:assert/strict'
+import { describe, test } from 'node:test'
+import { Larder, LarderError } from '../src/index.ts'
+import { listFiles, tempDir } from './helpers.ts'
+
+const circular: Record<string, unknown> = {}
+circular.self = circular
+
+type Case = [label: string, run: (cache: Larder) => Promise<unknown>, code: string, field?: string]
+
+const cases: Case[] = [
+  ['an empty key', (c) => c.set('', 1), 'ERR_INVALID_KEY', 'key'],
+  ['a number key', (c) => c.set(42 as never, 1), 'ERR_INVALID_KEY', 'key'],
+  ['an undefined key', (c) => c.get(undefined as never), 'ERR_INVALID_KEY', 'key'],
+  ['a key over 8 KiB', (c) => c.set('k'.repeat(8193), 1), 'ERR_INVALID_KEY', 'key'],
+  ['a 10 MB key', (c) => c.has('k'.repeat(10_000_000)), 'ERR_INVALID_KEY', 'key'],
+  ['a key with NUL', (c) => c.set('a\0b', 1), 'ERR_INVALID_KEY', 'key'],
+  ['a key with a lone surrogate', (c) => c.set('a\uD800', 1), 'ERR_INVALID_KEY', 'key'],
+  ['an undefined value', (c) => c.set('k', undefined), 'ERR_INVALID_VALUE', 'value'],
+  ['a circular value', (c) => c.set('k', circular), 'ERR_SERIALIZE', 'value'],
+  ['a function value', (c) => c.set('k', () => 1), 'ERR_SERIALIZE', 'value'],
+  ['a BigInt with JSON', (c) => c.set('k', 1n), 'ERR_SERIALIZE', 'value'],
+  ['a negative ttl', (c) => c.set('k', 1, { ttl: -1 }), 'ERR_INVALID_TTL', 'ttl'],
+  ['a NaN ttl', (c) => c.set('k', 1, { ttl: Number.NaN }), 'ERR_INVALID_TTL', 'ttl'],
+  ['an Infinity ttl', (c) => c.set('k', 1, { ttl: Number.POSITIVE_INFINITY }), 'ERR_INVALID_TTL', 'ttl'],
+  ['an unparseable ttl', (c) => c.set('k', 1, { ttl: 'soon' }), 'ERR_INVALID_TTL', 'ttl'],
+  ['a null ttl', (c) => c.set('k', 1, { ttl: null as never }), 'ERR_INVALID_TTL', 'ttl'],
+  ['tags that are not an array', (c) => c.set('k', 1, { tags: 'users' as never }), 'ERR_INVALID_VALUE', 'tags'],
+  ['an empty tag', (c) => c.set('k', 1, { tags: [''] }), 'ERR_INVALID_VALUE', 'tags[0]'],
+  ['an unknown set option', (c) => c.set('k', 1, { tll: 5 } as never), 'ERR_INVALID_OPTION', 'tll'],
+  ['setMany with one bad item', (c) => c.setMany([{ key: 'ok', value: 1 }, { key: '', value: 2 }]), 'ERR_INVALID_KEY', 'items[1].key'],
+  ['setMany with an unserializable item', (c) => c.setMany([{ key: 'ok', value: 1 }, { key: 'x', value: circular }]), 'ERR_SERIALIZE', 'value'],
+  ['getMany of a non-array', (c) => c.getMany('k' as never), 'ERR_INVALID_KEY', 'keys'],
+  ['deleteMany with a bad key', (c) => c.deleteMany(['a', 7 as never]), 'ERR_INVALID_KEY', 'keys[1]'],
+  ['getOrSet without a loader', (c) => c.getOrSet('k', 'nope' as never), 'ERR_INVALID_VALUE', 'loader'],
+  ['getOrSet with a negative grace', (c) => c.getOrSet('k', () => 1, { grace: -5 }), 'ERR_INVALID_TTL', 'grace'],
+  ['increment by NaN', (c) => c.increment('k', Number.NaN), 'ERR_INVALID_VALUE', 'delta'],
+  ['decrement by a string', (c) => c.decrement('k', '1' as never), 'ERR_INVALID_VALUE', 'delta'],
+  ['setStream of a number', (c) => c.setStream('k', 5 as never), 'ERR_INVALID_VALUE', 'source'],
+  ['invalidateTags of a string', (c) => c.invalidateTags('users' as never), 'ERR_INVALID_VALUE', 'tags'],
+]
+
+describe('bad input', () => {
+  for (const [label, run, code, field] of cases) {
+    test(`${label} is rejected with ${code} and nothing is written`, async () => {
+      const dir = tempDir()
+      const cache = await Larder.open({ dir })
+      const before = listFiles(dir)
+      await assert.rejects(run(cache), (error: unknown) => {
+        assert.ok(error instanceof LarderError, `not a LarderError: ${String(error)}`)
+        assert.equal(error.code, code)
+        if (field !== undefined) assert.equal(error.field, field)
+        if (field !== undefined) assert.ok(error.message.includes(field.replace(/\[\d+\].*/, '')), `message names the field: ${error.message}`)
+        return true
+      })
+      assert.deepEqual(listFiles(dir), before)
+      await cache.close()
+    })
+  }
+
+  const optionCases: [string, Record<string, unknown>, string][] = [
+    ['an unknown option', { dri: '/tmp/x' }, 'dri'],
+    ['an empty dir', { dir: '' }, 'dir'],
+    ['a bad compression', { compression: 'lz4' }, 'compression'],
+    ['an out-of-range level', { compression: 'gzip', compressionLevel: 12 }, 'compressionLevel'],
+    ['a bad serializer', { serializer: 'yaml' }, 'serializer'],
+    ['a half custom serializer', { serializer: { serialize: () => '' } }, 'serializer'],
+    ['a bad defaultTtl', { defaultTtl: '-5m' }, 'defaultTtl'],
+    ['a bad memory option', { memory: { maxEntries: 0 } }, 'memory.maxEntries'],
+    ['an unknown memory option', { memory: { max: 5 } }, 'memory.max'],
+    ['a bad failOpen', { failOpen: 'yes' }, 'failOpen'],
+    ['a bad breaker threshold', { breaker: { errorThresholdPercentage: 0 } }, 'breaker.errorThresholdPercentage'],
+    ['an unknown breaker option', { breaker: { threshold: 1 } }, 'breaker.threshold'],
+    ['a bad maxSize', { maxSize: '5 bananas' }, 'maxSize'],
+    ['a bad maxEntries', { maxEntries: -1 }, 'maxEntries'],
+    ['a bad evictionPolicy', { evictionPolicy: 'random' }, 'evictionPolicy'],
+    ['a bad namespace', { namespace: 'a\0b' }, 'namespace'],
+  ]
+  for (const [label, options, field] of optionCases) {
+    test(`open with ${label} is rejected with ERR_INVALID_OPTION naming ${field}, creating nothing`, async () => {
+      const dir = `${tempDir()}/cache`
+      await assert.rejects(Larder.open({ dir, ...options } as never), (error: unknown) => {
+        assert.ok(error instanceof LarderError)
+        assert.equal(error.code, 'ERR_INVALID_OPTION')
+        assert.equal(error.field, field)
+        assert.ok(error.message.includes(field), error.message)
+        return true
+      })
+      assert.equal(listFiles(dir).length, 0)
+    })
+  }
+
+  test('sizes and durations accept the documented forms', async () => {
+    const cache = await Larder.open({ dir: tempDir(), maxSize: '1.5GB', defaultTtl: '15m', memory: { maxSize: '1GiB', ttl: '90s' } })
+    assert.equal(cache.options.maxSize, 1_500_000_000)
+    assert.equal(cache.options.defaultTtl, 900_000)
+    assert.deepEqual(cache.options.memory, { maxEntries: undefined, maxSize: 1024 ** 3, ttl: 90_000 })
+    await cache.close()
+  })
+
+  test('every method rejects with ERR_CLOSED after close', async () => {
+    const cache = await Larder.open({ dir: tempDir() })
+    await cache.close()
+    await cache.close() // idempotent
+    const calls: (() => Promise<unknown>)[] = [
+      () => cache.get('k'), () => cache.set('k', 1), () => cache.has('k'), () => cache.delete('k'), () => cache.clear(),
+      () => cache.getMany(['k']), () => cache.setMany([]), () => cache.deleteMany(['k']), () => cache.getOrSet('k', () => 1),
+      () => cache.invalidateTags(['t']), () => cache.increment('k'), () => cache.decrement('k'),
+      () => cache.setStream('k', Buffer.from('x')), () => cache.getStream('k'), () => cache.stats(),
+    ]
+    for (const call of calls) await assert.rejects(call(), { code: 'ERR_CLOSED' })
+  })
+})

@@ -1,0 +1,24 @@
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { after } from 'node:test'
+
+/** A fresh directory under the OS temp dir, removed when the test file finishes. */
+export function tempDir(label = 'larder'): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${label}-`))
+  after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+/** Every file under `dir`, recursively, as paths relative to it. */
+export function listFiles(dir: string): string[] {
+  if (!fs.existsSync(dir)) return []
+  return (fs.readdirSync(dir, { recursive: true, withFileTypes: true }) as fs.Dirent[])
+    .filter((d) => d.isFile())
+    .map((d) => path.relative(dir, path.join(d.parentPath ?? (d as unknown as { path: string }).path, d.name)))
+}
+
+/** Entry files (named by a 16-hex-digit hash) under a cache directory. */
+export function entryFiles(dir: string): string[] {
+  return listFiles(dir).filter((f) => /(^|\/)[0-9a-f]{16}$/.test(f) && !f.includes('/tags/')).map((f) => path.join(dir, f))
+}
