@@ -25,11 +25,16 @@ export interface FileRead {
 
 /** Reads a whole file; `undefined` when it does not exist (a miss, not a failure). */
 export async function readEntryFile(file: string): Promise<FileRead | undefined> {
+  // Misses are common and a throwing openSync builds an exception (~8 µs); a non-throwing
+  // lstat answers a miss in ~1 µs and costs a hit about as much.
+  const link = disk.lstatSync(file, { throwIfNoEntry: false })
+  if (link === undefined) return undefined
+  if (link.isSymbolicLink()) throw Object.assign(new Error(`${file} is a symlink`), { code: 'ELOOP' })
   let fd: number
   try {
     fd = disk.openSync(file, READ_FLAGS)
   } catch (error) {
-    if (errorCode(error) === 'ENOENT') return undefined
+    if (errorCode(error) === 'ENOENT') return undefined // removed since the lstat
     throw error
   }
   let closed = false
