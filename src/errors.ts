@@ -13,7 +13,17 @@ export type LarderErrorCode =
   | 'ERR_CORRUPT'
   | 'ERR_UNAVAILABLE'
 
+/** A registered symbol, the same in every copy of larder loaded in a process (the ESM and
+ *  the CJS build are two copies when an app mixes `import` and `require`). */
+const BRAND = Symbol.for('larder.error')
+
 export class LarderError extends Error {
+  /** `instanceof LarderError` holds for errors from any copy of larder, not just this one. */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (this !== LarderError) return Function.prototype[Symbol.hasInstance].call(this, value)
+    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true
+  }
+
   readonly code: LarderErrorCode
   /** The option, argument or field the error is about, when there is one. */
   readonly field: string | undefined
@@ -21,6 +31,7 @@ export class LarderError extends Error {
   constructor(code: LarderErrorCode, message: string, options: { field?: string; cause?: unknown } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause })
     this.name = 'LarderError'
+    Object.defineProperty(this, BRAND, { value: true })
     this.code = code
     this.field = options.field
   }
