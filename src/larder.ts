@@ -15,7 +15,7 @@ import { DiskBreaker, isBreakerOpen, type BreakerSnapshot, type BreakerState } f
 import { disk, errorCode } from './store/disk.js'
 import { readEntryFile, removeFile, removeIfUnchanged, SYNC_IO_LIMIT, writeEntryFile } from './store/entry-files.js'
 import { CACHEDIR_TAG, Layout } from './store/layout.js'
-import { createEntryStream, openEntry } from './store/stream-reader.js'
+import { createEntryStream, openEntry, type OpenedEntry } from './store/stream-reader.js'
 import { SourceError, writeEntryStream, type StreamSource } from './store/stream-writer.js'
 import { TagClock } from './store/tag-clock.js'
 import { LatencyWindow, type LatencySummary } from './stats/latency-window.js'
@@ -185,16 +185,11 @@ export class Larder extends EventEmitter<LarderEvents> {
     const file = this.#layout.entryPath(this.#layout.hashKey(k))
     try {
       return await this.#breaker.run(async () => {
-        const entry = await openEntry(file).catch((error: unknown) => this.#corruptOrThrow(error, file, k, undefined))
-        if (entry === undefined) return false
-        await entry.handle.close()
-        const { head } = entry
-        if (head.key !== k) return false
-        if (entry.size <= SYNC_IO_LIMIT) {
-          const decoded = await this.#readDecoded(file, k)
-          return decoded !== undefined && (await this.#freshness(decoded, file, 0, undefined)) === 'fresh'
-        }
-        return (await this.#freshness(head, file, 0, entry.ino)) === 'fresh'
+        const found = await this.#probe(file, k)
+        if (found === undefined) return false
+        if (found.opened !== undefined) await found.opened.handle.close()
+        const entry = found.whole ?? found.opened!.head
+        return (await this.#freshness(entry, file, 0, found.ino)) === 'fresh'
       })
     } catch (error) {
       this.#readFailed(error)
@@ -261,16 +256,19 @@ export class Larder extends EventEmitter<LarderEvents> {
     let stream: Readable | undefined
     try {
       stream = await this.#breaker.run(async () => {
-        const entry = await openEntry(file).catch((error: unknown) => this.#corruptOrThrow(error, file, k, undefined))
-        if (entry === undefined) return undefined
-        const keep = entry.head.key === k && (await this.#freshness(entry.head, file, 0, entry.ino)) === 'fresh'
-        if (!keep || entry.size <= SYNC_IO_LIMIT) {
+        const found = await this.#probe(file, k)
+        if (found === undefined) return undefined
+        if (found.whole !== undefined) {
+          // Small: the whole entry was verified before a single byte is handed out.
+          if ((await this.#freshness(found.whole, file, 0, found.ino)) !== 'fresh') return undefined
+          const bytes = await this.#payloadBytes(found.whole).catch((error: unknown) =>
+            this.#corruptOrThrow(new CorruptEntryError(`payload does not decompress (${(error as Error).message})`), file, k, found.ino))
+          return bytes === undefined ? undefined : Readable.from([bytes], { objectMode: false })
+        }
+        const entry = found.opened!
+        if ((await this.#freshness(entry.head, file, 0, entry.ino)) !== 'fresh') {
           await entry.handle.close()
-          if (!keep) return undefined
-          // Small: verify the whole entry before handing out a single byte.
-          const decoded = await this.#readDecoded(file, k)
-          if (decoded === undefined || (await this.#freshness(decoded, file, 0, undefined)) !== 'fresh') return undefined
-          return Readable.from([await this.#payloadBytes(decoded)], { objectMode: false })
+          return undefined
         }
         this.#counts.bytesRead += entry.size
         return createEntryStream(entry, (error) => {
@@ -547,7 +545,7 @@ export class Larder extends EventEmitter<LarderEvents> {
       result = await this.#breaker.run(async (): Promise<Lookup> => {
         const decoded = await this.#readDecoded(file, key)
         if (decoded === undefined) return MISS
-        const freshness = await this.#freshness(decoded, file, grace, undefined)
+        const freshness = await this.#freshness(decoded, file, grace, decoded.ino)
         if (freshness === 'gone') return MISS
         const value = await this.#decodeValue(decoded, file, key)
         if (value === MISS) return MISS
@@ -565,9 +563,30 @@ export class Larder extends EventEmitter<LarderEvents> {
     return result
   }
 
+  /**
+   * Finds `key`'s entry. Small files are read whole and verified (the synchronous path); large
+   * ones are opened and only their head parsed, the caller owning the open handle.
+   * undefined for a miss, a hash collision, or a corrupt file (counted and removed).
+   */
+  async #probe(file: string, key: string): Promise<{ whole: DecodedEntry; opened?: undefined; ino: number } | { whole?: undefined; opened: OpenedEntry; ino: number } | undefined> {
+    const size = disk.lstatSync(file, { throwIfNoEntry: false })?.size
+    if (size === undefined) return undefined
+    if (size <= SYNC_IO_LIMIT) {
+      const whole = await this.#readDecoded(file, key)
+      return whole === undefined ? undefined : { whole, ino: whole.ino }
+    }
+    const opened = await openEntry(file).catch((error: unknown) => this.#corruptOrThrow(error, file, key, undefined))
+    if (opened === undefined) return undefined
+    if (opened.head.key !== key) {
+      await opened.handle.close()
+      return undefined
+    }
+    return { opened, ino: opened.ino }
+  }
+
   /** Reads and verifies a whole entry file; undefined for a miss, a collision or a corrupt
    *  file (which is counted and removed). Disk errors propagate to the breaker. */
-  async #readDecoded(file: string, key: string): Promise<DecodedEntry | undefined> {
+  async #readDecoded(file: string, key: string): Promise<(DecodedEntry & { ino: number }) | undefined> {
     let read
     try {
       read = await readEntryFile(file)
@@ -584,51 +603,38 @@ export class Larder extends EventEmitter<LarderEvents> {
     }
     // Another key with the same 64-bit hash: a miss, and its entry is left alone.
     if (decoded.key !== key) return undefined
-    return decoded
+    return Object.assign(decoded, { ino: read.ino })
   }
 
   /**
    * 'fresh', 'stale' (expired within grace: served only by getOrSet's stale-if-error), or
    * 'gone' (expired or tag-invalidated: counted and removed if still the same file).
    */
-  async #freshness(entry: { createdAt: number; expiresAt: number; tags: readonly string[] }, file: string, grace: number, ino: number | undefined): Promise<'fresh' | 'stale' | 'gone'> {
+  async #freshness(entry: { createdAt: number; expiresAt: number; tags: readonly string[] }, file: string, grace: number, ino: number): Promise<'fresh' | 'stale' | 'gone'> {
     const now = Date.now()
     const expired = entry.expiresAt !== 0 && entry.expiresAt <= now
     if (!expired && !this.#tags.isStale(entry.tags, entry.createdAt)) return 'fresh'
     if (expired && grace > 0 && now - entry.expiresAt < grace && !this.#tags.isStale(entry.tags, entry.createdAt)) return 'stale'
     this.#counts.expired++
     // Removed lazily, by the reader that found it, unless a newer entry replaced it meanwhile.
-    if (ino !== undefined) await removeIfUnchanged(file, ino).catch(() => {})
-    else await this.#removeIfStillStale(file, entry.createdAt)
+    await removeIfUnchanged(file, ino).catch(() => {})
     return 'gone'
-  }
-
-  /** Removes an expired entry unless a newer one has replaced it since we read it. */
-  async #removeIfStillStale(file: string, createdAt: number): Promise<void> {
-    try {
-      const entry = await openEntry(file)
-      if (entry === undefined) return
-      await entry.handle.close()
-      if (entry.head.createdAt === createdAt) await removeIfUnchanged(file, entry.ino)
-    } catch {
-      // Best effort: maintenance reclaims whatever is left.
-    }
   }
 
   /** Decompresses and deserializes a verified entry. A payload that does not decode is as
    *  corrupt as one that fails its checksum. */
-  async #decodeValue(entry: DecodedEntry, file: string, key: string): Promise<unknown> {
+  async #decodeValue(entry: DecodedEntry & { ino: number }, file: string, key: string): Promise<unknown> {
     let bytes: Buffer
     try {
       bytes = await this.#payloadBytes(entry)
     } catch (error) {
-      return (await this.#corruptOrThrow(new CorruptEntryError(`payload does not decompress (${(error as Error).message})`), file, key, undefined)) ?? MISS
+      return (await this.#corruptOrThrow(new CorruptEntryError(`payload does not decompress (${(error as Error).message})`), file, key, entry.ino)) ?? MISS
     }
     try {
       return deserialize(entry.codec, bytes, this.options.serializer)
     } catch (error) {
       if (isLarderError(error, 'ERR_DESERIALIZE')) throw error
-      return (await this.#corruptOrThrow(new CorruptEntryError(`payload does not deserialize (${(error as Error).message})`), file, key, undefined)) ?? MISS
+      return (await this.#corruptOrThrow(new CorruptEntryError(`payload does not deserialize (${(error as Error).message})`), file, key, entry.ino)) ?? MISS
     }
   }
 
@@ -702,11 +708,10 @@ export class Larder extends EventEmitter<LarderEvents> {
     const file = this.#layout.entryPath(this.#layout.hashKey(key))
     try {
       const removed = await this.#breaker.run(async () => {
-        // Do not delete another key's entry that shares the hash: check the stored key first.
-        const entry = await openEntry(file).catch((error: unknown) => this.#corruptOrThrow(error, file, key, undefined))
-        if (entry === undefined) return false
-        await entry.handle.close()
-        if (entry.head.key !== key) return false
+        // Another key's entry that shares the hash is not ours to delete: probe checks the key.
+        const found = await this.#probe(file, key)
+        if (found === undefined) return false
+        if (found.opened !== undefined) await found.opened.handle.close()
         return removeFile(file)
       })
       if (removed) {
