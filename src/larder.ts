@@ -322,7 +322,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     const tags = validateTags(o.tags)
     const input = toAsyncSource(source)
     const started = performance.now()
-    const createdAt = this.#stamp()
+    const createdAt = this.#createdAt(tags)
     const expiresAt = this.#expiry(ttl, createdAt)
     const file = this.#layout.entryPath(this.#layout.hashKey(k))
     this.#memory?.delete(k)
@@ -473,10 +473,24 @@ export class Larder extends EventEmitter<LarderEvents> {
 
   /** A creation/invalidation time: wall-clock ms, strictly increasing within the process, so a
    *  value set right after an invalidation is always newer than it. */
-  #stamp(): number {
+  #stamp(after = 0): number {
     const now = Date.now()
-    this.#lastStamp = now > this.#lastStamp ? now : this.#lastStamp + 0.001
+    const floor = after > this.#lastStamp ? after : this.#lastStamp
+    this.#lastStamp = now > floor ? now : floor + 0.001
     return this.#lastStamp
+  }
+
+  /** A creation time for an entry carrying `tags`: after their latest invalidation, even one
+   *  made by another process within the same millisecond. */
+  #createdAt(tags: readonly string[]): number {
+    if (tags.length === 0) return this.#stamp()
+    let latest = 0
+    try {
+      latest = this.#tags.latest(tags)
+    } catch {
+      // The disk is failing; the write that follows will meet the same fault and be counted.
+    }
+    return this.#stamp(latest)
   }
 
   #expiry(ttl: number | undefined, createdAt: number): number {
@@ -671,7 +685,7 @@ export class Larder extends EventEmitter<LarderEvents> {
   async #store(key: string, value: unknown, ttl: number | undefined, tags: readonly string[], serialized?: Serialized, keepExpiresAt?: number): Promise<void> {
     const started = performance.now()
     const { codec, bytes } = serialized ?? serialize(value, this.options.serializer)
-    const createdAt = this.#stamp()
+    const createdAt = this.#createdAt(tags)
     const expiresAt = keepExpiresAt ?? this.#expiry(ttl, createdAt)
     let compression = Compression.None
     let payload = bytes

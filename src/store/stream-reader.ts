@@ -65,6 +65,8 @@ export async function openEntry(file: string): Promise<OpenedEntry | undefined> 
 export function createEntryStream(entry: OpenedEntry, onCorrupt: (error: CorruptEntryError) => void): Readable {
   const { head, handle, size } = entry
   const payloadEnd = size - TRAILER_BYTES
+  // Set once every payload byte has been read and the checksum matched.
+  let verifiedToTheEnd = false
   async function* verified(): AsyncGenerator<Buffer> {
     try {
       const hash = hasher().create64(0n)
@@ -81,6 +83,7 @@ export function createEntryStream(entry: OpenedEntry, onCorrupt: (error: Corrupt
       const fields = decodeTrailer(trailer, size, head.payloadOffset)
       hash.update(trailer.subarray(0, TRAILER_BYTES - 8))
       if (hash.digest() !== fields.checksum) throw new CorruptEntryError('checksum mismatch')
+      verifiedToTheEnd = true
     } finally {
       await handle.close().catch(() => {})
     }
@@ -104,6 +107,9 @@ export function createEntryStream(entry: OpenedEntry, onCorrupt: (error: Corrupt
         if (out.destroyed) return // the consumer gave up; leaving the loop tears down the file
         if (!out.write(chunk)) await drained(out)
       }
+      // A damaged payload can make the decompressor meet an end-of-stream marker early and
+      // finish while payload bytes remain unread and unchecked: that is corruption, not an end.
+      if (!verifiedToTheEnd) throw new CorruptEntryError('compressed data ends before the payload does')
       out.end()
     } catch (error) {
       const corrupt = asCorrupt(error)

@@ -30,28 +30,38 @@ export class TagClock {
 
   /** True when any of `tags` was invalidated at or after `createdAt`. Sync: called on hot reads. */
   isStale(tags: readonly string[], createdAt: number): boolean {
-    if (tags.length === 0) return false
+    return tags.length > 0 && this.latest(tags) >= createdAt
+  }
+
+  /**
+   * The latest invalidation time of any of `tags` (0 if none was ever invalidated). A write
+   * takes a creation time above it, so a value set after an invalidation (by any process)
+   * is fresh even when both fall in the same millisecond.
+   */
+  latest(tags: readonly string[]): number {
+    if (tags.length === 0) return 0
     const dirStat = disk.statSync(this.#layout.tagsDir, { throwIfNoEntry: false })
     if (dirStat === undefined) {
       // No tag was ever invalidated here (or the cache was cleared).
       this.#stamps.clear()
       this.#dirMtime = -1
-      return false
+      return 0
     }
     const trusted = dirStat.mtimeMs === this.#dirMtime && Date.now() - dirStat.mtimeMs > RACY_MS
     if (!trusted) {
       this.#stamps.clear()
       this.#dirMtime = dirStat.mtimeMs
     }
+    let latest = 0
     for (const tag of tags) {
       let stamp = trusted ? this.#stamps.get(tag) : undefined
       if (stamp === undefined) {
         stamp = this.#readStamp(tag)
         this.#stamps.set(tag, stamp)
       }
-      if (stamp >= createdAt) return true
+      if (stamp > latest) latest = stamp
     }
-    return false
+    return latest
   }
 
   /** Records that `tags` are invalid as of `at`. Each file is replaced atomically. */

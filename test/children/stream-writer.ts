@@ -1,0 +1,35 @@
+/**
+ * Writes one version of a large artifact with setStream, for the crash tests:
+ * `stream-writer.ts <dir> <key> <version> <size>`. Sends `{ type: 'writing' }` just before
+ * the write starts, `{ type: 'near-end' }` once the source has yielded 90 % of its bytes,
+ * and `{ type: 'done' }` once the write has resolved; the parent may SIGKILL it at any
+ * moment in between (or after). It exits on its own only when the parent disconnects.
+ */
+import { Larder } from '../../src/index.ts'
+import { artifactChunks } from './shared.ts'
+
+const [dir, key, version, size] = process.argv.slice(2)
+const total = Number(size)
+
+async function* source(): AsyncGenerator<Buffer> {
+  let produced = 0
+  let announced = false
+  for (const chunk of artifactChunks({ version: Number(version), size: total })) {
+    produced += chunk.length
+    if (!announced && produced >= total * 0.9) {
+      announced = true
+      process.send!({ type: 'near-end' })
+    }
+    yield chunk
+  }
+}
+
+const cache = await Larder.open({ dir: dir! })
+process.send!({ type: 'writing' })
+await cache.setStream(key!, source())
+const stats = await cache.stats()
+process.send!({ type: 'done', stats })
+await cache.close()
+// Stay alive until the parent kills us or lets go, so every exit is the parent's doing.
+process.on('message', () => {})
+process.on('disconnect', () => process.exit(0))

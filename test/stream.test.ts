@@ -1,0 +1,326 @@
+/**
+ * Streams in and out of larder: large round trips with bounded memory (measured in a child
+ * process), incompressible input, a failing source, a damaged entry, and `get` of a
+ * streamed entry.
+ */
+import { after, describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync, writeFileSync, writeSync } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { Readable } from 'node:stream'
+import { Larder, LarderError } from '../src/index.ts'
+import { Child, startChild } from './children/harness.ts'
+import {
+  artifactChunks, artifactDigest, artifactSource, digestStream, entryName, KiB, MiB, scanEntries, type ArtifactSpec,
+} from './children/shared.ts'
+
+const dirs: string[] = []
+const children: Child[] = []
+
+async function freshDir(label: string): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), `larder-stream-${label}-`))
+  dirs.push(dir)
+  return dir
+}
+
+after(async () => {
+  await Promise.all(children.map((c) => c.kill()))
+  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })))
+})
+
+async function entryFile(dir: string, key: string): Promise<string> {
+  const name = await entryName(key)
+  return path.join(dir, 'v1', 'default', name.slice(0, 2), name)
+}
+
+function artifactBytes(spec: ArtifactSpec): Buffer {
+  return Buffer.concat([...artifactChunks(spec)])
+}
+
+describe('large stream round trips', () => {
+  const SIZE = 64 * MiB
+  const LIMIT = 96 * MiB
+
+  for (const kind of ['mixed', 'random'] as const) {
+    const what = kind === 'mixed' ? 'half-compressible' : 'incompressible'
+    test(`a 64 MiB ${what} stream round trips byte-exact while resident memory grows by less than 96 MiB`, { timeout: 60_000 }, async (t) => {
+      const dir = await freshDir(`rss-${kind}`)
+      const child = await startChild('rss-probe.ts', [dir, String(SIZE), kind], false, ['--expose-gc'])
+      children.push(child)
+      const r = await child.next('result') as unknown as {
+        baseline: number; setPeak: number; getPeak: number; setSamples: number; getSamples: number; setMs: number; getMs: number
+        gcExposed: boolean; source: { sha256: string; length: number }; read: { sha256: string; length: number } | undefined
+        stats: { corrupt: number; errors: number; bytesWritten: number }
+      }
+      const exit = await child.exited
+      assert.equal(exit.code, 0, child.stderr)
+      const setGrowth = r.setPeak - r.baseline
+      const getGrowth = r.getPeak - r.baseline
+      t.diagnostic(`baseline ${(r.baseline / MiB).toFixed(1)} MiB; growth during setStream ${(setGrowth / MiB).toFixed(1)} MiB (${r.setSamples} samples, ${r.setMs.toFixed(0)} ms), through getStream ${(getGrowth / MiB).toFixed(1)} MiB (${r.getSamples} samples, ${r.getMs.toFixed(0)} ms); ${(r.stats.bytesWritten / MiB).toFixed(1)} MiB written`)
+
+      assert.equal(r.source.length, SIZE)
+      assert.ok(r.read !== undefined, 'getStream missed')
+      assert.equal(r.read.length, SIZE)
+      assert.equal(r.read.sha256, r.source.sha256, 'bytes read differ from bytes written')
+      assert.equal(r.stats.corrupt, 0)
+      assert.equal(r.stats.errors, 0)
+      assert.ok(r.gcExposed, 'the probe ran without --expose-gc, so its baseline is unreliable')
+      assert.ok(r.setSamples >= 3 && r.getSamples >= 3, `too few samples (${r.setSamples}, ${r.getSamples})`)
+      assert.ok(setGrowth < LIMIT, `RSS grew by ${(setGrowth / MiB).toFixed(1)} MiB during setStream`)
+      assert.ok(getGrowth < LIMIT, `RSS grew by ${(getGrowth / MiB).toFixed(1)} MiB through getStream`)
+      if (kind === 'mixed') assert.ok(r.stats.bytesWritten < SIZE * 0.75, 'the compressible half was not compressed')
+      else assert.ok(r.stats.bytesWritten >= SIZE, 'incompressible bytes cannot have shrunk')
+    })
+  }
+
+  test('an already-compressed (random) stream round trips byte-exact and is stored without compression', async () => {
+    const dir = await freshDir('random')
+    const cache = await Larder.open({ dir })
+    try {
+      const spec: ArtifactSpec = { version: 5, size: 8 * MiB + 777, kind: 'random' }
+      await cache.setStream('random', artifactSource(spec))
+      const stream = await cache.getStream('random')
+      assert.ok(stream !== undefined)
+      assert.deepEqual(await digestStream(stream), artifactDigest(spec))
+
+      const file = await entryFile(dir, 'random')
+      const size = statSync(file).size
+      assert.ok(size >= spec.size && size < spec.size + KiB, `a ${size}-byte file for ${spec.size} random bytes`)
+      const header = Buffer.alloc(8)
+      const fd = openSync(file, 'r')
+      readSync(fd, header, 0, 8, 0)
+      closeSync(fd)
+      assert.equal(header[6], 0, 'compression id in the header: random data is stored raw')
+
+      // A compressible stream, by contrast, is stored compressed and still round trips.
+      const text: ArtifactSpec = { version: 6, size: 8 * MiB, kind: 'text' }
+      await cache.setStream('text', artifactSource(text))
+      assert.deepEqual(await digestStream((await cache.getStream('text'))!), artifactDigest(text))
+      assert.ok(statSync(await entryFile(dir, 'text')).size < text.size / 4)
+      const s = await cache.stats()
+      assert.equal(s.corrupt + s.errors + s.dropped, 0)
+    } finally {
+      await cache.close()
+    }
+  })
+})
+
+describe('a failing source', () => {
+  async function* failing(spec: ArtifactSpec, failAfter: number, error: Error): AsyncGenerator<Buffer> {
+    let sent = 0
+    for (const chunk of artifactChunks(spec)) {
+      if (sent >= failAfter) throw error
+      sent += chunk.length
+      yield chunk
+    }
+  }
+
+  const cases: { name: string; source: (error: Error) => AsyncIterable<Uint8Array> | Readable }[] = [
+    { name: 'a compressible async generator', source: (e) => failing({ version: 1, size: 16 * MiB, kind: 'text' }, 4 * MiB, e) },
+    { name: 'an incompressible async generator', source: (e) => failing({ version: 2, size: 16 * MiB, kind: 'random' }, 4 * MiB, e) },
+    {
+      name: 'a Readable that is destroyed with an error',
+      source: (e) => {
+        const chunks = artifactChunks({ version: 3, size: 16 * MiB, kind: 'mixed' })
+        let sent = 0
+        return new Readable({
+          read() {
+            if (sent >= 4 * MiB) {
+              this.destroy(e)
+              return
+            }
+            const next = chunks.next()
+            if (next.done) this.push(null)
+            else {
+              sent += next.value.length
+              this.push(next.value)
+            }
+          },
+        })
+      },
+    },
+  ]
+
+  for (const c of cases) {
+    test(`setStream from ${c.name} failing midway rejects with that error and leaves no entry and no temp file`, async () => {
+      const dir = await freshDir('fail')
+      const cache = await Larder.open({ dir })
+      try {
+        const boom = new Error('source exploded at 4 MiB')
+        await assert.rejects(cache.setStream('failed', c.source(boom)), (error) => error === boom)
+        assert.equal(await cache.getStream('failed'), undefined)
+        assert.equal(await cache.get('failed'), undefined)
+        assert.ok(!existsSync(await entryFile(dir, 'failed')), 'an entry file exists')
+        const scan = scanEntries(dir)
+        assert.deepEqual(scan, { entries: [], temps: [], other: [] })
+        const s = await cache.stats()
+        assert.equal(s.errors, 0, 'a failing source is not a disk error')
+        assert.equal(s.dropped, 0)
+        assert.equal(s.sets, 0)
+        assert.equal(s.breaker.state, 'closed')
+      } finally {
+        await cache.close()
+      }
+    })
+  }
+
+  test('a failing source leaves the previous value of the key intact', async () => {
+    const dir = await freshDir('fail-keep')
+    const cache = await Larder.open({ dir })
+    try {
+      const previous: ArtifactSpec = { version: 40, size: 2 * MiB + 5, kind: 'mixed' }
+      await cache.setStream('kept', artifactSource(previous))
+      const boom = new Error('second write fails')
+      await assert.rejects(cache.setStream('kept', failing({ version: 41, size: 8 * MiB, kind: 'mixed' }, 3 * MiB, boom)), (error) => error === boom)
+      assert.deepEqual(await digestStream((await cache.getStream('kept'))!), artifactDigest(previous))
+      assert.deepEqual(scanEntries(dir).temps, [])
+    } finally {
+      await cache.close()
+    }
+  })
+})
+
+describe('a damaged streamed entry', () => {
+  for (const kind of ['random', 'mixed'] as const) {
+    const stored = kind === 'random' ? 'stored raw' : 'stored compressed'
+    test(`a byte flipped in the middle of a large entry (${stored}) makes the stream error with ERR_CORRUPT instead of ending, counts it and removes the file`, async () => {
+      const dir = await freshDir(`flip-${kind}`)
+      const spec: ArtifactSpec = { version: 50, size: 8 * MiB, kind }
+      const writer = await Larder.open({ dir })
+      await writer.setStream('damaged', artifactSource(spec))
+      await writer.close()
+
+      const file = await entryFile(dir, 'damaged')
+      const size = statSync(file).size
+      assert.ok(size > 64 * KiB, 'large enough to be streamed from the file')
+      const middle = Math.floor(size / 2)
+      const fd = openSync(file, 'r+')
+      const byte = Buffer.alloc(1)
+      readSync(fd, byte, 0, 1, middle)
+      byte[0] = byte[0]! ^ 0x10
+      writeSync(fd, byte, 0, 1, middle)
+      closeSync(fd)
+
+      const cache = await Larder.open({ dir })
+      try {
+        const corruptEvents: { key: string | undefined; reason: string }[] = []
+        cache.on('corrupt', (info) => corruptEvents.push({ key: info.key, reason: info.reason }))
+        const stream = await cache.getStream('damaged')
+        assert.ok(stream !== undefined, 'the damage is in the payload, so the entry opens as a hit')
+        const outcome = await new Promise<{ ended: boolean; error?: unknown; bytes: number }>((resolve) => {
+          let bytes = 0
+          stream.on('data', (chunk: Buffer) => {
+            bytes += chunk.length
+          })
+          stream.on('end', () => resolve({ ended: true, bytes }))
+          stream.on('error', (error) => resolve({ ended: false, error, bytes }))
+        })
+        assert.equal(outcome.ended, false, `the stream ended normally after ${outcome.bytes} bytes`)
+        assert.ok(outcome.error instanceof LarderError, `not a LarderError: ${String(outcome.error)}`)
+        assert.equal(outcome.error.code, 'ERR_CORRUPT')
+        assert.equal(stream.readableEnded, false)
+
+        const s = await cache.stats()
+        assert.equal(s.corrupt, 1)
+        assert.equal(corruptEvents.length, 1)
+        assert.equal(corruptEvents[0]!.key, 'damaged')
+        assert.ok(!existsSync(file), 'the damaged file is still there')
+        assert.equal(await cache.getStream('damaged'), undefined, 'a later read misses')
+        assert.equal((await cache.stats()).corrupt, 1, 'counted once')
+      } finally {
+        await cache.close()
+      }
+    })
+  }
+})
+
+describe('a damaged compressed stream that ends early', () => {
+  test('a flipped bit that makes the compressed payload end early still errors with ERR_CORRUPT instead of ending with a truncated value', async () => {
+    // zlib packs the incompressible chunks of a mixed artifact into stored deflate blocks:
+    // LEN (uint16 LE) and its complement NLEN, preceded by the block header bits, BFINAL
+    // among them. Setting BFINAL on one makes the inflater finish at the end of that block,
+    // with the rest of the payload (and the checksum) not yet read. The stream must still
+    // not end normally: the checksum over the whole file has not been verified.
+    const dir = await freshDir('early-end')
+    const spec: ArtifactSpec = { version: 70, size: 2 * MiB, kind: 'mixed' }
+    const writer = await Larder.open({ dir })
+    await writer.setStream('early', artifactSource(spec))
+    await writer.close()
+    const file = await entryFile(dir, 'early')
+    const original = readFileSync(file)
+    assert.notEqual(original[6], 0, 'the entry is compressed')
+    const payloadOffset = 32 + original.readUInt32LE(24) + original.readUInt32LE(28)
+    const payloadEnd = original.length - 32
+    const lengthFields: number[] = []
+    for (let i = payloadOffset + 1; i < payloadEnd - 4 && lengthFields.length < 4; i++) {
+      const len = original.readUInt16LE(i)
+      if (len >= 1024 && original.readUInt16LE(i + 2) === (~len & 0xffff)) lengthFields.push(i)
+    }
+    assert.ok(lengthFields.length > 0, 'no stored deflate block found')
+
+    const endedNormally: string[] = []
+    let flips = 0
+    for (const at of lengthFields) {
+      for (let bit = 0; bit < 8; bit++) {
+        const damaged = Buffer.from(original)
+        damaged[at - 1] = damaged[at - 1]! ^ (1 << bit)
+        writeFileSync(file, damaged)
+        flips++
+        const cache = await Larder.open({ dir })
+        try {
+          const stream = await cache.getStream('early')
+          if (stream === undefined) continue // a miss is an acceptable answer to damage
+          const outcome = await new Promise<{ ended: boolean; error?: unknown; bytes: number }>((resolve) => {
+            let bytes = 0
+            stream.on('data', (chunk: Buffer) => {
+              bytes += chunk.length
+            })
+            stream.on('end', () => resolve({ ended: true, bytes }))
+            stream.on('error', (error) => resolve({ ended: false, error, bytes }))
+          })
+          const s = await cache.stats()
+          if (outcome.ended) {
+            endedNormally.push(`byte ${at - 1} bit ${bit}: 'end' after ${outcome.bytes} of ${spec.size} bytes; stats.corrupt ${s.corrupt}; file ${existsSync(file) ? 'kept' : 'removed'}`)
+          } else {
+            assert.equal((outcome.error as LarderError).code, 'ERR_CORRUPT', `byte ${at - 1} bit ${bit}: ${String(outcome.error)}`)
+            assert.equal(s.corrupt, 1)
+            assert.ok(!existsSync(file))
+          }
+        } finally {
+          await cache.close()
+        }
+      }
+    }
+    assert.deepEqual(endedNormally, [], `${endedNormally.length} of ${flips} single-bit flips let a damaged stream end normally`)
+  })
+})
+
+describe('get() of a streamed entry', () => {
+  const specs: { label: string; spec: ArtifactSpec }[] = [
+    { label: 'a small (1 KiB)', spec: { version: 60, size: KiB, kind: 'text' } },
+    { label: 'a compressible (1 MiB)', spec: { version: 61, size: MiB, kind: 'mixed' } },
+    { label: 'an incompressible (3 MiB)', spec: { version: 62, size: 3 * MiB + 1, kind: 'random' } },
+  ]
+  for (const { label, spec } of specs) {
+    test(`get() of ${label} streamed entry returns its bytes as a Buffer`, async () => {
+      const dir = await freshDir('get')
+      const cache = await Larder.open({ dir })
+      try {
+        await cache.setStream('streamed', artifactSource(spec))
+        const fresh = await Larder.open({ dir })
+        try {
+          const value = await fresh.get('streamed')
+          assert.ok(Buffer.isBuffer(value), `got ${Object.prototype.toString.call(value)}`)
+          assert.equal(value.length, spec.size)
+          assert.ok(value.equals(artifactBytes(spec)), 'bytes differ')
+        } finally {
+          await fresh.close()
+        }
+      } finally {
+        await cache.close()
+      }
+    })
+  }
+})
