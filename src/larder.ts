@@ -8,7 +8,8 @@ import {
   Compression, compressAsync, compressionIds, compressSync, decompressAsync, decompressSync,
   PROBE_BYTES, SYNC_CODEC_LIMIT, worthCompressing,
 } from './format/compression.js'
-import { CorruptEntryError, decodeEntry, encodeEntry, encodeTags, type DecodedEntry } from './format/entry-format.js'
+import { CorruptEntryError, decodeEntry, encodeEntry, encodeTags, FLAG_FRAMED, type DecodedEntry } from './format/entry-format.js'
+import { decodeFramedPayload } from './format/frames.js'
 import { Codec, deserialize, serialize, type Serialized } from './format/serializers.js'
 import { resolveOptions, type Duration, type LarderOptions, type ResolvedOptions } from './options.js'
 import { DiskBreaker, isBreakerOpen, type BreakerSnapshot, type BreakerState } from './resilience/disk-breaker.js'
@@ -80,6 +81,8 @@ type Lookup =
   | { found: true; stale: boolean; value: unknown; createdAt: number; expiresAt: number; tags: readonly string[]; size: number }
 
 const MISS: Lookup = { found: false }
+/** A whole entry read and checksum-verified, with the inode it was read from. */
+type VerifiedEntry = DecodedEntry & { ino: number }
 const SET_OPTIONS = ['ttl', 'tags'] as const
 const GET_OR_SET_OPTIONS = ['ttl', 'tags', 'grace'] as const
 /** Accepts a Readable, an async iterable, a sync iterable of chunks, or one Uint8Array. */
@@ -258,23 +261,29 @@ export class Larder extends EventEmitter<LarderEvents> {
       stream = await this.#breaker.run(async () => {
         const found = await this.#probe(file, k)
         if (found === undefined) return undefined
-        if (found.whole !== undefined) {
-          // Small: the whole entry was verified before a single byte is handed out.
-          if ((await this.#freshness(found.whole, file, 0, found.ino)) !== 'fresh') return undefined
-          const bytes = await this.#payloadBytes(found.whole).catch((error: unknown) =>
-            this.#corruptOrThrow(new CorruptEntryError(`payload does not decompress (${(error as Error).message})`), file, k, found.ino))
-          return bytes === undefined ? undefined : Readable.from([bytes], { objectMode: false })
-        }
-        const entry = found.opened!
-        if ((await this.#freshness(entry.head, file, 0, entry.ino)) !== 'fresh') {
+        let whole = found.whole
+        if (whole === undefined) {
+          const entry = found.opened!
+          const fresh = (await this.#freshness(entry.head, file, 0, entry.ino)) === 'fresh'
+          // Streamed entries stream; a large value stored by set() was held in memory when
+          // written, so it is read whole and verified like any other set() value.
+          if (fresh && ((entry.head.flags & FLAG_FRAMED) !== 0 || entry.head.compression === Compression.None)) {
+            this.#counts.bytesRead += entry.size
+            return createEntryStream(entry, (error) => {
+              this.#reportCorrupt(file, k, error.message)
+              void removeIfUnchanged(file, entry.ino).catch(() => {})
+            })
+          }
           await entry.handle.close()
-          return undefined
+          if (!fresh) return undefined
+          whole = await this.#readDecoded(file, k)
+          if (whole === undefined) return undefined
         }
-        this.#counts.bytesRead += entry.size
-        return createEntryStream(entry, (error) => {
-          this.#reportCorrupt(file, k, error.message)
-          void removeIfUnchanged(file, entry.ino).catch(() => {})
-        })
+        // The whole entry was verified before a single byte is handed out.
+        if ((await this.#freshness(whole, file, 0, whole.ino)) !== 'fresh') return undefined
+        const bytes = await this.#payloadBytes(whole).catch((error: unknown) =>
+          this.#corruptOrThrow(new CorruptEntryError(`payload does not decompress (${(error as Error).message})`), file, k, whole.ino))
+        return bytes === undefined ? undefined : Readable.from([bytes], { objectMode: false })
       })
     } catch (error) {
       this.#readFailed(error)
@@ -582,7 +591,7 @@ export class Larder extends EventEmitter<LarderEvents> {
    * ones are opened and only their head parsed, the caller owning the open handle.
    * undefined for a miss, a hash collision, or a corrupt file (counted and removed).
    */
-  async #probe(file: string, key: string): Promise<{ whole: DecodedEntry; opened?: undefined; ino: number } | { whole?: undefined; opened: OpenedEntry; ino: number } | undefined> {
+  async #probe(file: string, key: string): Promise<{ whole: VerifiedEntry; opened?: undefined; ino: number } | { whole?: undefined; opened: OpenedEntry; ino: number } | undefined> {
     const size = disk.lstatSync(file, { throwIfNoEntry: false })?.size
     if (size === undefined) return undefined
     if (size <= SYNC_IO_LIMIT) {
@@ -600,7 +609,7 @@ export class Larder extends EventEmitter<LarderEvents> {
 
   /** Reads and verifies a whole entry file; undefined for a miss, a collision or a corrupt
    *  file (which is counted and removed). Disk errors propagate to the breaker. */
-  async #readDecoded(file: string, key: string): Promise<(DecodedEntry & { ino: number }) | undefined> {
+  async #readDecoded(file: string, key: string): Promise<VerifiedEntry | undefined> {
     let read
     try {
       read = await readEntryFile(file)
@@ -637,7 +646,7 @@ export class Larder extends EventEmitter<LarderEvents> {
 
   /** Decompresses and deserializes a verified entry. A payload that does not decode is as
    *  corrupt as one that fails its checksum. */
-  async #decodeValue(entry: DecodedEntry & { ino: number }, file: string, key: string): Promise<unknown> {
+  async #decodeValue(entry: VerifiedEntry, file: string, key: string): Promise<unknown> {
     let bytes: Buffer
     try {
       bytes = await this.#payloadBytes(entry)
@@ -654,6 +663,7 @@ export class Larder extends EventEmitter<LarderEvents> {
 
   async #payloadBytes(entry: DecodedEntry): Promise<Buffer> {
     const { payload, compression, logicalLength } = entry
+    if ((entry.flags & FLAG_FRAMED) !== 0) return decodeFramedPayload(payload, compression, logicalLength)
     if (compression === Compression.None) return payload
     return payload.length <= SYNC_CODEC_LIMIT && logicalLength <= SYNC_IO_LIMIT * 16
       ? decompressSync(compression, payload, logicalLength)

@@ -98,6 +98,21 @@ describe('round trips', () => {
   })
 })
 
+describe('streams of set() values', () => {
+  test('getStream of a large compressed set() value yields its serialized bytes', async () => {
+    const cache = await Larder.open({ dir: tempDir() })
+    const value = { rows: Array.from({ length: 4000 }, () => rows).flat() } // ~2.6 MB of JSON
+    await cache.set('big', value)
+    const stream = await cache.getStream('big')
+    assert.ok(stream)
+    const chunks: Buffer[] = []
+    for await (const chunk of stream) chunks.push(chunk as Buffer)
+    assert.deepEqual(JSON.parse(Buffer.concat(chunks).toString()), value)
+    assert.equal((await cache.stats()).corrupt, 0)
+    await cache.close()
+  })
+})
+
 describe('layout', () => {
   test('entries spread over hash partitions and no key appears in any path', async () => {
     const dir = tempDir()

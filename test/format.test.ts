@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, test } from 'node:test'
@@ -27,9 +28,10 @@ describe('entry format v1', () => {
         const chunks: Buffer[] = []
         for await (const c of stream) chunks.push(c as Buffer)
         const bytes = Buffer.concat(chunks)
-        const expect = fixture.expect as { bytes: number; line: string }
+        const expect = fixture.expect as { bytes: number; line: string; sha256: string }
         assert.equal(bytes.length, expect.bytes)
         assert.ok(bytes.toString().startsWith(expect.line))
+        assert.equal(crypto.createHash('sha256').update(bytes).digest('hex'), expect.sha256, fixture.key)
       } else {
         const value = await cache.get(fixture.key)
         const comparable = fixture.kind === 'v8-date' ? { when: (value as { when: Date }).when.toISOString() }

@@ -1,6 +1,5 @@
 import zlib from 'node:zlib'
 import { promisify } from 'node:util'
-import type { Transform } from 'node:stream'
 import type { CompressionName } from '../options.js'
 
 /**
@@ -29,28 +28,29 @@ export const compressionIds: Record<CompressionName, Compression> = {
  *  the pool so the main thread stays responsive. */
 export const SYNC_CODEC_LIMIT = 128 * 1024
 
-/** zlib output chunk for streams: big chunks mean fewer writes and hash updates. */
-const STREAM_CHUNK = 256 * 1024
 
 type ZstdZlib = typeof zlib & {
   zstdCompressSync(b: Uint8Array, o?: object): Buffer
   zstdDecompressSync(b: Uint8Array, o?: object): Buffer
   zstdCompress(b: Uint8Array, o: object, cb: (e: Error | null, r: Buffer) => void): void
   zstdDecompress(b: Uint8Array, o: object, cb: (e: Error | null, r: Buffer) => void): void
-  createZstdCompress(o?: object): Transform
-  createZstdDecompress(o?: object): Transform
   constants: typeof zlib.constants & { ZSTD_c_compressionLevel: number }
 }
 const z = zlib as ZstdZlib
 
+/** zlib's async calls work in `chunkSize` steps, each a thread-pool round trip plus a main-
+ *  thread callback; the default 16 KiB makes a 1 MiB frame cost ~64 of them. One step per
+ *  frame instead (memory: one such buffer per operation in flight). */
+const ASYNC_CHUNK = 1024 * 1024
+
 function options(id: Compression, level: number): object {
   switch (id) {
     case Compression.Brotli:
-      return { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: level }, chunkSize: STREAM_CHUNK }
+      return { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: level }, chunkSize: ASYNC_CHUNK }
     case Compression.Zstd:
-      return { params: { [z.constants.ZSTD_c_compressionLevel]: level }, chunkSize: STREAM_CHUNK }
+      return { params: { [z.constants.ZSTD_c_compressionLevel]: level }, chunkSize: ASYNC_CHUNK }
     default:
-      return { level, chunkSize: STREAM_CHUNK }
+      return { level, chunkSize: ASYNC_CHUNK }
   }
 }
 
@@ -97,7 +97,7 @@ export function decompressSync(id: Compression, input: Buffer, maxOutput: number
 }
 
 export async function decompressAsync(id: Compression, input: Buffer, maxOutput: number): Promise<Buffer> {
-  const o = { maxOutputLength: Math.max(1, maxOutput) }
+  const o = { maxOutputLength: Math.max(1, maxOutput), chunkSize: Math.min(ASYNC_CHUNK, Math.max(64 * 1024, maxOutput)) }
   switch (id) {
     case Compression.None: return input
     case Compression.Gzip: return gunzipAsync(input, o)
@@ -108,29 +108,7 @@ export async function decompressAsync(id: Compression, input: Buffer, maxOutput:
   }
 }
 
-export function createCompressStream(id: Compression, level: number): Transform {
-  const o = options(id, level)
-  switch (id) {
-    case Compression.Gzip: return zlib.createGzip(o)
-    case Compression.Deflate: return zlib.createDeflateRaw(o)
-    case Compression.Brotli: return zlib.createBrotliCompress(o)
-    case Compression.Zstd: return z.createZstdCompress(o)
-    default: throw new Error('no stream for compression none')
-  }
-}
-
-export function createDecompressStream(id: Compression): Transform {
-  const o = { chunkSize: STREAM_CHUNK }
-  switch (id) {
-    case Compression.Gzip: return zlib.createGunzip(o)
-    case Compression.Deflate: return zlib.createInflateRaw(o)
-    case Compression.Brotli: return zlib.createBrotliDecompress(o)
-    case Compression.Zstd: return z.createZstdDecompress(o)
-    default: throw new Error('no stream for compression none')
-  }
-}
-
-/** Bytes of a stream's head used to judge whether the rest is worth compressing. */
+/** Bytes of a large value's head used to judge whether the rest is worth compressing. */
 export const PROBE_BYTES = 64 * 1024
 /** Store raw when a sample shrinks by less than this: already-compressed data (tar.gz,
  *  images, zstd) would cost compression time for no space. */

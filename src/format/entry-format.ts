@@ -8,7 +8,7 @@
  *   4       1     format version (1)
  *   5       1     codec: how the value became bytes (serializers.ts `Codec`)
  *   6       1     compression of the payload (compression.ts `Compression`)
- *   7       1     flags (reserved, 0)
+ *   7       1     flags: bit 0 FRAMED (payload is a sequence of frames, see frames.ts); others 0
  *   8       8     createdAt: float64 LE, milliseconds since the epoch (sub-millisecond)
  *   16      8     expiresAt: float64 LE, milliseconds since the epoch; 0 = never
  *   24      4     key length in bytes, uint32 LE
@@ -35,6 +35,9 @@ export const MAGIC = 0x5244524c // "LRDR" read as uint32 LE
 export const TRAILER_MAGIC = 0x4544524c // "LRDE"
 export const FORMAT_VERSION = 1
 export const HEADER_BYTES = 32
+/** Header flag: the payload is framed (streamed entries with compression). */
+export const FLAG_FRAMED = 1
+const KNOWN_FLAGS = FLAG_FRAMED
 export const TRAILER_BYTES = 32
 /** The longest tags block a valid entry can have; bounds what a reader will allocate. */
 const MAX_TAGS_BYTES = MAX_TAGS * (MAX_TAG_BYTES + 1)
@@ -46,10 +49,13 @@ export interface EntryMeta {
   createdAt: number
   expiresAt: number
   tags: readonly string[]
+  /** Header flags (FLAG_FRAMED); 0 when absent. */
+  flags?: number
 }
 
 /** What the fixed header and metadata say, before the payload is read. */
 export interface EntryHead extends EntryMeta {
+  flags: number
   /** Offset of the first payload byte. */
   payloadOffset: number
 }
@@ -81,7 +87,7 @@ export function encodeHead(meta: EntryMeta, keyBytes: Buffer, tagBytes: Buffer):
   head[4] = FORMAT_VERSION
   head[5] = meta.codec
   head[6] = meta.compression
-  head[7] = 0
+  head[7] = meta.flags ?? 0
   head.writeDoubleLE(meta.createdAt, 8)
   head.writeDoubleLE(meta.expiresAt, 16)
   head.writeUInt32LE(keyBytes.length, 24)
@@ -123,6 +129,7 @@ export function decodeHead(bytes: Buffer, fileSize: number): EntryHead | undefin
   if (bytes.length < HEADER_BYTES) return undefined
   if (bytes.readUInt32LE(0) !== MAGIC) throw new CorruptEntryError('bad magic (not a larder entry)')
   if (bytes[4] !== FORMAT_VERSION) throw new CorruptEntryError(`format version ${bytes[4]} is not ${FORMAT_VERSION}`)
+  if ((bytes[7]! & ~KNOWN_FLAGS) !== 0) throw new CorruptEntryError(`unknown flags ${bytes[7]}`)
   const keyLength = bytes.readUInt32LE(24)
   const tagsLength = bytes.readUInt32LE(28)
   if (keyLength === 0 || keyLength > MAX_KEY_BYTES) throw new CorruptEntryError(`key length ${keyLength} out of range`)
@@ -137,7 +144,7 @@ export function decodeHead(bytes: Buffer, fileSize: number): EntryHead | undefin
   }
   const key = bytes.toString('utf8', HEADER_BYTES, HEADER_BYTES + keyLength)
   const tags = tagsLength === 0 ? [] : bytes.toString('utf8', HEADER_BYTES + keyLength, payloadOffset - 1).split('\0')
-  return { key, codec: bytes[5]!, compression: bytes[6]!, createdAt, expiresAt, tags, payloadOffset }
+  return { key, codec: bytes[5]!, compression: bytes[6]!, flags: bytes[7]!, createdAt, expiresAt, tags, payloadOffset }
 }
 
 /** Parses the 32-byte trailer and checks it agrees with the file's size. */

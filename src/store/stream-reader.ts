@@ -1,16 +1,18 @@
 import fs from 'node:fs'
-import { PassThrough, Readable } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
+import { PassThrough, type Readable } from 'node:stream'
 import type { FileHandle } from 'node:fs/promises'
 import { isLarderError } from '../errors.js'
 import { hasher } from '../format/checksum.js'
-import { Compression, createDecompressStream } from '../format/compression.js'
-import { CorruptEntryError, decodeHead, decodeTrailer, TRAILER_BYTES, type EntryHead } from '../format/entry-format.js'
+import { Compression } from '../format/compression.js'
+import { CorruptEntryError, decodeHead, decodeTrailer, FLAG_FRAMED, TRAILER_BYTES, type EntryHead } from '../format/entry-format.js'
+import { decodeFrame, decodeFrameHeader, FRAME_HEADER_BYTES, type Frame } from '../format/frames.js'
 import { disk, errorCode } from './disk.js'
 
 const READ_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW
 const HEAD_READ = 64 * 1024
 const CHUNK = 256 * 1024
+/** Frames decompressing at once, as in the writer. */
+const FRAMES_IN_FLIGHT = 3
 
 /** An entry file opened for streaming: its head is parsed, its payload not yet read. */
 export interface OpenedEntry {
@@ -65,51 +67,84 @@ export async function openEntry(file: string): Promise<OpenedEntry | undefined> 
 export function createEntryStream(entry: OpenedEntry, onCorrupt: (error: CorruptEntryError) => void): Readable {
   const { head, handle, size } = entry
   const payloadEnd = size - TRAILER_BYTES
-  // Set once every payload byte has been read and the checksum matched.
-  let verifiedToTheEnd = false
+  const hash = hasher().create64(0n)
+  hash.update(entry.headBytes)
+
+  /** Reads and hashes the trailer; throws unless every byte before it matched. */
+  async function checkTrailer(): Promise<void> {
+    const trailer = Buffer.allocUnsafe(TRAILER_BYTES)
+    await handle.read(trailer, 0, TRAILER_BYTES, payloadEnd)
+    const fields = decodeTrailer(trailer, size, head.payloadOffset)
+    hash.update(trailer.subarray(0, TRAILER_BYTES - 8))
+    if (hash.digest() !== fields.checksum) throw new CorruptEntryError('checksum mismatch')
+  }
+
+  /** A plain payload: file bytes as they are, hashed as they pass. */
+  async function* plain(): AsyncGenerator<Buffer> {
+    if (payloadEnd > head.payloadOffset) {
+      const raw = handle.createReadStream({ start: head.payloadOffset, end: payloadEnd - 1, highWaterMark: CHUNK, autoClose: false })
+      for await (const chunk of raw as AsyncIterable<Buffer>) {
+        hash.update(chunk)
+        yield chunk
+      }
+    }
+    await checkTrailer()
+  }
+
+  /** A framed payload: frames read in order and hashed, then checked against the trailer. */
+  async function* frames(): AsyncGenerator<Frame> {
+    let at = head.payloadOffset
+    const frameHead = Buffer.allocUnsafe(FRAME_HEADER_BYTES)
+    while (at < payloadEnd) {
+      if (payloadEnd - at < FRAME_HEADER_BYTES) throw new CorruptEntryError('truncated frame header')
+      await readFully(handle, frameHead, at)
+      const { compressed, rawLength, storedLength } = decodeFrameHeader(frameHead, payloadEnd - at - FRAME_HEADER_BYTES)
+      const stored = Buffer.allocUnsafe(storedLength)
+      await readFully(handle, stored, at + FRAME_HEADER_BYTES)
+      hash.update(frameHead)
+      hash.update(stored)
+      at += FRAME_HEADER_BYTES + storedLength
+      yield { compressed, rawLength, stored }
+    }
+    await checkTrailer()
+  }
+
+  /** Frames decoded FRAMES_IN_FLIGHT at a time in zlib's pool, yielded in order. */
+  async function* unframed(): AsyncGenerator<Buffer> {
+    const pending: Promise<Buffer>[] = []
+    for await (const frame of frames()) {
+      const block = decodeFrame(frame, head.compression)
+      block.catch(() => {}) // awaited in order below; never an unhandled rejection meanwhile
+      pending.push(block)
+      if (pending.length >= FRAMES_IN_FLIGHT) yield await pending.shift()!
+    }
+    while (pending.length > 0) yield await pending.shift()!
+  }
+
   async function* verified(): AsyncGenerator<Buffer> {
     try {
-      const hash = hasher().create64(0n)
-      hash.update(entry.headBytes)
-      if (payloadEnd > head.payloadOffset) {
-        const raw = handle.createReadStream({ start: head.payloadOffset, end: payloadEnd - 1, highWaterMark: CHUNK, autoClose: false })
-        for await (const chunk of raw as AsyncIterable<Buffer>) {
-          hash.update(chunk)
-          yield chunk
-        }
-      }
-      const trailer = Buffer.allocUnsafe(TRAILER_BYTES)
-      await handle.read(trailer, 0, TRAILER_BYTES, payloadEnd)
-      const fields = decodeTrailer(trailer, size, head.payloadOffset)
-      hash.update(trailer.subarray(0, TRAILER_BYTES - 8))
-      if (hash.digest() !== fields.checksum) throw new CorruptEntryError('checksum mismatch')
+      if ((head.flags & FLAG_FRAMED) !== 0) yield* unframed()
+      else if (head.compression === Compression.None) yield* plain()
+      else throw new CorruptEntryError('compressed stream entry without frames')
       verifiedToTheEnd = true
     } finally {
       await handle.close().catch(() => {})
     }
   }
-
-  const source = Readable.from(verified(), { objectMode: false })
-  let last: Readable = source
-  if (head.compression !== Compression.None) {
-    const inflate = createDecompressStream(head.compression)
-    // pipeline wires errors both ways and tears both down; its own callback is not needed.
-    pipeline(source, inflate).catch(() => {})
-    last = inflate
-  }
+  // Set once every payload byte has been read and the checksum matched.
+  let verifiedToTheEnd = false
 
   // The consumer's stream is fed by hand rather than piped, so the error it sees is ours
-  // (ERR_CORRUPT) and not zlib's, and so it never sees 'end' before the checksum passed.
+  // (ERR_CORRUPT), and so it never sees 'end' before the checksum has passed.
   const out = new PassThrough({ highWaterMark: CHUNK })
   const pump = async (): Promise<void> => {
+    const source = verified()
     try {
-      for await (const chunk of last) {
-        if (out.destroyed) return // the consumer gave up; leaving the loop tears down the file
+      for await (const chunk of source) {
+        if (out.destroyed) return // the consumer gave up; leaving the loop closes the file
         if (!out.write(chunk)) await drained(out)
       }
-      // A damaged payload can make the decompressor meet an end-of-stream marker early and
-      // finish while payload bytes remain unread and unchecked: that is corruption, not an end.
-      if (!verifiedToTheEnd) throw new CorruptEntryError('compressed data ends before the payload does')
+      if (!verifiedToTheEnd) throw new CorruptEntryError('payload ended before its checksum was checked')
       out.end()
     } catch (error) {
       const corrupt = asCorrupt(error)
@@ -119,6 +154,15 @@ export function createEntryStream(entry: OpenedEntry, onCorrupt: (error: Corrupt
   }
   void pump()
   return out
+}
+
+async function readFully(handle: FileHandle, into: Buffer, position: number): Promise<void> {
+  let done = 0
+  while (done < into.length) {
+    const { bytesRead } = await handle.read(into, done, into.length - done, position + done)
+    if (bytesRead === 0) throw new CorruptEntryError('file ends inside a frame')
+    done += bytesRead
+  }
 }
 
 function drained(stream: PassThrough): Promise<void> {

@@ -1,14 +1,16 @@
 import path from 'node:path'
-import { Readable } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { LarderError } from '../errors.js'
 import { hasher } from '../format/checksum.js'
-import { Compression, createCompressStream, PROBE_BYTES, worthCompressing } from '../format/compression.js'
-import { encodeHead, encodeTags, encodeTrailerFields, TRAILER_BYTES, type EntryMeta } from '../format/entry-format.js'
+import { Compression } from '../format/compression.js'
+import { encodeHead, encodeTags, encodeTrailerFields, FLAG_FRAMED, TRAILER_BYTES, type EntryMeta } from '../format/entry-format.js'
+import { encodeFrame, FRAME_BYTES } from '../format/frames.js'
 import { disk, errorCode } from './disk.js'
 
-export type StreamSource = AsyncIterable<Uint8Array | string> | Readable
+export type StreamSource = AsyncIterable<Uint8Array | string> | NodeJS.ReadableStream
+
+/** Blocks compressing at once: zlib's pool has 4 threads; 3 keep 2 cores busy and memory low. */
+const FRAMES_IN_FLIGHT = 3
 
 /** Marks an error raised by the caller's source, so it is not counted against the disk. */
 export class SourceError extends Error {
@@ -20,7 +22,7 @@ export class SourceError extends Error {
 export interface StreamWriteOptions {
   compression: Compression
   level: number
-  /** Streams shorter than this are stored uncompressed. */
+  /** Blocks shorter than this are stored uncompressed. */
   threshold: number
   durable: boolean
   /** Called with the temp path as soon as it exists, and with undefined when it is gone. */
@@ -44,9 +46,9 @@ function toChunk(value: unknown): Buffer {
 }
 
 /**
- * Streams a source into a new entry file with bounded memory: the head of the stream decides
- * whether compression pays off, then bytes flow source → zlib → checksum → temp file, and
- * the temp file is renamed over the entry only once it is complete. A crash at any moment
+ * Streams a source into a new entry file with bounded memory: bytes are cut into 1 MiB blocks,
+ * each compressed in zlib's thread pool when that pays off (frames.ts), then checksummed and
+ * appended to a temp file, which is renamed over the entry only once it is complete. A crash at any moment
  * leaves the old entry or the new one, plus at worst a stray temp file for maintenance.
  * Temp names are `<hash>.<pid>-<n>.tmp`, so maintenance can tell whether its writer lives.
  */
@@ -65,41 +67,36 @@ export async function writeEntryStream(
     }
   }
 
-  // Probe: read the first PROBE_BYTES and judge compressibility from them.
-  const prefix: Buffer[] = []
+  // Bytes are cut into FRAME_BYTES blocks; each becomes a frame (compressed or raw).
   let logicalLength = 0
-  let ended = false
-  while (logicalLength < PROBE_BYTES) {
-    const step = await next()
-    if (step.done) {
-      ended = true
-      break
-    }
-    const chunk = toChunk(step.value)
-    prefix.push(chunk)
-    logicalLength += chunk.length
-  }
-  let compression = options.compression
-  if (compression !== Compression.None) {
-    const sample = Buffer.concat(prefix)
-    if (sample.length < options.threshold || !worthCompressing(sample.subarray(0, PROBE_BYTES))) compression = Compression.None
-  }
-
-  async function* body(): AsyncGenerator<Buffer> {
-    yield* prefix
-    prefix.length = 0
-    if (ended) return
+  async function* blocks(): AsyncGenerator<Buffer> {
+    let parts: Buffer[] = []
+    let held = 0
     for (;;) {
       const step = await next()
-      if (step.done) return
-      const chunk = toChunk(step.value)
+      if (step.done) break
+      let chunk = toChunk(step.value)
       logicalLength += chunk.length
-      yield chunk
+      while (held + chunk.length >= FRAME_BYTES) {
+        const take = FRAME_BYTES - held
+        parts.push(chunk.subarray(0, take))
+        yield Buffer.concat(parts, FRAME_BYTES)
+        chunk = chunk.subarray(take)
+        parts = []
+        held = 0
+      }
+      if (chunk.length > 0) {
+        parts.push(chunk)
+        held += chunk.length
+      }
     }
+    if (held > 0) yield Buffer.concat(parts, held)
   }
+  const compression = options.compression
+  const framed = compression !== Compression.None
 
   const keyBytes = Buffer.from(meta.key)
-  const head = encodeHead({ ...meta, compression }, keyBytes, encodeTags(meta.tags))
+  const head = encodeHead({ ...meta, compression, flags: framed ? FLAG_FRAMED : 0 }, keyBytes, encodeTags(meta.tags))
   const temp = `${file}.${process.pid}-${++tempCounter}.tmp`
   let handle: FileHandle
   try {
@@ -120,15 +117,25 @@ export async function writeEntryStream(
   try {
     hash.update(head)
     await write(head)
-    const sink = async (chunks: AsyncIterable<Buffer>): Promise<void> => {
-      for await (const chunk of chunks) {
-        hash.update(chunk)
-        storedLength += chunk.length
-        await write(chunk)
-      }
+    const emit = async (bytes: Buffer): Promise<void> => {
+      hash.update(bytes)
+      storedLength += bytes.length
+      await write(bytes)
     }
-    if (compression === Compression.None) await sink(body())
-    else await pipeline(Readable.from(body(), { objectMode: false }), createCompressStream(compression, options.level), sink)
+    // Up to FRAMES_IN_FLIGHT blocks compress in zlib's thread pool while earlier frames are
+    // written, in order. Memory stays bounded: about (in flight + 1) × 2 blocks.
+    const inFlight: Promise<Buffer[]>[] = []
+    for await (const block of blocks()) {
+      if (!framed) {
+        await emit(block)
+        continue
+      }
+      const frame = encodeFrame(block, compression, options.level, options.threshold)
+      frame.catch(() => {}) // awaited below; never an unhandled rejection meanwhile
+      inFlight.push(frame)
+      if (inFlight.length >= FRAMES_IN_FLIGHT) for (const part of await inFlight.shift()!) await emit(part)
+    }
+    while (inFlight.length > 0) for (const part of await inFlight.shift()!) await emit(part)
 
     const trailer = Buffer.allocUnsafe(TRAILER_BYTES)
     encodeTrailerFields(storedLength, logicalLength).copy(trailer, 0)

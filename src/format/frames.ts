@@ -1,0 +1,94 @@
+/**
+ * The framed payload of streamed entries (header flag FRAMED): a sequence of frames, each one
+ * block of the stream compressed on its own, or stored raw when it does not compress.
+ *
+ *   frame = rawLength uint32 LE (bit 31 set = compressed) · storedLength uint32 LE · stored bytes
+ *
+ * Why frames rather than one zlib stream: one stream compresses on one core, and spends as
+ * long on a tarball's already-compressed members as on its text. Independent 1 MiB blocks are
+ * judged one by one (random blocks cost a 32 KiB trial, then are stored raw) and compressed
+ * several at a time in zlib's thread pool, in both directions, while output keeps its order.
+ */
+import { CorruptEntryError } from './entry-format.js'
+import { type Compression, compressAsync, decompressAsync, decompressSync, worthCompressing } from './compression.js'
+
+export const FRAME_HEADER_BYTES = 8
+/** Stream bytes per frame. */
+export const FRAME_BYTES = 1024 * 1024
+/** Largest rawLength a reader accepts, so a lying frame header cannot make it allocate more. */
+const MAX_FRAME_BYTES = 4 * FRAME_BYTES
+const COMPRESSED = 0x8000_0000
+/** Bytes of a block compressed as a trial before the whole block is. */
+const SAMPLE_BYTES = 32 * 1024
+/** Keep a compressed frame only if it saves at least this share. */
+const KEEP_RATIO = 0.9
+
+export interface Frame {
+  compressed: boolean
+  rawLength: number
+  stored: Buffer
+}
+
+/** Compresses one block into a frame (header + stored bytes), or stores it raw. */
+export async function encodeFrame(block: Buffer, compression: Compression, level: number, threshold: number): Promise<Buffer[]> {
+  let stored = block
+  let compressed = false
+  if (block.length >= threshold && worthCompressing(block.subarray(0, SAMPLE_BYTES))) {
+    const out = await compressAsync(compression, level, block)
+    if (out.length < block.length * KEEP_RATIO) {
+      stored = out
+      compressed = true
+    }
+  }
+  const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES)
+  header.writeUInt32LE((block.length | (compressed ? COMPRESSED : 0)) >>> 0, 0)
+  header.writeUInt32LE(stored.length, 4)
+  return [header, stored]
+}
+
+/** Parses a frame header; `remaining` is how many payload bytes follow it. */
+export function decodeFrameHeader(header: Buffer, remaining: number): { compressed: boolean; rawLength: number; storedLength: number } {
+  const word = header.readUInt32LE(0)
+  const compressed = (word & COMPRESSED) !== 0
+  const rawLength = word & ~COMPRESSED
+  const storedLength = header.readUInt32LE(4)
+  if (rawLength > MAX_FRAME_BYTES || storedLength > remaining || (!compressed && storedLength !== rawLength)) {
+    throw new CorruptEntryError('bad frame header')
+  }
+  return { compressed, rawLength, storedLength }
+}
+
+/** The block a frame holds. A frame that does not decompress to its recorded length is corrupt. */
+export async function decodeFrame(frame: Frame, compression: Compression): Promise<Buffer> {
+  if (!frame.compressed) return frame.stored
+  let out: Buffer
+  try {
+    out = await decompressAsync(compression, frame.stored, frame.rawLength)
+  } catch (error) {
+    throw new CorruptEntryError(`frame does not decompress (${(error as Error).message})`)
+  }
+  if (out.length !== frame.rawLength) throw new CorruptEntryError('frame decompresses to the wrong length')
+  return out
+}
+
+/** All blocks of a framed payload held in memory (the buffered `get` of a streamed entry). */
+export async function decodeFramedPayload(payload: Buffer, compression: Compression, logicalLength: number): Promise<Buffer> {
+  const blocks: Buffer[] = []
+  let total = 0
+  for (let at = 0; at < payload.length;) {
+    if (payload.length - at < FRAME_HEADER_BYTES) throw new CorruptEntryError('truncated frame header')
+    const { compressed, rawLength, storedLength } = decodeFrameHeader(payload.subarray(at, at + FRAME_HEADER_BYTES), payload.length - at - FRAME_HEADER_BYTES)
+    at += FRAME_HEADER_BYTES
+    const stored = payload.subarray(at, at + storedLength)
+    at += storedLength
+    const block = compressed && rawLength <= 64 * 1024
+      ? decompressSync(compression, stored, rawLength)
+      : await decodeFrame({ compressed, rawLength, stored }, compression)
+    if (block.length !== rawLength) throw new CorruptEntryError('frame decompresses to the wrong length')
+    total += block.length
+    if (total > logicalLength) throw new CorruptEntryError('frames hold more than the logical length')
+    blocks.push(block)
+  }
+  if (total !== logicalLength) throw new CorruptEntryError('frames hold less than the logical length')
+  return blocks.length === 1 ? blocks[0]! : Buffer.concat(blocks, total)
+}
