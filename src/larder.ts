@@ -341,6 +341,7 @@ export class Larder extends EventEmitter<LarderEvents> {
           compression: this.#compression,
           level: this.options.compressionLevel,
           threshold: this.options.compressThreshold,
+          adaptive: this.options.streamCompression === 'adaptive',
           durable: this.options.durable,
           trackTemp: (temp, live) => (live ? this.#temps.add(temp) : this.#temps.delete(temp)),
         }),

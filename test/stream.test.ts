@@ -77,7 +77,7 @@ describe('large stream round trips', () => {
 
   test('an already-compressed (random) stream round trips byte-exact and is stored without compression', async () => {
     const dir = await freshDir('random')
-    const cache = await Larder.open({ dir })
+    const cache = await Larder.open({ dir, streamCompression: 'full' })
     try {
       const spec: ArtifactSpec = { version: 5, size: 8 * MiB + 777, kind: 'random' }
       await cache.setStream('random', artifactSource(spec))
@@ -111,6 +111,63 @@ describe('large stream round trips', () => {
     } finally {
       await cache.close()
     }
+  })
+})
+
+describe('adaptive stream compression (the default)', () => {
+  function frameKinds(bytes: Buffer): boolean[] {
+    const kinds: boolean[] = []
+    for (let at = 32 + bytes.readUInt32LE(24) + bytes.readUInt32LE(28); at < bytes.length - 32; at += 8 + bytes.readUInt32LE(at + 4)) {
+      kinds.push(bytes.readUInt32LE(at) >>> 31 === 1)
+    }
+    return kinds
+  }
+
+  test('a source slower than zlib is compressed whole; a fast one has blocks stored raw while every compressor is busy, and both round trip', async () => {
+    const dir = await freshDir('adaptive')
+    const cache = await Larder.open({ dir })
+    try {
+      const spec: ArtifactSpec = { version: 7, size: 4 * MiB, kind: 'text' }
+      async function* slow(): AsyncGenerator<Buffer> {
+        for (const chunk of artifactChunks(spec)) {
+          await new Promise((resolve) => setTimeout(resolve, 60))
+          yield chunk
+        }
+      }
+      await cache.setStream('slow', slow())
+      assert.deepEqual(await digestStream((await cache.getStream('slow'))!), artifactDigest(spec))
+      const slowFrames = frameKinds(readFileSync(await entryFile(dir, 'slow')))
+      assert.deepEqual(slowFrames, [true, true, true, true], 'every block of a slow source is compressed')
+
+      const fast: ArtifactSpec = { version: 8, size: 24 * MiB, kind: 'text' }
+      await cache.setStream('fast', artifactSource(fast))
+      assert.deepEqual(await digestStream((await cache.getStream('fast'))!), artifactDigest(fast))
+      const fastFrames = frameKinds(readFileSync(await entryFile(dir, 'fast')))
+      assert.equal(fastFrames.length, 24)
+      assert.ok(fastFrames.includes(true), 'some blocks of a fast source are compressed')
+      const s = await cache.stats()
+      assert.equal(s.corrupt + s.errors + s.dropped, 0)
+    } finally {
+      await cache.close()
+    }
+  })
+
+  test("streamCompression: 'full' compresses every compressible block of a fast source", async () => {
+    const dir = await freshDir('full')
+    const cache = await Larder.open({ dir, streamCompression: 'full' })
+    try {
+      const spec: ArtifactSpec = { version: 9, size: 12 * MiB, kind: 'text' }
+      await cache.setStream('fast', artifactSource(spec))
+      assert.deepEqual(frameKinds(readFileSync(await entryFile(dir, 'fast'))), Array(12).fill(true))
+      assert.deepEqual(await digestStream((await cache.getStream('fast'))!), artifactDigest(spec))
+    } finally {
+      await cache.close()
+    }
+  })
+
+  test('streamCompression is validated', async () => {
+    const dir = await freshDir('bad-mode')
+    await assert.rejects(Larder.open({ dir, streamCompression: 'fast' as 'full' }), (e: unknown) => e instanceof LarderError && e.code === 'ERR_INVALID_OPTION' && /streamCompression/.test(e.message))
   })
 })
 

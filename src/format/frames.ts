@@ -40,8 +40,14 @@ export async function encodeFrame(block: Buffer, compression: Compression, level
       compressed = true
     }
   }
+  return frameParts(block.length, compressed, stored)
+}
+/** Stores one block raw, without trying to compress it. */
+encodeFrame.raw = (block: Buffer): Buffer[] => frameParts(block.length, false, block)
+
+function frameParts(rawLength: number, compressed: boolean, stored: Buffer): Buffer[] {
   const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES)
-  header.writeUInt32LE((block.length | (compressed ? COMPRESSED : 0)) >>> 0, 0)
+  header.writeUInt32LE((rawLength | (compressed ? COMPRESSED : 0)) >>> 0, 0)
   header.writeUInt32LE(stored.length, 4)
   return [header, stored]
 }

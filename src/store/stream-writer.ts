@@ -1,3 +1,4 @@
+import os from 'node:os'
 import path from 'node:path'
 import type { FileHandle } from 'node:fs/promises'
 import { LarderError } from '../errors.js'
@@ -9,8 +10,11 @@ import { disk, errorCode } from './disk.js'
 
 export type StreamSource = AsyncIterable<Uint8Array | string> | NodeJS.ReadableStream
 
-/** Blocks compressing at once: zlib's pool has 4 threads; 3 keep 2 cores busy and memory low. */
-const FRAMES_IN_FLIGHT = 3
+/** Blocks compressing at once: one per core, up to zlib's 4 pool threads. On 2 cores, 3 were
+ *  no faster in full mode and slower in adaptive (the main thread hashes and writes too). */
+const COMPRESSING_AT_ONCE = Math.min(4, os.availableParallelism())
+/** Frames held between the source and the file (compressing or waiting for their turn). */
+const FRAMES_QUEUED = 6
 
 /** Marks an error raised by the caller's source, so it is not counted against the disk. */
 export class SourceError extends Error {
@@ -24,6 +28,8 @@ export interface StreamWriteOptions {
   level: number
   /** Blocks shorter than this are stored uncompressed. */
   threshold: number
+  /** 'adaptive': a block that arrives while every compressor is busy is stored raw. */
+  adaptive: boolean
   durable: boolean
   /** Called with the temp path as soon as it exists, and with undefined when it is gone. */
   trackTemp(file: string, live: boolean): void
@@ -122,20 +128,32 @@ export async function writeEntryStream(
       storedLength += bytes.length
       await write(bytes)
     }
-    // Up to FRAMES_IN_FLIGHT blocks compress in zlib's thread pool while earlier frames are
-    // written, in order. Memory stays bounded: about (in flight + 1) × 2 blocks.
-    const inFlight: Promise<Buffer[]>[] = []
+    // Up to COMPRESSING_AT_ONCE blocks compress in zlib's thread pool while earlier frames are
+    // written, in order. Memory stays bounded: about FRAMES_QUEUED × 2 blocks. In adaptive
+    // mode a block that finds every compressor busy is stored raw rather than waited for:
+    // the stream then runs at the speed of its source or the disk, whichever is slower,
+    // and compresses as much of it as the CPU affords meanwhile.
+    const queue: Promise<Buffer[]>[] = []
+    let compressing = 0
     for await (const block of blocks()) {
       if (!framed) {
         await emit(block)
         continue
       }
-      const frame = encodeFrame(block, compression, options.level, options.threshold)
-      frame.catch(() => {}) // awaited below; never an unhandled rejection meanwhile
-      inFlight.push(frame)
-      if (inFlight.length >= FRAMES_IN_FLIGHT) for (const part of await inFlight.shift()!) await emit(part)
+      while (queue.length >= FRAMES_QUEUED || (!options.adaptive && compressing >= COMPRESSING_AT_ONCE)) {
+        for (const part of await queue.shift()!) await emit(part)
+      }
+      let frame: Promise<Buffer[]>
+      if (compressing < COMPRESSING_AT_ONCE) {
+        compressing++
+        frame = encodeFrame(block, compression, options.level, options.threshold).finally(() => compressing--)
+        frame.catch(() => {}) // awaited below; never an unhandled rejection meanwhile
+      } else {
+        frame = Promise.resolve(encodeFrame.raw(block))
+      }
+      queue.push(frame)
     }
-    while (inFlight.length > 0) for (const part of await inFlight.shift()!) await emit(part)
+    while (queue.length > 0) for (const part of await queue.shift()!) await emit(part)
 
     const trailer = Buffer.allocUnsafe(TRAILER_BYTES)
     encodeTrailerFields(storedLength, logicalLength).copy(trailer, 0)

@@ -13,7 +13,7 @@ const size = Number(sizeArg)
 const kind = kindArg as 'mixed' | 'random'
 const gc = (globalThis as { gc?: () => void }).gc
 
-const cache = await Larder.open({ dir: dir! })
+const cache = await Larder.open({ dir: dir!, streamCompression: 'full' })
 
 async function* hashed(spec: ArtifactSpec, into: { hash: ReturnType<typeof createHash>; length: number }): AsyncGenerator<Buffer> {
   for (const chunk of artifactChunks(spec)) {
