@@ -16,6 +16,15 @@ export default defineConfig([
     splitting: false,
   },
   {
+    // The maintenance worker runs in piscina threads; pool.ts finds it beside the bundle.
+    entry: { 'maintenance-worker': 'src/maintenance/worker.ts' },
+    format: ['esm'],
+    target: 'node20',
+    platform: 'node',
+    sourcemap: true,
+    splitting: false,
+  },
+  {
     entry: { demo: 'src/demo.ts' },
     format: ['esm'],
     target: 'node20',

@@ -12,6 +12,8 @@ export type LarderErrorCode =
   | 'ERR_CLOSED'
   | 'ERR_CORRUPT'
   | 'ERR_UNAVAILABLE'
+  | 'ERR_ABORTED'
+  | 'ERR_BUSY'
 
 /** A registered symbol, the same in every copy of larder loaded in a process (the ESM and
  *  the CJS build are two copies when an app mixes `import` and `require`). */

@@ -4,8 +4,9 @@ export { LarderError, isLarderError } from './errors.js'
 export type { LarderErrorCode } from './errors.js'
 export type {
   BreakerOptions, CompressionName, CustomSerializer, Duration, EvictionPolicy, LarderOptions,
-  MemoryTierOptions, SerializerName, Size,
+  MaintenanceOptions, MemoryTierOptions, SerializerName, Size, StreamCompression,
 } from './options.js'
+export type { MaintenanceProgress, PruneOptions, PruneReport, VerifyOptions, VerifyReport } from './maintenance/maintainer.js'
 export type { BreakerSnapshot, BreakerState } from './resilience/disk-breaker.js'
 export type { LatencySummary } from './stats/latency-window.js'
 export type { StreamSource } from './store/stream-writer.js'

@@ -11,7 +11,7 @@ import {
 import { CorruptEntryError, decodeEntry, encodeEntry, encodeTags, FLAG_FRAMED, type DecodedEntry } from './format/entry-format.js'
 import { decodeFramedPayload } from './format/frames.js'
 import { Codec, deserialize, serialize, type Serialized } from './format/serializers.js'
-import { resolveOptions, type Duration, type LarderOptions, type ResolvedOptions } from './options.js'
+import { parseDuration, parseSize, resolveOptions, type Duration, type LarderOptions, type ResolvedOptions } from './options.js'
 import { DiskBreaker, isBreakerOpen, type BreakerSnapshot, type BreakerState } from './resilience/disk-breaker.js'
 import { disk, errorCode } from './store/disk.js'
 import { readEntryFile, removeFile, removeIfUnchanged, SYNC_IO_LIMIT, writeEntryFile } from './store/entry-files.js'
@@ -19,6 +19,11 @@ import { CACHEDIR_TAG, Layout } from './store/layout.js'
 import { createEntryStream, openEntry, type OpenedEntry } from './store/stream-reader.js'
 import { SourceError, writeEntryStream, type StreamSource } from './store/stream-writer.js'
 import { TagClock } from './store/tag-clock.js'
+import { HitLog } from './maintenance/hit-log.js'
+import type { PruneFilters } from './maintenance/worker.js'
+import { Maintainer, type MaintenanceProgress, type PruneOptions, type PruneReport, type VerifyOptions, type VerifyReport } from './maintenance/maintainer.js'
+import { MaintenancePool } from './maintenance/pool.js'
+import { RunningTotals } from './maintenance/totals.js'
 import { LatencyWindow, type LatencySummary } from './stats/latency-window.js'
 import { MemoryTier, type MemoryEntry } from './tiers/memory-tier.js'
 import { validateCallOptions, validateKey, validateKeys, validateTags, validateTtl } from './validate.js'
@@ -63,6 +68,14 @@ export interface Stats {
   memoryEntries: number
   latency: { get: LatencySummary; set: LatencySummary }
   breaker: BreakerSnapshot
+  /** Entries in this namespace on disk, for every process sharing it: running totals, not a
+   *  scan (see maintenance/totals.ts); exact after a prune or verify, then within the
+   *  writes racing it. */
+  entries: number
+  /** Bytes of entry files in this namespace on disk (what `maxSize` limits), likewise. */
+  size: number
+  /** When a prune or verify last counted the tree (ms since the epoch), if ever. */
+  scannedAt: number | undefined
 }
 
 /** Events and their arguments. `error` is emitted only when someone listens for it. */
@@ -74,6 +87,10 @@ export interface LarderEvents {
   delete: [key: string]
   corrupt: [info: { key: string | undefined; file: string; reason: string }]
   breaker: [state: BreakerState]
+  /** Progress of a prune or verify (scan, evict and verify phases). */
+  progress: [progress: MaintenanceProgress]
+  /** An automatic prune (interval or over-budget write) finished. */
+  prune: [report: PruneReport]
 }
 
 type Lookup =
@@ -82,8 +99,10 @@ type Lookup =
 
 const MISS: Lookup = { found: false }
 /** A whole entry read and checksum-verified, with the inode it was read from. */
-type VerifiedEntry = DecodedEntry & { ino: number }
+type VerifiedEntry = DecodedEntry & { ino: number; mtimeMs: number }
 const SET_OPTIONS = ['ttl', 'tags'] as const
+const PRUNE_OPTIONS = ['maxSize', 'maxEntries', 'maxAge', 'olderThan', 'tags', 'pattern', 'dryRun', 'listKeys', 'signal', 'onProgress'] as const
+const VERIFY_OPTIONS = ['repair', 'signal', 'onProgress'] as const
 const GET_OR_SET_OPTIONS = ['ttl', 'tags', 'grace'] as const
 /** Accepts a Readable, an async iterable, a sync iterable of chunks, or one Uint8Array. */
 function toAsyncSource(source: unknown): StreamSource {
@@ -94,6 +113,15 @@ function toAsyncSource(source: unknown): StreamSource {
     return (async function* () { yield* source as Iterable<Uint8Array | string> })()
   }
   throw new LarderError('ERR_INVALID_VALUE', 'Invalid source: expected a Readable, an (async) iterable of Uint8Array chunks, or a Uint8Array', { field: 'source' })
+}
+
+function validateSignalAndProgress(o: { signal?: unknown; onProgress?: unknown }): void {
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
+    throw new LarderError('ERR_INVALID_VALUE', 'Invalid signal: expected an AbortSignal', { field: 'signal' })
+  }
+  if (o.onProgress !== undefined && typeof o.onProgress !== 'function') {
+    throw new LarderError('ERR_INVALID_VALUE', 'Invalid onProgress: expected a function', { field: 'onProgress' })
+  }
 }
 
 /** Keep compressed output only if it saves at least this share of the bytes. */
@@ -131,6 +159,15 @@ export class Larder extends EventEmitter<LarderEvents> {
   readonly #getLatency = new LatencyWindow()
   readonly #setLatency = new LatencyWindow()
   readonly #counts = { hits: 0, misses: 0, memoryHits: 0, sets: 0, deletes: 0, expired: 0, corrupt: 0, errors: 0, dropped: 0, bytesWritten: 0, bytesRead: 0 }
+  readonly #totals: RunningTotals
+  readonly #hitLog: HitLog | undefined
+  readonly #pool: MaintenancePool
+  readonly #maintainer: Maintainer
+  /** The automatic prune running now, if any, and how to stop it at close. */
+  #autoPrune: Promise<void> | undefined
+  readonly #autoAbort = new AbortController()
+  #interval: NodeJS.Timeout | undefined
+  readonly #budgeted: boolean
   #removeExitHook: (() => void) | undefined
   #closed = false
   #lastStamp = 0
@@ -143,10 +180,24 @@ export class Larder extends EventEmitter<LarderEvents> {
     this.#compression = compressionIds[options.compression]
     this.#memory = options.memory === false ? undefined : new MemoryTier(options.memory)
     this.#breaker = new DiskBreaker(options.breaker, (state) => this.emit('breaker', state))
+    this.#totals = new RunningTotals(this.#layout)
+    this.#hitLog = options.evictionPolicy === 'lfu' ? new HitLog(this.#layout) : undefined
+    this.#pool = new MaintenancePool(options.maintenance.workers)
+    this.#maintainer = new Maintainer({
+      layout: this.#layout, options, totals: this.#totals, pool: this.#pool,
+      flushHits: () => this.#hitLog?.flush(),
+      progress: (p) => this.emit('progress', p),
+    })
+    this.#budgeted = options.maintenance.auto && (options.maxSize !== undefined || options.maxEntries !== undefined)
+    if (options.maintenance.auto && options.maintenance.interval > 0) {
+      this.#interval = setInterval(() => this.#startAutoPrune(), options.maintenance.interval)
+      this.#interval.unref()
+    }
     // Held for the cache's lifetime: removes our in-flight temp files on exit, and keeps
     // signal-exit's handlers installed, which makes each write-file-atomic call ~4× cheaper
     // (it would otherwise install and remove ~15 signal handlers per write).
     this.#removeExitHook = onExit(() => {
+      this.#flushCounters()
       for (const temp of this.#temps) {
         try {
           disk.unlinkSync(temp)
@@ -269,9 +320,10 @@ export class Larder extends EventEmitter<LarderEvents> {
           // written, so it is read whole and verified like any other set() value.
           if (fresh && ((entry.head.flags & FLAG_FRAMED) !== 0 || entry.head.compression === Compression.None)) {
             this.#counts.bytesRead += entry.size
+            this.#used(file, entry.mtimeMs)
             return createEntryStream(entry, (error) => {
               this.#reportCorrupt(file, k, error.message)
-              void removeIfUnchanged(file, entry.ino).catch(() => {})
+              void removeIfUnchanged(file, entry.ino).then((size) => this.#removed(size), () => {})
             })
           }
           await entry.handle.close()
@@ -281,6 +333,7 @@ export class Larder extends EventEmitter<LarderEvents> {
         }
         // The whole entry was verified before a single byte is handed out.
         if ((await this.#freshness(whole, file, 0, whole.ino)) !== 'fresh') return undefined
+        this.#used(file, whole.mtimeMs)
         const bytes = await this.#payloadBytes(whole).catch((error: unknown) =>
           this.#corruptOrThrow(new CorruptEntryError(`payload does not decompress (${(error as Error).message})`), file, k, whole.ino))
         return bytes === undefined ? undefined : Readable.from([bytes], { objectMode: false })
@@ -336,6 +389,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     const file = this.#layout.entryPath(this.#layout.hashKey(k))
     this.#memory?.delete(k)
     try {
+      let previous: number | undefined
       const result = await this.#breaker.run(() =>
         writeEntryStream(file, { key: k, codec: Codec.Stream, createdAt, expiresAt, tags }, input, {
           compression: this.#compression,
@@ -344,12 +398,18 @@ export class Larder extends EventEmitter<LarderEvents> {
           adaptive: this.options.streamCompression === 'adaptive',
           durable: this.options.durable,
           trackTemp: (temp, live) => (live ? this.#temps.add(temp) : this.#temps.delete(temp)),
+          beforeRename: () => {
+            const before = disk.lstatSync(file, { throwIfNoEntry: false })
+            previous = before?.isFile() ? before.size : undefined
+          },
         }),
       )
+      this.#totals.written(result.fileBytes, previous)
       this.#counts.sets++
       this.#counts.bytesWritten += result.fileBytes
       this.#setLatency.record(performance.now() - started)
       this.emit('set', k)
+      this.#checkBudget()
     } catch (error) {
       if (error instanceof SourceError) throw error.original
       if (input instanceof Readable && !input.destroyed) input.destroy()
@@ -449,15 +509,75 @@ export class Larder extends EventEmitter<LarderEvents> {
     return this.increment(key, -delta)
   }
 
+  // ── maintenance ───────────────────────────────────────────────────────────
+
+  /**
+   * Reclaims space in worker threads: removes expired and tag-invalidated entries, corrupt
+   * files, stray temp files older than `maintenance.tempMaxAge`, entries matching the filters
+   * (`maxAge`: not used within; `olderThan`: created before; `tags`; `pattern`, a glob over
+   * keys such as `'user:*'`), then evicts by `evictionPolicy` down to `maxSize`/`maxEntries`
+   * (or, if the configured budget is exceeded, to its low-water mark). `dryRun` reports what
+   * would go and removes nothing. Cancel with `signal`: rejects with `ERR_ABORTED`, whose
+   * `report` holds the work done. Progress arrives as `progress` events and `onProgress`.
+   */
+  async prune(options?: PruneOptions): Promise<PruneReport> {
+    this.#assertOpen()
+    const o = validateCallOptions<PruneOptions>(options, PRUNE_OPTIONS)
+    const valid: PruneOptions & PruneFilters & { maxSize?: number } = { ...o, maxSize: undefined, maxAge: undefined, olderThan: undefined, tags: undefined }
+    if (o.maxSize !== undefined) valid.maxSize = parseSize(o.maxSize, 'maxSize', 'ERR_INVALID_VALUE')
+    if (o.maxEntries !== undefined && (typeof o.maxEntries !== 'number' || !Number.isSafeInteger(o.maxEntries) || o.maxEntries < 0)) {
+      throw new LarderError('ERR_INVALID_VALUE', `Invalid maxEntries: expected a non-negative integer, got ${String(o.maxEntries)}`, { field: 'maxEntries' })
+    }
+    if (o.maxAge !== undefined) valid.maxAge = parseDuration(o.maxAge, 'maxAge', 'ERR_INVALID_TTL')
+    if (o.olderThan !== undefined) {
+      const at = o.olderThan instanceof Date ? o.olderThan.getTime() : o.olderThan
+      if (typeof at !== 'number' || !Number.isFinite(at)) {
+        throw new LarderError('ERR_INVALID_VALUE', `Invalid olderThan: expected a Date or ms since the epoch, got ${String(o.olderThan)}`, { field: 'olderThan' })
+      }
+      valid.olderThan = at
+    }
+    if (o.tags !== undefined) valid.tags = [...validateTags(o.tags)]
+    if (o.pattern !== undefined && (typeof o.pattern !== 'string' || o.pattern === '')) {
+      throw new LarderError('ERR_INVALID_VALUE', 'Invalid pattern: expected a non-empty glob string such as "user:*"', { field: 'pattern' })
+    }
+    validateSignalAndProgress(o)
+    return this.#diskOperation(() => this.#maintainer.prune(valid))
+  }
+
+  /**
+   * Re-checks every entry's checksum in worker threads (every byte, no decompression). With
+   * `repair` (default true) corrupt entries and stale temp files are removed and the running
+   * totals corrected. Cancel with `signal` (`ERR_ABORTED`).
+   */
+  async verify(options?: VerifyOptions): Promise<VerifyReport> {
+    this.#assertOpen()
+    const o = validateCallOptions<VerifyOptions>(options, VERIFY_OPTIONS)
+    if (o.repair !== undefined && typeof o.repair !== 'boolean') {
+      throw new LarderError('ERR_INVALID_VALUE', `Invalid repair: expected a boolean, got ${String(o.repair)}`, { field: 'repair' })
+    }
+    validateSignalAndProgress(o)
+    return this.#diskOperation(() => this.#maintainer.verify(o))
+  }
+
   // ── lifecycle and introspection ───────────────────────────────────────────
 
-  /** Counters since this instance opened, latency percentiles and breaker state. Never touches the disk. */
+  /** Counters since this instance opened, latency percentiles, breaker state, and the entries
+   *  and bytes on disk (from the running totals: a few small files, never a scan). */
   async stats(): Promise<Stats> {
     this.#assertOpen()
     const c = this.#counts
     const reads = c.hits + c.misses
+    let totals: { entries: number; bytes: number; scannedAt?: number | undefined }
+    try {
+      totals = this.#totals.read()
+    } catch {
+      totals = this.#totals.estimate() // the disk is failing: the last known figures
+    }
     return {
       ...c,
+      entries: totals.entries,
+      size: totals.bytes,
+      scannedAt: totals.scannedAt,
       hitRate: reads === 0 ? 0 : c.hits / reads,
       memoryEntries: this.#memory?.size ?? 0,
       latency: { get: this.#getLatency.summary(), set: this.#setLatency.summary() },
@@ -465,10 +585,19 @@ export class Larder extends EventEmitter<LarderEvents> {
     }
   }
 
-  /** Releases the breaker's timers and the exit hook. Any later call rejects with `ERR_CLOSED`. Idempotent. */
+  /** Stops maintenance (after an automatic prune in progress finishes; the worker pool ends), flushes the
+   *  running totals, and releases the breaker's timers and the exit hook. Any later call rejects with `ERR_CLOSED`. Idempotent. */
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    clearInterval(this.#interval)
+    // A short-lived process (a build step) that pushed the cache over budget should leave it
+    // within budget: let a running automatic prune finish rather than cancel it.
+    await this.#autoPrune
+    this.#flushCounters()
+    this.#totals.stop()
+    this.#hitLog?.stop()
+    await this.#pool.destroy()
     this.#breaker.shutdown()
     this.#memory?.clear()
     this.#removeExitHook?.()
@@ -476,6 +605,86 @@ export class Larder extends EventEmitter<LarderEvents> {
   }
 
   // ── internals ─────────────────────────────────────────────────────────────
+
+  /** Maintenance errors that are not LarderErrors are disk trouble: ERR_UNAVAILABLE. */
+  async #diskOperation<T>(run: () => Promise<T>): Promise<T> {
+    try {
+      return await run()
+    } catch (error) {
+      if (isLarderError(error)) throw error
+      this.#counts.errors++
+      throw new LarderError('ERR_UNAVAILABLE', `Cache maintenance failed: ${(error as Error).message}`, { cause: error })
+    }
+  }
+
+  /** An over-budget write or the interval starts a prune in the background (one at a time;
+   *  it stands aside if another process is pruning). */
+  #startAutoPrune(): void {
+    if (this.#autoPrune !== undefined || this.#closed) return
+    this.#autoPrune = (async () => {
+      // Another process pruning may have counted before our last writes: once it is done,
+      // prune again if the totals are still over budget (a few tries, a quarter second apart).
+      for (let attempt = 0; attempt < 40; attempt++) {
+        if (attempt > 0) {
+          await new Promise((resolve) => setTimeout(resolve, 250))
+          if (!this.#overBudget(this.#totals.read())) return
+        }
+        const report = await this.#maintainer.prune({ signal: this.#autoAbort.signal }, true)
+        if (!report.skipped) {
+          this.emit('prune', report)
+          return
+        }
+      }
+    })()
+      .catch((error: unknown) => {
+        if (this.#autoAbort.signal.aborted) return
+        if (this.listenerCount('error') > 0) this.emit('error', error as Error)
+      })
+      .finally(() => {
+        this.#autoPrune = undefined
+      })
+  }
+
+  /** After a write: start a prune if the totals now exceed a budget. */
+  #checkBudget(): void {
+    if (!this.#budgeted || this.#autoPrune !== undefined) return
+    if (this.#overBudget(this.#totals.estimate())) this.#startAutoPrune()
+  }
+
+  #overBudget({ entries, bytes }: { entries: number; bytes: number }): boolean {
+    const { maxSize, maxEntries } = this.options
+    return (maxSize !== undefined && bytes > maxSize) || (maxEntries !== undefined && entries > maxEntries)
+  }
+
+  /** Writes the running totals and hit counts this process holds. Sync: runs at exit too. */
+  #flushCounters(): void {
+    try {
+      this.#totals.flush()
+      this.#hitLog?.flush()
+    } catch {
+      // the disk is failing; the next full scan corrects the totals
+    }
+  }
+
+  /** Bytes of an entry file just removed by this process, for the running totals. */
+  #removed(size: number | undefined): void {
+    if (size !== undefined) this.#totals.removed(size)
+  }
+
+  /** A disk hit: refresh the file's mtime (its last use) if older than `touchAfter`, and count
+   *  the hit for LFU. */
+  #used(file: string, mtimeMs: number): void {
+    const now = Date.now()
+    if (now - mtimeMs >= this.options.maintenance.touchAfter) {
+      try {
+        const at = now / 1000
+        disk.utimesSync(file, at, at)
+      } catch {
+        // gone or read-only: LRU order is a hint, not worth a failure
+      }
+    }
+    this.#hitLog?.hit(path.basename(file))
+  }
 
   #assertOpen(): void {
     if (this.#closed) throw new LarderError('ERR_CLOSED', 'The cache is closed', { field: 'cache' })
@@ -542,6 +751,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     }
     if (count) {
       this.#counts.memoryHits++
+      this.#hitLog?.hit(this.#layout.hashKey(key))
       this.#hit(key, 'memory')
     }
     return entry
@@ -573,6 +783,7 @@ export class Larder extends EventEmitter<LarderEvents> {
         if (freshness === 'gone') return MISS
         const value = await this.#decodeValue(decoded, file, key)
         if (value === MISS) return MISS
+        if (freshness === 'fresh') this.#used(file, decoded.mtimeMs)
         return { found: true, stale: freshness === 'stale', value, createdAt: decoded.createdAt, expiresAt: decoded.expiresAt, tags: decoded.tags, size: decoded.logicalLength }
       })
     } catch (error) {
@@ -627,7 +838,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     }
     // Another key with the same 64-bit hash: a miss, and its entry is left alone.
     if (decoded.key !== key) return undefined
-    return Object.assign(decoded, { ino: read.ino })
+    return Object.assign(decoded, { ino: read.ino, mtimeMs: read.mtimeMs })
   }
 
   /**
@@ -641,7 +852,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     if (expired && grace > 0 && now - entry.expiresAt < grace && !this.#tags.isStale(entry.tags, entry.createdAt)) return 'stale'
     this.#counts.expired++
     // Removed lazily, by the reader that found it, unless a newer entry replaced it meanwhile.
-    await removeIfUnchanged(file, ino).catch(() => {})
+    this.#removed(await removeIfUnchanged(file, ino).catch(() => undefined))
     return 'gone'
   }
 
@@ -680,7 +891,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     // ELOOP: a symlink where an entry should be; EISDIR: a directory.
     if (!(error instanceof CorruptEntryError) && code !== 'ELOOP' && code !== 'EISDIR') throw error
     this.#reportCorrupt(file, key, error instanceof Error ? error.message : String(error))
-    await removeIfUnchanged(file, ino).catch(() => {})
+    this.#removed(await removeIfUnchanged(file, ino).catch(() => undefined))
     return undefined
   }
 
@@ -714,10 +925,15 @@ export class Larder extends EventEmitter<LarderEvents> {
     const file = encodeEntry({ key, codec, compression, createdAt, expiresAt, tags }, Buffer.from(key), encodeTags(tags), payload, bytes.length)
     const path_ = this.#layout.entryPath(this.#layout.hashKey(key))
     try {
-      await this.#breaker.run(() => writeEntryFile(path_, file, this.options.durable))
+      const previous = await this.#breaker.run(() => {
+        const before = disk.lstatSync(path_, { throwIfNoEntry: false })
+        return writeEntryFile(path_, file, this.options.durable).then(() => before)
+      })
+      this.#totals.written(file.length, previous?.isFile() ? previous.size : undefined)
       this.#counts.sets++
       this.#counts.bytesWritten += file.length
       this.emit('set', key)
+      this.#checkBudget()
     } catch (error) {
       this.#writeFailed(error) // rethrows ERR_UNAVAILABLE when failOpen is false
     } finally {
@@ -735,15 +951,16 @@ export class Larder extends EventEmitter<LarderEvents> {
       const removed = await this.#breaker.run(async () => {
         // Another key's entry that shares the hash is not ours to delete: probe checks the key.
         const found = await this.#probe(file, key)
-        if (found === undefined) return false
+        if (found === undefined) return undefined
         if (found.opened !== undefined) await found.opened.handle.close()
         return removeFile(file)
       })
-      if (removed) {
+      this.#removed(removed)
+      if (removed !== undefined) {
         this.#counts.deletes++
         this.emit('delete', key)
       }
-      return removed
+      return removed !== undefined
     } catch (error) {
       this.#writeFailed(error)
       return false

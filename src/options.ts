@@ -34,6 +34,28 @@ export interface MemoryTierOptions {
   ttl?: Duration
 }
 
+/** Background maintenance: budgets kept, expired entries and stray temp files reclaimed.
+ *  Scans and evictions run in a piscina worker pool, never on the main thread. */
+export interface MaintenanceOptions {
+  /** Prune every this often (a duration; 0 = never). Default `'1h'`. The timer never keeps
+   *  the process alive. A write that pushes the running totals over a budget also starts
+   *  a prune, whatever this says. */
+  interval?: Duration
+  /** Worker threads for scans and evictions. Default 1: maintenance should cost the host
+   *  at most one core. Idle workers exit after a second. */
+  workers?: number
+  /** An over-budget cache is evicted down to this share of each budget (0.5–1). Default 0.9,
+   *  as ccache does: evicting to exactly the budget would prune again on the next write. */
+  lowWater?: number
+  /** A hit refreshes an entry's mtime (its last use, for LRU and `maxAge`) when it is older
+   *  than this. Default `'1m'`: a hot key costs one `utimes` a minute, not one per get, and
+   *  LRU order is exact to within a minute. atime is not used: it is often off (noatime). */
+  touchAfter?: Duration
+  /** Temp files older than this are strays of a dead writer and are removed. Default
+   *  `'15m'`: a live writer keeps its temp file's mtime fresh with every write. */
+  tempMaxAge?: Duration
+}
+
 /** Thresholds for the opossum circuit breaker that guards every disk operation. */
 export interface BreakerOptions {
   /** Failure percentage in the rolling window that opens the breaker. Default 50. */
@@ -94,8 +116,23 @@ export interface LarderOptions {
   maxSize?: Size
   /** Budget in entries; maintenance evicts beyond it. Default: none. */
   maxEntries?: number
-  /** Which entries maintenance evicts first once a budget is exceeded. Default `'lru'`. */
+  /** Which entries maintenance evicts first once a budget is exceeded. Default `'lru'`:
+   *  least recently used (mtime, refreshed on hits). `'lfu'`: fewest hits (counts shared by
+   *  processes through hit logs, halved at each prune so old popularity fades). `'fifo'`:
+   *  oldest created. Expired and tag-invalidated entries always go first. */
   evictionPolicy?: EvictionPolicy
+  /** Automatic maintenance: `false` turns off the interval and the over-budget trigger
+   *  (`prune()` and `verify()` still work). Default `{}` (the defaults below). */
+  maintenance?: false | MaintenanceOptions
+}
+
+export interface ResolvedMaintenanceOptions {
+  auto: boolean
+  interval: number
+  workers: number
+  lowWater: number
+  touchAfter: number
+  tempMaxAge: number
 }
 
 export interface ResolvedBreakerOptions {
@@ -122,6 +159,7 @@ export interface ResolvedOptions {
   maxSize: number | undefined
   maxEntries: number | undefined
   evictionPolicy: EvictionPolicy
+  maintenance: ResolvedMaintenanceOptions
 }
 
 /** Longest key, in UTF-8 bytes. Keys are stored inside entries, not in paths, so this
@@ -134,7 +172,9 @@ export const MAX_TAGS = 64
 const OPTION_NAMES = new Set<string>([
   'dir', 'namespace', 'defaultTtl', 'compression', 'compressionLevel', 'compressThreshold',
   'streamCompression', 'serializer', 'memory', 'failOpen', 'breaker', 'durable', 'maxSize', 'maxEntries', 'evictionPolicy',
+  'maintenance',
 ])
+const MAINTENANCE_NAMES = new Set(['interval', 'workers', 'lowWater', 'touchAfter', 'tempMaxAge'])
 const BREAKER_NAMES = new Set(['errorThresholdPercentage', 'volumeThreshold', 'resetTimeout', 'rollingCountTimeout', 'timeout'])
 const MEMORY_NAMES = new Set(['maxEntries', 'maxSize', 'ttl'])
 const COMPRESSIONS: readonly CompressionName[] = ['gzip', 'deflate', 'brotli', 'zstd', 'none']
@@ -313,6 +353,29 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     maxSize,
     maxEntries: o.maxEntries === undefined ? undefined : positiveInteger(o.maxEntries, 'maxEntries'),
     evictionPolicy,
+    maintenance: resolveMaintenance(o.maintenance),
+  }
+}
+
+function resolveMaintenance(input: unknown): ResolvedMaintenanceOptions {
+  if (input !== undefined && input !== false && (input === null || typeof input !== 'object' || Array.isArray(input))) {
+    throw invalid('maintenance', 'expected false or { interval?, workers?, lowWater?, touchAfter?, tempMaxAge? }')
+  }
+  const m = (input === undefined || input === false ? {} : input) as MaintenanceOptions
+  rejectUnknown(m, MAINTENANCE_NAMES, 'maintenance.')
+  const lowWater = m.lowWater ?? 0.9
+  if (typeof lowWater !== 'number' || !(lowWater >= 0.5 && lowWater <= 1)) {
+    throw invalid('maintenance.lowWater', `expected a number from 0.5 to 1, got ${String(lowWater)}`)
+  }
+  const workers = m.workers === undefined ? 1 : positiveInteger(m.workers, 'maintenance.workers')
+  if (workers > 16) throw invalid('maintenance.workers', `expected at most 16, got ${workers}`)
+  return {
+    auto: input !== false,
+    interval: parseDuration(m.interval ?? '1h', 'maintenance.interval'),
+    workers,
+    lowWater,
+    touchAfter: parseDuration(m.touchAfter ?? '1m', 'maintenance.touchAfter'),
+    tempMaxAge: parseDuration(m.tempMaxAge ?? '15m', 'maintenance.tempMaxAge'),
   }
 }
 

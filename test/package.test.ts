@@ -58,6 +58,12 @@ try {
 } catch (error) {
   result.invalidKey = { code: error.code, isLarderError: error instanceof LarderError }
 }
+// prune and verify run in piscina threads from dist/maintenance-worker.js: proves the
+// worker file ships in the package and loads from both the ESM and the CJS bundle.
+for (let i = 0; i < 20; i++) await cache.set('bulk-' + i, 'x'.repeat(100))
+const pruned = await cache.prune({ pattern: 'bulk-1*' })
+const verified = await cache.verify()
+result.maintenance = { matched: pruned.matched, remainingEntries: pruned.remainingEntries, verifiedCorrupt: verified.corrupt, verifiedScanned: verified.scanned }
 await cache.close()
 // A second instance reads what the first wrote: the value really went to disk.
 const reopened = await Larder.open({ dir })
@@ -123,7 +129,7 @@ test('the packed package installs and works for ESM, CJS and TypeScript consumer
 
   await t.test('tarball ships the builds and declarations, not sources or tests', async () => {
     const entries = (await sh('tar', ['-tzf', tarball], work)).split('\n').filter(Boolean)
-    for (const file of ['package/package.json', 'package/dist/index.js', 'package/dist/index.cjs', 'package/dist/index.d.ts', 'package/dist/index.d.cts']) {
+    for (const file of ['package/package.json', 'package/dist/index.js', 'package/dist/index.cjs', 'package/dist/index.d.ts', 'package/dist/index.d.cts', 'package/dist/maintenance-worker.js']) {
       assert.ok(entries.includes(file), `${file} missing from tarball; it has:\n${entries.join('\n')}`)
     }
     const leaked = entries.filter((e) => /^package\/(src|test)\//.test(e))
@@ -137,6 +143,8 @@ test('the packed package installs and works for ESM, CJS and TypeScript consumer
   assert.ok(fs.existsSync(path.join(project, 'node_modules', 'larder', 'package.json')), 'larder was not installed into the consumer project')
 
   const expected = { hello: 'world', n: 42 }
+  // 21 entries; 'bulk-1' and 'bulk-10'…'bulk-19' match the pattern.
+  const expectedMaintenance = { matched: 11, remainingEntries: 10, verifiedCorrupt: 0, verifiedScanned: 10 }
 
   await t.test('ESM consumer: import { Larder, LarderError } from "larder"', async () => {
     fs.writeFileSync(path.join(project, 'consumer.mjs'), esmConsumer)
@@ -144,8 +152,8 @@ test('the packed package installs and works for ESM, CJS and TypeScript consumer
     assert.equal(result.node, process.version)
     assert.equal(result.resolved, pathToFileURL(path.join(project, 'node_modules', 'larder', 'dist', 'index.js')).href)
     assert.deepEqual(
-      { errorIsConstructor: result.errorIsConstructor, value: result.value, missing: result.missing, invalidKey: result.invalidKey, persisted: result.persisted },
-      { errorIsConstructor: true, value: expected, missing: null, invalidKey: { code: 'ERR_INVALID_KEY', isLarderError: true }, persisted: expected },
+      { errorIsConstructor: result.errorIsConstructor, value: result.value, missing: result.missing, invalidKey: result.invalidKey, persisted: result.persisted, maintenance: result.maintenance },
+      { errorIsConstructor: true, value: expected, missing: null, invalidKey: { code: 'ERR_INVALID_KEY', isLarderError: true }, persisted: expected, maintenance: expectedMaintenance },
     )
   })
 
@@ -155,8 +163,8 @@ test('the packed package installs and works for ESM, CJS and TypeScript consumer
     assert.equal(result.node, process.version)
     assert.equal(result.resolved, path.join(project, 'node_modules', 'larder', 'dist', 'index.cjs'))
     assert.deepEqual(
-      { errorIsConstructor: result.errorIsConstructor, value: result.value, missing: result.missing, invalidKey: result.invalidKey, persisted: result.persisted },
-      { errorIsConstructor: true, value: expected, missing: null, invalidKey: { code: 'ERR_INVALID_KEY', isLarderError: true }, persisted: expected },
+      { errorIsConstructor: result.errorIsConstructor, value: result.value, missing: result.missing, invalidKey: result.invalidKey, persisted: result.persisted, maintenance: result.maintenance },
+      { errorIsConstructor: true, value: expected, missing: null, invalidKey: { code: 'ERR_INVALID_KEY', isLarderError: true }, persisted: expected, maintenance: expectedMaintenance },
     )
   })
 

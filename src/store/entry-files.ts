@@ -21,6 +21,8 @@ export interface FileRead {
   bytes: Buffer
   /** Inode of what was read, so a later removal can check the file was not replaced. */
   ino: number
+  /** Last use (maintenance refreshes it on hits, for LRU). */
+  mtimeMs: number
 }
 
 /** Reads a whole file; `undefined` when it does not exist (a miss, not a failure). */
@@ -49,7 +51,7 @@ export async function readEntryFile(file: string): Promise<FileRead | undefined>
         if (n === 0) break // shrank under us: the checksum will reject the short buffer
         done += n
       }
-      return { bytes: done === bytes.length ? bytes : bytes.subarray(0, done), ino: stat.ino }
+      return { bytes: done === bytes.length ? bytes : bytes.subarray(0, done), ino: stat.ino, mtimeMs: stat.mtimeMs }
     }
     disk.closeSync(fd)
     closed = true
@@ -58,7 +60,7 @@ export async function readEntryFile(file: string): Promise<FileRead | undefined>
     const handle = await disk.open(file, READ_FLAGS)
     try {
       const s = await handle.stat()
-      return { bytes: await handle.readFile(), ino: s.ino }
+      return { bytes: await handle.readFile(), ino: s.ino, mtimeMs: s.mtimeMs }
     } finally {
       await handle.close()
     }
@@ -84,13 +86,14 @@ export async function writeEntryFile(file: string, bytes: Buffer, durable: boole
   }
 }
 
-/** Removes a file; false if it was not there. */
-export function removeFile(file: string): boolean {
+/** Removes a file; resolves to its size, or undefined if it was not there. */
+export function removeFile(file: string): number | undefined {
   try {
+    const size = disk.lstatSync(file).size
     disk.unlinkSync(file)
-    return true
+    return size
   } catch (error) {
-    if (errorCode(error) === 'ENOENT') return false
+    if (errorCode(error) === 'ENOENT') return undefined
     throw error
   }
 }
@@ -98,17 +101,21 @@ export function removeFile(file: string): boolean {
 /**
  * Removes `file` only if it is still the inode we judged (corrupt, expired): another
  * process may have renamed a fresh entry over it since, and that one must survive.
- * A directory or symlink planted in an entry's place is removed too.
+ * A directory or symlink planted in an entry's place is removed too. Resolves to the bytes
+ * of the entry file removed (for the running totals), or undefined.
  */
-export async function removeIfUnchanged(file: string, ino: number | undefined): Promise<boolean> {
+export async function removeIfUnchanged(file: string, ino: number | undefined): Promise<number | undefined> {
   try {
     const stat = disk.lstatSync(file)
-    if (ino !== undefined && stat.ino !== ino) return false
-    if (stat.isDirectory()) await disk.rm(file, { recursive: true, force: true })
-    else disk.unlinkSync(file)
-    return true
+    if (ino !== undefined && stat.ino !== ino) return undefined
+    if (stat.isDirectory()) {
+      await disk.rm(file, { recursive: true, force: true })
+      return undefined // never counted as an entry
+    }
+    disk.unlinkSync(file)
+    return stat.size
   } catch (error) {
-    if (errorCode(error) === 'ENOENT') return false
+    if (errorCode(error) === 'ENOENT') return undefined
     throw error
   }
 }

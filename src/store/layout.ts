@@ -12,6 +12,10 @@ import { FORMAT_VERSION } from '../format/entry-format.js'
  *                                           pp = its first two digits (256 partitions)
  *   <dir>/v1/<ns>/<pp>/<hash>.<suffix>      a temp file being written (stray if its writer died)
  *   <dir>/v1/<ns>/tags/<xxhash64(tag)>      when a tag was last invalidated
+ *   <dir>/v1/<ns>/meta/totals/              running totals: a base from the last scan plus one
+ *                                           delta file per writing process (maintenance/totals.ts)
+ *   <dir>/v1/<ns>/meta/hits/                hit-count logs for LFU (maintenance/hit-log.ts)
+ *   <dir>/v1/<ns>/meta/maintenance.lock     held by the one process pruning (proper-lockfile)
  *
  * Keys never appear in paths (only their hashes), so no key can escape the directory or
  * collide with a name the file system treats specially. The key is stored inside the entry
@@ -25,17 +29,27 @@ import { FORMAT_VERSION } from '../format/entry-format.js'
  * and retries), so opening a cache costs no mkdirs.
  */
 export const ENTRY_NAME = /^[0-9a-f]{16}$/
+/** A partition directory's name. */
+export const PARTITION_NAME = /^[0-9a-f]{2}$/
+/** A temp file: write-file-atomic's `<hash>.<digits>` or our stream writer's `<hash>.<pid>-<n>.tmp`. */
+export const TEMP_NAME = /^[0-9a-f]{16}\.[0-9]+(-[0-9]+\.tmp)?$/
 
 export class Layout {
   readonly root: string
   readonly namespaceDir: string
   readonly tagsDir: string
+  readonly metaDir: string
+  readonly totalsDir: string
+  readonly hitsDir: string
 
   constructor(root: string, namespace: string) {
     this.root = root
     const ns = namespace === '' ? 'default' : 'ns-' + hasher().h64ToString(namespace)
     this.namespaceDir = path.join(root, `v${FORMAT_VERSION}`, ns)
     this.tagsDir = path.join(this.namespaceDir, 'tags')
+    this.metaDir = path.join(this.namespaceDir, 'meta')
+    this.totalsDir = path.join(this.metaDir, 'totals')
+    this.hitsDir = path.join(this.metaDir, 'hits')
   }
 
   /** 16 hex digits of xxhash64 of the key. */

@@ -21,6 +21,7 @@ export interface OpenedEntry {
   handle: FileHandle
   size: number
   ino: number
+  mtimeMs: number
 }
 
 /**
@@ -51,7 +52,7 @@ export async function openEntry(file: string): Promise<OpenedEntry | undefined> 
       head = decodeHead(bytes.subarray(0, bytesRead), stat.size)
       if (head === undefined) throw new CorruptEntryError('file shorter than its metadata')
     }
-    return { head, headBytes: bytes.subarray(0, head.payloadOffset), handle, size: stat.size, ino: stat.ino }
+    return { head, headBytes: bytes.subarray(0, head.payloadOffset), handle, size: stat.size, ino: stat.ino, mtimeMs: stat.mtimeMs }
   } catch (error) {
     await handle.close().catch(() => {})
     throw error

@@ -33,6 +33,8 @@ export interface StreamWriteOptions {
   durable: boolean
   /** Called with the temp path as soon as it exists, and with undefined when it is gone. */
   trackTemp(file: string, live: boolean): void
+  /** Called just before the temp file replaces the entry (to learn what it replaces). */
+  beforeRename?(): void
 }
 
 export interface StreamWriteResult {
@@ -162,6 +164,7 @@ export async function writeEntryStream(
     await write(trailer)
     if (options.durable) await handle.sync()
     await handle.close()
+    options.beforeRename?.()
     await disk.rename(temp, file)
     options.trackTemp(temp, false)
   } catch (error) {

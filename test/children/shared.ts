@@ -172,7 +172,7 @@ export function scanEntries(dir: string, namespace = 'default'): DirScan {
     return scan
   }
   for (const p of partitions) {
-    if (p === 'tags') continue
+    if (p === 'tags' || p === 'meta') continue
     const full = path.join(root, p)
     if (!/^[0-9a-f]{2}$/.test(p) || !statSync(full).isDirectory()) {
       scan.other.push(full)

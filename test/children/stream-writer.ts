@@ -1,19 +1,26 @@
 /**
  * Writes one version of a large artifact with setStream, for the crash tests:
- * `stream-writer.ts <dir> <key> <version> <size>`. Sends `{ type: 'writing' }` just before
+ * `stream-writer.ts <dir> <key> <version> <size> [paceMs]`. Sends `{ type: 'writing' }` just before
  * the write starts, `{ type: 'near-end' }` once the source has yielded 90 % of its bytes,
  * and `{ type: 'done' }` once the write has resolved; the parent may SIGKILL it at any
  * moment in between (or after). It exits on its own only when the parent disconnects.
+ *
+ * The source is paced to last at least `paceMs` (default 1000): larder's write path is fast
+ * enough that an unpaced 32 MiB write can finish before a random kill lands, and a kill
+ * that lands after the write proves nothing.
  */
+import { setTimeout as delay } from 'node:timers/promises'
 import { Larder } from '../../src/index.ts'
 import { artifactChunks } from './shared.ts'
 
-const [dir, key, version, size] = process.argv.slice(2)
+const [dir, key, version, size, pace] = process.argv.slice(2)
 const total = Number(size)
+const paceMs = Number(pace ?? 1000)
 
 async function* source(): AsyncGenerator<Buffer> {
   let produced = 0
   let announced = false
+  const started = performance.now()
   for (const chunk of artifactChunks({ version: Number(version), size: total })) {
     produced += chunk.length
     if (!announced && produced >= total * 0.9) {
@@ -21,6 +28,8 @@ async function* source(): AsyncGenerator<Buffer> {
       process.send!({ type: 'near-end' })
     }
     yield chunk
+    const due = (produced / total) * paceMs - (performance.now() - started)
+    if (due > 1) await delay(due)
   }
 }
 

@@ -1,0 +1,208 @@
+import fs from 'node:fs'
+import path from 'node:path'
+import { hasher } from '../format/checksum.js'
+import { CorruptEntryError, decodeHead, decodeTrailer, HEADER_BYTES, TRAILER_BYTES, type EntryHead } from '../format/entry-format.js'
+import { errorCode } from '../store/disk.js'
+
+/**
+ * File-level steps of maintenance, run inside worker threads with synchronous calls (a
+ * worker has no event loop to keep responsive, and a sync syscall costs a few µs where a
+ * pooled async one costs tens). Nothing here runs on the main thread.
+ */
+
+const READ_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW
+/** First read of an entry: header, key and tags of almost every entry fit. */
+const HEAD_READ = 4096
+const VERIFY_CHUNK = 1024 * 1024
+
+export interface EntryFacts {
+  head: EntryHead
+  size: number
+  mtimeMs: number
+  ino: number
+}
+
+/** Opens an entry file for reading, never following a symlink; undefined if it vanished. */
+function openEntryFile(file: string): number | undefined {
+  try {
+    return fs.openSync(file, READ_FLAGS)
+  } catch (error) {
+    const code = errorCode(error)
+    if (code === 'ENOENT') return undefined
+    if (code === 'ELOOP') throw new CorruptEntryError('a symlink in place of an entry')
+    throw error
+  }
+}
+
+/**
+ * Opens an entry and parses its head (not its payload: the checksum is `verify`'s job).
+ * undefined if it vanished; throws CorruptEntryError for anything that is not an entry.
+ */
+export function readEntryHead(file: string, buffer: Buffer): EntryFacts | undefined {
+  const fd = openEntryFile(file)
+  if (fd === undefined) return undefined
+  try {
+    const stat = fs.fstatSync(fd)
+    if (!stat.isFile()) throw new CorruptEntryError('not a regular file')
+    let bytes = buffer.subarray(0, fs.readSync(fd, buffer, 0, Math.min(buffer.length, stat.size), 0))
+    let head = decodeHead(bytes, stat.size)
+    if (head === undefined) {
+      // Key and tags longer than the first read; decodeHead bounded them by the file size.
+      const need = HEADER_BYTES + bytes.readUInt32LE(24) + bytes.readUInt32LE(28)
+      bytes = Buffer.allocUnsafe(need)
+      head = decodeHead(bytes.subarray(0, fs.readSync(fd, bytes, 0, need, 0)), stat.size)
+      if (head === undefined) throw new CorruptEntryError('file shorter than its metadata')
+    }
+    return { head, size: stat.size, mtimeMs: stat.mtimeMs, ino: stat.ino }
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+export function headBuffer(): Buffer {
+  return Buffer.allocUnsafe(HEAD_READ)
+}
+
+/**
+ * Checks every byte of an entry against its checksum, reading in 1 MiB chunks (bounded
+ * memory whatever the entry's size; no decompression). Returns the file's size; throws
+ * CorruptEntryError if it is not a whole, valid entry; undefined if it vanished.
+ */
+export function verifyEntryFile(file: string, buffer: Buffer): { size: number; ino: number } | undefined {
+  const fd = openEntryFile(file)
+  if (fd === undefined) return undefined
+  try {
+    const stat = fs.fstatSync(fd)
+    if (!stat.isFile()) throw new CorruptEntryError('not a regular file')
+    const size = stat.size
+    if (size < HEADER_BYTES + TRAILER_BYTES) throw new CorruptEntryError(`file of ${size} bytes is shorter than an empty entry`)
+    const hash = hasher().create64(0n)
+    const hashed = size - 8
+    let head: EntryHead | undefined
+    let headBytes: Buffer | undefined
+    for (let at = 0; at < hashed;) {
+      const n = fs.readSync(fd, buffer, 0, Math.min(buffer.length, hashed - at), at)
+      if (n === 0) throw new CorruptEntryError('file shrank while being verified')
+      const chunk = buffer.subarray(0, n)
+      if (at === 0) {
+        headBytes = Buffer.from(chunk.subarray(0, Math.min(n, HEAD_READ)))
+        head = decodeHead(headBytes, size)
+      }
+      hash.update(chunk)
+      at += n
+    }
+    if (head === undefined) {
+      // Metadata longer than the first chunk (only with huge tags): read it on its own.
+      const need = HEADER_BYTES + headBytes!.readUInt32LE(24) + headBytes!.readUInt32LE(28)
+      const bytes = Buffer.allocUnsafe(need)
+      head = decodeHead(bytes.subarray(0, fs.readSync(fd, bytes, 0, need, 0)), size)
+      if (head === undefined) throw new CorruptEntryError('file shorter than its metadata')
+    }
+    const trailer = Buffer.allocUnsafe(TRAILER_BYTES)
+    if (fs.readSync(fd, trailer, 0, TRAILER_BYTES, size - TRAILER_BYTES) !== TRAILER_BYTES) throw new CorruptEntryError('short trailer')
+    const fields = decodeTrailer(trailer, size, head.payloadOffset)
+    if (hash.digest() !== fields.checksum) throw new CorruptEntryError('checksum mismatch')
+    return { size, ino: stat.ino }
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+export function verifyBuffer(): Buffer {
+  return Buffer.allocUnsafe(VERIFY_CHUNK)
+}
+
+/**
+ * Removes an entry file only if it is still the one that was judged (same inode, not used or
+ * rewritten since): it is first renamed aside, atomically, then checked. If a writer renamed
+ * a fresh entry into place meanwhile, that one is what moved aside, and it is linked back
+ * (unless an even newer one arrived, which then stays). A concurrent reader sees the
+ * entry or a miss, never a wrong value; a writer never loses an entry written after the
+ * victim was chosen. Returns the bytes freed (0 for a directory in an entry's place), or
+ * undefined if nothing was removed.
+ */
+export function removeIfSame(file: string, ino: number, mtimeMs: number | undefined): number | undefined {
+  let stat: fs.Stats | undefined
+  try {
+    stat = fs.lstatSync(file)
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return undefined
+    throw error
+  }
+  if (stat.ino !== ino || (mtimeMs !== undefined && stat.mtimeMs > mtimeMs)) return undefined
+  if (stat.isDirectory()) {
+    fs.rmSync(file, { recursive: true, force: true })
+    return 0
+  }
+  const aside = `${file}.${process.pid}-0.tmp`
+  try {
+    fs.renameSync(file, aside)
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return undefined
+    throw error
+  }
+  const moved = fs.lstatSync(aside)
+  if (moved.ino !== ino || (mtimeMs !== undefined && moved.mtimeMs > mtimeMs)) {
+    try {
+      fs.linkSync(aside, file)
+    } catch (error) {
+      if (errorCode(error) !== 'EEXIST') throw error
+    }
+    fs.unlinkSync(aside)
+    return undefined
+  }
+  fs.unlinkSync(aside)
+  return moved.size
+}
+
+/** Removes a temp file if it is older than `maxAge` (a live writer keeps its mtime fresh). */
+export function removeStaleTemp(file: string, now: number, maxAge: number, dryRun: boolean): number | undefined {
+  let stat: fs.Stats
+  try {
+    stat = fs.lstatSync(file)
+  } catch {
+    return undefined
+  }
+  if (now - stat.mtimeMs < maxAge) return undefined
+  if (!dryRun) {
+    try {
+      fs.rmSync(file, { recursive: true, force: true })
+    } catch {
+      return undefined
+    }
+  }
+  return stat.isFile() ? stat.size : 0
+}
+
+/** Tag invalidation stamps, read from `tags/` once per task. */
+export class TagStamps {
+  readonly #dir: string
+  readonly #stamps = new Map<string, number>()
+
+  constructor(tagsDir: string) {
+    this.#dir = tagsDir
+  }
+
+  /** True when any of `tags` was invalidated at or after `createdAt` (as the reader judges). */
+  isStale(tags: readonly string[], createdAt: number): boolean {
+    for (const tag of tags) if (this.#stamp(tag) >= createdAt) return true
+    return false
+  }
+
+  #stamp(tag: string): number {
+    let stamp = this.#stamps.get(tag)
+    if (stamp === undefined) {
+      stamp = 0
+      const file = path.join(this.#dir, hasher().h64ToString(tag))
+      try {
+        const text = fs.readFileSync(file, 'utf8')
+        const at = Number(text.slice(0, text.indexOf('\n')))
+        stamp = Number.isFinite(at) && at > 0 ? at : fs.statSync(file).mtimeMs
+      } catch {
+        stamp = 0
+      }
+      this.#stamps.set(tag, stamp)
+    }
+    return stamp
+  }
+}

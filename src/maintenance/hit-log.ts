@@ -1,0 +1,59 @@
+import path from 'node:path'
+import { disk, errorCode } from '../store/disk.js'
+import type { Layout } from '../store/layout.js'
+import { FlushTimer } from './flush-timer.js'
+
+/**
+ * Hit counts for the LFU policy, shared by every process and kept across restarts.
+ *
+ * Each instance counts hits per entry (by key hash) in memory and, at most once a second and
+ * at close and exit, appends them as lines `<hash16> <count>\n` to its own log,
+ * `meta/hits/<pid>.<nonce>.log`: one append per flush, never a read-modify-write, so no
+ * lock. The pruning process sums every log, evicts the least-hit entries, and compacts the
+ * logs into one, halving every count (and dropping entries that are gone), so popularity
+ * fades unless it is renewed: LFU with aging.
+ *
+ * The approximation: hits are counted per process and reach the logs within a second; hits
+ * of a process killed before its flush are lost; a log appended to while a prune compacts it
+ * may lose those few lines. Eviction order is by approximate frequency, which is all LFU
+ * needs.
+ */
+const FLUSH_MS = 1000
+let instances = 0
+
+export class HitLog {
+  readonly #dir: string
+  readonly #file: string
+  readonly #counts = new Map<string, number>()
+  readonly #timer = new FlushTimer(FLUSH_MS, () => this.flush())
+
+  constructor(layout: Layout) {
+    this.#dir = layout.hitsDir
+    this.#file = path.join(layout.hitsDir, `${process.pid}.${Date.now().toString(36)}${(++instances).toString(36)}.log`)
+  }
+
+  hit(hash: string): void {
+    this.#counts.set(hash, (this.#counts.get(hash) ?? 0) + 1)
+    this.#timer.schedule()
+  }
+
+  /** Appends the counts gathered since the last flush. Sync: also called from the exit hook. */
+  flush(): void {
+    this.#timer.cancel()
+    if (this.#counts.size === 0) return
+    let text = ''
+    for (const [hash, count] of this.#counts) text += `${hash} ${count}\n`
+    try {
+      disk.appendFileSync(this.#file, text)
+    } catch (error) {
+      if (errorCode(error) !== 'ENOENT') throw error
+      disk.mkdirSync(this.#dir, { recursive: true })
+      disk.appendFileSync(this.#file, text)
+    }
+    this.#counts.clear()
+  }
+
+  stop(): void {
+    this.#timer.cancel()
+  }
+}

@@ -1,0 +1,360 @@
+import { setMaxListeners } from 'node:events'
+import fs from 'node:fs'
+import lockfile from 'proper-lockfile'
+import { LarderError } from '../errors.js'
+import type { ResolvedOptions } from '../options.js'
+import { PARTITION_NAME, type Layout } from '../store/layout.js'
+import { RECORD_FIELDS, type PlanOutput } from './policy.js'
+import type { MaintenancePool } from './pool.js'
+import type { RunningTotals } from './totals.js'
+import type { EvictOutput, PruneFilters, ScanOutput, VerifyOutput } from './worker.js'
+
+export interface PruneReport {
+  /** Entry files looked at. */
+  scanned: number
+  /** Expired or tag-invalidated entries removed. */
+  expired: number
+  /** Entries removed because they matched `maxAge`, `olderThan`, `tags` or `pattern`. */
+  matched: number
+  /** Entries evicted to bring the cache within its budget. */
+  evicted: number
+  /** Damaged or foreign files removed. */
+  corrupt: number
+  /** Stray temp files (of writers that died) removed. */
+  tempFilesRemoved: number
+  freedBytes: number
+  remainingBytes: number
+  remainingEntries: number
+  durationMs: number
+  dryRun: boolean
+  /** True when another process was pruning and this (automatic) prune stood aside. */
+  skipped: boolean
+  /** Keys removed (or that a dry run would remove), when `listKeys` was set or on a dry run. */
+  keys?: string[]
+}
+
+export interface VerifyReport {
+  scanned: number
+  /** Entries whose every byte matches their checksum. */
+  ok: number
+  corrupt: number
+  tempFilesRemoved: number
+  freedBytes: number
+  /** Entries and bytes after the repair: the corrected running totals. */
+  entries: number
+  bytes: number
+  durationMs: number
+  /** Whether corrupt entries and stale temp files were removed (`repair`, default true). */
+  repaired: boolean
+  /** Up to 100 examples: file and reason. */
+  problems: { file: string; reason: string }[]
+}
+
+export interface MaintenanceProgress {
+  operation: 'prune' | 'verify'
+  phase: 'scan' | 'evict' | 'verify'
+  done: number
+  total: number
+}
+
+export interface PruneOptions {
+  /** Evict down to this size (bytes or `'5GB'`) instead of the configured budget's low-water mark. */
+  maxSize?: number | string
+  /** Remove entries not used (read or written) within this duration (ms or `'7d'`). */
+  maxAge?: number | string
+  /** Remove entries created before this time (a Date or ms since the epoch). */
+  olderThan?: Date | number
+  /** Remove entries carrying any of these tags. */
+  tags?: readonly string[]
+  /** Remove entries whose key matches this glob (`*`, `?`, `[abc]`, `{a,b}`), e.g. `'user:*'`. */
+  pattern?: string
+  /** Evict down to this many entries. */
+  maxEntries?: number
+  /** Report what would be removed; remove nothing. */
+  dryRun?: boolean
+  /** Also report the keys removed (always on for a dry run). */
+  listKeys?: boolean
+  signal?: AbortSignal
+  onProgress?: (progress: MaintenanceProgress) => void
+}
+
+export interface VerifyOptions {
+  /** Remove corrupt entries and stale temp files. Default true. */
+  repair?: boolean
+  signal?: AbortSignal
+  onProgress?: (progress: MaintenanceProgress) => void
+}
+
+/** Partitions per worker task: 256 partitions make 32 tasks, fine-grained enough for
+ *  progress and cancellation, coarse enough that messaging costs nothing. */
+const PARTITIONS_PER_TASK = 8
+/** Victims per eviction task. */
+const VICTIMS_PER_TASK = 4096
+/** A lock not refreshed for this long belongs to a dead process and is taken over. */
+const LOCK_STALE_MS = 30_000
+
+interface MaintainerParts {
+  layout: Layout
+  options: ResolvedOptions
+  totals: RunningTotals
+  pool: MaintenancePool
+  /** Flushes this process's pending LFU hit counts so a prune sees them. */
+  flushHits(): void
+  progress(progress: MaintenanceProgress): void
+}
+
+/**
+ * Runs prune and verify: lists partitions, hands them to the worker pool in batches, and
+ * keeps the main thread to bookkeeping. Only one process maintains a cache directory at a
+ * time (a proper-lockfile lock, refreshed while held and taken over when stale), so two
+ * prunes never pick victims from the same count.
+ */
+export class Maintainer {
+  readonly #p: MaintainerParts
+  readonly #lockTarget: string
+
+  constructor(parts: MaintainerParts) {
+    this.#p = parts
+    this.#lockTarget = parts.layout.metaDir + '/maintenance'
+  }
+
+  /** `options` as validated by Larder.prune: sizes and durations already numbers. */
+  async prune(options: PruneOptions & PruneFilters & { maxSize?: number }, automatic = false): Promise<PruneReport> {
+    const started = performance.now()
+    const dryRun = options.dryRun === true
+    const report: PruneReport = {
+      scanned: 0, expired: 0, matched: 0, evicted: 0, corrupt: 0, tempFilesRemoved: 0, freedBytes: 0,
+      remainingBytes: 0, remainingEntries: 0, durationMs: 0, dryRun, skipped: false,
+    }
+    const listKeys = dryRun || options.listKeys === true
+    const keys: string[] = []
+    const signal = options.signal === undefined ? undefined : manyListeners(options.signal)
+    const release = await this.#lock(automatic, signal).catch((error: unknown) => {
+      throw asAbort(error, signal, report)
+    })
+    if (release === undefined) {
+      report.skipped = true
+      report.durationMs = performance.now() - started
+      return report
+    }
+    const { layout, options: config, pool, totals } = this.#p
+    try {
+      this.#p.flushHits()
+      const epoch = dryRun ? 0 : totals.beginScan()
+      const now = Date.now()
+      const partitions = await this.#partitions()
+      const batches = chunk(partitions, PARTITIONS_PER_TASK)
+      let scanned = 0
+      const progress = (phase: MaintenanceProgress['phase'], done: number, total: number): void => {
+        const p = { operation: 'prune' as const, phase, done, total }
+        options.onProgress?.(p)
+        this.#p.progress(p)
+      }
+      progress('scan', 0, partitions.length)
+      const scans = await this.#all(batches.map(async (batch) => {
+        const out = await pool.run<ScanOutput>({
+          task: 'scan', namespaceDir: layout.namespaceDir, tagsDir: layout.tagsDir, partitions: batch, now,
+          tempMaxAge: config.maintenance.tempMaxAge, dryRun, filters: pickFilters(options), listKeys,
+        }, { signal })
+        report.scanned += out.scanned
+        report.expired += out.expired
+        report.matched += out.matched
+        report.corrupt += out.corrupt
+        report.tempFilesRemoved += out.tempFilesRemoved
+        report.freedBytes += out.freedBytes
+        keys.push(...out.removedKeys)
+        progress('scan', (scanned += batch.length), partitions.length)
+        return out
+      }))
+
+      // The survivors of every batch, as one set of records for the plan.
+      const records = concatRecords(scans.map((s) => s.records))
+      const names = scans.map((s) => s.names).join('')
+      const target = this.#target(options, names.length / 16, sum(records))
+      const plan = await pool.run<PlanOutput>({
+        task: 'plan', policy: config.evictionPolicy, hitsDir: layout.hitsDir, records, names,
+        targetEntries: target.entries, targetBytes: target.bytes,
+      }, { signal, transfer: [records.buffer as ArrayBuffer] })
+
+      const victims = plan.names.length / 16
+      let evictedSoFar = 0
+      let kept = 0
+      let keptBytes = 0
+      if (victims > 0) progress('evict', 0, victims)
+      await this.#all(range(0, victims, VICTIMS_PER_TASK).map(async (from) => {
+        const to = Math.min(victims, from + VICTIMS_PER_TASK)
+        const out = await pool.run<EvictOutput>({
+          task: 'evict', namespaceDir: layout.namespaceDir, names: plan.names.slice(from * 16, to * 16),
+          facts: plan.facts.slice(from * 3, to * 3), dryRun, listKeys,
+        }, { signal })
+        report.evicted += out.evicted
+        report.freedBytes += out.freedBytes
+        keys.push(...out.keys)
+        // Victims used or rewritten since they were chosen stay, and still count.
+        kept += out.kept
+        keptBytes += out.keptBytes
+        progress('evict', (evictedSoFar += to - from), victims)
+      }))
+      report.remainingEntries = plan.remainingEntries + kept
+      report.remainingBytes = plan.remainingBytes + keptBytes
+      if (!dryRun) {
+        totals.endScan(epoch, { entries: report.remainingEntries, bytes: report.remainingBytes })
+        if (config.evictionPolicy === 'lfu') await pool.run<number>({ task: 'compact-hits', hitsDir: layout.hitsDir, names }, { signal })
+      }
+    } catch (error) {
+      report.durationMs = performance.now() - started
+      if (listKeys) report.keys = keys
+      throw asAbort(error, signal, report)
+    } finally {
+      await release()
+    }
+    if (listKeys) report.keys = keys
+    report.durationMs = performance.now() - started
+    return report
+  }
+
+  async verify(options: VerifyOptions): Promise<VerifyReport> {
+    const started = performance.now()
+    const repair = options.repair !== false
+    const report: VerifyReport = { scanned: 0, ok: 0, corrupt: 0, tempFilesRemoved: 0, freedBytes: 0, entries: 0, bytes: 0, durationMs: 0, repaired: repair, problems: [] }
+    const signal = options.signal === undefined ? undefined : manyListeners(options.signal)
+    const release = (await this.#lock(false, signal).catch((error: unknown) => {
+      throw asAbort(error, signal, report)
+    }))!
+    const { layout, options: config, pool, totals } = this.#p
+    try {
+      const epoch = repair ? totals.beginScan() : 0
+      const partitions = await this.#partitions()
+      let done = 0
+      const progress = (d: number): void => {
+        const p = { operation: 'verify' as const, phase: 'verify' as const, done: d, total: partitions.length }
+        options.onProgress?.(p)
+        this.#p.progress(p)
+      }
+      progress(0)
+      await this.#all(chunk(partitions, PARTITIONS_PER_TASK).map(async (batch) => {
+        const out = await pool.run<VerifyOutput>({
+          task: 'verify', namespaceDir: layout.namespaceDir, partitions: batch, now: Date.now(),
+          tempMaxAge: config.maintenance.tempMaxAge, repair,
+        }, { signal })
+        report.scanned += out.scanned
+        report.ok += out.entries
+        report.corrupt += out.corrupt
+        report.tempFilesRemoved += out.tempFilesRemoved
+        report.freedBytes += out.freedBytes
+        report.entries += out.entries
+        report.bytes += out.bytes
+        for (const problem of out.problems) if (report.problems.length < 100) report.problems.push(problem)
+        progress((done += batch.length))
+      }))
+      // Without repair, corrupt files remain on disk and are still counted as entries.
+      if (repair) totals.endScan(epoch, { entries: report.entries, bytes: report.bytes })
+    } catch (error) {
+      report.durationMs = performance.now() - started
+      throw asAbort(error, signal, report)
+    } finally {
+      await release()
+    }
+    report.durationMs = performance.now() - started
+    return report
+  }
+
+  /** Takes the maintenance lock. An automatic run stands aside (undefined) if another
+   *  process holds it; an explicit one waits for it, up to about a minute. */
+  async #lock(automatic: boolean, signal: AbortSignal | undefined): Promise<(() => Promise<void>) | undefined> {
+    fs.mkdirSync(this.#p.layout.metaDir, { recursive: true })
+    const deadline = Date.now() + 60_000
+    for (let wait = 50; ; wait = Math.min(wait * 2, 1000)) {
+      signal?.throwIfAborted()
+      try {
+        const release = await lockfile.lock(this.#lockTarget, {
+          realpath: false, stale: LOCK_STALE_MS, lockfilePath: this.#lockTarget + '.lock',
+          // A lock lost to a stall longer than `stale` is not worth crashing the host over:
+          // the worst outcome is two prunes choosing victims from overlapping counts.
+          onCompromised: () => {},
+        })
+        return () => release().catch(() => {})
+      } catch (error) {
+        if ((error as { code?: string }).code !== 'ELOCKED') throw error
+        if (automatic) return undefined
+        if (Date.now() > deadline) throw new LarderError('ERR_BUSY', 'Another process has been maintaining this cache for over a minute; try again later', { field: 'cache' })
+        await new Promise((resolve) => setTimeout(resolve, wait))
+      }
+    }
+  }
+
+  async #partitions(): Promise<string[]> {
+    try {
+      return (await fs.promises.readdir(this.#p.layout.namespaceDir)).filter((name) => PARTITION_NAME.test(name)).sort()
+    } catch (error) {
+      if ((error as { code?: string }).code === 'ENOENT') return []
+      throw error
+    }
+  }
+
+  /** The entries and bytes to keep at most. */
+  #target(options: { maxSize?: number; maxEntries?: number }, entries: number, bytes: number): { entries: number; bytes: number } {
+    const { maxSize, maxEntries, maintenance } = this.#p.options
+    const low = maintenance.lowWater
+    return {
+      entries: options.maxEntries ?? (maxEntries !== undefined && entries > maxEntries ? Math.floor(maxEntries * low) : Infinity),
+      bytes: options.maxSize ?? (maxSize !== undefined && bytes > maxSize ? Math.floor(maxSize * low) : Infinity),
+    }
+  }
+
+  /** Like Promise.all, but waits for every task to settle before rejecting, so no worker
+   *  is still deleting files when the caller hears of an abort. */
+  async #all<T>(tasks: Promise<T>[]): Promise<T[]> {
+    const settled = await Promise.allSettled(tasks)
+    const failed = settled.find((s) => s.status === 'rejected')
+    if (failed !== undefined) throw (failed as PromiseRejectedResult).reason
+    return settled.map((s) => (s as PromiseFulfilledResult<T>).value)
+  }
+}
+
+function asAbort(error: unknown, signal: AbortSignal | undefined, report: PruneReport | VerifyReport): unknown {
+  if (signal?.aborted !== true) return error
+  return Object.assign(new LarderError('ERR_ABORTED', 'Maintenance was cancelled; `report` holds what was done before it stopped', { field: 'signal', cause: signal.reason }), { report })
+}
+
+/** One prune sends each of its worker tasks the caller's signal: allow that many listeners. */
+function manyListeners(signal: AbortSignal): AbortSignal {
+  const linked = new AbortController()
+  if (signal.aborted) linked.abort(signal.reason)
+  else signal.addEventListener('abort', () => linked.abort(signal.reason), { once: true })
+  setMaxListeners(0, linked.signal)
+  return linked.signal
+}
+
+function pickFilters(o: PruneFilters): PruneFilters {
+  return { maxAge: o.maxAge, olderThan: o.olderThan, tags: o.tags, pattern: o.pattern }
+}
+
+function chunk<T>(items: T[], size: number): T[][] {
+  const out: T[][] = []
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
+  return out
+}
+
+function range(from: number, to: number, step: number): number[] {
+  const out: number[] = []
+  for (let i = from; i < to; i += step) out.push(i)
+  return out
+}
+
+function concatRecords(parts: Float64Array[]): Float64Array {
+  const out = new Float64Array(parts.reduce((n, p) => n + p.length, 0))
+  let at = 0
+  for (const p of parts) {
+    out.set(p, at)
+    at += p.length
+  }
+  return out
+}
+
+/** Total bytes of scan records (size is each record's first field). */
+function sum(records: Float64Array): number {
+  let total = 0
+  for (let i = 0; i < records.length; i += RECORD_FIELDS) total += records[i]!
+  return total
+}

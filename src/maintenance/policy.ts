@@ -1,0 +1,66 @@
+import type { EvictionPolicy } from '../options.js'
+
+/** Per-entry numbers in a scan's records: size, mtimeMs, createdAt, ino. */
+export const RECORD_FIELDS = 4
+
+export interface PlanInput {
+  policy: EvictionPolicy
+  hitsDir: string
+  /** Survivors of the scan, from every scan task: RECORD_FIELDS numbers per entry. */
+  records: Float64Array
+  /** Their file names, 16 characters each, concatenated in the same order. */
+  names: string
+  /** Entries and bytes to keep at most. */
+  targetEntries: number
+  targetBytes: number
+}
+
+export interface PlanOutput {
+  /** Victims' names (16 characters each), in eviction order. */
+  names: string
+  /** size, mtimeMs, ino per victim. */
+  facts: Float64Array
+  /** What remains if every victim goes. */
+  remainingEntries: number
+  remainingBytes: number
+}
+
+/**
+ * Picks the entries to evict until at most `targetEntries` and `targetBytes` remain:
+ * least recently used first (mtime, refreshed on hits), fewest hits first (ties: least
+ * recent), or oldest created first. A pure function of its input.
+ */
+export function chooseVictims(input: PlanInput, hits: Map<string, number> | undefined): PlanOutput {
+  const { records, names } = input
+  const count = names.length / 16
+  let entries = count
+  let bytes = 0
+  for (let i = 0; i < count; i++) bytes += records[i * RECORD_FIELDS]!
+  if (entries <= input.targetEntries && bytes <= input.targetBytes) {
+    return { names: '', facts: new Float64Array(0), remainingEntries: entries, remainingBytes: bytes }
+  }
+  const order = new Uint32Array(count)
+  for (let i = 0; i < count; i++) order[i] = i
+  const mtime = (i: number): number => records[i * RECORD_FIELDS + 1]!
+  const created = (i: number): number => records[i * RECORD_FIELDS + 2]!
+  let compare: (a: number, b: number) => number
+  if (input.policy === 'fifo') compare = (a, b) => created(a) - created(b)
+  else if (input.policy === 'lfu') {
+    const counts = new Float64Array(count)
+    for (let i = 0; i < count; i++) counts[i] = hits?.get(names.slice(i * 16, i * 16 + 16)) ?? 0
+    compare = (a, b) => counts[a]! - counts[b]! || mtime(a) - mtime(b)
+  } else compare = (a, b) => mtime(a) - mtime(b)
+  order.sort(compare)
+
+  const victims: string[] = []
+  const facts: number[] = []
+  for (let k = 0; k < count && (entries > input.targetEntries || bytes > input.targetBytes); k++) {
+    const i = order[k]!
+    const size = records[i * RECORD_FIELDS]!
+    victims.push(names.slice(i * 16, i * 16 + 16))
+    facts.push(size, mtime(i), records[i * RECORD_FIELDS + 3]!)
+    entries--
+    bytes -= size
+  }
+  return { names: victims.join(''), facts: Float64Array.from(facts), remainingEntries: entries, remainingBytes: bytes }
+}

@@ -1,0 +1,216 @@
+import path from 'node:path'
+import { disk, errorCode } from '../store/disk.js'
+import type { Layout } from '../store/layout.js'
+import { FlushTimer } from './flush-timer.js'
+
+/**
+ * How many entries and bytes a namespace holds, known without walking the tree, and kept
+ * right while several processes write at once.
+ *
+ *   meta/totals/base                    {"epoch":E,"entries":N,"bytes":B,"at":T}  from the last full scan
+ *   meta/totals/<epoch>.<pid>.<nonce>   {"entries":n,"bytes":b}  one writer's changes since that scan
+ *
+ * Each process adds what it writes and removes to its own counters and, at most once a
+ * second (and at close and exit), rewrites its own delta file: no file is ever written by two
+ * processes, so no lock is needed. The totals are the base plus every delta of the base's
+ * epoch or later: a handful of small files, read in well under a millisecond.
+ *
+ * A full scan (prune, verify) first bumps the epoch (the `epoch` file), so writers start new
+ * delta files; it then writes a new base with what it counted, and deletes older deltas.
+ * Writes made while the scan runs may be counted twice (by the scan and by a delta) or, for
+ * the instant before a writer notices the new epoch, not at all; a writer's changes made in
+ * the second before a scan but flushed after it began are counted twice. The totals can
+ * drift by the writes of one scan's duration (plus a second), and the next scan corrects them. Racing writers that
+ * both create the same key count it twice, until the next scan.
+ *
+ * "bytes" is the sum of entry file lengths (what the budget `maxSize` limits), not blocks.
+ */
+export interface Totals {
+  entries: number
+  bytes: number
+}
+
+interface Base extends Totals {
+  epoch: number
+  at: number
+}
+
+/** How often a writer's delta reaches its file: soon enough that processes see each other's
+ *  writes (and a shared budget) within a quarter second; a flush costs ~50 µs. */
+const FLUSH_MS = 250
+/** Each instance's delta file has its own name. */
+let instances = 0
+
+export class RunningTotals {
+  readonly #dir: string
+  readonly #epochFile: string
+  readonly #id = `${process.pid}.${Date.now().toString(36)}${(++instances).toString(36)}`
+  /** Changes since this instance's delta file was last rewritten. */
+  #pending: Totals = { entries: 0, bytes: 0 }
+  /** What this instance's delta file holds. */
+  #flushed: Totals = { entries: 0, bytes: 0 }
+  #flushedEpoch = -1
+  readonly #timer = new FlushTimer(FLUSH_MS, () => this.flush())
+  /** Sum of every process's files, as last read (see `estimate`). */
+  #lastRead: Totals | undefined
+  #lastReadAt = 0
+
+  constructor(layout: Layout) {
+    this.#dir = layout.totalsDir
+    this.#epochFile = path.join(layout.totalsDir, 'epoch')
+  }
+
+  /** Records one entry written (`previousBytes` undefined when it is new) or removed. */
+  written(bytes: number, previousBytes: number | undefined): void {
+    if (previousBytes === undefined) this.#pending.entries++
+    this.#pending.bytes += bytes - (previousBytes ?? 0)
+    this.#timer.schedule()
+  }
+
+  removed(bytes: number): void {
+    this.#pending.entries--
+    this.#pending.bytes -= bytes
+    this.#timer.schedule()
+  }
+
+  /** The totals as every process's files say, plus this instance's unflushed changes. */
+  read(): Totals & { scannedAt: number | undefined } {
+    const base = this.#readBase()
+    const sum = { entries: base?.entries ?? 0, bytes: base?.bytes ?? 0 }
+    const epoch = base?.epoch ?? 0
+    for (const name of this.#names()) {
+      const fileEpoch = Number(name.slice(0, name.indexOf('.')))
+      if (!(fileEpoch >= epoch) || name.endsWith(this.#id)) continue
+      const delta = this.#readJson<Totals>(name)
+      if (delta !== undefined) {
+        sum.entries += delta.entries
+        sum.bytes += delta.bytes
+      }
+    }
+    // Ours from memory: its file may lag by up to FLUSH_MS.
+    if (this.#flushedEpoch >= epoch) {
+      sum.entries += this.#flushed.entries
+      sum.bytes += this.#flushed.bytes
+    }
+    sum.entries += this.#pending.entries
+    sum.bytes += this.#pending.bytes
+    this.#lastRead = { entries: sum.entries - this.#pending.entries, bytes: sum.bytes - this.#pending.bytes }
+    this.#lastReadAt = Date.now()
+    return { entries: Math.max(0, sum.entries), bytes: Math.max(0, sum.bytes), scannedAt: base?.at }
+  }
+
+  /** A cheap estimate for the write path: the last read (at most a second old) plus our own changes since. */
+  estimate(): Totals {
+    if (this.#lastRead === undefined || Date.now() - this.#lastReadAt > FLUSH_MS) {
+      try {
+        return this.read()
+      } catch {
+        return { ...this.#pending }
+      }
+    }
+    return { entries: this.#lastRead.entries + this.#pending.entries, bytes: this.#lastRead.bytes + this.#pending.bytes }
+  }
+
+  /** Writes this instance's delta file if it changed. Sync: also called from the exit hook. */
+  flush(): void {
+    this.#timer.cancel()
+    if (this.#pending.entries === 0 && this.#pending.bytes === 0) return
+    const epoch = this.#currentEpoch()
+    const file = path.join(this.#dir, `${epoch}.${this.#id}`)
+    if (epoch !== this.#flushedEpoch || (this.#flushedEpoch >= 0 && !disk.lstatSync(file, { throwIfNoEntry: false }))) {
+      // A new epoch (a scan counted everything so far) or our file is gone (cache cleared):
+      // what the old file held no longer applies; start again from the pending changes.
+      this.#flushed = { entries: 0, bytes: 0 }
+    }
+    const next = { entries: this.#flushed.entries + this.#pending.entries, bytes: this.#flushed.bytes + this.#pending.bytes }
+    const body = Buffer.from(JSON.stringify(next))
+    try {
+      disk.writeAtomicSync(file, body, { fsync: false })
+    } catch (error) {
+      if (errorCode(error) !== 'ENOENT') throw error
+      disk.mkdirSync(this.#dir, { recursive: true })
+      disk.writeAtomicSync(file, body, { fsync: false })
+    }
+    this.#flushed = next
+    this.#flushedEpoch = epoch
+    this.#pending = { entries: 0, bytes: 0 }
+  }
+
+  /** Stops the flush timer (after a final flush by the caller). */
+  stop(): void {
+    this.#timer.cancel()
+  }
+
+  // ── used by the process that holds the maintenance lock ─────────────────────
+
+  /** Starts a full scan: writers move to a new epoch, so the scan's count can replace the old deltas. */
+  beginScan(): number {
+    // Our changes so far happened before the scan, which will count them: they go to the old epoch.
+    this.flush()
+    const epoch = this.#currentEpoch() + 1
+    this.#write('epoch', String(epoch))
+    return epoch
+  }
+
+  /** Ends a full scan: its count becomes the base, and deltas of older epochs are deleted. */
+  endScan(epoch: number, counted: Totals): void {
+    this.flush()
+    this.#write('base', JSON.stringify({ epoch, entries: counted.entries, bytes: counted.bytes, at: Date.now() } satisfies Base))
+    for (const name of this.#names()) {
+      const fileEpoch = Number(name.slice(0, name.indexOf('.')))
+      if (fileEpoch < epoch) {
+        try {
+          disk.unlinkSync(path.join(this.#dir, name))
+        } catch {
+          // another scanner, or already gone
+        }
+      }
+    }
+    this.#lastRead = undefined
+  }
+
+  #currentEpoch(): number {
+    try {
+      const epoch = Number(disk.readFileSync(this.#epochFile, 'utf8'))
+      return Number.isSafeInteger(epoch) && epoch >= 0 ? epoch : 0
+    } catch (error) {
+      if (errorCode(error) === 'ENOENT') return 0
+      throw error
+    }
+  }
+
+  #readBase(): Base | undefined {
+    const base = this.#readJson<Base>('base')
+    return base !== undefined && Number.isSafeInteger(base.epoch) ? base : undefined
+  }
+
+  /** Delta file names (`<epoch>.<pid>.<nonce>`). */
+  #names(): string[] {
+    try {
+      return (disk.readdirSync(this.#dir) as string[]).filter((name) => /^\d+\.\d+\.[0-9a-z]+$/.test(name))
+    } catch (error) {
+      if (errorCode(error) === 'ENOENT') return []
+      throw error
+    }
+  }
+
+  #readJson<T extends Totals>(name: string): T | undefined {
+    try {
+      const value = JSON.parse(disk.readFileSync(path.join(this.#dir, name), 'utf8')) as T
+      return Number.isFinite(value.entries) && Number.isFinite(value.bytes) ? value : undefined
+    } catch {
+      return undefined // gone since listed, or damaged: the next scan rewrites the totals
+    }
+  }
+
+  #write(name: string, text: string): void {
+    const file = path.join(this.#dir, name)
+    try {
+      disk.writeAtomicSync(file, Buffer.from(text), { fsync: false })
+    } catch (error) {
+      if (errorCode(error) !== 'ENOENT') throw error
+      disk.mkdirSync(this.#dir, { recursive: true })
+      disk.writeAtomicSync(file, Buffer.from(text), { fsync: false })
+    }
+  }
+}

@@ -1,0 +1,292 @@
+/**
+ * The piscina worker: every maintenance task that touches many files runs here, off the main
+ * thread. Tasks are plain data in, plain data out (typed arrays for per-entry records, so
+ * 100,000 entries cross threads as a few MB of transferable memory, not 100,000 objects).
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import globToRegExp from 'glob-to-regexp'
+import { hasher, loadHasher } from '../format/checksum.js'
+import { CorruptEntryError } from '../format/entry-format.js'
+import { errorCode } from '../store/disk.js'
+import { ENTRY_NAME, TEMP_NAME } from '../store/layout.js'
+import { headBuffer, readEntryHead, removeIfSame, removeStaleTemp, TagStamps, verifyBuffer, verifyEntryFile } from './entry-scan.js'
+import { chooseVictims, RECORD_FIELDS, type PlanInput, type PlanOutput } from './policy.js'
+import { compactHitLogs, readHitCounts } from './hit-counts.js'
+
+
+export interface PruneFilters {
+  /** Remove entries not used (read or written) within this many ms. */
+  maxAge?: number
+  /** Remove entries created before this time (ms since the epoch). */
+  olderThan?: number
+  /** Remove entries carrying any of these tags. */
+  tags?: string[]
+  /** Remove entries whose key matches this glob. */
+  pattern?: string
+}
+
+export interface ScanInput {
+  task: 'scan'
+  namespaceDir: string
+  tagsDir: string
+  partitions: string[]
+  now: number
+  tempMaxAge: number
+  dryRun: boolean
+  filters: PruneFilters
+  /** Collect the keys of entries removed (dry-run and listing reports). */
+  listKeys: boolean
+}
+
+export interface ScanOutput {
+  scanned: number
+  expired: number
+  /** Removed because a filter (maxAge, olderThan, tags, pattern) matched. */
+  matched: number
+  corrupt: number
+  tempFilesRemoved: number
+  freedBytes: number
+  /** Survivors: RECORD_FIELDS numbers each, in the order of `names`. */
+  records: Float64Array
+  /** Survivors' file names, 16 characters each, concatenated. */
+  names: string
+  removedKeys: string[]
+}
+
+export interface EvictInput {
+  task: 'evict'
+  namespaceDir: string
+  /** Victims' file names, 16 characters each. */
+  names: string
+  /** size, mtimeMs, ino per victim. */
+  facts: Float64Array
+  dryRun: boolean
+  listKeys: boolean
+}
+
+export interface EvictOutput {
+  evicted: number
+  freedBytes: number
+  /** Victims used or rewritten since they were chosen, and so kept. */
+  kept: number
+  keptBytes: number
+  keys: string[]
+}
+
+export interface VerifyInput {
+  task: 'verify'
+  namespaceDir: string
+  partitions: string[]
+  now: number
+  tempMaxAge: number
+  repair: boolean
+}
+
+export interface VerifyOutput {
+  scanned: number
+  corrupt: number
+  tempFilesRemoved: number
+  freedBytes: number
+  entries: number
+  bytes: number
+  /** Up to 100 examples of what was found corrupt, for the report. */
+  problems: { file: string; reason: string }[]
+}
+
+export interface CompactInput {
+  task: 'compact-hits'
+  hitsDir: string
+  /** Entries that still exist (16-character names, concatenated). */
+  names: string
+}
+
+export type TaskInput = ScanInput | EvictInput | VerifyInput | (PlanInput & { task: 'plan' }) | CompactInput
+
+export default async function run(input: TaskInput): Promise<ScanOutput | EvictOutput | VerifyOutput | PlanOutput | number> {
+  await loadHasher()
+  switch (input.task) {
+    case 'scan': return scan(input)
+    case 'evict': return evict(input)
+    case 'verify': return verify(input)
+    case 'plan': return chooseVictims(input, input.policy === 'lfu' ? readHitCounts(input.hitsDir) : undefined)
+    case 'compact-hits': return compactHitLogs(input.hitsDir, input.names)
+  }
+}
+
+function listPartition(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir)
+  } catch (error) {
+    const code = errorCode(error)
+    if (code === 'ENOENT' || code === 'ENOTDIR') return []
+    throw error
+  }
+}
+
+/** Reads every entry's head: removes the expired, the invalidated, the corrupt, what the
+ *  filters select, and stale temp files; returns the survivors for the budget plan. */
+/** A file that is not an entry: a temp file old enough that no writer can still own it is
+ *  removed (or, on a dry run, counted); anything else is left alone. */
+function sweepTemp(file: string, name: string, now: number, maxAge: number, dryRun: boolean,
+  out: { tempFilesRemoved: number; freedBytes: number }): void {
+  if (!TEMP_NAME.test(name)) return
+  const freed = removeStaleTemp(file, now, maxAge, dryRun)
+  if (freed === undefined) return
+  out.tempFilesRemoved++
+  out.freedBytes += freed
+}
+
+function scan(input: ScanInput): ScanOutput {
+  const out: ScanOutput = { scanned: 0, expired: 0, matched: 0, corrupt: 0, tempFilesRemoved: 0, freedBytes: 0, records: new Float64Array(0), names: '', removedKeys: [] }
+  const { now, filters, dryRun } = input
+  const stamps = new TagStamps(input.tagsDir)
+  const pattern = filters.pattern === undefined ? undefined : globToRegExp(filters.pattern, { extended: true })
+  const filterTags = filters.tags === undefined ? undefined : new Set(filters.tags)
+  const buffer = headBuffer()
+  let records = new Float64Array(1024 * RECORD_FIELDS)
+  let count = 0
+  const names: string[] = []
+
+  const remove = (file: string, ino: number, size: number, key: string | undefined): boolean => {
+    const freed = dryRun ? size : removeIfSame(file, ino, undefined)
+    if (freed === undefined) return false
+    out.freedBytes += freed
+    if (input.listKeys && key !== undefined) out.removedKeys.push(key)
+    return true
+  }
+
+  for (const partition of input.partitions) {
+    const dir = path.join(input.namespaceDir, partition)
+    for (const name of listPartition(dir)) {
+      const file = path.join(dir, name)
+      if (!ENTRY_NAME.test(name)) {
+        sweepTemp(file, name, now, input.tempMaxAge, dryRun, out)
+        continue
+      }
+      out.scanned++
+      let facts
+      try {
+        facts = readEntryHead(file, buffer)
+      } catch (error) {
+        if (!(error instanceof CorruptEntryError)) throw error
+        let stat: fs.Stats | undefined
+        try {
+          stat = fs.lstatSync(file)
+        } catch {
+          continue
+        }
+        if (remove(file, stat.ino, stat.isFile() ? stat.size : 0, undefined)) out.corrupt++
+        continue
+      }
+      if (facts === undefined) continue
+      const { head, size, mtimeMs, ino } = facts
+      // A file whose key does not hash to its name (swapped, misplaced) is never read: corrupt.
+      if (hasher().h64ToString(head.key) !== name) {
+        if (remove(file, ino, size, undefined)) out.corrupt++
+        continue
+      }
+      const expired = (head.expiresAt !== 0 && head.expiresAt <= now) || stamps.isStale(head.tags, head.createdAt)
+      if (expired) {
+        if (remove(file, ino, size, head.key)) out.expired++
+        continue
+      }
+      const matched =
+        (filters.maxAge !== undefined && now - mtimeMs > filters.maxAge) ||
+        (filters.olderThan !== undefined && head.createdAt < filters.olderThan) ||
+        (filterTags !== undefined && head.tags.some((t) => filterTags.has(t))) ||
+        (pattern !== undefined && pattern.test(head.key))
+      if (matched) {
+        if (remove(file, ino, size, head.key)) out.matched++
+        continue
+      }
+      if ((count + 1) * RECORD_FIELDS > records.length) {
+        const grown = new Float64Array(records.length * 2)
+        grown.set(records)
+        records = grown
+      }
+      const at = count * RECORD_FIELDS
+      records[at] = size
+      records[at + 1] = mtimeMs
+      records[at + 2] = head.createdAt
+      records[at + 3] = ino
+      names.push(name)
+      count++
+    }
+  }
+  out.records = records.slice(0, count * RECORD_FIELDS)
+  out.names = names.join('')
+  return out
+}
+
+function evict(input: EvictInput): EvictOutput {
+  const out: EvictOutput = { evicted: 0, freedBytes: 0, kept: 0, keptBytes: 0, keys: [] }
+  const buffer = input.listKeys ? headBuffer() : undefined
+  const count = input.names.length / 16
+  for (let i = 0; i < count; i++) {
+    const name = input.names.slice(i * 16, i * 16 + 16)
+    const file = path.join(input.namespaceDir, name.slice(0, 2), name)
+    const size = input.facts[i * 3]!
+    const mtimeMs = input.facts[i * 3 + 1]!
+    const ino = input.facts[i * 3 + 2]!
+    let key: string | undefined
+    if (buffer !== undefined) {
+      try {
+        key = readEntryHead(file, buffer)?.head.key
+      } catch {
+        key = undefined
+      }
+    }
+    if (input.dryRun) {
+      out.evicted++
+      out.freedBytes += size
+      if (key !== undefined) out.keys.push(key)
+      continue
+    }
+    const freed = removeIfSame(file, ino, mtimeMs)
+    if (freed === undefined) {
+      out.kept++
+      out.keptBytes += size
+      continue
+    }
+    out.evicted++
+    out.freedBytes += freed
+    if (key !== undefined) out.keys.push(key)
+  }
+  return out
+}
+
+function verify(input: VerifyInput): VerifyOutput {
+  const out: VerifyOutput = { scanned: 0, corrupt: 0, tempFilesRemoved: 0, freedBytes: 0, entries: 0, bytes: 0, problems: [] }
+  const buffer = verifyBuffer()
+  for (const partition of input.partitions) {
+    const dir = path.join(input.namespaceDir, partition)
+    for (const name of listPartition(dir)) {
+      const file = path.join(dir, name)
+      if (!ENTRY_NAME.test(name)) {
+        sweepTemp(file, name, input.now, input.tempMaxAge, !input.repair, out)
+        continue
+      }
+      out.scanned++
+      try {
+        const ok = verifyEntryFile(file, buffer)
+        if (ok === undefined) continue
+        out.entries++
+        out.bytes += ok.size
+      } catch (error) {
+        if (!(error instanceof CorruptEntryError)) throw error
+        out.corrupt++
+        if (out.problems.length < 100) out.problems.push({ file, reason: error.message })
+        if (!input.repair) continue
+        let stat: fs.Stats | undefined
+        try {
+          stat = fs.lstatSync(file)
+        } catch {
+          continue
+        }
+        out.freedBytes += removeIfSame(file, stat.ino, undefined) ?? 0
+      }
+    }
+  }
+  return out
+}

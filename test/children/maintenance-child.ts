@@ -1,0 +1,38 @@
+/**
+ * A process that uses maintenance, for test/maintenance.test.ts:
+ *   maintenance-child.ts burst <dir> <writer> <count> <maxEntries>   writes `count` entries with a budget, then closes
+ *   maintenance-child.ts reads <dir> <key>=<times>...                 reads keys (LFU hits from another process), then closes
+ *   maintenance-child.ts exit <dir> close|no-close                     runs a prune and a verify, then closes or not
+ * Prints one JSON line on stdout when done.
+ */
+import { Larder } from '../../src/index.ts'
+
+const [mode, dir, ...rest] = process.argv.slice(2)
+
+if (mode === 'burst') {
+  const [writer, count, maxEntries] = rest.map(Number)
+  const cache = await Larder.open({ dir: dir!, maxEntries: maxEntries!, maintenance: { interval: 0 } })
+  let pruned = 0
+  cache.on('prune', () => pruned++)
+  for (let i = 0; i < count!; i++) await cache.set(`burst:${writer}:${i}`, { writer, i, pad: 'x'.repeat(200) })
+  await cache.close()
+  console.log(JSON.stringify({ pruned }))
+} else if (mode === 'reads') {
+  const cache = await Larder.open({ dir: dir!, evictionPolicy: 'lfu' })
+  for (const spec of rest) {
+    const [key, times] = spec.split('=')
+    for (let i = 0; i < Number(times); i++) if ((await cache.get(key!)) === undefined) throw new Error(`miss on ${key}`)
+  }
+  await cache.close()
+  console.log(JSON.stringify({ ok: true }))
+} else if (mode === 'exit') {
+  const cache = await Larder.open({ dir: dir! })
+  for (let i = 0; i < 50; i++) await cache.set(`exit:${i}`, i, { ttl: i % 2 === 0 ? 1 : 0 })
+  await new Promise((resolve) => setTimeout(resolve, 5))
+  const pruned = await cache.prune()
+  const verified = await cache.verify()
+  if (rest[0] === 'close') await cache.close()
+  console.log(JSON.stringify({ expired: pruned.expired, ok: verified.ok }))
+} else {
+  throw new Error(`unknown mode ${mode}`)
+}
