@@ -1,4 +1,7 @@
+import { readFileSync } from 'node:fs'
 import { defineConfig } from 'tsup'
+
+const { version } = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string }
 
 // The library ships twice from one source: `import` gets ESM, `require` gets CJS.
 // `shims` gives the CJS build a working `import.meta.url` (worker file paths).
@@ -23,6 +26,16 @@ export default defineConfig([
     platform: 'node',
     sourcemap: true,
     splitting: false,
+  },
+  {
+    // The `larder` bin: one self-contained ESM file (library included) beside the worker.
+    entry: { cli: 'src/cli/bin.ts' },
+    format: ['esm'],
+    target: 'node20',
+    platform: 'node',
+    sourcemap: true,
+    splitting: false,
+    define: { LARDER_VERSION: JSON.stringify(version) },
   },
   {
     entry: { demo: 'src/demo.ts' },

@@ -1,12 +1,14 @@
 export { Larder } from './larder.js'
-export type { GetOrSetOptions, LarderEvents, SetManyItem, SetOptions, Stats } from './larder.js'
+export type { EntriesOptions, GetOrSetOptions, LarderEvents, SetManyItem, SetOptions, Stats } from './larder.js'
 export { LarderError, isLarderError } from './errors.js'
 export type { LarderErrorCode } from './errors.js'
 export type {
   BreakerOptions, CompressionName, CustomSerializer, Duration, EvictionPolicy, LarderOptions,
   MaintenanceOptions, MemoryTierOptions, SerializerName, Size, StreamCompression,
 } from './options.js'
-export type { MaintenanceProgress, PruneOptions, PruneReport, VerifyOptions, VerifyReport } from './maintenance/maintainer.js'
+export type { MaintenanceProgress, PruneOptions, PruneReport, UsageReport, VerifyOptions, VerifyReport, WalkOptions } from './maintenance/maintainer.js'
+export type { CodecName, EntryInfo } from './maintenance/listing.js'
 export type { BreakerSnapshot, BreakerState } from './resilience/disk-breaker.js'
+export type { ActivityReport } from './stats/activity-log.js'
 export type { LatencySummary } from './stats/latency-window.js'
 export type { StreamSource } from './store/stream-writer.js'

@@ -8,7 +8,7 @@ import {
   Compression, compressAsync, compressionIds, compressSync, decompressAsync, decompressSync,
   PROBE_BYTES, SYNC_CODEC_LIMIT, worthCompressing,
 } from './format/compression.js'
-import { CorruptEntryError, decodeEntry, encodeEntry, encodeTags, FLAG_FRAMED, type DecodedEntry } from './format/entry-format.js'
+import { CorruptEntryError, decodeEntry, decodeTrailer, encodeEntry, encodeTags, FLAG_FRAMED, TRAILER_BYTES, type DecodedEntry } from './format/entry-format.js'
 import { decodeFramedPayload } from './format/frames.js'
 import { Codec, deserialize, serialize, type Serialized } from './format/serializers.js'
 import { parseDuration, parseSize, resolveOptions, type Duration, type LarderOptions, type ResolvedOptions } from './options.js'
@@ -19,11 +19,14 @@ import { CACHEDIR_TAG, Layout } from './store/layout.js'
 import { createEntryStream, openEntry, type OpenedEntry } from './store/stream-reader.js'
 import { SourceError, writeEntryStream, type StreamSource } from './store/stream-writer.js'
 import { TagClock } from './store/tag-clock.js'
+import { recordBudget } from './maintenance/budget-record.js'
 import { HitLog } from './maintenance/hit-log.js'
 import type { PruneFilters } from './maintenance/worker.js'
-import { Maintainer, type MaintenanceProgress, type PruneOptions, type PruneReport, type VerifyOptions, type VerifyReport } from './maintenance/maintainer.js'
+import { Maintainer, type MaintenanceProgress, type PruneOptions, type PruneReport, type UsageReport, type VerifyOptions, type VerifyReport, type WalkOptions } from './maintenance/maintainer.js'
+import { toEntryInfo, type EntryInfo, type ListFilters } from './maintenance/listing.js'
 import { MaintenancePool } from './maintenance/pool.js'
 import { RunningTotals } from './maintenance/totals.js'
+import { ActivityLog, type ActivityCounters, type ActivityReport } from './stats/activity-log.js'
 import { LatencyWindow, type LatencySummary } from './stats/latency-window.js'
 import { MemoryTier, type MemoryEntry } from './tiers/memory-tier.js'
 import { validateCallOptions, validateKey, validateKeys, validateTags, validateTtl } from './validate.js'
@@ -45,25 +48,10 @@ export interface SetManyItem extends SetOptions {
   value: unknown
 }
 
-export interface Stats {
-  hits: number
-  misses: number
-  /** Hits served by the memory tier (included in `hits`). */
-  memoryHits: number
-  sets: number
-  deletes: number
-  /** Reads that found an expired or tag-invalidated entry. */
-  expired: number
-  /** Entries found damaged, foreign or truncated: each read as a miss and was removed. */
-  corrupt: number
-  /** Disk operations that failed. */
-  errors: number
-  /** Writes not stored because the disk failed or the breaker was open. */
-  dropped: number
+/** This instance's counters since it opened (`ActivityCounters`), and more. */
+export interface Stats extends ActivityCounters {
   /** hits / (hits + misses); 0 before any read. */
   hitRate: number
-  bytesWritten: number
-  bytesRead: number
   /** Entries in the memory tier (0 when it is off). */
   memoryEntries: number
   latency: { get: LatencySummary; set: LatencySummary }
@@ -98,11 +86,24 @@ type Lookup =
   | { found: true; stale: boolean; value: unknown; createdAt: number; expiresAt: number; tags: readonly string[]; size: number }
 
 const MISS: Lookup = { found: false }
+const MISPLACED = (): CorruptEntryError => new CorruptEntryError('an entry of another key under this name (swapped or misplaced)')
 /** A whole entry read and checksum-verified, with the inode it was read from. */
 type VerifiedEntry = DecodedEntry & { ino: number; mtimeMs: number }
 const SET_OPTIONS = ['ttl', 'tags'] as const
 const PRUNE_OPTIONS = ['maxSize', 'maxEntries', 'maxAge', 'olderThan', 'tags', 'pattern', 'dryRun', 'listKeys', 'signal', 'onProgress'] as const
 const VERIFY_OPTIONS = ['repair', 'signal', 'onProgress'] as const
+const ENTRIES_OPTIONS = ['prefix', 'pattern', 'tags', 'signal', 'onProgress'] as const
+const USAGE_OPTIONS = ['signal', 'onProgress'] as const
+
+/** Which entries `entries()` lists: all of them, or those matching every filter given. */
+export interface EntriesOptions extends WalkOptions {
+  /** Keys starting with this. */
+  prefix?: string
+  /** Keys matching this glob (`*`, `?`, `[abc]`, `{a,b}`), e.g. `'user:*'`. */
+  pattern?: string
+  /** Entries carrying any of these tags. */
+  tags?: readonly string[]
+}
 const GET_OR_SET_OPTIONS = ['ttl', 'tags', 'grace'] as const
 /** Accepts a Readable, an async iterable, a sync iterable of chunks, or one Uint8Array. */
 function toAsyncSource(source: unknown): StreamSource {
@@ -161,6 +162,7 @@ export class Larder extends EventEmitter<LarderEvents> {
   readonly #counts = { hits: 0, misses: 0, memoryHits: 0, sets: 0, deletes: 0, expired: 0, corrupt: 0, errors: 0, dropped: 0, bytesWritten: 0, bytesRead: 0 }
   readonly #totals: RunningTotals
   readonly #hitLog: HitLog | undefined
+  readonly #activity: ActivityLog
   readonly #pool: MaintenancePool
   readonly #maintainer: Maintainer
   /** The automatic prune running now, if any, and how to stop it at close. */
@@ -182,10 +184,12 @@ export class Larder extends EventEmitter<LarderEvents> {
     this.#breaker = new DiskBreaker(options.breaker, (state) => this.emit('breaker', state))
     this.#totals = new RunningTotals(this.#layout)
     this.#hitLog = options.evictionPolicy === 'lfu' ? new HitLog(this.#layout) : undefined
+    this.#activity = new ActivityLog(this.#layout.activityDir)
     this.#pool = new MaintenancePool(options.maintenance.workers)
     this.#maintainer = new Maintainer({
       layout: this.#layout, options, totals: this.#totals, pool: this.#pool,
       flushHits: () => this.#hitLog?.flush(),
+      compactActivity: () => this.#activity.compact(),
       progress: (p) => this.emit('progress', p),
     })
     this.#budgeted = options.maintenance.auto && (options.maxSize !== undefined || options.maxEntries !== undefined)
@@ -198,6 +202,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     // (it would otherwise install and remove ~15 signal handlers per write).
     this.#removeExitHook = onExit(() => {
       this.#flushCounters()
+      this.#recordActivity()
       for (const temp of this.#temps) {
         try {
           disk.unlinkSync(temp)
@@ -561,6 +566,88 @@ export class Larder extends EventEmitter<LarderEvents> {
 
   // ── lifecycle and introspection ───────────────────────────────────────────
 
+  /**
+   * What every process did with this cache, recorded as each instance closed (or its process
+   * exited): hits, misses, sets and the rest summed, and the breaker state the most recent one
+   * left with. This instance counts once it closes; `stats()` has its live counters.
+   */
+  async activity(): Promise<ActivityReport> {
+    this.#assertOpen()
+    return this.#diskOperation(async () => this.#activity.read())
+  }
+
+  /**
+   * What is known of `key`'s entry without decoding its value: sizes, times, tags, codec.
+   * `undefined` on a miss (expired and invalidated entries included). Small entries are
+   * verified whole; a large one's head is read. Counts no hit or miss and refreshes nothing.
+   */
+  async info(key: string): Promise<EntryInfo | undefined> {
+    this.#assertOpen()
+    const k = validateKey(key)
+    const file = this.#layout.entryPath(this.#layout.hashKey(k))
+    try {
+      return await this.#breaker.run(async () => {
+        const found = await this.#probe(file, k)
+        if (found === undefined) return undefined
+        if (found.whole !== undefined) {
+          const e = found.whole
+          if ((await this.#freshness(e, file, 0, e.ino)) !== 'fresh') return undefined
+          return toEntryInfo(e, e.payloadOffset + e.storedLength + TRAILER_BYTES, e.logicalLength, e.mtimeMs)
+        }
+        const { head, handle, size, mtimeMs, ino } = found.opened
+        let logicalLength: number
+        try {
+          const trailer = Buffer.allocUnsafe(TRAILER_BYTES)
+          await handle.read(trailer, 0, TRAILER_BYTES, size - TRAILER_BYTES)
+          logicalLength = decodeTrailer(trailer, size, head.payloadOffset).logicalLength
+        } catch (error) {
+          return await this.#corruptOrThrow(error, file, k, ino)
+        } finally {
+          await handle.close()
+        }
+        if ((await this.#freshness(head, file, 0, ino)) !== 'fresh') return undefined
+        return toEntryInfo(head, size, logicalLength, mtimeMs)
+      })
+    } catch (error) {
+      this.#readFailed(error)
+      return undefined
+    }
+  }
+
+  /**
+   * Every live entry (or those matching `prefix`, `pattern` and `tags`), described as `info()`
+   * does, read in worker threads from entry heads; in no particular order. Removes nothing.
+   * Cancel with `signal` (`ERR_ABORTED`); progress as for prune.
+   */
+  async entries(options?: EntriesOptions): Promise<EntryInfo[]> {
+    this.#assertOpen()
+    const o = validateCallOptions<EntriesOptions>(options, ENTRIES_OPTIONS)
+    const filters: ListFilters = {}
+    for (const field of ['prefix', 'pattern'] as const) {
+      const value = o[field]
+      if (value === undefined) continue
+      if (typeof value !== 'string' || value === '') {
+        throw new LarderError('ERR_INVALID_VALUE', `Invalid ${field}: expected a non-empty string`, { field })
+      }
+      filters[field] = value
+    }
+    if (o.tags !== undefined) filters.tags = [...validateTags(o.tags)]
+    validateSignalAndProgress(o)
+    return this.#diskOperation(() => this.#maintainer.list(filters, o))
+  }
+
+  /**
+   * Entries, stored and logical bytes, expired entries still on disk, damaged files, oldest
+   * and newest entry, and sizes by age: a full read-only walk of the entry heads in worker
+   * threads (`stats()` gives entries and bytes without one).
+   */
+  async usage(options?: WalkOptions): Promise<UsageReport> {
+    this.#assertOpen()
+    const o = validateCallOptions<WalkOptions>(options, USAGE_OPTIONS)
+    validateSignalAndProgress(o)
+    return this.#diskOperation(() => this.#maintainer.usage(o))
+  }
+
   /** Counters since this instance opened, latency percentiles, breaker state, and the entries
    *  and bytes on disk (from the running totals: a few small files, never a scan). */
   async stats(): Promise<Stats> {
@@ -595,6 +682,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     // within budget: let a running automatic prune finish rather than cancel it.
     await this.#autoPrune
     this.#flushCounters()
+    this.#recordActivity()
     this.#totals.stop()
     this.#hitLog?.stop()
     await this.#pool.destroy()
@@ -666,6 +754,15 @@ export class Larder extends EventEmitter<LarderEvents> {
     }
   }
 
+  /** Leaves this instance's counters and breaker state for `activity()`. Sync: runs at exit too. */
+  #recordActivity(): void {
+    try {
+      this.#activity.record(this.#counts, this.#breaker.snapshot().state)
+    } catch {
+      // the disk is failing: this run goes unrecorded
+    }
+  }
+
   /** Bytes of an entry file just removed by this process, for the running totals. */
   #removed(size: number | undefined): void {
     if (size !== undefined) this.#totals.removed(size)
@@ -728,6 +825,8 @@ export class Larder extends EventEmitter<LarderEvents> {
           if (errorCode(error) !== 'EEXIST') throw error
         }
       })
+      const { maxSize, maxEntries, evictionPolicy } = this.options
+      if (maxSize !== undefined || maxEntries !== undefined) recordBudget(this.#layout, { maxSize, maxEntries, evictionPolicy })
     } catch (error) {
       // A cache that cannot use its directory yet still opens: reads miss, writes drop, and
       // the breaker retries the disk later. With failOpen false, the caller hears now.
@@ -814,9 +913,15 @@ export class Larder extends EventEmitter<LarderEvents> {
     if (opened === undefined) return undefined
     if (opened.head.key !== key) {
       await opened.handle.close()
+      if (this.#misplaced(opened.head.key, file)) return await this.#corruptOrThrow(MISPLACED(), file, key, opened.ino)
       return undefined
     }
     return { opened, ino: opened.ino }
+  }
+
+  /** Whether an entry holding `storedKey` does not belong under `file`'s name. */
+  #misplaced(storedKey: string, file: string): boolean {
+    return this.#layout.hashKey(storedKey) !== path.basename(file)
   }
 
   /** Reads and verifies a whole entry file; undefined for a miss, a collision or a corrupt
@@ -836,8 +941,12 @@ export class Larder extends EventEmitter<LarderEvents> {
     } catch (error) {
       return await this.#corruptOrThrow(error, file, key, read.ino)
     }
-    // Another key with the same 64-bit hash: a miss, and its entry is left alone.
-    if (decoded.key !== key) return undefined
+    if (decoded.key !== key) {
+      // Another key with the same 64-bit hash: a miss, and its entry is left alone. A key that
+      // does not hash to this name at all is an entry swapped or copied here: corrupt.
+      if (this.#misplaced(decoded.key, file)) return await this.#corruptOrThrow(MISPLACED(), file, key, read.ino)
+      return undefined
+    }
     return Object.assign(decoded, { ino: read.ino, mtimeMs: read.mtimeMs })
   }
 

@@ -187,6 +187,16 @@ test('the packed package installs and works for ESM, CJS and TypeScript consumer
     assert.deepEqual(JSON.parse(out.trim().split('\n').at(-1)!), [[true, true, true], [true, true, true]])
   })
 
+  await t.test('the package installs a working `larder` bin', async () => {
+    const bin = path.join(project, 'node_modules', '.bin', 'larder')
+    assert.ok(fs.existsSync(bin), 'node_modules/.bin/larder was not linked')
+    const { version } = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }
+    assert.equal((await sh(bin, ['--version'], project)).trim(), version)
+    // The cache the ESM consumer left: the bin finds its worker (prune walks in a thread).
+    const stats = JSON.parse(await sh(bin, ['stats', '--json', '--dir', path.join(work, 'cache-esm')], project)) as { entries: number }
+    assert.equal(stats.entries, 10)
+  })
+
   await t.test('TypeScript consumers type-check under module NodeNext (.mts via "import", .cts via "require")', async () => {
     const imports = `import { Larder, LarderError, isLarderError, type LarderErrorCode, type LarderOptions, type Stats } from 'larder'\n`
     fs.writeFileSync(path.join(project, 'esm-consumer.mts'), imports + tsConsumerBody)

@@ -20,6 +20,19 @@ export interface EntryFacts {
   size: number
   mtimeMs: number
   ino: number
+  /** The serialized value's length before compression; read only when asked for. */
+  logicalLength?: number
+}
+
+/** The names in one partition directory; none if it is missing (or not a directory). */
+export function listPartition(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir)
+  } catch (error) {
+    const code = errorCode(error)
+    if (code === 'ENOENT' || code === 'ENOTDIR') return []
+    throw error
+  }
 }
 
 /** Opens an entry file for reading, never following a symlink; undefined if it vanished. */
@@ -35,10 +48,11 @@ function openEntryFile(file: string): number | undefined {
 }
 
 /**
- * Opens an entry and parses its head (not its payload: the checksum is `verify`'s job).
- * undefined if it vanished; throws CorruptEntryError for anything that is not an entry.
+ * Opens an entry and parses its head (not its payload: the checksum is `verify`'s job), and
+ * with `withTrailer` its trailer's lengths too. undefined if it vanished; throws
+ * CorruptEntryError for anything that is not an entry.
  */
-export function readEntryHead(file: string, buffer: Buffer): EntryFacts | undefined {
+export function readEntryHead(file: string, buffer: Buffer, withTrailer = false): EntryFacts | undefined {
   const fd = openEntryFile(file)
   if (fd === undefined) return undefined
   try {
@@ -53,7 +67,13 @@ export function readEntryHead(file: string, buffer: Buffer): EntryFacts | undefi
       head = decodeHead(bytes.subarray(0, fs.readSync(fd, bytes, 0, need, 0)), stat.size)
       if (head === undefined) throw new CorruptEntryError('file shorter than its metadata')
     }
-    return { head, size: stat.size, mtimeMs: stat.mtimeMs, ino: stat.ino }
+    const facts: EntryFacts = { head, size: stat.size, mtimeMs: stat.mtimeMs, ino: stat.ino }
+    if (withTrailer) {
+      const trailer = Buffer.allocUnsafe(TRAILER_BYTES)
+      fs.readSync(fd, trailer, 0, TRAILER_BYTES, stat.size - TRAILER_BYTES)
+      facts.logicalLength = decodeTrailer(trailer, stat.size, head.payloadOffset).logicalLength
+    }
+    return facts
   } finally {
     fs.closeSync(fd)
   }
@@ -68,7 +88,7 @@ export function headBuffer(): Buffer {
  * memory whatever the entry's size; no decompression). Returns the file's size; throws
  * CorruptEntryError if it is not a whole, valid entry; undefined if it vanished.
  */
-export function verifyEntryFile(file: string, buffer: Buffer): { size: number; ino: number } | undefined {
+export function verifyEntryFile(file: string, buffer: Buffer): { size: number; ino: number; key: string } | undefined {
   const fd = openEntryFile(file)
   if (fd === undefined) return undefined
   try {
@@ -102,7 +122,7 @@ export function verifyEntryFile(file: string, buffer: Buffer): { size: number; i
     if (fs.readSync(fd, trailer, 0, TRAILER_BYTES, size - TRAILER_BYTES) !== TRAILER_BYTES) throw new CorruptEntryError('short trailer')
     const fields = decodeTrailer(trailer, size, head.payloadOffset)
     if (hash.digest() !== fields.checksum) throw new CorruptEntryError('checksum mismatch')
-    return { size, ino: stat.ino }
+    return { size, ino: stat.ino, key: head.key }
   } finally {
     fs.closeSync(fd)
   }

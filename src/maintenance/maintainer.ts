@@ -1,5 +1,6 @@
 import { setMaxListeners } from 'node:events'
 import fs from 'node:fs'
+import path from 'node:path'
 import lockfile from 'proper-lockfile'
 import { LarderError } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
@@ -8,6 +9,7 @@ import { RECORD_FIELDS, type PlanOutput } from './policy.js'
 import type { MaintenancePool } from './pool.js'
 import type { RunningTotals } from './totals.js'
 import type { EvictOutput, PruneFilters, ScanOutput, VerifyOutput } from './worker.js'
+import { mergeUsage, type EntryInfo, type ListFilters, type UsageOutput } from './listing.js'
 
 export interface PruneReport {
   /** Entry files looked at. */
@@ -51,7 +53,7 @@ export interface VerifyReport {
 }
 
 export interface MaintenanceProgress {
-  operation: 'prune' | 'verify'
+  operation: 'prune' | 'verify' | 'list' | 'usage'
   phase: 'scan' | 'evict' | 'verify'
   done: number
   total: number
@@ -78,6 +80,21 @@ export interface PruneOptions {
   onProgress?: (progress: MaintenanceProgress) => void
 }
 
+/** Options of the read-only walks (list, usage). */
+export interface WalkOptions {
+  signal?: AbortSignal
+  onProgress?: (progress: MaintenanceProgress) => void
+}
+
+export interface UsageReport extends UsageOutput {
+  /** Age buckets by createdAt, youngest first: `label` is the upper bound ('1h', '1d', '7d', '30d', 'older'). */
+  byAge: { label: string; entries: number; bytes: number }[]
+  durationMs: number
+}
+
+/** Age bucket bounds for usage reports. */
+const AGE_BUCKETS: readonly [string, number][] = [['1h', 3_600_000], ['1d', 86_400_000], ['7d', 7 * 86_400_000], ['30d', 30 * 86_400_000]]
+
 export interface VerifyOptions {
   /** Remove corrupt entries and stale temp files. Default true. */
   repair?: boolean
@@ -100,6 +117,8 @@ interface MaintainerParts {
   pool: MaintenancePool
   /** Flushes this process's pending LFU hit counts so a prune sees them. */
   flushHits(): void
+  /** Folds closed instances' activity records into one (needs the lock). */
+  compactActivity(): void
   progress(progress: MaintenanceProgress): void
 }
 
@@ -166,6 +185,7 @@ export class Maintainer {
         progress('scan', (scanned += batch.length), partitions.length)
         return out
       }))
+      report.tempFilesRemoved += await this.#sweepTrash(now, dryRun)
 
       // The survivors of every batch, as one set of records for the plan.
       const records = concatRecords(scans.map((s) => s.records))
@@ -199,6 +219,7 @@ export class Maintainer {
       report.remainingBytes = plan.remainingBytes + keptBytes
       if (!dryRun) {
         totals.endScan(epoch, { entries: report.remainingEntries, bytes: report.remainingBytes })
+        this.#p.compactActivity()
         if (config.evictionPolicy === 'lfu') await pool.run<number>({ task: 'compact-hits', hitsDir: layout.hitsDir, names }, { signal })
       }
     } catch (error) {
@@ -247,6 +268,7 @@ export class Maintainer {
         for (const problem of out.problems) if (report.problems.length < 100) report.problems.push(problem)
         progress((done += batch.length))
       }))
+      report.tempFilesRemoved += await this.#sweepTrash(Date.now(), !repair)
       // Without repair, corrupt files remain on disk and are still counted as entries.
       if (repair) totals.endScan(epoch, { entries: report.entries, bytes: report.bytes })
     } catch (error) {
@@ -257,6 +279,46 @@ export class Maintainer {
     }
     report.durationMs = performance.now() - started
     return report
+  }
+
+  /** Every live entry matching `filters`, read in workers; takes no lock and removes nothing. */
+  async list(filters: ListFilters, options: WalkOptions): Promise<EntryInfo[]> {
+    const parts = await this.#walk('list', options, (partitions, now) => ({ task: 'list', filters, partitions, now }))
+    return (parts as EntryInfo[][]).flat()
+  }
+
+  /** Counts and sizes by age, read in workers; takes no lock and removes nothing. */
+  async usage(options: WalkOptions): Promise<UsageReport> {
+    const started = performance.now()
+    const bounds = AGE_BUCKETS.map(([, ms]) => ms)
+    const parts = await this.#walk('usage', options, (partitions, now) => ({ task: 'usage', ageBounds: bounds, partitions, now }))
+    const total = mergeUsage(parts as UsageOutput[], bounds.length + 1)
+    const labels = [...AGE_BUCKETS.map(([label]) => label), 'older']
+    return { ...total, byAge: total.byAge.map((b, i) => ({ label: labels[i]!, ...b })), durationMs: performance.now() - started }
+  }
+
+  async #walk(operation: 'list' | 'usage', options: WalkOptions, input: (partitions: string[], now: number) => object): Promise<unknown[]> {
+    const { layout, pool } = this.#p
+    const signal = options.signal === undefined ? undefined : manyListeners(options.signal)
+    const partitions = await this.#partitions()
+    const now = Date.now()
+    let done = 0
+    const progress = (d: number): void => {
+      const p = { operation, phase: 'scan' as const, done: d, total: partitions.length }
+      options.onProgress?.(p)
+      this.#p.progress(p)
+    }
+    progress(0)
+    try {
+      return await this.#all(chunk(partitions, PARTITIONS_PER_TASK).map(async (batch) => {
+        const out = await pool.run<unknown>({ ...input(batch, now), namespaceDir: layout.namespaceDir, tagsDir: layout.tagsDir } as never, { signal })
+        progress((done += batch.length))
+        return out
+      }))
+    } catch (error) {
+      if (signal?.aborted !== true) throw error
+      throw new LarderError('ERR_ABORTED', `${operation} was cancelled`, { field: 'signal', cause: signal.reason })
+    }
   }
 
   /** Takes the maintenance lock. An automatic run stands aside (undefined) if another
@@ -281,6 +343,45 @@ export class Maintainer {
         await new Promise((resolve) => setTimeout(resolve, wait))
       }
     }
+  }
+
+  /**
+   * Removes the trees of `clear()` calls whose process died between the rename that emptied
+   * the namespace and the delete of the renamed tree (`<dir>/v1/.trash-<pid>-<ms>-<random>`):
+   * nothing else would ever reclaim them. Only trees older than `tempMaxAge` go, so a live
+   * clear still deleting its own is left alone. Resolves to how many were (or would be) removed.
+   */
+  async #sweepTrash(now: number, dryRun: boolean): Promise<number> {
+    const versionDir = path.dirname(this.#p.layout.namespaceDir)
+    let names: string[]
+    try {
+      names = (await fs.promises.readdir(versionDir)).filter((name) => name.startsWith('.trash-'))
+    } catch {
+      return 0
+    }
+    let removed = 0
+    for (const name of names) {
+      const trash = path.join(versionDir, name)
+      const renamedAt = Number(name.split('-')[2])
+      let at = renamedAt
+      if (!Number.isFinite(at)) {
+        try {
+          at = (await fs.promises.lstat(trash)).mtimeMs
+        } catch {
+          continue
+        }
+      }
+      if (now - at < this.#p.options.maintenance.tempMaxAge) continue
+      if (!dryRun) {
+        try {
+          await fs.promises.rm(trash, { recursive: true, force: true })
+        } catch {
+          continue // another process is removing it too; the next run finishes the job
+        }
+      }
+      removed++
+    }
+    return removed
   }
 
   async #partitions(): Promise<string[]> {

@@ -8,11 +8,11 @@ import path from 'node:path'
 import globToRegExp from 'glob-to-regexp'
 import { hasher, loadHasher } from '../format/checksum.js'
 import { CorruptEntryError } from '../format/entry-format.js'
-import { errorCode } from '../store/disk.js'
 import { ENTRY_NAME, TEMP_NAME } from '../store/layout.js'
-import { headBuffer, readEntryHead, removeIfSame, removeStaleTemp, TagStamps, verifyBuffer, verifyEntryFile } from './entry-scan.js'
+import { headBuffer, listPartition, readEntryHead, removeIfSame, removeStaleTemp, TagStamps, verifyBuffer, verifyEntryFile } from './entry-scan.js'
 import { chooseVictims, RECORD_FIELDS, type PlanInput, type PlanOutput } from './policy.js'
 import { compactHitLogs, readHitCounts } from './hit-counts.js'
+import { listEntries, usage, type EntryInfo, type ListInput, type UsageInput, type UsageOutput } from './listing.js'
 
 
 export interface PruneFilters {
@@ -101,9 +101,9 @@ export interface CompactInput {
   names: string
 }
 
-export type TaskInput = ScanInput | EvictInput | VerifyInput | (PlanInput & { task: 'plan' }) | CompactInput
+export type TaskInput = ScanInput | EvictInput | VerifyInput | (PlanInput & { task: 'plan' }) | CompactInput | ListInput | UsageInput
 
-export default async function run(input: TaskInput): Promise<ScanOutput | EvictOutput | VerifyOutput | PlanOutput | number> {
+export default async function run(input: TaskInput): Promise<ScanOutput | EvictOutput | VerifyOutput | PlanOutput | number | EntryInfo[] | UsageOutput> {
   await loadHasher()
   switch (input.task) {
     case 'scan': return scan(input)
@@ -111,21 +111,11 @@ export default async function run(input: TaskInput): Promise<ScanOutput | EvictO
     case 'verify': return verify(input)
     case 'plan': return chooseVictims(input, input.policy === 'lfu' ? readHitCounts(input.hitsDir) : undefined)
     case 'compact-hits': return compactHitLogs(input.hitsDir, input.names)
+    case 'list': return listEntries(input)
+    case 'usage': return usage(input)
   }
 }
 
-function listPartition(dir: string): string[] {
-  try {
-    return fs.readdirSync(dir)
-  } catch (error) {
-    const code = errorCode(error)
-    if (code === 'ENOENT' || code === 'ENOTDIR') return []
-    throw error
-  }
-}
-
-/** Reads every entry's head: removes the expired, the invalidated, the corrupt, what the
- *  filters select, and stale temp files; returns the survivors for the budget plan. */
 /** A file that is not an entry: a temp file old enough that no writer can still own it is
  *  removed (or, on a dry run, counted); anything else is left alone. */
 function sweepTemp(file: string, name: string, now: number, maxAge: number, dryRun: boolean,
@@ -137,6 +127,8 @@ function sweepTemp(file: string, name: string, now: number, maxAge: number, dryR
   out.freedBytes += freed
 }
 
+/** Reads every entry's head: removes the expired, the invalidated, the corrupt, what the
+ *  filters select, and stale temp files; returns the survivors for the budget plan. */
 function scan(input: ScanInput): ScanOutput {
   const out: ScanOutput = { scanned: 0, expired: 0, matched: 0, corrupt: 0, tempFilesRemoved: 0, freedBytes: 0, records: new Float64Array(0), names: '', removedKeys: [] }
   const { now, filters, dryRun } = input
@@ -271,6 +263,8 @@ function verify(input: VerifyInput): VerifyOutput {
       try {
         const ok = verifyEntryFile(file, buffer)
         if (ok === undefined) continue
+        // Whole and checksummed, but another key's entry (swapped, misplaced): never readable.
+        if (hasher().h64ToString(ok.key) !== name) throw new CorruptEntryError('an entry of another key under this name (swapped or misplaced)')
         out.entries++
         out.bytes += ok.size
       } catch (error) {

@@ -41,6 +41,7 @@ export class Layout {
   readonly metaDir: string
   readonly totalsDir: string
   readonly hitsDir: string
+  readonly activityDir: string
 
   constructor(root: string, namespace: string) {
     this.root = root
@@ -50,6 +51,7 @@ export class Layout {
     this.metaDir = path.join(this.namespaceDir, 'meta')
     this.totalsDir = path.join(this.metaDir, 'totals')
     this.hitsDir = path.join(this.metaDir, 'hits')
+    this.activityDir = path.join(this.metaDir, 'activity')
   }
 
   /** 16 hex digits of xxhash64 of the key. */

@@ -1,0 +1,29 @@
+import { Command, Option } from 'commander'
+import { collect } from '../arguments.js'
+import { CliContext, CliFailure, EXIT } from '../context.js'
+import { count } from '../format.js'
+
+export function rmCommand(): Command {
+  return new Command('rm')
+    .description('remove entries by key, by key glob (--pattern) or by tag (--tag); prints how many were removed')
+    .argument('[keys...]', 'keys to remove')
+    .option('--pattern <glob>', "remove every entry whose key matches, e.g. 'user:*'")
+    .addOption(new Option('--tag <tag>', 'remove every entry carrying this tag (repeatable)').argParser(collect))
+    .action(async (keys: string[], flags: { pattern?: string; tag?: string[] }, command: Command) => {
+      const ctx = new CliContext(command)
+      const byFilter = flags.pattern !== undefined || flags.tag !== undefined
+      if (keys.length === 0 && !byFilter) throw new CliFailure('rm needs keys, --pattern or --tag', EXIT.usage)
+      if (keys.length > 0 && byFilter) throw new CliFailure('rm takes keys or --pattern/--tag, not both', EXIT.usage)
+      const removed = await ctx.withCache(async (cache) => {
+        if (!byFilter) return cache.deleteMany(keys)
+        // The cache is opened without a budget, so this prune removes what matches (and what
+        // has expired or is damaged anyway) and evicts nothing.
+        const report = await cache.prune({
+          ...(flags.pattern !== undefined ? { pattern: flags.pattern } : {}),
+          ...(flags.tag !== undefined ? { tags: flags.tag } : {}),
+        })
+        return report.matched
+      })
+      ctx.print(() => `removed ${count(removed)} ${removed === 1 ? 'entry' : 'entries'}`, () => ({ removed }))
+    })
+}

@@ -1,0 +1,39 @@
+import fs from 'node:fs'
+import { Command, Option } from 'commander'
+import { collect, durationArgument } from '../arguments.js'
+import { CliContext, CliFailure } from '../context.js'
+import { size } from '../format.js'
+
+export function setCommand(): Command {
+  return new Command('set')
+    .description('store the bytes of FILE (or stdin, with - or no FILE) under KEY, streamed: any size, bounded memory')
+    .argument('<key>', 'the key')
+    .argument('[file]', 'a file to read, or - for stdin', '-')
+    .addOption(new Option('--ttl <duration>', 'expire after this long (90s, 15m, 7d); default never').env('LARDER_TTL').argParser(durationArgument))
+    .addOption(new Option('--tag <tag>', 'tag the entry (repeatable)').argParser(collect))
+    .action(async (key: string, file: string, flags: { ttl?: number; tag?: string[] }, command: Command) => {
+      const ctx = new CliContext(command)
+      if (file === '-' && process.stdin.isTTY) throw new CliFailure('set reads the value from stdin: pipe it in, or name a FILE', 2)
+      let source: NodeJS.ReadableStream
+      let bytes = 0
+      if (file === '-') {
+        source = process.stdin
+      } else {
+        const stat = fs.statSync(file, { throwIfNoEntry: false })
+        if (stat === undefined || !stat.isFile()) throw new CliFailure(`${file}: no such file`, 2)
+        source = fs.createReadStream(file)
+      }
+      async function* counted(): AsyncGenerator<Buffer> {
+        for await (const chunk of source) {
+          const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer)
+          bytes += buffer.length
+          yield buffer
+        }
+      }
+      await ctx.withCache((cache) => cache.setStream(key, counted(), {
+        ...(flags.ttl !== undefined ? { ttl: flags.ttl } : {}),
+        ...(flags.tag !== undefined ? { tags: flags.tag } : {}),
+      }))
+      ctx.print(() => `stored ${JSON.stringify(key)} (${size(bytes)})`, () => ({ key, bytes }))
+    })
+}
