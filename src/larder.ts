@@ -683,6 +683,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     await this.#autoPrune
     this.#flushCounters()
     this.#recordActivity()
+    if (this.#activity.crowded()) await this.#maintainer.foldActivity().catch(() => {})
     this.#totals.stop()
     this.#hitLog?.stop()
     await this.#pool.destroy()

@@ -4,6 +4,7 @@
 import { after, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
+import fs from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -100,4 +101,21 @@ test('activity() sums what closed instances of every process did, and survives a
   activity = await reopened.activity()
   assert.deepEqual([activity.runs, activity.hits], [3, 5])
   await reopened.close()
+})
+
+test('activity records of a cache nobody prunes are folded by closing instances once they pile up', async () => {
+  const dir = await freshDir()
+  const first = await Larder.open({ dir, maintenance: false })
+  await first.close()
+  const records = path.join(dir, 'v1', 'default', 'meta', 'activity')
+  fs.mkdirSync(records, { recursive: true })
+  const record = { pid: 1, openedAt: 1_000, closedAt: 2_000, breaker: 'closed', hits: 1, misses: 1, memoryHits: 0, sets: 1, deletes: 0, expired: 0, corrupt: 0, errors: 0, dropped: 0, bytesRead: 0, bytesWritten: 0 }
+  for (let i = 0; i < 300; i++) fs.writeFileSync(path.join(records, `${1000 + i}.x${i}.json`), JSON.stringify(record))
+  // One close in 16 looks; 400 closes miss it with probability (15/16)^400 ≈ 6e-12.
+  for (let i = 0; i < 400 && fs.readdirSync(records).length > 1; i++) await (await Larder.open({ dir, maintenance: false })).close()
+  assert.deepEqual(fs.readdirSync(records), ['total.json'])
+  const cache = await Larder.open({ dir, maintenance: false })
+  const activity = await cache.activity()
+  await cache.close()
+  assert.deepEqual([activity.runs, activity.hits, activity.misses, activity.sets], [300, 300, 300, 300])
 })

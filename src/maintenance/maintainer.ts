@@ -281,6 +281,17 @@ export class Maintainer {
     return report
   }
 
+  /** Folds the activity records under the lock; stands aside if another process holds it. */
+  async foldActivity(): Promise<void> {
+    const release = await this.#lock(true, undefined)
+    if (release === undefined) return
+    try {
+      this.#p.compactActivity()
+    } finally {
+      await release()
+    }
+  }
+
   /** Every live entry matching `filters`, read in workers; takes no lock and removes nothing. */
   async list(filters: ListFilters, options: WalkOptions): Promise<EntryInfo[]> {
     const parts = await this.#walk('list', options, (partitions, now) => ({ task: 'list', filters, partitions, now }))

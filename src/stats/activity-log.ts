@@ -13,7 +13,8 @@ import type { BreakerState } from '../resilience/disk-breaker.js'
  * An instance writes only its own file, once, so there is no lock and no read-modify-write;
  * only the process holding the maintenance lock rewrites `total.json`. The approximation: an
  * instance killed without an exit hook (SIGKILL) leaves no record, and a prune killed between
- * writing the total and deleting the records it folded counts those records twice.
+ * writing the total and deleting the records it folded counts those records twice. Records
+ * are folded by every prune, and by a closing instance that finds more than 256 of them.
  */
 /** What an instance counts: live in `stats()`, summed over closed instances in `activity()`. */
 export interface ActivityCounters {
@@ -63,6 +64,8 @@ const COUNTERS: readonly (keyof ActivityCounters)[] = [
   'hits', 'misses', 'memoryHits', 'sets', 'deletes', 'expired', 'corrupt', 'errors', 'dropped', 'bytesRead', 'bytesWritten',
 ]
 const RECORD_NAME = /^\d+\.[0-9a-z]+\.json$/
+/** Records beyond which a closing instance folds them (see `crowded`). */
+const MAX_RECORDS = 256
 let instances = 0
 
 function zero(): Total {
@@ -95,6 +98,20 @@ export class ActivityLog {
       if (errorCode(error) !== 'ENOENT') throw error
       disk.mkdirSync(this.#dir, { recursive: true })
       disk.writeAtomicSync(this.#file, body, { fsync: false })
+    }
+  }
+
+  /**
+   * Whether the records have piled up enough that this closing instance should fold them. A
+   * cache nobody prunes (no budget, short-lived processes) would otherwise gain a file per
+   * process run forever. Checked on one close in 16, so a close rarely pays the readdir.
+   */
+  crowded(): boolean {
+    if (Math.random() >= 1 / 16) return false
+    try {
+      return (disk.readdirSync(this.#dir) as string[]).length > MAX_RECORDS
+    } catch {
+      return false
     }
   }
 
