@@ -20,6 +20,7 @@ import { createEntryStream, openEntry, type OpenedEntry } from './store/stream-r
 import { SourceError, writeEntryStream, type StreamSource } from './store/stream-writer.js'
 import { TagClock } from './store/tag-clock.js'
 import { recordBudget } from './maintenance/budget-record.js'
+import { worthALook } from './maintenance/crowding.js'
 import { HitLog } from './maintenance/hit-log.js'
 import type { PruneFilters } from './maintenance/worker.js'
 import { Maintainer, type MaintenanceProgress, type PruneOptions, type PruneReport, type UsageReport, type VerifyOptions, type VerifyReport, type WalkOptions } from './maintenance/maintainer.js'
@@ -144,6 +145,9 @@ export class Larder extends EventEmitter<LarderEvents> {
     await loadHasher()
     const cache = new Larder(resolved)
     await cache.#prepareDirectory()
+    if (worthALook() && (cache.#totals.crowded() || cache.#activity.crowded())) {
+      await cache.#maintainer.foldBookkeeping().catch(() => {}) // a failing disk: next time
+    }
     return cache
   }
 
@@ -683,7 +687,6 @@ export class Larder extends EventEmitter<LarderEvents> {
     await this.#autoPrune
     this.#flushCounters()
     this.#recordActivity()
-    if (this.#activity.crowded()) await this.#maintainer.foldActivity().catch(() => {})
     this.#totals.stop()
     this.#hitLog?.stop()
     await this.#pool.destroy()

@@ -302,7 +302,7 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     throw invalid('memory', 'expected false, true or { maxEntries?, maxSize?, ttl? }')
   }
 
-  const b = o.breaker ?? {}
+  const b = o.breaker === undefined ? {} : o.breaker
   if (b === null || typeof b !== 'object' || Array.isArray(b)) throw invalid('breaker', 'expected an object of thresholds')
   rejectUnknown(b, BREAKER_NAMES, 'breaker.')
   const errorThresholdPercentage = b.errorThresholdPercentage ?? 50

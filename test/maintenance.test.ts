@@ -421,3 +421,28 @@ describe('process lifetime', () => {
     assert.ok(threads() <= before + 1)
   })
 })
+
+describe('bookkeeping files of a cache nobody prunes', () => {
+  test('running-total deltas left by many processes are folded into the base by an opening instance, and the totals stay right', async () => {
+    const dir = tempDir()
+    const cache = await open(dir, { maintenance: false })
+    for (const key of keys('live', 5)) await cache.set(key, 'v')
+    cache.stats() // this instance's delta is in memory and soon on disk
+    await sleep(300)
+    // 300 earlier processes that each wrote one 10-byte entry and exited.
+    const totalsDir = path.join(dir, 'v1', 'default', 'meta', 'totals')
+    for (let i = 0; i < 300; i++) fs.writeFileSync(path.join(totalsDir, `0.${100000 + i}.x${i}`), JSON.stringify({ entries: 1, bytes: 10 }))
+    const expected = (await cache.stats()).entries
+    assert.equal(expected, 305)
+    // One open in 16 looks; 400 opens all miss with probability (15/16)^400 ≈ 6e-12.
+    for (let i = 0; i < 400 && fs.readdirSync(totalsDir).length > 50; i++) await (await open(dir, { maintenance: false })).close()
+    assert.ok(fs.readdirSync(totalsDir).length <= 3, `still ${fs.readdirSync(totalsDir).length} files`)
+    assert.equal((await cache.stats()).entries, 305, 'the live instance does not count its folded delta twice')
+    await cache.set('after-fold', 'v')
+    await sleep(300)
+    const other = await open(dir, { maintenance: false })
+    assert.equal((await other.stats()).entries, 306)
+    await other.close()
+    await cache.close()
+  })
+})

@@ -281,11 +281,13 @@ export class Maintainer {
     return report
   }
 
-  /** Folds the activity records under the lock; stands aside if another process holds it. */
-  async foldActivity(): Promise<void> {
+  /** Folds the per-process bookkeeping files (running-total deltas, activity records) under
+   *  the lock, without a scan; stands aside if another process holds the lock. */
+  async foldBookkeeping(): Promise<void> {
     const release = await this.#lock(true, undefined)
     if (release === undefined) return
     try {
+      this.#p.totals.fold()
       this.#p.compactActivity()
     } finally {
       await release()

@@ -1,6 +1,7 @@
 import path from 'node:path'
 import { disk, errorCode } from '../store/disk.js'
 import type { Layout } from '../store/layout.js'
+import { crowded } from './crowding.js'
 import { FlushTimer } from './flush-timer.js'
 
 /**
@@ -78,8 +79,10 @@ export class RunningTotals {
     const base = this.#readBase()
     const sum = { entries: base?.entries ?? 0, bytes: base?.bytes ?? 0 }
     const epoch = base?.epoch ?? 0
+    let ownFile = false
     for (const name of this.#names()) {
       const fileEpoch = Number(name.slice(0, name.indexOf('.')))
+      if (name.endsWith(this.#id)) ownFile = true
       if (!(fileEpoch >= epoch) || name.endsWith(this.#id)) continue
       const delta = this.#readJson<Totals>(name)
       if (delta !== undefined) {
@@ -87,8 +90,9 @@ export class RunningTotals {
         sum.bytes += delta.bytes
       }
     }
-    // Ours from memory: its file may lag by up to FLUSH_MS.
-    if (this.#flushedEpoch >= epoch) {
+    // Ours from memory: its file may lag by up to FLUSH_MS. If the file is gone, another
+    // process folded it into the base (or the cache was cleared): it no longer adds.
+    if (this.#flushedEpoch >= epoch && ownFile) {
       sum.entries += this.#flushed.entries
       sum.bytes += this.#flushed.bytes
     }
@@ -166,6 +170,48 @@ export class RunningTotals {
         }
       }
     }
+    this.#lastRead = undefined
+  }
+
+  /** Whether delta files have piled up (see crowding.ts). */
+  crowded(): boolean {
+    return crowded(this.#dir)
+  }
+
+  /**
+   * Folds every delta file into the base without a scan: the base becomes the totals as they
+   * stand, and the folded files are deleted. Only under the maintenance lock. A live writer
+   * whose file was folded finds it gone at its next flush and starts a new one from its
+   * pending changes (as after a clear), so nothing is counted twice; a flush racing the fold
+   * can be lost, a drift the next scan corrects.
+   */
+  fold(): void {
+    this.flush()
+    const base = this.#readBase()
+    const epoch = base?.epoch ?? 0
+    const next: Base = { epoch, entries: base?.entries ?? 0, bytes: base?.bytes ?? 0, at: base?.at ?? 0 }
+    const folded: string[] = []
+    for (const name of this.#names()) {
+      const fileEpoch = Number(name.slice(0, name.indexOf('.')))
+      if (fileEpoch >= epoch) {
+        const delta = this.#readJson<Totals>(name)
+        if (delta === undefined) continue
+        next.entries += delta.entries
+        next.bytes += delta.bytes
+      }
+      folded.push(name)
+    }
+    if (folded.length === 0) return
+    this.#write('base', JSON.stringify(next))
+    for (const name of folded) {
+      try {
+        disk.unlinkSync(path.join(this.#dir, name))
+      } catch {
+        // already gone
+      }
+    }
+    // Our own file went too: what it held is in the base now.
+    this.#flushed = { entries: 0, bytes: 0 }
     this.#lastRead = undefined
   }
 

@@ -1,6 +1,7 @@
 import path from 'node:path'
 import { disk, errorCode } from '../store/disk.js'
 import type { BreakerState } from '../resilience/disk-breaker.js'
+import { crowded } from '../maintenance/crowding.js'
 
 /**
  * What processes did with a cache, kept after they are gone, for `larder stats` and
@@ -14,7 +15,7 @@ import type { BreakerState } from '../resilience/disk-breaker.js'
  * only the process holding the maintenance lock rewrites `total.json`. The approximation: an
  * instance killed without an exit hook (SIGKILL) leaves no record, and a prune killed between
  * writing the total and deleting the records it folded counts those records twice. Records
- * are folded by every prune, and by a closing instance that finds more than 256 of them.
+ * are folded by every prune, and by an opening instance that finds more than 256 of them.
  */
 /** What an instance counts: live in `stats()`, summed over closed instances in `activity()`. */
 export interface ActivityCounters {
@@ -64,8 +65,6 @@ const COUNTERS: readonly (keyof ActivityCounters)[] = [
   'hits', 'misses', 'memoryHits', 'sets', 'deletes', 'expired', 'corrupt', 'errors', 'dropped', 'bytesRead', 'bytesWritten',
 ]
 const RECORD_NAME = /^\d+\.[0-9a-z]+\.json$/
-/** Records beyond which a closing instance folds them (see `crowded`). */
-const MAX_RECORDS = 256
 let instances = 0
 
 function zero(): Total {
@@ -101,18 +100,9 @@ export class ActivityLog {
     }
   }
 
-  /**
-   * Whether the records have piled up enough that this closing instance should fold them. A
-   * cache nobody prunes (no budget, short-lived processes) would otherwise gain a file per
-   * process run forever. Checked on one close in 16, so a close rarely pays the readdir.
-   */
+  /** Whether the records have piled up (see maintenance/crowding.ts). */
   crowded(): boolean {
-    if (Math.random() >= 1 / 16) return false
-    try {
-      return (disk.readdirSync(this.#dir) as string[]).length > MAX_RECORDS
-    } catch {
-      return false
-    }
+    return crowded(this.#dir)
   }
 
   /** The sum of the folded total and every record not yet folded. */
