@@ -244,3 +244,16 @@ export function blobProblem(key: string, value: unknown): string | undefined {
 export function valueProblem(key: string, value: unknown): string | undefined {
   return Buffer.isBuffer(value) ? blobProblem(key, value) : recordProblem(key, value)
 }
+
+/** Why `v` is not a valid value for `key`: a record (an object, or its JSON as bytes, which is
+ *  what getStream of a set() value or get of a streamed one gives) or a blob. */
+export function problemOf(key: string, v: unknown): string | undefined {
+  return Buffer.isBuffer(v) && v[0] === 0x7b ? recordProblem(key, v) : valueProblem(key, v)
+}
+
+/** Everything a stream yields, as one Buffer. */
+export async function drain(stream: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const parts: Buffer[] = []
+  for await (const c of stream) parts.push(Buffer.from(c))
+  return Buffer.concat(parts)
+}

@@ -1,0 +1,142 @@
+/**
+ * Crash consistency under SIGKILL, many times over: processes writing buffered and streamed
+ * entries while pruning, clearing or invalidating tags are killed at random moments. After
+ * every kill each key reads as a whole, valid value or a miss (never a torn one, never
+ * ERR_CORRUPT), nothing under an entry's final name is damaged, and what the dead left behind
+ * (temp files, a half-deleted clear) is reclaimed by the next verify and prune.
+ * test/crash.test.ts covers one long stream and one writer in depth; this is the breadth.
+ */
+import { after, describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { existsSync, readdirSync, rmSync } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { setTimeout as delay } from 'node:timers/promises'
+import { Larder } from '../../src/index.ts'
+import { Child } from '../children/harness.ts'
+import { entryName, prng, randInt, scanEntries, valueProblem, verifyEntryFile } from '../children/shared.ts'
+import { record, scale, seedFor } from './scale.ts'
+
+const dirs: string[] = []
+const children: Child[] = []
+after(async () => {
+  await Promise.all(children.map((c) => c.kill()))
+  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })))
+})
+
+const KEYS = 60
+const smallKeys = Array.from({ length: KEYS }, (_, i) => `small-${i}`)
+const streamKeys = Array.from({ length: KEYS / 10 }, (_, i) => `stream-${i}`)
+const allKeys = [...smallKeys, ...streamKeys]
+
+async function collect(stream: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const parts: Buffer[] = []
+  for await (const c of stream) parts.push(Buffer.from(c))
+  return Buffer.concat(parts)
+}
+
+/** Every file under a final entry name is a whole entry whose key hashes to that name. */
+async function damagedFinalNames(dir: string, names: Map<string, string>): Promise<string[]> {
+  const problems: string[] = []
+  const scan = scanEntries(dir)
+  for (const f of scan.other) problems.push(`neither entry nor temp: ${f}`)
+  for (const file of scan.entries) {
+    const verdict = await verifyEntryFile(file)
+    if (verdict.startsWith('INVALID')) problems.push(`${file}: ${verdict}`)
+    else if (names.get(path.basename(file)) !== verdict) problems.push(`${file} holds ${verdict}, which does not hash to its name`)
+  }
+  return problems
+}
+
+/** The leftovers of killed writers and clears: temp files in partitions, trash trees. */
+function leftovers(dir: string): { temps: string[]; trash: string[] } {
+  const version = path.join(dir, 'v1')
+  const trash = existsSync(version) ? readdirSync(version).filter((n) => n.startsWith('.trash-')) : []
+  return { temps: scanEntries(dir).temps, trash }
+}
+
+describe('SIGKILL at random moments', () => {
+  const KILLS = scale(15, 200)
+
+  test(`after each of ${KILLS} kills (writers with streams and prune, clear, invalidateTags) every key is whole or a miss, and verify + prune reclaim what the dead left`, { timeout: scale(180_000, 1_800_000) }, async (t) => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'larder-torture-crash-'))
+    dirs.push(dir)
+    const seed = seedFor('crash')
+    const rand = prng(seed)
+    const names = new Map<string, string>()
+    for (const key of allKeys) names.set(await entryName(key), key)
+    const outcome = { mixed: 0, clear: 0, tags: 0, readsValidated: 0, streamsValidated: 0, misses: 0, maxTemps: 0, maxTrash: 0 }
+
+    for (let kill = 0; kill < KILLS; kill++) {
+      // Six in ten kills hit writers that stream and prune, two hit clear(), two invalidateTags();
+      // the last five hit writers, so a clear() does not sweep away the temp files whose
+      // reclaiming the end of the test checks.
+      const roll = kill >= KILLS - 5 ? 0 : kill % 10
+      const mode = roll < 6 ? 'mixed' : roll < 8 ? 'clear' : 'tags'
+      outcome[mode]++
+      const child = new Child('../torture/children/crash-child.ts', [mode, dir, String(kill), String(seed * 31 + kill), String(KEYS)])
+      children.push(child)
+      await child.next('ready')
+      await delay(randInt(rand, 0, 400))
+      const exit = await child.kill()
+      assert.equal(exit.signal, 'SIGKILL', `kill ${kill} (${mode}): the child ended on its own (code ${exit.code}):\n${child.stderr}`)
+      children.splice(children.indexOf(child), 1)
+      // A prune killed while holding the maintenance lock leaves it for 30 s (proper-lockfile's
+      // stale takeover); the dead child was its only holder, so drop it rather than wait.
+      rmSync(path.join(dir, 'v1', 'default', 'meta', 'maintenance.lock'), { recursive: true, force: true })
+
+      const reader = await Larder.open({ dir, maintenance: { interval: 0 } })
+      const corrupt: string[] = []
+      reader.on('corrupt', (info) => corrupt.push(`${info.key}: ${info.reason}`))
+      const problems: string[] = []
+      for (const key of allKeys) {
+        const value = await reader.get(key)
+        if (value === undefined) {
+          outcome.misses++
+          continue
+        }
+        const problem = valueProblem(key, value)
+        if (problem === undefined) outcome.readsValidated++
+        else problems.push(`get ${key}: ${problem}`)
+      }
+      for (const key of streamKeys) {
+        const stream = await reader.getStream(key)
+        if (stream === undefined) continue
+        const problem = valueProblem(key, await collect(stream)) // rejects on ERR_CORRUPT: fails the test
+        if (problem === undefined) outcome.streamsValidated++
+        else problems.push(`getStream ${key}: ${problem}`)
+      }
+      const stats = await reader.stats()
+      await reader.close()
+      assert.deepEqual(problems, [], `kill ${kill} (${mode}, seed ${seed}): wrong values served`)
+      assert.deepEqual(corrupt, [], `kill ${kill} (${mode}, seed ${seed}): a damaged file under an entry's name`)
+      assert.equal(stats.errors, 0, `kill ${kill} (${mode}): disk errors`)
+      assert.deepEqual(await damagedFinalNames(dir, names), [], `kill ${kill} (${mode}, seed ${seed})`)
+      const left = leftovers(dir)
+      outcome.maxTemps = Math.max(outcome.maxTemps, left.temps.length)
+      outcome.maxTrash = Math.max(outcome.maxTrash, left.trash.length)
+    }
+
+    // What the dead left behind goes with the next verify and prune (tempMaxAge 1 ms: no
+    // writer is alive any more).
+    const before = leftovers(dir)
+    await delay(5)
+    const janitor = await Larder.open({ dir, maintenance: { interval: 0, tempMaxAge: 1 } })
+    const verified = await janitor.verify()
+    const pruned = await janitor.prune()
+    await janitor.close()
+    const afterwards = leftovers(dir)
+    assert.equal(verified.corrupt, 0, `verify found damaged entries: ${JSON.stringify(verified.problems.slice(0, 3))}`)
+    assert.equal(pruned.corrupt, 0)
+    assert.equal(verified.tempFilesRemoved + pruned.tempFilesRemoved, before.temps.length + before.trash.length, 'every stray temp file and trash tree was reclaimed, and counted')
+    assert.deepEqual(afterwards.temps, [], 'temp files left after verify and prune')
+    assert.deepEqual(afterwards.trash, [], 'trees of killed clear() calls left after prune')
+    assert.ok(outcome.readsValidated > 0, 'no value was ever read back: the test proved nothing')
+    assert.ok(outcome.maxTemps > 0 || before.temps.length > 0, 'no kill ever landed inside a write')
+    record(t, {
+      area: 'crash', what: 'SIGKILL during set/setStream/prune/clear/invalidateTags', tried: KILLS, unit: 'kills', survived: KILLS,
+      note: `seed ${seed}; ${outcome.mixed} mixed, ${outcome.clear} clear, ${outcome.tags} tags; ${outcome.readsValidated + outcome.streamsValidated} reads validated, 0 torn; ${before.temps.length} temps + ${before.trash.length} trash trees reclaimed`,
+    })
+  })
+})
