@@ -426,7 +426,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     }
   }
 
-  /** Removes `key`; true if an entry was there. */
+  /** Removes `key`; true if a live entry was there (an expired one is removed too, but was not there). */
   async delete(key: string): Promise<boolean> {
     this.#assertOpen()
     return this.#remove(validateKey(key))
@@ -1066,14 +1066,18 @@ export class Larder extends EventEmitter<LarderEvents> {
         const found = await this.#probe(file, key)
         if (found === undefined) return undefined
         if (found.opened !== undefined) await found.opened.handle.close()
-        return removeFile(file)
+        const head = found.whole ?? found.opened.head
+        // An expired or invalidated entry is removed too, but it was not there to delete.
+        const live = !((head.expiresAt !== 0 && head.expiresAt <= Date.now()) || this.#tags.isStale(head.tags, head.createdAt))
+        return { size: removeFile(file), live }
       })
-      this.#removed(removed)
-      if (removed !== undefined) {
+      this.#removed(removed?.size)
+      const deleted = removed?.size !== undefined && removed.live
+      if (deleted) {
         this.#counts.deletes++
         this.emit('delete', key)
       }
-      return removed !== undefined
+      return deleted
     } catch (error) {
       this.#writeFailed(error)
       return false

@@ -237,6 +237,22 @@ describe('operations', () => {
     await cache.close()
   })
 
+  test('delete of an expired or tag-invalidated entry removes its file but returns false: it was not there', async () => {
+    const dir = tempDir()
+    const cache = await Larder.open({ dir })
+    await cache.set('short', 1, { ttl: 1 })
+    await cache.set('tagged', 2, { tags: ['t'] })
+    await cache.set('live', 3)
+    await new Promise((resolve) => setTimeout(resolve, 5))
+    await cache.invalidateTags(['t'])
+    assert.equal(entryFiles(dir).length, 3)
+    assert.equal(await cache.delete('short'), false)
+    assert.equal(await cache.deleteMany(['tagged', 'live']), 1)
+    assert.equal(entryFiles(dir).length, 0, 'the stale files went too')
+    assert.equal((await cache.stats()).deletes, 1)
+    await cache.close()
+  })
+
   test('getMany, setMany and deleteMany keep key order and count', async () => {
     const cache = await Larder.open({ dir: tempDir() })
     await cache.setMany([{ key: 'a', value: 1 }, { key: 'b', value: 'two', ttl: '1h', tags: ['t'] }])
