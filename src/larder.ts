@@ -162,6 +162,8 @@ export class Larder extends EventEmitter<LarderEvents> {
   readonly #keyLocks = new Map<string, Promise<unknown>>()
   readonly #temps = new Set<string>()
   readonly #getLatency = new LatencyWindow()
+  /** Gets tried on the memory tier, to time one in 16 of its hits. */
+  #memoryGets = 0
   readonly #setLatency = new LatencyWindow()
   readonly #counts = { hits: 0, misses: 0, memoryHits: 0, sets: 0, deletes: 0, expired: 0, corrupt: 0, errors: 0, dropped: 0, bytesWritten: 0, bytesRead: 0 }
   readonly #totals: RunningTotals
@@ -227,13 +229,19 @@ export class Larder extends EventEmitter<LarderEvents> {
   /** The value for `key`, or `undefined` on a miss. Never rejects for disk trouble unless `failOpen` is false. */
   async get(key: string): Promise<unknown> {
     this.#assertOpen()
+    // The memory tier first, before validation: every key in it was validated when stored,
+    // and a hit must cost little more than the lookup (it is timed one time in 16).
+    if (this.#memory !== undefined && typeof key === 'string') {
+      const sampled = (++this.#memoryGets & 15) === 0
+      const started = sampled ? performance.now() : 0
+      const memory = this.#fromMemory(key)
+      if (memory !== undefined) {
+        if (sampled) this.#getLatency.record(performance.now() - started)
+        return memory.value
+      }
+    }
     const k = validateKey(key)
     const started = performance.now()
-    const memory = this.#fromMemory(k)
-    if (memory !== undefined) {
-      this.#getLatency.record(performance.now() - started)
-      return memory.value
-    }
     const found = await this.#lookup(k, 0)
     this.#getLatency.record(performance.now() - started)
     return found.found ? found.value : undefined
@@ -1098,7 +1106,8 @@ export class Larder extends EventEmitter<LarderEvents> {
 
   #hit(key: string, tier: 'memory' | 'disk'): void {
     this.#counts.hits++
-    this.emit('hit', key, tier)
+    // emit() gathers its arguments into an array even with no listener: a memory hit notices.
+    if (this.listenerCount('hit') > 0) this.emit('hit', key, tier)
   }
 
   #miss(key: string): void {

@@ -142,18 +142,8 @@ export function verifyBuffer(): Buffer {
  * undefined if nothing was removed.
  */
 export function removeIfSame(file: string, ino: number, mtimeMs: number | undefined): number | undefined {
-  let stat: fs.Stats | undefined
-  try {
-    stat = fs.lstatSync(file)
-  } catch (error) {
-    if (errorCode(error) === 'ENOENT') return undefined
-    throw error
-  }
-  if (stat.ino !== ino || (mtimeMs !== undefined && stat.mtimeMs > mtimeMs)) return undefined
-  if (stat.isDirectory()) {
-    fs.rmSync(file, { recursive: true, force: true })
-    return 0
-  }
+  // No lstat first: almost every victim is unchanged, and three syscalls (rename, lstat,
+  // unlink) instead of four make eviction a quarter faster.
   const aside = `${file}.${process.pid}-0.tmp`
   try {
     fs.renameSync(file, aside)
@@ -163,16 +153,31 @@ export function removeIfSame(file: string, ino: number, mtimeMs: number | undefi
   }
   const moved = fs.lstatSync(aside)
   if (moved.ino !== ino || (mtimeMs !== undefined && moved.mtimeMs > mtimeMs)) {
-    try {
-      fs.linkSync(aside, file)
-    } catch (error) {
-      if (errorCode(error) !== 'EEXIST') throw error
-    }
-    fs.unlinkSync(aside)
+    putBack(aside, file, moved.isDirectory())
     return undefined
+  }
+  if (moved.isDirectory()) {
+    fs.rmSync(aside, { recursive: true, force: true })
+    return 0
   }
   fs.unlinkSync(aside)
   return moved.size
+}
+
+/** Returns what was moved aside to its place, unless something newer took the place meanwhile. */
+function putBack(aside: string, file: string, directory: boolean): void {
+  if (directory) {
+    // Larder never writes directories, so only a damaged tree comes back this way.
+    if (fs.lstatSync(file, { throwIfNoEntry: false }) === undefined) fs.renameSync(aside, file)
+    else fs.rmSync(aside, { recursive: true, force: true })
+    return
+  }
+  try {
+    fs.linkSync(aside, file)
+  } catch (error) {
+    if (errorCode(error) !== 'EEXIST') throw error
+  }
+  fs.unlinkSync(aside)
 }
 
 /** Removes a temp file if it is older than `maxAge` (a live writer keeps its mtime fresh). */
