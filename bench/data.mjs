@@ -139,3 +139,18 @@ export function artifactChunks(count = 16) {
   }
   return chunks
 }
+
+/**
+ * 1 MiB chunks of an already-compressed artifact (a .tar.gz, a .zip, media): bytes no
+ * compressor can shrink, so a cache that compresses pays for trying and gains nothing.
+ */
+export function compressedChunks(count = 16) {
+  return Array.from({ length: count }, (_, c) => randomBytes(1 << 20, 0xc0ffee + c))
+}
+
+/** The chunks of artifact `kind`: 'tar' (about half compressible) or 'compressed'. */
+export function artifactOf(kind, count = 16) {
+  if (kind === 'tar') return artifactChunks(count)
+  if (kind === 'compressed') return compressedChunks(count)
+  throw new Error(`unknown artifact kind ${kind}`)
+}

@@ -1,42 +1,49 @@
-// The core benchmark: larder against cacache and the raw file-system limit.
+// The benchmark runner (issue #5): larder side by side with its peers and the machine's limits.
 //
-//   npm run bench              # full: 5 runs, 5,000 keys, 256 MiB stream
-//   npm run bench -- --quick   # quick: 3 runs, 2,000 keys, 64 MiB stream (same as npm run bench:quick)
-//   node bench/run.mjs --runs 7 --only set1k-seq,get1k-seq --out /tmp/bench
+//   npm run bench              # full: 3 runs; 20,000 keys, 256 MiB artifacts, 100,000-entry prune (~25 min)
+//   npm run bench -- --quick   # smoke: 3 runs of small sizes (~3 min)
+//   node bench/run.mjs --only W1,W2-get-seq --impls larder,cacache --runs 5   # a subset (after npm run build)
 //   node bench/run.mjs --larder /tmp/other/dist/index.js --larder-label "v0.0.9"   # another build
+//   node bench/run.mjs --only W7 --larder-options '{"maintenance":{"workers":2}}'   # larder configured otherwise
 //
 // Every measurement runs in its own fresh `node bench/case.mjs` process. Runs are interleaved:
-// run 1 of every case for larder, cacache and raw, then run 2, ... (the order of the three
-// rotates each run), so a slow spell of the disk hits all of them alike. The report gives
-// the median and min–max of the runs. See bench/README.md.
+// run 1 of every step for every implementation, then run 2, ... (the order of implementations
+// rotates each run), so a slow spell of the machine hits all of them alike. Writes the Markdown
+// report to stdout and bench/results/<date>.md, the raw samples to <date>.json, and (full runs)
+// the README excerpt to bench/results/LATEST.md. See bench/README.md.
 import { execFile, execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import fsp from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { installedVersions } from './peers/index.mjs'
+import { CONFIGS, stepsFor } from './plan.mjs'
+import { fmt, writeReport } from './report.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const root = path.resolve(here, '..')
 const CASE = path.join(here, 'case.mjs')
-const IMPLS = ['larder', 'cacache', 'raw']
 
 // ── options ───────────────────────────────────────────────────────────────────
 
 function parseArgs(argv) {
-  const args = { quick: false, runs: undefined, only: undefined, out: path.join(here, 'results'), larder: undefined, larderLabel: undefined }
+  const args = { quick: false, runs: undefined, only: undefined, impls: undefined, out: path.join(here, 'results'), larder: undefined, larderLabel: undefined, larderOptions: undefined }
   for (let i = 0; i < argv.length; i++) {
     const [name, inline] = argv[i].split('=', 2)
     const value = () => inline ?? argv[++i]
     if (name === '--quick') args.quick = true
     else if (name === '--runs') args.runs = Number(value())
     else if (name === '--only') args.only = value().split(',')
+    else if (name === '--impls') args.impls = value().split(',')
     else if (name === '--out') args.out = path.resolve(value())
     else if (name === '--larder') args.larder = path.resolve(value())
     else if (name === '--larder-label') args.larderLabel = value()
+    else if (name === '--larder-options') args.larderOptions = JSON.parse(value())
     else if (name === '--help' || name === '-h') {
-      console.log('usage: node bench/run.mjs [--quick] [--runs N] [--only step,step] [--out results-dir]\n' +
-        '                         [--larder path/to/built/index.js --larder-label "what it is"]')
+      console.log('usage: node bench/run.mjs [--quick] [--runs N] [--only W1,W5-put-tar,...] [--impls larder,cacache,...] [--out dir]\n' +
+        '                         [--larder path/to/built/index.js --larder-label "what it is"]\n' +
+        '                         [--larder-options \'{"maintenance":{"workers":2}}\']   # Larder.open options for every larder case')
       process.exit(0)
     } else throw new Error(`unknown argument ${argv[i]} (try --help)`)
   }
@@ -45,64 +52,16 @@ function parseArgs(argv) {
 }
 
 const args = parseArgs(process.argv.slice(2))
-const config = args.quick
-  ? { mode: 'quick', runs: 3, smallN: 2000, bigN: 300, memKeys: 1000, memIters: 1_000_000, streamMiB: 64 }
-  : { mode: 'full', runs: 5, smallN: 5000, bigN: 1000, memKeys: 1000, memIters: 1_000_000, streamMiB: 256 }
+const config = { ...(args.quick ? CONFIGS.quick : CONFIGS.full) }
 if (args.runs !== undefined) config.runs = args.runs
+const partial = args.only !== undefined || args.impls !== undefined
+// `--only W1` selects every step whose id starts with W1; an exact id selects one step.
+const STEPS = stepsFor(config)
+  .filter((step) => args.only === undefined || args.only.some((o) => step.id === o || step.id.startsWith(`${o}-`)))
+  .map((step) => ({ ...step, impls: step.impls.filter((i) => args.impls === undefined || i === 'machine' || args.impls.includes(i)) }))
+  .filter((step) => step.impls.length > 0)
 
-// ── what is measured ─────────────────────────────────────────────────────────
-// A step is one case for every implementation. `makes` names a data directory the step
-// leaves behind; `uses` reads one; neither: a scratch dir. All are removed at the end.
-
-const STEPS = [
-  { id: 'set1k-seq', case: 'set1k', conc: 1, n: config.smallN, makes: 'small' },
-  { id: 'set1k-c16', case: 'set1k', conc: 16, n: config.smallN },
-  { id: 'get1k-seq', case: 'get1k', conc: 1, n: config.smallN, uses: 'small' },
-  { id: 'get1k-c16', case: 'get1k', conc: 16, n: config.smallN, uses: 'small' },
-  { id: 'mem1k', case: 'mem1k', keys: config.memKeys, iters: config.memIters },
-  { id: 'set64k', case: 'set64k', n: config.bigN, makes: 'big' },
-  { id: 'get64k', case: 'get64k', n: config.bigN, uses: 'big' },
-  { id: 'streamPut', case: 'streamPut', mib: config.streamMiB, makes: 'stream' },
-  { id: 'streamGet', case: 'streamGet', mib: config.streamMiB, uses: 'stream' },
-].filter((step) => args.only === undefined || args.only.includes(step.id))
-
-const n = (x) => x.toLocaleString('en-US')
-const TABLES = [
-  {
-    title: `1 KiB values: ${n(config.smallN)} distinct keys, ~1.1 KB ORM-like JSON (ops/s, higher is better)`,
-    rows: [
-      { label: 'set, 1 in flight', step: 'set1k-seq', metric: 'opsPerSec', targets: [['cacache', 3], ['raw', 0.9]] },
-      { label: 'set, 16 in flight', step: 'set1k-c16', metric: 'opsPerSec', targets: [['cacache', 3], ['raw', 0.9]] },
-      { label: 'get (file tier, new instance), 1 in flight', step: 'get1k-seq', metric: 'opsPerSec', targets: [['cacache', 3]] },
-      { label: 'get (file tier, new instance), 16 in flight', step: 'get1k-c16', metric: 'opsPerSec', targets: [['cacache', 3]] },
-    ],
-  },
-  {
-    title: `Memory tier: ${n(config.memIters)} sequential gets over ${n(config.memKeys)} warmed keys (ops/s). ` +
-      'larder `memory: true` · cacache `memoize` (a Map) + JSON.parse · raw = a Map behind an async function',
-    rows: [
-      { label: 'get, memory tier, 1 in flight', step: 'mem1k', metric: 'opsPerSec', absolute: 1_000_000 },
-    ],
-  },
-  {
-    title: `64 KiB values: ${n(config.bigN)} keys, ~64 KB semi-compressible JSON, 1 in flight (ops/s)`,
-    rows: [
-      { label: 'set', step: 'set64k', metric: 'opsPerSec' },
-      { label: 'get (file tier, new instance)', step: 'get64k', metric: 'opsPerSec' },
-    ],
-  },
-  {
-    title: `Stream: one ${config.streamMiB} MiB tar-like artifact (~50 % compressible), 1 MiB chunks in`,
-    rows: [
-      { label: 'setStream / put.stream (MB/s)', step: 'streamPut', metric: 'mbPerSec', targets: [['cacache', 1]] },
-      { label: 'getStream / get.stream (MB/s)', step: 'streamGet', metric: 'mbPerSec', targets: [['cacache', 1]] },
-      { label: 'put: peak RSS growth (MiB, lower is better)', step: 'streamPut', metric: 'rssGrowthMiB', ceiling: 64, digits: 1 },
-      { label: 'get: peak RSS growth (MiB, lower is better)', step: 'streamGet', metric: 'rssGrowthMiB', ceiling: 64, digits: 1 },
-    ],
-  },
-]
-
-// ── running ───────────────────────────────────────────────────────────────────
+// ── data directories ─────────────────────────────────────────────────────────
 
 const liveDirs = new Set()
 function cleanupSync() {
@@ -122,15 +81,9 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
   })
 }
 
-async function tempDir(label) {
-  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), `larder-bench-${label}-`))
-  liveDirs.add(dir)
+async function tempDir(parent, label) {
+  const dir = await fsp.mkdtemp(path.join(parent, `${label}-`))
   return dir
-}
-
-async function removeDir(dir) {
-  await fsp.rm(dir, { recursive: true, force: true })
-  liveDirs.delete(dir)
 }
 
 /** Flushes dirty pages so one case's write-back does not land in the next case's timing. */
@@ -142,15 +95,27 @@ function flushDisk() {
   }
 }
 
+// ── environment ──────────────────────────────────────────────────────────────
+
+function gitDescribe() {
+  try {
+    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim()
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: root, encoding: 'utf8' }).trim() !== ''
+    return commit + (dirty ? ' + uncommitted src changes' : '')
+  } catch {
+    return 'unknown'
+  }
+}
+
 function describeEnvironment() {
   const readJson = (file) => JSON.parse(fs.readFileSync(file, 'utf8'))
   return {
     date: new Date().toISOString(),
     node: process.version,
-    larder: args.larder === undefined
+    larder: (args.larder === undefined
       ? `${readJson(path.join(root, 'package.json')).version} @ ${gitDescribe()}`
-      : `${args.larderLabel ?? 'build'} (${args.larder})`,
-    cacache: readJson(path.join(root, 'node_modules', 'cacache', 'package.json')).version,
+      : `${args.larderLabel ?? 'build'} (${args.larder})`) + (args.larderOptions ? ` with ${JSON.stringify(args.larderOptions)}` : ''),
+    versions: installedVersions(),
     cpu: `${os.cpus()[0]?.model ?? 'unknown'} × ${os.cpus().length}`,
     memory: `${Math.round(os.totalmem() / 2 ** 30)} GiB`,
     os: `${os.type()} ${os.release()}`,
@@ -161,27 +126,15 @@ function describeEnvironment() {
 }
 
 /**
- * Microseconds per sequential `fs.promises.stat`: one trip through libuv's thread pool. On an
- * idle VM a sleeping vCPU is slow to wake, and this measured 60–77 µs here against 17–32 µs
- * with another process keeping a CPU busy. Every 1-in-flight async fs call pays it (raw,
- * cacache; larder's small-file path is synchronous and does not), so it is printed with the
- * results to explain runs that differ.
+ * Microseconds per sequential `fs.promises.stat`: one trip through libuv's thread pool. Every
+ * 1-in-flight async fs call pays it (larder's small-file path is synchronous and does not), and
+ * it varies 2–3× between sessions on this VM, so it is printed to explain runs that differ.
  */
 async function poolRoundTrip() {
   for (let i = 0; i < 200; i++) await fsp.stat(root)
   const t0 = performance.now()
   for (let i = 0; i < 2000; i++) await fsp.stat(root)
   return Math.round(((performance.now() - t0) * 1000) / 2000)
-}
-
-function gitDescribe() {
-  try {
-    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim()
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: root, encoding: 'utf8' }).trim() !== ''
-    return commit + (dirty ? ' + uncommitted src changes' : '')
-  } catch {
-    return 'unknown'
-  }
 }
 
 function runCase(caseArgs) {
@@ -194,189 +147,123 @@ function runCase(caseArgs) {
       } catch {
         result = { ok: false, error: `${error?.message ?? 'no output'}\n${stderr}`.trim() }
       }
-      if (!result.ok && stderr.trim()) result.stderr = stderr.trim()
+      if (!result.ok && stderr.trim()) result.stderr = stderr.trim().slice(-4000)
       resolve(result)
     })
   })
 }
 
+// ── running ──────────────────────────────────────────────────────────────────
+
 // Every case imports the same build: a copy of dist/index.js taken now (inside node_modules,
 // so its package imports still resolve), not whatever a concurrent `npm run build` leaves.
+// Its maintenance worker is copied alongside, since larder starts it from its own directory.
 const snapshotDir = path.join(root, 'node_modules', '.cache', 'larder-bench', String(process.pid))
 const larderModule = path.join(snapshotDir, 'index.js')
+const builtDir = path.dirname(args.larder ?? path.join(root, 'dist', 'index.js'))
 fs.mkdirSync(snapshotDir, { recursive: true })
 liveDirs.add(snapshotDir)
-fs.copyFileSync(args.larder ?? path.join(root, 'dist', 'index.js'), larderModule)
+for (const file of fs.readdirSync(builtDir)) {
+  if (/^(index|maintenance-worker)[.\w-]*\.(js|cjs|mjs)$/.test(file) || file.startsWith('chunk-')) fs.copyFileSync(path.join(builtDir, file), path.join(snapshotDir, file))
+}
 const env = describeEnvironment()
 env.poolRoundTripBefore = await poolRoundTrip()
 
-const samples = {} // step → impl → [{ metrics, info }]
+const samples = {} // step → impl → [{ run, metrics, info }]
 const failures = []
 const started = Date.now()
+let cleanupSeconds = 0
 
-// Nothing is deleted until every case has run. Measured on this VM (ext4, `discard`):
-// 5,000 sets right after `rm -rf` of another 5,000-file directory took 1.5–1.8 s, against
-// 0.40–0.47 s when nothing had been deleted — whichever case followed a deletion paid 4×.
-// For the same reason one untimed warm-up case absorbs deletions made before the run
-// (an earlier benchmark's clean-up, other work on the machine).
-{
-  const dir = await tempDir('warmup')
+/**
+ * Deleting many files slows whatever writes next on this VM (ext4 with `discard`: 5,000 sets
+ * right after an `rm -rf` of 5,000 files took 1.5–1.8 s instead of 0.40–0.47 s). So each run's
+ * data is deleted only after the run, untimed, and an untimed warm-up case then absorbs the
+ * slow spell before the next run's first measurement.
+ */
+async function deleteAndWarmUp(runDir, last = false) {
+  const t0 = performance.now()
+  if (runDir) {
+    await fsp.rm(runDir, { recursive: true, force: true })
+    liveDirs.delete(runDir)
+  }
+  if (last) return void (cleanupSeconds += (performance.now() - t0) / 1000)
+  // The warm-up's own files stay until the end: deleting them would start another slow spell.
+  const warm = await fsp.mkdtemp(path.join(os.tmpdir(), 'larder-bench-warmup-'))
+  liveDirs.add(warm)
   flushDisk()
-  process.stderr.write('warm-up (untimed) ...\n')
-  await runCase({ case: 'set1k', impl: 'raw', dir, n: config.smallN, conc: 1 })
+  await runCase({ case: 'set1k', impl: 'raw-fs', dir: warm, n: Math.min(config.smallN, 5000), conc: 1 })
+  cleanupSeconds += (performance.now() - t0) / 1000
 }
 
+process.stderr.write(`larder benchmark (${config.mode}${partial ? ', partial' : ''}): ${config.runs} runs × ${STEPS.reduce((a, s) => a + s.impls.length, 0)} cases\n`)
+// Data sets that take long to write and that a step destroys (W7 prunes half its entries) are
+// written once per implementation here, untimed, and copied before each measurement.
+const templates = {} // `${step}:${impl}` → dir
+const templateRoot = await fsp.mkdtemp(path.join(os.tmpdir(), 'larder-bench-templates-'))
+liveDirs.add(templateRoot)
+for (const step of STEPS.filter((s) => s.template)) {
+  for (const impl of step.impls) {
+    const dir = await tempDir(templateRoot, `${step.id}-${impl}`)
+    const t0 = performance.now()
+    const result = await runCase({ case: step.template.case, impl, dir, larderModule, ...step.template.args })
+    process.stderr.write(`template for ${step.id} ${impl}: ${result.ok ? 'written' : `FAILED: ${String(result.error).split('\n')[0]}`} (${((performance.now() - t0) / 1000).toFixed(1)} s, untimed)\n`)
+    if (result.ok) templates[`${step.id}:${impl}`] = dir
+    else failures.push({ run: 0, step: step.id, impl, error: `template: ${result.error}`, stderr: result.stderr })
+  }
+}
+const templateSeconds = (Date.now() - started) / 1000
+
+process.stderr.write('warm-up (untimed) ...\n')
+await deleteAndWarmUp(undefined)
+
 for (let run = 0; run < config.runs; run++) {
-  const order = IMPLS.map((_, i) => IMPLS[(i + run) % IMPLS.length])
+  const runDir = await fsp.mkdtemp(path.join(os.tmpdir(), `larder-bench-run${run + 1}-`))
+  liveDirs.add(runDir)
   const dataDirs = {} // `${name}:${impl}` → dir
   for (const step of STEPS) {
+    const order = step.impls.map((_, i) => step.impls[(i + run) % step.impls.length])
     for (const impl of order) {
       let dir
       if (step.uses) dir = dataDirs[`${step.uses}:${impl}`]
-      else dir = await tempDir(step.id)
+      else dir = await tempDir(runDir, `${step.id}-${impl}`)
       if (step.makes) dataDirs[`${step.makes}:${impl}`] = dir
       if (dir === undefined) {
-        failures.push({ run: run + 1, step: step.id, impl, error: `no data: ${step.uses} was not made (run with its set step)` })
+        failures.push({ run: run + 1, step: step.id, impl, error: `no data: the step that makes "${step.uses}" did not run or failed` })
         continue
       }
+      if (step.template) {
+        const template = templates[`${step.id}:${impl}`]
+        if (template === undefined) continue // its failure is already recorded
+        execFileSync('cp', ['-a', `${template}/.`, dir]) // -a keeps mtimes, which LRU eviction reads
+      }
       flushDisk()
-      const { id, makes, uses, ...caseArgs } = step
       const t0 = performance.now()
-      const result = await runCase({ ...caseArgs, impl, dir, larderModule })
+      const result = await runCase({ case: step.case, impl, dir, larderModule, ...(impl === 'larder' && args.larderOptions ? { larderOptions: args.larderOptions } : {}), ...step.args })
       const wall = (performance.now() - t0) / 1000
+      const tag = `[run ${run + 1}/${config.runs}] ${step.id.padEnd(11)} ${impl.padEnd(22)}`
       if (result.ok) {
-        ;((samples[id] ??= {})[impl] ??= []).push({ run: run + 1, metrics: result.metrics, info: result.info })
-        const shown = Object.entries(result.metrics).map(([k, v]) => `${k} ${fmt(v, v < 100 ? 1 : 0)}`).join(', ')
-        process.stderr.write(`[run ${run + 1}/${config.runs}] ${id.padEnd(10)} ${impl.padEnd(8)} ${shown}  (${wall.toFixed(1)} s)\n`)
+        ;((samples[step.id] ??= {})[impl] ??= []).push({ run: run + 1, metrics: result.metrics, info: result.info })
+        const shown = Object.entries(result.metrics).slice(0, 4).map(([k, v]) => `${k} ${fmt(v, v < 100 ? 1 : 0)}`).join(', ')
+        process.stderr.write(`${tag} ${shown}  (${wall.toFixed(1)} s)\n`)
       } else {
-        failures.push({ run: run + 1, step: id, impl, error: result.error, stderr: result.stderr })
-        process.stderr.write(`[run ${run + 1}/${config.runs}] ${id.padEnd(10)} ${impl.padEnd(8)} FAILED: ${String(result.error).split('\n')[0]}\n`)
+        if (step.makes) delete dataDirs[`${step.makes}:${impl}`]
+        failures.push({ run: run + 1, step: step.id, impl, error: result.error, stderr: result.stderr })
+        process.stderr.write(`${tag} FAILED: ${String(result.error).split('\n')[0]}\n`)
       }
     }
   }
+  process.stderr.write(`run ${run + 1} done at ${fmt((Date.now() - started) / 60_000, 1)} min; deleting its data (untimed) ...\n`)
+  await deleteAndWarmUp(runDir, run === config.runs - 1)
 }
-const elapsed = (Date.now() - started) / 1000
-process.stderr.write('removing the benchmark data ...\n')
-for (const dir of [...liveDirs]) if (dir !== snapshotDir) await removeDir(dir)
+const elapsedSeconds = (Date.now() - started) / 1000 - cleanupSeconds - templateSeconds
+cleanupSync()
 env.loadAfter = os.loadavg().map((l) => l.toFixed(2)).join(' ')
 env.poolRoundTripAfter = await poolRoundTrip()
 
-// ── report ────────────────────────────────────────────────────────────────────
+// ── report ───────────────────────────────────────────────────────────────────
 
-function fmt(value, digits = 0) {
-  if (value === undefined || Number.isNaN(value)) return '–'
-  return value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
-}
-
-function summary(values) {
-  if (!values || values.length === 0) return undefined
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = sorted.length >> 1
-  const median = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
-  return { median, min: sorted[0], max: sorted[sorted.length - 1], n: sorted.length }
-}
-
-function stat(step, impl, metric) {
-  return summary(samples[step]?.[impl]?.map((s) => s.metrics[metric]))
-}
-
-function cell(s, digits) {
-  if (s === undefined) return 'n/a'
-  return `**${fmt(s.median, digits)}** (${fmt(s.min, digits)}–${fmt(s.max, digits)})`
-}
-
-function ratio(a, b) {
-  if (a === undefined || b === undefined || b.median === 0) return undefined
-  return a.median / b.median
-}
-
-const verdict = (ok) => (ok ? 'PASS' : 'MISS')
-const targetRows = []
-
-function targetCell(row, s, perImpl) {
-  const parts = []
-  if (s === undefined) return ''
-  for (const [other, factor] of row.targets ?? []) {
-    const r = ratio(s, perImpl[other])
-    if (r === undefined) continue
-    const ok = r >= factor
-    const name = other === 'raw' ? 'raw' : other
-    parts.push(`≥ ${factor}× ${name}: ${verdict(ok)}`)
-    targetRows.push([`${row.label.replace(/ \(.*\)$/, '')}: ≥ ${factor}× ${name}`, `${r.toFixed(2)}×`, verdict(ok)])
-  }
-  if (row.absolute !== undefined) {
-    const ok = s.median >= row.absolute
-    parts.push(`≥ ${fmt(row.absolute)}: ${verdict(ok)}`)
-    targetRows.push([`${row.label}: ≥ ${fmt(row.absolute)} ops/s`, fmt(s.median), verdict(ok)])
-  }
-  if (row.ceiling !== undefined) {
-    const ok = s.median <= row.ceiling
-    parts.push(`≤ ${row.ceiling} MiB: ${verdict(ok)}`)
-    targetRows.push([`stream ${row.label.replace(/ \(.*\)$/, '')}: ≤ ${row.ceiling} MiB`, `${fmt(s.median, 1)} MiB`, verdict(ok)])
-  }
-  return parts.join('; ')
-}
-
-const lines = []
-lines.push(`# larder core benchmark — ${env.date.slice(0, 10)} (${config.mode})`, '')
-lines.push(`- node ${env.node} · cacache ${env.cacache} · larder ${env.larder}`)
-lines.push(`- ${env.cpu} · ${env.memory} RAM · ${env.os} · data in ${env.tmpdir}`)
-lines.push(`- machine state: load average ${env.loadBefore} before, ${env.loadAfter} after; ` +
-  `thread-pool round trip (sequential fs.promises.stat) ${env.poolRoundTripBefore} µs before, ${env.poolRoundTripAfter} µs after`)
-lines.push(`- ${config.runs} runs per case, each in a fresh process, interleaved across implementations; ` +
-  `cells are **median** (min–max); ratios are of medians. Total time ${fmt(elapsed / 60, 1)} min.`)
-lines.push('- larder: defaults (JSON, deflate level 1 from 4 KiB, no memory tier unless stated). ' +
-  'cacache: `put`/`get` with defaults (sha512), values JSON-encoded by the caller. ' +
-  'raw limit: `fs.promises.writeFile(temp)` + `rename` into 256 pre-made partitions / `readFile` + `JSON.parse`; streams: `createWriteStream` + `rename` / `createReadStream`.')
-lines.push('')
-
-for (const table of TABLES) {
-  const present = table.rows.filter((row) => samples[row.step] !== undefined)
-  if (present.length === 0) continue
-  lines.push(`## ${table.title}`, '')
-  lines.push('| case | larder | cacache | raw limit | larder/cacache | larder/raw | target |')
-  lines.push('|---|---:|---:|---:|---:|---:|---|')
-  for (const row of present) {
-    const perImpl = Object.fromEntries(IMPLS.map((impl) => [impl, stat(row.step, impl, row.metric)]))
-    const digits = row.digits ?? 0
-    const rc = ratio(perImpl.larder, perImpl.cacache)
-    const rr = ratio(perImpl.larder, perImpl.raw)
-    lines.push(`| ${row.label} | ${cell(perImpl.larder, digits)} | ${cell(perImpl.cacache, digits)} | ${cell(perImpl.raw, digits)} | ` +
-      `${rc === undefined ? '–' : rc.toFixed(2) + '×'} | ${rr === undefined ? '–' : rr.toFixed(2) + '×'} | ${targetCell(row, perImpl.larder, perImpl)} |`)
-  }
-  lines.push('')
-}
-
-if (targetRows.length > 0) {
-  lines.push('## Targets (on medians)', '')
-  lines.push('| target | measured | result |', '|---|---:|---|')
-  for (const [what, measured, result] of targetRows) lines.push(`| ${what} | ${measured} | ${result} |`)
-  lines.push('')
-}
-
-const extras = []
-const stream = samples.streamPut?.larder?.map((s) => s.info.onDiskMiB)
-if (stream?.length) {
-  const disk = (impl) => summary(samples.streamPut?.[impl]?.map((s) => s.info.onDiskMiB))
-  extras.push(`- Stream entry on disk: larder ${fmt(disk('larder')?.median, 1)} MiB, cacache ${fmt(disk('cacache')?.median, 1)} MiB, raw ${fmt(disk('raw')?.median, 1)} MiB (of ${config.streamMiB} MiB).`)
-}
-const bigBytes = samples.set64k?.larder?.[0]?.info.valueBytes
-if (bigBytes) extras.push(`- 64 KiB case: each value serializes to ${fmt(bigBytes)} bytes of JSON.`)
-if (failures.length > 0) {
-  extras.push(`- **${failures.length} measurement(s) failed** (see the JSON file):`)
-  for (const f of failures) extras.push(`  - run ${f.run} ${f.step} ${f.impl}: ${String(f.error).split('\n')[0]}`)
-}
-if (extras.length > 0) lines.push('## Notes', '', ...extras, '')
-
-const markdown = lines.join('\n')
-process.stdout.write('\n' + markdown)
-
-const resultsDir = args.out
-await fsp.mkdir(resultsDir, { recursive: true })
-const base = path.join(resultsDir, `${env.date.slice(0, 10)}-core${config.mode === 'quick' ? '-quick' : ''}`)
-await fsp.writeFile(base + '.md', markdown)
-const json = JSON.stringify({ env, config, steps: STEPS, elapsedSeconds: elapsed, samples, failures }, null, 2) + '\n'
-await fsp.writeFile(base + '.json.tmp', json)
-await fsp.rename(base + '.json.tmp', base + '.json')
-process.stderr.write(`\nwrote ${path.relative(root, base)}.md and .json in ${fmt(elapsed, 0)} s\n`)
+const record = { env, config, steps: STEPS, partial, elapsedSeconds, cleanupSeconds, templateSeconds, samples, failures }
+const { markdown, base } = await writeReport(record, args.out)
+process.stdout.write('\n' + markdown + '\n')
+process.stderr.write(`\nwrote ${path.relative(root, base)}.md and .json; elapsed ${fmt((Date.now() - started) / 60_000, 1)} min in all\n`)
 if (failures.length > 0) process.exitCode = 1
