@@ -12,7 +12,7 @@ const FILE_STORES = ['larder', 'cacache', 'bentocache', 'node-persist', 'unstora
 const MEMORY = ['larder', 'lru-cache', 'map']
 const STREAMS = ['larder', 'cacache', 'raw-fs'] // the peers with a streaming API; others are n/a
 const MULTI_PROCESS = ['larder', 'cacache', 'cache-manager-fs-hash', 'raw-fs'] // the peers that claim it
-const PRUNE = ['larder', 'cacache', 'bentocache']
+const PRUNE = ['larder', 'cacache', 'bentocache', 'raw-fs']
 
 /** Peers that keep the whole cache in memory and persist it as one file: a "get from a new
  *  instance" is a memory read after loading the file, so the report also compares larder with

@@ -15,7 +15,7 @@ export const rawFs = {
   layout: 'limit: writeFile(temp) + rename into 256 partitions / readFile',
   streams: true,
   multiProcess: true,
-  prune: false,
+  prune: true,
   limit: true,
   async open(dir) {
     const base = path.join(dir, 'v1', 'default')
@@ -50,6 +50,11 @@ export const rawFs = {
         await fsp.rename(temp, final)
       },
       getStream: async (key) => fs.createReadStream(file(key)),
+      // The W7 limit: unlink the unwanted half by name, one synchronous call each, knowing
+      // every key up front (no scan, no head read, no check against concurrent writers).
+      async prune({ keep, keys }) {
+        for (const key of keys) if (!keep({ key })) fs.unlinkSync(file(key))
+      },
       close: async () => {},
     }
   },
