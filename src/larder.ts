@@ -164,6 +164,9 @@ export class Larder extends EventEmitter<LarderEvents> {
   readonly #getLatency = new LatencyWindow()
   /** Gets tried on the memory tier, to time one in 16 of its hits. */
   #memoryGets = 0
+  /** 'hit' listeners: emit() gathers its arguments into an array even with none, and a
+   *  memory hit is cheap enough to notice, so hits emit only when someone listens. */
+  #hitListeners = 0
   readonly #setLatency = new LatencyWindow()
   readonly #counts = { hits: 0, misses: 0, memoryHits: 0, sets: 0, deletes: 0, expired: 0, corrupt: 0, errors: 0, dropped: 0, bytesWritten: 0, bytesRead: 0 }
   readonly #totals: RunningTotals
@@ -182,6 +185,13 @@ export class Larder extends EventEmitter<LarderEvents> {
 
   private constructor(options: ResolvedOptions) {
     super()
+    const events = this as EventEmitter
+    events.on('newListener', (event: string) => {
+      if (event === 'hit') this.#hitListeners++
+    })
+    events.on('removeListener', (event: string) => {
+      if (event === 'hit') this.#hitListeners--
+    })
     this.options = Object.freeze(options)
     this.#layout = new Layout(options.dir, options.namespace)
     this.#tags = new TagClock(this.#layout)
@@ -862,8 +872,9 @@ export class Larder extends EventEmitter<LarderEvents> {
     }
     if (count) {
       this.#counts.memoryHits++
-      this.#hitLog?.hit(this.#layout.hashKey(key))
-      this.#hit(key, 'memory')
+      this.#counts.hits++
+      if (this.#hitLog !== undefined) this.#hitLog.hit(this.#layout.hashKey(key))
+      if (this.#hitListeners > 0) this.emit('hit', key, 'memory')
     }
     return entry
   }
@@ -1106,8 +1117,7 @@ export class Larder extends EventEmitter<LarderEvents> {
 
   #hit(key: string, tier: 'memory' | 'disk'): void {
     this.#counts.hits++
-    // emit() gathers its arguments into an array even with no listener: a memory hit notices.
-    if (this.listenerCount('hit') > 0) this.emit('hit', key, tier)
+    if (this.#hitListeners > 0) this.emit('hit', key, tier)
   }
 
   #miss(key: string): void {

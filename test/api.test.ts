@@ -363,4 +363,23 @@ describe('events and stats', () => {
     assert.equal(stats.breaker.state, 'closed')
     await cache.close()
   })
+
+  test('hit events name the tier, reach only current listeners, and memory hits are counted either way', async () => {
+    const cache = await Larder.open({ dir: tempDir(), memory: true })
+    await cache.set('k', 1)
+    const seen: string[] = []
+    const listener = (key: string, tier: string): void => void seen.push(`${key}:${tier}`)
+    cache.on('hit', listener)
+    await cache.get('k')
+    cache.off('hit', listener)
+    await cache.get('k')
+    cache.once('hit', listener)
+    await cache.get('k')
+    await cache.get('k')
+    assert.deepEqual(seen, ['k:memory', 'k:memory'])
+    const stats = await cache.stats()
+    assert.equal(stats.hits, 4)
+    assert.equal(stats.memoryHits, 4)
+    await cache.close()
+  })
 })
