@@ -42,3 +42,11 @@ export class LarderError extends Error {
 export function isLarderError(error: unknown, code?: LarderErrorCode): error is LarderError {
   return error instanceof LarderError && (code === undefined || error.code === code)
 }
+
+/** Wraps an error raised by the caller's stream source, so it is rethrown as it was and
+ *  never counted against the disk. Internal. */
+export class SourceError extends Error {
+  constructor(readonly original: unknown) {
+    super('source failed')
+  }
+}

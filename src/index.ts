@@ -1,5 +1,6 @@
 export { Larder } from './larder.js'
-export type { EntriesOptions, GetOrSetOptions, LarderEvents, SetManyItem, SetOptions, Stats } from './larder.js'
+export type { LarderEvents, Stats } from './larder.js'
+export type { EntriesOptions, GetOrSetOptions, SetManyItem, SetOptions } from './call-options.js'
 export { LarderError, isLarderError } from './errors.js'
 export type { LarderErrorCode } from './errors.js'
 export type {

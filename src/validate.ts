@@ -1,5 +1,9 @@
 import { LarderError } from './errors.js'
-import { MAX_KEY_BYTES, MAX_TAG_BYTES, MAX_TAGS, parseDuration, type Duration } from './options.js'
+import type { ListFilters } from './maintenance/listing.js'
+import type { PruneOptions, VerifyOptions, WalkOptions } from './maintenance/maintainer.js'
+import type { PruneFilters } from './maintenance/worker.js'
+import { MAX_KEY_BYTES, MAX_TAG_BYTES, MAX_TAGS, parseDuration, parseSize, type Duration } from './options.js'
+import type { StreamSource } from './store/stream-writer.js'
 
 /** Checks a key: a well-formed, non-empty string without NUL, at most 8 KiB of UTF-8. */
 export function validateKey(key: unknown, field = 'key'): string {
@@ -54,4 +58,88 @@ export function validateCallOptions<T extends object>(options: unknown, known: r
     if (!known.includes(name)) throw new LarderError('ERR_INVALID_OPTION', `Invalid option "${name}" in ${field} (known: ${known.join(', ')})`, { field: name })
   }
   return options as Partial<T>
+}
+
+/** Checks `signal` and `onProgress`, which every long-running operation accepts. */
+export function validateSignalAndProgress(o: { signal?: unknown; onProgress?: unknown }): void {
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
+    throw new LarderError('ERR_INVALID_VALUE', 'Invalid signal: expected an AbortSignal', { field: 'signal' })
+  }
+  if (o.onProgress !== undefined && typeof o.onProgress !== 'function') {
+    throw new LarderError('ERR_INVALID_VALUE', 'Invalid onProgress: expected a function', { field: 'onProgress' })
+  }
+}
+
+const PRUNE_OPTIONS = ['maxSize', 'maxEntries', 'maxAge', 'olderThan', 'tags', 'pattern', 'dryRun', 'listKeys', 'signal', 'onProgress'] as const
+const VERIFY_OPTIONS = ['repair', 'signal', 'onProgress'] as const
+const ENTRIES_OPTIONS = ['prefix', 'pattern', 'tags', 'signal', 'onProgress'] as const
+const WALK_OPTIONS = ['signal', 'onProgress'] as const
+
+/** `prune()` options with sizes, durations and times turned into numbers. */
+export type ValidPruneOptions = PruneOptions & PruneFilters & { maxSize?: number }
+
+export function validatePruneOptions(options: unknown): ValidPruneOptions {
+  const o = validateCallOptions<PruneOptions>(options, PRUNE_OPTIONS)
+  const valid: ValidPruneOptions = { ...o, maxSize: undefined, maxAge: undefined, olderThan: undefined, tags: undefined }
+  if (o.maxSize !== undefined) valid.maxSize = parseSize(o.maxSize, 'maxSize', 'ERR_INVALID_VALUE')
+  if (o.maxEntries !== undefined && (typeof o.maxEntries !== 'number' || !Number.isSafeInteger(o.maxEntries) || o.maxEntries < 0)) {
+    throw new LarderError('ERR_INVALID_VALUE', `Invalid maxEntries: expected a non-negative integer, got ${String(o.maxEntries)}`, { field: 'maxEntries' })
+  }
+  if (o.maxAge !== undefined) valid.maxAge = parseDuration(o.maxAge, 'maxAge', 'ERR_INVALID_TTL')
+  if (o.olderThan !== undefined) {
+    const at = o.olderThan instanceof Date ? o.olderThan.getTime() : o.olderThan
+    if (typeof at !== 'number' || !Number.isFinite(at)) {
+      throw new LarderError('ERR_INVALID_VALUE', `Invalid olderThan: expected a Date or ms since the epoch, got ${String(o.olderThan)}`, { field: 'olderThan' })
+    }
+    valid.olderThan = at
+  }
+  if (o.tags !== undefined) valid.tags = [...validateTags(o.tags)]
+  if (o.pattern !== undefined && (typeof o.pattern !== 'string' || o.pattern === '')) {
+    throw new LarderError('ERR_INVALID_VALUE', 'Invalid pattern: expected a non-empty glob string such as "user:*"', { field: 'pattern' })
+  }
+  validateSignalAndProgress(o)
+  return valid
+}
+
+export function validateVerifyOptions(options: unknown): VerifyOptions {
+  const o = validateCallOptions<VerifyOptions>(options, VERIFY_OPTIONS)
+  if (o.repair !== undefined && typeof o.repair !== 'boolean') {
+    throw new LarderError('ERR_INVALID_VALUE', `Invalid repair: expected a boolean, got ${String(o.repair)}`, { field: 'repair' })
+  }
+  validateSignalAndProgress(o)
+  return o
+}
+
+/** `entries()` options: the listing filters, and the walk's signal and progress. */
+export function validateEntriesOptions(options: unknown): { filters: ListFilters; walk: WalkOptions } {
+  const o = validateCallOptions<ListFilters & WalkOptions>(options, ENTRIES_OPTIONS)
+  const filters: ListFilters = {}
+  for (const field of ['prefix', 'pattern'] as const) {
+    const value = o[field]
+    if (value === undefined) continue
+    if (typeof value !== 'string' || value === '') {
+      throw new LarderError('ERR_INVALID_VALUE', `Invalid ${field}: expected a non-empty string`, { field })
+    }
+    filters[field] = value
+  }
+  if (o.tags !== undefined) filters.tags = [...validateTags(o.tags)]
+  validateSignalAndProgress(o)
+  return { filters, walk: o }
+}
+
+export function validateWalkOptions(options: unknown): WalkOptions {
+  const o = validateCallOptions<WalkOptions>(options, WALK_OPTIONS)
+  validateSignalAndProgress(o)
+  return o
+}
+
+/** Accepts a Readable, an async iterable, a sync iterable of chunks, or one Uint8Array. */
+export function validateSource(source: unknown): StreamSource {
+  const s = source as { [Symbol.asyncIterator]?: unknown; [Symbol.iterator]?: unknown } | null
+  if (source instanceof Uint8Array) return (async function* () { yield source })()
+  if (typeof s?.[Symbol.asyncIterator] === 'function') return source as StreamSource
+  if (typeof source !== 'string' && typeof s?.[Symbol.iterator] === 'function') {
+    return (async function* () { yield* source as Iterable<Uint8Array | string> })()
+  }
+  throw new LarderError('ERR_INVALID_VALUE', 'Invalid source: expected a Readable, an (async) iterable of Uint8Array chunks, or a Uint8Array', { field: 'source' })
 }

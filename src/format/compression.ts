@@ -110,13 +110,15 @@ export async function decompressAsync(id: Compression, input: Buffer, maxOutput:
 
 /** Bytes of a large value's head used to judge whether the rest is worth compressing. */
 export const PROBE_BYTES = 64 * 1024
-/** Store raw when a sample shrinks by less than this: already-compressed data (tar.gz,
- *  images, zstd) would cost compression time for no space. */
-const WORTHWHILE_RATIO = 0.9
+/** Compressed output is kept only if it is smaller than this share of the input, and a
+ *  sample that shrinks by less says the rest is not worth a pass: already-compressed data
+ *  (tar.gz, images, zstd) would cost compression time, and every read a decompression, for
+ *  no space. The one rule for buffered values, stream frames and the probe. */
+export const KEEP_COMPRESSED_RATIO = 0.9
 
 /** Compresses a sample with fast DEFLATE and says whether compression pays off. */
 export function worthCompressing(sample: Buffer): boolean {
   if (sample.length === 0) return false
   const probe = zlib.deflateRawSync(sample, { level: 1 })
-  return probe.length < sample.length * WORTHWHILE_RATIO
+  return probe.length < sample.length * KEEP_COMPRESSED_RATIO
 }

@@ -10,7 +10,7 @@
  * several at a time in zlib's thread pool, in both directions, while output keeps its order.
  */
 import { CorruptEntryError } from './entry-format.js'
-import { type Compression, compressAsync, decompressAsync, decompressSync, worthCompressing } from './compression.js'
+import { type Compression, compressAsync, decompressAsync, decompressSync, KEEP_COMPRESSED_RATIO, worthCompressing } from './compression.js'
 
 export const FRAME_HEADER_BYTES = 8
 /** Stream bytes per frame. */
@@ -20,8 +20,6 @@ const MAX_FRAME_BYTES = 4 * FRAME_BYTES
 const COMPRESSED = 0x8000_0000
 /** Bytes of a block compressed as a trial before the whole block is. */
 const SAMPLE_BYTES = 32 * 1024
-/** Keep a compressed frame only if it saves at least this share. */
-const KEEP_RATIO = 0.9
 
 export interface Frame {
   compressed: boolean
@@ -35,7 +33,7 @@ export async function encodeFrame(block: Buffer, compression: Compression, level
   let compressed = false
   if (block.length >= threshold && worthCompressing(block.subarray(0, SAMPLE_BYTES))) {
     const out = await compressAsync(compression, level, block)
-    if (out.length < block.length * KEEP_RATIO) {
+    if (out.length < block.length * KEEP_COMPRESSED_RATIO) {
       stored = out
       compressed = true
     }

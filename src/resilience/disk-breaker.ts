@@ -1,8 +1,7 @@
 import CircuitBreaker from 'opossum'
-import { LarderError } from '../errors.js'
+import { LarderError, SourceError } from '../errors.js'
 import type { ResolvedBreakerOptions } from '../options.js'
 import { errorCode } from '../store/disk.js'
-import { SourceError } from '../store/stream-writer.js'
 
 export type BreakerState = 'closed' | 'open' | 'halfOpen'
 

@@ -1,7 +1,7 @@
 import os from 'node:os'
 import path from 'node:path'
 import type { FileHandle } from 'node:fs/promises'
-import { LarderError } from '../errors.js'
+import { LarderError, SourceError } from '../errors.js'
 import { hasher } from '../format/checksum.js'
 import { Compression } from '../format/compression.js'
 import { encodeHead, encodeTags, encodeTrailerFields, FLAG_FRAMED, TRAILER_BYTES, type EntryMeta } from '../format/entry-format.js'
@@ -21,12 +21,6 @@ const COMPRESSING_ADAPTIVE = Math.max(1, Math.min(4, os.availableParallelism() -
 /** Frames held between the source and the file (compressing or waiting for their turn). */
 const FRAMES_QUEUED = 6
 
-/** Marks an error raised by the caller's source, so it is not counted against the disk. */
-export class SourceError extends Error {
-  constructor(readonly original: unknown) {
-    super('source failed')
-  }
-}
 
 export interface StreamWriteOptions {
   compression: Compression

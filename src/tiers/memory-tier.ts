@@ -1,14 +1,5 @@
 import { LRUCache } from 'lru-cache'
-
-/** A value held in memory, with what is needed to judge it fresh without the file. */
-export interface MemoryEntry {
-  value: unknown
-  createdAt: number
-  expiresAt: number
-  tags: readonly string[]
-  /** Serialized size, for the tier's byte budget. */
-  size: number
-}
+import { MISS, type Tier, type TierEntry, type TierRead } from './tier.js'
 
 export interface MemoryTierBounds {
   maxEntries: number | undefined
@@ -16,17 +7,24 @@ export interface MemoryTierBounds {
   ttl: number
 }
 
+/** A held entry, shaped as the read that finds it, so a hit allocates nothing. */
+type Held = { found: true; stale: false } & TierEntry
+
 /**
  * The in-process tier in front of the files: an lru-cache holding decoded values, so a hit
  * costs a map lookup and no deserialization. Values are shared, not copied: treat what the
  * cache returns as immutable. Write-through: every set lands here and on disk; a disk hit is
- * promoted here.
+ * promoted here. An entry past its expiry or invalidated by a tag (`isStale`, which asks the
+ * shared tag clock) is dropped when found.
  */
-export class MemoryTier {
-  readonly #lru: LRUCache<string, MemoryEntry>
+export class MemoryTier implements Tier {
+  readonly name = 'memory'
+  readonly #lru: LRUCache<string, Held>
+  readonly #maxSize: number | undefined
+  readonly #isStale: (tags: readonly string[], createdAt: number) => boolean
 
-  constructor(bounds: MemoryTierBounds) {
-    const options: { max?: number; maxSize?: number; sizeCalculation?: (entry: MemoryEntry) => number; ttl?: number } = {}
+  constructor(bounds: MemoryTierBounds, isStale: (tags: readonly string[], createdAt: number) => boolean) {
+    const options: { max?: number; maxSize?: number; sizeCalculation?: (entry: Held) => number; ttl?: number } = {}
     if (bounds.maxEntries !== undefined) options.max = bounds.maxEntries
     if (bounds.maxSize !== undefined) {
       options.maxSize = bounds.maxSize
@@ -34,24 +32,38 @@ export class MemoryTier {
     }
     if (bounds.ttl > 0) options.ttl = bounds.ttl
     // resolveOptions guarantees maxEntries or maxSize, so lru-cache's bound check holds.
-    this.#lru = new LRUCache<string, MemoryEntry>(options as LRUCache.Options<string, MemoryEntry, unknown>)
+    this.#lru = new LRUCache<string, Held>(options as LRUCache.Options<string, Held, unknown>)
     this.#maxSize = bounds.maxSize
+    this.#isStale = isStale
   }
 
-  readonly #maxSize: number | undefined
-
-  get(key: string): MemoryEntry | undefined {
-    return this.#lru.get(key)
+  /** The fresh entry for `key`, or MISS (an expired or invalidated one is dropped). */
+  get(key: string): TierRead {
+    const entry = this.#lru.get(key)
+    if (entry === undefined) return MISS
+    if ((entry.expiresAt !== 0 && entry.expiresAt <= Date.now()) || (entry.tags.length > 0 && this.#isStale(entry.tags, entry.createdAt))) {
+      this.#lru.delete(key)
+      return MISS
+    }
+    return entry
   }
 
-  set(key: string, entry: MemoryEntry): void {
+  set(key: string, entry: TierEntry): void {
     // An entry bigger than the whole tier would evict everything else for nothing.
-    if (this.#maxSize !== undefined && entry.size > this.#maxSize) this.#lru.delete(key)
-    else this.#lru.set(key, entry)
+    if (this.#maxSize !== undefined && entry.size > this.#maxSize) {
+      this.#lru.delete(key)
+      return
+    }
+    const { value, createdAt, expiresAt, tags, size } = entry
+    this.#lru.set(key, { found: true, stale: false, value, createdAt, expiresAt, tags, size })
   }
 
-  delete(key: string): void {
-    this.#lru.delete(key)
+  delete(key: string): boolean {
+    return this.#lru.delete(key)
+  }
+
+  has(key: string): boolean {
+    return this.get(key).found
   }
 
   clear(): void {

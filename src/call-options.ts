@@ -1,0 +1,30 @@
+import type { WalkOptions } from './maintenance/maintainer.js'
+import type { Duration } from './options.js'
+
+/** Options of `set`, `setStream` and each `setMany` item. */
+export interface SetOptions {
+  /** Time to live: milliseconds or a duration string; 0 = never expires. Default: the cache's `defaultTtl`. */
+  ttl?: Duration
+  /** Tags for `invalidateTags` (table names, say). */
+  tags?: readonly string[]
+}
+
+export interface GetOrSetOptions extends SetOptions {
+  /** Stale-if-error: if the loader fails, a value that expired less than this long ago is returned. */
+  grace?: Duration
+}
+
+export interface SetManyItem extends SetOptions {
+  key: string
+  value: unknown
+}
+
+/** Which entries `entries()` lists: all of them, or those matching every filter given. */
+export interface EntriesOptions extends WalkOptions {
+  /** Keys starting with this. */
+  prefix?: string
+  /** Keys matching this glob (`*`, `?`, `[abc]`, `{a,b}`), e.g. `'user:*'`. */
+  pattern?: string
+  /** Entries carrying any of these tags. */
+  tags?: readonly string[]
+}
