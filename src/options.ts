@@ -77,7 +77,7 @@ export interface LarderOptions {
    *  current working directory (the convention build tools already git-ignore). */
   dir?: string
   /** Separates caches sharing one directory; entries of one namespace never see another's.
-   *  Default `''`. */
+   *  Default `''`. At most 256 bytes of UTF-8, well-formed (no lone surrogate), without NUL. */
   namespace?: string
   /** TTL for entries set without one. Default 0 (no expiry). */
   defaultTtl?: Duration
@@ -168,6 +168,8 @@ export const MAX_KEY_BYTES = 8 * 1024
 /** Longest tag and most tags per entry: tags live in every entry's header. */
 export const MAX_TAG_BYTES = 1024
 export const MAX_TAGS = 64
+/** Longest namespace, in UTF-8 bytes (it is hashed into the directory name). */
+export const MAX_NAMESPACE_BYTES = 256
 
 const OPTION_NAMES = new Set<string>([
   'dir', 'namespace', 'defaultTtl', 'compression', 'compressionLevel', 'compressThreshold',
@@ -193,6 +195,9 @@ function invalid(field: string, message: string): LarderError {
 /**
  * Parses a duration to milliseconds. 0 means "never expires"; negative, NaN, infinite or
  * unparseable input is an error. `code` lets the same parser serve options and `ttl` args.
+ * Whole milliseconds, rounded to the nearest, except that a positive duration is at least
+ * 1 ms: 0 means "never" (or "off"), so rounding 0.4 down to it would turn a short ttl into
+ * no expiry at all.
  */
 export function parseDuration(
   value: unknown,
@@ -209,7 +214,7 @@ export function parseDuration(
     const shown = typeof value === 'string' ? JSON.stringify(value) : String(value)
     throw new LarderError(code, `Invalid ${field}: ${shown} is not a duration (a non-negative number of milliseconds, or a string such as "90s", "15m", "7d")`, { field })
   }
-  return Math.round(milliseconds)
+  return milliseconds > 0 && milliseconds < 1 ? 1 : Math.round(milliseconds)
 }
 
 /** Parses a size to bytes (`'500MB'`, `'1.5GB'`, `'1GiB'`, or a number). */
@@ -259,9 +264,12 @@ export function resolveOptions(input: unknown): ResolvedOptions {
   const dir = path.resolve(o.dir ?? defaultCacheDir())
 
   const namespace = o.namespace ?? ''
-  if (typeof namespace !== 'string' || namespace.includes('\0') || Buffer.byteLength(namespace) > 256) {
-    throw invalid('namespace', 'expected a string of at most 256 bytes without NUL')
+  if (typeof namespace !== 'string' || namespace.includes('\0') || Buffer.byteLength(namespace) > MAX_NAMESPACE_BYTES) {
+    throw invalid('namespace', `expected a string of at most ${MAX_NAMESPACE_BYTES} bytes of UTF-8 without NUL`)
   }
+  // A lone surrogate becomes U+FFFD in UTF-8, so 'n\uD800' and 'n\uFFFD' would hash to one
+  // directory: rejected, as in keys.
+  if (!namespace.isWellFormed()) throw invalid('namespace', 'not well-formed Unicode (lone surrogate)')
 
   const compression = o.compression ?? 'deflate'
   if (!COMPRESSIONS.includes(compression)) {
