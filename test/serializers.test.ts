@@ -1,0 +1,155 @@
+/**
+ * What each serializer keeps, and that a value reads back the same whichever tier answers:
+ * the memory tier of the writing instance, or the entry file read by a new instance (as a
+ * restart or another process would). Values a serializer cannot keep faithfully and that it
+ * would otherwise change silently (nested functions and symbols, lone surrogates where UTF-8
+ * is written, nesting too deep to read back) are rejected at `set`, with nothing written.
+ */
+import assert from 'node:assert/strict'
+import { describe, test } from 'node:test'
+import { Larder, LarderError, type LarderOptions } from '../src/index.ts'
+import { entryFiles, tempDir } from './helpers.ts'
+
+class Point {
+  constructor(public x = 1, public y = 2) {}
+  norm(): number {
+    return Math.hypot(this.x, this.y)
+  }
+}
+
+function shared(): unknown {
+  const s = { v: 1 }
+  return { a: s, b: s }
+}
+
+/** Values of every kind an application caches, each built fresh per call. */
+const VALUES: [name: string, make: () => unknown][] = [
+  ['ORM rows', () => [{ id: 1, name: 'Ada', createdAt: '2024-01-01T00:00:00.000Z', active: true, score: 1.5 }]],
+  ['a Date', () => ({ at: new Date(1_700_000_000_000) })],
+  ['a Map and a Set', () => ({ m: new Map([['a', 1]]), s: new Set([1, 2]) })],
+  ['NaN, Infinity and -0', () => ({ n: Number.NaN, i: Number.POSITIVE_INFINITY, z: -0 })],
+  ['undefined properties and slots', () => ({ a: undefined, list: [1, undefined, 3] })],
+  ['a typed array', () => ({ t: new Float64Array([1.5, -2]) })],
+  ['a nested Buffer', () => ({ b: Buffer.from([1, 2, 3]) })],
+  ['a top-level Uint8Array', () => new Uint8Array([1, 2, 3])],
+  ['a class instance', () => new Point(3, 4)],
+  ['a RegExp', () => ({ r: /ab+c/gi })],
+  ['a shared reference', shared],
+  ['a string', () => 'héllo ✓'],
+  ['a number', () => 42.5],
+  ['null', () => null],
+]
+
+const SERIALIZERS: LarderOptions['serializer'][] = ['json', 'v8', 'msgpack', 'raw', {
+  serialize: (v: unknown) => JSON.stringify(v),
+  deserialize: (b: Buffer) => JSON.parse(b.toString()) as unknown,
+}]
+
+function nameOf(serializer: LarderOptions['serializer']): string {
+  return typeof serializer === 'string' ? serializer : 'custom'
+}
+
+describe('values a serializer would change silently are rejected', () => {
+  const nested: [name: string, make: () => unknown][] = [
+    ['a method', () => ({ id: 1, compute() { return 2 } })],
+    ['a function in an array', () => [1, () => 2]],
+    ['a deeply nested function', () => ({ a: { b: [{ fn: Math.max }] } })],
+    ['a symbol', () => ({ s: Symbol('x') })],
+    ['a symbol in an array', () => [Symbol.iterator]],
+  ]
+  for (const serializer of ['json', 'msgpack', 'v8'] as const) {
+    test(`${serializer}: nested functions and symbols → ERR_SERIALIZE, nothing written`, async () => {
+      const dir = tempDir()
+      const cache = await Larder.open({ dir, serializer, memory: true })
+      for (const [name, make] of nested) {
+        await assert.rejects(cache.set('k', make()), (e: LarderError) => e.code === 'ERR_SERIALIZE' && e.field === 'value', name)
+        await assert.rejects(cache.getOrSet('g', make), (e: LarderError) => e.code === 'ERR_SERIALIZE', name)
+      }
+      if (serializer === 'msgpack') {
+        await assert.rejects(cache.set('k', new Map([['f', () => 1]])), { code: 'ERR_SERIALIZE' })
+      }
+      assert.equal(await cache.get('k'), undefined)
+      assert.equal(entryFiles(dir).length, 0)
+      await cache.close()
+    })
+  }
+
+  test('msgpack and raw reject strings with lone surrogates (ERR_INVALID_VALUE); json and v8 keep them exactly', async () => {
+    const cut = '😀 café'.slice(0, 1) // half of the emoji's surrogate pair
+    const dir = tempDir()
+    for (const serializer of ['msgpack', 'raw'] as const) {
+      const cache = await Larder.open({ dir, serializer, namespace: serializer })
+      await assert.rejects(cache.set('k', `caf${cut}`), (e: LarderError) => e.code === 'ERR_INVALID_VALUE' && e.field === 'value' && /surrogate/.test(e.message))
+      if (serializer === 'msgpack') {
+        for (const value of [{ s: `caf${cut}` }, { [`k${cut}`]: 1 }, new Map([[`k${cut}`, 1]]), [new Set([cut])]]) {
+          await assert.rejects(cache.set('k', value), { code: 'ERR_INVALID_VALUE' })
+        }
+        await cache.set('fine', { s: '😀 café', [`k😀`]: new Map([['ü', 'ß']]) })
+      }
+      await cache.close()
+    }
+    assert.equal(entryFiles(dir).length, 1)
+    for (const serializer of ['json', 'v8'] as const) {
+      const writer = await Larder.open({ dir, serializer, namespace: serializer })
+      await writer.set('k', { s: `caf${cut}`, list: [cut] })
+      await writer.close()
+      const reader = await Larder.open({ dir, serializer, namespace: serializer })
+      assert.deepStrictEqual(await reader.get('k'), { s: `caf${cut}`, list: [cut] })
+      await reader.close()
+    }
+  })
+})
+
+describe('nesting depth', () => {
+  function nest(depth: number): Record<string, unknown> {
+    const root: Record<string, unknown> = {}
+    let at = root
+    for (let i = 0; i < depth; i++) {
+      const next: Record<string, unknown> = {}
+      at.c = next
+      at = next
+    }
+    return root
+  }
+
+  /** How deep a value made by nest() is (node's deep-equal recurses, so it cannot compare these). */
+  function depthOf(value: unknown): number {
+    let depth = 0
+    let at = value as Record<string, unknown>
+    while (typeof at.c === 'object' && at.c !== null) {
+      assert.deepStrictEqual(Object.keys(at), ['c'])
+      at = at.c as Record<string, unknown>
+      depth++
+    }
+    assert.deepStrictEqual(at, {})
+    return depth
+  }
+
+  test('v8 and msgpack reject at set what they could not read back; 1,000 levels are fine', async () => {
+    for (const serializer of ['v8', 'msgpack'] as const) {
+      const dir = tempDir()
+      const cache = await Larder.open({ dir, serializer })
+      for (const depth of [1200, 3000]) {
+        await assert.rejects(cache.set('deep', nest(depth)), (e: LarderError) => e.code === 'ERR_SERIALIZE' && /nested/.test(e.message), `${serializer} ${depth}`)
+      }
+      assert.equal(entryFiles(dir).length, 0, `${serializer}: nothing written`)
+      await cache.set('ok', nest(1000))
+      await cache.close()
+      const reader = await Larder.open({ dir, serializer })
+      assert.equal(depthOf(await reader.get('ok')), 1000)
+      assert.equal((await reader.stats()).corrupt, 0)
+      await reader.close()
+    }
+  })
+
+  test('json reads back what it stores at any depth it accepts', async () => {
+    const dir = tempDir()
+    const cache = await Larder.open({ dir })
+    await cache.set('deep', nest(3000))
+    await cache.close()
+    const reader = await Larder.open({ dir })
+    assert.equal(depthOf(await reader.get('deep')), 3000)
+    assert.equal((await reader.stats()).corrupt, 0)
+    await reader.close()
+  })
+})
