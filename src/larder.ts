@@ -237,7 +237,7 @@ export class Larder extends EventEmitter<LarderEvents> {
         if (found.found) return found.value as T // stale-if-error
         throw error
       }
-      if (value !== undefined) await this.#store(k, value, ttl, tags)
+      if (value !== undefined) await this.#store(k, value, ttl, tags, undefined, undefined, grace)
       return value
     })()
     this.#flights.set(k, flight)
@@ -376,6 +376,7 @@ export class Larder extends EventEmitter<LarderEvents> {
       let current = 0
       let expiresAt: number | undefined
       let tags: readonly string[] = []
+      let grace = 0
       if (found.found) {
         if (typeof found.value !== 'number') {
           throw new LarderError('ERR_INVALID_VALUE', `Cannot increment key ${JSON.stringify(k)}: its value is a ${typeof found.value}, not a number`, { field: 'key' })
@@ -383,9 +384,10 @@ export class Larder extends EventEmitter<LarderEvents> {
         current = found.value
         expiresAt = found.expiresAt
         tags = found.tags
+        grace = found.grace
       }
       const next = current + delta
-      await this.#store(k, next, undefined, tags, undefined, expiresAt)
+      await this.#store(k, next, undefined, tags, undefined, expiresAt, grace)
       return next
     })
   }
@@ -581,14 +583,15 @@ export class Larder extends EventEmitter<LarderEvents> {
 
   /**
    * The write path shared by set, setMany, getOrSet and increment: serialize (unless done),
-   * write to the files, update the memory tier.
+   * write to the files, update the memory tier. `grace`: how long the entry stays on disk
+   * after it expires, for getOrSet's stale-if-error.
    */
-  async #store(key: string, value: unknown, ttl: number | undefined, tags: readonly string[], serialized?: Serialized, keepExpiresAt?: number): Promise<void> {
+  async #store(key: string, value: unknown, ttl: number | undefined, tags: readonly string[], serialized?: Serialized, keepExpiresAt?: number, grace = 0): Promise<void> {
     const started = performance.now()
     const s = serialized ?? serialize(value, this.options.serializer)
     const createdAt = this.#clock.createdAt(tags)
     const expiresAt = keepExpiresAt ?? expiryOf(ttl ?? this.options.defaultTtl, createdAt)
-    const entry: TierEntry = { value, createdAt, expiresAt, tags, size: s.bytes.length }
+    const entry: TierEntry = { value, createdAt, expiresAt, tags, grace, size: s.bytes.length }
     try {
       await this.#files.set(key, { ...entry, serialized: s })
       this.emit('set', key)

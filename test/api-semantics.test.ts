@@ -53,6 +53,72 @@ function heldLoader<T>(value: T): { loader: () => Promise<T>; started: Promise<v
   }
 }
 
+describe('grace', () => {
+  test('an expired entry stored with a grace survives plain reads and maintenance, and is served when the loader fails', async () => {
+    const dir = tempDir()
+    const cache = await Larder.open({ dir })
+    assert.equal(await cache.getOrSet('report', () => 'v1', { ttl: 50, grace: '1h' }), 'v1')
+    const { expiresAt } = (await cache.info('report'))!
+    await until(expiresAt!)
+    assert.equal(await cache.get('report'), undefined, 'a read without grace is a miss')
+    assert.equal(await cache.has('report'), false)
+    assert.deepEqual(await cache.getMany(['report']), [undefined])
+    assert.equal(await cache.info('report'), undefined)
+    const reader = await Larder.open({ dir }) // another instance, as another process would be
+    assert.equal(await reader.get('report'), undefined)
+    await reader.close()
+    assert.equal(entryFiles(dir).length, 1, 'still on disk')
+    const report = await cache.prune()
+    assert.equal(report.expired, 0)
+    assert.equal(entryFiles(dir).length, 1, 'prune keeps it while its grace lasts')
+    assert.deepEqual(await cache.entries(), [], 'it is not live')
+    assert.equal((await cache.usage()).expired, 1)
+    const served = await cache.getOrSet('report', () => { throw new Error('database down') }, { ttl: 50, grace: '1h' })
+    assert.equal(served, 'v1')
+    await cache.close()
+  })
+
+  test('once its grace has passed, an expired entry is removed by reads and by prune', async () => {
+    const dir = tempDir()
+    const cache = await Larder.open({ dir })
+    await cache.getOrSet('a', () => 1, { ttl: 10, grace: 20 })
+    await cache.getOrSet('b', () => 2, { ttl: 10, grace: 20 })
+    const { expiresAt } = (await cache.info('a'))!
+    // The grace is kept in whole seconds, rounded up: 20 ms keeps the file for 1 s.
+    await until(expiresAt! + 1000)
+    assert.equal(await cache.get('a'), undefined)
+    assert.equal(entryFiles(dir).length, 1, 'the read removed a')
+    const report = await cache.prune()
+    assert.equal(report.expired, 1)
+    assert.equal(entryFiles(dir).length, 0)
+    await cache.close()
+  })
+
+  test('an entry with a grace is a valid v1 entry for readers that predate the grace field', async () => {
+    const dir = tempDir()
+    const cache = await Larder.open({ dir })
+    await cache.getOrSet('graced', () => ({ n: 1 }), { ttl: '1h', grace: '1d' })
+    await cache.close()
+    const [file] = entryFiles(dir)
+    const bytes = fs.readFileSync(file!)
+    // Bytes end-12 … end-9 were reserved; readers before this change never looked at them.
+    assert.equal(bytes.readUInt32LE(bytes.length - 12), 86_400, 'the grace, in seconds')
+    assert.equal(await verifyEntryFile(file!), 'graced', 'whole and valid by the v1 layout alone')
+    const fixtures = path.join(repoRoot, 'fixtures', 'v1-grace')
+    const manifest = JSON.parse(fs.readFileSync(path.join(fixtures, 'manifest.json'), 'utf8')) as { key: string; expect: unknown; graceSeconds: number }[]
+    const copy = tempDir('larder-grace-fixture')
+    fs.cpSync(path.join(fixtures, 'cache'), copy, { recursive: true })
+    const reader = await Larder.open({ dir: copy })
+    for (const f of manifest) assert.deepEqual(await reader.get(f.key), f.expect, f.key)
+    for (const entry of entryFiles(copy)) {
+      assert.notEqual((await verifyEntryFile(entry)).slice(0, 8), 'INVALID:')
+      assert.ok(manifest.some((f) => fs.readFileSync(entry).readUInt32LE(fs.statSync(entry).size - 12) === f.graceSeconds))
+    }
+    assert.equal((await reader.stats()).corrupt, 0)
+    await reader.close()
+  })
+})
+
 describe('argument edges', () => {
   test('a positive ttl below 1 ms never means "forever": it rounds up to 1 ms', async () => {
     const cache = await Larder.open({ dir: tempDir(), defaultTtl: 0.4, memory: { ttl: 0.4 } })

@@ -19,8 +19,16 @@
  *   end-32  8     stored payload length (p), uint64 LE
  *   end-24  8     logical length (the serialized value before compression), uint64 LE
  *   end-16  4     trailer magic "LRDE"
- *   end-12  4     reserved (0)
+ *   end-12  4     grace: whole seconds (uint32 LE, rounded up) an expired entry stays on disk
+ *                 for stale-if-error reads (`getOrSet`'s `grace`); 0 = none
  *   end-8   8     xxhash64, seed 0, of every byte before it, uint64 LE
+ *
+ * The grace field was "reserved (0)" when v1 was first written. It stays within v1 because
+ * it changes no reader's verdict: readers that predate it never looked at those four bytes
+ * (they check the lengths, the trailer magic and the checksum, which covers the field), so
+ * they read an entry with a grace as a plain entry that expired at expiresAt (and may remove
+ * it then); entries written before it have 0, no grace. `fixtures/v1-grace/` holds entries
+ * with a grace, and the tests read them both ways.
  *
  * Why a trailer: a streamed entry learns its lengths only at the end, so they go after the
  * payload, and the file can still be written front to back in one pass with the checksum
@@ -51,10 +59,13 @@ export interface EntryMeta {
   tags: readonly string[]
   /** Header flags (FLAG_FRAMED); 0 when absent. */
   flags?: number
+  /** How long (ms) an expired entry is kept for stale-if-error reads; 0 or absent = none. */
+  grace?: number
 }
 
-/** What the fixed header and metadata say, before the payload is read. */
-export interface EntryHead extends EntryMeta {
+/** What the fixed header and metadata say, before the payload is read (the grace is in the
+ *  trailer). */
+export interface EntryHead extends Omit<EntryMeta, 'grace'> {
   flags: number
   /** Offset of the first payload byte. */
   payloadOffset: number
@@ -63,8 +74,13 @@ export interface EntryHead extends EntryMeta {
 export interface EntryTrailer {
   storedLength: number
   logicalLength: number
+  /** ms an expired entry is kept (whole seconds on disk); 0 = none. */
+  grace: number
   checksum: bigint
 }
+
+/** The most the grace field holds: 2³² − 1 seconds (136 years), i.e. for ever. */
+const MAX_GRACE_SECONDS = 0xffffffff
 
 /** Why a file is not a valid entry; each reads as a miss and is removed. */
 export class CorruptEntryError extends LarderError {
@@ -97,12 +113,14 @@ export function encodeHead(meta: EntryMeta, keyBytes: Buffer, tagBytes: Buffer):
   return head
 }
 
-/** The trailer without its checksum (24 bytes): lengths and trailer magic. */
-export function encodeTrailerFields(storedLength: number, logicalLength: number): Buffer {
+/** The trailer without its checksum (24 bytes): lengths, trailer magic and grace (ms,
+ *  stored in whole seconds rounded up, so an entry is never kept for less than asked). */
+export function encodeTrailerFields(storedLength: number, logicalLength: number, grace = 0): Buffer {
   const fields = Buffer.alloc(TRAILER_BYTES - 8)
   fields.writeBigUInt64LE(BigInt(storedLength), 0)
   fields.writeBigUInt64LE(BigInt(logicalLength), 8)
   fields.writeUInt32LE(TRAILER_MAGIC, 16)
+  if (grace > 0) fields.writeUInt32LE(Math.min(MAX_GRACE_SECONDS, Math.ceil(grace / 1000)), 20)
   return fields
 }
 
@@ -113,7 +131,7 @@ export function encodeEntry(meta: EntryMeta, keyBytes: Buffer, tagBytes: Buffer,
   const file = Buffer.allocUnsafe(total)
   encodeHead(meta, keyBytes, tagBytes).copy(file, 0)
   payload.copy(file, headLength)
-  encodeTrailerFields(payload.length, logicalLength).copy(file, headLength + payload.length)
+  encodeTrailerFields(payload.length, logicalLength, meta.grace).copy(file, headLength + payload.length)
   file.writeBigUInt64LE(checksum(file.subarray(0, total - 8)), total - 8)
   return file
 }
@@ -154,7 +172,7 @@ export function decodeTrailer(trailer: Buffer, fileSize: number, payloadOffset: 
   const logicalLength = trailer.readBigUInt64LE(8)
   if (storedLength !== BigInt(fileSize - payloadOffset - TRAILER_BYTES)) throw new CorruptEntryError('payload length does not match the file size (truncated or extended)')
   if (logicalLength > BigInt(Number.MAX_SAFE_INTEGER)) throw new CorruptEntryError('logical length out of range')
-  return { storedLength: Number(storedLength), logicalLength: Number(logicalLength), checksum: trailer.readBigUInt64LE(24) }
+  return { storedLength: Number(storedLength), logicalLength: Number(logicalLength), grace: trailer.readUInt32LE(20) * 1000, checksum: trailer.readBigUInt64LE(24) }
 }
 
 export interface DecodedEntry extends EntryHead, EntryTrailer {

@@ -22,6 +22,8 @@ export interface EntryFacts {
   ino: number
   /** The serialized value's length before compression; read only when asked for. */
   logicalLength?: number
+  /** The grace (ms) the trailer records; read only when asked for. */
+  grace?: number
 }
 
 /** The names in one partition directory; none if it is missing (or not a directory). */
@@ -49,10 +51,10 @@ function openEntryFile(file: string): number | undefined {
 
 /**
  * Opens an entry and parses its head (not its payload: the checksum is `verify`'s job), and
- * with `withTrailer` its trailer's lengths too. undefined if it vanished; throws
- * CorruptEntryError for anything that is not an entry.
+ * with `withTrailer` (or when it says so of the head) its trailer's lengths and grace too.
+ * undefined if it vanished; throws CorruptEntryError for anything that is not an entry.
  */
-export function readEntryHead(file: string, buffer: Buffer, withTrailer = false): EntryFacts | undefined {
+export function readEntryHead(file: string, buffer: Buffer, withTrailer: boolean | ((head: EntryHead) => boolean) = false): EntryFacts | undefined {
   const fd = openEntryFile(file)
   if (fd === undefined) return undefined
   try {
@@ -68,10 +70,16 @@ export function readEntryHead(file: string, buffer: Buffer, withTrailer = false)
       if (head === undefined) throw new CorruptEntryError('file shorter than its metadata')
     }
     const facts: EntryFacts = { head, size: stat.size, mtimeMs: stat.mtimeMs, ino: stat.ino }
-    if (withTrailer) {
-      const trailer = Buffer.allocUnsafe(TRAILER_BYTES)
-      fs.readSync(fd, trailer, 0, TRAILER_BYTES, stat.size - TRAILER_BYTES)
-      facts.logicalLength = decodeTrailer(trailer, stat.size, head.payloadOffset).logicalLength
+    if (withTrailer === true || (withTrailer !== false && withTrailer(head))) {
+      // Most entries fit in the first read, trailer included.
+      let trailer = bytes.length === stat.size ? bytes.subarray(stat.size - TRAILER_BYTES) : undefined
+      if (trailer === undefined) {
+        trailer = Buffer.allocUnsafe(TRAILER_BYTES)
+        fs.readSync(fd, trailer, 0, TRAILER_BYTES, stat.size - TRAILER_BYTES)
+      }
+      const fields = decodeTrailer(trailer, stat.size, head.payloadOffset)
+      facts.logicalLength = fields.logicalLength
+      facts.grace = fields.grace
     }
     return facts
   } finally {

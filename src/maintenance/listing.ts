@@ -3,6 +3,7 @@ import globToRegExp from 'glob-to-regexp'
 import { hasher } from '../format/checksum.js'
 import { CorruptEntryError, FLAG_FRAMED, type EntryHead } from '../format/entry-format.js'
 import { ENTRY_NAME } from '../store/layout.js'
+import { entryState } from '../store/liveness.js'
 import { headBuffer, listPartition, readEntryHead, TagStamps, type EntryFacts } from './entry-scan.js'
 
 /**
@@ -69,7 +70,8 @@ export interface UsageOutput {
   entries: number
   storedBytes: number
   logicalBytes: number
-  /** Entries past their expiry or tag invalidation, still on disk until a prune. */
+  /** Entries that are not live (past their expiry or tag invalidation), still on disk until a
+   *  prune (or, for one kept for its grace, until a prune after the grace). */
   expired: number
   expiredBytes: number
   /** Files under entry names that are not valid entries. */
@@ -102,8 +104,7 @@ function walk(input: WalkInput, visit: (facts: EntryFacts & { logicalLength: num
         damaged()
         continue
       }
-      const { head } = facts
-      const stale = (head.expiresAt !== 0 && head.expiresAt <= input.now) || stamps.isStale(head.tags, head.createdAt)
+      const stale = entryState(facts.head, input.now, stamps) !== 'live'
       visit(facts as EntryFacts & { logicalLength: number }, stale)
     }
   }

@@ -9,6 +9,7 @@ import globToRegExp from 'glob-to-regexp'
 import { hasher, loadHasher } from '../format/checksum.js'
 import { CorruptEntryError } from '../format/entry-format.js'
 import { ENTRY_NAME, TEMP_NAME } from '../store/layout.js'
+import { entryState } from '../store/liveness.js'
 import { headBuffer, listPartition, readEntryHead, removeIfSame, removeStaleTemp, TagStamps, verifyBuffer, verifyEntryFile } from './entry-scan.js'
 import { chooseVictims, RECORD_FIELDS, type PlanInput, type PlanOutput } from './policy.js'
 import { compactHitLogs, readHitCounts } from './hit-counts.js'
@@ -159,7 +160,8 @@ function scan(input: ScanInput): ScanOutput {
       out.scanned++
       let facts
       try {
-        facts = readEntryHead(file, buffer)
+        // The trailer's grace matters only for an expired entry (store/liveness.ts).
+        facts = readEntryHead(file, buffer, (head) => head.expiresAt !== 0 && head.expiresAt <= now)
       } catch (error) {
         if (!(error instanceof CorruptEntryError)) throw error
         let stat: fs.Stats | undefined
@@ -178,8 +180,9 @@ function scan(input: ScanInput): ScanOutput {
         if (remove(file, ino, size, undefined)) out.corrupt++
         continue
       }
-      const expired = (head.expiresAt !== 0 && head.expiresAt <= now) || stamps.isStale(head.tags, head.createdAt)
-      if (expired) {
+      // Expired or invalidated: removed, unless its grace still keeps it for getOrSet's
+      // stale-if-error (then it stays, a survivor in the budget like any other entry).
+      if (entryState(head, now, stamps, facts.grace ?? 0) === 'dead') {
         if (remove(file, ino, size, head.key)) out.expired++
         continue
       }

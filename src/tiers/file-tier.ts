@@ -1,8 +1,9 @@
+import fs from 'node:fs'
 import path from 'node:path'
 import { Readable } from 'node:stream'
 import { isLarderError } from '../errors.js'
 import { Compression, compressionIds } from '../format/compression.js'
-import { CorruptEntryError, decodeEntry, decodeTrailer, encodeEntry, encodeTags, FLAG_FRAMED, TRAILER_BYTES, type DecodedEntry } from '../format/entry-format.js'
+import { CorruptEntryError, decodeEntry, decodeTrailer, encodeEntry, encodeTags, FLAG_FRAMED, TRAILER_BYTES, type DecodedEntry, type EntryHead } from '../format/entry-format.js'
 import { decodePayload, encodePayload } from '../format/payload.js'
 import { Codec, deserialize } from '../format/serializers.js'
 import type { HitLog } from '../maintenance/hit-log.js'
@@ -14,6 +15,7 @@ import type { ActivityCounters } from '../stats/activity-log.js'
 import { disk, errorCode } from '../store/disk.js'
 import { readEntryFile, removeFile, removeIfUnchanged, SYNC_IO_LIMIT, writeEntryFile } from '../store/entry-files.js'
 import { CACHEDIR_TAG, type Layout } from '../store/layout.js'
+import { entryState } from '../store/liveness.js'
 import { createEntryStream, openEntry, type OpenedEntry } from '../store/stream-reader.js'
 import { writeEntryStream, type StreamSource } from '../store/stream-writer.js'
 import type { TagClock } from '../store/tag-clock.js'
@@ -101,7 +103,7 @@ export class FileTier implements Tier {
       const value = await this.#decodeValue(decoded, file, key)
       if (value === MISS) return MISS
       if (freshness === 'fresh') this.#used(file, decoded.mtimeMs)
-      return { found: true, stale: freshness === 'stale', value, createdAt: decoded.createdAt, expiresAt: decoded.expiresAt, tags: decoded.tags, size: decoded.logicalLength }
+      return { found: true, stale: freshness === 'stale', value, createdAt: decoded.createdAt, expiresAt: decoded.expiresAt, tags: decoded.tags, grace: decoded.grace, size: decoded.logicalLength }
     })
   }
 
@@ -184,8 +186,8 @@ export class FileTier implements Tier {
   async set(key: string, entry: StoredEntry): Promise<void> {
     const { codec, bytes } = entry.serialized
     const { compression, payload } = await encodePayload(bytes, this.#p.options)
-    const { createdAt, expiresAt, tags } = entry
-    const file = encodeEntry({ key, codec, compression, createdAt, expiresAt, tags }, Buffer.from(key), encodeTags(tags), payload, bytes.length)
+    const { createdAt, expiresAt, tags, grace } = entry
+    const file = encodeEntry({ key, codec, compression, createdAt, expiresAt, tags, grace }, Buffer.from(key), encodeTags(tags), payload, bytes.length)
     const target = this.#fileOf(key)
     const previous = await this.#p.breaker.run(() => {
       const before = disk.lstatSync(target, { throwIfNoEntry: false })
@@ -230,7 +232,7 @@ export class FileTier implements Tier {
       if (found.opened !== undefined) await found.opened.handle.close()
       const head = found.whole ?? found.opened.head
       // An expired or invalidated entry is removed too, but it was not there to delete.
-      const live = !((head.expiresAt !== 0 && head.expiresAt <= Date.now()) || this.#p.tags.isStale(head.tags, head.createdAt))
+      const live = entryState(head, Date.now(), this.#p.tags) === 'live'
       return { size: removeFile(file), live }
     })
     this.#removed(removed?.size)
@@ -330,19 +332,39 @@ export class FileTier implements Tier {
   }
 
   /**
-   * 'fresh', 'stale' (expired within grace: served only by getOrSet's stale-if-error), or
-   * 'gone' (expired or tag-invalidated: counted and removed if still the same file).
+   * 'fresh', 'stale' (expired less than `grace` ago: served only by getOrSet's stale-if-error),
+   * or 'gone': a miss, counted as expired. A gone entry is removed (if still the same file)
+   * when it is dead, and left on disk while the grace it records lasts (store/liveness.ts).
+   * A whole entry knows its grace; for one opened by its head, the trailer is read only if
+   * the entry expired.
    */
-  async #freshness(entry: { createdAt: number; expiresAt: number; tags: readonly string[] }, file: string, grace: number, ino: number): Promise<Freshness> {
-    const now = Date.now()
-    const tags = this.#p.tags
-    const expired = entry.expiresAt !== 0 && entry.expiresAt <= now
-    if (!expired && !tags.isStale(entry.tags, entry.createdAt)) return 'fresh'
-    if (expired && grace > 0 && now - entry.expiresAt < grace && !tags.isStale(entry.tags, entry.createdAt)) return 'stale'
+  async #freshness(entry: EntryHead & { grace?: number }, file: string, grace: number, ino: number): Promise<Freshness> {
+    const keptFor = entry.grace ?? (() => this.#recordedGrace(file, ino, entry.payloadOffset))
+    const state = entryState(entry, Date.now(), this.#p.tags, keptFor, grace)
+    if (state === 'live') return 'fresh'
+    if (state === 'stale') return 'stale'
     this.#p.counts.expired++
     // Removed lazily, by the reader that found it, unless a newer entry replaced it meanwhile.
-    this.#removed(await removeIfUnchanged(file, ino).catch(() => undefined))
+    if (state === 'dead') this.#removed(await removeIfUnchanged(file, ino).catch(() => undefined))
     return 'gone'
+  }
+
+  /** The grace (ms) in the trailer of `file`, an entry whose head says its payload starts at
+   *  `payloadOffset`. A file that cannot tell (replaced, damaged, unreadable) is kept: a prune
+   *  or verify judges it. */
+  #recordedGrace(file: string, ino: number, payloadOffset: number): number {
+    let fd: number | undefined
+    try {
+      fd = disk.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
+      const { ino: now, size } = disk.fstatSync(fd)
+      const trailer = Buffer.allocUnsafe(TRAILER_BYTES)
+      if (now !== ino || disk.readSync(fd, trailer, 0, TRAILER_BYTES, size - TRAILER_BYTES) !== TRAILER_BYTES) return Number.POSITIVE_INFINITY
+      return decodeTrailer(trailer, size, payloadOffset).grace
+    } catch {
+      return Number.POSITIVE_INFINITY
+    } finally {
+      if (fd !== undefined) disk.closeSync(fd)
+    }
   }
 
   /** Decompresses and deserializes a verified entry. A payload that does not decode is as

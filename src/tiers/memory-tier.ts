@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache'
+import { entryState, type TagStamps } from '../store/liveness.js'
 import { MISS, type Tier, type TierEntry, type TierRead } from './tier.js'
 
 export interface MemoryTierBounds {
@@ -12,16 +13,18 @@ type Held = { found: true; stale: false } & TierEntry
 
 /**
  * The in-process tier in front of the files: an lru-cache holding decoded values, so a hit
- * costs a map lookup and no deserialization. Values are shared, not copied: treat what the
- * cache returns as immutable. Write-through: every set lands here and on disk; a disk hit is
- * promoted here. An entry past its expiry or invalidated by a tag (`isStale`, which asks the
- * shared tag clock) is dropped when found.
+ * costs a map lookup and no deserialization. The facade stores what the serializer gives
+ * back (never the caller's own object), so a value reads the same from here as from disk;
+ * hits share it: treat what the cache returns as immutable. Write-through: every set lands
+ * here and on disk; a disk hit is promoted here. An entry that is no longer live
+ * (store/liveness.ts: expired, or invalidated by a tag, which `isStale` asks the shared tag
+ * clock) is dropped when found.
  */
 export class MemoryTier implements Tier {
   readonly name = 'memory'
   readonly #lru: LRUCache<string, Held>
   readonly #maxSize: number | undefined
-  readonly #isStale: (tags: readonly string[], createdAt: number) => boolean
+  readonly #stamps: TagStamps
 
   constructor(bounds: MemoryTierBounds, isStale: (tags: readonly string[], createdAt: number) => boolean) {
     const options: { max?: number; maxSize?: number; sizeCalculation?: (entry: Held) => number; ttl?: number } = {}
@@ -34,14 +37,14 @@ export class MemoryTier implements Tier {
     // resolveOptions guarantees maxEntries or maxSize, so lru-cache's bound check holds.
     this.#lru = new LRUCache<string, Held>(options as LRUCache.Options<string, Held, unknown>)
     this.#maxSize = bounds.maxSize
-    this.#isStale = isStale
+    this.#stamps = { isStale: (tags, createdAt) => tags.length > 0 && isStale(tags, createdAt) }
   }
 
   /** The fresh entry for `key`, or MISS (an expired or invalidated one is dropped). */
   get(key: string): TierRead {
     const entry = this.#lru.get(key)
     if (entry === undefined) return MISS
-    if ((entry.expiresAt !== 0 && entry.expiresAt <= Date.now()) || (entry.tags.length > 0 && this.#isStale(entry.tags, entry.createdAt))) {
+    if (entryState(entry, Date.now(), this.#stamps) !== 'live') {
       this.#lru.delete(key)
       return MISS
     }
@@ -54,8 +57,8 @@ export class MemoryTier implements Tier {
       this.#lru.delete(key)
       return
     }
-    const { value, createdAt, expiresAt, tags, size } = entry
-    this.#lru.set(key, { found: true, stale: false, value, createdAt, expiresAt, tags, size })
+    const { value, createdAt, expiresAt, tags, grace, size } = entry
+    this.#lru.set(key, { found: true, stale: false, value, createdAt, expiresAt, tags, grace, size })
   }
 
   delete(key: string): boolean {

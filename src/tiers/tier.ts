@@ -11,6 +11,8 @@ export interface TierEntry {
   /** ms since the epoch; 0 = never. */
   expiresAt: number
   tags: readonly string[]
+  /** ms an expired entry is kept for stale-if-error reads (getOrSet's `grace`); 0 = none. */
+  grace: number
   /** Bytes of the serialized value (for byte budgets). */
   size: number
 }
