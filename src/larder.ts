@@ -4,7 +4,9 @@ import { onExit } from 'signal-exit'
 import type { EntriesOptions, GetOrSetOptions, SetManyItem, SetOptions } from './call-options.js'
 import { LarderError, SourceError, isLarderError } from './errors.js'
 import { loadHasher } from './format/checksum.js'
-import { serialize, type Serialized } from './format/serializers.js'
+import { readBack, serialize, type Serialized } from './format/serializers.js'
+import { BATCH_PARALLELISM, Slots } from './batch-slots.js'
+import { KeyOrder } from './key-order.js'
 import { AutoPrune } from './maintenance/auto-prune.js'
 import { recordBudget } from './maintenance/budget-record.js'
 import { worthALook } from './maintenance/crowding.js'
@@ -65,6 +67,42 @@ export interface LarderEvents {
 const SET_OPTIONS = ['ttl', 'tags'] as const
 const GET_OR_SET_OPTIONS = ['ttl', 'tags', 'grace'] as const
 
+/** An entry ready to be written: serialized at call time, written at its turn. */
+interface Write {
+  serialized: Serialized
+  createdAt: number
+  expiresAt: number
+  tags: readonly string[]
+  grace: number
+  /** ms spent preparing it (serializing), for latency.set. */
+  spent: number
+  /** The value as the serializer gives it back, when already known. */
+  value?: unknown
+}
+
+/** getOrSet's options, validated. */
+interface Load {
+  ttl: number | undefined
+  tags: readonly string[]
+  grace: number
+}
+
+/** What a load gave its callers: the value, and whether the cache had it (a hit). */
+interface Loaded {
+  value: unknown
+  cached: boolean
+}
+
+/** A getOrSet load in progress, which callers of the same key join. */
+interface Flight {
+  tags: readonly string[]
+  /** The creation time of what it stores: stamped when the load began. */
+  createdAt: number
+  /** A change of the key (or of its tags) was called since it began: it stores nothing. */
+  superseded: boolean
+  result: Promise<Loaded>
+}
+
 /**
  * A persistent cache in a directory. Create one with `Larder.open()`.
  *
@@ -95,8 +133,8 @@ export class Larder extends EventEmitter<LarderEvents> {
   readonly #breaker: DiskBreaker
   readonly #memory: MemoryTier | undefined
   readonly #files: FileTier
-  readonly #flights = new Map<string, Promise<unknown>>()
-  readonly #keyLocks = new Map<string, Promise<unknown>>()
+  readonly #flights = new Map<string, Flight>()
+  readonly #order = new KeyOrder()
   readonly #getLatency = new LatencyWindow()
   readonly #setLatency = new LatencyWindow()
   /** Gets tried on the memory tier, to time one in 16 of its hits. */
@@ -116,13 +154,7 @@ export class Larder extends EventEmitter<LarderEvents> {
 
   private constructor(options: ResolvedOptions) {
     super()
-    const events = this as EventEmitter
-    events.on('newListener', (event: string) => {
-      if (event === 'hit') this.#hitListeners++
-    })
-    events.on('removeListener', (event: string) => {
-      if (event === 'hit') this.#hitListeners--
-    })
+    this.#watchHitListeners()
     this.options = Object.freeze(options)
     this.#layout = new Layout(options.dir, options.namespace)
     this.#tags = new TagClock(this.#layout)
@@ -171,28 +203,26 @@ export class Larder extends EventEmitter<LarderEvents> {
   async get(key: string): Promise<unknown> {
     this.#assertOpen()
     // The memory tier first, before validation: every key in it was validated when stored,
-    // and a hit must cost little more than the lookup (it is timed one time in 16).
-    if (this.#memory !== undefined && typeof key === 'string') {
-      const sampled = (++this.#memoryGets & 15) === 0
-      const started = sampled ? performance.now() : 0
+    // and a hit must cost little more than the lookup. While a change is in flight it must
+    // wait for the changes of its key called before it (#read).
+    if (this.#memory !== undefined && this.#order.idle && typeof key === 'string') {
       const memory = this.#fromMemory(key)
-      if (memory.found) {
-        if (sampled) this.#getLatency.record(performance.now() - started)
-        return memory.value
-      }
+      if (memory.found) return memory.value
+      const found = await this.#read(validateKey(key), 0, false)
+      return found.found ? found.value : undefined
     }
-    const k = validateKey(key)
-    const started = performance.now()
-    const found = await this.#lookup(k, 0)
-    this.#getLatency.record(performance.now() - started)
+    const found = await this.#read(validateKey(key), 0, true)
     return found.found ? found.value : undefined
   }
 
   /** Whether a fresh entry exists for `key`. Checks the entry's metadata (and, for entries
-   *  up to 64 KiB, its checksum) without decompressing or deserializing the value. */
+   *  up to 64 KiB, its checksum) without decompressing or deserializing the value. Counts no
+   *  hit or miss. */
   async has(key: string): Promise<boolean> {
     this.#assertOpen()
     const k = validateKey(key)
+    const waiting = this.#order.pending(k)
+    if (waiting !== undefined) await waiting
     if (this.#memory?.has(k) === true) return true
     try {
       return await this.#files.has(k)
@@ -202,49 +232,49 @@ export class Larder extends EventEmitter<LarderEvents> {
     }
   }
 
-  /** Values for `keys`, in key order (`undefined` for each miss). */
+  /** Values for `keys`, in key order (`undefined` for each miss); a hit or miss per key.
+   *  At most BATCH_PARALLELISM entries are read at once. */
   async getMany(keys: readonly string[]): Promise<unknown[]> {
     this.#assertOpen()
     const valid = validateKeys(keys)
-    return Promise.all(valid.map((k) => this.get(k)))
+    const slots = new Slots(BATCH_PARALLELISM)
+    return Promise.all(valid.map((k) => slots.run(async () => {
+      const found = await this.#read(k, 0, true)
+      return found.found ? found.value : undefined
+    })))
   }
 
   /**
    * The value for `key`; on a miss, calls `loader` once however many callers ask at the same
-   * time (singleflight), stores its result and returns it. A failing loader rejects every
-   * waiting caller and caches nothing; with `grace`, a value expired less than `grace` ago
-   * is returned instead. A loader that resolves to `undefined` caches nothing.
+   * time (singleflight), stores its result and returns it (as the serializer gives it back,
+   * like every later read). A failing loader rejects every waiting caller and caches nothing;
+   * with `grace`, a value expired less than `grace` ago is returned instead, and the entry
+   * the loader stores is kept that long past its expiry for this purpose. A loader that
+   * resolves to `undefined` caches nothing.
+   *
+   * The entry is as old as the moment its loader started: a set, delete or clear of the key,
+   * or an invalidation of its tags, made while the loader runs wins over what it returns.
+   * The callers already waiting receive the loaded value once; later callers do not.
    */
   async getOrSet<T>(key: string, loader: () => T | Promise<T>, options?: GetOrSetOptions): Promise<T> {
     this.#assertOpen()
     const k = validateKey(key)
     if (typeof loader !== 'function') throw new LarderError('ERR_INVALID_VALUE', 'Invalid loader: expected a function', { field: 'loader' })
     const o = validateCallOptions<GetOrSetOptions>(options, GET_OR_SET_OPTIONS)
-    const ttl = validateTtl(o.ttl)
-    const tags = validateTags(o.tags)
-    const grace = validateTtl(o.grace, 'grace') ?? 0
+    const load: Load = { ttl: validateTtl(o.ttl), tags: validateTags(o.tags), grace: validateTtl(o.grace, 'grace') ?? 0 }
+    const waiting = this.#order.pending(k)
+    if (waiting !== undefined) await waiting
     const memory = this.#fromMemory(k)
     if (memory.found) return memory.value as T
-    const inFlight = this.#flights.get(k)
-    if (inFlight !== undefined) return inFlight as Promise<T>
-    const flight = (async (): Promise<T> => {
-      const found = await this.#lookup(k, grace)
-      if (found.found && !found.stale) return found.value as T
-      let value: T
-      try {
-        value = await loader()
-      } catch (error) {
-        if (found.found) return found.value as T // stale-if-error
-        throw error
-      }
-      if (value !== undefined) await this.#store(k, value, ttl, tags, undefined, undefined, grace)
-      return value
-    })()
+    const joined = this.#flights.get(k)
+    if (joined !== undefined && !this.#invalidatedSince(joined)) return this.#join(k, joined) as Promise<T>
+    const flight: Flight = { tags: load.tags, createdAt: this.#clock.createdAt(load.tags), superseded: false, result: undefined as never }
+    flight.result = this.#load(k, loader, load, flight)
     this.#flights.set(k, flight)
     try {
-      return await flight
+      return (await flight.result).value as T
     } finally {
-      this.#flights.delete(k)
+      if (this.#flights.get(k) === flight) this.#flights.delete(k)
     }
   }
 
@@ -257,12 +287,16 @@ export class Larder extends EventEmitter<LarderEvents> {
   async getStream(key: string): Promise<Readable | undefined> {
     this.#assertOpen()
     const k = validateKey(key)
+    const waiting = this.#order.pending(k)
+    if (waiting !== undefined) await waiting
+    const started = performance.now()
     let stream: Readable | undefined
     try {
       stream = await this.#files.getStream(k)
     } catch (error) {
       this.#readFailed(error)
     }
+    this.#getLatency.record(performance.now() - started)
     if (stream === undefined) this.#miss(k)
     else this.#hit(k, 'disk')
     return stream
@@ -275,27 +309,33 @@ export class Larder extends EventEmitter<LarderEvents> {
     this.#assertOpen()
     const k = validateKey(key)
     const o = validateCallOptions<SetOptions>(options, SET_OPTIONS)
-    await this.#store(k, value, validateTtl(o.ttl), validateTags(o.tags))
+    const write = this.#prepare(value, validateTtl(o.ttl), validateTags(o.tags), 0)
+    return this.#change(k, () => this.#write(k, write))
   }
 
-  /** Stores several entries. Every item is validated and serialized before any is written. */
+  /** Stores several entries. Every item is validated and serialized before any is written;
+   *  an error names the item (`items[1].ttl`). At most BATCH_PARALLELISM are written at once. */
   async setMany(items: readonly SetManyItem[]): Promise<void> {
     this.#assertOpen()
     if (!Array.isArray(items)) throw new LarderError('ERR_INVALID_VALUE', 'Invalid items: expected an array of { key, value, ttl?, tags? }', { field: 'items' })
     const prepared = items.map((item: unknown, i) => {
-      if (item === null || typeof item !== 'object') throw new LarderError('ERR_INVALID_VALUE', `Invalid items[${i}]: expected { key, value, ttl?, tags? }`, { field: `items[${i}]` })
-      const o = validateCallOptions<SetManyItem>(item, ['key', 'value', 'ttl', 'tags'], `items[${i}]`)
-      const k = validateKey(o.key, `items[${i}].key`)
-      const serialized = serialize(o.value, this.options.serializer)
-      return { k, value: o.value, serialized, ttl: validateTtl(o.ttl, `items[${i}].ttl`), tags: validateTags(o.tags, `items[${i}].tags`) }
+      const field = `items[${i}]`
+      if (item === null || typeof item !== 'object') throw new LarderError('ERR_INVALID_VALUE', `Invalid ${field}: expected { key, value, ttl?, tags? }`, { field })
+      const o = validateCallOptions<SetManyItem>(item, ['key', 'value', 'ttl', 'tags'], field)
+      const k = validateKey(o.key, `${field}.key`)
+      const ttl = validateTtl(o.ttl, `${field}.ttl`)
+      const tags = validateTags(o.tags, `${field}.tags`)
+      return { k, write: this.#prepare(o.value, ttl, tags, 0, `${field}.value`) }
     })
-    for (const p of prepared) await this.#store(p.k, p.value, p.ttl, p.tags, p.serialized)
+    const slots = new Slots(BATCH_PARALLELISM)
+    await Promise.all(prepared.map(({ k, write }) => this.#change(k, () => slots.run(() => this.#write(k, write)))))
   }
 
   /**
    * Stores a stream (a Readable, any (async) iterable of Uint8Array/string chunks, or one
    * Uint8Array) with bounded memory. The entry appears atomically once the whole stream is
-   * written. An error from the source rejects with that error and stores nothing.
+   * written; until then reads see the entry it replaces. An error from the source rejects
+   * with that error and stores nothing.
    */
   async setStream(key: string, source: StreamSource | Iterable<Uint8Array | string> | Uint8Array, options?: SetOptions): Promise<void> {
     this.#assertOpen()
@@ -304,46 +344,58 @@ export class Larder extends EventEmitter<LarderEvents> {
     const ttl = validateTtl(o.ttl)
     const tags = validateTags(o.tags)
     const input = validateSource(source)
-    const started = performance.now()
     const createdAt = this.#clock.createdAt(tags)
     const expiresAt = expiryOf(ttl ?? this.options.defaultTtl, createdAt)
-    this.#memory?.delete(k)
-    try {
-      await this.#files.setStream(k, input, { createdAt, expiresAt, tags })
-      this.#setLatency.record(performance.now() - started)
-      this.emit('set', k)
-      this.#autoPrune.afterWrite()
-    } catch (error) {
-      if (error instanceof SourceError) throw error.original
-      if (input instanceof Readable && !input.destroyed) input.destroy()
-      this.#writeFailed(error)
-    }
+    return this.#change(k, async () => {
+      const started = performance.now()
+      this.#memory?.delete(k)
+      try {
+        await this.#files.setStream(k, input, { createdAt, expiresAt, tags })
+        this.#setLatency.record(performance.now() - started)
+        this.emit('set', k)
+        this.#autoPrune.afterWrite()
+      } catch (error) {
+        if (error instanceof SourceError) throw error.original
+        if (input instanceof Readable && !input.destroyed) input.destroy()
+        this.#writeFailed(error)
+      } finally {
+        // A read during the stream may have promoted the entry it replaced.
+        this.#memory?.delete(k)
+      }
+    }, true)
   }
 
   /** Removes `key`; true if a live entry was there (an expired one is removed too, but was not there). */
   async delete(key: string): Promise<boolean> {
     this.#assertOpen()
-    return this.#remove(validateKey(key))
+    const k = validateKey(key)
+    return this.#change(k, () => this.#remove(k))
   }
 
-  /** Removes each key; resolves to how many entries were there. */
+  /** Removes each key; resolves to how many entries were there. At most BATCH_PARALLELISM
+   *  are removed at once. */
   async deleteMany(keys: readonly string[]): Promise<number> {
     this.#assertOpen()
     const valid = validateKeys(keys)
-    let removed = 0
-    for (const k of valid) if (await this.#remove(k)) removed++
-    return removed
+    const slots = new Slots(BATCH_PARALLELISM)
+    const removed = await Promise.all(valid.map((k) => this.#change(k, () => slots.run(() => this.#remove(k)))))
+    return removed.filter(Boolean).length
   }
 
-  /** Removes every entry of this namespace, for every process sharing the directory. */
+  /** Removes every entry of this namespace, for every process sharing the directory: what was
+   *  set before the call, in every tier; a set called after it is kept. */
   async clear(): Promise<void> {
     this.#assertOpen()
-    this.#memory?.clear()
-    try {
-      await this.#files.clear()
-    } catch (error) {
-      this.#writeFailed(error)
-    }
+    for (const flight of this.#flights.values()) flight.superseded = true
+    this.#flights.clear()
+    return this.#order.everything(async () => {
+      this.#memory?.clear()
+      try {
+        await this.#files.clear()
+      } catch (error) {
+        this.#writeFailed(error)
+      }
+    })
   }
 
   /**
@@ -354,6 +406,10 @@ export class Larder extends EventEmitter<LarderEvents> {
     this.#assertOpen()
     const valid = validateTags(tags)
     if (valid.length === 0) return
+    // A load in progress that carries one of them began before: it must not store.
+    for (const [k, flight] of this.#flights) {
+      if (flight.tags.some((t) => valid.includes(t))) this.#supersede(k)
+    }
     try {
       await this.#files.invalidateTags(valid, this.#clock.stamp())
     } catch (error) {
@@ -361,33 +417,41 @@ export class Larder extends EventEmitter<LarderEvents> {
     }
   }
 
-  /** Adds `delta` to the number under `key` (a missing key counts as 0) and returns the
-   *  result. Calls in one process are serialized per key, so no update is lost. The entry
-   *  keeps its expiry and tags. */
+  /**
+   * Adds `delta` to the number under `key` (a missing key counts as 0) and returns the
+   * result. Calls in one instance take effect in call order, so no update is lost. The entry
+   * keeps its expiry, tags and grace. A result that is not finite is refused
+   * (`ERR_INVALID_VALUE`), and a `raw` cache cannot store numbers (`ERR_INVALID_OPTION`).
+   * Counts no hit or miss.
+   */
   async increment(key: string, delta = 1): Promise<number> {
     this.#assertOpen()
     const k = validateKey(key)
     if (typeof delta !== 'number' || !Number.isFinite(delta)) {
       throw new LarderError('ERR_INVALID_VALUE', `Invalid delta: expected a finite number, got ${String(delta)}`, { field: 'delta' })
     }
-    return this.#withKeyLock(k, async () => {
-      const memory = this.#fromMemory(k)
-      const found: TierRead = memory.found ? memory : await this.#lookup(k, 0)
+    if (this.options.serializer === 'raw') {
+      throw new LarderError('ERR_INVALID_OPTION', 'Cannot increment: this cache uses the raw serializer, which stores only Buffers, Uint8Arrays and strings, not numbers', { field: 'serializer' })
+    }
+    return this.#change(k, async () => {
+      const memory = this.#memory?.get(k) ?? MISS
+      const found: TierRead = memory.found ? memory : await this.#lookup(k, 0, false)
       let current = 0
-      let expiresAt: number | undefined
-      let tags: readonly string[] = []
-      let grace = 0
+      let kept: { expiresAt: number; tags: readonly string[]; grace: number } | undefined
       if (found.found) {
         if (typeof found.value !== 'number') {
           throw new LarderError('ERR_INVALID_VALUE', `Cannot increment key ${JSON.stringify(k)}: its value is a ${typeof found.value}, not a number`, { field: 'key' })
         }
         current = found.value
-        expiresAt = found.expiresAt
-        tags = found.tags
-        grace = found.grace
+        kept = found
       }
       const next = current + delta
-      await this.#store(k, next, undefined, tags, undefined, expiresAt, grace)
+      if (!Number.isFinite(next)) {
+        throw new LarderError('ERR_INVALID_VALUE', `Invalid delta: ${current} + ${delta} is not a finite number, which could not be stored`, { field: 'delta' })
+      }
+      const write = this.#prepare(next, undefined, kept?.tags ?? [], kept?.grace ?? 0)
+      if (kept !== undefined) write.expiresAt = kept.expiresAt
+      await this.#write(k, write)
       return next
     })
   }
@@ -449,6 +513,8 @@ export class Larder extends EventEmitter<LarderEvents> {
   async info(key: string): Promise<EntryInfo | undefined> {
     this.#assertOpen()
     const k = validateKey(key)
+    const waiting = this.#order.pending(k)
+    if (waiting !== undefined) await waiting
     try {
       return await this.#files.info(k)
     } catch (error) {
@@ -520,7 +586,31 @@ export class Larder extends EventEmitter<LarderEvents> {
     this.#removeExitHook = undefined
   }
 
+  /** Removes listeners, as EventEmitter does, but keeps knowing who listens for 'hit'. */
+  override removeAllListeners(...event: Parameters<EventEmitter<LarderEvents>['removeAllListeners']>): this {
+    super.removeAllListeners(...event)
+    this.#watchHitListeners()
+    return this
+  }
+
   // ── internals ─────────────────────────────────────────────────────────────
+
+  readonly #countHitListener = (event: string | symbol): void => {
+    if (event === 'hit') this.#hitListeners++
+  }
+
+  readonly #uncountHitListener = (event: string | symbol): void => {
+    if (event === 'hit') this.#hitListeners--
+  }
+
+  /** 'hit' listeners are counted from newListener/removeListener (see #hitListeners): installs
+   *  those hooks unless they are in place, and recounts. */
+  #watchHitListeners(): void {
+    const events = this as EventEmitter
+    if (!events.listeners('newListener').includes(this.#countHitListener)) events.on('newListener', this.#countHitListener)
+    if (!events.listeners('removeListener').includes(this.#uncountHitListener)) events.on('removeListener', this.#uncountHitListener)
+    this.#hitListeners = this.listenerCount('hit')
+  }
 
   async #prepareDirectory(): Promise<void> {
     try {
@@ -539,20 +629,24 @@ export class Larder extends EventEmitter<LarderEvents> {
     }
   }
 
-  /** A fresh memory-tier entry, counted as a hit; MISS otherwise. */
+  /** A fresh memory-tier entry, counted as a hit (and timed one time in 16); MISS otherwise. */
   #fromMemory(key: string): TierRead {
     if (this.#memory === undefined) return MISS
+    const sampled = (++this.#memoryGets & 15) === 0
+    const started = sampled ? performance.now() : 0
     const entry = this.#memory.get(key)
     if (entry.found) {
       this.#counts.memoryHits++
       this.#counts.hits++
       if (this.#hitLog !== undefined) this.#hitLog.hit(this.#layout.hashKey(key))
       if (this.#hitListeners > 0) this.emit('hit', key, 'memory')
+      if (sampled) this.#getLatency.record(performance.now() - started)
     }
     return entry
   }
 
-  /** Tag check for the memory tier, where a disk error must not throw: treat as stale. */
+  /** Tag check for the memory tier and for loads, where a disk error must not throw: treat
+   *  as stale. */
   #tagsStaleSafe(tags: readonly string[], createdAt: number): boolean {
     try {
       return this.#tags.isStale(tags, createdAt)
@@ -562,48 +656,154 @@ export class Larder extends EventEmitter<LarderEvents> {
   }
 
   /**
-   * Reads `key` from the files (see FileTier.get), counts the hit or miss, and promotes a hit
-   * into the memory tier. Never throws for disk trouble while failOpen.
+   * A counted, timed read of `key` (get, getMany): once the changes of the key called before
+   * it have taken effect, the memory tier (unless the caller has just asked it), then the
+   * files. Never throws for disk trouble while failOpen.
    */
-  async #lookup(key: string, grace: number): Promise<TierRead> {
+  async #read(key: string, grace: number, askMemory: boolean): Promise<TierRead> {
+    const waiting = this.#order.pending(key)
+    if (waiting !== undefined) {
+      await waiting
+      askMemory = true
+    }
+    if (askMemory) {
+      const memory = this.#fromMemory(key)
+      if (memory.found) return memory
+    }
+    return this.#timedLookup(key, grace)
+  }
+
+  async #timedLookup(key: string, grace: number): Promise<TierRead> {
+    const started = performance.now()
+    const found = await this.#lookup(key, grace, true)
+    this.#getLatency.record(performance.now() - started)
+    return found
+  }
+
+  /**
+   * Reads `key` from the files (see FileTier.get), counts the hit or miss if asked, and
+   * promotes a hit into the memory tier, unless a change was called while the disk was read
+   * (the value read may be what it replaced). Never throws for disk trouble while failOpen.
+   */
+  async #lookup(key: string, grace: number, count: boolean): Promise<TierRead> {
+    const version = this.#order.version
     let result: TierRead = MISS
     try {
       result = await this.#files.get(key, grace)
     } catch (error) {
       this.#readFailed(error)
     }
-    if (!result.found || result.stale) {
-      this.#miss(key)
-      return result
+    const hit = result.found && !result.stale
+    if (count) {
+      if (hit) this.#hit(key, 'disk')
+      else this.#miss(key)
     }
-    this.#hit(key, 'disk')
-    this.#memory?.set(key, result)
+    if (result.found && !result.stale && this.#order.version === version) this.#memory?.set(key, result)
     return result
   }
 
   /**
-   * The write path shared by set, setMany, getOrSet and increment: serialize (unless done),
-   * write to the files, update the memory tier. `grace`: how long the entry stays on disk
-   * after it expires, for getOrSet's stale-if-error.
+   * getOrSet's load, shared by every caller that joins it: the files (counted and timed for
+   * the first caller), then the loader. Its result is stored unless the load was superseded
+   * or its tags invalidated since it began (the entry would be older than what replaced it).
    */
-  async #store(key: string, value: unknown, ttl: number | undefined, tags: readonly string[], serialized?: Serialized, keepExpiresAt?: number, grace = 0): Promise<void> {
-    const started = performance.now()
-    const s = serialized ?? serialize(value, this.options.serializer)
-    const createdAt = this.#clock.createdAt(tags)
-    const expiresAt = keepExpiresAt ?? expiryOf(ttl ?? this.options.defaultTtl, createdAt)
-    const entry: TierEntry = { value, createdAt, expiresAt, tags, grace, size: s.bytes.length }
+  async #load(key: string, loader: () => unknown, load: Load, flight: Flight): Promise<Loaded> {
+    const found = await this.#timedLookup(key, load.grace)
+    if (found.found && !found.stale) return { value: found.value, cached: true }
+    let value: unknown
     try {
-      await this.#files.set(key, { ...entry, serialized: s })
+      value = await loader()
+    } catch (error) {
+      if (found.found) return { value: found.value, cached: false } // stale-if-error
+      throw error
+    }
+    if (value === undefined) return { value, cached: false }
+    const write = this.#prepare(value, load.ttl, load.tags, load.grace, 'value', flight.createdAt)
+    // What every later read returns, so this caller gets it too.
+    write.value = this.#readBack(write.serialized)
+    if (!flight.superseded && !this.#invalidatedSince(flight)) await this.#change(key, () => this.#write(key, write))
+    return { value: write.value, cached: false }
+  }
+
+  /** A caller that joined a load in progress: counted as the load turned out. */
+  async #join(key: string, flight: Flight): Promise<unknown> {
+    try {
+      const loaded = await flight.result
+      if (loaded.cached) this.#hit(key, 'disk')
+      else this.#miss(key)
+      return loaded.value
+    } catch (error) {
+      this.#miss(key)
+      throw error
+    }
+  }
+
+  /** Whether a tag of the load was invalidated, by any process, since the load began. */
+  #invalidatedSince(flight: Flight): boolean {
+    return flight.tags.length > 0 && this.#tagsStaleSafe(flight.tags, flight.createdAt)
+  }
+
+  /** A load of `key` in progress began before a change of the key: it must not store, and
+   *  callers after the change must not join it. */
+  #supersede(key: string): void {
+    const flight = this.#flights.get(key)
+    if (flight === undefined) return
+    flight.superseded = true
+    this.#flights.delete(key)
+  }
+
+  /** Runs a change of `key` in call order (KeyOrder), superseding a load in progress. */
+  #change<T>(key: string, change: () => Promise<T>, hidden = false): Promise<T> {
+    this.#supersede(key)
+    return this.#order.change(key, change, hidden)
+  }
+
+  /** Serializes a value for writing, at call time (bad input rejects before anything is
+   *  queued or written); its creation time is now, or when its load began. */
+  #prepare(value: unknown, ttl: number | undefined, tags: readonly string[], grace: number, field = 'value', createdAt?: number): Write {
+    const started = performance.now()
+    const serialized = serialize(value, this.options.serializer, field)
+    const at = createdAt ?? this.#clock.createdAt(tags)
+    return { serialized, createdAt: at, expiresAt: expiryOf(ttl ?? this.options.defaultTtl, at), tags, grace, spent: performance.now() - started }
+  }
+
+  /** The value as every reader of its entry will get it (see serializers.ts `readBack`). */
+  #readBack(serialized: Serialized): unknown {
+    try {
+      return readBack(serialized, this.options.serializer)
+    } catch (cause) {
+      throw new LarderError('ERR_SERIALIZE', `Cannot store value: the custom serializer cannot read back what it wrote (${(cause as Error).message})`, { field: 'value', cause })
+    }
+  }
+
+  /**
+   * One entry written at its turn (KeyOrder), shared by set, setMany, getOrSet and increment:
+   * into the memory tier as the serializer gives it back, then to the files. A dropped write
+   * (failOpen) still serves this process from memory: better than a miss, and the process's
+   * own view stays consistent with what it just wrote.
+   */
+  async #write(key: string, write: Write): Promise<void> {
+    const started = performance.now()
+    const { serialized, createdAt, expiresAt, tags, grace } = write
+    const entry: TierEntry = { value: undefined, createdAt, expiresAt, tags, grace, size: serialized.bytes.length }
+    if (this.#memory !== undefined) {
+      entry.value = 'value' in write ? write.value : this.#readBack(serialized)
+      this.#memory.set(key, entry)
+    }
+    try {
+      await this.#files.set(key, { ...entry, serialized })
       this.emit('set', key)
       this.#autoPrune.afterWrite()
     } catch (error) {
-      this.#writeFailed(error) // rethrows ERR_UNAVAILABLE when failOpen is false
+      try {
+        this.#writeFailed(error)
+      } catch (unavailable) {
+        this.#memory?.delete(key) // the caller hears it was not stored
+        throw unavailable
+      }
     } finally {
-      this.#setLatency.record(performance.now() - started)
+      this.#setLatency.record(write.spent + performance.now() - started)
     }
-    // A dropped write still serves this process from memory: better than a miss, and the
-    // process's own view stays consistent with what it just wrote.
-    this.#memory?.set(key, entry)
   }
 
   async #remove(key: string): Promise<boolean> {
@@ -618,18 +818,6 @@ export class Larder extends EventEmitter<LarderEvents> {
     } catch (error) {
       this.#writeFailed(error)
       return false
-    }
-  }
-
-  async #withKeyLock<T>(key: string, task: () => Promise<T>): Promise<T> {
-    const previous = this.#keyLocks.get(key) ?? Promise.resolve()
-    const run = previous.then(task, task)
-    const settled = run.catch(() => {})
-    this.#keyLocks.set(key, settled)
-    try {
-      return await run
-    } finally {
-      if (this.#keyLocks.get(key) === settled) this.#keyLocks.delete(key)
     }
   }
 

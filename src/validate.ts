@@ -48,14 +48,19 @@ export function validateTtl(ttl: unknown, field = 'ttl'): number | undefined {
   return parseDuration(ttl as Duration, field, 'ERR_INVALID_TTL')
 }
 
-/** Rejects per-call option objects that are not objects or carry names we do not know. */
+/**
+ * Rejects per-call option objects that are not objects or carry names we do not know. The
+ * error names the unknown option: `tll` in a call's options, `items[1].tll` in an item.
+ */
 export function validateCallOptions<T extends object>(options: unknown, known: readonly string[], field = 'options'): Partial<T> {
   if (options === undefined) return {}
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw new LarderError('ERR_INVALID_OPTION', `Invalid ${field}: expected an object`, { field })
   }
   for (const name of Object.keys(options)) {
-    if (!known.includes(name)) throw new LarderError('ERR_INVALID_OPTION', `Invalid option "${name}" in ${field} (known: ${known.join(', ')})`, { field: name })
+    if (known.includes(name)) continue
+    const unknown = field === 'options' ? name : `${field}.${name}`
+    throw new LarderError('ERR_INVALID_OPTION', `Invalid option "${unknown}": not a known option (known: ${known.join(', ')})`, { field: unknown })
   }
   return options as Partial<T>
 }

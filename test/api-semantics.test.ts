@@ -53,6 +53,75 @@ function heldLoader<T>(value: T): { loader: () => Promise<T>; started: Promise<v
   }
 }
 
+describe('getOrSet and invalidations during its load', () => {
+  for (const memory of [false, true]) {
+    test(`an entry loaded across invalidateTags does not outlive it (memory tier ${memory ? 'on' : 'off'})`, async () => {
+      const cache = await Larder.open({ dir: tempDir(), memory })
+      const load = heldLoader('v1')
+      const first = cache.getOrSet('user:1', load.loader, { tags: ['users'] })
+      await load.started // the loader has read the database: v1
+      await cache.invalidateTags(['users']) // the database now holds v2
+      load.release()
+      assert.equal(await first, 'v1', 'the caller that started before may receive the old value once')
+      assert.equal(await cache.get('user:1'), undefined, 'nobody after the invalidation may')
+      assert.equal(await cache.getOrSet('user:1', () => 'v2', { tags: ['users'] }), 'v2')
+      assert.equal(await cache.get('user:1'), 'v2')
+      await cache.close()
+    })
+  }
+
+  test('a caller arriving after the invalidation does not join the load that began before it', async () => {
+    const cache = await Larder.open({ dir: tempDir(), memory: true })
+    const load = heldLoader('v1')
+    const first = cache.getOrSet('user:1', load.loader, { tags: ['users'] })
+    await load.started
+    await cache.invalidateTags(['users'])
+    const late = cache.getOrSet('user:1', () => 'v2', { tags: ['users'] })
+    load.release()
+    assert.equal(await first, 'v1')
+    assert.equal(await late, 'v2')
+    assert.equal(await cache.get('user:1'), 'v2')
+    await cache.close()
+  })
+
+  test('a set or delete during the load supersedes the loaded value', async () => {
+    const cache = await Larder.open({ dir: tempDir(), memory: true })
+    const load = heldLoader('loaded')
+    const first = cache.getOrSet('k', load.loader)
+    await load.started
+    await cache.set('k', 'set meanwhile')
+    load.release()
+    assert.equal(await first, 'loaded')
+    assert.equal(await cache.get('k'), 'set meanwhile')
+
+    const again = heldLoader('loaded again')
+    const second = cache.getOrSet('gone', again.loader)
+    await again.started
+    await cache.delete('gone')
+    again.release()
+    assert.equal(await second, 'loaded again')
+    assert.equal(await cache.get('gone'), undefined)
+    await cache.close()
+  })
+
+  test('across processes: a load in one process that spans another process\'s invalidateTags stores nothing either sees', { timeout: 60_000 }, async () => {
+    const dir = tempDir()
+    const a = await child()
+    const ha = await a.call<number>('open', { options: { dir, memory: true } })
+    const b = await Larder.open({ dir })
+    await a.call('startLoad', { h: ha, key: 'user:1', value: 'v1', options: { tags: ['users'] } })
+    await a.next('loader-started')
+    await b.invalidateTags(['users'])
+    assert.equal(await a.call('finishLoad', { key: 'user:1' }), 'v1')
+    assert.deepEqual(await a.call('get', { h: ha, key: 'user:1' }), { present: false, value: undefined })
+    assert.equal(await b.get('user:1'), undefined)
+    const c = await Larder.open({ dir })
+    assert.equal(await c.get('user:1'), undefined)
+    await c.close()
+    await b.close()
+  })
+})
+
 describe('grace', () => {
   test('an expired entry stored with a grace survives plain reads and maintenance, and is served when the loader fails', async () => {
     const dir = tempDir()
@@ -119,6 +188,138 @@ describe('grace', () => {
   })
 })
 
+describe('calls on one key take effect in call order', () => {
+  for (const memory of [false, true]) {
+    test(`a delete racing a set wins, in this process and in another (memory tier ${memory ? 'on' : 'off'})`, { timeout: 60_000 }, async () => {
+      const dir = tempDir()
+      const a = await Larder.open({ dir, memory })
+      await Promise.all([a.set('k', 'v1'), a.delete('k')])
+      assert.equal(await a.get('k'), undefined)
+      const other = await child()
+      const h = await other.call<number>('open', { options: { dir } })
+      assert.deepEqual(await other.call('get', { h, key: 'k' }), { present: false, value: undefined })
+      await a.close()
+    })
+  }
+
+  test('a set racing a delete issued before it wins', async () => {
+    const dir = tempDir()
+    const a = await Larder.open({ dir, memory: true })
+    await a.set('k', 'v1')
+    await Promise.all([a.delete('k'), a.set('k', 'v2')])
+    assert.equal(await a.get('k'), 'v2')
+    const b = await Larder.open({ dir })
+    assert.equal(await b.get('k'), 'v2')
+    await Promise.all([a.close(), b.close()])
+  })
+
+  test('a get issued after a set sees it, before the set has resolved', async () => {
+    for (const memory of [false, true]) {
+      const a = await Larder.open({ dir: tempDir(), memory })
+      const set = a.set('k', { v: 1 })
+      const get = a.get('k')
+      const has = a.has('k')
+      await set
+      assert.deepEqual(await get, { v: 1 }, `memory ${memory}`)
+      assert.equal(await has, true)
+      await a.close()
+    }
+  })
+
+  test('a clear removes what was set before it was called, in every tier; a set called after it survives', async () => {
+    const dir = tempDir()
+    const a = await Larder.open({ dir, memory: true })
+    await Promise.all([a.set('c', 'v1'), a.clear(), a.set('after', 'kept')])
+    assert.equal(await a.get('c'), undefined)
+    assert.equal(await a.get('after'), 'kept')
+    const b = await Larder.open({ dir })
+    assert.equal(await b.get('c'), undefined)
+    assert.equal(await b.get('after'), 'kept')
+    await Promise.all([a.close(), b.close()])
+  })
+
+  test('setStream, delete and increment on one key keep call order', async () => {
+    const dir = tempDir()
+    const a = await Larder.open({ dir, memory: true })
+    await Promise.all([a.setStream('s', [Buffer.alloc(100_000, 1)]), a.delete('s')])
+    assert.equal(await a.getStream('s'), undefined)
+    await Promise.all([a.set('n', 5), a.increment('n'), a.set('n', 100), a.increment('n', 2)])
+    assert.equal(await a.get('n'), 102)
+    const b = await Larder.open({ dir })
+    assert.equal(await b.get('n'), 102)
+    await Promise.all([a.close(), b.close()])
+  })
+})
+
+describe('batch calls', () => {
+  test('getMany and setMany of 600 entries over 64 KiB work under ulimit -n 256', { timeout: 120_000 }, async () => {
+    const dir = tempDir()
+    const script = childScript('batch-child.ts')
+    const command = `ulimit -n 256 && exec "${process.execPath}" --import tsx "${script}" "${dir}" 600 70000`
+    const { stdout } = await promisify(execFile)('bash', ['-c', command], { cwd: repoRoot, maxBuffer: 1 << 20 })
+    const result = JSON.parse(stdout.trim().split('\n').at(-1)!) as { intact: number; errors: number; dropped: number; breaker: string; firstErrors: string[] }
+    assert.deepEqual(result, { intact: 600, errors: 0, dropped: 0, breaker: 'closed', firstErrors: [] })
+  })
+})
+
+describe('events and stats', () => {
+  test('removeAllListeners() does not stop later hit listeners', async () => {
+    for (const memory of [false, true]) {
+      const cache = await Larder.open({ dir: tempDir(), memory })
+      cache.on('hit', () => {})
+      cache.removeAllListeners()
+      const seen: string[] = []
+      cache.on('hit', (key, tier) => seen.push(`${key}:${tier}`))
+      await cache.set('k', 1)
+      await cache.get('k')
+      assert.deepEqual(seen, [memory ? 'k:memory' : 'k:disk'])
+      cache.removeAllListeners('hit')
+      await cache.get('k')
+      cache.once('hit', (key) => seen.push(`once:${key}`))
+      await cache.get('k')
+      await cache.get('k')
+      assert.deepEqual(seen, [memory ? 'k:memory' : 'k:disk', 'once:k'])
+      await cache.close()
+    }
+  })
+
+  test('every caller of a shared getOrSet load counts a miss; cached answers count a hit; increment counts neither', async () => {
+    const cache = await Larder.open({ dir: tempDir() })
+    const load = heldLoader({ rows: 1 })
+    const callers = Array.from({ length: 10 }, () => cache.getOrSet('k', load.loader))
+    await load.started
+    load.release()
+    await Promise.all(callers)
+    assert.equal(load.calls(), 1)
+    let stats = await cache.stats()
+    assert.equal(stats.misses, 10)
+    assert.equal(stats.hits, 0)
+    assert.equal(await cache.getOrSet('k', load.loader).then((v) => v.rows), 1)
+    await cache.increment('n')
+    await cache.increment('n')
+    stats = await cache.stats()
+    assert.equal(stats.hits, 1)
+    assert.equal(stats.misses, 10)
+    assert.equal(stats.hitRate, 1 / 11)
+    await cache.close()
+  })
+
+  test('reads through getOrSet and getStream are timed in latency.get', async () => {
+    const cache = await Larder.open({ dir: tempDir() })
+    await cache.set('k', 'value')
+    const before = (await cache.stats()).latency.get.count
+    await cache.getOrSet('k', () => 'other')
+    const stream = await cache.getStream('k')
+    for await (const _ of stream!) { /* drain */ }
+    await cache.getStream('missing')
+    const stats = await cache.stats()
+    assert.equal(stats.latency.get.count - before, 3)
+    assert.equal(stats.hits, 2)
+    assert.equal(stats.misses, 1)
+    await cache.close()
+  })
+})
+
 describe('argument edges', () => {
   test('a positive ttl below 1 ms never means "forever": it rounds up to 1 ms', async () => {
     const cache = await Larder.open({ dir: tempDir(), defaultTtl: 0.4, memory: { ttl: 0.4 } })
@@ -144,5 +345,43 @@ describe('argument edges', () => {
     await fine.set('k', 1)
     await fine.close()
     await assert.rejects(Larder.open({ dir, namespace: 'x'.repeat(257) }), (e: LarderError) => e.code === 'ERR_INVALID_OPTION' && /256 bytes/.test(e.message))
+  })
+
+  test('increment rejects a result that is not finite and keeps the value; a raw cache says it cannot increment', async () => {
+    const dir = tempDir()
+    const cache = await Larder.open({ dir })
+    await cache.set('big', Number.MAX_VALUE)
+    await assert.rejects(cache.increment('big', Number.MAX_VALUE), (e: LarderError) => e.code === 'ERR_INVALID_VALUE' && e.field === 'delta' && /finite/.test(e.message))
+    assert.equal(await cache.get('big'), Number.MAX_VALUE)
+    assert.equal(await cache.increment('big', -Number.MAX_VALUE), 0)
+    await cache.close()
+    const raw = await Larder.open({ dir, serializer: 'raw' })
+    await assert.rejects(raw.increment('count'), (e: LarderError) => e.code === 'ERR_INVALID_OPTION' && e.field === 'serializer' && /raw/.test(e.message) && /increment/.test(e.message))
+    assert.equal(await raw.get('count'), undefined)
+    await raw.close()
+  })
+
+  test('setMany errors name the item that failed', async () => {
+    const dir = tempDir()
+    const cache = await Larder.open({ dir })
+    const circular: Record<string, unknown> = {}
+    circular.self = circular
+    const cases: [items: unknown[], code: string, field: string][] = [
+      [[{ key: 'a', value: 1 }, { key: 'b', value: 1, ttl: -1 }], 'ERR_INVALID_TTL', 'items[1].ttl'],
+      [[{ key: 'a', value: 1 }, { key: 'b', value: 1, tll: 5 }], 'ERR_INVALID_OPTION', 'items[1].tll'],
+      [[{ key: 'a', value: 1 }, { key: 'b', value: circular }], 'ERR_SERIALIZE', 'items[1].value'],
+      [[{ key: 'a', value: 1 }, { key: 'b', value: undefined }], 'ERR_INVALID_VALUE', 'items[1].value'],
+      [[{ key: 'a', value: 1 }, { key: 'b', value: 1, tags: [''] }], 'ERR_INVALID_VALUE', 'items[1].tags[0]'],
+    ]
+    for (const [items, code, field] of cases) {
+      await assert.rejects(cache.setMany(items as never), (e: LarderError) => {
+        assert.equal(e.code, code)
+        assert.equal(e.field, field)
+        assert.ok(e.message.includes(field), e.message)
+        return true
+      })
+    }
+    assert.equal(entryFiles(dir).length, 0, 'nothing written')
+    await cache.close()
   })
 })

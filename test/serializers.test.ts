@@ -49,6 +49,52 @@ function nameOf(serializer: LarderOptions['serializer']): string {
   return typeof serializer === 'string' ? serializer : 'custom'
 }
 
+describe('the memory tier returns what the disk returns', () => {
+  for (const serializer of SERIALIZERS) {
+    test(`${nameOf(serializer)}: get from memory, get from disk and getOrSet agree on every value`, async () => {
+      const dir = tempDir()
+      const writer = await Larder.open({ dir, serializer, memory: true })
+      const stored: string[] = []
+      for (const [name, make] of VALUES) {
+        try {
+          await writer.set(`set:${name}`, make())
+          stored.push(name)
+        } catch (error) {
+          assert.ok(error instanceof LarderError, `${name}: ${String(error)}`)
+          continue
+        }
+        const loaded = await writer.getOrSet(`load:${name}`, make)
+        assert.deepStrictEqual(loaded, await writer.get(`load:${name}`), `${name}: getOrSet's result is what get returns next`)
+      }
+      assert.ok(stored.length >= 2, `${nameOf(serializer)} stored ${stored.join(', ')}`)
+      const reader = await Larder.open({ dir, serializer }) // a new instance reads the files
+      for (const name of stored) {
+        for (const prefix of ['set', 'load']) {
+          const fromMemory = await writer.get(`${prefix}:${name}`)
+          const fromDisk = await reader.get(`${prefix}:${name}`)
+          assert.deepStrictEqual(fromMemory, fromDisk, `${nameOf(serializer)} ${prefix} ${name}`)
+        }
+      }
+      const stats = await writer.stats()
+      assert.equal(stats.memoryHits, stored.length * 3, 'the writer answered from memory')
+      await Promise.all([writer.close(), reader.close()])
+    })
+  }
+
+  test('changing a value after set changes nothing in the cache', async () => {
+    const cache = await Larder.open({ dir: tempDir(), memory: true })
+    const value = { list: [1, 2] }
+    const bytes = Buffer.from('abc')
+    await cache.set('obj', value)
+    await cache.set('bytes', bytes)
+    value.list.push(3)
+    bytes[0] = 0x7a
+    assert.deepStrictEqual(await cache.get('obj'), { list: [1, 2] })
+    assert.deepStrictEqual(await cache.get('bytes'), Buffer.from('abc'))
+    await cache.close()
+  })
+})
+
 describe('values a serializer would change silently are rejected', () => {
   const nested: [name: string, make: () => unknown][] = [
     ['a method', () => ({ id: 1, compute() { return 2 } })],

@@ -11,6 +11,7 @@ import { Larder, type LarderOptions } from '../../src/index.ts'
 import { deepStrictEqual } from 'node:assert/strict'
 import { persistenceFixtures, STREAM_FIXTURE } from './fixtures.ts'
 import { artifactSource, digestStream, makeRecord, prng, randInt, recordProblem } from './shared.ts'
+import { serveRequests } from './rpc.ts'
 
 interface Opened {
   cache: Larder
@@ -229,20 +230,4 @@ async function handle(message: Record<string, unknown>): Promise<unknown> {
   }
 }
 
-process.on('message', (raw) => {
-  const message = raw as Record<string, unknown>
-  if (message.op === 'exit') {
-    void Promise.all([...caches.values()].map((c) => c.cache.close())).finally(() => process.exit(0))
-    return
-  }
-  handle(message).then(
-    (result) => process.send!({ id: message.id, ok: true, result }),
-    (error: unknown) => {
-      const e = error as { message?: string; code?: string; name?: string; stack?: string }
-      process.send!({ id: message.id, ok: false, error: { message: e.stack ?? e.message ?? String(error), code: e.code, name: e.name } })
-    },
-  )
-})
-// The parent's going away must not leave this process behind.
-process.on('disconnect', () => process.exit(0))
-process.send!({ type: 'ready' })
+serveRequests(handle, () => Promise.all([...caches.values()].map((c) => c.cache.close())))

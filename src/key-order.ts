@@ -1,0 +1,80 @@
+/**
+ * Calls on one key of one instance take effect in the order they were made, in every tier.
+ *
+ * A change (set, setMany's items, setStream, delete, increment, getOrSet's store) awaits the
+ * disk, and an earlier change may still be awaiting its own: a partition's first write waits
+ * for its `mkdir`, a large value for the thread pool. Without an order, `Promise.all([set(k),
+ * delete(k)])` could delete first and store after, or leave the memory tier holding what the
+ * disk no longer has. So each change runs once every change of its key called before it has
+ * taken effect, and a read waits for the changes of its key called before it (`pending`).
+ * `clear()` waits for every change called before it, and every change called after it waits
+ * for the clear.
+ *
+ * Nothing is chained when nothing is in flight on the key: the change starts at once, in the
+ * caller's tick, and a read checks `idle` (one comparison) before anything else.
+ */
+const settled = (): void => {}
+
+interface Queued {
+  /** Settles (never rejects) when the key's last change has taken effect. */
+  last: Promise<void>
+  /** What a read of the key waits for: `last`, unless the last change is a stream. */
+  visible: Promise<void> | undefined
+}
+
+export class KeyOrder {
+  readonly #keys = new Map<string, Queued>()
+  /** A clear in progress: changes called after it wait for it. */
+  #everything: Promise<void> | undefined
+  /** Moves whenever a change is called or has taken effect. A read that saw it move while it
+   *  was on the disk may have read what a change replaced: it must not promote its value. */
+  version = 0
+
+  /** True when no change is in flight on any key. */
+  get idle(): boolean {
+    return this.#keys.size === 0 && this.#everything === undefined
+  }
+
+  /** What a read of `key` must wait for first (the changes called before it), if anything. */
+  pending(key: string): Promise<void> | undefined {
+    const queued = this.#keys.get(key)
+    return queued === undefined ? this.#everything : queued.visible
+  }
+
+  /**
+   * Runs `change` once every change of `key` called before it (and any clear) has taken
+   * effect. A `hidden` change (a stream) is ordered like any other, but reads do not wait for
+   * it: they see the entry it replaces until the stream's entry appears whole.
+   */
+  change<T>(key: string, change: () => Promise<T>, hidden = false): Promise<T> {
+    const queued = this.#keys.get(key)
+    const before = queued === undefined ? this.#everything : queued.last
+    this.version++
+    const run = before === undefined ? change() : before.then(change)
+    const last = run.then(settled, settled)
+    const slot: Queued = { last, visible: hidden ? (queued === undefined ? this.#everything : queued.visible) : last }
+    this.#keys.set(key, slot)
+    void last.then(() => {
+      this.version++
+      if (this.#keys.get(key) === slot) this.#keys.delete(key)
+    })
+    return run
+  }
+
+  /** Runs `change` (a clear) after every change called before it; every change called after
+   *  it waits for it. */
+  everything<T>(change: () => Promise<T>): Promise<T> {
+    const before = [...this.#keys.values()].map((queued) => queued.last)
+    if (this.#everything !== undefined) before.push(this.#everything)
+    this.#keys.clear()
+    this.version++
+    const run = before.length === 0 ? change() : Promise.all(before).then(change)
+    const done = run.then(settled, settled)
+    this.#everything = done
+    void done.then(() => {
+      this.version++
+      if (this.#everything === done) this.#everything = undefined
+    })
+    return run
+  }
+}
