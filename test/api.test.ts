@@ -138,10 +138,12 @@ describe('expiry', () => {
     const dir = tempDir()
     const cache = await Larder.open({ dir })
     await cache.set('short', 1, { ttl: 30 })
+    const expiredBy = Date.now() + 30 // created no later than now
     await cache.set('long', 2, { ttl: '1h' })
     await cache.set('forever', 3, { ttl: 0 })
-    assert.equal(await cache.get('short'), 1)
-    await new Promise((r) => setTimeout(r, 60))
+    assert.equal(entryFiles(dir).length, 3)
+    // Wait until the ttl has certainly passed, then check state: no margin to lose under load.
+    while (Date.now() <= expiredBy) await new Promise((r) => setTimeout(r, expiredBy - Date.now() + 1))
     assert.equal(await cache.get('short'), undefined)
     assert.equal(await cache.has('short'), false)
     assert.equal(await cache.get('long'), 2)
@@ -289,10 +291,13 @@ describe('operations', () => {
 
   test('increment keeps the entry expiry', async () => {
     const cache = await Larder.open({ dir: tempDir() })
-    await cache.set('n', 1, { ttl: 40 })
+    await cache.set('n', 1, { ttl: '1h', tags: ['t'] })
+    const before = (await cache.info('n'))!
     await cache.increment('n')
-    await new Promise((r) => setTimeout(r, 70))
-    assert.equal(await cache.get('n'), undefined)
+    const after = (await cache.info('n'))!
+    assert.equal(after.expiresAt, before.expiresAt)
+    assert.deepEqual(after.tags, ['t'])
+    assert.equal(await cache.get('n'), 2)
     await cache.close()
   })
 })
