@@ -26,7 +26,7 @@ import { MemoryTier } from './tiers/memory-tier.js'
 import { MISS, type TierEntry, type TierRead } from './tiers/tier.js'
 import {
   validateCallOptions, validateEntriesOptions, validateKey, validateKeys, validatePruneOptions, validateSource,
-  validateTags, validateTtl, validateVerifyOptions, validateWalkOptions,
+  validateTags, validateTtl, validateValueSize, validateVerifyOptions, validateWalkOptions,
 } from './validate.js'
 
 /** This instance's counters since it opened (`ActivityCounters`), and more. */
@@ -287,6 +287,7 @@ export class Larder extends EventEmitter<LarderEvents> {
       const o = validateCallOptions<SetManyItem>(item, ['key', 'value', 'ttl', 'tags'], `items[${i}]`)
       const k = validateKey(o.key, `items[${i}].key`)
       const serialized = serialize(o.value, this.options.serializer)
+      validateValueSize(serialized.bytes.length, this.options.maxValueSize, `items[${i}].value`)
       return { k, value: o.value, serialized, ttl: validateTtl(o.ttl, `items[${i}].ttl`), tags: validateTags(o.tags, `items[${i}].tags`) }
     })
     for (const p of prepared) await this.#store(p.k, p.value, p.ttl, p.tags, p.serialized)
@@ -586,6 +587,7 @@ export class Larder extends EventEmitter<LarderEvents> {
   async #store(key: string, value: unknown, ttl: number | undefined, tags: readonly string[], serialized?: Serialized, keepExpiresAt?: number): Promise<void> {
     const started = performance.now()
     const s = serialized ?? serialize(value, this.options.serializer)
+    validateValueSize(s.bytes.length, this.options.maxValueSize)
     const createdAt = this.#clock.createdAt(tags)
     const expiresAt = keepExpiresAt ?? expiryOf(ttl ?? this.options.defaultTtl, createdAt)
     const entry: TierEntry = { value, createdAt, expiresAt, tags, size: s.bytes.length }
