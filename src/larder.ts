@@ -20,6 +20,7 @@ import { LatencyWindow, type LatencySummary } from './stats/latency-window.js'
 import { CreationClock, expiryOf } from './store/creation-clock.js'
 import { Layout } from './store/layout.js'
 import type { StreamSource } from './store/stream-writer.js'
+import { ChangeClock } from './store/change-clock.js'
 import { TagClock } from './store/tag-clock.js'
 import { FileTier, type CorruptReport } from './tiers/file-tier.js'
 import { MemoryTier } from './tiers/memory-tier.js'
@@ -132,9 +133,10 @@ export class Larder extends EventEmitter<LarderEvents> {
     this.#hitLog = options.evictionPolicy === 'lfu' ? new HitLog(this.#layout) : undefined
     this.#activity = new ActivityLog(this.#layout.activityDir)
     this.#pool = new MaintenancePool(options.maintenance.workers)
-    this.#memory = options.memory === false ? undefined : new MemoryTier(options.memory, (tags, createdAt) => this.#tagsStaleSafe(tags, createdAt))
+    const changes = new ChangeClock(this.#layout)
+    this.#memory = options.memory === false ? undefined : new MemoryTier(options.memory, (tags, createdAt) => this.#tagsStaleSafe(tags, createdAt), changes)
     this.#files = new FileTier({
-      layout: this.#layout, options, breaker: this.#breaker, tags: this.#tags, totals: this.#totals, hitLog: this.#hitLog,
+      layout: this.#layout, options, breaker: this.#breaker, tags: this.#tags, totals: this.#totals, hitLog: this.#hitLog, changes,
       counts: this.#counts,
       corrupt: (report) => this.emit('corrupt', report),
     })
@@ -514,7 +516,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     this.#hitLog?.stop()
     await this.#pool.destroy()
     this.#breaker.shutdown()
-    this.#memory?.clear()
+    this.#memory?.close()
     this.#removeExitHook?.()
     this.#removeExitHook = undefined
   }
@@ -566,6 +568,7 @@ export class Larder extends EventEmitter<LarderEvents> {
    */
   async #lookup(key: string, grace: number): Promise<TierRead> {
     let result: TierRead = MISS
+    const ticket = this.#memory?.epoch
     try {
       result = await this.#files.get(key, grace)
     } catch (error) {
@@ -576,7 +579,7 @@ export class Larder extends EventEmitter<LarderEvents> {
       return result
     }
     this.#hit(key, 'disk')
-    this.#memory?.set(key, result)
+    this.#memory?.set(key, result, ticket)
     return result
   }
 
@@ -591,6 +594,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     const createdAt = this.#clock.createdAt(tags)
     const expiresAt = keepExpiresAt ?? expiryOf(ttl ?? this.options.defaultTtl, createdAt)
     const entry: TierEntry = { value, createdAt, expiresAt, tags, size: s.bytes.length }
+    const ticket = this.#memory?.epoch
     try {
       await this.#files.set(key, { ...entry, serialized: s })
       this.emit('set', key)
@@ -602,7 +606,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     }
     // A dropped write still serves this process from memory: better than a miss, and the
     // process's own view stays consistent with what it just wrote.
-    this.#memory?.set(key, entry)
+    this.#memory?.set(key, entry, ticket)
   }
 
   async #remove(key: string): Promise<boolean> {

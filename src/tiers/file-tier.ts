@@ -16,6 +16,7 @@ import { LARGE, readSmallEntryFile, removeFile, removeIfUnchanged, writeEntryFil
 import { CACHEDIR_TAG, type Layout } from '../store/layout.js'
 import { collect, createEntryStream, openEntry, readOpenedEntry, type OpenedEntry } from '../store/stream-reader.js'
 import { writeEntryStream, type StreamSource } from '../store/stream-writer.js'
+import type { ChangeClock } from '../store/change-clock.js'
 import type { TagClock } from '../store/tag-clock.js'
 import { MISS, type StoredEntry, type Tier, type TierEntry, type TierRead } from './tier.js'
 
@@ -33,6 +34,8 @@ export interface FileTierParts {
   tags: TagClock
   totals: RunningTotals
   hitLog: HitLog | undefined
+  /** Told of every write, once it is on disk, so other processes' memory tiers see it. */
+  changes: ChangeClock
   /** The instance's counters: this tier adds bytes read and written, sets, expired and corrupt. */
   counts: ActivityCounters
   corrupt(report: CorruptReport): void
@@ -211,6 +214,7 @@ export class FileTier implements Tier {
       const before = disk.lstatSync(target, { throwIfNoEntry: false })
       return writeEntryFile(target, file, this.#p.options.durable).then(() => before)
     })
+    this.#p.changes.bump()
     this.#p.totals.written(file.length, previous?.isFile() ? previous.size : undefined)
     this.#p.counts.sets++
     this.#p.counts.bytesWritten += file.length
@@ -235,6 +239,7 @@ export class FileTier implements Tier {
         },
       }),
     )
+    this.#p.changes.bump()
     this.#p.totals.written(result.fileBytes, previous)
     this.#p.counts.sets++
     this.#p.counts.bytesWritten += result.fileBytes
@@ -253,6 +258,7 @@ export class FileTier implements Tier {
       const live = !((head.expiresAt !== 0 && head.expiresAt <= Date.now()) || this.#p.tags.isStale(head.tags, head.createdAt))
       return { size: removeFile(file), live }
     })
+    this.#p.changes.bump()
     this.#removed(removed?.size)
     return removed?.size !== undefined && removed.live
   }
@@ -272,6 +278,7 @@ export class FileTier implements Tier {
       }
       await disk.rm(trash, { recursive: true, force: true })
     })
+    this.#p.changes.bump()
   }
 
   /** Records that `tags` are invalid as of `at`, for every process. Throws disk failures. */
