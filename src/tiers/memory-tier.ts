@@ -77,7 +77,7 @@ export class MemoryTier implements Tier {
   get(key: string): TierRead {
     const entry = this.#lru.get(key)
     if (entry === undefined) return MISS
-    if ((this.#due || ((++this.#hits & (HITS_PER_CLOCK_READ - 1)) === 0 && Date.now() - this.#lookedAt >= CHANGE_CHECK_MS)) && this.#changedElsewhere()) return MISS
+    if ((this.#due || (this.#hits = (this.#hits + 1) & (HITS_PER_CLOCK_READ - 1)) === 0) && this.#changedElsewhere()) return MISS
     if ((entry.expiresAt !== 0 && entry.expiresAt <= Date.now()) || (entry.tags.length > 0 && this.#isStale(entry.tags, entry.createdAt))) {
       this.#lru.delete(key)
       return MISS
@@ -123,10 +123,13 @@ export class MemoryTier implements Tier {
     return this.#lru.size
   }
 
-  /** Looks at the change log; on another writer's change, drops every held entry. */
+  /** Looks at the change log if a look is due; on another writer's change, drops every held
+   *  entry. Kept out of get() so that a hit's own cost stays a flag test and a counter. */
   #changedElsewhere(): boolean {
+    const now = Date.now()
+    if (!this.#due && now - this.#lookedAt < CHANGE_CHECK_MS) return false
     this.#due = false
-    this.#lookedAt = Date.now()
+    this.#lookedAt = now
     this.#timer.refresh()
     if (!this.#changes.changedElsewhere()) return false
     this.#lru.clear()
