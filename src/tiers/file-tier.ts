@@ -383,6 +383,8 @@ export class FileTier implements Tier {
     } else {
       this.#p.counts.bytesRead += found.size
       const whole = await readOpenedEntry(found.opened)
+      // Verified now, but read after the head that was judged: it must still be that entry.
+      if (whole.key !== found.head.key) throw new CorruptEntryError('entry changed while it was read', found.ino)
       entry = whole
       bytes = await decodePayload(whole)
     }
