@@ -22,13 +22,14 @@ import { LatencyWindow, type LatencySummary } from './stats/latency-window.js'
 import { CreationClock, expiryOf } from './store/creation-clock.js'
 import { Layout } from './store/layout.js'
 import type { StreamSource } from './store/stream-writer.js'
+import { ChangeClock } from './store/change-clock.js'
 import { TagClock } from './store/tag-clock.js'
 import { FileTier, type CorruptReport } from './tiers/file-tier.js'
 import { MemoryTier } from './tiers/memory-tier.js'
 import { MISS, type TierEntry, type TierRead } from './tiers/tier.js'
 import {
   validateCallOptions, validateEntriesOptions, validateKey, validateKeys, validatePruneOptions, validateSource,
-  validateTags, validateTtl, validateVerifyOptions, validateWalkOptions,
+  validateTags, validateTtl, validateValueSize, validateVerifyOptions, validateWalkOptions,
 } from './validate.js'
 
 /** This instance's counters since it opened (`ActivityCounters`), and more. */
@@ -164,9 +165,10 @@ export class Larder extends EventEmitter<LarderEvents> {
     this.#hitLog = options.evictionPolicy === 'lfu' ? new HitLog(this.#layout) : undefined
     this.#activity = new ActivityLog(this.#layout.activityDir)
     this.#pool = new MaintenancePool(options.maintenance.workers)
-    this.#memory = options.memory === false ? undefined : new MemoryTier(options.memory, (tags, createdAt) => this.#tagsStaleSafe(tags, createdAt))
+    const changes = new ChangeClock(this.#layout)
+    this.#memory = options.memory === false ? undefined : new MemoryTier(options.memory, (tags, createdAt) => this.#tagsStaleSafe(tags, createdAt), changes)
     this.#files = new FileTier({
-      layout: this.#layout, options, breaker: this.#breaker, tags: this.#tags, totals: this.#totals, hitLog: this.#hitLog,
+      layout: this.#layout, options, breaker: this.#breaker, tags: this.#tags, totals: this.#totals, hitLog: this.#hitLog, changes,
       counts: this.#counts,
       corrupt: (report) => this.emit('corrupt', report),
     })
@@ -581,7 +583,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     this.#hitLog?.stop()
     await this.#pool.destroy()
     this.#breaker.shutdown()
-    this.#memory?.clear()
+    this.#memory?.close()
     this.#removeExitHook?.()
     this.#removeExitHook = undefined
   }
@@ -688,6 +690,7 @@ export class Larder extends EventEmitter<LarderEvents> {
   async #lookup(key: string, grace: number, count: boolean): Promise<TierRead> {
     const version = this.#order.version
     let result: TierRead = MISS
+    const ticket = this.#memory?.epoch
     try {
       result = await this.#files.get(key, grace)
     } catch (error) {
@@ -698,7 +701,7 @@ export class Larder extends EventEmitter<LarderEvents> {
       if (hit) this.#hit(key, 'disk')
       else this.#miss(key)
     }
-    if (result.found && !result.stale && this.#order.version === version) this.#memory?.set(key, result)
+    if (result.found && !result.stale && this.#order.version === version) this.#memory?.set(key, result, ticket)
     return result
   }
 
@@ -763,6 +766,7 @@ export class Larder extends EventEmitter<LarderEvents> {
   #prepare(value: unknown, ttl: number | undefined, tags: readonly string[], grace: number, field = 'value', createdAt?: number): Write {
     const started = performance.now()
     const serialized = serialize(value, this.options.serializer, field)
+    validateValueSize(serialized.bytes.length, this.options.maxValueSize, field)
     const at = createdAt ?? this.#clock.createdAt(tags)
     return { serialized, createdAt: at, expiresAt: expiryOf(ttl ?? this.options.defaultTtl, at), tags, grace, spent: performance.now() - started }
   }

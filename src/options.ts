@@ -1,3 +1,4 @@
+import { constants as bufferConstants } from 'node:buffer'
 import path from 'node:path'
 import zlib from 'node:zlib'
 import ms from 'ms'
@@ -97,6 +98,17 @@ export interface LarderOptions {
    *  every compressible block is compressed, at zlib's speed (about 120 MB/s per core at
    *  level 1 on mixed data); the smallest files, the same on every run. */
   streamCompression?: StreamCompression
+  /**
+   * The largest value `get` returns (and `getOrSet`, `getMany`, `increment` read) and `set`
+   * stores, in bytes of the serialized value. Default `'64MiB'`. A value read with `get` is
+   * held whole, and more than once while it is decoded (the file's bytes, the decompressed
+   * bytes, the object they become), on the main thread: anything bigger belongs in
+   * `setStream`/`getStream`, which move 1 MiB at a time. It is also the most that one `get`
+   * of a forged or damaged entry can make larder allocate, since a length an entry claims is
+   * checked against it before anything is allocated. Past it, `get` rejects with
+   * `ERR_TOO_LARGE` (naming `getStream`, which serves the entry) and `set` stores nothing.
+   */
+  maxValueSize?: Size
   /** How values become bytes. Default `'json'` (Buffer and Uint8Array values are stored as
    *  raw bytes and come back as Buffers). */
   serializer?: SerializerName | CustomSerializer
@@ -152,6 +164,7 @@ export interface ResolvedOptions {
   compressThreshold: number
   streamCompression: StreamCompression
   serializer: SerializerName | CustomSerializer
+  maxValueSize: number
   memory: false | { maxEntries: number | undefined; maxSize: number | undefined; ttl: number }
   failOpen: boolean
   breaker: ResolvedBreakerOptions
@@ -170,10 +183,12 @@ export const MAX_TAG_BYTES = 1024
 export const MAX_TAGS = 64
 /** Longest namespace, in UTF-8 bytes (it is hashed into the directory name). */
 export const MAX_NAMESPACE_BYTES = 256
+/** See `LarderOptions.maxValueSize`. */
+export const DEFAULT_MAX_VALUE_SIZE = 64 * 1024 * 1024
 
 const OPTION_NAMES = new Set<string>([
   'dir', 'namespace', 'defaultTtl', 'compression', 'compressionLevel', 'compressThreshold',
-  'streamCompression', 'serializer', 'memory', 'failOpen', 'breaker', 'durable', 'maxSize', 'maxEntries', 'evictionPolicy',
+  'streamCompression', 'serializer', 'maxValueSize', 'memory', 'failOpen', 'breaker', 'durable', 'maxSize', 'maxEntries', 'evictionPolicy',
   'maintenance',
 ])
 const MAINTENANCE_NAMES = new Set(['interval', 'workers', 'lowWater', 'touchAfter', 'tempMaxAge'])
@@ -344,6 +359,10 @@ export function resolveOptions(input: unknown): ResolvedOptions {
   }
   const maxSize = o.maxSize === undefined ? undefined : parseSize(o.maxSize, 'maxSize')
   if (maxSize === 0) throw invalid('maxSize', 'must be greater than 0 (omit it for no budget)')
+  const maxValueSize = parseSize(o.maxValueSize ?? DEFAULT_MAX_VALUE_SIZE, 'maxValueSize')
+  if (maxValueSize === 0 || maxValueSize > bufferConstants.MAX_LENGTH) {
+    throw invalid('maxValueSize', `expected a size from 1 byte to ${bufferConstants.MAX_LENGTH} bytes (the largest Buffer), got ${String(o.maxValueSize)}`)
+  }
 
   return {
     dir,
@@ -354,6 +373,7 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     compressThreshold: parseSize(o.compressThreshold ?? 4096, 'compressThreshold'),
     streamCompression,
     serializer,
+    maxValueSize,
     memory,
     failOpen: o.failOpen ?? true,
     breaker,

@@ -26,6 +26,13 @@ export function validateKeys(keys: unknown, field = 'keys'): string[] {
 
 const EMPTY: readonly string[] = Object.freeze([])
 
+/** Refuses a serialized value over `maxValueSize`: get() could not read it back (setStream can store it). */
+export function validateValueSize(bytes: number, maxValueSize: number, field = 'value'): void {
+  if (bytes > maxValueSize) {
+    throw new LarderError('ERR_TOO_LARGE', `Invalid ${field}: ${bytes} bytes serialized, more than maxValueSize (${maxValueSize}); store it with setStream() and read it with getStream()`, { field })
+  }
+}
+
 export function validateTags(tags: unknown, field = 'tags'): readonly string[] {
   if (tags === undefined) return EMPTY
   if (!Array.isArray(tags)) throw new LarderError('ERR_INVALID_VALUE', `Invalid ${field}: expected an array of strings`, { field })

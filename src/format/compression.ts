@@ -1,4 +1,5 @@
 import zlib from 'node:zlib'
+import type { Transform } from 'node:stream'
 import { promisify } from 'node:util'
 import type { CompressionName } from '../options.js'
 
@@ -34,6 +35,7 @@ type ZstdZlib = typeof zlib & {
   zstdDecompressSync(b: Uint8Array, o?: object): Buffer
   zstdCompress(b: Uint8Array, o: object, cb: (e: Error | null, r: Buffer) => void): void
   zstdDecompress(b: Uint8Array, o: object, cb: (e: Error | null, r: Buffer) => void): void
+  createZstdDecompress(o?: object): Transform
   constants: typeof zlib.constants & { ZSTD_c_compressionLevel: number }
 }
 const z = zlib as ZstdZlib
@@ -104,6 +106,43 @@ export async function decompressAsync(id: Compression, input: Buffer, maxOutput:
     case Compression.Deflate: return inflateRawAsync(input, o)
     case Compression.Brotli: return brotliDecompressAsync(input, o)
     case Compression.Zstd: return promisify(z.zstdDecompress)(input, o)
+    default: throw new Error(`unknown compression ${id as number}`)
+  }
+}
+
+/**
+ * The most bytes one stored byte can decompress to, by the codec's own format: a claimed
+ * length above `stored × this` cannot be true, so the entry is corrupt, whatever its checksum
+ * says. These are the formats' limits, not typical ratios, so no real value is ever refused:
+ * DEFLATE (and gzip around it) codes a 258-byte match in no fewer than 2 bits (1032:1);
+ * zstd's densest block is an RLE block, 4 bytes for at most 128 KiB (32768:1); a brotli
+ * meta-block holds at most 16 MiB and its header alone takes more than a byte. Brotli's limit
+ * is too high to bound anything useful: `maxValueSize` is what bounds a brotli value.
+ */
+const MAX_EXPANSION: Record<Compression, number> = {
+  [Compression.None]: 1,
+  [Compression.Gzip]: 1032,
+  [Compression.Deflate]: 1032,
+  [Compression.Brotli]: 16 * 1024 * 1024,
+  [Compression.Zstd]: 32768,
+}
+
+/** Whether `stored` bytes of `id` could decompress to `logical` bytes (unknown codecs: no). */
+export function canExpandTo(id: Compression, stored: number, logical: number): boolean {
+  const most = MAX_EXPANSION[id] as number | undefined
+  return most !== undefined && logical <= stored * most
+}
+
+/** The codec's decompressor as a stream, for payloads decoded a piece at a time (getStream). */
+export function decompressStream(id: Compression): Transform {
+  const o = { chunkSize: 256 * 1024 }
+  switch (id) {
+    case Compression.Gzip: return zlib.createGunzip(o)
+    case Compression.Deflate: return zlib.createInflateRaw(o)
+    case Compression.Brotli: return zlib.createBrotliDecompress(o)
+    case Compression.Zstd:
+      if (typeof z.createZstdDecompress !== 'function') throw new Error('this Node.js has no zstd (22.15 or later does)')
+      return z.createZstdDecompress(o)
     default: throw new Error(`unknown compression ${id as number}`)
   }
 }

@@ -84,8 +84,18 @@ const MAX_GRACE_SECONDS = 0xffffffff
 
 /** Why a file is not a valid entry; each reads as a miss and is removed. */
 export class CorruptEntryError extends LarderError {
-  constructor(reason: string) {
+  /** The inode of the file judged, when the judge knows it: only that file may be removed
+   *  (another process may have renamed a fresh entry into its place since). */
+  readonly ino: number | undefined
+
+  constructor(reason: string, ino?: number) {
     super('ERR_CORRUPT', `Corrupt cache entry: ${reason}`)
+    this.ino = ino
+  }
+
+  /** This judgement, made of the file with inode `ino`. */
+  of(ino: number): CorruptEntryError {
+    return this.ino === ino ? this : new CorruptEntryError(this.message.slice('Corrupt cache entry: '.length), ino)
   }
 }
 
@@ -161,8 +171,25 @@ export function decodeHead(bytes: Buffer, fileSize: number): EntryHead | undefin
     throw new CorruptEntryError('timestamps out of range')
   }
   const key = bytes.toString('utf8', HEADER_BYTES, HEADER_BYTES + keyLength)
-  const tags = tagsLength === 0 ? [] : bytes.toString('utf8', HEADER_BYTES + keyLength, payloadOffset - 1).split('\0')
+  const tags = tagsLength === 0 ? [] : decodeTags(bytes, HEADER_BYTES + keyLength, payloadOffset)
   return { key, codec: bytes[5]!, compression: bytes[6]!, flags: bytes[7]!, createdAt, expiresAt, tags, payloadOffset }
+}
+
+/**
+ * The tags block: each tag followed by a NUL, at most MAX_TAGS of them, none empty. Counted
+ * before anything is split out: every tag costs a stamp lookup on each read of the entry, so
+ * a forged block of thousands of one-letter tags must be refused, not parsed.
+ */
+function decodeTags(bytes: Buffer, start: number, end: number): string[] {
+  if (bytes[end - 1] !== 0) throw new CorruptEntryError('tags block does not end with NUL')
+  let count = 0
+  for (let at = start; at < end; at++) {
+    const nul = bytes.indexOf(0, at)
+    if (nul === at) throw new CorruptEntryError('empty tag')
+    if (++count > MAX_TAGS) throw new CorruptEntryError(`more than ${MAX_TAGS} tags`)
+    at = nul
+  }
+  return bytes.toString('utf8', start, end - 1).split('\0')
 }
 
 /** Parses the 32-byte trailer and checks it agrees with the file's size. */

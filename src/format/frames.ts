@@ -10,7 +10,7 @@
  * several at a time in zlib's thread pool, in both directions, while output keeps its order.
  */
 import { CorruptEntryError } from './entry-format.js'
-import { type Compression, compressAsync, decompressAsync, decompressSync, KEEP_COMPRESSED_RATIO, worthCompressing } from './compression.js'
+import { canExpandTo, type Compression, compressAsync, decompressAsync, decompressSync, KEEP_COMPRESSED_RATIO, worthCompressing } from './compression.js'
 
 export const FRAME_HEADER_BYTES = 8
 /** Stream bytes per frame. */
@@ -50,13 +50,20 @@ function frameParts(rawLength: number, compressed: boolean, stored: Buffer): Buf
   return [header, stored]
 }
 
-/** Parses a frame header; `remaining` is how many payload bytes follow it. */
-export function decodeFrameHeader(header: Buffer, remaining: number): { compressed: boolean; rawLength: number; storedLength: number } {
+/**
+ * Parses a frame header; `remaining` is how many payload bytes follow it. A header that lies
+ * is refused before anything is read or allocated from it: an empty frame (the writer never
+ * makes one), a block over 4 MiB, a length past the payload, a raw frame whose lengths differ,
+ * a compressed frame no smaller than its block (the writer stores those raw), or one its
+ * codec could not inflate to the length it claims (compression.ts `canExpandTo`).
+ */
+export function decodeFrameHeader(header: Buffer, remaining: number, compression: Compression): { compressed: boolean; rawLength: number; storedLength: number } {
   const word = header.readUInt32LE(0)
   const compressed = (word & COMPRESSED) !== 0
   const rawLength = word & ~COMPRESSED
   const storedLength = header.readUInt32LE(4)
-  if (rawLength > MAX_FRAME_BYTES || storedLength > remaining || (!compressed && storedLength !== rawLength)) {
+  if (rawLength === 0 || rawLength > MAX_FRAME_BYTES || storedLength > remaining) throw new CorruptEntryError('bad frame header')
+  if (compressed ? storedLength >= rawLength || !canExpandTo(compression, storedLength, rawLength) : storedLength !== rawLength) {
     throw new CorruptEntryError('bad frame header')
   }
   return { compressed, rawLength, storedLength }
@@ -75,24 +82,42 @@ export async function decodeFrame(frame: Frame, compression: Compression): Promi
   return out
 }
 
-/** All blocks of a framed payload held in memory (the buffered `get` of a streamed entry). */
+/**
+ * All blocks of a framed payload held in memory (the buffered `get` of a small streamed
+ * entry), in one buffer of `logicalLength` bytes, which the caller has bounded. Every frame
+ * header is checked, and the blocks they claim added up, before a single frame is inflated:
+ * frames that claim more (or less) than the entry's logical length make it corrupt at once.
+ */
 export async function decodeFramedPayload(payload: Buffer, compression: Compression, logicalLength: number): Promise<Buffer> {
-  const blocks: Buffer[] = []
+  const frames: Frame[] = []
   let total = 0
   for (let at = 0; at < payload.length;) {
     if (payload.length - at < FRAME_HEADER_BYTES) throw new CorruptEntryError('truncated frame header')
-    const { compressed, rawLength, storedLength } = decodeFrameHeader(payload.subarray(at, at + FRAME_HEADER_BYTES), payload.length - at - FRAME_HEADER_BYTES)
-    at += FRAME_HEADER_BYTES
-    const stored = payload.subarray(at, at + storedLength)
-    at += storedLength
-    const block = compressed && rawLength <= 64 * 1024
-      ? decompressSync(compression, stored, rawLength)
-      : await decodeFrame({ compressed, rawLength, stored }, compression)
-    if (block.length !== rawLength) throw new CorruptEntryError('frame decompresses to the wrong length')
-    total += block.length
+    const { compressed, rawLength, storedLength } = decodeFrameHeader(payload.subarray(at, at + FRAME_HEADER_BYTES), payload.length - at - FRAME_HEADER_BYTES, compression)
+    total += rawLength
     if (total > logicalLength) throw new CorruptEntryError('frames hold more than the logical length')
-    blocks.push(block)
+    at += FRAME_HEADER_BYTES
+    frames.push({ compressed, rawLength, stored: payload.subarray(at, at + storedLength) })
+    at += storedLength
   }
   if (total !== logicalLength) throw new CorruptEntryError('frames hold less than the logical length')
-  return blocks.length === 1 ? blocks[0]! : Buffer.concat(blocks, total)
+  if (frames.length === 1) return decodeSmallOrPooled(frames[0]!, compression)
+  const out = Buffer.allocUnsafe(logicalLength)
+  let offset = 0
+  for (const frame of frames) offset += (await decodeSmallOrPooled(frame, compression)).copy(out, offset)
+  return out
+}
+
+/** A frame's block: inflated on the main thread when small (cheaper than a pool round trip). */
+async function decodeSmallOrPooled(frame: Frame, compression: Compression): Promise<Buffer> {
+  if (!frame.compressed) return frame.stored
+  if (frame.rawLength > 64 * 1024) return decodeFrame(frame, compression)
+  let block: Buffer
+  try {
+    block = decompressSync(compression, frame.stored, frame.rawLength)
+  } catch (error) {
+    throw new CorruptEntryError(`frame does not decompress (${(error as Error).message})`)
+  }
+  if (block.length !== frame.rawLength) throw new CorruptEntryError('frame decompresses to the wrong length')
+  return block
 }

@@ -4,11 +4,11 @@
  */
 import type { ResolvedOptions } from '../options.js'
 import {
-  Compression, compressAsync, compressionIds, compressSync, decompressAsync, decompressSync,
+  canExpandTo, Compression, compressAsync, compressionIds, compressSync, decompressAsync, decompressSync,
   KEEP_COMPRESSED_RATIO, PROBE_BYTES, SYNC_CODEC_LIMIT, worthCompressing,
 } from './compression.js'
-import { FLAG_FRAMED, type DecodedEntry } from './entry-format.js'
-import { decodeFramedPayload } from './frames.js'
+import { CorruptEntryError, FLAG_FRAMED, type DecodedEntry } from './entry-format.js'
+import { decodeFramedPayload, FRAME_HEADER_BYTES } from './frames.js'
 
 /** Values up to this size are decompressed synchronously (see compression.ts). */
 const SYNC_DECOMPRESS_LIMIT = 1024 * 1024
@@ -33,12 +33,57 @@ export async function encodePayload(bytes: Buffer, options: Pick<ResolvedOptions
   return { compression: id, payload: compressed }
 }
 
-/** The serialized bytes of a verified entry: its payload decompressed (or its frames joined). */
+/** What an entry says of its payload: enough to judge the length it claims. */
+export interface PayloadLengths {
+  flags: number
+  compression: Compression
+  storedLength: number
+  logicalLength: number
+}
+
+/**
+ * Why the logical length an entry claims cannot be true of its stored payload, or undefined.
+ * Such an entry is corrupt whatever its checksum says (a checksum is no signature: anyone who
+ * can write the directory can make one), and it is judged so before anything is allocated for
+ * the length it claims. A plain payload is the value itself. A compressed one cannot expand
+ * beyond its codec's format limit, and is never much larger than the value (every codec's
+ * worst case adds well under 1/1024 plus a header; the writer keeps compression only when it
+ * saves a tenth). A framed one holds at least one byte per 8-byte frame header, and each frame
+ * obeys the same rules (frames.ts checks them one by one as they are read).
+ */
+export function impossibleLength(entry: PayloadLengths): string | undefined {
+  const { compression, storedLength: stored, logicalLength: logical } = entry
+  const expandable = canExpandTo(compression, stored, logical) || logical <= stored
+  if ((entry.flags & FLAG_FRAMED) !== 0) {
+    if (!expandable) return `frames of ${stored} bytes cannot hold ${logical} bytes`
+    if (stored > logical * (1 + FRAME_HEADER_BYTES)) return `${stored} bytes of frames for ${logical} bytes of value`
+    return undefined
+  }
+  if (compression === Compression.None) return stored === logical ? undefined : `a plain payload of ${stored} bytes claims ${logical}`
+  if (!canExpandTo(compression, stored, logical)) return `${stored} compressed bytes cannot inflate to ${logical}`
+  if (stored > logical + Math.floor(logical / 1024) + 1024) return `${stored} compressed bytes for a value of ${logical}`
+  return undefined
+}
+
+/**
+ * The serialized bytes of a verified entry: its payload decompressed (or its frames joined),
+ * exactly `logicalLength` of them or a CorruptEntryError. Callers bound `logicalLength` first
+ * (see impossibleLength and `maxValueSize`): it is what gets allocated.
+ */
 export async function decodePayload(entry: DecodedEntry): Promise<Buffer> {
   const { payload, compression, logicalLength } = entry
   if ((entry.flags & FLAG_FRAMED) !== 0) return decodeFramedPayload(payload, compression, logicalLength)
-  if (compression === Compression.None) return payload
-  return payload.length <= SYNC_CODEC_LIMIT && logicalLength <= SYNC_DECOMPRESS_LIMIT
-    ? decompressSync(compression, payload, logicalLength)
-    : decompressAsync(compression, payload, logicalLength)
+  let bytes: Buffer
+  if (compression === Compression.None) bytes = payload
+  else {
+    try {
+      bytes = payload.length <= SYNC_CODEC_LIMIT && logicalLength <= SYNC_DECOMPRESS_LIMIT
+        ? decompressSync(compression, payload, logicalLength)
+        : await decompressAsync(compression, payload, logicalLength)
+    } catch (error) {
+      throw new CorruptEntryError(`payload does not decompress (${(error as Error).message})`)
+    }
+  }
+  if (bytes.length !== logicalLength) throw new CorruptEntryError(`payload decodes to ${bytes.length} bytes, not the ${logicalLength} its trailer records`)
+  return bytes
 }

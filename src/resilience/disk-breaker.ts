@@ -7,18 +7,22 @@ export type BreakerState = 'closed' | 'open' | 'halfOpen'
 
 /**
  * Which errors say "the disk is unwell". Like Turborepo's remote-cache breaker, which trips
- * on transport and server failures but not on a plain miss, we count only errors that
- * mean the storage itself is failing: a missing file is a miss (ENOENT is never counted), a
- * damaged entry is handled as a miss by the reader, and a caller's mistake or a failing
- * source stream says nothing about the disk. Unknown errors from the file system do count:
- * degrading to misses is safer than throwing something unforeseen into the host.
+ * on transport and server failures but not on a plain miss, we count only errors that mean
+ * the storage itself is failing: a system error, named by its errno code (EIO, ENOSPC,
+ * EACCES, EROFS, ENOTDIR, EMFILE…, and ETIMEDOUT from the breaker's own timeout). A missing
+ * file is a miss (ENOENT is never counted), a damaged entry is handled as a miss by the
+ * reader, and a caller's mistake or a failing source stream says nothing about the disk.
+ * Neither does anything else: a RangeError (a buffer too large for a value), a Node `ERR_*`
+ * code, an error with no code at all (a bug). Those still never reach the host from a read
+ * (a counted miss), but they must not stop the cache for every other key.
  */
+const ERRNO_CODE = /^E[A-Z0-9]+$/
 const NOT_DISK_FAILURES = new Set(['ENOENT', 'EEXIST'])
 
 export function isDiskFailure(error: unknown): boolean {
   if (error instanceof LarderError || error instanceof SourceError) return false
   const code = errorCode(error)
-  return code === undefined || !NOT_DISK_FAILURES.has(code)
+  return code !== undefined && ERRNO_CODE.test(code) && !NOT_DISK_FAILURES.has(code)
 }
 
 /** The error opossum rejects with while open. */

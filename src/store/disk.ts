@@ -12,6 +12,7 @@ export const disk = {
   openSync: fs.openSync,
   fstatSync: fs.fstatSync,
   readSync: fs.readSync,
+  writeSync: fs.writeSync,
   closeSync: fs.closeSync,
   statSync: fs.statSync,
   readFileSync: fs.readFileSync,

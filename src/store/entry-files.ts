@@ -1,5 +1,6 @@
 import fs from 'node:fs'
 import path from 'node:path'
+import { CorruptEntryError } from '../format/entry-format.js'
 import { disk, errorCode } from './disk.js'
 
 /**
@@ -25,47 +26,45 @@ export interface FileRead {
   mtimeMs: number
 }
 
-/** Reads a whole file; `undefined` when it does not exist (a miss, not a failure). */
-export async function readEntryFile(file: string): Promise<FileRead | undefined> {
+/** What readSmallEntryFile answers for a file over SYNC_IO_LIMIT: open it as a stream instead. */
+export const LARGE = Symbol('larger than SYNC_IO_LIMIT')
+
+/**
+ * Reads a whole entry file of up to SYNC_IO_LIMIT bytes, synchronously. `undefined` when it
+ * does not exist (a miss, not a failure); LARGE when it is bigger (read it through
+ * stream-reader.ts, with bounds). A symlink, directory or other non-file in an entry's place
+ * throws a CorruptEntryError carrying its inode, so only that one is ever removed.
+ */
+export function readSmallEntryFile(file: string): FileRead | typeof LARGE | undefined {
   // Misses are common and a throwing openSync builds an exception (~8 µs); a non-throwing
   // lstat answers a miss in ~1 µs and costs a hit about as much.
   const link = disk.lstatSync(file, { throwIfNoEntry: false })
   if (link === undefined) return undefined
-  if (link.isSymbolicLink()) throw Object.assign(new Error(`${file} is a symlink`), { code: 'ELOOP' })
+  if (link.isSymbolicLink()) throw new CorruptEntryError('a symlink in an entry\'s place', link.ino)
+  if (link.isFile() && link.size > SYNC_IO_LIMIT) return LARGE
   let fd: number
   try {
     fd = disk.openSync(file, READ_FLAGS)
   } catch (error) {
-    if (errorCode(error) === 'ENOENT') return undefined // removed since the lstat
+    const code = errorCode(error)
+    if (code === 'ENOENT') return undefined // removed since the lstat
+    if (code === 'ELOOP') return undefined // replaced by a symlink since: judged on the next read
     throw error
   }
-  let closed = false
   try {
     const stat = disk.fstatSync(fd)
-    if (!stat.isFile()) throw Object.assign(new Error(`${file} is not a regular file`), { code: 'EISDIR' })
-    if (stat.size <= SYNC_IO_LIMIT) {
-      const bytes = Buffer.allocUnsafe(stat.size)
-      let done = 0
-      while (done < bytes.length) {
-        const n = disk.readSync(fd, bytes, done, bytes.length - done, done)
-        if (n === 0) break // shrank under us: the checksum will reject the short buffer
-        done += n
-      }
-      return { bytes: done === bytes.length ? bytes : bytes.subarray(0, done), ino: stat.ino, mtimeMs: stat.mtimeMs }
+    if (!stat.isFile()) throw new CorruptEntryError(stat.isDirectory() ? 'a directory in an entry\'s place' : 'not a regular file', stat.ino)
+    if (stat.size > SYNC_IO_LIMIT) return LARGE // replaced by a larger file since the lstat
+    const bytes = Buffer.allocUnsafe(stat.size)
+    let done = 0
+    while (done < bytes.length) {
+      const n = disk.readSync(fd, bytes, done, bytes.length - done, done)
+      if (n === 0) break // shrank under us: the checksum will reject the short buffer
+      done += n
     }
-    disk.closeSync(fd)
-    closed = true
-    // Large: read through the pool. It may be a different file by now; its own checksum
-    // decides, and removal is guarded by inode.
-    const handle = await disk.open(file, READ_FLAGS)
-    try {
-      const s = await handle.stat()
-      return { bytes: await handle.readFile(), ino: s.ino, mtimeMs: s.mtimeMs }
-    } finally {
-      await handle.close()
-    }
+    return { bytes: done === bytes.length ? bytes : bytes.subarray(0, done), ino: stat.ino, mtimeMs: stat.mtimeMs }
   } finally {
-    if (!closed) disk.closeSync(fd)
+    disk.closeSync(fd)
   }
 }
 

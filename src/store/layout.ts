@@ -16,6 +16,7 @@ import { FORMAT_VERSION } from '../format/entry-format.js'
  *                                           delta file per writing process (maintenance/totals.ts)
  *   <dir>/v1/<ns>/meta/hits/                hit-count logs for LFU (maintenance/hit-log.ts)
  *   <dir>/v1/<ns>/meta/maintenance.lock     held by the one process pruning (proper-lockfile)
+ *   <dir>/v1/<ns>/meta/changes              a byte appended by every write (store/change-clock.ts)
  *
  * Keys never appear in paths (only their hashes), so no key can escape the directory or
  * collide with a name the file system treats specially. The key is stored inside the entry

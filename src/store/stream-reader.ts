@@ -1,10 +1,12 @@
 import fs from 'node:fs'
-import { PassThrough, type Readable } from 'node:stream'
+import { PassThrough, type Readable, type Writable } from 'node:stream'
 import type { FileHandle } from 'node:fs/promises'
 import { isLarderError } from '../errors.js'
 import { hasher } from '../format/checksum.js'
-import { Compression } from '../format/compression.js'
-import { CorruptEntryError, decodeHead, decodeTrailer, FLAG_FRAMED, TRAILER_BYTES, type EntryHead } from '../format/entry-format.js'
+import { Compression, decompressStream } from '../format/compression.js'
+import {
+  CorruptEntryError, decodeEntry, decodeHead, decodeTrailer, FLAG_FRAMED, TRAILER_BYTES, type DecodedEntry, type EntryHead, type EntryTrailer,
+} from '../format/entry-format.js'
 import { decodeFrame, decodeFrameHeader, FRAME_HEADER_BYTES, type Frame } from '../format/frames.js'
 import { disk, errorCode } from './disk.js'
 
@@ -14,10 +16,12 @@ const CHUNK = 256 * 1024
 /** Frames decompressing at once, as in the writer. */
 const FRAMES_IN_FLIGHT = 3
 
-/** An entry file opened for streaming: its head is parsed, its payload not yet read. */
+/** An entry file opened for streaming: its head and trailer parsed, its payload not yet read. */
 export interface OpenedEntry {
   head: EntryHead
   headBytes: Buffer
+  /** The trailer as read at open, not yet covered by a verified checksum. */
+  trailer: EntryTrailer
   handle: FileHandle
   size: number
   ino: number
@@ -25,21 +29,28 @@ export interface OpenedEntry {
 }
 
 /**
- * Opens an entry and parses its head without reading the payload. `undefined` when there is
- * no file. Throws `CorruptEntryError` (after closing) when the head is not a valid entry's.
- * The head is not yet covered by a verified checksum: callers may use it to decide to skip
- * the entry, but whatever they serve is verified by the checksum at the end of the stream.
+ * Opens an entry and parses its head and trailer without reading the payload. `undefined`
+ * when there is no file (or, in a race, a symlink appeared where the file was: a miss).
+ * Throws `CorruptEntryError` carrying the inode judged (after closing) when the file is not a
+ * valid entry's. Nothing parsed here is covered by a verified checksum yet: callers may use it
+ * to decide to skip, refuse or bound the entry, but whatever they serve is verified.
  */
 export async function openEntry(file: string): Promise<OpenedEntry | undefined> {
   let handle: FileHandle
   try {
     handle = await disk.open(file, READ_FLAGS)
   } catch (error) {
-    if (errorCode(error) === 'ENOENT') return undefined
-    throw error
+    const code = errorCode(error)
+    if (code === 'ENOENT') return undefined
+    if (code !== 'ELOOP') throw error
+    const judged = symlinkInPlace(file)
+    if (judged === undefined) return undefined
+    throw judged
   }
+  let ino: number | undefined
   try {
     const stat = await handle.stat()
+    ino = stat.ino
     if (!stat.isFile()) throw new CorruptEntryError('not a regular file')
     let bytes = Buffer.allocUnsafe(Math.min(HEAD_READ, stat.size))
     let { bytesRead } = await handle.read(bytes, 0, bytes.length, 0)
@@ -52,10 +63,38 @@ export async function openEntry(file: string): Promise<OpenedEntry | undefined> 
       head = decodeHead(bytes.subarray(0, bytesRead), stat.size)
       if (head === undefined) throw new CorruptEntryError('file shorter than its metadata')
     }
-    return { head, headBytes: bytes.subarray(0, head.payloadOffset), handle, size: stat.size, ino: stat.ino, mtimeMs: stat.mtimeMs }
+    const trailerBytes = Buffer.allocUnsafe(TRAILER_BYTES)
+    await readFully(handle, trailerBytes, stat.size - TRAILER_BYTES)
+    const trailer = decodeTrailer(trailerBytes, stat.size, head.payloadOffset)
+    return { head, headBytes: bytes.subarray(0, head.payloadOffset), trailer, handle, size: stat.size, ino: stat.ino, mtimeMs: stat.mtimeMs }
   } catch (error) {
     await handle.close().catch(() => {})
-    throw error
+    throw error instanceof CorruptEntryError && ino !== undefined ? error.of(ino) : error
+  }
+}
+
+/** ELOOP from an O_NOFOLLOW open: a symlink sits in an entry's place. Judged with its own
+ *  inode (lstat), so its removal cannot take a file renamed there since; if it is already
+ *  gone or replaced by a regular file, that is not ours to judge now: a miss. */
+function symlinkInPlace(file: string): CorruptEntryError | undefined {
+  const link = disk.lstatSync(file, { throwIfNoEntry: false })
+  return link?.isSymbolicLink() === true ? new CorruptEntryError('a symlink in an entry\'s place', link.ino) : undefined
+}
+
+/**
+ * The rest of an opened entry read through its handle and verified whole (checksum first), for
+ * `get` of an unframed entry whose size the caller has bounded. Closes the handle.
+ */
+export async function readOpenedEntry(entry: OpenedEntry): Promise<DecodedEntry> {
+  try {
+    const file = Buffer.allocUnsafe(entry.size)
+    entry.headBytes.copy(file, 0)
+    await readFully(entry.handle, file.subarray(entry.head.payloadOffset), entry.head.payloadOffset)
+    return decodeEntry(file)
+  } catch (error) {
+    throw error instanceof CorruptEntryError ? error.of(entry.ino) : error
+  } finally {
+    await entry.handle.close().catch(() => {})
   }
 }
 
@@ -63,10 +102,14 @@ export async function openEntry(file: string): Promise<OpenedEntry | undefined> 
  * The entry's value as a stream, with bounded memory. Every byte is hashed as it is read;
  * when the payload ends, the trailer is checked and, on a mismatch, the stream errors with
  * `ERR_CORRUPT` instead of ending: a consumer that sees 'end' has the whole, intact value.
- * `onCorrupt` runs once if the entry turns out damaged (the caller counts and removes it).
+ * The value never runs past the logical length the trailer claims: frames are counted before
+ * each one is read, inflated output as it comes. Takes ownership of the handle: it is closed
+ * when the stream ends, fails or is destroyed. `onCorrupt` runs once if the entry turns out
+ * damaged (the caller counts and removes it).
  */
 export function createEntryStream(entry: OpenedEntry, onCorrupt: (error: CorruptEntryError) => void): Readable {
   const { head, handle, size } = entry
+  const logical = entry.trailer.logicalLength
   const payloadEnd = size - TRAILER_BYTES
   const hash = hasher().create64(0n)
   hash.update(entry.headBytes)
@@ -74,14 +117,15 @@ export function createEntryStream(entry: OpenedEntry, onCorrupt: (error: Corrupt
   /** Reads and hashes the trailer; throws unless every byte before it matched. */
   async function checkTrailer(): Promise<void> {
     const trailer = Buffer.allocUnsafe(TRAILER_BYTES)
-    await handle.read(trailer, 0, TRAILER_BYTES, payloadEnd)
+    await readFully(handle, trailer, payloadEnd)
     const fields = decodeTrailer(trailer, size, head.payloadOffset)
     hash.update(trailer.subarray(0, TRAILER_BYTES - 8))
     if (hash.digest() !== fields.checksum) throw new CorruptEntryError('checksum mismatch')
+    if (fields.logicalLength !== logical) throw new CorruptEntryError('trailer changed while read')
   }
 
-  /** A plain payload: file bytes as they are, hashed as they pass. */
-  async function* plain(): AsyncGenerator<Buffer> {
+  /** The stored payload: file bytes as they are, hashed as they pass. */
+  async function* stored(): AsyncGenerator<Buffer> {
     if (payloadEnd > head.payloadOffset) {
       const raw = handle.createReadStream({ start: head.payloadOffset, end: payloadEnd - 1, highWaterMark: CHUNK, autoClose: false })
       for await (const chunk of raw as AsyncIterable<Buffer>) {
@@ -92,21 +136,54 @@ export function createEntryStream(entry: OpenedEntry, onCorrupt: (error: Corrupt
     await checkTrailer()
   }
 
-  /** A framed payload: frames read in order and hashed, then checked against the trailer. */
+  /** An unframed compressed payload (a large `set` value) inflated as it is read. */
+  async function* inflated(): AsyncGenerator<Buffer> {
+    const inflate = decompressStream(head.compression)
+    const feeding = (async () => {
+      try {
+        for await (const chunk of stored()) {
+          if (inflate.destroyed) return // the reader stopped early: stop reading the file
+          if (!inflate.write(chunk)) await drained(inflate)
+        }
+        inflate.end()
+      } catch (error) {
+        inflate.destroy(error as Error)
+      }
+    })()
+    let produced = 0
+    try {
+      for await (const chunk of inflate as AsyncIterable<Buffer>) {
+        produced += chunk.length
+        if (produced > logical) throw new CorruptEntryError('payload inflates past its logical length')
+        yield chunk
+      }
+      await feeding
+    } finally {
+      inflate.destroy()
+    }
+    if (produced !== logical) throw new CorruptEntryError('payload inflates short of its logical length')
+  }
+
+  /** A framed payload: frames read in order and hashed, then checked against the trailer. The
+   *  blocks they claim are added up before each frame is read, against the logical length. */
   async function* frames(): AsyncGenerator<Frame> {
     let at = head.payloadOffset
+    let claimed = 0
     const frameHead = Buffer.allocUnsafe(FRAME_HEADER_BYTES)
     while (at < payloadEnd) {
       if (payloadEnd - at < FRAME_HEADER_BYTES) throw new CorruptEntryError('truncated frame header')
       await readFully(handle, frameHead, at)
-      const { compressed, rawLength, storedLength } = decodeFrameHeader(frameHead, payloadEnd - at - FRAME_HEADER_BYTES)
-      const stored = Buffer.allocUnsafe(storedLength)
-      await readFully(handle, stored, at + FRAME_HEADER_BYTES)
+      const { compressed, rawLength, storedLength } = decodeFrameHeader(frameHead, payloadEnd - at - FRAME_HEADER_BYTES, head.compression)
+      claimed += rawLength
+      if (claimed > logical) throw new CorruptEntryError('frames hold more than the logical length')
+      const bytes = Buffer.allocUnsafe(storedLength)
+      await readFully(handle, bytes, at + FRAME_HEADER_BYTES)
       hash.update(frameHead)
-      hash.update(stored)
+      hash.update(bytes)
       at += FRAME_HEADER_BYTES + storedLength
-      yield { compressed, rawLength, stored }
+      yield { compressed, rawLength, stored: bytes }
     }
+    if (claimed !== logical) throw new CorruptEntryError('frames hold less than the logical length')
     await checkTrailer()
   }
 
@@ -125,8 +202,8 @@ export function createEntryStream(entry: OpenedEntry, onCorrupt: (error: Corrupt
   async function* verified(): AsyncGenerator<Buffer> {
     try {
       if ((head.flags & FLAG_FRAMED) !== 0) yield* unframed()
-      else if (head.compression === Compression.None) yield* plain()
-      else throw new CorruptEntryError('compressed stream entry without frames')
+      else if (head.compression === Compression.None) yield* stored()
+      else yield* inflated()
       verifiedToTheEnd = true
     } finally {
       await handle.close().catch(() => {})
@@ -138,8 +215,8 @@ export function createEntryStream(entry: OpenedEntry, onCorrupt: (error: Corrupt
   // The consumer's stream is fed by hand rather than piped, so the error it sees is ours
   // (ERR_CORRUPT), and so it never sees 'end' before the checksum has passed.
   const out = new PassThrough({ highWaterMark: CHUNK })
+  const source = verified()
   const pump = async (): Promise<void> => {
-    const source = verified()
     try {
       for await (const chunk of source) {
         if (out.destroyed) return // the consumer gave up; leaving the loop closes the file
@@ -149,11 +226,29 @@ export function createEntryStream(entry: OpenedEntry, onCorrupt: (error: Corrupt
       out.end()
     } catch (error) {
       const corrupt = asCorrupt(error)
-      if (corrupt !== undefined) onCorrupt(corrupt)
+      if (corrupt !== undefined) onCorrupt(corrupt.of(entry.ino))
       out.destroy((corrupt ?? error) as Error)
     }
   }
   void pump()
+  return out
+}
+
+/**
+ * A stream of `length` bytes gathered into one buffer of exactly that length, allocated once
+ * (the caller has bounded it). A stream that yields more, or ends short, is corrupt.
+ */
+export async function collect(stream: Readable, length: number): Promise<Buffer> {
+  const out = Buffer.allocUnsafe(length)
+  let at = 0
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    if (at + chunk.length > length) {
+      stream.destroy()
+      throw new CorruptEntryError('value runs past its logical length')
+    }
+    at += chunk.copy(out, at)
+  }
+  if (at !== length) throw new CorruptEntryError('value ends short of its logical length')
   return out
 }
 
@@ -166,7 +261,8 @@ async function readFully(handle: FileHandle, into: Buffer, position: number): Pr
   }
 }
 
-function drained(stream: PassThrough): Promise<void> {
+function drained(stream: Writable): Promise<void> {
+  if (stream.destroyed) return Promise.resolve()
   return new Promise((resolve) => {
     const done = (): void => {
       stream.off('drain', done)

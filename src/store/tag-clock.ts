@@ -11,18 +11,38 @@ import { disk, errorCode } from './disk.js'
  * entries read as misses and maintenance reclaims them.
  *
  * Reading a tag file on every get would cost a syscall per tag, so stamps are cached in
- * memory and the cache is trusted only while the tags directory's mtime is unchanged (every
- * invalidation renames a file into it, which updates the mtime). One `stat` per read of a
- * tagged entry, whatever its tag count. Linux timestamps are coarse (a clock tick), so two
- * invalidations in one tick can leave the mtime unchanged: like git's "racy" index entries,
- * a directory modified within the last RACY_MS is never trusted.
+ * memory and the cache is trusted only while the tags directory is unchanged: same inode, same
+ * mtime (every invalidation renames a file into it, which updates the mtime). One `stat` per
+ * read of a tagged entry, whatever its tag count.
+ *
+ * An mtime is only as fine as the file system keeps it: a Linux clock tick (a few ms) on
+ * ext4, xfs or tmpfs; a whole second on ext3, ext4 with 128-byte inodes, HFS+; two seconds
+ * on FAT. A change within the same granule leaves the mtime as it was. So, as git does with
+ * "racily clean" index entries, stamps read while the directory's mtime was still within the
+ * racy window of the clock are never trusted later: the cache is trusted only when it was
+ * filled RACY_MS (whole-second mtimes: COARSE_RACY_MS) or more after that mtime. Any
+ * invalidation after such a fill lands in a later granule, so it changes the mtime. The cost
+ * is a stamp read per tag on each read during the window after an invalidation.
+ *
+ * What this cannot see past: the `stat` itself. On NFS, the client's attribute cache may
+ * answer it with the directory as it was for up to `acdirmax` (60 s by default): mount with
+ * `actimeo=0` (or `noac`) where invalidations must be seen at once.
  */
 const RACY_MS = 100
+/** Whole-second mtimes: FAT keeps two seconds; anything finer than a second is under RACY_MS. */
+const COARSE_RACY_MS = 2000 + RACY_MS
+
+function racyWindow(mtimeMs: number): number {
+  return mtimeMs % 1000 === 0 ? COARSE_RACY_MS : RACY_MS
+}
 
 export class TagClock {
   readonly #layout: Layout
   readonly #stamps = new Map<string, number>()
   #dirMtime = -1
+  #dirIno = -1
+  /** When the cached stamps were read (Date.now() before the reads began). */
+  #filledAt = -1
 
   constructor(layout: Layout) {
     this.#layout = layout
@@ -45,16 +65,20 @@ export class TagClock {
       // No tag was ever invalidated here (or the cache was cleared).
       this.#stamps.clear()
       this.#dirMtime = -1
+      this.#dirIno = -1
       return 0
     }
-    const trusted = dirStat.mtimeMs === this.#dirMtime && Date.now() - dirStat.mtimeMs > RACY_MS
+    const unchanged = dirStat.mtimeMs === this.#dirMtime && dirStat.ino === this.#dirIno
+    const trusted = unchanged && this.#filledAt - dirStat.mtimeMs >= racyWindow(dirStat.mtimeMs)
     if (!trusted) {
       this.#stamps.clear()
       this.#dirMtime = dirStat.mtimeMs
+      this.#dirIno = dirStat.ino
+      this.#filledAt = Date.now()
     }
     let latest = 0
     for (const tag of tags) {
-      let stamp = trusted ? this.#stamps.get(tag) : undefined
+      let stamp = this.#stamps.get(tag)
       if (stamp === undefined) {
         stamp = this.#readStamp(tag)
         this.#stamps.set(tag, stamp)

@@ -1,10 +1,9 @@
-import fs from 'node:fs'
 import path from 'node:path'
 import { Readable } from 'node:stream'
-import { isLarderError } from '../errors.js'
-import { Compression, compressionIds } from '../format/compression.js'
-import { CorruptEntryError, decodeEntry, decodeTrailer, encodeEntry, encodeTags, FLAG_FRAMED, TRAILER_BYTES, type DecodedEntry, type EntryHead } from '../format/entry-format.js'
-import { decodePayload, encodePayload } from '../format/payload.js'
+import { isLarderError, LarderError } from '../errors.js'
+import { compressionIds } from '../format/compression.js'
+import { CorruptEntryError, decodeEntry, encodeEntry, encodeTags, FLAG_FRAMED, type DecodedEntry, type EntryHead } from '../format/entry-format.js'
+import { decodePayload, encodePayload, impossibleLength } from '../format/payload.js'
 import { Codec, deserialize } from '../format/serializers.js'
 import type { HitLog } from '../maintenance/hit-log.js'
 import { toEntryInfo, type EntryInfo } from '../maintenance/listing.js'
@@ -13,13 +12,14 @@ import type { ResolvedOptions } from '../options.js'
 import type { DiskBreaker } from '../resilience/disk-breaker.js'
 import type { ActivityCounters } from '../stats/activity-log.js'
 import { disk, errorCode } from '../store/disk.js'
-import { readEntryFile, removeFile, removeIfUnchanged, SYNC_IO_LIMIT, writeEntryFile } from '../store/entry-files.js'
+import { LARGE, readSmallEntryFile, removeFile, removeIfUnchanged, writeEntryFile } from '../store/entry-files.js'
 import { CACHEDIR_TAG, type Layout } from '../store/layout.js'
 import { entryState } from '../store/liveness.js'
-import { createEntryStream, openEntry, type OpenedEntry } from '../store/stream-reader.js'
+import { collect, createEntryStream, openEntry, readOpenedEntry, type OpenedEntry } from '../store/stream-reader.js'
 import { writeEntryStream, type StreamSource } from '../store/stream-writer.js'
+import type { ChangeClock } from '../store/change-clock.js'
 import type { TagClock } from '../store/tag-clock.js'
-import { MISS, type StoredEntry, type Tier, type TierRead } from './tier.js'
+import { MISS, type StoredEntry, type Tier, type TierEntry, type TierRead } from './tier.js'
 
 /** A damaged file found by a read: counted, reported and removed. */
 export interface CorruptReport {
@@ -35,6 +35,8 @@ export interface FileTierParts {
   tags: TagClock
   totals: RunningTotals
   hitLog: HitLog | undefined
+  /** Told of every write, once it is on disk, so other processes' memory tiers see it. */
+  changes: ChangeClock
   /** The instance's counters: this tier adds bytes read and written, sets, expired and corrupt. */
   counts: ActivityCounters
   corrupt(report: CorruptReport): void
@@ -50,7 +52,23 @@ export interface StreamMeta {
 const MISPLACED = (): CorruptEntryError => new CorruptEntryError('an entry of another key under this name (swapped or misplaced)')
 /** A whole entry read and checksum-verified, with the inode it was read from. */
 type VerifiedEntry = DecodedEntry & { ino: number; mtimeMs: number }
-type Probe = { whole: VerifiedEntry; opened?: undefined; ino: number } | { whole?: undefined; opened: OpenedEntry; ino: number }
+/**
+ * `key`'s entry as a read finds it: small files read whole and verified (`whole`), larger ones
+ * opened with their head and trailer parsed but not yet verified (`opened`, whose handle the
+ * caller owns and closes on every path). Either way, what the entry says of itself and the
+ * inode of the file judged, so that only that file is ever removed.
+ */
+type Probe = {
+  head: EntryHead
+  /** Bytes of the entry file. */
+  size: number
+  storedLength: number
+  logicalLength: number
+  /** The grace (ms) the trailer records (see store/liveness.ts). */
+  grace: number
+  ino: number
+  mtimeMs: number
+} & ({ whole: VerifiedEntry; opened?: undefined } | { whole?: undefined; opened: OpenedEntry })
 type Freshness = 'fresh' | 'stale' | 'gone'
 
 /**
@@ -91,19 +109,26 @@ export class FileTier implements Tier {
 
   /**
    * Reads `key`. `grace` > 0 also returns a value expired less than `grace` ago, marked stale
-   * (and kept on disk). Throws disk failures.
+   * (and kept on disk). Throws disk failures, and `ERR_TOO_LARGE` for a value over
+   * `maxValueSize` (read with getStream).
    */
   async get(key: string, grace: number): Promise<TierRead> {
     const file = this.#fileOf(key)
     return this.#p.breaker.run(async (): Promise<TierRead> => {
-      const decoded = await this.#readDecoded(file, key)
-      if (decoded === undefined) return MISS
-      const freshness = await this.#freshness(decoded, file, grace, decoded.ino)
-      if (freshness === 'gone') return MISS
-      const value = await this.#decodeValue(decoded, file, key)
-      if (value === MISS) return MISS
-      if (freshness === 'fresh') this.#used(file, decoded.mtimeMs)
-      return { found: true, stale: freshness === 'stale', value, createdAt: decoded.createdAt, expiresAt: decoded.expiresAt, tags: decoded.tags, grace: decoded.grace, size: decoded.logicalLength }
+      const found = await this.#probe(file, key)
+      if (found === undefined) return MISS
+      try {
+        const freshness = await this.#freshness(found, file, grace)
+        if (freshness === 'gone') return MISS
+        this.#boundForGet(found, key)
+        const entry = await this.#verifiedValue(found)
+        if (freshness === 'fresh') this.#used(file, found.mtimeMs)
+        return { found: true, stale: freshness === 'stale', ...entry }
+      } catch (error) {
+        return (await this.#corruptOrThrow(error, file, key, found.ino)) ?? MISS
+      } finally {
+        await found.opened?.handle.close()
+      }
     })
   }
 
@@ -113,9 +138,14 @@ export class FileTier implements Tier {
     return this.#p.breaker.run(async () => {
       const found = await this.#probe(file, key)
       if (found === undefined) return false
-      if (found.opened !== undefined) await found.opened.handle.close()
-      const entry = found.whole ?? found.opened!.head
-      return (await this.#freshness(entry, file, 0, found.ino)) === 'fresh'
+      try {
+        this.#checkLengths(found)
+        return (await this.#freshness(found, file, 0)) === 'fresh'
+      } catch (error) {
+        return (await this.#corruptOrThrow(error, file, key, found.ino)) ?? false
+      } finally {
+        await found.opened?.handle.close()
+      }
     })
   }
 
@@ -123,33 +153,36 @@ export class FileTier implements Tier {
   async getStream(key: string): Promise<Readable | undefined> {
     const file = this.#fileOf(key)
     return this.#p.breaker.run(async () => {
-      const found = await this.#probe(file, key)
+      let found = await this.#probe(file, key)
       if (found === undefined) return undefined
-      let whole = found.whole
-      if (whole === undefined) {
-        const entry = found.opened!
-        const fresh = (await this.#freshness(entry.head, file, 0, entry.ino)) === 'fresh'
-        // Streamed entries stream; a large value stored by set() was held in memory when
-        // written, so it is read whole and verified like any other set() value.
-        if (fresh && ((entry.head.flags & FLAG_FRAMED) !== 0 || entry.head.compression === Compression.None)) {
-          this.#p.counts.bytesRead += entry.size
-          this.#used(file, entry.mtimeMs)
-          return createEntryStream(entry, (error) => {
-            this.#reportCorrupt(file, key, error.message)
-            void removeIfUnchanged(file, entry.ino).then((size) => this.#removed(size), () => {})
-          })
-        }
-        await entry.handle.close()
-        if (!fresh) return undefined
-        whole = await this.#readDecoded(file, key)
-        if (whole === undefined) return undefined
+      // A small file whose value is larger than a get may hold (a streamed artifact of
+      // zeros, say) is streamed from the file like a large one, never inflated whole.
+      if (found.whole !== undefined && found.logicalLength > this.#p.options.maxValueSize) {
+        found = await this.#probe(file, key, true)
+        if (found === undefined) return undefined
       }
-      // The whole entry was verified before a single byte is handed out.
-      if ((await this.#freshness(whole, file, 0, whole.ino)) !== 'fresh') return undefined
-      this.#used(file, whole.mtimeMs)
-      const bytes = await decodePayload(whole).catch((error: unknown) =>
-        this.#corruptOrThrow(new CorruptEntryError(`payload does not decompress (${(error as Error).message})`), file, key, whole.ino))
-      return bytes === undefined ? undefined : Readable.from([bytes], { objectMode: false })
+      let handedOver = false
+      try {
+        this.#checkLengths(found)
+        if ((await this.#freshness(found, file, 0)) !== 'fresh') return undefined
+        this.#used(file, found.mtimeMs)
+        if (found.whole !== undefined) {
+          // Verified whole before a single byte is handed out.
+          return Readable.from([await decodePayload(found.whole)], { objectMode: false })
+        }
+        this.#p.counts.bytesRead += found.size
+        const { ino } = found
+        const stream = createEntryStream(found.opened, (error) => {
+          this.#reportCorrupt(file, key, error.message)
+          void removeIfUnchanged(file, error.ino ?? ino).then((size) => this.#removed(size), () => {})
+        })
+        handedOver = true
+        return stream
+      } catch (error) {
+        return await this.#corruptOrThrow(error, file, key, found.ino)
+      } finally {
+        if (!handedOver) await found.opened?.handle.close()
+      }
     })
   }
 
@@ -159,24 +192,15 @@ export class FileTier implements Tier {
     return this.#p.breaker.run(async () => {
       const found = await this.#probe(file, key)
       if (found === undefined) return undefined
-      if (found.whole !== undefined) {
-        const e = found.whole
-        if ((await this.#freshness(e, file, 0, e.ino)) !== 'fresh') return undefined
-        return toEntryInfo(e, e.payloadOffset + e.storedLength + TRAILER_BYTES, e.logicalLength, e.mtimeMs)
-      }
-      const { head, handle, size, mtimeMs, ino } = found.opened
-      let logicalLength: number
       try {
-        const trailer = Buffer.allocUnsafe(TRAILER_BYTES)
-        await handle.read(trailer, 0, TRAILER_BYTES, size - TRAILER_BYTES)
-        logicalLength = decodeTrailer(trailer, size, head.payloadOffset).logicalLength
+        this.#checkLengths(found)
+        if ((await this.#freshness(found, file, 0)) !== 'fresh') return undefined
+        return toEntryInfo(found.head, found.size, found.logicalLength, found.mtimeMs)
       } catch (error) {
-        return await this.#corruptOrThrow(error, file, key, ino)
+        return await this.#corruptOrThrow(error, file, key, found.ino)
       } finally {
-        await handle.close()
+        await found.opened?.handle.close()
       }
-      if ((await this.#freshness(head, file, 0, ino)) !== 'fresh') return undefined
-      return toEntryInfo(head, size, logicalLength, mtimeMs)
     })
   }
 
@@ -193,6 +217,7 @@ export class FileTier implements Tier {
       const before = disk.lstatSync(target, { throwIfNoEntry: false })
       return writeEntryFile(target, file, this.#p.options.durable).then(() => before)
     })
+    this.#p.changes.bump()
     this.#p.totals.written(file.length, previous?.isFile() ? previous.size : undefined)
     this.#p.counts.sets++
     this.#p.counts.bytesWritten += file.length
@@ -217,6 +242,7 @@ export class FileTier implements Tier {
         },
       }),
     )
+    this.#p.changes.bump()
     this.#p.totals.written(result.fileBytes, previous)
     this.#p.counts.sets++
     this.#p.counts.bytesWritten += result.fileBytes
@@ -235,6 +261,7 @@ export class FileTier implements Tier {
       const live = entryState(head, Date.now(), this.#p.tags) === 'live'
       return { size: removeFile(file), live }
     })
+    this.#p.changes.bump()
     this.#removed(removed?.size)
     return removed?.size !== undefined && removed.live
   }
@@ -254,6 +281,7 @@ export class FileTier implements Tier {
       }
       await disk.rm(trash, { recursive: true, force: true })
     })
+    this.#p.changes.bump()
   }
 
   /** Records that `tags` are invalid as of `at`, for every process. Throws disk failures. */
@@ -280,24 +308,38 @@ export class FileTier implements Tier {
 
   /**
    * Finds `key`'s entry. Small files are read whole and verified (the synchronous path); large
-   * ones are opened and only their head parsed, the caller owning the open handle.
-   * undefined for a miss, a hash collision, or a corrupt file (counted and removed).
+   * ones are opened and only their head and trailer parsed, the caller owning the open handle
+   * (`open` forces that path). undefined for a miss, a hash collision, or a corrupt file
+   * (counted, and removed if it is still the file judged).
    */
-  async #probe(file: string, key: string): Promise<Probe | undefined> {
-    const size = disk.lstatSync(file, { throwIfNoEntry: false })?.size
-    if (size === undefined) return undefined
-    if (size <= SYNC_IO_LIMIT) {
-      const whole = await this.#readDecoded(file, key)
-      return whole === undefined ? undefined : { whole, ino: whole.ino }
+  async #probe(file: string, key: string, open = false): Promise<Probe | undefined> {
+    let found: Probe
+    let ino: number | undefined
+    try {
+      const read = open ? LARGE : readSmallEntryFile(file)
+      if (read === undefined) return undefined
+      if (read === LARGE) {
+        const opened = await openEntry(file)
+        if (opened === undefined) return undefined
+        const { head, size, trailer, mtimeMs } = opened
+        found = { head, size, storedLength: trailer.storedLength, logicalLength: trailer.logicalLength, grace: trailer.grace, ino: opened.ino, mtimeMs, opened }
+      } else {
+        ino = read.ino
+        this.#p.counts.bytesRead += read.bytes.length
+        const whole = Object.assign(decodeEntry(read.bytes), { ino: read.ino, mtimeMs: read.mtimeMs })
+        found = { head: whole, size: read.bytes.length, storedLength: whole.storedLength, logicalLength: whole.logicalLength, grace: whole.grace, ino: read.ino, mtimeMs: read.mtimeMs, whole }
+      }
+    } catch (error) {
+      return await this.#corruptOrThrow(error, file, key, ino)
     }
-    const opened = await openEntry(file).catch((error: unknown) => this.#corruptOrThrow(error, file, key, undefined))
-    if (opened === undefined) return undefined
-    if (opened.head.key !== key) {
-      await opened.handle.close()
-      if (this.#misplaced(opened.head.key, file)) return await this.#corruptOrThrow(MISPLACED(), file, key, opened.ino)
+    if (found.head.key !== key) {
+      await found.opened?.handle.close()
+      // Another key with the same 64-bit hash: a miss, and its entry is left alone. A key that
+      // does not hash to this name at all is an entry swapped or copied here: corrupt.
+      if (this.#misplaced(found.head.key, file)) return await this.#corruptOrThrow(MISPLACED(), file, key, found.ino)
       return undefined
     }
-    return { opened, ino: opened.ino }
+    return found
   }
 
   /** Whether an entry holding `storedKey` does not belong under `file`'s name. */
@@ -305,95 +347,86 @@ export class FileTier implements Tier {
     return this.#layout.hashKey(storedKey) !== path.basename(file)
   }
 
-  /** Reads and verifies a whole entry file; undefined for a miss, a collision or a corrupt
-   *  file (which is counted and removed). Disk errors propagate to the breaker. */
-  async #readDecoded(file: string, key: string): Promise<VerifiedEntry | undefined> {
-    let read
+  /** Throws CorruptEntryError when the entry's lengths cannot be true (see impossibleLength). */
+  #checkLengths(found: Probe): void {
+    const impossible = impossibleLength({ flags: found.head.flags, compression: found.head.compression, storedLength: found.storedLength, logicalLength: found.logicalLength })
+    if (impossible !== undefined) throw new CorruptEntryError(impossible, found.ino)
+  }
+
+  /**
+   * Bounds a `get` before anything is allocated for the value: a length the entry cannot hold
+   * is corrupt; one over maxValueSize is refused with ERR_TOO_LARGE (the entry is fine, and
+   * getStream serves it: this is the caller's choice of API, not a fault of the disk or entry).
+   */
+  #boundForGet(found: Probe, key: string): void {
+    this.#checkLengths(found)
+    const max = this.#p.options.maxValueSize
+    if (found.logicalLength > max) {
+      throw new LarderError('ERR_TOO_LARGE', `Value of key ${JSON.stringify(key.length > 200 ? key.slice(0, 200) + '…' : key)} is ${found.logicalLength} bytes, more than maxValueSize (${max}) allows get() to hold: read it with getStream()`, { field: 'key' })
+    }
+  }
+
+  /**
+   * The value of an entry bounded by #boundForGet, verified to its last byte, with the metadata
+   * its checksum covers. Small files were verified whole by #probe; a large unframed one is read
+   * whole through its handle (its size is bounded by its bounded value's); a large framed one
+   * streams through the verifying reader into one buffer of its logical length. A payload that
+   * does not decode, or a value the serializer cannot read back, is corrupt.
+   */
+  async #verifiedValue(found: Probe): Promise<TierEntry> {
+    let entry: EntryHead
+    let bytes: Buffer
+    if (found.whole !== undefined) {
+      entry = found.whole
+      bytes = await decodePayload(found.whole)
+    } else if ((found.head.flags & FLAG_FRAMED) !== 0) {
+      this.#p.counts.bytesRead += found.size
+      entry = found.head // every byte of it is hashed and checked before collect() returns
+      bytes = await collect(createEntryStream(found.opened, () => {}), found.logicalLength)
+    } else {
+      this.#p.counts.bytesRead += found.size
+      const whole = await readOpenedEntry(found.opened)
+      // Verified now, but read after the head that was judged: it must still be that entry.
+      if (whole.key !== found.head.key) throw new CorruptEntryError('entry changed while it was read', found.ino)
+      entry = whole
+      bytes = await decodePayload(whole)
+    }
+    let value: unknown
     try {
-      read = await readEntryFile(file)
+      value = deserialize(entry.codec, bytes, this.#p.options.serializer)
     } catch (error) {
-      return await this.#corruptOrThrow(error, file, key, undefined)
+      if (isLarderError(error, 'ERR_DESERIALIZE')) throw error
+      throw new CorruptEntryError(`payload does not deserialize (${(error as Error).message})`, found.ino)
     }
-    if (read === undefined) return undefined
-    this.#p.counts.bytesRead += read.bytes.length
-    let decoded: DecodedEntry
-    try {
-      decoded = decodeEntry(read.bytes)
-    } catch (error) {
-      return await this.#corruptOrThrow(error, file, key, read.ino)
-    }
-    if (decoded.key !== key) {
-      // Another key with the same 64-bit hash: a miss, and its entry is left alone. A key that
-      // does not hash to this name at all is an entry swapped or copied here: corrupt.
-      if (this.#misplaced(decoded.key, file)) return await this.#corruptOrThrow(MISPLACED(), file, key, read.ino)
-      return undefined
-    }
-    return Object.assign(decoded, { ino: read.ino, mtimeMs: read.mtimeMs })
+    return { value, createdAt: entry.createdAt, expiresAt: entry.expiresAt, tags: entry.tags, grace: found.grace, size: bytes.length }
   }
 
   /**
    * 'fresh', 'stale' (expired less than `grace` ago: served only by getOrSet's stale-if-error),
-   * or 'gone': a miss, counted as expired. A gone entry is removed (if still the same file)
-   * when it is dead, and left on disk while the grace it records lasts (store/liveness.ts).
-   * A whole entry knows its grace; for one opened by its head, the trailer is read only if
-   * the entry expired.
+   * or 'gone' (a miss: counted, and removed if still the same file when it is dead, and left
+   * on disk while the grace it records lasts; see store/liveness.ts).
    */
-  async #freshness(entry: EntryHead & { grace?: number }, file: string, grace: number, ino: number): Promise<Freshness> {
-    const keptFor = entry.grace ?? (() => this.#recordedGrace(file, ino, entry.payloadOffset))
-    const state = entryState(entry, Date.now(), this.#p.tags, keptFor, grace)
+  async #freshness(found: Probe, file: string, grace: number): Promise<Freshness> {
+    const state = entryState(found.head, Date.now(), this.#p.tags, found.grace, grace)
     if (state === 'live') return 'fresh'
     if (state === 'stale') return 'stale'
     this.#p.counts.expired++
     // Removed lazily, by the reader that found it, unless a newer entry replaced it meanwhile.
-    if (state === 'dead') this.#removed(await removeIfUnchanged(file, ino).catch(() => undefined))
+    if (state === 'dead') this.#removed(await removeIfUnchanged(file, found.ino).catch(() => undefined))
     return 'gone'
   }
 
-  /** The grace (ms) in the trailer of `file`, an entry whose head says its payload starts at
-   *  `payloadOffset`. A file that cannot tell (replaced, damaged, unreadable) is kept: a prune
-   *  or verify judges it. */
-  #recordedGrace(file: string, ino: number, payloadOffset: number): number {
-    let fd: number | undefined
-    try {
-      fd = disk.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
-      const { ino: now, size } = disk.fstatSync(fd)
-      const trailer = Buffer.allocUnsafe(TRAILER_BYTES)
-      if (now !== ino || disk.readSync(fd, trailer, 0, TRAILER_BYTES, size - TRAILER_BYTES) !== TRAILER_BYTES) return Number.POSITIVE_INFINITY
-      return decodeTrailer(trailer, size, payloadOffset).grace
-    } catch {
-      return Number.POSITIVE_INFINITY
-    } finally {
-      if (fd !== undefined) disk.closeSync(fd)
-    }
-  }
-
-  /** Decompresses and deserializes a verified entry. A payload that does not decode is as
-   *  corrupt as one that fails its checksum. */
-  async #decodeValue(entry: VerifiedEntry, file: string, key: string): Promise<unknown> {
-    let bytes: Buffer
-    try {
-      bytes = await decodePayload(entry)
-    } catch (error) {
-      return (await this.#corruptOrThrow(new CorruptEntryError(`payload does not decompress (${(error as Error).message})`), file, key, entry.ino)) ?? MISS
-    }
-    try {
-      return deserialize(entry.codec, bytes, this.#p.options.serializer)
-    } catch (error) {
-      if (isLarderError(error, 'ERR_DESERIALIZE')) throw error
-      return (await this.#corruptOrThrow(new CorruptEntryError(`payload does not deserialize (${(error as Error).message})`), file, key, entry.ino)) ?? MISS
-    }
-  }
-
   /**
-   * Turns "this file is not a valid entry" into a counted, removed miss (returns undefined);
-   * rethrows anything else (disk failures, for the breaker).
+   * Turns "this file is not a valid entry" (a CorruptEntryError) into a counted, reported miss
+   * (returns undefined), removing the file only if it is still the one judged: the inode the
+   * judgement names, or `ino`; with neither known, it is left for maintenance. Rethrows
+   * anything else: disk failures for the breaker, LarderErrors for the caller.
    */
   async #corruptOrThrow(error: unknown, file: string, key: string | undefined, ino: number | undefined): Promise<undefined> {
-    const code = errorCode(error)
-    // ELOOP: a symlink where an entry should be; EISDIR: a directory.
-    if (!(error instanceof CorruptEntryError) && code !== 'ELOOP' && code !== 'EISDIR') throw error
-    this.#reportCorrupt(file, key, error instanceof Error ? error.message : String(error))
-    this.#removed(await removeIfUnchanged(file, ino).catch(() => undefined))
+    if (!(error instanceof CorruptEntryError)) throw error
+    this.#reportCorrupt(file, key, error.message)
+    const judged = error.ino ?? ino
+    if (judged !== undefined) this.#removed(await removeIfUnchanged(file, judged).catch(() => undefined))
     return undefined
   }
 

@@ -11,6 +11,17 @@ export interface MemoryTierBounds {
 /** A held entry, shaped as the read that finds it, so a hit allocates nothing. */
 type Held = { found: true; stale: false } & TierEntry
 
+/** What tells a memory tier that another process (or instance) wrote: store/change-clock.ts. */
+export interface ChangeSignal {
+  changedElsewhere(): boolean
+}
+
+/** Another process's write is seen by a hit at most this long after it resolved. */
+export const CHANGE_CHECK_MS = 5
+/** …and by at most this many hits that run without the event loop turning (the timer that
+ *  marks a check due cannot fire in such a run, so every this-many hits read the clock). */
+const HITS_PER_CLOCK_READ = 16
+
 /**
  * The in-process tier in front of the files: an lru-cache holding decoded values, so a hit
  * costs a map lookup and no deserialization. The facade stores what the serializer gives
@@ -19,14 +30,33 @@ type Held = { found: true; stale: false } & TierEntry
  * here and on disk; a disk hit is promoted here. An entry that is no longer live
  * (store/liveness.ts: expired, or invalidated by a tag, which `isStale` asks the shared tag
  * clock) is dropped when found.
+ *
+ * Other processes write to the same files behind this tier's back. So a hit looks at the
+ * namespace's change log (one `stat`) when CHANGE_CHECK_MS have passed since the last look,
+ * and when it shows a write by anyone else, every held value is dropped and read again from
+ * disk on its next get. Knowing a look is due costs a hit nothing: an unref'd timer marks it,
+ * and so does a clock read once in HITS_PER_CLOCK_READ hits, for runs of hits (awaited in a
+ * loop, say) during which the timer cannot fire. `memory.ttl` bounds a value's time here on
+ * top of this.
+ *
+ * A read from disk (or a write) takes a ticket (`epoch`) before it starts and stores its
+ * value only if no change was seen in between: a value read before another process's write
+ * landed must not be held after this tier has already looked past that write.
  */
 export class MemoryTier implements Tier {
   readonly name = 'memory'
   readonly #lru: LRUCache<string, Held>
   readonly #maxSize: number | undefined
   readonly #stamps: TagStamps
+  readonly #changes: ChangeSignal
+  readonly #timer: NodeJS.Timeout
+  /** A look at the change log is due (set by the timer). */
+  #due = true
+  #lookedAt = 0
+  #hits = 0
+  #epoch = 0
 
-  constructor(bounds: MemoryTierBounds, isStale: (tags: readonly string[], createdAt: number) => boolean) {
+  constructor(bounds: MemoryTierBounds, isStale: (tags: readonly string[], createdAt: number) => boolean, changes: ChangeSignal) {
     const options: { max?: number; maxSize?: number; sizeCalculation?: (entry: Held) => number; ttl?: number } = {}
     if (bounds.maxEntries !== undefined) options.max = bounds.maxEntries
     if (bounds.maxSize !== undefined) {
@@ -38,12 +68,19 @@ export class MemoryTier implements Tier {
     this.#lru = new LRUCache<string, Held>(options as LRUCache.Options<string, Held, unknown>)
     this.#maxSize = bounds.maxSize
     this.#stamps = { isStale: (tags, createdAt) => tags.length > 0 && isStale(tags, createdAt) }
+    this.#changes = changes
+    this.#timer = setTimeout(() => {
+      this.#due = true
+    }, CHANGE_CHECK_MS)
+    this.#timer.unref()
   }
 
-  /** The fresh entry for `key`, or MISS (an expired or invalidated one is dropped). */
+  /** The fresh entry for `key`, or MISS (an expired or invalidated one is dropped; after
+   *  another process's write, every held entry is). */
   get(key: string): TierRead {
     const entry = this.#lru.get(key)
     if (entry === undefined) return MISS
+    if ((this.#due || (this.#hits = (this.#hits + 1) & (HITS_PER_CLOCK_READ - 1)) === 0) && this.#changedElsewhere()) return MISS
     if (entryState(entry, Date.now(), this.#stamps) !== 'live') {
       this.#lru.delete(key)
       return MISS
@@ -51,9 +88,15 @@ export class MemoryTier implements Tier {
     return entry
   }
 
-  set(key: string, entry: TierEntry): void {
+  /** A ticket for a read or write about to go to disk: pass it to set(). */
+  get epoch(): number {
+    return this.#epoch
+  }
+
+  /** Holds `entry`, unless another process's write was seen since `ticket` was taken. */
+  set(key: string, entry: TierEntry, ticket = this.#epoch): void {
     // An entry bigger than the whole tier would evict everything else for nothing.
-    if (this.#maxSize !== undefined && entry.size > this.#maxSize) {
+    if (ticket !== this.#epoch || (this.#maxSize !== undefined && entry.size > this.#maxSize)) {
       this.#lru.delete(key)
       return
     }
@@ -73,7 +116,27 @@ export class MemoryTier implements Tier {
     this.#lru.clear()
   }
 
+  /** Drops everything and stops the timer. */
+  close(): void {
+    clearTimeout(this.#timer)
+    this.#lru.clear()
+  }
+
   get size(): number {
     return this.#lru.size
+  }
+
+  /** Looks at the change log if a look is due; on another writer's change, drops every held
+   *  entry. Kept out of get() so that a hit's own cost stays a flag test and a counter. */
+  #changedElsewhere(): boolean {
+    const now = Date.now()
+    if (!this.#due && now - this.#lookedAt < CHANGE_CHECK_MS) return false
+    this.#due = false
+    this.#lookedAt = now
+    this.#timer.refresh()
+    if (!this.#changes.changedElsewhere()) return false
+    this.#lru.clear()
+    this.#epoch++
+    return true
   }
 }

@@ -353,7 +353,7 @@ describe('fuzzing the entry decoder', () => {
         decodes(() => decodeHead(bytes, size))
         decodes(() => decodeHead(bytes, bytes.length))
         decodes(() => decodeTrailer(bytes.subarray(0, 32), size, 32))
-        if (bytes.length >= 8) decodes(() => decodeFrameHeader(bytes.subarray(0, 8), bytes.length - 8))
+        if (bytes.length >= 8) decodes(() => decodeFrameHeader(bytes.subarray(0, 8), bytes.length - 8, compression))
         const before = process.memoryUsage().arrayBuffers
         await decodeFramedPayload(bytes, compression, size).catch((error: unknown) => {
           if (!(error instanceof CorruptEntryError)) throw new Error(`decodeFramedPayload threw ${(error as Error).message}`)

@@ -1,0 +1,117 @@
+import fs from 'node:fs'
+import path from 'node:path'
+import { disk, errorCode } from './disk.js'
+import type { Layout } from './layout.js'
+
+/** Append, create if missing, and never write through a symlink planted in the log's place. */
+const APPEND_FLAGS = fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW
+const ONE_BYTE = Buffer.from([0x2e])
+/** The log is removed (and recreated by the next write) once it has grown past this. */
+const ROTATE_BYTES = 1024 * 1024
+/** Its size is looked at once in this many appends. */
+const ROTATE_CHECK_EVERY = 1024
+
+/**
+ * Whether any other process (or another instance in this one) has written to the namespace:
+ * the signal a memory tier needs to know its values may be stale, at the cost of one `stat`.
+ *
+ * `<dir>/v1/<ns>/meta/changes` is a log every set, setStream, delete and clear, by any
+ * process, appends one byte to once its disk write is done. O_APPEND makes each append
+ * atomic and its size exact, so an instance that counts its own appends knows the size it
+ * should find: any other size, another inode, or no file where there was one, means another
+ * writer. Sizes, not mtimes, so no timestamp granularity is involved (see tag-clock.ts for
+ * what that costs), and a reader never writes.
+ *
+ * The log is removed by the appender that finds it over 1 MiB, and recreated by the next
+ * write; its disappearance reads as a change (one extra re-read for every memory tier).
+ * A writer that finds no room to append (a full disk) removes it instead, for the same effect.
+ * One host only: O_APPEND is not atomic across NFS clients, and their attribute caches may
+ * answer the `stat` with an old size.
+ */
+export class ChangeClock {
+  readonly #file: string
+  readonly #dir: string
+  /** What the last look found: the log's inode and size (-1: no log). */
+  #ino = 0
+  #size = -1
+  /** Bytes this instance appended since the last look. */
+  #own = 0
+  #appends = 0
+
+  constructor(layout: Layout) {
+    this.#dir = layout.metaDir
+    this.#file = path.join(layout.metaDir, 'changes')
+    this.changedElsewhere() // the baseline: what was written before this instance opened is not news
+  }
+
+  /** Records that this instance wrote. Never throws: a write that happened must not fail for
+   *  want of its signal, and the fallbacks make one anyway. */
+  bump(): void {
+    try {
+      this.#append()
+    } catch (error) {
+      try {
+        if (errorCode(error) !== 'ENOENT') throw error
+        // meta/ is missing (a new namespace, or a clear() moved the tree away).
+        disk.mkdirSync(this.#dir, { recursive: true })
+        this.#append()
+      } catch {
+        try {
+          disk.unlinkSync(this.#file)
+        } catch {
+          // the disk is failing: readers will count it as a change when they cannot stat
+        }
+      }
+    }
+  }
+
+  /**
+   * Whether anyone but this instance wrote since the last call (or since it opened). Sync and
+   * never throws: a log that cannot be looked at counts as a change.
+   */
+  changedElsewhere(): boolean {
+    let ino = 0
+    let size = -1
+    try {
+      const stat = disk.statSync(this.#file, { throwIfNoEntry: false })
+      if (stat !== undefined) {
+        ino = stat.ino
+        size = stat.size
+      }
+    } catch {
+      this.#ino = 0
+      this.#size = -1
+      this.#own = 0
+      return true
+    }
+    const expected = this.#own === 0 ? this.#size : this.#size < 0 ? -2 : this.#size + this.#own
+    const changed = ino !== this.#ino || size !== expected
+    this.#ino = ino
+    this.#size = size
+    this.#own = 0
+    return changed
+  }
+
+  #append(): void {
+    const fd = disk.openSync(this.#file, APPEND_FLAGS, 0o644)
+    let size = 0
+    try {
+      disk.writeSync(fd, ONE_BYTE)
+      this.#own++
+      if (this.#size < 0) {
+        // There was no log at the last look: if it holds only our bytes, we created it and
+        // nobody else wrote since, which is no news to this instance.
+        const stat = disk.fstatSync(fd)
+        if (stat.size === this.#own) {
+          this.#ino = stat.ino
+          this.#size = stat.size
+          this.#own = 0
+        }
+      }
+      if (++this.#appends % ROTATE_CHECK_EVERY === 0) size = disk.fstatSync(fd).size
+    } finally {
+      disk.closeSync(fd)
+    }
+    if (size > ROTATE_BYTES) disk.unlinkSync(this.#file)
+  }
+}
