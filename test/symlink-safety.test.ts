@@ -141,7 +141,8 @@ const PLANTS: Record<string, (c: Ctx) => void> = {
   'CACHEDIR.TAG → a file outside': (c) => replaceWithLink(path.join(c.dir, 'CACHEDIR.TAG'), c.victim),
 }
 
-/** What an application does to the cache; each runs against every plant. */
+/** What an application does to the cache; each runs against every plant, planted after the
+ *  cache opened (open() repairs what it meets, so a plant before it would test open()). */
 const OPERATIONS: Record<string, (cache: Larder) => Promise<unknown>> = {
   set: async (cache) => {
     await cache.set(KEY, { small: true }, { tags: ['users'] })
@@ -158,6 +159,8 @@ const OPERATIONS: Record<string, (cache: Larder) => Promise<unknown>> = {
   prune: (cache) => cache.prune({ maxEntries: 1 }).catch((e: unknown) => e),
   verify: (cache) => cache.verify().catch((e: unknown) => e),
   close: async () => {},
+  /** Planted before the cache opens: what open() writes (CACHEDIR.TAG, the budget, the namespace). */
+  open: async () => {},
 }
 
 /** A cache with something of every kind on disk: entries, a stream, stamps, totals, activity, hit logs, budget. */
@@ -182,9 +185,14 @@ describe('planted symlinks are never followed', () => {
         await populate(dir)
         const canary = makeCanary(layout, KEY)
         const before = snapshot(canary.root)
-        tempSequence = nextTemp()
-        place({ dir, layout, victim: canary.victim, project: canary.project })
+        const plantNow = (): void => {
+          tempSequence = nextTemp()
+          place({ dir, layout, victim: canary.victim, project: canary.project })
+        }
+        // Planted while the cache is open (as an attacker would), except for `open` itself.
+        if (operation === 'open') plantNow()
         const cache = await Larder.open({ dir, ...OPTIONS, maxEntries: 999 })
+        if (operation !== 'open') plantNow()
         await run(cache)
         // The cache still works: what was planted was treated as foreign and replaced.
         await cache.set('after', 'ok')
