@@ -1,6 +1,7 @@
-// Measures the partition layout choice (see src/store/layout.ts): N files written with
-// write-file-atomic into (a) one level of 256 directories created up front, (b) one level of
-// 256 created on first use, (c) two levels of 256×256 created on first use.
+// Measures the partition layout choice (see src/store/layout.ts): N files written as larder
+// writes them (an exclusive temp file, then rename: src/store/atomic-write.ts) into (a) one
+// level of 256 directories created up front, (b) one level of 256 created on first use, (c) two
+// levels of 256×256 created on first use. (Earlier runs wrote through write-file-atomic.)
 // Each layout runs in its own process, interleaved, median of 3. Usage: node bench/layout-fanout.mjs [N]
 import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
@@ -9,11 +10,22 @@ import path from 'node:path'
 import { createRequire } from 'node:module'
 
 const require = createRequire(import.meta.url)
+const TEMP_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW
+let sequence = 0
+
+/** Temp file beside `file`, every byte written, then rename: larder's write, without its checks. */
+function writeAtomic(file, data) {
+  const temp = `${file}.${process.pid}-${++sequence}.tmp`
+  const fd = fs.openSync(temp, TEMP_FLAGS, 0o600)
+  for (let done = 0; done < data.length;) done += fs.writeSync(fd, data, done, data.length - done)
+  fs.closeSync(fd)
+  fs.renameSync(temp, file)
+}
+
 const N = Number(process.argv[3] ?? process.argv[2] ?? 20000)
 
 if (process.argv[2] === 'child') {
   const layout = process.argv[4]
-  const wfa = require('write-file-atomic')
   const { onExit } = require('signal-exit')
   onExit(() => {}) // as larder does: keep signal-exit's handlers installed
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'fanout-'))
@@ -29,7 +41,7 @@ if (process.argv[2] === 'child') {
       fs.mkdirSync(dir, { recursive: true })
       made.add(dir)
     }
-    wfa.sync(path.join(dir, h), data, { fsync: false })
+    writeAtomic(path.join(dir, h), data)
   }
   const ms = performance.now() - started
   fs.rmSync(root, { recursive: true, force: true })
@@ -45,7 +57,7 @@ for (let run = 0; run < 3; run++) {
     results[layout].push(JSON.parse(out).opsPerSec)
   }
 }
-console.log(`${N} files of 1 KiB, write-file-atomic sync, median of 3 (min–max) ops/s`)
+console.log(`${N} files of 1 KiB, exclusive temp file + rename, median of 3 (min–max) ops/s`)
 for (const layout of layouts) {
   const v = results[layout].sort((a, b) => a - b)
   console.log(`${layout.padEnd(16)} ${String(v[1]).padStart(7)}  (${v[0]}–${v[2]})`)

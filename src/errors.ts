@@ -15,6 +15,9 @@ export type LarderErrorCode =
   | 'ERR_ABORTED'
   | 'ERR_BUSY'
   | 'ERR_TOO_LARGE'
+  /** `open()` refused a directory others control (owned by another user, or writable by
+   *  group or others without the sticky bit) without `shared`: see the README's Security. */
+  | 'ERR_UNSAFE_DIR'
 
 /** A registered symbol, the same in every copy of larder loaded in a process (the ESM and
  *  the CJS build are two copies when an app mixes `import` and `require`). */

@@ -5,7 +5,7 @@ export { LarderError, isLarderError } from './errors.js'
 export type { LarderErrorCode } from './errors.js'
 export type {
   BreakerOptions, CompressionName, CustomSerializer, Duration, EvictionPolicy, LarderOptions,
-  MaintenanceOptions, MemoryTierOptions, SerializerName, Size, StreamCompression,
+  MaintenanceOptions, MemoryTierOptions, SerializerName, Sharing, Size, StreamCompression,
 } from './options.js'
 export type { MaintenanceProgress, PruneOptions, PruneReport, UsageReport, VerifyOptions, VerifyReport, WalkOptions } from './maintenance/maintainer.js'
 export type { CodecName, EntryInfo } from './maintenance/listing.js'

@@ -61,6 +61,13 @@ export class KeyOrder {
     return run
   }
 
+  /** Settles once every change called so far has taken effect (close() waits for it). */
+  settled(): Promise<void> {
+    const all = [...this.#keys.values()].map((queued) => queued.last)
+    if (this.#everything !== undefined) all.push(this.#everything)
+    return Promise.all(all).then(settled)
+  }
+
   /** Runs `change` (a clear) after every change called before it; every change called after
    *  it waits for it. */
   everything<T>(change: () => Promise<T>): Promise<T> {

@@ -66,6 +66,8 @@ export interface LarderEvents {
 }
 
 const SET_OPTIONS = ['ttl', 'tags'] as const
+/** How long close() waits for writes in flight before it aborts the streams among them. */
+const CLOSE_WAIT_MS = 5000
 const GET_OR_SET_OPTIONS = ['ttl', 'tags', 'grace'] as const
 
 /** An entry ready to be written: serialized at call time, written at its turn. */
@@ -152,18 +154,26 @@ export class Larder extends EventEmitter<LarderEvents> {
   readonly #autoPrune: AutoPrune
   #removeExitHook: (() => void) | undefined
   #closed = false
+  /** Writes in flight, for close() to wait for; a stream's can be aborted. */
+  readonly #inflight = new Set<{ done: Promise<unknown>; abort?: AbortController }>()
 
   private constructor(options: ResolvedOptions) {
     super()
     this.#watchHitListeners()
     this.options = Object.freeze(options)
-    this.#layout = new Layout(options.dir, options.namespace)
+    this.#layout = new Layout(options.dir, options.namespace, options.shared)
+    // A link or foreign file where a directory or file of ours belongs: removed, and counted
+    // and reported like a corrupt entry.
+    this.#layout.tree.onForeign = (file, reason) => {
+      this.#counts.corrupt++
+      this.emit('corrupt', { key: undefined, file, reason })
+    }
     this.#tags = new TagClock(this.#layout)
     this.#clock = new CreationClock(this.#tags)
     this.#breaker = new DiskBreaker(options.breaker, (state) => this.emit('breaker', state))
     this.#totals = new RunningTotals(this.#layout)
     this.#hitLog = options.evictionPolicy === 'lfu' ? new HitLog(this.#layout) : undefined
-    this.#activity = new ActivityLog(this.#layout.activityDir)
+    this.#activity = new ActivityLog(this.#layout)
     this.#pool = new MaintenancePool(options.maintenance.workers)
     const changes = new ChangeClock(this.#layout)
     this.#memory = options.memory === false ? undefined : new MemoryTier(options.memory, (tags, createdAt) => this.#tagsStaleSafe(tags, createdAt), changes)
@@ -351,14 +361,21 @@ export class Larder extends EventEmitter<LarderEvents> {
     return this.#change(k, async () => {
       const started = performance.now()
       this.#memory?.delete(k)
+      const abort = new AbortController()
       try {
-        await this.#files.setStream(k, input, { createdAt, expiresAt, tags })
+        await this.#track(this.#files.setStream(k, input, { createdAt, expiresAt, tags }, abort.signal), abort)
         this.#setLatency.record(performance.now() - started)
         this.emit('set', k)
         this.#autoPrune.afterWrite()
       } catch (error) {
         if (error instanceof SourceError) throw error.original
         if (input instanceof Readable && !input.destroyed) input.destroy()
+        if (abort.signal.aborted && error === abort.signal.reason) {
+          // close() gave up waiting for it: nothing was stored, the temp file is gone.
+          this.#counts.dropped++
+          if (!this.options.failOpen) throw error
+          return
+        }
         this.#writeFailed(error)
       } finally {
         // A read during the stream may have promoted the entry it replaced.
@@ -393,7 +410,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     return this.#order.everything(async () => {
       this.#memory?.clear()
       try {
-        await this.#files.clear()
+        await this.#track(this.#files.clear())
       } catch (error) {
         this.#writeFailed(error)
       }
@@ -571,11 +588,15 @@ export class Larder extends EventEmitter<LarderEvents> {
     }
   }
 
-  /** Stops maintenance (after an automatic prune in progress finishes; the worker pool ends), flushes the
-   *  running totals, and releases the breaker's timers and the exit hook. Any later call rejects with `ERR_CLOSED`. Idempotent. */
+  /** Waits for writes in flight (up to CLOSE_WAIT_MS; streams still running then are aborted:
+   *  not stored, their temp files removed, counted as dropped), stops maintenance (after an
+   *  automatic prune in progress finishes; the worker pool ends), flushes the running totals,
+   *  and releases the breaker's timers and the exit hook. Nothing is written after it
+   *  resolves. Any later call rejects with `ERR_CLOSED`. Idempotent. */
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    await this.#settleWrites()
     await this.#autoPrune.close()
     this.#flushCounters()
     this.#recordActivity()
@@ -612,6 +633,29 @@ export class Larder extends EventEmitter<LarderEvents> {
     if (!events.listeners('newListener').includes(this.#countHitListener)) events.on('newListener', this.#countHitListener)
     if (!events.listeners('removeListener').includes(this.#uncountHitListener)) events.on('removeListener', this.#uncountHitListener)
     this.#hitListeners = this.listenerCount('hit')
+  }
+
+  /** Runs a write as one close() waits for. */
+  async #track<T>(write: Promise<T>, abort?: AbortController): Promise<T> {
+    const flight = { done: write.catch(() => {}), abort }
+    this.#inflight.add(flight)
+    try {
+      return await write
+    } finally {
+      this.#inflight.delete(flight)
+    }
+  }
+
+  /** Lets writes in flight finish for up to CLOSE_WAIT_MS, then aborts the streams left (a
+   *  buffered write is a few syscalls from done, so only streams can be slower) and waits,
+   *  as long again at most, for them to remove their temp files. */
+  async #settleWrites(): Promise<void> {
+    if (this.#inflight.size === 0 && this.#order.idle) return
+    // Changes queued behind others on their key (KeyOrder) are writes called before close too.
+    await settledWithin([this.#order.settled(), ...[...this.#inflight].map((f) => f.done)], CLOSE_WAIT_MS)
+    const closing = new LarderError('ERR_CLOSED', 'The cache was closed before this stream was stored; nothing was written', { field: 'cache' })
+    for (const flight of this.#inflight) flight.abort?.abort(closing)
+    await settledWithin([this.#order.settled(), ...[...this.#inflight].map((f) => f.done)], CLOSE_WAIT_MS)
   }
 
   async #prepareDirectory(): Promise<void> {
@@ -795,7 +839,7 @@ export class Larder extends EventEmitter<LarderEvents> {
       this.#memory.set(key, entry)
     }
     try {
-      await this.#files.set(key, { ...entry, serialized })
+      await this.#track(this.#files.set(key, { ...entry, serialized }))
       this.emit('set', key)
       this.#autoPrune.afterWrite()
     } catch (error) {
@@ -891,4 +935,13 @@ export class Larder extends EventEmitter<LarderEvents> {
   #assertOpen(): void {
     if (this.#closed) throw new LarderError('ERR_CLOSED', 'The cache is closed', { field: 'cache' })
   }
+}
+
+/** Waits for `promises` (which never reject), or `ms`, whichever comes first. */
+async function settledWithin(promises: Promise<unknown>[], ms: number): Promise<void> {
+  if (promises.length === 0) return
+  let timer: NodeJS.Timeout | undefined
+  const waited = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))
+  await Promise.race([Promise.all(promises), waited])
+  clearTimeout(timer)
 }

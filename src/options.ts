@@ -4,6 +4,7 @@ import zlib from 'node:zlib'
 import ms from 'ms'
 import bytesIec from 'bytes-iec'
 import { LarderError } from './errors.js'
+import type { Sharing } from './store/owned-tree.js'
 
 /** A duration: milliseconds, or a string such as `'90s'`, `'15m'`, `'7d'`. */
 export type Duration = number | string
@@ -14,6 +15,7 @@ export type CompressionName = 'gzip' | 'deflate' | 'brotli' | 'zstd' | 'none'
 export type SerializerName = 'json' | 'v8' | 'msgpack' | 'raw'
 export type EvictionPolicy = 'lru' | 'lfu' | 'fifo'
 export type StreamCompression = 'adaptive' | 'full'
+export type { Sharing }
 
 /** A user-supplied serializer. It must round-trip every value it accepts. */
 export interface CustomSerializer {
@@ -52,8 +54,10 @@ export interface MaintenanceOptions {
    *  than this. Default `'1m'`: a hot key costs one `utimes` a minute, not one per get, and
    *  LRU order is exact to within a minute. atime is not used: it is often off (noatime). */
   touchAfter?: Duration
-  /** Temp files older than this are strays of a dead writer and are removed. Default
-   *  `'15m'`: a live writer keeps its temp file's mtime fresh with every write. */
+  /** Temp files (and `clear()` trash) older than this are strays of a dead writer and are
+   *  removed. Default `'15m'`; at least `'1s'`. A live stream refreshes its temp file's mtime
+   *  through its open handle every 200 ms however slow its source, so only a writer whose
+   *  process died (or whose event loop stalls for longer than this) loses its temp file. */
   tempMaxAge?: Duration
 }
 
@@ -136,6 +140,18 @@ export interface LarderOptions {
   /** Automatic maintenance: `false` turns off the interval and the over-budget trigger
    *  (`prune()` and `verify()` still work). Default `{}` (the defaults below). */
   maintenance?: false | MaintenanceOptions
+  /**
+   * Who besides this user may use the cache directory. Default `false`: the tree is created
+   * owner-only (directories 0700, files 0600), and `open()` refuses (`ERR_UNSAFE_DIR`) a
+   * directory owned by another user (root excepted) or writable by group or others without
+   * the sticky bit, since whoever can write the directory can plant entries this process
+   * would serve (a checksum is not a signature). `'group'`: directories 2770 (setgid, so
+   * files keep the directory's group) and files 0660, and a directory owned by another user
+   * or writable by its group is accepted (one writable by others still is not). `'everyone'`:
+   * directories 0777 and files 0666, nothing checked. Choose sharing only for a directory
+   * whose every writer you trust (a CI cache volume of one project, a build farm's group).
+   */
+  shared?: Sharing
 }
 
 export interface ResolvedMaintenanceOptions {
@@ -157,6 +173,7 @@ export interface ResolvedBreakerOptions {
 
 export interface ResolvedOptions {
   dir: string
+  shared: Sharing
   namespace: string
   defaultTtl: number
   compression: CompressionName
@@ -189,7 +206,7 @@ export const DEFAULT_MAX_VALUE_SIZE = 64 * 1024 * 1024
 const OPTION_NAMES = new Set<string>([
   'dir', 'namespace', 'defaultTtl', 'compression', 'compressionLevel', 'compressThreshold',
   'streamCompression', 'serializer', 'maxValueSize', 'memory', 'failOpen', 'breaker', 'durable', 'maxSize', 'maxEntries', 'evictionPolicy',
-  'maintenance',
+  'maintenance', 'shared',
 ])
 const MAINTENANCE_NAMES = new Set(['interval', 'workers', 'lowWater', 'touchAfter', 'tempMaxAge'])
 const BREAKER_NAMES = new Set(['errorThresholdPercentage', 'volumeThreshold', 'resetTimeout', 'rollingCountTimeout', 'timeout'])
@@ -198,6 +215,9 @@ const COMPRESSIONS: readonly CompressionName[] = ['gzip', 'deflate', 'brotli', '
 const SERIALIZERS: readonly SerializerName[] = ['json', 'v8', 'msgpack', 'raw']
 const POLICIES: readonly EvictionPolicy[] = ['lru', 'lfu', 'fifo']
 const STREAM_COMPRESSIONS: readonly StreamCompression[] = ['adaptive', 'full']
+const SHARINGS: readonly Sharing[] = [false, 'group', 'everyone']
+/** The smallest `maintenance.tempMaxAge`: five heartbeats of a live stream (stream-writer.ts). */
+export const MIN_TEMP_MAX_AGE = 1000
 
 export function zstdAvailable(): boolean {
   return typeof (zlib as { zstdCompressSync?: unknown }).zstdCompressSync === 'function'
@@ -363,9 +383,14 @@ export function resolveOptions(input: unknown): ResolvedOptions {
   if (maxValueSize === 0 || maxValueSize > bufferConstants.MAX_LENGTH) {
     throw invalid('maxValueSize', `expected a size from 1 byte to ${bufferConstants.MAX_LENGTH} bytes (the largest Buffer), got ${String(o.maxValueSize)}`)
   }
+  const shared = o.shared ?? false
+  if (!SHARINGS.includes(shared)) {
+    throw invalid('shared', `expected false, 'group' or 'everyone', got ${typeof shared === 'string' ? JSON.stringify(shared) : String(shared)}`)
+  }
 
   return {
     dir,
+    shared,
     namespace,
     defaultTtl: parseDuration(o.defaultTtl ?? 0, 'defaultTtl'),
     compression,
@@ -397,13 +422,17 @@ function resolveMaintenance(input: unknown): ResolvedMaintenanceOptions {
   }
   const workers = m.workers === undefined ? 1 : positiveInteger(m.workers, 'maintenance.workers')
   if (workers > 16) throw invalid('maintenance.workers', `expected at most 16, got ${workers}`)
+  const tempMaxAge = parseDuration(m.tempMaxAge ?? '15m', 'maintenance.tempMaxAge')
+  if (tempMaxAge < MIN_TEMP_MAX_AGE) {
+    throw invalid('maintenance.tempMaxAge', `expected at least 1s (a live writer refreshes its temp file every 200 ms; a shorter age could take it for a dead one's), got ${String(m.tempMaxAge)}`)
+  }
   return {
     auto: input !== false,
     interval: parseDuration(m.interval ?? '1h', 'maintenance.interval'),
     workers,
     lowWater,
     touchAfter: parseDuration(m.touchAfter ?? '1m', 'maintenance.touchAfter'),
-    tempMaxAge: parseDuration(m.tempMaxAge ?? '15m', 'maintenance.tempMaxAge'),
+    tempMaxAge,
   }
 }
 

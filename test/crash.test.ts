@@ -184,7 +184,7 @@ describe('SIGKILL during many small sets', () => {
       lastPresent = present
       const temps = await checkFinalNames(dir, keys)
       maxTemps = Math.max(maxTemps, temps.length)
-      assert.ok(temps.every((f) => /\.\d+$/.test(f)), 'set() temps are write-file-atomic names, <hash>.<digits>')
+      assert.ok(temps.every((f) => /\.\d+-\d+\.tmp$/.test(f)), 'set() temps are exclusive temp names, <hash>.<pid>-<n>.tmp')
     }
     t.diagnostic(`${lastPresent} of ${KEYS} keys present; at most ${maxTemps} temp files left over`)
     assert.ok(lastPresent > KEYS / 2, `only ${lastPresent} keys were ever written`)

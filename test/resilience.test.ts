@@ -74,7 +74,7 @@ describe('resilience', () => {
       const errors: LarderError[] = []
       cache.on('error', (e) => errors.push(e as LarderError))
       disk.openSync = failing(code)
-      disk.writeAtomicSync = failing(code)
+      disk.writeSync = failing(code)
       disk.open = failing(code) as never
       assert.equal(await cache.get('k'), undefined)
       await cache.set('k2', 'v2')
@@ -97,7 +97,7 @@ describe('resilience', () => {
     const cache = await Larder.open({ dir: tempDir(), failOpen: false, breaker: fastBreaker })
     await cache.set('k', 'v')
     disk.openSync = failing('EIO')
-    disk.writeAtomicSync = failing('EIO')
+    disk.writeSync = failing('EIO')
     await assert.rejects(cache.get('k'), (e: LarderError) => e.code === 'ERR_UNAVAILABLE' && (e.cause as { code: string }).code === 'EIO')
     await assert.rejects(cache.set('k', 'w'), { code: 'ERR_UNAVAILABLE' })
     await assert.rejects(cache.get('k'), { code: 'ERR_UNAVAILABLE' }) // breaker open now
@@ -118,7 +118,7 @@ describe('resilience', () => {
 
   test('an error event with no listener does not throw into the host', async () => {
     const cache = await Larder.open({ dir: tempDir() })
-    disk.writeAtomicSync = failing('ENOSPC')
+    disk.writeSync = failing('ENOSPC')
     await cache.set('k', 'v')
     assert.equal((await cache.stats()).dropped, 1)
     await cache.close()

@@ -1,4 +1,5 @@
 import path from 'node:path'
+import { writeFileAtomicSync } from '../store/atomic-write.js'
 import { disk } from '../store/disk.js'
 import type { Layout } from '../store/layout.js'
 
@@ -26,8 +27,7 @@ export function recordBudget(layout: Layout, budget: RecordedBudget): void {
     // not recorded yet
   }
   try {
-    disk.mkdirSync(layout.metaDir, { recursive: true })
-    disk.writeAtomicSync(file, Buffer.from(body), { fsync: false })
+    writeFileAtomicSync(layout.tree, file, Buffer.from(body))
   } catch {
     // a failing disk: the budget still applies to this process, just not recorded
   }

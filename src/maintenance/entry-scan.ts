@@ -3,6 +3,8 @@ import path from 'node:path'
 import { hasher } from '../format/checksum.js'
 import { CorruptEntryError, decodeHead, decodeTrailer, HEADER_BYTES, TRAILER_BYTES, type EntryHead } from '../format/entry-format.js'
 import { errorCode } from '../store/disk.js'
+import { rootAbove } from '../store/layout.js'
+import { chainIsReal } from '../store/owned-tree.js'
 
 /**
  * File-level steps of maintenance, run inside worker threads with synchronous calls (a
@@ -26,8 +28,11 @@ export interface EntryFacts {
   grace?: number
 }
 
-/** The names in one partition directory; none if it is missing (or not a directory). */
+/** The names in one partition directory; none if it is missing, not a directory, or reached
+ *  through a link (`v1/`, the namespace or the partition replaced by one): what a scan lists,
+ *  it may remove, so it never lists outside the cache. */
 export function listPartition(dir: string): string[] {
+  if (!chainIsReal(rootAbove(dir, 3), dir)) return []
   try {
     return fs.readdirSync(dir)
   } catch (error) {
@@ -150,8 +155,10 @@ export function verifyBuffer(): Buffer {
  * undefined if nothing was removed.
  */
 export function removeIfSame(file: string, ino: number, mtimeMs: number | undefined): number | undefined {
-  // No lstat first: almost every victim is unchanged, and three syscalls (rename, lstat,
-  // unlink) instead of four make eviction a quarter faster.
+  // Never rename through a link planted where `v1/`, the namespace or the partition was.
+  if (!chainIsReal(rootAbove(file, 4), path.dirname(file))) return undefined
+  // No lstat of the victim first: almost every victim is unchanged, and three syscalls
+  // (rename, lstat, unlink) instead of four make eviction a quarter faster.
   const aside = `${file}.${process.pid}-0.tmp`
   try {
     fs.renameSync(file, aside)

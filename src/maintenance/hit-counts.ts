@@ -1,14 +1,36 @@
 import fs from 'node:fs'
 import path from 'node:path'
+import { writeFileAtomicSync } from '../store/atomic-write.js'
+import { rootAbove } from '../store/layout.js'
+import { chainIsReal, OwnedTree, sharingOf } from '../store/owned-tree.js'
 
 /**
  * Reading and compacting the LFU hit logs that `HitLog` appends to (see hit-log.ts for the
- * scheme). Runs in a worker.
+ * scheme). Runs in a worker. The hits directory is `<dir>/v1/<ns>/meta/hits`; nothing is
+ * read, renamed or written unless every directory down to it is a real one (never through a
+ * planted link), and a log is read only if it is a regular file.
  */
 const LOG_NAME = /\.log$/
 const COMPACTING = '.compacting'
+const READ_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK
+
+function isRealHitsDir(dir: string): boolean {
+  return chainIsReal(rootAbove(dir, 4), dir)
+}
+
+/** A log's text; throws for anything but a regular file (a link, a FIFO planted at the name). */
+function readLog(file: string): string {
+  const fd = fs.openSync(file, READ_FLAGS)
+  try {
+    if (!fs.fstatSync(fd).isFile()) throw Object.assign(new Error(`${file} is not a regular file`), { code: 'EINVAL' })
+    return fs.readFileSync(fd, 'utf8')
+  } finally {
+    fs.closeSync(fd)
+  }
+}
 
 function logFiles(dir: string): string[] {
+  if (!isRealHitsDir(dir)) return []
   try {
     return fs.readdirSync(dir).filter((name) => LOG_NAME.test(name) || name.endsWith(COMPACTING))
   } catch {
@@ -32,7 +54,7 @@ export function readHitCounts(dir: string): Map<string, number> {
   const counts = new Map<string, number>()
   for (const name of logFiles(dir)) {
     try {
-      addLines(fs.readFileSync(path.join(dir, name), 'utf8'), counts)
+      addLines(readLog(path.join(dir, name)), counts)
     } catch {
       // removed meanwhile
     }
@@ -56,8 +78,8 @@ export function compactHitLogs(dir: string, names: string): number {
     const aside = name.endsWith(COMPACTING) ? from : `${from}.${process.pid}${COMPACTING}`
     try {
       if (aside !== from) fs.renameSync(from, aside)
-      addLines(fs.readFileSync(aside, 'utf8'), counts)
       folded.push(aside)
+      addLines(readLog(aside), counts)
     } catch {
       // another compaction took it
     }
@@ -68,8 +90,9 @@ export function compactHitLogs(dir: string, names: string): number {
     if (halved > 0 && alive.has(hash)) text += `${hash} ${halved}\n`
   }
   if (text !== '') {
-    fs.mkdirSync(dir, { recursive: true })
-    fs.writeFileSync(path.join(dir, `merged.${process.pid}.${Date.now().toString(36)}.log`), text)
+    // Files take the mode the directory was made with (owner-only unless the cache is shared).
+    const tree = new OwnedTree(rootAbove(dir, 4), sharingOf(fs.statSync(dir).mode))
+    writeFileAtomicSync(tree, path.join(dir, `merged.${process.pid}.${Date.now().toString(36)}.log`), Buffer.from(text))
   }
   for (const file of folded) fs.rmSync(file, { force: true })
   return folded.length

@@ -1,6 +1,7 @@
 import path from 'node:path'
-import { disk, errorCode } from '../store/disk.js'
+import { appendFileSafeSync } from '../store/atomic-write.js'
 import type { Layout } from '../store/layout.js'
+import type { OwnedTree } from '../store/owned-tree.js'
 import { FlushTimer } from './flush-timer.js'
 
 /**
@@ -22,13 +23,13 @@ const FLUSH_MS = 1000
 let instances = 0
 
 export class HitLog {
-  readonly #dir: string
+  readonly #tree: OwnedTree
   readonly #file: string
   readonly #counts = new Map<string, number>()
   readonly #timer = new FlushTimer(FLUSH_MS, () => this.flush())
 
   constructor(layout: Layout) {
-    this.#dir = layout.hitsDir
+    this.#tree = layout.tree
     this.#file = path.join(layout.hitsDir, `${process.pid}.${Date.now().toString(36)}${(++instances).toString(36)}.log`)
   }
 
@@ -43,13 +44,7 @@ export class HitLog {
     if (this.#counts.size === 0) return
     let text = ''
     for (const [hash, count] of this.#counts) text += `${hash} ${count}\n`
-    try {
-      disk.appendFileSync(this.#file, text)
-    } catch (error) {
-      if (errorCode(error) !== 'ENOENT') throw error
-      disk.mkdirSync(this.#dir, { recursive: true })
-      disk.appendFileSync(this.#file, text)
-    }
+    appendFileSafeSync(this.#tree, this.#file, Buffer.from(text))
     this.#counts.clear()
   }
 

@@ -4,7 +4,8 @@ import path from 'node:path'
 import lockfile from 'proper-lockfile'
 import { LarderError } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
-import { PARTITION_NAME, type Layout } from '../store/layout.js'
+import { disk } from '../store/disk.js'
+import { PARTITION_NAME, removeTrash, TRASH_NAME, trashTime, type Layout } from '../store/layout.js'
 import { RECORD_FIELDS, type PlanOutput } from './policy.js'
 import type { MaintenancePool } from './pool.js'
 import type { RunningTotals } from './totals.js'
@@ -337,7 +338,12 @@ export class Maintainer {
   /** Takes the maintenance lock. An automatic run stands aside (undefined) if another
    *  process holds it; an explicit one waits for it, up to about a minute. */
   async #lock(automatic: boolean, signal: AbortSignal | undefined): Promise<(() => Promise<void>) | undefined> {
-    fs.mkdirSync(this.#p.layout.metaDir, { recursive: true })
+    const { tree, metaDir } = this.#p.layout
+    tree.dirSync(metaDir)
+    // proper-lockfile makes the lock a directory; anything else there was planted: a link
+    // would have it stat (and time) the link's target.
+    const planted = disk.lstatSync(this.#lockTarget + '.lock', { throwIfNoEntry: false })
+    if (planted !== undefined && !planted.isDirectory()) tree.removeForeignSync(this.#lockTarget + '.lock', planted, 'where the maintenance lock belongs')
     const deadline = Date.now() + 60_000
     for (let wait = 50; ; wait = Math.min(wait * 2, 1000)) {
       signal?.throwIfAborted()
@@ -359,35 +365,27 @@ export class Maintainer {
   }
 
   /**
-   * Removes the trees of `clear()` calls whose process died between the rename that emptied
-   * the namespace and the delete of the renamed tree (`<dir>/v1/.trash-<pid>-<ms>-<random>`):
-   * nothing else would ever reclaim them. Only trees older than `tempMaxAge` go, so a live
-   * clear still deleting its own is left alone. Resolves to how many were (or would be) removed.
+   * Removes the trees of `clear()` calls whose process died between moving the partitions
+   * aside and deleting them (`<dir>/v1/.trash-<pid>-<ms>-<random>`): nothing else would ever
+   * reclaim them. Only trees older than `tempMaxAge` go, so a live clear still deleting its
+   * own is left alone. Nothing is followed: `v1/` must be a real directory, and a link at a
+   * trash name is unlinked, not entered. Resolves to how many were (or would be) removed.
    */
   async #sweepTrash(now: number, dryRun: boolean): Promise<number> {
-    const versionDir = path.dirname(this.#p.layout.namespaceDir)
+    const { tree, versionDir } = this.#p.layout
+    if (!tree.isRealSync(versionDir)) return 0
     let names: string[]
     try {
-      names = (await fs.promises.readdir(versionDir)).filter((name) => name.startsWith('.trash-'))
+      names = (await disk.readdir(versionDir)).filter((name) => TRASH_NAME.test(name))
     } catch {
       return 0
     }
     let removed = 0
     for (const name of names) {
-      const trash = path.join(versionDir, name)
-      const renamedAt = Number(name.split('-')[2])
-      let at = renamedAt
-      if (!Number.isFinite(at)) {
-        try {
-          at = (await fs.promises.lstat(trash)).mtimeMs
-        } catch {
-          continue
-        }
-      }
-      if (now - at < this.#p.options.maintenance.tempMaxAge) continue
+      if (now - trashTime(name) < this.#p.options.maintenance.tempMaxAge) continue
       if (!dryRun) {
         try {
-          await fs.promises.rm(trash, { recursive: true, force: true })
+          await removeTrash(path.join(versionDir, name))
         } catch {
           continue // another process is removing it too; the next run finishes the job
         }

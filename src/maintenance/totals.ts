@@ -1,6 +1,8 @@
 import path from 'node:path'
+import { writeFileAtomicSync } from '../store/atomic-write.js'
 import { disk, errorCode } from '../store/disk.js'
 import type { Layout } from '../store/layout.js'
+import type { OwnedTree } from '../store/owned-tree.js'
 import { crowded } from './crowding.js'
 import { FlushTimer } from './flush-timer.js'
 
@@ -44,6 +46,7 @@ let instances = 0
 
 export class RunningTotals {
   readonly #dir: string
+  readonly #tree: OwnedTree
   readonly #epochFile: string
   readonly #id = `${process.pid}.${Date.now().toString(36)}${(++instances).toString(36)}`
   /** Changes since this instance's delta file was last rewritten. */
@@ -58,6 +61,7 @@ export class RunningTotals {
 
   constructor(layout: Layout) {
     this.#dir = layout.totalsDir
+    this.#tree = layout.tree
     this.#epochFile = path.join(layout.totalsDir, 'epoch')
   }
 
@@ -127,14 +131,7 @@ export class RunningTotals {
       this.#flushed = { entries: 0, bytes: 0 }
     }
     const next = { entries: this.#flushed.entries + this.#pending.entries, bytes: this.#flushed.bytes + this.#pending.bytes }
-    const body = Buffer.from(JSON.stringify(next))
-    try {
-      disk.writeAtomicSync(file, body, { fsync: false })
-    } catch (error) {
-      if (errorCode(error) !== 'ENOENT') throw error
-      disk.mkdirSync(this.#dir, { recursive: true })
-      disk.writeAtomicSync(file, body, { fsync: false })
-    }
+    writeFileAtomicSync(this.#tree, file, Buffer.from(JSON.stringify(next)))
     this.#flushed = next
     this.#flushedEpoch = epoch
     this.#pending = { entries: 0, bytes: 0 }
@@ -156,9 +153,12 @@ export class RunningTotals {
     return epoch
   }
 
-  /** Ends a full scan: its count becomes the base, and deltas of older epochs are deleted. */
+  /** Ends a full scan: its count becomes the base, and deltas of older epochs are deleted.
+   *  A base of a newer epoch (a `clear()` during the scan) is never overwritten. */
   endScan(epoch: number, counted: Totals): void {
     this.flush()
+    const current = this.#readBase()
+    if (current !== undefined && current.epoch > epoch) return
     this.#write('base', JSON.stringify({ epoch, entries: counted.entries, bytes: counted.bytes, at: Date.now() } satisfies Base))
     for (const name of this.#names()) {
       const fileEpoch = Number(name.slice(0, name.indexOf('.')))
@@ -171,6 +171,32 @@ export class RunningTotals {
       }
     }
     this.#lastRead = undefined
+  }
+
+  /**
+   * After a `clear()` removed every entry: a new epoch whose base is zero, so every delta
+   * written before (by any process) stops counting, and this instance's own pending and
+   * flushed changes are dropped. Another process's changes not yet flushed when the clear
+   * came still count once they are (a drift of at most its last FLUSH_MS of writes, which
+   * the next scan corrects).
+   */
+  cleared(): void {
+    this.#timer.cancel()
+    const epoch = this.#currentEpoch() + 1
+    this.#write('epoch', String(epoch))
+    this.#write('base', JSON.stringify({ epoch, entries: 0, bytes: 0, at: Date.now() } satisfies Base))
+    this.#pending = { entries: 0, bytes: 0 }
+    this.#flushed = { entries: 0, bytes: 0 }
+    this.#flushedEpoch = -1
+    this.#lastRead = undefined
+    for (const name of this.#names()) {
+      if (Number(name.slice(0, name.indexOf('.'))) >= epoch) continue
+      try {
+        disk.unlinkSync(path.join(this.#dir, name))
+      } catch {
+        // another process's clear or scan took it
+      }
+    }
   }
 
   /** Whether delta files have piled up (see crowding.ts). */
@@ -250,13 +276,6 @@ export class RunningTotals {
   }
 
   #write(name: string, text: string): void {
-    const file = path.join(this.#dir, name)
-    try {
-      disk.writeAtomicSync(file, Buffer.from(text), { fsync: false })
-    } catch (error) {
-      if (errorCode(error) !== 'ENOENT') throw error
-      disk.mkdirSync(this.#dir, { recursive: true })
-      disk.writeAtomicSync(file, Buffer.from(text), { fsync: false })
-    }
+    writeFileAtomicSync(this.#tree, path.join(this.#dir, name), Buffer.from(text))
   }
 }

@@ -1,5 +1,8 @@
 import path from 'node:path'
+import { writeFileAtomicSync } from '../store/atomic-write.js'
 import { disk, errorCode } from '../store/disk.js'
+import type { Layout } from '../store/layout.js'
+import type { OwnedTree } from '../store/owned-tree.js'
 import type { BreakerState } from '../resilience/disk-breaker.js'
 import { crowded } from '../maintenance/crowding.js'
 
@@ -75,13 +78,15 @@ function zero(): Total {
 
 export class ActivityLog {
   readonly #dir: string
+  readonly #tree: OwnedTree
   readonly #file: string
   readonly #openedAt = Date.now()
   #written = false
 
-  constructor(activityDir: string) {
-    this.#dir = activityDir
-    this.#file = path.join(activityDir, `${process.pid}.${Date.now().toString(36)}${(++instances).toString(36)}.json`)
+  constructor(layout: Layout) {
+    this.#dir = layout.activityDir
+    this.#tree = layout.tree
+    this.#file = path.join(layout.activityDir, `${process.pid}.${Date.now().toString(36)}${(++instances).toString(36)}.json`)
   }
 
   /** Writes this instance's record, once; an instance that did nothing leaves none. Sync: runs at exit. */
@@ -90,14 +95,7 @@ export class ActivityLog {
     this.#written = true
     if (counters.hits + counters.misses + counters.sets + counters.deletes + counters.errors + counters.dropped === 0) return
     const record: ActivityRecord = { pid: process.pid, openedAt: this.#openedAt, closedAt: Date.now(), breaker, ...pick(counters) }
-    const body = Buffer.from(JSON.stringify(record))
-    try {
-      disk.writeAtomicSync(this.#file, body, { fsync: false })
-    } catch (error) {
-      if (errorCode(error) !== 'ENOENT') throw error
-      disk.mkdirSync(this.#dir, { recursive: true })
-      disk.writeAtomicSync(this.#file, body, { fsync: false })
-    }
+    writeFileAtomicSync(this.#tree, this.#file, Buffer.from(JSON.stringify(record)))
   }
 
   /** Whether the records have piled up (see maintenance/crowding.ts). */
@@ -116,7 +114,7 @@ export class ActivityLog {
   compact(): void {
     const { total, names } = this.#gather()
     if (names.length === 0) return
-    disk.writeAtomicSync(path.join(this.#dir, 'total.json'), Buffer.from(JSON.stringify(total)), { fsync: false })
+    writeFileAtomicSync(this.#tree, path.join(this.#dir, 'total.json'), Buffer.from(JSON.stringify(total)))
     for (const name of names) {
       try {
         disk.unlinkSync(path.join(this.#dir, name))

@@ -1,10 +1,9 @@
-import fs from 'node:fs'
 import path from 'node:path'
-import { disk, errorCode } from './disk.js'
+import { appendFileSafeSync } from './atomic-write.js'
+import { disk } from './disk.js'
 import type { Layout } from './layout.js'
+import type { OwnedTree } from './owned-tree.js'
 
-/** Append, create if missing, and never write through a symlink planted in the log's place. */
-const APPEND_FLAGS = fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW
 const ONE_BYTE = Buffer.from([0x2e])
 /** The log is removed (and recreated by the next write) once it has grown past this. */
 const ROTATE_BYTES = 1024 * 1024
@@ -30,7 +29,7 @@ const ROTATE_CHECK_EVERY = 1024
  */
 export class ChangeClock {
   readonly #file: string
-  readonly #dir: string
+  readonly #tree: OwnedTree
   /** What the last look found: the log's inode and size (-1: no log). */
   #ino = 0
   #size = -1
@@ -39,7 +38,7 @@ export class ChangeClock {
   #appends = 0
 
   constructor(layout: Layout) {
-    this.#dir = layout.metaDir
+    this.#tree = layout.tree
     this.#file = path.join(layout.metaDir, 'changes')
     this.changedElsewhere() // the baseline: what was written before this instance opened is not news
   }
@@ -49,18 +48,11 @@ export class ChangeClock {
   bump(): void {
     try {
       this.#append()
-    } catch (error) {
+    } catch {
       try {
-        if (errorCode(error) !== 'ENOENT') throw error
-        // meta/ is missing (a new namespace, or a clear() moved the tree away).
-        disk.mkdirSync(this.#dir, { recursive: true })
-        this.#append()
+        if (this.#tree.isRealSync(path.dirname(this.#file))) disk.unlinkSync(this.#file)
       } catch {
-        try {
-          disk.unlinkSync(this.#file)
-        } catch {
-          // the disk is failing: readers will count it as a change when they cannot stat
-        }
+        // the disk is failing: readers will count it as a change when they cannot stat
       }
     }
   }
@@ -92,11 +84,10 @@ export class ChangeClock {
     return changed
   }
 
+  /** One byte onto the log, in a checked meta/ (atomic-write.ts: never through a link). */
   #append(): void {
-    const fd = disk.openSync(this.#file, APPEND_FLAGS, 0o644)
     let size = 0
-    try {
-      disk.writeSync(fd, ONE_BYTE)
+    appendFileSafeSync(this.#tree, this.#file, ONE_BYTE, (fd) => {
       this.#own++
       if (this.#size < 0) {
         // There was no log at the last look: if it holds only our bytes, we created it and
@@ -109,9 +100,7 @@ export class ChangeClock {
         }
       }
       if (++this.#appends % ROTATE_CHECK_EVERY === 0) size = disk.fstatSync(fd).size
-    } finally {
-      disk.closeSync(fd)
-    }
+    })
     if (size > ROTATE_BYTES) disk.unlinkSync(this.#file)
   }
 }

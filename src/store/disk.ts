@@ -1,40 +1,42 @@
 import fs from 'node:fs'
 import fsp from 'node:fs/promises'
-import writeFileAtomic from 'write-file-atomic'
+import type { FileHandle } from 'node:fs/promises'
 
 /**
  * Every file-system call larder makes goes through this one object. It is the seam the
- * fault-injection tests use to make chosen calls fail (EIO, ENOSPC, …) or run slowly,
- * without mocking the file system as a whole: everything else stays real.
- * Internal: not exported from the package.
+ * fault-injection tests use to make chosen calls fail (EIO, ENOSPC, …), run slowly, or (for
+ * `writeSync` and `write`) take fewer bytes than asked, without mocking the file system as a
+ * whole: everything else stays real. Internal: not exported from the package.
  */
 export const disk = {
   openSync: fs.openSync,
   fstatSync: fs.fstatSync,
   readSync: fs.readSync,
-  writeSync: fs.writeSync,
+  /** May write fewer bytes than asked (a full disk does): callers loop on the count. */
+  writeSync: fs.writeSync as (fd: number, buffer: Uint8Array, offset: number, length: number, position?: number | null) => number,
+  fsyncSync: fs.fsyncSync,
+  fchmodSync: fs.fchmodSync,
   closeSync: fs.closeSync,
   statSync: fs.statSync,
   readFileSync: fs.readFileSync,
   unlinkSync: fs.unlinkSync,
+  renameSync: fs.renameSync,
+  rmSync: fs.rmSync,
   lstatSync: fs.lstatSync,
   mkdirSync: fs.mkdirSync,
-  writeFileSync: fs.writeFileSync,
-  appendFileSync: fs.appendFileSync,
+  chmodSync: fs.chmodSync,
   utimesSync: fs.utimesSync,
   readdirSync: fs.readdirSync,
   open: fsp.open,
+  /** A FileHandle's write, here so a test can shorten it; callers loop on the count. */
+  write: (handle: FileHandle, buffer: Uint8Array, offset: number, length: number): Promise<{ bytesWritten: number }> => handle.write(buffer, offset, length),
   readFile: fsp.readFile,
   unlink: fsp.unlink,
   rename: fsp.rename,
   rm: fsp.rm,
-  mkdir: fsp.mkdir,
   stat: fsp.stat,
   lstat: fsp.lstat,
   readdir: fsp.readdir,
-  /** write-file-atomic: temp file in the same directory, write, (fsync), rename. */
-  writeAtomic: writeFileAtomic as (path: string, data: Buffer, options: writeFileAtomic.Options) => Promise<void>,
-  writeAtomicSync: writeFileAtomic.sync as (path: string, data: Buffer, options: writeFileAtomic.Options) => void,
 }
 
 export type Disk = typeof disk

@@ -1,17 +1,19 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { CorruptEntryError } from '../format/entry-format.js'
+import { writeFileAtomic, writeFileAtomicSync } from './atomic-write.js'
 import { disk, errorCode } from './disk.js'
+import { rootAbove } from './layout.js'
+import { chainIsReal, type OwnedTree } from './owned-tree.js'
 
 /**
  * Reading, writing and removing whole entry files.
  *
  * Small files use synchronous syscalls. Measured here: `fs.promises.readFile` of a 1 KiB file
  * costs ~150 µs (four thread-pool round trips) while open+fstat+read+close done synchronously
- * costs ~8 µs; write-file-atomic's sync form costs ~30 µs of CPU against ~450 µs for its
- * async form (whose JS realpath walks every path component through the pool). The main thread
- * is held for one small syscall sequence, as better-sqlite3 does. Larger files go through
- * the thread pool so a big read or write never stalls the host.
+ * costs ~8 µs, and a synchronous temp-file write and rename tens of µs of CPU against hundreds
+ * through the pool. The main thread is held for one small syscall sequence, as better-sqlite3
+ * does. Larger files go through the thread pool so a big read or write never stalls the host.
  */
 export const SYNC_IO_LIMIT = 64 * 1024
 
@@ -69,24 +71,23 @@ export function readSmallEntryFile(file: string): FileRead | typeof LARGE | unde
 }
 
 /**
- * Writes a whole entry atomically (write-file-atomic: temp file in the same directory, then
- * rename), creating the partition directory when the write finds it missing.
+ * Writes a whole entry atomically (atomic-write.ts: an exclusive temp file in the checked
+ * partition directory, every byte counted, then rename), or not at all.
  */
-export async function writeEntryFile(file: string, bytes: Buffer, durable: boolean): Promise<void> {
-  // A fresh options object each time: write-file-atomic stores mode/chown into it.
-  try {
-    if (bytes.length <= SYNC_IO_LIMIT) disk.writeAtomicSync(file, bytes, { fsync: durable })
-    else await disk.writeAtomic(file, bytes, { fsync: durable })
-  } catch (error) {
-    if (errorCode(error) !== 'ENOENT') throw error
-    await disk.mkdir(path.dirname(file), { recursive: true })
-    if (bytes.length <= SYNC_IO_LIMIT) disk.writeAtomicSync(file, bytes, { fsync: durable })
-    else await disk.writeAtomic(file, bytes, { fsync: durable })
-  }
+export async function writeEntryFile(tree: OwnedTree, file: string, bytes: Buffer, durable: boolean): Promise<void> {
+  if (bytes.length <= SYNC_IO_LIMIT) writeFileAtomicSync(tree, file, bytes, durable)
+  else await writeFileAtomic(tree, file, bytes, durable)
+}
+
+/** Whether the directories above an entry file (`v1/<ns>/<pp>`) are real directories: a
+ *  removal never reaches through a link planted in their place. */
+function inRealPartition(file: string): boolean {
+  return chainIsReal(rootAbove(file, 4), path.dirname(file))
 }
 
 /** Removes a file; resolves to its size, or undefined if it was not there. */
 export function removeFile(file: string): number | undefined {
+  if (!inRealPartition(file)) return undefined
   try {
     const size = disk.lstatSync(file).size
     disk.unlinkSync(file)
@@ -104,6 +105,7 @@ export function removeFile(file: string): number | undefined {
  * of the entry file removed (for the running totals), or undefined.
  */
 export async function removeIfUnchanged(file: string, ino: number | undefined): Promise<number | undefined> {
+  if (!inRealPartition(file)) return undefined
   try {
     const stat = disk.lstatSync(file)
     if (ino !== undefined && stat.ino !== ino) return undefined

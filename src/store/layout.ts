@@ -1,6 +1,8 @@
 import path from 'node:path'
 import { hasher } from '../format/checksum.js'
 import { FORMAT_VERSION } from '../format/entry-format.js'
+import { disk } from './disk.js'
+import { OwnedTree, type Sharing } from './owned-tree.js'
 
 /**
  * Where things live on disk:
@@ -10,13 +12,18 @@ import { FORMAT_VERSION } from '../format/entry-format.js'
  *   <dir>/v1/<ns>/                          one namespace ("default", or "ns-<xxhash64>")
  *   <dir>/v1/<ns>/<pp>/<hash>               an entry: hash = xxhash64(key) as 16 hex digits,
  *                                           pp = its first two digits (256 partitions)
- *   <dir>/v1/<ns>/<pp>/<hash>.<suffix>      a temp file being written (stray if its writer died)
+ *   <dir>/v1/<ns>/<pp>/<hash>.<pid>-<n>.tmp a temp file being written (stray if its writer died)
  *   <dir>/v1/<ns>/tags/<xxhash64(tag)>      when a tag was last invalidated
  *   <dir>/v1/<ns>/meta/totals/              running totals: a base from the last scan plus one
  *                                           delta file per writing process (maintenance/totals.ts)
  *   <dir>/v1/<ns>/meta/hits/                hit-count logs for LFU (maintenance/hit-log.ts)
  *   <dir>/v1/<ns>/meta/maintenance.lock     held by the one process pruning (proper-lockfile)
  *   <dir>/v1/<ns>/meta/changes              a byte appended by every write (store/change-clock.ts)
+ *   <dir>/v1/.trash-<pid>-<ms>-<random>/    partitions a `clear()` moved aside, being deleted
+ *
+ * Everything below <dir> is ours and is never followed through a link (owned-tree.ts); every
+ * file is written by atomic-write.ts. Directories are 0700 and files 0600 unless the cache is
+ * shared deliberately (the `shared` option).
  *
  * Keys never appear in paths (only their hashes), so no key can escape the directory or
  * collide with a name the file system treats specially. The key is stored inside the entry
@@ -26,17 +33,57 @@ import { FORMAT_VERSION } from '../format/entry-format.js'
  * each new leaf directory as much again, so a 256×256 tree pays a mkdir for most of its
  * first 65,536 writes; 256 directories are all created within the first few thousand writes
  * and ext4's hashed directories stay fast to millions of entries (4,000 per partition).
- * Partitions are created when first written (a write that meets ENOENT makes its partition
- * and retries), so opening a cache costs no mkdirs.
+ * Partitions are created when first written (each write checks its directories from the root
+ * down with lstat and makes what is missing), so opening a cache costs no partition mkdirs.
  */
 export const ENTRY_NAME = /^[0-9a-f]{16}$/
 /** A partition directory's name. */
 export const PARTITION_NAME = /^[0-9a-f]{2}$/
-/** A temp file: write-file-atomic's `<hash>.<digits>` or our stream writer's `<hash>.<pid>-<n>.tmp`. */
+/** A temp file: ours, `<hash>.<pid>-<n>.tmp`, or `<hash>.<digits>` left by versions that wrote
+ *  through write-file-atomic. */
 export const TEMP_NAME = /^[0-9a-f]{16}\.[0-9]+(-[0-9]+\.tmp)?$/
+/** A `clear()`'s trash directory in `<dir>/v1/`: `.trash-<pid>-<ms>-<random>`. */
+export const TRASH_NAME = /^\.trash-[0-9]+-[0-9]+-[0-9a-z]+$/
+
+/** A fresh trash directory name for a `clear()` (in the version directory, beside the namespaces). */
+export function trashName(): string {
+  return `.trash-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`
+}
+
+/** When a trash directory was made (ms since the epoch), from its name. */
+export function trashTime(name: string): number {
+  return Number(name.split('-')[2])
+}
+
+/**
+ * Deletes a trash directory (its caller checked that `v1/` is a real directory). Whatever
+ * sits at the name is looked at first: a link (planted) is unlinked, never entered, and the
+ * recursive removal of a real one never follows the links inside it.
+ */
+export async function removeTrash(trash: string): Promise<void> {
+  const found = disk.lstatSync(trash, { throwIfNoEntry: false })
+  if (found === undefined) return
+  if (!found.isDirectory()) disk.unlinkSync(trash)
+  else await disk.rm(trash, { recursive: true, force: true })
+}
+
+/**
+ * The cache root of a path we handed to a worker thread, which gets paths, not the layout:
+ * an entry file is 4 levels below it (`v1/<ns>/<pp>/<hash>`), a partition 3, a namespace 2,
+ * a meta subdirectory (`v1/<ns>/meta/hits`) 4.
+ */
+export function rootAbove(file: string, levels: number): string {
+  let at = file
+  for (let i = 0; i < levels; i++) at = path.dirname(at)
+  return at
+}
 
 export class Layout {
   readonly root: string
+  /** The directories below `root`, checked before every write and removal. */
+  readonly tree: OwnedTree
+  /** `<dir>/v1`: where the namespaces and the trash of `clear()` live. */
+  readonly versionDir: string
   readonly namespaceDir: string
   readonly tagsDir: string
   readonly metaDir: string
@@ -44,10 +91,12 @@ export class Layout {
   readonly hitsDir: string
   readonly activityDir: string
 
-  constructor(root: string, namespace: string) {
+  constructor(root: string, namespace: string, shared: Sharing = false) {
     this.root = root
+    this.tree = new OwnedTree(root, shared)
     const ns = namespace === '' ? 'default' : 'ns-' + hasher().h64ToString(namespace)
-    this.namespaceDir = path.join(root, `v${FORMAT_VERSION}`, ns)
+    this.versionDir = path.join(root, `v${FORMAT_VERSION}`)
+    this.namespaceDir = path.join(this.versionDir, ns)
     this.tagsDir = path.join(this.namespaceDir, 'tags')
     this.metaDir = path.join(this.namespaceDir, 'meta')
     this.totalsDir = path.join(this.metaDir, 'totals')
@@ -58,6 +107,11 @@ export class Layout {
   /** 16 hex digits of xxhash64 of the key. */
   hashKey(key: string): string {
     return hasher().h64ToString(key)
+  }
+
+  /** The partition directory of an entry hash. */
+  partitionDir(hash: string): string {
+    return this.namespaceDir + path.sep + hash.slice(0, 2)
   }
 
   entryPath(hash: string): string {

@@ -1,12 +1,12 @@
 import os from 'node:os'
-import path from 'node:path'
-import type { FileHandle } from 'node:fs/promises'
 import { LarderError, SourceError } from '../errors.js'
 import { hasher } from '../format/checksum.js'
 import { Compression } from '../format/compression.js'
 import { encodeHead, encodeTags, encodeTrailerFields, FLAG_FRAMED, TRAILER_BYTES, type EntryMeta } from '../format/entry-format.js'
 import { encodeFrame, FRAME_BYTES } from '../format/frames.js'
-import { disk, errorCode } from './disk.js'
+import { commit, openTemp, writeAll } from './atomic-write.js'
+import { disk } from './disk.js'
+import type { OwnedTree } from './owned-tree.js'
 
 export type StreamSource = AsyncIterable<Uint8Array | string> | NodeJS.ReadableStream
 
@@ -20,6 +20,11 @@ const COMPRESSING_FULL = Math.min(4, os.availableParallelism())
 const COMPRESSING_ADAPTIVE = Math.max(1, Math.min(4, os.availableParallelism() - 1))
 /** Frames held between the source and the file (compressing or waiting for their turn). */
 const FRAMES_QUEUED = 6
+/** How often a live writer refreshes its temp file's mtime through its open handle. A slow
+ *  source may hold a frame's worth of bytes for minutes before anything reaches the file,
+ *  and maintenance judges a temp file by its mtime: refreshed this often, a live writer's is
+ *  never older than the smallest `maintenance.tempMaxAge` allowed (1 s), five times over. */
+export const TEMP_HEARTBEAT_MS = 200
 
 
 export interface StreamWriteOptions {
@@ -34,6 +39,8 @@ export interface StreamWriteOptions {
   trackTemp(file: string, live: boolean): void
   /** Called just before the temp file replaces the entry (to learn what it replaces). */
   beforeRename?(): void
+  /** Aborting stops pulling the source, removes the temp file and rejects (`close()`). */
+  signal?: AbortSignal
 }
 
 export interface StreamWriteResult {
@@ -42,8 +49,6 @@ export interface StreamWriteResult {
   logicalLength: number
   fileBytes: number
 }
-
-let tempCounter = 0
 
 function toChunk(value: unknown): Buffer {
   if (Buffer.isBuffer(value)) return value
@@ -57,21 +62,37 @@ function toChunk(value: unknown): Buffer {
  * each compressed in zlib's thread pool when that pays off (frames.ts), then checksummed and
  * appended to a temp file, which is renamed over the entry only once it is complete. A crash at any moment
  * leaves the old entry or the new one, plus at worst a stray temp file for maintenance.
- * Temp names are `<hash>.<pid>-<n>.tmp`, so maintenance can tell whether its writer lives.
+ * The temp file is atomic-write.ts's (`<hash>.<pid>-<n>.tmp`, exclusive, in a checked
+ * directory); its mtime is refreshed every TEMP_HEARTBEAT_MS while the stream is open, so no
+ * prune takes it for a dead writer's however slow the source.
  */
 export async function writeEntryStream(
+  tree: OwnedTree,
   file: string,
   meta: Omit<EntryMeta, 'compression'>,
   source: StreamSource,
   options: StreamWriteOptions,
 ): Promise<StreamWriteResult> {
+  const { signal } = options
+  signal?.throwIfAborted()
   const iterator = (source as AsyncIterable<unknown>)[Symbol.asyncIterator]()
+  // An abort must not wait for a source that has stopped producing: race each pull with it.
+  let aborted: Promise<never> | undefined
+  if (signal !== undefined) {
+    aborted = new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }))
+    aborted.catch(() => {})
+  }
   const next = async (): Promise<IteratorResult<unknown>> => {
+    let pull: Promise<IteratorResult<unknown>>
     try {
-      return await iterator.next()
+      pull = iterator.next()
     } catch (error) {
       throw new SourceError(error)
     }
+    pull = pull.catch((error: unknown) => {
+      throw new SourceError(error)
+    })
+    return aborted === undefined ? pull : Promise.race([pull, aborted])
   }
 
   // Bytes are cut into FRAME_BYTES blocks; each becomes a frame (compressed or raw).
@@ -104,22 +125,19 @@ export async function writeEntryStream(
 
   const keyBytes = Buffer.from(meta.key)
   const head = encodeHead({ ...meta, compression, flags: framed ? FLAG_FRAMED : 0 }, keyBytes, encodeTags(meta.tags))
-  const temp = `${file}.${process.pid}-${++tempCounter}.tmp`
-  let handle: FileHandle
-  try {
-    handle = await disk.open(temp, 'wx', 0o644)
-  } catch (error) {
-    if (errorCode(error) !== 'ENOENT') throw error
-    await disk.mkdir(path.dirname(file), { recursive: true })
-    handle = await disk.open(temp, 'wx', 0o644)
-  }
+  const { temp, handle } = await openTemp(tree, file)
   options.trackTemp(temp, true)
+  const heartbeat = setInterval(() => {
+    const now = new Date()
+    handle.utimes(now, now).catch(() => {}) // closed meanwhile, or a failing disk the writes will meet
+  }, TEMP_HEARTBEAT_MS)
+  heartbeat.unref()
 
   const hash = hasher().create64(0n)
   let storedLength = 0
   const write = async (bytes: Buffer): Promise<void> => {
-    let done = 0
-    while (done < bytes.length) done += (await handle.write(bytes, done, bytes.length - done)).bytesWritten
+    signal?.throwIfAborted()
+    await writeAll(handle, bytes, temp)
   }
   try {
     hash.update(head)
@@ -163,16 +181,25 @@ export async function writeEntryStream(
     trailer.writeBigUInt64LE(hash.digest(), TRAILER_BYTES - 8)
     await write(trailer)
     if (options.durable) await handle.sync()
+    const written = head.length + storedLength + TRAILER_BYTES
+    const size = (await handle.stat()).size
+    if (size !== written) throw Object.assign(new Error(`EIO: ${temp} holds ${size} bytes after writing ${written}`), { code: 'EIO' })
+    clearInterval(heartbeat)
     await handle.close()
+    signal?.throwIfAborted()
     options.beforeRename?.()
-    await disk.rename(temp, file)
+    await commit(tree, temp, file)
     options.trackTemp(temp, false)
   } catch (error) {
+    clearInterval(heartbeat)
     await handle.close().catch(() => {})
     await disk.unlink(temp).catch(() => {})
     options.trackTemp(temp, false)
     // Stop pulling from the caller's source; a Readable is destroyed to release its resources.
-    await iterator.return?.().catch(() => {})
+    // After an abort the source may never answer (a stalled pull holds its iterator): do not wait.
+    const stopped = iterator.return?.()
+    if (signal?.aborted === true) void stopped?.catch(() => {})
+    else await stopped?.catch(() => {})
     // pipeline wraps nothing, but a SourceError may arrive as the cause of a stream error.
     throw error
   }

@@ -1,4 +1,5 @@
 import type { Layout } from './layout.js'
+import { writeFileAtomicSync } from './atomic-write.js'
 import { disk, errorCode } from './disk.js'
 
 /**
@@ -88,18 +89,11 @@ export class TagClock {
     return latest
   }
 
-  /** Records that `tags` are invalid as of `at`. Each file is replaced atomically. */
+  /** Records that `tags` are invalid as of `at`. Each file is replaced atomically, never
+   *  through a link (atomic-write.ts). */
   invalidate(tags: readonly string[], at: number): void {
     for (const tag of tags) {
-      const file = this.#layout.tagPath(tag)
-      const body = Buffer.from(`${at}\n${tag}\n`)
-      try {
-        disk.writeAtomicSync(file, body, { fsync: false })
-      } catch (error) {
-        if (errorCode(error) !== 'ENOENT') throw error
-        disk.mkdirSync(this.#layout.tagsDir, { recursive: true })
-        disk.writeAtomicSync(file, body, { fsync: false })
-      }
+      writeFileAtomicSync(this.#layout.tree, this.#layout.tagPath(tag), Buffer.from(`${at}\n${tag}\n`))
       this.#stamps.set(tag, at)
     }
   }

@@ -11,9 +11,10 @@ import type { RunningTotals } from '../maintenance/totals.js'
 import type { ResolvedOptions } from '../options.js'
 import type { DiskBreaker } from '../resilience/disk-breaker.js'
 import type { ActivityCounters } from '../stats/activity-log.js'
+import { createFileSync } from '../store/atomic-write.js'
 import { disk, errorCode } from '../store/disk.js'
 import { LARGE, readSmallEntryFile, removeFile, removeIfUnchanged, writeEntryFile } from '../store/entry-files.js'
-import { CACHEDIR_TAG, type Layout } from '../store/layout.js'
+import { CACHEDIR_TAG, PARTITION_NAME, removeTrash, trashName, type Layout } from '../store/layout.js'
 import { entryState } from '../store/liveness.js'
 import { collect, createEntryStream, openEntry, readOpenedEntry, type OpenedEntry } from '../store/stream-reader.js'
 import { writeEntryStream, type StreamSource } from '../store/stream-writer.js'
@@ -92,16 +93,19 @@ export class FileTier implements Tier {
     this.#layout = parts.layout
   }
 
-  /** Creates the namespace directory and marks the tree as a cache (`CACHEDIR.TAG`). */
+  /**
+   * Refuses a directory others control (`ERR_UNSAFE_DIR`, see OwnedTree.trustProblem), then
+   * creates the namespace directory (owner-only unless shared, an older tree's modes set
+   * right) and marks the tree as a cache (`CACHEDIR.TAG`, created only if absent).
+   */
   async prepare(): Promise<void> {
-    const { root, namespaceDir } = this.#layout
+    const { root, namespaceDir, tree } = this.#layout
     await this.#p.breaker.run(async () => {
-      await disk.mkdir(namespaceDir, { recursive: true })
-      try {
-        disk.writeFileSync(path.join(root, 'CACHEDIR.TAG'), CACHEDIR_TAG, { flag: 'wx' })
-      } catch (error) {
-        if (errorCode(error) !== 'EEXIST') throw error
-      }
+      const problem = tree.trustProblem(namespaceDir)
+      if (problem !== undefined) throw new LarderError('ERR_UNSAFE_DIR', problem, { field: 'dir' })
+      tree.dirSync(namespaceDir)
+      tree.tightenSync(namespaceDir)
+      createFileSync(tree, path.join(root, 'CACHEDIR.TAG'), Buffer.from(CACHEDIR_TAG))
     })
   }
 
@@ -215,7 +219,7 @@ export class FileTier implements Tier {
     const target = this.#fileOf(key)
     const previous = await this.#p.breaker.run(() => {
       const before = disk.lstatSync(target, { throwIfNoEntry: false })
-      return writeEntryFile(target, file, this.#p.options.durable).then(() => before)
+      return writeEntryFile(this.#layout.tree, target, file, this.#p.options.durable).then(() => before)
     })
     this.#p.changes.bump()
     this.#p.totals.written(file.length, previous?.isFile() ? previous.size : undefined)
@@ -223,13 +227,16 @@ export class FileTier implements Tier {
     this.#p.counts.bytesWritten += file.length
   }
 
-  /** Streams `source` into `key`'s entry with bounded memory (see `Larder.setStream`). */
-  async setStream(key: string, source: StreamSource, meta: StreamMeta): Promise<void> {
+  /** Streams `source` into `key`'s entry with bounded memory (see `Larder.setStream`).
+   *  Aborting `signal` stops pulling the source, removes the temp file and rejects with the
+   *  signal's reason. */
+  async setStream(key: string, source: StreamSource, meta: StreamMeta, signal?: AbortSignal): Promise<void> {
     const file = this.#fileOf(key)
     let previous: number | undefined
     const { options } = this.#p
     const result = await this.#p.breaker.run(() =>
-      writeEntryStream(file, { key, codec: Codec.Stream, ...meta }, source, {
+      writeEntryStream(this.#layout.tree, file, { key, codec: Codec.Stream, ...meta }, source, {
+        signal,
         compression: compressionIds[options.compression],
         level: options.compressionLevel,
         threshold: options.compressThreshold,
@@ -266,20 +273,40 @@ export class FileTier implements Tier {
     return removed?.size !== undefined && removed.live
   }
 
-  /** Removes every entry of the namespace, for every process sharing the directory. */
+  /**
+   * Removes every entry of the namespace, for every process sharing the directory. Each
+   * partition is moved (one rename: its entries vanish at once) into a new trash directory
+   * beside the namespaces, which is then deleted; writers racing it recreate their partition.
+   * `tags/` and `meta/` stay: an invalidation outlives a clear (an old entry restored later is
+   * still stale), and so do the budget, activity records and hit logs. The running totals
+   * start a new epoch at zero, so no process's earlier counts add up any more. Nothing is
+   * followed: a link where `v1/`, the namespace or a partition belongs is removed, not entered.
+   */
   async clear(): Promise<void> {
-    const target = this.#layout.namespaceDir
-    const trash = path.join(path.dirname(target), `.trash-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`)
+    const { tree, versionDir, namespaceDir } = this.#layout
     await this.#p.breaker.run(async () => {
-      // One rename makes every entry vanish at once; writers that race it recreate their
-      // partition. The old tree is then deleted at leisure.
-      try {
-        await disk.rename(target, trash)
-      } catch (error) {
-        if (errorCode(error) === 'ENOENT') return
-        throw error
+      tree.dirSync(namespaceDir)
+      const partitions = (disk.readdirSync(namespaceDir) as string[]).filter((name) => PARTITION_NAME.test(name))
+      if (partitions.length > 0) {
+        const trash = path.join(versionDir, trashName())
+        disk.mkdirSync(trash, tree.dirMode) // a new name: never an existing directory, nor through a link
+        for (const name of partitions) {
+          const from = path.join(namespaceDir, name)
+          const found = disk.lstatSync(from, { throwIfNoEntry: false })
+          if (found === undefined) continue
+          if (!found.isDirectory()) {
+            tree.removeForeignSync(from, found, 'where a partition belongs')
+            continue
+          }
+          try {
+            await disk.rename(from, path.join(trash, name))
+          } catch (error) {
+            if (errorCode(error) !== 'ENOENT') throw error // another clear took it
+          }
+        }
+        await removeTrash(trash)
       }
-      await disk.rm(trash, { recursive: true, force: true })
+      this.#p.totals.cleared()
     })
     this.#p.changes.bump()
   }
@@ -292,6 +319,7 @@ export class FileTier implements Tier {
   /** Removes the temp files of streams still being written. Sync: runs at exit. */
   removeTempsSync(): void {
     for (const temp of this.#temps) {
+      if (!this.#layout.tree.isRealSync(path.dirname(temp))) continue // never through a planted link
       try {
         disk.unlinkSync(temp)
       } catch {

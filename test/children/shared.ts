@@ -152,7 +152,7 @@ export function recordProblem(key: string, value: unknown): string | undefined {
 // ── the on-disk layout and format, checked independently ─────────────────────
 
 export const ENTRY_NAME = /^[0-9a-f]{16}$/
-/** write-file-atomic temp (`<hash>.<digits>`) or setStream temp (`<hash>.<pid>-<n>.tmp`). */
+/** A temp file: `<hash>.<pid>-<n>.tmp` (every write), or `<hash>.<digits>` left by versions that used write-file-atomic. */
 export const TEMP_NAME = /^[0-9a-f]{16}\.(\d+|\d+-\d+\.tmp)$/
 
 export interface DirScan {

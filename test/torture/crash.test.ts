@@ -118,11 +118,11 @@ describe('SIGKILL at random moments', () => {
       outcome.maxTrash = Math.max(outcome.maxTrash, left.trash.length)
     }
 
-    // What the dead left behind goes with the next verify and prune (tempMaxAge 1 ms: no
-    // writer is alive any more).
+    // What the dead left behind goes with the next verify and prune (tempMaxAge at its 1 s
+    // minimum: no writer is alive any more, and a second has passed since the last died).
     const before = leftovers(dir)
-    await delay(5)
-    const janitor = await Larder.open({ dir, maintenance: { interval: 0, tempMaxAge: 1 } })
+    await delay(1100)
+    const janitor = await Larder.open({ dir, maintenance: { interval: 0, tempMaxAge: '1s' } })
     const verified = await janitor.verify()
     const pruned = await janitor.prune()
     await janitor.close()

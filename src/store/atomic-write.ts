@@ -1,0 +1,287 @@
+import fs from 'node:fs'
+import path from 'node:path'
+import type { FileHandle } from 'node:fs/promises'
+import { disk, errorCode } from './disk.js'
+import type { OwnedTree } from './owned-tree.js'
+
+/**
+ * The one way larder writes a file: an exclusive temp file beside it, every byte written and
+ * counted, then a rename within the same directory. Entries, tag stamps, meta files and
+ * streams all go through it, so a file under one of our names is always whole.
+ *
+ *   1. the directory is checked from the cache root down (owned-tree.ts: never through a link);
+ *   2. the temp `<name>.<pid>-<n>.tmp` is opened O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW with the
+ *      cache's file mode: it is always a new file of ours, never something planted at a
+ *      predictable name (such a name is skipped for the next one);
+ *   3. the bytes are written in a loop that checks every count: a short write continues where
+ *      it stopped, a write that makes no progress (or fails) fails the whole write;
+ *   4. with `durable`, fsync; then fstat must show exactly the length written;
+ *   5. rename over the name. A symlink there is replaced, not followed (rename never follows
+ *      its target); a directory there is foreign, removed, and the rename retried.
+ * On any failure the temp file is unlinked and nothing is renamed: the old file stays.
+ *
+ * Why not write-file-atomic (which this replaced): it resolves the target with `realpath`
+ * (so a symlink planted at an entry's name redirects the write outside the cache), opens its
+ * temp without O_EXCL at a name derived from the target, and its synchronous path makes one
+ * `writeSync` and ignores a short count (a full disk renamed a torn file into place).
+ */
+const TEMP_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW
+/** Appends never follow a link and never block on a FIFO planted at the name. */
+const APPEND_FLAGS = fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK
+/** Temp names taken by something else (planted, or a writer with our pid in another pid
+ *  namespace) are skipped; past this many in a row, give up. */
+const TEMP_ATTEMPTS = 1000
+
+let sequence = 0
+
+/** The number the next temp name of this process will carry. */
+export function tempSequence(): number {
+  return sequence + 1
+}
+
+function nextTemp(file: string): string {
+  return `${file}.${process.pid}-${++sequence}.tmp`
+}
+
+function shortWrite(file: string, done: number, total: number): Error {
+  return Object.assign(new Error(`ENOSPC: ${file}: the disk took ${done} of ${total} bytes and then no more`), { code: 'ENOSPC' })
+}
+
+function checkLength(file: string, size: number, expected: number): void {
+  if (size !== expected) throw Object.assign(new Error(`EIO: ${file} holds ${size} bytes after writing ${expected}`), { code: 'EIO' })
+}
+
+function unlinkQuietly(file: string): void {
+  try {
+    disk.unlinkSync(file)
+  } catch {
+    // already gone
+  }
+}
+
+/** Writes every byte of `bytes` at the descriptor's position, or throws. */
+export function writeAllSync(fd: number, bytes: Uint8Array, file: string): void {
+  let done = 0
+  while (done < bytes.length) {
+    const n = disk.writeSync(fd, bytes, done, bytes.length - done)
+    if (!(n > 0)) throw shortWrite(file, done, bytes.length)
+    done += n
+  }
+}
+
+/** Writes every byte of `bytes` at the handle's position, or throws. */
+export async function writeAll(handle: FileHandle, bytes: Uint8Array, file: string): Promise<void> {
+  let done = 0
+  while (done < bytes.length) {
+    const { bytesWritten } = await disk.write(handle, bytes, done, bytes.length - done)
+    if (!(bytesWritten > 0)) throw shortWrite(file, done, bytes.length)
+    done += bytesWritten
+  }
+}
+
+/** Opens a new temp file beside `file` (its directory checked first), exclusively. */
+export function openTempSync(tree: OwnedTree, file: string): { temp: string; fd: number } {
+  tree.dirSync(path.dirname(file))
+  for (let attempt = 1; ; attempt++) {
+    const temp = nextTemp(file)
+    let fd: number
+    try {
+      fd = disk.openSync(temp, TEMP_FLAGS, tree.fileMode)
+    } catch (error) {
+      if (errorCode(error) === 'EEXIST' && attempt < TEMP_ATTEMPTS) continue
+      throw error
+    }
+    if (tree.shared !== false) {
+      try {
+        disk.fchmodSync(fd, tree.fileMode) // the umask filtered the mode open() was given
+      } catch (error) {
+        disk.closeSync(fd)
+        unlinkQuietly(temp)
+        throw error
+      }
+    }
+    return { temp, fd }
+  }
+}
+
+/** The async form of `openTempSync`, for writes that run through the thread pool. */
+export async function openTemp(tree: OwnedTree, file: string): Promise<{ temp: string; handle: FileHandle }> {
+  tree.dirSync(path.dirname(file))
+  for (let attempt = 1; ; attempt++) {
+    const temp = nextTemp(file)
+    let handle: FileHandle
+    try {
+      handle = await disk.open(temp, TEMP_FLAGS, tree.fileMode)
+    } catch (error) {
+      if (errorCode(error) === 'EEXIST' && attempt < TEMP_ATTEMPTS) continue
+      throw error
+    }
+    if (tree.shared !== false) {
+      try {
+        await handle.chmod(tree.fileMode)
+      } catch (error) {
+        await handle.close().catch(() => {})
+        unlinkQuietly(temp)
+        throw error
+      }
+    }
+    return { temp, handle }
+  }
+}
+
+/** Renames a finished temp file over `file`. A directory planted there is removed first. */
+export function commitSync(tree: OwnedTree, temp: string, file: string): void {
+  try {
+    disk.renameSync(temp, file)
+  } catch (error) {
+    if (!replaceable(error, file, tree)) throw error
+    disk.renameSync(temp, file)
+  }
+}
+
+export async function commit(tree: OwnedTree, temp: string, file: string): Promise<void> {
+  try {
+    await disk.rename(temp, file)
+  } catch (error) {
+    if (!replaceable(error, file, tree)) throw error
+    await disk.rename(temp, file)
+  }
+}
+
+/** A rename refused because a directory sits at the name: remove it (foreign) and say so. */
+function replaceable(error: unknown, file: string, tree: OwnedTree): boolean {
+  const code = errorCode(error)
+  if (code !== 'EISDIR' && code !== 'ENOTEMPTY' && code !== 'EEXIST') return false
+  const found = disk.lstatSync(file, { throwIfNoEntry: false })
+  if (found === undefined || !found.isDirectory()) return false
+  tree.removeForeignSync(file, found, 'where a file of the cache belongs')
+  return true
+}
+
+/**
+ * Replaces `file` with `bytes`, whole or not at all (see above). Synchronous: for small files
+ * (entries up to 64 KiB, stamps, meta files), where a few syscalls cost less than a trip
+ * through the thread pool. A rename that finds the directory gone (a `clear()` moved it) is
+ * tried once more from the start.
+ */
+export function writeFileAtomicSync(tree: OwnedTree, file: string, bytes: Uint8Array, durable = false): void {
+  for (let round = 0; ; round++) {
+    const { temp, fd } = openTempSync(tree, file)
+    try {
+      writeAllSync(fd, bytes, temp)
+      if (durable) disk.fsyncSync(fd)
+      checkLength(temp, disk.fstatSync(fd).size, bytes.length)
+    } catch (error) {
+      closeQuietly(fd)
+      unlinkQuietly(temp)
+      throw error
+    }
+    try {
+      disk.closeSync(fd)
+      commitSync(tree, temp, file)
+      return
+    } catch (error) {
+      unlinkQuietly(temp)
+      if (errorCode(error) === 'ENOENT' && round === 0) continue
+      throw error
+    }
+  }
+}
+
+/** The async form of `writeFileAtomicSync`, for large files: every step through the pool. */
+export async function writeFileAtomic(tree: OwnedTree, file: string, bytes: Uint8Array, durable = false): Promise<void> {
+  for (let round = 0; ; round++) {
+    const { temp, handle } = await openTemp(tree, file)
+    try {
+      await writeAll(handle, bytes, temp)
+      if (durable) await handle.sync()
+      checkLength(temp, (await handle.stat()).size, bytes.length)
+    } catch (error) {
+      await handle.close().catch(() => {})
+      unlinkQuietly(temp)
+      throw error
+    }
+    try {
+      await handle.close()
+      await commit(tree, temp, file)
+      return
+    } catch (error) {
+      unlinkQuietly(temp)
+      if (errorCode(error) === 'ENOENT' && round === 0) continue
+      throw error
+    }
+  }
+}
+
+/**
+ * Appends `bytes` to `file` (created with the cache's file mode if missing), in a checked
+ * directory, never through a link: a symlink, directory, FIFO or anything but a regular file
+ * at the name is removed as foreign and a new file started. `after` runs with the open file
+ * once the bytes are in (the change clock looks at what it appended to).
+ */
+export function appendFileSafeSync(tree: OwnedTree, file: string, bytes: Uint8Array, after?: (fd: number) => void): void {
+  tree.dirSync(path.dirname(file))
+  for (let attempt = 0; ; attempt++) {
+    let fd: number
+    try {
+      fd = disk.openSync(file, APPEND_FLAGS, tree.fileMode)
+    } catch (error) {
+      // ELOOP: a symlink; EISDIR: a directory; ENXIO: a FIFO nobody reads.
+      const found = attempt < 2 ? disk.lstatSync(file, { throwIfNoEntry: false }) : undefined
+      if (found === undefined || found.isFile()) throw error
+      tree.removeForeignSync(file, found, 'where a file of the cache belongs')
+      continue
+    }
+    try {
+      const s = disk.fstatSync(fd)
+      if (!s.isFile()) {
+        disk.closeSync(fd)
+        const found = disk.lstatSync(file, { throwIfNoEntry: false })
+        if (attempt >= 2 || found === undefined || found.ino !== s.ino) throw Object.assign(new Error(`${file} is not a regular file`), { code: 'EIO' })
+        tree.removeForeignSync(file, found, 'where a file of the cache belongs')
+        continue
+      }
+      if (tree.shared !== false && (s.mode & 0o7777) !== tree.fileMode && s.size === 0) disk.fchmodSync(fd, tree.fileMode)
+      writeAllSync(fd, bytes, file)
+      after?.(fd)
+    } catch (error) {
+      closeQuietly(fd)
+      throw error
+    }
+    disk.closeSync(fd)
+    return
+  }
+}
+
+/**
+ * Creates `file` with `bytes` only if nothing is at the name (O_EXCL: never follows, never
+ * replaces). Resolves to false when something already was there.
+ */
+export function createFileSync(tree: OwnedTree, file: string, bytes: Uint8Array): boolean {
+  tree.dirSync(path.dirname(file))
+  let fd: number
+  try {
+    fd = disk.openSync(file, TEMP_FLAGS, tree.fileMode)
+  } catch (error) {
+    if (errorCode(error) === 'EEXIST') return false
+    throw error
+  }
+  try {
+    if (tree.shared !== false) disk.fchmodSync(fd, tree.fileMode)
+    writeAllSync(fd, bytes, file)
+  } catch (error) {
+    closeQuietly(fd)
+    unlinkQuietly(file)
+    throw error
+  }
+  disk.closeSync(fd)
+  return true
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    disk.closeSync(fd)
+  } catch {
+    // closing is all that is left to do
+  }
+}

@@ -1,0 +1,215 @@
+import path from 'node:path'
+import type { Stats } from 'node:fs'
+import { disk, errorCode } from './disk.js'
+
+/**
+ * The directories larder owns below the cache root, and the rule that keeps every write and
+ * removal inside them: **nothing below the root is ever followed**.
+ *
+ * The root (`dir`) is the user's choice and may be a symlink they made; everything below it
+ * is ours. Before a directory of ours is used, each directory between the root and it is
+ * looked at with `lstat`: a real directory is used; a missing one is created (one level at a
+ * time, never `mkdir -p` through unchecked components); anything else — a symlink, a file, a
+ * FIFO — was planted or damaged, so it is removed (the link itself, never what it points
+ * to), reported as foreign (the facade counts it as corrupt), and a real directory is made.
+ * With owner-only modes, a directory owned by another user (root excepted, as ssh's
+ * StrictModes allows) is not used either.
+ *
+ * What this cannot close: Node has no openat(2), so a path is resolved again by each call
+ * after its check. An attacker who can write inside the tree and swaps a directory for a
+ * link in the microseconds between the check and the use is not stopped by it; that is why
+ * `open()` refuses a tree that others can write (see `trustProblem`), and why the README
+ * says the directory must be trusted.
+ */
+export type Sharing = false | 'group' | 'everyone'
+
+/** Called for each foreign thing found and removed where something of ours belongs. */
+export type ForeignReport = (file: string, reason: string) => void
+
+/** Permission bits for a sharing level. Owner-only by default; 'group' adds setgid on
+ *  directories so every file keeps the directory's group, whoever writes it. */
+export function modesFor(shared: Sharing): { dir: number; file: number } {
+  if (shared === 'group') return { dir: 0o2770, file: 0o660 }
+  if (shared === 'everyone') return { dir: 0o777, file: 0o666 }
+  return { dir: 0o700, file: 0o600 }
+}
+
+/** The sharing level a directory's mode says it was made with (for worker threads, which
+ *  are handed paths, not options). */
+export function sharingOf(dirMode: number): Sharing {
+  if ((dirMode & 0o002) !== 0) return 'everyone'
+  if ((dirMode & 0o020) !== 0) return 'group'
+  return false
+}
+
+export class OwnedTree {
+  readonly root: string
+  readonly shared: Sharing
+  readonly dirMode: number
+  readonly fileMode: number
+  /** Set by the facade: counts and reports what was removed. */
+  onForeign: ForeignReport = () => {}
+  /** This process's user; undefined where there are no uids (Windows). */
+  readonly #uid = process.getuid?.()
+
+  constructor(root: string, shared: Sharing = false) {
+    this.root = root
+    this.shared = shared
+    const modes = modesFor(shared)
+    this.dirMode = modes.dir
+    this.fileMode = modes.file
+  }
+
+  /**
+   * Makes `dir` (the root or below it) a usable directory of ours: every directory from the
+   * root down is checked with lstat and, where missing or foreign, made. Throws what the
+   * disk throws (ENOTDIR when the root itself is not a directory: that is the user's, and
+   * never removed).
+   */
+  dirSync(dir: string): void {
+    this.#rootSync()
+    let at = this.root
+    for (const part of this.#below(dir)) {
+      at = at + path.sep + part
+      this.#ownDirSync(at)
+    }
+  }
+
+  /** Whether `dir` and every directory between the root and it are real directories now
+   *  (nothing created or removed). Removals use it: never unlink through a planted link. */
+  isRealSync(dir: string): boolean {
+    return chainIsReal(this.root, dir)
+  }
+
+  /** Removes a foreign thing where something of ours belongs (a directory recursively:
+   *  `rm` never follows the links inside), and reports it. */
+  removeForeignSync(at: string, found: Stats, reason: string): void {
+    if (found.isDirectory()) disk.rmSync(at, { recursive: true, force: true })
+    else disk.unlinkSync(at)
+    this.onForeign(at, `${describe(found)} ${reason}: removed, never followed`)
+  }
+
+  /** Gives a directory we just made the exact mode (mkdir's mode is filtered by the umask,
+   *  which only matters when sharing adds group or other bits). */
+  chmodMadeSync(at: string): void {
+    if (this.shared !== false) disk.chmodSync(at, this.dirMode)
+  }
+
+  /**
+   * Why this tree must not be used as it stands, or undefined. Like ssh's StrictModes: the
+   * root (and any of our directories already below it, up to `dir`) must be owned by this
+   * user or root, and the root must not be writable by others without the sticky bit — or
+   * by the group, unless sharing was chosen. A root that is a symlink must be one its owner
+   * (this user or root) made. With `shared: 'everyone'` nothing is checked.
+   */
+  trustProblem(dir: string): string | undefined {
+    const uid = this.#uid
+    if (uid === undefined || this.shared === 'everyone') return undefined
+    const foreignOwner = (s: Stats): boolean => s.uid !== uid && s.uid !== 0
+    const advice = `Use a directory of your own, or pass shared: 'group' (or 'everyone') to share a cache deliberately (see the README's Security section)`
+    const link = disk.lstatSync(this.root, { throwIfNoEntry: false })
+    if (link === undefined) return undefined // created by us when first needed
+    if (link.isSymbolicLink() && foreignOwner(link)) {
+      return `The cache directory ${this.root} is a symlink owned by uid ${link.uid}, not by this process's user (uid ${uid}) or root. ${advice}`
+    }
+    const root = disk.statSync(this.root, { throwIfNoEntry: false })
+    if (root === undefined || !root.isDirectory()) return undefined // the disk's problem: reads miss, writes drop
+    if (this.shared === false && foreignOwner(root)) {
+      return `The cache directory ${this.root} is owned by uid ${root.uid}, not by this process's user (uid ${uid}) or root: whoever owns it can plant entries this process would serve. ${advice}`
+    }
+    const sticky = (root.mode & 0o1000) !== 0
+    const writable = (root.mode & 0o002) !== 0 ? 'others' : this.shared === false && (root.mode & 0o020) !== 0 ? 'group' : undefined
+    if (writable !== undefined && !sticky) {
+      return `The cache directory ${this.root} is writable by ${writable} (mode ${(root.mode & 0o7777).toString(8).padStart(4, '0')}) without the sticky bit: anyone who can write it can plant entries this process would serve, or swap its folders. Remove that permission (chmod go-w), use a directory of your own, or pass shared: 'group' (or 'everyone') to share a cache deliberately (see the README's Security section)`
+    }
+    if (this.shared !== false) return undefined
+    let at = this.root
+    for (const part of this.#below(dir)) {
+      at = at + path.sep + part
+      const s = disk.lstatSync(at, { throwIfNoEntry: false })
+      if (s === undefined || !s.isDirectory()) return undefined // made (or replaced) when first used
+      if (foreignOwner(s)) return `${at}, a directory of the cache, is owned by uid ${s.uid}, not by this process's user (uid ${uid}) or root. ${advice}`
+    }
+    return undefined
+  }
+
+  /** Sets our directories from the root down to `dir` to the configured mode when they are
+   *  ours and differ: a tree made by an older version (or another umask) is closed (or, when
+   *  sharing, opened) at open. */
+  tightenSync(dir: string): void {
+    let at = this.root
+    for (const part of this.#below(dir)) {
+      at = at + path.sep + part
+      const s = disk.lstatSync(at, { throwIfNoEntry: false })
+      if (s === undefined || !s.isDirectory()) return
+      if (s.uid === this.#uid && (s.mode & 0o7777) !== this.dirMode) disk.chmodSync(at, this.dirMode)
+    }
+  }
+
+  /** The components of `dir` below the root. */
+  #below(dir: string): string[] {
+    if (dir === this.root) return []
+    const rel = path.relative(this.root, dir)
+    if (rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) throw new Error(`${dir} is not inside the cache directory ${this.root}`)
+    return rel.split(path.sep)
+  }
+
+  /** The root is followed (the user's choice); created when missing, as `mkdir -p` would,
+   *  with our mode on the root itself. A root that is not a directory is left alone. */
+  #rootSync(): void {
+    const root = disk.statSync(this.root, { throwIfNoEntry: false })
+    if (root?.isDirectory()) return
+    if (root !== undefined) throw Object.assign(new Error(`ENOTDIR: the cache directory ${this.root} is not a directory`), { code: 'ENOTDIR' })
+    disk.mkdirSync(path.dirname(this.root), { recursive: true })
+    try {
+      disk.mkdirSync(this.root, this.dirMode)
+      this.chmodMadeSync(this.root)
+    } catch (error) {
+      if (errorCode(error) !== 'EEXIST') throw error
+    }
+  }
+
+  #ownDirSync(at: string): void {
+    for (let attempt = 0; ; attempt++) {
+      const found = disk.lstatSync(at, { throwIfNoEntry: false })
+      if (found?.isDirectory()) {
+        if (this.shared === false && this.#uid !== undefined && found.uid !== this.#uid && found.uid !== 0) {
+          throw Object.assign(new Error(`EACCES: ${at}, a directory of the cache, is owned by uid ${found.uid}, not this process's user`), { code: 'EACCES' })
+        }
+        return
+      }
+      if (found !== undefined) this.removeForeignSync(at, found, 'where a directory of the cache belongs')
+      try {
+        disk.mkdirSync(at, this.dirMode)
+        this.chmodMadeSync(at)
+        return
+      } catch (error) {
+        // Another process made it (or planted something) since we looked: look again.
+        if (errorCode(error) !== 'EEXIST' || attempt >= 3) throw error
+      }
+    }
+  }
+}
+
+/** Whether every directory from below `root` down to `dir` is a real directory (lstat). */
+export function chainIsReal(root: string, dir: string): boolean {
+  const rel = path.relative(root, dir)
+  if (rel === '') return true
+  if (rel.startsWith('..') || path.isAbsolute(rel)) return false
+  let at = root
+  for (const part of rel.split(path.sep)) {
+    at = at + path.sep + part
+    const s = disk.lstatSync(at, { throwIfNoEntry: false })
+    if (s === undefined || !s.isDirectory()) return false
+  }
+  return true
+}
+
+function describe(s: Stats): string {
+  if (s.isSymbolicLink()) return 'a symlink'
+  if (s.isDirectory()) return 'a directory'
+  if (s.isFile()) return 'a file'
+  if (s.isFIFO()) return 'a FIFO'
+  if (s.isSocket()) return 'a socket'
+  return 'a device'
+}
