@@ -34,6 +34,15 @@ export const PARTITION_NAME = /^[0-9a-f]{2}$/
 /** A temp file: write-file-atomic's `<hash>.<digits>` or our stream writer's `<hash>.<pid>-<n>.tmp`. */
 export const TEMP_NAME = /^[0-9a-f]{16}\.[0-9]+(-[0-9]+\.tmp)?$/
 
+/**
+ * How a key becomes a file name: xxhash64, 16 hex digits. An object rather than a function so
+ * that tests can replace `hash` to force two keys onto one name (a 64-bit collision cannot be
+ * found on demand). Internal: not exported from the package.
+ */
+export const keyNames = {
+  hash: (key: string): string => hasher().h64ToString(key),
+}
+
 export class Layout {
   readonly root: string
   readonly namespaceDir: string
@@ -54,9 +63,9 @@ export class Layout {
     this.activityDir = path.join(this.metaDir, 'activity')
   }
 
-  /** 16 hex digits of xxhash64 of the key. */
+  /** 16 hex digits of xxhash64 of the key (see `keyNames`). */
   hashKey(key: string): string {
-    return hasher().h64ToString(key)
+    return keyNames.hash(key)
   }
 
   entryPath(hash: string): string {
