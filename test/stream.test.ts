@@ -40,24 +40,26 @@ function artifactBytes(spec: ArtifactSpec): Buffer {
 }
 
 describe('large stream round trips', () => {
-  const SIZE = 64 * MiB
-  const LIMIT = 96 * MiB
+  // A stream eight times larger than the bound, with the default (adaptive) compression: an
+  // implementation that buffered the value, or even a large share of it, cannot pass.
+  const SIZE = 512 * MiB
+  const LIMIT = 64 * MiB
 
   for (const kind of ['mixed', 'random'] as const) {
     const what = kind === 'mixed' ? 'half-compressible' : 'incompressible'
-    test(`a 64 MiB ${what} stream round trips byte-exact while resident memory grows by less than 96 MiB`, { timeout: 60_000 }, async (t) => {
+    test(`a 512 MiB ${what} stream round trips byte-exact while resident memory grows by less than 64 MiB`, { timeout: 240_000 }, async (t) => {
       const dir = await freshDir(`rss-${kind}`)
       const child = await startChild('rss-probe.ts', [dir, String(SIZE), kind], false, ['--expose-gc'])
       children.push(child)
       const r = await child.next('result') as unknown as {
-        baseline: number; setPeak: number; getPeak: number; setSamples: number; getSamples: number; setMs: number; getMs: number
+        baseline: number; getBaseline: number; setPeak: number; getPeak: number; setSamples: number; getSamples: number; setMs: number; getMs: number
         gcExposed: boolean; source: { sha256: string; length: number }; read: { sha256: string; length: number } | undefined
         stats: { corrupt: number; errors: number; bytesWritten: number }
       }
       const exit = await child.exited
       assert.equal(exit.code, 0, child.stderr)
       const setGrowth = r.setPeak - r.baseline
-      const getGrowth = r.getPeak - r.baseline
+      const getGrowth = r.getPeak - r.getBaseline
       t.diagnostic(`baseline ${(r.baseline / MiB).toFixed(1)} MiB; growth during setStream ${(setGrowth / MiB).toFixed(1)} MiB (${r.setSamples} samples, ${r.setMs.toFixed(0)} ms), through getStream ${(getGrowth / MiB).toFixed(1)} MiB (${r.getSamples} samples, ${r.getMs.toFixed(0)} ms); ${(r.stats.bytesWritten / MiB).toFixed(1)} MiB written`)
 
       assert.equal(r.source.length, SIZE)
@@ -70,7 +72,9 @@ describe('large stream round trips', () => {
       assert.ok(r.setSamples >= 3 && r.getSamples >= 3, `too few samples (${r.setSamples}, ${r.getSamples})`)
       assert.ok(setGrowth < LIMIT, `RSS grew by ${(setGrowth / MiB).toFixed(1)} MiB during setStream`)
       assert.ok(getGrowth < LIMIT, `RSS grew by ${(getGrowth / MiB).toFixed(1)} MiB through getStream`)
-      if (kind === 'mixed') assert.ok(r.stats.bytesWritten < SIZE * 0.75, 'the compressible half was not compressed')
+      // Adaptive compression stores a block raw when every compressor is busy, so how much of
+      // the compressible half shrinks depends on the machine's load; some of it always does.
+      if (kind === 'mixed') assert.ok(r.stats.bytesWritten < SIZE, 'nothing of the compressible half was compressed')
       else assert.ok(r.stats.bytesWritten >= SIZE, 'incompressible bytes cannot have shrunk')
     })
   }

@@ -78,6 +78,15 @@ export function rootAbove(file: string, levels: number): string {
   return at
 }
 
+/**
+ * How a key becomes a file name: xxhash64, 16 hex digits. An object rather than a function so
+ * that tests can replace `hash` to force two keys onto one name (a 64-bit collision cannot be
+ * found on demand). Internal: not exported from the package.
+ */
+export const keyNames = {
+  hash: (key: string): string => hasher().h64ToString(key),
+}
+
 export class Layout {
   readonly root: string
   /** The directories below `root`, checked before every write and removal. */
@@ -104,9 +113,9 @@ export class Layout {
     this.activityDir = path.join(this.metaDir, 'activity')
   }
 
-  /** 16 hex digits of xxhash64 of the key. */
+  /** 16 hex digits of xxhash64 of the key (see `keyNames`). */
   hashKey(key: string): string {
-    return hasher().h64ToString(key)
+    return keyNames.hash(key)
   }
 
   /** The partition directory of an entry hash. */

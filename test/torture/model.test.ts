@@ -10,7 +10,7 @@
  * 5 ms: until that step an entry with a 1 ms ttl may read either way; after it, it must be
  * gone. No assertion depends on where a deadline falls.
  */
-import { describe, test } from 'node:test'
+import { describe, test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -301,6 +301,16 @@ const mutationArb = fc.array(fc.record({
   bytes: fc.oneof(fc.uint8Array({ minLength: 1, maxLength: 8 }), fc.constantFrom(new Uint8Array([0xff, 0xff, 0xff, 0xff]), new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0]), new Uint8Array([0, 0, 0, 0x80]))),
 }), { minLength: 1, maxLength: 4 })
 
+/**
+ * Records a fast-check property run: tried = inputs (or runs) fast-check generated before it
+ * stopped, survived = those that held (all of them, or all but the first counterexample, which
+ * then fails the test with fast-check's shrunk report).
+ */
+function recordProperty<T>(t: TestContext, row: { area: string; what: string; unit: string; note?: string }, details: fc.RunDetails<T>): void {
+  const failures = details.failed ? [fc.defaultReportMessage(details) ?? 'property failed'] : []
+  record(t, { ...row, tried: details.numRuns, survived: details.numRuns - (details.failed ? 1 : 0) }, failures)
+}
+
 function mutate(entry: Buffer, mutations: { at: number; bytes: Uint8Array }[]): Buffer {
   const out = Buffer.from(entry)
   for (const { at, bytes } of mutations) {
@@ -315,8 +325,7 @@ describe('model-based: API sequences against an in-memory model', () => {
   for (const variant of [{ memory: false }, { memory: true }, { memory: false, compression: 'none', serializer: 'json' }] as const) {
     test(`${RUNS} random sequences (${JSON.stringify(variant)}) agree with the model, across close and reopen`, { timeout: scale(180_000, 1_200_000) }, async (t) => {
       let ops = 0
-      let runs = 0
-      await fc.assert(
+      const details = await fc.check(
         fc.asyncProperty(fc.commands(commands, { maxCommands: scale(40, 80), size: 'large' }), async (cmds) => {
           const dir = fs.mkdtempSync(path.join(tempDirRoot, 'run-'))
           const options: LarderOptions = { dir, maintenance: { interval: 0 }, compressThreshold: 100, ...variant }
@@ -330,12 +339,12 @@ describe('model-based: API sequences against an in-memory model', () => {
             fs.rmSync(dir, { recursive: true, force: true })
           }
           ops += real.checked.ops
-          runs++
         }),
         { numRuns: RUNS, seed: process.env.LARDER_TEST_SEED === undefined ? undefined : Number(process.env.LARDER_TEST_SEED) },
       )
-      assert.ok(!fs.existsSync('/etc/passwd') || fs.readFileSync('/etc/passwd', 'utf8').length > 0)
-      record(t, { area: 'model', what: `API sequences vs model (${variant.memory ? 'memory tier' : variant.compression === 'none' ? 'no compression' : 'disk only'})`, tried: ops, unit: `ops in ${runs} runs`, survived: ops })
+      // A run is a random sequence of calls, each checked against the model as it returns; the
+      // first disagreement ends the run (and fast-check shrinks it to a minimal counterexample).
+      recordProperty(t, { area: 'model', what: `API sequences vs model (${variant.memory ? 'memory tier' : variant.compression === 'none' ? 'no compression' : 'disk only'})`, unit: 'runs', note: `${ops} checked calls` }, details)
     })
   }
 })
@@ -345,8 +354,7 @@ describe('fuzzing the entry decoder', () => {
   const RUNS = scale(3000, 50_000)
 
   test('arbitrary bytes: decodeEntry, decodeHead, decodeTrailer, frame decoding return or throw CorruptEntryError, nothing else', { timeout: 600_000 }, async (t) => {
-    let cases = 0
-    await fc.assert(
+    const details = await fc.check(
       fc.asyncProperty(fc.uint8Array({ maxLength: 400 }), fc.nat({ max: 2 ** 40 }), fc.integer({ min: 0, max: 4 }), async (raw, size, compression) => {
         const bytes = Buffer.from(raw)
         decodes(() => decodeEntry(bytes))
@@ -359,17 +367,16 @@ describe('fuzzing the entry decoder', () => {
           if (!(error instanceof CorruptEntryError)) throw new Error(`decodeFramedPayload threw ${(error as Error).message}`)
         })
         assert.ok(process.memoryUsage().arrayBuffers - before < 64 * 1024 * 1024, 'decodeFramedPayload allocated from a lying length')
-        cases++
       }),
       { numRuns: RUNS },
     )
-    record(t, { area: 'model', what: 'decoder fuzz: arbitrary bytes', tried: cases, unit: 'inputs', survived: cases })
+    recordProperty(t, { area: 'model', what: 'decoder fuzz: arbitrary bytes', unit: 'inputs' }, details)
   })
 
   test('valid entries with lying fields, checksum recomputed: decodeEntry returns a bounded entry or throws CorruptEntryError', { timeout: 600_000 }, async (t) => {
     let cases = 0
     let rejected = 0
-    fc.assert(
+    const details = fc.check(
       fc.property(entryArb, mutationArb, fc.boolean(), (entry, mutations, fix) => {
         const bytes = mutate(entry, mutations)
         const file = fix ? rechecksummed(bytes) : bytes
@@ -385,8 +392,8 @@ describe('fuzzing the entry decoder', () => {
       }),
       { numRuns: RUNS },
     )
+    recordProperty(t, { area: 'model', what: 'decoder fuzz: valid entries with lying fields', unit: 'inputs', note: `${rejected} rejected as corrupt, the rest decoded within bounds` }, details)
     assert.ok(rejected > 0 && rejected < cases, `${rejected} of ${cases} rejected: the mutations tested nothing`)
-    record(t, { area: 'model', what: 'decoder fuzz: valid entries with lying fields', tried: cases, unit: 'inputs', survived: cases, note: `${rejected} rejected as corrupt, the rest decoded within bounds` })
   })
 
   test('lying entries on disk: get, getStream and has never throw (but ERR_CORRUPT on a stream / ERR_DESERIALIZE), never hang, never serve another key', { timeout: 600_000 }, async (t) => {
@@ -394,8 +401,7 @@ describe('fuzzing the entry decoder', () => {
     const cache = await Larder.open({ dir, maintenance: { interval: 0 } })
     await cache.set('probe', 'x')
     const file = entryFiles(dir)[0]!
-    let cases = 0
-    await fc.assert(
+    const details = await fc.check(
       fc.asyncProperty(entryArb, mutationArb, fc.boolean(), async (entry, mutations, fix) => {
         // The entry is written under the name of 'probe', with its own key inside: only a
         // mutation that yields key 'probe' could be served (and then it is a valid entry).
@@ -417,13 +423,12 @@ describe('fuzzing the entry decoder', () => {
             clearTimeout(timer)
           }
         }
-        cases++
       }),
       { numRuns: scale(300, 5000) },
     )
     const stats = await cache.stats()
     await cache.close()
+    recordProperty(t, { area: 'model', what: 'lying entries read through get/getStream/has (3 reads each)', unit: 'entries', note: `${stats.corrupt} counted corrupt, ${stats.errors} disk errors` }, details)
     assert.equal(stats.errors, 0)
-    record(t, { area: 'model', what: 'lying entries read through get/getStream/has', tried: cases * 3, unit: 'reads', survived: cases * 3, note: `${stats.corrupt} counted corrupt` })
   })
 })

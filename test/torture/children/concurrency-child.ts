@@ -4,12 +4,52 @@
  *   concurrency-child.ts prune <dir> <seed> <maxEntries>           prune (and verify) until told to stop
  * Sends `{ type: 'ready' }`, waits for `{ op: 'go' }` (so all start together; a pruner runs
  * until `{ op: 'stop' }`), then sends `{ type: 'result', ... }` and exits.
+ *
+ * An ops process also logs its history: when each write, delete, invalidation and read of a
+ * shared key began and ended (CLOCK_MONOTONIC, the same clock in every process on a host),
+ * and which version a read returned, so the parent can check every read against what had
+ * been acknowledged by then (see concurrency.test.ts).
  */
 import { once } from 'node:events'
 import { Larder } from '../../../src/index.ts'
 import { drain, makeBlob, makeRecord, prng, problemOf, randInt } from '../../children/shared.ts'
 
 const [mode, dir, ...rest] = process.argv.slice(2)
+
+/** One step of the history: a write of version `v` (`writer.seq`), a delete, an invalidation
+ *  of `tag`, or a read that returned version `v` (null: a miss). Times in ms, CLOCK_MONOTONIC. */
+export interface HistoryEvent {
+  k: 'w' | 'd' | 'i' | 'r'
+  key?: string
+  tag?: string
+  v?: string | null
+  tags?: string[]
+  s: number
+  e: number
+}
+
+const now = (): number => Number(process.hrtime.bigint()) / 1e6
+
+/** The version (`writer.seq`) a record, a blob or a record's JSON bytes carry. */
+function versionOf(value: unknown): string {
+  if (Buffer.isBuffer(value)) {
+    if (value[0] === 0x7b) {
+      const r = JSON.parse(value.toString('utf8')) as { writer: number; seq: number }
+      return `${r.writer}.${r.seq}`
+    }
+    const body = value.subarray(64)
+    const h = JSON.parse(body.toString('utf8', 0, body.indexOf(10))) as { writer: number; seq: number }
+    return `${h.writer}.${h.seq}`
+  }
+  const r = value as { writer: number; seq: number }
+  return `${r.writer}.${r.seq}`
+}
+
+/** Sends a message and waits until it has left: the history is large, and disconnecting
+ *  right after `send` can drop it. */
+function sent(message: object): Promise<void> {
+  return new Promise((resolve, reject) => process.send!(message, undefined, {}, (error) => (error ? reject(error) : resolve())))
+}
 
 async function* chunked(bytes: Buffer, step: number): AsyncGenerator<Buffer> {
   for (let at = 0; at < bytes.length; at += step) yield bytes.subarray(at, at + step)
@@ -32,54 +72,76 @@ if (mode === 'ops') {
   const wrong: string[] = []
   const thrown: string[] = []
   let counter = 0
+  const history: HistoryEvent[] = []
+  /** Logs a read: the version it returned (or a miss), if the value is valid at all. */
+  const read = (how: string, key: string, value: unknown, s: number): void => {
+    const e = now()
+    if (value === undefined) {
+      counts.misses++
+      history.push({ k: 'r', key, v: null, s, e })
+      return
+    }
+    const p = problemOf(key, value)
+    if (p !== undefined) {
+      wrong.push(`${how} ${key}: ${p}`)
+      return
+    }
+    counts.validated++
+    history.push({ k: 'r', key, v: versionOf(value), s, e })
+  }
   for (let i = 0; i < ops; i++) {
     const key = `shared-${randInt(rand, 0, keys - 1)}`
     const r = rand()
     const pad = rand() < 0.8 ? randInt(rand, 0, 3000) : randInt(rand, 5000, 80_000)
+    const s = now()
     try {
       if (r < 0.2) {
         await cache.set(key, rand() < 0.9 ? makeRecord(key, writer, i, pad) : makeBlob(key, writer, i, randInt(rand, 70_000, 150_000)))
+        history.push({ k: 'w', key, v: `${writer}.${i}`, s, e: now() })
         counts.set++
       } else if (r < 0.27) {
-        await cache.set(key, makeRecord(key, writer, i, pad), { tags: [`t${randInt(rand, 0, 3)}`], ttl: rand() < 0.5 ? '1h' : 0 })
+        const tags = [`t${randInt(rand, 0, 3)}`]
+        await cache.set(key, makeRecord(key, writer, i, pad), { tags, ttl: rand() < 0.5 ? '1h' : 0 })
+        history.push({ k: 'w', key, v: `${writer}.${i}`, tags, s, e: now() })
         counts.tagged++
       } else if (r < 0.29) {
-        await cache.invalidateTags([`t${randInt(rand, 0, 3)}`])
+        const tag = `t${randInt(rand, 0, 3)}`
+        await cache.invalidateTags([tag])
+        history.push({ k: 'i', tag, s, e: now() })
         counts.invalidate++
       } else if (r < 0.55) {
         counts.get++
-        const v = await cache.get(key)
-        if (v === undefined) counts.misses++
-        else {
-          const p = problemOf(key, v)
-          if (p === undefined) counts.validated++
-          else wrong.push(`get ${key}: ${p}`)
-        }
+        read('get', key, await cache.get(key), s)
       } else if (r < 0.6) {
         await cache.has(key)
         counts.has++
       } else if (r < 0.66) {
         await cache.delete(key)
+        history.push({ k: 'd', key, s, e: now() })
         counts.delete++
       } else if (r < 0.76) {
         counts.getOrSet++
-        const v = await cache.getOrSet(key, () => makeRecord(key, writer, i, pad))
-        const p = problemOf(key, v)
-        if (p === undefined) counts.validated++
-        else wrong.push(`getOrSet ${key}: ${p}`)
+        let loaded = false
+        const v = await cache.getOrSet(key, () => {
+          loaded = true
+          return makeRecord(key, writer, i, pad)
+        })
+        // The loader ran: a write of this call's version (which it also returned); otherwise a read.
+        if (loaded) {
+          history.push({ k: 'w', key, v: `${writer}.${i}`, s, e: now() })
+          const p = problemOf(key, v)
+          if (p === undefined) counts.validated++
+          else wrong.push(`getOrSet ${key}: ${p}`)
+        } else read('getOrSet', key, v, s)
       } else if (r < 0.84) {
         const bytes = Buffer.from(JSON.stringify(makeRecord(key, writer, i, randInt(rand, 0, 300_000))))
         await cache.setStream(key, chunked(bytes, randInt(rand, 1000, 100_000)))
+        history.push({ k: 'w', key, v: `${writer}.${i}`, s, e: now() })
         counts.setStream++
       } else if (r < 0.95) {
         counts.getStream++
-        const s = await cache.getStream(key)
-        if (s === undefined) counts.misses++
-        else {
-          const p = problemOf(key, await drain(s))
-          if (p === undefined) counts.validated++
-          else wrong.push(`getStream ${key}: ${p}`)
-        }
+        const stream = await cache.getStream(key)
+        read('getStream', key, stream === undefined ? undefined : await drain(stream), s)
       } else {
         // Only this process increments its own counter: every update must land.
         counter = await cache.increment(`counter-${writer}`)
@@ -92,7 +154,7 @@ if (mode === 'ops') {
   const finalCounter = await cache.get(`counter-${writer}`)
   const stats = await cache.stats()
   await cache.close()
-  process.send!({ type: 'result', counts, wrong, thrown: thrown.slice(0, 5), thrownCount: thrown.length, corrupt, errors: errors.slice(0, 5), counter, finalCounter, stats: { errors: stats.errors, corrupt: stats.corrupt, dropped: stats.dropped } })
+  await sent({ type: 'result', counts, wrong, thrown: thrown.slice(0, 5), thrownCount: thrown.length, corrupt, errors: errors.slice(0, 5), counter, finalCounter, stats: { errors: stats.errors, corrupt: stats.corrupt, dropped: stats.dropped }, history, memory: writer % 2 === 0 })
 } else if (mode === 'prune') {
   const [seed, maxEntries] = rest.map(Number) as [number, number]
   const rand = prng(seed)
@@ -122,6 +184,6 @@ if (mode === 'ops') {
     await new Promise((resolve) => setTimeout(resolve, randInt(rand, 0, 20)))
   }
   await cache.close()
-  process.send!({ type: 'result', totals, thrown })
+  await sent({ type: 'result', totals, thrown })
 }
 process.disconnect()
