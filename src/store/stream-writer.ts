@@ -76,13 +76,12 @@ export async function writeEntryStream(
   const { signal } = options
   signal?.throwIfAborted()
   const iterator = (source as AsyncIterable<unknown>)[Symbol.asyncIterator]()
-  // An abort must not wait for a source that has stopped producing: race each pull with it.
-  let aborted: Promise<never> | undefined
-  if (signal !== undefined) {
-    aborted = new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }))
-    aborted.catch(() => {})
-  }
+  // An abort must not wait for a source that has stopped producing: each pull races the
+  // signal. The race is against a promise made for that pull and dropped after it: racing
+  // every pull against one long-lived promise would hang a reaction, and with it each chunk
+  // pulled, on that promise until the stream ends (a 512 MiB stream held 600 MiB).
   const next = async (): Promise<IteratorResult<unknown>> => {
+    signal?.throwIfAborted() // an abort already dispatched would never reach the listener below
     let pull: Promise<IteratorResult<unknown>>
     try {
       pull = iterator.next()
@@ -92,7 +91,17 @@ export async function writeEntryStream(
     pull = pull.catch((error: unknown) => {
       throw new SourceError(error)
     })
-    return aborted === undefined ? pull : Promise.race([pull, aborted])
+    if (signal === undefined) return pull
+    let onAbort: (() => void) | undefined
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => reject(signal.reason)
+      signal.addEventListener('abort', onAbort, { once: true })
+    })
+    try {
+      return await Promise.race([pull, aborted])
+    } finally {
+      signal.removeEventListener('abort', onAbort!)
+    }
   }
 
   // Bytes are cut into FRAME_BYTES blocks; each becomes a frame (compressed or raw).
