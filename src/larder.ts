@@ -140,7 +140,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     })
     this.#maintainer = new Maintainer({
       layout: this.#layout, options, totals: this.#totals, pool: this.#pool,
-      flushHits: () => this.#hitLog?.flush(),
+      flushUses: () => this.#hitLog?.flush(),
       compactActivity: () => this.#activity.compact(),
       progress: (p) => this.emit('progress', p),
     })
@@ -507,6 +507,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     if (this.#closed) return
     this.#closed = true
     await this.#autoPrune.close()
+    await this.#maintainer.close()
     this.#flushCounters()
     this.#recordActivity()
     this.#totals.stop()

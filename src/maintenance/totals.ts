@@ -68,8 +68,9 @@ export class RunningTotals {
     this.#timer.schedule()
   }
 
-  removed(bytes: number): void {
-    this.#pending.entries--
+  /** Records `entries` entry files (one by default) of `bytes` in all removed. */
+  removed(bytes: number, entries = 1): void {
+    this.#pending.entries -= entries
     this.#pending.bytes -= bytes
     this.#timer.schedule()
   }

