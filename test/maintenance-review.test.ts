@@ -171,3 +171,87 @@ describe('automatic prunes and the instance\'s lifetime', () => {
     assert.deepEqual(warnings.filter((w) => w === 'MaxListenersExceededWarning'), [])
   })
 })
+
+/** Bytes of every entry file under `dir`. */
+function entryBytes(dir: string): number {
+  return entryFiles(dir).reduce((n, f) => n + fs.statSync(f).size, 0)
+}
+
+async function childBurst(dir: string, maxSize: string, count: number, how: 'set' | 'setMany'): Promise<{ prunes: number }> {
+  const { line, child } = reviewChild('burst', dir, maxSize, String(count), how)
+  const out = await line()
+  await new Promise((resolve) => (child.exitCode !== null ? resolve(undefined) : child.once('exit', resolve)))
+  assert.equal(child.exitCode, 0, out)
+  return JSON.parse(out) as { prunes: number }
+}
+
+describe('budgets are kept under a burst from one process', () => {
+  for (const how of ['set', 'setMany'] as const) {
+    test(`a ${how} burst of 30 KB values leaves the cache within its size budget after close(), with totals that match the disk`, async () => {
+      const dir = tempDir()
+      const result = await childBurst(dir, '1MB', 300, how) // 9 MB written against a 1 MB budget
+      assert.ok(result.prunes >= 1)
+      const onDisk = entryBytes(dir)
+      assert.ok(onDisk <= 1_000_000, `${onDisk} bytes on disk after close() for a budget of 1 MB`)
+      const cache = await open(dir, { maintenance: false })
+      assert.equal((await cache.stats()).size, onDisk, 'the running totals disagree with the disk')
+      await cache.close()
+    })
+  }
+
+  test('shortly after a burst ends the cache is back within budget, without close() or another write', async () => {
+    const dir = tempDir()
+    const cache = await open(dir, { maxSize: '1MB' })
+    for (let i = 0; i < 300; i++) await cache.set(`burst:${i}`, { i, pad: (i.toString(36) + 'x').repeat(15_000) })
+    // Nothing more is written: the automatic prunes must catch up on their own.
+    let onDisk = entryBytes(dir)
+    for (let waited = 0; onDisk > 1_000_000 && waited < 60_000; waited += 100) {
+      await sleep(100)
+      onDisk = entryBytes(dir)
+    }
+    assert.ok(onDisk <= 1_000_000, `${onDisk} bytes on disk a minute after the burst, for a budget of 1 MB`)
+    await cache.close()
+  })
+})
+
+describe('running totals', () => {
+  test('a writer\'s delta file is rewritten during a burst that never yields to the event loop', async () => {
+    const dir = tempDir()
+    const cache = await open(dir, { maintenance: false })
+    for (let i = 0; i < 100; i++) await cache.set(`k${i}`, i)
+    await cache.close()
+    const writer = await open(dir, { maintenance: false })
+    const totalsDir = path.join(dir, 'v1', 'default', 'meta', 'totals')
+    const deltas = (): string => fs.readdirSync(totalsDir).filter((n) => /^\d+\.\d+\./.test(n)).sort()
+      .map((n) => { try { return fs.readFileSync(path.join(totalsDir, n), 'utf8') } catch { return '' } }).join('|')
+    // Overwrites of existing entries complete without a turn of the event loop, so no timer
+    // can fire while this loop runs.
+    const seen = new Set<string>([deltas()])
+    const started = Date.now()
+    for (let n = 0; Date.now() - started < 1500; n++) {
+      await writer.set(`k${n % 100}`, 'x'.repeat(n % 50))
+      if (n % 20 === 0) seen.add(deltas())
+    }
+    assert.ok(seen.size >= 3, `the delta files changed ${seen.size - 1} times in 1.5 s of writing`)
+    await writer.close()
+  })
+
+  test('while another scan is under way, stats() still counts this process\'s writes from before it began', async () => {
+    const dir = tempDir()
+    const cache = await open(dir, { maintenance: false })
+    await cache.setMany(Array.from({ length: 200 }, (_, i) => ({ key: `k${i}`, value: i })))
+    await sleep(300) // flushed: this process's delta file of epoch 0 holds the 200
+    assert.equal((await cache.stats()).entries, 200)
+    // A scan begins (any process's prune or verify, this one's too): it bumps the epoch, and
+    // writers start new delta files; the old ones count until the scan writes its base.
+    const totalsDir = path.join(dir, 'v1', 'default', 'meta', 'totals')
+    fs.writeFileSync(path.join(totalsDir, 'epoch'), '1')
+    await cache.set('during', 1)
+    for (let i = 0; i < 100 && !fs.readdirSync(totalsDir).some((n) => n.startsWith('1.')); i++) await sleep(20)
+    assert.equal((await cache.stats()).entries, 201)
+    const other = await open(dir, { maintenance: false })
+    assert.equal((await other.stats()).entries, 201)
+    await other.close()
+    await cache.close()
+  })
+})

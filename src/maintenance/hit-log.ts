@@ -34,12 +34,12 @@ export class HitLog {
 
   hit(hash: string): void {
     this.#counts.set(hash, (this.#counts.get(hash) ?? 0) + 1)
-    this.#timer.schedule()
+    this.#timer.changed()
   }
 
   /** Appends the counts gathered since the last flush. Sync: also called from the exit hook. */
   flush(): void {
-    this.#timer.cancel()
+    this.#timer.flushing()
     if (this.#counts.size === 0) return
     let text = ''
     for (const [hash, count] of this.#counts) text += `${hash} ${count}\n`

@@ -11,8 +11,9 @@ import { FlushTimer } from './flush-timer.js'
  *   meta/totals/base                    {"epoch":E,"entries":N,"bytes":B,"at":T}  from the last full scan
  *   meta/totals/<epoch>.<pid>.<nonce>   {"entries":n,"bytes":b}  one writer's changes since that scan
  *
- * Each process adds what it writes and removes to its own counters and, at most once a
- * second (and at close and exit), rewrites its own delta file: no file is ever written by two
+ * Each process adds what it writes and removes to its own counters and, at most every 250 ms
+ * while it writes (and 250 ms after its last write, at close and at exit; see
+ * flush-timer.ts), rewrites its own delta file: no file is ever written by two
  * processes, so no lock is needed. The totals are the base plus every delta of the base's
  * epoch or later: a handful of small files, read in well under a millisecond.
  *
@@ -65,14 +66,14 @@ export class RunningTotals {
   written(bytes: number, previousBytes: number | undefined): void {
     if (previousBytes === undefined) this.#pending.entries++
     this.#pending.bytes += bytes - (previousBytes ?? 0)
-    this.#timer.schedule()
+    this.#timer.changed()
   }
 
   /** Records `entries` entry files (one by default) of `bytes` in all removed. */
   removed(bytes: number, entries = 1): void {
     this.#pending.entries -= entries
     this.#pending.bytes -= bytes
-    this.#timer.schedule()
+    this.#timer.changed()
   }
 
   /** The totals as every process's files say, plus this instance's unflushed changes. */
@@ -80,20 +81,27 @@ export class RunningTotals {
     const base = this.#readBase()
     const sum = { entries: base?.entries ?? 0, bytes: base?.bytes ?? 0 }
     const epoch = base?.epoch ?? 0
+    // Our current delta file is counted from memory (the file may lag by up to FLUSH_MS); our
+    // files of earlier epochs (a scan began since we wrote them, and has not yet written its
+    // base) are read like anyone else's.
+    const ownName = `${this.#flushedEpoch}.${this.#id}`
     let ownFile = false
     for (const name of this.#names()) {
       const fileEpoch = Number(name.slice(0, name.indexOf('.')))
-      if (name.endsWith(this.#id)) ownFile = true
-      if (!(fileEpoch >= epoch) || name.endsWith(this.#id)) continue
+      if (!(fileEpoch >= epoch)) continue
+      if (name === ownName) {
+        ownFile = true
+        continue
+      }
       const delta = this.#readJson<Totals>(name)
       if (delta !== undefined) {
         sum.entries += delta.entries
         sum.bytes += delta.bytes
       }
     }
-    // Ours from memory: its file may lag by up to FLUSH_MS. If the file is gone, another
-    // process folded it into the base (or the cache was cleared): it no longer adds.
-    if (this.#flushedEpoch >= epoch && ownFile) {
+    // If our file is gone, another process folded it into the base (or the cache was
+    // cleared): it no longer adds.
+    if (ownFile) {
       sum.entries += this.#flushed.entries
       sum.bytes += this.#flushed.bytes
     }
@@ -118,7 +126,7 @@ export class RunningTotals {
 
   /** Writes this instance's delta file if it changed. Sync: also called from the exit hook. */
   flush(): void {
-    this.#timer.cancel()
+    this.#timer.flushing()
     if (this.#pending.entries === 0 && this.#pending.bytes === 0) return
     const epoch = this.#currentEpoch()
     const file = path.join(this.#dir, `${epoch}.${this.#id}`)
