@@ -9,6 +9,7 @@ import { AutoPrune } from './maintenance/auto-prune.js'
 import { recordBudget } from './maintenance/budget-record.js'
 import { worthALook } from './maintenance/crowding.js'
 import { HitLog } from './maintenance/hit-log.js'
+import { LastUse } from './maintenance/last-use.js'
 import type { EntryInfo } from './maintenance/listing.js'
 import { Maintainer, type MaintenanceProgress, type PruneOptions, type PruneReport, type UsageReport, type VerifyOptions, type VerifyReport, type WalkOptions } from './maintenance/maintainer.js'
 import { MaintenancePool } from './maintenance/pool.js'
@@ -107,6 +108,7 @@ export class Larder extends EventEmitter<LarderEvents> {
   readonly #counts: ActivityCounters = { hits: 0, misses: 0, memoryHits: 0, sets: 0, deletes: 0, expired: 0, corrupt: 0, errors: 0, dropped: 0, bytesWritten: 0, bytesRead: 0 }
   readonly #totals: RunningTotals
   readonly #hitLog: HitLog | undefined
+  readonly #lastUse: LastUse
   readonly #activity: ActivityLog
   readonly #pool: MaintenancePool
   readonly #maintainer: Maintainer
@@ -130,17 +132,22 @@ export class Larder extends EventEmitter<LarderEvents> {
     this.#breaker = new DiskBreaker(options.breaker, (state) => this.emit('breaker', state))
     this.#totals = new RunningTotals(this.#layout)
     this.#hitLog = options.evictionPolicy === 'lfu' ? new HitLog(this.#layout) : undefined
+    this.#lastUse = new LastUse(options.maintenance.touchAfter)
     this.#activity = new ActivityLog(this.#layout.activityDir)
     this.#pool = new MaintenancePool(options.maintenance.workers)
     this.#memory = options.memory === false ? undefined : new MemoryTier(options.memory, (tags, createdAt) => this.#tagsStaleSafe(tags, createdAt))
     this.#files = new FileTier({
       layout: this.#layout, options, breaker: this.#breaker, tags: this.#tags, totals: this.#totals, hitLog: this.#hitLog,
-      counts: this.#counts,
+      lastUse: this.#lastUse, counts: this.#counts,
       corrupt: (report) => this.emit('corrupt', report),
     })
     this.#maintainer = new Maintainer({
       layout: this.#layout, options, totals: this.#totals, pool: this.#pool,
-      flushUses: () => this.#hitLog?.flush(),
+      pruneStarted: () => {
+        this.#lastUse.pruneStarted()
+        this.#hitLog?.flush()
+      },
+      pruneEnded: () => this.#lastUse.pruneEnded(),
       compactActivity: () => this.#activity.compact(),
       progress: (p) => this.emit('progress', p),
     })
@@ -512,6 +519,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     this.#recordActivity()
     this.#totals.stop()
     this.#hitLog?.stop()
+    this.#lastUse.stop()
     await this.#pool.destroy()
     this.#breaker.shutdown()
     this.#memory?.clear()
@@ -678,6 +686,7 @@ export class Larder extends EventEmitter<LarderEvents> {
   /** Writes the running totals and hit counts this process holds. Sync: runs at exit too. */
   #flushCounters(): void {
     try {
+      this.#lastUse.flush()
       this.#totals.flush()
       this.#hitLog?.flush()
     } catch {

@@ -115,9 +115,10 @@ interface MaintainerParts {
   options: ResolvedOptions
   totals: RunningTotals
   pool: MaintenancePool
-  /** Flushes this process's pending uses of entries (deferred LRU touches, LFU hit counts)
-   *  so a prune sees them. */
-  flushUses(): void
+  /** A prune begins: this process's pending uses of entries (merged LRU touches, LFU hit
+   *  counts) are written so it sees them, and hits touch at once until `pruneEnded`. */
+  pruneStarted(): void
+  pruneEnded(): void
   /** Folds closed instances' activity records into one (needs the lock). */
   compactActivity(): void
   progress(progress: MaintenanceProgress): void
@@ -161,9 +162,11 @@ export class Maintainer {
         report.skipped = true
         return
       }
+      this.#p.pruneStarted()
       try {
         await this.#prunePass(options, cancel, report, keys, listKeys)
       } finally {
+        this.#p.pruneEnded()
         await release()
       }
     })
@@ -179,7 +182,6 @@ export class Maintainer {
   async #prunePass(options: PruneOptions & PruneFilters & { maxSize?: number }, cancel: Cancellation, report: PruneReport, keys: string[], listKeys: boolean): Promise<void> {
     const { layout, options: config, pool, totals } = this.#p
     const dryRun = report.dryRun
-    this.#p.flushUses()
     const epoch = dryRun ? 0 : totals.beginScan()
     const now = Date.now()
     const removed = { entries: 0, bytes: 0 }

@@ -6,6 +6,7 @@ import { CorruptEntryError, decodeEntry, decodeTrailer, encodeEntry, encodeTags,
 import { decodePayload, encodePayload } from '../format/payload.js'
 import { Codec, deserialize } from '../format/serializers.js'
 import type { HitLog } from '../maintenance/hit-log.js'
+import type { LastUse } from '../maintenance/last-use.js'
 import { toEntryInfo, type EntryInfo } from '../maintenance/listing.js'
 import type { RunningTotals } from '../maintenance/totals.js'
 import type { ResolvedOptions } from '../options.js'
@@ -33,6 +34,8 @@ export interface FileTierParts {
   tags: TagClock
   totals: RunningTotals
   hitLog: HitLog | undefined
+  /** Records disk hits on entries' mtimes (undefined: a read-only instance touches nothing). */
+  lastUse: LastUse | undefined
   /** The instance's counters: this tier adds bytes read and written, sets, expired and corrupt. */
   counts: ActivityCounters
   corrupt(report: CorruptReport): void
@@ -385,18 +388,10 @@ export class FileTier implements Tier {
     if (size !== undefined) this.#p.totals.removed(size)
   }
 
-  /** A disk hit: refresh the file's mtime (its last use) if older than `touchAfter`, and count
-   *  the hit for LFU. */
+  /** A disk hit: record the use on the file's mtime (LRU, `maxAge`; throttled and merged, see
+   *  maintenance/last-use.ts) and count the hit for LFU. */
   #used(file: string, mtimeMs: number): void {
-    const now = Date.now()
-    if (now - mtimeMs >= this.#p.options.maintenance.touchAfter) {
-      try {
-        const at = now / 1000
-        disk.utimesSync(file, at, at)
-      } catch {
-        // gone or read-only: LRU order is a hint, not worth a failure
-      }
-    }
+    this.#p.lastUse?.used(file, mtimeMs)
     this.#p.hitLog?.hit(path.basename(file))
   }
 }
