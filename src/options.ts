@@ -51,6 +51,11 @@ export interface MaintenanceOptions {
    *  than this. Default `'1m'`: a hot key costs one `utimes` a minute, not one per get, and
    *  LRU order is exact to within a minute. atime is not used: it is often off (noatime). */
   touchAfter?: Duration
+  /** For the `'lfu'` policy: a hit counts half as much after this long, a quarter after twice
+   *  as long, and so on, so old popularity fades with time (not with how often prunes run).
+   *  Default `'1h'`: a key read 64 times an hour ago weighs as much as one read 32 times now,
+   *  and is forgotten (weighs less than 1/100 of a hit) after about 13 hours without reads. */
+  lfuHalfLife?: Duration
   /** Temp files older than this are strays of a dead writer and are removed. Default
    *  `'15m'`: a live writer keeps its temp file's mtime fresh with every write. */
   tempMaxAge?: Duration
@@ -118,8 +123,9 @@ export interface LarderOptions {
   maxEntries?: number
   /** Which entries maintenance evicts first once a budget is exceeded. Default `'lru'`:
    *  least recently used (mtime, refreshed on hits). `'lfu'`: fewest hits (counts shared by
-   *  processes through hit logs, halved at each prune so old popularity fades). `'fifo'`:
-   *  oldest created. Expired and tag-invalidated entries always go first. */
+   *  processes through hit logs, each weighed by its age: halved every
+   *  `maintenance.lfuHalfLife`, so old popularity fades with time). `'fifo'`: oldest
+   *  created. Expired and tag-invalidated entries always go first. */
   evictionPolicy?: EvictionPolicy
   /** Automatic maintenance: `false` turns off the interval and the over-budget trigger
    *  (`prune()` and `verify()` still work). Default `{}` (the defaults below). */
@@ -132,6 +138,7 @@ export interface ResolvedMaintenanceOptions {
   workers: number
   lowWater: number
   touchAfter: number
+  lfuHalfLife: number
   tempMaxAge: number
 }
 
@@ -174,7 +181,7 @@ const OPTION_NAMES = new Set<string>([
   'streamCompression', 'serializer', 'memory', 'failOpen', 'breaker', 'durable', 'maxSize', 'maxEntries', 'evictionPolicy',
   'maintenance',
 ])
-const MAINTENANCE_NAMES = new Set(['interval', 'workers', 'lowWater', 'touchAfter', 'tempMaxAge'])
+const MAINTENANCE_NAMES = new Set(['interval', 'workers', 'lowWater', 'touchAfter', 'lfuHalfLife', 'tempMaxAge'])
 const BREAKER_NAMES = new Set(['errorThresholdPercentage', 'volumeThreshold', 'resetTimeout', 'rollingCountTimeout', 'timeout'])
 const MEMORY_NAMES = new Set(['maxEntries', 'maxSize', 'ttl'])
 const COMPRESSIONS: readonly CompressionName[] = ['gzip', 'deflate', 'brotli', 'zstd', 'none']
@@ -359,7 +366,7 @@ export function resolveOptions(input: unknown): ResolvedOptions {
 
 function resolveMaintenance(input: unknown): ResolvedMaintenanceOptions {
   if (input !== undefined && input !== false && (input === null || typeof input !== 'object' || Array.isArray(input))) {
-    throw invalid('maintenance', 'expected false or { interval?, workers?, lowWater?, touchAfter?, tempMaxAge? }')
+    throw invalid('maintenance', 'expected false or { interval?, workers?, lowWater?, touchAfter?, lfuHalfLife?, tempMaxAge? }')
   }
   const m = (input === undefined || input === false ? {} : input) as MaintenanceOptions
   rejectUnknown(m, MAINTENANCE_NAMES, 'maintenance.')
@@ -375,8 +382,15 @@ function resolveMaintenance(input: unknown): ResolvedMaintenanceOptions {
     workers,
     lowWater,
     touchAfter: parseDuration(m.touchAfter ?? '1m', 'maintenance.touchAfter'),
+    lfuHalfLife: positiveDuration(m.lfuHalfLife ?? '1h', 'maintenance.lfuHalfLife'),
     tempMaxAge: parseDuration(m.tempMaxAge ?? '15m', 'maintenance.tempMaxAge'),
   }
+}
+
+function positiveDuration(value: unknown, field: string): number {
+  const ms = parseDuration(value, field)
+  if (ms === 0) throw invalid(field, 'must be greater than 0')
+  return ms
 }
 
 function defaultLevel(compression: CompressionName): number {

@@ -321,3 +321,35 @@ describe('LRU follows reads at any age of the entry', () => {
     assert.ok(touched > written && touched <= lastHit + 1, `mtime ${touched}: not the time of the last hit`)
   })
 })
+
+describe('LFU forgets popularity over time, not per prune', () => {
+  test('a key read 64 times survives 60 automatic prunes triggered by writes that are never read', async () => {
+    const cache = await open(tempDir(), { evictionPolicy: 'lfu', maxEntries: 3 })
+    await cache.set('hot', 'hot')
+    for (let i = 0; i < 64; i++) assert.equal(await cache.get('hot'), 'hot')
+    let prunes = 0
+    cache.on('prune', () => prunes++)
+    for (let i = 0; prunes < 60; i++) {
+      const pruned = new Promise((resolve) => cache.once('prune', resolve))
+      for (let j = 0; j < 3; j++) await cache.set(`cold:${i}:${j}`, j)
+      await pruned
+    }
+    assert.equal(await cache.info('hot').then((e) => e?.key), 'hot', `evicted within ${prunes} prunes`)
+    await cache.close()
+  })
+
+  test('counts decay with elapsed time (maintenance.lfuHalfLife): old popularity loses to a recent read', async () => {
+    const dir = tempDir()
+    const cache = await open(dir, { evictionPolicy: 'lfu', maintenance: { interval: 0, lfuHalfLife: 200 } })
+    await cache.set('once-popular', 1)
+    await cache.set('recent', 2)
+    for (let i = 0; i < 8; i++) await cache.get('once-popular')
+    await cache.prune() // folds the counts into one log, as any prune does
+    await sleep(2100) // over ten half-lives: 8 hits weigh less than 1/100 of a hit now
+    await cache.get('recent')
+    await cache.prune({ maxEntries: 1 })
+    assert.equal((await cache.info('once-popular'))?.key, undefined)
+    assert.equal((await cache.info('recent'))?.key, 'recent')
+    await cache.close()
+  })
+})

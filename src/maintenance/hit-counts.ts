@@ -4,9 +4,17 @@ import path from 'node:path'
 /**
  * Reading and compacting the LFU hit logs that `HitLog` appends to (see hit-log.ts for the
  * scheme). Runs in a worker.
+ *
+ * A log is lines `<hash16> <count>`, each group of them after a line `@<ms>` saying when they
+ * were counted (a log without one was counted at its mtime). A count weighs
+ * `2^-(age / halfLife)`: popularity fades with elapsed time, at the same pace however often
+ * prunes run. Compaction writes the decayed sums as of now, so the merged log keeps what an
+ * entry's past is worth today.
  */
 const LOG_NAME = /\.log$/
 const COMPACTING = '.compacting'
+/** Below this a count is forgotten at compaction (64 hits take 13 half-lives to get there). */
+const FORGOTTEN = 0.01
 
 function logFiles(dir: string): string[] {
   try {
@@ -16,23 +24,43 @@ function logFiles(dir: string): string[] {
   }
 }
 
-function addLines(text: string, into: Map<string, number>): void {
+/** Adds a log's counts, each weighed by its age at `now`. */
+function addLines(text: string, countedAt: number, now: number, halfLife: number, into: Map<string, number>): void {
+  let weight = decay(now - countedAt, halfLife)
   for (const line of text.split('\n')) {
+    if (line.startsWith('@')) {
+      const at = Number(line.slice(1))
+      if (Number.isFinite(at)) weight = decay(now - at, halfLife)
+      continue
+    }
     const space = line.indexOf(' ')
     if (space !== 16) continue // a torn or foreign line
     const count = Number(line.slice(17))
-    if (!Number.isSafeInteger(count) || count <= 0) continue
+    if (!Number.isFinite(count) || count <= 0) continue
     const hash = line.slice(0, 16)
-    into.set(hash, (into.get(hash) ?? 0) + count)
+    into.set(hash, (into.get(hash) ?? 0) + count * weight)
   }
 }
 
-/** Sums every process's hit counts, by entry file name. */
-export function readHitCounts(dir: string): Map<string, number> {
+function decay(age: number, halfLife: number): number {
+  return halfLife > 0 ? 2 ** (-Math.max(0, age) / halfLife) : 1
+}
+
+function readLog(file: string, now: number, halfLife: number, into: Map<string, number>): void {
+  const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
+  try {
+    addLines(fs.readFileSync(fd, 'utf8'), fs.fstatSync(fd).mtimeMs, now, halfLife, into)
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+/** Sums every process's hit counts, by entry file name, as worth at `now`. */
+export function readHitCounts(dir: string, now: number, halfLife: number): Map<string, number> {
   const counts = new Map<string, number>()
   for (const name of logFiles(dir)) {
     try {
-      addLines(fs.readFileSync(path.join(dir, name), 'utf8'), counts)
+      readLog(path.join(dir, name), now, halfLife, counts)
     } catch {
       // removed meanwhile
     }
@@ -41,12 +69,12 @@ export function readHitCounts(dir: string): Map<string, number> {
 }
 
 /**
- * Folds every log into one, halving each count (aging) and dropping entries that no longer
- * exist (`names`: the survivors, 16 characters each). Each log is renamed aside before it is
- * read, so a writer's next append starts a new file instead of being lost. Returns the
+ * Folds every log into one, with each count decayed to `now` (and dropping entries that no
+ * longer exist: `names`, the survivors, 16 characters each). Each log is renamed aside before
+ * it is read, so a writer's next append starts a new file instead of being lost. Returns the
  * number of logs folded.
  */
-export function compactHitLogs(dir: string, names: string): number {
+export function compactHitLogs(dir: string, names: string, now: number, halfLife: number): number {
   const alive = new Set<string>()
   for (let i = 0; i < names.length; i += 16) alive.add(names.slice(i, i + 16))
   const counts = new Map<string, number>()
@@ -56,7 +84,7 @@ export function compactHitLogs(dir: string, names: string): number {
     const aside = name.endsWith(COMPACTING) ? from : `${from}.${process.pid}${COMPACTING}`
     try {
       if (aside !== from) fs.renameSync(from, aside)
-      addLines(fs.readFileSync(aside, 'utf8'), counts)
+      readLog(aside, now, halfLife, counts)
       folded.push(aside)
     } catch {
       // another compaction took it
@@ -64,10 +92,10 @@ export function compactHitLogs(dir: string, names: string): number {
   }
   let text = ''
   for (const [hash, count] of counts) {
-    const halved = Math.floor(count / 2)
-    if (halved > 0 && alive.has(hash)) text += `${hash} ${halved}\n`
+    if (count >= FORGOTTEN && alive.has(hash)) text += `${hash} ${Number(count.toPrecision(4))}\n`
   }
   if (text !== '') {
+    text = `@${now}\n` + text
     fs.mkdirSync(dir, { recursive: true })
     fs.writeFileSync(path.join(dir, `merged.${process.pid}.${Date.now().toString(36)}.log`), text)
   }

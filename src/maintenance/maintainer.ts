@@ -226,8 +226,8 @@ export class Maintainer {
       survivors = { entries: names.length / 16, bytes: sum(records) }
       const target = this.#target(options, survivors.entries, survivors.bytes)
       const plan = await pool.run<PlanOutput>({
-        task: 'plan', policy: config.evictionPolicy, hitsDir: layout.hitsDir, records, names,
-        targetEntries: target.entries, targetBytes: target.bytes,
+        task: 'plan', policy: config.evictionPolicy, hitsDir: layout.hitsDir, records, names, now,
+        halfLife: config.maintenance.lfuHalfLife, targetEntries: target.entries, targetBytes: target.bytes,
       }, { transfer: [records.buffer as ArrayBuffer] })
       cancel.throwIfRequested()
 
@@ -252,7 +252,7 @@ export class Maintainer {
       settle()
       if (!dryRun) {
         this.#p.compactActivity()
-        if (config.evictionPolicy === 'lfu') await pool.run<number>({ task: 'compact-hits', hitsDir: layout.hitsDir, names })
+        if (config.evictionPolicy === 'lfu') await pool.run<number>({ task: 'compact-hits', hitsDir: layout.hitsDir, names, now, halfLife: config.maintenance.lfuHalfLife })
       }
     } catch (error) {
       try {

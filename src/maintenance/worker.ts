@@ -114,6 +114,9 @@ export interface CompactInput {
   hitsDir: string
   /** Entries that still exist (16-character names, concatenated). */
   names: string
+  /** Counts are decayed to `now`, halved every `halfLife` ms. */
+  now: number
+  halfLife: number
 }
 
 export type TaskInput = ScanInput | EvictInput | VerifyInput | (PlanInput & { task: 'plan' }) | CompactInput | ListInput | UsageInput
@@ -124,8 +127,8 @@ export default async function run(input: TaskInput): Promise<ScanOutput | EvictO
     case 'scan': return scan(input)
     case 'evict': return evict(input)
     case 'verify': return verify(input)
-    case 'plan': return chooseVictims(input, input.policy === 'lfu' ? readHitCounts(input.hitsDir) : undefined)
-    case 'compact-hits': return compactHitLogs(input.hitsDir, input.names)
+    case 'plan': return chooseVictims(input, input.policy === 'lfu' ? readHitCounts(input.hitsDir, input.now, input.halfLife) : undefined)
+    case 'compact-hits': return compactHitLogs(input.hitsDir, input.names, input.now, input.halfLife)
     case 'list': return listEntries(input)
     case 'usage': return usage(input)
   }
