@@ -353,3 +353,46 @@ describe('LFU forgets popularity over time, not per prune', () => {
     await cache.close()
   })
 })
+
+describe('key globs match in linear time', () => {
+  test('what the documented syntax matches, and what it does not', async () => {
+    const { Glob } = await import('../src/maintenance/glob.ts')
+    const cases: [string, string, boolean][] = [
+      ['user:*', 'user:1', true], ['user:*', 'user:', true], ['user:*', 'users:1', false], ['user:*', 'xuser:1', false],
+      ['*:done', 'a:b:c:done', true], ['*:done', 'a:b:c:don', false], ['*', '', true], ['*', 'line\nbreak', true],
+      ['a?c', 'abc', true], ['a?c', 'ac', false], ['a?c', 'a😀c', true], ['a?c', 'abbc', false],
+      ['[abc]x', 'bx', true], ['[abc]x', 'dx', false], ['[a-c]', 'b', true], ['[a-c]', 'd', false],
+      ['[!a-c]', 'd', true], ['[!a-c]', 'a', false], ['[^0-9]', 'x', true], ['[]]', ']', true], ['[a-]', '-', true],
+      ['{user,post}:*', 'post:9', true], ['{user,post}:*', 'page:9', false], ['{a,{b,c}d}', 'cd', true], ['{a,{b,c}d}', 'c', false],
+      ['{a,}b', 'b', true], ['\\*', '*', true], ['\\*', 'x', false], ['[abc', '[abc', true], ['{a,b', '{a,b', true],
+      ['a**b', 'ab', true], ['build:*:*:*:done', 'build:x:y:z:done', true], ['build:*:*:*:done', 'build:x:y:done', false],
+    ]
+    for (const [pattern, key, expected] of cases) assert.equal(new Glob(pattern).test(key), expected, `${pattern} ~ ${JSON.stringify(key)}`)
+  })
+
+  test('keys of the maximum length (8 KiB) are matched correctly by patterns with many stars', async () => {
+    const { Glob } = await import('../src/maintenance/glob.ts')
+    const near = 'build:' + ':'.repeat(8 * 1024 - 'build:'.length - 'donX'.length) + 'donX' // 8 KiB, never matches
+    const hit = 'build:' + ':'.repeat(8 * 1024 - 'build:'.length - 'done'.length) + 'done'
+    assert.equal(Buffer.byteLength(near), 8 * 1024)
+    for (const pattern of ['build:*:*:*:done', '*:*:*:*:*:*:done', 'build:{*:,:*}*:done', '*[:]*[:]*done']) {
+      assert.equal(new Glob(pattern).test(near), false, pattern)
+      assert.equal(new Glob(pattern).test(hit), true, pattern)
+    }
+  })
+
+  test('entries() and prune() with a star-heavy pattern over 8 KiB keys', { timeout: 120_000 }, async () => {
+    const cache = await open(tempDir())
+    const near = 'build:' + ':'.repeat(8 * 1024 - 10) + 'donX'
+    const hit = 'build:' + ':'.repeat(8 * 1024 - 10) + 'done'
+    await cache.set(near, 1)
+    await cache.set(hit, 2)
+    const listed = await cache.entries({ pattern: 'build:*:*:*:done' })
+    assert.deepEqual(listed.map((e) => e.key), [hit])
+    const report = await cache.prune({ pattern: 'build:*:*:*:done' })
+    assert.equal(report.matched, 1)
+    assert.equal(await cache.get(near), 1)
+    assert.equal(await cache.get(hit), undefined)
+    await cache.close()
+  })
+})

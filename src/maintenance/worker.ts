@@ -5,11 +5,11 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import globToRegExp from 'glob-to-regexp'
 import { hasher, loadHasher } from '../format/checksum.js'
 import { CorruptEntryError } from '../format/entry-format.js'
 import { ENTRY_NAME, TEMP_NAME } from '../store/layout.js'
 import { stopRequested } from './cancellation.js'
+import { Glob } from './glob.js'
 import { headBuffer, listPartition, openJudged, readEntryHead, readHead, removeIfSame, removeStaleTemp, TagStamps, verifyBuffer, verifyEntry, type JudgedFile } from './entry-scan.js'
 import { chooseVictims, RECORD_FIELDS, type PlanInput, type PlanOutput } from './policy.js'
 import { compactHitLogs, readHitCounts } from './hit-counts.js'
@@ -155,7 +155,7 @@ function scan(input: ScanInput): ScanOutput {
   }
   const { now, filters, dryRun } = input
   const stamps = new TagStamps(input.tagsDir)
-  const pattern = filters.pattern === undefined ? undefined : globToRegExp(filters.pattern, { extended: true })
+  const pattern = filters.pattern === undefined ? undefined : new Glob(filters.pattern)
   const filterTags = filters.tags === undefined ? undefined : new Set(filters.tags)
   const buffer = headBuffer()
   let records = new Float64Array(1024 * RECORD_FIELDS)
