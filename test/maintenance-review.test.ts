@@ -5,11 +5,12 @@
  * Real files, real child processes, real mounts where a fault needs one.
  */
 import assert from 'node:assert/strict'
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { createInterface } from 'node:readline'
-import { describe, test } from 'node:test'
+import { after, describe, test, type TestContext } from 'node:test'
 import { Larder, type LarderOptions } from '../src/index.ts'
 import { childScript, entryName, repoRoot } from './children/shared.ts'
 import { entryFiles, tempDir } from './helpers.ts'
@@ -393,6 +394,93 @@ describe('key globs match in linear time', () => {
     assert.equal(report.matched, 1)
     assert.equal(await cache.get(near), 1)
     assert.equal(await cache.get(hit), undefined)
+    await cache.close()
+  })
+})
+
+describe('a lock whose release failed is not left to go stale', () => {
+  /** A cache in `<base>/src` seen through a bind mount at `<base>/mnt`, with one damaged entry
+   *  (so verify --repair must write); undefined if this machine refuses the mount. */
+  async function boundCache(t: TestContext): Promise<{ mnt: string; lockDir: string } | undefined> {
+    // Not tempDir(): the mount must be gone before the directory is removed.
+    const base = fs.mkdtempSync(path.join(os.tmpdir(), 'larder-bind-'))
+    after(() => {
+      spawnSync('umount', [path.join(base, 'mnt')])
+      fs.rmSync(base, { recursive: true, force: true })
+    })
+    const src = path.join(base, 'src')
+    const mnt = path.join(base, 'mnt')
+    fs.mkdirSync(src)
+    fs.mkdirSync(mnt)
+    const mounted = spawnSync('mount', ['--bind', src, mnt])
+    if (mounted.status !== 0) {
+      t.skip(`mount --bind is not permitted here: ${String(mounted.stderr).trim()}`)
+      return undefined
+    }
+    const cache = await open(mnt, { maintenance: false })
+    for (let i = 0; i < 20; i++) await cache.set(`k${i}`, 'v'.repeat(100))
+    await cache.close()
+    const damaged = await entryPath(mnt, 'k3')
+    const bytes = fs.readFileSync(damaged)
+    bytes[bytes.length - 20]! ^= 1
+    fs.writeFileSync(damaged, bytes)
+    return { mnt, lockDir: path.join(mnt, 'v1', 'default', 'meta', 'maintenance.lock') }
+  }
+
+  /** Keeps the lock directory's mtime fresh, as a live holder's refreshes would, so only
+   *  knowing that its holder is gone can free it (not its age). */
+  function keepFresh(lockDir: string): () => void {
+    const timer = setInterval(() => {
+      const now = Date.now() / 1000
+      try {
+        fs.utimesSync(lockDir, now, now)
+      } catch {
+        // released
+      }
+    }, 200)
+    return () => clearInterval(timer)
+  }
+
+  test('verify meets EROFS in this process: the lock it could not release does not block the next maintenance', { timeout: 120_000 }, async (t) => {
+    const bound = await boundCache(t)
+    if (bound === undefined) return
+    const cache = await open(bound.mnt, { maintenance: false })
+    let remounted = false
+    await assert.rejects(cache.verify({
+      repair: true,
+      onProgress: () => {
+        if (remounted) return
+        remounted = true
+        assert.equal(spawnSync('mount', ['-o', 'remount,ro,bind', bound.mnt]).status, 0)
+      },
+    }), (e: { code?: string }) => e.code === 'ERR_UNAVAILABLE')
+    assert.ok(fs.existsSync(bound.lockDir), 'inconclusive: the lock was released on the read-only mount')
+    assert.equal(spawnSync('mount', ['-o', 'remount,rw,bind', bound.mnt]).status, 0)
+    const stop = keepFresh(bound.lockDir)
+    try {
+      const report = await cache.verify({ repair: true })
+      assert.equal(report.corrupt, 1)
+    } finally {
+      stop()
+    }
+    assert.ok(!fs.existsSync(bound.lockDir), 'the lock is still there after the next verify')
+    await cache.close()
+  })
+
+  test('verify meets EROFS in a process that then exits: the next process takes its lock over at once', { timeout: 120_000 }, async (t) => {
+    const bound = await boundCache(t)
+    if (bound === undefined) return
+    const { line } = reviewChild('verify-remount-ro', bound.mnt, bound.mnt)
+    assert.equal(await line(), 'ERR_UNAVAILABLE')
+    assert.ok(fs.existsSync(bound.lockDir), 'inconclusive: the lock was released on the read-only mount')
+    assert.equal(spawnSync('mount', ['-o', 'remount,rw,bind', bound.mnt]).status, 0)
+    const stop = keepFresh(bound.lockDir)
+    const cache = await open(bound.mnt, { maintenance: false })
+    try {
+      assert.equal((await cache.verify({ repair: true })).corrupt, 1)
+    } finally {
+      stop()
+    }
     await cache.close()
   })
 })

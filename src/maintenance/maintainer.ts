@@ -1,12 +1,12 @@
 import fs from 'node:fs'
 import path from 'node:path'
-import lockfile from 'proper-lockfile'
 import { LarderError } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
 import { PARTITION_NAME, type Layout } from '../store/layout.js'
 import { RECORD_FIELDS, type PlanOutput } from './policy.js'
 import type { MaintenancePool } from './pool.js'
 import { Cancellation } from './cancellation.js'
+import { tryLock } from './lock.js'
 import type { RunningTotals, Totals } from './totals.js'
 import type { EvictOutput, PruneFilters, ScanOutput, VerifyOutput } from './worker.js'
 import { mergeUsage, type EntryInfo, type ListFilters, type UsageOutput } from './listing.js'
@@ -107,8 +107,6 @@ export interface VerifyOptions {
 const PARTITIONS_PER_TASK = 8
 /** Victims per eviction task. */
 const VICTIMS_PER_TASK = 4096
-/** A lock not refreshed for this long belongs to a dead process and is taken over. */
-const LOCK_STALE_MS = 30_000
 
 interface MaintainerParts {
   layout: Layout
@@ -127,18 +125,18 @@ interface MaintainerParts {
 /**
  * Runs prune and verify: lists partitions, hands them to the worker pool in batches, and
  * keeps the main thread to bookkeeping. Only one process maintains a cache directory at a
- * time (a proper-lockfile lock, refreshed while held and taken over when stale), so two
- * prunes never pick victims from the same count.
+ * time (lock.ts: refreshed while held, taken over when stale or when its holder is gone), so
+ * two prunes never pick victims from the same count.
  */
 export class Maintainer {
   readonly #p: MaintainerParts
-  readonly #lockTarget: string
+  readonly #lockDir: string
   /** Prunes and verifies in progress, for close(). */
   readonly #running = new Set<{ cancel: Cancellation; settled: Promise<void> }>()
 
   constructor(parts: MaintainerParts) {
     this.#p = parts
-    this.#lockTarget = parts.layout.metaDir + '/maintenance'
+    this.#lockDir = path.join(parts.layout.metaDir, 'maintenance.lock')
   }
 
   /** `options` as validated by Larder.prune: sizes and durations already numbers. */
@@ -436,27 +434,18 @@ export class Maintainer {
     }
   }
 
-  /** Takes the maintenance lock. An automatic run stands aside (undefined) if another
-   *  process holds it; an explicit one waits for it, up to about a minute. */
+  /** Takes the maintenance lock (see lock.ts). An automatic run stands aside (undefined) if
+   *  another process holds it; an explicit one waits for it, up to about a minute. */
   async #lock(automatic: boolean, cancel: Cancellation): Promise<(() => Promise<void>) | undefined> {
     fs.mkdirSync(this.#p.layout.metaDir, { recursive: true })
     const deadline = Date.now() + 60_000
     for (let wait = 50; ; wait = Math.min(wait * 2, 1000)) {
       cancel.throwIfRequested()
-      try {
-        const release = await lockfile.lock(this.#lockTarget, {
-          realpath: false, stale: LOCK_STALE_MS, lockfilePath: this.#lockTarget + '.lock',
-          // A lock lost to a stall longer than `stale` is not worth crashing the host over:
-          // the worst outcome is two prunes choosing victims from overlapping counts.
-          onCompromised: () => {},
-        })
-        return () => release().catch(() => {})
-      } catch (error) {
-        if ((error as { code?: string }).code !== 'ELOCKED') throw error
-        if (automatic) return undefined
-        if (Date.now() > deadline) throw new LarderError('ERR_BUSY', 'Another process has been maintaining this cache for over a minute; try again later', { field: 'cache' })
-        await new Promise((resolve) => setTimeout(resolve, wait))
-      }
+      const release = tryLock(this.#lockDir)
+      if (release !== undefined) return async () => release()
+      if (automatic) return undefined
+      if (Date.now() > deadline) throw new LarderError('ERR_BUSY', 'Another process has been maintaining this cache for over a minute; try again later', { field: 'cache' })
+      await new Promise((resolve) => setTimeout(resolve, wait))
     }
   }
 

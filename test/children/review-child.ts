@@ -5,7 +5,12 @@
  *   review-child.ts burst <dir> <maxSize> <count> <set|setMany>
  *                                                   writes count 30 KB values in one burst under a
  *                                                   size budget, closes, prints {"prunes":n}
+ *   review-child.ts verify-remount-ro <dir> <mountpoint>
+ *                                                   runs verify --repair on the cache in dir, and
+ *                                                   remounts the bind mount read-only once it holds
+ *                                                   the lock; prints the error code; exits
  */
+import { execFileSync } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import { randomBytes } from 'node:crypto'
 import { Larder } from '../../src/index.ts'
@@ -32,6 +37,20 @@ if (mode === 'set-on-go') {
   else for (let i = 0; i < Number(count); i++) await cache.set(`burst:${i}`, value(i))
   await cache.close()
   process.stdout.write(JSON.stringify({ prunes }) + '\n')
+} else if (mode === 'verify-remount-ro') {
+  const [mountpoint] = rest as [string]
+  const cache = await Larder.open({ dir: dir!, maintenance: false })
+  let remounted = false
+  const code = await cache.verify({
+    repair: true,
+    onProgress: () => {
+      if (remounted) return
+      remounted = true
+      execFileSync('mount', ['-o', 'remount,ro,bind', mountpoint])
+    },
+  }).then(() => 'ok', (error: { code?: string }) => error.code)
+  process.stdout.write(`${code}\n`)
+  process.exit(0) // as a CLI run would: the process is gone, its lock left behind
 } else {
   throw new Error(`unknown mode ${mode}`)
 }
