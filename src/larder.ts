@@ -83,7 +83,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     const cache = new Larder(resolved)
     await cache.#prepareDirectory()
     if (worthALook() && (cache.#totals.crowded() || cache.#activity.crowded())) {
-      await cache.#maintainer.foldBookkeeping().catch(() => {}) // a failing disk: next time
+      await cache.#maintainer.foldBookkeeping().catch(() => {}) // a failing disk (counted by the breaker): next time
     }
     return cache
   }
@@ -130,9 +130,16 @@ export class Larder extends EventEmitter<LarderEvents> {
     this.#tags = new TagClock(this.#layout)
     this.#clock = new CreationClock(this.#tags)
     this.#breaker = new DiskBreaker(options.breaker, (state) => this.emit('breaker', state))
-    this.#totals = new RunningTotals(this.#layout)
-    this.#hitLog = options.evictionPolicy === 'lfu' ? new HitLog(this.#layout) : undefined
-    this.#lastUse = new LastUse(options.maintenance.touchAfter)
+    const guard = (step: () => void): void => {
+      try {
+        this.#bookkeeping(step)
+      } catch {
+        // skipped (breaker open) or failed (counted): what it was to write stays pending
+      }
+    }
+    this.#totals = new RunningTotals(this.#layout, guard)
+    this.#hitLog = options.evictionPolicy === 'lfu' ? new HitLog(this.#layout, guard) : undefined
+    this.#lastUse = new LastUse(options.maintenance.touchAfter, guard)
     this.#activity = new ActivityLog(this.#layout.activityDir)
     this.#pool = new MaintenancePool(options.maintenance.workers)
     this.#memory = options.memory === false ? undefined : new MemoryTier(options.memory, (tags, createdAt) => this.#tagsStaleSafe(tags, createdAt))
@@ -148,6 +155,7 @@ export class Larder extends EventEmitter<LarderEvents> {
         this.#hitLog?.flush()
       },
       pruneEnded: () => this.#lastUse.pruneEnded(),
+      breaker: { isOpen: () => this.#breaker.state === 'open', failed: (error) => this.#bookkeepingFailed(error) },
       compactActivity: () => this.#activity.compact(),
       progress: (p) => this.emit('progress', p),
     })
@@ -443,7 +451,7 @@ export class Larder extends EventEmitter<LarderEvents> {
    */
   async activity(): Promise<ActivityReport> {
     this.#assertOpen()
-    return this.#diskOperation(async () => this.#activity.read())
+    return this.#diskOperation(async () => this.#bookkeeping(() => this.#activity.read()))
   }
 
   /**
@@ -492,9 +500,9 @@ export class Larder extends EventEmitter<LarderEvents> {
     const reads = c.hits + c.misses
     let totals: { entries: number; bytes: number; scannedAt?: number | undefined }
     try {
-      totals = this.#totals.read()
+      totals = this.#bookkeeping(() => this.#totals.read())
     } catch {
-      totals = this.#totals.estimate() // the disk is failing: the last known figures
+      totals = this.#totals.lastKnown() // the disk is failing (or the breaker open): the last known figures
     }
     return {
       ...c,
@@ -672,25 +680,54 @@ export class Larder extends EventEmitter<LarderEvents> {
     if (!this.options.failOpen) throw unavailable
   }
 
-  /** Maintenance errors that are not LarderErrors are disk trouble: ERR_UNAVAILABLE. */
+  /**
+   * A bookkeeping step on the disk (running totals, hit counts, merged touches, activity
+   * records read back): refused while the breaker is open, so a failing disk is left alone, and
+   * its failure is counted by the breaker like any operation's. Its successes are not: the
+   * breaker's rates stay those of the application's own calls. Sync, so it serves the exit hook.
+   */
+  #bookkeeping<T>(step: () => T): T {
+    if (this.#breaker.state === 'open') throw Object.assign(new Error('Breaker is open'), { code: 'EOPENBREAKER' })
+    try {
+      return step()
+    } catch (error) {
+      this.#bookkeepingFailed(error)
+      throw error
+    }
+  }
+
+  /** Counts a failed bookkeeping or maintenance step in the breaker, as opossum counts any
+   *  failure: an operation run through it that failed (it judges whether it is a disk's). A
+   *  synchronous throw is counted at once, before the caller reads the breaker's state. */
+  #bookkeepingFailed(error: unknown): void {
+    this.#breaker.run(() => {
+      throw error
+    }).catch(() => {})
+  }
+
+  /** Maintenance errors that are not LarderErrors are disk trouble: ERR_UNAVAILABLE (at once,
+   *  without touching the disk, while the breaker is open). */
   async #diskOperation<T>(run: () => Promise<T>): Promise<T> {
     try {
       return await run()
     } catch (error) {
       if (isLarderError(error)) throw error
+      if (isBreakerOpen(error)) throw new LarderError('ERR_UNAVAILABLE', 'Cache disk unavailable: circuit breaker is open', { cause: error })
       this.#counts.errors++
       throw new LarderError('ERR_UNAVAILABLE', `Cache maintenance failed: ${(error as Error).message}`, { cause: error })
     }
   }
 
-  /** Writes the running totals and hit counts this process holds. Sync: runs at exit too. */
+  /** Writes the running totals, hit counts and merged touches this process holds, through
+   *  the breaker (not while it is open; a failure is counted). Sync: runs at exit too. */
   #flushCounters(): void {
-    try {
-      this.#lastUse.flush()
-      this.#totals.flush()
-      this.#hitLog?.flush()
-    } catch {
-      // the disk is failing; the next full scan corrects the totals
+    // A failing disk or an open breaker: the next full scan corrects the totals.
+    for (const flush of [() => this.#lastUse.flush(), () => this.#totals.flush(), () => this.#hitLog?.flush()]) {
+      try {
+        this.#bookkeeping(flush)
+      } catch {
+        // skipped or counted
+      }
     }
   }
 

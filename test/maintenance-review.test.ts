@@ -12,6 +12,7 @@ import path from 'node:path'
 import { createInterface } from 'node:readline'
 import { after, describe, test, type TestContext } from 'node:test'
 import { Larder, type LarderOptions } from '../src/index.ts'
+import { disk } from '../src/store/disk.ts'
 import { childScript, entryName, repoRoot } from './children/shared.ts'
 import { entryFiles, tempDir } from './helpers.ts'
 
@@ -480,6 +481,101 @@ describe('a lock whose release failed is not left to go stale', () => {
       assert.equal((await cache.verify({ repair: true })).corrupt, 1)
     } finally {
       stop()
+    }
+    await cache.close()
+  })
+})
+
+describe('the breaker guards bookkeeping and maintenance too', () => {
+  const fastBreaker = { volumeThreshold: 2, resetTimeout: 60_000, errorThresholdPercentage: 50 }
+  const realDisk = { ...disk }
+
+  /** Makes every disk call (through the fault seam) whose path contains `part` fail with EIO,
+   *  whatever the call: the seam's members may change, the paths do not. */
+  function failPaths(part: string): () => void {
+    for (const [name, fn] of Object.entries(realDisk)) {
+      (disk as Record<string, unknown>)[name] = (...args: unknown[]) => {
+        if (typeof args[0] === 'string' && args[0].includes(part)) throw Object.assign(new Error(`EIO: injected (${name} ${args[0]})`), { code: 'EIO' })
+        return (fn as (...a: unknown[]) => unknown)(...args)
+      }
+    }
+    return () => Object.assign(disk, realDisk)
+  }
+
+  /** Collects what would have reached the host uncaught. */
+  function watchHost(): { problems: unknown[]; stop: () => void } {
+    const problems: unknown[] = []
+    const onProblem = (e: unknown): void => {
+      problems.push(e)
+    }
+    process.on('uncaughtException', onProblem)
+    process.on('unhandledRejection', onProblem)
+    return { problems, stop: () => {
+      process.off('uncaughtException', onProblem)
+      process.off('unhandledRejection', onProblem)
+    } }
+  }
+
+  test('a failing running-totals flush is counted by the breaker, and nothing reaches the host', async () => {
+    const cache = await open(tempDir(), { breaker: fastBreaker })
+    const host = watchHost()
+    const restore = failPaths(`${path.sep}meta${path.sep}totals`)
+    try {
+      for (let i = 0; i < 10; i++) await cache.set(`k${i}`, i) // the entries are written; their totals are not
+      await sleep(400) // the deferred flush runs too
+      const { breaker, sets } = await cache.stats()
+      assert.equal(sets, 10)
+      assert.ok(breaker.failures >= 1, 'the failing flush never reached the breaker')
+    } finally {
+      restore()
+      host.stop()
+    }
+    assert.deepEqual(host.problems, [])
+    await cache.close()
+  })
+
+  test('stats() on a failing disk answers from what it last knew, and the breaker counts the failure', async () => {
+    const cache = await open(tempDir(), { breaker: fastBreaker })
+    await cache.set('a', 1)
+    const restore = failPaths(`${path.sep}meta${path.sep}totals`)
+    try {
+      const stats = await cache.stats()
+      assert.equal(stats.entries, 1)
+      assert.ok(stats.breaker.failures >= 1, 'the failing read never reached the breaker')
+    } finally {
+      restore()
+    }
+    await cache.close()
+  })
+
+  test('while the breaker is open, prune, verify, entries and usage are refused at once with ERR_UNAVAILABLE', async () => {
+    const dir = tempDir()
+    const cache = await open(dir, { breaker: fastBreaker })
+    for (let i = 0; i < 5; i++) await cache.set(`k${i}`, i)
+    const restore = failPaths(`${path.sep}v1${path.sep}default${path.sep}`)
+    try {
+      for (let i = 0; i < 20; i++) await cache.get(`k${i % 5}`) // misses that open the breaker
+      assert.equal((await cache.stats()).breaker.state, 'open')
+    } finally {
+      restore() // the disk is fine again; the breaker does not know it yet
+    }
+    for (const call of [() => cache.prune(), () => cache.verify(), () => cache.entries(), () => cache.usage()]) {
+      await assert.rejects(call(), (e: { code?: string; message: string }) => e.code === 'ERR_UNAVAILABLE' && /breaker/.test(e.message))
+    }
+    assert.equal(entryFiles(dir).length, 5)
+    await cache.close()
+  })
+
+  test('a maintenance step that fails on the disk is counted by the breaker', async () => {
+    const dir = tempDir()
+    const cache = await open(dir, { breaker: fastBreaker })
+    await cache.set('a', 1)
+    const restore = failPaths(path.join(dir, 'v1', 'default'))
+    try {
+      await assert.rejects(cache.prune(), (e: { code?: string }) => e.code === 'ERR_UNAVAILABLE')
+      assert.ok((await cache.stats()).breaker.failures >= 1, 'the failed prune never reached the breaker')
+    } finally {
+      restore()
     }
     await cache.close()
   })

@@ -1,4 +1,5 @@
 import type { ResolvedOptions } from '../options.js'
+import { isBreakerOpen } from '../resilience/disk-breaker.js'
 import type { Maintainer, PruneReport } from './maintainer.js'
 import type { RunningTotals, Totals } from './totals.js'
 
@@ -58,7 +59,8 @@ export class AutoPrune {
     if (this.#running !== undefined || this.#closed) return
     this.#running = this.#run()
       .catch((error: unknown) => {
-        if (!this.#abort.signal.aborted) this.#p.failed(error as Error)
+        // While the breaker is open the disk is left alone: nothing to report.
+        if (!this.#abort.signal.aborted && !isBreakerOpen(error)) this.#p.failed(error as Error)
       })
       .finally(() => {
         this.#running = undefined

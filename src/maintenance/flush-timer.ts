@@ -6,18 +6,27 @@
  * event loop (overwrites of small entries are synchronous underneath) never lets a timer fire,
  * and other processes would not see the burst, nor a shared budget its growth, until it ended.
  * So a change also flushes at once when the last flush is `ms` old. The timer is unref'd
- * (pending bookkeeping never keeps a process alive; the exit hook flushes instead), and a
- * flush that throws (a failing disk) is swallowed: what it was to write stays pending.
+ * (pending bookkeeping never keeps a process alive; the exit hook flushes instead). A flush
+ * runs through the cache's breaker (`DiskGuard`): skipped while it is open, and a flush that
+ * throws (a failing disk) is counted by it and swallowed: what it was to write stays pending.
  */
+/**
+ * Runs a step that touches the disk through the cache's circuit breaker: skipped while it is
+ * open, its failure counted (and swallowed). Without one, a step runs as it is.
+ */
+export type DiskGuard = (step: () => void) => void
+
 export class FlushTimer {
   readonly #ms: number
   readonly #flush: () => void
+  readonly #guard: DiskGuard | undefined
   #timer: NodeJS.Timeout | undefined
   #lastFlush = -Infinity
 
-  constructor(ms: number, flush: () => void) {
+  constructor(ms: number, flush: () => void, guard?: DiskGuard) {
     this.#ms = ms
     this.#flush = flush
+    this.#guard = guard
   }
 
   /** Something changed: flush now if the last flush is `ms` old, else once `ms` after it. */
@@ -48,6 +57,10 @@ export class FlushTimer {
   }
 
   #run(): void {
+    if (this.#guard !== undefined) {
+      this.#guard(this.#flush)
+      return
+    }
     try {
       this.#flush()
     } catch {

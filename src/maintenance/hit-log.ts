@@ -1,7 +1,7 @@
 import path from 'node:path'
 import { disk, errorCode } from '../store/disk.js'
 import type { Layout } from '../store/layout.js'
-import { FlushTimer } from './flush-timer.js'
+import { FlushTimer, type DiskGuard } from './flush-timer.js'
 
 /**
  * Hit counts for the LFU policy, shared by every process and kept across restarts.
@@ -27,9 +27,10 @@ export class HitLog {
   readonly #dir: string
   readonly #file: string
   readonly #counts = new Map<string, number>()
-  readonly #timer = new FlushTimer(FLUSH_MS, () => this.flush())
+  readonly #timer: FlushTimer
 
-  constructor(layout: Layout) {
+  constructor(layout: Layout, guard?: DiskGuard) {
+    this.#timer = new FlushTimer(FLUSH_MS, () => this.flush(), guard)
     this.#dir = layout.hitsDir
     this.#file = path.join(layout.hitsDir, `${process.pid}.${Date.now().toString(36)}${(++instances).toString(36)}.log`)
   }

@@ -1,5 +1,5 @@
 import { disk } from '../store/disk.js'
-import { FlushTimer } from './flush-timer.js'
+import { FlushTimer, type DiskGuard } from './flush-timer.js'
 
 /** Most hits remembered between flushes; past it they are flushed early (bounded memory). */
 const MAX_PENDING = 10_000
@@ -28,9 +28,9 @@ export class LastUse {
   /** Files touched since the prune in progress in this process began, if one is. */
   #touchedInPrune: Set<string> | undefined
 
-  constructor(touchAfter: number) {
+  constructor(touchAfter: number, guard?: DiskGuard) {
     this.#touchAfter = touchAfter
-    this.#timer = new FlushTimer(touchAfter, () => this.flush())
+    this.#timer = new FlushTimer(touchAfter, () => this.flush(), guard)
     this.#timer.flushing() // the first merged touches are due a period after opening, not at once
   }
 

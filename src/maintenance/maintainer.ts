@@ -1,7 +1,8 @@
 import fs from 'node:fs'
 import path from 'node:path'
-import { LarderError } from '../errors.js'
+import { isLarderError, LarderError } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
+import { disk } from '../store/disk.js'
 import { PARTITION_NAME, type Layout } from '../store/layout.js'
 import { RECORD_FIELDS, type PlanOutput } from './policy.js'
 import type { MaintenancePool } from './pool.js'
@@ -117,6 +118,10 @@ interface MaintainerParts {
    *  counts) are written so it sees them, and hits touch at once until `pruneEnded`. */
   pruneStarted(): void
   pruneEnded(): void
+  /** The cache's circuit breaker: maintenance does not start while it is open (the disk is
+   *  left alone until it recovers), and a maintenance step that fails on the disk counts as a
+   *  failure, as any other disk operation's does. */
+  breaker: { isOpen(): boolean; failed(error: unknown): void }
   /** Folds closed instances' activity records into one (needs the lock). */
   compactActivity(): void
   progress(progress: MaintenanceProgress): void
@@ -352,15 +357,18 @@ export class Maintainer {
   /** Folds the per-process bookkeeping files (running-total deltas, activity records) under
    *  the lock, without a scan; stands aside if another process holds the lock. */
   async foldBookkeeping(): Promise<void> {
+    if (this.#p.breaker.isOpen()) return
     const cancel = new Cancellation(undefined)
-    const release = await this.#lock(true, cancel)
-    if (release === undefined) return
-    try {
-      this.#p.totals.fold()
-      this.#p.compactActivity()
-    } finally {
-      await release()
-    }
+    await this.#reportingFailures(async () => {
+      const release = await this.#lock(true, cancel)
+      if (release === undefined) return
+      try {
+        this.#p.totals.fold()
+        this.#p.compactActivity()
+      } finally {
+        await release()
+      }
+    }, cancel)
   }
 
   /** Every live entry matching `filters`, read in workers; takes no lock and removes nothing. */
@@ -388,27 +396,48 @@ export class Maintainer {
   }
 
   async #walk(operation: 'list' | 'usage', options: WalkOptions, input: (partitions: string[], now: number) => object): Promise<unknown[]> {
-    const { layout, pool } = this.#p
+    this.#assertDiskAvailable()
     // Read-only tasks: piscina may stop their threads outright on cancellation.
     const cancel = new Cancellation(options.signal)
     try {
-      const partitions = await this.#partitions()
-      const now = Date.now()
-      let done = 0
-      const progress = (d: number): void => {
-        const p = { operation, phase: 'scan' as const, done: d, total: partitions.length }
-        options.onProgress?.(p)
-        this.#p.progress(p)
-      }
-      progress(0)
-      return await this.#tasks(chunk(partitions, PARTITIONS_PER_TASK), (batch) =>
-        pool.run<unknown>({ ...input(batch, now), namespaceDir: layout.namespaceDir, tagsDir: layout.tagsDir } as never, { signal: cancel.signal }),
-      (_out, batch) => progress((done += batch.length)))
+      return await this.#reportingFailures(() => this.#walkPartitions(operation, options, input, cancel), cancel)
     } catch (error) {
       if (!cancel.requested) throw error
       throw new LarderError('ERR_ABORTED', `${operation} was cancelled`, { field: 'signal', cause: cancel.reason })
     } finally {
       cancel.dispose()
+    }
+  }
+
+  async #walkPartitions(operation: 'list' | 'usage', options: WalkOptions, input: (partitions: string[], now: number) => object, cancel: Cancellation): Promise<unknown[]> {
+    const { layout, pool } = this.#p
+    const partitions = await this.#partitions()
+    const now = Date.now()
+    let done = 0
+    const progress = (d: number): void => {
+      const p = { operation, phase: 'scan' as const, done: d, total: partitions.length }
+      options.onProgress?.(p)
+      this.#p.progress(p)
+    }
+    progress(0)
+    return await this.#tasks(chunk(partitions, PARTITIONS_PER_TASK), (batch) =>
+      pool.run<unknown>({ ...input(batch, now), namespaceDir: layout.namespaceDir, tagsDir: layout.tagsDir } as never, { signal: cancel.signal }),
+    (_out, batch) => progress((done += batch.length)))
+  }
+
+  /** Refuses to start while the breaker is open (with the error opossum rejects with then). */
+  #assertDiskAvailable(): void {
+    if (this.#p.breaker.isOpen()) throw Object.assign(new Error('Breaker is open'), { code: 'EOPENBREAKER' })
+  }
+
+  /** Runs `step`, telling the breaker of a disk failure (not of a cancellation, nor of a
+   *  LarderError such as ERR_BUSY: neither says anything about the disk). */
+  async #reportingFailures<T>(step: () => Promise<T>, cancel: Cancellation): Promise<T> {
+    try {
+      return await step()
+    } catch (error) {
+      if (!cancel.requested && !isLarderError(error)) this.#p.breaker.failed(error)
+      throw error
     }
   }
 
@@ -418,8 +447,9 @@ export class Maintainer {
    * cancelled operation rejects with ERR_ABORTED, whose `report` holds what was done.
    */
   async #operation(signal: AbortSignal | undefined, report: PruneReport | VerifyReport, done: () => void, body: (cancel: Cancellation) => Promise<void>): Promise<void> {
+    this.#assertDiskAvailable()
     const cancel = new Cancellation(signal)
-    const settled = body(cancel)
+    const settled = this.#reportingFailures(() => body(cancel), cancel)
     const entry = { cancel, settled: settled.then(() => {}, () => {}) }
     this.#running.add(entry)
     try {
@@ -490,7 +520,7 @@ export class Maintainer {
 
   async #partitions(): Promise<string[]> {
     try {
-      return (await fs.promises.readdir(this.#p.layout.namespaceDir)).filter((name) => PARTITION_NAME.test(name)).sort()
+      return (await disk.readdir(this.#p.layout.namespaceDir)).filter((name) => PARTITION_NAME.test(name)).sort()
     } catch (error) {
       if ((error as { code?: string }).code === 'ENOENT') return []
       throw error

@@ -2,7 +2,7 @@ import path from 'node:path'
 import { disk, errorCode } from '../store/disk.js'
 import type { Layout } from '../store/layout.js'
 import { crowded } from './crowding.js'
-import { FlushTimer } from './flush-timer.js'
+import { FlushTimer, type DiskGuard } from './flush-timer.js'
 
 /**
  * How many entries and bytes a namespace holds, known without walking the tree, and kept
@@ -52,14 +52,15 @@ export class RunningTotals {
   /** What this instance's delta file holds. */
   #flushed: Totals = { entries: 0, bytes: 0 }
   #flushedEpoch = -1
-  readonly #timer = new FlushTimer(FLUSH_MS, () => this.flush())
+  readonly #timer: FlushTimer
   /** Sum of every process's files, as last read (see `estimate`). */
   #lastRead: Totals | undefined
   #lastReadAt = 0
 
-  constructor(layout: Layout) {
+  constructor(layout: Layout, guard?: DiskGuard) {
     this.#dir = layout.totalsDir
     this.#epochFile = path.join(layout.totalsDir, 'epoch')
+    this.#timer = new FlushTimer(FLUSH_MS, () => this.flush(), guard)
   }
 
   /** Records one entry written (`previousBytes` undefined when it is new) or removed. */
@@ -110,6 +111,13 @@ export class RunningTotals {
     this.#lastRead = { entries: sum.entries - this.#pending.entries, bytes: sum.bytes - this.#pending.bytes }
     this.#lastReadAt = Date.now()
     return { entries: Math.max(0, sum.entries), bytes: Math.max(0, sum.bytes), scannedAt: base?.at }
+  }
+
+  /** What this instance last knew, without touching the disk: the last read (or, if it never
+   *  read, its own flushed changes) plus its changes since. For a failing disk. */
+  lastKnown(): Totals {
+    const known = this.#lastRead ?? (this.#flushedEpoch >= 0 ? this.#flushed : { entries: 0, bytes: 0 })
+    return { entries: Math.max(0, known.entries + this.#pending.entries), bytes: Math.max(0, known.bytes + this.#pending.bytes) }
   }
 
   /** A cheap estimate for the write path: the last read (at most a second old) plus our own changes since. */
