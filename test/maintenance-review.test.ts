@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict'
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -577,6 +578,39 @@ describe('the breaker guards bookkeeping and maintenance too', () => {
     } finally {
       restore()
     }
+    await cache.close()
+  })
+})
+
+describe('maintenance runs in worker threads', () => {
+  /** Bytes each thread of this process has read (`rchar`), by thread id. */
+  function bytesReadByThread(): Map<string, number> {
+    const out = new Map<string, number>()
+    for (const tid of fs.readdirSync('/proc/self/task')) {
+      try {
+        out.set(tid, Number(/rchar: (\d+)/.exec(fs.readFileSync(`/proc/self/task/${tid}/io`, 'utf8'))![1]))
+      } catch {
+        // the thread ended meanwhile
+      }
+    }
+    return out
+  }
+
+  test('verify reads every byte of every entry in a thread it started, not on the main thread', async () => {
+    const dir = tempDir()
+    const cache = await open(dir, { compression: 'none' })
+    await cache.setMany(Array.from({ length: 100 }, (_, i) => ({ key: `k${i}`, value: randomBytes(20_000) })))
+    const entryTotal = entryBytes(dir)
+    const before = bytesReadByThread()
+    const report = await cache.verify({ repair: false })
+    const after = bytesReadByThread()
+    assert.equal(report.ok, 100)
+    const main = String(process.pid)
+    const mainRead = after.get(main)! - before.get(main)!
+    let newThreadsRead = 0
+    for (const [tid, read] of after) if (!before.has(tid)) newThreadsRead += read
+    assert.ok(newThreadsRead >= entryTotal, `threads started by verify read ${newThreadsRead} bytes of ${entryTotal}`)
+    assert.ok(mainRead < entryTotal / 10, `the main thread read ${mainRead} bytes during verify`)
     await cache.close()
   })
 })
