@@ -14,6 +14,7 @@ export type LarderErrorCode =
   | 'ERR_UNAVAILABLE'
   | 'ERR_ABORTED'
   | 'ERR_BUSY'
+  | 'ERR_READ_ONLY'
 
 /** A registered symbol, the same in every copy of larder loaded in a process (the ESM and
  *  the CJS build are two copies when an app mixes `import` and `require`). */

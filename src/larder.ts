@@ -81,6 +81,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     const resolved = resolveOptions(options)
     await loadHasher()
     const cache = new Larder(resolved)
+    if (resolved.readOnly) return cache // creates nothing, records nothing, folds nothing
     await cache.#prepareDirectory()
     if (worthALook() && (cache.#totals.crowded() || cache.#activity.crowded())) {
       await cache.#maintainer.foldBookkeeping().catch(() => {}) // a failing disk (counted by the breaker): next time
@@ -138,14 +139,14 @@ export class Larder extends EventEmitter<LarderEvents> {
       }
     }
     this.#totals = new RunningTotals(this.#layout, guard)
-    this.#hitLog = options.evictionPolicy === 'lfu' ? new HitLog(this.#layout, guard) : undefined
+    this.#hitLog = options.evictionPolicy === 'lfu' && !options.readOnly ? new HitLog(this.#layout, guard) : undefined
     this.#lastUse = new LastUse(options.maintenance.touchAfter, guard)
     this.#activity = new ActivityLog(this.#layout.activityDir)
     this.#pool = new MaintenancePool(options.maintenance.workers)
     this.#memory = options.memory === false ? undefined : new MemoryTier(options.memory, (tags, createdAt) => this.#tagsStaleSafe(tags, createdAt))
     this.#files = new FileTier({
       layout: this.#layout, options, breaker: this.#breaker, tags: this.#tags, totals: this.#totals, hitLog: this.#hitLog,
-      lastUse: this.#lastUse, counts: this.#counts,
+      lastUse: options.readOnly ? undefined : this.#lastUse, counts: this.#counts,
       corrupt: (report) => this.emit('corrupt', report),
     })
     this.#maintainer = new Maintainer({
@@ -167,8 +168,8 @@ export class Larder extends EventEmitter<LarderEvents> {
       },
     })
     // Held for the cache's lifetime: leaves the counters and removes our in-flight temp files
-    // if the process exits without close().
-    this.#removeExitHook = onExit(() => {
+    // if the process exits without close(). A read-only instance has nothing to leave.
+    if (!options.readOnly) this.#removeExitHook = onExit(() => {
       this.#flushCounters()
       this.#recordActivity()
       this.#files.removeTempsSync()
@@ -231,7 +232,7 @@ export class Larder extends EventEmitter<LarderEvents> {
    * is returned instead. A loader that resolves to `undefined` caches nothing.
    */
   async getOrSet<T>(key: string, loader: () => T | Promise<T>, options?: GetOrSetOptions): Promise<T> {
-    this.#assertOpen()
+    this.#assertWritable()
     const k = validateKey(key)
     if (typeof loader !== 'function') throw new LarderError('ERR_INVALID_VALUE', 'Invalid loader: expected a function', { field: 'loader' })
     const o = validateCallOptions<GetOrSetOptions>(options, GET_OR_SET_OPTIONS)
@@ -287,7 +288,7 @@ export class Larder extends EventEmitter<LarderEvents> {
 
   /** Stores `value` under `key`. Bad input rejects with a LarderError and writes nothing. */
   async set(key: string, value: unknown, options?: SetOptions): Promise<void> {
-    this.#assertOpen()
+    this.#assertWritable()
     const k = validateKey(key)
     const o = validateCallOptions<SetOptions>(options, SET_OPTIONS)
     await this.#store(k, value, validateTtl(o.ttl), validateTags(o.tags))
@@ -295,7 +296,7 @@ export class Larder extends EventEmitter<LarderEvents> {
 
   /** Stores several entries. Every item is validated and serialized before any is written. */
   async setMany(items: readonly SetManyItem[]): Promise<void> {
-    this.#assertOpen()
+    this.#assertWritable()
     if (!Array.isArray(items)) throw new LarderError('ERR_INVALID_VALUE', 'Invalid items: expected an array of { key, value, ttl?, tags? }', { field: 'items' })
     const prepared = items.map((item: unknown, i) => {
       if (item === null || typeof item !== 'object') throw new LarderError('ERR_INVALID_VALUE', `Invalid items[${i}]: expected { key, value, ttl?, tags? }`, { field: `items[${i}]` })
@@ -313,7 +314,7 @@ export class Larder extends EventEmitter<LarderEvents> {
    * written. An error from the source rejects with that error and stores nothing.
    */
   async setStream(key: string, source: StreamSource | Iterable<Uint8Array | string> | Uint8Array, options?: SetOptions): Promise<void> {
-    this.#assertOpen()
+    this.#assertWritable()
     const k = validateKey(key)
     const o = validateCallOptions<SetOptions>(options, SET_OPTIONS)
     const ttl = validateTtl(o.ttl)
@@ -337,13 +338,13 @@ export class Larder extends EventEmitter<LarderEvents> {
 
   /** Removes `key`; true if a live entry was there (an expired one is removed too, but was not there). */
   async delete(key: string): Promise<boolean> {
-    this.#assertOpen()
+    this.#assertWritable()
     return this.#remove(validateKey(key))
   }
 
   /** Removes each key; resolves to how many entries were there. */
   async deleteMany(keys: readonly string[]): Promise<number> {
-    this.#assertOpen()
+    this.#assertWritable()
     const valid = validateKeys(keys)
     let removed = 0
     for (const k of valid) if (await this.#remove(k)) removed++
@@ -352,7 +353,7 @@ export class Larder extends EventEmitter<LarderEvents> {
 
   /** Removes every entry of this namespace, for every process sharing the directory. */
   async clear(): Promise<void> {
-    this.#assertOpen()
+    this.#assertWritable()
     this.#memory?.clear()
     try {
       await this.#files.clear()
@@ -366,7 +367,7 @@ export class Larder extends EventEmitter<LarderEvents> {
    * Costs one small file write per tag, however many entries carry it.
    */
   async invalidateTags(tags: readonly string[]): Promise<void> {
-    this.#assertOpen()
+    this.#assertWritable()
     const valid = validateTags(tags)
     if (valid.length === 0) return
     try {
@@ -380,7 +381,7 @@ export class Larder extends EventEmitter<LarderEvents> {
    *  result. Calls in one process are serialized per key, so no update is lost. The entry
    *  keeps its expiry and tags. */
   async increment(key: string, delta = 1): Promise<number> {
-    this.#assertOpen()
+    this.#assertWritable()
     const k = validateKey(key)
     if (typeof delta !== 'number' || !Number.isFinite(delta)) {
       throw new LarderError('ERR_INVALID_VALUE', `Invalid delta: expected a finite number, got ${String(delta)}`, { field: 'delta' })
@@ -426,7 +427,7 @@ export class Larder extends EventEmitter<LarderEvents> {
    * `report` holds the work done. Progress arrives as `progress` events and `onProgress`.
    */
   async prune(options?: PruneOptions): Promise<PruneReport> {
-    this.#assertOpen()
+    this.#assertWritable()
     const valid = validatePruneOptions(options)
     return this.#diskOperation(() => this.#maintainer.prune(valid))
   }
@@ -439,6 +440,7 @@ export class Larder extends EventEmitter<LarderEvents> {
   async verify(options?: VerifyOptions): Promise<VerifyReport> {
     this.#assertOpen()
     const valid = validateVerifyOptions(options)
+    if (valid.repair !== false) this.#assertWritable()
     return this.#diskOperation(() => this.#maintainer.verify(valid))
   }
 
@@ -523,8 +525,10 @@ export class Larder extends EventEmitter<LarderEvents> {
     this.#closed = true
     await this.#autoPrune.close()
     await this.#maintainer.close()
-    this.#flushCounters()
-    this.#recordActivity()
+    if (!this.options.readOnly) {
+      this.#flushCounters()
+      this.#recordActivity()
+    }
     this.#totals.stop()
     this.#hitLog?.stop()
     this.#lastUse.stop()
@@ -541,7 +545,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     try {
       await this.#files.prepare()
       const { maxSize, maxEntries, evictionPolicy } = this.options
-      if (maxSize !== undefined || maxEntries !== undefined) recordBudget(this.#layout, { maxSize, maxEntries, evictionPolicy })
+      recordBudget(this.#layout, { maxSize, maxEntries, evictionPolicy }) // "no budget" too
     } catch (error) {
       // A cache that cannot use its directory yet still opens: reads miss, writes drop, and
       // the breaker retries the disk later. With failOpen false, the caller hears now.
@@ -742,5 +746,10 @@ export class Larder extends EventEmitter<LarderEvents> {
 
   #assertOpen(): void {
     if (this.#closed) throw new LarderError('ERR_CLOSED', 'The cache is closed', { field: 'cache' })
+  }
+
+  #assertWritable(): void {
+    this.#assertOpen()
+    if (this.options.readOnly) throw new LarderError('ERR_READ_ONLY', 'The cache was opened with readOnly: true; it writes nothing', { field: 'readOnly' })
   }
 }

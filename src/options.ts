@@ -127,6 +127,15 @@ export interface LarderOptions {
    *  `maintenance.lfuHalfLife`, so old popularity fades with time). `'fifo'`: oldest
    *  created. Expired and tag-invalidated entries always go first. */
   evictionPolicy?: EvictionPolicy
+  /** Open an existing cache to read it, writing nothing at all: no directory or `CACHEDIR.TAG`
+   *  is created, no bookkeeping is written (running totals, activity records, LFU hit counts,
+   *  the budget record, the mtime a hit refreshes), and nothing is removed (an expired or
+   *  damaged entry a read finds is a miss, left for a writer or a prune). A directory that
+   *  does not exist, or holds no cache, reads as empty. `set`, `setMany`, `setStream`,
+   *  `getOrSet`, `increment`, `decrement`, `delete`, `deleteMany`, `clear`, `invalidateTags`,
+   *  `prune` and `verify` with `repair` reject with `ERR_READ_ONLY`. Default false. The
+   *  `larder` CLI's stats, ls, get and verify open caches this way. */
+  readOnly?: boolean
   /** Automatic maintenance: `false` turns off the interval and the over-budget trigger
    *  (`prune()` and `verify()` still work). Default `{}` (the defaults below). */
   maintenance?: false | MaintenanceOptions
@@ -166,6 +175,7 @@ export interface ResolvedOptions {
   maxSize: number | undefined
   maxEntries: number | undefined
   evictionPolicy: EvictionPolicy
+  readOnly: boolean
   maintenance: ResolvedMaintenanceOptions
 }
 
@@ -179,7 +189,7 @@ export const MAX_TAGS = 64
 const OPTION_NAMES = new Set<string>([
   'dir', 'namespace', 'defaultTtl', 'compression', 'compressionLevel', 'compressThreshold',
   'streamCompression', 'serializer', 'memory', 'failOpen', 'breaker', 'durable', 'maxSize', 'maxEntries', 'evictionPolicy',
-  'maintenance',
+  'readOnly', 'maintenance',
 ])
 const MAINTENANCE_NAMES = new Set(['interval', 'workers', 'lowWater', 'touchAfter', 'lfuHalfLife', 'tempMaxAge'])
 const BREAKER_NAMES = new Set(['errorThresholdPercentage', 'volumeThreshold', 'resetTimeout', 'rollingCountTimeout', 'timeout'])
@@ -334,7 +344,7 @@ export function resolveOptions(input: unknown): ResolvedOptions {
   if (!POLICIES.includes(evictionPolicy)) {
     throw invalid('evictionPolicy', `expected one of ${POLICIES.join(', ')}, got ${JSON.stringify(evictionPolicy)}`)
   }
-  for (const flag of ['failOpen', 'durable'] as const) {
+  for (const flag of ['failOpen', 'durable', 'readOnly'] as const) {
     if (o[flag] !== undefined && typeof o[flag] !== 'boolean') throw invalid(flag, `expected a boolean, got ${String(o[flag])}`)
   }
   const streamCompression = o.streamCompression ?? 'adaptive'
@@ -360,6 +370,7 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     maxSize,
     maxEntries: o.maxEntries === undefined ? undefined : positiveInteger(o.maxEntries, 'maxEntries'),
     evictionPolicy,
+    readOnly: o.readOnly ?? false,
     maintenance: resolveMaintenance(o.maintenance),
   }
 }

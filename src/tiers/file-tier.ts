@@ -137,7 +137,7 @@ export class FileTier implements Tier {
           this.#used(file, entry.mtimeMs)
           return createEntryStream(entry, (error) => {
             this.#reportCorrupt(file, key, error.message)
-            void removeIfUnchanged(file, entry.ino).then((size) => this.#removed(size), () => {})
+            void this.#discard(file, entry.ino).then((size) => this.#removed(size), () => {})
           })
         }
         await entry.handle.close()
@@ -344,7 +344,7 @@ export class FileTier implements Tier {
     if (expired && grace > 0 && now - entry.expiresAt < grace && !tags.isStale(entry.tags, entry.createdAt)) return 'stale'
     this.#p.counts.expired++
     // Removed lazily, by the reader that found it, unless a newer entry replaced it meanwhile.
-    this.#removed(await removeIfUnchanged(file, ino).catch(() => undefined))
+    this.#removed(await this.#discard(file, ino).catch(() => undefined))
     return 'gone'
   }
 
@@ -374,13 +374,19 @@ export class FileTier implements Tier {
     // ELOOP: a symlink where an entry should be; EISDIR: a directory.
     if (!(error instanceof CorruptEntryError) && code !== 'ELOOP' && code !== 'EISDIR') throw error
     this.#reportCorrupt(file, key, error instanceof Error ? error.message : String(error))
-    this.#removed(await removeIfUnchanged(file, ino).catch(() => undefined))
+    this.#removed(await this.#discard(file, ino).catch(() => undefined))
     return undefined
   }
 
   #reportCorrupt(file: string, key: string | undefined, reason: string): void {
     this.#p.counts.corrupt++
     this.#p.corrupt({ key, file, reason })
+  }
+
+  /** Removes a file a read judged expired or corrupt (see removeIfUnchanged); a read-only
+   *  instance removes nothing and leaves it for a writer or a prune. */
+  #discard(file: string, ino: number | undefined): Promise<number | undefined> {
+    return this.#p.options.readOnly ? Promise.resolve(undefined) : removeIfUnchanged(file, ino)
   }
 
   /** Bytes of an entry file just removed by this process, for the running totals. */
