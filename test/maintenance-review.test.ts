@@ -614,3 +614,59 @@ describe('maintenance runs in worker threads', () => {
     await cache.close()
   })
 })
+
+describe('readOnly: true', () => {
+  test('opens without creating anything, writes nothing, removes nothing, and refuses writes with ERR_READ_ONLY', async () => {
+    const base = tempDir()
+    const absent = path.join(base, 'not', 'here')
+    const ghost = await Larder.open({ dir: absent, readOnly: true })
+    assert.equal(await ghost.get('k'), undefined)
+    assert.deepEqual(await ghost.entries(), [])
+    await ghost.close()
+    assert.deepEqual(fs.readdirSync(base), [])
+
+    const dir = path.join(base, 'cache')
+    const app = await open(dir, { evictionPolicy: 'lfu', maxEntries: 10 })
+    await app.set('live', 1)
+    await app.set('expired', 2, { ttl: 1 })
+    await app.set('damaged', 3)
+    await app.close()
+    const damaged = await entryPath(dir, 'damaged')
+    const bytes = fs.readFileSync(damaged)
+    bytes[bytes.length - 20]! ^= 1
+    fs.writeFileSync(damaged, bytes)
+    await sleep(5)
+    const files = (): string[] => (fs.readdirSync(dir, { recursive: true }) as string[]).sort().map((f) => `${f} ${fs.lstatSync(path.join(dir, f)).mtimeMs}`)
+    const before = files()
+
+    const reader = await Larder.open({ dir, readOnly: true, evictionPolicy: 'lfu', memory: true })
+    for (let i = 0; i < 3; i++) assert.equal(await reader.get('live'), 1)
+    assert.equal(await reader.get('expired'), undefined)
+    assert.equal(await reader.get('damaged'), undefined)
+    assert.equal((await reader.verify({ repair: false })).corrupt, 1)
+    await reader.entries()
+    await reader.usage()
+    await reader.activity()
+    const writes: [string, () => Promise<unknown>][] = [
+      ['set', () => reader.set('k', 1)], ['setMany', () => reader.setMany([{ key: 'k', value: 1 }])],
+      ['setStream', () => reader.setStream('k', [Buffer.from('x')])], ['getOrSet', () => reader.getOrSet('k', () => 1)],
+      ['increment', () => reader.increment('k')], ['decrement', () => reader.decrement('k')], ['delete', () => reader.delete('live')],
+      ['deleteMany', () => reader.deleteMany(['live'])], ['clear', () => reader.clear()], ['invalidateTags', () => reader.invalidateTags(['t'])],
+      ['prune', () => reader.prune()], ['verify', () => reader.verify()],
+    ]
+    for (const [name, call] of writes) await assert.rejects(call(), (e: { code?: string }) => e.code === 'ERR_READ_ONLY', name)
+    await reader.close()
+    assert.deepEqual(files(), before, 'a read-only instance changed the cache directory')
+  })
+
+  test('meta/budget.json records the last open, "no budget" included', async () => {
+    const dir = tempDir()
+    const file = path.join(dir, 'v1', 'default', 'meta', 'budget.json')
+    await (await open(dir, { maxEntries: 100 })).close()
+    assert.equal(JSON.parse(fs.readFileSync(file, 'utf8')).maxEntries, 100)
+    await (await open(dir)).close()
+    const recorded = JSON.parse(fs.readFileSync(file, 'utf8')) as { maxEntries: unknown; maxSize: unknown; recordedAt: number }
+    assert.deepEqual([recorded.maxEntries, recorded.maxSize], [null, null])
+    assert.ok(Number.isFinite(recorded.recordedAt))
+  })
+})
