@@ -47,9 +47,12 @@ export interface MaintenanceOptions {
   /** An over-budget cache is evicted down to this share of each budget (0.5–1). Default 0.9,
    *  as ccache does: evicting to exactly the budget would prune again on the next write. */
   lowWater?: number
-  /** A hit refreshes an entry's mtime (its last use, for LRU and `maxAge`) when it is older
-   *  than this. Default `'1m'`: a hot key costs one `utimes` a minute, not one per get, and
-   *  LRU order is exact to within a minute. atime is not used: it is often off (noatime). */
+  /** A disk hit refreshes an entry's mtime (its last use, for LRU and `maxAge`) at once when
+   *  it is older than this; a hit on a fresher entry is remembered and written, merged with the
+   *  others, once per this period, before this process prunes, and at close and exit (see
+   *  maintenance/last-use.ts). Default `'1m'`: a hot key costs one `utimes` a minute, not one
+   *  per get; no hit is lost, and other processes' prunes see it within a minute. atime is not
+   *  used: it is often off (noatime). */
   touchAfter?: Duration
   /** For the `'lfu'` policy: a hit counts half as much after this long, a quarter after twice
    *  as long, and so on, so old popularity fades with time (not with how often prunes run).
