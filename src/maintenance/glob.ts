@@ -130,23 +130,14 @@ function parse(cps: number[], at: number, inBraces: boolean): { nodes: Node[]; a
     } else if (cp === BACKSLASH && at + 1 < cps.length) {
       nodes.push(literal(cps[at + 1]!))
       at += 2
-    } else if (cp === OPEN_BRACKET) {
-      const set = parseSet(cps, at)
-      if (set === undefined) {
-        nodes.push(literal(cp))
+    } else if (cp === OPEN_BRACKET || cp === OPEN_BRACE) {
+      const group = cp === OPEN_BRACKET ? parseSet(cps, at) : parseAlternatives(cps, at)
+      if (group === undefined) {
+        nodes.push(literal(cp)) // never closed: the character itself
         at++
       } else {
-        nodes.push({ kind: 'char', test: set.test })
-        at = set.at
-      }
-    } else if (cp === OPEN_BRACE) {
-      const alt = parseAlternatives(cps, at)
-      if (alt === undefined) {
-        nodes.push(literal(cp))
-        at++
-      } else {
-        nodes.push(alt.node)
-        at = alt.at
+        nodes.push(group.node)
+        at = group.at
       }
     } else {
       nodes.push(literal(cp))
@@ -170,7 +161,7 @@ function parseAlternatives(cps: number[], at: number): { node: Node; at: number 
 }
 
 /** `[...]` starting at `at` (its `[`); undefined if it is never closed. */
-function parseSet(cps: number[], at: number): { test: (cp: number) => boolean; at: number } | undefined {
+function parseSet(cps: number[], at: number): { node: Node; at: number } | undefined {
   let i = at + 1
   const negated = cps[i] === BANG || cps[i] === CARET
   if (negated) i++
@@ -178,7 +169,7 @@ function parseSet(cps: number[], at: number): { test: (cp: number) => boolean; a
   for (let first = true; i < cps.length; first = false) {
     let cp = cps[i]!
     if (cp === CLOSE_BRACKET && !first) {
-      return { test: (c) => ranges.some(([lo, hi]) => c >= lo && c <= hi) !== negated, at: i + 1 }
+      return { node: { kind: 'char', test: (c) => ranges.some(([lo, hi]) => c >= lo && c <= hi) !== negated }, at: i + 1 }
     }
     if (cp === BACKSLASH && i + 1 < cps.length) cp = cps[++i]!
     let hi = cp
