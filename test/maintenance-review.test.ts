@@ -447,26 +447,30 @@ describe('a lock whose release failed is not left to go stale', () => {
     const bound = await boundCache(t)
     if (bound === undefined) return
     const cache = await open(bound.mnt, { maintenance: false })
-    let remounted = false
-    await assert.rejects(cache.verify({
-      repair: true,
-      onProgress: () => {
-        if (remounted) return
-        remounted = true
-        assert.equal(spawnSync('mount', ['-o', 'remount,ro,bind', bound.mnt]).status, 0)
-      },
-    }), (e: { code?: string }) => e.code === 'ERR_UNAVAILABLE')
-    assert.ok(fs.existsSync(bound.lockDir), 'inconclusive: the lock was released on the read-only mount')
-    assert.equal(spawnSync('mount', ['-o', 'remount,rw,bind', bound.mnt]).status, 0)
-    const stop = keepFresh(bound.lockDir)
     try {
-      const report = await cache.verify({ repair: true })
-      assert.equal(report.corrupt, 1)
+      let remounted = false
+      await assert.rejects(cache.verify({
+        repair: true,
+        onProgress: () => {
+          if (remounted) return
+          remounted = true
+          assert.equal(spawnSync('mount', ['-o', 'remount,ro,bind', bound.mnt]).status, 0)
+        },
+      }), (e: { code?: string }) => e.code === 'ERR_UNAVAILABLE')
+      assert.ok(fs.existsSync(bound.lockDir), 'inconclusive: the lock was released on the read-only mount')
+      assert.equal(spawnSync('mount', ['-o', 'remount,rw,bind', bound.mnt]).status, 0)
+      const stop = keepFresh(bound.lockDir)
+      try {
+        const report = await cache.verify({ repair: true })
+        assert.equal(report.corrupt, 1)
+      } finally {
+        stop()
+      }
+      assert.ok(!fs.existsSync(bound.lockDir), 'the lock is still there after the next verify')
     } finally {
-      stop()
+      spawnSync('mount', ['-o', 'remount,rw,bind', bound.mnt])
+      await cache.close() // before the unmount, whatever happened
     }
-    assert.ok(!fs.existsSync(bound.lockDir), 'the lock is still there after the next verify')
-    await cache.close()
   })
 
   test('verify meets EROFS in a process that then exits: the next process takes its lock over at once', { timeout: 120_000 }, async (t) => {
@@ -482,8 +486,8 @@ describe('a lock whose release failed is not left to go stale', () => {
       assert.equal((await cache.verify({ repair: true })).corrupt, 1)
     } finally {
       stop()
+      await cache.close() // before the unmount, whatever happened
     }
-    await cache.close()
   })
 })
 
