@@ -18,6 +18,7 @@ export type LarderErrorCode =
   /** `open()` refused a directory others control (owned by another user, or writable by
    *  group or others without the sticky bit) without `shared`: see the README's Security. */
   | 'ERR_UNSAFE_DIR'
+  | 'ERR_READ_ONLY'
 
 /** A registered symbol, the same in every copy of larder loaded in a process (the ESM and
  *  the CJS build are two copies when an app mixes `import` and `require`). */

@@ -11,6 +11,7 @@ import { AutoPrune } from './maintenance/auto-prune.js'
 import { recordBudget } from './maintenance/budget-record.js'
 import { worthALook } from './maintenance/crowding.js'
 import { HitLog } from './maintenance/hit-log.js'
+import { LastUse } from './maintenance/last-use.js'
 import type { EntryInfo } from './maintenance/listing.js'
 import { Maintainer, type MaintenanceProgress, type PruneOptions, type PruneReport, type UsageReport, type VerifyOptions, type VerifyReport, type WalkOptions } from './maintenance/maintainer.js'
 import { MaintenancePool } from './maintenance/pool.js'
@@ -121,9 +122,10 @@ export class Larder extends EventEmitter<LarderEvents> {
     const resolved = resolveOptions(options)
     await loadHasher()
     const cache = new Larder(resolved)
+    if (resolved.readOnly) return cache // creates nothing, records nothing, folds nothing
     await cache.#prepareDirectory()
     if (worthALook() && (cache.#totals.crowded() || cache.#activity.crowded())) {
-      await cache.#maintainer.foldBookkeeping().catch(() => {}) // a failing disk: next time
+      await cache.#maintainer.foldBookkeeping().catch(() => {}) // a failing disk (counted by the breaker): next time
     }
     return cache
   }
@@ -148,6 +150,7 @@ export class Larder extends EventEmitter<LarderEvents> {
   readonly #counts: ActivityCounters = { hits: 0, misses: 0, memoryHits: 0, sets: 0, deletes: 0, expired: 0, corrupt: 0, errors: 0, dropped: 0, bytesWritten: 0, bytesRead: 0 }
   readonly #totals: RunningTotals
   readonly #hitLog: HitLog | undefined
+  readonly #lastUse: LastUse
   readonly #activity: ActivityLog
   readonly #pool: MaintenancePool
   readonly #maintainer: Maintainer
@@ -171,20 +174,33 @@ export class Larder extends EventEmitter<LarderEvents> {
     this.#tags = new TagClock(this.#layout)
     this.#clock = new CreationClock(this.#tags)
     this.#breaker = new DiskBreaker(options.breaker, (state) => this.emit('breaker', state))
-    this.#totals = new RunningTotals(this.#layout)
-    this.#hitLog = options.evictionPolicy === 'lfu' ? new HitLog(this.#layout) : undefined
+    const guard = (step: () => void): void => {
+      try {
+        this.#bookkeeping(step)
+      } catch {
+        // skipped (breaker open) or failed (counted): what it was to write stays pending
+      }
+    }
+    this.#totals = new RunningTotals(this.#layout, guard)
+    this.#hitLog = options.evictionPolicy === 'lfu' && !options.readOnly ? new HitLog(this.#layout, guard) : undefined
+    this.#lastUse = new LastUse(options.maintenance.touchAfter, guard)
     this.#activity = new ActivityLog(this.#layout)
     this.#pool = new MaintenancePool(options.maintenance.workers)
     const changes = new ChangeClock(this.#layout)
     this.#memory = options.memory === false ? undefined : new MemoryTier(options.memory, (tags, createdAt) => this.#tagsStaleSafe(tags, createdAt), changes)
     this.#files = new FileTier({
       layout: this.#layout, options, breaker: this.#breaker, tags: this.#tags, totals: this.#totals, hitLog: this.#hitLog, changes,
-      counts: this.#counts,
+      lastUse: options.readOnly ? undefined : this.#lastUse, counts: this.#counts,
       corrupt: (report) => this.emit('corrupt', report),
     })
     this.#maintainer = new Maintainer({
       layout: this.#layout, options, totals: this.#totals, pool: this.#pool,
-      flushHits: () => this.#hitLog?.flush(),
+      pruneStarted: () => {
+        this.#lastUse.pruneStarted()
+        this.#hitLog?.flush()
+      },
+      pruneEnded: () => this.#lastUse.pruneEnded(),
+      breaker: { isOpen: () => this.#breaker.state === 'open', failed: (error) => this.#bookkeepingFailed(error) },
       compactActivity: () => this.#activity.compact(),
       progress: (p) => this.emit('progress', p),
     })
@@ -196,8 +212,8 @@ export class Larder extends EventEmitter<LarderEvents> {
       },
     })
     // Held for the cache's lifetime: leaves the counters and removes our in-flight temp files
-    // if the process exits without close().
-    this.#removeExitHook = onExit(() => {
+    // if the process exits without close(). A read-only instance has nothing to leave.
+    if (!options.readOnly) this.#removeExitHook = onExit(() => {
       this.#flushCounters()
       this.#recordActivity()
       this.#files.removeTempsSync()
@@ -269,7 +285,7 @@ export class Larder extends EventEmitter<LarderEvents> {
    * The callers already waiting receive the loaded value once; later callers do not.
    */
   async getOrSet<T>(key: string, loader: () => T | Promise<T>, options?: GetOrSetOptions): Promise<T> {
-    this.#assertOpen()
+    this.#assertWritable()
     const k = validateKey(key)
     if (typeof loader !== 'function') throw new LarderError('ERR_INVALID_VALUE', 'Invalid loader: expected a function', { field: 'loader' })
     const o = validateCallOptions<GetOrSetOptions>(options, GET_OR_SET_OPTIONS)
@@ -318,7 +334,7 @@ export class Larder extends EventEmitter<LarderEvents> {
 
   /** Stores `value` under `key`. Bad input rejects with a LarderError and writes nothing. */
   async set(key: string, value: unknown, options?: SetOptions): Promise<void> {
-    this.#assertOpen()
+    this.#assertWritable()
     const k = validateKey(key)
     const o = validateCallOptions<SetOptions>(options, SET_OPTIONS)
     const write = this.#prepare(value, validateTtl(o.ttl), validateTags(o.tags), 0)
@@ -328,7 +344,7 @@ export class Larder extends EventEmitter<LarderEvents> {
   /** Stores several entries. Every item is validated and serialized before any is written;
    *  an error names the item (`items[1].ttl`). At most BATCH_PARALLELISM are written at once. */
   async setMany(items: readonly SetManyItem[]): Promise<void> {
-    this.#assertOpen()
+    this.#assertWritable()
     if (!Array.isArray(items)) throw new LarderError('ERR_INVALID_VALUE', 'Invalid items: expected an array of { key, value, ttl?, tags? }', { field: 'items' })
     const prepared = items.map((item: unknown, i) => {
       const field = `items[${i}]`
@@ -350,7 +366,7 @@ export class Larder extends EventEmitter<LarderEvents> {
    * with that error and stores nothing.
    */
   async setStream(key: string, source: StreamSource | Iterable<Uint8Array | string> | Uint8Array, options?: SetOptions): Promise<void> {
-    this.#assertOpen()
+    this.#assertWritable()
     const k = validateKey(key)
     const o = validateCallOptions<SetOptions>(options, SET_OPTIONS)
     const ttl = validateTtl(o.ttl)
@@ -386,7 +402,7 @@ export class Larder extends EventEmitter<LarderEvents> {
 
   /** Removes `key`; true if a live entry was there (an expired one is removed too, but was not there). */
   async delete(key: string): Promise<boolean> {
-    this.#assertOpen()
+    this.#assertWritable()
     const k = validateKey(key)
     return this.#change(k, () => this.#remove(k))
   }
@@ -394,7 +410,7 @@ export class Larder extends EventEmitter<LarderEvents> {
   /** Removes each key; resolves to how many entries were there. At most BATCH_PARALLELISM
    *  are removed at once. */
   async deleteMany(keys: readonly string[]): Promise<number> {
-    this.#assertOpen()
+    this.#assertWritable()
     const valid = validateKeys(keys)
     const slots = new Slots(BATCH_PARALLELISM)
     const removed = await Promise.all(valid.map((k) => this.#change(k, () => slots.run(() => this.#remove(k)))))
@@ -404,7 +420,7 @@ export class Larder extends EventEmitter<LarderEvents> {
   /** Removes every entry of this namespace, for every process sharing the directory: what was
    *  set before the call, in every tier; a set called after it is kept. */
   async clear(): Promise<void> {
-    this.#assertOpen()
+    this.#assertWritable()
     for (const flight of this.#flights.values()) flight.superseded = true
     this.#flights.clear()
     return this.#order.everything(async () => {
@@ -422,7 +438,7 @@ export class Larder extends EventEmitter<LarderEvents> {
    * Costs one small file write per tag, however many entries carry it.
    */
   async invalidateTags(tags: readonly string[]): Promise<void> {
-    this.#assertOpen()
+    this.#assertWritable()
     const valid = validateTags(tags)
     if (valid.length === 0) return
     // A load in progress that carries one of them began before: it must not store.
@@ -444,7 +460,7 @@ export class Larder extends EventEmitter<LarderEvents> {
    * Counts no hit or miss.
    */
   async increment(key: string, delta = 1): Promise<number> {
-    this.#assertOpen()
+    this.#assertWritable()
     const k = validateKey(key)
     if (typeof delta !== 'number' || !Number.isFinite(delta)) {
       throw new LarderError('ERR_INVALID_VALUE', `Invalid delta: expected a finite number, got ${String(delta)}`, { field: 'delta' })
@@ -496,7 +512,7 @@ export class Larder extends EventEmitter<LarderEvents> {
    * `report` holds the work done. Progress arrives as `progress` events and `onProgress`.
    */
   async prune(options?: PruneOptions): Promise<PruneReport> {
-    this.#assertOpen()
+    this.#assertWritable()
     const valid = validatePruneOptions(options)
     return this.#diskOperation(() => this.#maintainer.prune(valid))
   }
@@ -509,6 +525,7 @@ export class Larder extends EventEmitter<LarderEvents> {
   async verify(options?: VerifyOptions): Promise<VerifyReport> {
     this.#assertOpen()
     const valid = validateVerifyOptions(options)
+    if (valid.repair !== false) this.#assertWritable()
     return this.#diskOperation(() => this.#maintainer.verify(valid))
   }
 
@@ -521,7 +538,7 @@ export class Larder extends EventEmitter<LarderEvents> {
    */
   async activity(): Promise<ActivityReport> {
     this.#assertOpen()
-    return this.#diskOperation(async () => this.#activity.read())
+    return this.#diskOperation(async () => this.#bookkeeping(() => this.#activity.read()))
   }
 
   /**
@@ -572,9 +589,9 @@ export class Larder extends EventEmitter<LarderEvents> {
     const reads = c.hits + c.misses
     let totals: { entries: number; bytes: number; scannedAt?: number | undefined }
     try {
-      totals = this.#totals.read()
+      totals = this.#bookkeeping(() => this.#totals.read())
     } catch {
-      totals = this.#totals.estimate() // the disk is failing: the last known figures
+      totals = this.#totals.lastKnown() // the disk is failing (or the breaker open): the last known figures
     }
     return {
       ...c,
@@ -598,10 +615,14 @@ export class Larder extends EventEmitter<LarderEvents> {
     this.#closed = true
     await this.#settleWrites()
     await this.#autoPrune.close()
-    this.#flushCounters()
-    this.#recordActivity()
+    await this.#maintainer.close()
+    if (!this.options.readOnly) {
+      this.#flushCounters()
+      this.#recordActivity()
+    }
     this.#totals.stop()
     this.#hitLog?.stop()
+    this.#lastUse.stop()
     await this.#pool.destroy()
     this.#breaker.shutdown()
     this.#memory?.close()
@@ -662,7 +683,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     try {
       await this.#files.prepare()
       const { maxSize, maxEntries, evictionPolicy } = this.options
-      if (maxSize !== undefined || maxEntries !== undefined) recordBudget(this.#layout, { maxSize, maxEntries, evictionPolicy })
+      recordBudget(this.#layout, { maxSize, maxEntries, evictionPolicy }) // "no budget" too
     } catch (error) {
       // A cache that cannot use its directory yet still opens: reads miss, writes drop, and
       // the breaker retries the disk later. With failOpen false, the caller hears now.
@@ -902,24 +923,54 @@ export class Larder extends EventEmitter<LarderEvents> {
     if (!this.options.failOpen) throw unavailable
   }
 
-  /** Maintenance errors that are not LarderErrors are disk trouble: ERR_UNAVAILABLE. */
+  /**
+   * A bookkeeping step on the disk (running totals, hit counts, merged touches, activity
+   * records read back): refused while the breaker is open, so a failing disk is left alone, and
+   * its failure is counted by the breaker like any operation's. Its successes are not: the
+   * breaker's rates stay those of the application's own calls. Sync, so it serves the exit hook.
+   */
+  #bookkeeping<T>(step: () => T): T {
+    if (this.#breaker.state === 'open') throw Object.assign(new Error('Breaker is open'), { code: 'EOPENBREAKER' })
+    try {
+      return step()
+    } catch (error) {
+      this.#bookkeepingFailed(error)
+      throw error
+    }
+  }
+
+  /** Counts a failed bookkeeping or maintenance step in the breaker, as opossum counts any
+   *  failure: an operation run through it that failed (it judges whether it is a disk's). A
+   *  synchronous throw is counted at once, before the caller reads the breaker's state. */
+  #bookkeepingFailed(error: unknown): void {
+    this.#breaker.run(() => {
+      throw error
+    }).catch(() => {})
+  }
+
+  /** Maintenance errors that are not LarderErrors are disk trouble: ERR_UNAVAILABLE (at once,
+   *  without touching the disk, while the breaker is open). */
   async #diskOperation<T>(run: () => Promise<T>): Promise<T> {
     try {
       return await run()
     } catch (error) {
       if (isLarderError(error)) throw error
+      if (isBreakerOpen(error)) throw new LarderError('ERR_UNAVAILABLE', 'Cache disk unavailable: circuit breaker is open', { cause: error })
       this.#counts.errors++
       throw new LarderError('ERR_UNAVAILABLE', `Cache maintenance failed: ${(error as Error).message}`, { cause: error })
     }
   }
 
-  /** Writes the running totals and hit counts this process holds. Sync: runs at exit too. */
+  /** Writes the running totals, hit counts and merged touches this process holds, through
+   *  the breaker (not while it is open; a failure is counted). Sync: runs at exit too. */
   #flushCounters(): void {
-    try {
-      this.#totals.flush()
-      this.#hitLog?.flush()
-    } catch {
-      // the disk is failing; the next full scan corrects the totals
+    // A failing disk or an open breaker: the next full scan corrects the totals.
+    for (const flush of [() => this.#lastUse.flush(), () => this.#totals.flush(), () => this.#hitLog?.flush()]) {
+      try {
+        this.#bookkeeping(flush)
+      } catch {
+        // skipped or counted
+      }
     }
   }
 
@@ -934,6 +985,11 @@ export class Larder extends EventEmitter<LarderEvents> {
 
   #assertOpen(): void {
     if (this.#closed) throw new LarderError('ERR_CLOSED', 'The cache is closed', { field: 'cache' })
+  }
+
+  #assertWritable(): void {
+    this.#assertOpen()
+    if (this.options.readOnly) throw new LarderError('ERR_READ_ONLY', 'The cache was opened with readOnly: true; it writes nothing', { field: 'readOnly' })
   }
 }
 

@@ -50,10 +50,18 @@ export interface MaintenanceOptions {
   /** An over-budget cache is evicted down to this share of each budget (0.5–1). Default 0.9,
    *  as ccache does: evicting to exactly the budget would prune again on the next write. */
   lowWater?: number
-  /** A hit refreshes an entry's mtime (its last use, for LRU and `maxAge`) when it is older
-   *  than this. Default `'1m'`: a hot key costs one `utimes` a minute, not one per get, and
-   *  LRU order is exact to within a minute. atime is not used: it is often off (noatime). */
+  /** A disk hit refreshes an entry's mtime (its last use, for LRU and `maxAge`) at once when
+   *  it is older than this; a hit on a fresher entry is remembered and written, merged with the
+   *  others, once per this period, before this process prunes, and at close and exit (see
+   *  maintenance/last-use.ts). Default `'1m'`: a hot key costs one `utimes` a minute, not one
+   *  per get; no hit is lost, and other processes' prunes see it within a minute. atime is not
+   *  used: it is often off (noatime). */
   touchAfter?: Duration
+  /** For the `'lfu'` policy: a hit counts half as much after this long, a quarter after twice
+   *  as long, and so on, so old popularity fades with time (not with how often prunes run).
+   *  Default `'1h'`: a key read 64 times an hour ago weighs as much as one read 32 times now,
+   *  and is forgotten (weighs less than 1/100 of a hit) after about 13 hours without reads. */
+  lfuHalfLife?: Duration
   /** Temp files (and `clear()` trash) older than this are strays of a dead writer and are
    *  removed. Default `'15m'`; at least `'1s'`. A live stream refreshes its temp file's mtime
    *  through its open handle every 200 ms however slow its source, so only a writer whose
@@ -134,9 +142,19 @@ export interface LarderOptions {
   maxEntries?: number
   /** Which entries maintenance evicts first once a budget is exceeded. Default `'lru'`:
    *  least recently used (mtime, refreshed on hits). `'lfu'`: fewest hits (counts shared by
-   *  processes through hit logs, halved at each prune so old popularity fades). `'fifo'`:
-   *  oldest created. Expired and tag-invalidated entries always go first. */
+   *  processes through hit logs, each weighed by its age: halved every
+   *  `maintenance.lfuHalfLife`, so old popularity fades with time). `'fifo'`: oldest
+   *  created. Expired and tag-invalidated entries always go first. */
   evictionPolicy?: EvictionPolicy
+  /** Open an existing cache to read it, writing nothing at all: no directory or `CACHEDIR.TAG`
+   *  is created, no bookkeeping is written (running totals, activity records, LFU hit counts,
+   *  the budget record, the mtime a hit refreshes), and nothing is removed (an expired or
+   *  damaged entry a read finds is a miss, left for a writer or a prune). A directory that
+   *  does not exist, or holds no cache, reads as empty. `set`, `setMany`, `setStream`,
+   *  `getOrSet`, `increment`, `decrement`, `delete`, `deleteMany`, `clear`, `invalidateTags`,
+   *  `prune` and `verify` with `repair` reject with `ERR_READ_ONLY`. Default false. The
+   *  `larder` CLI's stats, ls, get and verify open caches this way. */
+  readOnly?: boolean
   /** Automatic maintenance: `false` turns off the interval and the over-budget trigger
    *  (`prune()` and `verify()` still work). Default `{}` (the defaults below). */
   maintenance?: false | MaintenanceOptions
@@ -160,6 +178,7 @@ export interface ResolvedMaintenanceOptions {
   workers: number
   lowWater: number
   touchAfter: number
+  lfuHalfLife: number
   tempMaxAge: number
 }
 
@@ -189,6 +208,7 @@ export interface ResolvedOptions {
   maxSize: number | undefined
   maxEntries: number | undefined
   evictionPolicy: EvictionPolicy
+  readOnly: boolean
   maintenance: ResolvedMaintenanceOptions
 }
 
@@ -206,9 +226,9 @@ export const DEFAULT_MAX_VALUE_SIZE = 64 * 1024 * 1024
 const OPTION_NAMES = new Set<string>([
   'dir', 'namespace', 'defaultTtl', 'compression', 'compressionLevel', 'compressThreshold',
   'streamCompression', 'serializer', 'maxValueSize', 'memory', 'failOpen', 'breaker', 'durable', 'maxSize', 'maxEntries', 'evictionPolicy',
-  'maintenance', 'shared',
+  'readOnly', 'maintenance', 'shared',
 ])
-const MAINTENANCE_NAMES = new Set(['interval', 'workers', 'lowWater', 'touchAfter', 'tempMaxAge'])
+const MAINTENANCE_NAMES = new Set(['interval', 'workers', 'lowWater', 'touchAfter', 'lfuHalfLife', 'tempMaxAge'])
 const BREAKER_NAMES = new Set(['errorThresholdPercentage', 'volumeThreshold', 'resetTimeout', 'rollingCountTimeout', 'timeout'])
 const MEMORY_NAMES = new Set(['maxEntries', 'maxSize', 'ttl'])
 const COMPRESSIONS: readonly CompressionName[] = ['gzip', 'deflate', 'brotli', 'zstd', 'none']
@@ -370,7 +390,7 @@ export function resolveOptions(input: unknown): ResolvedOptions {
   if (!POLICIES.includes(evictionPolicy)) {
     throw invalid('evictionPolicy', `expected one of ${POLICIES.join(', ')}, got ${JSON.stringify(evictionPolicy)}`)
   }
-  for (const flag of ['failOpen', 'durable'] as const) {
+  for (const flag of ['failOpen', 'durable', 'readOnly'] as const) {
     if (o[flag] !== undefined && typeof o[flag] !== 'boolean') throw invalid(flag, `expected a boolean, got ${String(o[flag])}`)
   }
   const streamCompression = o.streamCompression ?? 'adaptive'
@@ -406,13 +426,14 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     maxSize,
     maxEntries: o.maxEntries === undefined ? undefined : positiveInteger(o.maxEntries, 'maxEntries'),
     evictionPolicy,
+    readOnly: o.readOnly ?? false,
     maintenance: resolveMaintenance(o.maintenance),
   }
 }
 
 function resolveMaintenance(input: unknown): ResolvedMaintenanceOptions {
   if (input !== undefined && input !== false && (input === null || typeof input !== 'object' || Array.isArray(input))) {
-    throw invalid('maintenance', 'expected false or { interval?, workers?, lowWater?, touchAfter?, tempMaxAge? }')
+    throw invalid('maintenance', 'expected false or { interval?, workers?, lowWater?, touchAfter?, lfuHalfLife?, tempMaxAge? }')
   }
   const m = (input === undefined || input === false ? {} : input) as MaintenanceOptions
   rejectUnknown(m, MAINTENANCE_NAMES, 'maintenance.')
@@ -432,8 +453,15 @@ function resolveMaintenance(input: unknown): ResolvedMaintenanceOptions {
     workers,
     lowWater,
     touchAfter: parseDuration(m.touchAfter ?? '1m', 'maintenance.touchAfter'),
+    lfuHalfLife: positiveDuration(m.lfuHalfLife ?? '1h', 'maintenance.lfuHalfLife'),
     tempMaxAge,
   }
+}
+
+function positiveDuration(value: unknown, field: string): number {
+  const ms = parseDuration(value, field)
+  if (ms === 0) throw invalid(field, 'must be greater than 0')
+  return ms
 }
 
 function defaultLevel(compression: CompressionName): number {

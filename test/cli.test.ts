@@ -126,6 +126,8 @@ describe('larder stats', () => {
 
   test('without --dir or LARDER_DIR the cache is node_modules/.cache/larder under the current directory', async () => {
     const project = await freshDir('project')
+    // Read-only commands never create a cache: an application made this one.
+    await (await Larder.open({ dir: path.join(project, 'node_modules', '.cache', 'larder') })).close()
     const run = json<{ dir: string; entries: number }>(await larder(['stats', '--json'], { cwd: project }))
     assert.equal(run.dir, path.join(fs.realpathSync(project), 'node_modules', '.cache', 'larder'))
     assert.equal(run.entries, 0)
@@ -140,7 +142,7 @@ describe('larder prune', () => {
     const budget = Math.floor(before.storedBytes / 3)
     const run = await larder(['prune', '--dir', dir, '--max-size', String(budget)])
     assert.equal(run.code, 0, run.stderr)
-    assert.match(run.text, /^removed [\d,]+ of 300 entries \([\d.]+ kB\) in [\d.]+ m?s; [\d,]+ entries \([\d.]+ kB\) remain\n$/)
+    assert.match(run.text, /^removed [\d,]+ of 300 entries \([\d.]+ kB\) in [\d.]+ m?s; [\d,]+ entries \([\d.]+ kB\) remain\nbudget: [\d.]+ kB, from the command line\n$/)
     const afterward = json<{ storedBytes: number; entries: number }>(await larder(['stats', '--json', '--dir', dir]))
     assert.ok(afterward.storedBytes <= budget, `${afterward.storedBytes} bytes left, budget ${budget}`)
     assert.ok(afterward.entries > 0 && afterward.entries < 300)
@@ -305,8 +307,8 @@ describe('larder get and set', () => {
   })
 
   test('set reads a FILE; get of an application JSON value prints JSON', async () => {
-    const dir = await freshDir('file')
-    const file = path.join(dir, 'input.bin')
+    const dir = path.join(await freshDir('file'), 'cache') // set creates it; the input lives beside it
+    const file = path.join(dir, '..', 'input.bin')
     const data = Buffer.concat([Buffer.from('text then zeros\n'), Buffer.alloc(70_000), randomBytes(1000)])
     fs.writeFileSync(file, data)
     assert.equal((await larder(['set', 'from-file', file, '--dir', dir, '--json'])).text, JSON.stringify({ key: 'from-file', bytes: data.length }, null, 2) + '\n')
@@ -322,6 +324,7 @@ describe('larder get and set', () => {
 
   test('a miss exits 1 with a message on stderr and nothing on stdout; a missing FILE is a usage error', async () => {
     const dir = await freshDir('miss')
+    await (await Larder.open({ dir })).close()
     const miss = await larder(['get', 'nothing-here', '--dir', dir])
     assert.equal(miss.code, 1)
     assert.equal(miss.stdout.length, 0)

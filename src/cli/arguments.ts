@@ -1,6 +1,7 @@
-import { InvalidArgumentError } from 'commander'
+import { InvalidArgumentError, Option, type Command } from 'commander'
 import { isLarderError } from '../errors.js'
 import { parseDuration, parseSize } from '../options.js'
+import { CliFailure, EXIT } from './context.js'
 
 /**
  * Parsers for option values, in the form commander takes. A bad value throws commander's
@@ -41,5 +42,44 @@ function rethrow<T>(parse: () => T, message: string): T {
   } catch (error) {
     if (isLarderError(error)) throw new InvalidArgumentError(message)
     throw error
+  }
+}
+
+const TRUE = new Set(['1', 'true', 'yes', 'on'])
+const FALSE = new Set(['0', 'false', 'no', 'off'])
+
+/** A boolean from an environment variable: 1/true/yes/on or 0/false/no/off, any case;
+ *  anything else is a usage error naming the variable. */
+export function parseBoolean(raw: string, variable: string): boolean {
+  const value = raw.trim().toLowerCase()
+  if (TRUE.has(value)) return true
+  if (FALSE.has(value)) return false
+  throw new CliFailure(`${variable}=${JSON.stringify(raw)}: expected 1, true, yes or on, or 0, false, no or off`, EXIT.usage, 'ERR_USAGE')
+}
+
+/** Flags whose value may come from an environment variable, by the variable's name. */
+const BOOLEAN_ENV = new WeakMap<Option, string>()
+
+/**
+ * A flag that may also be set by an environment variable. commander's own `.env()` turns a
+ * flag on whenever its variable is set, to anything ("0" and "false" included), so these are
+ * read by `applyBooleanEnv` instead, with `parseBoolean`.
+ */
+export function booleanOption(flags: string, description: string, variable: string): Option {
+  const option = new Option(flags, `${description} (env: ${variable}, 1/0, true/false, yes/no or on/off)`)
+  BOOLEAN_ENV.set(option, variable)
+  return option
+}
+
+/** Sets the flags of `command` and its parents that the command line left unset from their
+ *  environment variables (see booleanOption). */
+export function applyBooleanEnv(command: Command): void {
+  for (let c: Command | null = command; c !== null; c = c.parent) {
+    for (const option of c.options) {
+      const variable = BOOLEAN_ENV.get(option)
+      const raw = variable === undefined ? undefined : process.env[variable]
+      if (raw === undefined || c.getOptionValueSource(option.attributeName()) === 'cli') continue
+      c.setOptionValueWithSource(option.attributeName(), parseBoolean(raw, variable!), 'env')
+    }
   }
 }

@@ -1,9 +1,13 @@
+import fs from 'node:fs'
+import path from 'node:path'
 import type { Command } from 'commander'
+import { loadHasher } from '../format/checksum.js'
 import { Larder } from '../larder.js'
 import { readBudget, type RecordedBudget } from '../maintenance/budget-record.js'
 import { defaultCacheDir, resolveOptions } from '../options.js'
 import { Layout } from '../store/layout.js'
-import { loadHasher } from '../format/checksum.js'
+import { ago, count, size } from './format.js'
+import { writeDocument } from './output.js'
 
 /** The options every command shares, as commander parsed them. */
 export interface GlobalOptions {
@@ -16,11 +20,38 @@ export interface GlobalOptions {
 /** Exit codes: 0 ok, 1 the work failed (or found what it looks for missing), 2 usage. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, interrupted: 130 } as const
 
-/** A failure the command already explained; `main` exits with `code` and prints `message`. */
+/**
+ * A failure the command already explained: `main` prints `larder: <message>` on stderr, exits
+ * with `exit`, and with --json writes `{ error: { code, message } }` unless the command already
+ * wrote its document (a partial report).
+ */
 export class CliFailure extends Error {
-  constructor(message: string, readonly code: number = EXIT.failed) {
+  readonly exit: number
+  /** A stable code for --json: a LarderError's, or the CLI's own (ERR_USAGE, ERR_NOT_FOUND,
+   *  ERR_NOT_A_CACHE, ERR_CORRUPT, ERR_ABORTED). */
+  readonly code: string
+
+  constructor(message: string, exit: number = EXIT.failed, code: string = exit === EXIT.usage ? 'ERR_USAGE' : 'ERR_FAILED') {
     super(message)
+    this.exit = exit
+    this.code = code
   }
+}
+
+/**
+ * How a command uses the cache:
+ * - `read` (stats, ls, get, verify without --repair): opened `readOnly`, so nothing at all is
+ *   written; the directory must already be a larder cache.
+ * - `maintain` (prune, rm, clear, verify --repair): writes, but only into an existing cache.
+ * - `create` (set): may create a cache, where none is, or in an empty directory.
+ * A folder that is not a larder cache is never marked as one (its CACHEDIR.TAG would make
+ * `tar --exclude-caches` and other backup tools skip the folder's own files).
+ */
+export type CacheUse = 'read' | 'maintain' | 'create'
+
+/** Where the budget a command works with came from. */
+export interface Budget extends RecordedBudget {
+  source: 'command line' | 'recorded' | 'none'
 }
 
 /**
@@ -40,7 +71,7 @@ export class CliContext {
   }
 
   get dir(): string {
-    return this.options.dir ?? defaultCacheDir()
+    return path.resolve(this.options.dir ?? defaultCacheDir())
   }
 
   /** Progress bars only where a person watches: a terminal on stderr, not --json or --quiet. */
@@ -50,41 +81,110 @@ export class CliContext {
 
   /** Prints the human form, or the JSON form with --json. */
   print(human: () => string, json: () => unknown): void {
-    if (this.json) process.stdout.write(JSON.stringify(json(), null, 2) + '\n')
+    if (this.json) writeDocument(json())
     else if (this.options.quiet !== true) process.stdout.write(human() + '\n')
   }
 
   /**
    * Opens the cache for one command: failures are reported, not swallowed (`failOpen: false`),
-   * and no automatic maintenance runs behind the command's back. The budget is the one given
-   * on the command line, else the one the application recorded.
+   * and no automatic maintenance runs behind the command's back. A writing command opens with
+   * the budget the application recorded, so the record stays as the application left it.
    */
-  async open(budget: RecordedBudget = {}): Promise<Larder> {
+  async open(use: CacheUse): Promise<Larder> {
+    this.checkDir(use)
+    const recorded = use === 'read' ? undefined : await this.recordedBudget()
     return Larder.open({
       dir: this.dir,
       namespace: this.options.namespace ?? '',
       failOpen: false,
       maintenance: false,
-      ...(budget.maxSize !== undefined ? { maxSize: budget.maxSize } : {}),
-      ...(budget.maxEntries !== undefined ? { maxEntries: budget.maxEntries } : {}),
-      ...(budget.evictionPolicy === 'lru' || budget.evictionPolicy === 'lfu' || budget.evictionPolicy === 'fifo' ? { evictionPolicy: budget.evictionPolicy } : {}),
+      readOnly: use === 'read',
+      ...(recorded?.maxSize !== undefined ? { maxSize: recorded.maxSize } : {}),
+      ...(recorded?.maxEntries !== undefined ? { maxEntries: recorded.maxEntries } : {}),
+      ...(recorded?.evictionPolicy === 'lru' || recorded?.evictionPolicy === 'lfu' || recorded?.evictionPolicy === 'fifo' ? { evictionPolicy: recorded.evictionPolicy } : {}),
     })
   }
 
+  /** Refuses (CliFailure) a `--dir` this use may not open: see CacheUse. */
+  checkDir(use: CacheUse): void {
+    checkCacheDir(this.dir, use)
+  }
+
   /** The budget the application recorded in the cache, if any. */
-  async recordedBudget(): Promise<RecordedBudget> {
+  async recordedBudget(): Promise<RecordedBudget | undefined> {
     const options = resolveOptions({ dir: this.dir, namespace: this.options.namespace ?? '' })
     await loadHasher()
-    return readBudget(new Layout(options.dir, options.namespace)) ?? {}
+    return readBudget(new Layout(options.dir, options.namespace))
+  }
+
+  /** The budget to work with: the command line's, if it gives one, else the recorded one. */
+  async budget(flags: { maxSize?: number | undefined; maxEntries?: number | undefined }): Promise<Budget> {
+    if (flags.maxSize !== undefined || flags.maxEntries !== undefined) {
+      return { source: 'command line', ...(flags.maxSize !== undefined ? { maxSize: flags.maxSize } : {}), ...(flags.maxEntries !== undefined ? { maxEntries: flags.maxEntries } : {}) }
+    }
+    const recorded = await this.recordedBudget()
+    return recorded === undefined ? { source: 'none' } : { source: 'recorded', ...recorded }
   }
 
   /** Runs `work` with the cache open, closing it however `work` ends. */
-  async withCache<T>(work: (cache: Larder) => Promise<T>, budget?: RecordedBudget): Promise<T> {
-    const cache = await this.open(budget)
+  async withCache<T>(use: CacheUse, work: (cache: Larder) => Promise<T>): Promise<T> {
+    const cache = await this.open(use)
     try {
       return await work(cache)
     } finally {
       await cache.close()
     }
+  }
+}
+
+/** "20 entries and 1 GB", "no budget" */
+export function budgetAmount(b: Budget): string {
+  const parts = [...(b.maxEntries !== undefined ? [`${count(b.maxEntries)} ${b.maxEntries === 1 ? 'entry' : 'entries'}`] : []), ...(b.maxSize !== undefined ? [size(b.maxSize)] : [])]
+  return parts.join(' and ')
+}
+
+/** Where the budget came from, for people: "recorded by the application 3 min ago". */
+export function budgetOrigin(b: Budget): string {
+  if (b.source === 'command line') return 'from the command line'
+  if (b.source === 'none') return 'no application has recorded one: meta/budget.json is missing'
+  const when = b.recordedAt === undefined ? '' : `, ${ago(b.recordedAt)}`
+  if (budgetAmount(b) === '') return `the application last opened the cache without one${when}`
+  return `recorded by the application in meta/budget.json${when}`
+}
+
+/** One line for prune's output: "budget: 20 entries, recorded by the application …". */
+export function budgetLine(b: Budget): string {
+  const amount = budgetAmount(b)
+  return amount === '' ? `no budget: ${budgetOrigin(b)}` : `budget: ${amount}, ${budgetOrigin(b)}`
+}
+
+/** The budget as --json reports show it. */
+export function budgetJson(b: Budget): { maxSize: number | null; maxEntries: number | null; source: Budget['source']; recordedAt: number | null } {
+  return { maxSize: b.maxSize ?? null, maxEntries: b.maxEntries ?? null, source: b.source, recordedAt: b.recordedAt ?? null }
+}
+
+/** Refuses, before anything is opened (and so created), a `--dir` a command may not use. */
+function checkCacheDir(dir: string, use: CacheUse): void {
+  let stat: fs.Stats
+  try {
+    stat = fs.statSync(dir)
+  } catch (error) {
+    if ((error as { code?: string }).code !== 'ENOENT') throw error
+    if (use === 'create') return
+    throw new CliFailure(`${dir} is not a larder cache (nothing is there); nothing was created`, EXIT.failed, 'ERR_NOT_A_CACHE')
+  }
+  if (!stat.isDirectory()) throw new CliFailure(`--dir ${dir} is a file, not a cache directory`, EXIT.usage, 'ERR_USAGE')
+  if (isLarderCache(dir)) return
+  if (use === 'create' && fs.readdirSync(dir).length === 0) return
+  throw new CliFailure(`${dir} is not a larder cache (no CACHEDIR.TAG written by larder); nothing was read or written`, EXIT.failed, 'ERR_NOT_A_CACHE')
+}
+
+/** Whether `dir` holds the CACHEDIR.TAG that larder writes into every cache it creates. */
+function isLarderCache(dir: string): boolean {
+  try {
+    const tag = fs.readFileSync(path.join(dir, 'CACHEDIR.TAG'), 'utf8')
+    return tag.startsWith('Signature: 8a477f597d28d172789f06886806bc55') && tag.includes('larder')
+  } catch {
+    return false
   }
 }

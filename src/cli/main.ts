@@ -1,5 +1,6 @@
-import { Command, CommanderError, Option } from 'commander'
+import { Command, CommanderError, Option, type OutputConfiguration } from 'commander'
 import { isLarderError } from '../errors.js'
+import { applyBooleanEnv, booleanOption, parseBoolean } from './arguments.js'
 import { clearCommand } from './commands/clear.js'
 import { getCommand } from './commands/get.js'
 import { lsCommand } from './commands/ls.js'
@@ -9,30 +10,37 @@ import { setCommand } from './commands/set.js'
 import { statsCommand } from './commands/stats.js'
 import { verifyCommand } from './commands/verify.js'
 import { CliFailure, EXIT } from './context.js'
+import { writeDocument, writeError, wroteDocument } from './output.js'
 
 declare const LARDER_VERSION: string
 
 /**
  * The `larder` command line. Each command lives in its own file under `commands/`; this file
- * wires them to the global options and turns every way a command can end into an exit code
- * and at most one line on stderr: 0 ok, 1 the work failed, 2 a usage error, 130 interrupted.
+ * wires them to the global options and turns every way a command can end into an exit code,
+ * at most one line on stderr, and with --json exactly one JSON document on stdout: 0 ok, 1 the
+ * work failed, 2 a usage error, 130 interrupted.
  */
-export function program(): Command {
-  const root = new Command('larder')
+export function program(output: Partial<OutputConfiguration> = {}): Command {
+  const configure = (command: Command): Command => command.exitOverride().configureOutput({
+    outputError: (message, write) => write(oneLine(message)),
+    ...output,
+  })
+  const root = configure(new Command('larder'))
     .description('Inspect and maintain a larder cache directory.')
     .version(typeof LARDER_VERSION === 'string' ? LARDER_VERSION : '0.0.0-dev', '-V, --version')
     .addOption(new Option('--dir <path>', 'the cache directory (default: node_modules/.cache/larder under the current directory)').env('LARDER_DIR'))
     .addOption(new Option('--namespace <name>', 'the namespace the application uses (default: none)').env('LARDER_NAMESPACE'))
-    .addOption(new Option('--json', 'machine-readable output: one JSON document on stdout, nothing else').env('LARDER_JSON'))
-    .addOption(new Option('-q, --quiet', 'print nothing on success').env('LARDER_QUIET'))
-    .exitOverride()
-    .configureOutput({ outputError: (message, write) => write(oneLine(message)) })
+    .addOption(booleanOption('--json', 'machine-readable output: exactly one JSON document on stdout, whatever happens', 'LARDER_JSON'))
+    .addOption(booleanOption('-q, --quiet', 'print nothing on success', 'LARDER_QUIET'))
+    .hook('preAction', (_root, action) => applyBooleanEnv(action))
   for (const command of [statsCommand(), pruneCommand(), verifyCommand(), lsCommand(), getCommand(), setCommand(), rmCommand(), clearCommand()]) {
-    root.addCommand(command.exitOverride().configureOutput({ outputError: (message, write) => write(oneLine(message)) }))
+    root.addCommand(configure(command))
   }
   root.addHelpText('after', `
-Environment: every option can come from a variable, shown as (env: NAME) beside it.
-Exit codes: 0 ok, 1 the operation failed (a miss for get, damage found by verify), 2 usage error, 130 interrupted.`)
+Environment: the options marked (env: NAME) can come from that variable; a flag's variable is
+1/true/yes/on or 0/false/no/off.
+Exit codes: 0 ok, 1 the operation failed (a miss for get, damage found by verify, not a cache), 2 usage error, 130 interrupted.
+With --json, stdout is one JSON document however the run ends; a failure is { "error": { "code", "message" } }.`)
   return root
 }
 
@@ -42,29 +50,58 @@ function oneLine(message: string): string {
   return `larder: ${message.trim().replace(/^error: /, '').replace(/\s*\n\s*/g, ' ')} (see --help)\n`
 }
 
-export async function main(argv: string[]): Promise<number> {
+/** Whether this run asked for JSON: `--json` among the options, or LARDER_JSON on. Decided
+ *  from argv as well as commander, so a run that fails before commander has parsed anything
+ *  still answers with a JSON document. */
+function jsonRequested(argv: string[]): boolean {
+  const args = argv.slice(2)
+  const end = args.indexOf('--')
+  if ((end === -1 ? args : args.slice(0, end)).includes('--json')) return true
   try {
-    await program().parseAsync(argv)
+    return process.env.LARDER_JSON !== undefined && parseBoolean(process.env.LARDER_JSON, 'LARDER_JSON')
+  } catch {
+    return false
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const json = jsonRequested(argv)
+  let shown = '' // help or version text, held back to go inside the JSON document
+  let usage = '' // commander's one-line complaint
+  const root = program({
+    writeOut: (text) => (json ? (shown += text) : process.stdout.write(text)),
+    outputError: (message, write) => {
+      usage = oneLine(message)
+      write(usage)
+    },
+  })
+  try {
+    await root.parseAsync(argv)
     return EXIT.ok
   } catch (error) {
-    if (error instanceof CommanderError) {
-      // Help and version "errors" are successes; anything else commander rejects is usage.
-      return error.exitCode === 0 ? EXIT.ok : EXIT.usage
+    const { exit, code, message } = ending(error, usage)
+    if (exit !== EXIT.ok && !(error instanceof CommanderError)) process.stderr.write(`larder: ${message}\n`)
+    if (json && !wroteDocument()) {
+      if (exit !== EXIT.ok) writeError(code, message)
+      else if ((error as CommanderError).code === 'commander.version') writeDocument({ version: shown.trim() })
+      else writeDocument({ help: shown })
     }
-    if (error instanceof CliFailure) {
-      process.stderr.write(`larder: ${error.message}\n`)
-      return error.code
-    }
-    if (isLarderError(error, 'ERR_ABORTED')) {
-      process.stderr.write('larder: interrupted\n')
-      return EXIT.interrupted
-    }
-    if (isLarderError(error)) {
-      process.stderr.write(`larder: ${error.message}\n`)
-      return error.code.startsWith('ERR_INVALID') ? EXIT.usage : EXIT.failed
-    }
-    const code = (error as { code?: unknown }).code
-    process.stderr.write(`larder: ${(error as Error).message ?? String(error)}${typeof code === 'string' ? ` (${code})` : ''}\n`)
-    return EXIT.failed
+    return exit
   }
+}
+
+/** How a run that threw ends: its exit code, and the code and message a --json run reports. */
+function ending(error: unknown, usage: string): { exit: number; code: string; message: string } {
+  if (error instanceof CommanderError) {
+    // Help and version "errors" are successes; anything else commander rejects is usage
+    // (commander has already written its one line to stderr).
+    const message = usage.replace(/^larder: /, '').trim() || error.message
+    return error.exitCode === 0 ? { exit: EXIT.ok, code: '', message: '' } : { exit: EXIT.usage, code: 'ERR_USAGE', message }
+  }
+  if (error instanceof CliFailure) return { exit: error.exit, code: error.code, message: error.message }
+  if (isLarderError(error, 'ERR_ABORTED')) return { exit: EXIT.interrupted, code: 'ERR_ABORTED', message: 'interrupted' }
+  if (isLarderError(error)) return { exit: error.code.startsWith('ERR_INVALID') ? EXIT.usage : EXIT.failed, code: error.code, message: error.message }
+  const errno = (error as { code?: unknown }).code
+  const message = `${(error as Error).message ?? String(error)}${typeof errno === 'string' ? ` (${errno})` : ''}`
+  return { exit: EXIT.failed, code: 'ERR_FAILED', message }
 }

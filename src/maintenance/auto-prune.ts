@@ -1,4 +1,5 @@
 import type { ResolvedOptions } from '../options.js'
+import { isBreakerOpen } from '../resilience/disk-breaker.js'
 import type { Maintainer, PruneReport } from './maintainer.js'
 import type { RunningTotals, Totals } from './totals.js'
 
@@ -12,10 +13,21 @@ interface AutoPruneParts {
   failed(error: Error): void
 }
 
+/** How long to wait between tries while another process holds the lock, and how many. */
+const RETRY_MS = 250
+const RETRIES = 40
+
 /**
  * Prunes without being asked: on `maintenance.interval`, and after a write that takes the
- * running totals over a budget. One prune at a time per instance; it stands aside while
- * another process holds the maintenance lock, and tries again while still over budget.
+ * running totals over a budget. One run at a time per instance; writers never wait for it.
+ *
+ * A run prunes until the totals are within budget: writes made while a pass ran (which the
+ * pass may have missed) are checked for when it ends, and another pass follows if they took
+ * the cache over budget again. So a burst is caught up with as soon as it ends, and close()
+ * (which waits for the run) leaves the cache within budget as far as this process's writes go.
+ * A run stands aside while another process holds the maintenance lock and tries again, a
+ * quarter second apart, while the cache is still over budget; it also stops when a pass frees
+ * nothing (every victim was in use), until the next write.
  */
 export class AutoPrune {
   readonly #p: AutoPruneParts
@@ -35,44 +47,49 @@ export class AutoPrune {
     }
   }
 
-  /** After a write: start a prune if the totals now exceed a budget. */
+  /** After a write: start a run if the totals now exceed a budget. A run in progress checks
+   *  for this write itself when its pass ends. */
   afterWrite(): void {
     if (!this.#budgeted || this.#running !== undefined) return
     if (this.#overBudget(this.#p.totals.estimate())) this.start()
   }
 
-  /** Starts a prune in the background unless one is running. */
+  /** Starts a run in the background unless one is running. */
   start(): void {
     if (this.#running !== undefined || this.#closed) return
-    this.#running = (async () => {
-      // Another process pruning may have counted before our last writes: once it is done,
-      // prune again if the totals are still over budget (a few tries, a quarter second apart).
-      for (let attempt = 0; attempt < 40; attempt++) {
-        if (attempt > 0) {
-          await new Promise((resolve) => setTimeout(resolve, 250))
-          if (!this.#overBudget(this.#p.totals.read())) return
-        }
-        const report = await this.#p.maintainer.prune({ signal: this.#abort.signal }, true)
-        if (!report.skipped) {
-          this.#p.pruned(report)
-          return
-        }
-      }
-    })()
+    this.#running = this.#run()
       .catch((error: unknown) => {
-        if (!this.#abort.signal.aborted) this.#p.failed(error as Error)
+        // While the breaker is open the disk is left alone: nothing to report.
+        if (!this.#abort.signal.aborted && !isBreakerOpen(error)) this.#p.failed(error as Error)
       })
       .finally(() => {
         this.#running = undefined
       })
   }
 
-  /** Stops the interval. A short-lived process (a build step) that pushed the cache over
-   *  budget should leave it within budget: a prune in progress is let finish. */
+  /** Stops the interval and waits for a run in progress: a short-lived process (a build step)
+   *  that pushed the cache over budget should leave it within budget. */
   async close(): Promise<void> {
     this.#closed = true
     clearInterval(this.#interval)
     await this.#running
+  }
+
+  async #run(): Promise<void> {
+    for (let tries = 0; tries < RETRIES;) {
+      const report = await this.#p.maintainer.prune({ signal: this.#abort.signal }, true)
+      if (report.skipped) {
+        // Another process is pruning; it may have counted before our last writes.
+        tries++
+        await new Promise((resolve) => setTimeout(resolve, RETRY_MS))
+      } else {
+        this.#p.pruned(report)
+        if (report.freedBytes === 0 && report.evicted === 0) return
+        tries = 0
+      }
+      // Read from the files, not the estimate: the writes that raced the pass are in them.
+      if (!this.#overBudget(this.#p.totals.read())) return
+    }
   }
 
   #overBudget({ entries, bytes }: Totals): boolean {

@@ -4,14 +4,19 @@ import { disk } from '../store/disk.js'
 import type { Layout } from '../store/layout.js'
 
 /**
- * The budget an application opens the cache with, left in `meta/budget.json` so an operator's
- * `larder stats` can say how full the cache is, and `larder prune` can honour the same budget,
- * without being told it again. Written at open only when it changed: one small read per open.
+ * The budget of the last open of the cache (by any process, with or without a budget), left
+ * in `meta/budget.json` so an operator's `larder stats` can say how full the cache is, and
+ * `larder prune` can honour the same budget, without being told it again. An open without a
+ * budget records that too (`null`s), so a budget the application dropped is not enforced by
+ * the CLI forever. Written only when it changed (one small read per open), with the time it
+ * changed; read-only opens record nothing.
  */
 export interface RecordedBudget {
   maxSize?: number
   maxEntries?: number
   evictionPolicy?: string
+  /** When an open last changed the record (ms since the epoch); absent in older records. */
+  recordedAt?: number
 }
 
 export function budgetFile(layout: Layout): string {
@@ -19,13 +24,15 @@ export function budgetFile(layout: Layout): string {
 }
 
 export function recordBudget(layout: Layout, budget: RecordedBudget): void {
-  const body = JSON.stringify(budget)
+  const fields = { maxSize: budget.maxSize ?? null, maxEntries: budget.maxEntries ?? null, evictionPolicy: budget.evictionPolicy ?? null }
   const file = budgetFile(layout)
   try {
-    if (disk.readFileSync(file, 'utf8') === body) return
+    const recorded = JSON.parse(disk.readFileSync(file, 'utf8') as string) as Record<string, unknown>
+    if (recorded.maxSize === fields.maxSize && recorded.maxEntries === fields.maxEntries && recorded.evictionPolicy === fields.evictionPolicy) return
   } catch {
-    // not recorded yet
+    // not recorded yet, or damaged: write it
   }
+  const body = JSON.stringify({ ...fields, recordedAt: Date.now() })
   try {
     writeFileAtomicSync(layout.tree, file, Buffer.from(body))
   } catch {
@@ -33,6 +40,8 @@ export function recordBudget(layout: Layout, budget: RecordedBudget): void {
   }
 }
 
+/** The recorded budget (fields absent where it records none), or undefined if nothing was
+ *  ever recorded. */
 export function readBudget(layout: Layout): RecordedBudget | undefined {
   try {
     const value = JSON.parse(disk.readFileSync(budgetFile(layout), 'utf8')) as RecordedBudget
@@ -40,6 +49,7 @@ export function readBudget(layout: Layout): RecordedBudget | undefined {
     if (Number.isSafeInteger(value.maxSize)) out.maxSize = value.maxSize!
     if (Number.isSafeInteger(value.maxEntries)) out.maxEntries = value.maxEntries!
     if (typeof value.evictionPolicy === 'string') out.evictionPolicy = value.evictionPolicy
+    if (Number.isFinite(value.recordedAt)) out.recordedAt = value.recordedAt!
     return out
   } catch {
     return undefined

@@ -42,53 +42,110 @@ export function listPartition(dir: string): string[] {
   }
 }
 
-/** Opens an entry file for reading, never following a symlink; undefined if it vanished. */
-function openEntryFile(file: string): number | undefined {
+/**
+ * An entry file opened to be judged. While its handle is open the file's inode cannot be
+ * freed and handed to a new file, so `remove()` removes exactly the file that was read (or
+ * nothing): a writer that renamed a fresh entry into its place meanwhile keeps that entry.
+ * An `lstat` after the judgement would name whatever is at the path by then.
+ */
+export class JudgedFile {
+  /** undefined: a symlink in an entry's place, judged by `lstat` and never opened. */
+  readonly fd: number | undefined
+  readonly stat: fs.Stats
+  readonly file: string
+
+  constructor(file: string, fd: number | undefined, stat: fs.Stats) {
+    this.file = file
+    this.fd = fd
+    this.stat = stat
+  }
+
+  /** Removes the file if it is still the judged inode (and, given `mtimeMs`, unused since).
+   *  Returns the bytes freed, or undefined if nothing was removed. */
+  remove(mtimeMs?: number): number | undefined {
+    return removeIfSame(this.file, this.stat.ino, mtimeMs)
+  }
+
+  close(): void {
+    if (this.fd !== undefined) fs.closeSync(this.fd)
+  }
+}
+
+/** Opens an entry file to judge it, never following a symlink; undefined if it vanished. */
+export function openJudged(file: string): JudgedFile | undefined {
+  let fd: number
   try {
-    return fs.openSync(file, READ_FLAGS)
+    fd = fs.openSync(file, READ_FLAGS)
   } catch (error) {
     const code = errorCode(error)
     if (code === 'ENOENT') return undefined
-    if (code === 'ELOOP') throw new CorruptEntryError('a symlink in place of an entry')
+    if (code !== 'ELOOP') throw error
+    // A symlink: its own inode is what was judged (lstat names the link, not its target).
+    const link = fs.lstatSync(file, { throwIfNoEntry: false })
+    return link === undefined ? undefined : new JudgedFile(file, undefined, link)
+  }
+  try {
+    return new JudgedFile(file, fd, fs.fstatSync(fd))
+  } catch (error) {
+    fs.closeSync(fd)
     throw error
   }
 }
 
+/** Throws CorruptEntryError unless the judged file is a regular file that could be read. */
+function readableFd(entry: JudgedFile): number {
+  if (entry.fd === undefined) throw new CorruptEntryError('a symlink in place of an entry')
+  if (!entry.stat.isFile()) throw new CorruptEntryError('not a regular file')
+  return entry.fd
+}
+
+/** Whether to read the trailer too: always, never, or as the head says (the scan reads an
+ *  expired entry's grace only). */
+export type WithTrailer = boolean | ((head: EntryHead) => boolean)
+
 /**
- * Opens an entry and parses its head (not its payload: the checksum is `verify`'s job), and
- * with `withTrailer` (or when it says so of the head) its trailer's lengths and grace too.
+ * Parses an opened entry's head (not its payload: the checksum is `verify`'s job), and with
+ * `withTrailer` (or when it says so of the head) its trailer's lengths and grace too. Throws
+ * CorruptEntryError for anything that is not an entry.
+ */
+export function readHead(entry: JudgedFile, buffer: Buffer, withTrailer: WithTrailer = false): EntryFacts {
+  const fd = readableFd(entry)
+  const { size, mtimeMs, ino } = entry.stat
+  let bytes = buffer.subarray(0, fs.readSync(fd, buffer, 0, Math.min(buffer.length, size), 0))
+  let head = decodeHead(bytes, size)
+  if (head === undefined) {
+    // Key and tags longer than the first read; decodeHead bounded them by the file size.
+    const need = HEADER_BYTES + bytes.readUInt32LE(24) + bytes.readUInt32LE(28)
+    bytes = Buffer.allocUnsafe(need)
+    head = decodeHead(bytes.subarray(0, fs.readSync(fd, bytes, 0, need, 0)), size)
+    if (head === undefined) throw new CorruptEntryError('file shorter than its metadata')
+  }
+  const facts: EntryFacts = { head, size, mtimeMs, ino }
+  if (withTrailer === true || (withTrailer !== false && withTrailer(head))) {
+    // Most entries fit in the first read, trailer included.
+    let trailer = bytes.length === size ? bytes.subarray(size - TRAILER_BYTES) : undefined
+    if (trailer === undefined) {
+      trailer = Buffer.allocUnsafe(TRAILER_BYTES)
+      fs.readSync(fd, trailer, 0, TRAILER_BYTES, size - TRAILER_BYTES)
+    }
+    const fields = decodeTrailer(trailer, size, head.payloadOffset)
+    facts.logicalLength = fields.logicalLength
+    facts.grace = fields.grace
+  }
+  return facts
+}
+
+/**
+ * Opens an entry and parses its head (see `readHead`): for walks that remove nothing.
  * undefined if it vanished; throws CorruptEntryError for anything that is not an entry.
  */
-export function readEntryHead(file: string, buffer: Buffer, withTrailer: boolean | ((head: EntryHead) => boolean) = false): EntryFacts | undefined {
-  const fd = openEntryFile(file)
-  if (fd === undefined) return undefined
+export function readEntryHead(file: string, buffer: Buffer, withTrailer: WithTrailer = false): EntryFacts | undefined {
+  const entry = openJudged(file)
+  if (entry === undefined) return undefined
   try {
-    const stat = fs.fstatSync(fd)
-    if (!stat.isFile()) throw new CorruptEntryError('not a regular file')
-    let bytes = buffer.subarray(0, fs.readSync(fd, buffer, 0, Math.min(buffer.length, stat.size), 0))
-    let head = decodeHead(bytes, stat.size)
-    if (head === undefined) {
-      // Key and tags longer than the first read; decodeHead bounded them by the file size.
-      const need = HEADER_BYTES + bytes.readUInt32LE(24) + bytes.readUInt32LE(28)
-      bytes = Buffer.allocUnsafe(need)
-      head = decodeHead(bytes.subarray(0, fs.readSync(fd, bytes, 0, need, 0)), stat.size)
-      if (head === undefined) throw new CorruptEntryError('file shorter than its metadata')
-    }
-    const facts: EntryFacts = { head, size: stat.size, mtimeMs: stat.mtimeMs, ino: stat.ino }
-    if (withTrailer === true || (withTrailer !== false && withTrailer(head))) {
-      // Most entries fit in the first read, trailer included.
-      let trailer = bytes.length === stat.size ? bytes.subarray(stat.size - TRAILER_BYTES) : undefined
-      if (trailer === undefined) {
-        trailer = Buffer.allocUnsafe(TRAILER_BYTES)
-        fs.readSync(fd, trailer, 0, TRAILER_BYTES, stat.size - TRAILER_BYTES)
-      }
-      const fields = decodeTrailer(trailer, stat.size, head.payloadOffset)
-      facts.logicalLength = fields.logicalLength
-      facts.grace = fields.grace
-    }
-    return facts
+    return readHead(entry, buffer, withTrailer)
   } finally {
-    fs.closeSync(fd)
+    entry.close()
   }
 }
 
@@ -97,48 +154,43 @@ export function headBuffer(): Buffer {
 }
 
 /**
- * Checks every byte of an entry against its checksum, reading in 1 MiB chunks (bounded
- * memory whatever the entry's size; no decompression). Returns the file's size; throws
- * CorruptEntryError if it is not a whole, valid entry; undefined if it vanished.
+ * Checks every byte of an opened entry against its checksum, reading in 1 MiB chunks (bounded
+ * memory whatever the entry's size; no decompression). Returns its size and key; throws
+ * CorruptEntryError if it is not a whole, valid entry; undefined if `stop()` said to stop
+ * before the end (checked between chunks, so a huge entry does not hold up a cancellation).
  */
-export function verifyEntryFile(file: string, buffer: Buffer): { size: number; ino: number; key: string } | undefined {
-  const fd = openEntryFile(file)
-  if (fd === undefined) return undefined
-  try {
-    const stat = fs.fstatSync(fd)
-    if (!stat.isFile()) throw new CorruptEntryError('not a regular file')
-    const size = stat.size
-    if (size < HEADER_BYTES + TRAILER_BYTES) throw new CorruptEntryError(`file of ${size} bytes is shorter than an empty entry`)
-    const hash = hasher().create64(0n)
-    const hashed = size - 8
-    let head: EntryHead | undefined
-    let headBytes: Buffer | undefined
-    for (let at = 0; at < hashed;) {
-      const n = fs.readSync(fd, buffer, 0, Math.min(buffer.length, hashed - at), at)
-      if (n === 0) throw new CorruptEntryError('file shrank while being verified')
-      const chunk = buffer.subarray(0, n)
-      if (at === 0) {
-        headBytes = Buffer.from(chunk.subarray(0, Math.min(n, HEAD_READ)))
-        head = decodeHead(headBytes, size)
-      }
-      hash.update(chunk)
-      at += n
+export function verifyEntry(entry: JudgedFile, buffer: Buffer, stop: () => boolean): { size: number; key: string } | undefined {
+  const fd = readableFd(entry)
+  const size = entry.stat.size
+  if (size < HEADER_BYTES + TRAILER_BYTES) throw new CorruptEntryError(`file of ${size} bytes is shorter than an empty entry`)
+  const hash = hasher().create64(0n)
+  const hashed = size - 8
+  let head: EntryHead | undefined
+  let headBytes: Buffer | undefined
+  for (let at = 0; at < hashed;) {
+    if (stop()) return undefined
+    const n = fs.readSync(fd, buffer, 0, Math.min(buffer.length, hashed - at), at)
+    if (n === 0) throw new CorruptEntryError('file shrank while being verified')
+    const chunk = buffer.subarray(0, n)
+    if (at === 0) {
+      headBytes = Buffer.from(chunk.subarray(0, Math.min(n, HEAD_READ)))
+      head = decodeHead(headBytes, size)
     }
-    if (head === undefined) {
-      // Metadata longer than the first chunk (only with huge tags): read it on its own.
-      const need = HEADER_BYTES + headBytes!.readUInt32LE(24) + headBytes!.readUInt32LE(28)
-      const bytes = Buffer.allocUnsafe(need)
-      head = decodeHead(bytes.subarray(0, fs.readSync(fd, bytes, 0, need, 0)), size)
-      if (head === undefined) throw new CorruptEntryError('file shorter than its metadata')
-    }
-    const trailer = Buffer.allocUnsafe(TRAILER_BYTES)
-    if (fs.readSync(fd, trailer, 0, TRAILER_BYTES, size - TRAILER_BYTES) !== TRAILER_BYTES) throw new CorruptEntryError('short trailer')
-    const fields = decodeTrailer(trailer, size, head.payloadOffset)
-    if (hash.digest() !== fields.checksum) throw new CorruptEntryError('checksum mismatch')
-    return { size, ino: stat.ino, key: head.key }
-  } finally {
-    fs.closeSync(fd)
+    hash.update(chunk)
+    at += n
   }
+  if (head === undefined) {
+    // Metadata longer than the first chunk (only with huge tags): read it on its own.
+    const need = HEADER_BYTES + headBytes!.readUInt32LE(24) + headBytes!.readUInt32LE(28)
+    const bytes = Buffer.allocUnsafe(need)
+    head = decodeHead(bytes.subarray(0, fs.readSync(fd, bytes, 0, need, 0)), size)
+    if (head === undefined) throw new CorruptEntryError('file shorter than its metadata')
+  }
+  const trailer = Buffer.allocUnsafe(TRAILER_BYTES)
+  if (fs.readSync(fd, trailer, 0, TRAILER_BYTES, size - TRAILER_BYTES) !== TRAILER_BYTES) throw new CorruptEntryError('short trailer')
+  const fields = decodeTrailer(trailer, size, head.payloadOffset)
+  if (hash.digest() !== fields.checksum) throw new CorruptEntryError('checksum mismatch')
+  return { size, key: head.key }
 }
 
 export function verifyBuffer(): Buffer {

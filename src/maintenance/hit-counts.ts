@@ -6,27 +6,26 @@ import { chainIsReal, OwnedTree, sharingOf } from '../store/owned-tree.js'
 
 /**
  * Reading and compacting the LFU hit logs that `HitLog` appends to (see hit-log.ts for the
- * scheme). Runs in a worker. The hits directory is `<dir>/v1/<ns>/meta/hits`; nothing is
- * read, renamed or written unless every directory down to it is a real one (never through a
- * planted link), and a log is read only if it is a regular file.
+ * scheme). Runs in a worker.
+ *
+ * A log is lines `<hash16> <count>`, each group of them after a line `@<ms>` saying when they
+ * were counted (a log without one was counted at its mtime). A count weighs
+ * `2^-(age / halfLife)`: popularity fades with elapsed time, at the same pace however often
+ * prunes run. Compaction writes the decayed sums as of now, so the merged log keeps what an
+ * entry's past is worth today.
+ *
+ * The hits directory is `<dir>/v1/<ns>/meta/hits`; nothing is read, renamed or written unless
+ * every directory down to it is a real one (never through a planted link), and a log is read
+ * only if it is a regular file.
  */
 const LOG_NAME = /\.log$/
 const COMPACTING = '.compacting'
+/** Below this a count is forgotten at compaction (64 hits take 13 half-lives to get there). */
+const FORGOTTEN = 0.01
 const READ_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK
 
 function isRealHitsDir(dir: string): boolean {
   return chainIsReal(rootAbove(dir, 4), dir)
-}
-
-/** A log's text; throws for anything but a regular file (a link, a FIFO planted at the name). */
-function readLog(file: string): string {
-  const fd = fs.openSync(file, READ_FLAGS)
-  try {
-    if (!fs.fstatSync(fd).isFile()) throw Object.assign(new Error(`${file} is not a regular file`), { code: 'EINVAL' })
-    return fs.readFileSync(fd, 'utf8')
-  } finally {
-    fs.closeSync(fd)
-  }
 }
 
 function logFiles(dir: string): string[] {
@@ -38,37 +37,61 @@ function logFiles(dir: string): string[] {
   }
 }
 
-function addLines(text: string, into: Map<string, number>): void {
+/** Adds a log's counts, each weighed by its age at `now`. */
+function addLines(text: string, countedAt: number, now: number, halfLife: number, into: Map<string, number>): void {
+  let weight = decay(now - countedAt, halfLife)
   for (const line of text.split('\n')) {
+    if (line.startsWith('@')) {
+      const at = Number(line.slice(1))
+      if (Number.isFinite(at)) weight = decay(now - at, halfLife)
+      continue
+    }
     const space = line.indexOf(' ')
     if (space !== 16) continue // a torn or foreign line
     const count = Number(line.slice(17))
-    if (!Number.isSafeInteger(count) || count <= 0) continue
+    if (!Number.isFinite(count) || count <= 0) continue
     const hash = line.slice(0, 16)
-    into.set(hash, (into.get(hash) ?? 0) + count)
+    into.set(hash, (into.get(hash) ?? 0) + count * weight)
   }
 }
 
-/** Sums every process's hit counts, by entry file name. */
-export function readHitCounts(dir: string): Map<string, number> {
+function decay(age: number, halfLife: number): number {
+  return halfLife > 0 ? 2 ** (-Math.max(0, age) / halfLife) : 1
+}
+
+/** Adds a log's decayed counts; throws for anything but a regular file (a link, a FIFO
+ *  planted at the name). */
+function readLog(file: string, now: number, halfLife: number, into: Map<string, number>): void {
+  const fd = fs.openSync(file, READ_FLAGS)
+  try {
+    const stat = fs.fstatSync(fd)
+    if (!stat.isFile()) throw Object.assign(new Error(`${file} is not a regular file`), { code: 'EINVAL' })
+    addLines(fs.readFileSync(fd, 'utf8'), stat.mtimeMs, now, halfLife, into)
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+/** Sums every process's hit counts, by entry file name, as worth at `now`. */
+export function readHitCounts(dir: string, now: number, halfLife: number): Map<string, number> {
   const counts = new Map<string, number>()
   for (const name of logFiles(dir)) {
     try {
-      addLines(readLog(path.join(dir, name)), counts)
+      readLog(path.join(dir, name), now, halfLife, counts)
     } catch {
-      // removed meanwhile
+      // removed meanwhile, or not a log
     }
   }
   return counts
 }
 
 /**
- * Folds every log into one, halving each count (aging) and dropping entries that no longer
- * exist (`names`: the survivors, 16 characters each). Each log is renamed aside before it is
- * read, so a writer's next append starts a new file instead of being lost. Returns the
+ * Folds every log into one, with each count decayed to `now` (and dropping entries that no
+ * longer exist: `names`, the survivors, 16 characters each). Each log is renamed aside before
+ * it is read, so a writer's next append starts a new file instead of being lost. Returns the
  * number of logs folded.
  */
-export function compactHitLogs(dir: string, names: string): number {
+export function compactHitLogs(dir: string, names: string, now: number, halfLife: number): number {
   const alive = new Set<string>()
   for (let i = 0; i < names.length; i += 16) alive.add(names.slice(i, i + 16))
   const counts = new Map<string, number>()
@@ -79,20 +102,19 @@ export function compactHitLogs(dir: string, names: string): number {
     try {
       if (aside !== from) fs.renameSync(from, aside)
       folded.push(aside)
-      addLines(readLog(aside), counts)
+      readLog(aside, now, halfLife, counts)
     } catch {
-      // another compaction took it
+      // another compaction took it, or it was not a log (removed below all the same)
     }
   }
   let text = ''
   for (const [hash, count] of counts) {
-    const halved = Math.floor(count / 2)
-    if (halved > 0 && alive.has(hash)) text += `${hash} ${halved}\n`
+    if (count >= FORGOTTEN && alive.has(hash)) text += `${hash} ${Number(count.toPrecision(4))}\n`
   }
   if (text !== '') {
     // Files take the mode the directory was made with (owner-only unless the cache is shared).
     const tree = new OwnedTree(rootAbove(dir, 4), sharingOf(fs.statSync(dir).mode))
-    writeFileAtomicSync(tree, path.join(dir, `merged.${process.pid}.${Date.now().toString(36)}.log`), Buffer.from(text))
+    writeFileAtomicSync(tree, path.join(dir, `merged.${process.pid}.${Date.now().toString(36)}.log`), Buffer.from(`@${now}\n` + text))
   }
   for (const file of folded) fs.rmSync(file, { force: true })
   return folded.length

@@ -2,17 +2,19 @@ import path from 'node:path'
 import { appendFileSafeSync } from '../store/atomic-write.js'
 import type { Layout } from '../store/layout.js'
 import type { OwnedTree } from '../store/owned-tree.js'
-import { FlushTimer } from './flush-timer.js'
+import { FlushTimer, type DiskGuard } from './flush-timer.js'
 
 /**
  * Hit counts for the LFU policy, shared by every process and kept across restarts.
  *
  * Each instance counts hits per entry (by key hash) in memory and, at most once a second and
- * at close and exit, appends them as lines `<hash16> <count>\n` to its own log,
- * `meta/hits/<pid>.<nonce>.log`: one append per flush, never a read-modify-write, so no
- * lock. The pruning process sums every log, evicts the least-hit entries, and compacts the
- * logs into one, halving every count (and dropping entries that are gone), so popularity
- * fades unless it is renewed: LFU with aging.
+ * at close and exit, appends them to its own log, `meta/hits/<pid>.<nonce>.log`, as a line
+ * `@<ms>` (when they were counted) and lines `<hash16> <count>\n`: one append per flush,
+ * never a read-modify-write, so no lock. The pruning process sums every log with each count
+ * weighed by its age (halved every `maintenance.lfuHalfLife`, an hour by default), evicts the
+ * entries with the least, and compacts the logs into one (dropping entries that are gone), so
+ * popularity fades with time unless it is renewed, at the same pace however often prunes run:
+ * LFU with aging (see hit-counts.ts).
  *
  * The approximation: hits are counted per process and reach the logs within a second; hits
  * of a process killed before its flush are lost; a log appended to while a prune compacts it
@@ -26,23 +28,24 @@ export class HitLog {
   readonly #tree: OwnedTree
   readonly #file: string
   readonly #counts = new Map<string, number>()
-  readonly #timer = new FlushTimer(FLUSH_MS, () => this.flush())
+  readonly #timer: FlushTimer
 
-  constructor(layout: Layout) {
+  constructor(layout: Layout, guard?: DiskGuard) {
+    this.#timer = new FlushTimer(FLUSH_MS, () => this.flush(), guard)
     this.#tree = layout.tree
     this.#file = path.join(layout.hitsDir, `${process.pid}.${Date.now().toString(36)}${(++instances).toString(36)}.log`)
   }
 
   hit(hash: string): void {
     this.#counts.set(hash, (this.#counts.get(hash) ?? 0) + 1)
-    this.#timer.schedule()
+    this.#timer.changed()
   }
 
   /** Appends the counts gathered since the last flush. Sync: also called from the exit hook. */
   flush(): void {
-    this.#timer.cancel()
+    this.#timer.flushing()
     if (this.#counts.size === 0) return
-    let text = ''
+    let text = `@${Date.now()}\n`
     for (const [hash, count] of this.#counts) text += `${hash} ${count}\n`
     appendFileSafeSync(this.#tree, this.#file, Buffer.from(text))
     this.#counts.clear()

@@ -1,9 +1,9 @@
 import path from 'node:path'
-import globToRegExp from 'glob-to-regexp'
 import { hasher } from '../format/checksum.js'
 import { CorruptEntryError, FLAG_FRAMED, type EntryHead } from '../format/entry-format.js'
 import { ENTRY_NAME } from '../store/layout.js'
 import { entryState } from '../store/liveness.js'
+import { Glob } from './glob.js'
 import { headBuffer, listPartition, readEntryHead, TagStamps, type EntryFacts } from './entry-scan.js'
 
 /**
@@ -129,7 +129,7 @@ export function toEntryInfo(head: EntryHead, size: number, logicalLength: number
 /** The live entries of some partitions that match the filters. */
 export function listEntries(input: ListInput): EntryInfo[] {
   const { prefix, pattern, tags } = input.filters
-  const glob = pattern === undefined ? undefined : globToRegExp(pattern, { extended: true })
+  const glob = pattern === undefined ? undefined : new Glob(pattern)
   const wanted = tags === undefined ? undefined : new Set(tags)
   const out: EntryInfo[] = []
   walk(input, ({ head, size, mtimeMs, logicalLength }, stale) => {

@@ -1,14 +1,14 @@
-import { setMaxListeners } from 'node:events'
 import fs from 'node:fs'
 import path from 'node:path'
-import lockfile from 'proper-lockfile'
-import { LarderError } from '../errors.js'
+import { isLarderError, LarderError } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
 import { disk } from '../store/disk.js'
 import { PARTITION_NAME, removeTrash, TRASH_NAME, trashTime, type Layout } from '../store/layout.js'
 import { RECORD_FIELDS, type PlanOutput } from './policy.js'
 import type { MaintenancePool } from './pool.js'
-import type { RunningTotals } from './totals.js'
+import { Cancellation } from './cancellation.js'
+import { tryLock } from './lock.js'
+import type { RunningTotals, Totals } from './totals.js'
 import type { EvictOutput, PruneFilters, ScanOutput, VerifyOutput } from './worker.js'
 import { mergeUsage, type EntryInfo, type ListFilters, type UsageOutput } from './listing.js'
 
@@ -108,16 +108,20 @@ export interface VerifyOptions {
 const PARTITIONS_PER_TASK = 8
 /** Victims per eviction task. */
 const VICTIMS_PER_TASK = 4096
-/** A lock not refreshed for this long belongs to a dead process and is taken over. */
-const LOCK_STALE_MS = 30_000
 
 interface MaintainerParts {
   layout: Layout
   options: ResolvedOptions
   totals: RunningTotals
   pool: MaintenancePool
-  /** Flushes this process's pending LFU hit counts so a prune sees them. */
-  flushHits(): void
+  /** A prune begins: this process's pending uses of entries (merged LRU touches, LFU hit
+   *  counts) are written so it sees them, and hits touch at once until `pruneEnded`. */
+  pruneStarted(): void
+  pruneEnded(): void
+  /** The cache's circuit breaker: maintenance does not start while it is open (the disk is
+   *  left alone until it recovers), and a maintenance step that fails on the disk counts as a
+   *  failure, as any other disk operation's does. */
+  breaker: { isOpen(): boolean; failed(error: unknown): void }
   /** Folds closed instances' activity records into one (needs the lock). */
   compactActivity(): void
   progress(progress: MaintenanceProgress): void
@@ -126,16 +130,18 @@ interface MaintainerParts {
 /**
  * Runs prune and verify: lists partitions, hands them to the worker pool in batches, and
  * keeps the main thread to bookkeeping. Only one process maintains a cache directory at a
- * time (a proper-lockfile lock, refreshed while held and taken over when stale), so two
- * prunes never pick victims from the same count.
+ * time (lock.ts: refreshed while held, taken over when stale or when its holder is gone), so
+ * two prunes never pick victims from the same count.
  */
 export class Maintainer {
   readonly #p: MaintainerParts
-  readonly #lockTarget: string
+  readonly #lockDir: string
+  /** Prunes and verifies in progress, for close(). */
+  readonly #running = new Set<{ cancel: Cancellation; settled: Promise<void> }>()
 
   constructor(parts: MaintainerParts) {
     this.#p = parts
-    this.#lockTarget = parts.layout.metaDir + '/maintenance'
+    this.#lockDir = path.join(parts.layout.metaDir, 'maintenance.lock')
   }
 
   /** `options` as validated by Larder.prune: sizes and durations already numbers. */
@@ -148,104 +154,166 @@ export class Maintainer {
     }
     const listKeys = dryRun || options.listKeys === true
     const keys: string[] = []
-    const signal = options.signal === undefined ? undefined : manyListeners(options.signal)
-    const release = await this.#lock(automatic, signal).catch((error: unknown) => {
-      throw asAbort(error, signal, report)
-    })
-    if (release === undefined) {
-      report.skipped = true
+    const done = (): PruneReport => {
+      if (listKeys) report.keys = keys
       report.durationMs = performance.now() - started
       return report
     }
-    const { layout, options: config, pool, totals } = this.#p
-    try {
-      this.#p.flushHits()
-      const epoch = dryRun ? 0 : totals.beginScan()
-      const now = Date.now()
-      const partitions = await this.#partitions()
-      const batches = chunk(partitions, PARTITIONS_PER_TASK)
-      let scanned = 0
-      const progress = (phase: MaintenanceProgress['phase'], done: number, total: number): void => {
-        const p = { operation: 'prune' as const, phase, done, total }
-        options.onProgress?.(p)
-        this.#p.progress(p)
+    await this.#operation(options.signal, report, done, async (cancel) => {
+      const release = await this.#lock(automatic, cancel)
+      if (release === undefined) {
+        report.skipped = true
+        return
       }
+      this.#p.pruneStarted()
+      try {
+        await this.#prunePass(options, cancel, report, keys, listKeys)
+      } finally {
+        this.#p.pruneEnded()
+        await release()
+      }
+    })
+    return done()
+  }
+
+  /**
+   * One prune under the lock: scan (removing the expired, the matched, the corrupt), plan,
+   * evict. Whatever stops it (a cancellation, a failing disk), the running totals are left
+   * right: a pass whose scan finished writes the count it made less what it evicted; one
+   * stopped during the scan subtracts what it removed.
+   */
+  async #prunePass(options: PruneOptions & PruneFilters & { maxSize?: number }, cancel: Cancellation, report: PruneReport, keys: string[], listKeys: boolean): Promise<void> {
+    const { layout, options: config, pool, totals } = this.#p
+    const dryRun = report.dryRun
+    const epoch = dryRun ? 0 : totals.beginScan()
+    const now = Date.now()
+    const removed = { entries: 0, bytes: 0 }
+    const evicted = { entries: 0, bytes: 0 }
+    let survivors: Totals | undefined
+    let settled = false
+    const settle = (): void => {
+      if (settled) return
+      settled = true
+      this.#settleTotals(report, epoch, survivors, removed, evicted)
+    }
+    const progress = (phase: MaintenanceProgress['phase'], done: number, total: number): void => {
+      const p = { operation: 'prune' as const, phase, done, total }
+      options.onProgress?.(p)
+      this.#p.progress(p)
+    }
+    try {
+      const partitions = await this.#partitions()
+      let scannedPartitions = 0
       progress('scan', 0, partitions.length)
-      const scans = await this.#all(batches.map(async (batch) => {
-        const out = await pool.run<ScanOutput>({
-          task: 'scan', namespaceDir: layout.namespaceDir, tagsDir: layout.tagsDir, partitions: batch, now,
-          tempMaxAge: config.maintenance.tempMaxAge, dryRun, filters: pickFilters(options), listKeys,
-        }, { signal })
+      const scans = await this.#tasks(chunk(partitions, PARTITIONS_PER_TASK), (batch) => pool.run<ScanOutput>({
+        task: 'scan', namespaceDir: layout.namespaceDir, tagsDir: layout.tagsDir, partitions: batch, now,
+        tempMaxAge: config.maintenance.tempMaxAge, dryRun, filters: pickFilters(options), listKeys, cancel: cancel.flag,
+      }), (out, batch) => {
         report.scanned += out.scanned
         report.expired += out.expired
         report.matched += out.matched
         report.corrupt += out.corrupt
         report.tempFilesRemoved += out.tempFilesRemoved
         report.freedBytes += out.freedBytes
+        removed.entries += out.entriesRemoved
+        removed.bytes += out.entryBytesRemoved
         keys.push(...out.removedKeys)
-        progress('scan', (scanned += batch.length), partitions.length)
-        return out
-      }))
+        progress('scan', (scannedPartitions += batch.length), partitions.length)
+      })
+      cancel.throwIfRequested()
       report.tempFilesRemoved += await this.#sweepTrash(now, dryRun)
 
       // The survivors of every batch, as one set of records for the plan.
       const records = concatRecords(scans.map((s) => s.records))
       const names = scans.map((s) => s.names).join('')
-      const target = this.#target(options, names.length / 16, sum(records))
+      survivors = { entries: names.length / 16, bytes: sum(records) }
+      const target = this.#target(options, survivors.entries, survivors.bytes)
       const plan = await pool.run<PlanOutput>({
-        task: 'plan', policy: config.evictionPolicy, hitsDir: layout.hitsDir, records, names,
-        targetEntries: target.entries, targetBytes: target.bytes,
-      }, { signal, transfer: [records.buffer as ArrayBuffer] })
+        task: 'plan', policy: config.evictionPolicy, hitsDir: layout.hitsDir, records, names, now,
+        halfLife: config.maintenance.lfuHalfLife, targetEntries: target.entries, targetBytes: target.bytes,
+      }, { transfer: [records.buffer as ArrayBuffer] })
+      cancel.throwIfRequested()
 
       const victims = plan.names.length / 16
       let evictedSoFar = 0
-      let kept = 0
-      let keptBytes = 0
       if (victims > 0) progress('evict', 0, victims)
-      await this.#all(range(0, victims, VICTIMS_PER_TASK).map(async (from) => {
+      await this.#tasks(range(0, victims, VICTIMS_PER_TASK), (from) => {
         const to = Math.min(victims, from + VICTIMS_PER_TASK)
-        const out = await pool.run<EvictOutput>({
+        return pool.run<EvictOutput>({
           task: 'evict', namespaceDir: layout.namespaceDir, names: plan.names.slice(from * 16, to * 16),
-          facts: plan.facts.slice(from * 3, to * 3), dryRun, listKeys,
-        }, { signal })
+          facts: plan.facts.slice(from * 3, to * 3), dryRun, listKeys, cancel: cancel.flag,
+        })
+      }, (out, from) => {
         report.evicted += out.evicted
         report.freedBytes += out.freedBytes
+        evicted.entries += out.entriesRemoved
+        evicted.bytes += out.entryBytesRemoved
         keys.push(...out.keys)
-        // Victims used or rewritten since they were chosen stay, and still count.
-        kept += out.kept
-        keptBytes += out.keptBytes
-        progress('evict', (evictedSoFar += to - from), victims)
-      }))
-      report.remainingEntries = plan.remainingEntries + kept
-      report.remainingBytes = plan.remainingBytes + keptBytes
+        progress('evict', (evictedSoFar += Math.min(victims, from + VICTIMS_PER_TASK) - from), victims)
+      })
+      cancel.throwIfRequested()
+      settle()
       if (!dryRun) {
-        totals.endScan(epoch, { entries: report.remainingEntries, bytes: report.remainingBytes })
         this.#p.compactActivity()
-        if (config.evictionPolicy === 'lfu') await pool.run<number>({ task: 'compact-hits', hitsDir: layout.hitsDir, names }, { signal })
+        if (config.evictionPolicy === 'lfu') await pool.run<number>({ task: 'compact-hits', hitsDir: layout.hitsDir, names, now, halfLife: config.maintenance.lfuHalfLife })
       }
     } catch (error) {
-      report.durationMs = performance.now() - started
-      if (listKeys) report.keys = keys
-      throw asAbort(error, signal, report)
-    } finally {
-      await release()
+      try {
+        settle()
+      } catch {
+        // the disk is failing too: the next scan corrects the totals
+      }
+      throw error
     }
-    if (listKeys) report.keys = keys
-    report.durationMs = performance.now() - started
-    return report
+  }
+
+  /**
+   * Makes the running totals, and the report's remaining figures, agree with what a pass did.
+   * `survivors`: what a finished scan counted after its own removals; eviction then removed
+   * `evicted` of them. Without a finished scan, only what was removed (`removed`) is known, and
+   * it is taken off the totals as a writer's removals are.
+   */
+  #settleTotals(report: PruneReport, epoch: number, survivors: Totals | undefined, removed: Totals, evicted: Totals): void {
+    const { totals } = this.#p
+    if (survivors !== undefined) {
+      report.remainingEntries = survivors.entries - evicted.entries
+      report.remainingBytes = survivors.bytes - evicted.bytes
+      if (!report.dryRun) totals.endScan(epoch, { entries: report.remainingEntries, bytes: report.remainingBytes })
+      return
+    }
+    if (!report.dryRun) totals.removed(removed.bytes, removed.entries)
+    const now = totals.read()
+    report.remainingEntries = now.entries
+    report.remainingBytes = now.bytes
   }
 
   async verify(options: VerifyOptions): Promise<VerifyReport> {
     const started = performance.now()
     const repair = options.repair !== false
     const report: VerifyReport = { scanned: 0, ok: 0, corrupt: 0, tempFilesRemoved: 0, freedBytes: 0, entries: 0, bytes: 0, durationMs: 0, repaired: repair, problems: [] }
-    const signal = options.signal === undefined ? undefined : manyListeners(options.signal)
-    const release = (await this.#lock(false, signal).catch((error: unknown) => {
-      throw asAbort(error, signal, report)
-    }))!
+    const done = (): VerifyReport => {
+      report.durationMs = performance.now() - started
+      return report
+    }
+    await this.#operation(options.signal, report, done, async (cancel) => {
+      // Without repair nothing is written: no lock is taken and the totals are left alone.
+      const release = repair ? await this.#lock(false, cancel) : async () => {}
+      try {
+        await this.#verifyPass(options, cancel, report)
+      } finally {
+        await release!()
+      }
+    })
+    return done()
+  }
+
+  async #verifyPass(options: VerifyOptions, cancel: Cancellation, report: VerifyReport): Promise<void> {
     const { layout, options: config, pool, totals } = this.#p
+    const repair = report.repaired
+    const epoch = repair ? totals.beginScan() : 0
+    const removed = { entries: 0, bytes: 0 }
+    let finished = false
     try {
-      const epoch = repair ? totals.beginScan() : 0
       const partitions = await this.#partitions()
       let done = 0
       const progress = (d: number): void => {
@@ -254,11 +322,10 @@ export class Maintainer {
         this.#p.progress(p)
       }
       progress(0)
-      await this.#all(chunk(partitions, PARTITIONS_PER_TASK).map(async (batch) => {
-        const out = await pool.run<VerifyOutput>({
-          task: 'verify', namespaceDir: layout.namespaceDir, partitions: batch, now: Date.now(),
-          tempMaxAge: config.maintenance.tempMaxAge, repair,
-        }, { signal })
+      await this.#tasks(chunk(partitions, PARTITIONS_PER_TASK), (batch) => pool.run<VerifyOutput>({
+        task: 'verify', namespaceDir: layout.namespaceDir, partitions: batch, now: Date.now(),
+        tempMaxAge: config.maintenance.tempMaxAge, repair, cancel: cancel.flag,
+      }), (out, batch) => {
         report.scanned += out.scanned
         report.ok += out.entries
         report.corrupt += out.corrupt
@@ -266,33 +333,42 @@ export class Maintainer {
         report.freedBytes += out.freedBytes
         report.entries += out.entries
         report.bytes += out.bytes
+        removed.entries += out.entriesRemoved
+        removed.bytes += out.entryBytesRemoved
         for (const problem of out.problems) if (report.problems.length < 100) report.problems.push(problem)
         progress((done += batch.length))
-      }))
+      })
+      cancel.throwIfRequested()
       report.tempFilesRemoved += await this.#sweepTrash(Date.now(), !repair)
-      // Without repair, corrupt files remain on disk and are still counted as entries.
-      if (repair) totals.endScan(epoch, { entries: report.entries, bytes: report.bytes })
-    } catch (error) {
-      report.durationMs = performance.now() - started
-      throw asAbort(error, signal, report)
+      finished = true
     } finally {
-      await release()
+      // Without repair, corrupt files remain on disk and are still counted as entries.
+      if (repair) {
+        try {
+          if (finished) totals.endScan(epoch, { entries: report.entries, bytes: report.bytes })
+          else totals.removed(removed.bytes, removed.entries)
+        } catch (error) {
+          if (finished) throw error // a failing disk, reported as the verify's failure
+        }
+      }
     }
-    report.durationMs = performance.now() - started
-    return report
   }
 
   /** Folds the per-process bookkeeping files (running-total deltas, activity records) under
    *  the lock, without a scan; stands aside if another process holds the lock. */
   async foldBookkeeping(): Promise<void> {
-    const release = await this.#lock(true, undefined)
-    if (release === undefined) return
-    try {
-      this.#p.totals.fold()
-      this.#p.compactActivity()
-    } finally {
-      await release()
-    }
+    if (this.#p.breaker.isOpen()) return
+    const cancel = new Cancellation(undefined)
+    await this.#reportingFailures(async () => {
+      const release = await this.#lock(true, cancel)
+      if (release === undefined) return
+      try {
+        this.#p.totals.fold()
+        this.#p.compactActivity()
+      } finally {
+        await release()
+      }
+    }, cancel)
   }
 
   /** Every live entry matching `filters`, read in workers; takes no lock and removes nothing. */
@@ -311,9 +387,30 @@ export class Maintainer {
     return { ...total, byAge: total.byAge.map((b, i) => ({ label: labels[i]!, ...b })), durationMs: performance.now() - started }
   }
 
+  /** Cancels the prunes and verifies in progress (they stop after the file each worker is on
+   *  and reject with ERR_ABORTED) and waits for them to settle. */
+  async close(): Promise<void> {
+    const running = [...this.#running]
+    for (const { cancel } of running) cancel.cancel()
+    await Promise.allSettled(running.map((r) => r.settled))
+  }
+
   async #walk(operation: 'list' | 'usage', options: WalkOptions, input: (partitions: string[], now: number) => object): Promise<unknown[]> {
+    this.#assertDiskAvailable()
+    // Read-only tasks: piscina may stop their threads outright on cancellation.
+    const cancel = new Cancellation(options.signal)
+    try {
+      return await this.#reportingFailures(() => this.#walkPartitions(operation, options, input, cancel), cancel)
+    } catch (error) {
+      if (!cancel.requested) throw error
+      throw new LarderError('ERR_ABORTED', `${operation} was cancelled`, { field: 'signal', cause: cancel.reason })
+    } finally {
+      cancel.dispose()
+    }
+  }
+
+  async #walkPartitions(operation: 'list' | 'usage', options: WalkOptions, input: (partitions: string[], now: number) => object, cancel: Cancellation): Promise<unknown[]> {
     const { layout, pool } = this.#p
-    const signal = options.signal === undefined ? undefined : manyListeners(options.signal)
     const partitions = await this.#partitions()
     const now = Date.now()
     let done = 0
@@ -323,44 +420,67 @@ export class Maintainer {
       this.#p.progress(p)
     }
     progress(0)
+    return await this.#tasks(chunk(partitions, PARTITIONS_PER_TASK), (batch) =>
+      pool.run<unknown>({ ...input(batch, now), namespaceDir: layout.namespaceDir, tagsDir: layout.tagsDir } as never, { signal: cancel.signal }),
+    (_out, batch) => progress((done += batch.length)))
+  }
+
+  /** Refuses to start while the breaker is open (with the error opossum rejects with then). */
+  #assertDiskAvailable(): void {
+    if (this.#p.breaker.isOpen()) throw Object.assign(new Error('Breaker is open'), { code: 'EOPENBREAKER' })
+  }
+
+  /** Runs `step`, telling the breaker of a disk failure (not of a cancellation, nor of a
+   *  LarderError such as ERR_BUSY: neither says anything about the disk). */
+  async #reportingFailures<T>(step: () => Promise<T>, cancel: Cancellation): Promise<T> {
     try {
-      return await this.#all(chunk(partitions, PARTITIONS_PER_TASK).map(async (batch) => {
-        const out = await pool.run<unknown>({ ...input(batch, now), namespaceDir: layout.namespaceDir, tagsDir: layout.tagsDir } as never, { signal })
-        progress((done += batch.length))
-        return out
-      }))
+      return await step()
     } catch (error) {
-      if (signal?.aborted !== true) throw error
-      throw new LarderError('ERR_ABORTED', `${operation} was cancelled`, { field: 'signal', cause: signal.reason })
+      if (!cancel.requested && !isLarderError(error)) this.#p.breaker.failed(error)
+      throw error
     }
   }
 
-  /** Takes the maintenance lock. An automatic run stands aside (undefined) if another
-   *  process holds it; an explicit one waits for it, up to about a minute. */
-  async #lock(automatic: boolean, signal: AbortSignal | undefined): Promise<(() => Promise<void>) | undefined> {
+  /**
+   * Runs `body` as one cancellable operation: its Cancellation follows `signal` (and `close()`),
+   * and is released however the operation ends, so a long-lived signal gains no listener. A
+   * cancelled operation rejects with ERR_ABORTED, whose `report` holds what was done.
+   */
+  async #operation(signal: AbortSignal | undefined, report: PruneReport | VerifyReport, done: () => void, body: (cancel: Cancellation) => Promise<void>): Promise<void> {
+    this.#assertDiskAvailable()
+    const cancel = new Cancellation(signal)
+    const settled = this.#reportingFailures(() => body(cancel), cancel)
+    const entry = { cancel, settled: settled.then(() => {}, () => {}) }
+    this.#running.add(entry)
+    try {
+      await settled
+    } catch (error) {
+      done()
+      if (!cancel.requested) throw error
+      throw Object.assign(new LarderError('ERR_ABORTED', 'Maintenance was cancelled; `report` holds what was done before it stopped', { field: 'signal', cause: cancel.reason }), { report })
+    } finally {
+      cancel.dispose()
+      this.#running.delete(entry)
+    }
+  }
+
+  /** Takes the maintenance lock (see lock.ts). An automatic run stands aside (undefined) if
+   *  another process holds it; an explicit one waits for it, up to about a minute. */
+  async #lock(automatic: boolean, cancel: Cancellation): Promise<(() => Promise<void>) | undefined> {
     const { tree, metaDir } = this.#p.layout
     tree.dirSync(metaDir)
-    // proper-lockfile makes the lock a directory; anything else there was planted: a link
-    // would have it stat (and time) the link's target.
-    const planted = disk.lstatSync(this.#lockTarget + '.lock', { throwIfNoEntry: false })
-    if (planted !== undefined && !planted.isDirectory()) tree.removeForeignSync(this.#lockTarget + '.lock', planted, 'where the maintenance lock belongs')
+    // The lock is a directory; anything else there was planted: a link would have the lock's
+    // age read from (and its owner file written into) the link's target.
+    const planted = disk.lstatSync(this.#lockDir, { throwIfNoEntry: false })
+    if (planted !== undefined && !planted.isDirectory()) tree.removeForeignSync(this.#lockDir, planted, 'where the maintenance lock belongs')
     const deadline = Date.now() + 60_000
     for (let wait = 50; ; wait = Math.min(wait * 2, 1000)) {
-      signal?.throwIfAborted()
-      try {
-        const release = await lockfile.lock(this.#lockTarget, {
-          realpath: false, stale: LOCK_STALE_MS, lockfilePath: this.#lockTarget + '.lock',
-          // A lock lost to a stall longer than `stale` is not worth crashing the host over:
-          // the worst outcome is two prunes choosing victims from overlapping counts.
-          onCompromised: () => {},
-        })
-        return () => release().catch(() => {})
-      } catch (error) {
-        if ((error as { code?: string }).code !== 'ELOCKED') throw error
-        if (automatic) return undefined
-        if (Date.now() > deadline) throw new LarderError('ERR_BUSY', 'Another process has been maintaining this cache for over a minute; try again later', { field: 'cache' })
-        await new Promise((resolve) => setTimeout(resolve, wait))
-      }
+      cancel.throwIfRequested()
+      const release = tryLock(this.#lockDir)
+      if (release !== undefined) return async () => release()
+      if (automatic) return undefined
+      if (Date.now() > deadline) throw new LarderError('ERR_BUSY', 'Another process has been maintaining this cache for over a minute; try again later', { field: 'cache' })
+      await new Promise((resolve) => setTimeout(resolve, wait))
     }
   }
 
@@ -397,7 +517,7 @@ export class Maintainer {
 
   async #partitions(): Promise<string[]> {
     try {
-      return (await fs.promises.readdir(this.#p.layout.namespaceDir)).filter((name) => PARTITION_NAME.test(name)).sort()
+      return (await disk.readdir(this.#p.layout.namespaceDir)).filter((name) => PARTITION_NAME.test(name)).sort()
     } catch (error) {
       if ((error as { code?: string }).code === 'ENOENT') return []
       throw error
@@ -414,28 +534,21 @@ export class Maintainer {
     }
   }
 
-  /** Like Promise.all, but waits for every task to settle before rejecting, so no worker
-   *  is still deleting files when the caller hears of an abort. */
-  async #all<T>(tasks: Promise<T>[]): Promise<T[]> {
-    const settled = await Promise.allSettled(tasks)
+  /**
+   * Runs one worker task per item (all queued at once; the pool runs as many as it has
+   * threads), hands each result to `each` as it arrives, and waits for every task to settle
+   * before rejecting, so no worker is still removing files when the caller hears of a failure.
+   */
+  async #tasks<I, T>(items: I[], run: (item: I) => Promise<T>, each: (out: T, item: I) => void): Promise<T[]> {
+    const settled = await Promise.allSettled(items.map(async (item) => {
+      const out = await run(item)
+      each(out, item)
+      return out
+    }))
     const failed = settled.find((s) => s.status === 'rejected')
     if (failed !== undefined) throw (failed as PromiseRejectedResult).reason
     return settled.map((s) => (s as PromiseFulfilledResult<T>).value)
   }
-}
-
-function asAbort(error: unknown, signal: AbortSignal | undefined, report: PruneReport | VerifyReport): unknown {
-  if (signal?.aborted !== true) return error
-  return Object.assign(new LarderError('ERR_ABORTED', 'Maintenance was cancelled; `report` holds what was done before it stopped', { field: 'signal', cause: signal.reason }), { report })
-}
-
-/** One prune sends each of its worker tasks the caller's signal: allow that many listeners. */
-function manyListeners(signal: AbortSignal): AbortSignal {
-  const linked = new AbortController()
-  if (signal.aborted) linked.abort(signal.reason)
-  else signal.addEventListener('abort', () => linked.abort(signal.reason), { once: true })
-  setMaxListeners(0, linked.signal)
-  return linked.signal
 }
 
 function pickFilters(o: PruneFilters): PruneFilters {

@@ -10,6 +10,9 @@ export interface PlanInput {
   records: Float64Array
   /** Their file names, 16 characters each, concatenated in the same order. */
   names: string
+  /** For LFU: hit counts are weighed by their age at `now`, halved every `halfLife` ms. */
+  now: number
+  halfLife: number
   /** Entries and bytes to keep at most. */
   targetEntries: number
   targetBytes: number
@@ -27,8 +30,8 @@ export interface PlanOutput {
 
 /**
  * Picks the entries to evict until at most `targetEntries` and `targetBytes` remain:
- * least recently used first (mtime, refreshed on hits), fewest hits first (ties: least
- * recent), or oldest created first. A pure function of its input.
+ * least recently used first (mtime, refreshed on hits), fewest hits first (counts decayed
+ * by age; ties: least recent), or oldest created first. A pure function of its input.
  */
 export function chooseVictims(input: PlanInput, hits: Map<string, number> | undefined): PlanOutput {
   const { records, names } = input

@@ -4,7 +4,7 @@ import { disk, errorCode } from '../store/disk.js'
 import type { Layout } from '../store/layout.js'
 import type { OwnedTree } from '../store/owned-tree.js'
 import { crowded } from './crowding.js'
-import { FlushTimer } from './flush-timer.js'
+import { FlushTimer, type DiskGuard } from './flush-timer.js'
 
 /**
  * How many entries and bytes a namespace holds, known without walking the tree, and kept
@@ -13,8 +13,9 @@ import { FlushTimer } from './flush-timer.js'
  *   meta/totals/base                    {"epoch":E,"entries":N,"bytes":B,"at":T}  from the last full scan
  *   meta/totals/<epoch>.<pid>.<nonce>   {"entries":n,"bytes":b}  one writer's changes since that scan
  *
- * Each process adds what it writes and removes to its own counters and, at most once a
- * second (and at close and exit), rewrites its own delta file: no file is ever written by two
+ * Each process adds what it writes and removes to its own counters and, at most every 250 ms
+ * while it writes (and 250 ms after its last write, at close and at exit; see
+ * flush-timer.ts), rewrites its own delta file: no file is ever written by two
  * processes, so no lock is needed. The totals are the base plus every delta of the base's
  * epoch or later: a handful of small files, read in well under a millisecond.
  *
@@ -54,28 +55,30 @@ export class RunningTotals {
   /** What this instance's delta file holds. */
   #flushed: Totals = { entries: 0, bytes: 0 }
   #flushedEpoch = -1
-  readonly #timer = new FlushTimer(FLUSH_MS, () => this.flush())
+  readonly #timer: FlushTimer
   /** Sum of every process's files, as last read (see `estimate`). */
   #lastRead: Totals | undefined
   #lastReadAt = 0
 
-  constructor(layout: Layout) {
+  constructor(layout: Layout, guard?: DiskGuard) {
     this.#dir = layout.totalsDir
     this.#tree = layout.tree
     this.#epochFile = path.join(layout.totalsDir, 'epoch')
+    this.#timer = new FlushTimer(FLUSH_MS, () => this.flush(), guard)
   }
 
   /** Records one entry written (`previousBytes` undefined when it is new) or removed. */
   written(bytes: number, previousBytes: number | undefined): void {
     if (previousBytes === undefined) this.#pending.entries++
     this.#pending.bytes += bytes - (previousBytes ?? 0)
-    this.#timer.schedule()
+    this.#timer.changed()
   }
 
-  removed(bytes: number): void {
-    this.#pending.entries--
+  /** Records `entries` entry files (one by default) of `bytes` in all removed. */
+  removed(bytes: number, entries = 1): void {
+    this.#pending.entries -= entries
     this.#pending.bytes -= bytes
-    this.#timer.schedule()
+    this.#timer.changed()
   }
 
   /** The totals as every process's files say, plus this instance's unflushed changes. */
@@ -83,20 +86,27 @@ export class RunningTotals {
     const base = this.#readBase()
     const sum = { entries: base?.entries ?? 0, bytes: base?.bytes ?? 0 }
     const epoch = base?.epoch ?? 0
+    // Our current delta file is counted from memory (the file may lag by up to FLUSH_MS); our
+    // files of earlier epochs (a scan began since we wrote them, and has not yet written its
+    // base) are read like anyone else's.
+    const ownName = `${this.#flushedEpoch}.${this.#id}`
     let ownFile = false
     for (const name of this.#names()) {
       const fileEpoch = Number(name.slice(0, name.indexOf('.')))
-      if (name.endsWith(this.#id)) ownFile = true
-      if (!(fileEpoch >= epoch) || name.endsWith(this.#id)) continue
+      if (!(fileEpoch >= epoch)) continue
+      if (name === ownName) {
+        ownFile = true
+        continue
+      }
       const delta = this.#readJson<Totals>(name)
       if (delta !== undefined) {
         sum.entries += delta.entries
         sum.bytes += delta.bytes
       }
     }
-    // Ours from memory: its file may lag by up to FLUSH_MS. If the file is gone, another
-    // process folded it into the base (or the cache was cleared): it no longer adds.
-    if (this.#flushedEpoch >= epoch && ownFile) {
+    // If our file is gone, another process folded it into the base (or the cache was
+    // cleared): it no longer adds.
+    if (ownFile) {
       sum.entries += this.#flushed.entries
       sum.bytes += this.#flushed.bytes
     }
@@ -105,6 +115,13 @@ export class RunningTotals {
     this.#lastRead = { entries: sum.entries - this.#pending.entries, bytes: sum.bytes - this.#pending.bytes }
     this.#lastReadAt = Date.now()
     return { entries: Math.max(0, sum.entries), bytes: Math.max(0, sum.bytes), scannedAt: base?.at }
+  }
+
+  /** What this instance last knew, without touching the disk: the last read (or, if it never
+   *  read, its own flushed changes) plus its changes since. For a failing disk. */
+  lastKnown(): Totals {
+    const known = this.#lastRead ?? (this.#flushedEpoch >= 0 ? this.#flushed : { entries: 0, bytes: 0 })
+    return { entries: Math.max(0, known.entries + this.#pending.entries), bytes: Math.max(0, known.bytes + this.#pending.bytes) }
   }
 
   /** A cheap estimate for the write path: the last read (at most a second old) plus our own changes since. */
@@ -121,7 +138,7 @@ export class RunningTotals {
 
   /** Writes this instance's delta file if it changed. Sync: also called from the exit hook. */
   flush(): void {
-    this.#timer.cancel()
+    this.#timer.flushing()
     if (this.#pending.entries === 0 && this.#pending.bytes === 0) return
     const epoch = this.#currentEpoch()
     const file = path.join(this.#dir, `${epoch}.${this.#id}`)

@@ -5,12 +5,13 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import globToRegExp from 'glob-to-regexp'
 import { hasher, loadHasher } from '../format/checksum.js'
 import { CorruptEntryError } from '../format/entry-format.js'
 import { ENTRY_NAME, TEMP_NAME } from '../store/layout.js'
 import { entryState } from '../store/liveness.js'
-import { headBuffer, listPartition, readEntryHead, removeIfSame, removeStaleTemp, TagStamps, verifyBuffer, verifyEntryFile } from './entry-scan.js'
+import { stopRequested } from './cancellation.js'
+import { Glob } from './glob.js'
+import { headBuffer, listPartition, openJudged, readEntryHead, readHead, removeIfSame, removeStaleTemp, TagStamps, verifyBuffer, verifyEntry, type JudgedFile } from './entry-scan.js'
 import { chooseVictims, RECORD_FIELDS, type PlanInput, type PlanOutput } from './policy.js'
 import { compactHitLogs, readHitCounts } from './hit-counts.js'
 import { listEntries, usage, type EntryInfo, type ListInput, type UsageInput, type UsageOutput } from './listing.js'
@@ -38,9 +39,21 @@ export interface ScanInput {
   filters: PruneFilters
   /** Collect the keys of entries removed (dry-run and listing reports). */
   listKeys: boolean
+  /** The operation's cancellation flag (see cancellation.ts). */
+  cancel?: Int32Array
 }
 
-export interface ScanOutput {
+/** What every removing task reports besides its own counts. */
+interface Removals {
+  /** Entry files removed (or, on a dry run, that would be), and their bytes: what the
+   *  running totals lose. Temp files are not entries and are not in these. */
+  entriesRemoved: number
+  entryBytesRemoved: number
+  /** Cancelled before the end: the counts cover only what was done. */
+  stopped: boolean
+}
+
+export interface ScanOutput extends Removals {
   scanned: number
   expired: number
   /** Removed because a filter (maxAge, olderThan, tags, pattern) matched. */
@@ -64,9 +77,10 @@ export interface EvictInput {
   facts: Float64Array
   dryRun: boolean
   listKeys: boolean
+  cancel?: Int32Array
 }
 
-export interface EvictOutput {
+export interface EvictOutput extends Removals {
   evicted: number
   freedBytes: number
   /** Victims used or rewritten since they were chosen, and so kept. */
@@ -82,9 +96,10 @@ export interface VerifyInput {
   now: number
   tempMaxAge: number
   repair: boolean
+  cancel?: Int32Array
 }
 
-export interface VerifyOutput {
+export interface VerifyOutput extends Removals {
   scanned: number
   corrupt: number
   tempFilesRemoved: number
@@ -100,6 +115,9 @@ export interface CompactInput {
   hitsDir: string
   /** Entries that still exist (16-character names, concatenated). */
   names: string
+  /** Counts are decayed to `now`, halved every `halfLife` ms. */
+  now: number
+  halfLife: number
 }
 
 export type TaskInput = ScanInput | EvictInput | VerifyInput | (PlanInput & { task: 'plan' }) | CompactInput | ListInput | UsageInput
@@ -110,8 +128,8 @@ export default async function run(input: TaskInput): Promise<ScanOutput | EvictO
     case 'scan': return scan(input)
     case 'evict': return evict(input)
     case 'verify': return verify(input)
-    case 'plan': return chooseVictims(input, input.policy === 'lfu' ? readHitCounts(input.hitsDir) : undefined)
-    case 'compact-hits': return compactHitLogs(input.hitsDir, input.names)
+    case 'plan': return chooseVictims(input, input.policy === 'lfu' ? readHitCounts(input.hitsDir, input.now, input.halfLife) : undefined)
+    case 'compact-hits': return compactHitLogs(input.hitsDir, input.names, input.now, input.halfLife)
     case 'list': return listEntries(input)
     case 'usage': return usage(input)
   }
@@ -129,84 +147,98 @@ function sweepTemp(file: string, name: string, now: number, maxAge: number, dryR
 }
 
 /** Reads every entry's head: removes the expired, the invalidated, the corrupt, what the
- *  filters select, and stale temp files; returns the survivors for the budget plan. */
+ *  filters select, and stale temp files; returns the survivors for the budget plan. Each
+ *  removal happens while the judged file is still open (see JudgedFile). */
 function scan(input: ScanInput): ScanOutput {
-  const out: ScanOutput = { scanned: 0, expired: 0, matched: 0, corrupt: 0, tempFilesRemoved: 0, freedBytes: 0, records: new Float64Array(0), names: '', removedKeys: [] }
+  const out: ScanOutput = {
+    scanned: 0, expired: 0, matched: 0, corrupt: 0, tempFilesRemoved: 0, freedBytes: 0, records: new Float64Array(0), names: '', removedKeys: [],
+    entriesRemoved: 0, entryBytesRemoved: 0, stopped: false,
+  }
   const { now, filters, dryRun } = input
   const stamps = new TagStamps(input.tagsDir)
-  const pattern = filters.pattern === undefined ? undefined : globToRegExp(filters.pattern, { extended: true })
+  const pattern = filters.pattern === undefined ? undefined : new Glob(filters.pattern)
   const filterTags = filters.tags === undefined ? undefined : new Set(filters.tags)
   const buffer = headBuffer()
   let records = new Float64Array(1024 * RECORD_FIELDS)
   let count = 0
   const names: string[] = []
 
-  const remove = (file: string, ino: number, size: number, key: string | undefined): boolean => {
-    const freed = dryRun ? size : removeIfSame(file, ino, undefined)
+  const remove = (entry: JudgedFile, size: number, key: string | undefined): boolean => {
+    const freed = dryRun ? size : entry.remove()
     if (freed === undefined) return false
     out.freedBytes += freed
+    out.entriesRemoved++
+    out.entryBytesRemoved += freed
     if (input.listKeys && key !== undefined) out.removedKeys.push(key)
     return true
   }
 
-  for (const partition of input.partitions) {
+  /** Judges one opened entry: removes it, or adds it to the survivors. */
+  const judge = (entry: JudgedFile, name: string): void => {
+    let facts
+    try {
+      // The trailer's grace matters only for an expired entry (store/liveness.ts).
+      facts = readHead(entry, buffer, (head) => head.expiresAt !== 0 && head.expiresAt <= now)
+    } catch (error) {
+      if (!(error instanceof CorruptEntryError)) throw error
+      if (remove(entry, entry.stat.isFile() ? entry.stat.size : 0, undefined)) out.corrupt++
+      return
+    }
+    const { head, size, mtimeMs, ino } = facts
+    // A file whose key does not hash to its name (swapped, misplaced) is never read: corrupt.
+    if (hasher().h64ToString(head.key) !== name) {
+      if (remove(entry, size, undefined)) out.corrupt++
+      return
+    }
+    // Expired or invalidated: removed, unless its grace still keeps it for getOrSet's
+    // stale-if-error (then it stays, a survivor in the budget like any other entry).
+    if (entryState(head, now, stamps, facts.grace ?? 0) === 'dead') {
+      if (remove(entry, size, head.key)) out.expired++
+      return
+    }
+    const matched =
+      (filters.maxAge !== undefined && now - mtimeMs > filters.maxAge) ||
+      (filters.olderThan !== undefined && head.createdAt < filters.olderThan) ||
+      (filterTags !== undefined && head.tags.some((t) => filterTags.has(t))) ||
+      (pattern !== undefined && pattern.test(head.key))
+    if (matched) {
+      if (remove(entry, size, head.key)) out.matched++
+      return
+    }
+    if ((count + 1) * RECORD_FIELDS > records.length) {
+      const grown = new Float64Array(records.length * 2)
+      grown.set(records)
+      records = grown
+    }
+    const at = count * RECORD_FIELDS
+    records[at] = size
+    records[at + 1] = mtimeMs
+    records[at + 2] = head.createdAt
+    records[at + 3] = ino
+    names.push(name)
+    count++
+  }
+
+  partitions: for (const partition of input.partitions) {
     const dir = path.join(input.namespaceDir, partition)
     for (const name of listPartition(dir)) {
+      if (stopRequested(input.cancel)) {
+        out.stopped = true
+        break partitions
+      }
       const file = path.join(dir, name)
       if (!ENTRY_NAME.test(name)) {
         sweepTemp(file, name, now, input.tempMaxAge, dryRun, out)
         continue
       }
       out.scanned++
-      let facts
+      const entry = openJudged(file)
+      if (entry === undefined) continue
       try {
-        // The trailer's grace matters only for an expired entry (store/liveness.ts).
-        facts = readEntryHead(file, buffer, (head) => head.expiresAt !== 0 && head.expiresAt <= now)
-      } catch (error) {
-        if (!(error instanceof CorruptEntryError)) throw error
-        let stat: fs.Stats | undefined
-        try {
-          stat = fs.lstatSync(file)
-        } catch {
-          continue
-        }
-        if (remove(file, stat.ino, stat.isFile() ? stat.size : 0, undefined)) out.corrupt++
-        continue
+        judge(entry, name)
+      } finally {
+        entry.close()
       }
-      if (facts === undefined) continue
-      const { head, size, mtimeMs, ino } = facts
-      // A file whose key does not hash to its name (swapped, misplaced) is never read: corrupt.
-      if (hasher().h64ToString(head.key) !== name) {
-        if (remove(file, ino, size, undefined)) out.corrupt++
-        continue
-      }
-      // Expired or invalidated: removed, unless its grace still keeps it for getOrSet's
-      // stale-if-error (then it stays, a survivor in the budget like any other entry).
-      if (entryState(head, now, stamps, facts.grace ?? 0) === 'dead') {
-        if (remove(file, ino, size, head.key)) out.expired++
-        continue
-      }
-      const matched =
-        (filters.maxAge !== undefined && now - mtimeMs > filters.maxAge) ||
-        (filters.olderThan !== undefined && head.createdAt < filters.olderThan) ||
-        (filterTags !== undefined && head.tags.some((t) => filterTags.has(t))) ||
-        (pattern !== undefined && pattern.test(head.key))
-      if (matched) {
-        if (remove(file, ino, size, head.key)) out.matched++
-        continue
-      }
-      if ((count + 1) * RECORD_FIELDS > records.length) {
-        const grown = new Float64Array(records.length * 2)
-        grown.set(records)
-        records = grown
-      }
-      const at = count * RECORD_FIELDS
-      records[at] = size
-      records[at + 1] = mtimeMs
-      records[at + 2] = head.createdAt
-      records[at + 3] = ino
-      names.push(name)
-      count++
     }
   }
   out.records = records.slice(0, count * RECORD_FIELDS)
@@ -215,10 +247,14 @@ function scan(input: ScanInput): ScanOutput {
 }
 
 function evict(input: EvictInput): EvictOutput {
-  const out: EvictOutput = { evicted: 0, freedBytes: 0, kept: 0, keptBytes: 0, keys: [] }
+  const out: EvictOutput = { evicted: 0, freedBytes: 0, kept: 0, keptBytes: 0, keys: [], entriesRemoved: 0, entryBytesRemoved: 0, stopped: false }
   const buffer = input.listKeys ? headBuffer() : undefined
   const count = input.names.length / 16
   for (let i = 0; i < count; i++) {
+    if (stopRequested(input.cancel)) {
+      out.stopped = true
+      break
+    }
     const name = input.names.slice(i * 16, i * 16 + 16)
     const file = path.join(input.namespaceDir, name.slice(0, 2), name)
     const size = input.facts[i * 3]!
@@ -232,13 +268,9 @@ function evict(input: EvictInput): EvictOutput {
         key = undefined
       }
     }
-    if (input.dryRun) {
-      out.evicted++
-      out.freedBytes += size
-      if (key !== undefined) out.keys.push(key)
-      continue
-    }
-    const freed = removeIfSame(file, ino, mtimeMs)
+    // Chosen from a scan whose handles are closed: the mtime check (not used or rewritten
+    // since) guards what the inode alone cannot.
+    const freed = input.dryRun ? size : removeIfSame(file, ino, mtimeMs)
     if (freed === undefined) {
       out.kept++
       out.keptBytes += size
@@ -246,42 +278,56 @@ function evict(input: EvictInput): EvictOutput {
     }
     out.evicted++
     out.freedBytes += freed
+    out.entriesRemoved++
+    out.entryBytesRemoved += freed
     if (key !== undefined) out.keys.push(key)
   }
   return out
 }
 
 function verify(input: VerifyInput): VerifyOutput {
-  const out: VerifyOutput = { scanned: 0, corrupt: 0, tempFilesRemoved: 0, freedBytes: 0, entries: 0, bytes: 0, problems: [] }
+  const out: VerifyOutput = { scanned: 0, corrupt: 0, tempFilesRemoved: 0, freedBytes: 0, entries: 0, bytes: 0, problems: [], entriesRemoved: 0, entryBytesRemoved: 0, stopped: false }
   const buffer = verifyBuffer()
-  for (const partition of input.partitions) {
+  const stop = (): boolean => stopRequested(input.cancel)
+  partitions: for (const partition of input.partitions) {
     const dir = path.join(input.namespaceDir, partition)
     for (const name of listPartition(dir)) {
+      if (stop()) {
+        out.stopped = true
+        break partitions
+      }
       const file = path.join(dir, name)
       if (!ENTRY_NAME.test(name)) {
         sweepTemp(file, name, input.now, input.tempMaxAge, !input.repair, out)
         continue
       }
-      out.scanned++
+      const entry = openJudged(file)
+      if (entry === undefined) continue
       try {
-        const ok = verifyEntryFile(file, buffer)
-        if (ok === undefined) continue
+        const ok = verifyEntry(entry, buffer, stop)
+        if (ok === undefined) {
+          out.stopped = true
+          break partitions
+        }
+        out.scanned++
         // Whole and checksummed, but another key's entry (swapped, misplaced): never readable.
         if (hasher().h64ToString(ok.key) !== name) throw new CorruptEntryError('an entry of another key under this name (swapped or misplaced)')
         out.entries++
         out.bytes += ok.size
       } catch (error) {
         if (!(error instanceof CorruptEntryError)) throw error
+        out.scanned++
         out.corrupt++
         if (out.problems.length < 100) out.problems.push({ file, reason: error.message })
         if (!input.repair) continue
-        let stat: fs.Stats | undefined
-        try {
-          stat = fs.lstatSync(file)
-        } catch {
-          continue
-        }
-        out.freedBytes += removeIfSame(file, stat.ino, undefined) ?? 0
+        // Removed while the judged file is still open: never a fresh entry written meanwhile.
+        const freed = entry.remove()
+        if (freed === undefined) continue
+        out.freedBytes += freed
+        out.entriesRemoved++
+        out.entryBytesRemoved += freed
+      } finally {
+        entry.close()
       }
     }
   }

@@ -6,6 +6,7 @@ import { CorruptEntryError, decodeEntry, encodeEntry, encodeTags, FLAG_FRAMED, t
 import { decodePayload, encodePayload, impossibleLength } from '../format/payload.js'
 import { Codec, deserialize } from '../format/serializers.js'
 import type { HitLog } from '../maintenance/hit-log.js'
+import type { LastUse } from '../maintenance/last-use.js'
 import { toEntryInfo, type EntryInfo } from '../maintenance/listing.js'
 import type { RunningTotals } from '../maintenance/totals.js'
 import type { ResolvedOptions } from '../options.js'
@@ -38,6 +39,8 @@ export interface FileTierParts {
   hitLog: HitLog | undefined
   /** Told of every write, once it is on disk, so other processes' memory tiers see it. */
   changes: ChangeClock
+  /** Records disk hits on entries' mtimes (undefined: a read-only instance touches nothing). */
+  lastUse: LastUse | undefined
   /** The instance's counters: this tier adds bytes read and written, sets, expired and corrupt. */
   counts: ActivityCounters
   corrupt(report: CorruptReport): void
@@ -178,7 +181,7 @@ export class FileTier implements Tier {
         const { ino } = found
         const stream = createEntryStream(found.opened, (error) => {
           this.#reportCorrupt(file, key, error.message)
-          void removeIfUnchanged(file, error.ino ?? ino).then((size) => this.#removed(size), () => {})
+          void this.#discard(file, error.ino ?? ino).then((size) => this.#removed(size), () => {})
         })
         handedOver = true
         return stream
@@ -440,7 +443,7 @@ export class FileTier implements Tier {
     if (state === 'stale') return 'stale'
     this.#p.counts.expired++
     // Removed lazily, by the reader that found it, unless a newer entry replaced it meanwhile.
-    if (state === 'dead') this.#removed(await removeIfUnchanged(file, found.ino).catch(() => undefined))
+    if (state === 'dead') this.#removed(await this.#discard(file, found.ino).catch(() => undefined))
     return 'gone'
   }
 
@@ -454,7 +457,7 @@ export class FileTier implements Tier {
     if (!(error instanceof CorruptEntryError)) throw error
     this.#reportCorrupt(file, key, error.message)
     const judged = error.ino ?? ino
-    if (judged !== undefined) this.#removed(await removeIfUnchanged(file, judged).catch(() => undefined))
+    if (judged !== undefined) this.#removed(await this.#discard(file, judged).catch(() => undefined))
     return undefined
   }
 
@@ -463,23 +466,21 @@ export class FileTier implements Tier {
     this.#p.corrupt({ key, file, reason })
   }
 
+  /** Removes a file a read judged expired or corrupt (see removeIfUnchanged); a read-only
+   *  instance removes nothing and leaves it for a writer or a prune. */
+  #discard(file: string, ino: number | undefined): Promise<number | undefined> {
+    return this.#p.options.readOnly ? Promise.resolve(undefined) : removeIfUnchanged(file, ino)
+  }
+
   /** Bytes of an entry file just removed by this process, for the running totals. */
   #removed(size: number | undefined): void {
     if (size !== undefined) this.#p.totals.removed(size)
   }
 
-  /** A disk hit: refresh the file's mtime (its last use) if older than `touchAfter`, and count
-   *  the hit for LFU. */
+  /** A disk hit: record the use on the file's mtime (LRU, `maxAge`; throttled and merged, see
+   *  maintenance/last-use.ts) and count the hit for LFU. */
   #used(file: string, mtimeMs: number): void {
-    const now = Date.now()
-    if (now - mtimeMs >= this.#p.options.maintenance.touchAfter) {
-      try {
-        const at = now / 1000
-        disk.utimesSync(file, at, at)
-      } catch {
-        // gone or read-only: LRU order is a hint, not worth a failure
-      }
-    }
+    this.#p.lastUse?.used(file, mtimeMs)
     this.#p.hitLog?.hit(path.basename(file))
   }
 }

@@ -1,32 +1,46 @@
 import { pipeline } from 'node:stream/promises'
 import { Command } from 'commander'
-import { CliContext, CliFailure } from '../context.js'
+import { CliContext, CliFailure, EXIT } from '../context.js'
+import { size } from '../format.js'
+import { writeDocument } from '../output.js'
 
 /** Codecs whose stored bytes are the value itself: written to stdout byte for byte. */
 const RAW_CODECS = new Set(['bytes', 'text', 'stream', 'custom'])
+/** With --json a raw value is held whole to become one document (base64): up to this size.
+ *  Larger values stream only without --json. */
+const JSON_RAW_LIMIT = 64 * 1024 * 1024
 
 export function getCommand(): Command {
   return new Command('get')
-    .description('write a value to stdout: the bytes of raw and streamed entries (streamed, any size), JSON for other values; exit 1 on a miss')
+    .description('write a value to stdout: the bytes of raw and streamed entries (streamed, any size), JSON for other values; exit 1 on a miss. With --json: { key, codec, encoding: "json" | "base64", value }')
     .argument('<key>', 'the key')
     .action(async (key: string, _flags: object, command: Command) => {
       const ctx = new CliContext(command)
-      await ctx.withCache(async (cache) => {
+      const miss = (): CliFailure => new CliFailure(`no entry for key ${JSON.stringify(key)}`, EXIT.failed, 'ERR_NOT_FOUND')
+      await ctx.withCache('read', async (cache) => {
         const info = await cache.info(key)
-        if (info !== undefined && RAW_CODECS.has(info.codec)) {
-          const stream = await cache.getStream(key)
-          if (stream !== undefined) {
-            await pipeline(stream, process.stdout, { end: false })
-            return
-          }
-        } else if (info !== undefined) {
+        if (info === undefined) throw miss()
+        if (!RAW_CODECS.has(info.codec)) {
           const value = await cache.get(key)
-          if (value !== undefined) {
-            process.stdout.write(JSON.stringify(value) + '\n')
-            return
-          }
+          if (value === undefined) throw miss()
+          if (ctx.json) writeDocument({ key, codec: info.codec, encoding: 'json', value })
+          else process.stdout.write(JSON.stringify(value) + '\n')
+          return
         }
-        throw new CliFailure(`no entry for key ${JSON.stringify(key)}`)
+        if (ctx.json && info.logicalSize > JSON_RAW_LIMIT) {
+          throw new CliFailure(`the value of ${JSON.stringify(key)} is ${size(info.logicalSize)}; --json holds raw values up to ${size(JSON_RAW_LIMIT)}: use get without --json to stream it`, EXIT.failed, 'ERR_TOO_LARGE')
+        }
+        const stream = await cache.getStream(key)
+        if (stream === undefined) throw miss()
+        if (!ctx.json) {
+          await pipeline(stream, process.stdout, { end: false })
+          return
+        }
+        // Held whole (and so checked whole) before anything is written: the document is never
+        // cut short by a value that fails its checksum at the end.
+        const chunks: Buffer[] = []
+        for await (const chunk of stream) chunks.push(chunk as Buffer)
+        writeDocument({ key, codec: info.codec, encoding: 'base64', value: Buffer.concat(chunks).toString('base64') })
       })
     })
 }

@@ -28,7 +28,7 @@ export function lsCommand(): Command {
       const interrupt = interruptSignal()
       let entries: EntryInfo[]
       try {
-        entries = await ctx.withCache((cache) => cache.entries({
+        entries = await ctx.withCache('read', (cache) => cache.entries({
           ...(flags.prefix !== undefined ? { prefix: flags.prefix } : {}),
           ...(flags.pattern !== undefined ? { pattern: flags.pattern } : {}),
           ...(flags.tag !== undefined ? { tags: flags.tag } : {}),

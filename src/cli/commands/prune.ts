@@ -1,8 +1,8 @@
 import { Command, Option } from 'commander'
 import { isLarderError } from '../../errors.js'
 import type { PruneReport } from '../../maintenance/maintainer.js'
-import { collect, countArgument, durationArgument, sizeArgument } from '../arguments.js'
-import { CliContext, CliFailure, EXIT } from '../context.js'
+import { booleanOption, collect, countArgument, durationArgument, sizeArgument } from '../arguments.js'
+import { budgetJson, budgetLine, CliContext, CliFailure, EXIT } from '../context.js'
 import { count, duration, entries, size } from '../format.js'
 import { interruptSignal, ProgressBar } from '../progress.js'
 
@@ -23,15 +23,19 @@ export function pruneCommand(): Command {
     .addOption(new Option('--max-age <duration>', 'remove entries not used within this long (90s, 15m, 7d)').env('LARDER_MAX_AGE').argParser(durationArgument))
     .addOption(new Option('--tag <tag>', 'remove entries carrying this tag (repeatable)').argParser(collect))
     .addOption(new Option('--pattern <glob>', "remove entries whose key matches this glob, e.g. 'user:*'").env('LARDER_PATTERN'))
-    .addOption(new Option('--dry-run', 'report what would be removed; remove nothing').env('LARDER_DRY_RUN'))
+    .addOption(booleanOption('--dry-run', 'report what would be removed; remove nothing', 'LARDER_DRY_RUN'))
     .action(async (flags: PruneFlags, command: Command) => {
       const ctx = new CliContext(command)
-      const budget = flags.maxSize !== undefined || flags.maxEntries !== undefined ? {} : await ctx.recordedBudget()
+      ctx.checkDir('maintain')
+      // A budget on the command line is an exact target; without one, the cache is opened with
+      // the recorded budget and pruned to its low-water mark, as the application's prunes are.
+      const budget = await ctx.budget(flags)
       const bar = new ProgressBar(ctx.interactive)
       const interrupt = interruptSignal()
+      const result = (r: PruneReport): PruneReport & { budget: ReturnType<typeof budgetJson> } => ({ ...r, budget: budgetJson(budget) })
       let report: PruneReport
       try {
-        report = await ctx.withCache((cache) => cache.prune({
+        report = await ctx.withCache('maintain', (cache) => cache.prune({
           ...(flags.maxSize !== undefined ? { maxSize: flags.maxSize } : {}),
           ...(flags.maxEntries !== undefined ? { maxEntries: flags.maxEntries } : {}),
           ...(flags.maxAge !== undefined ? { maxAge: flags.maxAge } : {}),
@@ -40,21 +44,27 @@ export function pruneCommand(): Command {
           dryRun: flags.dryRun === true,
           signal: interrupt.signal,
           onProgress: bar.update,
-        }), budget)
+        }))
       } catch (error) {
         bar.stop()
         if (isLarderError(error, 'ERR_ABORTED') && interrupt.interrupted()) {
           const partial = (error as { report?: PruneReport }).report
-          if (partial !== undefined) ctx.print(() => `interrupted: ${summary(partial)}`, () => ({ ...partial, interrupted: true }))
-          throw new CliFailure('prune interrupted; what was removed so far is reported above', EXIT.interrupted)
+          if (partial !== undefined) ctx.print(() => `interrupted: ${summary(partial)}`, () => ({ ...result(partial), interrupted: true }))
+          throw new CliFailure('prune interrupted; what was removed so far is reported above', EXIT.interrupted, 'ERR_ABORTED')
         }
         throw error
       } finally {
         bar.stop()
         interrupt.release()
       }
-      ctx.print(() => summary(report) + (report.dryRun && report.keys?.length ? '\n' + report.keys.slice(0, 20).map((k) => `  ${k}`).join('\n') + (report.keys.length > 20 ? `\n  … and ${count(report.keys.length - 20)} more` : '') : ''), () => report)
+      ctx.print(() => [summary(report), budgetLine(budget), ...keyList(report)].join('\n'), () => result(report))
     })
+}
+
+/** A dry run's victims, the first 20. */
+function keyList(r: PruneReport): string[] {
+  if (!r.dryRun || r.keys === undefined || r.keys.length === 0) return []
+  return [...r.keys.slice(0, 20).map((k) => `  ${k}`), ...(r.keys.length > 20 ? [`  … and ${count(r.keys.length - 20)} more`] : [])]
 }
 
 /** "removed 48,211 of 100,000 entries (2.3 GB) in 1.4 s; 51,789 entries (2.6 GB) remain" */

@@ -14,7 +14,7 @@ export function rmCommand(): Command {
       const byFilter = flags.pattern !== undefined || flags.tag !== undefined
       if (keys.length === 0 && !byFilter) throw new CliFailure('rm needs keys, --pattern or --tag', EXIT.usage)
       if (keys.length > 0 && byFilter) throw new CliFailure('rm takes keys or --pattern/--tag, not both', EXIT.usage)
-      const removed = await ctx.withCache(async (cache) => {
+      const removed = await ctx.withCache('maintain', async (cache) => {
         if (!byFilter) return cache.deleteMany(keys)
         // The cache is opened without a budget, so this prune removes what matches (and what
         // has expired or is damaged anyway) and evicts nothing.

@@ -1,7 +1,7 @@
 import fs from 'node:fs'
 import { Command, Option } from 'commander'
 import { collect, durationArgument } from '../arguments.js'
-import { CliContext, CliFailure } from '../context.js'
+import { CliContext, CliFailure, EXIT } from '../context.js'
 import { size } from '../format.js'
 
 export function setCommand(): Command {
@@ -13,14 +13,14 @@ export function setCommand(): Command {
     .addOption(new Option('--tag <tag>', 'tag the entry (repeatable)').argParser(collect))
     .action(async (key: string, file: string, flags: { ttl?: number; tag?: string[] }, command: Command) => {
       const ctx = new CliContext(command)
-      if (file === '-' && process.stdin.isTTY) throw new CliFailure('set reads the value from stdin: pipe it in, or name a FILE', 2)
+      if (file === '-' && process.stdin.isTTY) throw new CliFailure('set reads the value from stdin: pipe it in, or name a FILE', EXIT.usage)
       let source: NodeJS.ReadableStream
       let bytes = 0
       if (file === '-') {
         source = process.stdin
       } else {
         const stat = fs.statSync(file, { throwIfNoEntry: false })
-        if (stat === undefined || !stat.isFile()) throw new CliFailure(`${file}: no such file`, 2)
+        if (stat === undefined || !stat.isFile()) throw new CliFailure(`${file}: no such file`, EXIT.usage)
         source = fs.createReadStream(file)
       }
       async function* counted(): AsyncGenerator<Buffer> {
@@ -30,7 +30,7 @@ export function setCommand(): Command {
           yield buffer
         }
       }
-      await ctx.withCache((cache) => cache.setStream(key, counted(), {
+      await ctx.withCache('create', (cache) => cache.setStream(key, counted(), {
         ...(flags.ttl !== undefined ? { ttl: flags.ttl } : {}),
         ...(flags.tag !== undefined ? { tags: flags.tag } : {}),
       }))

@@ -1,23 +1,23 @@
 import { Command, Option } from 'commander'
 import { countArgument, sizeArgument } from '../arguments.js'
-import { CliContext } from '../context.js'
+import { budgetAmount, budgetJson, budgetOrigin, CliContext, type Budget } from '../context.js'
 import { ago, count, pairs, percent, size, table } from '../format.js'
 import { interruptSignal, ProgressBar } from '../progress.js'
 
 export function statsCommand(): Command {
   return new Command('stats')
-    .description('entries, sizes, age, activity and budget of the cache (reads every entry head in worker threads; --fast reads only the running totals)')
+    .description('entries, sizes, age, activity and budget of the cache (reads every entry head in worker threads; --fast reads only the running totals); writes nothing')
     .option('--fast', 'skip the walk: entries and size from the running totals only')
     .addOption(new Option('--max-size <size>', 'the budget to measure against (default: the one the application recorded)').env('LARDER_MAX_SIZE').argParser(sizeArgument))
     .addOption(new Option('--max-entries <n>', 'the entry budget to measure against').env('LARDER_MAX_ENTRIES').argParser(countArgument))
     .action(async (options: { fast?: boolean; maxSize?: number; maxEntries?: number }, command: Command) => {
       const ctx = new CliContext(command)
-      const recorded = await ctx.recordedBudget()
-      const budget = { maxSize: options.maxSize ?? recorded.maxSize, maxEntries: options.maxEntries ?? recorded.maxEntries }
+      ctx.checkDir('read')
+      const budget = await ctx.budget(options)
       const bar = new ProgressBar(ctx.interactive && options.fast !== true)
       const interrupt = interruptSignal()
       try {
-        await ctx.withCache(async (cache) => {
+        await ctx.withCache('read', async (cache) => {
           const totals = await cache.stats()
           const activity = await cache.activity()
           const usage = options.fast === true ? undefined : await cache.usage({ signal: interrupt.signal, onProgress: bar.update })
@@ -39,14 +39,13 @@ export function statsCommand(): Command {
             activity: { runs: activity.runs, hits: activity.hits, misses: activity.misses, hitRate: activity.hitRate, sets: activity.sets, corrupt: activity.corrupt, errors: activity.errors, dropped: activity.dropped, since: activity.since ?? null },
             lastRun: activity.lastRun ?? null,
             budget: {
-              maxSize: budget.maxSize ?? null,
-              maxEntries: budget.maxEntries ?? null,
+              ...budgetJson(budget),
               sizeUsed: budget.maxSize ? stored / budget.maxSize : null,
               entriesUsed: budget.maxEntries ? entries / budget.maxEntries : null,
             },
             durationMs: usage?.durationMs ?? null,
           }
-          ctx.print(() => human(report), () => report)
+          ctx.print(() => human(report, budget), () => report)
         })
       } finally {
         bar.stop()
@@ -61,10 +60,9 @@ type Report = {
   byAge: { label: string; entries: number; bytes: number }[] | null
   activity: { runs: number; hits: number; misses: number; hitRate: number; sets: number; since: number | null }
   lastRun: { closedAt: number; breaker: string; pid: number } | null
-  budget: { maxSize: number | null; maxEntries: number | null }
 }
 
-function human(r: Report): string {
+function human(r: Report, budget: Budget): string {
   const rows: [string, string][] = [
     ['cache', r.dir],
     ['entries', count(r.entries)],
@@ -74,9 +72,9 @@ function human(r: Report): string {
   if (r.oldestCreatedAt !== null) rows.push(['oldest entry', ago(r.oldestCreatedAt)], ['newest entry', ago(r.newestCreatedAt!)])
   if (r.expired) rows.push(['expired', `${count(r.expired)} (removed by the next prune)`])
   if (r.corrupt) rows.push(['damaged files', `${count(r.corrupt)} (run larder verify --repair)`])
-  if (r.budget.maxSize !== null) rows.push(['size budget', `${size(r.budget.maxSize)}, ${percent(r.storedBytes, r.budget.maxSize)} used`])
-  if (r.budget.maxEntries !== null) rows.push(['entry budget', `${count(r.budget.maxEntries)}, ${percent(r.entries, r.budget.maxEntries)} used`])
-  if (r.budget.maxSize === null && r.budget.maxEntries === null) rows.push(['budget', 'none recorded'])
+  if (budget.maxSize !== undefined) rows.push(['size budget', `${size(budget.maxSize)}, ${percent(r.storedBytes, budget.maxSize)} used`])
+  if (budget.maxEntries !== undefined) rows.push(['entry budget', `${count(budget.maxEntries)}, ${percent(r.entries, budget.maxEntries)} used`])
+  rows.push(['budget', budgetAmount(budget) === '' ? `none (${budgetOrigin(budget)})` : budgetOrigin(budget)])
   const a = r.activity
   if (a.runs > 0) {
     rows.push(['hits / misses', `${count(a.hits)} / ${count(a.misses)} (hit rate ${percent(a.hits, a.hits + a.misses)}) over ${count(a.runs)} runs since ${ago(a.since!)}`])

@@ -15,9 +15,10 @@ export function verifyCommand(): Command {
       const interrupt = interruptSignal()
       let report: VerifyReport
       try {
-        report = await ctx.withCache((cache) => cache.verify({ repair: flags.repair === true, signal: interrupt.signal, onProgress: bar.update }))
+        // Without --repair verify only reads: the cache is opened read-only.
+        report = await ctx.withCache(flags.repair === true ? 'maintain' : 'read', (cache) => cache.verify({ repair: flags.repair === true, signal: interrupt.signal, onProgress: bar.update }))
       } catch (error) {
-        if (isLarderError(error, 'ERR_ABORTED') && interrupt.interrupted()) throw new CliFailure('verify interrupted', EXIT.interrupted)
+        if (isLarderError(error, 'ERR_ABORTED') && interrupt.interrupted()) throw new CliFailure('verify interrupted', EXIT.interrupted, 'ERR_ABORTED')
         throw error
       } finally {
         bar.stop()
@@ -25,7 +26,7 @@ export function verifyCommand(): Command {
       }
       ctx.print(() => human(report), () => report)
       if (report.corrupt > 0 && !report.repaired) {
-        throw new CliFailure(`${entries(report.corrupt)} damaged; run larder verify --repair to remove them`)
+        throw new CliFailure(`${entries(report.corrupt)} damaged; run larder verify --repair to remove them`, EXIT.failed, 'ERR_CORRUPT')
       }
     })
 }

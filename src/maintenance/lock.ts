@@ -1,0 +1,176 @@
+import { randomBytes } from 'node:crypto'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { errorCode } from '../store/disk.js'
+
+/**
+ * The maintenance lock: one process prunes or verifies a namespace at a time, so two prunes
+ * never choose victims from the same count.
+ *
+ *   meta/maintenance.lock/         a directory: `mkdir` is atomic, locally and on NFS
+ *   meta/maintenance.lock/owner    {"pid","host","token"} of the holder
+ *
+ * The holder refreshes the directory's mtime every few seconds. A lock is dead, and taken
+ * over at once, when
+ *   - its mtime is 30 s old: the holder stopped refreshing (killed, or hung that long);
+ *   - its owner is a process on this host that no longer exists (a CLI run that failed to
+ *     release, e.g. on a file system remounted read-only, and exited);
+ *   - its owner is this process under a token no instance holds any more: a release of ours
+ *     that failed. Its token is forgotten before the release is tried, so a failed release
+ *     never leaves this process waiting for itself.
+ * A lock without an owner file (being taken right now, or taken by another tool that speaks
+ * the same mkdir protocol, such as proper-lockfile) is judged by its age alone. The worst a
+ * wrong judgement can do (a holder stalled for 30 s) is two prunes at once: each removal is
+ * still guarded by the inode it judged.
+ */
+const STALE_MS = 30_000
+const REFRESH_MS = 5_000
+const OWNER = 'owner'
+/** Tokens of the locks this process holds, whichever instance took them. */
+const held = new Set<string>()
+
+interface Owner {
+  pid: number
+  host: string
+  token: string
+}
+
+/** Takes the lock at `lockDir` if it is free or dead; undefined if a live holder has it.
+ *  Resolves to the release. Throws file-system errors (a failing disk). */
+export function tryLock(lockDir: string): (() => void) | undefined {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      fs.mkdirSync(lockDir)
+    } catch (error) {
+      if (errorCode(error) !== 'EEXIST') throw error
+      if (takeOverIfDead(lockDir)) continue
+      return undefined
+    }
+    return hold(lockDir)
+  }
+  return undefined // taken over and taken again by others meanwhile: busy
+}
+
+function hold(lockDir: string): () => void {
+  const token = randomBytes(9).toString('base64url')
+  const owner: Owner = { pid: process.pid, host: os.hostname(), token }
+  try {
+    // O_EXCL: a name nothing else has in a directory we just made; never follows a link.
+    fs.writeFileSync(path.join(lockDir, OWNER), JSON.stringify(owner), { flag: 'wx' })
+  } catch (error) {
+    removeQuietly(lockDir)
+    throw error
+  }
+  held.add(token)
+  const refresh = setInterval(() => {
+    const now = new Date()
+    try {
+      fs.utimesSync(lockDir, now, now)
+    } catch {
+      // a failing disk: the lock may go stale and be taken over; the guarded removals keep that safe
+    }
+  }, REFRESH_MS)
+  refresh.unref()
+  return () => {
+    // Forgotten first: if what follows fails, this process already sees the lock as dead.
+    held.delete(token)
+    clearInterval(refresh)
+    removeQuietly(lockDir)
+  }
+}
+
+/** Removes a dead lock (moved aside first, so only one taker removes it); true if the caller
+ *  should try to take it again. */
+function takeOverIfDead(lockDir: string): boolean {
+  let judged: fs.Stats
+  try {
+    judged = fs.lstatSync(lockDir)
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return true // released meanwhile
+    throw error
+  }
+  if (!isDead(lockDir, judged)) return false
+  const aside = `${lockDir}.${process.pid}-${randomBytes(4).toString('hex')}.dead`
+  try {
+    fs.renameSync(lockDir, aside)
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return true // another taker was first
+    throw error
+  }
+  // Between the judgement and the rename another taker may have replaced the dead lock by a
+  // live one: that one goes back.
+  if (fs.lstatSync(aside).ino !== judged.ino) {
+    try {
+      fs.renameSync(aside, lockDir)
+      return false
+    } catch {
+      // the name was taken again meanwhile; the lock we moved is lost to its holder
+    }
+  }
+  try {
+    fs.rmSync(aside, { recursive: true, force: true }) // never follows a link inside
+  } catch {
+    // the disk is failing; a later takeover tries again
+  }
+  return true
+}
+
+function isDead(lockDir: string, stat: fs.Stats): boolean {
+  if (!stat.isDirectory()) return true // not a lock at all (a file or link planted there)
+  if (Date.now() - stat.mtimeMs > STALE_MS) return true
+  const owner = readOwner(lockDir)
+  if (owner === undefined || owner.host !== os.hostname()) return false
+  if (owner.pid === process.pid) return !held.has(owner.token)
+  return !processExists(owner.pid)
+}
+
+function readOwner(lockDir: string): Owner | undefined {
+  let fd: number
+  try {
+    fd = fs.openSync(path.join(lockDir, OWNER), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
+  } catch {
+    return undefined
+  }
+  try {
+    const owner = JSON.parse(fs.readFileSync(fd, 'utf8')) as Partial<Owner>
+    if (Number.isSafeInteger(owner.pid) && typeof owner.host === 'string' && typeof owner.token === 'string') return owner as Owner
+    return undefined
+  } catch {
+    return undefined // half-written, or not ours
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return errorCode(error) !== 'ESRCH' // EPERM: it exists, under another user
+  }
+}
+
+/** Removes a lock directory (ours, or a dead one moved aside): its owner file, then itself;
+ *  a link or file planted in its place is unlinked, never followed. */
+function removeQuietly(dir: string): void {
+  try {
+    fs.unlinkSync(path.join(dir, OWNER))
+  } catch {
+    // none, or the disk is failing
+  }
+  try {
+    fs.rmdirSync(dir)
+  } catch (error) {
+    if (errorCode(error) === 'ENOTDIR') {
+      try {
+        fs.unlinkSync(dir)
+      } catch {
+        // gone
+      }
+    }
+    // otherwise: the disk is failing (the lock is dead to this process) or another tool left
+    // files in it (it will go stale)
+  }
+}

@@ -1,0 +1,312 @@
+/**
+ * The `larder` command line against the second outside review (issue 16): read-only commands
+ * that write nothing and never mark a folder as a cache, `--json` as exactly one document on
+ * every exit path, boolean environment variables that can be turned off, the budget record,
+ * and Ctrl-C's partial report. The built bin (dist/cli.js) in a child process, as a user runs it.
+ */
+import { after, before, describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import fs from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Larder } from '../src/index.ts'
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+// CHECK_BIN runs these tests against another build (say, of the commit before a fix).
+const BIN = process.env.CHECK_BIN ?? path.join(root, 'dist', 'cli.js')
+const dirs: string[] = []
+
+async function freshDir(label: string): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), `larder-cli-review-${label}-`))
+  dirs.push(dir)
+  return dir
+}
+
+after(async () => {
+  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })))
+})
+
+before(() => {
+  assert.ok(fs.existsSync(BIN), 'dist/cli.js is missing: npm test builds it first (npm run build)')
+})
+
+interface Run {
+  code: number | null
+  stdout: Buffer
+  stderr: string
+  text: string
+}
+
+/** Runs the bin with `args`, stdin from `input`, and no LARDER_* variable but those given. */
+function larder(args: string[], options: { input?: Buffer | string; env?: Record<string, string>; cwd?: string } = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('LARDER_')))
+    const child = spawn(process.execPath, [BIN, ...args], { env: { ...env, ...options.env }, cwd: options.cwd ?? root, stdio: ['pipe', 'pipe', 'pipe'] })
+    const out: Buffer[] = []
+    let err = ''
+    child.stdout.on('data', (c: Buffer) => out.push(c))
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()))
+    child.on('error', reject)
+    child.on('close', (code) => {
+      const stdout = Buffer.concat(out)
+      resolve({ code, stdout, stderr: err, text: stdout.toString() })
+    })
+    child.stdin.end(options.input ?? '')
+  })
+}
+
+/** stdout parsed as exactly one JSON document (JSON.parse rejects anything before or after it). */
+function document<T = Record<string, unknown>>(run: Run): T {
+  try {
+    return JSON.parse(run.text) as T
+  } catch {
+    assert.fail(`stdout is not one JSON document (exit ${run.code}): ${JSON.stringify(run.text.slice(0, 300))}; stderr: ${run.stderr}`)
+  }
+}
+
+/** An application's cache: `n` JSON rows, a few read, one miss. */
+async function populate(dir: string, n: number, options: { maxEntries?: number } = {}): Promise<void> {
+  const cache = await Larder.open({ dir, maintenance: false, ...options })
+  await cache.setMany(Array.from({ length: n }, (_, i) => ({ key: `row:${i}`, value: { id: i, name: `user ${i}` }, tags: ['rows'] })))
+  await cache.get('row:1')
+  await cache.get('absent')
+  await cache.close()
+}
+
+/** Every path under `dir` with its size and mtime: what "wrote nothing" is checked against. */
+function snapshot(dir: string): string[] {
+  if (!fs.existsSync(dir)) return []
+  return (fs.readdirSync(dir, { recursive: true }) as string[]).sort().map((name) => {
+    const stat = fs.lstatSync(path.join(dir, name))
+    return `${name} ${stat.isDirectory() ? 'dir' : stat.size} ${stat.mtimeMs}`
+  })
+}
+
+function entryCount(dir: string): { entries: number; others: string[] } {
+  const ns = path.join(dir, 'v1', 'default')
+  let entries = 0
+  const others: string[] = []
+  for (const p of fs.readdirSync(ns)) {
+    if (!/^[0-9a-f]{2}$/.test(p)) continue
+    for (const name of fs.readdirSync(path.join(ns, p))) {
+      if (/^[0-9a-f]{16}$/.test(name)) entries++
+      else others.push(name)
+    }
+  }
+  return { entries, others }
+}
+
+describe('read-only commands write nothing and never make a folder a cache', () => {
+  test('stats on a path that does not exist: exit 1, one line, and nothing is created', async () => {
+    const base = await freshDir('absent')
+    const target = path.join(base, 'a', 'b', 'c')
+    const run = await larder(['stats', '--dir', target])
+    assert.equal(run.code, 1, run.stderr)
+    assert.equal(run.stderr.trimEnd().split('\n').length, 1)
+    assert.match(run.stderr, /^larder: .*not a larder cache/)
+    assert.deepEqual(fs.readdirSync(base), [], 'stats created directories')
+  })
+
+  for (const command of [['stats'], ['ls'], ['get', 'some-key'], ['verify'], ['prune'], ['rm', 'some-key'], ['clear', '--yes']]) {
+    test(`${command[0]} on a folder of someone's documents: exit 1, no CACHEDIR.TAG, no v1/, nothing changed`, async () => {
+      const docs = await freshDir('docs')
+      fs.writeFileSync(path.join(docs, 'thesis.txt'), 'chapter one')
+      fs.mkdirSync(path.join(docs, 'photos'))
+      const before = snapshot(docs)
+      const run = await larder([...command, '--dir', docs])
+      assert.equal(run.code, 1, run.stderr)
+      assert.match(run.stderr, /not a larder cache/)
+      assert.deepEqual(snapshot(docs), before)
+    })
+  }
+
+  test('--dir naming a file is a usage error (exit 2)', async () => {
+    const base = await freshDir('file')
+    const file = path.join(base, 'notes.txt')
+    fs.writeFileSync(file, 'notes')
+    for (const command of [['stats'], ['ls'], ['prune'], ['set', 'k']]) {
+      const run = await larder([...command, '--dir', file], { input: 'value' })
+      assert.equal(run.code, 2, `${command[0]}: ${run.stderr}`)
+      assert.match(run.stderr, /is a file, not a cache directory/)
+    }
+    assert.equal(fs.readFileSync(file, 'utf8'), 'notes')
+  })
+
+  test('stats, ls, get, verify on a real cache change no file, mtime or record; set creates a cache where asked', async () => {
+    const dir = await freshDir('cache')
+    await populate(dir, 30, { maxEntries: 100 })
+    const expiring = await Larder.open({ dir, maintenance: false })
+    await expiring.set('short', 1, { ttl: 1 })
+    await expiring.close()
+    await new Promise((resolve) => setTimeout(resolve, 5)) // 'short' has expired: a reader would remove it
+    const before = snapshot(dir)
+    for (const args of [['stats'], ['stats', '--fast'], ['ls'], ['get', 'row:3'], ['get', 'row:4', '--json'], ['get', 'short'], ['verify']]) {
+      const run = await larder([...args, '--dir', dir])
+      assert.ok(run.code === 0 || (args[1] === 'short' && run.code === 1), `${args.join(' ')}: exit ${run.code} ${run.stderr}`)
+    }
+    assert.deepEqual(snapshot(dir), before, 'a read-only command changed the cache directory')
+
+    const created = path.join(await freshDir('new'), 'cache')
+    const stored = await larder(['set', 'k', '--dir', created], { input: 'value' })
+    assert.equal(stored.code, 0, stored.stderr)
+    assert.ok(fs.existsSync(path.join(created, 'CACHEDIR.TAG')))
+    assert.equal((await larder(['get', 'k', '--dir', created])).text, 'value')
+  })
+
+  test('stats counts what the applications did, not the operator\'s own read-only runs', async () => {
+    const dir = await freshDir('activity')
+    await populate(dir, 10) // one run: 1 hit, 1 miss
+    for (let i = 0; i < 3; i++) {
+      await larder(['get', 'row:2', '--dir', dir])
+      await larder(['get', 'absent', '--dir', dir])
+      await larder(['ls', '--dir', dir])
+    }
+    const stats = document<{ activity: { runs: number; hits: number; misses: number } }>(await larder(['stats', '--json', '--dir', dir]))
+    assert.deepEqual([stats.activity.runs, stats.activity.hits, stats.activity.misses], [1, 1, 1])
+  })
+})
+
+describe('--json: stdout is exactly one JSON document on every exit path', () => {
+  test('get of a raw (streamed) value: base64 with its encoding named', async () => {
+    const dir = await freshDir('json-raw')
+    const data = randomBytes(70_000)
+    assert.equal((await larder(['set', 'blob', '--dir', dir], { input: data })).code, 0)
+    const run = await larder(['get', 'blob', '--json', '--dir', dir])
+    assert.equal(run.code, 0, run.stderr)
+    const doc = document<{ key: string; encoding: string; value: string; codec: string }>(run)
+    assert.deepEqual([doc.key, doc.encoding, doc.codec], ['blob', 'base64', 'stream'])
+    assert.ok(Buffer.from(doc.value, 'base64').equals(data))
+  })
+
+  test('get of an application value: the value itself', async () => {
+    const dir = await freshDir('json-value')
+    await populate(dir, 5)
+    const doc = document<{ key: string; encoding: string; value: unknown }>(await larder(['get', 'row:3', '--json', '--dir', dir]))
+    assert.deepEqual(doc, { key: 'row:3', codec: 'json', encoding: 'json', value: { id: 3, name: 'user 3' } })
+  })
+
+  test('failures are { error: { code, message } } on stdout, with the exit code unchanged', async () => {
+    const dir = await freshDir('json-errors')
+    await populate(dir, 5)
+    const file = path.join(dir, 'a-file')
+    fs.writeFileSync(file, 'x')
+    const cases: [string[], number, string, Record<string, string>?][] = [
+      [['get', 'nothing', '--json', '--dir', dir], 1, 'ERR_NOT_FOUND'],
+      [['stats', '--json', '--dir', path.join(dir, 'nope')], 1, 'ERR_NOT_A_CACHE'],
+      [['stats', '--json', '--dir', file], 2, 'ERR_USAGE'],
+      [['prune', '--max-size', '5XB', '--json', '--dir', dir], 2, 'ERR_USAGE'],
+      [['stats', '--colour', '--json', '--dir', dir], 2, 'ERR_USAGE'],
+      [['compact', '--json'], 2, 'ERR_USAGE'],
+      [['clear', '--json', '--dir', dir], 2, 'ERR_USAGE'],
+      [['rm', '--json', '--dir', dir], 2, 'ERR_USAGE'],
+      [['set', 'k', path.join(dir, 'missing-file'), '--json', '--dir', dir], 2, 'ERR_USAGE'],
+      [['stats', '--dir', dir], 2, 'ERR_USAGE', { LARDER_JSON: '1', LARDER_QUIET: 'perhaps' }],
+    ]
+    for (const [args, code, errorCode, env] of cases) {
+      const run = await larder(args, { env: env ?? {} })
+      assert.equal(run.code, code, `${args.join(' ')}: ${run.stderr}`)
+      const doc = document<{ error: { code: string; message: string } }>(run)
+      assert.equal(doc.error.code, errorCode, args.join(' '))
+      assert.ok(doc.error.message.length > 0)
+    }
+  })
+
+  test('a report with a failing exit (damage found) is still the one document; --version and --help too', async () => {
+    const dir = await freshDir('json-verify')
+    await populate(dir, 5)
+    const ns = path.join(dir, 'v1', 'default')
+    const partition = fs.readdirSync(ns).find((p) => /^[0-9a-f]{2}$/.test(p))!
+    const file = path.join(ns, partition, fs.readdirSync(path.join(ns, partition))[0]!)
+    const bytes = fs.readFileSync(file)
+    bytes[bytes.length - 20]! ^= 1
+    fs.writeFileSync(file, bytes)
+    const run = await larder(['verify', '--json', '--dir', dir])
+    assert.equal(run.code, 1)
+    assert.equal(document<{ corrupt: number }>(run).corrupt, 1)
+    assert.equal(typeof document<{ version: string }>(await larder(['--version', '--json'])).version, 'string')
+    assert.match(document<{ help: string }>(await larder(['prune', '--help', '--json'])).help, /Usage: larder prune/)
+  })
+})
+
+describe('boolean environment variables', () => {
+  test('LARDER_JSON, LARDER_QUIET and LARDER_DRY_RUN: 0/false/no/off are off, 1/true/yes/on are on, anything else a usage error naming the variable', async () => {
+    const dir = await freshDir('env')
+    await populate(dir, 20)
+    for (const off of ['0', 'false', 'no', 'off', 'FALSE']) {
+      const run = await larder(['stats', '--fast', '--dir', dir], { env: { LARDER_JSON: off } })
+      assert.equal(run.code, 0, run.stderr)
+      assert.match(run.text, /^cache\s+/m, `LARDER_JSON=${off} gave JSON`)
+    }
+    for (const on of ['1', 'true', 'yes', 'on', 'Yes']) {
+      document(await larder(['stats', '--fast', '--dir', dir], { env: { LARDER_JSON: on } }))
+    }
+    assert.equal((await larder(['ls', '--dir', dir], { env: { LARDER_QUIET: 'yes' } })).text, '')
+    assert.notEqual((await larder(['ls', '--dir', dir], { env: { LARDER_QUIET: 'no' } })).text, '')
+    const dry = document<{ dryRun: boolean; evicted: number }>(await larder(['prune', '--max-entries', '10', '--json', '--dir', dir], { env: { LARDER_DRY_RUN: 'on' } }))
+    assert.deepEqual([dry.dryRun, dry.evicted], [true, 10])
+    const real = document<{ dryRun: boolean; evicted: number }>(await larder(['prune', '--max-entries', '10', '--json', '--dir', dir], { env: { LARDER_DRY_RUN: 'false' } }))
+    assert.deepEqual([real.dryRun, real.evicted], [false, 10])
+    for (const [name, args] of [['LARDER_JSON', ['stats']], ['LARDER_QUIET', ['ls']], ['LARDER_DRY_RUN', ['prune']]] as const) {
+      const run = await larder([...args, '--dir', dir], { env: { [name]: 'maybe' } })
+      assert.equal(run.code, 2, `${name}=maybe: ${run.stderr}`)
+      assert.match(run.stderr, new RegExp(`^larder: .*${name}`))
+      assert.equal(run.stderr.trimEnd().split('\n').length, 1)
+    }
+  })
+})
+
+describe('the recorded budget', () => {
+  test('meta/budget.json follows the last open, "no budget" included; the CLI says where its budget came from', async () => {
+    const dir = await freshDir('budget')
+    await populate(dir, 50, { maxEntries: 20 })
+    const first = await larder(['prune', '--dry-run', '--dir', dir])
+    assert.equal(first.code, 0, first.stderr)
+    assert.match(first.text, /budget: 20 entries, recorded by the application/)
+    assert.equal(document<{ evicted: number; budget: { source: string } }>(await larder(['prune', '--dry-run', '--json', '--dir', dir])).budget.source, 'recorded')
+
+    const app = await Larder.open({ dir, maintenance: false }) // no budget now
+    await app.close()
+    const report = document<{ evicted: number; remainingEntries: number; budget: { source: string; maxEntries: number | null } }>(await larder(['prune', '--json', '--dir', dir]))
+    assert.equal(report.evicted, 0)
+    assert.equal(report.remainingEntries, 50)
+    assert.deepEqual([report.budget.source, report.budget.maxEntries], ['recorded', null])
+    assert.match((await larder(['prune', '--dry-run', '--dir', dir])).text, /no budget: the application last opened the cache without one/)
+    assert.match((await larder(['prune', '--dry-run', '--max-entries', '5', '--dir', dir])).text, /budget: 5 entries, from the command line/)
+    assert.match((await larder(['stats', '--dir', dir])).text, /^budget\s+none \(the application last opened the cache without one/m)
+  })
+})
+
+describe('Ctrl-C during prune', () => {
+  test('the partial report counts what was removed, the totals agree with the disk, and no file is left renamed aside', { timeout: 240_000 }, async () => {
+    const dir = await freshDir('interrupt')
+    const cache = await Larder.open({ dir, maintenance: false })
+    const total = 12_000
+    for (let i = 0; i < total; i += 1000) await cache.setMany(Array.from({ length: 1000 }, (_, j) => ({ key: `k${i + j}`, value: { n: i + j } })))
+    await cache.close()
+    const child = spawn(process.execPath, [BIN, 'prune', '--dir', dir, '--max-entries', '1000', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()))
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
+    let done = false
+    void exited.then(() => (done = true))
+    // Interrupt once eviction has visibly begun.
+    while (!done && entryCount(dir).entries > total - 300) await new Promise((resolve) => setTimeout(resolve, 20))
+    child.kill('SIGINT')
+    const code = await exited
+    assert.equal(code, 130, `stdout: ${stdout}\nstderr: ${stderr}`)
+    const partial = JSON.parse(stdout) as { interrupted: boolean; evicted: number; expired: number; matched: number; corrupt: number; remainingEntries: number }
+    const onDisk = entryCount(dir)
+    assert.ok(onDisk.entries > 1000, 'inconclusive: the prune finished before it was interrupted')
+    assert.equal(partial.interrupted, true)
+    assert.equal(partial.evicted + partial.expired + partial.matched + partial.corrupt, total - onDisk.entries)
+    assert.equal(partial.remainingEntries, onDisk.entries)
+    assert.deepEqual(onDisk.others, [])
+    assert.equal(document<{ entries: number }>(await larder(['stats', '--fast', '--json', '--dir', dir])).entries, onDisk.entries)
+  })
+})
