@@ -64,3 +64,32 @@ describe('entry format v1', () => {
     }
   })
 })
+
+describe('an entry compressed with zstd, read by a Node without zstd', () => {
+  test('is a miss that leaves the entry for the processes that can read it (not corrupt, not removed)', async (t) => {
+    const { zstdAvailable } = await import('../src/options.ts')
+    if (zstdAvailable()) {
+      t.skip(`this Node (${process.version}) has zstd; the case is covered where it has not (Node 20)`)
+      return
+    }
+    await loadHasher()
+    const { encodeEntry, encodeTags } = await import('../src/format/entry-format.ts')
+    const dir = tempDir('larder-zstd-miss')
+    const cache = await Larder.open({ dir, maintenance: false })
+    await cache.set('k', { a: 1 })
+    const [file] = entryFiles(dir)
+    await cache.close()
+    // The entry as a Node with zstd wrote it: codec json (2), compression zstd (4). Its payload
+    // cannot be made here (no zstd), and it is never decoded: the codec decides first.
+    const bytes = encodeEntry({ key: 'k', codec: 2, compression: 4, createdAt: Date.now(), expiresAt: 0, tags: [] }, Buffer.from('k'), encodeTags([]), crypto.randomBytes(40), 7)
+    fs.writeFileSync(file!, bytes)
+    const reader = await Larder.open({ dir, maintenance: false })
+    assert.equal(await reader.get('k'), undefined)
+    assert.equal(await reader.has('k'), false)
+    assert.equal(await reader.getStream('k'), undefined)
+    const stats = await reader.stats()
+    await reader.close()
+    assert.equal(stats.corrupt, 0, 'not counted as damage')
+    assert.deepEqual(fs.readFileSync(file!), bytes, 'the entry is left for the processes that can read it')
+  })
+})

@@ -524,3 +524,35 @@ describe('close() with streams in flight', () => {
     await cache.close()
   })
 })
+
+describe('temp files of bookkeeping writes', () => {
+  test('a stray temp file in tags/ or meta/ (a writer killed mid-write) is removed by the next prune and verify once older than tempMaxAge; a fresh one is left', async () => {
+    const dir = tempDir('larder-meta-temps')
+    const cache = await Larder.open({ dir, maxEntries: 100, evictionPolicy: 'lfu', maintenance: { interval: 0, tempMaxAge: '1s' } })
+    await cache.set('k', 1, { tags: ['t'] })
+    await cache.invalidateTags(['u'])
+    await cache.get('k')
+    await cache.close()
+    const ns = path.join(dir, 'v1', 'default')
+    const old = new Date(Date.now() - 60_000)
+    const strays = ['tags/0123456789abcdef.4242-1.tmp', 'meta/budget.json.4242-2.tmp', 'meta/totals/base.4242-3.tmp', 'meta/activity/4242.x.json.4242-4.tmp', 'meta/changes.4242-5.tmp'].map((f) => path.join(ns, f))
+    for (const f of strays) {
+      fs.mkdirSync(path.dirname(f), { recursive: true, mode: 0o700 })
+      fs.writeFileSync(f, 'half a write')
+      fs.utimesSync(f, old, old)
+    }
+    const fresh = path.join(ns, 'meta', 'totals', 'base.4243-1.tmp')
+    fs.writeFileSync(fresh, 'a live writer')
+    const notOurs = path.join(ns, 'meta', 'notes.txt')
+    fs.writeFileSync(notOurs, 'not a temp name')
+    fs.utimesSync(notOurs, old, old)
+
+    const janitor = await Larder.open({ dir, maintenance: { interval: 0, tempMaxAge: '1s' } })
+    const pruned = await janitor.prune()
+    await janitor.close()
+    assert.deepEqual(strays.filter((f) => fs.existsSync(f)), [], 'stray bookkeeping temps left after prune')
+    assert.ok(pruned.tempFilesRemoved >= strays.length, `counted ${pruned.tempFilesRemoved}`)
+    assert.ok(fs.existsSync(fresh), 'a fresh temp (a live writer) was removed')
+    assert.ok(fs.existsSync(notOurs), 'a file that is not a temp of ours was removed')
+  })
+})

@@ -1,6 +1,7 @@
 import path from 'node:path'
 import { writeFileAtomicSync } from '../store/atomic-write.js'
 import { disk } from '../store/disk.js'
+import { readSmallFileSync } from '../store/small-file.js'
 import type { Layout } from '../store/layout.js'
 
 /**
@@ -27,7 +28,7 @@ export function recordBudget(layout: Layout, budget: RecordedBudget): void {
   const fields = { maxSize: budget.maxSize ?? null, maxEntries: budget.maxEntries ?? null, evictionPolicy: budget.evictionPolicy ?? null }
   const file = budgetFile(layout)
   try {
-    const recorded = JSON.parse(disk.readFileSync(file, 'utf8') as string) as Record<string, unknown>
+    const recorded = JSON.parse(readSmallFileSync(file) ?? 'null') as Record<string, unknown>
     if (recorded.maxSize === fields.maxSize && recorded.maxEntries === fields.maxEntries && recorded.evictionPolicy === fields.evictionPolicy) return
   } catch {
     // not recorded yet, or damaged: write it
@@ -44,7 +45,7 @@ export function recordBudget(layout: Layout, budget: RecordedBudget): void {
  *  ever recorded. */
 export function readBudget(layout: Layout): RecordedBudget | undefined {
   try {
-    const value = JSON.parse(disk.readFileSync(budgetFile(layout), 'utf8')) as RecordedBudget
+    const value = JSON.parse(readSmallFileSync(budgetFile(layout)) ?? 'null') as RecordedBudget
     const out: RecordedBudget = {}
     if (Number.isSafeInteger(value.maxSize)) out.maxSize = value.maxSize!
     if (Number.isSafeInteger(value.maxEntries)) out.maxEntries = value.maxEntries!

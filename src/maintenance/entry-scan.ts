@@ -5,6 +5,7 @@ import { CorruptEntryError, decodeHead, decodeTrailer, HEADER_BYTES, TRAILER_BYT
 import { errorCode } from '../store/disk.js'
 import { rootAbove } from '../store/layout.js'
 import { chainIsReal } from '../store/owned-tree.js'
+import { readStamp } from '../store/tag-clock.js'
 
 /**
  * File-level steps of maintenance, run inside worker threads with synchronous calls (a
@@ -287,11 +288,9 @@ export class TagStamps {
       stamp = 0
       const file = path.join(this.#dir, hasher().h64ToString(tag))
       try {
-        const text = fs.readFileSync(file, 'utf8')
-        const at = Number(text.slice(0, text.indexOf('\n')))
-        stamp = Number.isFinite(at) && at > 0 ? at : fs.statSync(file).mtimeMs
+        stamp = readStamp(file)
       } catch {
-        stamp = 0
+        stamp = 0 // unreadable: judged not invalidated, so nothing is removed for it
       }
       this.#stamps.set(tag, stamp)
     }

@@ -82,7 +82,7 @@ export class LastUse {
 
 function touch(file: string, at: number): void {
   try {
-    disk.utimesSync(file, at / 1000, at / 1000)
+    disk.lutimesSync(file, at / 1000, at / 1000) // never through a link swapped in since the read
   } catch {
     // gone or read-only: LRU order is a hint, not worth a failure
   }

@@ -3,6 +3,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { errorCode } from '../store/disk.js'
+import { readSmallFileSync } from '../store/small-file.js'
 
 /**
  * The maintenance lock: one process prunes or verifies a namespace at a time, so two prunes
@@ -38,26 +39,26 @@ interface Owner {
 
 /** Takes the lock at `lockDir` if it is free or dead; undefined if a live holder has it.
  *  Resolves to the release. Throws file-system errors (a failing disk). */
-export function tryLock(lockDir: string): (() => void) | undefined {
+export function tryLock(lockDir: string, modes: { dir: number; file: number }): (() => void) | undefined {
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      fs.mkdirSync(lockDir)
+      fs.mkdirSync(lockDir, modes.dir)
     } catch (error) {
       if (errorCode(error) !== 'EEXIST') throw error
       if (takeOverIfDead(lockDir)) continue
       return undefined
     }
-    return hold(lockDir)
+    return hold(lockDir, modes.file)
   }
   return undefined // taken over and taken again by others meanwhile: busy
 }
 
-function hold(lockDir: string): () => void {
+function hold(lockDir: string, fileMode: number): () => void {
   const token = randomBytes(9).toString('base64url')
   const owner: Owner = { pid: process.pid, host: os.hostname(), token }
   try {
     // O_EXCL: a name nothing else has in a directory we just made; never follows a link.
-    fs.writeFileSync(path.join(lockDir, OWNER), JSON.stringify(owner), { flag: 'wx' })
+    fs.writeFileSync(path.join(lockDir, OWNER), JSON.stringify(owner), { flag: 'wx', mode: fileMode })
   } catch (error) {
     removeQuietly(lockDir)
     throw error
@@ -126,20 +127,12 @@ function isDead(lockDir: string, stat: fs.Stats): boolean {
 }
 
 function readOwner(lockDir: string): Owner | undefined {
-  let fd: number
   try {
-    fd = fs.openSync(path.join(lockDir, OWNER), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
-  } catch {
-    return undefined
-  }
-  try {
-    const owner = JSON.parse(fs.readFileSync(fd, 'utf8')) as Partial<Owner>
-    if (Number.isSafeInteger(owner.pid) && typeof owner.host === 'string' && typeof owner.token === 'string') return owner as Owner
+    const owner = JSON.parse(readSmallFileSync(path.join(lockDir, OWNER)) ?? 'null') as Partial<Owner> | null
+    if (owner !== null && Number.isSafeInteger(owner.pid) && typeof owner.host === 'string' && typeof owner.token === 'string') return owner as Owner
     return undefined
   } catch {
-    return undefined // half-written, or not ours
-  } finally {
-    fs.closeSync(fd)
+    return undefined // missing, half-written, or not ours (a link or FIFO is never followed or waited on)
   }
 }
 

@@ -9,7 +9,7 @@ import type { MaintenancePool } from './pool.js'
 import { Cancellation } from './cancellation.js'
 import { tryLock } from './lock.js'
 import type { RunningTotals, Totals } from './totals.js'
-import type { EvictOutput, PruneFilters, ScanOutput, VerifyOutput } from './worker.js'
+import type { EvictOutput, PruneFilters, ScanOutput, SweepOutput, VerifyOutput } from './worker.js'
 import { mergeUsage, type EntryInfo, type ListFilters, type UsageOutput } from './listing.js'
 
 export interface PruneReport {
@@ -222,6 +222,7 @@ export class Maintainer {
       })
       cancel.throwIfRequested()
       report.tempFilesRemoved += await this.#sweepTrash(now, dryRun)
+      report.tempFilesRemoved += await this.#sweepBookkeeping(now, dryRun)
 
       // The survivors of every batch, as one set of records for the plan.
       const records = concatRecords(scans.map((s) => s.records))
@@ -340,6 +341,7 @@ export class Maintainer {
       })
       cancel.throwIfRequested()
       report.tempFilesRemoved += await this.#sweepTrash(Date.now(), !repair)
+      report.tempFilesRemoved += await this.#sweepBookkeeping(Date.now(), !repair)
       finished = true
     } finally {
       // Without repair, corrupt files remain on disk and are still counted as entries.
@@ -476,7 +478,7 @@ export class Maintainer {
     const deadline = Date.now() + 60_000
     for (let wait = 50; ; wait = Math.min(wait * 2, 1000)) {
       cancel.throwIfRequested()
-      const release = tryLock(this.#lockDir)
+      const release = tryLock(this.#lockDir, { dir: tree.dirMode, file: tree.fileMode })
       if (release !== undefined) return async () => release()
       if (automatic) return undefined
       if (Date.now() > deadline) throw new LarderError('ERR_BUSY', 'Another process has been maintaining this cache for over a minute; try again later', { field: 'cache' })
@@ -513,6 +515,16 @@ export class Maintainer {
       removed++
     }
     return removed
+  }
+
+  /** Removes (or, on a dry run, counts) the stray temp files that bookkeeping writes of dead
+   *  processes left in tags/ and meta/, older than `tempMaxAge`, in a worker. */
+  async #sweepBookkeeping(now: number, dryRun: boolean): Promise<number> {
+    const { layout, options, pool } = this.#p
+    const out = await pool.run<SweepOutput>({
+      task: 'sweep-bookkeeping', root: layout.root, dirs: layout.bookkeepingDirs, now, tempMaxAge: options.maintenance.tempMaxAge, dryRun,
+    })
+    return out.tempFilesRemoved
   }
 
   async #partitions(): Promise<string[]> {

@@ -1,6 +1,7 @@
 import path from 'node:path'
 import { writeFileAtomicSync } from '../store/atomic-write.js'
 import { disk, errorCode } from '../store/disk.js'
+import { ForeignFileError, readSmallFileSync } from '../store/small-file.js'
 import type { Layout } from '../store/layout.js'
 import type { OwnedTree } from '../store/owned-tree.js'
 import { crowded } from './crowding.js'
@@ -260,10 +261,11 @@ export class RunningTotals {
 
   #currentEpoch(): number {
     try {
-      const epoch = Number(disk.readFileSync(this.#epochFile, 'utf8'))
+      const epoch = Number(readSmallFileSync(this.#epochFile) ?? 0)
       return Number.isSafeInteger(epoch) && epoch >= 0 ? epoch : 0
     } catch (error) {
-      if (errorCode(error) === 'ENOENT') return 0
+      // Missing, or something foreign at its name (damage): the next scan writes it anew.
+      if (errorCode(error) === 'ENOENT' || error instanceof ForeignFileError) return 0
       throw error
     }
   }
@@ -285,7 +287,7 @@ export class RunningTotals {
 
   #readJson<T extends Totals>(name: string): T | undefined {
     try {
-      const value = JSON.parse(disk.readFileSync(path.join(this.#dir, name), 'utf8')) as T
+      const value = JSON.parse(readSmallFileSync(path.join(this.#dir, name)) ?? 'null') as T
       return Number.isFinite(value.entries) && Number.isFinite(value.bytes) ? value : undefined
     } catch {
       return undefined // gone since listed, or damaged: the next scan rewrites the totals

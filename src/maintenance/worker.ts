@@ -7,7 +7,8 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { hasher, loadHasher } from '../format/checksum.js'
 import { CorruptEntryError } from '../format/entry-format.js'
-import { ENTRY_NAME, TEMP_NAME } from '../store/layout.js'
+import { BOOKKEEPING_TEMP_NAME, ENTRY_NAME, TEMP_NAME } from '../store/layout.js'
+import { chainIsReal } from '../store/owned-tree.js'
 import { entryState } from '../store/liveness.js'
 import { stopRequested } from './cancellation.js'
 import { Glob } from './glob.js'
@@ -120,9 +121,20 @@ export interface CompactInput {
   halfLife: number
 }
 
-export type TaskInput = ScanInput | EvictInput | VerifyInput | (PlanInput & { task: 'plan' }) | CompactInput | ListInput | UsageInput
+/** Stray temp files of bookkeeping writes (tags/, meta/) older than `tempMaxAge`. */
+export interface SweepInput {
+  task: 'sweep-bookkeeping'
+  /** The cache root: nothing is listed or removed unless every directory down to it is real. */
+  root: string
+  dirs: string[]
+  now: number
+  tempMaxAge: number
+  dryRun: boolean
+}
 
-export default async function run(input: TaskInput): Promise<ScanOutput | EvictOutput | VerifyOutput | PlanOutput | number | EntryInfo[] | UsageOutput> {
+export type TaskInput = ScanInput | EvictInput | VerifyInput | (PlanInput & { task: 'plan' }) | CompactInput | ListInput | UsageInput | SweepInput
+
+export default async function run(input: TaskInput): Promise<ScanOutput | EvictOutput | VerifyOutput | PlanOutput | number | EntryInfo[] | UsageOutput | SweepOutput> {
   await loadHasher()
   switch (input.task) {
     case 'scan': return scan(input)
@@ -132,7 +144,35 @@ export default async function run(input: TaskInput): Promise<ScanOutput | EvictO
     case 'compact-hits': return compactHitLogs(input.hitsDir, input.names, input.now, input.halfLife)
     case 'list': return listEntries(input)
     case 'usage': return usage(input)
+    case 'sweep-bookkeeping': return sweepBookkeeping(input)
   }
+}
+
+export interface SweepOutput {
+  tempFilesRemoved: number
+  freedBytes: number
+}
+
+/** Removes stray bookkeeping temp files (see SweepInput); their count and bytes. */
+function sweepBookkeeping(input: SweepInput): SweepOutput {
+  const out: SweepOutput = { tempFilesRemoved: 0, freedBytes: 0 }
+  for (const dir of input.dirs) {
+    if (!chainIsReal(input.root, dir)) continue
+    let names: string[]
+    try {
+      names = fs.readdirSync(dir)
+    } catch {
+      continue
+    }
+    for (const name of names) {
+      if (!BOOKKEEPING_TEMP_NAME.test(name)) continue
+      const freed = removeStaleTemp(path.join(dir, name), input.now, input.tempMaxAge, input.dryRun)
+      if (freed === undefined) continue
+      out.tempFilesRemoved++
+      out.freedBytes += freed
+    }
+  }
+  return out
 }
 
 /** A file that is not an entry: a temp file old enough that no writer can still own it is

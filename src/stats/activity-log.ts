@@ -1,6 +1,7 @@
 import path from 'node:path'
 import { writeFileAtomicSync } from '../store/atomic-write.js'
 import { disk, errorCode } from '../store/disk.js'
+import { readSmallFileSync } from '../store/small-file.js'
 import type { Layout } from '../store/layout.js'
 import type { OwnedTree } from '../store/owned-tree.js'
 import type { BreakerState } from '../resilience/disk-breaker.js'
@@ -150,7 +151,7 @@ export class ActivityLog {
 
   #readJson<T>(name: string): T | undefined {
     try {
-      const value = JSON.parse(disk.readFileSync(path.join(this.#dir, name), 'utf8')) as unknown
+      const value = JSON.parse(readSmallFileSync(path.join(this.#dir, name)) ?? 'null') as unknown
       return typeof value === 'object' && value !== null ? (value as T) : undefined
     } catch {
       return undefined // missing, half-written by a crashed writer, or not ours

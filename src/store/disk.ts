@@ -26,6 +26,8 @@ export const disk = {
   mkdirSync: fs.mkdirSync,
   chmodSync: fs.chmodSync,
   utimesSync: fs.utimesSync,
+  /** Sets a path's own times: on a symlink planted at an entry's name, the link's, never its target's. */
+  lutimesSync: fs.lutimesSync,
   readdirSync: fs.readdirSync,
   open: fsp.open,
   /** A FileHandle's write, here so a test can shorten it; callers loop on the count. */

@@ -42,6 +42,8 @@ export const PARTITION_NAME = /^[0-9a-f]{2}$/
 /** A temp file: ours, `<hash>.<pid>-<n>.tmp`, or `<hash>.<digits>` left by versions that wrote
  *  through write-file-atomic. */
 export const TEMP_NAME = /^[0-9a-f]{16}\.[0-9]+(-[0-9]+\.tmp)?$/
+/** A temp file of atomic-write.ts beside a bookkeeping file (tags/, meta/): `<name>.<pid>-<n>.tmp`. */
+export const BOOKKEEPING_TEMP_NAME = /\.[0-9]+-[0-9]+\.tmp$/
 /** A `clear()`'s trash directory in `<dir>/v1/`: `.trash-<pid>-<ms>-<random>`. */
 export const TRASH_NAME = /^\.trash-[0-9]+-[0-9]+-[0-9a-z]+$/
 
@@ -125,6 +127,12 @@ export class Layout {
 
   entryPath(hash: string): string {
     return this.namespaceDir + path.sep + hash.slice(0, 2) + path.sep + hash
+  }
+
+  /** The directories of bookkeeping files (not entries), whose stray temp files a prune or
+   *  verify sweeps: a writer killed mid-write leaves one, and nothing else would reclaim it. */
+  get bookkeepingDirs(): string[] {
+    return [this.tagsDir, this.metaDir, this.totalsDir, this.activityDir, this.hitsDir]
   }
 
   tagPath(tag: string): string {

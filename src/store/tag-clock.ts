@@ -1,6 +1,7 @@
 import type { Layout } from './layout.js'
 import { writeFileAtomicSync } from './atomic-write.js'
-import { disk, errorCode } from './disk.js'
+import { disk } from './disk.js'
+import { ForeignFileError, readSmallFileSync } from './small-file.js'
 
 /**
  * Tag invalidation that costs O(tags), not O(entries), and holds across every process
@@ -99,15 +100,27 @@ export class TagClock {
   }
 
   #readStamp(tag: string): number {
-    let text: string
-    try {
-      text = disk.readFileSync(this.#layout.tagPath(tag), 'utf8')
-    } catch (error) {
-      if (errorCode(error) === 'ENOENT') return 0
-      throw error
-    }
-    const stamp = Number(text.slice(0, text.indexOf('\n')))
-    // A damaged stamp file must not resurrect entries: fall back to when it was written.
-    return Number.isFinite(stamp) && stamp > 0 ? stamp : disk.statSync(this.#layout.tagPath(tag)).mtimeMs
+    return readStamp(this.#layout.tagPath(tag))
   }
+}
+
+/**
+ * The invalidation time a stamp file records; 0 when there is none. A damaged stamp, or
+ * something foreign planted at its name (a link, a FIFO: never followed, never waited on),
+ * must not resurrect entries: it counts as an invalidation when it was put there (its own
+ * mtime), or now if even that cannot be read. Shared with maintenance workers (entry-scan.ts).
+ */
+export function readStamp(file: string): number {
+  let text: string | undefined
+  try {
+    text = readSmallFileSync(file)
+  } catch (error) {
+    if (!(error instanceof ForeignFileError)) throw error
+  }
+  if (text === undefined) {
+    const found = disk.lstatSync(file, { throwIfNoEntry: false })
+    return found === undefined ? 0 : found.isFile() ? Date.now() : found.mtimeMs
+  }
+  const stamp = Number(text.slice(0, text.indexOf('\n')))
+  return Number.isFinite(stamp) && stamp > 0 ? stamp : disk.lstatSync(file).mtimeMs
 }

@@ -1,7 +1,7 @@
 import path from 'node:path'
 import { Readable } from 'node:stream'
 import { isLarderError, LarderError } from '../errors.js'
-import { compressionIds } from '../format/compression.js'
+import { Compression, compressionIds } from '../format/compression.js'
 import { CorruptEntryError, decodeEntry, encodeEntry, encodeTags, FLAG_FRAMED, type DecodedEntry, type EntryHead } from '../format/entry-format.js'
 import { decodePayload, encodePayload, impossibleLength } from '../format/payload.js'
 import { Codec, deserialize } from '../format/serializers.js'
@@ -9,7 +9,7 @@ import type { HitLog } from '../maintenance/hit-log.js'
 import type { LastUse } from '../maintenance/last-use.js'
 import { toEntryInfo, type EntryInfo } from '../maintenance/listing.js'
 import type { RunningTotals } from '../maintenance/totals.js'
-import type { ResolvedOptions } from '../options.js'
+import { zstdAvailable, type ResolvedOptions } from '../options.js'
 import type { DiskBreaker } from '../resilience/disk-breaker.js'
 import type { ActivityCounters } from '../stats/activity-log.js'
 import { createFileSync } from '../store/atomic-write.js'
@@ -368,6 +368,12 @@ export class FileTier implements Tier {
       // Another key with the same 64-bit hash: a miss, and its entry is left alone. A key that
       // does not hash to this name at all is an entry swapped or copied here: corrupt.
       if (this.#misplaced(found.head.key, file)) return await this.#corruptOrThrow(MISPLACED(), file, key, found.ino)
+      return undefined
+    }
+    if (found.head.compression === Compression.Zstd && !zstdAvailable()) {
+      // Written by a Node with zstd (22.15+), read by one without: a miss for this process, but
+      // a valid entry for the others sharing the directory, so it stays.
+      await found.opened?.handle.close()
       return undefined
     }
     return found
