@@ -53,7 +53,12 @@ async function damagedFinalNames(dir: string, names: Map<string, string>): Promi
 function leftovers(dir: string): { temps: string[]; trash: string[] } {
   const version = path.join(dir, 'v1')
   const trash = existsSync(version) ? readdirSync(version).filter((n) => n.startsWith('.trash-')) : []
-  return { temps: scanEntries(dir).temps, trash }
+  // Temp files of entries in partitions, and of bookkeeping writes (tag stamps, meta files)
+  // that a kill cut short.
+  const ns = path.join(version, 'default')
+  const bookkeeping = ['tags', 'meta', 'meta/totals', 'meta/activity', 'meta/hits']
+    .flatMap((d) => (existsSync(path.join(ns, d)) ? readdirSync(path.join(ns, d)).filter((n) => /\.\d+-\d+\.tmp$/.test(n)).map((n) => path.join(ns, d, n)) : []))
+  return { temps: [...scanEntries(dir).temps, ...bookkeeping], trash }
 }
 
 describe('SIGKILL at random moments', () => {
@@ -141,7 +146,7 @@ describe('SIGKILL at random moments', () => {
     }, failures)
     assert.equal(verified.corrupt, 0, `verify found damaged entries: ${JSON.stringify(verified.problems.slice(0, 3))}`)
     assert.equal(pruned.corrupt, 0)
-    assert.equal(verified.tempFilesRemoved + pruned.tempFilesRemoved, before.temps.length + before.trash.length, 'every stray temp file and trash tree was reclaimed, and counted')
+    assert.equal(verified.tempFilesRemoved + pruned.tempFilesRemoved, before.temps.length + before.trash.length, 'every stray temp file (entries and bookkeeping) and trash tree was reclaimed, and counted')
     assert.deepEqual(afterwards.temps, [], 'temp files left after verify and prune')
     assert.deepEqual(afterwards.trash, [], 'trees of killed clear() calls left after prune')
     assert.ok(outcome.readsValidated > 0, 'no value was ever read back: the test proved nothing')
