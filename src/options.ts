@@ -172,6 +172,7 @@ export interface LarderOptions {
   shared?: Sharing
 }
 
+/** `maintenance` as resolved: every default filled in, durations in ms. */
 export interface ResolvedMaintenanceOptions {
   auto: boolean
   interval: number
@@ -182,6 +183,7 @@ export interface ResolvedMaintenanceOptions {
   tempMaxAge: number
 }
 
+/** `breaker` as resolved: every default filled in, durations in ms. */
 export interface ResolvedBreakerOptions {
   errorThresholdPercentage: number
   volumeThreshold: number
@@ -190,6 +192,8 @@ export interface ResolvedBreakerOptions {
   timeout: number
 }
 
+/** The options a cache runs with (`cache.options`): every default filled in, sizes in bytes,
+ *  durations in ms. See `LarderOptions` for what each means. */
 export interface ResolvedOptions {
   dir: string
   shared: Sharing
