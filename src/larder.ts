@@ -4,9 +4,12 @@ import { onExit } from 'signal-exit'
 import type { EntriesOptions, GetOrSetOptions, SetManyItem, SetOptions } from './call-options.js'
 import { LarderError, SourceError } from './errors.js'
 import { DiskParts } from './facade/disk-parts.js'
+import { applyRemote, type RemoteParts } from './facade/remote-changes.js'
+import { SharedParts } from './facade/shared-parts.js'
+import { warm, type WarmReport } from './facade/warm.js'
 import { ListenerCount, type LarderEvents } from './facade/events.js'
 import { Failures } from './facade/failures.js'
-import { InFlight } from './facade/in-flight.js'
+import { CLOSE_WAIT_MS, InFlight } from './facade/in-flight.js'
 import { Loads, type Flight } from './facade/loads.js'
 import { prepareWrite, readBackValue, storedEntry, type Write } from './facade/prepare.js'
 import { assembleStats, type Stats } from './facade/stats.js'
@@ -17,21 +20,26 @@ import type { EntryInfo } from './maintenance/listing.js'
 import type { PruneOptions, PruneReport, UsageReport, VerifyOptions, VerifyReport, WalkOptions } from './maintenance/maintainer.js'
 import { resolveOptions, type LarderOptions, type ResolvedOptions } from './options.js'
 import type { ActivityReport } from './stats/activity-log.js'
-import { Counters } from './stats/counters.js'
+import { Counters, type TierName } from './stats/counters.js'
+import { MemoryTagClock } from './store/memory-tag-clock.js'
+import type { TagClock } from './store/tag-clock.js'
+import { WriteBackQueue } from './tiers/write-back.js'
 import { CreationClock, expiryOf } from './store/creation-clock.js'
 import type { StreamSource } from './store/stream-writer.js'
+import type { CorruptReport, FileTier } from './tiers/file-tier.js'
 import { MemoryTier } from './tiers/memory-tier.js'
 import { MISS, type TierRead } from './tiers/tier.js'
 import { TierStack } from './tiers/tier-stack.js'
 import {
-  validateCallOptions, validateEntriesOptions, validateKey, validateKeys, validatePruneOptions, validateSource,
-  validateTags, validateTtl, validateVerifyOptions, validateWalkOptions,
+  validateCallOptions, validateEntriesOptions, validateKey, validateKeys, validatePruneOptions, validateSetManyItems, validateSource,
+  validateTags, validateTtl, validateVerifyOptions, validateWalkOptions, validateWarm,
 } from './validate.js'
 
-export type { LarderEvents, Stats }
+export type { LarderEvents, Stats, WarmReport }
 
 const SET_OPTIONS = ['ttl', 'tags'] as const
-const GET_OR_SET_OPTIONS = ['ttl', 'tags', 'grace'] as const
+const GET_OR_SET_OPTIONS = ['ttl', 'tags', 'grace', 'lock'] as const
+const TIERS: readonly (TierName | undefined)[] = ['memory', 'file', 'redis', undefined]
 
 /** What a load gave its callers: the value, and whether the cache had it (a hit). */
 interface Loaded {
@@ -56,13 +64,18 @@ export class Larder extends EventEmitter<LarderEvents> {
     const cache = new Larder(resolved)
     if (resolved.readOnly) return cache // creates nothing, records nothing, folds nothing
     await cache.#prepareDirectory()
-    await cache.#disk.foldIfCrowded()
+    await cache.#disk?.foldIfCrowded()
+    await cache.#shared?.start()
+    await cache.#syncTagStamps()
     return cache
   }
 
   /** The resolved options (defaults filled in). */
   readonly options: Readonly<ResolvedOptions>
-  readonly #disk: DiskParts
+  readonly #disk: DiskParts | undefined
+  readonly #shared: SharedParts | undefined
+  readonly #tags: TagClock | MemoryTagClock
+  readonly #writeBack: WriteBackQueue | undefined
   readonly #clock: CreationClock
   readonly #memory: MemoryTier | undefined
   readonly #stack: TierStack
@@ -81,36 +94,62 @@ export class Larder extends EventEmitter<LarderEvents> {
     super()
     this.#hitListeners = new ListenerCount(this as EventEmitter, 'hit')
     this.options = Object.freeze(options)
-    this.#counters = new Counters(options.memory === false ? ['file'] : ['memory', 'file'])
+    const { dir, redis, memory } = options
+    this.#counters = new Counters(TIERS.filter((t): t is TierName => (t === 'memory' && memory !== false) || (t === 'file' && dir !== false) || (t === 'redis' && redis !== undefined)))
     const counts = this.#counters.counts
-    this.#failures = new Failures(this.#counters, options.failOpen, (error) => {
+    const emitError = (error: Error): void => {
       if (this.listenerCount('error') > 0) this.emit('error', error) // an unheard 'error' would throw
+    }
+    this.#failures = new Failures(this.#counters, options.failOpen, emitError)
+    const corrupt = (report: CorruptReport): boolean => this.emit('corrupt', report)
+    this.#disk = dir === false ? undefined : new DiskParts({ ...options, dir }, {
+      counts, corrupt, breaker: (state) => this.emit('breaker', state, 'file'), progress: (p) => this.emit('progress', p), pruned: (report) => this.emit('prune', report), pruneFailed: emitError,
     })
-    this.#disk = new DiskParts(options, {
-      counts,
-      corrupt: (report) => this.emit('corrupt', report),
-      breaker: (state) => this.emit('breaker', state),
-      progress: (p) => this.emit('progress', p),
-      pruned: (report) => this.emit('prune', report),
-      pruneFailed: (error) => {
-        if (this.listenerCount('error') > 0) this.emit('error', error)
+    this.#tags = this.#disk?.tags ?? new MemoryTagClock()
+    this.#clock = new CreationClock(this.#tags)
+    this.#loads = new Loads((tags, createdAt) => this.#tagsStaleSafe(tags, createdAt))
+    const tags = { isStale: (tags: readonly string[], createdAt: number) => this.#tagsStaleSafe(tags, createdAt) }
+    this.#shared = redis === undefined ? undefined : new SharedParts({ ...options, redis }, {
+      counts, tags, corrupt, breaker: (state) => this.emit('breaker', state, 'redis'),
+      received: (message) => void this.#inFlight.track(applyRemote(message, this.#remote)).catch(() => {}),
+      connected: () => {
+        this.#stack.revalidate()
+        this.#order.touch()
+        void this.#syncTagStamps()
+      },
+      recovered: () => {
+        this.#shared?.bus?.flush()
+        this.#writeBack?.resume()
       },
     })
-    this.#clock = new CreationClock(this.#disk.tags)
-    this.#loads = new Loads((tags, createdAt) => this.#tagsStaleSafe(tags, createdAt))
-    this.#memory = options.memory === false ? undefined : new MemoryTier(options.memory, (tags, createdAt) => this.#tagsStaleSafe(tags, createdAt), this.#disk.changes)
-    this.#stack = new TierStack({ memory: this.#memory, file: this.#disk.files, order: this.#order, failures: this.#failures, counters: this.#counters })
+    this.#writeBack = options.writeStrategy !== 'write-back' ? undefined : new WriteBackQueue({
+      ...options.writeBack,
+      send: (batch) => this.#stack.sendBatch(batch),
+      dropped: (n) => {
+        counts.dropped += n
+        this.#counters.tiers.redis!.dropped += n
+      },
+      ready: () => this.#shared!.breaker.state !== 'open',
+    })
+    this.#memory = memory === false ? undefined : new MemoryTier(memory, tags.isStale, this.#disk?.changes ?? { changedElsewhere: () => false })
+    this.#stack = new TierStack({
+      memory: this.#memory, file: this.#disk?.files, redis: this.#shared?.tier, writeBack: this.#writeBack, strategy: options.writeStrategy, options,
+      order: this.#order, failures: this.#failures, counters: this.#counters, stamp: () => this.#clock.stamp(),
+      publish: (message) => this.#shared?.bus?.publish(message),
+      track: (write) => void this.#inFlight.track(write).catch(() => {}),
+    })
     // Held for the cache's lifetime: leaves the counters and removes our in-flight temp files
     // if the process exits without close(). A read-only instance has nothing to leave.
-    if (!options.readOnly) this.#removeExitHook = onExit(() => {
-      this.#disk.flushCounters()
-      this.#disk.recordActivity(counts)
-      this.#disk.files.removeTempsSync()
+    const disk = this.#disk
+    if (!options.readOnly && disk !== undefined) this.#removeExitHook = onExit(() => {
+      disk.flushCounters()
+      disk.recordActivity(counts)
+      disk.files.removeTempsSync()
     })
   }
 
-  /** The cache directory (absolute). */
-  get dir(): string {
+  /** The cache directory (absolute), or false (`dir: false`). */
+  get dir(): string | false {
     return this.options.dir
   }
 
@@ -175,13 +214,14 @@ export class Larder extends EventEmitter<LarderEvents> {
     const ttl = validateTtl(o.ttl)
     const tags = validateTags(o.tags)
     const grace = validateTtl(o.grace, 'grace') ?? 0
+    if (o.lock !== undefined && typeof o.lock !== 'boolean') throw new LarderError('ERR_INVALID_OPTION', `Invalid lock: expected a boolean, got ${String(o.lock)}`, { field: 'lock' })
     const waiting = this.#order.pending(k)
     if (waiting !== undefined) await waiting
     const memory = this.#fromMemory(k)
     if (memory.found) return memory.value as T
     const joined = this.#loads.joinable(k)
     if (joined !== undefined) return this.#join(k, joined) as Promise<T>
-    const loaded = await this.#loads.run(k, tags, this.#clock.createdAt(tags), (flight) => this.#load(k, loader, ttl, grace, flight))
+    const loaded = await this.#loads.run(k, tags, this.#clock.createdAt(tags), (flight) => this.#load(k, loader, ttl, grace, flight, o.lock === true))
     return loaded.value as T
   }
 
@@ -199,7 +239,8 @@ export class Larder extends EventEmitter<LarderEvents> {
     const started = performance.now()
     let stream: Readable | undefined
     try {
-      stream = await this.#disk.files.getStream(k)
+      const files = this.#files('getStream')
+      if (await this.#stack.streamStillValid(k, async () => (await files.info(k))?.createdAt)) stream = await files.getStream(k)
     } catch (error) {
       this.#failures.readFailed(error)
     }
@@ -224,18 +265,9 @@ export class Larder extends EventEmitter<LarderEvents> {
    *  an error names the item (`items[1].ttl`). At most BATCH_PARALLELISM are written at once. */
   async setMany(items: readonly SetManyItem[]): Promise<void> {
     this.#assertWritable()
-    if (!Array.isArray(items)) throw new LarderError('ERR_INVALID_VALUE', 'Invalid items: expected an array of { key, value, ttl?, tags? }', { field: 'items' })
-    const prepared = items.map((item: unknown, i) => {
-      const field = `items[${i}]`
-      if (item === null || typeof item !== 'object') throw new LarderError('ERR_INVALID_VALUE', `Invalid ${field}: expected { key, value, ttl?, tags? }`, { field })
-      const o = validateCallOptions<SetManyItem>(item, ['key', 'value', 'ttl', 'tags'], field)
-      const k = validateKey(o.key, `${field}.key`)
-      const ttl = validateTtl(o.ttl, `${field}.ttl`)
-      const tags = validateTags(o.tags, `${field}.tags`)
-      return { k, write: this.#prepare(o.value, ttl, tags, 0, `${field}.value`) }
-    })
+    const prepared = validateSetManyItems(items).map(({ key, value, ttl, tags, field }) => ({ key, write: this.#prepare(value, ttl, tags, 0, field) }))
     const slots = new Slots(BATCH_PARALLELISM)
-    await Promise.all(prepared.map(({ k, write }) => this.#change(k, () => slots.run(() => this.#write(k, write)))))
+    await Promise.all(prepared.map(({ key, write }) => this.#change(key, () => slots.run(() => this.#write(key, write)))))
   }
 
   /**
@@ -251,6 +283,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     const ttl = validateTtl(o.ttl)
     const tags = validateTags(o.tags)
     const input = validateSource(source)
+    const files = this.#files('setStream')
     const createdAt = this.#clock.createdAt(tags)
     const expiresAt = expiryOf(ttl ?? this.options.defaultTtl, createdAt)
     return this.#change(k, async () => {
@@ -258,10 +291,13 @@ export class Larder extends EventEmitter<LarderEvents> {
       this.#memory?.delete(k)
       const abort = new AbortController()
       try {
-        await this.#inFlight.track(this.#disk.files.setStream(k, input, { createdAt, expiresAt, tags }, abort.signal), abort)
+        await this.#inFlight.track(files.setStream(k, input, { createdAt, expiresAt, tags }, abort.signal), abort)
+        this.#counters.counts.sets++
         this.#counters.setLatency.record(performance.now() - started)
         this.emit('set', k)
-        this.#disk.autoPrune.afterWrite()
+        this.#disk?.autoPrune.afterWrite()
+        // Streams stay local: an older value of the key in Redis must not be read elsewhere.
+        await this.#stack.removeShared(k, createdAt)
       } catch (error) {
         if (error instanceof SourceError) throw error.original
         if (input instanceof Readable && !input.destroyed) input.destroy()
@@ -296,12 +332,35 @@ export class Larder extends EventEmitter<LarderEvents> {
     return removed.filter(Boolean).length
   }
 
-  /** Removes every entry of this namespace, for every process sharing the directory: what was
-   *  set before the call, in every tier; a set called after it is kept. */
-  async clear(): Promise<void> {
+  /** Removes every entry of this namespace, for every process sharing the directory (and,
+   *  with Redis, every instance): what was set before the call, in every tier, or in `tier`
+   *  only; a set called after it is kept. */
+  async clear(options?: { tier?: TierName }): Promise<void> {
     this.#assertWritable()
-    this.#loads.supersedeAll()
-    return this.#order.everything(() => this.#inFlight.track(this.#stack.clear()))
+    const { tier } = validateCallOptions<{ tier: TierName }>(options, ['tier'])
+    if (tier !== undefined && (!TIERS.includes(tier) || this.#counters.tiers[tier] === undefined)) {
+      throw new LarderError('ERR_INVALID_OPTION', `Invalid tier: expected one of ${Object.keys(this.#counters.tiers).join(', ')}, got ${JSON.stringify(tier)}`, { field: 'tier' })
+    }
+    if (tier !== 'redis') this.#loads.supersedeAll()
+    return this.#order.everything(() => this.#inFlight.track(this.#stack.clear(tier ?? 'all')))
+  }
+
+  /** Resolves once the writes queued for Redis (write-back) have been sent, or dropped; at once
+   *  with any other strategy. */
+  async flush(): Promise<void> {
+    this.#assertOpen()
+    await this.#writeBack?.flush()
+  }
+
+  /** Makes each key local: a key the shared tier has is promoted; the keys found nowhere are
+   *  loaded by `loader(keys)` (in batches) and stored. */
+  async warm(keys: readonly string[], options?: { loader?: (keys: string[]) => unknown; concurrency?: number }): Promise<WarmReport> {
+    this.#assertWritable()
+    const valid = validateWarm(keys, options)
+    return warm({
+      lookup: (key) => this.#stack.lookup(key, 0),
+      store: (key, value) => this.#change(key, () => this.#write(key, this.#prepare(value, undefined, [], 0))),
+    }, valid.keys, valid.loader, valid.concurrency)
   }
 
   /**
@@ -313,11 +372,15 @@ export class Larder extends EventEmitter<LarderEvents> {
     const valid = validateTags(tags)
     if (valid.length === 0) return
     this.#loads.supersedeTagged(valid) // a load in progress that carries one of them began before
+    const at = this.#clock.stamp()
+    await this.#invalidateLocal(valid, at, true)
+    if (this.#shared === undefined) return
     try {
-      await this.#disk.files.invalidateTags(valid, this.#clock.stamp())
+      await this.#shared.recordTags(valid, at)
     } catch (error) {
-      this.#failures.writeFailed(error)
+      this.#failures.writeFailed(error, 'redis')
     }
+    this.#shared.bus?.publish({ op: 'tags', tags: [...valid], at })
   }
 
   /**
@@ -380,7 +443,11 @@ export class Larder extends EventEmitter<LarderEvents> {
   async prune(options?: PruneOptions): Promise<PruneReport> {
     this.#assertWritable()
     const valid = validatePruneOptions(options)
-    return this.#failures.operation(() => this.#disk.maintainer.prune(valid))
+    const report = await this.#failures.operation(() => this.#files('prune') && this.#disk!.maintainer.prune(valid))
+    if (valid.pattern !== undefined && this.#shared !== undefined && valid.dryRun !== true) {
+      report.sharedRemoved = await this.#failures.operation(() => this.#shared!.tier.removeMatching(valid.pattern!), 'redis')
+    }
+    return report
   }
 
   /**
@@ -392,7 +459,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     this.#assertOpen()
     const valid = validateVerifyOptions(options)
     if (valid.repair !== false) this.#assertWritable()
-    return this.#failures.operation(() => this.#disk.maintainer.verify(valid))
+    return this.#failures.operation(() => this.#files('verify') && this.#disk!.maintainer.verify(valid))
   }
 
   // ── lifecycle and introspection ───────────────────────────────────────────
@@ -404,7 +471,9 @@ export class Larder extends EventEmitter<LarderEvents> {
    */
   async activity(): Promise<ActivityReport> {
     this.#assertOpen()
-    return this.#failures.operation(async () => this.#disk.bookkeeping(() => this.#disk.activity.read()))
+    const disk = this.#disk
+    if (disk === undefined) this.#files('activity')
+    return this.#failures.operation(async () => disk!.bookkeeping(() => disk!.activity.read()))
   }
 
   /**
@@ -418,7 +487,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     const waiting = this.#order.pending(k)
     if (waiting !== undefined) await waiting
     try {
-      return await this.#disk.files.info(k)
+      return await this.#files('info').info(k)
     } catch (error) {
       this.#failures.readFailed(error)
       return undefined
@@ -433,7 +502,7 @@ export class Larder extends EventEmitter<LarderEvents> {
   async entries(options?: EntriesOptions): Promise<EntryInfo[]> {
     this.#assertOpen()
     const { filters, walk } = validateEntriesOptions(options)
-    return this.#failures.operation(() => this.#disk.maintainer.list(filters, walk))
+    return this.#failures.operation(() => this.#files('entries') && this.#disk!.maintainer.list(filters, walk))
   }
 
   /**
@@ -444,19 +513,28 @@ export class Larder extends EventEmitter<LarderEvents> {
   async usage(options?: WalkOptions): Promise<UsageReport> {
     this.#assertOpen()
     const valid = validateWalkOptions(options)
-    return this.#failures.operation(() => this.#disk.maintainer.usage(valid))
+    return this.#failures.operation(() => this.#files('usage') && this.#disk!.maintainer.usage(valid))
   }
 
   /** Counters since this instance opened, latency percentiles, breaker state, and the entries
    *  and bytes on disk (from the running totals: a few small files, never a scan). */
   async stats(): Promise<Stats> {
     this.#assertOpen()
-    return assembleStats({
+    const stats = assembleStats({
       counters: this.#counters,
       memoryEntries: this.#memory?.size ?? 0,
-      totals: this.#disk.totalsNow(),
-      breakers: { file: this.#disk.breaker.snapshot() },
+      totals: this.#disk?.totalsNow() ?? { entries: 0, bytes: 0 },
+      breakers: { file: this.#disk?.breaker.snapshot(), redis: this.#shared?.breaker.snapshot() },
     })
+    if (stats.tiers.redis !== undefined) Object.assign(stats.tiers.redis, { queued: this.#writeBack?.size ?? 0, busQueued: this.#shared?.bus?.queued ?? 0 })
+    return stats
+  }
+
+  /** Zeroes the counters, per-tier figures and latencies `stats()` reports (what `activity()`
+   *  records at close is this instance's whole run, reset or not). */
+  resetStats(): void {
+    this.#assertOpen()
+    this.#counters.reset()
   }
 
   /** Waits for writes in flight (up to CLOSE_WAIT_MS; streams still running then are aborted:
@@ -468,7 +546,10 @@ export class Larder extends EventEmitter<LarderEvents> {
     if (this.#closed) return
     this.#closed = true
     await this.#inFlight.settle()
-    await this.#disk.close(this.#counters.counts)
+    await this.#writeBack?.flush(new Promise((resolve) => setTimeout(resolve, CLOSE_WAIT_MS).unref()))
+    this.#writeBack?.stop()
+    await this.#disk?.close(this.#counters.counts)
+    await this.#shared?.close()
     this.#memory?.close()
     this.#removeExitHook?.()
     this.#removeExitHook = undefined
@@ -485,7 +566,7 @@ export class Larder extends EventEmitter<LarderEvents> {
 
   async #prepareDirectory(): Promise<void> {
     try {
-      await this.#disk.prepare()
+      await this.#disk?.prepare()
     } catch (error) {
       // A cache that cannot use its directory yet still opens: reads miss, writes drop, and
       // the breaker retries the disk later. With failOpen false, the caller hears now.
@@ -508,7 +589,7 @@ export class Larder extends EventEmitter<LarderEvents> {
       const counts = this.#counters.counts
       counts.memoryHits++
       counts.hits++
-      this.#disk.hitLog?.hit(this.#disk.layout.hashKey(key))
+      if (this.#disk?.hitLog !== undefined) this.#disk.hitLog.hit(this.#disk.layout.hashKey(key))
       if (this.#hitListeners.count > 0) this.emit('hit', key, 'memory')
       if (sampled) {
         const took = performance.now() - started
@@ -523,7 +604,7 @@ export class Larder extends EventEmitter<LarderEvents> {
    *  as stale. */
   #tagsStaleSafe(tags: readonly string[], createdAt: number): boolean {
     try {
-      return this.#disk.tags.isStale(tags, createdAt)
+      return this.#tags.isStale(tags, createdAt)
     } catch {
       return true
     }
@@ -562,9 +643,20 @@ export class Larder extends EventEmitter<LarderEvents> {
    * the first caller), then the loader. Its result is stored unless the load was superseded
    * or its tags invalidated since it began (the entry would be older than what replaced it).
    */
-  async #load(key: string, loader: () => unknown, ttl: number | undefined, grace: number, flight: Flight<Loaded>): Promise<Loaded> {
+  async #load(key: string, loader: () => unknown, ttl: number | undefined, grace: number, flight: Flight<Loaded>, lock: boolean): Promise<Loaded> {
     const found = await this.#countedLookup(key, grace)
     if (found.found && !found.stale) return { value: found.value, cached: true }
+    const shared = this.#shared
+    if (!lock || shared === undefined) return this.#loadAndStore(key, loader, ttl, grace, flight, found)
+    // Another instance may be loading it: wait for its value in Redis (bounded), or load.
+    const arrived = async (): Promise<Loaded | undefined> => {
+      const read = await this.#stack.lookup(key, 0)
+      return read.found && !read.stale ? { value: read.value, cached: true } : undefined
+    }
+    return shared.withLock(key, arrived, () => this.#loadAndStore(key, loader, ttl, grace, flight, found))
+  }
+
+  async #loadAndStore(key: string, loader: () => unknown, ttl: number | undefined, grace: number, flight: Flight<Loaded>, found: TierRead): Promise<Loaded> {
     let value: unknown
     try {
       value = await loader()
@@ -611,7 +703,7 @@ export class Larder extends EventEmitter<LarderEvents> {
       const stored = await this.#inFlight.track(this.#stack.write(key, storedEntry(this.options, write, this.#memory !== undefined)))
       if (stored) {
         this.emit('set', key)
-        this.#disk.autoPrune.afterWrite()
+        this.#disk?.autoPrune.afterWrite()
       }
     } finally {
       this.#counters.setLatency.record(write.spent + performance.now() - started)
@@ -635,6 +727,45 @@ export class Larder extends EventEmitter<LarderEvents> {
   #miss(key: string): void {
     this.#counters.counts.misses++
     this.emit('miss', key)
+  }
+
+  /** The file tier, for a method that needs one; ERR_INVALID_OPTION without a directory. */
+  #files(method: string): FileTier {
+    if (this.#disk === undefined) throw new LarderError('ERR_INVALID_OPTION', `${method}() needs a cache directory; this cache was opened with dir: false`, { field: 'dir' })
+    return this.#disk.files
+  }
+
+  /** Records tag invalidations in this instance's tag clock (the directory's stamps, written
+   *  through its breaker, or the memory clock). */
+  async #invalidateLocal(tags: readonly string[], at: number, counted: boolean): Promise<void> {
+    if (this.#disk === undefined) return (this.#tags as MemoryTagClock).invalidate(tags, at)
+    try {
+      await this.#disk.files.invalidateTags(counted ? tags : tags.filter((t) => !this.#tagsStaleSafe([t], at)), at)
+    } catch (error) {
+      if (counted) this.#failures.writeFailed(error)
+    }
+  }
+
+  /** The tag stamps Redis holds, merged into the local clock (at open and after an outage:
+   *  invalidations made while this instance was away). */
+  async #syncTagStamps(): Promise<void> {
+    let stamps: Map<string, number>
+    try {
+      if (this.#shared === undefined || this.options.readOnly) return
+      stamps = await this.#shared.tagStamps()
+    } catch {
+      return // Redis unreachable: the next reconnect syncs
+    }
+    const byTime = new Map<number, string[]>()
+    for (const [tag, at] of stamps) byTime.set(at, [...(byTime.get(at) ?? []), tag])
+    for (const [at, tags] of byTime) {
+      this.#clock.observe(at)
+      await this.#invalidateLocal(tags, at, false)
+    }
+  }
+
+  get #remote(): RemoteParts {
+    return { stack: this.#stack, order: this.#order, clock: this.#clock, loads: this.#loads as Loads<unknown>, invalidateTags: (tags, at) => this.#invalidateLocal(tags, at, false) }
   }
 
   #assertOpen(): void {

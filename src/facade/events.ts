@@ -11,7 +11,8 @@ export interface LarderEvents {
   set: [key: string]
   delete: [key: string]
   corrupt: [info: CorruptReport]
-  breaker: [state: BreakerState]
+  /** A breaker changed state: the file tier's (the disk) or the Redis tier's. */
+  breaker: [state: BreakerState, tier: 'file' | 'redis']
   /** Progress of a prune or verify (scan, evict and verify phases). */
   progress: [progress: MaintenanceProgress]
   /** An automatic prune (interval or over-budget write) finished. */

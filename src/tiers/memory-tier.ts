@@ -112,6 +112,13 @@ export class MemoryTier implements Tier {
     return this.get(key).found
   }
 
+  /** Drops `key` if the entry held was created before `at` (another instance changed
+   *  the key then); a newer one stays. */
+  dropIfOlder(key: string, at: number): void {
+    const entry = this.#lru.peek(key)
+    if (entry !== undefined && entry.createdAt < at) this.#lru.delete(key)
+  }
+
   clear(): void {
     this.#lru.clear()
   }
