@@ -231,6 +231,7 @@ export interface ResolvedRedisOptions {
   breaker: ResolvedBreakerOptions
 }
 
+/** `maintenance` as resolved: every default filled in, durations in ms. */
 export interface ResolvedMaintenanceOptions {
   auto: boolean
   interval: number
@@ -241,6 +242,7 @@ export interface ResolvedMaintenanceOptions {
   tempMaxAge: number
 }
 
+/** `breaker` as resolved: every default filled in, durations in ms. */
 export interface ResolvedBreakerOptions {
   errorThresholdPercentage: number
   volumeThreshold: number
@@ -249,6 +251,8 @@ export interface ResolvedBreakerOptions {
   timeout: number
 }
 
+/** The options a cache runs with (`cache.options`): every default filled in, sizes in bytes,
+ *  durations in ms. See `LarderOptions` for what each means. */
 export interface ResolvedOptions {
   dir: string | false
   shared: Sharing
