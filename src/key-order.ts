@@ -30,12 +30,6 @@ export class KeyOrder {
    *  was on the disk may have read what a change replaced: it must not promote its value. */
   version = 0
 
-  /** Something changed that no call of this instance made (another instance's change, heard
-   *  on the bus): reads in flight must not promote what they read. */
-  touch(): void {
-    this.version++
-  }
-
   /** True when no change is in flight on any key. */
   get idle(): boolean {
     return this.#keys.size === 0 && this.#everything === undefined

@@ -114,7 +114,6 @@ export class Larder extends EventEmitter<LarderEvents> {
       received: (message) => void this.#inFlight.track(applyRemote(message, this.#remote)).catch(() => {}),
       connected: () => {
         this.#stack.revalidate()
-        this.#order.touch()
         void this.#syncTagStamps()
       },
       recovered: () => {
@@ -765,7 +764,7 @@ export class Larder extends EventEmitter<LarderEvents> {
   }
 
   get #remote(): RemoteParts {
-    return { stack: this.#stack, order: this.#order, clock: this.#clock, loads: this.#loads as Loads<unknown>, invalidateTags: (tags, at) => this.#invalidateLocal(tags, at, false) }
+    return { stack: this.#stack, clock: this.#clock, loads: this.#loads as Loads<unknown>, invalidateTags: (tags, at) => this.#invalidateLocal(tags, at, false) }
   }
 
   #assertOpen(): void {

@@ -1,12 +1,10 @@
 import type { BusMessage } from '../bus/messages.js'
-import type { KeyOrder } from '../key-order.js'
 import type { CreationClock } from '../store/creation-clock.js'
 import type { TierStack } from '../tiers/tier-stack.js'
 import type { Loads } from './loads.js'
 
 export interface RemoteParts {
   stack: TierStack
-  order: KeyOrder
   clock: CreationClock
   loads: Loads<unknown>
   /** Records tag invalidations locally (the directory's tag stamps, or the memory clock). */
@@ -16,12 +14,13 @@ export interface RemoteParts {
 /**
  * What another instance's change (a bus message) does here. Local copies not newer than the
  * change are dropped (memory and file tier; never Redis, which the sender already changed);
- * loads in progress of what changed must not store; reads in flight must not promote what they
- * read; and this instance's clock moves past the change's time, so whatever it writes after
- * hearing of it is newer, whatever the two hosts' clocks say.
+ * loads in progress of what changed must not store; reads in flight must not promote what the
+ * change replaced (tiers/promotion-guard.ts); and this instance's clock moves past the
+ * change's time, so whatever it writes after hearing of it is newer, whatever the two hosts'
+ * clocks say.
  */
 export async function applyRemote(message: BusMessage, p: RemoteParts): Promise<void> {
-  p.order.touch()
+  if (message.op !== 'keys') p.stack.heardAll() // reads in flight judge a key message by key
   switch (message.op) {
     case 'keys':
       await Promise.all(message.keys.map(([key, at]) => {
@@ -47,5 +46,4 @@ export async function applyRemote(message: BusMessage, p: RemoteParts): Promise<
       p.stack.revalidate()
       break
   }
-  p.order.touch()
 }

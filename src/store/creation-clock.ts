@@ -46,6 +46,13 @@ export class CreationClock {
   }
 }
 
+/** The first time after `at` that compares as later: `at + 0.0001` does not (a double near
+ *  today's epoch milliseconds is only precise to about 0.0002 ms), this does. For "drop the
+ *  copy created at `at` but not a newer one". */
+export function justAfter(at: number): number {
+  return at + Math.max(Math.abs(at) * Number.EPSILON, Number.MIN_VALUE)
+}
+
 /** When an entry created at `createdAt` with `ttl` (0 = never) expires; 0 for never. */
 export function expiryOf(ttl: number, createdAt: number): number {
   return ttl === 0 ? 0 : Math.floor(createdAt) + ttl

@@ -2,11 +2,13 @@ import { LRUCache } from 'lru-cache'
 import type { BusMessage } from '../bus/messages.js'
 import type { Failures } from '../facade/failures.js'
 import { encodeEntryBytes } from '../format/payload.js'
+import { justAfter } from '../store/creation-clock.js'
 import type { KeyOrder } from '../key-order.js'
 import type { ResolvedOptions, WriteStrategy } from '../options.js'
 import type { Counters, TierName } from '../stats/counters.js'
 import type { FileTier } from './file-tier.js'
 import type { MemoryTier } from './memory-tier.js'
+import { PromotionGuard } from './promotion-guard.js'
 import type { RedisRead, RedisTier } from './redis-tier.js'
 import { MISS, type StoredEntry, type TierEntry, type TierRead } from './tier.js'
 import type { WriteBackQueue } from './write-back.js'
@@ -67,6 +69,8 @@ export class TierStack {
   /** File entries created before this must be re-validated against Redis (0: none). */
   #revalidateBefore = 0
   #validated = new LRUCache<string, true>({ max: VALIDATED_MAX })
+  /** What other instances changed while a read was in flight (see promotion-guard.ts). */
+  readonly #guard = new PromotionGuard()
 
   constructor(parts: TierStackParts) {
     this.#p = parts
@@ -80,12 +84,14 @@ export class TierStack {
 
   /**
    * Reads `key` below the memory tier: the files, then Redis. A fresh hit is promoted into the
-   * tiers above it, unless a change was called while it was read (the value read may be what
-   * the change replaced). `grace` > 0 also returns a value expired less than `grace` ago,
-   * marked stale (never promoted). Never throws for a failing tier while failOpen.
+   * tiers above it, unless a change that may have replaced it was called here or heard from
+   * another instance while it was read (#mayPromote). `grace` > 0 also returns a value expired
+   * less than `grace` ago, marked stale (never promoted). Never throws for a failing tier while
+   * failOpen.
    */
   async lookup(key: string, grace: number): Promise<StackRead> {
     const version = this.#p.order.version
+    const heard = this.#guard.ticket()
     const ticket = this.memory?.epoch
     const tiers = this.#p.counters.tiers
     if (this.memory !== undefined) tiers.memory!.misses++
@@ -113,9 +119,17 @@ export class TierStack {
         if (!shared.stale) promote = bytes
       }
     }
-    if (result.found && !result.stale && this.#p.order.version === version) this.memory?.set(key, result, ticket)
-    if (promote !== undefined && this.file !== undefined) this.#promoteToFile(key, promote, version)
+    if (result.found && !result.stale && this.#mayPromote(key, result.createdAt, version, heard)) {
+      if (this.memory?.set(key, result, ticket) === true) tiers.memory!.sets++
+      if (promote !== undefined && this.file !== undefined) this.#promoteToFile(key, promote, result.createdAt, heard)
+    }
     return result
+  }
+
+  /** Whether a value read with these tickets may go up: no change of any key called here since
+   *  (KeyOrder's version), and none of this key newer than it heard from elsewhere. */
+  #mayPromote(key: string, createdAt: number, version: number, heard: number): boolean {
+    return this.#p.order.version === version && this.#guard.mayPromote(key, createdAt, heard)
   }
 
   /** Whether a fresh entry exists in any tier (no value decoded, nothing counted). */
@@ -152,7 +166,7 @@ export class TierStack {
       this.#validated.set(key, true)
       return true
     }
-    await this.file?.dropIfOlder(key, createdAt + 0.0001).catch(() => {}) // this copy, not a newer one
+    await this.file?.dropIfOlder(key, justAfter(createdAt)).catch(() => {}) // this copy, not a newer one
     return false
   }
 
@@ -179,23 +193,24 @@ export class TierStack {
   }
 
   /**
-   * Writes a Redis hit into the file tier as the bytes Redis held (verified by the read), after
-   * the changes of the key called before it and only if no change at all was called since the
-   * read began: a set that overtook the read must not be overwritten by what it replaced.
+   * Writes a Redis hit into the file tier as the bytes Redis held (verified by the read), in
+   * key order: the caller saw no change called since the read began (#mayPromote), and those
+   * called from now on run after it. A newer change heard from elsewhere before it runs cancels
+   * it; one heard while the file is written removes it again (the message's own drop may have
+   * looked before the file was there).
    */
-  #promoteToFile(key: string, bytes: Buffer, version: number): void {
-    if (this.#p.order.version !== version) return
-    let expected = 0
+  #promoteToFile(key: string, bytes: Buffer, createdAt: number, heard: number): void {
     const promotion = this.#p.order.change(key, async () => {
-      if (this.#p.order.version !== expected) return
+      if (!this.#guard.mayPromote(key, createdAt, heard)) return
+      const writing = this.#guard.ticket()
       try {
         await this.file!.setBytes(key, bytes)
         this.#p.counters.tiers.file!.sets++
+        if (!this.#guard.mayPromote(key, createdAt, writing)) await this.file!.dropIfOlder(key, justAfter(createdAt))
       } catch {
         this.#p.counters.tiers.file!.errors++ // a promotion is an optimisation: nothing is lost
       }
     }, true)
-    expected = this.#p.order.version
     this.#p.track(promotion)
   }
 
@@ -367,15 +382,24 @@ export class TierStack {
 
   // ── the bus ───────────────────────────────────────────────────────────────
 
-  /** Another instance changed `key` at `at`: local copies not newer than that go. */
+  /** Another instance changed `key` at `at`: local copies not newer than that go, and reads
+   *  in flight must not promote an older one. */
   async dropLocal(key: string, at: number): Promise<void> {
+    this.#guard.heard(key, at)
     this.memory?.dropIfOlder(key, at)
     this.#validated.delete(key)
     await this.file?.dropIfOlder(key, at).catch(() => {}) // a failing disk: the breaker counts it
   }
 
+  /** Another instance changed what no key names (a clear, tags): reads in flight must not
+   *  promote what they read. */
+  heardAll(): void {
+    this.#guard.heardAll()
+  }
+
   /** The outage rule (see the class comment): from now on, older local entries are checked. */
   revalidate(): void {
+    this.#guard.heardAll()
     this.#revalidateBefore = Date.now()
     this.#validated.clear()
     this.memory?.clear()
