@@ -285,15 +285,16 @@ export class Larder extends EventEmitter<LarderEvents> {
    * (or, if the configured budget is exceeded, to its low-water mark). `dryRun` reports what
    * would go and removes nothing. Cancel with `signal`: rejects with `ERR_ABORTED`, whose
    * `report` holds the work done. Progress arrives as `progress` events and `onProgress`.
-   * With `redis`, `pattern` also removes the matching keys from Redis (`sharedRemoved`).
+   * With `redis`, `pattern` also removes the matching keys from Redis (`sharedRemoved`), and
+   * every instance on the bus drops its local copies.
    */
   async prune(options?: PruneOptions): Promise<PruneReport> {
     this.#assertWritable()
     const valid = validatePruneOptions(options)
-    const { failures, shared } = this.#p
+    const { failures, shared, stack } = this.#p
     const report = await failures.operation(() => this.#p.files('prune') && this.#p.disk!.maintainer.prune(valid))
     if (valid.pattern !== undefined && shared !== undefined && valid.dryRun !== true) {
-      report.sharedRemoved = await failures.operation(() => shared.tier.removeMatching(valid.pattern!), 'redis')
+      report.sharedRemoved = await failures.operation(() => stack.removeSharedMatching(valid.pattern!), 'redis')
     }
     return report
   }

@@ -141,10 +141,11 @@ export class RedisTier {
     return this.#removeWhere(() => true, true)
   }
 
-  /** Removes the entries whose keys match `pattern` (a key glob, maintenance/glob.ts). */
-  async removeMatching(pattern: string): Promise<number> {
+  /** Removes the entries whose keys match `pattern` (a key glob, maintenance/glob.ts);
+   *  `removed` hears each batch's keys once Redis has unlinked them. */
+  async removeMatching(pattern: string, removed?: (keys: string[]) => void): Promise<number> {
     const glob = new Glob(pattern)
-    return this.#removeWhere((key) => glob.test(key), false)
+    return this.#removeWhere((key) => glob.test(key), false, removed)
   }
 
   /**
@@ -152,9 +153,9 @@ export class RedisTier {
    * one slot each. The MATCH narrows by the namespace prefix only; keys are matched here, with
    * the cache's own glob rules, never by Redis's.
    */
-  async #removeWhere(matches: (key: string) => boolean, everything: boolean): Promise<number> {
+  async #removeWhere(matches: (key: string) => boolean, everything: boolean, removed?: (keys: string[]) => void): Promise<number> {
     const pattern = escapeGlob(this.base) + '*'
-    let removed = 0
+    let count = 0
     for (const node of masters(this.client)) {
       let cursor = '0'
       do {
@@ -166,11 +167,13 @@ export class RedisTier {
           return matches(key)
         })
         for (const slot of this.#bySlot(keys, true)) {
-          removed += await this.#run(() => node.unlink(...slot.map((i) => keys[i]!)))
+          const names = slot.map((i) => keys[i]!)
+          count += await this.#run(() => node.unlink(...names))
+          removed?.(names.map((name) => name.slice(this.base.length)))
         }
       } while (cursor !== '0')
     }
-    return removed
+    return count
   }
 
   /** Runs a command through this tier's breaker (which times it out at commandTimeout). */

@@ -352,6 +352,13 @@ export class TierStack {
     this.#p.publish({ op: 'keys', keys: [[key, at]] })
   }
 
+  /** Removes the keys matching `pattern` (a key glob) from Redis (prune's and the CLI's
+   *  `pattern`), and tells every instance: their local copies made before now go too. */
+  async removeSharedMatching(pattern: string): Promise<number> {
+    const at = this.#p.stamp()
+    return this.redis!.removeMatching(pattern, (keys) => this.#p.publish({ op: 'keys', keys: keys.map((key): [string, number] => [key, at]) }))
+  }
+
   /** Clears `tier` (default: every tier) here and, through the bus, everywhere. */
   async clear(tier: TierName | 'all' = 'all'): Promise<void> {
     const at = this.#p.stamp()
