@@ -23,6 +23,10 @@ export interface TierStats {
   latency: { get: LatencySummary; set: LatencySummary }
   /** Its circuit breaker, for the tiers that have one (file, redis). */
   breaker?: BreakerSnapshot
+  /** redis only: writes waiting in the write-back queue. */
+  queued?: number
+  /** redis only: bus messages waiting for Redis to be reachable. */
+  busQueued?: number
 }
 
 /** One tier's running counts. */
