@@ -374,7 +374,13 @@ export class TierStack {
     if (this.redis !== undefined) this.#p.publish({ op: 'clear', tier, at })
   }
 
-  /** Clears this instance's memory tier and/or its directory. */
+  /**
+   * Clears this instance's memory tier and/or its directory. The files go one partition at a
+   * time, and a read that begins meanwhile (a bus message is not in call order) may find an
+   * entry the clear is about to remove and promote it into the memory tier, which would then
+   * outlive the clear: so once the files are gone, reads begun before may promote nothing, and
+   * what the memory tier took meanwhile goes too.
+   */
   async clearLocal(tier: TierName | 'all', at: number): Promise<void> {
     if (tier === 'all' || tier === 'memory') this.memory?.clear()
     if ((tier === 'all' || tier === 'file') && this.file !== undefined) {
@@ -384,6 +390,8 @@ export class TierStack {
       } catch (error) {
         this.#p.failures.writeFailed(error, 'file')
       }
+      this.#guard.heardAll()
+      if (tier === 'all') this.memory?.clear()
     }
   }
 
@@ -395,7 +403,11 @@ export class TierStack {
     this.#guard.heard(key, at)
     this.memory?.dropIfOlder(key, at)
     this.#validated.delete(key)
-    await this.file?.dropIfOlder(key, at).catch(() => {}) // a failing disk: the breaker counts it
+    if (this.file === undefined) return
+    await this.file.dropIfOlder(key, at).catch(() => {}) // a failing disk: the breaker counts it
+    // A read begun while the file was removed may have found it and promoted it (see clearLocal).
+    this.#guard.heard(key, at)
+    this.memory?.dropIfOlder(key, at)
   }
 
   /** Another instance changed what no key names (a clear, tags): reads in flight must not
