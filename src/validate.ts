@@ -1,4 +1,5 @@
 import { LarderError } from './errors.js'
+import type { GetOrSetOptions } from './call-options.js'
 import type { ListFilters } from './maintenance/listing.js'
 import type { PruneOptions, VerifyOptions, WalkOptions } from './maintenance/maintainer.js'
 import type { PruneFilters } from './maintenance/worker.js'
@@ -154,4 +155,55 @@ export function validateSource(source: unknown): StreamSource {
     return (async function* () { yield* source as Iterable<Uint8Array | string> })()
   }
   throw new LarderError('ERR_INVALID_VALUE', 'Invalid source: expected a Readable, an (async) iterable of Uint8Array chunks, or a Uint8Array', { field: 'source' })
+}
+
+/** setMany's items, each validated (an error names the item: `items[1].ttl`). */
+export function validateSetManyItems(items: unknown): { key: string; value: unknown; ttl: number | undefined; tags: readonly string[]; field: string }[] {
+  if (!Array.isArray(items)) throw new LarderError('ERR_INVALID_VALUE', 'Invalid items: expected an array of { key, value, ttl?, tags? }', { field: 'items' })
+  return items.map((item: unknown, i) => {
+    const field = `items[${i}]`
+    if (item === null || typeof item !== 'object') throw new LarderError('ERR_INVALID_VALUE', `Invalid ${field}: expected { key, value, ttl?, tags? }`, { field })
+    const o = validateCallOptions<{ key: string; value: unknown; ttl: unknown; tags: unknown }>(item, ['key', 'value', 'ttl', 'tags'], field)
+    return { key: validateKey(o.key, `${field}.key`), value: o.value, ttl: validateTtl(o.ttl, `${field}.ttl`), tags: validateTags(o.tags, `${field}.tags`), field: `${field}.value` }
+  })
+}
+
+/** warm()'s keys and options. */
+export function validateWarm(keys: unknown, options: unknown): { keys: string[]; loader: ((keys: string[]) => unknown) | undefined; concurrency: number } {
+  const valid = validateKeys(keys as readonly string[])
+  const o = validateCallOptions<{ loader: unknown; concurrency: unknown }>(options, ['loader', 'concurrency'])
+  if (o.loader !== undefined && typeof o.loader !== 'function') throw new LarderError('ERR_INVALID_VALUE', 'Invalid loader: expected a function of the missing keys', { field: 'loader' })
+  const concurrency = o.concurrency ?? 16
+  if (typeof concurrency !== 'number' || !Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1024) {
+    throw new LarderError('ERR_INVALID_OPTION', `Invalid concurrency: expected an integer from 1 to 1024, got ${String(concurrency)}`, { field: 'concurrency' })
+  }
+  return { keys: valid, loader: o.loader as ((keys: string[]) => unknown) | undefined, concurrency }
+}
+
+/** getOrSet's loader and options (`ttl`, `tags`, `grace`, `lock`). */
+export function validateGetOrSet(loader: unknown, options: unknown): { ttl: number | undefined; tags: readonly string[]; grace: number; lock: boolean } {
+  if (typeof loader !== 'function') throw new LarderError('ERR_INVALID_VALUE', 'Invalid loader: expected a function', { field: 'loader' })
+  const o = validateCallOptions<GetOrSetOptions>(options, ['ttl', 'tags', 'grace', 'lock'])
+  const ttl = validateTtl(o.ttl)
+  const tags = validateTags(o.tags)
+  const grace = validateTtl(o.grace, 'grace') ?? 0
+  if (o.lock !== undefined && typeof o.lock !== 'boolean') throw new LarderError('ERR_INVALID_OPTION', `Invalid lock: expected a boolean, got ${String(o.lock)}`, { field: 'lock' })
+  return { ttl, tags, grace, lock: o.lock === true }
+}
+
+/** increment's and decrement's `delta`: a finite number. */
+export function validateDelta(delta: unknown): number {
+  if (typeof delta !== 'number' || !Number.isFinite(delta)) {
+    throw new LarderError('ERR_INVALID_VALUE', `Invalid delta: expected a finite number, got ${String(delta)}`, { field: 'delta' })
+  }
+  return delta
+}
+
+/** clear()'s options: `tier`, one of the tiers this cache has (`tiers`), or none (every tier). */
+export function validateClearOptions<T extends string>(options: unknown, tiers: readonly T[]): T | undefined {
+  const { tier } = validateCallOptions<{ tier: T }>(options, ['tier'])
+  if (tier !== undefined && !tiers.includes(tier)) {
+    throw new LarderError('ERR_INVALID_OPTION', `Invalid tier: expected one of ${tiers.join(', ')}, got ${JSON.stringify(tier)}`, { field: 'tier' })
+  }
+  return tier
 }

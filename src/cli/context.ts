@@ -4,7 +4,7 @@ import type { Command } from 'commander'
 import { loadHasher } from '../format/checksum.js'
 import { Larder } from '../larder.js'
 import { readBudget, type RecordedBudget } from '../maintenance/budget-record.js'
-import { defaultCacheDir, resolveOptions } from '../options.js'
+import { defaultCacheDir, resolveOptions, type LarderOptions } from '../options.js'
 import { Layout } from '../store/layout.js'
 import { ago, count, size } from './format.js'
 import { writeDocument } from './output.js'
@@ -89,8 +89,9 @@ export class CliContext {
    * Opens the cache for one command: failures are reported, not swallowed (`failOpen: false`),
    * and no automatic maintenance runs behind the command's back. A writing command opens with
    * the budget the application recorded, so the record stays as the application left it.
+   * `shared`: the Redis tier, for a command that also removes from it (cli/shared-tier.ts).
    */
-  async open(use: CacheUse): Promise<Larder> {
+  async open(use: CacheUse, shared: Pick<LarderOptions, 'redis'> = {}): Promise<Larder> {
     this.checkDir(use)
     const recorded = use === 'read' ? undefined : await this.recordedBudget()
     return Larder.open({
@@ -102,6 +103,7 @@ export class CliContext {
       ...(recorded?.maxSize !== undefined ? { maxSize: recorded.maxSize } : {}),
       ...(recorded?.maxEntries !== undefined ? { maxEntries: recorded.maxEntries } : {}),
       ...(recorded?.evictionPolicy === 'lru' || recorded?.evictionPolicy === 'lfu' || recorded?.evictionPolicy === 'fifo' ? { evictionPolicy: recorded.evictionPolicy } : {}),
+      ...shared,
     })
   }
 
@@ -114,7 +116,7 @@ export class CliContext {
   async recordedBudget(): Promise<RecordedBudget | undefined> {
     const options = resolveOptions({ dir: this.dir, namespace: this.options.namespace ?? '' })
     await loadHasher()
-    return readBudget(new Layout(options.dir, options.namespace))
+    return readBudget(new Layout(this.dir, options.namespace))
   }
 
   /** The budget to work with: the command line's, if it gives one, else the recorded one. */
@@ -127,8 +129,8 @@ export class CliContext {
   }
 
   /** Runs `work` with the cache open, closing it however `work` ends. */
-  async withCache<T>(use: CacheUse, work: (cache: Larder) => Promise<T>): Promise<T> {
-    const cache = await this.open(use)
+  async withCache<T>(use: CacheUse, work: (cache: Larder) => Promise<T>, shared: Pick<LarderOptions, 'redis'> = {}): Promise<T> {
+    const cache = await this.open(use, shared)
     try {
       return await work(cache)
     } finally {

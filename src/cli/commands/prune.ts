@@ -5,8 +5,9 @@ import { booleanOption, collect, countArgument, durationArgument, sizeArgument }
 import { budgetJson, budgetLine, CliContext, CliFailure, EXIT } from '../context.js'
 import { count, duration, entries, size } from '../format.js'
 import { interruptSignal, ProgressBar } from '../progress.js'
+import { sharedTierOption, withSharedTierOptions, type SharedTierFlags } from '../shared-tier.js'
 
-interface PruneFlags {
+interface PruneFlags extends SharedTierFlags {
   maxSize?: number
   maxEntries?: number
   maxAge?: number
@@ -16,14 +17,14 @@ interface PruneFlags {
 }
 
 export function pruneCommand(): Command {
-  return new Command('prune')
-    .description('remove expired, damaged and matching entries and stray temp files, then evict down to the budget (worker threads; Ctrl-C stops cleanly)')
+  return withSharedTierOptions(new Command('prune')
+    .description('remove expired, damaged and matching entries and stray temp files, then evict down to the budget (worker threads; Ctrl-C stops cleanly; with --redis, --pattern also from Redis)')
     .addOption(new Option('--max-size <size>', 'evict down to this size (500MB, 1.5GB, 1GiB); default: the recorded budget').env('LARDER_MAX_SIZE').argParser(sizeArgument))
     .addOption(new Option('--max-entries <n>', 'evict down to this many entries').env('LARDER_MAX_ENTRIES').argParser(countArgument))
     .addOption(new Option('--max-age <duration>', 'remove entries not used within this long (90s, 15m, 7d)').env('LARDER_MAX_AGE').argParser(durationArgument))
     .addOption(new Option('--tag <tag>', 'remove entries carrying this tag (repeatable)').argParser(collect))
     .addOption(new Option('--pattern <glob>', "remove entries whose key matches this glob, e.g. 'user:*'").env('LARDER_PATTERN'))
-    .addOption(booleanOption('--dry-run', 'report what would be removed; remove nothing', 'LARDER_DRY_RUN'))
+    .addOption(booleanOption('--dry-run', 'report what would be removed; remove nothing', 'LARDER_DRY_RUN')))
     .action(async (flags: PruneFlags, command: Command) => {
       const ctx = new CliContext(command)
       ctx.checkDir('maintain')
@@ -44,7 +45,7 @@ export function pruneCommand(): Command {
           dryRun: flags.dryRun === true,
           signal: interrupt.signal,
           onProgress: bar.update,
-        }))
+        }), sharedTierOption(flags))
       } catch (error) {
         bar.stop()
         if (isLarderError(error, 'ERR_ABORTED') && interrupt.interrupted()) {
@@ -76,6 +77,7 @@ export function summary(r: PruneReport): string {
     .filter(([n]) => (n as number) > 0).map(([n, label]) => `${count(n as number)} ${label}`)
   if (why.length > 1) parts[0] += ` [${why.join(', ')}]`
   if (r.tempFilesRemoved > 0) parts.push(`${count(r.tempFilesRemoved)} stray temp files`)
+  if (r.sharedRemoved !== undefined) parts.push(`${count(r.sharedRemoved)} ${r.sharedRemoved === 1 ? 'key' : 'keys'} removed from Redis`)
   parts.push(`${entries(r.remainingEntries)} (${size(r.remainingBytes)}) ${r.remainingEntries === 1 ? 'remains' : 'remain'}`)
   return parts.join('; ')
 }

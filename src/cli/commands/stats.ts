@@ -25,7 +25,7 @@ export function statsCommand(): Command {
           const entries = usage?.entries ?? totals.entries
           const stored = usage?.storedBytes ?? totals.size
           const report = {
-            dir: cache.dir,
+            dir: cache.dir as string,
             entries,
             storedBytes: stored,
             logicalBytes: usage?.logicalBytes ?? null,

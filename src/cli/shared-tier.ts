@@ -1,0 +1,27 @@
+import { Option, type Command } from 'commander'
+import type { LarderOptions } from '../options.js'
+
+/** The flags of a command that can reach the shared tier, as commander parsed them. */
+export interface SharedTierFlags {
+  redis?: string
+  redisPrefix?: string
+}
+
+/**
+ * `--redis URL` (LARDER_REDIS_URL) and `--redis-prefix` (LARDER_REDIS_PREFIX) for the commands
+ * that remove entries (`rm`, `prune`): with them, what matches also goes from the Redis the
+ * applications share, and every instance listening on the bus drops its local copies. Without
+ * them, only the directory is touched, whatever the applications use. The URL is checked by
+ * `Larder.open` (a bad one is ERR_INVALID_OPTION, exit 2, before anything is removed).
+ */
+export function withSharedTierOptions(command: Command): Command {
+  return command
+    .addOption(new Option('--redis <url>', 'also remove from this Redis (redis:// or rediss:// URL), and tell every instance on its bus').env('LARDER_REDIS_URL'))
+    .addOption(new Option('--redis-prefix <prefix>', "the applications' redis.prefix").env('LARDER_REDIS_PREFIX').default('larder:'))
+}
+
+/** The `redis` option for Larder.open, or none without --redis. */
+export function sharedTierOption(flags: SharedTierFlags): Pick<LarderOptions, 'redis'> {
+  if (flags.redis === undefined) return {}
+  return { redis: { url: flags.redis, prefix: flags.redisPrefix ?? 'larder:' } }
+}

@@ -1,0 +1,164 @@
+import type { EventEmitter } from 'node:events'
+import { onExit } from 'signal-exit'
+import { LarderError } from '../errors.js'
+import { KeyOrder } from '../key-order.js'
+import type { ResolvedOptions } from '../options.js'
+import { Counters, type TierName } from '../stats/counters.js'
+import { CreationClock } from '../store/creation-clock.js'
+import type { CorruptReport, FileTier } from '../tiers/file-tier.js'
+import { MemoryTier } from '../tiers/memory-tier.js'
+import { TierStack } from '../tiers/tier-stack.js'
+import { WriteBackQueue } from '../tiers/write-back.js'
+import { CountedReads } from './counted-reads.js'
+import { DiskParts } from './disk-parts.js'
+import { ListenerCount, type LarderEvents } from './events.js'
+import { Failures } from './failures.js'
+import { GetOrSet, type Loaded } from './get-or-set.js'
+import { CLOSE_WAIT_MS, InFlight } from './in-flight.js'
+import { Loads } from './loads.js'
+import { OrderedWrites } from './ordered-writes.js'
+import { applyRemote } from './remote-changes.js'
+import { SharedParts } from './shared-parts.js'
+import { TagInvalidation } from './tag-invalidation.js'
+
+/**
+ * What one cache is made of, and how the parts are wired: the disk side (`dir` unless false),
+ * the shared side (`redis`), the memory tier, the tier stack over them, the write-back queue,
+ * the clocks, the counters, and the facade's own parts (reads, writes, loads, call order,
+ * writes in flight). Larder composes one at construction, opens it, and closes it; every
+ * public method uses these parts and holds none of its own.
+ */
+export class CacheParts {
+  readonly options: Readonly<ResolvedOptions>
+  readonly disk: DiskParts | undefined
+  readonly shared: SharedParts | undefined
+  readonly tags: TagInvalidation
+  readonly clock: CreationClock
+  readonly memory: MemoryTier | undefined
+  readonly writeBack: WriteBackQueue | undefined
+  readonly stack: TierStack
+  readonly counters: Counters
+  readonly failures: Failures
+  readonly loads: Loads<Loaded>
+  readonly order = new KeyOrder()
+  readonly inFlight = new InFlight(this.order)
+  readonly hitListeners: ListenerCount
+  readonly reads: CountedReads
+  readonly writes: OrderedWrites
+  readonly getOrSet: GetOrSet
+  #removeExitHook: (() => void) | undefined
+
+  /** `events` is the Larder, which every event is emitted on. */
+  constructor(options: Readonly<ResolvedOptions>, events: EventEmitter<LarderEvents>) {
+    this.options = options
+    this.hitListeners = new ListenerCount(events as EventEmitter, 'hit')
+    const { dir, redis, memory } = options
+    const tiers: TierName[] = []
+    if (memory !== false) tiers.push('memory')
+    if (dir !== false) tiers.push('file')
+    if (redis !== undefined) tiers.push('redis')
+    this.counters = new Counters(tiers)
+    const counts = this.counters.counts
+    const emitError = (error: Error): void => {
+      if (events.listenerCount('error') > 0) events.emit('error', error) // an unheard 'error' would throw
+    }
+    this.failures = new Failures(this.counters, options.failOpen, emitError)
+    const corrupt = (report: CorruptReport): boolean => events.emit('corrupt', report)
+    this.disk = dir === false ? undefined : new DiskParts({ ...options, dir }, {
+      counts, corrupt, breaker: (state) => events.emit('breaker', state, 'file'), progress: (p) => events.emit('progress', p), pruned: (report) => events.emit('prune', report), pruneFailed: emitError,
+    })
+    this.tags = new TagInvalidation({ disk: this.disk, shared: () => this.shared, clock: () => this.clock, failures: this.failures, readOnly: options.readOnly })
+    this.clock = new CreationClock(this.tags.clock)
+    const isStale = (tags: readonly string[], createdAt: number): boolean => this.tags.isStaleSafe(tags, createdAt)
+    this.loads = new Loads(isStale)
+    this.shared = redis === undefined ? undefined : new SharedParts({ ...options, redis }, {
+      counts, tags: { isStale }, corrupt, breaker: (state) => events.emit('breaker', state, 'redis'),
+      received: (message) => void this.inFlight.track(applyRemote(message, {
+        stack: this.stack, clock: this.clock, loads: this.loads, invalidateTags: (tags, at) => this.tags.recordLocal(tags, at, false),
+      })).catch(() => {}),
+      connected: () => {
+        this.stack.revalidate()
+        void this.tags.syncFromShared()
+      },
+      recovered: () => {
+        this.shared?.bus?.flush()
+        this.writeBack?.resume()
+      },
+    })
+    this.writeBack = options.writeStrategy !== 'write-back' ? undefined : new WriteBackQueue({
+      ...options.writeBack,
+      send: (batch) => this.stack.sendBatch(batch),
+      dropped: (n) => {
+        counts.dropped += n
+        this.counters.tiers.redis!.dropped += n
+      },
+      ready: () => this.shared!.breaker.state !== 'open',
+    })
+    this.memory = memory === false ? undefined : new MemoryTier(memory, isStale, this.disk?.changes ?? { changedElsewhere: () => false })
+    this.stack = new TierStack({
+      memory: this.memory, file: this.disk?.files, redis: this.shared?.tier, writeBack: this.writeBack, strategy: options.writeStrategy, options,
+      order: this.order, failures: this.failures, counters: this.counters, stamp: () => this.clock.stamp(),
+      publish: (message) => this.shared?.bus?.publish(message),
+      track: (write) => void this.inFlight.track(write).catch(() => {}),
+    })
+    this.reads = new CountedReads({ memory: this.memory, stack: this.stack, order: this.order, counters: this.counters, disk: this.disk, events, hitListeners: this.hitListeners })
+    this.writes = new OrderedWrites({
+      options, order: this.order, inFlight: this.inFlight, loads: this.loads, stack: this.stack, memory: this.memory, disk: this.disk,
+      clock: this.clock, counters: this.counters, failures: this.failures, events,
+    })
+    this.getOrSet = new GetOrSet({ options, order: this.order, loads: this.loads, reads: this.reads, writes: this.writes, stack: this.stack, shared: this.shared, clock: this.clock })
+    // Held for the cache's lifetime: leaves the counters and removes our in-flight temp files
+    // if the process exits without close(). A read-only instance has nothing to leave.
+    const disk = this.disk
+    if (!options.readOnly && disk !== undefined) this.#removeExitHook = onExit(() => {
+      disk.flushCounters()
+      disk.recordActivity(counts)
+      disk.files.removeTempsSync()
+    })
+  }
+
+  /** Prepares the directory, folds crowded bookkeeping, waits (bounded) for Redis and takes
+   *  the tag stamps recorded there. A read-only instance creates, records and folds nothing. */
+  async open(): Promise<void> {
+    if (this.options.readOnly) return
+    await this.#prepareDirectory()
+    await this.disk?.foldIfCrowded()
+    await this.shared?.start()
+    await this.tags.syncFromShared()
+  }
+
+  /** The file tier, for a method that needs one; ERR_INVALID_OPTION without a directory. */
+  files(method: string): FileTier {
+    if (this.disk === undefined) throw new LarderError('ERR_INVALID_OPTION', `${method}() needs a cache directory; this cache was opened with dir: false`, { field: 'dir' })
+    return this.disk.files
+  }
+
+  /** Waits for writes in flight (see InFlight), drains the write-back queue (as long at most),
+   *  stops maintenance, flushes the running totals, closes the connections larder opened and
+   *  releases timers and the exit hook. */
+  async close(): Promise<void> {
+    await this.inFlight.settle()
+    await this.writeBack?.flush(new Promise((resolve) => setTimeout(resolve, CLOSE_WAIT_MS).unref()))
+    this.writeBack?.stop()
+    await this.disk?.close(this.counters.counts)
+    await this.shared?.close()
+    this.memory?.close()
+    this.#removeExitHook?.()
+    this.#removeExitHook = undefined
+  }
+
+  async #prepareDirectory(): Promise<void> {
+    try {
+      await this.disk?.prepare()
+    } catch (error) {
+      // A cache that cannot use its directory yet still opens: reads miss, writes drop, and
+      // the breaker retries the disk later. With failOpen false, the caller hears now.
+      try {
+        this.failures.writeFailed(error)
+      } catch (unavailable) {
+        await this.close()
+        throw unavailable
+      }
+    }
+  }
+}

@@ -1,0 +1,109 @@
+import type { KeyOrder } from '../key-order.js'
+import type { ResolvedOptions } from '../options.js'
+import type { CreationClock } from '../store/creation-clock.js'
+import type { TierRead } from '../tiers/tier.js'
+import type { TierStack } from '../tiers/tier-stack.js'
+import type { CountedReads } from './counted-reads.js'
+import type { Flight, Loads } from './loads.js'
+import type { OrderedWrites } from './ordered-writes.js'
+import { readBackValue } from './prepare.js'
+import type { SharedParts } from './shared-parts.js'
+
+/** What a load gave its callers: the value, and whether the cache had it (a hit). */
+export interface Loaded {
+  value: unknown
+  cached: boolean
+}
+
+/** getOrSet's options, validated. */
+export interface LoadOptions {
+  ttl: number | undefined
+  tags: readonly string[]
+  grace: number
+  lock: boolean
+}
+
+export interface GetOrSetParts {
+  options: Readonly<ResolvedOptions>
+  order: KeyOrder
+  loads: Loads<Loaded>
+  reads: CountedReads
+  writes: OrderedWrites
+  stack: TierStack
+  shared: SharedParts | undefined
+  clock: CreationClock
+}
+
+/**
+ * getOrSet once its arguments are valid: the memory tier, else a load of the key in progress
+ * to join (loads.ts, singleflight), else a new load: the tiers below (counted for its first
+ * caller), then, with `lock` and Redis, another instance's loader if one holds the lock, and
+ * last the caller's loader, whose value is stored unless a change superseded the load.
+ */
+export class GetOrSet {
+  readonly #p: GetOrSetParts
+
+  constructor(parts: GetOrSetParts) {
+    this.#p = parts
+  }
+
+  async run(key: string, loader: () => unknown, o: LoadOptions): Promise<unknown> {
+    const { order, reads, loads, clock } = this.#p
+    const waiting = order.pending(key)
+    if (waiting !== undefined) await waiting
+    const memory = reads.fromMemory(key)
+    if (memory.found) return memory.value
+    const joined = loads.joinable(key)
+    if (joined !== undefined) return this.#join(key, joined)
+    const loaded = await loads.run(key, o.tags, clock.createdAt(o.tags), (flight) => this.#load(key, loader, o, flight))
+    return loaded.value
+  }
+
+  /**
+   * The load, shared by every caller that joins it: the cache (counted and timed for the first
+   * caller), then the loader. Its result is stored unless the load was superseded or its tags
+   * invalidated since it began (the entry would be older than what replaced it).
+   */
+  async #load(key: string, loader: () => unknown, o: LoadOptions, flight: Flight<Loaded>): Promise<Loaded> {
+    const found = await this.#p.reads.belowMemory(key, o.grace)
+    if (found.found && !found.stale) return { value: found.value, cached: true }
+    const shared = this.#p.shared
+    if (!o.lock || shared === undefined) return this.#loadAndStore(key, loader, o, flight, found)
+    // Another instance may be loading it: wait for its value in Redis (bounded), or load.
+    const arrived = async (): Promise<Loaded | undefined> => {
+      const read = await this.#p.stack.lookup(key, 0)
+      return read.found && !read.stale ? { value: read.value, cached: true } : undefined
+    }
+    return shared.withLock(key, arrived, () => this.#loadAndStore(key, loader, o, flight, found))
+  }
+
+  async #loadAndStore(key: string, loader: () => unknown, o: LoadOptions, flight: Flight<Loaded>, found: TierRead): Promise<Loaded> {
+    let value: unknown
+    try {
+      value = await loader()
+    } catch (error) {
+      if (found.found) return { value: found.value, cached: false } // stale-if-error
+      throw error
+    }
+    if (value === undefined) return { value, cached: false }
+    const { writes, loads, options } = this.#p
+    const write = writes.prepare(value, o.ttl, flight.tags, o.grace, 'value', flight.createdAt)
+    // What every later read returns, so this caller gets it too.
+    write.value = readBackValue(options, write.serialized)
+    if (loads.mayStore(flight)) await writes.change(key, () => writes.write(key, write))
+    return { value: write.value, cached: false }
+  }
+
+  /** A caller that joined a load in progress: counted as the load turned out. */
+  async #join(key: string, flight: Flight<Loaded>): Promise<unknown> {
+    try {
+      const loaded = await flight.result
+      if (loaded.cached) this.#p.reads.hit(key, 'disk')
+      else this.#p.reads.miss(key)
+      return loaded.value
+    } catch (error) {
+      this.#p.reads.miss(key)
+      throw error
+    }
+  }
+}

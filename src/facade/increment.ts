@@ -1,0 +1,39 @@
+import { LarderError } from '../errors.js'
+import type { MemoryTier } from '../tiers/memory-tier.js'
+import { MISS, type TierRead } from '../tiers/tier.js'
+import type { TierStack } from '../tiers/tier-stack.js'
+import type { OrderedWrites } from './ordered-writes.js'
+
+export interface IncrementParts {
+  memory: MemoryTier | undefined
+  stack: TierStack
+  writes: OrderedWrites
+}
+
+/**
+ * `increment()` once its arguments are valid: a read and a write of the key as one change in
+ * call order, so no update made through this instance is lost. The entry keeps its expiry,
+ * tags and grace; a value that is not a number, or a result that is not finite, is refused
+ * (`ERR_INVALID_VALUE`) and nothing is written.
+ */
+export function incrementInOrder(p: IncrementParts, key: string, delta: number): Promise<number> {
+  return p.writes.change(key, async () => {
+    const memory = p.memory?.get(key) ?? MISS
+    const found: TierRead = memory.found ? memory : await p.stack.lookup(key, 0)
+    let current = 0
+    if (found.found) {
+      if (typeof found.value !== 'number') {
+        throw new LarderError('ERR_INVALID_VALUE', `Cannot increment key ${JSON.stringify(key)}: its value is a ${typeof found.value}, not a number`, { field: 'key' })
+      }
+      current = found.value
+    }
+    const next = current + delta
+    if (!Number.isFinite(next)) {
+      throw new LarderError('ERR_INVALID_VALUE', `Invalid delta: ${current} + ${delta} is not a finite number, which could not be stored`, { field: 'delta' })
+    }
+    const write = p.writes.prepare(next, undefined, found.found ? found.tags : [], found.found ? found.grace : 0)
+    if (found.found) write.expiresAt = found.expiresAt
+    await p.writes.write(key, write)
+    return next
+  })
+}

@@ -1,0 +1,118 @@
+import type { EventEmitter } from 'node:events'
+import { Readable } from 'node:stream'
+import { SourceError } from '../errors.js'
+import type { KeyOrder } from '../key-order.js'
+import type { ResolvedOptions } from '../options.js'
+import type { Counters } from '../stats/counters.js'
+import { expiryOf, type CreationClock } from '../store/creation-clock.js'
+import type { StreamSource } from '../store/stream-writer.js'
+import type { FileTier } from '../tiers/file-tier.js'
+import type { MemoryTier } from '../tiers/memory-tier.js'
+import type { TierStack } from '../tiers/tier-stack.js'
+import type { DiskParts } from './disk-parts.js'
+import type { LarderEvents } from './events.js'
+import type { Failures } from './failures.js'
+import type { InFlight } from './in-flight.js'
+import type { Loads } from './loads.js'
+import { prepareWrite, storedEntry, type Write } from './prepare.js'
+
+export interface OrderedWritesParts {
+  options: Readonly<ResolvedOptions>
+  order: KeyOrder
+  inFlight: InFlight
+  loads: Loads<unknown>
+  stack: TierStack
+  memory: MemoryTier | undefined
+  disk: DiskParts | undefined
+  clock: CreationClock
+  counters: Counters
+  failures: Failures
+  events: EventEmitter<LarderEvents>
+}
+
+/**
+ * The changes of entries as the caller sees them: each runs at its turn among the calls on its
+ * key (KeyOrder), supersedes a getOrSet load in progress, is tracked for close(), goes through
+ * the tier stack, and is counted, timed and heard as a 'set' or 'delete' event.
+ */
+export class OrderedWrites {
+  readonly #p: OrderedWritesParts
+
+  constructor(parts: OrderedWritesParts) {
+    this.#p = parts
+  }
+
+  /** Runs a change of `key` in call order (KeyOrder), superseding a load in progress. */
+  change<T>(key: string, change: () => Promise<T>, hidden = false): Promise<T> {
+    this.#p.loads.supersede(key)
+    return this.#p.order.change(key, change, hidden)
+  }
+
+  /** Serializes a value at call time (see prepare.ts). */
+  prepare(value: unknown, ttl: number | undefined, tags: readonly string[], grace: number, field = 'value', createdAt?: number): Write {
+    return prepareWrite(this.#p.options, this.#p.clock, value, ttl, tags, grace, field, createdAt)
+  }
+
+  /** One entry written at its turn, shared by set, setMany, getOrSet, increment and warm,
+   *  through the tier stack. Call it inside change(). */
+  async write(key: string, write: Write): Promise<void> {
+    const { stack, inFlight, counters, events, disk, options, memory } = this.#p
+    const started = performance.now()
+    try {
+      const stored = await inFlight.track(stack.write(key, storedEntry(options, write, memory !== undefined)))
+      if (stored) {
+        events.emit('set', key)
+        disk?.autoPrune.afterWrite()
+      }
+    } finally {
+      counters.setLatency.record(write.spent + performance.now() - started)
+    }
+  }
+
+  /** Removes `key` from every tier; true if a live entry was there. Call it inside change(). */
+  async remove(key: string): Promise<boolean> {
+    const deleted = await this.#p.stack.remove(key)
+    if (deleted) {
+      this.#p.counters.counts.deletes++
+      this.#p.events.emit('delete', key)
+    }
+    return deleted
+  }
+
+  /**
+   * `setStream()`: the stream goes to the file tier only (with bounded memory), in call order;
+   * the memory tier's copy is dropped before and after (a read during the stream may promote
+   * the entry it replaces), and Redis's older value is removed, so no instance reads it. A
+   * stream close() gave up on is a counted drop; the source's own error is rethrown as it was.
+   */
+  async stream(key: string, files: FileTier, input: StreamSource, ttl: number | undefined, tags: readonly string[]): Promise<void> {
+    const { options, clock, memory, inFlight, counters, events, disk, stack, failures } = this.#p
+    const createdAt = clock.createdAt(tags)
+    const expiresAt = expiryOf(ttl ?? options.defaultTtl, createdAt)
+    return this.change(key, async () => {
+      const started = performance.now()
+      memory?.delete(key)
+      const abort = new AbortController()
+      try {
+        await inFlight.track(files.setStream(key, input, { createdAt, expiresAt, tags }, abort.signal), abort)
+        counters.counts.sets++
+        counters.setLatency.record(performance.now() - started)
+        events.emit('set', key)
+        disk?.autoPrune.afterWrite()
+        await stack.removeShared(key, createdAt)
+      } catch (error) {
+        if (error instanceof SourceError) throw error.original
+        if (input instanceof Readable && !input.destroyed) input.destroy()
+        if (abort.signal.aborted && error === abort.signal.reason) {
+          // close() gave up waiting for it: nothing was stored, the temp file is gone.
+          counters.counts.dropped++
+          if (!options.failOpen) throw error
+          return
+        }
+        failures.writeFailed(error)
+      } finally {
+        memory?.delete(key)
+      }
+    }, true)
+  }
+}

@@ -1,0 +1,88 @@
+import type { DiskParts } from './disk-parts.js'
+import type { Failures } from './failures.js'
+import type { SharedParts } from './shared-parts.js'
+import type { CreationClock } from '../store/creation-clock.js'
+import { MemoryTagClock } from '../store/memory-tag-clock.js'
+import type { TagClock } from '../store/tag-clock.js'
+
+export interface TagInvalidationParts {
+  disk: DiskParts | undefined
+  /** Read when used: the shared parts are composed after this. */
+  shared(): SharedParts | undefined
+  clock(): CreationClock
+  failures: Failures
+  readOnly: boolean
+}
+
+/**
+ * Tag invalidation across the tiers: the local tag clock (the directory's stamps, shared by
+ * every process using it, or, with `dir: false`, one in process memory), the stamps kept in
+ * Redis (so an instance that starts later, or comes back from an outage, sees old
+ * invalidations) and the bus message that tells the other instances now.
+ */
+export class TagInvalidation {
+  /** The local tag clock the creation clock and the memory tier read. */
+  readonly clock: TagClock | MemoryTagClock
+  readonly #p: TagInvalidationParts
+
+  constructor(parts: TagInvalidationParts) {
+    this.#p = parts
+    this.clock = parts.disk?.tags ?? new MemoryTagClock()
+  }
+
+  /** Whether any of `tags` was invalidated at or after `createdAt`, for the memory tier and
+   *  for loads, where a disk error must not throw: a failing clock counts as stale. */
+  isStaleSafe(tags: readonly string[], createdAt: number): boolean {
+    try {
+      return this.clock.isStale(tags, createdAt)
+    } catch {
+      return true
+    }
+  }
+
+  /** `invalidateTags()`: stamps the tags here (a failure is the caller's, as failOpen says),
+   *  raises their stamps in Redis and tells the other instances. */
+  async invalidate(tags: readonly string[], at: number): Promise<void> {
+    await this.recordLocal(tags, at, true)
+    const shared = this.#p.shared()
+    if (shared === undefined) return
+    try {
+      await shared.recordTags(tags, at)
+    } catch (error) {
+      this.#p.failures.writeFailed(error, 'redis')
+    }
+    shared.bus?.publish({ op: 'tags', tags: [...tags], at })
+  }
+
+  /** Records tag invalidations in the local tag clock. `counted`: this instance's own call,
+   *  whose failure is counted and judged; otherwise (heard from elsewhere) only the tags not
+   *  already stamped as late are written, and a failure is left to the next sync. */
+  async recordLocal(tags: readonly string[], at: number, counted: boolean): Promise<void> {
+    const disk = this.#p.disk
+    if (disk === undefined) return (this.clock as MemoryTagClock).invalidate(tags, at)
+    try {
+      await disk.files.invalidateTags(counted ? tags : tags.filter((t) => !this.isStaleSafe([t], at)), at)
+    } catch (error) {
+      if (counted) this.#p.failures.writeFailed(error)
+    }
+  }
+
+  /** The tag stamps Redis holds, merged into the local clock (at open and after an outage:
+   *  invalidations made while this instance was away). */
+  async syncFromShared(): Promise<void> {
+    const shared = this.#p.shared()
+    if (shared === undefined || this.#p.readOnly) return
+    let stamps: Map<string, number>
+    try {
+      stamps = await shared.tagStamps()
+    } catch {
+      return // Redis unreachable: the next reconnect syncs
+    }
+    const byTime = new Map<number, string[]>()
+    for (const [tag, at] of stamps) byTime.set(at, [...(byTime.get(at) ?? []), tag])
+    for (const [at, tags] of byTime) {
+      this.#p.clock().observe(at)
+      await this.recordLocal(tags, at, false)
+    }
+  }
+}
