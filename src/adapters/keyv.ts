@@ -1,0 +1,137 @@
+import { EventEmitter } from 'node:events'
+import type { KeyvStoreAdapter, StoredData } from 'keyv'
+import type { Larder } from 'larder'
+import { absorb, cacheSource, type CacheOrOptions, type CacheSource } from './cache-source.js'
+
+/**
+ * A Keyv 5 storage adapter (`new Keyv({ store: new KeyvLarder(options | cache) })`), and so
+ * a store for cache-manager 7 and cacheable 2, which take Keyv stores.
+ *
+ * How Keyv 5 talks to a store: keys arrive prefixed with the namespace (`users:42`), values
+ * as the string Keyv serialized (`{"value":…,"expires":…}`), ttl as relative milliseconds.
+ * Each entry is stored under the key as given, with the ttl (so expired entries are reclaimed
+ * by larder's maintenance, not only skipped by Keyv), tagged with its namespace: `clear()`
+ * invalidates that one tag, which empties this namespace in every process at the cost of one
+ * small file, and leaves every other namespace, and everything else in the cache, alone.
+ *
+ * Keyv 6 is not supported by this class: there the third argument of `set` is an absolute
+ * expiry instead of a ttl, and the store, not Keyv, owns the namespace prefix; one class
+ * cannot tell which contract is calling it.
+ */
+export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
+  /**
+   * What Keyv reads of a store's options. Keyv 5 wires a store's `iterator()` only when
+   * `opts.dialect` is one of its own list (sqlite, postgres, mysql, mongo, redis, valkey, etcd)
+   * and reads `opts.url` whenever the store has an iterator: `dialect` says `'sqlite'` for
+   * that reason alone (Keyv uses it for nothing else).
+   */
+  opts: { dialect: string; url: string; [option: string]: unknown }
+  /** Set by Keyv (its `namespace` option, `'keyv'` by default); the prefix of every key. */
+  namespace?: string | undefined
+
+  readonly #source: CacheSource
+  readonly #forward = (error: Error): void => this.#report(error)
+  #cache: Larder | undefined
+
+  constructor(cache?: CacheOrOptions) {
+    super()
+    this.#source = cacheSource(cache)
+    const dir = (cache as { dir?: unknown } | undefined)?.dir
+    this.opts = { dialect: 'sqlite', url: `larder:${typeof dir === 'string' ? dir : ''}` }
+    this.#source.ready.then((opened) => {
+      this.#cache = opened
+      // Disk trouble larder absorbed (fail-open) is an 'error' event of the cache. A cache
+      // passed in is heard by its owner; one this adapter opened has only Keyv to hear it.
+      if (this.#source.owned) opened.on('error', this.#forward)
+    }, () => {})
+  }
+
+  async get<Value>(key: string): Promise<StoredData<Value> | undefined> {
+    return this.#guarded(undefined, async (cache) => (await cache.get(key)) as StoredData<Value> | undefined)
+  }
+
+  async getMany<Value>(keys: string[]): Promise<Array<StoredData<Value | undefined>>> {
+    return this.#guarded(keys.map(() => undefined), async (cache) => (await cache.getMany(keys)) as Array<StoredData<Value | undefined>>)
+  }
+
+  async has(key: string): Promise<boolean> {
+    return this.#guarded(false, (cache) => cache.has(key))
+  }
+
+  async hasMany(keys: string[]): Promise<boolean[]> {
+    return this.#guarded(keys.map(() => false), (cache) => Promise.all(keys.map((key) => cache.has(key))))
+  }
+
+  /** Stores Keyv's serialized value; false (and an `error` event) when it was not stored. */
+  async set(key: string, value: unknown, ttl?: number): Promise<boolean> {
+    return this.#guarded(false, async (cache) => {
+      await cache.set(key, value, { ttl: ttl ?? undefined, tags: [this.#namespaceTag()] })
+      return true
+    })
+  }
+
+  async setMany(values: Array<{ key: string; value: unknown; ttl?: number }>): Promise<void> {
+    const tags = [this.#namespaceTag()]
+    await this.#guarded(undefined, (cache) => cache.setMany(values.map(({ key, value, ttl }) => ({ key, value, ttl: ttl ?? undefined, tags }))))
+  }
+
+  async delete(key: string): Promise<boolean> {
+    return this.#guarded(false, (cache) => cache.delete(key))
+  }
+
+  /** True when every key was there and is gone (as Keyv's own fallback counts). */
+  async deleteMany(keys: string[]): Promise<boolean> {
+    return this.#guarded(false, async (cache) => (await cache.deleteMany(keys)) === keys.length)
+  }
+
+  /** Empties this namespace only, in every process sharing the cache. */
+  async clear(): Promise<void> {
+    await this.#guarded(undefined, (cache) => cache.invalidateTags([this.#namespaceTag()]))
+  }
+
+  /**
+   * `[key, value]` for every live entry of the namespace (keys as stored, prefix included:
+   * Keyv strips it). Listed by larder's worker threads from entry heads, then read one at a
+   * time, so memory holds one value at once; an entry removed meanwhile is skipped.
+   */
+  async *iterator<Value>(namespace?: string): AsyncGenerator<Array<string | Awaited<Value> | undefined>, void> {
+    const listed = await this.#guarded([], (cache) => cache.entries({ tags: [namespaceTag(namespace ?? this.namespace)] }))
+    for (const { key } of listed) {
+      const value = await this.#guarded(undefined, (cache) => cache.get(key))
+      if (value !== undefined) yield [key, value as Awaited<Value>]
+    }
+  }
+
+  /** Closes the cache if this adapter opened it (a cache passed in stays open for its owner). */
+  async disconnect(): Promise<void> {
+    if (!this.#source.owned) return
+    const cache = await this.#source.ready.catch(() => undefined)
+    cache?.off('error', this.#forward)
+    await cache?.close()
+  }
+
+  #namespaceTag(): string {
+    return namespaceTag(this.namespace)
+  }
+
+  /** A call that cannot break Keyv: anything that goes wrong is an `error` event, and the
+   *  call answers `fallback` (a miss for a read, the result Keyv reports for a dropped write). */
+  async #guarded<T>(fallback: T, call: (cache: Larder) => Promise<T>): Promise<T> {
+    try {
+      return await call(this.#cache ?? (await this.#source.ready))
+    } catch (error) {
+      absorb(error, this.#source, this.#forward)
+      return fallback
+    }
+  }
+
+  /** Keyv subscribes to 'error'; without a listener an EventEmitter would throw it instead. */
+  #report(error: Error): void {
+    if (this.listenerCount('error') > 0) this.emit('error', error)
+  }
+}
+
+/** The tag every entry of a Keyv namespace carries (no namespace is a namespace too). */
+function namespaceTag(namespace: string | undefined): string {
+  return `keyv:${namespace ?? ''}`
+}
