@@ -24,12 +24,15 @@ export interface CacheSource {
  *
  * A failure to open (bad options, a directory others control) is not thrown here, where the
  * host library is still constructing its store: `ready` rejects, and each call reports that
- * error through the host library's error channel (see `absorb`).
+ * error through the host library's error channel (see `absorb`), as `report` does for the
+ * 'error' events of a cache the adapter opened.
  */
-export function cacheSource(given: CacheOrOptions | undefined): CacheSource {
+export function cacheSource(given: CacheOrOptions | undefined, report: (error: Error) => void): CacheSource {
   if (isCache(given)) return { ready: Promise.resolve(given), owned: false, failOpen: given.options.failOpen }
   const ready = Larder.open(given)
-  ready.catch(() => {}) // reported by the first call that awaits it, not as an unhandled rejection
+  // Disk trouble larder absorbs (fail-open) is an 'error' event of the cache. A cache passed
+  // in is heard by its owner; one the adapter opened has only the host library to hear it.
+  ready.then((opened) => opened.on('error', report), () => {}) // an open that failed: reported by the first call that awaits it
   return { ready, owned: true, failOpen: given?.failOpen !== false }
 }
 

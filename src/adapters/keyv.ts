@@ -35,15 +35,10 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
 
   constructor(cache?: CacheOrOptions) {
     super()
-    this.#source = cacheSource(cache)
+    this.#source = cacheSource(cache, this.#forward)
     const dir = (cache as { dir?: unknown } | undefined)?.dir
     this.opts = { dialect: 'sqlite', url: `larder:${typeof dir === 'string' ? dir : ''}` }
-    this.#source.ready.then((opened) => {
-      this.#cache = opened
-      // Disk trouble larder absorbed (fail-open) is an 'error' event of the cache. A cache
-      // passed in is heard by its owner; one this adapter opened has only Keyv to hear it.
-      if (this.#source.owned) opened.on('error', this.#forward)
-    }, () => {})
+    this.#source.ready.then((opened) => (this.#cache = opened), () => {})
   }
 
   async get<Value>(key: string): Promise<StoredData<Value> | undefined> {
@@ -104,10 +99,7 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
 
   /** Closes the cache if this adapter opened it (a cache passed in stays open for its owner). */
   async disconnect(): Promise<void> {
-    if (!this.#source.owned) return
-    const cache = await this.#source.ready.catch(() => undefined)
-    cache?.off('error', this.#forward)
-    await cache?.close()
+    if (this.#source.owned) await (await this.#source.ready.catch(() => undefined))?.close()
   }
 
   #namespaceTag(): string {
