@@ -7,47 +7,69 @@ import { Larder, isLarderError, type LarderOptions } from 'larder'
  */
 export type CacheOrOptions = Larder | LarderOptions
 
-/** The cache behind an adapter, once it is open. Host libraries construct their stores
- *  synchronously while `Larder.open()` is asynchronous, so adapters await `ready` per call. */
-export interface CacheSource {
+/**
+ * The cache behind an adapter, and the one rule for an error met inside an adapter (`guarded`).
+ *
+ * Host libraries construct their stores synchronously while `Larder.open()` is asynchronous:
+ * with options, the cache opens in the background and each call waits for it. A failure to
+ * open (bad options, a directory others control) is not thrown from the constructor: each
+ * call reports it through the host library's error channel, as `guarded` reports everything.
+ * A cache is recognised by its methods, not by `instanceof`: an app that `import`s larder while
+ * a library `require`s an adapter holds two copies of the class (the ESM and the CJS build).
+ */
+export class CacheSource {
   readonly ready: Promise<Larder>
   /** The adapter opened it, so the adapter closes it. */
   readonly owned: boolean
-  /** The cache's `failOpen` (as given, when it failed to open). */
-  readonly failOpen: boolean
-}
+  readonly #failOpen: boolean
+  readonly #report: (error: Error) => void
+  #cache: Larder | undefined
 
-/**
- * Opens the cache an adapter was given options for, or takes the one it was given. A cache is
- * recognised by its methods, not by `instanceof`: an app that `import`s larder while a library
- * `require`s an adapter holds two copies of the class (the ESM and the CJS build).
- *
- * A failure to open (bad options, a directory others control) is not thrown here, where the
- * host library is still constructing its store: `ready` rejects, and each call reports that
- * error through the host library's error channel (see `absorb`), as `report` does for the
- * 'error' events of a cache the adapter opened.
- */
-export function cacheSource(given: CacheOrOptions | undefined, report: (error: Error) => void): CacheSource {
-  if (isCache(given)) return { ready: Promise.resolve(given), owned: false, failOpen: given.options.failOpen }
-  const ready = Larder.open(given)
-  // Disk trouble larder absorbs (fail-open) is an 'error' event of the cache. A cache passed
-  // in is heard by its owner; one the adapter opened has only the host library to hear it.
-  ready.then((opened) => opened.on('error', report), () => {}) // an open that failed: reported by the first call that awaits it
-  return { ready, owned: true, failOpen: given?.failOpen !== false }
+  /** `report` is the host library's error channel. */
+  constructor(given: CacheOrOptions | undefined, report: (error: Error) => void) {
+    this.#report = report
+    if (isCache(given)) {
+      this.#cache = given
+      this.ready = Promise.resolve(given)
+      this.owned = false
+      this.#failOpen = given.options.failOpen
+      return
+    }
+    this.ready = Larder.open(given)
+    this.owned = true
+    this.#failOpen = given?.failOpen !== false
+    this.ready.then((opened) => {
+      this.#cache = opened
+      // Disk trouble larder absorbs (fail-open) is an 'error' event of the cache. A cache
+      // passed in is heard by its owner; one the adapter opened has only the host to hear it.
+      opened.on('error', report)
+    }, () => {}) // an open that failed: reported by the first call that awaits it
+  }
+
+  /**
+   * Runs a call that cannot break the host library: whatever goes wrong (a failing disk, a
+   * value larder cannot store or return, a cache that failed to open) is reported through the
+   * host's error channel, and the call answers `fallback` (a miss for a read, the host's
+   * "not stored" for a write). The exception is a cache opened with `failOpen: false`: its
+   * user asked for `ERR_UNAVAILABLE`, so that is thrown.
+   */
+  async guarded<T>(fallback: T, call: (cache: Larder) => Promise<T>): Promise<T> {
+    try {
+      return await call(this.#cache ?? (await this.ready))
+    } catch (error) {
+      if (isLarderError(error, 'ERR_UNAVAILABLE') && !this.#failOpen) throw error
+      this.#report(error instanceof Error ? error : new Error(String(error)))
+      return fallback
+    }
+  }
+
+  /** Closes the cache if the adapter opened it (a cache passed in stays open for its owner). */
+  async close(): Promise<void> {
+    if (this.owned) await (await this.ready.catch(() => undefined))?.close()
+  }
 }
 
 function isCache(value: unknown): value is Larder {
   const candidate = value as Partial<Larder> | null | undefined
   return typeof candidate?.getMany === 'function' && typeof candidate.invalidateTags === 'function' && typeof candidate.setStream === 'function'
-}
-
-/**
- * The one rule for an error met inside an adapter: the host library hears of it through its
- * own error channel (`report`), and the call it happened in reads as a miss or a dropped write,
- * so a failing disk or a value larder cannot store never breaks the host. The exception is a
- * cache opened with `failOpen: false`: its user asked for `ERR_UNAVAILABLE`, so it is thrown.
- */
-export function absorb(error: unknown, source: CacheSource, report: (error: Error) => void): void {
-  if (isLarderError(error, 'ERR_UNAVAILABLE') && !source.failOpen) throw error
-  report(error instanceof Error ? error : new Error(String(error)))
 }

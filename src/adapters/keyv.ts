@@ -1,7 +1,8 @@
 import { EventEmitter } from 'node:events'
 import type { KeyvStoreAdapter, StoredData } from 'keyv'
-import type { Larder } from 'larder'
-import { absorb, cacheSource, type CacheOrOptions, type CacheSource } from './cache-source.js'
+import { CacheSource, type CacheOrOptions } from './cache-source.js'
+
+export type { CacheOrOptions }
 
 /**
  * A Keyv 5 storage adapter (`new Keyv({ store: new KeyvLarder(options | cache) })`), and so
@@ -30,36 +31,36 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
   namespace?: string | undefined
 
   readonly #source: CacheSource
-  readonly #forward = (error: Error): void => this.#report(error)
-  #cache: Larder | undefined
 
   constructor(cache?: CacheOrOptions) {
     super()
-    this.#source = cacheSource(cache, this.#forward)
+    // Keyv subscribes to 'error'; without a listener an EventEmitter would throw it instead.
+    this.#source = new CacheSource(cache, (error) => {
+      if (this.listenerCount('error') > 0) this.emit('error', error)
+    })
     const dir = (cache as { dir?: unknown } | undefined)?.dir
     this.opts = { dialect: 'sqlite', url: `larder:${typeof dir === 'string' ? dir : ''}` }
-    this.#source.ready.then((opened) => (this.#cache = opened), () => {})
   }
 
   async get<Value>(key: string): Promise<StoredData<Value> | undefined> {
-    return this.#guarded(undefined, async (cache) => (await cache.get(key)) as StoredData<Value> | undefined)
+    return this.#source.guarded(undefined, async (cache) => (await cache.get(key)) as StoredData<Value> | undefined)
   }
 
   async getMany<Value>(keys: string[]): Promise<Array<StoredData<Value | undefined>>> {
-    return this.#guarded(keys.map(() => undefined), async (cache) => (await cache.getMany(keys)) as Array<StoredData<Value | undefined>>)
+    return this.#source.guarded(keys.map(() => undefined), async (cache) => (await cache.getMany(keys)) as Array<StoredData<Value | undefined>>)
   }
 
   async has(key: string): Promise<boolean> {
-    return this.#guarded(false, (cache) => cache.has(key))
+    return this.#source.guarded(false, (cache) => cache.has(key))
   }
 
   async hasMany(keys: string[]): Promise<boolean[]> {
-    return this.#guarded(keys.map(() => false), (cache) => Promise.all(keys.map((key) => cache.has(key))))
+    return this.#source.guarded(keys.map(() => false), (cache) => Promise.all(keys.map((key) => cache.has(key))))
   }
 
   /** Stores Keyv's serialized value; false (and an `error` event) when it was not stored. */
   async set(key: string, value: unknown, ttl?: number): Promise<boolean> {
-    return this.#guarded(false, async (cache) => {
+    return this.#source.guarded(false, async (cache) => {
       await cache.set(key, value, { ttl: ttl ?? undefined, tags: [this.#namespaceTag()] })
       return true
     })
@@ -67,21 +68,21 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
 
   async setMany(values: Array<{ key: string; value: unknown; ttl?: number }>): Promise<void> {
     const tags = [this.#namespaceTag()]
-    await this.#guarded(undefined, (cache) => cache.setMany(values.map(({ key, value, ttl }) => ({ key, value, ttl: ttl ?? undefined, tags }))))
+    await this.#source.guarded(undefined, (cache) => cache.setMany(values.map(({ key, value, ttl }) => ({ key, value, ttl: ttl ?? undefined, tags }))))
   }
 
   async delete(key: string): Promise<boolean> {
-    return this.#guarded(false, (cache) => cache.delete(key))
+    return this.#source.guarded(false, (cache) => cache.delete(key))
   }
 
   /** True when every key was there and is gone (as Keyv's own fallback counts). */
   async deleteMany(keys: string[]): Promise<boolean> {
-    return this.#guarded(false, async (cache) => (await cache.deleteMany(keys)) === keys.length)
+    return this.#source.guarded(false, async (cache) => (await cache.deleteMany(keys)) === keys.length)
   }
 
   /** Empties this namespace only, in every process sharing the cache. */
   async clear(): Promise<void> {
-    await this.#guarded(undefined, (cache) => cache.invalidateTags([this.#namespaceTag()]))
+    await this.#source.guarded(undefined, (cache) => cache.invalidateTags([this.#namespaceTag()]))
   }
 
   /**
@@ -90,37 +91,22 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
    * time, so memory holds one value at once; an entry removed meanwhile is skipped.
    */
   async *iterator<Value>(namespace?: string): AsyncGenerator<Array<string | Awaited<Value> | undefined>, void> {
-    const listed = await this.#guarded([], (cache) => cache.entries({ tags: [namespaceTag(namespace ?? this.namespace)] }))
+    const listed = await this.#source.guarded([], (cache) => cache.entries({ tags: [namespaceTag(namespace ?? this.namespace)] }))
     for (const { key } of listed) {
-      const value = await this.#guarded(undefined, (cache) => cache.get(key))
+      const value = await this.#source.guarded(undefined, (cache) => cache.get(key))
       if (value !== undefined) yield [key, value as Awaited<Value>]
     }
   }
 
   /** Closes the cache if this adapter opened it (a cache passed in stays open for its owner). */
   async disconnect(): Promise<void> {
-    if (this.#source.owned) await (await this.#source.ready.catch(() => undefined))?.close()
+    await this.#source.close()
   }
 
   #namespaceTag(): string {
     return namespaceTag(this.namespace)
   }
 
-  /** A call that cannot break Keyv: anything that goes wrong is an `error` event, and the
-   *  call answers `fallback` (a miss for a read, the result Keyv reports for a dropped write). */
-  async #guarded<T>(fallback: T, call: (cache: Larder) => Promise<T>): Promise<T> {
-    try {
-      return await call(this.#cache ?? (await this.#source.ready))
-    } catch (error) {
-      absorb(error, this.#source, this.#forward)
-      return fallback
-    }
-  }
-
-  /** Keyv subscribes to 'error'; without a listener an EventEmitter would throw it instead. */
-  #report(error: Error): void {
-    if (this.listenerCount('error') > 0) this.emit('error', error)
-  }
 }
 
 /** The tag every entry of a Keyv namespace carries (no namespace is a namespace too). */

@@ -1,8 +1,9 @@
 import { PassThrough, Readable, Writable } from 'node:stream'
-import type { Larder } from 'larder'
 import { LarderError } from 'larder'
 import { boundedKey, KEY_BYTES, TAG_BYTES } from './bounded-key.js'
-import { absorb, cacheSource, type CacheOrOptions, type CacheSource } from './cache-source.js'
+import { CacheSource, type CacheOrOptions } from './cache-source.js'
+
+export type { CacheOrOptions }
 
 // undici declares these in a namespace, the default export of a CommonJS declaration file.
 type CacheKey = import('undici/types/cache-interceptor.js').default.CacheKey
@@ -42,8 +43,6 @@ export interface LarderCacheStoreOptions {
 export class LarderCacheStore implements CacheStore {
   readonly #source: CacheSource
   readonly #maxEntrySize: number
-  readonly #report: (error: Error) => void
-  #cache: Larder | undefined
 
   constructor(cache?: CacheOrOptions, options: LarderCacheStoreOptions = {}) {
     const { maxEntrySize = Infinity, errorCallback } = options
@@ -51,23 +50,22 @@ export class LarderCacheStore implements CacheStore {
       throw new LarderError('ERR_INVALID_OPTION', `Invalid maxEntrySize: expected a number of bytes ≥ 0, got ${String(maxEntrySize)}`, { field: 'maxEntrySize' })
     }
     this.#maxEntrySize = maxEntrySize
-    this.#report = (error) => errorCallback?.(error)
-    this.#source = cacheSource(cache, this.#report)
-    this.#source.ready.then((opened) => (this.#cache = opened), () => {})
+    this.#source = new CacheSource(cache, (error) => errorCallback?.(error))
   }
 
   /** The stored response for this request, or `undefined`; never rejects (undici would fail
    *  the request): anything that goes wrong is reported and read as a miss. */
   async get(key: CacheKey): Promise<GetResult | undefined> {
-    let stream: Readable | undefined
-    try {
-      const cache = this.#cache ?? (await this.#source.ready)
+    return this.#source.guarded(undefined, async (cache) => {
       const index = (await cache.get(indexKey(key))) as UrlIndex | undefined
       const names = index?.methods[key.method]
       if (names === undefined) return undefined
-      stream = await cache.getStream(responseKey(key, names, (name) => key.headers?.[name] ?? null))
+      const stream = await cache.getStream(responseKey(key, names, (name) => key.headers?.[name] ?? null))
       if (stream === undefined) return undefined
-      const split = await splitHead(stream)
+      const split = await splitHead(stream).catch((error: unknown) => {
+        stream.destroy()
+        throw error
+      })
       if (split === undefined) return undefined
       const { head, body } = split
       if (!answers(head, key) || head.deleteAt <= Date.now()) {
@@ -86,11 +84,7 @@ export class LarderCacheStore implements CacheStore {
         deleteAt: head.deleteAt,
         body,
       }
-    } catch (error) {
-      stream?.destroy()
-      absorb(error, this.#source, this.#report)
-      return undefined
-    }
+    })
   }
 
   /**
@@ -135,21 +129,18 @@ export class LarderCacheStore implements CacheStore {
   /** Forgets every stored response for the key's URL (all methods and variants), in every
    *  process. Costs nothing for a URL never cached. */
   async delete(key: CacheKey): Promise<void> {
-    try {
-      const cache = this.#cache ?? (await this.#source.ready)
+    await this.#source.guarded(undefined, async (cache) => {
       if (await cache.has(indexKey(key))) await cache.invalidateTags([urlTag(key)])
-    } catch (error) {
-      absorb(error, this.#source, this.#report)
-    }
+    })
   }
 
   /** Closes the cache if this store opened it (a cache passed in stays open for its owner). */
   async close(): Promise<void> {
-    if (this.#source.owned) await (await this.#source.ready.catch(() => undefined))?.close()
+    await this.#source.close()
   }
 
   async #store(key: CacheKey, value: CacheValue, names: string[], head: Buffer, body: PassThrough, ttl: number): Promise<void> {
-    const cache = this.#cache ?? (await this.#source.ready)
+    const cache = await this.#source.ready
     const tags = [urlTag(key)]
     await cache.setStream(responseKey(key, names, (name) => value.vary?.[name] ?? null), withHead(head, body), { ttl, tags })
     // The index outlives the longest-lived response it points to.
