@@ -69,7 +69,8 @@ export class CacheSource {
   }
 }
 
-function isCache(value: unknown): value is Larder {
+/** Whether `value` is an open cache rather than options (see CacheSource on `instanceof`). */
+export function isCache(value: unknown): value is Larder {
   const candidate = value as Partial<Larder> | null | undefined
   return typeof candidate?.getMany === 'function' && typeof candidate.invalidateTags === 'function' && typeof candidate.setStream === 'function'
 }
