@@ -4,7 +4,7 @@ import { defineConfig } from 'tsup'
 const { version } = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string }
 
 /** The subpath exports `larder/<name>`: src/adapters/<name>.ts, built to dist/adapters/. */
-const ADAPTERS = ['drizzle', 'keyv', 'typeorm', 'undici']
+const ADAPTERS = ['drizzle', 'keyv', 'mikro-orm', 'typeorm', 'undici']
 
 // The library ships twice from one source: `import` gets ESM, `require` gets CJS.
 // `shims` gives the CJS build a working `import.meta.url` (worker file paths).
