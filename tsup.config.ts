@@ -46,7 +46,10 @@ export default defineConfig([
     // (a package may import itself by name): so `larder/keyv` uses the very copy of larder the
     // app's `import`/`require` of 'larder' loaded, and its types name the app's `Larder`, not
     // a second declaration of it. Host libraries are optional peer dependencies, never bundled.
-    entry: Object.fromEntries(ADAPTERS.map((name) => [`adapters/${name}`, `src/adapters/${name}.ts`])),
+    // Built into dist/adapters/ itself (not dist/), so the declaration chunk the adapters
+    // share (CacheOrOptions) lands beside them, inside what `files` ships.
+    entry: Object.fromEntries(ADAPTERS.map((name) => [name, `src/adapters/${name}.ts`])),
+    outDir: 'dist/adapters',
     format: ['esm', 'cjs'],
     dts: true,
     target: 'node20',
