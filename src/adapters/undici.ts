@@ -1,5 +1,5 @@
 import { PassThrough, Readable, Writable } from 'node:stream'
-import { LarderError } from 'larder'
+import { LarderError, type Larder } from 'larder'
 import { boundedKey, KEY_BYTES, TAG_BYTES } from './bounded-key.js'
 import { CacheSource, type CacheOrOptions } from './cache-source.js'
 
@@ -29,16 +29,18 @@ export interface LarderCacheStoreOptions {
  * what is cacheable and for how long (RFC 9111); this store keeps responses on disk, shared
  * by every process using the directory.
  *
- * Each response is one larder entry written by `setStream`: a head (what undici gave
- * `createWriteStream`: status, headers, vary, etag, times, and the request key) followed by
- * the body as it streams in, so a body of any size costs bounded memory and the entry
- * appears whole or not at all. Its ttl is undici's `deleteAt`. An entry's key holds the
- * method, URL and the request's values of the headers the response varies on; a small index
- * per URL records, per method, which headers those are, so `get` can build the key from a
- * request. Responses for one URL are tagged with it: `delete` (undici calls it after an
- * unsafe request such as a POST) invalidates every method and variant in every process with
- * one tag stamp. On read the head is checked against the request (method, URL, vary), so a
- * stale index can only cost a miss.
+ * Each response is one larder entry: a head (what undici gave `createWriteStream`: status,
+ * headers, vary, etag, times, and the request key) followed by the body. A response of up to
+ * 64 KiB is written whole by `set` (one read serves it, from the memory tier if the cache has
+ * one); a larger one streams into `setStream` as it arrives, so a body of any size costs
+ * bounded memory and appears whole or not at all. Its ttl is undici's `deleteAt`. An entry's
+ * key holds the method, URL and the request's values of the headers the response varies on;
+ * a small index per URL records, per method, which headers those are, so `get` can build the
+ * key of a varying response from a request (one that varies on nothing needs no index).
+ * Responses for one URL are tagged with it: `delete` (undici calls it after an unsafe request
+ * such as a POST) invalidates every method and variant in every process with one tag stamp.
+ * On read the head is checked against the request (method, URL, vary, deleteAt), so a stale
+ * index can only cost a miss.
  */
 export class LarderCacheStore implements CacheStore {
   readonly #source: CacheSource
@@ -57,70 +59,64 @@ export class LarderCacheStore implements CacheStore {
    *  the request): anything that goes wrong is reported and read as a miss. */
   async get(key: CacheKey): Promise<GetResult | undefined> {
     return this.#source.guarded(undefined, async (cache) => {
+      // Most responses vary on nothing: their key needs no index, so look there first.
+      const plain = await readResponse(cache, responseKey(key, [], () => null), key)
+      if (plain !== undefined) return plain
       const index = (await cache.get(indexKey(key))) as UrlIndex | undefined
       const names = index?.methods[key.method]
-      if (names === undefined) return undefined
-      const stream = await cache.getStream(responseKey(key, names, (name) => key.headers?.[name] ?? null))
-      if (stream === undefined) return undefined
-      const split = await splitHead(stream).catch((error: unknown) => {
-        stream.destroy()
-        throw error
-      })
-      if (split === undefined) return undefined
-      const { head, body } = split
-      if (!answers(head, key) || head.deleteAt <= Date.now()) {
-        body.destroy()
-        return undefined
-      }
-      return {
-        statusCode: head.statusCode,
-        statusMessage: head.statusMessage,
-        headers: head.headers,
-        vary: head.vary,
-        etag: head.etag,
-        cacheControlDirectives: head.cacheControlDirectives ?? {},
-        cachedAt: head.cachedAt,
-        staleAt: head.staleAt,
-        deleteAt: head.deleteAt,
-        body,
-      }
+      if (names === undefined || names.length === 0) return undefined
+      return readResponse(cache, responseKey(key, names, (name) => key.headers?.[name] ?? null), key)
     })
   }
 
   /**
-   * A Writable, returned at once as undici requires, that streams the body into larder.
-   * `finish` comes once the entry is stored (or dropped by a failing disk, fail-open); a body
-   * over `maxEntrySize`, or a write larder refuses, errors the stream and stores nothing.
+   * A Writable, returned at once as undici requires, that stores the response. A body that
+   * ends within SMALL_BYTES is stored as one buffered entry (read back in one step, and held
+   * by the memory tier if the cache has one); past that, the bytes held so far and the rest
+   * stream into `setStream`, with bounded memory. `finish` comes once the entry is stored
+   * (or dropped by a failing disk, fail-open); a body over `maxEntrySize`, or a write larder
+   * refuses, errors the stream (undici's channel) and stores nothing.
    */
   createWriteStream(key: CacheKey, value: CacheValue): Writable | undefined {
     const ttl = value.deleteAt - Date.now()
     if (!(ttl > 0)) return undefined
     const names = Object.keys(value.vary ?? {}).sort()
-    const head: Head = { origin: key.origin, method: key.method, path: key.path, ...value }
-    const body = new PassThrough()
-    body.on('error', () => {}) // an abort: setStream, reading it, hears of it and stores nothing
-    const stored = this.#store(key, value, names, encodeHead(head), body, ttl)
-    stored.catch(() => {}) // a destroyed stream's rejection is expected; final() reports the rest
+    const entryKey = responseKey(key, names, (name) => value.vary?.[name] ?? null)
+    const head = encodeHead({ origin: key.origin, method: key.method, path: key.path, ...value })
+    const store = this
     const maxEntrySize = this.#maxEntrySize
+    const held: Buffer[] = [head]
     let size = 0
+    let stream: { body: PassThrough; stored: Promise<void> } | undefined
     return new Writable({
       write(chunk: Buffer, _encoding, callback) {
         size += chunk.byteLength
         if (size > maxEntrySize) {
           callback(new LarderError('ERR_TOO_LARGE', `Response body over maxEntrySize (${maxEntrySize} bytes): not cached`, { field: 'maxEntrySize' }))
-        } else if (body.write(chunk)) {
-          callback()
-        } else {
-          body.once('drain', () => callback())
+          return
         }
+        if (stream === undefined) {
+          held.push(chunk)
+          if (head.length + size <= SMALL_BYTES) return callback()
+          stream = store.#streamed(key, value, names, entryKey, held.splice(0), ttl)
+          return callback()
+        }
+        if (stream.body.write(chunk)) callback()
+        else stream.body.once('drain', () => callback())
       },
       final(callback) {
-        body.end()
+        let stored: Promise<void>
+        if (stream === undefined) {
+          stored = store.#buffered(key, value, names, entryKey, Buffer.concat(held), ttl)
+        } else {
+          stream.body.end()
+          stored = stream.stored
+        }
         stored.then(() => callback(), (error: Error) => callback(error))
       },
       destroy(error, callback) {
-        // Aborted (by undici, or by write() above): the source errors, so nothing is stored.
-        if (!body.writableFinished) body.destroy(error ?? new Error('response aborted before its end'))
+        // Aborted (by undici, or by write() above): a stream's source errors, so nothing is stored.
+        if (stream !== undefined && !stream.body.writableFinished) stream.body.destroy(error ?? new Error('response aborted before its end'))
         callback(error)
       },
     })
@@ -139,17 +135,77 @@ export class LarderCacheStore implements CacheStore {
     await this.#source.close()
   }
 
-  async #store(key: CacheKey, value: CacheValue, names: string[], head: Buffer, body: PassThrough, ttl: number): Promise<void> {
+  async #buffered(key: CacheKey, value: CacheValue, names: string[], entryKey: string, bytes: Buffer, ttl: number): Promise<void> {
     const cache = await this.#source.ready
-    const tags = [urlTag(key)]
-    await cache.setStream(responseKey(key, names, (name) => value.vary?.[name] ?? null), withHead(head, body), { ttl, tags })
-    // The index outlives the longest-lived response it points to.
+    await cache.set(entryKey, bytes, { ttl, tags: [urlTag(key)] })
+    await cache.delete(streamKey(entryKey)) // a larger response stored before would shadow nothing, but would linger
+    await this.#remember(cache, key, value, names)
+  }
+
+  #streamed(key: CacheKey, value: CacheValue, names: string[], entryKey: string, held: Buffer[], ttl: number): { body: PassThrough; stored: Promise<void> } {
+    const body = new PassThrough()
+    body.on('error', () => {}) // an abort: setStream, reading it, hears of it and stores nothing
+    for (const chunk of held) body.write(chunk)
+    const stored = (async () => {
+      const cache = await this.#source.ready
+      await cache.setStream(streamKey(entryKey), body, { ttl, tags: [urlTag(key)] })
+      await cache.delete(entryKey) // the smaller response stored before would be read first
+      await this.#remember(cache, key, value, names)
+    })()
+    stored.catch(() => {}) // a destroyed stream's rejection is expected; final() reports the rest
+    return { body, stored }
+  }
+
+  /** Records in the URL's index which headers this method's responses vary on; the index
+   *  outlives the longest-lived response it points to. */
+  async #remember(cache: Larder, key: CacheKey, value: CacheValue, names: string[]): Promise<void> {
     const index = (await cache.get(indexKey(key))) as UrlIndex | undefined
     const deleteAt = Math.max(value.deleteAt, index?.deleteAt ?? 0)
     const known = index?.methods[key.method]
     if (known !== undefined && known.join('\n') === names.join('\n') && deleteAt === index?.deleteAt) return
     const next: UrlIndex = { methods: { ...index?.methods, [key.method]: names }, deleteAt }
-    await cache.set(indexKey(key), next, { ttl: Math.max(1, deleteAt - Date.now()), tags })
+    await cache.set(indexKey(key), next, { ttl: Math.max(1, deleteAt - Date.now()), tags: [urlTag(key)] })
+  }
+}
+
+/** Responses up to this size (head and body) are one buffered entry; larger ones stream.
+ *  64 KiB is where larder's own read path switches from one read to a stream. */
+const SMALL_BYTES = 64 * 1024
+
+/** The response stored under `entryKey` (buffered) or its stream key, if it answers `key`. */
+async function readResponse(cache: Larder, entryKey: string, key: CacheKey): Promise<GetResult | undefined> {
+  const bytes = await cache.get(entryKey)
+  if (Buffer.isBuffer(bytes)) {
+    const parsed = parseHead(bytes)
+    if (parsed === undefined || parsed === 'short' || !answers(parsed.head, key)) return undefined
+    return resultOf(parsed.head, bytes.subarray(parsed.end))
+  }
+  const stream = await cache.getStream(streamKey(entryKey))
+  if (stream === undefined) return undefined
+  const split = await splitHead(stream).catch((error: unknown) => {
+    stream.destroy()
+    throw error
+  })
+  if (split === undefined) return undefined
+  if (!answers(split.head, key)) {
+    split.body.destroy()
+    return undefined
+  }
+  return resultOf(split.head, split.body)
+}
+
+function resultOf(head: Head, body: Readable | Buffer): GetResult {
+  return {
+    statusCode: head.statusCode,
+    statusMessage: head.statusMessage,
+    headers: head.headers,
+    vary: head.vary,
+    etag: head.etag,
+    cacheControlDirectives: head.cacheControlDirectives ?? {},
+    cachedAt: head.cachedAt,
+    staleAt: head.staleAt,
+    deleteAt: head.deleteAt,
+    body,
   }
 }
 
@@ -178,9 +234,18 @@ function encodeHead(head: Head): Buffer {
   return Buffer.concat([prefix, json])
 }
 
-async function* withHead(head: Buffer, body: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-  yield head
-  yield* body
+/** The head at the start of `bytes`: the head and where the body starts, `'short'` if more
+ *  bytes are needed, or `undefined` for bytes that are not one of our entries. */
+function parseHead(bytes: Buffer): { head: Head; end: number } | 'short' | undefined {
+  if (bytes.length < 8) return 'short'
+  const length = bytes.readUInt32BE(4)
+  if (!bytes.subarray(0, 4).equals(MAGIC) || length > MAX_HEAD_BYTES) return undefined
+  if (bytes.length < 8 + length) return 'short'
+  try {
+    return { head: JSON.parse(bytes.toString('utf8', 8, 8 + length)) as Head, end: 8 + length }
+  } catch {
+    return undefined
+  }
 }
 
 /**
@@ -197,22 +262,14 @@ function splitHead(stream: Readable): Promise<{ head: Head; body: Readable } | u
     }
     const onData = (chunk: Buffer): void => {
       held = held.length === 0 ? chunk : Buffer.concat([held, chunk])
-      if (held.length < 8) return
-      const length = held.readUInt32BE(4)
-      if (!held.subarray(0, 4).equals(MAGIC) || length > MAX_HEAD_BYTES) {
+      const parsed = parseHead(held)
+      if (parsed === 'short') return
+      if (parsed === undefined) {
         stream.destroy()
         return done(undefined)
       }
-      if (held.length < 8 + length) return
       stream.pause()
-      let head: Head
-      try {
-        head = JSON.parse(held.toString('utf8', 8, 8 + length)) as Head
-      } catch {
-        stream.destroy()
-        return done(undefined)
-      }
-      done({ head, body: bodyOf(stream, held.subarray(8 + length)) })
+      done({ head: parsed.head, body: bodyOf(stream, held.subarray(parsed.end)) })
     }
     const onEnd = (): void => done(undefined)
     const onError = (error: unknown): void => done(undefined, error)
@@ -240,9 +297,11 @@ function bodyOf(source: Readable, first: Buffer): Readable {
   return body
 }
 
-/** Whether a stored head answers this request: same method and URL, and the request's values
- *  of every header the response varies on equal the stored ones (as undici's stores judge). */
+/** Whether a stored head answers this request: not past its deleteAt, same method and URL,
+ *  and the request's values of every header the response varies on equal the stored ones (as
+ *  undici's stores judge). */
 function answers(head: Head, key: CacheKey): boolean {
+  if (head.deleteAt <= Date.now()) return false
   if (head.origin !== key.origin || head.path !== key.path || head.method !== key.method) return false
   for (const [name, stored] of Object.entries(head.vary ?? {})) {
     if (!sameHeaderValue(key.headers?.[name] ?? null, stored)) return false
@@ -262,6 +321,11 @@ function url(key: CacheKey): string {
 
 function indexKey(key: CacheKey): string {
   return boundedKey('undici:index ', url(key), KEY_BYTES)
+}
+
+/** Where a response too large to buffer is streamed: beside its buffered key. */
+function streamKey(entryKey: string): string {
+  return `${entryKey} stream`
 }
 
 function urlTag(key: CacheKey): string {

@@ -96,6 +96,15 @@ describe('larder/undici: the CacheStore contract', () => {
     const result = await store.get(key)
     assert.deepEqual(result?.headers, { foo: 'baz' })
     assert.equal(await bodyText(result), 'second')
+
+    // Across the size at which bodies stop being buffered and start streaming, both ways.
+    const large = 'L'.repeat(100 * 1024)
+    await write(store, key, valueOf({ vary: { 'accept-language': 'en' } }), [large])
+    assert.equal(await bodyText(await store.get(key)), large)
+    await write(store, key, valueOf({ vary: { 'accept-language': 'en' } }), ['small again'])
+    assert.equal(await bodyText(await store.get(key)), 'small again')
+    const codecs = (await cache.entries({ prefix: 'undici:GET http://localhost/replaced' })).map((e) => e.codec)
+    assert.deepEqual(codecs, ['bytes'], 'one entry left: the small response, buffered')
   })
 
   test('vary: each request gets the response stored for its header values; a header the response varies on and the request lacks matches only null', async () => {
