@@ -274,6 +274,16 @@ describe('larder/undici: fetch through the cache interceptor', () => {
     assert.equal(served, before + 2)
   })
 
+  test('Node\'s built-in fetch goes through the global dispatcher too: answered by the store', async () => {
+    const first = await (await globalThis.fetch(`${base}/builtin`)).text()
+    await settled(`undici:GET ${base}/builtin`)
+    const before = served
+    const second = await globalThis.fetch(`${base}/builtin`)
+    assert.equal(await second.text(), first)
+    assert.equal(served, before)
+    assert.notEqual(second.headers.get('age'), null)
+  })
+
   test('no-store responses are not kept', async () => {
     const before = served
     await get('/no-store')
