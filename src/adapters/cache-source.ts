@@ -23,6 +23,8 @@ export class CacheSource {
   readonly owned: boolean
   readonly #failOpen: boolean
   readonly #report: (error: Error) => void
+  /** Calls not settled yet: `close()` waits for them (see `track`). */
+  readonly #inFlight = new Set<Promise<unknown>>()
   #cache: Larder | undefined
 
   /** `report` is the host library's error channel. */
@@ -53,7 +55,24 @@ export class CacheSource {
    * "not stored" for a write). The exception is a cache opened with `failOpen: false`: its
    * user asked for `ERR_UNAVAILABLE`, so that is thrown.
    */
-  async guarded<T>(fallback: T, call: (cache: Larder) => Promise<T>): Promise<T> {
+  guarded<T>(fallback: T, call: (cache: Larder) => Promise<T>): Promise<T> {
+    return this.track(this.#guard(fallback, call))
+  }
+
+  /**
+   * Counts `work` as in flight until it settles, so `close()` waits for it. Host libraries
+   * do not always await what they ask of a store (undici fires `delete` after a POST and lets
+   * the response reach the app at once): a process that closes the adapter right after must
+   * not lose that work, or other processes sharing the cache keep serving what it changed.
+   */
+  track<T>(work: Promise<T>): Promise<T> {
+    this.#inFlight.add(work)
+    const settled = (): void => void this.#inFlight.delete(work)
+    work.then(settled, settled)
+    return work
+  }
+
+  async #guard<T>(fallback: T, call: (cache: Larder) => Promise<T>): Promise<T> {
     try {
       return await call(this.#cache ?? (await this.ready))
     } catch (error) {
@@ -63,8 +82,10 @@ export class CacheSource {
     }
   }
 
-  /** Closes the cache if the adapter opened it (a cache passed in stays open for its owner). */
+  /** Waits for the calls in flight, then closes the cache if the adapter opened it (a cache
+   *  passed in stays open for its owner). */
   async close(): Promise<void> {
+    while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight])
     if (this.owned) await (await this.ready.catch(() => undefined))?.close()
   }
 }

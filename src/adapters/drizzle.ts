@@ -86,7 +86,7 @@ export class LarderDrizzleCache extends Cache {
     })
   }
 
-  /** Closes the cache if this adapter opened it. */
+  /** Waits for its calls in flight, then closes the cache if this adapter opened it. */
   async close(): Promise<void> {
     await this.#source.close()
   }

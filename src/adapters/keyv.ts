@@ -98,7 +98,8 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
     }
   }
 
-  /** Closes the cache if this adapter opened it (a cache passed in stays open for its owner). */
+  /** Waits for its calls in flight, then closes the cache if this adapter opened it (a cache
+   *  passed in stays open for its owner). */
   async disconnect(): Promise<void> {
     await this.#source.close()
   }

@@ -77,7 +77,8 @@ export class LarderCacheAdapter implements CacheAdapter {
     await this.#source.guarded(undefined, (cache) => cache.invalidateTags([TAG]))
   }
 
-  /** Closes the cache if this adapter opened it (`orm.close()` calls it). */
+  /** Waits for its calls in flight, then closes the cache if this adapter opened it
+   *  (`orm.close()` calls it). */
   async close(): Promise<void> {
     await this.#source.close()
   }

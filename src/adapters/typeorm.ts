@@ -42,7 +42,8 @@ export class LarderQueryResultCache implements QueryResultCache {
     await this.#source.guarded(undefined, async () => undefined)
   }
 
-  /** Closes the cache if this adapter opened it (DataSource.destroy() calls it). */
+  /** Waits for its calls in flight, then closes the cache if this adapter opened it
+   *  (DataSource.destroy() calls it). */
   async disconnect(): Promise<void> {
     await this.#source.close()
   }

@@ -112,7 +112,8 @@ export class LarderCacheStore implements CacheStore {
           stream.body.end()
           stored = stream.stored
         }
-        stored.then(() => callback(), (error: Error) => callback(error))
+        // The whole body is here: what is left is bounded disk work, which close() waits for.
+        store.#source.track(stored).then(() => callback(), (error: Error) => callback(error))
       },
       destroy(error, callback) {
         // Aborted (by undici, or by write() above): a stream's source errors, so nothing is stored.
@@ -130,7 +131,8 @@ export class LarderCacheStore implements CacheStore {
     })
   }
 
-  /** Closes the cache if this store opened it (a cache passed in stays open for its owner). */
+  /** Waits for the deletes and writes in flight (undici awaits neither), then closes the
+   *  cache if this store opened it (a cache passed in stays open for its owner). */
   async close(): Promise<void> {
     await this.#source.close()
   }

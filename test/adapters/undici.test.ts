@@ -2,8 +2,9 @@
  * larder/undici with the real undici 7: the CacheStore contract (our own tests of the cases
  * undici's store tests cover: a response cached and told apart from another path, stale but
  * served until deleteAt, replacement, vary, delete), bodies streamed into larder, a maximum
- * entry size, and `fetch` through the cache interceptor against a local origin, from two
- * processes; a failing disk never fails a request.
+ * entry size, close() waiting for the deletes and writes undici does not await, and `fetch`
+ * through the cache interceptor against a local origin, from two processes (a POST in one
+ * invalidates the other); a failing disk never fails a request.
  */
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
@@ -187,6 +188,30 @@ describe('larder/undici: limits and errors', () => {
   })
 })
 
+describe('larder/undici: close', () => {
+  // undici calls delete() and writes without awaiting them (a POST's response reaches the app
+  // while the delete is still running): a process that closes its store right after must not
+  // lose them, or other processes keep serving what the POST changed.
+  test('close() waits for a delete and a write that undici did not await, so neither is lost', async () => {
+    const dir = tempDir('larder-undici-close')
+    const first = new LarderCacheStore({ dir })
+    await write(first, keyOf('/changed'), valueOf(), ['old'])
+    await first.close()
+
+    const second = new LarderCacheStore({ dir })
+    const errors: Error[] = []
+    const closing = new LarderCacheStore({ dir }, { errorCallback: (e) => errors.push(e) })
+    void closing.delete(keyOf('/changed', {}, 'POST'))
+    const writable = closing.createWriteStream(keyOf('/written'), valueOf())!
+    writable.end('new')
+    await closing.close()
+    assert.deepEqual(errors.map(String), [])
+    assert.equal(await second.get(keyOf('/changed')), undefined, 'the delete reached the disk before close() resolved')
+    assert.equal(await bodyText(await second.get(keyOf('/written'))), 'new', 'the write too')
+    await second.close()
+  })
+})
+
 describe('larder/undici: fetch through the cache interceptor', () => {
   let origin: http.Server
   let base: string
@@ -299,6 +324,20 @@ describe('larder/undici: fetch through the cache interceptor', () => {
     assert.equal(served, before)
     await (await fetch(`${base}/posted`, { method: 'POST', body: 'x' })).text()
     await get('/posted')
+    assert.equal(served, before + 2)
+  })
+
+  test('a POST in another process makes undici delete the URL there, and so here: the next GET goes to the origin', { timeout: 60_000 }, async () => {
+    await get('/posted-elsewhere')
+    await settled(`undici:GET ${base}/posted-elsewhere`)
+    const before = served
+    assert.notEqual((await get('/posted-elsewhere')).age, null)
+    assert.equal(served, before)
+    const child = await runChild('undici-child.ts', dir, `${base}/posted-elsewhere`, '--post')
+    assert.equal(child.age, null)
+    assert.equal(served, before + 1, 'the POST reached the origin')
+    const again = await get('/posted-elsewhere')
+    assert.equal(again.age, null, 'not from the store')
     assert.equal(served, before + 2)
   })
 })
