@@ -48,7 +48,8 @@ const writable = store.createWriteStream(key, { statusCode: 200, statusMessage: 
 await new Promise((resolve, reject) => writable.on('finish', resolve).on('error', reject).end('body'))
 const got = await store.get(key)
 let text = ''
-for await (const chunk of got.body) text += chunk
+if (Buffer.isBuffer(got.body)) text = got.body.toString() // a small response is one Buffer (undici takes either)
+else for await (const chunk of got.body) text += chunk
 out.undici = text
 
 const typeorm = new LarderQueryResultCache(undefined, cache)
