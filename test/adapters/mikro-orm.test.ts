@@ -1,8 +1,9 @@
 /**
  * larder/mikro-orm with the real MikroORM 6 (libsql driver): results cached by the ORM's own
  * keys and by names, clearCache and clear, expiry, a cache opened by you and shared
- * (`LarderCacheAdapter.using`), sharing between processes and across a restart, and errors
- * reported through `onError` while the database answers.
+ * (`LarderCacheAdapter.using`), sharing between processes and across a restart (clearCache and
+ * clear from another process included), and errors reported through `onError` while the
+ * database answers.
  */
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
@@ -84,6 +85,25 @@ describe('larder/mikro-orm on libsql', () => {
     await em.count(UserSchema, {}, { cache: ['count', 60_000] })
     await orm.close()
     assert.deepEqual(await runChild('mikro-orm-child.ts', 'read', dir), { named: ['ann', 'bob'], byQuery: ['ann'], count: 2, uncached: ['zed'] })
+  })
+
+  test('clearCache(key) and clear() called in another process reach this one', { timeout: 60_000 }, async () => {
+    const dir = tempDir('larder-mikro-invalidate')
+    const orm = await openOrm(LarderCacheAdapter, { dir }, ['ann', 'bob'])
+    const named = async () => (await orm.em.fork().find(UserSchema, {}, { orderBy: { id: 'asc' }, cache: ['all-users', 60_000] })).map((u) => u.name)
+    const anns = async () => (await orm.em.fork().find(UserSchema, { name: 'ann' }, { cache: 60_000 })).length
+    assert.deepEqual(await named(), ['ann', 'bob'])
+    assert.equal(await anns(), 1)
+    const em = orm.em.fork()
+    em.create(UserSchema, { name: 'cid' } as User)
+    em.create(UserSchema, { name: 'ann' } as User)
+    await em.flush()
+    assert.deepEqual(await named(), ['ann', 'bob'], 'served from the cache')
+    assert.equal(await anns(), 1, 'served from the cache')
+    assert.deepEqual(await runChild('mikro-orm-child.ts', 'invalidate', dir), { cached: ['ann', 'bob'] }, 'the other process was answered from the shared cache')
+    assert.deepEqual(await named(), ['ann', 'bob', 'cid', 'ann'], 'its clearCache reached this process')
+    assert.equal(await anns(), 2, 'its clear() reached this process')
+    await orm.close()
   })
 
   test('a failing disk: the database answers, onError hears of it, nothing throws', async () => {

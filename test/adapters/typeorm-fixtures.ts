@@ -30,8 +30,10 @@ export class WarningLog implements Logger {
   }
 }
 
-/** A DataSource (sql.js in memory unless `connection` says otherwise) whose query result cache is larder. */
-export async function openDataSource(cache: CacheOrOptions, names: string[], connection?: Partial<DataSourceOptions>): Promise<{ ds: DataSource; log: WarningLog }> {
+/** A DataSource (sql.js in memory unless `connection` says otherwise) whose query result cache
+ *  is larder, its users table holding `names` (`null`: the rows already there, for a second
+ *  process on a shared database). */
+export async function openDataSource(cache: CacheOrOptions, names: string[] | null, connection?: Partial<DataSourceOptions>): Promise<{ ds: DataSource; log: WarningLog }> {
   const log = new WarningLog()
   const ds = new DataSource({
     type: 'sqljs',
@@ -42,6 +44,7 @@ export async function openDataSource(cache: CacheOrOptions, names: string[], con
     cache: { provider: (dataSource) => new LarderQueryResultCache(dataSource, cache), duration: 60_000 },
   } as DataSourceOptions)
   await ds.initialize()
+  if (names === null) return { ds, log }
   const users = ds.getRepository(UserSchema)
   await users.clear()
   for (const name of names) await users.insert({ name })

@@ -2,7 +2,7 @@
  * larder/typeorm with the real TypeORM 1.x, on SQLite (sql.js) and on a real PostgreSQL
  * server (Debian's, a cluster of our own on a free loopback port): cached queries served from
  * larder, removal by id (derived ids included), clear, expiry, sharing between processes and
- * across a restart, and errors as warnings on the DataSource's logger, never failed queries.
+ * across a restart (and removal and clear from another process, on both databases), and errors as warnings on the DataSource's logger, never failed queries.
  */
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
@@ -61,6 +61,24 @@ function contract(connection: () => Partial<DataSourceOptions> | string): void {
     assert.ok(keys.some((k) => k.startsWith('typeorm:query:SELECT')), keys.join(', '))
     await ds.destroy()
     await cache.close()
+  })
+
+  test('remove([id]) and clear() called in another process reach this one', async (db) => {
+    const dir = tempDir('larder-typeorm-invalidate')
+    const { ds } = await openDataSource({ dir }, ['ann', 'bob'], db)
+    const users = ds.getRepository(UserSchema)
+    const byId = async (): Promise<string[]> => (await users.find({ order: { id: 'ASC' }, cache: { id: 'all-users', milliseconds: 60_000 } })).map((u) => u.name)
+    const anns = async (): Promise<number> => (await users.find({ where: { name: 'ann' }, cache: 60_000 })).length
+    assert.deepEqual(await byId(), ['ann', 'bob'])
+    assert.equal(await anns(), 1)
+    await users.insert([{ name: 'cid' }, { name: 'ann' }])
+    assert.deepEqual(await byId(), ['ann', 'bob'], 'served from the cache')
+    assert.equal(await anns(), 1, 'served from the cache')
+    const child = await runChild('typeorm-child.ts', 'invalidate', dir, JSON.stringify(db))
+    assert.deepEqual(child, { cached: ['ann', 'bob'] }, 'the other process was answered from the shared cache')
+    assert.deepEqual(await byId(), ['ann', 'bob', 'cid', 'ann'], 'its remove([id]) reached this process')
+    assert.equal(await anns(), 2, 'its clear() reached this process')
+    await ds.destroy()
   })
 
   test('an entry expires with the query\'s duration: TypeORM asks the database again, and larder reclaims it', async (db) => {
