@@ -2,7 +2,7 @@ import { Cache } from 'drizzle-orm/cache/core'
 import type { MutationOption } from 'drizzle-orm/cache/core'
 import type { CacheConfig } from 'drizzle-orm/cache/core/types'
 import { getTableName, is, Table } from 'drizzle-orm'
-import type { Duration, LarderOptions } from 'larder'
+import { LarderError, type Duration, type LarderOptions } from 'larder'
 import { boundedKey, KEY_BYTES, TAG_BYTES } from './bounded-key.js'
 import { CacheSource, isCache, type CacheOrOptions } from './cache-source.js'
 
@@ -47,7 +47,7 @@ export class LarderDrizzleCache extends Cache {
     super()
     const { strategy = 'explicit', ttl, onError = (error: Error) => process.emitWarning(error) } = options
     if (strategy !== 'explicit' && strategy !== 'all') {
-      throw new TypeError(`Invalid strategy: expected 'explicit' or 'all', got ${String(strategy)}`)
+      throw new LarderError('ERR_INVALID_OPTION', `Invalid strategy: expected 'explicit' or 'all', got ${String(strategy)}`, { field: 'strategy' })
     }
     this.#strategy = strategy
     this.#ttl = ttl

@@ -112,6 +112,12 @@ describe('larder/drizzle on libsql', () => {
     await larder.close()
   })
 
+  test('an unknown strategy is ERR_INVALID_OPTION naming the field, thrown by the constructor', async () => {
+    const { LarderDrizzleCache } = await import('larder/drizzle')
+    assert.throws(() => new LarderDrizzleCache({ dir: tempDir('larder-drizzle-options') }, { strategy: 'everything' as never }),
+      (error: unknown) => isLarderError(error, 'ERR_INVALID_OPTION') && error.field === 'strategy' && /strategy/.test(error.message))
+  })
+
   test('cached results are shared with another process and survive a restart; a write in that process invalidates them here', { timeout: 60_000 }, async () => {
     const work = tempDir('larder-drizzle-procs')
     const url = `file:${path.join(work, 'app.db')}`
