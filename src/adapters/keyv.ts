@@ -66,9 +66,18 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
     })
   }
 
+  /**
+   * Stores a batch, whole or not at all (larder checks every item before writing any), and
+   * answers one boolean per entry: Keyv 5 hands a store's answer to its caller as the
+   * `boolean[]` of `keyv.setMany()`, although its store type says `void` (hence the cast).
+   */
   async setMany(values: Array<{ key: string; value: unknown; ttl?: number }>): Promise<void> {
     const tags = [this.#namespaceTag()]
-    await this.#source.guarded(undefined, (cache) => cache.setMany(values.map(({ key, value, ttl }) => ({ key, value, ttl: ttl ?? undefined, tags }))))
+    const stored = await this.#source.guarded(values.map(() => false), async (cache) => {
+      await cache.setMany(values.map(({ key, value, ttl }) => ({ key, value, ttl: ttl ?? undefined, tags })))
+      return values.map(() => true)
+    })
+    return stored as unknown as void
   }
 
   async delete(key: string): Promise<boolean> {

@@ -113,6 +113,28 @@ describe('larder/keyv', () => {
     await Promise.all([a.close(), b.close()])
   })
 
+  test('the batch methods: setMany answers a boolean per entry (false when refused) and keeps each ttl and the namespace; getMany, hasMany, deleteMany', async () => {
+    const dir = tempDir('larder-keyv-batch')
+    const cache = await Larder.open({ dir })
+    const keyv = new Keyv({ store: new KeyvLarder(cache), namespace: 'b' })
+    assert.deepEqual(await keyv.setMany([{ key: 'x', value: 1 }, { key: 'y', value: 2, ttl: 60_000 }]), [true, true])
+    assert.deepEqual(await keyv.get(['x', 'y', 'z']), [1, 2, undefined])
+    assert.deepEqual(await keyv.hasMany(['x', 'z']), [true, false])
+    const [x, y] = [await cache.info('b:x'), await cache.info('b:y')]
+    assert.deepEqual([x?.tags, x?.expiresAt, y?.tags], [['keyv:b'], null, ['keyv:b']])
+    assert.ok(Math.abs(y!.expiresAt! - y!.createdAt - 60_000) < 1, JSON.stringify(y))
+    assert.equal(await keyv.delete(['x', 'y']), true)
+    assert.deepEqual(await keyv.get(['x', 'y']), [undefined, undefined])
+
+    const small = new Keyv({ store: new KeyvLarder({ dir, maxValueSize: '1KiB' }), namespace: 'b' })
+    const errors = errorsOf(small)
+    assert.deepEqual(await small.setMany([{ key: 'fits', value: 1 }, { key: 'big', value: 'x'.repeat(4096) }]), [false, false], 'larder stores a batch whole or not at all')
+    assert.ok(errors.length === 1 && isLarderError(errors[0], 'ERR_TOO_LARGE'), errors.map(String).join('; '))
+    assert.deepEqual(await keyv.get(['fits', 'big']), [undefined, undefined])
+    await small.disconnect()
+    await cache.close()
+  })
+
   test('Keyv\'s ttl becomes the entry\'s own expiry, so maintenance reclaims it', async () => {
     const dir = tempDir('larder-keyv-ttl')
     const cache = await Larder.open({ dir })
