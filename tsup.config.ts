@@ -3,6 +3,9 @@ import { defineConfig } from 'tsup'
 
 const { version } = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string }
 
+/** The subpath exports `larder/<name>`: src/adapters/<name>.ts, built to dist/adapters/. */
+const ADAPTERS = ['drizzle', 'keyv', 'mikro-orm', 'typeorm', 'undici']
+
 // The library ships twice from one source: `import` gets ESM, `require` gets CJS.
 // `shims` gives the CJS build a working `import.meta.url` (worker file paths).
 // The demo behind `npm start` is an ESM script and imports the built library.
@@ -36,6 +39,24 @@ export default defineConfig([
     sourcemap: true,
     splitting: false,
     define: { LARDER_VERSION: JSON.stringify(version) },
+  },
+  {
+    // The adapters (`larder/keyv`, …; src/adapters/): each its own file in ESM and CJS with
+    // declarations. They import the core as the package, 'larder', and that import stays one
+    // (a package may import itself by name): so `larder/keyv` uses the very copy of larder the
+    // app's `import`/`require` of 'larder' loaded, and its types name the app's `Larder`, not
+    // a second declaration of it. Host libraries are optional peer dependencies, never bundled.
+    // Built into dist/adapters/ itself (not dist/), so the declaration chunk the adapters
+    // share (CacheOrOptions) lands beside them, inside what `files` ships.
+    entry: Object.fromEntries(ADAPTERS.map((name) => [name, `src/adapters/${name}.ts`])),
+    outDir: 'dist/adapters',
+    format: ['esm', 'cjs'],
+    dts: true,
+    target: 'node20',
+    platform: 'node',
+    sourcemap: true,
+    splitting: false,
+    external: ['larder'],
   },
   {
     entry: { demo: 'src/demo.ts' },

@@ -1,0 +1,97 @@
+import { Larder, isLarderError, type LarderOptions } from 'larder'
+
+/**
+ * What every adapter is given: an open cache (the caller's, shared with whatever else uses
+ * it, and never closed by the adapter), or the options to open one (the adapter's own, which
+ * it closes when its host library disconnects).
+ */
+export type CacheOrOptions = Larder | LarderOptions
+
+/**
+ * The cache behind an adapter, and the one rule for an error met inside an adapter (`guarded`).
+ *
+ * Host libraries construct their stores synchronously while `Larder.open()` is asynchronous:
+ * with options, the cache opens in the background and each call waits for it. A failure to
+ * open (bad options, a directory others control) is not thrown from the constructor: each
+ * call reports it through the host library's error channel, as `guarded` reports everything.
+ * A cache is recognised by its methods, not by `instanceof`: an app that `import`s larder while
+ * a library `require`s an adapter holds two copies of the class (the ESM and the CJS build).
+ */
+export class CacheSource {
+  readonly ready: Promise<Larder>
+  /** The adapter opened it, so the adapter closes it. */
+  readonly owned: boolean
+  readonly #failOpen: boolean
+  readonly #report: (error: Error) => void
+  /** Calls not settled yet: `close()` waits for them (see `track`). */
+  readonly #inFlight = new Set<Promise<unknown>>()
+  #cache: Larder | undefined
+
+  /** `report` is the host library's error channel. */
+  constructor(given: CacheOrOptions | undefined, report: (error: Error) => void) {
+    this.#report = report
+    if (isCache(given)) {
+      this.#cache = given
+      this.ready = Promise.resolve(given)
+      this.owned = false
+      this.#failOpen = given.options.failOpen
+      return
+    }
+    this.ready = Larder.open(given)
+    this.owned = true
+    this.#failOpen = given?.failOpen !== false
+    this.ready.then((opened) => {
+      this.#cache = opened
+      // Disk trouble larder absorbs (fail-open) is an 'error' event of the cache. A cache
+      // passed in is heard by its owner; one the adapter opened has only the host to hear it.
+      opened.on('error', report)
+    }, () => {}) // an open that failed: reported by the first call that awaits it
+  }
+
+  /**
+   * Runs a call that cannot break the host library: whatever goes wrong (a failing disk, a
+   * value larder cannot store or return, a cache that failed to open) is reported through the
+   * host's error channel, and the call answers `fallback` (a miss for a read, the host's
+   * "not stored" for a write). The exception is a cache opened with `failOpen: false`: its
+   * user asked for `ERR_UNAVAILABLE`, so that is thrown.
+   */
+  guarded<T>(fallback: T, call: (cache: Larder) => Promise<T>): Promise<T> {
+    return this.track(this.#guard(fallback, call))
+  }
+
+  /**
+   * Counts `work` as in flight until it settles, so `close()` waits for it. Host libraries
+   * do not always await what they ask of a store (undici fires `delete` after a POST and lets
+   * the response reach the app at once): a process that closes the adapter right after must
+   * not lose that work, or other processes sharing the cache keep serving what it changed.
+   */
+  track<T>(work: Promise<T>): Promise<T> {
+    this.#inFlight.add(work)
+    const settled = (): void => void this.#inFlight.delete(work)
+    work.then(settled, settled)
+    return work
+  }
+
+  async #guard<T>(fallback: T, call: (cache: Larder) => Promise<T>): Promise<T> {
+    try {
+      return await call(this.#cache ?? (await this.ready))
+    } catch (error) {
+      if (isLarderError(error, 'ERR_UNAVAILABLE') && !this.#failOpen) throw error
+      this.#report(error instanceof Error ? error : new Error(String(error)))
+      return fallback
+    }
+  }
+
+  /** Waits for the calls in flight, then closes the cache if the adapter opened it (a cache
+   *  passed in stays open for its owner). */
+  async close(): Promise<void> {
+    while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight])
+    if (this.owned) await (await this.ready.catch(() => undefined))?.close()
+  }
+}
+
+/** Whether `value` is an open cache rather than options (see CacheSource on `instanceof`). */
+export function isCache(value: unknown): value is Larder {
+  const candidate = value as Partial<Larder> | null | undefined
+  return typeof candidate?.getMany === 'function' && typeof candidate.invalidateTags === 'function' && typeof candidate.setStream === 'function'
+}

@@ -1,0 +1,127 @@
+import { Cache } from 'drizzle-orm/cache/core'
+import type { MutationOption } from 'drizzle-orm/cache/core'
+import type { CacheConfig } from 'drizzle-orm/cache/core/types'
+import { getTableName, is, Table } from 'drizzle-orm'
+import { LarderError, type Duration, type LarderOptions } from 'larder'
+import { boundedKey, KEY_BYTES, TAG_BYTES } from './bounded-key.js'
+import { CacheSource, isCache, type CacheOrOptions } from './cache-source.js'
+
+export type { CacheOrOptions }
+
+export interface LarderDrizzleCacheOptions {
+  /** `'explicit'` (default): only selects marked `.$withCache()` are cached. `'all'`: every
+   *  select is, unless marked `.$withCache(false)`. */
+  strategy?: 'explicit' | 'all'
+  /** How long a result is kept when the query's `config` says nothing (`ex`, `px`, `exat`,
+   *  `pxat`). Default: the cache's `defaultTtl` (never, unless set). */
+  ttl?: Duration
+  /** Hears what went wrong (a failing disk, a result larder cannot store or return): Drizzle
+   *  has no error channel for caches, and a throw from one fails the query. Default: a
+   *  process warning (`process.emitWarning`). The query itself is answered by the database. */
+  onError?: (error: Error) => void
+}
+
+/**
+ * Drizzle's query cache (drizzle-orm ≥ 0.44) in larder:
+ * `drizzle({ …, cache: new LarderDrizzleCache(options | cache, { strategy }) })`.
+ *
+ * A cached select is stored under its hash (`drizzle:query:<sha256>`, the key Drizzle computes)
+ * or its `tag` (`drizzle:tag:<tag>`), tagged in larder with every table it read
+ * (`drizzle:table:<name>`). Every insert, update and delete makes Drizzle call `onMutate` with
+ * the tables it wrote: those tags are invalidated, so every cached query that read them is
+ * stale in every process sharing the cache, at the cost of one small file per table.
+ * `db.$cache.invalidate({ tags })` removes tagged queries.
+ *
+ * Drivers hand over raw rows: libsql's `Row`s hold their values under non-enumerable indices,
+ * which serializers drop (JSON gives `{}`), so array-like rows are stored as arrays, which is
+ * how Drizzle reads them. Opened from options, the cache defaults to the `v8` serializer,
+ * which keeps `Date`, `BigInt` and binary values; a cache passed in keeps its own (with `json`,
+ * a result holding a `BigInt` is not cached and `onError` hears why).
+ */
+export class LarderDrizzleCache extends Cache {
+  readonly #source: CacheSource
+  readonly #strategy: 'explicit' | 'all'
+  readonly #ttl: Duration | undefined
+
+  constructor(cache?: CacheOrOptions, options: LarderDrizzleCacheOptions = {}) {
+    super()
+    const { strategy = 'explicit', ttl, onError = (error: Error) => process.emitWarning(error) } = options
+    if (strategy !== 'explicit' && strategy !== 'all') {
+      throw new LarderError('ERR_INVALID_OPTION', `Invalid strategy: expected 'explicit' or 'all', got ${String(strategy)}`, { field: 'strategy' })
+    }
+    this.#strategy = strategy
+    this.#ttl = ttl
+    this.#source = new CacheSource(withV8Default(cache), onError)
+  }
+
+  strategy(): 'explicit' | 'all' {
+    return this.#strategy
+  }
+
+  /** The cached result for a query's hash or tag, or `undefined` (never throws: a miss). */
+  override async get(key: string, _tables: string[], isTag: boolean, _isAutoInvalidate?: boolean): Promise<any[] | undefined> {
+    return this.#source.guarded(undefined, async (cache) => (await cache.get(resultKey(key, isTag))) as any[] | undefined)
+  }
+
+  /** Stores a result, tagged with the tables it read (none when the query opted out of
+   *  invalidation). A result larder cannot store is reported, not thrown. */
+  override async put(key: string, response: unknown, tables: string[], isTag: boolean, config?: CacheConfig): Promise<void> {
+    await this.#source.guarded(undefined, (cache) => cache.set(resultKey(key, isTag), storable(response), {
+      ttl: ttlOf(config) ?? this.#ttl,
+      tags: tables.map(tableTag),
+    }))
+  }
+
+  /** A write to `tables` (or `db.$cache.invalidate`): the queries that read them, and those
+   *  cached under `tags`, are gone for every process. */
+  override async onMutate(params: MutationOption): Promise<void> {
+    const tags = params.tags === undefined ? [] : Array.isArray(params.tags) ? params.tags : [params.tags]
+    const tables = params.tables === undefined ? [] : Array.isArray(params.tables) ? params.tables : [params.tables]
+    const names = tables.map((table) => (is(table, Table) ? getTableName(table) : String(table)))
+    await this.#source.guarded(undefined, async (cache) => {
+      await Promise.all([
+        names.length > 0 ? cache.invalidateTags([...new Set(names)].map(tableTag)) : undefined,
+        tags.length > 0 ? cache.deleteMany(tags.map((tag) => resultKey(tag, true))) : undefined,
+      ])
+    })
+  }
+
+  /** Waits for its calls in flight, then closes the cache if this adapter opened it. */
+  async close(): Promise<void> {
+    await this.#source.close()
+  }
+}
+
+function withV8Default(cache: CacheOrOptions | undefined): CacheOrOptions {
+  if (isCache(cache)) return cache
+  const options: LarderOptions = cache ?? {}
+  return options.serializer === undefined ? { ...options, serializer: 'v8' } : options
+}
+
+function resultKey(key: string, isTag: boolean): string {
+  return isTag ? boundedKey('drizzle:tag:', key, KEY_BYTES) : boundedKey('drizzle:query:', key, KEY_BYTES)
+}
+
+function tableTag(name: string): string {
+  return boundedKey('drizzle:table:', name, TAG_BYTES)
+}
+
+/** Drizzle's Redis-style expiry (seconds or ms, relative or absolute) as a larder ttl in ms. */
+function ttlOf(config: CacheConfig | undefined): number | undefined {
+  if (config === undefined) return undefined
+  if (config.px !== undefined) return config.px
+  if (config.ex !== undefined) return config.ex * 1000
+  if (config.pxat !== undefined) return Math.max(1, config.pxat - Date.now())
+  if (config.exat !== undefined) return Math.max(1, config.exat * 1000 - Date.now())
+  return undefined
+}
+
+/** The driver's result with every array-like row (libsql's `Row`) made a real array, which
+ *  keeps the values a serializer would drop; arrays, bytes and plain values stay as they are. */
+function storable(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(storable)
+  if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value) || value instanceof ArrayBuffer || value instanceof Date) return value
+  const length = (value as { length?: unknown }).length
+  if (typeof length === 'number' && Number.isInteger(length) && length >= 0) return Array.from(value as ArrayLike<unknown>, storable)
+  return value
+}

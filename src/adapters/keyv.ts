@@ -1,0 +1,125 @@
+import { EventEmitter } from 'node:events'
+import type { KeyvStoreAdapter, StoredData } from 'keyv'
+import { CacheSource, type CacheOrOptions } from './cache-source.js'
+
+export type { CacheOrOptions }
+
+/**
+ * A Keyv 5 storage adapter (`new Keyv({ store: new KeyvLarder(options | cache) })`), and so
+ * a store for cache-manager 7 and cacheable 2, which take Keyv stores.
+ *
+ * How Keyv 5 talks to a store: keys arrive prefixed with the namespace (`users:42`), values
+ * as the string Keyv serialized (`{"value":…,"expires":…}`), ttl as relative milliseconds.
+ * Each entry is stored under the key as given, with the ttl (so expired entries are reclaimed
+ * by larder's maintenance, not only skipped by Keyv), tagged with its namespace: `clear()`
+ * invalidates that one tag, which empties this namespace in every process at the cost of one
+ * small file, and leaves every other namespace, and everything else in the cache, alone.
+ *
+ * Keyv 6 is not supported by this class: there the third argument of `set` is an absolute
+ * expiry instead of a ttl, and the store, not Keyv, owns the namespace prefix; one class
+ * cannot tell which contract is calling it.
+ */
+export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
+  /**
+   * What Keyv reads of a store's options. Keyv 5 wires a store's `iterator()` only when
+   * `opts.dialect` is one of its own list (sqlite, postgres, mysql, mongo, redis, valkey, etcd)
+   * and reads `opts.url` whenever the store has an iterator: `dialect` says `'sqlite'` for
+   * that reason alone (Keyv uses it for nothing else).
+   */
+  opts: { dialect: string; url: string; [option: string]: unknown }
+  /** Set by Keyv (its `namespace` option, `'keyv'` by default); the prefix of every key. */
+  namespace?: string | undefined
+
+  readonly #source: CacheSource
+
+  constructor(cache?: CacheOrOptions) {
+    super()
+    // Keyv subscribes to 'error'; without a listener an EventEmitter would throw it instead.
+    this.#source = new CacheSource(cache, (error) => {
+      if (this.listenerCount('error') > 0) this.emit('error', error)
+    })
+    const dir = (cache as { dir?: unknown } | undefined)?.dir
+    this.opts = { dialect: 'sqlite', url: `larder:${typeof dir === 'string' ? dir : ''}` }
+  }
+
+  async get<Value>(key: string): Promise<StoredData<Value> | undefined> {
+    return this.#source.guarded(undefined, async (cache) => (await cache.get(key)) as StoredData<Value> | undefined)
+  }
+
+  async getMany<Value>(keys: string[]): Promise<Array<StoredData<Value | undefined>>> {
+    return this.#source.guarded(keys.map(() => undefined), async (cache) => (await cache.getMany(keys)) as Array<StoredData<Value | undefined>>)
+  }
+
+  async has(key: string): Promise<boolean> {
+    return this.#source.guarded(false, (cache) => cache.has(key))
+  }
+
+  async hasMany(keys: string[]): Promise<boolean[]> {
+    return this.#source.guarded(keys.map(() => false), (cache) => Promise.all(keys.map((key) => cache.has(key))))
+  }
+
+  /** Stores Keyv's serialized value; false (and an `error` event) when it was not stored. */
+  async set(key: string, value: unknown, ttl?: number): Promise<boolean> {
+    return this.#source.guarded(false, async (cache) => {
+      await cache.set(key, value, { ttl: ttl ?? undefined, tags: [this.#namespaceTag()] })
+      return true
+    })
+  }
+
+  /**
+   * Stores a batch, whole or not at all (larder checks every item before writing any), and
+   * answers one boolean per entry: Keyv 5 hands a store's answer to its caller as the
+   * `boolean[]` of `keyv.setMany()`, although its store type says `void` (hence the cast).
+   */
+  async setMany(values: Array<{ key: string; value: unknown; ttl?: number }>): Promise<void> {
+    const tags = [this.#namespaceTag()]
+    const stored = await this.#source.guarded(values.map(() => false), async (cache) => {
+      await cache.setMany(values.map(({ key, value, ttl }) => ({ key, value, ttl: ttl ?? undefined, tags })))
+      return values.map(() => true)
+    })
+    return stored as unknown as void
+  }
+
+  async delete(key: string): Promise<boolean> {
+    return this.#source.guarded(false, (cache) => cache.delete(key))
+  }
+
+  /** True when every key was there and is gone (as Keyv's own fallback counts). */
+  async deleteMany(keys: string[]): Promise<boolean> {
+    return this.#source.guarded(false, async (cache) => (await cache.deleteMany(keys)) === keys.length)
+  }
+
+  /** Empties this namespace only, in every process sharing the cache. */
+  async clear(): Promise<void> {
+    await this.#source.guarded(undefined, (cache) => cache.invalidateTags([this.#namespaceTag()]))
+  }
+
+  /**
+   * `[key, value]` for every live entry of the namespace (keys as stored, prefix included:
+   * Keyv strips it). Listed by larder's worker threads from entry heads, then read one at a
+   * time, so memory holds one value at once; an entry removed meanwhile is skipped.
+   */
+  async *iterator<Value>(namespace?: string): AsyncGenerator<Array<string | Awaited<Value> | undefined>, void> {
+    const listed = await this.#source.guarded([], (cache) => cache.entries({ tags: [namespaceTag(namespace ?? this.namespace)] }))
+    for (const { key } of listed) {
+      const value = await this.#source.guarded(undefined, (cache) => cache.get(key))
+      if (value !== undefined) yield [key, value as Awaited<Value>]
+    }
+  }
+
+  /** Waits for its calls in flight, then closes the cache if this adapter opened it (a cache
+   *  passed in stays open for its owner). */
+  async disconnect(): Promise<void> {
+    await this.#source.close()
+  }
+
+  #namespaceTag(): string {
+    return namespaceTag(this.namespace)
+  }
+
+}
+
+/** The tag every entry of a Keyv namespace carries (no namespace is a namespace too). */
+function namespaceTag(namespace: string | undefined): string {
+  return `keyv:${namespace ?? ''}`
+}

@@ -1,0 +1,89 @@
+import type { CacheAdapter } from '@mikro-orm/core'
+import type { Larder, LarderOptions } from 'larder'
+import { boundedKey, KEY_BYTES } from './bounded-key.js'
+import { CacheSource, type CacheOrOptions } from './cache-source.js'
+
+export type { CacheOrOptions }
+
+/** Every entry this adapter writes carries it, so `clear()` leaves the cache's other entries. */
+const TAG = 'mikro-orm'
+
+/** What MikroORM passes the adapter's constructor: `resultCache.expiration` and
+ *  `resultCache.options`, which are larder's options plus `onError`. */
+export interface LarderCacheAdapterOptions extends LarderOptions {
+  /** Default lifetime of a cached result in ms, when a query gives none (MikroORM's
+   *  `resultCache.expiration`, 1000 by default). */
+  expiration?: number
+  /** Hears what went wrong (a failing disk, a result larder cannot store or return): the
+   *  adapter has no logger of MikroORM's to write to, and a throw would fail the query.
+   *  Default: a process warning (`process.emitWarning`). */
+  onError?: (error: Error) => void
+}
+
+/** What an entry holds: the key it answers (keys are hashed when long) and the data. */
+interface Stored {
+  name: string
+  data: unknown
+}
+
+/**
+ * MikroORM 6's result cache in larder. MikroORM constructs the adapter itself, from the class:
+ * `MikroORM.init({ …, resultCache: { adapter: LarderCacheAdapter, expiration: 60_000, options: { dir } } })`,
+ * or, to share a cache you opened, `adapter: LarderCacheAdapter.using(cache)`.
+ *
+ * Each result is one entry under `mikro-orm:<key>` (MikroORM's keys are JSON descriptions of
+ * the query unless you name them: long ones are hashed, and the key is checked on read), with
+ * the query's expiration as its ttl. MikroORM invalidates nothing on flush: `em.clearCache(key)`
+ * (→ `remove`) and `clear()` (this adapter's entries only) reach every process sharing the cache.
+ */
+export class LarderCacheAdapter implements CacheAdapter {
+  /** A class MikroORM can construct, whose instances use `cache` (left open: it is yours). */
+  static using(cache: Larder, options: Pick<LarderCacheAdapterOptions, 'onError'> = {}): typeof LarderCacheAdapter {
+    return class SharedLarderCacheAdapter extends LarderCacheAdapter {
+      constructor({ expiration }: LarderCacheAdapterOptions = {}) {
+        super({ expiration, onError: options.onError }, cache)
+      }
+    }
+  }
+
+  readonly #source: CacheSource
+  readonly #expiration: number | undefined
+
+  constructor(options: LarderCacheAdapterOptions = {}, cache?: Larder) {
+    const { expiration, onError = (error: Error) => process.emitWarning(error), ...larderOptions } = options
+    this.#expiration = expiration
+    this.#source = new CacheSource(cache ?? larderOptions, onError)
+  }
+
+  async get<T = unknown>(name: string): Promise<T | undefined> {
+    return this.#source.guarded(undefined, async (cache) => {
+      const stored = (await cache.get(keyOf(name))) as Stored | undefined
+      return stored?.name === name ? (stored.data as T) : undefined
+    })
+  }
+
+  async set(name: string, data: unknown, _origin: string, expiration?: number): Promise<void> {
+    const ttl = expiration ?? this.#expiration
+    const stored: Stored = { name, data }
+    await this.#source.guarded(undefined, (cache) => cache.set(keyOf(name), stored, { ttl: ttl !== undefined && ttl > 0 ? ttl : undefined, tags: [TAG] }))
+  }
+
+  async remove(name: string): Promise<void> {
+    await this.#source.guarded(undefined, async (cache) => void (await cache.delete(keyOf(name))))
+  }
+
+  /** Removes every entry this adapter wrote, in every process sharing the cache. */
+  async clear(): Promise<void> {
+    await this.#source.guarded(undefined, (cache) => cache.invalidateTags([TAG]))
+  }
+
+  /** Waits for its calls in flight, then closes the cache if this adapter opened it
+   *  (`orm.close()` calls it). */
+  async close(): Promise<void> {
+    await this.#source.close()
+  }
+}
+
+function keyOf(name: string): string {
+  return boundedKey('mikro-orm:', name, KEY_BYTES)
+}

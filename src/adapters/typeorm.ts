@@ -1,0 +1,97 @@
+import type { DataSource, QueryRunner } from 'typeorm'
+import type { QueryResultCache } from 'typeorm/cache/QueryResultCache.js'
+import type { QueryResultCacheOptions } from 'typeorm/cache/QueryResultCacheOptions.js'
+import { boundedKey, KEY_BYTES } from './bounded-key.js'
+import { CacheSource, type CacheOrOptions } from './cache-source.js'
+
+export type { CacheOrOptions }
+
+/** Every entry this adapter writes carries it, so `clear()` leaves the cache's other entries. */
+const TAG = 'typeorm'
+
+/** The suffixes TypeORM adds to a query's cache id for the queries it derives from it:
+ *  `getManyAndCount`'s count and a joined page's id list. `remove([id])` removes them too. */
+const DERIVED = ['', '-count', '-pagination']
+
+/**
+ * TypeORM's query result cache in larder:
+ * `new DataSource({ …, cache: { provider: (ds) => new LarderQueryResultCache(ds, options | cache) } })`.
+ *
+ * A query cached with an id (`cache: { id, milliseconds }`) is stored under `typeorm:id:<id>`,
+ * one without under its SQL and parameters (`typeorm:query:…`, hashed when long); each entry
+ * holds what TypeORM gave `storeInCache` (its result is TypeORM's JSON string, kept verbatim)
+ * and expires with the query's duration, so larder reclaims it. TypeORM invalidates nothing
+ * on writes: `remove([id])` (which also removes the `-count` and `-pagination` ids TypeORM
+ * derives) and `clear()` (this adapter's entries only) are the ways, and both reach every
+ * process sharing the directory.
+ *
+ * Errors are written to the DataSource's logger as warnings and read as a miss or a dropped
+ * store, so a failing disk never fails a query (a cache opened with `failOpen: false` throws
+ * `ERR_UNAVAILABLE`, which TypeORM turns into a failed query unless `ignoreErrors` is set).
+ */
+export class LarderQueryResultCache implements QueryResultCache {
+  readonly #source: CacheSource
+
+  constructor(dataSource?: DataSource, cache?: CacheOrOptions) {
+    // The DataSource's logger is TypeORM's channel for what goes wrong outside a query.
+    this.#source = new CacheSource(cache, (error) => dataSource?.logger.log('warn', `larder query result cache: ${error.message}`))
+  }
+
+  /** Opens the cache (DataSource.initialize() calls it). */
+  async connect(): Promise<void> {
+    await this.#source.guarded(undefined, async () => undefined)
+  }
+
+  /** Waits for its calls in flight, then closes the cache if this adapter opened it
+   *  (DataSource.destroy() calls it). */
+  async disconnect(): Promise<void> {
+    await this.#source.close()
+  }
+
+  /** Nothing to create: larder needs no table. */
+  async synchronize(_queryRunner?: QueryRunner): Promise<void> {}
+
+  async getFromCache(options: QueryResultCacheOptions, _queryRunner?: QueryRunner): Promise<QueryResultCacheOptions | undefined> {
+    return this.#source.guarded(undefined, async (cache) => {
+      const saved = (await cache.get(keyOf(options))) as QueryResultCacheOptions | undefined
+      // A key may be a hash (of a long id or query): the entry must be for this very one.
+      if (saved === undefined || saved.identifier !== options.identifier) return undefined
+      if (options.identifier === undefined && saved.query !== options.query) return undefined
+      return saved
+    })
+  }
+
+  async storeInCache(options: QueryResultCacheOptions, _savedCache: QueryResultCacheOptions | undefined, _queryRunner?: QueryRunner): Promise<void> {
+    await this.#source.guarded(undefined, (cache) => cache.set(keyOf(options), {
+      identifier: options.identifier,
+      query: options.query,
+      time: options.time,
+      duration: options.duration,
+      result: options.result,
+    }, { ttl: options.duration > 0 ? options.duration : undefined, tags: [TAG] }))
+  }
+
+  /** As TypeORM's own caches judge it: stored `time` plus `duration` has passed. */
+  isExpired(savedCache: QueryResultCacheOptions): boolean {
+    return (savedCache.time ?? 0) + savedCache.duration < Date.now()
+  }
+
+  /** Removes every entry this adapter wrote, in every process sharing the cache. */
+  async clear(_queryRunner?: QueryRunner): Promise<void> {
+    await this.#source.guarded(undefined, (cache) => cache.invalidateTags([TAG]))
+  }
+
+  /** Removes the queries cached under these ids, and the ids TypeORM derived from them. */
+  async remove(identifiers: string[], _queryRunner?: QueryRunner): Promise<void> {
+    const keys = identifiers.flatMap((id) => DERIVED.map((suffix) => idKey(id + suffix)))
+    await this.#source.guarded(undefined, (cache) => cache.deleteMany(keys))
+  }
+}
+
+function idKey(identifier: string): string {
+  return boundedKey('typeorm:id:', identifier, KEY_BYTES)
+}
+
+function keyOf(options: QueryResultCacheOptions): string {
+  return options.identifier !== undefined ? idKey(options.identifier) : boundedKey('typeorm:query:', options.query ?? '', KEY_BYTES)
+}

@@ -1,0 +1,341 @@
+import { PassThrough, Readable, Writable } from 'node:stream'
+import { LarderError, type Larder } from 'larder'
+import { boundedKey, KEY_BYTES, TAG_BYTES } from './bounded-key.js'
+import { CacheSource, type CacheOrOptions } from './cache-source.js'
+
+export type { CacheOrOptions }
+
+// undici declares these in a namespace, the default export of a CommonJS declaration file.
+type CacheKey = import('undici/types/cache-interceptor.js').default.CacheKey
+type CacheValue = import('undici/types/cache-interceptor.js').default.CacheValue
+type GetResult = import('undici/types/cache-interceptor.js').default.GetResult
+type CacheStore = import('undici/types/cache-interceptor.js').default.CacheStore
+type Vary = Record<string, string | string[] | null>
+
+export interface LarderCacheStoreOptions {
+  /** The largest response body stored, in bytes; a larger one is not cached (its write
+   *  stream errors, which undici answers by dropping the entry). Default: no limit (bodies
+   *  stream to disk with bounded memory; the cache's `maxSize` bounds the total). */
+  maxEntrySize?: number
+  /** Hears what went wrong outside a write stream (a failing disk, an entry that cannot be
+   *  read), as undici's MemoryCacheStore option of the same name: the request itself is
+   *  answered by the origin instead. */
+  errorCallback?: (error: Error) => void
+}
+
+/**
+ * A persistent HTTP cache for undici 7's cache interceptor (and so for `fetch`):
+ * `interceptors.cache({ store: new LarderCacheStore(options | cache) })`. undici decides
+ * what is cacheable and for how long (RFC 9111); this store keeps responses on disk, shared
+ * by every process using the directory.
+ *
+ * Each response is one larder entry: a head (what undici gave `createWriteStream`: status,
+ * headers, vary, etag, times, and the request key) followed by the body. A response of up to
+ * 64 KiB is written whole by `set` (one read serves it, from the memory tier if the cache has
+ * one); a larger one streams into `setStream` as it arrives, so a body of any size costs
+ * bounded memory and appears whole or not at all. Its ttl is undici's `deleteAt`. An entry's
+ * key holds the method, URL and the request's values of the headers the response varies on;
+ * a small index per URL records, per method, which headers those are, so `get` can build the
+ * key of a varying response from a request (one that varies on nothing needs no index).
+ * Responses for one URL are tagged with it: `delete` (undici calls it after an unsafe request
+ * such as a POST) invalidates every method and variant in every process with one tag stamp.
+ * On read the head is checked against the request (method, URL, vary, deleteAt), so a stale
+ * index can only cost a miss.
+ */
+export class LarderCacheStore implements CacheStore {
+  readonly #source: CacheSource
+  readonly #maxEntrySize: number
+
+  constructor(cache?: CacheOrOptions, options: LarderCacheStoreOptions = {}) {
+    const { maxEntrySize = Infinity, errorCallback } = options
+    if (typeof maxEntrySize !== 'number' || !(maxEntrySize >= 0)) {
+      throw new LarderError('ERR_INVALID_OPTION', `Invalid maxEntrySize: expected a number of bytes ≥ 0, got ${String(maxEntrySize)}`, { field: 'maxEntrySize' })
+    }
+    this.#maxEntrySize = maxEntrySize
+    this.#source = new CacheSource(cache, (error) => errorCallback?.(error))
+  }
+
+  /** The stored response for this request, or `undefined`; never rejects (undici would fail
+   *  the request): anything that goes wrong is reported and read as a miss. */
+  async get(key: CacheKey): Promise<GetResult | undefined> {
+    return this.#source.guarded(undefined, async (cache) => {
+      // Most responses vary on nothing: their key needs no index, so look there first.
+      const plain = await readResponse(cache, responseKey(key, [], () => null), key)
+      if (plain !== undefined) return plain
+      const index = (await cache.get(indexKey(key))) as UrlIndex | undefined
+      const names = index?.methods[key.method]
+      if (names === undefined || names.length === 0) return undefined
+      return readResponse(cache, responseKey(key, names, (name) => key.headers?.[name] ?? null), key)
+    })
+  }
+
+  /**
+   * A Writable, returned at once as undici requires, that stores the response. A body that
+   * ends within SMALL_BYTES is stored as one buffered entry (read back in one step, and held
+   * by the memory tier if the cache has one); past that, the bytes held so far and the rest
+   * stream into `setStream`, with bounded memory. `finish` comes once the entry is stored
+   * (or dropped by a failing disk, fail-open); a body over `maxEntrySize`, or a write larder
+   * refuses, errors the stream (undici's channel) and stores nothing.
+   */
+  createWriteStream(key: CacheKey, value: CacheValue): Writable | undefined {
+    const ttl = value.deleteAt - Date.now()
+    if (!(ttl > 0)) return undefined
+    const names = Object.keys(value.vary ?? {}).sort()
+    const entryKey = responseKey(key, names, (name) => value.vary?.[name] ?? null)
+    const head = encodeHead({ origin: key.origin, method: key.method, path: key.path, ...value })
+    const store = this
+    const maxEntrySize = this.#maxEntrySize
+    const held: Buffer[] = [head]
+    let size = 0
+    let stream: { body: PassThrough; stored: Promise<void> } | undefined
+    return new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        size += chunk.byteLength
+        if (size > maxEntrySize) {
+          callback(new LarderError('ERR_TOO_LARGE', `Response body over maxEntrySize (${maxEntrySize} bytes): not cached`, { field: 'maxEntrySize' }))
+          return
+        }
+        if (stream === undefined) {
+          held.push(chunk)
+          if (head.length + size <= SMALL_BYTES) return callback()
+          stream = store.#streamed(key, value, names, entryKey, held.splice(0), ttl)
+          return callback()
+        }
+        if (stream.body.write(chunk)) callback()
+        else stream.body.once('drain', () => callback())
+      },
+      final(callback) {
+        let stored: Promise<void>
+        if (stream === undefined) {
+          stored = store.#buffered(key, value, names, entryKey, Buffer.concat(held), ttl)
+        } else {
+          stream.body.end()
+          stored = stream.stored
+        }
+        // The whole body is here: what is left is bounded disk work, which close() waits for.
+        store.#source.track(stored).then(() => callback(), (error: Error) => callback(error))
+      },
+      destroy(error, callback) {
+        // Aborted (by undici, or by write() above): a stream's source errors, so nothing is stored.
+        if (stream !== undefined && !stream.body.writableFinished) stream.body.destroy(error ?? new Error('response aborted before its end'))
+        callback(error)
+      },
+    })
+  }
+
+  /** Forgets every stored response for the key's URL (all methods and variants), in every
+   *  process. Costs nothing for a URL never cached. */
+  async delete(key: CacheKey): Promise<void> {
+    await this.#source.guarded(undefined, async (cache) => {
+      if (await cache.has(indexKey(key))) await cache.invalidateTags([urlTag(key)])
+    })
+  }
+
+  /** Waits for the deletes and writes in flight (undici awaits neither), then closes the
+   *  cache if this store opened it (a cache passed in stays open for its owner). */
+  async close(): Promise<void> {
+    await this.#source.close()
+  }
+
+  async #buffered(key: CacheKey, value: CacheValue, names: string[], entryKey: string, bytes: Buffer, ttl: number): Promise<void> {
+    const cache = await this.#source.ready
+    await cache.set(entryKey, bytes, { ttl, tags: [urlTag(key)] })
+    await cache.delete(streamKey(entryKey)) // a larger response stored before would shadow nothing, but would linger
+    await this.#remember(cache, key, value, names)
+  }
+
+  #streamed(key: CacheKey, value: CacheValue, names: string[], entryKey: string, held: Buffer[], ttl: number): { body: PassThrough; stored: Promise<void> } {
+    const body = new PassThrough()
+    body.on('error', () => {}) // an abort: setStream, reading it, hears of it and stores nothing
+    for (const chunk of held) body.write(chunk)
+    const stored = (async () => {
+      const cache = await this.#source.ready
+      await cache.setStream(streamKey(entryKey), body, { ttl, tags: [urlTag(key)] })
+      await cache.delete(entryKey) // the smaller response stored before would be read first
+      await this.#remember(cache, key, value, names)
+    })()
+    stored.catch(() => {}) // a destroyed stream's rejection is expected; final() reports the rest
+    return { body, stored }
+  }
+
+  /** Records in the URL's index which headers this method's responses vary on; the index
+   *  outlives the longest-lived response it points to. */
+  async #remember(cache: Larder, key: CacheKey, value: CacheValue, names: string[]): Promise<void> {
+    const index = (await cache.get(indexKey(key))) as UrlIndex | undefined
+    const deleteAt = Math.max(value.deleteAt, index?.deleteAt ?? 0)
+    const known = index?.methods[key.method]
+    if (known !== undefined && known.join('\n') === names.join('\n') && deleteAt === index?.deleteAt) return
+    const next: UrlIndex = { methods: { ...index?.methods, [key.method]: names }, deleteAt }
+    await cache.set(indexKey(key), next, { ttl: Math.max(1, deleteAt - Date.now()), tags: [urlTag(key)] })
+  }
+}
+
+/** Responses up to this size (head and body) are one buffered entry; larger ones stream.
+ *  64 KiB is where larder's own read path switches from one read to a stream. */
+const SMALL_BYTES = 64 * 1024
+
+/** The response stored under `entryKey` (buffered) or its stream key, if it answers `key`. */
+async function readResponse(cache: Larder, entryKey: string, key: CacheKey): Promise<GetResult | undefined> {
+  const bytes = await cache.get(entryKey)
+  if (Buffer.isBuffer(bytes)) {
+    const parsed = parseHead(bytes)
+    if (parsed === undefined || parsed === 'short' || !answers(parsed.head, key)) return undefined
+    return resultOf(parsed.head, bytes.subarray(parsed.end))
+  }
+  const stream = await cache.getStream(streamKey(entryKey))
+  if (stream === undefined) return undefined
+  const split = await splitHead(stream).catch((error: unknown) => {
+    stream.destroy()
+    throw error
+  })
+  if (split === undefined) return undefined
+  if (!answers(split.head, key)) {
+    split.body.destroy()
+    return undefined
+  }
+  return resultOf(split.head, split.body)
+}
+
+function resultOf(head: Head, body: Readable | Buffer): GetResult {
+  return {
+    statusCode: head.statusCode,
+    statusMessage: head.statusMessage,
+    headers: head.headers,
+    vary: head.vary,
+    etag: head.etag,
+    cacheControlDirectives: head.cacheControlDirectives ?? {},
+    cachedAt: head.cachedAt,
+    staleAt: head.staleAt,
+    deleteAt: head.deleteAt,
+    body,
+  }
+}
+
+/** Per URL: for each method, the (sorted) request headers its stored responses vary on. */
+interface UrlIndex {
+  methods: Record<string, string[]>
+  deleteAt: number
+}
+
+/** What an entry stores ahead of the body: undici's CacheValue and the request key. */
+interface Head extends CacheValue {
+  origin: string
+  method: string
+  path: string
+}
+
+/** Entry bytes: `LUC1` · head length (uint32 BE) · head JSON · body. */
+const MAGIC = Buffer.from('LUC1')
+const MAX_HEAD_BYTES = 1024 * 1024
+
+function encodeHead(head: Head): Buffer {
+  const json = Buffer.from(JSON.stringify(head))
+  const prefix = Buffer.alloc(8)
+  MAGIC.copy(prefix)
+  prefix.writeUInt32BE(json.length, 4)
+  return Buffer.concat([prefix, json])
+}
+
+/** The head at the start of `bytes`: the head and where the body starts, `'short'` if more
+ *  bytes are needed, or `undefined` for bytes that are not one of our entries. */
+function parseHead(bytes: Buffer): { head: Head; end: number } | 'short' | undefined {
+  if (bytes.length < 8) return 'short'
+  const length = bytes.readUInt32BE(4)
+  if (!bytes.subarray(0, 4).equals(MAGIC) || length > MAX_HEAD_BYTES) return undefined
+  if (bytes.length < 8 + length) return 'short'
+  try {
+    return { head: JSON.parse(bytes.toString('utf8', 8, 8 + length)) as Head, end: 8 + length }
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Reads an entry's head off the stream and hands back the rest as the body, without holding
+ * more than the head and one chunk. `undefined` for bytes that are not one of our entries.
+ */
+function splitHead(stream: Readable): Promise<{ head: Head; body: Readable } | undefined> {
+  return new Promise((resolve, reject) => {
+    let held: Buffer = Buffer.alloc(0)
+    const done = (result: { head: Head; body: Readable } | undefined, error?: unknown): void => {
+      stream.off('data', onData).off('end', onEnd).off('error', onError)
+      if (error !== undefined) reject(error)
+      else resolve(result)
+    }
+    const onData = (chunk: Buffer): void => {
+      held = held.length === 0 ? chunk : Buffer.concat([held, chunk])
+      const parsed = parseHead(held)
+      if (parsed === 'short') return
+      if (parsed === undefined) {
+        stream.destroy()
+        return done(undefined)
+      }
+      stream.pause()
+      done({ head: parsed.head, body: bodyOf(stream, held.subarray(parsed.end)) })
+    }
+    const onEnd = (): void => done(undefined)
+    const onError = (error: unknown): void => done(undefined, error)
+    stream.on('data', onData).on('end', onEnd).on('error', onError)
+  })
+}
+
+/** The rest of an entry's stream, from `first`: a Readable that follows the source's
+ *  backpressure, errors if the source does (`ERR_CORRUPT` on a checksum mismatch), and
+ *  releases the source's file when destroyed early. */
+function bodyOf(source: Readable, first: Buffer): Readable {
+  const body = new Readable({
+    read: () => void source.resume(),
+    destroy: (error, callback) => {
+      source.destroy()
+      callback(error)
+    },
+  })
+  if (first.length > 0) body.push(first)
+  source.on('data', (chunk: Buffer) => {
+    if (!body.push(chunk)) source.pause()
+  })
+  source.once('end', () => body.push(null))
+  source.once('error', (error) => body.destroy(error))
+  return body
+}
+
+/** Whether a stored head answers this request: not past its deleteAt, same method and URL,
+ *  and the request's values of every header the response varies on equal the stored ones (as
+ *  undici's stores judge). */
+function answers(head: Head, key: CacheKey): boolean {
+  if (head.deleteAt <= Date.now()) return false
+  if (head.origin !== key.origin || head.path !== key.path || head.method !== key.method) return false
+  for (const [name, stored] of Object.entries(head.vary ?? {})) {
+    if (!sameHeaderValue(key.headers?.[name] ?? null, stored)) return false
+  }
+  return true
+}
+
+function sameHeaderValue(a: string | string[] | null, b: string | string[] | null): boolean {
+  if (a === null || b === null) return a === b
+  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((v, i) => v === b[i])
+  return a === b
+}
+
+function url(key: CacheKey): string {
+  return `${key.origin}${key.path}`
+}
+
+function indexKey(key: CacheKey): string {
+  return boundedKey('undici:index ', url(key), KEY_BYTES)
+}
+
+/** Where a response too large to buffer is streamed: beside its buffered key. */
+function streamKey(entryKey: string): string {
+  return `${entryKey} stream`
+}
+
+function urlTag(key: CacheKey): string {
+  return boundedKey('undici:', url(key), TAG_BYTES)
+}
+
+/** The key of one response: method, URL and the values of the headers it varies on. */
+function responseKey(key: CacheKey, names: string[], valueOf: (name: string) => Vary[string]): string {
+  const vary = names.length === 0 ? '' : ` vary ${JSON.stringify(names.map((name) => [name, valueOf(name)]))}`
+  return boundedKey('undici:', `${key.method} ${url(key)}${vary}`, KEY_BYTES)
+}

@@ -1,0 +1,182 @@
+/**
+ * larder/drizzle with the real drizzle-orm (≥ 0.44) on libsql: both strategies, tables as
+ * larder tags invalidated by writes in any process, user tags, Drizzle's expiry options,
+ * libsql rows surviving the round trip, sharing across processes and restarts, and errors
+ * reported through `onError` while the database answers. (The better-sqlite3 driver would
+ * test nothing: it ignores `cache` silently.)
+ */
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import path from 'node:path'
+import { describe, test } from 'node:test'
+import { eq } from 'drizzle-orm'
+import { Larder, isLarderError } from 'larder'
+import { tempDir } from '../helpers.ts'
+import { runChild } from './processes.ts'
+import { openDb, posts, users } from './drizzle-fixtures.ts'
+
+/** Counts the reads larder answered (hits) and missed, on a cache passed in. */
+function countReads(cache: Larder): { hits: number; misses: number } {
+  const counts = { hits: 0, misses: 0 }
+  cache.on('hit', () => counts.hits++)
+  cache.on('miss', () => counts.misses++)
+  return counts
+}
+
+describe('larder/drizzle on libsql', () => {
+  test('explicit strategy: only $withCache selects are cached, and rows come back whole (libsql rows hold their values under hidden indices)', async () => {
+    const larder = await Larder.open({ dir: tempDir('larder-drizzle-explicit') })
+    const reads = countReads(larder)
+    const { db } = await openDb(':memory:', larder)
+    await db.insert(users).values([{ name: 'ann' }, { name: 'bob' }])
+    await db.select().from(users)
+    assert.deepEqual(reads, { hits: 0, misses: 0 }, 'a select without $withCache is not cached')
+    const cached = () => db.select().from(users).orderBy(users.id).$withCache()
+    assert.deepEqual(await cached(), [{ id: 1, name: 'ann' }, { id: 2, name: 'bob' }])
+    assert.deepEqual(await cached(), [{ id: 1, name: 'ann' }, { id: 2, name: 'bob' }])
+    assert.deepEqual(reads, { hits: 1, misses: 1 })
+    db.$client.close()
+    await larder.close()
+  })
+
+  test('all strategy: every select is cached unless $withCache(false)', async () => {
+    const larder = await Larder.open({ dir: tempDir('larder-drizzle-all') })
+    const reads = countReads(larder)
+    const { db } = await openDb(':memory:', larder, { strategy: 'all' })
+    await db.insert(users).values({ name: 'ann' })
+    await db.select().from(users)
+    await db.select().from(users)
+    assert.deepEqual(reads, { hits: 1, misses: 1 })
+    await db.select().from(users).$withCache(false)
+    assert.deepEqual(reads, { hits: 1, misses: 1 })
+    db.$client.close()
+    await larder.close()
+  })
+
+  test('a write to a table invalidates every cached query that read it (joins included), and only those', async () => {
+    const larder = await Larder.open({ dir: tempDir('larder-drizzle-tables') })
+    const { db } = await openDb(':memory:', larder, { strategy: 'all' })
+    await db.insert(users).values({ name: 'ann' })
+    await db.insert(posts).values({ userId: 1, title: 'hello' })
+    const userNames = async () => (await db.select().from(users)).map((u) => u.name)
+    const titles = async () => (await db.select().from(posts)).map((p) => p.title)
+    const joined = async () => (await db.select({ name: users.name, title: posts.title }).from(posts).innerJoin(users, eq(users.id, posts.userId))).length
+    assert.deepEqual([await userNames(), await titles(), await joined()], [['ann'], ['hello'], 1])
+    const tagsOf = async (prefix: string) => (await larder.entries({ prefix })).map((e) => [...e.tags].sort())
+    assert.deepEqual((await tagsOf('drizzle:query:')).sort(), [['drizzle:table:posts'], ['drizzle:table:posts', 'drizzle:table:users'], ['drizzle:table:users']])
+
+    await larder.set('not-drizzle', 'kept')
+    await db.insert(posts).values({ userId: 1, title: 'again' })
+    assert.deepEqual(await titles(), ['hello', 'again'])
+    assert.equal(await joined(), 2)
+    const hits = countReads(larder)
+    assert.deepEqual(await userNames(), ['ann'])
+    assert.equal(hits.hits, 1, 'the users query was still cached')
+    await db.update(users).set({ name: 'ann b.' }).where(eq(users.id, 1))
+    assert.deepEqual(await userNames(), ['ann b.'])
+    await db.delete(users)
+    assert.deepEqual(await userNames(), [])
+    assert.equal(await larder.get('not-drizzle'), 'kept')
+    db.$client.close()
+    await larder.close()
+  })
+
+  test('a tagged query is removed by db.$cache.invalidate({ tags }); with autoInvalidate: false writes leave it', async () => {
+    const larder = await Larder.open({ dir: tempDir('larder-drizzle-tags') })
+    const { db } = await openDb(':memory:', larder)
+    await db.insert(users).values({ name: 'ann' })
+    const names = async () => (await db.select().from(users).$withCache({ tag: 'names', autoInvalidate: false })).map((u) => u.name)
+    assert.deepEqual(await names(), ['ann'])
+    await db.insert(users).values({ name: 'bob' })
+    assert.deepEqual(await names(), ['ann'], 'not invalidated by the write')
+    await db.$cache.invalidate({ tags: 'names' })
+    assert.deepEqual(await names(), ['ann', 'bob'])
+    db.$client.close()
+    await larder.close()
+  })
+
+  test('Drizzle\'s expiry options (ex, px, exat, pxat) become the entry\'s ttl; without one, the adapter\'s ttl', async () => {
+    const larder = await Larder.open({ dir: tempDir('larder-drizzle-ttl') })
+    const { db } = await openDb(':memory:', larder, { ttl: '1h' })
+    const now = Date.now()
+    const cases = { ex: { ex: 60 }, px: { px: 90_000 }, exat: { exat: Math.floor(now / 1000) + 120 }, pxat: { pxat: now + 150_000 }, none: undefined }
+    const expected = { ex: 60_000, px: 90_000, exat: 120_000, pxat: 150_000, none: 3_600_000 }
+    for (const [tag, config] of Object.entries(cases)) {
+      await db.select().from(users).$withCache({ tag, config })
+      const info = await larder.info(`drizzle:tag:${tag}`)
+      const ttl = (info?.expiresAt ?? 0) - now
+      const want = expected[tag as keyof typeof expected]
+      assert.ok(ttl > want - 2_000 && ttl <= want + 1_000, `${tag}: ttl ${ttl}, want about ${want}`)
+    }
+    db.$client.close()
+    await larder.close()
+  })
+
+  test('an unknown strategy is ERR_INVALID_OPTION naming the field, thrown by the constructor', async () => {
+    const { LarderDrizzleCache } = await import('larder/drizzle')
+    assert.throws(() => new LarderDrizzleCache({ dir: tempDir('larder-drizzle-options') }, { strategy: 'everything' as never }),
+      (error: unknown) => isLarderError(error, 'ERR_INVALID_OPTION') && error.field === 'strategy' && /strategy/.test(error.message))
+  })
+
+  test('cached results are shared with another process and survive a restart; a write in that process invalidates them here', { timeout: 60_000 }, async () => {
+    const work = tempDir('larder-drizzle-procs')
+    const url = `file:${path.join(work, 'app.db')}`
+    const dir = path.join(work, 'cache')
+    const { db, cache } = await openDb(url, { dir })
+    await db.insert(users).values({ name: 'ann' })
+    const tagged = await db.select({ name: users.name }).from(users).$withCache({ tag: 'all-names', autoInvalidate: false })
+    const byTable = async () => (await db.select({ name: users.name }).from(users).orderBy(users.id).$withCache()).map((u) => u.name)
+    assert.deepEqual(await byTable(), ['ann'])
+    await db.run("insert into users (name) values ('raw')") // behind Drizzle's back: no invalidation
+    assert.deepEqual(await byTable(), ['ann'])
+    db.$client.close()
+    await cache.close()
+
+    const seen = await runChild('drizzle-child.ts', 'read', url, dir)
+    assert.deepEqual(seen, { tagged: tagged.map((u) => u.name), uncached: ['ann', 'raw'] })
+    assert.deepEqual(await runChild('drizzle-child.ts', 'insert', url, dir), { inserted: 1 })
+
+    const reopened = await openDb(url, { dir })
+    const names = (await reopened.db.select({ name: users.name }).from(users).orderBy(users.id).$withCache()).map((u) => u.name)
+    assert.deepEqual(names, ['ann', 'raw', 'from-child'], 'the other process\'s insert invalidated the users queries')
+    reopened.db.$client.close()
+    await reopened.cache.close()
+  })
+
+  test('a failing disk: the database answers every query, onError hears of it, nothing throws', async () => {
+    const dir = path.join(tempDir('larder-drizzle-disk'), 'cache')
+    const errors: Error[] = []
+    const { db, cache } = await openDb(':memory:', { dir, breaker: { volumeThreshold: 2, resetTimeout: 60_000 } }, { strategy: 'all', onError: (e) => errors.push(e) })
+    await db.insert(users).values({ name: 'ann' })
+    assert.equal((await db.select().from(users)).length, 1)
+    fs.renameSync(dir, `${dir}.away`)
+    fs.writeFileSync(dir, 'not a directory')
+    await db.insert(users).values({ name: 'bob' })
+    assert.equal((await db.select().from(users)).length, 2)
+    assert.equal((await db.select().from(users)).length, 2)
+    await db.$cache.invalidate({ tags: ['x'], tables: ['users'] })
+    assert.ok(errors.length >= 1 && errors.every((e) => isLarderError(e, 'ERR_UNAVAILABLE')), errors.map(String).join('; '))
+    db.$client.close()
+    await cache.close()
+  })
+
+  test('a result larder cannot store (a BigInt under json) or return (over maxValueSize) reaches onError; the query is answered by the database', async () => {
+    const larder = await Larder.open({ dir: tempDir('larder-drizzle-bad-values'), maxValueSize: '1KiB' })
+    const errors: Error[] = []
+    const { db } = await openDb(':memory:', larder, { strategy: 'all', intMode: 'bigint', onError: (e) => errors.push(e) })
+    await db.run("insert into users (name) values ('ann')")
+    assert.deepEqual(await db.select().from(users), [{ id: 1n, name: 'ann' }])
+    assert.ok(isLarderError(errors[0], 'ERR_SERIALIZE'), String(errors[0]))
+    assert.deepEqual(await larder.entries(), [])
+
+    const roomy = await Larder.open({ dir: larder.dir, serializer: 'v8' })
+    const big = await openDb(':memory:', roomy, { strategy: 'all' })
+    await big.db.insert(users).values({ name: 'x'.repeat(4096) })
+    await big.db.select({ name: users.name }).from(users).$withCache({ tag: 'big' })
+    const small = await openDb(':memory:', larder, { onError: (e) => errors.push(e) })
+    assert.deepEqual(await small.db.select({ name: users.name }).from(users).$withCache({ tag: 'big' }), [], 'a miss: this database has no rows')
+    assert.ok(isLarderError(errors.at(-1), 'ERR_TOO_LARGE'), String(errors.at(-1)))
+    for (const d of [db, big.db, small.db]) d.$client.close()
+    await Promise.all([larder.close(), roomy.close()])
+  })
+})

@@ -1,0 +1,214 @@
+/**
+ * larder/keyv with the real Keyv 5, cache-manager 7 and cacheable 2: Keyv's own conformance
+ * suite, values shared by processes and kept across restarts, namespaces, native expiry, and
+ * what a failing disk or a value larder cannot store does to the host library (nothing thrown;
+ * Keyv's `error` event hears of it).
+ */
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { promisify } from 'node:util'
+import { describe, test } from 'node:test'
+import Keyv from 'keyv'
+import { createCache } from 'cache-manager'
+import { Cacheable } from 'cacheable'
+import { Larder, LarderError, isLarderError } from 'larder'
+import { KeyvLarder } from 'larder/keyv'
+import { tempDir } from '../helpers.ts'
+import { repoRoot, runChild } from './processes.ts'
+
+const run = promisify(execFile)
+
+/** Collects what a Keyv (or the adapter) emits as 'error'. */
+function errorsOf(emitter: { on(event: 'error', listener: (error: unknown) => void): unknown }): unknown[] {
+  const seen: unknown[] = []
+  emitter.on('error', (error) => seen.push(error))
+  return seen
+}
+
+describe('larder/keyv', () => {
+  test('@keyv/test-suite passes against the built adapter: 42 of 42 per wiring (a cache passed in, options), iterator tests included', { timeout: 180_000 }, async () => {
+    if (!fs.existsSync(path.join(repoRoot, 'dist', 'adapters', 'keyv.js'))) {
+      await run('npm', ['run', 'build', '--silent'], { cwd: repoRoot, timeout: 120_000 })
+    }
+    const dir = tempDir('larder-keyv-suite')
+    const reportFile = path.join(dir, 'report.json')
+    const vitest = path.join(repoRoot, 'node_modules', 'vitest', 'vitest.mjs')
+    await run(process.execPath, [vitest, 'run', 'test/adapters/keyv-suite.spec.ts', '--reporter=json', `--outputFile=${reportFile}`], {
+      cwd: repoRoot, timeout: 170_000, env: { ...process.env, LARDER_KEYV_SUITE_DIR: dir },
+    }).catch((error: Error & { stdout?: string; stderr?: string }) => {
+      if (!fs.existsSync(reportFile)) throw new Error(`vitest failed without a report: ${error.message}\n${error.stdout}\n${error.stderr}`)
+    })
+    const result = JSON.parse(fs.readFileSync(reportFile, 'utf8')) as {
+      numTotalTests: number; numPassedTests: number; numFailedTests: number
+      testResults: { assertionResults: { fullName: string; status: string; failureMessages: string[] }[] }[]
+    }
+    const tests = result.testResults.flatMap((file) => file.assertionResults)
+    const failed = tests.filter((t) => t.status !== 'passed').map((t) => `${t.fullName}: ${t.status} ${t.failureMessages.join('\n')}`)
+    assert.deepEqual(failed, [])
+    assert.equal(result.numTotalTests, 84)
+    assert.equal(result.numPassedTests, 84)
+    assert.equal(tests.filter((t) => /iterator/i.test(t.fullName)).length >= 8, true, 'the iterator tests ran in both wirings')
+  })
+
+  test('values survive a restart and are shared by two processes (Keyv and cache-manager wrap)', { timeout: 60_000 }, async () => {
+    const dir = tempDir('larder-keyv-procs')
+    assert.deepEqual(await runChild('keyv-child.ts', 'write', dir), { computed: 1 })
+
+    // This process, after the writer exited: a restart as far as the values are concerned.
+    const keyv = new Keyv({ store: new KeyvLarder({ dir }), namespace: 'app' })
+    const manager = createCache({ stores: [new Keyv({ store: new KeyvLarder({ dir }), namespace: 'manager' })] })
+    assert.deepEqual(await keyv.get('user:1'), { name: 'Ada', at: 'child' })
+    assert.deepEqual(await keyv.get('forever'), [1, 2, 3])
+    let computed = 0
+    const wrapped = await manager.wrap('report', async () => ({ report: `computed by ${++computed}` }), 60_000)
+    assert.equal(computed, 0, 'wrap found the value the other process computed')
+    assert.match(wrapped.report, /^computed by \d+$/)
+    await keyv.set('from-parent', 'hello')
+    await keyv.disconnect()
+    await manager.disconnect()
+
+    const seen = await runChild('keyv-child.ts', 'read', dir)
+    assert.deepEqual(seen, { user: { name: 'Ada', at: 'child' }, forever: [1, 2, 3], parent: 'hello', wrapped, computed: 0 })
+  })
+
+  test('cacheable 2 with larder as its secondary store: a fresh Cacheable (a restart) gets a hit from larder', async () => {
+    const dir = tempDir('larder-keyv-cacheable')
+    const first = new Cacheable({ secondary: new Keyv({ store: new KeyvLarder({ dir }) }), ttl: '1h' })
+    await first.set('profile:7', { plan: 'pro' })
+    await first.disconnect()
+
+    const cache = await Larder.open({ dir })
+    const store = new KeyvLarder(cache)
+    const fresh = new Cacheable({ secondary: new Keyv({ store }), ttl: '1h' })
+    const hits: string[] = []
+    cache.on('hit', (key) => hits.push(key))
+    assert.deepEqual(await fresh.get('profile:7'), { plan: 'pro' })
+    assert.deepEqual(hits, ['keyv:profile:7'], 'the value came from larder, under Keyv\'s prefixed key')
+    assert.deepEqual(await fresh.get('profile:7'), { plan: 'pro' })
+    assert.deepEqual(hits, ['keyv:profile:7'], 'then from cacheable\'s memory primary')
+    await cache.close()
+  })
+
+  test('clear() empties its namespace in every instance sharing the directory, and nothing else', async () => {
+    const dir = tempDir('larder-keyv-clear')
+    const a = await Larder.open({ dir })
+    const b = await Larder.open({ dir, memory: true })
+    const usersA = new Keyv({ store: new KeyvLarder(a), namespace: 'users' })
+    const postsA = new Keyv({ store: new KeyvLarder(a), namespace: 'posts' })
+    const usersB = new Keyv({ store: new KeyvLarder(b), namespace: 'users' })
+    await usersA.set('1', 'ada')
+    await postsA.set('1', 'hello')
+    await a.set('not-keyv', 'kept')
+    assert.equal(await usersB.get('1'), 'ada') // now held by b's memory tier too
+
+    await usersA.clear()
+    assert.equal(await usersB.get('1'), undefined, 'the other instance (memory tier included) sees the clear')
+    assert.equal(await postsA.get('1'), 'hello')
+    assert.equal(await b.get('not-keyv'), 'kept')
+    await usersB.set('2', 'grace')
+    assert.equal(await usersA.get('2'), 'grace', 'a set after the clear is kept')
+    await Promise.all([a.close(), b.close()])
+  })
+
+  test('the batch methods: setMany answers a boolean per entry (false when refused) and keeps each ttl and the namespace; getMany, hasMany, deleteMany', async () => {
+    const dir = tempDir('larder-keyv-batch')
+    const cache = await Larder.open({ dir })
+    const keyv = new Keyv({ store: new KeyvLarder(cache), namespace: 'b' })
+    assert.deepEqual(await keyv.setMany([{ key: 'x', value: 1 }, { key: 'y', value: 2, ttl: 60_000 }]), [true, true])
+    assert.deepEqual(await keyv.get(['x', 'y', 'z']), [1, 2, undefined])
+    assert.deepEqual(await keyv.hasMany(['x', 'z']), [true, false])
+    const [x, y] = [await cache.info('b:x'), await cache.info('b:y')]
+    assert.deepEqual([x?.tags, x?.expiresAt, y?.tags], [['keyv:b'], null, ['keyv:b']])
+    assert.ok(Math.abs(y!.expiresAt! - y!.createdAt - 60_000) < 1, JSON.stringify(y))
+    assert.equal(await keyv.delete(['x', 'y']), true)
+    assert.deepEqual(await keyv.get(['x', 'y']), [undefined, undefined])
+
+    const small = new Keyv({ store: new KeyvLarder({ dir, maxValueSize: '1KiB' }), namespace: 'b' })
+    const errors = errorsOf(small)
+    assert.deepEqual(await small.setMany([{ key: 'fits', value: 1 }, { key: 'big', value: 'x'.repeat(4096) }]), [false, false], 'larder stores a batch whole or not at all')
+    assert.ok(errors.length === 1 && isLarderError(errors[0], 'ERR_TOO_LARGE'), errors.map(String).join('; '))
+    assert.deepEqual(await keyv.get(['fits', 'big']), [undefined, undefined])
+    await small.disconnect()
+    await cache.close()
+  })
+
+  test('Keyv\'s ttl becomes the entry\'s own expiry, so maintenance reclaims it', async () => {
+    const dir = tempDir('larder-keyv-ttl')
+    const cache = await Larder.open({ dir })
+    const keyv = new Keyv({ store: new KeyvLarder(cache), namespace: 'ns' })
+    const before = Date.now()
+    await keyv.set('long', 'v', 3_600_000)
+    await keyv.set('short', 'v', 20)
+    await keyv.set('never', 'v')
+    const long = await cache.info('ns:long')
+    const expiresAt = long?.expiresAt ?? 0
+    assert.ok(expiresAt >= before + 3_600_000 && expiresAt <= Date.now() + 3_600_000, `expiresAt ${expiresAt}`)
+    assert.equal((await cache.info('ns:never'))?.expiresAt, null)
+    await sleep(50)
+    const report = await cache.prune()
+    assert.equal(report.expired, 1, 'the expired entry was removed by a prune, without any read')
+    assert.deepEqual((await cache.entries()).map((e) => e.key).sort(), ['ns:long', 'ns:never'])
+    await cache.close()
+  })
+
+  test('a failing disk: reads miss, writes are dropped, nothing throws into Keyv, and Keyv\'s error event hears of it', async () => {
+    const dir = path.join(tempDir('larder-keyv-disk'), 'cache')
+    const store = new KeyvLarder({ dir, breaker: { volumeThreshold: 2, resetTimeout: 60_000 } })
+    const keyv = new Keyv({ store, namespace: 'ns' })
+    const errors = errorsOf(keyv)
+    await keyv.set('kept', 'value')
+    fs.renameSync(dir, `${dir}.away`)
+    fs.writeFileSync(dir, 'not a directory')
+
+    assert.equal(await keyv.get('kept'), undefined)
+    assert.deepEqual(await keyv.get(['kept', 'other']), [undefined, undefined])
+    assert.equal(await keyv.has('kept'), false)
+    await keyv.set('new', 'value')
+    await keyv.setMany([{ key: 'a', value: 1 }])
+    await keyv.delete('kept')
+    await keyv.clear()
+    const iterated: unknown[] = []
+    for await (const entry of keyv.iterator!(undefined)) iterated.push(entry)
+    assert.deepEqual(iterated, [])
+    assert.ok(errors.length >= 1 && errors.every((e) => isLarderError(e, 'ERR_UNAVAILABLE')), `errors: ${errors.map(String).join('; ')}`)
+    await keyv.disconnect()
+  })
+
+  test('with failOpen: false the store rejects with ERR_UNAVAILABLE, as its user asked', async () => {
+    const dir = path.join(tempDir('larder-keyv-failopen'), 'cache')
+    const store = new KeyvLarder({ dir, failOpen: false })
+    await store.set('k', 'v')
+    fs.renameSync(dir, `${dir}.away`)
+    fs.writeFileSync(dir, 'not a directory')
+    await assert.rejects(store.get('k'), (e: unknown) => isLarderError(e, 'ERR_UNAVAILABLE'))
+    await assert.rejects(store.set('k', 'v'), (e: unknown) => isLarderError(e, 'ERR_UNAVAILABLE'))
+    await store.disconnect()
+  })
+
+  test('a value larder cannot store is a Keyv error event and set() → false; one too large to read is a miss and an error event, never a throw', async () => {
+    const dir = tempDir('larder-keyv-bad-values')
+    const small = new Keyv({ store: new KeyvLarder({ dir, maxValueSize: '1KiB' }), namespace: 'ns' })
+    const errors = errorsOf(small)
+    assert.equal(await small.set('big', 'x'.repeat(4096)), false)
+    assert.equal(errors.length, 1)
+    assert.ok(isLarderError(errors[0], 'ERR_TOO_LARGE'), String(errors[0]))
+
+    // Another process stored it with a larger bound; this one reads it as a miss.
+    const roomy = new Keyv({ store: new KeyvLarder({ dir }), namespace: 'ns' })
+    assert.equal(await roomy.set('big', 'x'.repeat(4096)), true)
+    assert.equal(await small.get('big'), undefined)
+    assert.deepEqual(await small.get(['big']), [undefined]) // Keyv does not catch a store's getMany
+    for await (const entry of small.iterator!(undefined)) assert.fail(`iterated ${String(entry)}`)
+    assert.ok(errors.length >= 3 && errors.slice(1).every((e) => isLarderError(e, 'ERR_TOO_LARGE')), `errors: ${errors.map(String).join('; ')}`)
+
+    // A value Keyv hands over unserialized (serialize: undefined) that larder's json refuses.
+    const unserialized = new Keyv({ store: new KeyvLarder({ dir }), namespace: 'raw', serialize: undefined, deserialize: undefined })
+    const refused = errorsOf(unserialized)
+    assert.equal(await unserialized.set('n', 10n), false)
+    assert.ok(refused[0] instanceof LarderError && refused[0].code === 'ERR_SERIALIZE', String(refused[0]))
+    await Promise.all([small.disconnect(), roomy.disconnect(), unserialized.disconnect()])
+  })
+})

@@ -1,0 +1,141 @@
+/**
+ * larder/mikro-orm with the real MikroORM 6 (libsql driver): results cached by the ORM's own
+ * keys and by names, clearCache and clear, expiry, a cache opened by you and shared
+ * (`LarderCacheAdapter.using`), sharing between processes and across a restart (clearCache and
+ * clear from another process included), and errors reported through `onError` while the
+ * database answers.
+ */
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import path from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { describe, test } from 'node:test'
+import { Larder, isLarderError } from 'larder'
+import { LarderCacheAdapter } from 'larder/mikro-orm'
+import { tempDir } from '../helpers.ts'
+import { runChild } from './processes.ts'
+import { openOrm, UserSchema, type User } from './mikro-orm-fixtures.ts'
+
+describe('larder/mikro-orm on libsql', () => {
+  test('a named result is served by larder (stale after a flush) until clearCache; a count of 0 is cached too', async () => {
+    const dir = tempDir('larder-mikro-named')
+    const orm = await openOrm(LarderCacheAdapter, { dir }, ['ann'])
+    const names = async () => (await orm.em.fork().find(UserSchema, {}, { orderBy: { id: 'asc' }, cache: ['users', 60_000] })).map((u) => u.name)
+    const zeds = () => orm.em.fork().count(UserSchema, { name: 'zed' }, { cache: ['zeds', 60_000] })
+    assert.deepEqual(await names(), ['ann'])
+    assert.equal(await zeds(), 0)
+    const em = orm.em.fork()
+    em.create(UserSchema, { name: 'zed' } as User)
+    await em.flush()
+    assert.deepEqual(await names(), ['ann'], 'served from the cache')
+    assert.equal(await zeds(), 0, 'a cached 0 is a hit, not a miss')
+    await orm.em.fork().clearCache('users')
+    await orm.em.fork().clearCache('zeds')
+    assert.deepEqual(await names(), ['ann', 'zed'])
+    assert.equal(await zeds(), 1)
+    await orm.close()
+  })
+
+  test('a result under MikroORM\'s own key (a JSON description, hashed when long) is found again; clear() removes only this adapter\'s entries', async () => {
+    const cache = await Larder.open({ dir: tempDir('larder-mikro-keys') })
+    const orm = await openOrm(LarderCacheAdapter.using(cache), {}, ['ann'])
+    const long = 'a'.repeat(5000)
+    const find = async () => (await orm.em.fork().find(UserSchema, { name: { $ne: long } }, { cache: true })).length
+    assert.equal(await find(), 1)
+    const em = orm.em.fork()
+    em.create(UserSchema, { name: 'bob' } as User)
+    await em.flush()
+    assert.equal(await find(), 1)
+    const keys = (await cache.entries()).map((e) => e.key)
+    assert.ok(keys.length === 1 && keys[0]!.startsWith('mikro-orm:sha256:'), keys.join(', '))
+    await cache.set('not-mikro-orm', 'kept')
+    await orm.config.getResultCacheAdapter().clear()
+    assert.equal(await find(), 2)
+    assert.equal(await cache.get('not-mikro-orm'), 'kept')
+    await orm.close()
+    assert.equal(await cache.get('not-mikro-orm'), 'kept', 'orm.close() left the cache passed in open')
+    await cache.close()
+  })
+
+  test('the expiration (the query\'s, else resultCache.expiration) is the entry\'s ttl', async () => {
+    const cache = await Larder.open({ dir: tempDir('larder-mikro-ttl') })
+    const orm = await openOrm(LarderCacheAdapter.using(cache), {}, ['ann'], 30_000)
+    await orm.em.fork().find(UserSchema, {}, { cache: ['default-expiry', undefined as never] })
+    await orm.em.fork().find(UserSchema, {}, { cache: ['short', 40] })
+    const ttl = async (key: string) => {
+      const info = await cache.info(`mikro-orm:${key}`)
+      return info?.expiresAt == null ? undefined : info.expiresAt - info.createdAt
+    }
+    assert.deepEqual([await ttl('default-expiry'), await ttl('short')], [30_000, 40])
+    const em = orm.em.fork()
+    em.create(UserSchema, { name: 'bob' } as User)
+    await em.flush()
+    await sleep(80)
+    assert.equal((await orm.em.fork().find(UserSchema, {}, { cache: ['short', 40] })).length, 2)
+    await orm.close()
+    await cache.close()
+  })
+
+  test('cached results survive a restart and are shared with another process (which has other rows)', { timeout: 60_000 }, async () => {
+    const dir = tempDir('larder-mikro-procs')
+    const orm = await openOrm(LarderCacheAdapter, { dir }, ['ann', 'bob'])
+    const em = orm.em.fork()
+    await em.find(UserSchema, {}, { orderBy: { id: 'asc' }, cache: ['all-users', 60_000] })
+    await em.find(UserSchema, { name: 'ann' }, { cache: 60_000 })
+    await em.count(UserSchema, {}, { cache: ['count', 60_000] })
+    await orm.close()
+    assert.deepEqual(await runChild('mikro-orm-child.ts', 'read', dir), { named: ['ann', 'bob'], byQuery: ['ann'], count: 2, uncached: ['zed'] })
+  })
+
+  test('clearCache(key) and clear() called in another process reach this one', { timeout: 60_000 }, async () => {
+    const dir = tempDir('larder-mikro-invalidate')
+    const orm = await openOrm(LarderCacheAdapter, { dir }, ['ann', 'bob'])
+    const named = async () => (await orm.em.fork().find(UserSchema, {}, { orderBy: { id: 'asc' }, cache: ['all-users', 60_000] })).map((u) => u.name)
+    const anns = async () => (await orm.em.fork().find(UserSchema, { name: 'ann' }, { cache: 60_000 })).length
+    assert.deepEqual(await named(), ['ann', 'bob'])
+    assert.equal(await anns(), 1)
+    const em = orm.em.fork()
+    em.create(UserSchema, { name: 'cid' } as User)
+    em.create(UserSchema, { name: 'ann' } as User)
+    await em.flush()
+    assert.deepEqual(await named(), ['ann', 'bob'], 'served from the cache')
+    assert.equal(await anns(), 1, 'served from the cache')
+    assert.deepEqual(await runChild('mikro-orm-child.ts', 'invalidate', dir), { cached: ['ann', 'bob'] }, 'the other process was answered from the shared cache')
+    assert.deepEqual(await named(), ['ann', 'bob', 'cid', 'ann'], 'its clearCache reached this process')
+    assert.equal(await anns(), 2, 'its clear() reached this process')
+    await orm.close()
+  })
+
+  test('a failing disk: the database answers, onError hears of it, nothing throws', async () => {
+    const dir = path.join(tempDir('larder-mikro-disk'), 'cache')
+    const errors: Error[] = []
+    const orm = await openOrm(LarderCacheAdapter, { dir, breaker: { volumeThreshold: 2, resetTimeout: 60_000 }, onError: (e: Error) => errors.push(e) }, ['ann'])
+    assert.equal((await orm.em.fork().find(UserSchema, {}, { cache: ['all', 60_000] })).length, 1)
+    fs.renameSync(dir, `${dir}.away`)
+    fs.writeFileSync(dir, 'not a directory')
+    const em = orm.em.fork()
+    em.create(UserSchema, { name: 'bob' } as User)
+    await em.flush()
+    assert.equal((await orm.em.fork().find(UserSchema, {}, { cache: ['all', 60_000] })).length, 2)
+    await orm.em.fork().clearCache('all')
+    await orm.config.getResultCacheAdapter().clear()
+    assert.ok(errors.length >= 1 && errors.every((e) => isLarderError(e, 'ERR_UNAVAILABLE')), errors.map(String).join('; '))
+    await orm.close()
+  })
+
+  test('a result larder cannot store, or one too large to read, reaches onError; the query is answered by the database', async () => {
+    const dir = tempDir('larder-mikro-bad-values')
+    const errors: Error[] = []
+    const long = 'x'.repeat(4096)
+    const orm = await openOrm(LarderCacheAdapter, { dir, maxValueSize: '1KiB', onError: (e: Error) => errors.push(e) }, [long])
+    const all = async () => (await orm.em.fork().find(UserSchema, {}, { cache: ['all', 60_000] })).length
+    assert.equal(await all(), 1)
+    assert.ok(isLarderError(errors[0], 'ERR_TOO_LARGE'), String(errors[0]))
+    const roomy = await openOrm(LarderCacheAdapter, { dir }, [long, long])
+    await roomy.em.fork().find(UserSchema, {}, { cache: ['all', 60_000] })
+    await roomy.close()
+    assert.equal(await all(), 1, 'the entry the other ORM stored (2 rows) is too large here: a miss')
+    assert.ok(isLarderError(errors.at(-1), 'ERR_TOO_LARGE'), String(errors.at(-1)))
+    await orm.close()
+  })
+})

@@ -1,0 +1,30 @@
+/**
+ * Parent side of the adapters' multi-process tests: a child is `node --import tsx
+ * test/adapters/children/<script> ...args`, run from the repository root, that uses the real
+ * host library over a larder directory and prints one JSON line with what it saw.
+ */
+import { execFile } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+
+const run = promisify(execFile)
+export const repoRoot = fileURLToPath(new URL('../../', import.meta.url))
+
+/** Runs a child to completion and returns the JSON it printed last. */
+export async function runChild<T = Record<string, unknown>>(script: string, ...args: string[]): Promise<T> {
+  const file = fileURLToPath(new URL(`./children/${script}`, import.meta.url))
+  let stdout: string
+  try {
+    ;({ stdout } = await run(process.execPath, ['--import', 'tsx', file, ...args], { cwd: repoRoot, timeout: 60_000, maxBuffer: 16 * 1024 * 1024 }))
+  } catch (error) {
+    const e = error as Error & { stdout?: string; stderr?: string }
+    throw new Error(`child ${script} ${args.join(' ')} failed: ${e.message}\n--- stdout\n${e.stdout ?? ''}\n--- stderr\n${e.stderr ?? ''}`)
+  }
+  const last = stdout.trim().split('\n').at(-1) ?? ''
+  return JSON.parse(last) as T
+}
+
+/** The child side: prints the result as the one JSON line the parent reads. */
+export function report(result: unknown): void {
+  process.stdout.write(`${JSON.stringify(result)}\n`)
+}

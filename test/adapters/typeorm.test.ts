@@ -1,0 +1,160 @@
+/**
+ * larder/typeorm with the real TypeORM 1.x, on SQLite (sql.js) and on a real PostgreSQL
+ * server (Debian's, a cluster of our own on a free loopback port): cached queries served from
+ * larder, removal by id (derived ids included), clear, expiry, sharing between processes and
+ * across a restart (and removal and clear from another process, on both databases), and errors as warnings on the DataSource's logger, never failed queries.
+ */
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import path from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { after, before, describe, test, test as nodeTest } from 'node:test'
+import type { DataSourceOptions } from 'typeorm'
+import { Larder } from 'larder'
+import { tempDir } from '../helpers.ts'
+import { startPostgres, type Postgres } from './postgres.ts'
+import { runChild } from './processes.ts'
+import { openDataSource, UserSchema } from './typeorm-fixtures.ts'
+
+/** The behaviour every database must show; `connection` picks the database, or says why
+ *  there is none here (then each test skips with that reason). */
+function contract(connection: () => Partial<DataSourceOptions> | string): void {
+  const test = (name: string, body: (db: Partial<DataSourceOptions>) => Promise<void>): void => {
+    nodeTest(name, async (t) => {
+      const db = connection()
+      if (typeof db === 'string') return t.skip(db)
+      await body(db)
+    })
+  }
+  test('a query cached by id is served by larder (stale after a write) until remove([id]); remove covers getManyAndCount\'s count', async (db) => {
+    const dir = tempDir('larder-typeorm-id')
+    const { ds } = await openDataSource({ dir }, ['ann', 'bob'], db)
+    const users = ds.getRepository(UserSchema)
+    const names = async (): Promise<string[]> => (await users.find({ order: { id: 'ASC' }, cache: { id: 'all', milliseconds: 60_000 } })).map((u) => u.name)
+    assert.deepEqual(await names(), ['ann', 'bob'])
+    await users.insert({ name: 'cid' })
+    assert.deepEqual(await names(), ['ann', 'bob'], 'served from the cache')
+    const page = () => users.createQueryBuilder('u').orderBy('u.id').take(1).cache('page', 60_000).getManyAndCount()
+    assert.equal((await page())[1], 3)
+    await users.insert({ name: 'dee' })
+    assert.equal((await page())[1], 3, 'the count is cached too, under page-count')
+
+    await ds.queryResultCache!.remove(['all', 'page'])
+    assert.deepEqual(await names(), ['ann', 'bob', 'cid', 'dee'])
+    assert.equal((await page())[1], 4)
+    await ds.destroy()
+  })
+
+  test('a query cached by its SQL is served by larder until clear(), which leaves the cache\'s other entries', async (db) => {
+    const cache = await Larder.open({ dir: tempDir('larder-typeorm-query') })
+    const { ds } = await openDataSource(cache, ['ann'], db)
+    const users = ds.getRepository(UserSchema)
+    const anns = async (): Promise<number> => (await users.find({ where: { name: 'ann' }, cache: true })).length
+    assert.equal(await anns(), 1)
+    await users.insert({ name: 'ann' })
+    assert.equal(await anns(), 1)
+    await cache.set('not-typeorm', 'kept')
+    await ds.queryResultCache!.clear()
+    assert.equal(await anns(), 2)
+    assert.equal(await cache.get('not-typeorm'), 'kept')
+    const keys = (await cache.entries()).map((e) => e.key)
+    assert.ok(keys.some((k) => k.startsWith('typeorm:query:SELECT')), keys.join(', '))
+    await ds.destroy()
+    await cache.close()
+  })
+
+  test('remove([id]) and clear() called in another process reach this one', async (db) => {
+    const dir = tempDir('larder-typeorm-invalidate')
+    const { ds } = await openDataSource({ dir }, ['ann', 'bob'], db)
+    const users = ds.getRepository(UserSchema)
+    const byId = async (): Promise<string[]> => (await users.find({ order: { id: 'ASC' }, cache: { id: 'all-users', milliseconds: 60_000 } })).map((u) => u.name)
+    const anns = async (): Promise<number> => (await users.find({ where: { name: 'ann' }, cache: 60_000 })).length
+    assert.deepEqual(await byId(), ['ann', 'bob'])
+    assert.equal(await anns(), 1)
+    await users.insert([{ name: 'cid' }, { name: 'ann' }])
+    assert.deepEqual(await byId(), ['ann', 'bob'], 'served from the cache')
+    assert.equal(await anns(), 1, 'served from the cache')
+    const child = await runChild('typeorm-child.ts', 'invalidate', dir, JSON.stringify(db))
+    assert.deepEqual(child, { cached: ['ann', 'bob'] }, 'the other process was answered from the shared cache')
+    assert.deepEqual(await byId(), ['ann', 'bob', 'cid', 'ann'], 'its remove([id]) reached this process')
+    assert.equal(await anns(), 2, 'its clear() reached this process')
+    await ds.destroy()
+  })
+
+  test('an entry expires with the query\'s duration: TypeORM asks the database again, and larder reclaims it', async (db) => {
+    const cache = await Larder.open({ dir: tempDir('larder-typeorm-ttl') })
+    const { ds } = await openDataSource(cache, ['ann'], db)
+    const users = ds.getRepository(UserSchema)
+    const count = async (): Promise<number> => users.count({ cache: { id: 'short', milliseconds: 40 } })
+    assert.equal(await count(), 1)
+    const info = await cache.info('typeorm:id:short')
+    assert.ok(info?.expiresAt !== null && info !== undefined && info.expiresAt - info.createdAt === 40, JSON.stringify(info))
+    await users.insert({ name: 'bob' })
+    await sleep(80)
+    assert.equal(await count(), 2)
+    await ds.destroy()
+    await cache.close()
+  })
+}
+
+describe('larder/typeorm on SQLite (sql.js)', () => {
+  contract(() => ({ type: 'sqljs' }))
+
+  test('cached results survive a restart and are shared with another process (which has other rows)', { timeout: 60_000 }, async () => {
+    const dir = tempDir('larder-typeorm-procs')
+    const { ds } = await openDataSource({ dir }, ['ann', 'bob'])
+    const users = ds.getRepository(UserSchema)
+    await users.find({ order: { id: 'ASC' }, cache: { id: 'all-users', milliseconds: 60_000 } })
+    await users.find({ where: { name: 'ann' }, cache: 60_000 })
+    await ds.destroy()
+    assert.deepEqual(await runChild('typeorm-child.ts', 'read', dir), { byId: ['ann', 'bob'], byQuery: ['ann'], uncached: ['zed'] })
+  })
+
+  test('a failing disk: queries are answered by the database, the logger warns, nothing throws', async () => {
+    const dir = path.join(tempDir('larder-typeorm-disk'), 'cache')
+    const { ds, log } = await openDataSource({ dir }, ['ann'])
+    const users = ds.getRepository(UserSchema)
+    assert.equal((await users.find({ cache: { id: 'all', milliseconds: 60_000 } })).length, 1)
+    fs.renameSync(dir, `${dir}.away`)
+    fs.writeFileSync(dir, 'not a directory')
+    await users.insert({ name: 'bob' })
+    assert.equal((await users.find({ cache: { id: 'all', milliseconds: 60_000 } })).length, 2, 'a miss: the database answered')
+    assert.equal((await users.find({ where: { name: 'bob' }, cache: true })).length, 1)
+    await ds.queryResultCache!.remove(['all'])
+    await ds.queryResultCache!.clear()
+    assert.ok(log.warnings.length >= 1 && log.warnings.every((w) => /Cache disk unavailable/.test(w)), log.warnings.join('\n'))
+    await ds.destroy()
+  })
+
+  test('a result larder cannot store is a warning and the query\'s rows; one too large to read is a miss and a warning', async () => {
+    const dir = tempDir('larder-typeorm-bad-values')
+    const long = 'x'.repeat(2000)
+    const { ds, log } = await openDataSource({ dir, maxValueSize: '1KiB' }, [long])
+    const users = ds.getRepository(UserSchema)
+    const all = async (): Promise<number> => (await users.find({ cache: { id: 'all', milliseconds: 60_000 } })).length
+    assert.equal(await all(), 1)
+    assert.equal(log.warnings.length, 1)
+    assert.match(log.warnings[0]!, /maxValueSize/)
+    await users.insert({ name: 'bob' })
+    assert.equal(await all(), 2, 'nothing was cached')
+
+    const roomy = await openDataSource({ dir }, [long])
+    await roomy.ds.getRepository(UserSchema).find({ cache: { id: 'all', milliseconds: 60_000 } })
+    await roomy.ds.destroy()
+    assert.equal(await all(), 2, 'the entry another process stored is too large here: a miss')
+    assert.ok(log.warnings.length >= 3 && log.warnings.slice(1).every((w) => /getStream|maxValueSize/.test(w)), log.warnings.join('\n'))
+    await ds.destroy()
+  })
+})
+
+describe('larder/typeorm on PostgreSQL', () => {
+  let pg: Postgres | string = 'not started'
+  before(async () => {
+    pg = await startPostgres()
+  })
+  after(async () => {
+    if (typeof pg !== 'string') await pg.stop()
+  })
+
+  contract(() => typeof pg === 'string' ? pg : { type: 'postgres', host: '127.0.0.1', port: pg.port, username: 'postgres', database: 'postgres' })
+})
