@@ -6,6 +6,7 @@ import { getCommand } from './commands/get.js'
 import { lsCommand } from './commands/ls.js'
 import { pruneCommand } from './commands/prune.js'
 import { rmCommand } from './commands/rm.js'
+import { serveCommand } from './commands/serve.js'
 import { setCommand } from './commands/set.js'
 import { statsCommand } from './commands/stats.js'
 import { verifyCommand } from './commands/verify.js'
@@ -33,7 +34,7 @@ export function program(output: Partial<OutputConfiguration> = {}): Command {
     .addOption(booleanOption('--json', 'machine-readable output: exactly one JSON document on stdout, whatever happens', 'LARDER_JSON'))
     .addOption(booleanOption('-q, --quiet', 'print nothing on success', 'LARDER_QUIET'))
     .hook('preAction', (_root, action) => applyBooleanEnv(action))
-  for (const command of [statsCommand(), pruneCommand(), verifyCommand(), lsCommand(), getCommand(), setCommand(), rmCommand(), clearCommand()]) {
+  for (const command of [statsCommand(), pruneCommand(), verifyCommand(), lsCommand(), getCommand(), setCommand(), rmCommand(), clearCommand(), serveCommand()]) {
     root.addCommand(configure(command))
   }
   root.addHelpText('after', `
