@@ -46,9 +46,10 @@ export async function createServer(options: ServeOptions, log: (line: string) =>
   const tokens = new Tokens(options.tokens, options.readTokens)
   const ctx: ServerContext = { options, namespaces, metrics, tokens, log }
 
+  const jsonLimit = Math.min(options.maxBody, MAX_JSON_BODY)
   const app = Fastify({
     logger: false,
-    bodyLimit: Math.min(options.maxBody, MAX_JSON_BODY),
+    bodyLimit: jsonLimit,
     forceCloseConnections: 'idle',
     return503OnClosing: true,
     routerOptions: { ignoreDuplicateSlashes: true, ignoreTrailingSlash: true, maxParamLength: 2048 },
@@ -74,6 +75,14 @@ export async function createServer(options: ServeOptions, log: (line: string) =>
     }
   })
 
+  // A response finished during shutdown closes its connection: a kept-alive socket would
+  // otherwise hold the stop up until its keep-alive timeout.
+  let stopping = false
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (stopping) reply.header('connection', 'close')
+    return payload
+  })
+
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched'
     metrics.duration.observe({ method: request.method, route, status: String(reply.statusCode) }, reply.elapsedTime / 1000)
@@ -82,7 +91,7 @@ export async function createServer(options: ServeOptions, log: (line: string) =>
   })
 
   app.setErrorHandler((error: FastifyError | HttpError | Error, request, reply) => {
-    const { status, code, message } = errorAnswer(error)
+    const { status, code, message } = errorAnswer(error, jsonLimit)
     if (status >= 500) log(`${request.method} ${request.url.split('?')[0]}: ${(error as Error).message}`)
     if (status === 413 || status === 411) reply.header('connection', 'close')
     if (request.routeOptions.config.protocol === 'nx') return reply.code(status).header('content-type', 'text/plain').send(message)
@@ -140,6 +149,7 @@ export async function createServer(options: ServeOptions, log: (line: string) =>
     },
     close() {
       closing ??= (async () => {
+        stopping = true
         clearInterval(sampler)
         const cut = setTimeout(() => app.server.closeAllConnections(), options.shutdownGrace)
         cut.unref()
@@ -158,7 +168,7 @@ export async function createServer(options: ServeOptions, log: (line: string) =>
 /** What a failed request answers: deliberate errors as they are, fastify's own 4xx with their
  *  message, larder's bad-input errors as 400, a failing disk as 503, anything else as a bare
  *  500 (logged, never described to the client). */
-function errorAnswer(error: FastifyError | HttpError | Error): { status: number; code: string; message: string } {
+function errorAnswer(error: FastifyError | HttpError | Error, jsonLimit: number): { status: number; code: string; message: string } {
   if (error instanceof HttpError) return { status: error.statusCode, code: error.code, message: error.message }
   if (error instanceof TooManyNamespacesError) return { status: 507, code: 'ERR_TOO_MANY_NAMESPACES', message: error.message }
   if (isLarderError(error)) {
@@ -169,7 +179,8 @@ function errorAnswer(error: FastifyError | HttpError | Error): { status: number;
   const fastifyError = error as FastifyError
   const status = fastifyError.statusCode
   if (typeof status === 'number' && status >= 400 && status < 500) {
-    if (status === 413) return { status, code: 'ERR_BODY_TOO_LARGE', message: `Request body too large: the limit is ${error.message.match(/\d+/)?.[0] ?? 'set by --max-body'} bytes` }
+    // Only the JSON parser enforces fastify's bodyLimit (uploads check their own: artifact-store.ts).
+    if (status === 413) return { status, code: 'ERR_BODY_TOO_LARGE', message: `Request body too large: the limit for JSON bodies is ${jsonLimit} bytes (--max-body, at most ${MAX_JSON_BODY})` }
     return { status, code: fastifyError.code ?? 'ERR_BAD_REQUEST', message: fastifyError.message }
   }
   return { status: 500, code: 'ERR_INTERNAL', message: 'Internal error (logged by the server)' }

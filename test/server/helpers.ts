@@ -2,7 +2,9 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import assert from 'node:assert/strict'
 import { after } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { createServer, type LarderServer } from '../../src/server/app.ts'
 import { serveOptions, type ServeOptions } from '../../src/server/options.ts'
 import { tempDir } from '../helpers.ts'
@@ -93,3 +95,12 @@ export async function call(url: string, init: RequestInit = {}): Promise<{ statu
 }
 
 export const bearer = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` })
+
+/** Polls `check` until it holds (a state to reach, not a time to meet); fails after `ms`. */
+export async function eventually(check: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
+  const until = Date.now() + ms
+  while (!(await check())) {
+    if (Date.now() > until) assert.fail(`never happened: ${what}`)
+    await sleep(20)
+  }
+}

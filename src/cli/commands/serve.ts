@@ -104,11 +104,14 @@ export function serveCommand(): Command {
         const code = (error as { code?: string }).code
         throw new CliFailure(`cannot listen on ${options.host}:${options.port}: ${code === 'EADDRINUSE' ? 'the port is in use' : (error as Error).message}`)
       }
-      process.stdout.write(`larder listening on ${serverUrl(address.host, address.port)}\n`)
+      // One write, so a reader of the first line has the others too.
+      const url = serverUrl(address.host, address.port)
+      const lines = [`larder listening on ${url}`]
       if (options.tokens.length + options.readTokens.length === 0) {
-        process.stdout.write(`no token given: serving this machine only (${isLoopback(address.host) ? 'loopback' : address.host}); pass --token to serve others\n`)
+        lines.push(`no token given: serving this machine only (${isLoopback(address.host) ? 'loopback' : address.host}); pass --token to serve others`)
       }
-      process.stdout.write(`cache ${options.dir}${options.dashboard ? `; dashboard at ${serverUrl(address.host, address.port)}/` : ''}\n`)
+      lines.push(`cache ${options.dir}${options.dashboard ? `; dashboard at ${url}/` : ''}`)
+      process.stdout.write(lines.join('\n') + '\n')
       // Listeners stay attached until the end: larder's exit hook (signal-exit) kills the
       // process on a signal when it sees no other listener, and a `once` listener is removed
       // before that check runs.
