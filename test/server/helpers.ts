@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import assert from 'node:assert/strict'
@@ -7,7 +8,6 @@ import { after } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createServer, type LarderServer } from '../../src/server/app.ts'
 import { serveOptions, type ServeOptions } from '../../src/server/options.ts'
-import { tempDir } from '../helpers.ts'
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const BIN = path.join(root, 'dist', 'cli.js')
@@ -24,7 +24,10 @@ export interface Running {
 /** A server in this process on a free loopback port, over a fresh cache directory; stopped
  *  when the test file ends (or earlier by `close`). */
 export async function startServer(options: Partial<ServeOptions> = {}): Promise<Running> {
-  const dir = options.dir ?? path.join(tempDir('larder-serve'), 'cache')
+  // The server closes before its directory is removed (after-hooks run in the order they
+  // were registered): one hook does both. A directory given by the caller is the caller's.
+  const own = options.dir === undefined ? fs.mkdtempSync(path.join(os.tmpdir(), 'larder-serve-')) : undefined
+  const dir = options.dir ?? path.join(own!, 'cache')
   const logs: string[] = []
   const server = await createServer(serveOptions({ port: 0, rateLimit: 0, ...options, dir }), (line) => logs.push(line))
   const { port } = await server.listen()
@@ -34,7 +37,10 @@ export async function startServer(options: Partial<ServeOptions> = {}): Promise<
     closed = true
     await server.close()
   }
-  after(close)
+  after(async () => {
+    await close()
+    if (own !== undefined) fs.rmSync(own, { recursive: true, force: true })
+  })
   return { url: `http://127.0.0.1:${port}`, server, dir, logs, close }
 }
 
@@ -51,6 +57,7 @@ export interface CliServer {
 
 /** `larder serve` as a real process; resolves once its first line is out (or it exits). */
 export async function startCli(args: string[], env: Record<string, string> = {}): Promise<CliServer> {
+  // (A test that gives it a tempDir() stops it in its body: that dir's hook ran first.)
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('LARDER_') && !k.startsWith('CACHE_')))
   const child = spawn(process.execPath, [BIN, ...args], { env: { ...clean, ...env }, cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
   const stdout: string[] = []
