@@ -22,6 +22,7 @@ import { ActivityLog, type ActivityCounters, type ActivityReport } from './stats
 import { LatencyWindow, type LatencySummary } from './stats/latency-window.js'
 import { CreationClock, expiryOf } from './store/creation-clock.js'
 import { Layout } from './store/layout.js'
+import { recordNamespaceName } from './store/namespace-name.js'
 import type { StreamSource } from './store/stream-writer.js'
 import { ChangeClock } from './store/change-clock.js'
 import { TagClock } from './store/tag-clock.js'
@@ -684,6 +685,7 @@ export class Larder extends EventEmitter<LarderEvents> {
       await this.#files.prepare()
       const { maxSize, maxEntries, evictionPolicy } = this.options
       recordBudget(this.#layout, { maxSize, maxEntries, evictionPolicy }) // "no budget" too
+      recordNamespaceName(this.#layout, this.options.namespace)
     } catch (error) {
       // A cache that cannot use its directory yet still opens: reads miss, writes drop, and
       // the breaker retries the disk later. With failOpen false, the caller hears now.

@@ -74,7 +74,7 @@ test('dashboard: the page (no CDN) shows the figures of /api/cache/metrics, per 
   // Per protocol and per namespace (largest first), as the tables show them.
   const turboRow = await page.$$eval('#protocols tbody tr[data-name="turbo"] td', (cells) => cells.map((c) => c.textContent))
   assert.deepEqual(turboRow.slice(0, 3), ['turbo', String(expected.protocols.turbo.hits), String(expected.protocols.turbo.misses)])
-  const namespaces = await page.$$eval('#namespaces tbody tr', (rows) => rows.map((r) => (r as HTMLElement).dataset.name))
+  const namespaces = await page.$$eval('#namespaces tbody tr', (rows) => rows.map((r) => r.getAttribute('data-name')))
   assert.deepEqual(namespaces, expected.namespaces.map((n: { name: string }) => n.name))
   assert.equal(namespaces[0], 'turbo:web', 'the largest namespace first')
   assert.match(await text('budget-text'), /of /)
