@@ -27,7 +27,7 @@ export function program(output: Partial<OutputConfiguration> = {}): Command {
     ...output,
   })
   const root = configure(new Command('larder'))
-    .description('Inspect and maintain a larder cache directory.')
+    .description('Inspect, maintain and serve a larder cache directory.')
     .version(typeof LARDER_VERSION === 'string' ? LARDER_VERSION : '0.0.0-dev', '-V, --version')
     .addOption(new Option('--dir <path>', 'the cache directory (default: node_modules/.cache/larder under the current directory)').env('LARDER_DIR'))
     .addOption(new Option('--namespace <name>', 'the namespace the application uses (default: none)').env('LARDER_NAMESPACE'))

@@ -80,3 +80,15 @@ test('larder serve: no token appears in its output, whatever the requests', asyn
   assert.match(output, /GET \/v8\/artifacts\/abcdef0123456789 404/)
   assert.doesNotMatch(output, /TOPSECRET/)
 })
+
+test('the package ships the server and its dashboard assets (no CDN: the page is served from the package)', async () => {
+  const { execFileSync } = await import('node:child_process')
+  const { root } = await import('./helpers.ts')
+  const packed = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })) as { files: { path: string }[] }[]
+  const files = packed[0]!.files.map((f) => f.path)
+  for (const file of ['dist/cli.js', 'dist/dashboard/index.html', 'dist/dashboard/dashboard.js', 'dist/dashboard/dashboard.css']) {
+    assert.ok(files.includes(file), `${file} missing from the package`)
+  }
+  const page = (await import('node:fs')).readFileSync(path.join(root, 'dist/dashboard/index.html'), 'utf8')
+  assert.doesNotMatch(page, /(src|href)="(https?:)?\/\//, 'every asset of the page is the server\'s own')
+})
