@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
-import { Readable } from 'node:stream'
+import { pipeline, Readable, Transform } from 'node:stream'
 import type { Larder } from '../index.js'
 import { HttpError } from './http-error.js'
 
@@ -111,41 +111,83 @@ export interface StoredArtifact {
 export async function getArtifact(cache: Larder, key: string, headOnly = false): Promise<StoredArtifact | undefined> {
   const stream = await cache.getStream(key)
   if (stream === undefined) return undefined
-  const chunks = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>
-  let buffered: Buffer = Buffer.alloc(0)
-  const need = (): number => (buffered.length < 4 ? 4 : 4 + buffered.readUInt32BE(0))
+  let meta: ArtifactMeta | undefined
   try {
-    while (buffered.length < need()) {
-      if (need() > MAX_HEAD + 4) throw new Error('not an artifact head')
-      const next = await chunks.next()
-      if (next.done === true) throw new Error('not an artifact head')
-      buffered = buffered.length === 0 ? next.value : Buffer.concat([buffered, next.value])
-    }
-    const end = need()
-    const meta = JSON.parse(buffered.subarray(4, end).toString('utf8')) as ArtifactMeta
-    if (!Number.isSafeInteger(meta.length) || meta.length < 0) throw new Error('not an artifact head')
-    if (headOnly) {
-      await chunks.return?.()
-      return { meta, body: Readable.from([]) }
-    }
-    const rest = buffered.subarray(end)
-    return { meta, body: Readable.from(restOf(rest, chunks), { objectMode: false }) }
+    meta = await readHead(stream)
   } catch {
-    // Not an artifact, or damaged (larder has removed and counted a corrupt entry): a miss.
-    await chunks.return?.().catch(() => {})
-    return undefined
+    meta = undefined // damaged (larder removed and counted a corrupt entry) or failing: a miss
   }
+  if (meta === undefined || headOnly) {
+    stream.destroy()
+    return meta === undefined ? undefined : { meta, body: Readable.from([]) }
+  }
+  // The head was read off the front; what is left in the stream is the body itself.
+  return { meta, body: withLastChunkHeldBack(stream) }
 }
 
-async function* restOf(first: Buffer, chunks: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
-  try {
-    if (first.length > 0) yield first
-    for (;;) {
-      const next = await chunks.next()
-      if (next.done === true) return
-      yield next.value
+/**
+ * `source` with its latest chunk always held back until the next one arrives, and the last
+ * one released only when `source` ends. larder checks an entry's checksum at the end of its
+ * stream and errors instead of ending when it fails; by then every byte but those held back
+ * has gone to the socket. Holding back the last chunk means a damaged entry's response never
+ * reaches its `Content-Length`: the client sees a cut-short body (an error), never a complete
+ * one with a wrong byte in it. Costs one chunk of memory.
+ */
+function withLastChunkHeldBack(source: Readable): Readable {
+  let held: Buffer | undefined
+  const holder = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      const previous = held
+      held = chunk
+      callback(null, previous)
+    },
+    flush(callback) {
+      callback(null, held)
+    },
+  })
+  pipeline(source, holder, () => {}) // an error in source destroys holder with it, unflushed
+  return holder
+}
+
+/** Reads exactly the head off the front of an entry's stream (paused-mode reads of the sizes
+ *  needed, so the body stays in the stream); undefined if the entry is not an artifact. */
+function readHead(stream: Readable): Promise<ArtifactMeta | undefined> {
+  return new Promise((resolve, reject) => {
+    let headLength: number | undefined
+    const done = (result: ArtifactMeta | undefined, error?: unknown): void => {
+      stream.off('readable', onReadable)
+      stream.off('end', onEnd)
+      stream.off('error', onError)
+      // Settled on the next tick: removing the 'readable' listener leaves the stream paused
+      // until Node notices (itself on the next tick), and a pipe started before that would
+      // never flow.
+      process.nextTick(() => (error !== undefined ? reject(error) : resolve(result)))
     }
-  } finally {
-    await chunks.return?.()
-  }
+    const onReadable = (): void => {
+      if (headLength === undefined) {
+        const prefix = stream.read(4) as Buffer | null
+        if (prefix === null) return
+        if (prefix.length < 4) return done(undefined)
+        headLength = prefix.readUInt32BE(0)
+        // read(0) would never consume, and no head we write is under 2 bytes (`{}`)
+        if (headLength < 2 || headLength > MAX_HEAD) return done(undefined)
+      }
+      const json = stream.read(headLength) as Buffer | null
+      if (json === null) return
+      if (json.length < headLength) return done(undefined)
+      let meta: ArtifactMeta
+      try {
+        meta = JSON.parse(json.toString('utf8')) as ArtifactMeta
+      } catch {
+        return done(undefined)
+      }
+      if (!Number.isSafeInteger(meta.length) || meta.length < 0) return done(undefined)
+      done(meta)
+    }
+    const onEnd = (): void => done(undefined)
+    const onError = (error: unknown): void => done(undefined, error)
+    stream.on('readable', onReadable)
+    stream.once('end', onEnd)
+    stream.once('error', onError)
+  })
 }
