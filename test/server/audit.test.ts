@@ -1,10 +1,11 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
+import http from 'node:http'
 import path from 'node:path'
 import { Larder } from '../../src/index.ts'
 import { entryFiles, tempDir } from '../helpers.ts'
-import { bearer, call, startCli, startServer } from './helpers.ts'
+import { bearer, call, eventually, startCli, startServer, tempFiles } from './helpers.ts'
 
 // Points of issue 11 the other server tests left open (see the audit in the serve-2 report).
 
@@ -63,4 +64,22 @@ test('an entry in an artifact namespace that is not an artifact (empty head) rea
   }
   const batch = await call(`${url}/v8/artifacts?slug=t`, { method: 'POST', body: JSON.stringify({ hashes: [HASH] }), headers: { 'content-type': 'application/json' } })
   assert.deepEqual(batch.json(), { [HASH]: null })
+})
+
+test('shutdown is bounded: an upload that stalls past the grace is cut, the stop completes, and nothing of it is stored', async () => {
+  const { url, dir, close } = await startServer({ shutdownGrace: 300 })
+  const target = new URL(`${url}/v8/artifacts/${HASH}?slug=t`)
+  const stalled = http.request(target, { method: 'PUT', headers: { 'content-type': 'application/octet-stream', 'content-length': '1000000' } })
+  const ended = new Promise<string>((resolve) => {
+    stalled.on('response', (response) => resolve(`answered ${response.statusCode}`))
+    stalled.on('error', () => resolve('cut'))
+  })
+  stalled.write(Buffer.alloc(1000, 'x')) // and then nothing more: a client that hangs
+  await eventually(() => tempFiles(dir).length > 0, 'the upload under way')
+  await close() // resolves only because the grace ran out and the connection was cut
+  assert.equal(await ended, 'cut')
+  assert.deepEqual(tempFiles(dir), [])
+  const reopened = await Larder.open({ dir, namespace: 'turbo:t', serializer: 'raw', compression: 'none' })
+  assert.equal(await reopened.has(HASH), false)
+  await reopened.close()
 })
