@@ -12,6 +12,10 @@ export interface SetOptions {
 export interface GetOrSetOptions extends SetOptions {
   /** Stale-if-error: if the loader fails, a value that expired less than this long ago is returned. */
   grace?: Duration
+  /** With `redis`: take a short Redis lock on the key while loading, so that of many instances
+   *  asking for one missing key at once, one calls its loader and the others wait for its value
+   *  (at most 10 s, then they call their own). Default false. */
+  lock?: boolean
 }
 
 export interface SetManyItem extends SetOptions {

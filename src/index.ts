@@ -5,7 +5,8 @@ export { LarderError, isLarderError } from './errors.js'
 export type { LarderErrorCode } from './errors.js'
 export type {
   BreakerOptions, CompressionName, CustomSerializer, Duration, EvictionPolicy, LarderOptions,
-  MaintenanceOptions, MemoryTierOptions, SerializerName, Sharing, Size, StreamCompression,
+  MaintenanceOptions, MemoryTierOptions, ResolvedBreakerOptions, ResolvedMaintenanceOptions, ResolvedOptions,
+  SerializerName, Sharing, Size, StreamCompression,
 } from './options.js'
 export type { MaintenanceProgress, PruneOptions, PruneReport, UsageReport, VerifyOptions, VerifyReport, WalkOptions } from './maintenance/maintainer.js'
 export type { CodecName, EntryInfo } from './maintenance/listing.js'
@@ -13,3 +14,4 @@ export type { BreakerSnapshot, BreakerState } from './resilience/disk-breaker.js
 export type { ActivityReport } from './stats/activity-log.js'
 export type { LatencySummary } from './stats/latency-window.js'
 export type { StreamSource } from './store/stream-writer.js'
+export type { CorruptReport } from './tiers/file-tier.js'

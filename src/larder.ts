@@ -2,95 +2,44 @@ import { EventEmitter } from 'node:events'
 import { Readable } from 'node:stream'
 import { onExit } from 'signal-exit'
 import type { EntriesOptions, GetOrSetOptions, SetManyItem, SetOptions } from './call-options.js'
-import { LarderError, SourceError, isLarderError } from './errors.js'
+import { LarderError, SourceError } from './errors.js'
+import { DiskParts } from './facade/disk-parts.js'
+import { applyRemote, type RemoteParts } from './facade/remote-changes.js'
+import { SharedParts } from './facade/shared-parts.js'
+import { warm, type WarmReport } from './facade/warm.js'
+import { ListenerCount, type LarderEvents } from './facade/events.js'
+import { Failures } from './facade/failures.js'
+import { CLOSE_WAIT_MS, InFlight } from './facade/in-flight.js'
+import { Loads, type Flight } from './facade/loads.js'
+import { prepareWrite, readBackValue, storedEntry, type Write } from './facade/prepare.js'
+import { assembleStats, type Stats } from './facade/stats.js'
 import { loadHasher } from './format/checksum.js'
-import { readBack, serialize, type Serialized } from './format/serializers.js'
 import { BATCH_PARALLELISM, Slots } from './batch-slots.js'
 import { KeyOrder } from './key-order.js'
-import { AutoPrune } from './maintenance/auto-prune.js'
-import { recordBudget } from './maintenance/budget-record.js'
-import { worthALook } from './maintenance/crowding.js'
-import { HitLog } from './maintenance/hit-log.js'
-import { LastUse } from './maintenance/last-use.js'
 import type { EntryInfo } from './maintenance/listing.js'
-import { Maintainer, type MaintenanceProgress, type PruneOptions, type PruneReport, type UsageReport, type VerifyOptions, type VerifyReport, type WalkOptions } from './maintenance/maintainer.js'
-import { MaintenancePool } from './maintenance/pool.js'
-import { RunningTotals } from './maintenance/totals.js'
+import type { PruneOptions, PruneReport, UsageReport, VerifyOptions, VerifyReport, WalkOptions } from './maintenance/maintainer.js'
 import { resolveOptions, type LarderOptions, type ResolvedOptions } from './options.js'
-import { DiskBreaker, isBreakerOpen, type BreakerSnapshot, type BreakerState } from './resilience/disk-breaker.js'
-import { ActivityLog, type ActivityCounters, type ActivityReport } from './stats/activity-log.js'
-import { LatencyWindow, type LatencySummary } from './stats/latency-window.js'
+import type { ActivityReport } from './stats/activity-log.js'
+import { Counters, type TierName } from './stats/counters.js'
+import { MemoryTagClock } from './store/memory-tag-clock.js'
+import type { TagClock } from './store/tag-clock.js'
+import { WriteBackQueue } from './tiers/write-back.js'
 import { CreationClock, expiryOf } from './store/creation-clock.js'
-import { Layout } from './store/layout.js'
-import { recordNamespaceName } from './store/namespace-name.js'
 import type { StreamSource } from './store/stream-writer.js'
-import { ChangeClock } from './store/change-clock.js'
-import { TagClock } from './store/tag-clock.js'
-import { FileTier, type CorruptReport } from './tiers/file-tier.js'
+import type { CorruptReport, FileTier } from './tiers/file-tier.js'
 import { MemoryTier } from './tiers/memory-tier.js'
-import { MISS, type TierEntry, type TierRead } from './tiers/tier.js'
+import { MISS, type TierRead } from './tiers/tier.js'
+import { TierStack } from './tiers/tier-stack.js'
 import {
-  validateCallOptions, validateEntriesOptions, validateKey, validateKeys, validatePruneOptions, validateSource,
-  validateTags, validateTtl, validateValueSize, validateVerifyOptions, validateWalkOptions,
+  validateCallOptions, validateEntriesOptions, validateKey, validateKeys, validatePruneOptions, validateSetManyItems, validateSource,
+  validateTags, validateTtl, validateVerifyOptions, validateWalkOptions, validateWarm,
 } from './validate.js'
 
-/** This instance's counters since it opened (`ActivityCounters`), and more. */
-export interface Stats extends ActivityCounters {
-  /** hits / (hits + misses); 0 before any read. */
-  hitRate: number
-  /** Entries in the memory tier (0 when it is off). */
-  memoryEntries: number
-  latency: { get: LatencySummary; set: LatencySummary }
-  breaker: BreakerSnapshot
-  /** Entries in this namespace on disk, for every process sharing it: running totals, not a
-   *  scan (see maintenance/totals.ts); exact after a prune or verify, then within the
-   *  writes racing it. */
-  entries: number
-  /** Bytes of entry files in this namespace on disk (what `maxSize` limits), likewise. */
-  size: number
-  /** When a prune or verify last counted the tree (ms since the epoch), if ever. */
-  scannedAt: number | undefined
-}
-
-/** Events and their arguments. `error` is emitted only when someone listens for it. */
-export interface LarderEvents {
-  error: [error: Error]
-  hit: [key: string, tier: 'memory' | 'disk']
-  miss: [key: string]
-  set: [key: string]
-  delete: [key: string]
-  corrupt: [info: CorruptReport]
-  breaker: [state: BreakerState]
-  /** Progress of a prune or verify (scan, evict and verify phases). */
-  progress: [progress: MaintenanceProgress]
-  /** An automatic prune (interval or over-budget write) finished. */
-  prune: [report: PruneReport]
-}
+export type { LarderEvents, Stats, WarmReport }
 
 const SET_OPTIONS = ['ttl', 'tags'] as const
-/** How long close() waits for writes in flight before it aborts the streams among them. */
-const CLOSE_WAIT_MS = 5000
-const GET_OR_SET_OPTIONS = ['ttl', 'tags', 'grace'] as const
-
-/** An entry ready to be written: serialized at call time, written at its turn. */
-interface Write {
-  serialized: Serialized
-  createdAt: number
-  expiresAt: number
-  tags: readonly string[]
-  grace: number
-  /** ms spent preparing it (serializing), for latency.set. */
-  spent: number
-  /** The value as the serializer gives it back, when already known. */
-  value?: unknown
-}
-
-/** getOrSet's options, validated. */
-interface Load {
-  ttl: number | undefined
-  tags: readonly string[]
-  grace: number
-}
+const GET_OR_SET_OPTIONS = ['ttl', 'tags', 'grace', 'lock'] as const
+const TIERS: readonly (TierName | undefined)[] = ['memory', 'file', 'redis', undefined]
 
 /** What a load gave its callers: the value, and whether the cache had it (a hit). */
 interface Loaded {
@@ -98,23 +47,13 @@ interface Loaded {
   cached: boolean
 }
 
-/** A getOrSet load in progress, which callers of the same key join. */
-interface Flight {
-  tags: readonly string[]
-  /** The creation time of what it stores: stamped when the load began. */
-  createdAt: number
-  /** A change of the key (or of its tags) was called since it began: it stores nothing. */
-  superseded: boolean
-  result: Promise<Loaded>
-}
-
 /**
  * A persistent cache in a directory. Create one with `Larder.open()`.
  *
- * The facade: it validates arguments, composes the tiers (an in-process memory tier in front
- * of the entry files, `tiers/`), counts, emits events, applies `failOpen`, and starts
- * maintenance. A failing disk turns reads into misses and writes into counted drops (or
- * `ERR_UNAVAILABLE` with `failOpen: false`).
+ * The facade: it validates arguments, counts, emits events, applies `failOpen` and starts
+ * maintenance. The tiers (`tiers/`: an in-process memory tier in front of the entry files)
+ * are composed by the tier stack, which owns the read and write paths. A failing disk turns
+ * reads into misses and writes into counted drops (or `ERR_UNAVAILABLE` with `failOpen: false`).
  */
 export class Larder extends EventEmitter<LarderEvents> {
   /** Opens (creating if needed) the cache directory. Rejects only for invalid options, or
@@ -125,104 +64,91 @@ export class Larder extends EventEmitter<LarderEvents> {
     const cache = new Larder(resolved)
     if (resolved.readOnly) return cache // creates nothing, records nothing, folds nothing
     await cache.#prepareDirectory()
-    if (worthALook() && (cache.#totals.crowded() || cache.#activity.crowded())) {
-      await cache.#maintainer.foldBookkeeping().catch(() => {}) // a failing disk (counted by the breaker): next time
-    }
+    await cache.#disk?.foldIfCrowded()
+    await cache.#shared?.start()
+    await cache.#syncTagStamps()
     return cache
   }
 
   /** The resolved options (defaults filled in). */
   readonly options: Readonly<ResolvedOptions>
-  readonly #layout: Layout
-  readonly #tags: TagClock
+  readonly #disk: DiskParts | undefined
+  readonly #shared: SharedParts | undefined
+  readonly #tags: TagClock | MemoryTagClock
+  readonly #writeBack: WriteBackQueue | undefined
   readonly #clock: CreationClock
-  readonly #breaker: DiskBreaker
   readonly #memory: MemoryTier | undefined
-  readonly #files: FileTier
-  readonly #flights = new Map<string, Flight>()
+  readonly #stack: TierStack
+  readonly #counters: Counters
+  readonly #failures: Failures
+  readonly #loads: Loads<Loaded>
   readonly #order = new KeyOrder()
-  readonly #getLatency = new LatencyWindow()
-  readonly #setLatency = new LatencyWindow()
+  readonly #inFlight = new InFlight(this.#order)
+  readonly #hitListeners: ListenerCount
   /** Gets tried on the memory tier, to time one in 16 of its hits. */
   #memoryGets = 0
-  /** 'hit' listeners: emit() gathers its arguments into an array even with none, and a
-   *  memory hit is cheap enough to notice, so hits emit only when someone listens. */
-  #hitListeners = 0
-  readonly #counts: ActivityCounters = { hits: 0, misses: 0, memoryHits: 0, sets: 0, deletes: 0, expired: 0, corrupt: 0, errors: 0, dropped: 0, bytesWritten: 0, bytesRead: 0 }
-  readonly #totals: RunningTotals
-  readonly #hitLog: HitLog | undefined
-  readonly #lastUse: LastUse
-  readonly #activity: ActivityLog
-  readonly #pool: MaintenancePool
-  readonly #maintainer: Maintainer
-  readonly #autoPrune: AutoPrune
   #removeExitHook: (() => void) | undefined
   #closed = false
-  /** Writes in flight, for close() to wait for; a stream's can be aborted. */
-  readonly #inflight = new Set<{ done: Promise<unknown>; abort?: AbortController }>()
 
   private constructor(options: ResolvedOptions) {
     super()
-    this.#watchHitListeners()
+    this.#hitListeners = new ListenerCount(this as EventEmitter, 'hit')
     this.options = Object.freeze(options)
-    this.#layout = new Layout(options.dir, options.namespace, options.shared)
-    // A link or foreign file where a directory or file of ours belongs: removed, and counted
-    // and reported like a corrupt entry.
-    this.#layout.tree.onForeign = (file, reason) => {
-      this.#counts.corrupt++
-      this.emit('corrupt', { key: undefined, file, reason })
+    const { dir, redis, memory } = options
+    this.#counters = new Counters(TIERS.filter((t): t is TierName => (t === 'memory' && memory !== false) || (t === 'file' && dir !== false) || (t === 'redis' && redis !== undefined)))
+    const counts = this.#counters.counts
+    const emitError = (error: Error): void => {
+      if (this.listenerCount('error') > 0) this.emit('error', error) // an unheard 'error' would throw
     }
-    this.#tags = new TagClock(this.#layout)
+    this.#failures = new Failures(this.#counters, options.failOpen, emitError)
+    const corrupt = (report: CorruptReport): boolean => this.emit('corrupt', report)
+    this.#disk = dir === false ? undefined : new DiskParts({ ...options, dir }, {
+      counts, corrupt, breaker: (state) => this.emit('breaker', state, 'file'), progress: (p) => this.emit('progress', p), pruned: (report) => this.emit('prune', report), pruneFailed: emitError,
+    })
+    this.#tags = this.#disk?.tags ?? new MemoryTagClock()
     this.#clock = new CreationClock(this.#tags)
-    this.#breaker = new DiskBreaker(options.breaker, (state) => this.emit('breaker', state))
-    const guard = (step: () => void): void => {
-      try {
-        this.#bookkeeping(step)
-      } catch {
-        // skipped (breaker open) or failed (counted): what it was to write stays pending
-      }
-    }
-    this.#totals = new RunningTotals(this.#layout, guard)
-    this.#hitLog = options.evictionPolicy === 'lfu' && !options.readOnly ? new HitLog(this.#layout, guard) : undefined
-    this.#lastUse = new LastUse(options.maintenance.touchAfter, guard)
-    this.#activity = new ActivityLog(this.#layout)
-    this.#pool = new MaintenancePool(options.maintenance.workers)
-    const changes = new ChangeClock(this.#layout)
-    this.#memory = options.memory === false ? undefined : new MemoryTier(options.memory, (tags, createdAt) => this.#tagsStaleSafe(tags, createdAt), changes)
-    this.#files = new FileTier({
-      layout: this.#layout, options, breaker: this.#breaker, tags: this.#tags, totals: this.#totals, hitLog: this.#hitLog, changes,
-      lastUse: options.readOnly ? undefined : this.#lastUse, counts: this.#counts,
-      corrupt: (report) => this.emit('corrupt', report),
-    })
-    this.#maintainer = new Maintainer({
-      layout: this.#layout, options, totals: this.#totals, pool: this.#pool,
-      pruneStarted: () => {
-        this.#lastUse.pruneStarted()
-        this.#hitLog?.flush()
+    this.#loads = new Loads((tags, createdAt) => this.#tagsStaleSafe(tags, createdAt))
+    const tags = { isStale: (tags: readonly string[], createdAt: number) => this.#tagsStaleSafe(tags, createdAt) }
+    this.#shared = redis === undefined ? undefined : new SharedParts({ ...options, redis }, {
+      counts, tags, corrupt, breaker: (state) => this.emit('breaker', state, 'redis'),
+      received: (message) => void this.#inFlight.track(applyRemote(message, this.#remote)).catch(() => {}),
+      connected: () => {
+        this.#stack.revalidate()
+        void this.#syncTagStamps()
       },
-      pruneEnded: () => this.#lastUse.pruneEnded(),
-      breaker: { isOpen: () => this.#breaker.state === 'open', failed: (error) => this.#bookkeepingFailed(error) },
-      compactActivity: () => this.#activity.compact(),
-      progress: (p) => this.emit('progress', p),
-    })
-    this.#autoPrune = new AutoPrune({
-      options, maintainer: this.#maintainer, totals: this.#totals,
-      pruned: (report) => this.emit('prune', report),
-      failed: (error) => {
-        if (this.listenerCount('error') > 0) this.emit('error', error)
+      recovered: () => {
+        this.#shared?.bus?.flush()
+        this.#writeBack?.resume()
       },
+    })
+    this.#writeBack = options.writeStrategy !== 'write-back' ? undefined : new WriteBackQueue({
+      ...options.writeBack,
+      send: (batch) => this.#stack.sendBatch(batch),
+      dropped: (n) => {
+        counts.dropped += n
+        this.#counters.tiers.redis!.dropped += n
+      },
+      ready: () => this.#shared!.breaker.state !== 'open',
+    })
+    this.#memory = memory === false ? undefined : new MemoryTier(memory, tags.isStale, this.#disk?.changes ?? { changedElsewhere: () => false })
+    this.#stack = new TierStack({
+      memory: this.#memory, file: this.#disk?.files, redis: this.#shared?.tier, writeBack: this.#writeBack, strategy: options.writeStrategy, options,
+      order: this.#order, failures: this.#failures, counters: this.#counters, stamp: () => this.#clock.stamp(),
+      publish: (message) => this.#shared?.bus?.publish(message),
+      track: (write) => void this.#inFlight.track(write).catch(() => {}),
     })
     // Held for the cache's lifetime: leaves the counters and removes our in-flight temp files
     // if the process exits without close(). A read-only instance has nothing to leave.
-    if (!options.readOnly) this.#removeExitHook = onExit(() => {
-      this.#flushCounters()
-      this.#recordActivity()
-      this.#files.removeTempsSync()
+    const disk = this.#disk
+    if (!options.readOnly && disk !== undefined) this.#removeExitHook = onExit(() => {
+      disk.flushCounters()
+      disk.recordActivity(counts)
+      disk.files.removeTempsSync()
     })
   }
 
-  /** The cache directory (absolute). */
-  get dir(): string {
+  /** The cache directory (absolute), or false (`dir: false`). */
+  get dir(): string | false {
     return this.options.dir
   }
 
@@ -252,13 +178,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     const k = validateKey(key)
     const waiting = this.#order.pending(k)
     if (waiting !== undefined) await waiting
-    if (this.#memory?.has(k) === true) return true
-    try {
-      return await this.#files.has(k)
-    } catch (error) {
-      this.#readFailed(error)
-      return false
-    }
+    return this.#stack.has(k)
   }
 
   /** Values for `keys`, in key order (`undefined` for each miss); a hit or miss per key.
@@ -290,21 +210,18 @@ export class Larder extends EventEmitter<LarderEvents> {
     const k = validateKey(key)
     if (typeof loader !== 'function') throw new LarderError('ERR_INVALID_VALUE', 'Invalid loader: expected a function', { field: 'loader' })
     const o = validateCallOptions<GetOrSetOptions>(options, GET_OR_SET_OPTIONS)
-    const load: Load = { ttl: validateTtl(o.ttl), tags: validateTags(o.tags), grace: validateTtl(o.grace, 'grace') ?? 0 }
+    const ttl = validateTtl(o.ttl)
+    const tags = validateTags(o.tags)
+    const grace = validateTtl(o.grace, 'grace') ?? 0
+    if (o.lock !== undefined && typeof o.lock !== 'boolean') throw new LarderError('ERR_INVALID_OPTION', `Invalid lock: expected a boolean, got ${String(o.lock)}`, { field: 'lock' })
     const waiting = this.#order.pending(k)
     if (waiting !== undefined) await waiting
     const memory = this.#fromMemory(k)
     if (memory.found) return memory.value as T
-    const joined = this.#flights.get(k)
-    if (joined !== undefined && !this.#invalidatedSince(joined)) return this.#join(k, joined) as Promise<T>
-    const flight: Flight = { tags: load.tags, createdAt: this.#clock.createdAt(load.tags), superseded: false, result: undefined as never }
-    flight.result = this.#load(k, loader, load, flight)
-    this.#flights.set(k, flight)
-    try {
-      return (await flight.result).value as T
-    } finally {
-      if (this.#flights.get(k) === flight) this.#flights.delete(k)
-    }
+    const joined = this.#loads.joinable(k)
+    if (joined !== undefined) return this.#join(k, joined) as Promise<T>
+    const loaded = await this.#loads.run(k, tags, this.#clock.createdAt(tags), (flight) => this.#load(k, loader, ttl, grace, flight, o.lock === true))
+    return loaded.value as T
   }
 
   /**
@@ -321,11 +238,12 @@ export class Larder extends EventEmitter<LarderEvents> {
     const started = performance.now()
     let stream: Readable | undefined
     try {
-      stream = await this.#files.getStream(k)
+      const files = this.#files('getStream')
+      if (await this.#stack.streamStillValid(k, async () => (await files.info(k))?.createdAt)) stream = await files.getStream(k)
     } catch (error) {
-      this.#readFailed(error)
+      this.#failures.readFailed(error)
     }
-    this.#getLatency.record(performance.now() - started)
+    this.#counters.getLatency.record(performance.now() - started)
     if (stream === undefined) this.#miss(k)
     else this.#hit(k, 'disk')
     return stream
@@ -346,18 +264,9 @@ export class Larder extends EventEmitter<LarderEvents> {
    *  an error names the item (`items[1].ttl`). At most BATCH_PARALLELISM are written at once. */
   async setMany(items: readonly SetManyItem[]): Promise<void> {
     this.#assertWritable()
-    if (!Array.isArray(items)) throw new LarderError('ERR_INVALID_VALUE', 'Invalid items: expected an array of { key, value, ttl?, tags? }', { field: 'items' })
-    const prepared = items.map((item: unknown, i) => {
-      const field = `items[${i}]`
-      if (item === null || typeof item !== 'object') throw new LarderError('ERR_INVALID_VALUE', `Invalid ${field}: expected { key, value, ttl?, tags? }`, { field })
-      const o = validateCallOptions<SetManyItem>(item, ['key', 'value', 'ttl', 'tags'], field)
-      const k = validateKey(o.key, `${field}.key`)
-      const ttl = validateTtl(o.ttl, `${field}.ttl`)
-      const tags = validateTags(o.tags, `${field}.tags`)
-      return { k, write: this.#prepare(o.value, ttl, tags, 0, `${field}.value`) }
-    })
+    const prepared = validateSetManyItems(items).map(({ key, value, ttl, tags, field }) => ({ key, write: this.#prepare(value, ttl, tags, 0, field) }))
     const slots = new Slots(BATCH_PARALLELISM)
-    await Promise.all(prepared.map(({ k, write }) => this.#change(k, () => slots.run(() => this.#write(k, write)))))
+    await Promise.all(prepared.map(({ key, write }) => this.#change(key, () => slots.run(() => this.#write(key, write)))))
   }
 
   /**
@@ -373,6 +282,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     const ttl = validateTtl(o.ttl)
     const tags = validateTags(o.tags)
     const input = validateSource(source)
+    const files = this.#files('setStream')
     const createdAt = this.#clock.createdAt(tags)
     const expiresAt = expiryOf(ttl ?? this.options.defaultTtl, createdAt)
     return this.#change(k, async () => {
@@ -380,20 +290,23 @@ export class Larder extends EventEmitter<LarderEvents> {
       this.#memory?.delete(k)
       const abort = new AbortController()
       try {
-        await this.#track(this.#files.setStream(k, input, { createdAt, expiresAt, tags }, abort.signal), abort)
-        this.#setLatency.record(performance.now() - started)
+        await this.#inFlight.track(files.setStream(k, input, { createdAt, expiresAt, tags }, abort.signal), abort)
+        this.#counters.counts.sets++
+        this.#counters.setLatency.record(performance.now() - started)
         this.emit('set', k)
-        this.#autoPrune.afterWrite()
+        this.#disk?.autoPrune.afterWrite()
+        // Streams stay local: an older value of the key in Redis must not be read elsewhere.
+        await this.#stack.removeShared(k, createdAt)
       } catch (error) {
         if (error instanceof SourceError) throw error.original
         if (input instanceof Readable && !input.destroyed) input.destroy()
         if (abort.signal.aborted && error === abort.signal.reason) {
           // close() gave up waiting for it: nothing was stored, the temp file is gone.
-          this.#counts.dropped++
+          this.#counters.counts.dropped++
           if (!this.options.failOpen) throw error
           return
         }
-        this.#writeFailed(error)
+        this.#failures.writeFailed(error)
       } finally {
         // A read during the stream may have promoted the entry it replaced.
         this.#memory?.delete(k)
@@ -418,20 +331,35 @@ export class Larder extends EventEmitter<LarderEvents> {
     return removed.filter(Boolean).length
   }
 
-  /** Removes every entry of this namespace, for every process sharing the directory: what was
-   *  set before the call, in every tier; a set called after it is kept. */
-  async clear(): Promise<void> {
+  /** Removes every entry of this namespace, for every process sharing the directory (and,
+   *  with Redis, every instance): what was set before the call, in every tier, or in `tier`
+   *  only; a set called after it is kept. */
+  async clear(options?: { tier?: TierName }): Promise<void> {
     this.#assertWritable()
-    for (const flight of this.#flights.values()) flight.superseded = true
-    this.#flights.clear()
-    return this.#order.everything(async () => {
-      this.#memory?.clear()
-      try {
-        await this.#track(this.#files.clear())
-      } catch (error) {
-        this.#writeFailed(error)
-      }
-    })
+    const { tier } = validateCallOptions<{ tier: TierName }>(options, ['tier'])
+    if (tier !== undefined && (!TIERS.includes(tier) || this.#counters.tiers[tier] === undefined)) {
+      throw new LarderError('ERR_INVALID_OPTION', `Invalid tier: expected one of ${Object.keys(this.#counters.tiers).join(', ')}, got ${JSON.stringify(tier)}`, { field: 'tier' })
+    }
+    if (tier !== 'redis') this.#loads.supersedeAll()
+    return this.#order.everything(() => this.#inFlight.track(this.#stack.clear(tier ?? 'all')))
+  }
+
+  /** Resolves once the writes queued for Redis (write-back) have been sent, or dropped; at once
+   *  with any other strategy. */
+  async flush(): Promise<void> {
+    this.#assertOpen()
+    await this.#writeBack?.flush()
+  }
+
+  /** Makes each key local: a key the shared tier has is promoted; the keys found nowhere are
+   *  loaded by `loader(keys)` (in batches) and stored. */
+  async warm(keys: readonly string[], options?: { loader?: (keys: string[]) => unknown; concurrency?: number }): Promise<WarmReport> {
+    this.#assertWritable()
+    const valid = validateWarm(keys, options)
+    return warm({
+      lookup: (key) => this.#stack.lookup(key, 0),
+      store: (key, value) => this.#change(key, () => this.#write(key, this.#prepare(value, undefined, [], 0))),
+    }, valid.keys, valid.loader, valid.concurrency)
   }
 
   /**
@@ -442,15 +370,16 @@ export class Larder extends EventEmitter<LarderEvents> {
     this.#assertWritable()
     const valid = validateTags(tags)
     if (valid.length === 0) return
-    // A load in progress that carries one of them began before: it must not store.
-    for (const [k, flight] of this.#flights) {
-      if (flight.tags.some((t) => valid.includes(t))) this.#supersede(k)
-    }
+    this.#loads.supersedeTagged(valid) // a load in progress that carries one of them began before
+    const at = this.#clock.stamp()
+    await this.#invalidateLocal(valid, at, true)
+    if (this.#shared === undefined) return
     try {
-      await this.#files.invalidateTags(valid, this.#clock.stamp())
+      await this.#shared.recordTags(valid, at)
     } catch (error) {
-      this.#writeFailed(error)
+      this.#failures.writeFailed(error, 'redis')
     }
+    this.#shared.bus?.publish({ op: 'tags', tags: [...valid], at })
   }
 
   /**
@@ -471,22 +400,20 @@ export class Larder extends EventEmitter<LarderEvents> {
     }
     return this.#change(k, async () => {
       const memory = this.#memory?.get(k) ?? MISS
-      const found: TierRead = memory.found ? memory : await this.#lookup(k, 0, false)
+      const found: TierRead = memory.found ? memory : await this.#stack.lookup(k, 0)
       let current = 0
-      let kept: { expiresAt: number; tags: readonly string[]; grace: number } | undefined
       if (found.found) {
         if (typeof found.value !== 'number') {
           throw new LarderError('ERR_INVALID_VALUE', `Cannot increment key ${JSON.stringify(k)}: its value is a ${typeof found.value}, not a number`, { field: 'key' })
         }
         current = found.value
-        kept = found
       }
       const next = current + delta
       if (!Number.isFinite(next)) {
         throw new LarderError('ERR_INVALID_VALUE', `Invalid delta: ${current} + ${delta} is not a finite number, which could not be stored`, { field: 'delta' })
       }
-      const write = this.#prepare(next, undefined, kept?.tags ?? [], kept?.grace ?? 0)
-      if (kept !== undefined) write.expiresAt = kept.expiresAt
+      const write = this.#prepare(next, undefined, found.found ? found.tags : [], found.found ? found.grace : 0)
+      if (found.found) write.expiresAt = found.expiresAt
       await this.#write(k, write)
       return next
     })
@@ -515,7 +442,11 @@ export class Larder extends EventEmitter<LarderEvents> {
   async prune(options?: PruneOptions): Promise<PruneReport> {
     this.#assertWritable()
     const valid = validatePruneOptions(options)
-    return this.#diskOperation(() => this.#maintainer.prune(valid))
+    const report = await this.#failures.operation(() => this.#files('prune') && this.#disk!.maintainer.prune(valid))
+    if (valid.pattern !== undefined && this.#shared !== undefined && valid.dryRun !== true) {
+      report.sharedRemoved = await this.#failures.operation(() => this.#shared!.tier.removeMatching(valid.pattern!), 'redis')
+    }
+    return report
   }
 
   /**
@@ -527,7 +458,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     this.#assertOpen()
     const valid = validateVerifyOptions(options)
     if (valid.repair !== false) this.#assertWritable()
-    return this.#diskOperation(() => this.#maintainer.verify(valid))
+    return this.#failures.operation(() => this.#files('verify') && this.#disk!.maintainer.verify(valid))
   }
 
   // ── lifecycle and introspection ───────────────────────────────────────────
@@ -539,7 +470,9 @@ export class Larder extends EventEmitter<LarderEvents> {
    */
   async activity(): Promise<ActivityReport> {
     this.#assertOpen()
-    return this.#diskOperation(async () => this.#bookkeeping(() => this.#activity.read()))
+    const disk = this.#disk
+    if (disk === undefined) this.#files('activity')
+    return this.#failures.operation(async () => disk!.bookkeeping(() => disk!.activity.read()))
   }
 
   /**
@@ -553,9 +486,9 @@ export class Larder extends EventEmitter<LarderEvents> {
     const waiting = this.#order.pending(k)
     if (waiting !== undefined) await waiting
     try {
-      return await this.#files.info(k)
+      return await this.#files('info').info(k)
     } catch (error) {
-      this.#readFailed(error)
+      this.#failures.readFailed(error)
       return undefined
     }
   }
@@ -568,7 +501,7 @@ export class Larder extends EventEmitter<LarderEvents> {
   async entries(options?: EntriesOptions): Promise<EntryInfo[]> {
     this.#assertOpen()
     const { filters, walk } = validateEntriesOptions(options)
-    return this.#diskOperation(() => this.#maintainer.list(filters, walk))
+    return this.#failures.operation(() => this.#files('entries') && this.#disk!.maintainer.list(filters, walk))
   }
 
   /**
@@ -579,31 +512,28 @@ export class Larder extends EventEmitter<LarderEvents> {
   async usage(options?: WalkOptions): Promise<UsageReport> {
     this.#assertOpen()
     const valid = validateWalkOptions(options)
-    return this.#diskOperation(() => this.#maintainer.usage(valid))
+    return this.#failures.operation(() => this.#files('usage') && this.#disk!.maintainer.usage(valid))
   }
 
   /** Counters since this instance opened, latency percentiles, breaker state, and the entries
    *  and bytes on disk (from the running totals: a few small files, never a scan). */
   async stats(): Promise<Stats> {
     this.#assertOpen()
-    const c = this.#counts
-    const reads = c.hits + c.misses
-    let totals: { entries: number; bytes: number; scannedAt?: number | undefined }
-    try {
-      totals = this.#bookkeeping(() => this.#totals.read())
-    } catch {
-      totals = this.#totals.lastKnown() // the disk is failing (or the breaker open): the last known figures
-    }
-    return {
-      ...c,
-      entries: totals.entries,
-      size: totals.bytes,
-      scannedAt: totals.scannedAt,
-      hitRate: reads === 0 ? 0 : c.hits / reads,
+    const stats = assembleStats({
+      counters: this.#counters,
       memoryEntries: this.#memory?.size ?? 0,
-      latency: { get: this.#getLatency.summary(), set: this.#setLatency.summary() },
-      breaker: this.#breaker.snapshot(),
-    }
+      totals: this.#disk?.totalsNow() ?? { entries: 0, bytes: 0 },
+      breakers: { file: this.#disk?.breaker.snapshot(), redis: this.#shared?.breaker.snapshot() },
+    })
+    if (stats.tiers.redis !== undefined) Object.assign(stats.tiers.redis, { queued: this.#writeBack?.size ?? 0, busQueued: this.#shared?.bus?.queued ?? 0 })
+    return stats
+  }
+
+  /** Zeroes the counters, per-tier figures and latencies `stats()` reports (what `activity()`
+   *  records at close is this instance's whole run, reset or not). */
+  resetStats(): void {
+    this.#assertOpen()
+    this.#counters.reset()
   }
 
   /** Waits for writes in flight (up to CLOSE_WAIT_MS; streams still running then are aborted:
@@ -614,18 +544,11 @@ export class Larder extends EventEmitter<LarderEvents> {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    await this.#settleWrites()
-    await this.#autoPrune.close()
-    await this.#maintainer.close()
-    if (!this.options.readOnly) {
-      this.#flushCounters()
-      this.#recordActivity()
-    }
-    this.#totals.stop()
-    this.#hitLog?.stop()
-    this.#lastUse.stop()
-    await this.#pool.destroy()
-    this.#breaker.shutdown()
+    await this.#inFlight.settle()
+    await this.#writeBack?.flush(new Promise((resolve) => setTimeout(resolve, CLOSE_WAIT_MS).unref()))
+    this.#writeBack?.stop()
+    await this.#disk?.close(this.#counters.counts)
+    await this.#shared?.close()
     this.#memory?.close()
     this.#removeExitHook?.()
     this.#removeExitHook = undefined
@@ -634,63 +557,20 @@ export class Larder extends EventEmitter<LarderEvents> {
   /** Removes listeners, as EventEmitter does, but keeps knowing who listens for 'hit'. */
   override removeAllListeners(...event: Parameters<EventEmitter<LarderEvents>['removeAllListeners']>): this {
     super.removeAllListeners(...event)
-    this.#watchHitListeners()
+    this.#hitListeners.watch()
     return this
   }
 
   // ── internals ─────────────────────────────────────────────────────────────
 
-  readonly #countHitListener = (event: string | symbol): void => {
-    if (event === 'hit') this.#hitListeners++
-  }
-
-  readonly #uncountHitListener = (event: string | symbol): void => {
-    if (event === 'hit') this.#hitListeners--
-  }
-
-  /** 'hit' listeners are counted from newListener/removeListener (see #hitListeners): installs
-   *  those hooks unless they are in place, and recounts. */
-  #watchHitListeners(): void {
-    const events = this as EventEmitter
-    if (!events.listeners('newListener').includes(this.#countHitListener)) events.on('newListener', this.#countHitListener)
-    if (!events.listeners('removeListener').includes(this.#uncountHitListener)) events.on('removeListener', this.#uncountHitListener)
-    this.#hitListeners = this.listenerCount('hit')
-  }
-
-  /** Runs a write as one close() waits for. */
-  async #track<T>(write: Promise<T>, abort?: AbortController): Promise<T> {
-    const flight = { done: write.catch(() => {}), abort }
-    this.#inflight.add(flight)
-    try {
-      return await write
-    } finally {
-      this.#inflight.delete(flight)
-    }
-  }
-
-  /** Lets writes in flight finish for up to CLOSE_WAIT_MS, then aborts the streams left (a
-   *  buffered write is a few syscalls from done, so only streams can be slower) and waits,
-   *  as long again at most, for them to remove their temp files. */
-  async #settleWrites(): Promise<void> {
-    if (this.#inflight.size === 0 && this.#order.idle) return
-    // Changes queued behind others on their key (KeyOrder) are writes called before close too.
-    await settledWithin([this.#order.settled(), ...[...this.#inflight].map((f) => f.done)], CLOSE_WAIT_MS)
-    const closing = new LarderError('ERR_CLOSED', 'The cache was closed before this stream was stored; nothing was written', { field: 'cache' })
-    for (const flight of this.#inflight) flight.abort?.abort(closing)
-    await settledWithin([this.#order.settled(), ...[...this.#inflight].map((f) => f.done)], CLOSE_WAIT_MS)
-  }
-
   async #prepareDirectory(): Promise<void> {
     try {
-      await this.#files.prepare()
-      const { maxSize, maxEntries, evictionPolicy } = this.options
-      recordBudget(this.#layout, { maxSize, maxEntries, evictionPolicy }) // "no budget" too
-      recordNamespaceName(this.#layout, this.options.namespace)
+      await this.#disk?.prepare()
     } catch (error) {
       // A cache that cannot use its directory yet still opens: reads miss, writes drop, and
       // the breaker retries the disk later. With failOpen false, the caller hears now.
       try {
-        this.#writeFailed(error)
+        this.#failures.writeFailed(error)
       } catch (unavailable) {
         await this.close()
         throw unavailable
@@ -705,11 +585,16 @@ export class Larder extends EventEmitter<LarderEvents> {
     const started = sampled ? performance.now() : 0
     const entry = this.#memory.get(key)
     if (entry.found) {
-      this.#counts.memoryHits++
-      this.#counts.hits++
-      if (this.#hitLog !== undefined) this.#hitLog.hit(this.#layout.hashKey(key))
-      if (this.#hitListeners > 0) this.emit('hit', key, 'memory')
-      if (sampled) this.#getLatency.record(performance.now() - started)
+      const counts = this.#counters.counts
+      counts.memoryHits++
+      counts.hits++
+      if (this.#disk?.hitLog !== undefined) this.#disk.hitLog.hit(this.#disk.layout.hashKey(key))
+      if (this.#hitListeners.count > 0) this.emit('hit', key, 'memory')
+      if (sampled) {
+        const took = performance.now() - started
+        this.#counters.getLatency.record(took)
+        this.#counters.tiers.memory!.get.record(took)
+      }
     }
     return entry
   }
@@ -727,7 +612,7 @@ export class Larder extends EventEmitter<LarderEvents> {
   /**
    * A counted, timed read of `key` (get, getMany): once the changes of the key called before
    * it have taken effect, the memory tier (unless the caller has just asked it), then the
-   * files. Never throws for disk trouble while failOpen.
+   * tiers below. Never throws for disk trouble while failOpen.
    */
   async #read(key: string, grace: number, askMemory: boolean): Promise<TierRead> {
     const waiting = this.#order.pending(key)
@@ -739,47 +624,38 @@ export class Larder extends EventEmitter<LarderEvents> {
       const memory = this.#fromMemory(key)
       if (memory.found) return memory
     }
-    return this.#timedLookup(key, grace)
+    return this.#countedLookup(key, grace)
   }
 
-  async #timedLookup(key: string, grace: number): Promise<TierRead> {
+  /** The tiers below memory, timed, and counted as one hit or miss. */
+  async #countedLookup(key: string, grace: number): Promise<TierRead> {
     const started = performance.now()
-    const found = await this.#lookup(key, grace, true)
-    this.#getLatency.record(performance.now() - started)
+    const found = await this.#stack.lookup(key, grace)
+    this.#counters.getLatency.record(performance.now() - started)
+    if (found.found && !found.stale) this.#hit(key, 'disk')
+    else this.#miss(key)
     return found
   }
 
   /**
-   * Reads `key` from the files (see FileTier.get), counts the hit or miss if asked, and
-   * promotes a hit into the memory tier, unless a change was called while the disk was read
-   * (the value read may be what it replaced). Never throws for disk trouble while failOpen.
-   */
-  async #lookup(key: string, grace: number, count: boolean): Promise<TierRead> {
-    const version = this.#order.version
-    let result: TierRead = MISS
-    const ticket = this.#memory?.epoch
-    try {
-      result = await this.#files.get(key, grace)
-    } catch (error) {
-      this.#readFailed(error)
-    }
-    const hit = result.found && !result.stale
-    if (count) {
-      if (hit) this.#hit(key, 'disk')
-      else this.#miss(key)
-    }
-    if (result.found && !result.stale && this.#order.version === version) this.#memory?.set(key, result, ticket)
-    return result
-  }
-
-  /**
-   * getOrSet's load, shared by every caller that joins it: the files (counted and timed for
+   * getOrSet's load, shared by every caller that joins it: the cache (counted and timed for
    * the first caller), then the loader. Its result is stored unless the load was superseded
    * or its tags invalidated since it began (the entry would be older than what replaced it).
    */
-  async #load(key: string, loader: () => unknown, load: Load, flight: Flight): Promise<Loaded> {
-    const found = await this.#timedLookup(key, load.grace)
+  async #load(key: string, loader: () => unknown, ttl: number | undefined, grace: number, flight: Flight<Loaded>, lock: boolean): Promise<Loaded> {
+    const found = await this.#countedLookup(key, grace)
     if (found.found && !found.stale) return { value: found.value, cached: true }
+    const shared = this.#shared
+    if (!lock || shared === undefined) return this.#loadAndStore(key, loader, ttl, grace, flight, found)
+    // Another instance may be loading it: wait for its value in Redis (bounded), or load.
+    const arrived = async (): Promise<Loaded | undefined> => {
+      const read = await this.#stack.lookup(key, 0)
+      return read.found && !read.stale ? { value: read.value, cached: true } : undefined
+    }
+    return shared.withLock(key, arrived, () => this.#loadAndStore(key, loader, ttl, grace, flight, found))
+  }
+
+  async #loadAndStore(key: string, loader: () => unknown, ttl: number | undefined, grace: number, flight: Flight<Loaded>, found: TierRead): Promise<Loaded> {
     let value: unknown
     try {
       value = await loader()
@@ -788,15 +664,15 @@ export class Larder extends EventEmitter<LarderEvents> {
       throw error
     }
     if (value === undefined) return { value, cached: false }
-    const write = this.#prepare(value, load.ttl, load.tags, load.grace, 'value', flight.createdAt)
+    const write = this.#prepare(value, ttl, flight.tags, grace, 'value', flight.createdAt)
     // What every later read returns, so this caller gets it too.
-    write.value = this.#readBack(write.serialized)
-    if (!flight.superseded && !this.#invalidatedSince(flight)) await this.#change(key, () => this.#write(key, write))
+    write.value = readBackValue(this.options, write.serialized)
+    if (this.#loads.mayStore(flight)) await this.#change(key, () => this.#write(key, write))
     return { value: write.value, cached: false }
   }
 
   /** A caller that joined a load in progress: counted as the load turned out. */
-  async #join(key: string, flight: Flight): Promise<unknown> {
+  async #join(key: string, flight: Flight<Loaded>): Promise<unknown> {
     try {
       const loaded = await flight.result
       if (loaded.cached) this.#hit(key, 'disk')
@@ -808,181 +684,87 @@ export class Larder extends EventEmitter<LarderEvents> {
     }
   }
 
-  /** Whether a tag of the load was invalidated, by any process, since the load began. */
-  #invalidatedSince(flight: Flight): boolean {
-    return flight.tags.length > 0 && this.#tagsStaleSafe(flight.tags, flight.createdAt)
-  }
-
-  /** A load of `key` in progress began before a change of the key: it must not store, and
-   *  callers after the change must not join it. */
-  #supersede(key: string): void {
-    const flight = this.#flights.get(key)
-    if (flight === undefined) return
-    flight.superseded = true
-    this.#flights.delete(key)
-  }
-
   /** Runs a change of `key` in call order (KeyOrder), superseding a load in progress. */
   #change<T>(key: string, change: () => Promise<T>, hidden = false): Promise<T> {
-    this.#supersede(key)
+    this.#loads.supersede(key)
     return this.#order.change(key, change, hidden)
   }
 
-  /** Serializes a value for writing, at call time (bad input rejects before anything is
-   *  queued or written); its creation time is now, or when its load began. */
   #prepare(value: unknown, ttl: number | undefined, tags: readonly string[], grace: number, field = 'value', createdAt?: number): Write {
-    const started = performance.now()
-    const serialized = serialize(value, this.options.serializer, field)
-    validateValueSize(serialized.bytes.length, this.options.maxValueSize, field)
-    const at = createdAt ?? this.#clock.createdAt(tags)
-    return { serialized, createdAt: at, expiresAt: expiryOf(ttl ?? this.options.defaultTtl, at), tags, grace, spent: performance.now() - started }
+    return prepareWrite(this.options, this.#clock, value, ttl, tags, grace, field, createdAt)
   }
 
-  /** The value as every reader of its entry will get it (see serializers.ts `readBack`). */
-  #readBack(serialized: Serialized): unknown {
-    try {
-      return readBack(serialized, this.options.serializer)
-    } catch (cause) {
-      throw new LarderError('ERR_SERIALIZE', `Cannot store value: the custom serializer cannot read back what it wrote (${(cause as Error).message})`, { field: 'value', cause })
-    }
-  }
-
-  /**
-   * One entry written at its turn (KeyOrder), shared by set, setMany, getOrSet and increment:
-   * into the memory tier as the serializer gives it back, then to the files. A dropped write
-   * (failOpen) still serves this process from memory: better than a miss, and the process's
-   * own view stays consistent with what it just wrote.
-   */
+  /** One entry written at its turn (KeyOrder), shared by set, setMany, getOrSet and
+   *  increment, through the tier stack. */
   async #write(key: string, write: Write): Promise<void> {
     const started = performance.now()
-    const { serialized, createdAt, expiresAt, tags, grace } = write
-    const entry: TierEntry = { value: undefined, createdAt, expiresAt, tags, grace, size: serialized.bytes.length }
-    if (this.#memory !== undefined) {
-      entry.value = 'value' in write ? write.value : this.#readBack(serialized)
-      this.#memory.set(key, entry)
-    }
     try {
-      await this.#track(this.#files.set(key, { ...entry, serialized }))
-      this.emit('set', key)
-      this.#autoPrune.afterWrite()
-    } catch (error) {
-      try {
-        this.#writeFailed(error)
-      } catch (unavailable) {
-        this.#memory?.delete(key) // the caller hears it was not stored
-        throw unavailable
+      const stored = await this.#inFlight.track(this.#stack.write(key, storedEntry(this.options, write, this.#memory !== undefined)))
+      if (stored) {
+        this.emit('set', key)
+        this.#disk?.autoPrune.afterWrite()
       }
     } finally {
-      this.#setLatency.record(write.spent + performance.now() - started)
+      this.#counters.setLatency.record(write.spent + performance.now() - started)
     }
   }
 
   async #remove(key: string): Promise<boolean> {
-    this.#memory?.delete(key)
-    try {
-      const deleted = await this.#files.delete(key)
-      if (deleted) {
-        this.#counts.deletes++
-        this.emit('delete', key)
-      }
-      return deleted
-    } catch (error) {
-      this.#writeFailed(error)
-      return false
+    const deleted = await this.#stack.remove(key)
+    if (deleted) {
+      this.#counters.counts.deletes++
+      this.emit('delete', key)
     }
+    return deleted
   }
 
   #hit(key: string, tier: 'memory' | 'disk'): void {
-    this.#counts.hits++
-    if (this.#hitListeners > 0) this.emit('hit', key, tier)
+    this.#counters.counts.hits++
+    if (this.#hitListeners.count > 0) this.emit('hit', key, tier)
   }
 
   #miss(key: string): void {
-    this.#counts.misses++
+    this.#counters.counts.misses++
     this.emit('miss', key)
   }
 
-  /** A read that failed on the disk: a miss, or ERR_UNAVAILABLE with failOpen false. */
-  #readFailed(error: unknown): void {
-    if (isLarderError(error)) throw error
-    this.#diskTrouble(error)
+  /** The file tier, for a method that needs one; ERR_INVALID_OPTION without a directory. */
+  #files(method: string): FileTier {
+    if (this.#disk === undefined) throw new LarderError('ERR_INVALID_OPTION', `${method}() needs a cache directory; this cache was opened with dir: false`, { field: 'dir' })
+    return this.#disk.files
   }
 
-  /** A write that failed on the disk: a counted drop, or ERR_UNAVAILABLE with failOpen false. */
-  #writeFailed(error: unknown): void {
-    if (isLarderError(error)) throw error
-    this.#counts.dropped++
-    this.#diskTrouble(error)
-  }
-
-  #diskTrouble(error: unknown): void {
-    const open = isBreakerOpen(error)
-    if (!open) this.#counts.errors++
-    const reason = error instanceof Error ? error.message : String(error)
-    const unavailable = new LarderError('ERR_UNAVAILABLE', open ? 'Cache disk unavailable: circuit breaker is open' : `Cache disk unavailable: ${reason}`, { cause: error })
-    // An 'error' event with no listener would throw: only emit to someone who listens.
-    if (!open && this.listenerCount('error') > 0) this.emit('error', unavailable)
-    if (!this.options.failOpen) throw unavailable
-  }
-
-  /**
-   * A bookkeeping step on the disk (running totals, hit counts, merged touches, activity
-   * records read back): refused while the breaker is open, so a failing disk is left alone, and
-   * its failure is counted by the breaker like any operation's. Its successes are not: the
-   * breaker's rates stay those of the application's own calls. Sync, so it serves the exit hook.
-   */
-  #bookkeeping<T>(step: () => T): T {
-    if (this.#breaker.state === 'open') throw Object.assign(new Error('Breaker is open'), { code: 'EOPENBREAKER' })
+  /** Records tag invalidations in this instance's tag clock (the directory's stamps, written
+   *  through its breaker, or the memory clock). */
+  async #invalidateLocal(tags: readonly string[], at: number, counted: boolean): Promise<void> {
+    if (this.#disk === undefined) return (this.#tags as MemoryTagClock).invalidate(tags, at)
     try {
-      return step()
+      await this.#disk.files.invalidateTags(counted ? tags : tags.filter((t) => !this.#tagsStaleSafe([t], at)), at)
     } catch (error) {
-      this.#bookkeepingFailed(error)
-      throw error
+      if (counted) this.#failures.writeFailed(error)
     }
   }
 
-  /** Counts a failed bookkeeping or maintenance step in the breaker, as opossum counts any
-   *  failure: an operation run through it that failed (it judges whether it is a disk's). A
-   *  synchronous throw is counted at once, before the caller reads the breaker's state. */
-  #bookkeepingFailed(error: unknown): void {
-    this.#breaker.run(() => {
-      throw error
-    }).catch(() => {})
-  }
-
-  /** Maintenance errors that are not LarderErrors are disk trouble: ERR_UNAVAILABLE (at once,
-   *  without touching the disk, while the breaker is open). */
-  async #diskOperation<T>(run: () => Promise<T>): Promise<T> {
+  /** The tag stamps Redis holds, merged into the local clock (at open and after an outage:
+   *  invalidations made while this instance was away). */
+  async #syncTagStamps(): Promise<void> {
+    let stamps: Map<string, number>
     try {
-      return await run()
-    } catch (error) {
-      if (isLarderError(error)) throw error
-      if (isBreakerOpen(error)) throw new LarderError('ERR_UNAVAILABLE', 'Cache disk unavailable: circuit breaker is open', { cause: error })
-      this.#counts.errors++
-      throw new LarderError('ERR_UNAVAILABLE', `Cache maintenance failed: ${(error as Error).message}`, { cause: error })
-    }
-  }
-
-  /** Writes the running totals, hit counts and merged touches this process holds, through
-   *  the breaker (not while it is open; a failure is counted). Sync: runs at exit too. */
-  #flushCounters(): void {
-    // A failing disk or an open breaker: the next full scan corrects the totals.
-    for (const flush of [() => this.#lastUse.flush(), () => this.#totals.flush(), () => this.#hitLog?.flush()]) {
-      try {
-        this.#bookkeeping(flush)
-      } catch {
-        // skipped or counted
-      }
-    }
-  }
-
-  /** Leaves this instance's counters and breaker state for `activity()`. Sync: runs at exit too. */
-  #recordActivity(): void {
-    try {
-      this.#activity.record(this.#counts, this.#breaker.snapshot().state)
+      if (this.#shared === undefined || this.options.readOnly) return
+      stamps = await this.#shared.tagStamps()
     } catch {
-      // the disk is failing: this run goes unrecorded
+      return // Redis unreachable: the next reconnect syncs
     }
+    const byTime = new Map<number, string[]>()
+    for (const [tag, at] of stamps) byTime.set(at, [...(byTime.get(at) ?? []), tag])
+    for (const [at, tags] of byTime) {
+      this.#clock.observe(at)
+      await this.#invalidateLocal(tags, at, false)
+    }
+  }
+
+  get #remote(): RemoteParts {
+    return { stack: this.#stack, clock: this.#clock, loads: this.#loads as Loads<unknown>, invalidateTags: (tags, at) => this.#invalidateLocal(tags, at, false) }
   }
 
   #assertOpen(): void {
@@ -993,13 +775,4 @@ export class Larder extends EventEmitter<LarderEvents> {
     this.#assertOpen()
     if (this.options.readOnly) throw new LarderError('ERR_READ_ONLY', 'The cache was opened with readOnly: true; it writes nothing', { field: 'readOnly' })
   }
-}
-
-/** Waits for `promises` (which never reject), or `ms`, whichever comes first. */
-async function settledWithin(promises: Promise<unknown>[], ms: number): Promise<void> {
-  if (promises.length === 0) return
-  let timer: NodeJS.Timeout | undefined
-  const waited = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))
-  await Promise.race([Promise.all(promises), waited])
-  clearTimeout(timer)
 }

@@ -3,6 +3,7 @@ import path from 'node:path'
 import zlib from 'node:zlib'
 import ms from 'ms'
 import bytesIec from 'bytes-iec'
+import type { Cluster, Redis } from 'ioredis'
 import { LarderError } from './errors.js'
 import type { Sharing } from './store/owned-tree.js'
 
@@ -85,10 +86,48 @@ export interface BreakerOptions {
   timeout?: Duration
 }
 
+/** Where each write goes and when `set()` resolves (see README, Shared tier). */
+export type WriteStrategy = 'write-through' | 'write-back' | 'cache-aside'
+
+/** The shared tier: a Redis server or cluster every instance of the cache reaches. */
+export interface RedisOptions {
+  /** `redis://[user:password@]host:port[/db]` (or `rediss://`). Default `redis://127.0.0.1:6379`
+   *  when neither `client` nor `cluster` is given. */
+  url?: string
+  /** Your own ioredis `Redis` or `Cluster`. larder uses it and never closes it (it opens one
+   *  duplicate connection of it for the bus, and closes that). */
+  client?: Redis | Cluster
+  /** Seed nodes of a Redis Cluster: larder opens an ioredis `Cluster` on them. */
+  cluster?: Array<string | { host: string; port: number }>
+  /** Prefix of every Redis key and channel larder uses. Default `'larder:'`. Keys are
+   *  `<prefix><ns>:<key>`, ns being `default` or `ns-<xxhash64(namespace)>`. */
+  prefix?: string
+  /** Entries whose stored bytes are larger stay in the local tiers only. Default `'1MB'`:
+   *  a large value in Redis blocks its single thread while it is copied. Streams always stay
+   *  local. */
+  maxValueSize?: Size
+  /** The longest an entry stays in Redis (an entry without expiry included). Default: its own
+   *  expiry (plus its grace). */
+  ttl?: Duration
+  /** No Redis command waits longer than this: it fails (a miss, or a counted drop) and counts
+   *  toward the Redis breaker. Default `'500ms'`. */
+  commandTimeout?: Duration
+  /** The Redis tier's own breaker. Defaults as for the disk's, but `resetTimeout` `'5s'`. */
+  breaker?: BreakerOptions
+}
+
+export interface WriteBackOptions {
+  /** Most writes waiting for Redis; past it the oldest is dropped (and counted). Default 10,000. */
+  maxQueue?: number
+  /** The longest a write waits before its batch is sent. Default `'50ms'`. */
+  maxDelay?: Duration
+}
+
 export interface LarderOptions {
   /** The cache directory; created if missing. Default `node_modules/.cache/larder` under the
-   *  current working directory (the convention build tools already git-ignore). */
-  dir?: string
+   *  current working directory (the convention build tools already git-ignore). `false`: no
+   *  file tier at all (memory, and Redis if set: the memory tier is then on by default). */
+  dir?: string | false
   /** Separates caches sharing one directory; entries of one namespace never see another's.
    *  Default `''`. At most 256 bytes of UTF-8, well-formed (no lone surrogate), without NUL. */
   namespace?: string
@@ -170,8 +209,29 @@ export interface LarderOptions {
    * whose every writer you trust (a CI cache volume of one project, a build farm's group).
    */
   shared?: Sharing
+  /** The shared tier below the files (see `RedisOptions`): a URL, or options. Default: none. */
+  redis?: string | RedisOptions
+  /** Default `'write-through'`. `'write-back'` and `'cache-aside'` need `redis`. */
+  writeStrategy?: WriteStrategy
+  /** The write-back queue's bounds (`writeStrategy: 'write-back'`). */
+  writeBack?: WriteBackOptions
+  /** Redis pub/sub between the instances sharing `redis` (each drops its local copies of what
+   *  another changed). Default true whenever `redis` is set. */
+  bus?: boolean
 }
 
+export interface ResolvedRedisOptions {
+  url: string | undefined
+  client: Redis | Cluster | undefined
+  cluster: Array<string | { host: string; port: number }> | undefined
+  prefix: string
+  maxValueSize: number
+  ttl: number
+  commandTimeout: number
+  breaker: ResolvedBreakerOptions
+}
+
+/** `maintenance` as resolved: every default filled in, durations in ms. */
 export interface ResolvedMaintenanceOptions {
   auto: boolean
   interval: number
@@ -182,6 +242,7 @@ export interface ResolvedMaintenanceOptions {
   tempMaxAge: number
 }
 
+/** `breaker` as resolved: every default filled in, durations in ms. */
 export interface ResolvedBreakerOptions {
   errorThresholdPercentage: number
   volumeThreshold: number
@@ -190,8 +251,10 @@ export interface ResolvedBreakerOptions {
   timeout: number
 }
 
+/** The options a cache runs with (`cache.options`): every default filled in, sizes in bytes,
+ *  durations in ms. See `LarderOptions` for what each means. */
 export interface ResolvedOptions {
-  dir: string
+  dir: string | false
   shared: Sharing
   namespace: string
   defaultTtl: number
@@ -210,6 +273,10 @@ export interface ResolvedOptions {
   evictionPolicy: EvictionPolicy
   readOnly: boolean
   maintenance: ResolvedMaintenanceOptions
+  redis: ResolvedRedisOptions | undefined
+  writeStrategy: WriteStrategy
+  writeBack: { maxQueue: number; maxDelay: number }
+  bus: boolean
 }
 
 /** Longest key, in UTF-8 bytes. Keys are stored inside entries, not in paths, so this
@@ -226,8 +293,11 @@ export const DEFAULT_MAX_VALUE_SIZE = 64 * 1024 * 1024
 const OPTION_NAMES = new Set<string>([
   'dir', 'namespace', 'defaultTtl', 'compression', 'compressionLevel', 'compressThreshold',
   'streamCompression', 'serializer', 'maxValueSize', 'memory', 'failOpen', 'breaker', 'durable', 'maxSize', 'maxEntries', 'evictionPolicy',
-  'readOnly', 'maintenance', 'shared',
+  'readOnly', 'maintenance', 'shared', 'redis', 'writeStrategy', 'writeBack', 'bus',
 ])
+const REDIS_NAMES = new Set(['url', 'client', 'cluster', 'prefix', 'maxValueSize', 'ttl', 'commandTimeout', 'breaker'])
+const WRITE_BACK_NAMES = new Set(['maxQueue', 'maxDelay'])
+const STRATEGIES: readonly WriteStrategy[] = ['write-through', 'write-back', 'cache-aside']
 const MAINTENANCE_NAMES = new Set(['interval', 'workers', 'lowWater', 'touchAfter', 'lfuHalfLife', 'tempMaxAge'])
 const BREAKER_NAMES = new Set(['errorThresholdPercentage', 'volumeThreshold', 'resetTimeout', 'rollingCountTimeout', 'timeout'])
 const MEMORY_NAMES = new Set(['maxEntries', 'maxSize', 'ttl'])
@@ -313,10 +383,10 @@ export function resolveOptions(input: unknown): ResolvedOptions {
   const o = input as LarderOptions
   rejectUnknown(o, OPTION_NAMES, '')
 
-  if (o.dir !== undefined && (typeof o.dir !== 'string' || o.dir === '' || o.dir.includes('\0'))) {
-    throw invalid('dir', 'expected a non-empty path string')
+  if (o.dir !== undefined && o.dir !== false && (typeof o.dir !== 'string' || o.dir === '' || o.dir.includes('\0'))) {
+    throw invalid('dir', 'expected a non-empty path string, or false (no file tier)')
   }
-  const dir = path.resolve(o.dir ?? defaultCacheDir())
+  const dir = o.dir === false ? false : path.resolve(o.dir ?? defaultCacheDir())
 
   const namespace = o.namespace ?? ''
   if (typeof namespace !== 'string' || namespace.includes('\0') || Buffer.byteLength(namespace) > MAX_NAMESPACE_BYTES) {
@@ -349,7 +419,7 @@ export function resolveOptions(input: unknown): ResolvedOptions {
   }
 
   let memory: ResolvedOptions['memory'] = false
-  const memoryInput = o.memory ?? false
+  const memoryInput = o.memory ?? dir === false
   if (memoryInput === true || (typeof memoryInput === 'object' && memoryInput !== null && !Array.isArray(memoryInput))) {
     const m: MemoryTierOptions = memoryInput === true ? {} : memoryInput
     rejectUnknown(m, MEMORY_NAMES, 'memory.')
@@ -365,32 +435,13 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     throw invalid('memory', 'expected false, true or { maxEntries?, maxSize?, ttl? }')
   }
 
-  const b = o.breaker === undefined ? {} : o.breaker
-  if (b === null || typeof b !== 'object' || Array.isArray(b)) throw invalid('breaker', 'expected an object of thresholds')
-  rejectUnknown(b, BREAKER_NAMES, 'breaker.')
-  const errorThresholdPercentage = b.errorThresholdPercentage ?? 50
-  if (typeof errorThresholdPercentage !== 'number' || !(errorThresholdPercentage > 0 && errorThresholdPercentage <= 100)) {
-    throw invalid('breaker.errorThresholdPercentage', `expected a number in (0, 100], got ${String(errorThresholdPercentage)}`)
-  }
-  const volumeThreshold = b.volumeThreshold ?? 5
-  if (typeof volumeThreshold !== 'number' || !Number.isInteger(volumeThreshold) || volumeThreshold < 0) {
-    throw invalid('breaker.volumeThreshold', `expected a non-negative integer, got ${String(volumeThreshold)}`)
-  }
-  const breaker: ResolvedBreakerOptions = {
-    errorThresholdPercentage,
-    volumeThreshold,
-    resetTimeout: parseDuration(b.resetTimeout ?? 10_000, 'breaker.resetTimeout'),
-    rollingCountTimeout: parseDuration(b.rollingCountTimeout ?? 10_000, 'breaker.rollingCountTimeout'),
-    timeout: parseDuration(b.timeout ?? 0, 'breaker.timeout'),
-  }
-  if (breaker.resetTimeout === 0) throw invalid('breaker.resetTimeout', 'must be greater than 0')
-  if (breaker.rollingCountTimeout === 0) throw invalid('breaker.rollingCountTimeout', 'must be greater than 0')
+  const breaker = resolveBreaker(o.breaker, 'breaker.', 10_000)
 
   const evictionPolicy = o.evictionPolicy ?? 'lru'
   if (!POLICIES.includes(evictionPolicy)) {
     throw invalid('evictionPolicy', `expected one of ${POLICIES.join(', ')}, got ${JSON.stringify(evictionPolicy)}`)
   }
-  for (const flag of ['failOpen', 'durable', 'readOnly'] as const) {
+  for (const flag of ['failOpen', 'durable', 'readOnly', 'bus'] as const) {
     if (o[flag] !== undefined && typeof o[flag] !== 'boolean') throw invalid(flag, `expected a boolean, got ${String(o[flag])}`)
   }
   const streamCompression = o.streamCompression ?? 'adaptive'
@@ -428,6 +479,81 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     evictionPolicy,
     readOnly: o.readOnly ?? false,
     maintenance: resolveMaintenance(o.maintenance),
+    ...resolveShared(o, dir, memory),
+  }
+}
+
+/** The breaker thresholds at `prefix` (`breaker.` or `redis.breaker.`). */
+function resolveBreaker(input: unknown, prefix: string, resetTimeout: number, timeout = 0): ResolvedBreakerOptions {
+  const b = (input === undefined ? {} : input) as BreakerOptions
+  const field = prefix.slice(0, -1)
+  if (b === null || typeof b !== 'object' || Array.isArray(b)) throw invalid(field, 'expected an object of thresholds')
+  rejectUnknown(b, BREAKER_NAMES, prefix)
+  const errorThresholdPercentage = b.errorThresholdPercentage ?? 50
+  if (typeof errorThresholdPercentage !== 'number' || !(errorThresholdPercentage > 0 && errorThresholdPercentage <= 100)) {
+    throw invalid(`${prefix}errorThresholdPercentage`, `expected a number in (0, 100], got ${String(errorThresholdPercentage)}`)
+  }
+  const volumeThreshold = b.volumeThreshold ?? 5
+  if (typeof volumeThreshold !== 'number' || !Number.isInteger(volumeThreshold) || volumeThreshold < 0) {
+    throw invalid(`${prefix}volumeThreshold`, `expected a non-negative integer, got ${String(volumeThreshold)}`)
+  }
+  const breaker: ResolvedBreakerOptions = {
+    errorThresholdPercentage,
+    volumeThreshold,
+    resetTimeout: parseDuration(b.resetTimeout ?? resetTimeout, `${prefix}resetTimeout`),
+    rollingCountTimeout: parseDuration(b.rollingCountTimeout ?? 10_000, `${prefix}rollingCountTimeout`),
+    timeout: parseDuration(b.timeout ?? timeout, `${prefix}timeout`),
+  }
+  if (breaker.resetTimeout === 0) throw invalid(`${prefix}resetTimeout`, 'must be greater than 0')
+  if (breaker.rollingCountTimeout === 0) throw invalid(`${prefix}rollingCountTimeout`, 'must be greater than 0')
+  return breaker
+}
+
+/** `redis`, `writeStrategy`, `writeBack` and `bus`, checked against each other and `dir`. */
+function resolveShared(o: LarderOptions, dir: string | false, memory: ResolvedOptions['memory']): Pick<ResolvedOptions, 'redis' | 'writeStrategy' | 'writeBack' | 'bus'> {
+  const redis = resolveRedis(o.redis)
+  const writeStrategy = o.writeStrategy ?? 'write-through'
+  if (!STRATEGIES.includes(writeStrategy)) {
+    throw invalid('writeStrategy', `expected one of ${STRATEGIES.join(', ')}, got ${JSON.stringify(writeStrategy)}`)
+  }
+  if (writeStrategy !== 'write-through' && redis === undefined) throw invalid('writeStrategy', `"${writeStrategy}" needs a shared tier: set the redis option`)
+  if (dir === false && redis === undefined && memory === false) throw invalid('dir', 'with dir: false, a cache needs the memory tier or redis to keep anything')
+  if (dir === false && o.readOnly === true) throw invalid('readOnly', 'readOnly needs a dir to read')
+  const w = (o.writeBack ?? {}) as WriteBackOptions
+  if (w === null || typeof w !== 'object' || Array.isArray(w)) throw invalid('writeBack', 'expected { maxQueue?, maxDelay? }')
+  rejectUnknown(w, WRITE_BACK_NAMES, 'writeBack.')
+  const writeBack = {
+    maxQueue: w.maxQueue === undefined ? 10_000 : positiveInteger(w.maxQueue, 'writeBack.maxQueue'),
+    maxDelay: parseDuration(w.maxDelay ?? '50ms', 'writeBack.maxDelay'),
+  }
+  if (o.bus === true && redis === undefined) throw invalid('bus', 'the bus runs over Redis: set the redis option')
+  return { redis, writeStrategy, writeBack, bus: redis !== undefined && o.bus !== false }
+}
+
+function resolveRedis(input: unknown): ResolvedRedisOptions | undefined {
+  if (input === undefined) return undefined
+  const r = (typeof input === 'string' ? { url: input } : input) as RedisOptions
+  if (r === null || typeof r !== 'object' || Array.isArray(r)) throw invalid('redis', 'expected a redis:// URL or { url?, client?, cluster?, prefix?, maxValueSize?, ttl?, commandTimeout?, breaker? }')
+  rejectUnknown(r, REDIS_NAMES, 'redis.')
+  if (r.url !== undefined && (typeof r.url !== 'string' || !/^rediss?:\/\//.test(r.url))) throw invalid('redis.url', `expected a redis:// or rediss:// URL, got ${String(r.url)}`)
+  if (r.client !== undefined && (r.client === null || typeof r.client !== 'object' || typeof (r.client as { duplicate?: unknown }).duplicate !== 'function')) {
+    throw invalid('redis.client', 'expected an ioredis Redis or Cluster')
+  }
+  if (r.cluster !== undefined) {
+    const ok = Array.isArray(r.cluster) && r.cluster.length > 0 && r.cluster.every((n) => typeof n === 'string' ? n !== '' : n !== null && typeof n === 'object' && typeof n.host === 'string' && Number.isInteger(n.port))
+    if (!ok) throw invalid('redis.cluster', 'expected a non-empty array of "host:port" strings or { host, port }')
+  }
+  if ([r.url, r.client, r.cluster].filter((v) => v !== undefined).length > 1) throw invalid('redis', 'give one of url, client and cluster')
+  const prefix = r.prefix ?? 'larder:'
+  if (typeof prefix !== 'string' || prefix.length > 256) throw invalid('redis.prefix', 'expected a string of at most 256 characters')
+  const maxValueSize = parseSize(r.maxValueSize ?? '1MB', 'redis.maxValueSize')
+  if (maxValueSize === 0) throw invalid('redis.maxValueSize', 'must be greater than 0')
+  const commandTimeout = parseDuration(r.commandTimeout ?? '500ms', 'redis.commandTimeout')
+  if (commandTimeout === 0) throw invalid('redis.commandTimeout', 'must be greater than 0')
+  return {
+    url: r.url, client: r.client, cluster: r.cluster, prefix, maxValueSize, commandTimeout,
+    ttl: r.ttl === undefined ? 0 : parseDuration(r.ttl, 'redis.ttl'),
+    breaker: resolveBreaker(r.breaker, 'redis.breaker.', 5000, commandTimeout),
   }
 }
 

@@ -155,3 +155,26 @@ export function validateSource(source: unknown): StreamSource {
   }
   throw new LarderError('ERR_INVALID_VALUE', 'Invalid source: expected a Readable, an (async) iterable of Uint8Array chunks, or a Uint8Array', { field: 'source' })
 }
+
+/** setMany's items, each validated (an error names the item: `items[1].ttl`). */
+export function validateSetManyItems(items: unknown): { key: string; value: unknown; ttl: number | undefined; tags: readonly string[]; field: string }[] {
+  if (!Array.isArray(items)) throw new LarderError('ERR_INVALID_VALUE', 'Invalid items: expected an array of { key, value, ttl?, tags? }', { field: 'items' })
+  return items.map((item: unknown, i) => {
+    const field = `items[${i}]`
+    if (item === null || typeof item !== 'object') throw new LarderError('ERR_INVALID_VALUE', `Invalid ${field}: expected { key, value, ttl?, tags? }`, { field })
+    const o = validateCallOptions<{ key: string; value: unknown; ttl: unknown; tags: unknown }>(item, ['key', 'value', 'ttl', 'tags'], field)
+    return { key: validateKey(o.key, `${field}.key`), value: o.value, ttl: validateTtl(o.ttl, `${field}.ttl`), tags: validateTags(o.tags, `${field}.tags`), field: `${field}.value` }
+  })
+}
+
+/** warm()'s keys and options. */
+export function validateWarm(keys: unknown, options: unknown): { keys: string[]; loader: ((keys: string[]) => unknown) | undefined; concurrency: number } {
+  const valid = validateKeys(keys as readonly string[])
+  const o = validateCallOptions<{ loader: unknown; concurrency: unknown }>(options, ['loader', 'concurrency'])
+  if (o.loader !== undefined && typeof o.loader !== 'function') throw new LarderError('ERR_INVALID_VALUE', 'Invalid loader: expected a function of the missing keys', { field: 'loader' })
+  const concurrency = o.concurrency ?? 16
+  if (typeof concurrency !== 'number' || !Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1024) {
+    throw new LarderError('ERR_INVALID_OPTION', `Invalid concurrency: expected an integer from 1 to 1024, got ${String(concurrency)}`, { field: 'concurrency' })
+  }
+  return { keys: valid, loader: o.loader as ((keys: string[]) => unknown) | undefined, concurrency }
+}

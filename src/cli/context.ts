@@ -114,7 +114,7 @@ export class CliContext {
   async recordedBudget(): Promise<RecordedBudget | undefined> {
     const options = resolveOptions({ dir: this.dir, namespace: this.options.namespace ?? '' })
     await loadHasher()
-    return readBudget(new Layout(options.dir, options.namespace))
+    return readBudget(new Layout(this.dir, options.namespace))
   }
 
   /** The budget to work with: the command line's, if it gives one, else the recorded one. */

@@ -7,7 +7,7 @@ import {
   canExpandTo, Compression, compressAsync, compressionIds, compressSync, decompressAsync, decompressSync,
   KEEP_COMPRESSED_RATIO, PROBE_BYTES, SYNC_CODEC_LIMIT, worthCompressing,
 } from './compression.js'
-import { CorruptEntryError, FLAG_FRAMED, type DecodedEntry } from './entry-format.js'
+import { CorruptEntryError, encodeEntry, encodeTags, FLAG_FRAMED, type DecodedEntry } from './entry-format.js'
 import { decodeFramedPayload, FRAME_HEADER_BYTES } from './frames.js'
 
 /** Values up to this size are decompressed synchronously (see compression.ts). */
@@ -86,4 +86,21 @@ export async function decodePayload(entry: DecodedEntry): Promise<Buffer> {
   }
   if (bytes.length !== logicalLength) throw new CorruptEntryError(`payload decodes to ${bytes.length} bytes, not the ${logicalLength} its trailer records`)
   return bytes
+}
+
+/** The whole entry file for a buffered value: its payload compressed when it pays, header,
+ *  trailer and checksum (entry-format.ts). The same bytes go to a file and to Redis. */
+export async function encodeEntryBytes(key: string, entry: EntryTimesAndValue, options: Pick<ResolvedOptions, 'compression' | 'compressionLevel' | 'compressThreshold'>): Promise<Buffer> {
+  const { codec, bytes } = entry.serialized
+  const { compression, payload } = await encodePayload(bytes, options)
+  const { createdAt, expiresAt, tags, grace } = entry
+  return encodeEntry({ key, codec, compression, createdAt, expiresAt, tags, grace }, Buffer.from(key), encodeTags(tags), payload, bytes.length)
+}
+
+interface EntryTimesAndValue {
+  serialized: { codec: number; bytes: Buffer }
+  createdAt: number
+  expiresAt: number
+  tags: readonly string[]
+  grace: number
 }

@@ -34,6 +34,9 @@ export interface PruneReport {
   skipped: boolean
   /** Keys removed (or that a dry run would remove), when `listKeys` was set or on a dry run. */
   keys?: string[]
+  /** With `redis` and a `pattern`: keys of the namespace removed from Redis (SCAN per master,
+   *  UNLINK in batches). */
+  sharedRemoved?: number
 }
 
 export interface VerifyReport {

@@ -41,8 +41,9 @@ export interface BreakerSnapshot {
 }
 
 /**
- * An opossum circuit breaker around every disk operation of one cache. It wraps a single
- * pass-through action, `(op) => op()`, so any sync or async disk step can run through it
+ * An opossum circuit breaker around every disk operation of one cache (and, with
+ * `isRedisFailure`, around every Redis command: see resilience/redis-failure.ts). It wraps a
+ * single pass-through action, `(op) => op()`, so any sync or async step can run through it
  * and share one health record. opossum calls the action synchronously inside `fire`, so a
  * synchronous read still completes within the call.
  */
@@ -51,7 +52,7 @@ export class DiskBreaker {
   #rejected = 0
   #opened = 0
 
-  constructor(options: ResolvedBreakerOptions, onState: (state: BreakerState) => void) {
+  constructor(options: ResolvedBreakerOptions, onState: (state: BreakerState) => void, isFailure: (error: unknown) => boolean = isDiskFailure) {
     // opossum reads `.then` of whatever the action returns, so always hand it a promise.
     this.#breaker = new CircuitBreaker((op: () => unknown) => Promise.resolve(op()), {
       timeout: options.timeout === 0 ? false : options.timeout,
@@ -63,7 +64,7 @@ export class DiskBreaker {
       // stats are read: 10 ms per stats() after 100,000 calls. larder keeps its own latencies.
       rollingPercentilesEnabled: false,
       // true = "not a failure": opossum then counts the call as a success.
-      errorFilter: (error: unknown) => !isDiskFailure(error),
+      errorFilter: (error: unknown) => !isFailure(error),
     })
     this.#breaker.on('open', () => {
       this.#opened++

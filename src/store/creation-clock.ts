@@ -1,4 +1,7 @@
-import type { TagClock } from './tag-clock.js'
+/** What the creation clock asks of a tag clock (store/tag-clock.ts, or memory-tag-clock.ts). */
+export interface TagLatest {
+  latest(tags: readonly string[]): number
+}
 
 /**
  * Creation times for entries and invalidation times for tags: wall-clock milliseconds,
@@ -8,10 +11,10 @@ import type { TagClock } from './tag-clock.js'
  * follows another process's invalidation in the same millisecond is still fresh.
  */
 export class CreationClock {
-  readonly #tags: TagClock
+  readonly #tags: TagLatest
   #last = 0
 
-  constructor(tags: TagClock) {
+  constructor(tags: TagLatest) {
     this.#tags = tags
   }
 
@@ -21,6 +24,13 @@ export class CreationClock {
     const floor = after > this.#last ? after : this.#last
     this.#last = now > floor ? now : floor + 0.001
     return this.#last
+  }
+
+  /** Another instance changed something at `at` (a bus message): this clock's later times
+   *  are after it, so a change made here after hearing of it is newer, whatever the two
+   *  hosts' clocks say. */
+  observe(at: number): void {
+    if (at > this.#last && Number.isFinite(at)) this.#last = at
   }
 
   /** A creation time for an entry carrying `tags`: after their latest invalidation. */
@@ -34,6 +44,13 @@ export class CreationClock {
     }
     return this.stamp(latest)
   }
+}
+
+/** The first time after `at` that compares as later: `at + 0.0001` does not (a double near
+ *  today's epoch milliseconds is only precise to about 0.0002 ms), this does. For "drop the
+ *  copy created at `at` but not a newer one". */
+export function justAfter(at: number): number {
+  return at + Math.max(Math.abs(at) * Number.EPSILON, Number.MIN_VALUE)
 }
 
 /** When an entry created at `createdAt` with `ttl` (0 = never) expires; 0 for never. */

@@ -2,8 +2,8 @@ import path from 'node:path'
 import { Readable } from 'node:stream'
 import { isLarderError, LarderError } from '../errors.js'
 import { Compression, compressionIds } from '../format/compression.js'
-import { CorruptEntryError, decodeEntry, encodeEntry, encodeTags, FLAG_FRAMED, type DecodedEntry, type EntryHead } from '../format/entry-format.js'
-import { decodePayload, encodePayload, impossibleLength } from '../format/payload.js'
+import { CorruptEntryError, decodeEntry, FLAG_FRAMED, type DecodedEntry, type EntryHead } from '../format/entry-format.js'
+import { decodePayload, encodeEntryBytes, impossibleLength } from '../format/payload.js'
 import { Codec, deserialize } from '../format/serializers.js'
 import type { HitLog } from '../maintenance/hit-log.js'
 import type { LastUse } from '../maintenance/last-use.js'
@@ -215,10 +215,12 @@ export class FileTier implements Tier {
 
   /** Writes `entry` atomically: compressed when it pays, checksummed. Throws disk failures. */
   async set(key: string, entry: StoredEntry): Promise<void> {
-    const { codec, bytes } = entry.serialized
-    const { compression, payload } = await encodePayload(bytes, this.#p.options)
-    const { createdAt, expiresAt, tags, grace } = entry
-    const file = encodeEntry({ key, codec, compression, createdAt, expiresAt, tags, grace }, Buffer.from(key), encodeTags(tags), payload, bytes.length)
+    await this.setBytes(key, await encodeEntryBytes(key, entry, this.#p.options))
+  }
+
+  /** Writes an entry file's bytes (encodeEntryBytes, or a value the Redis tier verified)
+   *  atomically under `key`'s name. Throws disk failures. */
+  async setBytes(key: string, file: Buffer): Promise<void> {
     const target = this.#fileOf(key)
     const previous = await this.#p.breaker.run(() => {
       const before = disk.lstatSync(target, { throwIfNoEntry: false })
@@ -226,8 +228,24 @@ export class FileTier implements Tier {
     })
     this.#p.changes.bump()
     this.#p.totals.written(file.length, previous?.isFile() ? previous.size : undefined)
-    this.#p.counts.sets++
     this.#p.counts.bytesWritten += file.length
+  }
+
+  /** Removes `key`'s entry if it was created before `at` (another instance changed the
+   *  key then): a newer one stays. Throws disk failures. */
+  async dropIfOlder(key: string, at: number): Promise<void> {
+    const file = this.#fileOf(key)
+    const removed = await this.#p.breaker.run(async () => {
+      const found = await this.#probe(file, key)
+      if (found === undefined) return undefined
+      await found.opened?.handle.close()
+      if ((found.whole ?? found.opened.head).createdAt >= at) return undefined
+      return this.#discard(file, found.ino)
+    })
+    if (removed !== undefined) {
+      this.#p.changes.bump()
+      this.#removed(removed)
+    }
   }
 
   /** Streams `source` into `key`'s entry with bounded memory (see `Larder.setStream`).
@@ -254,7 +272,6 @@ export class FileTier implements Tier {
     )
     this.#p.changes.bump()
     this.#p.totals.written(result.fileBytes, previous)
-    this.#p.counts.sets++
     this.#p.counts.bytesWritten += result.fileBytes
   }
 

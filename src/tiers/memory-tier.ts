@@ -93,15 +93,17 @@ export class MemoryTier implements Tier {
     return this.#epoch
   }
 
-  /** Holds `entry`, unless another process's write was seen since `ticket` was taken. */
-  set(key: string, entry: TierEntry, ticket = this.#epoch): void {
+  /** Holds `entry`, unless another process's write was seen since `ticket` was taken; whether
+   *  it did. */
+  set(key: string, entry: TierEntry, ticket = this.#epoch): boolean {
     // An entry bigger than the whole tier would evict everything else for nothing.
     if (ticket !== this.#epoch || (this.#maxSize !== undefined && entry.size > this.#maxSize)) {
       this.#lru.delete(key)
-      return
+      return false
     }
     const { value, createdAt, expiresAt, tags, grace, size } = entry
     this.#lru.set(key, { found: true, stale: false, value, createdAt, expiresAt, tags, grace, size })
+    return true
   }
 
   delete(key: string): boolean {
@@ -110,6 +112,13 @@ export class MemoryTier implements Tier {
 
   has(key: string): boolean {
     return this.get(key).found
+  }
+
+  /** Drops `key` if the entry held was created before `at` (another instance changed
+   *  the key then); a newer one stays. */
+  dropIfOlder(key: string, at: number): void {
+    const entry = this.#lru.peek(key)
+    if (entry !== undefined && entry.createdAt < at) this.#lru.delete(key)
   }
 
   clear(): void {

@@ -37,7 +37,7 @@ export interface Tier {
   readonly name: 'memory' | 'file'
   /** `grace` > 0 also returns an entry expired less than `grace` ms ago, marked stale. */
   get(key: string, grace: number): TierRead | Promise<TierRead>
-  set(key: string, entry: StoredEntry): void | Promise<void>
+  set(key: string, entry: StoredEntry): unknown
   /** True when a live entry was there. */
   delete(key: string): boolean | Promise<boolean>
   has(key: string): boolean | Promise<boolean>

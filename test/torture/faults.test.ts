@@ -20,7 +20,7 @@ import { drain, makeBlob, makeRecord, prng, problemOf, randInt, valueProblem } f
 import { record, recordSkipped, scale, seedFor } from './scale.ts'
 
 const CODES = ['EIO', 'ENOSPC', 'EACCES', 'EROFS', 'EMFILE'] as const
-const ASYNC_CALLS = new Set(['open', 'readFile', 'unlink', 'rename', 'rm', 'mkdir', 'stat', 'lstat', 'readdir', 'writeAtomic'])
+const ASYNC_CALLS = new Set(['open', 'readFile', 'unlink', 'rename', 'rm', 'mkdir', 'stat', 'lstat', 'readdir', 'write'])
 const real = { ...disk }
 const seams = disk as unknown as Record<string, (...args: unknown[]) => unknown>
 const fast = { volumeThreshold: 4, errorThresholdPercentage: 50, resetTimeout: 100, rollingCountTimeout: 10_000 }
@@ -43,6 +43,9 @@ function inject(faults: Faults, rand: () => number): void {
       faults.injected++
       if (faults.code !== undefined) {
         const error = Object.assign(new Error(`${faults.code}: injected fault, ${name}`), { code: faults.code, syscall: name })
+        // On Linux a close() that reports an error has still released the descriptor; a seam
+        // that kept it open would leak it where no real disk could.
+        if (name === 'closeSync') fn(...args)
         if (isAsync) return Promise.reject(error)
         throw error
       }

@@ -26,7 +26,7 @@ export function statsCommand(): Command {
           const entries = usage?.entries ?? totals.entries
           const stored = usage?.storedBytes ?? totals.size
           const report = {
-            dir: cache.dir,
+            dir: cache.dir as string,
             entries,
             storedBytes: stored,
             logicalBytes: usage?.logicalBytes ?? null,
@@ -47,7 +47,7 @@ export function statsCommand(): Command {
             durationMs: usage?.durationMs ?? null,
             // Without --namespace, every namespace of the directory (the report above is the
             // default one's): a cache whose entries all sit in named namespaces shows them here.
-            ...(ctx.options.namespace === undefined ? { namespaces: await namespacesOf(cache.dir) } : {}),
+            ...(ctx.options.namespace === undefined ? { namespaces: await namespacesOf(cache.dir as string) } : {}),
           }
           ctx.print(() => human(report, budget), () => report)
         })

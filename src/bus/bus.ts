@@ -1,0 +1,139 @@
+import { randomBytes } from 'node:crypto'
+import type { DiskBreaker } from '../resilience/disk-breaker.js'
+import type { RedisClient } from '../redis/connection.js'
+import { decodeMessage, encodeMessage, type BusMessage } from './messages.js'
+import { Outbox } from './outbox.js'
+
+/** Messages (keys and tags) queued at most while Redis is unreachable; see Outbox. */
+const OUTBOX_MAX = 10_000
+
+export interface BusParts {
+  /** Publishes (the tier's command connection, through the Redis breaker). */
+  client: RedisClient
+  breaker: DiskBreaker
+  /** The bus's own connection, which SUBSCRIBE takes over. */
+  subscriber: RedisClient
+  channel: string
+  /** Another instance's message. */
+  received(message: BusMessage): void
+  /** The subscription is (again) in place after the bus was down, or for the first time: what
+   *  was published meanwhile was missed (the outage rule, see tiers/tier-stack.ts). */
+  connected(): void
+}
+
+/**
+ * The invalidation bus: Redis pub/sub on one channel per prefix and namespace, on a connection
+ * of its own. Every instance publishes what it changed and drops its local copies of what the
+ * others changed; its own messages (recognised by a random id) are ignored.
+ *
+ * While Redis cannot be reached, messages wait in a bounded, deduplicated outbox and are
+ * published when it can be again (the Redis breaker closing, the connection coming back).
+ * A subscriber that was disconnected cannot know what it missed: when its subscription is back
+ * in place, `connected()` runs the outage rule.
+ */
+export class Bus {
+  readonly id = randomBytes(8).toString('hex')
+  readonly #p: BusParts
+  readonly #outbox = new Outbox(OUTBOX_MAX)
+  #subscribed = false
+  #flushing = false
+  #closed = false
+
+  constructor(parts: BusParts) {
+    this.#p = parts
+    const { subscriber, channel } = parts
+    subscriber.on('error', () => {}) // reconnects by itself; the Redis breaker counts what fails
+    subscriber.on('message', (from: string, text: string) => {
+      if (from !== channel) return
+      const message = decodeMessage(text)
+      if (message !== undefined && message.from !== this.id) parts.received(message)
+    })
+    subscriber.on('close', () => {
+      this.#subscribed = false
+    })
+    subscriber.on('ready', () => void this.#subscribe())
+  }
+
+  /** Subscribes, waiting at most `ms` (Redis may be down: the subscription follows when it
+   *  comes, and counts as a reconnect). */
+  async start(ms: number): Promise<void> {
+    if (this.#p.subscriber.status !== 'ready') {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, ms)
+        this.#p.subscriber.once('ready', () => {
+          clearTimeout(timer)
+          resolve()
+        })
+      })
+    }
+    if (this.#p.subscriber.status === 'ready') await this.#subscribe()
+  }
+
+  /** Whether the subscription is in place (messages are arriving). */
+  get subscribed(): boolean {
+    return this.#subscribed
+  }
+
+  /** Messages waiting for Redis. */
+  get queued(): number {
+    return this.#outbox.size
+  }
+
+  /** Publishes `message` (its `from` filled in), or queues it while Redis cannot be reached. */
+  publish(message: DistributiveOmit<BusMessage, 'from'>): void {
+    if (this.#closed) return
+    const full = { ...message, from: this.id } as BusMessage
+    if (this.#outbox.size > 0 || this.#p.breaker.state === 'open') {
+      this.#outbox.add(full)
+      this.flush()
+      return
+    }
+    this.#send(full)
+  }
+
+  /** Publishes what waited (the Redis breaker closed, the connection is back). */
+  flush(): void {
+    if (this.#flushing || this.#outbox.size === 0 || this.#p.breaker.state === 'open' || this.#p.client.status !== 'ready') return
+    this.#flushing = true
+    const messages = this.#outbox.take(this.id)
+    void Promise.all(messages.map((m) => this.#send(m))).finally(() => {
+      this.#flushing = false
+    })
+  }
+
+  close(): void {
+    this.#closed = true
+  }
+
+  async #send(message: BusMessage): Promise<void> {
+    try {
+      await this.#p.breaker.run(() => this.#p.client.publish(this.#p.channel, encodeMessage(message)))
+    } catch {
+      this.#outbox.add(message)
+    }
+  }
+
+  #subscribing: Promise<void> | undefined
+
+  /** Subscribes once per connection; the first success after a disconnection is a reconnect. */
+  #subscribe(): Promise<void> {
+    this.#subscribing ??= this.#subscribeOnce().finally(() => {
+      this.#subscribing = undefined
+    })
+    return this.#subscribing
+  }
+
+  async #subscribeOnce(): Promise<void> {
+    if (this.#closed || this.#subscribed) return
+    try {
+      await this.#p.subscriber.subscribe(this.#p.channel)
+    } catch {
+      return // the connection dropped again: the next 'ready' tries again
+    }
+    this.#subscribed = true
+    this.#p.connected()
+    this.flush()
+  }
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never

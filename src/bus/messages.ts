@@ -1,0 +1,51 @@
+import type { TierName } from '../stats/counters.js'
+
+/**
+ * What one instance tells the others over the bus (JSON on the namespace's channel). Every
+ * message says what changed and when (`at`: the change's own time, the creation time of a
+ * written entry or the time of a delete, clear or invalidation), so a receiver drops only the
+ * local copies that are not newer than the change: an older message never undoes a newer
+ * write.
+ *
+ * - `keys`: these keys were written or deleted: drop local copies created before `at` (one
+ *   created at `at` is the very entry the message is about).
+ * - `clear`: one tier (or every tier) was cleared at `at`.
+ * - `tags`: these tags were invalidated at `at`.
+ * - `all`: the sender's queue of messages overflowed while Redis was unreachable: treat it as
+ *   an outage (drop the memory tier, re-validate local entries against Redis).
+ */
+export type BusMessage =
+  | { from: string; op: 'keys'; keys: [key: string, at: number][] }
+  | { from: string; op: 'clear'; tier: TierName | 'all'; at: number }
+  | { from: string; op: 'tags'; tags: string[]; at: number }
+  | { from: string; op: 'all'; at: number }
+
+export function encodeMessage(message: BusMessage): string {
+  return JSON.stringify(message)
+}
+
+/** The message, or undefined for anything that is not one (never trusted further). */
+export function decodeMessage(text: string): BusMessage | undefined {
+  let m: unknown
+  try {
+    m = JSON.parse(text)
+  } catch {
+    return undefined
+  }
+  if (m === null || typeof m !== 'object') return undefined
+  const message = m as Record<string, unknown>
+  if (typeof message.from !== 'string') return undefined
+  const time = (at: unknown): boolean => typeof at === 'number' && Number.isFinite(at)
+  switch (message.op) {
+    case 'keys':
+      return Array.isArray(message.keys) && message.keys.every((k) => Array.isArray(k) && typeof k[0] === 'string' && time(k[1])) ? (message as BusMessage) : undefined
+    case 'clear':
+      return ['memory', 'file', 'redis', 'all'].includes(message.tier as string) && time(message.at) ? (message as BusMessage) : undefined
+    case 'tags':
+      return Array.isArray(message.tags) && message.tags.every((t) => typeof t === 'string') && time(message.at) ? (message as BusMessage) : undefined
+    case 'all':
+      return time(message.at) ? (message as BusMessage) : undefined
+    default:
+      return undefined
+  }
+}

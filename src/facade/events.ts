@@ -1,0 +1,53 @@
+import type { EventEmitter } from 'node:events'
+import type { MaintenanceProgress, PruneReport } from '../maintenance/maintainer.js'
+import type { BreakerState } from '../resilience/disk-breaker.js'
+import type { CorruptReport } from '../tiers/file-tier.js'
+
+/** Events and their arguments. `error` is emitted only when someone listens for it. */
+export interface LarderEvents {
+  error: [error: Error]
+  hit: [key: string, tier: 'memory' | 'disk']
+  miss: [key: string]
+  set: [key: string]
+  delete: [key: string]
+  corrupt: [info: CorruptReport]
+  /** A breaker changed state: the file tier's (the disk) or the Redis tier's. */
+  breaker: [state: BreakerState, tier: 'file' | 'redis']
+  /** Progress of a prune or verify (scan, evict and verify phases). */
+  progress: [progress: MaintenanceProgress]
+  /** An automatic prune (interval or over-budget write) finished. */
+  prune: [report: PruneReport]
+}
+
+/**
+ * Counts the listeners of one event from `newListener`/`removeListener`, so that a hot path
+ * can skip emitting it (emit() gathers its arguments into an array even when nobody listens,
+ * and a memory hit is cheap enough to notice that).
+ */
+export class ListenerCount {
+  count = 0
+  readonly #emitter: EventEmitter
+  readonly #event: string
+  readonly #added = (event: string | symbol): void => {
+    if (event === this.#event) this.count++
+  }
+
+  readonly #removed = (event: string | symbol): void => {
+    if (event === this.#event) this.count--
+  }
+
+  constructor(emitter: EventEmitter, event: string) {
+    this.#emitter = emitter
+    this.#event = event
+    this.watch()
+  }
+
+  /** Installs the hooks unless they are in place (removeAllListeners() takes them), and
+   *  recounts. */
+  watch(): void {
+    const emitter = this.#emitter
+    if (!emitter.listeners('newListener').includes(this.#added)) emitter.on('newListener', this.#added)
+    if (!emitter.listeners('removeListener').includes(this.#removed)) emitter.on('removeListener', this.#removed)
+    this.count = emitter.listenerCount(this.#event)
+  }
+}

@@ -1,0 +1,68 @@
+import { isLarderError, LarderError } from '../errors.js'
+import { isBreakerOpen } from '../resilience/disk-breaker.js'
+import type { Counters, TierName } from '../stats/counters.js'
+
+const WHAT: Record<TierName, string> = { memory: 'Memory tier', file: 'Cache disk', redis: 'Shared tier (Redis)' }
+
+/**
+ * What a tier's failure means to the caller: `failOpen` (the default) makes a failed read a
+ * miss and a failed write a counted drop, with an `error` event for whoever listens; with
+ * `failOpen: false` both reject with `ERR_UNAVAILABLE`. LarderErrors (a caller's mistake, a
+ * value too large) are the caller's and always rethrown. A breaker that refused the call is
+ * not counted as another error: the failures that opened it were.
+ */
+export class Failures {
+  readonly #counters: Counters
+  readonly #failOpen: boolean
+  readonly #emitError: (error: LarderError) => void
+
+  constructor(counters: Counters, failOpen: boolean, emitError: (error: LarderError) => void) {
+    this.#counters = counters
+    this.#failOpen = failOpen
+    this.#emitError = emitError
+  }
+
+  /** A read of `tier` failed: a miss, or ERR_UNAVAILABLE with failOpen false. */
+  readFailed(error: unknown, tier: TierName = 'file'): void {
+    if (isLarderError(error)) throw error
+    this.#trouble(error, tier)
+  }
+
+  /** A write to `tier` failed: a counted drop, or ERR_UNAVAILABLE with failOpen false. */
+  writeFailed(error: unknown, tier: TierName = 'file'): void {
+    if (isLarderError(error)) throw error
+    this.#counters.counts.dropped++
+    const counts = this.#counters.tiers[tier]
+    if (counts !== undefined) counts.dropped++
+    this.#trouble(error, tier)
+  }
+
+  /** A failure that the caller is told of whatever failOpen says (maintenance, bookkeeping
+   *  asked for): ERR_UNAVAILABLE, at once and without touching the tier while its breaker is
+   *  open. */
+  async operation<T>(run: () => Promise<T>, tier: TierName = 'file'): Promise<T> {
+    try {
+      return await run()
+    } catch (error) {
+      if (isLarderError(error)) throw error
+      if (isBreakerOpen(error)) throw new LarderError('ERR_UNAVAILABLE', `${WHAT[tier]} unavailable: circuit breaker is open`, { cause: error })
+      this.#count(tier)
+      throw new LarderError('ERR_UNAVAILABLE', tier === 'file' ? `Cache maintenance failed: ${(error as Error).message}` : `${WHAT[tier]} failed: ${(error as Error).message}`, { cause: error })
+    }
+  }
+
+  #trouble(error: unknown, tier: TierName): void {
+    const open = isBreakerOpen(error)
+    if (!open) this.#count(tier)
+    const reason = error instanceof Error ? error.message : String(error)
+    const unavailable = new LarderError('ERR_UNAVAILABLE', open ? `${WHAT[tier]} unavailable: circuit breaker is open` : `${WHAT[tier]} unavailable: ${reason}`, { cause: error })
+    if (!open) this.#emitError(unavailable)
+    if (!this.#failOpen) throw unavailable
+  }
+
+  #count(tier: TierName): void {
+    this.#counters.counts.errors++
+    const counts = this.#counters.tiers[tier]
+    if (counts !== undefined) counts.errors++
+  }
+}

@@ -1,0 +1,51 @@
+import { LarderError } from '../errors.js'
+import type { KeyOrder } from '../key-order.js'
+
+/** How long close() waits for writes in flight before it aborts the streams among them. */
+export const CLOSE_WAIT_MS = 5000
+
+/**
+ * The writes in flight, for close() to wait for. A buffered write is a few syscalls (or one
+ * round trip) from done; a stream can take as long as its source, so a stream's write carries
+ * an AbortController that close() uses once it has waited long enough.
+ */
+export class InFlight {
+  readonly #writes = new Set<{ done: Promise<unknown>; abort?: AbortController | undefined }>()
+  readonly #order: KeyOrder
+
+  constructor(order: KeyOrder) {
+    this.#order = order
+  }
+
+  /** Runs a write as one close() waits for. */
+  async track<T>(write: Promise<T>, abort?: AbortController): Promise<T> {
+    const flight = { done: write.catch(() => {}), abort }
+    this.#writes.add(flight)
+    try {
+      return await write
+    } finally {
+      this.#writes.delete(flight)
+    }
+  }
+
+  /** Lets writes in flight finish for up to CLOSE_WAIT_MS, then aborts the streams left (a
+   *  buffered write is a few syscalls from done, so only streams can be slower) and waits,
+   *  as long again at most, for them to remove their temp files. */
+  async settle(): Promise<void> {
+    if (this.#writes.size === 0 && this.#order.idle) return
+    // Changes queued behind others on their key (KeyOrder) are writes called before close too.
+    await settledWithin([this.#order.settled(), ...[...this.#writes].map((f) => f.done)], CLOSE_WAIT_MS)
+    const closing = new LarderError('ERR_CLOSED', 'The cache was closed before this stream was stored; nothing was written', { field: 'cache' })
+    for (const flight of this.#writes) flight.abort?.abort(closing)
+    await settledWithin([this.#order.settled(), ...[...this.#writes].map((f) => f.done)], CLOSE_WAIT_MS)
+  }
+}
+
+/** Waits for `promises` (which never reject), or `ms`, whichever comes first. */
+export async function settledWithin(promises: Promise<unknown>[], ms: number): Promise<void> {
+  if (promises.length === 0) return
+  let timer: NodeJS.Timeout | undefined
+  const waited = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))
+  await Promise.race([Promise.all(promises), waited])
+  clearTimeout(timer)
+}

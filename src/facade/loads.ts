@@ -1,0 +1,82 @@
+/**
+ * getOrSet's shared loads (singleflight): one loader call per key however many callers ask at
+ * once, and the rule that keeps a load from storing what a later change replaced.
+ *
+ * A load is stamped with a creation time when it begins. A change of its key (set, delete,
+ * clear, a stream) called while the loader runs supersedes it: it stores nothing, and callers
+ * after the change do not join it. So does an invalidation of one of its tags, by any process
+ * (asked of the tag clock when the load ends, and when a caller would join it).
+ */
+
+/** A getOrSet load in progress, which callers of the same key join. */
+export interface Flight<T> {
+  tags: readonly string[]
+  /** The creation time of what it stores: stamped when the load began. */
+  createdAt: number
+  /** A change of the key (or of its tags) was called since it began: it stores nothing. */
+  superseded: boolean
+  result: Promise<T>
+}
+
+export class Loads<T> {
+  readonly #flights = new Map<string, Flight<T>>()
+  readonly #tagsStale: (tags: readonly string[], createdAt: number) => boolean
+
+  /** `tagsStale` answers whether any of the tags was invalidated at or after a time, and
+   *  never throws (a failing tag clock counts as stale). */
+  constructor(tagsStale: (tags: readonly string[], createdAt: number) => boolean) {
+    this.#tagsStale = tagsStale
+  }
+
+  /** The load of `key` a caller may join: in progress and not invalidated since it began. */
+  joinable(key: string): Flight<T> | undefined {
+    const flight = this.#flights.get(key)
+    return flight !== undefined && !this.invalidatedSince(flight) ? flight : undefined
+  }
+
+  /** Starts a load of `key` (run receives its flight, to stamp what it stores) and forgets it
+   *  once it settles. */
+  async run(key: string, tags: readonly string[], createdAt: number, load: (flight: Flight<T>) => Promise<T>): Promise<T> {
+    const flight: Flight<T> = { tags, createdAt, superseded: false, result: undefined as never }
+    flight.result = load(flight)
+    this.#flights.set(key, flight)
+    try {
+      return await flight.result
+    } finally {
+      if (this.#flights.get(key) === flight) this.#flights.delete(key)
+    }
+  }
+
+  /** Whether the load may still store: not superseded, and none of its tags invalidated, by
+   *  any process, since it began. */
+  mayStore(flight: Flight<T>): boolean {
+    return !flight.superseded && !this.invalidatedSince(flight)
+  }
+
+  /** Whether a tag of the load was invalidated, by any process, since the load began. */
+  invalidatedSince(flight: Flight<T>): boolean {
+    return flight.tags.length > 0 && this.#tagsStale(flight.tags, flight.createdAt)
+  }
+
+  /** A change of `key` was called: its load in progress must not store, and callers after the
+   *  change must not join it. */
+  supersede(key: string): void {
+    const flight = this.#flights.get(key)
+    if (flight === undefined) return
+    flight.superseded = true
+    this.#flights.delete(key)
+  }
+
+  /** Every load carrying one of `tags` began before their invalidation. */
+  supersedeTagged(tags: readonly string[]): void {
+    for (const [key, flight] of this.#flights) {
+      if (flight.tags.some((t) => tags.includes(t))) this.supersede(key)
+    }
+  }
+
+  /** A clear: every load in progress began before it. */
+  supersedeAll(): void {
+    for (const flight of this.#flights.values()) flight.superseded = true
+    this.#flights.clear()
+  }
+}

@@ -1,0 +1,48 @@
+import { LarderError } from '../errors.js'
+import { readBack, serialize, type Serialized } from '../format/serializers.js'
+import type { ResolvedOptions } from '../options.js'
+import { expiryOf, type CreationClock } from '../store/creation-clock.js'
+import { validateValueSize } from '../validate.js'
+import type { StoredEntry } from '../tiers/tier.js'
+
+/** An entry ready to be written: serialized at call time, written at its turn. */
+export interface Write {
+  serialized: Serialized
+  createdAt: number
+  expiresAt: number
+  tags: readonly string[]
+  grace: number
+  /** ms spent preparing it (serializing), for latency.set. */
+  spent: number
+  /** The value as the serializer gives it back, when already known. */
+  value?: unknown
+}
+
+type Options = Pick<ResolvedOptions, 'serializer' | 'maxValueSize' | 'defaultTtl'>
+
+/** Serializes a value for writing, at call time (bad input rejects before anything is queued
+ *  or written); its creation time is now, or when its load began. */
+export function prepareWrite(options: Options, clock: CreationClock, value: unknown, ttl: number | undefined, tags: readonly string[], grace: number, field = 'value', createdAt?: number): Write {
+  const started = performance.now()
+  const serialized = serialize(value, options.serializer, field)
+  validateValueSize(serialized.bytes.length, options.maxValueSize, field)
+  const at = createdAt ?? clock.createdAt(tags)
+  return { serialized, createdAt: at, expiresAt: expiryOf(ttl ?? options.defaultTtl, at), tags, grace, spent: performance.now() - started }
+}
+
+/** The value as every reader of its entry will get it (see serializers.ts `readBack`). */
+export function readBackValue(options: Options, serialized: Serialized): unknown {
+  try {
+    return readBack(serialized, options.serializer)
+  } catch (cause) {
+    throw new LarderError('ERR_SERIALIZE', `Cannot store value: the custom serializer cannot read back what it wrote (${(cause as Error).message})`, { field: 'value', cause })
+  }
+}
+
+/** The entry a write hands the tiers; its value (what the memory tier holds) is read back
+ *  only when a memory tier will hold it. */
+export function storedEntry(options: Options, write: Write, withValue: boolean): StoredEntry {
+  const { serialized, createdAt, expiresAt, tags, grace } = write
+  const value = withValue ? ('value' in write ? write.value : readBackValue(options, serialized)) : undefined
+  return { value, createdAt, expiresAt, tags, grace, size: serialized.bytes.length, serialized }
+}

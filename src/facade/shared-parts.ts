@@ -1,0 +1,130 @@
+import { randomBytes } from 'node:crypto'
+import { setTimeout as delay } from 'node:timers/promises'
+import { Bus } from '../bus/bus.js'
+import type { BusMessage } from '../bus/messages.js'
+import type { ResolvedOptions, ResolvedRedisOptions } from '../options.js'
+import { closeClient, duplicateForSubscribing, openClient, readyWithin, type RedisClient } from '../redis/connection.js'
+import { RAISE_STAMPS, RELEASE_LOCK, runScript } from '../redis/scripts.js'
+import { DiskBreaker, type BreakerState } from '../resilience/disk-breaker.js'
+import { isRedisFailure } from '../resilience/redis-failure.js'
+import type { ActivityCounters } from '../stats/activity-log.js'
+import type { TagStamps } from '../store/liveness.js'
+import type { CorruptReport } from '../tiers/file-tier.js'
+import { RedisTier } from '../tiers/redis-tier.js'
+
+export interface SharedHooks {
+  counts: ActivityCounters
+  tags: TagStamps
+  corrupt(report: CorruptReport): void
+  breaker(state: BreakerState): void
+  /** Another instance's message. */
+  received(message: BusMessage): void
+  /** The bus's subscription is in place (again): the outage rule. */
+  connected(): void
+  /** Redis can be reached again (the breaker closed): send what waited. */
+  recovered(): void
+}
+
+/** How long a lock is held at most (its holder died, or its loader hangs). */
+export const LOCK_TTL_MS = 10_000
+/** How long a getOrSet waits for another instance's loader before calling its own. */
+export const LOCK_WAIT_MS = 10_000
+
+/**
+ * Everything a cache with `redis` owns: the command connection (the caller's, or its own),
+ * the Redis tier's breaker, the tier, the bus and its connection, the tag stamps kept in Redis
+ * and getOrSet's cross-instance lock.
+ */
+export class SharedParts {
+  readonly client: RedisClient
+  readonly breaker: DiskBreaker
+  readonly tier: RedisTier
+  readonly bus: Bus | undefined
+  readonly #owned: boolean
+  readonly #subscriber: RedisClient | undefined
+  readonly #options: ResolvedRedisOptions
+  readonly #stampsKey: string
+
+  constructor(options: ResolvedOptions & { redis: ResolvedRedisOptions }, hooks: SharedHooks) {
+    this.#options = options.redis
+    const { client, owned } = openClient(options.redis)
+    this.client = client
+    this.#owned = owned
+    if (owned) client.on('error', () => {}) // it reconnects by itself; failed commands are counted
+    this.breaker = new DiskBreaker(options.redis.breaker, (state) => {
+      hooks.breaker(state)
+      if (state === 'closed') hooks.recovered()
+    }, isRedisFailure)
+    this.tier = new RedisTier({ client, options, redis: options.redis, breaker: this.breaker, tags: hooks.tags, counts: hooks.counts, corrupt: hooks.corrupt })
+    this.#stampsKey = `${this.tier.base}\0tags`
+    client.on('ready', () => hooks.recovered())
+    if (options.bus) {
+      this.#subscriber = duplicateForSubscribing(client)
+      this.bus = new Bus({
+        client, breaker: this.breaker, subscriber: this.#subscriber, channel: `${options.redis.prefix}bus:${this.tier.base.slice(options.redis.prefix.length, -1)}`,
+        received: hooks.received, connected: hooks.connected,
+      })
+    }
+  }
+
+  /** Waits (at most commandTimeout, or a second) for Redis and the bus: Redis down at open
+   *  still opens the cache, whose reads fall through and writes drop until it comes. */
+  async start(): Promise<void> {
+    const ms = Math.max(1000, this.#options.commandTimeout)
+    await Promise.all([readyWithin(this.client, ms), this.bus?.start(ms)])
+  }
+
+  /** Every tag stamp recorded in Redis (an instance that starts later sees old invalidations). */
+  async tagStamps(): Promise<Map<string, number>> {
+    const all = await this.breaker.run(() => this.client.hgetall(this.#stampsKey))
+    const stamps = new Map<string, number>()
+    for (const [tag, at] of Object.entries(all)) if (Number.isFinite(Number(at))) stamps.set(tag, Number(at))
+    return stamps
+  }
+
+  /** Raises the stamps of `tags` to `at` in Redis (never lowers one). */
+  async recordTags(tags: readonly string[], at: number): Promise<void> {
+    await this.breaker.run(() => runScript(this.client, RAISE_STAMPS, [this.#stampsKey], tags.flatMap((t) => [t, String(at)])))
+  }
+
+  /**
+   * Runs `work` holding the lock of `key` (SET NX PX, released by a token-checked script), or,
+   * while another instance holds it, polls `ready` (has that instance's value arrived?) until
+   * the lock is free or LOCK_WAIT_MS have passed, then runs `work` anyway: a bounded wait. An
+   * unreachable Redis runs `work` at once (no lock is better than no answer).
+   */
+  async withLock<T>(key: string, ready: () => Promise<T | undefined>, work: () => Promise<T>): Promise<T> {
+    const name = `${this.tier.base}\0lock:${key}`
+    const token = randomBytes(12).toString('hex')
+    const deadline = Date.now() + LOCK_WAIT_MS
+    let pause = 5
+    for (;;) {
+      let acquired: boolean
+      try {
+        acquired = (await this.breaker.run(() => this.client.set(name, token, 'PX', LOCK_TTL_MS, 'NX'))) === 'OK'
+      } catch {
+        return work()
+      }
+      if (acquired) {
+        try {
+          const found = await ready() // the holder before us may have stored it just now
+          return found !== undefined ? found : await work()
+        } finally {
+          await this.breaker.run(() => runScript(this.client, RELEASE_LOCK, [name], [token])).catch(() => {})
+        }
+      }
+      const found = await ready()
+      if (found !== undefined) return found
+      if (Date.now() >= deadline) return work()
+      await delay(pause)
+      pause = Math.min(pause * 2, 50)
+    }
+  }
+
+  async close(): Promise<void> {
+    this.bus?.close()
+    if (this.#subscriber !== undefined) await closeClient(this.#subscriber)
+    if (this.#owned) await closeClient(this.client)
+    this.breaker.shutdown()
+  }
+}

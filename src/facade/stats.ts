@@ -1,0 +1,56 @@
+import type { BreakerSnapshot } from '../resilience/disk-breaker.js'
+import type { ActivityCounters } from '../stats/activity-log.js'
+import type { Counters, TierName, TierStats } from '../stats/counters.js'
+import type { LatencySummary } from '../stats/latency-window.js'
+
+/** This instance's counters since it opened (or since `resetStats()`), and more. */
+export interface Stats extends ActivityCounters {
+  /** hits / (hits + misses); 0 before any read. */
+  hitRate: number
+  /** Entries in the memory tier (0 when it is off). */
+  memoryEntries: number
+  latency: { get: LatencySummary; set: LatencySummary }
+  /** The file tier's breaker (closed, with nothing counted, when there is no file tier). */
+  breaker: BreakerSnapshot
+  /** Entries in this namespace on disk, for every process sharing it: running totals, not a
+   *  scan (see maintenance/totals.ts); exact after a prune or verify, then within the
+   *  writes racing it. */
+  entries: number
+  /** Bytes of entry files in this namespace on disk (what `maxSize` limits), likewise. */
+  size: number
+  /** When a prune or verify last counted the tree (ms since the epoch), if ever. */
+  scannedAt: number | undefined
+  /** Each tier's own figures: the tiers this cache has. */
+  tiers: Partial<Record<TierName, TierStats>>
+}
+
+const CLOSED: BreakerSnapshot = Object.freeze({ state: 'closed', failures: 0, rejected: 0, opened: 0 })
+
+export interface StatsSources {
+  counters: Counters
+  memoryEntries: number
+  totals: { entries: number; bytes: number; scannedAt?: number | undefined }
+  breakers: Partial<Record<TierName, BreakerSnapshot>>
+}
+
+/** The figures `stats()` returns, assembled from the counters, the running totals and the
+ *  breakers. */
+export function assembleStats({ counters, memoryEntries, totals, breakers }: StatsSources): Stats {
+  const c = counters.sinceReset()
+  const reads = c.hits + c.misses
+  const tiers: Partial<Record<TierName, TierStats>> = {}
+  for (const [name, tier] of Object.entries(counters.tiers) as [TierName, NonNullable<Counters['tiers'][TierName]>][]) {
+    tiers[name] = tier.snapshot(breakers[name])
+  }
+  return {
+    ...c,
+    entries: totals.entries,
+    size: totals.bytes,
+    scannedAt: totals.scannedAt,
+    hitRate: reads === 0 ? 0 : c.hits / reads,
+    memoryEntries,
+    latency: { get: counters.getLatency.summary(), set: counters.setLatency.summary() },
+    breaker: breakers.file ?? CLOSED,
+    tiers,
+  }
+}

@@ -1,0 +1,74 @@
+import { Slots } from '../batch-slots.js'
+import type { StackRead } from '../tiers/tier-stack.js'
+
+/** What `warm()` did. */
+export interface WarmReport {
+  /** Keys that are local (memory or file tier) now: found there, promoted, or loaded. */
+  warmed: number
+  /** Keys promoted from the shared tier (Redis). */
+  fromShared: number
+  /** Keys the loader gave a value for, stored. */
+  loaded: number
+  /** Keys neither found nor loaded (the loader failed, or had nothing for them). */
+  failed: number
+}
+
+/** Keys handed to one loader call. */
+const LOADER_BATCH = 100
+
+export interface WarmParts {
+  /** Reads a key through the stack (promoting a Redis hit into the local tiers). */
+  lookup(key: string): Promise<StackRead>
+  /** Stores a loaded value. */
+  store(key: string, value: unknown): Promise<void>
+}
+
+/**
+ * Makes each key local: read through the tiers (a Redis hit is promoted), at most
+ * `concurrency` at once; the keys found nowhere go to `loader(keys)`, LOADER_BATCH at a time,
+ * which returns their values (an array in key order, a Map, or an object by key; `undefined`
+ * for none), and those are stored.
+ */
+export async function warm(parts: WarmParts, keys: readonly string[], loader: ((keys: string[]) => unknown) | undefined, concurrency: number): Promise<WarmReport> {
+  const report: WarmReport = { warmed: 0, fromShared: 0, loaded: 0, failed: 0 }
+  const missing: string[] = []
+  const slots = new Slots(concurrency)
+  await Promise.all([...new Set(keys)].map((key) => slots.run(async () => {
+    const found = await parts.lookup(key)
+    if (found.found && !found.stale) {
+      report.warmed++
+      if (found.tier === 'redis') report.fromShared++
+    } else missing.push(key)
+  })))
+  for (let i = 0; i < missing.length; i += LOADER_BATCH) {
+    const batch = missing.slice(i, i + LOADER_BATCH)
+    let values: unknown
+    try {
+      values = loader === undefined ? undefined : await loader(batch)
+    } catch {
+      values = undefined
+    }
+    await Promise.all(batch.map((key, at) => slots.run(async () => {
+      const value = valueOf(values, key, at)
+      if (value === undefined) {
+        report.failed++
+        return
+      }
+      try {
+        await parts.store(key, value)
+        report.loaded++
+        report.warmed++
+      } catch {
+        report.failed++
+      }
+    })))
+  }
+  return report
+}
+
+function valueOf(values: unknown, key: string, at: number): unknown {
+  if (Array.isArray(values)) return values[at]
+  if (values instanceof Map) return values.get(key)
+  if (values !== null && typeof values === 'object') return Object.hasOwn(values, key) ? (values as Record<string, unknown>)[key] : undefined
+  return undefined
+}

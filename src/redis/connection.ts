@@ -1,0 +1,81 @@
+import { Cluster, Redis, type ClusterNode, type RedisOptions as IORedisOptions } from 'ioredis'
+import type { ResolvedRedisOptions } from '../options.js'
+
+export type RedisClient = Redis | Cluster
+
+/**
+ * The connections larder uses to reach Redis: one for commands (the caller's `client`, or one
+ * larder opens from `url` or `cluster`) and, for the bus, one subscriber of its own (pub/sub
+ * takes a connection over). larder closes only what it opened.
+ *
+ * Commands never wait for a connection: `enableOfflineQueue: false` makes a command sent while
+ * Redis is unreachable fail at once (a miss or a counted drop), instead of queueing without
+ * bound until it returns; `maxRetriesPerRequest: 0` fails a command whose connection dropped
+ * mid-flight instead of resending it after the reconnect (a write resent later could land
+ * after a newer one). `commandTimeout` bounds a command that was sent and gets no answer (a
+ * paused or sleeping server); the tier's breaker applies the same bound to a caller's client.
+ * The client itself reconnects for ever, backing off to 1 s.
+ */
+export function openClient(options: ResolvedRedisOptions): { client: RedisClient; owned: boolean } {
+  if (options.client !== undefined) return { client: options.client, owned: false }
+  const connection: IORedisOptions = {
+    commandTimeout: options.commandTimeout,
+    connectTimeout: Math.max(1000, options.commandTimeout),
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    enableAutoPipelining: true,
+    retryStrategy: (times) => Math.min(50 * times, 1000),
+    // A paused server answers nothing, and a connection to it looks healthy: pings find out.
+    keepAlive: 1000,
+  }
+  if (options.cluster !== undefined) {
+    const nodes: ClusterNode[] = options.cluster.map((node) => (typeof node === 'string' ? node : { host: node.host, port: node.port }))
+    const client = new Cluster(nodes, {
+      redisOptions: connection,
+      enableOfflineQueue: false,
+      enableAutoPipelining: true,
+      clusterRetryStrategy: (times) => Math.min(100 * times, 1000),
+      slotsRefreshTimeout: Math.max(1000, options.commandTimeout),
+    })
+    return { client, owned: true }
+  }
+  return { client: new Redis(options.url ?? 'redis://127.0.0.1:6379', connection), owned: true }
+}
+
+/** A second connection like `client`, for pub/sub. */
+export function duplicateForSubscribing(client: RedisClient): RedisClient {
+  // The subscriber may queue its SUBSCRIBE until connected: it sends nothing else.
+  if (client instanceof Cluster) return client.duplicate()
+  return client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null })
+}
+
+/** Resolves when `client` is ready, or after `ms` (Redis down at open: the cache opens and
+ *  its reads fall through, writes drop, until Redis comes). */
+export async function readyWithin(client: RedisClient, ms: number): Promise<boolean> {
+  if (client.status === 'ready') return true
+  return new Promise<boolean>((resolve) => {
+    const done = (ready: boolean): void => {
+      clearTimeout(timer)
+      client.off('ready', onReady)
+      resolve(ready)
+    }
+    const onReady = (): void => done(true)
+    const timer = setTimeout(() => done(false), ms)
+    client.on('ready', onReady)
+  })
+}
+
+/** Closes a connection larder opened: QUIT if it can be sent, else disconnect. */
+export async function closeClient(client: RedisClient): Promise<void> {
+  client.removeAllListeners('error')
+  client.on('error', () => {}) // a last socket error must not become an unhandled 'error'
+  if (client.status === 'ready') {
+    await Promise.race([client.quit().catch(() => {}), new Promise((resolve) => setTimeout(resolve, 500).unref())])
+  }
+  client.disconnect()
+}
+
+/** Every master of a cluster (each holds its own slots' keys), or the one server. */
+export function masters(client: RedisClient): Redis[] {
+  return client instanceof Cluster ? client.nodes('master') : [client]
+}

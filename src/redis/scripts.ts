@@ -1,0 +1,82 @@
+import { createHash } from 'node:crypto'
+import type { RedisClient } from './connection.js'
+
+/**
+ * The Lua scripts the Redis tier runs, each atomic on its one key (or one hash), so they work
+ * unchanged on a cluster. Run by EVALSHA, falling back to EVAL once per connection when the
+ * server does not know the script yet (NOSCRIPT): no `defineCommand` on a caller's client.
+ *
+ * Every value larder keeps under a key of its own starts with a 16-byte head whose bytes 8–15
+ * are a float64 LE time: an entry (magic `LRDR`, the entry format's createdAt) or a tombstone
+ * (magic `LRDT`, when the key was deleted). That time is the key's version: a write or a
+ * delete older than what the key holds changes nothing, so a write that arrives late (a
+ * write-back batch, a retried command, a slower instance) never undoes a newer one.
+ */
+export interface Script {
+  lua: string
+  sha: string
+}
+
+function script(lua: string): Script {
+  return { lua, sha: createHash('sha1').update(lua).digest('hex') }
+}
+
+/** The version (bytes 8–15 as float64 LE) of what KEYS[1] holds, or -1 if nothing of ours. */
+const VERSION_OF = `
+local function version(key)
+  local head = redis.call('GETRANGE', key, 0, 15)
+  local magic = string.sub(head, 1, 4)
+  if #head == 16 and (magic == 'LRDR' or magic == 'LRDT') then
+    return struct.unpack('<d', string.sub(head, 9, 16))
+  end
+  return -1
+end
+`
+
+/** KEYS[1] = ARGV[1] (an entry created at ARGV[2]), expiring at ARGV[3] (ms since the epoch;
+ *  0 = never), unless it holds something newer. 1 = stored, 0 = kept the newer. */
+export const SET_IF_NEWER = script(`${VERSION_OF}
+if version(KEYS[1]) > tonumber(ARGV[2]) then return 0 end
+if ARGV[3] == '0' then redis.call('SET', KEYS[1], ARGV[1]) else redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[3]) end
+return 1`)
+
+/** Replaces KEYS[1] by the tombstone ARGV[1] (deleted at ARGV[2]) for ARGV[3] ms, unless it
+ *  holds something newer. 1 = an entry was there, 0 = none, -1 = kept the newer. */
+export const DELETE_IF_OLDER = script(`${VERSION_OF}
+local head = redis.call('GETRANGE', KEYS[1], 0, 3)
+if version(KEYS[1]) > tonumber(ARGV[2]) then return -1 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+if head == 'LRDR' then return 1 end
+return 0`)
+
+/** Deletes KEYS[1] only if it is still ARGV[1] bytes long and ends with the 8 bytes ARGV[2]
+ *  (the checksum of the value judged corrupt): a value written since stays. */
+export const DELETE_IF_SAME = script(`
+local length = redis.call('STRLEN', KEYS[1])
+if length ~= tonumber(ARGV[1]) then return 0 end
+if length >= 8 and redis.call('GETRANGE', KEYS[1], length - 8, length - 1) ~= ARGV[2] then return 0 end
+return redis.call('DEL', KEYS[1])`)
+
+/** Raises each tag's stamp in the hash KEYS[1] (ARGV: tag, time, tag, time…) to the time given,
+ *  never lowers it. */
+export const RAISE_STAMPS = script(`
+for i = 1, #ARGV, 2 do
+  local old = tonumber(redis.call('HGET', KEYS[1], ARGV[i])) or 0
+  if tonumber(ARGV[i + 1]) > old then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+return 1`)
+
+/** Deletes the lock KEYS[1] only if it still holds this holder's token ARGV[1]. */
+export const RELEASE_LOCK = script(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`)
+
+/** Runs `s` by its SHA, loading it with EVAL when the server does not know it. */
+export async function runScript(client: RedisClient, s: Script, keys: (string | Buffer)[], args: (string | Buffer | number)[]): Promise<unknown> {
+  try {
+    return await client.evalsha(s.sha, keys.length, ...keys, ...args)
+  } catch (error) {
+    if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error
+    return client.eval(s.lua, keys.length, ...keys, ...args)
+  }
+}

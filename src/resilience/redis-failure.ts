@@ -1,0 +1,14 @@
+import { LarderError } from '../errors.js'
+
+/**
+ * Which errors say "Redis is unwell", for the Redis tier's own breaker: every error a Redis
+ * command rejects with that is not a LarderError. A connection refused or reset, a command
+ * that timed out (ioredis' `commandTimeout`, or the breaker's own timeout), a client that is
+ * not connected ("Stream isn't writeable", "Connection is closed"), and replies that mean a
+ * server cannot serve (LOADING, BUSY, CLUSTERDOWN, TRYAGAIN, MASTERDOWN, a full server's OOM):
+ * all of them mean the next command is likely to fail too. A corrupt value is not an error at
+ * all (the tier reads it as a miss), so nothing of the cache's own making reaches the breaker.
+ */
+export function isRedisFailure(error: unknown): boolean {
+  return !(error instanceof LarderError)
+}

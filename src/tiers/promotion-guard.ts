@@ -1,0 +1,59 @@
+/** Keys whose latest change heard from another instance is remembered, at most. */
+const HEARD_MAX = 10_000
+
+/**
+ * Whether a value a read found in a lower tier may be promoted into the tiers above it, given
+ * what other instances changed (heard on the bus) while the read was in flight.
+ *
+ * A read takes a `ticket` before it starts. A change of its key heard since then that is newer
+ * than the entry read (a delete, an overwrite) means the value may be what that change
+ * replaced: it must not be promoted, or it would outlive the message that dropped the copies
+ * above. A change heard of another key, or of this very entry (a message stamped with its own
+ * creation time, the usual case just after another instance set it), does not matter: a busy
+ * bus must not stop every promotion. Whatever cannot be judged key by key (a clear, a tag
+ * invalidation, an outage, a key forgotten past HEARD_MAX) refuses every promotion of a read
+ * that began before it.
+ *
+ * Changes called by this instance are KeyOrder's concern (its `version`), not this guard's.
+ */
+export class PromotionGuard {
+  /** Moves with every change heard. */
+  #seq = 0
+  /** Reads with a ticket below this may not promote anything. */
+  #floor = 0
+  /** key → the latest change heard of it (when, and `#seq` then); oldest first. */
+  readonly #heard = new Map<string, { seq: number; at: number }>()
+
+  /** Taken by a read before it starts. */
+  ticket(): number {
+    return this.#seq
+  }
+
+  /** Another instance changed `key` at `at` (a write of an entry created then, or a delete). */
+  heard(key: string, at: number): void {
+    const seq = ++this.#seq
+    const before = this.#heard.get(key)
+    this.#heard.delete(key)
+    this.#heard.set(key, { seq, at: Math.max(at, before?.at ?? 0) })
+    if (this.#heard.size > HEARD_MAX) {
+      const [oldest, change] = this.#heard.entries().next().value!
+      this.#heard.delete(oldest)
+      this.#floor = Math.max(this.#floor, change.seq)
+    }
+  }
+
+  /** Something changed that no key names (a clear, a tag invalidation, an outage): no read
+   *  that began before may promote. */
+  heardAll(): void {
+    this.#floor = ++this.#seq
+    this.#heard.clear()
+  }
+
+  /** Whether the entry of `key` created at `createdAt`, read with `ticket`, may be promoted. */
+  mayPromote(key: string, createdAt: number, ticket: number): boolean {
+    if (ticket === this.#seq) return true
+    if (this.#floor > ticket) return false
+    const change = this.#heard.get(key)
+    return change === undefined || change.seq <= ticket || change.at <= createdAt
+  }
+}

@@ -1,0 +1,251 @@
+import calculateSlot from 'cluster-key-slot'
+import { isLarderError } from '../errors.js'
+import { hasher } from '../format/checksum.js'
+import { CorruptEntryError, decodeEntry, MAGIC } from '../format/entry-format.js'
+import { decodePayload, impossibleLength } from '../format/payload.js'
+import { deserialize } from '../format/serializers.js'
+import { Glob } from '../maintenance/glob.js'
+import type { ResolvedOptions, ResolvedRedisOptions } from '../options.js'
+import type { DiskBreaker } from '../resilience/disk-breaker.js'
+import { masters, type RedisClient } from '../redis/connection.js'
+import { DELETE_IF_OLDER, DELETE_IF_SAME, runScript, SET_IF_NEWER } from '../redis/scripts.js'
+import type { ActivityCounters } from '../stats/activity-log.js'
+import { entryState, type TagStamps } from '../store/liveness.js'
+import type { CorruptReport } from './file-tier.js'
+import type { TierEntry } from './tier.js'
+
+/** A Redis read: a file-tier-shaped read, with the entry's bytes (to promote it as they are). */
+export type RedisRead = { found: false } | ({ found: true; stale: boolean; bytes: Buffer } & TierEntry)
+
+const MISS: RedisRead = Object.freeze({ found: false })
+
+/** A deleted key holds a tombstone this long, so a write older than the delete that arrives
+ *  late (a write-back batch, a slow instance) cannot bring the value back. */
+export const TOMBSTONE_MS = 5 * 60_000
+const TOMBSTONE_MAGIC = 0x5444524c // "LRDT"
+const TOMBSTONE_BYTES = 16
+/** Keys per MGET, UNLINK or SCAN page. */
+const BATCH = 500
+
+export interface RedisTierParts {
+  client: RedisClient
+  options: Pick<ResolvedOptions, 'namespace' | 'serializer' | 'maxValueSize'>
+  redis: ResolvedRedisOptions
+  breaker: DiskBreaker
+  tags: TagStamps
+  counts: ActivityCounters
+  corrupt(report: CorruptReport): void
+}
+
+/** The prefix of every key of a namespace: `<prefix><ns>:`, ns as the file layout names it
+ *  (`default`, or `ns-<xxhash64>`), so no namespace can spell another's keys. */
+export function namespacePrefix(prefix: string, namespace: string): string {
+  return `${prefix}${namespace === '' ? 'default' : 'ns-' + hasher().h64ToString(namespace)}:`
+}
+
+/**
+ * The shared tier: one Redis key per cache key, `<prefix><ns>:<key>`, holding the same
+ * self-checking bytes as an entry file (header, payload, xxhash64; entry-format.ts). A read
+ * verifies the checksum, the key the entry names and its liveness before any byte is used: a
+ * corrupt, truncated or foreign value is a miss, counted and reported (`corrupt`) and deleted
+ * (only if unchanged since). Entries over `redis.maxValueSize` are not stored here.
+ *
+ * Expiry is Redis's: an entry expires at its own expiry plus the grace it records
+ * (`PXAT`, i.e. PEXPIREAT set with the value), or sooner with `redis.ttl`. Writes and deletes
+ * carry the entry's creation time (a delete, its own) and never replace anything newer
+ * (redis/scripts.ts). Every command runs through this tier's own breaker, whose timeout is
+ * `commandTimeout`; failures are thrown for the stack to judge.
+ */
+export class RedisTier {
+  readonly name = 'redis'
+  readonly client: RedisClient
+  /** `<prefix><ns>:`, the prefix of every key of this namespace. */
+  readonly base: string
+  readonly #p: RedisTierParts
+  readonly #maxValueSize: number
+
+  constructor(parts: RedisTierParts) {
+    this.#p = parts
+    this.client = parts.client
+    this.base = namespacePrefix(parts.redis.prefix, parts.options.namespace)
+    this.#maxValueSize = parts.redis.maxValueSize
+  }
+
+  keyOf(key: string): string {
+    return this.base + key
+  }
+
+  /** Whether an entry file of `length` bytes may be stored here. */
+  fits(length: number): boolean {
+    return length <= this.#maxValueSize
+  }
+
+  /** Reads `key`; `grace` > 0 also returns a value expired less than `grace` ago, marked stale. */
+  async get(key: string, grace: number): Promise<RedisRead> {
+    const bytes = await this.#run(() => this.client.getBuffer(this.keyOf(key)))
+    return bytes === null ? MISS : this.#judge(key, bytes, grace)
+  }
+
+  /** Reads several keys: one MGET per slot (per BATCH keys), so a cluster serves each. */
+  async getMany(keys: readonly string[]): Promise<RedisRead[]> {
+    const found: RedisRead[] = keys.map(() => MISS)
+    await Promise.all(this.#bySlot(keys).map(async (indexes) => {
+      const values = await this.#run(() => this.client.mgetBuffer(...indexes.map((i) => this.keyOf(keys[i]!))))
+      await Promise.all(indexes.map(async (at, i) => {
+        const bytes = values[i]
+        if (bytes !== null && bytes !== undefined) found[at] = await this.#judge(keys[at]!, bytes, 0)
+      }))
+    }))
+    return found
+  }
+
+  /** Whether a live entry exists (verified like a read, not decoded). */
+  async has(key: string): Promise<boolean> {
+    const read = await this.get(key, 0)
+    return read.found && !read.stale
+  }
+
+  /** When the entry Redis holds for `key` was created: its version (bytes 8–15), or undefined
+   *  when it holds none (missing, a tombstone, or not ours). Reads 16 bytes. */
+  async versionOf(key: string): Promise<number | undefined> {
+    const head = await this.#run(() => this.client.getrangeBuffer(this.keyOf(key), 0, 15))
+    if (head.length < 16 || head.readUInt32LE(0) !== MAGIC) return undefined
+    return head.readDoubleLE(8)
+  }
+
+  /**
+   * Stores an entry file's bytes under `key` unless Redis holds a newer version. Resolves to
+   * false when it does not fit (over maxValueSize), is already past its time here, or a newer
+   * one was kept.
+   */
+  async set(key: string, bytes: Buffer, createdAt: number, expiresAt: number, grace: number): Promise<boolean> {
+    const until = this.#expiry(expiresAt, grace)
+    if (!this.fits(bytes.length) || until < 0) return false
+    const stored = await this.#run(() => runScript(this.client, SET_IF_NEWER, [this.keyOf(key)], [bytes, String(createdAt), String(until)]))
+    return stored === 1
+  }
+
+  /** Removes `key` (a tombstone stamped `at` takes its place for TOMBSTONE_MS); true if an
+   *  entry was there. */
+  async delete(key: string, at: number): Promise<boolean> {
+    const tombstone = Buffer.alloc(TOMBSTONE_BYTES)
+    tombstone.writeUInt32LE(TOMBSTONE_MAGIC, 0)
+    tombstone.writeDoubleLE(at, 8)
+    const result = await this.#run(() => runScript(this.client, DELETE_IF_OLDER, [this.keyOf(key)], [tombstone, String(at), String(TOMBSTONE_MS)]))
+    return result === 1
+  }
+
+  /** Removes every key of this namespace (entries, tombstones, locks; the tag stamps stay, as
+   *  they do on disk: an invalidation outlives a clear). Resolves to how many went. */
+  async clear(): Promise<number> {
+    return this.#removeWhere(() => true, true)
+  }
+
+  /** Removes the entries whose keys match `pattern` (a key glob, maintenance/glob.ts). */
+  async removeMatching(pattern: string): Promise<number> {
+    const glob = new Glob(pattern)
+    return this.#removeWhere((key) => glob.test(key), false)
+  }
+
+  /**
+   * SCAN MATCH over every master (each holds its own slots' keys), then UNLINK in batches of
+   * one slot each. The MATCH narrows by the namespace prefix only; keys are matched here, with
+   * the cache's own glob rules, never by Redis's.
+   */
+  async #removeWhere(matches: (key: string) => boolean, everything: boolean): Promise<number> {
+    const pattern = escapeGlob(this.base) + '*'
+    let removed = 0
+    for (const node of masters(this.client)) {
+      let cursor = '0'
+      do {
+        const [next, found] = await this.#run(() => node.scan(cursor, 'MATCH', pattern, 'COUNT', BATCH))
+        cursor = next
+        const keys = found.filter((name) => {
+          const key = name.slice(this.base.length)
+          if (key.startsWith('\0')) return everything && !key.startsWith('\0tags')
+          return matches(key)
+        })
+        for (const slot of this.#bySlot(keys, true)) {
+          removed += await this.#run(() => node.unlink(...slot.map((i) => keys[i]!)))
+        }
+      } while (cursor !== '0')
+    }
+    return removed
+  }
+
+  /** Runs a command through this tier's breaker (which times it out at commandTimeout). */
+  #run<T>(command: () => Promise<T>): Promise<T> {
+    return this.#p.breaker.run(command)
+  }
+
+  /** When Redis should drop an entry: its expiry plus its grace, or sooner by `redis.ttl`; 0 =
+   *  never; < 0 = already past. */
+  #expiry(expiresAt: number, grace: number): number {
+    const ttl = this.#p.redis.ttl
+    let until = expiresAt === 0 ? 0 : expiresAt + grace
+    if (ttl > 0 && (until === 0 || until > Date.now() + ttl)) until = Date.now() + ttl
+    return until !== 0 && until <= Date.now() ? -1 : Math.ceil(until)
+  }
+
+  /** Indexes of `keys` grouped by slot (cache keys, or full Redis names with `named`), BATCH at
+   *  most per group. On one server every key shares a group. */
+  #bySlot(keys: readonly string[], named = false): number[][] {
+    const groups = new Map<number, number[][]>()
+    const clustered = masters(this.client)[0] !== this.client
+    keys.forEach((key, i) => {
+      const slot = clustered ? calculateSlot(named ? key : this.keyOf(key)) : 0
+      let lists = groups.get(slot)
+      if (lists === undefined) groups.set(slot, (lists = [[]]))
+      let last = lists[lists.length - 1]!
+      if (last.length >= BATCH) lists.push((last = []))
+      last.push(i)
+    })
+    return [...groups.values()].flat()
+  }
+
+  /** Verifies, judges and decodes a value Redis returned for `key`. */
+  async #judge(key: string, bytes: Buffer, grace: number): Promise<RedisRead> {
+    if (bytes.length === TOMBSTONE_BYTES && bytes.readUInt32LE(0) === TOMBSTONE_MAGIC) return MISS
+    try {
+      const entry = decodeEntry(bytes)
+      if (entry.key !== key) throw new CorruptEntryError('an entry of another key under this name')
+      const impossible = impossibleLength(entry)
+      if (impossible !== undefined) throw new CorruptEntryError(impossible)
+      const state = entryState(entry, Date.now(), this.#p.tags, entry.grace, grace)
+      if (state === 'kept' || state === 'dead') {
+        this.#p.counts.expired++
+        return MISS
+      }
+      if (entry.logicalLength > this.#p.options.maxValueSize) return MISS // never stored by a cache with these bounds
+      const payload = await decodePayload(entry)
+      let value: unknown
+      try {
+        value = deserialize(entry.codec, payload, this.#p.options.serializer)
+      } catch (error) {
+        if (isLarderError(error, 'ERR_DESERIALIZE')) throw error
+        throw new CorruptEntryError(`payload does not deserialize (${(error as Error).message})`)
+      }
+      const { createdAt, expiresAt, tags } = entry
+      return { found: true, stale: state === 'stale', value, createdAt, expiresAt, tags, grace: entry.grace, size: payload.length, bytes }
+    } catch (error) {
+      if (!(error instanceof CorruptEntryError) && !isPayloadFailure(error)) throw error
+      this.#p.counts.corrupt++
+      const name = this.keyOf(key)
+      this.#p.corrupt({ key, file: `redis:${name}`, reason: error instanceof Error ? error.message : String(error) })
+      const tail = bytes.length >= 8 ? bytes.subarray(bytes.length - 8) : Buffer.alloc(0)
+      await this.#run(() => runScript(this.client, DELETE_IF_SAME, [name], [String(bytes.length), tail])).catch(() => {})
+      return MISS
+    }
+  }
+}
+
+/** A payload that fails to decode (zlib's errors): the value is damaged, not Redis. */
+function isPayloadFailure(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code
+  return typeof code === 'string' && code.startsWith('Z_')
+}
+
+/** `text` as a Redis glob that matches only itself. */
+function escapeGlob(text: string): string {
+  return text.replace(/[*?[\]\\]/g, (c) => '\\' + c)
+}

@@ -1,0 +1,407 @@
+import { LRUCache } from 'lru-cache'
+import type { BusMessage } from '../bus/messages.js'
+import type { Failures } from '../facade/failures.js'
+import { encodeEntryBytes } from '../format/payload.js'
+import { justAfter } from '../store/creation-clock.js'
+import type { KeyOrder } from '../key-order.js'
+import type { ResolvedOptions, WriteStrategy } from '../options.js'
+import type { Counters, TierName } from '../stats/counters.js'
+import type { FileTier } from './file-tier.js'
+import type { MemoryTier } from './memory-tier.js'
+import { PromotionGuard } from './promotion-guard.js'
+import type { RedisRead, RedisTier } from './redis-tier.js'
+import { MISS, type StoredEntry, type TierEntry, type TierRead } from './tier.js'
+import type { WriteBackQueue } from './write-back.js'
+
+export interface TierStackParts {
+  memory: MemoryTier | undefined
+  file: FileTier | undefined
+  redis: RedisTier | undefined
+  writeBack: WriteBackQueue | undefined
+  strategy: WriteStrategy
+  options: Pick<ResolvedOptions, 'compression' | 'compressionLevel' | 'compressThreshold'>
+  order: KeyOrder
+  failures: Failures
+  counters: Counters
+  /** A time after every time this instance gave before (deletes and clears are stamped). */
+  stamp(): number
+  /** Tells the other instances (the bus); nothing without one. */
+  publish(message: Omit<Extract<BusMessage, { op: 'keys' }>, 'from'> | Omit<Extract<BusMessage, { op: 'clear' }>, 'from'>): void
+  /** A promotion to the file tier, for close() to wait for. */
+  track(write: Promise<unknown>): void
+}
+
+/** A read of the stack: what it found, and which tier answered. */
+export type StackRead = TierRead & { tier?: TierName }
+
+/** Local entries re-validated against Redis since the last outage, remembered at most. */
+const VALIDATED_MAX = 100_000
+
+/**
+ * The tiers in order, top first: memory, the entry files, Redis. The stack owns the read path
+ * (top tier first; a hit in a lower tier is promoted into the tiers above it, keeping its own
+ * expiry) and the write strategies:
+ *
+ * | strategy | set resolves when | memory, file | Redis |
+ * | write-through | every tier has it | written | written, awaited |
+ * | write-back | the local tiers have it | written | queued (write-back.ts) |
+ * | cache-aside | Redis has it | not written, stale copies dropped | written, awaited |
+ *
+ * An entry too large for Redis (`redis.maxValueSize`) is written locally whatever the strategy.
+ * Every change is published on the bus once Redis has it (write-back: once its batch is sent).
+ *
+ * The facade asks the memory tier itself on its fast path, counts hits and misses, and decides
+ * what a failure means through `Failures`: a tier that fails is skipped (a read falls through,
+ * a write is a counted drop), unless failOpen is false.
+ *
+ * **The outage rule.** An instance whose bus was down cannot know what it missed. So when its
+ * subscription is (again) in place, at open too, `revalidate()` drops the memory tier, and a
+ * file entry created before that moment is served only once Redis holds the same version of
+ * its key (its creation time); otherwise (a newer entry, a tombstone, nothing) the local copy
+ * is removed and the read goes on to Redis.
+ */
+export class TierStack {
+  readonly memory: MemoryTier | undefined
+  readonly file: FileTier | undefined
+  readonly redis: RedisTier | undefined
+  readonly strategy: WriteStrategy
+  readonly #p: TierStackParts
+  /** File entries created before this must be re-validated against Redis (0: none). */
+  #revalidateBefore = 0
+  #validated = new LRUCache<string, true>({ max: VALIDATED_MAX })
+  /** What other instances changed while a read was in flight (see promotion-guard.ts). */
+  readonly #guard = new PromotionGuard()
+
+  constructor(parts: TierStackParts) {
+    this.#p = parts
+    this.memory = parts.memory
+    this.file = parts.file
+    this.redis = parts.redis
+    this.strategy = parts.strategy
+  }
+
+  // ── reads ─────────────────────────────────────────────────────────────────
+
+  /**
+   * Reads `key` below the memory tier: the files, then Redis. A fresh hit is promoted into the
+   * tiers above it, unless a change that may have replaced it was called here or heard from
+   * another instance while it was read (#mayPromote). `grace` > 0 also returns a value expired
+   * less than `grace` ago, marked stale (never promoted). Never throws for a failing tier while
+   * failOpen.
+   */
+  async lookup(key: string, grace: number): Promise<StackRead> {
+    const version = this.#p.order.version
+    const heard = this.#guard.ticket()
+    const ticket = this.memory?.epoch
+    const tiers = this.#p.counters.tiers
+    if (this.memory !== undefined) tiers.memory!.misses++
+    let result: StackRead = MISS
+    if (this.file !== undefined) {
+      const started = performance.now()
+      try {
+        result = await this.file.get(key, grace)
+        if (result.found && !result.stale && !(await this.#stillValid(key, result.createdAt))) result = MISS
+      } catch (error) {
+        this.#p.failures.readFailed(error, 'file')
+      }
+      tiers.file!.get.record(performance.now() - started)
+      if (result.found && !result.stale) {
+        tiers.file!.hits++
+        result = { ...result, tier: 'file' }
+      } else tiers.file!.misses++
+    }
+    let promote: Buffer | undefined
+    if (!(result.found && !result.stale) && this.redis !== undefined) {
+      const shared = await this.#fromRedis(key, grace)
+      if (shared.found && (!shared.stale || !result.found)) {
+        const { bytes, ...entry } = shared
+        result = shared.stale ? entry : { ...entry, tier: 'redis' }
+        if (!shared.stale) promote = bytes
+      }
+    }
+    if (result.found && !result.stale && this.#mayPromote(key, result.createdAt, version, heard)) {
+      if (this.memory?.set(key, result, ticket) === true) tiers.memory!.sets++
+      if (promote !== undefined && this.file !== undefined) this.#promoteToFile(key, promote, result.createdAt, heard)
+    }
+    return result
+  }
+
+  /** Whether a value read with these tickets may go up: no change of any key called here since
+   *  (KeyOrder's version), and none of this key newer than it heard from elsewhere. */
+  #mayPromote(key: string, createdAt: number, version: number, heard: number): boolean {
+    return this.#p.order.version === version && this.#guard.mayPromote(key, createdAt, heard)
+  }
+
+  /** Whether a fresh entry exists in any tier (no value decoded, nothing counted). */
+  async has(key: string): Promise<boolean> {
+    if (this.memory?.has(key) === true) return true
+    if (this.file !== undefined) {
+      try {
+        if (await this.file.has(key)) return true
+      } catch (error) {
+        this.#p.failures.readFailed(error, 'file')
+      }
+    }
+    if (this.redis === undefined) return false
+    try {
+      return await this.redis.has(key)
+    } catch (error) {
+      this.#p.failures.readFailed(error, 'redis')
+      return false
+    }
+  }
+
+  /** Whether a local entry created at `createdAt` may be served: yes, unless the outage rule
+   *  asks Redis and Redis holds another version of the key (the local copy is then removed).
+   *  Redis unreachable: served (reads fail open to the tiers that work). */
+  async #stillValid(key: string, createdAt: number): Promise<boolean> {
+    if (createdAt >= this.#revalidateBefore || this.redis === undefined || this.#validated.has(key)) return true
+    let shared: number | undefined
+    try {
+      shared = await this.redis.versionOf(key)
+    } catch {
+      return true
+    }
+    if (shared === createdAt) {
+      this.#validated.set(key, true)
+      return true
+    }
+    await this.file?.dropIfOlder(key, justAfter(createdAt)).catch(() => {}) // this copy, not a newer one
+    return false
+  }
+
+  /** Whether a local stream entry created at `createdAt` may be served (see #stillValid). */
+  async streamStillValid(key: string, createdAt: () => Promise<number | undefined>): Promise<boolean> {
+    if (this.#revalidateBefore === 0 || this.redis === undefined || this.#validated.has(key)) return true
+    const at = await createdAt()
+    return at === undefined || (await this.#stillValid(key, at))
+  }
+
+  async #fromRedis(key: string, grace: number): Promise<RedisRead> {
+    const counts = this.#p.counters.tiers.redis!
+    const started = performance.now()
+    let shared: RedisRead = MISS as RedisRead
+    try {
+      shared = await this.redis!.get(key, grace)
+    } catch (error) {
+      this.#p.failures.readFailed(error, 'redis')
+    }
+    counts.get.record(performance.now() - started)
+    if (shared.found && !shared.stale) counts.hits++
+    else counts.misses++
+    return shared
+  }
+
+  /**
+   * Writes a Redis hit into the file tier as the bytes Redis held (verified by the read), in
+   * key order: the caller saw no change called since the read began (#mayPromote), and those
+   * called from now on run after it. A newer change heard from elsewhere before it runs cancels
+   * it; one heard while the file is written removes it again (the message's own drop may have
+   * looked before the file was there).
+   */
+  #promoteToFile(key: string, bytes: Buffer, createdAt: number, heard: number): void {
+    const promotion = this.#p.order.change(key, async () => {
+      if (!this.#guard.mayPromote(key, createdAt, heard)) return
+      const writing = this.#guard.ticket()
+      try {
+        await this.file!.setBytes(key, bytes)
+        this.#p.counters.tiers.file!.sets++
+        if (!this.#guard.mayPromote(key, createdAt, writing)) await this.file!.dropIfOlder(key, justAfter(createdAt))
+      } catch {
+        this.#p.counters.tiers.file!.errors++ // a promotion is an optimisation: nothing is lost
+      }
+    }, true)
+    this.#p.track(promotion)
+  }
+
+  // ── writes ────────────────────────────────────────────────────────────────
+
+  /**
+   * Writes `entry` as the strategy says (see the class comment). A dropped write (failOpen)
+   * still serves this process from memory where the strategy writes memory: better than a
+   * miss, and the process's own view stays consistent with what it just wrote. Resolves to
+   * whether a tier below memory stored (or, write-back, queued) it.
+   */
+  async write(key: string, entry: StoredEntry): Promise<boolean> {
+    const tiers = this.#p.counters.tiers
+    const needsBytes = this.file !== undefined || this.redis !== undefined
+    const bytes = needsBytes ? await encodeEntryBytes(key, entry, this.#p.options) : undefined
+    const shared = this.redis !== undefined && bytes !== undefined && this.redis.fits(bytes.length)
+    const local = !shared || this.strategy !== 'cache-aside'
+    if (local && this.memory !== undefined) {
+      this.memory.set(key, entry)
+      tiers.memory!.sets++
+    } else this.memory?.delete(key)
+    this.#p.writeBack?.forget(key)
+    try {
+      const [toFile, toRedis] = await Promise.all([
+        this.file === undefined ? false : local ? this.#toFile(key, bytes!) : this.#dropFile(key, entry.createdAt),
+        !shared ? false : this.strategy === 'write-back' ? this.#queue(key, bytes!, entry) : this.#toRedis(key, bytes!, entry),
+      ])
+      if (this.redis !== undefined && (!shared || this.strategy !== 'write-back')) this.#p.publish({ op: 'keys', keys: [[key, entry.createdAt]] })
+      const stored = toFile || toRedis || (this.file === undefined && this.redis === undefined)
+      if (stored) this.#p.counters.counts.sets++
+      return stored
+    } catch (unavailable) {
+      this.memory?.delete(key) // failOpen false: the caller hears it was not stored
+      throw unavailable
+    }
+  }
+
+  async #toFile(key: string, bytes: Buffer): Promise<boolean> {
+    const counts = this.#p.counters.tiers.file!
+    const started = performance.now()
+    try {
+      await this.file!.setBytes(key, bytes)
+      counts.sets++
+      return true
+    } catch (error) {
+      this.#p.failures.writeFailed(error, 'file')
+      return false
+    } finally {
+      counts.set.record(performance.now() - started)
+    }
+  }
+
+  /** cache-aside: the local copy is dropped, not replaced. */
+  async #dropFile(key: string, createdAt: number): Promise<false> {
+    try {
+      await this.file!.dropIfOlder(key, createdAt)
+    } catch (error) {
+      this.#p.failures.writeFailed(error, 'file')
+    }
+    return false
+  }
+
+  async #toRedis(key: string, bytes: Buffer, entry: TierEntry): Promise<boolean> {
+    const counts = this.#p.counters.tiers.redis!
+    const started = performance.now()
+    try {
+      await this.redis!.set(key, bytes, entry.createdAt, entry.expiresAt, entry.grace)
+      counts.sets++
+      return true
+    } catch (error) {
+      this.#p.failures.writeFailed(error, 'redis')
+      return false
+    } finally {
+      counts.set.record(performance.now() - started)
+    }
+  }
+
+  async #queue(key: string, bytes: Buffer, entry: TierEntry): Promise<boolean> {
+    this.#p.writeBack!.enqueue(key, { bytes, createdAt: entry.createdAt, expiresAt: entry.expiresAt, grace: entry.grace })
+    return true
+  }
+
+  /** write-back's batch: sent in one tick (ioredis pipelines it), then published. */
+  async sendBatch(batch: Map<string, { bytes: Buffer; createdAt: number; expiresAt: number; grace: number }>): Promise<void> {
+    const counts = this.#p.counters.tiers.redis!
+    const started = performance.now()
+    const sent = await Promise.allSettled([...batch].map(([key, w]) => this.redis!.set(key, w.bytes, w.createdAt, w.expiresAt, w.grace)))
+    counts.set.record(performance.now() - started)
+    const keys: [string, number][] = []
+    let failure: unknown
+    let i = 0
+    for (const [key, w] of batch) {
+      const result = sent[i++]!
+      if (result.status === 'fulfilled') {
+        counts.sets++
+        keys.push([key, w.createdAt])
+        batch.delete(key)
+      } else failure ??= result.reason
+    }
+    if (keys.length > 0) this.#p.publish({ op: 'keys', keys })
+    if (failure !== undefined) {
+      counts.errors++
+      throw failure // what is left in the batch is put back
+    }
+  }
+
+  /** Removes `key` from every tier; true if a live entry was there. */
+  async remove(key: string): Promise<boolean> {
+    const at = this.#p.stamp()
+    const tiers = this.#p.counters.tiers
+    const inMemory = this.memory?.delete(key) === true
+    if (inMemory) tiers.memory!.deletes++
+    this.#p.writeBack?.forget(key)
+    const [inFile, inRedis] = await Promise.all([
+      this.file === undefined ? false : this.#removeFrom('file', () => this.file!.delete(key)),
+      this.redis === undefined ? false : this.#removeFrom('redis', () => this.redis!.delete(key, at)),
+    ])
+    if (this.redis !== undefined) this.#p.publish({ op: 'keys', keys: [[key, at]] })
+    return this.file !== undefined ? inFile : this.redis !== undefined ? inRedis : inMemory
+  }
+
+  async #removeFrom(tier: 'file' | 'redis', remove: () => Promise<boolean>): Promise<boolean> {
+    try {
+      const deleted = await remove()
+      if (deleted) this.#p.counters.tiers[tier]!.deletes++
+      return deleted
+    } catch (error) {
+      this.#p.failures.writeFailed(error, tier)
+      return false
+    }
+  }
+
+  /** A stream replaced `key` here at `at`: Redis must not serve an older value of it
+   *  elsewhere (streams stay local), and the others drop their copies. */
+  async removeShared(key: string, at: number): Promise<void> {
+    if (this.redis === undefined) return
+    this.#p.writeBack?.forget(key)
+    await this.#removeFrom('redis', () => this.redis!.delete(key, at))
+    this.#p.publish({ op: 'keys', keys: [[key, at]] })
+  }
+
+  /** Clears `tier` (default: every tier) here and, through the bus, everywhere. */
+  async clear(tier: TierName | 'all' = 'all'): Promise<void> {
+    const at = this.#p.stamp()
+    await this.clearLocal(tier, at)
+    if (this.redis !== undefined && (tier === 'all' || tier === 'redis')) {
+      this.#p.writeBack?.forgetBefore(at)
+      try {
+        await this.redis.clear()
+      } catch (error) {
+        this.#p.failures.writeFailed(error, 'redis')
+      }
+    }
+    if (this.redis !== undefined) this.#p.publish({ op: 'clear', tier, at })
+  }
+
+  /** Clears this instance's memory tier and/or its directory. */
+  async clearLocal(tier: TierName | 'all', at: number): Promise<void> {
+    if (tier === 'all' || tier === 'memory') this.memory?.clear()
+    if ((tier === 'all' || tier === 'file') && this.file !== undefined) {
+      this.#p.writeBack?.forgetBefore(at)
+      try {
+        await this.file.clear()
+      } catch (error) {
+        this.#p.failures.writeFailed(error, 'file')
+      }
+    }
+  }
+
+  // ── the bus ───────────────────────────────────────────────────────────────
+
+  /** Another instance changed `key` at `at`: local copies not newer than that go, and reads
+   *  in flight must not promote an older one. */
+  async dropLocal(key: string, at: number): Promise<void> {
+    this.#guard.heard(key, at)
+    this.memory?.dropIfOlder(key, at)
+    this.#validated.delete(key)
+    await this.file?.dropIfOlder(key, at).catch(() => {}) // a failing disk: the breaker counts it
+  }
+
+  /** Another instance changed what no key names (a clear, tags): reads in flight must not
+   *  promote what they read. */
+  heardAll(): void {
+    this.#guard.heardAll()
+  }
+
+  /** The outage rule (see the class comment): from now on, older local entries are checked. */
+  revalidate(): void {
+    this.#guard.heardAll()
+    this.#revalidateBefore = Date.now()
+    this.#validated.clear()
+    this.memory?.clear()
+  }
+}

@@ -1,0 +1,143 @@
+/**
+ * write-back's queue of Redis writes: a set resolves once the local tiers have its entry, and
+ * the entry reaches Redis from here.
+ *
+ * - Coalesced per key: a key queued again replaces what was queued for it (the last write
+ *   wins) and moves to the back.
+ * - Flushed in batches: once `maxDelay` after the first write queued since the last flush, or
+ *   at once when BATCH writes are waiting. A batch is handed to `send` in one go (the Redis
+ *   tier issues its commands in one tick, so ioredis pipelines them, per node in a cluster).
+ * - Bounded: past `maxQueue` the oldest queued write is dropped and counted (its key is still
+ *   local here; other instances read what Redis had).
+ * - A failed batch is put back (unless a newer write of the key was queued meanwhile) and
+ *   retried on the next flush, which `resume()` (the breaker closing, the connection coming
+ *   back) starts.
+ *
+ * What a crash loses: the writes still queued (at most `maxQueue`, and normally those of the
+ * last `maxDelay`). They stay in the files of this host; the outage rule (see bus/) makes every
+ * instance, this one after its restart included, check such a file entry against Redis before
+ * serving it, and one Redis does not have is dropped there too, so no instance serves it.
+ */
+export interface QueuedWrite {
+  /** The entry file's bytes, as the Redis tier stores them. */
+  bytes: Buffer
+  createdAt: number
+  expiresAt: number
+  grace: number
+}
+
+/** How many queued writes start a flush without waiting for maxDelay. */
+const BATCH = 256
+
+export interface WriteBackParts {
+  maxQueue: number
+  maxDelay: number
+  /** Sends a batch to Redis; rejects when Redis is unreachable. Resolves to the keys it stored. */
+  send(batch: Map<string, QueuedWrite>): Promise<void>
+  /** Writes dropped from the full queue. */
+  dropped(count: number): void
+  /** May a flush run now (false while the Redis breaker is open). */
+  ready(): boolean
+}
+
+export class WriteBackQueue {
+  readonly #p: WriteBackParts
+  #queue = new Map<string, QueuedWrite>()
+  #timer: NodeJS.Timeout | undefined
+  #flushing: Promise<void> | undefined
+  /** Callers of flush() waiting for an empty queue. */
+  #waiters: (() => void)[] = []
+
+  constructor(parts: WriteBackParts) {
+    this.#p = parts
+  }
+
+  get size(): number {
+    return this.#queue.size
+  }
+
+  enqueue(key: string, write: QueuedWrite): void {
+    this.#queue.delete(key)
+    this.#queue.set(key, write)
+    if (this.#queue.size > this.#p.maxQueue) {
+      const oldest = this.#queue.keys().next().value as string
+      this.#queue.delete(oldest)
+      this.#p.dropped(1)
+    }
+    if (this.#queue.size >= BATCH) this.#kick()
+    else if (this.#timer === undefined) {
+      this.#timer = setTimeout(() => this.#kick(), this.#p.maxDelay)
+      this.#timer.unref()
+    }
+  }
+
+  /** Forgets what is queued for `key` (a delete or a local change overtook it). */
+  forget(key: string): void {
+    this.#queue.delete(key)
+  }
+
+  /** Forgets every queued write created at or before `at` (a clear). */
+  forgetBefore(at: number): void {
+    for (const [key, write] of this.#queue) if (write.createdAt <= at) this.#queue.delete(key)
+    this.#settleWaiters()
+  }
+
+  /** Resolves once every write queued before the call has been sent or dropped, or `give up`
+   *  resolves (a closed or unreachable Redis). */
+  async flush(giveUp?: Promise<unknown>): Promise<void> {
+    if (this.#queue.size === 0 && this.#flushing === undefined) return
+    const empty = new Promise<void>((resolve) => this.#waiters.push(resolve))
+    this.#kick()
+    await (giveUp === undefined ? empty : Promise.race([empty, giveUp]))
+  }
+
+  /** Redis is back: send what waited. */
+  resume(): void {
+    if (this.#queue.size > 0) this.#kick()
+  }
+
+  /** Stops the timer (close, after the last flush). */
+  stop(): void {
+    clearTimeout(this.#timer)
+    this.#timer = undefined
+    for (const resolve of this.#waiters.splice(0)) resolve()
+  }
+
+  #kick(): void {
+    clearTimeout(this.#timer)
+    this.#timer = undefined
+    if (this.#flushing !== undefined || this.#queue.size === 0) {
+      this.#settleWaiters()
+      return
+    }
+    if (!this.#p.ready()) return // resume() starts it when Redis is back
+    const batch = this.#queue
+    this.#queue = new Map()
+    this.#flushing = this.#p.send(batch).catch(() => {
+      // Put back what no newer write replaced, oldest first, within the bound.
+      const newer = this.#queue
+      this.#queue = new Map()
+      for (const [key, write] of batch) if (!newer.has(key)) this.#queue.set(key, write)
+      for (const [key, write] of newer) this.#queue.set(key, write)
+      let over = this.#queue.size - this.#p.maxQueue
+      if (over > 0) this.#p.dropped(over)
+      for (const key of this.#queue.keys()) {
+        if (over-- <= 0) break
+        this.#queue.delete(key)
+      }
+    }).finally(() => {
+      this.#flushing = undefined
+      if (this.#queue.size > 0 && this.#p.ready()) this.#kick()
+      else this.#settleWaiters()
+    })
+  }
+
+  /** Wakes flush() callers when nothing is left to send (or nothing can be sent now). */
+  #settleWaiters(): void {
+    if (this.#flushing !== undefined) return
+    if (this.#queue.size > 0 && this.#p.ready()) return
+    if (this.#queue.size === 0 || !this.#p.ready()) {
+      if (this.#queue.size === 0) for (const resolve of this.#waiters.splice(0)) resolve()
+    }
+  }
+}

@@ -1,0 +1,31 @@
+/**
+ * What `npm publish` would ship: `npm pack --dry-run --json` lists the tarball's files. It must
+ * hold the built package and its documents, and nothing else: no tests, benchmarks, fixtures,
+ * sources or local caches, and no more than a size budget (so a stray artifact or a bundled
+ * dependency is noticed the day it appears). The consumer tests (package.test.ts) prove that
+ * what is shipped works; this proves that what works is all that is shipped.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+/** Packed (gzip) and unpacked bytes at most. Today about 0.65 MB and 2.4 MB, source maps
+ *  (with their sources, for readable stack traces) being two thirds of it. */
+const PACKED_BUDGET = 1.5 * 1024 * 1024
+const UNPACKED_BUDGET = 6 * 1024 * 1024
+/** The only paths a tarball may hold. */
+const ALLOWED = [/^dist\/[\w./-]+\.(js|cjs|d\.ts|d\.cts|js\.map|cjs\.map|html|css|svg)$/, /^(README|CHANGELOG)\.md$/, /^LICENSE$/, /^package\.json$/]
+
+test('the tarball holds the built package and its documents only, within the size budget', () => {
+  const json = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+  const [pack] = JSON.parse(json) as [{ size: number; unpackedSize: number; files: { path: string; size: number }[] }]
+  const paths = pack.files.map((f) => f.path)
+  assert.deepEqual(paths.filter((p) => !ALLOWED.some((a) => a.test(p))), [], 'files that should not ship')
+  for (const needed of ['dist/index.js', 'dist/index.cjs', 'dist/index.d.ts', 'dist/index.d.cts', 'dist/maintenance-worker.js', 'dist/cli.js', 'README.md', 'LICENSE', 'package.json']) {
+    assert.ok(paths.includes(needed), `${needed} is missing from the tarball (was \`npm run build\` run?)`)
+  }
+  assert.ok(pack.size <= PACKED_BUDGET, `packed ${pack.size} bytes, over the ${PACKED_BUDGET}-byte budget`)
+  assert.ok(pack.unpackedSize <= UNPACKED_BUDGET, `unpacked ${pack.unpackedSize} bytes, over the ${UNPACKED_BUDGET}-byte budget`)
+})

@@ -1,0 +1,48 @@
+/**
+ * The rule that decides whether a value read below the memory tier may be promoted while other
+ * instances' changes are heard on the bus (tiers/promotion-guard.ts).
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { PromotionGuard } from '../../src/tiers/promotion-guard.ts'
+
+test('a read with nothing heard since its ticket promotes', () => {
+  const guard = new PromotionGuard()
+  const ticket = guard.ticket()
+  assert.equal(guard.mayPromote('k', 100, ticket), true)
+})
+
+test('changes heard of other keys, or of the very entry read, do not stop a promotion', () => {
+  const guard = new PromotionGuard()
+  const ticket = guard.ticket()
+  for (let i = 0; i < 1000; i++) guard.heard(`other:${i}`, 500)
+  guard.heard('k', 100) // the message about the entry that was read (created at 100)
+  guard.heard('k', 50) // and an older one, arriving late
+  assert.equal(guard.mayPromote('k', 100, ticket), true)
+})
+
+test('a newer change of the key heard while the read was in flight stops its promotion', () => {
+  const guard = new PromotionGuard()
+  const ticket = guard.ticket()
+  guard.heard('k', 101)
+  assert.equal(guard.mayPromote('k', 100, ticket), false)
+  assert.equal(guard.mayPromote('k', 100, guard.ticket()), true, 'a read that began after the message is judged by itself')
+})
+
+test('a clear, tag invalidation or outage heard stops every promotion of a read begun before it', () => {
+  const guard = new PromotionGuard()
+  const ticket = guard.ticket()
+  guard.heardAll()
+  assert.equal(guard.mayPromote('k', 100, ticket), false)
+  assert.equal(guard.mayPromote('k', 100, guard.ticket()), true)
+})
+
+test('a key forgotten past the bound counts as heard for the reads that began before it', () => {
+  const guard = new PromotionGuard()
+  const ticket = guard.ticket()
+  guard.heard('k', 101)
+  for (let i = 0; i < 10_000; i++) guard.heard(`other:${i}`, 1)
+  assert.equal(guard.mayPromote('k', 100, ticket), false)
+  assert.equal(guard.mayPromote('unrelated', 100, ticket), false, 'it cannot tell which key it forgot')
+  assert.equal(guard.mayPromote('k', 100, guard.ticket()), true)
+})

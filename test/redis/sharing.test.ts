@@ -1,0 +1,86 @@
+/**
+ * Two processes with separate directories sharing one real Redis: what one does, the other
+ * sees (through Redis and the bus), in order and without a wrong value.
+ */
+import { after, before, describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { Redis } from 'ioredis'
+import { Larder } from '../../src/index.ts'
+import { startChild, type Child } from '../children/harness.ts'
+import { tempDir } from '../helpers.ts'
+import { eventually, redisAvailable, startRedis, type RedisServer } from './server.ts'
+
+const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run installs it)'
+const server = skip === false ? await startRedis() : (undefined as unknown as RedisServer)
+
+describe('two processes, separate directories, one Redis', { skip }, () => {
+  let b: Child
+  let a: Larder
+  const prefix = `t${process.pid}:`
+  before(async () => {
+    b = await startChild('redis-peer.ts')
+    await b.call('open', { options: { dir: tempDir(), memory: true, maintenance: false, redis: { url: server.url, prefix } } })
+    a = await Larder.open({ dir: tempDir(), memory: true, maintenance: false, redis: { url: server.url, prefix } })
+  })
+  after(async () => {
+    await a?.close()
+    await b?.shutdown()
+  })
+  const onB = async (key: string): Promise<unknown> => (await b.call<{ value: unknown }>('get', { key })).value
+
+  test('a set on A is read on B (from Redis, then from B\'s own tiers)', async () => {
+    await a.set('user:1', { name: 'Ada' })
+    assert.deepEqual(await onB('user:1'), { name: 'Ada' })
+    const stats = await b.call<{ tiers: { redis: { hits: number } } }>('stats')
+    assert.equal(stats.tiers.redis.hits, 1)
+    assert.deepEqual(await onB('user:1'), { name: 'Ada' })
+    type Figures = { memoryHits: number; tiers: { redis: { hits: number }; file: { sets: number }; memory: { sets: number } } }
+    const after = await b.call<Figures>('stats')
+    assert.equal(after.tiers.redis.hits, 1, 'the second read was local')
+    assert.equal(after.memoryHits, 1, 'from B\'s memory tier')
+    assert.equal(after.tiers.memory.sets, 1, 'promoted into memory')
+    assert.ok(await eventually(async () => (await b.call<Figures>('stats')).tiers.file.sets === 1), 'and into B\'s own directory')
+  })
+
+  for (const [name, change, expected] of [
+    ['an overwrite', (k: string) => a.set(k, 'v2'), 'v2'],
+    ['a delete', async (k: string) => void (await a.delete(k)), undefined],
+    ['a tag invalidation', async () => a.invalidateTags(['t']), undefined],
+    ['a clear', async () => a.clear(), undefined],
+  ] as const) {
+    test(`${name} on A is seen by B, whose local copy was fresh`, async () => {
+      const key = `k:${name}`
+      await a.set(key, 'v1', { tags: ['t'] })
+      assert.equal(await onB(key), 'v1')
+      assert.equal(await onB(key), 'v1') // B holds it in memory and on disk now
+      await change(key)
+      assert.ok(await eventually(async () => (await onB(key)) === expected, 2000), `B sees ${String(expected)}`)
+    })
+  }
+
+  test('B\'s own messages do not drop B\'s copies, and an older message never undoes a newer write', async () => {
+    await b.call('set', { key: 'own', value: 'mine' })
+    const before = (await b.call<{ memoryHits: number }>('stats')).memoryHits
+    assert.equal(await onB('own'), 'mine')
+    assert.equal((await b.call<{ memoryHits: number }>('stats')).memoryHits, before + 1, 'still in memory after its own message')
+    // A message stamped before B's write arrives after it: B keeps its newer value.
+    const publisher = new Redis(server.url)
+    const channel = `${prefix}bus:default`
+    await publisher.publish(channel, JSON.stringify({ from: 'someone-else', op: 'keys', keys: [['own', 1]] }))
+    await publisher.quit()
+    assert.equal(await onB('own'), 'mine')
+    assert.equal((await b.call<{ memoryHits: number }>('stats')).memoryHits, before + 2, 'the older message left the newer copy in memory')
+  })
+
+  test('a late starter sees tag invalidations made before it opened', async () => {
+    await a.set('tagged', 'old', { tags: ['late'] })
+    const dir = tempDir()
+    const early = await Larder.open({ dir, maintenance: false, redis: { url: server.url, prefix } })
+    assert.equal(await early.get('tagged'), 'old') // now in early's directory
+    await early.close()
+    await a.invalidateTags(['late'])
+    const late = await Larder.open({ dir, maintenance: false, redis: { url: server.url, prefix } })
+    assert.equal(await late.get('tagged'), undefined)
+    await late.close()
+  })
+})
