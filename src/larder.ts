@@ -632,7 +632,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     const started = performance.now()
     const found = await this.#stack.lookup(key, grace)
     this.#counters.getLatency.record(performance.now() - started)
-    if (found.found && !found.stale) this.#hit(key, 'disk')
+    if (found.found && !found.stale) this.#hit(key, found.tier === 'redis' ? 'redis' : 'disk')
     else this.#miss(key)
     return found
   }
@@ -718,7 +718,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     return deleted
   }
 
-  #hit(key: string, tier: 'memory' | 'disk'): void {
+  #hit(key: string, tier: 'memory' | 'disk' | 'redis'): void {
     this.#counters.counts.hits++
     if (this.#hitListeners.count > 0) this.emit('hit', key, tier)
   }

@@ -6,7 +6,8 @@ import type { CorruptReport } from '../tiers/file-tier.js'
 /** Events and their arguments. `error` is emitted only when someone listens for it. */
 export interface LarderEvents {
   error: [error: Error]
-  hit: [key: string, tier: 'memory' | 'disk']
+  /** Which tier answered: the memory tier, the entry files (`disk`), or the shared tier. */
+  hit: [key: string, tier: 'memory' | 'disk' | 'redis']
   miss: [key: string]
   set: [key: string]
   delete: [key: string]

@@ -174,7 +174,7 @@ function errorAnswer(error: FastifyError | HttpError | Error, jsonLimit: number)
   if (isLarderError(error)) {
     if (error.code.startsWith('ERR_INVALID') || error.code === 'ERR_SERIALIZE') return { status: 400, code: error.code, message: error.message }
     if (error.code === 'ERR_TOO_LARGE') return { status: 413, code: error.code, message: error.message }
-    if (error.code === 'ERR_UNAVAILABLE' || error.code === 'ERR_CLOSED' || error.code === 'ERR_BUSY') return { status: 503, code: error.code, message: 'The cache is unavailable (its disk is failing, or the server is stopping)' }
+    if (error.code === 'ERR_UNAVAILABLE' || error.code === 'ERR_CLOSED' || error.code === 'ERR_BUSY') return { status: 503, code: error.code, message: 'The cache is unavailable (its disk or its shared tier is failing, or the server is stopping)' }
   }
   const fastifyError = error as FastifyError
   const status = fastifyError.statusCode

@@ -14,7 +14,7 @@ export const PROTOCOLS: readonly Protocol[] = ['turbo', 'nx', 'ccache', 'bazel',
 
 /** Which tier answered a hit: the in-process memory tier, the entry files, or the origin
  *  (a read-through fetch). The Redis tier joins once it exists. */
-export type HitTier = 'memory' | 'file' | 'origin'
+export type HitTier = 'memory' | 'file' | 'redis' | 'origin'
 
 export interface Tally {
   hits: number

@@ -13,8 +13,9 @@ import type { ServeOptions } from './options.js'
  */
 export type Protocol = 'turbo' | 'nx' | 'ccache' | 'bazel' | 'api'
 
-/** `health`: the namespace `GET /readyz` writes a probe into. */
-export type NamespaceUse = Protocol | 'health'
+/** `health`: the namespace `GET /readyz` writes a probe into; `shared-health` the same in
+ *  the shared tier alone (with `--redis`: no memory tier, no files). */
+export type NamespaceUse = Protocol | 'health' | 'shared-health'
 
 export interface NamespaceInfo {
   name: string
@@ -63,19 +64,6 @@ export class Namespaces {
     return settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []))
   }
 
-  /**
-   * Replaces a namespace's instance with a fresh one: the cache API's `DELETE /cache/l1`
-   * empties the in-process memory tier this way (the disk keeps every entry). Calls already
-   * holding the old instance finish on it (close() waits for its writes).
-   */
-  async reopen(name: string, protocol: NamespaceUse): Promise<void> {
-    const old = this.#open.get(name)
-    const fresh = this.#openNamespace(name, protocol)
-    this.#open.set(name, fresh)
-    await fresh
-    if (old !== undefined) await (await old.catch(() => undefined))?.cache.close()
-  }
-
   /** Closes every instance (waiting for their writes); later `get`s reject. */
   async close(): Promise<void> {
     this.#closed = true
@@ -85,7 +73,7 @@ export class Namespaces {
   }
 
   async #openNamespace(name: string, protocol: NamespaceUse): Promise<NamespaceInfo> {
-    const cache = await Larder.open({ ...this.#optionsFor(protocol), dir: this.#options.dir, namespace: name })
+    const cache = await Larder.open({ dir: this.#options.dir, ...this.#optionsFor(protocol), namespace: name })
     const info: NamespaceInfo = { name, protocol, cache }
     this.#opened(info)
     return info
@@ -93,9 +81,14 @@ export class Namespaces {
 
   #optionsFor(protocol: NamespaceUse): LarderOptions {
     const budget = this.#options.maxSize === undefined ? {} : { maxSize: this.#options.maxSize }
+    if (protocol === 'shared-health') return { dir: false, memory: false, redis: this.#options.redis, failOpen: false }
     if (protocol === 'api') {
       return {
         ...budget,
+        // The shared tier (--redis) serves the cache API only: its values are small, and
+        // several replicas share them and their invalidations. Artifacts stay on each
+        // replica's disk (larder keeps streams local anyway).
+        ...(this.#options.redis === undefined ? {} : { redis: this.#options.redis }),
         failOpen: false,
         memory: this.#options.memoryEntries > 0 ? { maxEntries: this.#options.memoryEntries } : false,
         defaultTtl: this.#options.defaultTtl,

@@ -21,6 +21,9 @@ export interface ServeOptions {
   maxBody: number
   /** Read-through origin for `GET /api/cache/:key` misses. */
   origin: string | undefined
+  /** The shared tier (`redis://…`) of the cache API's namespace: larder's `redis` option,
+   *  passed to `Larder.open` as it is. Credentials in it are never logged. */
+  redis: string | undefined
   dashboard: boolean
   /** The cache API's memory tier (the seeds' `CACHE_L1_MAX_ENTRIES`); 0 turns it off. */
   memoryEntries: number
@@ -57,6 +60,7 @@ export function serveOptions(partial: Partial<ServeOptions> & { dir: string }): 
     maxSize: undefined,
     maxBody: SERVE_DEFAULTS.maxBody,
     origin: undefined,
+    redis: undefined,
     dashboard: true,
     memoryEntries: SERVE_DEFAULTS.memoryEntries,
     defaultTtl: SERVE_DEFAULTS.defaultTtl,

@@ -1,4 +1,4 @@
-import type { BreakerState } from '../index.js'
+import type { BreakerState, Stats } from '../index.js'
 import type { ServerMetrics, Tally } from './metrics.js'
 import { PROTOCOLS } from './metrics.js'
 import type { Namespaces, NamespaceUse } from './namespaces.js'
@@ -9,8 +9,8 @@ import type { Namespaces, NamespaceUse } from './namespaces.js'
  * (`hits`, `misses`, `hit_rate`, `sets`, `deletes`, `evictions`, `l1_size`, `l2_*`); `protocols`
  * has the same tallies per protocol, and `namespaces` each namespace's running totals.
  *
- * `l2_*` are the shared (Redis) tier's: this server has none yet, so they are 0 and `l2` is
- * `{ enabled: false }`.
+ * `l1_*` and `l2_*` are the cache API namespace's memory and shared (Redis, `--redis`) tiers,
+ * from its `stats().tiers`; without `--redis`, `l2_*` are 0 and `l2` is `{ enabled: false }`.
  */
 export interface NamespaceFigures {
   name: string
@@ -55,30 +55,32 @@ export function rate(hits: number, misses: number): number {
   return hits + misses === 0 ? 0 : hits / (hits + misses)
 }
 
-export async function metricsDocument(metrics: ServerMetrics, namespaces: Namespaces, memory: { size: number; max: number }): Promise<Record<string, unknown>> {
-  const api = metrics.tally('api')
+/** `api`: the cache API namespace's `stats()`; `memoryMax`: its memory tier's size. */
+export async function metricsDocument(metrics: ServerMetrics, namespaces: Namespaces, api: Stats, memoryMax: number): Promise<Record<string, unknown>> {
+  const shared = api.tiers.redis
+  const tally = metrics.tally('api')
   const spaces = await namespaceFigures(namespaces)
   const protocols = Object.fromEntries(PROTOCOLS.map((p) => [p, protocolFigures(metrics.tally(p))]))
   const all = PROTOCOLS.map((p) => metrics.tally(p))
   const sum = (pick: (t: Tally) => number): number => all.reduce((n, t) => n + pick(t), 0)
   return {
-    hits: api.hits,
-    misses: api.misses,
-    hit_rate: rate(api.hits, api.misses),
-    sets: api.sets,
-    deletes: api.deletes,
+    hits: tally.hits,
+    misses: tally.misses,
+    hit_rate: rate(tally.hits, tally.misses),
+    sets: tally.sets,
+    deletes: tally.deletes,
     evictions: metrics.evictions,
-    errors: api.errors,
-    l1_size: memory.size,
-    l1_max_entries: memory.max,
-    l1_hits: api.memoryHits,
-    file_hits: api.fileHits,
-    l2_hits: 0,
-    l2_misses: 0,
-    l2_errors: 0,
-    l2: { enabled: false },
-    origin_fetches: api.originFetches,
-    origin_errors: api.originErrors,
+    errors: tally.errors,
+    l1_size: api.memoryEntries,
+    l1_max_entries: memoryMax,
+    l1_hits: tally.memoryHits,
+    file_hits: tally.fileHits,
+    l2_hits: shared?.hits ?? 0,
+    l2_misses: shared?.misses ?? 0,
+    l2_errors: shared?.errors ?? 0,
+    l2: l2Figures(shared),
+    origin_fetches: tally.originFetches,
+    origin_errors: tally.originErrors,
     total: {
       hits: sum((t) => t.hits), misses: sum((t) => t.misses), hit_rate: rate(sum((t) => t.hits), sum((t) => t.misses)),
       bytes_in: sum((t) => t.bytesIn), bytes_out: sum((t) => t.bytesOut),
@@ -88,4 +90,10 @@ export async function metricsDocument(metrics: ServerMetrics, namespaces: Namesp
     namespaces: spaces,
     uptime_s: Math.round((Date.now() - metrics.startedAt) / 1000),
   }
+}
+
+/** The shared tier as the management routes and the metrics show it. */
+export function l2Figures(shared: Stats['tiers']['redis']): Record<string, unknown> {
+  if (shared === undefined) return { enabled: false, hits: 0, misses: 0, errors: 0 }
+  return { enabled: true, hits: shared.hits, misses: shared.misses, sets: shared.sets, errors: shared.errors, dropped: shared.dropped, breaker: shared.breaker?.state ?? 'closed' }
 }

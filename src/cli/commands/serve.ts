@@ -18,6 +18,7 @@ interface ServeFlags {
   maxSize?: number
   maxBody?: number
   origin?: string
+  redis?: string
   dashboard: boolean
   memoryEntries?: number
   defaultTtl?: number
@@ -42,6 +43,38 @@ function urlArgument(value: string): string {
   return value
 }
 
+/**
+ * The shared tier's URL: `--redis` (or `LARDER_REDIS_URL`), else the seed service's
+ * `REDIS_URL`; the seed's `REDIS_PASSWORD` and `REDIS_DB` fill in what the URL leaves out. No
+ * URL, no shared tier (`REDIS_PASSWORD` or `REDIS_DB` alone turn nothing on).
+ */
+export function redisUrlFrom(flag: string | undefined, env: NodeJS.ProcessEnv): string | undefined {
+  const given = flag ?? (env.REDIS_URL === undefined || env.REDIS_URL === '' ? undefined : env.REDIS_URL)
+  if (given === undefined) return undefined
+  const source = flag !== undefined ? '--redis (LARDER_REDIS_URL)' : 'REDIS_URL'
+  let url: URL
+  try {
+    url = new URL(given)
+  } catch {
+    throw new CliFailure(`${source} is not a URL: expected redis://[user:password@]host:port[/db]`, EXIT.usage)
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw new CliFailure(`${source} must be a redis:// or rediss:// URL`, EXIT.usage)
+  const password = env.REDIS_PASSWORD
+  if (password !== undefined && password !== '' && url.password === '') url.password = password
+  const db = env.REDIS_DB
+  if (db !== undefined && db !== '' && (url.pathname === '' || url.pathname === '/')) {
+    if (!/^\d{1,5}$/.test(db)) throw new CliFailure('REDIS_DB must be a database number (0, 1, …)', EXIT.usage)
+    url.pathname = `/${db}`
+  }
+  return url.toString()
+}
+
+/** A Redis URL as it may be shown: host, port and database, never the credentials. */
+export function redisForDisplay(url: string): string {
+  const u = new URL(url)
+  return `${u.protocol}//${u.host}${u.pathname === '/' ? '' : u.pathname}`
+}
+
 /** Tokens from the repeatable flag, else the variable's comma-separated list. */
 function tokensFrom(flag: string[] | undefined, variable: string): string[] {
   const raw = flag ?? (process.env[variable] ?? '').split(',')
@@ -59,6 +92,7 @@ export function serveCommand(): Command {
     .option('--read-token <token>', 'a token that may only read; repeatable (env: LARDER_READ_TOKEN, comma-separated)', collect)
     .addOption(new Option('--max-size <size>', 'the size budget of each namespace (one per tool and team), kept by pruning').env('LARDER_MAX_SIZE').argParser(sizeArgument))
     .addOption(new Option('--max-body <size>', 'the largest upload accepted; larger ones answer 413 (default 1GiB)').env('LARDER_MAX_BODY').argParser(sizeArgument))
+    .addOption(new Option('--redis <url>', 'the shared tier of the cache API (redis://[user:password@]host:port[/db]); replicas with the same one share values and invalidations (env also: REDIS_URL, REDIS_PASSWORD, REDIS_DB)').env('LARDER_REDIS_URL'))
     .addOption(new Option('--origin <url>', 'read-through origin: a miss on GET /api/cache/:key fetches <url>/<key>').env('LARDER_ORIGIN').argParser(urlArgument))
     .option('--no-dashboard', 'no dashboard page at / (env: LARDER_DASHBOARD=0)')
     .addOption(new Option('--memory-entries <n>', 'entries in the cache API\'s memory tier; 0 turns it off (default 10000)').env('CACHE_L1_MAX_ENTRIES').argParser(countArgument))
@@ -81,6 +115,7 @@ export function serveCommand(): Command {
         readTokens: tokensFrom(flags.readToken, 'LARDER_READ_TOKEN'),
         maxSize: flags.maxSize,
         origin: flags.origin,
+        redis: redisUrlFrom(flags.redis, process.env),
         dashboard: flags.dashboard,
         logRequests: flags.logRequests === true,
         ...(flags.maxBody === undefined ? {} : { maxBody: flags.maxBody }),
@@ -110,7 +145,7 @@ export function serveCommand(): Command {
       if (options.tokens.length + options.readTokens.length === 0) {
         lines.push(`no token given: serving this machine only (${isLoopback(address.host) ? 'loopback' : address.host}); pass --token to serve others`)
       }
-      lines.push(`cache ${options.dir}${options.dashboard ? `; dashboard at ${url}/` : ''}`)
+      lines.push(`cache ${options.dir}${options.redis === undefined ? '' : `; shared tier ${redisForDisplay(options.redis)}`}${options.dashboard ? `; dashboard at ${url}/` : ''}`)
       process.stdout.write(lines.join('\n') + '\n')
       // Listeners stay attached until the end: larder's exit hook (signal-exit) kills the
       // process on a signal when it sees no other listener, and a `once` listener is removed

@@ -4,7 +4,7 @@ import type { ServerContext } from '../context.js'
 import { HttpError, badRequest, errorBody } from '../http-error.js'
 import type { HitTier } from '../metrics.js'
 import type { Origin } from '../origin.js'
-import { metricsDocument } from '../snapshot.js'
+import { l2Figures, metricsDocument } from '../snapshot.js'
 import { apiKey } from '../validation.js'
 
 /**
@@ -21,7 +21,7 @@ import { apiKey } from '../validation.js'
  *
  *   GET    /cache/stats           { l1, l2, file, hits, misses, hit_rate }
  *   DELETE /cache/l1              empties the memory tier (the files keep every entry)
- *   DELETE /cache/l2              the shared tier: none is configured, so nothing to empty
+ *   DELETE /cache/l2              empties the shared (Redis) tier with `--redis`; else nothing to empty
  *   DELETE /cache/all             removes every entry of the namespace, in every tier
  *   POST   /cache/stats/reset     zeroes the counters these routes report
  *
@@ -51,9 +51,9 @@ const iso = (ms: number | null): string | null => (ms === null ? null : new Date
 export class HitSources {
   readonly #queues = new Map<string, HitTier[]>()
 
-  record(key: string, tier: 'memory' | 'disk'): void {
+  record(key: string, tier: 'memory' | 'disk' | 'redis'): void {
     const queue = this.#queues.get(key)
-    const t: HitTier = tier === 'memory' ? 'memory' : 'file'
+    const t: HitTier = tier === 'disk' ? 'file' : tier
     if (queue === undefined) this.#queues.set(key, [t])
     else queue.push(t)
   }
@@ -73,8 +73,7 @@ export async function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, h
 
   app.get('/api/cache/metrics', { config: read }, async () => {
     const cache = await api()
-    const s = await cache.stats()
-    return metricsDocument(ctx.metrics, ctx.namespaces, { size: s.memoryEntries, max: ctx.options.memoryEntries })
+    return metricsDocument(ctx.metrics, ctx.namespaces, await cache.stats(), ctx.options.memoryEntries)
   })
 
   app.get('/api/cache/:key', { config: read }, async (request, reply) => {
@@ -191,24 +190,31 @@ export async function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, h
     const t = ctx.metrics.tally('api')
     return {
       l1: { enabled: ctx.options.memoryEntries > 0, entries: s.memoryEntries, max_entries: ctx.options.memoryEntries, hits: t.memoryHits },
-      l2: { enabled: false, hits: 0, misses: 0, errors: 0 },
+      l2: l2Figures(s.tiers.redis),
       file: { entries: s.entries, size_bytes: s.size, hits: t.fileHits, breaker: s.breaker.state },
       hits: t.hits,
       misses: t.misses,
       hit_rate: t.hits + t.misses === 0 ? 0 : t.hits / (t.hits + t.misses),
     }
   })
+  // With --redis, clearing a tier reaches every replica through the bus, as the seed's one
+  // process did for itself.
   app.delete('/cache/l1', { config: management }, async () => {
-    await ctx.namespaces.reopen(API_NAMESPACE, 'api')
+    if (ctx.options.memoryEntries > 0) await (await api()).clear({ tier: 'memory' })
     return { success: true, cleared: 'l1' }
   })
-  app.delete('/cache/l2', { config: management }, async () => ({ success: true, cleared: 'l2', note: 'no shared tier is configured: nothing to clear' }))
+  app.delete('/cache/l2', { config: management }, async () => {
+    if (ctx.options.redis === undefined) return { success: true, cleared: 'l2', note: 'no shared tier is configured (--redis): nothing to clear' }
+    await (await api()).clear({ tier: 'redis' })
+    return { success: true, cleared: 'l2' }
+  })
   app.delete('/cache/all', { config: management }, async () => {
     await (await api()).clear()
     return { success: true, cleared: 'all' }
   })
   app.post('/cache/stats/reset', { config: management }, async () => {
     ctx.metrics.reset()
+    ;(await api()).resetStats() // the l2 figures come from the namespace's own counters
     return { success: true }
   })
 }

@@ -41,7 +41,7 @@ export async function dashboardRoutes(app: FastifyInstance, ctx: ServerContext):
   app.get('/dashboard/data', { config: { access: 'read' } }, async () => {
     const api = await ctx.namespaces.get(API_NAMESPACE, 'api')
     const s = await api.stats()
-    const metrics = await metricsDocument(ctx.metrics, ctx.namespaces, { size: s.memoryEntries, max: ctx.options.memoryEntries })
+    const metrics = await metricsDocument(ctx.metrics, ctx.namespaces, s, ctx.options.memoryEntries)
     return { metrics, prunes: ctx.metrics.prunes, history: [...ctx.metrics.history, ctx.metrics.sample()] }
   })
 }
