@@ -10,7 +10,6 @@ import os from 'node:os'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { chromium } from 'playwright-core'
-import { tempDir } from '../helpers.ts'
 import { call, startServer } from './helpers.ts'
 
 const CHROMIUM = '/usr/bin/chromium'
@@ -41,13 +40,19 @@ test('dashboard: the page (no CDN) shows the figures of /api/cache/metrics, per 
   assert.equal(expected.hits, 9)
   assert.equal(expected.misses, 1)
 
-  // A fresh profile (playwright passes it as --user-data-dir).
-  const browser = await chromium.launchPersistentContext(tempDir('larder-chromium'), {
+  // A fresh profile (playwright passes it as --user-data-dir), removed only once the browser
+  // is closed: removed before (tempDir's hook runs first), chromium was still writing into it,
+  // the removal failed and the browser was never closed, which held the test file open.
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'larder-chromium-'))
+  const browser = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
     viewport: { width: 1280, height: 1100 },
   })
-  t.after(() => browser.close())
+  t.after(async () => {
+    await browser.close()
+    fs.rmSync(profile, { recursive: true, force: true, maxRetries: 5 })
+  })
   const page = browser.pages()[0] ?? await browser.newPage()
   const offsite: string[] = []
   page.on('request', (request) => { if (!request.url().startsWith(url)) offsite.push(request.url()) })
