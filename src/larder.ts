@@ -245,7 +245,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     }
     this.#counters.getLatency.record(performance.now() - started)
     if (stream === undefined) this.#miss(k)
-    else this.#hit(k, 'disk')
+    else this.#hit(k, 'file')
     return stream
   }
 
@@ -589,7 +589,7 @@ export class Larder extends EventEmitter<LarderEvents> {
       counts.memoryHits++
       counts.hits++
       if (this.#disk?.hitLog !== undefined) this.#disk.hitLog.hit(this.#disk.layout.hashKey(key))
-      if (this.#hitListeners.count > 0) this.emit('hit', key, 'memory')
+      if (this.#hitListeners.count > 0) this.emit('hit', key, 'memory', 'memory')
       if (sampled) {
         const took = performance.now() - started
         this.#counters.getLatency.record(took)
@@ -632,7 +632,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     const started = performance.now()
     const found = await this.#stack.lookup(key, grace)
     this.#counters.getLatency.record(performance.now() - started)
-    if (found.found && !found.stale) this.#hit(key, found.tier === 'redis' ? 'redis' : 'disk')
+    if (found.found && !found.stale) this.#hit(key, found.tier === 'redis' ? 'redis' : 'file')
     else this.#miss(key)
     return found
   }
@@ -675,7 +675,7 @@ export class Larder extends EventEmitter<LarderEvents> {
   async #join(key: string, flight: Flight<Loaded>): Promise<unknown> {
     try {
       const loaded = await flight.result
-      if (loaded.cached) this.#hit(key, 'disk')
+      if (loaded.cached) this.#hit(key, 'file')
       else this.#miss(key)
       return loaded.value
     } catch (error) {
@@ -718,9 +718,10 @@ export class Larder extends EventEmitter<LarderEvents> {
     return deleted
   }
 
-  #hit(key: string, tier: 'memory' | 'disk' | 'redis'): void {
+  /** A hit below the memory tier, answered by `source`. */
+  #hit(key: string, source: 'file' | 'redis'): void {
     this.#counters.counts.hits++
-    if (this.#hitListeners.count > 0) this.emit('hit', key, tier)
+    if (this.#hitListeners.count > 0) this.emit('hit', key, 'disk', source)
   }
 
   #miss(key: string): void {

@@ -40,7 +40,7 @@ export async function createServer(options: ServeOptions, log: (line: string) =>
   const namespaces = new Namespaces(options, ({ name, protocol, cache }) => {
     cache.on('prune', (r) => metrics.pruned(name, { namespace: name, at: Date.now(), evicted: r.evicted, expired: r.expired, freedBytes: r.freedBytes, remainingBytes: r.remainingBytes, durationMs: r.durationMs }))
     cache.on('error', (error) => log(`${name}: ${error.message}`))
-    if (protocol === 'api') cache.on('hit', (key, tier) => hits.record(key, tier))
+    if (protocol === 'api') cache.on('hit', (key, _tier, source) => hits.record(key, source))
   })
   metrics = new ServerMetrics(() => namespaces.all())
   const tokens = new Tokens(options.tokens, options.readTokens)

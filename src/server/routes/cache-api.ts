@@ -51,11 +51,10 @@ const iso = (ms: number | null): string | null => (ms === null ? null : new Date
 export class HitSources {
   readonly #queues = new Map<string, HitTier[]>()
 
-  record(key: string, tier: 'memory' | 'disk' | 'redis'): void {
+  record(key: string, source: HitTier): void {
     const queue = this.#queues.get(key)
-    const t: HitTier = tier === 'disk' ? 'file' : tier
-    if (queue === undefined) this.#queues.set(key, [t])
-    else queue.push(t)
+    if (queue === undefined) this.#queues.set(key, [source])
+    else queue.push(source)
   }
 
   take(key: string): HitTier {
