@@ -8,7 +8,7 @@ const ADAPTERS = ['drizzle', 'keyv', 'mikro-orm', 'typeorm', 'undici']
 
 // The library ships twice from one source: `import` gets ESM, `require` gets CJS.
 // `shims` gives the CJS build a working `import.meta.url` (worker file paths).
-// The demo behind `npm start` is an ESM script and imports the built library.
+// The demo behind `npm run demo` is an ESM script and imports the built library.
 export default defineConfig([
   {
     entry: { index: 'src/index.ts' },

@@ -1,5 +1,5 @@
 /**
- * `npm start`: larder's main job on its embedded default, a local cache directory.
+ * `npm run demo`: larder's main job on its embedded default, a local cache directory.
  * Caches a slow computation, shows the cold and warm timings, then the cache's stats.
  */
 import { createHash } from 'node:crypto'

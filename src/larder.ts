@@ -149,7 +149,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     }
     this.#p.counters.getLatency.record(performance.now() - started)
     if (stream === undefined) this.#reads.miss(k)
-    else this.#reads.hit(k, 'disk')
+    else this.#reads.hit(k, 'file')
     return stream
   }
 

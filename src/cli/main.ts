@@ -6,6 +6,7 @@ import { getCommand } from './commands/get.js'
 import { lsCommand } from './commands/ls.js'
 import { pruneCommand } from './commands/prune.js'
 import { rmCommand } from './commands/rm.js'
+import { serveCommand } from './commands/serve.js'
 import { setCommand } from './commands/set.js'
 import { statsCommand } from './commands/stats.js'
 import { verifyCommand } from './commands/verify.js'
@@ -26,14 +27,14 @@ export function program(output: Partial<OutputConfiguration> = {}): Command {
     ...output,
   })
   const root = configure(new Command('larder'))
-    .description('Inspect and maintain a larder cache directory.')
+    .description('Inspect, maintain and serve a larder cache directory.')
     .version(typeof LARDER_VERSION === 'string' ? LARDER_VERSION : '0.0.0-dev', '-V, --version')
     .addOption(new Option('--dir <path>', 'the cache directory (default: node_modules/.cache/larder under the current directory)').env('LARDER_DIR'))
     .addOption(new Option('--namespace <name>', 'the namespace the application uses (default: none)').env('LARDER_NAMESPACE'))
     .addOption(booleanOption('--json', 'machine-readable output: exactly one JSON document on stdout, whatever happens', 'LARDER_JSON'))
     .addOption(booleanOption('-q, --quiet', 'print nothing on success', 'LARDER_QUIET'))
     .hook('preAction', (_root, action) => applyBooleanEnv(action))
-  for (const command of [statsCommand(), pruneCommand(), verifyCommand(), lsCommand(), getCommand(), setCommand(), rmCommand(), clearCommand()]) {
+  for (const command of [statsCommand(), pruneCommand(), verifyCommand(), lsCommand(), getCommand(), setCommand(), rmCommand(), clearCommand(), serveCommand()]) {
     root.addCommand(configure(command))
   }
   root.addHelpText('after', `

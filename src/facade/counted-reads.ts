@@ -54,7 +54,7 @@ export class CountedReads {
       counts.memoryHits++
       counts.hits++
       if (this.#disk?.hitLog !== undefined) this.#disk.hitLog.hit(this.#disk.layout.hashKey(key))
-      if (this.#hitListeners.count > 0) this.#events.emit('hit', key, 'memory')
+      if (this.#hitListeners.count > 0) this.#events.emit('hit', key, 'memory', 'memory')
       if (sampled) {
         const took = performance.now() - started
         this.#counters.getLatency.record(took)
@@ -87,14 +87,15 @@ export class CountedReads {
     const started = performance.now()
     const found = await this.#stack.lookup(key, grace)
     this.#counters.getLatency.record(performance.now() - started)
-    if (found.found && !found.stale) this.hit(key, 'disk')
+    if (found.found && !found.stale) this.hit(key, found.tier === 'redis' ? 'redis' : 'file')
     else this.miss(key)
     return found
   }
 
-  hit(key: string, tier: 'memory' | 'disk'): void {
+  /** A hit below the memory tier, answered by `source`. */
+  hit(key: string, source: 'file' | 'redis'): void {
     this.#counters.counts.hits++
-    if (this.#hitListeners.count > 0) this.#events.emit('hit', key, tier)
+    if (this.#hitListeners.count > 0) this.#events.emit('hit', key, 'disk', source)
   }
 
   miss(key: string): void {

@@ -11,6 +11,7 @@ import { DiskBreaker, type BreakerState } from '../resilience/disk-breaker.js'
 import { ActivityLog, type ActivityCounters } from '../stats/activity-log.js'
 import { ChangeClock } from '../store/change-clock.js'
 import { Layout } from '../store/layout.js'
+import { recordNamespaceName } from '../store/namespace-name.js'
 import { TagClock } from '../store/tag-clock.js'
 import { FileTier, type CorruptReport } from '../tiers/file-tier.js'
 
@@ -88,13 +89,15 @@ export class DiskParts {
     this.autoPrune = new AutoPrune({ options, maintainer: this.maintainer, totals: this.totals, pruned: hooks.pruned, failed: hooks.pruneFailed })
   }
 
-  /** Refuses a directory others control, creates the namespace and records the budget
-   *  ("no budget" too), then folds piled-up bookkeeping files if an opener should. Throws
-   *  disk failures (and ERR_UNSAFE_DIR) for the facade to judge. */
+  /** Refuses a directory others control, creates the namespace, records the budget ("no
+   *  budget" too) and the namespace's name (store/namespace-name.ts), then folds piled-up
+   *  bookkeeping files if an opener should. Throws disk failures (and ERR_UNSAFE_DIR) for the
+   *  facade to judge. */
   async prepare(): Promise<void> {
     await this.files.prepare()
     const { maxSize, maxEntries, evictionPolicy } = this.#options
     recordBudget(this.layout, { maxSize, maxEntries, evictionPolicy })
+    recordNamespaceName(this.layout, this.#options.namespace)
   }
 
   /** Folds per-process bookkeeping files that piled up in a cache nobody prunes. */

@@ -6,7 +6,10 @@ import type { CorruptReport } from '../tiers/file-tier.js'
 /** Events and their arguments. `error` is emitted only when someone listens for it. */
 export interface LarderEvents {
   error: [error: Error]
-  hit: [key: string, tier: 'memory' | 'disk']
+  /** `tier`: the memory tier, or below it (`disk`, the shared tier's hits included, as
+   *  always); `source`: exactly which tier answered. (A third argument rather than a wider
+   *  `tier`, so listeners typed for `'memory' | 'disk'` still compile.) */
+  hit: [key: string, tier: 'memory' | 'disk', source: 'memory' | 'file' | 'redis']
   miss: [key: string]
   set: [key: string]
   delete: [key: string]

@@ -98,7 +98,7 @@ export class GetOrSet {
   async #join(key: string, flight: Flight<Loaded>): Promise<unknown> {
     try {
       const loaded = await flight.result
-      if (loaded.cached) this.#p.reads.hit(key, 'disk')
+      if (loaded.cached) this.#p.reads.hit(key, 'file')
       else this.#p.reads.miss(key)
       return loaded.value
     } catch (error) {

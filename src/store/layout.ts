@@ -19,6 +19,7 @@ import { OwnedTree, type Sharing } from './owned-tree.js'
  *   <dir>/v1/<ns>/meta/hits/                hit-count logs for LFU (maintenance/hit-log.ts)
  *   <dir>/v1/<ns>/meta/maintenance.lock/    held by the one process pruning, with its owner (maintenance/lock.ts)
  *   <dir>/v1/<ns>/meta/changes              a byte appended by every write (store/change-clock.ts)
+ *   <dir>/v1/<ns>/meta/name                 the namespace's name, for operators (store/namespace-name.ts)
  *   <dir>/v1/.trash-<pid>-<ms>-<random>/    partitions a `clear()` moved aside, being deleted
  *
  * Everything below <dir> is ours and is never followed through a link (owned-tree.ts); every
@@ -102,10 +103,12 @@ export class Layout {
   readonly hitsDir: string
   readonly activityDir: string
 
-  constructor(root: string, namespace: string, shared: Sharing = false) {
+  /** `directory`: a namespace found on disk by its directory name (`default`, `ns-<hash>`),
+   *  for operators listing namespaces whose names they do not know (see namespace-name.ts). */
+  constructor(root: string, namespace: string, shared: Sharing = false, directory?: string) {
     this.root = root
     this.tree = new OwnedTree(root, shared)
-    const ns = namespace === '' ? 'default' : 'ns-' + hasher().h64ToString(namespace)
+    const ns = directory ?? (namespace === '' ? 'default' : 'ns-' + hasher().h64ToString(namespace))
     this.versionDir = path.join(root, `v${FORMAT_VERSION}`)
     this.namespaceDir = path.join(this.versionDir, ns)
     this.tagsDir = path.join(this.namespaceDir, 'tags')

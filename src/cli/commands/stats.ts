@@ -2,6 +2,7 @@ import { Command, Option } from 'commander'
 import { countArgument, sizeArgument } from '../arguments.js'
 import { budgetAmount, budgetJson, budgetOrigin, CliContext, type Budget } from '../context.js'
 import { ago, count, pairs, percent, size, table } from '../format.js'
+import { namespaceLabel, namespacesOf, type NamespaceSummary } from '../namespaces.js'
 import { interruptSignal, ProgressBar } from '../progress.js'
 
 export function statsCommand(): Command {
@@ -44,6 +45,9 @@ export function statsCommand(): Command {
               entriesUsed: budget.maxEntries ? entries / budget.maxEntries : null,
             },
             durationMs: usage?.durationMs ?? null,
+            // Without --namespace, every namespace of the directory (the report above is the
+            // default one's): a cache whose entries all sit in named namespaces shows them here.
+            ...(ctx.options.namespace === undefined ? { namespaces: await namespacesOf(cache.dir as string) } : {}),
           }
           ctx.print(() => human(report, budget), () => report)
         })
@@ -60,6 +64,7 @@ type Report = {
   byAge: { label: string; entries: number; bytes: number }[] | null
   activity: { runs: number; hits: number; misses: number; hitRate: number; sets: number; since: number | null }
   lastRun: { closedAt: number; breaker: string; pid: number } | null
+  namespaces?: NamespaceSummary[]
 }
 
 function human(r: Report, budget: Budget): string {
@@ -88,6 +93,11 @@ function human(r: Report, budget: Budget): string {
     const labels: Record<string, string> = { '1h': '< 1 hour', '1d': '< 1 day', '7d': '< 7 days', '30d': '< 30 days', older: 'older' }
     out += '\n\n' + table(['age', 'entries', 'size', 'share'],
       r.byAge.map((b) => [labels[b.label] ?? b.label, count(b.entries), size(b.bytes), percent(b.bytes, r.storedBytes)]), new Set([1, 2, 3]))
+  }
+  const others = (r.namespaces ?? []).filter((n) => n.name !== '')
+  if (r.namespaces !== undefined && others.length > 0) {
+    out += `\n\nnamespaces (the figures above are the default namespace's; --namespace NAME reports one):\n`
+    out += table(['namespace', 'entries', 'size'], r.namespaces.map((n) => [namespaceLabel(n), count(n.entries), size(n.size)]), new Set([1, 2]))
   }
   return out
 }

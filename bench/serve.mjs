@@ -1,0 +1,309 @@
+#!/usr/bin/env node
+// `npm run bench:serve`: larder serve against turborepo-remote-cache (npm, local storage) on
+// this machine, in one run, over loopback. Both run as child processes with their own cache
+// directory; one load generator (this process) drives both the same way.
+//
+//   artifact PUT / GET, 1 MiB (64 concurrent clients) and 100 MiB (16): MB/s (10⁶ bytes), p50, p99
+//   RSS while 16 clients upload 100 MiB each: each server's peak resident memory
+//   small-value GET /api/cache/:key hits (larder only: turborepo-remote-cache has no such API),
+//   autocannon, 64 connections: req/s and p99
+//
+// Every GET is checked: status 200, the length uploaded, and the hash the uploader wrote into
+// the body's first bytes. The servers' RSS is sampled from /proc every 20 ms during each case.
+//
+// Full: 3 runs, the servers taking turns (larder, peer, larder, …), each figure the median of
+// its 3 runs. Every case runs against a freshly started server over an empty directory.
+//
+//   node bench/serve.mjs [--quick]     (after npm run build; --quick: one run of small counts)
+import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import fs from 'node:fs'
+import http from 'node:http'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import autocannon from 'autocannon'
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const quick = process.argv.includes('--quick')
+const TOKEN = 'bench-token'
+const MiB = 1024 * 1024
+const CLIENTS = 64
+// The 100 MiB cases run 16 clients, not 64: turborepo-remote-cache holds each upload whole in
+// memory, and 64 × 100 MiB in flight would take ≥ 6.4 GiB of a shared 24 GiB machine.
+const PLAN = quick
+  ? { runs: 1, smallCount: 128, bigSize: 20 * MiB, bigCount: 8, bigClients: 4, rssClients: 4, rssSize: 20 * MiB, smallSeconds: 3 }
+  : { runs: 3, smallCount: 640, bigSize: 100 * MiB, bigCount: 32, bigClients: 16, rssClients: 16, rssSize: 100 * MiB, smallSeconds: 10 }
+const log = (line) => process.stderr.write(`${line}\n`)
+
+async function freePort() {
+  const server = net.createServer()
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address()
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+async function waitUntilUp(url) {
+  for (let i = 0; i < 300; i++) {
+    const ok = await new Promise((resolve) => {
+      const request = http.get(`${url}/v8/artifacts/status?slug=bench`, { headers: { authorization: `Bearer ${TOKEN}` } }, (response) => { response.resume(); resolve(response.statusCode < 500) })
+      request.on('error', () => resolve(false))
+    })
+    if (ok) return
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  throw new Error(`${url} never came up`)
+}
+
+async function startLarder(dir) {
+  const child = spawn(process.execPath, [path.join(root, 'dist/cli.js'), '--dir', dir, 'serve', '--port', '0', '--token', TOKEN, '--rate-limit', '0', '--max-body', '200MiB', '--no-dashboard'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const url = await new Promise((resolve, reject) => {
+    child.stdout.once('data', (d) => resolve(String(d).split('\n')[0].replace('larder listening on ', '')))
+    child.once('exit', (code) => reject(new Error(`larder serve exited ${code}`)))
+  })
+  child.stdout.resume()
+  await waitUntilUp(url)
+  return { name: 'larder serve', child, url }
+}
+
+async function startPeer(dir) {
+  const port = await freePort()
+  const env = {
+    ...process.env, HOST: '127.0.0.1', PORT: String(port), TURBO_TOKEN: TOKEN, STORAGE_PROVIDER: 'local', STORAGE_PATH: dir,
+    STORAGE_PATH_USE_TMP_FOLDER: 'false', LOG_LEVEL: 'error', ENABLE_STATUS_LOG: 'false', BODY_LIMIT: String(200 * MiB), NODE_ENV: 'production',
+  }
+  const child = spawn(process.execPath, [path.join(root, 'node_modules/turborepo-remote-cache/dist/cli.js')], { env, stdio: ['ignore', 'ignore', 'inherit'] })
+  const url = `http://127.0.0.1:${port}`
+  await waitUntilUp(url)
+  return { name: 'turborepo-remote-cache', child, url }
+}
+
+function rssOf(pid) {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8')
+  return Number(status.match(/VmRSS:\s+(\d+)/)[1]) * 1024
+}
+
+/** Peak RSS of `pid` while `work` runs (sampled every 20 ms), in MiB. */
+async function withPeakRss(pid, work) {
+  let peak = rssOf(pid)
+  const timer = setInterval(() => { try { peak = Math.max(peak, rssOf(pid)) } catch {} }, 20)
+  try {
+    const result = await work()
+    return { ...result, peakRssMiB: Math.max(peak, rssOf(pid)) / MiB }
+  } finally {
+    clearInterval(timer)
+  }
+}
+
+const hashOf = (prefix, i) => `${prefix}${i.toString(16)}`.padStart(16, '0').slice(-16)
+
+/** A body whose first 16 bytes are its hash (so a GET can tell which upload it got). */
+function bodyFor(template, hash) {
+  const body = Buffer.from(template.buffer, template.byteOffset, template.length) // shared bytes
+  return { head: Buffer.from(hash), rest: body.subarray(16) }
+}
+
+function request(url, method, hash, body, agent) {
+  return new Promise((resolve, reject) => {
+    const started = performance.now()
+    const headers = { authorization: `Bearer ${TOKEN}`, 'x-artifact-duration': '100' }
+    if (body !== undefined) Object.assign(headers, { 'content-type': 'application/octet-stream', 'content-length': String(body.head.length + body.rest.length) })
+    const r = http.request(`${url}/v8/artifacts/${hash}?slug=bench`, { method, headers, agent }, (response) => {
+      let bytes = 0
+      let first = Buffer.alloc(0)
+      response.on('data', (chunk) => {
+        if (first.length < 16) first = Buffer.concat([first, chunk.subarray(0, 16 - first.length)])
+        bytes += chunk.length
+      })
+      response.on('end', () => resolve({ status: response.statusCode, bytes, first: first.toString(), ms: performance.now() - started }))
+      response.on('error', reject)
+    })
+    r.on('error', reject)
+    if (body === undefined) r.end()
+    else {
+      r.write(body.head)
+      r.end(body.rest)
+    }
+  })
+}
+
+async function inFlight(n, conc, task) {
+  let next = 0
+  const worker = async () => { for (let i = next++; i < n; i = next++) await task(i) }
+  await Promise.all(Array.from({ length: Math.min(conc, n) }, worker))
+}
+
+const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]
+
+/** `count` PUTs or GETs of `size`-byte artifacts with `clients` in flight; GETs are checked. */
+async function artifactCase(server, method, prefix, count, size, template, clients = CLIENTS) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: clients })
+  const latencies = []
+  const started = performance.now()
+  const result = await withPeakRss(server.child.pid, async () => {
+    await inFlight(count, clients, async (i) => {
+      const hash = hashOf(prefix, i)
+      const answer = await request(server.url, method, hash, method === 'PUT' ? bodyFor(template, hash) : undefined, agent)
+      if (method === 'PUT' && (answer.status < 200 || answer.status >= 300)) throw new Error(`${server.name}: PUT ${hash} answered ${answer.status}`)
+      if (method === 'GET' && (answer.status !== 200 || answer.bytes !== size || answer.first !== hash)) {
+        throw new Error(`${server.name}: GET ${hash} answered ${answer.status}, ${answer.bytes} bytes, starting ${JSON.stringify(answer.first)}`)
+      }
+      latencies.push(answer.ms)
+    })
+    return {}
+  })
+  const seconds = (performance.now() - started) / 1000
+  agent.destroy()
+  latencies.sort((a, b) => a - b)
+  return { mbps: (count * size) / 1e6 / seconds, reqps: count / seconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99), peakRssMiB: result.peakRssMiB, count, size }
+}
+
+async function smallValueCase(server) {
+  const keys = 1000
+  const agent = new http.Agent({ keepAlive: true, maxSockets: CLIENTS })
+  await inFlight(keys, 16, (i) => new Promise((resolve, reject) => {
+    const body = JSON.stringify({ value: { id: i, name: `user ${i}`, email: `user${i}@example.com`, active: true } })
+    const r = http.request(`${server.url}/api/cache/user:${i}`, { method: 'PUT', agent, headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (response) => {
+      response.resume()
+      response.on('end', () => (response.statusCode === 200 ? resolve() : reject(new Error(`PUT answered ${response.statusCode}`))))
+    })
+    r.on('error', reject)
+    r.end(body)
+  }))
+  agent.destroy()
+  let i = 0
+  const result = await withPeakRss(server.child.pid, () => new Promise((resolve, reject) => {
+    const instance = autocannon({
+      url: server.url, connections: CLIENTS, duration: PLAN.smallSeconds,
+      headers: { authorization: `Bearer ${TOKEN}` },
+      requests: [{ method: 'GET', setupRequest: (req) => ({ ...req, path: `/api/cache/user:${i++ % keys}` }) }],
+    }, (error, out) => (error ? reject(error) : resolve(out)))
+    autocannon.track(instance, { renderProgressBar: false, renderResultsTable: false, renderLatencyTable: false })
+  }))
+  if (result.non2xx > 0 || result.errors > 0) throw new Error(`small GET: ${result.non2xx} non-2xx answers, ${result.errors} errors`)
+  return { reqps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, total: result.requests.total, peakRssMiB: result.peakRssMiB }
+}
+
+async function stop(server) {
+  server.child.kill('SIGTERM')
+  await new Promise((resolve) => server.child.once('exit', resolve))
+}
+
+async function main() {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'larder-bench-serve-'))
+  const startedAt = Date.now()
+  const versions = {
+    node: process.version,
+    larder: JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).version,
+    'turborepo-remote-cache': JSON.parse(fs.readFileSync(path.join(root, 'node_modules/turborepo-remote-cache/package.json'), 'utf8')).version,
+  }
+  const small = randomBytes(MiB)
+  const big = randomBytes(PLAN.bigSize)
+  const runs = [] // runs[i][server name][case] = figures
+  try {
+    for (let run = 0; run < PLAN.runs; run++) {
+      const results = {}
+      for (const start of [startLarder, startPeer]) {
+        const dir = path.join(work, `${start === startLarder ? 'larder' : 'peer'}-${run}`)
+        const server = await start(dir)
+        const r = (results[server.name] = {})
+        const step = (what) => log(`run ${run + 1}/${PLAN.runs}, ${server.name}: ${what}`)
+        try {
+          step(`PUT 1 MiB × ${PLAN.smallCount}`)
+          r['PUT 1 MiB'] = await artifactCase(server, 'PUT', 'a', PLAN.smallCount, MiB, small)
+          step(`GET 1 MiB × ${PLAN.smallCount}`)
+          r['GET 1 MiB'] = await artifactCase(server, 'GET', 'a', PLAN.smallCount, MiB, small)
+          step(`PUT ${PLAN.bigSize / MiB} MiB × ${PLAN.bigCount}`)
+          r['PUT 100 MiB'] = await artifactCase(server, 'PUT', 'b', PLAN.bigCount, PLAN.bigSize, big, PLAN.bigClients)
+          step(`GET ${PLAN.bigSize / MiB} MiB × ${PLAN.bigCount}`)
+          r['GET 100 MiB'] = await artifactCase(server, 'GET', 'b', PLAN.bigCount, PLAN.bigSize, big, PLAN.bigClients)
+          if (server.name === 'larder serve') {
+            step(`small-value GET /api/cache/:key, ${PLAN.smallSeconds} s`)
+            r['small GET'] = await smallValueCase(server)
+          }
+        } finally {
+          await stop(server)
+          fs.rmSync(dir, { recursive: true, force: true })
+        }
+        // The RSS case on a fresh server: what the earlier cases left in its heap is not
+        // counted, and its resting RSS is reported beside the peak.
+        const fresh = await start(dir)
+        try {
+          r.idleRssMiB = rssOf(fresh.child.pid) / MiB
+          step(`RSS while ${PLAN.rssClients} clients upload ${PLAN.rssSize / MiB} MiB each`)
+          r.rss = await artifactCase(fresh, 'PUT', 'c', PLAN.rssClients, PLAN.rssSize, big, PLAN.rssClients)
+        } finally {
+          await stop(fresh)
+          fs.rmSync(dir, { recursive: true, force: true })
+        }
+      }
+      runs.push(results)
+    }
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true })
+  }
+  const results = medians(runs)
+  const report = render(results, versions, startedAt)
+  process.stdout.write(report)
+  const day = new Date().toISOString().slice(0, 10)
+  const base = path.join(root, 'bench', 'results', `serve-${day}${quick ? '-quick' : ''}`)
+  fs.writeFileSync(`${base}.md`, report)
+  fs.writeFileSync(`${base}.json`, JSON.stringify({ versions, plan: PLAN, clients: CLIENTS, medians: results, runs }, null, 2) + '\n')
+  log(`wrote ${path.relative(root, base)}.md and .json`)
+}
+
+/** Each figure of each case: the median over the runs (runs are odd in number, or one). */
+function medians(runs) {
+  const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]
+  const out = {}
+  for (const [server, cases] of Object.entries(runs[0])) {
+    out[server] = {}
+    for (const [name, figures] of Object.entries(cases)) {
+      if (typeof figures === 'number') {
+        out[server][name] = median(runs.map((run) => run[server][name]))
+        continue
+      }
+      out[server][name] = Object.fromEntries(Object.keys(figures).map((k) => [k, median(runs.map((run) => run[server][name][k]))]))
+    }
+  }
+  return out
+}
+
+function render(results, versions, startedAt) {
+  const larder = results['larder serve']
+  const peer = results['turborepo-remote-cache']
+  const f = (n, digits = 1) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
+  const rows = []
+  for (const name of ['PUT 1 MiB', 'GET 1 MiB', 'PUT 100 MiB', 'GET 100 MiB']) {
+    const a = larder[name]
+    const b = peer[name]
+    const label = quick ? name.replace('100 MiB', `${PLAN.bigSize / MiB} MiB`) : name
+    rows.push(`| ${label}: throughput (MB/s) | ${f(a.mbps)} | ${f(b.mbps)} | ${f(a.mbps / b.mbps, 2)}× | ≥ 1.5× | ${a.mbps / b.mbps >= 1.5 ? 'PASS' : 'MISS'} |`)
+    rows.push(`| ${label}: p99 latency (ms) ↓ | ${f(a.p99, 0)} | ${f(b.p99, 0)} | ${f(a.p99 / b.p99, 2)}× | | |`)
+    rows.push(`| ${label}: server peak RSS (MiB) ↓ | ${f(a.peakRssMiB, 0)} | ${f(b.peakRssMiB, 0)} | ${f(a.peakRssMiB / b.peakRssMiB, 2)}× | | |`)
+  }
+  const ra = larder.rss.peakRssMiB
+  const rb = peer.rss.peakRssMiB
+  rows.push(`| resting RSS of a fresh server (MiB) ↓ | ${f(larder.idleRssMiB, 0)} | ${f(peer.idleRssMiB, 0)} | ${f(larder.idleRssMiB / peer.idleRssMiB, 2)}× | | |`)
+  rows.push(`| peak RSS, ${PLAN.rssClients} clients uploading ${PLAN.rssSize / MiB} MiB each, fresh server (MiB) ↓ | ${f(ra, 0)} | ${f(rb, 0)} | ${f(ra / rb, 2)}× | ≤ 0.5×, larder < 200 MiB | ${ra / rb <= 0.5 && ra < 200 ? 'PASS' : 'MISS'} |`)
+  const s = larder['small GET']
+  rows.push(`| small-value GET /api/cache/:key (req/s) | ${f(s.reqps, 0)} | – | – | | |`)
+  rows.push(`| small-value GET /api/cache/:key p99 (ms) ↓ | ${f(s.p99, 0)} | – | – | | |`)
+  return `# larder serve vs turborepo-remote-cache
+
+Measured with \`node bench/serve.mjs${quick ? ' --quick' : ''}\` on ${new Date().toISOString().slice(0, 10)}: ${os.cpus().length} × ${os.cpus()[0]?.model?.trim() ?? 'cpu'}, node ${versions.node}; larder ${versions.larder}, turborepo-remote-cache ${versions['turborepo-remote-cache']} (local storage). ${PLAN.runs === 1 ? 'One run' : `Median of ${PLAN.runs} runs (the servers taking turns)`}; over loopback, the load generator on the same machine (load average ${os.loadavg()[0].toFixed(1)} at the end: other work shares these cores); ${Math.round((Date.now() - startedAt) / 1000)} s in all.
+
+| case | larder serve | turborepo-remote-cache | larder / peer | goal | |
+|---|---:|---:|---:|---|---|
+${rows.join('\n')}
+
+↓ lower is better. Counts: ${PLAN.smallCount} × 1 MiB artifacts with ${CLIENTS} clients, ${PLAN.bigCount} × ${PLAN.bigSize / MiB} MiB with ${PLAN.bigClients} (turborepo-remote-cache holds each upload whole in memory: 64 × 100 MiB in flight would take ≥ 6.4 GiB of this shared machine) (distinct hashes, random bytes), each GET checked (status, length, the hash written into its first bytes); the small-value case: 1,000 JSON values of ~90 bytes read for ${PLAN.smallSeconds} s by autocannon (${f(s.total, 0)} requests, memory tier on). RSS: the server process's VmRSS sampled every 20 ms; the per-case peaks include what earlier cases left in the heap, the upload case runs on a fresh server.
+`
+}
+
+main().catch((error) => {
+  log(error.stack ?? String(error))
+  process.exitCode = 1
+})

@@ -1,0 +1,165 @@
+import { Command, InvalidArgumentError, Option } from 'commander'
+import { booleanOption, collect, countArgument, parseBoolean, sizeArgument } from '../arguments.js'
+import { CliContext, CliFailure, EXIT } from '../context.js'
+
+/**
+ * `larder serve`: the cache over HTTP for build tools (Turborepo, Nx, ccache, Bazel),
+ * applications (the cache API) and operators (metrics, dashboard). The server itself is in
+ * src/server/ (loaded only by this command). Its first line on stdout is exactly
+ * `larder listening on http://HOST:PORT`, with the port it got for `--port 0`. SIGINT or
+ * SIGTERM stops it in order: no new connections, requests in flight finished (bounded), every
+ * namespace closed, exit 0.
+ */
+interface ServeFlags {
+  host: string
+  port: number
+  token?: string[]
+  readToken?: string[]
+  maxSize?: number
+  maxBody?: number
+  origin?: string
+  redis?: string
+  dashboard: boolean
+  memoryEntries?: number
+  defaultTtl?: number
+  rateLimit?: number
+  logRequests?: boolean
+}
+
+function portArgument(value: string): number {
+  const port = countArgument(value)
+  if (port > 65535) throw new InvalidArgumentError('not a port: use 0 (any free port) to 65535')
+  return port
+}
+
+function urlArgument(value: string): string {
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    throw new InvalidArgumentError('not a URL: use http://host:port/path or https://…')
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidArgumentError('not an http(s) URL')
+  return value
+}
+
+/**
+ * The shared tier's URL: `--redis` (or `LARDER_REDIS_URL`), else the seed service's
+ * `REDIS_URL`; the seed's `REDIS_PASSWORD` and `REDIS_DB` fill in what the URL leaves out. No
+ * URL, no shared tier (`REDIS_PASSWORD` or `REDIS_DB` alone turn nothing on).
+ */
+export function redisUrlFrom(flag: string | undefined, env: NodeJS.ProcessEnv): string | undefined {
+  const given = flag ?? (env.REDIS_URL === undefined || env.REDIS_URL === '' ? undefined : env.REDIS_URL)
+  if (given === undefined) return undefined
+  const source = flag !== undefined ? '--redis (LARDER_REDIS_URL)' : 'REDIS_URL'
+  let url: URL
+  try {
+    url = new URL(given)
+  } catch {
+    throw new CliFailure(`${source} is not a URL: expected redis://[user:password@]host:port[/db]`, EXIT.usage)
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw new CliFailure(`${source} must be a redis:// or rediss:// URL`, EXIT.usage)
+  const password = env.REDIS_PASSWORD
+  if (password !== undefined && password !== '' && url.password === '') url.password = password
+  const db = env.REDIS_DB
+  if (db !== undefined && db !== '' && (url.pathname === '' || url.pathname === '/')) {
+    if (!/^\d{1,5}$/.test(db)) throw new CliFailure('REDIS_DB must be a database number (0, 1, …)', EXIT.usage)
+    url.pathname = `/${db}`
+  }
+  return url.toString()
+}
+
+/** A Redis URL as it may be shown: host, port and database, never the credentials. */
+export function redisForDisplay(url: string): string {
+  const u = new URL(url)
+  return `${u.protocol}//${u.host}${u.pathname === '/' ? '' : u.pathname}`
+}
+
+/** Tokens from the repeatable flag, else the variable's comma-separated list. */
+function tokensFrom(flag: string[] | undefined, variable: string): string[] {
+  const raw = flag ?? (process.env[variable] ?? '').split(',')
+  const tokens = raw.map((t) => t.trim()).filter((t) => t !== '')
+  if (flag !== undefined && tokens.length !== flag.length) throw new CliFailure('--token and --read-token take a non-empty token', EXIT.usage)
+  return tokens
+}
+
+export function serveCommand(): Command {
+  return new Command('serve')
+    .description('serve the cache over HTTP: Turborepo (v8), Nx (self-hosted), ccache and Bazel, the cache API, Prometheus metrics and a dashboard')
+    .addOption(new Option('--host <host>', 'the address to listen on; without a token only a loopback address is allowed').env('LARDER_HOST').default('127.0.0.1'))
+    .addOption(new Option('--port <port>', 'the port (0: any free port, printed on the first line)').env('LARDER_PORT').argParser(portArgument).default(4000))
+    .option('--token <token>', 'a token that may read and write; repeatable (env: LARDER_TOKEN, comma-separated)', collect)
+    .option('--read-token <token>', 'a token that may only read; repeatable (env: LARDER_READ_TOKEN, comma-separated)', collect)
+    .addOption(new Option('--max-size <size>', 'the size budget of each namespace (one per tool and team), kept by pruning').env('LARDER_MAX_SIZE').argParser(sizeArgument))
+    .addOption(new Option('--max-body <size>', 'the largest upload accepted; larger ones answer 413 (default 1GiB)').env('LARDER_MAX_BODY').argParser(sizeArgument))
+    .addOption(new Option('--redis <url>', 'the shared tier of the cache API (redis://[user:password@]host:port[/db]); replicas with the same one share values and invalidations (env also: REDIS_URL, REDIS_PASSWORD, REDIS_DB)').env('LARDER_REDIS_URL'))
+    .addOption(new Option('--origin <url>', 'read-through origin: a miss on GET /api/cache/:key fetches <url>/<key>').env('LARDER_ORIGIN').argParser(urlArgument))
+    .option('--no-dashboard', 'no dashboard page at / (env: LARDER_DASHBOARD=0)')
+    .addOption(new Option('--memory-entries <n>', 'entries in the cache API\'s memory tier; 0 turns it off (default 10000)').env('CACHE_L1_MAX_ENTRIES').argParser(countArgument))
+    .addOption(new Option('--default-ttl <seconds>', 'ttl of cache API values stored without one; 0 = never (default 0)').env('CACHE_DEFAULT_TTL').argParser(countArgument))
+    .addOption(new Option('--rate-limit <n>', 'requests per minute from one client address; 0: no limit (default 60000)').env('LARDER_RATE_LIMIT').argParser(countArgument))
+    .addOption(booleanOption('--log-requests', 'one line per request on stderr (method, path, status, time; never a header or token)', 'LARDER_LOG_REQUESTS'))
+    .action(async (flags: ServeFlags, command: Command) => {
+      const ctx = new CliContext(command)
+      if (ctx.options.namespace !== undefined) throw new CliFailure('serve keeps one namespace per tool and team; --namespace does not apply', EXIT.usage)
+      if (command.getOptionValueSource('dashboard') !== 'cli' && process.env.LARDER_DASHBOARD !== undefined) {
+        flags.dashboard = parseBoolean(process.env.LARDER_DASHBOARD, 'LARDER_DASHBOARD')
+      }
+      ctx.checkDir('create')
+      const { serveOptions, assertSafeBinding, serverUrl, UnsafeBindingError, isLoopback } = await import('../../server/options.js')
+      const options = serveOptions({
+        dir: ctx.dir,
+        host: flags.host,
+        port: flags.port,
+        tokens: tokensFrom(flags.token, 'LARDER_TOKEN'),
+        readTokens: tokensFrom(flags.readToken, 'LARDER_READ_TOKEN'),
+        maxSize: flags.maxSize,
+        origin: flags.origin,
+        redis: redisUrlFrom(flags.redis, process.env),
+        dashboard: flags.dashboard,
+        logRequests: flags.logRequests === true,
+        ...(flags.maxBody === undefined ? {} : { maxBody: flags.maxBody }),
+        ...(flags.memoryEntries === undefined ? {} : { memoryEntries: flags.memoryEntries }),
+        ...(flags.defaultTtl === undefined ? {} : { defaultTtl: flags.defaultTtl * 1000 }),
+        ...(flags.rateLimit === undefined ? {} : { rateLimit: flags.rateLimit }),
+      })
+      try {
+        assertSafeBinding(options)
+      } catch (error) {
+        if (error instanceof UnsafeBindingError) throw new CliFailure(error.message, EXIT.usage)
+        throw error
+      }
+      const { createServer } = await import('../../server/app.js')
+      const server = await createServer(options)
+      let address: { host: string; port: number }
+      try {
+        address = await server.listen()
+      } catch (error) {
+        await server.close().catch(() => {})
+        const code = (error as { code?: string }).code
+        throw new CliFailure(`cannot listen on ${options.host}:${options.port}: ${code === 'EADDRINUSE' ? 'the port is in use' : (error as Error).message}`)
+      }
+      // One write, so a reader of the first line has the others too.
+      const url = serverUrl(address.host, address.port)
+      const lines = [`larder listening on ${url}`]
+      if (options.tokens.length + options.readTokens.length === 0) {
+        lines.push(`no token given: serving this machine only (${isLoopback(address.host) ? 'loopback' : address.host}); pass --token to serve others`)
+      }
+      lines.push(`cache ${options.dir}${options.redis === undefined ? '' : `; shared tier ${redisForDisplay(options.redis)}`}${options.dashboard ? `; dashboard at ${url}/` : ''}`)
+      process.stdout.write(lines.join('\n') + '\n')
+      // Listeners stay attached until the end: larder's exit hook (signal-exit) kills the
+      // process on a signal when it sees no other listener, and a `once` listener is removed
+      // before that check runs.
+      let stop = (_signal: string): void => {}
+      const stopping = new Promise<string>((resolve) => { stop = resolve })
+      const onSignal = (signal: NodeJS.Signals): void => stop(signal)
+      process.on('SIGINT', onSignal)
+      process.on('SIGTERM', onSignal)
+      const signal = await stopping
+      process.stderr.write(`larder: ${signal}: stopping (finishing the requests in flight, closing the cache)\n`)
+      await server.close()
+      process.stderr.write('larder: stopped\n')
+      process.off('SIGINT', onSignal)
+      process.off('SIGTERM', onSignal)
+    })
+}

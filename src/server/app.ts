@@ -1,0 +1,187 @@
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
+import rateLimit from '@fastify/rate-limit'
+import { isLarderError } from '../index.js'
+import { Tokens, presentedToken } from './auth.js'
+import type { ServerContext } from './context.js'
+import { HttpError, errorBody } from './http-error.js'
+import { ServerMetrics } from './metrics.js'
+import { Namespaces, TooManyNamespacesError } from './namespaces.js'
+import { MAX_JSON_BODY, type ServeOptions } from './options.js'
+import { Origin } from './origin.js'
+import { HitSources, cacheApiRoutes } from './routes/cache-api.js'
+import { objectRoutes, objectUploads } from './routes/ccache.js'
+import { dashboardRoutes } from './routes/dashboard.js'
+import { nxRoutes, nxUploads } from './routes/nx.js'
+import { operationRoutes } from './routes/operations.js'
+import { turboRoutes, turboUploads } from './routes/turbo.js'
+
+/**
+ * `larder serve`: one fastify app that speaks every protocol (one file per protocol in
+ * routes/) over namespaces of one cache directory (namespaces.ts). This file wires what they
+ * share: authentication (auth.ts), the rate limit, error answers without stack traces, the
+ * request log and duration histogram, and an orderly stop.
+ */
+export interface LarderServer {
+  app: FastifyInstance
+  /** Where it listens, once `listen` resolved: `http://HOST:PORT`. */
+  listen(): Promise<{ host: string; port: number }>
+  /** Stops accepting, lets requests in flight finish (up to `shutdownGrace`, then cuts
+   *  them), and closes every namespace. */
+  close(): Promise<void>
+  context: ServerContext
+}
+
+/** How often the dashboard's hit-rate history gets a point. */
+const HISTORY_EVERY_MS = 5000
+
+export async function createServer(options: ServeOptions, log: (line: string) => void = (line) => process.stderr.write(`${line}\n`)): Promise<LarderServer> {
+  const hits = new HitSources()
+  let metrics: ServerMetrics
+  const namespaces = new Namespaces(options, ({ name, protocol, cache }) => {
+    cache.on('prune', (r) => metrics.pruned(name, { namespace: name, at: Date.now(), evicted: r.evicted, expired: r.expired, freedBytes: r.freedBytes, remainingBytes: r.remainingBytes, durationMs: r.durationMs }))
+    cache.on('error', (error) => log(`${name}: ${error.message}`))
+    if (protocol === 'api') cache.on('hit', (key, _tier, source) => hits.record(key, source))
+  })
+  metrics = new ServerMetrics(() => namespaces.all())
+  const tokens = new Tokens(options.tokens, options.readTokens)
+  const ctx: ServerContext = { options, namespaces, metrics, tokens, log }
+
+  const jsonLimit = Math.min(options.maxBody, MAX_JSON_BODY)
+  const app = Fastify({
+    logger: false,
+    bodyLimit: jsonLimit,
+    forceCloseConnections: 'idle',
+    return503OnClosing: true,
+    routerOptions: { ignoreDuplicateSlashes: true, ignoreTrailingSlash: true, maxParamLength: 2048 },
+  })
+
+  app.addHook('onRequest', async (request, reply) => {
+    const { access = 'write', protocol } = request.routeOptions.config
+    if (access === 'public' || !tokens.required) return
+    const granted = tokens.access(presentedToken(request.headers))
+    if (granted === undefined) {
+      const message = 'Unauthorized: a valid token is required (Authorization: Bearer <token>)'
+      reply.code(401).header('www-authenticate', 'Bearer realm="larder"')
+      // nx shows the body only when it is text/plain exactly.
+      if (protocol === 'nx') return reply.header('content-type', 'text/plain').send(message)
+      return reply.send(errorBody('ERR_UNAUTHORIZED', message))
+    }
+    if (access === 'write' && granted === 'read') {
+      if (protocol !== undefined) metrics.refused(protocol)
+      const message = 'Forbidden: this token may only read'
+      reply.code(403)
+      if (protocol === 'nx') return reply.header('content-type', 'text/plain').send(message)
+      return reply.send(errorBody('ERR_READ_ONLY_TOKEN', message))
+    }
+  })
+
+  // A response finished during shutdown closes its connection: a kept-alive socket would
+  // otherwise hold the stop up until its keep-alive timeout.
+  let stopping = false
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (stopping) reply.header('connection', 'close')
+    return payload
+  })
+
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched'
+    metrics.duration.observe({ method: request.method, route, status: String(reply.statusCode) }, reply.elapsedTime / 1000)
+    // The path without its query (a query could carry anything a client put there).
+    if (options.logRequests) log(`${request.method} ${request.url.split('?')[0]} ${reply.statusCode} ${reply.elapsedTime.toFixed(1)}ms`)
+  })
+
+  app.setErrorHandler((error: FastifyError | HttpError | Error, request, reply) => {
+    const { status, code, message } = errorAnswer(error, jsonLimit)
+    if (status >= 500) log(`${request.method} ${request.url.split('?')[0]}: ${(error as Error).message}`)
+    if (status === 413 || status === 411) reply.header('connection', 'close')
+    if (request.routeOptions.config.protocol === 'nx') return reply.code(status).header('content-type', 'text/plain').send(message)
+    return reply.code(status).send(errorBody(code, message))
+  })
+  app.setNotFoundHandler((request, reply) => reply.code(404).send(errorBody('ERR_NOT_FOUND', `No route for ${request.method} ${request.url.split('?')[0]}`)))
+
+  if (options.rateLimit > 0) {
+    await app.register(rateLimit, {
+      max: options.rateLimit,
+      timeWindow: 60_000,
+      errorResponseBuilder: (_request, context) => new HttpError(429, 'ERR_RATE_LIMITED', `Too many requests: at most ${context.max} a minute from one address; retry in ${context.after}`),
+    })
+  }
+
+  // CORS preflight (turbo sends it with --preflight): every method, and Authorization allowed,
+  // or turbo drops the token from the request that follows.
+  app.options('/*', { config: { access: 'public' } }, async (_request, reply) => reply.code(200)
+    .header('access-control-allow-origin', '*')
+    .header('access-control-allow-methods', 'GET, HEAD, PUT, POST, DELETE, OPTIONS')
+    .header('access-control-allow-headers', 'Authorization, Content-Type, Content-Length, User-Agent, x-artifact-duration, x-artifact-tag, x-artifact-client-ci, x-artifact-client-interactive, x-artifact-sha, x-artifact-dirty-hash')
+    .header('access-control-max-age', '600')
+    .send())
+
+  await app.register(async (json) => {
+    await operationRoutes(json, ctx)
+    await turboRoutes(json, ctx)
+    await nxRoutes(json, ctx)
+    await objectRoutes(json, ctx)
+    await cacheApiRoutes(json, ctx, hits, options.origin === undefined ? undefined : new Origin(options.origin))
+    if (options.dashboard) await dashboardRoutes(json, ctx)
+  })
+  // Uploads read the raw request stream, whatever its Content-Type: no parser may consume it.
+  await app.register(async (raw) => {
+    raw.removeAllContentTypeParsers()
+    raw.addContentTypeParser('*', (_request, _payload, done) => done(null))
+    await turboUploads(raw, ctx)
+    await nxUploads(raw, ctx)
+    await objectUploads(raw, ctx)
+  })
+
+  metrics.record()
+  const sampler = setInterval(() => metrics.record(), HISTORY_EVERY_MS)
+  sampler.unref()
+
+  let closing: Promise<void> | undefined
+  return {
+    app,
+    context: ctx,
+    async listen() {
+      await app.listen({ host: options.host, port: options.port })
+      const address = app.server.address()
+      if (address === null || typeof address === 'string') throw new Error(`unexpected listening address ${String(address)}`)
+      return { host: options.host, port: address.port }
+    },
+    close() {
+      closing ??= (async () => {
+        stopping = true
+        clearInterval(sampler)
+        const cut = setTimeout(() => app.server.closeAllConnections(), options.shutdownGrace)
+        cut.unref()
+        try {
+          await app.close()
+        } finally {
+          clearTimeout(cut)
+          await namespaces.close()
+        }
+      })()
+      return closing
+    },
+  }
+}
+
+/** What a failed request answers: deliberate errors as they are, fastify's own 4xx with their
+ *  message, larder's bad-input errors as 400, a failing disk as 503, anything else as a bare
+ *  500 (logged, never described to the client). */
+function errorAnswer(error: FastifyError | HttpError | Error, jsonLimit: number): { status: number; code: string; message: string } {
+  if (error instanceof HttpError) return { status: error.statusCode, code: error.code, message: error.message }
+  if (error instanceof TooManyNamespacesError) return { status: 507, code: 'ERR_TOO_MANY_NAMESPACES', message: error.message }
+  if (isLarderError(error)) {
+    if (error.code.startsWith('ERR_INVALID') || error.code === 'ERR_SERIALIZE') return { status: 400, code: error.code, message: error.message }
+    if (error.code === 'ERR_TOO_LARGE') return { status: 413, code: error.code, message: error.message }
+    if (error.code === 'ERR_UNAVAILABLE' || error.code === 'ERR_CLOSED' || error.code === 'ERR_BUSY') return { status: 503, code: error.code, message: 'The cache is unavailable (its disk or its shared tier is failing, or the server is stopping)' }
+  }
+  const fastifyError = error as FastifyError
+  const status = fastifyError.statusCode
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    // Only the JSON parser enforces fastify's bodyLimit (uploads check their own: artifact-store.ts).
+    if (status === 413) return { status, code: 'ERR_BODY_TOO_LARGE', message: `Request body too large: the limit for JSON bodies is ${jsonLimit} bytes (--max-body, at most ${MAX_JSON_BODY})` }
+    return { status, code: fastifyError.code ?? 'ERR_BAD_REQUEST', message: fastifyError.message }
+  }
+  return { status: 500, code: 'ERR_INTERNAL', message: 'Internal error (logged by the server)' }
+}

@@ -1,0 +1,193 @@
+import { createHash } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
+import { pipeline, Readable, Transform } from 'node:stream'
+import type { Larder } from '../index.js'
+import { HttpError } from './http-error.js'
+
+/**
+ * Build artifacts (turbo, nx, ccache, Bazel) as larder entries. The request body goes straight
+ * from the socket into `setStream` (never held whole: a 100 MiB upload costs a few MiB), behind
+ * a small head that records what the protocols must give back:
+ *
+ *   uint32 BE  n            length of the head's JSON
+ *   n bytes    JSON         { length, duration?, tag?, storedAt }
+ *   length     bytes        the artifact, as uploaded
+ *
+ * One entry holds both, so an artifact and its metadata are written, evicted and checksummed
+ * together: a GET can never pair one upload's bytes with another's duration or signature tag.
+ * The head also carries the body's length, so a download sends `Content-Length` before its
+ * first byte without a second read.
+ *
+ * An upload is stored only if it arrives whole: its length must be the declared
+ * `Content-Length` (required: every client sends it, and it lets a too-large body be refused
+ * before a byte is read), and a client that disconnects mid-upload makes the source fail, so
+ * `setStream` stores nothing and removes its temp file.
+ */
+export interface ArtifactMeta {
+  /** Bytes of the artifact. */
+  length: number
+  /** turbo's `x-artifact-duration` (ms the task took), as sent. */
+  duration?: string
+  /** turbo's `x-artifact-tag` (its signature), opaque, as sent. */
+  tag?: string
+  storedAt: number
+}
+
+/** A head larger than this is not one we wrote. */
+const MAX_HEAD = 16 * 1024
+
+export interface UploadLimits {
+  /** The declared Content-Length (required). */
+  length: number
+  /** The largest body accepted. */
+  maxBody: number
+  /** For content-addressed stores: the body's sha256 must be this (hex). */
+  sha256?: string
+}
+
+/** The declared length of an upload, checked against the limit before anything is read. */
+export function declaredLength(request: IncomingMessage, maxBody: number): number {
+  const header = request.headers['content-length']
+  if (header === undefined || !/^\d+$/.test(header)) {
+    throw new HttpError(411, 'ERR_LENGTH_REQUIRED', 'Content-Length is required: uploads are streamed to disk and checked against it')
+  }
+  const length = Number(header)
+  if (length > maxBody) throw tooLarge(maxBody)
+  return length
+}
+
+export function tooLarge(maxBody: number): HttpError {
+  return new HttpError(413, 'ERR_BODY_TOO_LARGE', `Request body too large: the limit is ${maxBody} bytes (--max-body)`)
+}
+
+/** Stores the request body under `key`, with its metadata; rejects (storing nothing) if the
+ *  body is not exactly its declared length, fails its digest, or the client goes away. */
+export async function putArtifact(cache: Larder, key: string, request: IncomingMessage, limits: UploadLimits, meta: Omit<ArtifactMeta, 'length' | 'storedAt'>): Promise<void> {
+  const head = encodeHead({ ...meta, length: limits.length, storedAt: Date.now() })
+  await cache.setStream(key, bodyWithHead(head, request, limits))
+}
+
+async function* bodyWithHead(head: Buffer, request: IncomingMessage, limits: UploadLimits): AsyncGenerator<Uint8Array> {
+  yield head
+  const hash = limits.sha256 === undefined ? undefined : createHash('sha256')
+  let received = 0
+  for await (const chunk of request as AsyncIterable<Buffer>) {
+    received += chunk.length
+    if (received > limits.length) {
+      throw new HttpError(400, 'ERR_BODY_LENGTH', `The body is longer than its Content-Length (${limits.length} bytes)`)
+    }
+    hash?.update(chunk)
+    yield chunk
+  }
+  if (received !== limits.length) {
+    // The request ended early: a client that went away, or a lying Content-Length.
+    throw new HttpError(400, 'ERR_BODY_LENGTH', `The body ended after ${received} of its ${limits.length} bytes; nothing was stored`)
+  }
+  if (hash !== undefined && hash.digest('hex') !== limits.sha256) {
+    throw new HttpError(400, 'ERR_DIGEST_MISMATCH', 'The body\'s sha256 is not the hash in the path; nothing was stored')
+  }
+}
+
+function encodeHead(meta: ArtifactMeta): Buffer {
+  const json = Buffer.from(JSON.stringify(meta))
+  const head = Buffer.allocUnsafe(4 + json.length)
+  head.writeUInt32BE(json.length, 0)
+  json.copy(head, 4)
+  return head
+}
+
+export interface StoredArtifact {
+  meta: ArtifactMeta
+  /** The artifact's bytes: exactly `meta.length` of them, checked by larder as they flow
+   *  (the stream errors instead of ending if the entry's checksum fails). */
+  body: Readable
+}
+
+/**
+ * The artifact under `key`, or undefined on a miss. An entry that is not an artifact (written
+ * into the namespace by something else) reads as a miss. `headOnly` reads just the metadata
+ * and releases the file.
+ */
+export async function getArtifact(cache: Larder, key: string, headOnly = false): Promise<StoredArtifact | undefined> {
+  const stream = await cache.getStream(key)
+  if (stream === undefined) return undefined
+  let meta: ArtifactMeta | undefined
+  try {
+    meta = await readHead(stream)
+  } catch {
+    meta = undefined // damaged (larder removed and counted a corrupt entry) or failing: a miss
+  }
+  if (meta === undefined || headOnly) {
+    stream.destroy()
+    return meta === undefined ? undefined : { meta, body: Readable.from([]) }
+  }
+  // The head was read off the front; what is left in the stream is the body itself.
+  return { meta, body: withLastChunkHeldBack(stream) }
+}
+
+/**
+ * `source` with its latest chunk always held back until the next one arrives, and the last
+ * one released only when `source` ends. larder checks an entry's checksum at the end of its
+ * stream and errors instead of ending when it fails; by then every byte but those held back
+ * has gone to the socket. Holding back the last chunk means a damaged entry's response never
+ * reaches its `Content-Length`: the client sees a cut-short body (an error), never a complete
+ * one with a wrong byte in it. Costs one chunk of memory.
+ */
+function withLastChunkHeldBack(source: Readable): Readable {
+  let held: Buffer | undefined
+  const holder = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      const previous = held
+      held = chunk
+      callback(null, previous)
+    },
+    flush(callback) {
+      callback(null, held)
+    },
+  })
+  pipeline(source, holder, () => {}) // an error in source destroys holder with it, unflushed
+  return holder
+}
+
+/** Reads exactly the head off the front of an entry's stream (paused-mode reads of the sizes
+ *  needed, so the body stays in the stream); undefined if the entry is not an artifact. */
+function readHead(stream: Readable): Promise<ArtifactMeta | undefined> {
+  return new Promise((resolve, reject) => {
+    let headLength: number | undefined
+    const done = (result: ArtifactMeta | undefined, error?: unknown): void => {
+      stream.off('readable', onReadable)
+      stream.off('end', onEnd)
+      stream.off('error', onError)
+      // Settled on the next tick: removing the 'readable' listener leaves the stream paused
+      // until Node notices (itself on the next tick), and a pipe started before that would
+      // never flow.
+      process.nextTick(() => (error !== undefined ? reject(error) : resolve(result)))
+    }
+    const onReadable = (): void => {
+      if (headLength === undefined) {
+        const prefix = stream.read(4) as Buffer | null
+        if (prefix === null) return
+        if (prefix.length < 4) return done(undefined)
+        headLength = prefix.readUInt32BE(0)
+        // read(0) would never consume, and no head we write is under 2 bytes (`{}`)
+        if (headLength < 2 || headLength > MAX_HEAD) return done(undefined)
+      }
+      const json = stream.read(headLength) as Buffer | null
+      if (json === null) return
+      if (json.length < headLength) return done(undefined)
+      let meta: ArtifactMeta
+      try {
+        meta = JSON.parse(json.toString('utf8')) as ArtifactMeta
+      } catch {
+        return done(undefined)
+      }
+      if (!Number.isSafeInteger(meta.length) || meta.length < 0) return done(undefined)
+      done(meta)
+    }
+    const onEnd = (): void => done(undefined)
+    const onError = (error: unknown): void => done(undefined, error)
+    stream.on('readable', onReadable)
+    stream.once('end', onEnd)
+    stream.once('error', onError)
+  })
+}

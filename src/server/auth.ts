@@ -1,0 +1,61 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
+import type { IncomingHttpHeaders } from 'node:http'
+
+/**
+ * Who may do what. A token is presented as `Authorization: Bearer <token>` (turbo, nx, curl,
+ * ccache's `bearer-token`) or as the password of HTTP Basic auth (ccache's
+ * `http://user:token@host/…`). Write tokens may read and write; read tokens only read.
+ *
+ * Comparison takes the same time whatever is presented: both sides are hashed to 32 bytes
+ * (so lengths leak nothing) and compared with `timingSafeEqual` against every configured
+ * token, without stopping at the first match.
+ */
+export type Access = 'read' | 'write'
+
+export class Tokens {
+  readonly #write: Buffer[]
+  readonly #read: Buffer[]
+
+  constructor(write: readonly string[], read: readonly string[]) {
+    this.#write = write.map(digest)
+    this.#read = read.map(digest)
+  }
+
+  /** Whether the server asks for a token at all. */
+  get required(): boolean {
+    return this.#write.length + this.#read.length > 0
+  }
+
+  /** What the presented token allows: `write`, `read`, or nothing. */
+  access(presented: string | undefined): Access | undefined {
+    if (!this.required) return 'write'
+    if (presented === undefined) return undefined
+    const given = digest(presented)
+    let write = false
+    let read = false
+    for (const token of this.#write) write = timingSafeEqual(given, token) || write
+    for (const token of this.#read) read = timingSafeEqual(given, token) || read
+    return write ? 'write' : read ? 'read' : undefined
+  }
+}
+
+function digest(token: string): Buffer {
+  return createHash('sha256').update(token).digest()
+}
+
+/** The token a request presents, if any (never logged, never echoed). */
+export function presentedToken(headers: IncomingHttpHeaders): string | undefined {
+  const header = headers.authorization
+  if (typeof header !== 'string') return undefined
+  const space = header.indexOf(' ')
+  if (space === -1) return undefined
+  const scheme = header.slice(0, space).toLowerCase()
+  const credentials = header.slice(space + 1).trim()
+  if (scheme === 'bearer') return credentials
+  if (scheme === 'basic') {
+    const decoded = Buffer.from(credentials, 'base64').toString('utf8')
+    const colon = decoded.indexOf(':')
+    return colon === -1 ? decoded : decoded.slice(colon + 1)
+  }
+  return undefined
+}

@@ -1,0 +1,25 @@
+import type { Tokens } from './auth.js'
+import type { ServerMetrics } from './metrics.js'
+import type { Namespaces, Protocol } from './namespaces.js'
+import type { ServeOptions } from './options.js'
+
+/** What every route group is built with. */
+export interface ServerContext {
+  options: ServeOptions
+  namespaces: Namespaces
+  metrics: ServerMetrics
+  tokens: Tokens
+  /** One line to the operator (stderr by default). Never given a header or a token. */
+  log: (line: string) => void
+}
+
+/** Who may call a route, and which protocol it speaks (for metrics and error formats). */
+export type RouteAccess = 'public' | 'read' | 'write'
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Default `write`: a route must say when it is less. */
+    access?: RouteAccess
+    protocol?: Protocol
+  }
+}

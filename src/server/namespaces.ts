@@ -1,0 +1,104 @@
+import { Larder, type LarderOptions, type PruneReport } from '../index.js'
+import type { ServeOptions } from './options.js'
+
+/**
+ * One larder namespace per tool and team (`turbo:<team>`, `nx`, `nx:<team>`, `ccache`, `bazel`,
+ * `api`), each a `Larder` opened on first use and kept open until the server stops. Namespaces
+ * isolate teams (a hash of one team is never found by another) and carry their own budget
+ * (`--max-size` applies to each).
+ *
+ * Every instance is opened with `failOpen: false`: the server must know when the disk failed
+ * so that each protocol can answer as its client copes best (a miss, a skipped upload), instead
+ * of reporting an upload stored that was dropped.
+ */
+export type Protocol = 'turbo' | 'nx' | 'ccache' | 'bazel' | 'api'
+
+/** `health`: the namespace `GET /readyz` writes a probe into; `shared-health` the same in
+ *  the shared tier alone (with `--redis`: no memory tier, no files). */
+export type NamespaceUse = Protocol | 'health' | 'shared-health'
+
+export interface NamespaceInfo {
+  name: string
+  protocol: NamespaceUse
+  cache: Larder
+}
+
+/** How many namespaces one server keeps open: each holds timers, a breaker and a worker pool
+ *  slot, and team names come from clients. */
+export const MAX_NAMESPACES = 256
+
+export class TooManyNamespacesError extends Error {}
+
+export class Namespaces {
+  readonly #options: ServeOptions
+  readonly #open = new Map<string, Promise<NamespaceInfo>>()
+  readonly #opened: (info: NamespaceInfo) => void
+  #closed = false
+
+  /** `opened` is told of each namespace once it is open (metrics and events hook in there). */
+  constructor(options: ServeOptions, opened: (info: NamespaceInfo) => void) {
+    this.#options = options
+    this.#opened = opened
+  }
+
+  /** The namespace's cache, opened on first use. */
+  async get(name: string, protocol: NamespaceUse): Promise<Larder> {
+    return (await this.info(name, protocol)).cache
+  }
+
+  async info(name: string, protocol: NamespaceUse): Promise<NamespaceInfo> {
+    if (this.#closed) throw new Error('the server is shutting down')
+    let found = this.#open.get(name)
+    if (found === undefined) {
+      if (this.#open.size >= MAX_NAMESPACES) throw new TooManyNamespacesError(`this server already serves ${MAX_NAMESPACES} namespaces`)
+      found = this.#openNamespace(name, protocol)
+      this.#open.set(name, found)
+      found.catch(() => this.#open.delete(name))
+    }
+    return found
+  }
+
+  /** Every namespace opened so far. */
+  async all(): Promise<NamespaceInfo[]> {
+    const settled = await Promise.allSettled(this.#open.values())
+    return settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []))
+  }
+
+  /** Closes every instance (waiting for their writes); later `get`s reject. */
+  async close(): Promise<void> {
+    this.#closed = true
+    const all = await this.all()
+    this.#open.clear()
+    await Promise.allSettled(all.map((n) => n.cache.close()))
+  }
+
+  async #openNamespace(name: string, protocol: NamespaceUse): Promise<NamespaceInfo> {
+    const cache = await Larder.open({ dir: this.#options.dir, ...this.#optionsFor(protocol), namespace: name })
+    const info: NamespaceInfo = { name, protocol, cache }
+    this.#opened(info)
+    return info
+  }
+
+  #optionsFor(protocol: NamespaceUse): LarderOptions {
+    const budget = this.#options.maxSize === undefined ? {} : { maxSize: this.#options.maxSize }
+    if (protocol === 'shared-health') return { dir: false, memory: false, redis: this.#options.redis, failOpen: false }
+    if (protocol === 'api') {
+      return {
+        ...budget,
+        // The shared tier (--redis) serves the cache API only: its values are small, and
+        // several replicas share them and their invalidations. Artifacts stay on each
+        // replica's disk (larder keeps streams local anyway).
+        ...(this.#options.redis === undefined ? {} : { redis: this.#options.redis }),
+        failOpen: false,
+        memory: this.#options.memoryEntries > 0 ? { maxEntries: this.#options.memoryEntries } : false,
+        defaultTtl: this.#options.defaultTtl,
+      }
+    }
+    // Artifacts arrive compressed (turbo: tar.zst, nx: tar.gz, ccache: zstd), so compressing
+    // them again would cost CPU for nothing: they are stored as they come. (The health probe
+    // is a few bytes, stored the same way.)
+    return { ...budget, failOpen: false, compression: 'none', serializer: 'raw' }
+  }
+}
+
+export type { PruneReport }

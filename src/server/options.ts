@@ -1,0 +1,96 @@
+import net from 'node:net'
+
+/**
+ * Everything `larder serve` is configured with, resolved (the command line and environment are
+ * read in cli/commands/serve.ts). Tests build servers from these directly.
+ */
+export interface ServeOptions {
+  /** The cache directory: every namespace (one per tool and team) lives in it. */
+  dir: string
+  host: string
+  /** 0 asks the system for a free port. */
+  port: number
+  /** Tokens that may read and write. Empty with `readTokens` empty: no authentication, and
+   *  then only a loopback host is allowed (`assertSafeBinding`). */
+  tokens: readonly string[]
+  /** Tokens that may only read: a write answers 403. */
+  readTokens: readonly string[]
+  /** Each namespace's budget in bytes (larder's `maxSize`, kept per namespace). */
+  maxSize: number | undefined
+  /** The largest request body accepted; larger ones answer 413, naming the limit. */
+  maxBody: number
+  /** Read-through origin for `GET /api/cache/:key` misses. */
+  origin: string | undefined
+  /** The shared tier (`redis://…`) of the cache API's namespace: larder's `redis` option,
+   *  passed to `Larder.open` as it is. Credentials in it are never logged. */
+  redis: string | undefined
+  dashboard: boolean
+  /** The cache API's memory tier (the seeds' `CACHE_L1_MAX_ENTRIES`); 0 turns it off. */
+  memoryEntries: number
+  /** ttl of cache API entries stored without one, in ms (the seeds' `CACHE_DEFAULT_TTL` is in seconds); 0 = never. */
+  defaultTtl: number
+  /** Requests per client IP per minute; 0 turns the limit off. */
+  rateLimit: number
+  /** How long a shutdown waits for requests in flight before it cuts them. */
+  shutdownGrace: number
+  /** One line per request on stderr (method, path, status, time; never a header). */
+  logRequests: boolean
+}
+
+export const SERVE_DEFAULTS = {
+  host: '127.0.0.1',
+  port: 4000,
+  maxBody: 1024 * 1024 * 1024,
+  memoryEntries: 10_000,
+  defaultTtl: 0,
+  rateLimit: 60_000,
+  shutdownGrace: 10_000,
+} as const
+
+/** The largest JSON body the cache API parses, whatever `maxBody` says: a value is held whole
+ *  (and `get` refuses values past larder's 64 MiB `maxValueSize` anyway). */
+export const MAX_JSON_BODY = 64 * 1024 * 1024
+
+export function serveOptions(partial: Partial<ServeOptions> & { dir: string }): ServeOptions {
+  return {
+    host: SERVE_DEFAULTS.host,
+    port: SERVE_DEFAULTS.port,
+    tokens: [],
+    readTokens: [],
+    maxSize: undefined,
+    maxBody: SERVE_DEFAULTS.maxBody,
+    origin: undefined,
+    redis: undefined,
+    dashboard: true,
+    memoryEntries: SERVE_DEFAULTS.memoryEntries,
+    defaultTtl: SERVE_DEFAULTS.defaultTtl,
+    rateLimit: SERVE_DEFAULTS.rateLimit,
+    shutdownGrace: SERVE_DEFAULTS.shutdownGrace,
+    logRequests: false,
+    ...partial,
+  }
+}
+
+/** Whether `host` can only be reached from this machine. */
+export function isLoopback(host: string): boolean {
+  if (host === 'localhost') return true
+  const bare = host.replace(/^\[|\]$/g, '')
+  if (net.isIPv4(bare)) return bare.startsWith('127.')
+  if (net.isIPv6(bare)) return bare === '::1' || /^::ffff:127\./i.test(bare)
+  return false
+}
+
+/** `http://HOST:PORT` as a client would write it (IPv6 in brackets). */
+export function serverUrl(host: string, port: number): string {
+  const bare = host.replace(/^\[|\]$/g, '')
+  return `http://${net.isIPv6(bare) ? `[${bare}]` : bare}:${port}`
+}
+
+/** A server without a token answers anyone who can reach it: only loopback may be that. */
+export class UnsafeBindingError extends Error {}
+
+export function assertSafeBinding(options: ServeOptions): void {
+  if (options.tokens.length + options.readTokens.length === 0 && !isLoopback(options.host)) {
+    throw new UnsafeBindingError(`refusing to listen on ${options.host} without a token: anyone who can reach it could read and write the cache. Pass --token (or LARDER_TOKEN), or listen on 127.0.0.1`)
+  }
+}

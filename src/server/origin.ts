@@ -1,0 +1,91 @@
+import { HttpError } from './http-error.js'
+
+/**
+ * Read-through from an origin (`--origin URL`): a miss on `GET /api/cache/:key` fetches
+ * `URL/<key>` (the key percent-encoded) once for every caller waiting on that key
+ * (singleflight), and the caller stores what it got. An origin that fails (a network error,
+ * a timeout, a status that is not 2xx, a body over the limit) is a 502 with a clear body, and
+ * nothing is stored, so the next request asks again.
+ */
+export interface Fetched {
+  value: unknown
+  /** ms the value may be cached for: the origin's `Cache-Control: max-age`, else undefined
+   *  (the default ttl); 0 when the origin forbids storing (`no-store`, `max-age=0`). */
+  ttl: number | undefined
+}
+
+/** How long one origin request may take. */
+const ORIGIN_TIMEOUT_MS = 10_000
+/** The largest origin body read: a value is held whole. */
+const MAX_ORIGIN_BODY = 8 * 1024 * 1024
+
+export class Origin {
+  readonly #base: string
+  readonly #flights = new Map<string, Promise<unknown>>()
+
+  constructor(base: string) {
+    this.#base = base.replace(/\/+$/, '')
+  }
+
+  /**
+   * Runs `load` (which fetches and stores) once for all concurrent callers of `key`, and gives
+   * each the same result. The flight ends when `load` settles, success or failure.
+   */
+  shared<T>(key: string, load: () => Promise<T>): Promise<T> {
+    let flight = this.#flights.get(key) as Promise<T> | undefined
+    if (flight === undefined) {
+      flight = load().finally(() => this.#flights.delete(key))
+      this.#flights.set(key, flight)
+    }
+    return flight
+  }
+
+  async fetch(key: string): Promise<Fetched> {
+    const url = `${this.#base}/${encodeURIComponent(key)}`
+    let response: Response
+    try {
+      response = await fetch(url, { signal: AbortSignal.timeout(ORIGIN_TIMEOUT_MS), redirect: 'follow', headers: { accept: 'application/json, text/plain;q=0.9, */*;q=0.5' } })
+    } catch (error) {
+      const reason = (error as Error).name === 'TimeoutError' ? `no answer within ${ORIGIN_TIMEOUT_MS / 1000} s` : ((error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message)
+      throw originError(`the origin could not be reached (${reason})`)
+    }
+    if (!response.ok) {
+      await response.body?.cancel().catch(() => {})
+      throw originError(`the origin answered ${response.status} ${response.statusText}`.trim())
+    }
+    const declared = Number(response.headers.get('content-length') ?? 0)
+    if (declared > MAX_ORIGIN_BODY) {
+      await response.body?.cancel().catch(() => {})
+      throw originError(`the origin's body is ${declared} bytes, over the ${MAX_ORIGIN_BODY}-byte limit`)
+    }
+    const body = await response.text()
+    if (Buffer.byteLength(body) > MAX_ORIGIN_BODY) throw originError(`the origin's body is over the ${MAX_ORIGIN_BODY}-byte limit`)
+    let value: unknown = body
+    if ((response.headers.get('content-type') ?? '').includes('json')) {
+      try {
+        value = JSON.parse(body)
+      } catch {
+        throw originError('the origin sent invalid JSON')
+      }
+    }
+    return { value, ttl: ttlOf(response.headers.get('cache-control')) }
+  }
+}
+
+function originError(message: string): HttpError {
+  return new HttpError(502, 'ERR_ORIGIN', `${message}; nothing was cached`)
+}
+
+/** ms from `Cache-Control`: `no-store`/`no-cache`/`private` → 0 (do not store); `max-age=N`
+ *  (or `s-maxage`, which a shared cache prefers) → N s; otherwise undefined (the default). */
+export function ttlOf(cacheControl: string | null): number | undefined {
+  if (cacheControl === null) return undefined
+  const directives = cacheControl.toLowerCase().split(',').map((d) => d.trim())
+  if (directives.some((d) => d === 'no-store' || d === 'no-cache' || d === 'private')) return 0
+  const age = (name: string): number | undefined => {
+    const found = directives.find((d) => d.startsWith(`${name}=`))
+    const seconds = found === undefined ? NaN : Number(found.slice(name.length + 1).replace(/"/g, ''))
+    return Number.isFinite(seconds) && seconds >= 0 ? Math.floor(seconds) * 1000 : undefined
+  }
+  return age('s-maxage') ?? age('max-age')
+}

@@ -1,0 +1,90 @@
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { isLarderError, type Larder } from '../../index.js'
+import { declaredLength, getArtifact, putArtifact, type ArtifactMeta } from '../artifact-store.js'
+import type { ServerContext } from '../context.js'
+import { HttpError } from '../http-error.js'
+import type { Protocol } from '../namespaces.js'
+
+/**
+ * The steps every artifact protocol shares (turbo, nx, ccache, Bazel): a download streamed
+ * from `getStream` with its `Content-Length`, a HEAD that reads only the metadata, an upload
+ * streamed into `setStream`. Each protocol wraps them with its own paths, namespaces and
+ * answers (turbo's JSON errors, nx's exact statuses).
+ *
+ * A disk failure on a read is answered as a miss (and counted): a build tool then rebuilds,
+ * which is what a cache that cannot read should cause.
+ */
+
+/** Sends the artifact (200) and returns its metadata, or returns undefined on a miss, having
+ *  sent nothing. `headers` adds protocol headers from the metadata. */
+export async function sendArtifact(ctx: ServerContext, reply: FastifyReply, protocol: Protocol, cache: Larder, key: string, headOnly: boolean, headers?: (meta: ArtifactMeta) => Record<string, string>): Promise<ArtifactMeta | undefined> {
+  let found
+  try {
+    found = await getArtifact(cache, key, headOnly)
+  } catch (error) {
+    readFailed(ctx, protocol, error)
+    found = undefined
+  }
+  if (found === undefined) {
+    ctx.metrics.miss(protocol)
+    return undefined
+  }
+  ctx.metrics.hit(protocol, 'file')
+  const { meta, body } = found
+  reply.code(200).header('content-type', 'application/octet-stream').header('content-length', meta.length)
+  if (headers !== undefined) reply.headers(headers(meta))
+  if (headOnly) {
+    await reply.send()
+    return meta
+  }
+  reply.raw.once('finish', () => ctx.metrics.sent(protocol, meta.length))
+  await reply.send(body)
+  return meta
+}
+
+export type StoreOutcome = { stored: true; length: number } | { stored: false; error: HttpError }
+
+/**
+ * Streams the request body into `key`. Resolves with what happened rather than throwing, so
+ * each protocol answers in its own way; a body over the limit or without a length is refused
+ * before a byte is read.
+ */
+export async function storeArtifact(ctx: ServerContext, request: FastifyRequest, protocol: Protocol, cache: Larder, key: string, meta: Omit<ArtifactMeta, 'length' | 'storedAt'>, sha256?: string): Promise<StoreOutcome> {
+  try {
+    const length = declaredLength(request.raw, ctx.options.maxBody)
+    await putArtifact(cache, key, request.raw, { length, maxBody: ctx.options.maxBody, ...(sha256 === undefined ? {} : { sha256 }) }, meta)
+    ctx.metrics.stored(protocol, length)
+    return { stored: true, length }
+  } catch (error) {
+    if (error instanceof HttpError) return { stored: false, error }
+    if (isLarderError(error, 'ERR_UNAVAILABLE') || isLarderError(error, 'ERR_CLOSED')) {
+      ctx.metrics.failed(protocol, true)
+      ctx.log(`${protocol}: upload of ${key} not stored: ${error.message}`)
+      return { stored: false, error: new HttpError(503, error.code, 'The cache could not store this upload (its disk is failing or the server is stopping); nothing was stored') }
+    }
+    if (request.raw.destroyed || request.raw.readableAborted) {
+      return { stored: false, error: new HttpError(400, 'ERR_BODY_LENGTH', 'The client went away mid-upload; nothing was stored') }
+    }
+    throw error
+  }
+}
+
+export function readFailed(ctx: ServerContext, protocol: Protocol, error: unknown): void {
+  ctx.metrics.failed(protocol, false)
+  ctx.log(`${protocol}: read answered as a miss: ${(error as Error).message ?? String(error)}`)
+}
+
+/** Whether a key holds an artifact, without counting a hit or a miss. */
+export async function artifactExists(cache: Larder, key: string): Promise<boolean> {
+  try {
+    return await cache.has(key)
+  } catch {
+    return false
+  }
+}
+
+/** An early error answer to an upload whose body was not read: the connection closes after
+ *  it, so the unread body is never taken for the next request. */
+export function refuseUpload(reply: FastifyReply): FastifyReply {
+  return reply.header('connection', 'close')
+}

@@ -1,0 +1,219 @@
+import type { FastifyInstance } from 'fastify'
+import { isLarderError, type Larder } from '../../index.js'
+import type { ServerContext } from '../context.js'
+import { HttpError, badRequest, errorBody } from '../http-error.js'
+import type { HitTier } from '../metrics.js'
+import type { Origin } from '../origin.js'
+import { l2Figures, metricsDocument } from '../snapshot.js'
+import { apiKey } from '../validation.js'
+
+/**
+ * The seeds' cache API, for applications (JSON values in the `api` namespace, with the
+ * memory tier in front of the files):
+ *
+ *   GET    /api/cache/:key        { key, value, hit, source, cached_at, expires_at }; 404 { hit: false } on a miss
+ *   PUT    /api/cache/:key        { value, ttl?, tags? } (ttl in seconds; 0 = never) → { success, key, expires_at }
+ *   DELETE /api/cache/:key        { success, key, deleted }
+ *   POST   /api/cache/invalidate  { keys } | { pattern } | { tags } → { success, invalidated }
+ *   GET    /api/cache/metrics     the figures (snapshot.ts)
+ *
+ * and the two-level seed's management routes:
+ *
+ *   GET    /cache/stats           { l1, l2, file, hits, misses, hit_rate }
+ *   DELETE /cache/l1              empties the memory tier (the files keep every entry)
+ *   DELETE /cache/l2              empties the shared (Redis) tier with `--redis`; else nothing to empty
+ *   DELETE /cache/all             removes every entry of the namespace, in every tier
+ *   POST   /cache/stats/reset     zeroes the counters these routes report
+ *
+ * A value is stored as `{ value, cachedAt, expiresAt }`, so a hit answers `cached_at` and
+ * `expires_at` (ISO 8601; null = never) without a second read.
+ */
+export const API_NAMESPACE = 'api'
+
+interface StoredValue {
+  value: unknown
+  cachedAt: number
+  expiresAt: number | null
+}
+
+const MAX_INVALIDATE_KEYS = 10_000
+
+function isStored(found: unknown): found is StoredValue {
+  return typeof found === 'object' && found !== null && 'value' in found && typeof (found as StoredValue).cachedAt === 'number'
+}
+
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString())
+
+/**
+ * Which tier answered each hit, from the instance's `hit` events: a queue per key, taken in
+ * the order the reads were answered, so concurrent reads of one key each get one.
+ */
+export class HitSources {
+  readonly #queues = new Map<string, HitTier[]>()
+
+  record(key: string, source: HitTier): void {
+    const queue = this.#queues.get(key)
+    if (queue === undefined) this.#queues.set(key, [source])
+    else queue.push(source)
+  }
+
+  take(key: string): HitTier {
+    const queue = this.#queues.get(key)
+    const tier = queue?.shift() ?? 'file'
+    if (queue !== undefined && queue.length === 0) this.#queues.delete(key)
+    return tier
+  }
+}
+
+export async function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, hits: HitSources, origin: Origin | undefined): Promise<void> {
+  const api = (): Promise<Larder> => ctx.namespaces.get(API_NAMESPACE, 'api')
+  const read = { access: 'read' as const, protocol: 'api' as const }
+  const write = { access: 'write' as const, protocol: 'api' as const }
+
+  app.get('/api/cache/metrics', { config: read }, async () => {
+    const cache = await api()
+    return metricsDocument(ctx.metrics, ctx.namespaces, await cache.stats(), ctx.options.memoryEntries)
+  })
+
+  app.get('/api/cache/:key', { config: read }, async (request, reply) => {
+    const key = apiKey((request.params as { key: string }).key)
+    const cache = await api()
+    let found: unknown
+    try {
+      found = await cache.get(key)
+    } catch (error) {
+      if (!isLarderError(error, 'ERR_UNAVAILABLE') && !isLarderError(error, 'ERR_TOO_LARGE')) throw error
+      ctx.metrics.failed('api', false)
+      found = undefined
+    }
+    if (found !== undefined) {
+      const source = hits.take(key)
+      ctx.metrics.hit('api', source)
+      const stored: StoredValue = isStored(found) ? found : { value: found, cachedAt: NaN, expiresAt: null }
+      const body = { key, value: stored.value, hit: true, source, cached_at: Number.isNaN(stored.cachedAt) ? null : iso(stored.cachedAt), expires_at: iso(stored.expiresAt) }
+      return reply.code(200).send(body)
+    }
+    ctx.metrics.miss('api')
+    if (origin === undefined) return reply.code(404).send({ key, hit: false, value: null, error: { code: 'ERR_NOT_FOUND', message: `No value for ${key}` } })
+    const stored = await origin.shared(key, async () => {
+      let fetched
+      try {
+        fetched = await origin.fetch(key)
+      } catch (error) {
+        ctx.metrics.originFetched(false)
+        throw error
+      }
+      ctx.metrics.originFetched(true)
+      const ttl = fetched.ttl ?? ctx.options.defaultTtl
+      const cachedAt = Date.now()
+      const record: StoredValue = { value: fetched.value, cachedAt, expiresAt: ttl > 0 ? cachedAt + ttl : null }
+      if (fetched.ttl !== 0) {
+        try {
+          await cache.set(key, record, { ttl })
+          ctx.metrics.stored('api', Buffer.byteLength(JSON.stringify(fetched.value) ?? ''))
+        } catch (error) {
+          // Served anyway: the origin answered; only the caching failed.
+          if (!isLarderError(error)) throw error
+          ctx.metrics.failed('api', true)
+          ctx.log(`api: value from the origin for ${key} not cached: ${error.message}`)
+        }
+      }
+      return record
+    }).catch((error: unknown) => {
+      if (error instanceof HttpError) return error
+      throw error
+    })
+    if (stored instanceof HttpError) return reply.code(502).send({ key, hit: false, source: 'origin', ...errorBody(stored.code, stored.message) })
+    return reply.code(200).send({ key, value: stored.value, hit: false, source: 'origin', cached_at: iso(stored.cachedAt), expires_at: iso(stored.expiresAt) })
+  })
+
+  app.put('/api/cache/:key', { config: write }, async (request) => {
+    const key = apiKey((request.params as { key: string }).key)
+    const body = request.body as { value?: unknown; ttl?: unknown; tags?: unknown } | undefined
+    if (body === null || typeof body !== 'object' || Array.isArray(body) || body.value === undefined) {
+      throw badRequest('ERR_INVALID_VALUE', 'Invalid body: expected JSON { "value": …, "ttl"?: seconds, "tags"?: [strings] }')
+    }
+    const extra = Object.keys(body).filter((k) => k !== 'value' && k !== 'ttl' && k !== 'tags')
+    if (extra.length > 0) throw badRequest('ERR_INVALID_VALUE', `Invalid body: unknown field ${JSON.stringify(extra[0])} (expected value, ttl, tags)`)
+    if (body.ttl !== undefined && (typeof body.ttl !== 'number' || !Number.isFinite(body.ttl) || body.ttl < 0)) {
+      throw badRequest('ERR_INVALID_TTL', 'Invalid ttl: expected a number of seconds, 0 or more (0 = never expires)')
+    }
+    const ttl = body.ttl === undefined ? ctx.options.defaultTtl : Math.round((body.ttl as number) * 1000)
+    const cachedAt = Date.now()
+    const record: StoredValue = { value: body.value, cachedAt, expiresAt: ttl > 0 ? cachedAt + ttl : null }
+    const cache = await api()
+    await cache.set(key, record, { ttl, ...(body.tags === undefined ? {} : { tags: body.tags as string[] }) })
+    ctx.metrics.stored('api', Number(request.headers['content-length'] ?? 0))
+    return { success: true, key, expires_at: iso(record.expiresAt) }
+  })
+
+  app.delete('/api/cache/:key', { config: write }, async (request) => {
+    const key = apiKey((request.params as { key: string }).key)
+    const deleted = await (await api()).delete(key)
+    if (deleted) ctx.metrics.deleted('api')
+    return { success: true, key, deleted }
+  })
+
+  app.post('/api/cache/invalidate', { config: write }, async (request) => {
+    const body = request.body as { keys?: unknown; pattern?: unknown; tags?: unknown } | undefined
+    const cache = await api()
+    const given = body === null || typeof body !== 'object' ? [] : (['keys', 'pattern', 'tags'] as const).filter((k) => body[k] !== undefined)
+    if (given.length !== 1) throw badRequest('ERR_INVALID_VALUE', 'Invalid body: expected exactly one of { "keys": [...] }, { "pattern": "user:*" }, { "tags": [...] }')
+    if (given[0] === 'keys') {
+      if (!Array.isArray(body!.keys) || body!.keys.length > MAX_INVALIDATE_KEYS) throw badRequest('ERR_INVALID_VALUE', `Invalid keys: expected an array of at most ${MAX_INVALIDATE_KEYS} keys`)
+      const keys = body!.keys.map((k, i) => apiKey(k, `keys[${i}]`))
+      const invalidated = await cache.deleteMany(keys)
+      ctx.metrics.deleted('api', invalidated)
+      return { success: true, invalidated }
+    }
+    if (given[0] === 'pattern') {
+      if (typeof body!.pattern !== 'string' || body!.pattern === '') throw badRequest('ERR_INVALID_VALUE', 'Invalid pattern: expected a non-empty glob such as "user:*"')
+      const report = await cache.prune({ pattern: body!.pattern, listKeys: true })
+      // prune removes files in worker threads; this instance's memory tier still holds the
+      // values it served, so the removed keys are deleted here too (cheap: the files are gone).
+      if (report.keys !== undefined && report.keys.length > 0) await cache.deleteMany(report.keys)
+      ctx.metrics.deleted('api', report.matched)
+      return { success: true, invalidated: report.matched }
+    }
+    const tags = body!.tags
+    if (!Array.isArray(tags)) throw badRequest('ERR_INVALID_VALUE', 'Invalid tags: expected an array of strings')
+    await cache.invalidateTags(tags as string[])
+    return { success: true, invalidated: tags.length, unit: 'tags' }
+  })
+
+  // ── the two-level seed's management routes ──
+  const management = { access: 'write' as const, protocol: 'api' as const }
+  app.get('/cache/stats', { config: read }, async () => {
+    const cache = await api()
+    const s = await cache.stats()
+    const t = ctx.metrics.tally('api')
+    return {
+      l1: { enabled: ctx.options.memoryEntries > 0, entries: s.memoryEntries, max_entries: ctx.options.memoryEntries, hits: t.memoryHits },
+      l2: l2Figures(s.tiers.redis),
+      file: { entries: s.entries, size_bytes: s.size, hits: t.fileHits, breaker: s.breaker.state },
+      hits: t.hits,
+      misses: t.misses,
+      hit_rate: t.hits + t.misses === 0 ? 0 : t.hits / (t.hits + t.misses),
+    }
+  })
+  // With --redis, clearing a tier reaches every replica through the bus, as the seed's one
+  // process did for itself.
+  app.delete('/cache/l1', { config: management }, async () => {
+    if (ctx.options.memoryEntries > 0) await (await api()).clear({ tier: 'memory' })
+    return { success: true, cleared: 'l1' }
+  })
+  app.delete('/cache/l2', { config: management }, async () => {
+    if (ctx.options.redis === undefined) return { success: true, cleared: 'l2', note: 'no shared tier is configured (--redis): nothing to clear' }
+    await (await api()).clear({ tier: 'redis' })
+    return { success: true, cleared: 'l2' }
+  })
+  app.delete('/cache/all', { config: management }, async () => {
+    await (await api()).clear()
+    return { success: true, cleared: 'all' }
+  })
+  app.post('/cache/stats/reset', { config: management }, async () => {
+    ctx.metrics.reset()
+    ;(await api()).resetStats() // the l2 figures come from the namespace's own counters
+    return { success: true }
+  })
+}

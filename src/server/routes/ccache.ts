@@ -1,0 +1,87 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { ServerContext } from '../context.js'
+import { errorBody } from '../http-error.js'
+import type { Protocol } from '../namespaces.js'
+import { objectPath } from '../validation.js'
+import { readFailed, refuseUpload, sendArtifact, storeArtifact } from './artifact-replies.js'
+
+/**
+ * ccache's HTTP remote storage and the Bazel HTTP cache, one handler for both:
+ *
+ *   /ccache/<path>     ccache (`remote_storage = http://HOST:PORT/ccache`), any layout:
+ *                      `subdirs` (ab/cdef…), `flat` (abcdef…), `bazel` (ac/<64 hex>);
+ *                      namespace `ccache`
+ *   /ac/<hash>         Bazel's action cache; namespace `bazel`
+ *   /cas/<sha256>      Bazel's content-addressed store: an upload whose sha256 is not its
+ *                      name is refused (400), so the store holds only what its names say
+ *
+ * GET 200 / 404, HEAD 200 / 404 (ccache asks before uploading), PUT 200 (overwrites), DELETE
+ * 200 / 404. The object path is validated (400) and, like every key, hashed before it
+ * reaches the disk.
+ */
+interface Target {
+  protocol: Protocol
+  namespace: string
+  key: string
+  /** The sha256 a CAS upload must have. */
+  sha256?: string
+}
+
+function ccacheTarget(request: FastifyRequest): Target {
+  return { protocol: 'ccache', namespace: 'ccache', key: objectPath((request.params as { '*': string })['*']) }
+}
+
+function bazelTarget(store: 'ac' | 'cas') {
+  return (request: FastifyRequest): Target => {
+    const key = objectPath((request.params as { '*': string })['*'])
+    const target: Target = { protocol: 'bazel', namespace: 'bazel', key: `${store}/${key}` }
+    if (store === 'cas' && /^[0-9a-f]{64}$/.test(key)) target.sha256 = key
+    return target
+  }
+}
+
+export async function objectUploads(app: FastifyInstance, ctx: ServerContext): Promise<void> {
+  const upload = (target: (request: FastifyRequest) => Target) => async (request: FastifyRequest, reply: FastifyReply) => {
+    const t = target(request)
+    const cache = await ctx.namespaces.get(t.namespace, t.protocol)
+    const outcome = await storeArtifact(ctx, request, t.protocol, cache, t.key, {}, t.sha256)
+    if (!outcome.stored) return refuseUpload(reply).code(outcome.error.statusCode).send(errorBody(outcome.error.code, outcome.error.message))
+    return reply.code(200).send()
+  }
+  app.put('/ccache/*', { config: { access: 'write', protocol: 'ccache' } }, upload(ccacheTarget))
+  app.put('/ac/*', { config: { access: 'write', protocol: 'bazel' } }, upload(bazelTarget('ac')))
+  app.put('/cas/*', { config: { access: 'write', protocol: 'bazel' } }, upload(bazelTarget('cas')))
+}
+
+export async function objectRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
+  const download = (target: (request: FastifyRequest) => Target, headOnly: boolean) => async (request: FastifyRequest, reply: FastifyReply) => {
+    const t = target(request)
+    const cache = await ctx.namespaces.get(t.namespace, t.protocol)
+    const meta = await sendArtifact(ctx, reply, t.protocol, cache, t.key, headOnly)
+    if (meta === undefined) return reply.code(404).send(headOnly ? undefined : errorBody('ERR_NOT_FOUND', `No object ${t.key}`))
+    return reply
+  }
+  const remove = (target: (request: FastifyRequest) => Target) => async (request: FastifyRequest, reply: FastifyReply) => {
+    const t = target(request)
+    const cache = await ctx.namespaces.get(t.namespace, t.protocol)
+    let deleted = false
+    try {
+      deleted = await cache.delete(t.key)
+    } catch (error) {
+      readFailed(ctx, t.protocol, error)
+      return reply.code(503).send(errorBody('ERR_UNAVAILABLE', 'The cache could not remove the object (its disk is failing)'))
+    }
+    if (!deleted) return reply.code(404).send(errorBody('ERR_NOT_FOUND', `No object ${t.key}`))
+    ctx.metrics.deleted(t.protocol)
+    return reply.code(200).send()
+  }
+  for (const [prefix, target, protocol] of [
+    ['/ccache/*', ccacheTarget, 'ccache'],
+    ['/ac/*', bazelTarget('ac'), 'bazel'],
+    ['/cas/*', bazelTarget('cas'), 'bazel'],
+  ] as const) {
+    app.get(prefix, { config: { access: 'read', protocol }, exposeHeadRoute: false }, download(target, false))
+    app.head(prefix, { config: { access: 'read', protocol } }, download(target, true))
+    app.delete(prefix, { config: { access: 'write', protocol } }, remove(target))
+  }
+}

@@ -1,0 +1,70 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { ServerContext } from '../context.js'
+import { artifactHash, teamName } from '../validation.js'
+import { artifactExists, refuseUpload, sendArtifact, storeArtifact } from './artifact-replies.js'
+
+/**
+ * Nx's self-hosted remote cache (nx ≥ 20.8, `NX_SELF_HOSTED_REMOTE_CACHE_SERVER`):
+ *
+ *   GET /v1/cache/:hash   200 the artifact, 404 a miss
+ *   PUT /v1/cache/:hash   exactly 200 once stored; 409 if the hash exists (entries are
+ *                         immutable, so a poisoned upload cannot replace a good one); 403 for
+ *                         a read-only token
+ *
+ * nx is strict: any other status fails the whole run, so this front end degrades on purpose:
+ * a disk failure reads as a miss (404), and an upload the disk could not take answers 403,
+ * which nx skips silently. A 401 is `text/plain` exactly (nx shows the body only then).
+ *
+ * nx has no team: the server URL may carry one as a path prefix
+ * (`NX_SELF_HOSTED_REMOTE_CACHE_SERVER=http://host:4000/nx/<team>`), a namespace of its own
+ * (`nx:<team>`); without it, the namespace is `nx`.
+ */
+function namespaceOf(request: FastifyRequest): string {
+  const team = (request.params as { team?: string }).team
+  return team === undefined ? 'nx' : `nx:${teamName(team, 'team')}`
+}
+
+function text(reply: FastifyReply, status: number, message: string): FastifyReply {
+  return reply.code(status).header('content-type', 'text/plain').send(message)
+}
+
+export async function nxUploads(app: FastifyInstance, ctx: ServerContext): Promise<void> {
+  /** Hashes being uploaded now: a second upload of one answers 409 at once. */
+  const uploading = new Set<string>()
+  const upload = async (request: FastifyRequest, reply: FastifyReply) => {
+    const hash = artifactHash((request.params as { hash: string }).hash)
+    const namespace = namespaceOf(request)
+    const cache = await ctx.namespaces.get(namespace, 'nx')
+    const slot = `${namespace}\0${hash}`
+    if (uploading.has(slot) || await artifactExists(cache, hash)) {
+      ctx.metrics.refused('nx')
+      return text(refuseUpload(reply), 409, `Cannot override an existing record: ${hash} is already cached`)
+    }
+    uploading.add(slot)
+    try {
+      const outcome = await storeArtifact(ctx, request, 'nx', cache, hash, {})
+      if (outcome.stored) return text(reply, 200, '')
+      // nx fails the run on anything but 200, 403 and 409: a disk failure becomes 403 (skipped).
+      const status = outcome.error.statusCode === 503 ? 403 : outcome.error.statusCode
+      return text(refuseUpload(reply), status, outcome.error.message)
+    } finally {
+      uploading.delete(slot)
+    }
+  }
+  const config = { access: 'write' as const, protocol: 'nx' as const }
+  app.put('/v1/cache/:hash', { config }, upload)
+  app.put('/nx/:team/v1/cache/:hash', { config }, upload)
+}
+
+export async function nxRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
+  const download = async (request: FastifyRequest, reply: FastifyReply) => {
+    const hash = artifactHash((request.params as { hash: string }).hash)
+    const cache = await ctx.namespaces.get(namespaceOf(request), 'nx')
+    const meta = await sendArtifact(ctx, reply, 'nx', cache, hash, false)
+    if (meta === undefined) return text(reply, 404, `No artifact ${hash}`)
+    return reply
+  }
+  const config = { access: 'read' as const, protocol: 'nx' as const }
+  app.get('/v1/cache/:hash', { config, exposeHeadRoute: false }, download)
+  app.get('/nx/:team/v1/cache/:hash', { config, exposeHeadRoute: false }, download)
+}

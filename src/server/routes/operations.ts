@@ -1,0 +1,57 @@
+import type { FastifyInstance } from 'fastify'
+import type { Larder } from '../../index.js'
+import type { ServerContext } from '../context.js'
+
+/**
+ *   GET /healthz   200 while the process serves (no token needed: for load balancers)
+ *   GET /readyz    200 when the cache directory takes a write and gives it back (a probe
+ *                  entry in the `larder:health` namespace) and, with `--redis`, so does the
+ *                  shared tier (the same probe in Redis alone); 503 with the reason otherwise
+ *   GET /metrics   Prometheus text (metrics.ts); needs a token when the server has any
+ */
+const HEALTH_NAMESPACE = 'larder:health'
+const SHARED_HEALTH_NAMESPACE = 'larder:health:shared'
+
+/** Writes a probe into `cache` and reads it back; throws if either fails or differs. */
+async function probe(cache: Larder): Promise<void> {
+  const key = `probe-${process.pid}`
+  const written = String(Date.now())
+  await cache.set(key, written, { ttl: 60_000 })
+  const read = await cache.get(key)
+  if (String(read) !== written) throw new Error('the probe entry read back differently')
+}
+
+function reasonOf(error: unknown): string {
+  return (error as Error).message ?? String(error)
+}
+
+export async function operationRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
+  app.get('/healthz', { config: { access: 'public', rateLimit: false } }, async () => ({ status: 'ok' }))
+
+  app.get('/readyz', { config: { access: 'public', rateLimit: false } }, async (_request, reply) => {
+    const answer: Record<string, string> = { status: 'ready', disk: 'writable' }
+    let ready = true
+    try {
+      await probe(await ctx.namespaces.get(HEALTH_NAMESPACE, 'health'))
+    } catch (error) {
+      ready = false
+      answer.disk = `not writable: ${reasonOf(error)}`
+    }
+    if (ctx.options.redis !== undefined) {
+      try {
+        await probe(await ctx.namespaces.get(SHARED_HEALTH_NAMESPACE, 'shared-health'))
+        answer.redis = 'reachable'
+      } catch (error) {
+        ready = false
+        answer.redis = `not reachable: ${reasonOf(error)}`
+      }
+    }
+    if (ready) return answer
+    return reply.code(503).send({ ...answer, status: 'unavailable' })
+  })
+
+  app.get('/metrics', { config: { access: 'read' } }, async (_request, reply) => {
+    const text = await ctx.metrics.registry.metrics()
+    return reply.header('content-type', ctx.metrics.registry.contentType).send(text)
+  })
+}

@@ -1,0 +1,112 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { getArtifact } from '../artifact-store.js'
+import type { ServerContext } from '../context.js'
+import { badRequest, errorBody } from '../http-error.js'
+import { artifactHash, teamName } from '../validation.js'
+import { refuseUpload, sendArtifact, storeArtifact } from './artifact-replies.js'
+
+/**
+ * Turborepo's remote cache API, v8 (every turbo 2.x speaks it):
+ *
+ *   GET  /v8/artifacts/status        {"status":"enabled"}
+ *   GET  /v8/artifacts/:hash         200 the artifact (+ x-artifact-duration, x-artifact-tag), 404 a miss
+ *   HEAD /v8/artifacts/:hash         200 with the same headers, 404
+ *   PUT  /v8/artifacts/:hash         202 {"urls":[…]}; an existing hash is overwritten (turbo
+ *                                    re-uploads after a signature or corruption miss)
+ *   POST /v8/artifacts               {"hashes":[…]} → { hash: {size, taskDurationMs, tag} | null }
+ *   POST /v8/artifacts/events        turbo's hit/miss events: counted, 200
+ *
+ * Each team is a namespace (`turbo:<team>`), from the `slug` query (TURBO_TEAM) or else
+ * `teamId` (TURBO_TEAMID); turbo always sends one. Errors are turbo's JSON
+ * `{"error":{"code","message"}}`. A doubled leading slash (`TURBO_API` with a trailing
+ * slash sends `//v8/…`) is routed like a single one (app.ts).
+ */
+const MAX_QUERY_HASHES = 1000
+
+interface TeamQuery {
+  slug?: string
+  teamId?: string
+}
+
+function namespaceOf(request: FastifyRequest): string {
+  const query = request.query as TeamQuery
+  if (query.slug !== undefined) return `turbo:${teamName(query.slug, 'slug')}`
+  if (query.teamId !== undefined) return `turbo:${teamName(query.teamId, 'teamId')}`
+  throw badRequest('ERR_MISSING_TEAM', 'Missing team: pass ?slug=<team> (TURBO_TEAM) or ?teamId=<id> (TURBO_TEAMID)')
+}
+
+function metaHeaders(meta: { duration?: string; tag?: string }): Record<string, string> {
+  const headers: Record<string, string> = {}
+  if (meta.duration !== undefined) headers['x-artifact-duration'] = meta.duration
+  if (meta.tag !== undefined) headers['x-artifact-tag'] = meta.tag
+  return headers
+}
+
+/** A header turbo sends as a plain string (a duration in ms, a base64 tag), bounded. */
+function headerValue(request: FastifyRequest, name: string): string | undefined {
+  const value = request.headers[name]
+  if (typeof value !== 'string') return undefined
+  if (value.length > 1024) throw badRequest('ERR_INVALID_HEADER', `Invalid ${name}: longer than 1024 characters`)
+  return value
+}
+
+export async function turboUploads(app: FastifyInstance, ctx: ServerContext): Promise<void> {
+  app.put('/v8/artifacts/:hash', { config: { access: 'write', protocol: 'turbo' } }, async (request, reply) => {
+    const hash = artifactHash((request.params as { hash: string }).hash)
+    const cache = await ctx.namespaces.get(namespaceOf(request), 'turbo')
+    const meta = { duration: headerValue(request, 'x-artifact-duration'), tag: headerValue(request, 'x-artifact-tag') }
+    const outcome = await storeArtifact(ctx, request, 'turbo', cache, hash, stripUndefined(meta))
+    if (!outcome.stored) return refuseUpload(reply).code(outcome.error.statusCode).send(errorBody(outcome.error.code, outcome.error.message))
+    return reply.code(202).send({ urls: [hash] })
+  })
+}
+
+export async function turboRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
+  const config = { access: 'read' as const, protocol: 'turbo' as const }
+
+  app.get('/v8/artifacts/status', { config }, async () => ({ status: 'enabled' }))
+
+  const download = (headOnly: boolean) => async (request: FastifyRequest, reply: FastifyReply) => {
+    const hash = artifactHash((request.params as { hash: string }).hash)
+    const cache = await ctx.namespaces.get(namespaceOf(request), 'turbo')
+    const meta = await sendArtifact(ctx, reply, 'turbo', cache, hash, headOnly, metaHeaders)
+    if (meta === undefined) return reply.code(404).send(errorBody('ERR_NOT_FOUND', `No artifact ${hash} for this team`))
+    return reply
+  }
+  app.get('/v8/artifacts/:hash', { config, exposeHeadRoute: false }, download(false))
+  app.head('/v8/artifacts/:hash', { config }, download(true))
+
+  app.post('/v8/artifacts', { config }, async (request) => {
+    const body = request.body as { hashes?: unknown } | undefined
+    const hashes = body?.hashes
+    if (!Array.isArray(hashes) || hashes.length > MAX_QUERY_HASHES) {
+      throw badRequest('ERR_INVALID_BODY', `Invalid hashes: expected { "hashes": [...] } with at most ${MAX_QUERY_HASHES} hashes`)
+    }
+    const valid = hashes.map((h, i) => artifactHash(h, `hashes[${i}]`))
+    const cache = await ctx.namespaces.get(namespaceOf(request), 'turbo')
+    const answer: Record<string, { size: number; taskDurationMs: number; tag?: string } | null> = {}
+    for (const hash of valid) {
+      const found = await getArtifact(cache, hash, true).catch(() => undefined)
+      answer[hash] = found === undefined ? null : {
+        size: found.meta.length,
+        taskDurationMs: Number(found.meta.duration ?? 0) || 0,
+        ...(found.meta.tag === undefined ? {} : { tag: found.meta.tag }),
+      }
+    }
+    return answer
+  })
+
+  app.post('/v8/artifacts/events', { config }, async (request, reply) => {
+    const events = request.body
+    if (Array.isArray(events)) {
+      for (const e of events.slice(0, 10_000) as { source?: unknown; event?: unknown }[]) {
+        if ((e?.source === 'LOCAL' || e?.source === 'REMOTE') && (e.event === 'HIT' || e.event === 'MISS')) ctx.metrics.turboEvent(e.source, e.event)
+      }
+    }
+    return reply.code(200).send({})
+  })
+}
+
+function stripUndefined<T extends object>(value: T): { [K in keyof T]: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as never
+}

@@ -1,0 +1,113 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import assert from 'node:assert/strict'
+import { after } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { createServer, type LarderServer } from '../../src/server/app.ts'
+import { serveOptions, type ServeOptions } from '../../src/server/options.ts'
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
+export const BIN = path.join(root, 'dist', 'cli.js')
+
+export interface Running {
+  url: string
+  server: LarderServer
+  dir: string
+  /** What the server logged (stderr lines, in order). */
+  logs: string[]
+  close(): Promise<void>
+}
+
+/** A server in this process on a free loopback port, over a fresh cache directory; stopped
+ *  when the test file ends (or earlier by `close`). */
+export async function startServer(options: Partial<ServeOptions> = {}): Promise<Running> {
+  // The server closes before its directory is removed (after-hooks run in the order they
+  // were registered): one hook does both. A directory given by the caller is the caller's.
+  const own = options.dir === undefined ? fs.mkdtempSync(path.join(os.tmpdir(), 'larder-serve-')) : undefined
+  const dir = options.dir ?? path.join(own!, 'cache')
+  const logs: string[] = []
+  const server = await createServer(serveOptions({ port: 0, rateLimit: 0, ...options, dir }), (line) => logs.push(line))
+  const { port } = await server.listen()
+  let closed = false
+  const close = async (): Promise<void> => {
+    if (closed) return
+    closed = true
+    await server.close()
+  }
+  after(async () => {
+    await close()
+    if (own !== undefined) fs.rmSync(own, { recursive: true, force: true })
+  })
+  return { url: `http://127.0.0.1:${port}`, server, dir, logs, close }
+}
+
+export interface CliServer {
+  url: string
+  child: ChildProcess
+  /** stdout lines so far. */
+  stdout: string[]
+  stderr: () => string
+  /** Sends a signal and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>
+  exited: Promise<number | null>
+}
+
+/** `larder serve` as a real process; resolves once its first line is out (or it exits). */
+export async function startCli(args: string[], env: Record<string, string> = {}): Promise<CliServer> {
+  // (A test that gives it a tempDir() stops it in its body: that dir's hook ran first.)
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('LARDER_') && !k.startsWith('CACHE_')))
+  const child = spawn(process.execPath, [BIN, ...args], { env: { ...clean, ...env }, cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
+  const stdout: string[] = []
+  let err = ''
+  child.stderr!.on('data', (d: Buffer) => { err += d.toString() })
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  after(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
+  const first = await new Promise<string | undefined>((resolve) => {
+    let buffered = ''
+    child.stdout!.on('data', (d: Buffer) => {
+      buffered += d.toString()
+      const lines = buffered.split('\n')
+      buffered = lines.pop()!
+      for (const line of lines) {
+        stdout.push(line)
+        if (stdout.length === 1) resolve(line)
+      }
+    })
+    void exited.then(() => resolve(undefined))
+  })
+  const url = first?.match(/^larder listening on (http:\/\/\S+)$/)?.[1] ?? ''
+  return {
+    url, child, stdout, stderr: () => err, exited,
+    stop: async (signal = 'SIGTERM') => {
+      child.kill(signal)
+      return exited
+    },
+  }
+}
+
+/** Every file under `dir` whose name marks a temp file being (or left) written. */
+export function tempFiles(dir: string): string[] {
+  if (!fs.existsSync(dir)) return []
+  return (fs.readdirSync(dir, { recursive: true }) as string[]).filter((f) => /\.tmp$/.test(f))
+}
+
+/** `fetch` that never throws for a status, with the body read as text. */
+export async function call(url: string, init: RequestInit = {}): Promise<{ status: number; headers: Headers; text: string; json: () => any }> {
+  const response = await fetch(url, init)
+  const text = await response.text()
+  return { status: response.status, headers: response.headers, text, json: () => JSON.parse(text) }
+}
+
+export const bearer = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` })
+
+/** Polls `check` until it holds (a state to reach, not a time to meet); fails after `ms`. */
+export async function eventually(check: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
+  const until = Date.now() + ms
+  while (!(await check())) {
+    if (Date.now() > until) assert.fail(`never happened: ${what}`)
+    await sleep(20)
+  }
+}

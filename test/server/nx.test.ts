@@ -1,0 +1,63 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import http from 'node:http'
+import { bearer, call, startServer } from './helpers.ts'
+
+const HASH = '2353663766214665608'
+const octets = { 'content-type': 'application/octet-stream' }
+
+test('nx: a miss is a 404, an upload answers exactly 200, and the artifact comes back', async () => {
+  const { url } = await startServer()
+  assert.equal((await call(`${url}/v1/cache/${HASH}`)).status, 404)
+  const put = await call(`${url}/v1/cache/${HASH}`, { method: 'PUT', body: 'tar.gz bytes', headers: octets })
+  assert.equal(put.status, 200)
+  const got = await call(`${url}/v1/cache/${HASH}`)
+  assert.equal(got.status, 200)
+  assert.equal(got.text, 'tar.gz bytes')
+  assert.equal(got.headers.get('content-type'), 'application/octet-stream')
+  assert.equal(got.headers.get('content-length'), '12')
+})
+
+test('nx: an existing hash is immutable: a second upload is a 409 and the first stays', async () => {
+  const { url } = await startServer()
+  assert.equal((await call(`${url}/v1/cache/${HASH}`, { method: 'PUT', body: 'good', headers: octets })).status, 200)
+  assert.equal((await call(`${url}/v1/cache/${HASH}`, { method: 'PUT', body: 'poisoned', headers: octets })).status, 409)
+  assert.equal((await call(`${url}/v1/cache/${HASH}`)).text, 'good')
+})
+
+test('nx: 401 is text/plain exactly, a read-only token reads and gets 403 on upload', async () => {
+  const { url } = await startServer({ tokens: ['writer'], readTokens: ['reader'] })
+  const anonymous = await call(`${url}/v1/cache/${HASH}`)
+  assert.equal(anonymous.status, 401)
+  assert.equal(anonymous.headers.get('content-type'), 'text/plain')
+  const wrong = await call(`${url}/v1/cache/${HASH}`, { method: 'PUT', body: 'x', headers: { ...octets, ...bearer('nope') } })
+  assert.equal(wrong.status, 401)
+  assert.equal(wrong.headers.get('content-type'), 'text/plain')
+  const denied = await call(`${url}/v1/cache/${HASH}`, { method: 'PUT', body: 'x', headers: { ...octets, ...bearer('reader') } })
+  assert.equal(denied.status, 403)
+  assert.equal((await call(`${url}/v1/cache/${HASH}`, { headers: bearer('reader') })).status, 404)
+  assert.equal((await call(`${url}/v1/cache/${HASH}`, { method: 'PUT', body: 'x', headers: { ...octets, ...bearer('writer') } })).status, 200)
+  assert.equal((await call(`${url}/v1/cache/${HASH}`, { headers: bearer('reader') })).text, 'x')
+})
+
+test('nx: an upload without Content-Length is refused (411) and stores nothing', async () => {
+  const { url } = await startServer()
+  const status = await new Promise<number>((resolve, reject) => {
+    const request = http.request(`${url}/v1/cache/${HASH}`, { method: 'PUT', headers: { ...octets, 'transfer-encoding': 'chunked' } }, (response) => {
+      response.resume()
+      resolve(response.statusCode!)
+    })
+    request.on('error', reject)
+    request.end('chunked body')
+  })
+  assert.equal(status, 411)
+  assert.equal((await call(`${url}/v1/cache/${HASH}`)).status, 404)
+})
+
+test('nx: a team prefix in the server URL is a namespace of its own', async () => {
+  const { url } = await startServer()
+  await call(`${url}/nx/alpha/v1/cache/${HASH}`, { method: 'PUT', body: 'alpha', headers: octets })
+  assert.equal((await call(`${url}/nx/alpha/v1/cache/${HASH}`)).text, 'alpha')
+  assert.equal((await call(`${url}/v1/cache/${HASH}`)).status, 404)
+  assert.equal((await call(`${url}/nx/beta/v1/cache/${HASH}`)).status, 404)
+})

@@ -1,0 +1,100 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { after } from 'node:test'
+import { Larder } from '../../src/index.ts'
+import { tempDir } from '../helpers.ts'
+import { call, eventually, startServer } from './helpers.ts'
+
+const octets = { 'content-type': 'application/octet-stream' }
+
+test('/metrics: Prometheus text with hits and misses per protocol and tier, bytes in and out, entries, size, budget, breaker state and request durations', async () => {
+  const { url } = await startServer({ maxSize: 10_000_000 })
+  await call(`${url}/v8/artifacts/abcdef0123456789?slug=t`, { method: 'PUT', body: randomBytes(1000), headers: octets })
+  await call(`${url}/v8/artifacts/abcdef0123456789?slug=t`)
+  await call(`${url}/v8/artifacts/0000000000000000?slug=t`)
+  await call(`${url}/api/cache/k`, { method: 'PUT', body: '{"value":1}', headers: { 'content-type': 'application/json' } })
+  await call(`${url}/api/cache/k`)
+  const metrics = await call(`${url}/metrics`)
+  assert.equal(metrics.status, 200)
+  assert.match(metrics.headers.get('content-type') ?? '', /^text\/plain/)
+  const text = metrics.text
+  for (const line of [
+    'larder_cache_hits_total{protocol="turbo",tier="file"} 1',
+    'larder_cache_hits_total{protocol="api",tier="memory"} 1',
+    'larder_cache_misses_total{protocol="turbo"} 1',
+    'larder_bytes_in_total{protocol="turbo"} 1000',
+    'larder_bytes_out_total{protocol="turbo"} 1000',
+    'larder_entries{namespace="turbo:t"} 1',
+    'larder_budget_bytes{namespace="turbo:t"} 10000000',
+    'larder_breaker_state{namespace="turbo:t",state="closed"} 1',
+    'larder_breaker_state{namespace="turbo:t",state="open"} 0',
+    'larder_http_request_duration_seconds_count{method="GET",route="/v8/artifacts/:hash",status="200"} 1',
+    'larder_http_request_duration_seconds_count{method="GET",route="/v8/artifacts/:hash",status="404"} 1',
+  ]) assert.ok(text.includes(line), `missing: ${line}`)
+  assert.match(text, /larder_size_bytes\{namespace="turbo:t"\} (\d+)/)
+  assert.ok(Number(text.match(/larder_size_bytes\{namespace="turbo:t"\} (\d+)/)![1]) > 1000)
+})
+
+test('/healthz and /readyz answer 200; /readyz is 503 with the reason when the cache directory cannot be written (read-only mount)', async (t) => {
+  let mounted = false
+  let close = async (): Promise<void> => {}
+  const unmount = (): void => {
+    if (!mounted) return
+    mounted = false
+    execFileSync('umount', [dir])
+  }
+  // Registered before tempDir's removal hook, so it runs first: close, unmount, then remove.
+  after(async () => {
+    await close()
+    unmount()
+  })
+  const base = tempDir('larder-readyz')
+  const dir = path.join(base, 'cache')
+  fs.mkdirSync(dir)
+  const running = await startServer({ dir })
+  const url = running.url
+  close = running.close
+  assert.deepEqual((await call(`${url}/healthz`)).json(), { status: 'ok' })
+  assert.equal((await call(`${url}/readyz`)).status, 200)
+  try {
+    execFileSync('mount', ['--bind', dir, dir], { stdio: 'pipe' })
+  } catch (error) {
+    t.skip(`mounting was refused (${(error as Error).message.split('\n')[0]}): run as root for the read-only case`)
+    return
+  }
+  mounted = true
+  execFileSync('mount', ['-o', 'remount,ro,bind', dir])
+  const ready = await call(`${url}/readyz`)
+  assert.equal(ready.status, 503)
+  assert.equal(ready.json().status, 'unavailable')
+  assert.match(ready.json().disk, /not writable/)
+  assert.equal((await call(`${url}/healthz`)).status, 200, 'alive, though not ready')
+  await close()
+  unmount()
+})
+
+test('budget: uploads past --max-size are pruned by eviction; the namespace ends within its budget and the prunes are reported', async () => {
+  const budget = 1_000_000
+  const { url, dir, close } = await startServer({ maxSize: budget })
+  for (let i = 0; i < 30; i++) {
+    const hash = i.toString(16).padStart(16, '0')
+    assert.equal((await call(`${url}/v8/artifacts/${hash}?slug=big`, { method: 'PUT', body: randomBytes(100_000), headers: octets })).status, 202)
+  }
+  await eventually(async () => (await call(`${url}/api/cache/metrics`)).json().evictions > 0, 'an eviction')
+  const data = (await call(`${url}/dashboard/data`)).json()
+  assert.ok(data.prunes.some((p: { namespace: string; evicted: number }) => p.namespace === 'turbo:big' && p.evicted > 0))
+  await close()
+  const cache = await Larder.open({ dir, namespace: 'turbo:big', readOnly: true })
+  const usage = await cache.usage()
+  await cache.close()
+  assert.ok(usage.storedBytes <= budget, `${usage.storedBytes} bytes on disk, budget ${budget}`)
+  assert.ok(usage.entries > 0 && usage.entries < 30)
+  const newest = (29).toString(16).padStart(16, '0')
+  const reopened = await startServer({ dir, maxSize: budget })
+  assert.equal((await call(`${reopened.url}/v8/artifacts/${newest}?slug=big`)).status, 200, 'the newest upload is kept (LRU)')
+  await reopened.close() // before the first server's directory goes
+})

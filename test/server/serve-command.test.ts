@@ -1,0 +1,94 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import http from 'node:http'
+import path from 'node:path'
+import { Larder } from '../../src/index.ts'
+import { tempDir } from '../helpers.ts'
+import { bearer, call, eventually, startCli, tempFiles } from './helpers.ts'
+
+test('larder serve: the first stdout line is exactly "larder listening on http://HOST:PORT" with the port --port 0 got; without a token it says it serves loopback only', async () => {
+  const dir = path.join(tempDir('larder-serve-cli'), 'cache')
+  const server = await startCli(['--dir', dir, 'serve', '--port', '0'])
+  assert.match(server.stdout[0]!, /^larder listening on http:\/\/127\.0\.0\.1:\d+$/)
+  const port = Number(server.stdout[0]!.split(':').at(-1))
+  assert.ok(port > 0)
+  assert.match(server.stdout[1]!, /no token given: serving this machine only \(loopback\)/)
+  assert.equal((await call(`${server.url}/healthz`)).status, 200)
+  assert.equal(await server.stop('SIGINT'), 0)
+})
+
+test('larder serve: a non-loopback host without a token refuses to start (exit 2, nothing listening)', async () => {
+  const dir = path.join(tempDir('larder-serve-cli'), 'cache')
+  const server = await startCli(['--dir', dir, 'serve', '--host', '0.0.0.0', '--port', '0'])
+  assert.equal(await server.exited, 2)
+  assert.deepEqual(server.stdout, [])
+  assert.match(server.stderr(), /refusing to listen on 0\.0\.0\.0 without a token/)
+  assert.doesNotMatch(server.stderr(), /\n\s+at /)
+})
+
+test('larder serve: options come from the environment (LARDER_PORT, LARDER_TOKEN comma-separated, LARDER_READ_TOKEN, CACHE_L1_MAX_ENTRIES)', async () => {
+  const dir = path.join(tempDir('larder-serve-cli'), 'cache')
+  const server = await startCli(['--dir', dir, 'serve'], { LARDER_PORT: '0', LARDER_TOKEN: 'one, two', LARDER_READ_TOKEN: 'ro', CACHE_L1_MAX_ENTRIES: '0' })
+  assert.match(server.stdout[0]!, /^larder listening on http:\/\/127\.0\.0\.1:\d+$/)
+  assert.ok(!server.stdout.some((l) => l.includes('no token')))
+  const put = { method: 'PUT', body: JSON.stringify({ value: 1 }), headers: { 'content-type': 'application/json' } }
+  assert.equal((await call(`${server.url}/api/cache/k`, put)).status, 401)
+  assert.equal((await call(`${server.url}/api/cache/k`, { ...put, headers: { ...put.headers, ...bearer('two') } })).status, 200)
+  assert.equal((await call(`${server.url}/api/cache/k`, { ...put, headers: { ...put.headers, ...bearer('ro') } })).status, 403)
+  const got = (await call(`${server.url}/api/cache/k`, { headers: bearer('ro') })).json()
+  assert.equal(got.source, 'file', 'CACHE_L1_MAX_ENTRIES=0 turned the memory tier off')
+  assert.equal(await server.stop(), 0)
+})
+
+test('larder serve: SIGTERM finishes the upload in flight, stores it, closes the cache and exits 0', async () => {
+  const dir = path.join(tempDir('larder-serve-cli'), 'cache')
+  const server = await startCli(['--dir', dir, 'serve', '--port', '0'])
+  const body = Buffer.alloc(3 * 1024 * 1024, 7)
+  let sendRest = (): void => {}
+  const answered = new Promise<number>((resolve, reject) => {
+    const request = http.request(`${server.url}/v8/artifacts/abcdef0123456789?slug=t`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream', 'content-length': String(body.length) } }, (response) => {
+      response.resume()
+      resolve(response.statusCode!)
+    })
+    request.on('error', reject)
+    request.write(body.subarray(0, 2 * 1024 * 1024))
+    sendRest = () => request.end(body.subarray(2 * 1024 * 1024))
+  })
+  // The upload is being written (its temp file is on disk) before the signal.
+  await eventually(() => tempFiles(dir).length > 0, 'the upload\'s temp file')
+  server.child.kill('SIGTERM')
+  await new Promise((resolve) => server.child.stderr!.once('data', resolve)) // "stopping …"
+  sendRest()
+  assert.equal(await answered, 202)
+  assert.equal(await server.exited, 0)
+  assert.match(server.stderr(), /SIGTERM: stopping/)
+  const cache = await Larder.open({ dir, namespace: 'turbo:t', readOnly: true, serializer: 'raw' })
+  const info = await cache.info('abcdef0123456789')
+  assert.ok(info !== undefined, 'the upload in flight was stored')
+  assert.ok(info.logicalSize > body.length)
+  await cache.close()
+})
+
+test('larder serve: no token appears in its output, whatever the requests', async () => {
+  const dir = path.join(tempDir('larder-serve-cli'), 'cache')
+  const server = await startCli(['--dir', dir, 'serve', '--port', '0', '--token', 'TOPSECRET', '--log-requests'])
+  await call(`${server.url}/v8/artifacts/abcdef0123456789?slug=t`, { headers: bearer('TOPSECRET') })
+  await call(`${server.url}/v8/artifacts/abcdef0123456789?slug=t`, { headers: bearer('TOPSECRET-WRONG') })
+  await call(`${server.url}/v1/cache/1`, { method: 'PUT', body: 'x', headers: { 'content-type': 'application/octet-stream', ...bearer('TOPSECRET') } })
+  assert.equal(await server.stop(), 0)
+  const output = server.stdout.join('\n') + server.stderr()
+  assert.match(output, /GET \/v8\/artifacts\/abcdef0123456789 404/)
+  assert.doesNotMatch(output, /TOPSECRET/)
+})
+
+test('the package ships the server and its dashboard assets (no CDN: the page is served from the package)', async () => {
+  const { execFileSync } = await import('node:child_process')
+  const { root } = await import('./helpers.ts')
+  const packed = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })) as { files: { path: string }[] }[]
+  const files = packed[0]!.files.map((f) => f.path)
+  for (const file of ['dist/cli.js', 'dist/dashboard/index.html', 'dist/dashboard/dashboard.js', 'dist/dashboard/dashboard.css']) {
+    assert.ok(files.includes(file), `${file} missing from the package`)
+  }
+  const page = (await import('node:fs')).readFileSync(path.join(root, 'dist/dashboard/index.html'), 'utf8')
+  assert.doesNotMatch(page, /(src|href)="(https?:)?\/\//, 'every asset of the page is the server\'s own')
+})
