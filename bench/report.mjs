@@ -22,8 +22,10 @@ function summary(values) {
 
 const ratioText = (r) => (r === undefined || !Number.isFinite(r) ? '–' : `${r.toFixed(2)}×`)
 
-export function renderReport({ env, config, samples, failures, elapsedSeconds, cleanupSeconds, templateSeconds = 0 }) {
-  const steps = Object.fromEntries(stepsFor(config).map((s) => [s.id, s]))
+export function renderReport({ env, config, steps: ran, samples, failures, elapsedSeconds, cleanupSeconds, templateSeconds = 0 }) {
+  // The steps as run (a subset's --impls leave others out: n/a, not failed); older records
+  // without them: the plan's.
+  const steps = Object.fromEntries((ran ?? stepsFor(config)).map((s) => [s.id, s]))
   const stat = (step, impl, metric) => summary(samples[step]?.[impl]?.map((s) => s.metrics[metric]))
   const targets = []
   const spreads = []

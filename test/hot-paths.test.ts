@@ -2,7 +2,9 @@
 // in bench/, never asserted here.
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
+import { Larder } from '../src/index.ts'
 import { DiskBreaker } from '../src/resilience/disk-breaker.ts'
+import { listFiles, tempDir } from './helpers.ts'
 
 const eio = (): never => {
   throw Object.assign(new Error('EIO: injected'), { code: 'EIO' })
@@ -64,5 +66,23 @@ describe('hot paths (issue #14)', () => {
     } finally {
       breaker.shutdown()
     }
+  })
+
+  test('sets in flight together (written through the thread pool) land whole, last call wins per key, no temp left', async () => {
+    const dir = tempDir()
+    const cache = await Larder.open({ dir })
+    const big = 'x'.repeat(70 * 1024) // over the synchronous limit, with small ones beside it
+    await Promise.all(Array.from({ length: 48 }, (_, i) => cache.set(`k${i % 32}`, i % 5 === 0 ? { i, big } : { i })))
+    const stats = await cache.stats()
+    assert.equal(stats.dropped, 0)
+    assert.equal(stats.errors, 0)
+    await cache.close()
+    assert.deepEqual(listFiles(dir).filter((f) => f.endsWith('.tmp')), [])
+    const reader = await Larder.open({ dir })
+    for (let k = 0; k < 32; k++) {
+      const last = k + 32 < 48 ? k + 32 : k // the later call of the key, when there were two
+      assert.deepEqual(await reader.get(`k${k}`), last % 5 === 0 ? { i: last, big } : { i: last })
+    }
+    await reader.close()
   })
 })
