@@ -54,7 +54,7 @@ export interface BreakerSnapshot {
  * While the breaker is closed and has no timeout, `run` calls the operation itself and hands
  * opossum the events `fire()` would have emitted for a success (`fire`, then `success`), which
  * feed the same rolling counts. A failure goes through `fire()` as before (an action that
- * rejects with the same error), so opossum itself counts it, filters it (`isFailure`) and
+ * throws the same error), so opossum itself counts it at once, filters it (`isFailure`) and
  * decides whether to open: after exactly as many failures as without the fast path. Open,
  * half-open (its one trial), shut down or with a timeout, every operation goes through
  * `fire()`.
@@ -116,10 +116,14 @@ export class DiskBreaker {
     this.#breaker.emit('success', undefined, 0)
   }
 
-  /** A failure of the fast path, handed to opossum as an action that fails with it: opossum
-   *  counts it (or, filtered, counts a success), may open, and rejects with the same error. */
+  /** A failure of the fast path, handed to opossum as an action that throws it: opossum
+   *  counts it (or, filtered, counts a success), may open, and rejects with the same error.
+   *  A throw, not a rejected promise: opossum judges a synchronous throw at once, so a
+   *  failure is counted before the caller's next look at the breaker, as without the fast path. */
   #failed<T>(error: unknown): Promise<T> {
-    return this.#breaker.fire(() => Promise.reject(error)) as Promise<T>
+    return this.#breaker.fire(() => {
+      throw error
+    }) as Promise<T>
   }
 
   get state(): BreakerState {
