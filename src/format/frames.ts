@@ -1,7 +1,6 @@
 /**
  * The framed payload of streamed entries (header flag FRAMED): a sequence of frames, each one
- * block of the stream compressed on its own, or stored raw when it does not compress. Buffered
- * values of 32–128 KiB that compress are framed too, in 32 KiB blocks (encodeFramesAtOnce).
+ * block of the stream compressed on its own, or stored raw when it does not compress.
  *
  *   frame = rawLength uint32 LE (bit 31 set = compressed) · storedLength uint32 LE · stored bytes
  *
@@ -11,7 +10,7 @@
  * several at a time in zlib's thread pool, in both directions, while output keeps its order.
  */
 import { CorruptEntryError } from './entry-format.js'
-import { canExpandTo, type Compression, compressAsync, compressSync, decompressAsync, decompressSync, KEEP_COMPRESSED_RATIO, worthCompressing } from './compression.js'
+import { canExpandTo, type Compression, compressAsync, decompressAsync, decompressSync, KEEP_COMPRESSED_RATIO, worthCompressing } from './compression.js'
 
 export const FRAME_HEADER_BYTES = 8
 /** Stream bytes per frame. */
@@ -43,35 +42,6 @@ export async function encodeFrame(block: Buffer, compression: Compression, level
 }
 /** Stores one block raw, without trying to compress it. */
 encodeFrame.raw = (block: Buffer): Buffer[] => frameParts(block.length, false, block)
-
-/** Bytes per frame of a buffered value compressed on several cores (see encodeFramesAtOnce):
- *  deflate's window is 32 KiB, so a value cut here loses almost nothing of its ratio. */
-export const BUFFERED_FRAME_BYTES = 32 * 1024
-
-/**
- * A buffered value of more than one BUFFERED_FRAME_BYTES as frames compressed at the same
- * time: every frame but the first is handed to zlib's thread pool first, then the first is
- * compressed on this thread while they run, so a 64 KiB value costs about one 32 KiB
- * compression of latency where a single stream would cost two. Each frame is kept raw when
- * it does not shrink below KEEP_COMPRESSED_RATIO. undefined when no frame shrank (the caller
- * stores the value plain).
- */
-export async function encodeFramesAtOnce(bytes: Buffer, compression: Compression, level: number): Promise<Buffer | undefined> {
-  const blocks: Buffer[] = []
-  for (let at = 0; at < bytes.length; at += BUFFERED_FRAME_BYTES) blocks.push(bytes.subarray(at, at + BUFFERED_FRAME_BYTES))
-  const pooled = blocks.slice(1).map((block) => compressAsync(compression, level, block))
-  const outs = [compressSync(compression, level, blocks[0]!), ...(await Promise.all(pooled))]
-  const parts: Buffer[] = []
-  let shrank = false
-  for (let i = 0; i < blocks.length; i++) {
-    const block = blocks[i]!
-    const out = outs[i]!
-    const keep = out.length < block.length * KEEP_COMPRESSED_RATIO
-    shrank ||= keep
-    parts.push(...frameParts(block.length, keep, keep ? out : block))
-  }
-  return shrank ? Buffer.concat(parts) : undefined
-}
 
 function frameParts(rawLength: number, compressed: boolean, stored: Buffer): Buffer[] {
   const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES)

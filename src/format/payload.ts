@@ -8,7 +8,7 @@ import {
   KEEP_COMPRESSED_RATIO, PROBE_BYTES, SYNC_CODEC_LIMIT, worthCompressing,
 } from './compression.js'
 import { CorruptEntryError, encodeEntry, encodeTags, FLAG_FRAMED, type DecodedEntry } from './entry-format.js'
-import { BUFFERED_FRAME_BYTES, decodeFramedPayload, encodeFramesAtOnce, FRAME_HEADER_BYTES } from './frames.js'
+import { decodeFramedPayload, FRAME_HEADER_BYTES } from './frames.js'
 
 /** Values up to this size are decompressed synchronously (see compression.ts). */
 const SYNC_DECOMPRESS_LIMIT = 1024 * 1024
@@ -16,8 +16,6 @@ const SYNC_DECOMPRESS_LIMIT = 1024 * 1024
 export interface EncodedPayload {
   compression: Compression
   payload: Buffer
-  /** FLAG_FRAMED when the payload is frames (see encodeFramesAtOnce), else 0. */
-  flags: number
 }
 
 /**
@@ -27,19 +25,12 @@ export interface EncodedPayload {
  */
 export async function encodePayload(bytes: Buffer, options: Pick<ResolvedOptions, 'compression' | 'compressionLevel' | 'compressThreshold'>): Promise<EncodedPayload> {
   const id = compressionIds[options.compression]
-  const plain = { compression: Compression.None, payload: bytes, flags: 0 }
-  if (id === Compression.None || bytes.length < options.compressThreshold) return plain
-  if (bytes.length > 2 * PROBE_BYTES && !worthCompressing(bytes.subarray(0, PROBE_BYTES))) return plain
+  if (id === Compression.None || bytes.length < options.compressThreshold) return { compression: Compression.None, payload: bytes }
+  if (bytes.length > 2 * PROBE_BYTES && !worthCompressing(bytes.subarray(0, PROBE_BYTES))) return { compression: Compression.None, payload: bytes }
   const level = options.compressionLevel
-  if (bytes.length > BUFFERED_FRAME_BYTES && bytes.length <= SYNC_CODEC_LIMIT) {
-    // Up to 128 KiB compressed on two cores at once (frames.ts), not one stream on this one.
-    const framed = await encodeFramesAtOnce(bytes, id, level)
-    if (framed === undefined || framed.length >= bytes.length * KEEP_COMPRESSED_RATIO) return plain
-    return { compression: id, payload: framed, flags: FLAG_FRAMED }
-  }
   const compressed = bytes.length <= SYNC_CODEC_LIMIT ? compressSync(id, level, bytes) : await compressAsync(id, level, bytes)
-  if (compressed.length >= bytes.length * KEEP_COMPRESSED_RATIO) return plain
-  return { compression: id, payload: compressed, flags: 0 }
+  if (compressed.length >= bytes.length * KEEP_COMPRESSED_RATIO) return { compression: Compression.None, payload: bytes }
+  return { compression: id, payload: compressed }
 }
 
 /** What an entry says of its payload: enough to judge the length it claims. */
@@ -101,9 +92,9 @@ export async function decodePayload(entry: DecodedEntry): Promise<Buffer> {
  *  trailer and checksum (entry-format.ts). The same bytes go to a file and to Redis. */
 export async function encodeEntryBytes(key: string, entry: EntryTimesAndValue, options: Pick<ResolvedOptions, 'compression' | 'compressionLevel' | 'compressThreshold'>): Promise<Buffer> {
   const { codec, bytes } = entry.serialized
-  const { compression, payload, flags } = await encodePayload(bytes, options)
+  const { compression, payload } = await encodePayload(bytes, options)
   const { createdAt, expiresAt, tags, grace } = entry
-  return encodeEntry({ key, codec, compression, flags, createdAt, expiresAt, tags, grace }, Buffer.from(key), encodeTags(tags), payload, bytes.length)
+  return encodeEntry({ key, codec, compression, createdAt, expiresAt, tags, grace }, Buffer.from(key), encodeTags(tags), payload, bytes.length)
 }
 
 interface EntryTimesAndValue {
