@@ -1,5 +1,7 @@
 // Small helpers every case shares: concurrency, a fixed read order, GC before timing, RSS
 // sampling, and the checks that make every read count only if it returned the right value.
+import fsp from 'node:fs/promises'
+import path from 'node:path'
 import { smallValue } from './data.mjs'
 
 /** Runs task(i) for i in [0, n) with `conc` calls in flight. */
@@ -55,4 +57,13 @@ export function rssSampler() {
 export function checkRows(value, i, expected = JSON.stringify(smallValue(i))) {
   const got = value === undefined ? 'undefined' : JSON.stringify(value)
   if (got !== expected) throw new Error(`wrong value for key ${i}: ${String(got).slice(0, 80)}`)
+}
+
+/** Bytes in every file below `dir` (file sizes, not blocks): what an implementation left on disk. */
+export async function diskBytes(dir) {
+  let total = 0
+  for (const entry of await fsp.readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile()) total += (await fsp.stat(path.join(entry.parentPath ?? entry.path, entry.name))).size
+  }
+  return total
 }

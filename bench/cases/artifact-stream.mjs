@@ -2,10 +2,8 @@
 // streamed out by a new instance and compared byte for byte with what went in. Two kinds: a
 // tar-like mix (about half compressible) and already-compressed bytes. MB/s (10⁶ bytes) and
 // peak RSS growth. Only implementations with a streaming API take part.
-import fsp from 'node:fs/promises'
-import path from 'node:path'
 import { artifactOf } from '../data.mjs'
-import { rssSampler, seconds } from '../measure.mjs'
+import { diskBytes, rssSampler, seconds } from '../measure.mjs'
 import { openStore } from './open.mjs'
 
 const KEY = 'artifact:build-output.tar'
@@ -61,12 +59,4 @@ export async function streamGet(args) {
   await store.check?.()
   await store.close()
   return { metrics: { mbPerSec: offset / 1e6 / elapsed, rssGrowthMiB }, info: { seconds: elapsed, baselineRssMiB: rss.baseline / 2 ** 20 } }
-}
-
-async function diskBytes(dir) {
-  let total = 0
-  for (const entry of await fsp.readdir(dir, { withFileTypes: true, recursive: true })) {
-    if (entry.isFile()) total += (await fsp.stat(path.join(entry.parentPath ?? entry.path, entry.name))).size
-  }
-  return total
 }

@@ -15,8 +15,9 @@ import { keyvFile } from './keyv-file.mjs'
 import { flatCache } from './flat-cache.mjs'
 import { lruCache } from './lru-cache.mjs'
 import { rawFs } from './raw-fs.mjs'
+import { rawFsSync } from './raw-fs-sync.mjs'
 
-export const PEERS = [larder, cacache, bentocache, nodePersist, unstorage, cacheManagerFsHash, keyvFile, flatCache, lruCache, rawFs]
+export const PEERS = [larder, cacache, bentocache, nodePersist, unstorage, cacheManagerFsHash, keyvFile, flatCache, lruCache, rawFs, rawFsSync]
 
 export function peer(name) {
   const found = PEERS.find((p) => p.name === name)

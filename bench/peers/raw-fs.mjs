@@ -9,6 +9,20 @@ import fsp from 'node:fs/promises'
 import path from 'node:path'
 import { pipeline } from 'node:stream/promises'
 
+/** larder's layout with its 256 partitions made up front: the file of a key and a temp name
+ *  beside it. Shared by both raw limits (async here, synchronous in raw-fs-sync.mjs). */
+export async function rawLayout(dir) {
+  const base = path.join(dir, 'v1', 'default')
+  await Promise.all(Array.from({ length: 256 }, (_, i) => fsp.mkdir(path.join(base, i.toString(16).padStart(2, '0')), { recursive: true })))
+  const file = (key) => {
+    const hash = crypto.createHash('md5').update(key).digest('hex')
+    return base + path.sep + hash.slice(0, 2) + path.sep + hash.slice(0, 16)
+  }
+  let temps = 0
+  const tempFor = (final) => `${final}.${process.pid}-${++temps}.tmp`
+  return { file, tempFor }
+}
+
 export const rawFs = {
   name: 'raw-fs',
   packageName: null,
@@ -18,14 +32,7 @@ export const rawFs = {
   prune: true,
   limit: true,
   async open(dir) {
-    const base = path.join(dir, 'v1', 'default')
-    await Promise.all(Array.from({ length: 256 }, (_, i) => fsp.mkdir(path.join(base, i.toString(16).padStart(2, '0')), { recursive: true })))
-    const file = (key) => {
-      const hash = crypto.createHash('md5').update(key).digest('hex')
-      return base + path.sep + hash.slice(0, 2) + path.sep + hash.slice(0, 16)
-    }
-    let temps = 0
-    const tempFor = (final) => `${final}.${process.pid}-${++temps}.tmp`
+    const { file, tempFor } = await rawLayout(dir)
     return {
       async set(key, value) {
         const final = file(key)

@@ -18,6 +18,8 @@ export type BreakerState = 'closed' | 'open' | 'halfOpen'
  */
 const ERRNO_CODE = /^E[A-Z0-9]+$/
 const NOT_DISK_FAILURES = new Set(['ENOENT', 'EEXIST'])
+/** The arguments `fire()` reports with its 'fire' event (nobody reads them). */
+const NO_ARGS: unknown[] = []
 
 export function isDiskFailure(error: unknown): boolean {
   if (error instanceof LarderError || error instanceof SourceError) return false
@@ -46,14 +48,27 @@ export interface BreakerSnapshot {
  * single pass-through action, `(op) => op()`, so any sync or async step can run through it
  * and share one health record. opossum calls the action synchronously inside `fire`, so a
  * synchronous read still completes within the call.
+ *
+ * **The closed breaker's fast path.** `fire()` costs more than a small synchronous read: a
+ * copy of its arguments, a new promise, a `.then`, events, and a timer when a timeout is set.
+ * While the breaker is closed and has no timeout, `run` calls the operation itself and hands
+ * opossum the events `fire()` would have emitted for a success (`fire`, then `success`), which
+ * feed the same rolling counts. A failure goes through `fire()` as before (an action that
+ * throws the same error), so opossum itself counts it at once, filters it (`isFailure`) and
+ * decides whether to open: after exactly as many failures as without the fast path. Open,
+ * half-open (its one trial), shut down or with a timeout, every operation goes through
+ * `fire()`.
  */
 export class DiskBreaker {
   readonly #breaker: CircuitBreaker<[() => unknown], unknown>
+  /** Whether the fast path may be taken (no timeout: opossum's timer has nothing to time). */
+  readonly #direct: boolean
   #rejected = 0
   #opened = 0
 
   constructor(options: ResolvedBreakerOptions, onState: (state: BreakerState) => void, isFailure: (error: unknown) => boolean = isDiskFailure) {
     // opossum reads `.then` of whatever the action returns, so always hand it a promise.
+    this.#direct = options.timeout === 0
     this.#breaker = new CircuitBreaker((op: () => unknown) => Promise.resolve(op()), {
       timeout: options.timeout === 0 ? false : options.timeout,
       errorThresholdPercentage: options.errorThresholdPercentage,
@@ -78,7 +93,37 @@ export class DiskBreaker {
   }
 
   run<T>(op: () => T | Promise<T>): Promise<T> {
-    return this.#breaker.fire(op) as Promise<T>
+    if (!this.#direct || !this.#breaker.closed) return this.#breaker.fire(op) as Promise<T>
+    let result: T | Promise<T>
+    try {
+      result = op()
+    } catch (error) {
+      return this.#failed(error)
+    }
+    if (!(result instanceof Promise)) {
+      this.#succeeded()
+      return Promise.resolve(result)
+    }
+    return result.then((value) => {
+      this.#succeeded()
+      return value
+    }, (error: unknown) => this.#failed(error))
+  }
+
+  /** What opossum's `fire()` emits for an action that succeeds: its counts listen to these. */
+  #succeeded(): void {
+    this.#breaker.emit('fire', NO_ARGS)
+    this.#breaker.emit('success', undefined, 0)
+  }
+
+  /** A failure of the fast path, handed to opossum as an action that throws it: opossum
+   *  counts it (or, filtered, counts a success), may open, and rejects with the same error.
+   *  A throw, not a rejected promise: opossum judges a synchronous throw at once, so a
+   *  failure is counted before the caller's next look at the breaker, as without the fast path. */
+  #failed<T>(error: unknown): Promise<T> {
+    return this.#breaker.fire(() => {
+      throw error
+    }) as Promise<T>
   }
 
   get state(): BreakerState {

@@ -72,10 +72,11 @@ export function readSmallEntryFile(file: string): FileRead | typeof LARGE | unde
 
 /**
  * Writes a whole entry atomically (atomic-write.ts: an exclusive temp file in the checked
- * partition directory, every byte counted, then rename), or not at all.
+ * partition directory, every byte counted, then rename), or not at all. `overlap`: other
+ * writes are in flight, so even a small one goes through the thread pool, where they overlap.
  */
-export async function writeEntryFile(tree: OwnedTree, file: string, bytes: Buffer, durable: boolean): Promise<void> {
-  if (bytes.length <= SYNC_IO_LIMIT) writeFileAtomicSync(tree, file, bytes, durable)
+export async function writeEntryFile(tree: OwnedTree, file: string, bytes: Buffer, durable: boolean, overlap = false): Promise<void> {
+  if (bytes.length <= SYNC_IO_LIMIT && !overlap) writeFileAtomicSync(tree, file, bytes, durable)
   else await writeFileAtomic(tree, file, bytes, durable)
 }
 

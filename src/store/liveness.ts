@@ -47,3 +47,9 @@ export function entryState(entry: EntryTimes, now: number, stamps: TagStamps, ke
   if (late < readGrace) return 'stale'
   return late < (typeof keptFor === 'number' ? keptFor : keptFor()) ? 'kept' : 'dead'
 }
+
+/** Whether `entry` is live whenever and whatever the stamps say: no expiry and no tags. A hot
+ *  reader (the memory tier's hit) may then skip the clock and the stamps; entryState agrees. */
+export function alwaysLive(entry: EntryTimes): boolean {
+  return entry.expiresAt === 0 && entry.tags.length === 0
+}

@@ -1,3 +1,4 @@
+import type { Stats } from 'node:fs'
 import path from 'node:path'
 import { Readable } from 'node:stream'
 import { isLarderError, LarderError } from '../errors.js'
@@ -90,6 +91,8 @@ export class FileTier implements Tier {
   readonly #layout: Layout
   /** Temp files of streams being written, removed by the exit hook if the process dies. */
   readonly #temps = new Set<string>()
+  /** Entry writes begun and not yet done (see setBytes). */
+  #writing = 0
 
   constructor(parts: FileTierParts) {
     this.#p = parts
@@ -222,10 +225,22 @@ export class FileTier implements Tier {
    *  atomically under `key`'s name. Throws disk failures. */
   async setBytes(key: string, file: Buffer): Promise<void> {
     const target = this.#fileOf(key)
-    const previous = await this.#p.breaker.run(() => {
-      const before = disk.lstatSync(target, { throwIfNoEntry: false })
-      return writeEntryFile(this.#layout.tree, target, file, this.#p.options.durable).then(() => before)
-    })
+    // A small entry is written synchronously, which wins alone but cannot overlap: with 16
+    // sets in flight they would run one after another. Writes arriving in the same turn of
+    // the event loop all wait one microtask, then see one another, and go through the thread
+    // pool together; a write alone keeps the synchronous path.
+    this.#writing++
+    let previous: Stats | undefined
+    try {
+      await undefined
+      const overlap = this.#writing > 1
+      previous = await this.#p.breaker.run(() => {
+        const before = disk.lstatSync(target, { throwIfNoEntry: false })
+        return writeEntryFile(this.#layout.tree, target, file, this.#p.options.durable, overlap).then(() => before)
+      })
+    } finally {
+      this.#writing--
+    }
     this.#p.changes.bump()
     this.#p.totals.written(file.length, previous?.isFile() ? previous.size : undefined)
     this.#p.counts.bytesWritten += file.length

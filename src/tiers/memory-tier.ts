@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache'
-import { entryState, type TagStamps } from '../store/liveness.js'
+import { alwaysLive, entryState, type TagStamps } from '../store/liveness.js'
 import { MISS, type Tier, type TierEntry, type TierRead } from './tier.js'
 
 export interface MemoryTierBounds {
@@ -81,7 +81,7 @@ export class MemoryTier implements Tier {
     const entry = this.#lru.get(key)
     if (entry === undefined) return MISS
     if ((this.#due || (this.#hits = (this.#hits + 1) & (HITS_PER_CLOCK_READ - 1)) === 0) && this.#changedElsewhere()) return MISS
-    if (entryState(entry, Date.now(), this.#stamps) !== 'live') {
+    if (!alwaysLive(entry) && entryState(entry, Date.now(), this.#stamps) !== 'live') {
       this.#lru.delete(key)
       return MISS
     }

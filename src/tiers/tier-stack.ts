@@ -68,7 +68,10 @@ export class TierStack {
   readonly #p: TierStackParts
   /** File entries created before this must be re-validated against Redis (0: none). */
   #revalidateBefore = 0
-  #validated = new LRUCache<string, true>({ max: VALIDATED_MAX })
+  /** Made with the first outage (revalidate()): lru-cache allocates its arrays for `max` up
+   *  front (30–40 ms of every open on the bench VM), which an instance that has not seen an
+   *  outage, or has no Redis at all, must not pay. */
+  #validated: LRUCache<string, true> | undefined
   /** What other instances changed while a read was in flight (see promotion-guard.ts). */
   readonly #guard = new PromotionGuard()
 
@@ -155,7 +158,7 @@ export class TierStack {
    *  asks Redis and Redis holds another version of the key (the local copy is then removed).
    *  Redis unreachable: served (reads fail open to the tiers that work). */
   async #stillValid(key: string, createdAt: number): Promise<boolean> {
-    if (createdAt >= this.#revalidateBefore || this.redis === undefined || this.#validated.has(key)) return true
+    if (createdAt >= this.#revalidateBefore || this.redis === undefined || this.#validated?.has(key) === true) return true
     let shared: number | undefined
     try {
       shared = await this.redis.versionOf(key)
@@ -163,7 +166,7 @@ export class TierStack {
       return true
     }
     if (shared === createdAt) {
-      this.#validated.set(key, true)
+      this.#validated?.set(key, true)
       return true
     }
     await this.file?.dropIfOlder(key, justAfter(createdAt)).catch(() => {}) // this copy, not a newer one
@@ -172,7 +175,7 @@ export class TierStack {
 
   /** Whether a local stream entry created at `createdAt` may be served (see #stillValid). */
   async streamStillValid(key: string, createdAt: () => Promise<number | undefined>): Promise<boolean> {
-    if (this.#revalidateBefore === 0 || this.redis === undefined || this.#validated.has(key)) return true
+    if (this.#revalidateBefore === 0 || this.redis === undefined || this.#validated?.has(key) === true) return true
     const at = await createdAt()
     return at === undefined || (await this.#stillValid(key, at))
   }
@@ -402,7 +405,7 @@ export class TierStack {
   async dropLocal(key: string, at: number): Promise<void> {
     this.#guard.heard(key, at)
     this.memory?.dropIfOlder(key, at)
-    this.#validated.delete(key)
+    this.#validated?.delete(key)
     if (this.file === undefined) return
     await this.file.dropIfOlder(key, at).catch(() => {}) // a failing disk: the breaker counts it
     // A read begun while the file was removed may have found it and promoted it (see clearLocal).
@@ -420,7 +423,8 @@ export class TierStack {
   revalidate(): void {
     this.#guard.heardAll()
     this.#revalidateBefore = Date.now()
-    this.#validated.clear()
+    if (this.#validated === undefined) this.#validated = new LRUCache<string, true>({ max: VALIDATED_MAX })
+    else this.#validated.clear()
     this.memory?.clear()
   }
 }
