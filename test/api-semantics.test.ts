@@ -150,11 +150,13 @@ describe('grace', () => {
   test('once its grace has passed, an expired entry is removed by reads and by prune', async () => {
     const dir = tempDir()
     const cache = await Larder.open({ dir })
-    await cache.getOrSet('a', () => 1, { ttl: 10, grace: 20 })
-    await cache.getOrSet('b', () => 2, { ttl: 10, grace: 20 })
-    const { expiresAt } = (await cache.info('a'))!
+    await cache.getOrSet('a', () => 1, { ttl: 500, grace: 20 })
+    await cache.getOrSet('b', () => 2, { ttl: 500, grace: 20 })
+    // b was stored after a, so it expires last (on a
+    // loaded machine, many ms later: the prune below must come after b's grace, not only a's).
+    const last = Math.max((await cache.info('a'))!.expiresAt!, (await cache.info('b'))!.expiresAt!)
     // The grace is kept in whole seconds, rounded up: 20 ms keeps the file for 1 s.
-    await until(expiresAt! + 1000)
+    await until(last + 1000)
     assert.equal(await cache.get('a'), undefined)
     assert.equal(entryFiles(dir).length, 1, 'the read removed a')
     const report = await cache.prune()
