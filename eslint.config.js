@@ -1,9 +1,12 @@
 // Lint rules that catch real bugs (promises nobody awaits, unsafe `any`, dead code), not taste:
 // formatting is Prettier's job. Type-aware rules run on the TypeScript the compiler checks
-// (src, test); the bench's plain .mjs scripts get the untyped recommended set.
+// (src, test, bench); plain .mjs/.js scripts get the untyped recommended set, with Node's
+// globals, and the dashboard's script the browser's.
 import js from '@eslint/js'
+import globals from 'globals'
 import tseslint from 'typescript-eslint'
 
+// node:test's describe/it/test return promises the runner itself awaits.
 const nodeTest = { from: 'package', package: 'node:test', name: ['describe', 'it', 'test', 'suite', 'before', 'after', 'beforeEach', 'afterEach'] }
 
 export default tseslint.config(
@@ -12,7 +15,7 @@ export default tseslint.config(
   {
     files: ['**/*.ts'],
     extends: [...tseslint.configs.recommendedTypeChecked],
-    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    languageOptions: { parserOptions: { projectService: { allowDefaultProject: ['tsup.config.ts'] }, tsconfigRootDir: import.meta.dirname } },
     rules: {
       '@typescript-eslint/no-floating-promises': ['error', { allowForKnownSafeCalls: [nodeTest] }],
       '@typescript-eslint/no-misused-promises': 'error',
@@ -22,7 +25,8 @@ export default tseslint.config(
   },
   {
     files: ['**/*.mjs', '**/*.js'],
-    languageOptions: { globals: { process: 'readonly', console: 'readonly', Buffer: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', performance: 'readonly', URL: 'readonly', globalThis: 'readonly', structuredClone: 'readonly', AbortController: 'readonly', queueMicrotask: 'readonly', setImmediate: 'readonly', TextEncoder: 'readonly', TextDecoder: 'readonly', fetch: 'readonly' } },
+    languageOptions: { globals: globals.node },
     rules: { 'no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }] },
   },
+  { files: ['src/server/dashboard/**/*.js'], languageOptions: { globals: globals.browser } },
 )
