@@ -58,9 +58,12 @@ async function untilClosed(cache: Larder): Promise<boolean> {
 }
 
 describe('Redis faults and the outage rule', { skip }, () => {
+  let disrupted = false
   afterEach(async () => {
     const proc = server.proc!
-    if (proc.exitCode !== null || proc.signalCode !== null) await server.start() // a test failed while Redis was down
+    // A test that failed while Redis was down, paused or asleep leaves a working one behind.
+    if (disrupted || proc.exitCode !== null || proc.signalCode !== null) await restart()
+    disrupted = false
     assert.deepEqual(unhandled, [], 'no unhandled rejection')
   })
 
@@ -185,9 +188,8 @@ describe('Redis faults and the outage rule', { skip }, () => {
       await cache.set('k', 'v')
       await cache.clear({ tier: 'memory' })
       await cache.clear({ tier: 'file' })
+      disrupted = true
       const blocker = blockingCli(...args)
-      // A PING sent now is answered only when Redis answers again.
-      const ping = blockingCli('PING')
       assert.ok(await eventually(async () => {
         try {
           await strict.get('never')
@@ -196,6 +198,8 @@ describe('Redis faults and the outage rule', { skip }, () => {
           return (error as { code?: string }).code === 'ERR_UNAVAILABLE'
         }
       }, 20_000), 'failOpen false: ERR_UNAVAILABLE')
+      // Redis is unresponsive now: a PING sent now is answered only when it answers again.
+      const ping = blockingCli('PING')
       await assert.rejects(strict.set('s', 1), { code: 'ERR_UNAVAILABLE' })
       for (let i = 0; i < 10; i++) {
         assert.equal(await cache.get('k'), undefined, 'a read falls through to a miss')
@@ -226,7 +230,8 @@ describe('Redis faults and the outage rule', { skip }, () => {
     await cache.set('k', 'v')
     assert.ok(await eventually(() => heard.some((m) => m.keys?.some(([k]) => k === 'k') === true)), 'the bus works before the outage')
     heard.length = 0
-    const sleeper = blockingCli('DEBUG', 'SLEEP', '3')
+    disrupted = true
+    const sleeper = blockingCli('DEBUG', 'SLEEP', '4')
     assert.ok(await eventually(async () => {
       await cache.get('probe')
       return ((await cache.stats()) as unknown as Figures).tiers.redis.breaker.state === 'open'

@@ -6,7 +6,7 @@
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Redis } from 'ioredis'
-import { Larder } from '../../src/index.ts'
+import { Larder, type CorruptReport } from '../../src/index.ts'
 import { redisAvailable, startRedis, type RedisServer } from './server.ts'
 
 const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run installs it)'
@@ -17,12 +17,12 @@ describe('corrupt, truncated and foreign Redis values', { skip }, () => {
   const name = (key: string): string => `${prefix}default:${key}`
   let raw: Redis
   let cache: Larder
-  const reports: { key: string; file: string }[] = []
+  const reports: CorruptReport[] = []
   before(async () => {
     raw = new Redis(server.url)
     // No local tiers: every read is Redis's.
     cache = await Larder.open({ dir: false, memory: false, maintenance: false, redis: { url: server.url, prefix } })
-    cache.on('corrupt', (report: { key: string; file: string }) => reports.push(report))
+    cache.on('corrupt', (report) => void reports.push(report))
   })
   after(async () => {
     await cache?.close()
@@ -90,5 +90,19 @@ describe('corrupt, truncated and foreign Redis values', { skip }, () => {
     assert.deepEqual(await cache.getMany(['m1', 'm2', 'm3']), [1, undefined, 3])
     assert.equal((await cache.stats()).corrupt, before + 1)
     assert.equal(await raw.exists(name('m2')), 0)
+  })
+
+  test('a value of another Redis type under our key (a hash): a counted miss, removed, not a Redis failure; a set replaces it', async () => {
+    await raw.hset(name('typed'), 'field', 'value')
+    const before = await cache.stats()
+    assert.equal(await cache.get('typed'), undefined)
+    const figures = await cache.stats()
+    assert.equal(figures.corrupt, before.corrupt + 1, 'counted as a damaged value')
+    assert.equal(figures.tiers.redis!.errors, before.tiers.redis!.errors, 'not as a Redis failure (those open the breaker)')
+    assert.equal(await raw.exists(name('typed')), 0, 'removed')
+    await raw.hset(name('typed'), 'field', 'value')
+    await cache.set('typed', 'ours')
+    assert.equal(await cache.get('typed'), 'ours', 'a set replaces whatever type was there')
+    assert.equal((await cache.stats()).tiers.redis!.errors, before.tiers.redis!.errors)
   })
 })
