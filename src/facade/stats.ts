@@ -42,6 +42,8 @@ export function assembleStats({ counters, memoryEntries, totals, breakers }: Sta
   for (const [name, tier] of Object.entries(counters.tiers) as [TierName, NonNullable<Counters['tiers'][TierName]>][]) {
     tiers[name] = tier.snapshot(breakers[name])
   }
+  // The memory tier's hits are counted once, on the fast path, as memoryHits.
+  if (tiers.memory !== undefined) tiers.memory.hits = c.memoryHits
   return {
     ...c,
     entries: totals.entries,

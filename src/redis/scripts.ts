@@ -21,9 +21,11 @@ function script(lua: string): Script {
   return { lua, sha: createHash('sha1').update(lua).digest('hex') }
 }
 
-/** The version (bytes 8–15 as float64 LE) of what KEYS[1] holds, or -1 if nothing of ours. */
+/** The version (bytes 8–15 as float64 LE) of what KEYS[1] holds, or -1 if nothing of ours
+ *  (a value of another type, a hash say, is not ours either: GETRANGE would fail on it). */
 const VERSION_OF = `
 local function version(key)
+  if redis.call('TYPE', key).ok ~= 'string' then return -1 end
   local head = redis.call('GETRANGE', key, 0, 15)
   local magic = string.sub(head, 1, 4)
   if #head == 16 and (magic == 'LRDR' or magic == 'LRDT') then
@@ -43,15 +45,23 @@ return 1`)
 /** Replaces KEYS[1] by the tombstone ARGV[1] (deleted at ARGV[2]) for ARGV[3] ms, unless it
  *  holds something newer. 1 = an entry was there, 0 = none, -1 = kept the newer. */
 export const DELETE_IF_OLDER = script(`${VERSION_OF}
-local head = redis.call('GETRANGE', KEYS[1], 0, 3)
 if version(KEYS[1]) > tonumber(ARGV[2]) then return -1 end
+local head = ''
+if redis.call('TYPE', KEYS[1]).ok == 'string' then head = redis.call('GETRANGE', KEYS[1], 0, 3) end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 if head == 'LRDR' then return 1 end
 return 0`)
 
 /** Deletes KEYS[1] only if it is still ARGV[1] bytes long and ends with the 8 bytes ARGV[2]
- *  (the checksum of the value judged corrupt): a value written since stays. */
+ *  (the checksum of the value judged corrupt): a value written since stays. ARGV[1] = -1:
+ *  only if it still holds a value of another type than a string (a hash, a list…). */
 export const DELETE_IF_SAME = script(`
+local kind = redis.call('TYPE', KEYS[1]).ok
+if ARGV[1] == '-1' then
+  if kind ~= 'string' and kind ~= 'none' then return redis.call('DEL', KEYS[1]) end
+  return 0
+end
+if kind ~= 'string' then return 0 end
 local length = redis.call('STRLEN', KEYS[1])
 if length ~= tonumber(ARGV[1]) then return 0 end
 if length >= 8 and redis.call('GETRANGE', KEYS[1], length - 8, length - 1) ~= ARGV[2] then return 0 end

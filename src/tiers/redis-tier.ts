@@ -9,6 +9,7 @@ import type { ResolvedOptions, ResolvedRedisOptions } from '../options.js'
 import type { DiskBreaker } from '../resilience/disk-breaker.js'
 import { masters, type RedisClient } from '../redis/connection.js'
 import { DELETE_IF_OLDER, DELETE_IF_SAME, runScript, SET_IF_NEWER } from '../redis/scripts.js'
+import { isWrongType } from '../resilience/redis-failure.js'
 import type { ActivityCounters } from '../stats/activity-log.js'
 import { entryState, type TagStamps } from '../store/liveness.js'
 import type { CorruptReport } from './file-tier.js'
@@ -82,7 +83,13 @@ export class RedisTier {
 
   /** Reads `key`; `grace` > 0 also returns a value expired less than `grace` ago, marked stale. */
   async get(key: string, grace: number): Promise<RedisRead> {
-    const bytes = await this.#run(() => this.client.getBuffer(this.keyOf(key)))
+    let bytes: Buffer | null
+    try {
+      bytes = await this.#run(() => this.client.getBuffer(this.keyOf(key)))
+    } catch (error) {
+      if (!isWrongType(error)) throw error
+      return this.#discard(key, 'a Redis value of another type than a string', '-1', Buffer.alloc(0))
+    }
     return bytes === null ? MISS : this.#judge(key, bytes, grace)
   }
 
@@ -232,13 +239,19 @@ export class RedisTier {
       return { found: true, stale: state === 'stale', value, createdAt, expiresAt, tags, grace: entry.grace, size: payload.length, bytes }
     } catch (error) {
       if (!(error instanceof CorruptEntryError) && !isPayloadFailure(error)) throw error
-      this.#p.counts.corrupt++
-      const name = this.keyOf(key)
-      this.#p.corrupt({ key, file: `redis:${name}`, reason: error instanceof Error ? error.message : String(error) })
       const tail = bytes.length >= 8 ? bytes.subarray(bytes.length - 8) : Buffer.alloc(0)
-      await this.#run(() => runScript(this.client, DELETE_IF_SAME, [name], [String(bytes.length), tail])).catch(() => {})
-      return MISS
+      return this.#discard(key, error instanceof Error ? error.message : String(error), String(bytes.length), tail)
     }
+  }
+
+  /** A value under `key` that is not a good entry of it: counted, reported, and deleted if
+   *  Redis still holds the same (`length`, `tail`: see DELETE_IF_SAME). A miss. */
+  async #discard(key: string, reason: string, length: string, tail: Buffer): Promise<RedisRead> {
+    this.#p.counts.corrupt++
+    const name = this.keyOf(key)
+    this.#p.corrupt({ key, file: `redis:${name}`, reason })
+    await this.#run(() => runScript(this.client, DELETE_IF_SAME, [name], [length, tail])).catch(() => {})
+    return MISS
   }
 }
 

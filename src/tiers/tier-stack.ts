@@ -332,7 +332,8 @@ export class TierStack {
       this.redis === undefined ? false : this.#removeFrom('redis', () => this.redis!.delete(key, at)),
     ])
     if (this.redis !== undefined) this.#p.publish({ op: 'keys', keys: [[key, at]] })
-    return this.file !== undefined ? inFile : this.redis !== undefined ? inRedis : inMemory
+    // Redis may hold an entry this instance never read (no local copy): it was there too.
+    return inFile || inRedis || (this.file === undefined && this.redis === undefined && inMemory)
   }
 
   async #removeFrom(tier: 'file' | 'redis', remove: () => Promise<boolean>): Promise<boolean> {

@@ -1,0 +1,102 @@
+// W8: memory + Redis, larder vs bentocache (memory + redis driver) vs cacheable (memory +
+// @keyv/redis), side by side on one redis-server (started here on a free loopback port,
+// persistence off), each case in its own process, median of 3 runs; and the bus's
+// invalidation latency between two processes (p50/p99).
+//
+//   npm run build && node bench/w8.mjs [--runs 3] [--n 5000]
+//
+// Writes bench/results/<date>-w8.json and .md, and prints the table.
+import { spawn, execFileSync } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+const arg = (name, fallback) => {
+  const i = process.argv.indexOf(`--${name}`)
+  return i > 0 ? Number(process.argv[i + 1]) : fallback
+}
+const RUNS = arg('runs', 3)
+const N = arg('n', 5000)
+const CASES = ['hit', 'l2get', 'setThrough', 'setBack', 'getOrSet']
+const IMPLS = ['larder', 'bentocache', 'cacheable']
+
+async function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address()
+      s.close(() => resolve(port))
+    })
+  })
+}
+
+function runCase(args) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [path.join(here, 'w8-case.mjs'), JSON.stringify(args)], { stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    p.stdout.on('data', (d) => (out += d))
+    p.on('exit', () => {
+      try {
+        resolve(JSON.parse(out.trim().split('\n').at(-1)))
+      } catch {
+        reject(new Error(`case ${JSON.stringify(args)} printed ${out}`))
+      }
+    })
+  })
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+
+const port = await freePort()
+const dir = mkdtempSync(path.join(tmpdir(), 'w8-redis-'))
+const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' })
+for (let i = 0; i < 200; i++) {
+  try {
+    if (execFileSync('redis-cli', ['-p', String(port), 'PING'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() === 'PONG') break
+  } catch {}
+  await new Promise((r) => setTimeout(r, 25))
+}
+const url = `redis://127.0.0.1:${port}`
+const rows = {}
+try {
+  for (const c of CASES) {
+    rows[c] = {}
+    for (const impl of IMPLS) {
+      const samples = []
+      for (let r = 0; r < RUNS; r++) {
+        execFileSync('redis-cli', ['-p', String(port), 'FLUSHALL'], { stdio: 'ignore' })
+        const result = await runCase({ case: c, impl, url, n: N })
+        if (!result.ok) throw new Error(result.error)
+        samples.push(result.usPerOp)
+      }
+      rows[c][impl] = median(samples)
+      console.error(`${c} ${impl}: ${rows[c][impl].toFixed(2)} µs/op (runs ${samples.map((s) => s.toFixed(2)).join(', ')})`)
+    }
+  }
+  const bus = []
+  for (let r = 0; r < RUNS; r++) {
+    execFileSync('redis-cli', ['-p', String(port), 'FLUSHALL'], { stdio: 'ignore' })
+    const result = await runCase({ case: 'bus', impl: 'larder', url, n: 300 })
+    if (!result.ok) throw new Error(result.error)
+    bus.push(result)
+  }
+  const busRow = { p50: median(bus.map((b) => b.p50)), p99: median(bus.map((b) => b.p99)) }
+  const names = { hit: 'get, memory hit', l2get: 'get from Redis (memory miss)', setThrough: 'set (write-through)', setBack: 'set (larder write-back; peers: their set)', getOrSet: 'getOrSet (missing key, loader, stored)' }
+  let md = `# W8: memory + Redis (${new Date().toISOString().slice(0, 10)}, Node ${process.version}, redis-server ${execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).match(/v=(\S+)/)?.[1]}, loopback)\n\n`
+  md += `\`node bench/w8.mjs --runs ${RUNS} --n ${N}\`: µs per operation, median of ${RUNS} runs, each case in its own process (lower is better); × = the better peer's time / larder's.\n\n`
+  md += '| case | larder | bentocache | cacheable | × vs better peer |\n| --- | --- | --- | --- | --- |\n'
+  for (const c of CASES) {
+    const best = Math.min(rows[c].bentocache, rows[c].cacheable)
+    md += `| ${names[c]} | ${rows[c].larder.toFixed(2)} | ${rows[c].bentocache.toFixed(2)} | ${rows[c].cacheable.toFixed(2)} | ${(best / rows[c].larder).toFixed(2)}× |\n`
+  }
+  md += `\nBus invalidation latency between two processes (a set on A until B reads the new value; 300 changes per run, median of ${RUNS} runs): p50 ${busRow.p50.toFixed(2)} ms, p99 ${busRow.p99.toFixed(2)} ms.\n`
+  console.log(md)
+  const stem = path.join(here, 'results', `${new Date().toISOString().slice(0, 10)}-w8`)
+  writeFileSync(`${stem}.json`, JSON.stringify({ runs: RUNS, n: N, rows, bus: busRow, node: process.version }, null, 2) + '\n')
+  writeFileSync(`${stem}.md`, md)
+} finally {
+  server.kill('SIGKILL')
+  rmSync(dir, { recursive: true, force: true })
+}

@@ -1,0 +1,74 @@
+/**
+ * A 3-master Redis Cluster started locally (redis-server --cluster-enabled yes ×3 on free
+ * loopback ports, joined by redis-cli --cluster create, no replicas), torn down after: the
+ * multi-key operations split by slot (getMany, setMany, deleteMany, prune's pattern on every
+ * master), and the bus between two instances.
+ */
+import { execFileSync } from 'node:child_process'
+import { after, before, describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { setTimeout as delay } from 'node:timers/promises'
+import { Larder } from '../../src/index.ts'
+import { tempDir } from '../helpers.ts'
+import { eventually, freePort, redisAvailable, RedisServer } from './server.ts'
+
+const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run installs it)'
+
+describe('a 3-master Redis Cluster', { skip }, () => {
+  const nodes: RedisServer[] = []
+  const prefix = `c${process.pid}:`
+  let a: Larder
+  let b: Larder
+  before(async () => {
+    for (let i = 0; i < 3; i++) {
+      const node = new RedisServer(await freePort(), ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000'])
+      nodes.push(node)
+      await node.start()
+    }
+    execFileSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], { stdio: 'ignore' })
+    for (let i = 0; i < 400 && !nodes.every((n) => n.cli('CLUSTER', 'INFO').includes('cluster_state:ok')); i++) await delay(25)
+    const cluster = nodes.map((n) => `127.0.0.1:${n.port}`)
+    a = await Larder.open({ dir: tempDir(), memory: true, maintenance: false, redis: { cluster, prefix } })
+    b = await Larder.open({ dir: tempDir(), memory: true, maintenance: false, redis: { cluster: [cluster[1]!], prefix } })
+  })
+  after(async () => {
+    await a?.close()
+    await b?.close()
+    await Promise.all(nodes.map((n) => n.stop()))
+  })
+
+  const keys = Array.from({ length: 60 }, (_, i) => `user:${i}`)
+  /** How many of our keys each master holds. */
+  const perMaster = (): number[] => nodes.map((n) => Number(n.cli('EVAL', `return #redis.call('KEYS', ARGV[1])`, '0', `${prefix}*user:*`)))
+
+  test('setMany and getMany are split by slot: the keys land on every master, and another instance reads them all', async () => {
+    await a.setMany(keys.map((key, i) => ({ key, value: i })))
+    const spread = perMaster()
+    assert.equal(spread.reduce((x, y) => x + y, 0), keys.length)
+    assert.ok(spread.every((count) => count > 0), `every master holds some (${spread.join(', ')})`)
+    assert.deepEqual(await b.getMany(keys), keys.map((_, i) => i))
+    assert.equal((await b.stats()).tiers.redis!.errors, 0)
+  })
+
+  test('deleteMany is split by slot, and the bus tells the other instance', async () => {
+    const gone = keys.slice(0, 20)
+    assert.deepEqual(await b.getMany(gone), gone.map((_, i) => i)) // B holds them locally now
+    assert.equal(await a.deleteMany(gone), 20)
+    assert.ok(await eventually(async () => (await b.getMany(gone)).every((v) => v === undefined)), 'B drops its copies')
+    assert.equal(perMaster().reduce((x, y) => x + y, 0), keys.length, 'tombstones hold the deleted keys for a while')
+  })
+
+  test('an overwrite on A is seen by B over the bus', async () => {
+    assert.equal(await b.get('user:30'), 30)
+    await a.set('user:30', 'new')
+    assert.ok(await eventually(async () => (await b.get('user:30')) === 'new'))
+  })
+
+  test('prune({ pattern }) removes the matching keys from every master', async () => {
+    const before = perMaster()
+    assert.ok(before.every((count) => count > 0))
+    const report = await a.prune({ pattern: 'user:*' })
+    assert.equal(report.sharedRemoved, before.reduce((x, y) => x + y, 0))
+    assert.deepEqual(perMaster(), [0, 0, 0])
+  })
+})

@@ -1,0 +1,148 @@
+/**
+ * Each write strategy's contract against a real Redis: what set() has done when it resolves,
+ * write-back's coalescing, bound, flush() and close(), and cache-aside's dropping of local
+ * copies here and, over the bus, in another process.
+ */
+import { after, before, describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { Redis } from 'ioredis'
+import { Larder, type LarderOptions } from '../../src/index.ts'
+import { startChild, type Child } from '../children/harness.ts'
+import { tempDir } from '../helpers.ts'
+import { eventually, redisAvailable, startRedis, type RedisServer } from './server.ts'
+
+const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run installs it)'
+const server = skip === false ? await startRedis() : (undefined as unknown as RedisServer)
+
+type TierFigures = { hits: number; misses: number; sets: number; deletes: number; dropped: number }
+type Figures = { dropped: number; memoryEntries: number; tiers: { memory?: TierFigures; file?: TierFigures; redis?: TierFigures & { queued: number } } }
+
+describe('write strategies', { skip }, () => {
+  let raw: Redis
+  let n = 0
+  /** A prefix of its own per cache, so no test sees another's keys. */
+  const fresh = (): string => `s${process.pid}-${n++}:`
+  const inRedis = async (prefix: string, key: string): Promise<Buffer | null> => raw.getBuffer(`${prefix}default:${key}`)
+  const open = (prefix: string, more: Partial<LarderOptions> = {}): Promise<Larder> =>
+    Larder.open({ dir: tempDir(), memory: true, maintenance: false, redis: { url: server.url, prefix }, ...more })
+  const figures = async (cache: Larder): Promise<Figures> => (await cache.stats()) as unknown as Figures
+
+  before(() => {
+    raw = new Redis(server.url)
+  })
+  after(() => raw?.quit())
+
+  test('write-through: set() resolves once memory, the file tier and Redis all have it', async () => {
+    const prefix = fresh()
+    const cache = await open(prefix)
+    await cache.set('k', 'v')
+    const stored = await inRedis(prefix, 'k')
+    assert.ok(stored !== null && stored.subarray(0, 4).toString('latin1') === 'LRDR', 'Redis holds the entry when set() resolves')
+    const f = await figures(cache)
+    assert.equal(f.tiers.memory!.sets, 1)
+    assert.equal(f.tiers.file!.sets, 1)
+    assert.equal(f.tiers.redis!.sets, 1)
+    await cache.close()
+  })
+
+  test('write-back: set() resolves with Redis not yet written; writes of a key coalesce (the last wins); flush() sends them', async () => {
+    const prefix = fresh()
+    const cache = await open(prefix, { writeStrategy: 'write-back', writeBack: { maxDelay: '1h', maxQueue: 100 } })
+    await cache.set('k', 'one')
+    await cache.set('k', 'two')
+    await cache.set('k', 'three')
+    assert.equal(await inRedis(prefix, 'k'), null, 'nothing in Redis before the batch is sent')
+    assert.equal(await cache.get('k'), 'three', 'the local tiers have it')
+    assert.equal((await figures(cache)).tiers.redis!.queued, 1, 'one queued write for the key')
+    await cache.flush()
+    assert.notEqual(await inRedis(prefix, 'k'), null)
+    const f = await figures(cache)
+    assert.equal(f.tiers.redis!.sets, 1, 'three sets of one key, one Redis write')
+    assert.equal(f.tiers.redis!.queued, 0)
+    const other = await open(prefix)
+    assert.equal(await other.get('k'), 'three', 'the last write is what Redis holds')
+    await other.close()
+    await cache.close()
+  })
+
+  test('write-back: a full queue drops its oldest writes and counts them', async () => {
+    const prefix = fresh()
+    const cache = await open(prefix, { writeStrategy: 'write-back', writeBack: { maxDelay: '1h', maxQueue: 3 } })
+    for (const key of ['a', 'b', 'c', 'd', 'e']) await cache.set(key, key)
+    let f = await figures(cache)
+    assert.equal(f.tiers.redis!.queued, 3)
+    assert.equal(f.tiers.redis!.dropped, 2, 'two writes dropped')
+    assert.equal(f.dropped, 2, 'and counted in the cache\'s figures')
+    await cache.flush()
+    for (const key of ['a', 'b']) assert.equal(await inRedis(prefix, key), null, `the oldest, ${key}, never reached Redis`)
+    for (const key of ['c', 'd', 'e']) assert.notEqual(await inRedis(prefix, key), null, `${key} did`)
+    for (const key of ['a', 'b', 'c', 'd', 'e']) assert.equal(await cache.get(key), key, 'every key is still local here')
+    f = await figures(cache)
+    assert.equal(f.tiers.redis!.sets, 3)
+    await cache.close()
+  })
+
+  test('write-back: close() drains the queue', async () => {
+    const prefix = fresh()
+    const cache = await open(prefix, { writeStrategy: 'write-back', writeBack: { maxDelay: '1h' } })
+    for (let i = 0; i < 50; i++) await cache.set(`k${i}`, i)
+    assert.equal(await inRedis(prefix, 'k0'), null)
+    await cache.close()
+    for (let i = 0; i < 50; i++) assert.notEqual(await inRedis(prefix, `k${i}`), null, `k${i} reached Redis by close()`)
+  })
+
+  test('write-back: a delete overtakes the queued write of its key', async () => {
+    const prefix = fresh()
+    const cache = await open(prefix, { writeStrategy: 'write-back', writeBack: { maxDelay: '1h' } })
+    await cache.set('k', 'v')
+    await cache.delete('k')
+    await cache.flush()
+    const other = await open(prefix)
+    assert.equal(await other.get('k'), undefined, 'the deleted value never reached Redis later')
+    await other.close()
+    await cache.close()
+  })
+
+  test('cache-aside: set() resolves once Redis has it; no local copy is written, and a stale one is dropped', async () => {
+    const prefix = fresh()
+    const cache = await open(prefix, { writeStrategy: 'cache-aside' })
+    await cache.set('k', 'v1')
+    assert.notEqual(await inRedis(prefix, 'k'), null)
+    let f = await figures(cache)
+    assert.equal(f.tiers.memory!.sets, 0, 'not written to memory')
+    assert.equal(f.tiers.file!.sets, 0, 'not written to the file tier')
+    assert.equal(f.memoryEntries, 0)
+    assert.equal(await cache.get('k'), 'v1') // from Redis, and now local
+    assert.equal((await figures(cache)).tiers.redis!.hits, 1)
+    assert.equal(await cache.get('k'), 'v1')
+    assert.equal((await figures(cache)).tiers.redis!.hits, 1, 'the local tiers filled on the read')
+    await cache.set('k', 'v2')
+    f = await figures(cache)
+    assert.equal(f.memoryEntries, 0, 'the local copy was dropped from memory')
+    assert.equal(await cache.get('k'), 'v2', 'the next read is Redis\'s value')
+    assert.equal((await figures(cache)).tiers.redis!.hits, 2)
+    await cache.close()
+  })
+
+  describe('cache-aside across processes', () => {
+    let b: Child
+    const prefix = fresh()
+    before(async () => {
+      b = await startChild('redis-peer.ts')
+      await b.call('open', { options: { dir: tempDir(), memory: true, maintenance: false, redis: { url: server.url, prefix } } })
+    })
+    after(() => b?.shutdown())
+
+    test('a cache-aside set drops the copies another process holds (the bus)', async () => {
+      const a = await open(prefix, { writeStrategy: 'cache-aside' })
+      await a.set('k', 'v1')
+      assert.equal((await b.call<{ value: unknown }>('get', { key: 'k' })).value, 'v1')
+      assert.equal((await b.call<{ value: unknown }>('get', { key: 'k' })).value, 'v1') // in B's memory and directory
+      const hits = (await b.call<Figures>('stats')).tiers.redis!.hits
+      await a.set('k', 'v2')
+      assert.ok(await eventually(async () => (await b.call<{ value: unknown }>('get', { key: 'k' })).value === 'v2', 5000), 'B reads the new value')
+      assert.equal((await b.call<Figures>('stats')).tiers.redis!.hits, hits + 1, 'from Redis: its own copies were dropped')
+      await a.close()
+    })
+  })
+})
