@@ -36,13 +36,13 @@ const HISTORY_EVERY_MS = 5000
 
 export async function createServer(options: ServeOptions, log: (line: string) => void = (line) => process.stderr.write(`${line}\n`)): Promise<LarderServer> {
   const hits = new HitSources()
-  let metrics: ServerMetrics
   const namespaces = new Namespaces(options, ({ name, protocol, cache }) => {
     cache.on('prune', (r) => metrics.pruned(name, { namespace: name, at: Date.now(), evicted: r.evicted, expired: r.expired, freedBytes: r.freedBytes, remainingBytes: r.remainingBytes, durationMs: r.durationMs }))
     cache.on('error', (error) => log(`${name}: ${error.message}`))
     if (protocol === 'api') cache.on('hit', (key, _tier, source) => hits.record(key, source))
   })
-  metrics = new ServerMetrics(() => namespaces.all())
+  // Declared after the namespaces it reads: their open hook uses it only inside a prune handler.
+  const metrics = new ServerMetrics(() => namespaces.all())
   const tokens = new Tokens(options.tokens, options.readTokens)
   const ctx: ServerContext = { options, namespaces, metrics, tokens, log }
 
@@ -92,7 +92,7 @@ export async function createServer(options: ServeOptions, log: (line: string) =>
 
   app.setErrorHandler((error: FastifyError | HttpError | Error, request, reply) => {
     const { status, code, message } = errorAnswer(error, jsonLimit)
-    if (status >= 500) log(`${request.method} ${request.url.split('?')[0]}: ${(error as Error).message}`)
+    if (status >= 500) log(`${request.method} ${request.url.split('?')[0]}: ${error.message}`)
     if (status === 413 || status === 411) reply.header('connection', 'close')
     if (request.routeOptions.config.protocol === 'nx') return reply.code(status).header('content-type', 'text/plain').send(message)
     return reply.code(status).send(errorBody(code, message))
@@ -116,21 +116,23 @@ export async function createServer(options: ServeOptions, log: (line: string) =>
     .header('access-control-max-age', '600')
     .send())
 
+  // eslint-disable-next-line @typescript-eslint/require-await -- fastify takes a plugin as async or with a done callback; async makes a throw while registering reject register()
   await app.register(async (json) => {
-    await operationRoutes(json, ctx)
-    await turboRoutes(json, ctx)
-    await nxRoutes(json, ctx)
-    await objectRoutes(json, ctx)
-    await cacheApiRoutes(json, ctx, hits, options.origin === undefined ? undefined : new Origin(options.origin))
-    if (options.dashboard) await dashboardRoutes(json, ctx)
+    operationRoutes(json, ctx)
+    turboRoutes(json, ctx)
+    nxRoutes(json, ctx)
+    objectRoutes(json, ctx)
+    cacheApiRoutes(json, ctx, hits, options.origin === undefined ? undefined : new Origin(options.origin))
+    if (options.dashboard) dashboardRoutes(json, ctx)
   })
   // Uploads read the raw request stream, whatever its Content-Type: no parser may consume it.
+  // eslint-disable-next-line @typescript-eslint/require-await -- as above: a plugin is async or takes done
   await app.register(async (raw) => {
     raw.removeAllContentTypeParsers()
     raw.addContentTypeParser('*', (_request, _payload, done) => done(null))
-    await turboUploads(raw, ctx)
-    await nxUploads(raw, ctx)
-    await objectUploads(raw, ctx)
+    turboUploads(raw, ctx)
+    nxUploads(raw, ctx)
+    objectUploads(raw, ctx)
   })
 
   metrics.record()

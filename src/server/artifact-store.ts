@@ -154,7 +154,7 @@ function withLastChunkHeldBack(source: Readable): Readable {
 function readHead(stream: Readable): Promise<ArtifactMeta | undefined> {
   return new Promise((resolve, reject) => {
     let headLength: number | undefined
-    const done = (result: ArtifactMeta | undefined, error?: unknown): void => {
+    const done = (result: ArtifactMeta | undefined, error?: Error): void => {
       stream.off('readable', onReadable)
       stream.off('end', onEnd)
       stream.off('error', onError)
@@ -185,7 +185,7 @@ function readHead(stream: Readable): Promise<ArtifactMeta | undefined> {
       done(meta)
     }
     const onEnd = (): void => done(undefined)
-    const onError = (error: unknown): void => done(undefined, error)
+    const onError = (error: Error): void => done(undefined, error)
     stream.on('readable', onReadable)
     stream.once('end', onEnd)
     stream.once('error', onError)

@@ -5,7 +5,7 @@ import http from 'node:http'
 import path from 'node:path'
 import { Larder } from '../../src/index.ts'
 import { entryFiles, tempDir } from '../helpers.ts'
-import { bearer, call, eventually, startCli, startServer, tempFiles } from './helpers.ts'
+import { bearer, type CacheAnswer, call, eventually, startCli, startServer, tempFiles } from './helpers.ts'
 
 // Points of issue 11 the other server tests left open (see the audit in the serve-2 report).
 
@@ -17,10 +17,10 @@ test('larder serve: CACHE_DEFAULT_TTL (seconds) is the ttl of a value stored wit
   const server = await startCli(['--dir', dir, 'serve'], { LARDER_PORT: '0', LARDER_TOKEN: 't', CACHE_DEFAULT_TTL: '90' })
   const put = (body: object) => call(`${server.url}/api/cache/k`, { method: 'PUT', body: JSON.stringify(body), headers: { 'content-type': 'application/json', ...bearer('t') } })
   assert.equal((await put({ value: 1 })).status, 200)
-  const got = (await call(`${server.url}/api/cache/k`, { headers: bearer('t') })).json()
+  const got = (await call(`${server.url}/api/cache/k`, { headers: bearer('t') })).json<CacheAnswer>()
   assert.equal(Date.parse(got.expires_at) - Date.parse(got.cached_at), 90_000)
   await put({ value: 2, ttl: 5 })
-  const given = (await call(`${server.url}/api/cache/k`, { headers: bearer('t') })).json()
+  const given = (await call(`${server.url}/api/cache/k`, { headers: bearer('t') })).json<CacheAnswer>()
   assert.equal(Date.parse(given.expires_at) - Date.parse(given.cached_at), 5_000)
   assert.equal(await server.stop(), 0)
 })

@@ -3,39 +3,39 @@ import assert from 'node:assert/strict'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after } from 'node:test'
-import { call, startServer } from './helpers.ts'
+import { type CacheAnswer, call, type ErrorAnswer, type MetricsAnswer, startServer, type StatsAnswer } from './helpers.ts'
 
-const json = (body: unknown, method = 'PUT'): RequestInit => ({ method, body: JSON.stringify(body), headers: { 'content-type': 'application/json' } })
+const json = (body: unknown, method = 'PUT'): RequestInit & { body: string } => ({ method, body: JSON.stringify(body), headers: { 'content-type': 'application/json' } })
 
 test('cache API: PUT then GET answers value, hit, source, cached_at and expires_at; a miss is a 404 with hit false', async () => {
   const { url } = await startServer()
   const before = Date.now()
   const put = await call(`${url}/api/cache/user:42`, json({ value: { id: 42, name: 'Ada' }, ttl: 60, tags: ['users'] }))
   assert.equal(put.status, 200)
-  assert.equal(put.json().success, true)
-  const expires = Date.parse(put.json().expires_at)
+  assert.equal(put.json<CacheAnswer>().success, true)
+  const expires = Date.parse(put.json<CacheAnswer>().expires_at)
   assert.ok(expires >= before + 60_000 && expires <= Date.now() + 60_000)
-  const got = (await call(`${url}/api/cache/user:42`)).json()
+  const got = (await call(`${url}/api/cache/user:42`)).json<CacheAnswer>()
   assert.deepEqual(got.value, { id: 42, name: 'Ada' })
   assert.equal(got.hit, true)
   assert.equal(got.source, 'memory', 'write-through: the memory tier answers first')
   assert.ok(Date.parse(got.cached_at) >= before)
-  assert.equal(got.expires_at, put.json().expires_at)
+  assert.equal(got.expires_at, put.json<CacheAnswer>().expires_at)
   const miss = await call(`${url}/api/cache/user:43`)
   assert.equal(miss.status, 404)
-  assert.equal(miss.json().hit, false)
+  assert.equal(miss.json<CacheAnswer>().hit, false)
   const forever = await call(`${url}/api/cache/forever`, json({ value: 'x' }))
-  assert.equal(forever.json().expires_at, null)
+  assert.equal(forever.json<CacheAnswer>().expires_at, null)
 })
 
 test('cache API: DELETE /cache/l1 empties the memory tier, so the next hit comes from the file tier', async () => {
   const { url } = await startServer()
   await call(`${url}/api/cache/k`, json({ value: 1 }))
-  assert.equal((await call(`${url}/api/cache/k`)).json().source, 'memory')
+  assert.equal((await call(`${url}/api/cache/k`)).json<CacheAnswer>().source, 'memory')
   assert.deepEqual((await call(`${url}/cache/l1`, { method: 'DELETE' })).json(), { success: true, cleared: 'l1' })
-  assert.equal((await call(`${url}/api/cache/k`)).json().source, 'file')
-  assert.equal((await call(`${url}/api/cache/k`)).json().source, 'memory', 'promoted by the disk hit')
-  const stats = (await call(`${url}/cache/stats`)).json()
+  assert.equal((await call(`${url}/api/cache/k`)).json<CacheAnswer>().source, 'file')
+  assert.equal((await call(`${url}/api/cache/k`)).json<CacheAnswer>().source, 'memory', 'promoted by the disk hit')
+  const stats = (await call(`${url}/cache/stats`)).json<StatsAnswer>()
   assert.equal(stats.l1.entries, 1)
   assert.equal(stats.l2.enabled, false)
   assert.equal(stats.file.entries, 1)
@@ -58,12 +58,12 @@ test('cache API: DELETE removes a key; invalidate by keys, by pattern and by tag
   assert.equal((await call(`${url}/api/cache/order:2`)).status, 404)
   assert.deepEqual((await call(`${url}/api/cache/invalidate`, json({ keys: ['user:1', 'nope'] }, 'POST'))).json(), { success: true, invalidated: 1 })
   assert.equal((await call(`${url}/api/cache/user:1`)).status, 404)
-  assert.equal((await call(`${url}/api/cache/user:2`)).json().source, 'memory')
+  assert.equal((await call(`${url}/api/cache/user:2`)).json<CacheAnswer>().source, 'memory')
   assert.deepEqual((await call(`${url}/api/cache/invalidate`, json({ pattern: 'user:*' }, 'POST'))).json(), { success: true, invalidated: 2 })
   assert.equal((await call(`${url}/api/cache/user:2`)).status, 404, 'the memory tier does not serve what the pattern removed')
   assert.equal((await call(`${url}/api/cache/user:3`)).status, 404)
   assert.equal((await call(`${url}/api/cache/order:1`)).status, 200)
-  const tags = (await call(`${url}/api/cache/invalidate`, json({ tags: ['order'] }, 'POST'))).json()
+  const tags = (await call(`${url}/api/cache/invalidate`, json({ tags: ['order'] }, 'POST'))).json<CacheAnswer>()
   assert.equal(tags.success, true)
   assert.equal((await call(`${url}/api/cache/order:1`)).status, 404)
   const bad = await call(`${url}/api/cache/invalidate`, json({ keys: ['a'], tags: ['b'] }, 'POST'))
@@ -72,7 +72,7 @@ test('cache API: DELETE removes a key; invalidate by keys, by pattern and by tag
 
 test('cache API: bad bodies and keys are 400s naming the field, and nothing is stored', async () => {
   const { url } = await startServer()
-  const cases: [string, RequestInit, RegExp][] = [
+  const cases: [string, RequestInit & { body: string }, RegExp][] = [
     [`${url}/api/cache/k`, json({ ttl: 5 }), /value/],
     [`${url}/api/cache/k`, json({ value: 1, ttl: -1 }), /ttl/],
     [`${url}/api/cache/k`, json({ value: 1, ttl: 'soon' }), /ttl/],
@@ -84,8 +84,8 @@ test('cache API: bad bodies and keys are 400s naming the field, and nothing is s
   ]
   for (const [at, init, names] of cases) {
     const answer = await call(at, init)
-    assert.equal(answer.status, 400, `${init.body}`)
-    assert.match(answer.json().error.message, names)
+    assert.equal(answer.status, 400, init.body)
+    assert.match(answer.json<ErrorAnswer>().error.message, names)
     assert.doesNotMatch(answer.text, /\n\s+at /, 'no stack trace')
   }
   assert.equal((await call(`${url}/api/cache/k`)).status, 404)
@@ -99,7 +99,7 @@ test('cache API metrics: hits, misses, hit_rate, sets, deletes, l1_size and the 
   await call(`${url}/api/cache/a`)
   await call(`${url}/api/cache/zzz`)
   await call(`${url}/api/cache/b`, { method: 'DELETE' })
-  const m = (await call(`${url}/api/cache/metrics`)).json()
+  const m = (await call(`${url}/api/cache/metrics`)).json<MetricsAnswer>()
   assert.equal(m.hits, 2)
   assert.equal(m.misses, 1)
   assert.equal(m.hit_rate, 2 / 3)
@@ -112,7 +112,7 @@ test('cache API metrics: hits, misses, hit_rate, sets, deletes, l1_size and the 
   assert.equal(m.l2_errors, 0)
   assert.equal(m.protocols.api.hits, 2)
   assert.equal((await call(`${url}/cache/stats/reset`, { method: 'POST' })).status, 200)
-  const zero = (await call(`${url}/api/cache/metrics`)).json()
+  const zero = (await call(`${url}/api/cache/metrics`)).json<MetricsAnswer>()
   assert.equal(zero.hits, 0)
   assert.equal(zero.sets, 0)
 })
@@ -120,7 +120,7 @@ test('cache API metrics: hits, misses, hit_rate, sets, deletes, l1_size and the 
 test('cache API: DELETE /cache/all removes every value; DELETE /cache/l2 has no shared tier to clear', async () => {
   const { url } = await startServer()
   await call(`${url}/api/cache/a`, json({ value: 1 }))
-  assert.equal((await call(`${url}/cache/l2`, { method: 'DELETE' })).json().success, true)
+  assert.equal((await call(`${url}/cache/l2`, { method: 'DELETE' })).json<CacheAnswer>().success, true)
   assert.equal((await call(`${url}/api/cache/a`)).status, 200)
   assert.deepEqual((await call(`${url}/cache/all`, { method: 'DELETE' })).json(), { success: true, cleared: 'all' })
   assert.equal((await call(`${url}/api/cache/a`)).status, 404)
@@ -147,14 +147,14 @@ test('origin: concurrent misses of one key fetch it once (singleflight), cache i
   assert.deepEqual(origin.requests, ['user 7/x'])
   for (const a of answers) {
     assert.equal(a.status, 200)
-    assert.equal(a.json().source, 'origin')
-    assert.deepEqual(a.json().value, { fetched: 'user 7/x' })
+    assert.equal(a.json<CacheAnswer>().source, 'origin')
+    assert.deepEqual(a.json<CacheAnswer>().value, { fetched: 'user 7/x' })
   }
-  const later = (await call(`${url}/api/cache/${encodeURIComponent('user 7/x')}`)).json()
+  const later = (await call(`${url}/api/cache/${encodeURIComponent('user 7/x')}`)).json<CacheAnswer>()
   assert.equal(later.hit, true)
   assert.equal(later.source, 'memory')
   assert.equal(origin.requests.length, 1)
-  const m = (await call(`${url}/api/cache/metrics`)).json()
+  const m = (await call(`${url}/api/cache/metrics`)).json<MetricsAnswer>()
   assert.equal(m.origin_fetches, 1)
 })
 
@@ -162,7 +162,7 @@ test('origin: Cache-Control max-age sets the ttl; no-store is served but not cac
   const origin = await startOrigin((key) => ({ status: 200, body: JSON.stringify(key), headers: { 'cache-control': key === 'nostore' ? 'no-store' : 'public, max-age=30' } }), 0)
   const { url } = await startServer({ origin: origin.url })
   const before = Date.now()
-  const first = (await call(`${url}/api/cache/aged`)).json()
+  const first = (await call(`${url}/api/cache/aged`)).json<CacheAnswer>()
   const expires = Date.parse(first.expires_at)
   assert.ok(expires >= before + 30_000 && expires <= Date.now() + 30_000)
   await call(`${url}/api/cache/nostore`)
@@ -175,14 +175,14 @@ test('origin: an origin error is a 502 with a clear body, never cached (the next
   const { url } = await startServer({ origin: origin.url })
   const failed = await call(`${url}/api/cache/k`)
   assert.equal(failed.status, 502)
-  assert.equal(failed.json().error.code, 'ERR_ORIGIN')
-  assert.match(failed.json().error.message, /origin answered 500/)
+  assert.equal(failed.json<ErrorAnswer>().error.code, 'ERR_ORIGIN')
+  assert.match(failed.json<ErrorAnswer>().error.message, /origin answered 500/)
   const ok = await call(`${url}/api/cache/k`)
   assert.equal(ok.status, 200)
-  assert.equal(ok.json().value, 'ok')
+  assert.equal(ok.json<CacheAnswer>().value, 'ok')
   assert.equal(origin.requests.length, 2)
   const unreachable = await startServer({ origin: 'http://127.0.0.1:9' })
   const down = await call(`${unreachable.url}/api/cache/k`)
   assert.equal(down.status, 502)
-  assert.match(down.json().error.message, /could not be reached/)
+  assert.match(down.json<ErrorAnswer>().error.message, /could not be reached/)
 })

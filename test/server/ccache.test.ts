@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
-import { call, startServer } from './helpers.ts'
+import { call, type ErrorAnswer, startServer } from './helpers.ts'
 
 const octets = { 'content-type': 'application/octet-stream' }
 
@@ -33,7 +33,7 @@ test('bazel: /ac/ and /cas/ are served by the same handler; a CAS upload must ma
   const wrong = createHash('sha256').update('other').digest('hex')
   const refused = await call(`${url}/cas/${wrong}`, { method: 'PUT', body, headers: octets })
   assert.equal(refused.status, 400)
-  assert.equal(refused.json().error.code, 'ERR_DIGEST_MISMATCH')
+  assert.equal(refused.json<ErrorAnswer>().error.code, 'ERR_DIGEST_MISMATCH')
   assert.equal((await call(`${url}/cas/${wrong}`)).status, 404, 'nothing stored under a name its bytes do not have')
   assert.equal((await call(`${url}/ac/${digest}`, { method: 'PUT', body: 'result', headers: octets })).status, 200)
   assert.equal((await call(`${url}/ac/${digest}`)).text, 'result')

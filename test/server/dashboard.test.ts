@@ -10,7 +10,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { chromium } from 'playwright-core'
-import { call, startServer } from './helpers.ts'
+import { call, type MetricsAnswer, startServer } from './helpers.ts'
 
 const CHROMIUM = '/usr/bin/chromium'
 const json = (body: unknown): RequestInit => ({ method: 'PUT', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } })
@@ -36,7 +36,7 @@ test('dashboard: the page (no CDN) shows the figures of /api/cache/metrics, per 
     }
   }
   await call(`${url}/v8/artifacts/ffffffffffffffff?slug=web`, { headers: auth })
-  const expected = (await call(`${url}/api/cache/metrics`, { headers: auth })).json()
+  const expected = (await call(`${url}/api/cache/metrics`, { headers: auth })).json<MetricsAnswer>()
   assert.equal(expected.hits, 9)
   assert.equal(expected.misses, 1)
 
@@ -77,10 +77,10 @@ test('dashboard: the page (no CDN) shows the figures of /api/cache/metrics, per 
   assert.equal(await value('bytes-out'), expected.total.bytes_out)
   assert.equal(await value('namespace-count'), expected.namespaces.length)
   // Per protocol and per namespace (largest first), as the tables show them.
-  const turboRow = await page.$$eval('#protocols tbody tr[data-name="turbo"] td', (cells) => cells.map((c) => c.textContent))
+  const turboRow = await page.locator('#protocols tbody tr[data-name="turbo"] td').allTextContents()
   assert.deepEqual(turboRow.slice(0, 3), ['turbo', String(expected.protocols.turbo.hits), String(expected.protocols.turbo.misses)])
-  const namespaces = await page.$$eval('#namespaces tbody tr', (rows) => rows.map((r) => r.getAttribute('data-name')))
-  assert.deepEqual(namespaces, expected.namespaces.map((n: { name: string }) => n.name))
+  const namespaces = await Promise.all((await page.locator('#namespaces tbody tr').all()).map((row) => row.getAttribute('data-name')))
+  assert.deepEqual(namespaces, expected.namespaces.map((n) => n.name))
   assert.equal(namespaces[0], 'turbo:web', 'the largest namespace first')
   assert.match(await text('budget-text'), /of /)
   assert.deepEqual(offsite, [], 'nothing fetched from anywhere but the server')

@@ -18,7 +18,8 @@ export interface Running {
   dir: string
   /** What the server logged (stderr lines, in order). */
   logs: string[]
-  close(): Promise<void>
+  /** An arrow function (no `this`): tests destructure it. */
+  close: () => Promise<void>
 }
 
 /** A server in this process on a free loopback port, over a fresh cache directory; stopped
@@ -62,12 +63,12 @@ export async function startCli(args: string[], env: Record<string, string> = {})
   const child = spawn(process.execPath, [BIN, ...args], { env: { ...clean, ...env }, cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
   const stdout: string[] = []
   let err = ''
-  child.stderr!.on('data', (d: Buffer) => { err += d.toString() })
+  child.stderr.on('data', (d: Buffer) => { err += d.toString() })
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
   after(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
   const first = await new Promise<string | undefined>((resolve) => {
     let buffered = ''
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       buffered += d.toString()
       const lines = buffered.split('\n')
       buffered = lines.pop()!
@@ -94,11 +95,56 @@ export function tempFiles(dir: string): string[] {
   return (fs.readdirSync(dir, { recursive: true }) as string[]).filter((f) => /\.tmp$/.test(f))
 }
 
-/** `fetch` that never throws for a status, with the body read as text. */
-export async function call(url: string, init: RequestInit = {}): Promise<{ status: number; headers: Headers; text: string; json: () => any }> {
+/** An error answer's body (every route's, but nx's plain text). */
+export interface ErrorAnswer { error: { code: string; message: string } }
+
+/** A `/api/cache/...` answer: a read, a write or a delete (the fields the tests look at). */
+export interface CacheAnswer {
+  success?: boolean
+  hit?: boolean
+  value?: unknown
+  source?: string
+  cached_at: string
+  /** null for an entry that never expires; the tests that parse it stored theirs with a ttl. */
+  expires_at: string
+  deleted?: boolean
+}
+
+/** `/api/cache/metrics` (and the dashboard's copy of it). */
+export interface MetricsAnswer {
+  hits: number
+  misses: number
+  hit_rate: number
+  sets: number
+  deletes: number
+  evictions: number
+  l1_size: number
+  l2_hits: number
+  l2_misses: number
+  l2_errors: number
+  origin_fetches: number
+  l2: { enabled: boolean }
+  protocols: Record<'turbo' | 'nx' | 'ccache' | 'bazel' | 'api', { hits: number; misses: number }>
+  total: { entries: number; size_bytes: number; bytes_in: number; bytes_out: number }
+  namespaces: { name: string }[]
+}
+
+/** `/cache/stats`. */
+export interface StatsAnswer {
+  hits: number
+  l1: { entries: number }
+  l2: { enabled: boolean; hits: number }
+  file: { entries: number }
+}
+
+/** `/readyz`. */
+export interface ReadyAnswer { status: string; disk: string; redis?: string }
+
+/** `fetch` that never throws for a status, with the body read as text; `json<T>()` parses it as the shape the caller expects. */
+export async function call(url: string, init: RequestInit = {}): Promise<{ status: number; headers: Headers; text: string; json: <T>() => T }> {
   const response = await fetch(url, init)
   const text = await response.text()
-  return { status: response.status, headers: response.headers, text, json: () => JSON.parse(text) }
+  return { status: response.status, headers: response.headers, text, json: <T>() => JSON.parse(text) as T }
 }
 
 export const bearer = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` })

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto'
 import { after } from 'node:test'
 import { Larder } from '../../src/index.ts'
 import { tempDir } from '../helpers.ts'
-import { call, eventually, startServer } from './helpers.ts'
+import { call, eventually, type MetricsAnswer, type ReadyAnswer, startServer } from './helpers.ts'
 
 const octets = { 'content-type': 'application/octet-stream' }
 
@@ -70,8 +70,8 @@ test('/healthz and /readyz answer 200; /readyz is 503 with the reason when the c
   execFileSync('mount', ['-o', 'remount,ro,bind', dir])
   const ready = await call(`${url}/readyz`)
   assert.equal(ready.status, 503)
-  assert.equal(ready.json().status, 'unavailable')
-  assert.match(ready.json().disk, /not writable/)
+  assert.equal(ready.json<ReadyAnswer>().status, 'unavailable')
+  assert.match(ready.json<ReadyAnswer>().disk, /not writable/)
   assert.equal((await call(`${url}/healthz`)).status, 200, 'alive, though not ready')
   await close()
   unmount()
@@ -84,9 +84,9 @@ test('budget: uploads past --max-size are pruned by eviction; the namespace ends
     const hash = i.toString(16).padStart(16, '0')
     assert.equal((await call(`${url}/v8/artifacts/${hash}?slug=big`, { method: 'PUT', body: randomBytes(100_000), headers: octets })).status, 202)
   }
-  await eventually(async () => (await call(`${url}/api/cache/metrics`)).json().evictions > 0, 'an eviction')
-  const data = (await call(`${url}/dashboard/data`)).json()
-  assert.ok(data.prunes.some((p: { namespace: string; evicted: number }) => p.namespace === 'turbo:big' && p.evicted > 0))
+  await eventually(async () => (await call(`${url}/api/cache/metrics`)).json<MetricsAnswer>().evictions > 0, 'an eviction')
+  const data = (await call(`${url}/dashboard/data`)).json<{ prunes: { namespace: string; evicted: number }[] }>()
+  assert.ok(data.prunes.some((p) => p.namespace === 'turbo:big' && p.evicted > 0))
   await close()
   const cache = await Larder.open({ dir, namespace: 'turbo:big', readOnly: true })
   const usage = await cache.usage()

@@ -23,7 +23,7 @@ async function sh(file: string, args: string[], cwd: string, env: Record<string,
     return stdout + stderr
   } catch (error) {
     const e = error as Error & { stdout?: string; stderr?: string }
-    throw new Error(`${file} ${args.join(' ')} failed: ${e.message}\n--- stdout\n${e.stdout ?? ''}\n--- stderr\n${e.stderr ?? ''}`)
+    throw new Error(`${file} ${args.join(' ')} failed: ${e.message}\n--- stdout\n${e.stdout ?? ''}\n--- stderr\n${e.stderr ?? ''}`, { cause: error })
   }
 }
 
@@ -80,8 +80,9 @@ test('turbo 2.x: the first run uploads, the second (local cache removed) is a RE
   const turbo = path.join(root, 'node_modules', '.bin', 'turbo')
   const first = await sh(turbo, ['run', 'build', '--summarize'], ws, env)
   assert.match(first, /cache miss, executing/)
-  const summaries = (): { tasks: { taskId: string; cache: { status: string; source?: string } }[] }[] =>
-    fs.readdirSync(path.join(ws, '.turbo', 'runs')).map((f) => JSON.parse(fs.readFileSync(path.join(ws, '.turbo', 'runs', f), 'utf8')))
+  type TurboSummary = { tasks: { taskId: string; cache: { status: string; source?: string } }[] }
+  const summaries = (): TurboSummary[] =>
+    fs.readdirSync(path.join(ws, '.turbo', 'runs')).map((f) => JSON.parse(fs.readFileSync(path.join(ws, '.turbo', 'runs', f), 'utf8')) as TurboSummary)
   assert.deepEqual(summaries()[0]!.tasks.map((t) => t.cache.status), ['MISS', 'MISS'])
   assert.equal((s.stderr().match(/PUT \/v8\/artifacts\/[0-9a-f]{16} 202/g) ?? []).length, 2, s.stderr())
 
@@ -138,7 +139,7 @@ test('ccache (HTTP remote storage, bearer token): the first build misses and upl
       CCACHE_NOHASHDIR: '1', CCACHE_BASEDIR: work,
     })
     fs.writeFileSync(path.join(work, 'ccache.conf'), '')
-    const stats = async (): Promise<Record<string, number>> => Object.fromEntries((await sh('ccache', ['--print-stats'], work, env)).trim().split('\n').map((l) => l.split('\t')).map(([k, v]) => [k, Number(v)]))
+    const stats = async (): Promise<Record<string, number>> => Object.fromEntries((await sh('ccache', ['--print-stats'], work, env)).trim().split('\n').map((l) => l.split('\t')).map(([k, v]): [string, number] => [String(k), Number(v)]))
     const compileAll = async (): Promise<void> => {
       for (const f of files) await sh('ccache', ['gcc', '-c', `src/${f}.c`, '-o', `${f}-${layout}.o`], work, env)
     }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import http from 'node:http'
 import { randomBytes } from 'node:crypto'
 import { entryFiles } from '../helpers.ts'
-import { bearer, call, eventually, startServer, tempFiles } from './helpers.ts'
+import { bearer, call, type ErrorAnswer, eventually, startServer, tempFiles } from './helpers.ts'
 
 const octets = { 'content-type': 'application/octet-stream' }
 const HASH = 'abcdef0123456789'
@@ -14,11 +14,11 @@ test('auth: with tokens, no token or a wrong one is a 401, a read-only token rea
   for (const headers of [{}, bearer('w-token-012345678'), bearer('w-token-01234567890'), bearer(''), { authorization: 'w-token-0123456789' }]) {
     const answer = await call(at, { headers })
     assert.equal(answer.status, 401, JSON.stringify(headers))
-    assert.equal(answer.json().error.code, 'ERR_UNAUTHORIZED')
+    assert.equal(answer.json<ErrorAnswer>().error.code, 'ERR_UNAUTHORIZED')
   }
   const readOnly = await call(at, { method: 'PUT', body: 'x', headers: { ...octets, ...bearer('r') } })
   assert.equal(readOnly.status, 403)
-  assert.equal(readOnly.json().error.code, 'ERR_READ_ONLY_TOKEN')
+  assert.equal(readOnly.json<ErrorAnswer>().error.code, 'ERR_READ_ONLY_TOKEN')
   assert.equal((await call(at, { headers: bearer('r') })).status, 404, 'the read token reads')
   assert.equal((await call(at, { method: 'PUT', body: 'x', headers: { ...octets, ...bearer('w-token-0123456789') } })).status, 202)
   assert.equal((await call(at, { headers: bearer('r') })).text, 'x')
@@ -36,13 +36,13 @@ test('limits: a body over --max-body is a 413 naming the limit, for artifacts an
   const { url, dir } = await startServer({ maxBody: 1000 })
   const artifact = await call(`${url}/v8/artifacts/${HASH}?slug=t`, { method: 'PUT', body: randomBytes(2000), headers: octets })
   assert.equal(artifact.status, 413)
-  assert.match(artifact.json().error.message, /1000 bytes/)
+  assert.match(artifact.json<ErrorAnswer>().error.message, /1000 bytes/)
   const nx = await call(`${url}/v1/cache/123`, { method: 'PUT', body: randomBytes(2000), headers: octets })
   assert.equal(nx.status, 413)
   assert.match(nx.text, /1000 bytes/)
   const value = await call(`${url}/api/cache/k`, { method: 'PUT', body: JSON.stringify({ value: 'x'.repeat(2000) }), headers: { 'content-type': 'application/json' } })
   assert.equal(value.status, 413)
-  assert.match(value.json().error.message, /1000 bytes/)
+  assert.match(value.json<ErrorAnswer>().error.message, /1000 bytes/)
   assert.equal((await call(`${url}/v8/artifacts/${HASH}?slug=t`, { method: 'PUT', body: randomBytes(900), headers: octets })).status, 202, 'under the limit is fine')
   assert.equal(entryFiles(dir).length, 1)
 })
@@ -53,8 +53,8 @@ test('limits: the per-address rate limit answers 429 with a JSON error; health c
   for (let i = 0; i < 7; i++) statuses.push((await call(`${url}/v8/artifacts/status?slug=t`)).status)
   assert.deepEqual(statuses, [200, 200, 200, 200, 200, 429, 429])
   const limited = await call(`${url}/v8/artifacts/status?slug=t`)
-  assert.equal(limited.json().error.code, 'ERR_RATE_LIMITED')
-  assert.match(limited.json().error.message, /5 a minute/)
+  assert.equal(limited.json<ErrorAnswer>().error.code, 'ERR_RATE_LIMITED')
+  assert.match(limited.json<ErrorAnswer>().error.message, /5 a minute/)
   for (let i = 0; i < 10; i++) assert.equal((await call(`${url}/healthz`)).status, 200)
 })
 
@@ -70,7 +70,7 @@ test('errors: no answer carries a stack trace, and unknown routes are JSON 404s'
   assert.deepEqual(answers.map((a) => a.status), [404, 400, 415, 400, 413])
   for (const a of answers) {
     assert.doesNotMatch(a.text, /\bat .*\.(ts|js):\d+/, a.text)
-    assert.ok(typeof a.json().error.code === 'string' && typeof a.json().error.message === 'string', a.text)
+    assert.ok(typeof a.json<ErrorAnswer>().error.code === 'string' && typeof a.json<ErrorAnswer>().error.message === 'string', a.text)
   }
 })
 
@@ -107,7 +107,8 @@ test('an upload whose body is shorter than its Content-Length is not stored', as
     request.on('error', () => resolve(0))
     request.write('only 20 bytes here..')
     // Half-close: the client says it is done writing; the body stays 80 bytes short.
-    request.socket?.end() ?? request.on('socket', (s) => s.end())
+    if (request.socket) request.socket.end()
+    else request.on('socket', (s) => s.end())
   })
   assert.notEqual(status, 202)
   await eventually(() => tempFiles(dir).length === 0, 'no temp file')

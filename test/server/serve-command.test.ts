@@ -4,7 +4,7 @@ import http from 'node:http'
 import path from 'node:path'
 import { Larder } from '../../src/index.ts'
 import { tempDir } from '../helpers.ts'
-import { bearer, call, eventually, startCli, tempFiles } from './helpers.ts'
+import { bearer, type CacheAnswer, call, eventually, startCli, tempFiles } from './helpers.ts'
 
 test('larder serve: the first stdout line is exactly "larder listening on http://HOST:PORT" with the port --port 0 got; without a token it says it serves loopback only', async () => {
   const dir = path.join(tempDir('larder-serve-cli'), 'cache')
@@ -35,7 +35,7 @@ test('larder serve: options come from the environment (LARDER_PORT, LARDER_TOKEN
   assert.equal((await call(`${server.url}/api/cache/k`, put)).status, 401)
   assert.equal((await call(`${server.url}/api/cache/k`, { ...put, headers: { ...put.headers, ...bearer('two') } })).status, 200)
   assert.equal((await call(`${server.url}/api/cache/k`, { ...put, headers: { ...put.headers, ...bearer('ro') } })).status, 403)
-  const got = (await call(`${server.url}/api/cache/k`, { headers: bearer('ro') })).json()
+  const got = (await call(`${server.url}/api/cache/k`, { headers: bearer('ro') })).json<CacheAnswer>()
   assert.equal(got.source, 'file', 'CACHE_L1_MAX_ENTRIES=0 turned the memory tier off')
   assert.equal(await server.stop(), 0)
 })

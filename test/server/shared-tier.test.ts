@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import path from 'node:path'
 import { tempDir } from '../helpers.ts'
 import { redisAvailable, startRedis } from '../redis/server.ts'
-import { bearer, call, eventually, startCli, startServer } from './helpers.ts'
+import { bearer, type CacheAnswer, call, type ErrorAnswer, eventually, type MetricsAnswer, type ReadyAnswer, startCli, startServer, type StatsAnswer } from './helpers.ts'
 
 const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run installs it)'
 const json = (method: string, body?: unknown): RequestInit => ({ method, ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }) })
@@ -18,14 +18,14 @@ test('replicas share cache API values through Redis: a value PUT on one is a red
   const a = await startServer({ redis: redis.url })
   const b = await startServer({ redis: redis.url })
   assert.equal((await call(`${a.url}/api/cache/user:1`, json('PUT', { value: { name: 'Ada' }, ttl: 60 }))).status, 200)
-  const first = (await call(`${b.url}/api/cache/user:1`)).json()
+  const first = (await call(`${b.url}/api/cache/user:1`)).json<CacheAnswer>()
   assert.deepEqual([first.hit, first.source, first.value], [true, 'redis', { name: 'Ada' }])
-  const second = (await call(`${b.url}/api/cache/user:1`)).json()
+  const second = (await call(`${b.url}/api/cache/user:1`)).json<CacheAnswer>()
   assert.equal(second.source, 'memory', 'promoted on the first read')
-  const metrics = (await call(`${b.url}/api/cache/metrics`)).json()
+  const metrics = (await call(`${b.url}/api/cache/metrics`)).json<MetricsAnswer>()
   assert.equal(metrics.l2_hits, 1)
   assert.equal(metrics.l2.enabled, true)
-  const stats = (await call(`${b.url}/cache/stats`)).json()
+  const stats = (await call(`${b.url}/cache/stats`)).json<StatsAnswer>()
   assert.deepEqual([stats.l2.enabled, stats.l2.hits], [true, 1])
   // Artifacts are not shared: they stay on the replica's disk.
   assert.equal((await call(`${a.url}/v8/artifacts/abcdef0123456789?slug=t`, { method: 'PUT', body: 'bytes', headers: { 'content-type': 'application/octet-stream' } })).status, 202)
@@ -38,9 +38,9 @@ test('an invalidation on one replica reaches the others (the bus): keys, tags, a
   const b = await startServer({ redis: redis.url })
   for (const [key, tags] of [['k1', undefined], ['k2', ['team:1']], ['k3', undefined]] as const) {
     await call(`${a.url}/api/cache/${key}`, json('PUT', { value: key, ...(tags === undefined ? {} : { tags }) }))
-    assert.equal((await call(`${b.url}/api/cache/${key}`)).json().hit, true, `${key} read on b`)
+    assert.equal((await call(`${b.url}/api/cache/${key}`)).json<CacheAnswer>().hit, true, `${key} read on b`)
   }
-  assert.equal((await call(`${a.url}/api/cache/k1`, json('DELETE'))).json().deleted, true)
+  assert.equal((await call(`${a.url}/api/cache/k1`, json('DELETE'))).json<CacheAnswer>().deleted, true)
   await call(`${a.url}/api/cache/invalidate`, json('POST', { tags: ['team:1'] }))
   await call(`${a.url}/api/cache/invalidate`, json('POST', { keys: ['k3'] }))
   for (const key of ['k1', 'k2', 'k3']) {
@@ -58,9 +58,9 @@ test('DELETE /cache/l2 empties the Redis tier only: a new replica misses, the wr
   assert.equal(redis.cli('KEYS', '*k*').split('\n').filter((k) => k.endsWith(':k')).length, 0, 'no entry left in Redis')
   const c = await startServer({ redis: redis.url })
   assert.equal((await call(`${c.url}/api/cache/k`)).status, 404)
-  assert.equal((await call(`${a.url}/api/cache/k`)).json().source, 'memory')
+  assert.equal((await call(`${a.url}/api/cache/k`)).json<CacheAnswer>().source, 'memory')
   assert.equal((await call(`${a.url}/cache/l1`, json('DELETE'))).status, 200)
-  assert.equal((await call(`${a.url}/api/cache/k`)).json().source, 'file')
+  assert.equal((await call(`${a.url}/api/cache/k`)).json<CacheAnswer>().source, 'file')
 })
 
 test('/readyz with --redis: 200 with Redis reachable; 503 naming Redis once it is gone, the disk still writable; the replica serves what it holds, writes are 503s', { skip }, async () => {
@@ -73,16 +73,16 @@ test('/readyz with --redis: 200 with Redis reachable; 503 naming Redis once it i
   await redis.kill()
   const down = await call(`${a.url}/readyz`)
   assert.equal(down.status, 503)
-  assert.equal(down.json().disk, 'writable')
-  assert.match(down.json().redis, /^not reachable/)
+  assert.equal(down.json<ReadyAnswer>().disk, 'writable')
+  assert.match(down.json<ReadyAnswer>().redis ?? '', /^not reachable/)
   // The replica still answers what it holds; a read that needs Redis is a miss; a write
   // cannot reach every tier, so it is not reported stored.
   assert.equal((await call(`${a.url}/healthz`)).status, 200)
-  assert.equal((await call(`${a.url}/api/cache/kept`)).json().value, 'local too')
+  assert.equal((await call(`${a.url}/api/cache/kept`)).json<CacheAnswer>().value, 'local too')
   assert.equal((await call(`${a.url}/api/cache/never`)).status, 404)
   const put = await call(`${a.url}/api/cache/new`, json('PUT', { value: 1 }))
   assert.equal(put.status, 503)
-  assert.equal(put.json().error.code, 'ERR_UNAVAILABLE')
+  assert.equal(put.json<ErrorAnswer>().error.code, 'ERR_UNAVAILABLE')
 })
 
 test('larder serve: REDIS_URL, REDIS_PASSWORD and REDIS_DB (the seed\'s names) reach Redis; the password is never printed', { skip }, async () => {
@@ -95,7 +95,7 @@ test('larder serve: REDIS_URL, REDIS_PASSWORD and REDIS_DB (the seed\'s names) r
   const put = await call(`${server.url}/api/cache/k`, { ...json('PUT', { value: 'v' }), headers: { 'content-type': 'application/json', ...bearer('t') } })
   assert.equal(put.status, 200)
   assert.notEqual(redis.cli('-a', 'redis-secret-pw', '--no-auth-warning', '-n', '3', 'DBSIZE'), '0', 'the value is in database 3')
-  assert.equal((await call(`${server.url}/readyz`)).json().redis, 'reachable')
+  assert.equal((await call(`${server.url}/readyz`)).json<ReadyAnswer>().redis, 'reachable')
   assert.equal(await server.stop(), 0)
   assert.doesNotMatch(server.stdout.join('\n') + server.stderr(), /redis-secret-pw/)
 })

@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { entryFiles } from '../helpers.ts'
-import { call, startServer } from './helpers.ts'
+import { call, type ErrorAnswer, startServer } from './helpers.ts'
 
 const HASH = 'f3ba1d44d2f1d3af'
 
@@ -44,10 +44,10 @@ test('turbo: teams are isolated namespaces, by slug or by teamId', async () => {
   assert.equal((await call(`${url}/v8/artifacts/${HASH}?slug=gamma`)).status, 404)
   const missing = await call(`${url}/v8/artifacts/${HASH}`)
   assert.equal(missing.status, 400)
-  assert.equal(missing.json().error.code, 'ERR_MISSING_TEAM')
+  assert.equal(missing.json<ErrorAnswer>().error.code, 'ERR_MISSING_TEAM')
   const badTeam = await call(`${url}/v8/artifacts/${HASH}?slug=${encodeURIComponent('../etc')}`)
   assert.equal(badTeam.status, 400)
-  assert.match(badTeam.json().error.message, /slug/)
+  assert.match(badTeam.json<ErrorAnswer>().error.message, /slug/)
 })
 
 test('turbo: a doubled leading slash (TURBO_API with a trailing slash) is routed like one', async () => {
@@ -84,8 +84,8 @@ test('turbo: an invalid hash is a 400 naming the field, never a path', async () 
   for (const hash of ['..%2F..%2Fetc%2Fpasswd', 'a'.repeat(200), 'has%20space']) {
     const answer = await call(`${url}/v8/artifacts/${hash}?slug=t`, { method: 'PUT', body: 'x', headers: { 'content-type': 'application/octet-stream' } })
     assert.equal(answer.status, 400, hash)
-    assert.equal(answer.json().error.code, 'ERR_INVALID_HASH')
-    assert.match(answer.json().error.message, /hash/)
+    assert.equal(answer.json<ErrorAnswer>().error.code, 'ERR_INVALID_HASH')
+    assert.match(answer.json<ErrorAnswer>().error.message, /hash/)
   }
   assert.deepEqual(entryFiles(dir), [], 'nothing written')
 })

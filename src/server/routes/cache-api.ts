@@ -65,7 +65,7 @@ export class HitSources {
   }
 }
 
-export async function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, hits: HitSources, origin: Origin | undefined): Promise<void> {
+export function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, hits: HitSources, origin: Origin | undefined): void {
   const api = (): Promise<Larder> => ctx.namespaces.get(API_NAMESPACE, 'api')
   const read = { access: 'read' as const, protocol: 'api' as const }
   const write = { access: 'write' as const, protocol: 'api' as const }
@@ -138,7 +138,7 @@ export async function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, h
     if (body.ttl !== undefined && (typeof body.ttl !== 'number' || !Number.isFinite(body.ttl) || body.ttl < 0)) {
       throw badRequest('ERR_INVALID_TTL', 'Invalid ttl: expected a number of seconds, 0 or more (0 = never expires)')
     }
-    const ttl = body.ttl === undefined ? ctx.options.defaultTtl : Math.round((body.ttl as number) * 1000)
+    const ttl = body.ttl === undefined ? ctx.options.defaultTtl : Math.round(body.ttl * 1000)
     const cachedAt = Date.now()
     const record: StoredValue = { value: body.value, cachedAt, expiresAt: ttl > 0 ? cachedAt + ttl : null }
     const cache = await api()

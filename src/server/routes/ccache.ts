@@ -40,7 +40,7 @@ function bazelTarget(store: 'ac' | 'cas') {
   }
 }
 
-export async function objectUploads(app: FastifyInstance, ctx: ServerContext): Promise<void> {
+export function objectUploads(app: FastifyInstance, ctx: ServerContext): void {
   const upload = (target: (request: FastifyRequest) => Target) => async (request: FastifyRequest, reply: FastifyReply) => {
     const t = target(request)
     const cache = await ctx.namespaces.get(t.namespace, t.protocol)
@@ -53,7 +53,7 @@ export async function objectUploads(app: FastifyInstance, ctx: ServerContext): P
   app.put('/cas/*', { config: { access: 'write', protocol: 'bazel' } }, upload(bazelTarget('cas')))
 }
 
-export async function objectRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
+export function objectRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const download = (target: (request: FastifyRequest) => Target, headOnly: boolean) => async (request: FastifyRequest, reply: FastifyReply) => {
     const t = target(request)
     const cache = await ctx.namespaces.get(t.namespace, t.protocol)
@@ -64,7 +64,7 @@ export async function objectRoutes(app: FastifyInstance, ctx: ServerContext): Pr
   const remove = (target: (request: FastifyRequest) => Target) => async (request: FastifyRequest, reply: FastifyReply) => {
     const t = target(request)
     const cache = await ctx.namespaces.get(t.namespace, t.protocol)
-    let deleted = false
+    let deleted: boolean
     try {
       deleted = await cache.delete(t.key)
     } catch (error) {

@@ -26,7 +26,7 @@ function assetDir(): URL {
   return here.pathname.endsWith('/routes/') ? new URL('../dashboard/', here) : new URL('./dashboard/', here)
 }
 
-export async function dashboardRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
+export function dashboardRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const dir = assetDir()
   const files = new Map(Object.entries(ASSETS).map(([name, type]) => [name, { type, body: readFileSync(new URL(name, dir)) }]))
   const send = (name: string) => async (_request: unknown, reply: import('fastify').FastifyReply) => {

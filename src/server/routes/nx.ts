@@ -28,7 +28,7 @@ function text(reply: FastifyReply, status: number, message: string): FastifyRepl
   return reply.code(status).header('content-type', 'text/plain').send(message)
 }
 
-export async function nxUploads(app: FastifyInstance, ctx: ServerContext): Promise<void> {
+export function nxUploads(app: FastifyInstance, ctx: ServerContext): void {
   /** Hashes being uploaded now: a second upload of one answers 409 at once. */
   const uploading = new Set<string>()
   const upload = async (request: FastifyRequest, reply: FastifyReply) => {
@@ -56,7 +56,7 @@ export async function nxUploads(app: FastifyInstance, ctx: ServerContext): Promi
   app.put('/nx/:team/v1/cache/:hash', { config }, upload)
 }
 
-export async function nxRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
+export function nxRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const download = async (request: FastifyRequest, reply: FastifyReply) => {
     const hash = artifactHash((request.params as { hash: string }).hash)
     const cache = await ctx.namespaces.get(namespaceOf(request), 'nx')

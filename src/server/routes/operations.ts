@@ -25,8 +25,8 @@ function reasonOf(error: unknown): string {
   return (error as Error).message ?? String(error)
 }
 
-export async function operationRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
-  app.get('/healthz', { config: { access: 'public', rateLimit: false } }, async () => ({ status: 'ok' }))
+export function operationRoutes(app: FastifyInstance, ctx: ServerContext): void {
+  app.get('/healthz', { config: { access: 'public', rateLimit: false } }, () => Promise.resolve({ status: 'ok' }))
 
   app.get('/readyz', { config: { access: 'public', rateLimit: false } }, async (_request, reply) => {
     const answer: Record<string, string> = { status: 'ready', disk: 'writable' }

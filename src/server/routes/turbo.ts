@@ -50,7 +50,7 @@ function headerValue(request: FastifyRequest, name: string): string | undefined 
   return value
 }
 
-export async function turboUploads(app: FastifyInstance, ctx: ServerContext): Promise<void> {
+export function turboUploads(app: FastifyInstance, ctx: ServerContext): void {
   app.put('/v8/artifacts/:hash', { config: { access: 'write', protocol: 'turbo' } }, async (request, reply) => {
     const hash = artifactHash((request.params as { hash: string }).hash)
     const cache = await ctx.namespaces.get(namespaceOf(request), 'turbo')
@@ -61,10 +61,10 @@ export async function turboUploads(app: FastifyInstance, ctx: ServerContext): Pr
   })
 }
 
-export async function turboRoutes(app: FastifyInstance, ctx: ServerContext): Promise<void> {
+export function turboRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const config = { access: 'read' as const, protocol: 'turbo' as const }
 
-  app.get('/v8/artifacts/status', { config }, async () => ({ status: 'enabled' }))
+  app.get('/v8/artifacts/status', { config }, () => Promise.resolve({ status: 'enabled' }))
 
   const download = (headOnly: boolean) => async (request: FastifyRequest, reply: FastifyReply) => {
     const hash = artifactHash((request.params as { hash: string }).hash)
