@@ -88,7 +88,7 @@ function rssOf(pid) {
 /** Peak RSS of `pid` while `work` runs (sampled every 20 ms), in MiB. */
 async function withPeakRss(pid, work) {
   let peak = rssOf(pid)
-  const timer = setInterval(() => { try { peak = Math.max(peak, rssOf(pid)) } catch {} }, 20)
+  const timer = setInterval(() => { try { peak = Math.max(peak, rssOf(pid)) } catch { /* the process just exited: keep the peak so far */ } }, 20)
   try {
     const result = await work()
     return { ...result, peakRssMiB: Math.max(peak, rssOf(pid)) / MiB }

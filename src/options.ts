@@ -333,7 +333,7 @@ export function parseDuration(
   if (typeof value === 'number') milliseconds = value
   else if (typeof value === 'string' && value.trim() !== '' && value.length <= 100) {
     const trimmed = value.trim()
-    milliseconds = /^\d+(\.\d+)?$/.test(trimmed) ? Number(trimmed) : (ms(trimmed as ms.StringValue) as number | undefined)
+    milliseconds = /^\d+(\.\d+)?$/.test(trimmed) ? Number(trimmed) : ms(trimmed as ms.StringValue)
   }
   if (milliseconds === undefined || !Number.isFinite(milliseconds) || milliseconds < 0) {
     const shown = typeof value === 'string' ? JSON.stringify(value) : String(value)
@@ -519,7 +519,7 @@ function resolveShared(o: LarderOptions, dir: string | false, memory: ResolvedOp
   if (writeStrategy !== 'write-through' && redis === undefined) throw invalid('writeStrategy', `"${writeStrategy}" needs a shared tier: set the redis option`)
   if (dir === false && redis === undefined && memory === false) throw invalid('dir', 'with dir: false, a cache needs the memory tier or redis to keep anything')
   if (dir === false && o.readOnly === true) throw invalid('readOnly', 'readOnly needs a dir to read')
-  const w = (o.writeBack ?? {}) as WriteBackOptions
+  const w = o.writeBack ?? {}
   if (w === null || typeof w !== 'object' || Array.isArray(w)) throw invalid('writeBack', 'expected { maxQueue?, maxDelay? }')
   rejectUnknown(w, WRITE_BACK_NAMES, 'writeBack.')
   const writeBack = {

@@ -3,7 +3,7 @@ import type { GetOrSetOptions } from './call-options.js'
 import type { ListFilters } from './maintenance/listing.js'
 import type { PruneOptions, VerifyOptions, WalkOptions } from './maintenance/maintainer.js'
 import type { PruneFilters } from './maintenance/worker.js'
-import { MAX_KEY_BYTES, MAX_TAG_BYTES, MAX_TAGS, parseDuration, parseSize, type Duration } from './options.js'
+import { MAX_KEY_BYTES, MAX_TAG_BYTES, MAX_TAGS, parseDuration, parseSize } from './options.js'
 import type { StreamSource } from './store/stream-writer.js'
 
 /** Checks a key: a well-formed, non-empty string without NUL, at most 8 KiB of UTF-8. */
@@ -53,7 +53,7 @@ export function validateTtl(ttl: unknown, field = 'ttl'): number | undefined {
   if (typeof ttl !== 'number' && typeof ttl !== 'string') {
     throw new LarderError('ERR_INVALID_TTL', `Invalid ${field}: expected milliseconds or a duration string, got ${ttl === null ? 'null' : typeof ttl}`, { field })
   }
-  return parseDuration(ttl as Duration, field, 'ERR_INVALID_TTL')
+  return parseDuration(ttl, field, 'ERR_INVALID_TTL')
 }
 
 /**
@@ -70,7 +70,7 @@ export function validateCallOptions<T extends object>(options: unknown, known: r
     const unknown = field === 'options' ? name : `${field}.${name}`
     throw new LarderError('ERR_INVALID_OPTION', `Invalid option "${unknown}": not a known option (known: ${known.join(', ')})`, { field: unknown })
   }
-  return options as Partial<T>
+  return options
 }
 
 /** Checks `signal` and `onProgress`, which every long-running operation accepts. */
@@ -149,9 +149,12 @@ export function validateWalkOptions(options: unknown): WalkOptions {
 /** Accepts a Readable, an async iterable, a sync iterable of chunks, or one Uint8Array. */
 export function validateSource(source: unknown): StreamSource {
   const s = source as { [Symbol.asyncIterator]?: unknown; [Symbol.iterator]?: unknown } | null
+  // async generators because a StreamSource is read with for await (nothing to await here)
+  // eslint-disable-next-line @typescript-eslint/require-await -- see above
   if (source instanceof Uint8Array) return (async function* () { yield source })()
   if (typeof s?.[Symbol.asyncIterator] === 'function') return source as StreamSource
   if (typeof source !== 'string' && typeof s?.[Symbol.iterator] === 'function') {
+    // eslint-disable-next-line @typescript-eslint/require-await -- see above
     return (async function* () { yield* source as Iterable<Uint8Array | string> })()
   }
   throw new LarderError('ERR_INVALID_VALUE', 'Invalid source: expected a Readable, an (async) iterable of Uint8Array chunks, or a Uint8Array', { field: 'source' })
@@ -170,12 +173,13 @@ export function validateSetManyItems(items: unknown): { key: string; value: unkn
 
 /** warm()'s keys and options. */
 export function validateWarm(keys: unknown, options: unknown): { keys: string[]; loader: ((keys: string[]) => unknown) | undefined; concurrency: number } {
-  const valid = validateKeys(keys as readonly string[])
+  const valid = validateKeys(keys)
   const o = validateCallOptions<{ loader: unknown; concurrency: unknown }>(options, ['loader', 'concurrency'])
   if (o.loader !== undefined && typeof o.loader !== 'function') throw new LarderError('ERR_INVALID_VALUE', 'Invalid loader: expected a function of the missing keys', { field: 'loader' })
   const concurrency = o.concurrency ?? 16
   if (typeof concurrency !== 'number' || !Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1024) {
-    throw new LarderError('ERR_INVALID_OPTION', `Invalid concurrency: expected an integer from 1 to 1024, got ${String(concurrency)}`, { field: 'concurrency' })
+    // eslint-disable-next-line @typescript-eslint/no-base-to-string -- an object is named as such; what String() sees is a primitive or a function
+    throw new LarderError('ERR_INVALID_OPTION', `Invalid concurrency: expected an integer from 1 to 1024, got ${concurrency !== null && typeof concurrency === 'object' ? 'an object' : String(concurrency)}`, { field: 'concurrency' })
   }
   return { keys: valid, loader: o.loader as ((keys: string[]) => unknown) | undefined, concurrency }
 }

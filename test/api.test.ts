@@ -52,7 +52,7 @@ describe('round trips', () => {
   })
 
   test('a custom serializer is used both ways', async () => {
-    const serializer = { serialize: (v: unknown) => `custom:${JSON.stringify(v)}`, deserialize: (b: Buffer) => JSON.parse(b.toString().slice(7)) }
+    const serializer = { serialize: (v: unknown) => `custom:${JSON.stringify(v)}`, deserialize: (b: Buffer) => JSON.parse(b.toString().slice(7)) as unknown }
     const dir = tempDir()
     const cache = await Larder.open({ dir, serializer })
     await cache.set('k', { a: [1, 2] })

@@ -79,7 +79,7 @@ describe('bad input', () => {
   for (const [label, options, field] of optionCases) {
     test(`open with ${label} is rejected with ERR_INVALID_OPTION naming ${field}, creating nothing`, async () => {
       const dir = `${tempDir()}/cache`
-      await assert.rejects(Larder.open({ dir, ...options } as never), (error: unknown) => {
+      await assert.rejects(Larder.open({ dir, ...options }), (error: unknown) => {
         assert.ok(error instanceof LarderError)
         assert.equal(error.code, 'ERR_INVALID_OPTION')
         assert.equal(error.field, field)

@@ -197,6 +197,7 @@ describe('larder prune', () => {
     const piped = await larder(['prune', '--dir', dir, '--max-entries', '50'])
     assert.equal(piped.code, 0)
     assert.equal(piped.stderr, '')
+    // eslint-disable-next-line no-control-regex -- ESC is exactly what a terminal control sequence starts with
     assert.doesNotMatch(piped.text, /scanning|\u001b\[/)
   })
 

@@ -15,8 +15,8 @@ async function run(where: string): Promise<{ out: string; err: string; finished:
   const child = spawn(process.execPath, ['--import', 'tsx', childScript('fifo-child.ts'), dir, where], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   let err = ''
-  child.stdout.on('data', (d: Buffer) => (out += d))
-  child.stderr.on('data', (d: Buffer) => (err += d))
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()))
   // Generous: the child needs well under a second; only a blocked thread takes this long.
   const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
   const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))

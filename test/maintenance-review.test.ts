@@ -667,7 +667,7 @@ describe('readOnly: true', () => {
     const dir = tempDir()
     const file = path.join(dir, 'v1', 'default', 'meta', 'budget.json')
     await (await open(dir, { maxEntries: 100 })).close()
-    assert.equal(JSON.parse(fs.readFileSync(file, 'utf8')).maxEntries, 100)
+    assert.equal((JSON.parse(fs.readFileSync(file, 'utf8')) as { maxEntries: number }).maxEntries, 100)
     await (await open(dir)).close()
     const recorded = JSON.parse(fs.readFileSync(file, 'utf8')) as { maxEntries: unknown; maxSize: unknown; recordedAt: number }
     assert.deepEqual([recorded.maxEntries, recorded.maxSize], [null, null])

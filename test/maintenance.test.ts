@@ -426,7 +426,7 @@ describe('bookkeeping files of a cache nobody prunes', () => {
     const dir = tempDir()
     const cache = await open(dir, { maintenance: false })
     for (const key of keys('live', 5)) await cache.set(key, 'v')
-    cache.stats() // this instance's delta is in memory and soon on disk
+    await cache.stats() // this instance's delta is in memory and soon on disk
     await sleep(300)
     // 300 earlier processes that each wrote one 10-byte entry and exited.
     const totalsDir = path.join(dir, 'v1', 'default', 'meta', 'totals')

@@ -27,7 +27,7 @@ async function sh(file: string, args: string[], cwd: string, timeout = 60_000): 
     return stdout
   } catch (error) {
     const e = error as Error & { stdout?: string; stderr?: string }
-    throw new Error(`${file} ${args.join(' ')} (in ${cwd}) failed: ${e.message}\n--- stdout\n${e.stdout ?? ''}\n--- stderr\n${e.stderr ?? ''}`)
+    throw new Error(`${file} ${args.join(' ')} (in ${cwd}) failed: ${e.message}\n--- stdout\n${e.stdout ?? ''}\n--- stderr\n${e.stderr ?? ''}`, { cause: error })
   }
 }
 

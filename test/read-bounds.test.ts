@@ -316,7 +316,7 @@ describe('which errors are disk failures', () => {
     await cache.set('k', 'v')
     disk.lstatSync = (() => {
       throw new TypeError('injected: not a function')
-    }) as never
+    })
     try {
       for (let i = 0; i < 10; i++) assert.equal(await cache.get('k'), undefined)
       const stats = await cache.stats()
@@ -324,7 +324,7 @@ describe('which errors are disk failures', () => {
       assert.equal(stats.breaker.state, 'closed')
       disk.lstatSync = (() => {
         throw Object.assign(new Error('EIO: injected'), { code: 'EIO' })
-      }) as never
+      })
       for (let i = 0; i < 20; i++) assert.equal(await cache.get('k'), undefined)
       assert.equal((await cache.stats()).breaker.state, 'open', 'a disk fault still opens it')
     } finally {
@@ -502,7 +502,7 @@ describe('a corrupt entry is removed only if it is still the file judged', () =>
           }
         }
         return handle
-      }) as typeof disk.open
+      })
       try {
         const answer = api === 'getStream' ? await cache.getStream('k') : await cache[api]('k')
         assert.ok(answer === undefined || answer === false, `${api} answered ${String(answer)}`)

@@ -75,7 +75,7 @@ describe('resilience', () => {
       cache.on('error', (e) => errors.push(e as LarderError))
       disk.openSync = failing(code)
       disk.writeSync = failing(code)
-      disk.open = failing(code) as never
+      disk.open = failing(code)
       assert.equal(await cache.get('k'), undefined)
       await cache.set('k2', 'v2')
       assert.equal(await cache.has('k'), false)

@@ -176,6 +176,7 @@ describe('adaptive stream compression (the default)', () => {
 })
 
 describe('a failing source', () => {
+  // eslint-disable-next-line @typescript-eslint/require-await -- an async iterable on purpose (the shape setStream takes); nothing to await
   async function* failing(spec: ArtifactSpec, failAfter: number, error: Error): AsyncGenerator<Buffer> {
     let sent = 0
     for (const chunk of artifactChunks(spec)) {

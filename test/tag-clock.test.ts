@@ -23,11 +23,11 @@ function mountCoarseExt4(): { dir: string; reason?: undefined } | { dir?: undefi
   const mnt = path.join(base, 'mnt')
   mkdirSync(mnt)
   const made = spawnSync('truncate', ['-s', '32M', image])
-  if (made.status !== 0) return { reason: `truncate failed: ${made.stderr}` }
+  if (made.status !== 0) return { reason: `truncate failed: ${String(made.stderr)}` }
   const fs = spawnSync('mkfs.ext4', ['-q', '-F', '-I', '128', image])
-  if (fs.status !== 0) return { reason: `mkfs.ext4 -I 128 failed: ${fs.stderr ?? fs.error}` }
+  if (fs.status !== 0) return { reason: `mkfs.ext4 -I 128 failed: ${String(fs.stderr ?? fs.error)}` }
   const mounted = spawnSync('mount', ['-o', 'loop', image, mnt])
-  if (mounted.status !== 0) return { reason: `mount -o loop is not permitted here: ${mounted.stderr ?? mounted.error}` }
+  if (mounted.status !== 0) return { reason: `mount -o loop is not permitted here: ${String(mounted.stderr ?? mounted.error)}` }
   return { dir: mnt }
 }
 

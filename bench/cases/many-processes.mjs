@@ -11,7 +11,7 @@ import { openStore } from './open.mjs'
 const WORKER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'many-processes-worker.mjs')
 
 export async function multiProcess(args) {
-  const { procs, ops, keySpace } = args
+  const { procs, ops } = args
   // Open once here so directory set-up (partitions, index) is not raced by the first writes.
   const first = await openStore(args)
   await first.close()

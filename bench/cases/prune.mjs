@@ -6,7 +6,6 @@
 // by name (it knows every key; nothing is scanned). Timed: the clean-up call alone, on a new instance,
 // with perf_hooks.monitorEventLoopDelay recording how long the main thread was blocked.
 import fsp from 'node:fs/promises'
-import path from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { smallKey, smallValue } from '../data.mjs'

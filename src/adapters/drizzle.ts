@@ -1,7 +1,7 @@
 import { Cache } from 'drizzle-orm/cache/core'
 import type { MutationOption } from 'drizzle-orm/cache/core'
 import type { CacheConfig } from 'drizzle-orm/cache/core/types'
-import { getTableName, is, Table } from 'drizzle-orm'
+import { getTableName } from 'drizzle-orm'
 import { LarderError, type Duration, type LarderOptions } from 'larder'
 import { boundedKey, KEY_BYTES, TAG_BYTES } from './bounded-key.js'
 import { CacheSource, isCache, type CacheOrOptions } from './cache-source.js'
@@ -59,8 +59,8 @@ export class LarderDrizzleCache extends Cache {
   }
 
   /** The cached result for a query's hash or tag, or `undefined` (never throws: a miss). */
-  override async get(key: string, _tables: string[], isTag: boolean, _isAutoInvalidate?: boolean): Promise<any[] | undefined> {
-    return this.#source.guarded(undefined, async (cache) => (await cache.get(resultKey(key, isTag))) as any[] | undefined)
+  override async get(key: string, _tables: string[], isTag: boolean, _isAutoInvalidate?: boolean): Promise<unknown[] | undefined> {
+    return this.#source.guarded(undefined, async (cache) => (await cache.get(resultKey(key, isTag))) as unknown[] | undefined)
   }
 
   /** Stores a result, tagged with the tables it read (none when the query opted out of
@@ -77,7 +77,7 @@ export class LarderDrizzleCache extends Cache {
   override async onMutate(params: MutationOption): Promise<void> {
     const tags = params.tags === undefined ? [] : Array.isArray(params.tags) ? params.tags : [params.tags]
     const tables = params.tables === undefined ? [] : Array.isArray(params.tables) ? params.tables : [params.tables]
-    const names = tables.map((table) => (is(table, Table) ? getTableName(table) : String(table)))
+    const names = tables.map((table) => (typeof table === 'string' ? table : getTableName(table) as string))
     await this.#source.guarded(undefined, async (cache) => {
       await Promise.all([
         names.length > 0 ? cache.invalidateTags([...new Set(names)].map(tableTag)) : undefined,

@@ -34,12 +34,14 @@ export class LarderQueryResultCache implements QueryResultCache {
 
   constructor(dataSource?: DataSource, cache?: CacheOrOptions) {
     // The DataSource's logger is TypeORM's channel for what goes wrong outside a query.
-    this.#source = new CacheSource(cache, (error) => dataSource?.logger.log('warn', `larder query result cache: ${error.message}`))
+    this.#source = new CacheSource(cache, (error) => {
+      dataSource?.logger.log('warn', `larder query result cache: ${error.message}`)
+    })
   }
 
   /** Opens the cache (DataSource.initialize() calls it). */
   async connect(): Promise<void> {
-    await this.#source.guarded(undefined, async () => undefined)
+    await this.#source.guarded(undefined, () => Promise.resolve(undefined))
   }
 
   /** Waits for its calls in flight, then closes the cache if this adapter opened it
@@ -67,7 +69,7 @@ export class LarderQueryResultCache implements QueryResultCache {
       query: options.query,
       time: options.time,
       duration: options.duration,
-      result: options.result,
+      result: options.result as unknown,
     }, { ttl: options.duration > 0 ? options.duration : undefined, tags: [TAG] }))
   }
 

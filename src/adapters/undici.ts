@@ -83,6 +83,7 @@ export class LarderCacheStore implements CacheStore {
     const names = Object.keys(value.vary ?? {}).sort()
     const entryKey = responseKey(key, names, (name) => value.vary?.[name] ?? null)
     const head = encodeHead({ origin: key.origin, method: key.method, path: key.path, ...value })
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the Writable's methods below have their own `this`
     const store = this
     const maxEntrySize = this.#maxEntrySize
     const held: Buffer[] = [head]
@@ -259,6 +260,7 @@ function splitHead(stream: Readable): Promise<{ head: Head; body: Readable } | u
     let held: Buffer = Buffer.alloc(0)
     const done = (result: { head: Head; body: Readable } | undefined, error?: unknown): void => {
       stream.off('data', onData).off('end', onEnd).off('error', onError)
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the stream's 'error', passed on as it came
       if (error !== undefined) reject(error)
       else resolve(result)
     }

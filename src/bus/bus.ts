@@ -82,13 +82,13 @@ export class Bus {
   /** Publishes `message` (its `from` filled in), or queues it while Redis cannot be reached. */
   publish(message: DistributiveOmit<BusMessage, 'from'>): void {
     if (this.#closed) return
-    const full = { ...message, from: this.id } as BusMessage
+    const full = { ...message, from: this.id }
     if (this.#outbox.size > 0 || this.#p.breaker.state === 'open') {
       this.#outbox.add(full)
       this.flush()
       return
     }
-    this.#send(full)
+    void this.#send(full) // nobody waits: #send never rejects (a failed publish goes back to the outbox)
   }
 
   /** Publishes what waited (the Redis breaker closed, the connection is back). */

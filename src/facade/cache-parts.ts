@@ -51,7 +51,7 @@ export class CacheParts {
   /** `events` is the Larder, which every event is emitted on. */
   constructor(options: Readonly<ResolvedOptions>, events: EventEmitter<LarderEvents>) {
     this.options = options
-    this.hitListeners = new ListenerCount(events as EventEmitter, 'hit')
+    this.hitListeners = new ListenerCount(events, 'hit')
     const { dir, redis, memory } = options
     const tiers: TierName[] = []
     if (memory !== false) tiers.push('memory')

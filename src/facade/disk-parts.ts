@@ -18,12 +18,12 @@ import { FileTier, type CorruptReport } from '../tiers/file-tier.js'
 /** What the disk side tells the facade (which turns each into an event or a count). */
 export interface DiskHooks {
   counts: ActivityCounters
-  corrupt(report: CorruptReport): void
-  breaker(state: BreakerState): void
-  progress(progress: MaintenanceProgress): void
-  pruned(report: PruneReport): void
+  corrupt: (report: CorruptReport) => void
+  breaker: (state: BreakerState) => void
+  progress: (progress: MaintenanceProgress) => void
+  pruned: (report: PruneReport) => void
   /** An automatic prune failed: nobody else would hear of it. */
-  pruneFailed(error: Error): void
+  pruneFailed: (error: Error) => void
 }
 
 /**

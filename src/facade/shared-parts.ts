@@ -15,14 +15,14 @@ import { RedisTier } from '../tiers/redis-tier.js'
 export interface SharedHooks {
   counts: ActivityCounters
   tags: TagStamps
-  corrupt(report: CorruptReport): void
-  breaker(state: BreakerState): void
+  corrupt: (report: CorruptReport) => void
+  breaker: (state: BreakerState) => void
   /** Another instance's message. */
-  received(message: BusMessage): void
+  received: (message: BusMessage) => void
   /** The bus's subscription is in place (again): the outage rule. */
-  connected(): void
+  connected: () => void
   /** Redis can be reached again (the breaker closed): send what waited. */
-  recovered(): void
+  recovered: () => void
 }
 
 /** How long a lock is held at most (its holder died, or its loader hangs). */

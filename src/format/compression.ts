@@ -33,8 +33,9 @@ export const SYNC_CODEC_LIMIT = 128 * 1024
 type ZstdZlib = typeof zlib & {
   zstdCompressSync(b: Uint8Array, o?: object): Buffer
   zstdDecompressSync(b: Uint8Array, o?: object): Buffer
-  zstdCompress(b: Uint8Array, o: object, cb: (e: Error | null, r: Buffer) => void): void
-  zstdDecompress(b: Uint8Array, o: object, cb: (e: Error | null, r: Buffer) => void): void
+  // zlib's callback functions do not use `this`: typed as plain functions for promisify
+  zstdCompress: (b: Uint8Array, o: object, cb: (e: Error | null, r: Buffer) => void) => void
+  zstdDecompress: (b: Uint8Array, o: object, cb: (e: Error | null, r: Buffer) => void) => void
   createZstdDecompress(o?: object): Transform
   constants: typeof zlib.constants & { ZSTD_c_compressionLevel: number }
 }

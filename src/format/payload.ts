@@ -74,7 +74,7 @@ export async function decodePayload(entry: DecodedEntry): Promise<Buffer> {
   const { payload, compression, logicalLength } = entry
   if ((entry.flags & FLAG_FRAMED) !== 0) return decodeFramedPayload(payload, compression, logicalLength)
   let bytes: Buffer
-  if (compression === Compression.None) bytes = payload
+  if ((compression as Compression) === Compression.None) bytes = payload
   else {
     try {
       bytes = payload.length <= SYNC_CODEC_LIMIT && logicalLength <= SYNC_DECOMPRESS_LIMIT

@@ -220,7 +220,8 @@ export function readBack(serialized: Serialized, serializer: SerializerName | Cu
 
 /** Turns stored bytes back into a value, by the codec the entry records. */
 export function deserialize(codec: number, bytes: Buffer, serializer: SerializerName | CustomSerializer): unknown {
-  switch (codec) {
+  // the byte the entry records, read as a codec id; an unknown one falls to `default`
+  switch (codec as Codec) {
     case Codec.Bytes:
     case Codec.Stream:
       return bytes

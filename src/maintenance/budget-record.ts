@@ -1,6 +1,5 @@
 import path from 'node:path'
 import { writeFileAtomicSync } from '../store/atomic-write.js'
-import { disk } from '../store/disk.js'
 import { readSmallFileSync } from '../store/small-file.js'
 import type { Layout } from '../store/layout.js'
 

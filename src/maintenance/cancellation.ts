@@ -47,7 +47,7 @@ export class Cancellation {
 
   /** Why it was cancelled: the caller's signal's reason, if it was that signal. */
   get reason(): unknown {
-    return this.#signal?.aborted === true ? this.#signal.reason : undefined
+    return this.#signal?.aborted === true ? (this.#signal.reason as unknown) : undefined
   }
 
   /** Stops listening to the caller's signal: a long-lived signal (an instance's lifetime)

@@ -16,7 +16,7 @@ export function worthALook(): boolean {
 
 export function crowded(dir: string): boolean {
   try {
-    return (disk.readdirSync(dir) as string[]).length > MAX_BOOKKEEPING_FILES
+    return disk.readdirSync(dir).length > MAX_BOOKKEEPING_FILES
   } catch {
     return false
   }

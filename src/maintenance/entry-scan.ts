@@ -285,7 +285,6 @@ export class TagStamps {
   #stamp(tag: string): number {
     let stamp = this.#stamps.get(tag)
     if (stamp === undefined) {
-      stamp = 0
       const file = path.join(this.#dir, hasher().h64ToString(tag))
       try {
         stamp = readStamp(file)

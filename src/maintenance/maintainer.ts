@@ -1,4 +1,3 @@
-import fs from 'node:fs'
 import path from 'node:path'
 import { isLarderError, LarderError } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
@@ -353,6 +352,7 @@ export class Maintainer {
           if (finished) totals.endScan(epoch, { entries: report.entries, bytes: report.bytes })
           else totals.removed(removed.bytes, removed.entries)
         } catch (error) {
+          // eslint-disable-next-line no-unsafe-finally -- only once the try block finished: no error in flight is masked
           if (finished) throw error // a failing disk, reported as the verify's failure
         }
       }
@@ -482,7 +482,7 @@ export class Maintainer {
     for (let wait = 50; ; wait = Math.min(wait * 2, 1000)) {
       cancel.throwIfRequested()
       const release = tryLock(this.#lockDir, { dir: tree.dirMode, file: tree.fileMode })
-      if (release !== undefined) return async () => release()
+      if (release !== undefined) return () => Promise.resolve(release())
       if (automatic) return undefined
       if (Date.now() > deadline) throw new LarderError('ERR_BUSY', 'Another process has been maintaining this cache for over a minute; try again later', { field: 'cache' })
       await new Promise((resolve) => setTimeout(resolve, wait))
@@ -561,7 +561,7 @@ export class Maintainer {
       return out
     }))
     const failed = settled.find((s) => s.status === 'rejected')
-    if (failed !== undefined) throw (failed as PromiseRejectedResult).reason
+    if (failed !== undefined) throw failed.reason
     return settled.map((s) => (s as PromiseFulfilledResult<T>).value)
   }
 }

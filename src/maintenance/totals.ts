@@ -278,7 +278,7 @@ export class RunningTotals {
   /** Delta file names (`<epoch>.<pid>.<nonce>`). */
   #names(): string[] {
     try {
-      return (disk.readdirSync(this.#dir) as string[]).filter((name) => /^\d+\.\d+\.[0-9a-z]+$/.test(name))
+      return disk.readdirSync(this.#dir).filter((name) => /^\d+\.\d+\.[0-9a-z]+$/.test(name))
     } catch (error) {
       if (errorCode(error) === 'ENOENT') return []
       throw error

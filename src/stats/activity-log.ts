@@ -129,7 +129,7 @@ export class ActivityLog {
     const total = { ...zero(), ...(this.#readJson<Total>('total.json') ?? {}) }
     let names: string[]
     try {
-      names = (disk.readdirSync(this.#dir) as string[]).filter((n) => RECORD_NAME.test(n))
+      names = disk.readdirSync(this.#dir).filter((n) => RECORD_NAME.test(n))
     } catch (error) {
       if (errorCode(error) === 'ENOENT' || errorCode(error) === 'ENOTDIR') return { total, names: [] }
       throw error

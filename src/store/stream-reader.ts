@@ -202,7 +202,7 @@ export function createEntryStream(entry: OpenedEntry, onCorrupt: (error: Corrupt
   async function* verified(): AsyncGenerator<Buffer> {
     try {
       if ((head.flags & FLAG_FRAMED) !== 0) yield* unframed()
-      else if (head.compression === Compression.None) yield* stored()
+      else if ((head.compression as Compression) === Compression.None) yield* stored()
       else yield* inflated()
       verifiedToTheEnd = true
     } finally {

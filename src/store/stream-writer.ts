@@ -94,6 +94,8 @@ export async function writeEntryStream(
     if (signal === undefined) return pull
     let onAbort: (() => void) | undefined
     const aborted = new Promise<never>((_, reject) => {
+      // the signal's reason, as the caller gave it (an AbortError unless they chose another)
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- see above
       onAbort = () => reject(signal.reason)
       signal.addEventListener('abort', onAbort, { once: true })
     })

@@ -106,7 +106,7 @@ export class FileTier implements Tier {
    */
   async prepare(): Promise<void> {
     const { root, namespaceDir, tree } = this.#layout
-    await this.#p.breaker.run(async () => {
+    await this.#p.breaker.run(() => {
       const problem = tree.trustProblem(namespaceDir)
       if (problem !== undefined) throw new LarderError('ERR_UNSAFE_DIR', problem, { field: 'dir' })
       tree.dirSync(namespaceDir)
@@ -232,6 +232,7 @@ export class FileTier implements Tier {
     this.#writing++
     let previous: Stats | undefined
     try {
+      // eslint-disable-next-line @typescript-eslint/await-thenable -- the point is the one-microtask yield described above
       await undefined
       const overlap = this.#writing > 1
       previous = await this.#p.breaker.run(() => {
@@ -321,7 +322,7 @@ export class FileTier implements Tier {
     const { tree, versionDir, namespaceDir } = this.#layout
     await this.#p.breaker.run(async () => {
       tree.dirSync(namespaceDir)
-      const partitions = (disk.readdirSync(namespaceDir) as string[]).filter((name) => PARTITION_NAME.test(name))
+      const partitions = disk.readdirSync(namespaceDir).filter((name) => PARTITION_NAME.test(name))
       if (partitions.length > 0) {
         const trash = path.join(versionDir, trashName())
         disk.mkdirSync(trash, tree.dirMode) // a new name: never an existing directory, nor through a link
@@ -402,7 +403,7 @@ export class FileTier implements Tier {
       if (this.#misplaced(found.head.key, file)) return await this.#corruptOrThrow(MISPLACED(), file, key, found.ino)
       return undefined
     }
-    if (found.head.compression === Compression.Zstd && !zstdAvailable()) {
+    if ((found.head.compression as Compression) === Compression.Zstd && !zstdAvailable()) {
       // Written by a Node with zstd (22.15+), read by one without: a miss for this process, but
       // a valid entry for the others sharing the directory, so it stays.
       await found.opened?.handle.close()

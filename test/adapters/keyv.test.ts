@@ -63,7 +63,7 @@ describe('larder/keyv', () => {
     assert.deepEqual(await keyv.get('user:1'), { name: 'Ada', at: 'child' })
     assert.deepEqual(await keyv.get('forever'), [1, 2, 3])
     let computed = 0
-    const wrapped = await manager.wrap('report', async () => ({ report: `computed by ${++computed}` }), 60_000)
+    const wrapped = await manager.wrap('report', () => Promise.resolve({ report: `computed by ${++computed}` }), 60_000)
     assert.equal(computed, 0, 'wrap found the value the other process computed')
     assert.match(wrapped.report, /^computed by \d+$/)
     await keyv.set('from-parent', 'hello')

@@ -21,7 +21,7 @@ async function run(file: string, args: string[], cwd: string, timeout = 120_000)
     return (await exec(file, args, { cwd, timeout, maxBuffer: 32 * 1024 * 1024, env: { ...process.env, CI: 'true' } })).stdout
   } catch (error) {
     const e = error as Error & { stdout?: string; stderr?: string }
-    throw new Error(`${path.basename(file)} ${args.join(' ')} failed: ${e.message}\n${e.stdout ?? ''}\n${e.stderr ?? ''}`)
+    throw new Error(`${path.basename(file)} ${args.join(' ')} failed: ${e.message}\n${e.stdout ?? ''}\n${e.stderr ?? ''}`, { cause: error })
   }
 }
 

@@ -61,6 +61,6 @@ export async function startPostgres(): Promise<Postgres | string> {
     const log = path.join(home, 'log')
     const detail = fs.existsSync(log) ? fs.readFileSync(log, 'utf8') : ''
     fs.rmSync(home, { recursive: true, force: true })
-    throw new Error(`PostgreSQL did not start: ${(error as Error).message}\n${detail}`)
+    throw new Error(`PostgreSQL did not start: ${(error as Error).message}\n${detail}`, { cause: error })
   }
 }

@@ -22,7 +22,7 @@ const bothStarted = new Promise<void>((resolve) => (markStarted = resolve))
 function track(key: string, write: Promise<void>): void {
   write.then(
     () => (outcome[key] = stored.has(key) ? 'stored' : 'dropped'),
-    (error: { code?: string }) => (outcome[key] = `rejected: ${error.code ?? String(error)}`),
+    (error: Error & { code?: string }) => (outcome[key] = `rejected: ${error.code ?? String(error)}`),
   )
 }
 
@@ -48,7 +48,7 @@ function* quick(): Generator<Buffer> {
 function files(): string[] {
   const ns = path.join(dir, 'v1', 'default')
   const out: string[] = []
-  let names: string[] = []
+  let names: string[]
   try {
     names = readdirSync(ns)
   } catch {

@@ -83,7 +83,7 @@ export class Child {
     if (this.#exit !== undefined) return Promise.reject(new Error(`child ${this.name} already exited`))
     const id = this.#nextId++
     return new Promise<T>((resolve, reject) => {
-      this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject })
+      this.#pending.set(id, { resolve: resolve, reject })
       this.proc.send({ id, op, ...payload })
     })
   }

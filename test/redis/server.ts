@@ -51,7 +51,7 @@ export class RedisServer {
   async start(): Promise<void> {
     this.proc = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir, '--protected-mode', 'no', ...this.extra], { stdio: 'ignore' })
     for (let i = 0; i < 200; i++) {
-      if (await this.ping()) return
+      if (this.ping()) return
       await delay(25)
     }
     throw new Error(`redis-server on port ${this.port} did not start`)
@@ -62,7 +62,7 @@ export class RedisServer {
     return execFileSync('redis-cli', ['-p', String(this.port), ...args], { encoding: 'utf8' }).trim()
   }
 
-  async ping(): Promise<boolean> {
+  ping(): boolean {
     try {
       return this.cli('PING') === 'PONG'
     } catch {

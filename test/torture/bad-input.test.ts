@@ -80,7 +80,8 @@ const cases: Case[] = [
   ['prune with an aborted signal', (c) => c.prune({ signal: AbortSignal.abort() }), 'ERR_ABORTED'],
 ]
 
-const optionCases: [string, Record<string, unknown>][] = [
+// options are an object, except the case that passes an array
+const optionCases: [string, Record<string, unknown> | unknown[]][] = [
   ['dir as a number', { dir: 5 }], ['dir with NUL', { dir: '/tmp/a\0b' }], ['namespace as a number', { namespace: 5 }],
   ['a 10 MB namespace', { namespace: HUGE }], ['compressThreshold NaN', { compressThreshold: Number.NaN }], ['compressThreshold -1', { compressThreshold: -1 }],
   ['compressionLevel 1.5', { compressionLevel: 1.5 }], ['durable "yes"', { durable: 'yes' }], ['streamCompression "some"', { streamCompression: 'some' }],
@@ -89,7 +90,7 @@ const optionCases: [string, Record<string, unknown>][] = [
   ['maintenance.tempMaxAge "x"', { maintenance: { tempMaxAge: 'x' } }], ['an unknown maintenance option', { maintenance: { every: 5 } }],
   ['breaker.resetTimeout NaN', { breaker: { resetTimeout: Number.NaN } }], ['breaker.timeout -1', { breaker: { timeout: -1 } }], ['breaker null', { breaker: null }],
   ['maxEntries Infinity', { maxEntries: Number.POSITIVE_INFINITY }], ['maxSize -5', { maxSize: -5 }], ['defaultTtl NaN', { defaultTtl: Number.NaN }],
-  ['serializer with a throwing getter', { serializer: 42 }], ['options as an array', []], ['__proto__ pollution', JSON.parse('{"__proto__": {"polluted": true}}')],
+  ['serializer with a throwing getter', { serializer: 42 }], ['options as an array', []], ['__proto__ pollution', JSON.parse('{"__proto__": {"polluted": true}}') as Record<string, unknown>],
 ]
 
 describe('hostile input to every method and option', () => {

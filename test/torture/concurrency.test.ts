@@ -153,7 +153,7 @@ describe('8 processes on one directory, with a prune running', () => {
       if (r.stats.errors > 0) failures.push(`process ${w}: disk errors ${r.errors.join('; ')}`)
       if (r.stats.dropped > 0) failures.push(`process ${w}: ${r.stats.dropped} dropped writes`)
       // The counter only this process increments survived every concurrent prune and write.
-      if (r.counts.increment! > 0 && !(r.finalCounter === r.counter || r.finalCounter === undefined)) failures.push(`process ${w}: counter ${String(r.finalCounter)}, expected ${r.counter} (or evicted)`)
+      if (r.counts.increment! > 0 && !(r.finalCounter === r.counter || r.finalCounter === undefined)) failures.push(`process ${w}: counter ${JSON.stringify(r.finalCounter) ?? 'undefined'}, expected ${r.counter} (or evicted)`)
       validated += r.counts.validated! + r.wrong.length
       ops += Object.entries(r.counts).filter(([k]) => k !== 'validated' && k !== 'misses').reduce((n, [, v]) => n + v, 0)
     }

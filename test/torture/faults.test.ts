@@ -282,6 +282,7 @@ describe('real faults, no seam', () => {
         await delay(randInt(rand, 1, 15))
         wipe(dir)
         if (rand() < 0.3) fs.writeFileSync(dir, 'a file where the cache was')
+        // eslint-disable-next-line no-dupe-else-if -- a second draw of rand(), not the same condition
         else if (rand() < 0.3) {
           fs.mkdirSync(path.join(dir, 'v1', 'default'), { recursive: true })
           for (const pp of ['00', '3f', 'a7', 'ff']) fs.writeFileSync(path.join(dir, 'v1', 'default', pp), 'a file where a partition was')

@@ -20,8 +20,8 @@ describe('resource hygiene', () => {
     const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', childScript('../torture/children/hygiene-child.ts'), dir, String(OPS)], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
     let err = ''
-    child.stdout.on('data', (d: Buffer) => (out += d))
-    child.stderr.on('data', (d: Buffer) => (err += d))
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()))
     // The child never calls process.exit: if anything keeps its event loop alive, this waits
     // until the generous timer below fires and fails the test.
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))

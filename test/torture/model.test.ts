@@ -64,7 +64,7 @@ class SetCmd implements Cmd {
     m.entries.set(this.k, { json: json(this.v), tags: this.t, volatile: this.life === 'short' })
     r.checked.ops++
   }
-  toString = (): string => `set(${JSON.stringify(this.k.slice(0, 20))}, ${json(this.v)?.slice(0, 40)}, ${this.t}, ${this.life})`
+  toString = (): string => `set(${JSON.stringify(this.k.slice(0, 20))}, ${json(this.v)?.slice(0, 40)}, ${this.t.join(',')}, ${this.life})`
 }
 
 class GetCmd implements Cmd {
@@ -137,7 +137,7 @@ class InvalidateCmd implements Cmd {
     for (const e of m.entries.values()) if (e.tags.some((t) => this.t.includes(t))) e.dead = true
     r.checked.ops++
   }
-  toString = (): string => `invalidateTags(${this.t})`
+  toString = (): string => `invalidateTags(${this.t.join(',')})`
 }
 
 class ClearCmd implements Cmd {
@@ -188,7 +188,7 @@ class StreamReadCmd implements Cmd {
       let got: Buffer | undefined
       if (s !== undefined) {
         const parts: Buffer[] = []
-        for await (const c of s) parts.push(Buffer.from(c))
+        for await (const c of s) parts.push(Buffer.from(c as Uint8Array))
         got = Buffer.concat(parts)
       }
       expectRead(`getStream ${this.k}`, m.streams.get(this.k), got, hex)
@@ -278,7 +278,7 @@ function decodes(run: () => unknown): void {
   try {
     run()
   } catch (error) {
-    if (!(error instanceof CorruptEntryError)) throw new Error(`threw ${(error as Error).name}: ${(error as Error).message}`)
+    if (!(error instanceof CorruptEntryError)) throw new Error(`threw ${(error as Error).name}: ${(error as Error).message}`, { cause: error })
   }
   const grew = process.memoryUsage().arrayBuffers - before
   if (grew > 64 * 1024 * 1024) throw new Error(`allocated ${grew} bytes`)
@@ -373,7 +373,7 @@ describe('fuzzing the entry decoder', () => {
     recordProperty(t, { area: 'model', what: 'decoder fuzz: arbitrary bytes', unit: 'inputs' }, details)
   })
 
-  test('valid entries with lying fields, checksum recomputed: decodeEntry returns a bounded entry or throws CorruptEntryError', { timeout: 600_000 }, async (t) => {
+  test('valid entries with lying fields, checksum recomputed: decodeEntry returns a bounded entry or throws CorruptEntryError', { timeout: 600_000 }, (t) => {
     let cases = 0
     let rejected = 0
     const details = fc.check(

@@ -25,7 +25,7 @@ export function setCommand(): Command {
       }
       async function* counted(): AsyncGenerator<Buffer> {
         for await (const chunk of source) {
-          const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer)
+          const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : chunk
           bytes += buffer.length
           yield buffer
         }

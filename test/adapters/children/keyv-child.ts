@@ -11,9 +11,9 @@ const [action, dir] = process.argv.slice(2) as [string, string]
 const keyv = new Keyv({ store: new KeyvLarder({ dir }), namespace: 'app' })
 const manager = createCache({ stores: [new Keyv({ store: new KeyvLarder({ dir }), namespace: 'manager' })] })
 let computed = 0
-const compute = async (): Promise<{ report: string }> => {
+const compute = (): Promise<{ report: string }> => {
   computed++
-  return { report: `computed by ${process.pid}` }
+  return Promise.resolve({ report: `computed by ${process.pid}` })
 }
 
 if (action === 'write') {
@@ -23,9 +23,9 @@ if (action === 'write') {
   report({ computed })
 } else {
   report({
-    user: await keyv.get('user:1') ?? null,
-    forever: await keyv.get('forever') ?? null,
-    parent: await keyv.get('from-parent') ?? null,
+    user: (await keyv.get<unknown>('user:1')) ?? null,
+    forever: (await keyv.get<unknown>('forever')) ?? null,
+    parent: (await keyv.get<unknown>('from-parent')) ?? null,
     wrapped: await manager.wrap('report', compute, 60_000),
     computed,
   })
