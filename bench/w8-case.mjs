@@ -117,10 +117,9 @@ const cases = {
   async busReader() {
     const now = () => performance.timeOrigin + performance.now()
     const b = await open('larder')
-    let last = -1
     await new Promise((resolve) => process.once('message', resolve))
     const v = await b.get('watched')
-    last = v?.i ?? -1
+    let last = v?.i ?? -1
     process.send({ type: 'ready' })
     let stop = false
     process.on('message', (m) => {

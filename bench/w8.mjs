@@ -55,7 +55,9 @@ const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0
 for (let i = 0; i < 200; i++) {
   try {
     if (execFileSync('redis-cli', ['-p', String(port), 'PING'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() === 'PONG') break
-  } catch {}
+  } catch {
+    // not answering yet: try again
+  }
   await new Promise((r) => setTimeout(r, 25))
 }
 const url = `redis://127.0.0.1:${port}`

@@ -224,8 +224,9 @@ describe('Redis faults and the outage rule', { skip }, () => {
     const prefix = fresh()
     const cache = await open(prefix)
     const listener = new Redis(server.url)
-    const heard: { op: string; keys?: [string, number][]; tags?: string[] }[] = []
-    listener.on('message', (_channel: string, text: string) => heard.push(JSON.parse(text)))
+    type Heard = { op: string; keys?: [string, number][]; tags?: string[] }
+    const heard: Heard[] = []
+    listener.on('message', (_channel: string, text: string) => heard.push(JSON.parse(text) as Heard))
     await listener.subscribe(`${prefix}bus:default`)
     await cache.set('k', 'v')
     assert.ok(await eventually(() => heard.some((m) => m.keys?.some(([k]) => k === 'k') === true)), 'the bus works before the outage')
