@@ -7,7 +7,11 @@ import globals from 'globals'
 import tseslint from 'typescript-eslint'
 
 // node:test's describe/it/test return promises the runner itself awaits.
-const nodeTest = { from: 'package', package: 'node:test', name: ['describe', 'it', 'test', 'suite', 'before', 'after', 'beforeEach', 'afterEach'] }
+const nodeTest = {
+  from: 'package',
+  package: 'node:test',
+  name: ['describe', 'it', 'test', 'suite', 'before', 'after', 'beforeEach', 'afterEach'],
+}
 
 export default tseslint.config(
   { ignores: ['dist/**', 'docs/**', 'node_modules/**', 'bench/results/**', 'fixtures/**', 'coverage/**'] },
@@ -15,7 +19,9 @@ export default tseslint.config(
   {
     files: ['**/*.ts'],
     extends: [...tseslint.configs.recommendedTypeChecked],
-    languageOptions: { parserOptions: { projectService: { allowDefaultProject: ['tsup.config.ts'] }, tsconfigRootDir: import.meta.dirname } },
+    languageOptions: {
+      parserOptions: { projectService: { allowDefaultProject: ['tsup.config.ts'] }, tsconfigRootDir: import.meta.dirname },
+    },
     rules: {
       '@typescript-eslint/no-floating-promises': ['error', { allowForKnownSafeCalls: [nodeTest] }],
       '@typescript-eslint/no-misused-promises': 'error',

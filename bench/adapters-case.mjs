@@ -75,7 +75,14 @@ export const HOSTS = {
 }
 
 /** ~1 KB of ORM-like rows, as bench/data.mjs's small values. */
-const ROWS = Array.from({ length: 8 }, (_, i) => ({ id: i + 1, name: `user ${i + 1}`, email: `user${i + 1}@example.com`, createdAt: '2026-11-30T12:00:00.000Z', active: i % 2 === 0, score: i * 12.5 }))
+const ROWS = Array.from({ length: 8 }, (_, i) => ({
+  id: i + 1,
+  name: `user ${i + 1}`,
+  email: `user${i + 1}@example.com`,
+  createdAt: '2026-11-30T12:00:00.000Z',
+  active: i % 2 === 0,
+  score: i * 12.5,
+}))
 
 /** A larder cache for `store` ('larder' or 'larder (memory tier)'), or undefined for a peer. */
 async function larderFor(store, dir, options = {}) {
@@ -106,7 +113,12 @@ async function measure({ seq, conc }, read, check) {
   const started = performance.now()
   await inFlight(conc, 16, async (i) => check(await read(i)))
   const seconds = (performance.now() - started) / 1000
-  return { p50: latencies[Math.floor(seq * 0.5)] * 1000, p99: latencies[Math.floor(seq * 0.99)] * 1000, opsSeq: seq / (total / 1000), opsC16: conc / seconds }
+  return {
+    p50: latencies[Math.floor(seq * 0.5)] * 1000,
+    p99: latencies[Math.floor(seq * 0.99)] * 1000,
+    opsSeq: seq / (total / 1000),
+    opsC16: conc / seconds,
+  }
 }
 
 const CASES = {
@@ -121,9 +133,13 @@ const CASES = {
     } else keyv = new Keyv()
     const keys = Array.from({ length: 1000 }, (_, i) => `user:${i}`)
     await Promise.all(keys.map((key, i) => keyv.set(key, { ...ROWS[i % 8], key: i })))
-    const result = await measure(args, (i) => keyv.get(keys[i % 1000]).then((v) => [v, i % 1000]), ([v, i]) => {
-      if (v?.key !== i) throw new Error(`wrong value for key ${i}`)
-    })
+    const result = await measure(
+      args,
+      (i) => keyv.get(keys[i % 1000]).then((v) => [v, i % 1000]),
+      ([v, i]) => {
+        if (v?.key !== i) throw new Error(`wrong value for key ${i}`)
+      },
+    )
     await keyv.disconnect()
     await cache?.close()
     return result
@@ -144,7 +160,8 @@ const CASES = {
     const cache = await larderFor(args.store, args.dir)
     let store
     if (cache !== undefined) store = new LarderCacheStore(cache)
-    else if (args.store.startsWith('SqliteCacheStore')) store = new cacheStores.SqliteCacheStore({ location: path.join(args.dir, 'undici.sqlite') })
+    else if (args.store.startsWith('SqliteCacheStore'))
+      store = new cacheStores.SqliteCacheStore({ location: path.join(args.dir, 'undici.sqlite') })
     else if (args.store.startsWith('MemoryCacheStore')) store = new cacheStores.MemoryCacheStore()
     const agent = new Agent({ connections: 16 })
     const dispatcher = store === undefined ? agent : agent.compose(interceptors.cache({ store }))
@@ -172,12 +189,34 @@ const CASES = {
   async typeorm(args) {
     if (args.pgPort === undefined) throw new Error('no PostgreSQL server (pgPort)')
     const { DataSource, EntitySchema } = await import('typeorm')
-    const User = new EntitySchema({ name: 'User', tableName: 'users', columns: { id: { type: Number, primary: true, generated: true }, name: { type: String }, email: { type: String }, score: { type: 'double precision' } } })
+    const User = new EntitySchema({
+      name: 'User',
+      tableName: 'users',
+      columns: {
+        id: { type: Number, primary: true, generated: true },
+        name: { type: String },
+        email: { type: String },
+        score: { type: 'double precision' },
+      },
+    })
     const cache = await larderFor(args.store, args.dir)
-    const cacheOption = cache !== undefined
-      ? { provider: (ds) => new LarderQueryResultCache(ds, cache) }
-      : args.store.startsWith('TypeORM') ? { type: 'database', tableName: 'query_result_cache' } : false
-    const ds = new DataSource({ type: 'postgres', host: '127.0.0.1', port: args.pgPort, username: 'postgres', database: 'postgres', entities: [User], synchronize: true, dropSchema: true, cache: cacheOption })
+    const cacheOption =
+      cache !== undefined
+        ? { provider: (ds) => new LarderQueryResultCache(ds, cache) }
+        : args.store.startsWith('TypeORM')
+          ? { type: 'database', tableName: 'query_result_cache' }
+          : false
+    const ds = new DataSource({
+      type: 'postgres',
+      host: '127.0.0.1',
+      port: args.pgPort,
+      username: 'postgres',
+      database: 'postgres',
+      entities: [User],
+      synchronize: true,
+      dropSchema: true,
+      cache: cacheOption,
+    })
     await ds.initialize()
     const users = ds.getRepository(User)
     await users.insert(ROWS.map((r) => ({ name: r.name, email: r.email, score: r.score })))
@@ -195,7 +234,10 @@ const CASES = {
     const users = sqliteTable('users', { id: integer('id').primaryKey(), name: text('name'), email: text('email'), score: real('score') })
     const cache = await larderFor(args.store, args.dir, { serializer: 'v8' })
     const drizzleCache = cache === undefined ? undefined : new LarderDrizzleCache(cache)
-    const db = drizzle({ connection: { url: `file:${path.join(args.dir, 'drizzle.db')}` }, ...(drizzleCache ? { cache: drizzleCache } : {}) })
+    const db = drizzle({
+      connection: { url: `file:${path.join(args.dir, 'drizzle.db')}` },
+      ...(drizzleCache ? { cache: drizzleCache } : {}),
+    })
     await db.run('create table users (id integer primary key, name text, email text, score real)')
     await db.insert(users).values(ROWS.map((r) => ({ name: r.name, email: r.email, score: r.score })))
     const expected = await db.select().from(users).orderBy(users.id)
@@ -209,17 +251,33 @@ const CASES = {
   async mikro(args) {
     const { MikroORM, EntitySchema } = await import('@mikro-orm/libsql')
     const { MemoryCacheAdapter } = await import('@mikro-orm/core')
-    const User = new EntitySchema({ name: 'User', tableName: 'users', properties: { id: { type: 'number', primary: true }, name: { type: 'string' }, email: { type: 'string' }, score: { type: 'double' } } })
+    const User = new EntitySchema({
+      name: 'User',
+      tableName: 'users',
+      properties: { id: { type: 'number', primary: true }, name: { type: 'string' }, email: { type: 'string' }, score: { type: 'double' } },
+    })
     const cache = await larderFor(args.store, args.dir)
-    const adapter = cache !== undefined ? LarderCacheAdapter.using(cache) : args.store.startsWith('MemoryCacheAdapter') ? MemoryCacheAdapter : undefined
-    const orm = await MikroORM.init({ dbName: path.join(args.dir, 'mikro.db'), entities: [User], ...(adapter ? { resultCache: { adapter, expiration: 3_600_000 } } : {}), allowGlobalContext: true, debug: false })
+    const adapter =
+      cache !== undefined ? LarderCacheAdapter.using(cache) : args.store.startsWith('MemoryCacheAdapter') ? MemoryCacheAdapter : undefined
+    const orm = await MikroORM.init({
+      dbName: path.join(args.dir, 'mikro.db'),
+      entities: [User],
+      ...(adapter ? { resultCache: { adapter, expiration: 3_600_000 } } : {}),
+      allowGlobalContext: true,
+      debug: false,
+    })
     await orm.schema.createSchema()
     const em = orm.em.fork()
     for (const r of ROWS) em.create(User, { name: r.name, email: r.email, score: r.score })
     await em.flush()
     const plain = (list) => list.map((u) => ({ id: u.id, name: u.name, email: u.email, score: u.score }))
     const expected = plain(await orm.em.fork().find(User, {}, { orderBy: { id: 'asc' } }))
-    const result = await measure(args, async () => plain(await orm.em.fork().find(User, {}, { orderBy: { id: 'asc' }, ...(adapter ? { cache: ['users', 3_600_000] } : {}) })), same(expected))
+    const result = await measure(
+      args,
+      async () =>
+        plain(await orm.em.fork().find(User, {}, { orderBy: { id: 'asc' }, ...(adapter ? { cache: ['users', 3_600_000] } : {}) })),
+      same(expected),
+    )
     await orm.close()
     await cache?.close()
     return result

@@ -38,9 +38,14 @@ try {
   sqlite = false
 }
 const notes = []
-if (!sqlite) notes.push(`undici's SqliteCacheStore needs node:sqlite, which Node ${process.version} lacks: its row is in the Node 24 report.`)
-notes.push('Drizzle ships no file or database cache (its own is Upstash Redis), and MikroORM\'s result cache has only its memory adapter: their rows compare with the query itself.')
-notes.push('Keyv: keyv-file holds the whole cache in memory and rewrites one JSON file (100 ms write delay); a get is a Map read once the file is loaded, and its file is not safe for two processes. @keyv/sqlite is not measured: it runs over the native sqlite3 package, whose install script this project does not allow (package.json allowScripts).')
+if (!sqlite)
+  notes.push(`undici's SqliteCacheStore needs node:sqlite, which Node ${process.version} lacks: its row is in the Node 24 report.`)
+notes.push(
+  "Drizzle ships no file or database cache (its own is Upstash Redis), and MikroORM's result cache has only its memory adapter: their rows compare with the query itself.",
+)
+notes.push(
+  'Keyv: keyv-file holds the whole cache in memory and rewrites one JSON file (100 ms write delay); a get is a Map read once the file is loaded, and its file is not safe for two processes. @keyv/sqlite is not measured: it runs over the native sqlite3 package, whose install script this project does not allow (package.json allowScripts).',
+)
 
 const hosts = Object.entries(HOSTS).filter(([host]) => only === undefined || only.includes(host))
 let pg
@@ -55,7 +60,11 @@ if (hosts.some(([host]) => host === 'typeorm')) {
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'larder-bench-adapters-'))
 const samples = {} // `${host}\t${store}` → [{ p50, p99, opsSeq, opsC16 }]
 const startedAt = Date.now()
-const load = () => os.loadavg().map((n) => n.toFixed(2)).join(' ')
+const load = () =>
+  os
+    .loadavg()
+    .map((n) => n.toFixed(2))
+    .join(' ')
 const loadBefore = load()
 try {
   for (let r = 0; r < runs; r++) {
@@ -71,13 +80,17 @@ try {
           // no sync(1): more noise, nothing wrong
         }
         const args = { host, store: store.name, dir, ...sizes, pgPort: pg?.port }
-        const { stdout } = await run(process.execPath, ['--expose-gc', path.join(here, 'adapters-case.mjs'), JSON.stringify(args)], { timeout: 600_000, maxBuffer: 1 << 20 })
-          .catch((error) => ({ stdout: error.stdout ?? JSON.stringify({ ok: false, error: error.message }) }))
+        const { stdout } = await run(process.execPath, ['--expose-gc', path.join(here, 'adapters-case.mjs'), JSON.stringify(args)], {
+          timeout: 600_000,
+          maxBuffer: 1 << 20,
+        }).catch((error) => ({ stdout: error.stdout ?? JSON.stringify({ ok: false, error: error.message }) }))
         const result = JSON.parse(stdout.trim().split('\n').at(-1))
         if (!result.ok) throw new Error(`${host} / ${store.name}: ${result.error}`)
         ;(samples[`${host}\t${store.name}`] ??= []).push({ p50: result.p50, p99: result.p99, opsSeq: result.opsSeq, opsC16: result.opsC16 })
         fs.rmSync(dir, { recursive: true, force: true })
-        process.stderr.write(`run ${r + 1}/${runs} ${host} / ${store.name}: p50 ${result.p50.toFixed(0)} µs, ${result.opsSeq.toFixed(0)} reads/s at 1, ${result.opsC16.toFixed(0)} at 16\n`)
+        process.stderr.write(
+          `run ${r + 1}/${runs} ${host} / ${store.name}: p50 ${result.p50.toFixed(0)} µs, ${result.opsSeq.toFixed(0)} reads/s at 1, ${result.opsC16.toFixed(0)} at 16\n`,
+        )
       }
     }
   }
@@ -95,7 +108,9 @@ const median = (values) => {
 const fmt = (n) => Math.round(n).toLocaleString('en-US')
 const spread = (values) => (values.length > 1 ? ` (${fmt(Math.min(...values))}–${fmt(Math.max(...values))})` : '')
 const versionOf = (name) => JSON.parse(fs.readFileSync(new URL(`../node_modules/${name}/package.json`, import.meta.url), 'utf8')).version
-const versions = ['keyv', 'keyv-file', 'undici', 'typeorm', 'pg', 'drizzle-orm', '@libsql/client', '@mikro-orm/core'].map((name) => `${name} ${versionOf(name)}`).join(', ')
+const versions = ['keyv', 'keyv-file', 'undici', 'typeorm', 'pg', 'drizzle-orm', '@libsql/client', '@mikro-orm/core']
+  .map((name) => `${name} ${versionOf(name)}`)
+  .join(', ')
 const medians = {}
 const lines = [
   '# Adapters: cached reads through the host library',
@@ -110,13 +125,26 @@ for (const [host, { title, stores }] of hosts) {
   for (const store of stores) {
     const s = samples[`${host}\t${store.name}`]
     if (s === undefined) continue
-    const m = { p50: median(s.map((x) => x.p50)), p99: median(s.map((x) => x.p99)), opsSeq: median(s.map((x) => x.opsSeq)), opsC16: median(s.map((x) => x.opsC16)) }
+    const m = {
+      p50: median(s.map((x) => x.p50)),
+      p99: median(s.map((x) => x.p99)),
+      opsSeq: median(s.map((x) => x.opsSeq)),
+      opsC16: median(s.map((x) => x.opsC16)),
+    }
     medians[`${host}\t${store.name}`] = m
-    lines.push(`| ${title} | ${store.name} | ${fmt(m.p50)} | ${fmt(m.p99)} | ${fmt(m.opsSeq)}${spread(s.map((x) => x.opsSeq))} | ${fmt(m.opsC16)}${spread(s.map((x) => x.opsC16))} |`)
+    lines.push(
+      `| ${title} | ${store.name} | ${fmt(m.p50)} | ${fmt(m.p99)} | ${fmt(m.opsSeq)}${spread(s.map((x) => x.opsSeq))} | ${fmt(m.opsC16)}${spread(s.map((x) => x.opsC16))} |`,
+    )
   }
 }
 // Goal (issue 12): faster than each file- or database-backed store, in both throughputs.
-lines.push('', '## Goal: faster than each file- or database-backed alternative (medians, reads/s)', '', '| host library | larder store | vs | 1 in flight | 16 in flight | goal |', '|---|---|---|---:|---:|---|')
+lines.push(
+  '',
+  '## Goal: faster than each file- or database-backed alternative (medians, reads/s)',
+  '',
+  '| host library | larder store | vs | 1 in flight | 16 in flight | goal |',
+  '|---|---|---|---:|---:|---|',
+)
 for (const [host, { stores }] of hosts) {
   const peers = stores.filter((s) => s.persistent && !s.name.startsWith('larder') && medians[`${host}\t${s.name}`])
   for (const ours of stores.filter((s) => s.name.startsWith('larder') && medians[`${host}\t${s.name}`])) {
@@ -129,13 +157,19 @@ for (const [host, { stores }] of hosts) {
       const b = medians[`${host}\t${peer.name}`]
       const r1 = a.opsSeq / b.opsSeq
       const r16 = a.opsC16 / b.opsC16
-      lines.push(`| ${host} | ${ours.name} | ${peer.name} | ${r1.toFixed(2)}× | ${r16.toFixed(2)}× | ${r1 > 1 && r16 > 1 ? 'PASS' : 'MISS'} |`)
+      lines.push(
+        `| ${host} | ${ours.name} | ${peer.name} | ${r1.toFixed(2)}× | ${r16.toFixed(2)}× | ${r1 > 1 && r16 > 1 ? 'PASS' : 'MISS'} |`,
+      )
     }
   }
 }
 lines.push('', ...notes.map((n) => `- ${n}`))
 const report = `${lines.join('\n')}\n`
 process.stdout.write(report)
-const base = path.join(here, 'results', `adapters-${new Date().toISOString().slice(0, 10)}-node${process.versions.node.split('.')[0]}${quick ? '-quick' : only ? '-partial' : ''}`)
+const base = path.join(
+  here,
+  'results',
+  `adapters-${new Date().toISOString().slice(0, 10)}-node${process.versions.node.split('.')[0]}${quick ? '-quick' : only ? '-partial' : ''}`,
+)
 fs.writeFileSync(`${base}.md`, report)
 fs.writeFileSync(`${base}.json`, `${JSON.stringify({ node: process.version, runs, sizes, versions, samples }, null, 1)}\n`)

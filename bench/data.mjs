@@ -23,7 +23,20 @@ export function randomBytes(length, seed) {
 }
 
 const FIRST = ['Ada', 'Grace', 'Linus', 'Barbara', 'Ken', 'Margaret', 'Dennis', 'Frances', 'Edsger', 'Radia', 'Donald', 'Hedy']
-const LAST = ['Lovelace', 'Hopper', 'Torvalds', 'Liskov', 'Thompson', 'Hamilton', 'Ritchie', 'Allen', 'Dijkstra', 'Perlman', 'Knuth', 'Lamarr']
+const LAST = [
+  'Lovelace',
+  'Hopper',
+  'Torvalds',
+  'Liskov',
+  'Thompson',
+  'Hamilton',
+  'Ritchie',
+  'Allen',
+  'Dijkstra',
+  'Perlman',
+  'Knuth',
+  'Lamarr',
+]
 const DOMAINS = ['example.com', 'mail.test', 'corp.example', 'users.invalid']
 
 /** The key of the i-th small entry: shaped like an ORM query cache key. */

@@ -18,7 +18,10 @@ function nearMiss(length) {
 }
 
 function regexOf(pattern) {
-  const body = pattern.replace(/[.+^$()|\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')
+  const body = pattern
+    .replace(/[.+^$()|\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.')
     .replace(/\{([^}]*)\}/g, (_, alts) => `(${alts.split(',').join('|')})`)
   return new RegExp(`^${body}$`)
 }
@@ -48,5 +51,7 @@ for (const pattern of PATTERNS) {
   console.log(`| \`${pattern}\` | larder Glob | ${LENGTHS.map((l) => ms(time((k) => glob.test(k), nearMiss(l)))).join(' | ')} |`)
   if (pattern !== PATTERNS[0]) continue
   const regex = regexOf(pattern)
-  console.log(`| \`${pattern}\` | RegExp | ${LENGTHS.map((l) => (l <= REGEX_UP_TO ? ms(time((k) => regex.test(k), nearMiss(l))) : '–')).join(' | ')} |`)
+  console.log(
+    `| \`${pattern}\` | RegExp | ${LENGTHS.map((l) => (l <= REGEX_UP_TO ? ms(time((k) => regex.test(k), nearMiss(l))) : '–')).join(' | ')} |`,
+  )
 }

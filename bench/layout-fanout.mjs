@@ -30,7 +30,8 @@ if (process.argv[2] === 'child') {
   onExit(() => {}) // as larder does: keep signal-exit's handlers installed
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'fanout-'))
   const data = Buffer.alloc(1024, 'x')
-  const hex = (i) => ((Math.imul(i + 1, 2654435761) >>> 0).toString(16).padStart(8, '0') + (Math.imul(i + 7, 40503) >>> 0).toString(16).padStart(8, '0'))
+  const hex = (i) =>
+    (Math.imul(i + 1, 2654435761) >>> 0).toString(16).padStart(8, '0') + (Math.imul(i + 7, 40503) >>> 0).toString(16).padStart(8, '0')
   if (layout === 'flat-precreated') for (let i = 0; i < 256; i++) fs.mkdirSync(path.join(root, i.toString(16).padStart(2, '0')))
   const made = new Set()
   const started = performance.now()

@@ -66,9 +66,15 @@ for (let run = 0; run < runs; run++) {
   fs.rmSync(dir, { recursive: true, force: true })
 
   const row = {
-    statsMsMedian: median(statTimes), pruneMs, evicted: report.evicted, evictedPerSec: report.evicted / (pruneMs / 1000),
-    scannedPerSec: report.scanned / (pruneMs / 1000), loopDelayP99Ms: delay.percentile(99) / 1e6, getsServedDuringPrune: served,
-    verifyMs, verifiedPerSec: verified.scanned / (verifyMs / 1000),
+    statsMsMedian: median(statTimes),
+    pruneMs,
+    evicted: report.evicted,
+    evictedPerSec: report.evicted / (pruneMs / 1000),
+    scannedPerSec: report.scanned / (pruneMs / 1000),
+    loopDelayP99Ms: delay.percentile(99) / 1e6,
+    getsServedDuringPrune: served,
+    verifyMs,
+    verifiedPerSec: verified.scanned / (verifyMs / 1000),
   }
   results.push(row)
   console.error(`run ${run + 1}/${runs}: ${JSON.stringify(row)}`)

@@ -3,12 +3,47 @@
 // Workload numbers (W1–W7) follow issue #5.
 
 export const CONFIGS = {
-  full: { mode: 'full', runs: 3, smallN: 20_000, bigN: 1000, memKeys: 1000, memIters: 1_000_000, streamMiB: 256, procs: 4, procOps: 5000, procKeys: 1000, pruneN: 100_000 },
-  quick: { mode: 'quick', runs: 1, smallN: 1000, bigN: 100, memKeys: 1000, memIters: 300_000, streamMiB: 64, procs: 4, procOps: 500, procKeys: 200, pruneN: 20_000 },
+  full: {
+    mode: 'full',
+    runs: 3,
+    smallN: 20_000,
+    bigN: 1000,
+    memKeys: 1000,
+    memIters: 1_000_000,
+    streamMiB: 256,
+    procs: 4,
+    procOps: 5000,
+    procKeys: 1000,
+    pruneN: 100_000,
+  },
+  quick: {
+    mode: 'quick',
+    runs: 1,
+    smallN: 1000,
+    bigN: 100,
+    memKeys: 1000,
+    memIters: 300_000,
+    streamMiB: 64,
+    procs: 4,
+    procOps: 500,
+    procKeys: 200,
+    pruneN: 20_000,
+  },
 }
 
 // Which implementations take part where (names from peers/index.mjs, plus `map` and `machine`).
-const FILE_STORES = ['larder', 'cacache', 'bentocache', 'node-persist', 'unstorage', 'cache-manager-fs-hash', 'keyv-file', 'flat-cache', 'raw-fs', 'raw-fs-sync']
+const FILE_STORES = [
+  'larder',
+  'cacache',
+  'bentocache',
+  'node-persist',
+  'unstorage',
+  'cache-manager-fs-hash',
+  'keyv-file',
+  'flat-cache',
+  'raw-fs',
+  'raw-fs-sync',
+]
 const MEMORY = ['larder', 'lru-cache', 'map']
 const STREAMS = ['larder', 'cacache', 'raw-fs'] // the peers with a streaming API; others are n/a
 const MULTI_PROCESS = ['larder', 'cacache', 'cache-manager-fs-hash', 'raw-fs'] // the peers that claim it
@@ -42,7 +77,13 @@ export function stepsFor(c) {
     { id: 'W5-put-gz', case: 'streamPut', impls: STREAMS, args: { mib: c.streamMiB, kind: 'compressed' }, makes: 'gz' },
     { id: 'W5-get-gz', case: 'streamGet', impls: STREAMS, args: { mib: c.streamMiB, kind: 'compressed' }, uses: 'gz' },
     { id: 'W6-procs', case: 'multiProcess', impls: MULTI_PROCESS, args: { procs: c.procs, ops: c.procOps, keySpace: c.procKeys } },
-    { id: 'W7-prune', case: 'prune', impls: PRUNE, args: { n: c.pruneN, prepared: true }, template: { case: 'pruneSetup', args: { n: c.pruneN } } },
+    {
+      id: 'W7-prune',
+      case: 'prune',
+      impls: PRUNE,
+      args: { n: c.pruneN, prepared: true },
+      template: { case: 'pruneSetup', args: { n: c.pruneN } },
+    },
     { id: 'limits', case: 'limits', impls: ['machine'], args: { mib: c.streamMiB, bigN: c.bigN } },
   ]
 }
@@ -67,15 +108,45 @@ export function tablesFor(c) {
       title: `W1–W3 · ~1 KiB ORM-like JSON values, ${n(c.smallN)} distinct keys (ops/s, higher is better)`,
       rows: [
         { label: 'W1 set, 1 in flight', step: 'W1-set-seq', metric: 'opsPerSec', target: { vsBest: 1 } },
-        { label: 'W1 set, 16 in flight', step: 'W1-set-c16', metric: 'opsPerSec', target: [{ vsBest: 1 }, { vs: 'raw-fs', f: 1, issue: 14 }, { vs: 'unstorage', f: 1, issue: 14 }, { vs: 'node-persist', f: 1, issue: 14 }] },
-        { label: 'W2 get, new instance, 1 in flight', step: 'W2-get-seq', metric: 'opsPerSec', target: [{ vsBest: 4 }, { vs: 'raw-fs-sync', f: 0.6, issue: 14 }] },
-        { label: 'W2 get, new instance, 16 in flight', step: 'W2-get-c16', metric: 'opsPerSec', target: [{ vsBest: 4 }, { vs: 'raw-fs-sync', f: 0.6, issue: 14 }] },
+        {
+          label: 'W1 set, 16 in flight',
+          step: 'W1-set-c16',
+          metric: 'opsPerSec',
+          target: [
+            { vsBest: 1 },
+            { vs: 'raw-fs', f: 1, issue: 14 },
+            { vs: 'unstorage', f: 1, issue: 14 },
+            { vs: 'node-persist', f: 1, issue: 14 },
+          ],
+        },
+        {
+          label: 'W2 get, new instance, 1 in flight',
+          step: 'W2-get-seq',
+          metric: 'opsPerSec',
+          target: [{ vsBest: 4 }, { vs: 'raw-fs-sync', f: 0.6, issue: 14 }],
+        },
+        {
+          label: 'W2 get, new instance, 16 in flight',
+          step: 'W2-get-c16',
+          metric: 'opsPerSec',
+          target: [{ vsBest: 4 }, { vs: 'raw-fs-sync', f: 0.6, issue: 14 }],
+        },
         { label: 'W3 miss, new instance, 1 in flight', step: 'W3-miss', metric: 'opsPerSec' },
       ],
     },
     {
       title: `W2 · memory tier: ${n(c.memIters)} awaited gets cycling over ${n(c.memKeys)} warm keys (ops/s)`,
-      rows: [{ label: 'W2 get, memory tier', step: 'W2-get-mem', metric: 'opsPerSec', target: [{ vs: 'lru-cache', f: 0.7 }, { vs: 'lru-cache', f: 0.8, issue: 14 }] }],
+      rows: [
+        {
+          label: 'W2 get, memory tier',
+          step: 'W2-get-mem',
+          metric: 'opsPerSec',
+          target: [
+            { vs: 'lru-cache', f: 0.7 },
+            { vs: 'lru-cache', f: 0.8, issue: 14 },
+          ],
+        },
+      ],
     },
     {
       title: `W4 · ~64 KiB semi-compressible JSON values, ${n(c.bigN)} keys, 1 in flight (ops/s)`,
@@ -92,25 +163,74 @@ export function tablesFor(c) {
         { label: 'W5 get, tar-like', step: 'W5-get-tar', metric: 'mbPerSec', target: { vs: 'cacache', f: 1 } },
         { label: 'W5 put, already compressed', step: 'W5-put-gz', metric: 'mbPerSec', target: { vs: 'cacache', f: 1 } },
         { label: 'W5 get, already compressed', step: 'W5-get-gz', metric: 'mbPerSec', target: { vs: 'cacache', f: 1 } },
-        { label: 'W5 put tar-like: peak RSS growth', step: 'W5-put-tar', metric: 'rssGrowthMiB', lowerIsBetter: true, digits: 1, target: { atMost: 64, unit: 'MiB' } },
-        { label: 'W5 get tar-like: peak RSS growth', step: 'W5-get-tar', metric: 'rssGrowthMiB', lowerIsBetter: true, digits: 1, target: { atMost: 64, unit: 'MiB' } },
-        { label: 'W5 put compressed: peak RSS growth', step: 'W5-put-gz', metric: 'rssGrowthMiB', lowerIsBetter: true, digits: 1, target: { atMost: 64, unit: 'MiB' } },
-        { label: 'W5 get compressed: peak RSS growth', step: 'W5-get-gz', metric: 'rssGrowthMiB', lowerIsBetter: true, digits: 1, target: { atMost: 64, unit: 'MiB' } },
+        {
+          label: 'W5 put tar-like: peak RSS growth',
+          step: 'W5-put-tar',
+          metric: 'rssGrowthMiB',
+          lowerIsBetter: true,
+          digits: 1,
+          target: { atMost: 64, unit: 'MiB' },
+        },
+        {
+          label: 'W5 get tar-like: peak RSS growth',
+          step: 'W5-get-tar',
+          metric: 'rssGrowthMiB',
+          lowerIsBetter: true,
+          digits: 1,
+          target: { atMost: 64, unit: 'MiB' },
+        },
+        {
+          label: 'W5 put compressed: peak RSS growth',
+          step: 'W5-put-gz',
+          metric: 'rssGrowthMiB',
+          lowerIsBetter: true,
+          digits: 1,
+          target: { atMost: 64, unit: 'MiB' },
+        },
+        {
+          label: 'W5 get compressed: peak RSS growth',
+          step: 'W5-get-gz',
+          metric: 'rssGrowthMiB',
+          lowerIsBetter: true,
+          digits: 1,
+          target: { atMost: 64, unit: 'MiB' },
+        },
       ],
     },
     {
       title: `W6 · ${c.procs} processes × ${n(c.procOps)} (set + get) on one directory, ${n(c.procKeys)} shared keys; peers that claim multi-process safety`,
       rows: [
         { label: 'W6 aggregate ops/s (sets + gets)', step: 'W6-procs', metric: 'opsPerSec', target: { vs: 'cacache', f: 1 } },
-        { label: 'W6 torn reads (parse errors), all runs', step: 'W6-procs', metric: 'torn', total: true, lowerIsBetter: true, target: { zero: true } },
-        { label: 'W6 wrong values served, all runs', step: 'W6-procs', metric: 'wrong', total: true, lowerIsBetter: true, target: { zero: true } },
+        {
+          label: 'W6 torn reads (parse errors), all runs',
+          step: 'W6-procs',
+          metric: 'torn',
+          total: true,
+          lowerIsBetter: true,
+          target: { zero: true },
+        },
+        {
+          label: 'W6 wrong values served, all runs',
+          step: 'W6-procs',
+          metric: 'wrong',
+          total: true,
+          lowerIsBetter: true,
+          target: { zero: true },
+        },
         { label: 'W6 errors thrown, all runs', step: 'W6-procs', metric: 'errors', total: true, lowerIsBetter: true },
       ],
     },
     {
       title: `W7 · clean-up of ${n(c.pruneN)} ~1 KiB entries down to half (seconds, lower is better)`,
       rows: [
-        { label: 'W7 clean-up wall time (s)', step: 'W7-prune', metric: 'seconds', lowerIsBetter: true, digits: 2, target: { atMost: 2, unit: 's' } },
+        {
+          label: 'W7 clean-up wall time (s)',
+          step: 'W7-prune',
+          metric: 'seconds',
+          lowerIsBetter: true,
+          digits: 2,
+          target: { atMost: 2, unit: 's' },
+        },
         { label: 'W7 event-loop delay p99 (ms)', step: 'W7-prune', metric: 'loopDelayP99Ms', lowerIsBetter: true, digits: 1 },
         { label: 'W7 event-loop delay max (ms)', step: 'W7-prune', metric: 'loopDelayMaxMs', lowerIsBetter: true, digits: 1 },
       ],

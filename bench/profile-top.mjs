@@ -14,7 +14,8 @@ const byId = new Map(profile.nodes.map((n) => [n.id, n]))
 const parent = new Map()
 for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id)
 const dt = new Map() // node id → µs of samples
-for (let i = 0; i < profile.samples.length; i++) dt.set(profile.samples[i], (dt.get(profile.samples[i]) ?? 0) + (profile.timeDeltas[i] ?? 0))
+for (let i = 0; i < profile.samples.length; i++)
+  dt.set(profile.samples[i], (dt.get(profile.samples[i]) ?? 0) + (profile.timeDeltas[i] ?? 0))
 const total = [...dt.values()].reduce((a, b) => a + b, 0)
 
 const name = (n) => {
@@ -37,7 +38,11 @@ for (const [id, us] of dt) {
 const pct = (us) => `${((us / total) * 100).toFixed(1).padStart(5)} %`
 const show = (title, map) => {
   console.log(`\n${title} (of ${(total / 1000).toFixed(0)} ms sampled)`)
-  for (const [k, us] of [...map].filter(([k]) => !filter || k.includes(filter)).sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`${pct(us)}  ${k}`)
+  for (const [k, us] of [...map]
+    .filter(([k]) => !filter || k.includes(filter))
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top))
+    console.log(`${pct(us)}  ${k}`)
 }
 show('self time', self)
 show('total time (self + callees)', inclusive)

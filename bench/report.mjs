@@ -33,13 +33,26 @@ export function renderReport({ env, config, steps: ran, samples, failures, elaps
   const latest = []
 
   lines.push(`# larder benchmark — ${env.date.slice(0, 10)} (${config.mode})`, '')
-  lines.push(`- node ${env.node} · larder ${env.larder} · ${Object.entries(env.versions).map(([k, v]) => `${k} ${v}`).join(' · ')}`)
+  lines.push(
+    `- node ${env.node} · larder ${env.larder} · ${Object.entries(env.versions)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(' · ')}`,
+  )
   lines.push(`- ${env.cpu} · ${env.memory} RAM · ${env.os} · data in ${env.tmpdir}`)
-  lines.push(`- machine state: load average ${env.loadBefore} before, ${env.loadAfter} after; thread-pool round trip (sequential fs.promises.stat) ${env.poolRoundTripBefore} µs before, ${env.poolRoundTripAfter} µs after`)
-  lines.push(`- ${config.runs} runs of every case, each in a fresh process, interleaved across implementations (run 1 of each, then run 2, …; the order rotates). ` +
-    `Cells: **median** (min–max) of the runs; ratios and PASS/MISS on medians. Every read is checked against what was stored.`)
-  lines.push(`- Elapsed: ${fmt(elapsedSeconds / 60, 1)} min measuring, plus ${fmt(templateSeconds / 60, 1)} min writing W7's data sets once and ${fmt(cleanupSeconds / 60, 1)} min deleting data between runs (both untimed).`)
-  if (config.runs < 3) lines.push(`- **Smoke run (${config.runs} run${config.runs > 1 ? 's' : ''}): no meaningful spread; use \`npm run bench\` for numbers to quote.**`)
+  lines.push(
+    `- machine state: load average ${env.loadBefore} before, ${env.loadAfter} after; thread-pool round trip (sequential fs.promises.stat) ${env.poolRoundTripBefore} µs before, ${env.poolRoundTripAfter} µs after`,
+  )
+  lines.push(
+    `- ${config.runs} runs of every case, each in a fresh process, interleaved across implementations (run 1 of each, then run 2, …; the order rotates). ` +
+      `Cells: **median** (min–max) of the runs; ratios and PASS/MISS on medians. Every read is checked against what was stored.`,
+  )
+  lines.push(
+    `- Elapsed: ${fmt(elapsedSeconds / 60, 1)} min measuring, plus ${fmt(templateSeconds / 60, 1)} min writing W7's data sets once and ${fmt(cleanupSeconds / 60, 1)} min deleting data between runs (both untimed).`,
+  )
+  if (config.runs < 3)
+    lines.push(
+      `- **Smoke run (${config.runs} run${config.runs > 1 ? 's' : ''}): no meaningful spread; use \`npm run bench\` for numbers to quote.**`,
+    )
   lines.push('')
 
   for (const table of tablesFor(config)) {
@@ -55,8 +68,12 @@ export function renderReport({ env, config, steps: ran, samples, failures, elaps
     const ratioHeads = limits.length > 1 ? limits.map((l) => `larder / ${l}`) : ['larder / limit']
     lines.push(`## ${table.title}`, '')
     const wholeFile = peers.some((p) => WHOLE_FILE.has(p))
-    lines.push(`| case | larder | ${peers.join(' | ')} | ${limitHeads.join(' | ')} | best peer | larder / best peer |${wholeFile ? ' larder / best file-per-entry peer |' : ''} ${ratioHeads.join(' | ')} | target |`)
-    lines.push(`|---|${'---:|'.repeat(peers.length + 1 + limitHeads.length)}---|---:|${wholeFile ? '---:|' : ''}${'---:|'.repeat(ratioHeads.length)}---|`)
+    lines.push(
+      `| case | larder | ${peers.join(' | ')} | ${limitHeads.join(' | ')} | best peer | larder / best peer |${wholeFile ? ' larder / best file-per-entry peer |' : ''} ${ratioHeads.join(' | ')} | target |`,
+    )
+    lines.push(
+      `|---|${'---:|'.repeat(peers.length + 1 + limitHeads.length)}---|---:|${wholeFile ? '---:|' : ''}${'---:|'.repeat(ratioHeads.length)}---|`,
+    )
     for (const row of rows) {
       const digits = row.digits ?? 0
       const s = (impl) => {
@@ -75,7 +92,8 @@ export function renderReport({ env, config, steps: ran, samples, failures, elaps
       const mine = s('larder')
       const present = peers.filter((p) => steps[row.step].impls.includes(p) && s(p) !== undefined)
       const better = (a, b) => (row.lowerIsBetter ? a < b : a > b)
-      const bestOf = (list) => (row.total ? undefined : list.reduce((top, p) => (top === undefined || better(s(p).median, s(top).median) ? p : top), undefined))
+      const bestOf = (list) =>
+        row.total ? undefined : list.reduce((top, p) => (top === undefined || better(s(p).median, s(top).median) ? p : top), undefined)
       const best = bestOf(present)
       const bestPerEntry = bestOf(present.filter((p) => !WHOLE_FILE.has(p)))
       const rPerEntry = mine && bestPerEntry ? mine.median / s(bestPerEntry).median : undefined
@@ -85,7 +103,14 @@ export function renderReport({ env, config, steps: ran, samples, failures, elaps
       const rLimitOf = (l) => (mine && limitStatOf(l) && !row.total ? mine.median / limitStatOf(l).median : undefined)
       const verdicts = []
       for (const target of [row.target ?? []].flat()) {
-        const verdict = checkTarget(row, target, mine, (name) => s(name), target.vsBestPerEntry !== undefined ? bestPerEntry : best, samples)
+        const verdict = checkTarget(
+          row,
+          target,
+          mine,
+          (name) => s(name),
+          target.vsBestPerEntry !== undefined ? bestPerEntry : best,
+          samples,
+        )
         if (!verdict) continue
         verdicts.push(verdict)
         targets.push({ label: row.label, ...verdict })
@@ -97,12 +122,21 @@ export function renderReport({ env, config, steps: ran, samples, failures, elaps
       const perEntryCell = wholeFile ? ` ${ratioText(rPerEntry)}${bestPerEntry ? ` (${bestPerEntry})` : ''} |` : ''
       const limitCells = limits.length ? limits.map((l) => cell(l)) : ['–']
       const ratioCells = limits.length ? limits.map((l) => ratioText(rLimitOf(l))) : ['–']
-      lines.push(`| ${row.label}${row.lowerIsBetter ? ' ↓' : ''} | ${cell('larder')} | ${peers.map(cell).join(' | ')} | ${limitCells.join(' | ')} | ${best ?? '–'} | ${ratioText(rBest)} |${perEntryCell} ${ratioCells.join(' | ')} | ${verdicts.map((v) => `${v.result} (${v.rule})`).join('; ')} |`)
+      lines.push(
+        `| ${row.label}${row.lowerIsBetter ? ' ↓' : ''} | ${cell('larder')} | ${peers.map(cell).join(' | ')} | ${limitCells.join(' | ')} | ${best ?? '–'} | ${ratioText(rBest)} |${perEntryCell} ${ratioCells.join(' | ')} | ${verdicts.map((v) => `${v.result} (${v.rule})`).join('; ')} |`,
+      )
       if (!row.total && mine) {
-        const limitText = limits.filter((l) => limitStatOf(l)).map((l) => `${fmt(limitStatOf(l).median, digits)} (${l}, ${ratioText(rLimitOf(l))})`).join('; ')
-        latest.push(`| ${row.label}${row.metric === 'rssGrowthMiB' ? ' (MiB)' : ''}${row.lowerIsBetter ? ' ↓' : ''} | ${fmt(mine.median, digits)} | ${best ? `${fmt(s(best).median, digits)} (${best})` : '–'} | ${ratioText(rBest)} | ${limitText || '–'} | ${verdicts.map((v) => `${v.rule.split(':')[0]} ${v.result}`).join(', ')} |`)
+        const limitText = limits
+          .filter((l) => limitStatOf(l))
+          .map((l) => `${fmt(limitStatOf(l).median, digits)} (${l}, ${ratioText(rLimitOf(l))})`)
+          .join('; ')
+        latest.push(
+          `| ${row.label}${row.metric === 'rssGrowthMiB' ? ' (MiB)' : ''}${row.lowerIsBetter ? ' ↓' : ''} | ${fmt(mine.median, digits)} | ${best ? `${fmt(s(best).median, digits)} (${best})` : '–'} | ${ratioText(rBest)} | ${limitText || '–'} | ${verdicts.map((v) => `${v.rule.split(':')[0]} ${v.result}`).join(', ')} |`,
+        )
       } else if (row.total && mine) {
-        latest.push(`| ${row.label} | ${fmt(mine.sum)} | ${best ? `${fmt(s(best).sum)} (${best})` : '–'} | – | ${limitStat ? `${fmt(limitStat.sum)} (${limit})` : '–'} | ${verdicts.map((v) => `${v.rule.split(':')[0]} ${v.result}`).join(', ')} |`)
+        latest.push(
+          `| ${row.label} | ${fmt(mine.sum)} | ${best ? `${fmt(s(best).sum)} (${best})` : '–'} | – | ${limitStat ? `${fmt(limitStat.sum)} (${limit})` : '–'} | ${verdicts.map((v) => `${v.rule.split(':')[0]} ${v.result}`).join(', ')} |`,
+        )
       }
     }
     if (rows.some((row) => row.lowerIsBetter)) lines.push('', '↓ lower is better: there, a ratio below 1× favours larder.')
@@ -118,27 +152,50 @@ export function renderReport({ env, config, steps: ran, samples, failures, elaps
     }
     const ratio = summary(samples.limits.machine.map((x) => x.info.deflate_tar_ratio))
     const ratio64 = summary(samples.limits.machine.map((x) => x.info.value64kRatio))
-    lines.push('', `DEFLATE level 1 keeps ${fmt(ratio.median * 100, 0)} % of the tar-like artifact and ${fmt(ratio64.median * 100, 0)} % of a ~64 KiB value.`, '')
+    lines.push(
+      '',
+      `DEFLATE level 1 keeps ${fmt(ratio.median * 100, 0)} % of the tar-like artifact and ${fmt(ratio64.median * 100, 0)} % of a ~64 KiB value.`,
+      '',
+    )
   }
 
   lines.push('## Targets (issues #5 and #14; on medians; reported, not asserted)', '')
   lines.push('| target | rule | measured | result | short by |', '|---|---|---:|---|---:|')
-  for (const t of targets) lines.push(`| ${t.label} | ${t.rule} | ${t.measured} | ${t.informational ? `(${t.result})` : t.result} | ${t.shortBy ?? ''} |`)
+  for (const t of targets)
+    lines.push(`| ${t.label} | ${t.rule} | ${t.measured} | ${t.informational ? `(${t.result})` : t.result} | ${t.shortBy ?? ''} |`)
   const counted = targets.filter((t) => !t.informational)
-  lines.push('', `${counted.filter((t) => t.result === 'PASS').length} of ${counted.length} targets met. keyv-file and flat-cache keep the whole cache in memory and write it as one file ` +
-    '(a "get from a new instance" is a memory read after loading that file, and a set is only durable at the next whole-file save); ' +
-    'the rows marked "for information" compare larder with the best peer that stores a file per entry instead.', '')
+  lines.push(
+    '',
+    `${counted.filter((t) => t.result === 'PASS').length} of ${counted.length} targets met. keyv-file and flat-cache keep the whole cache in memory and write it as one file ` +
+      '(a "get from a new instance" is a memory read after loading that file, and a set is only durable at the next whole-file save); ' +
+      'the rows marked "for information" compare larder with the best peer that stores a file per entry instead.',
+    '',
+  )
 
   const notes = []
   const disk = (step, impl) => summary(samples[step]?.[impl]?.map((s) => s.info.onDiskMiB))
   for (const step of ['W5-put-tar', 'W5-put-gz']) {
     if (!samples[step]) continue
-    notes.push(`- ${step} entry size on disk (MiB, of ${config.streamMiB}): ${steps[step].impls.map((i) => `${i} ${fmt(disk(step, i)?.median, 1)}`).join(', ')}.`)
+    notes.push(
+      `- ${step} entry size on disk (MiB, of ${config.streamMiB}): ${steps[step].impls.map((i) => `${i} ${fmt(disk(step, i)?.median, 1)}`).join(', ')}.`,
+    )
   }
   const mp = samples['W6-procs']
-  if (mp) notes.push(`- W6 misses (a key not written yet, or a larder entry caught damaged and turned into a miss), all runs: ${Object.entries(mp).map(([i, xs]) => `${i} ${fmt(xs.reduce((a, x) => a + x.info.misses, 0))}` + (xs.some((x) => x.info.corruptDetected) ? ` (corrupt detected ${xs.reduce((a, x) => a + x.info.corruptDetected, 0)})` : '')).join(', ')}.`)
+  if (mp)
+    notes.push(
+      `- W6 misses (a key not written yet, or a larder entry caught damaged and turned into a miss), all runs: ${Object.entries(mp)
+        .map(
+          ([i, xs]) =>
+            `${i} ${fmt(xs.reduce((a, x) => a + x.info.misses, 0))}` +
+            (xs.some((x) => x.info.corruptDetected) ? ` (corrupt detected ${xs.reduce((a, x) => a + x.info.corruptDetected, 0)})` : ''),
+        )
+        .join(', ')}.`,
+    )
   const wide = spreads.sort((a, b) => b.spread - a.spread).slice(0, 5)
-  if (wide.length) notes.push(`- Widest spreads ((max − min) / median): ${wide.map((w) => `${w.label} ${fmt(w.spread * 100, 0)} %`).join('; ')}. Differences inside a cell's min–max are noise on this shared VM.`)
+  if (wide.length)
+    notes.push(
+      `- Widest spreads ((max − min) / median): ${wide.map((w) => `${w.label} ${fmt(w.spread * 100, 0)} %`).join('; ')}. Differences inside a cell's min–max are noise on this shared VM.`,
+    )
   if (failures.length) {
     notes.push(`- **${failures.length} measurement(s) failed** (details in the JSON file):`)
     for (const f of failures) notes.push(`  - run ${f.run} ${f.step} ${f.impl}: ${String(f.error).split('\n')[0]}`)
@@ -155,7 +212,10 @@ export function renderReport({ env, config, steps: ran, samples, failures, elaps
     '',
     '↓ lower is better. keyv-file and flat-cache hold the whole cache in memory and save it as one file; the full report also compares larder with the best peer that stores a file per entry.',
     '',
-    `Peers: ${Object.entries(env.versions).filter(([k]) => k !== 'xxhash-wasm').map(([k, v]) => `${k} ${v}`).join(', ')}. ` +
+    `Peers: ${Object.entries(env.versions)
+      .filter(([k]) => k !== 'xxhash-wasm')
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}. ` +
       `Targets met: ${targets.filter((t) => !t.informational && t.result === 'PASS').length} of ${targets.filter((t) => !t.informational).length} (details and misses in the full report).`,
     '',
   ].join('\n')
@@ -179,15 +239,30 @@ function checkOne(row, t, mine, statOf, best, samples) {
     const r = mine.median / os.median
     const ok = r >= factor
     const whom = t.vs ? other : t.vsBestPerEntry !== undefined ? `best file-per-entry peer (${other})` : `best peer (${other})`
-    return { rule: `≥ ${factor}× ${whom}`, measured: `${r.toFixed(2)}×`, result: ok ? 'PASS' : 'MISS', shortBy: ok ? undefined : short(r, factor) }
+    return {
+      rule: `≥ ${factor}× ${whom}`,
+      measured: `${r.toFixed(2)}×`,
+      result: ok ? 'PASS' : 'MISS',
+      shortBy: ok ? undefined : short(r, factor),
+    }
   }
   if (t.atMost !== undefined) {
     const ok = mine.median <= t.atMost
-    return { rule: `≤ ${t.atMost} ${t.unit}`, measured: `${fmt(mine.median, row.digits ?? 1)} ${t.unit}`, result: ok ? 'PASS' : 'MISS', shortBy: ok ? undefined : `${fmt(mine.median - t.atMost, row.digits ?? 1)} ${t.unit} over` }
+    return {
+      rule: `≤ ${t.atMost} ${t.unit}`,
+      measured: `${fmt(mine.median, row.digits ?? 1)} ${t.unit}`,
+      result: ok ? 'PASS' : 'MISS',
+      shortBy: ok ? undefined : `${fmt(mine.median - t.atMost, row.digits ?? 1)} ${t.unit} over`,
+    }
   }
   if (t.zero) {
     const total = samples[row.step].larder.reduce((a, x) => a + x.metrics[row.metric], 0)
-    return { rule: '0 in every run', measured: fmt(total), result: total === 0 ? 'PASS' : 'MISS', shortBy: total === 0 ? undefined : `${fmt(total)} too many` }
+    return {
+      rule: '0 in every run',
+      measured: fmt(total),
+      result: total === 0 ? 'PASS' : 'MISS',
+      shortBy: total === 0 ? undefined : `${fmt(total)} too many`,
+    }
   }
   return undefined
 }

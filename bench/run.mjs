@@ -28,7 +28,16 @@ const CASE = path.join(here, 'case.mjs')
 // ── options ───────────────────────────────────────────────────────────────────
 
 function parseArgs(argv) {
-  const args = { quick: false, runs: undefined, only: undefined, impls: undefined, out: path.join(here, 'results'), larder: undefined, larderLabel: undefined, larderOptions: undefined }
+  const args = {
+    quick: false,
+    runs: undefined,
+    only: undefined,
+    impls: undefined,
+    out: path.join(here, 'results'),
+    larder: undefined,
+    larderLabel: undefined,
+    larderOptions: undefined,
+  }
   for (let i = 0; i < argv.length; i++) {
     const [name, inline] = argv[i].split('=', 2)
     const value = () => inline ?? argv[++i]
@@ -41,9 +50,11 @@ function parseArgs(argv) {
     else if (name === '--larder-label') args.larderLabel = value()
     else if (name === '--larder-options') args.larderOptions = JSON.parse(value())
     else if (name === '--help' || name === '-h') {
-      console.log('usage: node bench/run.mjs [--quick] [--runs N] [--only W1,W5-put-tar,...] [--impls larder,cacache,...] [--out dir]\n' +
-        '                         [--larder path/to/built/index.js --larder-label "what it is"]\n' +
-        '                         [--larder-options \'{"maintenance":{"workers":2}}\']   # Larder.open options for every larder case')
+      console.log(
+        'usage: node bench/run.mjs [--quick] [--runs N] [--only W1,W5-put-tar,...] [--impls larder,cacache,...] [--out dir]\n' +
+          '                         [--larder path/to/built/index.js --larder-label "what it is"]\n' +
+          '                         [--larder-options \'{"maintenance":{"workers":2}}\']   # Larder.open options for every larder case',
+      )
       process.exit(0)
     } else throw new Error(`unknown argument ${argv[i]} (try --help)`)
   }
@@ -112,16 +123,20 @@ function describeEnvironment() {
   return {
     date: new Date().toISOString(),
     node: process.version,
-    larder: (args.larder === undefined
-      ? `${readJson(path.join(root, 'package.json')).version} @ ${gitDescribe()}`
-      : `${args.larderLabel ?? 'build'} (${args.larder})`) + (args.larderOptions ? ` with ${JSON.stringify(args.larderOptions)}` : ''),
+    larder:
+      (args.larder === undefined
+        ? `${readJson(path.join(root, 'package.json')).version} @ ${gitDescribe()}`
+        : `${args.larderLabel ?? 'build'} (${args.larder})`) + (args.larderOptions ? ` with ${JSON.stringify(args.larderOptions)}` : ''),
     versions: installedVersions(),
     cpu: `${os.cpus()[0]?.model ?? 'unknown'} × ${os.cpus().length}`,
     memory: `${Math.round(os.totalmem() / 2 ** 30)} GiB`,
     os: `${os.type()} ${os.release()}`,
     tmpdir: os.tmpdir(),
     // Other work on the machine skews everything: the load average before and after says how much.
-    loadBefore: os.loadavg().map((l) => l.toFixed(2)).join(' '),
+    loadBefore: os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' '),
   }
 }
 
@@ -139,17 +154,22 @@ async function poolRoundTrip() {
 
 function runCase(caseArgs) {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--expose-gc', CASE, JSON.stringify(caseArgs)], { cwd: root, timeout: 10 * 60_000, maxBuffer: 16 * 2 ** 20 }, (error, stdout, stderr) => {
-      const line = stdout.trim().split('\n').pop()
-      let result
-      try {
-        result = JSON.parse(line)
-      } catch {
-        result = { ok: false, error: `${error?.message ?? 'no output'}\n${stderr}`.trim() }
-      }
-      if (!result.ok && stderr.trim()) result.stderr = stderr.trim().slice(-4000)
-      resolve(result)
-    })
+    execFile(
+      process.execPath,
+      ['--expose-gc', CASE, JSON.stringify(caseArgs)],
+      { cwd: root, timeout: 10 * 60_000, maxBuffer: 16 * 2 ** 20 },
+      (error, stdout, stderr) => {
+        const line = stdout.trim().split('\n').pop()
+        let result
+        try {
+          result = JSON.parse(line)
+        } catch {
+          result = { ok: false, error: `${error?.message ?? 'no output'}\n${stderr}`.trim() }
+        }
+        if (!result.ok && stderr.trim()) result.stderr = stderr.trim().slice(-4000)
+        resolve(result)
+      },
+    )
   })
 }
 
@@ -164,7 +184,8 @@ const builtDir = path.dirname(args.larder ?? path.join(root, 'dist', 'index.js')
 fs.mkdirSync(snapshotDir, { recursive: true })
 liveDirs.add(snapshotDir)
 for (const file of fs.readdirSync(builtDir)) {
-  if (/^(index|maintenance-worker)[.\w-]*\.(js|cjs|mjs)$/.test(file) || file.startsWith('chunk-')) fs.copyFileSync(path.join(builtDir, file), path.join(snapshotDir, file))
+  if (/^(index|maintenance-worker)[.\w-]*\.(js|cjs|mjs)$/.test(file) || file.startsWith('chunk-'))
+    fs.copyFileSync(path.join(builtDir, file), path.join(snapshotDir, file))
 }
 const env = describeEnvironment()
 env.poolRoundTripBefore = await poolRoundTrip()
@@ -195,7 +216,9 @@ async function deleteAndWarmUp(runDir, last = false) {
   cleanupSeconds += (performance.now() - t0) / 1000
 }
 
-process.stderr.write(`larder benchmark (${config.mode}${partial ? ', partial' : ''}): ${config.runs} runs × ${STEPS.reduce((a, s) => a + s.impls.length, 0)} cases\n`)
+process.stderr.write(
+  `larder benchmark (${config.mode}${partial ? ', partial' : ''}): ${config.runs} runs × ${STEPS.reduce((a, s) => a + s.impls.length, 0)} cases\n`,
+)
 // Data sets that take long to write and that a step destroys (W7 prunes half its entries) are
 // written once per implementation here, untimed, and copied before each measurement.
 const templates = {} // `${step}:${impl}` → dir
@@ -206,7 +229,9 @@ for (const step of STEPS.filter((s) => s.template)) {
     const dir = await tempDir(templateRoot, `${step.id}-${impl}`)
     const t0 = performance.now()
     const result = await runCase({ case: step.template.case, impl, dir, larderModule, ...step.template.args })
-    process.stderr.write(`template for ${step.id} ${impl}: ${result.ok ? 'written' : `FAILED: ${String(result.error).split('\n')[0]}`} (${((performance.now() - t0) / 1000).toFixed(1)} s, untimed)\n`)
+    process.stderr.write(
+      `template for ${step.id} ${impl}: ${result.ok ? 'written' : `FAILED: ${String(result.error).split('\n')[0]}`} (${((performance.now() - t0) / 1000).toFixed(1)} s, untimed)\n`,
+    )
     if (result.ok) templates[`${step.id}:${impl}`] = dir
     else failures.push({ run: 0, step: step.id, impl, error: `template: ${result.error}`, stderr: result.stderr })
   }
@@ -238,12 +263,22 @@ for (let run = 0; run < config.runs; run++) {
       }
       flushDisk()
       const t0 = performance.now()
-      const result = await runCase({ case: step.case, impl, dir, larderModule, ...(impl === 'larder' && args.larderOptions ? { larderOptions: args.larderOptions } : {}), ...step.args })
+      const result = await runCase({
+        case: step.case,
+        impl,
+        dir,
+        larderModule,
+        ...(impl === 'larder' && args.larderOptions ? { larderOptions: args.larderOptions } : {}),
+        ...step.args,
+      })
       const wall = (performance.now() - t0) / 1000
       const tag = `[run ${run + 1}/${config.runs}] ${step.id.padEnd(11)} ${impl.padEnd(22)}`
       if (result.ok) {
         ;((samples[step.id] ??= {})[impl] ??= []).push({ run: run + 1, metrics: result.metrics, info: result.info })
-        const shown = Object.entries(result.metrics).slice(0, 4).map(([k, v]) => `${k} ${fmt(v, v < 100 ? 1 : 0)}`).join(', ')
+        const shown = Object.entries(result.metrics)
+          .slice(0, 4)
+          .map(([k, v]) => `${k} ${fmt(v, v < 100 ? 1 : 0)}`)
+          .join(', ')
         process.stderr.write(`${tag} ${shown}  (${wall.toFixed(1)} s)\n`)
       } else {
         if (step.makes) delete dataDirs[`${step.makes}:${impl}`]
@@ -257,7 +292,10 @@ for (let run = 0; run < config.runs; run++) {
 }
 const elapsedSeconds = (Date.now() - started) / 1000 - cleanupSeconds - templateSeconds
 cleanupSync()
-env.loadAfter = os.loadavg().map((l) => l.toFixed(2)).join(' ')
+env.loadAfter = os
+  .loadavg()
+  .map((l) => l.toFixed(2))
+  .join(' ')
 env.poolRoundTripAfter = await poolRoundTrip()
 
 // ── report ───────────────────────────────────────────────────────────────────

@@ -48,7 +48,10 @@ async function freePort() {
 async function waitUntilUp(url) {
   for (let i = 0; i < 300; i++) {
     const ok = await new Promise((resolve) => {
-      const request = http.get(`${url}/v8/artifacts/status?slug=bench`, { headers: { authorization: `Bearer ${TOKEN}` } }, (response) => { response.resume(); resolve(response.statusCode < 500) })
+      const request = http.get(`${url}/v8/artifacts/status?slug=bench`, { headers: { authorization: `Bearer ${TOKEN}` } }, (response) => {
+        response.resume()
+        resolve(response.statusCode < 500)
+      })
       request.on('error', () => resolve(false))
     })
     if (ok) return
@@ -58,7 +61,25 @@ async function waitUntilUp(url) {
 }
 
 async function startLarder(dir) {
-  const child = spawn(process.execPath, [path.join(root, 'dist/cli.js'), '--dir', dir, 'serve', '--port', '0', '--token', TOKEN, '--rate-limit', '0', '--max-body', '200MiB', '--no-dashboard'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(
+    process.execPath,
+    [
+      path.join(root, 'dist/cli.js'),
+      '--dir',
+      dir,
+      'serve',
+      '--port',
+      '0',
+      '--token',
+      TOKEN,
+      '--rate-limit',
+      '0',
+      '--max-body',
+      '200MiB',
+      '--no-dashboard',
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  )
   const url = await new Promise((resolve, reject) => {
     child.stdout.once('data', (d) => resolve(String(d).split('\n')[0].replace('larder listening on ', '')))
     child.once('exit', (code) => reject(new Error(`larder serve exited ${code}`)))
@@ -71,10 +92,22 @@ async function startLarder(dir) {
 async function startPeer(dir) {
   const port = await freePort()
   const env = {
-    ...process.env, HOST: '127.0.0.1', PORT: String(port), TURBO_TOKEN: TOKEN, STORAGE_PROVIDER: 'local', STORAGE_PATH: dir,
-    STORAGE_PATH_USE_TMP_FOLDER: 'false', LOG_LEVEL: 'error', ENABLE_STATUS_LOG: 'false', BODY_LIMIT: String(200 * MiB), NODE_ENV: 'production',
+    ...process.env,
+    HOST: '127.0.0.1',
+    PORT: String(port),
+    TURBO_TOKEN: TOKEN,
+    STORAGE_PROVIDER: 'local',
+    STORAGE_PATH: dir,
+    STORAGE_PATH_USE_TMP_FOLDER: 'false',
+    LOG_LEVEL: 'error',
+    ENABLE_STATUS_LOG: 'false',
+    BODY_LIMIT: String(200 * MiB),
+    NODE_ENV: 'production',
   }
-  const child = spawn(process.execPath, [path.join(root, 'node_modules/turborepo-remote-cache/dist/cli.js')], { env, stdio: ['ignore', 'ignore', 'inherit'] })
+  const child = spawn(process.execPath, [path.join(root, 'node_modules/turborepo-remote-cache/dist/cli.js')], {
+    env,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  })
   const url = `http://127.0.0.1:${port}`
   await waitUntilUp(url)
   return { name: 'turborepo-remote-cache', child, url }
@@ -88,7 +121,13 @@ function rssOf(pid) {
 /** Peak RSS of `pid` while `work` runs (sampled every 20 ms), in MiB. */
 async function withPeakRss(pid, work) {
   let peak = rssOf(pid)
-  const timer = setInterval(() => { try { peak = Math.max(peak, rssOf(pid)) } catch { /* the process just exited: keep the peak so far */ } }, 20)
+  const timer = setInterval(() => {
+    try {
+      peak = Math.max(peak, rssOf(pid))
+    } catch {
+      /* the process just exited: keep the peak so far */
+    }
+  }, 20)
   try {
     const result = await work()
     return { ...result, peakRssMiB: Math.max(peak, rssOf(pid)) / MiB }
@@ -109,7 +148,8 @@ function request(url, method, hash, body, agent) {
   return new Promise((resolve, reject) => {
     const started = performance.now()
     const headers = { authorization: `Bearer ${TOKEN}`, 'x-artifact-duration': '100' }
-    if (body !== undefined) Object.assign(headers, { 'content-type': 'application/octet-stream', 'content-length': String(body.head.length + body.rest.length) })
+    if (body !== undefined)
+      Object.assign(headers, { 'content-type': 'application/octet-stream', 'content-length': String(body.head.length + body.rest.length) })
     const r = http.request(`${url}/v8/artifacts/${hash}?slug=bench`, { method, headers, agent }, (response) => {
       let bytes = 0
       let first = Buffer.alloc(0)
@@ -131,7 +171,9 @@ function request(url, method, hash, body, agent) {
 
 async function inFlight(n, conc, task) {
   let next = 0
-  const worker = async () => { for (let i = next++; i < n; i = next++) await task(i) }
+  const worker = async () => {
+    for (let i = next++; i < n; i = next++) await task(i)
+  }
   await Promise.all(Array.from({ length: Math.min(conc, n) }, worker))
 }
 
@@ -146,9 +188,12 @@ async function artifactCase(server, method, prefix, count, size, template, clien
     await inFlight(count, clients, async (i) => {
       const hash = hashOf(prefix, i)
       const answer = await request(server.url, method, hash, method === 'PUT' ? bodyFor(template, hash) : undefined, agent)
-      if (method === 'PUT' && (answer.status < 200 || answer.status >= 300)) throw new Error(`${server.name}: PUT ${hash} answered ${answer.status}`)
+      if (method === 'PUT' && (answer.status < 200 || answer.status >= 300))
+        throw new Error(`${server.name}: PUT ${hash} answered ${answer.status}`)
       if (method === 'GET' && (answer.status !== 200 || answer.bytes !== size || answer.first !== hash)) {
-        throw new Error(`${server.name}: GET ${hash} answered ${answer.status}, ${answer.bytes} bytes, starting ${JSON.stringify(answer.first)}`)
+        throw new Error(
+          `${server.name}: GET ${hash} answered ${answer.status}, ${answer.bytes} bytes, starting ${JSON.stringify(answer.first)}`,
+        )
       }
       latencies.push(answer.ms)
     })
@@ -157,33 +202,69 @@ async function artifactCase(server, method, prefix, count, size, template, clien
   const seconds = (performance.now() - started) / 1000
   agent.destroy()
   latencies.sort((a, b) => a - b)
-  return { mbps: (count * size) / 1e6 / seconds, reqps: count / seconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99), peakRssMiB: result.peakRssMiB, count, size }
+  return {
+    mbps: (count * size) / 1e6 / seconds,
+    reqps: count / seconds,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    peakRssMiB: result.peakRssMiB,
+    count,
+    size,
+  }
 }
 
 async function smallValueCase(server) {
   const keys = 1000
   const agent = new http.Agent({ keepAlive: true, maxSockets: CLIENTS })
-  await inFlight(keys, 16, (i) => new Promise((resolve, reject) => {
-    const body = JSON.stringify({ value: { id: i, name: `user ${i}`, email: `user${i}@example.com`, active: true } })
-    const r = http.request(`${server.url}/api/cache/user:${i}`, { method: 'PUT', agent, headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (response) => {
-      response.resume()
-      response.on('end', () => (response.statusCode === 200 ? resolve() : reject(new Error(`PUT answered ${response.statusCode}`))))
-    })
-    r.on('error', reject)
-    r.end(body)
-  }))
+  await inFlight(
+    keys,
+    16,
+    (i) =>
+      new Promise((resolve, reject) => {
+        const body = JSON.stringify({ value: { id: i, name: `user ${i}`, email: `user${i}@example.com`, active: true } })
+        const r = http.request(
+          `${server.url}/api/cache/user:${i}`,
+          {
+            method: 'PUT',
+            agent,
+            headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+          },
+          (response) => {
+            response.resume()
+            response.on('end', () => (response.statusCode === 200 ? resolve() : reject(new Error(`PUT answered ${response.statusCode}`))))
+          },
+        )
+        r.on('error', reject)
+        r.end(body)
+      }),
+  )
   agent.destroy()
   let i = 0
-  const result = await withPeakRss(server.child.pid, () => new Promise((resolve, reject) => {
-    const instance = autocannon({
-      url: server.url, connections: CLIENTS, duration: PLAN.smallSeconds,
-      headers: { authorization: `Bearer ${TOKEN}` },
-      requests: [{ method: 'GET', setupRequest: (req) => ({ ...req, path: `/api/cache/user:${i++ % keys}` }) }],
-    }, (error, out) => (error ? reject(error) : resolve(out)))
-    autocannon.track(instance, { renderProgressBar: false, renderResultsTable: false, renderLatencyTable: false })
-  }))
+  const result = await withPeakRss(
+    server.child.pid,
+    () =>
+      new Promise((resolve, reject) => {
+        const instance = autocannon(
+          {
+            url: server.url,
+            connections: CLIENTS,
+            duration: PLAN.smallSeconds,
+            headers: { authorization: `Bearer ${TOKEN}` },
+            requests: [{ method: 'GET', setupRequest: (req) => ({ ...req, path: `/api/cache/user:${i++ % keys}` }) }],
+          },
+          (error, out) => (error ? reject(error) : resolve(out)),
+        )
+        autocannon.track(instance, { renderProgressBar: false, renderResultsTable: false, renderLatencyTable: false })
+      }),
+  )
   if (result.non2xx > 0 || result.errors > 0) throw new Error(`small GET: ${result.non2xx} non-2xx answers, ${result.errors} errors`)
-  return { reqps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, total: result.requests.total, peakRssMiB: result.peakRssMiB }
+  return {
+    reqps: result.requests.average,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    total: result.requests.total,
+    peakRssMiB: result.peakRssMiB,
+  }
 }
 
 async function stop(server) {
@@ -197,7 +278,8 @@ async function main() {
   const versions = {
     node: process.version,
     larder: JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).version,
-    'turborepo-remote-cache': JSON.parse(fs.readFileSync(path.join(root, 'node_modules/turborepo-remote-cache/package.json'), 'utf8')).version,
+    'turborepo-remote-cache': JSON.parse(fs.readFileSync(path.join(root, 'node_modules/turborepo-remote-cache/package.json'), 'utf8'))
+      .version,
   }
   const small = randomBytes(MiB)
   const big = randomBytes(PLAN.bigSize)
@@ -280,14 +362,22 @@ function render(results, versions, startedAt) {
     const a = larder[name]
     const b = peer[name]
     const label = quick ? name.replace('100 MiB', `${PLAN.bigSize / MiB} MiB`) : name
-    rows.push(`| ${label}: throughput (MB/s) | ${f(a.mbps)} | ${f(b.mbps)} | ${f(a.mbps / b.mbps, 2)}× | ≥ 1.5× | ${a.mbps / b.mbps >= 1.5 ? 'PASS' : 'MISS'} |`)
+    rows.push(
+      `| ${label}: throughput (MB/s) | ${f(a.mbps)} | ${f(b.mbps)} | ${f(a.mbps / b.mbps, 2)}× | ≥ 1.5× | ${a.mbps / b.mbps >= 1.5 ? 'PASS' : 'MISS'} |`,
+    )
     rows.push(`| ${label}: p99 latency (ms) ↓ | ${f(a.p99, 0)} | ${f(b.p99, 0)} | ${f(a.p99 / b.p99, 2)}× | | |`)
-    rows.push(`| ${label}: server peak RSS (MiB) ↓ | ${f(a.peakRssMiB, 0)} | ${f(b.peakRssMiB, 0)} | ${f(a.peakRssMiB / b.peakRssMiB, 2)}× | | |`)
+    rows.push(
+      `| ${label}: server peak RSS (MiB) ↓ | ${f(a.peakRssMiB, 0)} | ${f(b.peakRssMiB, 0)} | ${f(a.peakRssMiB / b.peakRssMiB, 2)}× | | |`,
+    )
   }
   const ra = larder.rss.peakRssMiB
   const rb = peer.rss.peakRssMiB
-  rows.push(`| resting RSS of a fresh server (MiB) ↓ | ${f(larder.idleRssMiB, 0)} | ${f(peer.idleRssMiB, 0)} | ${f(larder.idleRssMiB / peer.idleRssMiB, 2)}× | | |`)
-  rows.push(`| peak RSS, ${PLAN.rssClients} clients uploading ${PLAN.rssSize / MiB} MiB each, fresh server (MiB) ↓ | ${f(ra, 0)} | ${f(rb, 0)} | ${f(ra / rb, 2)}× | ≤ 0.5×, larder < 200 MiB | ${ra / rb <= 0.5 && ra < 200 ? 'PASS' : 'MISS'} |`)
+  rows.push(
+    `| resting RSS of a fresh server (MiB) ↓ | ${f(larder.idleRssMiB, 0)} | ${f(peer.idleRssMiB, 0)} | ${f(larder.idleRssMiB / peer.idleRssMiB, 2)}× | | |`,
+  )
+  rows.push(
+    `| peak RSS, ${PLAN.rssClients} clients uploading ${PLAN.rssSize / MiB} MiB each, fresh server (MiB) ↓ | ${f(ra, 0)} | ${f(rb, 0)} | ${f(ra / rb, 2)}× | ≤ 0.5×, larder < 200 MiB | ${ra / rb <= 0.5 && ra < 200 ? 'PASS' : 'MISS'} |`,
+  )
   const s = larder['small GET']
   rows.push(`| small-value GET /api/cache/:key (req/s) | ${f(s.reqps, 0)} | – | – | | |`)
   rows.push(`| small-value GET /api/cache/:key p99 (ms) ↓ | ${f(s.p99, 0)} | – | – | | |`)

@@ -12,7 +12,13 @@ const value = { id: 1, name: 'a small value', tags: ['x', 'y'], n: 42 }
 async function open(impl, strategy = 'write-through') {
   if (impl === 'larder') {
     const { Larder } = await import('../dist/index.js')
-    const cache = await Larder.open({ dir: false, memory: { maxEntries: 100_000 }, maintenance: false, writeStrategy: strategy, redis: { url, prefix: 'w8:' } })
+    const cache = await Larder.open({
+      dir: false,
+      memory: { maxEntries: 100_000 },
+      maintenance: false,
+      writeStrategy: strategy,
+      redis: { url, prefix: 'w8:' },
+    })
     return {
       get: (k) => cache.get(k),
       set: (k, v) => cache.set(k, v),
@@ -28,7 +34,12 @@ async function open(impl, strategy = 'write-through') {
     const connection = { host: hostname, port: Number(port) }
     const bento = new BentoCache({
       default: 'c',
-      stores: { c: bentostore().useL1Layer(memoryDriver({ maxItems: 100_000 })).useL2Layer(redisDriver({ connection })).useBus(redisBusDriver({ connection })) },
+      stores: {
+        c: bentostore()
+          .useL1Layer(memoryDriver({ maxItems: 100_000 }))
+          .useL2Layer(redisDriver({ connection }))
+          .useBus(redisBusDriver({ connection })),
+      },
     })
     return {
       get: (k) => bento.get({ key: k }),

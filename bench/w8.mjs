@@ -51,10 +51,15 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 
 const port = await freePort()
 const dir = mkdtempSync(path.join(tmpdir(), 'w8-redis-'))
-const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' })
+const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
+  stdio: 'ignore',
+})
 for (let i = 0; i < 200; i++) {
   try {
-    if (execFileSync('redis-cli', ['-p', String(port), 'PING'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() === 'PONG') break
+    if (
+      execFileSync('redis-cli', ['-p', String(port), 'PING'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() === 'PONG'
+    )
+      break
   } catch {
     // not answering yet: try again
   }
@@ -85,7 +90,13 @@ try {
     bus.push(result)
   }
   const busRow = { p50: median(bus.map((b) => b.p50)), p99: median(bus.map((b) => b.p99)) }
-  const names = { hit: 'get, memory hit', l2get: 'get from Redis (memory miss)', setThrough: 'set (write-through)', setBack: 'set (larder write-back; peers: their set)', getOrSet: 'getOrSet (missing key, loader, stored)' }
+  const names = {
+    hit: 'get, memory hit',
+    l2get: 'get from Redis (memory miss)',
+    setThrough: 'set (write-through)',
+    setBack: 'set (larder write-back; peers: their set)',
+    getOrSet: 'getOrSet (missing key, loader, stored)',
+  }
   let md = `# W8: memory + Redis (${new Date().toISOString().slice(0, 10)}, Node ${process.version}, redis-server ${execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).match(/v=(\S+)/)?.[1]}, loopback)\n\n`
   md += `\`node bench/w8.mjs --runs ${RUNS} --n ${N}\`: µs per operation, median of ${RUNS} runs, each case in its own process (lower is better); × = the better peer's time / larder's.\n\n`
   md += '| case | larder | bentocache | cacheable | × vs better peer |\n| --- | --- | --- | --- | --- |\n'

@@ -42,9 +42,23 @@ await timed('invalidate tag "reports"', () => cache.invalidateTags(['reports']))
 console.log(`after invalidation, get → ${JSON.stringify(await cache.get(key))}`)
 
 const stats = await cache.stats()
-console.log('\nstats:', JSON.stringify({
-  hits: stats.hits, misses: stats.misses, sets: stats.sets, corrupt: stats.corrupt, errors: stats.errors,
-  bytesWritten: stats.bytesWritten, bytesRead: stats.bytesRead, breaker: stats.breaker.state,
-  getP50ms: stats.latency.get.p50, setP50ms: stats.latency.set.p50,
-}, null, 2))
+console.log(
+  '\nstats:',
+  JSON.stringify(
+    {
+      hits: stats.hits,
+      misses: stats.misses,
+      sets: stats.sets,
+      corrupt: stats.corrupt,
+      errors: stats.errors,
+      bytesWritten: stats.bytesWritten,
+      bytesRead: stats.bytesRead,
+      breaker: stats.breaker.state,
+      getP50ms: stats.latency.get.p50,
+      setP50ms: stats.latency.set.p50,
+    },
+    null,
+    2,
+  ),
+)
 await cache.close()

@@ -4,11 +4,31 @@ export type { EntriesOptions, GetOrSetOptions, SetManyItem, SetOptions } from '.
 export { LarderError, isLarderError } from './errors.js'
 export type { LarderErrorCode } from './errors.js'
 export type {
-  BreakerOptions, CompressionName, CustomSerializer, Duration, EvictionPolicy, LarderOptions,
-  MaintenanceOptions, MemoryTierOptions, ResolvedBreakerOptions, ResolvedMaintenanceOptions, ResolvedOptions,
-  SerializerName, Sharing, Size, StreamCompression,
+  BreakerOptions,
+  CompressionName,
+  CustomSerializer,
+  Duration,
+  EvictionPolicy,
+  LarderOptions,
+  MaintenanceOptions,
+  MemoryTierOptions,
+  ResolvedBreakerOptions,
+  ResolvedMaintenanceOptions,
+  ResolvedOptions,
+  SerializerName,
+  Sharing,
+  Size,
+  StreamCompression,
 } from './options.js'
-export type { MaintenanceProgress, PruneOptions, PruneReport, UsageReport, VerifyOptions, VerifyReport, WalkOptions } from './maintenance/maintainer.js'
+export type {
+  MaintenanceProgress,
+  PruneOptions,
+  PruneReport,
+  UsageReport,
+  VerifyOptions,
+  VerifyReport,
+  WalkOptions,
+} from './maintenance/maintainer.js'
 export type { CodecName, EntryInfo } from './maintenance/listing.js'
 export type { BreakerSnapshot, BreakerState } from './resilience/disk-breaker.js'
 export type { ActivityReport } from './stats/activity-log.js'

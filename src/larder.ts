@@ -16,8 +16,21 @@ import type { ActivityReport } from './stats/activity-log.js'
 import type { TierName } from './stats/counters.js'
 import type { StreamSource } from './store/stream-writer.js'
 import {
-  validateCallOptions, validateClearOptions, validateDelta, validateEntriesOptions, validateGetOrSet, validateKey, validateKeys, validatePruneOptions,
-  validateSetManyItems, validateSource, validateTags, validateTtl, validateVerifyOptions, validateWalkOptions, validateWarm,
+  validateCallOptions,
+  validateClearOptions,
+  validateDelta,
+  validateEntriesOptions,
+  validateGetOrSet,
+  validateKey,
+  validateKeys,
+  validatePruneOptions,
+  validateSetManyItems,
+  validateSource,
+  validateTags,
+  validateTtl,
+  validateVerifyOptions,
+  validateWalkOptions,
+  validateWarm,
 } from './validate.js'
 
 export type { LarderEvents, Stats, WarmReport }
@@ -103,10 +116,14 @@ export class Larder extends EventEmitter<LarderEvents> {
     this.#assertOpen()
     const valid = validateKeys(keys)
     const slots = new Slots(BATCH_PARALLELISM)
-    return Promise.all(valid.map((k) => slots.run(async () => {
-      const found = await this.#reads.read(k, 0, true)
-      return found.found ? found.value : undefined
-    })))
+    return Promise.all(
+      valid.map((k) =>
+        slots.run(async () => {
+          const found = await this.#reads.read(k, 0, true)
+          return found.found ? found.value : undefined
+        }),
+      ),
+    )
   }
 
   /**
@@ -170,7 +187,10 @@ export class Larder extends EventEmitter<LarderEvents> {
   async setMany(items: readonly SetManyItem[]): Promise<void> {
     this.#assertWritable()
     const writes = this.#p.writes
-    const prepared = validateSetManyItems(items).map(({ key, value, ttl, tags, field }) => ({ key, write: writes.prepare(value, ttl, tags, 0, field) }))
+    const prepared = validateSetManyItems(items).map(({ key, value, ttl, tags, field }) => ({
+      key,
+      write: writes.prepare(value, ttl, tags, 0, field),
+    }))
     const slots = new Slots(BATCH_PARALLELISM)
     await Promise.all(prepared.map(({ key, write }) => writes.change(key, () => slots.run(() => writes.write(key, write)))))
   }
@@ -233,10 +253,15 @@ export class Larder extends EventEmitter<LarderEvents> {
     this.#assertWritable()
     const valid = validateWarm(keys, options)
     const { stack, writes } = this.#p
-    return warm({
-      lookup: (key) => stack.lookup(key, 0),
-      store: (key, value) => writes.change(key, () => writes.write(key, writes.prepare(value, undefined, [], 0))),
-    }, valid.keys, valid.loader, valid.concurrency)
+    return warm(
+      {
+        lookup: (key) => stack.lookup(key, 0),
+        store: (key, value) => writes.change(key, () => writes.write(key, writes.prepare(value, undefined, [], 0))),
+      },
+      valid.keys,
+      valid.loader,
+      valid.concurrency,
+    )
   }
 
   /**
@@ -264,7 +289,11 @@ export class Larder extends EventEmitter<LarderEvents> {
     const k = validateKey(key)
     validateDelta(delta)
     if (this.options.serializer === 'raw') {
-      throw new LarderError('ERR_INVALID_OPTION', 'Cannot increment: this cache uses the raw serializer, which stores only Buffers, Uint8Arrays and strings, not numbers', { field: 'serializer' })
+      throw new LarderError(
+        'ERR_INVALID_OPTION',
+        'Cannot increment: this cache uses the raw serializer, which stores only Buffers, Uint8Arrays and strings, not numbers',
+        { field: 'serializer' },
+      )
     }
     return incrementInOrder(this.#p, k, delta)
   }
@@ -378,7 +407,8 @@ export class Larder extends EventEmitter<LarderEvents> {
       totals: disk?.totalsNow() ?? { entries: 0, bytes: 0 },
       breakers: { file: disk?.breaker.snapshot(), redis: shared?.breaker.snapshot() },
     })
-    if (stats.tiers.redis !== undefined) Object.assign(stats.tiers.redis, { queued: writeBack?.size ?? 0, busQueued: shared?.bus?.queued ?? 0 })
+    if (stats.tiers.redis !== undefined)
+      Object.assign(stats.tiers.redis, { queued: writeBack?.size ?? 0, busQueued: shared?.bus?.queued ?? 0 })
     return stats
   }
 
@@ -414,6 +444,7 @@ export class Larder extends EventEmitter<LarderEvents> {
 
   #assertWritable(): void {
     this.#assertOpen()
-    if (this.options.readOnly) throw new LarderError('ERR_READ_ONLY', 'The cache was opened with readOnly: true; it writes nothing', { field: 'readOnly' })
+    if (this.options.readOnly)
+      throw new LarderError('ERR_READ_ONLY', 'The cache was opened with readOnly: true; it writes nothing', { field: 'readOnly' })
   }
 }

@@ -291,9 +291,29 @@ export const MAX_NAMESPACE_BYTES = 256
 export const DEFAULT_MAX_VALUE_SIZE = 64 * 1024 * 1024
 
 const OPTION_NAMES = new Set<string>([
-  'dir', 'namespace', 'defaultTtl', 'compression', 'compressionLevel', 'compressThreshold',
-  'streamCompression', 'serializer', 'maxValueSize', 'memory', 'failOpen', 'breaker', 'durable', 'maxSize', 'maxEntries', 'evictionPolicy',
-  'readOnly', 'maintenance', 'shared', 'redis', 'writeStrategy', 'writeBack', 'bus',
+  'dir',
+  'namespace',
+  'defaultTtl',
+  'compression',
+  'compressionLevel',
+  'compressThreshold',
+  'streamCompression',
+  'serializer',
+  'maxValueSize',
+  'memory',
+  'failOpen',
+  'breaker',
+  'durable',
+  'maxSize',
+  'maxEntries',
+  'evictionPolicy',
+  'readOnly',
+  'maintenance',
+  'shared',
+  'redis',
+  'writeStrategy',
+  'writeBack',
+  'bus',
 ])
 const REDIS_NAMES = new Set(['url', 'client', 'cluster', 'prefix', 'maxValueSize', 'ttl', 'commandTimeout', 'breaker'])
 const WRITE_BACK_NAMES = new Set(['maxQueue', 'maxDelay'])
@@ -337,7 +357,11 @@ export function parseDuration(
   }
   if (milliseconds === undefined || !Number.isFinite(milliseconds) || milliseconds < 0) {
     const shown = typeof value === 'string' ? JSON.stringify(value) : String(value)
-    throw new LarderError(code, `Invalid ${field}: ${shown} is not a duration (a non-negative number of milliseconds, or a string such as "90s", "15m", "7d")`, { field })
+    throw new LarderError(
+      code,
+      `Invalid ${field}: ${shown} is not a duration (a non-negative number of milliseconds, or a string such as "90s", "15m", "7d")`,
+      { field },
+    )
   }
   return milliseconds > 0 && milliseconds < 1 ? 1 : Math.round(milliseconds)
 }
@@ -405,16 +429,32 @@ export function resolveOptions(input: unknown): ResolvedOptions {
   }
   const compressionLevel = o.compressionLevel ?? defaultLevel(compression)
   const [minLevel, maxLevel] = levelRange(compression)
-  if (typeof compressionLevel !== 'number' || !Number.isInteger(compressionLevel) || compressionLevel < minLevel || compressionLevel > maxLevel) {
-    throw invalid('compressionLevel', `expected an integer from ${minLevel} to ${maxLevel} for ${compression}, got ${String(compressionLevel)}`)
+  if (
+    typeof compressionLevel !== 'number' ||
+    !Number.isInteger(compressionLevel) ||
+    compressionLevel < minLevel ||
+    compressionLevel > maxLevel
+  ) {
+    throw invalid(
+      'compressionLevel',
+      `expected an integer from ${minLevel} to ${maxLevel} for ${compression}, got ${String(compressionLevel)}`,
+    )
   }
 
   const serializer = o.serializer ?? 'json'
   if (typeof serializer === 'string') {
     if (!SERIALIZERS.includes(serializer)) {
-      throw invalid('serializer', `expected one of ${SERIALIZERS.join(', ')} or { serialize, deserialize }, got ${JSON.stringify(serializer)}`)
+      throw invalid(
+        'serializer',
+        `expected one of ${SERIALIZERS.join(', ')} or { serialize, deserialize }, got ${JSON.stringify(serializer)}`,
+      )
     }
-  } else if (serializer === null || typeof serializer !== 'object' || typeof serializer.serialize !== 'function' || typeof serializer.deserialize !== 'function') {
+  } else if (
+    serializer === null ||
+    typeof serializer !== 'object' ||
+    typeof serializer.serialize !== 'function' ||
+    typeof serializer.deserialize !== 'function'
+  ) {
     throw invalid('serializer', 'a custom serializer needs serialize(value) and deserialize(bytes) functions')
   }
 
@@ -452,11 +492,17 @@ export function resolveOptions(input: unknown): ResolvedOptions {
   if (maxSize === 0) throw invalid('maxSize', 'must be greater than 0 (omit it for no budget)')
   const maxValueSize = parseSize(o.maxValueSize ?? DEFAULT_MAX_VALUE_SIZE, 'maxValueSize')
   if (maxValueSize === 0 || maxValueSize > bufferConstants.MAX_LENGTH) {
-    throw invalid('maxValueSize', `expected a size from 1 byte to ${bufferConstants.MAX_LENGTH} bytes (the largest Buffer), got ${String(o.maxValueSize)}`)
+    throw invalid(
+      'maxValueSize',
+      `expected a size from 1 byte to ${bufferConstants.MAX_LENGTH} bytes (the largest Buffer), got ${String(o.maxValueSize)}`,
+    )
   }
   const shared = o.shared ?? false
   if (!SHARINGS.includes(shared)) {
-    throw invalid('shared', `expected false, 'group' or 'everyone', got ${typeof shared === 'string' ? JSON.stringify(shared) : String(shared)}`)
+    throw invalid(
+      'shared',
+      `expected false, 'group' or 'everyone', got ${typeof shared === 'string' ? JSON.stringify(shared) : String(shared)}`,
+    )
   }
 
   return {
@@ -510,14 +556,20 @@ function resolveBreaker(input: unknown, prefix: string, resetTimeout: number, ti
 }
 
 /** `redis`, `writeStrategy`, `writeBack` and `bus`, checked against each other and `dir`. */
-function resolveShared(o: LarderOptions, dir: string | false, memory: ResolvedOptions['memory']): Pick<ResolvedOptions, 'redis' | 'writeStrategy' | 'writeBack' | 'bus'> {
+function resolveShared(
+  o: LarderOptions,
+  dir: string | false,
+  memory: ResolvedOptions['memory'],
+): Pick<ResolvedOptions, 'redis' | 'writeStrategy' | 'writeBack' | 'bus'> {
   const redis = resolveRedis(o.redis)
   const writeStrategy = o.writeStrategy ?? 'write-through'
   if (!STRATEGIES.includes(writeStrategy)) {
     throw invalid('writeStrategy', `expected one of ${STRATEGIES.join(', ')}, got ${JSON.stringify(writeStrategy)}`)
   }
-  if (writeStrategy !== 'write-through' && redis === undefined) throw invalid('writeStrategy', `"${writeStrategy}" needs a shared tier: set the redis option`)
-  if (dir === false && redis === undefined && memory === false) throw invalid('dir', 'with dir: false, a cache needs the memory tier or redis to keep anything')
+  if (writeStrategy !== 'write-through' && redis === undefined)
+    throw invalid('writeStrategy', `"${writeStrategy}" needs a shared tier: set the redis option`)
+  if (dir === false && redis === undefined && memory === false)
+    throw invalid('dir', 'with dir: false, a cache needs the memory tier or redis to keep anything')
   if (dir === false && o.readOnly === true) throw invalid('readOnly', 'readOnly needs a dir to read')
   const w = o.writeBack ?? {}
   if (w === null || typeof w !== 'object' || Array.isArray(w)) throw invalid('writeBack', 'expected { maxQueue?, maxDelay? }')
@@ -533,14 +585,27 @@ function resolveShared(o: LarderOptions, dir: string | false, memory: ResolvedOp
 function resolveRedis(input: unknown): ResolvedRedisOptions | undefined {
   if (input === undefined) return undefined
   const r = (typeof input === 'string' ? { url: input } : input) as RedisOptions
-  if (r === null || typeof r !== 'object' || Array.isArray(r)) throw invalid('redis', 'expected a redis:// URL or { url?, client?, cluster?, prefix?, maxValueSize?, ttl?, commandTimeout?, breaker? }')
+  if (r === null || typeof r !== 'object' || Array.isArray(r))
+    throw invalid(
+      'redis',
+      'expected a redis:// URL or { url?, client?, cluster?, prefix?, maxValueSize?, ttl?, commandTimeout?, breaker? }',
+    )
   rejectUnknown(r, REDIS_NAMES, 'redis.')
-  if (r.url !== undefined && (typeof r.url !== 'string' || !/^rediss?:\/\//.test(r.url))) throw invalid('redis.url', `expected a redis:// or rediss:// URL, got ${String(r.url)}`)
-  if (r.client !== undefined && (r.client === null || typeof r.client !== 'object' || typeof (r.client as { duplicate?: unknown }).duplicate !== 'function')) {
+  if (r.url !== undefined && (typeof r.url !== 'string' || !/^rediss?:\/\//.test(r.url)))
+    throw invalid('redis.url', `expected a redis:// or rediss:// URL, got ${String(r.url)}`)
+  if (
+    r.client !== undefined &&
+    (r.client === null || typeof r.client !== 'object' || typeof (r.client as { duplicate?: unknown }).duplicate !== 'function')
+  ) {
     throw invalid('redis.client', 'expected an ioredis Redis or Cluster')
   }
   if (r.cluster !== undefined) {
-    const ok = Array.isArray(r.cluster) && r.cluster.length > 0 && r.cluster.every((n) => typeof n === 'string' ? n !== '' : n !== null && typeof n === 'object' && typeof n.host === 'string' && Number.isInteger(n.port))
+    const ok =
+      Array.isArray(r.cluster) &&
+      r.cluster.length > 0 &&
+      r.cluster.every((n) =>
+        typeof n === 'string' ? n !== '' : n !== null && typeof n === 'object' && typeof n.host === 'string' && Number.isInteger(n.port),
+      )
     if (!ok) throw invalid('redis.cluster', 'expected a non-empty array of "host:port" strings or { host, port }')
   }
   if ([r.url, r.client, r.cluster].filter((v) => v !== undefined).length > 1) throw invalid('redis', 'give one of url, client and cluster')
@@ -551,7 +616,12 @@ function resolveRedis(input: unknown): ResolvedRedisOptions | undefined {
   const commandTimeout = parseDuration(r.commandTimeout ?? '500ms', 'redis.commandTimeout')
   if (commandTimeout === 0) throw invalid('redis.commandTimeout', 'must be greater than 0')
   return {
-    url: r.url, client: r.client, cluster: r.cluster, prefix, maxValueSize, commandTimeout,
+    url: r.url,
+    client: r.client,
+    cluster: r.cluster,
+    prefix,
+    maxValueSize,
+    commandTimeout,
     ttl: r.ttl === undefined ? 0 : parseDuration(r.ttl, 'redis.ttl'),
     breaker: resolveBreaker(r.breaker, 'redis.breaker.', 5000, commandTimeout),
   }
@@ -571,7 +641,10 @@ function resolveMaintenance(input: unknown): ResolvedMaintenanceOptions {
   if (workers > 16) throw invalid('maintenance.workers', `expected at most 16, got ${workers}`)
   const tempMaxAge = parseDuration(m.tempMaxAge ?? '15m', 'maintenance.tempMaxAge')
   if (tempMaxAge < MIN_TEMP_MAX_AGE) {
-    throw invalid('maintenance.tempMaxAge', `expected at least 1s (a live writer refreshes its temp file every 200 ms; a shorter age could take it for a dead one's), got ${String(m.tempMaxAge)}`)
+    throw invalid(
+      'maintenance.tempMaxAge',
+      `expected at least 1s (a live writer refreshes its temp file every 200 ms; a shorter age could take it for a dead one's), got ${String(m.tempMaxAge)}`,
+    )
   }
   return {
     auto: input !== false,
@@ -596,9 +669,13 @@ function defaultLevel(compression: CompressionName): number {
 
 function levelRange(compression: CompressionName): [number, number] {
   switch (compression) {
-    case 'none': return [0, 0]
-    case 'brotli': return [0, 11]
-    case 'zstd': return [1, 19]
-    default: return [0, 9]
+    case 'none':
+      return [0, 0]
+    case 'brotli':
+      return [0, 11]
+    case 'zstd':
+      return [1, 19]
+    default:
+      return [0, 9]
   }
 }

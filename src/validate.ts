@@ -8,7 +8,8 @@ import type { StreamSource } from './store/stream-writer.js'
 
 /** Checks a key: a well-formed, non-empty string without NUL, at most 8 KiB of UTF-8. */
 export function validateKey(key: unknown, field = 'key'): string {
-  if (typeof key !== 'string') throw new LarderError('ERR_INVALID_KEY', `Invalid ${field}: expected a string, got ${key === null ? 'null' : typeof key}`, { field })
+  if (typeof key !== 'string')
+    throw new LarderError('ERR_INVALID_KEY', `Invalid ${field}: expected a string, got ${key === null ? 'null' : typeof key}`, { field })
   if (key.length === 0) throw new LarderError('ERR_INVALID_KEY', `Invalid ${field}: must not be empty`, { field })
   // Cheap bound first: a UTF-8 byte is at least every UTF-16 unit / 1 and at most 3 per unit.
   if (key.length > MAX_KEY_BYTES || (key.length * 3 > MAX_KEY_BYTES && Buffer.byteLength(key) > MAX_KEY_BYTES)) {
@@ -30,7 +31,11 @@ const EMPTY: readonly string[] = Object.freeze([])
 /** Refuses a serialized value over `maxValueSize`: get() could not read it back (setStream can store it). */
 export function validateValueSize(bytes: number, maxValueSize: number, field = 'value'): void {
   if (bytes > maxValueSize) {
-    throw new LarderError('ERR_TOO_LARGE', `Invalid ${field}: ${bytes} bytes serialized, more than maxValueSize (${maxValueSize}); store it with setStream() and read it with getStream()`, { field })
+    throw new LarderError(
+      'ERR_TOO_LARGE',
+      `Invalid ${field}: ${bytes} bytes serialized, more than maxValueSize (${maxValueSize}); store it with setStream() and read it with getStream()`,
+      { field },
+    )
   }
 }
 
@@ -40,9 +45,12 @@ export function validateTags(tags: unknown, field = 'tags'): readonly string[] {
   if (tags.length > MAX_TAGS) throw new LarderError('ERR_INVALID_VALUE', `Invalid ${field}: at most ${MAX_TAGS} tags`, { field })
   for (const [i, tag] of tags.entries()) {
     const name = `${field}[${i}]`
-    if (typeof tag !== 'string' || tag.length === 0) throw new LarderError('ERR_INVALID_VALUE', `Invalid ${name}: expected a non-empty string`, { field: name })
-    if (tag.includes('\0') || !tag.isWellFormed()) throw new LarderError('ERR_INVALID_VALUE', `Invalid ${name}: must be well-formed and without NUL`, { field: name })
-    if (Buffer.byteLength(tag) > MAX_TAG_BYTES) throw new LarderError('ERR_INVALID_VALUE', `Invalid ${name}: longer than ${MAX_TAG_BYTES} bytes`, { field: name })
+    if (typeof tag !== 'string' || tag.length === 0)
+      throw new LarderError('ERR_INVALID_VALUE', `Invalid ${name}: expected a non-empty string`, { field: name })
+    if (tag.includes('\0') || !tag.isWellFormed())
+      throw new LarderError('ERR_INVALID_VALUE', `Invalid ${name}: must be well-formed and without NUL`, { field: name })
+    if (Buffer.byteLength(tag) > MAX_TAG_BYTES)
+      throw new LarderError('ERR_INVALID_VALUE', `Invalid ${name}: longer than ${MAX_TAG_BYTES} bytes`, { field: name })
   }
   return tags.length > 1 ? [...new Set(tags as string[])] : (tags as string[])
 }
@@ -51,7 +59,11 @@ export function validateTags(tags: unknown, field = 'tags'): readonly string[] {
 export function validateTtl(ttl: unknown, field = 'ttl'): number | undefined {
   if (ttl === undefined) return undefined
   if (typeof ttl !== 'number' && typeof ttl !== 'string') {
-    throw new LarderError('ERR_INVALID_TTL', `Invalid ${field}: expected milliseconds or a duration string, got ${ttl === null ? 'null' : typeof ttl}`, { field })
+    throw new LarderError(
+      'ERR_INVALID_TTL',
+      `Invalid ${field}: expected milliseconds or a duration string, got ${ttl === null ? 'null' : typeof ttl}`,
+      { field },
+    )
   }
   return parseDuration(ttl, field, 'ERR_INVALID_TTL')
 }
@@ -68,7 +80,9 @@ export function validateCallOptions<T extends object>(options: unknown, known: r
   for (const name of Object.keys(options)) {
     if (known.includes(name)) continue
     const unknown = field === 'options' ? name : `${field}.${name}`
-    throw new LarderError('ERR_INVALID_OPTION', `Invalid option "${unknown}": not a known option (known: ${known.join(', ')})`, { field: unknown })
+    throw new LarderError('ERR_INVALID_OPTION', `Invalid option "${unknown}": not a known option (known: ${known.join(', ')})`, {
+      field: unknown,
+    })
   }
   return options
 }
@@ -83,7 +97,18 @@ export function validateSignalAndProgress(o: { signal?: unknown; onProgress?: un
   }
 }
 
-const PRUNE_OPTIONS = ['maxSize', 'maxEntries', 'maxAge', 'olderThan', 'tags', 'pattern', 'dryRun', 'listKeys', 'signal', 'onProgress'] as const
+const PRUNE_OPTIONS = [
+  'maxSize',
+  'maxEntries',
+  'maxAge',
+  'olderThan',
+  'tags',
+  'pattern',
+  'dryRun',
+  'listKeys',
+  'signal',
+  'onProgress',
+] as const
 const VERIFY_OPTIONS = ['repair', 'signal', 'onProgress'] as const
 const ENTRIES_OPTIONS = ['prefix', 'pattern', 'tags', 'signal', 'onProgress'] as const
 const WALK_OPTIONS = ['signal', 'onProgress'] as const
@@ -96,13 +121,17 @@ export function validatePruneOptions(options: unknown): ValidPruneOptions {
   const valid: ValidPruneOptions = { ...o, maxSize: undefined, maxAge: undefined, olderThan: undefined, tags: undefined }
   if (o.maxSize !== undefined) valid.maxSize = parseSize(o.maxSize, 'maxSize', 'ERR_INVALID_VALUE')
   if (o.maxEntries !== undefined && (typeof o.maxEntries !== 'number' || !Number.isSafeInteger(o.maxEntries) || o.maxEntries < 0)) {
-    throw new LarderError('ERR_INVALID_VALUE', `Invalid maxEntries: expected a non-negative integer, got ${String(o.maxEntries)}`, { field: 'maxEntries' })
+    throw new LarderError('ERR_INVALID_VALUE', `Invalid maxEntries: expected a non-negative integer, got ${String(o.maxEntries)}`, {
+      field: 'maxEntries',
+    })
   }
   if (o.maxAge !== undefined) valid.maxAge = parseDuration(o.maxAge, 'maxAge', 'ERR_INVALID_TTL')
   if (o.olderThan !== undefined) {
     const at = o.olderThan instanceof Date ? o.olderThan.getTime() : o.olderThan
     if (typeof at !== 'number' || !Number.isFinite(at)) {
-      throw new LarderError('ERR_INVALID_VALUE', `Invalid olderThan: expected a Date or ms since the epoch, got ${String(o.olderThan)}`, { field: 'olderThan' })
+      throw new LarderError('ERR_INVALID_VALUE', `Invalid olderThan: expected a Date or ms since the epoch, got ${String(o.olderThan)}`, {
+        field: 'olderThan',
+      })
     }
     valid.olderThan = at
   }
@@ -150,48 +179,83 @@ export function validateWalkOptions(options: unknown): WalkOptions {
 export function validateSource(source: unknown): StreamSource {
   const s = source as { [Symbol.asyncIterator]?: unknown; [Symbol.iterator]?: unknown } | null
   // async generators because a StreamSource is read with for await (nothing to await here)
-  // eslint-disable-next-line @typescript-eslint/require-await -- see above
-  if (source instanceof Uint8Array) return (async function* () { yield source })()
+  if (source instanceof Uint8Array)
+    // eslint-disable-next-line @typescript-eslint/require-await -- see above
+    return (async function* () {
+      yield source
+    })()
   if (typeof s?.[Symbol.asyncIterator] === 'function') return source as StreamSource
   if (typeof source !== 'string' && typeof s?.[Symbol.iterator] === 'function') {
     // eslint-disable-next-line @typescript-eslint/require-await -- see above
-    return (async function* () { yield* source as Iterable<Uint8Array | string> })()
+    return (async function* () {
+      yield* source as Iterable<Uint8Array | string>
+    })()
   }
-  throw new LarderError('ERR_INVALID_VALUE', 'Invalid source: expected a Readable, an (async) iterable of Uint8Array chunks, or a Uint8Array', { field: 'source' })
+  throw new LarderError(
+    'ERR_INVALID_VALUE',
+    'Invalid source: expected a Readable, an (async) iterable of Uint8Array chunks, or a Uint8Array',
+    { field: 'source' },
+  )
 }
 
 /** setMany's items, each validated (an error names the item: `items[1].ttl`). */
-export function validateSetManyItems(items: unknown): { key: string; value: unknown; ttl: number | undefined; tags: readonly string[]; field: string }[] {
-  if (!Array.isArray(items)) throw new LarderError('ERR_INVALID_VALUE', 'Invalid items: expected an array of { key, value, ttl?, tags? }', { field: 'items' })
+export function validateSetManyItems(
+  items: unknown,
+): { key: string; value: unknown; ttl: number | undefined; tags: readonly string[]; field: string }[] {
+  if (!Array.isArray(items))
+    throw new LarderError('ERR_INVALID_VALUE', 'Invalid items: expected an array of { key, value, ttl?, tags? }', { field: 'items' })
   return items.map((item: unknown, i) => {
     const field = `items[${i}]`
-    if (item === null || typeof item !== 'object') throw new LarderError('ERR_INVALID_VALUE', `Invalid ${field}: expected { key, value, ttl?, tags? }`, { field })
-    const o = validateCallOptions<{ key: string; value: unknown; ttl: unknown; tags: unknown }>(item, ['key', 'value', 'ttl', 'tags'], field)
-    return { key: validateKey(o.key, `${field}.key`), value: o.value, ttl: validateTtl(o.ttl, `${field}.ttl`), tags: validateTags(o.tags, `${field}.tags`), field: `${field}.value` }
+    if (item === null || typeof item !== 'object')
+      throw new LarderError('ERR_INVALID_VALUE', `Invalid ${field}: expected { key, value, ttl?, tags? }`, { field })
+    const o = validateCallOptions<{ key: string; value: unknown; ttl: unknown; tags: unknown }>(
+      item,
+      ['key', 'value', 'ttl', 'tags'],
+      field,
+    )
+    return {
+      key: validateKey(o.key, `${field}.key`),
+      value: o.value,
+      ttl: validateTtl(o.ttl, `${field}.ttl`),
+      tags: validateTags(o.tags, `${field}.tags`),
+      field: `${field}.value`,
+    }
   })
 }
 
 /** warm()'s keys and options. */
-export function validateWarm(keys: unknown, options: unknown): { keys: string[]; loader: ((keys: string[]) => unknown) | undefined; concurrency: number } {
+export function validateWarm(
+  keys: unknown,
+  options: unknown,
+): { keys: string[]; loader: ((keys: string[]) => unknown) | undefined; concurrency: number } {
   const valid = validateKeys(keys)
   const o = validateCallOptions<{ loader: unknown; concurrency: unknown }>(options, ['loader', 'concurrency'])
-  if (o.loader !== undefined && typeof o.loader !== 'function') throw new LarderError('ERR_INVALID_VALUE', 'Invalid loader: expected a function of the missing keys', { field: 'loader' })
+  if (o.loader !== undefined && typeof o.loader !== 'function')
+    throw new LarderError('ERR_INVALID_VALUE', 'Invalid loader: expected a function of the missing keys', { field: 'loader' })
   const concurrency = o.concurrency ?? 16
   if (typeof concurrency !== 'number' || !Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1024) {
-    // eslint-disable-next-line @typescript-eslint/no-base-to-string -- an object is named as such; what String() sees is a primitive or a function
-    throw new LarderError('ERR_INVALID_OPTION', `Invalid concurrency: expected an integer from 1 to 1024, got ${concurrency !== null && typeof concurrency === 'object' ? 'an object' : String(concurrency)}`, { field: 'concurrency' })
+    throw new LarderError(
+      'ERR_INVALID_OPTION',
+      // eslint-disable-next-line @typescript-eslint/no-base-to-string -- an object is named as such; what String() sees is a primitive or a function
+      `Invalid concurrency: expected an integer from 1 to 1024, got ${concurrency !== null && typeof concurrency === 'object' ? 'an object' : String(concurrency)}`,
+      { field: 'concurrency' },
+    )
   }
   return { keys: valid, loader: o.loader as ((keys: string[]) => unknown) | undefined, concurrency }
 }
 
 /** getOrSet's loader and options (`ttl`, `tags`, `grace`, `lock`). */
-export function validateGetOrSet(loader: unknown, options: unknown): { ttl: number | undefined; tags: readonly string[]; grace: number; lock: boolean } {
+export function validateGetOrSet(
+  loader: unknown,
+  options: unknown,
+): { ttl: number | undefined; tags: readonly string[]; grace: number; lock: boolean } {
   if (typeof loader !== 'function') throw new LarderError('ERR_INVALID_VALUE', 'Invalid loader: expected a function', { field: 'loader' })
   const o = validateCallOptions<GetOrSetOptions>(options, ['ttl', 'tags', 'grace', 'lock'])
   const ttl = validateTtl(o.ttl)
   const tags = validateTags(o.tags)
   const grace = validateTtl(o.grace, 'grace') ?? 0
-  if (o.lock !== undefined && typeof o.lock !== 'boolean') throw new LarderError('ERR_INVALID_OPTION', `Invalid lock: expected a boolean, got ${String(o.lock)}`, { field: 'lock' })
+  if (o.lock !== undefined && typeof o.lock !== 'boolean')
+    throw new LarderError('ERR_INVALID_OPTION', `Invalid lock: expected a boolean, got ${String(o.lock)}`, { field: 'lock' })
   return { ttl, tags, grace, lock: o.lock === true }
 }
 
@@ -207,7 +271,9 @@ export function validateDelta(delta: unknown): number {
 export function validateClearOptions<T extends string>(options: unknown, tiers: readonly T[]): T | undefined {
   const { tier } = validateCallOptions<{ tier: T }>(options, ['tier'])
   if (tier !== undefined && !tiers.includes(tier)) {
-    throw new LarderError('ERR_INVALID_OPTION', `Invalid tier: expected one of ${tiers.join(', ')}, got ${JSON.stringify(tier)}`, { field: 'tier' })
+    throw new LarderError('ERR_INVALID_OPTION', `Invalid tier: expected one of ${tiers.join(', ')}, got ${JSON.stringify(tier)}`, {
+      field: 'tier',
+    })
   }
   return tier
 }

@@ -104,22 +104,26 @@ describe('getOrSet and invalidations during its load', () => {
     await cache.close()
   })
 
-  test('across processes: a load in one process that spans another process\'s invalidateTags stores nothing either sees', { timeout: 60_000 }, async () => {
-    const dir = tempDir()
-    const a = await child()
-    const ha = await a.call<number>('open', { options: { dir, memory: true } })
-    const b = await Larder.open({ dir })
-    await a.call('startLoad', { h: ha, key: 'user:1', value: 'v1', options: { tags: ['users'] } })
-    await a.next('loader-started')
-    await b.invalidateTags(['users'])
-    assert.equal(await a.call('finishLoad', { key: 'user:1' }), 'v1')
-    assert.deepEqual(await a.call('get', { h: ha, key: 'user:1' }), { present: false, value: undefined })
-    assert.equal(await b.get('user:1'), undefined)
-    const c = await Larder.open({ dir })
-    assert.equal(await c.get('user:1'), undefined)
-    await c.close()
-    await b.close()
-  })
+  test(
+    "across processes: a load in one process that spans another process's invalidateTags stores nothing either sees",
+    { timeout: 60_000 },
+    async () => {
+      const dir = tempDir()
+      const a = await child()
+      const ha = await a.call<number>('open', { options: { dir, memory: true } })
+      const b = await Larder.open({ dir })
+      await a.call('startLoad', { h: ha, key: 'user:1', value: 'v1', options: { tags: ['users'] } })
+      await a.next('loader-started')
+      await b.invalidateTags(['users'])
+      assert.equal(await a.call('finishLoad', { key: 'user:1' }), 'v1')
+      assert.deepEqual(await a.call('get', { h: ha, key: 'user:1' }), { present: false, value: undefined })
+      assert.equal(await b.get('user:1'), undefined)
+      const c = await Larder.open({ dir })
+      assert.equal(await c.get('user:1'), undefined)
+      await c.close()
+      await b.close()
+    },
+  )
 })
 
 describe('grace', () => {
@@ -142,7 +146,13 @@ describe('grace', () => {
     assert.equal(entryFiles(dir).length, 1, 'prune keeps it while its grace lasts')
     assert.deepEqual(await cache.entries(), [], 'it is not live')
     assert.equal((await cache.usage()).expired, 1)
-    const served = await cache.getOrSet('report', () => { throw new Error('database down') }, { ttl: 50, grace: '1h' })
+    const served = await cache.getOrSet(
+      'report',
+      () => {
+        throw new Error('database down')
+      },
+      { ttl: 50, grace: '1h' },
+    )
     assert.equal(served, 'v1')
     await cache.close()
   })
@@ -176,7 +186,11 @@ describe('grace', () => {
     assert.equal(bytes.readUInt32LE(bytes.length - 12), 86_400, 'the grace, in seconds')
     assert.equal(await verifyEntryFile(file!), 'graced', 'whole and valid by the v1 layout alone')
     const fixtures = path.join(repoRoot, 'fixtures', 'v1-grace')
-    const manifest = JSON.parse(fs.readFileSync(path.join(fixtures, 'manifest.json'), 'utf8')) as { key: string; expect: unknown; graceSeconds: number }[]
+    const manifest = JSON.parse(fs.readFileSync(path.join(fixtures, 'manifest.json'), 'utf8')) as {
+      key: string
+      expect: unknown
+      graceSeconds: number
+    }[]
     const copy = tempDir('larder-grace-fixture')
     fs.cpSync(path.join(fixtures, 'cache'), copy, { recursive: true })
     const reader = await Larder.open({ dir: copy })
@@ -192,16 +206,20 @@ describe('grace', () => {
 
 describe('calls on one key take effect in call order', () => {
   for (const memory of [false, true]) {
-    test(`a delete racing a set wins, in this process and in another (memory tier ${memory ? 'on' : 'off'})`, { timeout: 60_000 }, async () => {
-      const dir = tempDir()
-      const a = await Larder.open({ dir, memory })
-      await Promise.all([a.set('k', 'v1'), a.delete('k')])
-      assert.equal(await a.get('k'), undefined)
-      const other = await child()
-      const h = await other.call<number>('open', { options: { dir } })
-      assert.deepEqual(await other.call('get', { h, key: 'k' }), { present: false, value: undefined })
-      await a.close()
-    })
+    test(
+      `a delete racing a set wins, in this process and in another (memory tier ${memory ? 'on' : 'off'})`,
+      { timeout: 60_000 },
+      async () => {
+        const dir = tempDir()
+        const a = await Larder.open({ dir, memory })
+        await Promise.all([a.set('k', 'v1'), a.delete('k')])
+        assert.equal(await a.get('k'), undefined)
+        const other = await child()
+        const h = await other.call<number>('open', { options: { dir } })
+        assert.deepEqual(await other.call('get', { h, key: 'k' }), { present: false, value: undefined })
+        await a.close()
+      },
+    )
   }
 
   test('a set racing a delete issued before it wins', async () => {
@@ -259,7 +277,13 @@ describe('batch calls', () => {
     const script = childScript('batch-child.ts')
     const command = `ulimit -n 256 && exec "${process.execPath}" --import tsx "${script}" "${dir}" 600 70000`
     const { stdout } = await promisify(execFile)('bash', ['-c', command], { cwd: repoRoot, maxBuffer: 1 << 20 })
-    const result = JSON.parse(stdout.trim().split('\n').at(-1)!) as { intact: number; errors: number; dropped: number; breaker: string; firstErrors: string[] }
+    const result = JSON.parse(stdout.trim().split('\n').at(-1)!) as {
+      intact: number
+      errors: number
+      dropped: number
+      breaker: string
+      firstErrors: string[]
+    }
     assert.deepEqual(result, { intact: 600, errors: 0, dropped: 0, breaker: 'closed', firstErrors: [] })
   })
 })
@@ -312,7 +336,9 @@ describe('events and stats', () => {
     const before = (await cache.stats()).latency.get.count
     await cache.getOrSet('k', () => 'other')
     const stream = await cache.getStream('k')
-    for await (const _ of stream!) { /* drain */ }
+    for await (const _ of stream!) {
+      /* drain */
+    }
     await cache.getStream('missing')
     const stats = await cache.stats()
     assert.equal(stats.latency.get.count - before, 3)
@@ -341,24 +367,37 @@ describe('argument edges', () => {
   test('ill-formed namespaces are rejected, so two of them never share a directory', async () => {
     const dir = tempDir()
     for (const namespace of ['n\uD800', 'n\uDFFFx']) {
-      await assert.rejects(Larder.open({ dir, namespace }), (e: LarderError) => e.code === 'ERR_INVALID_OPTION' && e.field === 'namespace' && /well-formed/.test(e.message))
+      await assert.rejects(
+        Larder.open({ dir, namespace }),
+        (e: LarderError) => e.code === 'ERR_INVALID_OPTION' && e.field === 'namespace' && /well-formed/.test(e.message),
+      )
     }
     const fine = await Larder.open({ dir, namespace: 'n\uFFFD' })
     await fine.set('k', 1)
     await fine.close()
-    await assert.rejects(Larder.open({ dir, namespace: 'x'.repeat(257) }), (e: LarderError) => e.code === 'ERR_INVALID_OPTION' && /256 bytes/.test(e.message))
+    await assert.rejects(
+      Larder.open({ dir, namespace: 'x'.repeat(257) }),
+      (e: LarderError) => e.code === 'ERR_INVALID_OPTION' && /256 bytes/.test(e.message),
+    )
   })
 
   test('increment rejects a result that is not finite and keeps the value; a raw cache says it cannot increment', async () => {
     const dir = tempDir()
     const cache = await Larder.open({ dir })
     await cache.set('big', Number.MAX_VALUE)
-    await assert.rejects(cache.increment('big', Number.MAX_VALUE), (e: LarderError) => e.code === 'ERR_INVALID_VALUE' && e.field === 'delta' && /finite/.test(e.message))
+    await assert.rejects(
+      cache.increment('big', Number.MAX_VALUE),
+      (e: LarderError) => e.code === 'ERR_INVALID_VALUE' && e.field === 'delta' && /finite/.test(e.message),
+    )
     assert.equal(await cache.get('big'), Number.MAX_VALUE)
     assert.equal(await cache.increment('big', -Number.MAX_VALUE), 0)
     await cache.close()
     const raw = await Larder.open({ dir, serializer: 'raw' })
-    await assert.rejects(raw.increment('count'), (e: LarderError) => e.code === 'ERR_INVALID_OPTION' && e.field === 'serializer' && /raw/.test(e.message) && /increment/.test(e.message))
+    await assert.rejects(
+      raw.increment('count'),
+      (e: LarderError) =>
+        e.code === 'ERR_INVALID_OPTION' && e.field === 'serializer' && /raw/.test(e.message) && /increment/.test(e.message),
+    )
     assert.equal(await raw.get('count'), undefined)
     await raw.close()
   })
@@ -369,11 +408,46 @@ describe('argument edges', () => {
     const circular: Record<string, unknown> = {}
     circular.self = circular
     const cases: [items: unknown[], code: string, field: string][] = [
-      [[{ key: 'a', value: 1 }, { key: 'b', value: 1, ttl: -1 }], 'ERR_INVALID_TTL', 'items[1].ttl'],
-      [[{ key: 'a', value: 1 }, { key: 'b', value: 1, tll: 5 }], 'ERR_INVALID_OPTION', 'items[1].tll'],
-      [[{ key: 'a', value: 1 }, { key: 'b', value: circular }], 'ERR_SERIALIZE', 'items[1].value'],
-      [[{ key: 'a', value: 1 }, { key: 'b', value: undefined }], 'ERR_INVALID_VALUE', 'items[1].value'],
-      [[{ key: 'a', value: 1 }, { key: 'b', value: 1, tags: [''] }], 'ERR_INVALID_VALUE', 'items[1].tags[0]'],
+      [
+        [
+          { key: 'a', value: 1 },
+          { key: 'b', value: 1, ttl: -1 },
+        ],
+        'ERR_INVALID_TTL',
+        'items[1].ttl',
+      ],
+      [
+        [
+          { key: 'a', value: 1 },
+          { key: 'b', value: 1, tll: 5 },
+        ],
+        'ERR_INVALID_OPTION',
+        'items[1].tll',
+      ],
+      [
+        [
+          { key: 'a', value: 1 },
+          { key: 'b', value: circular },
+        ],
+        'ERR_SERIALIZE',
+        'items[1].value',
+      ],
+      [
+        [
+          { key: 'a', value: 1 },
+          { key: 'b', value: undefined },
+        ],
+        'ERR_INVALID_VALUE',
+        'items[1].value',
+      ],
+      [
+        [
+          { key: 'a', value: 1 },
+          { key: 'b', value: 1, tags: [''] },
+        ],
+        'ERR_INVALID_VALUE',
+        'items[1].tags[0]',
+      ],
     ]
     for (const [items, code, field] of cases) {
       await assert.rejects(cache.setMany(items as never), (e: LarderError) => {

@@ -3,7 +3,13 @@ import { describe, test } from 'node:test'
 import { Larder, LarderError } from '../src/index.ts'
 import { entryFiles, tempDir } from './helpers.ts'
 
-const rows = Array.from({ length: 8 }, (_, id) => ({ id, name: `user ${id}`, email: `u${id}@example.com`, active: id % 2 === 0, score: id * 1.5 }))
+const rows = Array.from({ length: 8 }, (_, id) => ({
+  id,
+  name: `user ${id}`,
+  email: `u${id}@example.com`,
+  active: id % 2 === 0,
+  score: id * 1.5,
+}))
 
 describe('round trips', () => {
   for (const serializer of ['json', 'v8', 'msgpack'] as const) {
@@ -52,7 +58,10 @@ describe('round trips', () => {
   })
 
   test('a custom serializer is used both ways', async () => {
-    const serializer = { serialize: (v: unknown) => `custom:${JSON.stringify(v)}`, deserialize: (b: Buffer) => JSON.parse(b.toString().slice(7)) as unknown }
+    const serializer = {
+      serialize: (v: unknown) => `custom:${JSON.stringify(v)}`,
+      deserialize: (b: Buffer) => JSON.parse(b.toString().slice(7)) as unknown,
+    }
     const dir = tempDir()
     const cache = await Larder.open({ dir, serializer })
     await cache.set('k', { a: [1, 2] })
@@ -71,7 +80,10 @@ describe('round trips', () => {
       assert.deepEqual(await cache.get('k'), rows)
       await cache.close()
     } else {
-      await assert.rejects(Larder.open({ dir: tempDir(), compression: 'zstd' }), (e: LarderError) => e.code === 'ERR_INVALID_OPTION' && /zstd/.test(e.message) && e.field === 'compression')
+      await assert.rejects(
+        Larder.open({ dir: tempDir(), compression: 'zstd' }),
+        (e: LarderError) => e.code === 'ERR_INVALID_OPTION' && /zstd/.test(e.message) && e.field === 'compression',
+      )
     }
   })
 
@@ -257,7 +269,10 @@ describe('operations', () => {
 
   test('getMany, setMany and deleteMany keep key order and count', async () => {
     const cache = await Larder.open({ dir: tempDir() })
-    await cache.setMany([{ key: 'a', value: 1 }, { key: 'b', value: 'two', ttl: '1h', tags: ['t'] }])
+    await cache.setMany([
+      { key: 'a', value: 1 },
+      { key: 'b', value: 'two', ttl: '1h', tags: ['t'] },
+    ])
     assert.deepEqual(await cache.getMany(['b', 'missing', 'a']), ['two', undefined, 1])
     assert.equal(await cache.deleteMany(['a', 'b', 'missing']), 2)
     assert.deepEqual(await cache.getMany(['a', 'b']), [undefined, undefined])
@@ -337,9 +352,24 @@ describe('getOrSet', () => {
     const cache = await Larder.open({ dir: tempDir() })
     await cache.set('k', 'stale', { ttl: 20 })
     await new Promise((r) => setTimeout(r, 40))
-    const value = await cache.getOrSet('k', () => { throw new Error('down') }, { grace: '1m' })
+    const value = await cache.getOrSet(
+      'k',
+      () => {
+        throw new Error('down')
+      },
+      { grace: '1m' },
+    )
     assert.equal(value, 'stale')
-    await assert.rejects(cache.getOrSet('k', () => { throw new Error('down') }, { grace: 5 }), /down/)
+    await assert.rejects(
+      cache.getOrSet(
+        'k',
+        () => {
+          throw new Error('down')
+        },
+        { grace: 5 },
+      ),
+      /down/,
+    )
     assert.equal(await cache.getOrSet('k', () => 'fresh', { grace: '1m', ttl: '1h' }), 'fresh')
     assert.equal(await cache.get('k'), 'fresh')
     await cache.close()

@@ -28,8 +28,26 @@ const cases: Case[] = [
   ['tags that are not an array', (c) => c.set('k', 1, { tags: 'users' as never }), 'ERR_INVALID_VALUE', 'tags'],
   ['an empty tag', (c) => c.set('k', 1, { tags: [''] }), 'ERR_INVALID_VALUE', 'tags[0]'],
   ['an unknown set option', (c) => c.set('k', 1, { tll: 5 } as never), 'ERR_INVALID_OPTION', 'tll'],
-  ['setMany with one bad item', (c) => c.setMany([{ key: 'ok', value: 1 }, { key: '', value: 2 }]), 'ERR_INVALID_KEY', 'items[1].key'],
-  ['setMany with an unserializable item', (c) => c.setMany([{ key: 'ok', value: 1 }, { key: 'x', value: circular }]), 'ERR_SERIALIZE', 'items[1].value'],
+  [
+    'setMany with one bad item',
+    (c) =>
+      c.setMany([
+        { key: 'ok', value: 1 },
+        { key: '', value: 2 },
+      ]),
+    'ERR_INVALID_KEY',
+    'items[1].key',
+  ],
+  [
+    'setMany with an unserializable item',
+    (c) =>
+      c.setMany([
+        { key: 'ok', value: 1 },
+        { key: 'x', value: circular },
+      ]),
+    'ERR_SERIALIZE',
+    'items[1].value',
+  ],
   ['getMany of a non-array', (c) => c.getMany('k' as never), 'ERR_INVALID_KEY', 'keys'],
   ['deleteMany with a bad key', (c) => c.deleteMany(['a', 7 as never]), 'ERR_INVALID_KEY', 'keys[1]'],
   ['getOrSet without a loader', (c) => c.getOrSet('k', 'nope' as never), 'ERR_INVALID_VALUE', 'loader'],
@@ -50,7 +68,8 @@ describe('bad input', () => {
         assert.ok(error instanceof LarderError, `not a LarderError: ${String(error)}`)
         assert.equal(error.code, code)
         if (field !== undefined) assert.equal(error.field, field)
-        if (field !== undefined) assert.ok(error.message.includes(field.replace(/\[\d+\].*/, '')), `message names the field: ${error.message}`)
+        if (field !== undefined)
+          assert.ok(error.message.includes(field.replace(/\[\d+\].*/, '')), `message names the field: ${error.message}`)
         return true
       })
       assert.deepEqual(listFiles(dir), before)
@@ -103,10 +122,21 @@ describe('bad input', () => {
     await cache.close()
     await cache.close() // idempotent
     const calls: (() => Promise<unknown>)[] = [
-      () => cache.get('k'), () => cache.set('k', 1), () => cache.has('k'), () => cache.delete('k'), () => cache.clear(),
-      () => cache.getMany(['k']), () => cache.setMany([]), () => cache.deleteMany(['k']), () => cache.getOrSet('k', () => 1),
-      () => cache.invalidateTags(['t']), () => cache.increment('k'), () => cache.decrement('k'),
-      () => cache.setStream('k', Buffer.from('x')), () => cache.getStream('k'), () => cache.stats(),
+      () => cache.get('k'),
+      () => cache.set('k', 1),
+      () => cache.has('k'),
+      () => cache.delete('k'),
+      () => cache.clear(),
+      () => cache.getMany(['k']),
+      () => cache.setMany([]),
+      () => cache.deleteMany(['k']),
+      () => cache.getOrSet('k', () => 1),
+      () => cache.invalidateTags(['t']),
+      () => cache.increment('k'),
+      () => cache.decrement('k'),
+      () => cache.setStream('k', Buffer.from('x')),
+      () => cache.getStream('k'),
+      () => cache.stats(),
     ]
     for (const call of calls) await assert.rejects(call(), { code: 'ERR_CLOSED' })
   })

@@ -45,7 +45,11 @@ interface Run {
 function larder(args: string[], options: { input?: Buffer | string; env?: Record<string, string>; cwd?: string } = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
     const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('LARDER_')))
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...env, ...options.env }, cwd: options.cwd ?? root, stdio: ['pipe', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env: { ...env, ...options.env },
+      cwd: options.cwd ?? root,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    })
     const out: Buffer[] = []
     let err = ''
     child.stdout.on('data', (c: Buffer) => out.push(c))
@@ -144,7 +148,15 @@ describe('read-only commands write nothing and never make a folder a cache', () 
     await expiring.close()
     await new Promise((resolve) => setTimeout(resolve, 5)) // 'short' has expired: a reader would remove it
     const before = snapshot(dir)
-    for (const args of [['stats'], ['stats', '--fast'], ['ls'], ['get', 'row:3'], ['get', 'row:4', '--json'], ['get', 'short'], ['verify']]) {
+    for (const args of [
+      ['stats'],
+      ['stats', '--fast'],
+      ['ls'],
+      ['get', 'row:3'],
+      ['get', 'row:4', '--json'],
+      ['get', 'short'],
+      ['verify'],
+    ]) {
       const run = await larder([...args, '--dir', dir])
       assert.ok(run.code === 0 || (args[1] === 'short' && run.code === 1), `${args.join(' ')}: exit ${run.code} ${run.stderr}`)
     }
@@ -157,7 +169,7 @@ describe('read-only commands write nothing and never make a folder a cache', () 
     assert.equal((await larder(['get', 'k', '--dir', created])).text, 'value')
   })
 
-  test('stats counts what the applications did, not the operator\'s own read-only runs', async () => {
+  test("stats counts what the applications did, not the operator's own read-only runs", async () => {
     const dir = await freshDir('activity')
     await populate(dir, 10) // one run: 1 hit, 1 miss
     for (let i = 0; i < 3; i++) {
@@ -246,11 +258,19 @@ describe('boolean environment variables', () => {
     }
     assert.equal((await larder(['ls', '--dir', dir], { env: { LARDER_QUIET: 'yes' } })).text, '')
     assert.notEqual((await larder(['ls', '--dir', dir], { env: { LARDER_QUIET: 'no' } })).text, '')
-    const dry = document<{ dryRun: boolean; evicted: number }>(await larder(['prune', '--max-entries', '10', '--json', '--dir', dir], { env: { LARDER_DRY_RUN: 'on' } }))
+    const dry = document<{ dryRun: boolean; evicted: number }>(
+      await larder(['prune', '--max-entries', '10', '--json', '--dir', dir], { env: { LARDER_DRY_RUN: 'on' } }),
+    )
     assert.deepEqual([dry.dryRun, dry.evicted], [true, 10])
-    const real = document<{ dryRun: boolean; evicted: number }>(await larder(['prune', '--max-entries', '10', '--json', '--dir', dir], { env: { LARDER_DRY_RUN: 'false' } }))
+    const real = document<{ dryRun: boolean; evicted: number }>(
+      await larder(['prune', '--max-entries', '10', '--json', '--dir', dir], { env: { LARDER_DRY_RUN: 'false' } }),
+    )
     assert.deepEqual([real.dryRun, real.evicted], [false, 10])
-    for (const [name, args] of [['LARDER_JSON', ['stats']], ['LARDER_QUIET', ['ls']], ['LARDER_DRY_RUN', ['prune']]] as const) {
+    for (const [name, args] of [
+      ['LARDER_JSON', ['stats']],
+      ['LARDER_QUIET', ['ls']],
+      ['LARDER_DRY_RUN', ['prune']],
+    ] as const) {
       const run = await larder([...args, '--dir', dir], { env: { [name]: 'maybe' } })
       assert.equal(run.code, 2, `${name}=maybe: ${run.stderr}`)
       assert.match(run.stderr, new RegExp(`^larder: .*${name}`))
@@ -266,47 +286,69 @@ describe('the recorded budget', () => {
     const first = await larder(['prune', '--dry-run', '--dir', dir])
     assert.equal(first.code, 0, first.stderr)
     assert.match(first.text, /budget: 20 entries, recorded by the application/)
-    assert.equal(document<{ evicted: number; budget: { source: string } }>(await larder(['prune', '--dry-run', '--json', '--dir', dir])).budget.source, 'recorded')
+    assert.equal(
+      document<{ evicted: number; budget: { source: string } }>(await larder(['prune', '--dry-run', '--json', '--dir', dir])).budget.source,
+      'recorded',
+    )
 
     const app = await Larder.open({ dir, maintenance: false }) // no budget now
     await app.close()
-    const report = document<{ evicted: number; remainingEntries: number; budget: { source: string; maxEntries: number | null } }>(await larder(['prune', '--json', '--dir', dir]))
+    const report = document<{ evicted: number; remainingEntries: number; budget: { source: string; maxEntries: number | null } }>(
+      await larder(['prune', '--json', '--dir', dir]),
+    )
     assert.equal(report.evicted, 0)
     assert.equal(report.remainingEntries, 50)
     assert.deepEqual([report.budget.source, report.budget.maxEntries], ['recorded', null])
     assert.match((await larder(['prune', '--dry-run', '--dir', dir])).text, /no budget: the application last opened the cache without one/)
-    assert.match((await larder(['prune', '--dry-run', '--max-entries', '5', '--dir', dir])).text, /budget: 5 entries, from the command line/)
+    assert.match(
+      (await larder(['prune', '--dry-run', '--max-entries', '5', '--dir', dir])).text,
+      /budget: 5 entries, from the command line/,
+    )
     assert.match((await larder(['stats', '--dir', dir])).text, /^budget\s+none \(the application last opened the cache without one/m)
   })
 })
 
 describe('Ctrl-C during prune', () => {
-  test('the partial report counts what was removed, the totals agree with the disk, and no file is left renamed aside', { timeout: 240_000 }, async () => {
-    const dir = await freshDir('interrupt')
-    const cache = await Larder.open({ dir, maintenance: false })
-    const total = 12_000
-    for (let i = 0; i < total; i += 1000) await cache.setMany(Array.from({ length: 1000 }, (_, j) => ({ key: `k${i + j}`, value: { n: i + j } })))
-    await cache.close()
-    const child = spawn(process.execPath, [BIN, 'prune', '--dir', dir, '--max-entries', '1000', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()))
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
-    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
-    let done = false
-    void exited.then(() => (done = true))
-    // Interrupt once eviction has visibly begun.
-    while (!done && entryCount(dir).entries > total - 300) await new Promise((resolve) => setTimeout(resolve, 20))
-    child.kill('SIGINT')
-    const code = await exited
-    assert.equal(code, 130, `stdout: ${stdout}\nstderr: ${stderr}`)
-    const partial = JSON.parse(stdout) as { interrupted: boolean; evicted: number; expired: number; matched: number; corrupt: number; remainingEntries: number }
-    const onDisk = entryCount(dir)
-    assert.ok(onDisk.entries > 1000, 'inconclusive: the prune finished before it was interrupted')
-    assert.equal(partial.interrupted, true)
-    assert.equal(partial.evicted + partial.expired + partial.matched + partial.corrupt, total - onDisk.entries)
-    assert.equal(partial.remainingEntries, onDisk.entries)
-    assert.deepEqual(onDisk.others, [])
-    assert.equal(document<{ entries: number }>(await larder(['stats', '--fast', '--json', '--dir', dir])).entries, onDisk.entries)
-  })
+  test(
+    'the partial report counts what was removed, the totals agree with the disk, and no file is left renamed aside',
+    { timeout: 240_000 },
+    async () => {
+      const dir = await freshDir('interrupt')
+      const cache = await Larder.open({ dir, maintenance: false })
+      const total = 12_000
+      for (let i = 0; i < total; i += 1000)
+        await cache.setMany(Array.from({ length: 1000 }, (_, j) => ({ key: `k${i + j}`, value: { n: i + j } })))
+      await cache.close()
+      const child = spawn(process.execPath, [BIN, 'prune', '--dir', dir, '--max-entries', '1000', '--json'], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
+      let stdout = ''
+      let stderr = ''
+      child.stdout.on('data', (c: Buffer) => (stdout += c.toString()))
+      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
+      const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
+      let done = false
+      void exited.then(() => (done = true))
+      // Interrupt once eviction has visibly begun.
+      while (!done && entryCount(dir).entries > total - 300) await new Promise((resolve) => setTimeout(resolve, 20))
+      child.kill('SIGINT')
+      const code = await exited
+      assert.equal(code, 130, `stdout: ${stdout}\nstderr: ${stderr}`)
+      const partial = JSON.parse(stdout) as {
+        interrupted: boolean
+        evicted: number
+        expired: number
+        matched: number
+        corrupt: number
+        remainingEntries: number
+      }
+      const onDisk = entryCount(dir)
+      assert.ok(onDisk.entries > 1000, 'inconclusive: the prune finished before it was interrupted')
+      assert.equal(partial.interrupted, true)
+      assert.equal(partial.evicted + partial.expired + partial.matched + partial.corrupt, total - onDisk.entries)
+      assert.equal(partial.remainingEntries, onDisk.entries)
+      assert.deepEqual(onDisk.others, [])
+      assert.equal(document<{ entries: number }>(await larder(['stats', '--fast', '--json', '--dir', dir])).entries, onDisk.entries)
+    },
+  )
 })

@@ -40,7 +40,11 @@ interface Run {
 function larder(args: string[], options: { input?: Buffer | string; env?: Record<string, string>; cwd?: string } = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
     const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('LARDER_')))
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...env, ...options.env }, cwd: options.cwd ?? root, stdio: ['pipe', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env: { ...env, ...options.env },
+      cwd: options.cwd ?? root,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    })
     const out: Buffer[] = []
     let err = ''
     child.stdout.on('data', (c: Buffer) => out.push(c))
@@ -69,11 +73,13 @@ function json<T = Record<string, unknown>>(run: Run): T {
 /** A cache written by an "application": `n` JSON rows `row:<i>`, every third tagged 'table:users'. */
 async function populate(dir: string, n: number, options: { maxSize?: string } = {}): Promise<void> {
   const cache = await Larder.open({ dir, maintenance: false, ...options })
-  await cache.setMany(Array.from({ length: n }, (_, i) => ({
-    key: `row:${i}`,
-    value: { id: i, name: `user ${i}`, bio: 'lorem ipsum '.repeat(20 + (i % 7) * 10) },
-    tags: i % 3 === 0 ? ['table:users'] : ['table:posts'],
-  })))
+  await cache.setMany(
+    Array.from({ length: n }, (_, i) => ({
+      key: `row:${i}`,
+      value: { id: i, name: `user ${i}`, bio: 'lorem ipsum '.repeat(20 + (i % 7) * 10) },
+      tags: i % 3 === 0 ? ['table:users'] : ['table:posts'],
+    })),
+  )
   await cache.get('row:1')
   await cache.get('row:2')
   await cache.get('absent')
@@ -103,14 +109,26 @@ describe('larder stats', () => {
   test('--json is one JSON document with the same figures, and --fast skips the walk', async () => {
     const dir = await freshDir('stats-json')
     await populate(dir, 50)
-    const full = json<{ entries: number; storedBytes: number; logicalBytes: number; byAge: { label: string; entries: number }[]; activity: { hits: number; misses: number; sets: number }; budget: { maxSize: number | null } }>(await larder(['--json', 'stats', '--dir', dir]))
+    const full = json<{
+      entries: number
+      storedBytes: number
+      logicalBytes: number
+      byAge: { label: string; entries: number }[]
+      activity: { hits: number; misses: number; sets: number }
+      budget: { maxSize: number | null }
+    }>(await larder(['--json', 'stats', '--dir', dir]))
     assert.equal(full.entries, 50)
     assert.ok(full.logicalBytes > 0 && full.storedBytes > 0)
-    assert.deepEqual(full.byAge.map((b) => b.label), ['1h', '1d', '7d', '30d', 'older'])
+    assert.deepEqual(
+      full.byAge.map((b) => b.label),
+      ['1h', '1d', '7d', '30d', 'older'],
+    )
     assert.equal(full.byAge[0]!.entries, 50)
     assert.deepEqual([full.activity.hits, full.activity.misses, full.activity.sets], [2, 1, 50])
     assert.equal(full.budget.maxSize, null)
-    const fast = json<{ entries: number; storedBytes: number; logicalBytes: number | null }>(await larder(['stats', '--fast', '--json', '--dir', dir]))
+    const fast = json<{ entries: number; storedBytes: number; logicalBytes: number | null }>(
+      await larder(['stats', '--fast', '--json', '--dir', dir]),
+    )
     assert.equal(fast.entries, 50)
     assert.equal(fast.storedBytes, full.storedBytes)
     assert.equal(fast.logicalBytes, null)
@@ -142,7 +160,10 @@ describe('larder prune', () => {
     const budget = Math.floor(before.storedBytes / 3)
     const run = await larder(['prune', '--dir', dir, '--max-size', String(budget)])
     assert.equal(run.code, 0, run.stderr)
-    assert.match(run.text, /^removed [\d,]+ of 300 entries \([\d.]+ kB\) in [\d.]+ m?s; [\d,]+ entries \([\d.]+ kB\) remain\nbudget: [\d.]+ kB, from the command line\n$/)
+    assert.match(
+      run.text,
+      /^removed [\d,]+ of 300 entries \([\d.]+ kB\) in [\d.]+ m?s; [\d,]+ entries \([\d.]+ kB\) remain\nbudget: [\d.]+ kB, from the command line\n$/,
+    )
     const afterward = json<{ storedBytes: number; entries: number }>(await larder(['stats', '--json', '--dir', dir]))
     assert.ok(afterward.storedBytes <= budget, `${afterward.storedBytes} bytes left, budget ${budget}`)
     assert.ok(afterward.entries > 0 && afterward.entries < 300)
@@ -151,7 +172,9 @@ describe('larder prune', () => {
   test('--dry-run reports the victims and removes nothing; --json is the report alone', async () => {
     const dir = await freshDir('prune-dry')
     await populate(dir, 60)
-    const report = json<{ dryRun: boolean; evicted: number; keys: string[]; remainingEntries: number }>(await larder(['prune', '--dir', dir, '--max-entries', '20', '--dry-run', '--json']))
+    const report = json<{ dryRun: boolean; evicted: number; keys: string[]; remainingEntries: number }>(
+      await larder(['prune', '--dir', dir, '--max-entries', '20', '--dry-run', '--json']),
+    )
     assert.equal(report.dryRun, true)
     assert.equal(report.evicted, 40)
     assert.equal(report.keys.length, 40)
@@ -168,7 +191,9 @@ describe('larder prune', () => {
     // row:1, row:10–19, row:100… minus those tagged table:users (multiples of 3), already gone
     const expected = ['row:1', ...Array.from({ length: 10 }, (_, i) => `row:1${i}`)].filter((k) => Number(k.slice(4)) % 3 !== 0).length
     assert.equal(byPattern.matched, expected)
-    const byEnv = json<{ evicted: number; remainingEntries: number }>(await larder(['prune', '--dir', dir, '--json'], { env: { LARDER_MAX_ENTRIES: '10' } }))
+    const byEnv = json<{ evicted: number; remainingEntries: number }>(
+      await larder(['prune', '--dir', dir, '--json'], { env: { LARDER_MAX_ENTRIES: '10' } }),
+    )
     assert.equal(byEnv.remainingEntries, 10)
     const byAge = json<{ matched: number; remainingEntries: number }>(await larder(['prune', '--dir', dir, '--max-age', '0s', '--json']))
     assert.equal(byAge.matched, 10)
@@ -208,7 +233,9 @@ describe('larder prune', () => {
     for (let i = 0; i < 30_000; i += 1000) await cache.setMany(Array.from({ length: 1000 }, (_, j) => ({ key: `k${i + j}`, value })))
     await cache.close()
     const lock = path.join(dir, 'v1', 'default', 'meta', 'maintenance.lock')
-    const child = spawn(process.execPath, [BIN, 'prune', '--dir', dir, '--max-entries', '0', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, [BIN, 'prune', '--dir', dir, '--max-entries', '0', '--json'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()))
@@ -266,9 +293,14 @@ describe('larder ls', () => {
   test('filters by prefix, pattern and tag, sorts and limits, in human and JSON form', async () => {
     const dir = await freshDir('ls')
     await populate(dir, 40)
-    const all = json<{ key: string; size: number; tags: string[]; expiresAt: number | null; codec: string }[]>(await larder(['ls', '--json', '--dir', dir]))
+    const all = json<{ key: string; size: number; tags: string[]; expiresAt: number | null; codec: string }[]>(
+      await larder(['ls', '--json', '--dir', dir]),
+    )
     assert.equal(all.length, 40)
-    assert.deepEqual(all.map((e) => e.key), [...all.map((e) => e.key)].sort())
+    assert.deepEqual(
+      all.map((e) => e.key),
+      [...all.map((e) => e.key)].sort(),
+    )
     assert.ok(all.every((e) => e.codec === 'json' && e.expiresAt === null))
 
     const tagged = json<{ key: string; tags: string[] }[]>(await larder(['ls', '--json', '--dir', dir, '--tag', 'table:users']))
@@ -312,7 +344,10 @@ describe('larder get and set', () => {
     const file = path.join(dir, '..', 'input.bin')
     const data = Buffer.concat([Buffer.from('text then zeros\n'), Buffer.alloc(70_000), randomBytes(1000)])
     fs.writeFileSync(file, data)
-    assert.equal((await larder(['set', 'from-file', file, '--dir', dir, '--json'])).text, JSON.stringify({ key: 'from-file', bytes: data.length }, null, 2) + '\n')
+    assert.equal(
+      (await larder(['set', 'from-file', file, '--dir', dir, '--json'])).text,
+      JSON.stringify({ key: 'from-file', bytes: data.length }, null, 2) + '\n',
+    )
     assert.ok((await larder(['get', 'from-file', '--dir', dir])).stdout.equals(data))
 
     const cache = await Larder.open({ dir, maintenance: false })

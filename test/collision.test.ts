@@ -28,7 +28,10 @@ async function drain(stream: AsyncIterable<Uint8Array>): Promise<Buffer> {
 }
 
 describe('a hash collision', () => {
-  for (const [label, value] of [['small', { owner: 'a', n: 1 }], ['over 64 KiB', Buffer.alloc(100 * 1024, 7)]] as const) {
+  for (const [label, value] of [
+    ['small', { owner: 'a', n: 1 }],
+    ['over 64 KiB', Buffer.alloc(100 * 1024, 7)],
+  ] as const) {
     test(`(${label} entry) reads as a miss for the other key and leaves the owner's entry alone`, async () => {
       const dir = tempDir('larder-collision')
       collide('owner', 'intruder')
@@ -74,7 +77,7 @@ describe('a hash collision', () => {
     assert.equal(await cache.get('second'), 'value of second')
     await cache.close()
     const fresh = await Larder.open({ dir, maintenance: false })
-    assert.equal(await fresh.get('first'), undefined, 'never the other key\'s value')
+    assert.equal(await fresh.get('first'), undefined, "never the other key's value")
     assert.equal(await fresh.get('second'), 'value of second')
     await fresh.close()
   })

@@ -68,7 +68,7 @@ describe('corruption', () => {
     await cache.close()
   })
 
-  test('a foreign file, an empty file, a directory and a symlink in an entry\'s place read as misses', async () => {
+  test("a foreign file, an empty file, a directory and a symlink in an entry's place read as misses", async () => {
     for (const plant of ['foreign', 'empty', 'directory', 'symlink'] as const) {
       const { cache, file } = await cacheWithOneEntry()
       fs.rmSync(file)
@@ -93,7 +93,7 @@ describe('corruption', () => {
     await cache.close()
   })
 
-  test('two entries swapped on disk never serve the other key\'s value', async () => {
+  test("two entries swapped on disk never serve the other key's value", async () => {
     const dir = tempDir()
     const cache = await Larder.open({ dir })
     await cache.set('a', 'value of a')

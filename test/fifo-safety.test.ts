@@ -12,7 +12,10 @@ import { tempDir } from './helpers.ts'
 
 async function run(where: string): Promise<{ out: string; err: string; finished: boolean }> {
   const dir = tempDir(`larder-fifo-${where}`)
-  const child = spawn(process.execPath, ['--import', 'tsx', childScript('fifo-child.ts'), dir, where], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, ['--import', 'tsx', childScript('fifo-child.ts'), dir, where], {
+    cwd: repoRoot,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   let out = ''
   let err = ''
   child.stdout.on('data', (d: Buffer) => (out += d.toString()))
@@ -26,13 +29,17 @@ async function run(where: string): Promise<{ out: string; err: string; finished:
 
 describe('a FIFO planted where a small file of ours belongs', () => {
   for (const where of ['stamp', 'budget', 'base', 'epoch']) {
-    test(`at the ${where === 'stamp' ? 'tag stamp' : where}: get, stats, prune and close return (the FIFO is a damaged file, not a wait)`, { timeout: 60_000 }, async () => {
-      const r = await run(where)
-      assert.ok(r.finished, `the process did not finish: blocked on the FIFO? stdout ${r.out} stderr ${r.err.slice(0, 500)}`)
-      const done = JSON.parse(r.out.slice(r.out.indexOf('done ') + 5)) as { value: unknown; pruned: unknown }
-      if (where === 'stamp') assert.equal(done.value, undefined, 'a stamp that cannot be read must not leave the entry fresh')
-      else assert.deepEqual(done.value, { v: 1 })
-      assert.equal(typeof done.pruned, 'number', `prune: ${String(done.pruned)}`)
-    })
+    test(
+      `at the ${where === 'stamp' ? 'tag stamp' : where}: get, stats, prune and close return (the FIFO is a damaged file, not a wait)`,
+      { timeout: 60_000 },
+      async () => {
+        const r = await run(where)
+        assert.ok(r.finished, `the process did not finish: blocked on the FIFO? stdout ${r.out} stderr ${r.err.slice(0, 500)}`)
+        const done = JSON.parse(r.out.slice(r.out.indexOf('done ') + 5)) as { value: unknown; pruned: unknown }
+        if (where === 'stamp') assert.equal(done.value, undefined, 'a stamp that cannot be read must not leave the entry fresh')
+        else assert.deepEqual(done.value, { v: 1 })
+        assert.equal(typeof done.pruned, 'number', `prune: ${String(done.pruned)}`)
+      },
+    )
   }
 })

@@ -9,7 +9,12 @@ import { decodeEntry, FORMAT_VERSION, HEADER_BYTES, TRAILER_BYTES } from '../src
 import { entryFiles, tempDir } from './helpers.ts'
 
 const fixtures = path.join(import.meta.dirname, '..', 'fixtures', 'v1')
-const manifest = JSON.parse(fs.readFileSync(path.join(fixtures, 'manifest.json'), 'utf8')) as { key: string; options: object; expect: unknown; kind: string }[]
+const manifest = JSON.parse(fs.readFileSync(path.join(fixtures, 'manifest.json'), 'utf8')) as {
+  key: string
+  options: object
+  expect: unknown
+  kind: string
+}[]
 
 function copyFixtures(): string {
   const dir = tempDir('larder-fixtures')
@@ -34,10 +39,14 @@ describe('entry format v1', () => {
         assert.equal(crypto.createHash('sha256').update(bytes).digest('hex'), expect.sha256, fixture.key)
       } else {
         const value = await cache.get(fixture.key)
-        const comparable = fixture.kind === 'v8-date' ? { when: (value as { when: Date }).when.toISOString() }
-          : fixture.kind === 'msgpack-map' ? [...(value as Map<string, number>)]
-          : fixture.kind === 'bytes' ? [...(value as Buffer)]
-          : value
+        const comparable =
+          fixture.kind === 'v8-date'
+            ? { when: (value as { when: Date }).when.toISOString() }
+            : fixture.kind === 'msgpack-map'
+              ? [...(value as Map<string, number>)]
+              : fixture.kind === 'bytes'
+                ? [...(value as Buffer)]
+                : value
         assert.deepEqual(comparable, fixture.expect, fixture.key)
       }
       const stats = await cache.stats()
@@ -81,7 +90,13 @@ describe('an entry compressed with zstd, read by a Node without zstd', () => {
     await cache.close()
     // The entry as a Node with zstd wrote it: codec json (2), compression zstd (4). Its payload
     // cannot be made here (no zstd), and it is never decoded: the codec decides first.
-    const bytes = encodeEntry({ key: 'k', codec: 2, compression: 4, createdAt: Date.now(), expiresAt: 0, tags: [] }, Buffer.from('k'), encodeTags([]), crypto.randomBytes(40), 7)
+    const bytes = encodeEntry(
+      { key: 'k', codec: 2, compression: 4, createdAt: Date.now(), expiresAt: 0, tags: [] },
+      Buffer.from('k'),
+      encodeTags([]),
+      crypto.randomBytes(40),
+      7,
+    )
     fs.writeFileSync(file!, bytes)
     const reader = await Larder.open({ dir, maintenance: false })
     assert.equal(await reader.get('k'), undefined)

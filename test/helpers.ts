@@ -13,12 +13,15 @@ export function tempDir(label = 'larder'): string {
 /** Every file under `dir`, recursively, as paths relative to it. */
 export function listFiles(dir: string): string[] {
   if (!fs.existsSync(dir)) return []
-  return fs.readdirSync(dir, { recursive: true, withFileTypes: true })
+  return fs
+    .readdirSync(dir, { recursive: true, withFileTypes: true })
     .filter((d) => d.isFile())
     .map((d) => path.relative(dir, path.join(d.parentPath ?? (d as unknown as { path: string }).path, d.name)))
 }
 
 /** Entry files (named by a 16-hex-digit hash) under a cache directory. */
 export function entryFiles(dir: string): string[] {
-  return listFiles(dir).filter((f) => /(^|\/)[0-9a-f]{16}$/.test(f) && !f.includes('/tags/')).map((f) => path.join(dir, f))
+  return listFiles(dir)
+    .filter((f) => /(^|\/)[0-9a-f]{16}$/.test(f) && !f.includes('/tags/'))
+    .map((f) => path.join(dir, f))
 }

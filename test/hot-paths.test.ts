@@ -14,7 +14,10 @@ const eio = (): never => {
  *  runs every operation as an async function. */
 async function failuresToOpen(timeout: number, successes: number, async: boolean): Promise<number> {
   const states: string[] = []
-  const breaker = new DiskBreaker({ volumeThreshold: 4, errorThresholdPercentage: 50, resetTimeout: 60_000, rollingCountTimeout: 60_000, timeout }, (s) => states.push(s))
+  const breaker = new DiskBreaker(
+    { volumeThreshold: 4, errorThresholdPercentage: 50, resetTimeout: 60_000, rollingCountTimeout: 60_000, timeout },
+    (s) => states.push(s),
+  )
   try {
     // eslint-disable-next-line @typescript-eslint/require-await -- an async function on purpose: the breaker's promise path is what this checks
     for (let i = 0; i < successes; i++) assert.equal(await breaker.run(async ? async () => i : () => i), i)
@@ -33,7 +36,7 @@ async function failuresToOpen(timeout: number, successes: number, async: boolean
 }
 
 describe('hot paths (issue #14)', () => {
-  test('the closed breaker\'s fast path opens after exactly as many failures as opossum\'s fire() path', async () => {
+  test("the closed breaker's fast path opens after exactly as many failures as opossum's fire() path", async () => {
     // With a timeout every call goes through opossum's fire(): the reference. Without one, the
     // fast path runs closed-state operations itself and must feed opossum the same counts:
     // 6 successes, then failures: opens when failures / fires > 50 % with fires >= 4, at the
@@ -45,12 +48,18 @@ describe('hot paths (issue #14)', () => {
     }
   })
 
-  test('the fast path: a caller\'s error is no disk failure, an open breaker refuses, a value comes back', async () => {
-    const breaker = new DiskBreaker({ volumeThreshold: 1, errorThresholdPercentage: 50, resetTimeout: 60_000, rollingCountTimeout: 60_000, timeout: 0 }, () => {})
+  test("the fast path: a caller's error is no disk failure, an open breaker refuses, a value comes back", async () => {
+    const breaker = new DiskBreaker(
+      { volumeThreshold: 1, errorThresholdPercentage: 50, resetTimeout: 60_000, rollingCountTimeout: 60_000, timeout: 0 },
+      () => {},
+    )
     try {
-      await assert.rejects(breaker.run(() => {
-        throw new RangeError('not the disk')
-      }), RangeError)
+      await assert.rejects(
+        breaker.run(() => {
+          throw new RangeError('not the disk')
+        }),
+        RangeError,
+      )
       assert.equal(breaker.state, 'closed')
       assert.equal(breaker.snapshot().failures, 0)
       assert.equal(await breaker.run(() => 'sync value'), 'sync value')
@@ -66,7 +75,10 @@ describe('hot paths (issue #14)', () => {
       }
       assert.equal(breaker.state, 'open')
       let ran = false
-      await assert.rejects(breaker.run(() => (ran = true)), (error: { code?: string }) => error.code === 'EOPENBREAKER')
+      await assert.rejects(
+        breaker.run(() => (ran = true)),
+        (error: { code?: string }) => error.code === 'EOPENBREAKER',
+      )
       assert.equal(ran, false, 'an open breaker never runs the operation')
       assert.equal(breaker.snapshot().rejected, 1)
     } finally {
@@ -83,7 +95,10 @@ describe('hot paths (issue #14)', () => {
     assert.equal(stats.dropped, 0)
     assert.equal(stats.errors, 0)
     await cache.close()
-    assert.deepEqual(listFiles(dir).filter((f) => f.endsWith('.tmp')), [])
+    assert.deepEqual(
+      listFiles(dir).filter((f) => f.endsWith('.tmp')),
+      [],
+    )
     const reader = await Larder.open({ dir })
     for (let k = 0; k < 32; k++) {
       const last = k + 32 < 48 ? k + 32 : k // the later call of the key, when there were two

@@ -57,14 +57,28 @@ test('entries() lists live entries with filters; usage() counts them by age; bot
   assert.equal((await cache.entries()).length, 51)
   assert.equal((await cache.entries({ prefix: 'k:1' })).length, 11)
   assert.equal((await cache.entries({ pattern: 'k:?' })).length, 10)
-  assert.deepEqual((await cache.entries({ tags: ['five'] })).map((e) => e.key).sort(), ['k:0', 'k:10', 'k:15', 'k:20', 'k:25', 'k:30', 'k:35', 'k:40', 'k:45', 'k:5'])
+  assert.deepEqual((await cache.entries({ tags: ['five'] })).map((e) => e.key).sort(), [
+    'k:0',
+    'k:10',
+    'k:15',
+    'k:20',
+    'k:25',
+    'k:30',
+    'k:35',
+    'k:40',
+    'k:45',
+    'k:5',
+  ])
   const progress: string[] = []
   const usage = await cache.usage({ onProgress: (p) => progress.push(`${p.operation}:${p.phase}`) })
   assert.equal(usage.entries, 51)
   assert.equal(usage.expired, 1)
   assert.equal(usage.byAge[0]!.label, '1h')
   assert.equal(usage.byAge[0]!.entries, 51)
-  assert.equal(usage.storedBytes, (await cache.entries()).reduce((sum, e) => sum + e.size, 0))
+  assert.equal(
+    usage.storedBytes,
+    (await cache.entries()).reduce((sum, e) => sum + e.size, 0),
+  )
   assert.ok(progress.length > 0 && progress.every((p) => p === 'usage:scan'))
   for (const bad of [{ prefix: '' }, { pattern: 5 }, { tags: 'five' }, { limit: 3 }]) {
     await assert.rejects(cache.entries(bad as never), (e: unknown) => isLarderError(e) && /^ERR_INVALID/.test(e.code), JSON.stringify(bad))
@@ -109,7 +123,23 @@ test('activity records of a cache nobody prunes are folded by closing instances 
   await first.close()
   const records = path.join(dir, 'v1', 'default', 'meta', 'activity')
   fs.mkdirSync(records, { recursive: true })
-  const record = { pid: 1, openedAt: 1_000, closedAt: 2_000, breaker: 'closed', hits: 1, misses: 1, memoryHits: 0, sets: 1, deletes: 0, expired: 0, corrupt: 0, errors: 0, dropped: 0, bytesRead: 0, bytesWritten: 0 }
+  const record = {
+    pid: 1,
+    openedAt: 1_000,
+    closedAt: 2_000,
+    breaker: 'closed',
+    hits: 1,
+    misses: 1,
+    memoryHits: 0,
+    sets: 1,
+    deletes: 0,
+    expired: 0,
+    corrupt: 0,
+    errors: 0,
+    dropped: 0,
+    bytesRead: 0,
+    bytesWritten: 0,
+  }
   for (let i = 0; i < 300; i++) fs.writeFileSync(path.join(records, `${1000 + i}.x${i}.json`), JSON.stringify(record))
   // One close in 16 looks; 400 closes miss it with probability (15/16)^400 ≈ 6e-12.
   for (let i = 0; i < 400 && fs.readdirSync(records).length > 1; i++) await (await Larder.open({ dir, maintenance: false })).close()

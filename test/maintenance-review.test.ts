@@ -104,19 +104,26 @@ describe('a cancelled prune reports what it did and leaves the totals right', ()
     await cache.setMany(Array.from({ length: count }, (_, i) => ({ key: `k${i}`, value: i })))
     const controller = new AbortController()
     const pruning = cache.prune({
-      maxEntries: 0, signal: controller.signal,
+      maxEntries: 0,
+      signal: controller.signal,
       onProgress: (p) => {
         if (p.phase === 'evict' && p.done > 0) controller.abort()
       },
     })
-    const error = await pruning.then(() => undefined, (e: unknown) => e as { code: string; report: { evicted: number; remainingEntries: number; remainingBytes: number } })
+    const error = await pruning.then(
+      () => undefined,
+      (e: unknown) => e as { code: string; report: { evicted: number; remainingEntries: number; remainingBytes: number } },
+    )
     assert.equal(error?.code, 'ERR_ABORTED')
     const { entries, others } = partitionFiles(dir)
     assert.ok(entries.length > 0, 'inconclusive: the prune finished before it was cancelled')
     assert.deepEqual(others, [], 'a file was left renamed aside')
     assert.equal(error.report.evicted, count - entries.length)
     assert.equal(error.report.remainingEntries, entries.length)
-    assert.equal(error.report.remainingBytes, entryFiles(dir).reduce((n, f) => n + fs.statSync(f).size, 0))
+    assert.equal(
+      error.report.remainingBytes,
+      entryFiles(dir).reduce((n, f) => n + fs.statSync(f).size, 0),
+    )
     assert.equal((await cache.stats()).entries, entries.length)
     await cache.close()
     const fresh = await open(dir, { maintenance: false })
@@ -137,7 +144,10 @@ describe('a cancelled prune reports what it did and leaves the totals right', ()
         if (p.phase === 'scan' && p.done > 0) controller.abort()
       },
     })
-    const error = await pruning.then(() => undefined, (e: unknown) => e as { code: string; report: { expired: number; remainingEntries: number } })
+    const error = await pruning.then(
+      () => undefined,
+      (e: unknown) => e as { code: string; report: { expired: number; remainingEntries: number } },
+    )
     assert.equal(error?.code, 'ERR_ABORTED')
     const { entries, others } = partitionFiles(dir)
     assert.ok(entries.length > 0, 'inconclusive: the prune finished before it was cancelled')
@@ -151,7 +161,7 @@ describe('a cancelled prune reports what it did and leaves the totals right', ()
   })
 })
 
-describe('automatic prunes and the instance\'s lifetime', () => {
+describe("automatic prunes and the instance's lifetime", () => {
   test('many automatic prunes leave no listener behind (no MaxListenersExceededWarning)', async () => {
     const warnings: string[] = []
     const onWarning = (w: Error): void => {
@@ -171,7 +181,10 @@ describe('automatic prunes and the instance\'s lifetime', () => {
     await cache.close()
     await sleep(10) // warnings are emitted on the next tick
     process.off('warning', onWarning)
-    assert.deepEqual(warnings.filter((w) => w === 'MaxListenersExceededWarning'), [])
+    assert.deepEqual(
+      warnings.filter((w) => w === 'MaxListenersExceededWarning'),
+      [],
+    )
   })
 })
 
@@ -221,15 +234,26 @@ describe('budgets are kept under a burst from one process', () => {
 })
 
 describe('running totals', () => {
-  test('a writer\'s delta file is rewritten during a burst that never yields to the event loop', async () => {
+  test("a writer's delta file is rewritten during a burst that never yields to the event loop", async () => {
     const dir = tempDir()
     const cache = await open(dir, { maintenance: false })
     for (let i = 0; i < 100; i++) await cache.set(`k${i}`, i)
     await cache.close()
     const writer = await open(dir, { maintenance: false })
     const totalsDir = path.join(dir, 'v1', 'default', 'meta', 'totals')
-    const deltas = (): string => fs.readdirSync(totalsDir).filter((n) => /^\d+\.\d+\./.test(n)).sort()
-      .map((n) => { try { return fs.readFileSync(path.join(totalsDir, n), 'utf8') } catch { return '' } }).join('|')
+    const deltas = (): string =>
+      fs
+        .readdirSync(totalsDir)
+        .filter((n) => /^\d+\.\d+\./.test(n))
+        .sort()
+        .map((n) => {
+          try {
+            return fs.readFileSync(path.join(totalsDir, n), 'utf8')
+          } catch {
+            return ''
+          }
+        })
+        .join('|')
     // Overwrites of existing entries complete without a turn of the event loop, so no timer
     // can fire while this loop runs.
     const seen = new Set<string>([deltas()])
@@ -242,7 +266,7 @@ describe('running totals', () => {
     await writer.close()
   })
 
-  test('while another scan is under way, stats() still counts this process\'s writes from before it began', async () => {
+  test("while another scan is under way, stats() still counts this process's writes from before it began", async () => {
     const dir = tempDir()
     const cache = await open(dir, { maintenance: false })
     await cache.setMany(Array.from({ length: 200 }, (_, i) => ({ key: `k${i}`, value: i })))
@@ -361,14 +385,39 @@ describe('key globs match in linear time', () => {
   test('what the documented syntax matches, and what it does not', async () => {
     const { Glob } = await import('../src/maintenance/glob.ts')
     const cases: [string, string, boolean][] = [
-      ['user:*', 'user:1', true], ['user:*', 'user:', true], ['user:*', 'users:1', false], ['user:*', 'xuser:1', false],
-      ['*:done', 'a:b:c:done', true], ['*:done', 'a:b:c:don', false], ['*', '', true], ['*', 'line\nbreak', true],
-      ['a?c', 'abc', true], ['a?c', 'ac', false], ['a?c', 'a😀c', true], ['a?c', 'abbc', false],
-      ['[abc]x', 'bx', true], ['[abc]x', 'dx', false], ['[a-c]', 'b', true], ['[a-c]', 'd', false],
-      ['[!a-c]', 'd', true], ['[!a-c]', 'a', false], ['[^0-9]', 'x', true], ['[]]', ']', true], ['[a-]', '-', true],
-      ['{user,post}:*', 'post:9', true], ['{user,post}:*', 'page:9', false], ['{a,{b,c}d}', 'cd', true], ['{a,{b,c}d}', 'c', false],
-      ['{a,}b', 'b', true], ['\\*', '*', true], ['\\*', 'x', false], ['[abc', '[abc', true], ['{a,b', '{a,b', true],
-      ['a**b', 'ab', true], ['build:*:*:*:done', 'build:x:y:z:done', true], ['build:*:*:*:done', 'build:x:y:done', false],
+      ['user:*', 'user:1', true],
+      ['user:*', 'user:', true],
+      ['user:*', 'users:1', false],
+      ['user:*', 'xuser:1', false],
+      ['*:done', 'a:b:c:done', true],
+      ['*:done', 'a:b:c:don', false],
+      ['*', '', true],
+      ['*', 'line\nbreak', true],
+      ['a?c', 'abc', true],
+      ['a?c', 'ac', false],
+      ['a?c', 'a😀c', true],
+      ['a?c', 'abbc', false],
+      ['[abc]x', 'bx', true],
+      ['[abc]x', 'dx', false],
+      ['[a-c]', 'b', true],
+      ['[a-c]', 'd', false],
+      ['[!a-c]', 'd', true],
+      ['[!a-c]', 'a', false],
+      ['[^0-9]', 'x', true],
+      ['[]]', ']', true],
+      ['[a-]', '-', true],
+      ['{user,post}:*', 'post:9', true],
+      ['{user,post}:*', 'page:9', false],
+      ['{a,{b,c}d}', 'cd', true],
+      ['{a,{b,c}d}', 'c', false],
+      ['{a,}b', 'b', true],
+      ['\\*', '*', true],
+      ['\\*', 'x', false],
+      ['[abc', '[abc', true],
+      ['{a,b', '{a,b', true],
+      ['a**b', 'ab', true],
+      ['build:*:*:*:done', 'build:x:y:z:done', true],
+      ['build:*:*:*:done', 'build:x:y:done', false],
     ]
     for (const [pattern, key, expected] of cases) assert.equal(new Glob(pattern).test(key), expected, `${pattern} ~ ${JSON.stringify(key)}`)
   })
@@ -391,7 +440,10 @@ describe('key globs match in linear time', () => {
     await cache.set(near, 1)
     await cache.set(hit, 2)
     const listed = await cache.entries({ pattern: 'build:*:*:*:done' })
-    assert.deepEqual(listed.map((e) => e.key), [hit])
+    assert.deepEqual(
+      listed.map((e) => e.key),
+      [hit],
+    )
     const report = await cache.prune({ pattern: 'build:*:*:*:done' })
     assert.equal(report.matched, 1)
     assert.equal(await cache.get(near), 1)
@@ -443,35 +495,42 @@ describe('a lock whose release failed is not left to go stale', () => {
     return () => clearInterval(timer)
   }
 
-  test('verify meets EROFS in this process: the lock it could not release does not block the next maintenance', { timeout: 120_000 }, async (t) => {
-    const bound = await boundCache(t)
-    if (bound === undefined) return
-    const cache = await open(bound.mnt, { maintenance: false })
-    try {
-      let remounted = false
-      await assert.rejects(cache.verify({
-        repair: true,
-        onProgress: () => {
-          if (remounted) return
-          remounted = true
-          assert.equal(spawnSync('mount', ['-o', 'remount,ro,bind', bound.mnt]).status, 0)
-        },
-      }), (e: { code?: string }) => e.code === 'ERR_UNAVAILABLE')
-      assert.ok(fs.existsSync(bound.lockDir), 'inconclusive: the lock was released on the read-only mount')
-      assert.equal(spawnSync('mount', ['-o', 'remount,rw,bind', bound.mnt]).status, 0)
-      const stop = keepFresh(bound.lockDir)
+  test(
+    'verify meets EROFS in this process: the lock it could not release does not block the next maintenance',
+    { timeout: 120_000 },
+    async (t) => {
+      const bound = await boundCache(t)
+      if (bound === undefined) return
+      const cache = await open(bound.mnt, { maintenance: false })
       try {
-        const report = await cache.verify({ repair: true })
-        assert.equal(report.corrupt, 1)
+        let remounted = false
+        await assert.rejects(
+          cache.verify({
+            repair: true,
+            onProgress: () => {
+              if (remounted) return
+              remounted = true
+              assert.equal(spawnSync('mount', ['-o', 'remount,ro,bind', bound.mnt]).status, 0)
+            },
+          }),
+          (e: { code?: string }) => e.code === 'ERR_UNAVAILABLE',
+        )
+        assert.ok(fs.existsSync(bound.lockDir), 'inconclusive: the lock was released on the read-only mount')
+        assert.equal(spawnSync('mount', ['-o', 'remount,rw,bind', bound.mnt]).status, 0)
+        const stop = keepFresh(bound.lockDir)
+        try {
+          const report = await cache.verify({ repair: true })
+          assert.equal(report.corrupt, 1)
+        } finally {
+          stop()
+        }
+        assert.ok(!fs.existsSync(bound.lockDir), 'the lock is still there after the next verify')
       } finally {
-        stop()
+        spawnSync('mount', ['-o', 'remount,rw,bind', bound.mnt])
+        await cache.close() // before the unmount, whatever happened
       }
-      assert.ok(!fs.existsSync(bound.lockDir), 'the lock is still there after the next verify')
-    } finally {
-      spawnSync('mount', ['-o', 'remount,rw,bind', bound.mnt])
-      await cache.close() // before the unmount, whatever happened
-    }
-  })
+    },
+  )
 
   test('verify meets EROFS in a process that then exits: the next process takes its lock over at once', { timeout: 120_000 }, async (t) => {
     const bound = await boundCache(t)
@@ -499,8 +558,9 @@ describe('the breaker guards bookkeeping and maintenance too', () => {
    *  whatever the call: the seam's members may change, the paths do not. */
   function failPaths(part: string): () => void {
     for (const [name, fn] of Object.entries(realDisk)) {
-      (disk as Record<string, unknown>)[name] = (...args: unknown[]) => {
-        if (typeof args[0] === 'string' && args[0].includes(part)) throw Object.assign(new Error(`EIO: injected (${name} ${args[0]})`), { code: 'EIO' })
+      ;(disk as Record<string, unknown>)[name] = (...args: unknown[]) => {
+        if (typeof args[0] === 'string' && args[0].includes(part))
+          throw Object.assign(new Error(`EIO: injected (${name} ${args[0]})`), { code: 'EIO' })
         return (fn as (...a: unknown[]) => unknown)(...args)
       }
     }
@@ -515,10 +575,13 @@ describe('the breaker guards bookkeeping and maintenance too', () => {
     }
     process.on('uncaughtException', onProblem)
     process.on('unhandledRejection', onProblem)
-    return { problems, stop: () => {
-      process.off('uncaughtException', onProblem)
-      process.off('unhandledRejection', onProblem)
-    } }
+    return {
+      problems,
+      stop: () => {
+        process.off('uncaughtException', onProblem)
+        process.off('unhandledRejection', onProblem)
+      },
+    }
   }
 
   test('a failing running-totals flush is counted by the breaker, and nothing reaches the host', async () => {
@@ -640,7 +703,8 @@ describe('readOnly: true', () => {
     bytes[bytes.length - 20]! ^= 1
     fs.writeFileSync(damaged, bytes)
     await sleep(5)
-    const files = (): string[] => (fs.readdirSync(dir, { recursive: true }) as string[]).sort().map((f) => `${f} ${fs.lstatSync(path.join(dir, f)).mtimeMs}`)
+    const files = (): string[] =>
+      (fs.readdirSync(dir, { recursive: true }) as string[]).sort().map((f) => `${f} ${fs.lstatSync(path.join(dir, f)).mtimeMs}`)
     const before = files()
 
     const reader = await Larder.open({ dir, readOnly: true, evictionPolicy: 'lfu', memory: true })
@@ -652,11 +716,18 @@ describe('readOnly: true', () => {
     await reader.usage()
     await reader.activity()
     const writes: [string, () => Promise<unknown>][] = [
-      ['set', () => reader.set('k', 1)], ['setMany', () => reader.setMany([{ key: 'k', value: 1 }])],
-      ['setStream', () => reader.setStream('k', [Buffer.from('x')])], ['getOrSet', () => reader.getOrSet('k', () => 1)],
-      ['increment', () => reader.increment('k')], ['decrement', () => reader.decrement('k')], ['delete', () => reader.delete('live')],
-      ['deleteMany', () => reader.deleteMany(['live'])], ['clear', () => reader.clear()], ['invalidateTags', () => reader.invalidateTags(['t'])],
-      ['prune', () => reader.prune()], ['verify', () => reader.verify()],
+      ['set', () => reader.set('k', 1)],
+      ['setMany', () => reader.setMany([{ key: 'k', value: 1 }])],
+      ['setStream', () => reader.setStream('k', [Buffer.from('x')])],
+      ['getOrSet', () => reader.getOrSet('k', () => 1)],
+      ['increment', () => reader.increment('k')],
+      ['decrement', () => reader.decrement('k')],
+      ['delete', () => reader.delete('live')],
+      ['deleteMany', () => reader.deleteMany(['live'])],
+      ['clear', () => reader.clear()],
+      ['invalidateTags', () => reader.invalidateTags(['t'])],
+      ['prune', () => reader.prune()],
+      ['verify', () => reader.verify()],
     ]
     for (const [name, call] of writes) await assert.rejects(call(), (e: { code?: string }) => e.code === 'ERR_READ_ONLY', name)
     await reader.close()

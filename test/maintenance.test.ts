@@ -11,7 +11,16 @@ import { describe, test } from 'node:test'
 import { promisify } from 'node:util'
 import lockfile from 'proper-lockfile'
 import { Larder, LarderError, type LarderOptions } from '../src/index.ts'
-import { artifactDigest, artifactSource, childScript, digestStream, entryName, MiB, repoRoot, type ArtifactSpec } from './children/shared.ts'
+import {
+  artifactDigest,
+  artifactSource,
+  childScript,
+  digestStream,
+  entryName,
+  MiB,
+  repoRoot,
+  type ArtifactSpec,
+} from './children/shared.ts'
 import { entryFiles, listFiles, tempDir } from './helpers.ts'
 
 const run = promisify(execFile)
@@ -22,7 +31,10 @@ async function open(dir: string, options: Omit<LarderOptions, 'dir'> = {}): Prom
 }
 
 async function child(...args: string[]): Promise<Record<string, unknown>> {
-  const { stdout } = await run(process.execPath, ['--import', 'tsx', childScript('maintenance-child.ts'), ...args], { cwd: repoRoot, timeout: 120_000 })
+  const { stdout } = await run(process.execPath, ['--import', 'tsx', childScript('maintenance-child.ts'), ...args], {
+    cwd: repoRoot,
+    timeout: 120_000,
+  })
   return JSON.parse(stdout.trim().split('\n').at(-1)!) as Record<string, unknown>
 }
 
@@ -107,7 +119,7 @@ describe('budgets', () => {
     const cache = await Larder.open({ dir, maxEntries: 50, maintenance: { interval: 0 } })
     const pruned = new Promise((resolve) => cache.once('prune', resolve))
     for (const key of keys('k', 51)) await cache.set(key, key)
-    const report = await pruned as { remainingEntries: number }
+    const report = (await pruned) as { remainingEntries: number }
     assert.ok(report.remainingEntries <= 45)
     assert.ok(entryFiles(dir).length <= 46) // one write may land after the scan
     await cache.close()
@@ -200,7 +212,11 @@ describe('prune filters', () => {
       [{ everything: true }, 'ERR_INVALID_OPTION', 'everything'],
     ]
     for (const [options, code, field] of cases) {
-      await assert.rejects(cache.prune(options as never), (e: unknown) => e instanceof LarderError && e.code === code && e.message.includes(field), JSON.stringify(options))
+      await assert.rejects(
+        cache.prune(options as never),
+        (e: unknown) => e instanceof LarderError && e.code === code && e.message.includes(field),
+        JSON.stringify(options),
+      )
     }
     await assert.rejects(cache.verify({ repair: 'yes' } as never), (e: unknown) => e instanceof LarderError && e.field === 'repair')
     await cache.close()
@@ -216,7 +232,10 @@ describe('dry runs and cancellation', () => {
     await cache.set('gone', 1, { ttl: 1 })
     await sleep(10)
     // Entry files only: the running totals may flush their delta file (meta/) at any moment.
-    const entryFiles = (): string[] => listFiles(dir).filter((f) => !f.includes('/meta/')).sort()
+    const entryFiles = (): string[] =>
+      listFiles(dir)
+        .filter((f) => !f.includes('/meta/'))
+        .sort()
     const before = entryFiles()
     const dry = await cache.prune({ maxEntries: 10, dryRun: true })
     assert.deepEqual(entryFiles(), before)
@@ -224,7 +243,10 @@ describe('dry runs and cancellation', () => {
     const real = await cache.prune({ maxEntries: 10, listKeys: true })
     assert.equal(dry.evicted, 20)
     assert.equal(dry.expired, 1)
-    assert.deepEqual({ ...dry, durationMs: 0, dryRun: false, keys: [...dry.keys!].sort() }, { ...real, durationMs: 0, keys: [...real.keys!].sort() })
+    assert.deepEqual(
+      { ...dry, durationMs: 0, dryRun: false, keys: [...dry.keys!].sort() },
+      { ...real, durationMs: 0, keys: [...real.keys!].sort() },
+    )
     await cache.close()
   })
 
@@ -235,13 +257,20 @@ describe('dry runs and cancellation', () => {
     const controller = new AbortController()
     const progress: number[] = []
     const pruning = cache.prune({
-      maxEntries: 0, signal: controller.signal,
+      maxEntries: 0,
+      signal: controller.signal,
       onProgress: (p) => {
         progress.push(p.done)
         if (p.phase === 'scan' && p.done > 0) controller.abort()
       },
     })
-    await assert.rejects(pruning, (e: unknown) => e instanceof LarderError && e.code === 'ERR_ABORTED' && typeof (e as unknown as { report: { scanned: number } }).report.scanned === 'number')
+    await assert.rejects(
+      pruning,
+      (e: unknown) =>
+        e instanceof LarderError &&
+        e.code === 'ERR_ABORTED' &&
+        typeof (e as unknown as { report: { scanned: number } }).report.scanned === 'number',
+    )
     assert.ok(progress.length >= 2)
     assert.ok(entryFiles(dir).length > 0, 'the aborted prune went on evicting')
     // The lock was released: the next prune runs.
@@ -285,11 +314,14 @@ describe('verify', () => {
     assert.ok(fs.existsSync(fresh), 'a temp file another process may still be writing was removed')
     const stats = await cache.stats()
     assert.equal(stats.entries, 19)
-    assert.equal(stats.size, entryFiles(dir).reduce((n, f) => n + fs.statSync(f).size, 0))
+    assert.equal(
+      stats.size,
+      entryFiles(dir).reduce((n, f) => n + fs.statSync(f).size, 0),
+    )
     await cache.close()
   })
 
-  test('prune finds files swapped between entries, foreign files and directories in entries\' places', async () => {
+  test("prune finds files swapped between entries, foreign files and directories in entries' places", async () => {
     const dir = tempDir()
     const cache = await open(dir)
     for (const key of keys('k', 6)) await cache.set(key, key)
@@ -316,13 +348,19 @@ describe('running totals', () => {
     await child('burst', dir, '7', '40', '1000000')
     const stats = await cache.stats()
     assert.equal(stats.entries, 41)
-    assert.equal(stats.size, entryFiles(dir).reduce((n, f) => n + fs.statSync(f).size, 0))
+    assert.equal(
+      stats.size,
+      entryFiles(dir).reduce((n, f) => n + fs.statSync(f).size, 0),
+    )
     // Overwrites change bytes, not entries; deletes remove both.
     await cache.set('mine', 'x')
     await cache.delete('burst:7:0')
     const after = await cache.stats()
     assert.equal(after.entries, 40)
-    assert.equal(after.size, entryFiles(dir).reduce((n, f) => n + fs.statSync(f).size, 0))
+    assert.equal(
+      after.size,
+      entryFiles(dir).reduce((n, f) => n + fs.statSync(f).size, 0),
+    )
     await cache.close()
   })
 })
@@ -369,7 +407,7 @@ describe('concurrency and safety', () => {
     await cache.close()
   })
 
-  test('an explicit prune waits for another process\'s lock; an automatic one stands aside', async () => {
+  test("an explicit prune waits for another process's lock; an automatic one stands aside", async () => {
     const dir = tempDir()
     const cache = await Larder.open({ dir, maxEntries: 5, maintenance: { interval: 0 } })
     const lockTarget = path.join(dir, 'v1', 'default', 'meta', 'maintenance')

@@ -27,9 +27,13 @@ const freshDir = (): string => path.join(base, `cache-${++dirs}`)
 /** Comfortably past the documented bound (another process's write is seen within ~5 ms). */
 const PAST_THE_BOUND = 50
 
-interface StatsLike { memoryHits: number; hits: number; bytesRead: number }
+interface StatsLike {
+  memoryHits: number
+  hits: number
+  bytesRead: number
+}
 
-describe('another process\'s writes reach this process\'s memory tier (default options)', () => {
+describe("another process's writes reach this process's memory tier (default options)", () => {
   const ops = {
     set: { write: (b: Larder) => b.set('user:1', { name: 'v2' }), expected: { name: 'v2' } },
     setStream: { write: (b: Larder) => b.setStream('user:1', [Buffer.from('"streamed"')]), expected: Buffer.from('"streamed"') },
@@ -58,22 +62,26 @@ describe('another process\'s writes reach this process\'s memory tier (default o
     })
   }
 
-  test('a write by another process is seen within 16 memory hits by a run of hits that never yields to the event loop', { timeout: 60_000 }, async () => {
-    const dir = freshDir()
-    const a = await Larder.open({ dir, memory: true, maintenance: false })
-    await a.set('k', 'v1')
-    assert.equal(await a.get('k'), 'v1')
-    // From here to the end of the loop this process's event loop never turns (timers cannot
-    // fire): B writes in a child run synchronously, then A reads.
-    execFileSync(process.execPath, ['--import', 'tsx', childScript('peer.ts'), 'once', dir, 'set', 'k', '"v2"'], { cwd: repoRoot })
-    const seen: unknown[] = []
-    for (let i = 0; i < 16; i++) seen.push(await a.get('k'))
-    assert.ok(seen.includes('v2'), `16 hits after B's write: ${seen.join(', ')}`)
-    assert.equal(seen.at(-1), 'v2')
-    await a.close()
-  })
+  test(
+    'a write by another process is seen within 16 memory hits by a run of hits that never yields to the event loop',
+    { timeout: 60_000 },
+    async () => {
+      const dir = freshDir()
+      const a = await Larder.open({ dir, memory: true, maintenance: false })
+      await a.set('k', 'v1')
+      assert.equal(await a.get('k'), 'v1')
+      // From here to the end of the loop this process's event loop never turns (timers cannot
+      // fire): B writes in a child run synchronously, then A reads.
+      execFileSync(process.execPath, ['--import', 'tsx', childScript('peer.ts'), 'once', dir, 'set', 'k', '"v2"'], { cwd: repoRoot })
+      const seen: unknown[] = []
+      for (let i = 0; i < 16; i++) seen.push(await a.get('k'))
+      assert.ok(seen.includes('v2'), `16 hits after B's write: ${seen.join(', ')}`)
+      assert.equal(seen.at(-1), 'v2')
+      await a.close()
+    },
+  )
 
-  test('this process\'s own sets, deletes and clears do not make its memory tier re-read anything', { timeout: 30_000 }, async () => {
+  test("this process's own sets, deletes and clears do not make its memory tier re-read anything", { timeout: 30_000 }, async () => {
     const dir = freshDir()
     const a = await Larder.open({ dir, memory: true, maintenance: false })
     for (let i = 0; i < 20; i++) await a.set(`k${i}`, { i })
@@ -93,7 +101,7 @@ describe('another process\'s writes reach this process\'s memory tier (default o
     await a.close()
   })
 
-  test('two instances in one process see each other\'s writes like two processes', { timeout: 30_000 }, async () => {
+  test("two instances in one process see each other's writes like two processes", { timeout: 30_000 }, async () => {
     const dir = freshDir()
     const a = await Larder.open({ dir, memory: true, maintenance: false })
     const b = await Larder.open({ dir, memory: true, maintenance: false })

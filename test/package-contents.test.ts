@@ -16,14 +16,37 @@ const root = fileURLToPath(new URL('..', import.meta.url))
 const PACKED_BUDGET = 1.5 * 1024 * 1024
 const UNPACKED_BUDGET = 6 * 1024 * 1024
 /** The only paths a tarball may hold. */
-const ALLOWED = [/^dist\/[\w./-]+\.(js|cjs|d\.ts|d\.cts|js\.map|cjs\.map|html|css|svg)$/, /^(README|CHANGELOG)\.md$/, /^LICENSE$/, /^package\.json$/]
+const ALLOWED = [
+  /^dist\/[\w./-]+\.(js|cjs|d\.ts|d\.cts|js\.map|cjs\.map|html|css|svg)$/,
+  /^(README|CHANGELOG)\.md$/,
+  /^LICENSE$/,
+  /^package\.json$/,
+]
 
 test('the tarball holds the built package and its documents only, within the size budget', () => {
-  const json = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+  const json = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], {
+    cwd: root,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'ignore'],
+  })
   const [pack] = JSON.parse(json) as [{ size: number; unpackedSize: number; files: { path: string; size: number }[] }]
   const paths = pack.files.map((f) => f.path)
-  assert.deepEqual(paths.filter((p) => !ALLOWED.some((a) => a.test(p))), [], 'files that should not ship')
-  for (const needed of ['dist/index.js', 'dist/index.cjs', 'dist/index.d.ts', 'dist/index.d.cts', 'dist/maintenance-worker.js', 'dist/cli.js', 'README.md', 'LICENSE', 'package.json']) {
+  assert.deepEqual(
+    paths.filter((p) => !ALLOWED.some((a) => a.test(p))),
+    [],
+    'files that should not ship',
+  )
+  for (const needed of [
+    'dist/index.js',
+    'dist/index.cjs',
+    'dist/index.d.ts',
+    'dist/index.d.cts',
+    'dist/maintenance-worker.js',
+    'dist/cli.js',
+    'README.md',
+    'LICENSE',
+    'package.json',
+  ]) {
     assert.ok(paths.includes(needed), `${needed} is missing from the tarball (was \`npm run build\` run?)`)
   }
   assert.ok(pack.size <= PACKED_BUDGET, `packed ${pack.size} bytes, over the ${PACKED_BUDGET}-byte budget`)

@@ -27,7 +27,10 @@ async function sh(file: string, args: string[], cwd: string, timeout = 60_000): 
     return stdout
   } catch (error) {
     const e = error as Error & { stdout?: string; stderr?: string }
-    throw new Error(`${file} ${args.join(' ')} (in ${cwd}) failed: ${e.message}\n--- stdout\n${e.stdout ?? ''}\n--- stderr\n${e.stderr ?? ''}`, { cause: error })
+    throw new Error(
+      `${file} ${args.join(' ')} (in ${cwd}) failed: ${e.message}\n--- stdout\n${e.stdout ?? ''}\n--- stderr\n${e.stderr ?? ''}`,
+      { cause: error },
+    )
   }
 }
 
@@ -129,7 +132,14 @@ test('the packed package installs and works for ESM, CJS and TypeScript consumer
 
   await t.test('tarball ships the builds and declarations, not sources or tests', async () => {
     const entries = (await sh('tar', ['-tzf', tarball], work)).split('\n').filter(Boolean)
-    for (const file of ['package/package.json', 'package/dist/index.js', 'package/dist/index.cjs', 'package/dist/index.d.ts', 'package/dist/index.d.cts', 'package/dist/maintenance-worker.js']) {
+    for (const file of [
+      'package/package.json',
+      'package/dist/index.js',
+      'package/dist/index.cjs',
+      'package/dist/index.d.ts',
+      'package/dist/index.d.cts',
+      'package/dist/maintenance-worker.js',
+    ]) {
       assert.ok(entries.includes(file), `${file} missing from tarball; it has:\n${entries.join('\n')}`)
     }
     const leaked = entries.filter((e) => /^package\/(src|test)\//.test(e))
@@ -138,9 +148,20 @@ test('the packed package installs and works for ESM, CJS and TypeScript consumer
 
   // A fresh project that knows nothing of the repo. Runtime deps come from the registry, or
   // from npm's cache (which `npm ci` filled) thanks to --prefer-offline.
-  fs.writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'larder-consumer', version: '1.0.0', private: true }, null, 2))
-  await sh('npm', ['install', tarball, '--prefix', project, '--no-audit', '--no-fund', '--prefer-offline', '--no-package-lock'], project, 90_000)
-  assert.ok(fs.existsSync(path.join(project, 'node_modules', 'larder', 'package.json')), 'larder was not installed into the consumer project')
+  fs.writeFileSync(
+    path.join(project, 'package.json'),
+    JSON.stringify({ name: 'larder-consumer', version: '1.0.0', private: true }, null, 2),
+  )
+  await sh(
+    'npm',
+    ['install', tarball, '--prefix', project, '--no-audit', '--no-fund', '--prefer-offline', '--no-package-lock'],
+    project,
+    90_000,
+  )
+  assert.ok(
+    fs.existsSync(path.join(project, 'node_modules', 'larder', 'package.json')),
+    'larder was not installed into the consumer project',
+  )
 
   const expected = { hello: 'world', n: 42 }
   // 21 entries; 'bulk-1' and 'bulk-10'…'bulk-19' match the pattern.
@@ -152,8 +173,22 @@ test('the packed package installs and works for ESM, CJS and TypeScript consumer
     assert.equal(result.node, process.version)
     assert.equal(result.resolved, pathToFileURL(path.join(project, 'node_modules', 'larder', 'dist', 'index.js')).href)
     assert.deepEqual(
-      { errorIsConstructor: result.errorIsConstructor, value: result.value, missing: result.missing, invalidKey: result.invalidKey, persisted: result.persisted, maintenance: result.maintenance },
-      { errorIsConstructor: true, value: expected, missing: null, invalidKey: { code: 'ERR_INVALID_KEY', isLarderError: true }, persisted: expected, maintenance: expectedMaintenance },
+      {
+        errorIsConstructor: result.errorIsConstructor,
+        value: result.value,
+        missing: result.missing,
+        invalidKey: result.invalidKey,
+        persisted: result.persisted,
+        maintenance: result.maintenance,
+      },
+      {
+        errorIsConstructor: true,
+        value: expected,
+        missing: null,
+        invalidKey: { code: 'ERR_INVALID_KEY', isLarderError: true },
+        persisted: expected,
+        maintenance: expectedMaintenance,
+      },
     )
   })
 
@@ -163,14 +198,30 @@ test('the packed package installs and works for ESM, CJS and TypeScript consumer
     assert.equal(result.node, process.version)
     assert.equal(result.resolved, path.join(project, 'node_modules', 'larder', 'dist', 'index.cjs'))
     assert.deepEqual(
-      { errorIsConstructor: result.errorIsConstructor, value: result.value, missing: result.missing, invalidKey: result.invalidKey, persisted: result.persisted, maintenance: result.maintenance },
-      { errorIsConstructor: true, value: expected, missing: null, invalidKey: { code: 'ERR_INVALID_KEY', isLarderError: true }, persisted: expected, maintenance: expectedMaintenance },
+      {
+        errorIsConstructor: result.errorIsConstructor,
+        value: result.value,
+        missing: result.missing,
+        invalidKey: result.invalidKey,
+        persisted: result.persisted,
+        maintenance: result.maintenance,
+      },
+      {
+        errorIsConstructor: true,
+        value: expected,
+        missing: null,
+        invalidKey: { code: 'ERR_INVALID_KEY', isLarderError: true },
+        persisted: expected,
+        maintenance: expectedMaintenance,
+      },
     )
   })
 
   await t.test('an error from the CJS copy is recognised by the ESM copy, and the other way round', async () => {
     // An app that imports larder while one of its dependencies requires it loads both builds.
-    fs.writeFileSync(path.join(project, 'dual.mjs'), `
+    fs.writeFileSync(
+      path.join(project, 'dual.mjs'),
+      `
       import { createRequire } from 'node:module'
       import * as esm from 'larder'
       const cjs = createRequire(import.meta.url)('larder')
@@ -182,9 +233,13 @@ test('the packed package installs and works for ESM, CJS and TypeScript consumer
         await cache.close()
       }
       console.log(JSON.stringify(out))
-    `)
+    `,
+    )
     const out = await sh(process.execPath, ['dual.mjs', path.join(work, 'cache-dual')], project)
-    assert.deepEqual(JSON.parse(out.trim().split('\n').at(-1)!), [[true, true, true], [true, true, true]])
+    assert.deepEqual(JSON.parse(out.trim().split('\n').at(-1)!), [
+      [true, true, true],
+      [true, true, true],
+    ])
   })
 
   await t.test('the package installs a working `larder` bin', async () => {
@@ -201,24 +256,31 @@ test('the packed package installs and works for ESM, CJS and TypeScript consumer
     const imports = `import { Larder, LarderError, isLarderError, type LarderErrorCode, type LarderOptions, type Stats } from 'larder'\n`
     fs.writeFileSync(path.join(project, 'esm-consumer.mts'), imports + tsConsumerBody)
     fs.writeFileSync(path.join(project, 'cjs-consumer.cts'), imports + tsConsumerBody)
-    fs.writeFileSync(path.join(project, 'tsconfig.json'), JSON.stringify({
-      compilerOptions: {
-        module: 'NodeNext',
-        moduleResolution: 'NodeNext',
-        target: 'ES2022',
-        strict: true,
-        noEmit: true,
-        // Check the shipped declarations themselves, not only our use of them (TypeScript's
-        // own lib files are skipped: they are not ours, and checking them triples the time).
-        skipLibCheck: false,
-        skipDefaultLibCheck: true,
-        // The declarations reference node:events and node:stream; borrow the repo's @types/node
-        // rather than installing it into the consumer.
-        types: ['node'],
-        typeRoots: [path.join(root, 'node_modules', '@types')],
-      },
-      files: ['esm-consumer.mts', 'cjs-consumer.cts'],
-    }, null, 2))
+    fs.writeFileSync(
+      path.join(project, 'tsconfig.json'),
+      JSON.stringify(
+        {
+          compilerOptions: {
+            module: 'NodeNext',
+            moduleResolution: 'NodeNext',
+            target: 'ES2022',
+            strict: true,
+            noEmit: true,
+            // Check the shipped declarations themselves, not only our use of them (TypeScript's
+            // own lib files are skipped: they are not ours, and checking them triples the time).
+            skipLibCheck: false,
+            skipDefaultLibCheck: true,
+            // The declarations reference node:events and node:stream; borrow the repo's @types/node
+            // rather than installing it into the consumer.
+            types: ['node'],
+            typeRoots: [path.join(root, 'node_modules', '@types')],
+          },
+          files: ['esm-consumer.mts', 'cjs-consumer.cts'],
+        },
+        null,
+        2,
+      ),
+    )
     await sh(tsc, ['--noEmit', '-p', project], project, 60_000)
   })
 })

@@ -7,7 +7,18 @@
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -17,7 +28,17 @@ import { Larder, LarderError, type LarderOptions } from '../src/index.ts'
 import { disk } from '../src/store/disk.ts'
 import { isDiskFailure } from '../src/resilience/disk-breaker.ts'
 import { Child, startChild } from './children/harness.ts'
-import { CODEC, COMPRESSION, entryPathOf, FLAG_FRAMED, forgeEntry, forgeFrame, loadHasher, plant, plantSparseZeros } from './children/forge.ts'
+import {
+  CODEC,
+  COMPRESSION,
+  entryPathOf,
+  FLAG_FRAMED,
+  forgeEntry,
+  forgeFrame,
+  loadHasher,
+  plant,
+  plantSparseZeros,
+} from './children/forge.ts'
 import { digestStream, KiB, MiB } from './children/shared.ts'
 
 const dirs: string[] = []
@@ -75,87 +96,125 @@ async function brotliZeros(size: number): Promise<Buffer> {
 
 /** A framed payload of `frames` frames, each 4 MiB of zeros compressed with brotli. */
 function brotliFrames(frames: number): Buffer {
-  const frame = forgeFrame(4 * MiB, brotliCompressSync(Buffer.alloc(4 * MiB), { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 5 } }), true)
+  const frame = forgeFrame(
+    4 * MiB,
+    brotliCompressSync(Buffer.alloc(4 * MiB), { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 5 } }),
+    true,
+  )
   return Buffer.concat(Array.from({ length: frames }, () => frame))
 }
 
 const MEMORY_BOUND = 64 * MiB
 
 describe('decompression bombs and lying lengths, forged by hand', () => {
-  test('get of a 100 KB deflate entry whose trailer claims 512 MiB is judged corrupt (deflate cannot expand 1032-fold) without inflating it', { timeout: 120_000 }, async () => {
-    const dir = await freshDir('deflate-bomb')
-    // 100 MB of zeros deflate to ~97 KB: the most DEFLATE can do (1032:1 at best).
-    const payload = deflateRawSync(Buffer.alloc(100 * 1000 * 1000), { level: 9 })
-    plant(dir, 'bomb', forgeEntry({ key: 'bomb', codec: CODEC.bytes, compression: COMPRESSION.deflate }, payload, 512 * MiB))
-    const r = await probe(dir, 'bomb', 'get')
-    assert.deepEqual(r.outcome, { kind: 'miss' })
-    assert.equal(r.stats.corrupt, 1)
-    assert.equal(r.entryStillThere, false, 'a corrupt entry is removed')
-    assert.ok(r.growth < MEMORY_BOUND, `RSS grew by ${(r.growth / MiB).toFixed(0)} MiB reading a ${(payload.length / KiB).toFixed(0)} KiB entry`)
-  })
+  test(
+    'get of a 100 KB deflate entry whose trailer claims 512 MiB is judged corrupt (deflate cannot expand 1032-fold) without inflating it',
+    { timeout: 120_000 },
+    async () => {
+      const dir = await freshDir('deflate-bomb')
+      // 100 MB of zeros deflate to ~97 KB: the most DEFLATE can do (1032:1 at best).
+      const payload = deflateRawSync(Buffer.alloc(100 * 1000 * 1000), { level: 9 })
+      plant(dir, 'bomb', forgeEntry({ key: 'bomb', codec: CODEC.bytes, compression: COMPRESSION.deflate }, payload, 512 * MiB))
+      const r = await probe(dir, 'bomb', 'get')
+      assert.deepEqual(r.outcome, { kind: 'miss' })
+      assert.equal(r.stats.corrupt, 1)
+      assert.equal(r.entryStillThere, false, 'a corrupt entry is removed')
+      assert.ok(
+        r.growth < MEMORY_BOUND,
+        `RSS grew by ${(r.growth / MiB).toFixed(0)} MiB reading a ${(payload.length / KiB).toFixed(0)} KiB entry`,
+      )
+    },
+  )
 
-  test('get of a 100 KB deflate entry that truly inflates to 100 MB (over maxValueSize) answers ERR_TOO_LARGE without inflating it; getStream serves it with bounded memory', { timeout: 120_000 }, async () => {
-    const dir = await freshDir('deflate-large')
-    const size = 100 * 1000 * 1000
-    const payload = deflateRawSync(Buffer.alloc(size), { level: 9 })
-    plant(dir, 'big', forgeEntry({ key: 'big', codec: CODEC.bytes, compression: COMPRESSION.deflate }, payload, size))
-    const got = await probe(dir, 'big', 'get')
-    assert.equal(got.outcome.kind, 'error')
-    assert.equal((got.outcome as { code: string }).code, 'ERR_TOO_LARGE')
-    assert.match((got.outcome as { message: string }).message, /getStream/)
-    assert.equal(got.entryStillThere, true, 'a valid entry too large for get is kept')
-    assert.equal(got.stats.corrupt, 0)
-    assert.ok(got.growth < MEMORY_BOUND, `RSS grew by ${(got.growth / MiB).toFixed(0)} MiB`)
+  test(
+    'get of a 100 KB deflate entry that truly inflates to 100 MB (over maxValueSize) answers ERR_TOO_LARGE without inflating it; getStream serves it with bounded memory',
+    { timeout: 120_000 },
+    async () => {
+      const dir = await freshDir('deflate-large')
+      const size = 100 * 1000 * 1000
+      const payload = deflateRawSync(Buffer.alloc(size), { level: 9 })
+      plant(dir, 'big', forgeEntry({ key: 'big', codec: CODEC.bytes, compression: COMPRESSION.deflate }, payload, size))
+      const got = await probe(dir, 'big', 'get')
+      assert.equal(got.outcome.kind, 'error')
+      assert.equal((got.outcome as { code: string }).code, 'ERR_TOO_LARGE')
+      assert.match((got.outcome as { message: string }).message, /getStream/)
+      assert.equal(got.entryStillThere, true, 'a valid entry too large for get is kept')
+      assert.equal(got.stats.corrupt, 0)
+      assert.ok(got.growth < MEMORY_BOUND, `RSS grew by ${(got.growth / MiB).toFixed(0)} MiB`)
 
-    const streamed = await probe(dir, 'big', 'getStream')
-    assert.deepEqual(streamed.outcome, { kind: 'value', type: 'stream', length: size })
-    assert.ok(streamed.growth < MEMORY_BOUND, `getStream: RSS grew by ${(streamed.growth / MiB).toFixed(0)} MiB`)
-  })
+      const streamed = await probe(dir, 'big', 'getStream')
+      assert.deepEqual(streamed.outcome, { kind: 'value', type: 'stream', length: size })
+      assert.ok(streamed.growth < MEMORY_BOUND, `getStream: RSS grew by ${(streamed.growth / MiB).toFixed(0)} MiB`)
+    },
+  )
 
-  test('get of a brotli entry of a few hundred bytes that inflates to 512 MiB answers ERR_TOO_LARGE before allocating; the entry stays', { timeout: 120_000 }, async () => {
-    const dir = await freshDir('brotli-bomb')
-    const payload = await brotliZeros(512 * MiB)
-    plant(dir, 'bomb', forgeEntry({ key: 'bomb', codec: CODEC.bytes, compression: COMPRESSION.brotli }, payload, 512 * MiB))
-    const r = await probe(dir, 'bomb', 'get')
-    assert.equal(r.outcome.kind, 'error', JSON.stringify(r.outcome))
-    assert.equal((r.outcome as { code: string }).code, 'ERR_TOO_LARGE')
-    assert.equal(r.entryStillThere, true)
-    assert.ok(r.growth < MEMORY_BOUND, `RSS grew by ${(r.growth / MiB).toFixed(0)} MiB reading a ${payload.length}-byte entry`)
-  })
+  test(
+    'get of a brotli entry of a few hundred bytes that inflates to 512 MiB answers ERR_TOO_LARGE before allocating; the entry stays',
+    { timeout: 120_000 },
+    async () => {
+      const dir = await freshDir('brotli-bomb')
+      const payload = await brotliZeros(512 * MiB)
+      plant(dir, 'bomb', forgeEntry({ key: 'bomb', codec: CODEC.bytes, compression: COMPRESSION.brotli }, payload, 512 * MiB))
+      const r = await probe(dir, 'bomb', 'get')
+      assert.equal(r.outcome.kind, 'error', JSON.stringify(r.outcome))
+      assert.equal((r.outcome as { code: string }).code, 'ERR_TOO_LARGE')
+      assert.equal(r.entryStillThere, true)
+      assert.ok(r.growth < MEMORY_BOUND, `RSS grew by ${(r.growth / MiB).toFixed(0)} MiB reading a ${payload.length}-byte entry`)
+    },
+  )
 
-  test('get of a 6 KB framed entry claiming 1 GiB (256 brotli frames of 4 MiB) answers ERR_TOO_LARGE before decoding a frame', { timeout: 120_000 }, async () => {
-    const dir = await freshDir('framed-bomb')
-    const payload = brotliFrames(256)
-    plant(dir, 'bomb', forgeEntry({ key: 'bomb', codec: CODEC.stream, compression: COMPRESSION.brotli, flags: FLAG_FRAMED }, payload, 1024 * MiB))
-    const r = await probe(dir, 'bomb', 'get')
-    assert.equal(r.outcome.kind, 'error', JSON.stringify(r.outcome))
-    assert.equal((r.outcome as { code: string }).code, 'ERR_TOO_LARGE')
-    assert.ok(r.growth < MEMORY_BOUND, `RSS grew by ${(r.growth / MiB).toFixed(0)} MiB reading a ${payload.length}-byte entry`)
-  })
+  test(
+    'get of a 6 KB framed entry claiming 1 GiB (256 brotli frames of 4 MiB) answers ERR_TOO_LARGE before decoding a frame',
+    { timeout: 120_000 },
+    async () => {
+      const dir = await freshDir('framed-bomb')
+      const payload = brotliFrames(256)
+      plant(
+        dir,
+        'bomb',
+        forgeEntry({ key: 'bomb', codec: CODEC.stream, compression: COMPRESSION.brotli, flags: FLAG_FRAMED }, payload, 1024 * MiB),
+      )
+      const r = await probe(dir, 'bomb', 'get')
+      assert.equal(r.outcome.kind, 'error', JSON.stringify(r.outcome))
+      assert.equal((r.outcome as { code: string }).code, 'ERR_TOO_LARGE')
+      assert.ok(r.growth < MEMORY_BOUND, `RSS grew by ${(r.growth / MiB).toFixed(0)} MiB reading a ${payload.length}-byte entry`)
+    },
+  )
 
-  test('a framed entry whose frames hold more than its claimed length is corrupt before the excess is decoded, by get and by getStream (which never ends it)', { timeout: 60_000 }, async () => {
-    const dir = await freshDir('framed-lie')
-    // A raw frame of 100 KiB (so the file is over 64 KiB and getStream streams it), then 16
-    // frames of 4 MiB (64 MiB in all) under a claim of 2 MiB.
-    const first = forgeFrame(100 * KiB, Buffer.from(Array.from({ length: 100 * KiB }, (_, i) => (i * 7919) & 0xff)), false)
-    const bytes = forgeEntry({ key: 'lie', codec: CODEC.stream, compression: COMPRESSION.brotli, flags: FLAG_FRAMED }, Buffer.concat([first, brotliFrames(16)]), 2 * MiB)
-    plant(dir, 'lie', bytes)
-    const cache = await Larder.open({ dir, maintenance: false })
-    assert.equal(await cache.get('lie'), undefined)
-    assert.equal((await cache.stats()).corrupt, 1)
-    assert.equal(existsSync(entryPathOf(dir, 'lie')), false)
+  test(
+    'a framed entry whose frames hold more than its claimed length is corrupt before the excess is decoded, by get and by getStream (which never ends it)',
+    { timeout: 60_000 },
+    async () => {
+      const dir = await freshDir('framed-lie')
+      // A raw frame of 100 KiB (so the file is over 64 KiB and getStream streams it), then 16
+      // frames of 4 MiB (64 MiB in all) under a claim of 2 MiB.
+      const first = forgeFrame(100 * KiB, Buffer.from(Array.from({ length: 100 * KiB }, (_, i) => (i * 7919) & 0xff)), false)
+      const bytes = forgeEntry(
+        { key: 'lie', codec: CODEC.stream, compression: COMPRESSION.brotli, flags: FLAG_FRAMED },
+        Buffer.concat([first, brotliFrames(16)]),
+        2 * MiB,
+      )
+      plant(dir, 'lie', bytes)
+      const cache = await Larder.open({ dir, maintenance: false })
+      assert.equal(await cache.get('lie'), undefined)
+      assert.equal((await cache.stats()).corrupt, 1)
+      assert.equal(existsSync(entryPathOf(dir, 'lie')), false)
 
-    plant(dir, 'lie', bytes)
-    const stream = await cache.getStream('lie')
-    assert.ok(stream !== undefined)
-    let delivered = 0
-    await assert.rejects(async () => {
-      for await (const chunk of stream as AsyncIterable<Buffer>) delivered += chunk.length
-    }, (e: LarderError) => e.code === 'ERR_CORRUPT')
-    assert.ok(delivered <= 2 * MiB, `${delivered} bytes delivered under a claim of 2 MiB`)
-    assert.equal((await cache.stats()).corrupt, 2)
-    await cache.close()
-  })
+      plant(dir, 'lie', bytes)
+      const stream = await cache.getStream('lie')
+      assert.ok(stream !== undefined)
+      let delivered = 0
+      await assert.rejects(
+        async () => {
+          for await (const chunk of stream as AsyncIterable<Buffer>) delivered += chunk.length
+        },
+        (e: LarderError) => e.code === 'ERR_CORRUPT',
+      )
+      assert.ok(delivered <= 2 * MiB, `${delivered} bytes delivered under a claim of 2 MiB`)
+      assert.equal((await cache.stats()).corrupt, 2)
+      await cache.close()
+    },
+  )
 
   test('a plain or compressed entry whose payload does not decode to exactly its claimed length is corrupt', async () => {
     const dir = await freshDir('length-lies')
@@ -220,67 +279,84 @@ describe('tag floods', () => {
 })
 
 describe('entries too large for get', () => {
-  test('get of a valid 2.5 GiB entry answers ERR_TOO_LARGE naming getStream, keeps it, and ten such gets neither count disk errors nor open the breaker', { timeout: 120_000 }, async () => {
-    const dir = await freshDir('huge')
-    const cache = await Larder.open({ dir, maintenance: false })
-    await cache.set('small', 'still served')
-    const file = plantSparseZeros(dir, 'huge', 2.5 * 1024 * MiB)
-    for (let i = 0; i < 10; i++) {
-      await assert.rejects(cache.get('huge'), (e: LarderError) => {
-        assert.ok(e instanceof LarderError, String(e))
-        assert.equal(e.code, 'ERR_TOO_LARGE')
-        assert.equal(e.field, 'key')
-        assert.match(e.message, /getStream/)
-        return true
-      })
-    }
-    const stats = await cache.stats()
-    assert.equal(stats.errors, 0)
-    assert.equal(stats.corrupt, 0)
-    assert.equal(stats.breaker.state, 'closed')
-    assert.equal(stats.breaker.failures, 0)
-    assert.equal(existsSync(file), true, 'the entry is kept')
-    assert.equal(await cache.get('small'), 'still served')
-    assert.equal((await cache.info('huge'))?.logicalSize, 2.5 * 1024 * MiB)
-    // getStream serves it: the first 8 MiB are zeros, and closing early is fine.
-    const stream = await cache.getStream('huge')
-    assert.ok(stream !== undefined)
-    let seen = 0
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      assert.ok(chunk.every((b) => b === 0))
-      seen += chunk.length
-      if (seen >= 8 * MiB) break
-    }
-    await cache.close()
-  })
-
-  test('with maxValueSize 1 MiB: get of a 3 MiB streamed entry answers ERR_TOO_LARGE with failOpen true or false, getStream serves it byte-exact, set of a larger value is refused', { timeout: 60_000 }, async () => {
-    const dir = await freshDir('max-value')
-    const bytes = Buffer.alloc(3 * MiB, 'abcdefgh')
-    for (const failOpen of [true, false]) {
-      const cache = await Larder.open({ dir, maxValueSize: '1MiB', failOpen, maintenance: false })
-      await cache.setStream('artifact', [bytes])
-      for (let i = 0; i < 8; i++) await assert.rejects(cache.get('artifact'), { code: 'ERR_TOO_LARGE', field: 'key' })
-      await assert.rejects(cache.getMany(['artifact']), { code: 'ERR_TOO_LARGE' })
-      const stream = await cache.getStream('artifact')
-      assert.deepEqual(await digestStream(stream!), await digestStream(Readable.from([bytes])))
-      const key = `value-${failOpen}`
-      await assert.rejects(cache.set(key, Buffer.alloc(MiB + 1)), (e: LarderError) => e.code === 'ERR_TOO_LARGE' && e.field === 'value')
-      await assert.rejects(cache.setMany([{ key: 'first', value: 1 }, { key, value: Buffer.alloc(MiB + 1) }]), { code: 'ERR_TOO_LARGE' })
-      assert.equal(await cache.has(key), false, 'nothing written')
-      assert.equal(await cache.has('first'), false, 'setMany writes nothing when one item is refused')
-      await cache.set(key, Buffer.alloc(MiB))
-      assert.equal((await cache.get(key) as Buffer).length, MiB)
+  test(
+    'get of a valid 2.5 GiB entry answers ERR_TOO_LARGE naming getStream, keeps it, and ten such gets neither count disk errors nor open the breaker',
+    { timeout: 120_000 },
+    async () => {
+      const dir = await freshDir('huge')
+      const cache = await Larder.open({ dir, maintenance: false })
+      await cache.set('small', 'still served')
+      const file = plantSparseZeros(dir, 'huge', 2.5 * 1024 * MiB)
+      for (let i = 0; i < 10; i++) {
+        await assert.rejects(cache.get('huge'), (e: LarderError) => {
+          assert.ok(e instanceof LarderError, String(e))
+          assert.equal(e.code, 'ERR_TOO_LARGE')
+          assert.equal(e.field, 'key')
+          assert.match(e.message, /getStream/)
+          return true
+        })
+      }
       const stats = await cache.stats()
-      assert.equal(stats.errors + stats.corrupt, 0)
+      assert.equal(stats.errors, 0)
+      assert.equal(stats.corrupt, 0)
       assert.equal(stats.breaker.state, 'closed')
+      assert.equal(stats.breaker.failures, 0)
+      assert.equal(existsSync(file), true, 'the entry is kept')
+      assert.equal(await cache.get('small'), 'still served')
+      assert.equal((await cache.info('huge'))?.logicalSize, 2.5 * 1024 * MiB)
+      // getStream serves it: the first 8 MiB are zeros, and closing early is fine.
+      const stream = await cache.getStream('huge')
+      assert.ok(stream !== undefined)
+      let seen = 0
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        assert.ok(chunk.every((b) => b === 0))
+        seen += chunk.length
+        if (seen >= 8 * MiB) break
+      }
       await cache.close()
-    }
-  })
+    },
+  )
+
+  test(
+    'with maxValueSize 1 MiB: get of a 3 MiB streamed entry answers ERR_TOO_LARGE with failOpen true or false, getStream serves it byte-exact, set of a larger value is refused',
+    { timeout: 60_000 },
+    async () => {
+      const dir = await freshDir('max-value')
+      const bytes = Buffer.alloc(3 * MiB, 'abcdefgh')
+      for (const failOpen of [true, false]) {
+        const cache = await Larder.open({ dir, maxValueSize: '1MiB', failOpen, maintenance: false })
+        await cache.setStream('artifact', [bytes])
+        for (let i = 0; i < 8; i++) await assert.rejects(cache.get('artifact'), { code: 'ERR_TOO_LARGE', field: 'key' })
+        await assert.rejects(cache.getMany(['artifact']), { code: 'ERR_TOO_LARGE' })
+        const stream = await cache.getStream('artifact')
+        assert.deepEqual(await digestStream(stream!), await digestStream(Readable.from([bytes])))
+        const key = `value-${failOpen}`
+        await assert.rejects(cache.set(key, Buffer.alloc(MiB + 1)), (e: LarderError) => e.code === 'ERR_TOO_LARGE' && e.field === 'value')
+        await assert.rejects(
+          cache.setMany([
+            { key: 'first', value: 1 },
+            { key, value: Buffer.alloc(MiB + 1) },
+          ]),
+          { code: 'ERR_TOO_LARGE' },
+        )
+        assert.equal(await cache.has(key), false, 'nothing written')
+        assert.equal(await cache.has('first'), false, 'setMany writes nothing when one item is refused')
+        await cache.set(key, Buffer.alloc(MiB))
+        assert.equal(((await cache.get(key)) as Buffer).length, MiB)
+        const stats = await cache.stats()
+        assert.equal(stats.errors + stats.corrupt, 0)
+        assert.equal(stats.breaker.state, 'closed')
+        await cache.close()
+      }
+    },
+  )
 
   test('maxValueSize is validated', async () => {
     for (const bad of [-1, 'lots', {}, 0]) {
-      await assert.rejects(Larder.open({ dir: await freshDir('bad-max'), maxValueSize: bad as never }), { code: 'ERR_INVALID_OPTION', field: 'maxValueSize' })
+      await assert.rejects(Larder.open({ dir: await freshDir('bad-max'), maxValueSize: bad as never }), {
+        code: 'ERR_INVALID_OPTION',
+        field: 'maxValueSize',
+      })
     }
     const cache = await Larder.open({ dir: await freshDir('default-max') })
     assert.equal(cache.options.maxValueSize, 64 * MiB)
@@ -291,7 +367,8 @@ describe('entries too large for get', () => {
 describe('which errors are disk failures', () => {
   test('errno errors are disk failures; ENOENT, RangeError, TypeError, ERR_* codes and LarderErrors are not', () => {
     const errno = (code: string): Error => Object.assign(new Error(code), { code, errno: -5, syscall: 'read' })
-    for (const code of ['EIO', 'ENOSPC', 'EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'EMFILE', 'ETIMEDOUT']) assert.equal(isDiskFailure(errno(code)), true, code)
+    for (const code of ['EIO', 'ENOSPC', 'EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'EMFILE', 'ETIMEDOUT'])
+      assert.equal(isDiskFailure(errno(code)), true, code)
     let tooLarge: unknown
     try {
       Buffer.alloc(Number.MAX_SAFE_INTEGER)
@@ -302,29 +379,32 @@ describe('which errors are disk failures', () => {
       ENOENT: errno('ENOENT'),
       EEXIST: errno('EEXIST'),
       'a real RangeError (Buffer too large)': tooLarge,
-      'a RangeError with ERR_FS_FILE_TOO_LARGE': Object.assign(new RangeError('File size is greater than 2 GiB'), { code: 'ERR_FS_FILE_TOO_LARGE' }),
+      'a RangeError with ERR_FS_FILE_TOO_LARGE': Object.assign(new RangeError('File size is greater than 2 GiB'), {
+        code: 'ERR_FS_FILE_TOO_LARGE',
+      }),
       TypeError: new TypeError('x is not a function'),
-      'ERR_STREAM_PREMATURE_CLOSE': Object.assign(new Error('premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }),
+      ERR_STREAM_PREMATURE_CLOSE: Object.assign(new Error('premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }),
       'an error without a code': new Error('a bug'),
       LarderError: new LarderError('ERR_TOO_LARGE', 'too large'),
-    })) assert.equal(isDiskFailure(error), false, name)
+    }))
+      assert.equal(isDiskFailure(error), false, name)
   })
 
   test('a read that meets a bug (a TypeError) is a counted miss, never thrown, and does not open the breaker; EIO does', async () => {
     const dir = await freshDir('bug')
     const cache = await Larder.open({ dir, maintenance: false, breaker: { volumeThreshold: 2, errorThresholdPercentage: 50 } })
     await cache.set('k', 'v')
-    disk.lstatSync = (() => {
+    disk.lstatSync = () => {
       throw new TypeError('injected: not a function')
-    })
+    }
     try {
       for (let i = 0; i < 10; i++) assert.equal(await cache.get('k'), undefined)
       const stats = await cache.stats()
       assert.equal(stats.errors, 10)
       assert.equal(stats.breaker.state, 'closed')
-      disk.lstatSync = (() => {
+      disk.lstatSync = () => {
         throw Object.assign(new Error('EIO: injected'), { code: 'EIO' })
-      })
+      }
       for (let i = 0; i < 20; i++) assert.equal(await cache.get('k'), undefined)
       assert.equal((await cache.stats()).breaker.state, 'open', 'a disk fault still opens it')
     } finally {
@@ -369,7 +449,11 @@ describe('file descriptors on every error path', () => {
     corruptHead.writeUInt32LE(0xdeadbeef, 0) // bad magic
     corruptPayload = Buffer.from(clean)
     flip(corruptPayload, 100_000) // checksum fails in the middle
-    corruptFramed = forgeEntry({ key: 'x', codec: CODEC.stream, compression: COMPRESSION.brotli, flags: FLAG_FRAMED }, Buffer.concat([forgeFrame(good.length, good, false)]), good.length)
+    corruptFramed = forgeEntry(
+      { key: 'x', codec: CODEC.stream, compression: COMPRESSION.brotli, flags: FLAG_FRAMED },
+      Buffer.concat([forgeFrame(good.length, good, false)]),
+      good.length,
+    )
     flip(corruptFramed, corruptFramed.length - 1000)
   })
   after(async () => {
@@ -399,7 +483,11 @@ describe('file descriptors on every error path', () => {
     for (const [name, api] of Object.entries(apis)) {
       const key = `${label}:${name}`
       await prepare(key)
-      assert.equal(statSync(entryPathOf(dir, key)).size > 64 * KiB, large, `${label}: the entry is ${large ? '' : 'not '}read through an open handle`)
+      assert.equal(
+        statSync(entryPathOf(dir, key)).size > 64 * KiB,
+        large,
+        `${label}: the entry is ${large ? '' : 'not '}read through an open handle`,
+      )
       await api(key) // warm-up: lazily opened descriptors (thread pool, zlib) are not leaks
       const before = openFds()
       for (let i = 0; i < 5; i++) {
@@ -423,11 +511,15 @@ describe('file descriptors on every error path', () => {
 
   test('a tagged entry under 64 KiB whose tag stamps cannot be read', async () => {
     const tagsDir = path.join(dir, 'v1', 'default', 'tags')
-    await noLeak('tags-unreadable-small', async (key) => {
-      rmSync(tagsDir, { recursive: true, force: true })
-      await cache.set(key, 'small', { tags: ['t'] })
-      writeFileSync(tagsDir, 'not a directory')
-    }, false)
+    await noLeak(
+      'tags-unreadable-small',
+      async (key) => {
+        rmSync(tagsDir, { recursive: true, force: true })
+        await cache.set(key, 'small', { tags: ['t'] })
+        writeFileSync(tagsDir, 'not a directory')
+      },
+      false,
+    )
     rmSync(tagsDir, { force: true })
   })
 
@@ -469,7 +561,13 @@ function flip(bytes: Buffer, at: number): void {
  *  wrong already, does not cover the new key either). */
 function rekey(bytes: Buffer, key: string): Buffer {
   const keyLength = bytes.readUInt32LE(24)
-  const out = Buffer.concat([bytes.subarray(0, 24), Buffer.alloc(4), bytes.subarray(28, 32), Buffer.from(key), bytes.subarray(32 + keyLength)])
+  const out = Buffer.concat([
+    bytes.subarray(0, 24),
+    Buffer.alloc(4),
+    bytes.subarray(28, 32),
+    Buffer.from(key),
+    bytes.subarray(32 + keyLength),
+  ])
   out.writeUInt32LE(Buffer.byteLength(key), 24)
   return out
 }
@@ -492,7 +590,7 @@ describe('a corrupt entry is removed only if it is still the file judged', () =>
       const cache = await Larder.open({ dir, maintenance: false })
       // The one seam use: the replacement lands exactly between the judgement (the head read
       // through this handle) and the removal, a race a real disk cannot stage on demand.
-      disk.open = (async (...args: Parameters<typeof realDisk.open>) => {
+      disk.open = async (...args: Parameters<typeof realDisk.open>) => {
         const handle = await realDisk.open(...args)
         if (String(args[0]) === file && existsSync(staged)) {
           const close = handle.close.bind(handle)
@@ -502,7 +600,7 @@ describe('a corrupt entry is removed only if it is still the file judged', () =>
           }
         }
         return handle
-      })
+      }
       try {
         const answer = api === 'getStream' ? await cache.getStream('k') : await cache[api]('k')
         assert.ok(answer === undefined || answer === false, `${api} answered ${String(answer)}`)
@@ -516,7 +614,7 @@ describe('a corrupt entry is removed only if it is still the file judged', () =>
     })
   }
 
-  test('a symlink in an entry\'s place is removed, and its target is untouched', async () => {
+  test("a symlink in an entry's place is removed, and its target is untouched", async () => {
     const dir = await freshDir('symlink')
     const canary = path.join(await freshDir('canary'), 'canary')
     writeFileSync(canary, 'do not touch')

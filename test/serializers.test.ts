@@ -11,7 +11,10 @@ import { Larder, LarderError, type LarderOptions } from '../src/index.ts'
 import { entryFiles, tempDir } from './helpers.ts'
 
 class Point {
-  constructor(public x = 1, public y = 2) {}
+  constructor(
+    public x = 1,
+    public y = 2,
+  ) {}
   norm(): number {
     return Math.hypot(this.x, this.y)
   }
@@ -40,10 +43,16 @@ const VALUES: [name: string, make: () => unknown][] = [
   ['null', () => null],
 ]
 
-const SERIALIZERS: LarderOptions['serializer'][] = ['json', 'v8', 'msgpack', 'raw', {
-  serialize: (v: unknown) => JSON.stringify(v),
-  deserialize: (b: Buffer) => JSON.parse(b.toString()) as unknown,
-}]
+const SERIALIZERS: LarderOptions['serializer'][] = [
+  'json',
+  'v8',
+  'msgpack',
+  'raw',
+  {
+    serialize: (v: unknown) => JSON.stringify(v),
+    deserialize: (b: Buffer) => JSON.parse(b.toString()) as unknown,
+  },
+]
 
 function nameOf(serializer: LarderOptions['serializer']): string {
   return typeof serializer === 'string' ? serializer : 'custom'
@@ -97,7 +106,15 @@ describe('the memory tier returns what the disk returns', () => {
 
 describe('values a serializer would change silently are rejected', () => {
   const nested: [name: string, make: () => unknown][] = [
-    ['a method', () => ({ id: 1, compute() { return 2 } })],
+    [
+      'a method',
+      () => ({
+        id: 1,
+        compute() {
+          return 2
+        },
+      }),
+    ],
     ['a function in an array', () => [1, () => 2]],
     ['a deeply nested function', () => ({ a: { b: [{ fn: Math.max }] } })],
     ['a symbol', () => ({ s: Symbol('x') })],
@@ -125,7 +142,10 @@ describe('values a serializer would change silently are rejected', () => {
     const dir = tempDir()
     for (const serializer of ['msgpack', 'raw'] as const) {
       const cache = await Larder.open({ dir, serializer, namespace: serializer })
-      await assert.rejects(cache.set('k', `caf${cut}`), (e: LarderError) => e.code === 'ERR_INVALID_VALUE' && e.field === 'value' && /surrogate/.test(e.message))
+      await assert.rejects(
+        cache.set('k', `caf${cut}`),
+        (e: LarderError) => e.code === 'ERR_INVALID_VALUE' && e.field === 'value' && /surrogate/.test(e.message),
+      )
       if (serializer === 'msgpack') {
         for (const value of [{ s: `caf${cut}` }, { [`k${cut}`]: 1 }, new Map([[`k${cut}`, 1]]), [new Set([cut])]]) {
           await assert.rejects(cache.set('k', value), { code: 'ERR_INVALID_VALUE' })
@@ -176,7 +196,11 @@ describe('nesting depth', () => {
       const dir = tempDir()
       const cache = await Larder.open({ dir, serializer })
       for (const depth of [1200, 3000]) {
-        await assert.rejects(cache.set('deep', nest(depth)), (e: LarderError) => e.code === 'ERR_SERIALIZE' && /nested/.test(e.message), `${serializer} ${depth}`)
+        await assert.rejects(
+          cache.set('deep', nest(depth)),
+          (e: LarderError) => e.code === 'ERR_SERIALIZE' && /nested/.test(e.message),
+          `${serializer} ${depth}`,
+        )
       }
       assert.equal(entryFiles(dir).length, 0, `${serializer}: nothing written`)
       await cache.set('ok', nest(1000))

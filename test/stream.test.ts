@@ -13,7 +13,15 @@ import { Readable } from 'node:stream'
 import { Larder, LarderError } from '../src/index.ts'
 import { Child, startChild } from './children/harness.ts'
 import {
-  artifactChunks, artifactDigest, artifactSource, digestStream, entryName, KiB, MiB, scanEntries, type ArtifactSpec,
+  artifactChunks,
+  artifactDigest,
+  artifactSource,
+  digestStream,
+  entryName,
+  KiB,
+  MiB,
+  scanEntries,
+  type ArtifactSpec,
 } from './children/shared.ts'
 
 const dirs: string[] = []
@@ -47,36 +55,51 @@ describe('large stream round trips', () => {
 
   for (const kind of ['mixed', 'random'] as const) {
     const what = kind === 'mixed' ? 'half-compressible' : 'incompressible'
-    test(`a 512 MiB ${what} stream round trips byte-exact while resident memory grows by less than 64 MiB`, { timeout: 240_000 }, async (t) => {
-      const dir = await freshDir(`rss-${kind}`)
-      const child = await startChild('rss-probe.ts', [dir, String(SIZE), kind], false, ['--expose-gc'])
-      children.push(child)
-      const r = await child.next('result') as unknown as {
-        baseline: number; getBaseline: number; setPeak: number; getPeak: number; setSamples: number; getSamples: number; setMs: number; getMs: number
-        gcExposed: boolean; source: { sha256: string; length: number }; read: { sha256: string; length: number } | undefined
-        stats: { corrupt: number; errors: number; bytesWritten: number }
-      }
-      const exit = await child.exited
-      assert.equal(exit.code, 0, child.stderr)
-      const setGrowth = r.setPeak - r.baseline
-      const getGrowth = r.getPeak - r.getBaseline
-      t.diagnostic(`baseline ${(r.baseline / MiB).toFixed(1)} MiB; growth during setStream ${(setGrowth / MiB).toFixed(1)} MiB (${r.setSamples} samples, ${r.setMs.toFixed(0)} ms), through getStream ${(getGrowth / MiB).toFixed(1)} MiB (${r.getSamples} samples, ${r.getMs.toFixed(0)} ms); ${(r.stats.bytesWritten / MiB).toFixed(1)} MiB written`)
+    test(
+      `a 512 MiB ${what} stream round trips byte-exact while resident memory grows by less than 64 MiB`,
+      { timeout: 240_000 },
+      async (t) => {
+        const dir = await freshDir(`rss-${kind}`)
+        const child = await startChild('rss-probe.ts', [dir, String(SIZE), kind], false, ['--expose-gc'])
+        children.push(child)
+        const r = (await child.next('result')) as unknown as {
+          baseline: number
+          getBaseline: number
+          setPeak: number
+          getPeak: number
+          setSamples: number
+          getSamples: number
+          setMs: number
+          getMs: number
+          gcExposed: boolean
+          source: { sha256: string; length: number }
+          read: { sha256: string; length: number } | undefined
+          stats: { corrupt: number; errors: number; bytesWritten: number }
+        }
+        const exit = await child.exited
+        assert.equal(exit.code, 0, child.stderr)
+        const setGrowth = r.setPeak - r.baseline
+        const getGrowth = r.getPeak - r.getBaseline
+        t.diagnostic(
+          `baseline ${(r.baseline / MiB).toFixed(1)} MiB; growth during setStream ${(setGrowth / MiB).toFixed(1)} MiB (${r.setSamples} samples, ${r.setMs.toFixed(0)} ms), through getStream ${(getGrowth / MiB).toFixed(1)} MiB (${r.getSamples} samples, ${r.getMs.toFixed(0)} ms); ${(r.stats.bytesWritten / MiB).toFixed(1)} MiB written`,
+        )
 
-      assert.equal(r.source.length, SIZE)
-      assert.ok(r.read !== undefined, 'getStream missed')
-      assert.equal(r.read.length, SIZE)
-      assert.equal(r.read.sha256, r.source.sha256, 'bytes read differ from bytes written')
-      assert.equal(r.stats.corrupt, 0)
-      assert.equal(r.stats.errors, 0)
-      assert.ok(r.gcExposed, 'the probe ran without --expose-gc, so its baseline is unreliable')
-      assert.ok(r.setSamples >= 3 && r.getSamples >= 3, `too few samples (${r.setSamples}, ${r.getSamples})`)
-      assert.ok(setGrowth < LIMIT, `RSS grew by ${(setGrowth / MiB).toFixed(1)} MiB during setStream`)
-      assert.ok(getGrowth < LIMIT, `RSS grew by ${(getGrowth / MiB).toFixed(1)} MiB through getStream`)
-      // Adaptive compression stores a block raw when every compressor is busy, so how much of
-      // the compressible half shrinks depends on the machine's load; some of it always does.
-      if (kind === 'mixed') assert.ok(r.stats.bytesWritten < SIZE, 'nothing of the compressible half was compressed')
-      else assert.ok(r.stats.bytesWritten >= SIZE, 'incompressible bytes cannot have shrunk')
-    })
+        assert.equal(r.source.length, SIZE)
+        assert.ok(r.read !== undefined, 'getStream missed')
+        assert.equal(r.read.length, SIZE)
+        assert.equal(r.read.sha256, r.source.sha256, 'bytes read differ from bytes written')
+        assert.equal(r.stats.corrupt, 0)
+        assert.equal(r.stats.errors, 0)
+        assert.ok(r.gcExposed, 'the probe ran without --expose-gc, so its baseline is unreliable')
+        assert.ok(r.setSamples >= 3 && r.getSamples >= 3, `too few samples (${r.setSamples}, ${r.getSamples})`)
+        assert.ok(setGrowth < LIMIT, `RSS grew by ${(setGrowth / MiB).toFixed(1)} MiB during setStream`)
+        assert.ok(getGrowth < LIMIT, `RSS grew by ${(getGrowth / MiB).toFixed(1)} MiB through getStream`)
+        // Adaptive compression stores a block raw when every compressor is busy, so how much of
+        // the compressible half shrinks depends on the machine's load; some of it always does.
+        if (kind === 'mixed') assert.ok(r.stats.bytesWritten < SIZE, 'nothing of the compressible half was compressed')
+        else assert.ok(r.stats.bytesWritten >= SIZE, 'incompressible bytes cannot have shrunk')
+      },
+    )
   }
 
   test('an already-compressed (random) stream round trips byte-exact and is stored without compression', async () => {
@@ -171,7 +194,10 @@ describe('adaptive stream compression (the default)', () => {
 
   test('streamCompression is validated', async () => {
     const dir = await freshDir('bad-mode')
-    await assert.rejects(Larder.open({ dir, streamCompression: 'fast' as 'full' }), (e: unknown) => e instanceof LarderError && e.code === 'ERR_INVALID_OPTION' && /streamCompression/.test(e.message))
+    await assert.rejects(
+      Larder.open({ dir, streamCompression: 'fast' as 'full' }),
+      (e: unknown) => e instanceof LarderError && e.code === 'ERR_INVALID_OPTION' && /streamCompression/.test(e.message),
+    )
   })
 })
 
@@ -242,7 +268,10 @@ describe('a failing source', () => {
       const previous: ArtifactSpec = { version: 40, size: 2 * MiB + 5, kind: 'mixed' }
       await cache.setStream('kept', artifactSource(previous))
       const boom = new Error('second write fails')
-      await assert.rejects(cache.setStream('kept', failing({ version: 41, size: 8 * MiB, kind: 'mixed' }, 3 * MiB, boom)), (error) => error === boom)
+      await assert.rejects(
+        cache.setStream('kept', failing({ version: 41, size: 8 * MiB, kind: 'mixed' }, 3 * MiB, boom)),
+        (error) => error === boom,
+      )
       assert.deepEqual(await digestStream((await cache.getStream('kept'))!), artifactDigest(previous))
       assert.deepEqual(scanEntries(dir).temps, [])
     } finally {
@@ -351,7 +380,9 @@ describe('a damaged compressed stream that ends early', () => {
           })
           const s = await cache.stats()
           if (outcome.ended) {
-            endedNormally.push(`byte ${at - 1} bit ${bit}: 'end' after ${outcome.bytes} of ${spec.size} bytes; stats.corrupt ${s.corrupt}; file ${existsSync(file) ? 'kept' : 'removed'}`)
+            endedNormally.push(
+              `byte ${at - 1} bit ${bit}: 'end' after ${outcome.bytes} of ${spec.size} bytes; stats.corrupt ${s.corrupt}; file ${existsSync(file) ? 'kept' : 'removed'}`,
+            )
           } else {
             assert.equal((outcome.error as LarderError).code, 'ERR_CORRUPT', `byte ${at - 1} bit ${bit}: ${String(outcome.error)}`)
             assert.equal(s.corrupt, 1)

@@ -39,7 +39,8 @@ function snapshot(dir: string): Snapshot {
     } else if (s.isSymbolicLink()) {
       out[rel] = `link -> ${fs.readlinkSync(at)}`
     } else {
-      out[rel] = `file ${(s.mode & 0o7777).toString(8)} ${s.size} ${s.mtimeMs} ${createHash('sha256').update(fs.readFileSync(at)).digest('hex')}`
+      out[rel] =
+        `file ${(s.mode & 0o7777).toString(8)} ${s.size} ${s.mtimeMs} ${createHash('sha256').update(fs.readFileSync(at)).digest('hex')}`
     }
   }
   walk(dir)
@@ -56,7 +57,7 @@ const OPTIONS: LarderOptions = { maxEntries: 1000, evictionPolicy: 'lfu', mainte
 function makeCanary(layout: Layout, key: string): { root: string; victim: string; project: string } {
   const root = tempDir('larder-outside')
   const victim = path.join(root, 'victim.txt')
-  fs.writeFileSync(victim, 'the user\'s precious file\n')
+  fs.writeFileSync(victim, "the user's precious file\n")
   const project = path.join(root, 'project')
   const hash = layout.hashKey(key)
   const old = new Date(Date.now() - 86_400_000)
@@ -127,7 +128,13 @@ const PLANTS: Record<string, (c: Ctx) => void> = {
   'the temp names of the next writes → a file outside': (c) => {
     // Temp names are `<name>.<pid>-<n>.tmp` with one counter per process: plant the next ones.
     const from = tempSequence
-    const names = [c.layout.entryPath(c.layout.hashKey(KEY)), meta(c, 'totals', 'base'), meta(c, 'totals', 'epoch'), meta(c, 'budget.json'), c.layout.tagPath('users')]
+    const names = [
+      c.layout.entryPath(c.layout.hashKey(KEY)),
+      meta(c, 'totals', 'base'),
+      meta(c, 'totals', 'epoch'),
+      meta(c, 'budget.json'),
+      c.layout.tagPath('users'),
+    ]
     for (const name of names) for (let n = from; n <= from + 100; n++) fs.symlinkSync(c.victim, `${name}.${process.pid}-${n}.tmp`)
   },
   'an old clear() trash → a directory outside': (c) => replaceWithLink(path.join(c.dir, 'v1', '.trash-1-1-planted'), c.project),
@@ -148,7 +155,11 @@ const OPERATIONS: Record<string, (cache: Larder) => Promise<unknown>> = {
     await cache.set(KEY, { small: true }, { tags: ['users'] })
     await cache.set(KEY, randomBytes(70_000))
   },
-  setMany: (cache) => cache.setMany([{ key: KEY, value: 1 }, { key: 'other', value: 2 }]),
+  setMany: (cache) =>
+    cache.setMany([
+      { key: KEY, value: 1 },
+      { key: 'other', value: 2 },
+    ]),
   setStream: (cache) => cache.setStream(KEY, [randomBytes(3000), randomBytes(3000)]),
   invalidateTags: (cache) => cache.invalidateTags(['users', 'old-tag']),
   delete: async (cache) => {
@@ -214,7 +225,7 @@ describe('planted symlinks are never followed', () => {
     await cache.set(KEY, 'mine')
     assert.equal(await cache.get(KEY), 'mine')
     assert.ok(fs.lstatSync(file).isFile(), 'a real file now')
-    assert.equal(fs.readFileSync(canary.victim, 'utf8'), 'the user\'s precious file\n')
+    assert.equal(fs.readFileSync(canary.victim, 'utf8'), "the user's precious file\n")
     await cache.close()
   })
 

@@ -68,7 +68,11 @@ async function invalidationRounds(dir: string, rounds: number, untilUnchanged: n
     const before = statSync(tagsDir).mtimeMs
     await b.invalidateTags(['users'])
     if (statSync(tagsDir).mtimeMs === before) unchanged++
-    assert.equal(await get(), undefined, `round ${round}: A still serves v${round} after B invalidated "users" (tags dir mtime ${before}, ${unchanged} unchanged rounds)`)
+    assert.equal(
+      await get(),
+      undefined,
+      `round ${round}: A still serves v${round} after B invalidated "users" (tags dir mtime ${before}, ${unchanged} unchanged rounds)`,
+    )
     await delay(50)
     assert.equal(await get(), undefined, `round ${round}: A serves v${round} again later`)
   }
@@ -78,20 +82,27 @@ async function invalidationRounds(dir: string, rounds: number, untilUnchanged: n
 }
 
 describe('tag invalidations across processes', () => {
-  test('on ext4 with 1-second timestamps (mkfs.ext4 -I 128), process A sees B\'s invalidation on its next read, even within the second of its last read', { timeout: 120_000 }, async (t) => {
-    if (coarse.dir === undefined) {
-      t.skip(coarse.reason)
-      return
-    }
-    const dir = path.join(coarse.dir, 'cache')
-    mkdirSync(dir)
-    mkdirSync(path.join(dir, 'probe'))
-    assert.equal(statSync(path.join(dir, 'probe')).mtimeMs % 1000, 0, 'this file system keeps whole-second mtimes')
-    const { rounds, unchanged } = await invalidationRounds(dir, 12, 2)
-    assert.ok(unchanged >= 1, `no round had B's invalidation land within the second of the previous one (${rounds} rounds): the case under test never happened`)
-  })
+  test(
+    "on ext4 with 1-second timestamps (mkfs.ext4 -I 128), process A sees B's invalidation on its next read, even within the second of its last read",
+    { timeout: 120_000 },
+    async (t) => {
+      if (coarse.dir === undefined) {
+        t.skip(coarse.reason)
+        return
+      }
+      const dir = path.join(coarse.dir, 'cache')
+      mkdirSync(dir)
+      mkdirSync(path.join(dir, 'probe'))
+      assert.equal(statSync(path.join(dir, 'probe')).mtimeMs % 1000, 0, 'this file system keeps whole-second mtimes')
+      const { rounds, unchanged } = await invalidationRounds(dir, 12, 2)
+      assert.ok(
+        unchanged >= 1,
+        `no round had B's invalidation land within the second of the previous one (${rounds} rounds): the case under test never happened`,
+      )
+    },
+  )
 
-  test('on the default file system, process A sees B\'s invalidation on its next read', { timeout: 60_000 }, async () => {
+  test("on the default file system, process A sees B's invalidation on its next read", { timeout: 60_000 }, async () => {
     const dir = path.join(base, 'default-fs')
     await invalidationRounds(dir, 3, 0)
   })

@@ -77,7 +77,10 @@ describe('a write that does not fit', () => {
     return filler
   }
 
-  for (const [path_, size] of [['sync', 40_000], ['async', 80_000]] as const) {
+  for (const [path_, size] of [
+    ['sync', 40_000],
+    ['async', 80_000],
+  ] as const) {
     test(`a set over an existing entry on a full disk (real 256 KiB tmpfs, ${path_} path, ${size} bytes) is a counted drop, and the old entry survives`, async (t) => {
       if (!mounted) return t.skip(`mount -t tmpfs refused: ${refusal}`)
       const dir = path.join(mnt, `cache-${path_}`)
@@ -112,7 +115,10 @@ describe('a write that does not fit', () => {
     await cache.set('k', 'old')
     const filler = leaveFree(24 * 1024)
     try {
-      await assert.rejects(cache.set('k', incompressible(60_000)), (e: LarderError) => e.code === 'ERR_UNAVAILABLE' && (e.cause as { code?: string }).code === 'ENOSPC')
+      await assert.rejects(
+        cache.set('k', incompressible(60_000)),
+        (e: LarderError) => e.code === 'ERR_UNAVAILABLE' && (e.cause as { code?: string }).code === 'ENOSPC',
+      )
       assert.equal(await cache.get('k'), 'old')
       assert.deepEqual(temps(dir), [])
     } finally {
@@ -253,7 +259,10 @@ describe('modes and trust', () => {
     })
     const { dirs, files } = modes(dir)
     assert.ok(files.size >= 8, `files: ${[...files.keys()].join(', ')}`)
-    assert.ok(dirs.has('v1/default/meta/hits') && dirs.has('v1/default/tags') && dirs.has('v1/default/meta/activity'), [...dirs.keys()].join(', '))
+    assert.ok(
+      dirs.has('v1/default/meta/hits') && dirs.has('v1/default/tags') && dirs.has('v1/default/meta/activity'),
+      [...dirs.keys()].join(', '),
+    )
     for (const [rel, mode] of dirs) assert.equal(mode.toString(8), '700', `directory ${rel}`)
     for (const [rel, mode] of files) assert.equal(mode.toString(8), '600', `file ${rel}`)
   })
@@ -305,7 +314,11 @@ describe('modes and trust', () => {
       const dir = path.join(tempDir(), 'open')
       fs.mkdirSync(dir)
       fs.chmodSync(dir, mode)
-      await assert.rejects(Larder.open({ dir }), (e: LarderError) => e.code === 'ERR_UNSAFE_DIR' && /writable by (group|others)/.test(e.message), `mode ${mode.toString(8)}`)
+      await assert.rejects(
+        Larder.open({ dir }),
+        (e: LarderError) => e.code === 'ERR_UNSAFE_DIR' && /writable by (group|others)/.test(e.message),
+        `mode ${mode.toString(8)}`,
+      )
       assert.deepEqual(fs.readdirSync(dir), [])
     }
     const sticky = path.join(tempDir(), 'sticky')
@@ -334,7 +347,10 @@ describe('modes and trust', () => {
     fs.chmodSync(root, 0o1777)
     fs.mkdirSync(path.join(root, 'v1'), { mode: 0o777 })
     fs.chownSync(path.join(root, 'v1'), 12345, 12345)
-    await assert.rejects(Larder.open({ dir: root }), (e: LarderError) => e.code === 'ERR_UNSAFE_DIR' && e.message.includes(path.join(root, 'v1')))
+    await assert.rejects(
+      Larder.open({ dir: root }),
+      (e: LarderError) => e.code === 'ERR_UNSAFE_DIR' && e.message.includes(path.join(root, 'v1')),
+    )
   })
 
   test('a cache directory that is a symlink made by its owner is used; one made by another user is refused', async () => {
@@ -344,11 +360,14 @@ describe('modes and trust', () => {
     const cache = await Larder.open({ dir: path.join(base, 'mine') })
     await cache.set('k', 1)
     await cache.close()
-    assert.ok(fs.existsSync(path.join(base, 'real', 'v1')), 'the tree is inside the link\'s target')
+    assert.ok(fs.existsSync(path.join(base, 'real', 'v1')), "the tree is inside the link's target")
 
     fs.symlinkSync(path.join(base, 'real'), path.join(base, 'theirs'))
     fs.lchownSync(path.join(base, 'theirs'), 12345, 12345)
-    await assert.rejects(Larder.open({ dir: path.join(base, 'theirs') }), (e: LarderError) => e.code === 'ERR_UNSAFE_DIR' && /symlink/.test(e.message))
+    await assert.rejects(
+      Larder.open({ dir: path.join(base, 'theirs') }),
+      (e: LarderError) => e.code === 'ERR_UNSAFE_DIR' && /symlink/.test(e.message),
+    )
   })
 })
 
@@ -418,8 +437,13 @@ describe('clear()', () => {
     await first.get('a')
     await first.close()
     const meta = path.join(dir, 'v1', 'default', 'meta')
-    const before = listFiles(meta).filter((f) => !f.startsWith('totals/')).sort()
-    assert.ok(before.includes('budget.json') && before.some((f) => f.startsWith('activity/')) && before.some((f) => f.startsWith('hits/')), before.join(', '))
+    const before = listFiles(meta)
+      .filter((f) => !f.startsWith('totals/'))
+      .sort()
+    assert.ok(
+      before.includes('budget.json') && before.some((f) => f.startsWith('activity/')) && before.some((f) => f.startsWith('hits/')),
+      before.join(', '),
+    )
     const second = await Larder.open({ dir, maxEntries: 50, evictionPolicy: 'lfu' })
     await second.clear()
     await second.close()
@@ -436,7 +460,11 @@ describe('clear()', () => {
     for (let i = 0; i < 50; i++) await cache.set(`k${i}`, i)
     await cache.clear()
     const v1 = fs.readdirSync(path.join(dir, 'v1'))
-    assert.deepEqual(v1.filter((n) => n.startsWith('.trash-')), [], 'the trash was deleted')
+    assert.deepEqual(
+      v1.filter((n) => n.startsWith('.trash-')),
+      [],
+      'the trash was deleted',
+    )
     assert.ok(fs.existsSync(path.join(dir, 'v1', 'default', 'meta')), 'meta/ kept')
     for (let i = 0; i < 50; i++) assert.equal(await cache.get(`k${i}`), undefined)
     await cache.set('k1', 'new')
@@ -448,81 +476,92 @@ describe('clear()', () => {
 // ── 5. a live, slow stream and prune ───────────────────────────────────────────
 
 describe('temp files of streams', () => {
-  test('a prune in another process never removes the temp file of a live stream, however slow its source; a dead writer\'s is reclaimed', { timeout: 90_000 }, async () => {
-    const dir = tempDir()
-    // 10 KB every 200 ms: far below the 1 MiB a frame holds, so nothing reaches the file for seconds.
-    const slow = await startChild('slow-stream.ts', [dir, 'slow', '20', '200'], false)
-    children.push(slow)
-    await slow.next('writing')
-    const janitor = await Larder.open({ dir, maintenance: { interval: 0, tempMaxAge: '2s' } })
-    let temp: string | undefined
-    for (let tries = 0; temp === undefined; tries++) {
-      assert.ok(tries < 400, 'the stream never made its temp file')
-      temp = temps(dir)[0]
-      if (temp === undefined) await delay(10)
-    }
-    const seen = Date.now()
-    // Past the temp file's maximum age, the writer still feeding its stream.
-    while (Date.now() - seen < 3000) await delay(100)
-    assert.equal(slow.has('done'), false, 'the stream is still being written')
-    const pruned = await janitor.prune()
-    assert.equal(pruned.tempFilesRemoved, 0, 'the live writer\'s temp file was left alone')
-    assert.ok(fs.existsSync(path.join(dir, 'v1', 'default', temp)), 'its temp file is still there')
-    const done = await slow.next('done')
-    assert.equal((done.stats as { dropped: number }).dropped, 0, 'the stream was stored')
-    const stream = await janitor.getStream('slow')
-    assert.ok(stream !== undefined, 'the entry is there')
-    assert.equal(Buffer.concat(await stream.toArray()).length, 20 * 10_000)
+  test(
+    "a prune in another process never removes the temp file of a live stream, however slow its source; a dead writer's is reclaimed",
+    { timeout: 90_000 },
+    async () => {
+      const dir = tempDir()
+      // 10 KB every 200 ms: far below the 1 MiB a frame holds, so nothing reaches the file for seconds.
+      const slow = await startChild('slow-stream.ts', [dir, 'slow', '20', '200'], false)
+      children.push(slow)
+      await slow.next('writing')
+      const janitor = await Larder.open({ dir, maintenance: { interval: 0, tempMaxAge: '2s' } })
+      let temp: string | undefined
+      for (let tries = 0; temp === undefined; tries++) {
+        assert.ok(tries < 400, 'the stream never made its temp file')
+        temp = temps(dir)[0]
+        if (temp === undefined) await delay(10)
+      }
+      const seen = Date.now()
+      // Past the temp file's maximum age, the writer still feeding its stream.
+      while (Date.now() - seen < 3000) await delay(100)
+      assert.equal(slow.has('done'), false, 'the stream is still being written')
+      const pruned = await janitor.prune()
+      assert.equal(pruned.tempFilesRemoved, 0, "the live writer's temp file was left alone")
+      assert.ok(fs.existsSync(path.join(dir, 'v1', 'default', temp)), 'its temp file is still there')
+      const done = await slow.next('done')
+      assert.equal((done.stats as { dropped: number }).dropped, 0, 'the stream was stored')
+      const stream = await janitor.getStream('slow')
+      assert.ok(stream !== undefined, 'the entry is there')
+      assert.equal(Buffer.concat(await stream.toArray()).length, 20 * 10_000)
 
-    // A writer killed mid-stream leaves its temp file; once it is older than tempMaxAge, it goes.
-    const doomed = await startChild('slow-stream.ts', [dir, 'doomed', '1000', '200'], false)
-    children.push(doomed)
-    await doomed.next('writing')
-    let doomedTemp: string | undefined
-    for (let tries = 0; doomedTemp === undefined; tries++) {
-      assert.ok(tries < 400, 'the doomed stream never made its temp file')
-      doomedTemp = temps(dir).find((f) => f !== temp)
-      if (doomedTemp === undefined) await delay(10)
-    }
-    await doomed.kill()
-    const killed = Date.now()
-    while (Date.now() - killed < 3000) await delay(100)
-    const reclaimed = await janitor.prune()
-    assert.equal(reclaimed.tempFilesRemoved, 1)
-    assert.deepEqual(temps(dir), [])
-    await janitor.close()
-    await slow.shutdown()
-  })
+      // A writer killed mid-stream leaves its temp file; once it is older than tempMaxAge, it goes.
+      const doomed = await startChild('slow-stream.ts', [dir, 'doomed', '1000', '200'], false)
+      children.push(doomed)
+      await doomed.next('writing')
+      let doomedTemp: string | undefined
+      for (let tries = 0; doomedTemp === undefined; tries++) {
+        assert.ok(tries < 400, 'the doomed stream never made its temp file')
+        doomedTemp = temps(dir).find((f) => f !== temp)
+        if (doomedTemp === undefined) await delay(10)
+      }
+      await doomed.kill()
+      const killed = Date.now()
+      while (Date.now() - killed < 3000) await delay(100)
+      const reclaimed = await janitor.prune()
+      assert.equal(reclaimed.tempFilesRemoved, 1)
+      assert.deepEqual(temps(dir), [])
+      await janitor.close()
+      await slow.shutdown()
+    },
+  )
 
   test('tempMaxAge below the documented minimum (1 s) is rejected', async () => {
-    await assert.rejects(Larder.open({ dir: tempDir(), maintenance: { tempMaxAge: 500 } }), (e: LarderError) => e.code === 'ERR_INVALID_OPTION' && e.field === 'maintenance.tempMaxAge')
+    await assert.rejects(
+      Larder.open({ dir: tempDir(), maintenance: { tempMaxAge: 500 } }),
+      (e: LarderError) => e.code === 'ERR_INVALID_OPTION' && e.field === 'maintenance.tempMaxAge',
+    )
   })
 })
 
 // ── 6. close() with writes in flight ───────────────────────────────────────────
 
 describe('close() with streams in flight', () => {
-  test('waits for a stream that finishes, aborts the rest cleanly: nothing written after it resolves, no temp file left (a real process that then exits)', { timeout: 60_000 }, async () => {
-    const dir = tempDir()
-    const child = await startChild('close-in-flight.ts', [dir], false)
-    children.push(child)
-    const report = await child.next('closed')
-    const exit = await child.exited
-    assert.equal(exit.code, 0, child.stderr)
-    const outcome = report.outcome as Record<string, string>
-    assert.deepEqual(Object.keys(outcome).sort(), ['endless', 'quick', 'stalled'], 'every setStream had settled when close() resolved')
-    assert.equal(outcome.quick, 'stored')
-    assert.equal(outcome.endless, 'dropped')
-    assert.equal(outcome.stalled, 'dropped')
-    assert.deepEqual(report.tempsAtClose, [], 'no temp file when close() resolved')
-    assert.deepEqual(report.filesLater, report.filesAtClose, 'nothing written after close() resolved')
-    assert.deepEqual(temps(dir), [], 'no temp file after the process exited')
-    const cache = await Larder.open({ dir })
-    assert.ok(await cache.getStream('quick'), 'the stream that finished within the bound is stored')
-    assert.equal(await cache.getStream('endless'), undefined)
-    assert.equal(await cache.getStream('stalled'), undefined)
-    await cache.close()
-  })
+  test(
+    'waits for a stream that finishes, aborts the rest cleanly: nothing written after it resolves, no temp file left (a real process that then exits)',
+    { timeout: 60_000 },
+    async () => {
+      const dir = tempDir()
+      const child = await startChild('close-in-flight.ts', [dir], false)
+      children.push(child)
+      const report = await child.next('closed')
+      const exit = await child.exited
+      assert.equal(exit.code, 0, child.stderr)
+      const outcome = report.outcome as Record<string, string>
+      assert.deepEqual(Object.keys(outcome).sort(), ['endless', 'quick', 'stalled'], 'every setStream had settled when close() resolved')
+      assert.equal(outcome.quick, 'stored')
+      assert.equal(outcome.endless, 'dropped')
+      assert.equal(outcome.stalled, 'dropped')
+      assert.deepEqual(report.tempsAtClose, [], 'no temp file when close() resolved')
+      assert.deepEqual(report.filesLater, report.filesAtClose, 'nothing written after close() resolved')
+      assert.deepEqual(temps(dir), [], 'no temp file after the process exited')
+      const cache = await Larder.open({ dir })
+      assert.ok(await cache.getStream('quick'), 'the stream that finished within the bound is stored')
+      assert.equal(await cache.getStream('endless'), undefined)
+      assert.equal(await cache.getStream('stalled'), undefined)
+      await cache.close()
+    },
+  )
 })
 
 describe('temp files of bookkeeping writes', () => {
@@ -535,7 +574,13 @@ describe('temp files of bookkeeping writes', () => {
     await cache.close()
     const ns = path.join(dir, 'v1', 'default')
     const old = new Date(Date.now() - 60_000)
-    const strays = ['tags/0123456789abcdef.4242-1.tmp', 'meta/budget.json.4242-2.tmp', 'meta/totals/base.4242-3.tmp', 'meta/activity/4242.x.json.4242-4.tmp', 'meta/changes.4242-5.tmp'].map((f) => path.join(ns, f))
+    const strays = [
+      'tags/0123456789abcdef.4242-1.tmp',
+      'meta/budget.json.4242-2.tmp',
+      'meta/totals/base.4242-3.tmp',
+      'meta/activity/4242.x.json.4242-4.tmp',
+      'meta/changes.4242-5.tmp',
+    ].map((f) => path.join(ns, f))
     for (const f of strays) {
       fs.mkdirSync(path.dirname(f), { recursive: true, mode: 0o700 })
       fs.writeFileSync(f, 'half a write')
@@ -550,7 +595,11 @@ describe('temp files of bookkeeping writes', () => {
     const janitor = await Larder.open({ dir, maintenance: { interval: 0, tempMaxAge: '1s' } })
     const pruned = await janitor.prune()
     await janitor.close()
-    assert.deepEqual(strays.filter((f) => fs.existsSync(f)), [], 'stray bookkeeping temps left after prune')
+    assert.deepEqual(
+      strays.filter((f) => fs.existsSync(f)),
+      [],
+      'stray bookkeeping temps left after prune',
+    )
     assert.ok(pruned.tempFilesRemoved >= strays.length, `counted ${pruned.tempFilesRemoved}`)
     assert.ok(fs.existsSync(fresh), 'a fresh temp (a live writer) was removed')
     assert.ok(fs.existsSync(notOurs), 'a file that is not a temp of ours was removed')

@@ -20,7 +20,10 @@ export async function set64k(args) {
   // Disk per entry: the sizes of the files left (untimed), so compression's saving is weighed
   // beside its cost.
   const diskKiBPerEntry = (await diskBytes(args.dir)) / 1024 / n
-  return { metrics: { opsPerSec: n / elapsed, diskKiBPerEntry }, info: { seconds: elapsed, valueBytes: Buffer.byteLength(JSON.stringify(values[0])) } }
+  return {
+    metrics: { opsPerSec: n / elapsed, diskKiBPerEntry },
+    info: { seconds: elapsed, valueBytes: Buffer.byteLength(JSON.stringify(values[0])) },
+  }
 }
 
 export async function get64k(args) {

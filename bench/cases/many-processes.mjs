@@ -16,12 +16,14 @@ export async function multiProcess(args) {
   const first = await openStore(args)
   await first.close()
   const workers = Array.from({ length: procs }, (_, w) =>
-    fork(WORKER, [JSON.stringify({ ...args, writer: w })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [] }))
-  const message = (child, type) => new Promise((resolve, reject) => {
-    child.on('message', (m) => m.type === type && resolve(m))
-    child.on('message', (m) => m.type === 'failed' && reject(new Error(m.error)))
-    child.on('exit', (code) => code && reject(new Error(`worker exited with ${code}`)))
-  })
+    fork(WORKER, [JSON.stringify({ ...args, writer: w })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [] }),
+  )
+  const message = (child, type) =>
+    new Promise((resolve, reject) => {
+      child.on('message', (m) => m.type === type && resolve(m))
+      child.on('message', (m) => m.type === 'failed' && reject(new Error(m.error)))
+      child.on('exit', (code) => code && reject(new Error(`worker exited with ${code}`)))
+    })
   await Promise.all(workers.map((child) => message(child, 'ready')))
   const done = workers.map((child) => message(child, 'done'))
   const started = performance.now()
@@ -35,6 +37,12 @@ export async function multiProcess(args) {
     torn: sum('torn'),
     wrong: sum('wrong'),
   }
-  const info = { seconds: elapsed, reads: sum('reads'), misses: sum('misses'), corruptDetected: sum('corruptDetected'), firstError: reports.find((r) => r.firstError)?.firstError }
+  const info = {
+    seconds: elapsed,
+    reads: sum('reads'),
+    misses: sum('misses'),
+    corruptDetected: sum('corruptDetected'),
+    firstError: reports.find((r) => r.firstError)?.firstError,
+  }
   return { metrics, info }
 }

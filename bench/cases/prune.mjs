@@ -24,9 +24,11 @@ export async function pruneSetup(args) {
   const values = Array.from({ length: 64 }, (_, i) => smallValue(i))
   const writer = await openStore(args, { maintenance: false })
   const started = performance.now()
-  await inFlight(n, 16, (i) => (impl === 'bentocache'
-    ? writer.set(smallKey(i), values[i % 64], i % 2 ? SHORT_TTL : undefined)
-    : writer.set(smallKey(i), values[i % 64])))
+  await inFlight(n, 16, (i) =>
+    impl === 'bentocache'
+      ? writer.set(smallKey(i), values[i % 64], i % 2 ? SHORT_TTL : undefined)
+      : writer.set(smallKey(i), values[i % 64]),
+  )
   await writer.check?.()
   await writer.close()
   return { metrics: { seconds: seconds(started) }, info: {} }
@@ -37,7 +39,8 @@ export async function prune(args) {
   const half = Math.floor(n / 2)
   // run.mjs fills `dir` with a copy of a template written by pruneSetup; by hand, write it here.
   if (!args.prepared) await pruneSetup(args)
-  if (impl === 'bentocache') await sleep(SHORT_TTL + 200) // let the short-lived half expire
+  if (impl === 'bentocache')
+    await sleep(SHORT_TTL + 200) // let the short-lived half expire
   else await sleep(300) // larder flushes its running totals within 250 ms
   const info = {}
 
@@ -68,7 +71,10 @@ export async function prune(args) {
   // raw-fs unlinks synchronously on the main thread: the loop is blocked the whole time, which
   // the histogram cannot sample (it would read 0), so its delay is the whole run.
   const blocked = impl === 'raw-fs' ? elapsed * 1000 : undefined
-  return { metrics: { seconds: elapsed, loopDelayP99Ms: blocked ?? delay.percentile(99) / 1e6, loopDelayMaxMs: blocked ?? delay.max / 1e6 }, info }
+  return {
+    metrics: { seconds: elapsed, loopDelayP99Ms: blocked ?? delay.percentile(99) / 1e6, loopDelayMaxMs: blocked ?? delay.max / 1e6 },
+    info,
+  }
 }
 
 async function countFiles(dir) {

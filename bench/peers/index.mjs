@@ -17,7 +17,19 @@ import { lruCache } from './lru-cache.mjs'
 import { rawFs } from './raw-fs.mjs'
 import { rawFsSync } from './raw-fs-sync.mjs'
 
-export const PEERS = [larder, cacache, bentocache, nodePersist, unstorage, cacheManagerFsHash, keyvFile, flatCache, lruCache, rawFs, rawFsSync]
+export const PEERS = [
+  larder,
+  cacache,
+  bentocache,
+  nodePersist,
+  unstorage,
+  cacheManagerFsHash,
+  keyvFile,
+  flatCache,
+  lruCache,
+  rawFs,
+  rawFsSync,
+]
 
 export function peer(name) {
   const found = PEERS.find((p) => p.name === name)

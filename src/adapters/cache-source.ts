@@ -40,12 +40,15 @@ export class CacheSource {
     this.ready = Larder.open(given)
     this.owned = true
     this.#failOpen = given?.failOpen !== false
-    this.ready.then((opened) => {
-      this.#cache = opened
-      // Disk trouble larder absorbs (fail-open) is an 'error' event of the cache. A cache
-      // passed in is heard by its owner; one the adapter opened has only the host to hear it.
-      opened.on('error', report)
-    }, () => {}) // an open that failed: reported by the first call that awaits it
+    this.ready.then(
+      (opened) => {
+        this.#cache = opened
+        // Disk trouble larder absorbs (fail-open) is an 'error' event of the cache. A cache
+        // passed in is heard by its owner; one the adapter opened has only the host to hear it.
+        opened.on('error', report)
+      },
+      () => {},
+    ) // an open that failed: reported by the first call that awaits it
   }
 
   /**
@@ -93,5 +96,7 @@ export class CacheSource {
 /** Whether `value` is an open cache rather than options (see CacheSource on `instanceof`). */
 export function isCache(value: unknown): value is Larder {
   const candidate = value as Partial<Larder> | null | undefined
-  return typeof candidate?.getMany === 'function' && typeof candidate.invalidateTags === 'function' && typeof candidate.setStream === 'function'
+  return (
+    typeof candidate?.getMany === 'function' && typeof candidate.invalidateTags === 'function' && typeof candidate.setStream === 'function'
+  )
 }

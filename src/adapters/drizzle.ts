@@ -47,7 +47,9 @@ export class LarderDrizzleCache extends Cache {
     super()
     const { strategy = 'explicit', ttl, onError = (error: Error) => process.emitWarning(error) } = options
     if (strategy !== 'explicit' && strategy !== 'all') {
-      throw new LarderError('ERR_INVALID_OPTION', `Invalid strategy: expected 'explicit' or 'all', got ${String(strategy)}`, { field: 'strategy' })
+      throw new LarderError('ERR_INVALID_OPTION', `Invalid strategy: expected 'explicit' or 'all', got ${String(strategy)}`, {
+        field: 'strategy',
+      })
     }
     this.#strategy = strategy
     this.#ttl = ttl
@@ -66,10 +68,12 @@ export class LarderDrizzleCache extends Cache {
   /** Stores a result, tagged with the tables it read (none when the query opted out of
    *  invalidation). A result larder cannot store is reported, not thrown. */
   override async put(key: string, response: unknown, tables: string[], isTag: boolean, config?: CacheConfig): Promise<void> {
-    await this.#source.guarded(undefined, (cache) => cache.set(resultKey(key, isTag), storable(response), {
-      ttl: ttlOf(config) ?? this.#ttl,
-      tags: tables.map(tableTag),
-    }))
+    await this.#source.guarded(undefined, (cache) =>
+      cache.set(resultKey(key, isTag), storable(response), {
+        ttl: ttlOf(config) ?? this.#ttl,
+        tags: tables.map(tableTag),
+      }),
+    )
   }
 
   /** A write to `tables` (or `db.$cache.invalidate`): the queries that read them, and those
@@ -77,7 +81,7 @@ export class LarderDrizzleCache extends Cache {
   override async onMutate(params: MutationOption): Promise<void> {
     const tags = params.tags === undefined ? [] : Array.isArray(params.tags) ? params.tags : [params.tags]
     const tables = params.tables === undefined ? [] : Array.isArray(params.tables) ? params.tables : [params.tables]
-    const names = tables.map((table) => (typeof table === 'string' ? table : getTableName(table) as string))
+    const names = tables.map((table) => (typeof table === 'string' ? table : (getTableName(table) as string)))
     await this.#source.guarded(undefined, async (cache) => {
       await Promise.all([
         names.length > 0 ? cache.invalidateTags([...new Set(names)].map(tableTag)) : undefined,
@@ -120,7 +124,8 @@ function ttlOf(config: CacheConfig | undefined): number | undefined {
  *  keeps the values a serializer would drop; arrays, bytes and plain values stay as they are. */
 function storable(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(storable)
-  if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value) || value instanceof ArrayBuffer || value instanceof Date) return value
+  if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value) || value instanceof ArrayBuffer || value instanceof Date)
+    return value
   const length = (value as { length?: unknown }).length
   if (typeof length === 'number' && Number.isInteger(length) && length >= 0) return Array.from(value as ArrayLike<unknown>, storable)
   return value

@@ -47,7 +47,10 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
   }
 
   async getMany<Value>(keys: string[]): Promise<Array<StoredData<Value | undefined>>> {
-    return this.#source.guarded(keys.map(() => undefined), async (cache) => (await cache.getMany(keys)) as Array<StoredData<Value | undefined>>)
+    return this.#source.guarded(
+      keys.map(() => undefined),
+      async (cache) => (await cache.getMany(keys)) as Array<StoredData<Value | undefined>>,
+    )
   }
 
   async has(key: string): Promise<boolean> {
@@ -55,7 +58,10 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
   }
 
   async hasMany(keys: string[]): Promise<boolean[]> {
-    return this.#source.guarded(keys.map(() => false), (cache) => Promise.all(keys.map((key) => cache.has(key))))
+    return this.#source.guarded(
+      keys.map(() => false),
+      (cache) => Promise.all(keys.map((key) => cache.has(key))),
+    )
   }
 
   /** Stores Keyv's serialized value; false (and an `error` event) when it was not stored. */
@@ -73,10 +79,13 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
    */
   async setMany(values: Array<{ key: string; value: unknown; ttl?: number }>): Promise<void> {
     const tags = [this.#namespaceTag()]
-    const stored = await this.#source.guarded(values.map(() => false), async (cache) => {
-      await cache.setMany(values.map(({ key, value, ttl }) => ({ key, value, ttl: ttl ?? undefined, tags })))
-      return values.map(() => true)
-    })
+    const stored = await this.#source.guarded(
+      values.map(() => false),
+      async (cache) => {
+        await cache.setMany(values.map(({ key, value, ttl }) => ({ key, value, ttl: ttl ?? undefined, tags })))
+        return values.map(() => true)
+      },
+    )
     return stored as unknown as void
   }
 
@@ -116,7 +125,6 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
   #namespaceTag(): string {
     return namespaceTag(this.namespace)
   }
-
 }
 
 /** The tag every entry of a Keyv namespace carries (no namespace is a namespace too). */

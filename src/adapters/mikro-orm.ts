@@ -65,7 +65,9 @@ export class LarderCacheAdapter implements CacheAdapter {
   async set(name: string, data: unknown, _origin: string, expiration?: number): Promise<void> {
     const ttl = expiration ?? this.#expiration
     const stored: Stored = { name, data }
-    await this.#source.guarded(undefined, (cache) => cache.set(keyOf(name), stored, { ttl: ttl !== undefined && ttl > 0 ? ttl : undefined, tags: [TAG] }))
+    await this.#source.guarded(undefined, (cache) =>
+      cache.set(keyOf(name), stored, { ttl: ttl !== undefined && ttl > 0 ? ttl : undefined, tags: [TAG] }),
+    )
   }
 
   async remove(name: string): Promise<void> {

@@ -63,14 +63,24 @@ export class LarderQueryResultCache implements QueryResultCache {
     })
   }
 
-  async storeInCache(options: QueryResultCacheOptions, _savedCache: QueryResultCacheOptions | undefined, _queryRunner?: QueryRunner): Promise<void> {
-    await this.#source.guarded(undefined, (cache) => cache.set(keyOf(options), {
-      identifier: options.identifier,
-      query: options.query,
-      time: options.time,
-      duration: options.duration,
-      result: options.result as unknown,
-    }, { ttl: options.duration > 0 ? options.duration : undefined, tags: [TAG] }))
+  async storeInCache(
+    options: QueryResultCacheOptions,
+    _savedCache: QueryResultCacheOptions | undefined,
+    _queryRunner?: QueryRunner,
+  ): Promise<void> {
+    await this.#source.guarded(undefined, (cache) =>
+      cache.set(
+        keyOf(options),
+        {
+          identifier: options.identifier,
+          query: options.query,
+          time: options.time,
+          duration: options.duration,
+          result: options.result as unknown,
+        },
+        { ttl: options.duration > 0 ? options.duration : undefined, tags: [TAG] },
+      ),
+    )
   }
 
   /** As TypeORM's own caches judge it: stored `time` plus `duration` has passed. */

@@ -49,7 +49,9 @@ export class LarderCacheStore implements CacheStore {
   constructor(cache?: CacheOrOptions, options: LarderCacheStoreOptions = {}) {
     const { maxEntrySize = Infinity, errorCallback } = options
     if (typeof maxEntrySize !== 'number' || !(maxEntrySize >= 0)) {
-      throw new LarderError('ERR_INVALID_OPTION', `Invalid maxEntrySize: expected a number of bytes ≥ 0, got ${String(maxEntrySize)}`, { field: 'maxEntrySize' })
+      throw new LarderError('ERR_INVALID_OPTION', `Invalid maxEntrySize: expected a number of bytes ≥ 0, got ${String(maxEntrySize)}`, {
+        field: 'maxEntrySize',
+      })
     }
     this.#maxEntrySize = maxEntrySize
     this.#source = new CacheSource(cache, (error) => errorCallback?.(error))
@@ -60,12 +62,20 @@ export class LarderCacheStore implements CacheStore {
   async get(key: CacheKey): Promise<GetResult | undefined> {
     return this.#source.guarded(undefined, async (cache) => {
       // Most responses vary on nothing: their key needs no index, so look there first.
-      const plain = await readResponse(cache, responseKey(key, [], () => null), key)
+      const plain = await readResponse(
+        cache,
+        responseKey(key, [], () => null),
+        key,
+      )
       if (plain !== undefined) return plain
       const index = (await cache.get(indexKey(key))) as UrlIndex | undefined
       const names = index?.methods[key.method]
       if (names === undefined || names.length === 0) return undefined
-      return readResponse(cache, responseKey(key, names, (name) => key.headers?.[name] ?? null), key)
+      return readResponse(
+        cache,
+        responseKey(key, names, (name) => key.headers?.[name] ?? null),
+        key,
+      )
     })
   }
 
@@ -93,7 +103,11 @@ export class LarderCacheStore implements CacheStore {
       write(chunk: Buffer, _encoding, callback) {
         size += chunk.byteLength
         if (size > maxEntrySize) {
-          callback(new LarderError('ERR_TOO_LARGE', `Response body over maxEntrySize (${maxEntrySize} bytes): not cached`, { field: 'maxEntrySize' }))
+          callback(
+            new LarderError('ERR_TOO_LARGE', `Response body over maxEntrySize (${maxEntrySize} bytes): not cached`, {
+              field: 'maxEntrySize',
+            }),
+          )
           return
         }
         if (stream === undefined) {
@@ -114,11 +128,15 @@ export class LarderCacheStore implements CacheStore {
           stored = stream.stored
         }
         // The whole body is here: what is left is bounded disk work, which close() waits for.
-        store.#source.track(stored).then(() => callback(), (error: Error) => callback(error))
+        store.#source.track(stored).then(
+          () => callback(),
+          (error: Error) => callback(error),
+        )
       },
       destroy(error, callback) {
         // Aborted (by undici, or by write() above): a stream's source errors, so nothing is stored.
-        if (stream !== undefined && !stream.body.writableFinished) stream.body.destroy(error ?? new Error('response aborted before its end'))
+        if (stream !== undefined && !stream.body.writableFinished)
+          stream.body.destroy(error ?? new Error('response aborted before its end'))
         callback(error)
       },
     })
@@ -145,7 +163,14 @@ export class LarderCacheStore implements CacheStore {
     await this.#remember(cache, key, value, names)
   }
 
-  #streamed(key: CacheKey, value: CacheValue, names: string[], entryKey: string, held: Buffer[], ttl: number): { body: PassThrough; stored: Promise<void> } {
+  #streamed(
+    key: CacheKey,
+    value: CacheValue,
+    names: string[],
+    entryKey: string,
+    held: Buffer[],
+    ttl: number,
+  ): { body: PassThrough; stored: Promise<void> } {
     const body = new PassThrough()
     body.on('error', () => {}) // an abort: setStream, reading it, hears of it and stores nothing
     for (const chunk of held) body.write(chunk)

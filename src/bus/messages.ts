@@ -38,11 +38,15 @@ export function decodeMessage(text: string): BusMessage | undefined {
   const time = (at: unknown): boolean => typeof at === 'number' && Number.isFinite(at)
   switch (message.op) {
     case 'keys':
-      return Array.isArray(message.keys) && message.keys.every((k) => Array.isArray(k) && typeof k[0] === 'string' && time(k[1])) ? (message as BusMessage) : undefined
+      return Array.isArray(message.keys) && message.keys.every((k) => Array.isArray(k) && typeof k[0] === 'string' && time(k[1]))
+        ? (message as BusMessage)
+        : undefined
     case 'clear':
       return ['memory', 'file', 'redis', 'all'].includes(message.tier as string) && time(message.at) ? (message as BusMessage) : undefined
     case 'tags':
-      return Array.isArray(message.tags) && message.tags.every((t) => typeof t === 'string') && time(message.at) ? (message as BusMessage) : undefined
+      return Array.isArray(message.tags) && message.tags.every((t) => typeof t === 'string') && time(message.at)
+        ? (message as BusMessage)
+        : undefined
     case 'all':
       return time(message.at) ? (message as BusMessage) : undefined
     default:

@@ -102,7 +102,9 @@ export class CliContext {
       readOnly: use === 'read',
       ...(recorded?.maxSize !== undefined ? { maxSize: recorded.maxSize } : {}),
       ...(recorded?.maxEntries !== undefined ? { maxEntries: recorded.maxEntries } : {}),
-      ...(recorded?.evictionPolicy === 'lru' || recorded?.evictionPolicy === 'lfu' || recorded?.evictionPolicy === 'fifo' ? { evictionPolicy: recorded.evictionPolicy } : {}),
+      ...(recorded?.evictionPolicy === 'lru' || recorded?.evictionPolicy === 'lfu' || recorded?.evictionPolicy === 'fifo'
+        ? { evictionPolicy: recorded.evictionPolicy }
+        : {}),
       ...shared,
     })
   }
@@ -122,7 +124,11 @@ export class CliContext {
   /** The budget to work with: the command line's, if it gives one, else the recorded one. */
   async budget(flags: { maxSize?: number | undefined; maxEntries?: number | undefined }): Promise<Budget> {
     if (flags.maxSize !== undefined || flags.maxEntries !== undefined) {
-      return { source: 'command line', ...(flags.maxSize !== undefined ? { maxSize: flags.maxSize } : {}), ...(flags.maxEntries !== undefined ? { maxEntries: flags.maxEntries } : {}) }
+      return {
+        source: 'command line',
+        ...(flags.maxSize !== undefined ? { maxSize: flags.maxSize } : {}),
+        ...(flags.maxEntries !== undefined ? { maxEntries: flags.maxEntries } : {}),
+      }
     }
     const recorded = await this.recordedBudget()
     return recorded === undefined ? { source: 'none' } : { source: 'recorded', ...recorded }
@@ -141,7 +147,10 @@ export class CliContext {
 
 /** "20 entries and 1 GB", "no budget" */
 export function budgetAmount(b: Budget): string {
-  const parts = [...(b.maxEntries !== undefined ? [`${count(b.maxEntries)} ${b.maxEntries === 1 ? 'entry' : 'entries'}`] : []), ...(b.maxSize !== undefined ? [size(b.maxSize)] : [])]
+  const parts = [
+    ...(b.maxEntries !== undefined ? [`${count(b.maxEntries)} ${b.maxEntries === 1 ? 'entry' : 'entries'}`] : []),
+    ...(b.maxSize !== undefined ? [size(b.maxSize)] : []),
+  ]
   return parts.join(' and ')
 }
 
@@ -161,7 +170,12 @@ export function budgetLine(b: Budget): string {
 }
 
 /** The budget as --json reports show it. */
-export function budgetJson(b: Budget): { maxSize: number | null; maxEntries: number | null; source: Budget['source']; recordedAt: number | null } {
+export function budgetJson(b: Budget): {
+  maxSize: number | null
+  maxEntries: number | null
+  source: Budget['source']
+  recordedAt: number | null
+} {
   return { maxSize: b.maxSize ?? null, maxEntries: b.maxEntries ?? null, source: b.source, recordedAt: b.recordedAt ?? null }
 }
 
@@ -178,7 +192,11 @@ function checkCacheDir(dir: string, use: CacheUse): void {
   if (!stat.isDirectory()) throw new CliFailure(`--dir ${dir} is a file, not a cache directory`, EXIT.usage, 'ERR_USAGE')
   if (isLarderCache(dir)) return
   if (use === 'create' && fs.readdirSync(dir).length === 0) return
-  throw new CliFailure(`${dir} is not a larder cache (no CACHEDIR.TAG written by larder); nothing was read or written`, EXIT.failed, 'ERR_NOT_A_CACHE')
+  throw new CliFailure(
+    `${dir} is not a larder cache (no CACHEDIR.TAG written by larder); nothing was read or written`,
+    EXIT.failed,
+    'ERR_NOT_A_CACHE',
+  )
 }
 
 /** Whether `dir` holds the CACHEDIR.TAG that larder writes into every cache it creates. */

@@ -22,33 +22,52 @@ declare const LARDER_VERSION: string
  * work failed, 2 a usage error, 130 interrupted.
  */
 export function program(output: Partial<OutputConfiguration> = {}): Command {
-  const configure = (command: Command): Command => command.exitOverride().configureOutput({
-    outputError: (message, write) => write(oneLine(message)),
-    ...output,
-  })
+  const configure = (command: Command): Command =>
+    command.exitOverride().configureOutput({
+      outputError: (message, write) => write(oneLine(message)),
+      ...output,
+    })
   const root = configure(new Command('larder'))
     .description('Inspect, maintain and serve a larder cache directory.')
     .version(typeof LARDER_VERSION === 'string' ? LARDER_VERSION : '0.0.0-dev', '-V, --version')
-    .addOption(new Option('--dir <path>', 'the cache directory (default: node_modules/.cache/larder under the current directory)').env('LARDER_DIR'))
+    .addOption(
+      new Option('--dir <path>', 'the cache directory (default: node_modules/.cache/larder under the current directory)').env('LARDER_DIR'),
+    )
     .addOption(new Option('--namespace <name>', 'the namespace the application uses (default: none)').env('LARDER_NAMESPACE'))
     .addOption(booleanOption('--json', 'machine-readable output: exactly one JSON document on stdout, whatever happens', 'LARDER_JSON'))
     .addOption(booleanOption('-q, --quiet', 'print nothing on success', 'LARDER_QUIET'))
     .hook('preAction', (_root, action) => applyBooleanEnv(action))
-  for (const command of [statsCommand(), pruneCommand(), verifyCommand(), lsCommand(), getCommand(), setCommand(), rmCommand(), clearCommand(), serveCommand()]) {
+  for (const command of [
+    statsCommand(),
+    pruneCommand(),
+    verifyCommand(),
+    lsCommand(),
+    getCommand(),
+    setCommand(),
+    rmCommand(),
+    clearCommand(),
+    serveCommand(),
+  ]) {
     root.addCommand(configure(command))
   }
-  root.addHelpText('after', `
+  root.addHelpText(
+    'after',
+    `
 Environment: the options marked (env: NAME) can come from that variable; a flag's variable is
 1/true/yes/on or 0/false/no/off.
 Exit codes: 0 ok, 1 the operation failed (a miss for get, damage found by verify, not a cache), 2 usage error, 130 interrupted.
-With --json, stdout is one JSON document however the run ends; a failure is { "error": { "code", "message" } }.`)
+With --json, stdout is one JSON document however the run ends; a failure is { "error": { "code", "message" } }.`,
+  )
   return root
 }
 
 /** commander's "error: option '--max-size <size>' argument '5XB' is invalid. not a size…" as
  *  one line in larder's voice, with where to look next. */
 function oneLine(message: string): string {
-  return `larder: ${message.trim().replace(/^error: /, '').replace(/\s*\n\s*/g, ' ')} (see --help)\n`
+  return `larder: ${message
+    .trim()
+    .replace(/^error: /, '')
+    .replace(/\s*\n\s*/g, ' ')} (see --help)\n`
 }
 
 /** Whether this run asked for JSON: `--json` among the options, or LARDER_JSON on. Decided
@@ -101,7 +120,8 @@ function ending(error: unknown, usage: string): { exit: number; code: string; me
   }
   if (error instanceof CliFailure) return { exit: error.exit, code: error.code, message: error.message }
   if (isLarderError(error, 'ERR_ABORTED')) return { exit: EXIT.interrupted, code: 'ERR_ABORTED', message: 'interrupted' }
-  if (isLarderError(error)) return { exit: error.code.startsWith('ERR_INVALID') ? EXIT.usage : EXIT.failed, code: error.code, message: error.message }
+  if (isLarderError(error))
+    return { exit: error.code.startsWith('ERR_INVALID') ? EXIT.usage : EXIT.failed, code: error.code, message: error.message }
   const errno = (error as { code?: unknown }).code
   const message = `${(error as Error).message ?? String(error)}${typeof errno === 'string' ? ` (${errno})` : ''}`
   return { exit: EXIT.failed, code: 'ERR_FAILED', message }

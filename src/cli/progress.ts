@@ -15,13 +15,16 @@ export class ProgressBar {
 
   constructor(enabled: boolean) {
     this.#bar = enabled
-      ? new cliProgress.SingleBar({
-        stream: process.stderr,
-        format: '{phase} [{bar}] {percentage}% | {value}/{total} {unit}',
-        hideCursor: true,
-        clearOnComplete: true,
-        etaBuffer: 20,
-      }, cliProgress.Presets.shades_classic)
+      ? new cliProgress.SingleBar(
+          {
+            stream: process.stderr,
+            format: '{phase} [{bar}] {percentage}% | {value}/{total} {unit}',
+            hideCursor: true,
+            clearOnComplete: true,
+            etaBuffer: 20,
+          },
+          cliProgress.Presets.shades_classic,
+        )
       : undefined
   }
 

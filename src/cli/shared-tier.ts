@@ -16,7 +16,11 @@ export interface SharedTierFlags {
  */
 export function withSharedTierOptions(command: Command): Command {
   return command
-    .addOption(new Option('--redis <url>', 'also remove from this Redis (redis:// or rediss:// URL), and tell every instance on its bus').env('LARDER_REDIS_URL'))
+    .addOption(
+      new Option('--redis <url>', 'also remove from this Redis (redis:// or rediss:// URL), and tell every instance on its bus').env(
+        'LARDER_REDIS_URL',
+      ),
+    )
     .addOption(new Option('--redis-prefix <prefix>', "the applications' redis.prefix").env('LARDER_REDIS_PREFIX').default('larder:'))
 }
 

@@ -64,57 +64,129 @@ export class CacheParts {
     }
     this.failures = new Failures(this.counters, options.failOpen, emitError)
     const corrupt = (report: CorruptReport): boolean => events.emit('corrupt', report)
-    this.disk = dir === false ? undefined : new DiskParts({ ...options, dir }, {
-      counts, corrupt, breaker: (state) => events.emit('breaker', state, 'file'), progress: (p) => events.emit('progress', p), pruned: (report) => events.emit('prune', report), pruneFailed: emitError,
+    this.disk =
+      dir === false
+        ? undefined
+        : new DiskParts(
+            { ...options, dir },
+            {
+              counts,
+              corrupt,
+              breaker: (state) => events.emit('breaker', state, 'file'),
+              progress: (p) => events.emit('progress', p),
+              pruned: (report) => events.emit('prune', report),
+              pruneFailed: emitError,
+            },
+          )
+    this.tags = new TagInvalidation({
+      disk: this.disk,
+      shared: () => this.shared,
+      clock: () => this.clock,
+      failures: this.failures,
+      readOnly: options.readOnly,
     })
-    this.tags = new TagInvalidation({ disk: this.disk, shared: () => this.shared, clock: () => this.clock, failures: this.failures, readOnly: options.readOnly })
     this.clock = new CreationClock(this.tags.clock)
     const isStale = (tags: readonly string[], createdAt: number): boolean => this.tags.isStaleSafe(tags, createdAt)
     this.loads = new Loads(isStale)
-    this.shared = redis === undefined ? undefined : new SharedParts({ ...options, redis }, {
-      counts, tags: { isStale }, corrupt, breaker: (state) => events.emit('breaker', state, 'redis'),
-      received: (message) => void this.inFlight.track(applyRemote(message, {
-        stack: this.stack, clock: this.clock, loads: this.loads, invalidateTags: (tags, at) => this.tags.recordLocal(tags, at, false),
-      })).catch(() => {}),
-      connected: () => {
-        this.stack.revalidate()
-        void this.tags.syncFromShared()
-      },
-      recovered: () => {
-        this.shared?.bus?.flush()
-        this.writeBack?.resume()
-      },
-    })
-    this.writeBack = options.writeStrategy !== 'write-back' ? undefined : new WriteBackQueue({
-      ...options.writeBack,
-      send: (batch) => this.stack.sendBatch(batch),
-      dropped: (n) => {
-        counts.dropped += n
-        this.counters.tiers.redis!.dropped += n
-      },
-      ready: () => this.shared!.breaker.state !== 'open',
-    })
+    this.shared =
+      redis === undefined
+        ? undefined
+        : new SharedParts(
+            { ...options, redis },
+            {
+              counts,
+              tags: { isStale },
+              corrupt,
+              breaker: (state) => events.emit('breaker', state, 'redis'),
+              received: (message) =>
+                void this.inFlight
+                  .track(
+                    applyRemote(message, {
+                      stack: this.stack,
+                      clock: this.clock,
+                      loads: this.loads,
+                      invalidateTags: (tags, at) => this.tags.recordLocal(tags, at, false),
+                    }),
+                  )
+                  .catch(() => {}),
+              connected: () => {
+                this.stack.revalidate()
+                void this.tags.syncFromShared()
+              },
+              recovered: () => {
+                this.shared?.bus?.flush()
+                this.writeBack?.resume()
+              },
+            },
+          )
+    this.writeBack =
+      options.writeStrategy !== 'write-back'
+        ? undefined
+        : new WriteBackQueue({
+            ...options.writeBack,
+            send: (batch) => this.stack.sendBatch(batch),
+            dropped: (n) => {
+              counts.dropped += n
+              this.counters.tiers.redis!.dropped += n
+            },
+            ready: () => this.shared!.breaker.state !== 'open',
+          })
     this.memory = memory === false ? undefined : new MemoryTier(memory, isStale, this.disk?.changes ?? { changedElsewhere: () => false })
     this.stack = new TierStack({
-      memory: this.memory, file: this.disk?.files, redis: this.shared?.tier, writeBack: this.writeBack, strategy: options.writeStrategy, options,
-      order: this.order, failures: this.failures, counters: this.counters, stamp: () => this.clock.stamp(),
+      memory: this.memory,
+      file: this.disk?.files,
+      redis: this.shared?.tier,
+      writeBack: this.writeBack,
+      strategy: options.writeStrategy,
+      options,
+      order: this.order,
+      failures: this.failures,
+      counters: this.counters,
+      stamp: () => this.clock.stamp(),
       publish: (message) => this.shared?.bus?.publish(message),
       track: (write) => void this.inFlight.track(write).catch(() => {}),
     })
-    this.reads = new CountedReads({ memory: this.memory, stack: this.stack, order: this.order, counters: this.counters, disk: this.disk, events, hitListeners: this.hitListeners })
-    this.writes = new OrderedWrites({
-      options, order: this.order, inFlight: this.inFlight, loads: this.loads, stack: this.stack, memory: this.memory, disk: this.disk,
-      clock: this.clock, counters: this.counters, failures: this.failures, events,
+    this.reads = new CountedReads({
+      memory: this.memory,
+      stack: this.stack,
+      order: this.order,
+      counters: this.counters,
+      disk: this.disk,
+      events,
+      hitListeners: this.hitListeners,
     })
-    this.getOrSet = new GetOrSet({ options, order: this.order, loads: this.loads, reads: this.reads, writes: this.writes, stack: this.stack, shared: this.shared, clock: this.clock })
+    this.writes = new OrderedWrites({
+      options,
+      order: this.order,
+      inFlight: this.inFlight,
+      loads: this.loads,
+      stack: this.stack,
+      memory: this.memory,
+      disk: this.disk,
+      clock: this.clock,
+      counters: this.counters,
+      failures: this.failures,
+      events,
+    })
+    this.getOrSet = new GetOrSet({
+      options,
+      order: this.order,
+      loads: this.loads,
+      reads: this.reads,
+      writes: this.writes,
+      stack: this.stack,
+      shared: this.shared,
+      clock: this.clock,
+    })
     // Held for the cache's lifetime: leaves the counters and removes our in-flight temp files
     // if the process exits without close(). A read-only instance has nothing to leave.
     const disk = this.disk
-    if (!options.readOnly && disk !== undefined) this.#removeExitHook = onExit(() => {
-      disk.flushCounters()
-      disk.recordActivity(counts)
-      disk.files.removeTempsSync()
-    })
+    if (!options.readOnly && disk !== undefined)
+      this.#removeExitHook = onExit(() => {
+        disk.flushCounters()
+        disk.recordActivity(counts)
+        disk.files.removeTempsSync()
+      })
   }
 
   /** Prepares the directory, folds crowded bookkeeping, waits (bounded) for Redis and takes
@@ -129,7 +201,10 @@ export class CacheParts {
 
   /** The file tier, for a method that needs one; ERR_INVALID_OPTION without a directory. */
   files(method: string): FileTier {
-    if (this.disk === undefined) throw new LarderError('ERR_INVALID_OPTION', `${method}() needs a cache directory; this cache was opened with dir: false`, { field: 'dir' })
+    if (this.disk === undefined)
+      throw new LarderError('ERR_INVALID_OPTION', `${method}() needs a cache directory; this cache was opened with dir: false`, {
+        field: 'dir',
+      })
     return this.disk.files
   }
 

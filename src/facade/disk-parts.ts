@@ -72,11 +72,22 @@ export class DiskParts {
     this.pool = new MaintenancePool(options.maintenance.workers)
     this.changes = new ChangeClock(this.layout)
     this.files = new FileTier({
-      layout: this.layout, options, breaker: this.breaker, tags: this.tags, totals: this.totals, hitLog: this.hitLog, changes: this.changes,
-      lastUse: options.readOnly ? undefined : this.lastUse, counts: hooks.counts, corrupt: hooks.corrupt,
+      layout: this.layout,
+      options,
+      breaker: this.breaker,
+      tags: this.tags,
+      totals: this.totals,
+      hitLog: this.hitLog,
+      changes: this.changes,
+      lastUse: options.readOnly ? undefined : this.lastUse,
+      counts: hooks.counts,
+      corrupt: hooks.corrupt,
     })
     this.maintainer = new Maintainer({
-      layout: this.layout, options, totals: this.totals, pool: this.pool,
+      layout: this.layout,
+      options,
+      totals: this.totals,
+      pool: this.pool,
       pruneStarted: () => {
         this.lastUse.pruneStarted()
         this.hitLog?.flush()
@@ -86,7 +97,13 @@ export class DiskParts {
       compactActivity: () => this.activity.compact(),
       progress: hooks.progress,
     })
-    this.autoPrune = new AutoPrune({ options, maintainer: this.maintainer, totals: this.totals, pruned: hooks.pruned, failed: hooks.pruneFailed })
+    this.autoPrune = new AutoPrune({
+      options,
+      maintainer: this.maintainer,
+      totals: this.totals,
+      pruned: hooks.pruned,
+      failed: hooks.pruneFailed,
+    })
   }
 
   /** Refuses a directory others control, creates the namespace, records the budget ("no
@@ -127,9 +144,11 @@ export class DiskParts {
    *  failure: an operation run through it that failed (it judges whether it is a disk's). A
    *  synchronous throw is counted at once, before the caller reads the breaker's state. */
   bookkeepingFailed(error: unknown): void {
-    this.breaker.run(() => {
-      throw error
-    }).catch(() => {})
+    this.breaker
+      .run(() => {
+        throw error
+      })
+      .catch(() => {})
   }
 
   /** Entries and bytes on disk from the running totals; the last known figures while the

@@ -45,9 +45,14 @@ export class Failures {
       return await run()
     } catch (error) {
       if (isLarderError(error)) throw error
-      if (isBreakerOpen(error)) throw new LarderError('ERR_UNAVAILABLE', `${WHAT[tier]} unavailable: circuit breaker is open`, { cause: error })
+      if (isBreakerOpen(error))
+        throw new LarderError('ERR_UNAVAILABLE', `${WHAT[tier]} unavailable: circuit breaker is open`, { cause: error })
       this.#count(tier)
-      throw new LarderError('ERR_UNAVAILABLE', tier === 'file' ? `Cache maintenance failed: ${(error as Error).message}` : `${WHAT[tier]} failed: ${(error as Error).message}`, { cause: error })
+      throw new LarderError(
+        'ERR_UNAVAILABLE',
+        tier === 'file' ? `Cache maintenance failed: ${(error as Error).message}` : `${WHAT[tier]} failed: ${(error as Error).message}`,
+        { cause: error },
+      )
     }
   }
 
@@ -55,7 +60,11 @@ export class Failures {
     const open = isBreakerOpen(error)
     if (!open) this.#count(tier)
     const reason = error instanceof Error ? error.message : String(error)
-    const unavailable = new LarderError('ERR_UNAVAILABLE', open ? `${WHAT[tier]} unavailable: circuit breaker is open` : `${WHAT[tier]} unavailable: ${reason}`, { cause: error })
+    const unavailable = new LarderError(
+      'ERR_UNAVAILABLE',
+      open ? `${WHAT[tier]} unavailable: circuit breaker is open` : `${WHAT[tier]} unavailable: ${reason}`,
+      { cause: error },
+    )
     if (!open) this.#emitError(unavailable)
     if (!this.#failOpen) throw unavailable
   }

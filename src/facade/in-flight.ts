@@ -35,7 +35,9 @@ export class InFlight {
     if (this.#writes.size === 0 && this.#order.idle) return
     // Changes queued behind others on their key (KeyOrder) are writes called before close too.
     await settledWithin([this.#order.settled(), ...[...this.#writes].map((f) => f.done)], CLOSE_WAIT_MS)
-    const closing = new LarderError('ERR_CLOSED', 'The cache was closed before this stream was stored; nothing was written', { field: 'cache' })
+    const closing = new LarderError('ERR_CLOSED', 'The cache was closed before this stream was stored; nothing was written', {
+      field: 'cache',
+    })
     for (const flight of this.#writes) flight.abort?.abort(closing)
     await settledWithin([this.#order.settled(), ...[...this.#writes].map((f) => f.done)], CLOSE_WAIT_MS)
   }

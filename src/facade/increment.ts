@@ -23,13 +23,19 @@ export function incrementInOrder(p: IncrementParts, key: string, delta: number):
     let current = 0
     if (found.found) {
       if (typeof found.value !== 'number') {
-        throw new LarderError('ERR_INVALID_VALUE', `Cannot increment key ${JSON.stringify(key)}: its value is a ${typeof found.value}, not a number`, { field: 'key' })
+        throw new LarderError(
+          'ERR_INVALID_VALUE',
+          `Cannot increment key ${JSON.stringify(key)}: its value is a ${typeof found.value}, not a number`,
+          { field: 'key' },
+        )
       }
       current = found.value
     }
     const next = current + delta
     if (!Number.isFinite(next)) {
-      throw new LarderError('ERR_INVALID_VALUE', `Invalid delta: ${current} + ${delta} is not a finite number, which could not be stored`, { field: 'delta' })
+      throw new LarderError('ERR_INVALID_VALUE', `Invalid delta: ${current} + ${delta} is not a finite number, which could not be stored`, {
+        field: 'delta',
+      })
     }
     const write = p.writes.prepare(next, undefined, found.found ? found.tags : [], found.found ? found.grace : 0)
     if (found.found) write.expiresAt = found.expiresAt

@@ -89,30 +89,34 @@ export class OrderedWrites {
     const { options, clock, memory, inFlight, counters, events, disk, stack, failures } = this.#p
     const createdAt = clock.createdAt(tags)
     const expiresAt = expiryOf(ttl ?? options.defaultTtl, createdAt)
-    return this.change(key, async () => {
-      const started = performance.now()
-      memory?.delete(key)
-      const abort = new AbortController()
-      try {
-        await inFlight.track(files.setStream(key, input, { createdAt, expiresAt, tags }, abort.signal), abort)
-        counters.counts.sets++
-        counters.setLatency.record(performance.now() - started)
-        events.emit('set', key)
-        disk?.autoPrune.afterWrite()
-        await stack.removeShared(key, createdAt)
-      } catch (error) {
-        if (error instanceof SourceError) throw error.original
-        if (input instanceof Readable && !input.destroyed) input.destroy()
-        if (abort.signal.aborted && error === abort.signal.reason) {
-          // close() gave up waiting for it: nothing was stored, the temp file is gone.
-          counters.counts.dropped++
-          if (!options.failOpen) throw error
-          return
-        }
-        failures.writeFailed(error)
-      } finally {
+    return this.change(
+      key,
+      async () => {
+        const started = performance.now()
         memory?.delete(key)
-      }
-    }, true)
+        const abort = new AbortController()
+        try {
+          await inFlight.track(files.setStream(key, input, { createdAt, expiresAt, tags }, abort.signal), abort)
+          counters.counts.sets++
+          counters.setLatency.record(performance.now() - started)
+          events.emit('set', key)
+          disk?.autoPrune.afterWrite()
+          await stack.removeShared(key, createdAt)
+        } catch (error) {
+          if (error instanceof SourceError) throw error.original
+          if (input instanceof Readable && !input.destroyed) input.destroy()
+          if (abort.signal.aborted && error === abort.signal.reason) {
+            // close() gave up waiting for it: nothing was stored, the temp file is gone.
+            counters.counts.dropped++
+            if (!options.failOpen) throw error
+            return
+          }
+          failures.writeFailed(error)
+        } finally {
+          memory?.delete(key)
+        }
+      },
+      true,
+    )
   }
 }

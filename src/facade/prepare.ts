@@ -22,7 +22,16 @@ type Options = Pick<ResolvedOptions, 'serializer' | 'maxValueSize' | 'defaultTtl
 
 /** Serializes a value for writing, at call time (bad input rejects before anything is queued
  *  or written); its creation time is now, or when its load began. */
-export function prepareWrite(options: Options, clock: CreationClock, value: unknown, ttl: number | undefined, tags: readonly string[], grace: number, field = 'value', createdAt?: number): Write {
+export function prepareWrite(
+  options: Options,
+  clock: CreationClock,
+  value: unknown,
+  ttl: number | undefined,
+  tags: readonly string[],
+  grace: number,
+  field = 'value',
+  createdAt?: number,
+): Write {
   const started = performance.now()
   const serialized = serialize(value, options.serializer, field)
   validateValueSize(serialized.bytes.length, options.maxValueSize, field)
@@ -35,7 +44,11 @@ export function readBackValue(options: Options, serialized: Serialized): unknown
   try {
     return readBack(serialized, options.serializer)
   } catch (cause) {
-    throw new LarderError('ERR_SERIALIZE', `Cannot store value: the custom serializer cannot read back what it wrote (${(cause as Error).message})`, { field: 'value', cause })
+    throw new LarderError(
+      'ERR_SERIALIZE',
+      `Cannot store value: the custom serializer cannot read back what it wrote (${(cause as Error).message})`,
+      { field: 'value', cause },
+    )
   }
 }
 

@@ -23,11 +23,13 @@ export async function applyRemote(message: BusMessage, p: RemoteParts): Promise<
   if (message.op !== 'keys') p.stack.heardAll() // reads in flight judge a key message by key
   switch (message.op) {
     case 'keys':
-      await Promise.all(message.keys.map(([key, at]) => {
-        p.clock.observe(at)
-        p.loads.supersede(key)
-        return p.stack.dropLocal(key, at)
-      }))
+      await Promise.all(
+        message.keys.map(([key, at]) => {
+          p.clock.observe(at)
+          p.loads.supersede(key)
+          return p.stack.dropLocal(key, at)
+        }),
+      )
       break
     case 'clear':
       p.clock.observe(message.at)

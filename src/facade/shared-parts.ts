@@ -51,18 +51,34 @@ export class SharedParts {
     this.client = client
     this.#owned = owned
     if (owned) client.on('error', () => {}) // it reconnects by itself; failed commands are counted
-    this.breaker = new DiskBreaker(options.redis.breaker, (state) => {
-      hooks.breaker(state)
-      if (state === 'closed') hooks.recovered()
-    }, isRedisFailure)
-    this.tier = new RedisTier({ client, options, redis: options.redis, breaker: this.breaker, tags: hooks.tags, counts: hooks.counts, corrupt: hooks.corrupt })
+    this.breaker = new DiskBreaker(
+      options.redis.breaker,
+      (state) => {
+        hooks.breaker(state)
+        if (state === 'closed') hooks.recovered()
+      },
+      isRedisFailure,
+    )
+    this.tier = new RedisTier({
+      client,
+      options,
+      redis: options.redis,
+      breaker: this.breaker,
+      tags: hooks.tags,
+      counts: hooks.counts,
+      corrupt: hooks.corrupt,
+    })
     this.#stampsKey = `${this.tier.base}\0tags`
     client.on('ready', () => hooks.recovered())
     if (options.bus) {
       this.#subscriber = duplicateForSubscribing(client)
       this.bus = new Bus({
-        client, breaker: this.breaker, subscriber: this.#subscriber, channel: `${options.redis.prefix}bus:${this.tier.base.slice(options.redis.prefix.length, -1)}`,
-        received: hooks.received, connected: hooks.connected,
+        client,
+        breaker: this.breaker,
+        subscriber: this.#subscriber,
+        channel: `${options.redis.prefix}bus:${this.tier.base.slice(options.redis.prefix.length, -1)}`,
+        received: hooks.received,
+        connected: hooks.connected,
       })
     }
   }
@@ -84,7 +100,14 @@ export class SharedParts {
 
   /** Raises the stamps of `tags` to `at` in Redis (never lowers one). */
   async recordTags(tags: readonly string[], at: number): Promise<void> {
-    await this.breaker.run(() => runScript(this.client, RAISE_STAMPS, [this.#stampsKey], tags.flatMap((t) => [t, String(at)])))
+    await this.breaker.run(() =>
+      runScript(
+        this.client,
+        RAISE_STAMPS,
+        [this.#stampsKey],
+        tags.flatMap((t) => [t, String(at)]),
+      ),
+    )
   }
 
   /**

@@ -29,17 +29,26 @@ export interface WarmParts {
  * which returns their values (an array in key order, a Map, or an object by key; `undefined`
  * for none), and those are stored.
  */
-export async function warm(parts: WarmParts, keys: readonly string[], loader: ((keys: string[]) => unknown) | undefined, concurrency: number): Promise<WarmReport> {
+export async function warm(
+  parts: WarmParts,
+  keys: readonly string[],
+  loader: ((keys: string[]) => unknown) | undefined,
+  concurrency: number,
+): Promise<WarmReport> {
   const report: WarmReport = { warmed: 0, fromShared: 0, loaded: 0, failed: 0 }
   const missing: string[] = []
   const slots = new Slots(concurrency)
-  await Promise.all([...new Set(keys)].map((key) => slots.run(async () => {
-    const found = await parts.lookup(key)
-    if (found.found && !found.stale) {
-      report.warmed++
-      if (found.tier === 'redis') report.fromShared++
-    } else missing.push(key)
-  })))
+  await Promise.all(
+    [...new Set(keys)].map((key) =>
+      slots.run(async () => {
+        const found = await parts.lookup(key)
+        if (found.found && !found.stale) {
+          report.warmed++
+          if (found.tier === 'redis') report.fromShared++
+        } else missing.push(key)
+      }),
+    ),
+  )
   for (let i = 0; i < missing.length; i += LOADER_BATCH) {
     const batch = missing.slice(i, i + LOADER_BATCH)
     let values: unknown
@@ -48,20 +57,24 @@ export async function warm(parts: WarmParts, keys: readonly string[], loader: ((
     } catch {
       values = undefined
     }
-    await Promise.all(batch.map((key, at) => slots.run(async () => {
-      const value = valueOf(values, key, at)
-      if (value === undefined) {
-        report.failed++
-        return
-      }
-      try {
-        await parts.store(key, value)
-        report.loaded++
-        report.warmed++
-      } catch {
-        report.failed++
-      }
-    })))
+    await Promise.all(
+      batch.map((key, at) =>
+        slots.run(async () => {
+          const value = valueOf(values, key, at)
+          if (value === undefined) {
+            report.failed++
+            return
+          }
+          try {
+            await parts.store(key, value)
+            report.loaded++
+            report.warmed++
+          } catch {
+            report.failed++
+          }
+        }),
+      ),
+    )
   }
   return report
 }
@@ -69,6 +82,7 @@ export async function warm(parts: WarmParts, keys: readonly string[], loader: ((
 function valueOf(values: unknown, key: string, at: number): unknown {
   if (Array.isArray(values)) return values[at]
   if (values instanceof Map) return values.get(key)
-  if (values !== null && typeof values === 'object') return Object.hasOwn(values, key) ? (values as Record<string, unknown>)[key] : undefined
+  if (values !== null && typeof values === 'object')
+    return Object.hasOwn(values, key) ? (values as Record<string, unknown>)[key] : undefined
   return undefined
 }

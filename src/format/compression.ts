@@ -29,7 +29,6 @@ export const compressionIds: Record<CompressionName, Compression> = {
  *  the pool so the main thread stays responsive. */
 export const SYNC_CODEC_LIMIT = 128 * 1024
 
-
 type ZstdZlib = typeof zlib & {
   zstdCompressSync(b: Uint8Array, o?: object): Buffer
   zstdDecompressSync(b: Uint8Array, o?: object): Buffer
@@ -60,11 +59,16 @@ function options(id: Compression, level: number): object {
 export function compressSync(id: Compression, level: number, input: Buffer): Buffer {
   const o = options(id, level)
   switch (id) {
-    case Compression.Gzip: return zlib.gzipSync(input, o)
-    case Compression.Deflate: return zlib.deflateRawSync(input, o)
-    case Compression.Brotli: return zlib.brotliCompressSync(input, o)
-    case Compression.Zstd: return z.zstdCompressSync(input, o)
-    default: return input
+    case Compression.Gzip:
+      return zlib.gzipSync(input, o)
+    case Compression.Deflate:
+      return zlib.deflateRawSync(input, o)
+    case Compression.Brotli:
+      return zlib.brotliCompressSync(input, o)
+    case Compression.Zstd:
+      return z.zstdCompressSync(input, o)
+    default:
+      return input
   }
 }
 
@@ -78,11 +82,16 @@ const brotliDecompressAsync = promisify(zlib.brotliDecompress)
 export async function compressAsync(id: Compression, level: number, input: Buffer): Promise<Buffer> {
   const o = options(id, level)
   switch (id) {
-    case Compression.Gzip: return gzipAsync(input, o)
-    case Compression.Deflate: return deflateRawAsync(input, o)
-    case Compression.Brotli: return brotliAsync(input, o)
-    case Compression.Zstd: return promisify(z.zstdCompress)(input, o)
-    default: return input
+    case Compression.Gzip:
+      return gzipAsync(input, o)
+    case Compression.Deflate:
+      return deflateRawAsync(input, o)
+    case Compression.Brotli:
+      return brotliAsync(input, o)
+    case Compression.Zstd:
+      return promisify(z.zstdCompress)(input, o)
+    default:
+      return input
   }
 }
 
@@ -90,24 +99,36 @@ export async function compressAsync(id: Compression, level: number, input: Buffe
 export function decompressSync(id: Compression, input: Buffer, maxOutput: number): Buffer {
   const o = { maxOutputLength: Math.max(1, maxOutput) }
   switch (id) {
-    case Compression.None: return input
-    case Compression.Gzip: return zlib.gunzipSync(input, o)
-    case Compression.Deflate: return zlib.inflateRawSync(input, o)
-    case Compression.Brotli: return zlib.brotliDecompressSync(input, o)
-    case Compression.Zstd: return z.zstdDecompressSync(input, o)
-    default: throw new Error(`unknown compression ${id as number}`)
+    case Compression.None:
+      return input
+    case Compression.Gzip:
+      return zlib.gunzipSync(input, o)
+    case Compression.Deflate:
+      return zlib.inflateRawSync(input, o)
+    case Compression.Brotli:
+      return zlib.brotliDecompressSync(input, o)
+    case Compression.Zstd:
+      return z.zstdDecompressSync(input, o)
+    default:
+      throw new Error(`unknown compression ${id as number}`)
   }
 }
 
 export async function decompressAsync(id: Compression, input: Buffer, maxOutput: number): Promise<Buffer> {
   const o = { maxOutputLength: Math.max(1, maxOutput), chunkSize: Math.min(ASYNC_CHUNK, Math.max(64 * 1024, maxOutput)) }
   switch (id) {
-    case Compression.None: return input
-    case Compression.Gzip: return gunzipAsync(input, o)
-    case Compression.Deflate: return inflateRawAsync(input, o)
-    case Compression.Brotli: return brotliDecompressAsync(input, o)
-    case Compression.Zstd: return promisify(z.zstdDecompress)(input, o)
-    default: throw new Error(`unknown compression ${id as number}`)
+    case Compression.None:
+      return input
+    case Compression.Gzip:
+      return gunzipAsync(input, o)
+    case Compression.Deflate:
+      return inflateRawAsync(input, o)
+    case Compression.Brotli:
+      return brotliDecompressAsync(input, o)
+    case Compression.Zstd:
+      return promisify(z.zstdDecompress)(input, o)
+    default:
+      throw new Error(`unknown compression ${id as number}`)
   }
 }
 
@@ -138,13 +159,17 @@ export function canExpandTo(id: Compression, stored: number, logical: number): b
 export function decompressStream(id: Compression): Transform {
   const o = { chunkSize: 256 * 1024 }
   switch (id) {
-    case Compression.Gzip: return zlib.createGunzip(o)
-    case Compression.Deflate: return zlib.createInflateRaw(o)
-    case Compression.Brotli: return zlib.createBrotliDecompress(o)
+    case Compression.Gzip:
+      return zlib.createGunzip(o)
+    case Compression.Deflate:
+      return zlib.createInflateRaw(o)
+    case Compression.Brotli:
+      return zlib.createBrotliDecompress(o)
     case Compression.Zstd:
       if (typeof z.createZstdDecompress !== 'function') throw new Error('this Node.js has no zstd (22.15 or later does)')
       return z.createZstdDecompress(o)
-    default: throw new Error(`unknown compression ${id as number}`)
+    default:
+      throw new Error(`unknown compression ${id as number}`)
   }
 }
 

@@ -197,9 +197,15 @@ export function decodeTrailer(trailer: Buffer, fileSize: number, payloadOffset: 
   if (trailer.length !== TRAILER_BYTES || trailer.readUInt32LE(16) !== TRAILER_MAGIC) throw new CorruptEntryError('bad trailer')
   const storedLength = trailer.readBigUInt64LE(0)
   const logicalLength = trailer.readBigUInt64LE(8)
-  if (storedLength !== BigInt(fileSize - payloadOffset - TRAILER_BYTES)) throw new CorruptEntryError('payload length does not match the file size (truncated or extended)')
+  if (storedLength !== BigInt(fileSize - payloadOffset - TRAILER_BYTES))
+    throw new CorruptEntryError('payload length does not match the file size (truncated or extended)')
   if (logicalLength > BigInt(Number.MAX_SAFE_INTEGER)) throw new CorruptEntryError('logical length out of range')
-  return { storedLength: Number(storedLength), logicalLength: Number(logicalLength), grace: trailer.readUInt32LE(20) * 1000, checksum: trailer.readBigUInt64LE(24) }
+  return {
+    storedLength: Number(storedLength),
+    logicalLength: Number(logicalLength),
+    grace: trailer.readUInt32LE(20) * 1000,
+    checksum: trailer.readBigUInt64LE(24),
+  }
 }
 
 export interface DecodedEntry extends EntryHead, EntryTrailer {
@@ -223,8 +229,18 @@ export function decodeEntry(file: Buffer): DecodedEntry {
   // One literal of known shape rather than spreads of both (a read's hot path: spreads build
   // dictionary-mode objects, slower to make and to read).
   return {
-    key: head.key, codec: head.codec, compression: head.compression, flags: head.flags, createdAt: head.createdAt, expiresAt: head.expiresAt,
-    tags: head.tags, payloadOffset: head.payloadOffset, storedLength: trailer.storedLength, logicalLength: trailer.logicalLength,
-    grace: trailer.grace, checksum: trailer.checksum, payload: file.subarray(head.payloadOffset, size - TRAILER_BYTES),
+    key: head.key,
+    codec: head.codec,
+    compression: head.compression,
+    flags: head.flags,
+    createdAt: head.createdAt,
+    expiresAt: head.expiresAt,
+    tags: head.tags,
+    payloadOffset: head.payloadOffset,
+    storedLength: trailer.storedLength,
+    logicalLength: trailer.logicalLength,
+    grace: trailer.grace,
+    checksum: trailer.checksum,
+    payload: file.subarray(head.payloadOffset, size - TRAILER_BYTES),
   }
 }

@@ -10,7 +10,15 @@
  * several at a time in zlib's thread pool, in both directions, while output keeps its order.
  */
 import { CorruptEntryError } from './entry-format.js'
-import { canExpandTo, type Compression, compressAsync, decompressAsync, decompressSync, KEEP_COMPRESSED_RATIO, worthCompressing } from './compression.js'
+import {
+  canExpandTo,
+  type Compression,
+  compressAsync,
+  decompressAsync,
+  decompressSync,
+  KEEP_COMPRESSED_RATIO,
+  worthCompressing,
+} from './compression.js'
 
 export const FRAME_HEADER_BYTES = 8
 /** Stream bytes per frame. */
@@ -57,7 +65,11 @@ function frameParts(rawLength: number, compressed: boolean, stored: Buffer): Buf
  * a compressed frame no smaller than its block (the writer stores those raw), or one its
  * codec could not inflate to the length it claims (compression.ts `canExpandTo`).
  */
-export function decodeFrameHeader(header: Buffer, remaining: number, compression: Compression): { compressed: boolean; rawLength: number; storedLength: number } {
+export function decodeFrameHeader(
+  header: Buffer,
+  remaining: number,
+  compression: Compression,
+): { compressed: boolean; rawLength: number; storedLength: number } {
   const word = header.readUInt32LE(0)
   const compressed = (word & COMPRESSED) !== 0
   const rawLength = word & ~COMPRESSED
@@ -93,7 +105,11 @@ export async function decodeFramedPayload(payload: Buffer, compression: Compress
   let total = 0
   for (let at = 0; at < payload.length;) {
     if (payload.length - at < FRAME_HEADER_BYTES) throw new CorruptEntryError('truncated frame header')
-    const { compressed, rawLength, storedLength } = decodeFrameHeader(payload.subarray(at, at + FRAME_HEADER_BYTES), payload.length - at - FRAME_HEADER_BYTES, compression)
+    const { compressed, rawLength, storedLength } = decodeFrameHeader(
+      payload.subarray(at, at + FRAME_HEADER_BYTES),
+      payload.length - at - FRAME_HEADER_BYTES,
+      compression,
+    )
     total += rawLength
     if (total > logicalLength) throw new CorruptEntryError('frames hold more than the logical length')
     at += FRAME_HEADER_BYTES

@@ -4,8 +4,17 @@
  */
 import type { ResolvedOptions } from '../options.js'
 import {
-  canExpandTo, Compression, compressAsync, compressionIds, compressSync, decompressAsync, decompressSync,
-  KEEP_COMPRESSED_RATIO, PROBE_BYTES, SYNC_CODEC_LIMIT, worthCompressing,
+  canExpandTo,
+  Compression,
+  compressAsync,
+  compressionIds,
+  compressSync,
+  decompressAsync,
+  decompressSync,
+  KEEP_COMPRESSED_RATIO,
+  PROBE_BYTES,
+  SYNC_CODEC_LIMIT,
+  worthCompressing,
 } from './compression.js'
 import { CorruptEntryError, encodeEntry, encodeTags, FLAG_FRAMED, type DecodedEntry } from './entry-format.js'
 import { decodeFramedPayload, FRAME_HEADER_BYTES } from './frames.js'
@@ -23,10 +32,14 @@ export interface EncodedPayload {
  * the result saves at least a tenth; otherwise returns them as they are. Big values are
  * probed first, so an already-compressed artifact costs one 64 KiB trial, not a full pass.
  */
-export async function encodePayload(bytes: Buffer, options: Pick<ResolvedOptions, 'compression' | 'compressionLevel' | 'compressThreshold'>): Promise<EncodedPayload> {
+export async function encodePayload(
+  bytes: Buffer,
+  options: Pick<ResolvedOptions, 'compression' | 'compressionLevel' | 'compressThreshold'>,
+): Promise<EncodedPayload> {
   const id = compressionIds[options.compression]
   if (id === Compression.None || bytes.length < options.compressThreshold) return { compression: Compression.None, payload: bytes }
-  if (bytes.length > 2 * PROBE_BYTES && !worthCompressing(bytes.subarray(0, PROBE_BYTES))) return { compression: Compression.None, payload: bytes }
+  if (bytes.length > 2 * PROBE_BYTES && !worthCompressing(bytes.subarray(0, PROBE_BYTES)))
+    return { compression: Compression.None, payload: bytes }
   const level = options.compressionLevel
   const compressed = bytes.length <= SYNC_CODEC_LIMIT ? compressSync(id, level, bytes) : await compressAsync(id, level, bytes)
   if (compressed.length >= bytes.length * KEEP_COMPRESSED_RATIO) return { compression: Compression.None, payload: bytes }
@@ -77,24 +90,36 @@ export async function decodePayload(entry: DecodedEntry): Promise<Buffer> {
   if ((compression as Compression) === Compression.None) bytes = payload
   else {
     try {
-      bytes = payload.length <= SYNC_CODEC_LIMIT && logicalLength <= SYNC_DECOMPRESS_LIMIT
-        ? decompressSync(compression, payload, logicalLength)
-        : await decompressAsync(compression, payload, logicalLength)
+      bytes =
+        payload.length <= SYNC_CODEC_LIMIT && logicalLength <= SYNC_DECOMPRESS_LIMIT
+          ? decompressSync(compression, payload, logicalLength)
+          : await decompressAsync(compression, payload, logicalLength)
     } catch (error) {
       throw new CorruptEntryError(`payload does not decompress (${(error as Error).message})`)
     }
   }
-  if (bytes.length !== logicalLength) throw new CorruptEntryError(`payload decodes to ${bytes.length} bytes, not the ${logicalLength} its trailer records`)
+  if (bytes.length !== logicalLength)
+    throw new CorruptEntryError(`payload decodes to ${bytes.length} bytes, not the ${logicalLength} its trailer records`)
   return bytes
 }
 
 /** The whole entry file for a buffered value: its payload compressed when it pays, header,
  *  trailer and checksum (entry-format.ts). The same bytes go to a file and to Redis. */
-export async function encodeEntryBytes(key: string, entry: EntryTimesAndValue, options: Pick<ResolvedOptions, 'compression' | 'compressionLevel' | 'compressThreshold'>): Promise<Buffer> {
+export async function encodeEntryBytes(
+  key: string,
+  entry: EntryTimesAndValue,
+  options: Pick<ResolvedOptions, 'compression' | 'compressionLevel' | 'compressThreshold'>,
+): Promise<Buffer> {
   const { codec, bytes } = entry.serialized
   const { compression, payload } = await encodePayload(bytes, options)
   const { createdAt, expiresAt, tags, grace } = entry
-  return encodeEntry({ key, codec, compression, createdAt, expiresAt, tags, grace }, Buffer.from(key), encodeTags(tags), payload, bytes.length)
+  return encodeEntry(
+    { key, codec, compression, createdAt, expiresAt, tags, grace },
+    Buffer.from(key),
+    encodeTags(tags),
+    payload,
+    bytes.length,
+  )
 }
 
 interface EntryTimesAndValue {

@@ -43,7 +43,10 @@ export const MAX_DEPTH = 1000
 
 /** Why a value cannot be stored as it is: becomes ERR_SERIALIZE or ERR_INVALID_VALUE. */
 class Unfaithful extends Error {
-  constructor(message: string, readonly code: 'ERR_SERIALIZE' | 'ERR_INVALID_VALUE') {
+  constructor(
+    message: string,
+    readonly code: 'ERR_SERIALIZE' | 'ERR_INVALID_VALUE',
+  ) {
     super(message)
   }
 }
@@ -62,10 +65,14 @@ const IN_SET = -3
 
 function placeOf(where: string | number): string {
   switch (where) {
-    case '': return 'as the value'
-    case IN_MAP_KEY: return 'as a Map key'
-    case IN_MAP_VALUE: return 'as a Map value'
-    case IN_SET: return 'in a Set'
+    case '':
+      return 'as the value'
+    case IN_MAP_KEY:
+      return 'as a Map key'
+    case IN_MAP_VALUE:
+      return 'as a Map value'
+    case IN_SET:
+      return 'in a Set'
   }
   return typeof where === 'number' ? `at index ${where}` : `at property ${JSON.stringify(where)}`
 }
@@ -187,7 +194,11 @@ export function serialize(value: unknown, serializer: SerializerName | CustomSer
       }
       case 'raw':
         if (typeof value !== 'string') {
-          throw new LarderError('ERR_INVALID_VALUE', `Invalid ${field}: the raw serializer stores Buffer, Uint8Array or string, got ${typeof value}`, { field })
+          throw new LarderError(
+            'ERR_INVALID_VALUE',
+            `Invalid ${field}: the raw serializer stores Buffer, Uint8Array or string, got ${typeof value}`,
+            { field },
+          )
         }
         if (!value.isWellFormed()) throw new Unfaithful(LONE_SURROGATE, 'ERR_INVALID_VALUE')
         return { codec: Codec.Text, bytes: Buffer.from(value) }
@@ -235,7 +246,11 @@ export function deserialize(codec: number, bytes: Buffer, serializer: Serializer
       return packr.unpack(bytes)
     case Codec.Custom:
       if (typeof serializer !== 'object') {
-        throw new LarderError('ERR_DESERIALIZE', 'Entry was written with a custom serializer; open the cache with that serializer to read it', { field: 'serializer' })
+        throw new LarderError(
+          'ERR_DESERIALIZE',
+          'Entry was written with a custom serializer; open the cache with that serializer to read it',
+          { field: 'serializer' },
+        )
       }
       return serializer.deserialize(bytes)
     default:

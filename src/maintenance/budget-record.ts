@@ -28,7 +28,12 @@ export function recordBudget(layout: Layout, budget: RecordedBudget): void {
   const file = budgetFile(layout)
   try {
     const recorded = JSON.parse(readSmallFileSync(file) ?? 'null') as Record<string, unknown>
-    if (recorded.maxSize === fields.maxSize && recorded.maxEntries === fields.maxEntries && recorded.evictionPolicy === fields.evictionPolicy) return
+    if (
+      recorded.maxSize === fields.maxSize &&
+      recorded.maxEntries === fields.maxEntries &&
+      recorded.evictionPolicy === fields.evictionPolicy
+    )
+      return
   } catch {
     // not recorded yet, or damaged: write it
   }

@@ -28,10 +28,7 @@ interface State {
   to?: number[]
 }
 
-type Node =
-  | { kind: 'char'; test: (cp: number) => boolean }
-  | { kind: 'star' }
-  | { kind: 'alt'; options: Node[][] }
+type Node = { kind: 'char'; test: (cp: number) => boolean } | { kind: 'star' } | { kind: 'alt'; options: Node[][] }
 
 const ANY = (): boolean => true
 
@@ -43,7 +40,11 @@ export class Glob {
   #generation = 0
 
   constructor(pattern: string) {
-    const nodes = parse([...pattern].map((c) => c.codePointAt(0)!), 0, false).nodes
+    const nodes = parse(
+      [...pattern].map((c) => c.codePointAt(0)!),
+      0,
+      false,
+    ).nodes
     this.#states = [{}] // state 0 accepts
     this.#start = this.#sequence(nodes, 0)
     this.#marks = new Int32Array(this.#states.length)

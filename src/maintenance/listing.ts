@@ -132,20 +132,30 @@ export function listEntries(input: ListInput): EntryInfo[] {
   const glob = pattern === undefined ? undefined : new Glob(pattern)
   const wanted = tags === undefined ? undefined : new Set(tags)
   const out: EntryInfo[] = []
-  walk(input, ({ head, size, mtimeMs, logicalLength }, stale) => {
-    if (stale) return
-    if (prefix !== undefined && !head.key.startsWith(prefix)) return
-    if (glob !== undefined && !glob.test(head.key)) return
-    if (wanted !== undefined && !head.tags.some((t) => wanted.has(t))) return
-    out.push(toEntryInfo(head, size, logicalLength, mtimeMs))
-  }, () => {})
+  walk(
+    input,
+    ({ head, size, mtimeMs, logicalLength }, stale) => {
+      if (stale) return
+      if (prefix !== undefined && !head.key.startsWith(prefix)) return
+      if (glob !== undefined && !glob.test(head.key)) return
+      if (wanted !== undefined && !head.tags.some((t) => wanted.has(t))) return
+      out.push(toEntryInfo(head, size, logicalLength, mtimeMs))
+    },
+    () => {},
+  )
   return out
 }
 
 function emptyUsage(buckets: number): UsageOutput {
   return {
-    entries: 0, storedBytes: 0, logicalBytes: 0, expired: 0, expiredBytes: 0, corrupt: 0,
-    oldestCreatedAt: null, newestCreatedAt: null,
+    entries: 0,
+    storedBytes: 0,
+    logicalBytes: 0,
+    expired: 0,
+    expiredBytes: 0,
+    corrupt: 0,
+    oldestCreatedAt: null,
+    newestCreatedAt: null,
     byAge: Array.from({ length: buckets }, () => ({ entries: 0, bytes: 0 })),
   }
 }
@@ -153,23 +163,27 @@ function emptyUsage(buckets: number): UsageOutput {
 /** Counts and sizes of some partitions, by age. */
 export function usage(input: UsageInput): UsageOutput {
   const out = emptyUsage(input.ageBounds.length + 1)
-  walk(input, ({ head, size, logicalLength }, stale) => {
-    if (stale) {
-      out.expired++
-      out.expiredBytes += size
-      return
-    }
-    out.entries++
-    out.storedBytes += size
-    out.logicalBytes += logicalLength
-    if (out.oldestCreatedAt === null || head.createdAt < out.oldestCreatedAt) out.oldestCreatedAt = head.createdAt
-    if (out.newestCreatedAt === null || head.createdAt > out.newestCreatedAt) out.newestCreatedAt = head.createdAt
-    const age = input.now - head.createdAt
-    let bucket = input.ageBounds.findIndex((bound) => age < bound)
-    if (bucket === -1) bucket = input.ageBounds.length
-    out.byAge[bucket]!.entries++
-    out.byAge[bucket]!.bytes += size
-  }, () => out.corrupt++)
+  walk(
+    input,
+    ({ head, size, logicalLength }, stale) => {
+      if (stale) {
+        out.expired++
+        out.expiredBytes += size
+        return
+      }
+      out.entries++
+      out.storedBytes += size
+      out.logicalBytes += logicalLength
+      if (out.oldestCreatedAt === null || head.createdAt < out.oldestCreatedAt) out.oldestCreatedAt = head.createdAt
+      if (out.newestCreatedAt === null || head.createdAt > out.newestCreatedAt) out.newestCreatedAt = head.createdAt
+      const age = input.now - head.createdAt
+      let bucket = input.ageBounds.findIndex((bound) => age < bound)
+      if (bucket === -1) bucket = input.ageBounds.length
+      out.byAge[bucket]!.entries++
+      out.byAge[bucket]!.bytes += size
+    },
+    () => out.corrupt++,
+  )
   return out
 }
 
@@ -183,8 +197,10 @@ export function mergeUsage(parts: readonly UsageOutput[], buckets: number): Usag
     total.expired += p.expired
     total.expiredBytes += p.expiredBytes
     total.corrupt += p.corrupt
-    if (p.oldestCreatedAt !== null && (total.oldestCreatedAt === null || p.oldestCreatedAt < total.oldestCreatedAt)) total.oldestCreatedAt = p.oldestCreatedAt
-    if (p.newestCreatedAt !== null && (total.newestCreatedAt === null || p.newestCreatedAt > total.newestCreatedAt)) total.newestCreatedAt = p.newestCreatedAt
+    if (p.oldestCreatedAt !== null && (total.oldestCreatedAt === null || p.oldestCreatedAt < total.oldestCreatedAt))
+      total.oldestCreatedAt = p.oldestCreatedAt
+    if (p.newestCreatedAt !== null && (total.newestCreatedAt === null || p.newestCreatedAt > total.newestCreatedAt))
+      total.newestCreatedAt = p.newestCreatedAt
     p.byAge.forEach((b, i) => {
       total.byAge[i]!.entries += b.entries
       total.byAge[i]!.bytes += b.bytes

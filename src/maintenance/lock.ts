@@ -129,7 +129,8 @@ function isDead(lockDir: string, stat: fs.Stats): boolean {
 function readOwner(lockDir: string): Owner | undefined {
   try {
     const owner = JSON.parse(readSmallFileSync(path.join(lockDir, OWNER)) ?? 'null') as Partial<Owner> | null
-    if (owner !== null && Number.isSafeInteger(owner.pid) && typeof owner.host === 'string' && typeof owner.token === 'string') return owner as Owner
+    if (owner !== null && Number.isSafeInteger(owner.pid) && typeof owner.host === 'string' && typeof owner.token === 'string')
+      return owner as Owner
     return undefined
   } catch {
     return undefined // missing, half-written, or not ours (a link or FIFO is never followed or waited on)

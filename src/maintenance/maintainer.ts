@@ -96,7 +96,12 @@ export interface UsageReport extends UsageOutput {
 }
 
 /** Age bucket bounds for usage reports. */
-const AGE_BUCKETS: readonly [string, number][] = [['1h', 3_600_000], ['1d', 86_400_000], ['7d', 7 * 86_400_000], ['30d', 30 * 86_400_000]]
+const AGE_BUCKETS: readonly [string, number][] = [
+  ['1h', 3_600_000],
+  ['1d', 86_400_000],
+  ['7d', 7 * 86_400_000],
+  ['30d', 30 * 86_400_000],
+]
 
 export interface VerifyOptions {
   /** Remove corrupt entries and stale temp files. Default true. */
@@ -151,8 +156,18 @@ export class Maintainer {
     const started = performance.now()
     const dryRun = options.dryRun === true
     const report: PruneReport = {
-      scanned: 0, expired: 0, matched: 0, evicted: 0, corrupt: 0, tempFilesRemoved: 0, freedBytes: 0,
-      remainingBytes: 0, remainingEntries: 0, durationMs: 0, dryRun, skipped: false,
+      scanned: 0,
+      expired: 0,
+      matched: 0,
+      evicted: 0,
+      corrupt: 0,
+      tempFilesRemoved: 0,
+      freedBytes: 0,
+      remainingBytes: 0,
+      remainingEntries: 0,
+      durationMs: 0,
+      dryRun,
+      skipped: false,
     }
     const listKeys = dryRun || options.listKeys === true
     const keys: string[] = []
@@ -184,7 +199,13 @@ export class Maintainer {
    * right: a pass whose scan finished writes the count it made less what it evicted; one
    * stopped during the scan subtracts what it removed.
    */
-  async #prunePass(options: PruneOptions & PruneFilters & { maxSize?: number }, cancel: Cancellation, report: PruneReport, keys: string[], listKeys: boolean): Promise<void> {
+  async #prunePass(
+    options: PruneOptions & PruneFilters & { maxSize?: number },
+    cancel: Cancellation,
+    report: PruneReport,
+    keys: string[],
+    listKeys: boolean,
+  ): Promise<void> {
     const { layout, options: config, pool, totals } = this.#p
     const dryRun = report.dryRun
     const epoch = dryRun ? 0 : totals.beginScan()
@@ -207,21 +228,34 @@ export class Maintainer {
       const partitions = await this.#partitions()
       let scannedPartitions = 0
       progress('scan', 0, partitions.length)
-      const scans = await this.#tasks(chunk(partitions, PARTITIONS_PER_TASK), (batch) => pool.run<ScanOutput>({
-        task: 'scan', namespaceDir: layout.namespaceDir, tagsDir: layout.tagsDir, partitions: batch, now,
-        tempMaxAge: config.maintenance.tempMaxAge, dryRun, filters: pickFilters(options), listKeys, cancel: cancel.flag,
-      }), (out, batch) => {
-        report.scanned += out.scanned
-        report.expired += out.expired
-        report.matched += out.matched
-        report.corrupt += out.corrupt
-        report.tempFilesRemoved += out.tempFilesRemoved
-        report.freedBytes += out.freedBytes
-        removed.entries += out.entriesRemoved
-        removed.bytes += out.entryBytesRemoved
-        keys.push(...out.removedKeys)
-        progress('scan', (scannedPartitions += batch.length), partitions.length)
-      })
+      const scans = await this.#tasks(
+        chunk(partitions, PARTITIONS_PER_TASK),
+        (batch) =>
+          pool.run<ScanOutput>({
+            task: 'scan',
+            namespaceDir: layout.namespaceDir,
+            tagsDir: layout.tagsDir,
+            partitions: batch,
+            now,
+            tempMaxAge: config.maintenance.tempMaxAge,
+            dryRun,
+            filters: pickFilters(options),
+            listKeys,
+            cancel: cancel.flag,
+          }),
+        (out, batch) => {
+          report.scanned += out.scanned
+          report.expired += out.expired
+          report.matched += out.matched
+          report.corrupt += out.corrupt
+          report.tempFilesRemoved += out.tempFilesRemoved
+          report.freedBytes += out.freedBytes
+          removed.entries += out.entriesRemoved
+          removed.bytes += out.entryBytesRemoved
+          keys.push(...out.removedKeys)
+          progress('scan', (scannedPartitions += batch.length), partitions.length)
+        },
+      )
       cancel.throwIfRequested()
       report.tempFilesRemoved += await this.#sweepTrash(now, dryRun)
       report.tempFilesRemoved += await this.#sweepBookkeeping(now, dryRun)
@@ -231,34 +265,54 @@ export class Maintainer {
       const names = scans.map((s) => s.names).join('')
       survivors = { entries: names.length / 16, bytes: sum(records) }
       const target = this.#target(options, survivors.entries, survivors.bytes)
-      const plan = await pool.run<PlanOutput>({
-        task: 'plan', policy: config.evictionPolicy, hitsDir: layout.hitsDir, records, names, now,
-        halfLife: config.maintenance.lfuHalfLife, targetEntries: target.entries, targetBytes: target.bytes,
-      }, { transfer: [records.buffer as ArrayBuffer] })
+      const plan = await pool.run<PlanOutput>(
+        {
+          task: 'plan',
+          policy: config.evictionPolicy,
+          hitsDir: layout.hitsDir,
+          records,
+          names,
+          now,
+          halfLife: config.maintenance.lfuHalfLife,
+          targetEntries: target.entries,
+          targetBytes: target.bytes,
+        },
+        { transfer: [records.buffer as ArrayBuffer] },
+      )
       cancel.throwIfRequested()
 
       const victims = plan.names.length / 16
       let evictedSoFar = 0
       if (victims > 0) progress('evict', 0, victims)
-      await this.#tasks(range(0, victims, VICTIMS_PER_TASK), (from) => {
-        const to = Math.min(victims, from + VICTIMS_PER_TASK)
-        return pool.run<EvictOutput>({
-          task: 'evict', namespaceDir: layout.namespaceDir, names: plan.names.slice(from * 16, to * 16),
-          facts: plan.facts.slice(from * 3, to * 3), dryRun, listKeys, cancel: cancel.flag,
-        })
-      }, (out, from) => {
-        report.evicted += out.evicted
-        report.freedBytes += out.freedBytes
-        evicted.entries += out.entriesRemoved
-        evicted.bytes += out.entryBytesRemoved
-        keys.push(...out.keys)
-        progress('evict', (evictedSoFar += Math.min(victims, from + VICTIMS_PER_TASK) - from), victims)
-      })
+      await this.#tasks(
+        range(0, victims, VICTIMS_PER_TASK),
+        (from) => {
+          const to = Math.min(victims, from + VICTIMS_PER_TASK)
+          return pool.run<EvictOutput>({
+            task: 'evict',
+            namespaceDir: layout.namespaceDir,
+            names: plan.names.slice(from * 16, to * 16),
+            facts: plan.facts.slice(from * 3, to * 3),
+            dryRun,
+            listKeys,
+            cancel: cancel.flag,
+          })
+        },
+        (out, from) => {
+          report.evicted += out.evicted
+          report.freedBytes += out.freedBytes
+          evicted.entries += out.entriesRemoved
+          evicted.bytes += out.entryBytesRemoved
+          keys.push(...out.keys)
+          progress('evict', (evictedSoFar += Math.min(victims, from + VICTIMS_PER_TASK) - from), victims)
+        },
+      )
       cancel.throwIfRequested()
       settle()
       if (!dryRun) {
         this.#p.compactActivity()
-        if (config.evictionPolicy === 'lfu') await pool.run<number>({ task: 'compact-hits', hitsDir: layout.hitsDir, names, now, halfLife: config.maintenance.lfuHalfLife })
+        if (config.evictionPolicy === 'lfu')
+          await pool.run<number>({ task: 'compact-hits', hitsDir: layout.hitsDir, names, now, halfLife: config.maintenance.lfuHalfLife })
       }
     } catch (error) {
       try {
@@ -293,7 +347,18 @@ export class Maintainer {
   async verify(options: VerifyOptions): Promise<VerifyReport> {
     const started = performance.now()
     const repair = options.repair !== false
-    const report: VerifyReport = { scanned: 0, ok: 0, corrupt: 0, tempFilesRemoved: 0, freedBytes: 0, entries: 0, bytes: 0, durationMs: 0, repaired: repair, problems: [] }
+    const report: VerifyReport = {
+      scanned: 0,
+      ok: 0,
+      corrupt: 0,
+      tempFilesRemoved: 0,
+      freedBytes: 0,
+      entries: 0,
+      bytes: 0,
+      durationMs: 0,
+      repaired: repair,
+      problems: [],
+    }
     const done = (): VerifyReport => {
       report.durationMs = performance.now() - started
       return report
@@ -325,22 +390,32 @@ export class Maintainer {
         this.#p.progress(p)
       }
       progress(0)
-      await this.#tasks(chunk(partitions, PARTITIONS_PER_TASK), (batch) => pool.run<VerifyOutput>({
-        task: 'verify', namespaceDir: layout.namespaceDir, partitions: batch, now: Date.now(),
-        tempMaxAge: config.maintenance.tempMaxAge, repair, cancel: cancel.flag,
-      }), (out, batch) => {
-        report.scanned += out.scanned
-        report.ok += out.entries
-        report.corrupt += out.corrupt
-        report.tempFilesRemoved += out.tempFilesRemoved
-        report.freedBytes += out.freedBytes
-        report.entries += out.entries
-        report.bytes += out.bytes
-        removed.entries += out.entriesRemoved
-        removed.bytes += out.entryBytesRemoved
-        for (const problem of out.problems) if (report.problems.length < 100) report.problems.push(problem)
-        progress((done += batch.length))
-      })
+      await this.#tasks(
+        chunk(partitions, PARTITIONS_PER_TASK),
+        (batch) =>
+          pool.run<VerifyOutput>({
+            task: 'verify',
+            namespaceDir: layout.namespaceDir,
+            partitions: batch,
+            now: Date.now(),
+            tempMaxAge: config.maintenance.tempMaxAge,
+            repair,
+            cancel: cancel.flag,
+          }),
+        (out, batch) => {
+          report.scanned += out.scanned
+          report.ok += out.entries
+          report.corrupt += out.corrupt
+          report.tempFilesRemoved += out.tempFilesRemoved
+          report.freedBytes += out.freedBytes
+          report.entries += out.entries
+          report.bytes += out.bytes
+          removed.entries += out.entriesRemoved
+          removed.bytes += out.entryBytesRemoved
+          for (const problem of out.problems) if (report.problems.length < 100) report.problems.push(problem)
+          progress((done += batch.length))
+        },
+      )
       cancel.throwIfRequested()
       report.tempFilesRemoved += await this.#sweepTrash(Date.now(), !repair)
       report.tempFilesRemoved += await this.#sweepBookkeeping(Date.now(), !repair)
@@ -414,7 +489,12 @@ export class Maintainer {
     }
   }
 
-  async #walkPartitions(operation: 'list' | 'usage', options: WalkOptions, input: (partitions: string[], now: number) => object, cancel: Cancellation): Promise<unknown[]> {
+  async #walkPartitions(
+    operation: 'list' | 'usage',
+    options: WalkOptions,
+    input: (partitions: string[], now: number) => object,
+    cancel: Cancellation,
+  ): Promise<unknown[]> {
     const { layout, pool } = this.#p
     const partitions = await this.#partitions()
     const now = Date.now()
@@ -425,9 +505,14 @@ export class Maintainer {
       this.#p.progress(p)
     }
     progress(0)
-    return await this.#tasks(chunk(partitions, PARTITIONS_PER_TASK), (batch) =>
-      pool.run<unknown>({ ...input(batch, now), namespaceDir: layout.namespaceDir, tagsDir: layout.tagsDir } as never, { signal: cancel.signal }),
-    (_out, batch) => progress((done += batch.length)))
+    return await this.#tasks(
+      chunk(partitions, PARTITIONS_PER_TASK),
+      (batch) =>
+        pool.run<unknown>({ ...input(batch, now), namespaceDir: layout.namespaceDir, tagsDir: layout.tagsDir } as never, {
+          signal: cancel.signal,
+        }),
+      (_out, batch) => progress((done += batch.length)),
+    )
   }
 
   /** Refuses to start while the breaker is open (with the error opossum rejects with then). */
@@ -451,18 +536,35 @@ export class Maintainer {
    * and is released however the operation ends, so a long-lived signal gains no listener. A
    * cancelled operation rejects with ERR_ABORTED, whose `report` holds what was done.
    */
-  async #operation(signal: AbortSignal | undefined, report: PruneReport | VerifyReport, done: () => void, body: (cancel: Cancellation) => Promise<void>): Promise<void> {
+  async #operation(
+    signal: AbortSignal | undefined,
+    report: PruneReport | VerifyReport,
+    done: () => void,
+    body: (cancel: Cancellation) => Promise<void>,
+  ): Promise<void> {
     this.#assertDiskAvailable()
     const cancel = new Cancellation(signal)
     const settled = this.#reportingFailures(() => body(cancel), cancel)
-    const entry = { cancel, settled: settled.then(() => {}, () => {}) }
+    const entry = {
+      cancel,
+      settled: settled.then(
+        () => {},
+        () => {},
+      ),
+    }
     this.#running.add(entry)
     try {
       await settled
     } catch (error) {
       done()
       if (!cancel.requested) throw error
-      throw Object.assign(new LarderError('ERR_ABORTED', 'Maintenance was cancelled; `report` holds what was done before it stopped', { field: 'signal', cause: cancel.reason }), { report })
+      throw Object.assign(
+        new LarderError('ERR_ABORTED', 'Maintenance was cancelled; `report` holds what was done before it stopped', {
+          field: 'signal',
+          cause: cancel.reason,
+        }),
+        { report },
+      )
     } finally {
       cancel.dispose()
       this.#running.delete(entry)
@@ -477,14 +579,18 @@ export class Maintainer {
     // The lock is a directory; anything else there was planted: a link would have the lock's
     // age read from (and its owner file written into) the link's target.
     const planted = disk.lstatSync(this.#lockDir, { throwIfNoEntry: false })
-    if (planted !== undefined && !planted.isDirectory()) tree.removeForeignSync(this.#lockDir, planted, 'where the maintenance lock belongs')
+    if (planted !== undefined && !planted.isDirectory())
+      tree.removeForeignSync(this.#lockDir, planted, 'where the maintenance lock belongs')
     const deadline = Date.now() + 60_000
     for (let wait = 50; ; wait = Math.min(wait * 2, 1000)) {
       cancel.throwIfRequested()
       const release = tryLock(this.#lockDir, { dir: tree.dirMode, file: tree.fileMode })
       if (release !== undefined) return () => Promise.resolve(release())
       if (automatic) return undefined
-      if (Date.now() > deadline) throw new LarderError('ERR_BUSY', 'Another process has been maintaining this cache for over a minute; try again later', { field: 'cache' })
+      if (Date.now() > deadline)
+        throw new LarderError('ERR_BUSY', 'Another process has been maintaining this cache for over a minute; try again later', {
+          field: 'cache',
+        })
       await new Promise((resolve) => setTimeout(resolve, wait))
     }
   }
@@ -525,7 +631,12 @@ export class Maintainer {
   async #sweepBookkeeping(now: number, dryRun: boolean): Promise<number> {
     const { layout, options, pool } = this.#p
     const out = await pool.run<SweepOutput>({
-      task: 'sweep-bookkeeping', root: layout.root, dirs: layout.bookkeepingDirs, now, tempMaxAge: options.maintenance.tempMaxAge, dryRun,
+      task: 'sweep-bookkeeping',
+      root: layout.root,
+      dirs: layout.bookkeepingDirs,
+      now,
+      tempMaxAge: options.maintenance.tempMaxAge,
+      dryRun,
     })
     return out.tempFilesRemoved
   }
@@ -555,11 +666,13 @@ export class Maintainer {
    * before rejecting, so no worker is still removing files when the caller hears of a failure.
    */
   async #tasks<I, T>(items: I[], run: (item: I) => Promise<T>, each: (out: T, item: I) => void): Promise<T[]> {
-    const settled = await Promise.allSettled(items.map(async (item) => {
-      const out = await run(item)
-      each(out, item)
-      return out
-    }))
+    const settled = await Promise.allSettled(
+      items.map(async (item) => {
+        const out = await run(item)
+        each(out, item)
+        return out
+      }),
+    )
     const failed = settled.find((s) => s.status === 'rejected')
     if (failed !== undefined) throw failed.reason
     return settled.map((s) => (s as PromiseFulfilledResult<T>).value)

@@ -12,11 +12,22 @@ import { chainIsReal } from '../store/owned-tree.js'
 import { entryState } from '../store/liveness.js'
 import { stopRequested } from './cancellation.js'
 import { Glob } from './glob.js'
-import { headBuffer, listPartition, openJudged, readEntryHead, readHead, removeIfSame, removeStaleTemp, TagStamps, verifyBuffer, verifyEntry, type JudgedFile } from './entry-scan.js'
+import {
+  headBuffer,
+  listPartition,
+  openJudged,
+  readEntryHead,
+  readHead,
+  removeIfSame,
+  removeStaleTemp,
+  TagStamps,
+  verifyBuffer,
+  verifyEntry,
+  type JudgedFile,
+} from './entry-scan.js'
 import { chooseVictims, RECORD_FIELDS, type PlanInput, type PlanOutput } from './policy.js'
 import { compactHitLogs, readHitCounts } from './hit-counts.js'
 import { listEntries, usage, type EntryInfo, type ListInput, type UsageInput, type UsageOutput } from './listing.js'
-
 
 export interface PruneFilters {
   /** Remove entries not used (read or written) within this many ms. */
@@ -132,19 +143,30 @@ export interface SweepInput {
   dryRun: boolean
 }
 
-export type TaskInput = ScanInput | EvictInput | VerifyInput | (PlanInput & { task: 'plan' }) | CompactInput | ListInput | UsageInput | SweepInput
+export type TaskInput =
+  ScanInput | EvictInput | VerifyInput | (PlanInput & { task: 'plan' }) | CompactInput | ListInput | UsageInput | SweepInput
 
-export default async function run(input: TaskInput): Promise<ScanOutput | EvictOutput | VerifyOutput | PlanOutput | number | EntryInfo[] | UsageOutput | SweepOutput> {
+export default async function run(
+  input: TaskInput,
+): Promise<ScanOutput | EvictOutput | VerifyOutput | PlanOutput | number | EntryInfo[] | UsageOutput | SweepOutput> {
   await loadHasher()
   switch (input.task) {
-    case 'scan': return scan(input)
-    case 'evict': return evict(input)
-    case 'verify': return verify(input)
-    case 'plan': return chooseVictims(input, input.policy === 'lfu' ? readHitCounts(input.hitsDir, input.now, input.halfLife) : undefined)
-    case 'compact-hits': return compactHitLogs(input.hitsDir, input.names, input.now, input.halfLife)
-    case 'list': return listEntries(input)
-    case 'usage': return usage(input)
-    case 'sweep-bookkeeping': return sweepBookkeeping(input)
+    case 'scan':
+      return scan(input)
+    case 'evict':
+      return evict(input)
+    case 'verify':
+      return verify(input)
+    case 'plan':
+      return chooseVictims(input, input.policy === 'lfu' ? readHitCounts(input.hitsDir, input.now, input.halfLife) : undefined)
+    case 'compact-hits':
+      return compactHitLogs(input.hitsDir, input.names, input.now, input.halfLife)
+    case 'list':
+      return listEntries(input)
+    case 'usage':
+      return usage(input)
+    case 'sweep-bookkeeping':
+      return sweepBookkeeping(input)
   }
 }
 
@@ -177,8 +199,14 @@ function sweepBookkeeping(input: SweepInput): SweepOutput {
 
 /** A file that is not an entry: a temp file old enough that no writer can still own it is
  *  removed (or, on a dry run, counted); anything else is left alone. */
-function sweepTemp(file: string, name: string, now: number, maxAge: number, dryRun: boolean,
-  out: { tempFilesRemoved: number; freedBytes: number }): void {
+function sweepTemp(
+  file: string,
+  name: string,
+  now: number,
+  maxAge: number,
+  dryRun: boolean,
+  out: { tempFilesRemoved: number; freedBytes: number },
+): void {
   if (!TEMP_NAME.test(name)) return
   const freed = removeStaleTemp(file, now, maxAge, dryRun)
   if (freed === undefined) return
@@ -191,8 +219,18 @@ function sweepTemp(file: string, name: string, now: number, maxAge: number, dryR
  *  removal happens while the judged file is still open (see JudgedFile). */
 function scan(input: ScanInput): ScanOutput {
   const out: ScanOutput = {
-    scanned: 0, expired: 0, matched: 0, corrupt: 0, tempFilesRemoved: 0, freedBytes: 0, records: new Float64Array(0), names: '', removedKeys: [],
-    entriesRemoved: 0, entryBytesRemoved: 0, stopped: false,
+    scanned: 0,
+    expired: 0,
+    matched: 0,
+    corrupt: 0,
+    tempFilesRemoved: 0,
+    freedBytes: 0,
+    records: new Float64Array(0),
+    names: '',
+    removedKeys: [],
+    entriesRemoved: 0,
+    entryBytesRemoved: 0,
+    stopped: false,
   }
   const { now, filters, dryRun } = input
   const stamps = new TagStamps(input.tagsDir)
@@ -287,7 +325,16 @@ function scan(input: ScanInput): ScanOutput {
 }
 
 function evict(input: EvictInput): EvictOutput {
-  const out: EvictOutput = { evicted: 0, freedBytes: 0, kept: 0, keptBytes: 0, keys: [], entriesRemoved: 0, entryBytesRemoved: 0, stopped: false }
+  const out: EvictOutput = {
+    evicted: 0,
+    freedBytes: 0,
+    kept: 0,
+    keptBytes: 0,
+    keys: [],
+    entriesRemoved: 0,
+    entryBytesRemoved: 0,
+    stopped: false,
+  }
   const buffer = input.listKeys ? headBuffer() : undefined
   const count = input.names.length / 16
   for (let i = 0; i < count; i++) {
@@ -326,7 +373,18 @@ function evict(input: EvictInput): EvictOutput {
 }
 
 function verify(input: VerifyInput): VerifyOutput {
-  const out: VerifyOutput = { scanned: 0, corrupt: 0, tempFilesRemoved: 0, freedBytes: 0, entries: 0, bytes: 0, problems: [], entriesRemoved: 0, entryBytesRemoved: 0, stopped: false }
+  const out: VerifyOutput = {
+    scanned: 0,
+    corrupt: 0,
+    tempFilesRemoved: 0,
+    freedBytes: 0,
+    entries: 0,
+    bytes: 0,
+    problems: [],
+    entriesRemoved: 0,
+    entryBytesRemoved: 0,
+    stopped: false,
+  }
   const buffer = verifyBuffer()
   const stop = (): boolean => stopRequested(input.cancel)
   partitions: for (const partition of input.partitions) {
@@ -351,7 +409,8 @@ function verify(input: VerifyInput): VerifyOutput {
         }
         out.scanned++
         // Whole and checksummed, but another key's entry (swapped, misplaced): never readable.
-        if (hasher().h64ToString(ok.key) !== name) throw new CorruptEntryError('an entry of another key under this name (swapped or misplaced)')
+        if (hasher().h64ToString(ok.key) !== name)
+          throw new CorruptEntryError('an entry of another key under this name (swapped or misplaced)')
         out.entries++
         out.bytes += ok.size
       } catch (error) {

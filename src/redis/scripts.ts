@@ -82,7 +82,12 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0`)
 
 /** Runs `s` by its SHA, loading it with EVAL when the server does not know it. */
-export async function runScript(client: RedisClient, s: Script, keys: (string | Buffer)[], args: (string | Buffer | number)[]): Promise<unknown> {
+export async function runScript(
+  client: RedisClient,
+  s: Script,
+  keys: (string | Buffer)[],
+  args: (string | Buffer | number)[],
+): Promise<unknown> {
   try {
     return await client.evalsha(s.sha, keys.length, ...keys, ...args)
   } catch (error) {

@@ -66,7 +66,11 @@ export class DiskBreaker {
   #rejected = 0
   #opened = 0
 
-  constructor(options: ResolvedBreakerOptions, onState: (state: BreakerState) => void, isFailure: (error: unknown) => boolean = isDiskFailure) {
+  constructor(
+    options: ResolvedBreakerOptions,
+    onState: (state: BreakerState) => void,
+    isFailure: (error: unknown) => boolean = isDiskFailure,
+  ) {
     // opossum reads `.then` of whatever the action returns, so always hand it a promise.
     this.#direct = options.timeout === 0
     this.#breaker = new CircuitBreaker((op: () => unknown) => Promise.resolve(op()), {
@@ -104,10 +108,13 @@ export class DiskBreaker {
       this.#succeeded()
       return Promise.resolve(result)
     }
-    return result.then((value) => {
-      this.#succeeded()
-      return value
-    }, (error: unknown) => this.#failed(error))
+    return result.then(
+      (value) => {
+        this.#succeeded()
+        return value
+      },
+      (error: unknown) => this.#failed(error),
+    )
   }
 
   /** What opossum's `fire()` emits for an action that succeeds: its counts listen to these. */

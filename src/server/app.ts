@@ -34,10 +34,23 @@ export interface LarderServer {
 /** How often the dashboard's hit-rate history gets a point. */
 const HISTORY_EVERY_MS = 5000
 
-export async function createServer(options: ServeOptions, log: (line: string) => void = (line) => process.stderr.write(`${line}\n`)): Promise<LarderServer> {
+export async function createServer(
+  options: ServeOptions,
+  log: (line: string) => void = (line) => process.stderr.write(`${line}\n`),
+): Promise<LarderServer> {
   const hits = new HitSources()
   const namespaces = new Namespaces(options, ({ name, protocol, cache }) => {
-    cache.on('prune', (r) => metrics.pruned(name, { namespace: name, at: Date.now(), evicted: r.evicted, expired: r.expired, freedBytes: r.freedBytes, remainingBytes: r.remainingBytes, durationMs: r.durationMs }))
+    cache.on('prune', (r) =>
+      metrics.pruned(name, {
+        namespace: name,
+        at: Date.now(),
+        evicted: r.evicted,
+        expired: r.expired,
+        freedBytes: r.freedBytes,
+        remainingBytes: r.remainingBytes,
+        durationMs: r.durationMs,
+      }),
+    )
     cache.on('error', (error) => log(`${name}: ${error.message}`))
     if (protocol === 'api') cache.on('hit', (key, _tier, source) => hits.record(key, source))
   })
@@ -97,24 +110,37 @@ export async function createServer(options: ServeOptions, log: (line: string) =>
     if (request.routeOptions.config.protocol === 'nx') return reply.code(status).header('content-type', 'text/plain').send(message)
     return reply.code(status).send(errorBody(code, message))
   })
-  app.setNotFoundHandler((request, reply) => reply.code(404).send(errorBody('ERR_NOT_FOUND', `No route for ${request.method} ${request.url.split('?')[0]}`)))
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send(errorBody('ERR_NOT_FOUND', `No route for ${request.method} ${request.url.split('?')[0]}`)),
+  )
 
   if (options.rateLimit > 0) {
     await app.register(rateLimit, {
       max: options.rateLimit,
       timeWindow: 60_000,
-      errorResponseBuilder: (_request, context) => new HttpError(429, 'ERR_RATE_LIMITED', `Too many requests: at most ${context.max} a minute from one address; retry in ${context.after}`),
+      errorResponseBuilder: (_request, context) =>
+        new HttpError(
+          429,
+          'ERR_RATE_LIMITED',
+          `Too many requests: at most ${context.max} a minute from one address; retry in ${context.after}`,
+        ),
     })
   }
 
   // CORS preflight (turbo sends it with --preflight): every method, and Authorization allowed,
   // or turbo drops the token from the request that follows.
-  app.options('/*', { config: { access: 'public' } }, async (_request, reply) => reply.code(200)
-    .header('access-control-allow-origin', '*')
-    .header('access-control-allow-methods', 'GET, HEAD, PUT, POST, DELETE, OPTIONS')
-    .header('access-control-allow-headers', 'Authorization, Content-Type, Content-Length, User-Agent, x-artifact-duration, x-artifact-tag, x-artifact-client-ci, x-artifact-client-interactive, x-artifact-sha, x-artifact-dirty-hash')
-    .header('access-control-max-age', '600')
-    .send())
+  app.options('/*', { config: { access: 'public' } }, async (_request, reply) =>
+    reply
+      .code(200)
+      .header('access-control-allow-origin', '*')
+      .header('access-control-allow-methods', 'GET, HEAD, PUT, POST, DELETE, OPTIONS')
+      .header(
+        'access-control-allow-headers',
+        'Authorization, Content-Type, Content-Length, User-Agent, x-artifact-duration, x-artifact-tag, x-artifact-client-ci, x-artifact-client-interactive, x-artifact-sha, x-artifact-dirty-hash',
+      )
+      .header('access-control-max-age', '600')
+      .send(),
+  )
 
   // eslint-disable-next-line @typescript-eslint/require-await -- fastify takes a plugin as async or with a done callback; async makes a throw while registering reject register()
   await app.register(async (json) => {
@@ -174,15 +200,26 @@ function errorAnswer(error: FastifyError | HttpError | Error, jsonLimit: number)
   if (error instanceof HttpError) return { status: error.statusCode, code: error.code, message: error.message }
   if (error instanceof TooManyNamespacesError) return { status: 507, code: 'ERR_TOO_MANY_NAMESPACES', message: error.message }
   if (isLarderError(error)) {
-    if (error.code.startsWith('ERR_INVALID') || error.code === 'ERR_SERIALIZE') return { status: 400, code: error.code, message: error.message }
+    if (error.code.startsWith('ERR_INVALID') || error.code === 'ERR_SERIALIZE')
+      return { status: 400, code: error.code, message: error.message }
     if (error.code === 'ERR_TOO_LARGE') return { status: 413, code: error.code, message: error.message }
-    if (error.code === 'ERR_UNAVAILABLE' || error.code === 'ERR_CLOSED' || error.code === 'ERR_BUSY') return { status: 503, code: error.code, message: 'The cache is unavailable (its disk or its shared tier is failing, or the server is stopping)' }
+    if (error.code === 'ERR_UNAVAILABLE' || error.code === 'ERR_CLOSED' || error.code === 'ERR_BUSY')
+      return {
+        status: 503,
+        code: error.code,
+        message: 'The cache is unavailable (its disk or its shared tier is failing, or the server is stopping)',
+      }
   }
   const fastifyError = error as FastifyError
   const status = fastifyError.statusCode
   if (typeof status === 'number' && status >= 400 && status < 500) {
     // Only the JSON parser enforces fastify's bodyLimit (uploads check their own: artifact-store.ts).
-    if (status === 413) return { status, code: 'ERR_BODY_TOO_LARGE', message: `Request body too large: the limit for JSON bodies is ${jsonLimit} bytes (--max-body, at most ${MAX_JSON_BODY})` }
+    if (status === 413)
+      return {
+        status,
+        code: 'ERR_BODY_TOO_LARGE',
+        message: `Request body too large: the limit for JSON bodies is ${jsonLimit} bytes (--max-body, at most ${MAX_JSON_BODY})`,
+      }
     return { status, code: fastifyError.code ?? 'ERR_BAD_REQUEST', message: fastifyError.message }
   }
   return { status: 500, code: 'ERR_INTERNAL', message: 'Internal error (logged by the server)' }

@@ -62,7 +62,13 @@ export function tooLarge(maxBody: number): HttpError {
 
 /** Stores the request body under `key`, with its metadata; rejects (storing nothing) if the
  *  body is not exactly its declared length, fails its digest, or the client goes away. */
-export async function putArtifact(cache: Larder, key: string, request: IncomingMessage, limits: UploadLimits, meta: Omit<ArtifactMeta, 'length' | 'storedAt'>): Promise<void> {
+export async function putArtifact(
+  cache: Larder,
+  key: string,
+  request: IncomingMessage,
+  limits: UploadLimits,
+  meta: Omit<ArtifactMeta, 'length' | 'storedAt'>,
+): Promise<void> {
   const head = encodeHead({ ...meta, length: limits.length, storedAt: Date.now() })
   await cache.setStream(key, bodyWithHead(head, request, limits))
 }
@@ -84,7 +90,7 @@ async function* bodyWithHead(head: Buffer, request: IncomingMessage, limits: Upl
     throw new HttpError(400, 'ERR_BODY_LENGTH', `The body ended after ${received} of its ${limits.length} bytes; nothing was stored`)
   }
   if (hash !== undefined && hash.digest('hex') !== limits.sha256) {
-    throw new HttpError(400, 'ERR_DIGEST_MISMATCH', 'The body\'s sha256 is not the hash in the path; nothing was stored')
+    throw new HttpError(400, 'ERR_DIGEST_MISMATCH', "The body's sha256 is not the hash in the path; nothing was stored")
   }
 }
 

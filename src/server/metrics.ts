@@ -30,7 +30,19 @@ export interface Tally {
   bytesOut: number
 }
 
-const emptyTally = (): Tally => ({ hits: 0, misses: 0, memoryHits: 0, fileHits: 0, originFetches: 0, originErrors: 0, sets: 0, deletes: 0, errors: 0, bytesIn: 0, bytesOut: 0 })
+const emptyTally = (): Tally => ({
+  hits: 0,
+  misses: 0,
+  memoryHits: 0,
+  fileHits: 0,
+  originFetches: 0,
+  originErrors: 0,
+  sets: 0,
+  deletes: 0,
+  errors: 0,
+  bytesIn: 0,
+  bytesOut: 0,
+})
 
 /** An automatic prune, as the dashboard lists it. */
 export interface PruneRecord {
@@ -75,28 +87,103 @@ export class ServerMetrics {
   constructor(namespaces: () => Promise<NamespaceInfo[]>) {
     const registers = [this.registry]
     collectDefaultMetrics({ register: this.registry, prefix: 'larder_process_' })
-    this.#hits = new Counter({ name: 'larder_cache_hits_total', help: 'Reads answered from the cache, by protocol and the tier that answered', labelNames: ['protocol', 'tier'], registers })
-    this.#misses = new Counter({ name: 'larder_cache_misses_total', help: 'Reads the cache could not answer, by protocol', labelNames: ['protocol'], registers })
-    this.#bytesIn = new Counter({ name: 'larder_bytes_in_total', help: 'Bytes of values and artifacts stored, by protocol', labelNames: ['protocol'], registers })
-    this.#bytesOut = new Counter({ name: 'larder_bytes_out_total', help: 'Bytes of values and artifacts served, by protocol', labelNames: ['protocol'], registers })
-    this.#writes = new Counter({ name: 'larder_writes_total', help: 'Writes by protocol and outcome (stored, refused, failed)', labelNames: ['protocol', 'outcome'], registers })
-    this.#evicted = new Counter({ name: 'larder_evictions_total', help: 'Entries evicted by automatic prunes to keep the budget, by namespace', labelNames: ['namespace'], registers })
-    this.#origin = new Counter({ name: 'larder_origin_fetches_total', help: 'Read-through fetches from the origin, by outcome', labelNames: ['outcome'], registers })
-    this.#turboEvents = new Counter({ name: 'larder_turbo_events_total', help: 'Cache events turbo reported (POST /v8/artifacts/events)', labelNames: ['source', 'event'], registers })
+    this.#hits = new Counter({
+      name: 'larder_cache_hits_total',
+      help: 'Reads answered from the cache, by protocol and the tier that answered',
+      labelNames: ['protocol', 'tier'],
+      registers,
+    })
+    this.#misses = new Counter({
+      name: 'larder_cache_misses_total',
+      help: 'Reads the cache could not answer, by protocol',
+      labelNames: ['protocol'],
+      registers,
+    })
+    this.#bytesIn = new Counter({
+      name: 'larder_bytes_in_total',
+      help: 'Bytes of values and artifacts stored, by protocol',
+      labelNames: ['protocol'],
+      registers,
+    })
+    this.#bytesOut = new Counter({
+      name: 'larder_bytes_out_total',
+      help: 'Bytes of values and artifacts served, by protocol',
+      labelNames: ['protocol'],
+      registers,
+    })
+    this.#writes = new Counter({
+      name: 'larder_writes_total',
+      help: 'Writes by protocol and outcome (stored, refused, failed)',
+      labelNames: ['protocol', 'outcome'],
+      registers,
+    })
+    this.#evicted = new Counter({
+      name: 'larder_evictions_total',
+      help: 'Entries evicted by automatic prunes to keep the budget, by namespace',
+      labelNames: ['namespace'],
+      registers,
+    })
+    this.#origin = new Counter({
+      name: 'larder_origin_fetches_total',
+      help: 'Read-through fetches from the origin, by outcome',
+      labelNames: ['outcome'],
+      registers,
+    })
+    this.#turboEvents = new Counter({
+      name: 'larder_turbo_events_total',
+      help: 'Cache events turbo reported (POST /v8/artifacts/events)',
+      labelNames: ['source', 'event'],
+      registers,
+    })
     this.duration = new Histogram({
-      name: 'larder_http_request_duration_seconds', help: 'Request duration by method, route and status',
-      labelNames: ['method', 'route', 'status'], buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers,
+      name: 'larder_http_request_duration_seconds',
+      help: 'Request duration by method, route and status',
+      labelNames: ['method', 'route', 'status'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
     })
     // One collect fills all four gauges, so a scrape reads each namespace's totals once.
     let collecting: Promise<void> | undefined
-    const collect = (): Promise<void> => (collecting ??= collectAll().finally(() => { collecting = undefined }))
-    const entries = new Gauge({ name: 'larder_entries', help: 'Entries on disk per namespace (running totals)', labelNames: ['namespace'], registers, collect })
-    const size = new Gauge({ name: 'larder_size_bytes', help: 'Bytes of entry files per namespace (running totals)', labelNames: ['namespace'], registers, collect })
-    const budget = new Gauge({ name: 'larder_budget_bytes', help: 'Each namespace\'s size budget (absent: none)', labelNames: ['namespace'], registers, collect })
-    const breaker = new Gauge({ name: 'larder_breaker_state', help: 'The disk circuit breaker of each namespace: 1 for its current state', labelNames: ['namespace', 'state'], registers, collect })
+    const collect = (): Promise<void> =>
+      (collecting ??= collectAll().finally(() => {
+        collecting = undefined
+      }))
+    const entries = new Gauge({
+      name: 'larder_entries',
+      help: 'Entries on disk per namespace (running totals)',
+      labelNames: ['namespace'],
+      registers,
+      collect,
+    })
+    const size = new Gauge({
+      name: 'larder_size_bytes',
+      help: 'Bytes of entry files per namespace (running totals)',
+      labelNames: ['namespace'],
+      registers,
+      collect,
+    })
+    const budget = new Gauge({
+      name: 'larder_budget_bytes',
+      help: "Each namespace's size budget (absent: none)",
+      labelNames: ['namespace'],
+      registers,
+      collect,
+    })
+    const breaker = new Gauge({
+      name: 'larder_breaker_state',
+      help: 'The disk circuit breaker of each namespace: 1 for its current state',
+      labelNames: ['namespace', 'state'],
+      registers,
+      collect,
+    })
     const collectAll = async (): Promise<void> => {
-      const figures = await Promise.all((await namespaces()).map(async ({ name, cache }) => ({ name, cache, s: await cache.stats().catch(() => undefined) })))
-      entries.reset(); size.reset(); budget.reset(); breaker.reset()
+      const figures = await Promise.all(
+        (await namespaces()).map(async ({ name, cache }) => ({ name, cache, s: await cache.stats().catch(() => undefined) })),
+      )
+      entries.reset()
+      size.reset()
+      budget.reset()
+      breaker.reset()
       for (const { name, cache, s } of figures) {
         if (s === undefined) continue
         entries.set({ namespace: name }, s.entries)

@@ -91,6 +91,8 @@ export class UnsafeBindingError extends Error {}
 
 export function assertSafeBinding(options: ServeOptions): void {
   if (options.tokens.length + options.readTokens.length === 0 && !isLoopback(options.host)) {
-    throw new UnsafeBindingError(`refusing to listen on ${options.host} without a token: anyone who can reach it could read and write the cache. Pass --token (or LARDER_TOKEN), or listen on 127.0.0.1`)
+    throw new UnsafeBindingError(
+      `refusing to listen on ${options.host} without a token: anyone who can reach it could read and write the cache. Pass --token (or LARDER_TOKEN), or listen on 127.0.0.1`,
+    )
   }
 }

@@ -44,9 +44,16 @@ export class Origin {
     const url = `${this.#base}/${encodeURIComponent(key)}`
     let response: Response
     try {
-      response = await fetch(url, { signal: AbortSignal.timeout(ORIGIN_TIMEOUT_MS), redirect: 'follow', headers: { accept: 'application/json, text/plain;q=0.9, */*;q=0.5' } })
+      response = await fetch(url, {
+        signal: AbortSignal.timeout(ORIGIN_TIMEOUT_MS),
+        redirect: 'follow',
+        headers: { accept: 'application/json, text/plain;q=0.9, */*;q=0.5' },
+      })
     } catch (error) {
-      const reason = (error as Error).name === 'TimeoutError' ? `no answer within ${ORIGIN_TIMEOUT_MS / 1000} s` : ((error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message)
+      const reason =
+        (error as Error).name === 'TimeoutError'
+          ? `no answer within ${ORIGIN_TIMEOUT_MS / 1000} s`
+          : ((error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message)
       throw originError(`the origin could not be reached (${reason})`)
     }
     if (!response.ok) {
@@ -80,7 +87,10 @@ function originError(message: string): HttpError {
  *  (or `s-maxage`, which a shared cache prefers) → N s; otherwise undefined (the default). */
 export function ttlOf(cacheControl: string | null): number | undefined {
   if (cacheControl === null) return undefined
-  const directives = cacheControl.toLowerCase().split(',').map((d) => d.trim())
+  const directives = cacheControl
+    .toLowerCase()
+    .split(',')
+    .map((d) => d.trim())
   if (directives.some((d) => d === 'no-store' || d === 'no-cache' || d === 'private')) return 0
   const age = (name: string): number | undefined => {
     const found = directives.find((d) => d.startsWith(`${name}=`))

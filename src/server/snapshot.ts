@@ -39,15 +39,30 @@ export async function namespaceFigures(namespaces: Namespaces): Promise<Namespac
   for (const { name, protocol, cache } of await namespaces.all()) {
     const s = await cache.stats().catch(() => undefined)
     if (s === undefined) continue
-    figures.push({ name, protocol, entries: s.entries, size_bytes: s.size, budget_bytes: cache.options.maxSize ?? null, breaker: s.breaker.state })
+    figures.push({
+      name,
+      protocol,
+      entries: s.entries,
+      size_bytes: s.size,
+      budget_bytes: cache.options.maxSize ?? null,
+      breaker: s.breaker.state,
+    })
   }
   return figures.sort((a, b) => b.size_bytes - a.size_bytes)
 }
 
 export function protocolFigures(t: Tally): ProtocolFigures {
   return {
-    hits: t.hits, misses: t.misses, hit_rate: rate(t.hits, t.misses), memory_hits: t.memoryHits, file_hits: t.fileHits,
-    sets: t.sets, deletes: t.deletes, errors: t.errors, bytes_in: t.bytesIn, bytes_out: t.bytesOut,
+    hits: t.hits,
+    misses: t.misses,
+    hit_rate: rate(t.hits, t.misses),
+    memory_hits: t.memoryHits,
+    file_hits: t.fileHits,
+    sets: t.sets,
+    deletes: t.deletes,
+    errors: t.errors,
+    bytes_in: t.bytesIn,
+    bytes_out: t.bytesOut,
   }
 }
 
@@ -56,7 +71,12 @@ export function rate(hits: number, misses: number): number {
 }
 
 /** `api`: the cache API namespace's `stats()`; `memoryMax`: its memory tier's size. */
-export async function metricsDocument(metrics: ServerMetrics, namespaces: Namespaces, api: Stats, memoryMax: number): Promise<Record<string, unknown>> {
+export async function metricsDocument(
+  metrics: ServerMetrics,
+  namespaces: Namespaces,
+  api: Stats,
+  memoryMax: number,
+): Promise<Record<string, unknown>> {
   const shared = api.tiers.redis
   const tally = metrics.tally('api')
   const spaces = await namespaceFigures(namespaces)
@@ -82,9 +102,16 @@ export async function metricsDocument(metrics: ServerMetrics, namespaces: Namesp
     origin_fetches: tally.originFetches,
     origin_errors: tally.originErrors,
     total: {
-      hits: sum((t) => t.hits), misses: sum((t) => t.misses), hit_rate: rate(sum((t) => t.hits), sum((t) => t.misses)),
-      bytes_in: sum((t) => t.bytesIn), bytes_out: sum((t) => t.bytesOut),
-      entries: spaces.reduce((n, s) => n + s.entries, 0), size_bytes: spaces.reduce((n, s) => n + s.size_bytes, 0),
+      hits: sum((t) => t.hits),
+      misses: sum((t) => t.misses),
+      hit_rate: rate(
+        sum((t) => t.hits),
+        sum((t) => t.misses),
+      ),
+      bytes_in: sum((t) => t.bytesIn),
+      bytes_out: sum((t) => t.bytesOut),
+      entries: spaces.reduce((n, s) => n + s.entries, 0),
+      size_bytes: spaces.reduce((n, s) => n + s.size_bytes, 0),
     },
     protocols,
     namespaces: spaces,
@@ -95,5 +122,13 @@ export async function metricsDocument(metrics: ServerMetrics, namespaces: Namesp
 /** The shared tier as the management routes and the metrics show it. */
 export function l2Figures(shared: Stats['tiers']['redis']): Record<string, unknown> {
   if (shared === undefined) return { enabled: false, hits: 0, misses: 0, errors: 0 }
-  return { enabled: true, hits: shared.hits, misses: shared.misses, sets: shared.sets, errors: shared.errors, dropped: shared.dropped, breaker: shared.breaker?.state ?? 'closed' }
+  return {
+    enabled: true,
+    hits: shared.hits,
+    misses: shared.misses,
+    sets: shared.sets,
+    errors: shared.errors,
+    dropped: shared.dropped,
+    breaker: shared.breaker?.state ?? 'closed',
+  }
 }

@@ -35,13 +35,22 @@ export function objectPath(value: unknown, field = 'path'): string {
 
 export function teamName(value: unknown, field: string): string {
   if (typeof value !== 'string' || !TEAM.test(value)) {
-    throw badRequest('ERR_INVALID_TEAM', `Invalid ${field}: expected 1 to 100 characters of A-Z, a-z, 0-9, '.', '_' or '-', starting with a letter or digit`)
+    throw badRequest(
+      'ERR_INVALID_TEAM',
+      `Invalid ${field}: expected 1 to 100 characters of A-Z, a-z, 0-9, '.', '_' or '-', starting with a letter or digit`,
+    )
   }
   return value
 }
 
 export function apiKey(value: unknown, field = 'key'): string {
-  if (typeof value !== 'string' || value.length === 0 || CONTROL.test(value) || Buffer.byteLength(value) > MAX_API_KEY_BYTES || !value.isWellFormed()) {
+  if (
+    typeof value !== 'string' ||
+    value.length === 0 ||
+    CONTROL.test(value) ||
+    Buffer.byteLength(value) > MAX_API_KEY_BYTES ||
+    !value.isWellFormed()
+  ) {
     throw badRequest('ERR_INVALID_KEY', `Invalid ${field}: expected 1 to ${MAX_API_KEY_BYTES} bytes of printable text`)
   }
   return value

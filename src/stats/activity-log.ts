@@ -66,7 +66,17 @@ interface Total extends ActivityCounters {
 }
 
 const COUNTERS: readonly (keyof ActivityCounters)[] = [
-  'hits', 'misses', 'memoryHits', 'sets', 'deletes', 'expired', 'corrupt', 'errors', 'dropped', 'bytesRead', 'bytesWritten',
+  'hits',
+  'misses',
+  'memoryHits',
+  'sets',
+  'deletes',
+  'expired',
+  'corrupt',
+  'errors',
+  'dropped',
+  'bytesRead',
+  'bytesWritten',
 ]
 const RECORD_NAME = /^\d+\.[0-9a-z]+\.json$/
 let instances = 0

@@ -54,7 +54,19 @@ export class TierCounters {
   }
 }
 
-const ZERO: ActivityCounters = Object.freeze({ hits: 0, misses: 0, memoryHits: 0, sets: 0, deletes: 0, expired: 0, corrupt: 0, errors: 0, dropped: 0, bytesWritten: 0, bytesRead: 0 })
+const ZERO: ActivityCounters = Object.freeze({
+  hits: 0,
+  misses: 0,
+  memoryHits: 0,
+  sets: 0,
+  deletes: 0,
+  expired: 0,
+  corrupt: 0,
+  errors: 0,
+  dropped: 0,
+  bytesWritten: 0,
+  bytesRead: 0,
+})
 
 /**
  * Everything an instance counts. `counts` are its lifetime figures (what `activity()` records

@@ -27,7 +27,8 @@ import type { OwnedTree } from './owned-tree.js'
  */
 const TEMP_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW
 /** Appends never follow a link and never block on a FIFO planted at the name. */
-const APPEND_FLAGS = fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK
+const APPEND_FLAGS =
+  fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK
 /** Temp names taken by something else (planted, or a writer with our pid in another pid
  *  namespace) are skipped; past this many in a row, give up. */
 const TEMP_ATTEMPTS = 1000
@@ -237,7 +238,8 @@ export function appendFileSafeSync(tree: OwnedTree, file: string, bytes: Uint8Ar
       if (!s.isFile()) {
         disk.closeSync(fd)
         const found = disk.lstatSync(file, { throwIfNoEntry: false })
-        if (attempt >= 2 || found === undefined || found.ino !== s.ino) throw Object.assign(new Error(`${file} is not a regular file`), { code: 'EIO' })
+        if (attempt >= 2 || found === undefined || found.ino !== s.ino)
+          throw Object.assign(new Error(`${file} is not a regular file`), { code: 'EIO' })
         tree.removeForeignSync(file, found, 'where a file of the cache belongs')
         continue
       }

@@ -31,7 +31,8 @@ export const disk = {
   readdirSync: fs.readdirSync,
   open: fsp.open,
   /** A FileHandle's write, here so a test can shorten it; callers loop on the count. */
-  write: (handle: FileHandle, buffer: Uint8Array, offset: number, length: number): Promise<{ bytesWritten: number }> => handle.write(buffer, offset, length),
+  write: (handle: FileHandle, buffer: Uint8Array, offset: number, length: number): Promise<{ bytesWritten: number }> =>
+    handle.write(buffer, offset, length),
   readFile: fsp.readFile,
   unlink: fsp.unlink,
   rename: fsp.rename,

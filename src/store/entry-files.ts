@@ -42,7 +42,7 @@ export function readSmallEntryFile(file: string): FileRead | typeof LARGE | unde
   // lstat answers a miss in ~1 µs and costs a hit about as much.
   const link = disk.lstatSync(file, { throwIfNoEntry: false })
   if (link === undefined) return undefined
-  if (link.isSymbolicLink()) throw new CorruptEntryError('a symlink in an entry\'s place', link.ino)
+  if (link.isSymbolicLink()) throw new CorruptEntryError("a symlink in an entry's place", link.ino)
   if (link.isFile() && link.size > SYNC_IO_LIMIT) return LARGE
   let fd: number
   try {
@@ -55,7 +55,7 @@ export function readSmallEntryFile(file: string): FileRead | typeof LARGE | unde
   }
   try {
     const stat = disk.fstatSync(fd)
-    if (!stat.isFile()) throw new CorruptEntryError(stat.isDirectory() ? 'a directory in an entry\'s place' : 'not a regular file', stat.ino)
+    if (!stat.isFile()) throw new CorruptEntryError(stat.isDirectory() ? "a directory in an entry's place" : 'not a regular file', stat.ino)
     if (stat.size > SYNC_IO_LIMIT) return LARGE // replaced by a larger file since the lstat
     const bytes = Buffer.allocUnsafe(stat.size)
     let done = 0

@@ -40,7 +40,13 @@ export type EntryState = 'live' | 'stale' | 'kept' | 'dead'
  * reads it, called only for an expired entry that no tag invalidated (reading it may cost a
  * read of the file's trailer).
  */
-export function entryState(entry: EntryTimes, now: number, stamps: TagStamps, keptFor: number | (() => number) = 0, readGrace = 0): EntryState {
+export function entryState(
+  entry: EntryTimes,
+  now: number,
+  stamps: TagStamps,
+  keptFor: number | (() => number) = 0,
+  readGrace = 0,
+): EntryState {
   if (stamps.isStale(entry.tags, entry.createdAt)) return 'dead'
   if (entry.expiresAt === 0 || entry.expiresAt > now) return 'live'
   const late = now - entry.expiresAt

@@ -53,5 +53,10 @@ export function namespaceDirectories(versionDir: string): string[] {
   } catch {
     return []
   }
-  return names.filter((name) => NAMESPACE_DIRECTORY.test(name) && disk.lstatSync(path.join(versionDir, name), { throwIfNoEntry: false })?.isDirectory() === true).sort()
+  return names
+    .filter(
+      (name) =>
+        NAMESPACE_DIRECTORY.test(name) && disk.lstatSync(path.join(versionDir, name), { throwIfNoEntry: false })?.isDirectory() === true,
+    )
+    .sort()
 }

@@ -128,7 +128,8 @@ export class OwnedTree {
       at = at + path.sep + part
       const s = disk.lstatSync(at, { throwIfNoEntry: false })
       if (s === undefined || !s.isDirectory()) return undefined // made (or replaced) when first used
-      if (foreignOwner(s)) return `${at}, a directory of the cache, is owned by uid ${s.uid}, not by this process's user (uid ${uid}) or root. ${advice}`
+      if (foreignOwner(s))
+        return `${at}, a directory of the cache, is owned by uid ${s.uid}, not by this process's user (uid ${uid}) or root. ${advice}`
     }
     return undefined
   }
@@ -159,7 +160,8 @@ export class OwnedTree {
   #rootSync(): void {
     const root = disk.statSync(this.root, { throwIfNoEntry: false })
     if (root?.isDirectory()) return
-    if (root !== undefined) throw Object.assign(new Error(`ENOTDIR: the cache directory ${this.root} is not a directory`), { code: 'ENOTDIR' })
+    if (root !== undefined)
+      throw Object.assign(new Error(`ENOTDIR: the cache directory ${this.root} is not a directory`), { code: 'ENOTDIR' })
     disk.mkdirSync(path.dirname(this.root), { recursive: true })
     try {
       disk.mkdirSync(this.root, this.dirMode)
@@ -174,7 +176,9 @@ export class OwnedTree {
       const found = disk.lstatSync(at, { throwIfNoEntry: false })
       if (found?.isDirectory()) {
         if (this.shared === false && this.#uid !== undefined && found.uid !== this.#uid && found.uid !== 0) {
-          throw Object.assign(new Error(`EACCES: ${at}, a directory of the cache, is owned by uid ${found.uid}, not this process's user`), { code: 'EACCES' })
+          throw Object.assign(new Error(`EACCES: ${at}, a directory of the cache, is owned by uid ${found.uid}, not this process's user`), {
+            code: 'EACCES',
+          })
         }
         return
       }

@@ -5,7 +5,15 @@ import { isLarderError } from '../errors.js'
 import { hasher } from '../format/checksum.js'
 import { Compression, decompressStream } from '../format/compression.js'
 import {
-  CorruptEntryError, decodeEntry, decodeHead, decodeTrailer, FLAG_FRAMED, TRAILER_BYTES, type DecodedEntry, type EntryHead, type EntryTrailer,
+  CorruptEntryError,
+  decodeEntry,
+  decodeHead,
+  decodeTrailer,
+  FLAG_FRAMED,
+  TRAILER_BYTES,
+  type DecodedEntry,
+  type EntryHead,
+  type EntryTrailer,
 } from '../format/entry-format.js'
 import { decodeFrame, decodeFrameHeader, FRAME_HEADER_BYTES, type Frame } from '../format/frames.js'
 import { disk, errorCode } from './disk.js'
@@ -66,7 +74,15 @@ export async function openEntry(file: string): Promise<OpenedEntry | undefined> 
     const trailerBytes = Buffer.allocUnsafe(TRAILER_BYTES)
     await readFully(handle, trailerBytes, stat.size - TRAILER_BYTES)
     const trailer = decodeTrailer(trailerBytes, stat.size, head.payloadOffset)
-    return { head, headBytes: bytes.subarray(0, head.payloadOffset), trailer, handle, size: stat.size, ino: stat.ino, mtimeMs: stat.mtimeMs }
+    return {
+      head,
+      headBytes: bytes.subarray(0, head.payloadOffset),
+      trailer,
+      handle,
+      size: stat.size,
+      ino: stat.ino,
+      mtimeMs: stat.mtimeMs,
+    }
   } catch (error) {
     await handle.close().catch(() => {})
     throw error instanceof CorruptEntryError && ino !== undefined ? error.of(ino) : error
@@ -78,7 +94,7 @@ export async function openEntry(file: string): Promise<OpenedEntry | undefined> 
  *  gone or replaced by a regular file, that is not ours to judge now: a miss. */
 function symlinkInPlace(file: string): CorruptEntryError | undefined {
   const link = disk.lstatSync(file, { throwIfNoEntry: false })
-  return link?.isSymbolicLink() === true ? new CorruptEntryError('a symlink in an entry\'s place', link.ino) : undefined
+  return link?.isSymbolicLink() === true ? new CorruptEntryError("a symlink in an entry's place", link.ino) : undefined
 }
 
 /**

@@ -26,7 +26,6 @@ const FRAMES_QUEUED = 6
  *  never older than the smallest `maintenance.tempMaxAge` allowed (1 s), five times over. */
 export const TEMP_HEARTBEAT_MS = 200
 
-
 export interface StreamWriteOptions {
   compression: Compression
   level: number
@@ -54,7 +53,11 @@ function toChunk(value: unknown): Buffer {
   if (Buffer.isBuffer(value)) return value
   if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength)
   if (typeof value === 'string') return Buffer.from(value)
-  throw new SourceError(new LarderError('ERR_INVALID_VALUE', `Invalid source: stream chunks must be Uint8Array or string, got ${typeof value}`, { field: 'source' }))
+  throw new SourceError(
+    new LarderError('ERR_INVALID_VALUE', `Invalid source: stream chunks must be Uint8Array or string, got ${typeof value}`, {
+      field: 'source',
+    }),
+  )
 }
 
 /**

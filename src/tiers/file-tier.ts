@@ -184,7 +184,10 @@ export class FileTier implements Tier {
         const { ino } = found
         const stream = createEntryStream(found.opened, (error) => {
           this.#reportCorrupt(file, key, error.message)
-          void this.#discard(file, error.ino ?? ino).then((size) => this.#removed(size), () => {})
+          void this.#discard(file, error.ino ?? ino).then(
+            (size) => this.#removed(size),
+            () => {},
+          )
         })
         handedOver = true
         return stream
@@ -386,12 +389,30 @@ export class FileTier implements Tier {
         const opened = await openEntry(file)
         if (opened === undefined) return undefined
         const { head, size, trailer, mtimeMs } = opened
-        found = { head, size, storedLength: trailer.storedLength, logicalLength: trailer.logicalLength, grace: trailer.grace, ino: opened.ino, mtimeMs, opened }
+        found = {
+          head,
+          size,
+          storedLength: trailer.storedLength,
+          logicalLength: trailer.logicalLength,
+          grace: trailer.grace,
+          ino: opened.ino,
+          mtimeMs,
+          opened,
+        }
       } else {
         ino = read.ino
         this.#p.counts.bytesRead += read.bytes.length
         const whole = Object.assign(decodeEntry(read.bytes), { ino: read.ino, mtimeMs: read.mtimeMs })
-        found = { head: whole, size: read.bytes.length, storedLength: whole.storedLength, logicalLength: whole.logicalLength, grace: whole.grace, ino: read.ino, mtimeMs: read.mtimeMs, whole }
+        found = {
+          head: whole,
+          size: read.bytes.length,
+          storedLength: whole.storedLength,
+          logicalLength: whole.logicalLength,
+          grace: whole.grace,
+          ino: read.ino,
+          mtimeMs: read.mtimeMs,
+          whole,
+        }
       }
     } catch (error) {
       return await this.#corruptOrThrow(error, file, key, ino)
@@ -419,7 +440,12 @@ export class FileTier implements Tier {
 
   /** Throws CorruptEntryError when the entry's lengths cannot be true (see impossibleLength). */
   #checkLengths(found: Probe): void {
-    const impossible = impossibleLength({ flags: found.head.flags, compression: found.head.compression, storedLength: found.storedLength, logicalLength: found.logicalLength })
+    const impossible = impossibleLength({
+      flags: found.head.flags,
+      compression: found.head.compression,
+      storedLength: found.storedLength,
+      logicalLength: found.logicalLength,
+    })
     if (impossible !== undefined) throw new CorruptEntryError(impossible, found.ino)
   }
 
@@ -432,7 +458,11 @@ export class FileTier implements Tier {
     this.#checkLengths(found)
     const max = this.#p.options.maxValueSize
     if (found.logicalLength > max) {
-      throw new LarderError('ERR_TOO_LARGE', `Value of key ${JSON.stringify(key.length > 200 ? key.slice(0, 200) + '…' : key)} is ${found.logicalLength} bytes, more than maxValueSize (${max}) allows get() to hold: read it with getStream()`, { field: 'key' })
+      throw new LarderError(
+        'ERR_TOO_LARGE',
+        `Value of key ${JSON.stringify(key.length > 200 ? key.slice(0, 200) + '…' : key)} is ${found.logicalLength} bytes, more than maxValueSize (${max}) allows get() to hold: read it with getStream()`,
+        { field: 'key' },
+      )
     }
   }
 
@@ -452,7 +482,10 @@ export class FileTier implements Tier {
     } else if ((found.head.flags & FLAG_FRAMED) !== 0) {
       this.#p.counts.bytesRead += found.size
       entry = found.head // every byte of it is hashed and checked before collect() returns
-      bytes = await collect(createEntryStream(found.opened, () => {}), found.logicalLength)
+      bytes = await collect(
+        createEntryStream(found.opened, () => {}),
+        found.logicalLength,
+      )
     } else {
       this.#p.counts.bytesRead += found.size
       const whole = await readOpenedEntry(found.opened)

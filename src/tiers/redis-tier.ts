@@ -96,13 +96,17 @@ export class RedisTier {
   /** Reads several keys: one MGET per slot (per BATCH keys), so a cluster serves each. */
   async getMany(keys: readonly string[]): Promise<RedisRead[]> {
     const found: RedisRead[] = keys.map(() => MISS)
-    await Promise.all(this.#bySlot(keys).map(async (indexes) => {
-      const values = await this.#run(() => this.client.mgetBuffer(...indexes.map((i) => this.keyOf(keys[i]!))))
-      await Promise.all(indexes.map(async (at, i) => {
-        const bytes = values[i]
-        if (bytes !== null && bytes !== undefined) found[at] = await this.#judge(keys[at]!, bytes, 0)
-      }))
-    }))
+    await Promise.all(
+      this.#bySlot(keys).map(async (indexes) => {
+        const values = await this.#run(() => this.client.mgetBuffer(...indexes.map((i) => this.keyOf(keys[i]!))))
+        await Promise.all(
+          indexes.map(async (at, i) => {
+            const bytes = values[i]
+            if (bytes !== null && bytes !== undefined) found[at] = await this.#judge(keys[at]!, bytes, 0)
+          }),
+        )
+      }),
+    )
     return found
   }
 
@@ -138,7 +142,9 @@ export class RedisTier {
     const tombstone = Buffer.alloc(TOMBSTONE_BYTES)
     tombstone.writeUInt32LE(TOMBSTONE_MAGIC, 0)
     tombstone.writeDoubleLE(at, 8)
-    const result = await this.#run(() => runScript(this.client, DELETE_IF_OLDER, [this.keyOf(key)], [tombstone, String(at), String(TOMBSTONE_MS)]))
+    const result = await this.#run(() =>
+      runScript(this.client, DELETE_IF_OLDER, [this.keyOf(key)], [tombstone, String(at), String(TOMBSTONE_MS)]),
+    )
     return result === 1
   }
 

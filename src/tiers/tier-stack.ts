@@ -203,17 +203,21 @@ export class TierStack {
    * looked before the file was there).
    */
   #promoteToFile(key: string, bytes: Buffer, createdAt: number, heard: number): void {
-    const promotion = this.#p.order.change(key, async () => {
-      if (!this.#guard.mayPromote(key, createdAt, heard)) return
-      const writing = this.#guard.ticket()
-      try {
-        await this.file!.setBytes(key, bytes)
-        this.#p.counters.tiers.file!.sets++
-        if (!this.#guard.mayPromote(key, createdAt, writing)) await this.file!.dropIfOlder(key, justAfter(createdAt))
-      } catch {
-        this.#p.counters.tiers.file!.errors++ // a promotion is an optimisation: nothing is lost
-      }
-    }, true)
+    const promotion = this.#p.order.change(
+      key,
+      async () => {
+        if (!this.#guard.mayPromote(key, createdAt, heard)) return
+        const writing = this.#guard.ticket()
+        try {
+          await this.file!.setBytes(key, bytes)
+          this.#p.counters.tiers.file!.sets++
+          if (!this.#guard.mayPromote(key, createdAt, writing)) await this.file!.dropIfOlder(key, justAfter(createdAt))
+        } catch {
+          this.#p.counters.tiers.file!.errors++ // a promotion is an optimisation: nothing is lost
+        }
+      },
+      true,
+    )
     this.#p.track(promotion)
   }
 
@@ -241,7 +245,8 @@ export class TierStack {
         this.file === undefined ? false : local ? this.#toFile(key, bytes!) : this.#dropFile(key, entry.createdAt),
         !shared ? false : this.strategy === 'write-back' ? this.#queue(key, bytes, entry) : this.#toRedis(key, bytes, entry),
       ])
-      if (this.redis !== undefined && (!shared || this.strategy !== 'write-back')) this.#p.publish({ op: 'keys', keys: [[key, entry.createdAt]] })
+      if (this.redis !== undefined && (!shared || this.strategy !== 'write-back'))
+        this.#p.publish({ op: 'keys', keys: [[key, entry.createdAt]] })
       const stored = toFile || toRedis || (this.file === undefined && this.redis === undefined)
       if (stored) this.#p.counters.counts.sets++
       return stored
@@ -362,7 +367,9 @@ export class TierStack {
    *  `pattern`), and tells every instance: their local copies made before now go too. */
   async removeSharedMatching(pattern: string): Promise<number> {
     const at = this.#p.stamp()
-    return this.redis!.removeMatching(pattern, (keys) => this.#p.publish({ op: 'keys', keys: keys.map((key): [string, number] => [key, at]) }))
+    return this.redis!.removeMatching(pattern, (keys) =>
+      this.#p.publish({ op: 'keys', keys: keys.map((key): [string, number] => [key, at]) }),
+    )
   }
 
   /** Clears `tier` (default: every tier) here and, through the bus, everywhere. */

@@ -113,23 +113,26 @@ export class WriteBackQueue {
     if (!this.#p.ready()) return // resume() starts it when Redis is back
     const batch = this.#queue
     this.#queue = new Map()
-    this.#flushing = this.#p.send(batch).catch(() => {
-      // Put back what no newer write replaced, oldest first, within the bound.
-      const newer = this.#queue
-      this.#queue = new Map()
-      for (const [key, write] of batch) if (!newer.has(key)) this.#queue.set(key, write)
-      for (const [key, write] of newer) this.#queue.set(key, write)
-      let over = this.#queue.size - this.#p.maxQueue
-      if (over > 0) this.#p.dropped(over)
-      for (const key of this.#queue.keys()) {
-        if (over-- <= 0) break
-        this.#queue.delete(key)
-      }
-    }).finally(() => {
-      this.#flushing = undefined
-      if (this.#queue.size > 0 && this.#p.ready()) this.#kick()
-      else this.#settleWaiters()
-    })
+    this.#flushing = this.#p
+      .send(batch)
+      .catch(() => {
+        // Put back what no newer write replaced, oldest first, within the bound.
+        const newer = this.#queue
+        this.#queue = new Map()
+        for (const [key, write] of batch) if (!newer.has(key)) this.#queue.set(key, write)
+        for (const [key, write] of newer) this.#queue.set(key, write)
+        let over = this.#queue.size - this.#p.maxQueue
+        if (over > 0) this.#p.dropped(over)
+        for (const key of this.#queue.keys()) {
+          if (over-- <= 0) break
+          this.#queue.delete(key)
+        }
+      })
+      .finally(() => {
+        this.#flushing = undefined
+        if (this.#queue.size > 0 && this.#p.ready()) this.#kick()
+        else this.#settleWaiters()
+      })
   }
 
   /** Wakes flush() callers when nothing is left to send (or nothing can be sent now). */

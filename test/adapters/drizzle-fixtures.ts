@@ -4,12 +4,20 @@ import { integer, sqliteTable, text } from 'drizzle-orm/sqlite-core'
 import { LarderDrizzleCache, type CacheOrOptions, type LarderDrizzleCacheOptions } from 'larder/drizzle'
 
 export const users = sqliteTable('users', { id: integer('id').primaryKey(), name: text('name').notNull() })
-export const posts = sqliteTable('posts', { id: integer('id').primaryKey(), userId: integer('user_id').notNull(), title: text('title').notNull() })
+export const posts = sqliteTable('posts', {
+  id: integer('id').primaryKey(),
+  userId: integer('user_id').notNull(),
+  title: text('title').notNull(),
+})
 
 export type Db = LibSQLDatabase & { $client: { close(): void } }
 
 /** A libsql database at `url` (created with both tables if new) cached by larder. */
-export async function openDb(url: string, cache: CacheOrOptions, options?: LarderDrizzleCacheOptions & { intMode?: 'number' | 'bigint' }): Promise<{ db: Db; cache: LarderDrizzleCache }> {
+export async function openDb(
+  url: string,
+  cache: CacheOrOptions,
+  options?: LarderDrizzleCacheOptions & { intMode?: 'number' | 'bigint' },
+): Promise<{ db: Db; cache: LarderDrizzleCache }> {
   const larder = new LarderDrizzleCache(cache, options)
   const db = drizzle({ connection: { url, intMode: options?.intMode ?? 'number' }, cache: larder }) as unknown as Db
   await db.run('create table if not exists users (id integer primary key, name text not null)')

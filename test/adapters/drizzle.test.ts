@@ -32,8 +32,14 @@ describe('larder/drizzle on libsql', () => {
     await db.select().from(users)
     assert.deepEqual(reads, { hits: 0, misses: 0 }, 'a select without $withCache is not cached')
     const cached = () => db.select().from(users).orderBy(users.id).$withCache()
-    assert.deepEqual(await cached(), [{ id: 1, name: 'ann' }, { id: 2, name: 'bob' }])
-    assert.deepEqual(await cached(), [{ id: 1, name: 'ann' }, { id: 2, name: 'bob' }])
+    assert.deepEqual(await cached(), [
+      { id: 1, name: 'ann' },
+      { id: 2, name: 'bob' },
+    ])
+    assert.deepEqual(await cached(), [
+      { id: 1, name: 'ann' },
+      { id: 2, name: 'bob' },
+    ])
     assert.deepEqual(reads, { hits: 1, misses: 1 })
     db.$client.close()
     await larder.close()
@@ -60,10 +66,15 @@ describe('larder/drizzle on libsql', () => {
     await db.insert(posts).values({ userId: 1, title: 'hello' })
     const userNames = async () => (await db.select().from(users)).map((u) => u.name)
     const titles = async () => (await db.select().from(posts)).map((p) => p.title)
-    const joined = async () => (await db.select({ name: users.name, title: posts.title }).from(posts).innerJoin(users, eq(users.id, posts.userId))).length
+    const joined = async () =>
+      (await db.select({ name: users.name, title: posts.title }).from(posts).innerJoin(users, eq(users.id, posts.userId))).length
     assert.deepEqual([await userNames(), await titles(), await joined()], [['ann'], ['hello'], 1])
     const tagsOf = async (prefix: string) => (await larder.entries({ prefix })).map((e) => [...e.tags].sort())
-    assert.deepEqual((await tagsOf('drizzle:query:')).sort(), [['drizzle:table:posts'], ['drizzle:table:posts', 'drizzle:table:users'], ['drizzle:table:users']])
+    assert.deepEqual((await tagsOf('drizzle:query:')).sort(), [
+      ['drizzle:table:posts'],
+      ['drizzle:table:posts', 'drizzle:table:users'],
+      ['drizzle:table:users'],
+    ])
 
     await larder.set('not-drizzle', 'kept')
     await db.insert(posts).values({ userId: 1, title: 'again' })
@@ -95,11 +106,17 @@ describe('larder/drizzle on libsql', () => {
     await larder.close()
   })
 
-  test('Drizzle\'s expiry options (ex, px, exat, pxat) become the entry\'s ttl; without one, the adapter\'s ttl', async () => {
+  test("Drizzle's expiry options (ex, px, exat, pxat) become the entry's ttl; without one, the adapter's ttl", async () => {
     const larder = await Larder.open({ dir: tempDir('larder-drizzle-ttl') })
     const { db } = await openDb(':memory:', larder, { ttl: '1h' })
     const now = Date.now()
-    const cases = { ex: { ex: 60 }, px: { px: 90_000 }, exat: { exat: Math.floor(now / 1000) + 120 }, pxat: { pxat: now + 150_000 }, none: undefined }
+    const cases = {
+      ex: { ex: 60 },
+      px: { px: 90_000 },
+      exat: { exat: Math.floor(now / 1000) + 120 },
+      pxat: { pxat: now + 150_000 },
+      none: undefined,
+    }
     const expected = { ex: 60_000, px: 90_000, exat: 120_000, pxat: 150_000, none: 3_600_000 }
     for (const [tag, config] of Object.entries(cases)) {
       await db.select().from(users).$withCache({ tag, config })
@@ -114,39 +131,49 @@ describe('larder/drizzle on libsql', () => {
 
   test('an unknown strategy is ERR_INVALID_OPTION naming the field, thrown by the constructor', async () => {
     const { LarderDrizzleCache } = await import('larder/drizzle')
-    assert.throws(() => new LarderDrizzleCache({ dir: tempDir('larder-drizzle-options') }, { strategy: 'everything' as never }),
-      (error: unknown) => isLarderError(error, 'ERR_INVALID_OPTION') && error.field === 'strategy' && /strategy/.test(error.message))
+    assert.throws(
+      () => new LarderDrizzleCache({ dir: tempDir('larder-drizzle-options') }, { strategy: 'everything' as never }),
+      (error: unknown) => isLarderError(error, 'ERR_INVALID_OPTION') && error.field === 'strategy' && /strategy/.test(error.message),
+    )
   })
 
-  test('cached results are shared with another process and survive a restart; a write in that process invalidates them here', { timeout: 60_000 }, async () => {
-    const work = tempDir('larder-drizzle-procs')
-    const url = `file:${path.join(work, 'app.db')}`
-    const dir = path.join(work, 'cache')
-    const { db, cache } = await openDb(url, { dir })
-    await db.insert(users).values({ name: 'ann' })
-    const tagged = await db.select({ name: users.name }).from(users).$withCache({ tag: 'all-names', autoInvalidate: false })
-    const byTable = async () => (await db.select({ name: users.name }).from(users).orderBy(users.id).$withCache()).map((u) => u.name)
-    assert.deepEqual(await byTable(), ['ann'])
-    await db.run("insert into users (name) values ('raw')") // behind Drizzle's back: no invalidation
-    assert.deepEqual(await byTable(), ['ann'])
-    db.$client.close()
-    await cache.close()
+  test(
+    'cached results are shared with another process and survive a restart; a write in that process invalidates them here',
+    { timeout: 60_000 },
+    async () => {
+      const work = tempDir('larder-drizzle-procs')
+      const url = `file:${path.join(work, 'app.db')}`
+      const dir = path.join(work, 'cache')
+      const { db, cache } = await openDb(url, { dir })
+      await db.insert(users).values({ name: 'ann' })
+      const tagged = await db.select({ name: users.name }).from(users).$withCache({ tag: 'all-names', autoInvalidate: false })
+      const byTable = async () => (await db.select({ name: users.name }).from(users).orderBy(users.id).$withCache()).map((u) => u.name)
+      assert.deepEqual(await byTable(), ['ann'])
+      await db.run("insert into users (name) values ('raw')") // behind Drizzle's back: no invalidation
+      assert.deepEqual(await byTable(), ['ann'])
+      db.$client.close()
+      await cache.close()
 
-    const seen = await runChild('drizzle-child.ts', 'read', url, dir)
-    assert.deepEqual(seen, { tagged: tagged.map((u) => u.name), uncached: ['ann', 'raw'] })
-    assert.deepEqual(await runChild('drizzle-child.ts', 'insert', url, dir), { inserted: 1 })
+      const seen = await runChild('drizzle-child.ts', 'read', url, dir)
+      assert.deepEqual(seen, { tagged: tagged.map((u) => u.name), uncached: ['ann', 'raw'] })
+      assert.deepEqual(await runChild('drizzle-child.ts', 'insert', url, dir), { inserted: 1 })
 
-    const reopened = await openDb(url, { dir })
-    const names = (await reopened.db.select({ name: users.name }).from(users).orderBy(users.id).$withCache()).map((u) => u.name)
-    assert.deepEqual(names, ['ann', 'raw', 'from-child'], 'the other process\'s insert invalidated the users queries')
-    reopened.db.$client.close()
-    await reopened.cache.close()
-  })
+      const reopened = await openDb(url, { dir })
+      const names = (await reopened.db.select({ name: users.name }).from(users).orderBy(users.id).$withCache()).map((u) => u.name)
+      assert.deepEqual(names, ['ann', 'raw', 'from-child'], "the other process's insert invalidated the users queries")
+      reopened.db.$client.close()
+      await reopened.cache.close()
+    },
+  )
 
   test('a failing disk: the database answers every query, onError hears of it, nothing throws', async () => {
     const dir = path.join(tempDir('larder-drizzle-disk'), 'cache')
     const errors: Error[] = []
-    const { db, cache } = await openDb(':memory:', { dir, breaker: { volumeThreshold: 2, resetTimeout: 60_000 } }, { strategy: 'all', onError: (e) => errors.push(e) })
+    const { db, cache } = await openDb(
+      ':memory:',
+      { dir, breaker: { volumeThreshold: 2, resetTimeout: 60_000 } },
+      { strategy: 'all', onError: (e) => errors.push(e) },
+    )
     await db.insert(users).values({ name: 'ann' })
     assert.equal((await db.select().from(users)).length, 1)
     fs.renameSync(dir, `${dir}.away`)
@@ -174,7 +201,11 @@ describe('larder/drizzle on libsql', () => {
     await big.db.insert(users).values({ name: 'x'.repeat(4096) })
     await big.db.select({ name: users.name }).from(users).$withCache({ tag: 'big' })
     const small = await openDb(':memory:', larder, { onError: (e) => errors.push(e) })
-    assert.deepEqual(await small.db.select({ name: users.name }).from(users).$withCache({ tag: 'big' }), [], 'a miss: this database has no rows')
+    assert.deepEqual(
+      await small.db.select({ name: users.name }).from(users).$withCache({ tag: 'big' }),
+      [],
+      'a miss: this database has no rows',
+    )
     assert.ok(isLarderError(errors.at(-1), 'ERR_TOO_LARGE'), String(errors.at(-1)))
     for (const d of [db, big.db, small.db]) d.$client.close()
     await Promise.all([larder.close(), roomy.close()])

@@ -29,29 +29,38 @@ function errorsOf(emitter: { on(event: 'error', listener: (error: unknown) => vo
 }
 
 describe('larder/keyv', () => {
-  test('@keyv/test-suite passes against the built adapter: 42 of 42 per wiring (a cache passed in, options), iterator tests included', { timeout: 180_000 }, async () => {
-    if (!fs.existsSync(path.join(repoRoot, 'dist', 'adapters', 'keyv.js'))) {
-      await run('npm', ['run', 'build', '--silent'], { cwd: repoRoot, timeout: 120_000 })
-    }
-    const dir = tempDir('larder-keyv-suite')
-    const reportFile = path.join(dir, 'report.json')
-    const vitest = path.join(repoRoot, 'node_modules', 'vitest', 'vitest.mjs')
-    await run(process.execPath, [vitest, 'run', 'test/adapters/keyv-suite.spec.ts', '--reporter=json', `--outputFile=${reportFile}`], {
-      cwd: repoRoot, timeout: 170_000, env: { ...process.env, LARDER_KEYV_SUITE_DIR: dir },
-    }).catch((error: Error & { stdout?: string; stderr?: string }) => {
-      if (!fs.existsSync(reportFile)) throw new Error(`vitest failed without a report: ${error.message}\n${error.stdout}\n${error.stderr}`)
-    })
-    const result = JSON.parse(fs.readFileSync(reportFile, 'utf8')) as {
-      numTotalTests: number; numPassedTests: number; numFailedTests: number
-      testResults: { assertionResults: { fullName: string; status: string; failureMessages: string[] }[] }[]
-    }
-    const tests = result.testResults.flatMap((file) => file.assertionResults)
-    const failed = tests.filter((t) => t.status !== 'passed').map((t) => `${t.fullName}: ${t.status} ${t.failureMessages.join('\n')}`)
-    assert.deepEqual(failed, [])
-    assert.equal(result.numTotalTests, 84)
-    assert.equal(result.numPassedTests, 84)
-    assert.equal(tests.filter((t) => /iterator/i.test(t.fullName)).length >= 8, true, 'the iterator tests ran in both wirings')
-  })
+  test(
+    '@keyv/test-suite passes against the built adapter: 42 of 42 per wiring (a cache passed in, options), iterator tests included',
+    { timeout: 180_000 },
+    async () => {
+      if (!fs.existsSync(path.join(repoRoot, 'dist', 'adapters', 'keyv.js'))) {
+        await run('npm', ['run', 'build', '--silent'], { cwd: repoRoot, timeout: 120_000 })
+      }
+      const dir = tempDir('larder-keyv-suite')
+      const reportFile = path.join(dir, 'report.json')
+      const vitest = path.join(repoRoot, 'node_modules', 'vitest', 'vitest.mjs')
+      await run(process.execPath, [vitest, 'run', 'test/adapters/keyv-suite.spec.ts', '--reporter=json', `--outputFile=${reportFile}`], {
+        cwd: repoRoot,
+        timeout: 170_000,
+        env: { ...process.env, LARDER_KEYV_SUITE_DIR: dir },
+      }).catch((error: Error & { stdout?: string; stderr?: string }) => {
+        if (!fs.existsSync(reportFile))
+          throw new Error(`vitest failed without a report: ${error.message}\n${error.stdout}\n${error.stderr}`)
+      })
+      const result = JSON.parse(fs.readFileSync(reportFile, 'utf8')) as {
+        numTotalTests: number
+        numPassedTests: number
+        numFailedTests: number
+        testResults: { assertionResults: { fullName: string; status: string; failureMessages: string[] }[] }[]
+      }
+      const tests = result.testResults.flatMap((file) => file.assertionResults)
+      const failed = tests.filter((t) => t.status !== 'passed').map((t) => `${t.fullName}: ${t.status} ${t.failureMessages.join('\n')}`)
+      assert.deepEqual(failed, [])
+      assert.equal(result.numTotalTests, 84)
+      assert.equal(result.numPassedTests, 84)
+      assert.equal(tests.filter((t) => /iterator/i.test(t.fullName)).length >= 8, true, 'the iterator tests ran in both wirings')
+    },
+  )
 
   test('values survive a restart and are shared by two processes (Keyv and cache-manager wrap)', { timeout: 60_000 }, async () => {
     const dir = tempDir('larder-keyv-procs')
@@ -86,9 +95,9 @@ describe('larder/keyv', () => {
     const hits: string[] = []
     cache.on('hit', (key) => hits.push(key))
     assert.deepEqual(await fresh.get('profile:7'), { plan: 'pro' })
-    assert.deepEqual(hits, ['keyv:profile:7'], 'the value came from larder, under Keyv\'s prefixed key')
+    assert.deepEqual(hits, ['keyv:profile:7'], "the value came from larder, under Keyv's prefixed key")
     assert.deepEqual(await fresh.get('profile:7'), { plan: 'pro' })
-    assert.deepEqual(hits, ['keyv:profile:7'], 'then from cacheable\'s memory primary')
+    assert.deepEqual(hits, ['keyv:profile:7'], "then from cacheable's memory primary")
     await cache.close()
   })
 
@@ -117,7 +126,13 @@ describe('larder/keyv', () => {
     const dir = tempDir('larder-keyv-batch')
     const cache = await Larder.open({ dir })
     const keyv = new Keyv({ store: new KeyvLarder(cache), namespace: 'b' })
-    assert.deepEqual(await keyv.setMany([{ key: 'x', value: 1 }, { key: 'y', value: 2, ttl: 60_000 }]), [true, true])
+    assert.deepEqual(
+      await keyv.setMany([
+        { key: 'x', value: 1 },
+        { key: 'y', value: 2, ttl: 60_000 },
+      ]),
+      [true, true],
+    )
     assert.deepEqual(await keyv.get(['x', 'y', 'z']), [1, 2, undefined])
     assert.deepEqual(await keyv.hasMany(['x', 'z']), [true, false])
     const [x, y] = [await cache.info('b:x'), await cache.info('b:y')]
@@ -128,14 +143,21 @@ describe('larder/keyv', () => {
 
     const small = new Keyv({ store: new KeyvLarder({ dir, maxValueSize: '1KiB' }), namespace: 'b' })
     const errors = errorsOf(small)
-    assert.deepEqual(await small.setMany([{ key: 'fits', value: 1 }, { key: 'big', value: 'x'.repeat(4096) }]), [false, false], 'larder stores a batch whole or not at all')
+    assert.deepEqual(
+      await small.setMany([
+        { key: 'fits', value: 1 },
+        { key: 'big', value: 'x'.repeat(4096) },
+      ]),
+      [false, false],
+      'larder stores a batch whole or not at all',
+    )
     assert.ok(errors.length === 1 && isLarderError(errors[0], 'ERR_TOO_LARGE'), errors.map(String).join('; '))
     assert.deepEqual(await keyv.get(['fits', 'big']), [undefined, undefined])
     await small.disconnect()
     await cache.close()
   })
 
-  test('Keyv\'s ttl becomes the entry\'s own expiry, so maintenance reclaims it', async () => {
+  test("Keyv's ttl becomes the entry's own expiry, so maintenance reclaims it", async () => {
     const dir = tempDir('larder-keyv-ttl')
     const cache = await Larder.open({ dir })
     const keyv = new Keyv({ store: new KeyvLarder(cache), namespace: 'ns' })
@@ -154,7 +176,7 @@ describe('larder/keyv', () => {
     await cache.close()
   })
 
-  test('a failing disk: reads miss, writes are dropped, nothing throws into Keyv, and Keyv\'s error event hears of it', async () => {
+  test("a failing disk: reads miss, writes are dropped, nothing throws into Keyv, and Keyv's error event hears of it", async () => {
     const dir = path.join(tempDir('larder-keyv-disk'), 'cache')
     const store = new KeyvLarder({ dir, breaker: { volumeThreshold: 2, resetTimeout: 60_000 } })
     const keyv = new Keyv({ store, namespace: 'ns' })
@@ -202,7 +224,10 @@ describe('larder/keyv', () => {
     assert.equal(await small.get('big'), undefined)
     assert.deepEqual(await small.get(['big']), [undefined]) // Keyv does not catch a store's getMany
     for await (const entry of small.iterator!(undefined)) assert.fail(`iterated ${String(entry)}`)
-    assert.ok(errors.length >= 3 && errors.slice(1).every((e) => isLarderError(e, 'ERR_TOO_LARGE')), `errors: ${errors.map(String).join('; ')}`)
+    assert.ok(
+      errors.length >= 3 && errors.slice(1).every((e) => isLarderError(e, 'ERR_TOO_LARGE')),
+      `errors: ${errors.map(String).join('; ')}`,
+    )
 
     // A value Keyv hands over unserialized (serialize: undefined) that larder's json refuses.
     const unserialized = new Keyv({ store: new KeyvLarder({ dir }), namespace: 'raw', serialize: undefined, deserialize: undefined })

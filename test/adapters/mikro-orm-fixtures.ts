@@ -17,7 +17,12 @@ export const UserSchema = new EntitySchema<User>({
 })
 
 /** An ORM over a fresh in-memory database holding `names`, whose result cache is `adapter`. */
-export async function openOrm(adapter: new (options: never) => CacheAdapter, options: Record<string, unknown>, names: string[], expiration = 60_000): Promise<MikroORM> {
+export async function openOrm(
+  adapter: new (options: never) => CacheAdapter,
+  options: Record<string, unknown>,
+  names: string[],
+  expiration = 60_000,
+): Promise<MikroORM> {
   const orm = await MikroORM.init({
     dbName: ':memory:',
     entities: [UserSchema],

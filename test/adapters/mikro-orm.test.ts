@@ -20,7 +20,8 @@ describe('larder/mikro-orm on libsql', () => {
   test('a named result is served by larder (stale after a flush) until clearCache; a count of 0 is cached too', async () => {
     const dir = tempDir('larder-mikro-named')
     const orm = await openOrm(LarderCacheAdapter, { dir }, ['ann'])
-    const names = async () => (await orm.em.fork().find(UserSchema, {}, { orderBy: { id: 'asc' }, cache: ['users', 60_000] })).map((u) => u.name)
+    const names = async () =>
+      (await orm.em.fork().find(UserSchema, {}, { orderBy: { id: 'asc' }, cache: ['users', 60_000] })).map((u) => u.name)
     const zeds = () => orm.em.fork().count(UserSchema, { name: 'zed' }, { cache: ['zeds', 60_000] })
     assert.deepEqual(await names(), ['ann'])
     assert.equal(await zeds(), 0)
@@ -36,7 +37,7 @@ describe('larder/mikro-orm on libsql', () => {
     await orm.close()
   })
 
-  test('a result under MikroORM\'s own key (a JSON description, hashed when long) is found again; clear() removes only this adapter\'s entries', async () => {
+  test("a result under MikroORM's own key (a JSON description, hashed when long) is found again; clear() removes only this adapter's entries", async () => {
     const cache = await Larder.open({ dir: tempDir('larder-mikro-keys') })
     const orm = await openOrm(LarderCacheAdapter.using(cache), {}, ['ann'])
     const long = 'a'.repeat(5000)
@@ -57,7 +58,7 @@ describe('larder/mikro-orm on libsql', () => {
     await cache.close()
   })
 
-  test('the expiration (the query\'s, else resultCache.expiration) is the entry\'s ttl', async () => {
+  test("the expiration (the query's, else resultCache.expiration) is the entry's ttl", async () => {
     const cache = await Larder.open({ dir: tempDir('larder-mikro-ttl') })
     const orm = await openOrm(LarderCacheAdapter.using(cache), {}, ['ann'], 30_000)
     await orm.em.fork().find(UserSchema, {}, { cache: ['default-expiry', undefined as never] })
@@ -84,13 +85,19 @@ describe('larder/mikro-orm on libsql', () => {
     await em.find(UserSchema, { name: 'ann' }, { cache: 60_000 })
     await em.count(UserSchema, {}, { cache: ['count', 60_000] })
     await orm.close()
-    assert.deepEqual(await runChild('mikro-orm-child.ts', 'read', dir), { named: ['ann', 'bob'], byQuery: ['ann'], count: 2, uncached: ['zed'] })
+    assert.deepEqual(await runChild('mikro-orm-child.ts', 'read', dir), {
+      named: ['ann', 'bob'],
+      byQuery: ['ann'],
+      count: 2,
+      uncached: ['zed'],
+    })
   })
 
   test('clearCache(key) and clear() called in another process reach this one', { timeout: 60_000 }, async () => {
     const dir = tempDir('larder-mikro-invalidate')
     const orm = await openOrm(LarderCacheAdapter, { dir }, ['ann', 'bob'])
-    const named = async () => (await orm.em.fork().find(UserSchema, {}, { orderBy: { id: 'asc' }, cache: ['all-users', 60_000] })).map((u) => u.name)
+    const named = async () =>
+      (await orm.em.fork().find(UserSchema, {}, { orderBy: { id: 'asc' }, cache: ['all-users', 60_000] })).map((u) => u.name)
     const anns = async () => (await orm.em.fork().find(UserSchema, { name: 'ann' }, { cache: 60_000 })).length
     assert.deepEqual(await named(), ['ann', 'bob'])
     assert.equal(await anns(), 1)
@@ -100,7 +107,11 @@ describe('larder/mikro-orm on libsql', () => {
     await em.flush()
     assert.deepEqual(await named(), ['ann', 'bob'], 'served from the cache')
     assert.equal(await anns(), 1, 'served from the cache')
-    assert.deepEqual(await runChild('mikro-orm-child.ts', 'invalidate', dir), { cached: ['ann', 'bob'] }, 'the other process was answered from the shared cache')
+    assert.deepEqual(
+      await runChild('mikro-orm-child.ts', 'invalidate', dir),
+      { cached: ['ann', 'bob'] },
+      'the other process was answered from the shared cache',
+    )
     assert.deepEqual(await named(), ['ann', 'bob', 'cid', 'ann'], 'its clearCache reached this process')
     assert.equal(await anns(), 2, 'its clear() reached this process')
     await orm.close()
@@ -109,7 +120,11 @@ describe('larder/mikro-orm on libsql', () => {
   test('a failing disk: the database answers, onError hears of it, nothing throws', async () => {
     const dir = path.join(tempDir('larder-mikro-disk'), 'cache')
     const errors: Error[] = []
-    const orm = await openOrm(LarderCacheAdapter, { dir, breaker: { volumeThreshold: 2, resetTimeout: 60_000 }, onError: (e: Error) => errors.push(e) }, ['ann'])
+    const orm = await openOrm(
+      LarderCacheAdapter,
+      { dir, breaker: { volumeThreshold: 2, resetTimeout: 60_000 }, onError: (e: Error) => errors.push(e) },
+      ['ann'],
+    )
     assert.equal((await orm.em.fork().find(UserSchema, {}, { cache: ['all', 60_000] })).length, 1)
     fs.renameSync(dir, `${dir}.away`)
     fs.writeFileSync(dir, 'not a directory')

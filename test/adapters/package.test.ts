@@ -27,8 +27,12 @@ async function run(file: string, args: string[], cwd: string, timeout = 120_000)
 
 /** The host libraries at the versions the repository tests (read from its lock). */
 function hostVersions(): string[] {
-  const lock = JSON.parse(fs.readFileSync(path.join(repoRoot, 'package-lock.json'), 'utf8')) as { packages: Record<string, { version: string }> }
-  return ['keyv', 'undici', 'typeorm', 'drizzle-orm', '@mikro-orm/core'].map((name) => `${name}@${lock.packages[`node_modules/${name}`]!.version}`)
+  const lock = JSON.parse(fs.readFileSync(path.join(repoRoot, 'package-lock.json'), 'utf8')) as {
+    packages: Record<string, { version: string }>
+  }
+  return ['keyv', 'undici', 'typeorm', 'drizzle-orm', '@mikro-orm/core'].map(
+    (name) => `${name}@${lock.packages[`node_modules/${name}`]!.version}`,
+  )
 }
 
 // One body for both module systems: every adapter over a cache the app opened (so the adapter
@@ -142,35 +146,56 @@ import type { CacheAdapter, Options } from '@mikro-orm/core'
 import { LarderCacheAdapter } from 'larder/mikro-orm'
 `
 
-test('the packed adapters install beside their host libraries and work from ESM, CJS and strict TypeScript', { timeout: 240_000 }, async (t) => {
-  if (!fs.existsSync(path.join(repoRoot, 'dist', 'adapters', 'mikro-orm.d.cts'))) await run('npm', ['run', 'build', '--silent'], repoRoot)
-  const work = tempDir('larder-adapters-package')
-  const project = path.join(work, 'consumer')
-  fs.mkdirSync(project)
-  const tarball = path.join(work, (await run('npm', ['pack', '--silent', '--pack-destination', work], repoRoot)).trim().split('\n').at(-1)!)
+test(
+  'the packed adapters install beside their host libraries and work from ESM, CJS and strict TypeScript',
+  { timeout: 240_000 },
+  async (t) => {
+    if (!fs.existsSync(path.join(repoRoot, 'dist', 'adapters', 'mikro-orm.d.cts'))) await run('npm', ['run', 'build', '--silent'], repoRoot)
+    const work = tempDir('larder-adapters-package')
+    const project = path.join(work, 'consumer')
+    fs.mkdirSync(project)
+    const tarball = path.join(
+      work,
+      (await run('npm', ['pack', '--silent', '--pack-destination', work], repoRoot)).trim().split('\n').at(-1)!,
+    )
 
-  await t.test('the tarball ships every adapter as ESM, CJS and declarations of both', async () => {
-    const files = new Set((await run('tar', ['-tzf', tarball], work)).split('\n'))
-    const missing = ['keyv', 'undici', 'typeorm', 'drizzle', 'mikro-orm']
-      .flatMap((name) => ['js', 'cjs', 'd.ts', 'd.cts'].map((ext) => `package/dist/adapters/${name}.${ext}`))
-      .filter((file) => !files.has(file))
-    assert.deepEqual(missing, [])
-  })
-
-  fs.writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'adapters-consumer', version: '1.0.0', private: true }))
-  await run('npm', ['install', tarball, ...hostVersions(), '--no-audit', '--no-fund', '--prefer-offline', '--no-package-lock'], project, 180_000)
-
-  for (const [kind, file] of [['esm', 'consumer.mjs'], ['cjs', 'consumer.cjs']] as const) {
-    await t.test(`${kind.toUpperCase()} consumer: every adapter over the app's own cache`, async () => {
-      const source = kind === 'esm' ? imports.esm + body : `${imports.cjs};(async () => {\n${body}\n})().catch((error) => { console.error(error); process.exitCode = 1 })\n`
-      fs.writeFileSync(path.join(project, file), source)
-      const out = JSON.parse((await run(process.execPath, [file, path.join(work, `cache-${kind}`)], project)).trim().split('\n').at(-1)!) as unknown
-      assert.deepEqual(out, { keyv: { v: 1 }, undici: 'body', typeorm: '[1]', drizzle: [[[1, 'ann']], null], mikro: { rows: 2 } })
+    await t.test('the tarball ships every adapter as ESM, CJS and declarations of both', async () => {
+      const files = new Set((await run('tar', ['-tzf', tarball], work)).split('\n'))
+      const missing = ['keyv', 'undici', 'typeorm', 'drizzle', 'mikro-orm']
+        .flatMap((name) => ['js', 'cjs', 'd.ts', 'd.cts'].map((ext) => `package/dist/adapters/${name}.${ext}`))
+        .filter((file) => !files.has(file))
+      assert.deepEqual(missing, [])
     })
-  }
 
-  await t.test('an ESM app\'s cache works with an adapter loaded by require (two copies of larder)', async () => {
-    fs.writeFileSync(path.join(project, 'mixed.mjs'), `
+    fs.writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'adapters-consumer', version: '1.0.0', private: true }))
+    await run(
+      'npm',
+      ['install', tarball, ...hostVersions(), '--no-audit', '--no-fund', '--prefer-offline', '--no-package-lock'],
+      project,
+      180_000,
+    )
+
+    for (const [kind, file] of [
+      ['esm', 'consumer.mjs'],
+      ['cjs', 'consumer.cjs'],
+    ] as const) {
+      await t.test(`${kind.toUpperCase()} consumer: every adapter over the app's own cache`, async () => {
+        const source =
+          kind === 'esm'
+            ? imports.esm + body
+            : `${imports.cjs};(async () => {\n${body}\n})().catch((error) => { console.error(error); process.exitCode = 1 })\n`
+        fs.writeFileSync(path.join(project, file), source)
+        const out = JSON.parse(
+          (await run(process.execPath, [file, path.join(work, `cache-${kind}`)], project)).trim().split('\n').at(-1)!,
+        ) as unknown
+        assert.deepEqual(out, { keyv: { v: 1 }, undici: 'body', typeorm: '[1]', drizzle: [[[1, 'ann']], null], mikro: { rows: 2 } })
+      })
+    }
+
+    await t.test("an ESM app's cache works with an adapter loaded by require (two copies of larder)", async () => {
+      fs.writeFileSync(
+        path.join(project, 'mixed.mjs'),
+        `
       import { createRequire } from 'node:module'
       import { Larder } from 'larder'
       import Keyv from 'keyv'
@@ -180,24 +205,38 @@ test('the packed adapters install beside their host libraries and work from ESM,
       await keyv.set('k', 'v')
       console.log(JSON.stringify([await keyv.get('k'), await cache.get('keyv:k')]))
       await cache.close()
-    `)
-    assert.deepEqual(JSON.parse(await run(process.execPath, ['mixed.mjs', path.join(work, 'cache-mixed')], project)), ['v', JSON.stringify({ value: 'v' })])
-  })
+    `,
+      )
+      assert.deepEqual(JSON.parse(await run(process.execPath, ['mixed.mjs', path.join(work, 'cache-mixed')], project)), [
+        'v',
+        JSON.stringify({ value: 'v' }),
+      ])
+    })
 
-  await t.test('strict TypeScript consumers type-check under NodeNext (.mts and .cts)', async () => {
-    fs.writeFileSync(path.join(project, 'types.mts'), typeImports + typed)
-    fs.writeFileSync(path.join(project, 'types.cts'), typeImports + typed)
-    fs.writeFileSync(path.join(project, 'tsconfig.json'), JSON.stringify({
-      compilerOptions: {
-        module: 'NodeNext', moduleResolution: 'NodeNext', target: 'ES2022', strict: true, noEmit: true,
-        // Declaration files are not checked on their own: the host libraries' do not pass
-        // (drizzle-orm's name drivers that are not installed). larder's core declarations are
-        // checked by test/package.test.ts; here every adapter's are used, under strict, and
-        // the @ts-expect-error lines prove they did not degrade to \`any\`.
-        skipLibCheck: true, types: ['node'], typeRoots: [path.join(repoRoot, 'node_modules', '@types')],
-      },
-      files: ['types.mts', 'types.cts'],
-    }))
-    await run(path.join(repoRoot, 'node_modules', '.bin', 'tsc'), ['--noEmit', '-p', project], project)
-  })
-})
+    await t.test('strict TypeScript consumers type-check under NodeNext (.mts and .cts)', async () => {
+      fs.writeFileSync(path.join(project, 'types.mts'), typeImports + typed)
+      fs.writeFileSync(path.join(project, 'types.cts'), typeImports + typed)
+      fs.writeFileSync(
+        path.join(project, 'tsconfig.json'),
+        JSON.stringify({
+          compilerOptions: {
+            module: 'NodeNext',
+            moduleResolution: 'NodeNext',
+            target: 'ES2022',
+            strict: true,
+            noEmit: true,
+            // Declaration files are not checked on their own: the host libraries' do not pass
+            // (drizzle-orm's name drivers that are not installed). larder's core declarations are
+            // checked by test/package.test.ts; here every adapter's are used, under strict, and
+            // the @ts-expect-error lines prove they did not degrade to \`any\`.
+            skipLibCheck: true,
+            types: ['node'],
+            typeRoots: [path.join(repoRoot, 'node_modules', '@types')],
+          },
+          files: ['types.mts', 'types.cts'],
+        }),
+      )
+      await run(path.join(repoRoot, 'node_modules', '.bin', 'tsc'), ['--noEmit', '-p', project], project)
+    })
+  },
+)

@@ -21,7 +21,10 @@ export interface Postgres {
 function serverBin(): string | undefined {
   const root = '/usr/lib/postgresql'
   if (!fs.existsSync(root)) return undefined
-  const versions = fs.readdirSync(root).filter((v) => fs.existsSync(path.join(root, v, 'bin', 'initdb'))).sort((a, b) => Number(b) - Number(a))
+  const versions = fs
+    .readdirSync(root)
+    .filter((v) => fs.existsSync(path.join(root, v, 'bin', 'initdb')))
+    .sort((a, b) => Number(b) - Number(a))
   return versions[0] === undefined ? undefined : path.join(root, versions[0], 'bin')
 }
 
@@ -37,7 +40,7 @@ async function freePort(): Promise<number> {
 /** Starts a cluster, or says why it cannot (then the caller skips with that message). */
 export async function startPostgres(): Promise<Postgres | string> {
   const bin = serverBin()
-  if (bin === undefined) return 'PostgreSQL is not installed (.ci/run installs Debian\'s postgresql)'
+  if (bin === undefined) return "PostgreSQL is not installed (.ci/run installs Debian's postgresql)"
   if (process.getuid?.() !== 0) return 'starting PostgreSQL as the postgres user needs root'
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'larder-pg-'))
   const data = path.join(home, 'data')
@@ -49,7 +52,18 @@ export async function startPostgres(): Promise<Postgres | string> {
     fs.chownSync(home, Number((await run('id', ['-u', 'postgres'])).stdout), Number((await run('id', ['-g', 'postgres'])).stdout))
     await as('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync'])
     const port = await freePort()
-    await as('pg_ctl', ['-D', data, '-l', path.join(home, 'log'), '-w', '-t', '60', '-o', `-c listen_addresses=127.0.0.1 -p ${port} -k ${home} -c fsync=off`, 'start'])
+    await as('pg_ctl', [
+      '-D',
+      data,
+      '-l',
+      path.join(home, 'log'),
+      '-w',
+      '-t',
+      '60',
+      '-o',
+      `-c listen_addresses=127.0.0.1 -p ${port} -k ${home} -c fsync=off`,
+      'start',
+    ])
     return {
       port,
       stop: async () => {

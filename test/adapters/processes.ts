@@ -15,10 +15,17 @@ export async function runChild<T = Record<string, unknown>>(script: string, ...a
   const file = fileURLToPath(new URL(`./children/${script}`, import.meta.url))
   let stdout: string
   try {
-    ;({ stdout } = await run(process.execPath, ['--import', 'tsx', file, ...args], { cwd: repoRoot, timeout: 60_000, maxBuffer: 16 * 1024 * 1024 }))
+    ;({ stdout } = await run(process.execPath, ['--import', 'tsx', file, ...args], {
+      cwd: repoRoot,
+      timeout: 60_000,
+      maxBuffer: 16 * 1024 * 1024,
+    }))
   } catch (error) {
     const e = error as Error & { stdout?: string; stderr?: string }
-    throw new Error(`child ${script} ${args.join(' ')} failed: ${e.message}\n--- stdout\n${e.stdout ?? ''}\n--- stderr\n${e.stderr ?? ''}`, { cause: error })
+    throw new Error(
+      `child ${script} ${args.join(' ')} failed: ${e.message}\n--- stdout\n${e.stdout ?? ''}\n--- stderr\n${e.stderr ?? ''}`,
+      { cause: error },
+    )
   }
   const last = stdout.trim().split('\n').at(-1) ?? ''
   return JSON.parse(last) as T

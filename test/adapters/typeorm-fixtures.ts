@@ -33,7 +33,11 @@ export class WarningLog implements Logger {
 /** A DataSource (sql.js in memory unless `connection` says otherwise) whose query result cache
  *  is larder, its users table holding `names` (`null`: the rows already there, for a second
  *  process on a shared database). */
-export async function openDataSource(cache: CacheOrOptions, names: string[] | null, connection?: Partial<DataSourceOptions>): Promise<{ ds: DataSource; log: WarningLog }> {
+export async function openDataSource(
+  cache: CacheOrOptions,
+  names: string[] | null,
+  connection?: Partial<DataSourceOptions>,
+): Promise<{ ds: DataSource; log: WarningLog }> {
   const log = new WarningLog()
   const ds = new DataSource({
     type: 'sqljs',

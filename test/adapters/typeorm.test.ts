@@ -26,11 +26,12 @@ function contract(connection: () => Partial<DataSourceOptions> | string): void {
       await body(db)
     })
   }
-  test('a query cached by id is served by larder (stale after a write) until remove([id]); remove covers getManyAndCount\'s count', async (db) => {
+  test("a query cached by id is served by larder (stale after a write) until remove([id]); remove covers getManyAndCount's count", async (db) => {
     const dir = tempDir('larder-typeorm-id')
     const { ds } = await openDataSource({ dir }, ['ann', 'bob'], db)
     const users = ds.getRepository(UserSchema)
-    const names = async (): Promise<string[]> => (await users.find({ order: { id: 'ASC' }, cache: { id: 'all', milliseconds: 60_000 } })).map((u) => u.name)
+    const names = async (): Promise<string[]> =>
+      (await users.find({ order: { id: 'ASC' }, cache: { id: 'all', milliseconds: 60_000 } })).map((u) => u.name)
     assert.deepEqual(await names(), ['ann', 'bob'])
     await users.insert({ name: 'cid' })
     assert.deepEqual(await names(), ['ann', 'bob'], 'served from the cache')
@@ -45,7 +46,7 @@ function contract(connection: () => Partial<DataSourceOptions> | string): void {
     await ds.destroy()
   })
 
-  test('a query cached by its SQL is served by larder until clear(), which leaves the cache\'s other entries', async (db) => {
+  test("a query cached by its SQL is served by larder until clear(), which leaves the cache's other entries", async (db) => {
     const cache = await Larder.open({ dir: tempDir('larder-typeorm-query') })
     const { ds } = await openDataSource(cache, ['ann'], db)
     const users = ds.getRepository(UserSchema)
@@ -58,7 +59,10 @@ function contract(connection: () => Partial<DataSourceOptions> | string): void {
     assert.equal(await anns(), 2)
     assert.equal(await cache.get('not-typeorm'), 'kept')
     const keys = (await cache.entries()).map((e) => e.key)
-    assert.ok(keys.some((k) => k.startsWith('typeorm:query:SELECT')), keys.join(', '))
+    assert.ok(
+      keys.some((k) => k.startsWith('typeorm:query:SELECT')),
+      keys.join(', '),
+    )
     await ds.destroy()
     await cache.close()
   })
@@ -67,7 +71,8 @@ function contract(connection: () => Partial<DataSourceOptions> | string): void {
     const dir = tempDir('larder-typeorm-invalidate')
     const { ds } = await openDataSource({ dir }, ['ann', 'bob'], db)
     const users = ds.getRepository(UserSchema)
-    const byId = async (): Promise<string[]> => (await users.find({ order: { id: 'ASC' }, cache: { id: 'all-users', milliseconds: 60_000 } })).map((u) => u.name)
+    const byId = async (): Promise<string[]> =>
+      (await users.find({ order: { id: 'ASC' }, cache: { id: 'all-users', milliseconds: 60_000 } })).map((u) => u.name)
     const anns = async (): Promise<number> => (await users.find({ where: { name: 'ann' }, cache: 60_000 })).length
     assert.deepEqual(await byId(), ['ann', 'bob'])
     assert.equal(await anns(), 1)
@@ -81,7 +86,7 @@ function contract(connection: () => Partial<DataSourceOptions> | string): void {
     await ds.destroy()
   })
 
-  test('an entry expires with the query\'s duration: TypeORM asks the database again, and larder reclaims it', async (db) => {
+  test("an entry expires with the query's duration: TypeORM asks the database again, and larder reclaims it", async (db) => {
     const cache = await Larder.open({ dir: tempDir('larder-typeorm-ttl') })
     const { ds } = await openDataSource(cache, ['ann'], db)
     const users = ds.getRepository(UserSchema)
@@ -126,7 +131,7 @@ describe('larder/typeorm on SQLite (sql.js)', () => {
     await ds.destroy()
   })
 
-  test('a result larder cannot store is a warning and the query\'s rows; one too large to read is a miss and a warning', async () => {
+  test("a result larder cannot store is a warning and the query's rows; one too large to read is a miss and a warning", async () => {
     const dir = tempDir('larder-typeorm-bad-values')
     const long = 'x'.repeat(2000)
     const { ds, log } = await openDataSource({ dir, maxValueSize: '1KiB' }, [long])
@@ -156,5 +161,7 @@ describe('larder/typeorm on PostgreSQL', () => {
     if (typeof pg !== 'string') await pg.stop()
   })
 
-  contract(() => typeof pg === 'string' ? pg : { type: 'postgres', host: '127.0.0.1', port: pg.port, username: 'postgres', database: 'postgres' })
+  contract(() =>
+    typeof pg === 'string' ? pg : { type: 'postgres', host: '127.0.0.1', port: pg.port, username: 'postgres', database: 'postgres' },
+  )
 })

@@ -31,7 +31,16 @@ function keyOf(pathname: string, headers: Record<string, string> = {}, method = 
 
 function valueOf(fields: Partial<Value> = {}): Value {
   const now = Date.now()
-  return { statusCode: 200, statusMessage: 'OK', headers: { 'content-type': 'text/plain' }, cacheControlDirectives: { 'max-age': 60 }, cachedAt: now, staleAt: now + 60_000, deleteAt: now + 120_000, ...fields }
+  return {
+    statusCode: 200,
+    statusMessage: 'OK',
+    headers: { 'content-type': 'text/plain' },
+    cacheControlDirectives: { 'max-age': 60 },
+    cachedAt: now,
+    staleAt: now + 60_000,
+    deleteAt: now + 120_000,
+    ...fields,
+  }
 }
 
 /** Writes a body through the store's write stream and waits until the store says it is done. */
@@ -136,7 +145,11 @@ describe('larder/undici: the CacheStore contract', () => {
     assert.equal(await bodyText(await store.get(keyOf('/gone'))), 'back', 'a response stored after the delete is kept')
     const stamps = fs.readdirSync(path.join(cache.dir as string, 'v1', 'default', 'tags')).length
     await store.delete(keyOf('/never-cached', {}, 'POST'))
-    assert.equal(fs.readdirSync(path.join(cache.dir as string, 'v1', 'default', 'tags')).length, stamps, 'deleting a URL never cached writes nothing')
+    assert.equal(
+      fs.readdirSync(path.join(cache.dir as string, 'v1', 'default', 'tags')).length,
+      stamps,
+      'deleting a URL never cached writes nothing',
+    )
   })
 
   test('bodies stream into larder: an 8 MiB body is one streamed entry and reads back byte for byte', async () => {
@@ -155,7 +168,7 @@ describe('larder/undici: the CacheStore contract', () => {
 })
 
 describe('larder/undici: limits and errors', () => {
-  test('a body over maxEntrySize errors the write stream (undici\'s channel) and stores nothing; one at the limit is stored', async () => {
+  test("a body over maxEntrySize errors the write stream (undici's channel) and stores nothing; one at the limit is stored", async () => {
     const cache = await Larder.open({ dir: tempDir('larder-undici-limit') })
     const store = new LarderCacheStore(cache, { maxEntrySize: 10 })
     const writable = store.createWriteStream(keyOf('/too-big'), valueOf())!
@@ -168,14 +181,20 @@ describe('larder/undici: limits and errors', () => {
     assert.deepEqual(await cache.entries(), [])
     await write(store, keyOf('/fits'), valueOf(), ['0123456789'])
     assert.equal(await bodyText(await store.get(keyOf('/fits'))), '0123456789')
-    assert.throws(() => new LarderCacheStore(cache, { maxEntrySize: -1 }), (e: unknown) => isLarderError(e, 'ERR_INVALID_OPTION'))
+    assert.throws(
+      () => new LarderCacheStore(cache, { maxEntrySize: -1 }),
+      (e: unknown) => isLarderError(e, 'ERR_INVALID_OPTION'),
+    )
     await cache.close()
   })
 
   test('a failing disk: get misses and the write stream finishes (fail-open), errorCallback hears of it, nothing throws', async () => {
     const dir = path.join(tempDir('larder-undici-disk'), 'cache')
     const errors: Error[] = []
-    const store = new LarderCacheStore({ dir, breaker: { volumeThreshold: 2, resetTimeout: 60_000 } }, { errorCallback: (e) => errors.push(e) })
+    const store = new LarderCacheStore(
+      { dir, breaker: { volumeThreshold: 2, resetTimeout: 60_000 } },
+      { errorCallback: (e) => errors.push(e) },
+    )
     await write(store, keyOf('/kept'), valueOf(), ['kept'])
     assert.equal(await bodyText(await store.get(keyOf('/kept'))), 'kept')
     fs.renameSync(dir, `${dir}.away`)
@@ -292,14 +311,19 @@ describe('larder/undici: fetch through the cache interceptor', () => {
     assert.equal(served, before + 2)
     assert.match(en.text, /^hello \(en\)/)
     assert.match(fr.text, /^hello \(fr\)/)
-    for (let i = 0; i < 200 && (await store.get({ origin: base, path: '/greeting', method: 'GET', headers: { 'accept-language': 'fr' } })) === undefined; i++) await sleep(10)
+    for (
+      let i = 0;
+      i < 200 && (await store.get({ origin: base, path: '/greeting', method: 'GET', headers: { 'accept-language': 'fr' } })) === undefined;
+      i++
+    )
+      await sleep(10)
     assert.equal((await get('/greeting', { 'accept-language': 'en' })).text, en.text)
     const child = await runChild('undici-child.ts', dir, `${base}/greeting`, 'accept-language=fr')
     assert.equal(child.body, fr.text)
     assert.equal(served, before + 2)
   })
 
-  test('Node\'s built-in fetch goes through the global dispatcher too: answered by the store', async () => {
+  test("Node's built-in fetch goes through the global dispatcher too: answered by the store", async () => {
     const first = await (await globalThis.fetch(`${base}/builtin`)).text()
     await settled(`undici:GET ${base}/builtin`)
     const before = served
@@ -327,19 +351,23 @@ describe('larder/undici: fetch through the cache interceptor', () => {
     assert.equal(served, before + 2)
   })
 
-  test('a POST in another process makes undici delete the URL there, and so here: the next GET goes to the origin', { timeout: 60_000 }, async () => {
-    await get('/posted-elsewhere')
-    await settled(`undici:GET ${base}/posted-elsewhere`)
-    const before = served
-    assert.notEqual((await get('/posted-elsewhere')).age, null)
-    assert.equal(served, before)
-    const child = await runChild('undici-child.ts', dir, `${base}/posted-elsewhere`, '--post')
-    assert.equal(child.age, null)
-    assert.equal(served, before + 1, 'the POST reached the origin')
-    const again = await get('/posted-elsewhere')
-    assert.equal(again.age, null, 'not from the store')
-    assert.equal(served, before + 2)
-  })
+  test(
+    'a POST in another process makes undici delete the URL there, and so here: the next GET goes to the origin',
+    { timeout: 60_000 },
+    async () => {
+      await get('/posted-elsewhere')
+      await settled(`undici:GET ${base}/posted-elsewhere`)
+      const before = served
+      assert.notEqual((await get('/posted-elsewhere')).age, null)
+      assert.equal(served, before)
+      const child = await runChild('undici-child.ts', dir, `${base}/posted-elsewhere`, '--post')
+      assert.equal(child.age, null)
+      assert.equal(served, before + 1, 'the POST reached the origin')
+      const again = await get('/posted-elsewhere')
+      assert.equal(again.age, null, 'not from the store')
+      assert.equal(served, before + 2)
+    },
+  )
 })
 
 describe('larder/undici: fetch with a failing disk', () => {

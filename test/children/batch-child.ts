@@ -19,4 +19,6 @@ const values = await cache.getMany(items.map((item) => item.key))
 const intact = values.filter((v, i) => Buffer.isBuffer(v) && v.equals(items[i]!.value)).length
 const stats = await cache.stats()
 await cache.close()
-console.log(JSON.stringify({ intact, errors: stats.errors, dropped: stats.dropped, breaker: stats.breaker.state, firstErrors: errors.slice(0, 3) }))
+console.log(
+  JSON.stringify({ intact, errors: stats.errors, dropped: stats.dropped, breaker: stats.breaker.state, firstErrors: errors.slice(0, 3) }),
+)

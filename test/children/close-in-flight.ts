@@ -71,4 +71,7 @@ await new Promise((resolve) => setImmediate(resolve)) // let settled promises ru
 const settled = { ...outcome }
 const filesAtClose = files()
 await delay(500)
-process.send!({ type: 'closed', outcome: settled, filesAtClose, tempsAtClose: filesAtClose.filter((f) => f.includes('.')), filesLater: files() }, () => process.exit(0))
+process.send!(
+  { type: 'closed', outcome: settled, filesAtClose, tempsAtClose: filesAtClose.filter((f) => f.includes('.')), filesLater: files() },
+  () => process.exit(0),
+)

@@ -33,6 +33,9 @@ plant(targets[where]!)
 const again = await Larder.open({ dir, maxEntries: 100, evictionPolicy: 'lfu', maintenance: { interval: 0 } })
 const value = await again.get('k')
 const stats = await again.stats()
-const pruned = await again.prune().then((r) => r.scanned, (e: Error) => e.message)
+const pruned = await again.prune().then(
+  (r) => r.scanned,
+  (e: Error) => e.message,
+)
 await again.close()
 console.log(`done ${JSON.stringify({ value, entries: stats.entries, pruned })}`)

@@ -20,7 +20,11 @@ function bytes(version: number, size: number, kind: 'random' | 'text'): Buffer {
 export function persistenceFixtures(): Fixture[] {
   const fixtures: Fixture[] = []
   const add = (serializer: SerializerName, name: string, value: unknown, expected?: unknown): void => {
-    fixtures.push(expected === undefined ? { serializer, key: `${serializer}:${name}`, value } : { serializer, key: `${serializer}:${name}`, value, expected })
+    fixtures.push(
+      expected === undefined
+        ? { serializer, key: `${serializer}:${name}`, value }
+        : { serializer, key: `${serializer}:${name}`, value, expected },
+    )
   }
 
   // json
@@ -38,7 +42,10 @@ export function persistenceFixtures(): Fixture[] {
   cyclic.self = cyclic
   cyclic.list.push(cyclic)
   add('v8', 'map-set-date-bigint', {
-    map: new Map<unknown, unknown>([['a', 1], [2, { deep: new Set(['x', 'y']) }]]),
+    map: new Map<unknown, unknown>([
+      ['a', 1],
+      [2, { deep: new Set(['x', 'y']) }],
+    ]),
     date: new Date(Date.UTC(2024, 1, 29, 12, 34, 56, 789)),
     big: -(2n ** 100n) + 1n,
     regexp: /ab+c/giu,
@@ -53,7 +60,10 @@ export function persistenceFixtures(): Fixture[] {
 
   // msgpack
   add('msgpack', 'map-set-date-bigint', {
-    map: new Map<unknown, unknown>([['k', [1, 2, 3]], ['n', null]]),
+    map: new Map<unknown, unknown>([
+      ['k', [1, 2, 3]],
+      ['n', null],
+    ]),
     set: new Set([1, 'two', 3]),
     date: new Date(Date.UTC(1999, 11, 31, 23, 59, 59, 999)),
     big: 12345678901234567890n,
@@ -62,7 +72,11 @@ export function persistenceFixtures(): Fixture[] {
     u8: new Uint8Array([1, 2, 3]),
     nested: { a: [{ b: { c: 'deep' } }] },
   })
-  add('msgpack', 'large', Array.from({ length: 5000 }, (_, i) => ({ i, name: `item-${i}`, tags: ['a', 'b'] })))
+  add(
+    'msgpack',
+    'large',
+    Array.from({ length: 5000 }, (_, i) => ({ i, name: `item-${i}`, tags: ['a', 'b'] })),
+  )
   add('msgpack', 'string', 'msgpack ✓ string')
 
   // raw

@@ -46,7 +46,9 @@ export class Child {
     this.exited = new Promise((resolve) => {
       this.proc.on('exit', (code, signal) => {
         this.#exit = { code, signal }
-        const error = new Error(`child ${this.name} exited (code ${code}, signal ${signal}) with messages pending${this.#stderr ? `; stderr:\n${this.#stderr}` : ''}`)
+        const error = new Error(
+          `child ${this.name} exited (code ${code}, signal ${signal}) with messages pending${this.#stderr ? `; stderr:\n${this.#stderr}` : ''}`,
+        )
         for (const p of this.#pending.values()) p.reject(error)
         this.#pending.clear()
         for (const w of this.#waiters) w.reject(error)
@@ -92,7 +94,8 @@ export class Child {
   next(type: string): Promise<ChildEvent> {
     const i = this.#events.findIndex((e) => e.type === type)
     if (i >= 0) return Promise.resolve(this.#events.splice(i, 1)[0]!)
-    if (this.#exit !== undefined) return Promise.reject(new Error(`child ${this.name} exited before sending "${type}"; stderr:\n${this.#stderr}`))
+    if (this.#exit !== undefined)
+      return Promise.reject(new Error(`child ${this.name} exited before sending "${type}"; stderr:\n${this.#stderr}`))
     return new Promise((resolve, reject) => this.#waiters.push({ type, resolve, reject }))
   }
 

@@ -30,12 +30,22 @@ const sample = (): void => {
 }
 const sampler = setInterval(sample, 5)
 
-let outcome: { kind: 'value'; type: string; length: number | undefined } | { kind: 'miss' } | { kind: 'error'; code: string | undefined; message: string }
+let outcome:
+  | { kind: 'value'; type: string; length: number | undefined }
+  | { kind: 'miss' }
+  | { kind: 'error'; code: string | undefined; message: string }
 try {
   if (op === 'get') {
     const value = await cache.get(key)
     sample()
-    outcome = value === undefined ? { kind: 'miss' } : { kind: 'value', type: Buffer.isBuffer(value) ? 'buffer' : typeof value, length: Buffer.isBuffer(value) || typeof value === 'string' ? value.length : undefined }
+    outcome =
+      value === undefined
+        ? { kind: 'miss' }
+        : {
+            kind: 'value',
+            type: Buffer.isBuffer(value) ? 'buffer' : typeof value,
+            length: Buffer.isBuffer(value) || typeof value === 'string' ? value.length : undefined,
+          }
   } else {
     const stream = await cache.getStream(key)
     if (stream === undefined) outcome = { kind: 'miss' }

@@ -35,11 +35,15 @@ async function handle(m: Record<string, unknown>): Promise<unknown> {
       await open().invalidateTags(m.tags as string[])
       return true
     case 'lockedLoad': {
-      const value = await open().getOrSet(m.key as string, async () => {
-        loads++
-        await delay(m.ms as number)
-        return m.value
-      }, { lock: true })
+      const value = await open().getOrSet(
+        m.key as string,
+        async () => {
+          loads++
+          await delay(m.ms as number)
+          return m.value
+        },
+        { lock: true },
+      )
       return { value, loads }
     }
     case 'flush':

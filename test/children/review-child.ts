@@ -41,14 +41,19 @@ if (mode === 'set-on-go') {
   const [mountpoint] = rest as [string]
   const cache = await Larder.open({ dir: dir!, maintenance: false })
   let remounted = false
-  const code = await cache.verify({
-    repair: true,
-    onProgress: () => {
-      if (remounted) return
-      remounted = true
-      execFileSync('mount', ['-o', 'remount,ro,bind', mountpoint])
-    },
-  }).then(() => 'ok', (error: { code?: string }) => error.code)
+  const code = await cache
+    .verify({
+      repair: true,
+      onProgress: () => {
+        if (remounted) return
+        remounted = true
+        execFileSync('mount', ['-o', 'remount,ro,bind', mountpoint])
+      },
+    })
+    .then(
+      () => 'ok',
+      (error: { code?: string }) => error.code,
+    )
   process.stdout.write(`${code}\n`)
   process.exit(0) // as a CLI run would: the process is gone, its lock left behind
 } else {

@@ -43,11 +43,15 @@ async function handle(message: Record<string, unknown>): Promise<unknown> {
       const key = message.key as string
       let release!: () => void
       const gate = new Promise<void>((resolve) => (release = resolve))
-      const result = cacheOf(message.h).getOrSet(key, async () => {
-        process.send!({ type: 'loader-started', key })
-        await gate
-        return message.value
-      }, message.options as object | undefined)
+      const result = cacheOf(message.h).getOrSet(
+        key,
+        async () => {
+          process.send!({ type: 'loader-started', key })
+          await gate
+          return message.value
+        },
+        message.options as object | undefined,
+      )
       result.catch(() => {}) // reported by finishLoad
       loads.set(key, { release, result })
       return true

@@ -70,7 +70,9 @@ export function* artifactChunks(spec: ArtifactSpec): Generator<Buffer> {
     if (kind === 'random' || (kind === 'mixed' && i % 2 === 1)) {
       out = cipher.update(zeros.subarray(0, n))
     } else {
-      const line = Buffer.from(`artifact version ${spec.version} chunk ${i} -- the quick brown fox jumps over the lazy dog ${i * 7919 % 1000}\n`)
+      const line = Buffer.from(
+        `artifact version ${spec.version} chunk ${i} -- the quick brown fox jumps over the lazy dog ${(i * 7919) % 1000}\n`,
+      )
       out = Buffer.allocUnsafe(n)
       for (let o = 0; o < n; o += line.length) line.copy(out, o, 0, Math.min(line.length, n - o))
     }
@@ -118,7 +120,9 @@ export interface RecordValue {
 }
 
 function recordSha(r: Omit<RecordValue, 'sha'>): string {
-  return createHash('sha256').update(JSON.stringify([r.key, r.writer, r.seq, r.pad])).digest('hex')
+  return createHash('sha256')
+    .update(JSON.stringify([r.key, r.writer, r.seq, r.pad]))
+    .digest('hex')
 }
 
 /** A value that names its key, its writer and sequence number, and checksums all three. */
@@ -145,7 +149,8 @@ export function recordProblem(key: string, value: unknown): string | undefined {
   if (v === null || typeof v !== 'object') return `not an object: ${typeof v}`
   const r = v as Partial<RecordValue>
   if (r.key !== key) return `key mismatch: asked ${key}, value is for ${String(r.key)}`
-  if (typeof r.writer !== 'number' || typeof r.seq !== 'number' || typeof r.pad !== 'string' || typeof r.sha !== 'string') return 'missing fields'
+  if (typeof r.writer !== 'number' || typeof r.seq !== 'number' || typeof r.pad !== 'string' || typeof r.sha !== 'string')
+    return 'missing fields'
   if (recordSha(r as RecordValue) !== r.sha) return `checksum mismatch (writer ${r.writer} seq ${r.seq})`
   return undefined
 }
@@ -226,7 +231,10 @@ export async function verifyEntryFile(file: string): Promise<string> {
  */
 export function makeBlob(key: string, writer: number, seq: number, size: number): Buffer {
   const header = Buffer.from(JSON.stringify({ key, writer, seq }) + '\n')
-  const body = Buffer.concat([header, ...artifactChunks({ version: writer * 1_000_000 + seq, size: Math.max(0, size - header.length - 64), kind: 'random', chunk: 64 * KiB })])
+  const body = Buffer.concat([
+    header,
+    ...artifactChunks({ version: writer * 1_000_000 + seq, size: Math.max(0, size - header.length - 64), kind: 'random', chunk: 64 * KiB }),
+  ])
   return Buffer.concat([Buffer.from(createHash('sha256').update(body).digest('hex')), body])
 }
 

@@ -109,7 +109,16 @@ async function stress(a: StressArgs): Promise<Record<string, unknown>> {
   }
   const stats = await cache.stats()
   await cache.close()
-  return { counts, wrongCount: wrong.length, wrong: wrong.slice(0, 10), thrownCount: thrown.length, thrown: thrown.slice(0, 5), errorEvents: errorEvents.slice(0, 5), corruptEvents: corruptEvents.slice(0, 5), stats }
+  return {
+    counts,
+    wrongCount: wrong.length,
+    wrong: wrong.slice(0, 10),
+    thrownCount: thrown.length,
+    thrown: thrown.slice(0, 5),
+    errorEvents: errorEvents.slice(0, 5),
+    corruptEvents: corruptEvents.slice(0, 5),
+    stats,
+  }
 }
 
 /** Writes every persistence fixture, each through a cache opened with its serializer. */

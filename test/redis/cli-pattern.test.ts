@@ -76,7 +76,11 @@ describe('the CLI removes matching keys from Redis too (--redis, LARDER_REDIS_UR
   /** The cache keys Redis holds under `prefix` (the default namespace), sorted. */
   async function sharedKeys(prefix: string): Promise<string[]> {
     const names = await redis.keys(`${prefix}*`)
-    return names.map((n) => n.slice(prefix.length)).filter((k) => !k.includes('\0')).map((k) => k.replace(/^[^:]*:/, '')).sort()
+    return names
+      .map((n) => n.slice(prefix.length))
+      .filter((k) => !k.includes('\0'))
+      .map((k) => k.replace(/^[^:]*:/, ''))
+      .sort()
   }
 
   test('rm --pattern --redis removes the keys from the directory, from Redis and from every instance', async () => {
@@ -85,7 +89,10 @@ describe('the CLI removes matching keys from Redis too (--redis, LARDER_REDIS_UR
     assert.equal(result.code, 0, result.stderr)
     assert.deepEqual(JSON.parse(result.stdout), { removed: 2, sharedRemoved: 2 })
     assert.deepEqual(await sharedKeys(prefix), ['order:1'], 'only the matching keys left Redis')
-    assert.ok(await eventually(async () => (await b.get('user:1')) === undefined && (await b.get('user:2')) === undefined), 'B dropped its local copies')
+    assert.ok(
+      await eventually(async () => (await b.get('user:1')) === undefined && (await b.get('user:2')) === undefined),
+      'B dropped its local copies',
+    )
     assert.equal(await a.get('user:1'), undefined)
     assert.equal(await b.get('order:1'), 'value of order:1')
     assert.equal(await a.get('order:1'), 'value of order:1')
@@ -93,7 +100,10 @@ describe('the CLI removes matching keys from Redis too (--redis, LARDER_REDIS_UR
 
   test('prune --pattern with LARDER_REDIS_URL does the same, and reports it', async () => {
     const { prefix, dirA, b } = await setUp()
-    const result = await larder(['prune', '--dir', dirA, '--pattern', 'user:2', '--json'], { LARDER_REDIS_URL: server.url, LARDER_REDIS_PREFIX: prefix })
+    const result = await larder(['prune', '--dir', dirA, '--pattern', 'user:2', '--json'], {
+      LARDER_REDIS_URL: server.url,
+      LARDER_REDIS_PREFIX: prefix,
+    })
     assert.equal(result.code, 0, result.stderr)
     const report = JSON.parse(result.stdout) as { matched: number; sharedRemoved: number }
     assert.equal(report.matched, 1)
@@ -115,7 +125,19 @@ describe('the CLI removes matching keys from Redis too (--redis, LARDER_REDIS_UR
     const local = await larder(['rm', '--dir', dirA, '--pattern', 'user:*', '--json'])
     assert.equal(local.code, 0, local.stderr)
     assert.deepEqual(JSON.parse(local.stdout), { removed: 2 })
-    const dry = await larder(['prune', '--dir', dirA, '--pattern', 'order:*', '--dry-run', '--redis', server.url, '--redis-prefix', prefix, '--json'])
+    const dry = await larder([
+      'prune',
+      '--dir',
+      dirA,
+      '--pattern',
+      'order:*',
+      '--dry-run',
+      '--redis',
+      server.url,
+      '--redis-prefix',
+      prefix,
+      '--json',
+    ])
     assert.equal(dry.code, 0, dry.stderr)
     assert.deepEqual(await sharedKeys(prefix), ['order:1', 'user:1', 'user:2'])
     assert.equal(await b.get('user:1'), 'value of user:1')
@@ -136,6 +158,9 @@ describe('the CLI removes matching keys from Redis too (--redis, LARDER_REDIS_UR
     const result = await larder(['prune', '--dir', dirA, '--pattern', 'user:*', '--redis', nobody, '--json'])
     assert.equal(result.code, 1, result.stderr)
     assert.equal((JSON.parse(result.stdout) as { error: { code: string } }).error.code, 'ERR_UNAVAILABLE')
-    assert.deepEqual((await a.entries()).map((e) => e.key), ['order:1'])
+    assert.deepEqual(
+      (await a.entries()).map((e) => e.key),
+      ['order:1'],
+    )
   })
 })

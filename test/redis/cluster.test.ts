@@ -21,11 +21,22 @@ describe('a 3-master Redis Cluster', { skip }, () => {
   let b: Larder
   before(async () => {
     for (let i = 0; i < 3; i++) {
-      const node = new RedisServer(await freePort(), ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000'])
+      const node = new RedisServer(await freePort(), [
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        'nodes.conf',
+        '--cluster-node-timeout',
+        '2000',
+      ])
       nodes.push(node)
       await node.start()
     }
-    execFileSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], { stdio: 'ignore' })
+    execFileSync(
+      'redis-cli',
+      ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'],
+      { stdio: 'ignore' },
+    )
     for (let i = 0; i < 400 && !nodes.every((n) => n.cli('CLUSTER', 'INFO').includes('cluster_state:ok')); i++) await delay(25)
     const cluster = nodes.map((n) => `127.0.0.1:${n.port}`)
     a = await Larder.open({ dir: tempDir(), memory: true, maintenance: false, redis: { cluster, prefix } })
@@ -44,18 +55,34 @@ describe('a 3-master Redis Cluster', { skip }, () => {
   test('setMany and getMany are split by slot: the keys land on every master, and another instance reads them all', async () => {
     await a.setMany(keys.map((key, i) => ({ key, value: i })))
     const spread = perMaster()
-    assert.equal(spread.reduce((x, y) => x + y, 0), keys.length)
-    assert.ok(spread.every((count) => count > 0), `every master holds some (${spread.join(', ')})`)
-    assert.deepEqual(await b.getMany(keys), keys.map((_, i) => i))
+    assert.equal(
+      spread.reduce((x, y) => x + y, 0),
+      keys.length,
+    )
+    assert.ok(
+      spread.every((count) => count > 0),
+      `every master holds some (${spread.join(', ')})`,
+    )
+    assert.deepEqual(
+      await b.getMany(keys),
+      keys.map((_, i) => i),
+    )
     assert.equal((await b.stats()).tiers.redis!.errors, 0)
   })
 
   test('deleteMany is split by slot, and the bus tells the other instance', async () => {
     const gone = keys.slice(0, 20)
-    assert.deepEqual(await b.getMany(gone), gone.map((_, i) => i)) // B holds them locally now
+    assert.deepEqual(
+      await b.getMany(gone),
+      gone.map((_, i) => i),
+    ) // B holds them locally now
     assert.equal(await a.deleteMany(gone), 20)
     assert.ok(await eventually(async () => (await b.getMany(gone)).every((v) => v === undefined)), 'B drops its copies')
-    assert.equal(perMaster().reduce((x, y) => x + y, 0), keys.length, 'tombstones hold the deleted keys for a while')
+    assert.equal(
+      perMaster().reduce((x, y) => x + y, 0),
+      keys.length,
+      'tombstones hold the deleted keys for a while',
+    )
   })
 
   test('an overwrite on A is seen by B over the bus', async () => {
@@ -68,7 +95,10 @@ describe('a 3-master Redis Cluster', { skip }, () => {
     const before = perMaster()
     assert.ok(before.every((count) => count > 0))
     const report = await a.prune({ pattern: 'user:*' })
-    assert.equal(report.sharedRemoved, before.reduce((x, y) => x + y, 0))
+    assert.equal(
+      report.sharedRemoved,
+      before.reduce((x, y) => x + y, 0),
+    )
     assert.deepEqual(perMaster(), [0, 0, 0])
   })
 })

@@ -22,7 +22,11 @@ const server = skip === false ? await startRedis(['--enable-debug-command', 'yes
 const unhandled: unknown[] = []
 process.on('unhandledRejection', (reason) => unhandled.push(reason))
 
-type Figures = { dropped: number; errors: number; tiers: { redis: { errors: number; dropped: number; busQueued: number; breaker: { state: string } } } }
+type Figures = {
+  dropped: number
+  errors: number
+  tiers: { redis: { errors: number; dropped: number; busQueued: number; breaker: { state: string } } }
+}
 
 let n = 0
 const fresh = (): string => `f${process.pid}-${n++}:`
@@ -35,10 +39,12 @@ const open = (prefix: string, more: Partial<LarderOptions> = {}, redis: object =
 function blockingCli(...args: string[]): { done: Promise<void>; finished: () => boolean } {
   let over = false
   const proc = spawn('redis-cli', ['-p', String(server.port), ...args], { stdio: 'ignore' })
-  const done = new Promise<void>((resolve) => proc.once('exit', () => {
-    over = true
-    resolve()
-  }))
+  const done = new Promise<void>((resolve) =>
+    proc.once('exit', () => {
+      over = true
+      resolve()
+    }),
+  )
   return { done, finished: () => over }
 }
 
@@ -88,10 +94,13 @@ describe('Redis faults and the outage rule', { skip }, () => {
      *  what `a` wrote after the outage only once B has heard of it or re-validated (before,
      *  B's memory tier answers 'old'). */
     async function busBackOnB(a: Larder, marker: string): Promise<void> {
-      assert.ok(await eventually(async () => {
-        await a.set(marker, 'new') // again until A's write reaches Redis (a write while A reconnects is a drop)
-        return (await onB(marker)) === 'new'
-      }, 20_000), 'B reconnected')
+      assert.ok(
+        await eventually(async () => {
+          await a.set(marker, 'new') // again until A's write reaches Redis (a write while A reconnects is a drop)
+          return (await onB(marker)) === 'new'
+        }, 20_000),
+        'B reconnected',
+      )
     }
 
     test('a subscriber cut off while another instance overwrote and deleted (with no message) serves neither old copy', async () => {
@@ -104,8 +113,8 @@ describe('Redis faults and the outage rule', { skip }, () => {
       await silent.set('over', 'v2')
       await silent.delete('gone')
       await busBackOnB(a, 'marker1')
-      assert.equal(await onB('over'), 'v2', 'the overwrite made while B\'s bus was down is what B serves')
-      assert.equal(await onB('gone'), undefined, 'the delete made while B\'s bus was down is honoured')
+      assert.equal(await onB('over'), 'v2', "the overwrite made while B's bus was down is what B serves")
+      assert.equal(await onB('gone'), undefined, "the delete made while B's bus was down is honoured")
       await silent.close()
       await a.close()
     })
@@ -145,7 +154,7 @@ describe('Redis faults and the outage rule', { skip }, () => {
     }
     const during = (await cache.stats()) as unknown as Figures
     assert.ok(breaker.includes('redis:open'), `the Redis breaker opened (events: ${breaker.join(', ')})`)
-    assert.ok(!breaker.includes('file:open'), 'the file tier\'s breaker did not')
+    assert.ok(!breaker.includes('file:open'), "the file tier's breaker did not")
     assert.equal(during.tiers.redis.breaker.state, 'open')
     assert.equal(during.tiers.redis.dropped, writes, 'each write Redis missed is a counted drop')
     assert.ok(during.tiers.redis.errors > 0)
@@ -168,19 +177,24 @@ describe('Redis faults and the outage rule', { skip }, () => {
     await cache.clear({ tier: 'file' }).catch(() => {})
     await assert.rejects(cache.get('k'), { code: 'ERR_UNAVAILABLE' })
     await server.start()
-    assert.ok(await eventually(async () => {
-      try {
-        await cache.set('k', 'v3')
-        return true
-      } catch {
-        return false
-      }
-    }, 20_000))
+    assert.ok(
+      await eventually(async () => {
+        try {
+          await cache.set('k', 'v3')
+          return true
+        } catch {
+          return false
+        }
+      }, 20_000),
+    )
     assert.equal(await cache.get('k'), 'v3')
     await cache.close()
   })
 
-  for (const [fault, args] of [['CLIENT PAUSE', ['CLIENT', 'PAUSE', '60000', 'ALL']], ['DEBUG SLEEP', ['DEBUG', 'SLEEP', '60']]] as const) {
+  for (const [fault, args] of [
+    ['CLIENT PAUSE', ['CLIENT', 'PAUSE', '60000', 'ALL']],
+    ['DEBUG SLEEP', ['DEBUG', 'SLEEP', '60']],
+  ] as const) {
     test(`${fault}: every call settles (without throwing) while Redis is still unresponsive; failOpen: false rejects with ERR_UNAVAILABLE`, async () => {
       const prefix = fresh()
       const cache = await open(prefix)
@@ -190,14 +204,17 @@ describe('Redis faults and the outage rule', { skip }, () => {
       await cache.clear({ tier: 'file' })
       disrupted = true
       const blocker = blockingCli(...args)
-      assert.ok(await eventually(async () => {
-        try {
-          await strict.get('never')
-          return false
-        } catch (error) {
-          return (error as { code?: string }).code === 'ERR_UNAVAILABLE'
-        }
-      }, 20_000), 'failOpen false: ERR_UNAVAILABLE')
+      assert.ok(
+        await eventually(async () => {
+          try {
+            await strict.get('never')
+            return false
+          } catch (error) {
+            return (error as { code?: string }).code === 'ERR_UNAVAILABLE'
+          }
+        }, 20_000),
+        'failOpen false: ERR_UNAVAILABLE',
+      )
       // Redis is unresponsive now: a PING sent now is answered only when it answers again.
       const ping = blockingCli('PING')
       await assert.rejects(strict.set('s', 1), { code: 'ERR_UNAVAILABLE' })
@@ -233,10 +250,13 @@ describe('Redis faults and the outage rule', { skip }, () => {
     heard.length = 0
     disrupted = true
     const sleeper = blockingCli('DEBUG', 'SLEEP', '4')
-    assert.ok(await eventually(async () => {
-      await cache.get('probe')
-      return ((await cache.stats()) as unknown as Figures).tiers.redis.breaker.state === 'open'
-    }, 20_000), 'the breaker opened')
+    assert.ok(
+      await eventually(async () => {
+        await cache.get('probe')
+        return ((await cache.stats()) as unknown as Figures).tiers.redis.breaker.state === 'open'
+      }, 20_000),
+      'the breaker opened',
+    )
     for (let i = 0; i < 5; i++) await cache.set('k', `v${i}`)
     await cache.delete('k')
     await cache.invalidateTags(['t1'])
@@ -246,7 +266,12 @@ describe('Redis faults and the outage rule', { skip }, () => {
     assert.equal(queued, 3, 'one queued message per key, per tag and per cleared tier')
     await sleeper.done
     assert.ok(await untilClosed(cache))
-    assert.ok(await eventually(() => heard.some((m) => m.op === 'keys') && heard.some((m) => m.op === 'tags') && heard.some((m) => m.op === 'clear')), 'each was published after the recovery')
+    assert.ok(
+      await eventually(
+        () => heard.some((m) => m.op === 'keys') && heard.some((m) => m.op === 'tags') && heard.some((m) => m.op === 'clear'),
+      ),
+      'each was published after the recovery',
+    )
     const keyMessages = heard.filter((m) => m.keys?.some(([k]) => k === 'k') === true)
     assert.equal(keyMessages.length, 1, 'the six changes of k went out as one message')
     assert.equal(((await cache.stats()) as unknown as Figures).tiers.redis.busQueued, 0)

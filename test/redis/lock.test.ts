@@ -19,23 +19,41 @@ describe('getOrSet({ lock: true }) across processes', { skip }, () => {
   const prefix = `l${process.pid}:`
   before(async () => {
     children.push(...(await Promise.all(Array.from({ length: PROCESSES }, () => startChild('redis-peer.ts')))))
-    await Promise.all(children.map((child, i) => child.call('open', {
-      // Half with a directory of their own, half memory + Redis only.
-      options: { dir: i % 2 === 0 ? tempDir() : false, memory: true, maintenance: false, redis: { url: server.url, prefix } },
-    })))
+    await Promise.all(
+      children.map((child, i) =>
+        child.call('open', {
+          // Half with a directory of their own, half memory + Redis only.
+          options: { dir: i % 2 === 0 ? tempDir() : false, memory: true, maintenance: false, redis: { url: server.url, prefix } },
+        }),
+      ),
+    )
   })
   after(() => Promise.all(children.map((child) => child.shutdown())))
 
   test(`${PROCESSES} processes asking for one missing key call the loader once`, async () => {
     // The loader holds on long enough for every process to ask while it runs.
-    const results = await Promise.all(children.map((child) => child.call<{ value: unknown; loads: number }>('lockedLoad', { key: 'stampede', value: { built: 'once' }, ms: 1500 })))
+    const results = await Promise.all(
+      children.map((child) =>
+        child.call<{ value: unknown; loads: number }>('lockedLoad', { key: 'stampede', value: { built: 'once' }, ms: 1500 }),
+      ),
+    )
     for (const { value } of results) assert.deepEqual(value, { built: 'once' })
-    assert.equal(results.reduce((sum, r) => sum + r.loads, 0), 1, 'one loader call in all')
+    assert.equal(
+      results.reduce((sum, r) => sum + r.loads, 0),
+      1,
+      'one loader call in all',
+    )
   })
 
   test('again for another key: one more loader call in all', async () => {
-    const results = await Promise.all(children.map((child) => child.call<{ value: unknown; loads: number }>('lockedLoad', { key: 'stampede-2', value: 'again', ms: 1500 })))
+    const results = await Promise.all(
+      children.map((child) => child.call<{ value: unknown; loads: number }>('lockedLoad', { key: 'stampede-2', value: 'again', ms: 1500 })),
+    )
     for (const { value } of results) assert.equal(value, 'again')
-    assert.equal(results.reduce((sum, r) => sum + r.loads, 0), 2, 'one more loader call in all')
+    assert.equal(
+      results.reduce((sum, r) => sum + r.loads, 0),
+      2,
+      'one more loader call in all',
+    )
   })
 })

@@ -28,7 +28,7 @@ describe('two processes, separate directories, one Redis', { skip }, () => {
   })
   const onB = async (key: string): Promise<unknown> => (await b.call<{ value: unknown }>('get', { key })).value
 
-  test('a set on A is read on B (from Redis, then from B\'s own tiers)', async () => {
+  test("a set on A is read on B (from Redis, then from B's own tiers)", async () => {
     await a.set('user:1', { name: 'Ada' })
     assert.deepEqual(await onB('user:1'), { name: 'Ada' })
     const stats = await b.call<{ tiers: { redis: { hits: number } } }>('stats')
@@ -37,9 +37,9 @@ describe('two processes, separate directories, one Redis', { skip }, () => {
     type Figures = { memoryHits: number; tiers: { redis: { hits: number }; file: { sets: number }; memory: { sets: number } } }
     const after = await b.call<Figures>('stats')
     assert.equal(after.tiers.redis.hits, 1, 'the second read was local')
-    assert.equal(after.memoryHits, 1, 'from B\'s memory tier')
+    assert.equal(after.memoryHits, 1, "from B's memory tier")
     assert.equal(after.tiers.memory.sets, 1, 'promoted into memory')
-    assert.ok(await eventually(async () => (await b.call<Figures>('stats')).tiers.file.sets === 1), 'and into B\'s own directory')
+    assert.ok(await eventually(async () => (await b.call<Figures>('stats')).tiers.file.sets === 1), "and into B's own directory")
   })
 
   for (const [name, change, expected] of [
@@ -58,7 +58,7 @@ describe('two processes, separate directories, one Redis', { skip }, () => {
     })
   }
 
-  test('B\'s own messages do not drop B\'s copies, and an older message never undoes a newer write', async () => {
+  test("B's own messages do not drop B's copies, and an older message never undoes a newer write", async () => {
     await b.call('set', { key: 'own', value: 'mine' })
     const before = (await b.call<{ memoryHits: number }>('stats')).memoryHits
     assert.equal(await onB('own'), 'mine')

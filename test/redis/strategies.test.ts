@@ -15,7 +15,11 @@ const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run 
 const server = skip === false ? await startRedis() : (undefined as unknown as RedisServer)
 
 type TierFigures = { hits: number; misses: number; sets: number; deletes: number; dropped: number }
-type Figures = { dropped: number; memoryEntries: number; tiers: { memory?: TierFigures; file?: TierFigures; redis?: TierFigures & { queued: number } } }
+type Figures = {
+  dropped: number
+  memoryEntries: number
+  tiers: { memory?: TierFigures; file?: TierFigures; redis?: TierFigures & { queued: number } }
+}
 
 describe('write strategies', { skip }, () => {
   let raw: Redis
@@ -72,7 +76,7 @@ describe('write strategies', { skip }, () => {
     let f = await figures(cache)
     assert.equal(f.tiers.redis!.queued, 3)
     assert.equal(f.tiers.redis!.dropped, 2, 'two writes dropped')
-    assert.equal(f.dropped, 2, 'and counted in the cache\'s figures')
+    assert.equal(f.dropped, 2, "and counted in the cache's figures")
     await cache.flush()
     for (const key of ['a', 'b']) assert.equal(await inRedis(prefix, key), null, `the oldest, ${key}, never reached Redis`)
     for (const key of ['c', 'd', 'e']) assert.notEqual(await inRedis(prefix, key), null, `${key} did`)
@@ -119,7 +123,7 @@ describe('write strategies', { skip }, () => {
     await cache.set('k', 'v2')
     f = await figures(cache)
     assert.equal(f.memoryEntries, 0, 'the local copy was dropped from memory')
-    assert.equal(await cache.get('k'), 'v2', 'the next read is Redis\'s value')
+    assert.equal(await cache.get('k'), 'v2', "the next read is Redis's value")
     assert.equal((await figures(cache)).tiers.redis!.hits, 2)
     await cache.close()
   })
@@ -140,7 +144,10 @@ describe('write strategies', { skip }, () => {
       assert.equal((await b.call<{ value: unknown }>('get', { key: 'k' })).value, 'v1') // in B's memory and directory
       const hits = (await b.call<Figures>('stats')).tiers.redis!.hits
       await a.set('k', 'v2')
-      assert.ok(await eventually(async () => (await b.call<{ value: unknown }>('get', { key: 'k' })).value === 'v2', 5000), 'B reads the new value')
+      assert.ok(
+        await eventually(async () => (await b.call<{ value: unknown }>('get', { key: 'k' })).value === 'v2', 5000),
+        'B reads the new value',
+      )
       assert.equal((await b.call<Figures>('stats')).tiers.redis!.hits, hits + 1, 'from Redis: its own copies were dropped')
       await a.close()
     })

@@ -95,7 +95,10 @@ describe('stats().tiers, dir: false and the bus', { skip }, () => {
 
     test('setMany', async () => {
       await heldByB(['s1', 's2'])
-      await a.setMany([{ key: 's1', value: 'v2' }, { key: 's2', value: 'v2' }])
+      await a.setMany([
+        { key: 's1', value: 'v2' },
+        { key: 's2', value: 'v2' },
+      ])
       assert.ok(await seen(['s1', 's2'], 'v2'))
     })
     test('deleteMany', async () => {
@@ -103,7 +106,7 @@ describe('stats().tiers, dir: false and the bus', { skip }, () => {
       await a.deleteMany(['d1', 'd2'])
       assert.ok(await seen(['d1', 'd2'], undefined))
     })
-    test('clear({ tier: \'redis\' }) then clear({ tier: \'file\' }) and clear({ tier: \'memory\' }): B drops its copies of the tiers named', async () => {
+    test("clear({ tier: 'redis' }) then clear({ tier: 'file' }) and clear({ tier: 'memory' }): B drops its copies of the tiers named", async () => {
       await heldByB(['c1'])
       await a.clear({ tier: 'redis' })
       await a.clear({ tier: 'file' })

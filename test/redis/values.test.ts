@@ -38,16 +38,22 @@ describe('corrupt, truncated and foreign Redis values', { skip }, () => {
   }
 
   const damages: [string, (good: Buffer) => Buffer | string][] = [
-    ['one flipped payload byte', (good) => {
-      const bad = Buffer.from(good)
-      bad[bad.length - 12]! ^= 0x40
-      return bad
-    }],
-    ['a flipped checksum byte', (good) => {
-      const bad = Buffer.from(good)
-      bad[bad.length - 1]! ^= 0x01
-      return bad
-    }],
+    [
+      'one flipped payload byte',
+      (good) => {
+        const bad = Buffer.from(good)
+        bad[bad.length - 12]! ^= 0x40
+        return bad
+      },
+    ],
+    [
+      'a flipped checksum byte',
+      (good) => {
+        const bad = Buffer.from(good)
+        bad[bad.length - 1]! ^= 0x01
+        return bad
+      },
+    ],
     ['a truncated value', (good) => good.subarray(0, good.length - 5)],
     ['only the header', (good) => good.subarray(0, 16)],
     ['one byte', () => Buffer.from([0x4c])],
@@ -72,18 +78,22 @@ describe('corrupt, truncated and foreign Redis values', { skip }, () => {
     })
   }
 
-  test('another key\'s entry under this key\'s name (foreign): a counted miss, removed', async () => {
+  test("another key's entry under this key's name (foreign): a counted miss, removed", async () => {
     const theirs = await goodBytes('theirs', 'their value')
     await raw.set(name('mine'), theirs)
     const before = (await cache.stats()).corrupt
-    assert.equal(await cache.get('mine'), undefined, 'never another key\'s value')
+    assert.equal(await cache.get('mine'), undefined, "never another key's value")
     assert.equal((await cache.stats()).corrupt, before + 1)
     assert.equal(await raw.exists(name('mine')), 0)
     assert.equal(await cache.get('theirs'), 'their value', 'the key it belongs to is untouched')
   })
 
   test('getMany judges each value: the damaged ones are misses, the good ones are served', async () => {
-    await cache.setMany([{ key: 'm1', value: 1 }, { key: 'm2', value: 2 }, { key: 'm3', value: 3 }])
+    await cache.setMany([
+      { key: 'm1', value: 1 },
+      { key: 'm2', value: 2 },
+      { key: 'm3', value: 3 },
+    ])
     const good = (await raw.getBuffer(name('m2')))!
     await raw.set(name('m2'), good.subarray(0, good.length - 1))
     const before = (await cache.stats()).corrupt

@@ -15,7 +15,12 @@ const upload = (body: string | Buffer): RequestInit => ({ method: 'PUT', body, h
 test('larder serve: CACHE_DEFAULT_TTL (seconds) is the ttl of a value stored without one; a ttl given wins', async () => {
   const dir = path.join(tempDir('larder-serve-audit'), 'cache')
   const server = await startCli(['--dir', dir, 'serve'], { LARDER_PORT: '0', LARDER_TOKEN: 't', CACHE_DEFAULT_TTL: '90' })
-  const put = (body: object) => call(`${server.url}/api/cache/k`, { method: 'PUT', body: JSON.stringify(body), headers: { 'content-type': 'application/json', ...bearer('t') } })
+  const put = (body: object) =>
+    call(`${server.url}/api/cache/k`, {
+      method: 'PUT',
+      body: JSON.stringify(body),
+      headers: { 'content-type': 'application/json', ...bearer('t') },
+    })
   assert.equal((await put({ value: 1 })).status, 200)
   const got = (await call(`${server.url}/api/cache/k`, { headers: bearer('t') })).json<CacheAnswer>()
   assert.equal(Date.parse(got.expires_at) - Date.parse(got.cached_at), 90_000)
@@ -28,7 +33,10 @@ test('larder serve: CACHE_DEFAULT_TTL (seconds) is the ttl of a value stored wit
 test('an artifact whose entry file was damaged is never served: a miss, an error or a cut-short body, then a 404 (removed)', async () => {
   const { url, dir } = await startServer()
   // Small: the checksum fails before the answer starts; large: after most bytes went out.
-  for (const [hash, size] of [[HASH, 200_000], ['b1b2c3d4e5f60718', 5_000_000]] as const) {
+  for (const [hash, size] of [
+    [HASH, 200_000],
+    ['b1b2c3d4e5f60718', 5_000_000],
+  ] as const) {
     const slug = `t${size}`
     assert.equal((await call(`${url}/v8/artifacts/${hash}?slug=${slug}`, upload(Buffer.alloc(size, 'a')))).status, 202)
     const file = entryFiles(dir).find((f) => fs.statSync(f).size > size && fs.statSync(f).size < size + 4096) // body + head + header
@@ -62,14 +70,21 @@ test('an entry in an artifact namespace that is not an artifact (empty head) rea
     assert.equal((await call(`${url}/v8/artifacts/${hash}?slug=t`)).status, 404)
     assert.equal((await fetch(`${url}/v8/artifacts/${hash}?slug=t`, { method: 'HEAD' })).status, 404)
   }
-  const batch = await call(`${url}/v8/artifacts?slug=t`, { method: 'POST', body: JSON.stringify({ hashes: [HASH] }), headers: { 'content-type': 'application/json' } })
+  const batch = await call(`${url}/v8/artifacts?slug=t`, {
+    method: 'POST',
+    body: JSON.stringify({ hashes: [HASH] }),
+    headers: { 'content-type': 'application/json' },
+  })
   assert.deepEqual(batch.json(), { [HASH]: null })
 })
 
 test('shutdown is bounded: an upload that stalls past the grace is cut, the stop completes, and nothing of it is stored', async () => {
   const { url, dir, close } = await startServer({ shutdownGrace: 300 })
   const target = new URL(`${url}/v8/artifacts/${HASH}?slug=t`)
-  const stalled = http.request(target, { method: 'PUT', headers: { 'content-type': 'application/octet-stream', 'content-length': '1000000' } })
+  const stalled = http.request(target, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/octet-stream', 'content-length': '1000000' },
+  })
   const ended = new Promise<string>((resolve) => {
     stalled.on('response', (response) => resolve(`answered ${response.statusCode}`))
     stalled.on('error', () => resolve('cut'))

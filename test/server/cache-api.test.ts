@@ -5,7 +5,11 @@ import type { AddressInfo } from 'node:net'
 import { after } from 'node:test'
 import { type CacheAnswer, call, type ErrorAnswer, type MetricsAnswer, startServer, type StatsAnswer } from './helpers.ts'
 
-const json = (body: unknown, method = 'PUT'): RequestInit & { body: string } => ({ method, body: JSON.stringify(body), headers: { 'content-type': 'application/json' } })
+const json = (body: unknown, method = 'PUT'): RequestInit & { body: string } => ({
+  method,
+  body: JSON.stringify(body),
+  headers: { 'content-type': 'application/json' },
+})
 
 test('cache API: PUT then GET answers value, hit, source, cached_at and expires_at; a miss is a 404 with hit false', async () => {
   const { url } = await startServer()
@@ -56,10 +60,16 @@ test('cache API: DELETE removes a key; invalidate by keys, by pattern and by tag
   }
   assert.deepEqual((await call(`${url}/api/cache/order:2`, { method: 'DELETE' })).json(), { success: true, key: 'order:2', deleted: true })
   assert.equal((await call(`${url}/api/cache/order:2`)).status, 404)
-  assert.deepEqual((await call(`${url}/api/cache/invalidate`, json({ keys: ['user:1', 'nope'] }, 'POST'))).json(), { success: true, invalidated: 1 })
+  assert.deepEqual((await call(`${url}/api/cache/invalidate`, json({ keys: ['user:1', 'nope'] }, 'POST'))).json(), {
+    success: true,
+    invalidated: 1,
+  })
   assert.equal((await call(`${url}/api/cache/user:1`)).status, 404)
   assert.equal((await call(`${url}/api/cache/user:2`)).json<CacheAnswer>().source, 'memory')
-  assert.deepEqual((await call(`${url}/api/cache/invalidate`, json({ pattern: 'user:*' }, 'POST'))).json(), { success: true, invalidated: 2 })
+  assert.deepEqual((await call(`${url}/api/cache/invalidate`, json({ pattern: 'user:*' }, 'POST'))).json(), {
+    success: true,
+    invalidated: 2,
+  })
   assert.equal((await call(`${url}/api/cache/user:2`)).status, 404, 'the memory tier does not serve what the pattern removed')
   assert.equal((await call(`${url}/api/cache/user:3`)).status, 404)
   assert.equal((await call(`${url}/api/cache/order:1`)).status, 200)
@@ -127,7 +137,10 @@ test('cache API: DELETE /cache/all removes every value; DELETE /cache/l2 has no 
 })
 
 /** An origin that counts its requests and answers after `delay` ms. */
-async function startOrigin(answer: (key: string, n: number) => { status: number; body: string; headers?: Record<string, string> }, delay = 100): Promise<{ url: string; requests: string[] }> {
+async function startOrigin(
+  answer: (key: string, n: number) => { status: number; body: string; headers?: Record<string, string> },
+  delay = 100,
+): Promise<{ url: string; requests: string[] }> {
   const requests: string[] = []
   const server = http.createServer((request, response) => {
     const key = decodeURIComponent(request.url!.slice(1))
@@ -136,7 +149,13 @@ async function startOrigin(answer: (key: string, n: number) => { status: number;
     setTimeout(() => response.writeHead(a.status, { 'content-type': 'application/json', ...a.headers }).end(a.body), delay)
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  after(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()) }))
+  after(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections()
+        server.close(() => resolve())
+      }),
+  )
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, requests }
 }
 
@@ -159,7 +178,14 @@ test('origin: concurrent misses of one key fetch it once (singleflight), cache i
 })
 
 test('origin: Cache-Control max-age sets the ttl; no-store is served but not cached', async () => {
-  const origin = await startOrigin((key) => ({ status: 200, body: JSON.stringify(key), headers: { 'cache-control': key === 'nostore' ? 'no-store' : 'public, max-age=30' } }), 0)
+  const origin = await startOrigin(
+    (key) => ({
+      status: 200,
+      body: JSON.stringify(key),
+      headers: { 'cache-control': key === 'nostore' ? 'no-store' : 'public, max-age=30' },
+    }),
+    0,
+  )
   const { url } = await startServer({ origin: origin.url })
   const before = Date.now()
   const first = (await call(`${url}/api/cache/aged`)).json<CacheAnswer>()

@@ -13,7 +13,11 @@ import { chromium } from 'playwright-core'
 import { call, type MetricsAnswer, startServer } from './helpers.ts'
 
 const CHROMIUM = '/usr/bin/chromium'
-const json = (body: unknown): RequestInit => ({ method: 'PUT', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } })
+const json = (body: unknown): RequestInit => ({
+  method: 'PUT',
+  body: JSON.stringify(body),
+  headers: { 'content-type': 'application/json' },
+})
 
 test('dashboard: the page (no CDN) shows the figures of /api/cache/metrics, per protocol and namespace, in chromium', async (t) => {
   if (!fs.existsSync(CHROMIUM)) {
@@ -23,7 +27,8 @@ test('dashboard: the page (no CDN) shows the figures of /api/cache/metrics, per 
   const { url } = await startServer({ tokens: ['dash-token'], maxSize: 50_000_000 })
   const auth = { authorization: 'Bearer dash-token' }
   // Known traffic: the cache API (sets, memory and file hits, misses, a delete) and turbo.
-  for (let i = 0; i < 6; i++) await call(`${url}/api/cache/item:${i}`, { ...json({ value: { i }, tags: ['items'] }), headers: { ...json({}).headers, ...auth } })
+  for (let i = 0; i < 6; i++)
+    await call(`${url}/api/cache/item:${i}`, { ...json({ value: { i }, tags: ['items'] }), headers: { ...json({}).headers, ...auth } })
   for (let i = 0; i < 9; i++) await call(`${url}/api/cache/item:${i % 7}`, { headers: auth })
   await call(`${url}/cache/l1`, { method: 'DELETE', headers: auth })
   await call(`${url}/api/cache/item:1`, { headers: auth })
@@ -31,7 +36,11 @@ test('dashboard: the page (no CDN) shows the figures of /api/cache/metrics, per 
   for (const team of ['web', 'mobile']) {
     for (let i = 0; i < (team === 'web' ? 3 : 1); i++) {
       const hash = `${team === 'web' ? 'a' : 'b'}${i}`.padEnd(16, '0')
-      await call(`${url}/v8/artifacts/${hash}?slug=${team}`, { method: 'PUT', body: randomBytes(200_000), headers: { 'content-type': 'application/octet-stream', ...auth } })
+      await call(`${url}/v8/artifacts/${hash}?slug=${team}`, {
+        method: 'PUT',
+        body: randomBytes(200_000),
+        headers: { 'content-type': 'application/octet-stream', ...auth },
+      })
       await call(`${url}/v8/artifacts/${hash}?slug=${team}`, { headers: auth })
     }
   }
@@ -46,16 +55,26 @@ test('dashboard: the page (no CDN) shows the figures of /api/cache/metrics, per 
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'larder-chromium-'))
   const browser = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+    ],
     viewport: { width: 1280, height: 1100 },
   })
   t.after(async () => {
     await browser.close()
     fs.rmSync(profile, { recursive: true, force: true, maxRetries: 5 })
   })
-  const page = browser.pages()[0] ?? await browser.newPage()
+  const page = browser.pages()[0] ?? (await browser.newPage())
   const offsite: string[] = []
-  page.on('request', (request) => { if (!request.url().startsWith(url)) offsite.push(request.url()) })
+  page.on('request', (request) => {
+    if (!request.url().startsWith(url)) offsite.push(request.url())
+  })
   const errors: string[] = []
   page.on('pageerror', (error) => errors.push(error.message))
   // The token in the fragment: never sent to the server, kept in the tab's sessionStorage.
@@ -80,7 +99,10 @@ test('dashboard: the page (no CDN) shows the figures of /api/cache/metrics, per 
   const turboRow = await page.locator('#protocols tbody tr[data-name="turbo"] td').allTextContents()
   assert.deepEqual(turboRow.slice(0, 3), ['turbo', String(expected.protocols.turbo.hits), String(expected.protocols.turbo.misses)])
   const namespaces = await Promise.all((await page.locator('#namespaces tbody tr').all()).map((row) => row.getAttribute('data-name')))
-  assert.deepEqual(namespaces, expected.namespaces.map((n) => n.name))
+  assert.deepEqual(
+    namespaces,
+    expected.namespaces.map((n) => n.name),
+  )
   assert.equal(namespaces[0], 'turbo:web', 'the largest namespace first')
   assert.match(await text('budget-text'), /of /)
   assert.deepEqual(offsite, [], 'nothing fetched from anywhere but the server')

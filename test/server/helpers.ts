@@ -63,9 +63,13 @@ export async function startCli(args: string[], env: Record<string, string> = {})
   const child = spawn(process.execPath, [BIN, ...args], { env: { ...clean, ...env }, cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
   const stdout: string[] = []
   let err = ''
-  child.stderr.on('data', (d: Buffer) => { err += d.toString() })
+  child.stderr.on('data', (d: Buffer) => {
+    err += d.toString()
+  })
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
-  after(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
+  after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  })
   const first = await new Promise<string | undefined>((resolve) => {
     let buffered = ''
     child.stdout.on('data', (d: Buffer) => {
@@ -81,7 +85,11 @@ export async function startCli(args: string[], env: Record<string, string> = {})
   })
   const url = first?.match(/^larder listening on (http:\/\/\S+)$/)?.[1] ?? ''
   return {
-    url, child, stdout, stderr: () => err, exited,
+    url,
+    child,
+    stdout,
+    stderr: () => err,
+    exited,
     stop: async (signal = 'SIGTERM') => {
       child.kill(signal)
       return exited
@@ -96,7 +104,9 @@ export function tempFiles(dir: string): string[] {
 }
 
 /** An error answer's body (every route's, but nx's plain text). */
-export interface ErrorAnswer { error: { code: string; message: string } }
+export interface ErrorAnswer {
+  error: { code: string; message: string }
+}
 
 /** A `/api/cache/...` answer: a read, a write or a delete (the fields the tests look at). */
 export interface CacheAnswer {
@@ -138,10 +148,17 @@ export interface StatsAnswer {
 }
 
 /** `/readyz`. */
-export interface ReadyAnswer { status: string; disk: string; redis?: string }
+export interface ReadyAnswer {
+  status: string
+  disk: string
+  redis?: string
+}
 
 /** `fetch` that never throws for a status, with the body read as text; `json<T>()` parses it as the shape the caller expects. */
-export async function call(url: string, init: RequestInit = {}): Promise<{ status: number; headers: Headers; text: string; json: <T>() => T }> {
+export async function call(
+  url: string,
+  init: RequestInit = {},
+): Promise<{ status: number; headers: Headers; text: string; json: <T>() => T }> {
   const response = await fetch(url, init)
   const text = await response.text()
   return { status: response.status, headers: response.headers, text, json: <T>() => JSON.parse(text) as T }

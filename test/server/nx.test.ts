@@ -36,17 +36,24 @@ test('nx: 401 is text/plain exactly, a read-only token reads and gets 403 on upl
   const denied = await call(`${url}/v1/cache/${HASH}`, { method: 'PUT', body: 'x', headers: { ...octets, ...bearer('reader') } })
   assert.equal(denied.status, 403)
   assert.equal((await call(`${url}/v1/cache/${HASH}`, { headers: bearer('reader') })).status, 404)
-  assert.equal((await call(`${url}/v1/cache/${HASH}`, { method: 'PUT', body: 'x', headers: { ...octets, ...bearer('writer') } })).status, 200)
+  assert.equal(
+    (await call(`${url}/v1/cache/${HASH}`, { method: 'PUT', body: 'x', headers: { ...octets, ...bearer('writer') } })).status,
+    200,
+  )
   assert.equal((await call(`${url}/v1/cache/${HASH}`, { headers: bearer('reader') })).text, 'x')
 })
 
 test('nx: an upload without Content-Length is refused (411) and stores nothing', async () => {
   const { url } = await startServer()
   const status = await new Promise<number>((resolve, reject) => {
-    const request = http.request(`${url}/v1/cache/${HASH}`, { method: 'PUT', headers: { ...octets, 'transfer-encoding': 'chunked' } }, (response) => {
-      response.resume()
-      resolve(response.statusCode!)
-    })
+    const request = http.request(
+      `${url}/v1/cache/${HASH}`,
+      { method: 'PUT', headers: { ...octets, 'transfer-encoding': 'chunked' } },
+      (response) => {
+        response.resume()
+        resolve(response.statusCode!)
+      },
+    )
     request.on('error', reject)
     request.end('chunked body')
   })

@@ -34,7 +34,8 @@ test('/metrics: Prometheus text with hits and misses per protocol and tier, byte
     'larder_breaker_state{namespace="turbo:t",state="open"} 0',
     'larder_http_request_duration_seconds_count{method="GET",route="/v8/artifacts/:hash",status="200"} 1',
     'larder_http_request_duration_seconds_count{method="GET",route="/v8/artifacts/:hash",status="404"} 1',
-  ]) assert.ok(text.includes(line), `missing: ${line}`)
+  ])
+    assert.ok(text.includes(line), `missing: ${line}`)
   assert.match(text, /larder_size_bytes\{namespace="turbo:t"\} (\d+)/)
   assert.ok(Number(text.match(/larder_size_bytes\{namespace="turbo:t"\} (\d+)/)![1]) > 1000)
 })
@@ -82,7 +83,10 @@ test('budget: uploads past --max-size are pruned by eviction; the namespace ends
   const { url, dir, close } = await startServer({ maxSize: budget })
   for (let i = 0; i < 30; i++) {
     const hash = i.toString(16).padStart(16, '0')
-    assert.equal((await call(`${url}/v8/artifacts/${hash}?slug=big`, { method: 'PUT', body: randomBytes(100_000), headers: octets })).status, 202)
+    assert.equal(
+      (await call(`${url}/v8/artifacts/${hash}?slug=big`, { method: 'PUT', body: randomBytes(100_000), headers: octets })).status,
+      202,
+    )
   }
   await eventually(async () => (await call(`${url}/api/cache/metrics`)).json<MetricsAnswer>().evictions > 0, 'an eviction')
   const data = (await call(`${url}/dashboard/data`)).json<{ prunes: { namespace: string; evicted: number }[] }>()

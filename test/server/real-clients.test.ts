@@ -23,7 +23,9 @@ async function sh(file: string, args: string[], cwd: string, env: Record<string,
     return stdout + stderr
   } catch (error) {
     const e = error as Error & { stdout?: string; stderr?: string }
-    throw new Error(`${file} ${args.join(' ')} failed: ${e.message}\n--- stdout\n${e.stdout ?? ''}\n--- stderr\n${e.stderr ?? ''}`, { cause: error })
+    throw new Error(`${file} ${args.join(' ')} failed: ${e.message}\n--- stdout\n${e.stdout ?? ''}\n--- stderr\n${e.stderr ?? ''}`, {
+      cause: error,
+    })
   }
 }
 
@@ -31,9 +33,13 @@ async function sh(file: string, args: string[], cwd: string, env: Record<string,
 function isolated(home: string, extra: Record<string, string>): Record<string, string> {
   fs.mkdirSync(home, { recursive: true })
   return {
-    PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home,
-    XDG_CONFIG_HOME: path.join(home, '.config'), XDG_CACHE_HOME: path.join(home, '.cache'),
-    npm_config_update_notifier: 'false', NO_UPDATE_NOTIFIER: '1', DO_NOT_TRACK: '1',
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: home,
+    XDG_CONFIG_HOME: path.join(home, '.config'),
+    XDG_CACHE_HOME: path.join(home, '.cache'),
+    npm_config_update_notifier: 'false',
+    NO_UPDATE_NOTIFIER: '1',
+    DO_NOT_TRACK: '1',
     ...extra,
   }
 }
@@ -47,13 +53,19 @@ function write(dir: string, files: Record<string, string>): void {
 
 /** A workspace of two packages, b depending on a, each building dist/out.txt. */
 function workspace(dir: string, extra: Record<string, string>): void {
-  const build = (name: string): string => `require('fs').mkdirSync('dist',{recursive:true});require('fs').writeFileSync('dist/out.txt','${name} built')\n`
+  const build = (name: string): string =>
+    `require('fs').mkdirSync('dist',{recursive:true});require('fs').writeFileSync('dist/out.txt','${name} built')\n`
   write(dir, {
     '.gitignore': 'node_modules\n.turbo\n.nx\ndist\n',
     '.npmrc': 'update-notifier=false\nfund=false\naudit=false\n',
     'packages/a/package.json': JSON.stringify({ name: 'a', version: '1.0.0', scripts: { build: 'node build.js' } }),
     'packages/a/build.js': build('a'),
-    'packages/b/package.json': JSON.stringify({ name: 'b', version: '1.0.0', scripts: { build: 'node build.js' }, dependencies: { a: '1.0.0' } }),
+    'packages/b/package.json': JSON.stringify({
+      name: 'b',
+      version: '1.0.0',
+      scripts: { build: 'node build.js' },
+      dependencies: { a: '1.0.0' },
+    }),
     'packages/b/build.js': build('b'),
     ...extra,
   })
@@ -74,23 +86,38 @@ test('turbo 2.x: the first run uploads, the second (local cache removed) is a RE
     'turbo.json': JSON.stringify({ tasks: { build: { dependsOn: ['^build'], outputs: ['dist/**'] } } }),
   })
   const env = isolated(path.join(ws, 'home'), {
-    TURBO_API: s.url, TURBO_TOKEN: TOKEN, TURBO_TEAM: 'e2e',
-    TURBO_TELEMETRY_DISABLED: '1', TURBO_NO_UPDATE_NOTIFIER: '1',
+    TURBO_API: s.url,
+    TURBO_TOKEN: TOKEN,
+    TURBO_TEAM: 'e2e',
+    TURBO_TELEMETRY_DISABLED: '1',
+    TURBO_NO_UPDATE_NOTIFIER: '1',
   })
   const turbo = path.join(root, 'node_modules', '.bin', 'turbo')
   const first = await sh(turbo, ['run', 'build', '--summarize'], ws, env)
   assert.match(first, /cache miss, executing/)
   type TurboSummary = { tasks: { taskId: string; cache: { status: string; source?: string } }[] }
   const summaries = (): TurboSummary[] =>
-    fs.readdirSync(path.join(ws, '.turbo', 'runs')).map((f) => JSON.parse(fs.readFileSync(path.join(ws, '.turbo', 'runs', f), 'utf8')) as TurboSummary)
-  assert.deepEqual(summaries()[0]!.tasks.map((t) => t.cache.status), ['MISS', 'MISS'])
+    fs
+      .readdirSync(path.join(ws, '.turbo', 'runs'))
+      .map((f) => JSON.parse(fs.readFileSync(path.join(ws, '.turbo', 'runs', f), 'utf8')) as TurboSummary)
+  assert.deepEqual(
+    summaries()[0]!.tasks.map((t) => t.cache.status),
+    ['MISS', 'MISS'],
+  )
   assert.equal((s.stderr().match(/PUT \/v8\/artifacts\/[0-9a-f]{16} 202/g) ?? []).length, 2, s.stderr())
 
-  for (const local of ['.turbo', 'packages/a/.turbo', 'packages/b/.turbo', 'packages/a/dist', 'packages/b/dist']) fs.rmSync(path.join(ws, local), { recursive: true, force: true })
+  for (const local of ['.turbo', 'packages/a/.turbo', 'packages/b/.turbo', 'packages/a/dist', 'packages/b/dist'])
+    fs.rmSync(path.join(ws, local), { recursive: true, force: true })
   const second = await sh(turbo, ['run', 'build', '--summarize'], ws, env)
   assert.match(second, /FULL TURBO/)
   const tasks = summaries()[0]!.tasks
-  assert.deepEqual(tasks.map((t) => [t.cache.status, t.cache.source]), [['HIT', 'REMOTE'], ['HIT', 'REMOTE']])
+  assert.deepEqual(
+    tasks.map((t) => [t.cache.status, t.cache.source]),
+    [
+      ['HIT', 'REMOTE'],
+      ['HIT', 'REMOTE'],
+    ],
+  )
   assert.equal(fs.readFileSync(path.join(ws, 'packages/b/dist/out.txt'), 'utf8'), 'b built')
   assert.equal((s.stderr().match(/GET \/v8\/artifacts\/[0-9a-f]{16} 200/g) ?? []).length, 2)
   assert.equal(await s.stop(), 0)
@@ -107,8 +134,12 @@ test('nx ≥ 20.8 (self-hosted remote cache): the first run uploads, the second 
   fs.mkdirSync(path.join(ws, 'node_modules'))
   for (const name of ['nx', '@nx']) fs.symlinkSync(path.join(root, 'node_modules', name), path.join(ws, 'node_modules', name))
   const env = isolated(path.join(ws, 'home'), {
-    NX_SELF_HOSTED_REMOTE_CACHE_SERVER: s.url, NX_SELF_HOSTED_REMOTE_CACHE_ACCESS_TOKEN: TOKEN,
-    NX_DAEMON: 'false', NX_TUI: 'false', NX_NO_CLOUD: 'true', NX_SKIP_NX_CACHE: 'false',
+    NX_SELF_HOSTED_REMOTE_CACHE_SERVER: s.url,
+    NX_SELF_HOSTED_REMOTE_CACHE_ACCESS_TOKEN: TOKEN,
+    NX_DAEMON: 'false',
+    NX_TUI: 'false',
+    NX_NO_CLOUD: 'true',
+    NX_SKIP_NX_CACHE: 'false',
   })
   const nx = [path.join(ws, 'node_modules', 'nx', 'dist', 'bin', 'nx.js'), 'run-many', '-t', 'build', '--output-style=static']
   const first = await sh(process.execPath, nx, ws, env)
@@ -134,12 +165,21 @@ test('ccache (HTTP remote storage, bearer token): the first build misses and upl
   write(work, Object.fromEntries(files.map((f, i) => [`src/${f}.c`, `int ${f}(int x) { return x * ${i + 2} + 1; }\n`])))
   for (const layout of ['subdirs', 'bazel']) {
     const env = isolated(path.join(work, 'home'), {
-      CCACHE_DIR: path.join(work, `local-${layout}`), CCACHE_CONFIGPATH: path.join(work, 'ccache.conf'),
+      CCACHE_DIR: path.join(work, `local-${layout}`),
+      CCACHE_CONFIGPATH: path.join(work, 'ccache.conf'),
       CCACHE_REMOTE_STORAGE: `${s.url}/ccache|layout=${layout}|bearer-token=${TOKEN}`,
-      CCACHE_NOHASHDIR: '1', CCACHE_BASEDIR: work,
+      CCACHE_NOHASHDIR: '1',
+      CCACHE_BASEDIR: work,
     })
     fs.writeFileSync(path.join(work, 'ccache.conf'), '')
-    const stats = async (): Promise<Record<string, number>> => Object.fromEntries((await sh('ccache', ['--print-stats'], work, env)).trim().split('\n').map((l) => l.split('\t')).map(([k, v]): [string, number] => [String(k), Number(v)]))
+    const stats = async (): Promise<Record<string, number>> =>
+      Object.fromEntries(
+        (await sh('ccache', ['--print-stats'], work, env))
+          .trim()
+          .split('\n')
+          .map((l) => l.split('\t'))
+          .map(([k, v]): [string, number] => [String(k), Number(v)]),
+      )
     const compileAll = async (): Promise<void> => {
       for (const f of files) await sh('ccache', ['gcc', '-c', `src/${f}.c`, '-o', `${f}-${layout}.o`], work, env)
     }

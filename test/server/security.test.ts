@@ -11,7 +11,13 @@ const HASH = 'abcdef0123456789'
 test('auth: with tokens, no token or a wrong one is a 401, a read-only token reads but cannot write (403), and tokens of any length compare correctly', async () => {
   const { url } = await startServer({ tokens: ['w-token-0123456789'], readTokens: ['r'] })
   const at = `${url}/v8/artifacts/${HASH}?slug=t`
-  for (const headers of [{}, bearer('w-token-012345678'), bearer('w-token-01234567890'), bearer(''), { authorization: 'w-token-0123456789' }]) {
+  for (const headers of [
+    {},
+    bearer('w-token-012345678'),
+    bearer('w-token-01234567890'),
+    bearer(''),
+    { authorization: 'w-token-0123456789' },
+  ]) {
     const answer = await call(at, { headers })
     assert.equal(answer.status, 401, JSON.stringify(headers))
     assert.equal(answer.json<ErrorAnswer>().error.code, 'ERR_UNAUTHORIZED')
@@ -40,10 +46,18 @@ test('limits: a body over --max-body is a 413 naming the limit, for artifacts an
   const nx = await call(`${url}/v1/cache/123`, { method: 'PUT', body: randomBytes(2000), headers: octets })
   assert.equal(nx.status, 413)
   assert.match(nx.text, /1000 bytes/)
-  const value = await call(`${url}/api/cache/k`, { method: 'PUT', body: JSON.stringify({ value: 'x'.repeat(2000) }), headers: { 'content-type': 'application/json' } })
+  const value = await call(`${url}/api/cache/k`, {
+    method: 'PUT',
+    body: JSON.stringify({ value: 'x'.repeat(2000) }),
+    headers: { 'content-type': 'application/json' },
+  })
   assert.equal(value.status, 413)
   assert.match(value.json<ErrorAnswer>().error.message, /1000 bytes/)
-  assert.equal((await call(`${url}/v8/artifacts/${HASH}?slug=t`, { method: 'PUT', body: randomBytes(900), headers: octets })).status, 202, 'under the limit is fine')
+  assert.equal(
+    (await call(`${url}/v8/artifacts/${HASH}?slug=t`, { method: 'PUT', body: randomBytes(900), headers: octets })).status,
+    202,
+    'under the limit is fine',
+  )
   assert.equal(entryFiles(dir).length, 1)
 })
 
@@ -67,7 +81,10 @@ test('errors: no answer carries a stack trace, and unknown routes are JSON 404s'
     call(`${url}/v8/artifacts`, { method: 'POST', body: '[]', headers: { 'content-type': 'application/json' } }),
     call(`${url}/v8/artifacts/${HASH}?slug=t`, { method: 'PUT', body: 'x'.repeat(200), headers: octets }),
   ])
-  assert.deepEqual(answers.map((a) => a.status), [404, 400, 415, 400, 413])
+  assert.deepEqual(
+    answers.map((a) => a.status),
+    [404, 400, 415, 400, 413],
+  )
   for (const a of answers) {
     assert.doesNotMatch(a.text, /\bat .*\.(ts|js):\d+/, a.text)
     assert.ok(typeof a.json<ErrorAnswer>().error.code === 'string' && typeof a.json<ErrorAnswer>().error.message === 'string', a.text)
@@ -103,7 +120,11 @@ test('a client that disconnects mid-upload leaves no entry and no temp file', as
 test('an upload whose body is shorter than its Content-Length is not stored', async () => {
   const { url, dir } = await startServer()
   const status = await new Promise<number>((resolve) => {
-    const request = http.request(`${url}/v8/artifacts/${HASH}?slug=t`, { method: 'PUT', headers: { ...octets, 'content-length': '100' } }, (response) => resolve(response.statusCode!))
+    const request = http.request(
+      `${url}/v8/artifacts/${HASH}?slug=t`,
+      { method: 'PUT', headers: { ...octets, 'content-length': '100' } },
+      (response) => resolve(response.statusCode!),
+    )
     request.on('error', () => resolve(0))
     request.write('only 20 bytes here..')
     // Half-close: the client says it is done writing; the body stays 80 bytes short.

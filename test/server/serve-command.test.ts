@@ -28,7 +28,12 @@ test('larder serve: a non-loopback host without a token refuses to start (exit 2
 
 test('larder serve: options come from the environment (LARDER_PORT, LARDER_TOKEN comma-separated, LARDER_READ_TOKEN, CACHE_L1_MAX_ENTRIES)', async () => {
   const dir = path.join(tempDir('larder-serve-cli'), 'cache')
-  const server = await startCli(['--dir', dir, 'serve'], { LARDER_PORT: '0', LARDER_TOKEN: 'one, two', LARDER_READ_TOKEN: 'ro', CACHE_L1_MAX_ENTRIES: '0' })
+  const server = await startCli(['--dir', dir, 'serve'], {
+    LARDER_PORT: '0',
+    LARDER_TOKEN: 'one, two',
+    LARDER_READ_TOKEN: 'ro',
+    CACHE_L1_MAX_ENTRIES: '0',
+  })
   assert.match(server.stdout[0]!, /^larder listening on http:\/\/127\.0\.0\.1:\d+$/)
   assert.ok(!server.stdout.some((l) => l.includes('no token')))
   const put = { method: 'PUT', body: JSON.stringify({ value: 1 }), headers: { 'content-type': 'application/json' } }
@@ -46,16 +51,20 @@ test('larder serve: SIGTERM finishes the upload in flight, stores it, closes the
   const body = Buffer.alloc(3 * 1024 * 1024, 7)
   let sendRest = (): void => {}
   const answered = new Promise<number>((resolve, reject) => {
-    const request = http.request(`${server.url}/v8/artifacts/abcdef0123456789?slug=t`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream', 'content-length': String(body.length) } }, (response) => {
-      response.resume()
-      resolve(response.statusCode!)
-    })
+    const request = http.request(
+      `${server.url}/v8/artifacts/abcdef0123456789?slug=t`,
+      { method: 'PUT', headers: { 'content-type': 'application/octet-stream', 'content-length': String(body.length) } },
+      (response) => {
+        response.resume()
+        resolve(response.statusCode!)
+      },
+    )
     request.on('error', reject)
     request.write(body.subarray(0, 2 * 1024 * 1024))
     sendRest = () => request.end(body.subarray(2 * 1024 * 1024))
   })
   // The upload is being written (its temp file is on disk) before the signal.
-  await eventually(() => tempFiles(dir).length > 0, 'the upload\'s temp file')
+  await eventually(() => tempFiles(dir).length > 0, "the upload's temp file")
   server.child.kill('SIGTERM')
   await new Promise((resolve) => server.child.stderr!.once('data', resolve)) // "stopping …"
   sendRest()
@@ -74,7 +83,11 @@ test('larder serve: no token appears in its output, whatever the requests', asyn
   const server = await startCli(['--dir', dir, 'serve', '--port', '0', '--token', 'TOPSECRET', '--log-requests'])
   await call(`${server.url}/v8/artifacts/abcdef0123456789?slug=t`, { headers: bearer('TOPSECRET') })
   await call(`${server.url}/v8/artifacts/abcdef0123456789?slug=t`, { headers: bearer('TOPSECRET-WRONG') })
-  await call(`${server.url}/v1/cache/1`, { method: 'PUT', body: 'x', headers: { 'content-type': 'application/octet-stream', ...bearer('TOPSECRET') } })
+  await call(`${server.url}/v1/cache/1`, {
+    method: 'PUT',
+    body: 'x',
+    headers: { 'content-type': 'application/octet-stream', ...bearer('TOPSECRET') },
+  })
   assert.equal(await server.stop(), 0)
   const output = server.stdout.join('\n') + server.stderr()
   assert.match(output, /GET \/v8\/artifacts\/abcdef0123456789 404/)
@@ -84,11 +97,17 @@ test('larder serve: no token appears in its output, whatever the requests', asyn
 test('the package ships the server and its dashboard assets (no CDN: the page is served from the package)', async () => {
   const { execFileSync } = await import('node:child_process')
   const { root } = await import('./helpers.ts')
-  const packed = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })) as { files: { path: string }[] }[]
+  const packed = JSON.parse(
+    execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], {
+      cwd: root,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }),
+  ) as { files: { path: string }[] }[]
   const files = packed[0]!.files.map((f) => f.path)
   for (const file of ['dist/cli.js', 'dist/dashboard/index.html', 'dist/dashboard/dashboard.js', 'dist/dashboard/dashboard.css']) {
     assert.ok(files.includes(file), `${file} missing from the package`)
   }
   const page = (await import('node:fs')).readFileSync(path.join(root, 'dist/dashboard/index.html'), 'utf8')
-  assert.doesNotMatch(page, /(src|href)="(https?:)?\/\//, 'every asset of the page is the server\'s own')
+  assert.doesNotMatch(page, /(src|href)="(https?:)?\/\//, "every asset of the page is the server's own")
 })

@@ -8,10 +8,24 @@ import assert from 'node:assert/strict'
 import path from 'node:path'
 import { tempDir } from '../helpers.ts'
 import { redisAvailable, startRedis } from '../redis/server.ts'
-import { bearer, type CacheAnswer, call, type ErrorAnswer, eventually, type MetricsAnswer, type ReadyAnswer, startCli, startServer, type StatsAnswer } from './helpers.ts'
+import {
+  bearer,
+  type CacheAnswer,
+  call,
+  type ErrorAnswer,
+  eventually,
+  type MetricsAnswer,
+  type ReadyAnswer,
+  startCli,
+  startServer,
+  type StatsAnswer,
+} from './helpers.ts'
 
 const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run installs it)'
-const json = (method: string, body?: unknown): RequestInit => ({ method, ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }) })
+const json = (method: string, body?: unknown): RequestInit => ({
+  method,
+  ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
+})
 
 test('replicas share cache API values through Redis: a value PUT on one is a redis hit on the other, then local', { skip }, async () => {
   const redis = await startRedis()
@@ -28,7 +42,16 @@ test('replicas share cache API values through Redis: a value PUT on one is a red
   const stats = (await call(`${b.url}/cache/stats`)).json<StatsAnswer>()
   assert.deepEqual([stats.l2.enabled, stats.l2.hits], [true, 1])
   // Artifacts are not shared: they stay on the replica's disk.
-  assert.equal((await call(`${a.url}/v8/artifacts/abcdef0123456789?slug=t`, { method: 'PUT', body: 'bytes', headers: { 'content-type': 'application/octet-stream' } })).status, 202)
+  assert.equal(
+    (
+      await call(`${a.url}/v8/artifacts/abcdef0123456789?slug=t`, {
+        method: 'PUT',
+        body: 'bytes',
+        headers: { 'content-type': 'application/octet-stream' },
+      })
+    ).status,
+    202,
+  )
   assert.equal((await call(`${b.url}/v8/artifacts/abcdef0123456789?slug=t`)).status, 404)
 })
 
@@ -36,7 +59,11 @@ test('an invalidation on one replica reaches the others (the bus): keys, tags, a
   const redis = await startRedis()
   const a = await startServer({ redis: redis.url })
   const b = await startServer({ redis: redis.url })
-  for (const [key, tags] of [['k1', undefined], ['k2', ['team:1']], ['k3', undefined]] as const) {
+  for (const [key, tags] of [
+    ['k1', undefined],
+    ['k2', ['team:1']],
+    ['k3', undefined],
+  ] as const) {
     await call(`${a.url}/api/cache/${key}`, json('PUT', { value: key, ...(tags === undefined ? {} : { tags }) }))
     assert.equal((await call(`${b.url}/api/cache/${key}`)).json<CacheAnswer>().hit, true, `${key} read on b`)
   }
@@ -48,57 +75,86 @@ test('an invalidation on one replica reaches the others (the bus): keys, tags, a
   }
 })
 
-test('DELETE /cache/l2 empties the Redis tier only: a new replica misses, the writer keeps its local copy; DELETE /cache/l1 the memory tier', { skip }, async () => {
-  const redis = await startRedis()
-  const a = await startServer({ redis: redis.url })
-  await call(`${a.url}/api/cache/k`, json('PUT', { value: 1 }))
-  assert.notEqual(redis.cli('DBSIZE'), '0')
-  const cleared = await call(`${a.url}/cache/l2`, json('DELETE'))
-  assert.deepEqual(cleared.json(), { success: true, cleared: 'l2' })
-  assert.equal(redis.cli('KEYS', '*k*').split('\n').filter((k) => k.endsWith(':k')).length, 0, 'no entry left in Redis')
-  const c = await startServer({ redis: redis.url })
-  assert.equal((await call(`${c.url}/api/cache/k`)).status, 404)
-  assert.equal((await call(`${a.url}/api/cache/k`)).json<CacheAnswer>().source, 'memory')
-  assert.equal((await call(`${a.url}/cache/l1`, json('DELETE'))).status, 200)
-  assert.equal((await call(`${a.url}/api/cache/k`)).json<CacheAnswer>().source, 'file')
-})
+test(
+  'DELETE /cache/l2 empties the Redis tier only: a new replica misses, the writer keeps its local copy; DELETE /cache/l1 the memory tier',
+  { skip },
+  async () => {
+    const redis = await startRedis()
+    const a = await startServer({ redis: redis.url })
+    await call(`${a.url}/api/cache/k`, json('PUT', { value: 1 }))
+    assert.notEqual(redis.cli('DBSIZE'), '0')
+    const cleared = await call(`${a.url}/cache/l2`, json('DELETE'))
+    assert.deepEqual(cleared.json(), { success: true, cleared: 'l2' })
+    assert.equal(
+      redis
+        .cli('KEYS', '*k*')
+        .split('\n')
+        .filter((k) => k.endsWith(':k')).length,
+      0,
+      'no entry left in Redis',
+    )
+    const c = await startServer({ redis: redis.url })
+    assert.equal((await call(`${c.url}/api/cache/k`)).status, 404)
+    assert.equal((await call(`${a.url}/api/cache/k`)).json<CacheAnswer>().source, 'memory')
+    assert.equal((await call(`${a.url}/cache/l1`, json('DELETE'))).status, 200)
+    assert.equal((await call(`${a.url}/api/cache/k`)).json<CacheAnswer>().source, 'file')
+  },
+)
 
-test('/readyz with --redis: 200 with Redis reachable; 503 naming Redis once it is gone, the disk still writable; the replica serves what it holds, writes are 503s', { skip }, async () => {
-  const redis = await startRedis()
-  const a = await startServer({ redis: redis.url })
-  await call(`${a.url}/api/cache/kept`, json('PUT', { value: 'local too' }))
-  const ready = await call(`${a.url}/readyz`)
-  assert.equal(ready.status, 200)
-  assert.deepEqual(ready.json(), { status: 'ready', disk: 'writable', redis: 'reachable' })
-  await redis.kill()
-  const down = await call(`${a.url}/readyz`)
-  assert.equal(down.status, 503)
-  assert.equal(down.json<ReadyAnswer>().disk, 'writable')
-  assert.match(down.json<ReadyAnswer>().redis ?? '', /^not reachable/)
-  // The replica still answers what it holds; a read that needs Redis is a miss; a write
-  // cannot reach every tier, so it is not reported stored.
-  assert.equal((await call(`${a.url}/healthz`)).status, 200)
-  assert.equal((await call(`${a.url}/api/cache/kept`)).json<CacheAnswer>().value, 'local too')
-  assert.equal((await call(`${a.url}/api/cache/never`)).status, 404)
-  const put = await call(`${a.url}/api/cache/new`, json('PUT', { value: 1 }))
-  assert.equal(put.status, 503)
-  assert.equal(put.json<ErrorAnswer>().error.code, 'ERR_UNAVAILABLE')
-})
+test(
+  '/readyz with --redis: 200 with Redis reachable; 503 naming Redis once it is gone, the disk still writable; the replica serves what it holds, writes are 503s',
+  { skip },
+  async () => {
+    const redis = await startRedis()
+    const a = await startServer({ redis: redis.url })
+    await call(`${a.url}/api/cache/kept`, json('PUT', { value: 'local too' }))
+    const ready = await call(`${a.url}/readyz`)
+    assert.equal(ready.status, 200)
+    assert.deepEqual(ready.json(), { status: 'ready', disk: 'writable', redis: 'reachable' })
+    await redis.kill()
+    const down = await call(`${a.url}/readyz`)
+    assert.equal(down.status, 503)
+    assert.equal(down.json<ReadyAnswer>().disk, 'writable')
+    assert.match(down.json<ReadyAnswer>().redis ?? '', /^not reachable/)
+    // The replica still answers what it holds; a read that needs Redis is a miss; a write
+    // cannot reach every tier, so it is not reported stored.
+    assert.equal((await call(`${a.url}/healthz`)).status, 200)
+    assert.equal((await call(`${a.url}/api/cache/kept`)).json<CacheAnswer>().value, 'local too')
+    assert.equal((await call(`${a.url}/api/cache/never`)).status, 404)
+    const put = await call(`${a.url}/api/cache/new`, json('PUT', { value: 1 }))
+    assert.equal(put.status, 503)
+    assert.equal(put.json<ErrorAnswer>().error.code, 'ERR_UNAVAILABLE')
+  },
+)
 
-test('larder serve: REDIS_URL, REDIS_PASSWORD and REDIS_DB (the seed\'s names) reach Redis; the password is never printed', { skip }, async () => {
-  const redis = await startRedis()
-  redis.cli('CONFIG', 'SET', 'requirepass', 'redis-secret-pw') // after start: its readiness check pings without one
-  const dir = path.join(tempDir('larder-serve-redis'), 'cache')
-  const server = await startCli(['--dir', dir, 'serve', '--port', '0', '--token', 't', '--log-requests'], { REDIS_URL: redis.url, REDIS_PASSWORD: 'redis-secret-pw', REDIS_DB: '3' })
-  assert.match(server.stdout[0]!, /^larder listening on http:\/\/127\.0\.0\.1:\d+$/)
-  assert.ok(server.stdout.some((l) => l.includes(`shared tier redis://127.0.0.1:${redis.port}/3`)), server.stdout.join('\n'))
-  const put = await call(`${server.url}/api/cache/k`, { ...json('PUT', { value: 'v' }), headers: { 'content-type': 'application/json', ...bearer('t') } })
-  assert.equal(put.status, 200)
-  assert.notEqual(redis.cli('-a', 'redis-secret-pw', '--no-auth-warning', '-n', '3', 'DBSIZE'), '0', 'the value is in database 3')
-  assert.equal((await call(`${server.url}/readyz`)).json<ReadyAnswer>().redis, 'reachable')
-  assert.equal(await server.stop(), 0)
-  assert.doesNotMatch(server.stdout.join('\n') + server.stderr(), /redis-secret-pw/)
-})
+test(
+  "larder serve: REDIS_URL, REDIS_PASSWORD and REDIS_DB (the seed's names) reach Redis; the password is never printed",
+  { skip },
+  async () => {
+    const redis = await startRedis()
+    redis.cli('CONFIG', 'SET', 'requirepass', 'redis-secret-pw') // after start: its readiness check pings without one
+    const dir = path.join(tempDir('larder-serve-redis'), 'cache')
+    const server = await startCli(['--dir', dir, 'serve', '--port', '0', '--token', 't', '--log-requests'], {
+      REDIS_URL: redis.url,
+      REDIS_PASSWORD: 'redis-secret-pw',
+      REDIS_DB: '3',
+    })
+    assert.match(server.stdout[0]!, /^larder listening on http:\/\/127\.0\.0\.1:\d+$/)
+    assert.ok(
+      server.stdout.some((l) => l.includes(`shared tier redis://127.0.0.1:${redis.port}/3`)),
+      server.stdout.join('\n'),
+    )
+    const put = await call(`${server.url}/api/cache/k`, {
+      ...json('PUT', { value: 'v' }),
+      headers: { 'content-type': 'application/json', ...bearer('t') },
+    })
+    assert.equal(put.status, 200)
+    assert.notEqual(redis.cli('-a', 'redis-secret-pw', '--no-auth-warning', '-n', '3', 'DBSIZE'), '0', 'the value is in database 3')
+    assert.equal((await call(`${server.url}/readyz`)).json<ReadyAnswer>().redis, 'reachable')
+    assert.equal(await server.stop(), 0)
+    assert.doesNotMatch(server.stdout.join('\n') + server.stderr(), /redis-secret-pw/)
+  },
+)
 
 test('larder serve: --redis that is not a redis:// URL is a usage error (exit 2)', async () => {
   const dir = path.join(tempDir('larder-serve-redis'), 'cache')

@@ -64,7 +64,10 @@ test('the name is recorded in meta/name at open; a namespace without one is list
   await ro.close()
   assert.ok(!fs.existsSync(nameFile), 'read-only: nothing written')
   const listed = (JSON.parse(stats(dir, '--json').stdout) as StatsReport).namespaces ?? []
-  assert.deepEqual(listed.map((n) => [n.name, n.directory]), [[null, nsDir]])
+  assert.deepEqual(
+    listed.map((n) => [n.name, n.directory]),
+    [[null, nsDir]],
+  )
   assert.match(stats(dir).stdout, new RegExp(`${nsDir} \\(name not recorded\\)\\s+1`))
   await fill(dir, 'team/α', 1)
   assert.equal(fs.readFileSync(nameFile, 'utf8'), 'team/α', 'the next writing open records it')

@@ -11,7 +11,11 @@ test('turbo: status is enabled, a missing artifact is a 404, an uploaded one com
   assert.deepEqual((await call(`${url}/v8/artifacts/status?slug=team`)).json(), { status: 'enabled' })
   assert.equal((await call(`${url}/v8/artifacts/${HASH}?slug=team`)).status, 404)
   const body = randomBytes(300_000)
-  const put = await call(`${url}/v8/artifacts/${HASH}?slug=team`, { method: 'PUT', body, headers: { 'content-type': 'application/octet-stream', 'x-artifact-duration': '141', 'x-artifact-tag': 'c2lnbmVk' } })
+  const put = await call(`${url}/v8/artifacts/${HASH}?slug=team`, {
+    method: 'PUT',
+    body,
+    headers: { 'content-type': 'application/octet-stream', 'x-artifact-duration': '141', 'x-artifact-tag': 'c2lnbmVk' },
+  })
   assert.equal(put.status, 202)
   assert.deepEqual(put.json(), { urls: [HASH] })
   const got = await fetch(`${url}/v8/artifacts/${HASH}?slug=team`)
@@ -30,15 +34,32 @@ test('turbo: status is enabled, a missing artifact is a 404, an uploaded one com
 test('turbo: a re-upload of a hash replaces it (turbo re-uploads after a signature miss)', async () => {
   const { url } = await startServer()
   for (const content of ['first', 'second, longer']) {
-    assert.equal((await call(`${url}/v8/artifacts/${HASH}?slug=t`, { method: 'PUT', body: content, headers: { 'content-type': 'application/octet-stream' } })).status, 202)
+    assert.equal(
+      (
+        await call(`${url}/v8/artifacts/${HASH}?slug=t`, {
+          method: 'PUT',
+          body: content,
+          headers: { 'content-type': 'application/octet-stream' },
+        })
+      ).status,
+      202,
+    )
   }
   assert.equal((await call(`${url}/v8/artifacts/${HASH}?slug=t`)).text, 'second, longer')
 })
 
 test('turbo: teams are isolated namespaces, by slug or by teamId', async () => {
   const { url } = await startServer()
-  await call(`${url}/v8/artifacts/${HASH}?slug=alpha`, { method: 'PUT', body: 'alpha', headers: { 'content-type': 'application/octet-stream' } })
-  await call(`${url}/v8/artifacts/${HASH}?teamId=team_beta`, { method: 'PUT', body: 'beta', headers: { 'content-type': 'application/octet-stream' } })
+  await call(`${url}/v8/artifacts/${HASH}?slug=alpha`, {
+    method: 'PUT',
+    body: 'alpha',
+    headers: { 'content-type': 'application/octet-stream' },
+  })
+  await call(`${url}/v8/artifacts/${HASH}?teamId=team_beta`, {
+    method: 'PUT',
+    body: 'beta',
+    headers: { 'content-type': 'application/octet-stream' },
+  })
   assert.equal((await call(`${url}/v8/artifacts/${HASH}?slug=alpha`)).text, 'alpha')
   assert.equal((await call(`${url}/v8/artifacts/${HASH}?teamId=team_beta`)).text, 'beta')
   assert.equal((await call(`${url}/v8/artifacts/${HASH}?slug=gamma`)).status, 404)
@@ -52,18 +73,36 @@ test('turbo: teams are isolated namespaces, by slug or by teamId', async () => {
 
 test('turbo: a doubled leading slash (TURBO_API with a trailing slash) is routed like one', async () => {
   const { url } = await startServer()
-  assert.equal((await call(`${url}//v8/artifacts/${HASH}?slug=t`, { method: 'PUT', body: 'x', headers: { 'content-type': 'application/octet-stream' } })).status, 202)
+  assert.equal(
+    (
+      await call(`${url}//v8/artifacts/${HASH}?slug=t`, {
+        method: 'PUT',
+        body: 'x',
+        headers: { 'content-type': 'application/octet-stream' },
+      })
+    ).status,
+    202,
+  )
   assert.equal((await call(`${url}//v8/artifacts/${HASH}?slug=t`)).text, 'x')
   assert.equal((await call(`${url}//v8/artifacts/status?slug=t`)).status, 200)
 })
 
 test('turbo: the batch query answers size, duration and tag per hash, null for a miss; events are accepted', async () => {
   const { url } = await startServer()
-  await call(`${url}/v8/artifacts/${HASH}?slug=t`, { method: 'PUT', body: 'abcd', headers: { 'content-type': 'application/octet-stream', 'x-artifact-duration': '77', 'x-artifact-tag': 'tag' } })
-  const query = await call(`${url}/v8/artifacts?slug=t`, { method: 'POST', body: JSON.stringify({ hashes: [HASH, '00ba000000000000'] }), headers: { 'content-type': 'application/json' } })
+  await call(`${url}/v8/artifacts/${HASH}?slug=t`, {
+    method: 'PUT',
+    body: 'abcd',
+    headers: { 'content-type': 'application/octet-stream', 'x-artifact-duration': '77', 'x-artifact-tag': 'tag' },
+  })
+  const query = await call(`${url}/v8/artifacts?slug=t`, {
+    method: 'POST',
+    body: JSON.stringify({ hashes: [HASH, '00ba000000000000'] }),
+    headers: { 'content-type': 'application/json' },
+  })
   assert.deepEqual(query.json(), { [HASH]: { size: 4, taskDurationMs: 77, tag: 'tag' }, '00ba000000000000': null })
   const events = await call(`${url}/v8/artifacts/events?slug=t`, {
-    method: 'POST', headers: { 'content-type': 'application/json' },
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
     body: JSON.stringify([{ sessionId: 'x', source: 'REMOTE', event: 'HIT', hash: HASH, duration: 77 }]),
   })
   assert.equal(events.status, 200)
@@ -73,7 +112,10 @@ test('turbo: the batch query answers size, duration and tag per hash, null for a
 
 test('turbo: a CORS preflight allows Authorization (else turbo drops the token)', async () => {
   const { url } = await startServer({ tokens: ['secret'] })
-  const preflight = await fetch(`${url}/v8/artifacts/${HASH}?slug=t`, { method: 'OPTIONS', headers: { 'access-control-request-method': 'PUT', 'access-control-request-headers': 'authorization, content-type' } })
+  const preflight = await fetch(`${url}/v8/artifacts/${HASH}?slug=t`, {
+    method: 'OPTIONS',
+    headers: { 'access-control-request-method': 'PUT', 'access-control-request-headers': 'authorization, content-type' },
+  })
   assert.equal(preflight.status, 200)
   assert.match(preflight.headers.get('access-control-allow-headers') ?? '', /Authorization/)
   assert.match(preflight.headers.get('access-control-allow-methods') ?? '', /PUT/)
@@ -82,7 +124,11 @@ test('turbo: a CORS preflight allows Authorization (else turbo drops the token)'
 test('turbo: an invalid hash is a 400 naming the field, never a path', async () => {
   const { url, dir } = await startServer()
   for (const hash of ['..%2F..%2Fetc%2Fpasswd', 'a'.repeat(200), 'has%20space']) {
-    const answer = await call(`${url}/v8/artifacts/${hash}?slug=t`, { method: 'PUT', body: 'x', headers: { 'content-type': 'application/octet-stream' } })
+    const answer = await call(`${url}/v8/artifacts/${hash}?slug=t`, {
+      method: 'PUT',
+      body: 'x',
+      headers: { 'content-type': 'application/octet-stream' },
+    })
     assert.equal(answer.status, 400, hash)
     assert.equal(answer.json<ErrorAnswer>().error.code, 'ERR_INVALID_HASH')
     assert.match(answer.json<ErrorAnswer>().error.message, /hash/)

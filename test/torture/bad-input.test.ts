@@ -14,26 +14,55 @@ import { record } from './scale.ts'
 
 const HUGE = 'k'.repeat(10 * 1024 * 1024)
 const hostileKeys: [string, unknown][] = [
-  ['an empty key', ''], ['a 10 MB key', HUGE], ['a key with NUL', 'a\0b'], ['a lone surrogate', '\uDC00'],
-  ['a number', 7], ['NaN', Number.NaN], ['null', null], ['a Symbol', Symbol('k')], ['an object with toString', { toString: () => 'k' }],
-  ['an array', ['k']], ['a String object', new String('k')], ['a Buffer', Buffer.from('k')], ['8 KiB + 1 of UTF-8', 'é'.repeat(4097)],
+  ['an empty key', ''],
+  ['a 10 MB key', HUGE],
+  ['a key with NUL', 'a\0b'],
+  ['a lone surrogate', '\uDC00'],
+  ['a number', 7],
+  ['NaN', Number.NaN],
+  ['null', null],
+  ['a Symbol', Symbol('k')],
+  ['an object with toString', { toString: () => 'k' }],
+  ['an array', ['k']],
+  ['a String object', new String('k')],
+  ['a Buffer', Buffer.from('k')],
+  ['8 KiB + 1 of UTF-8', 'é'.repeat(4097)],
 ]
 const keyMethods: [string, (c: Larder, k: never) => Promise<unknown>][] = [
-  ['get', (c, k) => c.get(k)], ['has', (c, k) => c.has(k)], ['delete', (c, k) => c.delete(k)], ['getStream', (c, k) => c.getStream(k)],
-  ['setStream', (c, k) => c.setStream(k, Buffer.from('x'))], ['getOrSet', (c, k) => c.getOrSet(k, () => 1)], ['increment', (c, k) => c.increment(k)],
-  ['decrement', (c, k) => c.decrement(k)], ['getMany', (c, k) => c.getMany(['ok', k])], ['deleteMany', (c, k) => c.deleteMany([k])],
-  ['setMany', (c, k) => c.setMany([{ key: k, value: 1 }])], ['set', (c, k) => c.set(k, 1)],
+  ['get', (c, k) => c.get(k)],
+  ['has', (c, k) => c.has(k)],
+  ['delete', (c, k) => c.delete(k)],
+  ['getStream', (c, k) => c.getStream(k)],
+  ['setStream', (c, k) => c.setStream(k, Buffer.from('x'))],
+  ['getOrSet', (c, k) => c.getOrSet(k, () => 1)],
+  ['increment', (c, k) => c.increment(k)],
+  ['decrement', (c, k) => c.decrement(k)],
+  ['getMany', (c, k) => c.getMany(['ok', k])],
+  ['deleteMany', (c, k) => c.deleteMany([k])],
+  ['setMany', (c, k) => c.setMany([{ key: k, value: 1 }])],
+  ['set', (c, k) => c.set(k, 1)],
 ]
 
 type Case = [label: string, run: (c: Larder) => Promise<unknown>, code: string]
 const circular: Record<string, unknown> = {}
 circular.self = circular
 const cases: Case[] = [
-  ...keyMethods.flatMap(([m, run]) => hostileKeys.map(([label, k]): Case => [`${m} with ${label}`, (c) => run(c, k as never), 'ERR_INVALID_KEY'])),
+  ...keyMethods.flatMap(([m, run]) =>
+    hostileKeys.map(([label, k]): Case => [`${m} with ${label}`, (c) => run(c, k as never), 'ERR_INVALID_KEY']),
+  ),
   // values
   ['set of a Symbol', (c) => c.set('k', Symbol('v')), 'ERR_SERIALIZE'],
   ['set of an object holding a BigInt', (c) => c.set('k', { n: 1n }), 'ERR_SERIALIZE'],
-  ['set of an object whose toJSON throws', (c) => c.set('k', { toJSON: () => { throw new Error('no') } }), 'ERR_SERIALIZE'],
+  [
+    'set of an object whose toJSON throws',
+    (c) =>
+      c.set('k', {
+        toJSON: () => {
+          throw new Error('no')
+        },
+      }),
+    'ERR_SERIALIZE',
+  ],
   ['getOrSet whose loader returns a circular value', (c) => c.getOrSet('k', () => circular), 'ERR_SERIALIZE'],
   ['setMany of a non-array', (c) => c.setMany({ key: 'k', value: 1 } as never), 'ERR_INVALID_VALUE'],
   ['setMany with a null item', (c) => c.setMany([null as never]), 'ERR_INVALID_VALUE'],
@@ -82,15 +111,32 @@ const cases: Case[] = [
 
 // options are an object, except the case that passes an array
 const optionCases: [string, Record<string, unknown> | unknown[]][] = [
-  ['dir as a number', { dir: 5 }], ['dir with NUL', { dir: '/tmp/a\0b' }], ['namespace as a number', { namespace: 5 }],
-  ['a 10 MB namespace', { namespace: HUGE }], ['compressThreshold NaN', { compressThreshold: Number.NaN }], ['compressThreshold -1', { compressThreshold: -1 }],
-  ['compressionLevel 1.5', { compressionLevel: 1.5 }], ['durable "yes"', { durable: 'yes' }], ['streamCompression "some"', { streamCompression: 'some' }],
-  ['memory "yes"', { memory: 'yes' }], ['memory.ttl -1', { memory: { ttl: -1 } }], ['memory.maxSize "big"', { memory: { maxSize: 'big' } }],
-  ['maintenance "never"', { maintenance: 'never' }], ['maintenance.workers 0', { maintenance: { workers: 0 } }], ['maintenance.lowWater 2', { maintenance: { lowWater: 2 } }],
-  ['maintenance.tempMaxAge "x"', { maintenance: { tempMaxAge: 'x' } }], ['an unknown maintenance option', { maintenance: { every: 5 } }],
-  ['breaker.resetTimeout NaN', { breaker: { resetTimeout: Number.NaN } }], ['breaker.timeout -1', { breaker: { timeout: -1 } }], ['breaker null', { breaker: null }],
-  ['maxEntries Infinity', { maxEntries: Number.POSITIVE_INFINITY }], ['maxSize -5', { maxSize: -5 }], ['defaultTtl NaN', { defaultTtl: Number.NaN }],
-  ['serializer with a throwing getter', { serializer: 42 }], ['options as an array', []], ['__proto__ pollution', JSON.parse('{"__proto__": {"polluted": true}}') as Record<string, unknown>],
+  ['dir as a number', { dir: 5 }],
+  ['dir with NUL', { dir: '/tmp/a\0b' }],
+  ['namespace as a number', { namespace: 5 }],
+  ['a 10 MB namespace', { namespace: HUGE }],
+  ['compressThreshold NaN', { compressThreshold: Number.NaN }],
+  ['compressThreshold -1', { compressThreshold: -1 }],
+  ['compressionLevel 1.5', { compressionLevel: 1.5 }],
+  ['durable "yes"', { durable: 'yes' }],
+  ['streamCompression "some"', { streamCompression: 'some' }],
+  ['memory "yes"', { memory: 'yes' }],
+  ['memory.ttl -1', { memory: { ttl: -1 } }],
+  ['memory.maxSize "big"', { memory: { maxSize: 'big' } }],
+  ['maintenance "never"', { maintenance: 'never' }],
+  ['maintenance.workers 0', { maintenance: { workers: 0 } }],
+  ['maintenance.lowWater 2', { maintenance: { lowWater: 2 } }],
+  ['maintenance.tempMaxAge "x"', { maintenance: { tempMaxAge: 'x' } }],
+  ['an unknown maintenance option', { maintenance: { every: 5 } }],
+  ['breaker.resetTimeout NaN', { breaker: { resetTimeout: Number.NaN } }],
+  ['breaker.timeout -1', { breaker: { timeout: -1 } }],
+  ['breaker null', { breaker: null }],
+  ['maxEntries Infinity', { maxEntries: Number.POSITIVE_INFINITY }],
+  ['maxSize -5', { maxSize: -5 }],
+  ['defaultTtl NaN', { defaultTtl: Number.NaN }],
+  ['serializer with a throwing getter', { serializer: 42 }],
+  ['options as an array', []],
+  ['__proto__ pollution', JSON.parse('{"__proto__": {"polluted": true}}') as Record<string, unknown>],
 ]
 
 describe('hostile input to every method and option', () => {
@@ -108,7 +154,11 @@ describe('hostile input to every method and option', () => {
         assert.equal(error.code, code, `${label}: ${error.message}`)
         return true
       })
-      assert.deepEqual(listFiles(dir).filter((f) => !f.includes('/meta/')), before, 'files written')
+      assert.deepEqual(
+        listFiles(dir).filter((f) => !f.includes('/meta/')),
+        before,
+        'files written',
+      )
       await cache.close()
       survived++
     })
@@ -134,7 +184,19 @@ describe('hostile input to every method and option', () => {
     tried++
     const parent = tempDir('larder-torture-paths')
     const dir = path.join(parent, 'cache')
-    const keys = ['../../etc/passwd', '../outside', '/etc/shadow', 'C:\\Windows\\system32', '..', '.', 'a/../../b', '%2e%2e%2f', '\\\\server\\share', 'v1/default/00/0000000000000000', 'ключ/🙂']
+    const keys = [
+      '../../etc/passwd',
+      '../outside',
+      '/etc/shadow',
+      'C:\\Windows\\system32',
+      '..',
+      '.',
+      'a/../../b',
+      '%2e%2e%2f',
+      '\\\\server\\share',
+      'v1/default/00/0000000000000000',
+      'ключ/🙂',
+    ]
     for (const namespace of ['', '../..', '/tmp', '..\\..']) {
       const cache = await Larder.open({ dir, namespace, maintenance: { interval: 0 } })
       for (const key of keys) {
@@ -154,7 +216,14 @@ describe('hostile input to every method and option', () => {
   })
 
   test('summary', (t) => {
-    record(t, { area: 'bad input', what: 'hostile arguments and options (all methods)', tried, unit: 'cases', survived, note: 'each a LarderError with the right code, nothing written; path-like keys round-trip inside the dir' })
+    record(t, {
+      area: 'bad input',
+      what: 'hostile arguments and options (all methods)',
+      tried,
+      unit: 'cases',
+      survived,
+      note: 'each a LarderError with the right code, nothing written; path-like keys round-trip inside the dir',
+    })
     assert.equal(tried, cases.length + optionCases.length + 1, 'every case ran')
   })
 })

@@ -83,13 +83,17 @@ function staleReads(results: readonly OpsResult[]): string[] {
       if (write.s > read.e) violations.push(`process ${p} read ${read.key} = ${read.v} before its write began`)
       const newer = (mutations.get(read.key!) ?? []).find((m) => m !== write && m.v !== read.v && m.s > write.e && m.e < read.s - lag)
       if (newer !== undefined) {
-        violations.push(`process ${p} read ${read.key} = ${read.v} (written by ${write.p}, acknowledged ${at(write.e)}), but ${newer.k === 'd' ? 'a delete' : `version ${newer.v}`} by process ${newer.p} began after that and was acknowledged ${at(newer.e)} relative to the read`)
+        violations.push(
+          `process ${p} read ${read.key} = ${read.v} (written by ${write.p}, acknowledged ${at(write.e)}), but ${newer.k === 'd' ? 'a delete' : `version ${newer.v}`} by process ${newer.p} began after that and was acknowledged ${at(newer.e)} relative to the read`,
+        )
         continue
       }
       for (const tag of write.tags ?? []) {
         const invalidated = (invalidations.get(tag) ?? []).find((i) => i.s > write.e && i.e < read.s - lag)
         if (invalidated !== undefined) {
-          violations.push(`process ${p} read ${read.key} = ${read.v} tagged ${tag}, invalidated after it was written (acknowledged ${at(invalidated.e)} relative to the read)`)
+          violations.push(
+            `process ${p} read ${read.key} = ${read.v} tagged ${tag}, invalidated after it was written (acknowledged ${at(invalidated.e)} relative to the read)`,
+          )
           break
         }
       }
@@ -99,7 +103,19 @@ function staleReads(results: readonly OpsResult[]): string[] {
 }
 
 describe('the history check itself', () => {
-  const result = (history: HistoryEvent[], memory = false): OpsResult => ({ counts: {}, wrong: [], thrown: [], thrownCount: 0, corrupt: [], errors: [], counter: 0, finalCounter: undefined, stats: { errors: 0, corrupt: 0, dropped: 0 }, history, memory })
+  const result = (history: HistoryEvent[], memory = false): OpsResult => ({
+    counts: {},
+    wrong: [],
+    thrown: [],
+    thrownCount: 0,
+    corrupt: [],
+    errors: [],
+    counter: 0,
+    finalCounter: undefined,
+    stats: { errors: 0, corrupt: 0, dropped: 0 },
+    history,
+    memory,
+  })
   const v1: HistoryEvent = { k: 'w', key: 'a', v: '0.1', tags: ['t'], s: 0, e: 10 }
 
   test('flags a read of a version superseded, deleted or invalidated before the read began', () => {
@@ -125,49 +141,71 @@ describe('8 processes on one directory, with a prune running', () => {
   const OPS = scale(400, 10_000)
   const KEYS = scale(60, 400)
 
-  test(`${PROCESSES} × ${OPS} mixed operations: every read is a miss or a version not superseded before the read began; 0 wrong, 0 errors`, { timeout: scale(180_000, 1_200_000) }, async (t) => {
-    const dir = await mkdtemp(path.join(tmpdir(), 'larder-torture-concurrency-'))
-    dirs.push(dir)
-    const seed = seedFor('concurrency')
-    const workers = Array.from({ length: PROCESSES }, (_, w) => new Child('../torture/children/concurrency-child.ts', ['ops', dir, String(w), String(seed * 13 + w), String(OPS), String(KEYS)]))
-    const pruner = new Child('../torture/children/concurrency-child.ts', ['prune', dir, String(seed), String(Math.floor(KEYS * 0.7))])
-    children.push(...workers, pruner)
-    await Promise.all([...workers, pruner].map((c) => c.next('ready')))
-    for (const c of [pruner, ...workers]) c.proc.send({ op: 'go' })
-    const results = (await Promise.all(workers.map((c) => c.next('result')))) as unknown as OpsResult[]
-    pruner.proc.send({ op: 'stop' })
-    const pruned = (await pruner.next('result')) as unknown as { totals: Record<string, number>; thrown: string[] }
-    const exits = await Promise.all([...workers, pruner].map((c) => c.exited))
-    assert.ok(exits.every((e) => e.code === 0), `children exited with ${JSON.stringify(exits)}`)
+  test(
+    `${PROCESSES} × ${OPS} mixed operations: every read is a miss or a version not superseded before the read began; 0 wrong, 0 errors`,
+    { timeout: scale(180_000, 1_200_000) },
+    async (t) => {
+      const dir = await mkdtemp(path.join(tmpdir(), 'larder-torture-concurrency-'))
+      dirs.push(dir)
+      const seed = seedFor('concurrency')
+      const workers = Array.from(
+        { length: PROCESSES },
+        (_, w) =>
+          new Child('../torture/children/concurrency-child.ts', ['ops', dir, String(w), String(seed * 13 + w), String(OPS), String(KEYS)]),
+      )
+      const pruner = new Child('../torture/children/concurrency-child.ts', ['prune', dir, String(seed), String(Math.floor(KEYS * 0.7))])
+      children.push(...workers, pruner)
+      await Promise.all([...workers, pruner].map((c) => c.next('ready')))
+      for (const c of [pruner, ...workers]) c.proc.send({ op: 'go' })
+      const results = (await Promise.all(workers.map((c) => c.next('result')))) as unknown as OpsResult[]
+      pruner.proc.send({ op: 'stop' })
+      const pruned = (await pruner.next('result')) as unknown as { totals: Record<string, number>; thrown: string[] }
+      const exits = await Promise.all([...workers, pruner].map((c) => c.exited))
+      assert.ok(
+        exits.every((e) => e.code === 0),
+        `children exited with ${JSON.stringify(exits)}`,
+      )
 
-    // Each validated read counts as tried; it survived unless it was a stale or resurrected
-    // version. Process-level failures (thrown errors, corrupt entries met, disk errors,
-    // dropped writes, a lost increment) lower it too.
-    const failures: string[] = []
-    let validated = 0
-    let ops = 0
-    for (const [w, r] of results.entries()) {
-      failures.push(...r.wrong.map((x) => `process ${w}: wrong value ${x}`))
-      if (r.thrownCount > 0) failures.push(`process ${w}: ${r.thrownCount} thrown: ${r.thrown.join(' | ')}`)
-      failures.push(...r.corrupt.map((x) => `process ${w}: corrupt entry met: ${x}`))
-      if (r.stats.errors > 0) failures.push(`process ${w}: disk errors ${r.errors.join('; ')}`)
-      if (r.stats.dropped > 0) failures.push(`process ${w}: ${r.stats.dropped} dropped writes`)
-      // The counter only this process increments survived every concurrent prune and write.
-      if (r.counts.increment! > 0 && !(r.finalCounter === r.counter || r.finalCounter === undefined)) failures.push(`process ${w}: counter ${JSON.stringify(r.finalCounter) ?? 'undefined'}, expected ${r.counter} (or evicted)`)
-      validated += r.counts.validated! + r.wrong.length
-      ops += Object.entries(r.counts).filter(([k]) => k !== 'validated' && k !== 'misses').reduce((n, [, v]) => n + v, 0)
-    }
-    const stale = staleReads(results)
-    failures.push(...stale)
-    const reads = results.reduce((n, r) => n + r.history.filter((e) => e.k === 'r' && e.v !== null).length, 0)
-    record(t, {
-      area: 'concurrency', what: `${PROCESSES} processes × ${OPS.toLocaleString('en-US')} mixed ops + a pruning process`, tried: validated, unit: 'reads validated', survived: Math.max(0, validated - failures.length),
-      note: `seed ${seed}; ${ops} operations; ${reads} reads checked against the acknowledged history, ${stale.length} stale; ${pruned.totals.prunes} prunes (${pruned.totals.evicted} evicted), ${pruned.totals.verifies} verifies alongside`,
-    }, failures)
-    assert.deepEqual(pruned.thrown, [], 'the pruner failed')
-    assert.equal(pruned.totals.corrupt, 0, 'prune found damaged entries')
-    assert.equal(pruned.totals.verifyCorrupt, 0, 'verify found damaged entries')
-    assert.ok(pruned.totals.prunes! > 0, 'no prune ran alongside')
-    assert.ok(validated > ops / 10, `only ${validated} reads validated`)
-  })
+      // Each validated read counts as tried; it survived unless it was a stale or resurrected
+      // version. Process-level failures (thrown errors, corrupt entries met, disk errors,
+      // dropped writes, a lost increment) lower it too.
+      const failures: string[] = []
+      let validated = 0
+      let ops = 0
+      for (const [w, r] of results.entries()) {
+        failures.push(...r.wrong.map((x) => `process ${w}: wrong value ${x}`))
+        if (r.thrownCount > 0) failures.push(`process ${w}: ${r.thrownCount} thrown: ${r.thrown.join(' | ')}`)
+        failures.push(...r.corrupt.map((x) => `process ${w}: corrupt entry met: ${x}`))
+        if (r.stats.errors > 0) failures.push(`process ${w}: disk errors ${r.errors.join('; ')}`)
+        if (r.stats.dropped > 0) failures.push(`process ${w}: ${r.stats.dropped} dropped writes`)
+        // The counter only this process increments survived every concurrent prune and write.
+        if (r.counts.increment! > 0 && !(r.finalCounter === r.counter || r.finalCounter === undefined))
+          failures.push(`process ${w}: counter ${JSON.stringify(r.finalCounter) ?? 'undefined'}, expected ${r.counter} (or evicted)`)
+        validated += r.counts.validated! + r.wrong.length
+        ops += Object.entries(r.counts)
+          .filter(([k]) => k !== 'validated' && k !== 'misses')
+          .reduce((n, [, v]) => n + v, 0)
+      }
+      const stale = staleReads(results)
+      failures.push(...stale)
+      const reads = results.reduce((n, r) => n + r.history.filter((e) => e.k === 'r' && e.v !== null).length, 0)
+      record(
+        t,
+        {
+          area: 'concurrency',
+          what: `${PROCESSES} processes × ${OPS.toLocaleString('en-US')} mixed ops + a pruning process`,
+          tried: validated,
+          unit: 'reads validated',
+          survived: Math.max(0, validated - failures.length),
+          note: `seed ${seed}; ${ops} operations; ${reads} reads checked against the acknowledged history, ${stale.length} stale; ${pruned.totals.prunes} prunes (${pruned.totals.evicted} evicted), ${pruned.totals.verifies} verifies alongside`,
+        },
+        failures,
+      )
+      assert.deepEqual(pruned.thrown, [], 'the pruner failed')
+      assert.equal(pruned.totals.corrupt, 0, 'prune found damaged entries')
+      assert.equal(pruned.totals.verifyCorrupt, 0, 'verify found damaged entries')
+      assert.ok(pruned.totals.prunes! > 0, 'no prune ran alongside')
+      assert.ok(validated > ops / 10, `only ${validated} reads validated`)
+    },
+  )
 })

@@ -15,43 +15,73 @@ import { record, scale } from './scale.ts'
 describe('resource hygiene', () => {
   const OPS = scale(12_000, 100_000)
 
-  test(`after ${OPS.toLocaleString('en-US')} operations and close: the process exits on its own, no fd growth, RSS stable`, { timeout: scale(240_000, 1_200_000) }, async (t) => {
-    const dir = tempDir('larder-torture-hygiene')
-    const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', childScript('../torture/children/hygiene-child.ts'), dir, String(OPS)], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] })
-    let out = ''
-    let err = ''
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()))
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()))
-    // The child never calls process.exit: if anything keeps its event loop alive, this waits
-    // until the generous timer below fires and fails the test.
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
-    let kept = false
-    const timer = setTimeout(() => {
-      kept = true
-      child.kill('SIGKILL')
-    }, scale(200_000, 1_100_000))
-    const code = await exited
-    clearTimeout(timer)
-    const parsed = (() => {
-      try {
-        return JSON.parse(out.trim().split('\n').pop()!) as { fdsBefore: number; fdsAfter: number; rss: number[]; resources: string[]; ops: number }
-      } catch {
-        return undefined
-      }
-    })()
-    // Four checks, each observed: the process ended on its own and cleanly, no file
-    // descriptor more than before, no handle left, RSS flat from the first session to the last.
-    const failures: string[] = []
-    if (kept || code !== 0 || parsed === undefined) failures.push(`the process did not end on its own cleanly (code ${code}); it printed: ${out}${err}`)
-    if (parsed !== undefined && parsed.fdsAfter > parsed.fdsBefore) failures.push(`file descriptors: ${parsed.fdsBefore} before, ${parsed.fdsAfter} after`)
-    const left = parsed?.resources.filter((r) => r !== 'Timeout' && r !== 'FSReqCallback') ?? ['(unknown)']
-    if (left.length > 0) failures.push(`handles left after close: ${left.join(', ')}`)
-    const rss = parsed?.rss ?? []
-    const growth = rss.length === 4 ? rss[3]! - rss[0]! : Number.POSITIVE_INFINITY
-    if (!(growth < 64 * MiB)) failures.push(`RSS grew ${(growth / MiB).toFixed(1)} MiB from the first to the last session`)
-    record(t, {
-      area: 'hygiene', what: `exit, fds, handles and RSS after ${(parsed?.ops ?? OPS).toLocaleString('en-US')} operations over 4 sessions`, tried: 4, unit: 'checks', survived: 4 - failures.length,
-      note: parsed === undefined ? 'no result' : `fds ${parsed.fdsBefore} → ${parsed.fdsAfter}; RSS by session ${rss.map((r) => (r / MiB).toFixed(0)).join(' / ')} MiB`,
-    }, failures)
-  })
+  test(
+    `after ${OPS.toLocaleString('en-US')} operations and close: the process exits on its own, no fd growth, RSS stable`,
+    { timeout: scale(240_000, 1_200_000) },
+    async (t) => {
+      const dir = tempDir('larder-torture-hygiene')
+      const child = spawn(
+        process.execPath,
+        ['--expose-gc', '--import', 'tsx', childScript('../torture/children/hygiene-child.ts'), dir, String(OPS)],
+        { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] },
+      )
+      let out = ''
+      let err = ''
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()))
+      // The child never calls process.exit: if anything keeps its event loop alive, this waits
+      // until the generous timer below fires and fails the test.
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
+      let kept = false
+      const timer = setTimeout(
+        () => {
+          kept = true
+          child.kill('SIGKILL')
+        },
+        scale(200_000, 1_100_000),
+      )
+      const code = await exited
+      clearTimeout(timer)
+      const parsed = (() => {
+        try {
+          return JSON.parse(out.trim().split('\n').pop()!) as {
+            fdsBefore: number
+            fdsAfter: number
+            rss: number[]
+            resources: string[]
+            ops: number
+          }
+        } catch {
+          return undefined
+        }
+      })()
+      // Four checks, each observed: the process ended on its own and cleanly, no file
+      // descriptor more than before, no handle left, RSS flat from the first session to the last.
+      const failures: string[] = []
+      if (kept || code !== 0 || parsed === undefined)
+        failures.push(`the process did not end on its own cleanly (code ${code}); it printed: ${out}${err}`)
+      if (parsed !== undefined && parsed.fdsAfter > parsed.fdsBefore)
+        failures.push(`file descriptors: ${parsed.fdsBefore} before, ${parsed.fdsAfter} after`)
+      const left = parsed?.resources.filter((r) => r !== 'Timeout' && r !== 'FSReqCallback') ?? ['(unknown)']
+      if (left.length > 0) failures.push(`handles left after close: ${left.join(', ')}`)
+      const rss = parsed?.rss ?? []
+      const growth = rss.length === 4 ? rss[3]! - rss[0]! : Number.POSITIVE_INFINITY
+      if (!(growth < 64 * MiB)) failures.push(`RSS grew ${(growth / MiB).toFixed(1)} MiB from the first to the last session`)
+      record(
+        t,
+        {
+          area: 'hygiene',
+          what: `exit, fds, handles and RSS after ${(parsed?.ops ?? OPS).toLocaleString('en-US')} operations over 4 sessions`,
+          tried: 4,
+          unit: 'checks',
+          survived: 4 - failures.length,
+          note:
+            parsed === undefined
+              ? 'no result'
+              : `fds ${parsed.fdsBefore} → ${parsed.fdsAfter}; RSS by session ${rss.map((r) => (r / MiB).toFixed(0)).join(' / ')} MiB`,
+        },
+        failures,
+      )
+    },
+  )
 })

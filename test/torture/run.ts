@@ -13,7 +13,10 @@ const here = path.dirname(fileURLToPath(import.meta.url))
 const root = path.resolve(here, '../..')
 const summaryDir = mkdtempSync(path.join(tmpdir(), 'larder-torture-summary-'))
 const summary = path.join(summaryDir, 'rows.jsonl')
-const files = readdirSync(here).filter((f) => f.endsWith('.test.ts')).sort().map((f) => path.join('test/torture', f))
+const files = readdirSync(here)
+  .filter((f) => f.endsWith('.test.ts'))
+  .sort()
+  .map((f) => path.join('test/torture', f))
 const started = performance.now()
 const run = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...files], {
   cwd: root,
@@ -22,17 +25,37 @@ const run = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-re
 })
 const seconds = (performance.now() - started) / 1000
 
-interface Row { area: string; what: string; tried: number; unit: string; survived: number; note?: string; scale: string; skipped?: boolean; reason?: string }
-const rows: Row[] = existsSync(summary) ? readFileSync(summary, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Row) : []
+interface Row {
+  area: string
+  what: string
+  tried: number
+  unit: string
+  survived: number
+  note?: string
+  scale: string
+  skipped?: boolean
+  reason?: string
+}
+const rows: Row[] = existsSync(summary)
+  ? readFileSync(summary, 'utf8')
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Row)
+  : []
 rmSync(summaryDir, { recursive: true, force: true })
 
 const header = ['area', 'what was tried', 'tried', 'survived']
-const table = rows.map((r) => r.skipped === true
-  ? [r.area, r.what, 'skipped', '–']
-  : [r.area, r.what, `${r.tried.toLocaleString('en-US')} ${r.unit}`, `${r.survived.toLocaleString('en-US')}`])
+const table = rows.map((r) =>
+  r.skipped === true
+    ? [r.area, r.what, 'skipped', '–']
+    : [r.area, r.what, `${r.tried.toLocaleString('en-US')} ${r.unit}`, `${r.survived.toLocaleString('en-US')}`],
+)
 const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => r[i]!.length)))
 const line = (cells: string[]): string => `| ${cells.map((c, i) => (i >= 2 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join(' | ')} |`
-console.log(`\n=== torture summary (${rows[0]?.scale ?? process.env.LARDER_TORTURE ?? 'full'} scale, ${seconds.toFixed(0)} s, exit ${run.status})`)
+console.log(
+  `\n=== torture summary (${rows[0]?.scale ?? process.env.LARDER_TORTURE ?? 'full'} scale, ${seconds.toFixed(0)} s, exit ${run.status})`,
+)
 console.log(line(header))
 console.log(`|${widths.map((w, i) => (i >= 2 ? '-'.repeat(w + 1) + ':' : '-'.repeat(w + 2))).join('|')}|`)
 for (const r of table) console.log(line(r))

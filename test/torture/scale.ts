@@ -57,10 +57,16 @@ function append(row: object): void {
  * test's other assertions.
  */
 export function record(t: TestContext, row: SummaryRow, failures: readonly string[] = []): void {
-  t.diagnostic(`[torture] ${row.area} | ${row.what} | ${row.tried} ${row.unit} | ${row.survived} survived${row.note ? ` | ${row.note}` : ''}`)
+  t.diagnostic(
+    `[torture] ${row.area} | ${row.what} | ${row.tried} ${row.unit} | ${row.survived} survived${row.note ? ` | ${row.note}` : ''}`,
+  )
   append(row)
   assert.ok(row.tried > 0, `${row.area} / ${row.what}: nothing was tried, so nothing was proved`)
-  assert.equal(row.survived, row.tried, `${row.area} / ${row.what}: ${row.tried - row.survived} of ${row.tried} ${row.unit} did not survive${failures.length > 0 ? `; e.g.\n  ${failures.slice(0, 5).join('\n  ')}` : ''}`)
+  assert.equal(
+    row.survived,
+    row.tried,
+    `${row.area} / ${row.what}: ${row.tried - row.survived} of ${row.tried} ${row.unit} did not survive${failures.length > 0 ? `; e.g.\n  ${failures.slice(0, 5).join('\n  ')}` : ''}`,
+  )
 }
 
 /** Reports a case that could not run on this machine, and why; the test is marked skipped. */

@@ -17,11 +17,17 @@ export function clearCommand(): Command {
         const answer = await rl.question(`Remove every entry in ${ctx.dir}? [y/N] `)
         rl.close()
         if (!/^y(es)?$/i.test(answer.trim())) {
-          ctx.print(() => 'nothing removed', () => ({ cleared: false }))
+          ctx.print(
+            () => 'nothing removed',
+            () => ({ cleared: false }),
+          )
           return
         }
       }
       await ctx.withCache('maintain', (cache) => cache.clear())
-      ctx.print(() => `cleared ${ctx.dir}`, () => ({ cleared: true }))
+      ctx.print(
+        () => `cleared ${ctx.dir}`,
+        () => ({ cleared: true }),
+      )
     })
 }

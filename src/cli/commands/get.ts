@@ -12,7 +12,9 @@ const JSON_RAW_LIMIT = 64 * 1024 * 1024
 
 export function getCommand(): Command {
   return new Command('get')
-    .description('write a value to stdout: the bytes of raw and streamed entries (streamed, any size), JSON for other values; exit 1 on a miss. With --json: { key, codec, encoding: "json" | "base64", value }')
+    .description(
+      'write a value to stdout: the bytes of raw and streamed entries (streamed, any size), JSON for other values; exit 1 on a miss. With --json: { key, codec, encoding: "json" | "base64", value }',
+    )
     .argument('<key>', 'the key')
     .action(async (key: string, _flags: object, command: Command) => {
       const ctx = new CliContext(command)
@@ -28,7 +30,11 @@ export function getCommand(): Command {
           return
         }
         if (ctx.json && info.logicalSize > JSON_RAW_LIMIT) {
-          throw new CliFailure(`the value of ${JSON.stringify(key)} is ${size(info.logicalSize)}; --json holds raw values up to ${size(JSON_RAW_LIMIT)}: use get without --json to stream it`, EXIT.failed, 'ERR_TOO_LARGE')
+          throw new CliFailure(
+            `the value of ${JSON.stringify(key)} is ${size(info.logicalSize)}; --json holds raw values up to ${size(JSON_RAW_LIMIT)}: use get without --json to stream it`,
+            EXIT.failed,
+            'ERR_TOO_LARGE',
+          )
         }
         const stream = await cache.getStream(key)
         if (stream === undefined) throw miss()

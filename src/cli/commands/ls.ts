@@ -6,7 +6,7 @@ import { count, duration, entries as plural, size, table } from '../format.js'
 import { interruptSignal, ProgressBar } from '../progress.js'
 
 const SORTS = ['key', 'size', 'age'] as const
-type Sort = typeof SORTS[number]
+type Sort = (typeof SORTS)[number]
 
 const ORDER: Record<Sort, (a: EntryInfo, b: EntryInfo) => number> = {
   key: (a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0),
@@ -28,13 +28,15 @@ export function lsCommand(): Command {
       const interrupt = interruptSignal()
       let entries: EntryInfo[]
       try {
-        entries = await ctx.withCache('read', (cache) => cache.entries({
-          ...(flags.prefix !== undefined ? { prefix: flags.prefix } : {}),
-          ...(flags.pattern !== undefined ? { pattern: flags.pattern } : {}),
-          ...(flags.tag !== undefined ? { tags: flags.tag } : {}),
-          signal: interrupt.signal,
-          onProgress: bar.update,
-        }))
+        entries = await ctx.withCache('read', (cache) =>
+          cache.entries({
+            ...(flags.prefix !== undefined ? { prefix: flags.prefix } : {}),
+            ...(flags.pattern !== undefined ? { pattern: flags.pattern } : {}),
+            ...(flags.tag !== undefined ? { tags: flags.tag } : {}),
+            signal: interrupt.signal,
+            onProgress: bar.update,
+          }),
+        )
       } finally {
         bar.stop()
         interrupt.release()
@@ -43,17 +45,20 @@ export function lsCommand(): Command {
       entries.sort(ORDER[flags.sort])
       if (flags.limit !== undefined) entries = entries.slice(0, flags.limit)
       const now = Date.now()
-      ctx.print(() => {
-        if (total === 0) return 'no entries'
-        const rows = entries.map((e) => [
-          e.key.length > 60 ? e.key.slice(0, 59) + '…' : e.key,
-          size(e.size),
-          duration(now - e.createdAt),
-          e.expiresAt === null ? 'never' : e.expiresAt <= now ? 'expired' : `in ${duration(e.expiresAt - now)}`,
-          e.tags.join(','),
-        ])
-        const shown = entries.length < total ? `\n${count(entries.length)} of ${plural(total)}` : `\n${plural(total)}`
-        return table(['key', 'size', 'age', 'expires', 'tags'], rows, new Set([1, 2])) + shown
-      }, () => entries)
+      ctx.print(
+        () => {
+          if (total === 0) return 'no entries'
+          const rows = entries.map((e) => [
+            e.key.length > 60 ? e.key.slice(0, 59) + '…' : e.key,
+            size(e.size),
+            duration(now - e.createdAt),
+            e.expiresAt === null ? 'never' : e.expiresAt <= now ? 'expired' : `in ${duration(e.expiresAt - now)}`,
+            e.tags.join(','),
+          ])
+          const shown = entries.length < total ? `\n${count(entries.length)} of ${plural(total)}` : `\n${plural(total)}`
+          return table(['key', 'size', 'age', 'expires', 'tags'], rows, new Set([1, 2])) + shown
+        },
+        () => entries,
+      )
     })
 }

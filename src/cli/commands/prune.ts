@@ -17,49 +17,72 @@ interface PruneFlags extends SharedTierFlags {
 }
 
 export function pruneCommand(): Command {
-  return withSharedTierOptions(new Command('prune')
-    .description('remove expired, damaged and matching entries and stray temp files, then evict down to the budget (worker threads; Ctrl-C stops cleanly; with --redis, --pattern also from Redis)')
-    .addOption(new Option('--max-size <size>', 'evict down to this size (500MB, 1.5GB, 1GiB); default: the recorded budget').env('LARDER_MAX_SIZE').argParser(sizeArgument))
-    .addOption(new Option('--max-entries <n>', 'evict down to this many entries').env('LARDER_MAX_ENTRIES').argParser(countArgument))
-    .addOption(new Option('--max-age <duration>', 'remove entries not used within this long (90s, 15m, 7d)').env('LARDER_MAX_AGE').argParser(durationArgument))
-    .addOption(new Option('--tag <tag>', 'remove entries carrying this tag (repeatable)').argParser(collect))
-    .addOption(new Option('--pattern <glob>', "remove entries whose key matches this glob, e.g. 'user:*'").env('LARDER_PATTERN'))
-    .addOption(booleanOption('--dry-run', 'report what would be removed; remove nothing', 'LARDER_DRY_RUN')))
-    .action(async (flags: PruneFlags, command: Command) => {
-      const ctx = new CliContext(command)
-      ctx.checkDir('maintain')
-      // A budget on the command line is an exact target; without one, the cache is opened with
-      // the recorded budget and pruned to its low-water mark, as the application's prunes are.
-      const budget = await ctx.budget(flags)
-      const bar = new ProgressBar(ctx.interactive)
-      const interrupt = interruptSignal()
-      const result = (r: PruneReport): PruneReport & { budget: ReturnType<typeof budgetJson> } => ({ ...r, budget: budgetJson(budget) })
-      let report: PruneReport
-      try {
-        report = await ctx.withCache('maintain', (cache) => cache.prune({
-          ...(flags.maxSize !== undefined ? { maxSize: flags.maxSize } : {}),
-          ...(flags.maxEntries !== undefined ? { maxEntries: flags.maxEntries } : {}),
-          ...(flags.maxAge !== undefined ? { maxAge: flags.maxAge } : {}),
-          ...(flags.tag !== undefined ? { tags: flags.tag } : {}),
-          ...(flags.pattern !== undefined ? { pattern: flags.pattern } : {}),
-          dryRun: flags.dryRun === true,
-          signal: interrupt.signal,
-          onProgress: bar.update,
-        }), sharedTierOption(flags))
-      } catch (error) {
-        bar.stop()
-        if (isLarderError(error, 'ERR_ABORTED') && interrupt.interrupted()) {
-          const partial = (error as { report?: PruneReport }).report
-          if (partial !== undefined) ctx.print(() => `interrupted: ${summary(partial)}`, () => ({ ...result(partial), interrupted: true }))
-          throw new CliFailure('prune interrupted; what was removed so far is reported above', EXIT.interrupted, 'ERR_ABORTED')
-        }
-        throw error
-      } finally {
-        bar.stop()
-        interrupt.release()
+  return withSharedTierOptions(
+    new Command('prune')
+      .description(
+        'remove expired, damaged and matching entries and stray temp files, then evict down to the budget (worker threads; Ctrl-C stops cleanly; with --redis, --pattern also from Redis)',
+      )
+      .addOption(
+        new Option('--max-size <size>', 'evict down to this size (500MB, 1.5GB, 1GiB); default: the recorded budget')
+          .env('LARDER_MAX_SIZE')
+          .argParser(sizeArgument),
+      )
+      .addOption(new Option('--max-entries <n>', 'evict down to this many entries').env('LARDER_MAX_ENTRIES').argParser(countArgument))
+      .addOption(
+        new Option('--max-age <duration>', 'remove entries not used within this long (90s, 15m, 7d)')
+          .env('LARDER_MAX_AGE')
+          .argParser(durationArgument),
+      )
+      .addOption(new Option('--tag <tag>', 'remove entries carrying this tag (repeatable)').argParser(collect))
+      .addOption(new Option('--pattern <glob>', "remove entries whose key matches this glob, e.g. 'user:*'").env('LARDER_PATTERN'))
+      .addOption(booleanOption('--dry-run', 'report what would be removed; remove nothing', 'LARDER_DRY_RUN')),
+  ).action(async (flags: PruneFlags, command: Command) => {
+    const ctx = new CliContext(command)
+    ctx.checkDir('maintain')
+    // A budget on the command line is an exact target; without one, the cache is opened with
+    // the recorded budget and pruned to its low-water mark, as the application's prunes are.
+    const budget = await ctx.budget(flags)
+    const bar = new ProgressBar(ctx.interactive)
+    const interrupt = interruptSignal()
+    const result = (r: PruneReport): PruneReport & { budget: ReturnType<typeof budgetJson> } => ({ ...r, budget: budgetJson(budget) })
+    let report: PruneReport
+    try {
+      report = await ctx.withCache(
+        'maintain',
+        (cache) =>
+          cache.prune({
+            ...(flags.maxSize !== undefined ? { maxSize: flags.maxSize } : {}),
+            ...(flags.maxEntries !== undefined ? { maxEntries: flags.maxEntries } : {}),
+            ...(flags.maxAge !== undefined ? { maxAge: flags.maxAge } : {}),
+            ...(flags.tag !== undefined ? { tags: flags.tag } : {}),
+            ...(flags.pattern !== undefined ? { pattern: flags.pattern } : {}),
+            dryRun: flags.dryRun === true,
+            signal: interrupt.signal,
+            onProgress: bar.update,
+          }),
+        sharedTierOption(flags),
+      )
+    } catch (error) {
+      bar.stop()
+      if (isLarderError(error, 'ERR_ABORTED') && interrupt.interrupted()) {
+        const partial = (error as { report?: PruneReport }).report
+        if (partial !== undefined)
+          ctx.print(
+            () => `interrupted: ${summary(partial)}`,
+            () => ({ ...result(partial), interrupted: true }),
+          )
+        throw new CliFailure('prune interrupted; what was removed so far is reported above', EXIT.interrupted, 'ERR_ABORTED')
       }
-      ctx.print(() => [summary(report), budgetLine(budget), ...keyList(report)].join('\n'), () => result(report))
-    })
+      throw error
+    } finally {
+      bar.stop()
+      interrupt.release()
+    }
+    ctx.print(
+      () => [summary(report), budgetLine(budget), ...keyList(report)].join('\n'),
+      () => result(report),
+    )
+  })
 }
 
 /** A dry run's victims, the first 20. */
@@ -73,8 +96,14 @@ export function summary(r: PruneReport): string {
   const removed = r.expired + r.matched + r.evicted + r.corrupt
   const verb = r.dryRun ? 'would remove' : 'removed'
   const parts = [`${verb} ${count(removed)} of ${entries(r.scanned)} (${size(r.freedBytes)}) in ${duration(r.durationMs)}`]
-  const why = [[r.expired, 'expired'], [r.matched, 'matched'], [r.evicted, 'evicted'], [r.corrupt, 'damaged']]
-    .filter(([n]) => (n as number) > 0).map(([n, label]) => `${count(n as number)} ${label}`)
+  const why = [
+    [r.expired, 'expired'],
+    [r.matched, 'matched'],
+    [r.evicted, 'evicted'],
+    [r.corrupt, 'damaged'],
+  ]
+    .filter(([n]) => (n as number) > 0)
+    .map(([n, label]) => `${count(n as number)} ${label}`)
   if (why.length > 1) parts[0] += ` [${why.join(', ')}]`
   if (r.tempFilesRemoved > 0) parts.push(`${count(r.tempFilesRemoved)} stray temp files`)
   if (r.sharedRemoved !== undefined) parts.push(`${count(r.sharedRemoved)} ${r.sharedRemoved === 1 ? 'key' : 'keys'} removed from Redis`)

@@ -5,17 +5,22 @@ import { count } from '../format.js'
 import { sharedTierOption, withSharedTierOptions, type SharedTierFlags } from '../shared-tier.js'
 
 export function rmCommand(): Command {
-  return withSharedTierOptions(new Command('rm')
-    .description('remove entries by key, by key glob (--pattern) or by tag (--tag); prints how many were removed (with --redis, keys and --pattern also from Redis)')
-    .argument('[keys...]', 'keys to remove')
-    .option('--pattern <glob>', "remove every entry whose key matches, e.g. 'user:*'")
-    .addOption(new Option('--tag <tag>', 'remove every entry carrying this tag (repeatable; the directory only)').argParser(collect)))
-    .action(async (keys: string[], flags: { pattern?: string; tag?: string[] } & SharedTierFlags, command: Command) => {
-      const ctx = new CliContext(command)
-      const byFilter = flags.pattern !== undefined || flags.tag !== undefined
-      if (keys.length === 0 && !byFilter) throw new CliFailure('rm needs keys, --pattern or --tag', EXIT.usage)
-      if (keys.length > 0 && byFilter) throw new CliFailure('rm takes keys or --pattern/--tag, not both', EXIT.usage)
-      const { removed, sharedRemoved } = await ctx.withCache('maintain', async (cache) => {
+  return withSharedTierOptions(
+    new Command('rm')
+      .description(
+        'remove entries by key, by key glob (--pattern) or by tag (--tag); prints how many were removed (with --redis, keys and --pattern also from Redis)',
+      )
+      .argument('[keys...]', 'keys to remove')
+      .option('--pattern <glob>', "remove every entry whose key matches, e.g. 'user:*'")
+      .addOption(new Option('--tag <tag>', 'remove every entry carrying this tag (repeatable; the directory only)').argParser(collect)),
+  ).action(async (keys: string[], flags: { pattern?: string; tag?: string[] } & SharedTierFlags, command: Command) => {
+    const ctx = new CliContext(command)
+    const byFilter = flags.pattern !== undefined || flags.tag !== undefined
+    if (keys.length === 0 && !byFilter) throw new CliFailure('rm needs keys, --pattern or --tag', EXIT.usage)
+    if (keys.length > 0 && byFilter) throw new CliFailure('rm takes keys or --pattern/--tag, not both', EXIT.usage)
+    const { removed, sharedRemoved } = await ctx.withCache(
+      'maintain',
+      async (cache) => {
         if (!byFilter) return { removed: await cache.deleteMany(keys), sharedRemoved: undefined }
         // The cache is opened without a budget, so this prune removes what matches (and what
         // has expired or is damaged anyway) and evicts nothing.
@@ -24,8 +29,13 @@ export function rmCommand(): Command {
           ...(flags.tag !== undefined ? { tags: flags.tag } : {}),
         })
         return { removed: report.matched, sharedRemoved: report.sharedRemoved }
-      }, sharedTierOption(flags))
-      const fromRedis = sharedRemoved === undefined ? '' : `; ${count(sharedRemoved)} ${sharedRemoved === 1 ? 'key' : 'keys'} from Redis`
-      ctx.print(() => `removed ${count(removed)} ${removed === 1 ? 'entry' : 'entries'}${fromRedis}`, () => ({ removed, ...(sharedRemoved === undefined ? {} : { sharedRemoved }) }))
-    })
+      },
+      sharedTierOption(flags),
+    )
+    const fromRedis = sharedRemoved === undefined ? '' : `; ${count(sharedRemoved)} ${sharedRemoved === 1 ? 'key' : 'keys'} from Redis`
+    ctx.print(
+      () => `removed ${count(removed)} ${removed === 1 ? 'entry' : 'entries'}${fromRedis}`,
+      () => ({ removed, ...(sharedRemoved === undefined ? {} : { sharedRemoved }) }),
+    )
+  })
 }

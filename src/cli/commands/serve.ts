@@ -58,7 +58,8 @@ export function redisUrlFrom(flag: string | undefined, env: NodeJS.ProcessEnv): 
   } catch {
     throw new CliFailure(`${source} is not a URL: expected redis://[user:password@]host:port[/db]`, EXIT.usage)
   }
-  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw new CliFailure(`${source} must be a redis:// or rediss:// URL`, EXIT.usage)
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:')
+    throw new CliFailure(`${source} must be a redis:// or rediss:// URL`, EXIT.usage)
   const password = env.REDIS_PASSWORD
   if (password !== undefined && password !== '' && url.password === '') url.password = password
   const db = env.REDIS_DB
@@ -79,29 +80,77 @@ export function redisForDisplay(url: string): string {
 function tokensFrom(flag: string[] | undefined, variable: string): string[] {
   const raw = flag ?? (process.env[variable] ?? '').split(',')
   const tokens = raw.map((t) => t.trim()).filter((t) => t !== '')
-  if (flag !== undefined && tokens.length !== flag.length) throw new CliFailure('--token and --read-token take a non-empty token', EXIT.usage)
+  if (flag !== undefined && tokens.length !== flag.length)
+    throw new CliFailure('--token and --read-token take a non-empty token', EXIT.usage)
   return tokens
 }
 
 export function serveCommand(): Command {
   return new Command('serve')
-    .description('serve the cache over HTTP: Turborepo (v8), Nx (self-hosted), ccache and Bazel, the cache API, Prometheus metrics and a dashboard')
-    .addOption(new Option('--host <host>', 'the address to listen on; without a token only a loopback address is allowed').env('LARDER_HOST').default('127.0.0.1'))
-    .addOption(new Option('--port <port>', 'the port (0: any free port, printed on the first line)').env('LARDER_PORT').argParser(portArgument).default(4000))
+    .description(
+      'serve the cache over HTTP: Turborepo (v8), Nx (self-hosted), ccache and Bazel, the cache API, Prometheus metrics and a dashboard',
+    )
+    .addOption(
+      new Option('--host <host>', 'the address to listen on; without a token only a loopback address is allowed')
+        .env('LARDER_HOST')
+        .default('127.0.0.1'),
+    )
+    .addOption(
+      new Option('--port <port>', 'the port (0: any free port, printed on the first line)')
+        .env('LARDER_PORT')
+        .argParser(portArgument)
+        .default(4000),
+    )
     .option('--token <token>', 'a token that may read and write; repeatable (env: LARDER_TOKEN, comma-separated)', collect)
     .option('--read-token <token>', 'a token that may only read; repeatable (env: LARDER_READ_TOKEN, comma-separated)', collect)
-    .addOption(new Option('--max-size <size>', 'the size budget of each namespace (one per tool and team), kept by pruning').env('LARDER_MAX_SIZE').argParser(sizeArgument))
-    .addOption(new Option('--max-body <size>', 'the largest upload accepted; larger ones answer 413 (default 1GiB)').env('LARDER_MAX_BODY').argParser(sizeArgument))
-    .addOption(new Option('--redis <url>', 'the shared tier of the cache API (redis://[user:password@]host:port[/db]); replicas with the same one share values and invalidations (env also: REDIS_URL, REDIS_PASSWORD, REDIS_DB)').env('LARDER_REDIS_URL'))
-    .addOption(new Option('--origin <url>', 'read-through origin: a miss on GET /api/cache/:key fetches <url>/<key>').env('LARDER_ORIGIN').argParser(urlArgument))
+    .addOption(
+      new Option('--max-size <size>', 'the size budget of each namespace (one per tool and team), kept by pruning')
+        .env('LARDER_MAX_SIZE')
+        .argParser(sizeArgument),
+    )
+    .addOption(
+      new Option('--max-body <size>', 'the largest upload accepted; larger ones answer 413 (default 1GiB)')
+        .env('LARDER_MAX_BODY')
+        .argParser(sizeArgument),
+    )
+    .addOption(
+      new Option(
+        '--redis <url>',
+        'the shared tier of the cache API (redis://[user:password@]host:port[/db]); replicas with the same one share values and invalidations (env also: REDIS_URL, REDIS_PASSWORD, REDIS_DB)',
+      ).env('LARDER_REDIS_URL'),
+    )
+    .addOption(
+      new Option('--origin <url>', 'read-through origin: a miss on GET /api/cache/:key fetches <url>/<key>')
+        .env('LARDER_ORIGIN')
+        .argParser(urlArgument),
+    )
     .option('--no-dashboard', 'no dashboard page at / (env: LARDER_DASHBOARD=0)')
-    .addOption(new Option('--memory-entries <n>', 'entries in the cache API\'s memory tier; 0 turns it off (default 10000)').env('CACHE_L1_MAX_ENTRIES').argParser(countArgument))
-    .addOption(new Option('--default-ttl <seconds>', 'ttl of cache API values stored without one; 0 = never (default 0)').env('CACHE_DEFAULT_TTL').argParser(countArgument))
-    .addOption(new Option('--rate-limit <n>', 'requests per minute from one client address; 0: no limit (default 60000)').env('LARDER_RATE_LIMIT').argParser(countArgument))
-    .addOption(booleanOption('--log-requests', 'one line per request on stderr (method, path, status, time; never a header or token)', 'LARDER_LOG_REQUESTS'))
+    .addOption(
+      new Option('--memory-entries <n>', "entries in the cache API's memory tier; 0 turns it off (default 10000)")
+        .env('CACHE_L1_MAX_ENTRIES')
+        .argParser(countArgument),
+    )
+    .addOption(
+      new Option('--default-ttl <seconds>', 'ttl of cache API values stored without one; 0 = never (default 0)')
+        .env('CACHE_DEFAULT_TTL')
+        .argParser(countArgument),
+    )
+    .addOption(
+      new Option('--rate-limit <n>', 'requests per minute from one client address; 0: no limit (default 60000)')
+        .env('LARDER_RATE_LIMIT')
+        .argParser(countArgument),
+    )
+    .addOption(
+      booleanOption(
+        '--log-requests',
+        'one line per request on stderr (method, path, status, time; never a header or token)',
+        'LARDER_LOG_REQUESTS',
+      ),
+    )
     .action(async (flags: ServeFlags, command: Command) => {
       const ctx = new CliContext(command)
-      if (ctx.options.namespace !== undefined) throw new CliFailure('serve keeps one namespace per tool and team; --namespace does not apply', EXIT.usage)
+      if (ctx.options.namespace !== undefined)
+        throw new CliFailure('serve keeps one namespace per tool and team; --namespace does not apply', EXIT.usage)
       if (command.getOptionValueSource('dashboard') !== 'cli' && process.env.LARDER_DASHBOARD !== undefined) {
         flags.dashboard = parseBoolean(process.env.LARDER_DASHBOARD, 'LARDER_DASHBOARD')
       }
@@ -137,21 +186,29 @@ export function serveCommand(): Command {
       } catch (error) {
         await server.close().catch(() => {})
         const code = (error as { code?: string }).code
-        throw new CliFailure(`cannot listen on ${options.host}:${options.port}: ${code === 'EADDRINUSE' ? 'the port is in use' : (error as Error).message}`)
+        throw new CliFailure(
+          `cannot listen on ${options.host}:${options.port}: ${code === 'EADDRINUSE' ? 'the port is in use' : (error as Error).message}`,
+        )
       }
       // One write, so a reader of the first line has the others too.
       const url = serverUrl(address.host, address.port)
       const lines = [`larder listening on ${url}`]
       if (options.tokens.length + options.readTokens.length === 0) {
-        lines.push(`no token given: serving this machine only (${isLoopback(address.host) ? 'loopback' : address.host}); pass --token to serve others`)
+        lines.push(
+          `no token given: serving this machine only (${isLoopback(address.host) ? 'loopback' : address.host}); pass --token to serve others`,
+        )
       }
-      lines.push(`cache ${options.dir}${options.redis === undefined ? '' : `; shared tier ${redisForDisplay(options.redis)}`}${options.dashboard ? `; dashboard at ${url}/` : ''}`)
+      lines.push(
+        `cache ${options.dir}${options.redis === undefined ? '' : `; shared tier ${redisForDisplay(options.redis)}`}${options.dashboard ? `; dashboard at ${url}/` : ''}`,
+      )
       process.stdout.write(lines.join('\n') + '\n')
       // Listeners stay attached until the end: larder's exit hook (signal-exit) kills the
       // process on a signal when it sees no other listener, and a `once` listener is removed
       // before that check runs.
       let stop = (_signal: string): void => {}
-      const stopping = new Promise<string>((resolve) => { stop = resolve })
+      const stopping = new Promise<string>((resolve) => {
+        stop = resolve
+      })
       const onSignal = (signal: NodeJS.Signals): void => stop(signal)
       process.on('SIGINT', onSignal)
       process.on('SIGTERM', onSignal)

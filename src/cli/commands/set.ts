@@ -9,11 +9,14 @@ export function setCommand(): Command {
     .description('store the bytes of FILE (or stdin, with - or no FILE) under KEY, streamed: any size, bounded memory')
     .argument('<key>', 'the key')
     .argument('[file]', 'a file to read, or - for stdin', '-')
-    .addOption(new Option('--ttl <duration>', 'expire after this long (90s, 15m, 7d); default never').env('LARDER_TTL').argParser(durationArgument))
+    .addOption(
+      new Option('--ttl <duration>', 'expire after this long (90s, 15m, 7d); default never').env('LARDER_TTL').argParser(durationArgument),
+    )
     .addOption(new Option('--tag <tag>', 'tag the entry (repeatable)').argParser(collect))
     .action(async (key: string, file: string, flags: { ttl?: number; tag?: string[] }, command: Command) => {
       const ctx = new CliContext(command)
-      if (file === '-' && process.stdin.isTTY) throw new CliFailure('set reads the value from stdin: pipe it in, or name a FILE', EXIT.usage)
+      if (file === '-' && process.stdin.isTTY)
+        throw new CliFailure('set reads the value from stdin: pipe it in, or name a FILE', EXIT.usage)
       let source: NodeJS.ReadableStream
       let bytes = 0
       if (file === '-') {
@@ -30,10 +33,15 @@ export function setCommand(): Command {
           yield buffer
         }
       }
-      await ctx.withCache('create', (cache) => cache.setStream(key, counted(), {
-        ...(flags.ttl !== undefined ? { ttl: flags.ttl } : {}),
-        ...(flags.tag !== undefined ? { tags: flags.tag } : {}),
-      }))
-      ctx.print(() => `stored ${JSON.stringify(key)} (${size(bytes)})`, () => ({ key, bytes }))
+      await ctx.withCache('create', (cache) =>
+        cache.setStream(key, counted(), {
+          ...(flags.ttl !== undefined ? { ttl: flags.ttl } : {}),
+          ...(flags.tag !== undefined ? { tags: flags.tag } : {}),
+        }),
+      )
+      ctx.print(
+        () => `stored ${JSON.stringify(key)} (${size(bytes)})`,
+        () => ({ key, bytes }),
+      )
     })
 }

@@ -7,7 +7,9 @@ import { interruptSignal, ProgressBar } from '../progress.js'
 
 export function verifyCommand(): Command {
   return new Command('verify')
-    .description('checksum every byte of every entry in worker threads; report damaged entries and stray temp files (exit 1 if damage was found and not repaired)')
+    .description(
+      'checksum every byte of every entry in worker threads; report damaged entries and stray temp files (exit 1 if damage was found and not repaired)',
+    )
     .option('--repair', 'remove damaged entries and stale temp files, and correct the running totals')
     .action(async (flags: { repair?: boolean }, command: Command) => {
       const ctx = new CliContext(command)
@@ -16,15 +18,21 @@ export function verifyCommand(): Command {
       let report: VerifyReport
       try {
         // Without --repair verify only reads: the cache is opened read-only.
-        report = await ctx.withCache(flags.repair === true ? 'maintain' : 'read', (cache) => cache.verify({ repair: flags.repair === true, signal: interrupt.signal, onProgress: bar.update }))
+        report = await ctx.withCache(flags.repair === true ? 'maintain' : 'read', (cache) =>
+          cache.verify({ repair: flags.repair === true, signal: interrupt.signal, onProgress: bar.update }),
+        )
       } catch (error) {
-        if (isLarderError(error, 'ERR_ABORTED') && interrupt.interrupted()) throw new CliFailure('verify interrupted', EXIT.interrupted, 'ERR_ABORTED')
+        if (isLarderError(error, 'ERR_ABORTED') && interrupt.interrupted())
+          throw new CliFailure('verify interrupted', EXIT.interrupted, 'ERR_ABORTED')
         throw error
       } finally {
         bar.stop()
         interrupt.release()
       }
-      ctx.print(() => human(report), () => report)
+      ctx.print(
+        () => human(report),
+        () => report,
+      )
       if (report.corrupt > 0 && !report.repaired) {
         throw new CliFailure(`${entries(report.corrupt)} damaged; run larder verify --repair to remove them`, EXIT.failed, 'ERR_CORRUPT')
       }
@@ -32,7 +40,9 @@ export function verifyCommand(): Command {
 }
 
 function human(r: VerifyReport): string {
-  const lines = [`checked ${entries(r.scanned)} (${size(r.bytes)}) in ${duration(r.durationMs)}: ${count(r.ok)} intact, ${count(r.corrupt)} damaged`]
+  const lines = [
+    `checked ${entries(r.scanned)} (${size(r.bytes)}) in ${duration(r.durationMs)}: ${count(r.ok)} intact, ${count(r.corrupt)} damaged`,
+  ]
   if (r.corrupt > 0) lines.push(r.repaired ? `removed ${count(r.corrupt)} damaged entries` : 'damaged entries left in place (use --repair)')
   if (r.tempFilesRemoved > 0) lines.push(`${count(r.tempFilesRemoved)} stray temp files ${r.repaired ? 'removed' : 'found (use --repair)'}`)
   for (const p of r.problems.slice(0, 10)) lines.push(`  ${p.file}: ${p.reason}`)

@@ -33,7 +33,10 @@ function formatBytes(n) {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
   let value = Number(n)
   let unit = 0
-  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit++ }
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024
+    unit++
+  }
   return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`
 }
 
@@ -106,23 +109,63 @@ function render(data) {
     $('budget-text').textContent = 'no budget (--max-size)'
   }
 
-  fillTable('protocols', Object.entries(m.protocols).map(([name, p]) => ({
-    name,
-    cells: [[name], [formatCount(p.hits)], [formatCount(p.misses)], [p.hits + p.misses === 0 ? '–' : formatRate(p.hit_rate)], [formatCount(p.sets)], [formatCount(p.errors)], [formatBytes(p.bytes_in)], [formatBytes(p.bytes_out)]],
-  })), 'no traffic yet', 8)
+  fillTable(
+    'protocols',
+    Object.entries(m.protocols).map(([name, p]) => ({
+      name,
+      cells: [
+        [name],
+        [formatCount(p.hits)],
+        [formatCount(p.misses)],
+        [p.hits + p.misses === 0 ? '–' : formatRate(p.hit_rate)],
+        [formatCount(p.sets)],
+        [formatCount(p.errors)],
+        [formatBytes(p.bytes_in)],
+        [formatBytes(p.bytes_out)],
+      ],
+    })),
+    'no traffic yet',
+    8,
+  )
 
-  fillTable('namespaces', m.namespaces.slice(0, 20).map((n) => ({
-    name: n.name,
-    cells: [[n.name], [n.protocol], [formatCount(n.entries)], [formatBytes(n.size_bytes)], [n.budget_bytes === null ? 'no budget' : formatRate(n.size_bytes / n.budget_bytes)], [n.breaker, `breaker-${n.breaker === 'closed' ? 'closed' : 'open'}`]],
-  })), 'no namespace opened yet', 6)
+  fillTable(
+    'namespaces',
+    m.namespaces.slice(0, 20).map((n) => ({
+      name: n.name,
+      cells: [
+        [n.name],
+        [n.protocol],
+        [formatCount(n.entries)],
+        [formatBytes(n.size_bytes)],
+        [n.budget_bytes === null ? 'no budget' : formatRate(n.size_bytes / n.budget_bytes)],
+        [n.breaker, `breaker-${n.breaker === 'closed' ? 'closed' : 'open'}`],
+      ],
+    })),
+    'no namespace opened yet',
+    6,
+  )
 
-  fillTable('prunes', data.prunes.map((p) => ({
-    name: p.namespace,
-    cells: [[ago(p.at)], [p.namespace], [formatCount(p.evicted)], [formatCount(p.expired)], [formatBytes(p.freedBytes)], [formatBytes(p.remainingBytes)], [`${Math.round(p.durationMs)} ms`]],
-  })), 'none yet', 7)
+  fillTable(
+    'prunes',
+    data.prunes.map((p) => ({
+      name: p.namespace,
+      cells: [
+        [ago(p.at)],
+        [p.namespace],
+        [formatCount(p.evicted)],
+        [formatCount(p.expired)],
+        [formatBytes(p.freedBytes)],
+        [formatBytes(p.remainingBytes)],
+        [`${Math.round(p.durationMs)} ms`],
+      ],
+    })),
+    'none yet',
+    7,
+  )
 
   drawChart(data.history)
-  $('status').textContent = `up ${Math.round(m.uptime_s / 60)} min · total hit rate ${formatRate(m.total.hit_rate)} · updated ${new Date().toLocaleTimeString()}`
+  $('status').textContent =
+    `up ${Math.round(m.uptime_s / 60)} min · total hit rate ${formatRate(m.total.hit_rate)} · updated ${new Date().toLocaleTimeString()}`
 }
 
 /** Hit rate per protocol between consecutive points of the history (cumulative counts, which
@@ -145,7 +188,10 @@ function drawChart(history) {
   g.font = '11px system-ui, sans-serif'
   for (const level of [0, 0.5, 1]) {
     const y = pad.top + h * (1 - level)
-    g.beginPath(); g.moveTo(pad.left, y); g.lineTo(pad.left + w, y); g.stroke()
+    g.beginPath()
+    g.moveTo(pad.left, y)
+    g.lineTo(pad.left + w, y)
+    g.stroke()
     g.fillText(`${level * 100}%`, 4, y + 4)
   }
   if (history.length < 2) return

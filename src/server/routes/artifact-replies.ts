@@ -17,7 +17,15 @@ import type { Protocol } from '../namespaces.js'
 
 /** Sends the artifact (200) and returns its metadata, or returns undefined on a miss, having
  *  sent nothing. `headers` adds protocol headers from the metadata. */
-export async function sendArtifact(ctx: ServerContext, reply: FastifyReply, protocol: Protocol, cache: Larder, key: string, headOnly: boolean, headers?: (meta: ArtifactMeta) => Record<string, string>): Promise<ArtifactMeta | undefined> {
+export async function sendArtifact(
+  ctx: ServerContext,
+  reply: FastifyReply,
+  protocol: Protocol,
+  cache: Larder,
+  key: string,
+  headOnly: boolean,
+  headers?: (meta: ArtifactMeta) => Record<string, string>,
+): Promise<ArtifactMeta | undefined> {
   let found
   try {
     found = await getArtifact(cache, key, headOnly)
@@ -49,7 +57,15 @@ export type StoreOutcome = { stored: true; length: number } | { stored: false; e
  * each protocol answers in its own way; a body over the limit or without a length is refused
  * before a byte is read.
  */
-export async function storeArtifact(ctx: ServerContext, request: FastifyRequest, protocol: Protocol, cache: Larder, key: string, meta: Omit<ArtifactMeta, 'length' | 'storedAt'>, sha256?: string): Promise<StoreOutcome> {
+export async function storeArtifact(
+  ctx: ServerContext,
+  request: FastifyRequest,
+  protocol: Protocol,
+  cache: Larder,
+  key: string,
+  meta: Omit<ArtifactMeta, 'length' | 'storedAt'>,
+  sha256?: string,
+): Promise<StoreOutcome> {
   try {
     const length = declaredLength(request.raw, ctx.options.maxBody)
     await putArtifact(cache, key, request.raw, { length, maxBody: ctx.options.maxBody, ...(sha256 === undefined ? {} : { sha256 }) }, meta)
@@ -60,7 +76,14 @@ export async function storeArtifact(ctx: ServerContext, request: FastifyRequest,
     if (isLarderError(error, 'ERR_UNAVAILABLE') || isLarderError(error, 'ERR_CLOSED')) {
       ctx.metrics.failed(protocol, true)
       ctx.log(`${protocol}: upload of ${key} not stored: ${error.message}`)
-      return { stored: false, error: new HttpError(503, error.code, 'The cache could not store this upload (its disk is failing or the server is stopping); nothing was stored') }
+      return {
+        stored: false,
+        error: new HttpError(
+          503,
+          error.code,
+          'The cache could not store this upload (its disk is failing or the server is stopping); nothing was stored',
+        ),
+      }
     }
     if (request.raw.destroyed || request.raw.readableAborted) {
       return { stored: false, error: new HttpError(400, 'ERR_BODY_LENGTH', 'The client went away mid-upload; nothing was stored') }

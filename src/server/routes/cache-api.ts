@@ -90,41 +90,54 @@ export function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, hits: H
       const source = hits.take(key)
       ctx.metrics.hit('api', source)
       const stored: StoredValue = isStored(found) ? found : { value: found, cachedAt: NaN, expiresAt: null }
-      const body = { key, value: stored.value, hit: true, source, cached_at: Number.isNaN(stored.cachedAt) ? null : iso(stored.cachedAt), expires_at: iso(stored.expiresAt) }
+      const body = {
+        key,
+        value: stored.value,
+        hit: true,
+        source,
+        cached_at: Number.isNaN(stored.cachedAt) ? null : iso(stored.cachedAt),
+        expires_at: iso(stored.expiresAt),
+      }
       return reply.code(200).send(body)
     }
     ctx.metrics.miss('api')
-    if (origin === undefined) return reply.code(404).send({ key, hit: false, value: null, error: { code: 'ERR_NOT_FOUND', message: `No value for ${key}` } })
-    const stored = await origin.shared(key, async () => {
-      let fetched
-      try {
-        fetched = await origin.fetch(key)
-      } catch (error) {
-        ctx.metrics.originFetched(false)
-        throw error
-      }
-      ctx.metrics.originFetched(true)
-      const ttl = fetched.ttl ?? ctx.options.defaultTtl
-      const cachedAt = Date.now()
-      const record: StoredValue = { value: fetched.value, cachedAt, expiresAt: ttl > 0 ? cachedAt + ttl : null }
-      if (fetched.ttl !== 0) {
+    if (origin === undefined)
+      return reply.code(404).send({ key, hit: false, value: null, error: { code: 'ERR_NOT_FOUND', message: `No value for ${key}` } })
+    const stored = await origin
+      .shared(key, async () => {
+        let fetched
         try {
-          await cache.set(key, record, { ttl })
-          ctx.metrics.stored('api', Buffer.byteLength(JSON.stringify(fetched.value) ?? ''))
+          fetched = await origin.fetch(key)
         } catch (error) {
-          // Served anyway: the origin answered; only the caching failed.
-          if (!isLarderError(error)) throw error
-          ctx.metrics.failed('api', true)
-          ctx.log(`api: value from the origin for ${key} not cached: ${error.message}`)
+          ctx.metrics.originFetched(false)
+          throw error
         }
-      }
-      return record
-    }).catch((error: unknown) => {
-      if (error instanceof HttpError) return error
-      throw error
-    })
-    if (stored instanceof HttpError) return reply.code(502).send({ key, hit: false, source: 'origin', ...errorBody(stored.code, stored.message) })
-    return reply.code(200).send({ key, value: stored.value, hit: false, source: 'origin', cached_at: iso(stored.cachedAt), expires_at: iso(stored.expiresAt) })
+        ctx.metrics.originFetched(true)
+        const ttl = fetched.ttl ?? ctx.options.defaultTtl
+        const cachedAt = Date.now()
+        const record: StoredValue = { value: fetched.value, cachedAt, expiresAt: ttl > 0 ? cachedAt + ttl : null }
+        if (fetched.ttl !== 0) {
+          try {
+            await cache.set(key, record, { ttl })
+            ctx.metrics.stored('api', Buffer.byteLength(JSON.stringify(fetched.value) ?? ''))
+          } catch (error) {
+            // Served anyway: the origin answered; only the caching failed.
+            if (!isLarderError(error)) throw error
+            ctx.metrics.failed('api', true)
+            ctx.log(`api: value from the origin for ${key} not cached: ${error.message}`)
+          }
+        }
+        return record
+      })
+      .catch((error: unknown) => {
+        if (error instanceof HttpError) return error
+        throw error
+      })
+    if (stored instanceof HttpError)
+      return reply.code(502).send({ key, hit: false, source: 'origin', ...errorBody(stored.code, stored.message) })
+    return reply
+      .code(200)
+      .send({ key, value: stored.value, hit: false, source: 'origin', cached_at: iso(stored.cachedAt), expires_at: iso(stored.expiresAt) })
   })
 
   app.put('/api/cache/:key', { config: write }, async (request) => {
@@ -134,7 +147,8 @@ export function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, hits: H
       throw badRequest('ERR_INVALID_VALUE', 'Invalid body: expected JSON { "value": …, "ttl"?: seconds, "tags"?: [strings] }')
     }
     const extra = Object.keys(body).filter((k) => k !== 'value' && k !== 'ttl' && k !== 'tags')
-    if (extra.length > 0) throw badRequest('ERR_INVALID_VALUE', `Invalid body: unknown field ${JSON.stringify(extra[0])} (expected value, ttl, tags)`)
+    if (extra.length > 0)
+      throw badRequest('ERR_INVALID_VALUE', `Invalid body: unknown field ${JSON.stringify(extra[0])} (expected value, ttl, tags)`)
     if (body.ttl !== undefined && (typeof body.ttl !== 'number' || !Number.isFinite(body.ttl) || body.ttl < 0)) {
       throw badRequest('ERR_INVALID_TTL', 'Invalid ttl: expected a number of seconds, 0 or more (0 = never expires)')
     }
@@ -157,17 +171,24 @@ export function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, hits: H
   app.post('/api/cache/invalidate', { config: write }, async (request) => {
     const body = request.body as { keys?: unknown; pattern?: unknown; tags?: unknown } | undefined
     const cache = await api()
-    const given = body === null || typeof body !== 'object' ? [] : (['keys', 'pattern', 'tags'] as const).filter((k) => body[k] !== undefined)
-    if (given.length !== 1) throw badRequest('ERR_INVALID_VALUE', 'Invalid body: expected exactly one of { "keys": [...] }, { "pattern": "user:*" }, { "tags": [...] }')
+    const given =
+      body === null || typeof body !== 'object' ? [] : (['keys', 'pattern', 'tags'] as const).filter((k) => body[k] !== undefined)
+    if (given.length !== 1)
+      throw badRequest(
+        'ERR_INVALID_VALUE',
+        'Invalid body: expected exactly one of { "keys": [...] }, { "pattern": "user:*" }, { "tags": [...] }',
+      )
     if (given[0] === 'keys') {
-      if (!Array.isArray(body!.keys) || body!.keys.length > MAX_INVALIDATE_KEYS) throw badRequest('ERR_INVALID_VALUE', `Invalid keys: expected an array of at most ${MAX_INVALIDATE_KEYS} keys`)
+      if (!Array.isArray(body!.keys) || body!.keys.length > MAX_INVALIDATE_KEYS)
+        throw badRequest('ERR_INVALID_VALUE', `Invalid keys: expected an array of at most ${MAX_INVALIDATE_KEYS} keys`)
       const keys = body!.keys.map((k, i) => apiKey(k, `keys[${i}]`))
       const invalidated = await cache.deleteMany(keys)
       ctx.metrics.deleted('api', invalidated)
       return { success: true, invalidated }
     }
     if (given[0] === 'pattern') {
-      if (typeof body!.pattern !== 'string' || body!.pattern === '') throw badRequest('ERR_INVALID_VALUE', 'Invalid pattern: expected a non-empty glob such as "user:*"')
+      if (typeof body!.pattern !== 'string' || body!.pattern === '')
+        throw badRequest('ERR_INVALID_VALUE', 'Invalid pattern: expected a non-empty glob such as "user:*"')
       const report = await cache.prune({ pattern: body!.pattern, listKeys: true })
       // prune removes files in worker threads; this instance's memory tier still holds the
       // values it served, so the removed keys are deleted here too (cheap: the files are gone).
@@ -203,7 +224,8 @@ export function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, hits: H
     return { success: true, cleared: 'l1' }
   })
   app.delete('/cache/l2', { config: management }, async () => {
-    if (ctx.options.redis === undefined) return { success: true, cleared: 'l2', note: 'no shared tier is configured (--redis): nothing to clear' }
+    if (ctx.options.redis === undefined)
+      return { success: true, cleared: 'l2', note: 'no shared tier is configured (--redis): nothing to clear' }
     await (await api()).clear({ tier: 'redis' })
     return { success: true, cleared: 'l2' }
   })

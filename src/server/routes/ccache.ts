@@ -45,7 +45,8 @@ export function objectUploads(app: FastifyInstance, ctx: ServerContext): void {
     const t = target(request)
     const cache = await ctx.namespaces.get(t.namespace, t.protocol)
     const outcome = await storeArtifact(ctx, request, t.protocol, cache, t.key, {}, t.sha256)
-    if (!outcome.stored) return refuseUpload(reply).code(outcome.error.statusCode).send(errorBody(outcome.error.code, outcome.error.message))
+    if (!outcome.stored)
+      return refuseUpload(reply).code(outcome.error.statusCode).send(errorBody(outcome.error.code, outcome.error.message))
     return reply.code(200).send()
   }
   app.put('/ccache/*', { config: { access: 'write', protocol: 'ccache' } }, upload(ccacheTarget))
@@ -54,13 +55,14 @@ export function objectUploads(app: FastifyInstance, ctx: ServerContext): void {
 }
 
 export function objectRoutes(app: FastifyInstance, ctx: ServerContext): void {
-  const download = (target: (request: FastifyRequest) => Target, headOnly: boolean) => async (request: FastifyRequest, reply: FastifyReply) => {
-    const t = target(request)
-    const cache = await ctx.namespaces.get(t.namespace, t.protocol)
-    const meta = await sendArtifact(ctx, reply, t.protocol, cache, t.key, headOnly)
-    if (meta === undefined) return reply.code(404).send(headOnly ? undefined : errorBody('ERR_NOT_FOUND', `No object ${t.key}`))
-    return reply
-  }
+  const download =
+    (target: (request: FastifyRequest) => Target, headOnly: boolean) => async (request: FastifyRequest, reply: FastifyReply) => {
+      const t = target(request)
+      const cache = await ctx.namespaces.get(t.namespace, t.protocol)
+      const meta = await sendArtifact(ctx, reply, t.protocol, cache, t.key, headOnly)
+      if (meta === undefined) return reply.code(404).send(headOnly ? undefined : errorBody('ERR_NOT_FOUND', `No object ${t.key}`))
+      return reply
+    }
   const remove = (target: (request: FastifyRequest) => Target) => async (request: FastifyRequest, reply: FastifyReply) => {
     const t = target(request)
     const cache = await ctx.namespaces.get(t.namespace, t.protocol)

@@ -31,7 +31,11 @@ export function dashboardRoutes(app: FastifyInstance, ctx: ServerContext): void 
   const files = new Map(Object.entries(ASSETS).map(([name, type]) => [name, { type, body: readFileSync(new URL(name, dir)) }]))
   const send = (name: string) => async (_request: unknown, reply: import('fastify').FastifyReply) => {
     const file = files.get(name)!
-    return reply.header('content-type', file.type).header('cache-control', 'no-cache').header('x-content-type-options', 'nosniff').send(file.body)
+    return reply
+      .header('content-type', file.type)
+      .header('cache-control', 'no-cache')
+      .header('x-content-type-options', 'nosniff')
+      .send(file.body)
   }
   const page = { config: { access: 'public' as const } }
   app.get('/', page, send('index.html'))

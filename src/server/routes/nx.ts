@@ -36,7 +36,7 @@ export function nxUploads(app: FastifyInstance, ctx: ServerContext): void {
     const namespace = namespaceOf(request)
     const cache = await ctx.namespaces.get(namespace, 'nx')
     const slot = `${namespace}\0${hash}`
-    if (uploading.has(slot) || await artifactExists(cache, hash)) {
+    if (uploading.has(slot) || (await artifactExists(cache, hash))) {
       ctx.metrics.refused('nx')
       return text(refuseUpload(reply), 409, `Cannot override an existing record: ${hash} is already cached`)
     }

@@ -56,7 +56,8 @@ export function turboUploads(app: FastifyInstance, ctx: ServerContext): void {
     const cache = await ctx.namespaces.get(namespaceOf(request), 'turbo')
     const meta = { duration: headerValue(request, 'x-artifact-duration'), tag: headerValue(request, 'x-artifact-tag') }
     const outcome = await storeArtifact(ctx, request, 'turbo', cache, hash, stripUndefined(meta))
-    if (!outcome.stored) return refuseUpload(reply).code(outcome.error.statusCode).send(errorBody(outcome.error.code, outcome.error.message))
+    if (!outcome.stored)
+      return refuseUpload(reply).code(outcome.error.statusCode).send(errorBody(outcome.error.code, outcome.error.message))
     return reply.code(202).send({ urls: [hash] })
   })
 }
@@ -87,11 +88,14 @@ export function turboRoutes(app: FastifyInstance, ctx: ServerContext): void {
     const answer: Record<string, { size: number; taskDurationMs: number; tag?: string } | null> = {}
     for (const hash of valid) {
       const found = await getArtifact(cache, hash, true).catch(() => undefined)
-      answer[hash] = found === undefined ? null : {
-        size: found.meta.length,
-        taskDurationMs: Number(found.meta.duration ?? 0) || 0,
-        ...(found.meta.tag === undefined ? {} : { tag: found.meta.tag }),
-      }
+      answer[hash] =
+        found === undefined
+          ? null
+          : {
+              size: found.meta.length,
+              taskDurationMs: Number(found.meta.duration ?? 0) || 0,
+              ...(found.meta.tag === undefined ? {} : { tag: found.meta.tag }),
+            }
     }
     return answer
   })
@@ -100,7 +104,8 @@ export function turboRoutes(app: FastifyInstance, ctx: ServerContext): void {
     const events = request.body
     if (Array.isArray(events)) {
       for (const e of events.slice(0, 10_000) as { source?: unknown; event?: unknown }[]) {
-        if ((e?.source === 'LOCAL' || e?.source === 'REMOTE') && (e.event === 'HIT' || e.event === 'MISS')) ctx.metrics.turboEvent(e.source, e.event)
+        if ((e?.source === 'LOCAL' || e?.source === 'REMOTE') && (e.event === 'HIT' || e.event === 'MISS'))
+          ctx.metrics.turboEvent(e.source, e.event)
       }
     }
     return reply.code(200).send({})

@@ -16,10 +16,11 @@ if (action === 'invalidate') {
   await em.clearCache('all-users')
   await orm.config.getResultCacheAdapter().clear()
   report({ cached })
-} else report({
-  named: (await em.find(UserSchema, {}, { orderBy: { id: 'asc' }, cache: ['all-users', 60_000] })).map((u) => u.name),
-  byQuery: (await em.find(UserSchema, { name: 'ann' }, { cache: 60_000 })).map((u) => u.name),
-  count: await em.count(UserSchema, {}, { cache: ['count', 60_000] }),
-  uncached: (await em.find(UserSchema, {})).map((u) => u.name),
-})
+} else
+  report({
+    named: (await em.find(UserSchema, {}, { orderBy: { id: 'asc' }, cache: ['all-users', 60_000] })).map((u) => u.name),
+    byQuery: (await em.find(UserSchema, { name: 'ann' }, { cache: 60_000 })).map((u) => u.name),
+    count: await em.count(UserSchema, {}, { cache: ['count', 60_000] }),
+    uncached: (await em.find(UserSchema, {})).map((u) => u.name),
+  })
 await orm.close()

@@ -11,11 +11,13 @@ import { openDataSource, UserSchema } from '../typeorm-fixtures.ts'
 import { report } from '../processes.ts'
 
 const [action, dir, connection] = process.argv.slice(2) as [string, string, string | undefined]
-const { ds } = action === 'read'
-  ? await openDataSource({ dir }, ['zed'])
-  : await openDataSource({ dir }, null, JSON.parse(connection ?? '{}') as Partial<DataSourceOptions>)
+const { ds } =
+  action === 'read'
+    ? await openDataSource({ dir }, ['zed'])
+    : await openDataSource({ dir }, null, JSON.parse(connection ?? '{}') as Partial<DataSourceOptions>)
 const users = ds.getRepository(UserSchema)
-const byId = async (): Promise<string[]> => (await users.find({ order: { id: 'ASC' }, cache: { id: 'all-users', milliseconds: 60_000 } })).map((u) => u.name)
+const byId = async (): Promise<string[]> =>
+  (await users.find({ order: { id: 'ASC' }, cache: { id: 'all-users', milliseconds: 60_000 } })).map((u) => u.name)
 if (action === 'read') {
   report({
     byId: await byId(),

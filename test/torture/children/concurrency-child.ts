@@ -64,12 +64,30 @@ if (mode === 'ops') {
   const [writer, seed, ops, keys] = rest.map(Number) as [number, number, number, number]
   const rand = prng(seed)
   // Half the processes keep a memory tier (another process's writes seen after its ttl).
-  const cache = await Larder.open({ dir: dir!, maintenance: { interval: 0 }, memory: writer % 2 === 0 ? { maxEntries: 200, ttl: 50 } : false, compression: writer % 3 === 0 ? 'gzip' : 'deflate' })
+  const cache = await Larder.open({
+    dir: dir!,
+    maintenance: { interval: 0 },
+    memory: writer % 2 === 0 ? { maxEntries: 200, ttl: 50 } : false,
+    compression: writer % 3 === 0 ? 'gzip' : 'deflate',
+  })
   const corrupt: string[] = []
   const errors: string[] = []
   cache.on('corrupt', (info) => corrupt.push(`${info.key}: ${info.reason}`))
   cache.on('error', (e) => errors.push(e.message))
-  const counts = { set: 0, get: 0, has: 0, delete: 0, getOrSet: 0, tagged: 0, invalidate: 0, setStream: 0, getStream: 0, increment: 0, validated: 0, misses: 0 }
+  const counts = {
+    set: 0,
+    get: 0,
+    has: 0,
+    delete: 0,
+    getOrSet: 0,
+    tagged: 0,
+    invalidate: 0,
+    setStream: 0,
+    getStream: 0,
+    increment: 0,
+    validated: 0,
+    misses: 0,
+  }
   const wrong: string[] = []
   const thrown: string[] = []
   let counter = 0
@@ -155,7 +173,20 @@ if (mode === 'ops') {
   const finalCounter = await cache.get(`counter-${writer}`)
   const stats = await cache.stats()
   await cache.close()
-  await sent({ type: 'result', counts, wrong, thrown: thrown.slice(0, 5), thrownCount: thrown.length, corrupt, errors: errors.slice(0, 5), counter, finalCounter, stats: { errors: stats.errors, corrupt: stats.corrupt, dropped: stats.dropped }, history, memory: writer % 2 === 0 })
+  await sent({
+    type: 'result',
+    counts,
+    wrong,
+    thrown: thrown.slice(0, 5),
+    thrownCount: thrown.length,
+    corrupt,
+    errors: errors.slice(0, 5),
+    counter,
+    finalCounter,
+    stats: { errors: stats.errors, corrupt: stats.corrupt, dropped: stats.dropped },
+    history,
+    memory: writer % 2 === 0,
+  })
 } else if (mode === 'prune') {
   const [seed, maxEntries] = rest.map(Number) as [number, number]
   const rand = prng(seed)

@@ -86,7 +86,8 @@ async function clearLoop(): Promise<never> {
 async function tagLoop(): Promise<never> {
   for (;;) {
     const key = smallKey()
-    if (rand() < 0.8) await cache.set(key, makeRecord(key, writer, seq++, randInt(rand, 0, 8000)), { tags: [`tag-${randInt(rand, 0, 4)}`, 'all'] })
+    if (rand() < 0.8)
+      await cache.set(key, makeRecord(key, writer, seq++, randInt(rand, 0, 8000)), { tags: [`tag-${randInt(rand, 0, 4)}`, 'all'] })
     else await cache.invalidateTags(rand() < 0.9 ? [`tag-${randInt(rand, 0, 4)}`] : ['all', `tag-${randInt(rand, 0, 4)}`])
     progress()
   }

@@ -23,11 +23,17 @@ async function drain(s: AsyncIterable<Uint8Array>): Promise<number> {
 }
 
 async function session(count: number): Promise<void> {
-  const cache = await Larder.open({ dir: dir!, memory: { maxEntries: 500 }, maxEntries: 3000, maintenance: { interval: 50, tempMaxAge: 1000 } })
+  const cache = await Larder.open({
+    dir: dir!,
+    memory: { maxEntries: 500 },
+    maxEntries: 3000,
+    maintenance: { interval: 50, tempMaxAge: 1000 },
+  })
   for (let i = 0; i < count; i++) {
     const key = `h${randInt(rand, 0, 4000)}`
     const r = rand()
-    if (r < 0.3) await cache.set(key, makeRecord(key, 1, i, randInt(rand, 0, 6000)), rand() < 0.2 ? { tags: [`t${i % 7}`], ttl: 60_000 } : undefined)
+    if (r < 0.3)
+      await cache.set(key, makeRecord(key, 1, i, randInt(rand, 0, 6000)), rand() < 0.2 ? { tags: [`t${i % 7}`], ttl: 60_000 } : undefined)
     else if (r < 0.7) await cache.get(key)
     else if (r < 0.75) await cache.has(key)
     else if (r < 0.8) await cache.delete(key)
