@@ -44,9 +44,13 @@ export function openClient(options: ResolvedRedisOptions): { client: RedisClient
 
 /** A second connection like `client`, for pub/sub. */
 export function duplicateForSubscribing(client: RedisClient): RedisClient {
-  // The subscriber may queue its SUBSCRIBE until connected: it sends nothing else.
+  // The subscriber may queue its SUBSCRIBE until connected: it sends nothing else. The bus
+  // subscribes again itself on every 'ready' (and counts it as a reconnect); ioredis's own
+  // autoResubscribe sends a SUBSCRIBE whose promise nobody holds, so a connection closing
+  // before its reply (Redis killed again, close() while reconnecting) became an unhandled
+  // rejection in the host ("Connection is closed.").
   if (client instanceof Cluster) return client.duplicate()
-  return client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null })
+  return client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: false })
 }
 
 /** Resolves when `client` is ready, or after `ms` (Redis down at open: the cache opens and
