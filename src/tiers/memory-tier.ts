@@ -121,6 +121,15 @@ export class MemoryTier implements Tier {
     if (entry !== undefined && entry.createdAt < at) this.#lru.delete(key)
   }
 
+  /** A clear made at `at` (here, or heard on the bus, where it may arrive late): drops what
+   *  was created before it and keeps what was written since, so a late message never undoes
+   *  a newer write. */
+  clearOlder(at: number): void {
+    const older: string[] = []
+    for (const [key, entry] of this.#lru.entries()) if (entry.createdAt < at) older.push(key)
+    for (const key of older) this.#lru.delete(key)
+  }
+
   clear(): void {
     this.#lru.clear()
   }

@@ -395,7 +395,7 @@ export class TierStack {
    * what the memory tier took meanwhile goes too.
    */
   async clearLocal(tier: TierName | 'all', at: number): Promise<void> {
-    if (tier === 'all' || tier === 'memory') this.memory?.clear()
+    if (tier === 'all' || tier === 'memory') this.memory?.clearOlder(at)
     if ((tier === 'all' || tier === 'file') && this.file !== undefined) {
       this.#p.writeBack?.forgetBefore(at)
       try {
@@ -404,7 +404,7 @@ export class TierStack {
         this.#p.failures.writeFailed(error, 'file')
       }
       this.#guard.heardAll()
-      if (tier === 'all') this.memory?.clear()
+      if (tier === 'all') this.memory?.clearOlder(at)
     }
   }
 

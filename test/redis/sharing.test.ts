@@ -72,6 +72,27 @@ describe('two processes, separate directories, one Redis', { skip }, () => {
     assert.equal((await b.call<{ memoryHits: number }>('stats')).memoryHits, before + 2, 'the older message left the newer copy in memory')
   })
 
+  test('a clear heard late (its message stamped before a newer write) keeps that write in memory', async () => {
+    type Hits = { memoryHits: number }
+    await b.call('set', { key: 'after-clear', value: 'newer' })
+    await b.call('set', { key: 'marker', value: 'm' })
+    const publisher = new Redis(server.url)
+    const channel = `${prefix}bus:default`
+    await publisher.publish(channel, JSON.stringify({ from: 'someone-else', op: 'clear', tier: 'memory', at: 1 }))
+    // Messages arrive in order: once B has dropped the marker (a newer change of it), B has
+    // handled the clear too.
+    await publisher.publish(channel, JSON.stringify({ from: 'someone-else', op: 'keys', keys: [['marker', Date.now() + 60_000]] }))
+    await publisher.quit()
+    const fromMemory = async (key: string): Promise<boolean> => {
+      const before = (await b.call<Hits>('stats')).memoryHits
+      await onB(key)
+      return (await b.call<Hits>('stats')).memoryHits === before + 1
+    }
+    assert.ok(await eventually(async () => !(await fromMemory('marker'))), 'B heard the messages')
+    assert.ok(await fromMemory('after-clear'), 'the clear made before the write did not drop it from memory')
+    assert.equal(await onB('after-clear'), 'newer')
+  })
+
   test('a late starter sees tag invalidations made before it opened', async () => {
     await a.set('tagged', 'old', { tags: ['late'] })
     const dir = tempDir()
