@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Larder } from '../src/index.ts'
+import { runBin, type Run, type RunOptions } from './cli-runner.ts'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 // CHECK_BIN runs these tests against another build (say, of the commit before a fix).
@@ -34,34 +35,8 @@ before(() => {
   assert.ok(fs.existsSync(BIN), 'dist/cli.js is missing: npm test builds it first (npm run build)')
 })
 
-interface Run {
-  code: number | null
-  stdout: Buffer
-  stderr: string
-  text: string
-}
-
-/** Runs the bin with `args`, stdin from `input`, and no LARDER_* variable but those given. */
-function larder(args: string[], options: { input?: Buffer | string; env?: Record<string, string>; cwd?: string } = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('LARDER_')))
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { ...env, ...options.env },
-      cwd: options.cwd ?? root,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    })
-    const out: Buffer[] = []
-    let err = ''
-    child.stdout.on('data', (c: Buffer) => out.push(c))
-    child.stderr.on('data', (c: Buffer) => (err += c.toString()))
-    child.on('error', reject)
-    child.on('close', (code) => {
-      const stdout = Buffer.concat(out)
-      resolve({ code, stdout, stderr: err, text: stdout.toString() })
-    })
-    child.stdin.end(options.input ?? '')
-  })
-}
+/** Runs the bin with `args` (see cli-runner.ts). */
+const larder = (args: string[], options: RunOptions = {}): Promise<Run> => runBin(BIN, args, options)
 
 /** stdout parsed as exactly one JSON document (JSON.parse rejects anything before or after it). */
 function document<T = Record<string, unknown>>(run: Run): T {

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Larder } from '../src/index.ts'
+import { runBin, type Run, type RunOptions } from './cli-runner.ts'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const BIN = path.join(root, 'dist', 'cli.js')
@@ -28,35 +29,8 @@ after(async () => {
   await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })))
 })
 
-interface Run {
-  code: number | null
-  signal: NodeJS.Signals | null
-  stdout: Buffer
-  stderr: string
-  text: string
-}
-
-/** Runs the bin with `args`; stdin from `input` (or nothing); environment without LARDER_* leaking in. */
-function larder(args: string[], options: { input?: Buffer | string; env?: Record<string, string>; cwd?: string } = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('LARDER_')))
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { ...env, ...options.env },
-      cwd: options.cwd ?? root,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    })
-    const out: Buffer[] = []
-    let err = ''
-    child.stdout.on('data', (c: Buffer) => out.push(c))
-    child.stderr.on('data', (c: Buffer) => (err += c.toString()))
-    child.on('error', reject)
-    child.on('close', (code, signal) => {
-      const stdout = Buffer.concat(out)
-      resolve({ code, signal, stdout, stderr: err, text: stdout.toString() })
-    })
-    child.stdin.end(options.input ?? '')
-  })
-}
+/** Runs the bin with `args` (see cli-runner.ts). */
+const larder = (args: string[], options: RunOptions = {}): Promise<Run> => runBin(BIN, args, options)
 
 /** Runs the bin under a pseudo-terminal (`script`), so stdin, stdout and stderr are a TTY. */
 function larderOnTty(args: string[], input = ''): { code: number | null; output: string } {
