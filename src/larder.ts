@@ -84,18 +84,28 @@ export class Larder extends EventEmitter<LarderEvents> {
   // ── reads ─────────────────────────────────────────────────────────────────
 
   /** The value for `key`, or `undefined` on a miss. Never rejects for disk trouble unless `failOpen` is false. */
-  async get(key: string): Promise<unknown> {
-    this.#assertOpen()
+  get(key: string): Promise<unknown> {
     // The memory tier first, before validation: every key in it was validated when stored,
-    // and a hit must cost little more than the lookup. While a change is in flight it must
-    // wait for the changes of its key called before it (CountedReads.read).
-    if (this.#memory !== undefined && this.#order.idle && typeof key === 'string') {
-      const memory = this.#reads.fromMemory(key)
-      if (memory.found) return memory.value
-      const found = await this.#reads.read(validateKey(key), 0, false)
-      return found.found ? found.value : undefined
+    // and a hit must cost little more than the lookup, so it is answered without an async
+    // function's frame (one resolved promise, as its return would be; a 'hit' listener that
+    // throws still rejects, never throws). While a change is in flight it must wait for the
+    // changes of its key called before it (CountedReads.read); a closed cache rejects below.
+    if (this.#memory !== undefined && !this.#closed && this.#order.idle && typeof key === 'string') {
+      try {
+        const memory = this.#reads.fromMemory(key)
+        if (memory.found) return Promise.resolve(memory.value)
+      } catch (error) {
+        return rejected(error)
+      }
+      return this.#get(key, false)
     }
-    const found = await this.#reads.read(validateKey(key), 0, true)
+    return this.#get(key, true)
+  }
+
+  /** get() past the memory tier's hit path (`askMemory`: it has not been asked yet). */
+  async #get(key: string, askMemory: boolean): Promise<unknown> {
+    this.#assertOpen()
+    const found = await this.#reads.read(validateKey(key), 0, askMemory)
     return found.found ? found.value : undefined
   }
 
@@ -447,4 +457,10 @@ export class Larder extends EventEmitter<LarderEvents> {
     if (this.options.readOnly)
       throw new LarderError('ERR_READ_ONLY', 'The cache was opened with readOnly: true; it writes nothing', { field: 'readOnly' })
   }
+}
+
+/** `error` as an async function would report it: a rejected promise. */
+// eslint-disable-next-line @typescript-eslint/require-await -- an async function is the one way to reject with any thrown value
+async function rejected(error: unknown): Promise<never> {
+  throw error
 }

@@ -19,7 +19,7 @@ export interface TierStats {
   /** Writes this tier should have stored and did not. */
   dropped: number
   /** Reads (on a hit or a miss here) and writes of this tier, in ms. The memory tier's
-   *  reads are timed one in 16. */
+   *  reads are timed one in 64. */
   latency: { get: LatencySummary; set: LatencySummary }
   /** Its circuit breaker, for the tiers that have one (file, redis). */
   breaker?: BreakerSnapshot

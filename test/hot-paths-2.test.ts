@@ -1,0 +1,68 @@
+// Issue #14, second pass: the hot paths made cheaper keep what they guarded. Speed itself is
+// measured in bench/, never asserted here.
+import assert from 'node:assert/strict'
+import { describe, test } from 'node:test'
+import { Larder, LarderError } from '../src/index.ts'
+import { tempDir } from './helpers.ts'
+
+describe('hot paths, second pass (issue #14)', () => {
+  test("a memory-tier hit answers with a promise; a closed cache rejects even for a key it held; a throwing 'hit' listener rejects", async () => {
+    const cache = await Larder.open({ dir: tempDir(), memory: true })
+    await cache.set('k', { v: 1 })
+    const answer = cache.get('k')
+    assert.ok(answer instanceof Promise)
+    assert.deepEqual(await answer, { v: 1 })
+    assert.equal((await cache.stats()).memoryHits, 1)
+
+    const boom = new Error('listener failed')
+    const listener = (): never => {
+      throw boom
+    }
+    cache.on('hit', listener)
+    let thrown: unknown
+    let read: Promise<unknown> | undefined
+    try {
+      read = cache.get('k')
+    } catch (error) {
+      thrown = error
+    }
+    assert.equal(thrown, undefined, 'get() never throws synchronously')
+    await assert.rejects(read!, (error) => error === boom)
+    cache.off('hit', listener)
+
+    await cache.close()
+    let closedRead: Promise<unknown> | undefined
+    assert.doesNotThrow(() => {
+      closedRead = cache.get('k')
+    })
+    await assert.rejects(closedRead!, (error) => error instanceof LarderError && error.code === 'ERR_CLOSED')
+  })
+
+  test('a memory-tier miss is asked of the disk once, and counted once', async () => {
+    const dir = tempDir()
+    const writer = await Larder.open({ dir })
+    await writer.set('k', 'on disk')
+    await writer.close()
+    const cache = await Larder.open({ dir, memory: true })
+    assert.equal(await cache.get('k'), 'on disk') // a memory miss, a disk hit, promoted
+    assert.equal(await cache.get('k'), 'on disk') // a memory hit
+    assert.equal(await cache.get('absent'), undefined)
+    const stats = await cache.stats()
+    assert.equal(stats.hits, 2)
+    assert.equal(stats.misses, 1)
+    assert.equal(stats.memoryHits, 1)
+    assert.equal(stats.tiers.memory!.hits, 1)
+    await cache.close()
+  })
+
+  test('memory-tier hits are timed one in 64', async () => {
+    const cache = await Larder.open({ dir: tempDir(), memory: true })
+    await cache.set('k', 1)
+    const before = (await cache.stats()).tiers.memory!.latency.get.count
+    for (let i = 0; i < 64 * 3; i++) assert.equal(await cache.get('k'), 1)
+    const stats = await cache.stats()
+    assert.equal(stats.memoryHits, 64 * 3)
+    assert.equal(stats.tiers.memory!.latency.get.count - before, 3)
+    await cache.close()
+  })
+})
