@@ -65,4 +65,25 @@ describe('hot paths, second pass (issue #14)', () => {
     assert.equal(stats.tiers.memory!.latency.get.count - before, 3)
     await cache.close()
   })
+
+  test('compressed values read back whole from a new instance at every size around the inflate chunk boundaries', async () => {
+    const dir = tempDir()
+    // compressible text (so every one of these is stored compressed), sizes around 16 KiB
+    // (zlib's default chunk), 64 KiB and the one-read limit
+    const sizes = [4096, 16 * 1024 - 1, 16 * 1024, 16 * 1024 + 1, 60_000, 64 * 1024 - 100, 64 * 1024, 200_000]
+    const text = (n: number): string => Array.from({ length: n }, (_, i) => 'abcdefghij'[(i * 7) % 10]!).join('')
+    const writer = await Larder.open({ dir, serializer: 'raw' })
+    for (const size of sizes) await writer.set(`k${size}`, Buffer.from(text(size)))
+    await writer.close()
+    const reader = await Larder.open({ dir, serializer: 'raw' })
+    for (const size of sizes) {
+      const info = await reader.info(`k${size}`)
+      assert.ok(info !== undefined && info.size < size / 2, `${size} bytes stored compressed`)
+      assert.deepEqual(await reader.get(`k${size}`), Buffer.from(text(size)))
+    }
+    const stats = await reader.stats()
+    assert.equal(stats.corrupt, 0)
+    assert.equal(stats.hits, sizes.length)
+    await reader.close()
+  })
 })
