@@ -14,7 +14,7 @@ export type Size = number | string
 
 export type CompressionName = 'gzip' | 'deflate' | 'brotli' | 'zstd' | 'none'
 export type SerializerName = 'json' | 'v8' | 'msgpack' | 'raw'
-export type EvictionPolicy = 'lru' | 'lfu' | 'fifo'
+export type EvictionPolicy = 'lru' | 'lfu' | 'fifo' | 'random'
 export type StreamCompression = 'adaptive' | 'full'
 export type { Sharing }
 
@@ -183,7 +183,9 @@ export interface LarderOptions {
    *  least recently used (mtime, refreshed on hits). `'lfu'`: fewest hits (counts shared by
    *  processes through hit logs, each weighed by its age: halved every
    *  `maintenance.lfuHalfLife`, so old popularity fades with time). `'fifo'`: oldest
-   *  created. Expired and tag-invalidated entries always go first. */
+   *  created. `'random'`: uniformly at random among the live entries (no bookkeeping of use;
+   *  the memory tier, when full, also drops a random entry instead of its least recently used).
+   *  Expired and tag-invalidated entries always go first. */
   evictionPolicy?: EvictionPolicy
   /** Open an existing cache to read it, writing nothing at all: no directory or `CACHEDIR.TAG`
    *  is created, no bookkeeping is written (running totals, activity records, LFU hit counts,
@@ -323,11 +325,16 @@ const BREAKER_NAMES = new Set(['errorThresholdPercentage', 'volumeThreshold', 'r
 const MEMORY_NAMES = new Set(['maxEntries', 'maxSize', 'ttl'])
 const COMPRESSIONS: readonly CompressionName[] = ['gzip', 'deflate', 'brotli', 'zstd', 'none']
 const SERIALIZERS: readonly SerializerName[] = ['json', 'v8', 'msgpack', 'raw']
-const POLICIES: readonly EvictionPolicy[] = ['lru', 'lfu', 'fifo']
+const POLICIES: readonly EvictionPolicy[] = ['lru', 'lfu', 'fifo', 'random']
 const STREAM_COMPRESSIONS: readonly StreamCompression[] = ['adaptive', 'full']
 const SHARINGS: readonly Sharing[] = [false, 'group', 'everyone']
 /** The smallest `maintenance.tempMaxAge`: five heartbeats of a live stream (stream-writer.ts). */
 export const MIN_TEMP_MAX_AGE = 1000
+
+/** Whether `value` names an eviction policy (a recorded budget read back, say). */
+export function isEvictionPolicy(value: unknown): value is EvictionPolicy {
+  return POLICIES.includes(value as EvictionPolicy)
+}
 
 export function zstdAvailable(): boolean {
   return typeof (zlib as { zstdCompressSync?: unknown }).zstdCompressSync === 'function'

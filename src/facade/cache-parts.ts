@@ -131,7 +131,14 @@ export class CacheParts {
             },
             ready: () => this.shared!.breaker.state !== 'open',
           })
-    this.memory = memory === false ? undefined : new MemoryTier(memory, isStale, this.disk?.changes ?? { changedElsewhere: () => false })
+    this.memory =
+      memory === false
+        ? undefined
+        : new MemoryTier(
+            { ...memory, eviction: options.evictionPolicy === 'random' ? 'random' : 'lru' },
+            isStale,
+            this.disk?.changes ?? { changedElsewhere: () => false },
+          )
     this.stack = new TierStack({
       memory: this.memory,
       file: this.disk?.files,
