@@ -43,7 +43,7 @@ export function assembleStats({ counters, memoryEntries, totals, breakers }: Sta
     tiers[name] = tier.snapshot(breakers[name])
   }
   // The memory tier's hits are counted once, on the fast path, as memoryHits.
-  if (tiers.memory !== undefined) tiers.memory.hits = c.memoryHits
+  if (tiers.memory !== undefined) Object.assign(tiers.memory, { hits: c.memoryHits, shed: counters.tiers.memory!.shed })
   return {
     ...c,
     entries: totals.entries,

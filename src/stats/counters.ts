@@ -23,6 +23,8 @@ export interface TierStats {
   latency: { get: LatencySummary; set: LatencySummary }
   /** Its circuit breaker, for the tiers that have one (file, redis). */
   breaker?: BreakerSnapshot
+  /** memory only: entries dropped under memory pressure (see facade/pressure.ts). */
+  shed?: number
   /** redis only: writes waiting in the write-back queue. */
   queued?: number
   /** redis only: bus messages waiting for Redis to be reachable. */
@@ -37,11 +39,13 @@ export class TierCounters {
   deletes = 0
   errors = 0
   dropped = 0
+  /** The memory tier's: entries shed under memory pressure. */
+  shed = 0
   get = new LatencyWindow()
   set = new LatencyWindow()
 
   reset(): void {
-    this.hits = this.misses = this.sets = this.deletes = this.errors = this.dropped = 0
+    this.hits = this.misses = this.sets = this.deletes = this.errors = this.dropped = this.shed = 0
     this.get = new LatencyWindow()
     this.set = new LatencyWindow()
   }

@@ -1,5 +1,6 @@
 import { LRUCache } from 'lru-cache'
 import { alwaysLive, entryState, type TagStamps } from '../store/liveness.js'
+import { admittedToMemory } from '../resilience/memory-watch.js'
 import { RandomVictims } from './random-victims.js'
 import { MISS, type Tier, type TierEntry, type TierRead } from './tier.js'
 
@@ -9,6 +10,8 @@ export interface MemoryTierBounds {
   ttl: number
   /** `'random'`: when full, a random entry makes room; otherwise the least recently used. */
   eviction: 'lru' | 'random'
+  /** Memory pressure is watched: admissions are reported (resilience/memory-watch.ts). */
+  watched: boolean
 }
 
 /** What a shed dropped, and the bound it left in place while the pressure lasts. */
@@ -69,6 +72,7 @@ export class MemoryTier implements Tier {
   readonly #random: RandomVictims | undefined
   /** Under memory pressure: the most entries and bytes held (see shed()); none otherwise. */
   #cap: Shed | undefined
+  readonly #watched: boolean
 
   constructor(bounds: MemoryTierBounds, isStale: (tags: readonly string[], createdAt: number) => boolean, changes: ChangeSignal) {
     const options: { max?: number; maxSize?: number; sizeCalculation?: (entry: Held) => number; ttl?: number } = {}
@@ -86,6 +90,7 @@ export class MemoryTier implements Tier {
     // resolveOptions guarantees maxEntries or maxSize, so lru-cache's bound check holds.
     this.#lru = new LRUCache<string, Held>(options as LRUCache.Options<string, Held, unknown>)
     this.#maxEntries = bounds.maxEntries
+    this.#watched = bounds.watched
     this.#maxSize = bounds.maxSize
     this.#stamps = { isStale: (tags, createdAt) => tags.length > 0 && isStale(tags, createdAt) }
     this.#changes = changes
@@ -125,6 +130,7 @@ export class MemoryTier implements Tier {
     const { value, createdAt, expiresAt, tags, grace, size } = entry
     this.#lru.set(key, { found: true, stale: false, value, createdAt, expiresAt, tags, grace, size })
     this.#random?.add(key)
+    if (this.#watched) admittedToMemory(size)
     return true
   }
 
