@@ -18,6 +18,7 @@ import { CLOSE_WAIT_MS, InFlight } from './in-flight.js'
 import { Loads } from './loads.js'
 import { OrderedWrites } from './ordered-writes.js'
 import { MemoryPressure } from './pressure.js'
+import { RefreshAhead } from './refresh-ahead.js'
 import { applyRemote } from './remote-changes.js'
 import { SharedParts } from './shared-parts.js'
 import { TagInvalidation } from './tag-invalidation.js'
@@ -187,6 +188,17 @@ export class CacheParts {
       stack: this.stack,
       shared: this.shared,
       clock: this.clock,
+      refreshAhead: new RefreshAhead({
+        options,
+        loads: this.loads,
+        writes: this.writes,
+        shared: this.shared,
+        clock: this.clock,
+        counters: this.counters,
+        inFlight: this.inFlight,
+        events,
+        emitError,
+      }),
     })
     this.pressure =
       options.memoryPressure === false
@@ -233,6 +245,7 @@ export class CacheParts {
    *  releases timers and the exit hook. */
   async close(): Promise<void> {
     this.pressure?.close()
+    this.loads.supersedeRefreshes() // background work: nothing stored once closing begins
     await this.inFlight.settle()
     await this.writeBack?.flush(new Promise((resolve) => setTimeout(resolve, CLOSE_WAIT_MS).unref()))
     this.writeBack?.stop()

@@ -3,6 +3,7 @@ import type { MaintenanceProgress, PruneReport } from '../maintenance/maintainer
 import type { BreakerState } from '../resilience/disk-breaker.js'
 import type { CorruptReport } from '../tiers/file-tier.js'
 import type { PressureReading } from './pressure.js'
+import type { RefreshReport } from './refresh-ahead.js'
 
 /** Events and their arguments. `error` is emitted only when someone listens for it. */
 export interface LarderEvents {
@@ -23,6 +24,8 @@ export interface LarderEvents {
   prune: [report: PruneReport]
   /** Memory pressure rose to `highWater` or fell below `lowWater` (`memoryPressure`). */
   pressure: [reading: PressureReading]
+  /** A getOrSet `refreshAhead` background refresh ended (see RefreshOutcome). */
+  refresh: [report: RefreshReport]
 }
 
 /**

@@ -58,6 +58,17 @@ export class TierCounters {
   }
 }
 
+/** `stats().refreshAhead`: background refreshes started, and how those that ended did. */
+export interface RefreshCounts {
+  started: number
+  refreshed: number
+  failed: number
+  superseded: number
+  elsewhere: number
+}
+
+const NO_REFRESHES: RefreshCounts = Object.freeze({ started: 0, refreshed: 0, failed: 0, superseded: 0, elsewhere: 0 })
+
 const ZERO: ActivityCounters = Object.freeze({
   hits: 0,
   misses: 0,
@@ -84,6 +95,8 @@ export class Counters {
   getLatency = new LatencyWindow()
   setLatency = new LatencyWindow()
   readonly tiers: Partial<Record<TierName, TierCounters>> = {}
+  /** getOrSet's refresh-ahead: refreshes started, and how each ended. */
+  refreshes: RefreshCounts = { ...NO_REFRESHES }
 
   constructor(tiers: readonly TierName[]) {
     for (const tier of tiers) this.tiers[tier] = new TierCounters()
@@ -101,5 +114,6 @@ export class Counters {
     this.getLatency = new LatencyWindow()
     this.setLatency = new LatencyWindow()
     for (const tier of Object.values(this.tiers)) tier.reset()
+    this.refreshes = { ...NO_REFRESHES }
   }
 }
