@@ -16,6 +16,12 @@ export interface GetOrSetOptions extends SetOptions {
    *  asking for one missing key at once, one calls its loader and the others wait for its value
    *  (at most 10 s, then they call their own). Default false. */
   lock?: boolean
+  /** Refresh-ahead: a share of the entry's lifetime in (0, 1). A hit on an entry older than
+   *  that share of its ttl is served at once and starts one background reload (once per key
+   *  at a time; with `redis`, once across instances); a failing reload keeps the old value
+   *  until it expires. E.g. 0.8 with a ttl of 10 minutes: hits after 8 minutes refresh it.
+   *  Entries without expiry are never refreshed. Default: off. */
+  refreshAhead?: number
 }
 
 export interface SetManyItem extends SetOptions {

@@ -11,9 +11,11 @@ export type {
   EvictionPolicy,
   LarderOptions,
   MaintenanceOptions,
+  MemoryPressureOptions,
   MemoryTierOptions,
   ResolvedBreakerOptions,
   ResolvedMaintenanceOptions,
+  ResolvedMemoryPressure,
   ResolvedOptions,
   SerializerName,
   Sharing,
@@ -35,3 +37,4 @@ export type { ActivityReport } from './stats/activity-log.js'
 export type { LatencySummary } from './stats/latency-window.js'
 export type { StreamSource } from './store/stream-writer.js'
 export type { CorruptReport } from './tiers/file-tier.js'
+export type { PressureReading } from './facade/pressure.js'

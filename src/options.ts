@@ -14,7 +14,7 @@ export type Size = number | string
 
 export type CompressionName = 'gzip' | 'deflate' | 'brotli' | 'zstd' | 'none'
 export type SerializerName = 'json' | 'v8' | 'msgpack' | 'raw'
-export type EvictionPolicy = 'lru' | 'lfu' | 'fifo'
+export type EvictionPolicy = 'lru' | 'lfu' | 'fifo' | 'random'
 export type StreamCompression = 'adaptive' | 'full'
 export type { Sharing }
 
@@ -183,7 +183,9 @@ export interface LarderOptions {
    *  least recently used (mtime, refreshed on hits). `'lfu'`: fewest hits (counts shared by
    *  processes through hit logs, each weighed by its age: halved every
    *  `maintenance.lfuHalfLife`, so old popularity fades with time). `'fifo'`: oldest
-   *  created. Expired and tag-invalidated entries always go first. */
+   *  created. `'random'`: uniformly at random among the live entries (no bookkeeping of use;
+   *  the memory tier, when full, also drops a random entry instead of its least recently used).
+   *  Expired and tag-invalidated entries always go first. */
   evictionPolicy?: EvictionPolicy
   /** Open an existing cache to read it, writing nothing at all: no directory or `CACHEDIR.TAG`
    *  is created, no bookkeeping is written (running totals, activity records, LFU hit counts,
@@ -218,6 +220,9 @@ export interface LarderOptions {
   /** Redis pub/sub between the instances sharing `redis` (each drops its local copies of what
    *  another changed). Default true whenever `redis` is set. */
   bus?: boolean
+  /** Watching the process's memory (see `MemoryPressureOptions`): `false`, or thresholds.
+   *  Default on (`{}`) when the memory tier is on, off otherwise. */
+  memoryPressure?: false | MemoryPressureOptions
 }
 
 export interface ResolvedRedisOptions {
@@ -277,6 +282,7 @@ export interface ResolvedOptions {
   writeStrategy: WriteStrategy
   writeBack: { maxQueue: number; maxDelay: number }
   bus: boolean
+  memoryPressure: ResolvedMemoryPressure | false
 }
 
 /** Longest key, in UTF-8 bytes. Keys are stored inside entries, not in paths, so this
@@ -314,6 +320,7 @@ const OPTION_NAMES = new Set<string>([
   'writeStrategy',
   'writeBack',
   'bus',
+  'memoryPressure',
 ])
 const REDIS_NAMES = new Set(['url', 'client', 'cluster', 'prefix', 'maxValueSize', 'ttl', 'commandTimeout', 'breaker'])
 const WRITE_BACK_NAMES = new Set(['maxQueue', 'maxDelay'])
@@ -323,11 +330,16 @@ const BREAKER_NAMES = new Set(['errorThresholdPercentage', 'volumeThreshold', 'r
 const MEMORY_NAMES = new Set(['maxEntries', 'maxSize', 'ttl'])
 const COMPRESSIONS: readonly CompressionName[] = ['gzip', 'deflate', 'brotli', 'zstd', 'none']
 const SERIALIZERS: readonly SerializerName[] = ['json', 'v8', 'msgpack', 'raw']
-const POLICIES: readonly EvictionPolicy[] = ['lru', 'lfu', 'fifo']
+const POLICIES: readonly EvictionPolicy[] = ['lru', 'lfu', 'fifo', 'random']
 const STREAM_COMPRESSIONS: readonly StreamCompression[] = ['adaptive', 'full']
 const SHARINGS: readonly Sharing[] = [false, 'group', 'everyone']
 /** The smallest `maintenance.tempMaxAge`: five heartbeats of a live stream (stream-writer.ts). */
 export const MIN_TEMP_MAX_AGE = 1000
+
+/** Whether `value` names an eviction policy (a recorded budget read back, say). */
+export function isEvictionPolicy(value: unknown): value is EvictionPolicy {
+  return POLICIES.includes(value as EvictionPolicy)
+}
 
 export function zstdAvailable(): boolean {
   return typeof (zlib as { zstdCompressSync?: unknown }).zstdCompressSync === 'function'
@@ -526,6 +538,7 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     readOnly: o.readOnly ?? false,
     maintenance: resolveMaintenance(o.maintenance),
     ...resolveShared(o, dir, memory),
+    memoryPressure: resolveMemoryPressure(o.memoryPressure, memory !== false),
   }
 }
 
@@ -677,5 +690,66 @@ function levelRange(compression: CompressionName): [number, number] {
       return [1, 19]
     default:
       return [0, 9]
+  }
+}
+
+// ── memoryPressure: declaration, resolved form and validation, in one block ─────────────────
+
+/**
+ * Memory pressure (see resilience/memory-watch.ts): one unref'd timer per process, shared by
+ * every open cache, reads the heap used against V8's limit (`heap_size_limit`) and the resident
+ * set against the process's cgroup limit (`process.constrainedMemory()`) or else the machine's
+ * memory; the larger share is the reading's level. At or above `highWater` the memory tier
+ * sheds entries and stops growing, a write-back queue stops growing (writes go straight to
+ * Redis) and a `pressure` event fires; below `lowWater` it all recovers (another event).
+ */
+export interface MemoryPressureOptions {
+  /** How often memory is read. Default `'1s'`. The process's one timer runs at the shortest
+   *  interval any open cache asks for; a burst of memory-tier writes also takes a reading
+   *  every 2 MiB admitted, since a loop of writes may give the timer no turn. */
+  interval?: Duration
+  /** Share of a limit (heap or memory) at or above which the pressure is high. Default 0.85. */
+  highWater?: number
+  /** Share below which a high pressure is over. Default 0.7 (with a `highWater` at or below
+   *  that, four fifths of it); less than `highWater`. */
+  lowWater?: number
+  /** Share of the memory tier's entries (and, with `memory.maxSize`, bytes) kept by each shed;
+   *  the least recently used go. Default 0.5; 0 empties it. */
+  shedTo?: number
+}
+
+/** `memoryPressure` as resolved: every default filled in, the interval in ms. */
+export interface ResolvedMemoryPressure {
+  interval: number
+  highWater: number
+  lowWater: number
+  shedTo: number
+}
+
+const MEMORY_PRESSURE_NAMES = new Set(['interval', 'highWater', 'lowWater', 'shedTo'])
+
+/** `memoryPressure`: on by default when the memory tier is (`memoryTier`), off otherwise. */
+export function resolveMemoryPressure(input: unknown, memoryTier: boolean): ResolvedMemoryPressure | false {
+  if (input === false || (input === undefined && !memoryTier)) return false
+  if (input !== undefined && (input === null || typeof input !== 'object' || Array.isArray(input)))
+    throw invalid('memoryPressure', 'expected false or { interval?, highWater?, lowWater?, shedTo? }')
+  const p = (input ?? {}) as MemoryPressureOptions
+  rejectUnknown(p, MEMORY_PRESSURE_NAMES, 'memoryPressure.')
+  const share = (value: unknown, field: string, fallback: number, low: number, lowIncluded: boolean, high: number): number => {
+    const v = value ?? fallback
+    if (typeof v !== 'number' || !(lowIncluded ? v >= low : v > low) || !(v <= high))
+      throw invalid(`memoryPressure.${field}`, `expected a number in ${lowIncluded ? '[' : '('}${low}, ${high}], got ${JSON.stringify(v)}`)
+    return v
+  }
+  const highWater = share(p.highWater, 'highWater', 0.85, 0, false, 1)
+  // 0.7, or under a highWater at or below it, four fifths of that.
+  const lowWater = share(p.lowWater, 'lowWater', highWater > 0.7 ? 0.7 : highWater * 0.8, 0, false, 1)
+  if (lowWater >= highWater)
+    throw invalid('memoryPressure.lowWater', `expected less than highWater (${highWater}), got ${String(lowWater)}`)
+  return {
+    interval: positiveDuration(p.interval ?? '1s', 'memoryPressure.interval'),
+    highWater,
+    lowWater,
+    shedTo: share(p.shedTo, 'shedTo', 0.5, 0, true, 1),
   }
 }

@@ -248,15 +248,20 @@ export function validateWarm(
 export function validateGetOrSet(
   loader: unknown,
   options: unknown,
-): { ttl: number | undefined; tags: readonly string[]; grace: number; lock: boolean } {
+): { ttl: number | undefined; tags: readonly string[]; grace: number; lock: boolean; refreshAhead: number } {
   if (typeof loader !== 'function') throw new LarderError('ERR_INVALID_VALUE', 'Invalid loader: expected a function', { field: 'loader' })
-  const o = validateCallOptions<GetOrSetOptions>(options, ['ttl', 'tags', 'grace', 'lock'])
+  const o = validateCallOptions<GetOrSetOptions>(options, ['ttl', 'tags', 'grace', 'lock', 'refreshAhead'])
   const ttl = validateTtl(o.ttl)
   const tags = validateTags(o.tags)
   const grace = validateTtl(o.grace, 'grace') ?? 0
   if (o.lock !== undefined && typeof o.lock !== 'boolean')
     throw new LarderError('ERR_INVALID_OPTION', `Invalid lock: expected a boolean, got ${String(o.lock)}`, { field: 'lock' })
-  return { ttl, tags, grace, lock: o.lock === true }
+  const refreshAhead = o.refreshAhead ?? 0
+  if (o.refreshAhead !== undefined && (typeof refreshAhead !== 'number' || !(refreshAhead > 0 && refreshAhead < 1)))
+    throw new LarderError('ERR_INVALID_OPTION', `Invalid refreshAhead: expected a number in (0, 1), got ${JSON.stringify(refreshAhead)}`, {
+      field: 'refreshAhead',
+    })
+  return { ttl, tags, grace, lock: o.lock === true, refreshAhead }
 }
 
 /** increment's and decrement's `delta`: a finite number. */

@@ -92,7 +92,7 @@ describe('bad input', () => {
     ['an unknown breaker option', { breaker: { threshold: 1 } }, 'breaker.threshold'],
     ['a bad maxSize', { maxSize: '5 bananas' }, 'maxSize'],
     ['a bad maxEntries', { maxEntries: -1 }, 'maxEntries'],
-    ['a bad evictionPolicy', { evictionPolicy: 'random' }, 'evictionPolicy'],
+    ['a bad evictionPolicy', { evictionPolicy: 'mru' }, 'evictionPolicy'],
     ['a bad namespace', { namespace: 'a\0b' }, 'namespace'],
   ]
   for (const [label, options, field] of optionCases) {

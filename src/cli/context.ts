@@ -4,7 +4,7 @@ import type { Command } from 'commander'
 import { loadHasher } from '../format/checksum.js'
 import { Larder } from '../larder.js'
 import { readBudget, type RecordedBudget } from '../maintenance/budget-record.js'
-import { defaultCacheDir, resolveOptions, type LarderOptions } from '../options.js'
+import { defaultCacheDir, isEvictionPolicy, resolveOptions, type LarderOptions } from '../options.js'
 import { Layout } from '../store/layout.js'
 import { ago, count, size } from './format.js'
 import { writeDocument } from './output.js'
@@ -102,9 +102,7 @@ export class CliContext {
       readOnly: use === 'read',
       ...(recorded?.maxSize !== undefined ? { maxSize: recorded.maxSize } : {}),
       ...(recorded?.maxEntries !== undefined ? { maxEntries: recorded.maxEntries } : {}),
-      ...(recorded?.evictionPolicy === 'lru' || recorded?.evictionPolicy === 'lfu' || recorded?.evictionPolicy === 'fifo'
-        ? { evictionPolicy: recorded.evictionPolicy }
-        : {}),
+      ...(isEvictionPolicy(recorded?.evictionPolicy) ? { evictionPolicy: recorded.evictionPolicy } : {}),
       ...shared,
     })
   }

@@ -17,6 +17,8 @@ import { GetOrSet, type Loaded } from './get-or-set.js'
 import { CLOSE_WAIT_MS, InFlight } from './in-flight.js'
 import { Loads } from './loads.js'
 import { OrderedWrites } from './ordered-writes.js'
+import { MemoryPressure } from './pressure.js'
+import { RefreshAhead } from './refresh-ahead.js'
 import { applyRemote } from './remote-changes.js'
 import { SharedParts } from './shared-parts.js'
 import { TagInvalidation } from './tag-invalidation.js'
@@ -46,6 +48,7 @@ export class CacheParts {
   readonly reads: CountedReads
   readonly writes: OrderedWrites
   readonly getOrSet: GetOrSet
+  readonly pressure: MemoryPressure | undefined
   #removeExitHook: (() => void) | undefined
 
   /** `events` is the Larder, which every event is emitted on. */
@@ -131,7 +134,14 @@ export class CacheParts {
             },
             ready: () => this.shared!.breaker.state !== 'open',
           })
-    this.memory = memory === false ? undefined : new MemoryTier(memory, isStale, this.disk?.changes ?? { changedElsewhere: () => false })
+    this.memory =
+      memory === false
+        ? undefined
+        : new MemoryTier(
+            { ...memory, eviction: options.evictionPolicy === 'random' ? 'random' : 'lru', watched: options.memoryPressure !== false },
+            isStale,
+            this.disk?.changes ?? { changedElsewhere: () => false },
+          )
     this.stack = new TierStack({
       memory: this.memory,
       file: this.disk?.files,
@@ -143,6 +153,7 @@ export class CacheParts {
       failures: this.failures,
       counters: this.counters,
       stamp: () => this.clock.stamp(),
+      underPressure: () => this.pressure?.high === true,
       publish: (message) => this.shared?.bus?.publish(message),
       track: (write) => void this.inFlight.track(write).catch(() => {}),
     })
@@ -177,7 +188,26 @@ export class CacheParts {
       stack: this.stack,
       shared: this.shared,
       clock: this.clock,
+      refreshAhead: new RefreshAhead({
+        options,
+        loads: this.loads,
+        writes: this.writes,
+        shared: this.shared,
+        clock: this.clock,
+        counters: this.counters,
+        inFlight: this.inFlight,
+        events,
+        emitError,
+      }),
     })
+    this.pressure =
+      options.memoryPressure === false
+        ? undefined
+        : new MemoryPressure(options.memoryPressure, {
+            memory: this.memory,
+            counts: this.counters.tiers.memory,
+            emit: (reading) => events.emit('pressure', reading),
+          })
     // Held for the cache's lifetime: leaves the counters and removes our in-flight temp files
     // if the process exits without close(). A read-only instance has nothing to leave.
     const disk = this.disk
@@ -192,11 +222,13 @@ export class CacheParts {
   /** Prepares the directory, folds crowded bookkeeping, waits (bounded) for Redis and takes
    *  the tag stamps recorded there. A read-only instance creates, records and folds nothing. */
   async open(): Promise<void> {
-    if (this.options.readOnly) return
-    await this.#prepareDirectory()
-    await this.disk?.foldIfCrowded()
-    await this.shared?.start()
-    await this.tags.syncFromShared()
+    if (!this.options.readOnly) {
+      await this.#prepareDirectory()
+      await this.disk?.foldIfCrowded()
+      await this.shared?.start()
+      await this.tags.syncFromShared()
+    }
+    this.pressure?.start()
   }
 
   /** The file tier, for a method that needs one; ERR_INVALID_OPTION without a directory. */
@@ -212,6 +244,8 @@ export class CacheParts {
    *  stops maintenance, flushes the running totals, closes the connections larder opened and
    *  releases timers and the exit hook. */
   async close(): Promise<void> {
+    this.pressure?.close()
+    this.loads.supersedeRefreshes() // background work: nothing stored once closing begins
     await this.inFlight.settle()
     await this.writeBack?.flush(new Promise((resolve) => setTimeout(resolve, CLOSE_WAIT_MS).unref()))
     this.writeBack?.stop()

@@ -2,6 +2,8 @@ import type { EventEmitter } from 'node:events'
 import type { MaintenanceProgress, PruneReport } from '../maintenance/maintainer.js'
 import type { BreakerState } from '../resilience/disk-breaker.js'
 import type { CorruptReport } from '../tiers/file-tier.js'
+import type { PressureReading } from './pressure.js'
+import type { RefreshReport } from './refresh-ahead.js'
 
 /** Events and their arguments. `error` is emitted only when someone listens for it. */
 export interface LarderEvents {
@@ -20,6 +22,10 @@ export interface LarderEvents {
   progress: [progress: MaintenanceProgress]
   /** An automatic prune (interval or over-budget write) finished. */
   prune: [report: PruneReport]
+  /** Memory pressure rose to `highWater` or fell below `lowWater` (`memoryPressure`). */
+  pressure: [reading: PressureReading]
+  /** A getOrSet `refreshAhead` background refresh ended (see RefreshOutcome). */
+  refresh: [report: RefreshReport]
 }
 
 /**

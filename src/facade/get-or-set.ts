@@ -4,6 +4,7 @@ import type { CreationClock } from '../store/creation-clock.js'
 import type { TierRead } from '../tiers/tier.js'
 import type { TierStack } from '../tiers/tier-stack.js'
 import type { CountedReads } from './counted-reads.js'
+import type { RefreshAhead } from './refresh-ahead.js'
 import type { Flight, Loads } from './loads.js'
 import type { OrderedWrites } from './ordered-writes.js'
 import { readBackValue } from './prepare.js'
@@ -13,6 +14,8 @@ import type { SharedParts } from './shared-parts.js'
 export interface Loaded {
   value: unknown
   cached: boolean
+  /** A hit's entry times, for refresh-ahead. */
+  entry?: { createdAt: number; expiresAt: number }
 }
 
 /** getOrSet's options, validated. */
@@ -21,6 +24,8 @@ export interface LoadOptions {
   tags: readonly string[]
   grace: number
   lock: boolean
+  /** 0: off. */
+  refreshAhead: number
 }
 
 export interface GetOrSetParts {
@@ -32,6 +37,7 @@ export interface GetOrSetParts {
   stack: TierStack
   shared: SharedParts | undefined
   clock: CreationClock
+  refreshAhead: RefreshAhead
 }
 
 /**
@@ -52,10 +58,15 @@ export class GetOrSet {
     const waiting = order.pending(key)
     if (waiting !== undefined) await waiting
     const memory = reads.fromMemory(key)
-    if (memory.found) return memory.value
+    if (memory.found) {
+      if (o.refreshAhead > 0) this.#p.refreshAhead.consider(key, memory, loader, o)
+      return memory.value
+    }
     const joined = loads.joinable(key)
     if (joined !== undefined) return this.#join(key, joined)
     const loaded = await loads.run(key, o.tags, clock.createdAt(o.tags), (flight) => this.#load(key, loader, o, flight))
+    // Once the load is over (a refresh must not wait behind it).
+    if (o.refreshAhead > 0 && loaded.entry !== undefined) this.#p.refreshAhead.consider(key, loaded.entry, loader, o)
     return loaded.value
   }
 
@@ -66,7 +77,7 @@ export class GetOrSet {
    */
   async #load(key: string, loader: () => unknown, o: LoadOptions, flight: Flight<Loaded>): Promise<Loaded> {
     const found = await this.#p.reads.belowMemory(key, o.grace)
-    if (found.found && !found.stale) return { value: found.value, cached: true }
+    if (found.found && !found.stale) return { value: found.value, cached: true, entry: found }
     const shared = this.#p.shared
     if (!o.lock || shared === undefined) return this.#loadAndStore(key, loader, o, flight, found)
     // Another instance may be loading it: wait for its value in Redis (bounded), or load.

@@ -20,6 +20,9 @@ export interface Flight<T> {
 
 export class Loads<T> {
   readonly #flights = new Map<string, Flight<T>>()
+  /** Refresh-ahead's background loads (refresh-ahead.ts): one per key at most, never joined
+   *  (their callers were served already), superseded like the others. */
+  readonly #refreshes = new Map<string, Flight<unknown>>()
   readonly #tagsStale: (tags: readonly string[], createdAt: number) => boolean
 
   /** `tagsStale` answers whether any of the tags was invalidated at or after a time, and
@@ -47,36 +50,64 @@ export class Loads<T> {
     }
   }
 
+  /** Whether a load or a refresh of `key` is in progress (a refresh would be one too many). */
+  busy(key: string): boolean {
+    return this.#flights.has(key) || this.#refreshes.has(key)
+  }
+
+  /** Starts a background refresh of `key`, stamped like a load; forgotten once it settles. */
+  async refresh<R>(key: string, tags: readonly string[], createdAt: number, load: (flight: Flight<unknown>) => Promise<R>): Promise<R> {
+    const flight: Flight<unknown> = { tags, createdAt, superseded: false, result: undefined as never }
+    const result = load(flight)
+    flight.result = result
+    this.#refreshes.set(key, flight)
+    try {
+      return await result
+    } finally {
+      if (this.#refreshes.get(key) === flight) this.#refreshes.delete(key)
+    }
+  }
+
+  /** Closing: no refresh in progress stores anything. */
+  supersedeRefreshes(): void {
+    for (const flight of this.#refreshes.values()) flight.superseded = true
+    this.#refreshes.clear()
+  }
+
   /** Whether the load may still store: not superseded, and none of its tags invalidated, by
    *  any process, since it began. */
-  mayStore(flight: Flight<T>): boolean {
+  mayStore(flight: Flight<unknown>): boolean {
     return !flight.superseded && !this.invalidatedSince(flight)
   }
 
   /** Whether a tag of the load was invalidated, by any process, since the load began. */
-  invalidatedSince(flight: Flight<T>): boolean {
+  invalidatedSince(flight: Flight<unknown>): boolean {
     return flight.tags.length > 0 && this.#tagsStale(flight.tags, flight.createdAt)
   }
 
   /** A change of `key` was called: its load in progress must not store, and callers after the
    *  change must not join it. */
   supersede(key: string): void {
-    const flight = this.#flights.get(key)
-    if (flight === undefined) return
-    flight.superseded = true
-    this.#flights.delete(key)
+    for (const flights of [this.#flights, this.#refreshes] as Map<string, Flight<unknown>>[]) {
+      const flight = flights.get(key)
+      if (flight === undefined) continue
+      flight.superseded = true
+      flights.delete(key)
+    }
   }
 
   /** Every load carrying one of `tags` began before their invalidation. */
   supersedeTagged(tags: readonly string[]): void {
-    for (const [key, flight] of this.#flights) {
-      if (flight.tags.some((t) => tags.includes(t))) this.supersede(key)
-    }
+    for (const flights of [this.#flights, this.#refreshes] as Map<string, Flight<unknown>>[])
+      for (const [key, flight] of flights) {
+        if (flight.tags.some((t) => tags.includes(t))) this.supersede(key)
+      }
   }
 
   /** A clear: every load in progress began before it. */
   supersedeAll(): void {
     for (const flight of this.#flights.values()) flight.superseded = true
     this.#flights.clear()
+    this.supersedeRefreshes()
   }
 }

@@ -1,6 +1,6 @@
 import type { BreakerSnapshot } from '../resilience/disk-breaker.js'
 import type { ActivityCounters } from '../stats/activity-log.js'
-import type { Counters, TierName, TierStats } from '../stats/counters.js'
+import type { Counters, RefreshCounts, TierName, TierStats } from '../stats/counters.js'
 import type { LatencySummary } from '../stats/latency-window.js'
 
 /** This instance's counters since it opened (or since `resetStats()`), and more. */
@@ -22,6 +22,8 @@ export interface Stats extends ActivityCounters {
   scannedAt: number | undefined
   /** Each tier's own figures: the tiers this cache has. */
   tiers: Partial<Record<TierName, TierStats>>
+  /** getOrSet's `refreshAhead`: background refreshes started, and how those that ended did. */
+  refreshAhead: RefreshCounts
 }
 
 const CLOSED: BreakerSnapshot = Object.freeze({ state: 'closed', failures: 0, rejected: 0, opened: 0 })
@@ -43,7 +45,7 @@ export function assembleStats({ counters, memoryEntries, totals, breakers }: Sta
     tiers[name] = tier.snapshot(breakers[name])
   }
   // The memory tier's hits are counted once, on the fast path, as memoryHits.
-  if (tiers.memory !== undefined) tiers.memory.hits = c.memoryHits
+  if (tiers.memory !== undefined) Object.assign(tiers.memory, { hits: c.memoryHits, shed: counters.tiers.memory!.shed })
   return {
     ...c,
     entries: totals.entries,
@@ -54,5 +56,6 @@ export function assembleStats({ counters, memoryEntries, totals, breakers }: Sta
     latency: { get: counters.getLatency.summary(), set: counters.setLatency.summary() },
     breaker: breakers.file ?? CLOSED,
     tiers,
+    refreshAhead: { ...counters.refreshes },
   }
 }

@@ -31,9 +31,10 @@ export interface PlanOutput {
 /**
  * Picks the entries to evict until at most `targetEntries` and `targetBytes` remain:
  * least recently used first (mtime, refreshed on hits), fewest hits first (counts decayed
- * by age; ties: least recent), or oldest created first. A pure function of its input.
+ * by age; ties: least recent), oldest created first, or (`'random'`) in a uniformly random
+ * order. A pure function of its input and, for `'random'`, of `random` (a number in [0, 1)).
  */
-export function chooseVictims(input: PlanInput, hits: Map<string, number> | undefined): PlanOutput {
+export function chooseVictims(input: PlanInput, hits: Map<string, number> | undefined, random: () => number = Math.random): PlanOutput {
   const { records, names } = input
   const count = names.length / 16
   let entries = count
@@ -46,14 +47,15 @@ export function chooseVictims(input: PlanInput, hits: Map<string, number> | unde
   for (let i = 0; i < count; i++) order[i] = i
   const mtime = (i: number): number => records[i * RECORD_FIELDS + 1]!
   const created = (i: number): number => records[i * RECORD_FIELDS + 2]!
-  let compare: (a: number, b: number) => number
-  if (input.policy === 'fifo') compare = (a, b) => created(a) - created(b)
+  let compare: ((a: number, b: number) => number) | undefined
+  if (input.policy === 'random') shuffle(order, random)
+  else if (input.policy === 'fifo') compare = (a, b) => created(a) - created(b)
   else if (input.policy === 'lfu') {
     const counts = new Float64Array(count)
     for (let i = 0; i < count; i++) counts[i] = hits?.get(names.slice(i * 16, i * 16 + 16)) ?? 0
     compare = (a, b) => counts[a]! - counts[b]! || mtime(a) - mtime(b)
   } else compare = (a, b) => mtime(a) - mtime(b)
-  order.sort(compare)
+  if (compare !== undefined) order.sort(compare)
 
   const victims: string[] = []
   const facts: number[] = []
@@ -66,4 +68,14 @@ export function chooseVictims(input: PlanInput, hits: Map<string, number> | unde
     bytes -= size
   }
   return { names: victims.join(''), facts: Float64Array.from(facts), remainingEntries: entries, remainingBytes: bytes }
+}
+
+/** Fisher–Yates: every order of `items` equally likely (given a uniform `random`). */
+function shuffle(items: Uint32Array, random: () => number): void {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1))
+    const held = items[i]!
+    items[i] = items[j]!
+    items[j] = held
+  }
 }

@@ -23,6 +23,8 @@ export interface TierStats {
   latency: { get: LatencySummary; set: LatencySummary }
   /** Its circuit breaker, for the tiers that have one (file, redis). */
   breaker?: BreakerSnapshot
+  /** memory only: entries dropped under memory pressure (see facade/pressure.ts). */
+  shed?: number
   /** redis only: writes waiting in the write-back queue. */
   queued?: number
   /** redis only: bus messages waiting for Redis to be reachable. */
@@ -37,11 +39,13 @@ export class TierCounters {
   deletes = 0
   errors = 0
   dropped = 0
+  /** The memory tier's: entries shed under memory pressure. */
+  shed = 0
   get = new LatencyWindow()
   set = new LatencyWindow()
 
   reset(): void {
-    this.hits = this.misses = this.sets = this.deletes = this.errors = this.dropped = 0
+    this.hits = this.misses = this.sets = this.deletes = this.errors = this.dropped = this.shed = 0
     this.get = new LatencyWindow()
     this.set = new LatencyWindow()
   }
@@ -53,6 +57,17 @@ export class TierCounters {
     return stats
   }
 }
+
+/** `stats().refreshAhead`: background refreshes started, and how those that ended did. */
+export interface RefreshCounts {
+  started: number
+  refreshed: number
+  failed: number
+  superseded: number
+  elsewhere: number
+}
+
+const NO_REFRESHES: RefreshCounts = Object.freeze({ started: 0, refreshed: 0, failed: 0, superseded: 0, elsewhere: 0 })
 
 const ZERO: ActivityCounters = Object.freeze({
   hits: 0,
@@ -80,6 +95,8 @@ export class Counters {
   getLatency = new LatencyWindow()
   setLatency = new LatencyWindow()
   readonly tiers: Partial<Record<TierName, TierCounters>> = {}
+  /** getOrSet's refresh-ahead: refreshes started, and how each ended. */
+  refreshes: RefreshCounts = { ...NO_REFRESHES }
 
   constructor(tiers: readonly TierName[]) {
     for (const tier of tiers) this.tiers[tier] = new TierCounters()
@@ -97,5 +114,6 @@ export class Counters {
     this.getLatency = new LatencyWindow()
     this.setLatency = new LatencyWindow()
     for (const tier of Object.values(this.tiers)) tier.reset()
+    this.refreshes = { ...NO_REFRESHES }
   }
 }

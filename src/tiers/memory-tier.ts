@@ -1,11 +1,23 @@
 import { LRUCache } from 'lru-cache'
 import { alwaysLive, entryState, type TagStamps } from '../store/liveness.js'
+import { admittedToMemory } from '../resilience/memory-watch.js'
+import { RandomVictims } from './random-victims.js'
 import { MISS, type Tier, type TierEntry, type TierRead } from './tier.js'
 
 export interface MemoryTierBounds {
   maxEntries: number | undefined
   maxSize: number | undefined
   ttl: number
+  /** `'random'`: when full, a random entry makes room; otherwise the least recently used. */
+  eviction: 'lru' | 'random'
+  /** Memory pressure is watched: admissions are reported (resilience/memory-watch.ts). */
+  watched: boolean
+}
+
+/** What a shed dropped, and the bound it left in place while the pressure lasts. */
+export interface Shed {
+  entries: number
+  bytes: number
 }
 
 /** A held entry, shaped as the read that finds it, so a hit allocates nothing. */
@@ -46,6 +58,7 @@ const HITS_PER_CLOCK_READ = 16
 export class MemoryTier implements Tier {
   readonly name = 'memory'
   readonly #lru: LRUCache<string, Held>
+  readonly #maxEntries: number | undefined
   readonly #maxSize: number | undefined
   readonly #stamps: TagStamps
   readonly #changes: ChangeSignal
@@ -55,6 +68,11 @@ export class MemoryTier implements Tier {
   #lookedAt = 0
   #hits = 0
   #epoch = 0
+  /** `eviction: 'random'`: the keys held, to draw a victim from. */
+  readonly #random: RandomVictims | undefined
+  /** Under memory pressure: the most entries and bytes held (see shed()); none otherwise. */
+  #cap: Shed | undefined
+  readonly #watched: boolean
 
   constructor(bounds: MemoryTierBounds, isStale: (tags: readonly string[], createdAt: number) => boolean, changes: ChangeSignal) {
     const options: { max?: number; maxSize?: number; sizeCalculation?: (entry: Held) => number; ttl?: number } = {}
@@ -64,8 +82,15 @@ export class MemoryTier implements Tier {
       options.sizeCalculation = (entry) => Math.max(1, entry.size)
     }
     if (bounds.ttl > 0) options.ttl = bounds.ttl
+    if (bounds.eviction === 'random') {
+      const random = (this.#random = new RandomVictims())
+      // Every way a key leaves (evicted, expired, deleted, cleared) but a replacement of its value.
+      Object.assign(options, { dispose: (_: Held, key: string, reason: string) => reason !== 'set' && random.remove(key) })
+    }
     // resolveOptions guarantees maxEntries or maxSize, so lru-cache's bound check holds.
     this.#lru = new LRUCache<string, Held>(options as LRUCache.Options<string, Held, unknown>)
+    this.#maxEntries = bounds.maxEntries
+    this.#watched = bounds.watched
     this.#maxSize = bounds.maxSize
     this.#stamps = { isStale: (tags, createdAt) => tags.length > 0 && isStale(tags, createdAt) }
     this.#changes = changes
@@ -101,9 +126,54 @@ export class MemoryTier implements Tier {
       this.#lru.delete(key)
       return false
     }
+    if ((this.#random !== undefined || this.#cap !== undefined) && !this.#lru.has(key) && !this.#makeRoom(entry.size)) return false
     const { value, createdAt, expiresAt, tags, grace, size } = entry
     this.#lru.set(key, { found: true, stale: false, value, createdAt, expiresAt, tags, grace, size })
+    this.#random?.add(key)
+    if (this.#watched) admittedToMemory(size)
     return true
+  }
+
+  /**
+   * Room for a new entry of `size` bytes, made before lru-cache would make it (by dropping its
+   * least recently used entry): under `'random'`, a random entry goes instead while the tier is
+   * full; under memory pressure, entries go until the tier is within the bound its last shed
+   * left. False when nothing can be dropped and the entry does not fit (a cap of 0 entries).
+   */
+  #makeRoom(size: number): boolean {
+    const cap = this.#cap
+    const full = (): boolean =>
+      (this.#maxEntries !== undefined && this.#lru.size >= this.#maxEntries) ||
+      (this.#maxSize !== undefined && this.#lru.calculatedSize + Math.max(1, size) > this.#maxSize) ||
+      (cap !== undefined &&
+        (this.#lru.size + 1 > cap.entries || (this.#maxSize !== undefined && this.#lru.calculatedSize + size > cap.bytes)))
+    while (full()) {
+      if (this.#lru.size === 0) return false
+      const victim = this.#random?.draw()
+      if (victim === undefined) this.#lru.pop()
+      else this.#lru.delete(victim)
+    }
+    return true
+  }
+
+  /**
+   * Memory pressure: drops the least recently used entries until `keep` (a share) of the
+   * entries (and, with `maxSize`, of the bytes) held remain, and holds the tier to that until
+   * relieve(): a new entry then takes the place of an old one instead of adding to the heap.
+   * Each shed while the pressure lasts lowers the bound again. What it dropped.
+   */
+  shed(keep: number): Shed {
+    const entriesBefore = this.#lru.size
+    const bytesBefore = this.#lru.calculatedSize
+    const cap = { entries: Math.floor(entriesBefore * keep), bytes: Math.floor(bytesBefore * keep) }
+    while (this.#lru.size > cap.entries || (this.#maxSize !== undefined && this.#lru.calculatedSize > cap.bytes)) this.#lru.pop()
+    this.#cap = cap
+    return { entries: entriesBefore - this.#lru.size, bytes: bytesBefore - this.#lru.calculatedSize }
+  }
+
+  /** The pressure is over: the configured bounds apply again. */
+  relieve(): void {
+    this.#cap = undefined
   }
 
   delete(key: string): boolean {

@@ -25,6 +25,8 @@ export interface TierStackParts {
   counters: Counters
   /** A time after every time this instance gave before (deletes and clears are stamped). */
   stamp(): number
+  /** Memory pressure is high (facade/pressure.ts): write-back's queue must not grow. */
+  underPressure(): boolean
   /** Tells the other instances (the bus); nothing without one. */
   publish(message: Omit<Extract<BusMessage, { op: 'keys' }>, 'from'> | Omit<Extract<BusMessage, { op: 'clear' }>, 'from'>): void
   /** A promotion to the file tier, for close() to wait for. */
@@ -235,6 +237,8 @@ export class TierStack {
     const bytes = needsBytes ? await encodeEntryBytes(key, entry, this.#p.options) : undefined
     const shared = this.redis !== undefined && bytes !== undefined && this.redis.fits(bytes.length)
     const local = !shared || this.strategy !== 'cache-aside'
+    // Under memory pressure a write-back write goes through instead of adding to the queue.
+    const queued = shared && this.strategy === 'write-back' && !this.#p.underPressure()
     if (local && this.memory !== undefined) {
       this.memory.set(key, entry)
       tiers.memory!.sets++
@@ -243,10 +247,9 @@ export class TierStack {
     try {
       const [toFile, toRedis] = await Promise.all([
         this.file === undefined ? false : local ? this.#toFile(key, bytes!) : this.#dropFile(key, entry.createdAt),
-        !shared ? false : this.strategy === 'write-back' ? this.#queue(key, bytes, entry) : this.#toRedis(key, bytes, entry),
+        !shared ? false : queued ? this.#queue(key, bytes, entry) : this.#toRedis(key, bytes, entry),
       ])
-      if (this.redis !== undefined && (!shared || this.strategy !== 'write-back'))
-        this.#p.publish({ op: 'keys', keys: [[key, entry.createdAt]] })
+      if (this.redis !== undefined && !queued) this.#p.publish({ op: 'keys', keys: [[key, entry.createdAt]] })
       const stored = toFile || toRedis || (this.file === undefined && this.redis === undefined)
       if (stored) this.#p.counters.counts.sets++
       return stored

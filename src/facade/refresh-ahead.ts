@@ -1,0 +1,108 @@
+import type { EventEmitter } from 'node:events'
+import type { ResolvedOptions } from '../options.js'
+import type { Counters } from '../stats/counters.js'
+import type { CreationClock } from '../store/creation-clock.js'
+import type { TierEntry } from '../tiers/tier.js'
+import type { InFlight } from './in-flight.js'
+import type { LarderEvents } from './events.js'
+import type { Flight, Loads } from './loads.js'
+import type { OrderedWrites } from './ordered-writes.js'
+import { readBackValue } from './prepare.js'
+import type { SharedParts } from './shared-parts.js'
+
+/** How a background refresh ended (the `refresh` event). */
+export type RefreshOutcome = 'refreshed' | 'failed' | 'superseded' | 'elsewhere'
+
+/** What the `refresh` event carries. */
+export interface RefreshReport {
+  key: string
+  outcome: RefreshOutcome
+}
+
+/** The getOrSet options a refresh stores with. */
+export interface RefreshOptions {
+  ttl: number | undefined
+  tags: readonly string[]
+  grace: number
+  refreshAhead: number
+}
+
+export interface RefreshAheadParts {
+  options: Readonly<ResolvedOptions>
+  loads: Loads<unknown>
+  writes: OrderedWrites
+  shared: SharedParts | undefined
+  clock: CreationClock
+  counters: Counters
+  inFlight: InFlight
+  events: EventEmitter<LarderEvents>
+  emitError(error: Error): void
+}
+
+/**
+ * getOrSet's `refreshAhead`: a hit on an entry past that share of its lifetime (from its
+ * creation to its expiry, both in the entry in every tier) is served as it is, and starts one
+ * background load of the key, which stores like getOrSet's own load:
+ *
+ * - Once per key here: not while a load or another refresh of the key is in progress
+ *   (loads.ts), whichever tier the hit came from.
+ * - Once across instances with `redis`: the refresh takes the key's getOrSet lock, and loads
+ *   nothing if Redis already holds a newer version of the key (another instance refreshed it,
+ *   before or while it waited).
+ * - Stamped when it begins, so a set, delete, clear or tag invalidation of the key made while
+ *   the loader runs supersedes it: it stores nothing (outcome `superseded`).
+ * - A failing loader (or one resolving to `undefined`, or a value that cannot be stored) keeps
+ *   the old entry until it expires: counted, heard as `error` (when someone listens), never
+ *   thrown into a caller. The next hit past the mark tries again.
+ * - close() stops refreshes from storing, then waits for them as for writes.
+ */
+export class RefreshAhead {
+  readonly #p: RefreshAheadParts
+
+  constructor(parts: RefreshAheadParts) {
+    this.#p = parts
+  }
+
+  /** A hit on `entry`: starts a refresh if it is past the mark and none is under way. */
+  consider(key: string, entry: Pick<TierEntry, 'createdAt' | 'expiresAt'>, loader: () => unknown, o: RefreshOptions): void {
+    const { createdAt, expiresAt } = entry
+    if (expiresAt === 0 || Date.now() < createdAt + (expiresAt - createdAt) * o.refreshAhead) return
+    const { loads, clock, inFlight, counters } = this.#p
+    if (loads.busy(key)) return
+    counters.refreshes.started++
+    const refresh = loads.refresh(key, o.tags, clock.createdAt(o.tags), (flight) => this.#run(key, createdAt, loader, o, flight))
+    void inFlight.track(refresh).catch(() => {}) // #run settles every failure itself
+  }
+
+  async #run(key: string, seen: number, loader: () => unknown, o: RefreshOptions, flight: Flight<unknown>): Promise<void> {
+    const shared = this.#p.shared
+    let outcome: RefreshOutcome
+    if (shared === undefined) outcome = await this.#loadAndStore(key, loader, o, flight)
+    else {
+      // Another instance has stored a version newer than the one this hit saw: it refreshed.
+      const elsewhere = async (): Promise<RefreshOutcome | undefined> => {
+        const version = await shared.tier.versionOf(key).catch(() => undefined)
+        return version !== undefined && version > seen ? 'elsewhere' : undefined
+      }
+      outcome = await shared.withLock(key, elsewhere, () => this.#loadAndStore(key, loader, o, flight))
+    }
+    this.#p.counters.refreshes[outcome]++
+    this.#p.events.emit('refresh', { key, outcome })
+  }
+
+  async #loadAndStore(key: string, loader: () => unknown, o: RefreshOptions, flight: Flight<unknown>): Promise<RefreshOutcome> {
+    const { writes, loads, options } = this.#p
+    try {
+      const value = await loader()
+      if (value === undefined) return 'failed'
+      const write = writes.prepare(value, o.ttl, flight.tags, o.grace, 'value', flight.createdAt)
+      write.value = readBackValue(options, write.serialized)
+      if (!loads.mayStore(flight)) return 'superseded'
+      await writes.change(key, () => writes.write(key, write))
+      return 'refreshed'
+    } catch (error) {
+      this.#p.emitError(error instanceof Error ? error : new Error(String(error)))
+      return 'failed'
+    }
+  }
+}
