@@ -143,6 +143,7 @@ export class CacheParts {
       failures: this.failures,
       counters: this.counters,
       stamp: () => this.clock.stamp(),
+      announcement: (message) => this.shared?.bus?.inline(message),
       publish: (message) => this.shared?.bus?.publish(message),
       track: (write) => void this.inFlight.track(write).catch(() => {}),
     })
