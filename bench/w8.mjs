@@ -9,7 +9,7 @@
 import { spawn, execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
-import { tmpdir } from 'node:os'
+import os, { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -66,20 +66,27 @@ for (let i = 0; i < 200; i++) {
   await new Promise((r) => setTimeout(r, 25))
 }
 const url = `redis://127.0.0.1:${port}`
+const loadBefore = os.loadavg()[0].toFixed(2)
 const rows = {}
 try {
+  // Interleaved: run r of a case for every implementation (their order rotating each run),
+  // then run r + 1, so a change in the machine's load spreads over all of them instead of
+  // landing on the one whose runs came in that spell.
   for (const c of CASES) {
     rows[c] = {}
-    for (const impl of IMPLS) {
-      const samples = []
-      for (let r = 0; r < RUNS; r++) {
+    const samples = Object.fromEntries(IMPLS.map((impl) => [impl, []]))
+    for (let r = 0; r < RUNS; r++) {
+      for (let i = 0; i < IMPLS.length; i++) {
+        const impl = IMPLS[(i + r) % IMPLS.length]
         execFileSync('redis-cli', ['-p', String(port), 'FLUSHALL'], { stdio: 'ignore' })
         const result = await runCase({ case: c, impl, url, n: N })
         if (!result.ok) throw new Error(result.error)
-        samples.push(result.usPerOp)
+        samples[impl].push(result.usPerOp)
       }
-      rows[c][impl] = median(samples)
-      console.error(`${c} ${impl}: ${rows[c][impl].toFixed(2)} µs/op (runs ${samples.map((s) => s.toFixed(2)).join(', ')})`)
+    }
+    for (const impl of IMPLS) {
+      rows[c][impl] = median(samples[impl])
+      console.error(`${c} ${impl}: ${rows[c][impl].toFixed(2)} µs/op (runs ${samples[impl].map((s) => s.toFixed(2)).join(', ')})`)
     }
   }
   const bus = []
@@ -98,12 +105,13 @@ try {
     getOrSet: 'getOrSet (missing key, loader, stored)',
   }
   let md = `# W8: memory + Redis (${new Date().toISOString().slice(0, 10)}, Node ${process.version}, redis-server ${execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).match(/v=(\S+)/)?.[1]}, loopback)\n\n`
-  md += `\`node bench/w8.mjs --runs ${RUNS} --n ${N}\`: µs per operation, median of ${RUNS} runs, each case in its own process (lower is better); × = the better peer's time / larder's.\n\n`
+  md += `\`node bench/w8.mjs --runs ${RUNS} --n ${N}\`: µs per operation, median of ${RUNS} interleaved runs, each case in its own process (lower is better); × = the better peer's time / larder's.\n\n`
   md += '| case | larder | bentocache | cacheable | × vs better peer |\n| --- | --- | --- | --- | --- |\n'
   for (const c of CASES) {
     const best = Math.min(rows[c].bentocache, rows[c].cacheable)
     md += `| ${names[c]} | ${rows[c].larder.toFixed(2)} | ${rows[c].bentocache.toFixed(2)} | ${rows[c].cacheable.toFixed(2)} | ${(best / rows[c].larder).toFixed(2)}× |\n`
   }
+  md += `\nLoad average: ${loadBefore} before, ${os.loadavg()[0].toFixed(2)} after.\n`
   md += `\nBus invalidation latency between two processes (a set on A until B reads the new value; 300 changes per run, median of ${RUNS} runs): p50 ${busRow.p50.toFixed(2)} ms, p99 ${busRow.p99.toFixed(2)} ms.\n`
   console.log(md)
   const stem = path.join(here, 'results', `${new Date().toISOString().slice(0, 10)}-w8`)

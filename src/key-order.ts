@@ -13,6 +13,8 @@
  * Nothing is chained when nothing is in flight on the key: the change starts at once, in the
  * caller's tick, and a read checks `idle` (one comparison) before anything else.
  */
+import { PromotionGuard } from './tiers/promotion-guard.js'
+
 const settled = (): void => {}
 
 interface Queued {
@@ -26,9 +28,21 @@ export class KeyOrder {
   readonly #keys = new Map<string, Queued>()
   /** A clear in progress: changes called after it wait for it. */
   #everything: Promise<void> | undefined
-  /** Moves whenever a change is called or has taken effect. A read that saw it move while it
-   *  was on the disk may have read what a change replaced: it must not promote its value. */
-  version = 0
+  /** Each key's changes, called and taken effect, since a read's ticket. A read during which
+   *  its key changed may have read what the change replaced: it must not promote its value.
+   *  Kept per key (a change of another key says nothing about this one: a busy cache would
+   *  otherwise promote almost nothing); a clear counts for every key. */
+  readonly #changes = new PromotionGuard()
+
+  /** Taken by a read before it starts (see `changedSince`). */
+  ticket(): number {
+    return this.#changes.ticket()
+  }
+
+  /** Whether a change of `key` (or a clear) was called or took effect since `ticket`. */
+  changedSince(key: string, ticket: number): boolean {
+    return !this.#changes.mayPromote(key, 0, ticket)
+  }
 
   /** True when no change is in flight on any key. */
   get idle(): boolean {
@@ -49,13 +63,13 @@ export class KeyOrder {
   change<T>(key: string, change: () => Promise<T>, hidden = false): Promise<T> {
     const queued = this.#keys.get(key)
     const before = queued === undefined ? this.#everything : queued.last
-    this.version++
+    this.#changes.heard(key, Infinity)
     const run = before === undefined ? change() : before.then(change)
     const last = run.then(settled, settled)
     const slot: Queued = { last, visible: hidden ? (queued === undefined ? this.#everything : queued.visible) : last }
     this.#keys.set(key, slot)
     void last.then(() => {
-      this.version++
+      this.#changes.heard(key, Infinity)
       if (this.#keys.get(key) === slot) this.#keys.delete(key)
     })
     return run
@@ -74,12 +88,12 @@ export class KeyOrder {
     const before = [...this.#keys.values()].map((queued) => queued.last)
     if (this.#everything !== undefined) before.push(this.#everything)
     this.#keys.clear()
-    this.version++
+    this.#changes.heardAll()
     const run = before.length === 0 ? change() : Promise.all(before).then(change)
     const done = run.then(settled, settled)
     this.#everything = done
     void done.then(() => {
-      this.version++
+      this.#changes.heardAll()
       if (this.#everything === done) this.#everything = undefined
     })
     return run

@@ -91,6 +91,18 @@ export class Bus {
     void this.#send(full) // nobody waits: #send never rejects (a failed publish goes back to the outbox)
   }
 
+  /**
+   * `message` as a command that writes to Redis may publish itself (see SET_IF_NEWER): the
+   * channel and the encoded message, when it may go out now, i.e. when nothing waits before
+   * it and Redis is not known to be down. Undefined otherwise: then `publish` it once the
+   * write has been tried, as usual. A write that fails before its script ran has published
+   * nothing, and its caller publishes it then (queued).
+   */
+  inline(message: DistributiveOmit<BusMessage, 'from'>): Announcement | undefined {
+    if (this.#closed || this.#outbox.size > 0 || this.#p.breaker.state === 'open') return undefined
+    return { channel: this.#p.channel, text: encodeMessage({ ...message, from: this.id }) }
+  }
+
   /** Publishes what waited (the Redis breaker closed, the connection is back). */
   flush(): void {
     if (this.#flushing || this.#outbox.size === 0 || this.#p.breaker.state === 'open' || this.#p.client.status !== 'ready') return
@@ -134,6 +146,12 @@ export class Bus {
     this.#p.connected()
     this.flush()
   }
+}
+
+/** A bus message for a Redis script to publish: where, and the encoded message. */
+export interface Announcement {
+  channel: string
+  text: string
 }
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never

@@ -154,6 +154,7 @@ export class CacheParts {
       counters: this.counters,
       stamp: () => this.clock.stamp(),
       underPressure: () => this.pressure?.high === true,
+      announcement: (message) => this.shared?.bus?.inline(message),
       publish: (message) => this.shared?.bus?.publish(message),
       track: (write) => void this.inFlight.track(write).catch(() => {}),
     })

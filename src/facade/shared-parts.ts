@@ -25,6 +25,17 @@ export interface SharedHooks {
   recovered: () => void
 }
 
+/**
+ * The Redis breaker's options. On a connection larder opened, ioredis's own `commandTimeout`
+ * already fails every command that gets no answer in time, so a breaker timeout that is not
+ * shorter would only time the same thing again: it is dropped, and the breaker takes its fast
+ * path (no opossum `fire()`, no timer per command; resilience/disk-breaker.ts). A caller's
+ * client may have no timeout of its own: the breaker keeps timing its commands.
+ */
+function breakerOptions(redis: ResolvedRedisOptions, owned: boolean): ResolvedRedisOptions['breaker'] {
+  return owned && redis.breaker.timeout >= redis.commandTimeout ? { ...redis.breaker, timeout: 0 } : redis.breaker
+}
+
 /** How long a lock is held at most (its holder died, or its loader hangs). */
 export const LOCK_TTL_MS = 10_000
 /** How long a getOrSet waits for another instance's loader before calling its own. */
@@ -52,7 +63,7 @@ export class SharedParts {
     this.#owned = owned
     if (owned) client.on('error', () => {}) // it reconnects by itself; failed commands are counted
     this.breaker = new DiskBreaker(
-      options.redis.breaker,
+      breakerOptions(options.redis, owned),
       (state) => {
         hooks.breaker(state)
         if (state === 'closed') hooks.recovered()

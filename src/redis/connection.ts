@@ -15,6 +15,11 @@ export type RedisClient = Redis | Cluster
  * after a newer one). `commandTimeout` bounds a command that was sent and gets no answer (a
  * paused or sleeping server); the tier's breaker applies the same bound to a caller's client.
  * The client itself reconnects for ever, backing off to 1 s.
+ *
+ * No auto-pipelining: it holds every command back until `setImmediate` to batch it with
+ * others (and builds a pipeline object for it), which more than doubled the latency of a
+ * lone GET on loopback (W8, bench/README.md). Commands sent in one tick still go out one
+ * after another without waiting for replies (a write-back batch, concurrent reads).
  */
 export function openClient(options: ResolvedRedisOptions): { client: RedisClient; owned: boolean } {
   if (options.client !== undefined) return { client: options.client, owned: false }
@@ -23,7 +28,7 @@ export function openClient(options: ResolvedRedisOptions): { client: RedisClient
     connectTimeout: Math.max(1000, options.commandTimeout),
     maxRetriesPerRequest: 0,
     enableOfflineQueue: false,
-    enableAutoPipelining: true,
+    enableAutoPipelining: false,
     retryStrategy: (times) => Math.min(50 * times, 1000),
     // A paused server answers nothing, and a connection to it looks healthy: pings find out.
     keepAlive: 1000,
@@ -33,7 +38,7 @@ export function openClient(options: ResolvedRedisOptions): { client: RedisClient
     const client = new Cluster(nodes, {
       redisOptions: connection,
       enableOfflineQueue: false,
-      enableAutoPipelining: true,
+      enableAutoPipelining: false,
       clusterRetryStrategy: (times) => Math.min(100 * times, 1000),
       slotsRefreshTimeout: Math.max(1000, options.commandTimeout),
     })

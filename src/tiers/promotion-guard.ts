@@ -14,7 +14,8 @@ const HEARD_MAX = 10_000
  * invalidation, an outage, a key forgotten past HEARD_MAX) refuses every promotion of a read
  * that began before it.
  *
- * Changes called by this instance are KeyOrder's concern (its `version`), not this guard's.
+ * Changes called by this instance are KeyOrder's concern: it keeps a guard of its own, where
+ * each one counts as a change of its key newer than any entry (`at` = Infinity).
  */
 export class PromotionGuard {
   /** Moves with every change heard. */

@@ -5,6 +5,7 @@ import { CorruptEntryError, decodeEntry, MAGIC } from '../format/entry-format.js
 import { decodePayload, impossibleLength } from '../format/payload.js'
 import { deserialize } from '../format/serializers.js'
 import { Glob } from '../maintenance/glob.js'
+import type { Announcement } from '../bus/bus.js'
 import type { ResolvedOptions, ResolvedRedisOptions } from '../options.js'
 import type { DiskBreaker } from '../resilience/disk-breaker.js'
 import { masters, type RedisClient } from '../redis/connection.js'
@@ -25,7 +26,7 @@ const MISS: RedisRead = Object.freeze({ found: false })
 export const TOMBSTONE_MS = 5 * 60_000
 const TOMBSTONE_MAGIC = 0x5444524c // "LRDT"
 const TOMBSTONE_BYTES = 16
-/** Keys per MGET, UNLINK or SCAN page. */
+/** Keys per UNLINK or SCAN page. */
 const BATCH = 500
 
 export interface RedisTierParts {
@@ -93,23 +94,6 @@ export class RedisTier {
     return bytes === null ? MISS : this.#judge(key, bytes, grace)
   }
 
-  /** Reads several keys: one MGET per slot (per BATCH keys), so a cluster serves each. */
-  async getMany(keys: readonly string[]): Promise<RedisRead[]> {
-    const found: RedisRead[] = keys.map(() => MISS)
-    await Promise.all(
-      this.#bySlot(keys).map(async (indexes) => {
-        const values = await this.#run(() => this.client.mgetBuffer(...indexes.map((i) => this.keyOf(keys[i]!))))
-        await Promise.all(
-          indexes.map(async (at, i) => {
-            const bytes = values[i]
-            if (bytes !== null && bytes !== undefined) found[at] = await this.#judge(keys[at]!, bytes, 0)
-          }),
-        )
-      }),
-    )
-    return found
-  }
-
   /** Whether a live entry exists (verified like a read, not decoded). */
   async has(key: string): Promise<boolean> {
     const read = await this.get(key, 0)
@@ -125,15 +109,25 @@ export class RedisTier {
   }
 
   /**
-   * Stores an entry file's bytes under `key` unless Redis holds a newer version. Resolves to
-   * false when it does not fit (over maxValueSize), is already past its time here, or a newer
-   * one was kept.
+   * Stores an entry file's bytes under `key` unless Redis holds a newer version, and publishes
+   * `announce` (its bus message) by the same script once it has run. Resolves to whether it was
+   * stored (false when it does not fit, over maxValueSize, is already past its time here, or a
+   * newer one was kept) and whether the message went out (not when nothing was sent to Redis).
    */
-  async set(key: string, bytes: Buffer, createdAt: number, expiresAt: number, grace: number): Promise<boolean> {
+  async set(
+    key: string,
+    bytes: Buffer,
+    createdAt: number,
+    expiresAt: number,
+    grace: number,
+    announce?: Announcement,
+  ): Promise<{ stored: boolean; announced: boolean }> {
     const until = this.#expiry(expiresAt, grace)
-    if (!this.fits(bytes.length) || until < 0) return false
-    const stored = await this.#run(() => runScript(this.client, SET_IF_NEWER, [this.keyOf(key)], [bytes, String(createdAt), String(until)]))
-    return stored === 1
+    if (!this.fits(bytes.length) || until < 0) return { stored: false, announced: false }
+    const args: (string | Buffer)[] = [bytes, String(createdAt), String(until)]
+    if (announce !== undefined) args.push(announce.channel, announce.text)
+    const stored = await this.#run(() => runScript(this.client, SET_IF_NEWER, [this.keyOf(key)], args))
+    return { stored: stored === 1, announced: announce !== undefined }
   }
 
   /** Removes `key` (a tombstone stamped `at` takes its place for TOMBSTONE_MS); true if an
@@ -179,7 +173,7 @@ export class RedisTier {
           if (key.startsWith('\0')) return everything && !key.startsWith('\0tags')
           return matches(key)
         })
-        for (const slot of this.#bySlot(keys, true)) {
+        for (const slot of this.#bySlot(keys)) {
           const names = slot.map((i) => keys[i]!)
           count += await this.#run(() => node.unlink(...names))
           removed?.(names.map((name) => name.slice(this.base.length)))
@@ -203,13 +197,13 @@ export class RedisTier {
     return until !== 0 && until <= Date.now() ? -1 : Math.ceil(until)
   }
 
-  /** Indexes of `keys` grouped by slot (cache keys, or full Redis names with `named`), BATCH at
-   *  most per group. On one server every key shares a group. */
-  #bySlot(keys: readonly string[], named = false): number[][] {
+  /** Indexes of `keys` (full Redis names) grouped by slot, BATCH at most per group. On one
+   *  server every key shares a group. */
+  #bySlot(keys: readonly string[]): number[][] {
     const groups = new Map<number, number[][]>()
     const clustered = masters(this.client)[0] !== this.client
     keys.forEach((key, i) => {
-      const slot = clustered ? calculateSlot(named ? key : this.keyOf(key)) : 0
+      const slot = clustered ? calculateSlot(key) : 0
       let lists = groups.get(slot)
       if (lists === undefined) groups.set(slot, (lists = [[]]))
       let last = lists[lists.length - 1]!

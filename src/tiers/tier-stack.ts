@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache'
+import type { Announcement } from '../bus/bus.js'
 import type { BusMessage } from '../bus/messages.js'
 import type { Failures } from '../facade/failures.js'
 import { encodeEntryBytes } from '../format/payload.js'
@@ -27,6 +28,8 @@ export interface TierStackParts {
   stamp(): number
   /** Memory pressure is high (facade/pressure.ts): write-back's queue must not grow. */
   underPressure(): boolean
+  /** The message as a write to Redis may publish itself (Bus.inline), or undefined: publish it. */
+  announcement(message: Omit<Extract<BusMessage, { op: 'keys' }>, 'from'>): Announcement | undefined
   /** Tells the other instances (the bus); nothing without one. */
   publish(message: Omit<Extract<BusMessage, { op: 'keys' }>, 'from'> | Omit<Extract<BusMessage, { op: 'clear' }>, 'from'>): void
   /** A promotion to the file tier, for close() to wait for. */
@@ -35,6 +38,14 @@ export interface TierStackParts {
 
 /** A read of the stack: what it found, and which tier answered. */
 export type StackRead = TierRead & { tier?: TierName }
+
+/** What a write did with Redis: stored (or queued), and whether its bus message went with it. */
+interface Sent {
+  stored: boolean
+  announced: boolean
+}
+const NOT_SENT: Sent = Object.freeze({ stored: false, announced: false })
+const QUEUED: Sent = Object.freeze({ stored: true, announced: false })
 
 /** Local entries re-validated against Redis since the last outage, remembered at most. */
 const VALIDATED_MAX = 100_000
@@ -95,7 +106,7 @@ export class TierStack {
    * failOpen.
    */
   async lookup(key: string, grace: number): Promise<StackRead> {
-    const version = this.#p.order.version
+    const version = this.#p.order.ticket()
     const heard = this.#guard.ticket()
     const ticket = this.memory?.epoch
     const tiers = this.#p.counters.tiers
@@ -131,10 +142,10 @@ export class TierStack {
     return result
   }
 
-  /** Whether a value read with these tickets may go up: no change of any key called here since
-   *  (KeyOrder's version), and none of this key newer than it heard from elsewhere. */
+  /** Whether a value read with these tickets may go up: no change of this key (or clear) called
+   *  here since (KeyOrder), and none of this key newer than it heard from elsewhere. */
   #mayPromote(key: string, createdAt: number, version: number, heard: number): boolean {
-    return this.#p.order.version === version && this.#guard.mayPromote(key, createdAt, heard)
+    return !this.#p.order.changedSince(key, version) && this.#guard.mayPromote(key, createdAt, heard)
   }
 
   /** Whether a fresh entry exists in any tier (no value decoded, nothing counted). */
@@ -245,12 +256,14 @@ export class TierStack {
     } else this.memory?.delete(key)
     this.#p.writeBack?.forget(key)
     try {
+      const message = { op: 'keys' as const, keys: [[key, entry.createdAt]] as [string, number][] }
       const [toFile, toRedis] = await Promise.all([
         this.file === undefined ? false : local ? this.#toFile(key, bytes!) : this.#dropFile(key, entry.createdAt),
-        !shared ? false : queued ? this.#queue(key, bytes, entry) : this.#toRedis(key, bytes, entry),
+        !shared ? NOT_SENT : queued ? this.#queue(key, bytes, entry) : this.#toRedis(key, bytes, entry, message),
       ])
-      if (this.redis !== undefined && !queued) this.#p.publish({ op: 'keys', keys: [[key, entry.createdAt]] })
-      const stored = toFile || toRedis || (this.file === undefined && this.redis === undefined)
+      // The script that wrote Redis published it (one command); otherwise it goes now.
+      if (this.redis !== undefined && !queued && !toRedis.announced) this.#p.publish(message)
+      const stored = toFile || toRedis.stored || (this.file === undefined && this.redis === undefined)
       if (stored) this.#p.counters.counts.sets++
       return stored
     } catch (unavailable) {
@@ -284,28 +297,30 @@ export class TierStack {
     return false
   }
 
-  async #toRedis(key: string, bytes: Buffer, entry: TierEntry): Promise<boolean> {
+  /** Writes Redis, the script publishing `message` when the bus lets it (Bus.inline). */
+  async #toRedis(key: string, bytes: Buffer, entry: TierEntry, message: Parameters<TierStackParts['announcement']>[0]): Promise<Sent> {
     const counts = this.#p.counters.tiers.redis!
     const started = performance.now()
     try {
-      await this.redis!.set(key, bytes, entry.createdAt, entry.expiresAt, entry.grace)
+      const { announced } = await this.redis!.set(key, bytes, entry.createdAt, entry.expiresAt, entry.grace, this.#p.announcement(message))
       counts.sets++
-      return true
+      return { stored: true, announced }
     } catch (error) {
       this.#p.failures.writeFailed(error, 'redis')
-      return false
+      return NOT_SENT
     } finally {
       counts.set.record(performance.now() - started)
     }
   }
 
   // eslint-disable-next-line @typescript-eslint/require-await -- async so a throw from enqueue arrives as a rejection, as #toRedis's would
-  async #queue(key: string, bytes: Buffer, entry: TierEntry): Promise<boolean> {
+  async #queue(key: string, bytes: Buffer, entry: TierEntry): Promise<Sent> {
     this.#p.writeBack!.enqueue(key, { bytes, createdAt: entry.createdAt, expiresAt: entry.expiresAt, grace: entry.grace })
-    return true
+    return QUEUED
   }
 
-  /** write-back's batch: sent in one tick (ioredis pipelines it), then published. */
+  /** write-back's batch: sent in one tick (written to the connection one after another, none
+   *  waiting for a reply), then published in one message. */
   async sendBatch(batch: Map<string, { bytes: Buffer; createdAt: number; expiresAt: number; grace: number }>): Promise<void> {
     const counts = this.#p.counters.tiers.redis!
     const started = performance.now()

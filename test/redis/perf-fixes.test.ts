@@ -1,0 +1,157 @@
+/**
+ * The Redis tier's read and write paths (issue 10's speed work), asserted by what reaches
+ * Redis and by state, never by time: a get below memory is one command, a write-through set
+ * one command (the bus message goes with it), a Redis hit is promoted while other keys change,
+ * and getMany judges a value of another type like get does.
+ */
+import { after, before, describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { Redis } from 'ioredis'
+import { Larder, type CorruptReport } from '../../src/index.ts'
+import { eventually, redisAvailable, startRedis, type RedisServer } from './server.ts'
+
+const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run installs it)'
+const server = skip === false ? await startRedis() : (undefined as unknown as RedisServer)
+
+/**
+ * What clients sent Redis (MONITOR), without the commands scripts ran inside Redis: `during`
+ * resolves to the commands `op` sent, as [name, ...args], once a marker sent after it shows.
+ */
+class Recorder {
+  #monitor: Redis | undefined
+  #source: Redis | undefined
+  #marker: Redis | undefined
+  #seen: string[][] = []
+  #marks = 0
+
+  async start(): Promise<void> {
+    this.#marker = new Redis(server.url)
+    this.#source = new Redis(server.url)
+    this.#monitor = await this.#source.monitor()
+    this.#monitor.on('monitor', (_time: string, args: string[], source: string) => {
+      if (source !== 'lua') this.#seen.push([args[0]!.toLowerCase(), ...args.slice(1)])
+    })
+  }
+
+  async during(op: () => Promise<unknown>): Promise<string[][]> {
+    const mark = `mark-${++this.#marks}`
+    this.#seen = []
+    await op()
+    await this.#marker!.echo(mark)
+    assert.ok(await eventually(() => this.#seen.some(([name, arg]) => name === 'echo' && arg === mark)))
+    return this.#seen.slice(
+      0,
+      this.#seen.findIndex(([name, arg]) => name === 'echo' && arg === mark),
+    )
+  }
+
+  stop(): void {
+    this.#monitor?.disconnect()
+    this.#source?.disconnect()
+    this.#marker?.disconnect()
+  }
+}
+
+/** The names of the commands in `sent` that name `key` (any argument ending with it). */
+function naming(sent: string[][], key: string): string[] {
+  return sent.filter(([, ...args]) => args.some((a) => a.endsWith(`:${key}`))).map(([name]) => name!)
+}
+
+describe('the Redis tier: commands per operation', { skip }, () => {
+  const prefix = `pf${process.pid}:`
+  let writer: Larder
+  let reader: Larder
+  const recorder = new Recorder()
+  before(async () => {
+    writer = await Larder.open({ dir: false, memory: { maxEntries: 100 }, maintenance: false, redis: { url: server.url, prefix } })
+    reader = await Larder.open({ dir: false, memory: { maxEntries: 100 }, maintenance: false, redis: { url: server.url, prefix } })
+    await writer.set('warm', 0) // the script is loaded (EVAL once per server), outside what is counted
+    await recorder.start()
+  })
+  after(async () => {
+    recorder.stop()
+    await writer?.close()
+    await reader?.close()
+  })
+
+  test('a write-through set is one command: the versioned write, its bus message published by the same script', async () => {
+    await writer.set('one', { n: 1 })
+    assert.ok(await eventually(async () => (await reader.get('one')) !== undefined))
+    await reader.get('one') // now in the reader's memory
+    // Until the reader has heard the message (its memory copy dropped, the new value read), so
+    // a publish sent after the write is seen too.
+    const sent = await recorder.during(async () => {
+      await writer.set('one', { n: 2 })
+      assert.ok(await eventually(async () => ((await reader.get('one')) as { n: number }).n === 2), 'the reader heard it')
+    })
+    assert.deepEqual(
+      sent.map(([name]) => name).filter((name) => name !== 'get'),
+      ['evalsha'],
+    )
+  })
+
+  test('a get below the memory tier is one GET', async () => {
+    await writer.set('two', 2)
+    assert.deepEqual(naming(await recorder.during(async () => assert.equal(await reader.get('two'), 2)), 'two'), ['get'])
+    assert.deepEqual(
+      naming(await recorder.during(async () => assert.equal(await reader.get('two'), 2)), 'two'),
+      [],
+      'promoted: the next get is a memory hit',
+    )
+  })
+
+  test("a Redis hit is promoted into memory while another key's change is in flight", async () => {
+    await writer.set('read-me', 'value')
+    const before = (await reader.stats()).tiers.memory!.sets
+    const [found] = await Promise.all([reader.get('read-me'), reader.set('busy', 1), reader.delete('busier')])
+    assert.equal(found, 'value')
+    assert.equal((await reader.stats()).tiers.memory!.sets, before + 2, 'the hit went into memory, beside the set of busy')
+    assert.deepEqual(
+      naming(await recorder.during(async () => assert.equal(await reader.get('read-me'), 'value')), 'read-me'),
+      [],
+      'a memory hit',
+    )
+  })
+
+  test('a change of the same key in flight still stops the promotion', async () => {
+    await writer.set('same', 'old')
+    const [found] = await Promise.all([reader.get('same'), reader.delete('same')])
+    assert.equal(found, 'old', 'called before the delete, the read sees the old value')
+    assert.equal(await reader.get('same'), undefined, 'and did not promote it over the delete')
+  })
+})
+
+describe('getMany and a value of another Redis type', { skip }, () => {
+  const prefix = `pt${process.pid}:`
+  const name = (key: string): string => `${prefix}default:${key}`
+  let raw: Redis
+  let cache: Larder
+  const reports: CorruptReport[] = []
+  before(async () => {
+    raw = new Redis(server.url)
+    cache = await Larder.open({ dir: false, memory: false, maintenance: false, redis: { url: server.url, prefix } })
+    cache.on('corrupt', (report) => void reports.push(report))
+  })
+  after(async () => {
+    await cache?.close()
+    await raw?.quit()
+  })
+
+  test('a hash under one of the keys: a counted, reported miss, removed, not a Redis failure; the other keys are read', async () => {
+    await cache.setMany([
+      { key: 't1', value: 1 },
+      { key: 't3', value: 3 },
+    ])
+    await raw.hset(name('t2'), 'field', 'value')
+    const before = await cache.stats()
+    assert.deepEqual(await cache.getMany(['t1', 't2', 't3', 'missing']), [1, undefined, 3, undefined])
+    const figures = await cache.stats()
+    assert.equal(figures.corrupt, before.corrupt + 1, 'counted as a damaged value, as get counts it')
+    assert.equal(figures.tiers.redis!.errors, before.tiers.redis!.errors, 'not as a Redis failure')
+    assert.ok(
+      reports.some((r) => r.key === 't2'),
+      'reported',
+    )
+    assert.equal(await raw.exists(name('t2')), 0, 'removed')
+  })
+})
