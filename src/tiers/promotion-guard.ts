@@ -22,6 +22,8 @@ export class PromotionGuard {
   #seq = 0
   /** Reads with a ticket below this may not promote anything. */
   #floor = 0
+  /** Clears of the local files under way (see hold()). */
+  #holds = 0
   /** key → the latest change heard of it (when, and `#seq` then); oldest first. */
   readonly #heard = new Map<string, { seq: number; at: number }>()
 
@@ -50,8 +52,24 @@ export class PromotionGuard {
     this.#heard.clear()
   }
 
+  /**
+   * A clear of the local files begins: it removes them one partition at a time, so a read
+   * meanwhile may find a file about to go, and its promotion into memory would outlive the
+   * clear (and any clear of memory heard while it runs). Nothing is promoted until every hold
+   * is released, and then no read begun before may promote.
+   */
+  hold(): void {
+    this.#holds++
+  }
+
+  release(): void {
+    this.#holds--
+    this.heardAll()
+  }
+
   /** Whether the entry of `key` created at `createdAt`, read with `ticket`, may be promoted. */
   mayPromote(key: string, createdAt: number, ticket: number): boolean {
+    if (this.#holds > 0) return false
     if (ticket === this.#seq) return true
     if (this.#floor > ticket) return false
     const change = this.#heard.get(key)

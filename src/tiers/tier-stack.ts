@@ -409,19 +409,22 @@ export class TierStack {
    * Clears this instance's memory tier and/or its directory. The files go one partition at a
    * time, and a read that begins meanwhile (a bus message is not in call order) may find an
    * entry the clear is about to remove and promote it into the memory tier, which would then
-   * outlive the clear: so once the files are gone, reads begun before may promote nothing, and
-   * what the memory tier took meanwhile goes too.
+   * outlive the clear, and outlive a clear of memory heard while this one runs: so nothing is
+   * promoted while the files go, nor by a read begun before they are gone (the guard's hold),
+   * and with `'all'`, what the memory tier took meanwhile goes too.
    */
   async clearLocal(tier: TierName | 'all', at: number): Promise<void> {
     if (tier === 'all' || tier === 'memory') this.memory?.clearOlder(at)
     if ((tier === 'all' || tier === 'file') && this.file !== undefined) {
       this.#p.writeBack?.forgetBefore(at)
+      this.#guard.hold()
       try {
         await this.file.clear()
       } catch (error) {
         this.#p.failures.writeFailed(error, 'file')
+      } finally {
+        this.#guard.release()
       }
-      this.#guard.heardAll()
       if (tier === 'all') this.memory?.clearOlder(at)
     }
   }
