@@ -2,6 +2,7 @@ import type { EventEmitter } from 'node:events'
 import type { MaintenanceProgress, PruneReport } from '../maintenance/maintainer.js'
 import type { BreakerState } from '../resilience/disk-breaker.js'
 import type { CorruptReport } from '../tiers/file-tier.js'
+import type { ConfigChange } from './reconfigure.js'
 
 /** Events and their arguments. `error` is emitted only when someone listens for it. */
 export interface LarderEvents {
@@ -20,6 +21,8 @@ export interface LarderEvents {
   progress: [progress: MaintenanceProgress]
   /** An automatic prune (interval or over-budget write) finished. */
   prune: [report: PruneReport]
+  /** `configure()` changed these options (never emitted for a call that changed nothing). */
+  configure: [changes: ConfigChange[]]
 }
 
 /**

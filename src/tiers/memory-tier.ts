@@ -45,8 +45,8 @@ const HITS_PER_CLOCK_READ = 16
  */
 export class MemoryTier implements Tier {
   readonly name = 'memory'
-  readonly #lru: LRUCache<string, Held>
-  readonly #maxSize: number | undefined
+  #lru: LRUCache<string, Held>
+  #maxSize: number | undefined
   readonly #stamps: TagStamps
   readonly #changes: ChangeSignal
   readonly #timer: NodeJS.Timeout
@@ -57,15 +57,7 @@ export class MemoryTier implements Tier {
   #epoch = 0
 
   constructor(bounds: MemoryTierBounds, isStale: (tags: readonly string[], createdAt: number) => boolean, changes: ChangeSignal) {
-    const options: { max?: number; maxSize?: number; sizeCalculation?: (entry: Held) => number; ttl?: number } = {}
-    if (bounds.maxEntries !== undefined) options.max = bounds.maxEntries
-    if (bounds.maxSize !== undefined) {
-      options.maxSize = bounds.maxSize
-      options.sizeCalculation = (entry) => Math.max(1, entry.size)
-    }
-    if (bounds.ttl > 0) options.ttl = bounds.ttl
-    // resolveOptions guarantees maxEntries or maxSize, so lru-cache's bound check holds.
-    this.#lru = new LRUCache<string, Held>(options as LRUCache.Options<string, Held, unknown>)
+    this.#lru = boundedCache(bounds)
     this.#maxSize = bounds.maxSize
     this.#stamps = { isStale: (tags, createdAt) => tags.length > 0 && isStale(tags, createdAt) }
     this.#changes = changes
@@ -144,6 +136,27 @@ export class MemoryTier implements Tier {
     return this.#lru.size
   }
 
+  /**
+   * New bounds (`configure()`), applied at once: the held entries move to a cache with the new
+   * bounds, least recently used first, so what no longer fits is what LRU would have evicted;
+   * an entry keeps what is left of its time here, cut to a shorter new `ttl`. lru-cache's
+   * bounds are fixed at its construction, hence the move. Synchronous: no read sees a half-moved
+   * tier. Tickets stay valid: nothing was learnt about other writers.
+   */
+  resize(bounds: MemoryTierBounds): void {
+    const old = this.#lru
+    const resized = boundedCache(bounds)
+    for (const key of [...old.rkeys()]) {
+      const entry = old.peek(key)
+      if (entry === undefined || (bounds.maxSize !== undefined && entry.size > bounds.maxSize)) continue
+      const remaining = old.getRemainingTTL(key)
+      if (bounds.ttl > 0) resized.set(key, entry, { ttl: Math.min(bounds.ttl, remaining) })
+      else resized.set(key, entry)
+    }
+    this.#lru = resized
+    this.#maxSize = bounds.maxSize
+  }
+
   /** Looks at the change log if a look is due; on another writer's change, drops every held
    *  entry. Kept out of get() so that a hit's own cost stays a flag test and a counter. */
   #changedElsewhere(): boolean {
@@ -157,4 +170,17 @@ export class MemoryTier implements Tier {
     this.#epoch++
     return true
   }
+}
+
+/** An lru-cache with the memory tier's bounds. */
+function boundedCache(bounds: MemoryTierBounds): LRUCache<string, Held> {
+  const options: { max?: number; maxSize?: number; sizeCalculation?: (entry: Held) => number; ttl?: number } = {}
+  if (bounds.maxEntries !== undefined) options.max = bounds.maxEntries
+  if (bounds.maxSize !== undefined) {
+    options.maxSize = bounds.maxSize
+    options.sizeCalculation = (entry) => Math.max(1, entry.size)
+  }
+  if (bounds.ttl > 0) options.ttl = bounds.ttl
+  // resolveOptions guarantees maxEntries or maxSize, so lru-cache's bound check holds.
+  return new LRUCache<string, Held>(options as LRUCache.Options<string, Held, unknown>)
 }
