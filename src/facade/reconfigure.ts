@@ -86,10 +86,10 @@ function applyToParts(parts: CacheParts, live: ResolvedOptions, touched: Set<str
 }
 
 /** An option's value as the table sees it: the memory tier and maintenance as on or off. */
-function valueOf(options: ResolvedOptions, row: OptionRow): unknown {
+export function valueOf(options: Readonly<ResolvedOptions>, row: OptionRow): unknown {
   if (row.path === 'memory') return options.memory !== false
   if (row.path === 'maintenance') return options.maintenance.auto
-  return getPath(options as unknown as OptionTree, row.path)
+  return getPath(options, row.path)
 }
 
 function shown(row: OptionRow, value: unknown): unknown {
