@@ -7,7 +7,7 @@ import { layerOptions, type LayeredOptions, type OptionSource } from './config/l
 import { CacheParts } from './facade/cache-parts.js'
 import type { LarderEvents } from './facade/events.js'
 import { incrementInOrder } from './facade/increment.js'
-import { reconfigure, type ConfigChange, type ReconfigureState } from './facade/reconfigure.js'
+import { optionsSnapshot, reconfigure, type ConfigChange, type ReconfigureState } from './facade/reconfigure.js'
 import { assembleStats, type Stats } from './facade/stats.js'
 import { warm, type WarmReport } from './facade/warm.js'
 import { loadHasher } from './format/checksum.js'
@@ -92,7 +92,7 @@ export class Larder extends EventEmitter<LarderEvents> {
    *  ms; after `configure()`, the new values. A frozen snapshot (change options with
    *  `configure()`). Never holds an encryption key. */
   get options(): Readonly<ResolvedOptions> {
-    return (this.#options ??= deepFreeze(structuredCloneOptions(this.#config.live)))
+    return (this.#options ??= optionsSnapshot(this.#config.live))
   }
 
   /** Where each option's value came from, by its path in the option table (`'maxSize'`,
@@ -107,16 +107,11 @@ export class Larder extends EventEmitter<LarderEvents> {
     return this.#config.live.dir
   }
 
-  /**
-   * Changes options while the cache runs: validated as a whole with the options it runs with
-   * (a bad partial changes nothing and rejects with `ERR_INVALID_OPTION` naming the field),
-   * then applied at once. Changeable: `defaultTtl`, `maxSize`, `maxEntries`, `evictionPolicy`
-   * (a lower budget starts a prune), the codec, level and threshold and `streamCompression`
-   * (new writes only), `durable`, `memory` bounds (the tier shrinks at once), the disk
-   * breaker's thresholds, `maintenance` (on/off, interval, low water, temp age) and
-   * `writeStrategy`. Any other option is refused if the partial would change it (`dir`,
-   * `namespace`, `serializer`…). Resolves to what changed, also emitted as `'configure'`.
-   */
+  /** Changes options while the cache runs (see facade/reconfigure.ts and README,
+   *  Configuration): validated as a whole with the running ones, so a bad partial or a change
+   *  of an option fixed at open (`dir`, `namespace`, `serializer`…) rejects with
+   *  `ERR_INVALID_OPTION` naming the field and changes nothing; otherwise applied at once.
+   *  Resolves to what changed, also emitted as `'configure'`. */
   // eslint-disable-next-line @typescript-eslint/require-await -- public API: a mistake arrives as a rejection, like every other method's
   async configure(partial: Partial<LarderOptions>): Promise<ConfigChange[]> {
     this.#assertOpen()
@@ -496,23 +491,4 @@ export class Larder extends EventEmitter<LarderEvents> {
     if (this.#config.live.readOnly)
       throw new LarderError('ERR_READ_ONLY', 'The cache was opened with readOnly: true; it writes nothing', { field: 'readOnly' })
   }
-}
-
-/** A copy of the live options that a caller cannot use to change them: plain data copied,
- *  behaviour (a serializer, a Redis client) shared. */
-function structuredCloneOptions(options: ResolvedOptions): ResolvedOptions {
-  const copy = (value: unknown): unknown => {
-    if (value === null || typeof value !== 'object' || Array.isArray(value) || Object.getPrototypeOf(value) !== Object.prototype)
-      return value
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, copy(v)]))
-  }
-  return copy(options) as ResolvedOptions
-}
-
-function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
-    for (const v of Object.values(value)) deepFreeze(v)
-    Object.freeze(value)
-  }
-  return value
 }

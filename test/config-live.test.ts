@@ -30,6 +30,11 @@ describe('configure(): runtime reconfiguration', () => {
       assert.deepEqual(heard, [changes])
       assert.equal(cache.options.defaultTtl, 3_600_000)
       assert.equal(cache.optionSources.defaultTtl, 'configure')
+      // A snapshot: it cannot be used to change the options behind configure()'s back.
+      assert.ok(Object.isFrozen(cache.options) && Object.isFrozen(cache.options.maintenance))
+      assert.throws(() => {
+        ;(cache.options.maintenance as { interval: number }).interval = 1
+      }, TypeError)
       await cache.set('k', 1)
       const info = await cache.info('k')
       assert.ok(typeof info?.expiresAt === 'number' && info.expiresAt > Date.now() + 3_500_000, 'the new ttl applies')

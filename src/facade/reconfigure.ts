@@ -99,3 +99,14 @@ function shown(row: OptionRow, value: unknown): unknown {
 function notLive(field: string, why: string): LarderError {
   return new LarderError('ERR_INVALID_OPTION', `Invalid option "${field}": cannot change while the cache runs (${why})`, { field })
 }
+
+/** What `cache.options` shows: a deep copy of the live options that a caller cannot use to
+ *  change them (plain data copied and frozen; behaviour, a custom serializer or a Redis
+ *  client, is the caller's own object, shared as given). */
+export function optionsSnapshot(live: ResolvedOptions): Readonly<ResolvedOptions> {
+  const copy = (value: unknown, name: string): unknown => {
+    if (!isPlainObject(value) || name === 'serializer') return value
+    return Object.freeze(Object.fromEntries(Object.entries(value).map(([k, v]) => [k, copy(v, k)])))
+  }
+  return copy(live, '') as ResolvedOptions
+}
