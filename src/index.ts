@@ -1,5 +1,7 @@
 export { Larder } from './larder.js'
-export type { LarderEvents, Stats } from './larder.js'
+export type { ConfigChange, LarderEvents, OptionSource, Stats } from './larder.js'
+export type { ConfigChoice } from './config/layered-options.js'
+export type { ProfileName } from './config/profiles.js'
 export type { EntriesOptions, GetOrSetOptions, SetManyItem, SetOptions } from './call-options.js'
 export { LarderError, isLarderError } from './errors.js'
 export type { LarderErrorCode } from './errors.js'

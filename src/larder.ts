@@ -1,17 +1,20 @@
 import { EventEmitter } from 'node:events'
+import fs from 'node:fs'
 import type { Readable } from 'node:stream'
 import type { EntriesOptions, GetOrSetOptions, SetManyItem, SetOptions } from './call-options.js'
 import { LarderError } from './errors.js'
+import { layerOptions, type LayeredOptions, type OptionSource } from './config/layered-options.js'
 import { CacheParts } from './facade/cache-parts.js'
 import type { LarderEvents } from './facade/events.js'
 import { incrementInOrder } from './facade/increment.js'
+import { optionsSnapshot, reconfigure, type ConfigChange, type ReconfigureState } from './facade/reconfigure.js'
 import { assembleStats, type Stats } from './facade/stats.js'
 import { warm, type WarmReport } from './facade/warm.js'
 import { loadHasher } from './format/checksum.js'
 import { BATCH_PARALLELISM, Slots } from './batch-slots.js'
 import type { EntryInfo } from './maintenance/listing.js'
 import type { PruneOptions, PruneReport, UsageReport, VerifyOptions, VerifyReport, WalkOptions } from './maintenance/maintainer.js'
-import { resolveOptions, type LarderOptions, type ResolvedOptions } from './options.js'
+import type { LarderOptions, ResolvedOptions } from './options.js'
 import type { ActivityReport } from './stats/activity-log.js'
 import type { TierName } from './stats/counters.js'
 import type { StreamSource } from './store/stream-writer.js'
@@ -33,7 +36,7 @@ import {
   validateWarm,
 } from './validate.js'
 
-export type { LarderEvents, Stats, WarmReport }
+export type { ConfigChange, LarderEvents, OptionSource, Stats, WarmReport }
 
 const SET_OPTIONS = ['ttl', 'tags'] as const
 
@@ -48,37 +51,76 @@ const SET_OPTIONS = ['ttl', 'tags'] as const
  * `ERR_UNAVAILABLE` with `failOpen: false`).
  */
 export class Larder extends EventEmitter<LarderEvents> {
-  /** Opens (creating if needed) the cache directory. Rejects only for invalid options, or
-   *  with `ERR_UNAVAILABLE` when the directory cannot be used and `failOpen` is false. */
+  /** Opens (creating if needed) the cache directory. Rejects only for invalid options (naming
+   *  their source: see README, Configuration), or with `ERR_UNAVAILABLE` when the directory
+   *  cannot be used and `failOpen` is false. With `config`, the environment and the config
+   *  file are read too; with `profile`, its presets apply. */
   static async open(options?: LarderOptions): Promise<Larder> {
-    const resolved = resolveOptions(options)
-    await loadHasher()
-    const cache = new Larder(resolved)
-    await cache.#p.open()
-    return cache
+    const layered = await layerOptions(options)
+    try {
+      await loadHasher()
+      const cache = new Larder(layered)
+      await cache.#p.open()
+      return cache
+    } catch (error) {
+      if (layered.tempDir !== undefined) fs.rmSync(layered.tempDir, { recursive: true, force: true })
+      throw error
+    }
   }
 
-  /** The resolved options (defaults filled in). */
-  readonly options: Readonly<ResolvedOptions>
   readonly #p: CacheParts
+  readonly #config: ReconfigureState
+  #options: Readonly<ResolvedOptions> | undefined
+  readonly #tempDir: string | undefined
   // The memory-hit path's parts, held here so that a hit costs no extra lookups.
   readonly #memory: CacheParts['memory']
   readonly #order: CacheParts['order']
   readonly #reads: CacheParts['reads']
   #closed = false
 
-  private constructor(options: ResolvedOptions) {
+  private constructor(layered: LayeredOptions) {
     super()
-    this.options = Object.freeze(options)
-    this.#p = new CacheParts(this.options, this)
+    this.#p = new CacheParts(layered.resolved, this)
+    this.#config = { parts: this.#p, live: layered.resolved, input: layered.input, sources: layered.sources }
+    this.#tempDir = layered.tempDir
     this.#memory = this.#p.memory
     this.#order = this.#p.order
     this.#reads = this.#p.reads
   }
 
+  /** The options the cache runs with: every default filled in, sizes in bytes, durations in
+   *  ms; after `configure()`, the new values. A frozen snapshot (change options with
+   *  `configure()`). Never holds an encryption key. */
+  get options(): Readonly<ResolvedOptions> {
+    return (this.#options ??= optionsSnapshot(this.#config.live))
+  }
+
+  /** Where each option's value came from, by its path in the option table (`'maxSize'`,
+   *  `'memory.maxEntries'`): `'default'`, `'call'`, `'env:LARDER_MAX_SIZE'`,
+   *  `'file:/abs/larder.config.json'`, `'profile:test'` or `'configure'`. */
+  get optionSources(): Readonly<Record<string, OptionSource>> {
+    return Object.freeze({ ...this.#config.sources })
+  }
+
   /** The cache directory (absolute), or false (`dir: false`). */
   get dir(): string | false {
-    return this.options.dir
+    return this.#config.live.dir
+  }
+
+  /** Changes options while the cache runs (see facade/reconfigure.ts and README,
+   *  Configuration): validated as a whole with the running ones, so a bad partial or a change
+   *  of an option fixed at open (`dir`, `namespace`, `serializer`…) rejects with
+   *  `ERR_INVALID_OPTION` naming the field and changes nothing; otherwise applied at once.
+   *  Resolves to what changed, also emitted as `'configure'`. */
+  // eslint-disable-next-line @typescript-eslint/require-await -- public API: a mistake arrives as a rejection, like every other method's
+  async configure(partial: Partial<LarderOptions>): Promise<ConfigChange[]> {
+    this.#assertOpen()
+    const changes = reconfigure(this.#config, partial)
+    if (changes.length > 0) {
+      this.#options = undefined
+      this.emit('configure', changes)
+    }
+    return changes
   }
 
   // ── reads ─────────────────────────────────────────────────────────────────
@@ -298,7 +340,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     this.#assertWritable()
     const k = validateKey(key)
     validateDelta(delta)
-    if (this.options.serializer === 'raw') {
+    if (this.#config.live.serializer === 'raw') {
       throw new LarderError(
         'ERR_INVALID_OPTION',
         'Cannot increment: this cache uses the raw serializer, which stores only Buffers, Uint8Arrays and strings, not numbers',
@@ -439,6 +481,8 @@ export class Larder extends EventEmitter<LarderEvents> {
     if (this.#closed) return
     this.#closed = true
     await this.#p.close()
+    // The test profile's directory: made by open() for this cache alone.
+    if (this.#tempDir !== undefined) fs.rmSync(this.#tempDir, { recursive: true, force: true })
   }
 
   /** Removes listeners, as EventEmitter does, but keeps knowing who listens for 'hit'. */
@@ -454,7 +498,7 @@ export class Larder extends EventEmitter<LarderEvents> {
 
   #assertWritable(): void {
     this.#assertOpen()
-    if (this.options.readOnly)
+    if (this.#config.live.readOnly)
       throw new LarderError('ERR_READ_ONLY', 'The cache was opened with readOnly: true; it writes nothing', { field: 'readOnly' })
   }
 }

@@ -6,6 +6,8 @@ import bytesIec from 'bytes-iec'
 import type { Cluster, Redis } from 'ioredis'
 import { LarderError } from './errors.js'
 import type { Sharing } from './store/owned-tree.js'
+import type { ConfigChoice } from './config/layered-options.js'
+import type { ProfileName } from './config/profiles.js'
 
 /** A duration: milliseconds, or a string such as `'90s'`, `'15m'`, `'7d'`. */
 export type Duration = number | string
@@ -124,6 +126,17 @@ export interface WriteBackOptions {
 }
 
 export interface LarderOptions {
+  /** Presets for an environment, overridden by every other source (README, Configuration,
+   *  Profiles): `'development'` (the defaults), `'production'` (durable writes, memory tier,
+   *  maintenance), `'test'` (a fresh temp directory removed at close, no maintenance timer, a
+   *  memory tier without a ttl of its own). With `config`, `LARDER_PROFILE` (then `NODE_ENV`
+   *  when it is one of the three) picks it if the call does not. Default: none. */
+  profile?: ProfileName
+  /** Read options from the environment (`LARDER_…` variables) and a config file
+   *  (`larder.config.json` or `.mjs`, found from the working directory up) too: `true`, or
+   *  `{ env?, file?, cwd? }` to choose. Precedence: the call's options > environment > file >
+   *  profile > defaults. Default false: a library reads only what its caller passes. */
+  config?: boolean | ConfigChoice
   /** The cache directory; created if missing. Default `node_modules/.cache/larder` under the
    *  current working directory (the convention build tools already git-ignore). `false`: no
    *  file tier at all (memory, and Redis if set: the memory tier is then on by default). */

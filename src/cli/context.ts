@@ -2,6 +2,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import type { Command } from 'commander'
 import { loadHasher } from '../format/checksum.js'
+import { findConfigFile, loadConfigFile } from '../config/config-file.js'
 import { Larder } from '../larder.js'
 import { readBudget, type RecordedBudget } from '../maintenance/budget-record.js'
 import { defaultCacheDir, isEvictionPolicy, resolveOptions, type LarderOptions } from '../options.js'
@@ -15,6 +16,16 @@ export interface GlobalOptions {
   namespace?: string
   json?: boolean
   quiet?: boolean
+}
+
+/** The config file of this run (found from the working directory up), loaded before a
+ *  command runs (main.ts): its `dir` and `namespace` are the defaults of `--dir` and
+ *  `--namespace`. */
+let configured: { dir?: unknown; namespace?: unknown } = {}
+
+export async function loadCliConfig(cwd = process.cwd()): Promise<void> {
+  const file = findConfigFile(cwd)
+  configured = file === undefined ? {} : (await loadConfigFile(file)).options
 }
 
 /** Exit codes: 0 ok, 1 the work failed (or found what it looks for missing), 2 usage. */
@@ -63,7 +74,13 @@ export class CliContext {
   readonly options: GlobalOptions
 
   constructor(command: Command) {
-    this.options = command.optsWithGlobals<GlobalOptions>()
+    const given = command.optsWithGlobals<GlobalOptions>()
+    // Flags (and their variables) first, then the config file.
+    this.options = {
+      ...given,
+      dir: given.dir ?? (typeof configured.dir === 'string' ? configured.dir : undefined),
+      namespace: given.namespace ?? (typeof configured.namespace === 'string' ? configured.namespace : undefined),
+    }
   }
 
   get json(): boolean {

@@ -10,7 +10,7 @@ import { serveCommand } from './commands/serve.js'
 import { setCommand } from './commands/set.js'
 import { statsCommand } from './commands/stats.js'
 import { verifyCommand } from './commands/verify.js'
-import { CliFailure, EXIT } from './context.js'
+import { CliFailure, EXIT, loadCliConfig } from './context.js'
 import { writeDocument, writeError, wroteDocument } from './output.js'
 
 declare const LARDER_VERSION: string
@@ -36,7 +36,10 @@ export function program(output: Partial<OutputConfiguration> = {}): Command {
     .addOption(new Option('--namespace <name>', 'the namespace the application uses (default: none)').env('LARDER_NAMESPACE'))
     .addOption(booleanOption('--json', 'machine-readable output: exactly one JSON document on stdout, whatever happens', 'LARDER_JSON'))
     .addOption(booleanOption('-q, --quiet', 'print nothing on success', 'LARDER_QUIET'))
-    .hook('preAction', (_root, action) => applyBooleanEnv(action))
+    .hook('preAction', async (_root, action) => {
+      applyBooleanEnv(action)
+      await loadCliConfig()
+    })
   for (const command of [
     statsCommand(),
     pruneCommand(),

@@ -31,7 +31,8 @@ import { TagInvalidation } from './tag-invalidation.js'
  * public method uses these parts and holds none of its own.
  */
 export class CacheParts {
-  readonly options: Readonly<ResolvedOptions>
+  /** The live options: configure() replaces their changeable fields in place. */
+  readonly options: ResolvedOptions
   readonly disk: DiskParts | undefined
   readonly shared: SharedParts | undefined
   readonly tags: TagInvalidation
@@ -52,7 +53,7 @@ export class CacheParts {
   #removeExitHook: (() => void) | undefined
 
   /** `events` is the Larder, which every event is emitted on. */
-  constructor(options: Readonly<ResolvedOptions>, events: EventEmitter<LarderEvents>) {
+  constructor(options: ResolvedOptions, events: EventEmitter<LarderEvents>) {
     this.options = options
     this.hitListeners = new ListenerCount(events, 'hit')
     const { dir, redis, memory } = options
@@ -71,7 +72,9 @@ export class CacheParts {
       dir === false
         ? undefined
         : new DiskParts(
-            { ...options, dir },
+            // The same object, not a copy: configure() changes it in place, and every part
+            // reads the options it may change from it (facade/reconfigure.ts).
+            options as ResolvedOptions & { dir: string },
             {
               counts,
               corrupt,
@@ -94,36 +97,35 @@ export class CacheParts {
     this.shared =
       redis === undefined
         ? undefined
-        : new SharedParts(
-            { ...options, redis },
-            {
-              counts,
-              tags: { isStale },
-              corrupt,
-              breaker: (state) => events.emit('breaker', state, 'redis'),
-              received: (message) =>
-                void this.inFlight
-                  .track(
-                    applyRemote(message, {
-                      stack: this.stack,
-                      clock: this.clock,
-                      loads: this.loads,
-                      invalidateTags: (tags, at) => this.tags.recordLocal(tags, at, false),
-                    }),
-                  )
-                  .catch(() => {}),
-              connected: () => {
-                this.stack.revalidate()
-                void this.tags.syncFromShared()
-              },
-              recovered: () => {
-                this.shared?.bus?.flush()
-                this.writeBack?.resume()
-              },
+        : new SharedParts(options as ResolvedOptions & { redis: NonNullable<ResolvedOptions['redis']> }, {
+            counts,
+            tags: { isStale },
+            corrupt,
+            breaker: (state) => events.emit('breaker', state, 'redis'),
+            received: (message) =>
+              void this.inFlight
+                .track(
+                  applyRemote(message, {
+                    stack: this.stack,
+                    clock: this.clock,
+                    loads: this.loads,
+                    invalidateTags: (tags, at) => this.tags.recordLocal(tags, at, false),
+                  }),
+                )
+                .catch(() => {}),
+            connected: () => {
+              this.stack.revalidate()
+              void this.tags.syncFromShared()
             },
-          )
+            recovered: () => {
+              this.shared?.bus?.flush()
+              this.writeBack?.resume()
+            },
+          })
+    // With Redis, the queue is there even while another strategy is chosen: configure() may
+    // switch to write-back. It costs nothing until a write is queued.
     this.writeBack =
-      options.writeStrategy !== 'write-back'
+      redis === undefined
         ? undefined
         : new WriteBackQueue({
             ...options.writeBack,
@@ -147,7 +149,6 @@ export class CacheParts {
       file: this.disk?.files,
       redis: this.shared?.tier,
       writeBack: this.writeBack,
-      strategy: options.writeStrategy,
       options,
       order: this.order,
       failures: this.failures,

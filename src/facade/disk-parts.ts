@@ -66,7 +66,9 @@ export class DiskParts {
       }
     }
     this.totals = new RunningTotals(this.layout, guard)
-    this.hitLog = options.evictionPolicy === 'lfu' && !options.readOnly ? new HitLog(this.layout, guard) : undefined
+    // Kept whatever the policy (it writes nothing until a hit is counted, and the file tier
+    // counts hits only under 'lfu'), so that configure() can switch to LFU.
+    this.hitLog = options.readOnly ? undefined : new HitLog(this.layout, guard)
     this.lastUse = new LastUse(options.maintenance.touchAfter, guard)
     this.activity = new ActivityLog(this.layout)
     this.pool = new MaintenancePool(options.maintenance.workers)

@@ -4,6 +4,7 @@ import type { BreakerState } from '../resilience/disk-breaker.js'
 import type { CorruptReport } from '../tiers/file-tier.js'
 import type { PressureReading } from './pressure.js'
 import type { RefreshReport } from './refresh-ahead.js'
+import type { ConfigChange } from './reconfigure.js'
 
 /** Events and their arguments. `error` is emitted only when someone listens for it. */
 export interface LarderEvents {
@@ -26,6 +27,8 @@ export interface LarderEvents {
   pressure: [reading: PressureReading]
   /** A getOrSet `refreshAhead` background refresh ended (see RefreshOutcome). */
   refresh: [report: RefreshReport]
+  /** `configure()` changed these options (never emitted for a call that changed nothing). */
+  configure: [changes: ConfigChange[]]
 }
 
 /**

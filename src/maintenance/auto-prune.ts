@@ -31,7 +31,7 @@ const RETRIES = 40
  */
 export class AutoPrune {
   readonly #p: AutoPruneParts
-  readonly #budgeted: boolean
+  #budgeted = false
   readonly #abort = new AbortController()
   #running: Promise<void> | undefined
   #interval: NodeJS.Timeout | undefined
@@ -39,7 +39,21 @@ export class AutoPrune {
 
   constructor(parts: AutoPruneParts) {
     this.#p = parts
-    const { maintenance, maxSize, maxEntries } = parts.options
+    this.#schedule()
+  }
+
+  /** The options changed (`configure()`): the budget and interval are read again, and a run
+   *  starts if the cache is now over a (lower) budget. */
+  reconfigured(): void {
+    if (this.#closed) return
+    clearInterval(this.#interval)
+    this.#interval = undefined
+    this.#schedule()
+    this.afterWrite()
+  }
+
+  #schedule(): void {
+    const { maintenance, maxSize, maxEntries } = this.#p.options
     this.#budgeted = maintenance.auto && (maxSize !== undefined || maxEntries !== undefined)
     if (maintenance.auto && maintenance.interval > 0) {
       this.#interval = setInterval(() => this.start(), maintenance.interval)

@@ -62,7 +62,7 @@ export interface BreakerSnapshot {
 export class DiskBreaker {
   readonly #breaker: CircuitBreaker<[() => unknown], unknown>
   /** Whether the fast path may be taken (no timeout: opossum's timer has nothing to time). */
-  readonly #direct: boolean
+  #direct: boolean
   #rejected = 0
   #opened = 0
 
@@ -131,6 +131,24 @@ export class DiskBreaker {
     return this.#breaker.fire(() => {
       throw error
     }) as Promise<T>
+  }
+
+  /**
+   * New thresholds (`configure()`): the failure percentage, the reset timeout and the operation
+   * timeout, which opossum reads from its options each time it decides. The window's length
+   * (rollingCountTimeout) and the volume threshold are fixed when opossum builds its window, so
+   * they are not changed live (the option table says so). The rolling counts are kept.
+   */
+  reconfigure(options: ResolvedBreakerOptions): void {
+    // opossum keeps its options on the instance and reads these three on every decision; its
+    // types do not declare the field.
+    const live = (
+      this.#breaker as unknown as { options: { errorThresholdPercentage: number; resetTimeout: number; timeout: number | false } }
+    ).options
+    live.errorThresholdPercentage = options.errorThresholdPercentage
+    live.resetTimeout = options.resetTimeout
+    live.timeout = options.timeout === 0 ? false : options.timeout
+    this.#direct = options.timeout === 0
   }
 
   get state(): BreakerState {

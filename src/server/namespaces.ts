@@ -1,3 +1,4 @@
+import { mergeOptions } from '../config/option-paths.js'
 import { Larder, type LarderOptions, type PruneReport } from '../index.js'
 import type { ServeOptions } from './options.js'
 
@@ -73,10 +74,18 @@ export class Namespaces {
   }
 
   async #openNamespace(name: string, protocol: NamespaceUse): Promise<NamespaceInfo> {
-    const cache = await Larder.open({ dir: this.#options.dir, ...this.#optionsFor(protocol), namespace: name })
+    const cache = await Larder.open(this.optionsOf(name, protocol))
     const info: NamespaceInfo = { name, protocol, cache }
     this.#opened(info)
     return info
+  }
+
+  /** The options of a namespace: those of the config file and environment
+   *  (`cacheOptions`), under the ones this server chooses for the protocol. Read again by a
+   *  config reload (server/config-reload.ts), which applies the difference. */
+  optionsOf(name: string, protocol: NamespaceUse): LarderOptions {
+    const chosen = { dir: this.#options.dir, ...this.#optionsFor(protocol), namespace: name }
+    return protocol === 'shared-health' ? chosen : mergeOptions(this.#options.cacheOptions as Record<string, unknown>, chosen)
   }
 
   #optionsFor(protocol: NamespaceUse): LarderOptions {
@@ -97,7 +106,8 @@ export class Namespaces {
     // Artifacts arrive compressed (turbo: tar.zst, nx: tar.gz, ccache: zstd), so compressing
     // them again would cost CPU for nothing: they are stored as they come. (The health probe
     // is a few bytes, stored the same way.)
-    return { ...budget, failOpen: false, compression: 'none', serializer: 'raw' }
+    // Nor are they held in memory: they are large, and read once per build.
+    return { ...budget, failOpen: false, compression: 'none', serializer: 'raw', memory: false }
   }
 }
 

@@ -1,4 +1,5 @@
 import net from 'node:net'
+import type { LarderOptions } from '../options.js'
 
 /**
  * Everything `larder serve` is configured with, resolved (the command line and environment are
@@ -35,6 +36,10 @@ export interface ServeOptions {
   shutdownGrace: number
   /** One line per request on stderr (method, path, status, time; never a header). */
   logRequests: boolean
+  /** Options of every namespace from the config file and `LARDER_…` variables (without `dir`
+   *  and `namespace`), under the ones this server chooses per protocol (namespaces.ts). A
+   *  reload (SIGHUP, the file changed) replaces them. */
+  cacheOptions: LarderOptions
 }
 
 export const SERVE_DEFAULTS = {
@@ -67,6 +72,7 @@ export function serveOptions(partial: Partial<ServeOptions> & { dir: string }): 
     rateLimit: SERVE_DEFAULTS.rateLimit,
     shutdownGrace: SERVE_DEFAULTS.shutdownGrace,
     logRequests: false,
+    cacheOptions: {},
     ...partial,
   }
 }

@@ -553,6 +553,6 @@ export class FileTier implements Tier {
    *  maintenance/last-use.ts) and count the hit for LFU. */
   #used(file: string, mtimeMs: number): void {
     this.#p.lastUse?.used(file, mtimeMs)
-    this.#p.hitLog?.hit(path.basename(file))
+    if (this.#p.options.evictionPolicy === 'lfu') this.#p.hitLog?.hit(path.basename(file))
   }
 }

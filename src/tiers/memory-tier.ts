@@ -57,9 +57,10 @@ const HITS_PER_CLOCK_READ = 16
  */
 export class MemoryTier implements Tier {
   readonly name = 'memory'
-  readonly #lru: LRUCache<string, Held>
-  readonly #maxEntries: number | undefined
-  readonly #maxSize: number | undefined
+  // Replaced whole by resize() (configure()): lru-cache's bounds are fixed at its construction.
+  #lru: LRUCache<string, Held>
+  #maxEntries: number | undefined
+  #maxSize: number | undefined
   readonly #stamps: TagStamps
   readonly #changes: ChangeSignal
   readonly #timer: NodeJS.Timeout
@@ -69,29 +70,18 @@ export class MemoryTier implements Tier {
   #hits = 0
   #epoch = 0
   /** `eviction: 'random'`: the keys held, to draw a victim from. */
-  readonly #random: RandomVictims | undefined
+  #random: RandomVictims | undefined
   /** Under memory pressure: the most entries and bytes held (see shed()); none otherwise. */
   #cap: Shed | undefined
   readonly #watched: boolean
 
   constructor(bounds: MemoryTierBounds, isStale: (tags: readonly string[], createdAt: number) => boolean, changes: ChangeSignal) {
-    const options: { max?: number; maxSize?: number; sizeCalculation?: (entry: Held) => number; ttl?: number } = {}
-    if (bounds.maxEntries !== undefined) options.max = bounds.maxEntries
-    if (bounds.maxSize !== undefined) {
-      options.maxSize = bounds.maxSize
-      options.sizeCalculation = (entry) => Math.max(1, entry.size)
-    }
-    if (bounds.ttl > 0) options.ttl = bounds.ttl
-    if (bounds.eviction === 'random') {
-      const random = (this.#random = new RandomVictims())
-      // Every way a key leaves (evicted, expired, deleted, cleared) but a replacement of its value.
-      Object.assign(options, { dispose: (_: Held, key: string, reason: string) => reason !== 'set' && random.remove(key) })
-    }
-    // resolveOptions guarantees maxEntries or maxSize, so lru-cache's bound check holds.
-    this.#lru = new LRUCache<string, Held>(options as LRUCache.Options<string, Held, unknown>)
+    const { lru, random } = boundedCache(bounds)
+    this.#lru = lru
+    this.#random = random
     this.#maxEntries = bounds.maxEntries
-    this.#watched = bounds.watched
     this.#maxSize = bounds.maxSize
+    this.#watched = bounds.watched
     this.#stamps = { isStale: (tags, createdAt) => tags.length > 0 && isStale(tags, createdAt) }
     this.#changes = changes
     this.#timer = setTimeout(() => {
@@ -176,6 +166,31 @@ export class MemoryTier implements Tier {
     this.#cap = undefined
   }
 
+  /**
+   * New bounds or eviction (`configure()`), applied at once: the held entries move to a cache
+   * with the new bounds, least recently used first, so what no longer fits is what the policy
+   * would have evicted; an entry keeps what is left of its time here, cut to a shorter new
+   * `ttl`. Synchronous: no read sees a half-moved tier. Tickets stay valid: nothing was learnt
+   * about other writers. A shed's cap (memory pressure) stays until relieve().
+   */
+  resize(bounds: Omit<MemoryTierBounds, 'watched'>): void {
+    const old = this.#lru
+    const { lru, random } = boundedCache(bounds)
+    this.#lru = lru
+    this.#random = random
+    this.#maxEntries = bounds.maxEntries
+    this.#maxSize = bounds.maxSize
+    for (const key of [...old.rkeys()]) {
+      const entry = old.peek(key)
+      if (entry === undefined || (bounds.maxSize !== undefined && entry.size > bounds.maxSize)) continue
+      if (random !== undefined && !this.#makeRoom(entry.size)) continue
+      const remaining = old.getRemainingTTL(key)
+      if (bounds.ttl > 0) lru.set(key, entry, { ttl: Math.min(bounds.ttl, remaining) })
+      else lru.set(key, entry)
+      random?.add(key)
+    }
+  }
+
   delete(key: string): boolean {
     return this.#lru.delete(key)
   }
@@ -227,4 +242,21 @@ export class MemoryTier implements Tier {
     this.#epoch++
     return true
   }
+}
+
+/** An lru-cache with the memory tier's bounds, and under `'random'` the keys to draw from
+ *  (kept by lru-cache's dispose: every way a key leaves but a replacement of its value). */
+function boundedCache(bounds: Omit<MemoryTierBounds, 'watched'>): { lru: LRUCache<string, Held>; random: RandomVictims | undefined } {
+  const options: { max?: number; maxSize?: number; sizeCalculation?: (entry: Held) => number; ttl?: number } = {}
+  if (bounds.maxEntries !== undefined) options.max = bounds.maxEntries
+  if (bounds.maxSize !== undefined) {
+    options.maxSize = bounds.maxSize
+    options.sizeCalculation = (entry) => Math.max(1, entry.size)
+  }
+  if (bounds.ttl > 0) options.ttl = bounds.ttl
+  const random = bounds.eviction === 'random' ? new RandomVictims() : undefined
+  if (random !== undefined)
+    Object.assign(options, { dispose: (_: Held, key: string, reason: string) => reason !== 'set' && random.remove(key) })
+  // resolveOptions guarantees maxEntries or maxSize, so lru-cache's bound check holds.
+  return { lru: new LRUCache<string, Held>(options as LRUCache.Options<string, Held, unknown>), random }
 }

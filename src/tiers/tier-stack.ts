@@ -19,8 +19,8 @@ export interface TierStackParts {
   file: FileTier | undefined
   redis: RedisTier | undefined
   writeBack: WriteBackQueue | undefined
-  strategy: WriteStrategy
-  options: Pick<ResolvedOptions, 'compression' | 'compressionLevel' | 'compressThreshold'>
+  /** Read at each write: configure() may change the strategy and codec. */
+  options: Pick<ResolvedOptions, 'compression' | 'compressionLevel' | 'compressThreshold' | 'writeStrategy'>
   order: KeyOrder
   failures: Failures
   counters: Counters
@@ -77,7 +77,10 @@ export class TierStack {
   readonly memory: MemoryTier | undefined
   readonly file: FileTier | undefined
   readonly redis: RedisTier | undefined
-  readonly strategy: WriteStrategy
+  get strategy(): WriteStrategy {
+    return this.#p.options.writeStrategy
+  }
+
   readonly #p: TierStackParts
   /** File entries created before this must be re-validated against Redis (0: none). */
   #revalidateBefore = 0
@@ -93,7 +96,6 @@ export class TierStack {
     this.memory = parts.memory
     this.file = parts.file
     this.redis = parts.redis
-    this.strategy = parts.strategy
   }
 
   // ── reads ─────────────────────────────────────────────────────────────────

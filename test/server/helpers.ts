@@ -57,10 +57,10 @@ export interface CliServer {
 }
 
 /** `larder serve` as a real process; resolves once its first line is out (or it exits). */
-export async function startCli(args: string[], env: Record<string, string> = {}): Promise<CliServer> {
+export async function startCli(args: string[], env: Record<string, string> = {}, cwd = root): Promise<CliServer> {
   // (A test that gives it a tempDir() stops it in its body: that dir's hook ran first.)
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('LARDER_') && !k.startsWith('CACHE_')))
-  const child = spawn(process.execPath, [BIN, ...args], { env: { ...clean, ...env }, cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [BIN, ...args], { env: { ...clean, ...env }, cwd, stdio: ['ignore', 'pipe', 'pipe'] })
   const stdout: string[] = []
   let err = ''
   child.stderr.on('data', (d: Buffer) => {

@@ -1,5 +1,6 @@
 import { Command, InvalidArgumentError, Option } from 'commander'
 import { booleanOption, collect, countArgument, parseBoolean, sizeArgument } from '../arguments.js'
+import { isLarderError } from '../../errors.js'
 import { CliContext, CliFailure, EXIT } from '../context.js'
 
 /**
@@ -24,6 +25,7 @@ interface ServeFlags {
   defaultTtl?: number
   rateLimit?: number
   logRequests?: boolean
+  watchConfig: boolean
 }
 
 function portArgument(value: string): number {
@@ -125,6 +127,7 @@ export function serveCommand(): Command {
         .argParser(urlArgument),
     )
     .option('--no-dashboard', 'no dashboard page at / (env: LARDER_DASHBOARD=0)')
+    .option('--no-watch-config', 'reload the config file on SIGHUP only, not when it changes')
     .addOption(
       new Option('--memory-entries <n>', "entries in the cache API's memory tier; 0 turns it off (default 10000)")
         .env('CACHE_L1_MAX_ENTRIES')
@@ -149,12 +152,16 @@ export function serveCommand(): Command {
     )
     .action(async (flags: ServeFlags, command: Command) => {
       const ctx = new CliContext(command)
-      if (ctx.options.namespace !== undefined)
+      if (command.optsWithGlobals<{ namespace?: string }>().namespace !== undefined)
         throw new CliFailure('serve keeps one namespace per tool and team; --namespace does not apply', EXIT.usage)
       if (command.getOptionValueSource('dashboard') !== 'cli' && process.env.LARDER_DASHBOARD !== undefined) {
         flags.dashboard = parseBoolean(process.env.LARDER_DASHBOARD, 'LARDER_DASHBOARD')
       }
       ctx.checkDir('create')
+      const { configuredServe, applyToNamespaces, watchConfigFile } = await import('../../server/config-reload.js')
+      const configured = await configuredServe(ctx.dir, flags).catch((error: unknown) => {
+        throw isLarderError(error) ? new CliFailure(error.message, EXIT.usage, error.code) : error
+      })
       const { serveOptions, assertSafeBinding, serverUrl, UnsafeBindingError, isLoopback } = await import('../../server/options.js')
       const options = serveOptions({
         dir: ctx.dir,
@@ -162,14 +169,15 @@ export function serveCommand(): Command {
         port: flags.port,
         tokens: tokensFrom(flags.token, 'LARDER_TOKEN'),
         readTokens: tokensFrom(flags.readToken, 'LARDER_READ_TOKEN'),
-        maxSize: flags.maxSize,
+        maxSize: configured.maxSize,
+        memoryEntries: configured.memoryEntries,
+        defaultTtl: configured.defaultTtl,
+        cacheOptions: configured.cacheOptions,
         origin: flags.origin,
         redis: redisUrlFrom(flags.redis, process.env),
         dashboard: flags.dashboard,
         logRequests: flags.logRequests === true,
         ...(flags.maxBody === undefined ? {} : { maxBody: flags.maxBody }),
-        ...(flags.memoryEntries === undefined ? {} : { memoryEntries: flags.memoryEntries }),
-        ...(flags.defaultTtl === undefined ? {} : { defaultTtl: flags.defaultTtl * 1000 }),
         ...(flags.rateLimit === undefined ? {} : { rateLimit: flags.rateLimit }),
       })
       try {
@@ -201,7 +209,28 @@ export function serveCommand(): Command {
       lines.push(
         `cache ${options.dir}${options.redis === undefined ? '' : `; shared tier ${redisForDisplay(options.redis)}`}${options.dashboard ? `; dashboard at ${url}/` : ''}`,
       )
+      if (configured.configFile !== undefined) lines.push(`config ${configured.configFile}`)
       process.stdout.write(lines.join('\n') + '\n')
+      // Reloads, one at a time: SIGHUP, or the file changed (debounced).
+      let reloading = Promise.resolve()
+      const reload = (why: string): void => {
+        reloading = reloading.then(async () => {
+          try {
+            const { configFile, ...next } = await configuredServe(ctx.dir, flags)
+            Object.assign(options, next)
+            process.stdout.write(`config reloaded (${why}): ${configFile ?? 'no config file'}\n`)
+            await applyToNamespaces(server.context.namespaces, (line) => process.stdout.write(`${line}\n`))
+          } catch (error) {
+            process.stdout.write(`config not reloaded (${why}): ${(error as Error).message}; the server keeps its configuration\n`)
+          }
+        })
+      }
+      const onHangup = (): void => reload('SIGHUP')
+      process.on('SIGHUP', onHangup)
+      const watcher =
+        configured.configFile !== undefined && flags.watchConfig
+          ? watchConfigFile(configured.configFile, () => reload('file changed'))
+          : undefined
       // Listeners stay attached until the end: larder's exit hook (signal-exit) kills the
       // process on a signal when it sees no other listener, and a `once` listener is removed
       // before that check runs.
@@ -213,6 +242,9 @@ export function serveCommand(): Command {
       process.on('SIGINT', onSignal)
       process.on('SIGTERM', onSignal)
       const signal = await stopping
+      watcher?.close()
+      process.off('SIGHUP', onHangup)
+      await reloading
       process.stderr.write(`larder: ${signal}: stopping (finishing the requests in flight, closing the cache)\n`)
       await server.close()
       process.stderr.write('larder: stopped\n')

@@ -1,0 +1,113 @@
+import { isDeepStrictEqual } from 'node:util'
+import type { OptionSource } from '../config/layered-options.js'
+import { getPath, isPlainObject, mergeOptions, type OptionTree } from '../config/option-paths.js'
+import { OPTION_ROWS, type OptionRow } from '../config/option-table.js'
+import { LarderError } from '../errors.js'
+import { recordBudget } from '../maintenance/budget-record.js'
+import { resolveOptions, type ResolvedOptions } from '../options.js'
+import type { CacheParts } from './cache-parts.js'
+
+/** One option `configure()` changed (the `'configure'` event carries the list). A secret's
+ *  values read `'(hidden)'`. */
+export interface ConfigChange {
+  /** The option's path, as in the option table: `'memory.maxEntries'`. */
+  field: string
+  from: unknown
+  to: unknown
+}
+
+/** What configure() works on: the parts, the live options they read, what the cache was
+ *  opened with, and where each value came from. */
+export interface ReconfigureState {
+  parts: CacheParts
+  /** The object every part reads its changeable options from; changed in place. */
+  live: ResolvedOptions
+  input: OptionTree
+  sources: Record<string, OptionSource>
+}
+
+/**
+ * `cache.configure(partial)`: the partial is merged over the options the cache runs with and
+ * the whole validated again by resolveOptions, so a bad partial (a bad value, an option that
+ * cannot change live, a strategy without Redis) throws before anything changed. Then, in one
+ * synchronous step, the changed fields are replaced in the live options object and the parts
+ * that copied a value at construction are told: the memory tier takes its new bounds (shrinking
+ * at once), the disk breaker its thresholds, automatic maintenance its interval and budget (a
+ * run starts if the cache is now over budget), and the budget record is rewritten for the CLI.
+ * Everything else (ttl, codec, level, threshold, durability, write strategy, eviction policy,
+ * low water) is read from the live object at each use, so it applies to the next write, prune
+ * or stream: entries already written keep their codec.
+ *
+ * An option given as `undefined` returns to its default (`{ maxSize: undefined }`: no budget).
+ * An option the table marks not live (`dir`, `namespace`, `serializer`, the Redis connection…)
+ * is refused when the partial would change it, naming it; given with its current value, it is
+ * accepted and changes nothing (a reloaded config file repeats every option).
+ */
+export function reconfigure(state: ReconfigureState, partial: unknown): ConfigChange[] {
+  if (!isPlainObject(partial)) {
+    throw new LarderError('ERR_INVALID_OPTION', 'Invalid configure() argument: expected an object of options', { field: 'options' })
+  }
+  for (const name of ['profile', 'config'])
+    if (partial[name] !== undefined) throw notLive(name, 'a profile and the config sources are chosen when the cache opens')
+  const input = mergeOptions(state.input, partial, true)
+  const next = resolveOptions(input)
+  const { live } = state
+  const changed = OPTION_ROWS.filter((row) => row.path !== 'profile' && !isDeepStrictEqual(valueOf(next, row), valueOf(live, row)))
+  const refused = changed.find((row) => !row.live)
+  if (refused !== undefined) throw notLive(refused.path, 'close the cache and open it again with the new value')
+  if (changed.length === 0) return []
+
+  const changes = changed.map((row) => ({ field: row.path, from: shown(row, valueOf(live, row)), to: shown(row, valueOf(next, row)) }))
+  const touched = new Set(changed.map((row) => row.path.split('.')[0]!))
+  const target = live as unknown as Record<string, unknown>
+  for (const name of touched) target[name] = (next as unknown as Record<string, unknown>)[name]
+  state.input = input
+  for (const row of changed) state.sources[row.path] = 'configure'
+  applyToParts(state.parts, live, touched)
+  return changes
+}
+
+/** Tells the parts that copied a value at construction. */
+function applyToParts(parts: CacheParts, live: ResolvedOptions, touched: Set<string>): void {
+  if ((touched.has('memory') || touched.has('evictionPolicy')) && live.memory !== false)
+    parts.memory?.resize({ ...live.memory, eviction: live.evictionPolicy === 'random' ? 'random' : 'lru' })
+  const disk = parts.disk
+  if (disk === undefined) return
+  if (touched.has('breaker')) disk.breaker.reconfigure(live.breaker)
+  const budget = touched.has('maxSize') || touched.has('maxEntries') || touched.has('evictionPolicy')
+  if (budget && !live.readOnly) {
+    const { maxSize, maxEntries, evictionPolicy } = live
+    try {
+      disk.bookkeeping(() => recordBudget(disk.layout, { maxSize, maxEntries, evictionPolicy }))
+    } catch {
+      // a failing disk (counted by the breaker): the record is rewritten at the next open
+    }
+  }
+  if (budget || touched.has('maintenance')) disk.autoPrune.reconfigured()
+}
+
+/** An option's value as the table sees it: the memory tier and maintenance as on or off. */
+export function valueOf(options: Readonly<ResolvedOptions>, row: OptionRow): unknown {
+  if (row.path === 'memory') return options.memory !== false
+  if (row.path === 'maintenance') return options.maintenance.auto
+  return getPath(options, row.path)
+}
+
+function shown(row: OptionRow, value: unknown): unknown {
+  return row.secret === true ? '(hidden)' : value
+}
+
+function notLive(field: string, why: string): LarderError {
+  return new LarderError('ERR_INVALID_OPTION', `Invalid option "${field}": cannot change while the cache runs (${why})`, { field })
+}
+
+/** What `cache.options` shows: a deep copy of the live options that a caller cannot use to
+ *  change them (plain data copied and frozen; behaviour, a custom serializer or a Redis
+ *  client, is the caller's own object, shared as given). */
+export function optionsSnapshot(live: ResolvedOptions): Readonly<ResolvedOptions> {
+  const copy = (value: unknown, name: string): unknown => {
+    if (!isPlainObject(value) || name === 'serializer') return value
+    return Object.freeze(Object.fromEntries(Object.entries(value).map(([k, v]) => [k, copy(v, k)])))
+  }
+  return copy(live, '') as ResolvedOptions
+}

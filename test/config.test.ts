@@ -1,0 +1,275 @@
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { describe, test } from 'node:test'
+import { Larder, LarderError } from '../src/index.ts'
+import { layerOptions } from '../src/config/layered-options.ts'
+import { envName, OPTION_ROWS } from '../src/config/option-table.ts'
+import { getPath } from '../src/config/option-paths.ts'
+import { resolveOptions } from '../src/options.ts'
+import { tempDir } from './helpers.ts'
+
+/** The env a row's example needs beside it: a shared tier for the Redis-only options. */
+function companions(rowPath: string): Record<string, string> {
+  if (rowPath === 'redis.cluster' || rowPath === 'redis.url') return {}
+  return { LARDER_REDIS_URL: 'redis://127.0.0.1:1' }
+}
+
+function isLarderError(code: string, pattern: RegExp): (error: unknown) => boolean {
+  return (error) => {
+    assert.ok(error instanceof LarderError, String(error))
+    assert.equal(error.code, code)
+    assert.match(error.message, pattern)
+    return true
+  }
+}
+
+describe('configuration: sources and precedence', () => {
+  test('every option that may come from the environment is read from its variable (a loop over the option table)', async () => {
+    const rows = OPTION_ROWS.filter((row) => row.env !== false)
+    assert.ok(rows.length > 40, 'the table lists the options')
+    const defaults = resolveOptions({ redis: 'redis://127.0.0.1:1' }) as unknown as Record<string, unknown>
+    for (const row of rows) {
+      assert.ok(row.example !== undefined, `${row.path} has an example`)
+      const variable = envName(row.path)
+      const env = { ...companions(row.path), [variable]: row.example }
+      const layered = await layerOptions({ config: { env, file: false } })
+      if (row.path === 'profile') {
+        assert.equal(layered.profile, row.example)
+        assert.equal(layered.sources.profile, 'env:LARDER_PROFILE')
+        continue
+      }
+      assert.equal(layered.sources[row.path], `env:${variable}`, `${variable} is the source of ${row.path}`)
+      const read =
+        row.path === 'memory'
+          ? layered.resolved.memory !== false
+          : row.path === 'maintenance'
+            ? layered.resolved.maintenance.auto
+            : getPath(layered.resolved as unknown as Record<string, unknown>, row.path)
+      const before = row.path === 'memory' ? defaults.memory !== false : row.path === 'maintenance' ? true : getPath(defaults, row.path)
+      assert.notDeepEqual(read, before, `${variable}=${row.example} changed ${row.path}`)
+    }
+  })
+
+  test('a number variable that is not a number is refused, naming the variable and its text', async () => {
+    for (const row of OPTION_ROWS.filter((r) => r.env === 'number')) {
+      const variable = envName(row.path)
+      await assert.rejects(
+        layerOptions({ config: { env: { ...companions(row.path), [variable]: 'lots' }, file: false } }),
+        isLarderError('ERR_INVALID_OPTION', new RegExp(`^${variable}="lots": `)),
+        variable,
+      )
+    }
+  })
+
+  test('a bad size from the environment names the variable and writes nothing', async () => {
+    const dir = path.join(tempDir('larder-config'), 'cache')
+    await assert.rejects(Larder.open({ dir, config: { env: { LARDER_MAX_SIZE: '5 gigs' }, file: false } }), (error: unknown) => {
+      assert.ok(error instanceof LarderError)
+      assert.equal(error.code, 'ERR_INVALID_OPTION')
+      assert.equal(error.field, 'maxSize')
+      assert.match(error.message, /^LARDER_MAX_SIZE="5 gigs": .*not a size.*"500MB"/)
+      return true
+    })
+    assert.equal(fs.existsSync(dir), false, 'nothing was created')
+  })
+
+  test('a bad value in the config file names the file and the field, and writes nothing', async () => {
+    const root = tempDir('larder-config')
+    fs.writeFileSync(path.join(root, 'larder.config.json'), JSON.stringify({ dir: 'cache', maxSize: 'lots' }))
+    await assert.rejects(
+      Larder.open({ config: { env: false, cwd: root } }),
+      isLarderError('ERR_INVALID_OPTION', /larder\.config\.json: maxSize: Invalid maxSize: "lots" is not a size/),
+    )
+    fs.writeFileSync(path.join(root, 'larder.config.json'), JSON.stringify({ dir: 'cache', maxSizee: '1GB' }))
+    await assert.rejects(
+      Larder.open({ config: { env: false, cwd: root } }),
+      isLarderError('ERR_INVALID_OPTION', /larder\.config\.json: maxSizee: .*unknown option/),
+    )
+    fs.writeFileSync(path.join(root, 'larder.config.json'), '{ "dir": ')
+    await assert.rejects(
+      Larder.open({ config: { env: false, cwd: root } }),
+      isLarderError('ERR_INVALID_OPTION', /larder\.config\.json: is not JSON/),
+    )
+    assert.equal(fs.existsSync(path.join(root, 'cache')), false, 'nothing was created')
+  })
+
+  test('a profile that is not one of the three is refused, naming its source', async () => {
+    await assert.rejects(
+      layerOptions({ config: { env: { LARDER_PROFILE: 'staging' }, file: false } }),
+      isLarderError('ERR_INVALID_OPTION', /^LARDER_PROFILE="staging": .*development, production, test/),
+    )
+    // @ts-expect-error a wrong name in the call
+    await assert.rejects(Larder.open({ profile: 'prod' }), isLarderError('ERR_INVALID_OPTION', /^Invalid option "profile"/))
+    // NODE_ENV is only a fallback: a value that is not a profile's name means no profile.
+    assert.equal((await layerOptions({ config: { env: { NODE_ENV: 'staging' }, file: false } })).profile, undefined)
+    assert.equal((await layerOptions({ config: { env: { NODE_ENV: 'production' }, file: false } })).profile, 'production')
+    assert.equal(
+      (await layerOptions({ config: { env: { NODE_ENV: 'production', LARDER_PROFILE: 'development' }, file: false } })).profile,
+      'development',
+    )
+  })
+
+  test('precedence: call > environment > file > profile > default, for every combination of sources', async () => {
+    const root = tempDir('larder-config')
+    // durable: production's profile says true; the sources alternate, so each winner shows.
+    const values = { call: false, env: true, file: false } as const
+    for (let mask = 0; mask < 16; mask++) {
+      const has = { call: (mask & 1) !== 0, env: (mask & 2) !== 0, file: (mask & 4) !== 0, profile: (mask & 8) !== 0 }
+      const cwd = fs.mkdtempSync(path.join(root, 'case-'))
+      if (has.file) fs.writeFileSync(path.join(cwd, 'larder.config.json'), JSON.stringify({ durable: values.file }))
+      const env: Record<string, string> = has.env ? { LARDER_DURABLE: String(values.env) } : {}
+      if (has.profile) env.LARDER_PROFILE = 'production'
+      const layered = await layerOptions({
+        dir: path.join(cwd, 'cache'),
+        ...(has.call ? { durable: values.call } : {}),
+        config: { env, cwd },
+      })
+      const [winner, value] = has.call
+        ? ['call', values.call]
+        : has.env
+          ? ['env:LARDER_DURABLE', values.env]
+          : has.file
+            ? [`file:${path.join(cwd, 'larder.config.json')}`, values.file]
+            : has.profile
+              ? ['profile:production', true]
+              : ['default', false]
+      assert.equal(layered.resolved.durable, value, `case ${JSON.stringify(has)}`)
+      assert.equal(layered.sources.durable, winner, `case ${JSON.stringify(has)}`)
+    }
+  })
+
+  test('groups merge field by field across sources, and a group switched off stays off', async () => {
+    const root = tempDir('larder-config')
+    fs.writeFileSync(path.join(root, 'larder.config.json'), JSON.stringify({ memory: { maxEntries: 50, ttl: '1m' } }))
+    const merged = await layerOptions({
+      dir: path.join(root, 'c'),
+      memory: { maxSize: '1MB' },
+      config: { env: { LARDER_MEMORY_TTL: '5s' }, cwd: root },
+    })
+    assert.deepEqual(merged.resolved.memory, { maxEntries: 50, maxSize: 1_000_000, ttl: 5000 })
+    assert.equal(merged.sources['memory.maxEntries'], `file:${path.join(root, 'larder.config.json')}`)
+    assert.equal(merged.sources['memory.maxSize'], 'call')
+    assert.equal(merged.sources['memory.ttl'], 'env:LARDER_MEMORY_TTL')
+    const off = await layerOptions({
+      dir: path.join(root, 'c'),
+      memory: false,
+      config: { env: { LARDER_MEMORY_MAX_ENTRIES: '5' }, cwd: root },
+    })
+    assert.equal(off.resolved.memory, false)
+  })
+
+  test('without config, Larder.open reads neither the environment nor a config file', async () => {
+    const root = tempDir('larder-config')
+    fs.writeFileSync(path.join(root, 'larder.config.json'), JSON.stringify({ defaultTtl: '1h' }))
+    const saved = process.env.LARDER_MAX_SIZE
+    process.env.LARDER_MAX_SIZE = '1GB'
+    try {
+      const plain = await layerOptions({ dir: path.join(root, 'c') })
+      assert.equal(plain.resolved.maxSize, undefined)
+      assert.equal(plain.sources.maxSize, 'default')
+      const opted = await layerOptions({ dir: path.join(root, 'c'), config: { cwd: root } })
+      assert.equal(opted.resolved.maxSize, 1_000_000_000)
+      assert.equal(opted.sources.maxSize, 'env:LARDER_MAX_SIZE')
+      assert.equal(opted.resolved.defaultTtl, 3_600_000)
+    } finally {
+      if (saved === undefined) delete process.env.LARDER_MAX_SIZE
+      else process.env.LARDER_MAX_SIZE = saved
+    }
+  })
+})
+
+describe('configuration: the config file', () => {
+  test('is found by walking up from the working directory; the nearest wins; a relative dir is the file’s', async () => {
+    const root = tempDir('larder-config')
+    const deep = path.join(root, 'a', 'b', 'c')
+    fs.mkdirSync(deep, { recursive: true })
+    fs.writeFileSync(path.join(root, 'larder.config.json'), JSON.stringify({ dir: 'outer-cache', defaultTtl: '1h' }))
+    const found = await layerOptions({ config: { env: false, cwd: deep } })
+    assert.equal(found.configFile, path.join(root, 'larder.config.json'))
+    assert.equal(found.resolved.dir, path.join(root, 'outer-cache'))
+    fs.writeFileSync(path.join(root, 'a', 'larder.config.json'), JSON.stringify({ defaultTtl: '2h' }))
+    const nearer = await layerOptions({ dir: path.join(root, 'x'), config: { env: false, cwd: deep } })
+    assert.equal(nearer.configFile, path.join(root, 'a', 'larder.config.json'))
+    assert.equal(nearer.resolved.defaultTtl, 7_200_000, 'files do not merge: the first found wins')
+  })
+
+  test('both larder.config.json and larder.config.mjs in one directory are refused', async () => {
+    const root = tempDir('larder-config')
+    fs.writeFileSync(path.join(root, 'larder.config.json'), '{}')
+    fs.writeFileSync(path.join(root, 'larder.config.mjs'), 'export default {}')
+    await assert.rejects(layerOptions({ config: { env: false, cwd: root } }), isLarderError('ERR_INVALID_OPTION', /are both in/))
+  })
+
+  test('larder.config.mjs may export a function, and carry what JSON cannot (a custom serializer)', async () => {
+    const root = tempDir('larder-config')
+    fs.writeFileSync(
+      path.join(root, 'larder.config.mjs'),
+      `export default async () => ({
+        dir: 'cache',
+        serializer: {
+          serialize: (value) => 'upper:' + String(value).toUpperCase(),
+          deserialize: (bytes) => bytes.toString().slice('upper:'.length),
+        },
+      })\n`,
+    )
+    const cache = await Larder.open({ config: { env: false, cwd: root } })
+    try {
+      await cache.set('k', 'shout')
+      assert.equal(await cache.get('k'), 'SHOUT')
+      assert.equal(cache.dir, path.join(root, 'cache'))
+      assert.equal(cache.optionSources.serializer, `file:${path.join(root, 'larder.config.mjs')}`)
+    } finally {
+      await cache.close()
+    }
+  })
+})
+
+describe('configuration: profiles', () => {
+  test('test: a fresh temp dir, removed at close; no maintenance timer; a memory tier without its own ttl', async () => {
+    const a = await Larder.open({ profile: 'test' })
+    const b = await Larder.open({ profile: 'test' })
+    const dir = a.dir as string
+    try {
+      assert.ok(dir.startsWith(os.tmpdir()), dir)
+      assert.notEqual(dir, b.dir, 'each cache its own directory')
+      assert.equal(a.options.maintenance.auto, false)
+      assert.deepEqual(a.options.memory, { maxEntries: 10_000, maxSize: undefined, ttl: 0 })
+      assert.equal(a.optionSources.dir, 'profile:test')
+      await a.set('k', 1)
+      assert.equal(await b.get('k'), undefined)
+      assert.ok(fs.existsSync(dir))
+    } finally {
+      await a.close()
+      await b.close()
+    }
+    assert.equal(fs.existsSync(dir), false, 'removed at close')
+    // A dir given explicitly is the caller's: kept.
+    const own = tempDir('larder-config')
+    const c = await Larder.open({ profile: 'test', dir: own })
+    await c.set('k', 1)
+    await c.close()
+    assert.ok(fs.existsSync(own))
+  })
+
+  test('production: durable writes, the memory tier and maintenance on; explicit options override it', async () => {
+    const dir = tempDir('larder-config')
+    const cache = await Larder.open({ profile: 'production', dir, memory: { maxEntries: 7 } })
+    try {
+      assert.equal(cache.options.durable, true)
+      assert.equal(cache.options.maintenance.auto, true)
+      assert.equal(cache.options.memory && cache.options.memory.maxEntries, 7)
+      assert.equal(cache.optionSources.durable, 'profile:production')
+      assert.equal(cache.optionSources['memory.maxEntries'], 'call')
+    } finally {
+      await cache.close()
+    }
+  })
+
+  test('development: the defaults, unchanged', async () => {
+    const dir = tempDir('larder-config')
+    const layered = await layerOptions({ profile: 'development', dir })
+    assert.deepEqual(layered.resolved, resolveOptions({ dir }))
+  })
+})
