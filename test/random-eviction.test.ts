@@ -44,6 +44,21 @@ describe("evictionPolicy 'random'", () => {
     assert.ok(!sameSet(runs[0]!, runs[1]!) || !sameSet(runs[1]!, runs[2]!), 'runs choose differently')
   })
 
+  it("configure({ evictionPolicy: 'random' }) reaches the memory tier at once, keeping what it holds", async () => {
+    const cache = await Larder.open({ dir: false, memory: { maxEntries: 100 } })
+    for (const key of KEYS.slice(0, 100)) await cache.set(key, `value of ${key}`)
+    cache.configure({ evictionPolicy: 'random' })
+    assert.equal((await cache.stats()).memoryEntries, 100, 'nothing dropped by the change')
+    for (const key of KEYS.slice(100)) await cache.set(key, `value of ${key}`)
+    const kept = await survivors(cache, KEYS)
+    assert.equal(kept.size, 100)
+    assert.ok(!sameSet(kept, NEWEST), 'a random victim, not the least recently used')
+    cache.configure({ evictionPolicy: 'lru' })
+    await cache.set('last', 'value of last')
+    assert.equal((await cache.stats()).memoryEntries, 100, 'back under LRU, still within bounds')
+    await cache.close()
+  })
+
   it('a memory tier bounded by bytes keeps its byte budget under random eviction', async () => {
     const cache = await Larder.open({ dir: false, memory: { maxSize: 100 * 16 }, evictionPolicy: 'random', serializer: 'raw' })
     for (const key of KEYS) await cache.set(key, Buffer.alloc(16, 1))
