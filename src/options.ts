@@ -4,6 +4,7 @@ import zlib from 'node:zlib'
 import ms from 'ms'
 import bytesIec from 'bytes-iec'
 import type { Cluster, Redis } from 'ioredis'
+import { resolveEncryption, type EncryptionOptions, type Keyring } from './crypto/keys.js'
 import { LarderError } from './errors.js'
 import type { Sharing } from './store/owned-tree.js'
 
@@ -218,6 +219,16 @@ export interface LarderOptions {
   /** Redis pub/sub between the instances sharing `redis` (each drops its local copies of what
    *  another changed). Default true whenever `redis` is set. */
   bus?: boolean
+  /**
+   * Encryption at rest (AES-256-GCM) of every entry this cache writes, in files and in Redis:
+   * `{ keys: { id: key }, activeKey: id }`, each key 32 bytes (a Uint8Array, 64 hex digits, or
+   * base64), ids of 1-64 characters `A-Z a-z 0-9 . _ -`. New entries are sealed under
+   * `activeKey`; entries sealed under any listed key are read (rotation, `larder rekey`). An
+   * entry sealed under a key not listed is a miss that stays on disk; one that fails
+   * authentication is corrupt and removed (README "Encryption at rest"). Default: none.
+   * `cache.options.encryption` shows the key ids only.
+   */
+  encryption?: EncryptionOptions
 }
 
 export interface ResolvedRedisOptions {
@@ -277,6 +288,8 @@ export interface ResolvedOptions {
   writeStrategy: WriteStrategy
   writeBack: { maxQueue: number; maxDelay: number }
   bus: boolean
+  /** The keys (ids only when printed or serialized), or undefined: entries are not encrypted. */
+  encryption: Keyring | undefined
 }
 
 /** Longest key, in UTF-8 bytes. Keys are stored inside entries, not in paths, so this
@@ -314,6 +327,7 @@ const OPTION_NAMES = new Set<string>([
   'writeStrategy',
   'writeBack',
   'bus',
+  'encryption',
 ])
 const REDIS_NAMES = new Set(['url', 'client', 'cluster', 'prefix', 'maxValueSize', 'ttl', 'commandTimeout', 'breaker'])
 const WRITE_BACK_NAMES = new Set(['maxQueue', 'maxDelay'])
@@ -526,6 +540,7 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     readOnly: o.readOnly ?? false,
     maintenance: resolveMaintenance(o.maintenance),
     ...resolveShared(o, dir, memory),
+    encryption: resolveEncryption(o.encryption),
   }
 }
 

@@ -19,7 +19,7 @@ export interface TierStackParts {
   redis: RedisTier | undefined
   writeBack: WriteBackQueue | undefined
   strategy: WriteStrategy
-  options: Pick<ResolvedOptions, 'compression' | 'compressionLevel' | 'compressThreshold'>
+  options: Pick<ResolvedOptions, 'compression' | 'compressionLevel' | 'compressThreshold' | 'namespace' | 'encryption'>
   order: KeyOrder
   failures: Failures
   counters: Counters
