@@ -27,6 +27,8 @@ export type {
   UsageReport,
   VerifyOptions,
   VerifyReport,
+  RekeyOptions,
+  RekeyReport,
   WalkOptions,
 } from './maintenance/maintainer.js'
 export type { CodecName, EntryInfo } from './maintenance/listing.js'

@@ -16,7 +16,9 @@ import {
   SYNC_CODEC_LIMIT,
   worthCompressing,
 } from './compression.js'
+import type { KeyObject } from 'node:crypto'
 import { namespaceIdOf, keyOf } from '../crypto/entry-keys.js'
+import type { Keyring } from '../crypto/keys.js'
 import { FrameCipher, freshNonce, open, seal, TAG_BYTES } from '../crypto/seal.js'
 import {
   CorruptEntryError,
@@ -27,6 +29,7 @@ import {
   FLAG_FRAMED,
   FLAG_SEALED,
   type DecodedEntry,
+  type EntryMeta,
 } from './entry-format.js'
 import { decodeFramedPayload, FRAME_HEADER_BYTES } from './frames.js'
 
@@ -109,11 +112,7 @@ export async function decodePayload(entry: DecodedEntry, keys: Pick<ResolvedOpti
     const opener = key === undefined ? undefined : new FrameCipher(key, entry.nonce!, entry.headBytes)
     return decodeFramedPayload(entry.payload, compression, logicalLength, opener)
   }
-  let payload = entry.payload
-  if (key !== undefined) {
-    const trailerFields = encodeTrailerFields(entry.storedLength, logicalLength, entry.grace)
-    payload = open(key, entry.nonce!, Buffer.concat([entry.headBytes, trailerFields]), payload)
-  }
+  const payload = openedPayload(entry, key)
   let bytes: Buffer
   if ((compression as Compression) === Compression.None) bytes = payload
   else {
@@ -142,16 +141,31 @@ export async function encodeEntryBytes(
   const { codec, bytes } = entry.serialized
   const { compression, payload } = await encodePayload(bytes, options)
   const { createdAt, expiresAt, tags, grace } = entry
-  const keyring = options.encryption
   const meta = { key, codec, compression, createdAt, expiresAt, tags, grace, namespaceId: namespaceIdOf(options.namespace) }
+  return encodeUnframedEntry(meta, payload, bytes.length, options.encryption)
+}
+
+/** An unframed entry file from its metadata (with a namespace id) and stored payload (as
+ *  compressed), sealed under `keyring`'s active key when there is one (then the head and the
+ *  trailer's fields are its authenticated data). */
+export function encodeUnframedEntry(meta: EntryMeta, payload: Buffer, logicalLength: number, keyring: Keyring | undefined): Buffer {
+  const keyBytes = Buffer.from(meta.key)
+  const tagBytes = encodeTags(meta.tags)
   if (keyring === undefined) {
-    const head = encodeHead(meta, Buffer.from(key), encodeTags(tags))
-    return encodeEntryAround(head, payload, encodeTrailerFields(payload.length, bytes.length, grace))
+    const head = encodeHead({ ...meta, flags: 0 }, keyBytes, tagBytes)
+    return encodeEntryAround(head, payload, encodeTrailerFields(payload.length, logicalLength, meta.grace))
   }
   const nonce = freshNonce()
-  const head = encodeHead({ ...meta, flags: FLAG_SEALED, keyId: keyring.activeId, nonce }, Buffer.from(key), encodeTags(tags))
-  const trailerFields = encodeTrailerFields(payload.length + TAG_BYTES, bytes.length, grace)
+  const head = encodeHead({ ...meta, flags: FLAG_SEALED, keyId: keyring.activeId, nonce }, keyBytes, tagBytes)
+  const trailerFields = encodeTrailerFields(payload.length + TAG_BYTES, logicalLength, meta.grace)
   return encodeEntryAround(head, seal(keyring.active, nonce, Buffer.concat([head, trailerFields]), payload), trailerFields)
+}
+
+/** The stored payload of an unframed entry, opened when sealed (as compressed, not decoded). */
+export function openedPayload(entry: DecodedEntry, key: KeyObject | undefined): Buffer {
+  if (key === undefined) return entry.payload
+  const trailerFields = encodeTrailerFields(entry.storedLength, entry.logicalLength, entry.grace)
+  return open(key, entry.nonce!, Buffer.concat([entry.headBytes, trailerFields]), entry.payload)
 }
 
 interface EntryTimesAndValue {
