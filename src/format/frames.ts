@@ -9,8 +9,7 @@
  * judged one by one (random blocks cost a 32 KiB trial, then are stored raw) and compressed
  * several at a time in zlib's thread pool, in both directions, while output keeps its order.
  */
-import type { FrameCipher } from '../crypto/seal.js'
-import { TAG_BYTES } from '../crypto/seal.js'
+import { TAG_BYTES, type FrameCipher } from '../crypto/seal.js'
 import { CorruptEntryError } from './entry-format.js'
 import {
   canExpandTo,

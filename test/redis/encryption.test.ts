@@ -8,6 +8,7 @@ import assert from 'node:assert/strict'
 import { Redis } from 'ioredis'
 import xxhash from 'xxhash-wasm'
 import { Larder } from '../../src/index.ts'
+import type { EncryptionOptions } from '../../src/crypto/keys.ts'
 import { A_THEN_B, ONLY_A, ONLY_B } from '../encryption-helpers.ts'
 import { redisAvailable, startRedis, type RedisServer } from './server.ts'
 
@@ -19,7 +20,7 @@ describe('encryption in the Redis tier', { skip }, () => {
   const prefix = `enc${process.pid}:`
   const name = (key: string): string => `${prefix}default:${key}`
   let raw: Redis
-  const open = (encryption?: typeof ONLY_A) =>
+  const open = (encryption?: EncryptionOptions) =>
     Larder.open({
       dir: false,
       memory: false,
