@@ -31,6 +31,8 @@ export type {
   UsageReport,
   VerifyOptions,
   VerifyReport,
+  RekeyOptions,
+  RekeyReport,
   WalkOptions,
 } from './maintenance/maintainer.js'
 export type { CodecName, EntryInfo } from './maintenance/listing.js'
@@ -40,3 +42,4 @@ export type { LatencySummary } from './stats/latency-window.js'
 export type { StreamSource } from './store/stream-writer.js'
 export type { CorruptReport } from './tiers/file-tier.js'
 export type { PressureReading } from './facade/pressure.js'
+export type { EncryptionOptions, Keyring } from './crypto/keys.js'

@@ -13,7 +13,16 @@ import { warm, type WarmReport } from './facade/warm.js'
 import { loadHasher } from './format/checksum.js'
 import { BATCH_PARALLELISM, Slots } from './batch-slots.js'
 import type { EntryInfo } from './maintenance/listing.js'
-import type { PruneOptions, PruneReport, UsageReport, VerifyOptions, VerifyReport, WalkOptions } from './maintenance/maintainer.js'
+import type {
+  PruneOptions,
+  PruneReport,
+  RekeyOptions,
+  RekeyReport,
+  UsageReport,
+  VerifyOptions,
+  VerifyReport,
+  WalkOptions,
+} from './maintenance/maintainer.js'
 import type { LarderOptions, ResolvedOptions } from './options.js'
 import type { ActivityReport } from './stats/activity-log.js'
 import type { TierName } from './stats/counters.js'
@@ -31,6 +40,7 @@ import {
   validateSource,
   validateTags,
   validateTtl,
+  validateRekeyOptions,
   validateVerifyOptions,
   validateWalkOptions,
   validateWarm,
@@ -390,6 +400,19 @@ export class Larder extends EventEmitter<LarderEvents> {
     const valid = validateVerifyOptions(options)
     if (valid.repair !== false) this.#assertWritable()
     return this.#p.failures.operation(() => this.#p.files('verify') && this.#p.disk!.maintainer.verify(valid))
+  }
+
+  /**
+   * Rewrites, in worker threads, every entry not sealed under `encryption.activeKey` (sealed
+   * under another listed key, or not encrypted) sealed under it; each rewrite atomic and only
+   * if the entry is unchanged since read. Entries under keys not listed are left and counted.
+   * Needs the `encryption` option. Cancel with `signal` (`ERR_ABORTED`).
+   */
+  async rekey(options?: RekeyOptions): Promise<RekeyReport> {
+    this.#assertOpen()
+    const valid = validateRekeyOptions(options)
+    this.#assertWritable()
+    return this.#p.failures.operation(() => this.#p.files('rekey') && this.#p.disk!.maintainer.rekey(valid))
   }
 
   // ── lifecycle and introspection ───────────────────────────────────────────

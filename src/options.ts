@@ -4,6 +4,7 @@ import zlib from 'node:zlib'
 import ms from 'ms'
 import bytesIec from 'bytes-iec'
 import type { Cluster, Redis } from 'ioredis'
+import { resolveEncryption, type EncryptionOptions, type Keyring } from './crypto/keys.js'
 import { LarderError } from './errors.js'
 import type { Sharing } from './store/owned-tree.js'
 import type { ConfigChoice } from './config/layered-options.js'
@@ -236,6 +237,16 @@ export interface LarderOptions {
   /** Watching the process's memory (see `MemoryPressureOptions`): `false`, or thresholds.
    *  Default on (`{}`) when the memory tier is on, off otherwise. */
   memoryPressure?: false | MemoryPressureOptions
+  /**
+   * Encryption at rest (AES-256-GCM) of every entry this cache writes, in files and in Redis:
+   * `{ keys: { id: key }, activeKey: id }`, each key 32 bytes (a Uint8Array, 64 hex digits, or
+   * base64), ids of 1-64 characters `A-Z a-z 0-9 . _ -`. New entries are sealed under
+   * `activeKey`; entries sealed under any listed key are read (rotation, `larder rekey`). An
+   * entry sealed under a key not listed is a miss that stays on disk; one that fails
+   * authentication is corrupt and removed (README "Encryption at rest"). Default: none.
+   * `cache.options.encryption` shows the key ids only.
+   */
+  encryption?: EncryptionOptions
 }
 
 export interface ResolvedRedisOptions {
@@ -296,6 +307,8 @@ export interface ResolvedOptions {
   writeBack: { maxQueue: number; maxDelay: number }
   bus: boolean
   memoryPressure: ResolvedMemoryPressure | false
+  /** The keys (ids only when printed or serialized), or undefined: entries are not encrypted. */
+  encryption: Keyring | undefined
 }
 
 /** Longest key, in UTF-8 bytes. Keys are stored inside entries, not in paths, so this
@@ -334,6 +347,7 @@ const OPTION_NAMES = new Set<string>([
   'writeBack',
   'bus',
   'memoryPressure',
+  'encryption',
 ])
 const REDIS_NAMES = new Set(['url', 'client', 'cluster', 'prefix', 'maxValueSize', 'ttl', 'commandTimeout', 'breaker'])
 const WRITE_BACK_NAMES = new Set(['maxQueue', 'maxDelay'])
@@ -552,6 +566,7 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     maintenance: resolveMaintenance(o.maintenance),
     ...resolveShared(o, dir, memory),
     memoryPressure: resolveMemoryPressure(o.memoryPressure, memory !== false),
+    encryption: resolveEncryption(o.encryption),
   }
 }
 

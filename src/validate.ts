@@ -1,7 +1,7 @@
 import { LarderError } from './errors.js'
 import type { GetOrSetOptions } from './call-options.js'
 import type { ListFilters } from './maintenance/listing.js'
-import type { PruneOptions, VerifyOptions, WalkOptions } from './maintenance/maintainer.js'
+import type { PruneOptions, RekeyOptions, VerifyOptions, WalkOptions } from './maintenance/maintainer.js'
 import type { PruneFilters } from './maintenance/worker.js'
 import { MAX_KEY_BYTES, MAX_TAG_BYTES, MAX_TAGS, parseDuration, parseSize } from './options.js'
 import type { StreamSource } from './store/stream-writer.js'
@@ -151,6 +151,14 @@ export function validateVerifyOptions(options: unknown): VerifyOptions {
   validateSignalAndProgress(o)
   return o
 }
+
+/** `rekey()` options: a signal and a progress callback. */
+export function validateRekeyOptions(options: unknown): RekeyOptions {
+  const o = validateCallOptions<RekeyOptions>(options, REKEY_OPTIONS)
+  validateSignalAndProgress(o)
+  return o
+}
+const REKEY_OPTIONS = ['signal', 'onProgress'] as const
 
 /** `entries()` options: the listing filters, and the walk's signal and progress. */
 export function validateEntriesOptions(options: unknown): { filters: ListFilters; walk: WalkOptions } {

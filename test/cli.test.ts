@@ -435,8 +435,10 @@ function findEntryFile(dir: string, key: string): string {
     if (!/^[0-9a-f]{2}$/.test(partition)) continue
     for (const name of fs.readdirSync(path.join(ns, partition))) {
       const file = path.join(ns, partition, name)
-      const head = fs.readFileSync(file).subarray(0, 32 + Buffer.byteLength(key))
-      if (head.subarray(32).toString() === key && head.readUInt32LE(24) === Buffer.byteLength(key)) return file
+      const bytes = fs.readFileSync(file)
+      const header = bytes[4] === 1 ? 32 : 64 // format v1 or v2
+      const head = bytes.subarray(0, header + Buffer.byteLength(key))
+      if (head.subarray(header).toString() === key && head.readUInt32LE(24) === Buffer.byteLength(key)) return file
     }
   }
   throw new Error(`no file for ${key}`)

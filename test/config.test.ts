@@ -13,7 +13,9 @@ import { tempDir } from './helpers.ts'
 /** The env a row's example needs beside it: a shared tier for the Redis-only options. */
 function companions(rowPath: string): Record<string, string> {
   if (rowPath === 'redis.cluster' || rowPath === 'redis.url') return {}
-  return { LARDER_REDIS_URL: 'redis://127.0.0.1:1' }
+  const redis = { LARDER_REDIS_URL: 'redis://127.0.0.1:1' }
+  if (rowPath === 'encryption.activeKey') return { ...redis, LARDER_ENCRYPTION_KEYS: `k1:${'1'.repeat(64)},k2:${'2'.repeat(64)}` }
+  return redis
 }
 
 function isLarderError(code: string, pattern: RegExp): (error: unknown) => boolean {
@@ -46,7 +48,9 @@ describe('configuration: sources and precedence', () => {
           ? layered.resolved.memory !== false
           : row.path === 'maintenance'
             ? layered.resolved.maintenance.auto
-            : getPath(layered.resolved as unknown as Record<string, unknown>, row.path)
+            : row.path.startsWith('encryption.') // a Keyring shows its ids, never its keys
+              ? layered.resolved.encryption?.toJSON()
+              : getPath(layered.resolved as unknown as Record<string, unknown>, row.path)
       const before = row.path === 'memory' ? defaults.memory !== false : row.path === 'maintenance' ? true : getPath(defaults, row.path)
       assert.notDeepEqual(read, before, `${variable}=${row.example} changed ${row.path}`)
     }
@@ -73,6 +77,39 @@ describe('configuration: sources and precedence', () => {
       return true
     })
     assert.equal(fs.existsSync(dir), false, 'nothing was created')
+  })
+
+  test('encryption keys from LARDER_ENCRYPTION_KEYS: entries sealed, the source named, a bad key refused without being shown', async () => {
+    const dir = path.join(tempDir('larder-config'), 'cache')
+    const secret = 'ab'.repeat(32)
+    const env = { LARDER_ENCRYPTION_KEYS: `old:${'cd'.repeat(32)},new:${secret}`, LARDER_ENCRYPTION_ACTIVE_KEY: 'new' }
+    const cache = await Larder.open({ dir, config: { env, file: false } })
+    assert.deepEqual(cache.options.encryption?.toJSON(), { keys: ['old', 'new'], activeKey: 'new' })
+    assert.equal(cache.optionSources['encryption.keys'], 'env:LARDER_ENCRYPTION_KEYS')
+    assert.equal(cache.optionSources['encryption.activeKey'], 'env:LARDER_ENCRYPTION_ACTIVE_KEY')
+    assert.ok(!JSON.stringify(cache.optionSources).includes(secret) && !JSON.stringify(cache.options).includes(secret))
+    await cache.set('plain text to hide', 'a value nobody may read on disk')
+    await cache.close()
+    const files = fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile())
+    assert.ok(files.length > 0)
+    for (const file of files) assert.ok(!fs.readFileSync(path.join(file.parentPath, file.name)).includes('a value nobody may read'))
+    const again = await Larder.open({ dir, config: { env: { LARDER_ENCRYPTION_KEYS: `new:${secret}` }, file: false } })
+    assert.equal(await again.get('plain text to hide'), 'a value nobody may read on disk', 'the first key listed is the active one')
+    await again.close()
+
+    const dir2 = path.join(tempDir('larder-config'), 'cache')
+    const badKey = 'zz'.repeat(20)
+    await assert.rejects(
+      Larder.open({ dir: dir2, config: { env: { LARDER_ENCRYPTION_KEYS: `k1:${badKey}` }, file: false } }),
+      (error: unknown) => {
+        assert.ok(error instanceof LarderError)
+        assert.equal(error.code, 'ERR_INVALID_OPTION')
+        assert.match(error.message, /LARDER_ENCRYPTION_KEYS/)
+        assert.ok(!error.message.includes(badKey), 'the key is never shown')
+        return true
+      },
+    )
+    assert.equal(fs.existsSync(dir2), false, 'nothing was created')
   })
 
   test('a bad value in the config file names the file and the field, and writes nothing', async () => {

@@ -87,7 +87,7 @@ describe('corruption', () => {
   test('a file of a future format version reads as a miss', async () => {
     const { cache, file } = await cacheWithOneEntry()
     const bytes = fs.readFileSync(file)
-    bytes[4] = 2
+    bytes[4] = 3
     fs.writeFileSync(file, bytes)
     await expectCorruptMiss(cache, file)
     await cache.close()

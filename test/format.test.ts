@@ -5,7 +5,7 @@ import path from 'node:path'
 import { describe, test } from 'node:test'
 import { Larder } from '../src/index.ts'
 import { loadHasher } from '../src/format/checksum.ts'
-import { decodeEntry, FORMAT_VERSION, HEADER_BYTES, TRAILER_BYTES } from '../src/format/entry-format.ts'
+import { decodeEntry, HEADER_BYTES, TRAILER_BYTES } from '../src/format/entry-format.ts'
 import { entryFiles, tempDir } from './helpers.ts'
 
 const fixtures = path.join(import.meta.dirname, '..', 'fixtures', 'v1')
@@ -62,7 +62,7 @@ describe('entry format v1', () => {
     for (const file of files) {
       const bytes = fs.readFileSync(file)
       assert.equal(bytes.toString('latin1', 0, 4), 'LRDR')
-      assert.equal(bytes[4], FORMAT_VERSION)
+      assert.equal(bytes[4], 1)
       assert.equal(bytes.toString('latin1', bytes.length - 16, bytes.length - 12), 'LRDE')
       const entry = decodeEntry(bytes)
       assert.equal(HEADER_BYTES + bytes.readUInt32LE(24) + bytes.readUInt32LE(28), entry.payloadOffset)

@@ -118,7 +118,7 @@ describe('large stream round trips', () => {
       // Framed payload: every 1 MiB frame of random bytes is stored raw (bit 31 of its first word clear).
       const bytes = readFileSync(file)
       assert.equal(bytes[7]! & 1, 1, 'the payload is framed')
-      let at = 32 + bytes.readUInt32LE(24) + bytes.readUInt32LE(28)
+      let at = headerBytes(bytes) + bytes.readUInt32LE(24) + bytes.readUInt32LE(28)
       let frames = 0
       while (at < bytes.length - 32) {
         const word = bytes.readUInt32LE(at)
@@ -144,7 +144,11 @@ describe('large stream round trips', () => {
 describe('adaptive stream compression (the default)', () => {
   function frameKinds(bytes: Buffer): boolean[] {
     const kinds: boolean[] = []
-    for (let at = 32 + bytes.readUInt32LE(24) + bytes.readUInt32LE(28); at < bytes.length - 32; at += 8 + bytes.readUInt32LE(at + 4)) {
+    for (
+      let at = headerBytes(bytes) + bytes.readUInt32LE(24) + bytes.readUInt32LE(28);
+      at < bytes.length - 32;
+      at += 8 + bytes.readUInt32LE(at + 4)
+    ) {
       kinds.push(bytes.readUInt32LE(at) >>> 31 === 1)
     }
     return kinds
@@ -349,7 +353,7 @@ describe('a damaged compressed stream that ends early', () => {
     const file = await entryFile(dir, 'early')
     const original = readFileSync(file)
     assert.notEqual(original[6], 0, 'the entry is compressed')
-    const payloadOffset = 32 + original.readUInt32LE(24) + original.readUInt32LE(28)
+    const payloadOffset = headerBytes(original) + original.readUInt32LE(24) + original.readUInt32LE(28)
     const payloadEnd = original.length - 32
     const lengthFields: number[] = []
     for (let i = payloadOffset + 1; i < payloadEnd - 4 && lengthFields.length < 4; i++) {
@@ -424,3 +428,8 @@ describe('get() of a streamed entry', () => {
     })
   }
 })
+
+/** The fixed header's bytes: 32 in format v1, 64 in v2 (format/entry-format.ts). */
+function headerBytes(bytes: Buffer): number {
+  return bytes[4] === 1 ? 32 : 64
+}

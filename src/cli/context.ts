@@ -108,7 +108,7 @@ export class CliContext {
    * the budget the application recorded, so the record stays as the application left it.
    * `shared`: the Redis tier, for a command that also removes from it (cli/shared-tier.ts).
    */
-  async open(use: CacheUse, shared: Pick<LarderOptions, 'redis'> = {}): Promise<Larder> {
+  async open(use: CacheUse, shared: Pick<LarderOptions, 'redis' | 'encryption'> = {}): Promise<Larder> {
     this.checkDir(use)
     const recorded = use === 'read' ? undefined : await this.recordedBudget()
     return Larder.open({
@@ -150,7 +150,11 @@ export class CliContext {
   }
 
   /** Runs `work` with the cache open, closing it however `work` ends. */
-  async withCache<T>(use: CacheUse, work: (cache: Larder) => Promise<T>, shared: Pick<LarderOptions, 'redis'> = {}): Promise<T> {
+  async withCache<T>(
+    use: CacheUse,
+    work: (cache: Larder) => Promise<T>,
+    shared: Pick<LarderOptions, 'redis' | 'encryption'> = {},
+  ): Promise<T> {
     const cache = await this.open(use, shared)
     try {
       return await work(cache)

@@ -5,6 +5,7 @@ import { clearCommand } from './commands/clear.js'
 import { getCommand } from './commands/get.js'
 import { lsCommand } from './commands/ls.js'
 import { pruneCommand } from './commands/prune.js'
+import { rekeyCommand } from './commands/rekey.js'
 import { rmCommand } from './commands/rm.js'
 import { serveCommand } from './commands/serve.js'
 import { setCommand } from './commands/set.js'
@@ -44,6 +45,7 @@ export function program(output: Partial<OutputConfiguration> = {}): Command {
     statsCommand(),
     pruneCommand(),
     verifyCommand(),
+    rekeyCommand(),
     lsCommand(),
     getCommand(),
     setCommand(),

@@ -1,8 +1,13 @@
 import cliProgress from 'cli-progress'
 import type { MaintenanceProgress } from '../maintenance/maintainer.js'
 
-const PHASES: Record<MaintenanceProgress['phase'], string> = { scan: 'scanning', evict: 'evicting', verify: 'verifying' }
-const UNITS: Record<MaintenanceProgress['phase'], string> = { scan: 'partitions', evict: 'entries', verify: 'partitions' }
+const PHASES: Record<MaintenanceProgress['phase'], string> = { scan: 'scanning', evict: 'evicting', verify: 'verifying', rekey: 'rekeying' }
+const UNITS: Record<MaintenanceProgress['phase'], string> = {
+  scan: 'partitions',
+  evict: 'entries',
+  verify: 'partitions',
+  rekey: 'partitions',
+}
 
 /**
  * A progress bar on stderr for long work, drawn only on a terminal (`enabled`); otherwise

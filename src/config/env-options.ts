@@ -1,3 +1,4 @@
+import { keysFromEnv } from '../crypto/keys.js'
 import { envName, OPTION_ROWS, type EnvParser } from './option-table.js'
 import { setPath, type OptionTree } from './option-paths.js'
 
@@ -32,8 +33,17 @@ export function readEnv(env: Readonly<Record<string, string | undefined>>): EnvL
     const variable = envName(row.path)
     const raw = env[variable]
     if (raw === undefined || raw.trim() === '') continue
-    setPath(options, row.path, parseEnv(row.env, raw.trim()))
     read.set(row.path, { variable, raw })
+    if (row.env === 'keyring') {
+      // Keys and the active key's default come as one (checked here: an error must name the
+      // variable, never echo a key); LARDER_ENCRYPTION_ACTIVE_KEY, its own row, may override.
+      const { keys, activeKey } = keysFromEnv(env)!
+      setPath(options, row.path, keys)
+      setPath(options, 'encryption.activeKey', activeKey)
+      read.set('encryption.activeKey', { variable, raw: activeKey })
+      continue
+    }
+    setPath(options, row.path, parseEnv(row.env, raw.trim()))
   }
   return { options, read }
 }
@@ -49,6 +59,8 @@ function parseEnv(parser: EnvParser, text: string): unknown {
       return TRUE.has(lower) ? true : FALSE.has(lower) ? false : text
     case 'switch':
       return TRUE.has(lower) ? {} : FALSE.has(lower) ? false : text
+    case 'keyring':
+      return text // read whole by readEnv
     case 'list':
       return text
         .split(',')

@@ -24,6 +24,9 @@ export type EnvParser =
   | 'switch'
   /** A comma-separated list (`'host1:7000,host2:7000'`). */
   | 'list'
+  /** Encryption keys, `id:key,id:key` (crypto/keys.ts `keysFromEnv`): the first is the active
+   *  key unless `LARDER_ENCRYPTION_ACTIVE_KEY` names another. A key is never shown. */
+  | 'keyring'
 
 export interface OptionRow {
   /** The option's path in `LarderOptions` (`'memory.maxEntries'`). */
@@ -98,9 +101,8 @@ export const OPTION_ROWS: readonly OptionRow[] = [
   { path: 'writeBack.maxQueue', env: 'number', example: '50000', live: false, doc: 'most writes waiting for Redis' },
   { path: 'writeBack.maxDelay', env: 'text', example: '200ms', live: false, doc: 'longest a write waits for its batch (duration)' },
   { path: 'bus', env: 'boolean', example: 'false', live: false, doc: 'Redis pub/sub between instances' },
-  // encryption (issue 13, "Encryption at rest"): wired by the lead when that branch lands, as
-  // { path: 'encryption.keys', env: 'text' /* a parser of LARDER_ENCRYPTION_KEYS */, live: false, secret: true, doc: … }
-  // and { path: 'encryption.activeKey', … }. `secret` keeps the keys out of every output.
+  { path: 'encryption.keys', env: 'keyring', example: `k1:${'0'.repeat(64)}`, live: false, secret: true, doc: 'encryption keys, `id:key,…` (32 bytes each: 64 hex digits or base64; never shown); the first is active' },
+  { path: 'encryption.activeKey', env: 'text', example: 'k2', live: false, doc: 'the key id new entries are sealed under (one of the keys)' },
 ]
 
 /** `memory.maxEntries` → `LARDER_MEMORY_MAX_ENTRIES`. */

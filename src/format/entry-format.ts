@@ -1,27 +1,42 @@
 /**
- * The entry file format, version 1. This layout is a contract: files written by one larder
- * must be read by every later one, so a change means a new FORMAT_VERSION and a new
- * directory (`<dir>/v2/`), never an edit here. Fixtures of each version live in `fixtures/`.
+ * The entry file format, versions 1 and 2. This layout is a contract: files written by one
+ * larder must be read by every later one, so a change means a new version byte, never an edit
+ * of what a version means. Fixtures of each version live in `fixtures/`. Both versions live in
+ * the same tree (`<dir>/v1/`, the tree's own version, see layout.ts): a reader tells them
+ * apart by byte 4, and every version it knows stays readable.
  *
  *   offset  size  field
  *   0       4     magic "LRDR"
- *   4       1     format version (1)
+ *   4       1     format version (1 or 2; new entries are written as 2)
  *   5       1     codec: how the value became bytes (serializers.ts `Codec`)
  *   6       1     compression of the payload (compression.ts `Compression`)
- *   7       1     flags: bit 0 FRAMED (payload is a sequence of frames, see frames.ts); others 0
+ *   7       1     flags: bit 0 FRAMED (payload is a sequence of frames, see frames.ts);
+ *                 bit 1 SEALED (v2 only: the payload is encrypted, crypto/seal.ts); others 0
  *   8       8     createdAt: float64 LE, milliseconds since the epoch (sub-millisecond)
  *   16      8     expiresAt: float64 LE, milliseconds since the epoch; 0 = never
  *   24      4     key length in bytes, uint32 LE
  *   28      4     tags length in bytes, uint32 LE
- *   32      k     key, UTF-8
- *   32+k    t     tags, UTF-8, each tag followed by a NUL byte
- *   ...     p     payload: the serialized value, compressed or not
+ *   -- v2 only --
+ *   32      8     namespace id: xxhash64 (seed 0) of the namespace name's UTF-8, uint64 LE
+ *   40      8     key fingerprint: which encryption key sealed the payload (crypto/keys.ts
+ *                 `keyFingerprint`), uint64 LE; 0 when not SEALED
+ *   48      12    nonce of AES-256-GCM (the base nonce of a framed payload); zeros when not SEALED
+ *   60      4     reserved, 0
+ *   -- both --
+ *   H       k     key, UTF-8 (H = 32 in v1, 64 in v2)
+ *   H+k     t     tags, UTF-8, each tag followed by a NUL byte
+ *   ...     p     payload: the serialized value, compressed or not (sealed: then encrypted)
  *   end-32  8     stored payload length (p), uint64 LE
  *   end-24  8     logical length (the serialized value before compression), uint64 LE
  *   end-16  4     trailer magic "LRDE"
  *   end-12  4     grace: whole seconds (uint32 LE, rounded up) an expired entry stays on disk
  *                 for stale-if-error reads (`getOrSet`'s `grace`); 0 = none
  *   end-8   8     xxhash64, seed 0, of every byte before it, uint64 LE
+ *
+ * Version 2 adds the namespace id, checked on every read (an entry copied from another
+ * namespace's directory under this one is corrupt, not served), and what encryption needs.
+ * A larder that knows only v1 reads a v2 entry as corrupt (and removes it): processes sharing
+ * a directory are upgraded together.
  *
  * The grace field was "reserved (0)" when v1 was first written. It stays within v1 because
  * it changes no reader's verdict: readers that predate it never looked at those four bytes
@@ -33,7 +48,7 @@
  * Why a trailer: a streamed entry learns its lengths only at the end, so they go after the
  * payload, and the file can still be written front to back in one pass with the checksum
  * computed as it goes. The checksum covers header, metadata, payload and trailer fields,
- * so verification needs no decompression and any flipped bit anywhere is caught.
+ * so verification needs no decompression (nor any key) and any flipped bit anywhere is caught.
  */
 import { LarderError } from '../errors.js'
 import { MAX_KEY_BYTES, MAX_TAG_BYTES, MAX_TAGS } from '../options.js'
@@ -41,11 +56,19 @@ import { checksum } from './checksum.js'
 
 export const MAGIC = 0x5244524c // "LRDR" read as uint32 LE
 export const TRAILER_MAGIC = 0x4544524c // "LRDE"
-export const FORMAT_VERSION = 1
+/** The version of the directory tree (`<dir>/v1/`): entries of every format version live in it. */
+export const TREE_VERSION = 1
+/** The version new entries are written in. */
+export const FORMAT_VERSION = 2
+/** The fixed header of v1 (and the first 32 bytes of v2's, which both share). */
 export const HEADER_BYTES = 32
-/** Header flag: the payload is framed (streamed entries with compression). */
+/** The fixed header of v2. */
+export const V2_HEADER_BYTES = 64
+export const NONCE_BYTES = 12
+/** Header flag: the payload is framed (streamed entries with compression or encryption). */
 export const FLAG_FRAMED = 1
-const KNOWN_FLAGS = FLAG_FRAMED
+/** Header flag (v2): the payload is encrypted (crypto/seal.ts). */
+export const FLAG_SEALED = 2
 export const TRAILER_BYTES = 32
 /** The longest tags block a valid entry can have; bounds what a reader will allocate. */
 const MAX_TAGS_BYTES = MAX_TAGS * (MAX_TAG_BYTES + 1)
@@ -61,12 +84,19 @@ export interface EntryMeta {
   flags?: number
   /** How long (ms) an expired entry is kept for stale-if-error reads; 0 or absent = none. */
   grace?: number
+  /** The namespace id (v2); undefined writes a v1 entry (fixture scripts only). */
+  namespaceId?: bigint
+  /** Sealed entries (FLAG_SEALED): the key's fingerprint and the nonce. */
+  keyId?: bigint
+  nonce?: Buffer
 }
 
 /** What the fixed header and metadata say, before the payload is read (the grace is in the
  *  trailer). */
 export interface EntryHead extends Omit<EntryMeta, 'grace'> {
   flags: number
+  /** 1 or 2 (byte 4). */
+  version: number
   /** Offset of the first payload byte. */
   payloadOffset: number
 }
@@ -108,9 +138,11 @@ const EMPTY = Buffer.alloc(0)
 
 /** Header and metadata bytes: everything before the payload. */
 export function encodeHead(meta: EntryMeta, keyBytes: Buffer, tagBytes: Buffer): Buffer {
-  const head = Buffer.allocUnsafe(HEADER_BYTES + keyBytes.length + tagBytes.length)
+  const v2 = meta.namespaceId !== undefined
+  const fixed = v2 ? V2_HEADER_BYTES : HEADER_BYTES
+  const head = Buffer.alloc(fixed + keyBytes.length + tagBytes.length)
   head.writeUInt32LE(MAGIC, 0)
-  head[4] = FORMAT_VERSION
+  head[4] = v2 ? FORMAT_VERSION : 1
   head[5] = meta.codec
   head[6] = meta.compression
   head[7] = meta.flags ?? 0
@@ -118,9 +150,20 @@ export function encodeHead(meta: EntryMeta, keyBytes: Buffer, tagBytes: Buffer):
   head.writeDoubleLE(meta.expiresAt, 16)
   head.writeUInt32LE(keyBytes.length, 24)
   head.writeUInt32LE(tagBytes.length, 28)
-  keyBytes.copy(head, HEADER_BYTES)
-  tagBytes.copy(head, HEADER_BYTES + keyBytes.length)
+  if (meta.namespaceId !== undefined) {
+    head.writeBigUInt64LE(meta.namespaceId, 32)
+    if (meta.keyId !== undefined) head.writeBigUInt64LE(meta.keyId, 40)
+    meta.nonce?.copy(head, 48, 0, NONCE_BYTES)
+  }
+  keyBytes.copy(head, fixed)
+  tagBytes.copy(head, fixed + keyBytes.length)
   return head
+}
+
+/** Bytes of the head (fixed header, key and tags) of an entry whose first 32 bytes are
+ *  `bytes`: what to read when decodeHead asked for more. */
+export function headLength(bytes: Buffer): number {
+  return (bytes[4] === 1 ? HEADER_BYTES : V2_HEADER_BYTES) + bytes.readUInt32LE(24) + bytes.readUInt32LE(28)
 }
 
 /** The trailer without its checksum (24 bytes): lengths, trailer magic and grace (ms,
@@ -136,12 +179,17 @@ export function encodeTrailerFields(storedLength: number, logicalLength: number,
 
 /** A whole entry file in one buffer, checksum included. */
 export function encodeEntry(meta: EntryMeta, keyBytes: Buffer, tagBytes: Buffer, payload: Buffer, logicalLength: number): Buffer {
-  const headLength = HEADER_BYTES + keyBytes.length + tagBytes.length
-  const total = headLength + payload.length + TRAILER_BYTES
+  return encodeEntryAround(encodeHead(meta, keyBytes, tagBytes), payload, encodeTrailerFields(payload.length, logicalLength, meta.grace))
+}
+
+/** A whole entry file from its head, payload and trailer fields (encodeTrailerFields), with
+ *  the checksum appended. */
+export function encodeEntryAround(head: Buffer, payload: Buffer, trailerFields: Buffer): Buffer {
+  const total = head.length + payload.length + TRAILER_BYTES
   const file = Buffer.allocUnsafe(total)
-  encodeHead(meta, keyBytes, tagBytes).copy(file, 0)
-  payload.copy(file, headLength)
-  encodeTrailerFields(payload.length, logicalLength, meta.grace).copy(file, headLength + payload.length)
+  head.copy(file, 0)
+  payload.copy(file, head.length)
+  trailerFields.copy(file, head.length + payload.length)
   file.writeBigUInt64LE(checksum(file.subarray(0, total - 8)), total - 8)
   return file
 }
@@ -156,13 +204,18 @@ export function decodeHead(bytes: Buffer, fileSize: number): EntryHead | undefin
   if (fileSize < HEADER_BYTES + TRAILER_BYTES) throw new CorruptEntryError(`file of ${fileSize} bytes is shorter than an empty entry`)
   if (bytes.length < HEADER_BYTES) return undefined
   if (bytes.readUInt32LE(0) !== MAGIC) throw new CorruptEntryError('bad magic (not a larder entry)')
-  if (bytes[4] !== FORMAT_VERSION) throw new CorruptEntryError(`format version ${bytes[4]} is not ${FORMAT_VERSION}`)
-  if ((bytes[7]! & ~KNOWN_FLAGS) !== 0) throw new CorruptEntryError(`unknown flags ${bytes[7]}`)
+  const version = bytes[4]!
+  if (version !== 1 && version !== 2) throw new CorruptEntryError(`format version ${version} is not 1 or 2`)
+  const flags = bytes[7]!
+  if ((flags & ~(version === 1 ? FLAG_FRAMED : FLAG_FRAMED | FLAG_SEALED)) !== 0) throw new CorruptEntryError(`unknown flags ${flags}`)
+  const fixed = version === 1 ? HEADER_BYTES : V2_HEADER_BYTES
+  if (fileSize < fixed + TRAILER_BYTES) throw new CorruptEntryError(`file of ${fileSize} bytes is shorter than an empty entry`)
+  if (bytes.length < fixed) return undefined
   const keyLength = bytes.readUInt32LE(24)
   const tagsLength = bytes.readUInt32LE(28)
   if (keyLength === 0 || keyLength > MAX_KEY_BYTES) throw new CorruptEntryError(`key length ${keyLength} out of range`)
   if (tagsLength > MAX_TAGS_BYTES) throw new CorruptEntryError(`tags length ${tagsLength} out of range`)
-  const payloadOffset = HEADER_BYTES + keyLength + tagsLength
+  const payloadOffset = fixed + keyLength + tagsLength
   if (payloadOffset + TRAILER_BYTES > fileSize) throw new CorruptEntryError('metadata runs past the end of the file')
   if (bytes.length < payloadOffset) return undefined
   const createdAt = bytes.readDoubleLE(8)
@@ -170,9 +223,21 @@ export function decodeHead(bytes: Buffer, fileSize: number): EntryHead | undefin
   if (!Number.isFinite(createdAt) || !Number.isFinite(expiresAt) || createdAt < 0 || expiresAt < 0) {
     throw new CorruptEntryError('timestamps out of range')
   }
-  const key = bytes.toString('utf8', HEADER_BYTES, HEADER_BYTES + keyLength)
-  const tags = tagsLength === 0 ? [] : decodeTags(bytes, HEADER_BYTES + keyLength, payloadOffset)
-  return { key, codec: bytes[5]!, compression: bytes[6]!, flags: bytes[7]!, createdAt, expiresAt, tags, payloadOffset }
+  const key = bytes.toString('utf8', fixed, fixed + keyLength)
+  const tags = tagsLength === 0 ? [] : decodeTags(bytes, fixed + keyLength, payloadOffset)
+  const head: EntryHead = { key, codec: bytes[5]!, compression: bytes[6]!, flags, version, createdAt, expiresAt, tags, payloadOffset }
+  if (version === 2) {
+    head.namespaceId = bytes.readBigUInt64LE(32)
+    // SEALED and a key fingerprint go together (a fingerprint is never 0), so a flipped flag
+    // bit is corrupt rather than "sealed under a key we lack" (which would keep the file).
+    const keyId = bytes.readBigUInt64LE(40)
+    if (((flags & FLAG_SEALED) !== 0) !== (keyId !== 0n)) throw new CorruptEntryError('SEALED flag and key fingerprint disagree')
+    if (keyId !== 0n) {
+      head.keyId = keyId
+      head.nonce = Buffer.from(bytes.subarray(48, 48 + NONCE_BYTES))
+    }
+  }
+  return head
 }
 
 /**
@@ -211,6 +276,8 @@ export function decodeTrailer(trailer: Buffer, fileSize: number, payloadOffset: 
 export interface DecodedEntry extends EntryHead, EntryTrailer {
   /** The stored payload bytes (a view into the file buffer). */
   payload: Buffer
+  /** Everything before the payload (a view): a sealed payload's authenticated data. */
+  headBytes: Buffer
 }
 
 /**
@@ -233,6 +300,10 @@ export function decodeEntry(file: Buffer): DecodedEntry {
     codec: head.codec,
     compression: head.compression,
     flags: head.flags,
+    version: head.version,
+    namespaceId: head.namespaceId,
+    keyId: head.keyId,
+    nonce: head.nonce,
     createdAt: head.createdAt,
     expiresAt: head.expiresAt,
     tags: head.tags,
@@ -242,5 +313,6 @@ export function decodeEntry(file: Buffer): DecodedEntry {
     grace: trailer.grace,
     checksum: trailer.checksum,
     payload: file.subarray(head.payloadOffset, size - TRAILER_BYTES),
+    headBytes: file.subarray(0, head.payloadOffset),
   }
 }

@@ -9,6 +9,7 @@
  * judged one by one (random blocks cost a 32 KiB trial, then are stored raw) and compressed
  * several at a time in zlib's thread pool, in both directions, while output keeps its order.
  */
+import { TAG_BYTES, type FrameCipher } from '../crypto/seal.js'
 import { CorruptEntryError } from './entry-format.js'
 import {
   canExpandTo,
@@ -69,13 +70,19 @@ export function decodeFrameHeader(
   header: Buffer,
   remaining: number,
   compression: Compression,
+  sealed = false,
 ): { compressed: boolean; rawLength: number; storedLength: number } {
   const word = header.readUInt32LE(0)
   const compressed = (word & COMPRESSED) !== 0
   const rawLength = word & ~COMPRESSED
   const storedLength = header.readUInt32LE(4)
-  if (rawLength === 0 || rawLength > MAX_FRAME_BYTES || storedLength > remaining) throw new CorruptEntryError('bad frame header')
-  if (compressed ? storedLength >= rawLength || !canExpandTo(compression, storedLength, rawLength) : storedLength !== rawLength) {
+  // A sealed frame's stored bytes end with its tag; the rules below are the inner bytes'. Only
+  // a sealed frame may be empty (the one frame of an empty stream, authenticated as the last).
+  const inner = sealed ? storedLength - TAG_BYTES : storedLength
+  if ((rawLength === 0 && !sealed) || inner < 0 || rawLength > MAX_FRAME_BYTES || storedLength > remaining) {
+    throw new CorruptEntryError('bad frame header')
+  }
+  if (compressed ? inner >= rawLength || !canExpandTo(compression, inner, rawLength) : inner !== rawLength) {
     throw new CorruptEntryError('bad frame header')
   }
   return { compressed, rawLength, storedLength }
@@ -100,23 +107,34 @@ export async function decodeFrame(frame: Frame, compression: Compression): Promi
  * header is checked, and the blocks they claim added up, before a single frame is inflated:
  * frames that claim more (or less) than the entry's logical length make it corrupt at once.
  */
-export async function decodeFramedPayload(payload: Buffer, compression: Compression, logicalLength: number): Promise<Buffer> {
+export async function decodeFramedPayload(
+  payload: Buffer,
+  compression: Compression,
+  logicalLength: number,
+  opener?: FrameCipher,
+): Promise<Buffer> {
   const frames: Frame[] = []
   let total = 0
   for (let at = 0; at < payload.length;) {
     if (payload.length - at < FRAME_HEADER_BYTES) throw new CorruptEntryError('truncated frame header')
+    const header = payload.subarray(at, at + FRAME_HEADER_BYTES)
     const { compressed, rawLength, storedLength } = decodeFrameHeader(
-      payload.subarray(at, at + FRAME_HEADER_BYTES),
+      header,
       payload.length - at - FRAME_HEADER_BYTES,
       compression,
+      !!opener,
     )
     total += rawLength
     if (total > logicalLength) throw new CorruptEntryError('frames hold more than the logical length')
     at += FRAME_HEADER_BYTES
-    frames.push({ compressed, rawLength, stored: payload.subarray(at, at + storedLength) })
+    let stored = payload.subarray(at, at + storedLength)
     at += storedLength
+    if (opener !== undefined) stored = opener.open(header, stored, at === payload.length)
+    frames.push({ compressed, rawLength, stored })
   }
+  if (opener !== undefined && opener.count === 0) throw new CorruptEntryError('a sealed stream without frames')
   if (total !== logicalLength) throw new CorruptEntryError('frames hold less than the logical length')
+  if (logicalLength === 0) return Buffer.alloc(0)
   if (frames.length === 1) return decodeSmallOrPooled(frames[0]!, compression)
   const out = Buffer.allocUnsafe(logicalLength)
   let offset = 0

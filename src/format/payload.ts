@@ -16,7 +16,21 @@ import {
   SYNC_CODEC_LIMIT,
   worthCompressing,
 } from './compression.js'
-import { CorruptEntryError, encodeEntry, encodeTags, FLAG_FRAMED, type DecodedEntry } from './entry-format.js'
+import type { KeyObject } from 'node:crypto'
+import { namespaceIdOf, keyOf } from '../crypto/entry-keys.js'
+import type { Keyring } from '../crypto/keys.js'
+import { FrameCipher, freshNonce, open, seal, TAG_BYTES } from '../crypto/seal.js'
+import {
+  CorruptEntryError,
+  encodeEntryAround,
+  encodeHead,
+  encodeTags,
+  encodeTrailerFields,
+  FLAG_FRAMED,
+  FLAG_SEALED,
+  type DecodedEntry,
+  type EntryMeta,
+} from './entry-format.js'
 import { decodeFramedPayload, FRAME_HEADER_BYTES } from './frames.js'
 
 /** Values up to this size are decompressed synchronously (see compression.ts). */
@@ -65,12 +79,20 @@ export interface PayloadLengths {
  * obeys the same rules (frames.ts checks them one by one as they are read).
  */
 export function impossibleLength(entry: PayloadLengths): string | undefined {
-  const { compression, storedLength: stored, logicalLength: logical } = entry
-  const expandable = canExpandTo(compression, stored, logical) || logical <= stored
+  const { compression, logicalLength: logical } = entry
+  let stored = entry.storedLength
+  const sealed = (entry.flags & FLAG_SEALED) !== 0
   if ((entry.flags & FLAG_FRAMED) !== 0) {
+    // A sealed frame carries a tag besides its header; an empty sealed stream is one frame.
+    const perFrame = FRAME_HEADER_BYTES + (sealed ? TAG_BYTES : 0)
+    const expandable = canExpandTo(compression, stored, logical) || logical <= stored
     if (!expandable) return `frames of ${stored} bytes cannot hold ${logical} bytes`
-    if (stored > logical * (1 + FRAME_HEADER_BYTES)) return `${stored} bytes of frames for ${logical} bytes of value`
+    if (stored > logical * (1 + perFrame) + (sealed ? perFrame : 0)) return `${stored} bytes of frames for ${logical} bytes of value`
     return undefined
+  }
+  if (sealed) {
+    if (stored < TAG_BYTES) return `a sealed payload of ${stored} bytes has no room for its tag`
+    stored -= TAG_BYTES
   }
   if (compression === Compression.None) return stored === logical ? undefined : `a plain payload of ${stored} bytes claims ${logical}`
   if (!canExpandTo(compression, stored, logical)) return `${stored} compressed bytes cannot inflate to ${logical}`
@@ -83,9 +105,14 @@ export function impossibleLength(entry: PayloadLengths): string | undefined {
  * exactly `logicalLength` of them or a CorruptEntryError. Callers bound `logicalLength` first
  * (see impossibleLength and `maxValueSize`): it is what gets allocated.
  */
-export async function decodePayload(entry: DecodedEntry): Promise<Buffer> {
-  const { payload, compression, logicalLength } = entry
-  if ((entry.flags & FLAG_FRAMED) !== 0) return decodeFramedPayload(payload, compression, logicalLength)
+export async function decodePayload(entry: DecodedEntry, keys: Pick<ResolvedOptions, 'encryption'>): Promise<Buffer> {
+  const { compression, logicalLength } = entry
+  const key = keyOf(entry, keys.encryption)
+  if ((entry.flags & FLAG_FRAMED) !== 0) {
+    const opener = key === undefined ? undefined : new FrameCipher(key, entry.nonce!, entry.headBytes)
+    return decodeFramedPayload(entry.payload, compression, logicalLength, opener)
+  }
+  const payload = openedPayload(entry, key)
   let bytes: Buffer
   if ((compression as Compression) === Compression.None) bytes = payload
   else {
@@ -103,23 +130,42 @@ export async function decodePayload(entry: DecodedEntry): Promise<Buffer> {
   return bytes
 }
 
-/** The whole entry file for a buffered value: its payload compressed when it pays, header,
- *  trailer and checksum (entry-format.ts). The same bytes go to a file and to Redis. */
+/** The whole entry file for a buffered value: its payload compressed when it pays, sealed
+ *  under the active key with `encryption` (crypto/seal.ts), header, trailer and checksum
+ *  (entry-format.ts). The same bytes go to a file and to Redis. */
 export async function encodeEntryBytes(
   key: string,
   entry: EntryTimesAndValue,
-  options: Pick<ResolvedOptions, 'compression' | 'compressionLevel' | 'compressThreshold'>,
+  options: Pick<ResolvedOptions, 'compression' | 'compressionLevel' | 'compressThreshold' | 'namespace' | 'encryption'>,
 ): Promise<Buffer> {
   const { codec, bytes } = entry.serialized
   const { compression, payload } = await encodePayload(bytes, options)
   const { createdAt, expiresAt, tags, grace } = entry
-  return encodeEntry(
-    { key, codec, compression, createdAt, expiresAt, tags, grace },
-    Buffer.from(key),
-    encodeTags(tags),
-    payload,
-    bytes.length,
-  )
+  const meta = { key, codec, compression, createdAt, expiresAt, tags, grace, namespaceId: namespaceIdOf(options.namespace) }
+  return encodeUnframedEntry(meta, payload, bytes.length, options.encryption)
+}
+
+/** An unframed entry file from its metadata (with a namespace id) and stored payload (as
+ *  compressed), sealed under `keyring`'s active key when there is one (then the head and the
+ *  trailer's fields are its authenticated data). */
+export function encodeUnframedEntry(meta: EntryMeta, payload: Buffer, logicalLength: number, keyring: Keyring | undefined): Buffer {
+  const keyBytes = Buffer.from(meta.key)
+  const tagBytes = encodeTags(meta.tags)
+  if (keyring === undefined) {
+    const head = encodeHead({ ...meta, flags: 0 }, keyBytes, tagBytes)
+    return encodeEntryAround(head, payload, encodeTrailerFields(payload.length, logicalLength, meta.grace))
+  }
+  const nonce = freshNonce()
+  const head = encodeHead({ ...meta, flags: FLAG_SEALED, keyId: keyring.activeId, nonce }, keyBytes, tagBytes)
+  const trailerFields = encodeTrailerFields(payload.length + TAG_BYTES, logicalLength, meta.grace)
+  return encodeEntryAround(head, seal(keyring.active, nonce, Buffer.concat([head, trailerFields]), payload), trailerFields)
+}
+
+/** The stored payload of an unframed entry, opened when sealed (as compressed, not decoded). */
+export function openedPayload(entry: DecodedEntry, key: KeyObject | undefined): Buffer {
+  if (key === undefined) return entry.payload
+  const trailerFields = encodeTrailerFields(entry.storedLength, entry.logicalLength, entry.grace)
+  return open(key, entry.nonce!, Buffer.concat([entry.headBytes, trailerFields]), entry.payload)
 }
 
 interface EntryTimesAndValue {

@@ -1,7 +1,15 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { hasher } from '../format/checksum.js'
-import { CorruptEntryError, decodeHead, decodeTrailer, HEADER_BYTES, TRAILER_BYTES, type EntryHead } from '../format/entry-format.js'
+import {
+  CorruptEntryError,
+  decodeHead,
+  decodeTrailer,
+  HEADER_BYTES,
+  headLength,
+  TRAILER_BYTES,
+  type EntryHead,
+} from '../format/entry-format.js'
 import { errorCode } from '../store/disk.js'
 import { rootAbove } from '../store/layout.js'
 import { chainIsReal } from '../store/owned-tree.js'
@@ -116,7 +124,7 @@ export function readHead(entry: JudgedFile, buffer: Buffer, withTrailer: WithTra
   let head = decodeHead(bytes, size)
   if (head === undefined) {
     // Key and tags longer than the first read; decodeHead bounded them by the file size.
-    const need = HEADER_BYTES + bytes.readUInt32LE(24) + bytes.readUInt32LE(28)
+    const need = headLength(bytes)
     bytes = Buffer.allocUnsafe(need)
     head = decodeHead(bytes.subarray(0, fs.readSync(fd, bytes, 0, need, 0)), size)
     if (head === undefined) throw new CorruptEntryError('file shorter than its metadata')
@@ -182,7 +190,7 @@ export function verifyEntry(entry: JudgedFile, buffer: Buffer, stop: () => boole
   }
   if (head === undefined) {
     // Metadata longer than the first chunk (only with huge tags): read it on its own.
-    const need = HEADER_BYTES + headBytes!.readUInt32LE(24) + headBytes!.readUInt32LE(28)
+    const need = headLength(headBytes!)
     const bytes = Buffer.allocUnsafe(need)
     head = decodeHead(bytes.subarray(0, fs.readSync(fd, bytes, 0, need, 0)), size)
     if (head === undefined) throw new CorruptEntryError('file shorter than its metadata')

@@ -1,4 +1,5 @@
 import path from 'node:path'
+import type { RekeyOutput } from '../crypto/rekey-entries.js'
 import { isLarderError, LarderError } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
 import { disk } from '../store/disk.js'
@@ -56,8 +57,8 @@ export interface VerifyReport {
 }
 
 export interface MaintenanceProgress {
-  operation: 'prune' | 'verify' | 'list' | 'usage'
-  phase: 'scan' | 'evict' | 'verify'
+  operation: 'prune' | 'verify' | 'list' | 'usage' | 'rekey'
+  phase: 'scan' | 'evict' | 'verify' | 'rekey'
   done: number
   total: number
 }
@@ -108,6 +109,16 @@ export interface VerifyOptions {
   repair?: boolean
   signal?: AbortSignal
   onProgress?: (progress: MaintenanceProgress) => void
+}
+
+export interface RekeyOptions {
+  signal?: AbortSignal
+  onProgress?: (progress: MaintenanceProgress) => void
+}
+
+/** What `Larder.rekey` did (see crypto/rekey-entries.ts `RekeyOutput` for each count). */
+export interface RekeyReport extends Omit<RekeyOutput, 'stopped'> {
+  durationMs: number
 }
 
 /** Partitions per worker task: 256 partitions make 32 tasks, fine-grained enough for
@@ -382,16 +393,9 @@ export class Maintainer {
     const removed = { entries: 0, bytes: 0 }
     let finished = false
     try {
-      const partitions = await this.#partitions()
-      let done = 0
-      const progress = (d: number): void => {
-        const p = { operation: 'verify' as const, phase: 'verify' as const, done: d, total: partitions.length }
-        options.onProgress?.(p)
-        this.#p.progress(p)
-      }
-      progress(0)
-      await this.#tasks(
-        chunk(partitions, PARTITIONS_PER_TASK),
+      await this.#overPartitions(
+        'verify',
+        options.onProgress,
         (batch) =>
           pool.run<VerifyOutput>({
             task: 'verify',
@@ -402,7 +406,7 @@ export class Maintainer {
             repair,
             cancel: cancel.flag,
           }),
-        (out, batch) => {
+        (out) => {
           report.scanned += out.scanned
           report.ok += out.entries
           report.corrupt += out.corrupt
@@ -413,7 +417,6 @@ export class Maintainer {
           removed.entries += out.entriesRemoved
           removed.bytes += out.entryBytesRemoved
           for (const problem of out.problems) if (report.problems.length < 100) report.problems.push(problem)
-          progress((done += batch.length))
         },
       )
       cancel.throwIfRequested()
@@ -432,6 +435,44 @@ export class Maintainer {
         }
       }
     }
+  }
+
+  /** `Larder.rekey`: every partition's entries rewritten under the active key in the workers
+   *  (crypto/rekey-entries.ts), in batches, with progress; cancellable. */
+  async rekey(options: RekeyOptions): Promise<RekeyReport> {
+    const keyring = this.#p.options.encryption
+    if (keyring === undefined)
+      throw new LarderError('ERR_INVALID_OPTION', 'rekey needs the encryption option (the keys)', { field: 'encryption' })
+    const started = performance.now()
+    const report: RekeyReport = { scanned: 0, rekeyed: 0, current: 0, missingKey: 0, corrupt: 0, changed: 0, recovered: 0, durationMs: 0 }
+    const done = (): RekeyReport => {
+      report.durationMs = performance.now() - started
+      return report
+    }
+    await this.#operation(options.signal, report, done, async (cancel) => {
+      const { layout, options: config, pool } = this.#p
+      await this.#overPartitions(
+        'rekey',
+        options.onProgress,
+        (batch) =>
+          pool.run<RekeyOutput>({
+            task: 'rekey',
+            namespaceDir: layout.namespaceDir,
+            namespace: config.namespace,
+            shared: config.shared,
+            durable: config.durable,
+            partitions: batch,
+            keyring: keyring.toData(),
+            cancel: cancel.flag,
+          }),
+        (out) => {
+          for (const field of ['scanned', 'rekeyed', 'current', 'missingKey', 'corrupt', 'changed', 'recovered'] as const)
+            report[field] += out[field]
+        },
+      )
+      cancel.throwIfRequested()
+    })
+    return done()
   }
 
   /** Folds the per-process bookkeeping files (running-total deltas, activity records) under
@@ -538,7 +579,7 @@ export class Maintainer {
    */
   async #operation(
     signal: AbortSignal | undefined,
-    report: PruneReport | VerifyReport,
+    report: PruneReport | VerifyReport | RekeyReport,
     done: () => void,
     body: (cancel: Cancellation) => Promise<void>,
   ): Promise<void> {
@@ -639,6 +680,27 @@ export class Maintainer {
       dryRun,
     })
     return out.tempFilesRemoved
+  }
+
+  /** Every partition, in worker tasks of PARTITIONS_PER_TASK, with progress in partitions. */
+  async #overPartitions<T>(
+    operation: 'verify' | 'rekey',
+    onProgress: ((progress: MaintenanceProgress) => void) | undefined,
+    run: (batch: string[]) => Promise<T>,
+    each: (out: T) => void,
+  ): Promise<void> {
+    const partitions = await this.#partitions()
+    let done = 0
+    const progress = (d: number): void => {
+      const p = { operation, phase: operation, done: d, total: partitions.length }
+      onProgress?.(p)
+      this.#p.progress(p)
+    }
+    progress(0)
+    await this.#tasks(chunk(partitions, PARTITIONS_PER_TASK), run, (out, batch) => {
+      each(out)
+      progress((done += batch.length))
+    })
   }
 
   async #partitions(): Promise<string[]> {

@@ -27,6 +27,7 @@ import {
 } from './entry-scan.js'
 import { chooseVictims, RECORD_FIELDS, type PlanInput, type PlanOutput } from './policy.js'
 import { compactHitLogs, readHitCounts } from './hit-counts.js'
+import { rekeyPartitions, type RekeyInput, type RekeyOutput } from '../crypto/rekey-entries.js'
 import { listEntries, usage, type EntryInfo, type ListInput, type UsageInput, type UsageOutput } from './listing.js'
 
 export interface PruneFilters {
@@ -144,15 +145,17 @@ export interface SweepInput {
 }
 
 export type TaskInput =
-  ScanInput | EvictInput | VerifyInput | (PlanInput & { task: 'plan' }) | CompactInput | ListInput | UsageInput | SweepInput
+  ScanInput | EvictInput | VerifyInput | (PlanInput & { task: 'plan' }) | CompactInput | ListInput | UsageInput | SweepInput | RekeyInput
 
 export default async function run(
   input: TaskInput,
-): Promise<ScanOutput | EvictOutput | VerifyOutput | PlanOutput | number | EntryInfo[] | UsageOutput | SweepOutput> {
+): Promise<ScanOutput | EvictOutput | VerifyOutput | PlanOutput | number | EntryInfo[] | UsageOutput | SweepOutput | RekeyOutput> {
   await loadHasher()
   switch (input.task) {
     case 'scan':
       return scan(input)
+    case 'rekey':
+      return rekeyPartitions(input, () => stopRequested(input.cancel))
     case 'evict':
       return evict(input)
     case 'verify':

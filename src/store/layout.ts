@@ -1,6 +1,6 @@
 import path from 'node:path'
 import { hasher } from '../format/checksum.js'
-import { FORMAT_VERSION } from '../format/entry-format.js'
+import { TREE_VERSION } from '../format/entry-format.js'
 import { disk } from './disk.js'
 import { OwnedTree, type Sharing } from './owned-tree.js'
 
@@ -109,7 +109,7 @@ export class Layout {
     this.root = root
     this.tree = new OwnedTree(root, shared)
     const ns = directory ?? (namespace === '' ? 'default' : 'ns-' + hasher().h64ToString(namespace))
-    this.versionDir = path.join(root, `v${FORMAT_VERSION}`)
+    this.versionDir = path.join(root, `v${TREE_VERSION}`)
     this.namespaceDir = path.join(this.versionDir, ns)
     this.tagsDir = path.join(this.namespaceDir, 'tags')
     this.metaDir = path.join(this.namespaceDir, 'meta')

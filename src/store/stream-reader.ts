@@ -2,6 +2,7 @@ import fs from 'node:fs'
 import { PassThrough, type Readable, type Writable } from 'node:stream'
 import type { FileHandle } from 'node:fs/promises'
 import { isLarderError } from '../errors.js'
+import { createDecipheriv } from 'node:crypto'
 import { hasher } from '../format/checksum.js'
 import { Compression, decompressStream } from '../format/compression.js'
 import {
@@ -9,13 +10,18 @@ import {
   decodeEntry,
   decodeHead,
   decodeTrailer,
+  encodeTrailerFields,
   FLAG_FRAMED,
+  headLength,
   TRAILER_BYTES,
   type DecodedEntry,
   type EntryHead,
   type EntryTrailer,
 } from '../format/entry-format.js'
 import { decodeFrame, decodeFrameHeader, FRAME_HEADER_BYTES, type Frame } from '../format/frames.js'
+import { keyOf } from '../crypto/entry-keys.js'
+import type { Keyring } from '../crypto/keys.js'
+import { FrameCipher, KeyError, TAG_BYTES } from '../crypto/seal.js'
 import { disk, errorCode } from './disk.js'
 
 const READ_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW
@@ -65,7 +71,7 @@ export async function openEntry(file: string): Promise<OpenedEntry | undefined> 
     let head = decodeHead(bytes.subarray(0, bytesRead), stat.size)
     if (head === undefined) {
       // Key and tags are longer than the first read: decodeHead has bounded them by the size.
-      const need = bytes.readUInt32LE(24) + bytes.readUInt32LE(28) + 32
+      const need = headLength(bytes)
       bytes = Buffer.allocUnsafe(need)
       bytesRead = (await handle.read(bytes, 0, need, 0)).bytesRead
       head = decodeHead(bytes.subarray(0, bytesRead), stat.size)
@@ -121,14 +127,23 @@ export async function readOpenedEntry(entry: OpenedEntry): Promise<DecodedEntry>
  * The value never runs past the logical length the trailer claims: frames are counted before
  * each one is read, inflated output as it comes. Takes ownership of the handle: it is closed
  * when the stream ends, fails or is destroyed. `onCorrupt` runs once if the entry turns out
- * damaged (the caller counts and removes it).
+ * damaged (the caller counts and removes it). A sealed entry is opened with `keyring`'s key
+ * (crypto/seal.ts): frame by frame, each authenticated before it is decoded; an unframed one
+ * deciphered as it is read, and failing (never ending) unless its tag authenticates it.
  */
-export function createEntryStream(entry: OpenedEntry, onCorrupt: (error: CorruptEntryError) => void): Readable {
+export function createEntryStream(
+  entry: OpenedEntry,
+  onCorrupt: (error: CorruptEntryError) => void,
+  keyring: Keyring | undefined,
+): Readable {
   const { head, handle, size } = entry
   const logical = entry.trailer.logicalLength
   const payloadEnd = size - TRAILER_BYTES
   const hash = hasher().create64(0n)
   hash.update(entry.headBytes)
+  // Throws a KeyError (missing) here, before the stream exists: the caller's probe checked it.
+  const key = keyOf(head, keyring)
+  const opener = key === undefined ? undefined : new FrameCipher(key, head.nonce!, entry.headBytes)
 
   /** Reads and hashes the trailer; throws unless every byte before it matched. */
   async function checkTrailer(): Promise<void> {
@@ -152,12 +167,36 @@ export function createEntryStream(entry: OpenedEntry, onCorrupt: (error: Corrupt
     await checkTrailer()
   }
 
+  /** An unframed sealed payload (a large `set` value, encrypted): deciphered as it is read,
+   *  its tag (the last 16 payload bytes) checked at the end, before the stream may end. */
+  async function* deciphered(): AsyncGenerator<Buffer> {
+    const tagAt = payloadEnd - TAG_BYTES
+    if (tagAt < head.payloadOffset) throw new CorruptEntryError('sealed payload shorter than its tag')
+    const tag = Buffer.allocUnsafe(TAG_BYTES)
+    await readFully(handle, tag, tagAt)
+    const decipher = createDecipheriv('aes-256-gcm', key!, head.nonce!, { authTagLength: TAG_BYTES })
+    const { storedLength, grace } = entry.trailer
+    decipher.setAAD(Buffer.concat([entry.headBytes, encodeTrailerFields(storedLength, logical, grace)]))
+    decipher.setAuthTag(tag)
+    let at = head.payloadOffset
+    for await (const chunk of stored()) {
+      const end = Math.min(chunk.length, Math.max(0, tagAt - at))
+      at += chunk.length
+      if (end > 0) yield decipher.update(chunk.subarray(0, end))
+    }
+    try {
+      decipher.final()
+    } catch {
+      throw new KeyError(false)
+    }
+  }
+
   /** An unframed compressed payload (a large `set` value) inflated as it is read. */
-  async function* inflated(): AsyncGenerator<Buffer> {
+  async function* inflated(source: AsyncGenerator<Buffer>): AsyncGenerator<Buffer> {
     const inflate = decompressStream(head.compression)
     const feeding = (async () => {
       try {
-        for await (const chunk of stored()) {
+        for await (const chunk of source) {
           if (inflate.destroyed) return // the reader stopped early: stop reading the file
           if (!inflate.write(chunk)) await drained(inflate)
         }
@@ -189,7 +228,8 @@ export function createEntryStream(entry: OpenedEntry, onCorrupt: (error: Corrupt
     while (at < payloadEnd) {
       if (payloadEnd - at < FRAME_HEADER_BYTES) throw new CorruptEntryError('truncated frame header')
       await readFully(handle, frameHead, at)
-      const { compressed, rawLength, storedLength } = decodeFrameHeader(frameHead, payloadEnd - at - FRAME_HEADER_BYTES, head.compression)
+      const remaining = payloadEnd - at - FRAME_HEADER_BYTES
+      const { compressed, rawLength, storedLength } = decodeFrameHeader(frameHead, remaining, head.compression, opener !== undefined)
       claimed += rawLength
       if (claimed > logical) throw new CorruptEntryError('frames hold more than the logical length')
       const bytes = Buffer.allocUnsafe(storedLength)
@@ -197,8 +237,9 @@ export function createEntryStream(entry: OpenedEntry, onCorrupt: (error: Corrupt
       hash.update(frameHead)
       hash.update(bytes)
       at += FRAME_HEADER_BYTES + storedLength
-      yield { compressed, rawLength, stored: bytes }
+      yield { compressed, rawLength, stored: opener === undefined ? bytes : opener.open(frameHead, bytes, at === payloadEnd) }
     }
+    if (opener !== undefined && opener.count === 0) throw new CorruptEntryError('a sealed stream without frames')
     if (claimed !== logical) throw new CorruptEntryError('frames hold less than the logical length')
     await checkTrailer()
   }
@@ -217,9 +258,10 @@ export function createEntryStream(entry: OpenedEntry, onCorrupt: (error: Corrupt
 
   async function* verified(): AsyncGenerator<Buffer> {
     try {
+      const plain = key === undefined ? stored : deciphered
       if ((head.flags & FLAG_FRAMED) !== 0) yield* unframed()
-      else if ((head.compression as Compression) === Compression.None) yield* stored()
-      else yield* inflated()
+      else if ((head.compression as Compression) === Compression.None) yield* plain()
+      else yield* inflated(plain())
       verifiedToTheEnd = true
     } finally {
       await handle.close().catch(() => {})

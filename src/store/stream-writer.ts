@@ -2,7 +2,17 @@ import os from 'node:os'
 import { LarderError, SourceError } from '../errors.js'
 import { hasher } from '../format/checksum.js'
 import { Compression } from '../format/compression.js'
-import { encodeHead, encodeTags, encodeTrailerFields, FLAG_FRAMED, TRAILER_BYTES, type EntryMeta } from '../format/entry-format.js'
+import type { KeyObject } from 'node:crypto'
+import { FrameCipher, freshNonce } from '../crypto/seal.js'
+import {
+  encodeHead,
+  encodeTags,
+  encodeTrailerFields,
+  FLAG_FRAMED,
+  FLAG_SEALED,
+  TRAILER_BYTES,
+  type EntryMeta,
+} from '../format/entry-format.js'
 import { encodeFrame, FRAME_BYTES } from '../format/frames.js'
 import { commit, openTemp, writeAll } from './atomic-write.js'
 import { disk } from './disk.js'
@@ -40,6 +50,8 @@ export interface StreamWriteOptions {
   beforeRename?(): void
   /** Aborting stops pulling the source, removes the temp file and rejects (`close()`). */
   signal?: AbortSignal
+  /** Encrypt frame by frame under this key (crypto/seal.ts); framed even without compression. */
+  sealing?: { key: KeyObject; keyId: bigint }
 }
 
 export interface StreamWriteResult {
@@ -135,10 +147,19 @@ export async function writeEntryStream(
     if (held > 0) yield Buffer.concat(parts, held)
   }
   const compression = options.compression
-  const framed = compression !== Compression.None
+  const { sealing } = options
+  const framed = compression !== Compression.None || sealing !== undefined
 
   const keyBytes = Buffer.from(meta.key)
-  const head = encodeHead({ ...meta, compression, flags: framed ? FLAG_FRAMED : 0 }, keyBytes, encodeTags(meta.tags))
+  const nonce = sealing === undefined ? undefined : freshNonce()
+  const head = encodeHead(
+    sealing === undefined
+      ? { ...meta, compression, flags: framed ? FLAG_FRAMED : 0 }
+      : { ...meta, compression, flags: FLAG_FRAMED | FLAG_SEALED, keyId: sealing.keyId, nonce },
+    keyBytes,
+    encodeTags(meta.tags),
+  )
+  const sealer = sealing === undefined ? undefined : new FrameCipher(sealing.key, nonce!, head)
   const { temp, handle } = await openTemp(tree, file)
   options.trackTemp(temp, true)
   const heartbeat = setInterval(() => {
@@ -161,6 +182,12 @@ export async function writeEntryStream(
       storedLength += bytes.length
       await write(bytes)
     }
+    // A sealed frame is authenticated as the last or not: only the drain below knows.
+    let frames = 0
+    const emitFrame = async (parts: Buffer[], last: boolean): Promise<void> => {
+      frames++
+      for (const part of sealer === undefined ? parts : sealer.seal(parts, last)) await emit(part)
+    }
     // Up to `compressors` blocks compress in zlib's thread pool while earlier frames are
     // written, in order. Memory stays bounded: about FRAMES_QUEUED × 2 blocks. In adaptive
     // mode a block that finds every compressor busy is stored raw rather than waited for:
@@ -175,10 +202,12 @@ export async function writeEntryStream(
         continue
       }
       while (queue.length >= FRAMES_QUEUED || (!options.adaptive && compressing >= compressors)) {
-        for (const part of await queue.shift()!) await emit(part)
+        await emitFrame(await queue.shift()!, false) // `block` comes after it
       }
       let frame: Promise<Buffer[]>
-      if (compressing < compressors) {
+      if (compression === Compression.None) {
+        frame = Promise.resolve(encodeFrame.raw(block))
+      } else if (compressing < compressors) {
         compressing++
         frame = encodeFrame(block, compression, options.level, options.threshold).finally(() => compressing--)
         frame.catch(() => {}) // awaited below; never an unhandled rejection meanwhile
@@ -187,7 +216,11 @@ export async function writeEntryStream(
       }
       queue.push(frame)
     }
-    while (queue.length > 0) for (const part of await queue.shift()!) await emit(part)
+    while (queue.length > 0) {
+      const parts = await queue.shift()!
+      await emitFrame(parts, queue.length === 0)
+    }
+    if (sealer !== undefined && frames === 0) await emitFrame(encodeFrame.raw(Buffer.alloc(0)), true) // an empty stream
 
     const trailer = Buffer.allocUnsafe(TRAILER_BYTES)
     encodeTrailerFields(storedLength, logicalLength).copy(trailer, 0)

@@ -3,6 +3,8 @@ import path from 'node:path'
 import { Readable } from 'node:stream'
 import { isLarderError, LarderError } from '../errors.js'
 import { Compression, compressionIds } from '../format/compression.js'
+import { checkNamespace, keyOf, namespaceIdOf } from '../crypto/entry-keys.js'
+import { KeyError, reportedReason } from '../crypto/seal.js'
 import { CorruptEntryError, decodeEntry, FLAG_FRAMED, type DecodedEntry, type EntryHead } from '../format/entry-format.js'
 import { decodePayload, encodeEntryBytes, impossibleLength } from '../format/payload.js'
 import { Codec, deserialize } from '../format/serializers.js'
@@ -24,11 +26,16 @@ import type { ChangeClock } from '../store/change-clock.js'
 import type { TagClock } from '../store/tag-clock.js'
 import { MISS, type StoredEntry, type Tier, type TierEntry, type TierRead } from './tier.js'
 
-/** A damaged file found by a read: counted, reported and removed. */
+/** A damaged file found by a read: counted, reported and removed (except reason 'key' with
+ *  a missing key: see crypto/seal.ts KeyError). */
 export interface CorruptReport {
   key: string | undefined
   file: string
+  /** What is wrong; `'key'` when an encrypted entry cannot be opened with this cache's keys
+   *  (its key is not listed, or authentication failed), told apart by `detail`. */
   reason: string
+  /** For reason 'key': which of the two (never anything of a key). */
+  detail?: string
 }
 
 export interface FileTierParts {
@@ -178,17 +185,21 @@ export class FileTier implements Tier {
         this.#used(file, found.mtimeMs)
         if (found.whole !== undefined) {
           // Verified whole before a single byte is handed out.
-          return Readable.from([await decodePayload(found.whole)], { objectMode: false })
+          return Readable.from([await decodePayload(found.whole, this.#p.options)], { objectMode: false })
         }
         this.#p.counts.bytesRead += found.size
         const { ino } = found
-        const stream = createEntryStream(found.opened, (error) => {
-          this.#reportCorrupt(file, key, error.message)
-          void this.#discard(file, error.ino ?? ino).then(
-            (size) => this.#removed(size),
-            () => {},
-          )
-        })
+        const stream = createEntryStream(
+          found.opened,
+          (error) => {
+            this.#reportCorrupt(file, key, error)
+            void this.#discard(file, error.ino ?? ino).then(
+              (size) => this.#removed(size),
+              () => {},
+            )
+          },
+          this.#p.options.encryption,
+        )
         handedOver = true
         return stream
       } catch (error) {
@@ -275,19 +286,26 @@ export class FileTier implements Tier {
     let previous: number | undefined
     const { options } = this.#p
     const result = await this.#p.breaker.run(() =>
-      writeEntryStream(this.#layout.tree, file, { key, codec: Codec.Stream, ...meta }, source, {
-        signal,
-        compression: compressionIds[options.compression],
-        level: options.compressionLevel,
-        threshold: options.compressThreshold,
-        adaptive: options.streamCompression === 'adaptive',
-        durable: options.durable,
-        trackTemp: (temp, live) => (live ? this.#temps.add(temp) : this.#temps.delete(temp)),
-        beforeRename: () => {
-          const before = disk.lstatSync(file, { throwIfNoEntry: false })
-          previous = before?.isFile() ? before.size : undefined
+      writeEntryStream(
+        this.#layout.tree,
+        file,
+        { key, codec: Codec.Stream, ...meta, namespaceId: namespaceIdOf(options.namespace) },
+        source,
+        {
+          signal,
+          sealing: options.encryption && { key: options.encryption.active, keyId: options.encryption.activeId },
+          compression: compressionIds[options.compression],
+          level: options.compressionLevel,
+          threshold: options.compressThreshold,
+          adaptive: options.streamCompression === 'adaptive',
+          durable: options.durable,
+          trackTemp: (temp, live) => (live ? this.#temps.add(temp) : this.#temps.delete(temp)),
+          beforeRename: () => {
+            const before = disk.lstatSync(file, { throwIfNoEntry: false })
+            previous = before?.isFile() ? before.size : undefined
+          },
         },
-      }),
+      ),
     )
     this.#p.changes.bump()
     this.#p.totals.written(result.fileBytes, previous)
@@ -424,6 +442,13 @@ export class FileTier implements Tier {
       if (this.#misplaced(found.head.key, file)) return await this.#corruptOrThrow(MISPLACED(), file, key, found.ino)
       return undefined
     }
+    try {
+      checkNamespace(found.head, this.#p.options.namespace)
+      keyOf(found.head, this.#p.options.encryption) // a missing key: a miss, judged before anything is read
+    } catch (error) {
+      await found.opened?.handle.close()
+      return await this.#corruptOrThrow(error, file, key, found.ino)
+    }
     if ((found.head.compression as Compression) === Compression.Zstd && !zstdAvailable()) {
       // Written by a Node with zstd (22.15+), read by one without: a miss for this process, but
       // a valid entry for the others sharing the directory, so it stays.
@@ -478,12 +503,12 @@ export class FileTier implements Tier {
     let bytes: Buffer
     if (found.whole !== undefined) {
       entry = found.whole
-      bytes = await decodePayload(found.whole)
+      bytes = await decodePayload(found.whole, this.#p.options)
     } else if ((found.head.flags & FLAG_FRAMED) !== 0) {
       this.#p.counts.bytesRead += found.size
       entry = found.head // every byte of it is hashed and checked before collect() returns
       bytes = await collect(
-        createEntryStream(found.opened, () => {}),
+        createEntryStream(found.opened, () => {}, this.#p.options.encryption),
         found.logicalLength,
       )
     } else {
@@ -492,7 +517,7 @@ export class FileTier implements Tier {
       // Verified now, but read after the head that was judged: it must still be that entry.
       if (whole.key !== found.head.key) throw new CorruptEntryError('entry changed while it was read', found.ino)
       entry = whole
-      bytes = await decodePayload(whole)
+      bytes = await decodePayload(whole, this.#p.options)
     }
     let value: unknown
     try {
@@ -522,20 +547,22 @@ export class FileTier implements Tier {
   /**
    * Turns "this file is not a valid entry" (a CorruptEntryError) into a counted, reported miss
    * (returns undefined), removing the file only if it is still the one judged: the inode the
-   * judgement names, or `ino`; with neither known, it is left for maintenance. Rethrows
-   * anything else: disk failures for the breaker, LarderErrors for the caller.
+   * judgement names, or `ino`; with neither known, it is left for maintenance. An entry sealed
+   * under a key this cache does not hold stays (another process may hold it: a rotation in
+   * progress). Rethrows anything else: disk failures for the breaker, LarderErrors for the caller.
    */
   async #corruptOrThrow(error: unknown, file: string, key: string | undefined, ino: number | undefined): Promise<undefined> {
     if (!(error instanceof CorruptEntryError)) throw error
-    this.#reportCorrupt(file, key, error.message)
+    this.#reportCorrupt(file, key, error)
+    if (error instanceof KeyError && error.missing) return undefined
     const judged = error.ino ?? ino
     if (judged !== undefined) this.#removed(await this.#discard(file, judged).catch(() => undefined))
     return undefined
   }
 
-  #reportCorrupt(file: string, key: string | undefined, reason: string): void {
+  #reportCorrupt(file: string, key: string | undefined, error: CorruptEntryError): void {
     this.#p.counts.corrupt++
-    this.#p.corrupt({ key, file, reason })
+    this.#p.corrupt({ key, file, ...reportedReason(error) })
   }
 
   /** Removes a file a read judged expired or corrupt (see removeIfUnchanged); a read-only

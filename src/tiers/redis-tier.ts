@@ -1,6 +1,8 @@
 import calculateSlot from 'cluster-key-slot'
 import { isLarderError } from '../errors.js'
 import { hasher } from '../format/checksum.js'
+import { checkNamespace } from '../crypto/entry-keys.js'
+import { KeyError, reportedReason } from '../crypto/seal.js'
 import { CorruptEntryError, decodeEntry, MAGIC } from '../format/entry-format.js'
 import { decodePayload, impossibleLength } from '../format/payload.js'
 import { deserialize } from '../format/serializers.js'
@@ -31,7 +33,7 @@ const BATCH = 500
 
 export interface RedisTierParts {
   client: RedisClient
-  options: Pick<ResolvedOptions, 'namespace' | 'serializer' | 'maxValueSize'>
+  options: Pick<ResolvedOptions, 'namespace' | 'serializer' | 'maxValueSize' | 'encryption'>
   redis: ResolvedRedisOptions
   breaker: DiskBreaker
   tags: TagStamps
@@ -89,7 +91,7 @@ export class RedisTier {
       bytes = await this.#run(() => this.client.getBuffer(this.keyOf(key)))
     } catch (error) {
       if (!isWrongType(error)) throw error
-      return this.#discard(key, 'a Redis value of another type than a string', '-1', Buffer.alloc(0))
+      return this.#discard(key, { reason: 'a Redis value of another type than a string' }, '-1', Buffer.alloc(0))
     }
     return bytes === null ? MISS : this.#judge(key, bytes, grace)
   }
@@ -219,6 +221,7 @@ export class RedisTier {
     try {
       const entry = decodeEntry(bytes)
       if (entry.key !== key) throw new CorruptEntryError('an entry of another key under this name')
+      checkNamespace(entry, this.#p.options.namespace)
       const impossible = impossibleLength(entry)
       if (impossible !== undefined) throw new CorruptEntryError(impossible)
       const state = entryState(entry, Date.now(), this.#p.tags, entry.grace, grace)
@@ -227,7 +230,7 @@ export class RedisTier {
         return MISS
       }
       if (entry.logicalLength > this.#p.options.maxValueSize) return MISS // never stored by a cache with these bounds
-      const payload = await decodePayload(entry)
+      const payload = await decodePayload(entry, this.#p.options)
       let value: unknown
       try {
         value = deserialize(entry.codec, payload, this.#p.options.serializer)
@@ -239,17 +242,25 @@ export class RedisTier {
       return { found: true, stale: state === 'stale', value, createdAt, expiresAt, tags, grace: entry.grace, size: payload.length, bytes }
     } catch (error) {
       if (!(error instanceof CorruptEntryError) && !isPayloadFailure(error)) throw error
+      if (error instanceof KeyError && error.missing) {
+        // Sealed under a key this instance does not hold: a miss, left for those that do.
+        this.#p.counts.corrupt++
+        this.#p.corrupt({ key, file: `redis:${this.keyOf(key)}`, ...reportedReason(error) })
+        return MISS
+      }
       const tail = bytes.length >= 8 ? bytes.subarray(bytes.length - 8) : Buffer.alloc(0)
-      return this.#discard(key, error instanceof Error ? error.message : String(error), String(bytes.length), tail)
+      const reason =
+        error instanceof CorruptEntryError ? reportedReason(error) : { reason: error instanceof Error ? error.message : String(error) }
+      return this.#discard(key, reason, String(bytes.length), tail)
     }
   }
 
   /** A value under `key` that is not a good entry of it: counted, reported, and deleted if
    *  Redis still holds the same (`length`, `tail`: see DELETE_IF_SAME). A miss. */
-  async #discard(key: string, reason: string, length: string, tail: Buffer): Promise<RedisRead> {
+  async #discard(key: string, reason: { reason: string; detail?: string }, length: string, tail: Buffer): Promise<RedisRead> {
     this.#p.counts.corrupt++
     const name = this.keyOf(key)
-    this.#p.corrupt({ key, file: `redis:${name}`, reason })
+    this.#p.corrupt({ key, file: `redis:${name}`, ...reason })
     await this.#run(() => runScript(this.client, DELETE_IF_SAME, [name], [length, tail])).catch(() => {})
     return MISS
   }

@@ -20,7 +20,7 @@ export interface TierStackParts {
   redis: RedisTier | undefined
   writeBack: WriteBackQueue | undefined
   /** Read at each write: configure() may change the strategy and codec. */
-  options: Pick<ResolvedOptions, 'compression' | 'compressionLevel' | 'compressThreshold' | 'writeStrategy'>
+  options: Pick<ResolvedOptions, 'compression' | 'compressionLevel' | 'compressThreshold' | 'writeStrategy' | 'namespace' | 'encryption'>
   order: KeyOrder
   failures: Failures
   counters: Counters

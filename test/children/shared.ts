@@ -216,11 +216,12 @@ export async function verifyEntryFile(file: string): Promise<string> {
   const keyLength = bytes.readUInt32LE(24)
   const tagsLength = bytes.readUInt32LE(28)
   const stored = Number(bytes.readBigUInt64LE(bytes.length - 32))
-  if (32 + keyLength + tagsLength + stored + 32 !== bytes.length) return 'INVALID: lengths do not add up to the file size'
+  const header = bytes[4] === 1 ? 32 : 64 // format v1 or v2
+  if (header + keyLength + tagsLength + stored + 32 !== bytes.length) return 'INVALID: lengths do not add up to the file size'
   const hash = hasher.create64(0n)
   hash.update(bytes.subarray(0, bytes.length - 8))
   if (hash.digest() !== bytes.readBigUInt64LE(bytes.length - 8)) return 'INVALID: checksum mismatch'
-  return bytes.toString('utf8', 32, 32 + keyLength)
+  return bytes.toString('utf8', header, header + keyLength)
 }
 
 // ── blobs: incompressible byte values that carry their own checksum ──────────

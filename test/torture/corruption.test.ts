@@ -72,7 +72,7 @@ const damages: Record<string, Damage> = {
   'swapped with another entry': (file, _rand, _files, i, originals) => fs.writeFileSync(file, originals[(i + 1) % originals.length]!),
   'future format version': (file, rand) => {
     const bytes = fs.readFileSync(file)
-    bytes[4] = randInt(rand, 2, 255)
+    bytes[4] = randInt(rand, 3, 255)
     fs.writeFileSync(file, rechecksum(bytes))
   },
   'unknown flag bits': (file, rand) => {

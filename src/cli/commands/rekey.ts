@@ -1,0 +1,67 @@
+import { Command } from 'commander'
+import { keysFromEnv } from '../../crypto/keys.js'
+import { isLarderError } from '../../errors.js'
+import type { RekeyReport } from '../../maintenance/maintainer.js'
+import { CliContext, CliFailure, EXIT } from '../context.js'
+import { count, duration, entries } from '../format.js'
+import { interruptSignal, ProgressBar } from '../progress.js'
+
+/**
+ * `larder rekey`: every entry rewritten under the active key in worker threads (Larder.rekey).
+ * The keys come from the environment only, never from the command line (where `ps` and shell
+ * history would show them): `LARDER_ENCRYPTION_KEYS` (`id:key,id:key`), or the variable
+ * `--keys-env` names; the active key is `--active-key`, `LARDER_ENCRYPTION_ACTIVE_KEY`, or the
+ * first listed. Nothing of a key is ever printed: errors name the variable and the key id.
+ */
+export function rekeyCommand(): Command {
+  return new Command('rekey')
+    .description(
+      'rewrite every entry under the active encryption key, in worker threads (keys from LARDER_ENCRYPTION_KEYS, never the command line); entries under keys not listed are left and counted',
+    )
+    .option('--keys-env <name>', 'the environment variable holding the keys as id:key,id:key (hex or base64)', 'LARDER_ENCRYPTION_KEYS')
+    .option('--active-key <id>', 'the key id to rewrite under (default: LARDER_ENCRYPTION_ACTIVE_KEY, else the first listed)')
+    .action(async (flags: { keysEnv: string; activeKey?: string }, command: Command) => {
+      const ctx = new CliContext(command)
+      let encryption: ReturnType<typeof keysFromEnv>
+      try {
+        encryption = keysFromEnv({
+          LARDER_ENCRYPTION_KEYS: process.env[flags.keysEnv],
+          LARDER_ENCRYPTION_ACTIVE_KEY: flags.activeKey ?? process.env.LARDER_ENCRYPTION_ACTIVE_KEY,
+        })
+      } catch (error) {
+        const message = error instanceof Error ? error.message : String(error)
+        throw new CliFailure(message.replace('LARDER_ENCRYPTION_KEYS', flags.keysEnv), EXIT.usage, 'ERR_INVALID_OPTION')
+      }
+      if (encryption === undefined) throw new CliFailure(`no keys: ${flags.keysEnv} is not set`, EXIT.usage, 'ERR_INVALID_OPTION')
+      const bar = new ProgressBar(ctx.interactive)
+      const interrupt = interruptSignal()
+      let report: RekeyReport
+      try {
+        report = await ctx.withCache('maintain', (cache) => cache.rekey({ signal: interrupt.signal, onProgress: bar.update }), {
+          encryption,
+        })
+      } catch (error) {
+        if (isLarderError(error, 'ERR_ABORTED') && interrupt.interrupted())
+          throw new CliFailure('rekey interrupted', EXIT.interrupted, 'ERR_ABORTED')
+        throw error
+      } finally {
+        bar.stop()
+        interrupt.release()
+      }
+      ctx.print(
+        () => human(report, encryption.activeKey),
+        () => ({ ...report, activeKey: encryption.activeKey }),
+      )
+    })
+}
+
+function human(r: RekeyReport, active: string): string {
+  const lines = [
+    `checked ${entries(r.scanned)} in ${duration(r.durationMs)}: ${count(r.rekeyed)} rewritten under key ${active}, ${count(r.current)} already under it`,
+  ]
+  if (r.missingKey > 0) lines.push(`${entries(r.missingKey)} under keys not listed: left as they are`)
+  if (r.changed > 0) lines.push(`${entries(r.changed)} changed while being rewritten: left as written (run rekey again)`)
+  if (r.corrupt > 0) lines.push(`${entries(r.corrupt)} damaged or failing authentication: left for readers and verify --repair to remove`)
+  if (r.recovered > 0) lines.push(`${entries(r.recovered)} put back after an earlier rekey was killed mid-swap`)
+  return lines.join('\n')
+}

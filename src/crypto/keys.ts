@@ -1,0 +1,160 @@
+/**
+ * The encryption keys of a cache (`encryption` option, `LARDER_ENCRYPTION_KEYS`): validated
+ * once, held as node:crypto KeyObjects inside a Keyring whose key material no printing,
+ * logging or JSON path can reach. An entry names its key by a fingerprint of the key's id
+ * (xxhash64 of the id), never by the id itself nor anything derived from the key.
+ */
+import { createHash, createSecretKey, type KeyObject } from 'node:crypto'
+import { inspect } from 'node:util'
+import { LarderError } from '../errors.js'
+
+/** The `encryption` option as the caller gives it. */
+export interface EncryptionOptions {
+  /** Key id → key: 32 bytes, as a Buffer/Uint8Array, or a string of 64 hex digits or of
+   *  base64 (standard or URL-safe alphabet) that decodes to exactly 32 bytes. */
+  keys: Record<string, string | Uint8Array>
+  /** The id (one of `keys`) new entries are encrypted under. */
+  activeKey: string
+}
+
+export const KEY_BYTES = 32
+/** Key ids: short names safe in `id:key,id:key` lists and in messages. */
+const KEY_ID = /^[A-Za-z0-9._-]{1,64}$/
+const HEX_KEY = /^[0-9a-fA-F]{64}$/
+const BASE64_KEY = /^[A-Za-z0-9+/_-]{43}=?$/
+
+/** What a worker thread needs to rebuild a Keyring (KeyObjects cross threads by cloning). */
+export interface KeyringData {
+  keys: Array<[id: string, key: KeyObject]>
+  activeKey: string
+}
+
+/**
+ * The keys of one cache. Key material lives in private fields: `cache.options.encryption`
+ * prints, inspects and serializes as the key ids and the active id only.
+ */
+export class Keyring {
+  readonly activeKey: string
+  /** Fingerprint (entry header) of the active key's id. */
+  readonly activeId: bigint
+  readonly #byId = new Map<bigint, { id: string; key: KeyObject }>()
+
+  constructor(data: KeyringData) {
+    for (const [id, key] of data.keys) this.#byId.set(keyFingerprint(id), { id, key })
+    this.activeKey = data.activeKey
+    this.activeId = keyFingerprint(data.activeKey)
+  }
+
+  /** The key an entry's header names, or undefined when this cache does not hold it. */
+  key(fingerprint: bigint): KeyObject | undefined {
+    return this.#byId.get(fingerprint)?.key
+  }
+
+  get active(): KeyObject {
+    return this.#byId.get(this.activeId)!.key
+  }
+
+  /** The key ids, never the keys. */
+  get ids(): string[] {
+    return [...this.#byId.values()].map((k) => k.id)
+  }
+
+  /** For a worker thread (structured clone; never logged). */
+  toData(): KeyringData {
+    return { keys: [...this.#byId.values()].map((k) => [k.id, k.key]), activeKey: this.activeKey }
+  }
+
+  toJSON(): { keys: string[]; activeKey: string } {
+    return { keys: this.ids, activeKey: this.activeKey }
+  }
+
+  [inspect.custom](): string {
+    return `Keyring { keys: ${JSON.stringify(this.ids)}, activeKey: ${JSON.stringify(this.activeKey)} }`
+  }
+}
+
+/** The 8 bytes an entry header stores to name its key: the first 8 bytes of sha256 of the
+ *  key id (of the id, a name: nothing of the key itself is ever written). */
+export function keyFingerprint(id: string): bigint {
+  return createHash('sha256').update(id).digest().readBigUInt64LE(0)
+}
+
+/**
+ * Validates the `encryption` option. Every message names the field (`encryption.keys.<id>`)
+ * and says what is wrong with the value's shape, never the value.
+ */
+export function resolveEncryption(input: unknown, field = 'encryption'): Keyring | undefined {
+  if (input === undefined) return undefined
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) throw invalid(field, 'expected { keys, activeKey }')
+  const o = input as Partial<EncryptionOptions>
+  for (const name of Object.keys(o)) {
+    if (name !== 'keys' && name !== 'activeKey') throw invalid(`${field}.${name}`, 'unknown option (known: keys, activeKey)')
+  }
+  const { keys, activeKey } = o
+  if (keys === null || typeof keys !== 'object' || Array.isArray(keys) || Object.keys(keys).length === 0) {
+    throw invalid(`${field}.keys`, 'expected an object of at least one key id → 32-byte key')
+  }
+  const parsed: Array<[string, KeyObject]> = []
+  for (const [id, key] of Object.entries(keys)) {
+    if (!KEY_ID.test(id)) throw invalid(`${field}.keys`, `key id ${JSON.stringify(id.slice(0, 80))} must be 1-64 of A-Z a-z 0-9 . _ -`)
+    parsed.push([id, createSecretKey(keyBytes(key, `${field}.keys.${id}`))])
+  }
+  const seen = new Map<bigint, string>()
+  for (const [id] of parsed) {
+    const other = seen.get(keyFingerprint(id))
+    if (other !== undefined) throw invalid(`${field}.keys`, `key ids ${other} and ${id} have the same fingerprint: rename one`)
+    seen.set(keyFingerprint(id), id)
+  }
+  if (typeof activeKey !== 'string' || !Object.hasOwn(keys, activeKey)) {
+    throw invalid(`${field}.activeKey`, `expected one of the key ids (${parsed.map(([id]) => id).join(', ')})`)
+  }
+  return new Keyring({ keys: parsed, activeKey })
+}
+
+/** A key's 32 bytes from its accepted forms. Nothing of the value is ever put in a message. */
+function keyBytes(key: unknown, field: string): Buffer {
+  if (key instanceof Uint8Array) {
+    if (key.length !== KEY_BYTES) throw invalid(field, `expected ${KEY_BYTES} bytes, got ${key.length}`)
+    return Buffer.from(key)
+  }
+  if (typeof key !== 'string') throw invalid(field, `expected 32 bytes as a Uint8Array, 64 hex digits or base64, got ${typeof key}`)
+  const text = key.trim()
+  if (HEX_KEY.test(text)) return Buffer.from(text, 'hex')
+  if (BASE64_KEY.test(text)) {
+    const bytes = Buffer.from(text, text.includes('-') || text.includes('_') ? 'base64url' : 'base64')
+    if (bytes.length === KEY_BYTES) return bytes
+  }
+  throw invalid(field, `expected 32 bytes as 64 hex digits or base64 (a string of ${text.length} characters is neither)`)
+}
+
+/**
+ * `LARDER_ENCRYPTION_KEYS` (`id:key,id:key`, keys in hex or base64) and
+ * `LARDER_ENCRYPTION_ACTIVE_KEY` (default: the first id listed) as an `encryption` option, or
+ * undefined when the variable is unset or empty. Errors name the variable, never a key.
+ */
+export function keysFromEnv(env: NodeJS.ProcessEnv = process.env): EncryptionOptions | undefined {
+  const list = env.LARDER_ENCRYPTION_KEYS?.trim()
+  if (list === undefined || list === '') return undefined
+  const keys: Record<string, string> = {}
+  let first: string | undefined
+  for (const [index, item] of list.split(',').entries()) {
+    const colon = item.indexOf(':')
+    const id = item.slice(0, colon).trim()
+    if (colon <= 0 || !KEY_ID.test(id)) {
+      throw invalid('LARDER_ENCRYPTION_KEYS', `item ${index + 1} is not id:key (an id of 1-64 of A-Z a-z 0-9 . _ -, then the key)`)
+    }
+    if (Object.hasOwn(keys, id)) throw invalid('LARDER_ENCRYPTION_KEYS', `key id ${id} is listed twice`)
+    keys[id] = item.slice(colon + 1).trim()
+    keyBytes(keys[id], `LARDER_ENCRYPTION_KEYS (key ${id})`)
+    first ??= id
+  }
+  const active = env.LARDER_ENCRYPTION_ACTIVE_KEY?.trim() || first!
+  if (!Object.hasOwn(keys, active)) {
+    throw invalid('LARDER_ENCRYPTION_ACTIVE_KEY', `${JSON.stringify(active.slice(0, 80))} is not a key id of LARDER_ENCRYPTION_KEYS`)
+  }
+  return { keys, activeKey: active }
+}
+
+function invalid(field: string, message: string): LarderError {
+  return new LarderError('ERR_INVALID_OPTION', `Invalid option "${field}": ${message}`, { field })
+}

@@ -1,0 +1,329 @@
+/**
+ * `larder rekey`'s work on one partition, in a maintenance worker: every entry not sealed
+ * under the active key (sealed under another listed key, or not sealed at all) is rewritten
+ * sealed under it, with the same key, value, times, tags and grace, and the same mtime (its
+ * LRU position). Entries whose key is not listed are left alone and counted.
+ *
+ * Each rewrite is a new file written beside the entry (atomic-write.ts's exclusive temp), then
+ * swapped in only if the entry is still the one read: the old file is renamed aside (so no
+ * writer can slip in between the check and the swap), checked (same inode, mtime and size),
+ * and the new one linked into the empty place; a link that finds a file there means a writer
+ * put a newer entry there meanwhile, and that one stays. Readers see the old entry, the new
+ * one or (for the two system calls between) a miss: never a wrong value.
+ *
+ * A rekey killed between those two calls leaves the entry aside as `<hash>.rekey-<pid>`. The
+ * next rekey puts it back, but only when nothing has been written to or removed from the
+ * namespace since (the change log, meta/changes, not modified since the entry went aside):
+ * otherwise it might bring back an entry deleted or replaced since, and it is dropped instead
+ * (a miss, never a wrong value).
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import { hasher } from '../format/checksum.js'
+import { Compression } from '../format/compression.js'
+import {
+  CorruptEntryError,
+  decodeEntry,
+  decodeHead,
+  decodeTrailer,
+  encodeHead,
+  encodeTrailerFields,
+  FLAG_FRAMED,
+  FLAG_SEALED,
+  headLength,
+  TRAILER_BYTES,
+  encodeTags,
+  type EntryHead,
+} from '../format/entry-format.js'
+import { decodeFrameHeader, encodeFrame, FRAME_HEADER_BYTES } from '../format/frames.js'
+import { encodeUnframedEntry, openedPayload } from '../format/payload.js'
+import { openTempSync, writeAllSync } from '../store/atomic-write.js'
+import { errorCode } from '../store/disk.js'
+import { ENTRY_NAME, rootAbove } from '../store/layout.js'
+import { OwnedTree, type Sharing } from '../store/owned-tree.js'
+import { checkNamespace, keyOf, namespaceIdOf } from './entry-keys.js'
+import { Keyring, type KeyringData } from './keys.js'
+import { FrameCipher, freshNonce, KeyError } from './seal.js'
+
+export interface RekeyInput {
+  task: 'rekey'
+  namespaceDir: string
+  namespace: string
+  shared: Sharing
+  durable: boolean
+  partitions: string[]
+  /** The keys, cloned into the worker (KeyObjects); never logged. */
+  keyring: KeyringData
+  cancel?: Int32Array
+}
+
+export interface RekeyOutput {
+  scanned: number
+  /** Rewritten under the active key. */
+  rekeyed: number
+  /** Already sealed under the active key. */
+  current: number
+  /** Sealed under a key not listed: left as they are. */
+  missingKey: number
+  /** Damaged, or failing authentication: left for readers and `verify` to remove. */
+  corrupt: number
+  /** Changed (rewritten, removed, used) while being rekeyed: left as the writer made them. */
+  changed: number
+  /** Entries put back after an earlier rekey was killed mid-swap. */
+  recovered: number
+  stopped: boolean
+}
+
+const ASIDE = /^([0-9a-f]{16})\.rekey-([0-9]+)$/
+/** Bytes read at a time from a framed entry: one frame header, then its stored bytes. */
+const HEAD_READ = 64 * 1024
+/** An unframed entry is rewritten whole in memory: one written by `set`, within the writer's
+ *  `maxValueSize`. Larger unframed entries are uncompressed streams written without
+ *  encryption; they are read in blocks and framed. */
+const WHOLE_LIMIT = 64 * 1024 * 1024
+const BLOCK = 1024 * 1024
+
+export function rekeyPartitions(input: RekeyInput, stop: () => boolean): RekeyOutput {
+  const out: RekeyOutput = { scanned: 0, rekeyed: 0, current: 0, missingKey: 0, corrupt: 0, changed: 0, recovered: 0, stopped: false }
+  const keyring = new Keyring(input.keyring)
+  const tree = new OwnedTree(rootAbove(input.namespaceDir, 2), input.shared)
+  const changes = path.join(input.namespaceDir, 'meta', 'changes')
+  for (const partition of input.partitions) {
+    const dir = path.join(input.namespaceDir, partition)
+    if (!tree.isRealSync(dir)) continue
+    let names: string[]
+    try {
+      names = fs.readdirSync(dir)
+    } catch (error) {
+      if (errorCode(error) === 'ENOENT') continue
+      throw error
+    }
+    for (const name of names) {
+      if (stop()) {
+        out.stopped = true
+        return out
+      }
+      const aside = ASIDE.exec(name)
+      if (aside !== null) {
+        if (recoverAside(path.join(dir, name), path.join(dir, aside[1]!), Number(aside[2]), changes)) out.recovered++
+        continue
+      }
+      if (!ENTRY_NAME.test(name)) continue
+      out.scanned++
+      const verdict = rekeyEntry(tree, path.join(dir, name), keyring, input)
+      out[verdict]++
+    }
+  }
+  return out
+}
+
+type Verdict = 'rekeyed' | 'current' | 'missingKey' | 'corrupt' | 'changed'
+
+function rekeyEntry(tree: OwnedTree, file: string, keyring: Keyring, input: RekeyInput): Verdict {
+  let fd: number
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
+  } catch (error) {
+    const code = errorCode(error)
+    if (code === 'ENOENT') return 'changed'
+    if (code === 'ELOOP') return 'corrupt'
+    throw error
+  }
+  let temp: string | undefined
+  try {
+    const stat = fs.fstatSync(fd)
+    if (!stat.isFile()) return 'corrupt'
+    const head = readHeadOf(fd, stat.size)
+    if (head.key === undefined) return 'corrupt'
+    checkNamespace(head, input.namespace)
+    if ((head.flags & FLAG_SEALED) !== 0 && head.keyId === keyring.activeId) return 'current'
+    const oldKey = keyOf(head, keyring) // a KeyError (missing) for a key not listed
+    const written = openTempSync(tree, file)
+    temp = written.temp
+    try {
+      const plainStream = oldKey === undefined && (head.compression as Compression) === Compression.None && stat.size > WHOLE_LIMIT
+      if ((head.flags & FLAG_FRAMED) !== 0 || plainStream) reframe(fd, written.fd, head, stat.size, oldKey, keyring, input)
+      else rewriteWhole(fd, written.fd, stat.size, oldKey, keyring, input)
+      fs.futimesSync(written.fd, stat.atimeMs / 1000, stat.mtimeMs / 1000) // the LRU position stays
+      if (input.durable) fs.fsyncSync(written.fd)
+    } finally {
+      fs.closeSync(written.fd)
+    }
+    const verdict = swapIfSame(file, temp, stat)
+    temp = verdict === 'rekeyed' ? undefined : temp
+    return verdict
+  } catch (error) {
+    if (error instanceof KeyError && error.missing) return 'missingKey'
+    if (error instanceof CorruptEntryError) return 'corrupt'
+    throw error
+  } finally {
+    fs.closeSync(fd)
+    if (temp !== undefined) fs.rmSync(temp, { force: true })
+  }
+}
+
+function readHeadOf(fd: number, size: number): EntryHead {
+  let bytes = Buffer.allocUnsafe(Math.min(HEAD_READ, size))
+  let head = decodeHead(bytes.subarray(0, fs.readSync(fd, bytes, 0, bytes.length, 0)), size)
+  if (head === undefined) {
+    bytes = Buffer.allocUnsafe(headLength(bytes))
+    head = decodeHead(bytes.subarray(0, fs.readSync(fd, bytes, 0, bytes.length, 0)), size)
+    if (head === undefined) throw new CorruptEntryError('file shorter than its metadata')
+  }
+  return head
+}
+
+/** An unframed entry read whole (checksum verified), opened, sealed again as it was stored. */
+function rewriteWhole(
+  fd: number,
+  to: number,
+  size: number,
+  oldKey: Parameters<typeof openedPayload>[1],
+  keyring: Keyring,
+  input: RekeyInput,
+): void {
+  const bytes = Buffer.allocUnsafe(size)
+  if (fs.readSync(fd, bytes, 0, size, 0) !== size) throw new CorruptEntryError('file shrank while read')
+  const entry = decodeEntry(bytes)
+  const payload = openedPayload(entry, oldKey)
+  const meta = { ...entry, namespaceId: entry.namespaceId ?? namespaceIdOf(input.namespace), keyId: undefined, nonce: undefined }
+  const file = encodeUnframedEntry(meta, payload, entry.logicalLength, keyring)
+  writeAllSync(to, file, 'rekey temp')
+}
+
+/**
+ * A framed entry (or a large unframed, unsealed one, cut into raw frames) rewritten frame by
+ * frame with bounded memory: each frame opened (if sealed) and sealed under the active key.
+ * The old checksum is checked at the end; a mismatch throws, and the temp file is dropped.
+ */
+function reframe(
+  fd: number,
+  to: number,
+  head: EntryHead,
+  size: number,
+  oldKey: Parameters<typeof openedPayload>[1],
+  keyring: Keyring,
+  input: RekeyInput,
+): void {
+  const oldHash = hasher().create64(0n)
+  const newHash = hasher().create64(0n)
+  const read = (length: number, at: number): Buffer => {
+    const bytes = Buffer.allocUnsafe(length)
+    if (fs.readSync(fd, bytes, 0, length, at) !== length) throw new CorruptEntryError('file shrank while read')
+    oldHash.update(bytes)
+    return bytes
+  }
+  const write = (bytes: Buffer): void => {
+    newHash.update(bytes)
+    writeAllSync(to, bytes, 'rekey temp')
+  }
+  const trailerAt = size - TRAILER_BYTES
+  const trailerBytes = Buffer.allocUnsafe(TRAILER_BYTES)
+  fs.readSync(fd, trailerBytes, 0, TRAILER_BYTES, trailerAt)
+  const trailer = decodeTrailer(trailerBytes, size, head.payloadOffset)
+  const oldHead = read(head.payloadOffset, 0)
+  const framed = (head.flags & FLAG_FRAMED) !== 0
+  const nonce = freshNonce()
+  const newHead = encodeHead(
+    {
+      ...head,
+      flags: FLAG_FRAMED | FLAG_SEALED,
+      namespaceId: head.namespaceId ?? namespaceIdOf(input.namespace),
+      keyId: keyring.activeId,
+      nonce,
+    },
+    Buffer.from(head.key),
+    encodeTags(head.tags),
+  )
+  write(newHead)
+  const opener = oldKey === undefined ? undefined : new FrameCipher(oldKey, head.nonce!, oldHead)
+  const sealer = new FrameCipher(keyring.active, nonce, newHead)
+  let stored = 0
+  let frames = 0
+  for (let at = head.payloadOffset; at < trailerAt;) {
+    let frame: Buffer[]
+    if (framed) {
+      const header = read(FRAME_HEADER_BYTES, at)
+      const { storedLength } = decodeFrameHeader(header, trailerAt - at - FRAME_HEADER_BYTES, head.compression, opener !== undefined)
+      const body = read(storedLength, at + FRAME_HEADER_BYTES)
+      at += FRAME_HEADER_BYTES + storedLength
+      const inner = opener === undefined ? body : opener.open(header, body, at === trailerAt)
+      frame = [Buffer.from(header), inner]
+    } else {
+      const block = read(Math.min(BLOCK, trailerAt - at), at)
+      at += block.length
+      frame = encodeFrame.raw(block)
+    }
+    for (const part of sealer.seal(frame, at === trailerAt)) {
+      stored += part.length
+      write(part)
+    }
+    frames++
+  }
+  if (frames === 0) {
+    for (const part of sealer.seal(encodeFrame.raw(Buffer.alloc(0)), true)) {
+      stored += part.length
+      write(part)
+    }
+  }
+  oldHash.update(trailerBytes.subarray(0, TRAILER_BYTES - 8))
+  if (oldHash.digest() !== trailer.checksum) throw new CorruptEntryError('checksum mismatch')
+  const fields = encodeTrailerFields(stored, trailer.logicalLength, trailer.grace)
+  newHash.update(fields)
+  const sum = Buffer.allocUnsafe(8)
+  sum.writeBigUInt64LE(newHash.digest(), 0)
+  writeAllSync(to, Buffer.concat([fields, sum]), 'rekey temp')
+}
+
+/** The rewritten entry swapped in if the entry is still the one read (see the top). */
+function swapIfSame(file: string, temp: string, judged: fs.Stats): Verdict {
+  const aside = `${file}.rekey-${process.pid}`
+  try {
+    fs.renameSync(file, aside)
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return 'changed'
+    throw error
+  }
+  const moved = fs.lstatSync(aside)
+  if (moved.ino !== judged.ino || moved.mtimeMs !== judged.mtimeMs || moved.size !== judged.size) {
+    linkUnlessTaken(aside, file)
+    fs.unlinkSync(aside)
+    return 'changed'
+  }
+  const placed = linkUnlessTaken(temp, file)
+  fs.unlinkSync(aside)
+  fs.unlinkSync(temp)
+  return placed ? 'rekeyed' : 'changed'
+}
+
+function linkUnlessTaken(from: string, to: string): boolean {
+  try {
+    fs.linkSync(from, to)
+    return true
+  } catch (error) {
+    if (errorCode(error) === 'EEXIST') return false
+    throw error
+  }
+}
+
+/** An entry a killed rekey left aside: put back if nothing was written or removed in the
+ *  namespace since it went aside, else dropped. A live rekey's own aside is not touched. */
+function recoverAside(aside: string, file: string, pid: number, changes: string): boolean {
+  if (pid !== process.pid && alive(pid)) return false
+  const moved = fs.lstatSync(aside, { throwIfNoEntry: false })
+  if (moved === undefined) return false
+  const log = fs.statSync(changes, { throwIfNoEntry: false })
+  const untouched = moved.isFile() && log !== undefined && log.mtimeMs < moved.ctimeMs
+  const restored = untouched && linkUnlessTaken(aside, file)
+  fs.rmSync(aside, { force: true })
+  return restored
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return errorCode(error) === 'EPERM'
+  }
+}
