@@ -159,4 +159,20 @@ describe('rekey', () => {
     assert.equal(none.code, 2)
     assert.match(none.stderr, /LARDER_ENCRYPTION_KEYS is not set/)
   })
+
+  test('larder set and get seal and open entries with LARDER_ENCRYPTION_KEYS; without the key the entry is a miss, intact', async () => {
+    const dir = path.join(tempDir('larder-enc-cli'), 'cache')
+    const env = { LARDER_ENCRYPTION_KEYS: `a:${KEY_A.toString('hex')}` }
+    const set = await runBin(BIN, ['--dir', dir, 'set', 'greeting', '-'], { env, input: 'a secret greeting' })
+    assert.equal(set.code, 0, set.stderr)
+    for (const file of entryFiles(dir)) assert.ok(!fs.readFileSync(file).includes('secret greeting'), 'sealed on disk')
+    const got = await runBin(BIN, ['--dir', dir, 'get', 'greeting'], { env })
+    assert.equal(got.code, 0, got.stderr)
+    assert.equal(got.text, 'a secret greeting')
+    const keyless = await runBin(BIN, ['--dir', dir, 'get', 'greeting'])
+    assert.equal(keyless.code, 1, 'a miss without the key')
+    const verify = await runBin(BIN, ['--dir', dir, '--json', 'verify'])
+    assert.equal(verify.code, 0, verify.stderr)
+    assert.ok(!`${set.text}${set.stderr}${got.stderr}${keyless.stderr}`.includes(KEY_A.toString('hex')), 'no key in any output')
+  })
 })

@@ -3,6 +3,7 @@ import path from 'node:path'
 import type { Command } from 'commander'
 import { loadHasher } from '../format/checksum.js'
 import { findConfigFile, loadConfigFile } from '../config/config-file.js'
+import { keysFromEnv } from '../crypto/keys.js'
 import { Larder } from '../larder.js'
 import { readBudget, type RecordedBudget } from '../maintenance/budget-record.js'
 import { defaultCacheDir, isEvictionPolicy, resolveOptions, type LarderOptions } from '../options.js'
@@ -120,6 +121,8 @@ export class CliContext {
       ...(recorded?.maxSize !== undefined ? { maxSize: recorded.maxSize } : {}),
       ...(recorded?.maxEntries !== undefined ? { maxEntries: recorded.maxEntries } : {}),
       ...(isEvictionPolicy(recorded?.evictionPolicy) ? { evictionPolicy: recorded.evictionPolicy } : {}),
+      // Sealed entries are read and written with the keys of the environment (never a flag).
+      encryption: keysFromEnv(process.env),
       ...shared,
     })
   }
