@@ -124,6 +124,11 @@ describe('configuration: sources and precedence', () => {
       Larder.open({ config: { env: false, cwd: root } }),
       isLarderError('ERR_INVALID_OPTION', /larder\.config\.json: maxSizee: .*unknown option/),
     )
+    fs.writeFileSync(path.join(root, 'larder.config.json'), '{ "dir": "cache", "__proto__": { "polluted": true } }')
+    await assert.rejects(
+      Larder.open({ config: { env: false, cwd: root } }),
+      isLarderError('ERR_INVALID_OPTION', /larder\.config\.json: __proto__: .*unknown option/),
+    )
     fs.writeFileSync(path.join(root, 'larder.config.json'), '{ "dir": ')
     await assert.rejects(
       Larder.open({ config: { env: false, cwd: root } }),

@@ -16,7 +16,7 @@ export function getPath(tree: OptionTree, path: string): unknown {
   let node: unknown = tree
   for (const part of path.split('.')) {
     if (typeof node === 'string' && part === 'url') return node
-    if (!isPlainObject(node)) return undefined
+    if (!isPlainObject(node) || !Object.hasOwn(node, part)) return undefined
     node = node[part]
   }
   return node
@@ -58,13 +58,20 @@ export function mergeOptions(lower: OptionTree, higher: OptionTree, undefinedRem
       const base = asGroup(below, name)
       const over = asGroup(value, name)
       if (base !== undefined && over !== undefined) {
-        merged[name] = value === true ? below : mergeOptions(base, over, undefinedRemoves, path + '.')
+        own(merged, name, value === true ? below : mergeOptions(base, over, undefinedRemoves, path + '.'))
         continue
       }
     }
-    merged[name] = value
+    own(merged, name, value)
   }
   return merged
+}
+
+/** Sets an own property, whatever its name: an assignment to `__proto__` (JSON.parse makes
+ *  that an ordinary key) would change the object's prototype and hide the key from the
+ *  validator, which must see it to refuse it as unknown. */
+function own(tree: OptionTree, name: string, value: unknown): void {
+  Object.defineProperty(tree, name, { value, enumerable: true, writable: true, configurable: true })
 }
 
 function asGroup(value: unknown, name: string): OptionTree | undefined {
