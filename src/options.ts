@@ -364,6 +364,12 @@ const SHARINGS: readonly Sharing[] = [false, 'group', 'everyone']
 export const MIN_TEMP_MAX_AGE = 1000
 
 /** Whether `value` names an eviction policy (a recorded budget read back, say). */
+/** `text` with the user:password of any URL in it hidden: an error message is no place for a
+ *  Redis password. */
+export function withoutCredentials(text: string): string {
+  return text.replace(/\/\/[^/@\s]*@/g, '//(credentials hidden)@')
+}
+
 export function isEvictionPolicy(value: unknown): value is EvictionPolicy {
   return POLICIES.includes(value as EvictionPolicy)
 }
@@ -633,7 +639,7 @@ function resolveRedis(input: unknown): ResolvedRedisOptions | undefined {
     )
   rejectUnknown(r, REDIS_NAMES, 'redis.')
   if (r.url !== undefined && (typeof r.url !== 'string' || !/^rediss?:\/\//.test(r.url)))
-    throw invalid('redis.url', `expected a redis:// or rediss:// URL, got ${String(r.url)}`)
+    throw invalid('redis.url', `expected a redis:// or rediss:// URL, got ${withoutCredentials(String(r.url))}`)
   if (
     r.client !== undefined &&
     (r.client === null || typeof r.client !== 'object' || typeof (r.client as { duplicate?: unknown }).duplicate !== 'function')

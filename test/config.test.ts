@@ -112,6 +112,21 @@ describe('configuration: sources and precedence', () => {
     assert.equal(fs.existsSync(dir2), false, 'nothing was created')
   })
 
+  test('a bad LARDER_REDIS_URL is refused without showing its password', async () => {
+    const env = { LARDER_REDIS_URL: 'http://admin:hunter2@cache.internal:6379' }
+    await assert.rejects(Larder.open({ dir: false, config: { env, file: false } }), (error: unknown) => {
+      assert.ok(error instanceof LarderError)
+      assert.equal(error.code, 'ERR_INVALID_OPTION')
+      assert.match(error.message, /^LARDER_REDIS_URL=.*cache\.internal.*expected a redis:\/\//)
+      assert.ok(!error.message.includes('hunter2'), error.message)
+      return true
+    })
+    await assert.rejects(Larder.open({ dir: false, redis: { url: 'http://admin:hunter2@cache.internal' } }), (error: unknown) => {
+      assert.ok(error instanceof LarderError && !error.message.includes('hunter2'), String(error))
+      return true
+    })
+  })
+
   test('a bad value in the config file names the file and the field, and writes nothing', async () => {
     const root = tempDir('larder-config')
     fs.writeFileSync(path.join(root, 'larder.config.json'), JSON.stringify({ dir: 'cache', maxSize: 'lots' }))

@@ -2,7 +2,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { LarderError } from '../errors.js'
-import { resolveOptions, type ResolvedOptions } from '../options.js'
+import { resolveOptions, withoutCredentials, type ResolvedOptions } from '../options.js'
 import { displayFile, findConfigFile, loadConfigFile } from './config-file.js'
 import { readEnv, type EnvValue } from './env-options.js'
 import { OPTION_ROWS, rowOf } from './option-table.js'
@@ -189,7 +189,9 @@ function attributed(error: unknown, layers: Layer[], envRead: Map<string, EnvVal
       const read = envRead?.get(at)
       const secret = rowOf(at)?.secret === true
       prefix =
-        read === undefined ? `${envVariable(envRead!, at)}: ${at}` : `${read.variable}=${secret ? '(hidden)' : JSON.stringify(read.raw)}`
+        read === undefined
+          ? `${envVariable(envRead!, at)}: ${at}`
+          : `${read.variable}=${secret ? '(hidden)' : withoutCredentials(JSON.stringify(read.raw))}`
     } else if (layer.source.startsWith('file:')) prefix = `${displayFile(layer.source.slice('file:'.length))}: ${at}`
     else prefix = `${layer.source.replace(':', ' ')}: ${at}`
     return new LarderError(error.code, `${prefix}: ${error.message}`, { field, cause: error })
