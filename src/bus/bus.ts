@@ -6,6 +6,9 @@ import { Outbox } from './outbox.js'
 
 /** Messages (keys and tags) queued at most while Redis is unreachable; see Outbox. */
 const OUTBOX_MAX = 10_000
+/** A publish that failed while the breaker stayed closed and the connection up (a command
+ *  timeout on a loaded host) is tried again this soon, and again while it keeps failing. */
+const RETRY_MS = 200
 
 export interface BusParts {
   /** Publishes (the tier's command connection, through the Redis breaker). */
@@ -38,6 +41,7 @@ export class Bus {
   #subscribed = false
   #flushing = false
   #closed = false
+  #retry: NodeJS.Timeout | undefined
 
   constructor(parts: BusParts) {
     this.#p = parts
@@ -115,6 +119,7 @@ export class Bus {
 
   close(): void {
     this.#closed = true
+    clearTimeout(this.#retry)
   }
 
   async #send(message: BusMessage): Promise<void> {
@@ -122,7 +127,20 @@ export class Bus {
       await this.#p.breaker.run(() => this.#p.client.publish(this.#p.channel, encodeMessage(message)))
     } catch {
       this.#outbox.add(message)
+      this.#retryLater()
     }
+  }
+
+  /** The breaker opening and closing, or the connection coming back, flush the outbox; a
+   *  failure that changes neither (one timeout) would otherwise leave its message waiting for
+   *  the next publish, however long, while the other instances serve what it dropped. */
+  #retryLater(): void {
+    if (this.#closed || this.#retry !== undefined) return
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined
+      this.flush()
+    }, RETRY_MS)
+    this.#retry.unref()
   }
 
   #subscribing: Promise<void> | undefined
