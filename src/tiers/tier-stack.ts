@@ -215,7 +215,7 @@ export class TierStack {
    * key order: the caller saw no change called since the read began (#mayPromote), and those
    * called from now on run after it. A newer change heard from elsewhere before it runs cancels
    * it; one heard while the file is written removes it again (the message's own drop may have
-   * looked before the file was there).
+   * looked before the file was there), and the copy a read of that file put into memory meanwhile.
    */
   #promoteToFile(key: string, bytes: Buffer, createdAt: number, heard: number): void {
     const promotion = this.#p.order.change(
@@ -226,7 +226,9 @@ export class TierStack {
         try {
           await this.file!.setBytes(key, bytes)
           this.#p.counters.tiers.file!.sets++
-          if (!this.#guard.mayPromote(key, createdAt, writing)) await this.file!.dropIfOlder(key, justAfter(createdAt))
+          // Dropped as a message drops it: a read that found the file in the meantime may have
+          // promoted it into memory, where it would outlive the file it came from.
+          if (!this.#guard.mayPromote(key, createdAt, writing)) await this.dropLocal(key, justAfter(createdAt))
         } catch {
           this.#p.counters.tiers.file!.errors++ // a promotion is an optimisation: nothing is lost
         }
