@@ -1,4 +1,6 @@
 // Issue #14, second pass: the hot paths made cheaper keep what they guarded. Speed itself is
+import fs from 'node:fs'
+import path from 'node:path'
 // measured in bench/, never asserted here.
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
@@ -86,4 +88,20 @@ describe('hot paths, second pass (issue #14)', () => {
     assert.equal(stats.hits, sizes.length)
     await reader.close()
   })
+})
+
+test('memory-tier hits are logged for LFU only: under LRU no hit log is written (each hit hashed its key and fed the log)', async () => {
+  for (const evictionPolicy of ['lru', 'lfu'] as const) {
+    const dir = tempDir(`hits-${evictionPolicy}`)
+    const cache = await Larder.open({ dir, memory: true, maintenance: false, evictionPolicy })
+    await cache.set('hot', { id: 1 })
+    for (let i = 0; i < 50; i++) assert.deepEqual(await cache.get('hot'), { id: 1 })
+    await cache.close()
+    const logs = fs
+      .readdirSync(dir, { recursive: true, withFileTypes: true })
+      .filter((e) => e.isFile() && e.parentPath.endsWith(path.join('meta', 'hits')))
+    const logged = logs.reduce((n, e) => n + fs.statSync(path.join(e.parentPath, e.name)).size, 0)
+    if (evictionPolicy === 'lru') assert.equal(logged, 0, 'no hit logged under LRU')
+    else assert.ok(logged > 0, 'hits logged under LFU')
+  }
 })

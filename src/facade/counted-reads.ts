@@ -59,7 +59,7 @@ export class CountedReads {
       const counts = this.#counters.counts
       counts.memoryHits++
       counts.hits++
-      if (this.#disk?.hitLog !== undefined) this.#disk.hitLog.hit(this.#disk.layout.hashKey(key))
+      if (this.#disk?.countsHits === true) this.#disk.hitLog!.hit(this.#disk.layout.hashKey(key))
       if (this.#hitListeners.count > 0) this.#events.emit('hit', key, 'memory', 'memory')
       if (sampled) {
         const took = performance.now() - started

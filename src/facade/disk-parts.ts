@@ -47,6 +47,12 @@ export class DiskParts {
   readonly files: FileTier
   readonly #options: ResolvedOptions
 
+  /** Hits are counted for LFU (the hit log exists whatever the policy: configure() may
+   *  switch to LFU). Read from the live options, per hit. */
+  get countsHits(): boolean {
+    return this.hitLog !== undefined && this.#options.evictionPolicy === 'lfu'
+  }
+
   constructor(options: ResolvedOptions & { dir: string }, hooks: DiskHooks) {
     this.#options = options
     this.layout = new Layout(options.dir, options.namespace, options.shared)
