@@ -34,15 +34,23 @@ class Recorder {
   }
 
   async during(op: () => Promise<unknown>): Promise<string[][]> {
-    const mark = `mark-${++this.#marks}`
-    this.#seen = []
+    // MONITOR delivers late: a command sent before `op` (the set of its set-up) can arrive after
+    // `op` starts. A marker on each side bounds what belongs to `op`.
+    const start = await this.#mark()
     await op()
+    const end = await this.#mark()
+    return this.#seen.slice(this.#indexOf(start) + 1, this.#indexOf(end))
+  }
+
+  async #mark(): Promise<string> {
+    const mark = `mark-${++this.#marks}`
     await this.#marker!.echo(mark)
-    assert.ok(await eventually(() => this.#seen.some(([name, arg]) => name === 'echo' && arg === mark)))
-    return this.#seen.slice(
-      0,
-      this.#seen.findIndex(([name, arg]) => name === 'echo' && arg === mark),
-    )
+    assert.ok(await eventually(() => this.#indexOf(mark) >= 0))
+    return mark
+  }
+
+  #indexOf(mark: string): number {
+    return this.#seen.findIndex(([name, arg]) => name === 'echo' && arg === mark)
   }
 
   stop(): void {
