@@ -11,6 +11,7 @@ import { optionsSnapshot, reconfigure, type ConfigChange, type ReconfigureState 
 import { assembleStats, type Stats } from './facade/stats.js'
 import { warm, type WarmReport } from './facade/warm.js'
 import { loadHasher } from './format/checksum.js'
+import { loadRedisClient } from './redis/connection.js'
 import { BATCH_PARALLELISM, Slots } from './batch-slots.js'
 import type { EntryInfo } from './maintenance/listing.js'
 import type {
@@ -69,6 +70,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     const layered = await layerOptions(options)
     try {
       await loadHasher()
+      if (layered.resolved.redis !== undefined) await loadRedisClient()
       const cache = new Larder(layered)
       await cache.#p.open()
       return cache

@@ -8,6 +8,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -49,6 +51,22 @@ test('the tarball holds the built package and its documents only, within the siz
   ]) {
     assert.ok(paths.includes(needed), `${needed} is missing from the tarball (was \`npm run build\` run?)`)
   }
+  // The bin is split into chunks (a command loads the server only when it serves): every
+  // chunk it can reach, statically or by import(), must ship with it.
+  const reachable = new Set<string>()
+  const visit = (file: string): void => {
+    if (reachable.has(file)) return
+    reachable.add(file)
+    const text = readFileSync(path.join(root, file), 'utf8')
+    for (const [, spec] of text.matchAll(/(?:from|import\()\s*"(\.\/[^"]+)"/g)) visit(path.posix.join(path.posix.dirname(file), spec!))
+  }
+  visit('dist/cli.js')
+  assert.ok(reachable.size > 1, 'the bin imports chunks of its own')
+  assert.deepEqual(
+    [...reachable].filter((file) => !paths.includes(file)),
+    [],
+    'chunks the bin imports but the tarball lacks',
+  )
   assert.ok(pack.size <= PACKED_BUDGET, `packed ${pack.size} bytes, over the ${PACKED_BUDGET}-byte budget`)
   assert.ok(pack.unpackedSize <= UNPACKED_BUDGET, `unpacked ${pack.unpackedSize} bytes, over the ${UNPACKED_BUDGET}-byte budget`)
 })

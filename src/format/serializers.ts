@@ -1,5 +1,6 @@
+import { createRequire } from 'node:module'
 import v8 from 'node:v8'
-import { Packr } from 'msgpackr'
+import type { Packr } from 'msgpackr'
 import { LarderError } from '../errors.js'
 import type { CustomSerializer, SerializerName } from '../options.js'
 
@@ -26,7 +27,15 @@ export interface Serialized {
 // Dates, Maps, Sets, BigInts, typed arrays and shared references survive msgpack. Objects
 // are written as self-describing records (no structures shared between entries, so any
 // process can read any entry), which lets Maps come back as Maps.
-const packr = new Packr({ structuredClone: true, mapsAsObjects: false, useRecords: true, moreTypes: true })
+// Loaded on the first msgpack value (synchronously: a json cache may read an entry another
+// instance wrote as msgpack): msgpackr probes for its native addon when loaded, ~50 ms that a
+// cache or a CLI command that never meets msgpack should not pay.
+let packr: Packr | undefined
+function msgpack(): Packr {
+  if (packr !== undefined) return packr
+  const { Packr } = createRequire(import.meta.url)('msgpackr') as typeof import('msgpackr')
+  return (packr = new Packr({ structuredClone: true, mapsAsObjects: false, useRecords: true, moreTypes: true }))
+}
 
 function toBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
@@ -211,7 +220,7 @@ export function serialize(value: unknown, serializer: SerializerName | CustomSer
       }
       case 'msgpack':
         inspect(value, { callables: true, surrogates: true })
-        return { codec: Codec.Msgpack, bytes: packr.pack(value) }
+        return { codec: Codec.Msgpack, bytes: msgpack().pack(value) }
     }
   } catch (cause) {
     if (cause instanceof LarderError) throw cause
@@ -243,7 +252,7 @@ export function deserialize(codec: number, bytes: Buffer, serializer: Serializer
     case Codec.V8:
       return v8.deserialize(bytes)
     case Codec.Msgpack:
-      return packr.unpack(bytes)
+      return msgpack().unpack(bytes)
     case Codec.Custom:
       if (typeof serializer !== 'object') {
         throw new LarderError(

@@ -1,5 +1,6 @@
+import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
-import { Piscina } from 'piscina'
+import type { Piscina } from 'piscina'
 import type { TaskInput } from './worker.js'
 
 /**
@@ -25,7 +26,14 @@ export class MaintenancePool {
   }
 
   run<T>(input: TaskInput, options: { signal?: AbortSignal; transfer?: ArrayBuffer[] } = {}): Promise<T> {
-    this.#pool ??= new Piscina({ filename: workerFile(), minThreads: 0, maxThreads: this.#threads, idleTimeout: IDLE_MS })
+    // piscina is loaded with the first task (~50 ms a cache or a CLI command without
+    // maintenance work never pays).
+    this.#pool ??= new (createRequire(import.meta.url)('piscina') as typeof import('piscina')).Piscina({
+      filename: workerFile(),
+      minThreads: 0,
+      maxThreads: this.#threads,
+      idleTimeout: IDLE_MS,
+    })
     return this.#pool.run(input, { signal: options.signal, transferList: options.transfer }) as Promise<T>
   }
 

@@ -1,7 +1,22 @@
-import { Cluster, Redis, type ClusterNode, type RedisOptions as IORedisOptions } from 'ioredis'
+import type { Cluster, ClusterNode, Redis, RedisOptions as IORedisOptions } from 'ioredis'
 import type { ResolvedRedisOptions } from '../options.js'
 
 export type RedisClient = Redis | Cluster
+
+/** ioredis, loaded by the first cache that has `redis` (`loadRedisClient`): a cache without
+ *  Redis, and every CLI command but those given --redis, never pays for loading it. */
+let ioredis: { Redis: typeof Redis; Cluster: typeof Cluster } | undefined
+
+export async function loadRedisClient(): Promise<void> {
+  if (ioredis !== undefined) return
+  const { Redis, Cluster } = await import('ioredis')
+  ioredis = { Redis, Cluster }
+}
+
+function loaded(): { Redis: typeof Redis; Cluster: typeof Cluster } {
+  if (ioredis === undefined) throw new Error('larder: loadRedisClient() must run before a Redis connection opens')
+  return ioredis
+}
 
 /**
  * The connections larder uses to reach Redis: one for commands (the caller's `client`, or one
@@ -35,7 +50,7 @@ export function openClient(options: ResolvedRedisOptions): { client: RedisClient
   }
   if (options.cluster !== undefined) {
     const nodes: ClusterNode[] = options.cluster.map((node) => (typeof node === 'string' ? node : { host: node.host, port: node.port }))
-    const client = new Cluster(nodes, {
+    const client = new (loaded().Cluster)(nodes, {
       redisOptions: connection,
       enableOfflineQueue: false,
       enableAutoPipelining: false,
@@ -44,7 +59,7 @@ export function openClient(options: ResolvedRedisOptions): { client: RedisClient
     })
     return { client, owned: true }
   }
-  return { client: new Redis(options.url ?? 'redis://127.0.0.1:6379', connection), owned: true }
+  return { client: new (loaded().Redis)(options.url ?? 'redis://127.0.0.1:6379', connection), owned: true }
 }
 
 /** A second connection like `client`, for pub/sub. */
@@ -54,8 +69,8 @@ export function duplicateForSubscribing(client: RedisClient): RedisClient {
   // autoResubscribe sends a SUBSCRIBE whose promise nobody holds, so a connection closing
   // before its reply (Redis killed again, close() while reconnecting) became an unhandled
   // rejection in the host ("Connection is closed.").
-  if (client instanceof Cluster) return client.duplicate()
-  return client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: false })
+  if (client.isCluster) return (client as Cluster).duplicate()
+  return (client as Redis).duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: false })
 }
 
 /** Resolves when `client` is ready, or after `ms` (Redis down at open: the cache opens and
@@ -86,5 +101,5 @@ export async function closeClient(client: RedisClient): Promise<void> {
 
 /** Every master of a cluster (each holds its own slots' keys), or the one server. */
 export function masters(client: RedisClient): Redis[] {
-  return client instanceof Cluster ? client.nodes('master') : [client]
+  return client.isCluster ? (client as Cluster).nodes('master') : [client as Redis]
 }
