@@ -481,8 +481,9 @@ describe('temp files of streams', () => {
     { timeout: 90_000 },
     async () => {
       const dir = tempDir()
-      // 10 KB every 200 ms: far below the 1 MiB a frame holds, so nothing reaches the file for seconds.
-      const slow = await startChild('slow-stream.ts', [dir, 'slow', '20', '200'], false)
+      // 10 KB every 200 ms, then held open until told: far below the 1 MiB a frame holds, so
+      // nothing reaches the file until it finishes.
+      const slow = await startChild('slow-stream.ts', [dir, 'slow', '5', '200', 'hold'], false)
       children.push(slow)
       await slow.next('writing')
       const janitor = await Larder.open({ dir, maintenance: { interval: 0, tempMaxAge: '2s' } })
@@ -499,11 +500,12 @@ describe('temp files of streams', () => {
       const pruned = await janitor.prune()
       assert.equal(pruned.tempFilesRemoved, 0, "the live writer's temp file was left alone")
       assert.ok(fs.existsSync(path.join(dir, 'v1', 'default', temp)), 'its temp file is still there')
+      slow.proc.send({ type: 'finish' })
       const done = await slow.next('done')
       assert.equal((done.stats as { dropped: number }).dropped, 0, 'the stream was stored')
       const stream = await janitor.getStream('slow')
       assert.ok(stream !== undefined, 'the entry is there')
-      assert.equal(Buffer.concat(await stream.toArray()).length, 20 * 10_000)
+      assert.equal(Buffer.concat(await stream.toArray()).length, 5 * 10_000)
 
       // A writer killed mid-stream leaves its temp file; once it is older than tempMaxAge, it goes.
       const doomed = await startChild('slow-stream.ts', [dir, 'doomed', '1000', '200'], false)
