@@ -1,6 +1,8 @@
+import path from 'node:path'
 import type { Layout } from './layout.js'
 import { writeFileAtomicSync } from './atomic-write.js'
 import { disk } from './disk.js'
+import type { OwnedTree } from './owned-tree.js'
 import { ForeignFileError, readSmallFileSync } from './small-file.js'
 
 /**
@@ -25,6 +27,16 @@ import { ForeignFileError, readSmallFileSync } from './small-file.js'
  * filled RACY_MS (whole-second mtimes: COARSE_RACY_MS) or more after that mtime. Any
  * invalidation after such a fill lands in a later granule, so it changes the mtime. The cost
  * is a stamp read per tag on each read during the window after an invalidation.
+ *
+ * A stamp only ever rises. The file `tags/<hash>` is replaced whole, last writer wins, and
+ * two processes invalidating one tag can finish in the other order than they began: one that
+ * took its time early and was then descheduled would rename its older time over a newer one,
+ * and entries written between the two would come back to life (found by the 8-process torture
+ * test on a loaded machine). So each invalidation also creates `tags/<hash>.d/<time>` (a new
+ * name, never replaced) and removes only the names below its own; a stamp is the highest of
+ * these and the file. The file stays for caches shared with an older larder, which reads only
+ * it. Creating the name comes first: the file's rename that follows is what moves the
+ * directory's mtime, so a reader that refills on it sees both.
  *
  * What this cannot see past: the `stat` itself. On NFS, the client's attribute cache may
  * answer it with the directory as it was for up to `acdirmax` (60 s by default): mount with
@@ -94,7 +106,9 @@ export class TagClock {
    *  through a link (atomic-write.ts). */
   invalidate(tags: readonly string[], at: number): void {
     for (const tag of tags) {
-      writeFileAtomicSync(this.#layout.tree, this.#layout.tagPath(tag), Buffer.from(`${at}\n${tag}\n`))
+      const file = this.#layout.tagPath(tag)
+      raiseStampSync(this.#layout.tree, file, at)
+      writeFileAtomicSync(this.#layout.tree, file, Buffer.from(`${at}\n${tag}\n`))
       this.#stamps.set(tag, at)
     }
   }
@@ -111,6 +125,72 @@ export class TagClock {
  * mtime), or now if even that cannot be read. Shared with maintenance workers (entry-scan.ts).
  */
 export function readStamp(file: string): number {
+  const raised = highestRaise(file)
+  const written = writtenStamp(file)
+  return raised > written ? raised : written
+}
+
+/** Where the stamps that only rise live for the stamp file `file`: one empty file per
+ *  invalidation, named by its time. */
+function raisesDir(file: string): string {
+  return `${file}.d`
+}
+
+/**
+ * Records `at` as a time `file`'s stamp has reached: a new name, made with O_EXCL (never
+ * through a planted link), then the names below it removed. Nobody removes a name above
+ * their own, so the highest stays whatever order the writers finish in.
+ */
+function raiseStampSync(tree: OwnedTree, file: string, at: number): void {
+  const dir = raisesDir(file)
+  tree.dirSync(dir)
+  const name = dir + path.sep + String(at)
+  const create = (): void => {
+    const fd = disk.openSync(name, 'wx', tree.fileMode)
+    try {
+      if (tree.shared !== false) disk.fchmodSync(fd, tree.fileMode) // the umask filtered open()'s mode
+    } finally {
+      disk.closeSync(fd)
+    }
+  }
+  try {
+    create()
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
+    const found = disk.lstatSync(name)
+    if (!found.isFile()) {
+      tree.removeForeignSync(name, found, 'where a tag stamp belongs')
+      create()
+    }
+  }
+  if (!tree.isRealSync(dir)) return // never unlink through a link planted meanwhile
+  for (const other of disk.readdirSync(dir)) {
+    const time = Number(other)
+    if (!(time < at)) continue
+    try {
+      disk.unlinkSync(dir + path.sep + other)
+    } catch {
+      // another writer removed it first
+    }
+  }
+}
+
+/** The highest time under `file`'s raises directory; 0 when there is none. Read only when
+ *  it is a real directory: a link planted there is never followed. */
+function highestRaise(file: string): number {
+  const dir = raisesDir(file)
+  const found = disk.lstatSync(dir, { throwIfNoEntry: false })
+  if (found === undefined || !found.isDirectory()) return 0
+  let highest = 0
+  for (const name of disk.readdirSync(dir)) {
+    const time = Number(name)
+    if (Number.isFinite(time) && time > highest) highest = time
+  }
+  return highest
+}
+
+/** The time the stamp file itself records (the last writer's). */
+function writtenStamp(file: string): number {
   let text: string | undefined
   try {
     text = readSmallFileSync(file)
