@@ -89,7 +89,20 @@ function jsonRequested(argv: string[]): boolean {
   }
 }
 
+/** The variables besides `LARDER_…` the CLI reads (`larder serve`, the seeds' names). */
+const SEED_VARIABLES = new Set(['CACHE_L1_MAX_ENTRIES', 'CACHE_DEFAULT_TTL', 'REDIS_URL', 'REDIS_PASSWORD', 'REDIS_DB'])
+
+/** An empty variable counts as unset, as in the library (config/env-options.ts): commander
+ *  would take `LARDER_DIR=` (a blanked line in a CI file) as the current directory, and
+ *  `LARDER_MAX_SIZE=` as a bad size. */
+function dropEmptyVariables(env: NodeJS.ProcessEnv): void {
+  for (const [name, value] of Object.entries(env)) {
+    if ((name.startsWith('LARDER_') || SEED_VARIABLES.has(name)) && value?.trim() === '') delete env[name]
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
+  dropEmptyVariables(process.env)
   const json = jsonRequested(argv)
   let shown = '' // help or version text, held back to go inside the JSON document
   let usage = '' // commander's one-line complaint
