@@ -97,3 +97,37 @@ describe('write-through set and getOrSet on Redis', { skip }, () => {
     assert.equal(after.hits, before.hits + 1, 'a memory hit: its own message dropped nothing')
   })
 })
+
+describe("the memory tier's last entry", { skip }, () => {
+  const prefix = `sl${process.pid}:`
+  const options = (evictionPolicy: 'lru' | 'random') => ({
+    dir: false as const,
+    memory: { maxEntries: 3 },
+    maintenance: false as const,
+    evictionPolicy,
+    redis: { url: server.url, prefix: `${prefix}${evictionPolicy}:` },
+  })
+
+  for (const policy of ['lru', 'random'] as const) {
+    test(`dropped by a bus message, it leaves a tier that misses it and holds what comes next (${policy})`, async () => {
+      const a = await Larder.open(options(policy))
+      const b = await Larder.open(options(policy))
+      try {
+        await a.set('only', 1)
+        assert.equal(await b.get('only'), 1)
+        assert.equal((await b.stats()).memoryEntries, 1, 'b holds one entry: the one the message drops')
+        await a.set('only', 2)
+        assert.ok(await eventually(async () => (await b.get('only')) === 2), 'b dropped its copy and read the new value')
+        for (const key of ['k1', 'k2', 'k3', 'k4']) await b.set(key, key)
+        const held = (await b.stats()).memoryEntries
+        assert.equal(held, 3, 'the tier is full at its bound, not past it')
+        let found = 0
+        for (const key of ['only', 'k1', 'k2', 'k3', 'k4']) if ((await b.get(key)) !== undefined) found++
+        assert.equal(found, 5, 'every key reads (from memory or Redis)')
+      } finally {
+        await a.close()
+        await b.close()
+      }
+    })
+  }
+})
