@@ -20,7 +20,8 @@ const arg = (name, fallback) => {
 }
 const RUNS = arg('runs', 3)
 const N = arg('n', 5000)
-const CASES = ['hit', 'l2get', 'setThrough', 'setBack', 'getOrSet']
+const BUS_N = arg('bus-n', 1000)
+const CASES = ['hit', 'l2get', 'setThrough', 'setNoBus', 'setBack', 'getOrSet']
 const IMPLS = ['larder', 'bentocache', 'cacheable']
 
 async function freePort() {
@@ -68,12 +69,14 @@ for (let i = 0; i < 200; i++) {
 const url = `redis://127.0.0.1:${port}`
 const loadBefore = os.loadavg()[0].toFixed(2)
 const rows = {}
+const p50s = {}
 try {
   // Interleaved: run r of a case for every implementation (their order rotating each run),
   // then run r + 1, so a change in the machine's load spreads over all of them instead of
   // landing on the one whose runs came in that spell.
   for (const c of CASES) {
     rows[c] = {}
+    p50s[c] = {}
     const samples = Object.fromEntries(IMPLS.map((impl) => [impl, []]))
     for (let r = 0; r < RUNS; r++) {
       for (let i = 0; i < IMPLS.length; i++) {
@@ -81,41 +84,65 @@ try {
         execFileSync('redis-cli', ['-p', String(port), 'FLUSHALL'], { stdio: 'ignore' })
         const result = await runCase({ case: c, impl, url, n: N })
         if (!result.ok) throw new Error(result.error)
-        samples[impl].push(result.usPerOp)
+        samples[impl].push(result)
       }
     }
     for (const impl of IMPLS) {
-      rows[c][impl] = median(samples[impl])
-      console.error(`${c} ${impl}: ${rows[c][impl].toFixed(2)} µs/op (runs ${samples[impl].map((s) => s.toFixed(2)).join(', ')})`)
+      rows[c][impl] = median(samples[impl].map((s) => s.usPerOp))
+      p50s[c][impl] = median(samples[impl].map((s) => s.p50))
+      console.error(
+        `${c} ${impl}: ${rows[c][impl].toFixed(2)} µs/op, p50 ${p50s[c][impl].toFixed(2)} (runs ${samples[impl].map((s) => s.usPerOp.toFixed(2)).join(', ')}; load ${os.loadavg()[0].toFixed(1)})`,
+      )
     }
   }
-  const bus = []
-  for (let r = 0; r < RUNS; r++) {
-    execFileSync('redis-cli', ['-p', String(port), 'FLUSHALL'], { stdio: 'ignore' })
-    const result = await runCase({ case: 'bus', impl: 'larder', url, n: 300 })
-    if (!result.ok) throw new Error(result.error)
-    bus.push(result)
+  // The reader spinning on get (as before), then a reader that waits for the message.
+  const busRows = {}
+  for (const idle of [false, true]) {
+    const bus = []
+    for (let r = 0; r < RUNS; r++) {
+      execFileSync('redis-cli', ['-p', String(port), 'FLUSHALL'], { stdio: 'ignore' })
+      const result = await runCase({ case: 'bus', impl: 'larder', url, n: BUS_N, idle })
+      if (!result.ok) throw new Error(result.error)
+      bus.push(result)
+    }
+    const m = (f) => median(bus.map(f))
+    busRows[idle ? 'idle' : 'spin'] = {
+      p50: m((b) => b.p50),
+      p99: m((b) => b.p99),
+      heard: { p50: m((b) => b.heard.p50), p99: m((b) => b.heard.p99) },
+      read: { p50: m((b) => b.read.p50), p99: m((b) => b.read.p99) },
+      load: os.loadavg()[0].toFixed(1),
+    }
   }
-  const busRow = { p50: median(bus.map((b) => b.p50)), p99: median(bus.map((b) => b.p99)) }
   const names = {
     hit: 'get, memory hit',
     l2get: 'get from Redis (memory miss)',
     setThrough: 'set (write-through)',
+    setNoBus: 'set (write-through, no bus: larder `bus: false`, bentocache without its bus; cacheable has none)',
     setBack: 'set (larder write-back; peers: their set)',
     getOrSet: 'getOrSet (missing key, loader, stored)',
   }
   let md = `# W8: memory + Redis (${new Date().toISOString().slice(0, 10)}, Node ${process.version}, redis-server ${execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).match(/v=(\S+)/)?.[1]}, loopback)\n\n`
   md += `\`node bench/w8.mjs --runs ${RUNS} --n ${N}\`: µs per operation, median of ${RUNS} interleaved runs, each case in its own process (lower is better); × = the better peer's time / larder's.\n\n`
-  md += '| case | larder | bentocache | cacheable | × vs better peer |\n| --- | --- | --- | --- | --- |\n'
+  md +=
+    'Each cell: the mean µs per operation over n operations, then (after /) the median single operation (the memory hit: the median of 1,000-hit batches after 300 ms of warm-up, both figures).\n\n'
+  md += '| case | larder | bentocache | cacheable | × vs better peer (mean / median) |\n| --- | --- | --- | --- | --- |\n'
+  const cell = (c, impl) => `${rows[c][impl].toFixed(2)} / ${p50s[c][impl].toFixed(2)}`
   for (const c of CASES) {
     const best = Math.min(rows[c].bentocache, rows[c].cacheable)
-    md += `| ${names[c]} | ${rows[c].larder.toFixed(2)} | ${rows[c].bentocache.toFixed(2)} | ${rows[c].cacheable.toFixed(2)} | ${(best / rows[c].larder).toFixed(2)}× |\n`
+    const bestP50 = Math.min(p50s[c].bentocache, p50s[c].cacheable)
+    md += `| ${names[c]} | ${cell(c, 'larder')} | ${cell(c, 'bentocache')} | ${cell(c, 'cacheable')} | ${(best / rows[c].larder).toFixed(2)}× / ${(bestP50 / p50s[c].larder).toFixed(2)}× |\n`
   }
   md += `\nLoad average: ${loadBefore} before, ${os.loadavg()[0].toFixed(2)} after.\n`
-  md += `\nBus invalidation latency between two processes (a set on A until B reads the new value; 300 changes per run, median of ${RUNS} runs): p50 ${busRow.p50.toFixed(2)} ms, p99 ${busRow.p99.toFixed(2)} ms.\n`
+  md += `\nBus invalidation latency between two processes (a set on A until B reads the new value; ${BUS_N} changes per run, median of ${RUNS} runs), in ms, split at the message's arrival on B (a plain subscriber of B's):\n\n`
+  md += '| reader | p50 | p99 | set → heard on B p50 / p99 | heard → read p50 / p99 | load |\n| --- | --- | --- | --- | --- | --- |\n'
+  for (const [kind, b] of Object.entries(busRows)) {
+    const f = (x) => x.toFixed(2)
+    md += `| ${kind === 'spin' ? 'spins on get' : 'waits for the message'} | ${f(b.p50)} | ${f(b.p99)} | ${f(b.heard.p50)} / ${f(b.heard.p99)} | ${f(b.read.p50)} / ${f(b.read.p99)} | ${b.load} |\n`
+  }
   console.log(md)
   const stem = path.join(here, 'results', `${new Date().toISOString().slice(0, 10)}-w8`)
-  writeFileSync(`${stem}.json`, JSON.stringify({ runs: RUNS, n: N, rows, bus: busRow, node: process.version }, null, 2) + '\n')
+  writeFileSync(`${stem}.json`, JSON.stringify({ runs: RUNS, n: N, rows, p50s, bus: busRows, node: process.version }, null, 2) + '\n')
   writeFileSync(`${stem}.md`, md)
 } finally {
   server.kill('SIGKILL')

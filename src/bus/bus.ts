@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import type { DiskBreaker } from '../resilience/disk-breaker.js'
 import type { RedisClient } from '../redis/connection.js'
-import { decodeMessage, encodeMessage, type BusMessage } from './messages.js'
+import { decodeMessage, encodeMessage, sentBy, type BusMessage } from './messages.js'
 import { Outbox } from './outbox.js'
 
 /** Messages (keys and tags) queued at most while Redis is unreachable; see Outbox. */
@@ -46,9 +46,10 @@ export class Bus {
   constructor(parts: BusParts) {
     this.#p = parts
     const { subscriber, channel } = parts
+    const own = sentBy(this.id)
     subscriber.on('error', () => {}) // reconnects by itself; the Redis breaker counts what fails
     subscriber.on('message', (from: string, text: string) => {
-      if (from !== channel) return
+      if (from !== channel || own(text)) return
       const message = decodeMessage(text)
       if (message !== undefined && message.from !== this.id) parts.received(message)
     })
