@@ -53,10 +53,20 @@ export function freshNonce(): Buffer {
   return randomBytes(NONCE_BYTES)
 }
 
+/** What a payload is authenticated with: one buffer, or several taken in order as one (a
+ *  buffered entry's head and trailer fields, passed as the views they are in the file rather
+ *  than joined: on a 1 KiB get the join's copies were a tenth of what encryption added). */
+export type AuthenticatedData = Buffer | readonly Buffer[]
+
+function authenticate(cipher: { setAAD(data: Buffer): unknown }, aad: AuthenticatedData): void {
+  if (Buffer.isBuffer(aad)) cipher.setAAD(aad)
+  else for (const part of aad) cipher.setAAD(part) // GCM takes its AAD in parts, as one
+}
+
 /** `plain` encrypted and authenticated with `aad`: ciphertext · tag. */
-export function seal(key: KeyObject, nonce: Buffer, aad: Buffer, plain: Buffer): Buffer {
+export function seal(key: KeyObject, nonce: Buffer, aad: AuthenticatedData, plain: Buffer): Buffer {
   const cipher = createCipheriv(CIPHER, key, nonce, { authTagLength: TAG_BYTES })
-  cipher.setAAD(aad)
+  authenticate(cipher, aad)
   const out = Buffer.allocUnsafe(plain.length + TAG_BYTES)
   let at = cipher.update(plain).copy(out, 0)
   at += cipher.final().copy(out, at)
@@ -65,11 +75,11 @@ export function seal(key: KeyObject, nonce: Buffer, aad: Buffer, plain: Buffer):
 }
 
 /** The plain bytes of `sealed` (ciphertext · tag), or a KeyError if it fails authentication. */
-export function open(key: KeyObject, nonce: Buffer, aad: Buffer, sealed: Buffer): Buffer {
+export function open(key: KeyObject, nonce: Buffer, aad: AuthenticatedData, sealed: Buffer): Buffer {
   if (sealed.length < TAG_BYTES) throw new CorruptEntryError('sealed payload shorter than its tag')
   const end = sealed.length - TAG_BYTES
   const decipher = createDecipheriv(CIPHER, key, nonce, { authTagLength: TAG_BYTES })
-  decipher.setAAD(aad)
+  authenticate(decipher, aad)
   decipher.setAuthTag(sealed.subarray(end))
   const first = decipher.update(sealed.subarray(0, end))
   let last: Buffer

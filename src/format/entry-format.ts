@@ -276,8 +276,11 @@ export function decodeTrailer(trailer: Buffer, fileSize: number, payloadOffset: 
 export interface DecodedEntry extends EntryHead, EntryTrailer {
   /** The stored payload bytes (a view into the file buffer). */
   payload: Buffer
-  /** Everything before the payload (a view): a sealed payload's authenticated data. */
+  /** Everything before the payload (a view): with `trailerFields`, a sealed payload's
+   *  authenticated data. */
   headBytes: Buffer
+  /** The trailer's fields as stored, without the checksum (a view, 24 bytes). */
+  trailerFields: Buffer
 }
 
 /**
@@ -314,5 +317,6 @@ export function decodeEntry(file: Buffer): DecodedEntry {
     checksum: trailer.checksum,
     payload: file.subarray(head.payloadOffset, size - TRAILER_BYTES),
     headBytes: file.subarray(0, head.payloadOffset),
+    trailerFields: file.subarray(size - TRAILER_BYTES, size - 8),
   }
 }

@@ -158,14 +158,14 @@ export function encodeUnframedEntry(meta: EntryMeta, payload: Buffer, logicalLen
   const nonce = freshNonce()
   const head = encodeHead({ ...meta, flags: FLAG_SEALED, keyId: keyring.activeId, nonce }, keyBytes, tagBytes)
   const trailerFields = encodeTrailerFields(payload.length + TAG_BYTES, logicalLength, meta.grace)
-  return encodeEntryAround(head, seal(keyring.active, nonce, Buffer.concat([head, trailerFields]), payload), trailerFields)
+  return encodeEntryAround(head, seal(keyring.active, nonce, [head, trailerFields], payload), trailerFields)
 }
 
-/** The stored payload of an unframed entry, opened when sealed (as compressed, not decoded). */
+/** The stored payload of an unframed entry, opened when sealed (as compressed, not decoded):
+ *  authenticated with its head and trailer fields, the very bytes the checksum passed. */
 export function openedPayload(entry: DecodedEntry, key: KeyObject | undefined): Buffer {
   if (key === undefined) return entry.payload
-  const trailerFields = encodeTrailerFields(entry.storedLength, entry.logicalLength, entry.grace)
-  return open(key, entry.nonce!, Buffer.concat([entry.headBytes, trailerFields]), entry.payload)
+  return open(key, entry.nonce!, [entry.headBytes, entry.trailerFields], entry.payload)
 }
 
 interface EntryTimesAndValue {
