@@ -30,6 +30,14 @@ async function setAndRead(store: KeyvLarder, reads: number): Promise<void> {
 }
 
 describe('adapters: the hot read path', () => {
+  test('an adapter that opens its own cache has the memory tier on: repeated reads are memory hits', async () => {
+    const dir = tempDir('larder-adapter-speed')
+    await setAndRead(new KeyvLarder({ dir }), 5)
+    const activity = await activityOf(dir)
+    assert.equal(activity.hits, 5)
+    assert.equal(activity.memoryHits, 5, 'every read after the set was answered by the memory tier')
+  })
+
   test("an adapter's options that say memory: false keep the file tier only", async () => {
     const dir = tempDir('larder-adapter-speed')
     await setAndRead(new KeyvLarder({ dir, memory: false }), 5)
