@@ -3,7 +3,7 @@ import { Larder, isLarderError, type LarderOptions } from 'larder'
 /**
  * What every adapter is given: an open cache (the caller's, shared with whatever else uses
  * it, and never closed by the adapter), or the options to open one (the adapter's own, which
- * it closes when its host library disconnects; the memory tier on unless they say `memory`).
+ * it closes when its host library disconnects.
  */
 export type CacheOrOptions = Larder | LarderOptions
 
@@ -45,7 +45,7 @@ export class CacheSource {
       this.#failOpen = given.options.failOpen
       return
     }
-    this.ready = Larder.open(withMemoryTier(given))
+    this.ready = Larder.open(given)
     this.owned = true
     this.#failOpen = given?.failOpen !== false
     this.ready.then(
@@ -136,19 +136,6 @@ export class CacheSource {
     }
     if (this.owned) await (await this.ready.catch(() => undefined))?.close()
   }
-}
-
-/**
- * The options an adapter opens its own cache with: the memory tier on unless they say
- * otherwise. What goes through a host library is hot and small (a Keyv value, a cached query,
- * an HTTP response): without the memory tier each read is a file read, with it a lookup
- * (bench/adapters.mjs), and every entry is still a file, shared and persistent. Options that
- * ask for layering (`config`, `profile`) are left to it, so the environment, a config file or
- * the profile can still decide (a call's own option would override them).
- */
-function withMemoryTier(options: LarderOptions | undefined): LarderOptions {
-  if (options?.memory !== undefined || options?.config !== undefined || options?.profile !== undefined) return options ?? {}
-  return { ...options, memory: true }
 }
 
 /** Whether `value` is an open cache rather than options (see CacheSource on `instanceof`). */

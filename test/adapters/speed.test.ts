@@ -1,8 +1,9 @@
 /**
  * The adapters' hot read path (issue 12's speed goal; the figures are bench/adapters.mjs's, never
- * asserted here): the memory tier behind an adapter that opens its own cache, a Keyv get that is
- * a memory hit, Keyv without its own serialization, and the count of calls in flight that
- * replaced a set of promises (close still waits for each). State and counts only.
+ * asserted here): the memory tier behind an adapter that opens its own cache (when its options
+ * ask), a Keyv get that is a memory hit, Keyv without its own serialization, and the count of
+ * calls in flight that replaced a set of promises (close still waits for each). State and
+ * counts only.
  */
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
@@ -30,34 +31,19 @@ async function setAndRead(store: KeyvLarder, reads: number): Promise<void> {
 }
 
 describe('adapters: the hot read path', () => {
-  test('an adapter that opens its own cache has the memory tier on: repeated reads are memory hits', async () => {
+  test('an adapter that opens its own cache has the memory tier its options ask for (none by default)', async () => {
     const dir = tempDir('larder-adapter-speed')
-    await setAndRead(new KeyvLarder({ dir }), 5)
+    await setAndRead(new KeyvLarder({ dir, memory: true }), 5)
     const activity = await activityOf(dir)
     assert.equal(activity.hits, 5)
     assert.equal(activity.memoryHits, 5, 'every read after the set was answered by the memory tier')
   })
 
-  test("an adapter's options that say memory: false keep the file tier only", async () => {
+  test("an adapter's options without memory keep the file tier only", async () => {
     const dir = tempDir('larder-adapter-speed')
-    await setAndRead(new KeyvLarder({ dir, memory: false }), 5)
+    await setAndRead(new KeyvLarder({ dir }), 5)
     const activity = await activityOf(dir)
     assert.equal(activity.hits, 5)
-    assert.equal(activity.memoryHits, 0)
-  })
-
-  test('with config, the environment still decides the memory tier (LARDER_MEMORY=false is not overridden)', async () => {
-    const dir = tempDir('larder-adapter-speed')
-    const before = process.env.LARDER_MEMORY
-    process.env.LARDER_MEMORY = 'false'
-    try {
-      await setAndRead(new KeyvLarder({ dir, config: { env: true, file: false } }), 3)
-    } finally {
-      if (before === undefined) delete process.env.LARDER_MEMORY
-      else process.env.LARDER_MEMORY = before
-    }
-    const activity = await activityOf(dir)
-    assert.equal(activity.hits, 3)
     assert.equal(activity.memoryHits, 0)
   })
 
