@@ -47,6 +47,13 @@ notes.push(
   'Keyv: keyv-file holds the whole cache in memory and rewrites one JSON file (100 ms write delay); a get is a Map read once the file is loaded, and its file is not safe for two processes. @keyv/sqlite is not measured: it runs over the native sqlite3 package, whose install script this project does not allow (package.json allowScripts).',
 )
 
+notes.push(
+  "Keyv: with Keyv's default serialization every get, whatever the store, parses the string Keyv stored (JSON.parse with @keyv/serialize's reviver), the largest single cost of a get answered from memory; the rows 'Keyv serialize off' use Keyv's documented `serialize: undefined, deserialize: undefined` (the store holds and answers the `{ value, expires }` object) and are compared with each other only.",
+)
+notes.push(
+  'CPU µs per read: user + system time of the case process over the timed reads, divided by the reads (the median of the runs); it moves far less with the load of other jobs on the machine than reads per second do.',
+)
+
 const hosts = Object.entries(HOSTS).filter(([host]) => only === undefined || only.includes(host))
 let pg
 if (hosts.some(([host]) => host === 'typeorm')) {
@@ -86,7 +93,14 @@ try {
         }).catch((error) => ({ stdout: error.stdout ?? JSON.stringify({ ok: false, error: error.message }) }))
         const result = JSON.parse(stdout.trim().split('\n').at(-1))
         if (!result.ok) throw new Error(`${host} / ${store.name}: ${result.error}`)
-        ;(samples[`${host}\t${store.name}`] ??= []).push({ p50: result.p50, p99: result.p99, opsSeq: result.opsSeq, opsC16: result.opsC16 })
+        ;(samples[`${host}\t${store.name}`] ??= []).push({
+          p50: result.p50,
+          p99: result.p99,
+          opsSeq: result.opsSeq,
+          opsC16: result.opsC16,
+          cpuSeq: result.cpuSeq,
+          cpuC16: result.cpuC16,
+        })
         fs.rmSync(dir, { recursive: true, force: true })
         process.stderr.write(
           `run ${r + 1}/${runs} ${host} / ${store.name}: p50 ${result.p50.toFixed(0)} µs, ${result.opsSeq.toFixed(0)} reads/s at 1, ${result.opsC16.toFixed(0)} at 16\n`,
@@ -118,8 +132,8 @@ const lines = [
   `${new Date().toISOString().slice(0, 10)}, node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model.trim()}; ${quick ? 'quick: ' : ''}${sizes.seq} sequential reads, then ${sizes.conc} with 16 in flight, per case; each case its own process; medians of ${runs} interleaved run${runs === 1 ? '' : 's'}${runs > 1 ? ' (min–max)' : ''}; ${((Date.now() - startedAt) / 1000).toFixed(0)} s; load average ${loadBefore} before, ${load()} after. ${versions}.`,
   `Command: \`${quick ? 'node --import tsx bench/adapters.mjs --quick' : 'npm run bench:adapters'}${only ? ` --only ${only.join(',')}` : ''}\`.`,
   '',
-  '| host library: operation | store | p50 µs | p99 µs | reads/s, 1 in flight | reads/s, 16 in flight |',
-  '|---|---|---:|---:|---:|---:|',
+  '| host library: operation | store | p50 µs | p99 µs | reads/s, 1 in flight | reads/s, 16 in flight | CPU µs per read, 1 / 16 in flight |',
+  '|---|---|---:|---:|---:|---:|---:|',
 ]
 for (const [host, { title, stores }] of hosts) {
   for (const store of stores) {
@@ -130,10 +144,12 @@ for (const [host, { title, stores }] of hosts) {
       p99: median(s.map((x) => x.p99)),
       opsSeq: median(s.map((x) => x.opsSeq)),
       opsC16: median(s.map((x) => x.opsC16)),
+      cpuSeq: median(s.map((x) => x.cpuSeq)),
+      cpuC16: median(s.map((x) => x.cpuC16)),
     }
     medians[`${host}\t${store.name}`] = m
     lines.push(
-      `| ${title} | ${store.name} | ${fmt(m.p50)} | ${fmt(m.p99)} | ${fmt(m.opsSeq)}${spread(s.map((x) => x.opsSeq))} | ${fmt(m.opsC16)}${spread(s.map((x) => x.opsC16))} |`,
+      `| ${title} | ${store.name} | ${fmt(m.p50)} | ${fmt(m.p99)} | ${fmt(m.opsSeq)}${spread(s.map((x) => x.opsSeq))} | ${fmt(m.opsC16)}${spread(s.map((x) => x.opsC16))} | ${m.cpuSeq.toFixed(1)} / ${m.cpuC16.toFixed(1)} |`,
     )
   }
 }
@@ -142,15 +158,17 @@ lines.push(
   '',
   '## Goal: faster than each file- or database-backed alternative (medians, reads/s)',
   '',
-  '| host library | larder store | vs | 1 in flight | 16 in flight | goal |',
-  '|---|---|---|---:|---:|---|',
+  '| host library | larder store | vs | 1 in flight | 16 in flight | goal | CPU per read, peer / larder (1 / 16 in flight) |',
+  '|---|---|---|---:|---:|---|---:|',
 )
 for (const [host, { stores }] of hosts) {
-  const peers = stores.filter((s) => s.persistent && !s.name.startsWith('larder') && medians[`${host}\t${s.name}`])
+  const allPeers = stores.filter((s) => s.persistent && !s.name.startsWith('larder') && medians[`${host}\t${s.name}`])
   for (const ours of stores.filter((s) => s.name.startsWith('larder') && medians[`${host}\t${s.name}`])) {
     const a = medians[`${host}\t${ours.name}`]
+    // A store in a `group` (a configuration of the host library) is compared within it only.
+    const peers = allPeers.filter((peer) => peer.group === ours.group)
     if (peers.length === 0) {
-      lines.push(`| ${host} | ${ours.name} | (no file or database peer) | | | n/a |`)
+      lines.push(`| ${host} | ${ours.name} | (no file or database peer) | | | n/a | |`)
       continue
     }
     for (const peer of peers) {
@@ -158,7 +176,7 @@ for (const [host, { stores }] of hosts) {
       const r1 = a.opsSeq / b.opsSeq
       const r16 = a.opsC16 / b.opsC16
       lines.push(
-        `| ${host} | ${ours.name} | ${peer.name} | ${r1.toFixed(2)}× | ${r16.toFixed(2)}× | ${r1 > 1 && r16 > 1 ? 'PASS' : 'MISS'} |`,
+        `| ${host} | ${ours.name} | ${peer.name} | ${r1.toFixed(2)}× | ${r16.toFixed(2)}× | ${r1 > 1 && r16 > 1 ? 'PASS' : 'MISS'} | ${(b.cpuSeq / a.cpuSeq).toFixed(2)}× / ${(b.cpuC16 / a.cpuC16).toFixed(2)}× |`,
       )
     }
   }
