@@ -12,7 +12,9 @@ import { Larder } from '../../src/index.ts'
 
 const [dir, key, chunks, every, hold] = process.argv.slice(2)
 const finish =
-  hold === 'hold' ? new Promise<void>((resolve) => process.on('message', (m: { type?: string }) => m.type === 'finish' && resolve())) : undefined
+  hold === 'hold'
+    ? new Promise<void>((resolve) => process.on('message', (m: { type?: string }) => m.type === 'finish' && resolve()))
+    : undefined
 
 async function* source(): AsyncGenerator<Buffer> {
   for (let i = 0; i < Number(chunks); i++) {
