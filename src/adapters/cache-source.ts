@@ -3,7 +3,7 @@ import { Larder, isLarderError, type LarderOptions } from 'larder'
 /**
  * What every adapter is given: an open cache (the caller's, shared with whatever else uses
  * it, and never closed by the adapter), or the options to open one (the adapter's own, which
- * it closes when its host library disconnects.
+ * it closes when its host library disconnects).
  */
 export type CacheOrOptions = Larder | LarderOptions
 
