@@ -1,5 +1,7 @@
 import cliProgress from 'cli-progress'
+import { isLarderError } from '../errors.js'
 import type { MaintenanceProgress } from '../maintenance/maintainer.js'
+import { CliFailure, EXIT } from './context.js'
 
 const PHASES: Record<MaintenanceProgress['phase'], string> = { scan: 'scanning', evict: 'evicting', verify: 'verifying', rekey: 'rekeying' }
 const UNITS: Record<MaintenanceProgress['phase'], string> = {
@@ -67,5 +69,31 @@ export function interruptSignal(): { signal: AbortSignal; release: () => void; i
       process.off('SIGINT', onSignal)
       process.off('SIGTERM', onSignal)
     },
+  }
+}
+
+/** What `interruptibleWork` hands the work: the signal Ctrl-C fires and the bar's update. */
+export interface WorkControl {
+  signal: AbortSignal
+  onProgress: (progress: MaintenanceProgress) => void
+}
+
+/**
+ * Runs one long maintenance call (`verify`, `rekey`) with a progress bar on a terminal and
+ * Ctrl-C/SIGTERM as its abort signal; stopped that way, it ends as "<name> interrupted"
+ * (exit 130, ERR_ABORTED). The bar and the signal handlers are gone however it ends.
+ */
+export async function interruptibleWork<T>(name: string, interactive: boolean, work: (control: WorkControl) => Promise<T>): Promise<T> {
+  const bar = new ProgressBar(interactive)
+  const interrupt = interruptSignal()
+  try {
+    return await work({ signal: interrupt.signal, onProgress: bar.update })
+  } catch (error) {
+    if (isLarderError(error, 'ERR_ABORTED') && interrupt.interrupted())
+      throw new CliFailure(`${name} interrupted`, EXIT.interrupted, 'ERR_ABORTED')
+    throw error
+  } finally {
+    bar.stop()
+    interrupt.release()
   }
 }

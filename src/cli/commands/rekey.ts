@@ -1,10 +1,9 @@
 import { Command } from 'commander'
 import { keysFromEnv } from '../../crypto/keys.js'
-import { isLarderError } from '../../errors.js'
 import type { RekeyReport } from '../../maintenance/maintainer.js'
 import { CliContext, CliFailure, EXIT } from '../context.js'
 import { count, duration, entries } from '../format.js'
-import { interruptSignal, ProgressBar } from '../progress.js'
+import { interruptibleWork } from '../progress.js'
 
 /**
  * `larder rekey`: every entry rewritten under the active key in worker threads (Larder.rekey).
@@ -33,21 +32,9 @@ export function rekeyCommand(): Command {
         throw new CliFailure(message.replace('LARDER_ENCRYPTION_KEYS', flags.keysEnv), EXIT.usage, 'ERR_INVALID_OPTION')
       }
       if (encryption === undefined) throw new CliFailure(`no keys: ${flags.keysEnv} is not set`, EXIT.usage, 'ERR_INVALID_OPTION')
-      const bar = new ProgressBar(ctx.interactive)
-      const interrupt = interruptSignal()
-      let report: RekeyReport
-      try {
-        report = await ctx.withCache('maintain', (cache) => cache.rekey({ signal: interrupt.signal, onProgress: bar.update }), {
-          encryption,
-        })
-      } catch (error) {
-        if (isLarderError(error, 'ERR_ABORTED') && interrupt.interrupted())
-          throw new CliFailure('rekey interrupted', EXIT.interrupted, 'ERR_ABORTED')
-        throw error
-      } finally {
-        bar.stop()
-        interrupt.release()
-      }
+      const report: RekeyReport = await interruptibleWork('rekey', ctx.interactive, (control) =>
+        ctx.withCache('maintain', (cache) => cache.rekey(control), { encryption }),
+      )
       ctx.print(
         () => human(report, encryption.activeKey),
         () => ({ ...report, activeKey: encryption.activeKey }),

@@ -1,9 +1,8 @@
 import { Command } from 'commander'
-import { isLarderError } from '../../errors.js'
 import type { VerifyReport } from '../../maintenance/maintainer.js'
 import { CliContext, CliFailure, EXIT } from '../context.js'
 import { count, duration, entries, size } from '../format.js'
-import { interruptSignal, ProgressBar } from '../progress.js'
+import { interruptibleWork } from '../progress.js'
 
 export function verifyCommand(): Command {
   return new Command('verify')
@@ -13,22 +12,10 @@ export function verifyCommand(): Command {
     .option('--repair', 'remove damaged entries and stale temp files, and correct the running totals')
     .action(async (flags: { repair?: boolean }, command: Command) => {
       const ctx = new CliContext(command)
-      const bar = new ProgressBar(ctx.interactive)
-      const interrupt = interruptSignal()
-      let report: VerifyReport
-      try {
-        // Without --repair verify only reads: the cache is opened read-only.
-        report = await ctx.withCache(flags.repair === true ? 'maintain' : 'read', (cache) =>
-          cache.verify({ repair: flags.repair === true, signal: interrupt.signal, onProgress: bar.update }),
-        )
-      } catch (error) {
-        if (isLarderError(error, 'ERR_ABORTED') && interrupt.interrupted())
-          throw new CliFailure('verify interrupted', EXIT.interrupted, 'ERR_ABORTED')
-        throw error
-      } finally {
-        bar.stop()
-        interrupt.release()
-      }
+      // Without --repair verify only reads: the cache is opened read-only.
+      const report: VerifyReport = await interruptibleWork('verify', ctx.interactive, (control) =>
+        ctx.withCache(flags.repair === true ? 'maintain' : 'read', (cache) => cache.verify({ repair: flags.repair === true, ...control })),
+      )
       ctx.print(
         () => human(report),
         () => report,
