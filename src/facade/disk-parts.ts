@@ -205,5 +205,6 @@ export class DiskParts {
     this.lastUse.stop()
     await this.pool.destroy()
     this.breaker.shutdown()
+    this.tags.close()
   }
 }
