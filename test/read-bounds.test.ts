@@ -504,6 +504,7 @@ describe('file descriptors on every error path', () => {
     await noLeak('tags-unreadable', async (key) => {
       rmSync(tagsDir, { recursive: true, force: true })
       await cache.setStream(key, [good], { tags: ['t'] })
+      rmSync(tagsDir, { recursive: true, force: true }) // the tagged write made it
       writeFileSync(tagsDir, 'not a directory')
     })
     rmSync(tagsDir, { force: true })
@@ -516,6 +517,7 @@ describe('file descriptors on every error path', () => {
       async (key) => {
         rmSync(tagsDir, { recursive: true, force: true })
         await cache.set(key, 'small', { tags: ['t'] })
+        rmSync(tagsDir, { recursive: true, force: true }) // the tagged write made it
         writeFileSync(tagsDir, 'not a directory')
       },
       false,

@@ -7,10 +7,11 @@
  */
 import { after, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { readdirSync, readlinkSync, renameSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmSync } from 'node:fs'
 import path from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import { Larder } from '../src/index.ts'
+import { disk } from '../src/store/disk.ts'
 import { tempDir } from './helpers.ts'
 
 const base = tempDir('larder-tag-handle')
@@ -18,6 +19,19 @@ after(() => rmSync(base, { recursive: true, force: true }))
 let dirs = 0
 const freshDir = (): string => path.join(base, `cache-${++dirs}`)
 const tagsDirOf = (dir: string): string => path.join(dir, 'v1', 'default', 'tags')
+
+/** This process's open file descriptors on `target`. */
+function handlesOn(target: string): string[] {
+  return readdirSync('/proc/self/fd')
+    .map((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`)
+      } catch {
+        return '' // the descriptor readdir itself used, closed since
+      }
+    })
+    .filter((found) => found === target)
+}
 
 /** A cache whose tags directory exists and whose memory tier holds `user:1`, tagged `users`. */
 async function warmed(dir: string): Promise<{ a: Larder; b: Larder }> {
@@ -61,18 +75,51 @@ describe('the tag clock reads the tags directory through a handle', () => {
     }
   })
 
+  test('no tag ever invalidated: a tagged set or read makes the tags directory and holds it (a read-only cache does not make it)', async () => {
+    const dir = freshDir()
+    const b = await Larder.open({ dir, maintenance: false, memory: true })
+    const reader = await Larder.open({ dir, maintenance: false, readOnly: true })
+    try {
+      await b.set('user:1', { name: 'Ada' }, { tags: ['users'] })
+      assert.deepEqual(await b.get('user:1'), { name: 'Ada' })
+      assert.equal(existsSync(tagsDirOf(dir)), true, 'no tags directory after a tagged set and get')
+      assert.equal(handlesOn(tagsDirOf(dir)).length, 1, 'B holds no handle on the tags directory it made')
+      rmSync(tagsDirOf(dir), { recursive: true }) // as an entry written by an older larder would find it
+      assert.deepEqual(await reader.get('user:1'), { name: 'Ada' })
+      assert.equal(existsSync(tagsDirOf(dir)), false, 'a read-only cache made the tags directory')
+      await reader.close()
+      const a = await Larder.open({ dir, maintenance: false })
+      await a.invalidateTags(['users'])
+      await a.close()
+      assert.equal(await b.get('user:1'), undefined, 'B served a value of an invalidated tag')
+    } finally {
+      await Promise.all([b.close(), reader.close()])
+    }
+  })
+
+  test('a failing disk while the handle is being opened leaves no descriptor behind', async () => {
+    const dir = freshDir()
+    const b = await Larder.open({ dir, maintenance: false, memory: true, breaker: { volumeThreshold: 1_000_000 } })
+    const real = disk.fstatSync
+    try {
+      await b.set('user:1', { name: 'Ada' }, { tags: ['users'] })
+      rmSync(tagsDirOf(dir), { recursive: true }) // so that the next read opens a handle anew
+      mkdirSync(tagsDirOf(dir))
+      await delay(150) // past the racy window, so that each read asks the handle
+      disk.fstatSync = ((...args: Parameters<typeof real>) => {
+        throw Object.assign(new Error('EIO: injected, fstat'), { code: 'EIO', syscall: 'fstat', args })
+      })
+      for (let i = 0; i < 20; i++) await b.get('user:1')
+      assert.equal(handlesOn(tagsDirOf(dir)).length, 0, 'a handle was left open by a failed fstat')
+    } finally {
+      disk.fstatSync = real
+      await b.close()
+    }
+  })
+
   test('close() lets go of the handle', async () => {
     const dir = freshDir()
-    const handles = (): string[] =>
-      readdirSync('/proc/self/fd')
-        .map((fd) => {
-          try {
-            return readlinkSync(`/proc/self/fd/${fd}`)
-          } catch {
-            return '' // the descriptor readdir itself used, closed since
-          }
-        })
-        .filter((target) => target === tagsDirOf(dir))
+    const handles = (): string[] => handlesOn(tagsDirOf(dir))
     const { a, b } = await warmed(dir)
     assert.equal(handles().length, 1, 'B reads the tags directory through one handle')
     await Promise.all([a.close(), b.close()])

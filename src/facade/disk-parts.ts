@@ -62,7 +62,7 @@ export class DiskParts {
       hooks.counts.corrupt++
       hooks.corrupt({ key: undefined, file, reason })
     }
-    this.tags = new TagClock(this.layout)
+    this.tags = new TagClock(this.layout, { readOnly: options.readOnly })
     this.breaker = new DiskBreaker(options.breaker, hooks.breaker)
     const guard = (step: () => void): void => {
       try {

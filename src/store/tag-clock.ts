@@ -71,8 +71,12 @@ export class TagClock {
   /** After close(): no handle is opened again. */
   #closed = false
 
-  constructor(layout: Layout) {
+  /** Whether this instance may make the tags directory (not a read-only cache). */
+  #mayCreate: boolean
+
+  constructor(layout: Layout, options: { readOnly?: boolean } = {}) {
     this.#layout = layout
+    this.#mayCreate = options.readOnly !== true
   }
 
   /** True when any of `tags` was invalidated at or after `createdAt`. Sync: called on hot reads. */
@@ -134,7 +138,19 @@ export class TagClock {
       }
       if (held !== undefined && held.nlink > 0 && Date.now() - this.#dirFdCheckedAt < HANDLE_RECHECK_MS) return held
     }
-    const found = disk.statSync(this.#layout.tagsDir, { throwIfNoEntry: false })
+    let found = disk.statSync(this.#layout.tagsDir, { throwIfNoEntry: false })
+    if (found === undefined && this.#mayCreate && !this.#closed) {
+      // No tag was ever invalidated here. Made now (empty, as an invalidation would make it)
+      // so that a handle can be held on it: without one, every read of a tagged entry would
+      // pay a failing `stat` of the path. Once per instance; if it cannot be made, the path.
+      this.#mayCreate = false
+      try {
+        this.#layout.tree.dirSync(this.#layout.tagsDir)
+        found = disk.statSync(this.#layout.tagsDir, { throwIfNoEntry: false })
+      } catch {
+        // a read-only or failing disk: nothing to hold; the read goes on without it
+      }
+    }
     if (found === undefined || !found.isDirectory()) {
       this.#closeDir()
       return found
@@ -148,9 +164,14 @@ export class TagClock {
     if (DIR_FLAGS !== undefined && !this.#closed) {
       try {
         const fd = disk.openSync(this.#layout.tagsDir, DIR_FLAGS)
-        const opened = disk.fstatSync(fd)
-        if (opened.ino === found.ino && opened.dev === found.dev) this.#dirFd = fd
-        else disk.closeSync(fd) // replaced between the two looks: the next read tries again
+        let same = false
+        try {
+          const opened = disk.fstatSync(fd)
+          same = opened.ino === found.ino && opened.dev === found.dev // else replaced between the two looks
+        } finally {
+          if (same) this.#dirFd = fd
+          else disk.closeSync(fd)
+        }
       } catch {
         // not readable, or a link now: the path it is, until the next check
       }
