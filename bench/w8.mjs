@@ -3,7 +3,10 @@
 // persistence off), each case in its own process, median of 3 runs; and the bus's
 // invalidation latency between two processes (p50/p99).
 //
-//   npm run build && node bench/w8.mjs [--runs 3] [--n 5000]
+//   npm run build && node bench/w8.mjs [--runs 3] [--n 5000] [--warm 0]
+//
+// --warm W: W untimed operations of the same kind (other keys) before the timed n, in each
+// case process but the memory hit's (which warms up by itself): the figures of a warm process.
 //
 // Writes bench/results/<date>-w8.json and .md, and prints the table.
 import { spawn, execFileSync } from 'node:child_process'
@@ -21,6 +24,7 @@ const arg = (name, fallback) => {
 const RUNS = arg('runs', 3)
 const N = arg('n', 5000)
 const BUS_N = arg('bus-n', 1000)
+const WARM = arg('warm', 0)
 const CASES = ['hit', 'l2get', 'setThrough', 'setNoBus', 'setBack', 'getOrSet']
 const IMPLS = ['larder', 'bentocache', 'cacheable']
 
@@ -82,7 +86,7 @@ try {
       for (let i = 0; i < IMPLS.length; i++) {
         const impl = IMPLS[(i + r) % IMPLS.length]
         execFileSync('redis-cli', ['-p', String(port), 'FLUSHALL'], { stdio: 'ignore' })
-        const result = await runCase({ case: c, impl, url, n: N })
+        const result = await runCase({ case: c, impl, url, n: N, warm: WARM })
         if (!result.ok) throw new Error(result.error)
         samples[impl].push(result)
       }
@@ -123,7 +127,7 @@ try {
     getOrSet: 'getOrSet (missing key, loader, stored)',
   }
   let md = `# W8: memory + Redis (${new Date().toISOString().slice(0, 10)}, Node ${process.version}, redis-server ${execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).match(/v=(\S+)/)?.[1]}, loopback)\n\n`
-  md += `\`node bench/w8.mjs --runs ${RUNS} --n ${N}\`: µs per operation, median of ${RUNS} interleaved runs, each case in its own process (lower is better); × = the better peer's time / larder's.\n\n`
+  md += `\`node bench/w8.mjs --runs ${RUNS} --n ${N}${WARM > 0 ? ` --warm ${WARM}` : ''}\`: µs per operation, median of ${RUNS} interleaved runs, each case in its own process (lower is better); × = the better peer's time / larder's.\n\n`
   md +=
     'Each cell: the mean µs per operation over n operations, then (after /) the median single operation (the memory hit: the median of 1,000-hit batches after 300 ms of warm-up, both figures).\n\n'
   md += '| case | larder | bentocache | cacheable | × vs better peer (mean / median) |\n| --- | --- | --- | --- | --- |\n'
