@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Redis, type RedisOptions } from 'ioredis'
 import { Larder } from '../../src/index.ts'
+import { decodeMessage, encodeMessage, type BusMessage } from '../../src/bus/messages.ts'
 import { eventually, redisAvailable, startRedis, type RedisServer } from './server.ts'
 
 const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run installs it)'
@@ -109,6 +110,24 @@ describe('getOrSet({ lock: true }) of a missing key: three round trips after its
       assert.ok(await eventually(async () => (await probe.exists(`${prefix}default:\0lock:raced`)) === 0), 'the lock was released')
     } finally {
       await other.close()
+    }
+  })
+})
+
+describe("a write's bus message, written out directly", () => {
+  test('is the text the general encoding gives, and decodes to the message', () => {
+    for (const keys of [
+      [['k', 1]],
+      [['with "quotes" and \\ and \u2028', 1796174896562.123]],
+      [
+        ['a', 0],
+        ['b', 2.5],
+      ],
+    ] as [string, number][][]) {
+      const message: BusMessage = { from: 'A1b2C3d4E5', op: 'keys', keys }
+      const text = encodeMessage(message)
+      assert.equal(text, JSON.stringify({ from: message.from, op: 'keys', keys }))
+      assert.deepEqual(decodeMessage(text), message)
     }
   })
 })
