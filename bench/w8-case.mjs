@@ -6,6 +6,11 @@ import { fileURLToPath } from 'node:url'
 
 const args = JSON.parse(process.argv[2] ?? '{}')
 const { url, n } = args
+/** Untimed operations of the same kind on other keys before the timed n (`"warm"`, w8.mjs
+ *  `--warm`): without them the timed operations of a fresh process include V8 compiling each
+ *  implementation's path (larder's first 1,000 gets from Redis cost 2-3× the CPU of its later
+ *  ones; the peers' too), which a server does once in millions of operations. */
+const WARM = args.warm ?? 0
 const value = { id: 1, name: 'a small value', tags: ['x', 'y'], n: 42 }
 
 /** A cache with get/set/getOrSet/close, memory + Redis. `strategy` is larder's write strategy;
@@ -105,35 +110,42 @@ const cases = {
   async l2get(impl) {
     const writer = await open(impl)
     for (let i = 0; i < n; i++) await writer.set(`k${i}`, value)
+    for (let i = 0; i < WARM; i++) await writer.set(`w${i}`, value)
     await writer.close()
     const reader = await open(impl) // a fresh instance: its memory is empty, Redis has them
+    for (let i = 0; i < WARM; i++) await reader.get(`w${i}`)
     const result = await timed((i) => reader.get(`k${i}`))
     await reader.close()
     return result
   },
   async setThrough(impl) {
     const c = await open(impl)
+    for (let i = 0; i < WARM; i++) await c.set(`w${i}`, value)
     const result = await timed((i) => c.set(`k${i}`, value))
     await c.close()
     return result
   },
   // Like for like with cacheable, which has no bus: larder and bentocache without theirs (a
   // set is then the write alone; with a bus, larder's script and bentocache's PUBLISH also
-  // tell the other instances, and every instance hears its own message).
+  // tell the other instances, and bentocache's instance hears its own message: larder's own
+  // never comes back to it, src/bus/channels.ts).
   async setNoBus(impl) {
     const c = await open(impl, 'write-through', { bus: false })
+    for (let i = 0; i < WARM; i++) await c.set(`w${i}`, value)
     const result = await timed((i) => c.set(`k${i}`, value))
     await c.close()
     return result
   },
   async setBack(impl) {
     const c = await open(impl, 'write-back')
+    for (let i = 0; i < WARM; i++) await c.set(`w${i}`, value)
     const result = await timed((i) => c.set(`k${i}`, value))
     await c.close()
     return result
   },
   async getOrSet(impl) {
     const c = await open(impl)
+    for (let i = 0; i < WARM; i++) await c.getOrSet(`w${i}`, async () => value)
     const result = await timed((i) => c.getOrSet(`k${i}`, async () => value))
     await c.close()
     return result

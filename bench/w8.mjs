@@ -3,7 +3,10 @@
 // persistence off), each case in its own process, median of 3 runs; and the bus's
 // invalidation latency between two processes (p50/p99).
 //
-//   npm run build && node bench/w8.mjs [--runs 3] [--n 5000]
+//   npm run build && node bench/w8.mjs [--runs 3] [--n 5000] [--warm 0]
+//
+// --warm W: W untimed operations of the same kind (other keys) before the timed n, in each
+// case process but the memory hit's (which warms up by itself): the figures of a warm process.
 //
 // Writes bench/results/<date>-w8.json and .md, and prints the table.
 import { spawn, execFileSync } from 'node:child_process'
@@ -21,6 +24,7 @@ const arg = (name, fallback) => {
 const RUNS = arg('runs', 3)
 const N = arg('n', 5000)
 const BUS_N = arg('bus-n', 1000)
+const WARM = arg('warm', 0)
 const CASES = ['hit', 'l2get', 'setThrough', 'setNoBus', 'setBack', 'getOrSet']
 const IMPLS = ['larder', 'bentocache', 'cacheable']
 
@@ -70,6 +74,7 @@ const url = `redis://127.0.0.1:${port}`
 const loadBefore = os.loadavg()[0].toFixed(2)
 const rows = {}
 const p50s = {}
+const cpus = {}
 try {
   // Interleaved: run r of a case for every implementation (their order rotating each run),
   // then run r + 1, so a change in the machine's load spreads over all of them instead of
@@ -77,12 +82,13 @@ try {
   for (const c of CASES) {
     rows[c] = {}
     p50s[c] = {}
+    cpus[c] = {}
     const samples = Object.fromEntries(IMPLS.map((impl) => [impl, []]))
     for (let r = 0; r < RUNS; r++) {
       for (let i = 0; i < IMPLS.length; i++) {
         const impl = IMPLS[(i + r) % IMPLS.length]
         execFileSync('redis-cli', ['-p', String(port), 'FLUSHALL'], { stdio: 'ignore' })
-        const result = await runCase({ case: c, impl, url, n: N })
+        const result = await runCase({ case: c, impl, url, n: N, warm: WARM })
         if (!result.ok) throw new Error(result.error)
         samples[impl].push(result)
       }
@@ -90,6 +96,7 @@ try {
     for (const impl of IMPLS) {
       rows[c][impl] = median(samples[impl].map((s) => s.usPerOp))
       p50s[c][impl] = median(samples[impl].map((s) => s.p50))
+      cpus[c][impl] = median(samples[impl].map((s) => s.cpuPerOp ?? NaN))
       console.error(
         `${c} ${impl}: ${rows[c][impl].toFixed(2)} µs/op, p50 ${p50s[c][impl].toFixed(2)} (runs ${samples[impl].map((s) => s.usPerOp.toFixed(2)).join(', ')}; load ${os.loadavg()[0].toFixed(1)})`,
       )
@@ -123,7 +130,7 @@ try {
     getOrSet: 'getOrSet (missing key, loader, stored)',
   }
   let md = `# W8: memory + Redis (${new Date().toISOString().slice(0, 10)}, Node ${process.version}, redis-server ${execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).match(/v=(\S+)/)?.[1]}, loopback)\n\n`
-  md += `\`node bench/w8.mjs --runs ${RUNS} --n ${N}\`: µs per operation, median of ${RUNS} interleaved runs, each case in its own process (lower is better); × = the better peer's time / larder's.\n\n`
+  md += `\`node bench/w8.mjs --runs ${RUNS} --n ${N}${WARM > 0 ? ` --warm ${WARM}` : ''}\`: µs per operation, median of ${RUNS} interleaved runs, each case in its own process (lower is better); × = the better peer's time / larder's.\n\n`
   md +=
     'Each cell: the mean µs per operation over n operations, then (after /) the median single operation (the memory hit: the median of 1,000-hit batches after 300 ms of warm-up, both figures).\n\n'
   md += '| case | larder | bentocache | cacheable | × vs better peer (mean / median) |\n| --- | --- | --- | --- | --- |\n'
@@ -133,6 +140,10 @@ try {
     const bestP50 = Math.min(p50s[c].bentocache, p50s[c].cacheable)
     md += `| ${names[c]} | ${cell(c, 'larder')} | ${cell(c, 'bentocache')} | ${cell(c, 'cacheable')} | ${(best / rows[c].larder).toFixed(2)}× / ${(bestP50 / p50s[c].larder).toFixed(2)}× |\n`
   }
+  md +=
+    "\nCPU µs per operation of each case's process (user + system, median of the runs; the memory hit's is of its 1,000-hit batches and warm-up, so not shown), which the machine's load moves far less than wall time:\n\n"
+  md += '| case | larder | bentocache | cacheable |\n| --- | --- | --- | --- |\n'
+  for (const c of CASES.filter((c) => c !== 'hit')) md += `| ${names[c]} | ${IMPLS.map((impl) => cpus[c][impl].toFixed(1)).join(' | ')} |\n`
   md += `\nLoad average: ${loadBefore} before, ${os.loadavg()[0].toFixed(2)} after.\n`
   md += `\nBus invalidation latency between two processes (a set on A until B reads the new value; ${BUS_N} changes per run, median of ${RUNS} runs), in ms, split at the message's arrival on B (a plain subscriber of B's):\n\n`
   md += '| reader | p50 | p99 | set → heard on B p50 / p99 | heard → read p50 / p99 | load |\n| --- | --- | --- | --- | --- | --- |\n'
@@ -142,7 +153,10 @@ try {
   }
   console.log(md)
   const stem = path.join(here, 'results', `${new Date().toISOString().slice(0, 10)}-w8`)
-  writeFileSync(`${stem}.json`, JSON.stringify({ runs: RUNS, n: N, rows, p50s, bus: busRows, node: process.version }, null, 2) + '\n')
+  writeFileSync(
+    `${stem}.json`,
+    JSON.stringify({ runs: RUNS, n: N, warm: WARM, rows, p50s, cpus, bus: busRows, node: process.version }, null, 2) + '\n',
+  )
   writeFileSync(`${stem}.md`, md)
 } finally {
   server.kill('SIGKILL')

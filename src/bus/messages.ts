@@ -20,8 +20,11 @@ export type BusMessage =
   | { from: string; op: 'tags'; tags: string[]; at: number }
   | { from: string; op: 'all'; at: number }
 
-/** A message as sent: JSON that always begins with its sender (see `sentBy`). */
+/** A message as sent: JSON that always begins with its sender (see `sentBy`). A write's
+ *  message (`keys`, one per write-through set) is written out directly: the same text as the
+ *  general case, without its two copies of the message. */
 export function encodeMessage(message: BusMessage): string {
+  if (message.op === 'keys') return `{"from":${JSON.stringify(message.from)},"op":"keys","keys":${JSON.stringify(message.keys)}}`
   const { from, ...rest } = message
   return JSON.stringify({ from, ...rest })
 }

@@ -126,6 +126,15 @@ export class SharedParts {
    * while another instance holds it, polls `ready` (has that instance's value arrived?) until
    * the lock is free or LOCK_WAIT_MS have passed, then runs `work` anyway: a bounded wait. An
    * unreachable Redis runs `work` at once (no lock is better than no answer).
+   *
+   * Round trips: `ready` is asked whether the lock was taken or not (a holder before us may
+   * have stored the value just before we took it), so on one server it goes out behind the
+   * `SET NX` on the same connection without waiting for its answer: Redis runs the two in
+   * order, and the read sees whatever a holder stored before releasing. (A cluster may hold the
+   * lock and the value on two nodes, which run them in either order: there it waits.) The
+   * release is sent once `work` is done and not waited for: `work` has stored the value, which
+   * is what the waiting instances look for, and a release that fails leaves the lock to expire.
+   * A missing key costs its getOrSet three round trips after its first read, not five.
    */
   async withLock<T>(key: string, ready: () => Promise<T | undefined>, work: () => Promise<T>): Promise<T> {
     const name = `${this.tier.base}\0lock:${key}`
@@ -133,21 +142,24 @@ export class SharedParts {
     const deadline = Date.now() + LOCK_WAIT_MS
     let pause = 5
     for (;;) {
-      let acquired: boolean
+      // true: taken; false: another holds it; undefined: Redis could not be asked.
+      const locking = this.breaker
+        .run(() => this.client.set(name, token, 'PX', LOCK_TTL_MS, 'NX'))
+        .then(
+          (reply) => reply === 'OK',
+          () => undefined,
+        )
+      const asked = this.client.isCluster ? undefined : ready()
+      asked?.catch(() => {}) // awaited below, unless the lock failed
+      const acquired = await locking
+      if (acquired === undefined) return work()
+      let found: T | undefined
       try {
-        acquired = (await this.breaker.run(() => this.client.set(name, token, 'PX', LOCK_TTL_MS, 'NX'))) === 'OK'
-      } catch {
-        return work()
+        found = await (asked ?? ready())
+        if (acquired) return found !== undefined ? found : await work()
+      } finally {
+        if (acquired) void this.breaker.run(() => runScript(this.client, RELEASE_LOCK, [name], [token])).catch(() => {})
       }
-      if (acquired) {
-        try {
-          const found = await ready() // the holder before us may have stored it just now
-          return found !== undefined ? found : await work()
-        } finally {
-          await this.breaker.run(() => runScript(this.client, RELEASE_LOCK, [name], [token])).catch(() => {})
-        }
-      }
-      const found = await ready()
       if (found !== undefined) return found
       if (Date.now() >= deadline) return work()
       await delay(pause)
