@@ -30,6 +30,10 @@ export const disk = {
   lutimesSync: fs.lutimesSync,
   readdirSync: fs.readdirSync,
   open: fsp.open,
+  /** An open through the thread pool that gives a plain descriptor (fsp.open gives a FileHandle,
+   *  whose descriptor must not be closed synchronously). */
+  openFd: (file: string, flags: number, mode: number): Promise<number> =>
+    new Promise((resolve, reject) => fs.open(file, flags, mode, (error, fd) => (error === null ? resolve(fd) : reject(error)))),
   /** A FileHandle's write, here so a test can shorten it; callers loop on the count. */
   write: (handle: FileHandle, buffer: Uint8Array, offset: number, length: number): Promise<{ bytesWritten: number }> =>
     handle.write(buffer, offset, length),

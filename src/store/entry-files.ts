@@ -1,7 +1,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { CorruptEntryError } from '../format/entry-format.js'
-import { writeFileAtomic, writeFileAtomicSync } from './atomic-write.js'
+import { writeFileAtomic, writeFileAtomicSync, writeSmallFileAtomic } from './atomic-write.js'
 import { disk, errorCode } from './disk.js'
 import { rootAbove } from './layout.js'
 import { chainIsReal, type OwnedTree } from './owned-tree.js'
@@ -73,11 +73,14 @@ export function readSmallEntryFile(file: string): FileRead | typeof LARGE | unde
 /**
  * Writes a whole entry atomically (atomic-write.ts: an exclusive temp file in the checked
  * partition directory, every byte counted, then rename), or not at all. `overlap`: other
- * writes are in flight, so even a small one goes through the thread pool, where they overlap.
+ * writes are in flight, so a small one creates its temp file through the thread pool, where
+ * those creates overlap (the rest of it stays synchronous; with `durable`, all of it goes
+ * through the pool, as for a large entry).
  */
 export async function writeEntryFile(tree: OwnedTree, file: string, bytes: Buffer, durable: boolean, overlap = false): Promise<void> {
-  if (bytes.length <= SYNC_IO_LIMIT && !overlap) writeFileAtomicSync(tree, file, bytes, durable)
-  else await writeFileAtomic(tree, file, bytes, durable)
+  if (bytes.length > SYNC_IO_LIMIT || (overlap && durable)) await writeFileAtomic(tree, file, bytes, durable)
+  else if (overlap) await writeSmallFileAtomic(tree, file, bytes)
+  else writeFileAtomicSync(tree, file, bytes, durable)
 }
 
 /** Whether the directories above an entry file (`v1/<ns>/<pp>`) are real directories: a

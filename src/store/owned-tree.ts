@@ -23,6 +23,17 @@ import { disk, errorCode } from './disk.js'
  */
 export type Sharing = false | 'group' | 'everyone'
 
+/** What a directory's own lstat found when its chain was checked: which inode it is. */
+interface CheckedDir {
+  dev: number
+  ino: number
+  uid: number
+}
+
+/** Checked directories remembered per tree (a namespace has ~270: partitions, tags, meta);
+ *  past this, the memory is dropped and rebuilt by the next checks. */
+const CHECKED_MAX = 4096
+
 /** Called for each foreign thing found and removed where something of ours belongs. */
 export type ForeignReport = (file: string, reason: string) => void
 
@@ -51,6 +62,9 @@ export class OwnedTree {
   onForeign: ForeignReport = () => {}
   /** This process's user; undefined where there are no uids (Windows). */
   readonly #uid = process.getuid?.()
+  /** Directories whose whole chain from the root a `dirSync` found real and ours, with what
+   *  its own lstat of the directory found (see dirSync). */
+  readonly #checked = new Map<string, CheckedDir>()
 
   constructor(root: string, shared: Sharing = false) {
     this.root = root
@@ -65,14 +79,35 @@ export class OwnedTree {
    * root down is checked with lstat and, where missing or foreign, made. Throws what the
    * disk throws (ENOTDIR when the root itself is not a directory: that is the user's, and
    * never removed).
+   *
+   * A directory whose chain was found real is remembered with its inode (device, inode,
+   * owner), and the next call is one `lstat` of the directory's whole path: if it still finds
+   * that same directory, the chain is taken as checked (one syscall a write instead of one per
+   * level; a partition's chain is four). A link planted since, at any level, is still never
+   * followed: at the directory itself, lstat sees the link; at a level above, the path now
+   * resolves through the link to some other directory (another inode, or nothing), and a
+   * nothing or a different inode sends the call through the full check, which removes the link.
+   * The one link this does not see is one that leads back to the very directory remembered: a
+   * directory of ours moved out of the tree by someone with write access to it, whom `open()`
+   * already refuses (trustProblem), and the file is then still written into that directory
+   * of ours. A directory made by this call is remembered only from the next full check.
    */
   dirSync(dir: string): void {
+    const known = this.#checked.get(dir)
+    if (known !== undefined) {
+      if (isSameDir(dir, known)) return
+      this.#checked.delete(dir)
+    }
     this.#rootSync()
     let at = this.root
+    let last: Stats | undefined
     for (const part of this.#below(dir)) {
       at = at + path.sep + part
-      this.#ownDirSync(at)
+      last = this.#ownDirSync(at)
     }
+    if (last === undefined) return
+    if (this.#checked.size >= CHECKED_MAX) this.#checked.clear()
+    this.#checked.set(dir, { dev: last.dev, ino: last.ino, uid: last.uid })
   }
 
   /** Whether `dir` and every directory between the root and it are real directories now
@@ -171,7 +206,9 @@ export class OwnedTree {
     }
   }
 
-  #ownDirSync(at: string): void {
+  /** Makes `at` a real directory of ours; returns what lstat found when it already was one
+   *  (undefined when it was made now: its first use is not remembered, see dirSync). */
+  #ownDirSync(at: string): Stats | undefined {
     for (let attempt = 0; ; attempt++) {
       const found = disk.lstatSync(at, { throwIfNoEntry: false })
       if (found?.isDirectory()) {
@@ -180,18 +217,29 @@ export class OwnedTree {
             code: 'EACCES',
           })
         }
-        return
+        return found
       }
       if (found !== undefined) this.removeForeignSync(at, found, 'where a directory of the cache belongs')
       try {
         disk.mkdirSync(at, this.dirMode)
         this.chmodMadeSync(at)
-        return
+        return undefined
       } catch (error) {
         // Another process made it (or planted something) since we looked: look again.
         if (errorCode(error) !== 'EEXIST' || attempt >= 3) throw error
       }
     }
+  }
+}
+
+/** Whether `dir`'s path still leads to the directory remembered (any failure: no, and the
+ *  full check that follows throws what the disk throws). */
+function isSameDir(dir: string, known: CheckedDir): boolean {
+  try {
+    const now = disk.lstatSync(dir, { throwIfNoEntry: false })
+    return now !== undefined && now.isDirectory() && now.ino === known.ino && now.dev === known.dev && now.uid === known.uid
+  } catch {
+    return false
   }
 }
 

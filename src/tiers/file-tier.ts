@@ -241,8 +241,9 @@ export class FileTier implements Tier {
     const target = this.#fileOf(key)
     // A small entry is written synchronously, which wins alone but cannot overlap: with 16
     // sets in flight they would run one after another. Writes arriving in the same turn of
-    // the event loop all wait one microtask, then see one another, and go through the thread
-    // pool together; a write alone keeps the synchronous path.
+    // the event loop all wait one microtask, then see one another, and create their temp
+    // files through the thread pool, where those creates overlap (writeEntryFile); a write
+    // alone keeps the synchronous path.
     this.#writing++
     let previous: Stats | undefined
     try {

@@ -1,0 +1,191 @@
+/**
+ * Sets with many in flight (issue 14): a small entry written while others are in flight creates
+ * its temp file through the thread pool and does the rest synchronously (atomic-write.ts
+ * writeSmallFileAtomic), and a directory whose chain was checked is confirmed with one lstat
+ * (owned-tree.ts dirSync). These tests hold that path to the guarantees of the synchronous one:
+ * whole entries, the last call of a key wins, the cache's modes, a failing disk as counted drops
+ * that open the breaker after as many failures as before, and links planted after a directory
+ * was checked never followed.
+ */
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import path from 'node:path'
+import { afterEach, describe, test } from 'node:test'
+import { Larder } from '../src/index.ts'
+import { disk } from '../src/store/disk.ts'
+import { Layout } from '../src/store/layout.ts'
+import { entryFiles, listFiles, tempDir } from './helpers.ts'
+
+const realDisk = { ...disk }
+afterEach(() => Object.assign(disk, realDisk))
+
+const fastBreaker = { volumeThreshold: 2, resetTimeout: 60_000, errorThresholdPercentage: 50 }
+const IN_FLIGHT = 16
+
+function failure(code: string): Error {
+  return Object.assign(new Error(`${code}: injected`), { code })
+}
+
+/** Every file and directory under `dir` with its kind and, for files, its bytes. */
+function snapshot(dir: string): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const d of fs.readdirSync(dir, { recursive: true, withFileTypes: true })) {
+    const at = path.join(d.parentPath, d.name)
+    const rel = path.relative(dir, at)
+    out[rel] = d.isFile() ? fs.readFileSync(at, 'base64') : d.isDirectory() ? 'dir' : 'other'
+  }
+  return out
+}
+
+/** `count` keys that share `key`'s partition directory, `key` first. */
+function keysInPartitionOf(layout: Layout, key: string, count: number): string[] {
+  const partition = path.dirname(layout.entryPath(layout.hashKey(key)))
+  const keys = [key]
+  for (let i = 0; keys.length < count; i++) {
+    const candidate = `${key}-${i}`
+    if (path.dirname(layout.entryPath(layout.hashKey(candidate))) === partition) keys.push(candidate)
+  }
+  return keys
+}
+
+describe('small sets in flight together', () => {
+  test('land whole with the cache mode, each key holding its last call, no temp file left, nothing dropped', async () => {
+    const dir = tempDir()
+    const cache = await Larder.open({ dir, shared: 'group' })
+    const keys = Array.from({ length: 40 }, (_, i) => `k${i}`)
+    // Three rounds of every key, all in flight at once: the last call of each key must win.
+    await Promise.all([0, 1, 2].flatMap((round) => keys.map((key, i) => cache.set(key, { key, round, pad: 'x'.repeat(i * 30) }))))
+    const stats = await cache.stats()
+    assert.equal(stats.dropped, 0)
+    assert.equal(stats.errors, 0)
+    await cache.close()
+    assert.deepEqual(
+      listFiles(dir).filter((f) => f.endsWith('.tmp')),
+      [],
+    )
+    const files = entryFiles(dir)
+    assert.equal(files.length, keys.length)
+    for (const file of files) assert.equal(fs.lstatSync(file).mode & 0o777, 0o660, `${file}: the shared file mode`)
+    const reader = await Larder.open({ dir, shared: 'group' })
+    for (const [i, key] of keys.entries()) assert.deepEqual(await reader.get(key), { key, round: 2, pad: 'x'.repeat(i * 30) })
+    await reader.close()
+  })
+
+  test('a disk that refuses the temp file opens the breaker after as many failures as one set at a time', async () => {
+    const failuresToOpen: number[] = []
+    for (const inFlight of [1, IN_FLIGHT]) {
+      const cache = await Larder.open({ dir: tempDir(), breaker: fastBreaker })
+      await cache.set('kept', 'old')
+      // Failures the breaker heard: each reported as an 'error' right after opossum judged it,
+      // so the one that opens it is reported after the 'open'.
+      let heard = 0
+      let heardWhenOpened = -1
+      cache.on('breaker', (state) => {
+        if (state === 'open' && heardWhenOpened < 0) heardWhenOpened = heard + 1
+      })
+      cache.on('error', () => heard++)
+      const refuse = (): never => {
+        throw failure('ENOSPC')
+      }
+      disk.openSync = refuse
+      disk.openFd = () => new Promise((_resolve, reject) => setImmediate(() => reject(failure('ENOSPC'))))
+      for (let i = 0; i < IN_FLIGHT; i += inFlight) {
+        await Promise.all(Array.from({ length: inFlight }, (_, j) => cache.set(j === 0 ? 'kept' : `new${i + j}`, 'lost')))
+      }
+      const stats = await cache.stats()
+      assert.equal(stats.breaker.state, 'open', `${inFlight} in flight`)
+      assert.equal(stats.dropped, IN_FLIGHT, `${inFlight} in flight: every set a counted drop`)
+      failuresToOpen.push(heardWhenOpened)
+      Object.assign(disk, realDisk)
+      await cache.close()
+    }
+    assert.ok(failuresToOpen[0]! > 0 && failuresToOpen[0]! <= fastBreaker.volumeThreshold + 1, `opened after ${failuresToOpen[0]} failures`)
+    assert.equal(failuresToOpen[1], failuresToOpen[0], 'failures the breaker heard when it opened: 1 in flight, then 16')
+  })
+
+  test('a full disk during the overlapped write leaves the old value whole and no temp file, as counted drops', async () => {
+    const dir = tempDir()
+    const cache = await Larder.open({ dir, breaker: { ...fastBreaker, volumeThreshold: 1000 } })
+    const keys = Array.from({ length: IN_FLIGHT }, (_, i) => `k${i}`)
+    await Promise.all(keys.map((key) => cache.set(key, { key, v: 'old' })))
+    // The disk takes part of each write, then nothing (a short write, then no progress).
+    let calls = 0
+    disk.writeSync = (fd, buffer, offset, length) => (++calls % 2 === 1 ? realDisk.writeSync(fd, buffer, offset, Math.min(length, 100)) : 0)
+    await Promise.all(keys.map((key) => cache.set(key, { key, v: 'new', pad: 'y'.repeat(2000) })))
+    Object.assign(disk, realDisk)
+    const stats = await cache.stats()
+    assert.equal(stats.dropped, IN_FLIGHT)
+    assert.deepEqual(
+      listFiles(dir).filter((f) => f.endsWith('.tmp')),
+      [],
+    )
+    await cache.close()
+    const reader = await Larder.open({ dir })
+    for (const key of keys) assert.deepEqual(await reader.get(key), { key, v: 'old' })
+    assert.equal((await reader.stats()).corrupt, 0)
+    await reader.close()
+  })
+})
+
+describe('a checked directory is confirmed with one lstat, and a link planted since is never followed', () => {
+  const plants: Record<string, (layout: Layout, key: string, outside: string) => void> = {
+    'its partition → a directory outside': (layout, key, outside) => {
+      const partition = path.dirname(layout.entryPath(layout.hashKey(key)))
+      fs.rmSync(partition, { recursive: true })
+      fs.symlinkSync(outside, partition)
+    },
+    // The copy holds directories of the same names: only their inodes tell them apart.
+    'the namespace → a copy of itself outside': (layout, _key, outside) => {
+      fs.cpSync(layout.namespaceDir, path.join(outside, 'ns'), { recursive: true })
+      fs.rmSync(layout.namespaceDir, { recursive: true })
+      fs.symlinkSync(path.join(outside, 'ns'), layout.namespaceDir)
+    },
+    'meta/ → a copy of itself outside': (layout, _key, outside) => {
+      fs.cpSync(layout.metaDir, path.join(outside, 'meta'), { recursive: true })
+      fs.rmSync(layout.metaDir, { recursive: true })
+      fs.symlinkSync(path.join(outside, 'meta'), layout.metaDir)
+    },
+  }
+  for (const [plant, place] of Object.entries(plants)) {
+    test(`${plant}, planted after sets checked it: the next sets (1 and ${IN_FLIGHT} in flight) write inside the cache`, async () => {
+      const base = tempDir()
+      const dir = path.join(base, 'cache')
+      const outside = path.join(base, 'outside')
+      fs.mkdirSync(outside)
+      const layout = new Layout(dir, '')
+      const keys = keysInPartitionOf(layout, 'target', IN_FLIGHT)
+      const cache = await Larder.open({ dir })
+      const foreign: string[] = []
+      cache.on('corrupt', (report) => foreign.push(report.reason))
+      await Promise.all(keys.map((key) => cache.set(key, 'before'))) // the chains are checked and remembered
+      await cache.set(keys[0]!, 'before')
+      place(layout, keys[0]!, outside)
+      const before = snapshot(outside)
+      await cache.set(keys[0]!, 'alone')
+      await Promise.all(keys.map((key) => cache.set(key, 'after')))
+      assert.deepEqual(snapshot(outside), before, 'nothing outside the cache changed')
+      assert.ok(fs.lstatSync(layout.namespaceDir).isDirectory() && !fs.lstatSync(layout.namespaceDir).isSymbolicLink())
+      assert.ok(
+        foreign.some((reason) => reason.includes('never followed')),
+        `the planted link was reported: ${JSON.stringify(foreign)}`,
+      )
+      for (const key of keys) assert.equal(await cache.get(key), 'after')
+      assert.equal((await cache.stats()).dropped, 0)
+      await cache.close()
+    })
+  }
+
+  test('a partition removed after it was checked is made again by the next set', async () => {
+    const dir = tempDir()
+    const layout = new Layout(dir, '')
+    const cache = await Larder.open({ dir })
+    await cache.set('k', 1)
+    fs.rmSync(path.dirname(layout.entryPath(layout.hashKey('k'))), { recursive: true })
+    await cache.set('k', 2)
+    assert.equal(await cache.get('k'), 2)
+    const stats = await cache.stats()
+    assert.equal(stats.errors, 0)
+    assert.equal(stats.dropped, 0)
+    await cache.close()
+  })
+})
