@@ -19,8 +19,9 @@
  *
  * Why: DEFLATE level 1 was the largest part of a 64 KiB set (issue 14's profile: 41-45 % of
  * the case), and on half of the W4 value (base64 of random bytes) it searches as long as on
- * text and finds nothing. Coded this way a W4 value costs ~0.5 ms of CPU instead of ~0.85 and
- * stores at 52.7 % instead of 53.6 % (each run gets Huffman tables of its own).
+ * text and finds nothing. Coded this way a W4 value costs 0.6-0.7 ms of CPU instead of
+ * 0.8-1.0 (load 12-17) and stores at 52.7 % instead of 53.6 % (each run gets Huffman tables
+ * of its own).
  *
  * Why not several cores at once (pigz's other half, measured for issue 14): a piece sent to
  * zlib's thread pool costs ~150-250 µs of main-thread CPU in Node's stream machinery (two pool
@@ -59,6 +60,12 @@ let probe = 0
 /** The share of positions in `bytes[start, end)` whose next 4 bytes occurred earlier in that
  *  span: LZ77's matches, counted cheaply (one hash table of the last position, ~6 µs/KiB). */
 function repeatShare(bytes: Buffer, start: number, end: number): number {
+  // Each probe marks the slots it fills with its own number; before the number outgrows the
+  // Int32Array (after ~2e9 probes: days of a busy server), the marks are cleared.
+  if (probe === 0x7fff_ffff) {
+    seenInProbe.fill(0)
+    probe = 0
+  }
   probe++
   let repeats = 0
   for (let i = start; i + 4 <= end; i++) {
@@ -88,11 +95,10 @@ function repeatsFarBack(bytes: Buffer, start: number): boolean {
 /**
  * Whether LZ77 finds anything in `bytes[start, end)` (a piece, with the input before it as its
  * window): three samples of it, each for repeats within it and for its first 16 bytes found
- * again in the window before. A piece without (base64 or hex of random bytes, an embedded compressed
- * image) is coded with Huffman only: level 1 would spend as long looking for matches as it
- * spends on text and find none, and Huffman coding stores it as small (~75 % for base64) in
- * about half the time (issue 14: a W4 value, half text and half base64, costs ~0.5 ms instead
- * of ~0.85, and stores at 52.7 %).
+ * again in the window before. A piece without (base64 or hex of random bytes, an embedded
+ * compressed image) is coded with Huffman only: level 1 would spend as long looking for
+ * matches as on text and find none, and Huffman coding stores it as small (~75 % for base64)
+ * in about half the time.
  */
 export function matchesPay(bytes: Buffer, start = 0, end = bytes.length): boolean {
   if (end - start < 4 * SAMPLE_BYTES) return true
