@@ -5,12 +5,10 @@
  * the namespace for every process but keeps its metadata; a live stream's temp file survives
  * any prune however slow its source; `close()` leaves nothing in flight behind.
  */
-import { after, afterEach, before, describe, test } from 'node:test'
+import { after, afterEach, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import { Larder, type LarderError } from '../src/index.ts'
@@ -19,6 +17,7 @@ import { disk } from '../src/store/disk.ts'
 import { Layout } from '../src/store/layout.ts'
 import { Child, startChild } from './children/harness.ts'
 import { listFiles, tempDir } from './helpers.ts'
+import { smallTmpfs } from './tmpfs.ts'
 
 const realDisk = { ...disk }
 afterEach(() => Object.assign(disk, realDisk))
@@ -47,49 +46,21 @@ function incompressible(size: number): Buffer {
 // ── 1. a full disk ─────────────────────────────────────────────────────────────
 
 describe('a write that does not fit', () => {
-  let mnt = ''
-  let mounted = false
-  let refusal = ''
-  before(() => {
-    mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'larder-tmpfs-'))
-    const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mnt], { encoding: 'utf8' })
-    mounted = r.status === 0
-    refusal = (r.stderr || r.error?.message || '').trim()
-  })
-  after(() => {
-    if (mounted) spawnSync('umount', [mnt])
-    fs.rmSync(mnt, { recursive: true, force: true })
-  })
-
-  /** Fills the tmpfs with a filler file, then gives back `free` bytes of it. */
-  function leaveFree(free: number): string {
-    const filler = path.join(mnt, 'filler')
-    const fd = fs.openSync(filler, 'w')
-    const block = Buffer.alloc(4096, 1)
-    let size = 0
-    try {
-      for (;;) size += fs.writeSync(fd, block)
-    } catch (error) {
-      if ((error as { code?: string }).code !== 'ENOSPC') throw error
-    }
-    fs.ftruncateSync(fd, size - free)
-    fs.closeSync(fd)
-    return filler
-  }
+  const tmpfs = smallTmpfs('larder-tmpfs')
 
   for (const [path_, size] of [
     ['sync', 40_000],
     ['async', 80_000],
   ] as const) {
     test(`a set over an existing entry on a full disk (real 256 KiB tmpfs, ${path_} path, ${size} bytes) is a counted drop, and the old entry survives`, async (t) => {
-      if (!mounted) return t.skip(`mount -t tmpfs refused: ${refusal}`)
-      const dir = path.join(mnt, `cache-${path_}`)
+      if (tmpfs.refusal !== undefined) return t.skip(tmpfs.refusal)
+      const dir = path.join(tmpfs.dir, `cache-${path_}`)
       const cache = await Larder.open({ dir })
       await cache.set('k', { v: 'old' })
       const before = await cache.stats()
-      const filler = leaveFree(24 * 1024)
+      const filler = tmpfs.leaveFree(24 * 1024)
       try {
-        const free = fs.statfsSync(mnt)
+        const free = fs.statfsSync(tmpfs.dir)
         assert.ok(free.bavail * free.bsize <= 24 * 1024, `free ${free.bavail * free.bsize}`)
         await cache.set('k', incompressible(size))
         const stats = await cache.stats()
@@ -109,11 +80,11 @@ describe('a write that does not fit', () => {
   }
 
   test('with failOpen false, a set on a full disk rejects with ERR_UNAVAILABLE and the old entry survives', async (t) => {
-    if (!mounted) return t.skip(`mount -t tmpfs refused: ${refusal}`)
-    const dir = path.join(mnt, 'cache-strict')
+    if (tmpfs.refusal !== undefined) return t.skip(tmpfs.refusal)
+    const dir = path.join(tmpfs.dir, 'cache-strict')
     const cache = await Larder.open({ dir, failOpen: false })
     await cache.set('k', 'old')
-    const filler = leaveFree(24 * 1024)
+    const filler = tmpfs.leaveFree(24 * 1024)
     try {
       await assert.rejects(
         cache.set('k', incompressible(60_000)),

@@ -2,6 +2,7 @@ import zlib from 'node:zlib'
 import type { Transform } from 'node:stream'
 import { promisify } from 'node:util'
 import type { CompressionName } from '../options.js'
+import { deflateRawInPieces, PIECE_BYTES } from './deflate-pieces.js'
 
 /**
  * Compression ids as stored in entry headers (on-disk contract: never reuse a number).
@@ -56,13 +57,17 @@ function options(id: Compression, level: number): object {
   }
 }
 
+/** Raw DEFLATE of a buffered value from this size is coded piece by piece as pays
+ *  (deflate-pieces.ts); a smaller one is one piece anyway. */
+const PIECES_FROM = PIECE_BYTES
+
 export function compressSync(id: Compression, level: number, input: Buffer): Buffer {
   const o = options(id, level)
   switch (id) {
     case Compression.Gzip:
       return zlib.gzipSync(input, o)
     case Compression.Deflate:
-      return zlib.deflateRawSync(input, o)
+      return input.length >= PIECES_FROM ? deflateRawInPieces(input, level) : zlib.deflateRawSync(input, o)
     case Compression.Brotli:
       return zlib.brotliCompressSync(input, o)
     case Compression.Zstd:
