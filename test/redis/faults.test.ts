@@ -47,6 +47,16 @@ const open = async (prefix: string, more: Partial<LarderOptions> = {}, redis: ob
   return cache
 }
 
+/** Plain ioredis clients of the tests, disconnected after each test even when it failed: one
+ *  left reconnecting to a server the file has stopped keeps the test process, and so the whole
+ *  suite, from ending. */
+const clients: Redis[] = []
+function rawClient(): Redis {
+  const client = new Redis(server.url)
+  clients.push(client)
+  return client
+}
+
 /** Runs a command with redis-cli that does not answer until Redis does: `done` settles then. */
 function blockingCli(...args: string[]): { done: Promise<void>; finished: () => boolean } {
   let over = false
@@ -79,6 +89,7 @@ describe('Redis faults and the outage rule', { skip }, () => {
   let disrupted = false
   afterEach(async () => {
     await Promise.all(opened.splice(0).map((cache) => cache.close().catch(() => {})))
+    for (const client of clients.splice(0)) client.disconnect()
     const proc = server.proc!
     // A test that failed while Redis was down, paused or asleep leaves a working one behind.
     if (disrupted || proc.exitCode !== null || proc.signalCode !== null) await restart()
@@ -181,10 +192,17 @@ describe('Redis faults and the outage rule', { skip }, () => {
     await server.start()
     assert.ok(await untilClosed(cache), 'the breaker closed once Redis was back')
     assert.equal(breaker.at(-1), 'redis:closed')
-    await cache.set('after', 'yes')
-    const raw = new Redis(server.url)
-    assert.notEqual(await raw.getBuffer(`${prefix}default:after`), null, 'writes reach Redis again')
-    await raw.quit()
+    // The breaker closes on its first good trial; the connection a write uses may still be
+    // coming back under load, and a write then is a counted drop: what must hold is that
+    // writes reach Redis again, not that the very first one does.
+    const raw = rawClient()
+    assert.ok(
+      await eventually(async () => {
+        await cache.set('after', 'yes')
+        return (await raw.getBuffer(`${prefix}default:after`)) !== null
+      }),
+      'writes reach Redis again',
+    )
     await cache.close()
   })
 
@@ -260,7 +278,7 @@ describe('Redis faults and the outage rule', { skip }, () => {
   test('bus messages queued while Redis slept are deduplicated and published on recovery (bentocache publishes nothing while its breaker is open)', async () => {
     const prefix = fresh()
     const cache = await open(prefix)
-    const listener = new Redis(server.url)
+    const listener = rawClient()
     type Heard = { op: string; keys?: [string, number][]; tags?: string[] }
     const heard: Heard[] = []
     listener.on('message', (_channel: string, text: string) => heard.push(JSON.parse(text) as Heard))
@@ -295,7 +313,6 @@ describe('Redis faults and the outage rule', { skip }, () => {
     const keyMessages = heard.filter((m) => m.keys?.some(([k]) => k === 'k') === true)
     assert.equal(keyMessages.length, 1, 'the six changes of k went out as one message')
     assert.equal(((await cache.stats()) as unknown as Figures).tiers.redis.busQueued, 0)
-    await listener.quit()
     await cache.close()
   })
 })
