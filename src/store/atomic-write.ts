@@ -80,23 +80,6 @@ export async function writeAll(handle: FileHandle, bytes: Uint8Array, file: stri
   }
 }
 
-/** Writes every byte of `parts`, in order, at the handle's position, with as few `writev`
- *  calls as the disk allows (a short count continues where it stopped), or throws. */
-export async function writeAllGathered(handle: FileHandle, parts: readonly Buffer[], file: string): Promise<void> {
-  const total = parts.reduce((sum, part) => sum + part.length, 0)
-  let rest = parts
-  let done = 0
-  while (done < total) {
-    const { bytesWritten } = await disk.writev(handle, rest)
-    if (!(bytesWritten > 0)) throw shortWrite(file, done, total)
-    done += bytesWritten
-    let skip = bytesWritten
-    let i = 0
-    while (i < rest.length && skip >= rest[i]!.length) skip -= rest[i++]!.length
-    rest = i < rest.length ? [rest[i]!.subarray(skip), ...rest.slice(i + 1)] : []
-  }
-}
-
 /** Opens a new temp file beside `file` (its directory checked first), exclusively. */
 export function openTempSync(tree: OwnedTree, file: string): { temp: string; fd: number } {
   tree.dirSync(path.dirname(file))

@@ -33,8 +33,6 @@ export const disk = {
   /** A FileHandle's write, here so a test can shorten it; callers loop on the count. */
   write: (handle: FileHandle, buffer: Uint8Array, offset: number, length: number): Promise<{ bytesWritten: number }> =>
     handle.write(buffer, offset, length),
-  /** A FileHandle's writev (streams gather their chunks into few writes); may take fewer bytes. */
-  writev: (handle: FileHandle, buffers: readonly Buffer[]): Promise<{ bytesWritten: number }> => handle.writev(buffers as Buffer[]),
   readFile: fsp.readFile,
   unlink: fsp.unlink,
   rename: fsp.rename,

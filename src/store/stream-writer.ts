@@ -14,7 +14,7 @@ import {
   type EntryMeta,
 } from '../format/entry-format.js'
 import { encodeFrame, FRAME_BYTES } from '../format/frames.js'
-import { commit, openTemp, writeAllGathered } from './atomic-write.js'
+import { commit, openTemp, writeAll } from './atomic-write.js'
 import { disk } from './disk.js'
 import type { OwnedTree } from './owned-tree.js'
 
@@ -30,13 +30,6 @@ const COMPRESSING_FULL = Math.min(4, os.availableParallelism())
 const COMPRESSING_ADAPTIVE = Math.max(1, Math.min(4, os.availableParallelism() - 1))
 /** Frames held between the source and the file (compressing or waiting for their turn). */
 const FRAMES_QUEUED = 6
-/** Bytes gathered before they go to the file in one `writev`: the source's chunks (64 KiB
- *  from a socket) are written as they came, never copied into blocks, in one thread-pool
- *  round trip per MiB rather than one per block, head and trailer. Memory: this much, plus
- *  one chunk. */
-const GATHER_BYTES = FRAME_BYTES
-/** At most this many parts in one `writev` (the kernel takes up to 1024). */
-const GATHER_PARTS = 256
 /** How often a live writer refreshes its temp file's mtime through its open handle. A slow
  *  source may hold a frame's worth of bytes for minutes before anything reaches the file,
  *  and maintenance judges a temp file by its mtime: refreshed this often, a live writer's is
@@ -130,15 +123,6 @@ export async function writeEntryStream(
 
   // Bytes are cut into FRAME_BYTES blocks; each becomes a frame (compressed or raw).
   let logicalLength = 0
-  async function* chunks(): AsyncGenerator<Buffer> {
-    for (;;) {
-      const step = await next()
-      if (step.done) return
-      const chunk = toChunk(step.value)
-      logicalLength += chunk.length
-      yield chunk
-    }
-  }
   async function* blocks(): AsyncGenerator<Buffer> {
     let parts: Buffer[] = []
     let held = 0
@@ -186,23 +170,9 @@ export async function writeEntryStream(
 
   const hash = hasher().create64(0n)
   let storedLength = 0
-  // Bytes wait here until GATHER_BYTES of them go out in one writev (`flush`).
-  let gathered: Buffer[] = []
-  let gatheredBytes = 0
-  const flush = async (): Promise<void> => {
-    signal?.throwIfAborted()
-    const parts = gathered
-    gathered = []
-    gatheredBytes = 0
-    if (parts.length > 0) await writeAllGathered(handle, parts, temp)
-  }
-  // What is gathered goes out when more arrives, not as soon as it reaches the mark: the
-  // trailer then joins the last bytes, and a 1 MiB stream is one writev.
   const write = async (bytes: Buffer): Promise<void> => {
-    if (bytes.length === 0) return
-    if (gatheredBytes >= GATHER_BYTES || gathered.length >= GATHER_PARTS) await flush()
-    gathered.push(bytes)
-    gatheredBytes += bytes.length
+    signal?.throwIfAborted()
+    await writeAll(handle, bytes, temp)
   }
   try {
     hash.update(head)
@@ -226,26 +196,25 @@ export async function writeEntryStream(
     const queue: Promise<Buffer[]>[] = []
     const compressors = options.adaptive ? COMPRESSING_ADAPTIVE : COMPRESSING_FULL
     let compressing = 0
-    // Unframed, the chunks go to the file as they came (hashed once, never copied).
-    if (!framed) {
-      for await (const chunk of chunks()) await emit(chunk)
-    } else {
-      for await (const block of blocks()) {
-        while (queue.length >= FRAMES_QUEUED || (!options.adaptive && compressing >= compressors)) {
-          await emitFrame(await queue.shift()!, false) // `block` comes after it
-        }
-        let frame: Promise<Buffer[]>
-        if (compression === Compression.None) {
-          frame = Promise.resolve(encodeFrame.raw(block))
-        } else if (compressing < compressors) {
-          compressing++
-          frame = encodeFrame(block, compression, options.level, options.threshold).finally(() => compressing--)
-          frame.catch(() => {}) // awaited below; never an unhandled rejection meanwhile
-        } else {
-          frame = Promise.resolve(encodeFrame.raw(block))
-        }
-        queue.push(frame)
+    for await (const block of blocks()) {
+      if (!framed) {
+        await emit(block)
+        continue
       }
+      while (queue.length >= FRAMES_QUEUED || (!options.adaptive && compressing >= compressors)) {
+        await emitFrame(await queue.shift()!, false) // `block` comes after it
+      }
+      let frame: Promise<Buffer[]>
+      if (compression === Compression.None) {
+        frame = Promise.resolve(encodeFrame.raw(block))
+      } else if (compressing < compressors) {
+        compressing++
+        frame = encodeFrame(block, compression, options.level, options.threshold).finally(() => compressing--)
+        frame.catch(() => {}) // awaited below; never an unhandled rejection meanwhile
+      } else {
+        frame = Promise.resolve(encodeFrame.raw(block))
+      }
+      queue.push(frame)
     }
     while (queue.length > 0) {
       const parts = await queue.shift()!
@@ -257,12 +226,10 @@ export async function writeEntryStream(
     encodeTrailerFields(storedLength, logicalLength).copy(trailer, 0)
     hash.update(trailer.subarray(0, TRAILER_BYTES - 8))
     trailer.writeBigUInt64LE(hash.digest(), TRAILER_BYTES - 8)
-    gathered.push(trailer) // with the last bytes, whatever their count: one writev fewer
-    await flush()
+    await write(trailer)
     if (options.durable) await handle.sync()
     const written = head.length + storedLength + TRAILER_BYTES
-    // One fstat of an open descriptor: cheaper on the main thread than a thread-pool trip.
-    const size = disk.fstatSync(handle.fd).size
+    const size = (await handle.stat()).size
     if (size !== written) throw Object.assign(new Error(`EIO: ${temp} holds ${size} bytes after writing ${written}`), { code: 'EIO' })
     clearInterval(heartbeat)
     await handle.close()
