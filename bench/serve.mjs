@@ -3,7 +3,8 @@
 // this machine, in one run, over loopback. Both run as child processes with their own cache
 // directory; one load generator (this process) drives both the same way.
 //
-//   artifact PUT / GET, 1 MiB (64 concurrent clients) and 100 MiB (16): MB/s (10⁶ bytes), p50, p99
+//   artifact PUT / GET, 1 MiB (64 concurrent clients) and 100 MiB (16): MB/s (10⁶ bytes), p50, p99,
+//   the server's CPU time per MB (all its threads)
 //   RSS while 16 clients upload 100 MiB each: each server's peak resident memory
 //   small-value GET /api/cache/:key hits (larder only: turborepo-remote-cache has no such API),
 //   autocannon, 64 connections: req/s and p99
@@ -113,6 +114,14 @@ async function startPeer(dir) {
   return { name: 'turborepo-remote-cache', child, url }
 }
 
+/** CPU time the process `pid` has used so far, every thread (user + system), in ms. On shared
+ *  cores, wall-clock throughput moves with the other load; a server's CPU per byte does not. */
+function cpuMsOf(pid) {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS
+}
+const CLOCK_TICKS = 100 // sysconf(_SC_CLK_TCK) on Linux
+
 function rssOf(pid) {
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8')
   return Number(status.match(/VmRSS:\s+(\d+)/)[1]) * 1024
@@ -184,6 +193,7 @@ async function artifactCase(server, method, prefix, count, size, template, clien
   const agent = new http.Agent({ keepAlive: true, maxSockets: clients })
   const latencies = []
   const started = performance.now()
+  const cpuBefore = cpuMsOf(server.child.pid)
   const result = await withPeakRss(server.child.pid, async () => {
     await inFlight(count, clients, async (i) => {
       const hash = hashOf(prefix, i)
@@ -200,6 +210,7 @@ async function artifactCase(server, method, prefix, count, size, template, clien
     return {}
   })
   const seconds = (performance.now() - started) / 1000
+  const cpuMs = cpuMsOf(server.child.pid) - cpuBefore
   agent.destroy()
   latencies.sort((a, b) => a - b)
   return {
@@ -208,6 +219,7 @@ async function artifactCase(server, method, prefix, count, size, template, clien
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
     peakRssMiB: result.peakRssMiB,
+    cpuMsPerMB: cpuMs / ((count * size) / 1e6),
     count,
     size,
   }
@@ -367,6 +379,9 @@ function render(results, versions, startedAt) {
     )
     rows.push(`| ${label}: p99 latency (ms) ↓ | ${f(a.p99, 0)} | ${f(b.p99, 0)} | ${f(a.p99 / b.p99, 2)}× | | |`)
     rows.push(
+      `| ${label}: server CPU, all threads (ms per MB) ↓ | ${f(a.cpuMsPerMB, 2)} | ${f(b.cpuMsPerMB, 2)} | ${f(a.cpuMsPerMB / b.cpuMsPerMB, 2)}× | | |`,
+    )
+    rows.push(
       `| ${label}: server peak RSS (MiB) ↓ | ${f(a.peakRssMiB, 0)} | ${f(b.peakRssMiB, 0)} | ${f(a.peakRssMiB / b.peakRssMiB, 2)}× | | |`,
     )
   }
@@ -389,7 +404,7 @@ Measured with \`node bench/serve.mjs${quick ? ' --quick' : ''}\` on ${new Date()
 |---|---:|---:|---:|---|---|
 ${rows.join('\n')}
 
-↓ lower is better. Counts: ${PLAN.smallCount} × 1 MiB artifacts with ${CLIENTS} clients, ${PLAN.bigCount} × ${PLAN.bigSize / MiB} MiB with ${PLAN.bigClients} (turborepo-remote-cache holds each upload whole in memory: 64 × 100 MiB in flight would take ≥ 6.4 GiB of this shared machine) (distinct hashes, random bytes), each GET checked (status, length, the hash written into its first bytes); the small-value case: 1,000 JSON values of ~90 bytes read for ${PLAN.smallSeconds} s by autocannon (${f(s.total, 0)} requests, memory tier on). RSS: the server process's VmRSS sampled every 20 ms; the per-case peaks include what earlier cases left in the heap, the upload case runs on a fresh server.
+↓ lower is better. Counts: ${PLAN.smallCount} × 1 MiB artifacts with ${CLIENTS} clients, ${PLAN.bigCount} × ${PLAN.bigSize / MiB} MiB with ${PLAN.bigClients} (turborepo-remote-cache holds each upload whole in memory: 64 × 100 MiB in flight would take ≥ 6.4 GiB of this shared machine) (distinct hashes, random bytes), each GET checked (status, length, the hash written into its first bytes); the small-value case: 1,000 JSON values of ~90 bytes read for ${PLAN.smallSeconds} s by autocannon (${f(s.total, 0)} requests, memory tier on). Server CPU: the server process's user + system time over the case (every thread: main, thread pool, GC), per MB moved; it moves far less with the machine's other load than MB/s does. RSS: the server process's VmRSS sampled every 20 ms; the per-case peaks include what earlier cases left in the heap, the upload case runs on a fresh server.
 `
 }
 

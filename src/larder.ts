@@ -213,7 +213,9 @@ export class Larder extends EventEmitter<LarderEvents> {
    * The value as a stream with bounded memory, or `undefined` on a miss. For a streamed
    * entry these are the bytes that were written; for a `set` value, its serialized bytes.
    * Every byte is checked: if the checksum fails at the end, the stream errors with
-   * `ERR_CORRUPT` instead of ending, and the entry is removed.
+   * `ERR_CORRUPT` instead of ending, and the entry is removed. The value's last bytes are
+   * handed out only once the checksum has passed, so a damaged entry never reaches its full
+   * length either.
    */
   async getStream(key: string): Promise<Readable | undefined> {
     this.#assertOpen()

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
-import { pipeline, Readable, Transform } from 'node:stream'
+import { Readable } from 'node:stream'
 import type { Larder } from '../index.js'
 import { HttpError } from './http-error.js'
 
@@ -127,32 +127,11 @@ export async function getArtifact(cache: Larder, key: string, headOnly = false):
     stream.destroy()
     return meta === undefined ? undefined : { meta, body: Readable.from([]) }
   }
-  // The head was read off the front; what is left in the stream is the body itself.
-  return { meta, body: withLastChunkHeldBack(stream) }
-}
-
-/**
- * `source` with its latest chunk always held back until the next one arrives, and the last
- * one released only when `source` ends. larder checks an entry's checksum at the end of its
- * stream and errors instead of ending when it fails; by then every byte but those held back
- * has gone to the socket. Holding back the last chunk means a damaged entry's response never
- * reaches its `Content-Length`: the client sees a cut-short body (an error), never a complete
- * one with a wrong byte in it. Costs one chunk of memory.
- */
-function withLastChunkHeldBack(source: Readable): Readable {
-  let held: Buffer | undefined
-  const holder = new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      const previous = held
-      held = chunk
-      callback(null, previous)
-    },
-    flush(callback) {
-      callback(null, held)
-    },
-  })
-  pipeline(source, holder, () => {}) // an error in source destroys holder with it, unflushed
-  return holder
+  // The head was read off the front; what is left in the stream is the body itself, sent as
+  // it is. getStream hands out an entry's last bytes only after its checksum passed, and
+  // errors instead of ending when it fails: a damaged entry's response is cut short of its
+  // Content-Length (the client sees an error), never complete with a wrong byte in it.
+  return { meta, body: stream }
 }
 
 /** Reads exactly the head off the front of an entry's stream (paused-mode reads of the sizes
