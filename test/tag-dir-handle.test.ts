@@ -106,9 +106,9 @@ describe('the tag clock reads the tags directory through a handle', () => {
       rmSync(tagsDirOf(dir), { recursive: true }) // so that the next read opens a handle anew
       mkdirSync(tagsDirOf(dir))
       await delay(150) // past the racy window, so that each read asks the handle
-      disk.fstatSync = ((...args: Parameters<typeof real>) => {
+      disk.fstatSync = (...args: Parameters<typeof real>) => {
         throw Object.assign(new Error('EIO: injected, fstat'), { code: 'EIO', syscall: 'fstat', args })
-      })
+      }
       for (let i = 0; i < 20; i++) await b.get('user:1')
       assert.equal(handlesOn(tagsDirOf(dir)).length, 0, 'a handle was left open by a failed fstat')
     } finally {

@@ -5,14 +5,13 @@
  */
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Redis, type RedisOptions } from 'ioredis'
+import { Redis } from 'ioredis'
 import { Larder } from '../../src/index.ts'
 import { decodeMessage, encodeMessage, type BusMessage } from '../../src/bus/messages.ts'
 import { eventually, redisAvailable, startRedis, type RedisServer } from './server.ts'
 
 const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run installs it)'
 const server = skip === false ? await startRedis() : (undefined as unknown as RedisServer)
-
 
 /** A caller's ioredis client that logs, in order, each command it sends (marked when another
  *  is still awaiting its reply: sent behind it, in the same round trip) and each reply. */
