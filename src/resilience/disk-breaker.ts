@@ -117,6 +117,28 @@ export class DiskBreaker {
     )
   }
 
+  /**
+   * `run` for an operation whose result the caller must dispose of (an open stream). With a
+   * timeout, the breaker may answer the caller (a timeout failure) while the operation goes
+   * on; a result that arrives after that has no one to take it, so it is handed to `release`
+   * instead of being left open.
+   */
+  runOwning<T>(op: () => Promise<T>, release: (late: T) => void): Promise<T> {
+    let answered = false
+    return this.run(() => {
+      const result = op()
+      result.then(
+        (value) => {
+          if (answered) release(value)
+        },
+        () => {},
+      )
+      return result
+    }).finally(() => {
+      answered = true
+    })
+  }
+
   /** What opossum's `fire()` emits for an action that succeeds: its counts listen to these. */
   #succeeded(): void {
     this.#breaker.emit('fire', NO_ARGS)

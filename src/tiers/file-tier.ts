@@ -169,7 +169,10 @@ export class FileTier implements Tier {
   /** The value as a stream (see `Larder.getStream`), or undefined on a miss. */
   async getStream(key: string): Promise<Readable | undefined> {
     const file = this.#fileOf(key)
-    return this.#p.breaker.run(async () => {
+    // A stream made after the breaker timed the call out reaches no one: it is destroyed, so
+    // its file is closed (a stream is read only when consumed, so nothing else would close it).
+    const release = (late: Readable | undefined): void => void late?.destroy()
+    return this.#p.breaker.runOwning(async () => {
       let found = await this.#probe(file, key)
       if (found === undefined) return undefined
       // A small file whose value is larger than a get may hold (a streamed artifact of
@@ -207,7 +210,7 @@ export class FileTier implements Tier {
       } finally {
         if (!handedOver) await found.opened?.handle.close()
       }
-    })
+    }, release)
   }
 
   /** What is known of `key`'s entry without decoding its value (see `Larder.info`). */

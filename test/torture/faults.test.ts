@@ -31,6 +31,18 @@ afterEach(() => Object.assign(disk, real))
 
 /** Open file descriptors of this process. */
 const openFds = (): number => fs.readdirSync('/proc/self/fd').length
+/** What each open descriptor leads to, to name a leaked one. */
+function fdTargets(): Map<string, string> {
+  const targets = new Map<string, string>()
+  for (const fd of fs.readdirSync('/proc/self/fd')) {
+    try {
+      targets.set(fd, fs.readlinkSync(`/proc/self/fd/${fd}`))
+    } catch {
+      // closed meanwhile (readdir's own)
+    }
+  }
+  return targets
+}
 
 /** Faults in force: each disk call fails with `code` with probability `rate`, or (slow) waits. */
 interface Faults {
@@ -187,6 +199,7 @@ describe('injected disk faults', () => {
         for (const code of [...CODES, 'slow']) {
           const problems: string[] = []
           const fdsBefore = openFds()
+          const targetsBefore = fdTargets()
           const cache = await Larder.open({
             dir: tempDir('larder-torture-faults'),
             maintenance: { interval: 0 },
@@ -234,7 +247,10 @@ describe('injected disk faults', () => {
           if (healedProblem !== undefined) problems.push(`the healed cache does not store and serve: ${healedProblem}`)
           await healed.close()
           const fdsAfter = await settledFds(fdsBefore)
-          if (fdsAfter > fdsBefore) problems.push(`file descriptors leaked: ${fdsBefore} before, ${fdsAfter} after`)
+          if (fdsAfter > fdsBefore) {
+            const leaked = [...fdTargets()].filter(([fd, target]) => targetsBefore.get(fd) !== target).map(([, target]) => target)
+            problems.push(`file descriptors leaked: ${fdsBefore} before, ${fdsAfter} after (new: ${leaked.join(', ')})`)
+          }
           problems.push(...tally.thrown.map((e) => `thrown: ${e.split('\n')[0]}`), ...tally.wrong)
 
           figures.faults += faults.injected
