@@ -25,3 +25,16 @@ export function entryFiles(dir: string): string[] {
     .filter((f) => /(^|\/)[0-9a-f]{16}$/.test(f) && !f.includes('/tags/'))
     .map((f) => path.join(dir, f))
 }
+
+/** What each of this process's open file descriptors leads to (Linux: /proc/self/fd). */
+export function openFileTargets(): string[] {
+  const targets: string[] = []
+  for (const fd of fs.readdirSync('/proc/self/fd')) {
+    try {
+      targets.push(fs.readlinkSync(`/proc/self/fd/${fd}`))
+    } catch {
+      // closed since it was listed (readdir's own)
+    }
+  }
+  return targets
+}

@@ -7,27 +7,19 @@
 import { after, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { readdirSync, readlinkSync, rmSync } from 'node:fs'
+import { rmSync } from 'node:fs'
 import path from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import { Larder } from '../src/index.ts'
 import { disk } from '../src/store/disk.ts'
-import { tempDir } from './helpers.ts'
+import { openFileTargets, tempDir } from './helpers.ts'
 
 const base = tempDir('larder-late-stream')
 after(() => rmSync(base, { recursive: true, force: true }))
 
 /** This process's open descriptors on files under `dir`. */
 function openUnder(dir: string): string[] {
-  return readdirSync('/proc/self/fd')
-    .map((fd) => {
-      try {
-        return readlinkSync(`/proc/self/fd/${fd}`)
-      } catch {
-        return '' // readdir's own, closed since
-      }
-    })
-    .filter((target) => target.startsWith(dir + path.sep))
+  return openFileTargets().filter((target) => target.startsWith(dir + path.sep))
 }
 
 test('a stream made after the breaker timed its getStream out is destroyed: its entry file is closed', async () => {

@@ -7,12 +7,12 @@
  */
 import { after, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs'
 import path from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import { Larder } from '../src/index.ts'
 import { disk } from '../src/store/disk.ts'
-import { tempDir } from './helpers.ts'
+import { openFileTargets, tempDir } from './helpers.ts'
 
 const base = tempDir('larder-tag-handle')
 after(() => rmSync(base, { recursive: true, force: true }))
@@ -22,15 +22,7 @@ const tagsDirOf = (dir: string): string => path.join(dir, 'v1', 'default', 'tags
 
 /** This process's open file descriptors on `target`. */
 function handlesOn(target: string): string[] {
-  return readdirSync('/proc/self/fd')
-    .map((fd) => {
-      try {
-        return readlinkSync(`/proc/self/fd/${fd}`)
-      } catch {
-        return '' // the descriptor readdir itself used, closed since
-      }
-    })
-    .filter((found) => found === target)
+  return openFileTargets().filter((found) => found === target)
 }
 
 /** A cache whose tags directory exists and whose memory tier holds `user:1`, tagged `users`. */
