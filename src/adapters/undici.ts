@@ -37,8 +37,10 @@ export interface LarderCacheStoreOptions {
  * key holds the method, URL and the request's values of the headers the response varies on;
  * a small index per URL records, per method, which headers those are, so `get` can build the
  * key of a varying response from a request (one that varies on nothing needs no index).
- * Responses for one URL are tagged with it: `delete` (undici calls it after an unsafe request
- * such as a POST) invalidates every method and variant in every process with one tag stamp.
+ * `delete` (undici calls it after an unsafe request such as a POST) forgets every method and
+ * variant of the URL in every process: responses that vary on nothing (most) by key, as the
+ * index lists their methods, so they carry no tag and their hits ask no tag clock; variants,
+ * whose keys it cannot list, and the index are tagged with the URL and go with one tag stamp.
  * On read the head is checked against the request (method, URL, vary, deleteAt), so a stale
  * index can only cost a miss.
  */
@@ -143,10 +145,20 @@ export class LarderCacheStore implements CacheStore {
   }
 
   /** Forgets every stored response for the key's URL (all methods and variants), in every
-   *  process. Costs nothing for a URL never cached. */
+   *  process: the URL's index names its methods, whose responses that vary on nothing are
+   *  removed by key; variants (and the index with them) by one tag stamp. Costs nothing for a
+   *  URL never cached. */
   async delete(key: CacheKey): Promise<void> {
     await this.#source.guarded(undefined, async (cache) => {
-      if (await cache.has(indexKey(key))) await cache.invalidateTags([urlTag(key)])
+      const index = (await cache.get(indexKey(key))) as UrlIndex | undefined
+      if (index === undefined) return
+      const plain = Object.keys(index.methods).flatMap((method) => {
+        const entryKey = responseKey({ ...key, method }, [], () => null)
+        return [entryKey, streamKey(entryKey)]
+      })
+      await cache.deleteMany(plain)
+      if (Object.values(index.methods).some((names) => names.length > 0)) await cache.invalidateTags([urlTag(key)])
+      else await cache.delete(indexKey(key))
     })
   }
 
@@ -158,7 +170,7 @@ export class LarderCacheStore implements CacheStore {
 
   async #buffered(key: CacheKey, value: CacheValue, names: string[], entryKey: string, bytes: Buffer, ttl: number): Promise<void> {
     const cache = await this.#source.ready
-    await cache.set(entryKey, bytes, { ttl, tags: [urlTag(key)] })
+    await cache.set(entryKey, bytes, { ttl, tags: tagsOf(key, names) })
     await cache.delete(streamKey(entryKey)) // a larger response stored before would shadow nothing, but would linger
     await this.#remember(cache, key, value, names)
   }
@@ -176,7 +188,7 @@ export class LarderCacheStore implements CacheStore {
     for (const chunk of held) body.write(chunk)
     const stored = (async () => {
       const cache = await this.#source.ready
-      await cache.setStream(streamKey(entryKey), body, { ttl, tags: [urlTag(key)] })
+      await cache.setStream(streamKey(entryKey), body, { ttl, tags: tagsOf(key, names) })
       await cache.delete(entryKey) // the smaller response stored before would be read first
       await this.#remember(cache, key, value, names)
     })()
@@ -252,6 +264,8 @@ interface Head extends CacheValue {
 
 /** Entry bytes: `LUC1` · head length (uint32 BE) · head JSON · body. */
 const MAGIC = Buffer.from('LUC1')
+/** The magic as the uint32 it reads as, so a read checks it without a slice. */
+const MAGIC_WORD = MAGIC.readUInt32BE(0)
 const MAX_HEAD_BYTES = 1024 * 1024
 
 function encodeHead(head: Head): Buffer {
@@ -267,7 +281,7 @@ function encodeHead(head: Head): Buffer {
 function parseHead(bytes: Buffer): { head: Head; end: number } | 'short' | undefined {
   if (bytes.length < 8) return 'short'
   const length = bytes.readUInt32BE(4)
-  if (!bytes.subarray(0, 4).equals(MAGIC) || length > MAX_HEAD_BYTES) return undefined
+  if (bytes.readUInt32BE(0) !== MAGIC_WORD || length > MAX_HEAD_BYTES) return undefined
   if (bytes.length < 8 + length) return 'short'
   try {
     return { head: JSON.parse(bytes.toString('utf8', 8, 8 + length)) as Head, end: 8 + length }
@@ -359,6 +373,15 @@ function streamKey(entryKey: string): string {
 
 function urlTag(key: CacheKey): string {
   return boundedKey('undici:', url(key), TAG_BYTES)
+}
+
+/**
+ * A response's tags: the URL's for a variant (delete cannot name every variant's key), none for
+ * a response that varies on nothing (delete removes it by key). A hit of a tagged entry asks
+ * the tag clock (a `stat`, a tenth of a file-tier hit's time), and most responses vary on nothing.
+ */
+function tagsOf(key: CacheKey, names: string[]): string[] {
+  return names.length === 0 ? [] : [urlTag(key)]
 }
 
 /** The key of one response: method, URL and the values of the headers it varies on. */

@@ -20,37 +20,7 @@ import { Larder, isLarderError } from 'larder'
 import { LarderCacheStore } from 'larder/undici'
 import { tempDir } from '../helpers.ts'
 import { runChild } from './processes.ts'
-
-type Store = LarderCacheStore
-type Key = Parameters<Store['get']>[0]
-type Value = Parameters<Store['createWriteStream']>[1]
-
-function keyOf(pathname: string, headers: Record<string, string> = {}, method = 'GET'): Key {
-  return { origin: 'http://localhost', path: pathname, method, headers }
-}
-
-function valueOf(fields: Partial<Value> = {}): Value {
-  const now = Date.now()
-  return {
-    statusCode: 200,
-    statusMessage: 'OK',
-    headers: { 'content-type': 'text/plain' },
-    cacheControlDirectives: { 'max-age': 60 },
-    cachedAt: now,
-    staleAt: now + 60_000,
-    deleteAt: now + 120_000,
-    ...fields,
-  }
-}
-
-/** Writes a body through the store's write stream and waits until the store says it is done. */
-async function write(store: Store, key: Key, value: Value, chunks: (string | Buffer)[]): Promise<void> {
-  const writable = store.createWriteStream(key, value)
-  assert.ok(writable !== undefined, 'createWriteStream returned a Writable')
-  for (const chunk of chunks) if (!writable.write(chunk)) await once(writable, 'drain')
-  writable.end()
-  await once(writable, 'finish')
-}
+import { keyOf, valueOf, write, type Store, type Value } from './undici-fixtures.ts'
 
 async function bodyText(result: Awaited<ReturnType<Store['get']>>): Promise<string | undefined> {
   if (result?.body === undefined) return undefined

@@ -1,0 +1,36 @@
+/** What the larder/undici tests share: a request key, a cacheable response's value, a write. */
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import type { LarderCacheStore } from 'larder/undici'
+
+export type Store = LarderCacheStore
+export type Key = Parameters<Store['get']>[0]
+export type Value = Parameters<Store['createWriteStream']>[1]
+
+export function keyOf(pathname: string, headers: Record<string, string> = {}, method = 'GET'): Key {
+  return { origin: 'http://localhost', path: pathname, method, headers }
+}
+
+/** A 200 fresh for a minute, kept for two. */
+export function valueOf(fields: Partial<Value> = {}): Value {
+  const now = Date.now()
+  return {
+    statusCode: 200,
+    statusMessage: 'OK',
+    headers: { 'content-type': 'text/plain' },
+    cacheControlDirectives: { 'max-age': 60 },
+    cachedAt: now,
+    staleAt: now + 60_000,
+    deleteAt: now + 120_000,
+    ...fields,
+  }
+}
+
+/** Writes a body through the store's write stream and waits until the store says it is done. */
+export async function write(store: Store, key: Key, value: Value, chunks: (string | Buffer)[]): Promise<void> {
+  const writable = store.createWriteStream(key, value)
+  assert.ok(writable !== undefined, 'createWriteStream returned a Writable')
+  for (const chunk of chunks) if (!writable.write(chunk)) await once(writable, 'drain')
+  writable.end()
+  await once(writable, 'finish')
+}

@@ -1,0 +1,68 @@
+/**
+ * larder/undici's read path (issue 12's bench goal): a response that varies on nothing, most
+ * of them, is stored without a tag, so its hit asks no tag clock; `delete` still forgets it
+ * (by key) and every variant (by the URL's tag), as another instance on the directory sees.
+ */
+import assert from 'node:assert/strict'
+import { after, before, describe, test } from 'node:test'
+import { Larder } from 'larder'
+import { LarderCacheStore } from 'larder/undici'
+import { tempDir } from '../helpers.ts'
+import { keyOf, valueOf, write } from './undici-fixtures.ts'
+
+const origin = 'http://localhost'
+
+describe('larder/undici: what a hit costs', () => {
+  let dir: string
+  let cache: Larder
+  let store: LarderCacheStore
+  let other: Larder
+  before(async () => {
+    dir = tempDir('larder-undici-speed')
+    cache = await Larder.open({ dir })
+    store = new LarderCacheStore(cache)
+    other = await Larder.open({ dir })
+  })
+  after(async () => {
+    await store.close()
+    await cache.close()
+    await other.close()
+  })
+
+  /** Tags of every entry stored for `pathname` (as `larder ls` lists them), by entry key. */
+  async function tagsOf(pathname: string): Promise<Record<string, string[]>> {
+    const entries = await cache.entries({ prefix: `undici:GET ${origin}${pathname}` })
+    return Object.fromEntries(entries.map((entry) => [entry.key, entry.tags]))
+  }
+
+  test('a response that varies on nothing carries no tag; a variant carries its URL tag', async () => {
+    await write(store, keyOf('/plain'), valueOf(), ['plain'])
+    await write(store, keyOf('/varied', { 'accept-language': 'en' }), valueOf({ vary: { 'accept-language': 'en' } }), ['en'])
+    assert.deepEqual(await tagsOf('/plain'), { [`undici:GET ${origin}/plain`]: [] })
+    const varied = Object.values(await tagsOf('/varied'))
+    assert.deepEqual(varied, [[`undici:${origin}/varied`]])
+  })
+
+  test('delete forgets an untagged response, buffered or streamed, for another instance too; variants by their tag', async () => {
+    await write(store, keyOf('/small'), valueOf(), ['small'])
+    await write(store, keyOf('/small', {}, 'HEAD'), valueOf(), [])
+    await write(store, keyOf('/large'), valueOf(), [Buffer.alloc(200 * 1024, 7)])
+    await write(store, keyOf('/small', { 'accept-language': 'fr' }), valueOf({ vary: { 'accept-language': 'fr' } }), ['fr'])
+    const seenElsewhere = new LarderCacheStore(other)
+    assert.notEqual(await seenElsewhere.get(keyOf('/small')), undefined)
+    assert.notEqual(await seenElsewhere.get(keyOf('/large')), undefined)
+
+    await store.delete(keyOf('/small', {}, 'POST'))
+    await store.delete(keyOf('/large', {}, 'PUT'))
+    for (const key of [keyOf('/small'), keyOf('/small', {}, 'HEAD'), keyOf('/small', { 'accept-language': 'fr' }), keyOf('/large')]) {
+      assert.equal(await store.get(key), undefined, `${key.method} ${key.path} ${JSON.stringify(key.headers)} here`)
+      assert.equal(
+        await seenElsewhere.get(key),
+        undefined,
+        `${key.method} ${key.path} ${JSON.stringify(key.headers)} in the other instance`,
+      )
+    }
+    assert.deepEqual(await tagsOf('/large'), {}, 'the streamed entry file is gone, not only hidden')
+    await seenElsewhere.close()
+  })
+})
