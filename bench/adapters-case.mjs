@@ -21,6 +21,7 @@ import { LarderQueryResultCache } from '../dist/adapters/typeorm.js'
 import { LarderDrizzleCache } from '../dist/adapters/drizzle.js'
 import { LarderCacheAdapter } from '../dist/adapters/mikro-orm.js'
 import { inFlight, settle } from './measure.mjs'
+import { loadKeyvSqlite } from './adapters-peers.mjs'
 
 const require = createRequire(import.meta.url)
 
@@ -33,6 +34,9 @@ export const HOSTS = {
       { name: 'larder', persistent: true },
       { name: 'larder (memory tier)', persistent: true },
       { name: 'keyv-file', persistent: true },
+      // A SQLite file through the native sqlite3 package: installed by the bench outside the
+      // repository (bench/adapters-peers.mjs), skipped when that fails.
+      { name: '@keyv/sqlite (a file)', persistent: true, needs: '@keyv/sqlite' },
       { name: 'Keyv default (Map, memory only)' },
       // Keyv's documented `serialize: undefined, deserialize: undefined`: the store holds and
       // answers Keyv's `{ value, expires }` object, so no get parses a string. Compared with
@@ -149,6 +153,10 @@ const CASES = {
     else if (args.store.startsWith('keyv-file')) {
       const { KeyvFile } = require('keyv-file')
       keyv = new Keyv({ store: new KeyvFile({ filename: path.join(args.dir, 'keyv-file.json'), writeDelay: 100 }), ...serialization })
+    } else if (args.store.startsWith('@keyv/sqlite')) {
+      if (args.keyvSqliteDir === undefined) throw new Error('no @keyv/sqlite installed (keyvSqliteDir)')
+      const KeyvSqlite = loadKeyvSqlite(args.keyvSqliteDir)
+      keyv = new Keyv({ store: new KeyvSqlite({ uri: `sqlite://${path.join(args.dir, 'keyv.sqlite')}` }) })
     } else keyv = new Keyv()
     const keys = Array.from({ length: 1000 }, (_, i) => `user:${i}`)
     await Promise.all(keys.map((key, i) => keyv.set(key, { ...ROWS[i % 8], key: i })))

@@ -20,6 +20,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { HOSTS } from './adapters-case.mjs'
+import { keyvSqlitePeer } from './adapters-peers.mjs'
 import { startPostgres } from '../test/adapters/postgres.ts'
 
 const run = promisify(execFile)
@@ -44,8 +45,22 @@ notes.push(
   "Drizzle ships no file or database cache (its own is Upstash Redis), and MikroORM's result cache has only its memory adapter: their rows compare with the query itself.",
 )
 notes.push(
-  'Keyv: keyv-file holds the whole cache in memory and rewrites one JSON file (100 ms write delay); a get is a Map read once the file is loaded, and its file is not safe for two processes. @keyv/sqlite is not measured: it runs over the native sqlite3 package, whose install script this project does not allow (package.json allowScripts).',
+  'Keyv: keyv-file holds the whole cache in memory and rewrites one JSON file (100 ms write delay); a get is a Map read once the file is loaded, and its file is not safe for two processes.',
 )
+// @keyv/sqlite: the database-backed Keyv store, installed outside the repository (its native
+// sqlite3 build script is not allowed in package.json); skipped, with the reason, if that fails.
+let keyvSqlite
+if (only === undefined || only.includes('keyv')) {
+  keyvSqlite = keyvSqlitePeer()
+  if (typeof keyvSqlite === 'string') {
+    notes.push(`Keyv: the @keyv/sqlite row is skipped: ${keyvSqlite}.`)
+    keyvSqlite = undefined
+  } else {
+    notes.push(
+      `Keyv: @keyv/sqlite (${keyvSqlite.versions}, installed by the bench into ${keyvSqlite.dir.replace(os.homedir(), '~')}, outside the repository) keeps every entry in one SQLite file (its default table, no WAL pragma); each get is a SELECT through the native sqlite3 package's thread pool.`,
+    )
+  }
+}
 
 notes.push(
   "Keyv: with Keyv's default serialization every get, whatever the store, parses the string Keyv stored (JSON.parse with @keyv/serialize's reviver), the largest single cost of a get answered from memory; the rows 'Keyv serialize off' use Keyv's documented `serialize: undefined, deserialize: undefined` (the store holds and answers the `{ value, expires }` object) and are compared with each other only.",
@@ -77,7 +92,9 @@ try {
   for (let r = 0; r < runs; r++) {
     for (const [host, { stores }] of hosts) {
       if (host === 'typeorm' && pg === undefined) continue
-      const present = stores.filter((s) => s.needs !== 'node:sqlite' || sqlite)
+      const present = stores.filter(
+        (s) => s.needs === undefined || (s.needs === 'node:sqlite' && sqlite) || (s.needs === '@keyv/sqlite' && keyvSqlite !== undefined),
+      )
       const rotated = present.map((_, i) => present[(i + r) % present.length])
       for (const store of rotated) {
         const dir = fs.mkdtempSync(path.join(work, `${host}-`))
@@ -86,7 +103,7 @@ try {
         } catch {
           // no sync(1): more noise, nothing wrong
         }
-        const args = { host, store: store.name, dir, ...sizes, pgPort: pg?.port }
+        const args = { host, store: store.name, dir, ...sizes, pgPort: pg?.port, keyvSqliteDir: keyvSqlite?.dir }
         const { stdout } = await run(process.execPath, ['--expose-gc', path.join(here, 'adapters-case.mjs'), JSON.stringify(args)], {
           timeout: 600_000,
           maxBuffer: 1 << 20,
@@ -100,10 +117,11 @@ try {
           opsC16: result.opsC16,
           cpuSeq: result.cpuSeq,
           cpuC16: result.cpuC16,
+          load: os.loadavg()[0],
         })
         fs.rmSync(dir, { recursive: true, force: true })
         process.stderr.write(
-          `run ${r + 1}/${runs} ${host} / ${store.name}: p50 ${result.p50.toFixed(0)} µs, ${result.opsSeq.toFixed(0)} reads/s at 1, ${result.opsC16.toFixed(0)} at 16\n`,
+          `run ${r + 1}/${runs} ${host} / ${store.name}: p50 ${result.p50.toFixed(0)} µs, ${result.opsSeq.toFixed(0)} reads/s at 1, ${result.opsC16.toFixed(0)} at 16, CPU ${result.cpuSeq.toFixed(1)} / ${result.cpuC16.toFixed(1)} µs per read; load ${load()}\n`,
         )
       }
     }
@@ -124,6 +142,7 @@ const spread = (values) => (values.length > 1 ? ` (${fmt(Math.min(...values))}�
 const versionOf = (name) => JSON.parse(fs.readFileSync(new URL(`../node_modules/${name}/package.json`, import.meta.url), 'utf8')).version
 const versions = ['keyv', 'keyv-file', 'undici', 'typeorm', 'pg', 'drizzle-orm', '@libsql/client', '@mikro-orm/core']
   .map((name) => `${name} ${versionOf(name)}`)
+  .concat(keyvSqlite === undefined ? [] : [keyvSqlite.versions])
   .join(', ')
 const medians = {}
 const lines = [
@@ -132,8 +151,8 @@ const lines = [
   `${new Date().toISOString().slice(0, 10)}, node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model.trim()}; ${quick ? 'quick: ' : ''}${sizes.seq} sequential reads, then ${sizes.conc} with 16 in flight, per case; each case its own process; medians of ${runs} interleaved run${runs === 1 ? '' : 's'}${runs > 1 ? ' (min–max)' : ''}; ${((Date.now() - startedAt) / 1000).toFixed(0)} s; load average ${loadBefore} before, ${load()} after. ${versions}.`,
   `Command: \`${quick ? 'node --import tsx bench/adapters.mjs --quick' : 'npm run bench:adapters'}${only ? ` --only ${only.join(',')}` : ''}\`.`,
   '',
-  '| host library: operation | store | p50 µs | p99 µs | reads/s, 1 in flight | reads/s, 16 in flight | CPU µs per read, 1 / 16 in flight |',
-  '|---|---|---:|---:|---:|---:|---:|',
+  '| host library: operation | store | p50 µs | p99 µs | reads/s, 1 in flight | reads/s, 16 in flight | CPU µs per read, 1 / 16 in flight | load average (1 min) after each run |',
+  '|---|---|---:|---:|---:|---:|---:|---:|',
 ]
 for (const [host, { title, stores }] of hosts) {
   for (const store of stores) {
@@ -149,7 +168,7 @@ for (const [host, { title, stores }] of hosts) {
     }
     medians[`${host}\t${store.name}`] = m
     lines.push(
-      `| ${title} | ${store.name} | ${fmt(m.p50)} | ${fmt(m.p99)} | ${fmt(m.opsSeq)}${spread(s.map((x) => x.opsSeq))} | ${fmt(m.opsC16)}${spread(s.map((x) => x.opsC16))} | ${m.cpuSeq.toFixed(1)} / ${m.cpuC16.toFixed(1)} |`,
+      `| ${title} | ${store.name} | ${fmt(m.p50)} | ${fmt(m.p99)} | ${fmt(m.opsSeq)}${spread(s.map((x) => x.opsSeq))} | ${fmt(m.opsC16)}${spread(s.map((x) => x.opsC16))} | ${m.cpuSeq.toFixed(1)} / ${m.cpuC16.toFixed(1)} | ${s.map((x) => x.load?.toFixed(1) ?? '?').join(', ')} |`,
     )
   }
 }
