@@ -284,10 +284,34 @@ function parseHead(bytes: Buffer): { head: Head; end: number } | 'short' | undef
   if (bytes.readUInt32BE(0) !== MAGIC_WORD || length > MAX_HEAD_BYTES) return undefined
   if (bytes.length < 8 + length) return 'short'
   try {
-    return { head: JSON.parse(bytes.toString('utf8', 8, 8 + length)) as Head, end: 8 + length }
+    return { head: headOf(bytes, 8, 8 + length), end: 8 + length }
   } catch {
     return undefined
   }
+}
+
+/**
+ * Heads parsed lately, by their exact bytes (as latin1 text: a char per byte, so equal keys
+ * are equal bytes): a hit of a response read before parses nothing, where JSON.parse of the
+ * head was a tenth of a file-tier hit's time. Every hit of one response then shares the head's
+ * headers, vary and directives objects, as undici's MemoryCacheStore shares its entries'
+ * (undici only reads them; fetch copies the headers into its Response). Bounded: the last
+ * PARSED_HEADS heads of up to PARSED_HEAD_BYTES each (~2 MiB at most), oldest out first.
+ */
+const parsedHeads = new Map<string, Head>()
+const PARSED_HEADS = 256
+const PARSED_HEAD_BYTES = 4096
+
+function headOf(bytes: Buffer, start: number, end: number): Head {
+  if (end - start > PARSED_HEAD_BYTES) return JSON.parse(bytes.toString('utf8', start, end)) as Head
+  const exact = bytes.toString('latin1', start, end)
+  let head = parsedHeads.get(exact)
+  if (head === undefined) {
+    head = JSON.parse(bytes.toString('utf8', start, end)) as Head
+    if (parsedHeads.size >= PARSED_HEADS) parsedHeads.delete(parsedHeads.keys().next().value as string)
+    parsedHeads.set(exact, head)
+  }
+  return head
 }
 
 /**

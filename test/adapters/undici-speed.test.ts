@@ -66,3 +66,24 @@ describe('larder/undici: what a hit costs', () => {
     await seenElsewhere.close()
   })
 })
+
+describe('larder/undici: parsed heads', () => {
+  test('each response reads back with its own head, past the bound of heads kept parsed, and after a replacement', async () => {
+    const cache = await Larder.open({ dir: tempDir('larder-undici-heads') })
+    const store = new LarderCacheStore(cache)
+    const count = 300 // more than the heads kept parsed (256)
+    for (let i = 0; i < count; i++)
+      await write(store, keyOf(`/h${i}`), valueOf({ headers: { 'x-n': String(i) }, statusMessage: `m${i}` }), [`b${i}`])
+    for (let round = 0; round < 2; round++) {
+      for (let i = 0; i < count; i++) {
+        const result = await store.get(keyOf(`/h${i}`))
+        assert.equal(result?.headers['x-n'], String(i))
+        assert.equal(result?.statusMessage, `m${i}`)
+      }
+    }
+    await write(store, keyOf('/h0'), valueOf({ headers: { 'x-n': 'replaced' } }), ['new'])
+    assert.equal((await store.get(keyOf('/h0')))?.headers['x-n'], 'replaced')
+    await store.close()
+    await cache.close()
+  })
+})
