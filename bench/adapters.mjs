@@ -149,7 +149,7 @@ const lines = [
   '# Adapters: cached reads through the host library',
   '',
   `${new Date().toISOString().slice(0, 10)}, node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model.trim()}; ${quick ? 'quick: ' : ''}${sizes.seq} sequential reads, then ${sizes.conc} with 16 in flight, per case; each case its own process; medians of ${runs} interleaved run${runs === 1 ? '' : 's'}${runs > 1 ? ' (min–max)' : ''}; ${((Date.now() - startedAt) / 1000).toFixed(0)} s; load average ${loadBefore} before, ${load()} after. ${versions}.`,
-  `Command: \`${quick ? 'node --import tsx bench/adapters.mjs --quick' : 'npm run bench:adapters'}${only ? ` --only ${only.join(',')}` : ''}\`.`,
+  `Command: \`${quick ? 'node --import tsx bench/adapters.mjs --quick' : 'npm run bench:adapters'}${argv.length > (quick ? 1 : 0) ? `${quick ? '' : ' --'} ${argv.filter((a) => a !== '--quick').join(' ')}` : ''}\`.`,
   '',
   '| host library: operation | store | p50 µs | p99 µs | reads/s, 1 in flight | reads/s, 16 in flight | CPU µs per read, 1 / 16 in flight | load average (1 min) after each run |',
   '|---|---|---:|---:|---:|---:|---:|---:|',
