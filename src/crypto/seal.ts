@@ -152,21 +152,15 @@ export class FrameCipher {
     return [header, pooled === undefined ? seal(this.#key, nonce, aad, stored) : pooledBytes(await pooled)]
   }
 
-  /** `open`, off the main thread when large: the frame's index and authenticated data are
-   *  fixed now (so `header` may be reused at once); `sealed` is taken over. */
-  openLater(header: Buffer, sealed: Buffer, last: boolean): Promise<Buffer> {
+  /** `open`, off the main thread when large. The frame's index and authenticated data are
+   *  fixed before this returns (an async function runs to its first await at once), so
+   *  `header` may be reused at once; `sealed` is taken over. */
+  async openLater(header: Buffer, sealed: Buffer, last: boolean): Promise<Buffer> {
     const index = this.#index++
     const nonce = frameNonce(this.#nonce, index)
     const aad = frameAad(this.#head, header, index, last)
     const pooled = inPool(false, this.#key, nonce, aad, sealed)
-    if (pooled === undefined) {
-      try {
-        return Promise.resolve(open(this.#key, nonce, aad, sealed))
-      } catch (error) {
-        return Promise.reject(error)
-      }
-    }
-    return pooled.then(pooledBytes)
+    return pooled === undefined ? open(this.#key, nonce, aad, sealed) : pooledBytes(await pooled)
   }
 
   /** The stored bytes (compressed or raw) of the next frame, `sealed` being ciphertext · tag. */
