@@ -88,6 +88,10 @@ describe('rekey', () => {
     const rekeyer = await open(dir, { encryption: A_THEN_B })
     assert.equal((await rekeyer.rekey()).recovered, 1)
     assert.equal(await rekeyer.get('kept'), 'kept value')
+    // ... and rewritten under the active key in the same pass, so the old key can go.
+    const newKeyOnly = await open(dir, { encryption: ONLY_B })
+    assert.equal(await newKeyOnly.get('kept'), 'kept value', 'the entry put back is sealed under the active key')
+    await newKeyOnly.close()
     // Now a delete after the entry went aside: putting it back would bring a deleted key back.
     fs.renameSync(deleted!, `${deleted}.rekey-${deadPid}`)
     await tick()

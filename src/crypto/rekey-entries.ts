@@ -98,15 +98,19 @@ export function rekeyPartitions(input: RekeyInput, stop: () => boolean): RekeyOu
       if (errorCode(error) === 'ENOENT') continue
       throw error
     }
-    for (const name of names) {
+    for (const listed of names) {
       if (stop()) {
         out.stopped = true
         return out
       }
-      const aside = ASIDE.exec(name)
+      let name = listed
+      const aside = ASIDE.exec(listed)
       if (aside !== null) {
-        if (recoverAside(path.join(dir, name), path.join(dir, aside[1]!), Number(aside[2]), changes)) out.recovered++
-        continue
+        if (!recoverAside(path.join(dir, listed), path.join(dir, aside[1]!), Number(aside[2]), changes)) continue
+        out.recovered++
+        // Put back under its own name, which this listing did not hold: rekeyed now, or it
+        // would stay under the old key after a rekey that reported the namespace done.
+        name = aside[1]!
       }
       if (!ENTRY_NAME.test(name)) continue
       out.scanned++
