@@ -1,0 +1,215 @@
+/**
+ * Issue 10's third round of speed work on the Redis, bus and stack paths (W8), asserted by what
+ * reaches Redis and by state, never by time (the figures are in
+ * bench/results/2026-12-02-w8-speed-3.md): the versioned write and delete judge what Redis holds
+ * by one unpack of its first 16 bytes; a write-through set sends one EVALSHA whose arguments are
+ * the entry, its version, its expiry and its bus message; a write's message is encoded from its
+ * sender's fixed start.
+ */
+import { after, before, describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { Redis } from 'ioredis'
+import { Larder } from '../../src/index.ts'
+import { decodeMessage, encodeMessage, encoderFor, type BusMessage } from '../../src/bus/messages.ts'
+import { eventually, redisAvailable, startRedis, type RedisServer } from './server.ts'
+
+const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run installs it)'
+const server = skip === false ? await startRedis() : (undefined as unknown as RedisServer)
+
+/** 16-byte head of a value of ours (`LRDR` entry, `LRDT` tombstone) whose version is `at`,
+ *  followed by `tail`. */
+function planted(magic: 'LRDR' | 'LRDT', at: number, tail = 'payload that is not read'): Buffer {
+  const head = Buffer.alloc(16)
+  head.write(magic, 0, 'latin1')
+  head.writeDoubleLE(at, 8)
+  return Buffer.concat([head, Buffer.from(tail)])
+}
+
+/** A caller's ioredis client that records every command it sends, with its arguments. */
+function recordingClient(): { client: Redis; sent: { name: string; args: unknown[] }[] } {
+  const client = new Redis(server.url)
+  const sent: { name: string; args: unknown[] }[] = []
+  const send = client.sendCommand.bind(client)
+  client.sendCommand = (command) => {
+    sent.push({ name: command.name, args: [...command.args] })
+    return send(command)
+  }
+  return { client, sent }
+}
+
+describe('the versioned write and delete: what Redis holds judged by one unpack of its head', { skip }, () => {
+  const prefix = `v3${process.pid}:`
+  const name = (key: string): string => `${prefix}default:${key}`
+  let cache: Larder
+  let probe: Redis
+  let listener: Redis
+  const heard: BusMessage[] = []
+  before(async () => {
+    probe = new Redis(server.url)
+    listener = new Redis(server.url)
+    listener.on('message', (_channel: string, text: string) => {
+      const message = decodeMessage(text)
+      if (message !== undefined) heard.push(message)
+    })
+    await listener.subscribe(`${prefix}bus:default`)
+    cache = await Larder.open({ dir: false, memory: { maxEntries: 100 }, maintenance: false, redis: { url: server.url, prefix } })
+  })
+  after(async () => {
+    await cache?.close()
+    probe?.disconnect()
+    listener?.disconnect()
+  })
+
+  const heardOf = (key: string): boolean => heard.some((m) => m.op === 'keys' && m.keys.some(([k]) => k === key))
+
+  test('a set keeps a newer entry or tombstone that Redis holds, and still publishes its message', async () => {
+    for (const magic of ['LRDR', 'LRDT'] as const) {
+      const key = `newer-${magic}`
+      const newer = planted(magic, Date.now() + 3_600_000)
+      await probe.set(name(key), newer)
+      await cache.set(key, 'late')
+      assert.deepEqual(await probe.getBuffer(name(key)), newer, `the newer ${magic} stays`)
+      assert.ok(await eventually(() => heardOf(key)), 'the message went out all the same')
+    }
+  })
+
+  test('a set replaces an older entry, a short value that begins like one, a foreign string and a value of another type', async () => {
+    const olds: [string, () => Promise<unknown>][] = [
+      ['older', () => probe.set(name('older'), planted('LRDR', 1))],
+      ['older-tombstone', () => probe.set(name('older-tombstone'), planted('LRDT', 1))],
+      ['short', () => probe.set(name('short'), 'LRDR\x02\x02\x00\x00')],
+      ['foreign', () => probe.set(name('foreign'), 'a string that is not an entry of ours')],
+      ['hash', () => probe.hset(name('hash'), 'field', 'value')],
+    ]
+    for (const [key, plant] of olds) {
+      await plant()
+      await cache.set(key, { replaced: key })
+      const held = await probe.getBuffer(name(key))
+      assert.ok(held !== null && held.subarray(0, 4).toString('latin1') === 'LRDR', `${key}: an entry of ours now`)
+      assert.ok(held.readDoubleLE(8) > 1, `${key}: with this write's version`)
+      const reader = await Larder.open({
+        dir: false,
+        memory: { maxEntries: 10 },
+        maintenance: false,
+        bus: false,
+        redis: { url: server.url, prefix },
+      })
+      try {
+        assert.deepEqual(await reader.get(key), { replaced: key }, `${key}: read back from Redis`)
+      } finally {
+        await reader.close()
+      }
+    }
+  })
+
+  test('a delete says an entry was there only for an entry, and keeps a newer version', async () => {
+    await cache.set('gone', 1)
+    assert.equal(await cache.delete('gone'), true, 'an entry was there')
+    assert.equal(await cache.delete('gone'), false, 'a tombstone is not an entry')
+    await probe.set(name('short-del'), 'LRDRxx')
+    assert.equal(await cache.delete('short-del'), false, 'six bytes that begin like an entry are not one')
+    const newer = planted('LRDR', Date.now() + 3_600_000)
+    await probe.set(name('newer-del'), newer)
+    assert.equal(await cache.delete('newer-del'), false, 'a newer entry is not deleted by an older delete')
+    assert.deepEqual(await probe.getBuffer(name('newer-del')), newer)
+  })
+})
+
+describe('a write-through set: one EVALSHA carrying the entry, its version, its expiry and its bus message', { skip }, () => {
+  const prefix = `w3${process.pid}:`
+  let side: ReturnType<typeof recordingClient>
+  let probe: Redis
+  let cache: Larder
+  let capped: Larder
+  before(async () => {
+    side = recordingClient()
+    probe = new Redis(server.url)
+    cache = await Larder.open({ dir: false, memory: { maxEntries: 100 }, maintenance: false, redis: { client: side.client, prefix } })
+    capped = await Larder.open({
+      dir: false,
+      memory: { maxEntries: 100 },
+      maintenance: false,
+      namespace: 'capped',
+      redis: { client: side.client, prefix, ttl: '1m' },
+    })
+    await cache.set('warm', 0) // the script is loaded (EVAL once per server) before what is recorded
+  })
+  after(async () => {
+    await cache?.close()
+    await capped?.close()
+    side?.client.disconnect()
+    probe?.disconnect()
+  })
+
+  /** The one command `set` sent, as [key name, entry bytes, version, expiry, channel, message]. */
+  async function setAlone(target: Larder, key: string, value: unknown, ttl?: number): Promise<unknown[]> {
+    side.sent.length = 0
+    await target.set(key, value, ttl === undefined ? undefined : { ttl })
+    assert.deepEqual(
+      side.sent.map((c) => c.name),
+      ['evalsha'],
+      'one command, nothing before or after it',
+    )
+    const [, keys, ...rest] = side.sent[0]!.args
+    assert.equal(String(keys), '1')
+    return rest
+  }
+
+  test('without a ttl: expiry 0 (no PXAT), the version is the entry’s creation time, the message names this write', async () => {
+    const [keyName, bytes, version, expiry, channel, text] = await setAlone(cache, 'plain', { n: 1 })
+    assert.equal(keyName, `${prefix}default:plain`)
+    assert.ok(Buffer.isBuffer(bytes))
+    const createdAt = bytes.readDoubleLE(8)
+    assert.equal(version, String(createdAt))
+    assert.equal(expiry, '0')
+    assert.equal(channel, `${prefix}bus:default`)
+    const message = decodeMessage(String(text))
+    assert.ok(message !== undefined && message.op === 'keys')
+    assert.deepEqual(message.keys, [['plain', createdAt]])
+    assert.equal(await probe.pttl(`${prefix}default:plain`), -1, 'stored without an expiry')
+    assert.deepEqual(await probe.getBuffer(`${prefix}default:plain`), bytes, 'the very bytes sent')
+  })
+
+  test('with a ttl: the expiry is the entry’s own, and Redis drops it then', async () => {
+    const [keyName, bytes, , expiry] = await setAlone(cache, 'timed', 'v', 3_600_000)
+    assert.ok(Buffer.isBuffer(bytes))
+    const expiresAt = bytes.readDoubleLE(16)
+    assert.ok(expiresAt > Date.now())
+    assert.equal(expiry, String(Math.ceil(expiresAt)))
+    assert.equal(await probe.call('PEXPIRETIME', String(keyName)), Math.ceil(expiresAt))
+  })
+
+  test('with redis.ttl: an entry that never expires is kept in Redis for that long only', async () => {
+    const before = Date.now()
+    const [keyName, , , expiry] = await setAlone(capped, 'capped', 'v')
+    const until = Number(expiry)
+    assert.ok(until >= before + 60_000 && until <= Date.now() + 60_000, `expiry ${until} is now + 1 minute`)
+    assert.equal(await probe.call('PEXPIRETIME', String(keyName)), until)
+  })
+})
+
+describe("a write's bus message, encoded from its sender's fixed start", () => {
+  test('is the text encodeMessage gives for every kind of message', () => {
+    const from = 'A1b2C3d4E5f60718'
+    const encode = encoderFor(from)
+    const messages = [
+      { op: 'keys', keys: [['k', 1]] },
+      { op: 'keys', keys: [['with "quotes" and \\ and \u2028', 1796174896562.123]] },
+      {
+        op: 'keys',
+        keys: [
+          ['a', 0],
+          ['b', 2.5],
+        ],
+      },
+      { op: 'clear', tier: 'memory', at: 5 },
+      { op: 'tags', tags: ['t1', 't"2'], at: 6.5 },
+      { op: 'all', at: 7 },
+    ] as const
+    for (const message of messages) {
+      const full = { ...message, from } as BusMessage
+      assert.equal(encode(message as Parameters<typeof encode>[0]), encodeMessage(full))
+      assert.deepEqual(decodeMessage(encode(message as Parameters<typeof encode>[0])), full)
+    }
+  })
+})
