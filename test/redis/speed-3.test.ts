@@ -4,13 +4,15 @@
  * bench/results/2026-12-02-w8-speed-3.md): the versioned write and delete judge what Redis holds
  * by one unpack of its first 16 bytes; a write-through set sends one EVALSHA whose arguments are
  * the entry, its version, its expiry and its bus message; a write's message is encoded from its
- * sender's fixed start.
+ * sender's fixed start; an entry is encoded straight into one buffer.
  */
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Redis } from 'ioredis'
 import { Larder } from '../../src/index.ts'
 import { decodeMessage, encodeMessage, encoderFor, type BusMessage } from '../../src/bus/messages.ts'
+import { checksum, loadHasher } from '../../src/format/checksum.ts'
+import { decodeEntry, encodeEntry, encodeTags, FLAG_FRAMED, type EntryMeta } from '../../src/format/entry-format.ts'
 import { eventually, redisAvailable, startRedis, type RedisServer } from './server.ts'
 
 const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run installs it)'
@@ -211,5 +213,79 @@ describe("a write's bus message, encoded from its sender's fixed start", () => {
       assert.equal(encode(message as Parameters<typeof encode>[0]), encodeMessage(full))
       assert.deepEqual(decodeMessage(encode(message as Parameters<typeof encode>[0])), full)
     }
+  })
+})
+
+/** The entry layout written out plainly (zeroed buffers, BigInt lengths): the oracle the
+ *  one-buffer encoding is held to. */
+function plainEncoding(meta: EntryMeta, payload: Buffer, logicalLength: number, flags: number): Buffer {
+  const key = Buffer.from(meta.key)
+  const tags = encodeTags(meta.tags)
+  const fixed = meta.namespaceId === undefined ? 32 : 64
+  const head = Buffer.alloc(fixed + key.length + tags.length)
+  head.write('LRDR', 0, 'latin1')
+  head[4] = meta.namespaceId === undefined ? 1 : 2
+  head[5] = meta.codec
+  head[6] = meta.compression
+  head[7] = flags
+  head.writeDoubleLE(meta.createdAt, 8)
+  head.writeDoubleLE(meta.expiresAt, 16)
+  head.writeUInt32LE(key.length, 24)
+  head.writeUInt32LE(tags.length, 28)
+  if (meta.namespaceId !== undefined) {
+    head.writeBigUInt64LE(meta.namespaceId, 32)
+    if (meta.keyId !== undefined) head.writeBigUInt64LE(meta.keyId, 40)
+    meta.nonce?.copy(head, 48)
+  }
+  key.copy(head, fixed)
+  tags.copy(head, fixed + key.length)
+  const trailer = Buffer.alloc(32)
+  trailer.writeBigUInt64LE(BigInt(payload.length), 0)
+  trailer.writeBigUInt64LE(BigInt(logicalLength), 8)
+  trailer.write('LRDE', 16, 'latin1')
+  if ((meta.grace ?? 0) > 0) trailer.writeUInt32LE(Math.min(0xffffffff, Math.ceil(meta.grace! / 1000)), 20)
+  const file = Buffer.concat([head, payload, trailer])
+  file.writeBigUInt64LE(checksum(file.subarray(0, file.length - 8)), file.length - 8)
+  return file
+}
+
+describe('an entry encoded straight into one buffer', () => {
+  test('is byte for byte the plain layout, whatever the memory it was made in held before', async () => {
+    await loadHasher()
+    let seed = 7
+    const random = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31
+      return seed % n
+    }
+    const keys = ['k', 'a longer key with spaces', 'ключ-ü-😀', 'x'.repeat(300)]
+    for (let i = 0; i < 400; i++) {
+      // Fill the allocation pool with garbage first, so a byte the encoder leaves unwritten shows.
+      for (let j = 0; j < 6; j++) Buffer.allocUnsafe(1500).fill(0xa5)
+      const v2 = random(5) !== 0
+      const sealedLike = v2 && random(3) === 0
+      const meta: EntryMeta = {
+        key: keys[random(keys.length)]!,
+        codec: random(7),
+        compression: random(4),
+        createdAt: 1_796_000_000_000 + random(1_000_000) + random(1000) / 1000,
+        expiresAt: random(2) === 0 ? 0 : 1_797_000_000_000 + random(1_000_000),
+        tags: ['t1', 'tag two', 'ü'].slice(0, random(4)),
+        grace: [0, 1, 1500, 2 ** 45][random(4)],
+        namespaceId: v2 ? BigInt(random(2 ** 30)) * 4_294_967_296n + BigInt(random(2 ** 30)) : undefined,
+        keyId: sealedLike ? 0x1234_5678_9abc_def0n : undefined,
+        nonce: sealedLike ? Buffer.from('0123456789ab') : undefined,
+      }
+      const payload = Buffer.alloc(random(300), random(256))
+      const logicalLength = [payload.length, 2 ** 33 + random(1000), random(1_000_000)][random(3)]!
+      const flags = [0, FLAG_FRAMED][random(2)]!
+      const file = encodeEntry(meta, Buffer.from(meta.key), encodeTags(meta.tags), payload, logicalLength, flags)
+      assert.deepEqual(file, plainEncoding(meta, payload, logicalLength, flags), `entry ${i}`)
+    }
+    // And it reads back.
+    const meta: EntryMeta = { key: 'k', codec: 1, compression: 0, createdAt: 5, expiresAt: 0, tags: ['t'], grace: 0, namespaceId: 9n }
+    const entry = decodeEntry(encodeEntry(meta, Buffer.from('k'), encodeTags(['t']), Buffer.from('"v"'), 3, 0))
+    assert.equal(entry.key, 'k')
+    assert.deepEqual(entry.tags, ['t'])
+    assert.equal(entry.payload.toString(), '"v"')
   })
 })
