@@ -69,6 +69,7 @@ async function open(impl, strategy = 'write-through', { bus = true } = {}) {
  *  scheduling stalls (one op in a hundred taking 5-90 ms here) move far less than the mean. */
 async function timed(ops) {
   const each = new Float64Array(n)
+  const profiler = await startProfile()
   const cpu = process.cpuUsage()
   const started = process.hrtime.bigint()
   for (let i = 0; i < n; i++) {
@@ -78,9 +79,30 @@ async function timed(ops) {
   }
   const usPerOp = Number(process.hrtime.bigint() - started) / 1000 / n
   const { user, system } = process.cpuUsage(cpu)
+  await profiler?.stop()
   // CPU of this process (user + system, all its threads) per operation: the load of other
   // work moves it far less than the times.
   return { usPerOp, p50: each.sort()[n >> 1], cpuPerOp: (user + system) / n }
+}
+
+/** With `"profile": "<file>"`, a CPU profile of the timed operations alone (not the set-up,
+ *  module loading or warm-up): read it with `node bench/profile-top.mjs <file>`. */
+async function startProfile() {
+  if (args.profile === undefined) return undefined
+  const { Session } = await import('node:inspector/promises')
+  const { writeFileSync } = await import('node:fs')
+  const session = new Session()
+  session.connect()
+  await session.post('Profiler.enable')
+  await session.post('Profiler.setSamplingInterval', { interval: args.interval ?? 50 })
+  await session.post('Profiler.start')
+  return {
+    async stop() {
+      const { profile } = await session.post('Profiler.stop')
+      writeFileSync(args.profile, JSON.stringify(profile))
+      session.disconnect()
+    },
+  }
 }
 
 /**

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import type { DiskBreaker } from '../resilience/disk-breaker.js'
 import type { RedisClient } from '../redis/connection.js'
-import { decodeMessage, encodeMessage, sentBy, type BusMessage } from './messages.js'
+import { decodeMessage, encodeMessage, encoderFor, sentBy, type BusMessage, type DistributiveOmit } from './messages.js'
 import { Outbox } from './outbox.js'
 
 /** Messages (keys and tags) queued at most while Redis is unreachable; see Outbox. */
@@ -38,6 +38,7 @@ export class Bus {
   readonly id = randomBytes(8).toString('hex')
   readonly #p: BusParts
   readonly #outbox = new Outbox(OUTBOX_MAX)
+  readonly #encode = encoderFor(this.id)
   #subscribed = false
   #flushing = false
   #closed = false
@@ -105,7 +106,7 @@ export class Bus {
    */
   inline(message: DistributiveOmit<BusMessage, 'from'>): Announcement | undefined {
     if (this.#closed || this.#outbox.size > 0 || this.#p.breaker.state === 'open') return undefined
-    return { channel: this.#p.channel, text: encodeMessage({ ...message, from: this.id }) }
+    return { channel: this.#p.channel, text: this.#encode(message) }
   }
 
   /** Publishes what waited (the Redis breaker closed, the connection is back). */
@@ -172,5 +173,3 @@ export interface Announcement {
   channel: string
   text: string
 }
-
-type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never

@@ -29,6 +29,16 @@ export function encodeMessage(message: BusMessage): string {
   return JSON.stringify({ from, ...rest })
 }
 
+/** `encodeMessage` for one sender: a `keys` message (one per write-through set) is its
+ *  sender's fixed start and its keys, with no message object copied to add `from`; the same
+ *  text as `encodeMessage({ ...message, from })`. */
+export function encoderFor(from: string): (message: DistributiveOmit<BusMessage, 'from'>) => string {
+  const keysStart = `{"from":${JSON.stringify(from)},"op":"keys","keys":`
+  return (message) => (message.op === 'keys' ? `${keysStart}${JSON.stringify(message.keys)}}` : encodeMessage({ ...message, from }))
+}
+
+export type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never
+
 /**
  * Whether `text` is a message sent by `from`, judged by its first bytes alone. Every instance
  * hears its own messages (Redis pub/sub has no way to leave the publisher out), one per write

@@ -138,26 +138,38 @@ const EMPTY = Buffer.alloc(0)
 
 /** Header and metadata bytes: everything before the payload. */
 export function encodeHead(meta: EntryMeta, keyBytes: Buffer, tagBytes: Buffer): Buffer {
+  const head = Buffer.allocUnsafe(headBytes(meta, keyBytes, tagBytes))
+  writeHead(head, meta, keyBytes, tagBytes, meta.flags ?? 0)
+  return head
+}
+
+function headBytes(meta: EntryMeta, keyBytes: Buffer, tagBytes: Buffer): number {
+  return (meta.namespaceId !== undefined ? V2_HEADER_BYTES : HEADER_BYTES) + keyBytes.length + tagBytes.length
+}
+
+/** Writes the head at the start of `into` (`flags` in place of meta.flags), every byte of it:
+ *  `into` may be uninitialised memory (allocUnsafe), so what no field sets (a v2 header's key
+ *  id and nonce when unsealed) is zeroed here. */
+function writeHead(into: Buffer, meta: EntryMeta, keyBytes: Buffer, tagBytes: Buffer, flags: number): void {
   const v2 = meta.namespaceId !== undefined
   const fixed = v2 ? V2_HEADER_BYTES : HEADER_BYTES
-  const head = Buffer.alloc(fixed + keyBytes.length + tagBytes.length)
-  head.writeUInt32LE(MAGIC, 0)
-  head[4] = v2 ? FORMAT_VERSION : 1
-  head[5] = meta.codec
-  head[6] = meta.compression
-  head[7] = meta.flags ?? 0
-  head.writeDoubleLE(meta.createdAt, 8)
-  head.writeDoubleLE(meta.expiresAt, 16)
-  head.writeUInt32LE(keyBytes.length, 24)
-  head.writeUInt32LE(tagBytes.length, 28)
+  into.fill(0, 0, fixed)
+  into.writeUInt32LE(MAGIC, 0)
+  into[4] = v2 ? FORMAT_VERSION : 1
+  into[5] = meta.codec
+  into[6] = meta.compression
+  into[7] = flags
+  into.writeDoubleLE(meta.createdAt, 8)
+  into.writeDoubleLE(meta.expiresAt, 16)
+  into.writeUInt32LE(keyBytes.length, 24)
+  into.writeUInt32LE(tagBytes.length, 28)
   if (meta.namespaceId !== undefined) {
-    head.writeBigUInt64LE(meta.namespaceId, 32)
-    if (meta.keyId !== undefined) head.writeBigUInt64LE(meta.keyId, 40)
-    meta.nonce?.copy(head, 48, 0, NONCE_BYTES)
+    into.writeBigUInt64LE(meta.namespaceId, 32)
+    if (meta.keyId !== undefined) into.writeBigUInt64LE(meta.keyId, 40)
+    meta.nonce?.copy(into, 48, 0, NONCE_BYTES)
   }
-  keyBytes.copy(head, fixed)
-  tagBytes.copy(head, fixed + keyBytes.length)
-  return head
+  keyBytes.copy(into, fixed)
+  tagBytes.copy(into, fixed + keyBytes.length)
 }
 
 /** Bytes of the head (fixed header, key and tags) of an entry whose first 32 bytes are
@@ -169,17 +181,49 @@ export function headLength(bytes: Buffer): number {
 /** The trailer without its checksum (24 bytes): lengths, trailer magic and grace (ms,
  *  stored in whole seconds rounded up, so an entry is never kept for less than asked). */
 export function encodeTrailerFields(storedLength: number, logicalLength: number, grace = 0): Buffer {
-  const fields = Buffer.alloc(TRAILER_BYTES - 8)
-  fields.writeBigUInt64LE(BigInt(storedLength), 0)
-  fields.writeBigUInt64LE(BigInt(logicalLength), 8)
-  fields.writeUInt32LE(TRAILER_MAGIC, 16)
-  if (grace > 0) fields.writeUInt32LE(Math.min(MAX_GRACE_SECONDS, Math.ceil(grace / 1000)), 20)
+  const fields = Buffer.allocUnsafe(TRAILER_BYTES - 8)
+  writeTrailerFields(fields, 0, storedLength, logicalLength, grace)
   return fields
 }
 
-/** A whole entry file in one buffer, checksum included. */
-export function encodeEntry(meta: EntryMeta, keyBytes: Buffer, tagBytes: Buffer, payload: Buffer, logicalLength: number): Buffer {
-  return encodeEntryAround(encodeHead(meta, keyBytes, tagBytes), payload, encodeTrailerFields(payload.length, logicalLength, meta.grace))
+/** Writes the trailer's fields (encodeTrailerFields) at `at`, every byte of them. */
+function writeTrailerFields(into: Buffer, at: number, storedLength: number, logicalLength: number, grace = 0): void {
+  writeLength64(into, storedLength, at)
+  writeLength64(into, logicalLength, at + 8)
+  into.writeUInt32LE(TRAILER_MAGIC, at + 16)
+  into.writeUInt32LE(grace > 0 ? Math.min(MAX_GRACE_SECONDS, Math.ceil(grace / 1000)) : 0, at + 20)
+}
+
+/** A length (a whole number below 2^53) as a uint64 LE, in two 32-bit halves: the bytes
+ *  writeBigUInt64LE(BigInt(n)) writes, without making a BigInt per field of every entry. */
+function writeLength64(into: Buffer, n: number, at: number): void {
+  into.writeUInt32LE(n % 0x1_0000_0000, at)
+  into.writeUInt32LE(Math.floor(n / 0x1_0000_0000), at + 4)
+}
+
+/**
+ * A whole entry file, checksum included, written straight into one buffer (`flags` in place of
+ * meta.flags): the same bytes as encodeEntryAround(encodeHead(…), payload, encodeTrailerFields(…)),
+ * with one allocation and one copy of the payload instead of three buffers made and copied
+ * again. It is every small set's encoding (W8's write-through set: the largest item of
+ * larder's own work per set, issue 10).
+ */
+export function encodeEntry(
+  meta: EntryMeta,
+  keyBytes: Buffer,
+  tagBytes: Buffer,
+  payload: Buffer,
+  logicalLength: number,
+  flags = meta.flags ?? 0,
+): Buffer {
+  const head = headBytes(meta, keyBytes, tagBytes)
+  const total = head + payload.length + TRAILER_BYTES
+  const file = Buffer.allocUnsafe(total)
+  writeHead(file, meta, keyBytes, tagBytes, flags)
+  payload.copy(file, head)
+  writeTrailerFields(file, head + payload.length, payload.length, logicalLength, meta.grace)
+  file.writeBigUInt64LE(checksum(file.subarray(0, total - 8)), total - 8)
+  return file
 }
 
 /** A whole entry file from its head, payload and trailer fields (encodeTrailerFields), with

@@ -22,6 +22,7 @@ import type { Keyring } from '../crypto/keys.js'
 import { FrameCipher, freshNonce, open, seal, TAG_BYTES } from '../crypto/seal.js'
 import {
   CorruptEntryError,
+  encodeEntry,
   encodeEntryAround,
   encodeHead,
   encodeTags,
@@ -152,8 +153,7 @@ export function encodeUnframedEntry(meta: EntryMeta, payload: Buffer, logicalLen
   const keyBytes = Buffer.from(meta.key)
   const tagBytes = encodeTags(meta.tags)
   if (keyring === undefined) {
-    const head = encodeHead({ ...meta, flags: 0 }, keyBytes, tagBytes)
-    return encodeEntryAround(head, payload, encodeTrailerFields(payload.length, logicalLength, meta.grace))
+    return encodeEntry(meta, keyBytes, tagBytes, payload, logicalLength, 0)
   }
   const nonce = freshNonce()
   const head = encodeHead({ ...meta, flags: FLAG_SEALED, keyId: keyring.activeId, nonce }, keyBytes, tagBytes)

@@ -195,8 +195,10 @@ export class RedisTier {
   #expiry(expiresAt: number, grace: number): number {
     const ttl = this.#p.redis.ttl
     let until = expiresAt === 0 ? 0 : expiresAt + grace
-    if (ttl > 0 && (until === 0 || until > Date.now() + ttl)) until = Date.now() + ttl
-    return until !== 0 && until <= Date.now() ? -1 : Math.ceil(until)
+    if (until === 0 && ttl === 0) return 0 // never: no clock read
+    const now = Date.now()
+    if (ttl > 0 && (until === 0 || until > now + ttl)) until = now + ttl
+    return until <= now ? -1 : Math.ceil(until)
   }
 
   /** Indexes of `keys` (full Redis names) grouped by slot, BATCH at most per group. On one
