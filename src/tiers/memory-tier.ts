@@ -110,11 +110,17 @@ export class MemoryTier implements Tier {
     const entry = this.#lru.get(key)
     if (entry === undefined) return MISS
     if ((this.#due || (this.#hits = (this.#hits + 1) & (HITS_PER_CLOCK_READ - 1)) === 0) && this.#changedElsewhere()) return MISS
-    if (!alwaysLive(entry) && entryState(entry, Date.now(), this.#stamps) !== 'live') {
-      this.#remove(key)
-      return MISS
-    }
+    if (!alwaysLive(entry) && !this.#stillLive(key, entry)) return MISS
     return entry
+  }
+
+  /** Whether an entry with an expiry or tags is still live (else it is dropped). The clock is
+   *  read only for an entry that expires: a clock read costs as much as the rest of a hit
+   *  (~115-175 ns here), and a tagged entry without a ttl (every Keyv entry) needs none. */
+  #stillLive(key: string, entry: Held): boolean {
+    if (entryState(entry, entry.expiresAt === 0 ? 0 : Date.now(), this.#stamps) === 'live') return true
+    this.#remove(key)
+    return false
   }
 
   /** A ticket for a read or write about to go to disk: pass it to set(). */
