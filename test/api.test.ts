@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { Larder, LarderError } from '../src/index.ts'
 import { entryFiles, tempDir } from './helpers.ts'
+import { eventually } from './eventually.ts'
 
 const rows = Array.from({ length: 8 }, (_, id) => ({
   id,
@@ -197,14 +198,14 @@ describe('tags', () => {
     await cache.close()
   })
 
-  test('an invalidation by another instance is seen through the memory tier', async () => {
+  test('an invalidation by another instance is seen through the memory tier (within its ~5 ms window)', async () => {
     const dir = tempDir()
     const a = await Larder.open({ dir, memory: true })
     const b = await Larder.open({ dir })
     await a.set('q', [1, 2], { tags: ['orders'] })
     assert.deepEqual(await a.get('q'), [1, 2])
     await b.invalidateTags(['orders'])
-    assert.equal(await a.get('q'), undefined)
+    await eventually(async () => (await a.get('q')) === undefined, "A's memory tier kept serving an entry of a tag B invalidated")
     await a.close()
     await b.close()
   })

@@ -69,21 +69,35 @@ export class CacheSource {
    * Once the cache is open, this is the hot path of every host library's read (a Keyv get
    * answered by the memory tier costs about a microsecond in the core): one `then` on the
    * call's own promise, no async frame, no promise or closure made for a call that succeeds.
+   * `arg` is handed to `call`, so that a hot read passes a function made once (and its key)
+   * instead of a closure made per call; a read whose fallback is a miss (`undefined`) shares
+   * one failure handler too.
    */
-  guarded<T>(fallback: T, call: (cache: Larder) => Promise<T>): Promise<T> {
+  guarded<T, A = undefined>(fallback: T, call: (cache: Larder, arg: A) => Promise<T>, arg?: A): Promise<T> {
     const cache = this.#cache
-    if (cache === undefined) return this.track(this.#opening(fallback, call))
+    if (cache === undefined) return this.track(this.#opening(fallback, (opened) => call(opened, arg as A)))
     this.#inFlight++
     let work: Promise<T>
     try {
-      work = call(cache)
+      work = call(cache, arg as A)
     } catch (error) {
       work = Promise.reject(error instanceof Error ? error : new Error(String(error)))
     }
-    return work.then(this.#settled<T>, (error: unknown) => {
-      this.#settle()
-      return this.#failed(error, fallback)
-    })
+    return work.then(
+      this.#settled<T>,
+      fallback === undefined
+        ? (this.#missed as (error: unknown) => T)
+        : (error: unknown) => {
+            this.#settle()
+            return this.#failed(error, fallback)
+          },
+    )
+  }
+
+  /** The failure handler of every call whose fallback is `undefined` (made once). */
+  readonly #missed = (error: unknown): undefined => {
+    this.#settle()
+    return this.#failed(error, undefined)
   }
 
   /**

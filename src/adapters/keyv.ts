@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events'
 import type { KeyvStoreAdapter, StoredData } from 'keyv'
+import type { Larder } from 'larder'
 import { CacheSource, type CacheOrOptions } from './cache-source.js'
 
 export type { CacheOrOptions }
@@ -45,7 +46,7 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
   // The reads answer the call's own promise (no async frame of their own): a Keyv get answered
   // by the memory tier is a hot path (bench/adapters.mjs).
   get<Value>(key: string): Promise<StoredData<Value> | undefined> {
-    return this.#source.guarded(undefined, (cache) => cache.get(key) as Promise<StoredData<Value> | undefined>)
+    return this.#source.guarded(undefined, getOf, key) as Promise<StoredData<Value> | undefined>
   }
 
   async getMany<Value>(keys: string[]): Promise<Array<StoredData<Value | undefined>>> {
@@ -128,6 +129,9 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
     return namespaceTag(this.namespace)
   }
 }
+
+/** A get, made once: the hot read passes it and its key to `guarded` (no closure per call). */
+const getOf = (cache: Larder, key: string): Promise<unknown> => cache.get(key)
 
 /** The tag every entry of a Keyv namespace carries (no namespace is a namespace too). */
 function namespaceTag(namespace: string | undefined): string {

@@ -141,7 +141,7 @@ export class CacheParts {
         ? undefined
         : new MemoryTier(
             { ...memory, eviction: options.evictionPolicy === 'random' ? 'random' : 'lru', watched: options.memoryPressure !== false },
-            isStale,
+            this.tags.held,
             this.disk?.changes ?? { changedElsewhere: () => false },
           )
     this.stack = new TierStack({

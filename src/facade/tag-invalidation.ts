@@ -4,6 +4,7 @@ import type { SharedParts } from './shared-parts.js'
 import type { CreationClock } from '../store/creation-clock.js'
 import { MemoryTagClock } from '../store/memory-tag-clock.js'
 import type { TagClock } from '../store/tag-clock.js'
+import type { HeldTagStamps } from '../tiers/memory-tier.js'
 
 export interface TagInvalidationParts {
   disk: DiskParts | undefined
@@ -38,6 +39,29 @@ export class TagInvalidation {
     } catch {
       return true
     }
+  }
+
+  /**
+   * The memory tier's view of the tag stamps (tiers/memory-tier.ts): a hit asks the stamps
+   * held, with no syscall; `look()`, on the tier's change-log cadence, is when another
+   * process's invalidation is seen. This instance's own are held as they are made. A failing
+   * clock counts as stale, as isStaleSafe says.
+   */
+  readonly held: HeldTagStamps = {
+    isStale: (tags, createdAt) => {
+      try {
+        return this.clock.isStaleHeld(tags, createdAt)
+      } catch {
+        return true
+      }
+    },
+    look: () => {
+      try {
+        this.clock.look()
+      } catch {
+        // a failing disk: no stamp is held now, so each is read again (and fails as stale)
+      }
+    },
   }
 
   /** `invalidateTags()`: stamps the tags here (a failure is the caller's, as failOpen says),

@@ -11,6 +11,14 @@ export class MemoryTagClock {
     return tags.length > 0 && this.latest(tags) >= createdAt
   }
 
+  /** The same as isStale(): every stamp is in this process's memory. */
+  isStaleHeld(tags: readonly string[], createdAt: number): boolean {
+    return this.isStale(tags, createdAt)
+  }
+
+  /** Nothing to look at: stamps arrive through invalidate(). */
+  look(): void {}
+
   latest(tags: readonly string[]): number {
     let latest = 0
     for (const tag of tags) {

@@ -17,8 +17,10 @@ import { ForeignFileError, readSmallFileSync } from './small-file.js'
  *
  * Reading a tag file on every get would cost a syscall per tag, so stamps are cached in
  * memory and the cache is trusted only while the tags directory is unchanged: same inode, same
- * mtime (every invalidation renames a file into it, which updates the mtime). One `stat` per
- * read of a tagged entry, whatever its tag count.
+ * mtime (every invalidation renames a file into it, which updates the mtime). One `fstat` per
+ * file-tier read of a tagged entry, whatever its tag count. The memory tier asks the stamps
+ * held (`isStaleHeld`) and has them checked (`look()`) on its change-log cadence instead, so
+ * another process's invalidation reaches its hits within that window, as its writes do.
  *
  * An mtime is only as fine as the file system keeps it: a Linux clock tick (a few ms) on
  * ext4, xfs or tmpfs; a whole second on ext3, ext4 with 128-byte inodes, HFS+; two seconds
@@ -54,6 +56,9 @@ const DIR_FLAGS =
 /** Whole-second mtimes: FAT keeps two seconds; anything finer than a second is under RACY_MS. */
 const COARSE_RACY_MS = 2000 + RACY_MS
 
+/** #dirMtime after a failed look: the directory may be anything, so every stamp is read. */
+const UNKNOWN = -2
+
 function racyWindow(mtimeMs: number): number {
   return mtimeMs % 1000 === 0 ? COARSE_RACY_MS : RACY_MS
 }
@@ -61,6 +66,7 @@ function racyWindow(mtimeMs: number): number {
 export class TagClock {
   readonly #layout: Layout
   readonly #stamps = new Map<string, number>()
+  /** The tags directory as last looked at: -1, there was none; UNKNOWN, the look failed. */
   #dirMtime = -1
   #dirIno = -1
   /** When the cached stamps were read (Date.now() before the reads began). */
@@ -91,13 +97,40 @@ export class TagClock {
    */
   latest(tags: readonly string[]): number {
     if (tags.length === 0) return 0
+    return this.#lookAtDir() ? this.#latestHeld(tags) : 0
+  }
+
+  /** isStale() as of the last look at the tags directory (look()): no syscall while the
+   *  stamps of `tags` are held. For the memory tier, whose hits look on the change log's
+   *  cadence; this instance's own invalidations are held at once (invalidate()). */
+  isStaleHeld(tags: readonly string[], createdAt: number): boolean {
+    return tags.length > 0 && this.#latestHeld(tags) >= createdAt
+  }
+
+  /** Looks at the tags directory now: the stamps held are dropped (and read again when next
+   *  asked) unless it is unchanged since they were read and they can be trusted. */
+  look(): void {
+    try {
+      this.#lookAtDir()
+    } catch (error) {
+      // Nothing held is trusted after a failed look: each stamp is read from its file again
+      // (which fails as stale while the disk does), as latest() would.
+      this.#stamps.clear()
+      this.#dirMtime = UNKNOWN
+      throw error
+    }
+  }
+
+  /** The stamps held are kept only if the tags directory is unchanged and they were read past
+   *  its racy window; false when there is no tags directory (then no stamp is held). */
+  #lookAtDir(): boolean {
     const dirStat = this.#statDir()
     if (dirStat === undefined) {
       // No tag was ever invalidated here (or the cache was cleared).
       this.#stamps.clear()
       this.#dirMtime = -1
       this.#dirIno = -1
-      return 0
+      return false
     }
     const unchanged = dirStat.mtimeMs === this.#dirMtime && dirStat.ino === this.#dirIno
     const trusted = unchanged && this.#filledAt - dirStat.mtimeMs >= racyWindow(dirStat.mtimeMs)
@@ -107,10 +140,16 @@ export class TagClock {
       this.#dirIno = dirStat.ino
       this.#filledAt = Date.now()
     }
+    return true
+  }
+
+  /** The latest stamp of `tags` held, a stamp not held read from its file. */
+  #latestHeld(tags: readonly string[]): number {
     let latest = 0
     for (const tag of tags) {
       let stamp = this.#stamps.get(tag)
       if (stamp === undefined) {
+        if (this.#dirMtime === -1) continue // no tags directory at the last look: nothing to read
         stamp = this.#readStamp(tag)
         this.#stamps.set(tag, stamp)
       }
@@ -122,11 +161,11 @@ export class TagClock {
   /**
    * The tags directory's inode and mtime, from an open handle on it: an `fstat` costs about
    * 1 µs here against 2.3 µs for a `stat` of its path (the path walk and its checks), and this
-   * runs on every read of a tagged entry, memory-tier hits included. The handle answers for
-   * the directory it was opened on; the path is looked up again when that directory is gone
-   * (no links left), and at most HANDLE_RECHECK_MS after the last look, which bounds how long
-   * a tags directory moved away and replaced (larder never does; an operator might) goes
-   * unnoticed. No handle (it could not be opened, or no O_DIRECTORY here): the path each time.
+   * runs on every file-tier read of a tagged entry (and on each look of the memory tier). The
+   * handle answers for the directory it was opened on; the path is looked up again when that
+   * directory is gone (no links left), and at most HANDLE_RECHECK_MS after the last look,
+   * which bounds how long a tags directory moved away and replaced (larder never does; an
+   * operator might) goes unnoticed. No handle (it could not be opened, or no O_DIRECTORY here): the path each time.
    */
   #statDir(): fs.Stats | undefined {
     if (this.#dirFd >= 0) {
