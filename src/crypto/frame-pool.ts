@@ -25,6 +25,8 @@ let pool: Piscina | undefined
 /** Whether a thread has answered since the pool last had none (idle threads exit). */
 let ready = false
 let warming = false
+/** A thread failed to start (the worker file missing from a build, say): frames stay inline. */
+let broken = false
 /** Frames done in the pool so far (the tests read it: framePoolState). */
 let offloaded = 0
 
@@ -36,13 +38,20 @@ function workerFile(): string {
 /** Whether this frame goes to the pool: only once a thread is up. When the pool has none (first
  *  use, or every thread exited idle), one is started for later frames and this one stays inline. */
 function offloads(bytes: number): boolean {
-  if (bytes < OFFLOAD_BYTES) return false
-  pool ??= new (createRequire(import.meta.url)('piscina') as typeof import('piscina')).Piscina({
-    filename: workerFile(),
-    minThreads: 0,
-    maxThreads: Math.max(1, Math.min(4, availableParallelism() - 1)),
-    idleTimeout: IDLE_MS,
-  })
+  if (bytes < OFFLOAD_BYTES || broken) return false
+  if (pool === undefined) {
+    pool = new (createRequire(import.meta.url)('piscina') as typeof import('piscina')).Piscina({
+      filename: workerFile(),
+      minThreads: 0,
+      maxThreads: Math.max(1, Math.min(4, availableParallelism() - 1)),
+      idleTimeout: IDLE_MS,
+    })
+    // Unheard, a pool's 'error' (a thread that cannot start) would be thrown into the host.
+    pool.on('error', () => {
+      broken = true
+      ready = false
+    })
+  }
   if (pool.threads.length === 0 && !warming) {
     ready = false
     warming = true

@@ -20,21 +20,44 @@ function workerFile(): string {
 export class MaintenancePool {
   readonly #threads: number
   #pool: Piscina | undefined
+  /** The rejections of the tasks in flight, failed together if a thread cannot start. */
+  readonly #waiting = new Set<(error: unknown) => void>()
 
   constructor(threads: number) {
     this.#threads = threads
   }
 
   run<T>(input: TaskInput, options: { signal?: AbortSignal; transfer?: ArrayBuffer[] } = {}): Promise<T> {
+    const pool = this.#started()
+    return new Promise<T>((resolve, reject) => {
+      this.#waiting.add(reject)
+      ;(pool.run(input, { signal: options.signal, transferList: options.transfer }) as Promise<T>)
+        .then(resolve, reject)
+        .finally(() => this.#waiting.delete(reject))
+    })
+  }
+
+  #started(): Piscina {
+    if (this.#pool !== undefined) return this.#pool
     // piscina is loaded with the first task (~50 ms a cache or a CLI command without
     // maintenance work never pays).
-    this.#pool ??= new (createRequire(import.meta.url)('piscina') as typeof import('piscina')).Piscina({
+    const pool = new (createRequire(import.meta.url)('piscina') as typeof import('piscina')).Piscina({
       filename: workerFile(),
       minThreads: 0,
       maxThreads: this.#threads,
       idleTimeout: IDLE_MS,
     })
-    return this.#pool.run(input, { signal: options.signal, transferList: options.transfer }) as Promise<T>
+    // A thread that cannot start (the worker file missing from a build, say) leaves the tasks
+    // waiting for it queued forever, and its 'error' event, unheard, would be thrown into the
+    // host. So the tasks fail with that error, and the next task starts a new pool.
+    pool.on('error', (error: unknown) => {
+      for (const reject of this.#waiting) reject(error)
+      this.#waiting.clear()
+      if (this.#pool === pool) this.#pool = undefined
+      void pool.destroy().catch(() => {})
+    })
+    this.#pool = pool
+    return pool
   }
 
   get threads(): number {
