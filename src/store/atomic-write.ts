@@ -297,11 +297,25 @@ export async function writeFileAtomic(tree: OwnedTree, file: string, bytes: Uint
 
 /**
  * Appends `bytes` to `file` (created with the cache's file mode if missing), in a checked
- * directory, never through a link: a symlink, directory, FIFO or anything but a regular file
- * at the name is removed as foreign and a new file started. `after` runs with the open file
- * once the bytes are in (the change clock looks at what it appended to).
+ * directory, never through a link (see openAppendSync).
  */
-export function appendFileSafeSync(tree: OwnedTree, file: string, bytes: Uint8Array, after?: (fd: number) => void): void {
+export function appendFileSafeSync(tree: OwnedTree, file: string, bytes: Uint8Array): void {
+  const fd = openAppendSync(tree, file)
+  try {
+    writeAllSync(fd, bytes, file)
+  } catch (error) {
+    closeQuietly(fd)
+    throw error
+  }
+  disk.closeSync(fd)
+}
+
+/**
+ * Opens `file` for appending (created with the cache's file mode if missing), in a checked
+ * directory, never through a link: a symlink, directory, FIFO or anything but a regular file
+ * at the name is removed as foreign and a new file started. The caller closes the descriptor.
+ */
+export function openAppendSync(tree: OwnedTree, file: string): number {
   tree.dirSync(path.dirname(file))
   for (let attempt = 0; ; attempt++) {
     let fd: number
@@ -325,14 +339,11 @@ export function appendFileSafeSync(tree: OwnedTree, file: string, bytes: Uint8Ar
         continue
       }
       if (tree.shared !== false && (s.mode & 0o7777) !== tree.fileMode && s.size === 0) disk.fchmodSync(fd, tree.fileMode)
-      writeAllSync(fd, bytes, file)
-      after?.(fd)
     } catch (error) {
       closeQuietly(fd)
       throw error
     }
-    disk.closeSync(fd)
-    return
+    return fd
   }
 }
 
@@ -361,7 +372,7 @@ export function createFileSync(tree: OwnedTree, file: string, bytes: Uint8Array)
   return true
 }
 
-function closeQuietly(fd: number): void {
+export function closeQuietly(fd: number): void {
   try {
     disk.closeSync(fd)
   } catch {
