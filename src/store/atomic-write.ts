@@ -206,39 +206,6 @@ export async function writeSmallFileAtomic(tree: OwnedTree, file: string, bytes:
 }
 
 /**
- * `writeSmallFileAtomic` for a file whose bytes take a while to make (a big value being
- * compressed): the exclusive create of the temp file is started through the thread pool
- * first, `make` runs on this thread while the kernel creates it, then the bytes are written,
- * checked and renamed synchronously. Before, the two ran one after the other: a 64 KiB value's
- * compression (0.6–0.7 ms of CPU here) and then its temp file's create (0.1–0.9 ms of system
- * CPU on ext4). Every guarantee of the write stays: the directory is checked before the open
- * is sent, the temp is exclusive and never followed, and if `make` or any step fails the temp
- * is removed (once its open has settled) before the error is thrown. Resolves to the bytes
- * written. Not for `durable` (see writeSmallFileAtomic); the caller keeps to small files, as
- * the rest is synchronous.
- */
-export async function writeFileAtomicMaking<T extends Uint8Array>(tree: OwnedTree, file: string, make: () => Promise<T>): Promise<T> {
-  const opening = openTempFd(tree, file)
-  let bytes: T
-  try {
-    bytes = await make()
-  } catch (error) {
-    await opening.then(discardTemp, () => {})
-    throw error
-  }
-  let opened = await opening
-  for (let round = 0; ; round++) {
-    if (finishTempSync(tree, opened, file, bytes, false, round)) return bytes
-    opened = openTempSync(tree, file) // the directory was gone (a `clear()` moved it): from the start
-  }
-}
-
-function discardTemp({ temp, fd }: { temp: string; fd: number }): void {
-  closeQuietly(fd)
-  unlinkQuietly(temp)
-}
-
-/**
  * Steps 3–5 on a new temp file, synchronously: write, (fsync,) check the length, close, rename.
  * true once renamed; false when the rename found the directory gone in the first round (a
  * `clear()` moved it): start over. On any failure the temp is removed and the error thrown.
@@ -256,7 +223,8 @@ function finishTempSync(
     if (durable) disk.fsyncSync(fd)
     checkLength(temp, disk.fstatSync(fd).size, bytes.length)
   } catch (error) {
-    discardTemp({ temp, fd })
+    closeQuietly(fd)
+    unlinkQuietly(temp)
     throw error
   }
   try {

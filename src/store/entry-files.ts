@@ -1,7 +1,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { CorruptEntryError } from '../format/entry-format.js'
-import { writeFileAtomic, writeFileAtomicMaking, writeFileAtomicSync, writeSmallFileAtomic } from './atomic-write.js'
+import { writeFileAtomic, writeFileAtomicSync, writeSmallFileAtomic } from './atomic-write.js'
 import { disk, errorCode } from './disk.js'
 import { rootAbove } from './layout.js'
 import { chainIsReal, type OwnedTree } from './owned-tree.js'
@@ -81,20 +81,6 @@ export async function writeEntryFile(tree: OwnedTree, file: string, bytes: Buffe
   if (bytes.length > SYNC_IO_LIMIT || (overlap && durable)) await writeFileAtomic(tree, file, bytes, durable)
   else if (overlap) await writeSmallFileAtomic(tree, file, bytes)
   else writeFileAtomicSync(tree, file, bytes, durable)
-}
-
-/**
- * Writes the entry `make` encodes (a big value it compresses) atomically, the temp file's
- * create overlapping the encoding (atomic-write.ts, writeFileAtomicMaking). For values up to
- * SYNC_IO_LIMIT: the file is written synchronously, as a small entry's is (at most its head
- * longer). With `durable`, encoded first, then every step through the pool. Resolves to the
- * bytes written.
- */
-export async function writeEntryFileMaking(tree: OwnedTree, file: string, durable: boolean, make: () => Promise<Buffer>): Promise<Buffer> {
-  if (!durable) return writeFileAtomicMaking(tree, file, make)
-  const bytes = await make()
-  await writeFileAtomic(tree, file, bytes, durable)
-  return bytes
 }
 
 /** Whether the directories above an entry file (`v1/<ns>/<pp>`) are real directories: a

@@ -17,15 +17,7 @@ import type { DiskBreaker } from '../resilience/disk-breaker.js'
 import type { ActivityCounters } from '../stats/activity-log.js'
 import { createFileSync } from '../store/atomic-write.js'
 import { disk, errorCode } from '../store/disk.js'
-import {
-  LARGE,
-  readSmallEntryFile,
-  removeFile,
-  removeIfUnchanged,
-  SYNC_IO_LIMIT,
-  writeEntryFile,
-  writeEntryFileMaking,
-} from '../store/entry-files.js'
+import { LARGE, readSmallEntryFile, removeFile, removeIfUnchanged, writeEntryFile } from '../store/entry-files.js'
 import { CACHEDIR_TAG, PARTITION_NAME, removeTrash, trashName, type Layout } from '../store/layout.js'
 import { entryState } from '../store/liveness.js'
 import { collect, createEntryStream, openEntry, readOpenedEntry, type OpenedEntry } from '../store/stream-reader.js'
@@ -68,9 +60,6 @@ export interface StreamMeta {
   expiresAt: number
   tags: readonly string[]
 }
-
-/** Values from this size whose encoding compresses them start their temp file first (see set). */
-const ENCODING_TAKES_A_WHILE = 16 * 1024
 
 const MISPLACED = (): CorruptEntryError => new CorruptEntryError('an entry of another key under this name (swapped or misplaced)')
 /** A whole entry read and checksum-verified, with the inode it was read from. */
@@ -246,31 +235,7 @@ export class FileTier implements Tier {
 
   /** Writes `entry` atomically: compressed when it pays, checksummed. Throws disk failures. */
   async set(key: string, entry: StoredEntry): Promise<void> {
-    const encode = (): Promise<Buffer> => encodeEntryBytes(key, entry, this.#p.options)
-    if (!this.encodesWhileOpening(entry)) return this.setBytes(key, await encode())
-    // A big value's compression and its temp file's create overlap (writeEntryFileMaking).
-    const target = this.#fileOf(key)
-    this.#writing++
-    let written: { file: Buffer; before: Stats | undefined }
-    try {
-      written = await this.#p.breaker.run(async () => {
-        const before = disk.lstatSync(target, { throwIfNoEntry: false })
-        return { file: await writeEntryFileMaking(this.#layout.tree, target, this.#p.options.durable, encode), before }
-      })
-    } finally {
-      this.#writing--
-    }
-    this.#wrote(written.file.length, written.before)
-  }
-
-  /** Whether `set` creates `entry`'s temp file while encoding it: a value that will be
-   *  compressed, from ENCODING_TAKES_A_WHILE (its compression costs more than the pool round
-   *  trip the create then takes: ~20-50 µs here, against ~100 µs or more to deflate 16 KiB at
-   *  level 1), up to SYNC_IO_LIMIT (larger ones are written through the pool anyway). */
-  encodesWhileOpening(entry: StoredEntry): boolean {
-    const { compression, compressThreshold } = this.#p.options
-    const length = entry.serialized.bytes.length
-    return compression !== 'none' && length >= Math.max(compressThreshold, ENCODING_TAKES_A_WHILE) && length <= SYNC_IO_LIMIT
+    await this.setBytes(key, await encodeEntryBytes(key, entry, this.#p.options))
   }
 
   /** Writes an entry file's bytes (encodeEntryBytes, or a value the Redis tier verified)
@@ -295,15 +260,9 @@ export class FileTier implements Tier {
     } finally {
       this.#writing--
     }
-    this.#wrote(file.length, previous)
-  }
-
-  /** A write of `length` bytes is on disk (over `previous`, what was at its name before):
-   *  other processes told, the running totals and counters moved. */
-  #wrote(length: number, previous: Stats | undefined): void {
     this.#p.changes.bump()
-    this.#p.totals.written(length, previous?.isFile() ? previous.size : undefined)
-    this.#p.counts.bytesWritten += length
+    this.#p.totals.written(file.length, previous?.isFile() ? previous.size : undefined)
+    this.#p.counts.bytesWritten += file.length
   }
 
   /** Removes `key`'s entry if it was created before `at` (another instance changed the

@@ -257,11 +257,7 @@ export class TierStack {
    */
   async write(key: string, entry: StoredEntry): Promise<boolean> {
     const tiers = this.#p.counters.tiers
-    // Without Redis, a big value the file tier compresses is encoded by the file tier itself,
-    // while its temp file is being created (FileTier.set); otherwise the bytes are made here,
-    // once, for every tier below memory.
-    const fileEncodes = this.redis === undefined && this.file?.encodesWhileOpening(entry) === true
-    const needsBytes = (this.file !== undefined || this.redis !== undefined) && !fileEncodes
+    const needsBytes = this.file !== undefined || this.redis !== undefined
     const bytes = needsBytes ? await encodeEntryBytes(key, entry, this.#p.options) : undefined
     const shared = this.redis !== undefined && bytes !== undefined && this.redis.fits(bytes.length)
     const local = !shared || this.strategy !== 'cache-aside'
@@ -275,7 +271,7 @@ export class TierStack {
     try {
       const message = { op: 'keys' as const, keys: [[key, entry.createdAt]] as [string, number][] }
       const [toFile, toRedis] = await Promise.all([
-        this.file === undefined ? false : local ? this.#toFile(key, bytes, entry) : this.#dropFile(key, entry.createdAt),
+        this.file === undefined ? false : local ? this.#toFile(key, bytes!) : this.#dropFile(key, entry.createdAt),
         !shared ? NOT_SENT : queued ? this.#queue(key, bytes, entry) : this.#toRedis(key, bytes, entry, message),
       ])
       // The script that wrote Redis published it (one command); otherwise it goes now.
@@ -289,12 +285,11 @@ export class TierStack {
     }
   }
 
-  /** Writes `key`'s entry file: `bytes` when made already, else `entry` encoded by the tier. */
-  async #toFile(key: string, bytes: Buffer | undefined, entry: StoredEntry): Promise<boolean> {
+  async #toFile(key: string, bytes: Buffer): Promise<boolean> {
     const counts = this.#p.counters.tiers.file!
     const started = performance.now()
     try {
-      await (bytes === undefined ? this.file!.set(key, entry) : this.file!.setBytes(key, bytes))
+      await this.file!.setBytes(key, bytes)
       counts.sets++
       return true
     } catch (error) {
