@@ -206,5 +206,6 @@ export class DiskParts {
     await this.pool.destroy()
     this.breaker.shutdown()
     this.tags.close()
+    this.changes.close()
   }
 }

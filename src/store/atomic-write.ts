@@ -265,11 +265,25 @@ export async function writeFileAtomic(tree: OwnedTree, file: string, bytes: Uint
 
 /**
  * Appends `bytes` to `file` (created with the cache's file mode if missing), in a checked
- * directory, never through a link: a symlink, directory, FIFO or anything but a regular file
- * at the name is removed as foreign and a new file started. `after` runs with the open file
- * once the bytes are in (the change clock looks at what it appended to).
+ * directory, never through a link (see openAppendSync).
  */
-export function appendFileSafeSync(tree: OwnedTree, file: string, bytes: Uint8Array, after?: (fd: number) => void): void {
+export function appendFileSafeSync(tree: OwnedTree, file: string, bytes: Uint8Array): void {
+  const fd = openAppendSync(tree, file)
+  try {
+    writeAllSync(fd, bytes, file)
+  } catch (error) {
+    closeQuietly(fd)
+    throw error
+  }
+  disk.closeSync(fd)
+}
+
+/**
+ * Opens `file` for appending (created with the cache's file mode if missing), in a checked
+ * directory, never through a link: a symlink, directory, FIFO or anything but a regular file
+ * at the name is removed as foreign and a new file started. The caller closes the descriptor.
+ */
+export function openAppendSync(tree: OwnedTree, file: string): number {
   tree.dirSync(path.dirname(file))
   for (let attempt = 0; ; attempt++) {
     let fd: number
@@ -282,25 +296,22 @@ export function appendFileSafeSync(tree: OwnedTree, file: string, bytes: Uint8Ar
       tree.removeForeignSync(file, found, 'where a file of the cache belongs')
       continue
     }
+    let s: fs.Stats
     try {
-      const s = disk.fstatSync(fd)
-      if (!s.isFile()) {
-        disk.closeSync(fd)
-        const found = disk.lstatSync(file, { throwIfNoEntry: false })
-        if (attempt >= 2 || found === undefined || found.ino !== s.ino)
-          throw Object.assign(new Error(`${file} is not a regular file`), { code: 'EIO' })
-        tree.removeForeignSync(file, found, 'where a file of the cache belongs')
-        continue
-      }
-      if (tree.shared !== false && (s.mode & 0o7777) !== tree.fileMode && s.size === 0) disk.fchmodSync(fd, tree.fileMode)
-      writeAllSync(fd, bytes, file)
-      after?.(fd)
+      s = disk.fstatSync(fd)
+      if (s.isFile() && tree.shared !== false && (s.mode & 0o7777) !== tree.fileMode && s.size === 0) disk.fchmodSync(fd, tree.fileMode)
     } catch (error) {
       closeQuietly(fd)
       throw error
     }
-    disk.closeSync(fd)
-    return
+    if (s.isFile()) return fd
+    // Closed once, before anything below can throw: a second close of the same number could
+    // close a file another thread opened meanwhile (the pool's threads open files too).
+    closeQuietly(fd)
+    const found = disk.lstatSync(file, { throwIfNoEntry: false })
+    if (attempt >= 2 || found === undefined || found.ino !== s.ino)
+      throw Object.assign(new Error(`${file} is not a regular file`), { code: 'EIO' })
+    tree.removeForeignSync(file, found, 'where a file of the cache belongs')
   }
 }
 
@@ -329,7 +340,7 @@ export function createFileSync(tree: OwnedTree, file: string, bytes: Uint8Array)
   return true
 }
 
-function closeQuietly(fd: number): void {
+export function closeQuietly(fd: number): void {
   try {
     disk.closeSync(fd)
   } catch {
