@@ -22,9 +22,8 @@ export default defineConfig([
     splitting: false,
   },
   {
-    // The workers run in piscina threads; maintenance/pool.ts and crypto/frame-pool.ts find them
-    // beside the bundle.
-    entry: { 'maintenance-worker': 'src/maintenance/worker.ts', 'crypto-worker': 'src/crypto/frame-worker.ts' },
+    // The maintenance worker runs in piscina threads; pool.ts finds it beside the bundle.
+    entry: { 'maintenance-worker': 'src/maintenance/worker.ts' },
     format: ['esm'],
     target: 'node20',
     platform: 'node',

@@ -184,7 +184,7 @@ const builtDir = path.dirname(args.larder ?? path.join(root, 'dist', 'index.js')
 fs.mkdirSync(snapshotDir, { recursive: true })
 liveDirs.add(snapshotDir)
 for (const file of fs.readdirSync(builtDir)) {
-  if (/^(index|maintenance-worker|crypto-worker)[.\w-]*\.(js|cjs|mjs)$/.test(file) || file.startsWith('chunk-'))
+  if (/^(index|maintenance-worker)[.\w-]*\.(js|cjs|mjs)$/.test(file) || file.startsWith('chunk-'))
     fs.copyFileSync(path.join(builtDir, file), path.join(snapshotDir, file))
 }
 const env = describeEnvironment()

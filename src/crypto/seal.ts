@@ -18,8 +18,6 @@
  */
 import { createCipheriv, createDecipheriv, randomBytes, type KeyObject } from 'node:crypto'
 import { CorruptEntryError, NONCE_BYTES } from '../format/entry-format.js'
-import { inPool } from './frame-pool.js'
-import type { FrameResult } from './frame-worker.js'
 
 export const TAG_BYTES = 16
 const CIPHER = 'aes-256-gcm'
@@ -140,38 +138,9 @@ export class FrameCipher {
     return [header, seal(this.#key, frameNonce(this.#nonce, index), frameAad(this.#head, header, index, last), stored)]
   }
 
-  /** `seal`, for a frame still being made (compressed): its index is taken now, in stream
-   *  order, and the sealing (off the main thread when large) runs once the frame is there. */
-  async sealLater(frame: Promise<Buffer[]>, last: boolean): Promise<Buffer[]> {
-    const index = this.#index++
-    const [header, stored] = (await frame) as [Buffer, Buffer]
-    header.writeUInt32LE(stored.length + TAG_BYTES, 4)
-    const nonce = frameNonce(this.#nonce, index)
-    const aad = frameAad(this.#head, header, index, last)
-    const pooled = inPool(true, this.#key, nonce, aad, stored)
-    return [header, pooled === undefined ? seal(this.#key, nonce, aad, stored) : pooledBytes(await pooled)]
-  }
-
-  /** `open`, off the main thread when large. The frame's index and authenticated data are
-   *  fixed before this returns (an async function runs to its first await at once), so
-   *  `header` may be reused at once; `sealed` is taken over. */
-  async openLater(header: Buffer, sealed: Buffer, last: boolean): Promise<Buffer> {
-    const index = this.#index++
-    const nonce = frameNonce(this.#nonce, index)
-    const aad = frameAad(this.#head, header, index, last)
-    const pooled = inPool(false, this.#key, nonce, aad, sealed)
-    return pooled === undefined ? open(this.#key, nonce, aad, sealed) : pooledBytes(await pooled)
-  }
-
   /** The stored bytes (compressed or raw) of the next frame, `sealed` being ciphertext · tag. */
   open(header: Buffer, sealed: Buffer, last: boolean): Buffer {
     const index = this.#index++
     return open(this.#key, frameNonce(this.#nonce, index), frameAad(this.#head, header, index, last), sealed)
   }
-}
-
-/** A pool's answer (crypto/frame-pool.ts) as bytes, or the KeyError it stands for. */
-function pooledBytes(result: FrameResult): Buffer {
-  if (result === false) throw new KeyError(false)
-  return Buffer.from(result.buffer, result.byteOffset, result.byteLength)
 }

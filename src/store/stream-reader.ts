@@ -229,7 +229,7 @@ export function createEntryStream(
 
   /** A framed payload: frames read in order and hashed, then checked against the trailer. The
    *  blocks they claim are added up before each frame is read, against the logical length. */
-  async function* frames(): AsyncGenerator<PendingFrame> {
+  async function* frames(): AsyncGenerator<Frame> {
     let at = head.payloadOffset
     let claimed = 0
     const frameHead = Buffer.allocUnsafe(FRAME_HEADER_BYTES)
@@ -245,9 +245,7 @@ export function createEntryStream(
       hash.update(frameHead)
       hash.update(bytes)
       at += FRAME_HEADER_BYTES + storedLength
-      // A sealed frame is opened off the main thread when large (crypto/frame-pool.ts) while
-      // the next ones are read; `bytes` is handed over, after it was hashed above.
-      yield { compressed, rawLength, stored: opener === undefined ? bytes : opener.openLater(frameHead, bytes, at === payloadEnd) }
+      yield { compressed, rawLength, stored: opener === undefined ? bytes : opener.open(frameHead, bytes, at === payloadEnd) }
     }
     if (opener !== undefined && opener.count === 0) throw new CorruptEntryError('a sealed stream without frames')
     if (claimed !== logical) throw new CorruptEntryError('frames hold less than the logical length')
@@ -258,7 +256,7 @@ export function createEntryStream(
   async function* unframed(): AsyncGenerator<Buffer> {
     const pending: Promise<Buffer>[] = []
     for await (const frame of frames()) {
-      const block = settled(frame).then((opened) => decodeFrame(opened, head.compression))
+      const block = decodeFrame(frame, head.compression)
       block.catch(() => {}) // awaited in order below; never an unhandled rejection meanwhile
       pending.push(block)
       if (pending.length >= FRAMES_IN_FLIGHT) yield await pending.shift()!
@@ -306,15 +304,6 @@ export function createEntryStream(
   }
   void pump()
   return out
-}
-
-/** A frame as read: its stored bytes, or (sealed) the promise of them once opened. */
-interface PendingFrame extends Omit<Frame, 'stored'> {
-  stored: Buffer | Promise<Buffer>
-}
-
-async function settled(frame: PendingFrame): Promise<Frame> {
-  return { ...frame, stored: await frame.stored }
 }
 
 /**

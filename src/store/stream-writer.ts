@@ -182,10 +182,11 @@ export async function writeEntryStream(
       storedLength += bytes.length
       await write(bytes)
     }
+    // A sealed frame is authenticated as the last or not: only the drain below knows.
     let frames = 0
-    const emitFrame = async (parts: Buffer[]): Promise<void> => {
+    const emitFrame = async (parts: Buffer[], last: boolean): Promise<void> => {
       frames++
-      for (const part of parts) await emit(part)
+      for (const part of sealer === undefined ? parts : sealer.seal(parts, last)) await emit(part)
     }
     // Up to `compressors` blocks compress in zlib's thread pool while earlier frames are
     // written, in order. Memory stays bounded: about FRAMES_QUEUED × 2 blocks. In adaptive
@@ -195,25 +196,13 @@ export async function writeEntryStream(
     const queue: Promise<Buffer[]>[] = []
     const compressors = options.adaptive ? COMPRESSING_ADAPTIVE : COMPRESSING_FULL
     let compressing = 0
-    // A sealed frame is authenticated as the last or not, so the newest frame is held back
-    // (`newest`) until the next block, or the end, says which; then it is sealed (off the main
-    // thread when large, crypto/frame-pool.ts) while later ones compress and earlier ones are
-    // written. Sealing takes each frame's index as it is queued, so the order is the stream's.
-    let newest: Promise<Buffer[]> | undefined
-    const sealQueued = (last: boolean): void => {
-      const sealed = sealer!.sealLater(newest!, last)
-      sealed.catch(() => {}) // awaited in order below; never an unhandled rejection meanwhile
-      queue.push(sealed)
-      newest = undefined
-    }
     for await (const block of blocks()) {
       if (!framed) {
         await emit(block)
         continue
       }
-      if (newest !== undefined) sealQueued(false) // `block` comes after it
       while (queue.length >= FRAMES_QUEUED || (!options.adaptive && compressing >= compressors)) {
-        await emitFrame(await queue.shift()!)
+        await emitFrame(await queue.shift()!, false) // `block` comes after it
       }
       let frame: Promise<Buffer[]>
       if (compression === Compression.None) {
@@ -225,17 +214,13 @@ export async function writeEntryStream(
       } else {
         frame = Promise.resolve(encodeFrame.raw(block))
       }
-      if (sealer === undefined) queue.push(frame)
-      else newest = frame
+      queue.push(frame)
     }
-    if (newest !== undefined) sealQueued(true)
-    while (queue.length > 0) await emitFrame(await queue.shift()!)
-    if (sealer !== undefined && frames === 0) {
-      // An empty stream is one empty sealed frame, so that even "no frames" is authenticated.
-      newest = Promise.resolve(encodeFrame.raw(Buffer.alloc(0)))
-      sealQueued(true)
-      await emitFrame(await queue.shift()!)
+    while (queue.length > 0) {
+      const parts = await queue.shift()!
+      await emitFrame(parts, queue.length === 0)
     }
+    if (sealer !== undefined && frames === 0) await emitFrame(encodeFrame.raw(Buffer.alloc(0)), true) // an empty stream
 
     const trailer = Buffer.allocUnsafe(TRAILER_BYTES)
     encodeTrailerFields(storedLength, logicalLength).copy(trailer, 0)
