@@ -22,6 +22,7 @@ import { LarderDrizzleCache } from '../dist/adapters/drizzle.js'
 import { LarderCacheAdapter } from '../dist/adapters/mikro-orm.js'
 import { inFlight, settle } from './measure.mjs'
 import { loadKeyvSqlite } from './adapters-peers.mjs'
+import { ORM_ROWS as ROWS } from './data.mjs'
 
 const require = createRequire(import.meta.url)
 
@@ -82,16 +83,6 @@ export const HOSTS = {
     ],
   },
 }
-
-/** ~1 KB of ORM-like rows, as bench/data.mjs's small values. */
-const ROWS = Array.from({ length: 8 }, (_, i) => ({
-  id: i + 1,
-  name: `user ${i + 1}`,
-  email: `user${i + 1}@example.com`,
-  createdAt: '2026-11-30T12:00:00.000Z',
-  active: i % 2 === 0,
-  score: i * 12.5,
-}))
 
 /** A larder cache for `store` ('larder' or 'larder (memory tier)'), or undefined for a peer. */
 async function larderFor(store, dir, options = {}) {

@@ -16,6 +16,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { ORM_ROWS as ROWS } from './data.mjs'
 
 const here = fileURLToPath(import.meta.url)
 const argv = process.argv.slice(2)
@@ -27,15 +28,6 @@ const STORES = {
   'larder (memory tier)': async ({ Larder, LarderCacheStore, dir }) => new LarderCacheStore(await Larder.open({ dir, memory: true })),
   SqliteCacheStore: ({ cacheStores, dir }) => new cacheStores.SqliteCacheStore({ location: path.join(dir, 'undici.sqlite') }),
 }
-
-const ROWS = Array.from({ length: 8 }, (_, i) => ({
-  id: i + 1,
-  name: `user ${i + 1}`,
-  email: `user${i + 1}@example.com`,
-  createdAt: '2026-11-30T12:00:00.000Z',
-  active: i % 2 === 0,
-  score: i * 12.5,
-}))
 
 async function one(name) {
   const { Larder } = await import('../dist/index.js')

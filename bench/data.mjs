@@ -167,3 +167,13 @@ export function artifactOf(kind, count = 16) {
   if (kind === 'compressed') return compressedChunks(count)
   throw new Error(`unknown artifact kind ${kind}`)
 }
+
+/** Eight ORM-like rows (~1 KB as JSON): what the adapter benches cache as a query's result. */
+export const ORM_ROWS = Array.from({ length: 8 }, (_, i) => ({
+  id: i + 1,
+  name: `user ${i + 1}`,
+  email: `user${i + 1}@example.com`,
+  createdAt: '2026-11-30T12:00:00.000Z',
+  active: i % 2 === 0,
+  score: i * 12.5,
+}))
