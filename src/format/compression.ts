@@ -41,19 +41,36 @@ type ZstdZlib = typeof zlib & {
 }
 const z = zlib as ZstdZlib
 
-/** zlib's async calls work in `chunkSize` steps, each a thread-pool round trip plus a main-
- *  thread callback; the default 16 KiB makes a 1 MiB frame cost ~64 of them. One step per
- *  frame instead (memory: one such buffer per operation in flight). */
-const ASYNC_CHUNK = 1024 * 1024
+/** zlib works in `chunkSize` steps of output; each step of an async call is a thread-pool
+ *  round trip plus a main-thread callback, and the default 16 KiB makes a 1 MiB frame cost ~64
+ *  of them. One step per input instead, up to a frame (memory: one such buffer per operation
+ *  in flight), never a 1 MiB buffer for a 64 KiB value. */
+const MAX_CHUNK = 1024 * 1024
 
-function options(id: Compression, level: number): object {
+function chunkFor(inputBytes: number): number {
+  return Math.min(MAX_CHUNK, Math.max(1024, inputBytes))
+}
+
+/** Brotli's window (log2 bytes) for an input of `bytes`: just large enough to reach back over
+ *  all of it, since a larger one finds nothing more. Its default (4 MiB) would make every
+ *  reader of a 64 KiB value or a 1 MiB frame allocate a ring buffer sized for 4 MiB. */
+function brotliWindow(bytes: number): number {
+  const { BROTLI_MIN_WINDOW_BITS, BROTLI_MAX_WINDOW_BITS } = zlib.constants
+  return Math.min(BROTLI_MAX_WINDOW_BITS, Math.max(BROTLI_MIN_WINDOW_BITS, Math.ceil(Math.log2(bytes + 1))))
+}
+
+function options(id: Compression, level: number, inputBytes: number): object {
+  const chunkSize = chunkFor(inputBytes)
   switch (id) {
-    case Compression.Brotli:
-      return { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: level }, chunkSize: ASYNC_CHUNK }
+    case Compression.Brotli: {
+      const { BROTLI_PARAM_QUALITY, BROTLI_PARAM_LGWIN, BROTLI_PARAM_SIZE_HINT } = zlib.constants
+      const params = { [BROTLI_PARAM_QUALITY]: level, [BROTLI_PARAM_LGWIN]: brotliWindow(inputBytes), [BROTLI_PARAM_SIZE_HINT]: inputBytes }
+      return { params, chunkSize }
+    }
     case Compression.Zstd:
-      return { params: { [z.constants.ZSTD_c_compressionLevel]: level }, chunkSize: ASYNC_CHUNK }
+      return { params: { [z.constants.ZSTD_c_compressionLevel]: level }, chunkSize }
     default:
-      return { level, chunkSize: ASYNC_CHUNK }
+      return { level, chunkSize }
   }
 }
 
@@ -62,7 +79,7 @@ function options(id: Compression, level: number): object {
 const PIECES_FROM = PIECE_BYTES
 
 export function compressSync(id: Compression, level: number, input: Buffer): Buffer {
-  const o = options(id, level)
+  const o = options(id, level, input.length)
   switch (id) {
     case Compression.Gzip:
       return zlib.gzipSync(input, o)
@@ -85,7 +102,7 @@ const inflateRawAsync = promisify(zlib.inflateRaw)
 const brotliDecompressAsync = promisify(zlib.brotliDecompress)
 
 export async function compressAsync(id: Compression, level: number, input: Buffer): Promise<Buffer> {
-  const o = options(id, level)
+  const o = options(id, level, input.length)
   switch (id) {
     case Compression.Gzip:
       return gzipAsync(input, o)
@@ -126,7 +143,7 @@ export function decompressSync(id: Compression, input: Buffer, maxOutput: number
 }
 
 export async function decompressAsync(id: Compression, input: Buffer, maxOutput: number): Promise<Buffer> {
-  const o = { maxOutputLength: Math.max(1, maxOutput), chunkSize: Math.min(ASYNC_CHUNK, Math.max(64 * 1024, maxOutput)) }
+  const o = { maxOutputLength: Math.max(1, maxOutput), chunkSize: Math.min(MAX_CHUNK, Math.max(64 * 1024, maxOutput)) }
   switch (id) {
     case Compression.None:
       return input
