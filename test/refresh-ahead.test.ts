@@ -38,6 +38,18 @@ function heldLoader(value: unknown): { loader: () => Promise<unknown>; calls: ()
   }
 }
 
+/** A loader whose backend is down: counts its calls, always rejects. */
+function failingLoader(): { failing: () => Promise<unknown>; calls: () => number } {
+  let calls = 0
+  return {
+    failing: () => {
+      calls++
+      return Promise.reject(new Error('backend down'))
+    },
+    calls: () => calls,
+  }
+}
+
 /** The next `refresh` event (not events.once, which rejects on the 'error' a failed refresh emits). */
 const refreshed = (cache: Larder): Promise<RefreshReport> => new Promise((resolve) => cache.once('refresh', resolve))
 const options = { ttl: TTL, refreshAhead: AHEAD }
@@ -100,6 +112,52 @@ describe('getOrSet refreshAhead', () => {
     assert.equal(await fresh.get('k'), 'old', 'on disk too')
     await fresh.close()
     assert.equal((await cache.stats()).refreshAhead.failed, 1)
+    await cache.close()
+  })
+
+  it('after a failed refresh, hits do not retry at once: the next waits an eighth of the refresh window; a new entry starts afresh', async () => {
+    const cache = await Larder.open({ dir: tempDir(), maintenance: false, memory: true })
+    cache.on('error', () => {})
+    const { failing, calls } = failingLoader()
+    await cache.getOrSet('k', () => 'old', options)
+    await delay(PAST_THE_MARK)
+    let done = refreshed(cache)
+    assert.equal(await cache.getOrSet('k', failing, options), 'old')
+    assert.deepEqual(await done, { key: 'k', outcome: 'failed' })
+    // The window is ~60 s, so the next refresh of this entry may start ~7.5 s after the failure.
+    for (let i = 0; i < 20; i++) assert.equal(await cache.getOrSet('k', failing, options), 'old')
+    assert.equal(calls(), 1, 'twenty hits right after a failure started no refresh')
+    assert.equal((await cache.stats()).refreshAhead.started, 1)
+    // A new entry under the key is refreshed past its own mark, whatever the old one's failure.
+    await cache.set('k', 'newer', { ttl: TTL })
+    await delay(PAST_THE_MARK)
+    done = refreshed(cache)
+    assert.equal(await cache.getOrSet('k', failing, options), 'newer')
+    assert.deepEqual(await done, { key: 'k', outcome: 'failed' })
+    assert.equal(calls(), 2)
+    await cache.close()
+  })
+
+  it('a failing refresh is retried once its wait has passed, while the old value lives', async () => {
+    // ttl 4 s, marked at half: the window is 2 s, so a failed refresh waits 250 ms.
+    const short = { ttl: 4000, refreshAhead: 0.5 }
+    const cache = await Larder.open({ dir: tempDir(), maintenance: false, memory: true })
+    cache.on('error', () => {})
+    const { failing, calls } = failingLoader()
+    await cache.getOrSet('k', () => 'old', short)
+    await delay(2050)
+    let done = refreshed(cache)
+    assert.equal(await cache.getOrSet('k', failing, short), 'old')
+    await done
+    assert.equal(await cache.getOrSet('k', failing, short), 'old')
+    assert.equal(calls(), 1, 'held back')
+    await delay(300)
+    done = refreshed(cache)
+    const served = await cache.getOrSet('k', failing, short)
+    if (served === undefined) return // this machine took over 4 s: the entry expired, nothing to judge
+    assert.equal(served, 'old')
+    assert.deepEqual(await done, { key: 'k', outcome: 'failed' })
+    assert.equal(calls(), 2, 'retried after its wait')
     await cache.close()
   })
 

@@ -19,6 +19,11 @@ export interface RefreshReport {
   outcome: RefreshOutcome
 }
 
+/** How many times a failing refresh is tried within an entry's refresh window (see RefreshAhead). */
+const RETRIES_PER_WINDOW = 8
+/** At most this many keys are remembered as held back after a failed refresh. */
+const MAX_HELD_BACK = 10_000
+
 /** The getOrSet options a refresh stores with. */
 export interface RefreshOptions {
   ttl: number | undefined
@@ -53,11 +58,17 @@ export interface RefreshAheadParts {
  *   the loader runs supersedes it: it stores nothing (outcome `superseded`).
  * - A failing loader (or one resolving to `undefined`, or a value that cannot be stored) keeps
  *   the old entry until it expires: counted, heard as `error` (when someone listens), never
- *   thrown into a caller. The next hit past the mark tries again.
+ *   thrown into a caller. The entry's next refresh waits an eighth of its refresh window
+ *   (from the mark to its expiry), so a loader that keeps failing (its database down) is
+ *   retried about eight times before the entry expires, at a pace its lifetime sets, not at
+ *   the pace of hits. A new entry under the key (set, loaded, refreshed elsewhere) starts afresh.
  * - close() stops refreshes from storing, then waits for them as for writes.
  */
 export class RefreshAhead {
   readonly #p: RefreshAheadParts
+  /** Keys whose last refresh failed: the entry it was for, and when the next may start. Bounded:
+   *  past MAX_HELD_BACK the oldest is forgotten (its key may retry at its next hit). */
+  readonly #heldBack = new Map<string, { createdAt: number; until: number }>()
 
   constructor(parts: RefreshAheadParts) {
     this.#p = parts
@@ -66,15 +77,40 @@ export class RefreshAhead {
   /** A hit on `entry`: starts a refresh if it is past the mark and none is under way. */
   consider(key: string, entry: Pick<TierEntry, 'createdAt' | 'expiresAt'>, loader: () => unknown, o: RefreshOptions): void {
     const { createdAt, expiresAt } = entry
-    if (expiresAt === 0 || Date.now() < createdAt + (expiresAt - createdAt) * o.refreshAhead) return
+    if (expiresAt === 0) return
+    const mark = createdAt + (expiresAt - createdAt) * o.refreshAhead
+    const now = Date.now()
+    if (now < mark) return
     const { loads, clock, inFlight, counters } = this.#p
     if (loads.busy(key)) return
+    const held = this.#heldBack.get(key)
+    if (held !== undefined) {
+      if (held.createdAt === createdAt && now < held.until) return
+      this.#heldBack.delete(key)
+    }
     counters.refreshes.started++
-    const refresh = loads.refresh(key, o.tags, clock.createdAt(o.tags), (flight) => this.#run(key, createdAt, loader, o, flight))
+    const retryAfter = (expiresAt - mark) / RETRIES_PER_WINDOW
+    const refresh = loads.refresh(key, o.tags, clock.createdAt(o.tags), (flight) =>
+      this.#run(key, createdAt, retryAfter, loader, o, flight),
+    )
     void inFlight.track(refresh).catch(() => {}) // #run settles every failure itself
   }
 
-  async #run(key: string, seen: number, loader: () => unknown, o: RefreshOptions, flight: Flight<unknown>): Promise<void> {
+  /** After a failed refresh of the entry created at `createdAt`: none again for `retryAfter` ms. */
+  #holdBack(key: string, createdAt: number, retryAfter: number): void {
+    this.#heldBack.delete(key)
+    this.#heldBack.set(key, { createdAt, until: Date.now() + retryAfter })
+    if (this.#heldBack.size > MAX_HELD_BACK) this.#heldBack.delete(this.#heldBack.keys().next().value!)
+  }
+
+  async #run(
+    key: string,
+    seen: number,
+    retryAfter: number,
+    loader: () => unknown,
+    o: RefreshOptions,
+    flight: Flight<unknown>,
+  ): Promise<void> {
     const shared = this.#p.shared
     let outcome: RefreshOutcome
     if (shared === undefined) outcome = await this.#loadAndStore(key, loader, o, flight)
@@ -86,6 +122,7 @@ export class RefreshAhead {
       }
       outcome = await shared.withLock(key, elsewhere, () => this.#loadAndStore(key, loader, o, flight))
     }
+    if (outcome === 'failed') this.#holdBack(key, seen, retryAfter)
     this.#p.counters.refreshes[outcome]++
     this.#p.events.emit('refresh', { key, outcome })
   }
