@@ -75,9 +75,9 @@ export class DiskParts {
     // Kept whatever the policy (it writes nothing until a hit is counted, and the file tier
     // counts hits only under 'lfu'), so that configure() can switch to LFU.
     this.hitLog = options.readOnly ? undefined : new HitLog(this.layout, guard)
-    this.lastUse = new LastUse(options.maintenance.touchAfter, guard)
-    this.activity = new ActivityLog(this.layout)
     this.pool = new MaintenancePool(options.maintenance.workers)
+    this.lastUse = new LastUse(options.maintenance.touchAfter, guard, (files, times) => this.pool.run({ task: 'touch', files, times }))
+    this.activity = new ActivityLog(this.layout)
     this.changes = new ChangeClock(this.layout)
     this.files = new FileTier({
       layout: this.layout,
@@ -96,8 +96,8 @@ export class DiskParts {
       options,
       totals: this.totals,
       pool: this.pool,
-      pruneStarted: () => {
-        this.lastUse.pruneStarted()
+      pruneStarted: async () => {
+        await this.lastUse.pruneStarted()
         this.hitLog?.flush()
       },
       pruneEnded: () => this.lastUse.pruneEnded(),
@@ -197,6 +197,7 @@ export class DiskParts {
     await this.autoPrune.close()
     await this.maintainer.close()
     if (!this.#options.readOnly) {
+      await this.lastUse.settled()
       this.flushCounters()
       this.recordActivity(counts)
     }

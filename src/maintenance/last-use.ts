@@ -1,8 +1,18 @@
+import path from 'node:path'
 import { disk } from '../store/disk.js'
+import { rootAbove } from '../store/layout.js'
+import { chainIsReal } from '../store/owned-tree.js'
 import { FlushTimer, type DiskGuard } from './flush-timer.js'
 
 /** Most hits remembered between flushes; past it they are flushed early (bounded memory). */
 const MAX_PENDING = 10_000
+/** A flush of at least this many hits goes to a maintenance worker (with one to hand): an
+ *  lstat and an lutimes per file, ~14 µs a file here, would hold the event loop for 140 ms at
+ *  MAX_PENDING. A smaller one is written at once, cheaper than a task. */
+const BEHIND_FROM = 512
+
+/** Writes a batch of remembered hits (`touchIfOlder` in a maintenance worker). */
+export type TouchWriter = (files: string[], times: number[]) => Promise<unknown>
 
 /**
  * When entries were last used, for the LRU policy and `maxAge`: the entry file's mtime (atime
@@ -15,22 +25,30 @@ const MAX_PENDING = 10_000
  * before this process prunes, and at close and exit. So a hot entry costs one `utimes` per
  * `touchAfter`, and the fact that an entry was used after another is merged, never lost: a
  * prune in this process sees every hit this process made; one in another process sees them
- * within `touchAfter`.
+ * within `touchAfter`. A large batch is written by a maintenance worker (`writer`), not on the
+ * event loop; until the worker is done, the batch is kept, so close and exit write it if the
+ * worker could not.
  *
  * While this process prunes, the first hit on each file touches it at once: eviction removes a
  * victim only if its mtime did not move since it was chosen, so a victim read meanwhile stays.
  */
 export class LastUse {
   readonly #touchAfter: number
+  readonly #guard: DiskGuard | undefined
+  readonly #writer: TouchWriter | undefined
   /** File → time of its latest hit not yet written. */
-  readonly #pending = new Map<string, number>()
+  #pending = new Map<string, number>()
+  /** The batch a worker is writing, and its end. */
+  #sending: { batch: Map<string, number>; done: Promise<void> } | undefined
   readonly #timer: FlushTimer
   /** Files touched since the prune in progress in this process began, if one is. */
   #touchedInPrune: Set<string> | undefined
 
-  constructor(touchAfter: number, guard?: DiskGuard) {
+  constructor(touchAfter: number, guard?: DiskGuard, writer?: TouchWriter) {
     this.#touchAfter = touchAfter
-    this.#timer = new FlushTimer(touchAfter, () => this.flush(), guard)
+    this.#guard = guard
+    this.#writer = writer
+    this.#timer = new FlushTimer(touchAfter, () => this.#flushSome(), guard)
     this.#timer.flushing() // the first merged touches are due a period after opening, not at once
   }
 
@@ -45,29 +63,24 @@ export class LastUse {
       return
     }
     this.#pending.set(file, now)
-    if (this.#pending.size >= MAX_PENDING) this.flush()
+    if (this.#pending.size >= (this.#sending === undefined ? MAX_PENDING : 2 * MAX_PENDING)) this.#run(() => this.#flushSome())
     else this.#timer.changed()
   }
 
-  /** Writes every remembered hit. Sync: also runs at exit. */
+  /** Writes every remembered hit, here and now, and the batch a worker may still be writing.
+   *  Sync: also runs at exit. */
   flush(): void {
     this.#timer.flushing()
-    for (const [file, at] of this.#pending) {
-      try {
-        const stat = disk.lstatSync(file, { throwIfNoEntry: false })
-        // A newer write (or touch) since the hit keeps its own, later time.
-        if (stat?.isFile() === true && stat.mtimeMs < at) touch(file, at)
-      } catch {
-        // gone or read-only: LRU order is a hint, not worth a failure
-      }
-    }
+    if (this.#sending !== undefined) writeBatch(this.#sending.batch)
+    writeBatch(this.#pending)
     this.#pending.clear()
   }
 
-  /** This process starts a prune: what it remembers is written first, and hits touch at once
-   *  until `pruneEnded`. */
-  pruneStarted(): void {
-    this.flush()
+  /** This process starts a prune: what it remembers is written first (the worker's batch
+   *  awaited), and hits touch at once until `pruneEnded`. */
+  async pruneStarted(): Promise<void> {
+    await this.settled()
+    this.#run(() => this.flush())
     this.#touchedInPrune = new Set()
   }
 
@@ -75,15 +88,93 @@ export class LastUse {
     this.#touchedInPrune = undefined
   }
 
+  /** Resolves once no batch is being written by a worker. */
+  async settled(): Promise<void> {
+    while (this.#sending !== undefined) await this.#sending.done
+  }
+
   stop(): void {
     this.#timer.cancel()
   }
+
+  /** A flush on the timer or at MAX_PENDING: a large one goes to the worker; while the worker
+   *  writes a batch, hits wait for the next flush (written here only past 2 × MAX_PENDING, a
+   *  worker that does not answer); a small one is written at once. */
+  #flushSome(): void {
+    this.#timer.flushing()
+    if (this.#writer === undefined || this.#pending.size < BEHIND_FROM) {
+      writeBatch(this.#pending)
+      this.#pending.clear()
+      return
+    }
+    if (this.#sending !== undefined) {
+      if (this.#pending.size >= 2 * MAX_PENDING) {
+        writeBatch(this.#pending)
+        this.#pending.clear()
+      }
+      return
+    }
+    const batch = this.#pending
+    this.#pending = new Map()
+    const sending = { batch, done: Promise.resolve() }
+    sending.done = this.#writer([...batch.keys()], [...batch.values()]).then(
+      () => this.#sent(sending),
+      // The worker could not write it (a thread that cannot start): written here instead.
+      () => {
+        this.#sent(sending)
+        this.#run(() => writeBatch(batch))
+      },
+    )
+    this.#sending = sending
+  }
+
+  #sent(sending: { batch: Map<string, number> }): void {
+    if (this.#sending === sending) this.#sending = undefined
+  }
+
+  #run(step: () => void): void {
+    if (this.#guard === undefined) step()
+    else this.#guard(step)
+  }
 }
 
-function touch(file: string, at: number): void {
+/**
+ * Sets each file's mtime to its hit time unless it is already later (a newer write or touch
+ * keeps its own), never through a link: `lutimes` does not follow the file's own name, and a
+ * file below a directory that is not a real one (a link planted in place of a partition) is
+ * left alone. Files that are gone or read-only are skipped: LRU order is a hint, not worth a
+ * failure. Returns how many were touched. Runs on the event loop for small batches and in a
+ * maintenance worker for large ones.
+ */
+export function touchIfOlder(files: readonly string[], times: readonly number[]): number {
+  const real = new Map<string, boolean>()
+  let touched = 0
+  for (let i = 0; i < files.length; i++) {
+    const file = files[i]!
+    const dir = path.dirname(file)
+    let isReal = real.get(dir)
+    if (isReal === undefined) real.set(dir, (isReal = chainIsReal(rootAbove(file, 4), dir)))
+    if (!isReal) continue
+    try {
+      const stat = disk.lstatSync(file, { throwIfNoEntry: false })
+      if (stat?.isFile() === true && stat.mtimeMs < times[i]!) touched += touch(file, times[i]!) ? 1 : 0
+    } catch {
+      // gone or unreadable: skipped
+    }
+  }
+  return touched
+}
+
+function writeBatch(batch: Map<string, number>): void {
+  if (batch.size > 0) touchIfOlder([...batch.keys()], [...batch.values()])
+}
+
+function touch(file: string, at: number): boolean {
   try {
     disk.lutimesSync(file, at / 1000, at / 1000) // never through a link swapped in since the read
+    return true
   } catch {
     // gone or read-only: LRU order is a hint, not worth a failure
+    return false
   }
 }

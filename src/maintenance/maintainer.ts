@@ -134,7 +134,7 @@ interface MaintainerParts {
   pool: MaintenancePool
   /** A prune begins: this process's pending uses of entries (merged LRU touches, LFU hit
    *  counts) are written so it sees them, and hits touch at once until `pruneEnded`. */
-  pruneStarted(): void
+  pruneStarted(): Promise<void> | void
   pruneEnded(): void
   /** The cache's circuit breaker: maintenance does not start while it is open (the disk is
    *  left alone until it recovers), and a maintenance step that fails on the disk counts as a
@@ -193,8 +193,8 @@ export class Maintainer {
         report.skipped = true
         return
       }
-      this.#p.pruneStarted()
       try {
+        await this.#p.pruneStarted()
         await this.#prunePass(options, cancel, report, keys, listKeys)
       } finally {
         this.#p.pruneEnded()

@@ -12,6 +12,7 @@ import { chainIsReal } from '../store/owned-tree.js'
 import { entryState } from '../store/liveness.js'
 import { stopRequested } from './cancellation.js'
 import { Glob } from './glob.js'
+import { touchIfOlder } from './last-use.js'
 import {
   headBuffer,
   listPartition,
@@ -144,8 +145,24 @@ export interface SweepInput {
   dryRun: boolean
 }
 
+/** Remembered hits to write (last-use.ts): each file's mtime moved up to its hit time. */
+export interface TouchInput {
+  task: 'touch'
+  files: string[]
+  times: number[]
+}
+
 export type TaskInput =
-  ScanInput | EvictInput | VerifyInput | (PlanInput & { task: 'plan' }) | CompactInput | ListInput | UsageInput | SweepInput | RekeyInput
+  | ScanInput
+  | EvictInput
+  | VerifyInput
+  | (PlanInput & { task: 'plan' })
+  | CompactInput
+  | ListInput
+  | UsageInput
+  | SweepInput
+  | RekeyInput
+  | TouchInput
 
 export default async function run(
   input: TaskInput,
@@ -170,6 +187,8 @@ export default async function run(
       return usage(input)
     case 'sweep-bookkeeping':
       return sweepBookkeeping(input)
+    case 'touch':
+      return touchIfOlder(input.files, input.times)
   }
 }
 
