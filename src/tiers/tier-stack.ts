@@ -270,10 +270,11 @@ export class TierStack {
     this.#p.writeBack?.forget(key)
     try {
       const message = { op: 'keys' as const, keys: [[key, entry.createdAt]] as [string, number][] }
-      const [toFile, toRedis] = await Promise.all([
-        this.file === undefined ? false : local ? this.#toFile(key, bytes!) : this.#dropFile(key, entry.createdAt),
-        !shared ? NOT_SENT : queued ? this.#queue(key, bytes, entry) : this.#toRedis(key, bytes, entry, message),
-      ])
+      const fileWrite = this.file === undefined ? false : local ? this.#toFile(key, bytes!) : this.#dropFile(key, entry.createdAt)
+      const redisWrite = !shared ? NOT_SENT : queued ? this.#queue(key, bytes, entry) : this.#toRedis(key, bytes, entry, message)
+      // Without a file tier (memory + Redis) only Redis is awaited: no Promise.all, whose array
+      // and reaction per part cost a set three more promises (counted with async_hooks).
+      const [toFile, toRedis] = fileWrite === false ? [false, await redisWrite] : await Promise.all([fileWrite, redisWrite])
       // The script that wrote Redis published it (one command); otherwise it goes now.
       if (this.redis !== undefined && !queued && !toRedis.announced) this.#p.publish(message)
       const stored = toFile || toRedis.stored || (this.file === undefined && this.redis === undefined)
