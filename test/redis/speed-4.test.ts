@@ -8,6 +8,9 @@
  */
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
 import { Redis } from 'ioredis'
 import { Larder } from '../../src/index.ts'
 import { MonitorRecorder } from './monitor-recorder.ts'
@@ -192,3 +195,41 @@ describe("the bus: an instance's own message recognised from its bytes, every ot
     assert.ok(await eventually(async () => !(await inMemory(a, 'plain'))), "A dropped its copy on another's message")
   })
 })
+
+describe('the outage rule at open: a local entry found valid is remembered, without a cache made at open', { skip }, () => {
+  const prefix = `o4${process.pid}:`
+  const recorder = new MonitorRecorder(server.url, 'clients')
+  let dir: string
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'larder-speed4-'))
+    await recorder.start()
+  })
+  after(async () => {
+    recorder.stop()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  test('the first read of an older file entry asks Redis its version; the next one does not', async () => {
+    const open = (): Promise<Larder> =>
+      Larder.open({ dir, memory: { maxEntries: 10 }, maintenance: false, redis: { url: server.url, prefix } })
+    const first = await open()
+    await first.set('kept', 'value')
+    await first.close()
+    const again = await open() // its subscription at open is a reconnect: older file entries are re-validated
+    try {
+      const asked = await recorder.during(async () => assert.equal(await again.get('kept'), 'value'))
+      assert.deepEqual(naming(asked, 'kept'), ['getrange'], "the file entry's version checked against Redis")
+      await again.clear({ tier: 'memory' })
+      const remembered = await recorder.during(async () => assert.equal(await again.get('kept'), 'value'))
+      assert.deepEqual(naming(remembered, 'kept'), [], 'found valid once: read from its file without asking Redis')
+      assert.equal((await again.stats()).tiers.file!.hits, 2)
+    } finally {
+      await again.close()
+    }
+  })
+})
+
+/** The names of the commands in `sent` that name `key`. */
+function naming(sent: string[][], key: string): string[] {
+  return sent.filter(([, ...args]) => args.some((a) => a.endsWith(`:${key}`))).map(([name]) => name!)
+}
