@@ -153,8 +153,8 @@ const cases = {
   },
   // Like for like with cacheable, which has no bus: larder and bentocache without theirs (a
   // set is then the write alone; with a bus, larder's script and bentocache's PUBLISH also
-  // tell the other instances, and bentocache's instance hears its own message: larder's own
-  // never comes back to it, src/bus/channels.ts).
+  // tell the other instances, and each writer hears its own message back from Redis: larder
+  // recognises its own by their first bytes and never decodes them, src/bus/messages.ts).
   async setNoBus(impl) {
     const c = await open(impl, 'write-through', { bus: false })
     for (let i = 0; i < WARM; i++) await c.set(`w${i}`, value)

@@ -48,10 +48,14 @@ export class Bus {
     this.#p = parts
     const { subscriber, channel } = parts
     const own = sentBy(this.id)
+    const channelBytes = Buffer.from(channel)
     subscriber.on('error', () => {}) // reconnects by itself; the Redis breaker counts what fails
-    subscriber.on('message', (from: string, text: string) => {
-      if (from !== channel || own(text)) return
-      const message = decodeMessage(text)
+    // The bytes as Redis delivered them ('messageBuffer'; with no 'message' listener ioredis
+    // makes no strings): this instance's own message, one per write it publishes, is
+    // recognised by its first bytes and never decoded.
+    subscriber.on('messageBuffer', (from: Buffer, bytes: Buffer) => {
+      if (!channelBytes.equals(from) || own(bytes)) return
+      const message = decodeMessage(bytes.toString())
       if (message !== undefined && message.from !== this.id) parts.received(message)
     })
     subscriber.on('close', () => {

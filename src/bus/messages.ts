@@ -43,11 +43,15 @@ export type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omi
  * Whether `text` is a message sent by `from`, judged by its first bytes alone. Every instance
  * hears its own messages (Redis pub/sub has no way to leave the publisher out), one per write
  * it publishes, and they are for nothing: recognising them without parsing keeps that cost
- * off every write (W8's write-through set, issue 10).
+ * off every write (W8's write-through set, issue 10). The bus hands it the message as Redis
+ * delivered it (bytes), so its own are never even decoded into a string.
  */
-export function sentBy(from: string): (text: string) => boolean {
+export function sentBy(from: string): (text: string | Buffer) => boolean {
   const start = `{"from":${JSON.stringify(from)},`
-  return (text) => text.startsWith(start)
+  const bytes = Buffer.from(start)
+  const length = bytes.length
+  return (text) =>
+    typeof text === 'string' ? text.startsWith(start) : text.length >= length && text.compare(bytes, 0, length, 0, length) === 0
 }
 
 /** The message, or undefined for anything that is not one (never trusted further). */

@@ -40,15 +40,21 @@ end
  *  0 = never), unless it holds something newer. 1 = stored, 0 = kept the newer. With ARGV[4]
  *  (a channel) it then publishes ARGV[5] (the bus message of this write) there, whichever
  *  was kept: one command instead of two, and no instance hears of the write before Redis
- *  holds it. */
+ *  holds it.
+ *
+ *  A key Redis does not hold (a cache's usual write: the fill after a miss) is written by one
+ *  `SET … NX`, with no version to read; only when that finds the key taken is its version read
+ *  and the write made if newer. Measured in Redis's own `usec_per_call` (issue 10, W8 speed 4,
+ *  7 interleaved rounds of 3,000 calls): a new key 18.5 → 12.8 µs (median), a key overwritten
+ *  16.8 → 18.2 (one more call, the NX that fails). */
 export const SET_IF_NEWER = script(`${VERSION_OF}
+local function put(...)
+  if ARGV[3] == '0' then return redis.call('SET', KEYS[1], ARGV[1], ...) end
+  return redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[3], ...)
+end
 local stored = 1
-if version(KEYS[1]) > tonumber(ARGV[2]) then
-  stored = 0
-elseif ARGV[3] == '0' then
-  redis.call('SET', KEYS[1], ARGV[1])
-else
-  redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[3])
+if not put('NX') then
+  if version(KEYS[1]) > tonumber(ARGV[2]) then stored = 0 else put() end
 end
 if ARGV[4] then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
 return stored`)

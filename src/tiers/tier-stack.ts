@@ -94,9 +94,10 @@ export class TierStack {
   readonly #p: TierStackParts
   /** File entries created before this must be re-validated against Redis (0: none). */
   #revalidateBefore = 0
-  /** Made with the first outage (revalidate()): lru-cache allocates its arrays for `max` up
-   *  front (30–40 ms of every open on the bench VM), which an instance that has not seen an
-   *  outage, or has no Redis at all, must not pay. */
+  /** Made when the first local entry is found valid: lru-cache allocates its arrays for `max`
+   *  up front (11–58 ms and 2.5 MB on the bench VM), and revalidate() runs at every open with
+   *  a bus (the first subscription counts as a reconnect), so making it there cost every such
+   *  open that, even with no file tier, where nothing is ever re-validated. */
   #validated: LRUCache<string, true> | undefined
   /** What other instances changed while a read was in flight (see promotion-guard.ts). */
   readonly #guard = new PromotionGuard()
@@ -190,7 +191,8 @@ export class TierStack {
       return true
     }
     if (shared === createdAt) {
-      this.#validated?.set(key, true)
+      this.#validated ??= new LRUCache<string, true>({ max: VALIDATED_MAX })
+      this.#validated.set(key, true)
       return true
     }
     await this.file?.dropIfOlder(key, justAfter(createdAt)).catch(() => {}) // this copy, not a newer one
@@ -270,10 +272,11 @@ export class TierStack {
     this.#p.writeBack?.forget(key)
     try {
       const message = { op: 'keys' as const, keys: [[key, entry.createdAt]] as [string, number][] }
-      const [toFile, toRedis] = await Promise.all([
-        this.file === undefined ? false : local ? this.#toFile(key, bytes!) : this.#dropFile(key, entry.createdAt),
-        !shared ? NOT_SENT : queued ? this.#queue(key, bytes, entry) : this.#toRedis(key, bytes, entry, message),
-      ])
+      const fileWrite = this.file === undefined ? false : local ? this.#toFile(key, bytes!) : this.#dropFile(key, entry.createdAt)
+      const redisWrite = !shared ? NOT_SENT : queued ? this.#queue(key, bytes, entry) : this.#toRedis(key, bytes, entry, message)
+      // Without a file tier (memory + Redis) only Redis is awaited: no Promise.all, whose array
+      // and reaction per part cost a set three more promises (counted with async_hooks).
+      const [toFile, toRedis] = fileWrite === false ? [false, await redisWrite] : await Promise.all([fileWrite, redisWrite])
       // The script that wrote Redis published it (one command); otherwise it goes now.
       if (this.redis !== undefined && !queued && !toRedis.announced) this.#p.publish(message)
       const stored = toFile || toRedis.stored || (this.file === undefined && this.redis === undefined)
@@ -467,8 +470,7 @@ export class TierStack {
   revalidate(): void {
     this.#guard.heardAll()
     this.#revalidateBefore = Date.now()
-    if (this.#validated === undefined) this.#validated = new LRUCache<string, true>({ max: VALIDATED_MAX })
-    else this.#validated.clear()
+    this.#validated?.clear()
     this.memory?.clear()
   }
 }

@@ -8,57 +8,11 @@ import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Redis } from 'ioredis'
 import { Larder, type CorruptReport } from '../../src/index.ts'
+import { MonitorRecorder } from './monitor-recorder.ts'
 import { eventually, redisAvailable, startRedis, type RedisServer } from './server.ts'
 
 const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run installs it)'
 const server = skip === false ? await startRedis() : (undefined as unknown as RedisServer)
-
-/**
- * What clients sent Redis (MONITOR), without the commands scripts ran inside Redis: `during`
- * resolves to the commands `op` sent, as [name, ...args], once a marker sent after it shows.
- */
-class Recorder {
-  #monitor: Redis | undefined
-  #source: Redis | undefined
-  #marker: Redis | undefined
-  #seen: string[][] = []
-  #marks = 0
-
-  async start(): Promise<void> {
-    this.#marker = new Redis(server.url)
-    this.#source = new Redis(server.url)
-    this.#monitor = await this.#source.monitor()
-    this.#monitor.on('monitor', (_time: string, args: string[], source: string) => {
-      if (source !== 'lua') this.#seen.push([args[0]!.toLowerCase(), ...args.slice(1)])
-    })
-  }
-
-  async during(op: () => Promise<unknown>): Promise<string[][]> {
-    // MONITOR delivers late: a command sent before `op` (the set of its set-up) can arrive after
-    // `op` starts. A marker on each side bounds what belongs to `op`.
-    const start = await this.#mark()
-    await op()
-    const end = await this.#mark()
-    return this.#seen.slice(this.#indexOf(start) + 1, this.#indexOf(end))
-  }
-
-  async #mark(): Promise<string> {
-    const mark = `mark-${++this.#marks}`
-    await this.#marker!.echo(mark)
-    assert.ok(await eventually(() => this.#indexOf(mark) >= 0))
-    return mark
-  }
-
-  #indexOf(mark: string): number {
-    return this.#seen.findIndex(([name, arg]) => name === 'echo' && arg === mark)
-  }
-
-  stop(): void {
-    this.#monitor?.disconnect()
-    this.#source?.disconnect()
-    this.#marker?.disconnect()
-  }
-}
 
 /** The names of the commands in `sent` that name `key` (any argument ending with it). */
 function naming(sent: string[][], key: string): string[] {
@@ -69,7 +23,7 @@ describe('the Redis tier: commands per operation', { skip }, () => {
   const prefix = `pf${process.pid}:`
   let writer: Larder
   let reader: Larder
-  const recorder = new Recorder()
+  const recorder = new MonitorRecorder(server.url, 'clients')
   before(async () => {
     writer = await Larder.open({ dir: false, memory: { maxEntries: 100 }, maintenance: false, redis: { url: server.url, prefix } })
     reader = await Larder.open({ dir: false, memory: { maxEntries: 100 }, maintenance: false, redis: { url: server.url, prefix } })
