@@ -80,30 +80,6 @@ export async function writeAll(handle: FileHandle, bytes: Uint8Array, file: stri
   }
 }
 
-/** Writes every byte of `parts`, in order, at the handle's position, in one gathered write
- *  when the disk takes them all (it loops on a short one), or throws. */
-export async function writevAll(handle: FileHandle, parts: Uint8Array[], file: string): Promise<void> {
-  const total = parts.reduce((sum, part) => sum + part.length, 0)
-  let done = 0
-  let left = parts
-  while (done < total) {
-    const { bytesWritten } = await disk.writev(handle, left)
-    if (!(bytesWritten > 0)) throw shortWrite(file, done, total)
-    done += bytesWritten
-    left = unwritten(left, bytesWritten)
-  }
-}
-
-/** What is left of `parts` once their first `written` bytes are on disk. */
-function unwritten(parts: Uint8Array[], written: number): Uint8Array[] {
-  let skip = written
-  let first = 0
-  while (first < parts.length && skip >= parts[first]!.length) skip -= parts[first++]!.length
-  const left = parts.slice(first)
-  if (skip > 0) left[0] = left[0]!.subarray(skip)
-  return left
-}
-
 /** Opens a new temp file beside `file` (its directory checked first), exclusively. */
 export function openTempSync(tree: OwnedTree, file: string): { temp: string; fd: number } {
   tree.dirSync(path.dirname(file))

@@ -42,8 +42,6 @@ export const disk = {
   /** A FileHandle's write, here so a test can shorten it; callers loop on the count. */
   write: (handle: FileHandle, buffer: Uint8Array, offset: number, length: number): Promise<{ bytesWritten: number }> =>
     handle.write(buffer, offset, length),
-  /** A FileHandle's gathered write, here so a test can shorten it; callers loop on the count. */
-  writev: (handle: FileHandle, buffers: Uint8Array[]): Promise<{ bytesWritten: number }> => handle.writev(buffers),
   readFile: fsp.readFile,
   unlink: fsp.unlink,
   rename: fsp.rename,

@@ -14,7 +14,7 @@ import {
   type EntryMeta,
 } from '../format/entry-format.js'
 import { encodeFrame, FRAME_BYTES } from '../format/frames.js'
-import { commit, openTemp, writevAll } from './atomic-write.js'
+import { commit, openTemp, writeAll } from './atomic-write.js'
 import { disk } from './disk.js'
 import type { OwnedTree } from './owned-tree.js'
 
@@ -30,8 +30,6 @@ const COMPRESSING_FULL = Math.min(4, os.availableParallelism())
 const COMPRESSING_ADAPTIVE = Math.max(1, Math.min(4, os.availableParallelism() - 1))
 /** Frames held between the source and the file (compressing or waiting for their turn). */
 const FRAMES_QUEUED = 6
-/** Writes of fewer bytes than this in all are held for the next write (see `write` below). */
-const GATHER_BELOW = 64 * 1024
 /** How often a live writer refreshes its temp file's mtime through its open handle. A slow
  *  source may hold a frame's worth of bytes for minutes before anything reaches the file,
  *  and maintenance judges a temp file by its mtime: refreshed this often, a live writer's is
@@ -172,22 +170,9 @@ export async function writeEntryStream(
 
   const hash = hasher().create64(0n)
   let storedLength = 0
-  // Small writes (the entry's head, a frame's header, the last bytes of a block) wait to go
-  // out with the next one in a single gathered write: a thread-pool round trip each cost more
-  // than its bytes (strace of 1 MiB uploads: head, block, tail and trailer were four writes).
-  let gathered: Buffer[] = []
-  let gatheredBytes = 0
-  const write = async (bytes: Buffer, last = false): Promise<void> => {
+  const write = async (bytes: Buffer): Promise<void> => {
     signal?.throwIfAborted()
-    if (!last && gatheredBytes + bytes.length < GATHER_BELOW) {
-      gathered.push(bytes)
-      gatheredBytes += bytes.length
-      return
-    }
-    const parts = gathered.length === 0 ? [bytes] : [...gathered, bytes]
-    gathered = []
-    gatheredBytes = 0
-    await writevAll(handle, parts, temp)
+    await writeAll(handle, bytes, temp)
   }
   try {
     hash.update(head)
@@ -241,7 +226,7 @@ export async function writeEntryStream(
     encodeTrailerFields(storedLength, logicalLength).copy(trailer, 0)
     hash.update(trailer.subarray(0, TRAILER_BYTES - 8))
     trailer.writeBigUInt64LE(hash.digest(), TRAILER_BYTES - 8)
-    await write(trailer, true)
+    await write(trailer)
     if (options.durable) await handle.sync()
     const written = head.length + storedLength + TRAILER_BYTES
     const size = disk.fstatSync(handle.fd).size // of an open descriptor: no thread-pool round trip
