@@ -408,9 +408,9 @@ export class FileTier implements Tier {
   }
 
   /**
-   * Finds `key`'s entry. Small files are read whole and verified (the synchronous path); large
-   * ones are opened and only their head and trailer parsed, the caller owning the open handle
-   * (`open` forces that path). undefined for a miss, a hash collision, or a corrupt file
+   * Finds `key`'s entry. Small files (up to SYNC_IO_LIMIT, or WHOLE_STREAM_LIMIT with `how`
+   * 'whole') are read whole and verified; larger ones are opened and only their head and
+   * trailer parsed, the caller owning the open handle ('open' forces that path). undefined for a miss, a hash collision, or a corrupt file
    * (counted, and removed if it is still the file judged).
    */
   async #probe(file: string, key: string, how: ProbeRead = 'small'): Promise<Probe | undefined> {
