@@ -24,10 +24,10 @@ function openUnder(dir: string): string[] {
 
 test('a stream made after the breaker timed its getStream out is destroyed: its entry file is closed', async () => {
   const dir = path.join(base, 'cache')
-  // Incompressible, over 64 KiB and stored as it is: read through an open handle. Written
-  // without a timeout: this test is about the read.
+  // Incompressible, over the 2 MiB + 64 KiB that getStream reads whole, and stored as it is:
+  // streamed through an open handle. Written without a timeout: this test is about the read.
   const writer = await Larder.open({ dir, maintenance: false, compression: 'none' })
-  await writer.setStream('artifact', [randomBytes(200 * 1024)])
+  await writer.setStream('artifact', [randomBytes(3 * 1024 * 1024)])
   await writer.close()
   const cache = await Larder.open({
     dir,

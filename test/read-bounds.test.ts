@@ -186,13 +186,14 @@ describe('decompression bombs and lying lengths, forged by hand', () => {
     { timeout: 60_000 },
     async () => {
       const dir = await freshDir('framed-lie')
-      // A raw frame of 100 KiB (so the file is over 64 KiB and getStream streams it), then 16
-      // frames of 4 MiB (64 MiB in all) under a claim of 2 MiB.
-      const first = forgeFrame(100 * KiB, Buffer.from(Array.from({ length: 100 * KiB }, (_, i) => (i * 7919) & 0xff)), false)
+      // A raw frame of 2.1 MiB (so the file is over the 2 MiB + 64 KiB that getStream reads
+      // whole, and it streams it), then 16 frames of 4 MiB (64 MiB in all) under a claim of 3 MiB.
+      const firstLength = 2 * MiB + 100 * KiB
+      const first = forgeFrame(firstLength, Buffer.from(Array.from({ length: firstLength }, (_, i) => (i * 7919) & 0xff)), false)
       const bytes = forgeEntry(
         { key: 'lie', codec: CODEC.stream, compression: COMPRESSION.brotli, flags: FLAG_FRAMED },
         Buffer.concat([first, brotliFrames(16)]),
-        2 * MiB,
+        3 * MiB,
       )
       plant(dir, 'lie', bytes)
       const cache = await Larder.open({ dir, maintenance: false })
@@ -210,7 +211,7 @@ describe('decompression bombs and lying lengths, forged by hand', () => {
         },
         (e: LarderError) => e.code === 'ERR_CORRUPT',
       )
-      assert.ok(delivered <= 2 * MiB, `${delivered} bytes delivered under a claim of 2 MiB`)
+      assert.ok(delivered <= 3 * MiB, `${delivered} bytes delivered under a claim of 3 MiB`)
       assert.equal((await cache.stats()).corrupt, 2)
       await cache.close()
     },
@@ -592,6 +593,13 @@ describe('a corrupt entry is removed only if it is still the file judged', () =>
       const cache = await Larder.open({ dir, maintenance: false })
       // The one seam use: the replacement lands exactly between the judgement (the head read
       // through this handle) and the removal, a race a real disk cannot stage on demand.
+      // getStream reads a file of up to 2 MiB + 64 KiB whole through a plain descriptor: the
+      // replacement lands after that read, before the judgement's removal.
+      disk.readFd = async (...args: Parameters<typeof realDisk.readFd>) => {
+        const n = await realDisk.readFd(...args)
+        if (existsSync(staged)) renameSync(staged, file)
+        return n
+      }
       disk.open = async (...args: Parameters<typeof realDisk.open>) => {
         const handle = await realDisk.open(...args)
         if (String(args[0]) === file && existsSync(staged)) {
@@ -608,6 +616,7 @@ describe('a corrupt entry is removed only if it is still the file judged', () =>
         assert.ok(answer === undefined || answer === false, `${api} answered ${String(answer)}`)
       } finally {
         disk.open = realDisk.open
+        disk.readFd = realDisk.readFd
       }
       assert.equal((await cache.stats()).corrupt, 1)
       assert.equal(existsSync(file), true, 'the fresh entry was removed')

@@ -34,6 +34,11 @@ export const disk = {
    *  whose descriptor must not be closed synchronously). */
   openFd: (file: string, flags: number, mode: number): Promise<number> =>
     new Promise((resolve, reject) => fs.open(file, flags, mode, (error, fd) => (error === null ? resolve(fd) : reject(error)))),
+  /** A positional read of a plain descriptor through the thread pool (entry-files.ts's whole reads). */
+  readFd: (fd: number, buffer: Uint8Array, offset: number, length: number, position: number): Promise<number> =>
+    new Promise((resolve, reject) =>
+      fs.read(fd, buffer, offset, length, position, (error, n) => (error === null ? resolve(n) : reject(error))),
+    ),
   /** A FileHandle's write, here so a test can shorten it; callers loop on the count. */
   write: (handle: FileHandle, buffer: Uint8Array, offset: number, length: number): Promise<{ bytesWritten: number }> =>
     handle.write(buffer, offset, length),

@@ -38,12 +38,48 @@ export const LARGE = Symbol('larger than SYNC_IO_LIMIT')
  * throws a CorruptEntryError carrying its inode, so only that one is ever removed.
  */
 export function readSmallEntryFile(file: string): FileRead | typeof LARGE | undefined {
+  const opened = openUpTo(file, SYNC_IO_LIMIT)
+  if (opened === undefined || opened === LARGE) return opened
+  try {
+    return filled(opened, readSyncAt)
+  } finally {
+    disk.closeSync(opened.fd)
+  }
+}
+
+/**
+ * `readSmallEntryFile` for files of up to `limit` bytes (getStream's WHOLE_STREAM_LIMIT): one
+ * read through the thread pool for a file over SYNC_IO_LIMIT, its open, fstat and close on
+ * this thread (a few µs each, where each thread-pool round trip costs a wake-up of another
+ * thread: a 1 MiB artifact was five of them, counted with strace). The caller verifies the
+ * whole file before handing out a byte.
+ */
+export async function readEntryFileUpTo(file: string, limit: number): Promise<FileRead | typeof LARGE | undefined> {
+  const opened = openUpTo(file, limit)
+  if (opened === undefined || opened === LARGE) return opened
+  try {
+    return opened.size <= SYNC_IO_LIMIT ? filled(opened, readSyncAt) : await filledAsync(opened)
+  } finally {
+    disk.closeSync(opened.fd)
+  }
+}
+
+/** An entry file opened for a whole read: its descriptor (the caller closes it) and what fstat said. */
+interface OpenedFile {
+  fd: number
+  size: number
+  ino: number
+  mtimeMs: number
+}
+
+/** Opens `file` if it is a regular file of at most `limit` bytes (see readSmallEntryFile). */
+function openUpTo(file: string, limit: number): OpenedFile | typeof LARGE | undefined {
   // Misses are common and a throwing openSync builds an exception (~8 µs); a non-throwing
   // lstat answers a miss in ~1 µs and costs a hit about as much.
   const link = disk.lstatSync(file, { throwIfNoEntry: false })
   if (link === undefined) return undefined
   if (link.isSymbolicLink()) throw new CorruptEntryError("a symlink in an entry's place", link.ino)
-  if (link.isFile() && link.size > SYNC_IO_LIMIT) return LARGE
+  if (link.isFile() && link.size > limit) return LARGE
   let fd: number
   try {
     fd = disk.openSync(file, READ_FLAGS)
@@ -56,18 +92,41 @@ export function readSmallEntryFile(file: string): FileRead | typeof LARGE | unde
   try {
     const stat = disk.fstatSync(fd)
     if (!stat.isFile()) throw new CorruptEntryError(stat.isDirectory() ? "a directory in an entry's place" : 'not a regular file', stat.ino)
-    if (stat.size > SYNC_IO_LIMIT) return LARGE // replaced by a larger file since the lstat
-    const bytes = Buffer.allocUnsafe(stat.size)
-    let done = 0
-    while (done < bytes.length) {
-      const n = disk.readSync(fd, bytes, done, bytes.length - done, done)
-      if (n === 0) break // shrank under us: the checksum will reject the short buffer
-      done += n
+    if (stat.size > limit) {
+      disk.closeSync(fd)
+      return LARGE // replaced by a larger file since the lstat
     }
-    return { bytes: done === bytes.length ? bytes : bytes.subarray(0, done), ino: stat.ino, mtimeMs: stat.mtimeMs }
-  } finally {
+    return { fd, size: stat.size, ino: stat.ino, mtimeMs: stat.mtimeMs }
+  } catch (error) {
     disk.closeSync(fd)
+    throw error
   }
+}
+
+const readSyncAt = (fd: number, into: Buffer, at: number): number => disk.readSync(fd, into, at, into.length - at, at)
+
+/** The opened file's bytes, read to its size (a file that shrank under us gives fewer: the
+ *  checksum rejects the short buffer). */
+function filled(opened: OpenedFile, read: typeof readSyncAt): FileRead {
+  const bytes = Buffer.allocUnsafe(opened.size)
+  let done = 0
+  while (done < bytes.length) {
+    const n = read(opened.fd, bytes, done)
+    if (n === 0) break
+    done += n
+  }
+  return { bytes: done === bytes.length ? bytes : bytes.subarray(0, done), ino: opened.ino, mtimeMs: opened.mtimeMs }
+}
+
+async function filledAsync(opened: OpenedFile): Promise<FileRead> {
+  const bytes = Buffer.allocUnsafe(opened.size)
+  let done = 0
+  while (done < bytes.length) {
+    const n = await disk.readFd(opened.fd, bytes, done, bytes.length - done, done)
+    if (n === 0) break
+    done += n
+  }
+  return { bytes: done === bytes.length ? bytes : bytes.subarray(0, done), ino: opened.ino, mtimeMs: opened.mtimeMs }
 }
 
 /**

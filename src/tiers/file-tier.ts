@@ -17,7 +17,7 @@ import type { DiskBreaker } from '../resilience/disk-breaker.js'
 import type { ActivityCounters } from '../stats/activity-log.js'
 import { createFileSync } from '../store/atomic-write.js'
 import { disk, errorCode } from '../store/disk.js'
-import { LARGE, readSmallEntryFile, removeFile, removeIfUnchanged, writeEntryFile } from '../store/entry-files.js'
+import { LARGE, readEntryFileUpTo, readSmallEntryFile, removeFile, removeIfUnchanged, writeEntryFile } from '../store/entry-files.js'
 import { CACHEDIR_TAG, PARTITION_NAME, removeTrash, trashName, type Layout } from '../store/layout.js'
 import { entryState } from '../store/liveness.js'
 import { collect, createEntryStream, openEntry, readOpenedEntry, type OpenedEntry } from '../store/stream-reader.js'
@@ -82,6 +82,16 @@ type Probe = {
   mtimeMs: number
 } & ({ whole: VerifiedEntry; opened?: undefined } | { whole?: undefined; opened: OpenedEntry })
 type Freshness = 'fresh' | 'stale' | 'gone'
+/** How #probe reads: whole up to SYNC_IO_LIMIT, synchronously (get, has, …); whole up to
+ *  WHOLE_STREAM_LIMIT, the larger through one thread-pool read (getStream); or just opened. */
+type ProbeRead = 'small' | 'whole' | 'open'
+/**
+ * getStream reads an entry file of up to this size whole, in one read, and verifies it before
+ * handing out a byte: a 1 MiB artifact costs one thread-pool round trip instead of five (open,
+ * head, trailer, payload, close). The memory is what streaming it held anyway: the stream
+ * reader's last read takes up to two blocks of 1 MiB with the trailer.
+ */
+const WHOLE_STREAM_LIMIT = 2 * 1024 * 1024 + 64 * 1024
 
 /**
  * The tier of entry files: one file per key under `<dir>/v1/<ns>/<pp>/<hash>`, each verified
@@ -173,12 +183,14 @@ export class FileTier implements Tier {
     // its file is closed (a stream is read only when consumed, so nothing else would close it).
     const release = (late: Readable | undefined): void => void late?.destroy()
     return this.#p.breaker.runOwning(async () => {
-      let found = await this.#probe(file, key)
+      // A file of up to WHOLE_STREAM_LIMIT (a 1 MiB artifact) is read whole in one read and
+      // verified before its first byte is handed out; a larger one is streamed from the file.
+      let found = await this.#probe(file, key, 'whole')
       if (found === undefined) return undefined
-      // A small file whose value is larger than a get may hold (a streamed artifact of
-      // zeros, say) is streamed from the file like a large one, never inflated whole.
-      if (found.whole !== undefined && found.logicalLength > this.#p.options.maxValueSize) {
-        found = await this.#probe(file, key, true)
+      // A whole file whose value is larger than that (a compressed one, say) is streamed from
+      // the file like a large one, never inflated whole.
+      if (found.whole !== undefined && found.logicalLength > Math.min(WHOLE_STREAM_LIMIT, this.#p.options.maxValueSize)) {
+        found = await this.#probe(file, key, 'open')
         if (found === undefined) return undefined
       }
       let handedOver = false
@@ -396,16 +408,16 @@ export class FileTier implements Tier {
   }
 
   /**
-   * Finds `key`'s entry. Small files are read whole and verified (the synchronous path); large
-   * ones are opened and only their head and trailer parsed, the caller owning the open handle
-   * (`open` forces that path). undefined for a miss, a hash collision, or a corrupt file
+   * Finds `key`'s entry. Small files (up to SYNC_IO_LIMIT, or WHOLE_STREAM_LIMIT with `how`
+   * 'whole') are read whole and verified; larger ones are opened and only their head and
+   * trailer parsed, the caller owning the open handle ('open' forces that path). undefined for a miss, a hash collision, or a corrupt file
    * (counted, and removed if it is still the file judged).
    */
-  async #probe(file: string, key: string, open = false): Promise<Probe | undefined> {
+  async #probe(file: string, key: string, how: ProbeRead = 'small'): Promise<Probe | undefined> {
     let found: Probe
     let ino: number | undefined
     try {
-      const read = open ? LARGE : readSmallEntryFile(file)
+      const read = how === 'open' ? LARGE : how === 'whole' ? await readEntryFileUpTo(file, WHOLE_STREAM_LIMIT) : readSmallEntryFile(file)
       if (read === undefined) return undefined
       if (read === LARGE) {
         const opened = await openEntry(file)

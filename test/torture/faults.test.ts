@@ -20,7 +20,7 @@ import { drain, makeBlob, makeRecord, prng, problemOf, randInt, valueProblem } f
 import { record, recordSkipped, scale, seedFor } from './scale.ts'
 
 const CODES = ['EIO', 'ENOSPC', 'EACCES', 'EROFS', 'EMFILE'] as const
-const ASYNC_CALLS = new Set(['open', 'readFile', 'unlink', 'rename', 'rm', 'mkdir', 'stat', 'lstat', 'readdir', 'write'])
+const ASYNC_CALLS = new Set(['open', 'readFile', 'unlink', 'rename', 'rm', 'mkdir', 'stat', 'lstat', 'readdir', 'write', 'readFd'])
 const real = { ...disk }
 const seams = disk as unknown as Record<string, (...args: unknown[]) => unknown>
 const fast = { volumeThreshold: 4, errorThresholdPercentage: 50, resetTimeout: 100, rollingCountTimeout: 10_000 }
