@@ -13,6 +13,7 @@ import { Larder } from '../../src/index.ts'
 import { decodeMessage, encodeMessage, encoderFor, type BusMessage } from '../../src/bus/messages.ts'
 import { checksum, loadHasher } from '../../src/format/checksum.ts'
 import { decodeEntry, encodeEntry, encodeTags, FLAG_FRAMED, type EntryMeta } from '../../src/format/entry-format.ts'
+import { readFromRedis } from './readers.ts'
 import { eventually, redisAvailable, startRedis, type RedisServer } from './server.ts'
 
 const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run installs it)'
@@ -89,18 +90,7 @@ describe('the versioned write and delete: what Redis holds judged by one unpack 
       const held = await probe.getBuffer(name(key))
       assert.ok(held !== null && held.subarray(0, 4).toString('latin1') === 'LRDR', `${key}: an entry of ours now`)
       assert.ok(held.readDoubleLE(8) > 1, `${key}: with this write's version`)
-      const reader = await Larder.open({
-        dir: false,
-        memory: { maxEntries: 10 },
-        maintenance: false,
-        bus: false,
-        redis: { url: server.url, prefix },
-      })
-      try {
-        assert.deepEqual(await reader.get(key), { replaced: key }, `${key}: read back from Redis`)
-      } finally {
-        await reader.close()
-      }
+      assert.deepEqual(await readFromRedis(server.url, prefix, key), { replaced: key }, `${key}: read back from Redis`)
     }
   })
 

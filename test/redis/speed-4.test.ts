@@ -14,6 +14,7 @@ import path from 'node:path'
 import { Redis } from 'ioredis'
 import { Larder } from '../../src/index.ts'
 import { MonitorRecorder } from './monitor-recorder.ts'
+import { listenTo, readFromRedis } from './readers.ts'
 import { eventually, redisAvailable, startRedis, type RedisServer } from './server.ts'
 
 const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run installs it)'
@@ -44,9 +45,7 @@ describe('the versioned write: a key Redis does not hold is one SET NX inside th
   const heard: string[] = []
   before(async () => {
     probe = new Redis(server.url)
-    listener = new Redis(server.url)
-    listener.on('message', (_channel: string, text: string) => heard.push(text))
-    await listener.subscribe(`${prefix}bus:default`)
+    listener = await listenTo(server.url, `${prefix}bus:default`, heard)
     cache = await Larder.open({ dir: false, memory: { maxEntries: 100 }, maintenance: false, redis: { url: server.url, prefix } })
     await cache.set('warm', 0) // the script is loaded before anything is recorded
     await recorder.start()
@@ -100,18 +99,7 @@ describe('the versioned write: a key Redis does not hold is one SET NX inside th
     await probe.hset(name('hash'), 'field', 'value')
     await cache.set('hash', 'an entry')
     assert.equal(await probe.type(name('hash')), 'string')
-    const reader = await Larder.open({
-      dir: false,
-      memory: { maxEntries: 10 },
-      maintenance: false,
-      bus: false,
-      redis: { url: server.url, prefix },
-    })
-    try {
-      assert.equal(await reader.get('hash'), 'an entry')
-    } finally {
-      await reader.close()
-    }
+    assert.equal(await readFromRedis(server.url, prefix, 'hash'), 'an entry')
   })
 
   test('write-back batches go through the same script', async () => {
@@ -144,9 +132,7 @@ describe("the bus: an instance's own message recognised from its bytes, every ot
   const heard: string[] = []
   before(async () => {
     probe = new Redis(server.url)
-    listener = new Redis(server.url)
-    listener.on('message', (_channel: string, text: string) => heard.push(text))
-    await listener.subscribe(channel)
+    listener = await listenTo(server.url, channel, heard)
     const open = (): Promise<Larder> =>
       Larder.open({ dir: false, memory: { maxEntries: 100 }, maintenance: false, redis: { url: server.url, prefix } })
     a = await open()
