@@ -222,7 +222,12 @@ describe('encryption: tampering (entries edited and re-checksummed by someone wh
       let body: Buffer[] = frames
       if (damage === 'swap') body = [frames[1]!, frames[0]!, frames[2]!, frames[3]!]
       if (damage === 'truncate') body = frames.slice(0, 3)
-      if (damage === 'flip') body = [frames[0]!, Buffer.from(frames[1]!).fill(1, 100, 101), frames[2]!, frames[3]!]
+      if (damage === 'flip') {
+        // One ciphertext bit inverted (a byte set to a fixed value is already that value once in 256 runs).
+        const flipped = Buffer.from(frames[1]!)
+        flipped[100] = flipped[100]! ^ 0x01
+        body = [frames[0]!, flipped, frames[2]!, frames[3]!]
+      }
       const payload = Buffer.concat(body)
       const trailer = Buffer.from(bytes.subarray(payloadEnd))
       trailer.writeBigUInt64LE(BigInt(payload.length), 0)
