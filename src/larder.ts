@@ -7,6 +7,7 @@ import { layerOptions, type LayeredOptions, type OptionSource } from './config/l
 import { CacheParts } from './facade/cache-parts.js'
 import type { LarderEvents } from './facade/events.js'
 import { incrementInOrder } from './facade/increment.js'
+import { rekeyTiers } from './facade/rekey.js'
 import { optionsSnapshot, reconfigure, type ConfigChange, type ReconfigureState } from './facade/reconfigure.js'
 import { assembleStats, type Stats } from './facade/stats.js'
 import { warm, type WarmReport } from './facade/warm.js'
@@ -417,13 +418,14 @@ export class Larder extends EventEmitter<LarderEvents> {
    * Rewrites, in worker threads, every entry not sealed under `encryption.activeKey` (sealed
    * under another listed key, or not encrypted) sealed under it; each rewrite atomic and only
    * if the entry is unchanged since read. Entries under keys not listed are left and counted.
-   * Needs the `encryption` option. Cancel with `signal` (`ERR_ABORTED`).
+   * With `redis`, the values Redis holds for this namespace too (`report.redis`). Needs the
+   * `encryption` option. Cancel with `signal` (`ERR_ABORTED`).
    */
   async rekey(options?: RekeyOptions): Promise<RekeyReport> {
     this.#assertOpen()
     const valid = validateRekeyOptions(options)
     this.#assertWritable()
-    return this.#p.failures.operation(() => this.#p.files('rekey') && this.#p.disk!.maintainer.rekey(valid))
+    return this.#p.failures.operation(() => rekeyTiers(this.#p, valid))
   }
 
   // ── lifecycle and introspection ───────────────────────────────────────────

@@ -3,12 +3,19 @@ import { isLarderError } from '../errors.js'
 import type { MaintenanceProgress } from '../maintenance/maintainer.js'
 import { CliFailure, EXIT } from './context.js'
 
-const PHASES: Record<MaintenanceProgress['phase'], string> = { scan: 'scanning', evict: 'evicting', verify: 'verifying', rekey: 'rekeying' }
+const PHASES: Record<MaintenanceProgress['phase'], string> = {
+  scan: 'scanning',
+  evict: 'evicting',
+  verify: 'verifying',
+  rekey: 'rekeying',
+  redis: 'redis',
+}
 const UNITS: Record<MaintenanceProgress['phase'], string> = {
   scan: 'partitions',
   evict: 'entries',
   verify: 'partitions',
   rekey: 'partitions',
+  redis: 'keys',
 }
 
 /**
@@ -42,6 +49,7 @@ export class ProgressBar {
       this.#phase = p.phase
       this.#bar.start(p.total, p.done, { phase: PHASES[p.phase].padEnd(9), unit: UNITS[p.phase] })
     } else {
+      if (p.total !== this.#bar.getTotal()) this.#bar.setTotal(p.total) // Redis keys: found as they are scanned
       this.#bar.update(p.done)
     }
   }

@@ -9,18 +9,18 @@ export interface SharedTierFlags {
 
 /**
  * `--redis URL` (LARDER_REDIS_URL) and `--redis-prefix` (LARDER_REDIS_PREFIX) for the commands
- * that remove entries (`rm`, `prune`): with them, what matches also goes from the Redis the
- * applications share, and every instance listening on the bus drops its local copies. Without
+ * that change entries where the applications share them: with them, `rm` and `prune` also
+ * remove what matches from the Redis the applications share (and every instance listening on
+ * the bus drops its local copies), and `rekey` also rewrites the values Redis holds. Without
  * them, only the directory is touched, whatever the applications use. The URL is checked by
- * `Larder.open` (a bad one is ERR_INVALID_OPTION, exit 2, before anything is removed).
+ * `Larder.open` (a bad one is ERR_INVALID_OPTION, exit 2, before anything is changed).
  */
-export function withSharedTierOptions(command: Command): Command {
+export function withSharedTierOptions(
+  command: Command,
+  what = 'also remove from this Redis (redis:// or rediss:// URL), and tell every instance on its bus',
+): Command {
   return command
-    .addOption(
-      new Option('--redis <url>', 'also remove from this Redis (redis:// or rediss:// URL), and tell every instance on its bus').env(
-        'LARDER_REDIS_URL',
-      ),
-    )
+    .addOption(new Option('--redis <url>', what).env('LARDER_REDIS_URL'))
     .addOption(new Option('--redis-prefix <prefix>', "the applications' redis.prefix").env('LARDER_REDIS_PREFIX').default('larder:'))
 }
 

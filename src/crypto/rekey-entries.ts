@@ -33,6 +33,7 @@ import {
   headLength,
   TRAILER_BYTES,
   encodeTags,
+  type DecodedEntry,
   type EntryHead,
 } from '../format/entry-format.js'
 import { decodeFrameHeader, encodeFrame, FRAME_HEADER_BYTES } from '../format/frames.js'
@@ -188,11 +189,17 @@ function rewriteWhole(
 ): void {
   const bytes = Buffer.allocUnsafe(size)
   if (fs.readSync(fd, bytes, 0, size, 0) !== size) throw new CorruptEntryError('file shrank while read')
-  const entry = decodeEntry(bytes)
+  writeAllSync(to, resealed(decodeEntry(bytes), oldKey, keyring, input.namespace), 'rekey temp')
+}
+
+/** An unframed entry (decoded, so its checksum verified) opened with `oldKey` (none: it is not
+ *  sealed) and sealed under the active key, everything else as it was: the bytes rekey writes
+ *  for an entry file read whole, and for a Redis value (rekey-redis.ts). A KeyError if it
+ *  fails authentication. */
+export function resealed(entry: DecodedEntry, oldKey: Parameters<typeof openedPayload>[1], keyring: Keyring, namespace: string): Buffer {
   const payload = openedPayload(entry, oldKey)
-  const meta = { ...entry, namespaceId: entry.namespaceId ?? namespaceIdOf(input.namespace), keyId: undefined, nonce: undefined }
-  const file = encodeUnframedEntry(meta, payload, entry.logicalLength, keyring)
-  writeAllSync(to, file, 'rekey temp')
+  const meta = { ...entry, namespaceId: entry.namespaceId ?? namespaceIdOf(namespace), keyId: undefined, nonce: undefined }
+  return encodeUnframedEntry(meta, payload, entry.logicalLength, keyring)
 }
 
 /**

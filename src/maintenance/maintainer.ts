@@ -1,5 +1,6 @@
 import path from 'node:path'
 import type { RekeyOutput } from '../crypto/rekey-entries.js'
+import type { RedisRekeyReport } from '../crypto/rekey-redis.js'
 import { isLarderError, LarderError } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
 import { disk } from '../store/disk.js'
@@ -58,7 +59,8 @@ export interface VerifyReport {
 
 export interface MaintenanceProgress {
   operation: 'prune' | 'verify' | 'list' | 'usage' | 'rekey'
-  phase: 'scan' | 'evict' | 'verify' | 'rekey'
+  /** 'redis': rekey's pass over the values Redis holds, whose total grows as they are found. */
+  phase: 'scan' | 'evict' | 'verify' | 'rekey' | 'redis'
   done: number
   total: number
 }
@@ -119,6 +121,8 @@ export interface RekeyOptions {
 /** What `Larder.rekey` did (see crypto/rekey-entries.ts `RekeyOutput` for each count). */
 export interface RekeyReport extends Omit<RekeyOutput, 'stopped'> {
   durationMs: number
+  /** With `redis`: what was done with the values Redis holds (facade/rekey.ts). */
+  redis?: RedisRekeyReport
 }
 
 /** Partitions per worker task: 256 partitions make 32 tasks, fine-grained enough for

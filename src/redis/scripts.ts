@@ -83,6 +83,18 @@ if length ~= tonumber(ARGV[1]) then return 0 end
 if length >= 8 and redis.call('GETRANGE', KEYS[1], length - 8, length - 1) ~= ARGV[2] then return 0 end
 return redis.call('DEL', KEYS[1])`)
 
+/** KEYS[1] = ARGV[3], its expiry kept, only if it still holds the string of ARGV[1] bytes that
+ *  ends in the 8 bytes ARGV[2] (an entry's checksum, which covers all of it): `rekey`'s swap
+ *  of a value it read for the same entry sealed under another key. 1 = replaced, 0 = it had
+ *  changed (rewritten, deleted, expired) and stays as it is. */
+export const REPLACE_IF_SAME = script(`
+if redis.call('TYPE', KEYS[1]).ok ~= 'string' then return 0 end
+local length = redis.call('STRLEN', KEYS[1])
+if length ~= tonumber(ARGV[1]) or length < 8 then return 0 end
+if redis.call('GETRANGE', KEYS[1], length - 8, length - 1) ~= ARGV[2] then return 0 end
+redis.call('SET', KEYS[1], ARGV[3], 'KEEPTTL')
+return 1`)
+
 /** Raises each tag's stamp in the hash KEYS[1] (ARGV: tag, time, tag, time…) to the time given,
  *  never lowers it. */
 export const RAISE_STAMPS = script(`

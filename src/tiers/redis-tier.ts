@@ -10,8 +10,9 @@ import { Glob } from '../maintenance/glob.js'
 import type { Announcement } from '../bus/bus.js'
 import type { ResolvedOptions, ResolvedRedisOptions } from '../options.js'
 import type { DiskBreaker } from '../resilience/disk-breaker.js'
+import type { Redis } from 'ioredis'
 import { masters, type RedisClient } from '../redis/connection.js'
-import { DELETE_IF_OLDER, DELETE_IF_SAME, runScript, SET_IF_NEWER } from '../redis/scripts.js'
+import { DELETE_IF_OLDER, DELETE_IF_SAME, REPLACE_IF_SAME, runScript, SET_IF_NEWER } from '../redis/scripts.js'
 import { isWrongType } from '../resilience/redis-failure.js'
 import type { ActivityCounters } from '../stats/activity-log.js'
 import { entryState, type TagStamps } from '../store/liveness.js'
@@ -163,26 +164,53 @@ export class RedisTier {
    * the cache's own glob rules, never by Redis's.
    */
   async #removeWhere(matches: (key: string) => boolean, everything: boolean, removed?: (keys: string[]) => void): Promise<number> {
-    const pattern = escapeGlob(this.base) + '*'
     let count = 0
+    for await (const { node, names: found } of this.pages()) {
+      const keys = found.filter((name) => {
+        const key = name.slice(this.base.length)
+        if (key.startsWith('\0')) return everything && !key.startsWith('\0tags')
+        return matches(key)
+      })
+      for (const slot of this.#bySlot(keys)) {
+        const names = slot.map((i) => keys[i]!)
+        count += await this.#run(() => node.unlink(...names))
+        removed?.(names.map((name) => name.slice(this.base.length)))
+      }
+    }
+    return count
+  }
+
+  /** Every Redis name of this namespace (its entries, and its own keys starting with NUL:
+   *  locks, tag stamps), a SCAN page at a time from each master, with the master that holds
+   *  them. A key may come twice (SCAN's guarantee is at least once). */
+  async *pages(): AsyncGenerator<{ node: Redis; names: string[] }> {
+    const pattern = escapeGlob(this.base) + '*'
     for (const node of masters(this.client)) {
       let cursor = '0'
       do {
-        const [next, found] = await this.#run(() => node.scan(cursor, 'MATCH', pattern, 'COUNT', BATCH))
+        const [next, names] = await this.#run(() => node.scan(cursor, 'MATCH', pattern, 'COUNT', BATCH))
         cursor = next
-        const keys = found.filter((name) => {
-          const key = name.slice(this.base.length)
-          if (key.startsWith('\0')) return everything && !key.startsWith('\0tags')
-          return matches(key)
-        })
-        for (const slot of this.#bySlot(keys)) {
-          const names = slot.map((i) => keys[i]!)
-          count += await this.#run(() => node.unlink(...names))
-          removed?.(names.map((name) => name.slice(this.base.length)))
-        }
+        if (names.length > 0) yield { node, names }
       } while (cursor !== '0')
     }
-    return count
+  }
+
+  /** At most the first `limit` + 1 bytes `node` holds under the full name `name`, unverified
+   *  (more than `limit` means it is longer; none: nothing there, or not a string). */
+  async rawGet(node: Redis, name: string, limit: number): Promise<Buffer> {
+    try {
+      return await this.#run(() => node.getrangeBuffer(name, 0, limit))
+    } catch (error) {
+      if (isWrongType(error)) return Buffer.alloc(0)
+      throw error
+    }
+  }
+
+  /** `bytes` under the full name `name`, its expiry kept, if it still holds `old` (judged by
+   *  length and checksum: REPLACE_IF_SAME). Whether it did. */
+  async replaceIfSame(node: Redis, name: string, old: Buffer, bytes: Buffer): Promise<boolean> {
+    const tail = old.subarray(Math.max(0, old.length - 8))
+    return (await this.#run(() => runScript(node, REPLACE_IF_SAME, [name], [String(old.length), tail, bytes]))) === 1
   }
 
   /** Runs a command through this tier's breaker (which times it out at commandTimeout). */
@@ -219,7 +247,7 @@ export class RedisTier {
 
   /** Verifies, judges and decodes a value Redis returned for `key`. */
   async #judge(key: string, bytes: Buffer, grace: number): Promise<RedisRead> {
-    if (bytes.length === TOMBSTONE_BYTES && bytes.readUInt32LE(0) === TOMBSTONE_MAGIC) return MISS
+    if (isTombstone(bytes)) return MISS
     try {
       const entry = decodeEntry(bytes)
       if (entry.key !== key) throw new CorruptEntryError('an entry of another key under this name')
@@ -272,6 +300,11 @@ export class RedisTier {
 function isPayloadFailure(error: unknown): boolean {
   const code = (error as { code?: unknown } | undefined)?.code
   return typeof code === 'string' && code.startsWith('Z_')
+}
+
+/** Whether `bytes` are a tombstone (what a deleted key holds for TOMBSTONE_MS), not an entry. */
+export function isTombstone(bytes: Buffer): boolean {
+  return bytes.length === TOMBSTONE_BYTES && bytes.readUInt32LE(0) === TOMBSTONE_MAGIC
 }
 
 /** `text` as a Redis glob that matches only itself. */

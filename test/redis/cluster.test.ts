@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { setTimeout as delay } from 'node:timers/promises'
 import { Larder } from '../../src/index.ts'
+import { ONLY_A } from '../encryption-helpers.ts'
 import { tempDir } from '../helpers.ts'
 import { eventually, freePort, redisAvailable, RedisServer } from './server.ts'
 
@@ -100,5 +101,25 @@ describe('a 3-master Redis Cluster', { skip }, () => {
       before.reduce((x, y) => x + y, 0),
     )
     assert.deepEqual(perMaster(), [0, 0, 0])
+  })
+
+  test('rekey rewrites the values every master holds under the active key', async () => {
+    const keys = Array.from({ length: 40 }, (_, i) => `sealed:${i}`)
+    await a.setMany(keys.map((key, i) => ({ key, value: { i } }))) // not encrypted: a has no keys
+    const held = nodes.map((n) => Number(n.cli('EVAL', `return #redis.call('KEYS', ARGV[1])`, '0', `${prefix}*sealed:*`)))
+    assert.ok(
+      held.every((count) => count > 0),
+      `every master holds some (${held.join(', ')})`,
+    )
+    const cluster = nodes.map((n) => `127.0.0.1:${n.port}`)
+    const sealing = await Larder.open({ dir: false, memory: false, maintenance: false, redis: { cluster, prefix }, encryption: ONLY_A })
+    const report = await sealing.rekey()
+    assert.deepEqual(report.redis, { scanned: 40, rekeyed: 40, current: 0, missingKey: 0, corrupt: 0, changed: 0 })
+    assert.deepEqual(
+      await sealing.getMany(keys),
+      keys.map((_, i) => ({ i })),
+    )
+    await sealing.close()
+    assert.deepEqual(await b.getMany(keys.slice(0, 3)), [undefined, undefined, undefined], 'sealed now: an instance without the key misses')
   })
 })

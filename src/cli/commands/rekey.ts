@@ -4,6 +4,7 @@ import type { RekeyReport } from '../../maintenance/maintainer.js'
 import { CliContext, CliFailure, EXIT } from '../context.js'
 import { count, duration, entries } from '../format.js'
 import { interruptibleWork } from '../progress.js'
+import { sharedTierOption, withSharedTierOptions, type SharedTierFlags } from '../shared-tier.js'
 
 /**
  * `larder rekey`: every entry rewritten under the active key in worker threads (Larder.rekey).
@@ -13,33 +14,35 @@ import { interruptibleWork } from '../progress.js'
  * first listed. Nothing of a key is ever printed: errors name the variable and the key id.
  */
 export function rekeyCommand(): Command {
-  return new Command('rekey')
-    .description(
-      'rewrite every entry under the active encryption key, in worker threads (keys from LARDER_ENCRYPTION_KEYS, never the command line); entries under keys not listed are left and counted',
+  return withSharedTierOptions(
+    new Command('rekey')
+      .description(
+        'rewrite every entry under the active encryption key, in worker threads (keys from LARDER_ENCRYPTION_KEYS, never the command line); entries under keys not listed are left and counted',
+      )
+      .option('--keys-env <name>', 'the environment variable holding the keys as id:key,id:key (hex or base64)', 'LARDER_ENCRYPTION_KEYS')
+      .option('--active-key <id>', 'the key id to rewrite under (default: LARDER_ENCRYPTION_ACTIVE_KEY, else the first listed)'),
+    "also rewrite the values this Redis holds for the namespace (redis:// or rediss:// URL; the applications' redis option)",
+  ).action(async (flags: { keysEnv: string; activeKey?: string } & SharedTierFlags, command: Command) => {
+    const ctx = new CliContext(command)
+    let encryption: ReturnType<typeof keysFromEnv>
+    try {
+      encryption = keysFromEnv({
+        LARDER_ENCRYPTION_KEYS: process.env[flags.keysEnv],
+        LARDER_ENCRYPTION_ACTIVE_KEY: flags.activeKey ?? process.env.LARDER_ENCRYPTION_ACTIVE_KEY,
+      })
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error)
+      throw new CliFailure(message.replace('LARDER_ENCRYPTION_KEYS', flags.keysEnv), EXIT.usage, 'ERR_INVALID_OPTION')
+    }
+    if (encryption === undefined) throw new CliFailure(`no keys: ${flags.keysEnv} is not set`, EXIT.usage, 'ERR_INVALID_OPTION')
+    const report: RekeyReport = await interruptibleWork('rekey', ctx.interactive, (control) =>
+      ctx.withCache('maintain', (cache) => cache.rekey(control), { encryption, ...sharedTierOption(flags) }),
     )
-    .option('--keys-env <name>', 'the environment variable holding the keys as id:key,id:key (hex or base64)', 'LARDER_ENCRYPTION_KEYS')
-    .option('--active-key <id>', 'the key id to rewrite under (default: LARDER_ENCRYPTION_ACTIVE_KEY, else the first listed)')
-    .action(async (flags: { keysEnv: string; activeKey?: string }, command: Command) => {
-      const ctx = new CliContext(command)
-      let encryption: ReturnType<typeof keysFromEnv>
-      try {
-        encryption = keysFromEnv({
-          LARDER_ENCRYPTION_KEYS: process.env[flags.keysEnv],
-          LARDER_ENCRYPTION_ACTIVE_KEY: flags.activeKey ?? process.env.LARDER_ENCRYPTION_ACTIVE_KEY,
-        })
-      } catch (error) {
-        const message = error instanceof Error ? error.message : String(error)
-        throw new CliFailure(message.replace('LARDER_ENCRYPTION_KEYS', flags.keysEnv), EXIT.usage, 'ERR_INVALID_OPTION')
-      }
-      if (encryption === undefined) throw new CliFailure(`no keys: ${flags.keysEnv} is not set`, EXIT.usage, 'ERR_INVALID_OPTION')
-      const report: RekeyReport = await interruptibleWork('rekey', ctx.interactive, (control) =>
-        ctx.withCache('maintain', (cache) => cache.rekey(control), { encryption }),
-      )
-      ctx.print(
-        () => human(report, encryption.activeKey),
-        () => ({ ...report, activeKey: encryption.activeKey }),
-      )
-    })
+    ctx.print(
+      () => human(report, encryption.activeKey),
+      () => ({ ...report, activeKey: encryption.activeKey }),
+    )
+  })
 }
 
 function human(r: RekeyReport, active: string): string {
@@ -50,5 +53,14 @@ function human(r: RekeyReport, active: string): string {
   if (r.changed > 0) lines.push(`${entries(r.changed)} changed while being rewritten: left as written (run rekey again)`)
   if (r.corrupt > 0) lines.push(`${entries(r.corrupt)} damaged or failing authentication: left for readers and verify --repair to remove`)
   if (r.recovered > 0) lines.push(`${entries(r.recovered)} put back after an earlier rekey was killed mid-swap`)
+  const redis = r.redis
+  if (redis !== undefined) {
+    lines.push(
+      `Redis: checked ${entries(redis.scanned)}: ${count(redis.rekeyed)} rewritten under key ${active}, ${count(redis.current)} already under it`,
+    )
+    if (redis.missingKey > 0) lines.push(`Redis: ${entries(redis.missingKey)} under keys not listed: left as they are`)
+    if (redis.changed > 0) lines.push(`Redis: ${entries(redis.changed)} changed while being rewritten: left as written (run rekey again)`)
+    if (redis.corrupt > 0) lines.push(`Redis: ${entries(redis.corrupt)} damaged or failing authentication: left for readers to remove`)
+  }
   return lines.join('\n')
 }
