@@ -72,11 +72,12 @@ if (go.op !== 'go') throw new Error(`expected go, got ${go.op}`)
 if (mode === 'ops') {
   const [writer, seed, ops, keys] = rest.map(Number) as [number, number, number, number]
   const rand = prng(seed)
-  // Half the processes keep a memory tier (another process's writes seen after its ttl).
+  const memory = writer % 2 === 0
+  // Half the processes keep a memory tier (another process's writes seen on its next look).
   const cache = await Larder.open({
     dir: dir!,
     maintenance: { interval: 0 },
-    memory: writer % 2 === 0 ? { maxEntries: 200, ttl: 50 } : false,
+    memory: memory ? { maxEntries: 200, ttl: 50 } : false,
     compression: writer % 3 === 0 ? 'gzip' : 'deflate',
   })
   const corrupt: string[] = []
@@ -86,11 +87,12 @@ if (mode === 'ops') {
   // Which tier answered the read in progress (the event is emitted within the call).
   let answered: HistoryEvent['tier']
   cache.on('hit', (_key, _tier, source) => (answered = source))
-  // When timers last ran (a 1 ms timer notes the time each time it fires), and when the last
-  // call that made the memory tier read the clock began: a set, delete or setStream, or a read
-  // the memory tier did not answer (memory-tier.ts, #notePassingTime).
+  // When timers last ran (a 1 ms timer notes the time each time it fires; only where there is
+  // a memory tier to judge by it), and when the last call that made the memory tier read the
+  // clock began: a set, delete or setStream, or a read the memory tier did not answer
+  // (memory-tier.ts, #notePassingTime).
   let tick = now()
-  const ticker = setInterval(() => (tick = now()), 1)
+  const ticker = memory ? setInterval(() => (tick = now()), 1) : undefined
   let clockCall = tick
   const counts = {
     set: 0,
@@ -216,7 +218,7 @@ if (mode === 'ops') {
     finalCounter,
     stats: { errors: stats.errors, corrupt: stats.corrupt, dropped: stats.dropped },
     history,
-    memory: writer % 2 === 0,
+    memory,
   })
 } else if (mode === 'prune') {
   const [seed, maxEntries] = rest.map(Number) as [number, number]
