@@ -42,7 +42,8 @@ export interface HeldTagStamps {
 /** Another process's write is seen by a hit at most this long after it resolved. */
 export const CHANGE_CHECK_MS = 5
 /** …and by at most this many hits that run without the event loop turning (the timer that
- *  marks a check due cannot fire in such a run, so every this-many hits read the clock). */
+ *  marks a check due cannot fire in such a run, so every this-many hits read the clock). Any
+ *  other call of this tier in such a run reads the clock itself (#notePassingTime). */
 const HITS_PER_CLOCK_READ = 16
 
 /**
@@ -62,8 +63,10 @@ const HITS_PER_CLOCK_READ = 16
  * too, and between looks a hit of a tagged entry makes no syscall (this instance's own
  * invalidations are held at once). Knowing a look is due costs a hit nothing: an unref'd timer marks it,
  * and so does a clock read once in HITS_PER_CLOCK_READ hits, for runs of hits (awaited in a
- * loop, say) during which the timer cannot fire. `memory.ttl` bounds a value's time here on
- * top of this.
+ * loop, say) during which the timer cannot fire; and every call that is not a hit (a miss, a
+ * write, a removal) reads the clock too, since small entries are read and written
+ * synchronously and a run of such calls keeps the timer from firing just the same.
+ * `memory.ttl` bounds a value's time here on top of this.
  *
  * A read from disk (or a write) takes a ticket (`epoch`) before it starts and stores its
  * value only if no change was seen in between: a value read before another process's write
@@ -108,9 +111,15 @@ export class MemoryTier implements Tier {
    *  another process's write, every held entry is). */
   get(key: string): TierRead {
     const entry = this.#lru.get(key)
-    if (entry === undefined) return MISS
+    if (entry === undefined) {
+      this.#notePassingTime()
+      return MISS
+    }
     if ((this.#due || (this.#hits = (this.#hits + 1) & (HITS_PER_CLOCK_READ - 1)) === 0) && this.#changedElsewhere()) return MISS
-    if (!alwaysLive(entry) && !this.#stillLive(key, entry)) return MISS
+    if (!alwaysLive(entry) && !this.#stillLive(key, entry)) {
+      this.#notePassingTime()
+      return MISS
+    }
     return entry
   }
 
@@ -131,6 +140,7 @@ export class MemoryTier implements Tier {
   /** Holds `entry`, unless another process's write was seen since `ticket` was taken; whether
    *  it did. */
   set(key: string, entry: TierEntry, ticket = this.#epoch): boolean {
+    this.#notePassingTime()
     // An entry bigger than the whole tier would evict everything else for nothing.
     if (ticket !== this.#epoch || (this.#maxSize !== undefined && entry.size > this.#maxSize)) {
       this.#remove(key)
@@ -212,6 +222,7 @@ export class MemoryTier implements Tier {
   }
 
   delete(key: string): boolean {
+    this.#notePassingTime()
     return this.#remove(key)
   }
 
@@ -261,6 +272,18 @@ export class MemoryTier implements Tier {
 
   get size(): number {
     return this.#lru.size
+  }
+
+  /**
+   * Marks a look due once CHANGE_CHECK_MS have passed since the last, as the timer would.
+   * Called by every call that is not a hit: it goes to disk or writes, so a clock read costs
+   * it nothing much; and small entries are read and written synchronously, so a run of such
+   * calls can keep the event loop from turning (and the timer from firing) for as long as it
+   * lasts. Without this, a hit after such a run could serve a value another process replaced
+   * long before (seen in the concurrency torture test: 300+ ms).
+   */
+  #notePassingTime(): void {
+    if (!this.#due && Date.now() - this.#lookedAt >= CHANGE_CHECK_MS) this.#due = true
   }
 
   /** Looks at the change log if a look is due; on another writer's change, drops every held

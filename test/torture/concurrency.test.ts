@@ -8,7 +8,7 @@
  * miss (eviction is allowed) or a version that was not yet superseded when the read began — no
  * write of another version, no delete and no invalidation of its tags that started after it
  * was acknowledged may have been acknowledged before the read started (a process with a
- * memory tier may lag by its documented bound). test/multiprocess.test.ts has the smaller,
+ * memory tier may lag by its documented bound, measured from when it last knew the time). test/multiprocess.test.ts has the smaller,
  * set/get-only version.
  */
 import { after, describe, test } from 'node:test'
@@ -42,9 +42,24 @@ interface OpsResult {
   memory: boolean
 }
 
-/** How long a process with a memory tier may serve a value after it was superseded: its
- *  memory.ttl (50 ms) plus the longest a disk read that promoted it may have taken under load. */
-const MEMORY_LAG_MS = 300
+/**
+ * How long before the moment it last knew the time a process's memory tier may serve a value
+ * another process has replaced (src/tiers/memory-tier.ts). A hit looks at the change log and
+ * the tags directory, so sees every set, delete and invalidation acknowledged before the look,
+ * once the tier knows CHANGE_CHECK_MS (5 ms) have passed since its last look: when its timer
+ * fires (only while the event loop runs timers), or when a call that is not a hit reads the
+ * clock. The child logs the latest such moment before each read (`seen`); the 2 ms beyond the
+ * 5 are for timers' whole-millisecond rounding. How long before the read that moment was is
+ * measured, not assumed: a process that was not running could not look.
+ */
+const MEMORY_LOOK_MS = 7
+
+/** How much earlier than the read began a superseding change may have been acknowledged and
+ *  the read still return the old version: none for a value read from disk, the memory tier's
+ *  bound (MEMORY_LOOK_MS before `seen`) for one that may have come from memory. */
+function allowance(read: HistoryEvent, memory: boolean): number {
+  return memory && read.tier !== 'file' ? read.s - (read.seen ?? read.s) + MEMORY_LOOK_MS : 0
+}
 
 /**
  * Checks every read of every process against the merged history (see the file comment).
@@ -53,7 +68,7 @@ const MEMORY_LAG_MS = 300
 function staleReads(results: readonly OpsResult[]): string[] {
   const writes = new Map<string, HistoryEvent & { p: number }>()
   const mutations = new Map<string, (HistoryEvent & { p: number })[]>()
-  const invalidations = new Map<string, HistoryEvent[]>()
+  const invalidations = new Map<string, (HistoryEvent & { p: number })[]>()
   for (const [p, r] of results.entries()) {
     for (const e of r.history) {
       if (e.k === 'w') writes.set(e.v!, { ...e, p })
@@ -64,27 +79,31 @@ function staleReads(results: readonly OpsResult[]): string[] {
       }
       if (e.k === 'i') {
         const list = invalidations.get(e.tag!) ?? []
-        list.push(e)
+        list.push({ ...e, p })
         invalidations.set(e.tag!, list)
       }
     }
   }
   const violations: string[] = []
   for (const [p, r] of results.entries()) {
-    const lag = r.memory ? MEMORY_LAG_MS : 0
     for (const read of r.history) {
       if (read.k !== 'r' || read.v === null || read.v === undefined) continue
+      const lag = allowance(read, r.memory)
       const at = (ms: number): string => `${(ms - read.s).toFixed(1)} ms`
+      // Everything needed to tell a wrong value served from a model too strict for the load.
+      const since = (ms: number | undefined): string => `${(read.s - (ms ?? read.s)).toFixed(1)} ms`
+      const reader = `process ${p} (${r.memory ? `memory tier, which last knew the time ${since(read.seen)} before the read; timers ${since(read.tick)}` : 'no memory tier'}) ${read.how ?? 'read'} ${read.key} = ${read.v} (${read.tier ?? 'unknown tier'}, took ${(read.e - read.s).toFixed(1)} ms, allowed ${lag.toFixed(1)} ms late)`
       const write = writes.get(read.v)
       if (write === undefined) {
-        violations.push(`process ${p} read ${read.key} = ${read.v}, a version no process logged writing`)
+        violations.push(`${reader}: a version no process logged writing`)
         continue
       }
-      if (write.s > read.e) violations.push(`process ${p} read ${read.key} = ${read.v} before its write began`)
+      const written = `written by process ${write.p} from ${at(write.s)} to ${at(write.e)}`
+      if (write.s > read.e) violations.push(`${reader}: ${written}, after the read ended`)
       const newer = (mutations.get(read.key!) ?? []).find((m) => m !== write && m.v !== read.v && m.s > write.e && m.e < read.s - lag)
       if (newer !== undefined) {
         violations.push(
-          `process ${p} read ${read.key} = ${read.v} (written by ${write.p}, acknowledged ${at(write.e)}), but ${newer.k === 'd' ? 'a delete' : `version ${newer.v}`} by process ${newer.p} began after that and was acknowledged ${at(newer.e)} relative to the read`,
+          `${reader}: ${written}, but ${newer.k === 'd' ? 'a delete' : `version ${newer.v}`} by process ${newer.p} ran from ${at(newer.s)} to ${at(newer.e)}`,
         )
         continue
       }
@@ -92,7 +111,7 @@ function staleReads(results: readonly OpsResult[]): string[] {
         const invalidated = (invalidations.get(tag) ?? []).find((i) => i.s > write.e && i.e < read.s - lag)
         if (invalidated !== undefined) {
           violations.push(
-            `process ${p} read ${read.key} = ${read.v} tagged ${tag}, invalidated after it was written (acknowledged ${at(invalidated.e)} relative to the read)`,
+            `${reader}: ${written} tagged ${tag}, but an invalidation of ${tag} by process ${invalidated.p} ran from ${at(invalidated.s)} to ${at(invalidated.e)}`,
           )
           break
         }
@@ -132,7 +151,17 @@ describe('the history check itself', () => {
     const raced: HistoryEvent = { k: 'r', key: 'a', v: '0.1', s: 25, e: 26 }
     assert.deepEqual(staleReads([result([v1, v2]), result([raced, { k: 'r', key: 'a', v: null, s: 50, e: 51 }])]), [])
     const v3: HistoryEvent = { k: 'w', key: 'a', v: '1.3', s: 20, e: 30 }
-    assert.deepEqual(staleReads([result([v1, v3]), result([{ k: 'r', key: 'a', v: '0.1', s: 30 + MEMORY_LAG_MS / 2, e: 200 }], true)]), [])
+    // The memory tier last knew the time 1 ms after v3 was acknowledged (or the process did not run until the read).
+    const late: HistoryEvent = { k: 'r', key: 'a', v: '0.1', s: 400, e: 401, tier: 'memory', seen: 31 }
+    assert.deepEqual(staleReads([result([v1, v3]), result([late], true)]), [])
+  })
+
+  test('flags a memory-tier read later than its bound, and gives a read from disk none', () => {
+    const v3: HistoryEvent = { k: 'w', key: 'a', v: '1.3', s: 20, e: 30 }
+    const pastTheBound: HistoryEvent = { k: 'r', key: 'a', v: '0.1', s: 400, e: 401, tier: 'memory', seen: 30 + MEMORY_LOOK_MS + 1 }
+    assert.equal(staleReads([result([v1, v3]), result([pastTheBound], true)]).length, 1, 'from memory')
+    const fromDisk: HistoryEvent = { k: 'r', key: 'a', v: '0.1', s: 31, e: 32, tier: 'file', seen: 31 }
+    assert.equal(staleReads([result([v1, v3]), result([fromDisk], true)]).length, 1, 'from disk')
   })
 })
 
@@ -187,6 +216,8 @@ describe('8 processes on one directory, with a prune running', () => {
           .reduce((n, [, v]) => n + v, 0)
       }
       const stale = staleReads(results)
+      // Every violation in full (record() shows only the first few).
+      for (const line of stale) t.diagnostic(`stale: ${line}`)
       failures.push(...stale)
       const reads = results.reduce((n, r) => n + r.history.filter((e) => e.k === 'r' && e.v !== null).length, 0)
       record(

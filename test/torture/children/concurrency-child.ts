@@ -26,6 +26,15 @@ export interface HistoryEvent {
   tags?: string[]
   s: number
   e: number
+  /** A read: which call made it (get, getOrSet, getStream) and which tier answered a hit. */
+  how?: string
+  tier?: 'memory' | 'file' | 'redis'
+  /** A read: the latest moment before it began at which this process's memory tier surely
+   *  knew the time (its timers ran, or a call of it that reads the clock began), and when
+   *  timers last ran. A memory tier notices other processes' changes only once it knows
+   *  5 ms have passed since its last look (see concurrency.test.ts). */
+  seen?: number
+  tick?: number
 }
 
 const now = (): number => Number(process.hrtime.bigint()) / 1e6
@@ -63,17 +72,28 @@ if (go.op !== 'go') throw new Error(`expected go, got ${go.op}`)
 if (mode === 'ops') {
   const [writer, seed, ops, keys] = rest.map(Number) as [number, number, number, number]
   const rand = prng(seed)
-  // Half the processes keep a memory tier (another process's writes seen after its ttl).
+  const memory = writer % 2 === 0
+  // Half the processes keep a memory tier (another process's writes seen on its next look).
   const cache = await Larder.open({
     dir: dir!,
     maintenance: { interval: 0 },
-    memory: writer % 2 === 0 ? { maxEntries: 200, ttl: 50 } : false,
+    memory: memory ? { maxEntries: 200, ttl: 50 } : false,
     compression: writer % 3 === 0 ? 'gzip' : 'deflate',
   })
   const corrupt: string[] = []
   const errors: string[] = []
   cache.on('corrupt', (info) => corrupt.push(`${info.key}: ${info.reason}`))
   cache.on('error', (e) => errors.push(e.message))
+  // Which tier answered the read in progress (the event is emitted within the call).
+  let answered: HistoryEvent['tier']
+  cache.on('hit', (_key, _tier, source) => (answered = source))
+  // When timers last ran (a 1 ms timer notes the time each time it fires; only where there is
+  // a memory tier to judge by it), and when the last call that made the memory tier read the
+  // clock began: a set, delete or setStream, or a read the memory tier did not answer
+  // (memory-tier.ts, #notePassingTime).
+  let tick = now()
+  const ticker = memory ? setInterval(() => (tick = now()), 1) : undefined
+  let clockCall = tick
   const counts = {
     set: 0,
     get: 0,
@@ -93,11 +113,11 @@ if (mode === 'ops') {
   let counter = 0
   const history: HistoryEvent[] = []
   /** Logs a read: the version it returned (or a miss), if the value is valid at all. */
-  const read = (how: string, key: string, value: unknown, s: number): void => {
+  const read = (how: string, key: string, value: unknown, s: number, before: { seen: number; tick: number }): void => {
     const e = now()
     if (value === undefined) {
       counts.misses++
-      history.push({ k: 'r', key, v: null, s, e })
+      history.push({ k: 'r', key, v: null, s, e, how, ...before })
       return
     }
     const p = problemOf(key, value)
@@ -106,23 +126,30 @@ if (mode === 'ops') {
       return
     }
     counts.validated++
-    history.push({ k: 'r', key, v: versionOf(value), s, e })
+    history.push({ k: 'r', key, v: versionOf(value), s, e, how, ...before, ...(answered === undefined ? {} : { tier: answered }) })
   }
   for (let i = 0; i < ops; i++) {
     const key = `shared-${randInt(rand, 0, keys - 1)}`
     const r = rand()
     const pad = rand() < 0.8 ? randInt(rand, 0, 3000) : randInt(rand, 5000, 80_000)
     const s = now()
+    const before = { seen: Math.max(tick, clockCall), tick }
+    answered = undefined
+    // Whether this call makes the memory tier read the clock (all but hits, getStream, has,
+    // invalidateTags and increment, which are left out rather than looked into).
+    let readsClock = false
     try {
       if (r < 0.2) {
         await cache.set(key, rand() < 0.9 ? makeRecord(key, writer, i, pad) : makeBlob(key, writer, i, randInt(rand, 70_000, 150_000)))
         history.push({ k: 'w', key, v: `${writer}.${i}`, s, e: now() })
         counts.set++
+        readsClock = true
       } else if (r < 0.27) {
         const tags = [`t${randInt(rand, 0, 3)}`]
         await cache.set(key, makeRecord(key, writer, i, pad), { tags, ttl: rand() < 0.5 ? '1h' : 0 })
         history.push({ k: 'w', key, v: `${writer}.${i}`, tags, s, e: now() })
         counts.tagged++
+        readsClock = true
       } else if (r < 0.29) {
         const tag = `t${randInt(rand, 0, 3)}`
         await cache.invalidateTags([tag])
@@ -130,7 +157,8 @@ if (mode === 'ops') {
         counts.invalidate++
       } else if (r < 0.55) {
         counts.get++
-        read('get', key, await cache.get(key), s)
+        read('get', key, await cache.get(key), s, before)
+        readsClock = answered !== 'memory'
       } else if (r < 0.6) {
         await cache.has(key)
         counts.has++
@@ -138,6 +166,7 @@ if (mode === 'ops') {
         await cache.delete(key)
         history.push({ k: 'd', key, s, e: now() })
         counts.delete++
+        readsClock = true
       } else if (r < 0.76) {
         counts.getOrSet++
         let loaded = false
@@ -151,16 +180,18 @@ if (mode === 'ops') {
           const p = problemOf(key, v)
           if (p === undefined) counts.validated++
           else wrong.push(`getOrSet ${key}: ${p}`)
-        } else read('getOrSet', key, v, s)
+        } else read('getOrSet', key, v, s, before)
+        readsClock = answered !== 'memory'
       } else if (r < 0.84) {
         const bytes = Buffer.from(JSON.stringify(makeRecord(key, writer, i, randInt(rand, 0, 300_000))))
         await cache.setStream(key, chunked(bytes, randInt(rand, 1000, 100_000)))
         history.push({ k: 'w', key, v: `${writer}.${i}`, s, e: now() })
         counts.setStream++
+        readsClock = true
       } else if (r < 0.95) {
         counts.getStream++
         const stream = await cache.getStream(key)
-        read('getStream', key, stream === undefined ? undefined : await drain(stream), s)
+        read('getStream', key, stream === undefined ? undefined : await drain(stream), s, before)
       } else {
         // Only this process increments its own counter: every update must land.
         counter = await cache.increment(`counter-${writer}`)
@@ -169,7 +200,9 @@ if (mode === 'ops') {
     } catch (error) {
       thrown.push(`${key}: ${(error as Error).stack ?? String(error)}`)
     }
+    if (readsClock) clockCall = s
   }
+  clearInterval(ticker)
   const finalCounter = await cache.get(`counter-${writer}`)
   const stats = await cache.stats()
   await cache.close()
@@ -185,7 +218,7 @@ if (mode === 'ops') {
     finalCounter,
     stats: { errors: stats.errors, corrupt: stats.corrupt, dropped: stats.dropped },
     history,
-    memory: writer % 2 === 0,
+    memory,
   })
 } else if (mode === 'prune') {
   const [seed, maxEntries] = rest.map(Number) as [number, number]
