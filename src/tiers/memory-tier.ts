@@ -305,13 +305,19 @@ export class MemoryTier implements Tier {
 /** An lru-cache with the memory tier's bounds, and under `'random'` the keys to draw from
  *  (kept by lru-cache's dispose: every way a key leaves but a replacement of its value). */
 function boundedCache(bounds: Omit<MemoryTierBounds, 'watched'>): { lru: LRUCache<string, Held>; random: RandomVictims | undefined } {
-  const options: { max?: number; maxSize?: number; sizeCalculation?: (entry: Held) => number; ttl?: number } = {}
+  const options: { max?: number; maxSize?: number; sizeCalculation?: (entry: Held) => number; ttl?: number; ttlResolution?: number } = {}
   if (bounds.maxEntries !== undefined) options.max = bounds.maxEntries
   if (bounds.maxSize !== undefined) {
     options.maxSize = bounds.maxSize
     options.sizeCalculation = (entry) => Math.max(1, entry.size)
   }
-  if (bounds.ttl > 0) options.ttl = bounds.ttl
+  if (bounds.ttl > 0) {
+    options.ttl = bounds.ttl
+    // lru-cache otherwise keeps the time it read until a 1 ms timer clears it, and that timer
+    // cannot fire during a run of synchronous calls: an entry then outlived its ttl by as long
+    // as the run lasted. A clock read per hit is the price, paid only with a ttl.
+    options.ttlResolution = 0
+  }
   const random = bounds.eviction === 'random' ? new RandomVictims() : undefined
   if (random !== undefined)
     Object.assign(options, { dispose: (_: Held, key: string, reason: string) => reason !== 'set' && random.remove(key) })
