@@ -31,12 +31,10 @@ export class Child {
   #waiters: { type: string; resolve(e: ChildEvent): void; reject(e: Error): void }[] = []
   #exit: Exit | undefined
 
-  /** `env`: variables set for the child on top of this process's environment. */
-  constructor(script: string, args: string[] = [], nodeFlags: string[] = [], env: Record<string, string> = {}) {
+  constructor(script: string, args: string[] = [], nodeFlags: string[] = []) {
     this.name = `${script} ${args.join(' ')}`.trim()
     this.proc = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', childScript(script), ...args], {
       cwd: repoRoot,
-      env: { ...process.env, ...env },
       stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
       serialization: 'advanced',
     })
@@ -126,14 +124,8 @@ export class Child {
 }
 
 /** Starts a child; with `ready`, also waits for its `{ type: 'ready' }` event. */
-export async function startChild(
-  script: string,
-  args: string[] = [],
-  ready = true,
-  nodeFlags: string[] = [],
-  env: Record<string, string> = {},
-): Promise<Child> {
-  const child = new Child(script, args, nodeFlags, env)
+export async function startChild(script: string, args: string[] = [], ready = true, nodeFlags: string[] = []): Promise<Child> {
+  const child = new Child(script, args, nodeFlags)
   if (ready) await child.next('ready')
   return child
 }

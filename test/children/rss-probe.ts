@@ -1,25 +1,22 @@
 /**
  * Measures the memory larder holds while it streams a large artifact in and out:
- * `rss-probe.ts <dir> <size> <kind>` (kind: 'mixed' or 'random'), with the cache's default
- * options (adaptive stream compression). Run with --expose-gc and MALLOC_MMAP_THRESHOLD_=131072
- * in its environment (test/stream.test.ts does; it checks both were in force).
+ * `rss-probe.ts <dir> <size> <kind>` (kind: 'mixed' or 'random'), run with --expose-gc, with
+ * the cache's default options (adaptive stream compression).
  *
  * A process's resident set while 512 MiB flow through it is mostly not what anyone holds:
  * every MiB streamed leaves about 2 MiB of dead buffers (the source's chunks, larder's
  * blocks), resident until V8 has marked them dead and its background threads have swept
- * them (on a loaded machine, tens of MiB later: see test/stream.test.ts), and glibc
- * then keeps the space they freed. So the probe measures what is held: every 32 MiB of the
- * stream (as setStream pulls it, and as getStream's consumer receives it) it collects
- * garbage twice (the second collection finishes the first one's concurrent sweep of array
- * buffers) and reads the process's resident anonymous memory, with glibc's mmap threshold
- * fixed at 128 KiB so that a freed buffer leaves the resident set at once (otherwise glibc
- * raises the threshold after the first free and keeps the freed megabytes in its heap).
- * Whatever larder keeps (frames queued or compressing, buffers of writes or reads in flight,
- * a copy of the value) is live at those moments, so it is counted.
- * The plain RSS peak (sampled every 10 ms, garbage included) is reported as well.
+ * them (on a loaded machine, tens of MiB later: see test/stream.test.ts), and glibc then
+ * keeps the space they freed for its next allocations. So the probe measures what is held:
+ * every 32 MiB of the stream (as setStream pulls it, and as getStream's consumer receives it)
+ * it collects garbage twice (the second collection finishes the first one's concurrent sweep
+ * of array buffers) and reads the memory V8 and Node account for: the live heap plus external
+ * memory (every Buffer, and zlib's native state). Whatever larder keeps (frames queued or
+ * compressing, buffers of writes or reads in flight, a copy of the value) is live at those
+ * moments, so it is counted. The plain RSS peak (sampled every 10 ms, garbage and the
+ * allocator's keep included) is reported as well.
  */
 import { createHash } from 'node:crypto'
-import { readFileSync } from 'node:fs'
 import { Larder } from '../../src/index.ts'
 import { artifactChunks, digestStream, MiB, type ArtifactSpec } from './shared.ts'
 
@@ -30,18 +27,6 @@ const [dir, sizeArg, kindArg] = process.argv.slice(2)
 const size = Number(sizeArg)
 const kind = kindArg as 'mixed' | 'random'
 const gc = (globalThis as { gc?: () => void }).gc
-
-/** Resident anonymous memory (heap, buffers, native allocations), without the file-backed
- *  pages of node's own code, which the kernel drops and faults back in under load. */
-function residentAnon(): number {
-  try {
-    const line = /^RssAnon:\s+(\d+) kB$/m.exec(readFileSync('/proc/self/status', 'utf8'))
-    if (line !== null) return Number(line[1]) * 1024
-  } catch {
-    // not Linux: the whole resident set
-  }
-  return process.memoryUsage().rss
-}
 
 interface Held {
   peak: number
@@ -56,8 +41,9 @@ function readHeld(into: Held): void {
   const started = performance.now()
   gc?.()
   gc?.()
-  into.peak = Math.max(into.peak, residentAnon())
-  into.arrayBuffers = Math.max(into.arrayBuffers, process.memoryUsage().arrayBuffers)
+  const { heapUsed, external, arrayBuffers } = process.memoryUsage()
+  into.peak = Math.max(into.peak, heapUsed + external)
+  into.arrayBuffers = Math.max(into.arrayBuffers, arrayBuffers)
   into.samples++
   into.ms += performance.now() - started
 }
@@ -144,7 +130,6 @@ process.send!({
   setMs,
   getMs,
   gcExposed: gc !== undefined,
-  mmapThreshold: process.env.MALLOC_MMAP_THRESHOLD_,
   source: { sha256: source.hash.digest('hex'), length: source.length },
   read,
   stats: { corrupt: stats.corrupt, errors: stats.errors, bytesWritten: stats.bytesWritten },
