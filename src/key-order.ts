@@ -65,13 +65,15 @@ export class KeyOrder {
     const before = queued === undefined ? this.#everything : queued.last
     this.#changes.heard(key, Infinity)
     const run = before === undefined ? change() : before.then(change)
-    const last = run.then(settled, settled)
-    const slot: Queued = { last, visible: hidden ? (queued === undefined ? this.#everything : queued.visible) : last }
-    this.#keys.set(key, slot)
-    void last.then(() => {
+    // The key leaves the queue as `run` settles, before its caller's `await` resumes: a read
+    // right after an awaited change then finds the queue idle and takes get()'s hit path.
+    const leave = (): void => {
       this.#changes.heard(key, Infinity)
       if (this.#keys.get(key) === slot) this.#keys.delete(key)
-    })
+    }
+    const last = run.then(leave, leave)
+    const slot: Queued = { last, visible: hidden ? (queued === undefined ? this.#everything : queued.visible) : last }
+    this.#keys.set(key, slot)
     return run
   }
 
