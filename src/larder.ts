@@ -8,6 +8,7 @@ import { CacheParts } from './facade/cache-parts.js'
 import type { LarderEvents } from './facade/events.js'
 import { incrementInOrder } from './facade/increment.js'
 import { rekeyTiers } from './facade/rekey.js'
+import { answerOf } from './tiers/memory-tier.js'
 import { optionsSnapshot, reconfigure, type ConfigChange, type ReconfigureState } from './facade/reconfigure.js'
 import { assembleStats, type Stats } from './facade/stats.js'
 import { warm, type WarmReport } from './facade/warm.js'
@@ -143,12 +144,13 @@ export class Larder extends EventEmitter<LarderEvents> {
     // The memory tier first, before validation: every key in it was validated when stored,
     // and a hit must cost little more than the lookup, so it is answered without an async
     // function's frame (one resolved promise, as its return would be; a 'hit' listener that
-    // throws still rejects, never throws). While a change is in flight it must wait for the
+    // throws still rejects, never throws; the promise is the entry's own, made at its first hit:
+    // memory-tier.ts answerOf). While a change is in flight it must wait for the
     // changes of its key called before it (CountedReads.read); a closed cache rejects below.
     if (this.#memory !== undefined && !this.#closed && this.#order.idle && typeof key === 'string') {
       try {
         const memory = this.#reads.fromMemory(key)
-        if (memory.found) return Promise.resolve(memory.value)
+        if (memory.found) return answerOf(memory)
       } catch (error) {
         return rejected(error)
       }

@@ -21,7 +21,9 @@ export interface Shed {
 }
 
 /** A held entry, shaped as the read that finds it, so a hit allocates nothing. */
-type Held = { found: true; stale: false } & TierEntry
+/** An entry as held: a read's shape (so a hit returns it as it is), and `answer`, the promise
+ *  get() hands every hit of it (see `answerOf`). */
+type Held = { found: true; stale: false; answer: Promise<unknown> | undefined } & TierEntry
 
 /** What tells a memory tier that another process (or instance) wrote: store/change-clock.ts. */
 export interface ChangeSignal {
@@ -148,7 +150,7 @@ export class MemoryTier implements Tier {
     }
     if ((this.#random !== undefined || this.#cap !== undefined) && !this.#lru.has(key) && !this.#makeRoom(entry.size)) return false
     const { value, createdAt, expiresAt, tags, grace, size } = entry
-    this.#lru.set(key, { found: true, stale: false, value, createdAt, expiresAt, tags, grace, size })
+    this.#lru.set(key, { found: true, stale: false, value, createdAt, expiresAt, tags, grace, size, answer: undefined })
     this.#random?.add(key)
     if (this.#watched) admittedToMemory(size)
     return true
@@ -300,6 +302,17 @@ export class MemoryTier implements Tier {
     this.#epoch++
     return true
   }
+}
+
+/**
+ * What get() returns for a hit of `entry` (one the memory tier returned): a resolved promise
+ * of its value, made at the entry's first hit and handed to every later one. A settled promise
+ * never changes, so sharing it is safe, and a hit then allocates nothing (the value itself is
+ * already shared: every hit returns the same object).
+ */
+export function answerOf(entry: TierRead & { found: true }): Promise<unknown> {
+  const held = entry as Held
+  return (held.answer ??= Promise.resolve(held.value))
 }
 
 /** An lru-cache with the memory tier's bounds, and under `'random'` the keys to draw from
