@@ -96,8 +96,12 @@ try {
   console.log(`| file-tier get, encrypted | ${encrypted.toFixed(1)} |`)
   console.log(`| bare AES-256-GCM open of a 1 KiB payload (node:crypto) | ${bare.toFixed(1)} |`)
   console.log('')
-  console.log(`Encrypted / unencrypted: ${(encrypted / plain).toFixed(2)}×. The floor, (unencrypted + bare open) / unencrypted: ${((plain + bare) / plain).toFixed(2)}×.`)
-  console.log(`Encryption's cost above the bare open: ${(encrypted - plain - bare).toFixed(1)} µs. Load average: ${os.loadavg()[0].toFixed(1)}.`)
+  console.log(
+    `Encrypted / unencrypted: ${(encrypted / plain).toFixed(2)}×. The floor, (unencrypted + bare open) / unencrypted: ${((plain + bare) / plain).toFixed(2)}×.`,
+  )
+  console.log(
+    `Encryption's cost above the bare open: ${(encrypted - plain - bare).toFixed(1)} µs. Load average: ${os.loadavg()[0].toFixed(1)}.`,
+  )
 } finally {
   fs.rmSync(work, { recursive: true, force: true })
 }
