@@ -68,8 +68,16 @@ export class RedisServer {
       ],
       { stdio: 'ignore' },
     )
+    const proc = this.proc
     for (let i = 0; i < 200; i++) {
-      if (this.ping()) return
+      // Our server died (the port was taken between freePort() and its bind), or another
+      // test file's server answers on this port: either way, not ours to use.
+      if (proc.exitCode !== null || proc.signalCode !== null) throw new PortTaken(this.port)
+      if (this.ping()) {
+        if (this.cli('INFO', 'server').includes(`process_id:${proc.pid}\r`)) return
+        await this.kill()
+        throw new PortTaken(this.port)
+      }
       await delay(25)
     }
     throw new Error(`redis-server on port ${this.port} did not start`)
@@ -103,12 +111,28 @@ export class RedisServer {
   }
 }
 
-/** A started server, stopped when the test file ends. */
+/** A port freePort() found free was taken before redis-server bound it (test files run two
+ *  at a time, each picking ports): seen in CI as another file's server answering the PING,
+ *  then going away with that file, and every command of this one refused. */
+export class PortTaken extends Error {
+  constructor(port: number) {
+    super(`port ${port} was taken before redis-server bound it`)
+  }
+}
+
+/** A started server on a free port (another tried if the first is taken meanwhile), stopped
+ *  when the test file ends. */
 export async function startRedis(extra: string[] = []): Promise<RedisServer> {
-  const server = new RedisServer(await freePort(), extra)
-  after(() => server.stop())
-  await server.start()
-  return server
+  for (let attempt = 1; ; attempt++) {
+    const server = new RedisServer(await freePort(), extra)
+    after(() => server.stop())
+    try {
+      await server.start()
+      return server
+    } catch (error) {
+      if (!(error instanceof PortTaken) || attempt === 5) throw error
+    }
+  }
 }
 
 /** Polls `check` until it holds (every 5 ms, at most `ms`); whether it did. */
