@@ -3,8 +3,8 @@
  * the active key like an entry file read whole (rekey-entries.ts `resealed`): same key, value,
  * times, tags and grace, so the same version (createdAt) and the same expiry (the swap keeps
  * the key's TTL). Redis holds only buffered values (streams stay local), each within
- * `redis.maxValueSize`, so each is read whole, checked (checksum, key, namespace) and opened
- * on this thread: one value of at most that size at a time per slot in flight.
+ * `redis.maxValueSize`, so each is read whole (at most that much: RedisTier.rawGet), checked
+ * (checksum, key, namespace) and opened on this thread, IN_FLIGHT at a time.
  *
  * The swap is REPLACE_IF_SAME: the new bytes go in only if the key still holds the bytes read
  * (same length, same checksum). A write, delete or expiry in between wins, and is counted as
@@ -36,7 +36,6 @@ export async function rekeyRedis(
   tier: RedisTier,
   keyring: Keyring,
   namespace: string,
-  maxValueSize: number,
   options: { signal?: AbortSignal; onProgress?: (progress: MaintenanceProgress) => void },
 ): Promise<RedisRekeyReport> {
   const report: RedisRekeyReport = { scanned: 0, rekeyed: 0, current: 0, missingKey: 0, corrupt: 0, changed: 0 }
@@ -61,7 +60,7 @@ export async function rekeyRedis(
       entries.map((name) =>
         slots.run(async () => {
           if (options.signal?.aborted === true) return
-          const verdict = await rekeyValue(tier, node, name, keyring, namespace, maxValueSize)
+          const verdict = await rekeyValue(tier, node, name, keyring, namespace)
           if (verdict !== undefined) {
             report.scanned++
             report[verdict]++
@@ -76,19 +75,12 @@ export async function rekeyRedis(
 }
 
 /** One value: rewritten, or why not (undefined: not an entry, or gone before it was read). */
-async function rekeyValue(
-  tier: RedisTier,
-  node: Redis,
-  name: string,
-  keyring: Keyring,
-  namespace: string,
-  maxValueSize: number,
-): Promise<Verdict | undefined> {
-  const bytes = await tier.rawGet(node, name, maxValueSize)
+async function rekeyValue(tier: RedisTier, node: Redis, name: string, keyring: Keyring, namespace: string): Promise<Verdict | undefined> {
+  const bytes = await tier.rawGet(node, name)
   if (bytes.length === 0 || isTombstone(bytes)) return undefined
   let next: Buffer
   try {
-    if (bytes.length > maxValueSize) throw new CorruptEntryError('longer than any value this tier stores')
+    if (!tier.fits(bytes.length)) throw new CorruptEntryError('longer than any value this tier stores')
     const entry = decodeEntry(bytes)
     if (entry.key !== name.slice(tier.base.length)) throw new CorruptEntryError('an entry of another key under this name')
     checkNamespace(entry, namespace)

@@ -22,7 +22,7 @@ export async function rekeyTiers(parts: CacheParts, options: RekeyOptions): Prom
       : { scanned: 0, rekeyed: 0, current: 0, missingKey: 0, corrupt: 0, changed: 0, recovered: 0, durationMs: 0 }
   if (redis === undefined) return report
   try {
-    report.redis = await rekeyRedis(redis, keyring, parts.options.namespace, parts.options.redis!.maxValueSize, options)
+    report.redis = await rekeyRedis(redis, keyring, parts.options.namespace, options)
   } catch (error) {
     if (isLarderError(error, 'ERR_ABORTED')) Object.assign(error, { report: { ...report, redis: (error as { report?: unknown }).report } })
     throw error

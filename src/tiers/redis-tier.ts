@@ -195,11 +195,12 @@ export class RedisTier {
     }
   }
 
-  /** At most the first `limit` + 1 bytes `node` holds under the full name `name`, unverified
-   *  (more than `limit` means it is longer; none: nothing there, or not a string). */
-  async rawGet(node: Redis, name: string, limit: number): Promise<Buffer> {
+  /** At most the first maxValueSize + 1 bytes `node` holds under the full name `name`,
+   *  unverified (more than `fits` allows: not a value of ours; none: nothing there, or not a
+   *  string). */
+  async rawGet(node: Redis, name: string): Promise<Buffer> {
     try {
-      return await this.#run(() => node.getrangeBuffer(name, 0, limit))
+      return await this.#run(() => node.getrangeBuffer(name, 0, this.#maxValueSize))
     } catch (error) {
       if (isWrongType(error)) return Buffer.alloc(0)
       throw error
