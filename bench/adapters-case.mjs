@@ -98,39 +98,52 @@ function same(expected) {
 }
 
 const cpuMicros = ({ user, system }) => user + system
-/** Untimed reads first: a cached read is a hot path, measured once the JIT has compiled it
- *  (with 50, a 3,000-read run still timed the compilation of the faster stores' paths). */
+/** Untimed reads first: a cached read is a hot path, measured once the JIT has compiled it.
+ *  At least WARM_UP reads and WARM_UP_MS of them: with 1,000 reads alone, a store answering
+ *  from memory (~5 µs a read) was timed while V8 was still compiling its path, and the same
+ *  case moved 2× between processes (3,000 timed reads after it: 12.2 and 6.2 µs of CPU per
+ *  read for the same build, 13.8 and 6.0 for keyv-file). */
 const WARM_UP = 1000
+const WARM_UP_MS = 300
+/** And each timed part lasts at least this long (more reads than asked when they are fast). */
+const MIN_TIMED_MS = 300
 
-/** Times `read(i)` `seq` times one at a time, then `conc` times 16 at once; `check` validates each. */
+/** Times `read(i)` at least `seq` times one at a time, then at least `conc` times 16 at once
+ *  (each part at least MIN_TIMED_MS); `check` validates each. */
 async function measure({ seq, conc }, read, check) {
-  for (let i = 0; i < WARM_UP; i++) check(await read(i))
+  const warmUntil = performance.now() + WARM_UP_MS
+  for (let i = 0; i < WARM_UP || performance.now() < warmUntil; i++) check(await read(i))
   settle()
-  const latencies = new Float64Array(seq)
+  const latencies = []
   // CPU time (user + system, this process) beside wall time: two other jobs share these cores,
   // and CPU per read moves far less with them than reads per second do.
   let cpu = process.cpuUsage()
-  for (let i = 0; i < seq; i++) {
+  const timedUntil = performance.now() + MIN_TIMED_MS
+  for (let i = 0; i < seq || performance.now() < timedUntil; i++) {
     const started = performance.now()
     const result = await read(i)
-    latencies[i] = performance.now() - started
+    latencies.push(performance.now() - started)
     check(result)
   }
-  const cpuSeq = cpuMicros(process.cpuUsage(cpu)) / seq
+  const reads = latencies.length
+  const cpuSeq = cpuMicros(process.cpuUsage(cpu)) / reads
   const total = latencies.reduce((a, b) => a + b, 0)
-  latencies.sort()
+  latencies.sort((a, b) => a - b)
+  // The concurrent part: as many reads as the sequential part managed in MIN_TIMED_MS, scaled
+  // by conc / seq, so that it too lasts long enough (16 in flight is not slower per read).
+  const concReads = Math.max(conc, Math.ceil((reads * conc) / seq))
   cpu = process.cpuUsage()
   const started = performance.now()
-  await inFlight(conc, 16, async (i) => check(await read(i)))
+  await inFlight(concReads, 16, async (i) => check(await read(i)))
   const seconds = (performance.now() - started) / 1000
-  const cpuC16 = cpuMicros(process.cpuUsage(cpu)) / conc
+  const cpuC16 = cpuMicros(process.cpuUsage(cpu)) / concReads
   return {
     cpuSeq,
     cpuC16,
-    p50: latencies[Math.floor(seq * 0.5)] * 1000,
-    p99: latencies[Math.floor(seq * 0.99)] * 1000,
-    opsSeq: seq / (total / 1000),
-    opsC16: conc / seconds,
+    p50: latencies[Math.floor(reads * 0.5)] * 1000,
+    p99: latencies[Math.floor(reads * 0.99)] * 1000,
+    opsSeq: reads / (total / 1000),
+    opsC16: concReads / seconds,
   }
 }
 

@@ -7,6 +7,7 @@ import { layerOptions, type LayeredOptions, type OptionSource } from './config/l
 import { CacheParts } from './facade/cache-parts.js'
 import type { LarderEvents } from './facade/events.js'
 import { incrementInOrder } from './facade/increment.js'
+import { memoryAnswer } from './facade/memory-answer.js'
 import { rekeyTiers } from './facade/rekey.js'
 import { answerOf } from './tiers/memory-tier.js'
 import { optionsSnapshot, reconfigure, type ConfigChange, type ReconfigureState } from './facade/reconfigure.js'
@@ -157,6 +158,14 @@ export class Larder extends EventEmitter<LarderEvents> {
       return this.#get(key, false)
     }
     return this.#get(key, true)
+  }
+
+  /** For larder's adapters only (facade/memory-answer.ts): get()'s answer when the memory tier
+   *  gives it at once, else undefined (then call get()). Spares a host library's hot read the
+   *  adapter's own promise around get()'s. */
+  [memoryAnswer](key: string): Promise<unknown> | undefined {
+    if (this.#memory === undefined || this.#closed || !this.#order.idle) return undefined
+    return this.#reads.answerAtOnce(key)
   }
 
   /** get() past the memory tier's hit path (`askMemory`: it has not been asked yet). */

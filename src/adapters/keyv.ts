@@ -44,9 +44,9 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
   }
 
   // The reads answer the call's own promise (no async frame of their own): a Keyv get answered
-  // by the memory tier is a hot path (bench/adapters.mjs).
+  // by the memory tier is a hot path (bench/adapters.mjs), given get()'s promise as it is.
   get<Value>(key: string): Promise<StoredData<Value> | undefined> {
-    return this.#source.guarded(undefined, getOf, key) as Promise<StoredData<Value> | undefined>
+    return (this.#source.answeredAtOnce(key) ?? this.#source.guarded(undefined, getOf, key)) as Promise<StoredData<Value> | undefined>
   }
 
   async getMany<Value>(keys: string[]): Promise<Array<StoredData<Value | undefined>>> {

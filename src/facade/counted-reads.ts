@@ -2,6 +2,7 @@ import type { EventEmitter } from 'node:events'
 import type { KeyOrder } from '../key-order.js'
 import type { Counters } from '../stats/counters.js'
 import type { MemoryTier } from '../tiers/memory-tier.js'
+import { answerOf } from '../tiers/memory-tier.js'
 import { MISS, type TierRead } from '../tiers/tier.js'
 import type { TierStack } from '../tiers/tier-stack.js'
 import type { DiskParts } from './disk-parts.js'
@@ -68,6 +69,14 @@ export class CountedReads {
       }
     }
     return entry
+  }
+
+  /** The memory tier's answer for `key`, counted as get()'s hit, when nothing can throw in
+   *  giving it (no 'hit' listener); undefined otherwise (a miss, or a listener to hear it). */
+  answerAtOnce(key: string): Promise<unknown> | undefined {
+    if (this.#hitListeners.count > 0) return undefined
+    const memory = this.fromMemory(key)
+    return memory.found ? answerOf(memory) : undefined
   }
 
   /**

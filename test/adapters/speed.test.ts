@@ -60,6 +60,39 @@ describe('adapters: the hot read path', () => {
     await cache.close()
   })
 
+  test("a memory hit is get()'s own promise, handed on as it is; a miss, a change in flight or a 'hit' listener take the guarded path", async () => {
+    const cache = await Larder.open({ dir: tempDir('larder-adapter-speed'), memory: true })
+    const store = new KeyvLarder(cache)
+    const errors: Error[] = []
+    store.on('error', (error: Error) => errors.push(error))
+    await store.set('k', 'v1')
+    const first = store.get('k')
+    assert.equal(store.get('k'), first, 'the same settled promise for every hit of the entry: nothing made per hit')
+    assert.equal(await first, 'v1')
+    assert.equal(await store.get('absent'), undefined)
+
+    // A set not awaited: the get after it waits for it (the call order every get keeps).
+    const writing = store.set('k', 'v2')
+    assert.equal(await store.get('k'), 'v2')
+    await writing
+
+    // A 'hit' listener that throws: the guarded path reports it through Keyv's channel, and the
+    // read is a miss, as before this fast path existed.
+    cache.on('hit', () => {
+      throw new Error('listener broke')
+    })
+    assert.equal(await store.get('k'), undefined)
+    assert.deepEqual(
+      errors.map((error) => error.message),
+      ['listener broke'],
+    )
+    const stats = await cache.stats()
+    assert.equal(stats.memoryHits, 4, 'each hit counted once (the first two, the one after the set, the one the listener broke)')
+    await cache.close()
+    assert.equal(await store.get('k'), undefined, 'a closed cache: the guarded path (an error reported, a miss)')
+    assert.equal(errors.length, 2)
+  })
+
   test('Keyv without its own serialization: the store holds and answers the object, so Keyv parses nothing; ttl, namespaces and clear hold', async () => {
     const cache = await Larder.open({ dir: tempDir('larder-adapter-speed'), memory: true })
     const raw = { serialize: undefined, deserialize: undefined }
