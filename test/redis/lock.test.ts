@@ -22,8 +22,16 @@ describe('getOrSet({ lock: true }) across processes', { skip }, () => {
     await Promise.all(
       children.map((child, i) =>
         child.call('open', {
-          // Half with a directory of their own, half memory + Redis only.
-          options: { dir: i % 2 === 0 ? tempDir() : false, memory: true, maintenance: false, redis: { url: server.url, prefix } },
+          // Half with a directory of their own, half memory + Redis only. The lock is what is
+          // tested: 20 processes on 2 loaded cores can take longer than the default 500 ms to
+          // get an answer to SET NX, and a command that times out is the fail-open rule (the
+          // loader runs: test/redis/faults.test.ts), so the timeout is generous here.
+          options: {
+            dir: i % 2 === 0 ? tempDir() : false,
+            memory: true,
+            maintenance: false,
+            redis: { url: server.url, prefix, commandTimeout: '10s' },
+          },
         }),
       ),
     )
