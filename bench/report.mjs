@@ -22,7 +22,7 @@ function summary(values) {
 
 const ratioText = (r) => (r === undefined || !Number.isFinite(r) ? '–' : `${r.toFixed(2)}×`)
 
-export function renderReport({ env, config, steps: ran, samples, failures, elapsedSeconds, cleanupSeconds, templateSeconds = 0 }) {
+export function renderReport({ env, config, steps: ran, samples, failures, elapsedSeconds, cleanupSeconds, templateSeconds = 0, partial = false }) {
   // The steps as run (a subset's --impls leave others out: n/a, not failed); older records
   // without them: the plan's.
   const steps = Object.fromEntries((ran ?? stepsFor(config)).map((s) => [s.id, s]))
@@ -32,7 +32,7 @@ export function renderReport({ env, config, steps: ran, samples, failures, elaps
   const lines = []
   const latest = []
 
-  lines.push(`# larder benchmark — ${env.date.slice(0, 10)} (${config.mode})`, '')
+  lines.push(`# larder benchmark — ${env.date.slice(0, 10)} (${config.mode}${partial ? ', partial: only the steps below' : ''})`, '')
   lines.push(
     `- node ${env.node} · larder ${env.larder} · ${Object.entries(env.versions)
       .map(([k, v]) => `${k} ${v}`)
