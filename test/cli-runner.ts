@@ -17,6 +17,9 @@ export interface RunOptions {
   input?: Buffer | string
   env?: Record<string, string>
   cwd?: string
+  /** Kill the child (SIGKILL: a thread blocked in a syscall ignores SIGTERM's handler) after
+   *  this many ms; the run then ends with `signal: 'SIGKILL'`. */
+  killAfter?: number
 }
 
 /** Runs `bin` with `args`; stdin from `input` (or nothing); no LARDER_* variable but those
@@ -34,7 +37,9 @@ export function runBin(bin: string, args: string[], options: RunOptions = {}): P
     child.stdout.on('data', (c: Buffer) => out.push(c))
     child.stderr.on('data', (c: Buffer) => (err += c.toString()))
     child.on('error', reject)
+    const timer = options.killAfter === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), options.killAfter)
     child.on('close', (code, signal) => {
+      clearTimeout(timer)
       const stdout = Buffer.concat(out)
       resolve({ code, signal, stdout, stderr: err, text: stdout.toString() })
     })

@@ -8,6 +8,7 @@ import { Larder } from '../larder.js'
 import { readBudget, type RecordedBudget } from '../maintenance/budget-record.js'
 import { defaultCacheDir, isEvictionPolicy, resolveOptions, type LarderOptions } from '../options.js'
 import { Layout } from '../store/layout.js'
+import { readSmallFileSync } from '../store/small-file.js'
 import { ago, count, size } from './format.js'
 import { writeDocument } from './output.js'
 
@@ -221,10 +222,12 @@ function checkCacheDir(dir: string, use: CacheUse): void {
   )
 }
 
-/** Whether `dir` holds the CACHEDIR.TAG that larder writes into every cache it creates. */
+/** Whether `dir` holds the CACHEDIR.TAG that larder writes into every cache it creates (a
+ *  small regular file: a link, a FIFO or a huge file planted under that name is not one, and
+ *  is neither followed, waited on nor read whole). */
 function isLarderCache(dir: string): boolean {
   try {
-    const tag = fs.readFileSync(path.join(dir, 'CACHEDIR.TAG'), 'utf8')
+    const tag = readSmallFileSync(path.join(dir, 'CACHEDIR.TAG')) ?? ''
     return tag.startsWith('Signature: 8a477f597d28d172789f06886806bc55') && tag.includes('larder')
   } catch {
     return false

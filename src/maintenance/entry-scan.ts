@@ -21,7 +21,10 @@ import { readStamp } from '../store/tag-clock.js'
  * pooled async one costs tens). Nothing here runs on the main thread.
  */
 
-const READ_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW
+/** Never through a link, and never waiting: an open() of a FIFO planted where an entry belongs
+ *  waits for a writer for ever (and holds the worker, so a scan, `larder stats` or Ctrl-C never
+ *  ends); non-blocking, it returns at once, and the fstat judges the FIFO not an entry. */
+const READ_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK
 /** First read of an entry: header, key and tags of almost every entry fit. */
 const HEAD_READ = 4096
 const VERIFY_CHUNK = 1024 * 1024
