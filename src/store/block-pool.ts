@@ -14,14 +14,15 @@ import { FRAME_BYTES } from '../format/frames.js'
  * one is allocated, so spares and blocks in use together never exceed the most blocks in use
  * at once since the spares were last dropped: the pool never raises the peak the writes in
  * flight already reached. At most SPARE_MAX blocks wait here, and all are dropped once no
- * block was taken for IDLE_MS (an unref'd timer), so an idle server holds none.
+ * block was taken for IDLE_MS (an unref'd timer), so an idle server holds none; what else
+ * the process does in those IDLE_MS (downloads after a burst of uploads) adds to them.
  *
  * Only a block nothing else refers to may be put back: the unframed path writes a block and
  * gives it back once the write completed; a framed block goes on to a compressor or a cipher
  * and never comes here.
  */
-const SPARE_MAX = 64
-const IDLE_MS = 1000
+const SPARE_MAX = 16
+const IDLE_MS = 250
 const spare: Buffer[] = []
 let lastTake = 0
 let idleTimer: NodeJS.Timeout | undefined
