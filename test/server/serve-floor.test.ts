@@ -29,6 +29,9 @@ test('24 uploads at once through the server, of sizes around the block size, eac
   const sizes = [70, MiB - 1, MiB, MiB + 1, 2 * MiB + 17, 3 * MiB + 5]
   const bodies = Array.from({ length: 24 }, (_, i) => randomBytes(sizes[i % sizes.length]!))
   const hash = (i: number): string => `ab${i.toString(16).padStart(14, '0')}`
+  // The spares held, sampled while the uploads run (they are dropped once the pool is idle).
+  let most = 0
+  const sampler = setInterval(() => (most = Math.max(most, spareBlocks())), 1)
   await Promise.all(
     bodies.map(async (body, i) => {
       const answer = await fetch(`${url}/v8/artifacts/${hash(i)}?slug=team`, {
@@ -39,8 +42,9 @@ test('24 uploads at once through the server, of sizes around the block size, eac
       assert.equal(answer.status, 202)
     }),
   )
-  assert.ok(spareBlocks() > 0, 'the uploads went through the pool')
-  assert.ok(spareBlocks() <= 24, `${spareBlocks()} spare blocks: never more than were in use at once`)
+  clearInterval(sampler)
+  assert.ok(most > 0, 'the uploads went through the pool')
+  assert.ok(most <= 16, `${most} spare blocks held at most (the pool keeps 16)`)
   await Promise.all(
     bodies.map(async (body, i) => {
       const answer = await fetch(`${url}/v8/artifacts/${hash(i)}?slug=team`)
