@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// `npm run bench:serve`: larder serve against turborepo-remote-cache (npm, local storage) on
-// this machine, in one run, over loopback. Both run as child processes with their own cache
-// directory; one load generator (this process) drives both the same way.
+// `npm run bench:serve`: larder serve against turborepo-remote-cache (npm, local storage) and
+// the limit (bench/serve-limit.mjs: the least a correct server can do) on this machine, in one
+// run, over loopback. Each runs as a child process with its own cache directory; one load
+// generator (this process) drives them the same way.
 //
 //   artifact PUT / GET, 1 MiB (64 concurrent clients) and 100 MiB (16): MB/s (10⁶ bytes), p50, p99,
 //   the server's CPU time per MB (all its threads)
@@ -12,10 +13,11 @@
 // Every GET is checked: status 200, the length uploaded, and the hash the uploader wrote into
 // the body's first bytes. The servers' RSS is sampled from /proc every 20 ms during each case.
 //
-// Full: 3 runs, the servers taking turns (larder, peer, larder, …), each figure the median of
+// Full: 3 runs, the servers taking turns (larder, peer, limit, larder, …), each figure the median of
 // its 3 runs. Every case runs against a freshly started server over an empty directory.
 //
 //   node bench/serve.mjs [--quick]     (after npm run build; --quick: one run of small counts)
+//   node bench/serve.mjs --render bench/results/serve-<date>.json   (the report again, from its figures)
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import fs from 'node:fs'
@@ -37,6 +39,9 @@ const PLAN = quick
   ? { runs: 1, smallCount: 128, bigSize: 20 * MiB, bigCount: 8, bigClients: 4, rssClients: 4, rssSize: 20 * MiB, smallSeconds: 3 }
   : { runs: 3, smallCount: 640, bigSize: 100 * MiB, bigCount: 32, bigClients: 16, rssClients: 16, rssSize: 100 * MiB, smallSeconds: 10 }
 const log = (line) => process.stderr.write(`${line}\n`)
+const LARDER = 'larder serve'
+const PEER = 'turborepo-remote-cache'
+const LIMIT = 'limit'
 
 async function freePort() {
   const server = net.createServer()
@@ -61,6 +66,18 @@ async function waitUntilUp(url) {
   throw new Error(`${url} never came up`)
 }
 
+/** The URL a server child announces on its first stdout line (`<word> listening on URL`), once
+ *  it answers. */
+async function listeningUrl(child, word) {
+  const url = await new Promise((resolve, reject) => {
+    child.stdout.once('data', (d) => resolve(String(d).split('\n')[0].replace(`${word} listening on `, '')))
+    child.once('exit', (code) => reject(new Error(`the ${word} server exited ${code}`)))
+  })
+  child.stdout.resume()
+  await waitUntilUp(url)
+  return url
+}
+
 async function startLarder(dir) {
   const child = spawn(
     process.execPath,
@@ -81,13 +98,8 @@ async function startLarder(dir) {
     ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   )
-  const url = await new Promise((resolve, reject) => {
-    child.stdout.once('data', (d) => resolve(String(d).split('\n')[0].replace('larder listening on ', '')))
-    child.once('exit', (code) => reject(new Error(`larder serve exited ${code}`)))
-  })
-  child.stdout.resume()
-  await waitUntilUp(url)
-  return { name: 'larder serve', child, url }
+  const url = await listeningUrl(child, 'larder')
+  return { name: LARDER, child, url }
 }
 
 async function startPeer(dir) {
@@ -111,7 +123,17 @@ async function startPeer(dir) {
   })
   const url = `http://127.0.0.1:${port}`
   await waitUntilUp(url)
-  return { name: 'turborepo-remote-cache', child, url }
+  return { name: PEER, child, url }
+}
+
+/** The floor: bench/serve-limit.mjs, a bare node:http server that streams uploads into a temp
+ *  file and renames it, and streams downloads out of the file (no framework, no checksum). */
+async function startLimit(dir) {
+  const child = spawn(process.execPath, [path.join(root, 'bench/serve-limit.mjs'), dir, '0', TOKEN], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  const url = await listeningUrl(child, 'limit')
+  return { name: LIMIT, child, url }
 }
 
 /** CPU time the process `pid` has used so far, every thread (user + system), in ms. On shared
@@ -194,6 +216,7 @@ async function artifactCase(server, method, prefix, count, size, template, clien
   const latencies = []
   const started = performance.now()
   const cpuBefore = cpuMsOf(server.child.pid)
+  const clientBefore = process.cpuUsage()
   const result = await withPeakRss(server.child.pid, async () => {
     await inFlight(count, clients, async (i) => {
       const hash = hashOf(prefix, i)
@@ -211,6 +234,7 @@ async function artifactCase(server, method, prefix, count, size, template, clien
   })
   const seconds = (performance.now() - started) / 1000
   const cpuMs = cpuMsOf(server.child.pid) - cpuBefore
+  const client = process.cpuUsage(clientBefore)
   agent.destroy()
   latencies.sort((a, b) => a - b)
   return {
@@ -220,6 +244,7 @@ async function artifactCase(server, method, prefix, count, size, template, clien
     p99: percentile(latencies, 99),
     peakRssMiB: result.peakRssMiB,
     cpuMsPerMB: cpuMs / ((count * size) / 1e6),
+    clientCpuMsPerMB: (client.user + client.system) / 1000 / ((count * size) / 1e6),
     count,
     size,
   }
@@ -287,6 +312,7 @@ async function stop(server) {
 async function main() {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'larder-bench-serve-'))
   const startedAt = Date.now()
+  const loadAtStart = os.loadavg()[0]
   const versions = {
     node: process.version,
     larder: JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).version,
@@ -299,8 +325,12 @@ async function main() {
   try {
     for (let run = 0; run < PLAN.runs; run++) {
       const results = {}
-      for (const start of [startLarder, startPeer]) {
-        const dir = path.join(work, `${start === startLarder ? 'larder' : 'peer'}-${run}`)
+      for (const [label, start] of [
+        ['larder', startLarder],
+        ['peer', startPeer],
+        ['limit', startLimit],
+      ]) {
+        const dir = path.join(work, `${label}-${run}`)
         const server = await start(dir)
         const r = (results[server.name] = {})
         const step = (what) => log(`run ${run + 1}/${PLAN.runs}, ${server.name}: ${what}`)
@@ -313,7 +343,7 @@ async function main() {
           r['PUT 100 MiB'] = await artifactCase(server, 'PUT', 'b', PLAN.bigCount, PLAN.bigSize, big, PLAN.bigClients)
           step(`GET ${PLAN.bigSize / MiB} MiB × ${PLAN.bigCount}`)
           r['GET 100 MiB'] = await artifactCase(server, 'GET', 'b', PLAN.bigCount, PLAN.bigSize, big, PLAN.bigClients)
-          if (server.name === 'larder serve') {
+          if (server.name === LARDER) {
             step(`small-value GET /api/cache/:key, ${PLAN.smallSeconds} s`)
             r['small GET'] = await smallValueCase(server)
           }
@@ -338,19 +368,35 @@ async function main() {
   } finally {
     fs.rmSync(work, { recursive: true, force: true })
   }
-  const results = medians(runs)
-  const report = render(results, versions, startedAt)
+  const meta = {
+    date: new Date().toISOString().slice(0, 10),
+    cpus: `${os.cpus().length} × ${os.cpus()[0]?.model?.trim() ?? 'cpu'}`,
+    loadAtStart,
+    loadAtEnd: os.loadavg()[0],
+    seconds: Math.round((Date.now() - startedAt) / 1000),
+    quick,
+  }
+  const saved = { versions, plan: PLAN, clients: CLIENTS, meta, medians: medians(runs), runs }
+  const report = render(saved)
   process.stdout.write(report)
-  const day = new Date().toISOString().slice(0, 10)
-  const base = path.join(root, 'bench', 'results', `serve-${day}${quick ? '-quick' : ''}`)
+  const base = path.join(root, 'bench', 'results', `serve-${meta.date}${quick ? '-quick' : ''}`)
   fs.writeFileSync(`${base}.md`, report)
-  fs.writeFileSync(`${base}.json`, JSON.stringify({ versions, plan: PLAN, clients: CLIENTS, medians: results, runs }, null, 2) + '\n')
+  fs.writeFileSync(`${base}.json`, JSON.stringify(saved, null, 2) + '\n')
   log(`wrote ${path.relative(root, base)}.md and .json`)
 }
 
+/** `--render FILE.json`: the report of a saved run written again beside it (FILE.md), with
+ *  this version of the report's text; nothing is measured. */
+function renderSaved(file) {
+  const saved = JSON.parse(fs.readFileSync(file, 'utf8'))
+  fs.writeFileSync(file.replace(/\.json$/, '.md'), render(saved))
+  log(`wrote ${file.replace(/\.json$/, '.md')}`)
+}
+
+const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]
+
 /** Each figure of each case: the median over the runs (runs are odd in number, or one). */
 function medians(runs) {
-  const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]
   const out = {}
   for (const [server, cases] of Object.entries(runs[0])) {
     out[server] = {}
@@ -365,50 +411,90 @@ function medians(runs) {
   return out
 }
 
-function render(results, versions, startedAt) {
-  const larder = results['larder serve']
-  const peer = results['turborepo-remote-cache']
+const ARTIFACT_CASES = ['PUT 1 MiB', 'GET 1 MiB', 'PUT 100 MiB', 'GET 100 MiB']
+const GOAL = 1.5 // larder serve's throughput against the peer's (issue 11)
+
+function render({ medians: results, runs, versions, plan, meta }) {
+  const { quick } = meta
+  const larder = results[LARDER]
+  const peer = results[PEER]
+  const limit = results[LIMIT]
   const f = (n, digits = 1) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
+  const x = (a, b) => `${f(a / b, 2)}×`
+  const labelOf = (name) => (quick ? name.replace('100 MiB', `${plan.bigSize / MiB} MiB`) : name)
+  /** One row: the three servers' figure, then larder / peer, larder / limit, limit / peer. */
+  const row = (label, a, b, c, digits, goal = '', verdict = '') =>
+    `| ${label} | ${f(a, digits)} | ${f(b, digits)} | ${f(c, digits)} | ${x(a, b)} | ${x(a, c)} | ${x(c, b)} | ${goal} | ${verdict} |`
   const rows = []
-  for (const name of ['PUT 1 MiB', 'GET 1 MiB', 'PUT 100 MiB', 'GET 100 MiB']) {
-    const a = larder[name]
-    const b = peer[name]
-    const label = quick ? name.replace('100 MiB', `${PLAN.bigSize / MiB} MiB`) : name
-    rows.push(
-      `| ${label}: throughput (MB/s) | ${f(a.mbps)} | ${f(b.mbps)} | ${f(a.mbps / b.mbps, 2)}× | ≥ 1.5× | ${a.mbps / b.mbps >= 1.5 ? 'PASS' : 'MISS'} |`,
-    )
-    rows.push(`| ${label}: p99 latency (ms) ↓ | ${f(a.p99, 0)} | ${f(b.p99, 0)} | ${f(a.p99 / b.p99, 2)}× | | |`)
-    rows.push(
-      `| ${label}: server CPU, all threads (ms per MB) ↓ | ${f(a.cpuMsPerMB, 2)} | ${f(b.cpuMsPerMB, 2)} | ${f(a.cpuMsPerMB / b.cpuMsPerMB, 2)}× | | |`,
-    )
-    rows.push(
-      `| ${label}: server peak RSS (MiB) ↓ | ${f(a.peakRssMiB, 0)} | ${f(b.peakRssMiB, 0)} | ${f(a.peakRssMiB / b.peakRssMiB, 2)}× | | |`,
-    )
+  for (const name of ARTIFACT_CASES) {
+    const [a, b, c] = [larder[name], peer[name], limit[name]]
+    const label = labelOf(name)
+    rows.push(row(`${label}: throughput (MB/s)`, a.mbps, b.mbps, c.mbps, 1, `≥ ${GOAL}×`, a.mbps / b.mbps >= GOAL ? 'PASS' : 'MISS'))
+    rows.push(row(`${label}: p99 latency (ms) ↓`, a.p99, b.p99, c.p99, 0))
+    rows.push(row(`${label}: server CPU, all threads (ms per MB) ↓`, a.cpuMsPerMB, b.cpuMsPerMB, c.cpuMsPerMB, 2))
+    rows.push(row(`${label}: server peak RSS (MiB) ↓`, a.peakRssMiB, b.peakRssMiB, c.peakRssMiB, 0))
+    rows.push(row(`${label}: load generator CPU (ms per MB) ↓`, a.clientCpuMsPerMB, b.clientCpuMsPerMB, c.clientCpuMsPerMB, 2))
   }
-  const ra = larder.rss.peakRssMiB
-  const rb = peer.rss.peakRssMiB
+  rows.push(row('resting RSS of a fresh server (MiB) ↓', larder.idleRssMiB, peer.idleRssMiB, limit.idleRssMiB, 0))
+  const [ra, rb, rc] = [larder.rss.peakRssMiB, peer.rss.peakRssMiB, limit.rss.peakRssMiB]
   rows.push(
-    `| resting RSS of a fresh server (MiB) ↓ | ${f(larder.idleRssMiB, 0)} | ${f(peer.idleRssMiB, 0)} | ${f(larder.idleRssMiB / peer.idleRssMiB, 2)}× | | |`,
-  )
-  rows.push(
-    `| peak RSS, ${PLAN.rssClients} clients uploading ${PLAN.rssSize / MiB} MiB each, fresh server (MiB) ↓ | ${f(ra, 0)} | ${f(rb, 0)} | ${f(ra / rb, 2)}× | ≤ 0.5×, larder < 200 MiB | ${ra / rb <= 0.5 && ra < 200 ? 'PASS' : 'MISS'} |`,
+    row(
+      `peak RSS, ${plan.rssClients} clients uploading ${plan.rssSize / MiB} MiB each, fresh server (MiB) ↓`,
+      ra,
+      rb,
+      rc,
+      0,
+      '≤ 0.5×, larder < 200 MiB',
+      ra / rb <= 0.5 && ra < 200 ? 'PASS' : 'MISS',
+    ),
   )
   const s = larder['small GET']
-  rows.push(`| small-value GET /api/cache/:key (req/s) | ${f(s.reqps, 0)} | – | – | | |`)
-  rows.push(`| small-value GET /api/cache/:key p99 (ms) ↓ | ${f(s.p99, 0)} | – | – | | |`)
-  return `# larder serve vs turborepo-remote-cache
+  rows.push(`| small-value GET /api/cache/:key (req/s) | ${f(s.reqps, 0)} | – | – | – | – | – | | |`)
+  rows.push(`| small-value GET /api/cache/:key p99 (ms) ↓ | ${f(s.p99, 0)} | – | – | – | – | – | | |`)
 
-Measured with \`node bench/serve.mjs${quick ? ' --quick' : ''}\` on ${new Date().toISOString().slice(0, 10)}: ${os.cpus().length} × ${os.cpus()[0]?.model?.trim() ?? 'cpu'}, node ${versions.node}; larder ${versions.larder}, turborepo-remote-cache ${versions['turborepo-remote-cache']} (local storage). ${PLAN.runs === 1 ? 'One run' : `Median of ${PLAN.runs} runs (the servers taking turns)`}; over loopback, the load generator on the same machine (load average ${os.loadavg()[0].toFixed(1)} at the end: other work shares these cores); ${Math.round((Date.now() - startedAt) / 1000)} s in all.
+  // The floor: where even the limit does not reach 1.5× the peer, no server that streams the
+  // bytes to this disk atomically (as larder must: bounded memory, no partial artifact) can
+  // meet the goal on that case here, whatever else it does. The peer buffers an upload whole
+  // and writes it in one call, which the limit does not (it streams), so the limit is the
+  // floor of a streaming server, not of every server.
+  const floor = ARTIFACT_CASES.map((name) => {
+    const ratio = limit[name].mbps / peer[name].mbps
+    const perRun = runs.map((run) => f(run[LIMIT][name].mbps / run[PEER][name].mbps, 2)).join(', ')
+    const cpu = limit[name].cpuMsPerMB / peer[name].cpuMsPerMB
+    // The client's CPU per MB is the same whichever server it drives; on two shared cores, a
+    // server that cost nothing could at most turn the peer's server CPU into client CPU.
+    const clientMs = median([peer[name].clientCpuMsPerMB, larder[name].clientCpuMsPerMB, limit[name].clientCpuMsPerMB])
+    const ceiling = (clientMs + peer[name].cpuMsPerMB) / clientMs
+    // Throughput ratios as CPU per MB predicts them when the cores are the bottleneck: much
+    // steadier than MB/s under other load (the client's work is the same for every server).
+    const bound = (server) => (clientMs + peer[name].cpuMsPerMB) / (clientMs + server[name].cpuMsPerMB)
+    const verdict =
+      ratio < GOAL
+        ? `**below ${GOAL}×: no server that streams uploads to this disk atomically (temp file, then rename) and downloads from it can meet the goal on this case here**`
+        : `reachable: the floor leaves larder ${f(ratio / GOAL, 2)}× its goal's throughput to spend`
+    return `- ${labelOf(name)}: limit / peer throughput ${f(ratio, 2)}× (runs: ${perRun}), server CPU per MB ${f(cpu, 2)}× the peer's; ${verdict}. CPU bound: the load generator spends ${f(clientMs, 2)} ms per MB and the peer ${f(peer[name].cpuMsPerMB, 2)}, so a server costing nothing could reach at most ${f(ceiling, 2)}× the peer's throughput while the cores are the bottleneck, the limit ${f(bound(limit), 2)}× and larder serve ${f(bound(larder), 2)}×.`
+  })
 
-| case | larder serve | turborepo-remote-cache | larder / peer | goal | |
-|---|---:|---:|---:|---|---|
+  return `# larder serve vs turborepo-remote-cache, and the limit
+
+Measured with \`node bench/serve.mjs${quick ? ' --quick' : ''}\` on ${meta.date}: ${meta.cpus}, node ${versions.node}; larder ${versions.larder}, turborepo-remote-cache ${versions['turborepo-remote-cache']} (local storage). ${plan.runs === 1 ? 'One run' : `Median of ${plan.runs} runs (the servers taking turns)`}; over loopback, the load generator on the same machine (load average ${meta.loadAtStart.toFixed(1)} at the start, ${meta.loadAtEnd.toFixed(1)} at the end: other work shares these cores); ${meta.seconds} s in all.
+
+**limit** is bench/serve-limit.mjs: a bare \`node:http\` server doing the least a correct artifact server can (PUT: the request piped into a temp file, renamed once whole; GET: open, fstat, \`createReadStream\` of 1 MiB reads, with Content-Length; no framework, no checksum, no compression, no bookkeeping), driven by the same client with the same artifacts and checks.
+
+| case | larder serve | turborepo-remote-cache | limit | larder / peer | larder / limit | limit / peer | goal | |
+|---|---:|---:|---:|---:|---:|---:|---|---|
 ${rows.join('\n')}
 
-↓ lower is better. Counts: ${PLAN.smallCount} × 1 MiB artifacts with ${CLIENTS} clients, ${PLAN.bigCount} × ${PLAN.bigSize / MiB} MiB with ${PLAN.bigClients} (turborepo-remote-cache holds each upload whole in memory: 64 × 100 MiB in flight would take ≥ 6.4 GiB of this shared machine) (distinct hashes, random bytes), each GET checked (status, length, the hash written into its first bytes); the small-value case: 1,000 JSON values of ~90 bytes read for ${PLAN.smallSeconds} s by autocannon (${f(s.total, 0)} requests, memory tier on). Server CPU: the server process's user + system time over the case (every thread: main, thread pool, GC), per MB moved; it moves far less with the machine's other load than MB/s does. RSS: the server process's VmRSS sampled every 20 ms; the per-case peaks include what earlier cases left in the heap, the upload case runs on a fresh server.
+↓ lower is better. Counts: ${plan.smallCount} × 1 MiB artifacts with ${CLIENTS} clients, ${plan.bigCount} × ${plan.bigSize / MiB} MiB with ${plan.bigClients} (turborepo-remote-cache holds each upload whole in memory: 64 × 100 MiB in flight would take ≥ 6.4 GiB of this shared machine) (distinct hashes, random bytes), each GET checked (status, length, the hash written into its first bytes); the small-value case: 1,000 JSON values of ~90 bytes read for ${plan.smallSeconds} s by autocannon (${f(s.total, 0)} requests, memory tier on). Server CPU: the server process's user + system time over the case (every thread: main, thread pool, GC), per MB moved; it moves far less with the machine's other load than MB/s does. RSS: the server process's VmRSS sampled every 20 ms; the per-case peaks include what earlier cases left in the heap, the upload case runs on a fresh server.
+
+## The floor (goal: larder serve ≥ ${GOAL}× the peer's throughput)
+
+${floor.join('\n')}
 `
 }
 
-main().catch((error) => {
+const renderAt = process.argv.indexOf('--render')
+;(renderAt > 0 ? Promise.resolve().then(() => renderSaved(process.argv[renderAt + 1])) : main()).catch((error) => {
   log(error.stack ?? String(error))
   process.exitCode = 1
 })

@@ -15,6 +15,7 @@ import {
 } from '../format/entry-format.js'
 import { encodeFrame, FRAME_BYTES } from '../format/frames.js'
 import { commit, openTemp, writeAll } from './atomic-write.js'
+import { returnBlock, takeBlock } from './block-pool.js'
 import { disk } from './disk.js'
 import type { OwnedTree } from './owned-tree.js'
 
@@ -146,6 +147,31 @@ export async function writeEntryStream(
     }
     if (held > 0) yield Buffer.concat(parts, held)
   }
+  // Unframed, a block is only written: each chunk is copied into a spare block as it arrives
+  // (block-pool.ts), so the source's chunks die young and no block is allocated per MiB. A
+  // block yielded is the consumer's until it gives it back (after its write completed).
+  async function* pooledBlocks(): AsyncGenerator<Buffer> {
+    let block = takeBlock()
+    let held = 0
+    for (;;) {
+      const step = await next()
+      if (step.done) break
+      const chunk = toChunk(step.value)
+      logicalLength += chunk.length
+      for (let at = 0; at < chunk.length;) {
+        const copied = chunk.copy(block, held, at)
+        held += copied
+        at += copied
+        if (held === FRAME_BYTES) {
+          yield block
+          block = takeBlock()
+          held = 0
+        }
+      }
+    }
+    if (held > 0) yield block.subarray(0, held)
+    else returnBlock(block) // taken, never filled
+  }
   const compression = options.compression
   const { sealing } = options
   const framed = compression !== Compression.None || sealing !== undefined
@@ -196,9 +222,10 @@ export async function writeEntryStream(
     const queue: Promise<Buffer[]>[] = []
     const compressors = options.adaptive ? COMPRESSING_ADAPTIVE : COMPRESSING_FULL
     let compressing = 0
-    for await (const block of blocks()) {
+    for await (const block of framed ? blocks() : pooledBlocks()) {
       if (!framed) {
         await emit(block)
+        returnBlock(block) // written: nothing holds it any more
         continue
       }
       while (queue.length >= FRAMES_QUEUED || (!options.adaptive && compressing >= compressors)) {
