@@ -17,8 +17,11 @@ import { chainIsReal, type OwnedTree } from './owned-tree.js'
  */
 export const SYNC_IO_LIMIT = 64 * 1024
 
-/** Never follow a symlink planted in an entry's place: it reads as a foreign file (ELOOP). */
-const READ_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW
+/** Never follow a symlink planted in an entry's place: it reads as a foreign file (ELOOP).
+ *  Never wait on a FIFO planted there: without O_NONBLOCK, open() of a FIFO nobody writes
+ *  blocks the thread for ever (SIGTERM too); with it, the open returns and fstat finds it is
+ *  not a regular file (a damaged entry). It changes nothing for a regular file. */
+const READ_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK
 
 export interface FileRead {
   bytes: Buffer
