@@ -17,7 +17,16 @@ import type { DiskBreaker } from '../resilience/disk-breaker.js'
 import type { ActivityCounters } from '../stats/activity-log.js'
 import { createFileSync } from '../store/atomic-write.js'
 import { disk, errorCode } from '../store/disk.js'
-import { LARGE, readEntryFileUpTo, readSmallEntryFile, removeFile, removeIfUnchanged, writeEntryFile } from '../store/entry-files.js'
+import {
+  LARGE,
+  readEntryFileUpTo,
+  readPlainEntryFile,
+  readSmallEntryFile,
+  removeFile,
+  removeIfUnchanged,
+  UNSURE,
+  writeEntryFile,
+} from '../store/entry-files.js'
 import { CACHEDIR_TAG, PARTITION_NAME, removeTrash, trashName, type Layout } from '../store/layout.js'
 import { entryState } from '../store/liveness.js'
 import { collect, createEntryStream, openEntry, readOpenedEntry, type OpenedEntry } from '../store/stream-reader.js'
@@ -147,8 +156,9 @@ export class FileTier implements Tier {
   }
 
   /**
-   * get's common case on this thread, without a promise: no file (a miss), or a small file
-   * that is a live entry of `key` whose payload decodes here. Anything else (undefined) is
+   * get's common case on this thread, without a promise: no file (a miss), or a small
+   * regular file (read without an fstat: readPlainEntryFile) that is a live entry of `key`
+   * whose payload decodes here. Anything else (undefined) is
    * left to #judgedGet, which reads the file again and judges it: a large, expired, stale,
    * damaged or foreign file, another key's entry, a value over maxValueSize, one to inflate
    * in the thread pool. So this path only ever answers as #judgedGet would, and every
@@ -156,15 +166,9 @@ export class FileTier implements Tier {
    * are thrown, for the breaker, as there.
    */
   #plainGet(file: string, key: string): TierRead | undefined {
-    let read: ReturnType<typeof readSmallEntryFile>
-    try {
-      read = readSmallEntryFile(file)
-      if (read === undefined) return MISS
-      if (read === LARGE) return undefined
-    } catch (error) {
-      if (error instanceof CorruptEntryError) return undefined
-      throw error
-    }
+    const read = readPlainEntryFile(file)
+    if (read === undefined) return MISS
+    if (read === LARGE || read === UNSURE) return undefined
     const { options } = this.#p
     let entry: DecodedEntry
     let bytes: Buffer | undefined
