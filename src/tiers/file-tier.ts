@@ -170,6 +170,7 @@ export class FileTier implements Tier {
     if (read === undefined) return MISS
     if (read === LARGE || read === UNSURE) return undefined
     const { options } = this.#p
+    const now = Date.now()
     let entry: DecodedEntry
     let bytes: Buffer | undefined
     try {
@@ -177,7 +178,7 @@ export class FileTier implements Tier {
       if (entry.key !== key) return undefined
       checkNamespace(entry, options.namespace)
       if ((entry.compression as Compression) === Compression.Zstd && !zstdAvailable()) return undefined
-      if (entryState(entry, Date.now(), this.#p.tags) !== 'live') return undefined
+      if (entryState(entry, now, this.#p.tags) !== 'live') return undefined
       if (impossibleLength(entry) !== undefined || entry.logicalLength > options.maxValueSize) return undefined
       bytes = decodePayloadSync(entry, options)
       if (bytes === undefined) return undefined
@@ -192,7 +193,7 @@ export class FileTier implements Tier {
       return undefined
     }
     this.#p.counts.bytesRead += read.bytes.length
-    this.#used(file, read.mtimeMs)
+    this.#used(file, read.mtimeMs, now)
     const { createdAt, expiresAt, tags, grace } = entry
     return { found: true, stale: false, value, createdAt, expiresAt, tags, grace, size: bytes.length }
   }
@@ -650,8 +651,8 @@ export class FileTier implements Tier {
 
   /** A disk hit: record the use on the file's mtime (LRU, `maxAge`; throttled and merged, see
    *  maintenance/last-use.ts) and count the hit for LFU. */
-  #used(file: string, mtimeMs: number): void {
-    this.#p.lastUse?.used(file, mtimeMs)
+  #used(file: string, mtimeMs: number, now?: number): void {
+    this.#p.lastUse?.used(file, mtimeMs, now)
     if (this.#p.options.evictionPolicy === 'lfu') this.#p.hitLog?.hit(path.basename(file))
   }
 }
