@@ -82,18 +82,25 @@ export class CountedReads {
   /**
    * A counted, timed read of `key` (get, getMany): once the changes of the key called before
    * it have taken effect, the memory tier (unless the caller has just asked it), then the
-   * tiers below. Never throws for disk trouble while failOpen.
+   * tiers below. Never throws for disk trouble while failOpen. Not an async function: with
+   * nothing to wait for, the answer is belowMemory's own promise (one promise fewer a get);
+   * it may throw (a 'hit' listener that throws), and its callers are async functions.
    */
-  async read(key: string, grace: number, askMemory: boolean): Promise<TierRead> {
+  read(key: string, grace: number, askMemory: boolean): Promise<TierRead> {
     const waiting = this.#order.pending(key)
-    if (waiting !== undefined) {
-      await waiting
-      askMemory = true
-    }
+    if (waiting !== undefined) return this.#readAfter(waiting, key, grace)
     if (askMemory) {
       const memory = this.fromMemory(key)
-      if (memory.found) return memory
+      if (memory.found) return Promise.resolve(memory)
     }
+    return this.belowMemory(key, grace)
+  }
+
+  /** read() once the changes of its key called before it have taken effect. */
+  async #readAfter(waiting: Promise<unknown>, key: string, grace: number): Promise<TierRead> {
+    await waiting
+    const memory = this.fromMemory(key)
+    if (memory.found) return memory
     return this.belowMemory(key, grace)
   }
 

@@ -114,18 +114,48 @@ export async function decodePayload(entry: DecodedEntry, keys: Pick<ResolvedOpti
     return decodeFramedPayload(entry.payload, compression, logicalLength, opener)
   }
   const payload = openedPayload(entry, key)
+  if (decodesInline(compression, payload.length, logicalLength)) return decodedInline(payload, compression, logicalLength)
   let bytes: Buffer
-  if ((compression as Compression) === Compression.None) bytes = payload
-  else {
-    try {
-      bytes =
-        payload.length <= SYNC_CODEC_LIMIT && logicalLength <= SYNC_DECOMPRESS_LIMIT
-          ? decompressSync(compression, payload, logicalLength)
-          : await decompressAsync(compression, payload, logicalLength)
-    } catch (error) {
-      throw new CorruptEntryError(`payload does not decompress (${(error as Error).message})`)
-    }
+  try {
+    bytes = await decompressAsync(compression, payload, logicalLength)
+  } catch (error) {
+    throw new CorruptEntryError(`payload does not decompress (${(error as Error).message})`)
   }
+  return ofLogicalLength(bytes, logicalLength)
+}
+
+/**
+ * decodePayload on this thread, without a promise (a small get's hot path, FileTier): the same
+ * bytes or CorruptEntryError, or undefined for a payload it would hand to the thread pool
+ * (frames, or a compressed payload over the synchronous limits).
+ */
+export function decodePayloadSync(entry: DecodedEntry, keys: Pick<ResolvedOptions, 'encryption'>): Buffer | undefined {
+  const { compression, logicalLength } = entry
+  const key = keyOf(entry, keys.encryption)
+  if ((entry.flags & FLAG_FRAMED) !== 0) return undefined
+  const payload = openedPayload(entry, key)
+  if (!decodesInline(compression, payload.length, logicalLength)) return undefined
+  return decodedInline(payload, compression, logicalLength)
+}
+
+/** Whether an unframed payload is decoded on this thread: plain, or small enough to inflate
+ *  synchronously (see compression.ts). */
+function decodesInline(compression: number, stored: number, logicalLength: number): boolean {
+  return (compression as Compression) === Compression.None || (stored <= SYNC_CODEC_LIMIT && logicalLength <= SYNC_DECOMPRESS_LIMIT)
+}
+
+function decodedInline(payload: Buffer, compression: number, logicalLength: number): Buffer {
+  if ((compression as Compression) === Compression.None) return ofLogicalLength(payload, logicalLength)
+  let bytes: Buffer
+  try {
+    bytes = decompressSync(compression, payload, logicalLength)
+  } catch (error) {
+    throw new CorruptEntryError(`payload does not decompress (${(error as Error).message})`)
+  }
+  return ofLogicalLength(bytes, logicalLength)
+}
+
+function ofLogicalLength(bytes: Buffer, logicalLength: number): Buffer {
   if (bytes.length !== logicalLength)
     throw new CorruptEntryError(`payload decodes to ${bytes.length} bytes, not the ${logicalLength} its trailer records`)
   return bytes

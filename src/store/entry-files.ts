@@ -17,8 +17,11 @@ import { chainIsReal, type OwnedTree } from './owned-tree.js'
  */
 export const SYNC_IO_LIMIT = 64 * 1024
 
-/** Never follow a symlink planted in an entry's place: it reads as a foreign file (ELOOP). */
-const READ_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW
+/** Never follow a symlink planted in an entry's place: it reads as a foreign file (ELOOP).
+ *  Never wait on a FIFO planted there: without O_NONBLOCK, open() of a FIFO nobody writes
+ *  blocks the thread for ever (SIGTERM too); with it, the open returns and fstat finds it is
+ *  not a regular file (a damaged entry). It changes nothing for a regular file. */
+const READ_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK
 
 export interface FileRead {
   bytes: Buffer
@@ -44,6 +47,36 @@ export function readSmallEntryFile(file: string): FileRead | typeof LARGE | unde
     return filled(opened, readSyncAt)
   } finally {
     disk.closeSync(opened.fd)
+  }
+}
+
+/** What readPlainEntryFile answers when it cannot vouch for what it read: read it with
+ *  readSmallEntryFile, which judges every kind of file. */
+export const UNSURE = Symbol('not a plain regular file, or changed while read')
+
+/**
+ * The bytes of a regular file of up to SYNC_IO_LIMIT bytes, and the mtime the lstat before
+ * its read saw: `readSmallEntryFile` without the fstat, for a read that removes and reports
+ * nothing (FileTier's plain get: a hit, or a miss for no file). The lstat has the size; one
+ * read asks for a byte more, so a file that grew or shrank since gives another count (UNSURE).
+ * A file renamed over it since with the same size is read whole all the same (renames are
+ * atomic, and the caller verifies every byte); only the mtime may then be the old file's,
+ * which as an LRU hint costs nothing. A symlink, a directory or anything but a regular file
+ * is UNSURE: judging it (and removing only the inode judged) needs the fstat.
+ */
+export function readPlainEntryFile(file: string): { bytes: Buffer; mtimeMs: number } | typeof LARGE | typeof UNSURE | undefined {
+  const link = disk.lstatSync(file, { throwIfNoEntry: false })
+  if (link === undefined) return undefined
+  if (!link.isFile()) return UNSURE
+  if (link.size > SYNC_IO_LIMIT) return LARGE
+  const fd = openAfterLstat(file)
+  if (fd === undefined) return undefined
+  try {
+    const room = Buffer.allocUnsafe(link.size + 1)
+    const n = disk.readSync(fd, room, 0, room.length, 0)
+    return n === link.size ? { bytes: room.subarray(0, n), mtimeMs: link.mtimeMs } : UNSURE
+  } finally {
+    disk.closeSync(fd)
   }
 }
 
@@ -80,15 +113,8 @@ function openUpTo(file: string, limit: number): OpenedFile | typeof LARGE | unde
   if (link === undefined) return undefined
   if (link.isSymbolicLink()) throw new CorruptEntryError("a symlink in an entry's place", link.ino)
   if (link.isFile() && link.size > limit) return LARGE
-  let fd: number
-  try {
-    fd = disk.openSync(file, READ_FLAGS)
-  } catch (error) {
-    const code = errorCode(error)
-    if (code === 'ENOENT') return undefined // removed since the lstat
-    if (code === 'ELOOP') return undefined // replaced by a symlink since: judged on the next read
-    throw error
-  }
+  const fd = openAfterLstat(file)
+  if (fd === undefined) return undefined
   try {
     const stat = disk.fstatSync(fd)
     if (!stat.isFile()) throw new CorruptEntryError(stat.isDirectory() ? "a directory in an entry's place" : 'not a regular file', stat.ino)
@@ -99,6 +125,18 @@ function openUpTo(file: string, limit: number): OpenedFile | typeof LARGE | unde
     return { fd, size: stat.size, ino: stat.ino, mtimeMs: stat.mtimeMs }
   } catch (error) {
     disk.closeSync(fd)
+    throw error
+  }
+}
+
+/** Opens an entry file an lstat found; undefined when it was removed since (a miss), or
+ *  replaced by a symlink since (a miss now, judged on the next read). */
+function openAfterLstat(file: string): number | undefined {
+  try {
+    return disk.openSync(file, READ_FLAGS)
+  } catch (error) {
+    const code = errorCode(error)
+    if (code === 'ENOENT' || code === 'ELOOP') return undefined
     throw error
   }
 }

@@ -24,7 +24,9 @@ import type { Keyring } from '../crypto/keys.js'
 import { FrameCipher, KeyError, TAG_BYTES } from '../crypto/seal.js'
 import { disk, errorCode } from './disk.js'
 
-const READ_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW
+/** As entry-files.ts reads (O_NONBLOCK: a FIFO swapped in since the lstat that sent the read
+ *  here must not hold a thread-pool thread for ever). */
+const READ_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK
 const HEAD_READ = 64 * 1024
 const CHUNK = 256 * 1024
 /** Bytes of a plain payload read at once (`PlainEntryStream`): one thread-pool round trip and

@@ -6,7 +6,7 @@ import { Compression, compressionIds } from '../format/compression.js'
 import { checkNamespace, keyOf, namespaceIdOf } from '../crypto/entry-keys.js'
 import { KeyError, reportedReason } from '../crypto/seal.js'
 import { CorruptEntryError, decodeEntry, FLAG_FRAMED, type DecodedEntry, type EntryHead } from '../format/entry-format.js'
-import { decodePayload, encodeEntryBytes, impossibleLength } from '../format/payload.js'
+import { decodePayload, decodePayloadSync, encodeEntryBytes, impossibleLength } from '../format/payload.js'
 import { Codec, deserialize } from '../format/serializers.js'
 import type { HitLog } from '../maintenance/hit-log.js'
 import type { LastUse } from '../maintenance/last-use.js'
@@ -17,7 +17,16 @@ import type { DiskBreaker } from '../resilience/disk-breaker.js'
 import type { ActivityCounters } from '../stats/activity-log.js'
 import { createFileSync } from '../store/atomic-write.js'
 import { disk, errorCode } from '../store/disk.js'
-import { LARGE, readEntryFileUpTo, readSmallEntryFile, removeFile, removeIfUnchanged, writeEntryFile } from '../store/entry-files.js'
+import {
+  LARGE,
+  readEntryFileUpTo,
+  readPlainEntryFile,
+  readSmallEntryFile,
+  removeFile,
+  removeIfUnchanged,
+  UNSURE,
+  writeEntryFile,
+} from '../store/entry-files.js'
 import { CACHEDIR_TAG, PARTITION_NAME, removeTrash, trashName, type Layout } from '../store/layout.js'
 import { entryState } from '../store/liveness.js'
 import { collect, createEntryStream, openEntry, readOpenedEntry, type OpenedEntry } from '../store/stream-reader.js'
@@ -137,26 +146,74 @@ export class FileTier implements Tier {
   /**
    * Reads `key`. `grace` > 0 also returns a value expired less than `grace` ago, marked stale
    * (and kept on disk). Throws disk failures, and `ERR_TOO_LARGE` for a value over
-   * `maxValueSize` (read with getStream).
+   * `maxValueSize` (read with getStream). A hit is a new object, the caller's to keep.
    */
-  async get(key: string, grace: number): Promise<TierRead> {
+  get(key: string, grace: number): Promise<TierRead> {
+    // Not an async function: the breaker's promise is the answer (an async function
+    // returning a promise adds a promise and two turns of the microtask queue to every get).
     const file = this.#fileOf(key)
-    return this.#p.breaker.run(async (): Promise<TierRead> => {
-      const found = await this.#probe(file, key)
-      if (found === undefined) return MISS
-      try {
-        const freshness = await this.#freshness(found, file, grace)
-        if (freshness === 'gone') return MISS
-        this.#boundForGet(found, key)
-        const entry = await this.#verifiedValue(found)
-        if (freshness === 'fresh') this.#used(file, found.mtimeMs)
-        return { found: true, stale: freshness === 'stale', ...entry }
-      } catch (error) {
-        return (await this.#corruptOrThrow(error, file, key, found.ino)) ?? MISS
-      } finally {
-        await found.opened?.handle.close()
-      }
-    })
+    return this.#p.breaker.run(() => this.#plainGet(file, key) ?? this.#judgedGet(file, key, grace))
+  }
+
+  /**
+   * get's common case on this thread, without a promise: no file (a miss), or a small
+   * regular file (read without an fstat: readPlainEntryFile) that is a live entry of `key`
+   * whose payload decodes here. Anything else (undefined) is
+   * left to #judgedGet, which reads the file again and judges it: a large, expired, stale,
+   * damaged or foreign file, another key's entry, a value over maxValueSize, one to inflate
+   * in the thread pool. So this path only ever answers as #judgedGet would, and every
+   * judgement (what is removed, counted or reported) is made in one place. Disk failures
+   * are thrown, for the breaker, as there.
+   */
+  #plainGet(file: string, key: string): TierRead | undefined {
+    const read = readPlainEntryFile(file)
+    if (read === undefined) return MISS
+    if (read === LARGE || read === UNSURE) return undefined
+    const { options } = this.#p
+    const now = Date.now()
+    let entry: DecodedEntry
+    let bytes: Buffer | undefined
+    try {
+      entry = decodeEntry(read.bytes)
+      if (entry.key !== key) return undefined
+      checkNamespace(entry, options.namespace)
+      if ((entry.compression as Compression) === Compression.Zstd && !zstdAvailable()) return undefined
+      if (entryState(entry, now, this.#p.tags) !== 'live') return undefined
+      if (impossibleLength(entry) !== undefined || entry.logicalLength > options.maxValueSize) return undefined
+      bytes = decodePayloadSync(entry, options)
+      if (bytes === undefined) return undefined
+    } catch (error) {
+      if (error instanceof CorruptEntryError) return undefined
+      throw error
+    }
+    let value: unknown
+    try {
+      value = deserialize(entry.codec, bytes, options.serializer)
+    } catch {
+      return undefined
+    }
+    this.#p.counts.bytesRead += read.bytes.length
+    this.#used(file, read.mtimeMs, now)
+    const { createdAt, expiresAt, tags, grace } = entry
+    return { found: true, stale: false, value, createdAt, expiresAt, tags, grace, size: bytes.length }
+  }
+
+  /** get's whole path: every kind of file judged (see #plainGet). */
+  async #judgedGet(file: string, key: string, grace: number): Promise<TierRead> {
+    const found = await this.#probe(file, key)
+    if (found === undefined) return MISS
+    try {
+      const freshness = await this.#freshness(found, file, grace)
+      if (freshness === 'gone') return MISS
+      this.#boundForGet(found, key)
+      const entry = await this.#verifiedValue(found)
+      if (freshness === 'fresh') this.#used(file, found.mtimeMs)
+      return { found: true, stale: freshness === 'stale', ...entry }
+    } catch (error) {
+      return (await this.#corruptOrThrow(error, file, key, found.ino)) ?? MISS
+    } finally {
+      await found.opened?.handle.close()
+    }
   }
 
   /** Whether a fresh entry exists: metadata (and, up to 64 KiB, the checksum), no decoding. */
@@ -594,8 +651,8 @@ export class FileTier implements Tier {
 
   /** A disk hit: record the use on the file's mtime (LRU, `maxAge`; throttled and merged, see
    *  maintenance/last-use.ts) and count the hit for LFU. */
-  #used(file: string, mtimeMs: number): void {
-    this.#p.lastUse?.used(file, mtimeMs)
+  #used(file: string, mtimeMs: number, now?: number): void {
+    this.#p.lastUse?.used(file, mtimeMs, now)
     if (this.#p.options.evictionPolicy === 'lfu') this.#p.hitLog?.hit(path.basename(file))
   }
 }
