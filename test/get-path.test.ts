@@ -12,6 +12,7 @@ import { Larder } from '../src/index.ts'
 import { childScript, repoRoot } from './children/shared.ts'
 import { tempDir } from './helpers.ts'
 import { keyNames } from '../src/store/layout.ts'
+import { disk } from '../src/store/disk.ts'
 
 async function open(dir: string, options: Parameters<typeof Larder.open>[0] = {}): Promise<Larder> {
   return Larder.open({ dir, memory: false, maintenance: { interval: 0 }, ...options })
@@ -30,6 +31,32 @@ describe('file-tier get', () => {
       again.forEach((b) => b.fill(0)) // what a caller does with its own value touches nobody else's
     }
     kept.forEach((value, i) => assert.ok(value.equals(bytesOf(i)), `k${i} changed after later gets`))
+    await cache.close()
+  })
+
+  test('a directory swapped in between the lstat and the read is judged, not a disk failure: no error, the breaker stays closed', async () => {
+    const dir = tempDir('larder-get-path')
+    const cache = await open(dir)
+    await cache.set('k', { v: 1 })
+    const errors: unknown[] = []
+    cache.on('error', (error) => errors.push(error))
+    // The race, made on demand: the first read of the entry meets what a directory gives.
+    const real = disk.readSync
+    let swapped = 0
+    disk.readSync = ((...args: Parameters<typeof real>) => {
+      if (swapped++ === 0) throw Object.assign(new Error('EISDIR: illegal operation on a directory, read'), { code: 'EISDIR' })
+      return real(...args)
+    }) as typeof real
+    try {
+      assert.deepEqual(await cache.get('k'), { v: 1 }, 'read again the judged way, where the file is whole again')
+    } finally {
+      disk.readSync = real
+    }
+    assert.equal(swapped > 1, true)
+    assert.deepEqual(errors, [])
+    const { breaker } = await cache.stats()
+    assert.equal(breaker.failures, 0, 'not counted as a failing disk')
+    assert.equal(breaker.state, 'closed')
     await cache.close()
   })
 

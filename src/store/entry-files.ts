@@ -73,7 +73,15 @@ export function readPlainEntryFile(file: string): { bytes: Buffer; mtimeMs: numb
   if (fd === undefined) return undefined
   try {
     const room = Buffer.allocUnsafe(link.size + 1)
-    const n = disk.readSync(fd, room, 0, room.length, 0)
+    let n: number
+    try {
+      n = disk.readSync(fd, room, 0, room.length, 0)
+    } catch (error) {
+      // A directory moved into the file's place between the lstat and the open (O_RDONLY
+      // opens one; only its read fails): not a failing disk, a file to judge.
+      if (errorCode(error) === 'EISDIR') return UNSURE
+      throw error
+    }
     return n === link.size ? { bytes: room.subarray(0, n), mtimeMs: link.mtimeMs } : UNSURE
   } finally {
     disk.closeSync(fd)
