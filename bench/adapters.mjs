@@ -3,7 +3,7 @@
 // MikroORM find), with larder behind it and with the store its users would otherwise pick, side
 // by side in one run.
 //
-//   npm run bench:adapters                       # 3 runs: 3,000 sequential reads, 10,000 at 16 in flight
+//   npm run bench:adapters                       # 3 runs: at least 3,000 sequential reads, 10,000 at 16 in flight (each at least 300 ms)
 //   node --import tsx bench/adapters.mjs --quick  # 1 run of 300 / 1,000 (after npm run build)
 //   node --import tsx bench/adapters.mjs --only keyv,undici --runs 5
 //
@@ -148,7 +148,7 @@ const medians = {}
 const lines = [
   '# Adapters: cached reads through the host library',
   '',
-  `${new Date().toISOString().slice(0, 10)}, node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model.trim()}; ${quick ? 'quick: ' : ''}${sizes.seq} sequential reads, then ${sizes.conc} with 16 in flight, per case; each case its own process; medians of ${runs} interleaved run${runs === 1 ? '' : 's'}${runs > 1 ? ' (min–max)' : ''}; ${((Date.now() - startedAt) / 1000).toFixed(0)} s; load average ${loadBefore} before, ${load()} after. ${versions}.`,
+  `${new Date().toISOString().slice(0, 10)}, node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model.trim()}; ${quick ? 'quick: ' : ''}after at least 1,000 warm-up reads and 300 ms of them, at least ${sizes.seq} sequential reads (and 300 ms of them), then at least ${sizes.conc} with 16 in flight (as many more as the sequential part had), per case; each case its own process; medians of ${runs} interleaved run${runs === 1 ? '' : 's'}${runs > 1 ? ' (min–max)' : ''}; ${((Date.now() - startedAt) / 1000).toFixed(0)} s; load average ${loadBefore} before, ${load()} after. ${versions}.`,
   `Command: \`${quick ? 'node --import tsx bench/adapters.mjs --quick' : 'npm run bench:adapters'}${argv.length > (quick ? 1 : 0) ? `${quick ? '' : ' --'} ${argv.filter((a) => a !== '--quick').join(' ')}` : ''}\`.`,
   '',
   '| host library: operation | store | p50 µs | p99 µs | reads/s, 1 in flight | reads/s, 16 in flight | CPU µs per read, 1 / 16 in flight | load average (1 min) after each run |',
