@@ -22,7 +22,17 @@ function summary(values) {
 
 const ratioText = (r) => (r === undefined || !Number.isFinite(r) ? '–' : `${r.toFixed(2)}×`)
 
-export function renderReport({ env, config, steps: ran, samples, failures, elapsedSeconds, cleanupSeconds, templateSeconds = 0, partial = false }) {
+export function renderReport({
+  env,
+  config,
+  steps: ran,
+  samples,
+  failures,
+  elapsedSeconds,
+  cleanupSeconds,
+  templateSeconds = 0,
+  partial = false,
+}) {
   // The steps as run (a subset's --impls leave others out: n/a, not failed); older records
   // without them: the plan's.
   const steps = Object.fromEntries((ran ?? stepsFor(config)).map((s) => [s.id, s]))
