@@ -6,24 +6,11 @@
  */
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
-import { childScript, repoRoot } from './children/shared.ts'
-import { tempDir } from './helpers.ts'
+import { runChildScript, tempDir } from './helpers.ts'
 
 async function run(where: string): Promise<{ out: string; err: string; finished: boolean }> {
-  const dir = tempDir(`larder-fifo-${where}`)
-  const child = spawn(process.execPath, ['--import', 'tsx', childScript('fifo-child.ts'), dir, where], {
-    cwd: repoRoot,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let out = ''
-  let err = ''
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()))
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()))
   // Generous: the child needs well under a second; only a blocked thread takes this long.
-  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
-  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
-  clearTimeout(timer)
+  const { code, out, err } = await runChildScript('fifo-child.ts', [tempDir(`larder-fifo-${where}`), where])
   return { out, err, finished: code === 0 }
 }
 

@@ -5,12 +5,10 @@
  */
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { Larder } from '../src/index.ts'
-import { childScript, repoRoot } from './children/shared.ts'
-import { tempDir } from './helpers.ts'
+import { runChildScript, tempDir } from './helpers.ts'
 import { keyNames } from '../src/store/layout.ts'
 import { disk } from '../src/store/disk.ts'
 
@@ -96,19 +94,8 @@ describe('file-tier get', () => {
     'a FIFO planted where an entry belongs: get, has, info and getStream return (a damaged file: counted, removed), never wait on it',
     { timeout: 60_000 },
     async () => {
-      const dir = tempDir('larder-get-fifo')
-      const child = spawn(process.execPath, ['--import', 'tsx', childScript('entry-fifo-child.ts'), dir], {
-        cwd: repoRoot,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      })
-      let out = ''
-      let err = ''
-      child.stdout.on('data', (d: Buffer) => (out += d.toString()))
-      child.stderr.on('data', (d: Buffer) => (err += d.toString()))
       // A thread blocked in open() of a FIFO ignores SIGTERM; the child needs well under a second.
-      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
-      const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
-      clearTimeout(timer)
+      const { code, out, err } = await runChildScript('entry-fifo-child.ts', [tempDir('larder-get-fifo')])
       assert.equal(code, 0, `the child did not finish: blocked on the FIFO? stdout ${out} stderr ${err.slice(0, 500)}`)
       const done = JSON.parse(out.slice(out.indexOf('done ') + 5)) as Record<string, unknown>
       assert.deepEqual(done, { value: null, has: false, info: null, stream: false, corrupt: 1, left: false })

@@ -1,7 +1,9 @@
+import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { after } from 'node:test'
+import { childScript, repoRoot } from './children/shared.ts'
 
 /** A fresh directory under the OS temp dir, removed when the test file finishes. */
 export function tempDir(label = 'larder'): string {
@@ -37,4 +39,28 @@ export function openFileTargets(): string[] {
     }
   }
   return targets
+}
+
+/**
+ * Runs a script of test/children/ (through tsx) with `args`, and kills it (SIGKILL: a thread
+ * blocked in a syscall, such as open() of a FIFO, ignores SIGTERM's handler) if it has not
+ * exited after `killAfter` ms. Its exit code (null when killed), stdout and stderr.
+ */
+export async function runChildScript(
+  name: string,
+  args: string[],
+  killAfter = 30_000,
+): Promise<{ code: number | null; out: string; err: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', childScript(name), ...args], {
+    cwd: repoRoot,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let out = ''
+  let err = ''
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()))
+  const timer = setTimeout(() => child.kill('SIGKILL'), killAfter)
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
+  clearTimeout(timer)
+  return { code, out, err }
 }
