@@ -3,7 +3,7 @@ import { isBreakerOpen } from '../resilience/disk-breaker.js'
 import type { Maintainer, PruneReport } from './maintainer.js'
 import type { RunningTotals, Totals } from './totals.js'
 
-interface AutoPruneParts {
+export interface AutoPruneParts {
   options: ResolvedOptions
   maintainer: Maintainer
   totals: RunningTotals
@@ -36,6 +36,8 @@ export class AutoPrune {
   #running: Promise<void> | undefined
   #interval: NodeJS.Timeout | undefined
   #closed = false
+  /** A write came while a pass ran (afterWrite left it to the run). */
+  #wroteDuringPass = false
 
   constructor(parts: AutoPruneParts) {
     this.#p = parts
@@ -64,7 +66,11 @@ export class AutoPrune {
   /** After a write: start a run if the totals now exceed a budget. A run in progress checks
    *  for this write itself when its pass ends. */
   afterWrite(): void {
-    if (!this.#budgeted || this.#running !== undefined) return
+    if (!this.#budgeted) return
+    if (this.#running !== undefined) {
+      this.#wroteDuringPass = true
+      return
+    }
     if (this.#overBudget(this.#p.totals.estimate())) this.start()
   }
 
@@ -91,6 +97,7 @@ export class AutoPrune {
 
   async #run(): Promise<void> {
     for (let tries = 0; tries < RETRIES;) {
+      this.#wroteDuringPass = false
       const report = await this.#p.maintainer.prune({ signal: this.#abort.signal }, true)
       if (report.skipped) {
         // Another process is pruning; it may have counted before our last writes.
@@ -98,7 +105,10 @@ export class AutoPrune {
         await new Promise((resolve) => setTimeout(resolve, RETRY_MS))
       } else {
         this.#p.pruned(report)
-        if (report.freedBytes === 0 && report.evicted === 0) return
+        // A pass that freed nothing ends the run (every victim was in use: another pass now
+        // would free nothing either), unless writes came while it ran: its scan may have missed
+        // them, and their afterWrite left them to this run, so they are checked for below.
+        if (report.freedBytes === 0 && report.evicted === 0 && !this.#wroteDuringPass) return
         tries = 0
       }
       // Read from the files, not the estimate: the writes that raced the pass are in them.
