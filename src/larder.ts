@@ -148,7 +148,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     // throws still rejects, never throws; the promise is the entry's own, made at its first hit:
     // memory-tier.ts answerOf). While a change is in flight it must wait for the
     // changes of its key called before it (CountedReads.read); a closed cache rejects below.
-    if (this.#memory !== undefined && !this.#closed && this.#order.idle && typeof key === 'string') {
+    if (this.#memoryAnswers() && typeof key === 'string') {
       try {
         const memory = this.#reads.fromMemory(key)
         if (memory.found) return answerOf(memory)
@@ -164,8 +164,13 @@ export class Larder extends EventEmitter<LarderEvents> {
    *  gives it at once, else undefined (then call get()). Spares a host library's hot read the
    *  adapter's own promise around get()'s. */
   [memoryAnswer](key: string): Promise<unknown> | undefined {
-    if (this.#memory === undefined || this.#closed || !this.#order.idle) return undefined
-    return this.#reads.answerAtOnce(key)
+    return this.#memoryAnswers() ? this.#reads.answerAtOnce(key) : undefined
+  }
+
+  /** Whether a get may be answered by the memory tier at once: there is one, the cache is
+   *  open, and no change is in flight that a read would have to wait for. */
+  #memoryAnswers(): boolean {
+    return this.#memory !== undefined && !this.#closed && this.#order.idle
   }
 
   /** get() past the memory tier's hit path (`askMemory`: it has not been asked yet). */
