@@ -137,6 +137,59 @@ describe('values a serializer would change silently are rejected', () => {
     })
   }
 
+  test('json: the refusal sees what JSON.stringify sees (toJSON results, Dates, Buffers, typed arrays), and names the place', async () => {
+    const dir = tempDir()
+    const cache = await Larder.open({ dir, memory: true })
+    const refused: [name: string, value: unknown, place: RegExp][] = [
+      ['a method', { id: 1, f() {} }, /function at property "f"/],
+      ['a function at index 2', [1, 2, () => 3], /function at index 2/],
+      ['a symbol deep down', { a: [{ b: { c: Symbol('x') } }] }, /symbol at property "c"/],
+      ['a function as the value', () => 1, /function as the value/],
+      ['a toJSON whose result holds a function', { when: { toJSON: () => ({ f: () => 1 }) } }, /function at property "f"/],
+      [
+        'a toJSON inherited from a class',
+        [
+          { ok: 1 },
+          new (class {
+            toJSON() {
+              return [Symbol('s')]
+            }
+          })(),
+        ],
+        /symbol at index 0/,
+      ],
+    ]
+    for (const [name, value, place] of refused) {
+      await assert.rejects(cache.set('k', value), (e: LarderError) => e.code === 'ERR_SERIALIZE' && place.test(e.message), name)
+    }
+    assert.equal(entryFiles(dir).length, 0)
+    // What JSON drops or converts by its own rules is kept as JSON gives it: a toJSON whose
+    // result is plain, a Date, a nested Buffer, a typed array, undefined properties, a getter.
+    const stored = {
+      money: { toJSON: () => '12.50 EUR' },
+      at: new Date(0),
+      bytes: { b: Buffer.from([1, 2]) },
+      floats: new Float32Array([0.5]),
+      gone: undefined,
+      get computed() {
+        return { n: 1 }
+      },
+    }
+    await cache.set('k', stored)
+    const expected = {
+      money: '12.50 EUR',
+      at: '1970-01-01T00:00:00.000Z',
+      bytes: { b: { type: 'Buffer', data: [1, 2] } },
+      floats: { 0: 0.5 },
+      computed: { n: 1 },
+    }
+    assert.deepStrictEqual(await cache.get('k'), expected)
+    await cache.close()
+    const reader = await Larder.open({ dir })
+    assert.deepStrictEqual(await reader.get('k'), expected)
+    await reader.close()
+  })
+
   test('msgpack and raw reject strings with lone surrogates (ERR_INVALID_VALUE); json and v8 keep them exactly', async () => {
     const cut = '😀 café'.slice(0, 1) // half of the emoji's surrogate pair
     const dir = tempDir()
