@@ -55,6 +55,13 @@ export class KeyOrder {
     return queued === undefined ? this.#everything : queued.visible
   }
 
+  /** Runs `read` once the changes of `key` called before it have taken effect (`pending`):
+   *  at once, in the caller's tick, when none is in flight. */
+  afterChanges<T>(key: string, read: () => Promise<T>): Promise<T> {
+    const waiting = this.pending(key)
+    return waiting === undefined ? read() : waiting.then(read)
+  }
+
   /**
    * Runs `change` once every change of `key` called before it (and any clear) has taken
    * effect. A `hidden` change (a stream) is ordered like any other, but reads do not wait for

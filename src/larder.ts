@@ -8,6 +8,7 @@ import { CacheParts } from './facade/cache-parts.js'
 import type { LarderEvents } from './facade/events.js'
 import { incrementInOrder } from './facade/increment.js'
 import { memoryAnswer } from './facade/memory-answer.js'
+import * as operatorCalls from './facade/operator-calls.js'
 import { rekeyTiers } from './facade/rekey.js'
 import { answerOf } from './tiers/memory-tier.js'
 import { optionsSnapshot, reconfigure, type ConfigChange, type ReconfigureState } from './facade/reconfigure.js'
@@ -15,7 +16,6 @@ import { assembleStats, type Stats } from './facade/stats.js'
 import { warm, type WarmReport } from './facade/warm.js'
 import { loadHasher } from './format/checksum.js'
 import { loadRedisClient } from './redis/connection.js'
-import { BATCH_PARALLELISM, Slots } from './batch-slots.js'
 import type { EntryInfo } from './maintenance/listing.js'
 import type {
   PruneOptions,
@@ -186,25 +186,14 @@ export class Larder extends EventEmitter<LarderEvents> {
   async has(key: string): Promise<boolean> {
     this.#assertOpen()
     const k = validateKey(key)
-    const waiting = this.#order.pending(k)
-    if (waiting !== undefined) await waiting
-    return this.#p.stack.has(k)
+    return this.#order.afterChanges(k, () => this.#p.stack.has(k))
   }
 
   /** Values for `keys`, in key order (`undefined` for each miss); a hit or miss per key.
    *  At most BATCH_PARALLELISM entries are read at once. */
   async getMany(keys: readonly string[]): Promise<unknown[]> {
     this.#assertOpen()
-    const valid = validateKeys(keys)
-    const slots = new Slots(BATCH_PARALLELISM)
-    return Promise.all(
-      valid.map((k) =>
-        slots.run(async () => {
-          const found = await this.#reads.read(k, 0, true)
-          return found.found ? found.value : undefined
-        }),
-      ),
-    )
+    return this.#reads.many(validateKeys(keys))
   }
 
   /**
@@ -236,21 +225,7 @@ export class Larder extends EventEmitter<LarderEvents> {
    */
   async getStream(key: string): Promise<Readable | undefined> {
     this.#assertOpen()
-    const k = validateKey(key)
-    const waiting = this.#order.pending(k)
-    if (waiting !== undefined) await waiting
-    const started = performance.now()
-    let stream: Readable | undefined
-    try {
-      const files = this.#p.files('getStream')
-      if (await this.#p.stack.streamStillValid(k, async () => (await files.info(k))?.createdAt)) stream = await files.getStream(k)
-    } catch (error) {
-      this.#p.failures.readFailed(error)
-    }
-    this.#p.counters.getLatency.record(performance.now() - started)
-    if (stream === undefined) this.#reads.miss(k)
-    else this.#reads.hit(k, 'file')
-    return stream
+    return this.#reads.stream(validateKey(key))
   }
 
   // ── writes ────────────────────────────────────────────────────────────────
@@ -276,13 +251,7 @@ export class Larder extends EventEmitter<LarderEvents> {
    *  an error names the item (`items[1].ttl`). At most BATCH_PARALLELISM are written at once. */
   async setMany(items: readonly SetManyItem[]): Promise<void> {
     this.#assertWritable()
-    const writes = this.#p.writes
-    const prepared = validateSetManyItems(items).map(({ key, value, ttl, tags, field }) => ({
-      key,
-      write: writes.prepare(value, ttl, tags, 0, field),
-    }))
-    const slots = new Slots(BATCH_PARALLELISM)
-    await Promise.all(prepared.map(({ key, write }) => writes.change(key, () => slots.run(() => writes.write(key, write)))))
+    return this.#p.writes.writeMany(validateSetManyItems(items))
   }
 
   /**
@@ -313,11 +282,7 @@ export class Larder extends EventEmitter<LarderEvents> {
    *  are removed at once. */
   async deleteMany(keys: readonly string[]): Promise<number> {
     this.#assertWritable()
-    const valid = validateKeys(keys)
-    const writes = this.#p.writes
-    const slots = new Slots(BATCH_PARALLELISM)
-    const removed = await Promise.all(valid.map((k) => writes.change(k, () => slots.run(() => writes.remove(k)))))
-    return removed.filter(Boolean).length
+    return this.#p.writes.removeMany(validateKeys(keys))
   }
 
   /** Removes every entry of this namespace, for every process sharing the directory (and,
@@ -325,9 +290,7 @@ export class Larder extends EventEmitter<LarderEvents> {
    *  only; a set called after it is kept. */
   async clear(options?: { tier?: TierName }): Promise<void> {
     this.#assertWritable()
-    const tier = validateClearOptions(options, Object.keys(this.#p.counters.tiers) as TierName[])
-    if (tier !== 'redis') this.#p.loads.supersedeAll()
-    return this.#order.everything(() => this.#p.inFlight.track(this.#p.stack.clear(tier ?? 'all')))
+    return this.#p.writes.clear(validateClearOptions(options, Object.keys(this.#p.counters.tiers) as TierName[]))
   }
 
   /** Resolves once the writes queued for Redis (write-back) have been sent, or dropped; at once
@@ -341,24 +304,12 @@ export class Larder extends EventEmitter<LarderEvents> {
    *  loaded by `loader(keys)` (in batches) and stored. */
   async warm(keys: readonly string[], options?: { loader?: (keys: string[]) => unknown; concurrency?: number }): Promise<WarmReport> {
     this.#assertWritable()
-    const valid = validateWarm(keys, options)
-    const { stack, writes } = this.#p
-    return warm(
-      {
-        lookup: (key) => stack.lookup(key, 0),
-        store: (key, value) => writes.change(key, () => writes.write(key, writes.prepare(value, undefined, [], 0))),
-      },
-      valid.keys,
-      valid.loader,
-      valid.concurrency,
-    )
+    return warm(this.#p, validateWarm(keys, options))
   }
 
-  /**
-   * Makes every entry carrying any of `tags` stale, in every process sharing the directory
-   * (and, with Redis, every instance, including those that start later). Costs one small file
-   * write per tag, however many entries carry it.
-   */
+  /** Makes every entry carrying any of `tags` stale, in every process sharing the directory
+   *  (and, with Redis, every instance, including those that start later). Costs one small file
+   *  write per tag, however many entries carry it. */
   async invalidateTags(tags: readonly string[]): Promise<void> {
     this.#assertWritable()
     const valid = validateTags(tags)
@@ -378,13 +329,6 @@ export class Larder extends EventEmitter<LarderEvents> {
     this.#assertWritable()
     const k = validateKey(key)
     validateDelta(delta)
-    if (this.#config.live.serializer === 'raw') {
-      throw new LarderError(
-        'ERR_INVALID_OPTION',
-        'Cannot increment: this cache uses the raw serializer, which stores only Buffers, Uint8Arrays and strings, not numbers',
-        { field: 'serializer' },
-      )
-    }
     return incrementInOrder(this.#p, k, delta)
   }
 
@@ -409,25 +353,17 @@ export class Larder extends EventEmitter<LarderEvents> {
    */
   async prune(options?: PruneOptions): Promise<PruneReport> {
     this.#assertWritable()
-    const valid = validatePruneOptions(options)
-    const { failures, shared, stack } = this.#p
-    const report = await failures.operation(() => this.#p.files('prune') && this.#p.disk!.maintainer.prune(valid))
-    if (valid.pattern !== undefined && shared !== undefined && valid.dryRun !== true) {
-      report.sharedRemoved = await failures.operation(() => stack.removeSharedMatching(valid.pattern!), 'redis')
-    }
-    return report
+    return operatorCalls.prune(this.#p, validatePruneOptions(options))
   }
 
-  /**
-   * Re-checks every entry's checksum in worker threads (every byte, no decompression). With
-   * `repair` (default true) corrupt entries and stale temp files are removed and the running
-   * totals corrected. Cancel with `signal` (`ERR_ABORTED`).
-   */
+  /** Re-checks every entry's checksum in worker threads (every byte, no decompression). With
+   *  `repair` (default true) corrupt entries and stale temp files are removed and the running
+   *  totals corrected. Cancel with `signal` (`ERR_ABORTED`). */
   async verify(options?: VerifyOptions): Promise<VerifyReport> {
     this.#assertOpen()
     const valid = validateVerifyOptions(options)
     if (valid.repair !== false) this.#assertWritable()
-    return this.#p.failures.operation(() => this.#p.files('verify') && this.#p.disk!.maintainer.verify(valid))
+    return operatorCalls.verify(this.#p, valid)
   }
 
   /**
@@ -446,56 +382,37 @@ export class Larder extends EventEmitter<LarderEvents> {
 
   // ── lifecycle and introspection ───────────────────────────────────────────
 
-  /**
-   * What every process did with this cache, recorded as each instance closed (or its process
-   * exited): hits, misses, sets and the rest summed, and the breaker state the most recent one
-   * left with. This instance counts once it closes; `stats()` has its live counters.
-   */
+  /** What every process did with this cache, recorded as each instance closed (or its process
+   *  exited): hits, misses, sets and the rest summed, and the breaker state the most recent one
+   *  left with. This instance counts once it closes; `stats()` has its live counters. */
   async activity(): Promise<ActivityReport> {
     this.#assertOpen()
-    this.#p.files('activity')
-    const disk = this.#p.disk!
-    return this.#p.failures.operation(() => Promise.resolve(disk.bookkeeping(() => disk.activity.read())))
+    return operatorCalls.activity(this.#p)
   }
 
-  /**
-   * What is known of `key`'s entry without decoding its value: sizes, times, tags, codec.
-   * `undefined` on a miss (expired and invalidated entries included). Small entries are
-   * verified whole; a large one's head is read. Counts no hit or miss and refreshes nothing.
-   */
+  /** What is known of `key`'s entry without decoding its value: sizes, times, tags, codec.
+   *  `undefined` on a miss (expired and invalidated entries included). Small entries are
+   *  verified whole; a large one's head is read. Counts no hit or miss and refreshes nothing. */
   async info(key: string): Promise<EntryInfo | undefined> {
     this.#assertOpen()
-    const k = validateKey(key)
-    const waiting = this.#order.pending(k)
-    if (waiting !== undefined) await waiting
-    try {
-      return await this.#p.files('info').info(k)
-    } catch (error) {
-      this.#p.failures.readFailed(error)
-      return undefined
-    }
+    return operatorCalls.info(this.#p, validateKey(key))
   }
 
-  /**
-   * Every live entry (or those matching `prefix`, `pattern` and `tags`), described as `info()`
-   * does, read in worker threads from entry heads; in no particular order. Removes nothing.
-   * Cancel with `signal` (`ERR_ABORTED`); progress as for prune.
-   */
+  /** Every live entry (or those matching `prefix`, `pattern` and `tags`), described as `info()`
+   *  does, read in worker threads from entry heads; in no particular order. Removes nothing.
+   *  Cancel with `signal` (`ERR_ABORTED`); progress as for prune. */
   async entries(options?: EntriesOptions): Promise<EntryInfo[]> {
     this.#assertOpen()
     const { filters, walk } = validateEntriesOptions(options)
-    return this.#p.failures.operation(() => this.#p.files('entries') && this.#p.disk!.maintainer.list(filters, walk))
+    return operatorCalls.entries(this.#p, filters, walk)
   }
 
-  /**
-   * Entries, stored and logical bytes, expired entries still on disk, damaged files, oldest
-   * and newest entry, and sizes by age: a full read-only walk of the entry heads in worker
-   * threads (`stats()` gives entries and bytes without one).
-   */
+  /** Entries, stored and logical bytes, expired entries still on disk, damaged files, oldest
+   *  and newest entry, and sizes by age: a full read-only walk of the entry heads in worker
+   *  threads (`stats()` gives entries and bytes without one). */
   async usage(options?: WalkOptions): Promise<UsageReport> {
     this.#assertOpen()
-    const valid = validateWalkOptions(options)
-    return this.#p.failures.operation(() => this.#p.files('usage') && this.#p.disk!.maintainer.usage(valid))
+    return operatorCalls.usage(this.#p, validateWalkOptions(options))
   }
 
   /** Counters since this instance opened (or `resetStats()`), latency percentiles, breaker
@@ -504,16 +421,7 @@ export class Larder extends EventEmitter<LarderEvents> {
   // eslint-disable-next-line @typescript-eslint/require-await -- public API: a closed cache's ERR_CLOSED arrives as a rejection, like every other method's
   async stats(): Promise<Stats> {
     this.#assertOpen()
-    const { counters, memory, disk, shared, writeBack } = this.#p
-    const stats = assembleStats({
-      counters,
-      memoryEntries: memory?.size ?? 0,
-      totals: disk?.totalsNow() ?? { entries: 0, bytes: 0 },
-      breakers: { file: disk?.breaker.snapshot(), redis: shared?.breaker.snapshot() },
-    })
-    if (stats.tiers.redis !== undefined)
-      Object.assign(stats.tiers.redis, { queued: writeBack?.size ?? 0, busQueued: shared?.bus?.queued ?? 0 })
-    return stats
+    return assembleStats(this.#p)
   }
 
   /** Zeroes the counters, per-tier figures and latencies `stats()` reports (what `activity()`

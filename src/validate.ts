@@ -206,10 +206,17 @@ export function validateSource(source: unknown): StreamSource {
   )
 }
 
+/** A setMany item once valid; `field` names its value in an error (`items[1].value`). */
+export interface ValidSetManyItem {
+  key: string
+  value: unknown
+  ttl: number | undefined
+  tags: readonly string[]
+  field: string
+}
+
 /** setMany's items, each validated (an error names the item: `items[1].ttl`). */
-export function validateSetManyItems(
-  items: unknown,
-): { key: string; value: unknown; ttl: number | undefined; tags: readonly string[]; field: string }[] {
+export function validateSetManyItems(items: unknown): ValidSetManyItem[] {
   if (!Array.isArray(items))
     throw new LarderError('ERR_INVALID_VALUE', 'Invalid items: expected an array of { key, value, ttl?, tags? }', { field: 'items' })
   return items.map((item: unknown, i) => {

@@ -167,6 +167,8 @@ export class CacheParts {
       disk: this.disk,
       events,
       hitListeners: this.hitListeners,
+      failures: this.failures,
+      files: (method) => this.files(method),
     })
     this.writes = new OrderedWrites({
       options,

@@ -1,12 +1,16 @@
 import type { EventEmitter } from 'node:events'
+import type { Readable } from 'node:stream'
+import { BATCH_PARALLELISM, Slots } from '../batch-slots.js'
 import type { KeyOrder } from '../key-order.js'
 import type { Counters } from '../stats/counters.js'
+import type { FileTier } from '../tiers/file-tier.js'
 import type { MemoryTier } from '../tiers/memory-tier.js'
 import { answerOf } from '../tiers/memory-tier.js'
 import { MISS, type TierRead } from '../tiers/tier.js'
 import type { TierStack } from '../tiers/tier-stack.js'
 import type { DiskParts } from './disk-parts.js'
 import type { LarderEvents, ListenerCount } from './events.js'
+import type { Failures } from './failures.js'
 
 export interface CountedReadsParts {
   memory: MemoryTier | undefined
@@ -16,6 +20,9 @@ export interface CountedReadsParts {
   disk: DiskParts | undefined
   events: EventEmitter<LarderEvents>
   hitListeners: ListenerCount
+  failures: Failures
+  /** The file tier, for a method that needs one (CacheParts.files). */
+  files: (method: string) => FileTier
 }
 
 /** One memory-tier hit in this many is timed. A clock read (performance.now(), Date.now())
@@ -37,6 +44,8 @@ export class CountedReads {
   readonly #disk: DiskParts | undefined
   readonly #events: EventEmitter<LarderEvents>
   readonly #hitListeners: ListenerCount
+  readonly #failures: Failures
+  readonly #files: (method: string) => FileTier
   /** Gets tried on the memory tier, to time one in MEMORY_HITS_PER_TIMING of its hits. */
   #memoryGets = 0
 
@@ -48,6 +57,8 @@ export class CountedReads {
     this.#disk = parts.disk
     this.#events = parts.events
     this.#hitListeners = parts.hitListeners
+    this.#failures = parts.failures
+    this.#files = parts.files
   }
 
   /** A fresh memory-tier entry, counted as a hit (and timed one time in MEMORY_HITS_PER_TIMING); MISS otherwise. */
@@ -112,6 +123,40 @@ export class CountedReads {
     if (found.found && !found.stale) this.hit(key, found.tier === 'redis' ? 'redis' : 'file')
     else this.miss(key)
     return found
+  }
+
+  /** getMany(): a counted read of each key, at most BATCH_PARALLELISM at once; in key order,
+   *  `undefined` for each miss. */
+  many(keys: readonly string[]): Promise<unknown[]> {
+    const slots = new Slots(BATCH_PARALLELISM)
+    return Promise.all(
+      keys.map((key) =>
+        slots.run(async () => {
+          const found = await this.read(key, 0, true)
+          return found.found ? found.value : undefined
+        }),
+      ),
+    )
+  }
+
+  /** getStream(): once the changes of `key` called before it have taken effect, the file
+   *  tier's stream of the entry (unless the stack finds it no longer valid), timed, and
+   *  counted as one hit or miss. */
+  stream(key: string): Promise<Readable | undefined> {
+    return this.#order.afterChanges(key, async () => {
+      const started = performance.now()
+      let stream: Readable | undefined
+      try {
+        const files = this.#files('getStream')
+        if (await this.#stack.streamStillValid(key, async () => (await files.info(key))?.createdAt)) stream = await files.getStream(key)
+      } catch (error) {
+        this.#failures.readFailed(error)
+      }
+      this.#counters.getLatency.record(performance.now() - started)
+      if (stream === undefined) this.miss(key)
+      else this.hit(key, 'file')
+      return stream
+    })
   }
 
   /** A hit below the memory tier, answered by `source`. */

@@ -1,10 +1,12 @@
 import { LarderError } from '../errors.js'
+import type { ResolvedOptions } from '../options.js'
 import type { MemoryTier } from '../tiers/memory-tier.js'
 import { MISS, type TierRead } from '../tiers/tier.js'
 import type { TierStack } from '../tiers/tier-stack.js'
 import type { OrderedWrites } from './ordered-writes.js'
 
 export interface IncrementParts {
+  options: Readonly<ResolvedOptions>
   memory: MemoryTier | undefined
   stack: TierStack
   writes: OrderedWrites
@@ -14,9 +16,17 @@ export interface IncrementParts {
  * `increment()` once its arguments are valid: a read and a write of the key as one change in
  * call order, so no update made through this instance is lost. The entry keeps its expiry,
  * tags and grace; a value that is not a number, or a result that is not finite, is refused
- * (`ERR_INVALID_VALUE`) and nothing is written.
+ * (`ERR_INVALID_VALUE`) and nothing is written. A `raw` cache cannot store numbers: refused
+ * (`ERR_INVALID_OPTION`) before the change is queued.
  */
 export function incrementInOrder(p: IncrementParts, key: string, delta: number): Promise<number> {
+  if (p.options.serializer === 'raw') {
+    throw new LarderError(
+      'ERR_INVALID_OPTION',
+      'Cannot increment: this cache uses the raw serializer, which stores only Buffers, Uint8Arrays and strings, not numbers',
+      { field: 'serializer' },
+    )
+  }
   return p.writes.change(key, async () => {
     const memory = p.memory?.get(key) ?? MISS
     const found: TierRead = memory.found ? memory : await p.stack.lookup(key, 0)

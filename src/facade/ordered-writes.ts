@@ -1,14 +1,16 @@
 import type { EventEmitter } from 'node:events'
 import { Readable } from 'node:stream'
+import { BATCH_PARALLELISM, Slots } from '../batch-slots.js'
 import { SourceError } from '../errors.js'
 import type { KeyOrder } from '../key-order.js'
 import type { ResolvedOptions } from '../options.js'
-import type { Counters } from '../stats/counters.js'
+import type { Counters, TierName } from '../stats/counters.js'
 import { expiryOf, type CreationClock } from '../store/creation-clock.js'
 import type { StreamSource } from '../store/stream-writer.js'
 import type { FileTier } from '../tiers/file-tier.js'
 import type { MemoryTier } from '../tiers/memory-tier.js'
 import type { TierStack } from '../tiers/tier-stack.js'
+import type { ValidSetManyItem } from '../validate.js'
 import type { DiskParts } from './disk-parts.js'
 import type { LarderEvents } from './events.js'
 import type { Failures } from './failures.js'
@@ -69,6 +71,22 @@ export class OrderedWrites {
     }
   }
 
+  /** setMany(): every item serialized (its errors naming `field`) before any is written, then
+   *  each written in call order, at most BATCH_PARALLELISM at once. */
+  async writeMany(items: readonly ValidSetManyItem[]): Promise<void> {
+    const prepared = items.map(({ key, value, ttl, tags, field }) => ({ key, write: this.prepare(value, ttl, tags, 0, field) }))
+    const slots = new Slots(BATCH_PARALLELISM)
+    await Promise.all(prepared.map(({ key, write }) => this.change(key, () => slots.run(() => this.write(key, write)))))
+  }
+
+  /** deleteMany(): each key removed in call order, at most BATCH_PARALLELISM at once; how many
+   *  entries were there. */
+  async removeMany(keys: readonly string[]): Promise<number> {
+    const slots = new Slots(BATCH_PARALLELISM)
+    const removed = await Promise.all(keys.map((key) => this.change(key, () => slots.run(() => this.remove(key)))))
+    return removed.filter(Boolean).length
+  }
+
   /** Removes `key` from every tier; true if a live entry was there. Call it inside change(). */
   async remove(key: string): Promise<boolean> {
     const deleted = await this.#p.stack.remove(key)
@@ -77,6 +95,13 @@ export class OrderedWrites {
       this.#p.events.emit('delete', key)
     }
     return deleted
+  }
+
+  /** clear() of every tier, or of `tier` only: after every change called before it, and before
+   *  every change called after it; it supersedes the loads in progress unless only Redis goes. */
+  clear(tier: TierName | undefined): Promise<void> {
+    if (tier !== 'redis') this.#p.loads.supersedeAll()
+    return this.#p.order.everything(() => this.#p.inFlight.track(this.#p.stack.clear(tier ?? 'all')))
   }
 
   /**

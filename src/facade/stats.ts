@@ -2,6 +2,7 @@ import type { BreakerSnapshot } from '../resilience/disk-breaker.js'
 import type { ActivityCounters } from '../stats/activity-log.js'
 import type { Counters, RefreshCounts, TierName, TierStats } from '../stats/counters.js'
 import type { LatencySummary } from '../stats/latency-window.js'
+import type { CacheParts } from './cache-parts.js'
 
 /** This instance's counters since it opened (or since `resetStats()`), and more. */
 export interface Stats extends ActivityCounters {
@@ -28,16 +29,11 @@ export interface Stats extends ActivityCounters {
 
 const CLOSED: BreakerSnapshot = Object.freeze({ state: 'closed', failures: 0, rejected: 0, opened: 0 })
 
-export interface StatsSources {
-  counters: Counters
-  memoryEntries: number
-  totals: { entries: number; bytes: number; scannedAt?: number | undefined }
-  breakers: Partial<Record<TierName, BreakerSnapshot>>
-}
-
-/** The figures `stats()` returns, assembled from the counters, the running totals and the
- *  breakers. */
-export function assembleStats({ counters, memoryEntries, totals, breakers }: StatsSources): Stats {
+/** The figures `stats()` returns, assembled from the counters, the memory tier's size, the
+ *  running totals, the breakers and the Redis tier's queues (write-back, the bus's outbox). */
+export function assembleStats({ counters, memory, disk, shared, writeBack }: CacheParts): Stats {
+  const totals: { entries: number; bytes: number; scannedAt?: number | undefined } = disk?.totalsNow() ?? { entries: 0, bytes: 0 }
+  const breakers: Partial<Record<TierName, BreakerSnapshot>> = { file: disk?.breaker.snapshot(), redis: shared?.breaker.snapshot() }
   const c = counters.sinceReset()
   const reads = c.hits + c.misses
   const tiers: Partial<Record<TierName, TierStats>> = {}
@@ -46,13 +42,14 @@ export function assembleStats({ counters, memoryEntries, totals, breakers }: Sta
   }
   // The memory tier's hits are counted once, on the fast path, as memoryHits.
   if (tiers.memory !== undefined) Object.assign(tiers.memory, { hits: c.memoryHits, shed: counters.tiers.memory!.shed })
+  if (tiers.redis !== undefined) Object.assign(tiers.redis, { queued: writeBack?.size ?? 0, busQueued: shared?.bus?.queued ?? 0 })
   return {
     ...c,
     entries: totals.entries,
     size: totals.bytes,
     scannedAt: totals.scannedAt,
     hitRate: reads === 0 ? 0 : c.hits / reads,
-    memoryEntries,
+    memoryEntries: memory?.size ?? 0,
     latency: { get: counters.getLatency.summary(), set: counters.setLatency.summary() },
     breaker: breakers.file ?? CLOSED,
     tiers,

@@ -1,5 +1,6 @@
 import { Slots } from '../batch-slots.js'
-import type { StackRead } from '../tiers/tier-stack.js'
+import type { TierStack } from '../tiers/tier-stack.js'
+import type { OrderedWrites } from './ordered-writes.js'
 
 /** What `warm()` did. */
 export interface WarmReport {
@@ -17,10 +18,10 @@ export interface WarmReport {
 const LOADER_BATCH = 100
 
 export interface WarmParts {
-  /** Reads a key through the stack (promoting a Redis hit into the local tiers). */
-  lookup(key: string): Promise<StackRead>
-  /** Stores a loaded value. */
-  store(key: string, value: unknown): Promise<void>
+  /** The tiers a key is read through (a Redis hit is promoted into the local ones). */
+  stack: TierStack
+  /** Where a loaded value is stored, as set() stores it, in call order. */
+  writes: OrderedWrites
 }
 
 /**
@@ -30,10 +31,8 @@ export interface WarmParts {
  * for none), and those are stored.
  */
 export async function warm(
-  parts: WarmParts,
-  keys: readonly string[],
-  loader: ((keys: string[]) => unknown) | undefined,
-  concurrency: number,
+  { stack, writes }: WarmParts,
+  { keys, loader, concurrency }: { keys: readonly string[]; loader: ((keys: string[]) => unknown) | undefined; concurrency: number },
 ): Promise<WarmReport> {
   const report: WarmReport = { warmed: 0, fromShared: 0, loaded: 0, failed: 0 }
   const missing: string[] = []
@@ -41,7 +40,7 @@ export async function warm(
   await Promise.all(
     [...new Set(keys)].map((key) =>
       slots.run(async () => {
-        const found = await parts.lookup(key)
+        const found = await stack.lookup(key, 0)
         if (found.found && !found.stale) {
           report.warmed++
           if (found.tier === 'redis') report.fromShared++
@@ -66,7 +65,7 @@ export async function warm(
             return
           }
           try {
-            await parts.store(key, value)
+            await writes.change(key, () => writes.write(key, writes.prepare(value, undefined, [], 0)))
             report.loaded++
             report.warmed++
           } catch {

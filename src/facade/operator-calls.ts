@@ -1,0 +1,63 @@
+import type { ActivityReport } from '../stats/activity-log.js'
+import type { EntryInfo, ListFilters } from '../maintenance/listing.js'
+import type { Maintainer, PruneReport, UsageReport, VerifyOptions, VerifyReport, WalkOptions } from '../maintenance/maintainer.js'
+import type { ValidPruneOptions } from '../validate.js'
+import type { CacheParts } from './cache-parts.js'
+
+// The operator's and introspection calls (prune, verify, activity, info, entries, usage) once
+// Larder has validated their arguments. Each reports a failure as ERR_UNAVAILABLE whatever
+// failOpen says (Failures.operation), except info, which reads like get: a failing disk is a
+// miss unless failOpen is false. (rekey has its own file: facade/rekey.ts.)
+
+/** prune(): the directory in the maintenance workers; with `redis` and a `pattern` (not a dry
+ *  run), then the matching keys in Redis (`sharedRemoved`), which the bus drops everywhere. */
+export async function prune(parts: CacheParts, options: ValidPruneOptions): Promise<PruneReport> {
+  const { failures, shared, stack } = parts
+  const report = await failures.operation(() => maintainerFor(parts, 'prune').prune(options))
+  if (options.pattern !== undefined && shared !== undefined && options.dryRun !== true) {
+    report.sharedRemoved = await failures.operation(() => stack.removeSharedMatching(options.pattern!), 'redis')
+  }
+  return report
+}
+
+/** verify(): every entry's checksum, in the maintenance workers. */
+export function verify(parts: CacheParts, options: VerifyOptions): Promise<VerifyReport> {
+  return parts.failures.operation(() => maintainerFor(parts, 'verify').verify(options))
+}
+
+/** activity(): the activity records every process left in the directory, summed. */
+export function activity(parts: CacheParts): Promise<ActivityReport> {
+  parts.files('activity')
+  const disk = parts.disk!
+  return parts.failures.operation(() => Promise.resolve(disk.bookkeeping(() => disk.activity.read())))
+}
+
+/** info(): once the changes of `key` called before it have taken effect, what its entry file
+ *  tells without decoding the value; a failing disk is a miss (or ERR_UNAVAILABLE). */
+export function info(parts: CacheParts, key: string): Promise<EntryInfo | undefined> {
+  return parts.order.afterChanges(key, async () => {
+    try {
+      return await parts.files('info').info(key)
+    } catch (error) {
+      parts.failures.readFailed(error)
+      return undefined
+    }
+  })
+}
+
+/** entries(): the live entries matching `filters`, read from entry heads in the maintenance workers. */
+export function entries(parts: CacheParts, filters: ListFilters, walk: WalkOptions): Promise<EntryInfo[]> {
+  return parts.failures.operation(() => maintainerFor(parts, 'entries').list(filters, walk))
+}
+
+/** usage(): a read-only walk of every entry head in the maintenance workers. */
+export function usage(parts: CacheParts, options: WalkOptions): Promise<UsageReport> {
+  return parts.failures.operation(() => maintainerFor(parts, 'usage').usage(options))
+}
+
+/** The maintenance workers' owner; ERR_INVALID_OPTION naming `method` for a cache without a
+ *  directory. */
+function maintainerFor(parts: CacheParts, method: string): Maintainer {
+  parts.files(method)
+  return parts.disk!.maintainer
+}
