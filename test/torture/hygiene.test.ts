@@ -66,7 +66,11 @@ describe('resource hygiene', () => {
       if (left.length > 0) failures.push(`handles left after close: ${left.join(', ')}`)
       const rss = parsed?.rss ?? []
       const growth = rss.length === 4 ? rss[3]! - rss[0]! : Number.POSITIVE_INFINITY
-      if (!(growth < 64 * MiB)) failures.push(`RSS grew ${(growth / MiB).toFixed(1)} MiB from the first to the last session`)
+      // What the allocator keeps moves RSS in steps, not session after session: on Node 24 one
+      // step of 35-61 MiB between two sessions, then flat (156 / 165 / 226 / 226 MiB in a CI run,
+      // 175 / 210 / 203 / 206 here), which a 64 MiB bound failed once. A leak of what 12,000
+      // operations touch (entries, stream buffers up to 200 KB, handles) grows far past 128.
+      if (!(growth < 128 * MiB)) failures.push(`RSS grew ${(growth / MiB).toFixed(1)} MiB from the first to the last session`)
       record(
         t,
         {
