@@ -3,6 +3,7 @@ import type { Transform } from 'node:stream'
 import { promisify } from 'node:util'
 import type { CompressionName } from '../options.js'
 import { deflateRawInPieces, PIECE_BYTES } from './deflate-pieces.js'
+import { settleHeapTrim } from './heap-trim.js'
 
 /**
  * Compression ids as stored in entry headers (on-disk contract: never reuse a number).
@@ -79,6 +80,8 @@ function options(id: Compression, level: number, inputBytes: number): object {
 const PIECES_FROM = PIECE_BYTES
 
 export function compressSync(id: Compression, level: number, input: Buffer): Buffer {
+  if (id === Compression.None) return input
+  settleHeapTrim() // each call below mallocs and frees its codec's state: see heap-trim.ts
   const o = options(id, level, input.length)
   switch (id) {
     case Compression.Gzip:
