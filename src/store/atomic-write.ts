@@ -113,9 +113,15 @@ export async function openTemp(tree: OwnedTree, file: string): Promise<{ temp: s
   return { temp, handle }
 }
 
+/** A temp file created beside the file it will replace, open for writing. */
+export interface OpenedTemp {
+  temp: string
+  fd: number
+}
+
 /** `openTempSync` with only the open itself through the thread pool (see writeSmallFileAtomic):
  *  a plain descriptor, so the steps after it can be synchronous. */
-async function openTempFd(tree: OwnedTree, file: string): Promise<{ temp: string; fd: number }> {
+export async function openTempFd(tree: OwnedTree, file: string): Promise<OpenedTemp> {
   tree.dirSync(path.dirname(file))
   const { temp, opened: fd } = await createTemp(file, (name) => disk.openFd(name, TEMP_FLAGS, tree.fileMode))
   modeTempSync(tree, temp, fd)
@@ -199,9 +205,22 @@ export function writeFileAtomicSync(tree: OwnedTree, file: string, bytes: Uint8A
  * write, fstat, close and rename cost more than the syscall it carried. Not for `durable`:
  * an fsync would hold the main thread (writeFileAtomic does every step in the pool).
  */
-export async function writeSmallFileAtomic(tree: OwnedTree, file: string, bytes: Uint8Array): Promise<void> {
+export async function writeSmallFileAtomic(tree: OwnedTree, file: string, bytes: Uint8Array, first?: Promise<OpenedTemp>): Promise<void> {
   for (let round = 0; ; round++) {
-    if (finishTempSync(tree, await openTempFd(tree, file), file, bytes, false, round)) return
+    const opened = round === 0 && first !== undefined ? await first : await openTempFd(tree, file)
+    if (finishTempSync(tree, opened, file, bytes, false, round)) return
+  }
+}
+
+/** Closes and removes a temp file that will not be written (its open may have failed: then
+ *  there is nothing to remove). Never rejects. */
+export async function discardTemp(opened: Promise<OpenedTemp>): Promise<void> {
+  try {
+    const { temp, fd } = await opened
+    closeQuietly(fd)
+    unlinkQuietly(temp)
+  } catch {
+    // the create failed: no file, and the error was someone else's to report
   }
 }
 

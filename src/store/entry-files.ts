@@ -1,7 +1,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { CorruptEntryError } from '../format/entry-format.js'
-import { writeFileAtomic, writeFileAtomicSync, writeSmallFileAtomic } from './atomic-write.js'
+import { discardTemp, writeFileAtomic, writeFileAtomicSync, writeSmallFileAtomic, type OpenedTemp } from './atomic-write.js'
 import { disk, errorCode } from './disk.js'
 import { rootAbove } from './layout.js'
 import { chainIsReal, type OwnedTree } from './owned-tree.js'
@@ -182,7 +182,20 @@ async function filledAsync(opened: OpenedFile): Promise<FileRead> {
  * those creates overlap (the rest of it stays synchronous; with `durable`, all of it goes
  * through the pool, as for a large entry).
  */
-export async function writeEntryFile(tree: OwnedTree, file: string, bytes: Buffer, durable: boolean, overlap = false): Promise<void> {
+export async function writeEntryFile(
+  tree: OwnedTree,
+  file: string,
+  bytes: Buffer,
+  durable: boolean,
+  overlap = false,
+  early?: Promise<OpenedTemp>,
+): Promise<void> {
+  if (early !== undefined) {
+    // a temp file created while the value was compressed (FileTier.set): used when this write
+    // would have been synchronous anyway; otherwise (an entry that came out larger) let go
+    if (bytes.length <= SYNC_IO_LIMIT && !durable) return writeSmallFileAtomic(tree, file, bytes, early)
+    await discardTemp(early)
+  }
   if (bytes.length > SYNC_IO_LIMIT || (overlap && durable)) await writeFileAtomic(tree, file, bytes, durable)
   else if (overlap) await writeSmallFileAtomic(tree, file, bytes)
   else writeFileAtomicSync(tree, file, bytes, durable)

@@ -3,6 +3,7 @@ import type { Announcement } from '../bus/bus.js'
 import type { BusMessage } from '../bus/messages.js'
 import type { Failures } from '../facade/failures.js'
 import { encodeEntryBytes } from '../format/payload.js'
+import { discardTemp, type OpenedTemp } from '../store/atomic-write.js'
 import { justAfter } from '../store/creation-clock.js'
 import type { KeyOrder } from '../key-order.js'
 import type { ResolvedOptions, WriteStrategy } from '../options.js'
@@ -270,7 +271,17 @@ export class TierStack {
   async write(key: string, entry: StoredEntry): Promise<boolean> {
     const tiers = this.#p.counters.tiers
     const needsBytes = this.file !== undefined || this.redis !== undefined
-    const bytes = needsBytes ? await encodeEntryBytes(key, entry, this.#p.options) : undefined
+    // Without Redis the file is written for certain: a big value's temp file is created while
+    // it compresses (FileTier.tempAhead).
+    const early = this.redis === undefined ? this.file?.tempAhead(key, entry) : undefined
+    let encoded: Buffer | undefined
+    try {
+      encoded = needsBytes ? await encodeEntryBytes(key, entry, this.#p.options) : undefined
+    } catch (error) {
+      if (early !== undefined) void discardTemp(early)
+      throw error
+    }
+    const bytes = encoded
     const shared = this.redis !== undefined && bytes !== undefined && this.redis.fits(bytes.length)
     const local = !shared || this.strategy !== 'cache-aside'
     // Under memory pressure a write-back write goes through instead of adding to the queue.
@@ -282,7 +293,7 @@ export class TierStack {
     this.#p.writeBack?.forget(key)
     try {
       const message = { op: 'keys' as const, keys: [[key, entry.createdAt]] as [string, number][] }
-      const fileWrite = this.file === undefined ? false : local ? this.#toFile(key, bytes!) : this.#dropFile(key, entry.createdAt)
+      const fileWrite = this.file === undefined ? false : local ? this.#toFile(key, bytes!, early) : this.#dropFile(key, entry.createdAt)
       const redisWrite = !shared ? NOT_SENT : queued ? this.#queue(key, bytes, entry) : this.#toRedis(key, bytes, entry, message)
       // Without a file tier (memory + Redis) only Redis is awaited: no Promise.all, whose array
       // and reaction per part cost a set three more promises (counted with async_hooks).
@@ -298,11 +309,11 @@ export class TierStack {
     }
   }
 
-  async #toFile(key: string, bytes: Buffer): Promise<boolean> {
+  async #toFile(key: string, bytes: Buffer, early?: Promise<OpenedTemp>): Promise<boolean> {
     const counts = this.#p.counters.tiers.file!
     const started = performance.now()
     try {
-      await this.file!.setBytes(key, bytes)
+      await this.file!.setBytes(key, bytes, early)
       counts.sets++
       return true
     } catch (error) {
