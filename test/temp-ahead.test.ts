@@ -1,5 +1,5 @@
 /**
- * A big value's temp file is created while it compresses (issue 14, W4 set): FileTier.tempAhead
+ * A big value's temp file is created while it compresses (issue 14, W4 set): FileTier.encode
  * starts the exclusive create through the thread pool, the main thread compresses meanwhile,
  * and the write finishes synchronously in that file. These tests hold that path to the
  * guarantees of the others: the entry whole and readable, no temp file left whatever happens

@@ -309,28 +309,31 @@ export class FileTier implements Tier {
 
   /** Writes `entry` atomically: compressed when it pays, checksummed. Throws disk failures. */
   async set(key: string, entry: StoredEntry): Promise<void> {
-    const early = this.tempAhead(key, entry)
-    let bytes: Buffer
-    try {
-      bytes = await encodeEntryBytes(key, entry, this.#p.options)
-    } catch (error) {
-      if (early !== undefined) void discardTemp(early)
-      throw error
-    }
+    const { bytes, early } = await this.encode(key, entry)
     await this.setBytes(key, bytes, early)
   }
 
   /**
-   * For a value the main thread is about to compress (32 KiB up to the synchronous codec
-   * limit), its temp file is created through the thread pool meanwhile: the create is the
-   * kernel's work (an inode: tens of µs in a fresh tree, 300-400 µs on an ext4 that has just
-   * deleted thousands of files), the compression 100-450 µs of the main thread's, and one
-   * sequential set used to pay both in turn. Not for a smaller value (its compression is
-   * cheaper than the pool's round trip), nor `durable` (every step of that goes to the pool),
-   * nor while the breaker is not closed (it decides whether the disk is touched at all).
-   * Issue 14's W4 set. The caller hands the result to setBytes, or to discardTemp.
+   * `entry`'s file bytes (encodeEntryBytes), and for a value the main thread compresses (32 KiB
+   * up to the synchronous codec limit) a temp file created through the thread pool meanwhile:
+   * the create is the kernel's work (an inode: tens of µs in a fresh tree, 300-400 µs on an
+   * ext4 that has just deleted thousands of files), the compression 100-450 µs of the main
+   * thread's, and one sequential set used to pay both in turn. Not for a smaller value (its
+   * compression is cheaper than the pool's round trip), nor `durable` (every step of that goes
+   * to the pool), nor while the breaker is not closed (it decides whether the disk is touched
+   * at all). Issue 14's W4 set. The caller hands both to setBytes.
    */
-  tempAhead(key: string, entry: StoredEntry): Promise<OpenedTemp> | undefined {
+  async encode(key: string, entry: StoredEntry): Promise<{ bytes: Buffer; early: Promise<OpenedTemp> | undefined }> {
+    const early = this.#tempAhead(key, entry)
+    try {
+      return { bytes: await encodeEntryBytes(key, entry, this.#p.options), early }
+    } catch (error) {
+      if (early !== undefined) void discardTemp(early)
+      throw error
+    }
+  }
+
+  #tempAhead(key: string, entry: StoredEntry): Promise<OpenedTemp> | undefined {
     const { options } = this.#p
     const length = entry.serialized.bytes.length
     if (length < EARLY_TEMP_FROM || length > SYNC_CODEC_LIMIT || length < options.compressThreshold) return undefined

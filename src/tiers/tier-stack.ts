@@ -3,7 +3,7 @@ import type { Announcement } from '../bus/bus.js'
 import type { BusMessage } from '../bus/messages.js'
 import type { Failures } from '../facade/failures.js'
 import { encodeEntryBytes } from '../format/payload.js'
-import { discardTemp, type OpenedTemp } from '../store/atomic-write.js'
+import type { OpenedTemp } from '../store/atomic-write.js'
 import { justAfter } from '../store/creation-clock.js'
 import type { KeyOrder } from '../key-order.js'
 import type { ResolvedOptions, WriteStrategy } from '../options.js'
@@ -271,17 +271,12 @@ export class TierStack {
   async write(key: string, entry: StoredEntry): Promise<boolean> {
     const tiers = this.#p.counters.tiers
     const needsBytes = this.file !== undefined || this.redis !== undefined
-    // Without Redis the file is written for certain: a big value's temp file is created while
-    // it compresses (FileTier.tempAhead).
-    const early = this.redis === undefined ? this.file?.tempAhead(key, entry) : undefined
-    let encoded: Buffer | undefined
-    try {
-      encoded = needsBytes ? await encodeEntryBytes(key, entry, this.#p.options) : undefined
-    } catch (error) {
-      if (early !== undefined) void discardTemp(early)
-      throw error
-    }
-    const bytes = encoded
+    // Without Redis the bytes are the file's alone, and certain to be written: the file tier
+    // encodes them, creating a big value's temp file meanwhile (FileTier.encode).
+    const { bytes, early } =
+      this.redis === undefined && this.file !== undefined
+        ? await this.file.encode(key, entry)
+        : { bytes: needsBytes ? await encodeEntryBytes(key, entry, this.#p.options) : undefined, early: undefined }
     const shared = this.redis !== undefined && bytes !== undefined && this.redis.fits(bytes.length)
     const local = !shared || this.strategy !== 'cache-aside'
     // Under memory pressure a write-back write goes through instead of adding to the queue.
