@@ -1,5 +1,6 @@
 // W6: `procs` processes share one directory and each does `ops` rounds of set + get over a
-// small shared key space, so writers race writers and readers race writers on the same files.
+// small shared key space, so writers race writers and readers race writers on the same files
+// (`getsPerSet`: that many gets a round, a read-heavy mix).
 // Every value read is checked whole; a read that is not exactly some writer's value for that
 // key is "wrong"; a read that throws a parse error is "torn"; any other exception is an error.
 // A miss is allowed (a cache may miss) and counted. Aggregate ops/s counts sets and gets.
@@ -32,7 +33,7 @@ export async function multiProcess(args) {
   const elapsed = (performance.now() - started) / 1000
   const sum = (field) => reports.reduce((total, r) => total + r[field], 0)
   const metrics = {
-    opsPerSec: (procs * ops * 2) / elapsed,
+    opsPerSec: (procs * ops * (1 + (args.getsPerSet ?? 1))) / elapsed,
     errors: sum('errors'),
     torn: sum('torn'),
     wrong: sum('wrong'),
@@ -41,6 +42,7 @@ export async function multiProcess(args) {
     seconds: elapsed,
     reads: sum('reads'),
     misses: sum('misses'),
+    memoryHits: sum('memoryHits'),
     corruptDetected: sum('corruptDetected'),
     firstError: reports.find((r) => r.firstError)?.firstError,
   }

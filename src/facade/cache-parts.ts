@@ -142,7 +142,7 @@ export class CacheParts {
         : new MemoryTier(
             { ...memory, eviction: options.evictionPolicy === 'random' ? 'random' : 'lru', watched: options.memoryPressure !== false },
             this.tags.held,
-            this.disk?.changes ?? { changedElsewhere: () => false },
+            this.disk?.changes ?? { changesElsewhere: () => undefined },
           )
     this.stack = new TierStack({
       memory: this.memory,

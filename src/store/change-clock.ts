@@ -1,28 +1,52 @@
+import { randomBytes } from 'node:crypto'
+import fs from 'node:fs'
 import path from 'node:path'
 import { closeQuietly, openAppendSync, writeAllSync } from './atomic-write.js'
 import { disk } from './disk.js'
 import type { Layout } from './layout.js'
 import type { OwnedTree } from './owned-tree.js'
 
-const ONE_BYTE = Buffer.from([0x2e])
 /** The log is removed (and recreated by the next write) once it has grown past this. */
-const ROTATE_BYTES = 1024 * 1024
+const ROTATE_BYTES = 4 * 1024 * 1024
 /** Its size is looked at once in this many appends. */
 const ROTATE_CHECK_EVERY = 1024
+/** More new bytes than this at a look are not read: everything counts as changed. */
+const READ_AT_MOST = 64 * 1024
+/** A key longer than this (in UTF-16 code units) is recorded as "everything changed". */
+const KEY_CHARS_AT_MOST = 1024
+
+/** Record kinds (the first byte of a record). The one-byte records of larder before 0.2 are
+ *  0x2e: like any byte not listed here, it reads as "everything changed". */
+const KEY_RECORD = 0x4b // 'K' + writer id (8) + length in UTF-16 units (u16 LE) + the key, UTF-16LE
+const ALL_RECORD = 0x2a // '*' + writer id (8)
+const HEAD_BYTES = 1 + 8
+
+/** What a look found written by others: nothing, these keys, or anything at all. */
+export const EVERYTHING = Symbol('everything')
+export type ChangesSeen = undefined | typeof EVERYTHING | ReadonlySet<string>
+
+/** Read-only, never through a link at the name, never blocking on a FIFO planted there. */
+const READ_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK
 
 /**
- * Whether any other process (or another instance in this one) has written to the namespace:
- * the signal a memory tier needs to know its values may be stale, at the cost of one `stat`.
+ * What other processes (or other instances in this one) have written to the namespace, by
+ * key: what a memory tier needs to drop the values that may be stale, and only those, at the
+ * cost of one `stat` when nothing happened.
  *
  * `<dir>/v1/<ns>/meta/changes` is a log every set, setStream, delete and clear, by any
- * process, appends one byte to once its disk write is done. O_APPEND makes each append
- * atomic and its size exact, so an instance that counts its own appends knows the size it
- * should find: any other size, another inode, or no file where there was one, means another
- * writer. Sizes, not mtimes, so no timestamp granularity is involved (see tag-clock.ts for
- * what that costs), and a reader never writes.
+ * process, appends a record to once its disk write is done: the key it changed (a clear, or a
+ * key over 1,024 UTF-16 units: "everything"), and the writer's random 64-bit id, so a reader
+ * skips its own. Each record is one `write` with O_APPEND, which a local file system applies
+ * whole at the end of the file, and the log's size is exact: an instance that counts its own
+ * appended bytes knows the size it should find, so a look that finds it costs one `stat` and
+ * reads nothing. Any other size means another writer, and the new bytes (at most 64 KiB) are
+ * read and parsed; another inode, no file where there was one, more than 64 KiB, or anything
+ * that does not parse (a torn append on a full disk, the one-byte records of an older larder)
+ * means everything may have changed. Sizes, not mtimes, so no timestamp granularity is
+ * involved (see tag-clock.ts for what that costs). A reader never writes.
  *
- * The log is removed by the appender that finds it over 1 MiB, and recreated by the next
- * write; its disappearance reads as a change (one extra re-read for every memory tier).
+ * The log is removed by the appender that finds it over 4 MiB, and recreated by the next
+ * write; its disappearance reads as "everything" (one extra re-read for every memory tier).
  * A writer that finds no room to append (a full disk) removes it instead, for the same effect.
  * One host only: O_APPEND is not atomic across NFS clients, and their attribute caches may
  * answer the `stat` with an old size.
@@ -39,18 +63,21 @@ export class ChangeClock {
   /** The log held open between appends, and which file it is (see #append). */
   #held: { fd: number; ino: number; dev: number } | undefined
   #closed = false
+  /** This instance's id in the records it appends. */
+  readonly #id = randomBytes(8)
 
   constructor(layout: Layout) {
     this.#tree = layout.tree
     this.#file = path.join(layout.metaDir, 'changes')
-    this.changedElsewhere() // the baseline: what was written before this instance opened is not news
+    this.changesElsewhere() // the baseline: what was written before this instance opened is not news
   }
 
-  /** Records that this instance wrote. Never throws: a write that happened must not fail for
-   *  want of its signal, and the fallbacks make one anyway. */
-  bump(): void {
+  /** Records that this instance wrote `key` (none: a change of every key, a clear). Never
+   *  throws: a write that happened must not fail for want of its signal, and the fallbacks
+   *  make one anyway. */
+  bump(key?: string): void {
     try {
-      this.#append()
+      this.#append(this.#record(key))
     } catch {
       this.#release()
       try {
@@ -61,11 +88,28 @@ export class ChangeClock {
     }
   }
 
+  /** The record of a change of `key` (or of everything) by this instance. */
+  #record(key: string | undefined): Buffer {
+    if (key === undefined || key.length > KEY_CHARS_AT_MOST) {
+      const record = Buffer.allocUnsafe(HEAD_BYTES)
+      record[0] = ALL_RECORD
+      this.#id.copy(record, 1)
+      return record
+    }
+    const record = Buffer.allocUnsafe(HEAD_BYTES + 2 + key.length * 2)
+    record[0] = KEY_RECORD
+    this.#id.copy(record, 1)
+    record.writeUInt16LE(key.length, HEAD_BYTES)
+    record.write(key, HEAD_BYTES + 2, 'utf16le') // lossless for any string, lone surrogates too
+    return record
+  }
+
   /**
-   * Whether anyone but this instance wrote since the last call (or since it opened). Sync and
-   * never throws: a log that cannot be looked at counts as a change.
+   * What anyone but this instance wrote since the last call (or since it opened): nothing
+   * (`undefined`), the keys named, or EVERYTHING. Sync and never throws: a log that cannot be
+   * looked at or read counts as a change of everything.
    */
-  changedElsewhere(): boolean {
+  changesElsewhere(): ChangesSeen {
     let ino = 0
     let size = -1
     try {
@@ -78,18 +122,51 @@ export class ChangeClock {
       this.#ino = 0
       this.#size = -1
       this.#own = 0
-      return true
+      return EVERYTHING
     }
     const expected = this.#own === 0 ? this.#size : this.#size < 0 ? -2 : this.#size + this.#own
-    const changed = ino !== this.#ino || size !== expected
+    const sameLog = ino === this.#ino
+    const from = this.#size
     this.#ino = ino
     this.#size = size
     this.#own = 0
-    return changed
+    if (sameLog && size === expected) return undefined
+    // The same log grown: read what was appended. A new log (or one seen for the first time
+    // since there was none) is read from its start.
+    if (size < 0) return EVERYTHING // removed: rotated or cleared
+    const start = sameLog ? from : from < 0 ? 0 : -1
+    if (start < 0 || size < start || size - start > READ_AT_MOST) return EVERYTHING
+    return this.#read(ino, start, size)
+  }
+
+  /** The keys others changed in the log's bytes [start, end), or EVERYTHING. */
+  #read(ino: number, start: number, end: number): ChangesSeen {
+    let fd: number
+    try {
+      fd = disk.openSync(this.#file, READ_FLAGS)
+    } catch {
+      return EVERYTHING
+    }
+    try {
+      const stat = disk.fstatSync(fd)
+      if (!stat.isFile() || stat.ino !== ino) return EVERYTHING
+      const bytes = Buffer.allocUnsafe(end - start)
+      let done = 0
+      while (done < bytes.length) {
+        const n = disk.readSync(fd, bytes, done, bytes.length - done, start + done)
+        if (n === 0) return EVERYTHING
+        done += n
+      }
+      return parseRecords(bytes, this.#id)
+    } catch {
+      return EVERYTHING
+    } finally {
+      closeQuietly(fd)
+    }
   }
 
   /**
-   * One byte onto the log. The log is kept open between appends: an append is one `lstat` of
+   * A record onto the log. The log is kept open between appends: an append is one `lstat` of
    * its path and one write, instead of a check of meta/, an open, an fstat, a write and a
    * close (2-3 % of a set). The lstat is what keeps the signal reaching readers, who look at
    * the path: when it no longer leads to the file held (removed by a rotation or a `clear()`,
@@ -97,10 +174,10 @@ export class ChangeClock {
    * again as atomic-write.ts opens an append (in a checked meta/, never through a link). The
    * byte always goes into the file this instance opened that way, so nothing outside the
    * cache is ever written. A rotation or removal between the lstat and the write loses that
-   * byte's signal, as it did between the open and the write; the removal itself reads as a
-   * change.
+   * record's signal, as it did between the open and the write; the removal itself reads as a
+   * change of everything.
    */
-  #append(): void {
+  #append(record: Buffer): void {
     const held = this.#held
     const found = held === undefined ? undefined : disk.lstatSync(this.#file, { throwIfNoEntry: false })
     let fd: number
@@ -110,7 +187,7 @@ export class ChangeClock {
       fd = openAppendSync(this.#tree, this.#file)
       if (this.#closed) {
         try {
-          this.#appendTo(fd)
+          this.#appendTo(fd, record)
         } finally {
           disk.closeSync(fd)
         }
@@ -124,13 +201,13 @@ export class ChangeClock {
         throw error
       }
     }
-    this.#appendTo(fd)
+    this.#appendTo(fd, record)
   }
 
-  /** The byte into the open log `fd`; the log removed once past ROTATE_BYTES. */
-  #appendTo(fd: number): void {
-    writeAllSync(fd, ONE_BYTE, this.#file)
-    this.#own++
+  /** `record` onto the open log `fd`; the log removed once past ROTATE_BYTES. */
+  #appendTo(fd: number, record: Buffer): void {
+    writeAllSync(fd, record, this.#file)
+    this.#own += record.length
     if (this.#size < 0) {
       // There was no log at the last look: if it holds only our bytes, we created it and
       // nobody else wrote since, which is no news to this instance.
@@ -159,4 +236,28 @@ export class ChangeClock {
     this.#closed = true
     this.#release()
   }
+}
+
+/** The keys named by records not written by `own` in `bytes` (whole records from the log),
+ *  or EVERYTHING: an "everything" record of another writer, or anything that does not parse. */
+function parseRecords(bytes: Buffer, own: Buffer): ChangesSeen {
+  const keys = new Set<string>()
+  let at = 0
+  while (at < bytes.length) {
+    const kind = bytes[at]
+    if (at + HEAD_BYTES > bytes.length) return EVERYTHING
+    const mine = own.compare(bytes, at + 1, at + HEAD_BYTES) === 0
+    if (kind === ALL_RECORD) {
+      if (!mine) return EVERYTHING
+      at += HEAD_BYTES
+    } else if (kind === KEY_RECORD) {
+      if (at + HEAD_BYTES + 2 > bytes.length) return EVERYTHING
+      const length = bytes.readUInt16LE(at + HEAD_BYTES) * 2
+      const keyAt = at + HEAD_BYTES + 2
+      if (length > KEY_CHARS_AT_MOST * 2 || keyAt + length > bytes.length) return EVERYTHING
+      if (!mine) keys.add(bytes.toString('utf16le', keyAt, keyAt + length))
+      at = keyAt + length
+    } else return EVERYTHING
+  }
+  return keys.size === 0 ? undefined : keys
 }

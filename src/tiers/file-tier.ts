@@ -370,7 +370,7 @@ export class FileTier implements Tier {
       // the breaker refused the write, or the lstat failed: the temp made ahead is not used
       if (!handedOver) void discardTemp(early!)
     }
-    this.#p.changes.bump()
+    this.#p.changes.bump(key)
     this.#p.totals.written(file.length, previous?.isFile() ? previous.size : undefined)
     this.#p.counts.bytesWritten += file.length
   }
@@ -387,7 +387,7 @@ export class FileTier implements Tier {
       return this.#discard(file, found.ino)
     })
     if (removed !== undefined) {
-      this.#p.changes.bump()
+      this.#p.changes.bump(key)
       this.#removed(removed)
     }
   }
@@ -421,7 +421,7 @@ export class FileTier implements Tier {
         },
       ),
     )
-    this.#p.changes.bump()
+    this.#p.changes.bump(key)
     this.#p.totals.written(result.fileBytes, previous)
     this.#p.counts.bytesWritten += result.fileBytes
   }
@@ -439,7 +439,7 @@ export class FileTier implements Tier {
       const live = entryState(head, Date.now(), this.#p.tags) === 'live'
       return { size: removeFile(file), live }
     })
-    this.#p.changes.bump()
+    this.#p.changes.bump(key)
     this.#removed(removed?.size)
     return removed?.size !== undefined && removed.live
   }

@@ -2,6 +2,7 @@ import { LRUCache } from 'lru-cache'
 import { alwaysLive, entryState } from '../store/liveness.js'
 import { admittedToMemory } from '../resilience/memory-watch.js'
 import { RandomVictims } from './random-victims.js'
+import { EVERYTHING, type ChangesSeen } from '../store/change-clock.js'
 import { MISS, type Tier, type TierEntry, type TierRead } from './tier.js'
 
 export interface MemoryTierBounds {
@@ -25,9 +26,9 @@ export interface Shed {
  *  get() hands every hit of it (see `answerOf`). */
 type Held = { found: true; stale: false; answer: Promise<unknown> | undefined } & TierEntry
 
-/** What tells a memory tier that another process (or instance) wrote: store/change-clock.ts. */
+/** What tells a memory tier which keys another process (or instance) wrote: store/change-clock.ts. */
 export interface ChangeSignal {
-  changedElsewhere(): boolean
+  changesElsewhere(): ChangesSeen
 }
 
 /**
@@ -59,8 +60,9 @@ const HITS_PER_CLOCK_READ = 16
  *
  * Other processes write to the same files behind this tier's back. So a hit looks at the
  * namespace's change log (one `stat`) when CHANGE_CHECK_MS have passed since the last look,
- * and when it shows a write by anyone else, every held value is dropped and read again from
- * disk on its next get. The same look is when the tag stamps held are checked against the
+ * and when it shows writes by anyone else, the values of the keys they wrote are dropped and
+ * read again from disk on their next get (every held value, when the log says "everything":
+ * a clear, a rotated log, more than 64 KiB of records since the last look). The same look is when the tag stamps held are checked against the
  * tags directory (one `fstat`): another process's tag invalidation is seen on this cadence
  * too, and between looks a hit of a tagged entry makes no syscall (this instance's own
  * invalidations are held at once). Knowing a look is due costs a hit nothing: an unref'd timer marks it,
@@ -109,15 +111,15 @@ export class MemoryTier implements Tier {
     this.#timer.unref()
   }
 
-  /** The fresh entry for `key`, or MISS (an expired or invalidated one is dropped; after
-   *  another process's write, every held entry is). */
+  /** The fresh entry for `key`, or MISS (an expired or invalidated one is dropped, and so is
+   *  every key another process wrote). */
   get(key: string): TierRead {
     const entry = this.#lru.get(key)
     if (entry === undefined) {
       this.#notePassingTime()
       return MISS
     }
-    if ((this.#due || (this.#hits = (this.#hits + 1) & (HITS_PER_CLOCK_READ - 1)) === 0) && this.#changedElsewhere()) return MISS
+    if ((this.#due || (this.#hits = (this.#hits + 1) & (HITS_PER_CLOCK_READ - 1)) === 0) && this.#changedElsewhere(key)) return MISS
     if (!alwaysLive(entry) && !this.#stillLive(key, entry)) {
       this.#notePassingTime()
       return MISS
@@ -288,19 +290,27 @@ export class MemoryTier implements Tier {
     if (!this.#due && Date.now() - this.#lookedAt >= CHANGE_CHECK_MS) this.#due = true
   }
 
-  /** Looks at the change log if a look is due; on another writer's change, drops every held
-   *  entry. Kept out of get() so that a hit's own cost stays a flag test and a counter. */
-  #changedElsewhere(): boolean {
+  /** Looks at the change log if a look is due; drops what other writers changed (the keys
+   *  named, or every held entry); whether `key` was dropped. Kept out of get() so that a hit's
+   *  own cost stays a flag test and a counter. */
+  #changedElsewhere(key: string): boolean {
     const now = Date.now()
     if (!this.#due && now - this.#lookedAt < CHANGE_CHECK_MS) return false
     this.#due = false
     this.#lookedAt = now
     this.#timer.refresh()
     this.#stamps.look()
-    if (!this.#changes.changedElsewhere()) return false
-    this.#lru.clear()
+    const seen = this.#changes.changesElsewhere()
+    if (seen === undefined) return false
+    // A read from disk begun before this look may have read a value these writes replaced:
+    // none is stored (set()'s ticket), whatever its key.
     this.#epoch++
-    return true
+    if (seen === EVERYTHING) {
+      this.#lru.clear()
+      return true
+    }
+    for (const changed of seen) this.#remove(changed)
+    return seen.has(key)
   }
 }
 

@@ -1,0 +1,154 @@
+/**
+ * The change log (store/change-clock.ts) names the key of every write, so a memory tier drops
+ * what other processes changed and keeps the rest: with several processes writing one
+ * directory, a hot value stays a memory hit until its own key is written. Everything is read
+ * again when the log cannot say which keys: a clear, a key too long to record, bytes that do
+ * not parse (an older larder's one-byte records, a torn append), a log removed or replaced, or
+ * more than 64 KiB of records since the last look. A reader never blocks on, nor reads through,
+ * what is planted at the log's name.
+ */
+import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { after, describe, test } from 'node:test'
+import { setTimeout as delay } from 'node:timers/promises'
+import { Larder } from '../src/index.ts'
+import { Layout } from '../src/store/layout.ts'
+import { Child, startChild } from './children/harness.ts'
+import { tempDir } from './helpers.ts'
+
+/** Comfortably past the memory tier's 5 ms between looks at the log. */
+const PAST_THE_BOUND = 50
+
+const logOf = (dir: string): string => path.join(new Layout(dir, '').metaDir, 'changes')
+
+interface Counts {
+  memoryHits: number
+  hits: number
+}
+
+const children: Child[] = []
+after(async () => {
+  await Promise.all(children.map((c) => c.kill()))
+})
+
+describe('the change log names the keys other writers changed', () => {
+  test("another process's set and delete drop only their keys from this process's memory tier", { timeout: 30_000 }, async () => {
+    const dir = tempDir()
+    const b = await Larder.open({ dir, maintenance: false })
+    for (let i = 0; i < 20; i++) await b.set(`k${i}`, { v: 1, i })
+    const a = await startChild('peer.ts')
+    children.push(a)
+    const ha = await a.call<number>('open', { options: { dir, memory: true, maintenance: false } })
+    const get = async (key: string): Promise<unknown> => (await a.call<{ value: unknown }>('get', { h: ha, key })).value
+    for (let i = 0; i < 20; i++) assert.deepEqual(await get(`k${i}`), { v: 1, i }) // read from disk, held in memory
+    const before = await a.call<Counts>('stats', { h: ha })
+
+    await b.set('k3', { v: 2, i: 3 })
+    await b.delete('k7')
+    await delay(PAST_THE_BOUND)
+    for (let i = 0; i < 20; i++) assert.deepEqual(await get(`k${i}`), i === 7 ? undefined : { v: i === 3 ? 2 : 1, i }, `k${i}`)
+
+    const now = await a.call<Counts>('stats', { h: ha })
+    assert.equal(now.memoryHits - before.memoryHits, 18, 'the 18 keys B did not write were memory hits')
+    assert.equal(now.hits - now.memoryHits - (before.hits - before.memoryHits), 1, 'k3 alone was read from disk')
+    await b.close()
+    await a.shutdown()
+  })
+
+  test('keys are recorded exactly: non-ASCII, astral, and a key of 1,024 UTF-16 units', { timeout: 30_000 }, async () => {
+    const dir = tempDir()
+    const b = await Larder.open({ dir, maintenance: false })
+    const keys = ['😀x', '😁x', 'é', 'e\u0301', 'z'.repeat(1024), 'z'.repeat(1023)]
+    for (const key of keys) await b.set(key, 1)
+    const a = await Larder.open({ dir, memory: true, maintenance: false }) // opened after: no news
+    for (const key of keys) assert.equal(await a.get(key), 1)
+    for (const key of [keys[0]!, keys[3]!, keys[4]!]) await b.set(key, 2)
+    await delay(PAST_THE_BOUND)
+    const before = await a.stats()
+    for (const key of keys) assert.equal(await a.get(key), [keys[0], keys[3], keys[4]].includes(key) ? 2 : 1, JSON.stringify(key))
+    const now = await a.stats()
+    // 'é' and 'e' + a combining accent are different keys; so are two emoji that differ in
+    // the low surrogate alone.
+    assert.equal(now.memoryHits - before.memoryHits, 3, 'the three keys not written stayed in memory')
+    await a.close()
+    await b.close()
+  })
+
+  const everything: Record<string, (b: Larder, log: string) => Promise<unknown> | void> = {
+    'a clear': (b) => b.clear(),
+    'a key over 1,024 UTF-16 units': (b) => b.set('x'.repeat(1025), 1),
+    "an older larder's one-byte record": (_b, log) => fs.appendFileSync(log, '.'),
+    'a torn record': (_b, log) => fs.appendFileSync(log, Buffer.from([0x4b, 1, 2, 3])),
+    'a record of unknown kind': (_b, log) => fs.appendFileSync(log, Buffer.alloc(20, 0x51)),
+    'the log removed': (_b, log) => fs.unlinkSync(log),
+    'the log removed, and a new one written': async (b, log) => {
+      fs.unlinkSync(log)
+      await b.set('other', 1)
+    },
+    'more than 64 KiB of records since the last look': async (b) => {
+      for (let i = 0; i < 800; i++) await b.set(`${'other'.repeat(8)}-${i}`, i) // ~90 bytes a record
+    },
+  }
+  for (const [name, change] of Object.entries(everything)) {
+    test(`${name}: every held value is read again`, { timeout: 30_000 }, async () => {
+      const dir = tempDir()
+      const a = await Larder.open({ dir, memory: true, maintenance: false })
+      const b = await Larder.open({ dir, maintenance: false })
+      for (let i = 0; i < 10; i++) await b.set(`k${i}`, i)
+      for (let i = 0; i < 10; i++) assert.equal(await a.get(`k${i}`), i)
+      await delay(PAST_THE_BOUND)
+      assert.equal(await a.get('k0'), 0) // a look: what came before is heard
+      const before = await a.stats()
+      await change(b, logOf(dir))
+      await delay(PAST_THE_BOUND)
+      const cleared = name === 'a clear'
+      for (let i = 0; i < 10; i++) assert.equal(await a.get(`k${i}`), cleared ? undefined : i)
+      const now = await a.stats()
+      assert.equal(now.memoryHits - before.memoryHits, 0, 'no value was served from memory')
+      if (!cleared) assert.equal(now.hits - before.hits, 10, 'every value read again from disk')
+      await a.close()
+      await b.close()
+    })
+  }
+
+  const planted: Record<string, (log: string, outside: string) => void> = {
+    FIFO: (log) => execFileSync('mkfifo', [log]),
+    'symlink to a file outside the cache': (log, outside) => fs.symlinkSync(outside, log),
+  }
+  for (const [name, plant] of Object.entries(planted)) {
+    test(
+      `a ${name} at the log's name: a reader neither blocks nor reads through it, and re-reads everything`,
+      { timeout: 30_000 },
+      async () => {
+        const base = tempDir()
+        const dir = path.join(base, 'cache')
+        const outside = path.join(base, 'outside')
+        // Parses as records naming k1..k9 (but not k0), were it read.
+        const records = Buffer.concat(
+          Array.from({ length: 9 }, (_, i) => {
+            const head = Buffer.from([0x4b, 9, 9, 9, 9, 9, 9, 9, 9, 2, 0])
+            return Buffer.concat([head, Buffer.from(`k${i + 1}`, 'utf16le')])
+          }),
+        )
+        fs.writeFileSync(outside, records)
+        const a = await Larder.open({ dir, memory: true, maintenance: false })
+        for (let i = 0; i < 10; i++) await a.set(`k${i}`, i)
+        const log = logOf(dir)
+        fs.unlinkSync(log)
+        await delay(PAST_THE_BOUND)
+        for (let i = 0; i < 10; i++) assert.equal(await a.get(`k${i}`), i) // the removal heard; read again
+        for (let i = 0; i < 10; i++) assert.equal(await a.get(`k${i}`), i) // held again
+        plant(log, outside)
+        await delay(PAST_THE_BOUND)
+        const before = await a.stats()
+        for (let i = 0; i < 10; i++) assert.equal(await a.get(`k${i}`), i)
+        const now = await a.stats()
+        assert.equal(now.memoryHits - before.memoryHits, 0, 'every value read again (k0 too: nothing was parsed)')
+        assert.deepEqual(fs.readFileSync(outside), records, 'the file outside is untouched')
+        await a.close()
+      },
+    )
+  }
+})
