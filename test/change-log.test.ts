@@ -11,9 +11,10 @@ import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
-import { after, describe, test } from 'node:test'
+import { after, afterEach, describe, test } from 'node:test'
 import { setTimeout as delay } from 'node:timers/promises'
 import { Larder } from '../src/index.ts'
+import { disk } from '../src/store/disk.ts'
 import { Layout } from '../src/store/layout.ts'
 import { Child, startChild } from './children/harness.ts'
 import { tempDir } from './helpers.ts'
@@ -32,6 +33,8 @@ const children: Child[] = []
 after(async () => {
   await Promise.all(children.map((c) => c.kill()))
 })
+const realDisk = { ...disk }
+afterEach(() => Object.assign(disk, realDisk))
 
 describe('the change log names the keys other writers changed', () => {
   test("another process's set and delete drop only their keys from this process's memory tier", { timeout: 30_000 }, async () => {
@@ -72,6 +75,27 @@ describe('the change log names the keys other writers changed', () => {
     // 'é' and 'e' + a combining accent are different keys; so are two emoji that differ in
     // the low surrogate alone.
     assert.equal(now.memoryHits - before.memoryHits, 3, 'the three keys not written stayed in memory')
+    await a.close()
+    await b.close()
+  })
+
+  test('opening an instance reads none of the log: what came before is not news', { timeout: 30_000 }, async () => {
+    const dir = tempDir()
+    const b = await Larder.open({ dir, maintenance: false })
+    for (let i = 0; i < 500; i++) await b.set(`key-${i}`, i)
+    const log = logOf(dir)
+    let opened = 0
+    disk.openSync = (file, flags, mode) => {
+      if (file === log) opened++
+      return realDisk.openSync(file, flags, mode)
+    }
+    const a = await Larder.open({ dir, memory: true, maintenance: false })
+    for (let i = 0; i < 5; i++) assert.equal(await a.get(`key-${i}`), i)
+    await delay(PAST_THE_BOUND)
+    for (let i = 0; i < 5; i++) assert.equal(await a.get(`key-${i}`), i)
+    assert.equal(opened, 0, 'the log was never opened: one stat at open, one at each look')
+    const stats = await a.stats()
+    assert.equal(stats.memoryHits, 5)
     await a.close()
     await b.close()
   })

@@ -69,7 +69,19 @@ export class ChangeClock {
   constructor(layout: Layout) {
     this.#tree = layout.tree
     this.#file = path.join(layout.metaDir, 'changes')
-    this.changesElsewhere() // the baseline: what was written before this instance opened is not news
+    // The baseline: what was written before this instance opened is not news (and not read).
+    const found = this.#look()
+    if (found !== undefined) ({ ino: this.#ino, size: this.#size } = found)
+  }
+
+  /** The log's inode and size (0 and -1: no log); undefined when it cannot be looked at. */
+  #look(): { ino: number; size: number } | undefined {
+    try {
+      const stat = disk.statSync(this.#file, { throwIfNoEntry: false })
+      return stat === undefined ? { ino: 0, size: -1 } : { ino: stat.ino, size: stat.size }
+    } catch {
+      return undefined
+    }
   }
 
   /** Records that this instance wrote `key` (none: a change of every key, a clear). Never
@@ -110,20 +122,14 @@ export class ChangeClock {
    * looked at or read counts as a change of everything.
    */
   changesElsewhere(): ChangesSeen {
-    let ino = 0
-    let size = -1
-    try {
-      const stat = disk.statSync(this.#file, { throwIfNoEntry: false })
-      if (stat !== undefined) {
-        ino = stat.ino
-        size = stat.size
-      }
-    } catch {
+    const found = this.#look()
+    if (found === undefined) {
       this.#ino = 0
       this.#size = -1
       this.#own = 0
       return EVERYTHING
     }
+    const { ino, size } = found
     const expected = this.#own === 0 ? this.#size : this.#size < 0 ? -2 : this.#size + this.#own
     const sameLog = ino === this.#ino
     const from = this.#size
