@@ -15,7 +15,7 @@ const READ_AT_MOST = 64 * 1024
 /** A key longer than this (in UTF-16 code units) is recorded as "everything changed". */
 const KEY_CHARS_AT_MOST = 1024
 
-/** Record kinds (the first byte of a record). The one-byte records of larder before 0.2 are
+/** Record kinds (the first byte of a record). The one-byte records of earlier larders are
  *  0x2e: like any byte not listed here, it reads as "everything changed". */
 const KEY_RECORD = 0x4b // 'K' + writer id (8) + length in UTF-16 units (u16 LE) + the key, UTF-16LE
 const ALL_RECORD = 0x2a // '*' + writer id (8)
@@ -112,7 +112,7 @@ export class ChangeClock {
     record[0] = KEY_RECORD
     this.#id.copy(record, 1)
     record.writeUInt16LE(key.length, HEAD_BYTES)
-    record.write(key, HEAD_BYTES + 2, 'utf16le') // lossless for any string, lone surrogates too
+    record.write(key, HEAD_BYTES + 2, 'utf16le') // lossless for any string (UTF-8 is not for lone surrogates)
     return record
   }
 
@@ -137,11 +137,14 @@ export class ChangeClock {
     this.#size = size
     this.#own = 0
     if (sameLog && size === expected) return undefined
-    // The same log grown: read what was appended. A new log (or one seen for the first time
-    // since there was none) is read from its start.
     if (size < 0) return EVERYTHING // removed: rotated or cleared
-    const start = sameLog ? from : from < 0 ? 0 : -1
-    if (start < 0 || size < start || size - start > READ_AT_MOST) return EVERYTHING
+    // The same log grown: what was appended since the last look. A log where there was none
+    // then: all of it. Another file in the log's place: what it replaced is unknown.
+    let start: number
+    if (sameLog) start = from
+    else if (from < 0) start = 0
+    else return EVERYTHING
+    if (size < start || size - start > READ_AT_MOST) return EVERYTHING
     return this.#read(ino, start, size)
   }
 
@@ -178,7 +181,7 @@ export class ChangeClock {
    * the path: when it no longer leads to the file held (removed by a rotation or a `clear()`,
    * replaced, or a link planted at it or above it), the held one is closed and the log opened
    * again as atomic-write.ts opens an append (in a checked meta/, never through a link). The
-   * byte always goes into the file this instance opened that way, so nothing outside the
+   * record always goes into the file this instance opened that way, so nothing outside the
    * cache is ever written. A rotation or removal between the lstat and the write loses that
    * record's signal, as it did between the open and the write; the removal itself reads as a
    * change of everything.

@@ -62,8 +62,8 @@ const HITS_PER_CLOCK_READ = 16
  * namespace's change log (one `stat`) when CHANGE_CHECK_MS have passed since the last look,
  * and when it shows writes by anyone else, the values of the keys they wrote are dropped and
  * read again from disk on their next get (every held value, when the log says "everything":
- * a clear, a rotated log, more than 64 KiB of records since the last look). The same look is when the tag stamps held are checked against the
- * tags directory (one `fstat`): another process's tag invalidation is seen on this cadence
+ * a clear, a rotated log, more than 64 KiB of records since the last look). The same look is
+ * when the tag stamps held are checked against the tags directory (one `fstat`): another process's tag invalidation is seen on this cadence
  * too, and between looks a hit of a tagged entry makes no syscall (this instance's own
  * invalidations are held at once). Knowing a look is due costs a hit nothing: an unref'd timer marks it,
  * and so does a clock read once in HITS_PER_CLOCK_READ hits, for runs of hits (awaited in a
