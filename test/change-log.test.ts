@@ -60,10 +60,10 @@ describe('the change log names the keys other writers changed', () => {
     await a.shutdown()
   })
 
-  test('keys are recorded exactly: non-ASCII, astral, and a key of 1,024 UTF-16 units', { timeout: 30_000 }, async () => {
+  test('keys are recorded exactly: non-ASCII, astral, and the longest key there is (8 KiB)', { timeout: 30_000 }, async () => {
     const dir = tempDir()
     const b = await Larder.open({ dir, maintenance: false })
-    const keys = ['😀x', '😁x', 'é', 'e\u0301', 'z'.repeat(1024), 'z'.repeat(1023)]
+    const keys = ['😀x', '😁x', 'é', 'e\u0301', 'z'.repeat(8192), 'z'.repeat(8191)]
     for (const key of keys) await b.set(key, 1)
     const a = await Larder.open({ dir, memory: true, maintenance: false }) // opened after: no news
     for (const key of keys) assert.equal(await a.get(key), 1)
@@ -102,7 +102,6 @@ describe('the change log names the keys other writers changed', () => {
 
   const everything: Record<string, (b: Larder, log: string) => Promise<unknown> | void> = {
     'a clear': (b) => b.clear(),
-    'a key over 1,024 UTF-16 units': (b) => b.set('x'.repeat(1025), 1),
     "an older larder's one-byte record": (_b, log) => fs.appendFileSync(log, '.'),
     'a torn record': (_b, log) => fs.appendFileSync(log, Buffer.from([0x4b, 1, 2, 3])),
     'a record of unknown kind': (_b, log) => fs.appendFileSync(log, Buffer.alloc(20, 0x51)),

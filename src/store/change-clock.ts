@@ -4,6 +4,7 @@ import path from 'node:path'
 import { closeQuietly, openAppendSync, writeAllSync } from './atomic-write.js'
 import { disk } from './disk.js'
 import type { Layout } from './layout.js'
+import { MAX_KEY_BYTES } from '../options.js'
 import type { OwnedTree } from './owned-tree.js'
 
 /** The log is removed (and recreated by the next write) once it has grown past this. */
@@ -12,8 +13,9 @@ const ROTATE_BYTES = 4 * 1024 * 1024
 const ROTATE_CHECK_EVERY = 1024
 /** More new bytes than this at a look are not read: everything counts as changed. */
 const READ_AT_MOST = 64 * 1024
-/** A key longer than this (in UTF-16 code units) is recorded as "everything changed". */
-const KEY_CHARS_AT_MOST = 1024
+/** The longest key a record can name, in UTF-16 code units: a valid key (at most MAX_KEY_BYTES
+ *  of UTF-8) never has more units than bytes. */
+const KEY_UNITS_AT_MOST = MAX_KEY_BYTES
 
 /** Record kinds (the first byte of a record). The one-byte records of earlier larders are
  *  0x2e: like any byte not listed here, it reads as "everything changed". */
@@ -34,9 +36,8 @@ const READ_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constant
  * cost of one `stat` when nothing happened.
  *
  * `<dir>/v1/<ns>/meta/changes` is a log every set, setStream, delete and clear, by any
- * process, appends a record to once its disk write is done: the key it changed (a clear, or a
- * key over 1,024 UTF-16 units: "everything"), and the writer's random 64-bit id, so a reader
- * skips its own. Each record is one `write` with O_APPEND, which a local file system applies
+ * process, appends a record to once its disk write is done: the key it changed (a clear:
+ * "everything"), and the writer's random 64-bit id, so a reader skips its own. Each record is one `write` with O_APPEND, which a local file system applies
  * whole at the end of the file, and the log's size is exact: an instance that counts its own
  * appended bytes knows the size it should find, so a look that finds it costs one `stat` and
  * reads nothing. Any other size means another writer, and the new bytes (at most 64 KiB) are
@@ -102,7 +103,7 @@ export class ChangeClock {
 
   /** The record of a change of `key` (or of everything) by this instance. */
   #record(key: string | undefined): Buffer {
-    if (key === undefined || key.length > KEY_CHARS_AT_MOST) {
+    if (key === undefined || key.length > KEY_UNITS_AT_MOST) {
       const record = Buffer.allocUnsafe(HEAD_BYTES)
       record[0] = ALL_RECORD
       this.#id.copy(record, 1)
@@ -263,7 +264,7 @@ function parseRecords(bytes: Buffer, own: Buffer): ChangesSeen {
       if (at + HEAD_BYTES + 2 > bytes.length) return EVERYTHING
       const length = bytes.readUInt16LE(at + HEAD_BYTES) * 2
       const keyAt = at + HEAD_BYTES + 2
-      if (length > KEY_CHARS_AT_MOST * 2 || keyAt + length > bytes.length) return EVERYTHING
+      if (length > KEY_UNITS_AT_MOST * 2 || keyAt + length > bytes.length) return EVERYTHING
       if (!mine) keys.add(bytes.toString('utf16le', keyAt, keyAt + length))
       at = keyAt + length
     } else return EVERYTHING
