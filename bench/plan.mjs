@@ -14,6 +14,8 @@ export const CONFIGS = {
     procs: 4,
     procOps: 5000,
     procKeys: 1000,
+    readRounds: 1000,
+    readKeys: 200,
     pruneN: 100_000,
   },
   quick: {
@@ -27,6 +29,8 @@ export const CONFIGS = {
     procs: 4,
     procOps: 500,
     procKeys: 200,
+    readRounds: 100,
+    readKeys: 200,
     pruneN: 20_000,
   },
 }
@@ -77,6 +81,15 @@ export function stepsFor(c) {
     { id: 'W5-put-gz', case: 'streamPut', impls: STREAMS, args: { mib: c.streamMiB, kind: 'compressed' }, makes: 'gz' },
     { id: 'W5-get-gz', case: 'streamGet', impls: STREAMS, args: { mib: c.streamMiB, kind: 'compressed' }, uses: 'gz' },
     { id: 'W6-procs', case: 'multiProcess', impls: MULTI_PROCESS, args: { procs: c.procs, ops: c.procOps, keySpace: c.procKeys } },
+    // Read-heavy, as an ORM's cache is: another process's write must cost a memory tier only
+    // that key (larder with `memory: true`; the peers have no tier that other processes' writes
+    // would not make stale).
+    {
+      id: 'W6-reads',
+      case: 'multiProcess',
+      impls: MULTI_PROCESS,
+      args: { procs: c.procs, ops: c.readRounds, keySpace: c.readKeys, getsPerSet: 19, larderOptions: { memory: true } },
+    },
     {
       id: 'W7-prune',
       case: 'prune',
@@ -218,6 +231,19 @@ export function tablesFor(c) {
           target: { zero: true },
         },
         { label: 'W6 errors thrown, all runs', step: 'W6-procs', metric: 'errors', total: true, lowerIsBetter: true },
+        {
+          label: `W6 read-heavy ops/s (${c.procs} processes × ${n(c.readRounds)} rounds of a set and 19 gets over ${n(c.readKeys)} keys; larder with its memory tier)`,
+          step: 'W6-reads',
+          metric: 'opsPerSec',
+        },
+        {
+          label: 'W6 read-heavy wrong values served, all runs',
+          step: 'W6-reads',
+          metric: 'wrong',
+          total: true,
+          lowerIsBetter: true,
+          target: { zero: true },
+        },
       ],
     },
     {

@@ -268,8 +268,11 @@ for (let run = 0; run < config.runs; run++) {
         impl,
         dir,
         larderModule,
-        ...(impl === 'larder' && args.larderOptions ? { larderOptions: args.larderOptions } : {}),
         ...step.args,
+        // A step's own larder options (W6-reads: the memory tier), with the command line's over them.
+        ...(impl === 'larder' && (args.larderOptions || step.args.larderOptions)
+          ? { larderOptions: { ...step.args.larderOptions, ...args.larderOptions } }
+          : {}),
       })
       const wall = (performance.now() - t0) / 1000
       const tag = `[run ${run + 1}/${config.runs}] ${step.id.padEnd(11)} ${impl.padEnd(22)}`
