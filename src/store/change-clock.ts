@@ -161,12 +161,9 @@ export class ChangeClock {
       const stat = disk.fstatSync(fd)
       if (!stat.isFile() || stat.ino !== ino) return EVERYTHING
       const bytes = Buffer.allocUnsafe(end - start)
-      let done = 0
-      while (done < bytes.length) {
-        const n = disk.readSync(fd, bytes, done, bytes.length - done, start + done)
-        if (n === 0) return EVERYTHING
-        done += n
-      }
+      // One read of a local regular file returns all it was asked for; anything less is news
+      // this look cannot judge.
+      if (disk.readSync(fd, bytes, 0, bytes.length, start) !== bytes.length) return EVERYTHING
       return parseRecords(bytes, this.#id)
     } catch {
       return EVERYTHING
