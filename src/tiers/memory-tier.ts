@@ -63,8 +63,8 @@ const HITS_PER_CLOCK_READ = 16
  * and when it shows writes by anyone else, the values of the keys they wrote are dropped and
  * read again from disk on their next get (every held value, when the log says "everything":
  * a clear, a rotated log, more than 64 KiB of records since the last look). The same look is
- * when the tag stamps held are checked against the tags directory (one `fstat`): another process's tag invalidation is seen on this cadence
- * too, and between looks a hit of a tagged entry makes no syscall (this instance's own
+ * when the tag stamps held are checked against the tags directory (one `fstat`): another
+ * process's tag invalidation is seen on this cadence too, and between looks a hit of a tagged entry makes no syscall (this instance's own
  * invalidations are held at once). Knowing a look is due costs a hit nothing: an unref'd timer marks it,
  * and so does a clock read once in HITS_PER_CLOCK_READ hits, for runs of hits (awaited in a
  * loop, say) during which the timer cannot fire; and every call that is not a hit (a miss, a
@@ -119,7 +119,7 @@ export class MemoryTier implements Tier {
       this.#notePassingTime()
       return MISS
     }
-    if ((this.#due || (this.#hits = (this.#hits + 1) & (HITS_PER_CLOCK_READ - 1)) === 0) && this.#changedElsewhere(key)) return MISS
+    if ((this.#due || (this.#hits = (this.#hits + 1) & (HITS_PER_CLOCK_READ - 1)) === 0) && this.#droppedByLook(key)) return MISS
     if (!alwaysLive(entry) && !this.#stillLive(key, entry)) {
       this.#notePassingTime()
       return MISS
@@ -293,7 +293,7 @@ export class MemoryTier implements Tier {
   /** Looks at the change log if a look is due; drops what other writers changed (the keys
    *  named, or every held entry); whether `key` was dropped. Kept out of get() so that a hit's
    *  own cost stays a flag test and a counter. */
-  #changedElsewhere(key: string): boolean {
+  #droppedByLook(key: string): boolean {
     const now = Date.now()
     if (!this.#due && now - this.#lookedAt < CHANGE_CHECK_MS) return false
     this.#due = false
