@@ -9,6 +9,7 @@
  */
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
+import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { after, afterEach, describe, test } from 'node:test'
@@ -99,6 +100,61 @@ describe('the change log names the keys other writers changed', () => {
     await a.close()
     await b.close()
   })
+
+  // A read of an entry over 64 KiB goes through the thread pool, so other calls (and a look
+  // at the log) run while it is in flight. Its open is held at a gate here until the look.
+  for (const named of [false, true]) {
+    test(
+      named
+        ? 'a read in flight when a look names its key: its value is not held (it may be what the write replaced)'
+        : 'a read in flight when a look names other keys: its value is held all the same',
+      { timeout: 30_000 },
+      async () => {
+        const dir = tempDir()
+        const a = await Larder.open({ dir, memory: true, maintenance: false })
+        const b = await Larder.open({ dir, maintenance: false })
+        const big = (): string => crypto.randomBytes(150_000).toString('base64') // ~150 KiB stored
+        const first = big()
+        await b.set('big', first)
+        await b.set('small', 1)
+        await delay(PAST_THE_BOUND)
+        assert.equal(await a.get('small'), 1) // a look hears b's writes so far; then read and held
+        assert.equal(await a.get('small'), 1)
+
+        let reachedGate!: () => void
+        const reached = new Promise<void>((resolve) => (reachedGate = resolve))
+        let openGate!: () => void
+        const gate = new Promise<void>((resolve) => (openGate = resolve))
+        let held = false
+        disk.open = async (...args: Parameters<typeof realDisk.open>) => {
+          if (!held) {
+            held = true
+            reachedGate()
+            await gate
+          }
+          return realDisk.open(...args)
+        }
+        const reading = a.get('big')
+        await reached // in flight: its ticket is taken
+        const second = big()
+        if (named) await b.set('big', second)
+        else await b.set('other', 2)
+        await delay(PAST_THE_BOUND)
+        const before = await a.stats()
+        assert.equal(await a.get('small'), 1) // a hit, and the look that names b's write
+        assert.equal((await a.stats()).memoryHits - before.memoryHits, 1, 'small stayed in memory')
+        openGate()
+        assert.equal(await reading, named ? second : first)
+
+        const then = await a.stats()
+        assert.equal(await a.get('big'), named ? second : first)
+        const now = await a.stats()
+        assert.equal(now.memoryHits - then.memoryHits, named ? 0 : 1, named ? 'read again from disk' : 'held, a memory hit')
+        await a.close()
+        await b.close()
+      },
+    )
+  }
 
   const everything: Record<string, (b: Larder, log: string) => Promise<unknown> | void> = {
     'a clear': (b) => b.clear(),

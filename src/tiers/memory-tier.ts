@@ -4,6 +4,7 @@ import { admittedToMemory } from '../resilience/memory-watch.js'
 import { RandomVictims } from './random-victims.js'
 import { EVERYTHING, type ChangesSeen } from '../store/change-clock.js'
 import { MISS, type Tier, type TierEntry, type TierRead } from './tier.js'
+import { PromotionGuard } from './promotion-guard.js'
 
 export interface MemoryTierBounds {
   maxEntries: number | undefined
@@ -44,6 +45,9 @@ export interface HeldTagStamps {
 
 /** Another process's write is seen by a hit at most this long after it resolved. */
 export const CHANGE_CHECK_MS = 5
+/** Keys named by the change log whose latest look is remembered for the reads in flight (a
+ *  read spans a look or two; one begun before a key forgotten may not store its value). */
+const NAMED_MAX = 1024
 /** …and by at most this many hits that run without the event loop turning (the timer that
  *  marks a check due cannot fire in such a run, so every this-many hits read the clock). Any
  *  other call of this tier in such a run reads the clock itself (#notePassingTime). */
@@ -72,9 +76,11 @@ const HITS_PER_CLOCK_READ = 16
  * synchronously and a run of such calls keeps the timer from firing just the same.
  * `memory.ttl` bounds a value's time here on top of this.
  *
- * A read from disk (or a write) takes a ticket (`epoch`) before it starts and stores its
- * value only if no change was seen in between: a value read before another process's write
- * landed must not be held after this tier has already looked past that write.
+ * A read from disk takes a ticket (`ticket`) before it starts and stores its value only if no
+ * look since named its key (or said "everything"): a value read before another process's write
+ * landed must not be held after this tier has already looked past that write. A look that
+ * names other keys leaves the read alone (a PromotionGuard of the keys named, in which every
+ * change counts as newer than any entry).
  */
 export class MemoryTier implements Tier {
   readonly name = 'memory'
@@ -89,7 +95,8 @@ export class MemoryTier implements Tier {
   #due = true
   #lookedAt = 0
   #hits = 0
-  #epoch = 0
+  /** The keys the looks named, for the tickets of reads in flight. */
+  readonly #named = new PromotionGuard(NAMED_MAX)
   /** `eviction: 'random'`: the keys held, to draw a victim from. */
   #random: RandomVictims | undefined
   /** Under memory pressure: the most entries and bytes held (see shed()); none otherwise. */
@@ -136,17 +143,20 @@ export class MemoryTier implements Tier {
     return false
   }
 
-  /** A ticket for a read or write about to go to disk: pass it to set(). */
-  get epoch(): number {
-    return this.#epoch
+  /** A ticket for a read about to go to disk: pass it to set(). */
+  get ticket(): number {
+    return this.#named.ticket()
   }
 
-  /** Holds `entry`, unless another process's write was seen since `ticket` was taken; whether
-   *  it did. */
-  set(key: string, entry: TierEntry, ticket = this.#epoch): boolean {
+  /** Holds `entry`, unless a look since `ticket` was taken named its key (another process
+   *  wrote it, or the log could not say which keys); whether it did. */
+  set(key: string, entry: TierEntry, ticket?: number): boolean {
     this.#notePassingTime()
     // An entry bigger than the whole tier would evict everything else for nothing.
-    if (ticket !== this.#epoch || (this.#maxSize !== undefined && entry.size > this.#maxSize)) {
+    if (
+      (ticket !== undefined && !this.#named.mayPromote(key, entry.createdAt, ticket)) ||
+      (this.#maxSize !== undefined && entry.size > this.#maxSize)
+    ) {
       this.#remove(key)
       return false
     }
@@ -303,13 +313,16 @@ export class MemoryTier implements Tier {
     const seen = this.#changes.changesElsewhere()
     if (seen === undefined) return false
     // A read from disk begun before this look may have read a value these writes replaced:
-    // none is stored (set()'s ticket), whatever its key.
-    this.#epoch++
+    // set() refuses it (its ticket), for the keys named, or all when the log could not say.
     if (seen === EVERYTHING) {
+      this.#named.heardAll()
       this.#lru.clear()
       return true
     }
-    for (const changed of seen) this.#remove(changed)
+    for (const changed of seen) {
+      this.#named.heard(changed, Infinity)
+      this.#remove(changed)
+    }
     return seen.has(key)
   }
 }

@@ -1,15 +1,10 @@
 /** Keys whose latest change heard is remembered, at least (the most recent ones). */
 export const HEARD_MAX = 10_000
-/** Forgotten at once when the map has grown this much past HEARD_MAX. A Map forgets its
- *  oldest entry cheaply only in bulk: V8 leaves a deleted entry as a hole that iteration walks
- *  over until the table is rebuilt, so forgetting the first entry on every change (as this did)
- *  walked thousands of holes per change once a cache had changed more than HEARD_MAX keys
- *  (a memory-only set, 9 µs with 1,000 keys, took 15–23 µs with 9,000–50,000 distinct keys). */
-const FORGET_AT_ONCE = HEARD_MAX / 4
 
 /**
  * Whether a value a read found in a lower tier may be promoted into the tiers above it, given
- * what other instances changed (heard on the bus) while the read was in flight.
+ * what other instances changed (heard on the bus) while the read was in flight. A memory tier
+ * keeps one of its own for what the change log names (memory-tier.ts).
  *
  * A read takes a `ticket` before it starts. A change of its key heard since then that is newer
  * than the entry read (a delete, an overwrite) means the value may be what that change
@@ -24,6 +19,8 @@ const FORGET_AT_ONCE = HEARD_MAX / 4
  * each one counts as a change of its key newer than any entry (`at` = Infinity).
  */
 export class PromotionGuard {
+  /** Keys whose latest change is remembered (at least). */
+  readonly #remember: number
   /** Moves with every change heard. */
   #seq = 0
   /** Reads with a ticket below this may not promote anything. */
@@ -32,6 +29,12 @@ export class PromotionGuard {
   #holds = 0
   /** key → the latest change heard of it (when, and `#seq` then); oldest first. */
   readonly #heard = new Map<string, { seq: number; at: number }>()
+
+  /** `remember`: how many keys' latest changes to keep (the tier stack's guard: HEARD_MAX; a
+   *  memory tier's guard of the change log, fewer: its reads in flight span a look or two). */
+  constructor(remember = HEARD_MAX) {
+    this.#remember = remember
+  }
 
   /** Taken by a read before it starts. */
   ticket(): number {
@@ -44,13 +47,18 @@ export class PromotionGuard {
     const before = this.#heard.get(key)
     this.#heard.delete(key)
     this.#heard.set(key, { seq, at: Math.max(at, before?.at ?? 0) })
-    if (this.#heard.size > HEARD_MAX + FORGET_AT_ONCE) this.#forgetOldest()
+    if (this.#heard.size > this.#remember + Math.ceil(this.#remember / 4)) this.#forgetOldest()
   }
 
-  /** Forgets the oldest changes down to HEARD_MAX, in one walk; a read begun before the newest
-   *  of them can no longer be judged by its key, so it may not promote. */
+  /** Forgets the oldest changes down to what it remembers, in one walk, once the map has grown
+   *  a quarter past it; a read begun before the newest of them can no longer be judged by its
+   *  key, so it may not promote. In bulk because a Map forgets its oldest entry cheaply only
+   *  so: V8 leaves a deleted entry as a hole that iteration walks over until the table is
+   *  rebuilt, so forgetting the first entry on every change (as this did) walked thousands of
+   *  holes per change once a cache had changed more than HEARD_MAX keys (a memory-only set,
+   *  9 µs with 1,000 keys, took 15–23 µs with 9,000–50,000 distinct keys). */
   #forgetOldest(): void {
-    let excess = this.#heard.size - HEARD_MAX
+    let excess = this.#heard.size - this.#remember
     for (const [key, change] of this.#heard) {
       if (excess-- === 0) break
       this.#heard.delete(key)

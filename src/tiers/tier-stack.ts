@@ -122,7 +122,7 @@ export class TierStack {
   async lookup(key: string, grace: number): Promise<StackRead> {
     const version = this.#p.order.ticket()
     const heard = this.#guard.ticket()
-    const ticket = this.memory?.epoch
+    const ticket = this.memory?.ticket
     const tiers = this.#p.counters.tiers
     if (this.memory !== undefined) tiers.memory!.misses++
     let result: StackRead = MISS

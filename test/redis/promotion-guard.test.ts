@@ -47,6 +47,19 @@ test('a key forgotten past the bound counts as heard for the reads that began be
   assert.equal(guard.mayPromote('k', 100, guard.ticket()), true)
 })
 
+// A memory tier's guard of the keys the change log names remembers fewer (memory-tier.ts).
+test('a guard told to remember fewer keys forgets past its own bound, and judges what it remembers key by key', () => {
+  const guard = new PromotionGuard(8)
+  const ticket = guard.ticket()
+  guard.heard('k', Infinity)
+  for (let i = 0; i < 7; i++) guard.heard(`other:${i}`, Infinity)
+  assert.equal(guard.mayPromote('k', 100, ticket), false, 'a change of its key, newer than any entry')
+  assert.equal(guard.mayPromote('unrelated', 100, ticket), true, 'the 8 keys are remembered: others are judged by key')
+  for (let i = 7; i < 11; i++) guard.heard(`other:${i}`, Infinity) // a quarter past 8: forgotten in bulk
+  assert.equal(guard.mayPromote('unrelated', 100, ticket), false, 'it cannot tell which key it forgot')
+  assert.equal(guard.mayPromote('unrelated', 100, guard.ticket()), true)
+})
+
 // A clear of the local files heard on the bus runs partition by partition; a read meanwhile
 // must not promote what it found (it would outlive the clear, and a clear of memory heard while
 // it ran: seen once as a flaky test/redis/tiers.test.ts under load).
