@@ -12,11 +12,12 @@ import { execFileSync } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
-import { after, afterEach, describe, test } from 'node:test'
+import { after, afterEach, before, describe, test } from 'node:test'
 import { setTimeout as delay } from 'node:timers/promises'
 import { Larder } from '../src/index.ts'
 import { disk } from '../src/store/disk.ts'
 import { Layout } from '../src/store/layout.ts'
+import { check32, loadHasher } from '../src/format/checksum.ts'
 import { Child, startChild } from './children/harness.ts'
 import { tempDir } from './helpers.ts'
 
@@ -24,6 +25,15 @@ import { tempDir } from './helpers.ts'
 const PAST_THE_BOUND = 50
 
 const logOf = (dir: string): string => path.join(new Layout(dir, '').metaDir, 'changes')
+
+/** A key record as another writer appends it: 'k', its id, the key's length in UTF-16 units,
+ *  the key in UTF-16LE, and the xxhash32 of what follows the kind (`check`: that, unless given). */
+function keyRecord(id: Buffer, keyBytes: Buffer, check?: number): Buffer {
+  const body = Buffer.concat([id, Buffer.from([(keyBytes.length / 2) & 0xff, (keyBytes.length / 2) >> 8]), keyBytes])
+  const tail = Buffer.alloc(4)
+  tail.writeUInt32LE(check ?? check32(body))
+  return Buffer.concat([Buffer.from([0x6b]), body, tail])
+}
 
 interface Counts {
   memoryHits: number
@@ -38,6 +48,7 @@ const realDisk = { ...disk }
 afterEach(() => Object.assign(disk, realDisk))
 
 describe('the change log names the keys other writers changed', () => {
+  before(() => loadHasher())
   test("another process's set and delete drop only their keys from this process's memory tier", { timeout: 30_000 }, async () => {
     const dir = tempDir()
     const b = await Larder.open({ dir, maintenance: false })
@@ -159,7 +170,8 @@ describe('the change log names the keys other writers changed', () => {
   const everything: Record<string, (b: Larder, log: string) => Promise<unknown> | void> = {
     'a clear': (b) => b.clear(),
     "an older larder's one-byte record": (_b, log) => fs.appendFileSync(log, '.'),
-    'a torn record': (_b, log) => fs.appendFileSync(log, Buffer.from([0x4b, 1, 2, 3])),
+    'a torn record': (_b, log) => fs.appendFileSync(log, Buffer.from([0x6b, 1, 2, 3])),
+    'a record that does not check out': (_b, log) => fs.appendFileSync(log, keyRecord(Buffer.alloc(8, 7), Buffer.from('k1', 'utf16le'), 1)),
     'a record of unknown kind': (_b, log) => fs.appendFileSync(log, Buffer.alloc(20, 0x51)),
     'the log removed': (_b, log) => fs.unlinkSync(log),
     'the log removed, and a new one written': async (b, log) => {
@@ -192,6 +204,50 @@ describe('the change log names the keys other writers changed', () => {
     })
   }
 
+  // A look can find the log's size in the middle of another writer's append (the kernel grows
+  // it page by page while the write copies; a stat does not wait). That look reads a torn
+  // record, and the next one begins inside it: made here by appending a record in two parts,
+  // with a look between. The record's key is crafted so that its tail, read from where the
+  // second part begins, is laid out as a record naming k5 (whose last 4 bytes are the real
+  // record's check): without the check, that look would drop k5 alone and keep serving the
+  // other keys, whatever the record was about.
+  test(
+    'a look that begins inside a record (the last one saw it half appended) reads everything, never keys made up from its bytes',
+    { timeout: 30_000 },
+    async () => {
+      const dir = tempDir()
+      const a = await Larder.open({ dir, memory: true, maintenance: false })
+      const b = await Larder.open({ dir, maintenance: false })
+      const keys = Array.from({ length: 10 }, (_, i) => `k${i}`)
+      for (const key of keys) await b.set(key, 1)
+      /** Every key read (once after a look, then held); then how many of the next gets were memory hits. */
+      const memoryHitsAfterALook = async (values: Record<string, number> = {}): Promise<number> => {
+        await delay(PAST_THE_BOUND)
+        const before = await a.stats()
+        for (const key of keys) assert.equal(await a.get(key), values[key] ?? 1, key)
+        const hits = (await a.stats()).memoryHits - before.memoryHits
+        for (const key of keys) assert.equal(await a.get(key), values[key] ?? 1, key)
+        return hits
+      }
+      await memoryHitsAfterALook() // b's sets heard, then read
+
+      const embedded = Buffer.concat([Buffer.from([0x6b]), Buffer.alloc(8, 6), Buffer.from([2, 0]), Buffer.from('k5', 'utf16le')])
+      const keyBytes = Buffer.concat([Buffer.from([0x61]), embedded]) // 16 bytes: 8 UTF-16 units
+      const record = keyRecord(Buffer.alloc(8, 5), keyBytes)
+      const split = 1 + 8 + 2 + 1 // where `embedded` begins
+      const log = logOf(dir)
+      fs.appendFileSync(log, record.subarray(0, split))
+      assert.equal(await memoryHitsAfterALook(), 0, 'a torn record: everything')
+      fs.appendFileSync(log, record.subarray(split))
+      assert.equal(await memoryHitsAfterALook(), 0, 'read from inside a record: everything, not k5 alone')
+
+      await b.set('k3', 2)
+      assert.equal(await memoryHitsAfterALook({ k3: 2 }), 9, 'the next records are read in step again: k3 alone')
+      await a.close()
+      await b.close()
+    },
+  )
+
   const planted: Record<string, (log: string, outside: string) => void> = {
     FIFO: (log) => execFileSync('mkfifo', [log]),
     'symlink to a file outside the cache': (log, outside) => fs.symlinkSync(outside, log),
@@ -206,10 +262,7 @@ describe('the change log names the keys other writers changed', () => {
         const outside = path.join(base, 'outside')
         // Parses as records naming k1..k9 (but not k0), were it read.
         const records = Buffer.concat(
-          Array.from({ length: 9 }, (_, i) => {
-            const head = Buffer.from([0x4b, 9, 9, 9, 9, 9, 9, 9, 9, 2, 0])
-            return Buffer.concat([head, Buffer.from(`k${i + 1}`, 'utf16le')])
-          }),
+          Array.from({ length: 9 }, (_, i) => keyRecord(Buffer.alloc(8, 9), Buffer.from(`k${i + 1}`, 'utf16le'))),
         )
         fs.writeFileSync(outside, records)
         const a = await Larder.open({ dir, memory: true, maintenance: false })

@@ -2,7 +2,8 @@ import xxhash from 'xxhash-wasm'
 
 /**
  * xxhash64 from `xxhash-wasm`, used for two jobs: naming entry files (the key hash) and
- * checksumming every byte of an entry. It is a fast non-cryptographic hash: it catches
+ * checksumming every byte of an entry (and its xxhash32, the check of each record of the
+ * change log, store/change-clock.ts). It is a fast non-cryptographic hash: it catches
  * torn writes, bit rot and foreign files, which is what a cache needs; it is not a defence
  * against someone who can write the cache directory.
  */
@@ -27,4 +28,9 @@ export function hasher(): Hasher {
 /** xxhash64 (seed 0) of bytes. */
 export function checksum(bytes: Uint8Array): bigint {
   return hasher().h64Raw(bytes, 0n)
+}
+
+/** xxhash32 (seed 0) of bytes, as an unsigned 32-bit number. */
+export function check32(bytes: Uint8Array): number {
+  return hasher().h32Raw(bytes, 0) >>> 0
 }

@@ -3,6 +3,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { closeQuietly, openAppendSync, writeAllSync } from './atomic-write.js'
 import { disk } from './disk.js'
+import { check32 } from '../format/checksum.js'
 import type { Layout } from './layout.js'
 import { MAX_KEY_BYTES } from '../options.js'
 import type { OwnedTree } from './owned-tree.js'
@@ -19,9 +20,12 @@ const KEY_UNITS_AT_MOST = MAX_KEY_BYTES
 
 /** Record kinds (the first byte of a record). The one-byte records of earlier larders are
  *  0x2e: like any byte not listed here, it reads as "everything changed". */
-const KEY_RECORD = 0x4b // 'K' + writer id (8) + length in UTF-16 units (u16 LE) + the key, UTF-16LE
+const KEY_RECORD = 0x6b // 'k' + writer id (8) + length in UTF-16 units (u16 LE) + the key, UTF-16LE + check (u32 LE)
 const ALL_RECORD = 0x2a // '*' + writer id (8)
 const HEAD_BYTES = 1 + 8
+/** A key record ends with the xxhash32 of its bytes after the kind, so a parse that begins
+ *  inside a record does not read made-up records (see #read). */
+const CHECK_BYTES = 4
 
 /** What a look found written by others: nothing, these keys, or anything at all. */
 export const EVERYTHING = Symbol('everything')
@@ -37,7 +41,7 @@ const READ_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constant
  *
  * `<dir>/v1/<ns>/meta/changes` is a log every set, setStream, delete and clear, by any
  * process, appends a record to once its disk write is done: the key it changed (a clear:
- * "everything"), and the writer's random 64-bit id, so a reader skips its own. Each record is one `write` with O_APPEND, which a local file system applies
+ * "everything"), the writer's random 64-bit id, so a reader skips its own, and a check. Each record is one `write` with O_APPEND, which a local file system applies
  * whole at the end of the file, and the log's size is exact: an instance that counts its own
  * appended bytes knows the size it should find, so a look that finds it costs one `stat` and
  * reads nothing. Any other size means another writer, and the new bytes (at most 64 KiB) are
@@ -109,11 +113,13 @@ export class ChangeClock {
       this.#id.copy(record, 1)
       return record
     }
-    const record = Buffer.allocUnsafe(HEAD_BYTES + 2 + key.length * 2)
+    const checkAt = HEAD_BYTES + 2 + key.length * 2
+    const record = Buffer.allocUnsafe(checkAt + CHECK_BYTES)
     record[0] = KEY_RECORD
     this.#id.copy(record, 1)
     record.writeUInt16LE(key.length, HEAD_BYTES)
     record.write(key, HEAD_BYTES + 2, 'utf16le') // lossless for any string (UTF-8 is not for lone surrogates)
+    record.writeUInt32LE(check32(record.subarray(1, checkAt)), checkAt)
     return record
   }
 
@@ -149,7 +155,15 @@ export class ChangeClock {
     return this.#read(ino, start, size)
   }
 
-  /** The keys others changed in the log's bytes [start, end), or EVERYTHING. */
+  /**
+   * The keys others changed in the log's bytes [start, end), or EVERYTHING. `start` is where
+   * the last look's read ended, which is a record's end, except when that look found the log's
+   * size in the middle of another writer's append: the kernel grows a file's size page by page
+   * as a write copies, and a `stat` does not wait for the write, so a record that crosses a
+   * page boundary can be seen half written. That look read a torn record (everything), and
+   * this read begins inside it. Its check is what keeps such a parse from naming keys nobody
+   * wrote (and missing the ones written): a record that does not check out is everything.
+   */
   #read(ino: number, start: number, end: number): ChangesSeen {
     let fd: number
     try {
@@ -246,7 +260,8 @@ export class ChangeClock {
 }
 
 /** The keys named by records not written by `own` in `bytes` (whole records from the log),
- *  or EVERYTHING: an "everything" record of another writer, or anything that does not parse. */
+ *  or EVERYTHING: an "everything" record of another writer, or anything that does not parse
+ *  or check out. */
 function parseRecords(bytes: Buffer, own: Buffer): ChangesSeen {
   const keys = new Set<string>()
   let at = 0
@@ -261,9 +276,11 @@ function parseRecords(bytes: Buffer, own: Buffer): ChangesSeen {
       if (at + HEAD_BYTES + 2 > bytes.length) return EVERYTHING
       const length = bytes.readUInt16LE(at + HEAD_BYTES) * 2
       const keyAt = at + HEAD_BYTES + 2
-      if (length > KEY_UNITS_AT_MOST * 2 || keyAt + length > bytes.length) return EVERYTHING
-      if (!mine) keys.add(bytes.toString('utf16le', keyAt, keyAt + length))
-      at = keyAt + length
+      const checkAt = keyAt + length
+      if (length > KEY_UNITS_AT_MOST * 2 || checkAt + CHECK_BYTES > bytes.length) return EVERYTHING
+      if (check32(bytes.subarray(at + 1, checkAt)) !== bytes.readUInt32LE(checkAt)) return EVERYTHING
+      if (!mine) keys.add(bytes.toString('utf16le', keyAt, checkAt))
+      at = checkAt + CHECK_BYTES
     } else return EVERYTHING
   }
   return keys.size === 0 ? undefined : keys
