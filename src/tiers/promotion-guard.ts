@@ -1,5 +1,9 @@
 /** Keys whose latest change heard is remembered, at least (the most recent ones). */
 export const HEARD_MAX = 10_000
+/** …unless their UTF-16 code units add up to more than this: a guard holds each key's string,
+ *  and 10,000 keys of 8 KiB (the longest there is) would keep ~100 MB alive. Typical keys (up
+ *  to ~100 characters) never reach it. */
+export const HEARD_CHARS_MAX = 1 << 20
 
 /**
  * Whether a value a read found in a lower tier may be promoted into the tiers above it, given
@@ -19,8 +23,11 @@ export const HEARD_MAX = 10_000
  * each one counts as a change of its key newer than any entry (`at` = Infinity).
  */
 export class PromotionGuard {
-  /** Keys whose latest change is remembered (at least). */
+  /** Keys whose latest change is remembered (at least), and their characters (at most). */
   readonly #remember: number
+  readonly #maxChars: number
+  /** The characters of the keys in #heard. */
+  #chars = 0
   /** Moves with every change heard. */
   #seq = 0
   /** Reads with a ticket below this may not promote anything. */
@@ -31,9 +38,11 @@ export class PromotionGuard {
   readonly #heard = new Map<string, { seq: number; at: number }>()
 
   /** `remember`: how many keys' latest changes to keep (the tier stack's guard: HEARD_MAX; a
-   *  memory tier's guard of the change log, fewer: its reads in flight span a look or two). */
-  constructor(remember = HEARD_MAX) {
+   *  memory tier's guard of the change log, fewer: its reads in flight span a look or two);
+   *  `maxChars`: the most characters of keys kept. */
+  constructor(remember = HEARD_MAX, maxChars = HEARD_CHARS_MAX) {
     this.#remember = remember
+    this.#maxChars = maxChars
   }
 
   /** Taken by a read before it starts. */
@@ -45,23 +54,27 @@ export class PromotionGuard {
   heard(key: string, at: number): void {
     const seq = ++this.#seq
     const before = this.#heard.get(key)
-    this.#heard.delete(key)
+    if (before === undefined) this.#chars += key.length
+    else this.#heard.delete(key)
     this.#heard.set(key, { seq, at: Math.max(at, before?.at ?? 0) })
-    if (this.#heard.size > this.#remember + Math.ceil(this.#remember / 4)) this.#forgetOldest()
+    if (this.#heard.size > this.#remember + Math.ceil(this.#remember / 4) || this.#chars > this.#maxChars) this.#forgetOldest()
   }
 
-  /** Forgets the oldest changes down to what it remembers, in one walk, once the map has grown
-   *  a quarter past it; a read begun before the newest of them can no longer be judged by its
-   *  key, so it may not promote. In bulk because a Map forgets its oldest entry cheaply only
+  /** Forgets the oldest changes down to what it remembers (and to three quarters of its
+   *  characters), in one walk, once the map has grown a quarter past it (or past its
+   *  characters); a read begun before the newest of them can no longer be judged by its key,
+   *  so it may not promote. In bulk because a Map forgets its oldest entry cheaply only
    *  so: V8 leaves a deleted entry as a hole that iteration walks over until the table is
    *  rebuilt, so forgetting the first entry on every change (as this did) walked thousands of
    *  holes per change once a cache had changed more than HEARD_MAX keys (a memory-only set,
    *  9 µs with 1,000 keys, took 15–23 µs with 9,000–50,000 distinct keys). */
   #forgetOldest(): void {
     let excess = this.#heard.size - this.#remember
+    const chars = (this.#maxChars * 3) / 4
     for (const [key, change] of this.#heard) {
-      if (excess-- === 0) break
+      if (excess-- <= 0 && this.#chars <= chars) break
       this.#heard.delete(key)
+      this.#chars -= key.length
       this.#floor = Math.max(this.#floor, change.seq)
     }
   }
@@ -71,6 +84,7 @@ export class PromotionGuard {
   heardAll(): void {
     this.#floor = ++this.#seq
     this.#heard.clear()
+    this.#chars = 0
   }
 
   /**

@@ -60,6 +60,23 @@ test('a guard told to remember fewer keys forgets past its own bound, and judges
   assert.equal(guard.mayPromote('unrelated', 100, guard.ticket()), true)
 })
 
+// A guard holds the strings of the keys it remembers: long keys are forgotten by their characters.
+test('a guard forgets past its budget of key characters too, and still judges what it remembers key by key', () => {
+  const guard = new PromotionGuard(1000, 400)
+  const ticket = guard.ticket()
+  guard.heard('k'.repeat(100), Infinity)
+  guard.heard('k'.repeat(100), Infinity) // heard again: its characters count once
+  for (let i = 0; i < 2; i++) guard.heard(`${i}`.repeat(100), Infinity) // 300 characters
+  assert.equal(guard.mayPromote('k'.repeat(100), 100, ticket), false)
+  assert.equal(guard.mayPromote('unrelated', 100, ticket), true, 'within its characters: others judged by key')
+  guard.heard('x'.repeat(101), Infinity) // 401: past the budget, forgotten down to 300 at most
+  assert.equal(guard.mayPromote('unrelated', 100, ticket), false, 'it cannot tell which key it forgot')
+  const later = guard.ticket()
+  guard.heard('y'.repeat(100), Infinity)
+  assert.equal(guard.mayPromote('x'.repeat(101), 100, later), true, 'the newest are still remembered')
+  assert.equal(guard.mayPromote('y'.repeat(100), 100, later), false)
+})
+
 // A clear of the local files heard on the bus runs partition by partition; a read meanwhile
 // must not promote what it found (it would outlive the clear, and a clear of memory heard while
 // it ran: seen once as a flaky test/redis/tiers.test.ts under load).
