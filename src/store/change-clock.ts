@@ -41,13 +41,14 @@ const READ_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constant
  *
  * `<dir>/v1/<ns>/meta/changes` is a log every set, setStream, delete and clear, by any
  * process, appends a record to once its disk write is done: the key it changed (a clear:
- * "everything"), the writer's random 64-bit id, so a reader skips its own, and a check. Each record is one `write` with O_APPEND, which a local file system applies
- * whole at the end of the file, and the log's size is exact: an instance that counts its own
- * appended bytes knows the size it should find, so a look that finds it costs one `stat` and
- * reads nothing. Any other size means another writer, and the new bytes (at most 64 KiB) are
- * read and parsed; another inode, no file where there was one, more than 64 KiB, or anything
- * that does not parse (a torn append on a full disk, the one-byte records of an older larder)
- * means everything may have changed. Sizes, not mtimes, so no timestamp granularity is
+ * "everything"), the writer's random 64-bit id, so a reader skips its own, and a check (see
+ * #read). Each record is one `write` with O_APPEND, which a local file system applies whole
+ * at the end of the file (appenders never interleave), and the log's size is exact: an
+ * instance that counts its own appended bytes knows the size it should find, so a look that
+ * finds it costs one `stat` and reads nothing. Any other size means another writer, and the
+ * new bytes (at most 64 KiB) are read and parsed; another inode, no file where there was one,
+ * more than 64 KiB, or anything that does not parse or check out (a torn append on a full
+ * disk, the one-byte records of an older larder) means everything may have changed. Sizes, not mtimes, so no timestamp granularity is
  * involved (see tag-clock.ts for what that costs). A reader never writes.
  *
  * The log is removed by the appender that finds it over 4 MiB, and recreated by the next
