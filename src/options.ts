@@ -30,7 +30,8 @@ export interface CustomSerializer {
 export interface MemoryTierOptions {
   /** Most entries the memory tier holds. Default 10,000 (when neither bound is given). */
   maxEntries?: number
-  /** Most bytes (serialized size) the memory tier holds. Default: unbounded by size. */
+  /** Most bytes the memory tier holds, each entry counted as its serialized size, its key's
+   *  length and 150 bytes for the objects holding it. Default: unbounded by size. */
   maxSize?: Size
   /**
    * How long a value may be served from memory before the file tier is asked again.

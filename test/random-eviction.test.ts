@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { Larder } from '../src/index.ts'
 import { chooseVictims, RECORD_FIELDS } from '../src/maintenance/policy.ts'
+import { footprint } from '../src/tiers/memory-tier.ts'
 import { tempDir } from './helpers.ts'
 
 const KEYS = Array.from({ length: 200 }, (_, i) => `k${String(i).padStart(3, '0')}`)
@@ -60,7 +61,13 @@ describe("evictionPolicy 'random'", () => {
   })
 
   it('a memory tier bounded by bytes keeps its byte budget under random eviction', async () => {
-    const cache = await Larder.open({ dir: false, memory: { maxSize: 100 * 16 }, evictionPolicy: 'random', serializer: 'raw' })
+    // Room for exactly 100 of these entries (a 16-byte value under a 4-character key).
+    const cache = await Larder.open({
+      dir: false,
+      memory: { maxSize: 100 * footprint('k000', 16) },
+      evictionPolicy: 'random',
+      serializer: 'raw',
+    })
     for (const key of KEYS) await cache.set(key, Buffer.alloc(16, 1))
     assert.equal((await cache.stats()).memoryEntries, 100)
     let kept = 0

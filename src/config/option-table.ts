@@ -59,7 +59,7 @@ export const OPTION_ROWS: readonly OptionRow[] = [
   { path: 'maxValueSize', env: 'text', example: '16MiB', live: false, doc: 'largest value `get` returns and `set` stores (size)' },
   { path: 'memory', env: 'switch', example: 'true', live: false, doc: 'the in-process memory tier on or off' },
   { path: 'memory.maxEntries', env: 'number', example: '50000', live: true, doc: 'most entries in the memory tier (shrinks at once)' },
-  { path: 'memory.maxSize', env: 'text', example: '256MB', live: true, doc: 'most bytes in the memory tier (shrinks at once)' },
+  { path: 'memory.maxSize', env: 'text', example: '256MB', live: true, doc: 'most bytes in the memory tier: each entry its serialized size, its key and 150 bytes (shrinks at once)' },
   { path: 'memory.ttl', env: 'text', example: '30s', live: true, doc: 'longest a value is served from memory (duration)' },
   { path: 'failOpen', env: 'boolean', example: 'false', live: false, doc: 'a failing disk turns into misses and dropped writes' },
   { path: 'breaker.errorThresholdPercentage', env: 'number', example: '75', live: true, doc: 'failure percentage that opens the disk breaker' },
