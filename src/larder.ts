@@ -293,11 +293,15 @@ export class Larder extends EventEmitter<LarderEvents> {
     return this.#p.writes.clear(validateClearOptions(options, Object.keys(this.#p.counters.tiers) as TierName[]))
   }
 
-  /** Resolves once the writes queued for Redis (write-back) have been sent, or dropped; at once
-   *  with any other strategy. */
+  /** Resolves once the writes queued for Redis (write-back, and changes made while Redis was
+   *  out of reach) have been sent, or dropped; at once when none are queued. While Redis cannot
+   *  be reached (its breaker open) it does not wait for its return: it resolves, the writes
+   *  staying queued, or with `failOpen: false` rejects with `ERR_UNAVAILABLE`. */
   async flush(): Promise<void> {
     this.#assertOpen()
-    await this.#p.writeBack?.flush()
+    const sent = (await this.#p.writeBack?.flush()) ?? true
+    if (!sent && !this.#config.live.failOpen)
+      throw new LarderError('ERR_UNAVAILABLE', 'Shared tier (Redis) unavailable: the writes queued for it are still queued')
   }
 
   /** Makes each key local: a key the shared tier has is promoted; the keys found nowhere are

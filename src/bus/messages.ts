@@ -11,6 +11,9 @@ import type { TierName } from '../stats/counters.js'
  *   created at `at` is the very entry the message is about).
  * - `clear`: one tier (or every tier) was cleared at `at`.
  * - `tags`: these tags were invalidated at `at`.
+ * - `pattern`: the keys matching this glob were removed (prune's or the CLI's `pattern`) at
+ *   `at`: drop local copies created before it, whether Redis held them or not (an entry too
+ *   large for Redis, or still queued for it, is only local).
  * - `all`: the sender's queue of messages overflowed while Redis was unreachable: treat it as
  *   an outage (drop the memory tier, re-validate local entries against Redis).
  */
@@ -18,6 +21,7 @@ export type BusMessage =
   | { from: string; op: 'keys'; keys: [key: string, at: number][] }
   | { from: string; op: 'clear'; tier: TierName | 'all'; at: number }
   | { from: string; op: 'tags'; tags: string[]; at: number }
+  | { from: string; op: 'pattern'; pattern: string; at: number }
   | { from: string; op: 'all'; at: number }
 
 /** A message as sent: JSON that always begins with its sender (see `sentBy`). A write's
@@ -77,6 +81,8 @@ export function decodeMessage(text: string): BusMessage | undefined {
       return Array.isArray(message.tags) && message.tags.every((t) => typeof t === 'string') && time(message.at)
         ? (message as BusMessage)
         : undefined
+    case 'pattern':
+      return typeof message.pattern === 'string' && time(message.at) ? (message as BusMessage) : undefined
     case 'all':
       return time(message.at) ? (message as BusMessage) : undefined
     default:

@@ -16,6 +16,7 @@ export class Outbox {
   #keys = new Map<string, number>()
   #tags = new Map<string, number>()
   #clears = new Map<TierName | 'all', number>()
+  #patterns = new Map<string, number>()
   #all = 0
 
   constructor(max: number) {
@@ -23,7 +24,7 @@ export class Outbox {
   }
 
   get size(): number {
-    return this.#keys.size + this.#tags.size + this.#clears.size + (this.#all > 0 ? 1 : 0)
+    return this.#keys.size + this.#tags.size + this.#clears.size + this.#patterns.size + (this.#all > 0 ? 1 : 0)
   }
 
   add(message: BusMessage): void {
@@ -38,14 +39,18 @@ export class Outbox {
         this.#clears.set(message.tier, Math.max(message.at, this.#clears.get(message.tier) ?? 0))
         if (message.tier === 'all') for (const [key, at] of this.#keys) if (at <= message.at) this.#keys.delete(key)
         break
+      case 'pattern':
+        this.#patterns.set(message.pattern, Math.max(message.at, this.#patterns.get(message.pattern) ?? 0))
+        break
       case 'all':
         this.#all = Math.max(this.#all, message.at)
         break
     }
-    if (this.#keys.size + this.#tags.size > this.#max) {
-      this.#all = Math.max(this.#all, ...this.#keys.values(), ...this.#tags.values())
+    if (this.#keys.size + this.#tags.size + this.#patterns.size > this.#max) {
+      this.#all = Math.max(this.#all, ...this.#keys.values(), ...this.#tags.values(), ...this.#patterns.values())
       this.#keys.clear()
       this.#tags.clear()
+      this.#patterns.clear()
     }
   }
 
@@ -56,12 +61,14 @@ export class Outbox {
     const tagsByTime = new Map<number, string[]>()
     for (const [tag, at] of this.#tags) tagsByTime.set(at, [...(tagsByTime.get(at) ?? []), tag])
     for (const [at, tags] of tagsByTime) messages.push({ from, op: 'tags', tags, at })
+    for (const [pattern, at] of this.#patterns) messages.push({ from, op: 'pattern', pattern, at })
     const keys = [...this.#keys]
     for (let i = 0; i < keys.length; i += KEYS_PER_MESSAGE) messages.push({ from, op: 'keys', keys: keys.slice(i, i + KEYS_PER_MESSAGE) })
     if (this.#all > 0) messages.push({ from, op: 'all', at: this.#all })
     this.#keys = new Map()
     this.#tags = new Map()
     this.#clears = new Map()
+    this.#patterns = new Map()
     this.#all = 0
     return messages
   }

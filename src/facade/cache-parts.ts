@@ -110,6 +110,12 @@ export class CacheParts {
                     clock: this.clock,
                     loads: this.loads,
                     invalidateTags: (tags, at) => this.tags.recordLocal(tags, at, false),
+                    // A failing disk or a busy maintenance lock: the breaker counts the one, and
+                    // the entries stay for the operator's next prune (reads still judge them).
+                    pruneMatching: async (pattern, at) => {
+                      if (this.disk === undefined || options.readOnly) return
+                      await this.disk.maintainer.prune({ pattern, patternBefore: at }).catch(() => {})
+                    },
                   }),
                 )
                 .catch(() => {}),
@@ -118,8 +124,11 @@ export class CacheParts {
               void this.tags.syncFromShared()
             },
             recovered: () => {
-              this.shared?.bus?.flush()
+              // The changes Redis missed first (each publishes its own message once it lands),
+              // then the messages that waited.
               this.writeBack?.resume()
+              void this.tags.sendPending()
+              this.shared?.bus?.flush()
             },
           })
     // With Redis, the queue is there even while another strategy is chosen: configure() may
@@ -253,6 +262,8 @@ export class CacheParts {
     await this.inFlight.settle()
     await this.writeBack?.flush(new Promise((resolve) => setTimeout(resolve, CLOSE_WAIT_MS).unref()))
     this.writeBack?.stop()
+    if (this.tags.pending > 0) await this.tags.sendPending() // one try: a stamp Redis misses outlives this instance's own files
+    this.tags.close()
     await this.disk?.close(this.counters.counts)
     await this.shared?.close()
     this.memory?.close()

@@ -79,16 +79,25 @@ export class GetOrSet {
     const found = await this.#p.reads.belowMemory(key, o.grace)
     if (found.found && !found.stale) return { value: found.value, cached: true, entry: found }
     const shared = this.#p.shared
-    if (!o.lock || shared === undefined) return this.#loadAndStore(key, loader, o, flight, found)
+    if (!o.lock || shared === undefined) return this.#loadAndStore(key, loader, o, flight, found, false)
     // Another instance may be loading it: wait for its value in Redis (bounded), or load.
     const arrived = async (): Promise<Loaded | undefined> => {
       const read = await this.#p.stack.lookup(key, 0)
       return read.found && !read.stale ? { value: read.value, cached: true } : undefined
     }
-    return shared.withLock(key, arrived, () => this.#loadAndStore(key, loader, o, flight, found))
+    // Stored write-through even under write-back: the lock is released once the value is
+    // stored, and the instances waiting for it look for the value in Redis.
+    return shared.withLock(key, arrived, () => this.#loadAndStore(key, loader, o, flight, found, true))
   }
 
-  async #loadAndStore(key: string, loader: () => unknown, o: LoadOptions, flight: Flight<Loaded>, found: TierRead): Promise<Loaded> {
+  async #loadAndStore(
+    key: string,
+    loader: () => unknown,
+    o: LoadOptions,
+    flight: Flight<Loaded>,
+    found: TierRead,
+    through: boolean,
+  ): Promise<Loaded> {
     let value: unknown
     try {
       value = await loader()
@@ -99,6 +108,7 @@ export class GetOrSet {
     if (value === undefined) return { value, cached: false }
     const { writes, loads, options } = this.#p
     const write = writes.prepare(value, o.ttl, flight.tags, o.grace, 'value', flight.createdAt)
+    write.through = through
     // What every later read returns, so this caller gets it too.
     write.value = readBackValue(options, write.serialized)
     if (loads.mayStore(flight)) await writes.change(key, () => writes.write(key, write))

@@ -61,7 +61,7 @@ export class OrderedWrites {
     const { stack, inFlight, counters, events, disk, options, memory } = this.#p
     const started = performance.now()
     try {
-      const stored = await inFlight.track(stack.write(key, storedEntry(options, write, memory !== undefined)))
+      const stored = await inFlight.track(stack.write(key, storedEntry(options, write, memory !== undefined), write.through === true))
       if (stored) {
         events.emit('set', key)
         disk?.autoPrune.afterWrite()

@@ -16,6 +16,9 @@ export interface Write {
   spent: number
   /** The value as the serializer gives it back, when already known. */
   value?: unknown
+  /** Written to Redis before the write resolves, whatever the strategy (getOrSet's value
+   *  loaded under the Redis lock: the instances waiting for the lock look for it there). */
+  through?: boolean
 }
 
 type Options = Pick<ResolvedOptions, 'serializer' | 'maxValueSize' | 'defaultTtl'>

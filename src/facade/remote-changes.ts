@@ -9,6 +9,9 @@ export interface RemoteParts {
   loads: Loads<unknown>
   /** Records tag invalidations locally (the directory's tag stamps, or the memory clock). */
   invalidateTags(tags: readonly string[], at: number): Promise<void>
+  /** Removes the directory's entries whose key matches `pattern`, created before `at` (the
+   *  maintenance workers); nothing without a directory. */
+  pruneMatching(pattern: string, at: number): Promise<void>
 }
 
 /**
@@ -33,6 +36,8 @@ export async function applyRemote(message: BusMessage, p: RemoteParts): Promise<
       break
     case 'clear':
       p.clock.observe(message.at)
+      // What this instance queued for Redis before the clear must not bring it back there.
+      if (message.tier === 'all' || message.tier === 'redis') p.stack.forgetQueuedBefore(message.at)
       if (message.tier !== 'redis') {
         p.loads.supersedeAll()
         await p.stack.clearLocal(message.tier, message.at)
@@ -42,6 +47,11 @@ export async function applyRemote(message: BusMessage, p: RemoteParts): Promise<
       p.clock.observe(message.at)
       p.loads.supersedeTagged(message.tags)
       await p.invalidateTags(message.tags, message.at)
+      break
+    case 'pattern':
+      p.clock.observe(message.at)
+      p.loads.supersedeAll()
+      await p.stack.dropMatching(message.pattern, message.at, () => p.pruneMatching(message.pattern, message.at))
       break
     case 'all':
       p.loads.supersedeAll()

@@ -6,6 +6,12 @@ import { MemoryTagClock } from '../store/memory-tag-clock.js'
 import type { TagClock } from '../store/tag-clock.js'
 import type { HeldTagStamps } from '../tiers/memory-tier.js'
 
+/** Tags whose stamps wait for Redis, at most (the oldest go first past it). */
+const PENDING_MAX = 10_000
+/** A stamp that failed while the breaker stayed closed (one command timeout) is tried again
+ *  this soon; while the breaker is open, the recovery sends it. */
+const RETRY_MS = 200
+
 export interface TagInvalidationParts {
   disk: DiskParts | undefined
   /** Read when used: the shared parts are composed after this. */
@@ -25,6 +31,13 @@ export class TagInvalidation {
   /** The local tag clock the creation clock and the memory tier read. */
   readonly clock: TagClock | MemoryTagClock
   readonly #p: TagInvalidationParts
+  /** Stamps Redis could not take when they were made: tag → the latest time. Sent again when
+   *  Redis can be reached (sendPending), or an instance that starts later would never see them
+   *  (the bus message reaches only the instances listening then). */
+  #pending = new Map<string, number>()
+  #sending = false
+  #retry: NodeJS.Timeout | undefined
+  #closed = false
 
   constructor(parts: TagInvalidationParts) {
     this.#p = parts
@@ -73,9 +86,63 @@ export class TagInvalidation {
     try {
       await shared.recordTags(tags, at)
     } catch (error) {
+      this.#hold(tags, at)
       this.#p.failures.writeFailed(error, 'redis')
     }
     shared.bus?.publish({ op: 'tags', tags: [...tags], at })
+  }
+
+  /** Raises in Redis the stamps it could not take before (Redis is back, or a retry). */
+  async sendPending(): Promise<void> {
+    const shared = this.#p.shared()
+    if (shared === undefined || this.#sending || this.#closed || this.#pending.size === 0) return
+    if (shared.breaker.state === 'open') return // the breaker closing calls this again
+    this.#sending = true
+    const pending = this.#pending
+    this.#pending = new Map()
+    try {
+      const byTime = new Map<number, string[]>()
+      for (const [tag, at] of pending) byTime.set(at, [...(byTime.get(at) ?? []), tag])
+      for (const [at, tags] of byTime) {
+        try {
+          await shared.recordTags(tags, at)
+        } catch {
+          this.#hold(tags, at) // counted when it was made
+        }
+      }
+    } finally {
+      this.#sending = false
+    }
+  }
+
+  /** Keeps stamps Redis could not take, to send them again (bounded: the oldest go first). */
+  #hold(tags: readonly string[], at: number): void {
+    for (const tag of tags) {
+      const before = this.#pending.get(tag) ?? 0
+      this.#pending.delete(tag)
+      this.#pending.set(tag, Math.max(before, at))
+    }
+    for (const tag of this.#pending.keys()) {
+      if (this.#pending.size <= PENDING_MAX) break
+      this.#pending.delete(tag)
+    }
+    if (this.#retry !== undefined || this.#closed) return
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined
+      void this.sendPending()
+    }, RETRY_MS)
+    this.#retry.unref()
+  }
+
+  /** Stamps still waiting for Redis. */
+  get pending(): number {
+    return this.#pending.size
+  }
+
+  /** Stops retrying (close). */
+  close(): void {
+    this.#closed = true
+    clearTimeout(this.#retry)
   }
 
   /** Records tag invalidations in the local tag clock. `counted`: this instance's own call,

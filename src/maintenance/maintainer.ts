@@ -746,7 +746,7 @@ export class Maintainer {
 }
 
 function pickFilters(o: PruneFilters): PruneFilters {
-  return { maxAge: o.maxAge, olderThan: o.olderThan, tags: o.tags, pattern: o.pattern }
+  return { maxAge: o.maxAge, olderThan: o.olderThan, tags: o.tags, pattern: o.pattern, patternBefore: o.patternBefore }
 }
 
 function chunk<T>(items: T[], size: number): T[][] {

@@ -40,6 +40,9 @@ export interface PruneFilters {
   tags?: string[]
   /** Remove entries whose key matches this glob. */
   pattern?: string
+  /** Internal (a prune by pattern heard from another instance): `pattern` removes only the
+   *  entries created before this time, not what was written since. */
+  patternBefore?: number
 }
 
 export interface ScanInput {
@@ -300,7 +303,7 @@ function scan(input: ScanInput): ScanOutput {
       (filters.maxAge !== undefined && now - mtimeMs > filters.maxAge) ||
       (filters.olderThan !== undefined && head.createdAt < filters.olderThan) ||
       (filterTags !== undefined && head.tags.some((t) => filterTags.has(t))) ||
-      (pattern !== undefined && pattern.test(head.key))
+      (pattern !== undefined && (filters.patternBefore === undefined || head.createdAt < filters.patternBefore) && pattern.test(head.key))
     if (matched) {
       if (remove(entry, size, head.key)) out.matched++
       return

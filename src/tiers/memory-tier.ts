@@ -267,6 +267,13 @@ export class MemoryTier implements Tier {
     if (entry !== undefined && entry.createdAt < at) this.#remove(key)
   }
 
+  /** Drops the entries whose key `matches`, created before `at` (a prune by pattern). */
+  dropMatching(matches: (key: string) => boolean, at: number): void {
+    const older: string[] = []
+    for (const [key, entry] of this.#lru.entries()) if (entry.createdAt < at && matches(key)) older.push(key)
+    for (const key of older) this.#remove(key)
+  }
+
   /** A clear made at `at` (here, or heard on the bus, where it may arrive late): drops what
    *  was created before it and keeps what was written since, so a late message never undoes
    *  a newer write. */

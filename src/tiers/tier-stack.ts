@@ -1,6 +1,7 @@
 import { LRUCache } from 'lru-cache'
 import type { Announcement } from '../bus/bus.js'
-import type { BusMessage } from '../bus/messages.js'
+import type { BusMessage, DistributiveOmit } from '../bus/messages.js'
+import { Glob } from '../maintenance/glob.js'
 import type { Failures } from '../facade/failures.js'
 import { encodeEntryBytes } from '../format/payload.js'
 import type { OpenedTemp } from '../store/atomic-write.js'
@@ -13,7 +14,7 @@ import type { MemoryTier } from './memory-tier.js'
 import { PromotionGuard } from './promotion-guard.js'
 import type { RedisRead, RedisTier } from './redis-tier.js'
 import { MISS, type StoredEntry, type TierEntry, type TierRead } from './tier.js'
-import type { WriteBackQueue } from './write-back.js'
+import type { QueuedWrite, WriteBackQueue } from './write-back.js'
 
 export interface TierStackParts {
   memory: MemoryTier | undefined
@@ -32,7 +33,7 @@ export interface TierStackParts {
   /** The message as a write to Redis may publish itself (Bus.inline), or undefined: publish it. */
   announcement(message: Omit<Extract<BusMessage, { op: 'keys' }>, 'from'>): Announcement | undefined
   /** Tells the other instances (the bus); nothing without one. */
-  publish(message: Omit<Extract<BusMessage, { op: 'keys' }>, 'from'> | Omit<Extract<BusMessage, { op: 'clear' }>, 'from'>): void
+  publish(message: DistributiveOmit<Extract<BusMessage, { op: 'keys' | 'clear' | 'pattern' }>, 'from'>): void
   /** A promotion to the file tier, for close() to wait for. */
   track(write: Promise<unknown>): void
 }
@@ -47,6 +48,8 @@ interface Sent {
 }
 const NOT_SENT: Sent = Object.freeze({ stored: false, announced: false })
 const QUEUED: Sent = Object.freeze({ stored: true, announced: false })
+/** Redis could not take it: queued to be sent when it can, its bus message after it. */
+const DEFERRED: Sent = Object.freeze({ stored: false, announced: true })
 
 /** A Redis read as the stack answers it: the entry without its bytes, named as Redis's when
  *  fresh. One literal of known shape, not a rest and a spread of the read (two copies into
@@ -195,6 +198,9 @@ export class TierStack {
    *  removed). Redis unreachable: served (reads fail open to the tiers that work). */
   async #stillValid(key: string, createdAt: number): Promise<boolean> {
     if (!this.#asksRedis(key, createdAt) || this.redis === undefined) return true
+    // This instance's own write, still queued for Redis (write-back, or made while Redis was
+    // away): the newest there is, which Redis will hold once it is sent.
+    if (this.#p.writeBack?.queuedAt(key) === createdAt) return true
     let shared: number | undefined
     try {
       shared = await this.redis.versionOf(key)
@@ -268,7 +274,7 @@ export class TierStack {
    * miss, and the process's own view stays consistent with what it just wrote. Resolves to
    * whether a tier below memory stored (or, write-back, queued) it.
    */
-  async write(key: string, entry: StoredEntry): Promise<boolean> {
+  async write(key: string, entry: StoredEntry, through = false): Promise<boolean> {
     const tiers = this.#p.counters.tiers
     const needsBytes = this.file !== undefined || this.redis !== undefined
     // Without Redis the bytes are the file's alone, and certain to be written: the file tier
@@ -280,7 +286,9 @@ export class TierStack {
     const shared = this.redis !== undefined && bytes !== undefined && this.redis.fits(bytes.length)
     const local = !shared || this.strategy !== 'cache-aside'
     // Under memory pressure a write-back write goes through instead of adding to the queue.
-    const queued = shared && this.strategy === 'write-back' && !this.#p.underPressure()
+    // `through`: getOrSet's value loaded under the Redis lock, which the instances waiting for
+    // the lock look for in Redis once it is released.
+    const queued = shared && this.strategy === 'write-back' && !through && !this.#p.underPressure()
     if (local && this.memory !== undefined) {
       this.memory.set(key, entry)
       tiers.memory!.sets++
@@ -293,7 +301,8 @@ export class TierStack {
       // Without a file tier (memory + Redis) only Redis is awaited: no Promise.all, whose array
       // and reaction per part cost a set three more promises (counted with async_hooks).
       const [toFile, toRedis] = fileWrite === false ? [false, await redisWrite] : await Promise.all([fileWrite, redisWrite])
-      // The script that wrote Redis published it (one command); otherwise it goes now.
+      // The script that wrote Redis published it (one command), or it waits with the write
+      // queued for Redis's return (DEFERRED); otherwise it goes now.
       if (this.redis !== undefined && !queued && !toRedis.announced) this.#p.publish(message)
       const stored = toFile || toRedis.stored || (this.file === undefined && this.redis === undefined)
       if (stored) this.#p.counters.counts.sets++
@@ -339,10 +348,22 @@ export class TierStack {
       return { stored: true, announced }
     } catch (error) {
       this.#p.failures.writeFailed(error, 'redis')
-      return NOT_SENT
+      return this.#defer(key, { bytes, createdAt: entry.createdAt, expiresAt: entry.expiresAt, grace: entry.grace }) ? DEFERRED : NOT_SENT
     } finally {
       counts.set.record(performance.now() - started)
     }
+  }
+
+  /**
+   * A change Redis could not take (failOpen: already counted as a drop), queued to be sent when
+   * Redis can be reached again (write-back.ts), unless memory is under pressure. Its bus message
+   * is sent after it: a message that arrived first would let the others read, and keep, the
+   * value Redis still held. Whether it was queued.
+   */
+  #defer(key: string, write: QueuedWrite): boolean {
+    if (this.#p.writeBack === undefined || this.#p.underPressure()) return false
+    this.#p.writeBack.enqueue(key, write)
+    return true
   }
 
   // eslint-disable-next-line @typescript-eslint/require-await -- async so a throw from enqueue arrives as a rejection, as #toRedis's would
@@ -353,10 +374,14 @@ export class TierStack {
 
   /** write-back's batch: sent in one tick (written to the connection one after another, none
    *  waiting for a reply), then published in one message. */
-  async sendBatch(batch: Map<string, { bytes: Buffer; createdAt: number; expiresAt: number; grace: number }>): Promise<void> {
+  async sendBatch(batch: Map<string, QueuedWrite>): Promise<void> {
     const counts = this.#p.counters.tiers.redis!
     const started = performance.now()
-    const sent = await Promise.allSettled([...batch].map(([key, w]) => this.redis!.set(key, w.bytes, w.createdAt, w.expiresAt, w.grace)))
+    const sent = await Promise.allSettled(
+      [...batch].map(([key, w]) =>
+        w.bytes === undefined ? this.redis!.delete(key, w.createdAt) : this.redis!.set(key, w.bytes, w.createdAt, w.expiresAt, w.grace),
+      ),
+    )
     counts.set.record(performance.now() - started)
     const keys: [string, number][] = []
     let failure: unknown
@@ -364,7 +389,9 @@ export class TierStack {
     for (const [key, w] of batch) {
       const result = sent[i++]!
       if (result.status === 'fulfilled') {
-        counts.sets++
+        if (w.bytes === undefined) {
+          if (result.value === true) counts.deletes++
+        } else counts.sets++
         keys.push([key, w.createdAt])
         batch.delete(key)
       } else failure ??= result.reason
@@ -386,20 +413,33 @@ export class TierStack {
     this.#p.writeBack?.forget(key)
     const [inFile, inRedis] = await Promise.all([
       this.file === undefined ? false : this.#removeFrom('file', () => this.file!.delete(key)),
-      this.redis === undefined ? false : this.#removeFrom('redis', () => this.redis!.delete(key, at)),
+      this.redis === undefined ? false : this.#removeFromRedis(key, at),
     ])
-    if (this.redis !== undefined) this.#p.publish({ op: 'keys', keys: [[key, at]] })
     // Redis may hold an entry this instance never read (no local copy): it was there too.
     return inFile || inRedis || (this.file === undefined && this.redis === undefined && inMemory)
   }
 
-  async #removeFrom(tier: 'file' | 'redis', remove: () => Promise<boolean>): Promise<boolean> {
+  /** Leaves a tombstone of `key` stamped `at` in Redis and publishes the change; a tombstone
+   *  Redis cannot take now is queued, its message with it (#defer). */
+  async #removeFromRedis(key: string, at: number): Promise<boolean> {
+    let deferred = false
+    const removed = await this.#removeFrom(
+      'redis',
+      () => this.redis!.delete(key, at),
+      () => (deferred = this.#defer(key, { bytes: undefined, createdAt: at, expiresAt: 0, grace: 0 })),
+    )
+    if (!deferred) this.#p.publish({ op: 'keys', keys: [[key, at]] })
+    return removed
+  }
+
+  async #removeFrom(tier: 'file' | 'redis', remove: () => Promise<boolean>, failed?: () => void): Promise<boolean> {
     try {
       const deleted = await remove()
       if (deleted) this.#p.counters.tiers[tier]!.deletes++
       return deleted
     } catch (error) {
       this.#p.failures.writeFailed(error, tier)
+      failed?.()
       return false
     }
   }
@@ -409,17 +449,42 @@ export class TierStack {
   async removeShared(key: string, at: number): Promise<void> {
     if (this.redis === undefined) return
     this.#p.writeBack?.forget(key)
-    await this.#removeFrom('redis', () => this.redis!.delete(key, at))
-    this.#p.publish({ op: 'keys', keys: [[key, at]] })
+    await this.#removeFromRedis(key, at)
   }
 
   /** Removes the keys matching `pattern` (a key glob) from Redis (prune's and the CLI's
-   *  `pattern`), and tells every instance: their local copies made before now go too. */
+   *  `pattern`), and tells every instance: their local copies made before now go too, those
+   *  Redis never held included (too large for it, or still queued for it: one `pattern`
+   *  message), and so do the writes queued here for Redis. */
   async removeSharedMatching(pattern: string): Promise<number> {
     const at = this.#p.stamp()
-    return this.redis!.removeMatching(pattern, (keys) =>
+    const glob = new Glob(pattern)
+    this.#p.writeBack?.forgetMatching((key) => glob.test(key), at)
+    const removed = await this.redis!.removeMatching(pattern, (keys) =>
       this.#p.publish({ op: 'keys', keys: keys.map((key): [string, number] => [key, at]) }),
     )
+    this.#p.publish({ op: 'pattern', pattern, at })
+    return removed
+  }
+
+  /** Another instance removed the keys matching `pattern` at `at`: the writes queued for
+   *  Redis, the memory tier's copies and (`pruneFiles`) the entry files made before then go.
+   *  Nothing is promoted while the files go (as in clearLocal), and what memory took
+   *  meanwhile goes after. */
+  async dropMatching(pattern: string, at: number, pruneFiles: () => Promise<void>): Promise<void> {
+    const glob = new Glob(pattern)
+    const matches = (key: string): boolean => glob.test(key)
+    this.#p.writeBack?.forgetMatching(matches, at)
+    this.memory?.dropMatching(matches, at)
+    this.#validated?.clear()
+    if (this.file === undefined) return
+    this.#guard.hold()
+    try {
+      await pruneFiles()
+    } finally {
+      this.#guard.release()
+    }
+    this.memory?.dropMatching(matches, at)
   }
 
   /** Clears `tier` (default: every tier) here and, through the bus, everywhere. */
@@ -467,6 +532,7 @@ export class TierStack {
    *  in flight must not promote an older one. */
   async dropLocal(key: string, at: number): Promise<void> {
     this.#guard.heard(key, at)
+    this.#p.writeBack?.forgetIfOlder(key, at)
     this.memory?.dropIfOlder(key, at)
     this.#validated?.delete(key)
     if (this.file === undefined) return
@@ -474,6 +540,12 @@ export class TierStack {
     // A read begun while the file was removed may have found it and promoted it (see clearLocal).
     this.#guard.heard(key, at)
     this.memory?.dropIfOlder(key, at)
+  }
+
+  /** Another instance cleared Redis at `at`: the writes queued here for Redis made before
+   *  then are forgotten (sent, they would put back what the clear removed). */
+  forgetQueuedBefore(at: number): void {
+    this.#p.writeBack?.forgetBefore(at)
   }
 
   /** Another instance changed what no key names (a clear, tags): reads in flight must not

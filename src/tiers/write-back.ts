@@ -13,14 +13,23 @@
  *   retried on the next flush, which `resume()` (the breaker closing, the connection coming
  *   back) starts.
  *
+ * - Also what Redis missed: a change of any strategy that could not reach Redis (a set, or a
+ *   delete as a tombstone; failOpen) waits here too, bound and coalesced the same way, and is
+ *   sent when Redis can be reached again, its bus message after it (the stack holds the
+ *   message back). Redis's scripts never let it replace anything newer. Without this, a delete
+ *   made while Redis was away came back when Redis did, on every instance, and an overwrite
+ *   left the others serving the old value.
+ *
  * What a crash loses: the writes still queued (at most `maxQueue`, and normally those of the
  * last `maxDelay`). They stay in the files of this host; the outage rule (see bus/) makes every
  * instance, this one after its restart included, check such a file entry against Redis before
  * serving it, and one Redis does not have is dropped there too, so no instance serves it.
  */
 export interface QueuedWrite {
-  /** The entry file's bytes, as the Redis tier stores them. */
-  bytes: Buffer
+  /** The entry file's bytes, as the Redis tier stores them; undefined: a delete (a tombstone
+   *  stamped `createdAt`), replayed because Redis could not be reached when it was called. */
+  bytes: Buffer | undefined
+  /** When the entry was created (a delete: when it was called). */
   createdAt: number
   expiresAt: number
   grace: number
@@ -45,8 +54,9 @@ export class WriteBackQueue {
   #queue = new Map<string, QueuedWrite>()
   #timer: NodeJS.Timeout | undefined
   #flushing: Promise<void> | undefined
-  /** Callers of flush() waiting for an empty queue. */
-  #waiters: (() => void)[] = []
+  /** Callers of flush() waiting for an empty queue (true) or for Redis to be found out of
+   *  reach (false). */
+  #waiters: ((sent: boolean) => void)[] = []
 
   constructor(parts: WriteBackParts) {
     this.#p = parts
@@ -76,19 +86,40 @@ export class WriteBackQueue {
     this.#queue.delete(key)
   }
 
+  /** Forgets what is queued for `key` if it is not newer than `at` (another instance changed
+   *  the key then: what waits here would only be refused by Redis, or bring back what a clear
+   *  or prune removed). */
+  forgetIfOlder(key: string, at: number): void {
+    const write = this.#queue.get(key)
+    if (write !== undefined && write.createdAt <= at) this.#queue.delete(key)
+  }
+
+  /** Forgets every queued write whose key `matches`, created at or before `at` (a prune by
+   *  pattern, here or heard). */
+  forgetMatching(matches: (key: string) => boolean, at: number): void {
+    for (const [key, write] of this.#queue) if (write.createdAt <= at && matches(key)) this.#queue.delete(key)
+    this.#settleWaiters()
+  }
+
+  /** When the write queued for `key` was created (undefined: none queued). */
+  queuedAt(key: string): number | undefined {
+    return this.#queue.get(key)?.createdAt
+  }
+
   /** Forgets every queued write created at or before `at` (a clear). */
   forgetBefore(at: number): void {
     for (const [key, write] of this.#queue) if (write.createdAt <= at) this.#queue.delete(key)
     this.#settleWaiters()
   }
 
-  /** Resolves once every write queued before the call has been sent or dropped, or `give up`
-   *  resolves (a closed or unreachable Redis). */
-  async flush(giveUp?: Promise<unknown>): Promise<void> {
-    if (this.#queue.size === 0 && this.#flushing === undefined) return
-    const empty = new Promise<void>((resolve) => this.#waiters.push(resolve))
+  /** Resolves to true once every write queued before the call has been sent or dropped; to
+   *  false once Redis is found out of reach (its breaker open: the writes stay queued for its
+   *  return), or when `giveUp` resolves first (close()'s bound). */
+  async flush(giveUp?: Promise<unknown>): Promise<boolean> {
+    if (this.#queue.size === 0 && this.#flushing === undefined) return true
+    const settled = new Promise<boolean>((resolve) => this.#waiters.push(resolve))
     this.#kick()
-    await (giveUp === undefined ? empty : Promise.race([empty, giveUp]))
+    return giveUp === undefined ? settled : Promise.race([settled, giveUp.then(() => this.#queue.size === 0)])
   }
 
   /** Redis is back: send what waited. */
@@ -100,7 +131,7 @@ export class WriteBackQueue {
   stop(): void {
     clearTimeout(this.#timer)
     this.#timer = undefined
-    for (const resolve of this.#waiters.splice(0)) resolve()
+    for (const resolve of this.#waiters.splice(0)) resolve(this.#queue.size === 0)
   }
 
   #kick(): void {
@@ -110,7 +141,10 @@ export class WriteBackQueue {
       this.#settleWaiters()
       return
     }
-    if (!this.#p.ready()) return // resume() starts it when Redis is back
+    if (!this.#p.ready()) {
+      this.#settleWaiters() // resume() starts it when Redis is back; flush() callers hear now
+      return
+    }
     const batch = this.#queue
     this.#queue = new Map()
     this.#flushing = this.#p
@@ -135,12 +169,12 @@ export class WriteBackQueue {
       })
   }
 
-  /** Wakes flush() callers when nothing is left to send (or nothing can be sent now). */
+  /** Wakes flush() callers when nothing is left to send (true), or when nothing can be sent
+   *  now (false: the breaker is open, and a flush must not wait for as long as Redis is away). */
   #settleWaiters(): void {
     if (this.#flushing !== undefined) return
     if (this.#queue.size > 0 && this.#p.ready()) return
-    if (this.#queue.size === 0 || !this.#p.ready()) {
-      if (this.#queue.size === 0) for (const resolve of this.#waiters.splice(0)) resolve()
-    }
+    const sent = this.#queue.size === 0
+    for (const resolve of this.#waiters.splice(0)) resolve(sent)
   }
 }
