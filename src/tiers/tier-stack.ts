@@ -557,7 +557,9 @@ export class TierStack {
   /** The outage rule (see the class comment): from now on, older local entries are checked. */
   revalidate(): void {
     this.#guard.heardAll()
-    this.#revalidateBefore = Date.now()
+    // This clock's time, not the wall clock's: it runs ahead of it after hearing of a change
+    // stamped by a host whose clock is ahead, and the entries written here since carry it.
+    this.#revalidateBefore = this.#p.stamp()
     this.#validated?.clear()
     this.memory?.clear()
   }
