@@ -127,6 +127,7 @@ export class CacheParts {
               // The changes Redis missed first (each publishes its own message once it lands),
               // then the messages that waited.
               this.writeBack?.resume()
+              void this.stack.sendMissedClear()
               void this.tags.sendPending()
               this.shared?.bus?.flush()
             },
@@ -164,6 +165,7 @@ export class CacheParts {
       counters: this.counters,
       stamp: () => this.clock.stamp(),
       underPressure: () => this.pressure?.high === true,
+      redisOpen: () => this.shared?.breaker.state === 'open',
       announcement: (message) => this.shared?.bus?.inline(message),
       publish: (message) => this.shared?.bus?.publish(message),
       track: (write) => void this.inFlight.track(write).catch(() => {}),
@@ -262,6 +264,7 @@ export class CacheParts {
     await this.inFlight.settle()
     await this.writeBack?.flush(new Promise((resolve) => setTimeout(resolve, CLOSE_WAIT_MS).unref()))
     this.writeBack?.stop()
+    await this.stack.stop()
     if (this.tags.pending > 0) await this.tags.sendPending() // one try: a stamp Redis misses outlives this instance's own files
     this.tags.close()
     await this.disk?.close(this.counters.counts)

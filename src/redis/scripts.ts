@@ -68,6 +68,13 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 if magic == 'LRDR' then return 1 end
 return 0`)
 
+/** Unlinks KEYS[1] unless it holds something of ours created (or deleted) at or after ARGV[1]:
+ *  a clear that Redis missed, run when it is back, removes what was there before the clear
+ *  and keeps what was written since. 1 = removed. */
+export const UNLINK_IF_OLDER = script(`${VERSION_OF}
+if version(KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+return redis.call('UNLINK', KEYS[1])`)
+
 /** Deletes KEYS[1] only if it is still ARGV[1] bytes long and ends with the 8 bytes ARGV[2]
  *  (the checksum of the value judged corrupt): a value written since stays. ARGV[1] = -1:
  *  only if it still holds a value of another type than a string (a hash, a list…). */

@@ -12,7 +12,7 @@ import type { ResolvedOptions, ResolvedRedisOptions } from '../options.js'
 import type { DiskBreaker } from '../resilience/disk-breaker.js'
 import type { Redis } from 'ioredis'
 import { masters, type RedisClient } from '../redis/connection.js'
-import { DELETE_IF_OLDER, DELETE_IF_SAME, REPLACE_IF_SAME, runScript, SET_IF_NEWER } from '../redis/scripts.js'
+import { DELETE_IF_OLDER, DELETE_IF_SAME, REPLACE_IF_SAME, runScript, SET_IF_NEWER, UNLINK_IF_OLDER } from '../redis/scripts.js'
 import { isWrongType } from '../resilience/redis-failure.js'
 import type { ActivityCounters } from '../stats/activity-log.js'
 import { entryState, type TagStamps } from '../store/liveness.js'
@@ -149,6 +149,21 @@ export class RedisTier {
    *  they do on disk: an invalidation outlives a clear). Resolves to how many went. */
   async clear(): Promise<number> {
     return this.#removeWhere(() => true, true)
+  }
+
+  /** A clear made at `at` that Redis missed (it was unreachable), run now: removes the
+   *  namespace's entries and tombstones older than `at`, keeping what was written since (and
+   *  the locks and tag stamps). Each key is judged by its own script (one slot each), a SCAN
+   *  page's at once. Resolves to how many went. */
+  async clearBefore(at: number): Promise<number> {
+    let count = 0
+    const when = String(at)
+    for await (const { node, names } of this.pages()) {
+      const entries = names.filter((name) => !name.startsWith(this.base + '\0'))
+      const results = await Promise.all(entries.map((name) => this.#run(() => runScript(node, UNLINK_IF_OLDER, [name], [when]))))
+      for (const removed of results) if (removed === 1) count++
+    }
+    return count
   }
 
   /** Removes the entries whose keys match `pattern` (a key glob, maintenance/glob.ts);

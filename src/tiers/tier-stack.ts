@@ -28,6 +28,8 @@ export interface TierStackParts {
   counters: Counters
   /** A time after every time this instance gave before (deletes and clears are stamped). */
   stamp(): number
+  /** Whether the Redis breaker is open: what waits for Redis is sent when it closes. */
+  redisOpen(): boolean
   /** Memory pressure is high (facade/pressure.ts): write-back's queue must not grow. */
   underPressure(): boolean
   /** The message as a write to Redis may publish itself (Bus.inline), or undefined: publish it. */
@@ -105,6 +107,12 @@ export class TierStack {
   #validated: LRUCache<string, true> | undefined
   /** What other instances changed while a read was in flight (see promotion-guard.ts). */
   readonly #guard = new PromotionGuard()
+  /** A clear of Redis that Redis missed (unreachable): its time and the tier named, run when
+   *  Redis is back (sendMissedClear), its bus message after it. */
+  #missedClear: { at: number; tier: 'all' | 'redis' } | undefined
+  #sendingClear = false
+  #retryClear: NodeJS.Timeout | undefined
+  #stopped = false
 
   constructor(parts: TierStackParts) {
     this.#p = parts
@@ -487,19 +495,63 @@ export class TierStack {
     this.memory?.dropMatching(matches, at)
   }
 
-  /** Clears `tier` (default: every tier) here and, through the bus, everywhere. */
+  /** Clears `tier` (default: every tier) here and, through the bus, everywhere. A clear of
+   *  Redis that Redis misses runs when it is back (only what is older than the clear goes),
+   *  and its message waits for it: the others, hearing it first, would clear their copies and
+   *  read the old values again from Redis. */
   async clear(tier: TierName | 'all' = 'all'): Promise<void> {
     const at = this.#p.stamp()
     await this.clearLocal(tier, at)
-    if (this.redis !== undefined && (tier === 'all' || tier === 'redis')) {
+    if (this.redis === undefined) return
+    if (tier === 'all' || tier === 'redis') {
       this.#p.writeBack?.forgetBefore(at)
       try {
         await this.redis.clear()
       } catch (error) {
         this.#p.failures.writeFailed(error, 'redis')
+        const before = this.#missedClear
+        this.#missedClear = { at, tier: before?.tier === 'all' ? 'all' : tier }
+        this.#retryMissedClear()
+        return
       }
     }
-    if (this.redis !== undefined) this.#p.publish({ op: 'clear', tier, at })
+    this.#p.publish({ op: 'clear', tier, at })
+  }
+
+  /** Runs the clear Redis missed (see clear), then publishes it. Called when Redis is back. */
+  async sendMissedClear(): Promise<void> {
+    const missed = this.#missedClear
+    if (missed === undefined || this.#sendingClear || this.#stopped || this.redis === undefined) return
+    if (this.#p.redisOpen()) return // the breaker closing sends it
+    this.#sendingClear = true
+    try {
+      await this.redis.clearBefore(missed.at)
+      if (this.#missedClear === missed) this.#missedClear = undefined
+      this.#p.publish({ op: 'clear', tier: missed.tier, at: missed.at })
+    } catch {
+      this.#retryMissedClear() // counted when it was called
+    } finally {
+      this.#sendingClear = false
+    }
+  }
+
+  /** Tries the missed clear again soon: a failure that leaves the breaker closed (one timeout)
+   *  brings no recovery to send it. */
+  #retryMissedClear(): void {
+    if (this.#retryClear !== undefined || this.#stopped) return
+    this.#retryClear = setTimeout(() => {
+      this.#retryClear = undefined
+      void this.sendMissedClear()
+    }, 200)
+    this.#retryClear.unref()
+  }
+
+  /** Stops retrying (close): the clear Redis missed, if any, is tried once more. */
+  async stop(): Promise<void> {
+    clearTimeout(this.#retryClear)
+    this.#retryClear = undefined
+    await this.sendMissedClear()
+    this.#stopped = true
   }
 
   /**

@@ -130,6 +130,23 @@ describe('changes Redis missed, and queued writes that would undo a change', { s
     assert.equal(await c.get('tagged'), undefined, 'the entry Redis still holds is invalidated for a later instance')
   })
 
+  test('a clear made while the breaker was open runs in Redis when it is back, keeping what was written since', async () => {
+    const prefix = fresh()
+    const a = await open(prefix)
+    const b = await open(prefix)
+    await a.set('old', 'v1')
+    assert.ok(await reads(b, 'old', 'v1'))
+    await breakerOpenOn(a)
+    await a.clear()
+    assert.equal(await a.get('old'), undefined)
+    await b.set('newer', 'kept') // B's connection is paused too: this lands once the pause ends
+    await recovered(a)
+    assert.ok(await eventually(async () => (await admin.exists(`${prefix}default:old`)) === 0), 'the clear reached Redis')
+    assert.ok(await reads(b, 'old', undefined), 'B no longer serves what was cleared')
+    assert.equal(await (await open(prefix)).get('old'), undefined, 'nor does an instance opened after')
+    assert.equal(await b.get('newer'), 'kept', 'a write made after the clear stays')
+  })
+
   test("a clear is not undone by another instance's write-back queue", async () => {
     const prefix = fresh()
     const a = await open(prefix)
