@@ -76,10 +76,14 @@ export class GetOrSet {
    * invalidated since it began (the entry would be older than what replaced it).
    */
   async #load(key: string, loader: () => unknown, o: LoadOptions, flight: Flight<Loaded>): Promise<Loaded> {
+    const started = performance.now()
     const found = await this.#p.reads.belowMemory(key, o.grace)
     if (found.found && !found.stale) return { value: found.value, cached: true, entry: found }
     const shared = this.#p.shared
-    if (!o.lock || shared === undefined) return this.#loadAndStore(key, loader, o, flight, found, false)
+    // Redis just failed to answer the read (down, paused, slow): the lock's commands would wait
+    // as long again before the loader runs; no lock is better than a late answer.
+    if (!o.lock || shared === undefined || this.#p.stack.redisReadFailedSince(started))
+      return this.#loadAndStore(key, loader, o, flight, found, false)
     // Another instance may be loading it: wait for its value in Redis (bounded), or load.
     const arrived = async (): Promise<Loaded | undefined> => {
       const read = await this.#p.stack.lookup(key, 0)

@@ -113,6 +113,8 @@ export class TierStack {
   #sendingClear = false
   #retryClear: NodeJS.Timeout | undefined
   #stopped = false
+  /** When a read of Redis last failed (performance.now()), 0: never. */
+  #redisReadFailedAt = 0
 
   constructor(parts: TierStackParts) {
     this.#p = parts
@@ -173,6 +175,12 @@ export class TierStack {
    *  here since (KeyOrder), and none of this key newer than it heard from elsewhere. */
   #mayPromote(key: string, createdAt: number, version: number, heard: number): boolean {
     return !this.#p.order.changedSince(key, version) && this.#guard.mayPromote(key, createdAt, heard)
+  }
+
+  /** Whether a read of Redis failed since `since` (performance.now()): getOrSet then takes no
+   *  lock, whose commands would wait as long again. */
+  redisReadFailedSince(since: number): boolean {
+    return this.#redisReadFailedAt >= since
   }
 
   /** Whether a fresh entry exists in any tier (no value decoded, nothing counted). */
@@ -238,6 +246,7 @@ export class TierStack {
     try {
       shared = await this.redis!.get(key, grace)
     } catch (error) {
+      this.#redisReadFailedAt = performance.now()
       this.#p.failures.readFailed(error, 'redis')
     }
     counts.get.record(performance.now() - started)

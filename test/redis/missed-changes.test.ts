@@ -209,6 +209,20 @@ describe('changes Redis missed, and queued writes that would undo a change', { s
     assert.deepEqual(values, ['v1', 'v1', 'v1', 'v1'])
   })
 
+  test('getOrSet with lock takes no lock when Redis has just failed its read (its commands would wait as long again)', async () => {
+    const prefix = fresh()
+    // A breaker that stays closed, so each command that gets no answer is one failure.
+    const cache = await open(prefix, { redis: { url: server.url, prefix, commandTimeout: '100ms', breaker: { volumeThreshold: 1000 } } })
+    await admin.call('CLIENT', 'PAUSE', String(PAUSE_MS), 'ALL')
+    let calls = 0
+    const value = await cache.getOrSet('k', () => `v${++calls}`, { lock: true })
+    assert.equal(value, 'v1')
+    const { breaker } = (await cache.stats()).tiers.redis as unknown as { breaker: { state: string; failures: number } }
+    assert.equal(breaker.state, 'closed')
+    // The read and the write of the value; with the lock, its SET NX and a second read too.
+    assert.equal(breaker.failures, 2, 'two commands waited for Redis, not four')
+  })
+
   test('flush() does not wait for Redis to come back; with failOpen: false it rejects with ERR_UNAVAILABLE', async () => {
     const prefix = fresh()
     const open1 = await open(prefix, { writeStrategy: 'write-back' })
