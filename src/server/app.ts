@@ -1,4 +1,4 @@
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import rateLimit from '@fastify/rate-limit'
 import { isLarderError } from '../index.js'
 import { Tokens, presentedToken } from './auth.js'
@@ -66,6 +66,15 @@ export async function createServer(
     forceCloseConnections: 'idle',
     return503OnClosing: true,
     routerOptions: { ignoreDuplicateSlashes: true, ignoreTrailingSlash: true, maxParamLength: 2048 },
+    // What the router refuses (a URL that does not decode, `%ff`; a parameter too long): the
+    // same one-line JSON answer as every other error, and never the URL repeated back.
+    frameworkErrors: (error, _request, reply) => {
+      const [status, code, message] =
+        error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+          ? [414, 'ERR_URL_TOO_LONG', 'Request URL too long: a name or key is at most 2048 characters']
+          : [400, 'ERR_BAD_URL', 'Bad request: the URL does not decode']
+      void (reply as unknown as FastifyReply).code(status).send(errorBody(code, message))
+    },
   })
 
   app.addHook('onRequest', async (request, reply) => {
@@ -99,13 +108,14 @@ export async function createServer(
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched'
     metrics.duration.observe({ method: request.method, route, status: String(reply.statusCode) }, reply.elapsedTime / 1000)
-    // The path without its query (a query could carry anything a client put there).
-    if (options.logRequests) log(`${request.method} ${request.url.split('?')[0]} ${reply.statusCode} ${reply.elapsedTime.toFixed(1)}ms`)
+    // The route, not the path: hashes and cache keys are the clients' business (and a query
+    // could carry anything a client put there).
+    if (options.logRequests) log(`${request.method} ${routeOf(request)} ${reply.statusCode} ${reply.elapsedTime.toFixed(1)}ms`)
   })
 
   app.setErrorHandler((error: FastifyError | HttpError | Error, request, reply) => {
     const { status, code, message } = errorAnswer(error, jsonLimit)
-    if (status >= 500) log(`${request.method} ${request.url.split('?')[0]}: ${error.message}`)
+    if (status >= 500) log(`${request.method} ${routeOf(request)}: ${error.message}`)
     if (status === 413 || status === 411) reply.header('connection', 'close')
     if (request.routeOptions.config.protocol === 'nx') return reply.code(status).header('content-type', 'text/plain').send(message)
     return reply.code(status).send(errorBody(code, message))
@@ -223,4 +233,10 @@ function errorAnswer(error: FastifyError | HttpError | Error, jsonLimit: number)
     return { status, code: fastifyError.code ?? 'ERR_BAD_REQUEST', message: fastifyError.message }
   }
   return { status: 500, code: 'ERR_INTERNAL', message: 'Internal error (logged by the server)' }
+}
+
+/** What a log line names of a request: its route's pattern (`/v8/artifacts/:hash`), never the
+ *  path itself, whose hashes and cache keys are the clients' business. */
+function routeOf(request: FastifyRequest): string {
+  return request.routeOptions.url ?? '(no route)'
 }

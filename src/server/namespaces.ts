@@ -1,5 +1,8 @@
+import fs from 'node:fs'
 import { mergeOptions } from '../config/option-paths.js'
+import { loadHasher } from '../format/checksum.js'
 import { Larder, type LarderOptions, type PruneReport } from '../index.js'
+import { Layout } from '../store/layout.js'
 import type { ServeOptions } from './options.js'
 
 /**
@@ -24,9 +27,17 @@ export interface NamespaceInfo {
   cache: Larder
 }
 
-/** How many namespaces one server keeps open: each holds timers, a breaker and a worker pool
- *  slot, and team names come from clients. */
+/** How many team namespaces (`turbo:<team>`, `nx:<team>`) one server keeps open: each holds
+ *  timers, a breaker and a worker pool slot, and team names come from clients. The server's
+ *  own (`nx`, `ccache`, `bazel`, `api`, the health probes) always open: clients naming teams
+ *  cannot take their room. */
 export const MAX_NAMESPACES = 256
+
+/** The most bytes the cache API's memory tier holds (besides --memory-entries). */
+export const API_MEMORY_BYTES = 256 * 1024 * 1024
+
+/** Whether a namespace name is a team's (chosen by a client), counted against MAX_NAMESPACES. */
+const isTeam = (name: string): boolean => name.startsWith('turbo:') || name.startsWith('nx:')
 
 export class TooManyNamespacesError extends Error {}
 
@@ -47,16 +58,36 @@ export class Namespaces {
     return (await this.info(name, protocol)).cache
   }
 
+  /**
+   * The namespace's cache for a read: open already, or opened if its directory exists; else
+   * undefined, a miss with nothing opened or created (a read, with a read token, naming teams
+   * that never wrote must not fill the server's namespaces or its disk).
+   */
+  async forReading(name: string, protocol: NamespaceUse): Promise<Larder | undefined> {
+    if (!this.#open.has(name) && !this.#closed) {
+      await loadHasher()
+      if (!fs.existsSync(new Layout(this.#options.dir, name).namespaceDir)) return undefined
+    }
+    return this.get(name, protocol)
+  }
+
   async info(name: string, protocol: NamespaceUse): Promise<NamespaceInfo> {
     if (this.#closed) throw new Error('the server is shutting down')
     let found = this.#open.get(name)
     if (found === undefined) {
-      if (this.#open.size >= MAX_NAMESPACES) throw new TooManyNamespacesError(`this server already serves ${MAX_NAMESPACES} namespaces`)
+      if (isTeam(name) && this.#teams() >= MAX_NAMESPACES)
+        throw new TooManyNamespacesError(`this server already serves ${MAX_NAMESPACES} team namespaces`)
       found = this.#openNamespace(name, protocol)
       this.#open.set(name, found)
       found.catch(() => this.#open.delete(name))
     }
     return found
+  }
+
+  #teams(): number {
+    let teams = 0
+    for (const name of this.#open.keys()) if (isTeam(name)) teams++
+    return teams
   }
 
   /** Every namespace opened so far. */
@@ -99,7 +130,8 @@ export class Namespaces {
         // replica's disk (larder keeps streams local anyway).
         ...(this.#options.redis === undefined ? {} : { redis: this.#options.redis }),
         failOpen: false,
-        memory: this.#options.memoryEntries > 0 ? { maxEntries: this.#options.memoryEntries } : false,
+        // Bounded in bytes too: a value may be up to 64 MiB (MAX_JSON_BODY).
+        memory: this.#options.memoryEntries > 0 ? { maxEntries: this.#options.memoryEntries, maxSize: API_MEMORY_BYTES } : false,
         defaultTtl: this.#options.defaultTtl,
       }
     }

@@ -75,7 +75,7 @@ export async function storeArtifact(
     if (error instanceof HttpError) return { stored: false, error }
     if (isLarderError(error, 'ERR_UNAVAILABLE') || isLarderError(error, 'ERR_CLOSED')) {
       ctx.metrics.failed(protocol, true)
-      ctx.log(`${protocol}: upload of ${key} not stored: ${error.message}`)
+      ctx.log(`${protocol}: an upload was not stored: ${error.message}`)
       return {
         stored: false,
         error: new HttpError(

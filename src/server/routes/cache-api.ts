@@ -42,7 +42,10 @@ function isStored(found: unknown): found is StoredValue {
   return typeof found === 'object' && found !== null && 'value' in found && typeof (found as StoredValue).cachedAt === 'number'
 }
 
-const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString())
+/** A time as ISO 8601, or null (none, or beyond what a Date holds: never an exception on a read). */
+const iso = (ms: number | null): string | null => (ms === null || !(Math.abs(ms) <= 8.64e15) ? null : new Date(ms).toISOString())
+/** The longest ttl the API takes, in seconds: 100 years (a longer one is a mistake; 0 = never). */
+const MAX_TTL_SECONDS = 100 * 365 * 24 * 3600
 
 /**
  * Which tier answered each hit, from the instance's `hit` events: a queue per key, taken in
@@ -124,7 +127,7 @@ export function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, hits: H
             // Served anyway: the origin answered; only the caching failed.
             if (!isLarderError(error)) throw error
             ctx.metrics.failed('api', true)
-            ctx.log(`api: value from the origin for ${key} not cached: ${error.message}`)
+            ctx.log(`api: a value from the origin was not cached: ${error.message}`)
           }
         }
         return record
@@ -149,10 +152,14 @@ export function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, hits: H
     const extra = Object.keys(body).filter((k) => k !== 'value' && k !== 'ttl' && k !== 'tags')
     if (extra.length > 0)
       throw badRequest('ERR_INVALID_VALUE', `Invalid body: unknown field ${JSON.stringify(extra[0])} (expected value, ttl, tags)`)
-    if (body.ttl !== undefined && (typeof body.ttl !== 'number' || !Number.isFinite(body.ttl) || body.ttl < 0)) {
-      throw badRequest('ERR_INVALID_TTL', 'Invalid ttl: expected a number of seconds, 0 or more (0 = never expires)')
+    if (body.ttl !== undefined && (typeof body.ttl !== 'number' || !(body.ttl >= 0 && body.ttl <= MAX_TTL_SECONDS))) {
+      throw badRequest(
+        'ERR_INVALID_TTL',
+        `Invalid ttl: expected a number of seconds from 0 (never expires) to ${MAX_TTL_SECONDS} (100 years)`,
+      )
     }
-    const ttl = body.ttl === undefined ? ctx.options.defaultTtl : Math.round(body.ttl * 1000)
+    // A positive ttl below a millisecond is one millisecond, not 0 (never expires).
+    const ttl = body.ttl === undefined ? ctx.options.defaultTtl : body.ttl > 0 ? Math.max(1, Math.round(body.ttl * 1000)) : 0
     const cachedAt = Date.now()
     const record: StoredValue = { value: body.value, cachedAt, expiresAt: ttl > 0 ? cachedAt + ttl : null }
     const cache = await api()

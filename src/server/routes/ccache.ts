@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { ServerContext } from '../context.js'
-import { errorBody } from '../http-error.js'
+import { badRequest, errorBody } from '../http-error.js'
 import type { Protocol } from '../namespaces.js'
 import { objectPath } from '../validation.js'
 import { readFailed, refuseUpload, sendArtifact, storeArtifact } from './artifact-replies.js'
@@ -35,7 +35,12 @@ function bazelTarget(store: 'ac' | 'cas') {
   return (request: FastifyRequest): Target => {
     const key = objectPath((request.params as { '*': string })['*'])
     const target: Target = { protocol: 'bazel', namespace: 'bazel', key: `${store}/${key}` }
-    if (store === 'cas' && /^[0-9a-f]{64}$/.test(key)) target.sha256 = key
+    if (store === 'cas') {
+      // A CAS object's name is its content's sha256: anything else can never be checked.
+      if (!/^[0-9a-f]{64}$/.test(key))
+        throw badRequest('ERR_INVALID_HASH', 'Invalid CAS name: expected the sha256 of the content, 64 lowercase hex digits')
+      target.sha256 = key
+    }
     return target
   }
 }

@@ -59,8 +59,9 @@ export function nxUploads(app: FastifyInstance, ctx: ServerContext): void {
 export function nxRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const download = async (request: FastifyRequest, reply: FastifyReply) => {
     const hash = artifactHash((request.params as { hash: string }).hash)
-    const cache = await ctx.namespaces.get(namespaceOf(request), 'nx')
-    const meta = await sendArtifact(ctx, reply, 'nx', cache, hash, false)
+    const cache = await ctx.namespaces.forReading(namespaceOf(request), 'nx')
+    if (cache === undefined) ctx.metrics.miss('nx')
+    const meta = cache === undefined ? undefined : await sendArtifact(ctx, reply, 'nx', cache, hash, false)
     if (meta === undefined) return text(reply, 404, `No artifact ${hash}`)
     return reply
   }

@@ -69,25 +69,29 @@ export function turboRoutes(app: FastifyInstance, ctx: ServerContext): void {
 
   const download = (headOnly: boolean) => async (request: FastifyRequest, reply: FastifyReply) => {
     const hash = artifactHash((request.params as { hash: string }).hash)
-    const cache = await ctx.namespaces.get(namespaceOf(request), 'turbo')
-    const meta = await sendArtifact(ctx, reply, 'turbo', cache, hash, headOnly, metaHeaders)
+    const cache = await ctx.namespaces.forReading(namespaceOf(request), 'turbo')
+    if (cache === undefined) ctx.metrics.miss('turbo')
+    const meta = cache === undefined ? undefined : await sendArtifact(ctx, reply, 'turbo', cache, hash, headOnly, metaHeaders)
     if (meta === undefined) return reply.code(404).send(errorBody('ERR_NOT_FOUND', `No artifact ${hash} for this team`))
     return reply
   }
   app.get('/v8/artifacts/:hash', { config, exposeHeadRoute: false }, download(false))
   app.head('/v8/artifacts/:hash', { config }, download(true))
 
-  app.post('/v8/artifacts', { config }, async (request) => {
+  // Small JSON bodies (at most 1,000 hashes; turbo's few events): a read token must not make
+  // the server parse 64 MiB.
+  const small = { config, bodyLimit: 1024 * 1024 }
+  app.post('/v8/artifacts', small, async (request) => {
     const body = request.body as { hashes?: unknown } | undefined
     const hashes = body?.hashes
     if (!Array.isArray(hashes) || hashes.length > MAX_QUERY_HASHES) {
       throw badRequest('ERR_INVALID_BODY', `Invalid hashes: expected { "hashes": [...] } with at most ${MAX_QUERY_HASHES} hashes`)
     }
     const valid = hashes.map((h, i) => artifactHash(h, `hashes[${i}]`))
-    const cache = await ctx.namespaces.get(namespaceOf(request), 'turbo')
+    const cache = await ctx.namespaces.forReading(namespaceOf(request), 'turbo')
     const answer: Record<string, { size: number; taskDurationMs: number; tag?: string } | null> = {}
     for (const hash of valid) {
-      const found = await getArtifact(cache, hash, true).catch(() => undefined)
+      const found = cache === undefined ? undefined : await getArtifact(cache, hash, true).catch(() => undefined)
       answer[hash] =
         found === undefined
           ? null
@@ -100,7 +104,7 @@ export function turboRoutes(app: FastifyInstance, ctx: ServerContext): void {
     return answer
   })
 
-  app.post('/v8/artifacts/events', { config }, async (request, reply) => {
+  app.post('/v8/artifacts/events', small, async (request, reply) => {
     const events = request.body
     if (Array.isArray(events)) {
       for (const e of events.slice(0, 10_000) as { source?: unknown; event?: unknown }[]) {

@@ -1,0 +1,123 @@
+/**
+ * Answers at the edges of `larder serve` that an adversarial review found wrong (each case
+ * reproduced against the server before it was fixed): a ttl past what a date holds, read-only
+ * clients naming teams until the server refused new ones, a CAS name that skipped its check,
+ * log lines naming artifact hashes and keys, fastify's own error shapes, and JSON bodies a read
+ * token could make the server parse whole.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import path from 'node:path'
+import { API_MEMORY_BYTES, MAX_NAMESPACES, Namespaces } from '../../src/server/namespaces.ts'
+import { serveOptions } from '../../src/server/options.ts'
+import { bearer, call, type ErrorAnswer, startServer } from './helpers.ts'
+
+const json = { 'content-type': 'application/json' }
+const octets = { 'content-type': 'application/octet-stream' }
+
+test('a cache API ttl beyond 100 years is a 400 naming ttl, and nothing is stored; a tiny positive ttl still expires', async () => {
+  const { url } = await startServer()
+  for (const ttl of [1e16, 8.64e12, 1e300]) {
+    const put = await call(`${url}/api/cache/session`, { method: 'PUT', headers: json, body: JSON.stringify({ value: 'v', ttl }) })
+    assert.equal(put.status, 400, `ttl ${ttl}`)
+    assert.equal(put.json<ErrorAnswer>().error.code, 'ERR_INVALID_TTL')
+    assert.match(put.json<ErrorAnswer>().error.message, /ttl/)
+  }
+  assert.equal((await call(`${url}/api/cache/session`)).status, 404, 'nothing was stored')
+  const tiny = await call(`${url}/api/cache/tiny`, { method: 'PUT', headers: json, body: JSON.stringify({ value: 'v', ttl: 1e-9 }) })
+  assert.equal(tiny.status, 200)
+  assert.notEqual(tiny.json<{ expires_at: string | null }>().expires_at, null, 'a positive ttl is never "never expires"')
+})
+
+test('reads naming teams that never wrote open nothing: a read token cannot use up the team namespaces, nor fail /readyz', async () => {
+  const { url, dir } = await startServer({ tokens: ['w'], readTokens: ['r'] })
+  const namespaceDirs = (): number => (fs.existsSync(path.join(dir, 'v1')) ? fs.readdirSync(path.join(dir, 'v1')).length : 0)
+  const before = namespaceDirs()
+  for (let i = 0; i < MAX_NAMESPACES + 10; i++) {
+    const team = `junk${i}`
+    const at = i % 2 === 0 ? `${url}/v8/artifacts/abc0123?slug=${team}` : `${url}/nx/${team}/v1/cache/0123`
+    assert.equal((await call(at, { headers: bearer('r') })).status, 404, team)
+  }
+  const query = await call(`${url}/v8/artifacts?slug=junk-q`, {
+    method: 'POST',
+    headers: { ...json, ...bearer('r') },
+    body: JSON.stringify({ hashes: ['abc0123'] }),
+  })
+  assert.deepEqual(query.json(), { abc0123: null })
+  assert.equal(namespaceDirs(), before, 'no namespace directory was made')
+  const upload = await call(`${url}/v8/artifacts/abc0123?slug=real`, { method: 'PUT', body: 'x', headers: { ...octets, ...bearer('w') } })
+  assert.equal(upload.status, 202, 'a new team can still upload')
+  assert.equal((await call(`${url}/v8/artifacts/abc0123?slug=real`, { headers: bearer('r') })).text, 'x')
+  assert.equal((await call(`${url}/readyz`)).status, 200)
+})
+
+test("the server's own namespaces open whatever the teams took", async () => {
+  const { url } = await startServer()
+  for (let i = 0; i < MAX_NAMESPACES; i++) {
+    const put = await call(`${url}/v8/artifacts/abc0123?slug=t${i}`, { method: 'PUT', body: 'x', headers: octets })
+    assert.equal(put.status, 202)
+  }
+  const refused = await call(`${url}/v8/artifacts/abc0123?slug=one-more`, { method: 'PUT', body: 'x', headers: octets })
+  assert.equal(refused.status, 507, 'past the bound, a new team is refused')
+  assert.equal((await call(`${url}/v1/cache/0123`, { method: 'PUT', body: 'x', headers: octets })).status, 200, 'nx')
+  assert.equal((await call(`${url}/ccache/ab/cdef`, { method: 'PUT', body: 'x', headers: octets })).status, 200, 'ccache')
+  const api = await call(`${url}/api/cache/k`, { method: 'PUT', headers: json, body: JSON.stringify({ value: 1 }) })
+  assert.equal(api.status, 200, 'the cache API')
+  assert.equal((await call(`${url}/readyz`)).status, 200)
+})
+
+test('a Bazel CAS name that is not a sha256 is a 400, never stored unchecked', async () => {
+  const { url } = await startServer()
+  for (const name of ['A'.repeat(64), 'foo', 'ab'.repeat(31)]) {
+    const put = await call(`${url}/cas/${name}`, { method: 'PUT', body: 'not-the-content', headers: octets })
+    assert.equal(put.status, 400, name)
+    assert.equal(put.json<ErrorAnswer>().error.code, 'ERR_INVALID_HASH')
+    assert.equal((await call(`${url}/cas/${name}`)).status, 400)
+  }
+})
+
+test('log lines name routes, never artifact hashes or cache keys', async () => {
+  const { url, logs } = await startServer({ logRequests: true })
+  await call(`${url}/v8/artifacts/secrethash01?slug=t`, { method: 'PUT', body: 'x', headers: octets })
+  await call(`${url}/v8/artifacts/secrethash01?slug=t`)
+  await call(`${url}/api/cache/user:alice@example.com`, { method: 'PUT', headers: json, body: JSON.stringify({ value: 1 }) })
+  await call(`${url}/api/cache/user:alice@example.com`)
+  assert.ok(
+    logs.some((line) => line.startsWith('GET /v8/artifacts/:hash 200')),
+    logs.join('\n'),
+  )
+  assert.ok(
+    logs.some((line) => line.startsWith('PUT /api/cache/:key 200')),
+    logs.join('\n'),
+  )
+  for (const line of logs) assert.doesNotMatch(line, /secrethash01|alice/)
+})
+
+test("a URL that does not decode, or a key too long, answers in the server's own error shape without repeating the URL", async () => {
+  const { url } = await startServer()
+  const bad = await call(`${url}/api/cache/%ff%fe`)
+  assert.equal(bad.status, 400)
+  assert.equal(bad.json<ErrorAnswer>().error.code, 'ERR_BAD_URL')
+  const long = 'k'.repeat(3000)
+  const tooLong = await call(`${url}/api/cache/${long}`)
+  assert.equal(tooLong.status, 414)
+  assert.equal(tooLong.json<ErrorAnswer>().error.code, 'ERR_URL_TOO_LONG')
+  assert.doesNotMatch(tooLong.text, /kkkkkkkk/)
+})
+
+test("turbo's query and events bodies are bounded at 1 MiB, whatever the token", async () => {
+  const { url } = await startServer()
+  const big = JSON.stringify([{ source: 'LOCAL', event: 'HIT', pad: 'x'.repeat(2 * 1024 * 1024) }])
+  const events = await call(`${url}/v8/artifacts/events?slug=t`, { method: 'POST', headers: json, body: big })
+  assert.equal(events.status, 413)
+  const query = await call(`${url}/v8/artifacts?slug=t`, { method: 'POST', headers: json, body: JSON.stringify({ hashes: [], pad: big }) })
+  assert.equal(query.status, 413)
+})
+
+test("the cache API's memory tier is bounded in bytes as well as entries", () => {
+  const namespaces = new Namespaces(serveOptions({ dir: '/nonexistent', port: 0 }), () => {})
+  const memory = namespaces.optionsOf('api', 'api').memory as { maxEntries: number; maxSize: number }
+  assert.equal(memory.maxSize, API_MEMORY_BYTES)
+  assert.ok(memory.maxEntries > 0)
+})
