@@ -66,6 +66,21 @@ export async function createServer(
     forceCloseConnections: 'idle',
     return503OnClosing: true,
     routerOptions: { ignoreDuplicateSlashes: true, ignoreTrailingSlash: true, maxParamLength: 2048 },
+    // A request Node's HTTP parser refuses (a negative Content-Length, a broken request line):
+    // the same shape, written to the socket, which then closes (nothing after it can be read).
+    clientErrorHandler: (error, socket) => {
+      if (!socket.writable) return socket.destroy()
+      const headers = (error as { code?: string }).code === 'HPE_HEADER_OVERFLOW'
+      const body = JSON.stringify(
+        headers
+          ? errorBody('ERR_HEADERS_TOO_LARGE', 'Request headers too large')
+          : errorBody('ERR_BAD_REQUEST', 'Bad request: the HTTP request does not parse'),
+      )
+      const status = headers ? '431 Request Header Fields Too Large' : '400 Bad Request'
+      socket.end(
+        `HTTP/1.1 ${status}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      )
+    },
     // What the router refuses (a URL that does not decode, `%ff`; a parameter too long): the
     // same one-line JSON answer as every other error, and never the URL repeated back.
     frameworkErrors: (error, _request, reply) => {

@@ -8,6 +8,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
+import net from 'node:net'
 import path from 'node:path'
 import { API_MEMORY_BYTES, MAX_NAMESPACES, Namespaces } from '../../src/server/namespaces.ts'
 import { serveOptions } from '../../src/server/options.ts'
@@ -104,6 +105,25 @@ test("a URL that does not decode, or a key too long, answers in the server's own
   assert.equal(tooLong.status, 414)
   assert.equal(tooLong.json<ErrorAnswer>().error.code, 'ERR_URL_TOO_LONG')
   assert.doesNotMatch(tooLong.text, /kkkkkkkk/)
+})
+
+test("a request Node's parser refuses answers in the server's error shape too", async () => {
+  const { url } = await startServer()
+  const { port } = new URL(url)
+  const raw = (request: string): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const socket = net.connect(Number(port), '127.0.0.1', () => socket.end(request))
+      let text = ''
+      socket.on('data', (chunk: Buffer) => (text += chunk.toString()))
+      socket.on('end', () => resolve(text))
+      socket.on('error', reject)
+    })
+  const negative = await raw('PUT /api/cache/k HTTP/1.1\r\nhost: x\r\ncontent-length: -5\r\n\r\n')
+  assert.match(negative, /^HTTP\/1\.1 400/)
+  assert.match(negative, /\{"error":\{"code":"ERR_BAD_REQUEST","message":"[^"]+"\}\}$/)
+  const headers = await raw(`GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(80 * 1024)}\r\n\r\n`)
+  assert.match(headers, /^HTTP\/1\.1 431/)
+  assert.match(headers, /"code":"ERR_HEADERS_TOO_LARGE"/)
 })
 
 test("turbo's query and events bodies are bounded at 1 MiB, whatever the token", async () => {
