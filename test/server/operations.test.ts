@@ -73,6 +73,7 @@ test('/healthz and /readyz answer 200; /readyz is 503 with the reason when the c
   assert.equal(ready.status, 503)
   assert.equal(ready.json<ReadyAnswer>().status, 'unavailable')
   assert.match(ready.json<ReadyAnswer>().disk, /not writable/)
+  assert.ok(!ready.text.includes(dir), `anyone may ask /readyz: no path in its answer (${ready.text})`)
   assert.equal((await call(`${url}/healthz`)).status, 200, 'alive, though not ready')
   await close()
   unmount()

@@ -21,8 +21,12 @@ async function probe(cache: Larder): Promise<void> {
   if (String(read) !== written) throw new Error('the probe entry read back differently')
 }
 
+/** What /readyz, which anyone may ask, says of a failure: its codes (`ERR_UNAVAILABLE: EACCES`),
+ *  never its message, which names paths and hosts; the message goes to the server's log. */
 function reasonOf(error: unknown): string {
-  return (error as Error).message ?? String(error)
+  const codes = [(error as { code?: unknown }).code, (error as { cause?: { code?: unknown } }).cause?.code]
+  const named = codes.filter((code): code is string => typeof code === 'string')
+  return named.length > 0 ? named.join(': ') : 'failed'
 }
 
 export function operationRoutes(app: FastifyInstance, ctx: ServerContext): void {
@@ -36,6 +40,7 @@ export function operationRoutes(app: FastifyInstance, ctx: ServerContext): void 
     } catch (error) {
       ready = false
       answer.disk = `not writable: ${reasonOf(error)}`
+      ctx.log(`readyz: the disk probe failed: ${(error as Error).message ?? String(error)}`)
     }
     if (ctx.options.redis !== undefined) {
       try {
@@ -44,6 +49,7 @@ export function operationRoutes(app: FastifyInstance, ctx: ServerContext): void 
       } catch (error) {
         ready = false
         answer.redis = `not reachable: ${reasonOf(error)}`
+        ctx.log(`readyz: the Redis probe failed: ${(error as Error).message ?? String(error)}`)
       }
     }
     if (ready) return answer
