@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 import fs from 'node:fs'
 import type { Readable } from 'node:stream'
-import type { EntriesOptions, GetOrSetOptions, SetManyItem, SetOptions } from './call-options.js'
+import type { EntriesOptions, GetOrSetOptions, SetManyItem, SetOptions, SetValueOptions } from './call-options.js'
 import { LarderError } from './errors.js'
 import { layerOptions, type LayeredOptions, type OptionSource } from './config/layered-options.js'
 import { CacheParts } from './facade/cache-parts.js'
@@ -44,6 +44,7 @@ import {
   validateSource,
   validateTags,
   validateTtl,
+  validateReadAt,
   validateRekeyOptions,
   validateVerifyOptions,
   validateWalkOptions,
@@ -53,6 +54,7 @@ import {
 export type { ConfigChange, LarderEvents, OptionSource, Stats, WarmReport }
 
 const SET_OPTIONS = ['ttl', 'tags'] as const
+const SET_VALUE_OPTIONS = ['ttl', 'tags', 'readAt'] as const
 
 /**
  * A persistent cache in a directory (and, with `redis`, a shared tier). Create one with
@@ -231,16 +233,16 @@ export class Larder extends EventEmitter<LarderEvents> {
   // ── writes ────────────────────────────────────────────────────────────────
 
   /** Stores `value` under `key`. Bad input rejects with a LarderError and writes nothing. */
-  set(key: string, value: unknown, options?: SetOptions): Promise<void> {
+  set(key: string, value: unknown, options?: SetValueOptions): Promise<void> {
     // Not an async function: the change's own promise is returned as it is, without a promise
     // of the call's that would adopt it (one more promise and two microtask turns per set);
     // bad input still arrives as a rejection, never a throw.
     try {
       this.#assertWritable()
       const k = validateKey(key)
-      const o = validateCallOptions<SetOptions>(options, SET_OPTIONS)
+      const o = validateCallOptions<SetValueOptions>(options, SET_VALUE_OPTIONS)
       const writes = this.#p.writes
-      const write = writes.prepare(value, validateTtl(o.ttl), validateTags(o.tags), 0)
+      const write = writes.prepare(value, validateTtl(o.ttl), validateTags(o.tags), 0, 'value', validateReadAt(o.readAt))
       return writes.change(k, () => writes.write(k, write))
     } catch (error) {
       return rejected(error)

@@ -55,6 +55,19 @@ export function validateTags(tags: unknown, field = 'tags'): readonly string[] {
   return tags.length > 1 ? [...new Set(tags as string[])] : (tags as string[])
 }
 
+/** set()'s `readAt`: a time not in the future (ms since the epoch), or undefined for now. */
+export function validateReadAt(readAt: unknown): number | undefined {
+  if (readAt === undefined) return undefined
+  if (typeof readAt !== 'number' || !(readAt >= 0) || readAt > Date.now()) {
+    throw new LarderError(
+      'ERR_INVALID_VALUE',
+      `Invalid readAt: expected a time in ms since the epoch, not in the future, got ${typeof readAt === 'number' ? readAt : typeof readAt}`,
+      { field: 'readAt' },
+    )
+  }
+  return readAt
+}
+
 /** A per-call ttl: a duration, or undefined for the cache's default. */
 export function validateTtl(ttl: unknown, field = 'ttl'): number | undefined {
   if (ttl === undefined) return undefined

@@ -461,3 +461,34 @@ describe('argument edges', () => {
     await cache.close()
   })
 })
+
+describe("set's readAt: a value read before it is stored", () => {
+  test('a tag invalidated after readAt makes the value stale at once, in memory and on disk; without one it is served', async () => {
+    for (const memory of [true, false]) {
+      const cache = await Larder.open({ dir: tempDir(), memory, maintenance: false })
+      const readAt = Date.now()
+      await cache.invalidateTags(['users']) // a write to the table while the query ran
+      await cache.set('q', ['old rows'], { tags: ['users'], readAt })
+      assert.equal(await cache.get('q'), undefined, `memory: ${memory}`)
+      await delay(5) // a read that begins after the invalidation (not in its millisecond)
+      await cache.set('q2', ['rows'], { tags: ['users'], readAt: Date.now() })
+      assert.deepEqual(await cache.get('q2'), ['rows'])
+      await cache.set('q3', ['rows'], { tags: ['posts'], readAt })
+      assert.deepEqual(await cache.get('q3'), ['rows'], 'another tag: served')
+      await cache.close()
+    }
+  })
+
+  test('a readAt in the future, or not a number, is ERR_INVALID_VALUE naming readAt, and nothing is written', async () => {
+    const dir = tempDir()
+    const cache = await Larder.open({ dir, maintenance: false })
+    for (const readAt of [Date.now() + 60_000, -1, Number.NaN, '2026-01-01']) {
+      await assert.rejects(
+        cache.set('k', 1, { readAt: readAt as number }),
+        (error: LarderError) => error.code === 'ERR_INVALID_VALUE' && error.field === 'readAt',
+      )
+    }
+    assert.equal(entryFiles(dir).length, 0)
+    await cache.close()
+  })
+})

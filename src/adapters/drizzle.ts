@@ -42,6 +42,11 @@ export class LarderDrizzleCache extends Cache {
   readonly #source: CacheSource
   readonly #strategy: 'explicit' | 'all'
   readonly #ttl: Duration | undefined
+  /** When each key's last miss was answered, for its `put` (READ_AT_MAX keys at most): the
+   *  result Drizzle stores next was read from the database after it, so a write to one of its
+   *  tables since then makes it stale at once (`readAt`). Without it, a select that missed,
+   *  then an update and its invalidation, then the select's put, cached the old rows. */
+  readonly #missedAt = new Map<string, number>()
 
   constructor(cache?: CacheOrOptions, options: LarderDrizzleCacheOptions = {}) {
     super()
@@ -62,16 +67,28 @@ export class LarderDrizzleCache extends Cache {
 
   /** The cached result for a query's hash or tag, or `undefined` (never throws: a miss). */
   override async get(key: string, _tables: string[], isTag: boolean, _isAutoInvalidate?: boolean): Promise<unknown[] | undefined> {
-    return this.#source.guarded(undefined, async (cache) => (await cache.get(resultKey(key, isTag))) as unknown[] | undefined)
+    const name = resultKey(key, isTag)
+    const asked = Date.now()
+    const found = await this.#source.guarded(undefined, async (cache) => (await cache.get(name)) as unknown[] | undefined)
+    if (found === undefined) {
+      this.#missedAt.delete(name)
+      this.#missedAt.set(name, asked)
+      if (this.#missedAt.size > READ_AT_MAX) this.#missedAt.delete(this.#missedAt.keys().next().value as string)
+    }
+    return found
   }
 
   /** Stores a result, tagged with the tables it read (none when the query opted out of
    *  invalidation). A result larder cannot store is reported, not thrown. */
   override async put(key: string, response: unknown, tables: string[], isTag: boolean, config?: CacheConfig): Promise<void> {
+    const name = resultKey(key, isTag)
+    const readAt = this.#missedAt.get(name)
+    this.#missedAt.delete(name)
     await this.#source.guarded(undefined, (cache) =>
-      cache.set(resultKey(key, isTag), storable(response), {
+      cache.set(name, storable(response), {
         ttl: ttlOf(config) ?? this.#ttl,
         tags: tables.map(tableTag),
+        ...(readAt === undefined ? {} : { readAt }),
       }),
     )
   }
@@ -95,6 +112,9 @@ export class LarderDrizzleCache extends Cache {
     await this.#source.close()
   }
 }
+
+/** Keys whose last miss time is kept for their put. */
+const READ_AT_MAX = 10_000
 
 function withV8Default(cache: CacheOrOptions | undefined): CacheOrOptions {
   if (isCache(cache)) return cache

@@ -129,6 +129,24 @@ describe('larder/drizzle on libsql', () => {
     await larder.close()
   })
 
+  test('a result read before a write to its table is not cached after that write (the put that comes after the invalidation)', async () => {
+    const larder = await Larder.open({ dir: tempDir('larder-drizzle-race') })
+    const { db, cache } = await openDb(':memory:', larder, { strategy: 'all' })
+    await db.insert(users).values([{ name: 'old' }])
+    // Drizzle's own order for a select that misses: get, the query, put. A write to the table
+    // in between (another request, another process) invalidates it before the put.
+    assert.equal(await cache.get('q1', ['users'], false), undefined)
+    const rows = await db.select().from(users)
+    await db.update(users).set({ name: 'new' }).where(eq(users.id, 1))
+    await cache.put('q1', rows, ['users'], false)
+    assert.equal(await cache.get('q1', ['users'], false), undefined, 'the old rows are not served')
+    // With no write in between, the result is cached as before.
+    assert.equal(await cache.get('q2', ['users'], false), undefined)
+    await cache.put('q2', await db.select().from(users), ['users'], false)
+    assert.deepEqual(await cache.get('q2', ['users'], false), [{ id: 1, name: 'new' }])
+    await larder.close()
+  })
+
   test('an unknown strategy is ERR_INVALID_OPTION naming the field, thrown by the constructor', async () => {
     const { LarderDrizzleCache } = await import('larder/drizzle')
     assert.throws(
