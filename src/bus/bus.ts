@@ -3,12 +3,10 @@ import type { DiskBreaker } from '../resilience/disk-breaker.js'
 import type { RedisClient } from '../redis/connection.js'
 import { decodeMessage, encodeMessage, encoderFor, sentBy, type BusMessage, type DistributiveOmit } from './messages.js'
 import { Outbox } from './outbox.js'
+import { RetrySoon } from '../resilience/retry-soon.js'
 
 /** Messages (keys and tags) queued at most while Redis is unreachable; see Outbox. */
 const OUTBOX_MAX = 10_000
-/** A publish that failed while the breaker stayed closed and the connection up (a command
- *  timeout on a loaded host) is tried again this soon, and again while it keeps failing. */
-const RETRY_MS = 200
 
 export interface BusParts {
   /** Publishes (the tier's command connection, through the Redis breaker). */
@@ -42,7 +40,10 @@ export class Bus {
   #subscribed = false
   #flushing = false
   #closed = false
-  #retry: NodeJS.Timeout | undefined
+  /** A publish that failed while the breaker stayed closed and the connection up flushes the
+   *  outbox again soon (the breaker's and the connection's events flush it otherwise); a message
+   *  left waiting for the next publish, however long, would let the others serve what it drops. */
+  readonly #retry = new RetrySoon(() => this.flush())
 
   constructor(parts: BusParts) {
     this.#p = parts
@@ -125,7 +126,7 @@ export class Bus {
 
   close(): void {
     this.#closed = true
-    clearTimeout(this.#retry)
+    this.#retry.stop()
   }
 
   async #send(message: BusMessage): Promise<void> {
@@ -133,20 +134,8 @@ export class Bus {
       await this.#p.breaker.run(() => this.#p.client.publish(this.#p.channel, encodeMessage(message)))
     } catch {
       this.#outbox.add(message)
-      this.#retryLater()
+      this.#retry.schedule()
     }
-  }
-
-  /** The breaker opening and closing, or the connection coming back, flush the outbox; a
-   *  failure that changes neither (one timeout) would otherwise leave its message waiting for
-   *  the next publish, however long, while the other instances serve what it dropped. */
-  #retryLater(): void {
-    if (this.#closed || this.#retry !== undefined) return
-    this.#retry = setTimeout(() => {
-      this.#retry = undefined
-      this.flush()
-    }, RETRY_MS)
-    this.#retry.unref()
   }
 
   #subscribing: Promise<void> | undefined

@@ -5,12 +5,10 @@ import type { CreationClock } from '../store/creation-clock.js'
 import { MemoryTagClock } from '../store/memory-tag-clock.js'
 import type { TagClock } from '../store/tag-clock.js'
 import type { HeldTagStamps } from '../tiers/memory-tier.js'
+import { RetrySoon } from '../resilience/retry-soon.js'
 
 /** Tags whose stamps wait for Redis, at most (the oldest go first past it). */
 const PENDING_MAX = 10_000
-/** A stamp that failed while the breaker stayed closed (one command timeout) is tried again
- *  this soon; while the breaker is open, the recovery sends it. */
-const RETRY_MS = 200
 
 export interface TagInvalidationParts {
   disk: DiskParts | undefined
@@ -36,7 +34,9 @@ export class TagInvalidation {
    *  (the bus message reaches only the instances listening then). */
   #pending = new Map<string, number>()
   #sending = false
-  #retry: NodeJS.Timeout | undefined
+  /** A stamp that failed while the breaker stayed closed is sent again soon; while it is open,
+   *  the recovery sends it. */
+  readonly #retry = new RetrySoon(() => void this.sendPending())
   #closed = false
 
   constructor(parts: TagInvalidationParts) {
@@ -126,12 +126,7 @@ export class TagInvalidation {
       if (this.#pending.size <= PENDING_MAX) break
       this.#pending.delete(tag)
     }
-    if (this.#retry !== undefined || this.#closed) return
-    this.#retry = setTimeout(() => {
-      this.#retry = undefined
-      void this.sendPending()
-    }, RETRY_MS)
-    this.#retry.unref()
+    this.#retry.schedule()
   }
 
   /** Stamps still waiting for Redis. */
@@ -142,7 +137,7 @@ export class TagInvalidation {
   /** Stops retrying (close). */
   close(): void {
     this.#closed = true
-    clearTimeout(this.#retry)
+    this.#retry.stop()
   }
 
   /** Records tag invalidations in the local tag clock. `counted`: this instance's own call,

@@ -12,6 +12,7 @@ import type { Counters, TierName } from '../stats/counters.js'
 import type { FileTier } from './file-tier.js'
 import type { MemoryTier } from './memory-tier.js'
 import { PromotionGuard } from './promotion-guard.js'
+import { RetrySoon } from '../resilience/retry-soon.js'
 import type { RedisRead, RedisTier } from './redis-tier.js'
 import { MISS, type StoredEntry, type TierEntry, type TierRead } from './tier.js'
 import type { QueuedWrite, WriteBackQueue } from './write-back.js'
@@ -111,7 +112,9 @@ export class TierStack {
    *  Redis is back (sendMissedClear), its bus message after it. */
   #missedClear: { at: number; tier: 'all' | 'redis' } | undefined
   #sendingClear = false
-  #retryClear: NodeJS.Timeout | undefined
+  /** A missed clear that failed again while the breaker stayed closed (one timeout), which no
+   *  recovery would send. */
+  readonly #retryClear = new RetrySoon(() => void this.sendMissedClear())
   #stopped = false
   /** When a read of Redis last failed (performance.now()), 0: never. */
   #redisReadFailedAt = 0
@@ -520,7 +523,7 @@ export class TierStack {
         this.#p.failures.writeFailed(error, 'redis')
         const before = this.#missedClear
         this.#missedClear = { at, tier: before?.tier === 'all' ? 'all' : tier }
-        this.#retryMissedClear()
+        this.#retryClear.schedule()
         return
       }
     }
@@ -538,27 +541,15 @@ export class TierStack {
       if (this.#missedClear === missed) this.#missedClear = undefined
       this.#p.publish({ op: 'clear', tier: missed.tier, at: missed.at })
     } catch {
-      this.#retryMissedClear() // counted when it was called
+      this.#retryClear.schedule() // counted when it was called
     } finally {
       this.#sendingClear = false
     }
   }
 
-  /** Tries the missed clear again soon: a failure that leaves the breaker closed (one timeout)
-   *  brings no recovery to send it. */
-  #retryMissedClear(): void {
-    if (this.#retryClear !== undefined || this.#stopped) return
-    this.#retryClear = setTimeout(() => {
-      this.#retryClear = undefined
-      void this.sendMissedClear()
-    }, 200)
-    this.#retryClear.unref()
-  }
-
   /** Stops retrying (close): the clear Redis missed, if any, is tried once more. */
   async stop(): Promise<void> {
-    clearTimeout(this.#retryClear)
-    this.#retryClear = undefined
+    this.#retryClear.stop()
     await this.sendMissedClear()
     this.#stopped = true
   }
