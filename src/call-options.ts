@@ -11,8 +11,8 @@ export interface SetOptions {
 
 /** `set()`'s options. */
 export interface SetValueOptions extends SetOptions {
-  /** When the value was read from its source (ms since the epoch, `Date.now()` then; not in the
-   *  future): the entry counts as created then, so a tag of it invalidated since makes it stale
+  /** When the value was read from its source (ms since the epoch: `cache.now()` taken before
+   *  the read, or `Date.now()`; not in the future): the entry counts as created then, so a tag of it invalidated since makes it stale
    *  at once. For a value read before it is stored (a query result): a write to its table while
    *  the query ran is never undone by the result stored after it. Default: now. In Redis an
    *  entry does not replace one created after it. */

@@ -242,11 +242,25 @@ export class Larder extends EventEmitter<LarderEvents> {
       const k = validateKey(key)
       const o = validateCallOptions<SetValueOptions>(options, SET_VALUE_OPTIONS)
       const writes = this.#p.writes
-      const write = writes.prepare(value, validateTtl(o.ttl), validateTags(o.tags), 0, 'value', validateReadAt(o.readAt))
+      const write = writes.prepare(
+        value,
+        validateTtl(o.ttl),
+        validateTags(o.tags),
+        0,
+        'value',
+        validateReadAt(o.readAt, this.#p.clock.latest),
+      )
       return writes.change(k, () => writes.write(k, write))
     } catch (error) {
       return rejected(error)
     }
+  }
+
+  /** A time for `set`'s `readAt`, taken before reading a value from its source: later than
+   *  every change this instance made or heard of, so an invalidation made here just before
+   *  it (even in the same millisecond) does not make the value stale, and one made after does. */
+  now(): number {
+    return this.#p.clock.stamp()
   }
 
   /** Stores several entries. Every item is validated and serialized before any is written;

@@ -55,10 +55,12 @@ export function validateTags(tags: unknown, field = 'tags'): readonly string[] {
   return tags.length > 1 ? [...new Set(tags as string[])] : (tags as string[])
 }
 
-/** set()'s `readAt`: a time not in the future (ms since the epoch), or undefined for now. */
-export function validateReadAt(readAt: unknown): number | undefined {
+/** set()'s `readAt`: a time not in the future (ms since the epoch), or undefined for now.
+ *  `latest` is the cache clock's (cache.now() may run ahead of Date.now() by fractions of a
+ *  millisecond, or after hearing of a change from a host whose clock is ahead). */
+export function validateReadAt(readAt: unknown, latest: number): number | undefined {
   if (readAt === undefined) return undefined
-  if (typeof readAt !== 'number' || !(readAt >= 0) || readAt > Date.now()) {
+  if (typeof readAt !== 'number' || !(readAt >= 0) || readAt > Math.max(Date.now(), latest)) {
     throw new LarderError(
       'ERR_INVALID_VALUE',
       `Invalid readAt: expected a time in ms since the epoch, not in the future, got ${typeof readAt === 'number' ? readAt : typeof readAt}`,

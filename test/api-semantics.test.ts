@@ -466,7 +466,7 @@ describe("set's readAt: a value read before it is stored", () => {
   test('a tag invalidated after readAt makes the value stale at once, in memory and on disk; without one it is served', async () => {
     for (const memory of [true, false]) {
       const cache = await Larder.open({ dir: tempDir(), memory, maintenance: false })
-      const readAt = Date.now()
+      const readAt = cache.now()
       await cache.invalidateTags(['users']) // a write to the table while the query ran
       await cache.set('q', ['old rows'], { tags: ['users'], readAt })
       assert.equal(await cache.get('q'), undefined, `memory: ${memory}`)
@@ -477,6 +477,23 @@ describe("set's readAt: a value read before it is stored", () => {
       assert.deepEqual(await cache.get('q3'), ['rows'], 'another tag: served')
       await cache.close()
     }
+  })
+
+  test('cache.now() taken right after an invalidation (the same millisecond, often) is after it: the value read then is served', async () => {
+    const cache = await Larder.open({ dir: tempDir(), maintenance: false })
+    let sameMs = 0
+    for (let i = 0; i < 50; i++) {
+      await cache.invalidateTags(['users'])
+      const wall = Date.now()
+      const readAt = cache.now()
+      if (Math.floor(readAt) <= wall) sameMs++
+      await cache.set(`q${i}`, i, { tags: ['users'], readAt })
+      assert.equal(await cache.get(`q${i}`), i, `q${i}`)
+    }
+    assert.ok(sameMs > 0, "some reads fell in the invalidation's millisecond")
+    await cache.invalidateTags(['users'])
+    assert.equal(await cache.get('q0'), undefined, 'an invalidation after readAt: stale')
+    await cache.close()
   })
 
   test('a readAt in the future, or not a number, is ERR_INVALID_VALUE naming readAt, and nothing is written', async () => {

@@ -68,9 +68,12 @@ export class LarderDrizzleCache extends Cache {
   /** The cached result for a query's hash or tag, or `undefined` (never throws: a miss). */
   override async get(key: string, _tables: string[], isTag: boolean, _isAutoInvalidate?: boolean): Promise<unknown[] | undefined> {
     const name = resultKey(key, isTag)
-    const asked = Date.now()
-    const found = await this.#source.guarded(undefined, async (cache) => (await cache.get(name)) as unknown[] | undefined)
-    if (found === undefined) {
+    let asked: number | undefined
+    const found = await this.#source.guarded(undefined, async (cache) => {
+      asked = cache.now()
+      return (await cache.get(name)) as unknown[] | undefined
+    })
+    if (found === undefined && asked !== undefined) {
       this.#missedAt.delete(name)
       this.#missedAt.set(name, asked)
       if (this.#missedAt.size > READ_AT_MAX) this.#missedAt.delete(this.#missedAt.keys().next().value as string)

@@ -26,6 +26,11 @@ export class CreationClock {
     return this.#last
   }
 
+  /** The latest time this clock gave or heard of (0 before any). */
+  get latest(): number {
+    return this.#last
+  }
+
   /** Another instance changed something at `at` (a bus message): this clock's later times
    *  are after it, so a change made here after hearing of it is newer, whatever the two
    *  hosts' clocks say. */

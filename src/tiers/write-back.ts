@@ -10,8 +10,8 @@
  * - Bounded: past `maxQueue` the oldest queued write is dropped and counted (its key is still
  *   local here; other instances read what Redis had).
  * - A failed batch is put back (unless a newer write of the key was queued meanwhile) and
- *   retried on the next flush, which `resume()` (the breaker closing, the connection coming
- *   back) starts.
+ *   retried `maxDelay` later while the breaker lets calls through, else by `resume()` (the
+ *   breaker closing, the connection coming back).
  *
  * - Also what Redis missed: a change of any strategy that could not reach Redis (a set, or a
  *   delete as a tombstone; failOpen) waits here too, bound and coalesced the same way, and is
@@ -147,9 +147,11 @@ export class WriteBackQueue {
     }
     const batch = this.#queue
     this.#queue = new Map()
+    let failed = false
     this.#flushing = this.#p
       .send(batch)
       .catch(() => {
+        failed = true
         // Put back what no newer write replaced, oldest first, within the bound.
         const newer = this.#queue
         this.#queue = new Map()
@@ -164,8 +166,16 @@ export class WriteBackQueue {
       })
       .finally(() => {
         this.#flushing = undefined
-        if (this.#queue.size > 0 && this.#p.ready()) this.#kick()
-        else this.#settleWaiters()
+        if (this.#queue.size === 0 || !this.#p.ready()) this.#settleWaiters()
+        else if (!failed) this.#kick()
+        else if (this.#timer === undefined) {
+          // Not at once: a batch refused without waiting (the breaker half-open, its one
+          // trial call elsewhere) would be sent again and again in microtasks, and the event
+          // loop, the trial's timeout with it, would never run again.
+          // Held open only while someone awaits flush(): an exit must not drop what they wait for.
+          this.#timer = setTimeout(() => this.#kick(), this.#p.maxDelay)
+          if (this.#waiters.length === 0) this.#timer.unref()
+        }
       })
   }
 

@@ -1,0 +1,64 @@
+/**
+ * The write-back queue's retry pacing. A batch Redis refuses without waiting (its breaker
+ * half-open: one trial call is out elsewhere, every other call is refused at once) must not be
+ * sent again at once: that loop runs in microtasks, so no timer, the trial's timeout included,
+ * ever runs again, and the process hangs (seen in CI: a Redis restart test stuck for 600 s).
+ * The queue is driven here through its own parts; the real-Redis behaviour around it is
+ * covered by test/redis/faults.test.ts and missed-changes.test.ts.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { setTimeout as delay } from 'node:timers/promises'
+import { WriteBackQueue, type QueuedWrite } from '../src/tiers/write-back.ts'
+
+const write = (createdAt: number): QueuedWrite => ({ bytes: Buffer.from('x'), createdAt, expiresAt: 0, grace: 0 })
+
+test('a batch refused at once while the breaker lets calls through is retried maxDelay later, not in a loop that starves timers', async () => {
+  let sends = 0
+  let refuse = true
+  let starved = false
+  const queue = new WriteBackQueue({
+    maxQueue: 100,
+    maxDelay: 50,
+    send: async (batch) => {
+      await Promise.resolve() // refused without waiting: in a microtask, as opossum does
+      sends++
+      if (sends > 1000) starved = true // the old loop: stop it so the test can fail instead of hang
+      if (refuse && !starved) throw new Error('Breaker is half-open')
+      batch.clear()
+    },
+    dropped: () => undefined,
+    ready: () => !starved,
+  })
+  queue.enqueue('k', write(1))
+  await delay(300)
+  assert.equal(starved, false, 'sent again and again without yielding')
+  assert.ok(sends >= 2 && sends <= 8, `about one send per maxDelay (50 ms) in 300 ms: ${sends}`)
+  assert.equal(queue.size, 1, 'the refused write is still queued')
+  refuse = false
+  await delay(120)
+  assert.equal(queue.size, 0, 'sent once Redis takes it')
+  assert.equal(await queue.flush(), true)
+  queue.stop()
+})
+
+test('flush() while a refused batch waits for its retry resolves once it is sent', async () => {
+  let refused = 0
+  const queue = new WriteBackQueue({
+    maxQueue: 100,
+    maxDelay: 20,
+    send: async (batch) => {
+      await Promise.resolve()
+      if (refused++ < 3) throw new Error('timeout')
+      batch.clear()
+    },
+    dropped: () => undefined,
+    ready: () => true,
+  })
+  queue.enqueue('a', write(1))
+  queue.enqueue('b', write(2))
+  assert.equal(await queue.flush(), true)
+  assert.equal(queue.size, 0)
+  assert.equal(refused, 4)
+  queue.stop()
+})
