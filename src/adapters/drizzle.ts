@@ -4,6 +4,7 @@ import type { CacheConfig } from 'drizzle-orm/cache/core/types'
 import { getTableName } from 'drizzle-orm'
 import { LarderError, type Duration, type LarderOptions } from 'larder'
 import { boundedKey, KEY_BYTES, TAG_BYTES } from './bounded-key.js'
+import { MissTimes } from './miss-times.js'
 import { CacheSource, isCache, type CacheOrOptions } from './cache-source.js'
 
 export type { CacheOrOptions }
@@ -42,11 +43,9 @@ export class LarderDrizzleCache extends Cache {
   readonly #source: CacheSource
   readonly #strategy: 'explicit' | 'all'
   readonly #ttl: Duration | undefined
-  /** When each key's last miss was answered, for its `put` (READ_AT_MAX keys at most): the
-   *  result Drizzle stores next was read from the database after it, so a write to one of its
-   *  tables since then makes it stale at once (`readAt`). Without it, a select that missed,
-   *  then an update and its invalidation, then the select's put, cached the old rows. */
-  readonly #missedAt = new Map<string, number>()
+  /** Each key's last miss, for its put: a write to one of its tables between the select's
+   *  query and its put makes the result stale at once (without it, the old rows were cached). */
+  readonly #missed = new MissTimes()
 
   constructor(cache?: CacheOrOptions, options: LarderDrizzleCacheOptions = {}) {
     super()
@@ -73,11 +72,7 @@ export class LarderDrizzleCache extends Cache {
       asked = cache.now()
       return (await cache.get(name)) as unknown[] | undefined
     })
-    if (found === undefined && asked !== undefined) {
-      this.#missedAt.delete(name)
-      this.#missedAt.set(name, asked)
-      if (this.#missedAt.size > READ_AT_MAX) this.#missedAt.delete(this.#missedAt.keys().next().value as string)
-    }
+    if (found === undefined && asked !== undefined) this.#missed.missed(name, asked)
     return found
   }
 
@@ -85,8 +80,7 @@ export class LarderDrizzleCache extends Cache {
    *  invalidation). A result larder cannot store is reported, not thrown. */
   override async put(key: string, response: unknown, tables: string[], isTag: boolean, config?: CacheConfig): Promise<void> {
     const name = resultKey(key, isTag)
-    const readAt = this.#missedAt.get(name)
-    this.#missedAt.delete(name)
+    const readAt = this.#missed.take(name)
     await this.#source.guarded(undefined, (cache) =>
       cache.set(name, storable(response), {
         ttl: ttlOf(config) ?? this.#ttl,
@@ -115,9 +109,6 @@ export class LarderDrizzleCache extends Cache {
     await this.#source.close()
   }
 }
-
-/** Keys whose last miss time is kept for their put. */
-const READ_AT_MAX = 10_000
 
 function withV8Default(cache: CacheOrOptions | undefined): CacheOrOptions {
   if (isCache(cache)) return cache

@@ -1,6 +1,7 @@
 import type { CacheAdapter } from '@mikro-orm/core'
 import type { Larder, LarderOptions } from 'larder'
 import { boundedKey, KEY_BYTES } from './bounded-key.js'
+import { MissTimes } from './miss-times.js'
 import { CacheSource, type CacheOrOptions } from './cache-source.js'
 
 export type { CacheOrOptions }
@@ -35,6 +36,8 @@ interface Stored {
  * the query unless you name them: long ones are hashed, and the key is checked on read), with
  * the query's expiration as its ttl. MikroORM invalidates nothing on flush: `em.clearCache(key)`
  * (→ `remove`) and `clear()` (this adapter's entries only) reach every process sharing the cache.
+ * A result is stored as of its query's miss (`set`'s `readAt`): a `clear()` while the query ran
+ * is not undone by the store after it.
  */
 export class LarderCacheAdapter implements CacheAdapter {
   /** A class MikroORM can construct, whose instances use `cache` (left open: it is yours). */
@@ -48,6 +51,8 @@ export class LarderCacheAdapter implements CacheAdapter {
 
   readonly #source: CacheSource
   readonly #expiration: number | undefined
+  /** Each key's last miss, for its store: a `clear()` while the query ran is not undone. */
+  readonly #missed = new MissTimes()
 
   constructor(options: LarderCacheAdapterOptions = {}, cache?: Larder) {
     const { expiration, onError = (error: Error) => process.emitWarning(error), ...larderOptions } = options
@@ -57,16 +62,26 @@ export class LarderCacheAdapter implements CacheAdapter {
 
   async get<T = unknown>(name: string): Promise<T | undefined> {
     return this.#source.guarded(undefined, async (cache) => {
-      const stored = (await cache.get(keyOf(name))) as Stored | undefined
-      return stored?.name === name ? (stored.data as T) : undefined
+      const key = keyOf(name)
+      const asked = cache.now()
+      const stored = (await cache.get(key)) as Stored | undefined
+      if (stored?.name === name) return stored.data as T
+      this.#missed.missed(key, asked) // MikroORM queries the database next and stores what it read
+      return undefined
     })
   }
 
   async set(name: string, data: unknown, _origin: string, expiration?: number): Promise<void> {
     const ttl = expiration ?? this.#expiration
     const stored: Stored = { name, data }
+    const key = keyOf(name)
+    const readAt = this.#missed.take(key)
     await this.#source.guarded(undefined, (cache) =>
-      cache.set(keyOf(name), stored, { ttl: ttl !== undefined && ttl > 0 ? ttl : undefined, tags: [TAG] }),
+      cache.set(key, stored, {
+        ttl: ttl !== undefined && ttl > 0 ? ttl : undefined,
+        tags: [TAG],
+        ...(readAt === undefined ? {} : { readAt }),
+      }),
     )
   }
 

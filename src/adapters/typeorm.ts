@@ -2,6 +2,7 @@ import type { DataSource, QueryRunner } from 'typeorm'
 import type { QueryResultCache } from 'typeorm/cache/QueryResultCache.js'
 import type { QueryResultCacheOptions } from 'typeorm/cache/QueryResultCacheOptions.js'
 import { boundedKey, KEY_BYTES } from './bounded-key.js'
+import { MissTimes } from './miss-times.js'
 import { CacheSource, type CacheOrOptions } from './cache-source.js'
 
 export type { CacheOrOptions }
@@ -23,7 +24,9 @@ const DERIVED = ['', '-count', '-pagination']
  * and expires with the query's duration, so larder reclaims it. TypeORM invalidates nothing
  * on writes: `remove([id])` (which also removes the `-count` and `-pagination` ids TypeORM
  * derives) and `clear()` (this adapter's entries only) are the ways, and both reach every
- * process sharing the directory.
+ * process sharing the directory. A result is stored as of its query's miss (`set`'s `readAt`),
+ * so a `clear()` while the query ran is not undone by the store after it (a `remove([id])` in
+ * that window still is: a delete leaves no stamp to compare with).
  *
  * Errors are written to the DataSource's logger as warnings and read as a miss or a dropped
  * store, so a failing disk never fails a query (a cache opened with `failOpen: false` throws
@@ -31,6 +34,8 @@ const DERIVED = ['', '-count', '-pagination']
  */
 export class LarderQueryResultCache implements QueryResultCache {
   readonly #source: CacheSource
+  /** Each key's last miss, for its store: a `clear()` while the query ran is not undone. */
+  readonly #missed = new MissTimes()
 
   constructor(dataSource?: DataSource, cache?: CacheOrOptions) {
     // The DataSource's logger is TypeORM's channel for what goes wrong outside a query.
@@ -55,10 +60,14 @@ export class LarderQueryResultCache implements QueryResultCache {
 
   async getFromCache(options: QueryResultCacheOptions, _queryRunner?: QueryRunner): Promise<QueryResultCacheOptions | undefined> {
     return this.#source.guarded(undefined, async (cache) => {
-      const saved = (await cache.get(keyOf(options))) as QueryResultCacheOptions | undefined
+      const key = keyOf(options)
+      const asked = cache.now()
+      let saved = (await cache.get(key)) as QueryResultCacheOptions | undefined
       // A key may be a hash (of a long id or query): the entry must be for this very one.
-      if (saved === undefined || saved.identifier !== options.identifier) return undefined
-      if (options.identifier === undefined && saved.query !== options.query) return undefined
+      if (saved !== undefined && saved.identifier !== options.identifier) saved = undefined
+      if (saved !== undefined && options.identifier === undefined && saved.query !== options.query) saved = undefined
+      // TypeORM queries the database next and stores what it read.
+      if (saved === undefined || this.isExpired(saved)) this.#missed.missed(key, asked)
       return saved
     })
   }
@@ -68,9 +77,11 @@ export class LarderQueryResultCache implements QueryResultCache {
     _savedCache: QueryResultCacheOptions | undefined,
     _queryRunner?: QueryRunner,
   ): Promise<void> {
+    const key = keyOf(options)
+    const readAt = this.#missed.take(key)
     await this.#source.guarded(undefined, (cache) =>
       cache.set(
-        keyOf(options),
+        key,
         {
           identifier: options.identifier,
           query: options.query,
@@ -78,7 +89,7 @@ export class LarderQueryResultCache implements QueryResultCache {
           duration: options.duration,
           result: options.result as unknown,
         },
-        { ttl: options.duration > 0 ? options.duration : undefined, tags: [TAG] },
+        { ttl: options.duration > 0 ? options.duration : undefined, tags: [TAG], ...(readAt === undefined ? {} : { readAt }) },
       ),
     )
   }

@@ -153,4 +153,28 @@ describe('larder/mikro-orm on libsql', () => {
     assert.ok(isLarderError(errors.at(-1), 'ERR_TOO_LARGE'), String(errors.at(-1)))
     await orm.close()
   })
+
+  test('a clear() while a query runs is not undone by the store of its result, which MikroORM makes after it', async () => {
+    const orm = await openOrm(LarderCacheAdapter, { dir: tempDir('larder-mikro-race') }, ['ann'])
+    const adapter = orm.config.getResultCacheAdapter()
+    const store = adapter.set.bind(adapter)
+    let race = true
+    // Between MikroORM's query and its store: a write, and a clear of the cache (another process's).
+    adapter.set = async (...args) => {
+      if (race) {
+        race = false
+        const em = orm.em.fork()
+        em.create(UserSchema, { name: 'bob' } as User)
+        await em.flush()
+        await adapter.clear()
+      }
+      return store(...args)
+    }
+    const names = async () =>
+      (await orm.em.fork().find(UserSchema, {}, { orderBy: { id: 'asc' }, cache: ['users', 60_000] })).map((u) => u.name)
+    assert.deepEqual(await names(), ['ann'], 'read before the write')
+    assert.deepEqual(await names(), ['ann', 'bob'], 'the result stored after the clear is stale: the database answers')
+    assert.deepEqual(await names(), ['ann', 'bob'])
+    await orm.close()
+  })
 })

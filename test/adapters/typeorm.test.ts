@@ -150,6 +150,29 @@ describe('larder/typeorm on SQLite (sql.js)', () => {
     assert.ok(log.warnings.length >= 3 && log.warnings.slice(1).every((w) => /getStream|maxValueSize/.test(w)), log.warnings.join('\n'))
     await ds.destroy()
   })
+
+  test('a clear() while a query runs is not undone by the store of its result, which TypeORM makes after it', async () => {
+    const { ds } = await openDataSource({ dir: tempDir('larder-typeorm-race') }, ['ann'])
+    const users = ds.getRepository(UserSchema)
+    const qrc = ds.queryResultCache!
+    const store = qrc.storeInCache.bind(qrc)
+    let race = true
+    // Between TypeORM's query and its store: a write, and a clear of the cache (another process's).
+    qrc.storeInCache = async (...args) => {
+      if (race) {
+        race = false
+        await users.insert({ name: 'bob' })
+        await qrc.clear()
+      }
+      return store(...args)
+    }
+    const names = async (): Promise<string[]> =>
+      (await users.find({ order: { id: 'ASC' }, cache: { id: 'all', milliseconds: 60_000 } })).map((u) => u.name)
+    assert.deepEqual(await names(), ['ann'], 'read before the write')
+    assert.deepEqual(await names(), ['ann', 'bob'], 'the result stored after the clear is stale: the database answers')
+    assert.deepEqual(await names(), ['ann', 'bob'])
+    await ds.destroy()
+  })
 })
 
 describe('larder/typeorm on PostgreSQL', () => {
