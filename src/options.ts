@@ -123,6 +123,9 @@ export interface RedisOptions {
 export interface WriteBackOptions {
   /** Most writes waiting for Redis; past it the oldest is dropped (and counted). Default 10,000. */
   maxQueue?: number
+  /** Most bytes of entries waiting for Redis; past it the oldest are dropped (and counted); the
+   *  newest write is always kept. Default `'64MiB'`. */
+  maxBytes?: Size
   /** The longest a write waits before its batch is sent. Default `'50ms'`. */
   maxDelay?: Duration
 }
@@ -305,7 +308,7 @@ export interface ResolvedOptions {
   maintenance: ResolvedMaintenanceOptions
   redis: ResolvedRedisOptions | undefined
   writeStrategy: WriteStrategy
-  writeBack: { maxQueue: number; maxDelay: number }
+  writeBack: { maxQueue: number; maxBytes: number; maxDelay: number }
   bus: boolean
   memoryPressure: ResolvedMemoryPressure | false
   /** The keys (ids only when printed or serialized), or undefined: entries are not encrypted. */
@@ -351,7 +354,7 @@ const OPTION_NAMES = new Set<string>([
   'encryption',
 ])
 const REDIS_NAMES = new Set(['url', 'client', 'cluster', 'prefix', 'maxValueSize', 'ttl', 'commandTimeout', 'breaker'])
-const WRITE_BACK_NAMES = new Set(['maxQueue', 'maxDelay'])
+const WRITE_BACK_NAMES = new Set(['maxQueue', 'maxBytes', 'maxDelay'])
 const STRATEGIES: readonly WriteStrategy[] = ['write-through', 'write-back', 'cache-aside']
 const MAINTENANCE_NAMES = new Set(['interval', 'workers', 'lowWater', 'touchAfter', 'lfuHalfLife', 'tempMaxAge'])
 const BREAKER_NAMES = new Set(['errorThresholdPercentage', 'volumeThreshold', 'resetTimeout', 'rollingCountTimeout', 'timeout'])
@@ -620,12 +623,14 @@ function resolveShared(
     throw invalid('dir', 'with dir: false, a cache needs the memory tier or redis to keep anything')
   if (dir === false && o.readOnly === true) throw invalid('readOnly', 'readOnly needs a dir to read')
   const w = o.writeBack ?? {}
-  if (w === null || typeof w !== 'object' || Array.isArray(w)) throw invalid('writeBack', 'expected { maxQueue?, maxDelay? }')
+  if (w === null || typeof w !== 'object' || Array.isArray(w)) throw invalid('writeBack', 'expected { maxQueue?, maxBytes?, maxDelay? }')
   rejectUnknown(w, WRITE_BACK_NAMES, 'writeBack.')
   const writeBack = {
     maxQueue: w.maxQueue === undefined ? 10_000 : positiveInteger(w.maxQueue, 'writeBack.maxQueue'),
+    maxBytes: parseSize(w.maxBytes ?? '64MiB', 'writeBack.maxBytes'),
     maxDelay: parseDuration(w.maxDelay ?? '50ms', 'writeBack.maxDelay'),
   }
+  if (writeBack.maxBytes === 0) throw invalid('writeBack.maxBytes', 'must be greater than 0')
   if (o.bus === true && redis === undefined) throw invalid('bus', 'the bus runs over Redis: set the redis option')
   return { redis, writeStrategy, writeBack, bus: redis !== undefined && o.bus !== false }
 }

@@ -19,6 +19,7 @@ test('a batch refused at once while the breaker lets calls through is retried ma
   let starved = false
   const queue = new WriteBackQueue({
     maxQueue: 100,
+    maxBytes: 1 << 20,
     maxDelay: 50,
     send: async (batch) => {
       await Promise.resolve() // refused without waiting: in a microtask, as opossum does
@@ -46,6 +47,7 @@ test('flush() while a refused batch waits for its retry resolves once it is sent
   let refused = 0
   const queue = new WriteBackQueue({
     maxQueue: 100,
+    maxBytes: 1 << 20,
     maxDelay: 20,
     send: async (batch) => {
       await Promise.resolve()
@@ -60,5 +62,32 @@ test('flush() while a refused batch waits for its retry resolves once it is sent
   assert.equal(await queue.flush(), true)
   assert.equal(queue.size, 0)
   assert.equal(refused, 4)
+  queue.stop()
+})
+
+test('the queue is bounded in bytes as well as in writes: past maxBytes the oldest go (counted), the newest always stays', () => {
+  let dropped = 0
+  const queue = new WriteBackQueue({
+    maxQueue: 100,
+    maxBytes: 250_000,
+    maxDelay: 3_600_000,
+    send: () => Promise.resolve(),
+    dropped: (n) => (dropped += n),
+    ready: () => false,
+  })
+  const big = (createdAt: number): QueuedWrite => ({ bytes: Buffer.alloc(100_000), createdAt, expiresAt: 0, grace: 0 })
+  queue.enqueue('a', big(1))
+  queue.enqueue('b', big(2))
+  assert.equal(queue.size, 2)
+  queue.enqueue('c', big(3))
+  assert.deepEqual([queue.size, dropped, queue.queuedAt('a')], [2, 1, undefined], 'a, the oldest, dropped')
+  queue.enqueue('b', write(4)) // b replaced by a small write: its 100,000 bytes are no longer held
+  queue.enqueue('d', big(5))
+  assert.deepEqual([queue.size, dropped], [3, 1], 'c + b (small) + d fit')
+  queue.forget('c')
+  queue.enqueue('e', big(6))
+  assert.deepEqual([queue.size, dropped], [3, 1], 'forget() gave back its bytes')
+  queue.enqueue('huge', { bytes: Buffer.alloc(400_000), createdAt: 7, expiresAt: 0, grace: 0 })
+  assert.deepEqual([queue.size, dropped, queue.queuedAt('huge')], [1, 4, 7], 'one write larger than the bound: kept alone')
   queue.stop()
 })

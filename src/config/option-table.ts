@@ -99,6 +99,7 @@ export const OPTION_ROWS: readonly OptionRow[] = [
   { path: 'redis.breaker.timeout', env: 'text', example: '2s', live: false, doc: 'a Redis command slower than this fails (duration)' },
   { path: 'writeStrategy', env: 'text', example: 'write-back', live: true, doc: '`write-through`, `write-back` or `cache-aside` (the last two need `redis`)' },
   { path: 'writeBack.maxQueue', env: 'number', example: '50000', live: false, doc: 'most writes waiting for Redis' },
+  { path: 'writeBack.maxBytes', env: 'text', example: '256MiB', live: false, doc: 'most bytes of entries waiting for Redis (size)' },
   { path: 'writeBack.maxDelay', env: 'text', example: '200ms', live: false, doc: 'longest a write waits for its batch (duration)' },
   { path: 'bus', env: 'boolean', example: 'false', live: false, doc: 'Redis pub/sub between instances' },
   { path: 'encryption.keys', env: 'keyring', example: `k1:${'0'.repeat(64)}`, live: false, secret: true, doc: 'encryption keys, `id:key,…` (32 bytes each: 64 hex digits or base64; never shown); the first is active' },

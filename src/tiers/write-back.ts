@@ -7,8 +7,9 @@
  * - Flushed in batches: once `maxDelay` after the first write queued since the last flush, or
  *   at once when BATCH writes are waiting. A batch is handed to `send` in one go (the Redis
  *   tier issues its commands in one tick, so ioredis pipelines them, per node in a cluster).
- * - Bounded: past `maxQueue` the oldest queued write is dropped and counted (its key is still
- *   local here; other instances read what Redis had).
+ * - Bounded: past `maxQueue` writes, or `maxBytes` of entry bytes, the oldest queued writes are
+ *   dropped and counted (their keys are still local here; other instances read what Redis
+ *   had). Both bounds: 10,000 writes of Redis's largest values (1 MB) would hold 10 GB.
  * - A failed batch is put back (unless a newer write of the key was queued meanwhile) and
  *   retried `maxDelay` later while the breaker lets calls through, else by `resume()` (the
  *   breaker closing, the connection coming back).
@@ -20,7 +21,7 @@
  *   made while Redis was away came back when Redis did, on every instance, and an overwrite
  *   left the others serving the old value.
  *
- * What a crash loses: the writes still queued (at most `maxQueue`, and normally those of the
+ * What a crash loses: the writes still queued (at most `maxQueue` / `maxBytes`, and normally those of the
  * last `maxDelay`). They stay in the files of this host; the outage rule (see bus/) makes every
  * instance, this one after its restart included, check such a file entry against Redis before
  * serving it, and one Redis does not have is dropped there too, so no instance serves it.
@@ -40,6 +41,7 @@ const BATCH = 256
 
 export interface WriteBackParts {
   maxQueue: number
+  maxBytes: number
   maxDelay: number
   /** Sends a batch to Redis; rejects when Redis is unreachable. Resolves to the keys it stored. */
   send(batch: Map<string, QueuedWrite>): Promise<void>
@@ -52,6 +54,8 @@ export interface WriteBackParts {
 export class WriteBackQueue {
   readonly #p: WriteBackParts
   #queue = new Map<string, QueuedWrite>()
+  /** The entry bytes the queue holds (`#queue`'s; a batch being sent is not counted). */
+  #bytes = 0
   #timer: NodeJS.Timeout | undefined
   #flushing: Promise<void> | undefined
   /** Callers of flush() waiting for an empty queue (true) or for Redis to be found out of
@@ -67,13 +71,10 @@ export class WriteBackQueue {
   }
 
   enqueue(key: string, write: QueuedWrite): void {
-    this.#queue.delete(key)
+    this.#delete(key)
     this.#queue.set(key, write)
-    if (this.#queue.size > this.#p.maxQueue) {
-      const oldest = this.#queue.keys().next().value as string
-      this.#queue.delete(oldest)
-      this.#p.dropped(1)
-    }
+    this.#bytes += write.bytes?.length ?? 0
+    this.#bound()
     if (this.#queue.size >= BATCH) this.#kick()
     else if (this.#timer === undefined) {
       this.#timer = setTimeout(() => this.#kick(), this.#p.maxDelay)
@@ -83,7 +84,7 @@ export class WriteBackQueue {
 
   /** Forgets what is queued for `key` (a delete or a local change overtook it). */
   forget(key: string): void {
-    this.#queue.delete(key)
+    this.#delete(key)
   }
 
   /** Forgets what is queued for `key` if it is not newer than `at` (another instance changed
@@ -91,13 +92,13 @@ export class WriteBackQueue {
    *  or prune removed). */
   forgetIfOlder(key: string, at: number): void {
     const write = this.#queue.get(key)
-    if (write !== undefined && write.createdAt <= at) this.#queue.delete(key)
+    if (write !== undefined && write.createdAt <= at) this.#delete(key)
   }
 
   /** Forgets every queued write whose key `matches`, created at or before `at` (a prune by
    *  pattern, here or heard). */
   forgetMatching(matches: (key: string) => boolean, at: number): void {
-    for (const [key, write] of this.#queue) if (write.createdAt <= at && matches(key)) this.#queue.delete(key)
+    for (const [key, write] of this.#queue) if (write.createdAt <= at && matches(key)) this.#delete(key)
     this.#settleWaiters()
   }
 
@@ -108,7 +109,7 @@ export class WriteBackQueue {
 
   /** Forgets every queued write created at or before `at` (a clear). */
   forgetBefore(at: number): void {
-    for (const [key, write] of this.#queue) if (write.createdAt <= at) this.#queue.delete(key)
+    for (const [key, write] of this.#queue) if (write.createdAt <= at) this.#delete(key)
     this.#settleWaiters()
   }
 
@@ -147,6 +148,7 @@ export class WriteBackQueue {
     }
     const batch = this.#queue
     this.#queue = new Map()
+    this.#bytes = 0
     let failed = false
     this.#flushing = this.#p
       .send(batch)
@@ -157,12 +159,9 @@ export class WriteBackQueue {
         this.#queue = new Map()
         for (const [key, write] of batch) if (!newer.has(key)) this.#queue.set(key, write)
         for (const [key, write] of newer) this.#queue.set(key, write)
-        let over = this.#queue.size - this.#p.maxQueue
-        if (over > 0) this.#p.dropped(over)
-        for (const key of this.#queue.keys()) {
-          if (over-- <= 0) break
-          this.#queue.delete(key)
-        }
+        this.#bytes = 0
+        for (const write of this.#queue.values()) this.#bytes += write.bytes?.length ?? 0
+        this.#bound()
       })
       .finally(() => {
         this.#flushing = undefined
@@ -177,6 +176,24 @@ export class WriteBackQueue {
           if (this.#waiters.length === 0) this.#timer.unref()
         }
       })
+  }
+
+  /** Removes `key`'s queued write, if any, from the queue and its byte count. */
+  #delete(key: string): void {
+    const write = this.#queue.get(key)
+    if (write === undefined) return
+    this.#queue.delete(key)
+    this.#bytes -= write.bytes?.length ?? 0
+  }
+
+  /** Drops the oldest queued writes (counted) while past either bound. */
+  #bound(): void {
+    let over = 0
+    while (this.#queue.size > this.#p.maxQueue || (this.#bytes > this.#p.maxBytes && this.#queue.size > 1)) {
+      this.#delete(this.#queue.keys().next().value as string)
+      over++
+    }
+    if (over > 0) this.#p.dropped(over)
   }
 
   /** Wakes flush() callers when nothing is left to send (true), or when nothing can be sent

@@ -86,6 +86,29 @@ describe('write strategies', { skip }, () => {
     await cache.close()
   })
 
+  test('write-back: the queue is bounded in bytes too (writeBack.maxBytes): 1 MB values past it drop their oldest', async () => {
+    const prefix = fresh()
+    const cache = await open(prefix, {
+      writeStrategy: 'write-back',
+      compression: 'none',
+      writeBack: { maxDelay: '1h', maxBytes: '2.5MB' },
+      redis: { url: server.url, prefix, maxValueSize: '2MB' },
+    })
+    const value = (i: number): string => String(i).repeat(1_000_000)
+    for (let i = 0; i < 5; i++) await cache.set(`big${i}`, value(i))
+    const f = await figures(cache)
+    assert.equal(f.tiers.redis!.queued, 2, 'two 1 MB entries fit in 2.5 MB')
+    assert.equal(f.tiers.redis!.dropped, 3)
+    await cache.flush()
+    for (const i of [0, 1, 2]) assert.equal(await inRedis(prefix, `big${i}`), null, `big${i} never reached Redis`)
+    for (const i of [3, 4]) assert.notEqual(await inRedis(prefix, `big${i}`), null, `big${i} did`)
+    await assert.rejects(open(fresh(), { writeStrategy: 'write-back', writeBack: { maxBytes: 0 } }), {
+      code: 'ERR_INVALID_OPTION',
+      field: 'writeBack.maxBytes',
+    })
+    await cache.close()
+  })
+
   test('write-back: close() drains the queue', async () => {
     const prefix = fresh()
     const cache = await open(prefix, { writeStrategy: 'write-back', writeBack: { maxDelay: '1h' } })
