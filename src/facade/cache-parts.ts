@@ -140,10 +140,7 @@ export class CacheParts {
         : new WriteBackQueue({
             ...options.writeBack,
             send: (batch) => this.stack.sendBatch(batch),
-            dropped: (n) => {
-              counts.dropped += n
-              this.counters.tiers.redis!.dropped += n
-            },
+            dropped: (n) => this.failures.dropped('redis', n),
             ready: () => this.shared!.breaker.state !== 'open',
           })
     this.memory =

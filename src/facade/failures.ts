@@ -31,9 +31,22 @@ export class Failures {
   /** A write to `tier` failed: a counted drop, or ERR_UNAVAILABLE with failOpen false. */
   writeFailed(error: unknown, tier: TierName = 'file'): void {
     if (isLarderError(error)) throw error
-    this.#counters.counts.dropped++
+    this.dropped(tier)
+    this.#trouble(error, tier)
+  }
+
+  /** `count` changes for `tier` let go unsent (a deferred change the full queue dropped). */
+  dropped(tier: TierName, count = 1): void {
+    this.#counters.counts.dropped += count
     const counts = this.#counters.tiers[tier]
-    if (counts !== undefined) counts.dropped++
+    if (counts !== undefined) counts.dropped += count
+  }
+
+  /** A change `tier` failed to take that is kept to be sent again when the tier is back (the
+   *  write-back queue, held tag stamps, a missed clear): an error, as failOpen says, but not a
+   *  drop. It is counted as dropped only if the queue later lets it go. */
+  writeDeferred(error: unknown, tier: TierName): void {
+    if (isLarderError(error)) throw error
     this.#trouble(error, tier)
   }
 

@@ -87,7 +87,7 @@ export class TagInvalidation {
       await shared.recordTags(tags, at)
     } catch (error) {
       this.#hold(tags, at)
-      this.#p.failures.writeFailed(error, 'redis')
+      this.#p.failures.writeDeferred(error, 'redis') // kept, sent again: not a drop
     }
     shared.bus?.publish({ op: 'tags', tags: [...tags], at })
   }
@@ -125,6 +125,7 @@ export class TagInvalidation {
     for (const tag of this.#pending.keys()) {
       if (this.#pending.size <= PENDING_MAX) break
       this.#pending.delete(tag)
+      this.#p.failures.dropped('redis')
     }
     this.#retry.schedule()
   }

@@ -367,23 +367,26 @@ export class TierStack {
       counts.sets++
       return { stored: true, announced }
     } catch (error) {
-      this.#p.failures.writeFailed(error, 'redis')
-      return this.#defer(key, { bytes, createdAt: entry.createdAt, expiresAt: entry.expiresAt, grace: entry.grace }) ? DEFERRED : NOT_SENT
+      if (!this.#canDefer()) {
+        this.#p.failures.writeFailed(error, 'redis')
+        return NOT_SENT
+      }
+      this.#p.failures.writeDeferred(error, 'redis') // failOpen false: thrown, nothing queued
+      this.#p.writeBack!.enqueue(key, { bytes, createdAt: entry.createdAt, expiresAt: entry.expiresAt, grace: entry.grace })
+      return DEFERRED
     } finally {
       counts.set.record(performance.now() - started)
     }
   }
 
   /**
-   * A change Redis could not take (failOpen: already counted as a drop), queued to be sent when
-   * Redis can be reached again (write-back.ts), unless memory is under pressure. Its bus message
-   * is sent after it: a message that arrived first would let the others read, and keep, the
-   * value Redis still held. Whether it was queued.
+   * May a change Redis could not take (failOpen) wait in the write-back queue (write-back.ts) to
+   * be sent when Redis can be reached again: not under memory pressure. Its bus message is sent
+   * after it: a message that arrived first would let the others read, and keep, the value
+   * Redis still held. Such a change is an error but not a drop, unless the queue lets it go.
    */
-  #defer(key: string, write: QueuedWrite): boolean {
-    if (this.#p.writeBack === undefined || this.#p.underPressure()) return false
-    this.#p.writeBack.enqueue(key, write)
-    return true
+  #canDefer(): boolean {
+    return this.#p.writeBack !== undefined && !this.#p.underPressure()
   }
 
   // eslint-disable-next-line @typescript-eslint/require-await -- async so a throw from enqueue arrives as a rejection, as #toRedis's would
@@ -446,20 +449,25 @@ export class TierStack {
     const removed = await this.#removeFrom(
       'redis',
       () => this.redis!.delete(key, at),
-      () => (deferred = this.#defer(key, { bytes: undefined, createdAt: at, expiresAt: 0, grace: 0 })),
+      (error) => {
+        if (!this.#canDefer()) return false
+        this.#p.failures.writeDeferred(error, 'redis') // failOpen false: thrown, nothing queued
+        this.#p.writeBack!.enqueue(key, { bytes: undefined, createdAt: at, expiresAt: 0, grace: 0 })
+        return (deferred = true)
+      },
     )
     if (!deferred) this.#p.publish({ op: 'keys', keys: [[key, at]] })
     return removed
   }
 
-  async #removeFrom(tier: 'file' | 'redis', remove: () => Promise<boolean>, failed?: () => void): Promise<boolean> {
+  /** `defer`: keeps the failed change to send later (true), so it is not a drop. */
+  async #removeFrom(tier: 'file' | 'redis', remove: () => Promise<boolean>, defer?: (error: unknown) => boolean): Promise<boolean> {
     try {
       const deleted = await remove()
       if (deleted) this.#p.counters.tiers[tier]!.deletes++
       return deleted
     } catch (error) {
-      this.#p.failures.writeFailed(error, tier)
-      failed?.()
+      if (defer?.(error) !== true) this.#p.failures.writeFailed(error, tier)
       return false
     }
   }
@@ -520,7 +528,7 @@ export class TierStack {
       try {
         await this.redis.clear()
       } catch (error) {
-        this.#p.failures.writeFailed(error, 'redis')
+        this.#p.failures.writeDeferred(error, 'redis')
         const before = this.#missedClear
         this.#missedClear = { at, tier: before?.tier === 'all' ? 'all' : tier }
         this.#retryClear.schedule()
