@@ -85,7 +85,7 @@ export class LarderDrizzleCache extends Cache {
       cache.set(name, storable(response), {
         ttl: ttlOf(config) ?? this.#ttl,
         tags: tables.map(tableTag),
-        ...(readAt === undefined ? {} : { readAt }),
+        readAt,
       }),
     )
   }

@@ -80,7 +80,7 @@ export class LarderCacheAdapter implements CacheAdapter {
       cache.set(key, stored, {
         ttl: ttl !== undefined && ttl > 0 ? ttl : undefined,
         tags: [TAG],
-        ...(readAt === undefined ? {} : { readAt }),
+        readAt,
       }),
     )
   }

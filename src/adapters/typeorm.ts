@@ -89,7 +89,7 @@ export class LarderQueryResultCache implements QueryResultCache {
           duration: options.duration,
           result: options.result as unknown,
         },
-        { ttl: options.duration > 0 ? options.duration : undefined, tags: [TAG], ...(readAt === undefined ? {} : { readAt }) },
+        { ttl: options.duration > 0 ? options.duration : undefined, tags: [TAG], readAt },
       ),
     )
   }

@@ -367,26 +367,29 @@ export class TierStack {
       counts.sets++
       return { stored: true, announced }
     } catch (error) {
-      if (!this.#canDefer()) {
-        this.#p.failures.writeFailed(error, 'redis')
-        return NOT_SENT
-      }
-      this.#p.failures.writeDeferred(error, 'redis') // failOpen false: thrown, nothing queued
-      this.#p.writeBack!.enqueue(key, { bytes, createdAt: entry.createdAt, expiresAt: entry.expiresAt, grace: entry.grace })
-      return DEFERRED
+      return this.#defer(error, key, { bytes, createdAt: entry.createdAt, expiresAt: entry.expiresAt, grace: entry.grace })
+        ? DEFERRED
+        : NOT_SENT
     } finally {
       counts.set.record(performance.now() - started)
     }
   }
 
   /**
-   * May a change Redis could not take (failOpen) wait in the write-back queue (write-back.ts) to
-   * be sent when Redis can be reached again: not under memory pressure. Its bus message is sent
-   * after it: a message that arrived first would let the others read, and keep, the value
-   * Redis still held. Such a change is an error but not a drop, unless the queue lets it go.
+   * A change Redis could not take (failOpen; with failOpen false the caller hears of it and
+   * nothing is queued) waits in the write-back queue (write-back.ts) to be sent when Redis can
+   * be reached again, unless memory is under pressure: an error, but not a drop unless the
+   * queue lets it go. Its bus message is sent after it: a message that arrived first would let
+   * the others read, and keep, the value Redis still held. Whether it was queued.
    */
-  #canDefer(): boolean {
-    return this.#p.writeBack !== undefined && !this.#p.underPressure()
+  #defer(error: unknown, key: string, write: QueuedWrite): boolean {
+    if (this.#p.writeBack === undefined || this.#p.underPressure()) {
+      this.#p.failures.writeFailed(error, 'redis')
+      return false
+    }
+    this.#p.failures.writeDeferred(error, 'redis')
+    this.#p.writeBack.enqueue(key, write)
+    return true
   }
 
   // eslint-disable-next-line @typescript-eslint/require-await -- async so a throw from enqueue arrives as a rejection, as #toRedis's would
@@ -449,25 +452,21 @@ export class TierStack {
     const removed = await this.#removeFrom(
       'redis',
       () => this.redis!.delete(key, at),
-      (error) => {
-        if (!this.#canDefer()) return false
-        this.#p.failures.writeDeferred(error, 'redis') // failOpen false: thrown, nothing queued
-        this.#p.writeBack!.enqueue(key, { bytes: undefined, createdAt: at, expiresAt: 0, grace: 0 })
-        return (deferred = true)
-      },
+      (error) => (deferred = this.#defer(error, key, { bytes: undefined, createdAt: at, expiresAt: 0, grace: 0 })),
     )
     if (!deferred) this.#p.publish({ op: 'keys', keys: [[key, at]] })
     return removed
   }
 
-  /** `defer`: keeps the failed change to send later (true), so it is not a drop. */
-  async #removeFrom(tier: 'file' | 'redis', remove: () => Promise<boolean>, defer?: (error: unknown) => boolean): Promise<boolean> {
+  /** `failed`: what a failure means, instead of a counted drop (#defer). */
+  async #removeFrom(tier: 'file' | 'redis', remove: () => Promise<boolean>, failed?: (error: unknown) => void): Promise<boolean> {
     try {
       const deleted = await remove()
       if (deleted) this.#p.counters.tiers[tier]!.deletes++
       return deleted
     } catch (error) {
-      if (defer?.(error) !== true) this.#p.failures.writeFailed(error, tier)
+      if (failed === undefined) this.#p.failures.writeFailed(error, tier)
+      else failed(error)
       return false
     }
   }
