@@ -43,7 +43,8 @@ export class Bus {
   /** A publish that failed while the breaker stayed closed and the connection up flushes the
    *  outbox again soon (the breaker's and the connection's events flush it otherwise); a message
    *  left waiting for the next publish, however long, would let the others serve what it drops. */
-  readonly #retry = new RetrySoon(() => this.flush())
+  readonly #retry = new RetrySoon(() => void this.flush())
+  readonly #resubscribe = new RetrySoon(() => void this.#subscribe())
 
   constructor(parts: BusParts) {
     this.#p = parts
@@ -96,7 +97,7 @@ export class Bus {
     const full = { ...message, from: this.id }
     if (this.#outbox.size > 0 || this.#p.breaker.state === 'open') {
       this.#outbox.add(full)
-      this.flush()
+      void this.flush()
       return
     }
     void this.#send(full) // nobody waits: #send never rejects (a failed publish goes back to the outbox)
@@ -114,12 +115,14 @@ export class Bus {
     return { channel: this.#p.channel, text: this.#encode(message) }
   }
 
-  /** Publishes what waited (the Redis breaker closed, the connection is back). */
-  flush(): void {
-    if (this.#flushing || this.#outbox.size === 0 || this.#p.breaker.state === 'open' || this.#p.client.status !== 'ready') return
+  /** Publishes what waited (the Redis breaker closed, the connection is back); resolves once
+   *  tried (close() waits for one try: a message that failed just before it is not lost). */
+  flush(): Promise<void> {
+    if (this.#flushing || this.#outbox.size === 0 || this.#p.breaker.state === 'open' || this.#p.client.status !== 'ready')
+      return Promise.resolve()
     this.#flushing = true
     const messages = this.#outbox.take(this.id)
-    void Promise.all(messages.map((m) => this.#send(m))).finally(() => {
+    return Promise.all(messages.map((m) => this.#send(m))).then(() => {
       this.#flushing = false
     })
   }
@@ -127,6 +130,7 @@ export class Bus {
   close(): void {
     this.#closed = true
     this.#retry.stop()
+    this.#resubscribe.stop()
   }
 
   async #send(message: BusMessage): Promise<void> {
@@ -153,11 +157,15 @@ export class Bus {
     try {
       await this.#p.subscriber.subscribe(this.#p.channel)
     } catch {
-      return // the connection dropped again: the next 'ready' tries again
+      // The connection dropped again: the next 'ready' tries again. Still up (the command timed
+      // out on a slow or paused server): no 'ready' comes, so try again soon, or this instance
+      // would never run the outage rule for what it missed.
+      if (this.#p.subscriber.status === 'ready') this.#resubscribe.schedule()
+      return
     }
     this.#subscribed = true
     this.#p.connected()
-    this.flush()
+    void this.flush()
   }
 }
 

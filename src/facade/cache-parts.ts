@@ -129,7 +129,7 @@ export class CacheParts {
               this.writeBack?.resume()
               void this.stack.sendMissedClear()
               void this.tags.sendPending()
-              this.shared?.bus?.flush()
+              void this.shared?.bus?.flush()
             },
           })
     // With Redis, the queue is there even while another strategy is chosen: configure() may
@@ -264,6 +264,7 @@ export class CacheParts {
     await this.stack.stop()
     if (this.tags.pending > 0) await this.tags.sendPending() // one try: a stamp Redis misses outlives this instance's own files
     this.tags.close()
+    await this.shared?.bus?.flush() // one try for the messages still waiting
     await this.disk?.close(this.counters.counts)
     await this.shared?.close()
     this.memory?.close()

@@ -67,6 +67,11 @@ export class SharedParts {
       (state) => {
         hooks.breaker(state)
         if (state === 'closed') hooks.recovered()
+        // Only a command closes a half-open breaker, and an idle instance (or one answered
+        // from memory) sends none: what waits for Redis (queued writes, bus messages, tag
+        // stamps, a missed clear) would wait for ever. One PING is the trial: it closes the
+        // breaker (then `recovered`) or opens it again for another resetTimeout.
+        if (state === 'halfOpen') this.breaker.run(() => this.client.ping()).catch(() => {})
       },
       isRedisFailure,
     )

@@ -150,6 +150,11 @@ export class DiskBreaker {
    *  A throw, not a rejected promise: opossum judges a synchronous throw at once, so a
    *  failure is counted before the caller's next look at the breaker, as without the fast path. */
   #failed<T>(error: unknown): Promise<T> {
+    // The breaker left closed while this operation ran (other failures opened it, and it may
+    // be half-open by now): this late failure is not fed to fire(), where it would take the
+    // half-open trial and open the breaker again for a failure from before the trial.
+    // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the operation's own rejection reason, as it came
+    if (!this.#breaker.closed) return Promise.reject(error)
     return this.#breaker.fire(() => {
       throw error
     }) as Promise<T>

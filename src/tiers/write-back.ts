@@ -38,6 +38,9 @@ export interface QueuedWrite {
 
 /** How many queued writes start a flush without waiting for maxDelay. */
 const BATCH = 256
+/** Failed sends in a row after which flush() callers stop waiting: a Redis that answers reads
+ *  but refuses writes (a replica after a failover: READONLY; OOM) keeps the breaker closed. */
+const FLUSH_GIVE_UP_FAILURES = 3
 
 export interface WriteBackParts {
   maxQueue: number
@@ -58,6 +61,8 @@ export class WriteBackQueue {
   #bytes = 0
   #timer: NodeJS.Timeout | undefined
   #flushing: Promise<void> | undefined
+  /** Sends that failed in a row (see FLUSH_GIVE_UP_FAILURES). */
+  #failures = 0
   /** Callers of flush() waiting for an empty queue (true) or for Redis to be found out of
    *  reach (false). */
   #waiters: ((sent: boolean) => void)[] = []
@@ -114,8 +119,9 @@ export class WriteBackQueue {
   }
 
   /** Resolves to true once every write queued before the call has been sent or dropped; to
-   *  false once Redis is found out of reach (its breaker open: the writes stay queued for its
-   *  return), or when `giveUp` resolves first (close()'s bound). */
+   *  false once Redis is found out of reach (its breaker open, or FLUSH_GIVE_UP_FAILURES sends
+   *  failed in a row: the writes stay queued for its return), or when `giveUp` resolves first
+   *  (close()'s bound). */
   async flush(giveUp?: Promise<unknown>): Promise<boolean> {
     if (this.#queue.size === 0 && this.#flushing === undefined) return true
     const settled = new Promise<boolean>((resolve) => this.#waiters.push(resolve))
@@ -165,6 +171,8 @@ export class WriteBackQueue {
       })
       .finally(() => {
         this.#flushing = undefined
+        this.#failures = failed ? this.#failures + 1 : 0
+        if (this.#failures >= FLUSH_GIVE_UP_FAILURES) for (const resolve of this.#waiters.splice(0)) resolve(false)
         if (this.#queue.size === 0 || !this.#p.ready()) this.#settleWaiters()
         else if (!failed) this.#kick()
         else if (this.#timer === undefined) {

@@ -1,0 +1,156 @@
+/**
+ * Recovery that needs no call from the application, and waits that end on their own (found by
+ * a review of the fault paths, each reproduced before it was fixed):
+ * - an instance that makes no Redis call of its own (idle, or answered from memory) sends what
+ *   waited for Redis once Redis is back: its breaker's half-open trial is a PING of its own;
+ * - a SUBSCRIBE that times out on a connection that stays up (a server slow for a moment as
+ *   the subscriber came back) is tried again, so the outage rule runs for that reconnection;
+ * - flush() against a Redis that answers reads but refuses writes (a replica: READONLY) ends;
+ * - a fast-path failure that lands after the breaker left closed does not take the half-open
+ *   trial (the real opossum breaker, driven directly).
+ */
+import { after, afterEach, describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { setTimeout as delay } from 'node:timers/promises'
+import { Redis } from 'ioredis'
+import { Larder, type LarderOptions } from '../../src/index.ts'
+import { DiskBreaker } from '../../src/resilience/disk-breaker.ts'
+import { isRedisFailure } from '../../src/resilience/redis-failure.ts'
+import { tempDir } from '../helpers.ts'
+import { startRelay } from './proxy.ts'
+import { eventually, freePort, redisAvailable, startRedis, type RedisServer } from './server.ts'
+
+const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run installs it)'
+const server = skip === false ? await startRedis() : (undefined as unknown as RedisServer)
+after(() => server?.kill())
+
+type RedisFigures = { queued: number; busQueued: number; breaker: { state: string } }
+const redisFigures = async (cache: Larder): Promise<RedisFigures> =>
+  ((await cache.stats()) as unknown as { tiers: { redis: RedisFigures } }).tiers.redis
+
+let n = 0
+const fresh = (): string => `q${process.pid}-${n++}:`
+const FAST = { commandTimeout: '100ms', breaker: { resetTimeout: '500ms', volumeThreshold: 2 } }
+const opened: Larder[] = []
+const clients: Redis[] = []
+async function open(url: string, prefix: string, more: Partial<LarderOptions> = {}, redis: object = {}): Promise<Larder> {
+  const cache = await Larder.open({ dir: tempDir(), memory: true, maintenance: false, redis: { url, prefix, ...FAST, ...redis }, ...more })
+  opened.push(cache)
+  return cache
+}
+function raw(): Redis {
+  const client = new Redis(server.url)
+  clients.push(client)
+  return client
+}
+
+describe('recovery without calls, and waits that end', { skip }, () => {
+  afterEach(async () => {
+    await Promise.all(opened.splice(0).map((cache) => cache.close().catch(() => {})))
+    for (const client of clients.splice(0)) client.disconnect()
+    if (server.proc?.exitCode !== null || server.proc.signalCode !== null) await server.start()
+  })
+
+  test('an idle instance sends the write Redis missed once Redis is back, without a call of its own', async () => {
+    const prefix = fresh()
+    const a = await open(server.url, prefix)
+    await a.set('k', 'v1')
+    await server.kill()
+    await a.set('k', 'v2') // queued for Redis
+    for (let i = 0; i < 10 && (await redisFigures(a)).breaker.state !== 'open'; i++) await a.get(`probe${i}`)
+    assert.equal((await redisFigures(a)).breaker.state, 'open')
+    await server.start() // empty: persistence is off
+    const r = raw()
+    // No call on `a` from here on.
+    assert.ok(await eventually(async () => (await r.exists(`${prefix}default:k`)) === 1, 10_000), 'the queued write reached Redis')
+    const figures = await redisFigures(a)
+    assert.equal(figures.breaker.state, 'closed')
+    assert.equal(figures.queued, 0)
+    const b = await open(server.url, prefix)
+    assert.equal(await b.get('k'), 'v2')
+  })
+
+  test('a SUBSCRIBE that times out on a connection that stays up is tried again: the outage rule runs for that reconnection', async () => {
+    const prefix = fresh()
+    const relay = await startRelay(server.port)
+    try {
+      const a = await open(server.url, prefix)
+      const b = await open(relay.url, prefix)
+      await a.set('k', 'v1')
+      assert.ok(await eventually(async () => (await b.get('k')) === 'v1'), 'B holds v1')
+      await relay.down() // B cut off: its subscription is gone
+      await a.set('k', 'v2') // B hears nothing of it
+      relay.hold('subscribe', 1_500) // B's SUBSCRIBE, when it comes back, outlasts commandTimeout
+      await relay.up()
+      await delay(2_000) // B's connections are back; its SUBSCRIBE timed out
+      relay.release()
+      assert.ok(await eventually(async () => (await b.get('k')) === 'v2', 5_000), 'B re-validated its copy against Redis')
+      await a.set('k', 'v3')
+      assert.ok(await eventually(async () => (await b.get('k')) === 'v3'), 'and hears the messages again')
+    } finally {
+      await relay.close()
+    }
+  })
+
+  test('flush() against a Redis that answers reads but refuses writes (a replica: READONLY) ends; with failOpen: false it rejects', async () => {
+    const prefix = fresh()
+    const a = await open(server.url, prefix, { writeStrategy: 'write-back' })
+    const strict = await open(server.url, prefix, { writeStrategy: 'write-back', failOpen: false })
+    await a.set('k', 'v1')
+    await a.flush()
+    const r = raw()
+    await r.replicaof('127.0.0.1', await freePort()) // read-only now (its primary never answers)
+    try {
+      await a.set('k', 'v2')
+      await strict.set('s', 'v2')
+      let reading = true
+      const reads = (async () => {
+        // Reads that succeed keep the breaker closed.
+        for (let i = 0; reading; i++) {
+          await a.get(`uncached${i}`)
+          await strict.get(`uncached${i}`).catch(() => {})
+          await delay(10)
+        }
+      })()
+      const settled = await Promise.race([Promise.allSettled([a.flush(), strict.flush()]), delay(8_000).then(() => 'pending' as const)])
+      reading = false
+      await reads
+      assert.notEqual(settled, 'pending', 'flush() ended')
+      const [loose, tight] = settled as PromiseSettledResult<void>[]
+      assert.equal(loose!.status, 'fulfilled')
+      assert.equal(tight!.status, 'rejected')
+      assert.equal(((tight as PromiseRejectedResult).reason as { code?: string }).code, 'ERR_UNAVAILABLE')
+      assert.equal((await redisFigures(a)).queued, 1, 'the write still waits for a Redis that takes it')
+    } finally {
+      await r.replicaof('NO', 'ONE')
+    }
+    assert.ok(
+      await eventually(async () => (await r.getBuffer(`${prefix}default:k`))?.includes('v2') === true),
+      'sent once Redis takes writes',
+    )
+  })
+})
+
+test('a failure that lands after the breaker left closed leaves the half-open trial to the next call', async () => {
+  const states: string[] = []
+  const breaker = new DiskBreaker(
+    { timeout: 0, errorThresholdPercentage: 50, volumeThreshold: 1, resetTimeout: 50, rollingCountTimeout: 10_000 },
+    (state) => states.push(state),
+    isRedisFailure,
+  )
+  const timedOut = (): Error => Object.assign(new Error('Command timed out'), { code: 'ETIMEDOUT' })
+  // Started while closed, fails late.
+  const late = breaker.run(() => delay(150).then(() => Promise.reject(timedOut())))
+  await assert.rejects(
+    breaker.run(() => Promise.reject(timedOut())),
+    /timed out/,
+  )
+  assert.equal(breaker.state, 'open')
+  assert.ok(await eventually(() => breaker.state === 'halfOpen', 2_000))
+  await assert.rejects(late, /timed out/)
+  assert.equal(breaker.state, 'halfOpen', 'the late failure did not take the trial')
+  assert.equal(await breaker.run(() => Promise.resolve('ok')), 'ok')
+  assert.equal(breaker.state, 'closed')
+  assert.deepEqual(states, ['open', 'halfOpen', 'closed'])
+  breaker.shutdown()
+})
