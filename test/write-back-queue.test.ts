@@ -43,15 +43,17 @@ test('a batch refused at once while the breaker lets calls through is retried ma
   queue.stop()
 })
 
-test('flush() while a refused batch waits for its retry resolves once it is sent', async () => {
-  let refused = 0
+test('flush() while a refused batch waits for its retry resolves once it is sent; after 3 refusals in a row it stops waiting', async () => {
+  let refusals = 2
+  let sends = 0
   const queue = new WriteBackQueue({
     maxQueue: 100,
     maxBytes: 1 << 20,
     maxDelay: 20,
     send: async (batch) => {
       await Promise.resolve()
-      if (refused++ < 3) throw new Error('timeout')
+      sends++
+      if (refusals-- > 0) throw new Error('READONLY')
       batch.clear()
     },
     dropped: () => undefined,
@@ -60,8 +62,12 @@ test('flush() while a refused batch waits for its retry resolves once it is sent
   queue.enqueue('a', write(1))
   queue.enqueue('b', write(2))
   assert.equal(await queue.flush(), true)
-  assert.equal(queue.size, 0)
-  assert.equal(refused, 4)
+  assert.deepEqual([queue.size, sends], [0, 3])
+
+  refusals = Infinity // a Redis that answers reads but refuses every write: the breaker stays closed
+  queue.enqueue('c', write(3))
+  assert.equal(await queue.flush(), false, 'not sent: the caller stops waiting')
+  assert.deepEqual([queue.size, sends], [1, 6], 'after 3 refusals in a row; the write stays queued')
   queue.stop()
 })
 
