@@ -8,12 +8,23 @@ import { RetrySoon } from '../resilience/retry-soon.js'
 /** Messages (keys and tags) queued at most while Redis is unreachable; see Outbox. */
 const OUTBOX_MAX = 10_000
 
+/** What the bus needs of its connection: a standalone `Redis`, or a cluster's NodeSubscriber
+ *  ('ready', 'close' and 'messageBuffer' events). */
+export interface Subscriber {
+  readonly status: string
+  subscribe(channel: string): Promise<unknown>
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- EventEmitter's own listener type
+  on(event: string, listener: (...args: any[]) => void): unknown
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- EventEmitter's own listener type
+  once(event: string, listener: (...args: any[]) => void): unknown
+}
+
 export interface BusParts {
   /** Publishes (the tier's command connection, through the Redis breaker). */
   client: RedisClient
   breaker: DiskBreaker
   /** The bus's own connection, which SUBSCRIBE takes over. */
-  subscriber: RedisClient
+  subscriber: Subscriber
   channel: string
   /** Another instance's message. */
   received(message: BusMessage): void

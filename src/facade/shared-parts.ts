@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto'
+import type { Cluster, Redis } from 'ioredis'
 import { setTimeout as delay } from 'node:timers/promises'
 import { Bus } from '../bus/bus.js'
 import type { BusMessage } from '../bus/messages.js'
 import type { ResolvedOptions, ResolvedRedisOptions } from '../options.js'
 import { closeClient, duplicateForSubscribing, openClient, readyWithin, type RedisClient } from '../redis/connection.js'
+import { NodeSubscriber } from '../redis/node-subscriber.js'
 import { RAISE_STAMPS, RELEASE_LOCK, runScript } from '../redis/scripts.js'
 import { DiskBreaker, type BreakerState } from '../resilience/disk-breaker.js'
 import { isRedisFailure } from '../resilience/redis-failure.js'
@@ -52,7 +54,7 @@ export class SharedParts {
   readonly tier: RedisTier
   readonly bus: Bus | undefined
   readonly #owned: boolean
-  readonly #subscriber: RedisClient | undefined
+  readonly #subscriber: Redis | NodeSubscriber | undefined
   readonly #options: ResolvedRedisOptions
   readonly #stampsKey: string
 
@@ -87,7 +89,9 @@ export class SharedParts {
     this.#stampsKey = `${this.tier.base}\0tags`
     client.on('ready', () => hooks.recovered())
     if (options.bus) {
-      this.#subscriber = duplicateForSubscribing(client)
+      this.#subscriber = client.isCluster
+        ? new NodeSubscriber(client as Cluster, options.redis.commandTimeout)
+        : duplicateForSubscribing(client as Redis)
       this.bus = new Bus({
         client,
         breaker: this.breaker,
@@ -174,7 +178,8 @@ export class SharedParts {
 
   async close(): Promise<void> {
     this.bus?.close()
-    if (this.#subscriber !== undefined) await closeClient(this.#subscriber)
+    if (this.#subscriber instanceof NodeSubscriber) await this.#subscriber.close()
+    else if (this.#subscriber !== undefined) await closeClient(this.#subscriber)
     if (this.#owned) await closeClient(this.client)
     this.breaker.shutdown()
   }

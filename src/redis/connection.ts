@@ -62,15 +62,19 @@ export function openClient(options: ResolvedRedisOptions): { client: RedisClient
   return { client: new (loaded().Redis)(options.url ?? 'redis://127.0.0.1:6379', connection), owned: true }
 }
 
-/** A second connection like `client`, for pub/sub. */
-export function duplicateForSubscribing(client: RedisClient): RedisClient {
+/** A plain connection to one server (a cluster's node for the bus: node-subscriber.ts). */
+export function connectTo(options: IORedisOptions): Redis {
+  return new (loaded().Redis)(options)
+}
+
+/** A second connection like `client`, for pub/sub (a cluster's: see node-subscriber.ts). */
+export function duplicateForSubscribing(client: Redis): Redis {
   // The subscriber may queue its SUBSCRIBE until connected: it sends nothing else. The bus
   // subscribes again itself on every 'ready' (and counts it as a reconnect); ioredis's own
   // autoResubscribe sends a SUBSCRIBE whose promise nobody holds, so a connection closing
   // before its reply (Redis killed again, close() while reconnecting) became an unhandled
   // rejection in the host ("Connection is closed.").
-  if (client.isCluster) return (client as Cluster).duplicate()
-  return (client as Redis).duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: false })
+  return client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: false })
 }
 
 /** Resolves when `client` is ready, or after `ms` (Redis down at open: the cache opens and

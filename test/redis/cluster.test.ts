@@ -29,6 +29,9 @@ describe('a 3-master Redis Cluster', { skip }, () => {
         'nodes.conf',
         '--cluster-node-timeout',
         '2000',
+        // The last test kills a master (no replicas): the others go on serving their slots.
+        '--cluster-require-full-coverage',
+        'no',
       ])
       nodes.push(node)
       await node.start()
@@ -121,5 +124,59 @@ describe('a 3-master Redis Cluster', { skip }, () => {
     )
     await sealing.close()
     assert.deepEqual(await b.getMany(keys.slice(0, 3)), [undefined, undefined, undefined], 'sealed now: an instance without the key misses')
+  })
+
+  // Last: it kills a master.
+  test('the node the bus listens on dies: the subscription moves to another node, and the outage rule runs there (no copy changed meanwhile is served)', async () => {
+    const seeds = nodes.map((n) => `127.0.0.1:${n.port}`)
+    const subscribers = (): string[][] =>
+      nodes.map((n) => {
+        try {
+          return n
+            .cli('CLIENT', 'LIST')
+            .split('\n')
+            .filter((line) => / sub=1 /.test(line))
+            .map((line) => line.split(' ')[0]!)
+        } catch {
+          return []
+        }
+      })
+    const before = subscribers()
+    const c = await Larder.open({
+      dir: tempDir(),
+      memory: true,
+      maintenance: false,
+      redis: { cluster: seeds, prefix, commandTimeout: '300ms' },
+    })
+    let listening = -1
+    assert.ok(
+      await eventually(() => {
+        const now = subscribers()
+        listening = now.findIndex((ids, i) => ids.some((id) => !before[i]!.includes(id)))
+        return listening >= 0
+      }),
+      "C's bus subscribed",
+    )
+    const x = nodes[listening]!
+    // Keys held by the other masters (they stay up).
+    await a.setMany(Array.from({ length: 30 }, (_, i) => ({ key: `moved:${i}`, value: 'v1' })))
+    const elsewhere = Array.from({ length: 30 }, (_, i) => `moved:${i}`).filter((key) => x.cli('EXISTS', `${prefix}default:${key}`) !== '1') // elsewhere: MOVED
+    assert.ok(elsewhere.length > 0)
+    assert.deepEqual(
+      await c.getMany(elsewhere),
+      elsewhere.map(() => 'v1'),
+      'C holds them',
+    )
+    process.kill(x.proc!.pid!, 'SIGSTOP') // C hears nothing from here on
+    await a.setMany(elsewhere.map((key) => ({ key, value: 'v2' })))
+    await delay(200)
+    await x.kill()
+    assert.ok(
+      await eventually(async () => (await c.getMany(elsewhere)).every((value) => value === 'v2'), 10_000),
+      `C serves what A wrote while its bus was down: ${JSON.stringify(await c.getMany(elsewhere))}`,
+    )
+    await a.set(elsewhere[0]!, 'v3')
+    assert.ok(await eventually(async () => (await c.get(elsewhere[0]!)) === 'v3'), 'and hears messages again')
+    await c.close()
   })
 })
