@@ -71,9 +71,11 @@ export class SharedParts {
         if (state === 'closed') hooks.recovered()
         // Only a command closes a half-open breaker, and an idle instance (or one answered
         // from memory) sends none: what waits for Redis (queued writes, bus messages, tag
-        // stamps, a missed clear) would wait for ever. One PING is the trial: it closes the
-        // breaker (then `recovered`) or opens it again for another resetTimeout.
-        if (state === 'halfOpen') this.breaker.run(() => this.client.ping()).catch(() => {})
+        // stamps, a missed clear) would wait for ever. One read is the trial: it closes the
+        // breaker (then `recovered`) or opens it again for another resetTimeout. A keyed read,
+        // not a PING: in a cluster a PING goes to any live node, and succeeds while the slots
+        // are down (CLUSTERDOWN), closing the breaker for calls that all fail.
+        if (state === 'halfOpen') this.breaker.run(() => this.client.exists(this.#stampsKey)).catch(() => {})
       },
       isRedisFailure,
     )

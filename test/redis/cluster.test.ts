@@ -15,33 +15,39 @@ import { eventually, freePort, redisAvailable, RedisServer } from './server.ts'
 
 const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run installs it)'
 
+/** Three masters, no replicas, on free loopback ports, joined; resolves once the cluster is ok. */
+async function startCluster(extra: string[] = []): Promise<RedisServer[]> {
+  const nodes: RedisServer[] = []
+  for (let i = 0; i < 3; i++) {
+    const node = new RedisServer(await freePort(), [
+      '--cluster-enabled',
+      'yes',
+      '--cluster-config-file',
+      'nodes.conf',
+      '--cluster-node-timeout',
+      '2000',
+      ...extra,
+    ])
+    nodes.push(node)
+    await node.start()
+  }
+  execFileSync(
+    'redis-cli',
+    ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'],
+    { stdio: 'ignore' },
+  )
+  for (let i = 0; i < 400 && !nodes.every((n) => n.cli('CLUSTER', 'INFO').includes('cluster_state:ok')); i++) await delay(25)
+  return nodes
+}
+
 describe('a 3-master Redis Cluster', { skip }, () => {
   const nodes: RedisServer[] = []
   const prefix = `c${process.pid}:`
   let a: Larder
   let b: Larder
   before(async () => {
-    for (let i = 0; i < 3; i++) {
-      const node = new RedisServer(await freePort(), [
-        '--cluster-enabled',
-        'yes',
-        '--cluster-config-file',
-        'nodes.conf',
-        '--cluster-node-timeout',
-        '2000',
-        // The last test kills a master (no replicas): the others go on serving their slots.
-        '--cluster-require-full-coverage',
-        'no',
-      ])
-      nodes.push(node)
-      await node.start()
-    }
-    execFileSync(
-      'redis-cli',
-      ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'],
-      { stdio: 'ignore' },
-    )
-    for (let i = 0; i < 400 && !nodes.every((n) => n.cli('CLUSTER', 'INFO').includes('cluster_state:ok')); i++) await delay(25)
+    // The last test kills a master (no replicas): the others go on serving their slots.
+    nodes.push(...(await startCluster(['--cluster-require-full-coverage', 'no'])))
     const cluster = nodes.map((n) => `127.0.0.1:${n.port}`)
     a = await Larder.open({ dir: tempDir(), memory: true, maintenance: false, redis: { cluster, prefix } })
     b = await Larder.open({ dir: tempDir(), memory: true, maintenance: false, redis: { cluster: [cluster[1]!], prefix } })
@@ -178,5 +184,37 @@ describe('a 3-master Redis Cluster', { skip }, () => {
     await a.set(elsewhere[0]!, 'v3')
     assert.ok(await eventually(async () => (await c.get(elsewhere[0]!)) === 'v3'), 'and hears messages again')
     await c.close()
+  })
+})
+
+describe('a Redis Cluster whose slots are down', { skip }, () => {
+  test("the breaker's half-open trial is a read routed to a master: it fails while the cluster is down (a PING to a live node did not)", async () => {
+    const nodes = await startCluster() // full coverage required: one master gone, every slot refuses
+    const states: string[] = []
+    const cache = await Larder.open({
+      dir: tempDir(),
+      memory: true,
+      maintenance: false,
+      redis: {
+        cluster: nodes.map((n) => `127.0.0.1:${n.port}`),
+        prefix: `d${process.pid}:`,
+        commandTimeout: '200ms',
+        breaker: { resetTimeout: '300ms', volumeThreshold: 2 },
+      },
+    })
+    try {
+      cache.on('breaker', (state: string, tier: string) => tier === 'redis' && states.push(state))
+      await nodes[0]!.kill()
+      assert.ok(await eventually(() => nodes[1]!.cli('CLUSTER', 'INFO').includes('cluster_state:fail'), 10_000), 'the cluster is down')
+      for (let i = 0; i < 20 && !states.includes('open'); i++) await cache.get(`k${i}`)
+      assert.ok(states.includes('open'), states.join(', '))
+      states.length = 0
+      await delay(1_500) // no call of the cache's own: only its trials, every 300 ms
+      assert.ok(states.filter((s) => s === 'halfOpen').length >= 2, `trials were made: ${states.join(', ')}`)
+      assert.ok(!states.includes('closed'), `no trial closed the breaker while the cluster was down: ${states.join(', ')}`)
+    } finally {
+      await cache.close()
+      await Promise.all(nodes.map((n) => n.stop()))
+    }
   })
 })
