@@ -11,7 +11,6 @@
  * `changed`. No bus message goes out: the value every instance may hold in memory is the one
  * it was.
  */
-import type { Redis } from 'ioredis'
 import { Slots } from '../batch-slots.js'
 import { LarderError } from '../errors.js'
 import { CorruptEntryError, decodeEntry, FLAG_SEALED } from '../format/entry-format.js'
@@ -52,7 +51,7 @@ export async function rekeyRedis(
   }
   let seen = 0
   let done = 0
-  for await (const { node, names } of tier.pages()) {
+  for await (const names of tier.pages()) {
     stopIfAsked()
     const entries = names.filter((name) => !name.slice(tier.base.length).startsWith('\0'))
     seen += entries.length
@@ -60,7 +59,7 @@ export async function rekeyRedis(
       entries.map((name) =>
         slots.run(async () => {
           if (options.signal?.aborted === true) return
-          const verdict = await rekeyValue(tier, node, name, keyring, namespace)
+          const verdict = await rekeyValue(tier, name, keyring, namespace)
           if (verdict !== undefined) {
             report.scanned++
             report[verdict]++
@@ -75,8 +74,8 @@ export async function rekeyRedis(
 }
 
 /** One value: rewritten, or why not (undefined: not an entry, or gone before it was read). */
-async function rekeyValue(tier: RedisTier, node: Redis, name: string, keyring: Keyring, namespace: string): Promise<Verdict | undefined> {
-  const bytes = await tier.rawGet(node, name)
+async function rekeyValue(tier: RedisTier, name: string, keyring: Keyring, namespace: string): Promise<Verdict | undefined> {
+  const bytes = await tier.rawGet(name)
   if (bytes.length === 0 || isTombstone(bytes)) return undefined
   let next: Buffer
   try {
@@ -91,5 +90,5 @@ async function rekeyValue(tier: RedisTier, node: Redis, name: string, keyring: K
     if (error instanceof CorruptEntryError) return 'corrupt'
     throw error
   }
-  return (await tier.replaceIfSame(node, name, bytes, next)) ? 'rekeyed' : 'changed'
+  return (await tier.replaceIfSame(name, bytes, next)) ? 'rekeyed' : 'changed'
 }

@@ -102,8 +102,3 @@ export async function closeClient(client: RedisClient): Promise<void> {
   }
   client.disconnect()
 }
-
-/** Every master of a cluster (each holds its own slots' keys), or the one server. */
-export function masters(client: RedisClient): Redis[] {
-  return client.isCluster ? (client as Cluster).nodes('master') : [client as Redis]
-}

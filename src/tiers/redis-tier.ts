@@ -10,9 +10,9 @@ import { Glob } from '../maintenance/glob.js'
 import type { Announcement } from '../bus/bus.js'
 import type { ResolvedOptions, ResolvedRedisOptions } from '../options.js'
 import type { DiskBreaker } from '../resilience/disk-breaker.js'
-import type { Redis } from 'ioredis'
-import { masters, type RedisClient } from '../redis/connection.js'
+import type { RedisClient } from '../redis/connection.js'
 import { DELETE_IF_OLDER, DELETE_IF_SAME, REPLACE_IF_SAME, runScript, SET_IF_NEWER, UNLINK_IF_OLDER } from '../redis/scripts.js'
+import { Sweep } from '../redis/sweep.js'
 import { isWrongType } from '../resilience/redis-failure.js'
 import type { ActivityCounters } from '../stats/activity-log.js'
 import { entryState, type TagStamps } from '../store/liveness.js'
@@ -29,7 +29,7 @@ const MISS: RedisRead = Object.freeze({ found: false })
 export const TOMBSTONE_MS = 5 * 60_000
 const TOMBSTONE_MAGIC = 0x5444524c // "LRDT"
 const TOMBSTONE_BYTES = 16
-/** Keys per UNLINK or SCAN page. */
+/** Keys per UNLINK. */
 const BATCH = 500
 
 export interface RedisTierParts {
@@ -145,22 +145,29 @@ export class RedisTier {
     return result === 1
   }
 
-  /** Removes every key of this namespace (entries, tombstones, locks; the tag stamps stay, as
-   *  they do on disk: an invalidation outlives a clear). Resolves to how many went. */
-  async clear(): Promise<number> {
-    return this.#removeWhere(() => true, true)
+  /** A pass over this namespace's keys in Redis (see Sweep); `clear` and `clearBefore` given
+   *  the same one scan again only what it has not seen. */
+  sweep(): Sweep {
+    return new Sweep(this.client, (command) => this.#run(command))
   }
 
-  /** A clear made at `at` that Redis missed (it was unreachable), run now: removes the
+  /** Removes every key of this namespace (entries, tombstones, locks; the tag stamps stay, as
+   *  they do on disk: an invalidation outlives a clear). Resolves to how many went; rejects
+   *  (after removing what it could) if the pass could not vouch it saw every key. */
+  async clear(sweep = this.sweep()): Promise<number> {
+    return this.#removeWhere(sweep, () => true, true)
+  }
+
+  /** A clear made at `at` that Redis missed (or not all of it: `sweep`), run now: removes the
    *  namespace's entries and tombstones older than `at`, keeping what was written since (and
    *  the locks and tag stamps). Each key is judged by its own script (one slot each), a SCAN
    *  page's at once. Resolves to how many went. */
-  async clearBefore(at: number): Promise<number> {
+  async clearBefore(at: number, sweep = this.sweep()): Promise<number> {
     let count = 0
     const when = String(at)
-    for await (const { node, names } of this.pages()) {
+    for await (const names of this.#pages(sweep)) {
       const entries = names.filter((name) => !name.startsWith(this.base + '\0'))
-      const results = await Promise.all(entries.map((name) => this.#run(() => runScript(node, UNLINK_IF_OLDER, [name], [when]))))
+      const results = await Promise.all(entries.map((name) => this.#run(() => runScript(this.client, UNLINK_IF_OLDER, [name], [when]))))
       for (const removed of results) if (removed === 1) count++
     }
     return count
@@ -170,17 +177,23 @@ export class RedisTier {
    *  `removed` hears each batch's keys once Redis has unlinked them. */
   async removeMatching(pattern: string, removed?: (keys: string[]) => void): Promise<number> {
     const glob = new Glob(pattern)
-    return this.#removeWhere((key) => glob.test(key), false, removed)
+    return this.#removeWhere(this.sweep(), (key) => glob.test(key), false, removed)
   }
 
   /**
-   * SCAN MATCH over every master (each holds its own slots' keys), then UNLINK in batches of
-   * one slot each. The MATCH narrows by the namespace prefix only; keys are matched here, with
-   * the cache's own glob rules, never by Redis's.
+   * SCAN MATCH over every master (each holds its own slots' keys; see Sweep), then UNLINK in
+   * batches of one slot each, through the client (which follows a slot that moved). The MATCH
+   * narrows by the namespace prefix only; keys are matched here, with the cache's own glob
+   * rules, never by Redis's.
    */
-  async #removeWhere(matches: (key: string) => boolean, everything: boolean, removed?: (keys: string[]) => void): Promise<number> {
+  async #removeWhere(
+    sweep: Sweep,
+    matches: (key: string) => boolean,
+    everything: boolean,
+    removed?: (keys: string[]) => void,
+  ): Promise<number> {
     let count = 0
-    for await (const { node, names: found } of this.pages()) {
+    for await (const found of this.#pages(sweep)) {
       const keys = found.filter((name) => {
         const key = name.slice(this.base.length)
         if (key.startsWith('\0')) return everything && !key.startsWith('\0tags')
@@ -188,7 +201,7 @@ export class RedisTier {
       })
       for (const slot of this.#bySlot(keys)) {
         const names = slot.map((i) => keys[i]!)
-        count += await this.#run(() => node.unlink(...names))
+        count += await this.#run(() => this.client.unlink(...names))
         removed?.(names.map((name) => name.slice(this.base.length)))
       }
     }
@@ -196,26 +209,22 @@ export class RedisTier {
   }
 
   /** Every Redis name of this namespace (its entries, and its own keys starting with NUL:
-   *  locks, tag stamps), a SCAN page at a time from each master, with the master that holds
-   *  them. A key may come twice (SCAN's guarantee is at least once). */
-  async *pages(): AsyncGenerator<{ node: Redis; names: string[] }> {
-    const pattern = escapeGlob(this.base) + '*'
-    for (const node of masters(this.client)) {
-      let cursor = '0'
-      do {
-        const [next, names] = await this.#run(() => node.scan(cursor, 'MATCH', pattern, 'COUNT', BATCH))
-        cursor = next
-        if (names.length > 0) yield { node, names }
-      } while (cursor !== '0')
-    }
+   *  locks, tag stamps), a SCAN page at a time; rejects at the end if the pass could not vouch
+   *  it saw them all (Sweep). A key may come twice (SCAN's guarantee is at least once). */
+  async *pages(sweep = this.sweep()): AsyncGenerator<string[]> {
+    yield* this.#pages(sweep)
   }
 
-  /** At most the first maxValueSize + 1 bytes `node` holds under the full name `name`,
+  async *#pages(sweep: Sweep): AsyncGenerator<string[]> {
+    yield* sweep.pages(escapeGlob(this.base) + '*')
+  }
+
+  /** At most the first maxValueSize + 1 bytes Redis holds under the full name `name`,
    *  unverified (more than `fits` allows: not a value of ours; none: nothing there, or not a
    *  string). */
-  async rawGet(node: Redis, name: string): Promise<Buffer> {
+  async rawGet(name: string): Promise<Buffer> {
     try {
-      return await this.#run(() => node.getrangeBuffer(name, 0, this.#maxValueSize))
+      return await this.#run(() => this.client.getrangeBuffer(name, 0, this.#maxValueSize))
     } catch (error) {
       if (isWrongType(error)) return Buffer.alloc(0)
       throw error
@@ -224,9 +233,9 @@ export class RedisTier {
 
   /** `bytes` under the full name `name`, its expiry kept, if it still holds `old` (judged by
    *  length and checksum: REPLACE_IF_SAME). Whether it did. */
-  async replaceIfSame(node: Redis, name: string, old: Buffer, bytes: Buffer): Promise<boolean> {
+  async replaceIfSame(name: string, old: Buffer, bytes: Buffer): Promise<boolean> {
     const tail = old.subarray(Math.max(0, old.length - 8))
-    return (await this.#run(() => runScript(node, REPLACE_IF_SAME, [name], [String(old.length), tail, bytes]))) === 1
+    return (await this.#run(() => runScript(this.client, REPLACE_IF_SAME, [name], [String(old.length), tail, bytes]))) === 1
   }
 
   /** Runs a command through this tier's breaker (which times it out at commandTimeout). */
@@ -249,7 +258,7 @@ export class RedisTier {
    *  server every key shares a group. */
   #bySlot(keys: readonly string[]): number[][] {
     const groups = new Map<number, number[][]>()
-    const clustered = masters(this.client)[0] !== this.client
+    const clustered = this.client.isCluster
     keys.forEach((key, i) => {
       const slot = clustered ? calculateSlot(key) : 0
       let lists = groups.get(slot)

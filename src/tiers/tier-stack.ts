@@ -14,6 +14,7 @@ import type { MemoryTier } from './memory-tier.js'
 import { PromotionGuard } from './promotion-guard.js'
 import { RetrySoon } from '../resilience/retry-soon.js'
 import type { RedisRead, RedisTier } from './redis-tier.js'
+import type { Sweep } from '../redis/sweep.js'
 import { MISS, type StoredEntry, type TierEntry, type TierRead } from './tier.js'
 import type { QueuedWrite, WriteBackQueue } from './write-back.js'
 
@@ -108,9 +109,10 @@ export class TierStack {
   #validated: LRUCache<string, true> | undefined
   /** What other instances changed while a read was in flight (see promotion-guard.ts). */
   readonly #guard = new PromotionGuard()
-  /** A clear of Redis that Redis missed (unreachable): its time and the tier named, run when
-   *  Redis is back (sendMissedClear), its bus message after it. */
-  #missedClear: { at: number; tier: 'all' | 'redis' } | undefined
+  /** A clear of Redis that Redis missed (unreachable), or that a cluster's pass could not
+   *  finish: its time, the tier named and what the pass saw, run when Redis is back
+   *  (sendMissedClear), its bus message after it. */
+  #missedClear: { at: number; tier: 'all' | 'redis'; sweep: Sweep } | undefined
   #sendingClear = false
   /** A missed clear that failed again while the breaker stayed closed (one timeout), which no
    *  recovery would send. */
@@ -517,21 +519,25 @@ export class TierStack {
   /** Clears `tier` (default: every tier) here and, through the bus, everywhere. A clear of
    *  Redis that Redis misses runs when it is back (only what is older than the clear goes),
    *  and its message waits for it: the others, hearing it first, would clear their copies and
-   *  read the old values again from Redis. */
+   *  read the old values again from Redis. A cluster's pass that cleared some masters but
+   *  could not finish (one down until its replica takes over, slots moving: Sweep) publishes
+   *  at once (what went must not be served elsewhere meanwhile), and again once the rest is
+   *  done. */
   async clear(tier: TierName | 'all' = 'all'): Promise<void> {
     const at = this.#p.stamp()
     await this.clearLocal(tier, at)
     if (this.redis === undefined) return
     if (tier === 'all' || tier === 'redis') {
       this.#p.writeBack?.forgetBefore(at)
+      const sweep = this.redis.sweep()
       try {
-        await this.redis.clear()
+        await this.redis.clear(sweep)
       } catch (error) {
         this.#p.failures.writeDeferred(error, 'redis')
         const before = this.#missedClear
-        this.#missedClear = { at, tier: before?.tier === 'all' ? 'all' : tier }
+        this.#missedClear = { at, tier: before?.tier === 'all' ? 'all' : tier, sweep }
         this.#retryClear.schedule()
-        return
+        if (!sweep.progressed) return
       }
     }
     this.#p.publish({ op: 'clear', tier, at })
@@ -544,7 +550,7 @@ export class TierStack {
     if (this.#p.redisOpen()) return // the breaker closing sends it
     this.#sendingClear = true
     try {
-      await this.redis.clearBefore(missed.at)
+      await this.redis.clearBefore(missed.at, missed.sweep)
       if (this.#missedClear === missed) this.#missedClear = undefined
       this.#p.publish({ op: 'clear', tier: missed.tier, at: missed.at })
     } catch {

@@ -4,41 +4,16 @@
  * multi-key operations split by slot (getMany, setMany, deleteMany, prune's pattern on every
  * master), and the bus between two instances.
  */
-import { execFileSync } from 'node:child_process'
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { setTimeout as delay } from 'node:timers/promises'
 import { Larder } from '../../src/index.ts'
 import { ONLY_A } from '../encryption-helpers.ts'
 import { tempDir } from '../helpers.ts'
-import { eventually, freePort, redisAvailable, RedisServer } from './server.ts'
+import { startCluster } from './cluster.ts'
+import { eventually, redisAvailable, type RedisServer } from './server.ts'
 
 const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run installs it)'
-
-/** Three masters, no replicas, on free loopback ports, joined; resolves once the cluster is ok. */
-async function startCluster(extra: string[] = []): Promise<RedisServer[]> {
-  const nodes: RedisServer[] = []
-  for (let i = 0; i < 3; i++) {
-    const node = new RedisServer(await freePort(), [
-      '--cluster-enabled',
-      'yes',
-      '--cluster-config-file',
-      'nodes.conf',
-      '--cluster-node-timeout',
-      '2000',
-      ...extra,
-    ])
-    nodes.push(node)
-    await node.start()
-  }
-  execFileSync(
-    'redis-cli',
-    ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'],
-    { stdio: 'ignore' },
-  )
-  for (let i = 0; i < 400 && !nodes.every((n) => n.cli('CLUSTER', 'INFO').includes('cluster_state:ok')); i++) await delay(25)
-  return nodes
-}
 
 describe('a 3-master Redis Cluster', { skip }, () => {
   const nodes: RedisServer[] = []
@@ -47,7 +22,7 @@ describe('a 3-master Redis Cluster', { skip }, () => {
   let b: Larder
   before(async () => {
     // The last test kills a master (no replicas): the others go on serving their slots.
-    nodes.push(...(await startCluster(['--cluster-require-full-coverage', 'no'])))
+    nodes.push(...(await startCluster({ extra: ['--cluster-require-full-coverage', 'no'] })))
     const cluster = nodes.map((n) => `127.0.0.1:${n.port}`)
     a = await Larder.open({ dir: tempDir(), memory: true, maintenance: false, redis: { cluster, prefix } })
     b = await Larder.open({ dir: tempDir(), memory: true, maintenance: false, redis: { cluster: [cluster[1]!], prefix } })
