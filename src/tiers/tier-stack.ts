@@ -144,12 +144,18 @@ export class TierStack {
     const tiers = this.#p.counters.tiers
     if (this.memory !== undefined) tiers.memory!.misses++
     let result: StackRead = MISS
+    /** A local copy the outage rule could not check (Redis did not answer): served, as reads
+     *  fail open, but not promoted, or the memory tier would serve it after Redis is back. */
+    let unchecked = false
     if (this.file !== undefined) {
       const started = performance.now()
       try {
         result = await this.file.get(key, grace)
-        if (result.found && !result.stale && this.#asksRedis(key, result.createdAt) && !(await this.#stillValid(key, result.createdAt)))
-          result = MISS
+        if (result.found && !result.stale && this.#asksRedis(key, result.createdAt)) {
+          const verdict = await this.#stillValid(key, result.createdAt)
+          if (verdict === 'replaced') result = MISS
+          unchecked = verdict === 'unchecked'
+        }
       } catch (error) {
         this.#p.failures.readFailed(error, 'file')
       }
@@ -169,7 +175,7 @@ export class TierStack {
         if (!shared.stale) promote = shared.bytes
       }
     }
-    if (result.found && !result.stale && this.#mayPromote(key, result.createdAt, version, heard)) {
+    if (result.found && !result.stale && !unchecked && this.#mayPromote(key, result.createdAt, version, heard)) {
       if (this.memory?.set(key, result, ticket) === true) tiers.memory!.sets++
       if (promote !== undefined && this.file !== undefined) this.#promoteToFile(key, promote, result.createdAt, heard)
     }
@@ -214,34 +220,35 @@ export class TierStack {
     return createdAt < this.#revalidateBefore && this.redis !== undefined && this.#validated?.has(key) !== true
   }
 
-  /** Whether a local entry created at `createdAt` may be served: yes, unless the outage rule
-   *  asks Redis (#asksRedis) and Redis holds another version of the key (the local copy is then
-   *  removed). Redis unreachable: served (reads fail open to the tiers that work). */
-  async #stillValid(key: string, createdAt: number): Promise<boolean> {
-    if (!this.#asksRedis(key, createdAt) || this.redis === undefined) return true
+  /** Whether a local entry created at `createdAt` may be served: 'valid' unless the outage
+   *  rule asks Redis (#asksRedis); then 'replaced' if Redis holds another version of the key
+   *  (the local copy is removed), 'unchecked' if Redis did not answer (served: reads fail open
+   *  to the tiers that work; but asked again next time). */
+  async #stillValid(key: string, createdAt: number): Promise<'valid' | 'unchecked' | 'replaced'> {
+    if (!this.#asksRedis(key, createdAt) || this.redis === undefined) return 'valid'
     // This instance's own write, still queued for Redis (write-back, or made while Redis was
     // away): the newest there is, which Redis will hold once it is sent.
-    if (this.#p.writeBack?.queuedAt(key) === createdAt) return true
+    if (this.#p.writeBack?.queuedAt(key) === createdAt) return 'valid'
     let shared: number | undefined
     try {
       shared = await this.redis.versionOf(key)
     } catch {
-      return true
+      return 'unchecked'
     }
     if (shared === createdAt) {
       this.#validated ??= new LRUCache<string, true>({ max: VALIDATED_MAX })
       this.#validated.set(key, true)
-      return true
+      return 'valid'
     }
     await this.file?.dropIfOlder(key, justAfter(createdAt)).catch(() => {}) // this copy, not a newer one
-    return false
+    return 'replaced'
   }
 
   /** Whether a local stream entry created at `createdAt` may be served (see #stillValid). */
   async streamStillValid(key: string, createdAt: () => Promise<number | undefined>): Promise<boolean> {
     if (this.#revalidateBefore === 0 || this.redis === undefined || this.#validated?.has(key) === true) return true
     const at = await createdAt()
-    return at === undefined || (await this.#stillValid(key, at))
+    return at === undefined || (await this.#stillValid(key, at)) !== 'replaced'
   }
 
   async #fromRedis(key: string, grace: number): Promise<RedisRead> {

@@ -5,6 +5,8 @@
  *   waited for Redis once Redis is back: its breaker's half-open trial is a PING of its own;
  * - a SUBSCRIBE that times out on a connection that stays up (a server slow for a moment as
  *   the subscriber came back) is tried again, so the outage rule runs for that reconnection;
+ * - a local copy served while Redis could not answer the outage rule's check is not promoted
+ *   into the memory tier (which would serve it after Redis was back, unchecked);
  * - flush() against a Redis that answers reads but refuses writes (a replica: READONLY) ends;
  * - a fast-path failure that lands after the breaker left closed does not take the half-open
  *   trial (the real opossum breaker, driven directly).
@@ -17,7 +19,7 @@ import { Larder, type LarderOptions } from '../../src/index.ts'
 import { DiskBreaker } from '../../src/resilience/disk-breaker.ts'
 import { isRedisFailure } from '../../src/resilience/redis-failure.ts'
 import { tempDir } from '../helpers.ts'
-import { startRelay } from './proxy.ts'
+import { startRelay, type RedisRelay } from './proxy.ts'
 import { eventually, freePort, redisAvailable, startRedis, type RedisServer } from './server.ts'
 
 const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run installs it)'
@@ -42,6 +44,18 @@ function raw(): Redis {
   const client = new Redis(server.url)
   clients.push(client)
   return client
+}
+
+/** A on Redis, B through `relay`: B holds k = v1, then is cut off (relay down) while A
+ *  overwrites k with v2, which B does not hear of. */
+async function missedOverwrite(relay: RedisRelay, prefix: string): Promise<[Larder, Larder]> {
+  const a = await open(server.url, prefix)
+  const b = await open(relay.url, prefix)
+  await a.set('k', 'v1')
+  assert.ok(await eventually(async () => (await b.get('k')) === 'v1'), 'B holds v1')
+  await relay.down() // B cut off: its subscription is gone
+  await a.set('k', 'v2') // B hears nothing of it
+  return [a, b]
 }
 
 describe('recovery without calls, and waits that end', { skip }, () => {
@@ -74,12 +88,7 @@ describe('recovery without calls, and waits that end', { skip }, () => {
     const prefix = fresh()
     const relay = await startRelay(server.port)
     try {
-      const a = await open(server.url, prefix)
-      const b = await open(relay.url, prefix)
-      await a.set('k', 'v1')
-      assert.ok(await eventually(async () => (await b.get('k')) === 'v1'), 'B holds v1')
-      await relay.down() // B cut off: its subscription is gone
-      await a.set('k', 'v2') // B hears nothing of it
+      const [a, b] = await missedOverwrite(relay, prefix)
       relay.hold('subscribe', 1_500) // B's SUBSCRIBE, when it comes back, outlasts commandTimeout
       await relay.up()
       await delay(2_000) // B's connections are back; its SUBSCRIBE timed out
@@ -87,6 +96,24 @@ describe('recovery without calls, and waits that end', { skip }, () => {
       assert.ok(await eventually(async () => (await b.get('k')) === 'v2', 5_000), 'B re-validated its copy against Redis')
       await a.set('k', 'v3')
       assert.ok(await eventually(async () => (await b.get('k')) === 'v3'), 'and hears the messages again')
+    } finally {
+      await relay.close()
+    }
+  })
+
+  test('a local copy served while Redis could not answer the outage rule is not promoted to memory: once Redis answers, the overwrite is seen', async () => {
+    const prefix = fresh()
+    const relay = await startRelay(server.port)
+    const subscribers = (): number => Number(server.cli('PUBSUB', 'NUMSUB', `${prefix}bus:default`).split('\n')[1])
+    try {
+      const [, b] = await missedOverwrite(relay, prefix)
+      await relay.up()
+      assert.ok(await eventually(() => subscribers() === 2, 5_000), 'B subscribed again')
+      await delay(100) // its outage rule has run: its copy of k is checked against Redis before use
+      relay.hold('getrange', 1_000) // that check (the version Redis holds) outlasts commandTimeout
+      assert.equal(await b.get('k'), 'v1', 'Redis did not answer: the local copy is served (reads fail open)')
+      relay.release()
+      assert.ok(await eventually(async () => (await b.get('k')) === 'v2', 3_000), 'once Redis answers, B serves the overwrite')
     } finally {
       await relay.close()
     }
