@@ -221,17 +221,23 @@ export class FileTier implements Tier {
     }
   }
 
-  /** Whether a fresh entry exists: metadata (and, up to 64 KiB, the checksum), no decoding. */
+  /** Whether a fresh entry exists (see freshSince). */
   async has(key: string): Promise<boolean> {
+    return (await this.freshSince(key)) !== undefined
+  }
+
+  /** When the fresh entry of `key` was created (its createdAt), or undefined when there is
+   *  none: metadata (and, up to 64 KiB, the checksum), no decoding. */
+  async freshSince(key: string): Promise<number | undefined> {
     const file = this.#fileOf(key)
     return this.#p.breaker.run(async () => {
       const found = await this.#probe(file, key)
-      if (found === undefined) return false
+      if (found === undefined) return undefined
       try {
         this.#checkLengths(found)
-        return (await this.#freshness(found, file, 0)) === 'fresh'
+        return (await this.#freshness(found, file, 0)) === 'fresh' ? found.head.createdAt : undefined
       } catch (error) {
-        return (await this.#corruptOrThrow(error, file, key, found.ino)) ?? false
+        return await this.#corruptOrThrow(error, file, key, found.ino)
       } finally {
         await found.opened?.handle.close()
       }

@@ -194,12 +194,14 @@ export class TierStack {
     return this.#redisReadFailedAt >= since
   }
 
-  /** Whether a fresh entry exists in any tier (no value decoded, nothing counted). */
+  /** Whether a fresh entry exists in any tier (no value decoded, nothing counted); a file
+   *  older than the last outage counts only if the outage rule would serve it (#stillValid). */
   async has(key: string): Promise<boolean> {
     if (this.memory?.has(key) === true) return true
     if (this.file !== undefined) {
       try {
-        if (await this.file.has(key)) return true
+        const createdAt = await this.file.freshSince(key)
+        if (createdAt !== undefined && (await this.#stillValid(key, createdAt)) !== 'replaced') return true
       } catch (error) {
         this.#p.failures.readFailed(error, 'file')
       }

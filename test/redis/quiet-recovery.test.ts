@@ -46,6 +46,9 @@ function raw(): Redis {
   return client
 }
 
+/** How many connections listen on the bus of `prefix`. */
+const subscribers = (prefix: string): number => Number(server.cli('PUBSUB', 'NUMSUB', `${prefix}bus:default`).split('\n')[1])
+
 /** A on Redis, B through `relay`: B holds k = v1, then is cut off (relay down) while A
  *  overwrites k with v2, which B does not hear of. */
 async function missedOverwrite(relay: RedisRelay, prefix: string): Promise<[Larder, Larder]> {
@@ -104,16 +107,31 @@ describe('recovery without calls, and waits that end', { skip }, () => {
   test('a local copy served while Redis could not answer the outage rule is not promoted to memory: once Redis answers, the overwrite is seen', async () => {
     const prefix = fresh()
     const relay = await startRelay(server.port)
-    const subscribers = (): number => Number(server.cli('PUBSUB', 'NUMSUB', `${prefix}bus:default`).split('\n')[1])
     try {
       const [, b] = await missedOverwrite(relay, prefix)
       await relay.up()
-      assert.ok(await eventually(() => subscribers() === 2, 5_000), 'B subscribed again')
+      assert.ok(await eventually(() => subscribers(prefix) === 2, 5_000), 'B subscribed again')
       await delay(100) // its outage rule has run: its copy of k is checked against Redis before use
       relay.hold('getrange', 1_000) // that check (the version Redis holds) outlasts commandTimeout
       assert.equal(await b.get('k'), 'v1', 'Redis did not answer: the local copy is served (reads fail open)')
       relay.release()
       assert.ok(await eventually(async () => (await b.get('k')) === 'v2', 3_000), 'once Redis answers, B serves the overwrite')
+    } finally {
+      await relay.close()
+    }
+  })
+
+  test('has() after an outage follows the outage rule: a local copy of a key deleted meanwhile is not reported', async () => {
+    const prefix = fresh()
+    const relay = await startRelay(server.port)
+    try {
+      const [a, b] = await missedOverwrite(relay, prefix)
+      await a.delete('k') // B hears nothing of this either
+      await relay.up()
+      assert.ok(await eventually(() => subscribers(prefix) === 2, 5_000), 'B subscribed again')
+      await delay(100)
+      assert.equal(await b.has('k'), false, 'Redis holds a tombstone: the local copy does not count')
+      assert.equal(await b.get('k'), undefined)
     } finally {
       await relay.close()
     }
