@@ -89,7 +89,8 @@ const VALIDATED_MAX = 100_000
  * subscription is (again) in place, at open too, `revalidate()` drops the memory tier, and a
  * file entry created before that moment is served only once Redis holds the same version of
  * its key (its creation time); otherwise (a newer entry, a tombstone, nothing) the local copy
- * is removed and the read goes on to Redis.
+ * is removed and the read goes on to Redis. A copy Redis could not be asked about is served
+ * (reads fail open) but not promoted: the next read asks again.
  */
 export class TierStack {
   readonly memory: MemoryTier | undefined
