@@ -38,15 +38,17 @@ export interface LarderCacheStoreOptions {
  * a small index per URL records, per method, which headers those are, so `get` can build the
  * key of a varying response from a request (one that varies on nothing needs no index).
  * `delete` (undici calls it after an unsafe request such as a POST) forgets every method and
- * variant of the URL in every process: responses that vary on nothing (most) by key, as the
- * index lists their methods, so they carry no tag and their hits ask no tag clock; variants,
- * whose keys it cannot list, and the index are tagged with the URL and go with one tag stamp.
+ * variant of the URL in every process: responses that vary on nothing (most) by key (GET's and
+ * HEAD's always, other methods' as the index lists them), so they carry no tag and their hits
+ * ask no tag clock; variants, whose keys it cannot list, and the index are tagged with the URL
+ * and go with one tag stamp.
  * On read the head is checked against the request (method, URL, vary, deleteAt), so a stale
  * index can only cost a miss.
  */
 export class LarderCacheStore implements CacheStore {
   readonly #source: CacheSource
   readonly #maxEntrySize: number
+  readonly #report: (error: Error) => void
 
   constructor(cache?: CacheOrOptions, options: LarderCacheStoreOptions = {}) {
     const { maxEntrySize = Infinity, errorCallback } = options
@@ -56,7 +58,8 @@ export class LarderCacheStore implements CacheStore {
       })
     }
     this.#maxEntrySize = maxEntrySize
-    this.#source = new CacheSource(cache, (error) => errorCallback?.(error))
+    this.#report = (error) => errorCallback?.(error)
+    this.#source = new CacheSource(cache, this.#report)
   }
 
   /** The stored response for this request, or `undefined`; never rejects (undici would fail
@@ -144,22 +147,28 @@ export class LarderCacheStore implements CacheStore {
     })
   }
 
-  /** Forgets every stored response for the key's URL (all methods and variants), in every
-   *  process: the URL's index names its methods, whose responses that vary on nothing are
-   *  removed by key; variants (and the index with them) by one tag stamp. Costs nothing for a
-   *  URL never cached. */
+  /**
+   * Forgets every stored response for the key's URL (all methods and variants), in every
+   * process. Responses that vary on nothing go by key: GET's and HEAD's always (undici caches
+   * those by default), and those of any other method the URL's index names; never by the index
+   * alone, which can be gone (evicted before a popular entry whose hits never read it) or miss
+   * a method (two processes' updates, one overwriting the other). Variants, whose keys cannot
+   * be listed, go with one stamp of the URL's tag when the index names headers; a variant the
+   * index does not name cannot be read, and before one can be again, its store stamps the tag
+   * (#beforeVariant). Never rejects: undici does not await it (a rejection would end the
+   * process, even with `failOpen: false`); what fails is reported.
+   */
   async delete(key: CacheKey): Promise<void> {
-    await this.#source.guarded(undefined, async (cache) => {
-      const index = (await cache.get(indexKey(key))) as UrlIndex | undefined
-      if (index === undefined) return
-      const plain = Object.keys(index.methods).flatMap((method) => {
-        const entryKey = responseKey({ ...key, method }, [], () => null)
-        return [entryKey, streamKey(entryKey)]
+    await this.#source
+      .guarded(undefined, async (cache) => {
+        const index = (await cache.get(indexKey(key))) as UrlIndex | undefined
+        const methods = new Set([...ALWAYS_DELETED, ...Object.keys(index?.methods ?? {})])
+        await cache.deleteMany([...methods].flatMap((method) => withStreamKey(responseKey({ ...key, method }, [], () => null))))
+        if (index === undefined) return
+        if (Object.values(index.methods).some((names) => names.length > 0)) await cache.invalidateTags([urlTag(key)])
+        else await cache.delete(indexKey(key))
       })
-      await cache.deleteMany(plain)
-      if (Object.values(index.methods).some((names) => names.length > 0)) await cache.invalidateTags([urlTag(key)])
-      else await cache.delete(indexKey(key))
-    })
+      .catch((error: unknown) => this.#report(error instanceof Error ? error : new Error(String(error))))
   }
 
   /** Waits for the deletes and writes in flight (undici awaits neither), then closes the
@@ -170,8 +179,10 @@ export class LarderCacheStore implements CacheStore {
 
   async #buffered(key: CacheKey, value: CacheValue, names: string[], entryKey: string, bytes: Buffer, ttl: number): Promise<void> {
     const cache = await this.#source.ready
+    await this.#beforeVariant(cache, key, names)
     await cache.set(entryKey, bytes, { ttl, tags: tagsOf(key, names) })
-    await cache.delete(streamKey(entryKey)) // a larger response stored before would shadow nothing, but would linger
+    // A larger response stored before under this key would shadow nothing, but would linger.
+    await cache.deleteMany([streamKey(entryKey), ...shadowing(key, names)])
     await this.#remember(cache, key, value, names)
   }
 
@@ -188,12 +199,26 @@ export class LarderCacheStore implements CacheStore {
     for (const chunk of held) body.write(chunk)
     const stored = (async () => {
       const cache = await this.#source.ready
+      await this.#beforeVariant(cache, key, names)
       await cache.setStream(streamKey(entryKey), body, { ttl, tags: tagsOf(key, names) })
-      await cache.delete(entryKey) // the smaller response stored before would be read first
+      await cache.deleteMany([entryKey, ...shadowing(key, names)]) // the smaller response stored before would be read first
       await this.#remember(cache, key, value, names)
     })()
     stored.catch(() => {}) // a destroyed stream's rejection is expected; final() reports the rest
     return { body, stored }
+  }
+
+  /**
+   * Before a variant (`names` not empty) is stored where the URL's index names no headers for
+   * its method (or there is no index): stamps the URL's tag, so variants stored before, which
+   * the index made unreadable (an index evicted or overwritten, a response that varied on
+   * nothing in between) and a delete may have missed, cannot be read again once the index
+   * names headers anew. Rare: once per method and index, not per response.
+   */
+  async #beforeVariant(cache: Larder, key: CacheKey, names: string[]): Promise<void> {
+    if (names.length === 0) return
+    const index = (await cache.get(indexKey(key))) as UrlIndex | undefined
+    if ((index?.methods[key.method]?.length ?? 0) === 0) await cache.invalidateTags([urlTag(key)])
   }
 
   /** Records in the URL's index which headers this method's responses vary on; the index
@@ -218,7 +243,9 @@ async function readResponse(cache: Larder, entryKey: string, key: CacheKey): Pro
   if (Buffer.isBuffer(bytes)) {
     const parsed = parseHead(bytes)
     if (parsed === undefined || parsed === 'short' || !answers(parsed.head, key)) return undefined
-    return resultOf(parsed.head, bytes.subarray(parsed.end))
+    // An array, not the Buffer: undici replays a body's values() when a 304 renews the entry,
+    // and a Buffer's are its bytes, one number each (the write throws: never renewed).
+    return resultOf(parsed.head, [bytes.subarray(parsed.end)])
   }
   const stream = await cache.getStream(streamKey(entryKey))
   if (stream === undefined) return undefined
@@ -234,7 +261,7 @@ async function readResponse(cache: Larder, entryKey: string, key: CacheKey): Pro
   return resultOf(split.head, split.body)
 }
 
-function resultOf(head: Head, body: Readable | Buffer): GetResult {
+function resultOf(head: Head, body: Readable | Buffer[]): GetResult {
   return {
     statusCode: head.statusCode,
     statusMessage: head.statusMessage,
@@ -388,6 +415,22 @@ function url(key: CacheKey): string {
 
 function indexKey(key: CacheKey): string {
   return boundedKey('undici:index ', url(key), KEY_BYTES)
+}
+
+/** The methods whose responses that vary on nothing every delete removes, whatever the index
+ *  says: those undici caches unless told otherwise. */
+const ALWAYS_DELETED = ['GET', 'HEAD']
+
+/** A response's buffered key and its stream key. */
+function withStreamKey(entryKey: string): string[] {
+  return [entryKey, streamKey(entryKey)]
+}
+
+/** What a new response of `key`'s method must remove so that `get` finds it: for a variant,
+ *  the method's response that varies on nothing, which get reads first (an older response,
+ *  from before the origin began to vary). */
+function shadowing(key: CacheKey, names: string[]): string[] {
+  return names.length === 0 ? [] : withStreamKey(responseKey(key, [], () => null))
 }
 
 /** Where a response too large to buffer is streamed: beside its buffered key. */

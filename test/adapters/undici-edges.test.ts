@@ -1,0 +1,131 @@
+/**
+ * larder/undici at the edges a review found, each reproduced against the real undici 7 before
+ * it was fixed: deletes that relied on the URL's index alone (gone, or missing a method), a
+ * variant from before a delete served again once the index named headers anew, an older
+ * response that varied on nothing hiding a newer variant, a 304 that never renewed a small
+ * response, and a delete that rejected (undici does not await it) with `failOpen: false`.
+ */
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import fs from 'node:fs'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import path from 'node:path'
+import { Readable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { after, before, describe, test } from 'node:test'
+import { Agent, fetch, interceptors } from 'undici'
+import { Larder, isLarderError } from 'larder'
+import { LarderCacheStore } from 'larder/undici'
+import { tempDir } from '../helpers.ts'
+import { keyOf, valueOf, write, type Store } from './undici-fixtures.ts'
+
+async function bodyText(result: Awaited<ReturnType<Store['get']>>): Promise<string | undefined> {
+  if (result?.body === undefined) return undefined
+  const chunks: Buffer[] = []
+  for await (const chunk of Readable.from(result.body as Iterable<Buffer>)) chunks.push(Buffer.from(chunk as Buffer))
+  return Buffer.concat(chunks).toString()
+}
+
+describe('larder/undici: deletes and variants', () => {
+  let cache: Larder
+  let store: Store
+  before(async () => {
+    cache = await Larder.open({ dir: tempDir('larder-undici-edges') })
+    store = new LarderCacheStore(cache)
+  })
+  after(() => cache.close())
+
+  /** Removes the URL's index, as eviction would (a popular response's hits never read it). */
+  async function loseIndex(pathname: string): Promise<void> {
+    const [index] = (await cache.entries({ prefix: 'undici:index ' })).filter((entry) => entry.key.endsWith(pathname))
+    assert.ok(index !== undefined, 'the URL has an index')
+    assert.equal(await cache.delete(index.key), true)
+  }
+
+  test("delete removes GET's response whatever the URL's index says: gone, or naming another method only", async () => {
+    await write(store, keyOf('/popular'), valueOf(), ['popular'])
+    await loseIndex('/popular')
+    await write(store, keyOf('/both'), valueOf(), ['get'])
+    await loseIndex('/both')
+    await write(store, keyOf('/both', {}, 'HEAD'), valueOf(), []) // an index naming HEAD only
+    await store.delete(keyOf('/popular', {}, 'POST'))
+    await store.delete(keyOf('/both', {}, 'POST'))
+    assert.equal(await store.get(keyOf('/popular')), undefined)
+    assert.equal(await store.get(keyOf('/both')), undefined)
+    assert.equal(await store.get(keyOf('/both', {}, 'HEAD')), undefined)
+  })
+
+  test('a variant stored before a delete is not served again once the origin varies anew', async () => {
+    const en = { 'accept-language': 'en' }
+    await write(store, keyOf('/v', en), valueOf({ vary: en }), ['v1 en'])
+    await write(store, keyOf('/v', { 'accept-language': 'de' }), valueOf(), ['v2, varies on nothing'])
+    await store.delete(keyOf('/v', {}, 'POST')) // the index named no headers then: no tag stamp
+    const fr = { 'accept-language': 'fr' }
+    await write(store, keyOf('/v', fr), valueOf({ vary: fr }), ['v3 fr'])
+    assert.equal(await bodyText(await store.get(keyOf('/v', fr))), 'v3 fr')
+    assert.equal(await store.get(keyOf('/v', en)), undefined, 'v1 was stored before the delete')
+  })
+
+  test('a response that varies, stored after one that did not, is the one served', async () => {
+    await write(store, keyOf('/began-to-vary'), valueOf(), ['old, varies on nothing'])
+    const en = { 'accept-language': 'en' }
+    await write(store, keyOf('/began-to-vary', en), valueOf({ vary: en }), ['new en'])
+    assert.equal(await bodyText(await store.get(keyOf('/began-to-vary', en))), 'new en')
+  })
+})
+
+describe('larder/undici: renewal and failures', () => {
+  test('a 304 renews a small stored response: after one revalidation, the next fetch is a fresh hit', async () => {
+    const hits: string[] = []
+    const origin = http.createServer((request, response) => {
+      hits.push(request.headers['if-none-match'] ?? '')
+      if (request.headers['if-none-match'] === '"e1"') {
+        response.writeHead(304, { etag: '"e1"', 'cache-control': 'max-age=100' })
+        return response.end()
+      }
+      response.writeHead(200, { etag: '"e1"', 'cache-control': 'max-age=1, stale-while-revalidate=60' })
+      response.end('hello body')
+    })
+    origin.listen(0, '127.0.0.1')
+    await once(origin, 'listening')
+    const url = `http://127.0.0.1:${(origin.address() as AddressInfo).port}/swr`
+    const store = new LarderCacheStore({ dir: tempDir('larder-undici-304') })
+    const agent = new Agent()
+    const dispatcher = agent.compose(interceptors.cache({ store }))
+    const read = async (): Promise<{ text: string; warning: string | null }> => {
+      const response = await fetch(url, { dispatcher })
+      return { text: await response.text(), warning: response.headers.get('warning') }
+    }
+    try {
+      assert.equal((await read()).text, 'hello body')
+      await sleep(1_200) // stale now
+      const stale = await read() // served stale; undici revalidates in the background (a 304)
+      assert.equal(stale.text, 'hello body')
+      let fresh = false
+      for (let i = 0; i < 50 && !fresh; i++) {
+        await sleep(50)
+        fresh = hits.length === 2 && (await read()).warning === null
+      }
+      assert.ok(fresh, `the 304 renewed the entry (origin asked ${hits.length} times: ${hits.join(' | ')})`)
+      assert.equal((await read()).text, 'hello body')
+      assert.equal(hits.length, 2, 'no further trip to the origin')
+    } finally {
+      await agent.close()
+      await store.close()
+      origin.close()
+    }
+  })
+
+  test('with failOpen: false, delete on a failing disk resolves and reports (undici does not await it: a rejection would end the process)', async () => {
+    const dir = path.join(tempDir('larder-undici-strict'), 'cache')
+    const errors: Error[] = []
+    const store = new LarderCacheStore({ dir, failOpen: false }, { errorCallback: (e) => errors.push(e) })
+    await write(store, keyOf('/kept'), valueOf(), ['kept'])
+    fs.renameSync(dir, `${dir}.away`)
+    fs.writeFileSync(dir, 'not a directory')
+    await store.delete(keyOf('/kept', {}, 'POST'))
+    assert.ok(errors.length >= 1 && errors.every((e) => isLarderError(e, 'ERR_UNAVAILABLE')), errors.map(String).join('; '))
+    await store.close().catch(() => {})
+  })
+})
