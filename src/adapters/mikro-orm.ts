@@ -1,6 +1,6 @@
 import type { CacheAdapter } from '@mikro-orm/core'
 import type { Larder, LarderOptions } from 'larder'
-import { boundedKey, KEY_BYTES } from './bounded-key.js'
+import { boundedKey, KEY_BYTES, TAG_BYTES } from './bounded-key.js'
 import { MissTimes } from './miss-times.js'
 import { CacheSource, type CacheOrOptions } from './cache-source.js'
 
@@ -36,8 +36,9 @@ interface Stored {
  * the query unless you name them: long ones are hashed, and the key is checked on read), with
  * the query's expiration as its ttl. MikroORM invalidates nothing on flush: `em.clearCache(key)`
  * (→ `remove`) and `clear()` (this adapter's entries only) reach every process sharing the cache.
- * A result is stored as of its query's miss (`set`'s `readAt`): a `clear()` while the query ran
- * is not undone by the store after it.
+ * A result is stored as of its query's miss (`set`'s `readAt`): a `clear()` or `remove` while
+ * the query ran is not undone by the store after it (each result carries its key's tag, which
+ * `remove` stamps).
  */
 export class LarderCacheAdapter implements CacheAdapter {
   /** A class MikroORM can construct, whose instances use `cache` (left open: it is yours). */
@@ -79,14 +80,19 @@ export class LarderCacheAdapter implements CacheAdapter {
     await this.#source.guarded(undefined, (cache) =>
       cache.set(key, stored, {
         ttl: ttl !== undefined && ttl > 0 ? ttl : undefined,
-        tags: [TAG],
+        tags: [TAG, nameTag(name)],
         readAt,
       }),
     )
   }
 
+  /** Removes the result cached under `name`, and stamps its tag: a query that read before the
+   *  removal stores a stale result (a delete alone leaves nothing to compare a late store with). */
   async remove(name: string): Promise<void> {
-    await this.#source.guarded(undefined, async (cache) => void (await cache.delete(keyOf(name))))
+    await this.#source.guarded(undefined, async (cache) => {
+      await cache.invalidateTags([nameTag(name)])
+      await cache.delete(keyOf(name))
+    })
   }
 
   /** Removes every entry this adapter wrote, in every process sharing the cache. */
@@ -99,6 +105,10 @@ export class LarderCacheAdapter implements CacheAdapter {
   async close(): Promise<void> {
     await this.#source.close()
   }
+}
+
+function nameTag(name: string): string {
+  return boundedKey('mikro-orm:', name, TAG_BYTES)
 }
 
 function keyOf(name: string): string {

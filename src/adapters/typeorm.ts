@@ -1,7 +1,7 @@
 import type { DataSource, QueryRunner } from 'typeorm'
 import type { QueryResultCache } from 'typeorm/cache/QueryResultCache.js'
 import type { QueryResultCacheOptions } from 'typeorm/cache/QueryResultCacheOptions.js'
-import { boundedKey, KEY_BYTES } from './bounded-key.js'
+import { boundedKey, KEY_BYTES, TAG_BYTES } from './bounded-key.js'
 import { MissTimes } from './miss-times.js'
 import { CacheSource, type CacheOrOptions } from './cache-source.js'
 
@@ -25,8 +25,9 @@ const DERIVED = ['', '-count', '-pagination']
  * on writes: `remove([id])` (which also removes the `-count` and `-pagination` ids TypeORM
  * derives) and `clear()` (this adapter's entries only) are the ways, and both reach every
  * process sharing the directory. A result is stored as of its query's miss (`set`'s `readAt`),
- * so a `clear()` while the query ran is not undone by the store after it (a `remove([id])` in
- * that window still is: a delete leaves no stamp to compare with).
+ * so a `clear()` or `remove([id])` while the query ran is not undone by the store after it: a
+ * result cached by id also carries its id's tag, which `remove` stamps (a delete alone leaves
+ * nothing to compare a late store with).
  *
  * Errors are written to the DataSource's logger as warnings and read as a miss or a dropped
  * store, so a failing disk never fails a query (a cache opened with `failOpen: false` throws
@@ -89,7 +90,11 @@ export class LarderQueryResultCache implements QueryResultCache {
           duration: options.duration,
           result: options.result as unknown,
         },
-        { ttl: options.duration > 0 ? options.duration : undefined, tags: [TAG], readAt },
+        {
+          ttl: options.duration > 0 ? options.duration : undefined,
+          tags: options.identifier === undefined ? [TAG] : [TAG, idTag(options.identifier)],
+          readAt,
+        },
       ),
     )
   }
@@ -104,15 +109,23 @@ export class LarderQueryResultCache implements QueryResultCache {
     await this.#source.guarded(undefined, (cache) => cache.invalidateTags([TAG]))
   }
 
-  /** Removes the queries cached under these ids, and the ids TypeORM derived from them. */
+  /** Removes the queries cached under these ids, and the ids TypeORM derived from them; the
+   *  ids' tags are stamped too, so a query that read before the removal stores a stale result. */
   async remove(identifiers: string[], _queryRunner?: QueryRunner): Promise<void> {
-    const keys = identifiers.flatMap((id) => DERIVED.map((suffix) => idKey(id + suffix)))
-    await this.#source.guarded(undefined, (cache) => cache.deleteMany(keys))
+    const ids = identifiers.flatMap((id) => DERIVED.map((suffix) => id + suffix))
+    await this.#source.guarded(undefined, async (cache) => {
+      await cache.invalidateTags(ids.map(idTag))
+      await cache.deleteMany(ids.map(idKey))
+    })
   }
 }
 
 function idKey(identifier: string): string {
   return boundedKey('typeorm:id:', identifier, KEY_BYTES)
+}
+
+function idTag(identifier: string): string {
+  return boundedKey('typeorm:id:', identifier, TAG_BYTES)
 }
 
 function keyOf(options: QueryResultCacheOptions): string {

@@ -10,6 +10,7 @@ import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, test, test as nodeTest } from 'node:test'
 import type { DataSourceOptions } from 'typeorm'
+import type { QueryResultCache } from 'typeorm/cache/QueryResultCache.js'
 import { Larder } from 'larder'
 import { tempDir } from '../helpers.ts'
 import { startPostgres, type Postgres } from './postgres.ts'
@@ -151,28 +152,34 @@ describe('larder/typeorm on SQLite (sql.js)', () => {
     await ds.destroy()
   })
 
-  test('a clear() while a query runs is not undone by the store of its result, which TypeORM makes after it', async () => {
-    const { ds } = await openDataSource({ dir: tempDir('larder-typeorm-race') }, ['ann'])
-    const users = ds.getRepository(UserSchema)
-    const qrc = ds.queryResultCache!
-    const store = qrc.storeInCache.bind(qrc)
-    let race = true
-    // Between TypeORM's query and its store: a write, and a clear of the cache (another process's).
-    qrc.storeInCache = async (...args) => {
-      if (race) {
-        race = false
-        await users.insert({ name: 'bob' })
-        await qrc.clear()
+  // Between TypeORM's query and its store: a write, then a removal (another process's).
+  const removals = {
+    'a clear()': (qrc: QueryResultCache) => qrc.clear(),
+    'a remove([id])': (qrc: QueryResultCache) => qrc.remove(['all']),
+  }
+  for (const [name, remove] of Object.entries(removals)) {
+    test(`${name} while a query runs is not undone by the store of its result, which TypeORM makes after it`, async () => {
+      const { ds } = await openDataSource({ dir: tempDir('larder-typeorm-race') }, ['ann'])
+      const users = ds.getRepository(UserSchema)
+      const qrc = ds.queryResultCache!
+      const store = qrc.storeInCache.bind(qrc)
+      let race = true
+      qrc.storeInCache = async (...args) => {
+        if (race) {
+          race = false
+          await users.insert({ name: 'bob' })
+          await remove(qrc)
+        }
+        return store(...args)
       }
-      return store(...args)
-    }
-    const names = async (): Promise<string[]> =>
-      (await users.find({ order: { id: 'ASC' }, cache: { id: 'all', milliseconds: 60_000 } })).map((u) => u.name)
-    assert.deepEqual(await names(), ['ann'], 'read before the write')
-    assert.deepEqual(await names(), ['ann', 'bob'], 'the result stored after the clear is stale: the database answers')
-    assert.deepEqual(await names(), ['ann', 'bob'])
-    await ds.destroy()
-  })
+      const names = async (): Promise<string[]> =>
+        (await users.find({ order: { id: 'ASC' }, cache: { id: 'all', milliseconds: 60_000 } })).map((u) => u.name)
+      assert.deepEqual(await names(), ['ann'], 'read before the write')
+      assert.deepEqual(await names(), ['ann', 'bob'], 'the result stored after the removal is stale: the database answers')
+      assert.deepEqual(await names(), ['ann', 'bob'])
+      await ds.destroy()
+    })
+  }
 })
 
 describe('larder/typeorm on PostgreSQL', () => {
