@@ -57,7 +57,7 @@ export async function loadConfigFile(file: string): Promise<ConfigFile> {
     try {
       loaded = JSON.parse(text) as unknown
     } catch (error) {
-      throw fileError(absolute, `is not JSON: ${(error as Error).message}`, error)
+      throw fileError(absolute, `is not JSON${jsonErrorPlace(text, error)}`)
     }
   }
   if (!isPlainObject(loaded))
@@ -83,4 +83,13 @@ function isFile(file: string): boolean {
   } catch {
     return false
   }
+}
+
+/** Where JSON.parse stopped, as line and column, or nothing: never its message, which quotes
+ *  the text around the error (a key in the file, say). */
+function jsonErrorPlace(text: string, error: unknown): string {
+  const at = /position (\d+)/.exec((error as Error).message)
+  if (at === null) return ' (a syntax error)'
+  const before = text.slice(0, Number(at[1])).split('\n')
+  return ` (a syntax error at line ${before.length}, column ${before.at(-1)!.length + 1})`
 }

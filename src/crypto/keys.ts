@@ -64,6 +64,14 @@ export class Keyring {
     return { keys: [...this.#byId.values()].map((k) => [k.id, k.key]), activeKey: this.activeKey }
   }
 
+  /** What tells two keyrings apart (configure() compares them): each id with a digest of its
+   *  key's bytes, never the bytes. A secret still: never shown. */
+  identity(): string[] {
+    return [...this.#byId.values()]
+      .map((k) => `${k.id}:${createHash('sha256').update('larder keyring identity\0').update(k.key.export()).digest('hex')}`)
+      .sort()
+  }
+
   toJSON(): { keys: string[]; activeKey: string } {
     return { keys: this.ids, activeKey: this.activeKey }
   }
@@ -95,8 +103,9 @@ export function resolveEncryption(input: unknown, field = 'encryption'): Keyring
     throw invalid(`${field}.keys`, 'expected an object of at least one key id → 32-byte key')
   }
   const parsed: Array<[string, KeyObject]> = []
-  for (const [id, key] of Object.entries(keys)) {
-    if (!KEY_ID.test(id)) throw invalid(`${field}.keys`, `key id ${JSON.stringify(id.slice(0, 80))} must be 1-64 of A-Z a-z 0-9 . _ -`)
+  for (const [index, [id, key]] of Object.entries(keys).entries()) {
+    // Not the id itself: a config written key → id would show the key.
+    if (!KEY_ID.test(id)) throw invalid(`${field}.keys`, `key id ${index + 1} (${id.length} characters) must be 1-64 of A-Z a-z 0-9 . _ -`)
     parsed.push([id, createSecretKey(keyBytes(key, `${field}.keys.${id}`))])
   }
   const seen = new Map<bigint, string>()
@@ -135,7 +144,7 @@ function keyBytes(key: unknown, field: string): Buffer {
 export function keysFromEnv(env: NodeJS.ProcessEnv = process.env): EncryptionOptions | undefined {
   const list = env.LARDER_ENCRYPTION_KEYS?.trim()
   if (list === undefined || list === '') return undefined
-  const keys: Record<string, string> = {}
+  const keys: Record<string, string> = Object.create(null) as Record<string, string> // an id may be `__proto__`
   let first: string | undefined
   for (const [index, item] of list.split(',').entries()) {
     const colon = item.indexOf(':')
@@ -150,9 +159,10 @@ export function keysFromEnv(env: NodeJS.ProcessEnv = process.env): EncryptionOpt
   }
   const active = env.LARDER_ENCRYPTION_ACTIVE_KEY?.trim() || first!
   if (!Object.hasOwn(keys, active)) {
-    throw invalid('LARDER_ENCRYPTION_ACTIVE_KEY', `${JSON.stringify(active.slice(0, 80))} is not a key id of LARDER_ENCRYPTION_KEYS`)
+    // Not the value: a key put here in place of its id would be shown.
+    throw invalid('LARDER_ENCRYPTION_ACTIVE_KEY', `not a key id of LARDER_ENCRYPTION_KEYS (${Object.keys(keys).join(', ')})`)
   }
-  return { keys, activeKey: active }
+  return { keys: { ...keys }, activeKey: active } // a plain object again (spread defines `__proto__` as an own key)
 }
 
 function invalid(field: string, message: string): LarderError {

@@ -90,6 +90,9 @@ function applyToParts(parts: CacheParts, live: ResolvedOptions, touched: Set<str
 export function valueOf(options: Readonly<ResolvedOptions>, row: OptionRow): unknown {
   if (row.path === 'memory') return options.memory !== false
   if (row.path === 'maintenance') return options.maintenance.auto
+  // The keyring is a class, not a tree of options: compared by its ids and keys.
+  if (row.path === 'encryption.keys') return options.encryption?.identity()
+  if (row.path === 'encryption.activeKey') return options.encryption?.activeKey
   return getPath(options, row.path)
 }
 
