@@ -59,6 +59,21 @@ describe('rekey', () => {
     await expectAllUnder(dir, 40, stream)
   })
 
+  test('two rekeys of one directory at once (two instances) take turns: no entry is lost', async () => {
+    const dir = tempDir('larder-rekey-twice')
+    const writer = await open(dir, { encryption: ONLY_A })
+    const total = 1_000
+    for (let i = 0; i < total; i++) await writer.set(`k${i}`, `value ${i}`)
+    await writer.close()
+    const [one, two] = await Promise.all([open(dir, { encryption: A_THEN_B }), open(dir, { encryption: A_THEN_B })])
+    const [first, second] = await Promise.all([one.rekey(), two.rekey()])
+    assert.equal(first.rekeyed + second.rekeyed, total, 'each entry rewritten once')
+    assert.equal(first.current + second.current, total, 'and found current by the other')
+    const values = await one.getMany(Array.from({ length: total }, (_, i) => `k${i}`))
+    assert.equal(values.filter((value, i) => value === `value ${i}`).length, total)
+    await Promise.all([one.close(), two.close()])
+  })
+
   test('entries under a key not listed are left as they are and counted; rekey without keys is refused', async () => {
     const dir = tempDir()
     const a = await open(dir, { encryption: ONLY_A })

@@ -1,5 +1,6 @@
 import path from 'node:path'
 import type { RekeyOutput } from '../crypto/rekey-entries.js'
+import type { Keyring } from '../crypto/keys.js'
 import type { RedisRekeyReport } from '../crypto/rekey-redis.js'
 import { isLarderError, LarderError } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
@@ -454,29 +455,41 @@ export class Maintainer {
       return report
     }
     await this.#operation(options.signal, report, done, async (cancel) => {
-      const { layout, options: config, pool } = this.#p
-      await this.#overPartitions(
-        'rekey',
-        options.onProgress,
-        (batch) =>
-          pool.run<RekeyOutput>({
-            task: 'rekey',
-            namespaceDir: layout.namespaceDir,
-            namespace: config.namespace,
-            shared: config.shared,
-            durable: config.durable,
-            partitions: batch,
-            keyring: keyring.toData(),
-            cancel: cancel.flag,
-          }),
-        (out) => {
-          for (const field of ['scanned', 'rekeyed', 'current', 'missingKey', 'corrupt', 'changed', 'recovered'] as const)
-            report[field] += out[field]
-        },
-      )
-      cancel.throwIfRequested()
+      // Under the maintenance lock, as prune: two rekeys at once (two instances, a retried
+      // call) each took the other's entry swapped aside for one a killed rekey left, and lost it.
+      const release = (await this.#lock(false, cancel))!
+      try {
+        await this.#rekeyPass(keyring, options, report, cancel)
+      } finally {
+        await release()
+      }
     })
     return done()
+  }
+
+  /** One rekey under the lock: every partition, in batches, in the workers. */
+  async #rekeyPass(keyring: Keyring, options: RekeyOptions, report: RekeyReport, cancel: Cancellation): Promise<void> {
+    const { layout, options: config, pool } = this.#p
+    await this.#overPartitions(
+      'rekey',
+      options.onProgress,
+      (batch) =>
+        pool.run<RekeyOutput>({
+          task: 'rekey',
+          namespaceDir: layout.namespaceDir,
+          namespace: config.namespace,
+          shared: config.shared,
+          durable: config.durable,
+          partitions: batch,
+          keyring: keyring.toData(),
+          cancel: cancel.flag,
+        }),
+      (out) => {
+        for (const field of ['scanned', 'rekeyed', 'current', 'missingKey', 'corrupt', 'changed', 'recovered'] as const)
+          report[field] += out[field]
+      },
+    )
+    cancel.throwIfRequested()
   }
 
   /** Folds the per-process bookkeeping files (running-total deltas, activity records) under
