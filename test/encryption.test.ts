@@ -207,6 +207,25 @@ describe('encryption: tampering (entries edited and re-checksummed by someone wh
     await cache.close()
   })
 
+  test('a large value written by set() (one sealed box) read with getStream, a ciphertext bit flipped: no byte is handed out', async () => {
+    const dir = tempDir()
+    const cache = await open(dir, { encryption: ONLY_A, serializer: 'raw', compression: 'none' })
+    const value = crypto.randomBytes(3 * MiB)
+    await cache.set('big', value)
+    assert.ok((await readAll(await cache.getStream('big')))!.equals(value), 'intact, it streams whole')
+    const [file] = entryFiles(dir)
+    edit(file!, (b) => void (b[layout(b).payloadOffset + 100]! ^= 0x01))
+    let handedOut = 0
+    await assert.rejects(
+      (async () => {
+        for await (const chunk of (await cache.getStream('big'))!) handedOut += (chunk as Buffer).length
+      })(),
+      (error: LarderError) => error.code === 'ERR_CORRUPT',
+    )
+    assert.equal(handedOut, 0, 'the tag is checked before the first byte')
+    await cache.close()
+  })
+
   test('stream frames reordered, truncated (trailer lengths fixed) and one frame flipped: never a wrong byte', async () => {
     for (const damage of ['swap', 'truncate', 'flip'] as const) {
       const { cache, file } = await sealedEntry('stream')

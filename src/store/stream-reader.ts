@@ -2,7 +2,7 @@ import fs from 'node:fs'
 import { PassThrough, Readable, type Writable } from 'node:stream'
 import type { FileHandle } from 'node:fs/promises'
 import { isLarderError } from '../errors.js'
-import { createDecipheriv } from 'node:crypto'
+import { createDecipheriv, type DecipherGCM } from 'node:crypto'
 import { hasher } from '../format/checksum.js'
 import { Compression, decompressStream } from '../format/compression.js'
 import {
@@ -177,27 +177,46 @@ export function createEntryStream(
     await checkTrailer()
   }
 
-  /** An unframed sealed payload (a large `set` value, encrypted): deciphered as it is read,
-   *  its tag (the last 16 payload bytes) checked at the end, before the stream may end. */
+  /** An unframed sealed payload (a large `set` value, encrypted), in two passes over the open
+   *  file: its tag (the last 16 payload bytes) checked over every byte first, with the checksum,
+   *  and only then deciphered as it is read again. GCM's plaintext is trusted only once its tag
+   *  passes (a flipped ciphertext bit is the same bit flipped in the value), and one pass would
+   *  hand the bytes out before. Entries are replaced by rename, never written in place, so the
+   *  open file's bytes are those checked. Framed entries (setStream's) are checked frame by
+   *  frame instead. */
   async function* deciphered(): AsyncGenerator<Buffer> {
     const tagAt = payloadEnd - TAG_BYTES
     if (tagAt < head.payloadOffset) throw new CorruptEntryError('sealed payload shorter than its tag')
     const tag = Buffer.allocUnsafe(TAG_BYTES)
     await readFully(handle, tag, tagAt)
-    const decipher = createDecipheriv('aes-256-gcm', key!, head.nonce!, { authTagLength: TAG_BYTES })
     const { storedLength, grace } = entry.trailer
-    decipher.setAAD(Buffer.concat([entry.headBytes, encodeTrailerFields(storedLength, logical, grace)]))
-    decipher.setAuthTag(tag)
+    const aad = Buffer.concat([entry.headBytes, encodeTrailerFields(storedLength, logical, grace)])
+    const decipher = (): DecipherGCM => {
+      const d = createDecipheriv('aes-256-gcm', key!, head.nonce!, { authTagLength: TAG_BYTES })
+      d.setAAD(aad)
+      d.setAuthTag(tag)
+      return d
+    }
+    const check = decipher()
     let at = head.payloadOffset
     for await (const chunk of stored()) {
       const end = Math.min(chunk.length, Math.max(0, tagAt - at))
       at += chunk.length
-      if (end > 0) yield decipher.update(chunk.subarray(0, end))
+      if (end > 0) check.update(chunk.subarray(0, end))
     }
     try {
-      decipher.final()
+      check.final()
     } catch {
       throw new KeyError(false)
+    }
+    if (tagAt === head.payloadOffset) return
+    const open = decipher()
+    const again = handle.createReadStream({ start: head.payloadOffset, end: tagAt - 1, highWaterMark: CHUNK, autoClose: false })
+    for await (const chunk of again as AsyncIterable<Buffer>) yield open.update(chunk)
+    try {
+      open.final()
+    } catch {
+      throw new KeyError(false) // the file changed in place between the passes: not ours
     }
   }
 
