@@ -167,13 +167,16 @@ export function validateVerifyOptions(options: unknown): VerifyOptions {
   return o
 }
 
-/** `rekey()` options: a signal and a progress callback. */
+/** `rekey()` options: a signal, a progress callback, sealPlain. */
 export function validateRekeyOptions(options: unknown): RekeyOptions {
   const o = validateCallOptions<RekeyOptions>(options, REKEY_OPTIONS)
+  if (o.sealPlain !== undefined && typeof o.sealPlain !== 'boolean') {
+    throw new LarderError('ERR_INVALID_VALUE', `Invalid sealPlain: expected a boolean, got ${String(o.sealPlain)}`, { field: 'sealPlain' })
+  }
   validateSignalAndProgress(o)
   return o
 }
-const REKEY_OPTIONS = ['signal', 'onProgress'] as const
+const REKEY_OPTIONS = ['signal', 'onProgress', 'sealPlain'] as const
 
 /** `entries()` options: the listing filters, and the walk's signal and progress. */
 export function validateEntriesOptions(options: unknown): { filters: ListFilters; walk: WalkOptions } {

@@ -22,11 +22,13 @@ const keys = {
 const sha256 = (bytes: Buffer): string => crypto.createHash('sha256').update(bytes).digest('hex')
 
 describe('entry format v2 (namespace id, sealed entries)', () => {
-  test('every v2 fixture written by an earlier build reads back as recorded, with both keys listed', async () => {
+  test('every v2 fixture written by an earlier build reads back as recorded: the sealed ones with both keys listed, the unsealed one without keys', async () => {
     const dir = tempDir('larder-fixtures-v2')
     fs.cpSync(path.join(fixtures, 'cache'), dir, { recursive: true })
     for (const fixture of manifest) {
-      const cache = await Larder.open({ dir, namespace: 'fixtures-v2', ...fixture.options, encryption: { keys, activeKey: 'one' } })
+      // A cache with keys reads an unsealed entry as a forgery (test/encryption.test.ts).
+      const encryption = fixture.key.startsWith('sealed:') ? { keys, activeKey: 'one' } : undefined
+      const cache = await Larder.open({ dir, namespace: 'fixtures-v2', ...fixture.options, encryption })
       if (fixture.kind === 'stream') {
         const bytes = (await readAll(await cache.getStream(fixture.key)))!
         const expect = fixture.expect as { bytes: number; line: string; sha256: string }

@@ -41,16 +41,21 @@ async function expectAllUnder(dir: string, n: number, stream: Buffer, encryption
 }
 
 describe('rekey', () => {
-  test('rewrites every entry (sealed under an old key, or not sealed) under the active key: the old key can then go', async () => {
+  test('rewrites every entry under an old key under the active key, and those not sealed at all only with sealPlain: the old key can then go', async () => {
     const { dir, stream, total } = await mixedCache(40)
     const before = new Map(entryFiles(dir).map((f) => [f, fs.statSync(f).mtimeMs]))
     const cache = await open(dir, { encryption: A_THEN_B })
     const progress: number[] = []
     const report = await cache.rekey({ onProgress: (p) => progress.push(p.done) })
     assert.equal(report.scanned, total)
-    assert.equal(report.rekeyed, total)
+    assert.equal(report.rekeyed, total - 2)
+    assert.equal(report.unsealed, 2, 'the two written before encryption are left (a cache with keys reads them as forgeries)')
     assert.equal(report.corrupt + report.changed + report.missingKey, 0)
     assert.ok(progress.length >= 2 && progress.at(-1)! > 0)
+    const sealing = await cache.rekey({ sealPlain: true })
+    assert.equal(sealing.rekeyed, 2)
+    assert.equal(sealing.unsealed, 0)
+    await assert.rejects(cache.rekey({ sealPlain: 'yes' as unknown as boolean }), { code: 'ERR_INVALID_VALUE', field: 'sealPlain' })
     for (const [file, mtime] of before) assert.ok(Math.abs(fs.statSync(file).mtimeMs - mtime) < 1, 'the LRU position (mtime) stays')
     const again = await cache.rekey()
     assert.equal(again.current, total)
@@ -151,7 +156,7 @@ describe('rekey', () => {
     }
     assert.ok(missing <= 1, `${missing} entries missing`)
     assert.equal((await both.stats()).corrupt, 0)
-    const report = await both.rekey()
+    const report = await both.rekey({ sealPlain: true })
     assert.ok(report.rekeyed > 0 && report.current > 0, 'the killed rekey had done part of the work')
     await both.close()
     await expectAllUnder(dir, n, stream)
@@ -159,7 +164,7 @@ describe('rekey', () => {
 
   test('larder rekey --json: keys from the environment, a report, and no key in any output', async () => {
     const { dir, stream } = await mixedCache(10)
-    const run = await runBin(BIN, ['--dir', dir, '--json', 'rekey', '--keys-env', 'MY_KEYS', '--active-key', 'b'], {
+    const run = await runBin(BIN, ['--dir', dir, '--json', 'rekey', '--keys-env', 'MY_KEYS', '--active-key', 'b', '--seal-plain'], {
       env: { MY_KEYS: KEYS_ENV },
     })
     assert.equal(run.code, 0, run.stderr)

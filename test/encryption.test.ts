@@ -169,6 +169,24 @@ describe('encryption: tampering (entries edited and re-checksummed by someone wh
     await cache.close()
   })
 
+  test('a sealed entry made into an unsealed one (flag cleared, key id and nonce zeroed, lengths fixed), or one planted unsealed', async () => {
+    const { dir, cache, file } = await sealedEntry('value')
+    edit(file, (b) => {
+      b[7] = b[7]! & ~2 // the SEALED flag
+      b.fill(0, 40, 64)
+      b.writeBigUInt64LE(b.readBigUInt64LE(b.length - 32), b.length - 24) // logical = stored
+    })
+    await expectKeyMiss(cache, file, () => cache.get('k'), 'key:not sealed')
+    const planter = await open(dir) // no keys: writes unsealed entries, as an intruder could
+    await planter.set('planted', 'a forged value')
+    await planter.close()
+    const events = corruptEvents(cache)
+    assert.equal(await cache.get('planted'), undefined, 'a cache with keys serves no unsealed entry')
+    assert.equal(await cache.has('planted'), false)
+    assert.deepEqual(events, ['key:not sealed'])
+    await cache.close()
+  })
+
   test('a swapped (changed) nonce', async () => {
     const { cache, file } = await sealedEntry('value')
     edit(file, (b) => void (b[layout(b).nonceAt + 3]! ^= 1))

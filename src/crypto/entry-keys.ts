@@ -28,10 +28,17 @@ export function checkNamespace(head: EntryHead, namespace: string): void {
   }
 }
 
-/** The key that opens a sealed entry, undefined for an entry that is not sealed; a KeyError
- *  (missing) when this cache does not hold the key it names. */
-export function keyOf(head: EntryHead, keyring: Keyring | undefined): KeyObject | undefined {
-  if ((head.flags & FLAG_SEALED) === 0) return undefined
+/** The key that opens a sealed entry, undefined for an entry that is not sealed in a cache
+ *  without keys; a KeyError when this cache does not hold the key it names (missing), or seals
+ *  every entry and this one is not sealed: anyone who can write the directory or Redis could
+ *  plant such an entry, or clear a sealed one's flag (its checksum is no secret), and it would
+ *  be served as it is. Only `rekey`'s `sealPlain` takes one (what was written before encryption
+ *  was turned on). */
+export function keyOf(head: EntryHead, keyring: Keyring | undefined, sealPlain = false): KeyObject | undefined {
+  if ((head.flags & FLAG_SEALED) === 0) {
+    if (keyring !== undefined && !sealPlain) throw new KeyError(false, undefined, true)
+    return undefined
+  }
   const key = keyring?.key(head.keyId!)
   if (key === undefined) throw new KeyError(true)
   return key

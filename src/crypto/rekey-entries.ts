@@ -45,6 +45,7 @@ import { OwnedTree, type Sharing } from '../store/owned-tree.js'
 import { checkNamespace, keyOf, namespaceIdOf } from './entry-keys.js'
 import { Keyring, type KeyringData } from './keys.js'
 import { FrameCipher, freshNonce, KeyError } from './seal.js'
+import { noRekeyCounts } from './rekey-counts.js'
 
 export interface RekeyInput {
   task: 'rekey'
@@ -55,6 +56,8 @@ export interface RekeyInput {
   partitions: string[]
   /** The keys, cloned into the worker (KeyObjects); never logged. */
   keyring: KeyringData
+  /** Seal the entries not sealed at all (see RekeyOptions.sealPlain). */
+  sealPlain?: boolean
   cancel?: Int32Array
 }
 
@@ -66,6 +69,9 @@ export interface RekeyOutput {
   current: number
   /** Sealed under a key not listed: left as they are. */
   missingKey: number
+  /** Not sealed at all (planted, or written before encryption was on): left for readers, which
+   *  remove them, unless `sealPlain` seals them (then they count as rekeyed). */
+  unsealed: number
   /** Damaged, or failing authentication: left for readers and `verify` to remove. */
   corrupt: number
   /** Changed (rewritten, removed, used) while being rekeyed: left as the writer made them. */
@@ -85,7 +91,7 @@ const WHOLE_LIMIT = 64 * 1024 * 1024
 const BLOCK = 1024 * 1024
 
 export function rekeyPartitions(input: RekeyInput, stop: () => boolean): RekeyOutput {
-  const out: RekeyOutput = { scanned: 0, rekeyed: 0, current: 0, missingKey: 0, corrupt: 0, changed: 0, recovered: 0, stopped: false }
+  const out: RekeyOutput = { ...noRekeyCounts(), stopped: false }
   const keyring = new Keyring(input.keyring)
   const tree = new OwnedTree(rootAbove(input.namespaceDir, 2), input.shared)
   const changes = path.join(input.namespaceDir, 'meta', 'changes')
@@ -122,7 +128,7 @@ export function rekeyPartitions(input: RekeyInput, stop: () => boolean): RekeyOu
   return out
 }
 
-type Verdict = 'rekeyed' | 'current' | 'missingKey' | 'corrupt' | 'changed'
+type Verdict = 'rekeyed' | 'current' | 'missingKey' | 'unsealed' | 'corrupt' | 'changed'
 
 function rekeyEntry(tree: OwnedTree, file: string, keyring: Keyring, input: RekeyInput): Verdict {
   let fd: number
@@ -142,7 +148,7 @@ function rekeyEntry(tree: OwnedTree, file: string, keyring: Keyring, input: Reke
     if (head.key === undefined) return 'corrupt'
     checkNamespace(head, input.namespace)
     if ((head.flags & FLAG_SEALED) !== 0 && head.keyId === keyring.activeId) return 'current'
-    const oldKey = keyOf(head, keyring) // a KeyError (missing) for a key not listed
+    const oldKey = keyOf(head, keyring, input.sealPlain === true) // a KeyError for a key not listed, or an unsealed entry
     const written = openTempSync(tree, file)
     temp = written.temp
     try {
@@ -159,6 +165,7 @@ function rekeyEntry(tree: OwnedTree, file: string, keyring: Keyring, input: Reke
     return verdict
   } catch (error) {
     if (error instanceof KeyError && error.missing) return 'missingKey'
+    if (error instanceof KeyError && error.unsealed) return 'unsealed'
     if (error instanceof CorruptEntryError) return 'corrupt'
     throw error
   } finally {

@@ -35,9 +35,9 @@ export async function rekeyRedis(
   tier: RedisTier,
   keyring: Keyring,
   namespace: string,
-  options: { signal?: AbortSignal; onProgress?: (progress: MaintenanceProgress) => void },
+  options: { signal?: AbortSignal; onProgress?: (progress: MaintenanceProgress) => void; sealPlain?: boolean },
 ): Promise<RedisRekeyReport> {
-  const report: RedisRekeyReport = { scanned: 0, rekeyed: 0, current: 0, missingKey: 0, corrupt: 0, changed: 0 }
+  const report: RedisRekeyReport = { scanned: 0, rekeyed: 0, current: 0, missingKey: 0, unsealed: 0, corrupt: 0, changed: 0 }
   const slots = new Slots(IN_FLIGHT)
   const stopIfAsked = (): void => {
     if (options.signal?.aborted !== true) return
@@ -59,7 +59,7 @@ export async function rekeyRedis(
       entries.map((name) =>
         slots.run(async () => {
           if (options.signal?.aborted === true) return
-          const verdict = await rekeyValue(tier, name, keyring, namespace)
+          const verdict = await rekeyValue(tier, name, keyring, namespace, options.sealPlain === true)
           if (verdict !== undefined) {
             report.scanned++
             report[verdict]++
@@ -74,7 +74,13 @@ export async function rekeyRedis(
 }
 
 /** One value: rewritten, or why not (undefined: not an entry, or gone before it was read). */
-async function rekeyValue(tier: RedisTier, name: string, keyring: Keyring, namespace: string): Promise<Verdict | undefined> {
+async function rekeyValue(
+  tier: RedisTier,
+  name: string,
+  keyring: Keyring,
+  namespace: string,
+  sealPlain: boolean,
+): Promise<Verdict | undefined> {
   const bytes = await tier.rawGet(name)
   if (bytes.length === 0 || isTombstone(bytes)) return undefined
   let next: Buffer
@@ -84,9 +90,10 @@ async function rekeyValue(tier: RedisTier, name: string, keyring: Keyring, names
     if (entry.key !== name.slice(tier.base.length)) throw new CorruptEntryError('an entry of another key under this name')
     checkNamespace(entry, namespace)
     if ((entry.flags & FLAG_SEALED) !== 0 && entry.keyId === keyring.activeId) return 'current'
-    next = resealed(entry, keyOf(entry, keyring), keyring, namespace)
+    next = resealed(entry, keyOf(entry, keyring, sealPlain), keyring, namespace)
   } catch (error) {
     if (error instanceof KeyError && error.missing) return 'missingKey'
+    if (error instanceof KeyError && error.unsealed) return 'unsealed'
     if (error instanceof CorruptEntryError) return 'corrupt'
     throw error
   }

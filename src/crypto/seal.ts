@@ -31,21 +31,32 @@ const CIPHER = 'aes-256-gcm'
  */
 export class KeyError extends CorruptEntryError {
   readonly missing: boolean
+  /** An entry not sealed at all, read by a cache that seals every entry (not `missing`). */
+  readonly unsealed: boolean
 
-  constructor(missing: boolean, ino?: number) {
-    super(missing ? 'sealed under a key this cache does not hold' : 'authentication failed (tampered, moved or wrong key)', ino)
+  constructor(missing: boolean, ino?: number, unsealed = false) {
+    super(
+      missing
+        ? 'sealed under a key this cache does not hold'
+        : unsealed
+          ? 'not sealed, in a cache that seals every entry (planted, or written before encryption was on)'
+          : 'authentication failed (tampered, moved or wrong key)',
+      ino,
+    )
     this.missing = missing
+    this.unsealed = unsealed
   }
 
   override of(ino: number): KeyError {
-    return this.ino === ino ? this : new KeyError(this.missing, ino)
+    return this.ino === ino ? this : new KeyError(this.missing, ino, this.unsealed)
   }
 }
 
 /** What a `corrupt` event says of a judgement: reason 'key' (with the detail) for a KeyError,
  *  else the judgement's own words. */
 export function reportedReason(error: CorruptEntryError): { reason: string; detail?: string } {
-  if (error instanceof KeyError) return { reason: 'key', detail: error.missing ? 'missing key' : 'authentication failed' }
+  if (error instanceof KeyError)
+    return { reason: 'key', detail: error.missing ? 'missing key' : error.unsealed ? 'not sealed' : 'authentication failed' }
   return { reason: error.message }
 }
 

@@ -1,4 +1,5 @@
 import { isLarderError, LarderError } from '../errors.js'
+import { noRekeyCounts } from '../crypto/rekey-counts.js'
 import { rekeyRedis } from '../crypto/rekey-redis.js'
 import type { RekeyOptions, RekeyReport } from '../maintenance/maintainer.js'
 import type { CacheParts } from './cache-parts.js'
@@ -16,10 +17,7 @@ export async function rekeyTiers(parts: CacheParts, options: RekeyOptions): Prom
   const redis = parts.stack.redis
   const started = performance.now()
   if (redis === undefined) parts.files('rekey') // ERR_INVALID_OPTION with dir: false: nothing to rekey
-  const report: RekeyReport =
-    parts.disk !== undefined
-      ? await parts.disk.maintainer.rekey(options)
-      : { scanned: 0, rekeyed: 0, current: 0, missingKey: 0, corrupt: 0, changed: 0, recovered: 0, durationMs: 0 }
+  const report: RekeyReport = parts.disk !== undefined ? await parts.disk.maintainer.rekey(options) : { ...noRekeyCounts(), durationMs: 0 }
   if (redis === undefined) return report
   try {
     report.redis = await rekeyRedis(redis, keyring, parts.options.namespace, options)

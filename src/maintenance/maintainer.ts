@@ -1,4 +1,5 @@
 import path from 'node:path'
+import { noRekeyCounts, REKEY_COUNTS } from '../crypto/rekey-counts.js'
 import type { RekeyOutput } from '../crypto/rekey-entries.js'
 import type { Keyring } from '../crypto/keys.js'
 import type { RedisRekeyReport } from '../crypto/rekey-redis.js'
@@ -117,6 +118,11 @@ export interface VerifyOptions {
 export interface RekeyOptions {
   signal?: AbortSignal
   onProgress?: (progress: MaintenanceProgress) => void
+  /** Also seal the entries not sealed at all (counted `unsealed` and left otherwise): what was
+   *  written before encryption was turned on. They are trusted as they are, so only when
+   *  nobody else could write the directory (or Redis) since: a cache that seals every entry
+   *  reads an unsealed one as a forgery. Default false. */
+  sealPlain?: boolean
 }
 
 /** What `Larder.rekey` did (see crypto/rekey-entries.ts `RekeyOutput` for each count). */
@@ -449,7 +455,7 @@ export class Maintainer {
     if (keyring === undefined)
       throw new LarderError('ERR_INVALID_OPTION', 'rekey needs the encryption option (the keys)', { field: 'encryption' })
     const started = performance.now()
-    const report: RekeyReport = { scanned: 0, rekeyed: 0, current: 0, missingKey: 0, corrupt: 0, changed: 0, recovered: 0, durationMs: 0 }
+    const report: RekeyReport = { ...noRekeyCounts(), durationMs: 0 }
     const done = (): RekeyReport => {
       report.durationMs = performance.now() - started
       return report
@@ -482,11 +488,11 @@ export class Maintainer {
           durable: config.durable,
           partitions: batch,
           keyring: keyring.toData(),
+          sealPlain: options.sealPlain,
           cancel: cancel.flag,
         }),
       (out) => {
-        for (const field of ['scanned', 'rekeyed', 'current', 'missingKey', 'corrupt', 'changed', 'recovered'] as const)
-          report[field] += out[field]
+        for (const field of REKEY_COUNTS) report[field] += out[field]
       },
     )
     cancel.throwIfRequested()

@@ -97,8 +97,8 @@ describe('a 3-master Redis Cluster', { skip }, () => {
     )
     const cluster = nodes.map((n) => `127.0.0.1:${n.port}`)
     const sealing = await Larder.open({ dir: false, memory: false, maintenance: false, redis: { cluster, prefix }, encryption: ONLY_A })
-    const report = await sealing.rekey()
-    assert.deepEqual(report.redis, { scanned: 40, rekeyed: 40, current: 0, missingKey: 0, corrupt: 0, changed: 0 })
+    const report = await sealing.rekey({ sealPlain: true })
+    assert.deepEqual(report.redis, { scanned: 40, rekeyed: 40, current: 0, missingKey: 0, unsealed: 0, corrupt: 0, changed: 0 })
     assert.deepEqual(
       await sealing.getMany(keys),
       keys.map((_, i) => ({ i })),

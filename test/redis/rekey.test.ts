@@ -88,9 +88,11 @@ describe('rekey with redis: the values Redis holds are rewritten under the activ
 
     const rotating = await open(A_THEN_B)
     await rotating.set('new', 'already under b')
-    const report = await rotating.rekey()
+    const unsealed = await rotating.rekey()
+    assert.equal(unsealed.redis!.unsealed, 1, 'without sealPlain, the value written before encryption is left')
+    const report = await rotating.rekey({ sealPlain: true })
     await rotating.close()
-    assert.deepEqual(report.redis, { scanned: 32, rekeyed: 31, current: 1, missingKey: 0, corrupt: 0, changed: 0 })
+    assert.deepEqual(report.redis, { scanned: 32, rekeyed: 1, current: 31, missingKey: 0, unsealed: 0, corrupt: 0, changed: 0 })
     assert.equal(report.scanned, 0, 'no directory (dir: false)')
 
     const onlyNew = await open(ONLY_B)
@@ -139,7 +141,7 @@ describe('rekey with redis: the values Redis holds are rewritten under the activ
     const rotating = await open({ keys: { b: KEY_B, c: Buffer.from(KEY_A.map((x) => x ^ 1)) }, activeKey: 'c' })
     const report = await rotating.rekey()
     await rotating.close()
-    assert.deepEqual(report.redis, { scanned: 3, rekeyed: 0, current: 0, missingKey: 1, corrupt: 2, changed: 0 })
+    assert.deepEqual(report.redis, { scanned: 3, rekeyed: 0, current: 0, missingKey: 1, unsealed: 0, corrupt: 2, changed: 0 })
     assert.equal(sealedUnder((await raw.getBuffer(name('under-a')))!), 'a', 'left under a key not listed')
     assert.deepEqual(await raw.getBuffer(name('damaged')), damaged, 'a damaged value is left for readers')
     assert.equal(await raw.get(name('foreign')), 'not an entry of ours')

@@ -20,9 +20,13 @@ export function rekeyCommand(): Command {
         'rewrite every entry under the active encryption key, in worker threads (keys from LARDER_ENCRYPTION_KEYS, never the command line); entries under keys not listed are left and counted',
       )
       .option('--keys-env <name>', 'the environment variable holding the keys as id:key,id:key (hex or base64)', 'LARDER_ENCRYPTION_KEYS')
-      .option('--active-key <id>', 'the key id to rewrite under (default: LARDER_ENCRYPTION_ACTIVE_KEY, else the first listed)'),
+      .option('--active-key <id>', 'the key id to rewrite under (default: LARDER_ENCRYPTION_ACTIVE_KEY, else the first listed)')
+      .option(
+        '--seal-plain',
+        'also seal the entries not sealed at all (written before encryption was turned on), trusting them: only if nobody else could write the cache since',
+      ),
     "also rewrite the values this Redis holds for the namespace (redis:// or rediss:// URL; the applications' redis option)",
-  ).action(async (flags: { keysEnv: string; activeKey?: string } & SharedTierFlags, command: Command) => {
+  ).action(async (flags: { keysEnv: string; activeKey?: string; sealPlain?: boolean } & SharedTierFlags, command: Command) => {
     const ctx = new CliContext(command)
     let encryption: ReturnType<typeof keysFromEnv>
     try {
@@ -36,7 +40,10 @@ export function rekeyCommand(): Command {
     }
     if (encryption === undefined) throw new CliFailure(`no keys: ${flags.keysEnv} is not set`, EXIT.usage, 'ERR_INVALID_OPTION')
     const report: RekeyReport = await interruptibleWork('rekey', ctx.interactive, (control) =>
-      ctx.withCache('maintain', (cache) => cache.rekey(control), { encryption, ...sharedTierOption(flags) }),
+      ctx.withCache('maintain', (cache) => cache.rekey({ ...control, sealPlain: flags.sealPlain === true }), {
+        encryption,
+        ...sharedTierOption(flags),
+      }),
     )
     ctx.print(
       () => human(report, encryption.activeKey),
@@ -50,6 +57,10 @@ function human(r: RekeyReport, active: string): string {
     `checked ${entries(r.scanned)} in ${duration(r.durationMs)}: ${count(r.rekeyed)} rewritten under key ${active}, ${count(r.current)} already under it`,
   ]
   if (r.missingKey > 0) lines.push(`${entries(r.missingKey)} under keys not listed: left as they are`)
+  if (r.unsealed > 0)
+    lines.push(
+      `${entries(r.unsealed)} not sealed at all: left for readers to remove (--seal-plain seals them, if nobody else could write the cache)`,
+    )
   if (r.changed > 0) lines.push(`${entries(r.changed)} changed while being rewritten: left as written (run rekey again)`)
   if (r.corrupt > 0) lines.push(`${entries(r.corrupt)} damaged or failing authentication: left for readers and verify --repair to remove`)
   if (r.recovered > 0) lines.push(`${entries(r.recovered)} put back after an earlier rekey was killed mid-swap`)
@@ -59,6 +70,7 @@ function human(r: RekeyReport, active: string): string {
       `Redis: checked ${entries(redis.scanned)}: ${count(redis.rekeyed)} rewritten under key ${active}, ${count(redis.current)} already under it`,
     )
     if (redis.missingKey > 0) lines.push(`Redis: ${entries(redis.missingKey)} under keys not listed: left as they are`)
+    if (redis.unsealed > 0) lines.push(`Redis: ${entries(redis.unsealed)} not sealed at all: left for readers to remove`)
     if (redis.changed > 0) lines.push(`Redis: ${entries(redis.changed)} changed while being rewritten: left as written (run rekey again)`)
     if (redis.corrupt > 0) lines.push(`Redis: ${entries(redis.corrupt)} damaged or failing authentication: left for readers to remove`)
   }
