@@ -305,6 +305,20 @@ describe('encryption: keys missing, rotation and namespaces', () => {
     await rotated.close()
   })
 
+  test('two keys under one id (a role name, mid-rotation): a reader holding the other key leaves the entry, which its writer still reads', async () => {
+    const dir = tempDir()
+    const writer = await open(dir, { encryption: { keys: { current: KEY_A }, activeKey: 'current' } })
+    await writer.set('k', 'sealed under A, named current')
+    const reader = await open(dir, { encryption: { keys: { current: KEY_B }, activeKey: 'current' } })
+    const events = corruptEvents(reader)
+    assert.equal(await reader.get('k'), undefined)
+    assert.deepEqual(events, ['key:missing key'], 'not an authentication failure: not removed')
+    assert.equal(entryFiles(dir).length, 1)
+    assert.equal(await writer.get('k'), 'sealed under A, named current')
+    await reader.close()
+    await writer.close()
+  })
+
   test('rotation: new writes use activeKey, entries of every listed key read', async () => {
     const dir = tempDir()
     const a = await open(dir, { encryption: ONLY_A })

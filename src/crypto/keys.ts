@@ -4,7 +4,7 @@
  * logging or JSON path can reach. An entry names its key by a fingerprint of the key's id
  * (xxhash64 of the id), never by the id itself nor anything derived from the key.
  */
-import { createHash, createSecretKey, type KeyObject } from 'node:crypto'
+import { createHash, createHmac, createSecretKey, type KeyObject } from 'node:crypto'
 import { inspect } from 'node:util'
 import { LarderError } from '../errors.js'
 
@@ -35,14 +35,19 @@ export interface KeyringData {
  */
 export class Keyring {
   readonly activeKey: string
-  /** Fingerprint (entry header) of the active key's id. */
+  /** Fingerprint (entry header) of the active key. */
   readonly activeId: bigint
+  readonly #keys: { id: string; key: KeyObject }[]
+  /** Each key by its fingerprint, and by the one of its id alone that entries written before
+   *  carry (see keyFingerprint). */
   readonly #byId = new Map<bigint, { id: string; key: KeyObject }>()
 
   constructor(data: KeyringData) {
-    for (const [id, key] of data.keys) this.#byId.set(keyFingerprint(id), { id, key })
+    this.#keys = data.keys.map(([id, key]) => ({ id, key }))
+    for (const k of this.#keys) this.#byId.set(idFingerprint(k.id), k)
+    for (const k of this.#keys) this.#byId.set(keyFingerprint(k.id, k.key), k)
     this.activeKey = data.activeKey
-    this.activeId = keyFingerprint(data.activeKey)
+    this.activeId = keyFingerprint(data.activeKey, this.#keys.find((k) => k.id === data.activeKey)!.key)
   }
 
   /** The key an entry's header names, or undefined when this cache does not hold it. */
@@ -56,18 +61,18 @@ export class Keyring {
 
   /** The key ids, never the keys. */
   get ids(): string[] {
-    return [...this.#byId.values()].map((k) => k.id)
+    return this.#keys.map((k) => k.id)
   }
 
   /** For a worker thread (structured clone; never logged). */
   toData(): KeyringData {
-    return { keys: [...this.#byId.values()].map((k) => [k.id, k.key]), activeKey: this.activeKey }
+    return { keys: this.#keys.map((k) => [k.id, k.key]), activeKey: this.activeKey }
   }
 
   /** What tells two keyrings apart (configure() compares them): each id with a digest of its
    *  key's bytes, never the bytes. A secret still: never shown. */
   identity(): string[] {
-    return [...this.#byId.values()]
+    return this.#keys
       .map((k) => `${k.id}:${createHash('sha256').update('larder keyring identity\0').update(k.key.export()).digest('hex')}`)
       .sort()
   }
@@ -81,9 +86,18 @@ export class Keyring {
   }
 }
 
-/** The 8 bytes an entry header stores to name its key: the first 8 bytes of sha256 of the
- *  key id (of the id, a name: nothing of the key itself is ever written). */
-export function keyFingerprint(id: string): bigint {
+/** The 8 bytes an entry header stores to name its key: the first 8 bytes of HMAC-SHA256, under
+ *  the key, of its id. Two keys under one id (a role name such as `current`, mid-rotation)
+ *  name themselves apart, so a reader holding the other one reads "missing key" and leaves the
+ *  entry, where a fingerprint of the id alone made the read fail authentication and remove an
+ *  entry its writer could read. Nothing of the key can be learnt from it. */
+export function keyFingerprint(id: string, key: KeyObject): bigint {
+  return createHmac('sha256', key).update('larder key fingerprint\0').update(id).digest().readBigUInt64LE(0)
+}
+
+/** What entries written before keyFingerprint name their key with: the first 8 bytes of
+ *  sha256 of its id alone. Still read; rekey rewrites them under keyFingerprint. */
+function idFingerprint(id: string): bigint {
   return createHash('sha256').update(id).digest().readBigUInt64LE(0)
 }
 
@@ -109,10 +123,12 @@ export function resolveEncryption(input: unknown, field = 'encryption'): Keyring
     parsed.push([id, createSecretKey(keyBytes(key, `${field}.keys.${id}`))])
   }
   const seen = new Map<bigint, string>()
-  for (const [id] of parsed) {
-    const other = seen.get(keyFingerprint(id))
-    if (other !== undefined) throw invalid(`${field}.keys`, `key ids ${other} and ${id} have the same fingerprint: rename one`)
-    seen.set(keyFingerprint(id), id)
+  for (const [id, key] of parsed) {
+    for (const fingerprint of [idFingerprint(id), keyFingerprint(id, key)]) {
+      const other = seen.get(fingerprint)
+      if (other !== undefined) throw invalid(`${field}.keys`, `key ids ${other} and ${id} have the same fingerprint: rename one`)
+      seen.set(fingerprint, id)
+    }
   }
   if (typeof activeKey !== 'string' || !Object.hasOwn(keys, activeKey)) {
     throw invalid(`${field}.activeKey`, `expected one of the key ids (${parsed.map(([id]) => id).join(', ')})`)

@@ -19,7 +19,8 @@
  *   -- v2 only --
  *   32      8     namespace id: xxhash64 (seed 0) of the namespace name's UTF-8, uint64 LE
  *   40      8     key fingerprint: which encryption key sealed the payload (crypto/keys.ts
- *                 `keyFingerprint`), uint64 LE; 0 when not SEALED
+ *                 `keyFingerprint`: HMAC of the id under the key; entries written before it
+ *                 carry sha256 of the id alone, still read), uint64 LE; 0 when not SEALED
  *   48      12    nonce of AES-256-GCM (the base nonce of a framed payload); zeros when not SEALED
  *   60      4     reserved, 0
  *   -- both --
