@@ -335,7 +335,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     const valid = validateTags(tags)
     if (valid.length === 0) return
     this.#p.loads.supersedeTagged(valid) // a load in progress that carries one of them began before
-    await this.#p.tags.invalidate(valid, this.#p.clock.stamp())
+    await this.#p.tags.invalidate(valid, this.#p.clock.invalidation())
   }
 
   /**

@@ -496,6 +496,34 @@ describe("set's readAt: a value read before it is stored", () => {
     await cache.close()
   })
 
+  test('an invalidation covers the entries another instance created earlier in its millisecond (that clock counts in fractions of one)', async (t) => {
+    const dir = tempDir()
+    const [a, b] = [await Larder.open({ dir, maintenance: false }), await Larder.open({ dir, maintenance: false })]
+    await a.invalidateTags(['warm'])
+    await b.set('warm', 1, { tags: ['warm'] })
+    let sameMs = 0
+    for (let round = 0; round < 300 && sameMs < 10; round++) {
+      const tag = `t${round}`
+      for (const start = Date.now(); Date.now() === start;); // the start of a millisecond
+      const ms = Date.now()
+      b.now()
+      b.now() // B's clock now counts fractions of this millisecond, as after a few writes
+      await b.set(`r${round}`, 1, { tags: [tag] })
+      await a.invalidateTags([tag])
+      if (Date.now() !== ms) continue
+      sameMs++
+      const reader = await Larder.open({ dir, maintenance: false })
+      assert.equal(await reader.get(`r${round}`), undefined, `round ${round}: created before the invalidation`)
+      assert.equal(await b.get(`r${round}`), undefined)
+      await reader.close()
+      await b.set(`after${round}`, 1, { tags: [tag] })
+      assert.equal(await b.get(`after${round}`), 1, 'a write after the invalidation is served')
+    }
+    await a.close()
+    await b.close()
+    if (sameMs === 0) t.skip('no round fell in one millisecond on this machine')
+  })
+
   test('a readAt in the future, or not a number, is ERR_INVALID_VALUE naming readAt, and nothing is written', async () => {
     const dir = tempDir()
     const cache = await Larder.open({ dir, maintenance: false })

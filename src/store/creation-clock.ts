@@ -26,6 +26,20 @@ export class CreationClock {
     return this.#last
   }
 
+  /**
+   * A time for an invalidation: the end of this millisecond (or after every time this clock
+   * gave, if later). Another process's clock counts within a millisecond in fractions (X.001,
+   * X.002…), so its entries created earlier in this millisecond may be later than a plain X:
+   * an invalidation stamped X left them live. Writes that follow it read its stamp and are
+   * created after it (createdAt).
+   */
+  invalidation(): number {
+    const end = Math.floor(Date.now()) + 0.999
+    if (end <= this.#last) return this.stamp()
+    this.#last = end
+    return end
+  }
+
   /** The latest time this clock gave or heard of (0 before any). */
   get latest(): number {
     return this.#last

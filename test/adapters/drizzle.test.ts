@@ -147,6 +147,25 @@ describe('larder/drizzle on libsql', () => {
     await larder.close()
   })
 
+  test('two runs of one query around a write: whichever stores last, the rows read before the write are not served', async () => {
+    for (const order of ['after first', 'before first']) {
+      const larder = await Larder.open({ dir: tempDir('larder-drizzle-race2') })
+      const { db, cache } = await openDb(':memory:', larder, { strategy: 'all' })
+      await db.insert(users).values([{ name: 'old' }])
+      assert.equal(await cache.get('q', ['users'], false), undefined) // run 1 misses
+      const before = await db.select().from(users)
+      await db.update(users).set({ name: 'new' }).where(eq(users.id, 1)) // onMutate
+      assert.equal(await cache.get('q', ['users'], false), undefined) // run 2 misses
+      const after = await db.select().from(users)
+      const [first, second] = order === 'after first' ? [after, before] : [before, after]
+      await cache.put('q', first, ['users'], false)
+      if (first === before) assert.equal(await cache.get('q', ['users'], false), undefined, 'between the puts')
+      await cache.put('q', second, ['users'], false)
+      assert.notDeepEqual(await cache.get('q', ['users'], false), before, `${order}: the old rows are not served`)
+      await larder.close()
+    }
+  })
+
   test('an unknown strategy is ERR_INVALID_OPTION naming the field, thrown by the constructor', async () => {
     const { LarderDrizzleCache } = await import('larder/drizzle')
     assert.throws(
