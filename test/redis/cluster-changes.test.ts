@@ -20,7 +20,9 @@ describe('a Redis Cluster whose masters change under a clear()', { skip }, () =>
   let nodes: RedisServer[] = []
   const opened: Larder[] = []
   before(async () => {
-    nodes = await startCluster({ replicas: 1 })
+    // A failover 5 s after a master dies (cluster-node-timeout): the window in which the kill
+    // test's clear() and prune() run before it, however loaded the machine.
+    nodes = await startCluster({ replicas: 1, extra: ['--cluster-node-timeout', '5000'] })
   })
   after(async () => {
     await Promise.all(opened.map((cache) => cache.close()))
