@@ -11,21 +11,13 @@ import fs from 'node:fs'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import path from 'node:path'
-import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, test } from 'node:test'
 import { Agent, fetch, interceptors } from 'undici'
 import { Larder, isLarderError } from 'larder'
 import { LarderCacheStore } from 'larder/undici'
 import { tempDir } from '../helpers.ts'
-import { keyOf, valueOf, write, type Store } from './undici-fixtures.ts'
-
-async function bodyText(result: Awaited<ReturnType<Store['get']>>): Promise<string | undefined> {
-  if (result?.body === undefined) return undefined
-  const chunks: Buffer[] = []
-  for await (const chunk of Readable.from(result.body as Iterable<Buffer>)) chunks.push(Buffer.from(chunk as Buffer))
-  return Buffer.concat(chunks).toString()
-}
+import { bodyText, keyOf, valueOf, write, type Store } from './undici-fixtures.ts'
 
 describe('larder/undici: deletes and variants', () => {
   let cache: Larder

@@ -1,6 +1,7 @@
 /** What the larder/undici tests share: a request key, a cacheable response's value, a write. */
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
+import { Readable } from 'node:stream'
 import type { LarderCacheStore } from 'larder/undici'
 
 export type Store = LarderCacheStore
@@ -33,4 +34,12 @@ export async function write(store: Store, key: Key, value: Value, chunks: (strin
   for (const chunk of chunks) if (!writable.write(chunk)) await once(writable, 'drain')
   writable.end()
   await once(writable, 'finish')
+}
+
+/** A stored response's body as text (a stream, or the array of buffers a small one is). */
+export async function bodyText(result: Awaited<ReturnType<Store['get']>>): Promise<string | undefined> {
+  if (result?.body === undefined) return undefined
+  const chunks: Buffer[] = []
+  for await (const chunk of Readable.from(result.body as Iterable<Buffer>)) chunks.push(Buffer.from(chunk as Buffer))
+  return Buffer.concat(chunks).toString()
 }

@@ -20,14 +20,7 @@ import { Larder, isLarderError } from 'larder'
 import { LarderCacheStore } from 'larder/undici'
 import { tempDir } from '../helpers.ts'
 import { runChild } from './processes.ts'
-import { keyOf, valueOf, write, type Store, type Value } from './undici-fixtures.ts'
-
-async function bodyText(result: Awaited<ReturnType<Store['get']>>): Promise<string | undefined> {
-  if (result?.body === undefined) return undefined
-  const chunks: Buffer[] = []
-  for await (const chunk of Readable.from(result.body as Readable)) chunks.push(Buffer.from(chunk as Buffer))
-  return Buffer.concat(chunks).toString()
-}
+import { bodyText, keyOf, valueOf, write, type Store, type Value } from './undici-fixtures.ts'
 
 describe('larder/undici: the CacheStore contract', () => {
   let cache: Larder
