@@ -6,7 +6,7 @@
  */
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import fs from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -326,4 +326,45 @@ describe('Ctrl-C during prune', () => {
       assert.equal(document<{ entries: number }>(await larder(['stats', '--fast', '--json', '--dir', dir])).entries, onDisk.entries)
     },
   )
+})
+
+describe('set from a pipe, and a stdout that cannot be written', () => {
+  test('set reads a named pipe (as `<(command)` gives); a directory is named as one', async () => {
+    const dir = await freshDir('set-pipe')
+    const fifo = path.join(dir, 'pipe')
+    execFileSync('mkfifo', [fifo])
+    const data = randomBytes(300_000)
+    // The writer's open waits (in the thread pool) for larder to open the other end.
+    const writer = fs.createWriteStream(fifo)
+    writer.on('error', () => {})
+    writer.end(data)
+    const run = await larder(['set', 'piped', fifo, '--dir', path.join(dir, 'cache')])
+    // A larder that never opened the pipe leaves the writer waiting: let it go (no hang).
+    if (!writer.writableFinished) fs.closeSync(fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK))
+    assert.equal(run.code, 0, run.stderr)
+    const got = await larder(['get', 'piped', '--dir', path.join(dir, 'cache')])
+    assert.ok(got.stdout.equals(data))
+    const folder = await larder(['set', 'k', dir, '--json', '--dir', path.join(dir, 'cache')])
+    assert.equal(folder.code, 2)
+    assert.match(document<{ error: { message: string } }>(folder).error.message, /is a directory/)
+  })
+
+  test('get into a full disk: one line on stderr and exit 1, no stack trace', async () => {
+    const dir = await freshDir('stdout-full')
+    assert.equal((await larder(['set', 'blob', '--dir', dir], { input: randomBytes(200_000) })).code, 0)
+    const full = fs.openSync('/dev/full', 'w')
+    try {
+      const run = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
+        const child = spawn(process.execPath, [BIN, 'get', 'blob', '--dir', dir], { stdio: ['ignore', full, 'pipe'] })
+        let stderr = ''
+        child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()))
+        child.on('error', reject)
+        child.on('close', (code) => resolve({ code, stderr }))
+      })
+      assert.equal(run.code, 1)
+      assert.equal(run.stderr, 'larder: cannot write to stdout: ENOSPC: no space left on device, write\n')
+    } finally {
+      fs.closeSync(full)
+    }
+  })
 })

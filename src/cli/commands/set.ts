@@ -22,8 +22,12 @@ export function setCommand(): Command {
       if (file === '-') {
         source = process.stdin
       } else {
+        // A pipe or a device reads as a stream too: `larder set key <(build)` names /dev/fd/63.
         const stat = fs.statSync(file, { throwIfNoEntry: false })
-        if (stat === undefined || !stat.isFile()) throw new CliFailure(`${file}: no such file`, EXIT.usage)
+        if (stat === undefined) throw new CliFailure(`${file}: no such file`, EXIT.usage)
+        if (stat.isDirectory()) throw new CliFailure(`${file}: is a directory, not a file`, EXIT.usage)
+        if (!stat.isFile() && !stat.isFIFO() && !stat.isCharacterDevice())
+          throw new CliFailure(`${file}: not a file, pipe or character device`, EXIT.usage)
         source = fs.createReadStream(file)
       }
       async function* counted(): AsyncGenerator<Buffer> {
