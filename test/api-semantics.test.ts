@@ -124,6 +124,32 @@ describe('getOrSet and invalidations during its load', () => {
       await b.close()
     },
   )
+  test(
+    "across processes: another process's set, delete or clear of the key during the load supersedes it; a change of another key does not",
+    { timeout: 60_000 },
+    async () => {
+      const a = await child()
+      for (const memory of [false, true]) {
+        for (const change of ['set', 'delete', 'clear', 'other key'] as const) {
+          const dir = tempDir()
+          const ha = await a.call<number>('open', { options: { dir, memory } })
+          const b = await Larder.open({ dir, memory: false })
+          await a.call('startLoad', { h: ha, key: 'k', value: 'loaded before', options: {} })
+          await a.next('loader-started')
+          if (change === 'set') await b.set('k', 'set meanwhile')
+          else if (change === 'delete') await b.delete('k')
+          else if (change === 'clear') await b.clear()
+          else await b.set('other', 'x')
+          assert.equal(await a.call('finishLoad', { key: 'k' }), 'loaded before')
+          const want = change === 'set' ? 'set meanwhile' : change === 'other key' ? 'loaded before' : undefined
+          const label = `${change}, memory tier ${memory ? 'on' : 'off'}`
+          assert.equal(await b.get('k'), want, label)
+          assert.equal((await a.call<{ value: unknown }>('get', { h: ha, key: 'k' })).value, want, label)
+          await b.close()
+        }
+      }
+    },
+  )
 })
 
 describe('grace', () => {

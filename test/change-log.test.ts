@@ -17,6 +17,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { Larder } from '../src/index.ts'
 import { disk } from '../src/store/disk.ts'
 import { Layout } from '../src/store/layout.ts'
+import { ChangeClock } from '../src/store/change-clock.ts'
 import { check32, loadHasher } from '../src/format/checksum.ts'
 import { Child, startChild } from './children/harness.ts'
 import { tempDir } from './helpers.ts'
@@ -283,4 +284,38 @@ describe('the change log names the keys other writers changed', () => {
       },
     )
   }
+})
+
+describe("changedSince: a getOrSet load's own cursor on the log", () => {
+  before(() => loadHasher())
+  test('names the keys written since the mark, by this instance or another; a removed log or a clear counts as a change', async () => {
+    const dir = tempDir()
+    const writer = await Larder.open({ dir, maintenance: false, memory: false })
+    await writer.set('before', 1) // the log exists
+    const layout = new Layout(dir, '')
+    const clock = new ChangeClock(layout)
+    const mark = clock.mark()
+    assert.equal(await clock.changedSince(mark, 'k'), false, 'nothing written since')
+    await writer.set('k', 1)
+    await writer.set('other', 1)
+    assert.equal(await clock.changedSince(mark, 'k'), true)
+    assert.equal(await clock.changedSince(mark, 'unwritten'), false)
+    assert.equal(await clock.changedSince(clock.mark(), 'k'), false, 'a later mark does not see it')
+    clock.bump('mine')
+    assert.equal(await clock.changedSince(mark, 'mine'), true, "this instance's own records count too")
+    const beforeClear = clock.mark()
+    await writer.clear()
+    assert.equal(await clock.changedSince(beforeClear, 'unwritten'), true, 'a clear changes every key')
+    fs.rmSync(logOf(dir), { force: true })
+    const noLog = clock.mark()
+    assert.equal(await clock.changedSince(noLog, 'k'), false, 'no log then, none now')
+    await writer.set('k', 2)
+    assert.equal(await clock.changedSince(noLog, 'k'), true, 'a log made since is read from its start')
+    const grown = clock.mark()
+    fs.rmSync(logOf(dir), { force: true })
+    assert.equal(await clock.changedSince(grown, 'unwritten'), true, 'a log removed (rotated) since counts as a change')
+    assert.equal(await clock.changedSince(undefined, 'k'), true, 'a mark that could not be taken counts as a change')
+    clock.close()
+    await writer.close()
+  })
 })

@@ -115,7 +115,7 @@ export class GetOrSet {
     write.through = through
     // What every later read returns, so this caller gets it too.
     write.value = readBackValue(options, write.serialized)
-    if (loads.mayStore(flight)) await writes.change(key, () => writes.write(key, write))
+    if (await loads.mayStore(key, flight)) await writes.change(key, () => writes.write(key, write))
     return { value: write.value, cached: false }
   }
 

@@ -1,3 +1,5 @@
+import type { LogMark } from '../store/change-clock.js'
+
 /**
  * getOrSet's shared loads (singleflight): one loader call per key however many callers ask at
  * once, and the rule that keeps a load from storing what a later change replaced.
@@ -5,8 +7,16 @@
  * A load is stamped with a creation time when it begins. A change of its key (set, delete,
  * clear, a stream) called while the loader runs supersedes it: it stores nothing, and callers
  * after the change do not join it. So does an invalidation of one of its tags, by any process
- * (asked of the tag clock when the load ends, and when a caller would join it).
+ * (asked of the tag clock when the load ends, and when a caller would join it), and a change of
+ * its key by another process sharing the directory (asked of the change log before it stores:
+ * `KeyChanges`) or another instance on the bus (remote-changes.ts supersedes it).
  */
+
+/** Changes of a key by every writer of the directory since a mark (store/change-clock.ts). */
+export interface KeyChanges {
+  mark(): LogMark | undefined
+  changedSince(mark: LogMark | undefined, key: string): Promise<boolean>
+}
 
 /** A getOrSet load in progress, which callers of the same key join. */
 export interface Flight<T> {
@@ -15,6 +25,8 @@ export interface Flight<T> {
   createdAt: number
   /** A change of the key (or of its tags) was called since it began: it stores nothing. */
   superseded: boolean
+  /** Where the directory's change log stood when it began. */
+  mark?: LogMark | undefined
   result: Promise<T>
 }
 
@@ -24,11 +36,14 @@ export class Loads<T> {
    *  (their callers were served already), superseded like the others. */
   readonly #refreshes = new Map<string, Flight<unknown>>()
   readonly #tagsStale: (tags: readonly string[], createdAt: number) => boolean
+  readonly #changes: KeyChanges | undefined
 
   /** `tagsStale` answers whether any of the tags was invalidated at or after a time, and
-   *  never throws (a failing tag clock counts as stale). */
-  constructor(tagsStale: (tags: readonly string[], createdAt: number) => boolean) {
+   *  never throws (a failing tag clock counts as stale); `changes` (with a directory) what
+   *  other processes changed. */
+  constructor(tagsStale: (tags: readonly string[], createdAt: number) => boolean, changes?: KeyChanges) {
     this.#tagsStale = tagsStale
+    this.#changes = changes
   }
 
   /** The load of `key` a caller may join: in progress and not invalidated since it began. */
@@ -40,7 +55,7 @@ export class Loads<T> {
   /** Starts a load of `key` (run receives its flight, to stamp what it stores) and forgets it
    *  once it settles. */
   async run(key: string, tags: readonly string[], createdAt: number, load: (flight: Flight<T>) => Promise<T>): Promise<T> {
-    const flight: Flight<T> = { tags, createdAt, superseded: false, result: undefined as never }
+    const flight: Flight<T> = { tags, createdAt, superseded: false, mark: this.#changes?.mark(), result: undefined as never }
     flight.result = load(flight)
     this.#flights.set(key, flight)
     try {
@@ -57,7 +72,7 @@ export class Loads<T> {
 
   /** Starts a background refresh of `key`, stamped like a load; forgotten once it settles. */
   async refresh<R>(key: string, tags: readonly string[], createdAt: number, load: (flight: Flight<unknown>) => Promise<R>): Promise<R> {
-    const flight: Flight<unknown> = { tags, createdAt, superseded: false, result: undefined as never }
+    const flight: Flight<unknown> = { tags, createdAt, superseded: false, mark: this.#changes?.mark(), result: undefined as never }
     const result = load(flight)
     flight.result = result
     this.#refreshes.set(key, flight)
@@ -74,10 +89,13 @@ export class Loads<T> {
     this.#refreshes.clear()
   }
 
-  /** Whether the load may still store: not superseded, and none of its tags invalidated, by
-   *  any process, since it began. */
-  mayStore(flight: Flight<unknown>): boolean {
-    return !flight.superseded && !this.invalidatedSince(flight)
+  /** Whether the load of `key` may still store: not superseded, none of its tags invalidated
+   *  and the key not changed, by any process, since it began. A change recorded after this
+   *  answer and before the store lands is not seen (between processes: a window of one write). */
+  async mayStore(key: string, flight: Flight<unknown>): Promise<boolean> {
+    if (flight.superseded || this.invalidatedSince(flight)) return false
+    if (this.#changes !== undefined && (await this.#changes.changedSince(flight.mark, key))) return false
+    return !flight.superseded
   }
 
   /** Whether a tag of the load was invalidated, by any process, since the load began. */

@@ -134,7 +134,7 @@ export class RefreshAhead {
       if (value === undefined) return 'failed'
       const write = writes.prepare(value, o.ttl, flight.tags, o.grace, 'value', flight.createdAt)
       write.value = readBackValue(options, write.serialized)
-      if (!loads.mayStore(flight)) return 'superseded'
+      if (!(await loads.mayStore(key, flight))) return 'superseded'
       await writes.change(key, () => writes.write(key, write))
       return 'refreshed'
     } catch (error) {

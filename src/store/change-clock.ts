@@ -27,6 +27,16 @@ const HEAD_BYTES = 1 + 8
  *  inside a record does not read made-up records (see #read). */
 const CHECK_BYTES = 4
 
+/** The most of the log `changedSince` reads: past its rotation size (checked once in
+ *  ROTATE_CHECK_EVERY appends) by a margin; more than this since a mark counts as a change. */
+const READ_SINCE_MARK_AT_MOST = 2 * ROTATE_BYTES
+
+/** Where the log stood at a moment (`mark()`): the inode and size (-1: no log). */
+export interface LogMark {
+  readonly ino: number
+  readonly size: number
+}
+
 /** What a look found written by others: nothing, these keys, or anything at all. */
 export const EVERYTHING = Symbol('everything')
 export type ChangesSeen = undefined | typeof EVERYTHING | ReadonlySet<string>
@@ -87,6 +97,52 @@ export class ChangeClock {
       return stat === undefined ? { ino: 0, size: -1 } : { ino: stat.ino, size: stat.size }
     } catch {
       return undefined
+    }
+  }
+
+  /** Where the log stands now, for `changedSince` to read on from; undefined when it cannot
+   *  be looked at (every later question about it answers "changed"). */
+  mark(): LogMark | undefined {
+    return this.#look()
+  }
+
+  /**
+   * Whether a change of `key`, or of everything, was recorded by any writer (this instance
+   * included) since `mark`: what a getOrSet load asks before it stores, so a value loaded
+   * before another process set, deleted or cleared the key does not replace that change. Its
+   * own cursor: the memory tier's looks (changesElsewhere) are not moved. The new records are
+   * read off the main thread. Never throws: a log removed (rotated, cleared), replaced, grown by
+   * more than READ_SINCE_MARK_AT_MOST or unreadable counts as a change.
+   */
+  async changedSince(mark: LogMark | undefined, key: string): Promise<boolean> {
+    const now = this.#look()
+    if (mark === undefined || now === undefined) return true
+    if (now.size < 0) return mark.size >= 0 // none then and none now: nothing was recorded
+    const start = mark.size < 0 ? 0 : now.ino === mark.ino ? mark.size : -1
+    if (start < 0 || now.size < start || now.size - start > READ_SINCE_MARK_AT_MOST) return true
+    if (now.size === start) return false
+    let fd: number
+    try {
+      fd = await disk.openFd(this.#file, READ_FLAGS, 0)
+    } catch {
+      return true
+    }
+    try {
+      const stat = disk.fstatSync(fd)
+      if (!stat.isFile() || stat.ino !== now.ino) return true
+      const bytes = Buffer.allocUnsafe(now.size - start)
+      let done = 0
+      while (done < bytes.length) {
+        const n = await disk.readFd(fd, bytes, done, bytes.length - done, start + done)
+        if (n === 0) return true
+        done += n
+      }
+      const seen = parseRecords(bytes, undefined)
+      return seen === EVERYTHING || seen?.has(key) === true
+    } catch {
+      return true
+    } finally {
+      closeQuietly(fd)
     }
   }
 
@@ -260,16 +316,16 @@ export class ChangeClock {
   }
 }
 
-/** The keys named by records not written by `own` in `bytes` (whole records from the log),
- *  or EVERYTHING: an "everything" record of another writer, or anything that does not parse
- *  or check out. */
-function parseRecords(bytes: Buffer, own: Buffer): ChangesSeen {
+/** The keys named by records not written by `own` (undefined: by anyone) in `bytes` (whole
+ *  records from the log), or EVERYTHING: an "everything" record of another writer, or anything
+ *  that does not parse or check out. */
+function parseRecords(bytes: Buffer, own: Buffer | undefined): ChangesSeen {
   const keys = new Set<string>()
   let at = 0
   while (at < bytes.length) {
     const kind = bytes[at]
     if (at + HEAD_BYTES > bytes.length) return EVERYTHING
-    const mine = own.compare(bytes, at + 1, at + HEAD_BYTES) === 0
+    const mine = own !== undefined && own.compare(bytes, at + 1, at + HEAD_BYTES) === 0
     if (kind === ALL_RECORD) {
       if (!mine) return EVERYTHING
       at += HEAD_BYTES
