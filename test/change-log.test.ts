@@ -319,3 +319,45 @@ describe("changedSince: a getOrSet load's own cursor on the log", () => {
     await writer.close()
   })
 })
+
+describe('a prune that removes entries by filter reaches every memory tier', () => {
+  before(() => loadHasher())
+  test(
+    "prune by pattern, tag or age: neither this process's memory tier nor another's serves what it removed",
+    { timeout: 30_000 },
+    async () => {
+      const dir = tempDir()
+      const b = await Larder.open({ dir, maintenance: false, memory: true })
+      const keys = ['user:1', 'user:2', 'post:1', 'post:2', 'old']
+      for (const key of keys) await b.set(key, key, { tags: key === 'post:1' ? ['posts'] : [] })
+      const a = await startChild('peer.ts')
+      children.push(a)
+      const ha = await a.call<number>('open', { options: { dir, memory: true, maintenance: false } })
+      const everywhere = async (): Promise<Record<string, unknown>> => {
+        await delay(PAST_THE_BOUND)
+        const seen: Record<string, unknown> = {}
+        for (const key of keys) {
+          const here = await b.get(key)
+          const there = (await a.call<{ value: unknown }>('get', { h: ha, key })).value
+          assert.equal(there, here, `${key}: this process and the other agree`)
+          if (here !== undefined) seen[key] = here
+        }
+        return seen
+      }
+      assert.equal(Object.keys(await everywhere()).length, 5) // held in both memory tiers
+      assert.equal((await b.prune({ pattern: 'user:*' })).matched, 2)
+      assert.deepEqual(Object.keys(await everywhere()), ['post:1', 'post:2', 'old'])
+      assert.equal((await b.prune({ tags: ['posts'] })).matched, 1)
+      assert.deepEqual(Object.keys(await everywhere()), ['post:2', 'old'])
+      await delay(20)
+      await b.set('post:2', 'post:2') // newer than the cut below
+      assert.equal((await b.prune({ maxAge: 15 })).matched, 1)
+      assert.deepEqual(Object.keys(await everywhere()), ['post:2'])
+      const dry = await b.prune({ pattern: '*', dryRun: true })
+      assert.deepEqual(dry.keys, ['post:2'])
+      assert.deepEqual(Object.keys(await everywhere()), ['post:2'], 'a dry run removes nothing anywhere')
+      await b.close()
+      await a.shutdown()
+    },
+  )
+})

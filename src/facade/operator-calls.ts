@@ -1,3 +1,4 @@
+import { Glob } from '../maintenance/glob.js'
 import type { ActivityReport } from '../stats/activity-log.js'
 import type { EntryInfo, ListFilters } from '../maintenance/listing.js'
 import type { Maintainer, PruneReport, UsageReport, VerifyOptions, VerifyReport, WalkOptions } from '../maintenance/maintainer.js'
@@ -13,7 +14,25 @@ import type { CacheParts } from './cache-parts.js'
  *  run), then the matching keys in Redis (`sharedRemoved`), which the bus drops everywhere. */
 export async function prune(parts: CacheParts, options: ValidPruneOptions): Promise<PruneReport> {
   const { failures, shared, stack } = parts
-  const report = await failures.operation(() => maintainerFor(parts, 'prune').prune(options))
+  const maintainer = maintainerFor(parts, 'prune')
+  const run = (): Promise<PruneReport> => failures.operation(() => maintainer.prune(options))
+  const filtered =
+    options.pattern !== undefined || options.tags !== undefined || options.maxAge !== undefined || options.olderThan !== undefined
+  let report: PruneReport
+  if (!filtered || options.dryRun === true) report = await run()
+  else {
+    // Entries removed by filter are values no process may serve any longer: this instance's
+    // memory tier drops its copies (all it holds that may match), and the change log tells
+    // every other process on the directory that anything may have changed.
+    const glob = options.pattern !== undefined ? new Glob(options.pattern) : undefined
+    let removedAny = true // unknown when the prune failed part way
+    try {
+      report = await stack.pruningFiles((key) => glob?.test(key) ?? true, parts.clock.stamp(), run)
+      removedAny = report.matched > 0
+    } finally {
+      if (removedAny) parts.disk!.changes.bump()
+    }
+  }
   if (options.pattern !== undefined && shared !== undefined && options.dryRun !== true) {
     report.sharedRemoved = await failures.operation(() => stack.removeSharedMatching(options.pattern!), 'redis')
   }

@@ -514,16 +514,27 @@ export class TierStack {
     const glob = new Glob(pattern)
     const matches = (key: string): boolean => glob.test(key)
     this.#p.writeBack?.forgetMatching(matches, at)
-    this.memory?.dropMatching(matches, at)
+    if (this.file === undefined) {
+      this.memory?.dropMatching(matches, at)
+      this.#validated?.clear()
+      return
+    }
+    await this.pruningFiles(matches, at, pruneFiles)
+  }
+
+  /** A prune that removes entry files by filter (`run`; here or heard on the bus): the memory
+   *  tier's copies of keys that `may` match, made before `at`, go before and after it, and
+   *  nothing is promoted while the files go. */
+  async pruningFiles<T>(may: (key: string) => boolean, at: number, run: () => Promise<T>): Promise<T> {
+    this.memory?.dropMatching(may, at)
     this.#validated?.clear()
-    if (this.file === undefined) return
     this.#guard.hold()
     try {
-      await pruneFiles()
+      return await run()
     } finally {
       this.#guard.release()
+      this.memory?.dropMatching(may, at)
     }
-    this.memory?.dropMatching(matches, at)
   }
 
   /** Clears `tier` (default: every tier) here and, through the bus, everywhere. A clear of
