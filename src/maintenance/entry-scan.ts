@@ -11,6 +11,7 @@ import {
   type EntryHead,
 } from '../format/entry-format.js'
 import { errorCode } from '../store/disk.js'
+import { removeTaken, takeIfSame } from '../store/take-aside.js'
 import { rootAbove } from '../store/layout.js'
 import { chainIsReal } from '../store/owned-tree.js'
 import { readStamp } from '../store/tag-clock.js'
@@ -211,52 +212,23 @@ export function verifyBuffer(): Buffer {
 
 /**
  * Removes an entry file only if it is still the one that was judged (same inode, not used or
- * rewritten since): it is first renamed aside, atomically, then checked. If a writer renamed
- * a fresh entry into place meanwhile, that one is what moved aside, and it is linked back
- * (unless an even newer one arrived, which then stays). A concurrent reader sees the
- * entry or a miss, never a wrong value; a writer never loses an entry written after the
- * victim was chosen. Returns the bytes freed (0 for a directory in an entry's place), or
- * undefined if nothing was removed.
+ * rewritten since), by taking it aside (store/take-aside.ts): a fresh entry a writer renamed
+ * into place meanwhile is put back, and a concurrent reader sees the entry or a miss, never a
+ * wrong value. Returns the bytes freed (0 for a directory in an entry's place), or undefined
+ * if nothing was removed.
  */
 export function removeIfSame(file: string, ino: number, mtimeMs: number | undefined): number | undefined {
   // Never rename through a link planted where `v1/`, the namespace or the partition was.
   if (!chainIsReal(rootAbove(file, 4), path.dirname(file))) return undefined
   // No lstat of the victim first: almost every victim is unchanged, and three syscalls
   // (rename, lstat, unlink) instead of four make eviction a quarter faster.
-  const aside = `${file}.${process.pid}-0.tmp`
-  try {
-    fs.renameSync(file, aside)
-  } catch (error) {
-    if (errorCode(error) === 'ENOENT') return undefined
-    throw error
-  }
-  const moved = fs.lstatSync(aside)
-  if (moved.ino !== ino || (mtimeMs !== undefined && moved.mtimeMs > mtimeMs)) {
-    putBack(aside, file, moved.isDirectory())
-    return undefined
-  }
-  if (moved.isDirectory()) {
-    fs.rmSync(aside, { recursive: true, force: true })
+  const taken = takeIfSame(file, ino, mtimeMs)
+  if (taken === undefined) return undefined
+  if (taken.stat.isDirectory()) {
+    fs.rmSync(taken.aside, { recursive: true, force: true })
     return 0
   }
-  fs.unlinkSync(aside)
-  return moved.size
-}
-
-/** Returns what was moved aside to its place, unless something newer took the place meanwhile. */
-function putBack(aside: string, file: string, directory: boolean): void {
-  if (directory) {
-    // Larder never writes directories, so only a damaged tree comes back this way.
-    if (fs.lstatSync(file, { throwIfNoEntry: false }) === undefined) fs.renameSync(aside, file)
-    else fs.rmSync(aside, { recursive: true, force: true })
-    return
-  }
-  try {
-    fs.linkSync(aside, file)
-  } catch (error) {
-    if (errorCode(error) !== 'EEXIST') throw error
-  }
-  fs.unlinkSync(aside)
+  return removeTaken(taken)
 }
 
 /** Removes a temp file if it is older than `maxAge` (a live writer keeps its mtime fresh). */

@@ -21,6 +21,7 @@ export const disk = {
   readFileSync: fs.readFileSync,
   unlinkSync: fs.unlinkSync,
   renameSync: fs.renameSync,
+  linkSync: fs.linkSync,
   rmSync: fs.rmSync,
   lstatSync: fs.lstatSync,
   mkdirSync: fs.mkdirSync,

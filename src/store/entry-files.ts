@@ -1,6 +1,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { CorruptEntryError } from '../format/entry-format.js'
+import { removeTaken, takeIfSame } from './take-aside.js'
 import { discardTemp, writeFileAtomic, writeFileAtomicSync, writeSmallFileAtomic, type OpenedTemp } from './atomic-write.js'
 import { disk, errorCode } from './disk.js'
 import { rootAbove } from './layout.js'
@@ -228,17 +229,13 @@ export function removeFile(file: string): number | undefined {
  */
 export async function removeIfUnchanged(file: string, ino: number | undefined): Promise<number | undefined> {
   if (!inRealPartition(file)) return undefined
-  try {
-    const stat = disk.lstatSync(file)
-    if (ino !== undefined && stat.ino !== ino) return undefined
-    if (stat.isDirectory()) {
-      await disk.rm(file, { recursive: true, force: true })
-      return undefined // never counted as an entry
-    }
-    disk.unlinkSync(file)
-    return stat.size
-  } catch (error) {
-    if (errorCode(error) === 'ENOENT') return undefined
-    throw error
+  // Taken aside, not unlinked by path after an lstat: between the two, a fresh entry renamed
+  // into place would have been what went.
+  const taken = takeIfSame(file, ino)
+  if (taken === undefined) return undefined
+  if (taken.stat.isDirectory()) {
+    await disk.rm(taken.aside, { recursive: true, force: true })
+    return undefined // never counted as an entry
   }
+  return removeTaken(taken)
 }

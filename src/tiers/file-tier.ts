@@ -1,5 +1,6 @@
 import type { Stats } from 'node:fs'
 import path from 'node:path'
+import { asideOf } from '../store/take-aside.js'
 import { Readable } from 'node:stream'
 import { isLarderError, LarderError } from '../errors.js'
 import { Compression, compressionIds, SYNC_CODEC_LIMIT } from '../format/compression.js'
@@ -437,8 +438,16 @@ export class FileTier implements Tier {
     const file = this.#fileOf(key)
     const removed = await this.#p.breaker.run(async () => {
       // Another key's entry that shares the hash is not ours to delete: probe checks the key.
-      const found = await this.#probe(file, key)
-      if (found === undefined) return undefined
+      let found = await this.#probe(file, key)
+      if (found === undefined) {
+        // A removal elsewhere may hold the entry aside for a moment, to put it back
+        // (store/take-aside.ts): it goes from there, and the name is looked at again for one
+        // put back meanwhile, which must not outlive this delete.
+        const aside = removeAside(asideOf(file))
+        found = await this.#probe(file, key)
+        if (found === undefined) return aside === undefined ? undefined : { size: aside, live: false }
+        this.#removed(aside)
+      }
       if (found.opened !== undefined) await found.opened.handle.close()
       const head = found.whole ?? found.opened.head
       // An expired or invalidated entry is removed too, but it was not there to delete.
@@ -701,5 +710,17 @@ export class FileTier implements Tier {
   #used(file: string, mtimeMs: number, now?: number): void {
     this.#p.lastUse?.used(file, mtimeMs, now)
     if (this.#p.options.evictionPolicy === 'lfu') this.#p.hitLog?.hit(path.basename(file))
+  }
+}
+
+/** Removes what a removal elsewhere holds aside (a file: its size), if anything. Never
+ *  anything else planted at that name (a directory stays). */
+function removeAside(aside: string): number | undefined {
+  try {
+    return removeFile(aside)
+  } catch (error) {
+    const code = errorCode(error)
+    if (code === 'EISDIR' || code === 'EPERM') return undefined
+    throw error
   }
 }
