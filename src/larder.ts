@@ -340,7 +340,8 @@ export class Larder extends EventEmitter<LarderEvents> {
 
   /**
    * Adds `delta` to the number under `key` (a missing key counts as 0) and returns the
-   * result. Calls in one instance take effect in call order, so no update is lost. The entry
+   * result. Calls in one instance take effect in call order, so no update is lost; calls in
+   * several processes or instances at once can lose updates (a read, then a write). The entry
    * keeps its expiry, tags and grace. A result that is not finite is refused
    * (`ERR_INVALID_VALUE`), and a `raw` cache cannot store numbers (`ERR_INVALID_OPTION`).
    * Counts no hit or miss.

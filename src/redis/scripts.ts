@@ -37,7 +37,10 @@ end
 `
 
 /** KEYS[1] = ARGV[1] (an entry created at ARGV[2]), expiring at ARGV[3] (ms since the epoch;
- *  0 = never), unless it holds something newer. 1 = stored, 0 = kept the newer. With ARGV[4]
+ *  0 = never), unless it holds something newer, or another value of the same version (two
+ *  instances' writes stamped alike: the first to arrive stays, so every writer learns from its
+ *  answer whether its copies are Redis's; the same bytes again, a write retried, are stored).
+ *  1 = stored, 0 = kept the newer. With ARGV[4]
  *  (a channel) it then publishes ARGV[5] (the bus message of this write) there, whichever
  *  was kept: one command instead of two, and no instance hears of the write before Redis
  *  holds it.
@@ -54,7 +57,9 @@ local function put(...)
 end
 local stored = 1
 if not put('NX') then
-  if version(KEYS[1]) > tonumber(ARGV[2]) then stored = 0 else put() end
+  local held = version(KEYS[1])
+  local mine = tonumber(ARGV[2])
+  if held > mine or (held == mine and redis.call('GET', KEYS[1]) ~= ARGV[1]) then stored = 0 else put() end
 end
 if ARGV[4] then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
 return stored`)

@@ -32,6 +32,9 @@ export class PromotionGuard {
   #seq = 0
   /** Reads with a ticket below this may not promote anything. */
   #floor = 0
+  /** The latest change forgotten (past HEARD_MAX): what was heard of a key since a ticket
+   *  below it cannot be told. */
+  #forgotten = 0
   /** Clears of the local files under way (see hold()). */
   #holds = 0
   /** key → the latest change heard of it (when, and `#seq` then); oldest first. */
@@ -76,15 +79,15 @@ export class PromotionGuard {
       this.#heard.delete(key)
       this.#chars -= key.length
       this.#floor = Math.max(this.#floor, change.seq)
+      this.#forgotten = Math.max(this.#forgotten, change.seq)
     }
   }
 
   /** Something changed that no key names (a clear, a tag invalidation, an outage): no read
    *  that began before may promote. */
   heardAll(): void {
+    // The changes heard by key stay (bounded as ever): a write asks them (supersededSince).
     this.#floor = ++this.#seq
-    this.#heard.clear()
-    this.#chars = 0
   }
 
   /**
@@ -100,6 +103,17 @@ export class PromotionGuard {
   release(): void {
     this.#holds--
     this.heardAll()
+  }
+
+  /** Whether another instance's change of `key` stamped at or after `createdAt` (a newer
+   *  write or delete, or a write stamped alike) was heard since `ticket`: a write's local copies
+   *  then must not outlive it. Changes that name no key do not count (a clear keeps what was
+   *  written after it, a tag invalidation is judged by its stamps); changes forgotten since
+   *  the ticket do (it cannot tell). */
+  supersededSince(key: string, createdAt: number, ticket: number): boolean {
+    if (this.#forgotten > ticket) return true
+    const change = this.#heard.get(key)
+    return change !== undefined && change.seq > ticket && change.at >= createdAt
   }
 
   /** Whether the entry of `key` created at `createdAt`, read with `ticket`, may be promoted. */

@@ -124,13 +124,17 @@ export class RedisTier {
     expiresAt: number,
     grace: number,
     announce?: Announcement,
-  ): Promise<{ stored: boolean; announced: boolean }> {
+  ): Promise<{ stored: boolean; announced: boolean; kept?: true }> {
     const until = this.#expiry(expiresAt, grace)
     if (!this.fits(bytes.length) || until < 0) return { stored: false, announced: false }
     const args: (string | Buffer)[] = [bytes, String(createdAt), String(until)]
     if (announce !== undefined) args.push(announce.channel, announce.text)
     const stored = await this.#run(() => runScript(this.client, SET_IF_NEWER, [this.keyOf(key)], args))
-    return { stored: stored === 1, announced: announce !== undefined }
+    // 0: Redis holds a newer value (or another of the same version), which the local copies
+    // of this write must not outlive.
+    return stored === 1
+      ? { stored: true, announced: announce !== undefined }
+      : { stored: false, announced: announce !== undefined, kept: true }
   }
 
   /** Removes `key` (a tombstone stamped `at` takes its place for TOMBSTONE_MS); true if an

@@ -49,6 +49,8 @@ export type StackRead = TierRead & { tier?: TierName }
 interface Sent {
   stored: boolean
   announced: boolean
+  /** Redis kept a newer value (or another of the same version) instead. */
+  kept?: boolean
 }
 const NOT_SENT: Sent = Object.freeze({ stored: false, announced: false })
 const QUEUED: Sent = Object.freeze({ stored: true, announced: false })
@@ -308,6 +310,7 @@ export class TierStack {
    */
   async write(key: string, entry: StoredEntry, through = false): Promise<boolean> {
     const tiers = this.#p.counters.tiers
+    const writing = this.#guard.ticket()
     const needsBytes = this.file !== undefined || this.redis !== undefined
     // Without Redis the bytes are the file's alone, and certain to be written: the file tier
     // encodes them, creating a big value's temp file meanwhile (FileTier.encode).
@@ -336,6 +339,11 @@ export class TierStack {
       // The script that wrote Redis published it (one command), or it waits with the write
       // queued for Redis's return (DEFERRED); otherwise it goes now.
       if (this.redis !== undefined && !queued && !toRedis.announced) this.#p.publish(message)
+      // The local copies must not outlive a newer value: one Redis kept instead of this write
+      // (another instance's, stamped later or alike), or one another instance announced while
+      // they were being written (its message found no file yet to drop: the rename came after).
+      if (this.redis !== undefined && local && (toRedis.kept === true || this.#guard.supersededSince(key, entry.createdAt, writing)))
+        await this.dropLocal(key, justAfter(entry.createdAt))
       const stored = toFile || toRedis.stored || (this.file === undefined && this.redis === undefined)
       if (stored) this.#p.counters.counts.sets++
       return stored
@@ -375,9 +383,9 @@ export class TierStack {
     const counts = this.#p.counters.tiers.redis!
     const started = performance.now()
     try {
-      const { announced } = await this.redis!.set(key, bytes, entry.createdAt, entry.expiresAt, entry.grace, this.#p.announcement(message))
+      const sent = await this.redis!.set(key, bytes, entry.createdAt, entry.expiresAt, entry.grace, this.#p.announcement(message))
       counts.sets++
-      return { stored: true, announced }
+      return sent.kept === true ? { stored: true, announced: sent.announced, kept: true } : { stored: true, announced: sent.announced }
     } catch (error) {
       return this.#defer(error, key, { bytes, createdAt: entry.createdAt, expiresAt: entry.expiresAt, grace: entry.grace })
         ? DEFERRED
@@ -422,6 +430,7 @@ export class TierStack {
     )
     counts.set.record(performance.now() - started)
     const keys: [string, number][] = []
+    const kept: [string, number][] = []
     let failure: unknown
     let i = 0
     for (const [key, w] of batch) {
@@ -429,12 +438,17 @@ export class TierStack {
       if (result.status === 'fulfilled') {
         if (w.bytes === undefined) {
           if (result.value === true) counts.deletes++
-        } else counts.sets++
+        } else {
+          counts.sets++
+          if ((result.value as Sent).kept === true) kept.push([key, w.createdAt])
+        }
         keys.push([key, w.createdAt])
         batch.delete(key)
       } else failure ??= result.reason
     }
     if (keys.length > 0) this.#p.publish({ op: 'keys', keys })
+    // Redis holds something newer than these writes: their local copies go (see write()).
+    for (const [key, createdAt] of kept) await this.dropLocal(key, justAfter(createdAt))
     if (failure !== undefined) {
       counts.errors++
       // eslint-disable-next-line @typescript-eslint/only-throw-error -- rethrows the Redis client's rejection reason as it came
@@ -599,7 +613,8 @@ export class TierStack {
   async clearLocal(tier: TierName | 'all', at: number): Promise<void> {
     if (tier === 'all' || tier === 'memory') this.memory?.clearOlder(at)
     if ((tier === 'all' || tier === 'file') && this.file !== undefined) {
-      this.#p.writeBack?.forgetBefore(at)
+      // The writes queued for Redis stay: only a clear of Redis forgets them (clear(), and
+      // remote-changes.ts for one heard), else a clear of the files lost sets already resolved.
       this.#guard.hold()
       try {
         await this.file.clear()
@@ -614,8 +629,11 @@ export class TierStack {
 
   // ── the bus ───────────────────────────────────────────────────────────────
 
-  /** Another instance changed `key` at `at`: local copies not newer than that go, and reads
-   *  in flight must not promote an older one. */
+  /** Another instance changed `key` at `at`: local copies (and a write queued here) older
+   *  than that go, and reads in flight must not promote an older one. One of the same time (a
+   *  copy of that very write, or another instance's stamped alike) stays: of two writes
+   *  stamped alike Redis keeps the first to arrive, and the other's writer drops its copies
+   *  when Redis answers (write()). */
   async dropLocal(key: string, at: number): Promise<void> {
     this.#guard.heard(key, at)
     this.#p.writeBack?.forgetIfOlder(key, at)

@@ -92,12 +92,13 @@ export class WriteBackQueue {
     this.#delete(key)
   }
 
-  /** Forgets what is queued for `key` if it is not newer than `at` (another instance changed
-   *  the key then: what waits here would only be refused by Redis, or bring back what a clear
-   *  or prune removed). */
+  /** Forgets what is queued for `key` if it is older than `at` (another instance changed the
+   *  key then: what waits here would only be refused by Redis, or bring back what a clear or
+   *  prune removed). A write stamped alike is sent: Redis keeps one of the two, and tells the
+   *  other's writer to drop its copies (TierStack.sendBatch). */
   forgetIfOlder(key: string, at: number): void {
     const write = this.#queue.get(key)
-    if (write !== undefined && write.createdAt <= at) this.#delete(key)
+    if (write !== undefined && write.createdAt < at) this.#delete(key)
   }
 
   /** Forgets every queued write whose key `matches`, created at or before `at` (a prune by

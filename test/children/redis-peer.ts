@@ -1,7 +1,7 @@
 /**
  * Another instance sharing a Redis (its own directory, or none), for test/redis/. Sends
  * `{ type: 'ready' }`, then answers `{ id, op, ...args }` with `{ id, ok, result | error }`:
- * open, get, set, delete, clear, invalidateTags, lockedLoad (getOrSet with lock: true, whose
+ * open, get, set, setAll (keys at once), delete, clear, invalidateTags, lockedLoad (getOrSet with lock: true, whose
  * loader waits `ms` and is counted in `loads`), flush, stats, close.
  */
 import { setTimeout as delay } from 'node:timers/promises'
@@ -26,6 +26,12 @@ async function handle(m: Record<string, unknown>): Promise<unknown> {
     case 'set':
       await open().set(m.key as string, m.value, m.options as object | undefined)
       return true
+    case 'setAll': {
+      // Every key at once, each to `<tag>-<key>`: writes in flight together.
+      const tag = m.tag as string
+      await Promise.all((m.keys as string[]).map((key) => open().set(key, `${tag}-${key}`)))
+      return true
+    }
     case 'delete':
       return open().delete(m.key as string)
     case 'clear':
