@@ -64,7 +64,8 @@ export class OrderedWrites {
       const stored = await inFlight.track(stack.write(key, storedEntry(options, write, memory !== undefined), write.through === true))
       if (stored) {
         events.emit('set', key)
-        disk?.autoPrune.afterWrite()
+        const pace = disk?.autoPrune.afterWrite()
+        if (pace !== undefined) await pace
       }
     } finally {
       counters.setLatency.record(write.spent + performance.now() - started)
@@ -125,7 +126,7 @@ export class OrderedWrites {
           counters.counts.sets++
           counters.setLatency.record(performance.now() - started)
           events.emit('set', key)
-          disk?.autoPrune.afterWrite()
+          await disk?.autoPrune.afterWrite()
           await stack.removeShared(key, createdAt)
         } catch (error) {
           if (error instanceof SourceError) throw error.original

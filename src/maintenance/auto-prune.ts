@@ -51,7 +51,7 @@ export class AutoPrune {
     clearInterval(this.#interval)
     this.#interval = undefined
     this.#schedule()
-    this.afterWrite()
+    void this.afterWrite()
   }
 
   #schedule(): void {
@@ -63,15 +63,22 @@ export class AutoPrune {
     }
   }
 
-  /** After a write: start a run if the totals now exceed a budget. A run in progress checks
-   *  for this write itself when its pass ends. */
-  afterWrite(): void {
-    if (!this.#budgeted) return
+  /**
+   * After a write: start a run if the totals now exceed a budget. A run in progress checks
+   * for this write itself when its pass ends; meanwhile, while the cache is over budget, the
+   * write waits for one turn of the event loop (the promise returned). Small sets complete
+   * without giving the event loop a turn, so a burst of them (`for … await set()`) kept the
+   * run's workers from reporting back at all: the cache grew by the whole burst before the
+   * first eviction. A turn per write lets the prune keep pace.
+   */
+  afterWrite(): Promise<void> | undefined {
+    if (!this.#budgeted) return undefined
     if (this.#running !== undefined) {
       this.#wroteDuringPass = true
-      return
+      return this.#overBudget(this.#p.totals.estimate()) ? new Promise((resolve) => setImmediate(resolve)) : undefined
     }
     if (this.#overBudget(this.#p.totals.estimate())) this.start()
+    return undefined
   }
 
   /** Starts a run in the background unless one is running. */
