@@ -3,6 +3,12 @@ import { defineConfig } from 'tsup'
 
 const { version } = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string }
 
+/** Source maps carry the mappings (stack traces under --enable-source-maps name src/ files and
+ *  lines) but not a copy of every source: that copy was two thirds of the tarball. */
+function noSourcesInMaps(options: { sourcesContent?: boolean }): void {
+  options.sourcesContent = false
+}
+
 /** The subpath exports `larder/<name>`: src/adapters/<name>.ts, built to dist/adapters/. */
 const ADAPTERS = ['drizzle', 'keyv', 'mikro-orm', 'typeorm', 'undici']
 
@@ -17,6 +23,7 @@ export default defineConfig([
     target: 'node20',
     platform: 'node',
     sourcemap: true,
+    esbuildOptions: noSourcesInMaps,
     clean: true,
     shims: true,
     splitting: false,
@@ -28,6 +35,7 @@ export default defineConfig([
     target: 'node20',
     platform: 'node',
     sourcemap: true,
+    esbuildOptions: noSourcesInMaps,
     splitting: false,
   },
   {
@@ -43,6 +51,7 @@ export default defineConfig([
     // Its chunks are named cli-*, so package.json's "dist/cli*" ships them all.
     esbuildOptions(options) {
       options.chunkNames = 'cli-[name]-[hash]'
+      options.sourcesContent = false
     },
     define: { LARDER_VERSION: JSON.stringify(version) },
   },
@@ -61,6 +70,7 @@ export default defineConfig([
     target: 'node20',
     platform: 'node',
     sourcemap: true,
+    esbuildOptions: noSourcesInMaps,
     splitting: false,
     external: ['larder'],
   },

@@ -13,8 +13,8 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
-/** Packed (gzip) and unpacked bytes at most. Today about 0.65 MB and 2.4 MB, source maps
- *  (with their sources, for readable stack traces) being two thirds of it. */
+/** Packed (gzip) and unpacked bytes at most. Today about 0.76 MB and 2.95 MB, source maps
+ *  (mappings only, no copy of the sources: tsup.config.ts) being half of it. */
 const PACKED_BUDGET = 1.5 * 1024 * 1024
 const UNPACKED_BUDGET = 6 * 1024 * 1024
 /** The only paths a tarball may hold. */
