@@ -83,7 +83,7 @@ export class GetOrSet {
     // Redis just failed to answer the read (down, paused, slow): the lock's commands would wait
     // as long again before the loader runs; no lock is better than a late answer.
     if (!o.lock || shared === undefined || this.#p.stack.redisReadFailedSince(started))
-      return this.#loadAndStore(key, loader, o, flight, found, false)
+      return this.#loadAndStore(key, loader, o, flight, found, false, started)
     // Another instance may be loading it: wait for its value in Redis (bounded), or load.
     const arrived = async (): Promise<Loaded | undefined> => {
       const read = await this.#p.stack.lookup(key, 0)
@@ -101,6 +101,7 @@ export class GetOrSet {
     flight: Flight<Loaded>,
     found: TierRead,
     through: boolean,
+    started?: number,
   ): Promise<Loaded> {
     let value: unknown
     try {
@@ -113,6 +114,7 @@ export class GetOrSet {
     const { writes, loads, options } = this.#p
     const write = writes.prepare(value, o.ttl, flight.tags, o.grace, 'value', flight.createdAt)
     write.through = through
+    if (started !== undefined) write.redisFailedSince = started
     // What every later read returns, so this caller gets it too.
     write.value = readBackValue(options, write.serialized)
     if (await loads.mayStore(key, flight)) await writes.change(key, () => writes.write(key, write))

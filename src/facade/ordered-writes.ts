@@ -61,7 +61,9 @@ export class OrderedWrites {
     const { stack, inFlight, counters, events, disk, options, memory } = this.#p
     const started = performance.now()
     try {
-      const stored = await inFlight.track(stack.write(key, storedEntry(options, write, memory !== undefined), write.through === true))
+      const stored = await inFlight.track(
+        stack.write(key, storedEntry(options, write, memory !== undefined), write.through === true, write.redisFailedSince),
+      )
       if (stored) {
         events.emit('set', key)
         const pace = disk?.autoPrune.afterWrite()

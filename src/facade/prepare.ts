@@ -19,6 +19,10 @@ export interface Write {
   /** Written to Redis before the write resolves, whatever the strategy (getOrSet's value
    *  loaded under the Redis lock: the instances waiting for the lock look for it there). */
   through?: boolean
+  /** getOrSet's store: if a Redis read failed since this time (performance.now()), the write to
+   *  Redis waits in the queue instead of being tried now, so the call does not wait on Redis
+   *  twice (its read timed out already: commandTimeout once per call). */
+  redisFailedSince?: number
 }
 
 type Options = Pick<ResolvedOptions, 'serializer' | 'maxValueSize' | 'defaultTtl'>

@@ -308,7 +308,7 @@ export class TierStack {
    * miss, and the process's own view stays consistent with what it just wrote. Resolves to
    * whether a tier below memory stored (or, write-back, queued) it.
    */
-  async write(key: string, entry: StoredEntry, through = false): Promise<boolean> {
+  async write(key: string, entry: StoredEntry, through = false, redisFailedSince?: number): Promise<boolean> {
     const tiers = this.#p.counters.tiers
     const writing = this.#guard.ticket()
     const needsBytes = this.file !== undefined || this.redis !== undefined
@@ -332,7 +332,13 @@ export class TierStack {
     try {
       const message = { op: 'keys' as const, keys: [[key, entry.createdAt]] as [string, number][] }
       const fileWrite = this.file === undefined ? false : local ? this.#toFile(key, bytes!, early) : this.#dropFile(key, entry.createdAt)
-      const redisWrite = !shared ? NOT_SENT : queued ? this.#queue(key, bytes, entry) : this.#toRedis(key, bytes, entry, message)
+      const redisWrite = !shared
+        ? NOT_SENT
+        : queued
+          ? this.#queue(key, bytes, entry)
+          : redisFailedSince !== undefined && this.redisReadFailedSince(redisFailedSince)
+            ? this.#deferred(key, bytes, entry)
+            : this.#toRedis(key, bytes, entry, message)
       // Without a file tier (memory + Redis) only Redis is awaited: no Promise.all, whose array
       // and reaction per part cost a set three more promises (counted with async_hooks).
       const [toFile, toRedis] = fileWrite === false ? [false, await redisWrite] : await Promise.all([fileWrite, redisWrite])
@@ -410,6 +416,15 @@ export class TierStack {
     this.#p.failures.writeDeferred(error, 'redis')
     this.#p.writeBack.enqueue(key, write)
     return true
+  }
+
+  /** A write not tried now (Redis has just failed this call's read): queued for when Redis
+   *  answers, as a write it failed would be (#defer). */
+  // eslint-disable-next-line @typescript-eslint/require-await -- async: a throw (failOpen false) arrives as a rejection, as #toRedis's would
+  async #deferred(key: string, bytes: Buffer, entry: TierEntry): Promise<Sent> {
+    const skipped = Object.assign(new Error('Redis failed this call’s read just now: its write waits in the queue'), { code: 'ETIMEDOUT' })
+    const write = { bytes, createdAt: entry.createdAt, expiresAt: entry.expiresAt, grace: entry.grace }
+    return this.#defer(skipped, key, write) ? DEFERRED : NOT_SENT
   }
 
   // eslint-disable-next-line @typescript-eslint/require-await -- async so a throw from enqueue arrives as a rejection, as #toRedis's would

@@ -174,6 +174,29 @@ describe('recovery without calls, and waits that end', { skip }, () => {
       'sent once Redis takes writes',
     )
   })
+
+  test('getOrSet whose Redis read timed out waits on Redis once, not twice: its store waits in the queue', async () => {
+    const prefix = fresh()
+    const relay = await startRelay(server.port)
+    try {
+      const cache = await open(relay.url, prefix, {}, { commandTimeout: '1s', breaker: { resetTimeout: '5s', volumeThreshold: 10 } })
+      await cache.set('warm', 1) // the connection is up
+      relay.hold('get', 60_000) // the read of a missing key: unanswered (and whatever follows it on the wire)
+      const started = performance.now()
+      assert.equal(await cache.getOrSet('k', () => 'loaded'), 'loaded')
+      const took = performance.now() - started
+      // Its read alone takes commandTimeout (1 s); trying the store too took a second one (2 s+).
+      assert.ok(took < 1_800, `getOrSet took ${Math.round(took)} ms with a 1 s commandTimeout`)
+      assert.equal((await redisFigures(cache)).queued, 1, 'the store waits for Redis')
+      relay.release()
+      assert.ok(
+        await eventually(async () => (await raw().getBuffer(`${prefix}default:k`))?.includes('loaded') === true, 10_000),
+        'sent once Redis answers',
+      )
+    } finally {
+      await relay.close()
+    }
+  })
 })
 
 test('a failure that lands after the breaker left closed leaves the half-open trial to the next call', async () => {
