@@ -17,7 +17,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { Larder } from '../src/index.ts'
 import { disk } from '../src/store/disk.ts'
 import { Layout } from '../src/store/layout.ts'
-import { ChangeClock } from '../src/store/change-clock.ts'
+import { ChangeWatch } from '../src/store/change-watch.ts'
 import { check32, loadHasher } from '../src/format/checksum.ts'
 import { Child, startChild } from './children/harness.ts'
 import { tempDir } from './helpers.ts'
@@ -286,36 +286,82 @@ describe('the change log names the keys other writers changed', () => {
   }
 })
 
-describe("changedSince: a getOrSet load's own cursor on the log", () => {
+describe('ChangeWatch: what a getOrSet load asks of the log before it stores', () => {
   before(() => loadHasher())
-  test('names the keys written since the mark, by this instance or another; a removed log or a clear counts as a change', async () => {
+  test('names the keys written since a mark, by any writer; a clear or a removed log counts as a change of every key', async () => {
     const dir = tempDir()
     const writer = await Larder.open({ dir, maintenance: false, memory: false })
     await writer.set('before', 1) // the log exists
-    const layout = new Layout(dir, '')
-    const clock = new ChangeClock(layout)
-    const mark = clock.mark()
-    assert.equal(await clock.changedSince(mark, 'k'), false, 'nothing written since')
+    const watch = new ChangeWatch(new Layout(dir, ''))
+    const mark = watch.mark()
+    const mark2 = watch.mark()
+    const other = watch.mark() // kept open: the watch remembers for it
+    assert.equal(await watch.changedSince(watch.mark(), 'k'), false, 'nothing written since')
     await writer.set('k', 1)
     await writer.set('other', 1)
-    assert.equal(await clock.changedSince(mark, 'k'), true)
-    assert.equal(await clock.changedSince(mark, 'unwritten'), false)
-    assert.equal(await clock.changedSince(clock.mark(), 'k'), false, 'a later mark does not see it')
-    clock.bump('mine')
-    assert.equal(await clock.changedSince(mark, 'mine'), true, "this instance's own records count too")
-    const beforeClear = clock.mark()
+    assert.equal(await watch.changedSince(mark, 'k'), true)
+    assert.equal(await watch.changedSince(mark2, 'unwritten'), false)
+    assert.equal(await watch.changedSince(watch.mark(), 'k'), false, 'a later mark does not see it')
+    const beforeClear = watch.mark()
     await writer.clear()
-    assert.equal(await clock.changedSince(beforeClear, 'unwritten'), true, 'a clear changes every key')
-    fs.rmSync(logOf(dir), { force: true })
-    const noLog = clock.mark()
-    assert.equal(await clock.changedSince(noLog, 'k'), false, 'no log then, none now')
+    assert.equal(await watch.changedSince(beforeClear, 'unwritten'), true, 'a clear changes every key')
+    const beforeRemoval = watch.mark()
+    fs.rmSync(logOf(dir), { force: true }) // short of the rotation size: not a rotation
+    assert.equal(await watch.changedSince(beforeRemoval, 'unwritten'), true, 'a log removed counts as a change')
+    const noLog = watch.mark()
     await writer.set('k', 2)
-    assert.equal(await clock.changedSince(noLog, 'k'), true, 'a log made since is read from its start')
-    const grown = clock.mark()
-    fs.rmSync(logOf(dir), { force: true })
-    assert.equal(await clock.changedSince(grown, 'unwritten'), true, 'a log removed (rotated) since counts as a change')
-    assert.equal(await clock.changedSince(undefined, 'k'), true, 'a mark that could not be taken counts as a change')
-    clock.close()
+    assert.equal(await watch.changedSince(noLog, 'k'), true, 'a log made since is read from its start')
+    assert.equal(await watch.changedSince(undefined, 'k'), true, 'a mark that could not be taken counts as a change')
+    assert.equal(await watch.changedSince(other, 'unwritten'), true, 'the clear and the removal were after it')
+    watch.close()
+    await writer.close()
+  })
+
+  test('a rotation loses nothing: the old log is read to its end, the new one from its start', async () => {
+    const dir = tempDir()
+    const layout = new Layout(dir, '')
+    fs.mkdirSync(layout.metaDir, { recursive: true })
+    const log = logOf(dir)
+    const id = crypto.randomBytes(8)
+    const record = (key: string): Buffer => keyRecord(id, Buffer.from(key, 'utf16le'))
+    const filler = Buffer.concat(Array.from({ length: 300 }, (_, i) => record(`f${i}`.padEnd(8000, '.'))))
+    fs.writeFileSync(log, filler) // ~4.8 MiB: past the rotation size
+    const watch = new ChangeWatch(layout)
+    const mark = watch.mark() // one question per mark, as each load asks once
+    const mark2 = watch.mark()
+    fs.appendFileSync(log, record('in-old-tail'))
+    fs.rmSync(log) // the rotation: removed past 4 MiB, then made again by the next write
+    fs.writeFileSync(log, record('in-new-log'))
+    assert.equal(await watch.changedSince(watch.mark(), 'x'), false, 'after the rotation, a fresh mark sees nothing')
+    assert.equal(await watch.changedSince(mark, 'in-old-tail'), true, 'the old log was read to its end')
+    const again = watch.mark()
+    assert.equal(await watch.changedSince(mark2, 'in-new-log'), true, 'the new log was read from its start')
+    assert.equal(await watch.changedSince(again, 'unwritten'), false, 'a rotation is not a change of every key')
+    watch.close()
+  })
+
+  test('many loads in flight: each question reads only what is new (one cursor), and all are answered right', async () => {
+    const dir = tempDir()
+    const writer = await Larder.open({ dir, maintenance: false, memory: false })
+    await writer.set('start', 1)
+    const watch = new ChangeWatch(new Layout(dir, ''))
+    const reads: number[] = []
+    const realRead = disk.readFd
+    disk.readFd = (fd, buffer, offset, length, position) => {
+      reads.push(length)
+      return realRead(fd, buffer, offset, length, position)
+    }
+    const marks = []
+    for (let i = 0; i < 500; i++) {
+      marks.push(watch.mark())
+      await writer.set(`k${i}`, i)
+    }
+    for (let i = 0; i < 500; i++) assert.equal(await watch.changedSince(marks[i], `k${i}`), true, `k${i} was set after its mark`)
+    assert.equal(await watch.changedSince(marks[499], 'k0'), false, 'k0 was set before the last mark')
+    const logBytes = fs.statSync(logOf(dir)).size
+    const read = reads.reduce((a, b) => a + b, 0)
+    assert.ok(read <= logBytes, `read ${read} bytes of a ${logBytes}-byte log for 501 questions`)
+    watch.close()
     await writer.close()
   })
 })

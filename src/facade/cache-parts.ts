@@ -93,7 +93,7 @@ export class CacheParts {
     })
     this.clock = new CreationClock(this.tags.clock)
     const isStale = (tags: readonly string[], createdAt: number): boolean => this.tags.isStaleSafe(tags, createdAt)
-    this.loads = new Loads(isStale, this.disk?.changes)
+    this.loads = new Loads(isStale, this.disk?.changeWatch)
     this.shared =
       redis === undefined
         ? undefined

@@ -9,6 +9,7 @@ import { RunningTotals } from '../maintenance/totals.js'
 import type { ResolvedOptions } from '../options.js'
 import { DiskBreaker, type BreakerState } from '../resilience/disk-breaker.js'
 import { ActivityLog, type ActivityCounters } from '../stats/activity-log.js'
+import { ChangeWatch } from '../store/change-watch.js'
 import { ChangeClock } from '../store/change-clock.js'
 import { Layout } from '../store/layout.js'
 import { recordNamespaceName } from '../store/namespace-name.js'
@@ -36,6 +37,8 @@ export class DiskParts {
   readonly layout: Layout
   readonly tags: TagClock
   readonly changes: ChangeClock
+  /** What getOrSet's loads ask of the change log before they store. */
+  readonly changeWatch: ChangeWatch
   readonly breaker: DiskBreaker
   readonly totals: RunningTotals
   readonly hitLog: HitLog | undefined
@@ -79,6 +82,7 @@ export class DiskParts {
     this.lastUse = new LastUse(options.maintenance.touchAfter, guard, (files, times) => this.pool.run({ task: 'touch', files, times }))
     this.activity = new ActivityLog(this.layout)
     this.changes = new ChangeClock(this.layout)
+    this.changeWatch = new ChangeWatch(this.layout)
     this.files = new FileTier({
       layout: this.layout,
       options,
@@ -208,5 +212,6 @@ export class DiskParts {
     this.breaker.shutdown()
     this.tags.close()
     this.changes.close()
+    this.changeWatch.close()
   }
 }

@@ -1,4 +1,4 @@
-import type { LogMark } from '../store/change-clock.js'
+import type { ChangeMark } from '../store/change-watch.js'
 
 /**
  * getOrSet's shared loads (singleflight): one loader call per key however many callers ask at
@@ -9,13 +9,13 @@ import type { LogMark } from '../store/change-clock.js'
  * after the change do not join it. So does an invalidation of one of its tags, by any process
  * (asked of the tag clock when the load ends, and when a caller would join it), and a change of
  * its key by another process sharing the directory (asked of the change log before it stores:
- * `KeyChanges`) or another instance on the bus (remote-changes.ts supersedes it).
+ * `KeyChanges`, store/change-watch.ts) or another instance on the bus (remote-changes.ts supersedes it).
  */
 
 /** Changes of a key by every writer of the directory since a mark (store/change-clock.ts). */
 export interface KeyChanges {
-  mark(): LogMark | undefined
-  changedSince(mark: LogMark | undefined, key: string): Promise<boolean>
+  mark(): ChangeMark | undefined
+  changedSince(mark: ChangeMark | undefined, key: string): Promise<boolean>
 }
 
 /** A getOrSet load in progress, which callers of the same key join. */
@@ -26,7 +26,7 @@ export interface Flight<T> {
   /** A change of the key (or of its tags) was called since it began: it stores nothing. */
   superseded: boolean
   /** Where the directory's change log stood when it began. */
-  mark?: LogMark | undefined
+  mark?: ChangeMark | undefined
   result: Promise<T>
 }
 

@@ -1,4 +1,5 @@
 import { Glob } from '../maintenance/glob.js'
+import type { TierEntry } from '../tiers/tier.js'
 import type { ActivityReport } from '../stats/activity-log.js'
 import type { EntryInfo, ListFilters } from '../maintenance/listing.js'
 import type { Maintainer, PruneReport, UsageReport, VerifyOptions, VerifyReport, WalkOptions } from '../maintenance/maintainer.js'
@@ -24,10 +25,19 @@ export async function prune(parts: CacheParts, options: ValidPruneOptions): Prom
     // Entries removed by filter are values no process may serve any longer: this instance's
     // memory tier drops its copies (all it holds that may match), and the change log tells
     // every other process on the directory that anything may have changed.
+    // What the workers match, as far as a memory copy can tell (a file's last use, maxAge's
+    // measure, is not known here: any copy may match it).
     const glob = options.pattern !== undefined ? new Glob(options.pattern) : undefined
+    const tags = options.tags !== undefined ? new Set(options.tags) : undefined
+    const { maxAge, olderThan } = options
+    const may = (key: string, entry: TierEntry): boolean =>
+      maxAge !== undefined ||
+      (olderThan !== undefined && entry.createdAt < olderThan) ||
+      (tags !== undefined && entry.tags.some((t) => tags.has(t))) ||
+      glob?.test(key) === true
     let removedAny = true // unknown when the prune failed part way
     try {
-      report = await stack.pruningFiles((key) => glob?.test(key) ?? true, parts.clock.stamp(), run)
+      report = await stack.pruningFiles(may, parts.clock.stamp(), run)
       removedAny = report.matched > 0
     } finally {
       if (removedAny) parts.disk!.changes.bump()

@@ -9,7 +9,7 @@ import { MAX_KEY_BYTES } from '../options.js'
 import type { OwnedTree } from './owned-tree.js'
 
 /** The log is removed (and recreated by the next write) once it has grown past this. */
-const ROTATE_BYTES = 4 * 1024 * 1024
+export const ROTATE_BYTES = 4 * 1024 * 1024
 /** Its size is looked at once in this many appends. */
 const ROTATE_CHECK_EVERY = 1024
 /** More new bytes than this at a look are not read: everything counts as changed. */
@@ -27,22 +27,12 @@ const HEAD_BYTES = 1 + 8
  *  inside a record does not read made-up records (see #read). */
 const CHECK_BYTES = 4
 
-/** The most of the log `changedSince` reads: past its rotation size (checked once in
- *  ROTATE_CHECK_EVERY appends) by a margin; more than this since a mark counts as a change. */
-const READ_SINCE_MARK_AT_MOST = 2 * ROTATE_BYTES
-
-/** Where the log stood at a moment (`mark()`): the inode and size (-1: no log). */
-export interface LogMark {
-  readonly ino: number
-  readonly size: number
-}
-
 /** What a look found written by others: nothing, these keys, or anything at all. */
 export const EVERYTHING = Symbol('everything')
 export type ChangesSeen = undefined | typeof EVERYTHING | ReadonlySet<string>
 
 /** Read-only, never through a link at the name, never blocking on a FIFO planted there. */
-const READ_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK
+export const READ_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK
 
 /**
  * What other processes (or other instances in this one) have written to the namespace, by
@@ -97,52 +87,6 @@ export class ChangeClock {
       return stat === undefined ? { ino: 0, size: -1 } : { ino: stat.ino, size: stat.size }
     } catch {
       return undefined
-    }
-  }
-
-  /** Where the log stands now, for `changedSince` to read on from; undefined when it cannot
-   *  be looked at (every later question about it answers "changed"). */
-  mark(): LogMark | undefined {
-    return this.#look()
-  }
-
-  /**
-   * Whether a change of `key`, or of everything, was recorded by any writer (this instance
-   * included) since `mark`: what a getOrSet load asks before it stores, so a value loaded
-   * before another process set, deleted or cleared the key does not replace that change. Its
-   * own cursor: the memory tier's looks (changesElsewhere) are not moved. The new records are
-   * read off the main thread. Never throws: a log removed (rotated, cleared), replaced, grown by
-   * more than READ_SINCE_MARK_AT_MOST or unreadable counts as a change.
-   */
-  async changedSince(mark: LogMark | undefined, key: string): Promise<boolean> {
-    const now = this.#look()
-    if (mark === undefined || now === undefined) return true
-    if (now.size < 0) return mark.size >= 0 // none then and none now: nothing was recorded
-    const start = mark.size < 0 ? 0 : now.ino === mark.ino ? mark.size : -1
-    if (start < 0 || now.size < start || now.size - start > READ_SINCE_MARK_AT_MOST) return true
-    if (now.size === start) return false
-    let fd: number
-    try {
-      fd = await disk.openFd(this.#file, READ_FLAGS, 0)
-    } catch {
-      return true
-    }
-    try {
-      const stat = disk.fstatSync(fd)
-      if (!stat.isFile() || stat.ino !== now.ino) return true
-      const bytes = Buffer.allocUnsafe(now.size - start)
-      let done = 0
-      while (done < bytes.length) {
-        const n = await disk.readFd(fd, bytes, done, bytes.length - done, start + done)
-        if (n === 0) return true
-        done += n
-      }
-      const seen = parseRecords(bytes, undefined)
-      return seen === EVERYTHING || seen?.has(key) === true
-    } catch {
-      return true
-    } finally {
-      closeQuietly(fd)
     }
   }
 
@@ -316,29 +260,50 @@ export class ChangeClock {
   }
 }
 
-/** The keys named by records not written by `own` (undefined: by anyone) in `bytes` (whole
- *  records from the log), or EVERYTHING: an "everything" record of another writer, or anything
- *  that does not parse or check out. */
-function parseRecords(bytes: Buffer, own: Buffer | undefined): ChangesSeen {
+/** The keys named by records not written by `own` in `bytes` (whole records from the log),
+ *  or EVERYTHING: an "everything" record of another writer, or anything that does not parse
+ *  or check out. */
+function parseRecords(bytes: Buffer, own: Buffer): ChangesSeen {
   const keys = new Set<string>()
+  let everything = false
+  const walked = walkRecords(bytes, (key, at) => {
+    if (own.compare(bytes, at + 1, at + HEAD_BYTES) === 0) return // this instance's own
+    if (key === undefined) everything = true
+    else keys.add(key)
+  })
+  if (everything || walked.end !== bytes.length) return EVERYTHING
+  return keys.size === 0 ? undefined : keys
+}
+
+/**
+ * Calls `visit` for each whole record at the start of `bytes`, in order: the key it names
+ * (undefined: everything), where it starts and where it ends. Stops at the first record that
+ * is not whole (`end` is where it begins; `bad` false: more bytes may complete it) or that does
+ * not parse or check out (`bad` true).
+ */
+export function walkRecords(
+  bytes: Buffer,
+  visit: (key: string | undefined, at: number, end: number) => void,
+): { end: number; bad: boolean } {
   let at = 0
   while (at < bytes.length) {
     const kind = bytes[at]
-    if (at + HEAD_BYTES > bytes.length) return EVERYTHING
-    const mine = own !== undefined && own.compare(bytes, at + 1, at + HEAD_BYTES) === 0
+    if (kind !== ALL_RECORD && kind !== KEY_RECORD) return { end: at, bad: true }
+    if (at + HEAD_BYTES > bytes.length) return { end: at, bad: false }
     if (kind === ALL_RECORD) {
-      if (!mine) return EVERYTHING
+      visit(undefined, at, at + HEAD_BYTES)
       at += HEAD_BYTES
-    } else if (kind === KEY_RECORD) {
-      if (at + HEAD_BYTES + 2 > bytes.length) return EVERYTHING
-      const length = bytes.readUInt16LE(at + HEAD_BYTES) * 2
-      const keyAt = at + HEAD_BYTES + 2
-      const checkAt = keyAt + length
-      if (length > KEY_UNITS_AT_MOST * 2 || checkAt + CHECK_BYTES > bytes.length) return EVERYTHING
-      if (check32(bytes.subarray(at + 1, checkAt)) !== bytes.readUInt32LE(checkAt)) return EVERYTHING
-      if (!mine) keys.add(bytes.toString('utf16le', keyAt, checkAt))
-      at = checkAt + CHECK_BYTES
-    } else return EVERYTHING
+      continue
+    }
+    if (at + HEAD_BYTES + 2 > bytes.length) return { end: at, bad: false }
+    const length = bytes.readUInt16LE(at + HEAD_BYTES) * 2
+    const keyAt = at + HEAD_BYTES + 2
+    const checkAt = keyAt + length
+    if (length > KEY_UNITS_AT_MOST * 2) return { end: at, bad: true }
+    if (checkAt + CHECK_BYTES > bytes.length) return { end: at, bad: false }
+    if (check32(bytes.subarray(at + 1, checkAt)) !== bytes.readUInt32LE(checkAt)) return { end: at, bad: true }
+    visit(bytes.toString('utf16le', keyAt, checkAt), at, checkAt + CHECK_BYTES)
+    at = checkAt + CHECK_BYTES
   }
-  return keys.size === 0 ? undefined : keys
+  return { end: at, bad: false }
 }

@@ -39,12 +39,25 @@ const NOTHING_TAKEN = new Set(['ENOENT', 'ENOTDIR', 'EISDIR', 'ENOTEMPTY', 'EEXI
  * delete removed it from the aside name first.
  */
 export function takeIfSame(file: string, ino: number | undefined, mtimeMs?: number): Taken | undefined {
-  const aside = asideOf(file)
+  let aside = asideOf(file)
   try {
     disk.renameSync(file, aside)
   } catch (error) {
-    if (NOTHING_TAKEN.has(errorCode(error) ?? '')) return undefined
-    throw error
+    const code = errorCode(error) ?? ''
+    if (code === 'ENOENT' || !NOTHING_TAKEN.has(code)) {
+      if (code === 'ENOENT') return undefined
+      throw error
+    }
+    // Something that is not a file at the aside name (a directory planted there, or one in the
+    // entry's place that cannot replace a file left there): this removal takes a name of its
+    // own instead (a delete meanwhile is not coordinated with it, as before the shared name).
+    aside = `${file}.${process.pid}-0.tmp`
+    try {
+      disk.renameSync(file, aside)
+    } catch (again) {
+      if (NOTHING_TAKEN.has(errorCode(again) ?? '')) return undefined
+      throw again
+    }
   }
   const stat = disk.lstatSync(aside, { throwIfNoEntry: false })
   if (stat === undefined) return undefined

@@ -716,6 +716,9 @@ export class FileTier implements Tier {
 /** Removes what a removal elsewhere holds aside (a file: its size), if anything. Never
  *  anything else planted at that name (a directory stays). */
 function removeAside(aside: string): number | undefined {
+  // Almost always nothing there: one lstat, not the checks of the directories above it.
+  const found = disk.lstatSync(aside, { throwIfNoEntry: false })
+  if (found === undefined || !found.isFile()) return undefined
   try {
     return removeFile(aside)
   } catch (error) {

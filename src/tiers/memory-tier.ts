@@ -267,10 +267,10 @@ export class MemoryTier implements Tier {
     if (entry !== undefined && entry.createdAt < at) this.#remove(key)
   }
 
-  /** Drops the entries whose key `matches`, created before `at` (a prune by pattern). */
-  dropMatching(matches: (key: string) => boolean, at: number): void {
+  /** Drops the entries (key and entry) that `matches`, created before `at` (a prune by filter). */
+  dropMatching(matches: (key: string, entry: TierEntry) => boolean, at: number): void {
     const older: string[] = []
-    for (const [key, entry] of this.#lru.entries()) if (entry.createdAt < at && matches(key)) older.push(key)
+    for (const [key, entry] of this.#lru.entries()) if (entry.createdAt < at && matches(key, entry)) older.push(key)
     for (const key of older) this.#remove(key)
   }
 

@@ -32,9 +32,6 @@ export class PromotionGuard {
   #seq = 0
   /** Reads with a ticket below this may not promote anything. */
   #floor = 0
-  /** The latest change forgotten (past HEARD_MAX): what was heard of a key since a ticket
-   *  below it cannot be told. */
-  #forgotten = 0
   /** Clears of the local files under way (see hold()). */
   #holds = 0
   /** key → the latest change heard of it (when, and `#seq` then); oldest first. */
@@ -79,7 +76,6 @@ export class PromotionGuard {
       this.#heard.delete(key)
       this.#chars -= key.length
       this.#floor = Math.max(this.#floor, change.seq)
-      this.#forgotten = Math.max(this.#forgotten, change.seq)
     }
   }
 
@@ -108,10 +104,10 @@ export class PromotionGuard {
   /** Whether another instance's change of `key` stamped at or after `createdAt` (a newer
    *  write or delete, or a write stamped alike) was heard since `ticket`: a write's local copies
    *  then must not outlive it. Changes that name no key do not count (a clear keeps what was
-   *  written after it, a tag invalidation is judged by its stamps); changes forgotten since
-   *  the ticket do (it cannot tell). */
+   *  written after it, a tag invalidation is judged by its stamps), nor do changes forgotten
+   *  since the ticket (past HEARD_MAX: a busy bus must not make every write drop its own fresh
+   *  copies; Redis's answer, `kept`, still catches a write it did not keep). */
   supersededSince(key: string, createdAt: number, ticket: number): boolean {
-    if (this.#forgotten > ticket) return true
     const change = this.#heard.get(key)
     return change !== undefined && change.seq > ticket && change.at >= createdAt
   }

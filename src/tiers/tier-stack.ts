@@ -554,7 +554,7 @@ export class TierStack {
   /** A prune that removes entry files by filter (`run`; here or heard on the bus): the memory
    *  tier's copies of keys that `may` match, made before `at`, go before and after it, and
    *  nothing is promoted while the files go. */
-  async pruningFiles<T>(may: (key: string) => boolean, at: number, run: () => Promise<T>): Promise<T> {
+  async pruningFiles<T>(may: (key: string, entry: TierEntry) => boolean, at: number, run: () => Promise<T>): Promise<T> {
     this.memory?.dropMatching(may, at)
     this.#validated?.clear()
     this.#guard.hold()
