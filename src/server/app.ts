@@ -64,6 +64,10 @@ export async function createServer(
     logger: false,
     bodyLimit: jsonLimit,
     forceCloseConnections: 'idle',
+    // Node's socket inactivity timeout: a connection that neither sends nor takes a byte for
+    // this long is destroyed (an upload stalled mid-body is aborted: its temp file goes, and
+    // the next upload of its key no longer waits behind it). A slow but moving transfer stays.
+    connectionTimeout: options.idleTimeout,
     return503OnClosing: true,
     routerOptions: { ignoreDuplicateSlashes: true, ignoreTrailingSlash: true, maxParamLength: 2048 },
     // A request Node's HTTP parser refuses (a negative Content-Length, a broken request line):

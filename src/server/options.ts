@@ -32,6 +32,10 @@ export interface ServeOptions {
   defaultTtl: number
   /** Requests per client IP per minute; 0 turns the limit off. */
   rateLimit: number
+  /** How long a connection may send and take nothing (ms; 0: no limit) before it is closed: a
+   *  stalled upload (a client gone quiet mid-body) would otherwise hold its socket, its temp
+   *  file and its key (later uploads of the key wait behind it) for good. */
+  idleTimeout: number
   /** How long a shutdown waits for requests in flight before it cuts them. */
   shutdownGrace: number
   /** One line per request on stderr (method, path, status, time; never a header). */
@@ -50,6 +54,7 @@ export const SERVE_DEFAULTS = {
   defaultTtl: 0,
   rateLimit: 60_000,
   shutdownGrace: 10_000,
+  idleTimeout: 30_000,
 } as const
 
 /** The largest JSON body the cache API parses, whatever `maxBody` says: a value is held whole
@@ -71,6 +76,7 @@ export function serveOptions(partial: Partial<ServeOptions> & { dir: string }): 
     defaultTtl: SERVE_DEFAULTS.defaultTtl,
     rateLimit: SERVE_DEFAULTS.rateLimit,
     shutdownGrace: SERVE_DEFAULTS.shutdownGrace,
+    idleTimeout: SERVE_DEFAULTS.idleTimeout,
     logRequests: false,
     cacheOptions: {},
     ...partial,

@@ -10,6 +10,7 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
+import { setTimeout as sleepMs } from 'node:timers/promises'
 import { API_MEMORY_BYTES, MAX_NAMESPACES, Namespaces } from '../../src/server/namespaces.ts'
 import { serveOptions } from '../../src/server/options.ts'
 import { bearer, call, type ErrorAnswer, startServer } from './helpers.ts'
@@ -140,4 +141,29 @@ test("the cache API's memory tier is bounded in bytes as well as entries", () =>
   const memory = namespaces.optionsOf('api', 'api').memory as { maxEntries: number; maxSize: number }
   assert.equal(memory.maxSize, API_MEMORY_BYTES)
   assert.ok(memory.maxEntries > 0)
+})
+
+test('an upload stalled mid-body is cut after idleTimeout: its temp file goes, and the next upload of its key is not held behind it', async () => {
+  const { url, dir } = await startServer({ idleTimeout: 400 })
+  const { port } = new URL(url)
+  const socket = net.connect(Number(port), '127.0.0.1')
+  await new Promise((resolve) => socket.once('connect', resolve))
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
+  socket.on('error', () => {})
+  socket.write(
+    'PUT /v8/artifacts/abc0123?slug=team HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\ncontent-length: 10000000\r\n\r\n' +
+      'x'.repeat(100),
+  )
+  // Nothing more is sent: the server closes the connection (it never would before).
+  assert.equal(await Promise.race([closed.then(() => 'closed'), sleepMs(10_000).then(() => 'open')]), 'closed')
+  const again = await call(`${url}/v8/artifacts/abc0123?slug=team`, {
+    method: 'PUT',
+    body: 'whole',
+    headers: { 'content-type': 'application/octet-stream' },
+    signal: AbortSignal.timeout(5_000),
+  })
+  assert.equal(again.status, 202, 'the next upload of the key is stored')
+  assert.equal((await call(`${url}/v8/artifacts/abc0123?slug=team`)).text, 'whole')
+  const temps = (fs.readdirSync(dir, { recursive: true }) as string[]).filter((name) => name.endsWith('.tmp'))
+  assert.deepEqual(temps, [], 'no temp file left')
 })

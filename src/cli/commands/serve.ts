@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander'
-import { booleanOption, collect, countArgument, parseBoolean, sizeArgument } from '../arguments.js'
+import { booleanOption, collect, countArgument, durationArgument, parseBoolean, sizeArgument } from '../arguments.js'
 import { isLarderError } from '../../errors.js'
 import { CliContext, CliFailure, EXIT } from '../context.js'
 
@@ -24,6 +24,7 @@ interface ServeFlags {
   memoryEntries?: number
   defaultTtl?: number
   rateLimit?: number
+  idleTimeout?: number
   logRequests?: boolean
   watchConfig: boolean
 }
@@ -144,6 +145,14 @@ export function serveCommand(): Command {
         .argParser(countArgument),
     )
     .addOption(
+      new Option(
+        '--idle-timeout <duration>',
+        'close a connection that sends and takes nothing for this long (a stalled upload); 0: never (default 30s)',
+      )
+        .env('LARDER_IDLE_TIMEOUT')
+        .argParser(durationArgument),
+    )
+    .addOption(
       booleanOption(
         '--log-requests',
         'one line per request on stderr (method, path, status, time; never a header or token)',
@@ -179,6 +188,7 @@ export function serveCommand(): Command {
         logRequests: flags.logRequests === true,
         ...(flags.maxBody === undefined ? {} : { maxBody: flags.maxBody }),
         ...(flags.rateLimit === undefined ? {} : { rateLimit: flags.rateLimit }),
+        ...(flags.idleTimeout === undefined ? {} : { idleTimeout: flags.idleTimeout }),
       })
       try {
         assertSafeBinding(options)
