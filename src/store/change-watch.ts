@@ -36,6 +36,7 @@ export class ChangeWatch {
   #open = 0
   /** A catch-up is reading: the state it reads into is not to be moved under it. */
   #busy = false
+  #closed = false
   #chain: Promise<void> = Promise.resolve()
 
   constructor(layout: Layout) {
@@ -58,8 +59,12 @@ export class ChangeWatch {
 
   /** Whether `key` (or every key) was changed since `mark`. Never throws. */
   async changedSince(mark: ChangeMark | undefined, key: string): Promise<boolean> {
-    if (mark === undefined) return true
+    if (mark === undefined || this.#closed) return true
     await (this.#chain = this.#chain.then(() => this.#catchUp()))
+    if (this.#closed) {
+      this.#release() // a catch-up that ran across close() may have opened it
+      return true
+    }
     this.#open = Math.max(0, this.#open - 1)
     let at: number | undefined
     if ('at' in mark) at = mark.at
@@ -72,8 +77,14 @@ export class ChangeWatch {
     return changed
   }
 
-  /** Closes the log held open. */
+  /** Closes the log held open, for good: a question asked later (a load that outlived the
+   *  cache's close) answers "changed" and opens nothing. */
   close(): void {
+    this.#closed = true
+    this.#release()
+  }
+
+  #release(): void {
     if (this.#fd !== undefined) closeQuietly(this.#fd)
     this.#fd = undefined
   }
@@ -95,7 +106,7 @@ export class ChangeWatch {
 
   /** Follows the log `ino` (0: none) from byte `from`, further on the scale than anything so far. */
   #follow(ino: number, from: number): void {
-    this.close()
+    this.#release()
     this.#ino = ino
     this.#read = from
     this.#base = ++this.#end
@@ -108,13 +119,19 @@ export class ChangeWatch {
   /** The log, opened as ChangeClock reads it (never through a link, never blocking), if it is
    *  still `ino`. */
   #openLog(ino: number): number | undefined {
+    if (this.#closed) return undefined
+    let fd: number
     try {
-      const fd = disk.openSync(this.#file, READ_FLAGS)
-      if (disk.fstatSync(fd).ino === ino) return fd
-      closeQuietly(fd)
+      fd = disk.openSync(this.#file, READ_FLAGS)
     } catch {
-      // gone again: what it held is read as a change of everything by the next catch-up
+      return undefined // gone again: the next catch-up reads that as a change of everything
     }
+    try {
+      if (disk.fstatSync(fd).ino === ino) return fd
+    } catch {
+      // a failing disk: not followed through this descriptor
+    }
+    closeQuietly(fd)
     return undefined
   }
 
