@@ -23,10 +23,10 @@ export async function prune(parts: CacheParts, options: ValidPruneOptions): Prom
   if (!filtered || options.dryRun === true) report = await run()
   else {
     // Entries removed by filter are values no process may serve any longer: this instance's
-    // memory tier drops its copies (all it holds that may match), and the change log tells
-    // every other process on the directory that anything may have changed.
-    // What the workers match, as far as a memory copy can tell (a file's last use, maxAge's
-    // measure, is not known here: any copy may match it).
+    // memory tier drops its copies that may match (what the workers match, as far as a copy can
+    // tell: a file's last use, maxAge's measure, is not known here, so any copy may match it),
+    // and the change log tells every other process on the directory that anything may have
+    // changed.
     const glob = options.pattern !== undefined ? new Glob(options.pattern) : undefined
     const tags = options.tags !== undefined ? new Set(options.tags) : undefined
     const { maxAge, olderThan } = options
