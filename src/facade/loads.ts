@@ -16,6 +16,7 @@ import type { ChangeMark } from '../store/change-watch.js'
 export interface KeyChanges {
   mark(): ChangeMark | undefined
   changedSince(mark: ChangeMark | undefined, key: string): Promise<boolean>
+  release(mark: ChangeMark | undefined): void
 }
 
 /** A getOrSet load in progress, which callers of the same key join. */
@@ -61,6 +62,7 @@ export class Loads<T> {
     try {
       return await flight.result
     } finally {
+      this.#changes?.release(flight.mark)
       if (this.#flights.get(key) === flight) this.#flights.delete(key)
     }
   }
@@ -79,6 +81,7 @@ export class Loads<T> {
     try {
       return await result
     } finally {
+      this.#changes?.release(flight.mark)
       if (this.#refreshes.get(key) === flight) this.#refreshes.delete(key)
     }
   }

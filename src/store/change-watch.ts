@@ -32,7 +32,7 @@ export class ChangeWatch {
   /** The latest "everything" (a clear, or what could not be read), and each key's latest record. */
   #allAt = -1
   readonly #last = new Map<string, number>()
-  /** Marks taken and not yet asked about. */
+  /** Marks of loads not yet over (release()). */
   #open = 0
   /** A catch-up is reading: the state it reads into is not to be moved under it. */
   #busy = false
@@ -53,8 +53,14 @@ export class ChangeWatch {
       else this.#read = Math.max(this.#read, now.size)
     }
     this.#open++
-    const size = now.size
-    return now.ino === this.#ino ? { at: this.#base + size } : { ino: now.ino, size, after: this.#end }
+    return now.ino === this.#ino ? { at: this.#base + now.size } : { ino: now.ino, size: now.size, after: this.#end }
+  }
+
+  /** A mark's load is over (asked or not): once none is left, nothing past is remembered. */
+  release(mark: ChangeMark | undefined): void {
+    if (mark === undefined) return
+    this.#open = Math.max(0, this.#open - 1)
+    if (this.#open === 0) this.#last.clear()
   }
 
   /** Whether `key` (or every key) was changed since `mark`. Never throws. */
@@ -65,16 +71,13 @@ export class ChangeWatch {
       this.#release() // a catch-up that ran across close() may have opened it
       return true
     }
-    this.#open = Math.max(0, this.#open - 1)
     let at: number | undefined
     if ('at' in mark) at = mark.at
     else {
       const base = this.#bases.get(mark.ino)
       if (base !== undefined && base > mark.after) at = base + mark.size
     }
-    const changed = at === undefined || this.#allAt > at || (this.#last.get(key) ?? -1) > at
-    if (this.#open === 0) this.#last.clear() // nobody asks about the past any more
-    return changed
+    return at === undefined || this.#allAt > at || (this.#last.get(key) ?? -1) > at
   }
 
   /** Closes the log held open, for good: a question asked later (a load that outlived the
