@@ -57,6 +57,8 @@ export class SharedParts {
   readonly #subscriber: Redis | NodeSubscriber | undefined
   readonly #options: ResolvedRedisOptions
   readonly #stampsKey: string
+  /** What waits for the command connection to be ready (whenReady). */
+  readonly #waiting = new Set<() => void>()
 
   constructor(options: ResolvedOptions & { redis: ResolvedRedisOptions }, hooks: SharedHooks) {
     this.#options = options.redis
@@ -89,7 +91,11 @@ export class SharedParts {
       corrupt: hooks.corrupt,
     })
     this.#stampsKey = `${this.tier.base}\0tags`
-    client.on('ready', () => hooks.recovered())
+    client.on('ready', () => {
+      for (const task of this.#waiting) task()
+      this.#waiting.clear()
+      hooks.recovered()
+    })
     if (options.bus) {
       this.#subscriber = client.isCluster
         ? new NodeSubscriber(client as Cluster, options.redis.commandTimeout)
@@ -109,7 +115,19 @@ export class SharedParts {
    *  still opens the cache, whose reads fall through and writes drop until it comes. */
   async start(): Promise<void> {
     const ms = Math.max(1000, this.#options.commandTimeout)
+    // A caller's client made with `lazyConnect` waits for a first command, and larder sends
+    // none until it is ready (whenReady): connected here.
+    if (this.client.status === 'wait') this.client.connect().catch(() => {}) // failures: its own 'error' events
     await Promise.all([readyWithin(this.client, ms), this.bus?.start(ms)])
+  }
+
+  /** Runs `task` once the command connection is ready: now, or at its next 'ready' (once,
+   *  however often it is asked meanwhile). A command sent before that fails at once (no offline
+   *  queue) and counts against Redis: the bus's subscriber, a connection of its own, may be
+   *  subscribed first, at open and after an outage. */
+  whenReady(task: () => void): void {
+    if (this.client.status === 'ready') task()
+    else this.#waiting.add(task)
   }
 
   /** Every tag stamp recorded in Redis (an instance that starts later sees old invalidations). */
@@ -179,6 +197,7 @@ export class SharedParts {
   }
 
   async close(): Promise<void> {
+    this.#waiting.clear()
     this.bus?.close()
     if (this.#subscriber instanceof NodeSubscriber) await this.#subscriber.close()
     else if (this.#subscriber !== undefined) await closeClient(this.#subscriber)

@@ -37,6 +37,8 @@ export class TagInvalidation {
   /** A stamp that failed while the breaker stayed closed is sent again soon; while it is open,
    *  the recovery sends it. */
   readonly #retry = new RetrySoon(() => void this.sendPending())
+  /** One function, so a sync asked for again before the connection is ready waits once. */
+  readonly #syncLater = (): void => void this.syncFromShared()
   #closed = false
 
   constructor(parts: TagInvalidationParts) {
@@ -159,6 +161,7 @@ export class TagInvalidation {
   async syncFromShared(): Promise<void> {
     const shared = this.#p.shared()
     if (shared === undefined || this.#p.readOnly) return
+    if (shared.client.status !== 'ready') return shared.whenReady(this.#syncLater)
     let stamps: Map<string, number>
     try {
       stamps = await shared.tagStamps()

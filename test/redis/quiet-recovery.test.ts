@@ -197,6 +197,32 @@ describe('recovery without calls, and waits that end', { skip }, () => {
       await relay.close()
     }
   })
+
+  test('a bus subscribed before the command connection is ready sends nothing that fails: the tag stamps are read once it is', async () => {
+    const prefix = fresh()
+    const dir = tempDir()
+    const local = await Larder.open({ dir, maintenance: false })
+    await local.set('row', 1, { tags: ['users'] })
+    await local.close()
+    const writer = await open(server.url, prefix)
+    await writer.invalidateTags(['users']) // a stamp in Redis that the next instance must honour
+    // A caller's client whose connection comes 300 ms late (a slow network): the bus's own
+    // subscriber (a new connection) is subscribed, and the bus connected, before it is ready.
+    const client = new Redis(server.url, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0 })
+    clients.push(client)
+    const connect = client.connect.bind(client)
+    client.connect = async () => {
+      await delay(300)
+      return connect()
+    }
+    const cache = await open(server.url, prefix, { dir }, { url: undefined, client, breaker: { volumeThreshold: 1000 } })
+    const figures = (await cache.stats()) as unknown as { tiers: { redis: { errors: number; breaker: { failures: number } } } }
+    // Before: the stamps were asked for on a connection not yet open ("Stream isn't writeable"),
+    // a failure counted against Redis at every open where the subscriber won the race.
+    assert.equal(figures.tiers.redis.breaker.failures, 0, 'no command failed')
+    assert.equal(figures.tiers.redis.errors, 0, 'no error counted')
+    assert.equal(await cache.get('row'), undefined, "the tag's stamp was read from Redis: the older entry is stale")
+  })
 })
 
 test('a failure that lands after the breaker left closed leaves the half-open trial to the next call', async () => {
