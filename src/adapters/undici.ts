@@ -104,7 +104,14 @@ export class LarderCacheStore implements CacheStore {
     const held: Buffer[] = [head]
     let size = 0
     let stream: { body: PassThrough; stored: Promise<void> } | undefined
-    return new Writable({
+    /** A write waiting for the body to drain; released if nothing will read it any more. */
+    let waiting: (() => void) | undefined
+    const release = (): void => {
+      const next = waiting
+      waiting = undefined
+      next?.()
+    }
+    const writable = new Writable({
       write(chunk: Buffer, _encoding, callback) {
         size += chunk.byteLength
         if (size > maxEntrySize) {
@@ -119,10 +126,18 @@ export class LarderCacheStore implements CacheStore {
           held.push(chunk)
           if (head.length + size <= SMALL_BYTES) return callback()
           stream = store.#streamed(key, value, names, entryKey, held.splice(0), ttl)
+          // The store can end before the body does: a failing disk (dropped, fail-open) or a
+          // cache that could not open. Nothing drains the body then, and undici, paused until
+          // this stream drains, would never deliver the rest of the response.
+          stream.body.once('close', release)
+          stream.stored.then(release, (error: Error) => writable.destroy(error))
           return callback()
         }
-        if (stream.body.write(chunk)) callback()
-        else stream.body.once('drain', () => callback())
+        // Nothing reads the body any more: the rest of the response goes on to the client, not here.
+        if (stream.body.destroyed) return callback()
+        if (stream.body.write(chunk)) return callback()
+        waiting = callback
+        stream.body.once('drain', release)
       },
       final(callback) {
         let stored: Promise<void>
@@ -145,6 +160,7 @@ export class LarderCacheStore implements CacheStore {
         callback(error)
       },
     })
+    return writable
   }
 
   /**

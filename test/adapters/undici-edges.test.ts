@@ -3,7 +3,8 @@
  * it was fixed: deletes that relied on the URL's index alone (gone, or missing a method), a
  * variant from before a delete served again once the index named headers anew, an older
  * response that varied on nothing hiding a newer variant, a 304 that never renewed a small
- * response, and a delete that rejected (undici does not await it) with `failOpen: false`.
+ * response, a delete that rejected (undici does not await it) with `failOpen: false`, and a
+ * large response (streamed into the cache) whose body never arrived once the disk failed.
  */
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
@@ -120,4 +121,44 @@ describe('larder/undici: renewal and failures', () => {
     assert.ok(errors.length >= 1 && errors.every((e) => isLarderError(e, 'ERR_UNAVAILABLE')), errors.map(String).join('; '))
     await store.close().catch(() => {})
   })
+
+  for (const [failure, usableFirst] of [
+    ['a cache directory replaced by a file after open', true],
+    ['a cache that cannot open', false],
+  ] as const) {
+    test(`${failure}: responses streamed into the cache (over 64 KiB) still reach the client whole`, async () => {
+      const origin = http.createServer((req, res) => {
+        res.writeHead(200, { 'cache-control': 'max-age=600' })
+        res.end(Buffer.alloc(Number(req.url!.slice(1)), 97))
+      })
+      origin.listen(0, '127.0.0.1')
+      await once(origin, 'listening')
+      const base = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`
+      const dir = path.join(tempDir('larder-undici-disk'), 'cache')
+      if (!usableFirst) fs.writeFileSync(dir, 'not a directory')
+      const errors: Error[] = []
+      const store = new LarderCacheStore({ dir }, { errorCallback: (e) => errors.push(e) })
+      const agent = new Agent().compose(interceptors.cache({ store }))
+      try {
+        assert.equal((await (await fetch(`${base}/10`, { dispatcher: agent })).arrayBuffer()).byteLength, 10)
+        if (usableFirst) {
+          fs.renameSync(dir, `${dir}.away`)
+          fs.writeFileSync(dir, 'not a directory')
+        }
+        for (const size of [100_000, 1_000_000]) {
+          const body = (await fetch(`${base}/${size}`, { dispatcher: agent })).arrayBuffer()
+          // Before: undici waited for the cache's stream to drain, which nothing read any more.
+          const got = await Promise.race([body.then((b) => b.byteLength), sleep(10_000, 'no body after 10 s')])
+          assert.equal(got, size)
+        }
+        if (!usableFirst) assert.ok(errors.length >= 1, 'the cache that could not open was reported')
+      } finally {
+        // Bounded: before the fix, the hung response held the agent and the store's close.
+        await agent.destroy()
+        await Promise.race([store.close().catch(() => {}), sleep(2000)])
+        origin.closeAllConnections()
+        origin.close()
+      }
+    })
+  }
 })
