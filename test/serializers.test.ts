@@ -158,6 +158,11 @@ describe('values a serializer would change silently are rejected', () => {
         ],
         /symbol at index 0/,
       ],
+      // JSON writes an ArrayBuffer as {}: every byte lost (a SQLite driver's blob column).
+      ['an ArrayBuffer as the value', new ArrayBuffer(2), /ArrayBuffer as the value/],
+      ['an ArrayBuffer in a row', [[1, new Uint8Array([104, 105]).buffer]], /ArrayBuffer at index 1/],
+      ['an ArrayBuffer at a property', { blob: new ArrayBuffer(1) }, /ArrayBuffer at property "blob"/],
+      ['an ArrayBuffer in what a toJSON returns', { v: { toJSON: () => ({ raw: new ArrayBuffer(1) }) } }, /ArrayBuffer at property "raw"/],
     ]
     for (const [name, value, place] of refused) {
       await assert.rejects(cache.set('k', value), (e: LarderError) => e.code === 'ERR_SERIALIZE' && place.test(e.message), name)

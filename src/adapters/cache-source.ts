@@ -170,3 +170,12 @@ export function isCache(value: unknown): value is Larder {
     typeof candidate?.getMany === 'function' && typeof candidate.invalidateTags === 'function' && typeof candidate.setStream === 'function'
   )
 }
+
+/** Options for a cache an ORM adapter opens itself: the `v8` serializer unless one is named,
+ *  as drivers hand over `Date`s, `BigInt`s and binary values (an ArrayBuffer for a blob) that
+ *  JSON changes or cannot store. A cache passed in keeps its own. */
+export function withV8Default(cache: CacheOrOptions | undefined): CacheOrOptions {
+  if (isCache(cache)) return cache
+  const options: LarderOptions = cache ?? {}
+  return options.serializer === undefined ? { ...options, serializer: 'v8' } : options
+}

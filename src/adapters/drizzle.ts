@@ -2,10 +2,10 @@ import { Cache } from 'drizzle-orm/cache/core'
 import type { MutationOption } from 'drizzle-orm/cache/core'
 import type { CacheConfig } from 'drizzle-orm/cache/core/types'
 import { getTableName } from 'drizzle-orm'
-import { LarderError, type Duration, type LarderOptions } from 'larder'
+import { LarderError, type Duration } from 'larder'
 import { boundedKey, KEY_BYTES, TAG_BYTES } from './bounded-key.js'
 import { MissTimes } from './miss-times.js'
-import { CacheSource, isCache, type CacheOrOptions } from './cache-source.js'
+import { CacheSource, withV8Default, type CacheOrOptions } from './cache-source.js'
 
 export type { CacheOrOptions }
 
@@ -108,12 +108,6 @@ export class LarderDrizzleCache extends Cache {
   async close(): Promise<void> {
     await this.#source.close()
   }
-}
-
-function withV8Default(cache: CacheOrOptions | undefined): CacheOrOptions {
-  if (isCache(cache)) return cache
-  const options: LarderOptions = cache ?? {}
-  return options.serializer === undefined ? { ...options, serializer: 'v8' } : options
 }
 
 function resultKey(key: string, isTag: boolean): string {

@@ -2,7 +2,7 @@ import type { CacheAdapter } from '@mikro-orm/core'
 import type { Larder, LarderOptions } from 'larder'
 import { boundedKey, KEY_BYTES, TAG_BYTES } from './bounded-key.js'
 import { MissTimes } from './miss-times.js'
-import { CacheSource, type CacheOrOptions } from './cache-source.js'
+import { CacheSource, withV8Default, type CacheOrOptions } from './cache-source.js'
 
 export type { CacheOrOptions }
 
@@ -58,7 +58,7 @@ export class LarderCacheAdapter implements CacheAdapter {
   constructor(options: LarderCacheAdapterOptions = {}, cache?: Larder) {
     const { expiration, onError = (error: Error) => process.emitWarning(error), ...larderOptions } = options
     this.#expiration = expiration
-    this.#source = new CacheSource(cache ?? larderOptions, onError)
+    this.#source = new CacheSource(cache ?? withV8Default(larderOptions), onError)
   }
 
   async get<T = unknown>(name: string): Promise<T | undefined> {

@@ -86,10 +86,29 @@ function placeOf(where: string | number): string {
   return typeof where === 'number' ? `at index ${where}` : `at property ${JSON.stringify(where)}`
 }
 
+/** An ArrayBuffer (or a SharedArrayBuffer): JSON.stringify writes `{}`, every byte lost (a
+ *  SQLite driver's blob column, for one). A view of one (a Buffer, a typed array) keeps its
+ *  numbers and is not this. */
+function isBareBytes(value: unknown): boolean {
+  return value instanceof ArrayBuffer || (typeof SharedArrayBuffer === 'function' && value instanceof SharedArrayBuffer)
+}
+
+function lostBytes(where: string): Unfaithful {
+  return new Unfaithful(
+    `an ArrayBuffer ${where} would be stored as {} by JSON (its bytes lost): use serializer 'v8' or 'msgpack'`,
+    'ERR_SERIALIZE',
+  )
+}
+
+function refuseBytes(where: string | number): never {
+  throw lostBytes(placeOf(where))
+}
+
 /** JSON.stringify drops nested functions and symbols without a word: refuse them instead. */
 function refuseFunctions(this: unknown, key: string, value: unknown): unknown {
   const type = typeof value
   if (type === 'function' || type === 'symbol') throw droppedWithout(type, placeOf(Array.isArray(this) ? Number(key) : key))
+  if (type === 'object' && isBareBytes(value)) refuseBytes(key === '' ? '' : Array.isArray(this) ? Number(key) : key)
   return value
 }
 
@@ -112,6 +131,7 @@ const PLAIN_TO_JSON = new Set<unknown>([Reflect.get(Date.prototype, 'toJSON'), R
 function jsonText(value: unknown): string {
   const type = typeof value
   if (type === 'function' || type === 'symbol') throw droppedWithout(type, placeOf(''))
+  if (isBareBytes(value)) throw lostBytes(placeOf(''))
   const text = JSON.stringify(value) as string | undefined
   if (text === undefined) throw new TypeError(`a ${type} has no JSON form`)
   return hasOtherToJSON(value) ? JSON.stringify(value, refuseFunctions) : text
@@ -134,14 +154,14 @@ function hasOtherToJSON(value: unknown): boolean {
       for (let i = 0; i < object.length; i++) {
         const child: unknown = object[i]
         if (typeof child === 'object') {
-          if (child !== null) stack.push(child)
+          if (child !== null) stack.push(isBareBytes(child) ? refuseBytes(i) : child)
         } else if (typeof child === 'function' || typeof child === 'symbol') throw droppedWithout(typeof child, placeOf(i))
       }
     } else {
       for (const key of Object.keys(object)) {
         const child = object[key]
         if (typeof child === 'object') {
-          if (child !== null) stack.push(child)
+          if (child !== null) stack.push(isBareBytes(child) ? refuseBytes(key) : child)
         } else if (typeof child === 'function' || typeof child === 'symbol') throw droppedWithout(typeof child, placeOf(key))
       }
     }

@@ -10,6 +10,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { describe, test } from 'node:test'
 import { eq } from 'drizzle-orm'
+import { blob, integer, sqliteTable } from 'drizzle-orm/sqlite-core'
 import { Larder, isLarderError } from 'larder'
 import { tempDir } from '../helpers.ts'
 import { runChild } from './processes.ts'
@@ -246,5 +247,24 @@ describe('larder/drizzle on libsql', () => {
     assert.ok(isLarderError(errors.at(-1), 'ERR_TOO_LARGE'), String(errors.at(-1)))
     for (const d of [db, big.db, small.db]) d.$client.close()
     await Promise.all([larder.close(), roomy.close()])
+  })
+
+  test('a blob column (an ArrayBuffer from libsql) under a json cache passed in is not cached, and onError hears why; the query still answers its bytes', async () => {
+    const larder = await Larder.open({ dir: tempDir('larder-drizzle-blob') })
+    const errors: Error[] = []
+    const { db } = await openDb(':memory:', larder, { strategy: 'all', onError: (e) => errors.push(e) })
+    const files = sqliteTable('files', { id: integer('id').primaryKey(), data: blob('data', { mode: 'buffer' }).notNull() })
+    await db.run('create table files (id integer primary key, data blob not null)')
+    await db.insert(files).values({ id: 1, data: Buffer.from('hi') })
+    for (const read of ['first', 'second (before: the {} JSON stored failed Drizzle on every hit)']) {
+      const [row] = await db.select().from(files)
+      assert.equal(Buffer.from(row!.data).toString(), 'hi', read)
+    }
+    assert.ok(
+      errors.some((e) => isLarderError(e, 'ERR_SERIALIZE') && /ArrayBuffer/.test(e.message)),
+      errors.map(String).join('; '),
+    )
+    db.$client.close()
+    await larder.close()
   })
 })

@@ -2,8 +2,9 @@
  * larder/mikro-orm with the real MikroORM 6 (libsql driver): results cached by the ORM's own
  * keys and by names, clearCache and clear, expiry, a cache opened by you and shared
  * (`LarderCacheAdapter.using`), sharing between processes and across a restart (clearCache and
- * clear from another process included), and errors reported through `onError` while the
- * database answers.
+ * clear from another process included), errors reported through `onError` while the
+ * database answers, and a blob column (an ArrayBuffer from libsql), which JSON would have
+ * stored as `{}`.
  */
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
@@ -11,7 +12,7 @@ import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { describe, test } from 'node:test'
 import type { CacheAdapter } from '@mikro-orm/core'
-import type { MikroORM } from '@mikro-orm/libsql'
+import { EntitySchema, MikroORM as Orm, type MikroORM } from '@mikro-orm/libsql'
 import { Larder, isLarderError } from 'larder'
 import { LarderCacheAdapter } from 'larder/mikro-orm'
 import { tempDir } from '../helpers.ts'
@@ -185,4 +186,51 @@ describe('larder/mikro-orm on libsql', () => {
       await orm.close()
     })
   }
+
+  test('a blob column comes back as its bytes from a cache the adapter opened (v8); a JSON cache passed in does not cache it, and onError hears why', async () => {
+    interface Doc {
+      id: number
+      bin: Buffer
+    }
+    const DocSchema = new EntitySchema<Doc>({
+      name: 'Doc',
+      tableName: 'docs',
+      properties: { id: { type: 'number', primary: true }, bin: { type: 'blob' } },
+    })
+    const json = await Larder.open({ dir: tempDir('larder-mikro-json') })
+    for (const name of ['opened by the adapter', 'a json cache passed in']) {
+      const errors: Error[] = []
+      const adapter =
+        name === 'opened by the adapter' ? LarderCacheAdapter : LarderCacheAdapter.using(json, { onError: (e) => errors.push(e) })
+      const orm = await Orm.init({
+        dbName: ':memory:',
+        entities: [DocSchema],
+        resultCache: {
+          adapter: adapter,
+          expiration: 60_000,
+          options: { dir: tempDir('larder-mikro-blob'), onError: (e: Error) => errors.push(e) },
+        },
+        allowGlobalContext: true,
+        debug: false,
+      })
+      await orm.schema.createSchema()
+      const em = orm.em.fork()
+      em.create(DocSchema, { id: 1, bin: Buffer.from('hi') } as Doc)
+      await em.flush()
+      const bytes = async () => {
+        const [doc] = await orm.em.fork().find(DocSchema, {}, { cache: ['docs', 60_000] })
+        return Buffer.from(doc!.bin).toString()
+      }
+      assert.equal(await bytes(), 'hi', `${name}: the database's answer`)
+      assert.equal(await bytes(), 'hi', `${name}: the second read (before: {} from the cache)`)
+      if (adapter === LarderCacheAdapter) assert.deepEqual(errors, [], name)
+      else
+        assert.ok(
+          errors.some((e) => isLarderError(e, 'ERR_SERIALIZE') && /ArrayBuffer/.test(e.message)),
+          errors.map(String).join('; '),
+        )
+      await orm.close()
+    }
+    await json.close()
+  })
 })
