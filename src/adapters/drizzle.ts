@@ -31,7 +31,8 @@ export interface LarderDrizzleCacheOptions {
  * (`drizzle:table:<name>`). Every insert, update and delete makes Drizzle call `onMutate` with
  * the tables it wrote: those tags are invalidated, so every cached query that read them is
  * stale in every process sharing the cache, at the cost of one small file per table.
- * `db.$cache.invalidate({ tags })` removes tagged queries.
+ * `db.$cache.invalidate({ tags })` removes tagged queries and stamps their larder tag
+ * (`drizzle:tag:<tag>`), so a tagged query that read before it is not cached over it.
  *
  * Drivers hand over raw rows: libsql's `Row`s hold their values under non-enumerable indices,
  * which serializers drop (JSON gives `{}`), so array-like rows are stored as arrays, which is
@@ -84,7 +85,10 @@ export class LarderDrizzleCache extends Cache {
     await this.#source.guarded(undefined, (cache) =>
       cache.set(name, storable(response), {
         ttl: ttlOf(config) ?? this.#ttl,
-        tags: tables.map(tableTag),
+        // A tagged result carries its tag too: `invalidate({ tags })` stamps it, so the put of
+        // a query that read before it is stale at once (a delete alone leaves nothing for the
+        // put's readAt to be older than).
+        tags: isTag ? [...tables.map(tableTag), queryTag(key)] : tables.map(tableTag),
         readAt,
       }),
     )
@@ -99,7 +103,8 @@ export class LarderDrizzleCache extends Cache {
     await this.#source.guarded(undefined, async (cache) => {
       await Promise.all([
         names.length > 0 ? cache.invalidateTags([...new Set(names)].map(tableTag)) : undefined,
-        tags.length > 0 ? cache.deleteMany(tags.map((tag) => resultKey(tag, true))) : undefined,
+        tags.length > 0 ? cache.invalidateTags(tags.map(queryTag)) : undefined,
+        tags.length > 0 ? cache.deleteMany(tags.map((tag) => resultKey(tag, true))) : undefined, // its space back now
       ])
     })
   }
@@ -116,6 +121,11 @@ function resultKey(key: string, isTag: boolean): string {
 
 function tableTag(name: string): string {
   return boundedKey('drizzle:table:', name, TAG_BYTES)
+}
+
+/** The larder tag of a query cached under a Drizzle tag (`$withCache({ tag })`). */
+function queryTag(tag: string): string {
+  return boundedKey('drizzle:tag:', tag, TAG_BYTES)
 }
 
 /** Drizzle's Redis-style expiry (seconds or ms, relative or absolute) as a larder ttl in ms. */

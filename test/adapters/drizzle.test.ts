@@ -148,6 +148,26 @@ describe('larder/drizzle on libsql', () => {
     await larder.close()
   })
 
+  test('db.$cache.invalidate({ tags }) while a tagged query runs is not undone by its put (autoInvalidate: false)', async () => {
+    const larder = await Larder.open({ dir: tempDir('larder-drizzle-tag-race') })
+    const { db, cache } = await openDb(':memory:', larder)
+    await db.insert(users).values([{ name: 'ann' }])
+    // Drizzle's order for a tagged select that misses: get, the query, put; the app's write and
+    // its invalidation of the tag land in between.
+    assert.equal(await cache.get('names', [], true, false), undefined)
+    const rows = await db.select().from(users)
+    await db.update(users).set({ name: 'bob' }).where(eq(users.id, 1))
+    await db.$cache.invalidate({ tags: 'names' })
+    await cache.put('names', rows, [], true)
+    assert.equal(await cache.get('names', [], true, false), undefined, 'the rows read before the invalidation are not served')
+    // With nothing in between, a tagged result is cached as before.
+    assert.equal(await cache.get('names', [], true, false), undefined)
+    await cache.put('names', await db.select().from(users), [], true)
+    assert.deepEqual(await cache.get('names', [], true, false), [{ id: 1, name: 'bob' }])
+    db.$client.close()
+    await larder.close()
+  })
+
   test('two runs of one query around a write: whichever stores last, the rows read before the write are not served', async () => {
     for (const order of ['after first', 'before first']) {
       const larder = await Larder.open({ dir: tempDir('larder-drizzle-race2') })
