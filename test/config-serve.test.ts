@@ -68,6 +68,79 @@ describe('larder serve: config reload', () => {
   })
 })
 
+describe('larder serve: options from the file and environment, per namespace (a review of replicas)', () => {
+  const upload = (body: Buffer): RequestInit => ({ method: 'PUT', body, headers: { 'content-type': 'application/octet-stream' } })
+  const HASH = 'a1b2c3d4e5f60718'
+
+  test("LARDER_REDIS_URL is the cache API's shared tier only: artifacts stay on the disk, and work with no Redis there", async () => {
+    const root = tempDir('larder-serve-env-redis')
+    // A Redis that is not there (a port nothing listens on): before, every artifact namespace
+    // had it too (with failOpen false), and uploads failed.
+    const cli = await startCli(
+      ['serve', '--port', '0', '--dir', path.join(root, 'cache')],
+      { LARDER_REDIS_URL: 'redis://127.0.0.1:9' },
+      root,
+    )
+    assert.ok(cli.url !== '', cli.stderr())
+    assert.equal((await call(`${cli.url}/v8/artifacts/${HASH}?slug=team`, upload(Buffer.alloc(2000, 'a')))).status, 202)
+    const got = await call(`${cli.url}/v8/artifacts/${HASH}?slug=team`)
+    assert.equal(got.status, 200)
+    assert.equal(got.text.length, 2000)
+    assert.equal(
+      (
+        await call(`${cli.url}/api/cache/k`, {
+          method: 'PUT',
+          body: JSON.stringify({ value: 1 }),
+          headers: { 'content-type': 'application/json' },
+        })
+      ).status,
+      503,
+      'the API does use it',
+    )
+    assert.equal(await cli.stop(), 0)
+  })
+
+  test('a compression level in the config file does not stop artifact namespaces (stored as they come); a reload to one applies', async () => {
+    const root = tempDir('larder-serve-level')
+    writeConfig(root, { compression: 'brotli', compressionLevel: 9 })
+    const cli = await startCli(['serve', '--port', '0', '--dir', path.join(root, 'cache')], {}, root)
+    assert.ok(cli.url !== '', cli.stderr())
+    assert.equal(
+      (await call(`${cli.url}/v8/artifacts/${HASH}?slug=team`, upload(Buffer.alloc(100, 'b')))).status,
+      202,
+      'before: 400 ERR_INVALID_OPTION',
+    )
+    assert.equal((await call(`${cli.url}/readyz`)).status, 200)
+    writeConfig(root, { compression: 'gzip', compressionLevel: 4, maxSize: '1GB' })
+    await eventually(() => cli.stdout.includes('config turbo:team: maxSize unset → 1000000000'), `applied:\n${cli.stdout.join('\n')}`)
+    assert.ok(!cli.stdout.some((line) => line.includes('not applied')), cli.stdout.join('\n'))
+    assert.equal(await cli.stop(), 0)
+  })
+
+  test("a reload that turns the API's memory tier off is refused whole: its bounds stay, and DELETE /cache/l1 still clears it", async () => {
+    const root = tempDir('larder-serve-memory')
+    writeConfig(root, { defaultTtl: '1h' })
+    const cli = await startCli(['serve', '--port', '0', '--dir', path.join(root, 'cache')], {}, root)
+    assert.ok(cli.url !== '', cli.stderr())
+    const json = { 'content-type': 'application/json' }
+    assert.equal((await call(`${cli.url}/api/cache/k`, { method: 'PUT', body: JSON.stringify({ value: 1 }), headers: json })).status, 200)
+    writeConfig(root, { defaultTtl: '1h', memory: false })
+    await eventually(() => cli.stdout.some((line) => line.startsWith('config reloaded')), `reloaded:\n${cli.stdout.join('\n')}`)
+    await eventually(
+      () => cli.stdout.some((line) => line.startsWith('config api: memory cannot change')),
+      `refused:\n${cli.stdout.join('\n')}`,
+    )
+    // Before: "memory.maxSize 268435456 → unset" (the tier unbounded in bytes), and the API
+    // took its memory tier for off.
+    assert.ok(!cli.stdout.some((line) => line.includes('memory.maxSize')), cli.stdout.join('\n'))
+    assert.deepEqual((await call(`${cli.url}/cache/l1`, { method: 'DELETE' })).json(), { success: true, cleared: 'l1' })
+    const stats = (await call(`${cli.url}/cache/stats`)).json<{ l1: { enabled: boolean; entries: number } }>()
+    assert.equal(stats.l1.enabled, true)
+    assert.equal(stats.l1.entries, 0, 'the clear reached the memory tier')
+    assert.equal(await cli.stop(), 0)
+  })
+})
+
 describe('larder CLI: defaults from the config file', () => {
   test('--dir and --namespace default to the config file’s; a flag overrides them', async () => {
     const root = tempDir('larder-cli-config')

@@ -71,6 +71,9 @@ export async function applyToNamespaces(namespaces: Namespaces, report: (line: s
       if (row.path === 'profile') continue
       const want = valueOf(wanted, row)
       if (isDeepStrictEqual(want, valueOf(cache.options, row))) continue
+      // A field of a group that cannot change (memory turned off): the group stays as it was,
+      // fields and all (sent, `undefined` would take the field back to its default).
+      if (refused.some((group) => row.path.startsWith(`${group}.`))) continue
       if (!row.live) refused.push(row.path)
       else setPath(partial, row.path, row.path === 'maintenance' ? (want === true ? {} : false) : want)
     }

@@ -2,6 +2,7 @@ import fs from 'node:fs'
 import { mergeOptions } from '../config/option-paths.js'
 import { loadHasher } from '../format/checksum.js'
 import { Larder, type LarderOptions, type PruneReport } from '../index.js'
+import { resolveOptions } from '../options.js'
 import { Layout } from '../store/layout.js'
 import type { ServeOptions } from './options.js'
 
@@ -116,7 +117,21 @@ export class Namespaces {
    *  config reload (server/config-reload.ts), which applies the difference. */
   optionsOf(name: string, protocol: NamespaceUse): LarderOptions {
     const chosen = { dir: this.#options.dir, ...this.#optionsFor(protocol), namespace: name }
-    return protocol === 'shared-health' ? chosen : mergeOptions(this.#options.cacheOptions as Record<string, unknown>, chosen)
+    if (protocol === 'shared-health') return chosen
+    const given = this.#options.cacheOptions as Record<string, unknown>
+    return mergeOptions(protocol === 'api' ? given : without(given, NOT_FOR_ARTIFACTS), chosen)
+  }
+
+  /** Throws the error a namespace of each kind would fail to open with under these options
+   *  (a value that validates for larder but not beside what the server chooses), naming it. */
+  checkOptions(): void {
+    for (const protocol of ['api', 'turbo', ...(this.#options.redis === undefined ? [] : ['shared-health' as const])] as const) {
+      try {
+        resolveOptions(this.optionsOf(protocol === 'turbo' ? 'turbo:check' : protocol, protocol))
+      } catch (error) {
+        throw new Error(`${protocol === 'turbo' ? 'artifact' : protocol} namespaces: ${(error as Error).message}`, { cause: error })
+      }
+    }
   }
 
   #optionsFor(protocol: NamespaceUse): LarderOptions {
@@ -141,6 +156,20 @@ export class Namespaces {
     // Nor are they held in memory: they are large, and read once per build.
     return { ...budget, failOpen: false, compression: 'none', serializer: 'raw', memory: false }
   }
+}
+
+/**
+ * Options of the config file and environment that artifact namespaces do not take: the shared
+ * tier is the cache API's (artifacts stay on each replica's disk, and with `failOpen: false`
+ * every upload would wait on Redis, and an outage would drop them all), and artifacts are
+ * stored as they come (no compression level applies to `compression: 'none'`).
+ */
+const NOT_FOR_ARTIFACTS = ['redis', 'writeStrategy', 'writeBack', 'bus', 'compressionLevel']
+
+function without(options: Record<string, unknown>, names: readonly string[]): Record<string, unknown> {
+  const kept = { ...options }
+  for (const name of names) delete kept[name]
+  return kept
 }
 
 export type { PruneReport }

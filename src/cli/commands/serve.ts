@@ -197,6 +197,15 @@ export function serveCommand(): Command {
         throw error
       }
       const { createServer } = await import('../../server/app.js')
+      const { Namespaces } = await import('../../server/namespaces.js')
+      // What larder accepts may still not open beside what the server chooses for a namespace
+      // (a compression level where artifacts are stored as they come): said now, not at the
+      // first upload.
+      try {
+        new Namespaces(options, () => {}).checkOptions()
+      } catch (error) {
+        throw new CliFailure(`configuration: ${(error as Error).message}`, EXIT.usage)
+      }
       const server = await createServer(options)
       let address: { host: string; port: number }
       try {
@@ -227,8 +236,16 @@ export function serveCommand(): Command {
         reloading = reloading.then(async () => {
           try {
             const { configFile, ...next } = await configuredServe(ctx.dir, flags)
+            // Checked whole before anything is taken: a file every namespace cannot open with
+            // is not applied at all.
+            new Namespaces({ ...options, ...next }, () => {}).checkOptions()
+            // The cache API's memory tier cannot be turned on or off while it runs.
+            const memorySwitch = next.memoryEntries > 0 !== options.memoryEntries > 0
+            if (memorySwitch) next.memoryEntries = options.memoryEntries
             Object.assign(options, next)
             process.stdout.write(`config reloaded (${why}): ${configFile ?? 'no config file'}\n`)
+            if (memorySwitch)
+              process.stdout.write('config api: memory cannot change while the server runs; restart to apply it (kept as it was)\n')
             await applyToNamespaces(server.context.namespaces, (line) => process.stdout.write(`${line}\n`))
           } catch (error) {
             process.stdout.write(`config not reloaded (${why}): ${(error as Error).message}; the server keeps its configuration\n`)
