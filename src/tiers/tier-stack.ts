@@ -333,7 +333,9 @@ export class TierStack {
       const message = { op: 'keys' as const, keys: [[key, entry.createdAt]] as [string, number][] }
       const fileWrite = this.file === undefined ? false : local ? this.#toFile(key, bytes!, early) : this.#dropFile(key, entry.createdAt)
       const redisWrite = !shared
-        ? NOT_SENT
+        ? this.redis !== undefined && bytes !== undefined
+          ? this.#unshare(key, entry)
+          : NOT_SENT
         : queued
           ? this.#queue(key, bytes, entry)
           : redisFailedSince !== undefined && this.redisReadFailedSince(redisFailedSince)
@@ -510,6 +512,22 @@ export class TierStack {
       else failed(error)
       return false
     }
+  }
+
+  /**
+   * A value too large for Redis (kept in the local tiers) replaced `key` here: Redis must not
+   * go on serving the key's older value to the other instances (which drop their own copies on
+   * hearing of this write, then read Redis), so a tombstone stamped as this write replaces it,
+   * as a stream's does (removeShared): queued under write-back (its message goes when it is
+   * sent), at once otherwise.
+   */
+  async #unshare(key: string, entry: TierEntry): Promise<Sent> {
+    if (this.strategy === 'write-back' && !this.#p.underPressure()) {
+      this.#p.writeBack!.enqueue(key, { bytes: undefined, createdAt: entry.createdAt, expiresAt: 0, grace: 0 })
+      return DEFERRED
+    }
+    await this.#removeFromRedis(key, entry.createdAt)
+    return DEFERRED // announced: by #removeFromRedis, or once its deferred tombstone lands
   }
 
   /** A stream replaced `key` here at `at`: Redis must not serve an older value of it

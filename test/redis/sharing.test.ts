@@ -4,6 +4,7 @@
  */
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
 import { Redis } from 'ioredis'
 import { Larder } from '../../src/index.ts'
 import { startChild, type Child } from '../children/harness.ts'
@@ -55,6 +56,31 @@ describe('two processes, separate directories, one Redis', { skip }, () => {
       assert.equal(await onB(key), 'v1') // B holds it in memory and on disk now
       await change(key)
       assert.ok(await eventually(async () => (await onB(key)) === expected, 2000), `B sees ${String(expected)}`)
+    })
+  }
+
+  for (const strategy of ['write-through', 'write-back'] as const) {
+    test(`${strategy}: an overwrite too large for Redis (kept local) leaves no instance serving the older value Redis held`, async () => {
+      const writer = await Larder.open({ dir: tempDir(), maintenance: false, writeStrategy: strategy, redis: { url: server.url, prefix } })
+      try {
+        const key = `big:${strategy}`
+        await writer.set(key, 'small')
+        await writer.flush()
+        assert.equal(await onB(key), 'small')
+        assert.equal(await onB(key), 'small') // B holds it locally too
+        const big = randomBytes(1_200_000).toString('base64') // over the 1 MB maxValueSize, compressed or not
+        await writer.set(key, big)
+        await writer.flush()
+        assert.equal(await writer.get(key), big, 'the writer serves it from its own tiers')
+        // Before: B dropped its copy on the message, then read the older value back from Redis.
+        assert.ok(await eventually(async () => (await onB(key)) === undefined, 3000), 'B misses')
+        assert.equal(await onB(key), undefined, 'and goes on missing')
+        const late = await Larder.open({ dir: tempDir(), maintenance: false, redis: { url: server.url, prefix } })
+        assert.equal(await late.get(key), undefined, 'an instance opened after it misses too')
+        await late.close()
+      } finally {
+        await writer.close()
+      }
     })
   }
 
