@@ -329,9 +329,10 @@ export class TierStack {
       tiers.memory!.sets++
     } else this.memory?.delete(key)
     this.#p.writeBack?.forget(key)
+    let fileWrite: Promise<boolean> | false = false
     try {
       const message = { op: 'keys' as const, keys: [[key, entry.createdAt]] as [string, number][] }
-      const fileWrite = this.file === undefined ? false : local ? this.#toFile(key, bytes!, early) : this.#dropFile(key, entry.createdAt)
+      fileWrite = this.file === undefined ? false : local ? this.#toFile(key, bytes!, early) : this.#dropFile(key, entry.createdAt)
       const redisWrite = !shared
         ? this.redis !== undefined && bytes !== undefined
           ? this.#unshare(key, entry)
@@ -356,7 +357,12 @@ export class TierStack {
       if (stored) this.#p.counters.counts.sets++
       return stored
     } catch (unavailable) {
-      this.memory?.delete(key) // failOpen false: the caller hears it was not stored
+      // failOpen false: the caller hears it was not stored, so no tier here keeps it: nor the
+      // file written beside a Redis write that failed (once that file is in place; this
+      // write's, not a newer one's), or this instance alone would serve what others do not.
+      this.memory?.delete(key)
+      if (fileWrite !== false && local && (await fileWrite.catch(() => false)))
+        await this.file!.dropIfOlder(key, justAfter(entry.createdAt)).catch(() => {})
       throw unavailable
     }
   }

@@ -224,7 +224,8 @@ describe('Redis faults and the outage rule', { skip }, () => {
   })
 
   test('failOpen: false: calls reject with ERR_UNAVAILABLE while Redis is down, and work again after', async () => {
-    const cache = await open(fresh(), { failOpen: false })
+    const dir = tempDir()
+    const cache = await open(fresh(), { failOpen: false, dir })
     // The connection may still be coming up (open() waits a second at most; under load, and
     // just after the previous test restarted Redis): a write before it rejects. Not yet what
     // this test is about. (Seen once in CI on Node 24: the first set found the breaker open.)
@@ -243,6 +244,11 @@ describe('Redis faults and the outage rule', { skip }, () => {
     )
     await server.kill()
     await assert.rejects(cache.set('k', 'v2'), { code: 'ERR_UNAVAILABLE' })
+    // Told it was not stored: the directory does not serve it either (before, the entry file
+    // written beside the failed Redis write stayed, and this instance alone served v2).
+    const plain = await Larder.open({ dir, maintenance: false })
+    assert.notEqual(await plain.get('k'), 'v2')
+    await plain.close()
     await cache.clear({ tier: 'memory' })
     await cache.clear({ tier: 'file' }).catch(() => {})
     await assert.rejects(cache.get('k'), { code: 'ERR_UNAVAILABLE' })
