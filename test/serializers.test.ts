@@ -6,6 +6,7 @@
  * is written, nesting too deep to read back) are rejected at `set`, with nothing written.
  */
 import assert from 'node:assert/strict'
+import vm from 'node:vm'
 import { describe, test } from 'node:test'
 import { Larder, LarderError, type LarderOptions } from '../src/index.ts'
 import { entryFiles, tempDir } from './helpers.ts'
@@ -159,10 +160,16 @@ describe('values a serializer would change silently are rejected', () => {
         /symbol at index 0/,
       ],
       // JSON writes an ArrayBuffer as {}: every byte lost (a SQLite driver's blob column).
-      ['an ArrayBuffer as the value', new ArrayBuffer(2), /ArrayBuffer as the value/],
-      ['an ArrayBuffer in a row', [[1, new Uint8Array([104, 105]).buffer]], /ArrayBuffer at index 1/],
-      ['an ArrayBuffer at a property', { blob: new ArrayBuffer(1) }, /ArrayBuffer at property "blob"/],
-      ['an ArrayBuffer in what a toJSON returns', { v: { toJSON: () => ({ raw: new ArrayBuffer(1) }) } }, /ArrayBuffer at property "raw"/],
+      ['an ArrayBuffer as the value', new ArrayBuffer(2), /ArrayBuffer or DataView as the value/],
+      ['an ArrayBuffer in a row', [[1, new Uint8Array([104, 105]).buffer]], /ArrayBuffer or DataView at index 1/],
+      ['an ArrayBuffer at a property', { blob: new ArrayBuffer(1) }, /ArrayBuffer or DataView at property "blob"/],
+      ['an ArrayBuffer in what a toJSON returns', { v: { toJSON: () => ({ raw: new ArrayBuffer(1) }) } }, /at property "raw"/],
+      ['a DataView (JSON writes {} too)', { view: new DataView(new ArrayBuffer(2)) }, /ArrayBuffer or DataView at property "view"/],
+      [
+        'an ArrayBuffer from another realm (a vm context, as in Jest)',
+        { blob: vm.runInNewContext('new ArrayBuffer(2)') as unknown },
+        /at property "blob"/,
+      ],
     ]
     for (const [name, value, place] of refused) {
       await assert.rejects(cache.set('k', value), (e: LarderError) => e.code === 'ERR_SERIALIZE' && place.test(e.message), name)

@@ -130,6 +130,9 @@ export class CacheParts {
               void this.stack.sendMissedClear()
               void this.tags.sendPending()
               void this.shared?.bus?.flush()
+              // The stamps read when the bus came back may have met the breaker still open
+              // (refused at once): read them again now that commands go through.
+              void this.tags.syncFromShared()
             },
           })
     // With Redis, the queue is there even while another strategy is chosen: configure() may

@@ -5,7 +5,7 @@ import { SourceError } from '../errors.js'
 import type { KeyOrder } from '../key-order.js'
 import type { ResolvedOptions } from '../options.js'
 import type { Counters, TierName } from '../stats/counters.js'
-import { expiryOf, type CreationClock } from '../store/creation-clock.js'
+import { expiryOf, justAfter, type CreationClock } from '../store/creation-clock.js'
 import type { StreamSource } from '../store/stream-writer.js'
 import type { FileTier } from '../tiers/file-tier.js'
 import type { MemoryTier } from '../tiers/memory-tier.js'
@@ -129,7 +129,14 @@ export class OrderedWrites {
           counters.setLatency.record(performance.now() - started)
           events.emit('set', key)
           await disk?.autoPrune.afterWrite()
-          await stack.removeShared(key, createdAt)
+          try {
+            await stack.removeShared(key, createdAt)
+          } catch (unavailable) {
+            // failOpen false, Redis's older value not removed: the caller hears the stream was
+            // not stored, so its entry file goes too (this one's, not a newer one's).
+            await files.dropIfOlder(key, justAfter(createdAt)).catch(() => {})
+            throw unavailable
+          }
         } catch (error) {
           if (error instanceof SourceError) throw error.original
           if (input instanceof Readable && !input.destroyed) input.destroy()

@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module'
 import v8 from 'node:v8'
+import { types } from 'node:util'
 import type { Packr } from 'msgpackr'
 import { LarderError } from '../errors.js'
 import type { CustomSerializer, SerializerName } from '../options.js'
@@ -86,16 +87,18 @@ function placeOf(where: string | number): string {
   return typeof where === 'number' ? `at index ${where}` : `at property ${JSON.stringify(where)}`
 }
 
-/** An ArrayBuffer (or a SharedArrayBuffer): JSON.stringify writes `{}`, every byte lost (a
- *  SQLite driver's blob column, for one). A view of one (a Buffer, a typed array) keeps its
- *  numbers and is not this. */
+/** An ArrayBuffer (or a SharedArrayBuffer), or a DataView of one: JSON.stringify writes `{}`,
+ *  every byte lost (a SQLite driver's blob column, for one). A Buffer or a typed array keeps
+ *  its numbers and is not this. */
 function isBareBytes(value: unknown): boolean {
-  return value instanceof ArrayBuffer || (typeof SharedArrayBuffer === 'function' && value instanceof SharedArrayBuffer)
+  // util.types, not instanceof: a buffer made in another realm (a vm context, as Jest's
+  // environments are) is not an instance of this realm's ArrayBuffer.
+  return types.isAnyArrayBuffer(value) || types.isDataView(value)
 }
 
 function lostBytes(where: string): Unfaithful {
   return new Unfaithful(
-    `an ArrayBuffer ${where} would be stored as {} by JSON (its bytes lost): use serializer 'v8' or 'msgpack'`,
+    `an ArrayBuffer or DataView ${where} would be stored as {} by JSON (its bytes lost): use serializer 'v8' or 'msgpack'`,
     'ERR_SERIALIZE',
   )
 }

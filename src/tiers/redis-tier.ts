@@ -140,13 +140,19 @@ export class RedisTier {
   /** Removes `key` (a tombstone stamped `at` takes its place for TOMBSTONE_MS); true if an
    *  entry was there. */
   async delete(key: string, at: number): Promise<boolean> {
+    return (await this.tombstone(key, at)) === 'removed'
+  }
+
+  /** `delete`, saying what Redis held: an entry (removed), nothing live, or a newer version
+   *  (kept: a tombstone stamped `at` is older than it). */
+  async tombstone(key: string, at: number): Promise<'removed' | 'none' | 'newer'> {
     const tombstone = Buffer.alloc(TOMBSTONE_BYTES)
     tombstone.writeUInt32LE(TOMBSTONE_MAGIC, 0)
     tombstone.writeDoubleLE(at, 8)
     const result = await this.#run(() =>
       runScript(this.client, DELETE_IF_OLDER, [this.keyOf(key)], [tombstone, String(at), String(TOMBSTONE_MS)]),
     )
-    return result === 1
+    return result === 1 ? 'removed' : result === -1 ? 'newer' : 'none'
   }
 
   /** A pass over this namespace's keys in Redis (see Sweep); `clear` and `clearBefore` given

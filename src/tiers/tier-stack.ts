@@ -496,11 +496,11 @@ export class TierStack {
 
   /** Leaves a tombstone of `key` stamped `at` in Redis and publishes the change; a tombstone
    *  Redis cannot take now is queued, its message with it (#defer). */
-  async #removeFromRedis(key: string, at: number): Promise<boolean> {
+  async #removeFromRedis(key: string, at: number, remove = (): Promise<boolean> => this.redis!.delete(key, at)): Promise<boolean> {
     let deferred = false
     const removed = await this.#removeFrom(
       'redis',
-      () => this.redis!.delete(key, at),
+      remove,
       (error) => (deferred = this.#defer(error, key, { bytes: undefined, createdAt: at, expiresAt: 0, grace: 0 })),
     )
     if (!deferred) this.#p.publish({ op: 'keys', keys: [[key, at]] })
@@ -532,8 +532,11 @@ export class TierStack {
       this.#p.writeBack!.enqueue(key, { bytes: undefined, createdAt: entry.createdAt, expiresAt: 0, grace: 0 })
       return DEFERRED
     }
-    await this.#removeFromRedis(key, entry.createdAt)
-    return DEFERRED // announced: by #removeFromRedis, or once its deferred tombstone lands
+    let held: 'removed' | 'none' | 'newer' | undefined
+    await this.#removeFromRedis(key, entry.createdAt, async () => (held = await this.redis!.tombstone(key, entry.createdAt)) === 'removed')
+    // Redis holds a newer value (another instance's, or a write stamped with an older readAt):
+    // this one's local copies go, as when Redis keeps another value over a write that fits.
+    return held === 'newer' ? { stored: false, announced: true, kept: true } : DEFERRED // announced: by #removeFromRedis, or once its deferred tombstone lands
   }
 
   /** A stream replaced `key` here at `at`: Redis must not serve an older value of it

@@ -246,8 +246,11 @@ describe('Redis faults and the outage rule', { skip }, () => {
     await assert.rejects(cache.set('k', 'v2'), { code: 'ERR_UNAVAILABLE' })
     // Told it was not stored: the directory does not serve it either (before, the entry file
     // written beside the failed Redis write stayed, and this instance alone served v2).
+    // The same for a stream (its entry was in place before Redis's older value was to go).
+    await assert.rejects(cache.setStream('s', Buffer.from('streamed')), { code: 'ERR_UNAVAILABLE' })
     const plain = await Larder.open({ dir, maintenance: false })
     assert.notEqual(await plain.get('k'), 'v2')
+    assert.equal(await plain.getStream('s'), undefined)
     await plain.close()
     await cache.clear({ tier: 'memory' })
     await cache.clear({ tier: 'file' }).catch(() => {})

@@ -198,6 +198,32 @@ describe('recovery without calls, and waits that end', { skip }, () => {
     }
   })
 
+  test('a tag invalidation made while the breaker was open is honoured once Redis is back (the stamps read again when commands go through)', async () => {
+    const prefix = fresh()
+    const relay = await startRelay(server.port)
+    try {
+      const a = await open(relay.url, prefix, {}, { breaker: { resetTimeout: '300ms', volumeThreshold: 2 } })
+      const b = await open(server.url, prefix)
+      await a.set('k', 'v', { tags: ['T'] })
+      await relay.down()
+      for (let i = 0; i < 5; i++) await a.get(`other${i}`) // the breaker opens
+      assert.equal((await redisFigures(a)).breaker.state, 'open')
+      await b.invalidateTags(['T']) // A hears nothing of it
+      await relay.up()
+      // Before: the stamps were asked for as the bus came back, the breaker still open (refused
+      // at once), and never again: A served k until its ttl.
+      assert.ok(
+        await eventually(async () => {
+          await a.get('probe') // traffic, so the breaker's trial runs
+          return (await a.get('k')) === undefined
+        }, 15_000),
+        'A sees the invalidation',
+      )
+    } finally {
+      await relay.close()
+    }
+  })
+
   test('a bus subscribed before the command connection is ready sends nothing that fails: the tag stamps are read once it is', async () => {
     const prefix = fresh()
     const dir = tempDir()

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { Redis } from 'ioredis'
-import { Larder } from '../../src/index.ts'
+import { Larder, type LarderOptions } from '../../src/index.ts'
 import { startChild, type Child } from '../children/harness.ts'
 import { tempDir } from '../helpers.ts'
 import { eventually, redisAvailable, startRedis, type RedisServer } from './server.ts'
@@ -83,6 +83,28 @@ describe('two processes, separate directories, one Redis', { skip }, () => {
       }
     })
   }
+
+  test('an oversize write older than what Redis holds (a readAt from before another write) is not served by its writer', async () => {
+    const small: LarderOptions = {
+      dir: tempDir(),
+      maintenance: false,
+      compression: 'none',
+      redis: { url: server.url, prefix, maxValueSize: 1000 },
+    }
+    const writer = await Larder.open(small)
+    const other = await Larder.open({ ...small, dir: tempDir() })
+    try {
+      const readAt = writer.now() // the writer starts reading its source
+      while (Date.now() <= readAt + 1) await new Promise((resolve) => setTimeout(resolve, 1)) // a later millisecond
+      await other.set('older-big', 'NEW') // another instance writes meanwhile
+      await writer.set('older-big', 'O'.repeat(4000), { readAt }) // over maxValueSize: local only
+      // A value that fits loses to Redis's newer one (kept); before, the oversize one did not.
+      assert.equal(await writer.get('older-big'), 'NEW')
+      assert.equal(await other.get('older-big'), 'NEW')
+    } finally {
+      await Promise.all([writer.close(), other.close()])
+    }
+  })
 
   test("B's own messages do not drop B's copies, and an older message never undoes a newer write", async () => {
     await b.call('set', { key: 'own', value: 'mine' })
