@@ -65,23 +65,25 @@ export class LarderCacheStore implements CacheStore {
   /** The stored response for this request, or `undefined`; never rejects (undici would fail
    *  the request): anything that goes wrong is reported and read as a miss. */
   async get(key: CacheKey): Promise<GetResult | undefined> {
-    return this.#source.guarded(undefined, async (cache) => {
-      // Most responses vary on nothing: their key needs no index, so look there first.
-      const plain = await readResponse(
-        cache,
-        responseKey(key, [], () => null),
-        key,
-      )
-      if (plain !== undefined) return plain
-      const index = (await cache.get(indexKey(key))) as UrlIndex | undefined
-      const names = index?.methods[key.method]
-      if (names === undefined || names.length === 0) return undefined
-      return readResponse(
-        cache,
-        responseKey(key, names, (name) => key.headers?.[name] ?? null),
-        key,
-      )
-    })
+    return this.#source
+      .guarded(undefined, async (cache) => {
+        // Most responses vary on nothing: their key needs no index, so look there first.
+        const plain = await readResponse(
+          cache,
+          responseKey(key, [], () => null),
+          key,
+        )
+        if (plain !== undefined) return plain
+        const index = (await cache.get(indexKey(key))) as UrlIndex | undefined
+        const names = index?.methods[key.method]
+        if (names === undefined || names.length === 0) return undefined
+        return readResponse(
+          cache,
+          responseKey(key, names, (name) => key.headers?.[name] ?? null),
+          key,
+        )
+      })
+      .catch(this.#reportedMiss) // failOpen false: guarded rethrows ERR_UNAVAILABLE, which undici would make the request's error
   }
 
   /**
@@ -177,14 +179,28 @@ export class LarderCacheStore implements CacheStore {
   async delete(key: CacheKey): Promise<void> {
     await this.#source
       .guarded(undefined, async (cache) => {
+        const before = await troubleMark(cache)
         const index = (await cache.get(indexKey(key))) as UrlIndex | undefined
+        // A miss that a failing tier answered (fail-open: Redis away, a disk error) may hide
+        // an index naming variants: stamp the URL's tag then, as if it did (queued for Redis
+        // until it is back); an extra stamp only costs misses of this URL's variants.
+        const unsure = index === undefined && (await troubleMark(cache)) !== before
         const methods = new Set([...ALWAYS_DELETED, ...Object.keys(index?.methods ?? {})])
         await cache.deleteMany([...methods].flatMap((method) => withStreamKey(responseKey({ ...key, method }, [], () => null))))
-        if (index === undefined) return
+        if (index === undefined) {
+          if (unsure) await cache.invalidateTags([urlTag(key)])
+          return
+        }
         if (Object.values(index.methods).some((names) => names.length > 0)) await cache.invalidateTags([urlTag(key)])
         else await cache.delete(indexKey(key))
       })
-      .catch((error: unknown) => this.#report(error instanceof Error ? error : new Error(String(error))))
+      .catch(this.#reportedMiss)
+  }
+
+  /** Reports what a call that must not reject met, and answers a miss. */
+  readonly #reportedMiss = (error: unknown): undefined => {
+    this.#report(error instanceof Error ? error : new Error(String(error)))
+    return undefined
   }
 
   /** Waits for the deletes and writes in flight (undici awaits neither), then closes the
@@ -215,6 +231,13 @@ export class LarderCacheStore implements CacheStore {
     for (const chunk of held) body.write(chunk)
     const stored = (async () => {
       const cache = await this.#source.ready
+      if (cache.dir === false) {
+        throw new LarderError(
+          'ERR_TOO_LARGE',
+          `Response over ${SMALL_BYTES} bytes: not cached by a cache without a directory (dir: false), which stores no streams`,
+          { field: 'dir' },
+        )
+      }
       await this.#beforeVariant(cache, key, names)
       await cache.setStream(streamKey(entryKey), body, { ttl, tags: tagsOf(key, names) })
       await cache.deleteMany([entryKey, ...shadowing(key, names)]) // the smaller response stored before would be read first
@@ -263,6 +286,7 @@ async function readResponse(cache: Larder, entryKey: string, key: CacheKey): Pro
     // and a Buffer's are its bytes, one number each (the write throws: never renewed).
     return resultOf(parsed.head, [bytes.subarray(parsed.end)])
   }
+  if (cache.dir === false) return undefined // no directory, no streams: only buffered responses are stored
   const stream = await cache.getStream(streamKey(entryKey))
   if (stream === undefined) return undefined
   const split = await splitHead(stream).catch((error: unknown) => {
@@ -275,6 +299,16 @@ async function readResponse(cache: Larder, entryKey: string, key: CacheKey): Pro
     return undefined
   }
   return resultOf(split.head, split.body)
+}
+
+/**
+ * What changes whenever one of the cache's tiers fails a call (an error counted, a call its
+ * breaker refused) or resets its counts: two marks that differ around a read say that its
+ * miss may be a failure that fail-open answered as one.
+ */
+async function troubleMark(cache: Larder): Promise<string> {
+  const { errors, breaker, tiers } = await cache.stats()
+  return `${errors} ${breaker.rejected} ${tiers.redis?.breaker?.rejected ?? 0}`
 }
 
 function resultOf(head: Head, body: Readable | Buffer[]): GetResult {
