@@ -7,7 +7,8 @@ import { layerOptions, type LayeredOptions, type OptionSource } from './config/l
 import { CacheParts } from './facade/cache-parts.js'
 import type { LarderEvents } from './facade/events.js'
 import { incrementInOrder } from './facade/increment.js'
-import { memoryAnswer } from './facade/memory-answer.js'
+import { memoryAnswer, sharedKeys } from './facade/adapter-hooks.js'
+import { sharedKeysTagged } from './facade/shared-keys.js'
 import * as operatorCalls from './facade/operator-calls.js'
 import { rekeyTiers } from './facade/rekey.js'
 import { answerOf } from './tiers/memory-tier.js'
@@ -162,11 +163,19 @@ export class Larder extends EventEmitter<LarderEvents> {
     return this.#get(key, true)
   }
 
-  /** For larder's adapters only (facade/memory-answer.ts): get()'s answer when the memory tier
+  /** For larder's adapters only (facade/adapter-hooks.ts): get()'s answer when the memory tier
    *  gives it at once, else undefined (then call get()). Spares a host library's hot read the
    *  adapter's own promise around get()'s. */
   [memoryAnswer](key: string): Promise<unknown> | undefined {
     return this.#memoryAnswers() ? this.#reads.answerAtOnce(key) : undefined
+  }
+
+  /** For larder's adapters only (facade/shared-keys.ts): the keys of this namespace's entries
+   *  in Redis that carry any of `tags` (none without `redis`), for a host library's listing. */
+  [sharedKeys](tags: readonly string[]): AsyncIterable<string> | Iterable<string> {
+    this.#assertOpen()
+    const tier = this.#p.shared?.tier
+    return tier === undefined ? [] : sharedKeysTagged(tier, tags)
   }
 
   /** Whether a get may be answered by the memory tier at once: there is one, the cache is

@@ -1,5 +1,5 @@
 import { Larder, isLarderError, type LarderOptions } from 'larder'
-import { memoryAnswer } from '../facade/memory-answer.js'
+import { memoryAnswer } from '../facade/adapter-hooks.js'
 
 /**
  * What every adapter is given: an open cache (the caller's, shared with whatever else uses
@@ -133,7 +133,12 @@ export class CacheSource {
     }
   }
 
-  /** `fallback`, once `error` is reported; or `error` thrown, when the user asked for it. */
+  /** `fallback`, once `error` is reported; or `error` thrown, when the user asked for it
+   *  (the rule `guarded` applies, for a failure met outside it). */
+  fail<T>(error: unknown, fallback: T): T {
+    return this.#failed(error, fallback)
+  }
+
   #failed<T>(error: unknown, fallback: T): T {
     if (isLarderError(error, 'ERR_UNAVAILABLE') && !this.#failOpen) throw error
     this.#report(error instanceof Error ? error : new Error(String(error)))

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events'
 import type { KeyvStoreAdapter, StoredData } from 'keyv'
 import type { Larder } from 'larder'
+import { sharedKeys } from '../facade/adapter-hooks.js'
 import { CacheSource, type CacheOrOptions } from './cache-source.js'
 
 export type { CacheOrOptions }
@@ -108,14 +109,31 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
 
   /**
    * `[key, value]` for every live entry of the namespace (keys as stored, prefix included:
-   * Keyv strips it). Listed by larder's worker threads from entry heads, then read one at a
-   * time, so memory holds one value at once; an entry removed meanwhile is skipped.
+   * Keyv strips it). Listed from the directory's entry heads by larder's worker threads, then,
+   * with `redis`, from the values Redis holds (what other hosts wrote; everything with `dir:
+   * false`). Each is read through `get`, one at a time, so memory holds one value at once and
+   * an entry removed, expired or invalidated meanwhile is skipped.
    */
   async *iterator<Value>(namespace?: string): AsyncGenerator<Array<string | Awaited<Value> | undefined>, void> {
-    const listed = await this.#source.guarded([], (cache) => cache.entries({ tags: [namespaceTag(namespace ?? this.namespace)] }))
+    const tags = [namespaceTag(namespace ?? this.namespace)]
+    const listed = await this.#source.guarded([], async (cache) => (cache.dir === false ? [] : cache.entries({ tags })))
+    const seen = new Set<string>()
     for (const { key } of listed) {
-      const value = await this.#source.guarded(undefined, (cache) => cache.get(key))
+      seen.add(key)
+      const value = await this.#source.guarded(undefined, getOf, key)
       if (value !== undefined) yield [key, value as Awaited<Value>]
+    }
+    const shared = (await this.#source.ready.catch(() => undefined))?.[sharedKeys]?.(tags)
+    if (shared === undefined) return
+    try {
+      for await (const key of shared) {
+        if (seen.has(key)) continue
+        seen.add(key)
+        const value = await this.#source.guarded(undefined, getOf, key)
+        if (value !== undefined) yield [key, value as Awaited<Value>]
+      }
+    } catch (error) {
+      this.#source.fail(error, undefined) // Redis failed the listing: Keyv's error event hears it
     }
   }
 

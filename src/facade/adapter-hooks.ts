@@ -1,0 +1,16 @@
+/**
+ * The keys of `Larder`'s methods for larder's own adapters (src/adapters/), not part of the
+ * documented API. Registered symbols (`Symbol.for`), not exports: the adapters reach larder
+ * through the package name, possibly a second copy of it (an app's ESM import beside a
+ * library's CJS require), and every copy names the same symbols. This file imports nothing,
+ * so an adapter's bundle takes none of the core with it.
+ */
+
+/** A get answered at once from the memory tier, handed back without wrapping
+ *  (src/adapters/cache-source.ts). */
+export const memoryAnswer: unique symbol = Symbol.for('larder.memoryAnswer') as never
+
+/** The keys Redis holds in the namespace carrying any of some tags (facade/shared-keys.ts): a
+ *  host library's listing (Keyv's `iterator()`) must see what other hosts wrote to Redis,
+ *  which this host's directory never held (or, with `dir: false`, no directory at all). */
+export const sharedKeys: unique symbol = Symbol.for('larder.sharedKeys') as never

@@ -1,0 +1,37 @@
+import { Slots } from '../batch-slots.js'
+import { CorruptEntryError, decodeEntry } from '../format/entry-format.js'
+import { isTombstone, type RedisTier } from '../tiers/redis-tier.js'
+
+/** Values read at once: enough to overlap round trips to Redis. */
+const IN_FLIGHT = 8
+
+/**
+ * The keys of this namespace's entries in Redis that carry any of `tags`, a SCAN page at a
+ * time (each key at least once: SCAN may give one twice). Each value is read whole (within
+ * `redis.maxValueSize`: RedisTier.rawGet) and its checksum and head checked on this thread;
+ * what is not an entry of its name (a tombstone, a lock, damage) is skipped, left to its
+ * readers. Expired and invalidated entries are listed: the caller reads each through `get`,
+ * which judges them. Rejects if Redis fails, or if the pass could not vouch it saw every key.
+ */
+export async function* sharedKeysTagged(tier: RedisTier, tags: readonly string[]): AsyncGenerator<string> {
+  const wanted = new Set(tags)
+  const slots = new Slots(IN_FLIGHT)
+  for await (const names of tier.pages()) {
+    const entries = names.filter((name) => !name.slice(tier.base.length).startsWith('\0'))
+    const keys = await Promise.all(entries.map((name) => slots.run(() => taggedKey(tier, name, wanted))))
+    for (const key of keys) if (key !== undefined) yield key
+  }
+}
+
+/** The key of the entry under the full name `name` if it carries one of `wanted`. */
+async function taggedKey(tier: RedisTier, name: string, wanted: Set<string>): Promise<string | undefined> {
+  const bytes = await tier.rawGet(name)
+  if (bytes.length === 0 || isTombstone(bytes) || !tier.fits(bytes.length)) return undefined
+  try {
+    const { key, tags } = decodeEntry(bytes)
+    return key === name.slice(tier.base.length) && tags.some((tag) => wanted.has(tag)) ? key : undefined
+  } catch (error) {
+    if (error instanceof CorruptEntryError) return undefined
+    throw error
+  }
+}
