@@ -369,9 +369,17 @@ export const MIN_TEMP_MAX_AGE = 1000
 
 /** Whether `value` names an eviction policy (a recorded budget read back, say). */
 /** `text` with the user:password of any URL in it hidden: an error message is no place for a
- *  Redis password. */
+ *  Redis password. Whatever stands between a scheme and the last `@` of its word goes, so a
+ *  mistyped URL (`redis:/:pw@host`, `redis:pw@host`, a password with an `@` in it) hides it too. */
 export function withoutCredentials(text: string): string {
-  return text.replace(/\/\/[^/@\s]*@/g, '//(credentials hidden)@')
+  return text.replace(/\b([a-z][a-z0-9+.-]*:\/*)\S*@/gi, '$1(credentials hidden)@')
+}
+
+/** A value given as a URL, for an error message: its credentials hidden, and anything before an
+ *  `@` even without a scheme (`:pw@host`). */
+function shownUrl(value: string): string {
+  const at = value.lastIndexOf('@')
+  return at < 0 || /^[a-z][a-z0-9+.-]*:/i.test(value) ? withoutCredentials(value) : `(credentials hidden)${value.slice(at)}`
 }
 
 export function isEvictionPolicy(value: unknown): value is EvictionPolicy {
@@ -645,7 +653,9 @@ function resolveRedis(input: unknown): ResolvedRedisOptions | undefined {
     )
   rejectUnknown(r, REDIS_NAMES, 'redis.')
   if (r.url !== undefined && (typeof r.url !== 'string' || !/^rediss?:\/\//.test(r.url)))
-    throw invalid('redis.url', `expected a redis:// or rediss:// URL, got ${withoutCredentials(String(r.url))}`)
+    throw invalid('redis.url', `expected a redis:// or rediss:// URL, got ${shownUrl(String(r.url))}`)
+  // What ioredis would refuse later with a bare TypeError (a port past 65535 or not a number).
+  if (r.url !== undefined && !URL.canParse(r.url)) throw invalid('redis.url', `not a valid URL: ${shownUrl(r.url)}`)
   if (
     r.client !== undefined &&
     (r.client === null || typeof r.client !== 'object' || typeof (r.client as { duplicate?: unknown }).duplicate !== 'function')

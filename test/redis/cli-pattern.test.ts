@@ -13,6 +13,7 @@ import assert from 'node:assert/strict'
 import { Redis } from 'ioredis'
 import { Larder } from '../../src/index.ts'
 import { tempDir } from '../helpers.ts'
+import { namesOnMasters, startCluster } from './cluster.ts'
 import { eventually, freePort, redisAvailable, startRedis, type RedisServer } from './server.ts'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
@@ -150,6 +151,84 @@ describe('the CLI removes matching keys from Redis too (--redis, LARDER_REDIS_UR
     assert.equal((JSON.parse(result.stdout) as { error: { code: string } }).error.code, 'ERR_INVALID_OPTION')
     assert.deepEqual(await sharedKeys(prefix), ['order:1', 'user:1', 'user:2'])
     assert.equal((await a.entries()).length, 3)
+  })
+
+  test('a --redis that does not parse (a port past 65535, a port in words) is a usage error; no password is ever shown', async () => {
+    const { prefix, dirA, a } = await setUp()
+    for (const url of ['redis://127.0.0.1:99999', 'redis://127.0.0.1:port']) {
+      const result = await larder(['rm', '--dir', dirA, 'user:1', '--redis', url, '--json'])
+      assert.equal(result.code, 2, `${url}: ${result.stdout}`)
+      const { error } = JSON.parse(result.stdout) as { error: { code: string; message: string } }
+      assert.equal(error.code, 'ERR_INVALID_OPTION')
+      assert.match(error.message, /redis\.url/)
+    }
+    for (const url of [
+      'redis:/:s3cretpw@127.0.0.1:6379',
+      'redis:s3cretpw@127.0.0.1',
+      'http://:s3cr@tpw@127.0.0.1',
+      ':s3cretpw@127.0.0.1',
+    ]) {
+      for (const json of [true, false]) {
+        const result = await larder(['rm', '--dir', dirA, 'user:1', '--redis', url, ...(json ? ['--json'] : [])])
+        assert.equal(result.code, 2)
+        assert.doesNotMatch(result.stdout + result.stderr, /s3cr|tpw/, `${url} shown: ${result.stdout}${result.stderr}`)
+        assert.match(result.stdout + result.stderr, /credentials hidden/)
+      }
+    }
+    assert.deepEqual(await sharedKeys(prefix), ['order:1', 'user:1', 'user:2'])
+    assert.equal((await a.entries()).length, 3, 'nothing removed')
+  })
+
+  test('--redis-cluster (LARDER_REDIS_CLUSTER): keys and a pattern spanning hash slots go from every master', async () => {
+    const nodes = await startCluster()
+    try {
+      const seeds = nodes.map((node) => `127.0.0.1:${node.port}`)
+      const prefix = `clu${process.pid}:`
+      const options = { memory: true, maintenance: false, redis: { cluster: seeds, prefix } } as const
+      const dirA = tempDir('larder-cli-cluster')
+      const a = await Larder.open({ dir: dirA, ...options })
+      const b = await Larder.open({ dir: tempDir('larder-cli-cluster'), ...options })
+      open.push(a, b)
+      const users = Array.from({ length: 20 }, (_, i) => `user:${i}`)
+      for (const key of [...users, 'order:1', 'order:2']) await a.set(key, key)
+      for (const key of users) assert.equal(await b.get(key), key)
+      assert.equal(namesOnMasters(nodes, `${prefix}*user:*`), 20)
+
+      const byPattern = await larder([
+        'rm',
+        '--dir',
+        dirA,
+        '--pattern',
+        'user:*',
+        '--redis-cluster',
+        seeds.join(','),
+        '--redis-prefix',
+        prefix,
+        '--json',
+      ])
+      assert.equal(byPattern.code, 0, byPattern.stdout + byPattern.stderr)
+      assert.equal((JSON.parse(byPattern.stdout) as { sharedRemoved: number }).sharedRemoved, 20)
+      assert.equal(namesOnMasters(nodes, `${prefix}*user:*`), 0, 'no user:* key left on any master')
+      assert.ok(
+        await eventually(async () => (await Promise.all(users.map((key) => b.get(key)))).every((v) => v === undefined)),
+        'B serves none',
+      )
+
+      // Keys by name, in different slots, the cluster named by the environment.
+      const byKeys = await larder(['rm', '--dir', dirA, 'order:1', 'order:2', '--redis-prefix', prefix, '--json'], {
+        LARDER_REDIS_CLUSTER: seeds.join(','),
+      })
+      assert.equal(byKeys.code, 0, byKeys.stdout + byKeys.stderr)
+      const fresh = await Larder.open({ dir: false, redis: { cluster: seeds, prefix } })
+      open.push(fresh)
+      assert.deepEqual([await fresh.get('order:1'), await fresh.get('order:2')], [undefined, undefined], 'Redis holds neither')
+      assert.ok(await eventually(async () => (await b.get('order:1')) === undefined && (await b.get('order:2')) === undefined))
+
+      const both = await larder(['rm', '--dir', dirA, 'x', '--redis', server.url, '--redis-cluster', seeds.join(','), '--json'])
+      assert.equal(both.code, 2, 'a URL and a cluster at once: a usage error')
+    } finally {
+      await Promise.all(nodes.map((node) => node.stop()))
+    }
   })
 
   test('a Redis that cannot be reached fails the command (exit 1, ERR_UNAVAILABLE) once the directory is done', async () => {
