@@ -123,10 +123,9 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
       const value = await this.#source.guarded(undefined, getOf, key)
       if (value !== undefined) yield [key, value as Awaited<Value>]
     }
-    const shared = (await this.#source.ready.catch(() => undefined))?.[sharedKeys]?.(tags)
-    if (shared === undefined) return
+    const cache = await this.#source.ready.catch(() => undefined) // a failed open: reported above
     try {
-      for await (const key of shared) {
+      for await (const key of cache?.[sharedKeys]?.(tags) ?? []) {
         if (seen.has(key)) continue
         seen.add(key)
         const value = await this.#source.guarded(undefined, getOf, key)
