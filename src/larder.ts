@@ -7,8 +7,8 @@ import { layerOptions, type LayeredOptions, type OptionSource } from './config/l
 import { CacheParts } from './facade/cache-parts.js'
 import type { LarderEvents } from './facade/events.js'
 import { incrementInOrder } from './facade/increment.js'
-import { memoryAnswer, sharedKeys } from './facade/adapter-hooks.js'
-import { sharedKeysTagged } from './facade/shared-keys.js'
+import { memoryAnswer, taggedKeys } from './facade/adapter-hooks.js'
+import { keysBeyondDir } from './facade/tagged-keys.js'
 import * as operatorCalls from './facade/operator-calls.js'
 import { rekeyTiers } from './facade/rekey.js'
 import { answerOf } from './tiers/memory-tier.js'
@@ -170,12 +170,11 @@ export class Larder extends EventEmitter<LarderEvents> {
     return this.#memoryAnswers() ? this.#reads.answerAtOnce(key) : undefined
   }
 
-  /** For larder's adapters only (facade/shared-keys.ts): the keys of this namespace's entries
-   *  in Redis that carry any of `tags` (none without `redis`), for a host library's listing. */
-  [sharedKeys](tags: readonly string[]): AsyncIterable<string> | Iterable<string> {
+  /** For larder's adapters only (facade/adapter-hooks.ts): the keys of entries carrying any of
+   *  `tags` that a listing of the directory does not show: the memory tier's, then Redis's. */
+  [taggedKeys](tags: readonly string[]): AsyncIterable<string> {
     this.#assertOpen()
-    const tier = this.#p.shared?.tier
-    return tier === undefined ? [] : sharedKeysTagged(tier, tags)
+    return keysBeyondDir(this.#memory?.keysTagged(tags) ?? [], this.#p.shared?.tier, tags, this.#p.failures)
   }
 
   /** Whether a get may be answered by the memory tier at once: there is one, the cache is

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 import type { KeyvStoreAdapter, StoredData } from 'keyv'
 import type { Larder } from 'larder'
-import { sharedKeys } from '../facade/adapter-hooks.js'
+import { taggedKeys } from '../facade/adapter-hooks.js'
 import { CacheSource, type CacheOrOptions } from './cache-source.js'
 
 export type { CacheOrOptions }
@@ -109,10 +109,12 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
 
   /**
    * `[key, value]` for every live entry of the namespace (keys as stored, prefix included:
-   * Keyv strips it). Listed from the directory's entry heads by larder's worker threads, then,
-   * with `redis`, from the values Redis holds (what other hosts wrote; everything with `dir:
-   * false`). Each is read through `get`, one at a time, so memory holds one value at once and
-   * an entry removed, expired or invalidated meanwhile is skipped.
+   * Keyv strips it). Listed from the directory's entry heads by larder's worker threads, then
+   * from the memory tier (with `dir: false`, what only memory holds), then, with `redis`, from
+   * the values Redis holds (what other hosts wrote). Each is read through `get`, one at a time,
+   * so memory holds one value at once and an entry removed, expired or invalidated meanwhile is
+   * skipped. A failure ends the listing with what it gave (reported), or throws ERR_UNAVAILABLE
+   * with `failOpen: false`, as a get would.
    */
   async *iterator<Value>(namespace?: string): AsyncGenerator<Array<string | Awaited<Value> | undefined>, void> {
     const tags = [namespaceTag(namespace ?? this.namespace)]
@@ -125,14 +127,16 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
     }
     const cache = await this.#source.ready.catch(() => undefined) // a failed open: reported above
     try {
-      for await (const key of cache?.[sharedKeys]?.(tags) ?? []) {
+      // Redis failing the listing is the cache's read failure (counted, its 'error' event),
+      // and ERR_UNAVAILABLE with failOpen false, as a get failing below would be.
+      for await (const key of cache?.[taggedKeys]?.(tags) ?? []) {
         if (seen.has(key)) continue
         seen.add(key)
         const value = await this.#source.guarded(undefined, getOf, key)
         if (value !== undefined) yield [key, value as Awaited<Value>]
       }
     } catch (error) {
-      this.#source.fail(error, undefined) // Redis failed the listing: Keyv's error event hears it
+      this.#source.fail(error, undefined) // a cache closed meanwhile: Keyv's error event hears it
     }
   }
 

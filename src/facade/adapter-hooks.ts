@@ -10,7 +10,8 @@
  *  (src/adapters/cache-source.ts). */
 export const memoryAnswer: unique symbol = Symbol.for('larder.memoryAnswer') as never
 
-/** The keys Redis holds in the namespace carrying any of some tags (facade/shared-keys.ts): a
- *  host library's listing (Keyv's `iterator()`) must see what other hosts wrote to Redis,
- *  which this host's directory never held (or, with `dir: false`, no directory at all). */
-export const sharedKeys: unique symbol = Symbol.for('larder.sharedKeys') as never
+/** The keys of entries carrying any of some tags that the directory does not list: the memory
+ *  tier's and Redis's (facade/tagged-keys.ts). A host library's listing (Keyv's `iterator()`)
+ *  must see what other hosts wrote to Redis, which this host's directory never held, and with
+ *  `dir: false` what only memory holds. */
+export const taggedKeys: unique symbol = Symbol.for('larder.taggedKeys') as never

@@ -260,6 +260,15 @@ export class MemoryTier implements Tier {
     return this.get(key).found
   }
 
+  /** The keys held whose entries carry any of `tags` (a snapshot; expired or invalidated
+   *  ones included: whoever lists reads each through get(), which judges it). */
+  keysTagged(tags: readonly string[]): string[] {
+    const wanted = new Set(tags)
+    const keys: string[] = []
+    for (const [key, entry] of this.#lru.entries()) if (entry.tags.some((tag) => wanted.has(tag))) keys.push(key)
+    return keys
+  }
+
   /** Drops `key` if the entry held was created before `at` (another instance changed
    *  the key then); a newer one stays. */
   dropIfOlder(key: string, at: number): void {

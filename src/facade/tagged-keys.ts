@@ -1,9 +1,34 @@
 import { Slots } from '../batch-slots.js'
 import { CorruptEntryError, decodeEntry } from '../format/entry-format.js'
 import { isTombstone, type RedisTier } from '../tiers/redis-tier.js'
+import type { Failures } from './failures.js'
 
 /** Values read at once: enough to overlap round trips to Redis. */
 const IN_FLIGHT = 8
+
+/**
+ * The keys of entries carrying any of `tags` that a listing of the directory (`entries()`)
+ * does not show, for a host library's listing (Keyv's `iterator()`): `held`, the memory
+ * tier's (with `dir: false`, values over `redis.maxValueSize` and those write-back has not
+ * sent live nowhere else), then what Redis holds (other hosts' writes). A key may come twice;
+ * the caller reads each through `get`. Redis failing the listing is a read failure of the
+ * Redis tier, as `failures` rules: counted and reported, the listing ending with what it gave
+ * (failOpen), or ERR_UNAVAILABLE thrown (`failOpen: false`), as a failed get would be.
+ */
+export async function* keysBeyondDir(
+  held: readonly string[],
+  tier: RedisTier | undefined,
+  tags: readonly string[],
+  failures: Failures,
+): AsyncGenerator<string> {
+  yield* held
+  if (tier === undefined) return
+  try {
+    yield* sharedKeysTagged(tier, tags)
+  } catch (error) {
+    failures.readFailed(error, 'redis')
+  }
+}
 
 /**
  * The keys of this namespace's entries in Redis that carry any of `tags`, a SCAN page at a
@@ -13,7 +38,7 @@ const IN_FLIGHT = 8
  * readers. Expired and invalidated entries are listed: the caller reads each through `get`,
  * which judges them. Rejects if Redis fails, or if the pass could not vouch it saw every key.
  */
-export async function* sharedKeysTagged(tier: RedisTier, tags: readonly string[]): AsyncGenerator<string> {
+async function* sharedKeysTagged(tier: RedisTier, tags: readonly string[]): AsyncGenerator<string> {
   const wanted = new Set(tags)
   const slots = new Slots(IN_FLIGHT)
   for await (const names of tier.pages()) {
