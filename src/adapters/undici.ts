@@ -2,6 +2,7 @@ import { PassThrough, Readable, Writable } from 'node:stream'
 import { LarderError, type Larder } from 'larder'
 import { boundedKey, KEY_BYTES, TAG_BYTES } from './bounded-key.js'
 import { CacheSource, type CacheOrOptions } from './cache-source.js'
+import { ResentDeletes } from './resent-deletes.js'
 
 export type { CacheOrOptions }
 
@@ -49,6 +50,8 @@ export class LarderCacheStore implements CacheStore {
   readonly #source: CacheSource
   readonly #maxEntrySize: number
   readonly #report: (error: Error) => void
+  /** Deletes the cache refused (failOpen false), sent again: undici never hears of them. */
+  readonly #resent: ResentDeletes<CacheKey>
 
   constructor(cache?: CacheOrOptions, options: LarderCacheStoreOptions = {}) {
     const { maxEntrySize = Infinity, errorCallback } = options
@@ -60,6 +63,7 @@ export class LarderCacheStore implements CacheStore {
     this.#maxEntrySize = maxEntrySize
     this.#report = (error) => errorCallback?.(error)
     this.#source = new CacheSource(cache, this.#report)
+    this.#resent = new ResentDeletes((key) => this.#source.guarded(undefined, this.#deleteNow, key), this.#report)
   }
 
   /** The stored response for this request, or `undefined`; never rejects (undici would fail
@@ -174,27 +178,33 @@ export class LarderCacheStore implements CacheStore {
    * be listed, go with one stamp of the URL's tag when the index names headers; a variant the
    * index does not name cannot be read, and before one can be again, its store stamps the tag
    * (#beforeVariant). Never rejects: undici does not await it (a rejection would end the
-   * process, even with `failOpen: false`); what fails is reported.
+   * process, even with `failOpen: false`); what fails is reported, and a delete the cache
+   * refused (`failOpen: false`: Redis could not take it) is held and sent again (ResentDeletes).
    */
   async delete(key: CacheKey): Promise<void> {
-    await this.#source
-      .guarded(undefined, async (cache) => {
-        const before = await troubleMark(cache)
-        const index = (await cache.get(indexKey(key))) as UrlIndex | undefined
-        // A miss that a failing tier answered (fail-open: Redis away, a disk error) may hide
-        // an index naming variants: stamp the URL's tag then, as if it did (queued for Redis
-        // until it is back); an extra stamp only costs misses of this URL's variants.
-        const unsure = index === undefined && (await troubleMark(cache)) !== before
-        const methods = new Set([...ALWAYS_DELETED, ...Object.keys(index?.methods ?? {})])
-        await cache.deleteMany([...methods].flatMap((method) => withStreamKey(responseKey({ ...key, method }, [], () => null))))
-        if (index === undefined) {
-          if (unsure) await cache.invalidateTags([urlTag(key)])
-          return
-        }
-        if (Object.values(index.methods).some((names) => names.length > 0)) await cache.invalidateTags([urlTag(key)])
-        else await cache.delete(indexKey(key))
-      })
-      .catch(this.#reportedMiss)
+    await this.#source.guarded(undefined, this.#deleteNow, key).catch((error: unknown) => {
+      this.#resent.heldFor(error, indexKey(key), key) // refused (failOpen false): sent again later
+      return this.#reportedMiss(error)
+    })
+  }
+
+  /** What `delete` does, once (a refused one is run again by #resent). */
+  readonly #deleteNow = async (cache: Larder, key: CacheKey): Promise<undefined> => {
+    const before = await troubleMark(cache)
+    const index = (await cache.get(indexKey(key))) as UrlIndex | undefined
+    // A miss that a failing tier answered (fail-open: Redis away, a disk error) may hide
+    // an index naming variants: stamp the URL's tag then, as if it did (queued for Redis
+    // until it is back); an extra stamp only costs misses of this URL's variants.
+    const unsure = index === undefined && (await troubleMark(cache)) !== before
+    const methods = new Set([...ALWAYS_DELETED, ...Object.keys(index?.methods ?? {})])
+    await cache.deleteMany([...methods].flatMap((method) => withStreamKey(responseKey({ ...key, method }, [], () => null))))
+    if (index === undefined) {
+      if (unsure) await cache.invalidateTags([urlTag(key)])
+      return undefined
+    }
+    if (Object.values(index.methods).some((names) => names.length > 0)) await cache.invalidateTags([urlTag(key)])
+    else await cache.delete(indexKey(key))
+    return undefined
   }
 
   /** Reports what a call that must not reject met, and answers a miss. */
@@ -206,6 +216,7 @@ export class LarderCacheStore implements CacheStore {
   /** Waits for the deletes and writes in flight (undici awaits neither), then closes the
    *  cache if this store opened it (a cache passed in stays open for its owner). */
   async close(): Promise<void> {
+    await this.#resent.drain()
     await this.#source.close()
   }
 

@@ -91,6 +91,57 @@ describe('larder/undici over Redis', { skip }, () => {
     )
   })
 
+  test('with failOpen false, a delete Redis refused is sent again once Redis takes writes, so other hosts stop serving the URL', async () => {
+    const redis = { url: server.url, prefix: fresh(), ...FAST }
+    const a = host({ dir: tempDir(), memory: true, failOpen: false, redis })
+    const b = host({ dir: tempDir(), memory: true, failOpen: false, redis })
+    assert.ok(await cachedSoon(b.fetch, '/plain-refused'), 'host B serves its stored response')
+    const first = await b.fetch('/plain-refused')
+    await sleep(300) // undici does not wait for the store: let host B's writes land first
+    // Redis refuses host A's writes at once (and never runs them later, as a paused Redis
+    // would): its reads, and host B's bus, carry on.
+    server.cli('ACL', 'SETUSER', 'default', '-@write', '-@scripting')
+    try {
+      await a.store.delete({ origin: base, path: '/plain-refused', method: 'POST', headers: {} })
+    } finally {
+      server.cli('ACL', 'SETUSER', 'default', '+@all')
+    }
+    assert.ok(a.errors.includes('ERR_UNAVAILABLE'), 'host A heard that Redis refused it')
+    assert.ok(
+      await eventually(async () => (await b.fetch('/plain-refused')) !== first, 8000),
+      'host B, which heard the bus, stops serving it',
+    )
+    // A host that starts now heard no message: only Redis can tell it the response is gone.
+    assert.ok(
+      await eventually(async () => (await host({ dir: tempDir(), failOpen: false, redis }).fetch('/plain-refused')) !== first, 8000),
+      'a host that starts later does not read it from Redis: host A sent the delete again',
+    )
+  })
+
+  test('with failOpen false, closing the store sends the deletes it holds, and reports those still refused', async () => {
+    const redis = { url: server.url, prefix: fresh(), ...FAST }
+    const b = host({ dir: tempDir(), memory: true, failOpen: false, redis })
+    assert.ok(await cachedSoon(b.fetch, '/plain-closing'), 'host B serves its stored response')
+    const first = await b.fetch('/plain-closing')
+    await sleep(300)
+    const errors: string[] = []
+    const a = new LarderCacheStore(
+      { dir: tempDir(), failOpen: false, redis },
+      { errorCallback: (error) => errors.push((error as { code?: string }).code ?? error.message) },
+    )
+    server.cli('ACL', 'SETUSER', 'default', '-@write', '-@scripting')
+    try {
+      await a.delete({ origin: base, path: '/plain-closing', method: 'POST', headers: {} })
+      await a.delete({ origin: base, path: '/plain-never', method: 'POST', headers: {} })
+    } finally {
+      server.cli('ACL', 'SETUSER', 'default', '+@all')
+    }
+    await a.close() // at once: before the first retry is due
+    assert.ok(errors.includes('ERR_UNAVAILABLE'))
+    assert.ok(!errors.some((error) => error.includes('never sent')), 'both were sent by close()')
+    assert.notEqual(await host({ dir: tempDir(), failOpen: false, redis }).fetch('/plain-closing'), first, 'a new host does not read it')
+  })
+
   test('with failOpen false, a Redis that died is a miss for undici, not a failed request', async () => {
     const dying = await startRedis()
     const c = host({ dir: tempDir(), failOpen: false, redis: { url: dying.url, prefix: fresh(), ...FAST } })
