@@ -51,9 +51,8 @@ export async function rekeyRedis(
   }
   let seen = 0
   let done = 0
-  for await (const names of tier.pages()) {
+  for await (const entries of tier.entryPages()) {
     stopIfAsked()
-    const entries = names.filter((name) => !name.slice(tier.base.length).startsWith('\0'))
     seen += entries.length
     await Promise.all(
       entries.map((name) =>

@@ -41,8 +41,7 @@ export async function* keysBeyondDir(
 async function* sharedKeysTagged(tier: RedisTier, tags: readonly string[]): AsyncGenerator<string> {
   const wanted = new Set(tags)
   const slots = new Slots(IN_FLIGHT)
-  for await (const names of tier.pages()) {
-    const entries = names.filter((name) => !name.slice(tier.base.length).startsWith('\0'))
+  for await (const entries of tier.entryPages()) {
     const keys = await Promise.all(entries.map((name) => slots.run(() => taggedKey(tier, name, wanted))))
     for (const key of keys) if (key !== undefined) yield key
   }

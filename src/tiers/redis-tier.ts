@@ -218,11 +218,12 @@ export class RedisTier {
     return count
   }
 
-  /** Every Redis name of this namespace (its entries, and its own keys starting with NUL:
-   *  locks, tag stamps), a SCAN page at a time; rejects at the end if the pass could not vouch
-   *  it saw them all (Sweep). A key may come twice (SCAN's guarantee is at least once). */
-  async *pages(sweep = this.sweep()): AsyncGenerator<string[]> {
-    yield* this.#pages(sweep)
+  /** The Redis names of this namespace's entries (values, and tombstones), a SCAN page at a
+   *  time: larder's own keys, which start with NUL (locks, tag stamps), left out. Rejects at the
+   *  end if the pass could not vouch it saw them all (Sweep); a name may come twice (SCAN's
+   *  guarantee is at least once). */
+  async *entryPages(): AsyncGenerator<string[]> {
+    for await (const names of this.#pages(this.sweep())) yield names.filter((name) => !name.slice(this.base.length).startsWith('\0'))
   }
 
   async *#pages(sweep: Sweep): AsyncGenerator<string[]> {
