@@ -369,10 +369,11 @@ export const MIN_TEMP_MAX_AGE = 1000
 
 /** Whether `value` names an eviction policy (a recorded budget read back, say). */
 /** `text` with the user:password of any URL in it hidden: an error message is no place for a
- *  Redis password. Whatever stands between a scheme and the last `@` of its word goes, so a
- *  mistyped URL (`redis:/:pw@host`, `redis:pw@host`, a password with an `@` in it) hides it too. */
+ *  Redis password. Whatever stands between a scheme and the last `@` of its line goes, so a
+ *  mistyped URL (`redis:/:pw@host`, `redis:pw@host`, a password with an `@` or a space in it)
+ *  hides it too; hiding more than the credentials costs a message some detail, never a secret. */
 export function withoutCredentials(text: string): string {
-  return text.replace(/\b([a-z][a-z0-9+.-]*:\/*)\S*@/gi, '$1(credentials hidden)@')
+  return text.replace(/\b([a-z][a-z0-9+.-]*:\/*)[^\n]*@/gi, '$1(credentials hidden)@')
 }
 
 /** A value given as a URL, for an error message: its credentials hidden, and anything before an

@@ -214,6 +214,7 @@ describe('--json: stdout is exactly one JSON document on every exit path', () =>
     const run = await larder(['verify', '--json', '--dir', dir])
     assert.equal(run.code, 1)
     assert.equal(document<{ corrupt: number }>(run).corrupt, 1)
+    assert.equal(document<{ error: { code: string } }>(run).error.code, 'ERR_CORRUPT', 'and, as every failed run, an error with its code')
     assert.equal(typeof document<{ version: string }>(await larder(['--version', '--json'])).version, 'string')
     assert.match(document<{ help: string }>(await larder(['prune', '--help', '--json'])).help, /Usage: larder prune/)
   })

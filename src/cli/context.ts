@@ -3,6 +3,7 @@ import path from 'node:path'
 import type { Command } from 'commander'
 import { loadHasher } from '../format/checksum.js'
 import { findConfigFile, loadConfigFile } from '../config/config-file.js'
+import { layerOptions } from '../config/layered-options.js'
 import { keysFromEnv } from '../crypto/keys.js'
 import { Larder } from '../larder.js'
 import { readBudget, type RecordedBudget } from '../maintenance/budget-record.js'
@@ -29,6 +30,21 @@ export async function loadCliConfig(cwd = process.cwd()): Promise<void> {
   const file = findConfigFile(cwd)
   configured = file === undefined ? {} : (await loadConfigFile(file)).options
 }
+
+/** What the CLI takes of the environment and the config file beyond `dir` and `namespace`:
+ *  how entries are written and read (CliContext.entryOptions). */
+const ENTRY_OPTIONS = [
+  'defaultTtl',
+  'compression',
+  'compressionLevel',
+  'compressThreshold',
+  'streamCompression',
+  'serializer',
+  'maxValueSize',
+  'durable',
+  'shared',
+  'encryption',
+] as const
 
 /** Exit codes: 0 ok, 1 the work failed (or found what it looks for missing), 2 usage. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, interrupted: 130 } as const
@@ -113,7 +129,9 @@ export class CliContext {
   async open(use: CacheUse, shared: Pick<LarderOptions, 'redis' | 'encryption'> = {}): Promise<Larder> {
     this.checkDir(use)
     const recorded = use === 'read' ? undefined : await this.recordedBudget()
+    const configured = await this.entryOptions()
     return Larder.open({
+      ...configured,
       dir: this.dir,
       namespace: this.options.namespace ?? '',
       failOpen: false,
@@ -123,9 +141,22 @@ export class CliContext {
       ...(recorded?.maxEntries !== undefined ? { maxEntries: recorded.maxEntries } : {}),
       ...(isEvictionPolicy(recorded?.evictionPolicy) ? { evictionPolicy: recorded.evictionPolicy } : {}),
       // Sealed entries are read and written with the keys of the environment (never a flag).
-      encryption: keysFromEnv(process.env),
+      encryption: keysFromEnv(process.env) ?? configured.encryption,
       ...shared,
     })
+  }
+
+  /**
+   * The options of the environment (`LARDER_…`) and the config file, as an application opened
+   * with `config: true` reads them, that decide how entries are written and read (ENTRY_OPTIONS),
+   * so an entry the CLI writes is one the application would have written (its compression,
+   * serializer, file modes, durability). All of both is validated, a mistake naming its source
+   * (ERR_INVALID_OPTION: exit 2); the rest (Redis, the memory tier, maintenance, budgets) is for
+   * the application's own instances, and a command names what it needs of those with its flags.
+   */
+  async entryOptions(): Promise<Partial<LarderOptions>> {
+    const { input } = await layerOptions({ config: { env: true }, dir: this.dir, namespace: this.options.namespace ?? '' })
+    return Object.fromEntries(ENTRY_OPTIONS.filter((name) => input[name] !== undefined).map((name) => [name, input[name]]))
   }
 
   /** Refuses (CliFailure) a `--dir` this use may not open: see CacheUse. */

@@ -167,6 +167,7 @@ describe('the CLI removes matching keys from Redis too (--redis, LARDER_REDIS_UR
       'redis:s3cretpw@127.0.0.1',
       'http://:s3cr@tpw@127.0.0.1',
       ':s3cretpw@127.0.0.1',
+      'redis://bob:s3cr etpw@[::1', // a space in the password, and a URL that does not parse
     ]) {
       for (const json of [true, false]) {
         const result = await larder(['rm', '--dir', dirA, 'user:1', '--redis', url, ...(json ? ['--json'] : [])])

@@ -16,13 +16,17 @@ export function verifyCommand(): Command {
       const report: VerifyReport = await interruptibleWork('verify', ctx.interactive, (control) =>
         ctx.withCache(flags.repair === true ? 'maintain' : 'read', (cache) => cache.verify({ repair: flags.repair === true, ...control })),
       )
+      const damaged =
+        report.corrupt > 0 && !report.repaired
+          ? new CliFailure(`${entries(report.corrupt)} damaged; run larder verify --repair to remove them`, EXIT.failed, 'ERR_CORRUPT')
+          : undefined
+      // With --json the report is the document, and damage left in place is also its `error`,
+      // as every failing run's document has one.
       ctx.print(
         () => human(report),
-        () => report,
+        () => (damaged === undefined ? report : { ...report, error: { code: damaged.code, message: damaged.message } }),
       )
-      if (report.corrupt > 0 && !report.repaired) {
-        throw new CliFailure(`${entries(report.corrupt)} damaged; run larder verify --repair to remove them`, EXIT.failed, 'ERR_CORRUPT')
-      }
+      if (damaged !== undefined) throw damaged
     })
 }
 
