@@ -259,6 +259,23 @@ describe('configuration: the config file', () => {
     await assert.rejects(layerOptions({ config: { env: false, cwd: root } }), isLarderError('ERR_INVALID_OPTION', /are both in/))
   })
 
+  test('a mistake inside `config` names its field (config.evn, config.file)', async () => {
+    for (const [config, field] of [
+      [{ evn: true }, 'config.evn'],
+      [{ file: 3 }, 'config.file'],
+      [{ cwd: '' }, 'config.cwd'],
+      [{ env: 'yes' }, 'config.env'],
+      ['yes', 'config'],
+    ] as const) {
+      await assert.rejects(Larder.open({ dir: false, config: config as never }), (error: unknown) => {
+        assert.ok(error instanceof LarderError && error.code === 'ERR_INVALID_OPTION', String(error))
+        assert.equal(error.field, field)
+        assert.match(error.message, new RegExp(`"${field.replace('.', '\\.')}"`))
+        return true
+      })
+    }
+  })
+
   test('larder.config.mjs may export a function, and carry what JSON cannot (a custom serializer)', async () => {
     const root = tempDir('larder-config')
     fs.writeFileSync(

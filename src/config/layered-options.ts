@@ -143,14 +143,13 @@ function configChoice(config: unknown): ConfigChoice | undefined {
   if (config === undefined || config === false) return undefined
   if (config === true) return {}
   if (!isPlainObject(config)) throw invalidConfig('expected true, false or { env?, file?, cwd? }')
-  for (const name of Object.keys(config))
-    if (!CHOICE_NAMES.has(name)) throw invalidConfig(`unknown field "${name}" (known: env, file, cwd)`)
+  for (const name of Object.keys(config)) if (!CHOICE_NAMES.has(name)) throw invalidConfig(`unknown option (known: env, file, cwd)`, name)
   const { env, file, cwd } = config
   if (env !== undefined && typeof env !== 'boolean' && !isPlainObject(env))
-    throw invalidConfig('env: expected a boolean or an object of variables')
+    throw invalidConfig('expected a boolean or an object of variables', 'env')
   if (file !== undefined && typeof file !== 'boolean' && (typeof file !== 'string' || file === ''))
-    throw invalidConfig('file: expected a boolean or a path')
-  if (cwd !== undefined && (typeof cwd !== 'string' || cwd === '')) throw invalidConfig('cwd: expected a directory path')
+    throw invalidConfig('expected a boolean or a path', 'file')
+  if (cwd !== undefined && (typeof cwd !== 'string' || cwd === '')) throw invalidConfig('expected a directory path', 'cwd')
   return config
 }
 
@@ -199,6 +198,7 @@ function attributed(error: unknown, layers: Layer[], envRead: Map<string, EnvVal
   return error
 }
 
-function invalidConfig(message: string): LarderError {
-  return new LarderError('ERR_INVALID_OPTION', `Invalid option "config": ${message}`, { field: 'config' })
+function invalidConfig(message: string, field?: string): LarderError {
+  const name = field === undefined ? 'config' : `config.${field}`
+  return new LarderError('ERR_INVALID_OPTION', `Invalid option "${name}": ${message}`, { field: name })
 }
