@@ -58,6 +58,10 @@ export function sentBy(from: string): (text: string | Buffer) => boolean {
     typeof text === 'string' ? text.startsWith(start) : text.length >= length && text.compare(bytes, 0, length, 0, length) === 0
 }
 
+/** How far ahead of this host's clock a message's time may be: hosts' clocks disagree by
+ *  seconds, not hours. */
+export const MAX_AHEAD_MS = 60 * 60_000
+
 /** The message, or undefined for anything that is not one (never trusted further). */
 export function decodeMessage(text: string): BusMessage | undefined {
   let m: unknown
@@ -69,7 +73,12 @@ export function decodeMessage(text: string): BusMessage | undefined {
   if (m === null || typeof m !== 'object') return undefined
   const message = m as Record<string, unknown>
   if (typeof message.from !== 'string') return undefined
-  const time = (at: unknown): boolean => typeof at === 'number' && Number.isFinite(at)
+  // A change's time moves every receiver's clock (remote-changes.ts) and stamps its tags: one
+  // far ahead of this host's clock (a host whose clock is hours out, or a forged message) would
+  // invalidate tags for good and make every later write look older than it. Past MAX_AHEAD_MS,
+  // the message is not one.
+  const latest = Date.now() + MAX_AHEAD_MS
+  const time = (at: unknown): boolean => typeof at === 'number' && at >= 0 && at <= latest
   switch (message.op) {
     case 'keys':
       return Array.isArray(message.keys) && message.keys.every((k) => Array.isArray(k) && typeof k[0] === 'string' && time(k[1]))

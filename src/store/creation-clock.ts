@@ -72,7 +72,10 @@ export function justAfter(at: number): number {
   return at + Math.max(Math.abs(at) * Number.EPSILON, Number.MIN_VALUE)
 }
 
-/** When an entry created at `createdAt` with `ttl` (0 = never) expires; 0 for never. */
+/** When an entry created at `createdAt` with `ttl` (0 = never) expires; 0 for never. A `ttl`
+ *  counts from now by this host's wall clock: `createdAt` is ahead of it once this clock has
+ *  heard of a change by a host whose clock is ahead (observe), and an expiry counted from it
+ *  would outlive its ttl by that much. */
 export function expiryOf(ttl: number, createdAt: number): number {
-  return ttl === 0 ? 0 : Math.floor(createdAt) + ttl
+  return ttl === 0 ? 0 : Math.floor(Math.min(createdAt, Date.now())) + ttl
 }
