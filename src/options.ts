@@ -644,6 +644,20 @@ function resolveShared(
   return { redis, writeStrategy, writeBack, bus: redis !== undefined && o.bus !== false }
 }
 
+/** What ioredis would take and fail on later, out of reach of any caller: a database that is
+ *  not a number (`SELECT NaN`, a rejection nothing handles: the process ended), and a user or
+ *  password that does not percent-decode (a bare URIError). */
+function checkRedisUrlParts(url: URL): void {
+  if (!/^\/?\d*$/.test(url.pathname))
+    throw invalid('redis.url', `the part after the host is the database number (redis://host:6379/0), got "${url.pathname}"`)
+  try {
+    decodeURIComponent(url.username)
+    decodeURIComponent(url.password)
+  } catch {
+    throw invalid('redis.url', 'its user or password holds a "%" not followed by two hex digits (write "%" as "%25")')
+  }
+}
+
 function resolveRedis(input: unknown): ResolvedRedisOptions | undefined {
   if (input === undefined) return undefined
   const r = (typeof input === 'string' ? { url: input } : input) as RedisOptions
@@ -657,6 +671,7 @@ function resolveRedis(input: unknown): ResolvedRedisOptions | undefined {
     throw invalid('redis.url', `expected a redis:// or rediss:// URL, got ${shownUrl(String(r.url))}`)
   // What ioredis would refuse later with a bare TypeError (a port past 65535 or not a number).
   if (r.url !== undefined && !URL.canParse(r.url)) throw invalid('redis.url', `not a valid URL: ${shownUrl(r.url)}`)
+  if (r.url !== undefined) checkRedisUrlParts(new URL(r.url))
   if (
     r.client !== undefined &&
     (r.client === null || typeof r.client !== 'object' || typeof (r.client as { duplicate?: unknown }).duplicate !== 'function')

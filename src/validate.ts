@@ -3,6 +3,7 @@ import type { GetOrSetOptions } from './call-options.js'
 import type { ListFilters } from './maintenance/listing.js'
 import type { PruneOptions, RekeyOptions, VerifyOptions, WalkOptions } from './maintenance/maintainer.js'
 import type { PruneFilters } from './maintenance/worker.js'
+import { globProblem } from './maintenance/glob.js'
 import { MAX_KEY_BYTES, MAX_TAG_BYTES, MAX_TAGS, parseDuration, parseSize } from './options.js'
 import type { StreamSource } from './store/stream-writer.js'
 
@@ -154,6 +155,7 @@ export function validatePruneOptions(options: unknown): ValidPruneOptions {
   if (o.pattern !== undefined && (typeof o.pattern !== 'string' || o.pattern === '')) {
     throw new LarderError('ERR_INVALID_VALUE', 'Invalid pattern: expected a non-empty glob string such as "user:*"', { field: 'pattern' })
   }
+  checkGlob(o.pattern)
   validateSignalAndProgress(o)
   return valid
 }
@@ -190,6 +192,7 @@ export function validateEntriesOptions(options: unknown): { filters: ListFilters
     }
     filters[field] = value
   }
+  checkGlob(filters.pattern)
   if (o.tags !== undefined) filters.tags = [...validateTags(o.tags)]
   validateSignalAndProgress(o)
   return { filters, walk: o }
@@ -314,4 +317,10 @@ export function validateClearOptions<T extends string>(options: unknown, tiers: 
     })
   }
   return tier
+}
+
+/** A glob the matcher cannot take (globProblem) is the caller's mistake, named as one. */
+function checkGlob(pattern: string | undefined): void {
+  const problem = pattern === undefined ? undefined : globProblem(pattern)
+  if (problem !== undefined) throw new LarderError('ERR_INVALID_VALUE', `Invalid pattern: ${problem}`, { field: 'pattern' })
 }

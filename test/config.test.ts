@@ -259,6 +259,17 @@ describe('configuration: the config file', () => {
     await assert.rejects(layerOptions({ config: { env: false, cwd: root } }), isLarderError('ERR_INVALID_OPTION', /are both in/))
   })
 
+  test('a Redis URL whose database is not a number, or whose password does not percent-decode, is ERR_INVALID_OPTION naming redis.url', async () => {
+    for (const url of ['redis://127.0.0.1:6379/abc', 'redis://:w%rd@127.0.0.1:6379', 'redis://us%zzer:pw@127.0.0.1:6379/2']) {
+      await assert.rejects(Larder.open({ dir: false, redis: url }), (error: unknown) => {
+        assert.ok(error instanceof LarderError && error.code === 'ERR_INVALID_OPTION', String(error))
+        assert.equal(error.field, 'redis.url')
+        assert.ok(!error.message.includes('w%rd') && !error.message.includes(':pw'), error.message)
+        return true
+      })
+    }
+  })
+
   test('a mistake inside `config` names its field (config.evn, config.file)', async () => {
     for (const [config, field] of [
       [{ evn: true }, 'config.evn'],

@@ -12,7 +12,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { createInterface } from 'node:readline'
 import { after, describe, test, type TestContext } from 'node:test'
-import { Larder, type LarderOptions } from '../src/index.ts'
+import { Larder, LarderError, type LarderOptions } from '../src/index.ts'
 import { disk } from '../src/store/disk.ts'
 import { childScript, entryName, repoRoot } from './children/shared.ts'
 import { entryFiles, tempDir } from './helpers.ts'
@@ -420,6 +420,24 @@ describe('key globs match in linear time', () => {
       ['build:*:*:*:done', 'build:x:y:done', false],
     ]
     for (const [pattern, key, expected] of cases) assert.equal(new Glob(pattern).test(key), expected, `${pattern} ~ ${JSON.stringify(key)}`)
+  })
+
+  test('a pattern with braces nested past 32 levels is ERR_INVALID_VALUE naming pattern (it overflowed the stack), 32 levels match', async () => {
+    const { Glob } = await import('../src/maintenance/glob.ts')
+    assert.equal(new Glob('{'.repeat(32) + 'a' + '}'.repeat(32)).test('a'), true)
+    const cache = await open(tempDir())
+    const deep = '{'.repeat(5000) + 'a' + '}'.repeat(5000)
+    for (const call of [
+      () => cache.prune({ pattern: deep }),
+      () => cache.entries({ pattern: deep }),
+      () => Promise.resolve().then(() => new Glob(deep)),
+    ]) {
+      await assert.rejects(call(), (error: unknown) => {
+        assert.ok(error instanceof LarderError && error.code === 'ERR_INVALID_VALUE' && error.field === 'pattern', String(error))
+        return true
+      })
+    }
+    await cache.close()
   })
 
   test('keys of the maximum length (8 KiB) are matched correctly by patterns with many stars', async () => {

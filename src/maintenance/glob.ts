@@ -19,6 +19,7 @@
  *   `\x`       the character x itself
  * A `[` or `{` that is never closed stands for itself.
  */
+import { LarderError } from '../errors.js'
 
 /** One state of the automaton: consumes a character that passes `test` and moves to `next`;
  *  or moves without consuming to each of `to`; or, with neither, accepts. */
@@ -32,6 +33,23 @@ type Node = { kind: 'char'; test: (cp: number) => boolean } | { kind: 'star' } |
 
 const ANY = (): boolean => true
 
+/** The deepest `{…}` nesting a pattern may have: the parser recurses once per level, and a
+ *  pattern of thousands of `{` (anyone's, over HTTP) would overflow the stack. */
+export const MAX_BRACE_NESTING = 32
+
+/** Why `pattern` cannot be a glob (too deeply nested), or undefined. Counts every unescaped
+ *  `{`, closed or not. */
+export function globProblem(pattern: string): string | undefined {
+  let depth = 0
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i]
+    if (c === '\\') i++
+    else if (c === '}' && depth > 0) depth--
+    else if (c === '{' && ++depth > MAX_BRACE_NESTING) return `braces nested deeper than ${MAX_BRACE_NESTING} levels`
+  }
+  return undefined
+}
+
 export class Glob {
   readonly #states: State[]
   readonly #start: number
@@ -40,6 +58,8 @@ export class Glob {
   #generation = 0
 
   constructor(pattern: string) {
+    const problem = globProblem(pattern)
+    if (problem !== undefined) throw new LarderError('ERR_INVALID_VALUE', `Invalid pattern: ${problem}`, { field: 'pattern' })
     const nodes = parse(
       [...pattern].map((c) => c.codePointAt(0)!),
       0,

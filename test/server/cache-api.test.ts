@@ -78,6 +78,16 @@ test('cache API: DELETE removes a key; invalidate by keys, by pattern and by tag
   assert.equal((await call(`${url}/api/cache/order:1`)).status, 404)
   const bad = await call(`${url}/api/cache/invalidate`, json({ keys: ['a'], tags: ['b'] }, 'POST'))
   assert.equal(bad.status, 400)
+  // A pattern nested thousands of braces deep is a 400 naming the pattern, not a 500 (the
+  // parser's recursion overflowed the stack); one nested a few levels still matches.
+  const deep = await call(`${url}/api/cache/invalidate`, json({ pattern: '{'.repeat(5000) + 'a' + '}'.repeat(5000) }, 'POST'))
+  assert.equal(deep.status, 400)
+  assert.match(deep.text, /pattern.*nested deeper than 32/)
+  await call(`${url}/api/cache/nest:1`, json({ value: 1 }))
+  assert.equal(
+    (await call(`${url}/api/cache/invalidate`, json({ pattern: '{{{nest}}}:*' }, 'POST'))).json<{ invalidated: number }>().invalidated,
+    1,
+  )
 })
 
 test('cache API: bad bodies and keys are 400s naming the field, and nothing is stored', async () => {

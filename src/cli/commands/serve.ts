@@ -64,7 +64,9 @@ export function redisUrlFrom(flag: string | undefined, env: NodeJS.ProcessEnv): 
   if (url.protocol !== 'redis:' && url.protocol !== 'rediss:')
     throw new CliFailure(`${source} must be a redis:// or rediss:// URL`, EXIT.usage)
   const password = env.REDIS_PASSWORD
-  if (password !== undefined && password !== '' && url.password === '') url.password = password
+  // Percent-encoded whole: the URL setter leaves a `%` as it is, which the client then decodes
+  // (`abc%41` became `abcA`; a lone `%` failed every command).
+  if (password !== undefined && password !== '' && url.password === '') url.password = encodeURIComponent(password)
   const db = env.REDIS_DB
   if (db !== undefined && db !== '' && (url.pathname === '' || url.pathname === '/')) {
     if (!/^\d{1,5}$/.test(db)) throw new CliFailure('REDIS_DB must be a database number (0, 1, …)', EXIT.usage)

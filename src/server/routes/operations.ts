@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import type { Larder } from '../../index.js'
 import type { ServerContext } from '../context.js'
@@ -12,12 +13,19 @@ import type { ServerContext } from '../context.js'
 const HEALTH_NAMESPACE = 'larder:health'
 const SHARED_HEALTH_NAMESPACE = 'larder:health:shared'
 
-/** Writes a probe into `cache` and reads it back; throws if either fails or differs. */
+/** This server's probes' names: random, not the pid, which every replica in a container shares
+ *  (PID 1), and one replica read another's probe (a 503 for nothing). */
+const PROBE_ID = randomUUID()
+let probes = 0
+
+/** Writes a probe into `cache`, reads it back and removes it; throws if a step fails or the value
+ *  differs. Each probe has its own key: two /readyz at once never read each other's. */
 async function probe(cache: Larder): Promise<void> {
-  const key = `probe-${process.pid}`
+  const key = `probe-${PROBE_ID}-${probes++}`
   const written = String(Date.now())
   await cache.set(key, written, { ttl: 60_000 })
   const read = await cache.get(key)
+  await cache.delete(key)
   if (String(read) !== written) throw new Error('the probe entry read back differently')
 }
 
