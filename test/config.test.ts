@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { inspect } from 'node:util'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -125,6 +126,20 @@ describe('configuration: sources and precedence', () => {
       assert.ok(error instanceof LarderError && !error.message.includes('hunter2'), String(error))
       return true
     })
+  })
+
+  test('cache.options, logged (JSON, util.inspect), shows the Redis URL without its password; options.redis.url is the URL', async () => {
+    const url = 'redis://admin:hunter2@127.0.0.1:1/2' // nothing listens: the cache opens all the same (fail-open)
+    const cache = await Larder.open({ dir: false, redis: { url, commandTimeout: 50 } })
+    try {
+      for (const shown of [JSON.stringify(cache.options), inspect(cache.options, { depth: 9 }), inspect(cache.options.redis)]) {
+        assert.ok(!shown.includes('hunter2'), shown)
+        assert.match(shown, /redis:\/\/\(credentials hidden\)@127\.0\.0\.1:1\/2/)
+      }
+      assert.equal(cache.options.redis?.url, url)
+    } finally {
+      await cache.close()
+    }
   })
 
   test('a bad value in the config file names the file and the field, and writes nothing', async () => {

@@ -42,6 +42,10 @@ describe('encryption: keys and options', () => {
       [{ keys: { 'a:b': KEY_A }, activeKey: 'a:b' }, 'encryption.keys'],
       [{ keys: { a: KEY_A }, activeKey: 'a', extra: 1 }, 'encryption.extra'],
       ['secret', 'encryption'],
+      // A key written where its id belongs (id and key swapped): refused before any message or
+      // field name (`encryption.keys.<id>`) could show it, hex or base64url.
+      [{ keys: { [KEY_A.toString('hex')]: 'k1' }, activeKey: 'k1' }, 'encryption.keys'],
+      [{ keys: { [KEY_A.toString('base64url')]: 'k1' }, activeKey: 'k1' }, 'encryption.keys'],
     ]
     for (const [encryption, field] of cases) {
       await assert.rejects(
@@ -49,7 +53,7 @@ describe('encryption: keys and options', () => {
         (error: LarderError) => {
           assert.equal(error.code, 'ERR_INVALID_OPTION')
           assert.equal(error.field, field)
-          for (const leak of [KEY_A.toString('hex'), short.toString('hex'), KEY_A.toString('base64')])
+          for (const leak of [KEY_A.toString('hex'), short.toString('hex'), KEY_A.toString('base64'), KEY_A.toString('base64url')])
             assert.ok(!error.message.includes(leak))
           return true
         },
@@ -73,11 +77,18 @@ describe('encryption: keys and options', () => {
       [{ LARDER_ENCRYPTION_KEYS: `a:${a.slice(4)}` }, 'LARDER_ENCRYPTION_KEYS (key a)'],
       [{ LARDER_ENCRYPTION_KEYS: `a:${a},a:${b}` }, 'LARDER_ENCRYPTION_KEYS'],
       [{ LARDER_ENCRYPTION_KEYS: `a:${a}`, LARDER_ENCRYPTION_ACTIVE_KEY: 'c' }, 'LARDER_ENCRYPTION_ACTIVE_KEY'],
+      [{ LARDER_ENCRYPTION_KEYS: `${b}:k1` }, 'LARDER_ENCRYPTION_KEYS'], // swapped: the key first
+      [{ LARDER_ENCRYPTION_KEYS: `${KEY_A.toString('base64url')}:k1,${b}:k2` }, 'LARDER_ENCRYPTION_KEYS'],
     ]
     for (const [env, field] of bad) {
       assert.throws(
         () => keysFromEnv(env),
-        (error: LarderError) => error.code === 'ERR_INVALID_OPTION' && error.field === field && !error.message.includes(a.slice(4, 30)),
+        (error: LarderError) =>
+          error.code === 'ERR_INVALID_OPTION' &&
+          error.field === field &&
+          !error.message.includes(a.slice(4, 30)) &&
+          !error.message.includes(b.slice(4, 30)) &&
+          !error.message.includes(KEY_A.toString('base64url').slice(4, 30)),
       )
     }
   })

@@ -23,6 +23,13 @@ const KEY_ID = /^[A-Za-z0-9._-]{1,64}$/
 const HEX_KEY = /^[0-9a-fA-F]{64}$/
 const BASE64_KEY = /^[A-Za-z0-9+/_-]{43}=?$/
 
+/** Whether an id has a key's shape (64 hex digits, or 43 base64url characters: both pass
+ *  KEY_ID): a key written where its id belongs (`key:id`, `{ [key]: id }`) is refused before
+ *  any message, field name or listing of ids could show it. */
+function keyShaped(id: string): boolean {
+  return HEX_KEY.test(id) || BASE64_KEY.test(id)
+}
+
 /** What a worker thread needs to rebuild a Keyring (KeyObjects cross threads by cloning). */
 export interface KeyringData {
   keys: Array<[id: string, key: KeyObject]>
@@ -119,7 +126,11 @@ export function resolveEncryption(input: unknown, field = 'encryption'): Keyring
   const parsed: Array<[string, KeyObject]> = []
   for (const [index, [id, key]] of Object.entries(keys).entries()) {
     // Not the id itself: a config written key → id would show the key.
-    if (!KEY_ID.test(id)) throw invalid(`${field}.keys`, `key id ${index + 1} (${id.length} characters) must be 1-64 of A-Z a-z 0-9 . _ -`)
+    if (!KEY_ID.test(id) || keyShaped(id))
+      throw invalid(
+        `${field}.keys`,
+        `key id ${index + 1} (${id.length} characters) must be 1-64 of A-Z a-z 0-9 . _ -, and not shaped like a key (64 hex digits, 43 base64 characters: are an id and its key swapped?)`,
+      )
     parsed.push([id, createSecretKey(keyBytes(key, `${field}.keys.${id}`))])
   }
   const seen = new Map<bigint, string>()
@@ -165,8 +176,11 @@ export function keysFromEnv(env: NodeJS.ProcessEnv = process.env): EncryptionOpt
   for (const [index, item] of list.split(',').entries()) {
     const colon = item.indexOf(':')
     const id = item.slice(0, colon).trim()
-    if (colon <= 0 || !KEY_ID.test(id)) {
-      throw invalid('LARDER_ENCRYPTION_KEYS', `item ${index + 1} is not id:key (an id of 1-64 of A-Z a-z 0-9 . _ -, then the key)`)
+    if (colon <= 0 || !KEY_ID.test(id) || keyShaped(id)) {
+      throw invalid(
+        'LARDER_ENCRYPTION_KEYS',
+        `item ${index + 1} is not id:key (an id of 1-64 of A-Z a-z 0-9 . _ -, not shaped like a key, then the key)`,
+      )
     }
     if (Object.hasOwn(keys, id)) throw invalid('LARDER_ENCRYPTION_KEYS', `key id ${id} is listed twice`)
     keys[id] = item.slice(colon + 1).trim()

@@ -1,10 +1,10 @@
-import { isDeepStrictEqual } from 'node:util'
+import { inspect, isDeepStrictEqual, type InspectOptionsStylized } from 'node:util'
 import type { OptionSource } from '../config/layered-options.js'
 import { getPath, isPlainObject, mergeOptions, type OptionTree } from '../config/option-paths.js'
 import { OPTION_ROWS, type OptionRow } from '../config/option-table.js'
 import { LarderError } from '../errors.js'
 import { recordBudget } from '../maintenance/budget-record.js'
-import { resolveOptions, type ResolvedOptions } from '../options.js'
+import { resolveOptions, withoutCredentials, type ResolvedOptions } from '../options.js'
 import type { CacheParts } from './cache-parts.js'
 
 /** One option `configure()` changed (the `'configure'` event carries the list). A secret's
@@ -110,7 +110,20 @@ function notLive(field: string, why: string): LarderError {
 export function optionsSnapshot(live: ResolvedOptions): Readonly<ResolvedOptions> {
   const copy = (value: unknown, name: string): unknown => {
     if (!isPlainObject(value) || name === 'serializer') return value
-    return Object.freeze(Object.fromEntries(Object.entries(value).map(([k, v]) => [k, copy(v, k)])))
+    const copied = Object.fromEntries(Object.entries(value).map(([k, v]) => [k, copy(v, k)]))
+    if (name === 'redis' && typeof copied.url === 'string') showsNoCredentials(copied)
+    return Object.freeze(copied)
   }
   return copy(live, '') as ResolvedOptions
+}
+
+/** `redis` as logged (JSON.stringify, util.inspect, console.log): its URL without the user and
+ *  password, which a host that logs its configuration would otherwise print. `options.redis.url`
+ *  itself stays the URL the cache connects with. */
+function showsNoCredentials(redis: Record<string, unknown>): void {
+  const shown = (): Record<string, unknown> => ({ ...redis, url: withoutCredentials(redis.url as string) })
+  Object.defineProperty(redis, 'toJSON', { value: shown })
+  Object.defineProperty(redis, inspect.custom, {
+    value: (_depth: number, options: InspectOptionsStylized, show: typeof inspect) => show(shown(), options),
+  })
 }
