@@ -91,6 +91,13 @@ export class Namespaces {
     return teams
   }
 
+  /** The cache API's shared tier: `--redis`, else the `redis` of the config file or the
+   *  environment (which the API's namespace takes too); undefined without one. /readyz probes
+   *  it, `DELETE /cache/l2` clears it. */
+  get sharedRedis(): LarderOptions['redis'] {
+    return this.#options.redis ?? (this.#options.cacheOptions as { redis?: LarderOptions['redis'] }).redis
+  }
+
   /** Every namespace opened so far. */
   async all(): Promise<NamespaceInfo[]> {
     const settled = await Promise.allSettled(this.#open.values())
@@ -125,7 +132,7 @@ export class Namespaces {
   /** Throws the error a namespace of each kind would fail to open with under these options
    *  (a value that validates for larder but not beside what the server chooses), naming it. */
   checkOptions(): void {
-    for (const protocol of ['api', 'turbo', ...(this.#options.redis === undefined ? [] : ['shared-health' as const])] as const) {
+    for (const protocol of ['api', 'turbo', ...(this.sharedRedis === undefined ? [] : ['shared-health' as const])] as const) {
       try {
         resolveOptions(this.optionsOf(protocol === 'turbo' ? 'turbo:check' : protocol, protocol))
       } catch (error) {
@@ -136,7 +143,7 @@ export class Namespaces {
 
   #optionsFor(protocol: NamespaceUse): LarderOptions {
     const budget = this.#options.maxSize === undefined ? {} : { maxSize: this.#options.maxSize }
-    if (protocol === 'shared-health') return { dir: false, memory: false, redis: this.#options.redis, failOpen: false }
+    if (protocol === 'shared-health') return { dir: false, memory: false, redis: this.sharedRedis, failOpen: false }
     if (protocol === 'api') {
       return {
         ...budget,

@@ -5,6 +5,7 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import fs from 'node:fs'
 import path from 'node:path'
 import { tempDir } from '../helpers.ts'
 import { redisAvailable, startRedis } from '../redis/server.ts'
@@ -169,3 +170,27 @@ test('larder serve: --redis that is not a redis:// URL is a usage error (exit 2)
   assert.equal(await server.exited, 2)
   assert.match(server.stderr(), /--redis.*redis:\/\/ or rediss:\/\//)
 })
+
+test(
+  "larder serve: a shared tier named by the config file is the cache API's: the startup line names it, DELETE /cache/l2 empties it, /readyz probes it",
+  { skip },
+  async () => {
+    const redis = await startRedis()
+    const root = tempDir('larder-serve-file-redis')
+    fs.writeFileSync(path.join(root, 'larder.config.json'), JSON.stringify({ redis: { url: redis.url, prefix: 'filed:' } }))
+    const server = await startCli(['--dir', path.join(root, 'cache'), 'serve', '--port', '0'], {}, root)
+    assert.ok(
+      server.stdout.some((l) => l.includes(`shared tier redis://127.0.0.1:${redis.port}`)),
+      server.stdout.join('\n'),
+    )
+    assert.equal((await call(`${server.url}/api/cache/k`, json('PUT', { value: 'v' }))).status, 200)
+    const keys = (): string => redis.cli('--scan', '--pattern', 'filed:*')
+    assert.notEqual(keys(), '', 'the value is in Redis')
+    assert.deepEqual((await call(`${server.url}/cache/l2`, { method: 'DELETE' })).json(), { success: true, cleared: 'l2' })
+    assert.equal(keys(), '', 'and gone from it')
+    assert.equal((await call(`${server.url}/readyz`)).json<ReadyAnswer>().redis, 'reachable')
+    await redis.kill()
+    assert.equal((await call(`${server.url}/readyz`)).status, 503)
+    assert.equal(await server.stop(), 0)
+  },
+)

@@ -2,6 +2,7 @@ import { Command, InvalidArgumentError, Option } from 'commander'
 import { booleanOption, collect, countArgument, durationArgument, parseBoolean, sizeArgument } from '../arguments.js'
 import { isLarderError } from '../../errors.js'
 import { CliContext, CliFailure, EXIT } from '../context.js'
+import type { LarderOptions } from '../../options.js'
 
 /**
  * `larder serve`: the cache over HTTP for build tools (Turborepo, Nx, ccache, Bazel),
@@ -79,6 +80,15 @@ export function redisUrlFrom(flag: string | undefined, env: NodeJS.ProcessEnv): 
 export function redisForDisplay(url: string): string {
   const u = new URL(url)
   return `${u.protocol}//${u.host}${u.pathname === '/' ? '' : u.pathname}`
+}
+
+/** The startup line's part naming the cache API's shared tier (from --redis, the config file
+ *  or the environment), credentials never shown; nothing without one. */
+function sharedTierShown(redis: LarderOptions['redis']): string {
+  if (redis === undefined) return ''
+  if (typeof redis === 'string') return `; shared tier ${redisForDisplay(redis)}`
+  if (redis.url !== undefined) return `; shared tier ${redisForDisplay(redis.url)}`
+  return `; shared tier ${redis.cluster !== undefined ? 'a Redis Cluster' : 'the Redis client given'}`
 }
 
 /** Tokens from the repeatable flag, else the variable's comma-separated list. */
@@ -228,7 +238,7 @@ export function serveCommand(): Command {
         )
       }
       lines.push(
-        `cache ${options.dir}${options.redis === undefined ? '' : `; shared tier ${redisForDisplay(options.redis)}`}${options.dashboard ? `; dashboard at ${url}/` : ''}`,
+        `cache ${options.dir}${sharedTierShown(options.redis ?? configured.cacheOptions.redis)}${options.dashboard ? `; dashboard at ${url}/` : ''}`,
       )
       if (configured.configFile !== undefined) lines.push(`config ${configured.configFile}`)
       process.stdout.write(lines.join('\n') + '\n')

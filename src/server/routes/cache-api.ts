@@ -231,9 +231,11 @@ export function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, hits: H
     return { success: true, cleared: 'l1' }
   })
   app.delete('/cache/l2', { config: management }, async () => {
-    if (ctx.options.redis === undefined)
+    const cache = await api()
+    // The namespace's own options: its Redis may come from --redis, the config file or the environment.
+    if (cache.options.redis === undefined)
       return { success: true, cleared: 'l2', note: 'no shared tier is configured (--redis): nothing to clear' }
-    await (await api()).clear({ tier: 'redis' })
+    await cache.clear({ tier: 'redis' })
     return { success: true, cleared: 'l2' }
   })
   app.delete('/cache/all', { config: management }, async () => {

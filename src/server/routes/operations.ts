@@ -50,7 +50,7 @@ export function operationRoutes(app: FastifyInstance, ctx: ServerContext): void 
       answer.disk = `not writable: ${reasonOf(error)}`
       ctx.log(`readyz: the disk probe failed: ${(error as Error).message ?? String(error)}`)
     }
-    if (ctx.options.redis !== undefined) {
+    if (ctx.namespaces.sharedRedis !== undefined) {
       try {
         await probe(await ctx.namespaces.get(SHARED_HEALTH_NAMESPACE, 'shared-health'))
         answer.redis = 'reachable'
