@@ -658,6 +658,10 @@ function checkRedisUrlParts(url: URL): void {
   }
 }
 
+function isPort(port: unknown): boolean {
+  return Number.isInteger(port) && (port as number) >= 1 && (port as number) <= 65535
+}
+
 function resolveRedis(input: unknown): ResolvedRedisOptions | undefined {
   if (input === undefined) return undefined
   const r = (typeof input === 'string' ? { url: input } : input) as RedisOptions
@@ -683,7 +687,9 @@ function resolveRedis(input: unknown): ResolvedRedisOptions | undefined {
       Array.isArray(r.cluster) &&
       r.cluster.length > 0 &&
       r.cluster.every((n) =>
-        typeof n === 'string' ? n !== '' : n !== null && typeof n === 'object' && typeof n.host === 'string' && Number.isInteger(n.port),
+        typeof n === 'string'
+          ? n.trim() !== '' && isPort(Number(/:(\d+)$/.exec(n)?.[1] ?? 6379))
+          : n !== null && typeof n === 'object' && typeof n.host === 'string' && n.host !== '' && isPort(n.port),
       )
     if (!ok) throw invalid('redis.cluster', 'expected a non-empty array of "host:port" strings or { host, port }')
   }

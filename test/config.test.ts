@@ -285,6 +285,15 @@ describe('configuration: the config file', () => {
     }
   })
 
+  test('redis.cluster seeds with a port out of range are ERR_INVALID_OPTION naming redis.cluster', async () => {
+    for (const cluster of [['127.0.0.1:99999'], [{ host: '127.0.0.1', port: 0 }], [' '], [{ host: '', port: 7000 }]]) {
+      await assert.rejects(Larder.open({ dir: false, redis: { cluster } }), (error: unknown) => {
+        assert.ok(error instanceof LarderError && error.code === 'ERR_INVALID_OPTION' && error.field === 'redis.cluster', String(error))
+        return true
+      })
+    }
+  })
+
   test('a mistake inside `config` names its field (config.evn, config.file)', async () => {
     for (const [config, field] of [
       [{ evn: true }, 'config.evn'],
