@@ -232,6 +232,11 @@ function errorAnswer(error: FastifyError | HttpError | Error, jsonLimit: number)
     if (error.code.startsWith('ERR_INVALID') || error.code === 'ERR_SERIALIZE')
       return { status: 400, code: error.code, message: error.message }
     if (error.code === 'ERR_TOO_LARGE') return { status: 413, code: error.code, message: error.message }
+    // An entry another application wrote with a serializer of its own (into Redis, or a shared
+    // directory): not the client's mistake, nor a failure of the server; the entry stays for
+    // its writer, and a PUT replaces it.
+    if (error.code === 'ERR_DESERIALIZE')
+      return { status: 409, code: error.code, message: 'The entry was written with a serializer this server does not have' }
     if (error.code === 'ERR_UNAVAILABLE' || error.code === 'ERR_CLOSED' || error.code === 'ERR_BUSY')
       return {
         status: 503,

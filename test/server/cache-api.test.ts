@@ -222,3 +222,25 @@ test('origin: an origin error is a 502 with a clear body, never cached (the next
   assert.equal(down.status, 502)
   assert.match(down.json<ErrorAnswer>().error.message, /could not be reached/)
 })
+
+test('cache API: an entry another application wrote with a serializer of its own is a 409 with one line, not a 500; a PUT replaces it', async () => {
+  const { url, dir } = await startServer({ memoryEntries: 0 })
+  const { Larder } = await import('../../src/index.ts')
+  const other = await Larder.open({
+    dir,
+    namespace: 'api',
+    maintenance: false,
+    serializer: {
+      serialize: (value: unknown) => Buffer.from(JSON.stringify(value)),
+      deserialize: (bytes: Buffer) => JSON.parse(String(bytes)) as unknown,
+    },
+  })
+  await other.set('custom', { value: 1 })
+  await other.close()
+  const answer = await call(`${url}/api/cache/custom`)
+  assert.equal(answer.status, 409)
+  assert.equal(answer.json<ErrorAnswer>().error.code, 'ERR_DESERIALIZE')
+  assert.doesNotMatch(answer.text, /\n\s+at /, 'no stack trace')
+  assert.equal((await call(`${url}/api/cache/custom`, json({ value: 2 }))).status, 200)
+  assert.equal((await call(`${url}/api/cache/custom`)).json<CacheAnswer>().value, 2)
+})
