@@ -18,8 +18,8 @@ const CLOSING_MS = 2_000
  *
  * One per key (a later delete of a key held replaces it), at most MAX_HELD, tried again on an
  * unref'd timer that waits longer after each round that fails (FIRST_WAIT_MS doubling up to
- * LONGEST_WAIT_MS), and by `drain()` when the adapter closes (for up to CLOSING_MS). A delete sent late only
- * costs misses: a response stored meanwhile goes too.
+ * LONGEST_WAIT_MS), and by `drain()` when the adapter closes (for up to CLOSING_MS). A delete
+ * sent late only costs misses: a response stored meanwhile goes too.
  */
 export class ResentDeletes<Key> {
   readonly #send: (key: Key) => Promise<void>
@@ -35,9 +35,9 @@ export class ResentDeletes<Key> {
     this.#report = report
   }
 
-  /** Whether `error` is a refusal this holds `key` for (then it does). */
-  heldFor(error: unknown, id: string, key: Key): boolean {
-    if (!isLarderError(error, 'ERR_UNAVAILABLE')) return false
+  /** Holds `key` (under `id`) if `error` is a refusal; anything else is not sent again. */
+  holdIfRefused(error: unknown, id: string, key: Key): void {
+    if (!isLarderError(error, 'ERR_UNAVAILABLE')) return
     this.#held.delete(id)
     this.#held.set(id, key)
     if (this.#held.size > MAX_HELD) {
@@ -46,11 +46,6 @@ export class ResentDeletes<Key> {
       this.#report(new Error(`More than ${MAX_HELD} refused deletes held: the oldest was let go (${oldest})`))
     }
     this.#schedule()
-    return true
-  }
-
-  get size(): number {
-    return this.#held.size
   }
 
   /** The adapter is closing: rounds for up to CLOSING_MS (a breaker opened by the refusals

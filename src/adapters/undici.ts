@@ -183,7 +183,7 @@ export class LarderCacheStore implements CacheStore {
    */
   async delete(key: CacheKey): Promise<void> {
     await this.#source.guarded(undefined, this.#deleteNow, key).catch((error: unknown) => {
-      this.#resent.heldFor(error, indexKey(key), key) // refused (failOpen false): sent again later
+      this.#resent.holdIfRefused(error, indexKey(key), key) // refused (failOpen false): sent again later
       return this.#reportedMiss(error)
     })
   }
