@@ -1,0 +1,134 @@
+/**
+ * A get that has been finding files opens the entry file first (one walk of its path) instead
+ * of an lstat and then an open (FileTier's #foundScore). That path must judge what it meets as
+ * the lstat-first one does: a symlink, a directory or a FIFO in an entry's place is removed
+ * (only it, never what a link points to) and read as a miss; a file gone is a miss and no
+ * failure; a failing disk opens the breaker and throws nothing. Each case first reads enough
+ * hits that the next read takes the open-first path.
+ */
+import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { afterEach, describe, test } from 'node:test'
+import { Larder } from '../src/index.ts'
+import { disk } from '../src/store/disk.ts'
+import { entryFiles, tempDir } from './helpers.ts'
+
+const realDisk = { ...disk }
+afterEach(() => Object.assign(disk, realDisk))
+
+/** A cache whose get has just found 20 files in a row, and the entry file of `key`. */
+async function warmed(key: string, options: { breaker?: object } = {}): Promise<{ cache: Larder; dir: string; file: string }> {
+  const dir = tempDir('larder-open-first')
+  const cache = await Larder.open({ dir, ...options })
+  for (let i = 0; i < 20; i++) await cache.set(`warm${i}`, { i })
+  const before = new Set(entryFiles(dir))
+  await cache.set(key, { planted: false })
+  const file = entryFiles(dir).find((f) => !before.has(f))!
+  for (let i = 0; i < 20; i++) assert.deepEqual(await cache.get(`warm${i}`), { i })
+  return { cache, dir, file }
+}
+
+/** Every open of `file` made through larder's disk calls, with the flags it asked for. */
+function watchOpens(): { path: string; lstatFirst: boolean }[] {
+  const seen: { path: string; lstatFirst: boolean }[] = []
+  let lastLstat = ''
+  disk.lstatSync = ((file: string, ...rest: unknown[]) => {
+    lastLstat = file
+    return (realDisk.lstatSync as (...args: unknown[]) => unknown)(file, ...rest)
+  }) as typeof disk.lstatSync
+  disk.openSync = ((file: string, ...rest: unknown[]) => {
+    seen.push({ path: file, lstatFirst: lastLstat === file })
+    return (realDisk.openSync as (...args: unknown[]) => number)(file, ...rest)
+  }) as typeof disk.openSync
+  return seen
+}
+
+describe('get that opens the entry file first', () => {
+  test('is taken after a run of hits, and a run of misses goes back to the lstat first', async () => {
+    const { cache, file } = await warmed('k')
+    const opens = watchOpens()
+    assert.deepEqual(await cache.get('k'), { planted: false })
+    assert.deepEqual(
+      opens.filter((o) => o.path === file),
+      [{ path: file, lstatFirst: false }],
+    )
+    for (let i = 0; i < 10; i++) assert.equal(await cache.get(`absent${i}`), undefined)
+    opens.length = 0
+    assert.deepEqual(await cache.get('k'), { planted: false })
+    assert.deepEqual(
+      opens.filter((o) => o.path === file),
+      [{ path: file, lstatFirst: true }],
+    )
+    assert.equal((await cache.stats()).errors, 0)
+    await cache.close()
+  })
+
+  test('a file gone is a miss, not a failure', async () => {
+    const { cache, file } = await warmed('k')
+    fs.rmSync(file)
+    assert.equal(await cache.get('k'), undefined)
+    const stats = await cache.stats()
+    assert.equal(stats.errors, 0)
+    assert.equal(stats.corrupt, 0)
+    await cache.close()
+  })
+
+  test('a symlink in the entry\u2019s place is removed, what it points to is kept, and the read misses', async () => {
+    const { cache, dir, file } = await warmed('k')
+    // A copy of a real entry of another key outside the cache: valid bytes, never ours.
+    const outside = path.join(tempDir('larder-open-first-outside'), 'entry')
+    fs.copyFileSync(
+      entryFiles(dir).find((f) => f !== file)!,
+      outside,
+    )
+    fs.rmSync(file)
+    fs.symlinkSync(outside, file)
+    assert.equal(await cache.get('k'), undefined)
+    assert.equal(fs.existsSync(file), false, 'the link is removed')
+    assert.ok(fs.statSync(outside).isFile(), 'its target is untouched')
+    assert.equal((await cache.stats()).corrupt, 1)
+    await cache.close()
+  })
+
+  test('a directory in the entry\u2019s place reads as a miss, is cleared away, and the key can be set again', async () => {
+    const { cache, file } = await warmed('k')
+    fs.rmSync(file)
+    fs.mkdirSync(file)
+    fs.writeFileSync(path.join(file, 'inside'), 'planted')
+    assert.equal(await cache.get('k'), undefined)
+    assert.equal(fs.existsSync(file), false)
+    assert.equal((await cache.stats()).errors, 0)
+    await cache.set('k', { planted: false })
+    assert.deepEqual(await cache.get('k'), { planted: false })
+    await cache.close()
+  })
+
+  test('a FIFO in the entry\u2019s place never blocks the read, and is removed', async () => {
+    const { cache, file } = await warmed('k')
+    fs.rmSync(file)
+    execFileSync('mkfifo', [file])
+    assert.equal(await cache.get('k'), undefined)
+    assert.equal(fs.existsSync(file), false)
+    assert.equal((await cache.stats()).corrupt, 1)
+    await cache.close()
+  })
+
+  test('EIO on the open: the read misses, the error is counted, the breaker opens', async () => {
+    const { cache } = await warmed('k', { breaker: { volumeThreshold: 2, resetTimeout: 60_000, errorThresholdPercentage: 50 } })
+    const errors: unknown[] = []
+    cache.on('error', (error) => errors.push(error))
+    disk.openSync = () => {
+      throw Object.assign(new Error('EIO: injected'), { code: 'EIO' })
+    }
+    // 41 successes came before: the breaker opens once failures pass half of the window.
+    for (let i = 0; i < 60; i++) assert.equal(await cache.get('k'), undefined)
+    const stats = await cache.stats()
+    assert.ok(stats.errors >= 2, `errors ${stats.errors}`)
+    assert.equal(stats.breaker.state, 'open')
+    assert.ok(errors.length >= 2)
+    Object.assign(disk, realDisk)
+    await cache.close()
+  })
+})
