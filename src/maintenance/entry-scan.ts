@@ -10,7 +10,9 @@ import {
   TRAILER_BYTES,
   type EntryHead,
 } from '../format/entry-format.js'
-import { errorCode } from '../store/disk.js'
+// READ_FLAGS: never through a link, and never waiting (a FIFO planted where an entry belongs
+// would hold the worker, so a scan, `larder stats` or Ctrl-C never ends): the fstat judges it.
+import { errorCode, READ_FLAGS } from '../store/disk.js'
 import { removeTaken, takeIfSame } from '../store/take-aside.js'
 import { rootAbove } from '../store/layout.js'
 import { chainIsReal } from '../store/owned-tree.js'
@@ -22,10 +24,6 @@ import { readStamp } from '../store/tag-clock.js'
  * pooled async one costs tens). Nothing here runs on the main thread.
  */
 
-/** Never through a link, and never waiting: an open() of a FIFO planted where an entry belongs
- *  waits for a writer for ever (and holds the worker, so a scan, `larder stats` or Ctrl-C never
- *  ends); non-blocking, it returns at once, and the fstat judges the FIFO not an entry. */
-const READ_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK
 /** First read of an entry: header, key and tags of almost every entry fit. */
 const HEAD_READ = 4096
 const VERIFY_CHUNK = 1024 * 1024

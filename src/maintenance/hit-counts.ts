@@ -3,6 +3,7 @@ import path from 'node:path'
 import { writeFileAtomicSync } from '../store/atomic-write.js'
 import { rootAbove } from '../store/layout.js'
 import { chainIsReal, OwnedTree, sharingOf } from '../store/owned-tree.js'
+import { READ_FLAGS } from '../store/disk.js'
 
 /**
  * Reading and compacting the LFU hit logs that `HitLog` appends to (see hit-log.ts for the
@@ -22,7 +23,6 @@ const LOG_NAME = /\.log$/
 const COMPACTING = '.compacting'
 /** Below this a count is forgotten at compaction (64 hits take 13 half-lives to get there). */
 const FORGOTTEN = 0.01
-const READ_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK
 
 function isRealHitsDir(dir: string): boolean {
   return chainIsReal(rootAbove(dir, 4), dir)

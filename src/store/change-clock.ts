@@ -1,8 +1,7 @@
 import { randomBytes } from 'node:crypto'
-import fs from 'node:fs'
 import path from 'node:path'
 import { closeQuietly, openAppendSync, writeAllSync } from './atomic-write.js'
-import { disk } from './disk.js'
+import { disk, READ_FLAGS } from './disk.js'
 import { check32 } from '../format/checksum.js'
 import type { Layout } from './layout.js'
 import { MAX_KEY_BYTES } from '../options.js'
@@ -30,9 +29,6 @@ const CHECK_BYTES = 4
 /** What a look found written by others: nothing, these keys, or anything at all. */
 export const EVERYTHING = Symbol('everything')
 export type ChangesSeen = undefined | typeof EVERYTHING | ReadonlySet<string>
-
-/** Read-only, never through a link at the name, never blocking on a FIFO planted there. */
-export const READ_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK
 
 /**
  * What other processes (or other instances in this one) have written to the namespace, by

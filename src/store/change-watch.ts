@@ -1,7 +1,7 @@
 import path from 'node:path'
 import { closeQuietly } from './atomic-write.js'
-import { READ_FLAGS, ROTATE_BYTES, walkRecords } from './change-clock.js'
-import { disk } from './disk.js'
+import { ROTATE_BYTES, walkRecords } from './change-clock.js'
+import { disk, READ_FLAGS } from './disk.js'
 import type { Layout } from './layout.js'
 
 /** More new log than this at once is not read: every key counts as changed. */

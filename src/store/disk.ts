@@ -54,6 +54,31 @@ export const disk = {
 
 export type Disk = typeof disk
 
+/** Opening a file of ours to read it: never through a symlink planted in its place (ELOOP),
+ *  never waiting on a FIFO planted there (without O_NONBLOCK, an open of a FIFO nobody writes
+ *  blocks the thread for ever, SIGTERM too). Nothing changes for a regular file. */
+export const READ_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK
+
+/** What openForReading answers when something that is not a regular file is in the way. */
+export const NOT_A_FILE = Symbol('not a regular file')
+
+/**
+ * Opens `file` with READ_FLAGS: its descriptor, undefined when there is nothing (a miss, not a
+ * failure), NOT_A_FILE for a symlink, socket or the like in its place (damage for the caller
+ * to judge, never a failing disk for the breaker); what else the disk throws, thrown. A FIFO
+ * or a directory opens: the caller's fstat (or read) finds it.
+ */
+export function openForReading(file: string): number | undefined | typeof NOT_A_FILE {
+  try {
+    return disk.openSync(file, READ_FLAGS)
+  } catch (error) {
+    const code = errorCode(error)
+    if (code === 'ENOENT') return undefined
+    if (code === 'ELOOP' || code === 'ENXIO' || code === 'EISDIR' || code === 'EOPNOTSUPP') return NOT_A_FILE
+    throw error
+  }
+}
+
 /** The errno code of a Node system error, if it is one. */
 export function errorCode(error: unknown): string | undefined {
   const code = (error as { code?: unknown } | null)?.code

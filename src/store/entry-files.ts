@@ -1,9 +1,8 @@
-import fs from 'node:fs'
 import path from 'node:path'
 import { CorruptEntryError } from '../format/entry-format.js'
 import { removeTaken, takeIfSame } from './take-aside.js'
 import { discardTemp, writeFileAtomic, writeFileAtomicSync, writeSmallFileAtomic, type OpenedTemp } from './atomic-write.js'
-import { disk, errorCode } from './disk.js'
+import { disk, errorCode, NOT_A_FILE, openForReading, READ_FLAGS } from './disk.js'
 import { rootAbove } from './layout.js'
 import { chainIsReal, type OwnedTree } from './owned-tree.js'
 
@@ -17,12 +16,6 @@ import { chainIsReal, type OwnedTree } from './owned-tree.js'
  * does. Larger files go through the thread pool so a big read or write never stalls the host.
  */
 export const SYNC_IO_LIMIT = 64 * 1024
-
-/** Never follow a symlink planted in an entry's place: it reads as a foreign file (ELOOP).
- *  Never wait on a FIFO planted there: without O_NONBLOCK, open() of a FIFO nobody writes
- *  blocks the thread for ever (SIGTERM too); with it, the open returns and fstat finds it is
- *  not a regular file (a damaged entry). It changes nothing for a regular file. */
-const READ_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK
 
 export interface FileRead {
   bytes: Buffer
@@ -90,16 +83,9 @@ export function readPlainEntryFile(
 }
 
 function readPlainOpenedFirst(file: string): { bytes: Buffer; mtimeMs: number } | typeof LARGE | typeof UNSURE | undefined {
-  let fd: number
-  try {
-    fd = disk.openSync(file, READ_FLAGS)
-  } catch (error) {
-    const code = errorCode(error)
-    if (code === 'ENOENT') return undefined
-    // a symlink (O_NOFOLLOW), a socket or the like in the entry's place: judged elsewhere
-    if (code === 'ELOOP' || code === 'ENXIO' || code === 'EOPNOTSUPP') return UNSURE
-    throw error
-  }
+  const fd = openForReading(file)
+  if (fd === undefined) return undefined
+  if (fd === NOT_A_FILE) return UNSURE
   try {
     const stat = disk.fstatSync(fd)
     if (!stat.isFile()) return UNSURE

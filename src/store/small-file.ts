@@ -1,5 +1,4 @@
-import fs from 'node:fs'
-import { disk, errorCode } from './disk.js'
+import { disk, NOT_A_FILE, openForReading } from './disk.js'
 
 /**
  * Reading the small files of ours that are not entries: tag stamps, `budget.json`, the
@@ -10,7 +9,6 @@ import { disk, errorCode } from './disk.js'
  * of at most `limit` bytes, and otherwise reported as foreign (`ForeignFileError`), which each
  * caller treats as a damaged file.
  */
-const READ_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK
 /** Every such file is a line or a small JSON object; this is generous. */
 const SMALL_FILE_LIMIT = 64 * 1024
 
@@ -22,15 +20,9 @@ export class ForeignFileError extends Error {
 /** The file's text, or undefined when there is none. Throws ForeignFileError for anything but
  *  a small regular file, and what the disk throws. */
 export function readSmallFileSync(file: string, limit = SMALL_FILE_LIMIT): string | undefined {
-  let fd: number
-  try {
-    fd = disk.openSync(file, READ_FLAGS)
-  } catch (error) {
-    const code = errorCode(error)
-    if (code === 'ENOENT') return undefined
-    if (code === 'ELOOP' || code === 'ENXIO' || code === 'EISDIR') throw new ForeignFileError(`${file} is not a regular file (${code})`)
-    throw error
-  }
+  const fd = openForReading(file)
+  if (fd === undefined) return undefined
+  if (fd === NOT_A_FILE) throw new ForeignFileError(`${file} is not a regular file`)
   try {
     const stat = disk.fstatSync(fd)
     if (!stat.isFile()) throw new ForeignFileError(`${file} is not a regular file`)

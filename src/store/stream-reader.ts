@@ -1,4 +1,3 @@
-import fs from 'node:fs'
 import { PassThrough, Readable, type Writable } from 'node:stream'
 import type { FileHandle } from 'node:fs/promises'
 import { isLarderError } from '../errors.js'
@@ -22,11 +21,10 @@ import { decodeFrame, decodeFrameHeader, FRAME_HEADER_BYTES, type Frame } from '
 import { keyOf } from '../crypto/entry-keys.js'
 import type { Keyring } from '../crypto/keys.js'
 import { FrameCipher, KeyError, TAG_BYTES } from '../crypto/seal.js'
-import { disk, errorCode } from './disk.js'
+// READ_FLAGS' O_NONBLOCK: a FIFO swapped in since the lstat that sent the read here must not
+// hold a thread-pool thread for ever.
+import { disk, errorCode, READ_FLAGS } from './disk.js'
 
-/** As entry-files.ts reads (O_NONBLOCK: a FIFO swapped in since the lstat that sent the read
- *  here must not hold a thread-pool thread for ever). */
-const READ_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK
 const HEAD_READ = 64 * 1024
 const CHUNK = 256 * 1024
 /** Bytes of a plain payload read at once (`PlainEntryStream`): one thread-pool round trip and
