@@ -1,11 +1,13 @@
 import { Cache } from 'drizzle-orm/cache/core'
 import type { MutationOption } from 'drizzle-orm/cache/core'
 import type { CacheConfig } from 'drizzle-orm/cache/core/types'
-import { getTableName } from 'drizzle-orm'
+import { entityKind, getTableName, type Table } from 'drizzle-orm'
 import { LarderError, type Duration } from 'larder'
+import ms from 'ms'
 import { boundedKey, KEY_BYTES, TAG_BYTES } from './bounded-key.js'
 import { MissTimes } from './miss-times.js'
 import { CacheSource, withV8Default, type CacheOrOptions } from './cache-source.js'
+import { InvalidateAgain } from './invalidate-again.js'
 
 export type { CacheOrOptions }
 
@@ -20,6 +22,11 @@ export interface LarderDrizzleCacheOptions {
    *  has no error channel for caches, and a throw from one fails the query. Default: a
    *  process warning (`process.emitWarning`). The query itself is answered by the database. */
   onError?: (error: Error) => void
+  /** How long after a write its tables are invalidated a second time (default `'1s'`; `0`:
+   *  never). Drizzle reports a write beside its statement, and inside a transaction long before
+   *  COMMIT: a select another process ran in between read the old rows and cached them as
+   *  fresh. The second stamp makes that result stale everywhere. */
+  invalidateAgainAfter?: Duration
 }
 
 /**
@@ -47,10 +54,12 @@ export class LarderDrizzleCache extends Cache {
   /** Each key's last miss, for its put: a write to one of its tables between the select's
    *  query and its put makes the result stale at once (without it, the old rows were cached). */
   readonly #missed = new MissTimes()
+  /** Each write's tables, stamped again once the write has most likely landed. */
+  readonly #again: InvalidateAgain
 
   constructor(cache?: CacheOrOptions, options: LarderDrizzleCacheOptions = {}) {
     super()
-    const { strategy = 'explicit', ttl, onError = (error: Error) => process.emitWarning(error) } = options
+    const { strategy = 'explicit', ttl, onError = (error: Error) => process.emitWarning(error), invalidateAgainAfter = '1s' } = options
     if (strategy !== 'explicit' && strategy !== 'all') {
       throw new LarderError('ERR_INVALID_OPTION', `Invalid strategy: expected 'explicit' or 'all', got ${String(strategy)}`, {
         field: 'strategy',
@@ -59,6 +68,9 @@ export class LarderDrizzleCache extends Cache {
     this.#strategy = strategy
     this.#ttl = ttl
     this.#source = new CacheSource(withV8Default(cache), onError)
+    this.#again = new InvalidateAgain(milliseconds(invalidateAgainAfter, 'invalidateAgainAfter'), (tags) =>
+      this.#source.guarded(undefined, (opened) => opened.invalidateTags(tags)),
+    )
   }
 
   strategy(): 'explicit' | 'all' {
@@ -99,20 +111,58 @@ export class LarderDrizzleCache extends Cache {
   override async onMutate(params: MutationOption): Promise<void> {
     const tags = params.tags === undefined ? [] : Array.isArray(params.tags) ? params.tags : [params.tags]
     const tables = params.tables === undefined ? [] : Array.isArray(params.tables) ? params.tables : [params.tables]
-    const names = tables.map((table) => (typeof table === 'string' ? table : (getTableName(table) as string)))
+    const tableTags = [...new Set(tables.map((table) => (typeof table === 'string' ? table : usedTableName(table))))].map(tableTag)
+    this.#again.ask(tableTags)
     await this.#source.guarded(undefined, async (cache) => {
       await Promise.all([
-        names.length > 0 ? cache.invalidateTags([...new Set(names)].map(tableTag)) : undefined,
+        tableTags.length > 0 ? cache.invalidateTags(tableTags) : undefined,
         tags.length > 0 ? cache.invalidateTags(tags.map(queryTag)) : undefined,
         tags.length > 0 ? cache.deleteMany(tags.map((tag) => resultKey(tag, true))) : undefined, // its space back now
       ])
     })
   }
 
-  /** Waits for its calls in flight, then closes the cache if this adapter opened it. */
+  /** Makes the second stamps still due, waits for its calls in flight, then closes the cache
+   *  if this adapter opened it. */
   async close(): Promise<void> {
+    await this.#again.flush()
     await this.#source.close()
   }
+}
+
+/** The name Drizzle tags a table's selects with (each dialect's `extractUsedTable`), which a
+ *  table object given to `onMutate` or `$cache.invalidate({ tables })` must stamp: the name
+ *  before a table creator's prefix, qualified by its schema for PostgreSQL only. Not
+ *  `getTableName`, which gives the prefixed name and drops the schema. */
+function usedTableName(table: object): string {
+  const fields = table as Record<symbol, unknown>
+  const base = fields[Symbol.for('drizzle:BaseName')]
+  if (typeof base !== 'string') return getTableName(table as Table)
+  const schema = fields[Symbol.for('drizzle:Schema')]
+  return typeof schema === 'string' && isPgTable(table) ? `${schema}.${base}` : base
+}
+
+function isPgTable(table: object): boolean {
+  for (let kind: unknown = table.constructor; typeof kind === 'function'; kind = Object.getPrototypeOf(kind)) {
+    if ((kind as unknown as Record<symbol, unknown>)[entityKind] === 'PgTable') return true
+  }
+  return false
+}
+
+/** A Duration option in milliseconds (0: off). */
+function milliseconds(value: Duration, field: string): number {
+  const parsed =
+    typeof value === 'number' ? value : typeof value === 'string' ? (ms(value as ms.StringValue) as number | undefined) : undefined
+  if (typeof parsed !== 'number' || !Number.isFinite(parsed) || parsed < 0) {
+    throw new LarderError(
+      'ERR_INVALID_OPTION',
+      `Invalid ${field}: ${JSON.stringify(value)} is not a duration (milliseconds, or a string such as "1s")`,
+      {
+        field,
+      },
+    )
+  }
+  return parsed
 }
 
 function resultKey(key: string, isTag: boolean): string {
@@ -139,12 +189,31 @@ function ttlOf(config: CacheConfig | undefined): number | undefined {
 }
 
 /** The driver's result with every array-like row (libsql's `Row`) made a real array, which
- *  keeps the values a serializer would drop; arrays, bytes and plain values stay as they are. */
+ *  keeps the values a serializer would drop, and a driver's result object made plain data
+ *  (isDriverResult); arrays, bytes and plain values stay as they are. */
 function storable(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(storable)
   if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value) || value instanceof ArrayBuffer || value instanceof Date)
     return value
   const length = (value as { length?: unknown }).length
   if (typeof length === 'number' && Number.isInteger(length) && length >= 0) return Array.from(value as ArrayLike<unknown>, storable)
+  if (isDriverResult(value)) return dataOf(value)
   return value
+}
+
+/** node-postgres (and the drivers built on it) hands over pg's `Result`: an object of a class
+ *  that holds its row parsers (functions, which no serializer stores) beside the data Drizzle
+ *  reads back (`rows`, and `rowCount`, `command`, `fields`). */
+function isDriverResult(value: object): value is Record<string, unknown> {
+  const prototype: unknown = Object.getPrototypeOf(value)
+  return prototype !== Object.prototype && prototype !== null && Array.isArray((value as { rows?: unknown }).rows)
+}
+
+/** A driver's result as plain data: its own fields but functions and `_`-prefixed internals. */
+function dataOf(value: Record<string, unknown>): Record<string, unknown> {
+  const kept: Record<string, unknown> = {}
+  for (const [name, field] of Object.entries(value)) {
+    if (typeof field !== 'function' && !name.startsWith('_')) kept[name] = storable(field)
+  }
+  return kept
 }

@@ -16,6 +16,8 @@ import { tempDir } from '../helpers.ts'
 import { runChild } from './processes.ts'
 import { openDb, posts, users } from './drizzle-fixtures.ts'
 
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
 /** Counts the reads larder answered (hits) and missed, on a cache passed in. */
 function countReads(cache: Larder): { hits: number; misses: number } {
   const counts = { hits: 0, misses: 0 }
@@ -193,6 +195,46 @@ describe('larder/drizzle on libsql', () => {
       () => new LarderDrizzleCache({ dir: tempDir('larder-drizzle-options') }, { strategy: 'everything' as never }),
       (error: unknown) => isLarderError(error, 'ERR_INVALID_OPTION') && error.field === 'strategy' && /strategy/.test(error.message),
     )
+  })
+
+  test('invalidateAgainAfter that is not a duration is ERR_INVALID_OPTION naming the field', async () => {
+    const { LarderDrizzleCache } = await import('larder/drizzle')
+    for (const bad of [-1, 'soon', Number.NaN]) {
+      assert.throws(
+        () => new LarderDrizzleCache({ dir: tempDir('larder-drizzle-options') }, { invalidateAgainAfter: bad }),
+        (error: unknown) => isLarderError(error, 'ERR_INVALID_OPTION') && error.field === 'invalidateAgainAfter',
+      )
+    }
+  })
+
+  test('a select another instance runs inside a write transaction (the old rows) is stale once the writer stamps its tables again after commit', async () => {
+    /** Writer and reader: two instances on one directory (as two processes), one database.
+     *  The reader selects while the writer's transaction has inserted bob and not committed;
+     *  answers what the reader is served well after the commit. */
+    const race = async (invalidateAgainAfter: number): Promise<string[]> => {
+      const dir = tempDir('larder-drizzle-tx')
+      const url = `file:${path.join(tempDir('larder-drizzle-tx-db'), 'app.db')}`
+      const [writerCache, readerCache] = await Promise.all([Larder.open({ dir }), Larder.open({ dir })])
+      const writer = await openDb(url, writerCache, { invalidateAgainAfter })
+      const reader = await openDb(url, readerCache)
+      const names = async (): Promise<string[]> =>
+        (await reader.db.select({ name: users.name }).from(users).orderBy(users.id).$withCache()).map((row) => row.name)
+      await writer.db.insert(users).values({ name: 'alice' })
+      const committed = writer.db.transaction(async (tx) => {
+        await tx.insert(users).values({ name: 'bob' })
+        await sleep(300) // the transaction's other work: bob is not visible until COMMIT
+      })
+      await sleep(100)
+      assert.deepEqual(await names(), ['alice'], 'read inside the transaction: the old rows, cached')
+      await committed
+      await sleep(700)
+      const served = await names()
+      for (const d of [writer.db, reader.db]) d.$client.close()
+      await Promise.all([writer.cache.close(), writerCache.close(), readerCache.close()])
+      return served
+    }
+    assert.deepEqual(await race(500), ['alice', 'bob'], 'the second stamp, after the commit, made the cached result stale')
+    assert.deepEqual(await race(0), ['alice'], 'stamped once only (before the commit): the old rows outlive the transaction')
   })
 
   test(
