@@ -1,3 +1,4 @@
+import { withoutCredentials } from '../options.js'
 import { HttpError } from './http-error.js'
 
 /**
@@ -19,11 +20,28 @@ const ORIGIN_TIMEOUT_MS = 10_000
 /** The largest origin body read: a value is held whole. */
 const MAX_ORIGIN_BODY = 8 * 1024 * 1024
 
+/** Why `url` cannot be an origin, or undefined; never repeating the URL (it may hold a password). */
+export function originProblem(url: string): string | undefined {
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch {
+    return 'not a URL'
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') return `an http or https URL is needed, not ${parsed.protocol}`
+  // fetch refuses a URL holding credentials, so every miss would fail (and say the URL)
+  if (parsed.username !== '' || parsed.password !== '') return 'a user or password in the URL is never sent to the origin: give one without'
+  return undefined
+}
+
 export class Origin {
   readonly #base: string
   readonly #flights = new Map<string, Promise<unknown>>()
 
+  /** `base` as originProblem accepts it (throws otherwise). */
   constructor(base: string) {
+    const problem = originProblem(base)
+    if (problem !== undefined) throw new Error(`origin: ${problem}`)
     this.#base = base.replace(/\/+$/, '')
   }
 
@@ -53,7 +71,7 @@ export class Origin {
       const reason =
         (error as Error).name === 'TimeoutError'
           ? `no answer within ${ORIGIN_TIMEOUT_MS / 1000} s`
-          : ((error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message)
+          : ((error as { cause?: { code?: string } }).cause?.code ?? withoutCredentials((error as Error).message))
       throw originError(`the origin could not be reached (${reason})`)
     }
     if (!response.ok) {

@@ -53,5 +53,15 @@ export function apiKey(value: unknown, field = 'key'): string {
   ) {
     throw badRequest('ERR_INVALID_KEY', `Invalid ${field}: expected 1 to ${MAX_API_KEY_BYTES} bytes of printable text`)
   }
+  // An origin's URL would resolve them (`<origin>/..` is the origin's parent), encoded or not.
+  if (value === '.' || value === '..') throw badRequest('ERR_INVALID_KEY', `Invalid ${field}: "." and ".." are path segments, not keys`)
   return value
+}
+
+/** A key a value is stored under or deleted by (PUT, DELETE /api/cache/:key): apiKey, but not
+ *  `metrics`, whose GET answers the server's figures, so a value stored there is never read. */
+export function storedApiKey(value: unknown): string {
+  const key = apiKey(value)
+  if (key === 'metrics') throw badRequest('ERR_INVALID_KEY', 'Invalid key: "metrics" is taken (GET /api/cache/metrics answers the figures)')
+  return key
 }

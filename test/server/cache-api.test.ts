@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after } from 'node:test'
+import { tempDir } from '../helpers.ts'
 import { type CacheAnswer, call, type ErrorAnswer, type MetricsAnswer, startServer, type StatsAnswer } from './helpers.ts'
 
 const json = (body: unknown, method = 'PUT'): RequestInit & { body: string } => ({
@@ -221,6 +222,55 @@ test('origin: an origin error is a 502 with a clear body, never cached (the next
   const down = await call(`${unreachable.url}/api/cache/k`)
   assert.equal(down.status, 502)
   assert.match(down.json<ErrorAnswer>().error.message, /could not be reached/)
+})
+
+test('origin: the keys "." and ".." are refused (the origin URL would resolve them to its own path or its parent); nothing reaches the origin', async () => {
+  const origin = await startOrigin(() => ({ status: 200, body: '"from the origin"' }), 0)
+  const { url } = await startServer({ origin: origin.url })
+  // Sent as written (fetch, and a URL string given to http.request, resolve dot segments first).
+  const raw = (method: string, path: string): Promise<{ status: number; body: string }> =>
+    new Promise((resolve, reject) => {
+      const { hostname, port } = new URL(url)
+      const headers = method === 'PUT' ? { 'content-type': 'application/json' } : {}
+      const request = http.request({ hostname, port, path, method, headers }, (response) => {
+        let body = ''
+        response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk))
+        response.on('end', () => resolve({ status: response.statusCode!, body }))
+      })
+      request.on('error', reject).end(method === 'PUT' ? '{"value":1}' : undefined)
+    })
+  for (const key of ['%2e', '%2e%2e', '%2E%2e']) {
+    for (const method of ['GET', 'PUT', 'DELETE']) {
+      const answer = await raw(method, `/api/cache/${key}`)
+      assert.equal(answer.status, 400, `${method} ${key}`)
+      assert.equal((JSON.parse(answer.body) as ErrorAnswer).error.code, 'ERR_INVALID_KEY')
+    }
+  }
+  assert.deepEqual(origin.requests, [])
+  assert.equal(
+    (await call(`${url}/api/cache/..x`)).json<CacheAnswer>().value,
+    'from the origin',
+    'a key that only begins with dots is a key',
+  )
+})
+
+test('origin: a URL with a user or password is refused when the server is made, and no answer ever shows it', async () => {
+  const { createServer } = await import('../../src/server/app.ts')
+  const { serveOptions } = await import('../../src/server/options.ts')
+  await assert.rejects(
+    createServer(serveOptions({ dir: tempDir('larder-origin-credentials'), origin: 'http://svc:S3CRET@127.0.0.1:9/base' })),
+    (error: Error) => /user or password/.test(error.message) && !error.message.includes('S3CRET'),
+  )
+})
+
+test('cache API: the key "metrics" cannot be stored or deleted (GET /api/cache/metrics answers the figures, never a value)', async () => {
+  const { url } = await startServer()
+  for (const method of ['PUT', 'DELETE']) {
+    const answer = await call(`${url}/api/cache/metrics`, method === 'PUT' ? json({ value: 'mine' }) : { method })
+    assert.equal(answer.status, 400, method)
+    assert.match(answer.json<ErrorAnswer>().error.message, /"metrics" is taken/)
+  }
+  assert.equal(typeof (await call(`${url}/api/cache/metrics`)).json<MetricsAnswer>().hits, 'number')
 })
 
 test('cache API: an entry another application wrote with a serializer of its own is a 409 with one line, not a 500; a PUT replaces it', async () => {

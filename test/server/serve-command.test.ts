@@ -26,6 +26,15 @@ test('larder serve: a non-loopback host without a token refuses to start (exit 2
   assert.doesNotMatch(server.stderr(), /\n\s+at /)
 })
 
+test('larder serve: an --origin with a password in it refuses to start (exit 2), and never prints it', async () => {
+  const dir = path.join(tempDir('larder-serve-cli'), 'cache')
+  const server = await startCli(['--dir', dir, 'serve', '--port', '0', '--origin', 'http://svc:S3CRET-PW@127.0.0.1:9/base'])
+  assert.equal(await server.exited, 2)
+  assert.deepEqual(server.stdout, [])
+  assert.match(server.stderr(), /--origin: a user or password in the URL is never sent/)
+  assert.doesNotMatch(server.stderr(), /S3CRET/)
+})
+
 test('larder serve: options come from the environment (LARDER_PORT, LARDER_TOKEN comma-separated, LARDER_READ_TOKEN, CACHE_L1_MAX_ENTRIES)', async () => {
   const dir = path.join(tempDir('larder-serve-cli'), 'cache')
   const server = await startCli(['--dir', dir, 'serve'], {

@@ -202,6 +202,11 @@ export function serveCommand(): Command {
         ...(flags.rateLimit === undefined ? {} : { rateLimit: flags.rateLimit }),
         ...(flags.idleTimeout === undefined ? {} : { idleTimeout: flags.idleTimeout }),
       })
+      if (options.origin !== undefined) {
+        const { originProblem } = await import('../../server/origin.js')
+        const problem = originProblem(options.origin)
+        if (problem !== undefined) throw new CliFailure(`--origin: ${problem}`, EXIT.usage)
+      }
       try {
         assertSafeBinding(options)
       } catch (error) {

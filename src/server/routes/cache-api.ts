@@ -5,7 +5,7 @@ import { HttpError, badRequest, errorBody } from '../http-error.js'
 import type { HitTier } from '../metrics.js'
 import type { Origin } from '../origin.js'
 import { l2Figures, metricsDocument } from '../snapshot.js'
-import { apiKey } from '../validation.js'
+import { apiKey, storedApiKey } from '../validation.js'
 
 /**
  * The seeds' cache API, for applications (JSON values in the `api` namespace, with the
@@ -144,7 +144,7 @@ export function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, hits: H
   })
 
   app.put('/api/cache/:key', { config: write }, async (request) => {
-    const key = apiKey((request.params as { key: string }).key)
+    const key = storedApiKey((request.params as { key: string }).key)
     const body = request.body as { value?: unknown; ttl?: unknown; tags?: unknown } | undefined
     if (body === null || typeof body !== 'object' || Array.isArray(body) || body.value === undefined) {
       throw badRequest('ERR_INVALID_VALUE', 'Invalid body: expected JSON { "value": …, "ttl"?: seconds, "tags"?: [strings] }')
@@ -169,7 +169,7 @@ export function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, hits: H
   })
 
   app.delete('/api/cache/:key', { config: write }, async (request) => {
-    const key = apiKey((request.params as { key: string }).key)
+    const key = storedApiKey((request.params as { key: string }).key)
     const deleted = await (await api()).delete(key)
     if (deleted) ctx.metrics.deleted('api')
     return { success: true, key, deleted }
