@@ -56,7 +56,7 @@ export async function createServer(
   })
   // Declared after the namespaces it reads: their open hook uses it only inside a prune handler.
   const metrics = new ServerMetrics(() => namespaces.all())
-  const tokens = new Tokens(options.tokens, options.readTokens)
+  const tokens = new Tokens(options.tokens, options.readTokens, options.namespaceTokens)
   const ctx: ServerContext = { options, namespaces, metrics, tokens, log }
 
   const jsonLimit = Math.min(options.maxBody, MAX_JSON_BODY)
@@ -96,18 +96,28 @@ export async function createServer(
     },
   })
 
+  app.decorateRequest('grant', undefined)
   app.addHook('onRequest', async (request, reply) => {
-    const { access = 'write', protocol } = request.routeOptions.config
+    const { access = 'write', protocol, namespaced = false } = request.routeOptions.config
     if (access === 'public' || !tokens.required) return
-    const granted = tokens.access(presentedToken(request.headers))
-    if (granted === undefined) {
+    const grant = tokens.grant(presentedToken(request.headers))
+    if (grant === undefined) {
       const message = 'Unauthorized: a valid token is required (Authorization: Bearer <token>)'
       reply.code(401).header('www-authenticate', 'Bearer realm="larder"')
       // nx shows the body only when it is text/plain exactly.
       if (protocol === 'nx') return reply.header('content-type', 'text/plain').send(message)
       return reply.send(errorBody('ERR_UNAUTHORIZED', message))
     }
-    if (access === 'write' && granted === 'read') {
+    request.grant = grant
+    // A namespace token: its namespaces are checked where each route names one.
+    if (grant.namespaces !== undefined) {
+      if (namespaced) return
+      if (protocol !== undefined) metrics.refused(protocol)
+      return reply
+        .code(403)
+        .send(errorBody('ERR_FORBIDDEN_NAMESPACE', 'Forbidden: a namespace token opens its namespaces only, not this server-wide route'))
+    }
+    if (access === 'write' && grant.access === 'read') {
       if (protocol !== undefined) metrics.refused(protocol)
       const message = 'Forbidden: this token may only read'
       reply.code(403)

@@ -12,32 +12,57 @@ import type { IncomingHttpHeaders } from 'node:http'
  */
 export type Access = 'read' | 'write'
 
+/** A token that opens some namespaces only (`--namespace-token NAMESPACE=TOKEN`). */
+export interface NamespaceToken {
+  namespace: string
+  token: string
+  access: Access
+}
+
+/**
+ * What a presented token allows. A server token (`--token`, `--read-token`) opens every
+ * namespace; a namespace token opens the namespaces it was given for (each with its own
+ * access), and no server-wide route (metrics, the dashboard's figures).
+ */
+export type Grant = { access: Access; namespaces?: undefined } | { access?: undefined; namespaces: ReadonlyMap<string, Access> }
+
 export class Tokens {
   readonly #write: Buffer[]
   readonly #read: Buffer[]
+  readonly #scoped: { digest: Buffer; namespace: string; access: Access }[]
 
-  constructor(write: readonly string[], read: readonly string[]) {
+  constructor(write: readonly string[], read: readonly string[], scoped: readonly NamespaceToken[] = []) {
     this.#write = write.map(digest)
     this.#read = read.map(digest)
+    this.#scoped = scoped.map((t) => ({ digest: digest(t.token), namespace: t.namespace, access: t.access }))
   }
 
   /** Whether the server asks for a token at all. */
   get required(): boolean {
-    return this.#write.length + this.#read.length > 0
+    return this.#write.length + this.#read.length + this.#scoped.length > 0
   }
 
-  /** What the presented token allows: `write`, `read`, or nothing. */
-  access(presented: string | undefined): Access | undefined {
-    if (!this.required) return 'write'
+  /** What the presented token allows, or nothing. */
+  grant(presented: string | undefined): Grant | undefined {
+    if (!this.required) return WRITE
     if (presented === undefined) return undefined
     const given = digest(presented)
     let write = false
     let read = false
     for (const token of this.#write) write = timingSafeEqual(given, token) || write
     for (const token of this.#read) read = timingSafeEqual(given, token) || read
-    return write ? 'write' : read ? 'read' : undefined
+    const namespaces = new Map<string, Access>()
+    for (const token of this.#scoped) {
+      if (timingSafeEqual(given, token.digest) && namespaces.get(token.namespace) !== 'write') namespaces.set(token.namespace, token.access)
+    }
+    if (write) return WRITE
+    if (read) return READ
+    return namespaces.size > 0 ? { namespaces } : undefined
   }
 }
+
+const WRITE: Grant = { access: 'write' }
+const READ: Grant = { access: 'read' }
 
 function digest(token: string): Buffer {
   return createHash('sha256').update(token).digest()

@@ -1,4 +1,4 @@
-import type { Tokens } from './auth.js'
+import type { Grant, Tokens } from './auth.js'
 import type { ServerMetrics } from './metrics.js'
 import type { Namespaces, Protocol } from './namespaces.js'
 import type { ServeOptions } from './options.js'
@@ -21,5 +21,13 @@ declare module 'fastify' {
     /** Default `write`: a route must say when it is less. */
     access?: RouteAccess
     protocol?: Protocol
+    /** The route reads or writes one namespace, which it checks with `allowedNamespace`
+     *  (namespace-access.ts): namespace tokens may call it. Other routes are server tokens' only. */
+    namespaced?: boolean
+  }
+  interface FastifyRequest {
+    /** What the request's token allows (set by the onRequest hook; undefined on a public
+     *  route or a server without tokens). */
+    grant: Grant | undefined
   }
 }

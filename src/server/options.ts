@@ -1,5 +1,6 @@
 import net from 'node:net'
 import type { LarderOptions } from '../options.js'
+import type { NamespaceToken } from './auth.js'
 
 /**
  * Everything `larder serve` is configured with, resolved (the command line and environment are
@@ -16,6 +17,8 @@ export interface ServeOptions {
   tokens: readonly string[]
   /** Tokens that may only read: a write answers 403. */
   readTokens: readonly string[]
+  /** Tokens that open only the namespaces they are given for (auth.ts, namespace-access.ts). */
+  namespaceTokens: readonly NamespaceToken[]
   /** Each namespace's budget in bytes (larder's `maxSize`, kept per namespace). */
   maxSize: number | undefined
   /** The largest request body accepted; larger ones answer 413, naming the limit. */
@@ -67,6 +70,7 @@ export function serveOptions(partial: Partial<ServeOptions> & { dir: string }): 
     port: SERVE_DEFAULTS.port,
     tokens: [],
     readTokens: [],
+    namespaceTokens: [],
     maxSize: undefined,
     maxBody: SERVE_DEFAULTS.maxBody,
     origin: undefined,
@@ -102,7 +106,7 @@ export function serverUrl(host: string, port: number): string {
 export class UnsafeBindingError extends Error {}
 
 export function assertSafeBinding(options: ServeOptions): void {
-  if (options.tokens.length + options.readTokens.length === 0 && !isLoopback(options.host)) {
+  if (options.tokens.length + options.readTokens.length + options.namespaceTokens.length === 0 && !isLoopback(options.host)) {
     throw new UnsafeBindingError(
       `refusing to listen on ${options.host} without a token: anyone who can reach it could read and write the cache. Pass --token (or LARDER_TOKEN), or listen on 127.0.0.1`,
     )

@@ -24,7 +24,11 @@ test('dashboard: the page (no CDN) shows the figures of /api/cache/metrics, per 
     t.skip(`${CHROMIUM} is not installed (.ci/run installs Debian's chromium)`)
     return
   }
-  const { url } = await startServer({ tokens: ['dash-token'], maxSize: 50_000_000 })
+  const { url } = await startServer({
+    tokens: ['dash-token'],
+    namespaceTokens: [{ namespace: 'turbo:web', token: 'team-token', access: 'read' }],
+    maxSize: 50_000_000,
+  })
   const auth = { authorization: 'Bearer dash-token' }
   // Known traffic: the cache API (sets, memory and file hits, misses, a delete) and turbo.
   for (let i = 0; i < 6; i++)
@@ -107,6 +111,12 @@ test('dashboard: the page (no CDN) shows the figures of /api/cache/metrics, per 
   assert.match(await text('budget-text'), /of /)
   assert.deepEqual(offsite, [], 'nothing fetched from anywhere but the server')
   assert.deepEqual(errors, [])
+  // A namespace token opens no server-wide figures: the page says what it needs.
+  const team = await browser.newPage()
+  await team.goto(`${url}/#token=team-token`)
+  await team.locator('#status', { hasText: 'needs a server token' }).waitFor()
+  assert.equal(await team.getAttribute('body', 'data-loaded'), null)
+  await team.close()
   const shot = process.env.LARDER_SCREENSHOT ?? path.join(os.tmpdir(), 'larder-dashboard.png')
   await page.screenshot({ path: shot, fullPage: true })
   assert.ok(fs.statSync(shot).size > 10_000)

@@ -3,6 +3,7 @@ import { booleanOption, collect, countArgument, durationArgument, parseBoolean, 
 import { isLarderError } from '../../errors.js'
 import { CliContext, CliFailure, EXIT } from '../context.js'
 import type { LarderOptions } from '../../options.js'
+import type { NamespaceToken } from '../../server/auth.js'
 
 /**
  * `larder serve`: the cache over HTTP for build tools (Turborepo, Nx, ccache, Bazel),
@@ -17,6 +18,8 @@ interface ServeFlags {
   port: number
   token?: string[]
   readToken?: string[]
+  namespaceToken?: string[]
+  namespaceReadToken?: string[]
   maxSize?: number
   maxBody?: number
   origin?: string
@@ -100,6 +103,28 @@ function tokensFrom(flag: string[] | undefined, variable: string): string[] {
   return tokens
 }
 
+/** The namespaces a namespace token may be given for: each protocol's, as its routes name them. */
+const NAMESPACE = /^(api|ccache|bazel|nx|(nx|turbo):[A-Za-z0-9][A-Za-z0-9._-]{0,99})$/
+
+/** `NAMESPACE=TOKEN` pairs from a repeated flag or a comma-separated variable. A mistake is
+ *  named by its place, never by its text (which holds a token, or is one). */
+function namespaceTokensFrom(flag: string[] | undefined, variable: string, access: 'read' | 'write'): NamespaceToken[] {
+  const name = access === 'write' ? '--namespace-token' : '--namespace-read-token'
+  const raw = flag ?? (process.env[variable] ?? '').split(',').filter((t) => t.trim() !== '')
+  return raw.map((pair, i) => {
+    const equals = pair.indexOf('=')
+    const namespace = equals < 0 ? '' : pair.slice(0, equals).trim()
+    const token = equals < 0 ? '' : pair.slice(equals + 1).trim()
+    if (!NAMESPACE.test(namespace) || token === '') {
+      throw new CliFailure(
+        `${flag === undefined ? variable : name} (value ${i + 1}): expected NAMESPACE=TOKEN, NAMESPACE one of api, ccache, bazel, nx, nx:<team>, turbo:<team>`,
+        EXIT.usage,
+      )
+    }
+    return { namespace, token, access }
+  })
+}
+
 export function serveCommand(): Command {
   return new Command('serve')
     .description(
@@ -118,6 +143,16 @@ export function serveCommand(): Command {
     )
     .option('--token <token>', 'a token that may read and write; repeatable (env: LARDER_TOKEN, comma-separated)', collect)
     .option('--read-token <token>', 'a token that may only read; repeatable (env: LARDER_READ_TOKEN, comma-separated)', collect)
+    .option(
+      '--namespace-token <namespace=token>',
+      'a token that may read and write one namespace only (turbo:<team>, nx:<team>, nx, ccache, bazel, api); repeatable (env: LARDER_NAMESPACE_TOKENS, comma-separated)',
+      collect,
+    )
+    .option(
+      '--namespace-read-token <namespace=token>',
+      'a token that may only read one namespace; repeatable (env: LARDER_NAMESPACE_READ_TOKENS, comma-separated)',
+      collect,
+    )
     .addOption(
       new Option('--max-size <size>', 'the size budget of each namespace (one per tool and team), kept by pruning')
         .env('LARDER_MAX_SIZE')
@@ -190,6 +225,10 @@ export function serveCommand(): Command {
         port: flags.port,
         tokens: tokensFrom(flags.token, 'LARDER_TOKEN'),
         readTokens: tokensFrom(flags.readToken, 'LARDER_READ_TOKEN'),
+        namespaceTokens: [
+          ...namespaceTokensFrom(flags.namespaceToken, 'LARDER_NAMESPACE_TOKENS', 'write'),
+          ...namespaceTokensFrom(flags.namespaceReadToken, 'LARDER_NAMESPACE_READ_TOKENS', 'read'),
+        ],
         maxSize: configured.maxSize,
         memoryEntries: configured.memoryEntries,
         defaultTtl: configured.defaultTtl,
@@ -237,7 +276,7 @@ export function serveCommand(): Command {
       // One write, so a reader of the first line has the others too.
       const url = serverUrl(address.host, address.port)
       const lines = [`larder listening on ${url}`]
-      if (options.tokens.length + options.readTokens.length === 0) {
+      if (options.tokens.length + options.readTokens.length + options.namespaceTokens.length === 0) {
         lines.push(
           `no token given: serving this machine only (${isLoopback(address.host) ? 'loopback' : address.host}); pass --token to serve others`,
         )

@@ -233,9 +233,15 @@ async function poll() {
   const token = sessionStorage.getItem(TOKEN_KEY)
   try {
     const response = await fetch('/dashboard/data', { headers: token ? { authorization: `Bearer ${token}` } : {}, cache: 'no-store' })
-    if (response.status === 401) {
+    if (response.status === 401 || response.status === 403) {
       $('token-form').hidden = false
-      $('status').textContent = token ? 'that token was refused' : 'a token is needed'
+      // 403: a namespace token, which opens its namespaces only, never every namespace's figures
+      $('status').textContent =
+        response.status === 403
+          ? 'that token opens some namespaces only: the dashboard needs a server token'
+          : token
+            ? 'that token was refused'
+            : 'a token is needed'
       return
     }
     if (!response.ok) throw new Error(`the server answered ${response.status}`)

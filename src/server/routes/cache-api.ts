@@ -1,10 +1,11 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { isLarderError, type Larder } from '../../index.js'
 import type { ServerContext } from '../context.js'
 import { HttpError, badRequest, errorBody } from '../http-error.js'
 import type { HitTier } from '../metrics.js'
 import type { Origin } from '../origin.js'
 import { l2Figures, metricsDocument } from '../snapshot.js'
+import { allowedNamespace } from '../namespace-access.js'
 import { apiKey, storedApiKey } from '../validation.js'
 
 /**
@@ -69,18 +70,19 @@ export class HitSources {
 }
 
 export function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, hits: HitSources, origin: Origin | undefined): void {
-  const api = (): Promise<Larder> => ctx.namespaces.get(API_NAMESPACE, 'api')
-  const read = { access: 'read' as const, protocol: 'api' as const }
-  const write = { access: 'write' as const, protocol: 'api' as const }
+  const api = (request: FastifyRequest): Promise<Larder> => ctx.namespaces.get(allowedNamespace(ctx, request, API_NAMESPACE), 'api')
+  const read = { access: 'read' as const, protocol: 'api' as const, namespaced: true }
+  const write = { access: 'write' as const, protocol: 'api' as const, namespaced: true }
 
-  app.get('/api/cache/metrics', { config: read }, async () => {
-    const cache = await api()
+  // Every namespace's figures: server tokens only.
+  app.get('/api/cache/metrics', { config: { access: 'read', protocol: 'api' } }, async (request) => {
+    const cache = await api(request)
     return metricsDocument(ctx.metrics, ctx.namespaces, await cache.stats(), ctx.options.memoryEntries)
   })
 
   app.get('/api/cache/:key', { config: read }, async (request, reply) => {
     const key = apiKey((request.params as { key: string }).key)
-    const cache = await api()
+    const cache = await api(request)
     let found: unknown
     try {
       found = await cache.get(key)
@@ -162,7 +164,7 @@ export function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, hits: H
     const ttl = body.ttl === undefined ? ctx.options.defaultTtl : body.ttl > 0 ? Math.max(1, Math.round(body.ttl * 1000)) : 0
     const cachedAt = Date.now()
     const record: StoredValue = { value: body.value, cachedAt, expiresAt: ttl > 0 ? cachedAt + ttl : null }
-    const cache = await api()
+    const cache = await api(request)
     await cache.set(key, record, { ttl, ...(body.tags === undefined ? {} : { tags: body.tags as string[] }) })
     ctx.metrics.stored('api', Number(request.headers['content-length'] ?? 0))
     return { success: true, key, expires_at: iso(record.expiresAt) }
@@ -170,14 +172,14 @@ export function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, hits: H
 
   app.delete('/api/cache/:key', { config: write }, async (request) => {
     const key = storedApiKey((request.params as { key: string }).key)
-    const deleted = await (await api()).delete(key)
+    const deleted = await (await api(request)).delete(key)
     if (deleted) ctx.metrics.deleted('api')
     return { success: true, key, deleted }
   })
 
   app.post('/api/cache/invalidate', { config: write }, async (request) => {
     const body = request.body as { keys?: unknown; pattern?: unknown; tags?: unknown } | undefined
-    const cache = await api()
+    const cache = await api(request)
     const given =
       body === null || typeof body !== 'object' ? [] : (['keys', 'pattern', 'tags'] as const).filter((k) => body[k] !== undefined)
     if (given.length !== 1)
@@ -210,9 +212,9 @@ export function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, hits: H
   })
 
   // ── the two-level seed's management routes ──
-  const management = { access: 'write' as const, protocol: 'api' as const }
-  app.get('/cache/stats', { config: read }, async () => {
-    const cache = await api()
+  const management = { access: 'write' as const, protocol: 'api' as const, namespaced: true }
+  app.get('/cache/stats', { config: read }, async (request) => {
+    const cache = await api(request)
     const s = await cache.stats()
     const t = ctx.metrics.tally('api')
     return {
@@ -226,25 +228,26 @@ export function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, hits: H
   })
   // With --redis, clearing a tier reaches every replica through the bus, as the seed's one
   // process did for itself.
-  app.delete('/cache/l1', { config: management }, async () => {
-    if (ctx.options.memoryEntries > 0) await (await api()).clear({ tier: 'memory' })
+  app.delete('/cache/l1', { config: management }, async (request) => {
+    if (ctx.options.memoryEntries > 0) await (await api(request)).clear({ tier: 'memory' })
     return { success: true, cleared: 'l1' }
   })
-  app.delete('/cache/l2', { config: management }, async () => {
-    const cache = await api()
+  app.delete('/cache/l2', { config: management }, async (request) => {
+    const cache = await api(request)
     // The namespace's own options: its Redis may come from --redis, the config file or the environment.
     if (cache.options.redis === undefined)
       return { success: true, cleared: 'l2', note: 'no shared tier is configured (--redis): nothing to clear' }
     await cache.clear({ tier: 'redis' })
     return { success: true, cleared: 'l2' }
   })
-  app.delete('/cache/all', { config: management }, async () => {
-    await (await api()).clear()
+  app.delete('/cache/all', { config: management }, async (request) => {
+    await (await api(request)).clear()
     return { success: true, cleared: 'all' }
   })
-  app.post('/cache/stats/reset', { config: management }, async () => {
+  // It zeroes the server's counters of every protocol: server tokens only.
+  app.post('/cache/stats/reset', { config: { access: 'write', protocol: 'api' } }, async (request) => {
     ctx.metrics.reset()
-    ;(await api()).resetStats() // the l2 figures come from the namespace's own counters
+    ;(await api(request)).resetStats() // the l2 figures come from the namespace's own counters
     return { success: true }
   })
 }

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { ServerContext } from '../context.js'
+import { allowedNamespace } from '../namespace-access.js'
 import { badRequest, errorBody } from '../http-error.js'
 import type { Protocol } from '../namespaces.js'
 import { objectPath } from '../validation.js'
@@ -48,21 +49,23 @@ function bazelTarget(store: 'ac' | 'cas') {
 export function objectUploads(app: FastifyInstance, ctx: ServerContext): void {
   const upload = (target: (request: FastifyRequest) => Target) => async (request: FastifyRequest, reply: FastifyReply) => {
     const t = target(request)
+    allowedNamespace(ctx, request, t.namespace)
     const cache = await ctx.namespaces.get(t.namespace, t.protocol)
     const outcome = await storeArtifact(ctx, request, t.protocol, cache, t.key, {}, t.sha256)
     if (!outcome.stored)
       return refuseUpload(reply).code(outcome.error.statusCode).send(errorBody(outcome.error.code, outcome.error.message))
     return reply.code(200).send()
   }
-  app.put('/ccache/*', { config: { access: 'write', protocol: 'ccache' } }, upload(ccacheTarget))
-  app.put('/ac/*', { config: { access: 'write', protocol: 'bazel' } }, upload(bazelTarget('ac')))
-  app.put('/cas/*', { config: { access: 'write', protocol: 'bazel' } }, upload(bazelTarget('cas')))
+  app.put('/ccache/*', { config: { access: 'write', protocol: 'ccache', namespaced: true } }, upload(ccacheTarget))
+  app.put('/ac/*', { config: { access: 'write', protocol: 'bazel', namespaced: true } }, upload(bazelTarget('ac')))
+  app.put('/cas/*', { config: { access: 'write', protocol: 'bazel', namespaced: true } }, upload(bazelTarget('cas')))
 }
 
 export function objectRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const download =
     (target: (request: FastifyRequest) => Target, headOnly: boolean) => async (request: FastifyRequest, reply: FastifyReply) => {
       const t = target(request)
+      allowedNamespace(ctx, request, t.namespace)
       const cache = await ctx.namespaces.get(t.namespace, t.protocol)
       const meta = await sendArtifact(ctx, reply, t.protocol, cache, t.key, headOnly)
       if (meta === undefined) return reply.code(404).send(headOnly ? undefined : errorBody('ERR_NOT_FOUND', `No object ${t.key}`))
@@ -70,6 +73,7 @@ export function objectRoutes(app: FastifyInstance, ctx: ServerContext): void {
     }
   const remove = (target: (request: FastifyRequest) => Target) => async (request: FastifyRequest, reply: FastifyReply) => {
     const t = target(request)
+    allowedNamespace(ctx, request, t.namespace)
     const cache = await ctx.namespaces.get(t.namespace, t.protocol)
     let deleted: boolean
     try {
@@ -87,8 +91,8 @@ export function objectRoutes(app: FastifyInstance, ctx: ServerContext): void {
     ['/ac/*', bazelTarget('ac'), 'bazel'],
     ['/cas/*', bazelTarget('cas'), 'bazel'],
   ] as const) {
-    app.get(prefix, { config: { access: 'read', protocol }, exposeHeadRoute: false }, download(target, false))
-    app.head(prefix, { config: { access: 'read', protocol } }, download(target, true))
-    app.delete(prefix, { config: { access: 'write', protocol } }, remove(target))
+    app.get(prefix, { config: { access: 'read', protocol, namespaced: true }, exposeHeadRoute: false }, download(target, false))
+    app.head(prefix, { config: { access: 'read', protocol, namespaced: true } }, download(target, true))
+    app.delete(prefix, { config: { access: 'write', protocol, namespaced: true } }, remove(target))
   }
 }

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { ServerContext } from '../context.js'
+import { allowedNamespace } from '../namespace-access.js'
 import { artifactHash, teamName } from '../validation.js'
 import { artifactExists, refuseUpload, sendArtifact, storeArtifact } from './artifact-replies.js'
 
@@ -19,9 +20,9 @@ import { artifactExists, refuseUpload, sendArtifact, storeArtifact } from './art
  * (`NX_SELF_HOSTED_REMOTE_CACHE_SERVER=http://host:4000/nx/<team>`), a namespace of its own
  * (`nx:<team>`); without it, the namespace is `nx`.
  */
-function namespaceOf(request: FastifyRequest): string {
+function namespaceOf(ctx: ServerContext, request: FastifyRequest): string {
   const team = (request.params as { team?: string }).team
-  return team === undefined ? 'nx' : `nx:${teamName(team, 'team')}`
+  return allowedNamespace(ctx, request, team === undefined ? 'nx' : `nx:${teamName(team, 'team')}`)
 }
 
 function text(reply: FastifyReply, status: number, message: string): FastifyReply {
@@ -33,7 +34,7 @@ export function nxUploads(app: FastifyInstance, ctx: ServerContext): void {
   const uploading = new Set<string>()
   const upload = async (request: FastifyRequest, reply: FastifyReply) => {
     const hash = artifactHash((request.params as { hash: string }).hash)
-    const namespace = namespaceOf(request)
+    const namespace = namespaceOf(ctx, request)
     const cache = await ctx.namespaces.get(namespace, 'nx')
     const slot = `${namespace}\0${hash}`
     if (uploading.has(slot) || (await artifactExists(cache, hash))) {
@@ -51,7 +52,7 @@ export function nxUploads(app: FastifyInstance, ctx: ServerContext): void {
       uploading.delete(slot)
     }
   }
-  const config = { access: 'write' as const, protocol: 'nx' as const }
+  const config = { access: 'write' as const, protocol: 'nx' as const, namespaced: true }
   app.put('/v1/cache/:hash', { config }, upload)
   app.put('/nx/:team/v1/cache/:hash', { config }, upload)
 }
@@ -59,13 +60,13 @@ export function nxUploads(app: FastifyInstance, ctx: ServerContext): void {
 export function nxRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const download = async (request: FastifyRequest, reply: FastifyReply) => {
     const hash = artifactHash((request.params as { hash: string }).hash)
-    const cache = await ctx.namespaces.forReading(namespaceOf(request), 'nx')
+    const cache = await ctx.namespaces.forReading(namespaceOf(ctx, request), 'nx')
     if (cache === undefined) ctx.metrics.miss('nx')
     const meta = cache === undefined ? undefined : await sendArtifact(ctx, reply, 'nx', cache, hash, false)
     if (meta === undefined) return text(reply, 404, `No artifact ${hash}`)
     return reply
   }
-  const config = { access: 'read' as const, protocol: 'nx' as const }
+  const config = { access: 'read' as const, protocol: 'nx' as const, namespaced: true }
   app.get('/v1/cache/:hash', { config, exposeHeadRoute: false }, download)
   app.get('/nx/:team/v1/cache/:hash', { config, exposeHeadRoute: false }, download)
 }

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { getArtifact } from '../artifact-store.js'
 import type { ServerContext } from '../context.js'
+import { allowedNamespace } from '../namespace-access.js'
 import { badRequest, errorBody } from '../http-error.js'
 import { artifactHash, teamName } from '../validation.js'
 import { refuseUpload, sendArtifact, storeArtifact } from './artifact-replies.js'
@@ -28,10 +29,11 @@ interface TeamQuery {
   teamId?: string
 }
 
-function namespaceOf(request: FastifyRequest): string {
+/** The team's namespace the request names, if its token may use it. */
+function namespaceOf(ctx: ServerContext, request: FastifyRequest): string {
   const query = request.query as TeamQuery
-  if (query.slug !== undefined) return `turbo:${teamName(query.slug, 'slug')}`
-  if (query.teamId !== undefined) return `turbo:${teamName(query.teamId, 'teamId')}`
+  if (query.slug !== undefined) return allowedNamespace(ctx, request, `turbo:${teamName(query.slug, 'slug')}`)
+  if (query.teamId !== undefined) return allowedNamespace(ctx, request, `turbo:${teamName(query.teamId, 'teamId')}`)
   throw badRequest('ERR_MISSING_TEAM', 'Missing team: pass ?slug=<team> (TURBO_TEAM) or ?teamId=<id> (TURBO_TEAMID)')
 }
 
@@ -51,9 +53,9 @@ function headerValue(request: FastifyRequest, name: string): string | undefined 
 }
 
 export function turboUploads(app: FastifyInstance, ctx: ServerContext): void {
-  app.put('/v8/artifacts/:hash', { config: { access: 'write', protocol: 'turbo' } }, async (request, reply) => {
+  app.put('/v8/artifacts/:hash', { config: { access: 'write', protocol: 'turbo', namespaced: true } }, async (request, reply) => {
     const hash = artifactHash((request.params as { hash: string }).hash)
-    const cache = await ctx.namespaces.get(namespaceOf(request), 'turbo')
+    const cache = await ctx.namespaces.get(namespaceOf(ctx, request), 'turbo')
     const meta = { duration: headerValue(request, 'x-artifact-duration'), tag: headerValue(request, 'x-artifact-tag') }
     const outcome = await storeArtifact(ctx, request, 'turbo', cache, hash, stripUndefined(meta))
     if (!outcome.stored)
@@ -63,13 +65,13 @@ export function turboUploads(app: FastifyInstance, ctx: ServerContext): void {
 }
 
 export function turboRoutes(app: FastifyInstance, ctx: ServerContext): void {
-  const config = { access: 'read' as const, protocol: 'turbo' as const }
+  const config = { access: 'read' as const, protocol: 'turbo' as const, namespaced: true }
 
   app.get('/v8/artifacts/status', { config }, () => Promise.resolve({ status: 'enabled' }))
 
   const download = (headOnly: boolean) => async (request: FastifyRequest, reply: FastifyReply) => {
     const hash = artifactHash((request.params as { hash: string }).hash)
-    const cache = await ctx.namespaces.forReading(namespaceOf(request), 'turbo')
+    const cache = await ctx.namespaces.forReading(namespaceOf(ctx, request), 'turbo')
     if (cache === undefined) ctx.metrics.miss('turbo')
     const meta = cache === undefined ? undefined : await sendArtifact(ctx, reply, 'turbo', cache, hash, headOnly, metaHeaders)
     if (meta === undefined) return reply.code(404).send(errorBody('ERR_NOT_FOUND', `No artifact ${hash} for this team`))
@@ -88,7 +90,7 @@ export function turboRoutes(app: FastifyInstance, ctx: ServerContext): void {
       throw badRequest('ERR_INVALID_BODY', `Invalid hashes: expected { "hashes": [...] } with at most ${MAX_QUERY_HASHES} hashes`)
     }
     const valid = hashes.map((h, i) => artifactHash(h, `hashes[${i}]`))
-    const cache = await ctx.namespaces.forReading(namespaceOf(request), 'turbo')
+    const cache = await ctx.namespaces.forReading(namespaceOf(ctx, request), 'turbo')
     const answer: Record<string, { size: number; taskDurationMs: number; tag?: string } | null> = {}
     for (const hash of valid) {
       const found = cache === undefined ? undefined : await getArtifact(cache, hash, true).catch(() => undefined)

@@ -1,0 +1,119 @@
+/**
+ * Namespace tokens (`--namespace-token NAMESPACE=TOKEN`): a token given for one team's
+ * namespace reads and writes that namespace only, through every protocol's routes, and no
+ * server-wide route (metrics, the dashboard's figures, the counters' reset); a server token
+ * keeps opening everything.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import path from 'node:path'
+import { tempDir } from '../helpers.ts'
+import { bearer, call, type ErrorAnswer, startCli, startServer } from './helpers.ts'
+
+const octets = { 'content-type': 'application/octet-stream' }
+const json = { 'content-type': 'application/json' }
+const HASH = 'abcdef0123456789'
+
+test('a namespace token opens its namespaces with the access it was given there, and nothing else', async () => {
+  const { url } = await startServer({
+    tokens: ['SERVER'],
+    namespaceTokens: [
+      { namespace: 'turbo:teamA', token: 'A', access: 'write' },
+      { namespace: 'nx:web', token: 'A', access: 'read' },
+      { namespace: 'turbo:teamB', token: 'B', access: 'write' },
+      { namespace: 'ccache', token: 'C', access: 'write' },
+      { namespace: 'api', token: 'R', access: 'read' },
+    ],
+  })
+  const turbo = (team: string): string => `${url}/v8/artifacts/${HASH}?slug=${team}`
+  const put = (at: string, token: string, body: string) => call(at, { method: 'PUT', body, headers: { ...octets, ...bearer(token) } })
+  const forbidden = (answer: { status: number; json: <T>() => T }, code: string, what: string): void => {
+    assert.equal(answer.status, 403, what)
+    assert.equal(answer.json<ErrorAnswer>().error.code, code, what)
+  }
+
+  // Turborepo: each team's token, its own team
+  assert.equal((await put(turbo('teamB'), 'B', 'from B')).status, 202)
+  assert.equal((await put(turbo('teamA'), 'A', 'from A')).status, 202)
+  assert.equal((await call(turbo('teamA'), { headers: bearer('A') })).text, 'from A')
+  forbidden(await call(turbo('teamB'), { headers: bearer('A') }), 'ERR_FORBIDDEN_NAMESPACE', "A reads B's artifact")
+  assert.equal((await call(turbo('teamB'), { method: 'HEAD', headers: bearer('A') })).status, 403, "A asks for B's artifact's size")
+  forbidden(await put(turbo('teamB'), 'A', 'poisoned by A'), 'ERR_FORBIDDEN_NAMESPACE', "A overwrites B's artifact")
+  forbidden(
+    await call(`${url}/v8/artifacts?slug=teamB`, {
+      method: 'POST',
+      body: JSON.stringify({ hashes: [HASH] }),
+      headers: { ...json, ...bearer('A') },
+    }),
+    'ERR_FORBIDDEN_NAMESPACE',
+    "A asks which of B's artifacts exist",
+  )
+  assert.equal((await call(turbo('teamB'), { headers: bearer('B') })).text, 'from B', "B's artifact is B's")
+  assert.equal((await call(turbo('teamB'), { headers: bearer('SERVER') })).text, 'from B', 'a server token reads every team')
+
+  // Nx: A may only read nx:web; no other nx namespace
+  assert.equal((await call(`${url}/nx/web/v1/cache/123`, { headers: bearer('A') })).status, 404, 'A reads nx:web (a miss)')
+  const nxWrite = await call(`${url}/nx/web/v1/cache/123`, { method: 'PUT', body: 'x', headers: { ...octets, ...bearer('A') } })
+  assert.equal(nxWrite.status, 403)
+  assert.match(nxWrite.text, /may only read the namespace nx:web/)
+  assert.equal((await call(`${url}/nx/other/v1/cache/123`, { headers: bearer('A') })).status, 403)
+  assert.equal((await call(`${url}/v1/cache/123`, { headers: bearer('A') })).status, 403, 'the team-less nx namespace is another')
+
+  // ccache and Bazel are two namespaces
+  assert.equal((await put(`${url}/ccache/ab/cdef`, 'C', 'object')).status, 200)
+  assert.equal((await call(`${url}/ccache/ab/cdef`, { headers: bearer('C') })).text, 'object')
+  forbidden(await put(`${url}/ac/${'a'.repeat(64)}`, 'C', 'x'), 'ERR_FORBIDDEN_NAMESPACE', 'C writes Bazel')
+  forbidden(
+    await call(`${url}/ccache/ab/cdef`, { method: 'DELETE', headers: bearer('A') }),
+    'ERR_FORBIDDEN_NAMESPACE',
+    'A deletes a ccache object',
+  )
+  forbidden(await put(turbo('teamA'), 'C', 'x'), 'ERR_FORBIDDEN_NAMESPACE', 'C writes a team')
+
+  // the cache API: R reads `api`, writes nothing, clears nothing
+  assert.equal((await call(`${url}/api/cache/k`, { headers: bearer('R') })).status, 404)
+  assert.equal((await call(`${url}/cache/stats`, { headers: bearer('R') })).status, 200)
+  forbidden(
+    await call(`${url}/api/cache/k`, { method: 'PUT', body: JSON.stringify({ value: 1 }), headers: { ...json, ...bearer('R') } }),
+    'ERR_READ_ONLY_TOKEN',
+    'R writes',
+  )
+  forbidden(await call(`${url}/cache/all`, { method: 'DELETE', headers: bearer('R') }), 'ERR_READ_ONLY_TOKEN', 'R clears')
+  forbidden(await call(`${url}/api/cache/k`, { headers: bearer('A') }), 'ERR_FORBIDDEN_NAMESPACE', 'A reads api')
+
+  // server-wide routes: every namespace's figures, the counters of all
+  for (const [route, method] of [
+    ['/metrics', 'GET'],
+    ['/dashboard/data', 'GET'],
+    ['/api/cache/metrics', 'GET'],
+    ['/cache/stats/reset', 'POST'],
+  ] as const) {
+    for (const token of ['A', 'R'])
+      forbidden(await call(`${url}${route}`, { method, headers: bearer(token) }), 'ERR_FORBIDDEN_NAMESPACE', `${token} ${route}`)
+    assert.equal((await call(`${url}${route}`, { method, headers: bearer('SERVER') })).status, 200, `SERVER ${route}`)
+  }
+  assert.equal((await call(turbo('teamA'), { headers: bearer('nobody') })).status, 401)
+  assert.equal((await call(turbo('teamA'))).status, 401)
+})
+
+test('larder serve: --namespace-token and LARDER_NAMESPACE_TOKENS; a malformed one exits 2 without printing it', async () => {
+  const dir = path.join(tempDir('larder-serve-ns-tokens'), 'cache')
+  const bad = await startCli(['--dir', dir, 'serve', '--port', '0', '--namespace-token', 'S3CRET-NO-NAMESPACE'])
+  assert.equal(await bad.exited, 2)
+  assert.match(bad.stderr(), /--namespace-token \(value 1\): expected NAMESPACE=TOKEN/)
+  assert.doesNotMatch(bad.stderr(), /S3CRET/)
+  const unknown = await startCli(['--dir', dir, 'serve', '--port', '0'], { LARDER_NAMESPACE_TOKENS: 'turbo:a=ok,team-b=S3CRET' })
+  assert.equal(await unknown.exited, 2)
+  assert.match(unknown.stderr(), /LARDER_NAMESPACE_TOKENS \(value 2\)/)
+  assert.doesNotMatch(unknown.stderr(), /S3CRET/)
+
+  const server = await startCli(['--dir', dir, 'serve', '--port', '0', '--namespace-read-token', 'turbo:a=RO'], {
+    LARDER_NAMESPACE_TOKENS: 'turbo:a=RW, nx:web=RW',
+  })
+  const at = `${server.url}/v8/artifacts/${HASH}?slug=a`
+  assert.equal((await call(at, { method: 'PUT', body: 'x', headers: { ...octets, ...bearer('RW') } })).status, 202)
+  assert.equal((await call(at, { headers: bearer('RO') })).text, 'x')
+  assert.equal((await call(at, { method: 'PUT', body: 'y', headers: { ...octets, ...bearer('RO') } })).status, 403)
+  assert.equal((await call(`${server.url}/v8/artifacts/${HASH}?slug=b`, { headers: bearer('RW') })).status, 403)
+  assert.equal(await server.stop('SIGINT'), 0)
+})
