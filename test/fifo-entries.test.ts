@@ -5,10 +5,11 @@
  * the FIFO a damaged entry, and prune removes it. Run through the built bin, each command
  * killed if it has not finished in a generous time: a hang fails the test instead of the run.
  */
-import { before, describe, test } from 'node:test'
+import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
+import net from 'node:net'
 import path from 'node:path'
 import { Larder } from '../src/index.ts'
 import { repoRoot, runBin, type Run } from './cli-runner.ts'
@@ -83,4 +84,34 @@ describe('a FIFO planted in the cache directory, and the command line', () => {
       assert.deepEqual(fs.readdirSync(other), ['CACHEDIR.TAG'])
     },
   )
+})
+
+describe('a socket planted where an entry belongs, and the command line', () => {
+  const dir = tempDir('larder-socket-entries')
+  let socket: string
+  let server: net.Server
+  before(async () => {
+    const cache = await Larder.open({ dir })
+    for (let i = 0; i < 10; i++) await cache.set(`k${i}`, { i })
+    await cache.close()
+    socket = entryFiles(dir)[0]!
+    fs.rmSync(socket)
+    server = net.createServer()
+    await new Promise<void>((resolve) => server.listen(socket, resolve))
+  })
+  after(() => server.close())
+
+  test('verify reports it as not a regular file (no open reaches a socket: ENXIO is no failing disk), and --repair removes it', async () => {
+    const verify = await larder(dir, 'verify')
+    assert.equal(verify.code, 1)
+    const problems = (JSON.parse(verify.text) as { problems: { file: string; reason: string }[] }).problems
+    assert.deepEqual(
+      problems.map((p) => p.file),
+      [socket],
+    )
+    assert.match(problems[0]!.reason, /not a regular file/)
+    const repair = await larder(dir, 'verify', '--repair')
+    assert.equal((JSON.parse(repair.text) as { repaired: boolean }).repaired, true)
+    assert.equal(fs.existsSync(socket), false)
+  })
 })

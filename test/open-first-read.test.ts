@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
+import net from 'node:net'
 import path from 'node:path'
 import { afterEach, describe, test } from 'node:test'
 import { Larder } from '../src/index.ts'
@@ -114,6 +115,29 @@ describe('get that opens the entry file first', () => {
     assert.equal((await cache.stats()).corrupt, 1)
     await cache.close()
   })
+
+  for (const warm of [true, false]) {
+    test(`a socket in the entry\u2019s place is a miss, removed, and no disk failure (${warm ? 'the open first' : 'the lstat first'})`, async () => {
+      const { cache, dir, file } = await warmed('k')
+      if (!warm) for (let i = 0; i < 10; i++) assert.equal(await cache.get(`absent${i}`), undefined)
+      fs.rmSync(file)
+      const server = net.createServer()
+      await new Promise<void>((resolve) => server.listen(file, resolve))
+      try {
+        for (let i = 0; i < 10; i++) assert.equal(await cache.get('k'), undefined)
+        const stats = await cache.stats()
+        assert.equal(stats.errors, 0, 'a socket is no failing disk')
+        assert.equal(stats.breaker.state, 'closed')
+        assert.equal(stats.corrupt, 1)
+        assert.equal(fs.existsSync(file), false, 'the socket is removed')
+        assert.deepEqual(await cache.get('warm1'), { i: 1 }, 'the cache still serves')
+        assert.ok(entryFiles(dir).length > 0)
+      } finally {
+        server.close()
+      }
+      await cache.close()
+    })
+  }
 
   test('EIO on the open: the read misses, the error is counted, the breaker opens', async () => {
     const { cache } = await warmed('k', { breaker: { volumeThreshold: 2, resetTimeout: 60_000, errorThresholdPercentage: 50 } })

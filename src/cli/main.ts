@@ -72,6 +72,8 @@ function oneLine(message: string): string {
   return `larder: ${message
     .trim()
     .replace(/^error: /, '')
+    // commander repeats an unknown `--flag=value` whole: the value may be a token
+    .replace(/'(-{1,2}[^'=\s]+)=[^']*'/g, "'$1=…'")
     .replace(/\s*\n\s*/g, ' ')} (see --help)\n`
 }
 

@@ -60,7 +60,7 @@ export function listPartition(dir: string): string[] {
  * An `lstat` after the judgement would name whatever is at the path by then.
  */
 export class JudgedFile {
-  /** undefined: a symlink in an entry's place, judged by `lstat` and never opened. */
+  /** undefined: a symlink or a socket in an entry's place, judged by `lstat` and never opened. */
   readonly fd: number | undefined
   readonly stat: fs.Stats
   readonly file: string
@@ -90,8 +90,9 @@ export function openJudged(file: string): JudgedFile | undefined {
   } catch (error) {
     const code = errorCode(error)
     if (code === 'ENOENT') return undefined
-    if (code !== 'ELOOP') throw error
-    // A symlink: its own inode is what was judged (lstat names the link, not its target).
+    if (code !== 'ELOOP' && code !== 'ENXIO') throw error
+    // A symlink (or a socket, which no open reaches): its own inode is what was judged (lstat
+    // names the link, not its target).
     const link = fs.lstatSync(file, { throwIfNoEntry: false })
     return link === undefined ? undefined : new JudgedFile(file, undefined, link)
   }
@@ -105,7 +106,8 @@ export function openJudged(file: string): JudgedFile | undefined {
 
 /** Throws CorruptEntryError unless the judged file is a regular file that could be read. */
 function readableFd(entry: JudgedFile): number {
-  if (entry.fd === undefined) throw new CorruptEntryError('a symlink in place of an entry')
+  if (entry.fd === undefined)
+    throw new CorruptEntryError(entry.stat.isSymbolicLink() ? 'a symlink in place of an entry' : 'not a regular file')
   if (!entry.stat.isFile()) throw new CorruptEntryError('not a regular file')
   return entry.fd
 }

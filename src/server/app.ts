@@ -110,14 +110,15 @@ export async function createServer(
     }
     request.grant = grant
     // A namespace token: its namespaces are checked where each route names one.
-    if (grant.namespaces !== undefined) {
+    if (grant.server === undefined) {
       if (namespaced) return
       if (protocol !== undefined) metrics.refused(protocol)
       return reply
         .code(403)
         .send(errorBody('ERR_FORBIDDEN_NAMESPACE', 'Forbidden: a namespace token opens its namespaces only, not this server-wide route'))
     }
-    if (access === 'write' && grant.access === 'read') {
+    // A server read token that may also write some namespaces: checked there too.
+    if (access === 'write' && grant.server === 'read' && !(namespaced && grant.namespaces !== undefined)) {
       if (protocol !== undefined) metrics.refused(protocol)
       const message = 'Forbidden: this token may only read'
       reply.code(403)

@@ -21,10 +21,14 @@ export interface NamespaceToken {
 
 /**
  * What a presented token allows. A server token (`--token`, `--read-token`) opens every
- * namespace; a namespace token opens the namespaces it was given for (each with its own
- * access), and no server-wide route (metrics, the dashboard's figures).
+ * namespace and the server-wide routes (metrics, the dashboard's figures) with its access
+ * (`server`); a namespace token opens the namespaces it was given for, each with its own
+ * access (`namespaces`). One token may be both (a server read token that writes one team).
  */
-export type Grant = { access: Access; namespaces?: undefined } | { access?: undefined; namespaces: ReadonlyMap<string, Access> }
+export interface Grant {
+  server?: Access
+  namespaces?: ReadonlyMap<string, Access>
+}
 
 export class Tokens {
   readonly #write: Buffer[]
@@ -56,13 +60,20 @@ export class Tokens {
       if (timingSafeEqual(given, token.digest) && namespaces.get(token.namespace) !== 'write') namespaces.set(token.namespace, token.access)
     }
     if (write) return WRITE
-    if (read) return READ
-    return namespaces.size > 0 ? { namespaces } : undefined
+    if (namespaces.size > 0) return read ? { server: 'read', namespaces } : { namespaces }
+    return read ? READ : undefined
+  }
+
+  /** The access `grant` has to namespace `name`: the better of its server access and what it
+   *  was given there. */
+  static accessTo(grant: Grant, name: string): Access | undefined {
+    const given = grant.namespaces?.get(name)
+    return given === 'write' || grant.server === 'write' ? 'write' : (given ?? grant.server)
   }
 }
 
-const WRITE: Grant = { access: 'write' }
-const READ: Grant = { access: 'read' }
+const WRITE: Grant = { server: 'write' }
+const READ: Grant = { server: 'read' }
 
 function digest(token: string): Buffer {
   return createHash('sha256').update(token).digest()

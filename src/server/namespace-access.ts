@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import type { ServerContext } from './context.js'
+import { Tokens } from './auth.js'
 import { HttpError } from './http-error.js'
 
 /**
@@ -7,13 +8,13 @@ import { HttpError } from './http-error.js'
  * resolves that namespace (a team's slug, an nx team, `ccache`, `bazel`, `api`): a server
  * token (or a server without tokens) passes, as the onRequest hook already checked its access;
  * a namespace token passes only for a namespace it was given, with the access it was given
- * there. Routes that name no namespace and show every one (metrics, the dashboard's figures)
+ * there (or, if it is also a server read token, anywhere to read). Routes that name no namespace and show every one (metrics, the dashboard's figures)
  * are not `namespaced`, and the hook refuses namespace tokens there.
  */
 export function allowedNamespace(ctx: ServerContext, request: FastifyRequest, name: string): string {
-  const namespaces = request.grant?.namespaces
-  if (namespaces === undefined) return name
-  const access = namespaces.get(name)
+  const grant = request.grant
+  if (grant?.namespaces === undefined) return name
+  const access = Tokens.accessTo(grant, name)
   const { protocol, access: needed = 'write' } = request.routeOptions.config
   if (access === undefined) {
     if (protocol !== undefined) ctx.metrics.refused(protocol)

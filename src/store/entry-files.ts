@@ -2,7 +2,7 @@ import path from 'node:path'
 import { CorruptEntryError } from '../format/entry-format.js'
 import { removeTaken, takeIfSame } from './take-aside.js'
 import { discardTemp, writeFileAtomic, writeFileAtomicSync, writeSmallFileAtomic, type OpenedTemp } from './atomic-write.js'
-import { disk, errorCode, NOT_A_FILE, openForReading, READ_FLAGS } from './disk.js'
+import { disk, errorCode, NOT_A_FILE, openForReading } from './disk.js'
 import { rootAbove } from './layout.js'
 import { chainIsReal, type OwnedTree } from './owned-tree.js'
 
@@ -143,6 +143,8 @@ function openUpTo(file: string, limit: number): OpenedFile | typeof LARGE | unde
   const link = disk.lstatSync(file, { throwIfNoEntry: false })
   if (link === undefined) return undefined
   if (link.isSymbolicLink()) throw new CorruptEntryError("a symlink in an entry's place", link.ino)
+  // A socket cannot be opened (ENXIO, which is no failing disk): judged by its lstat.
+  if (link.isSocket()) throw new CorruptEntryError('not a regular file', link.ino)
   if (link.isFile() && link.size > limit) return LARGE
   const fd = openAfterLstat(file)
   if (fd === undefined) return undefined
@@ -161,15 +163,10 @@ function openUpTo(file: string, limit: number): OpenedFile | typeof LARGE | unde
 }
 
 /** Opens an entry file an lstat found; undefined when it was removed since (a miss), or
- *  replaced by a symlink since (a miss now, judged on the next read). */
+ *  replaced by a symlink or a socket since (a miss now, judged on the next read). */
 function openAfterLstat(file: string): number | undefined {
-  try {
-    return disk.openSync(file, READ_FLAGS)
-  } catch (error) {
-    const code = errorCode(error)
-    if (code === 'ENOENT' || code === 'ELOOP') return undefined
-    throw error
-  }
+  const fd = openForReading(file)
+  return fd === NOT_A_FILE ? undefined : fd
 }
 
 const readSyncAt = (fd: number, into: Buffer, at: number): number => disk.readSync(fd, into, at, into.length - at, at)

@@ -92,8 +92,36 @@ test('a namespace token opens its namespaces with the access it was given there,
       forbidden(await call(`${url}${route}`, { method, headers: bearer(token) }), 'ERR_FORBIDDEN_NAMESPACE', `${token} ${route}`)
     assert.equal((await call(`${url}${route}`, { method, headers: bearer('SERVER') })).status, 200, `SERVER ${route}`)
   }
+  // turbo's events count into the server's figures: a namespace token under its own team only
+  const events = (team: string, token: string) =>
+    call(`${url}/v8/artifacts/events?slug=${team}`, {
+      method: 'POST',
+      body: JSON.stringify([{ source: 'REMOTE', event: 'HIT', hash: HASH }]),
+      headers: { ...json, ...bearer(token) },
+    })
+  assert.equal((await events('teamA', 'A')).status, 200)
+  forbidden(await events('teamB', 'A'), 'ERR_FORBIDDEN_NAMESPACE', "A's events as team B")
+  forbidden(await events('teamA', 'R'), 'ERR_FORBIDDEN_NAMESPACE', 'an api token posting turbo events')
+  forbidden(await call(`${url}/cache/l1`, { method: 'DELETE', headers: bearer('A') }), 'ERR_FORBIDDEN_NAMESPACE', 'A empties api memory')
   assert.equal((await call(turbo('teamA'), { headers: bearer('nobody') })).status, 401)
   assert.equal((await call(turbo('teamA'))).status, 401)
+})
+
+test('a server read token that is also a namespace write token reads everywhere and writes its namespace', async () => {
+  const { url } = await startServer({
+    tokens: ['SERVER'],
+    readTokens: ['BOTH'],
+    namespaceTokens: [{ namespace: 'turbo:web', token: 'BOTH', access: 'write' }],
+    memoryEntries: 0,
+  })
+  const put = (team: string) =>
+    call(`${url}/v8/artifacts/${HASH}?slug=${team}`, { method: 'PUT', body: team, headers: { ...octets, ...bearer('BOTH') } })
+  assert.equal((await put('web')).status, 202)
+  assert.equal((await put('mobile')).status, 403)
+  assert.equal((await call(`${url}/v8/artifacts/${HASH}?slug=web`, { headers: bearer('BOTH') })).text, 'web')
+  assert.equal((await call(`${url}/v8/artifacts/${HASH}?slug=mobile`, { headers: bearer('BOTH') })).status, 404, 'reads any team')
+  assert.equal((await call(`${url}/metrics`, { headers: bearer('BOTH') })).status, 200, 'a server read token reads the figures')
+  assert.equal((await call(`${url}/cache/l1`, { method: 'DELETE', headers: bearer('BOTH') })).status, 403, 'without a memory tier too')
 })
 
 test('larder serve: --namespace-token and LARDER_NAMESPACE_TOKENS; a malformed one exits 2 without printing it', async () => {
@@ -102,6 +130,16 @@ test('larder serve: --namespace-token and LARDER_NAMESPACE_TOKENS; a malformed o
   assert.equal(await bad.exited, 2)
   assert.match(bad.stderr(), /--namespace-token \(value 1\): expected NAMESPACE=TOKEN/)
   assert.doesNotMatch(bad.stderr(), /S3CRET/)
+  // commander's complaint about an option it does not know repeats `--flag=value` whole
+  for (const args of [
+    ['--namespace-token=turbo:web=S3CRET', 'serve'],
+    ['serve', '--namespace-tokens=turbo:web=S3CRET'],
+  ]) {
+    const misplaced = await startCli(['--dir', dir, ...args, '--port', '0'])
+    assert.equal(await misplaced.exited, 2)
+    assert.match(misplaced.stderr(), /unknown option '--namespace-tokens?=…'/)
+    assert.doesNotMatch(misplaced.stderr(), /S3CRET/)
+  }
   const unknown = await startCli(['--dir', dir, 'serve', '--port', '0'], { LARDER_NAMESPACE_TOKENS: 'turbo:a=ok,team-b=S3CRET' })
   assert.equal(await unknown.exited, 2)
   assert.match(unknown.stderr(), /LARDER_NAMESPACE_TOKENS \(value 2\)/)

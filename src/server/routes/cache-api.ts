@@ -229,7 +229,8 @@ export function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, hits: H
   // With --redis, clearing a tier reaches every replica through the bus, as the seed's one
   // process did for itself.
   app.delete('/cache/l1', { config: management }, async (request) => {
-    if (ctx.options.memoryEntries > 0) await (await api(request)).clear({ tier: 'memory' })
+    const cache = await api(request)
+    if (ctx.options.memoryEntries > 0) await cache.clear({ tier: 'memory' })
     return { success: true, cleared: 'l1' }
   })
   app.delete('/cache/l2', { config: management }, async (request) => {

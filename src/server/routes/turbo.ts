@@ -107,6 +107,9 @@ export function turboRoutes(app: FastifyInstance, ctx: ServerContext): void {
   })
 
   app.post('/v8/artifacts/events', small, async (request, reply) => {
+    // The counters are the server's: a namespace token counts only under its own team (turbo
+    // sends its team with every call).
+    if (request.grant?.namespaces !== undefined) namespaceOf(ctx, request)
     const events = request.body
     if (Array.isArray(events)) {
       for (const e of events.slice(0, 10_000) as { source?: unknown; event?: unknown }[]) {
