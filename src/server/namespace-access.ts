@@ -8,8 +8,9 @@ import { HttpError } from './http-error.js'
  * resolves that namespace (a team's slug, an nx team, `ccache`, `bazel`, `api`): a server
  * token (or a server without tokens) passes, as the onRequest hook already checked its access;
  * a namespace token passes only for a namespace it was given, with the access it was given
- * there (or, if it is also a server read token, anywhere to read). Routes that name no namespace and show every one (metrics, the dashboard's figures)
- * are not `namespaced`, and the hook refuses namespace tokens there.
+ * there (or, if it is also a server read token, anywhere to read). Routes that name no
+ * namespace and show every one (metrics, the dashboard's figures) are not `namespaced`, and
+ * the hook refuses namespace tokens there.
  */
 export function allowedNamespace(ctx: ServerContext, request: FastifyRequest, name: string): string {
   const grant = request.grant
