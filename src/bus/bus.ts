@@ -7,12 +7,18 @@ import { RetrySoon } from '../resilience/retry-soon.js'
 
 /** Messages (keys and tags) queued at most while Redis is unreachable; see Outbox. */
 const OUTBOX_MAX = 10_000
+/** How often the subscription is checked: a PING on the bus's connection (see Bus). */
+export const HEARTBEAT_MS = 1000
 
 /** What the bus needs of its connection: a standalone `Redis`, or a cluster's NodeSubscriber
  *  ('ready', 'close' and 'messageBuffer' events). */
 export interface Subscriber {
   readonly status: string
   subscribe(channel: string): Promise<unknown>
+  /** Answered on a subscribed connection too; fails after commandTimeout without an answer. */
+  ping(): Promise<unknown>
+  /** Drops the connection; with `reconnect`, one is opened again ('close', then 'ready'). */
+  disconnect(reconnect?: boolean): void
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- EventEmitter's own listener type
   on(event: string, listener: (...args: any[]) => void): unknown
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- EventEmitter's own listener type
@@ -31,6 +37,10 @@ export interface BusParts {
   /** The subscription is (again) in place after the bus was down, or for the first time: what
    *  was published meanwhile was missed (the outage rule, see tiers/tier-stack.ts). */
   connected(): void
+  /** The subscription went silent while commands may still reach Redis: what was published
+   *  since the last heartbeat may have been missed, and what is published until it is back
+   *  will be (the outage rule now, and again at each attempt that fails). */
+  lost(): void
 }
 
 /**
@@ -42,6 +52,16 @@ export interface BusParts {
  * published when it can be again (the Redis breaker closing, the connection coming back).
  * A subscriber that was disconnected cannot know what it missed: when its subscription is back
  * in place, `connected()` runs the outage rule.
+ *
+ * A subscription can also go silent with its socket open (a half-dead link, a proxy that
+ * drops bytes): no 'close' comes, and an instance whose commands still work went on serving
+ * copies that others had overwritten or deleted, for as long as the silence lasted (a review
+ * reproduced 20 s). So the bus PINGs its connection every HEARTBEAT_MS; a PING or a SUBSCRIBE
+ * unanswered within commandTimeout means the connection cannot be trusted: the outage rule
+ * runs at once (`lost()`: what was published since the last answer may be lost), the
+ * connection is dropped and opened again, and the rule runs again when the subscription is
+ * back. A silence is found within HEARTBEAT_MS + commandTimeout (1.5 s by default); while it
+ * lasts, each new attempt runs the rule again.
  */
 export class Bus {
   readonly id = randomBytes(8).toString('hex')
@@ -55,7 +75,8 @@ export class Bus {
    *  outbox again soon (the breaker's and the connection's events flush it otherwise); a message
    *  left waiting for the next publish, however long, would let the others serve what it drops. */
   readonly #retry = new RetrySoon(() => void this.flush())
-  readonly #resubscribe = new RetrySoon(() => void this.#subscribe())
+  readonly #heartbeat: NodeJS.Timeout
+  #beating = false
 
   constructor(parts: BusParts) {
     this.#p = parts
@@ -75,6 +96,7 @@ export class Bus {
       this.#subscribed = false
     })
     subscriber.on('ready', () => void this.#subscribe())
+    this.#heartbeat = setInterval(() => this.#beat(), HEARTBEAT_MS).unref()
   }
 
   /** Subscribes, waiting at most `ms` (Redis may be down: the subscription follows when it
@@ -141,7 +163,30 @@ export class Bus {
   close(): void {
     this.#closed = true
     this.#retry.stop()
-    this.#resubscribe.stop()
+    clearInterval(this.#heartbeat)
+  }
+
+  /** One PING while subscribed (one at a time); unanswered: the subscription is silent. */
+  #beat(): void {
+    if (!this.#subscribed || this.#beating) return
+    this.#beating = true
+    this.#p.subscriber.ping().then(
+      () => {
+        this.#beating = false
+      },
+      () => {
+        this.#beating = false
+        this.#silent()
+      },
+    )
+  }
+
+  /** The connection did not answer: nothing heard on it can be trusted to be complete. */
+  #silent(): void {
+    if (this.#closed || this.#p.subscriber.status !== 'ready') return // closing, or already reconnecting
+    this.#subscribed = false
+    this.#p.lost()
+    this.#p.subscriber.disconnect(true)
   }
 
   async #send(message: BusMessage): Promise<void> {
@@ -169,9 +214,10 @@ export class Bus {
       await this.#p.subscriber.subscribe(this.#p.channel)
     } catch {
       // The connection dropped again: the next 'ready' tries again. Still up (the command timed
-      // out on a slow or paused server): no 'ready' comes, so try again soon, or this instance
-      // would never run the outage rule for what it missed.
-      if (this.#p.subscriber.status === 'ready') this.#resubscribe.schedule()
+      // out on a slow or paused server, or one that drops what it is sent): no 'ready' would
+      // come, and this instance would never run the outage rule for what it missed; nor can a
+      // connection with a command unanswered be trusted to be in step: opened again.
+      this.#silent()
       return
     }
     this.#subscribed = true

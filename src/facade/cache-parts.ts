@@ -119,10 +119,8 @@ export class CacheParts {
                   }),
                 )
                 .catch(() => {}),
-            connected: () => {
-              this.stack.revalidate()
-              void this.tags.syncFromShared()
-            },
+            connected: () => this.#missedMessages(),
+            lost: () => this.#missedMessages(),
             recovered: () => {
               // The changes Redis missed first (each publishes its own message once it lands),
               // then the messages that waited.
@@ -273,6 +271,13 @@ export class CacheParts {
     this.memory?.close()
     this.#removeExitHook?.()
     this.#removeExitHook = undefined
+  }
+
+  /** The bus may have missed messages (it subscribed again, or went silent): the outage rule
+   *  (tiers/tier-stack.ts), and the tag stamps Redis holds. */
+  #missedMessages(): void {
+    this.stack.revalidate()
+    void this.tags.syncFromShared()
   }
 
   async #prepareDirectory(): Promise<void> {

@@ -23,6 +23,8 @@ export interface SharedHooks {
   received: (message: BusMessage) => void
   /** The bus's subscription is in place (again): the outage rule. */
   connected: () => void
+  /** The bus's subscription went silent (bus/bus.ts): the outage rule too. */
+  lost: () => void
   /** Redis can be reached again (the breaker closed): send what waited. */
   recovered: () => void
 }
@@ -107,6 +109,7 @@ export class SharedParts {
         channel: `${options.redis.prefix}bus:${this.tier.base.slice(options.redis.prefix.length, -1)}`,
         received: hooks.received,
         connected: hooks.connected,
+        lost: hooks.lost,
       })
     }
   }

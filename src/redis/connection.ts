@@ -1,4 +1,4 @@
-import type { Cluster, ClusterNode, Redis, RedisOptions as IORedisOptions } from 'ioredis'
+import type { Cluster, ClusterNode, Command, Redis, RedisOptions as IORedisOptions } from 'ioredis'
 import type { ResolvedRedisOptions } from '../options.js'
 
 export type RedisClient = Redis | Cluster
@@ -19,6 +19,13 @@ function loaded(): { Redis: typeof Redis; Cluster: typeof Cluster } {
 }
 
 /**
+ * How a connection larder opened closes. ioredis ends a socket it disconnects gracefully and
+ * destroys it `disconnectTimeout` later if it has not closed by then: 2 s by default, a timer
+ * that held the host's process that long after `close()` while Redis could not be reached.
+ */
+const CLOSING = { disconnectTimeout: 100 } satisfies IORedisOptions
+
+/**
  * The connections larder uses to reach Redis: one for commands (the caller's `client`, or one
  * larder opens from `url` or `cluster`) and, for the bus, one subscriber of its own (pub/sub
  * takes a connection over). larder closes only what it opened.
@@ -29,7 +36,8 @@ function loaded(): { Redis: typeof Redis; Cluster: typeof Cluster } {
  * mid-flight instead of resending it after the reconnect (a write resent later could land
  * after a newer one). `commandTimeout` bounds a command that was sent and gets no answer (a
  * paused or sleeping server); the tier's breaker applies the same bound to a caller's client.
- * The client itself reconnects for ever, backing off to 1 s.
+ * The client itself reconnects for ever, backing off to 1 s; a connection whose command timed
+ * out is dropped and opened again (`keepInStep`).
  *
  * No auto-pipelining: it holds every command back until `setImmediate` to batch it with
  * others (and builds a pipeline object for it), which more than doubled the latency of a
@@ -45,8 +53,11 @@ export function openClient(options: ResolvedRedisOptions): { client: RedisClient
     enableOfflineQueue: false,
     enableAutoPipelining: false,
     retryStrategy: (times) => Math.min(50 * times, 1000),
-    // A paused server answers nothing, and a connection to it looks healthy: pings find out.
+    // TCP keep-alive finds a peer that is gone; a server (or a proxy) that keeps the socket
+    // open and answers nothing is found by commandTimeout (then keepInStep) and, on the bus's
+    // connection, by its heartbeat (bus/bus.ts).
     keepAlive: 1000,
+    ...CLOSING,
   }
   if (options.cluster !== undefined) {
     const nodes: ClusterNode[] = options.cluster.map((node) => (typeof node === 'string' ? node : { host: node.host, port: node.port }))
@@ -57,14 +68,52 @@ export function openClient(options: ResolvedRedisOptions): { client: RedisClient
       clusterRetryStrategy: (times) => Math.min(100 * times, 1000),
       slotsRefreshTimeout: Math.max(1000, options.commandTimeout),
     })
+    keepInStep(client)
     return { client, owned: true }
   }
-  return { client: new (loaded().Redis)(options.url ?? 'redis://127.0.0.1:6379', connection), owned: true }
+  const client = new (loaded().Redis)(options.url ?? 'redis://127.0.0.1:6379', connection)
+  keepInStep(client)
+  return { client, owned: true }
+}
+
+/**
+ * Keeps a connection larder opened in step with its replies. Redis answers a connection's
+ * commands in the order they were sent, and ioredis gives each reply to the oldest command
+ * waiting; one that timed out keeps its place, so that a late reply still goes to it. But a
+ * command whose bytes never reached Redis (a proxy or a half-dead link that swallowed them and
+ * kept the socket open) is never answered, and every reply after it went to the command before
+ * its own, for as long as the connection lived: GETs got other keys' values (the checksum
+ * refused them: counted corrupt misses), a SET or a lock the reply of another command. A
+ * connection whose command timed out cannot be known to be in step, so it is dropped (the
+ * commands still waiting on it fail, as on any lost connection) and opened again: the client
+ * reconnects by itself; a cluster's node is dropped from its pool and reconnected on the next
+ * command for its slots. A caller's `client` is the caller's to configure: left alone.
+ */
+function keepInStep(client: RedisClient): void {
+  type Send = (command: Command, ...rest: unknown[]) => unknown
+  const send = client.sendCommand.bind(client) as Send
+  ;(client as { sendCommand: Send }).sendCommand = (command, ...rest) => {
+    const sent = send(command, ...rest)
+    command.promise.catch((error: unknown) => {
+      if (!(error instanceof Error) || error.message !== TIMED_OUT) return
+      const connection = client.isCluster ? nodeHolding(client as Cluster, command) : (client as Redis)
+      if (connection?.status === 'ready') connection.disconnect(!client.isCluster)
+    })
+    return sent
+  }
+}
+
+/** ioredis's message for a command that got no reply within commandTimeout. */
+const TIMED_OUT = 'Command timed out'
+
+/** The node connection of `cluster` where `command` still waits for its reply. */
+function nodeHolding(cluster: Cluster, command: Command): Redis | undefined {
+  return cluster.nodes('all').find((node) => node.commandQueue.toArray().some((item) => item.command === command))
 }
 
 /** A plain connection to one server (a cluster's node for the bus: node-subscriber.ts). */
 export function connectTo(options: IORedisOptions): Redis {
-  return new (loaded().Redis)(options)
+  return new (loaded().Redis)({ ...CLOSING, ...options })
 }
 
 /** A second connection like `client`, for pub/sub (a cluster's: see node-subscriber.ts). */
@@ -74,7 +123,7 @@ export function duplicateForSubscribing(client: Redis): Redis {
   // autoResubscribe sends a SUBSCRIBE whose promise nobody holds, so a connection closing
   // before its reply (Redis killed again, close() while reconnecting) became an unhandled
   // rejection in the host ("Connection is closed.").
-  return client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: false })
+  return client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: false, ...CLOSING })
 }
 
 /** Resolves when `client` is ready, or after `ms` (Redis down at open: the cache opens and

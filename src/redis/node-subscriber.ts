@@ -42,6 +42,23 @@ export class NodeSubscriber extends EventEmitter {
     return this.#connection.subscribe(channel)
   }
 
+  ping(): Promise<unknown> {
+    if (this.#connection === undefined) return Promise.reject(new Error('No node to ping yet'))
+    return this.#connection.ping()
+  }
+
+  /** Drops the connection (it went silent: see bus/bus.ts) and, with `reconnect`, moves to the
+   *  next node, as when a node ends. */
+  disconnect(reconnect = false): void {
+    const connection = this.#connection
+    if (connection === undefined) return
+    this.#connection = undefined
+    connection.disconnect()
+    this.emit('close')
+    if (reconnect) this.#later()
+    else this.#closed = true
+  }
+
   async close(): Promise<void> {
     this.#closed = true
     clearTimeout(this.#timer)
@@ -75,8 +92,10 @@ export class NodeSubscriber extends EventEmitter {
     })
     connection.on('error', () => {}) // counted where it matters: the breaker, the outage rule
     connection.on('messageBuffer', (channel: Buffer, bytes: Buffer) => this.emit('messageBuffer', channel, bytes))
-    connection.on('ready', () => this.emit('ready'))
-    connection.on('close', () => this.emit('close'))
+    // Only the current connection's: one dropped for its silence closes after its successor
+    // may be subscribed, which a late 'close' would mark unsubscribed for good.
+    connection.on('ready', () => this.#connection === connection && this.emit('ready'))
+    connection.on('close', () => this.#connection === connection && this.emit('close'))
     connection.once('end', () => {
       if (this.#connection !== connection) return
       this.#connection = undefined

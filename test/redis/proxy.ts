@@ -1,8 +1,9 @@
 /**
  * A TCP relay in front of a test's redis-server, on a free loopback port: the network between
- * one instance and Redis, which a test can cut (`down`, `up`) or slow for one command (`hold`:
+ * one instance and Redis, which a test can cut (`down`, `up`), slow for one command (`hold`:
  * the client's bytes holding a command name wait `ms` before they go on, as a server slow to
- * answer that command). Everything else passes unchanged, both ways.
+ * answer that command) or silence (`silence`: sockets stay open, bytes are lost both ways, as
+ * a half-dead link or a broken proxy). Everything else passes unchanged, both ways.
  */
 import net from 'node:net'
 import { setTimeout as delay } from 'node:timers/promises'
@@ -12,8 +13,11 @@ export interface RedisRelay {
   url: string
   /** Drops every connection and refuses new ones. */
   down(): Promise<void>
-  /** Accepts connections again. */
+  /** Accepts connections again, and ends a silence. */
   up(): Promise<void>
+  /** Drops the bytes of every connection ('all'), or of those that sent a SUBSCRIBE (the bus's),
+   *  both ways, keeping the sockets open, new ones too, until up(). */
+  silence(which?: 'all' | 'subscriber'): void
   /** Holds back what the client sends when it names `command`: `ms` at most, or until release(). */
   hold(command: string, ms: number): void
   /** No more holding: what is held goes on now. */
@@ -29,15 +33,21 @@ export async function startRelay(targetPort: number): Promise<RedisRelay> {
   let release = (): void => {}
   let released = new Promise<void>((resolve) => (release = resolve))
   let server: net.Server | undefined
+  let silenced: 'none' | 'all' | 'subscriber' = 'none'
   const listen = (): Promise<void> =>
     new Promise((resolve) => {
+      if (server !== undefined) return resolve() // only silenced: still listening
       server = net.createServer((client) => {
         const upstream = net.connect(targetPort, '127.0.0.1')
         sockets.add(client).add(upstream)
+        let subscriber = false
+        const lost = (): boolean => silenced === 'all' || (silenced === 'subscriber' && subscriber)
         // One chunk at a time, in order: a held chunk delays those behind it, as a slow server would.
         let queue = Promise.resolve()
         client.on('data', (chunk: Buffer) => {
           const text = chunk.toString('latin1').toLowerCase()
+          if (text.includes('subscribe')) subscriber = true
+          if (lost()) return
           const held = holds.find((h) => text.includes(h.command))
           const until = released
           queue = queue.then(async () => {
@@ -45,7 +55,9 @@ export async function startRelay(targetPort: number): Promise<RedisRelay> {
             if (!upstream.destroyed) upstream.write(chunk)
           })
         })
-        upstream.pipe(client)
+        upstream.on('data', (chunk: Buffer) => {
+          if (!lost()) client.write(chunk)
+        })
         const end = (): void => {
           client.destroy()
           upstream.destroy()
@@ -68,7 +80,13 @@ export async function startRelay(targetPort: number): Promise<RedisRelay> {
   return {
     url: `redis://127.0.0.1:${port}`,
     down,
-    up: listen,
+    up: () => {
+      silenced = 'none'
+      return listen()
+    },
+    silence: (which = 'all') => {
+      silenced = which
+    },
     hold: (command, ms) => void holds.push({ command: command.toLowerCase(), ms }),
     release: () => {
       holds = []

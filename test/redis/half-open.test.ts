@@ -1,0 +1,197 @@
+/**
+ * A link to Redis that stays open and goes silent (a half-dead link, a proxy that drops bytes),
+ * found by a review of the network faults, each reproduced before it was fixed:
+ * - a command whose bytes were lost got no reply, and every reply after it went to the command
+ *   before its own, for as long as the connection lived (GETs read other keys' values, counted
+ *   corrupt; writes took other commands' replies): a connection whose command timed out is
+ *   opened again;
+ * - a bus connection that went silent, alone, was never noticed: an instance whose commands
+ *   worked kept serving what others overwrote or deleted (20 s in the review): its heartbeat
+ *   finds it, and the outage rule runs;
+ * - close() while Redis cannot be reached leaves no timer holding the process.
+ * The silence is a relay in front of a real redis-server (proxy.ts). No wall-clock margins in
+ * the assertions: each waits for a state, with a bound far above what the fix needs.
+ */
+import { after, afterEach, describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { Redis } from 'ioredis'
+import { Larder, type LarderOptions } from '../../src/index.ts'
+import { tempDir } from '../helpers.ts'
+import { startCluster } from './cluster.ts'
+import { startRelay, type RedisRelay } from './proxy.ts'
+import { eventually, redisAvailable, startRedis, type RedisServer } from './server.ts'
+
+const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run installs it)'
+const server = skip === false ? await startRedis() : (undefined as unknown as RedisServer)
+after(() => server?.kill())
+
+let n = 0
+const fresh = (): string => `h${process.pid}-${n++}:`
+const FAST = { commandTimeout: '150ms', breaker: { resetTimeout: '300ms', volumeThreshold: 2 } }
+const opened: Larder[] = []
+const relays: RedisRelay[] = []
+async function open(url: string, prefix: string, more: Partial<LarderOptions> = {}): Promise<Larder> {
+  const cache = await Larder.open({ dir: tempDir(), memory: true, maintenance: false, redis: { url, prefix, ...FAST }, ...more })
+  opened.push(cache)
+  return cache
+}
+async function relay(): Promise<RedisRelay> {
+  const made = await startRelay(server.port)
+  relays.push(made)
+  return made
+}
+afterEach(async () => {
+  await Promise.all(opened.splice(0).map((cache) => cache.close()))
+  await Promise.all(relays.splice(0).map((r) => r.close()))
+})
+
+describe('a link to Redis that goes silent', { skip }, () => {
+  test('a command lost on the way leaves no connection out of step: every later reply is its own', async () => {
+    const prefix = fresh()
+    const link = await relay()
+    // Redis alone answers A's reads: no local tier could hide a reply given to the wrong GET.
+    const a = await open(link.url, prefix, { dir: false, memory: false })
+    const b = await open(server.url, prefix, { dir: false, memory: false })
+    const keys = Array.from({ length: 20 }, (_, i) => `k${i}`)
+    for (const key of keys) await b.set(key, `value of ${key}`)
+
+    link.silence()
+    assert.equal(await a.get('k0'), undefined, 'a read that got no answer is a miss')
+    await link.up()
+
+    assert.ok(await eventually(async () => (await a.get('k1')) === 'value of k1', 10_000), 'A reads Redis again')
+    for (let round = 0; round < 5; round++) {
+      const values = await Promise.all(keys.map((key) => a.get(key)))
+      assert.deepEqual(
+        values,
+        keys.map((key) => `value of ${key}`),
+        `round ${round}: each GET has its own reply`,
+      )
+    }
+    // Writes and their replies too: A's value is the one B reads, and A reads it back.
+    for (const key of keys.slice(0, 5)) await a.set(key, `A's ${key}`)
+    for (const key of keys.slice(0, 5)) assert.equal(await b.get(key), `A's ${key}`)
+    assert.equal(await a.get('k2'), "A's k2")
+    assert.equal((await a.stats()).corrupt, 0, 'no reply was refused by the checksum')
+  })
+
+  test('a silent bus is noticed: the instance stops serving what another overwrote or deleted', async () => {
+    const prefix = fresh()
+    const link = await relay()
+    const a = await open(link.url, prefix)
+    const b = await open(server.url, prefix)
+    await a.set('over', 'A0')
+    await a.set('gone', 'A0')
+    await a.set('tagged', 'A0', { tags: ['users'] })
+    assert.equal(await a.get('over'), 'A0') // in A's memory tier
+
+    link.silence('subscriber') // only A's bus: its commands still work
+    await b.set('over', 'B1')
+    await b.delete('gone')
+    await b.invalidateTags(['users'])
+    await a.set('fresh', 'A1')
+    assert.equal(await b.get('fresh'), 'A1', "A's commands still reach Redis")
+
+    // Before the fix A served A0 for as long as the silence lasted; now within a heartbeat
+    // and a timeout (~1.2 s here).
+    assert.ok(await eventually(async () => (await a.get('over')) === 'B1', 10_000), 'A serves B1')
+    assert.equal(await a.get('gone'), undefined, 'nor what B deleted')
+    assert.equal(await a.get('tagged'), undefined, 'nor what B invalidated by tag')
+
+    // While the bus stays silent (each new subscription lost too), B's later changes are
+    // still found: the outage rule runs again at each attempt.
+    await b.set('over', 'B2')
+    assert.ok(await eventually(async () => (await a.get('over')) === 'B2', 10_000), 'A serves B2 while still deaf')
+
+    // Back: A hears B again, and its memory tier serves again.
+    await link.up()
+    assert.ok(
+      await eventually(async () => {
+        await b.set('after', `B-${Date.now()}`)
+        const value = await a.get('after')
+        return typeof value === 'string' && value === (await b.get('after'))
+      }, 10_000),
+      'A hears B once the bus is back',
+    )
+    assert.equal((await a.stats()).tiers.redis?.breaker?.opened, 0, 'the commands never failed: the breaker never opened')
+  })
+
+  test('close() while Redis cannot be reached leaves nothing holding the process', () => {
+    // A child process: that it exits soon after close() is the assertion (a held timer kept it
+    // 2 s). Redis is a port where nothing listens.
+    const script = `
+      import { Larder } from ${JSON.stringify(fileURLToPath(new URL('../../src/index.ts', import.meta.url)))}
+      import { mkdtempSync } from 'node:fs'
+      import { tmpdir } from 'node:os'
+      import { join } from 'node:path'
+      import net from 'node:net'
+      // A listener that accepts and never answers: connections stay open and silent (neither
+      // holds the process: only what larder leaves behind can).
+      const silent = net.createServer((s) => s.unref()).listen(0, '127.0.0.1').unref()
+      await new Promise((r) => silent.once('listening', r))
+      const cache = await Larder.open({ dir: mkdtempSync(join(tmpdir(), 'larder-')), redis: { url: 'redis://127.0.0.1:' + silent.address().port, commandTimeout: '100ms' } })
+      await cache.set('k', 'v')
+      await cache.close()
+      const closed = performance.now()
+      process.on('exit', () => console.log(JSON.stringify({ heldMs: performance.now() - closed })))
+    `
+    const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 })
+    assert.equal(run.status, 0, run.stderr)
+    const { heldMs } = JSON.parse(run.stdout.trim().split('\n').pop()!) as { heldMs: number }
+    assert.ok(heldMs < 700, `the process exited ${Math.round(heldMs)} ms after close() (ioredis's default held it 2 s)`)
+  })
+})
+
+describe('a Redis Cluster node that stops answering', { skip }, () => {
+  test("the node's connection whose command timed out is dropped, and a new one serves the key", async () => {
+    const nodes = await startCluster()
+    const prefix = fresh()
+    try {
+      const clustered = await Larder.open({
+        dir: false,
+        memory: false,
+        bus: false,
+        redis: { cluster: nodes.map((node) => `127.0.0.1:${node.port}`), prefix, ...FAST },
+      })
+      opened.push(clustered)
+      await clustered.set('k', 'v1')
+      const node = nodes.find((candidate) => candidate.cli('EXISTS', `${prefix}default:k`).trim() === '1')!
+      const ours = (): string[] =>
+        node
+          .cli('CLIENT', 'LIST')
+          .split('\n')
+          .filter((line) => line.includes('id=') && !line.includes('cmd=client|list'))
+          .map((line) => /id=(\d+)/.exec(line)![1]!)
+      const before = ours()
+      assert.ok(before.length > 0, 'larder holds a connection to the node')
+      node.cli('CLIENT', 'PAUSE', '1000', 'ALL')
+      assert.equal(await clustered.get('k'), undefined, 'a read the node did not answer is a miss')
+      assert.ok(await eventually(async () => (await clustered.get('k')) === 'v1', 15_000), 'the key is read again once the node answers')
+      assert.deepEqual(
+        ours().filter((id) => before.includes(id)),
+        [],
+        'the connection that had a command unanswered was closed (a new one serves the key)',
+      )
+    } finally {
+      await Promise.all(opened.splice(0).map((cache) => cache.close()))
+      await Promise.all(nodes.map((node) => node.stop()))
+    }
+  })
+})
+
+describe("the relay's silence", { skip }, () => {
+  test('silence drops bytes and keeps the socket; up() lets them through again', async () => {
+    const link = await relay()
+    const client = new Redis(link.url, { commandTimeout: 200, maxRetriesPerRequest: 0 })
+    try {
+      assert.equal(await client.ping(), 'PONG')
+      link.silence()
+      await assert.rejects(client.ping(), /timed out/)
+      assert.equal(client.status, 'ready', 'the socket stayed open')
+    } finally {
+      client.disconnect()
+    }
+  })
+})
