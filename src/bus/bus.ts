@@ -17,6 +17,8 @@ export interface Subscriber {
   subscribe(channel: string): Promise<unknown>
   /** Answered on a subscribed connection too; fails after commandTimeout without an answer. */
   ping(): Promise<unknown>
+  /** The commands sent and not yet answered. */
+  readonly commandQueue: { readonly length: number }
   /** Drops the connection; with `reconnect`, one is opened again ('close', then 'ready'). */
   disconnect(reconnect?: boolean): void
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- EventEmitter's own listener type
@@ -181,12 +183,21 @@ export class Bus {
     )
   }
 
-  /** The connection did not answer: nothing heard on it can be trusted to be complete. */
+  /**
+   * A command timed out on the bus's connection. Its timer may have fired late, after a stall
+   * of this process while the answer waited to be read (timers run before the loop polls for
+   * I/O): what arrived is read first (an immediate runs after that poll). Still unanswered:
+   * the connection is silent, and nothing heard on it can be trusted to be complete.
+   */
   #silent(): void {
-    if (this.#closed || this.#p.subscriber.status !== 'ready') return // closing, or already reconnecting
-    this.#subscribed = false
-    this.#p.lost()
-    this.#p.subscriber.disconnect(true)
+    setImmediate(() => {
+      const { subscriber } = this.#p
+      if (this.#closed || subscriber.status !== 'ready') return // closing, or already reconnecting
+      if (this.#subscribed && subscriber.commandQueue.length === 0) return // answered after all
+      this.#subscribed = false
+      this.#p.lost()
+      subscriber.disconnect(true)
+    })
   }
 
   async #send(message: BusMessage): Promise<void> {

@@ -96,8 +96,14 @@ function keepInStep(client: RedisClient): void {
     const sent = send(command, ...rest)
     command.promise.catch((error: unknown) => {
       if (!(error instanceof Error) || error.message !== TIMED_OUT) return
-      const connection = client.isCluster ? nodeHolding(client as Cluster, command) : (client as Redis)
-      if (connection?.status === 'ready') connection.disconnect(!client.isCluster)
+      // The timer may have fired late, after a stall of this process (a long synchronous task,
+      // a GC pause) while the reply waited to be read: timers run before the loop polls for
+      // I/O. So what arrived is read first (an immediate runs after that poll), and only a
+      // command still waiting for its reply drops its connection.
+      setImmediate(() => {
+        const connection = client.isCluster ? nodeHolding(client as Cluster, command) : stillWaiting(client as Redis, command)
+        if (connection?.status === 'ready') connection.disconnect(!client.isCluster)
+      })
     })
     return sent
   }
@@ -106,9 +112,14 @@ function keepInStep(client: RedisClient): void {
 /** ioredis's message for a command that got no reply within commandTimeout. */
 const TIMED_OUT = 'Command timed out'
 
+/** `connection`, if `command` still waits there for its reply. */
+function stillWaiting(connection: Redis, command: Command): Redis | undefined {
+  return connection.commandQueue.toArray().some((item) => item.command === command) ? connection : undefined
+}
+
 /** The node connection of `cluster` where `command` still waits for its reply. */
 function nodeHolding(cluster: Cluster, command: Command): Redis | undefined {
-  return cluster.nodes('all').find((node) => node.commandQueue.toArray().some((item) => item.command === command))
+  return cluster.nodes('all').find((node) => stillWaiting(node, command) !== undefined)
 }
 
 /** A plain connection to one server (a cluster's node for the bus: node-subscriber.ts). */

@@ -42,6 +42,10 @@ export class NodeSubscriber extends EventEmitter {
     return this.#connection.subscribe(channel)
   }
 
+  get commandQueue(): { readonly length: number } {
+    return this.#connection?.commandQueue ?? { length: 0 }
+  }
+
   ping(): Promise<unknown> {
     if (this.#connection === undefined) return Promise.reject(new Error('No node to ping yet'))
     return this.#connection.ping()

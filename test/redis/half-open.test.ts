@@ -118,6 +118,29 @@ describe('a link to Redis that goes silent', { skip }, () => {
     assert.equal((await a.stats()).tiers.redis?.breaker?.opened, 0, 'the commands never failed: the breaker never opened')
   })
 
+  test('a reply that waited while this process stalled is not taken for a silence: the connection stays', async () => {
+    const prefix = fresh()
+    const a = await open(server.url, prefix, { dir: false, memory: false, bus: false })
+    await a.set('k', 'v')
+    const ours = (): string[] =>
+      server
+        .cli('CLIENT', 'LIST')
+        .split('\n')
+        .filter((line) => line.includes('id=') && !line.includes('cmd=client|list'))
+        .map((line) => /id=(\d+)/.exec(line)![1]!)
+    const before = ours()
+    // The GET goes out in this turn of the loop; the process then stalls (as a long synchronous
+    // task would) before its reply is read: its timer fires first when the loop comes back.
+    const reading = a.get('k')
+    setImmediate(() => {
+      const until = performance.now() + 400
+      while (performance.now() < until);
+    })
+    await reading
+    assert.equal(await a.get('k'), 'v')
+    assert.deepEqual(ours(), before, 'the connection was kept (its reply had arrived)')
+  })
+
   test('close() while Redis cannot be reached leaves nothing holding the process', () => {
     // A child process: that it exits soon after close() is the assertion (a held timer kept it
     // 2 s). Redis is a port where nothing listens.
