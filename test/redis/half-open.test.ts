@@ -42,6 +42,14 @@ async function relay(): Promise<RedisRelay> {
   relays.push(made)
   return made
 }
+/** The ids of the connections `node` holds, but for the one asking. */
+function clientIds(node: RedisServer): string[] {
+  return node
+    .cli('CLIENT', 'LIST')
+    .split('\n')
+    .filter((line) => line.includes('id=') && !line.includes('cmd=client|list'))
+    .map((line) => /id=(\d+)/.exec(line)![1]!)
+}
 afterEach(async () => {
   await Promise.all(opened.splice(0).map((cache) => cache.close()))
   await Promise.all(relays.splice(0).map((r) => r.close()))
@@ -122,12 +130,7 @@ describe('a link to Redis that goes silent', { skip }, () => {
     const prefix = fresh()
     const a = await open(server.url, prefix, { dir: false, memory: false, bus: false })
     await a.set('k', 'v')
-    const ours = (): string[] =>
-      server
-        .cli('CLIENT', 'LIST')
-        .split('\n')
-        .filter((line) => line.includes('id=') && !line.includes('cmd=client|list'))
-        .map((line) => /id=(\d+)/.exec(line)![1]!)
+    const ours = (): string[] => clientIds(server)
     const before = ours()
     // The GET goes out in this turn of the loop; the process then stalls (as a long synchronous
     // task would) before its reply is read: its timer fires first when the loop comes back.
@@ -181,12 +184,7 @@ describe('a Redis Cluster node that stops answering', { skip }, () => {
       opened.push(clustered)
       await clustered.set('k', 'v1')
       const node = nodes.find((candidate) => candidate.cli('EXISTS', `${prefix}default:k`).trim() === '1')!
-      const ours = (): string[] =>
-        node
-          .cli('CLIENT', 'LIST')
-          .split('\n')
-          .filter((line) => line.includes('id=') && !line.includes('cmd=client|list'))
-          .map((line) => /id=(\d+)/.exec(line)![1]!)
+      const ours = (): string[] => clientIds(node)
       const before = ours()
       assert.ok(before.length > 0, 'larder holds a connection to the node')
       node.cli('CLIENT', 'PAUSE', '1000', 'ALL')
