@@ -5,6 +5,10 @@ import type { RedisClient } from './connection.js'
 const SLOTS = 16_384
 /** Keys per SCAN page. */
 const PAGE = 500
+/** Waits before a cluster pass that missed masters looks again (ms): a failover's news takes
+ *  a moment to reach every node, and the node a slots refresh asks may still name the old
+ *  master. ~0.7 s in all, well inside the seconds a dead master takes to be replaced. */
+const SETTLE_MS = [100, 200, 400]
 
 /** A pass over a Redis Cluster that cannot vouch it saw every key (see Sweep): a master was
  *  unreachable or no longer one, a slot was moving, or the slots moved under the pass. */
@@ -31,8 +35,9 @@ type Run = <T>(command: () => Promise<T>) => Promise<T>
  * migrating in or out, is not counted as seen (and, before, not scanned: a migration can last
  * minutes). After the last master it refreshes the map again: the pass is complete only if
  * every slot's master now is one scanned while it held that slot. A master that fails is
- * skipped and its failure thrown after the others; an incomplete pass throws
- * IncompleteSweepError, also after the others.
+ * skipped and its failure thrown after the others. A pass that missed masters without a failure
+ * looks again a few times (SETTLE_MS: the map it was given may be a moment old) before it
+ * throws IncompleteSweepError.
  *
  * What a sweep saw is kept, so the same pass run again (a missed clear retried every 200 ms)
  * scans only the masters it has not seen with their present slots: an old key can reach a
@@ -62,6 +67,18 @@ export class Sweep {
       return
     }
     const cluster = this.#client as Cluster
+    for (let attempt = 0; ; attempt++) {
+      const missed = yield* this.#pass(cluster, pattern)
+      if (missed === undefined) return
+      const wait = SETTLE_MS[attempt]
+      if (wait === undefined) throw new IncompleteSweepError(missed)
+      await new Promise((resolve) => setTimeout(resolve, wait))
+    }
+  }
+
+  /** One pass over the masters not yet seen whole: what it missed, if anything (a master that
+   *  failed is thrown, after the others). */
+  async *#pass(cluster: Cluster, pattern: string): AsyncGenerator<string[], string | undefined> {
     const owners = await this.#owners(cluster)
     let missed = owners.unowned > 0 ? `${owners.unowned} slots without a reachable master` : undefined
     let failure: Error | undefined
@@ -94,7 +111,7 @@ export class Sweep {
       if (seen === undefined || !slots.every((slot) => seen.has(slot))) missed ??= `slots of ${name} were not scanned there`
     }
     if (failure !== undefined) throw failure
-    if (missed !== undefined) throw new IncompleteSweepError(missed)
+    return missed
   }
 
   async *#scan(node: Redis, pattern: string): AsyncGenerator<string[]> {
