@@ -102,12 +102,20 @@ function keepInStep(client: RedisClient): void {
       // command still waiting for its reply drops its connection.
       setImmediate(() => {
         const connection = client.isCluster ? nodeHolding(client as Cluster, command) : stillWaiting(client as Redis, command)
-        if (connection?.status === 'ready') connection.disconnect(!client.isCluster)
+        if (connection?.status !== 'ready' || dropping.has(connection)) return
+        // Once per connection: the commands waiting on it time out together, and each call
+        // of disconnect() adds a listener and a timer to its socket until it closes.
+        dropping.add(connection)
+        connection.once('close', () => dropping.delete(connection))
+        connection.disconnect(!client.isCluster)
       })
     })
     return sent
   }
 }
+
+/** Connections keepInStep is dropping, until they close. */
+const dropping = new WeakSet<Redis>()
 
 /** ioredis's message for a command that got no reply within commandTimeout. */
 const TIMED_OUT = 'Command timed out'

@@ -85,6 +85,32 @@ describe('a link to Redis that goes silent', { skip }, () => {
     assert.equal((await a.stats()).corrupt, 0, 'no reply was refused by the checksum')
   })
 
+  test('many commands lost at once drop their connection once: no pile of listeners, and it recovers', async () => {
+    const prefix = fresh()
+    const link = await relay()
+    const a = await open(link.url, prefix, { dir: false, memory: false, bus: false })
+    await a.set('k', 'v')
+    const warnings: string[] = []
+    const warned = (warning: Error): void => void warnings.push(`${warning.name}: ${warning.message}`)
+    process.on('warning', warned)
+    try {
+      link.silence()
+      // 40 GETs in flight on one connection, all timing out together: before, each dropped it
+      // again (ioredis adds a listener and a timer per call: MaxListenersExceededWarning).
+      const keys = Array.from({ length: 40 }, (_, i) => `k${i}`)
+      assert.deepEqual(
+        await Promise.all(keys.map((key) => a.get(key))),
+        keys.map(() => undefined),
+      )
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      await link.up()
+      assert.ok(await eventually(async () => (await a.get('k')) === 'v', 10_000), 'A reads Redis again')
+      assert.deepEqual(warnings, [], 'no warning from the process')
+    } finally {
+      process.off('warning', warned)
+    }
+  })
+
   test('a silent bus is noticed: the instance stops serving what another overwrote or deleted', async () => {
     const prefix = fresh()
     const link = await relay()
