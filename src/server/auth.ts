@@ -31,11 +31,17 @@ export interface Grant {
 }
 
 export class Tokens {
-  readonly #write: Buffer[]
-  readonly #read: Buffer[]
-  readonly #scoped: { digest: Buffer; namespace: string; access: Access }[]
+  #write: Buffer[] = []
+  #read: Buffer[] = []
+  #scoped: { digest: Buffer; namespace: string; access: Access }[] = []
 
   constructor(write: readonly string[], read: readonly string[], scoped: readonly NamespaceToken[] = []) {
+    this.replace(write, read, scoped)
+  }
+
+  /** Takes these tokens instead of the ones held (a tokens file reloaded): a request checked
+   *  after this sees the new set whole. */
+  replace(write: readonly string[], read: readonly string[], scoped: readonly NamespaceToken[] = []): void {
     this.#write = write.map(digest)
     this.#read = read.map(digest)
     this.#scoped = scoped.map((t) => ({ digest: digest(t.token), namespace: t.namespace, access: t.access }))

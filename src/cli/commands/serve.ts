@@ -3,7 +3,16 @@ import { booleanOption, collect, countArgument, durationArgument, parseBoolean, 
 import { isLarderError } from '../../errors.js'
 import { CliContext, CliFailure, EXIT } from '../context.js'
 import type { LarderOptions } from '../../options.js'
+import path from 'node:path'
 import type { NamespaceToken } from '../../server/auth.js'
+import {
+  readableByOthers,
+  readTokensFile,
+  TOKEN_NAMESPACE,
+  TOKEN_NAMESPACES_SAID,
+  TokensFileError,
+  type TokenSet,
+} from '../../server/tokens-file.js'
 
 /**
  * `larder serve`: the cache over HTTP for build tools (Turborepo, Nx, ccache, Bazel),
@@ -20,6 +29,7 @@ interface ServeFlags {
   readToken?: string[]
   namespaceToken?: string[]
   namespaceReadToken?: string[]
+  tokensFile?: string
   maxSize?: number
   maxBody?: number
   origin?: string
@@ -103,9 +113,6 @@ function tokensFrom(flag: string[] | undefined, variable: string): string[] {
   return tokens
 }
 
-/** The namespaces a namespace token may be given for: each protocol's, as its routes name them. */
-const NAMESPACE = /^(api|ccache|bazel|nx|(nx|turbo):[A-Za-z0-9][A-Za-z0-9._-]{0,99})$/
-
 /** `NAMESPACE=TOKEN` pairs from a repeated flag or a comma-separated variable. A mistake is
  *  named by its place, never by its text (which holds a token, or is one). */
 function namespaceTokensFrom(flag: string[] | undefined, variable: string, access: 'read' | 'write'): NamespaceToken[] {
@@ -115,9 +122,9 @@ function namespaceTokensFrom(flag: string[] | undefined, variable: string, acces
     const equals = pair.indexOf('=')
     const namespace = equals < 0 ? '' : pair.slice(0, equals).trim()
     const token = equals < 0 ? '' : pair.slice(equals + 1).trim()
-    if (!NAMESPACE.test(namespace) || token === '') {
+    if (!TOKEN_NAMESPACE.test(namespace) || token === '') {
       throw new CliFailure(
-        `${flag === undefined ? variable : name} (value ${i + 1}): expected NAMESPACE=TOKEN, NAMESPACE one of api, ccache, bazel, nx, nx:<team>, turbo:<team>`,
+        `${flag === undefined ? variable : name} (value ${i + 1}): expected NAMESPACE=TOKEN, NAMESPACE one of ${TOKEN_NAMESPACES_SAID}`,
         EXIT.usage,
       )
     }
@@ -129,6 +136,12 @@ export function serveCommand(): Command {
   return new Command('serve')
     .description(
       'serve the cache over HTTP: Turborepo (v8), Nx (self-hosted), ccache and Bazel, the cache API, Prometheus metrics and a dashboard',
+    )
+    .addOption(
+      new Option(
+        '--tokens-file <path>',
+        'tokens from a file, one a line: "write|read [namespace] <token>"; read again on SIGHUP and when it changes',
+      ).env('LARDER_TOKENS_FILE'),
     )
     .addOption(
       new Option('--host <host>', 'the address to listen on; without a token only a loopback address is allowed')
@@ -219,16 +232,37 @@ export function serveCommand(): Command {
         throw isLarderError(error) ? new CliFailure(error.message, EXIT.usage, error.code) : error
       })
       const { serveOptions, assertSafeBinding, serverUrl, UnsafeBindingError, isLoopback } = await import('../../server/options.js')
-      const options = serveOptions({
-        dir: ctx.dir,
-        host: flags.host,
-        port: flags.port,
+      // The command line's and environment's tokens, then the file's (replaced on reload).
+      const given: TokenSet = {
         tokens: tokensFrom(flags.token, 'LARDER_TOKEN'),
         readTokens: tokensFrom(flags.readToken, 'LARDER_READ_TOKEN'),
         namespaceTokens: [
           ...namespaceTokensFrom(flags.namespaceToken, 'LARDER_NAMESPACE_TOKENS', 'write'),
           ...namespaceTokensFrom(flags.namespaceReadToken, 'LARDER_NAMESPACE_READ_TOKENS', 'read'),
         ],
+      }
+      const tokensFile = flags.tokensFile === undefined ? undefined : path.resolve(flags.tokensFile)
+      const withFile = (): TokenSet => {
+        if (tokensFile === undefined) return given
+        const read = readTokensFile(tokensFile)
+        return {
+          tokens: [...given.tokens, ...read.tokens],
+          readTokens: [...given.readTokens, ...read.readTokens],
+          namespaceTokens: [...given.namespaceTokens, ...read.namespaceTokens],
+        }
+      }
+      let tokens: TokenSet
+      try {
+        tokens = withFile()
+      } catch (error) {
+        if (error instanceof TokensFileError) throw new CliFailure(`--tokens-file: ${error.message}`, EXIT.usage)
+        throw error
+      }
+      const options = serveOptions({
+        dir: ctx.dir,
+        host: flags.host,
+        port: flags.port,
+        ...tokens,
         maxSize: configured.maxSize,
         memoryEntries: configured.memoryEntries,
         defaultTtl: configured.defaultTtl,
@@ -285,9 +319,28 @@ export function serveCommand(): Command {
         `cache ${options.dir}${sharedTierShown(options.redis ?? configured.cacheOptions.redis)}${options.dashboard ? `; dashboard at ${url}/` : ''}`,
       )
       if (configured.configFile !== undefined) lines.push(`config ${configured.configFile}`)
+      if (tokensFile !== undefined) {
+        lines.push(`tokens ${tokensFile}`)
+        if (readableByOthers(tokensFile)) lines.push(`warning: ${tokensFile} can be read by other users (chmod 600 it)`)
+      }
       process.stdout.write(lines.join('\n') + '\n')
       // Reloads, one at a time: SIGHUP, or the file changed (debounced).
       let reloading = Promise.resolve()
+      // The tokens file: all of it or nothing (a file that does not parse, or holds no token,
+      // leaves the tokens as they were).
+      const reloadTokens = (why: string): void => {
+        if (tokensFile === undefined) return
+        reloading = reloading.then(() => {
+          try {
+            const next = withFile()
+            server.context.tokens.replace(next.tokens, next.readTokens, next.namespaceTokens)
+            const count = next.tokens.length + next.readTokens.length + next.namespaceTokens.length
+            process.stdout.write(`tokens reloaded (${why}): ${count} tokens\n`)
+          } catch (error) {
+            process.stdout.write(`tokens not reloaded (${why}): ${(error as Error).message}; the server keeps its tokens\n`)
+          }
+        })
+      }
       const reload = (why: string): void => {
         reloading = reloading.then(async () => {
           try {
@@ -308,12 +361,17 @@ export function serveCommand(): Command {
           }
         })
       }
-      const onHangup = (): void => reload('SIGHUP')
+      const onHangup = (): void => {
+        reloadTokens('SIGHUP')
+        reload('SIGHUP')
+      }
       process.on('SIGHUP', onHangup)
       const watcher =
         configured.configFile !== undefined && flags.watchConfig
           ? watchConfigFile(configured.configFile, () => reload('file changed'))
           : undefined
+      const tokensWatcher =
+        tokensFile !== undefined && flags.watchConfig ? watchConfigFile(tokensFile, () => reloadTokens('file changed')) : undefined
       // Listeners stay attached until the end: larder's exit hook (signal-exit) kills the
       // process on a signal when it sees no other listener, and a `once` listener is removed
       // before that check runs.
@@ -326,6 +384,7 @@ export function serveCommand(): Command {
       process.on('SIGTERM', onSignal)
       const signal = await stopping
       watcher?.close()
+      tokensWatcher?.close()
       process.off('SIGHUP', onHangup)
       await reloading
       process.stderr.write(`larder: ${signal}: stopping (finishing the requests in flight, closing the cache)\n`)
