@@ -1,3 +1,4 @@
+import type https from 'node:https'
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import rateLimit from '@fastify/rate-limit'
 import { isLarderError } from '../index.js'
@@ -6,7 +7,7 @@ import type { ServerContext } from './context.js'
 import { HttpError, errorBody } from './http-error.js'
 import { ServerMetrics } from './metrics.js'
 import { Namespaces, TooManyNamespacesError } from './namespaces.js'
-import { MAX_JSON_BODY, type ServeOptions } from './options.js'
+import { MAX_JSON_BODY, type ServeOptions, type TlsFiles } from './options.js'
 import { Origin } from './origin.js'
 import { HitSources, cacheApiRoutes } from './routes/cache-api.js'
 import { objectRoutes, objectUploads } from './routes/ccache.js'
@@ -25,6 +26,10 @@ export interface LarderServer {
   app: FastifyInstance
   /** Where it listens, once `listen` resolved: `http://HOST:PORT`. */
   listen(): Promise<{ host: string; port: number }>
+  /** A server started with `tls` takes this certificate and key for the connections that
+   *  begin after it (a renewed certificate); throws, keeping the old one, if they do not
+   *  make a context (not PEM, a key that is not the certificate's). */
+  setTls(tls: TlsFiles): void
   /** Stops accepting, lets requests in flight finish (up to `shutdownGrace`, then cuts
    *  them), and closes every namespace. */
   close(): Promise<void>
@@ -60,7 +65,9 @@ export async function createServer(
   const ctx: ServerContext = { options, namespaces, metrics, tokens, log }
 
   const jsonLimit = Math.min(options.maxBody, MAX_JSON_BODY)
+  // Typed as the HTTP server's instance: routes and hooks are the same on either.
   const app = Fastify({
+    ...(options.tls === undefined ? {} : { https: { cert: options.tls.cert, key: options.tls.key } }),
     logger: false,
     bodyLimit: jsonLimit,
     forceCloseConnections: 'idle',
@@ -209,6 +216,11 @@ export async function createServer(
   return {
     app,
     context: ctx,
+    setTls(tls) {
+      if (options.tls === undefined) throw new Error('this server was started without TLS')
+      ;(app.server as unknown as https.Server).setSecureContext({ cert: tls.cert, key: tls.key })
+      options.tls = tls
+    },
     async listen() {
       await app.listen({ host: options.host, port: options.port })
       const address = app.server.address()

@@ -43,10 +43,19 @@ export interface ServeOptions {
   shutdownGrace: number
   /** One line per request on stderr (method, path, status, time; never a header). */
   logRequests: boolean
+  /** HTTPS with this certificate (PEM, its chain after it) and key; undefined: plain HTTP.
+   *  The server takes another with `LarderServer.setTls` (SIGHUP in cli/commands/serve.ts). */
+  tls: TlsFiles | undefined
   /** Options of every namespace from the config file and `LARDER_…` variables (without `dir`
    *  and `namespace`), under the ones this server chooses per protocol (namespaces.ts). A
    *  reload (SIGHUP, the file changed) replaces them. */
   cacheOptions: LarderOptions
+}
+
+/** A certificate and its key, as read from their files (PEM). */
+export interface TlsFiles {
+  cert: Buffer
+  key: Buffer
 }
 
 export const SERVE_DEFAULTS = {
@@ -82,6 +91,7 @@ export function serveOptions(partial: Partial<ServeOptions> & { dir: string }): 
     shutdownGrace: SERVE_DEFAULTS.shutdownGrace,
     idleTimeout: SERVE_DEFAULTS.idleTimeout,
     logRequests: false,
+    tls: undefined,
     cacheOptions: {},
     ...partial,
   }
@@ -96,10 +106,10 @@ export function isLoopback(host: string): boolean {
   return false
 }
 
-/** `http://HOST:PORT` as a client would write it (IPv6 in brackets). */
-export function serverUrl(host: string, port: number): string {
+/** `http://HOST:PORT` (`https://` with TLS) as a client would write it (IPv6 in brackets). */
+export function serverUrl(host: string, port: number, secure = false): string {
   const bare = host.replace(/^\[|\]$/g, '')
-  return `http://${net.isIPv6(bare) ? `[${bare}]` : bare}:${port}`
+  return `${secure ? 'https' : 'http'}://${net.isIPv6(bare) ? `[${bare}]` : bare}:${port}`
 }
 
 /** A server without a token answers anyone who can reach it: only loopback may be that. */

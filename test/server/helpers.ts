@@ -83,7 +83,7 @@ export async function startCli(args: string[], env: Record<string, string> = {},
     })
     void exited.then(() => resolve(undefined))
   })
-  const url = first?.match(/^larder listening on (http:\/\/\S+)$/)?.[1] ?? ''
+  const url = first?.match(/^larder listening on (https?:\/\/\S+)$/)?.[1] ?? ''
   return {
     url,
     child,

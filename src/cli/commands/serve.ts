@@ -30,6 +30,8 @@ interface ServeFlags {
   namespaceToken?: string[]
   namespaceReadToken?: string[]
   tokensFile?: string
+  tlsCert?: string
+  tlsKey?: string
   maxSize?: number
   maxBody?: number
   origin?: string
@@ -143,6 +145,10 @@ export function serveCommand(): Command {
         'tokens from a file, one a line: "write|read [namespace] <token>"; read again on SIGHUP and when it changes',
       ).env('LARDER_TOKENS_FILE'),
     )
+    .addOption(
+      new Option('--tls-cert <path>', 'serve HTTPS with this certificate (PEM, chain after it); with --tls-key').env('LARDER_TLS_CERT'),
+    )
+    .addOption(new Option('--tls-key <path>', "the certificate's private key (PEM); both are read again on SIGHUP").env('LARDER_TLS_KEY'))
     .addOption(
       new Option('--host <host>', 'the address to listen on; without a token only a loopback address is allowed')
         .env('LARDER_HOST')
@@ -258,7 +264,20 @@ export function serveCommand(): Command {
         if (error instanceof TokensFileError) throw new CliFailure(`--tokens-file: ${error.message}`, EXIT.usage)
         throw error
       }
+      if ((flags.tlsCert === undefined) !== (flags.tlsKey === undefined))
+        throw new CliFailure('--tls-cert and --tls-key go together: give both, or neither for plain HTTP', EXIT.usage)
+      const { readTlsFiles, TlsFilesError } = await import('../../server/tls-files.js')
+      const tlsFiles = flags.tlsCert === undefined ? undefined : { cert: path.resolve(flags.tlsCert), key: path.resolve(flags.tlsKey!) }
+      const readTls = tlsFiles === undefined ? undefined : () => readTlsFiles(tlsFiles.cert, tlsFiles.key)
+      let tls
+      try {
+        tls = readTls?.()
+      } catch (error) {
+        if (error instanceof TlsFilesError) throw new CliFailure(error.message, EXIT.usage)
+        throw error
+      }
       const options = serveOptions({
+        tls,
         dir: ctx.dir,
         host: flags.host,
         port: flags.port,
@@ -308,7 +327,7 @@ export function serveCommand(): Command {
         )
       }
       // One write, so a reader of the first line has the others too.
-      const url = serverUrl(address.host, address.port)
+      const url = serverUrl(address.host, address.port, tlsFiles !== undefined)
       const lines = [`larder listening on ${url}`]
       if (options.tokens.length + options.readTokens.length + options.namespaceTokens.length === 0) {
         lines.push(
@@ -322,6 +341,10 @@ export function serveCommand(): Command {
       if (tokensFile !== undefined) {
         lines.push(`tokens ${tokensFile}`)
         if (readableByOthers(tokensFile)) lines.push(`warning: ${tokensFile} can be read by other users (chmod 600 it)`)
+      }
+      if (tlsFiles !== undefined) {
+        lines.push(`tls ${tlsFiles.cert}`)
+        if (readableByOthers(tlsFiles.key)) lines.push(`warning: ${tlsFiles.key} can be read by other users (chmod 600 it)`)
       }
       process.stdout.write(lines.join('\n') + '\n')
       // Reloads, one at a time: SIGHUP, or the file changed (debounced).
@@ -361,7 +384,20 @@ export function serveCommand(): Command {
           }
         })
       }
+      // The certificate and key: a renewed pair is taken by connections made after it.
+      const reloadTls = (): void => {
+        if (readTls === undefined) return
+        reloading = reloading.then(() => {
+          try {
+            server.setTls(readTls())
+            process.stdout.write(`tls reloaded (SIGHUP): ${tlsFiles!.cert}\n`)
+          } catch (error) {
+            process.stdout.write(`tls not reloaded (SIGHUP): ${(error as Error).message}; the server keeps its certificate\n`)
+          }
+        })
+      }
       const onHangup = (): void => {
+        reloadTls()
         reloadTokens('SIGHUP')
         reload('SIGHUP')
       }
