@@ -3,16 +3,8 @@ import { booleanOption, collect, countArgument, durationArgument, parseBoolean, 
 import { isLarderError } from '../../errors.js'
 import { CliContext, CliFailure, EXIT } from '../context.js'
 import type { LarderOptions } from '../../options.js'
-import path from 'node:path'
-import type { NamespaceToken } from '../../server/auth.js'
-import {
-  readableByOthers,
-  readTokensFile,
-  TOKEN_NAMESPACE,
-  TOKEN_NAMESPACES_SAID,
-  TokensFileError,
-  type TokenSet,
-} from '../../server/tokens-file.js'
+import { ServeCredentials } from '../serve-credentials.js'
+import { TokensFileError } from '../../server/tokens-file.js'
 
 /**
  * `larder serve`: the cache over HTTP for build tools (Turborepo, Nx, ccache, Bazel),
@@ -104,34 +96,6 @@ function sharedTierShown(redis: LarderOptions['redis']): string {
   if (typeof redis === 'string') return `; shared tier ${redisForDisplay(redis)}`
   if (redis.url !== undefined) return `; shared tier ${redisForDisplay(redis.url)}`
   return `; shared tier ${redis.cluster !== undefined ? 'a Redis Cluster' : 'the Redis client given'}`
-}
-
-/** Tokens from the repeatable flag, else the variable's comma-separated list. */
-function tokensFrom(flag: string[] | undefined, variable: string): string[] {
-  const raw = flag ?? (process.env[variable] ?? '').split(',')
-  const tokens = raw.map((t) => t.trim()).filter((t) => t !== '')
-  if (flag !== undefined && tokens.length !== flag.length)
-    throw new CliFailure('--token and --read-token take a non-empty token', EXIT.usage)
-  return tokens
-}
-
-/** `NAMESPACE=TOKEN` pairs from a repeated flag or a comma-separated variable. A mistake is
- *  named by its place, never by its text (which holds a token, or is one). */
-function namespaceTokensFrom(flag: string[] | undefined, variable: string, access: 'read' | 'write'): NamespaceToken[] {
-  const name = access === 'write' ? '--namespace-token' : '--namespace-read-token'
-  const raw = flag ?? (process.env[variable] ?? '').split(',').filter((t) => t.trim() !== '')
-  return raw.map((pair, i) => {
-    const equals = pair.indexOf('=')
-    const namespace = equals < 0 ? '' : pair.slice(0, equals).trim()
-    const token = equals < 0 ? '' : pair.slice(equals + 1).trim()
-    if (!TOKEN_NAMESPACE.test(namespace) || token === '') {
-      throw new CliFailure(
-        `${flag === undefined ? variable : name} (value ${i + 1}): expected NAMESPACE=TOKEN, NAMESPACE one of ${TOKEN_NAMESPACES_SAID}`,
-        EXIT.usage,
-      )
-    }
-    return { namespace, token, access }
-  })
 }
 
 export function serveCommand(): Command {
@@ -238,41 +202,14 @@ export function serveCommand(): Command {
         throw isLarderError(error) ? new CliFailure(error.message, EXIT.usage, error.code) : error
       })
       const { serveOptions, assertSafeBinding, serverUrl, UnsafeBindingError, isLoopback } = await import('../../server/options.js')
-      // The command line's and environment's tokens, then the file's (replaced on reload).
-      const given: TokenSet = {
-        tokens: tokensFrom(flags.token, 'LARDER_TOKEN'),
-        readTokens: tokensFrom(flags.readToken, 'LARDER_READ_TOKEN'),
-        namespaceTokens: [
-          ...namespaceTokensFrom(flags.namespaceToken, 'LARDER_NAMESPACE_TOKENS', 'write'),
-          ...namespaceTokensFrom(flags.namespaceReadToken, 'LARDER_NAMESPACE_READ_TOKENS', 'read'),
-        ],
-      }
-      const tokensFile = flags.tokensFile === undefined ? undefined : path.resolve(flags.tokensFile)
-      const withFile = (): TokenSet => {
-        if (tokensFile === undefined) return given
-        const read = readTokensFile(tokensFile)
-        return {
-          tokens: [...given.tokens, ...read.tokens],
-          readTokens: [...given.readTokens, ...read.readTokens],
-          namespaceTokens: [...given.namespaceTokens, ...read.namespaceTokens],
-        }
-      }
-      let tokens: TokenSet
+      const credentials = new ServeCredentials(flags)
+      const { TlsFilesError } = await import('../../server/tls-files.js')
+      let tokens, tls
       try {
-        tokens = withFile()
+        tokens = credentials.tokens()
+        tls = await credentials.tls()
       } catch (error) {
         if (error instanceof TokensFileError) throw new CliFailure(`--tokens-file: ${error.message}`, EXIT.usage)
-        throw error
-      }
-      if ((flags.tlsCert === undefined) !== (flags.tlsKey === undefined))
-        throw new CliFailure('--tls-cert and --tls-key go together: give both, or neither for plain HTTP', EXIT.usage)
-      const { readTlsFiles, TlsFilesError } = await import('../../server/tls-files.js')
-      const tlsFiles = flags.tlsCert === undefined ? undefined : { cert: path.resolve(flags.tlsCert), key: path.resolve(flags.tlsKey!) }
-      const readTls = tlsFiles === undefined ? undefined : () => readTlsFiles(tlsFiles.cert, tlsFiles.key)
-      let tls
-      try {
-        tls = readTls?.()
-      } catch (error) {
         if (error instanceof TlsFilesError) throw new CliFailure(error.message, EXIT.usage)
         throw error
       }
@@ -327,7 +264,7 @@ export function serveCommand(): Command {
         )
       }
       // One write, so a reader of the first line has the others too.
-      const url = serverUrl(address.host, address.port, tlsFiles !== undefined)
+      const url = serverUrl(address.host, address.port, tls !== undefined)
       const lines = [`larder listening on ${url}`]
       if (options.tokens.length + options.readTokens.length + options.namespaceTokens.length === 0) {
         lines.push(
@@ -338,24 +275,17 @@ export function serveCommand(): Command {
         `cache ${options.dir}${sharedTierShown(options.redis ?? configured.cacheOptions.redis)}${options.dashboard ? `; dashboard at ${url}/` : ''}`,
       )
       if (configured.configFile !== undefined) lines.push(`config ${configured.configFile}`)
-      if (tokensFile !== undefined) {
-        lines.push(`tokens ${tokensFile}`)
-        if (readableByOthers(tokensFile)) lines.push(`warning: ${tokensFile} can be read by other users (chmod 600 it)`)
-      }
-      if (tlsFiles !== undefined) {
-        lines.push(`tls ${tlsFiles.cert}`)
-        if (readableByOthers(tlsFiles.key)) lines.push(`warning: ${tlsFiles.key} can be read by other users (chmod 600 it)`)
-      }
+      lines.push(...credentials.lines())
       process.stdout.write(lines.join('\n') + '\n')
       // Reloads, one at a time: SIGHUP, or the file changed (debounced).
       let reloading = Promise.resolve()
       // The tokens file: all of it or nothing (a file that does not parse, or holds no token,
       // leaves the tokens as they were).
       const reloadTokens = (why: string): void => {
-        if (tokensFile === undefined) return
+        if (credentials.tokensFile === undefined) return
         reloading = reloading.then(() => {
           try {
-            const next = withFile()
+            const next = credentials.tokens()
             server.context.tokens.replace(next.tokens, next.readTokens, next.namespaceTokens)
             const count = next.tokens.length + next.readTokens.length + next.namespaceTokens.length
             process.stdout.write(`tokens reloaded (${why}): ${count} tokens\n`)
@@ -386,11 +316,11 @@ export function serveCommand(): Command {
       }
       // The certificate and key: a renewed pair is taken by connections made after it.
       const reloadTls = (): void => {
-        if (readTls === undefined) return
-        reloading = reloading.then(() => {
+        if (tls === undefined) return
+        reloading = reloading.then(async () => {
           try {
-            server.setTls(readTls())
-            process.stdout.write(`tls reloaded (SIGHUP): ${tlsFiles!.cert}\n`)
+            server.setTls((await credentials.tls())!)
+            process.stdout.write(`tls reloaded (SIGHUP): ${credentials.tlsFiles!.cert}\n`)
           } catch (error) {
             process.stdout.write(`tls not reloaded (SIGHUP): ${(error as Error).message}; the server keeps its certificate\n`)
           }
@@ -407,7 +337,9 @@ export function serveCommand(): Command {
           ? watchConfigFile(configured.configFile, () => reload('file changed'))
           : undefined
       const tokensWatcher =
-        tokensFile !== undefined && flags.watchConfig ? watchConfigFile(tokensFile, () => reloadTokens('file changed')) : undefined
+        credentials.tokensFile !== undefined && flags.watchConfig
+          ? watchConfigFile(credentials.tokensFile, () => reloadTokens('file changed'))
+          : undefined
       // Listeners stay attached until the end: larder's exit hook (signal-exit) kills the
       // process on a signal when it sees no other listener, and a `once` listener is removed
       // before that check runs.
