@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto'
 
 /**
  * A larder key (or tag) for a host library's key: the text itself, readable in `larder ls`,
- * when it is well-formed and at most `maxBytes` of UTF-8; otherwise `prefix` and the SHA-256 of
- * the text. Host keys can be long (TypeORM keys queries by their SQL text, MikroORM by a JSON
+ * when larder takes it (not empty, no NUL, well-formed, at most `maxBytes` of UTF-8); otherwise
+ * `prefix` and the SHA-256 of the text. Host keys can be long (TypeORM keys queries by their SQL text, MikroORM by a JSON
  * description, undici by URL) while larder takes keys of at most 8 KiB and tags of 1 KiB.
  *
  * A hashed key loses nothing larder relies on: an adapter whose values must match their
@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto'
  */
 export function boundedKey(prefix: string, text: string, maxBytes: number): string {
   const readable = prefix + text
-  if (readable.isWellFormed() && Buffer.byteLength(readable) <= maxBytes) return readable
+  if (readable !== '' && !readable.includes('\0') && readable.isWellFormed() && Buffer.byteLength(readable) <= maxBytes) return readable
   return `${prefix}sha256:${createHash('sha256').update(text).digest('hex')}`
 }
 

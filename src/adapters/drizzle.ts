@@ -188,18 +188,36 @@ function ttlOf(config: CacheConfig | undefined): number | undefined {
   return undefined
 }
 
-/** The driver's result with every array-like row (libsql's `Row`) made a real array, which
- *  keeps the values a serializer would drop, and a driver's result object made plain data
- *  (isDriverResult); arrays, bytes and plain values stay as they are. */
+/** The driver's result with every libsql row (isLibsqlRow) made a real array, which keeps
+ *  the values a serializer would drop, and a driver's result object made plain data
+ *  (isDriverResult); arrays, bytes and plain values (a JSON cell among them) stay as they are. */
 function storable(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(storable)
   if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value) || value instanceof ArrayBuffer || value instanceof Date)
     return value
-  const length = (value as { length?: unknown }).length
-  if (typeof length === 'number' && Number.isInteger(length) && length >= 0) return Array.from(value as ArrayLike<unknown>, storable)
+  if (isLibsqlRow(value)) return Array.from(value, storable)
   if (isDriverResult(value)) return dataOf(value)
   return value
 }
+
+/** libsql's `Row`: its values under indices and a `length` that are not enumerable (a
+ *  serializer drops them), its columns' names enumerable. Told by that hidden `length`, which
+ *  no parsed JSON has: a `json`/`jsonb` cell `{ "length": 2 }` is data, kept as it came (it
+ *  was read as an array, and one with a huge length ran the process out of memory). */
+function isLibsqlRow(value: object): value is ArrayLike<unknown> {
+  const length = Object.getOwnPropertyDescriptor(value, 'length')
+  return (
+    length !== undefined &&
+    length.enumerable === false &&
+    typeof length.value === 'number' &&
+    Number.isInteger(length.value) &&
+    length.value >= 0 &&
+    length.value <= MAX_ROW_COLUMNS
+  )
+}
+
+/** More columns than any database allows (PostgreSQL 1,600, SQLite 32,767 at most). */
+const MAX_ROW_COLUMNS = 65_536
 
 /** node-postgres (and the drivers built on it) hands over pg's `Result`: an object of a class
  *  that holds its row parsers (functions, which no serializer stores) beside the data Drizzle

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events'
 import type { KeyvStoreAdapter, StoredData } from 'keyv'
 import type { Larder } from 'larder'
 import { taggedKeys } from '../facade/adapter-hooks.js'
+import { boundedKey, KEY_BYTES } from './bounded-key.js'
 import { CacheSource, type CacheOrOptions } from './cache-source.js'
 
 export type { CacheOrOptions }
@@ -16,6 +17,11 @@ export type { CacheOrOptions }
  * by larder's maintenance, not only skipped by Keyv), tagged with its namespace: `clear()`
  * invalidates that one tag, which empties this namespace in every process at the cost of one
  * small file, and leaves every other namespace, and everything else in the cache, alone.
+ *
+ * Keyv takes any string as a key; larder does not (at most 8 KiB of UTF-8, no NUL, no lone
+ * surrogate). A key larder would refuse is stored under its SHA-256 (boundedKey), its value
+ * wrapped with the key itself (Hashed), so a read checks it is the key asked for and the
+ * iterator gives the key back as Keyv knows it.
  *
  * Keyv 6 is not supported by this class: there the third argument of `set` is an absolute
  * expiry instead of a ttl, and the store, not Keyv, owns the namespace prefix; one class
@@ -47,31 +53,38 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
   // The reads answer the call's own promise (no async frame of their own): a Keyv get answered
   // by the memory tier is a hot path (bench/adapters.mjs), given get()'s promise as it is.
   get<Value>(key: string): Promise<StoredData<Value> | undefined> {
+    if (!takenAsIs(key))
+      return this.#source.guarded(undefined, async (cache) => unwrap(key, await cache.get(hashedKey(key)))) as Promise<
+        StoredData<Value> | undefined
+      >
     return (this.#source.answeredAtOnce(key) ?? this.#source.guarded(undefined, getOf, key)) as Promise<StoredData<Value> | undefined>
   }
 
   async getMany<Value>(keys: string[]): Promise<Array<StoredData<Value | undefined>>> {
     return this.#source.guarded(
       keys.map(() => undefined),
-      async (cache) => (await cache.getMany(keys)) as Array<StoredData<Value | undefined>>,
+      async (cache) => {
+        const values = await cache.getMany(keys.map(larderKey))
+        return values.map((value, i) => (takenAsIs(keys[i]!) ? value : unwrap(keys[i]!, value))) as Array<StoredData<Value | undefined>>
+      },
     )
   }
 
   has(key: string): Promise<boolean> {
-    return this.#source.guarded(false, (cache) => cache.has(key))
+    return this.#source.guarded(false, (cache) => cache.has(larderKey(key)))
   }
 
   async hasMany(keys: string[]): Promise<boolean[]> {
     return this.#source.guarded(
       keys.map(() => false),
-      (cache) => Promise.all(keys.map((key) => cache.has(key))),
+      (cache) => Promise.all(keys.map((key) => cache.has(larderKey(key)))),
     )
   }
 
   /** Stores Keyv's serialized value; false (and an `error` event) when it was not stored. */
   async set(key: string, value: unknown, ttl?: number): Promise<boolean> {
     return this.#source.guarded(false, async (cache) => {
-      await cache.set(key, value, { ttl: ttl ?? undefined, tags: [this.#namespaceTag()] })
+      await cache.set(larderKey(key), wrapped(key, value), { ttl: ttlOf(ttl), tags: [this.#namespaceTag()] })
       return true
     })
   }
@@ -86,7 +99,9 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
     const stored = await this.#source.guarded(
       values.map(() => false),
       async (cache) => {
-        await cache.setMany(values.map(({ key, value, ttl }) => ({ key, value, ttl: ttl ?? undefined, tags })))
+        await cache.setMany(
+          values.map(({ key, value, ttl }) => ({ key: larderKey(key), value: wrapped(key, value), ttl: ttlOf(ttl), tags })),
+        )
         return values.map(() => true)
       },
     )
@@ -94,12 +109,12 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
   }
 
   async delete(key: string): Promise<boolean> {
-    return this.#source.guarded(false, (cache) => cache.delete(key))
+    return this.#source.guarded(false, (cache) => cache.delete(larderKey(key)))
   }
 
   /** True when every key was there and is gone (as Keyv's own fallback counts). */
   async deleteMany(keys: string[]): Promise<boolean> {
-    return this.#source.guarded(false, async (cache) => (await cache.deleteMany(keys)) === keys.length)
+    return this.#source.guarded(false, async (cache) => (await cache.deleteMany(keys.map(larderKey))) === keys.length)
   }
 
   /** Empties this namespace only, in every process sharing the cache. */
@@ -123,7 +138,7 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
     for (const { key } of listed) {
       seen.add(key)
       const value = await this.#source.guarded(undefined, getOf, key)
-      if (value !== undefined) yield [key, value as Awaited<Value>]
+      if (value !== undefined) yield asKeyvHas<Value>(key, value)
     }
     const cache = await this.#source.ready.catch(() => undefined) // a failed open: reported above
     try {
@@ -133,7 +148,7 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
         if (seen.has(key)) continue
         seen.add(key)
         const value = await this.#source.guarded(undefined, getOf, key)
-        if (value !== undefined) yield [key, value as Awaited<Value>]
+        if (value !== undefined) yield asKeyvHas<Value>(key, value)
       }
     } catch (error) {
       this.#source.fail(error, undefined) // a cache closed meanwhile: Keyv's error event hears it
@@ -149,6 +164,56 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
   #namespaceTag(): string {
     return namespaceTag(this.namespace)
   }
+}
+
+/** Whether larder takes `key` as it is (validateKey's rules; a key's UTF-8 is at most three
+ *  bytes a UTF-16 unit, so a short one needs no count). */
+function takenAsIs(key: string): boolean {
+  return key !== '' && (key.length * 3 <= KEY_BYTES || Buffer.byteLength(key) <= KEY_BYTES) && !key.includes('\0') && key.isWellFormed()
+}
+
+/** The key a Keyv key is stored under in larder. */
+function larderKey(key: string): string {
+  return takenAsIs(key) ? key : hashedKey(key)
+}
+
+function hashedKey(key: string): string {
+  return boundedKey('', key, 0)
+}
+
+/** The value stored for a key larder could not take: the Keyv key beside Keyv's value. */
+interface Hashed {
+  [KEYV_KEY]: string
+  value: unknown
+}
+const KEYV_KEY = 'larder:keyv-key'
+
+function wrapped(key: string, value: unknown): unknown {
+  return takenAsIs(key) ? value : ({ [KEYV_KEY]: key, value } satisfies Hashed)
+}
+
+function isHashed(value: unknown): value is Hashed {
+  return typeof value === 'object' && value !== null && typeof (value as Partial<Hashed>)[KEYV_KEY] === 'string'
+}
+
+/** Keyv's value of a hashed key, if the entry found is that key's (not another's). */
+function unwrap(key: string, value: unknown): unknown {
+  return isHashed(value) && value[KEYV_KEY] === key ? value.value : undefined
+}
+
+/** An entry listed by the iterator, with the key Keyv gave it. */
+function asKeyvHas<Value>(key: string, value: unknown): [string, Awaited<Value>] {
+  return isHashed(value) ? [value[KEYV_KEY], value.value as Awaited<Value>] : [key, value as Awaited<Value>]
+}
+
+/** Keyv's ttl (relative ms) as larder's: Keyv hands on what its caller gave. 0, none, and
+ *  what Keyv itself stores as never expiring (Infinity, NaN: its `expires` serializes to
+ *  null) are no ttl; a negative one (Keyv has already dated the value in the past) the
+ *  shortest ttl larder takes, so the entry goes at once. */
+function ttlOf(ttl: number | undefined): number | undefined {
+  if (typeof ttl !== 'number') return ttl ?? undefined // a duration string, as larder takes one
+  if (ttl === 0 || !Number.isFinite(ttl)) return undefined
+  return ttl < 0 ? 1 : ttl
 }
 
 /** A get, made once: the hot read passes it and its key to `guarded` (no closure per call). */

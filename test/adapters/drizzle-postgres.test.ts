@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { eq, sql } from 'drizzle-orm'
 import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres'
-import { integer, pgSchema, pgTableCreator, text } from 'drizzle-orm/pg-core'
+import { integer, jsonb, pgSchema, pgTableCreator, text } from 'drizzle-orm/pg-core'
 import { Larder } from 'larder'
 import { LarderDrizzleCache } from 'larder/drizzle'
 import { tempDir } from '../helpers.ts'
@@ -18,6 +18,7 @@ const app = pgSchema('app')
 const items = app.table('items', { id: integer('id').primaryKey(), name: text('name').notNull() })
 const prefixed = pgTableCreator((name) => `shop_${name}`)
 const orders = prefixed('orders', { id: integer('id').primaryKey(), name: text('name').notNull() })
+const documents = app.table('documents', { id: integer('id').primaryKey(), data: jsonb('data') })
 
 describe('larder/drizzle on PostgreSQL (node-postgres)', () => {
   let server: Postgres | string = 'not started'
@@ -68,6 +69,29 @@ describe('larder/drizzle on PostgreSQL (node-postgres)', () => {
       assert.deepEqual(await db.select({ name: items.name }).from(items).where(eq(items.id, 2)).$withCache(), [{ name: 'two' }])
     }
     assert.equal(counted.queries - before, 2, 'one query per distinct select, the rest from larder')
+    assert.deepEqual(errors, [])
+    await pool.end()
+    await larder.close()
+  })
+
+  test('a jsonb cell with a "length" key comes back from larder as it was stored (it was read as an array; a huge length ran the process out of memory)', async (t) => {
+    const larder = await Larder.open({ dir: tempDir('larder-drizzle-pg-jsonb') })
+    const errors: Error[] = []
+    const opened = open(t, new LarderDrizzleCache(larder, { strategy: 'all', onError: (e) => errors.push(e) }))
+    if (opened === undefined) return
+    const { db, pool, counted } = opened
+    await db.execute(
+      sql`create schema if not exists app; drop table if exists app.documents; create table app.documents (id int primary key, data jsonb)`,
+    )
+    const rows = [
+      { id: 1, data: { length: 2, unit: 'm' } },
+      { id: 2, data: { length: 300_000_000 } },
+      { id: 3, data: [1, 2] },
+    ]
+    await db.insert(documents).values(rows)
+    const before = counted.queries
+    for (let i = 0; i < 3; i++) assert.deepEqual(await db.select().from(documents).orderBy(documents.id), rows, `read ${i}`)
+    assert.equal(counted.queries - before, 1, 'the later reads came from larder')
     assert.deepEqual(errors, [])
     await pool.end()
     await larder.close()

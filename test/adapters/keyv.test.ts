@@ -157,6 +157,55 @@ describe('larder/keyv', () => {
     await cache.close()
   })
 
+  test('a key larder would refuse (over 8 KiB, a NUL, a lone surrogate, empty) is stored under its SHA-256: read, batched, deleted, listed and wrapped as Keyv knows it', async () => {
+    const dir = tempDir('larder-keyv-keys')
+    const cache = await Larder.open({ dir })
+    const keyv = new Keyv({ store: new KeyvLarder(cache), namespace: 'ns' })
+    const errors = errorsOf(keyv)
+    const odd = ['q'.repeat(9000), 'a\0b', 'lone \ud800', '€'.repeat(3000)]
+    for (const [i, key] of odd.entries()) assert.equal(await keyv.set(key, { i }), true, `set of odd key ${i}`)
+    for (const [i, key] of odd.entries()) assert.deepEqual(await keyv.get(key), { i }, `get of odd key ${i}`)
+    await keyv.set('a', 1)
+    await keyv.set('b', 2)
+    // One odd key in a batch used to make every key of it miss, and a deleteMany leave the rest.
+    assert.deepEqual(await keyv.getMany(['a', 'b', odd[0]!, 'a\0c']), [1, 2, { i: 0 }, undefined])
+    assert.deepEqual(await keyv.hasMany(['a', odd[1]!, 'a\0c']), [true, true, false])
+    const listed = new Map<string, unknown>()
+    for await (const [key, value] of keyv.iterator!('ns')) listed.set(key as string, value)
+    assert.deepEqual(new Set(listed.keys()), new Set(['a', 'b', ...odd]), 'the iterator gives the keys as Keyv knows them')
+    assert.equal(await keyv.deleteMany(['a', odd[0]!]), true)
+    assert.deepEqual(await keyv.getMany(['a', odd[0]!, 'b']), [undefined, undefined, 2], 'both are gone, b stays')
+    // A key stored under another's hash would need a SHA-256 collision: a key that is not the
+    // one kept beside the value reads as a miss (here, written by hand under the hash).
+    const stored = (await cache.entries({ prefix: 'sha256:' })).map((e) => e.key)
+    assert.equal(stored.length, 3, 'the three odd keys left are stored hashed')
+    await cache.set(stored[0]!, { 'larder:keyv-key': 'another key', value: 'x' })
+    assert.equal((await Promise.all(odd.slice(1).map((key) => keyv.get(key)))).filter((v) => v === undefined).length, 1)
+
+    let computed = 0
+    const manager = createCache({ stores: [new Keyv({ store: new KeyvLarder(cache), namespace: 'cm' })] })
+    for (let i = 0; i < 3; i++) await manager.wrap(odd[0]!, () => Promise.resolve(++computed))
+    assert.equal(computed, 1, 'cache-manager wrap of a long key computes once')
+    assert.deepEqual(errors, [])
+    await cache.close()
+  })
+
+  test('a ttl Keyv passes on as it came: Infinity and NaN never expire (as in Keyv), a negative one is gone at once; nothing is refused', async () => {
+    const dir = tempDir('larder-keyv-odd-ttl')
+    const cache = await Larder.open({ dir })
+    const keyv = new Keyv({ store: new KeyvLarder(cache), namespace: 'ns' })
+    const errors = errorsOf(keyv)
+    assert.equal(await keyv.set('forever', 'v', Infinity), true)
+    assert.equal(await keyv.set('nan', 'v', Number.NaN), true)
+    assert.equal(await keyv.set('past', 'v', -1000), true)
+    assert.equal(await keyv.get('forever'), 'v')
+    assert.equal(await keyv.get('nan'), 'v')
+    assert.equal((await cache.info('ns:forever'))?.expiresAt, null)
+    assert.equal(await keyv.get('past'), undefined)
+    assert.deepEqual(errors, [])
+    await cache.close()
+  })
+
   test("Keyv's ttl becomes the entry's own expiry, so maintenance reclaims it", async () => {
     const dir = tempDir('larder-keyv-ttl')
     const cache = await Larder.open({ dir })
