@@ -43,7 +43,16 @@ export interface UploadLimits {
   maxBody: number
   /** For content-addressed stores: the body's sha256 must be this (hex). */
   sha256?: string
+  /** The window over which an upload must average MIN_UPLOAD_RATE (ms; the server's idle
+   *  timeout); 0 or none: no check. */
+  rateWindowMs?: number
 }
+
+/** The slowest an upload may arrive, in bytes a second averaged over each rate window. The idle
+ *  timeout cuts a client that sends nothing; one that sends a byte now and then held its key
+ *  for good (every later upload of the key waits behind it). At 1 KiB/s a 10 MiB artifact
+ *  takes three hours. */
+export const MIN_UPLOAD_RATE = 1024
 
 /** The declared length of an upload, checked against the limit before anything is read. */
 export function declaredLength(request: IncomingMessage, maxBody: number): number {
@@ -76,11 +85,27 @@ export async function putArtifact(
 async function* bodyWithHead(head: Buffer, request: IncomingMessage, limits: UploadLimits): AsyncGenerator<Uint8Array> {
   yield head
   const hash = limits.sha256 === undefined ? undefined : createHash('sha256')
+  const window = limits.rateWindowMs ?? 0
   let received = 0
+  let windowStart = performance.now()
+  let windowBytes = 0
   for await (const chunk of request as AsyncIterable<Buffer>) {
     received += chunk.length
     if (received > limits.length) {
       throw new HttpError(400, 'ERR_BODY_LENGTH', `The body is longer than its Content-Length (${limits.length} bytes)`)
+    }
+    windowBytes += chunk.length
+    const elapsed = performance.now() - windowStart
+    if (window > 0 && elapsed >= window) {
+      if (windowBytes < (MIN_UPLOAD_RATE * elapsed) / 1000) {
+        throw new HttpError(
+          408,
+          'ERR_UPLOAD_TOO_SLOW',
+          `The upload arrived slower than ${MIN_UPLOAD_RATE} bytes a second over ${Math.round(window / 1000)} s; nothing was stored`,
+        )
+      }
+      windowStart = performance.now()
+      windowBytes = 0
     }
     hash?.update(chunk)
     yield chunk

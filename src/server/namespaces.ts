@@ -4,7 +4,7 @@ import { loadHasher } from '../format/checksum.js'
 import { Larder, type LarderOptions, type PruneReport } from '../index.js'
 import { resolveOptions } from '../options.js'
 import { Layout } from '../store/layout.js'
-import type { ServeOptions } from './options.js'
+import { SERVE_DEFAULTS, type ServeOptions } from './options.js'
 
 /**
  * One larder namespace per tool and team (`turbo:<team>`, `nx`, `nx:<team>`, `ccache`, `bazel`,
@@ -28,11 +28,11 @@ export interface NamespaceInfo {
   cache: Larder
 }
 
-/** How many team namespaces (`turbo:<team>`, `nx:<team>`) one server keeps open: each holds
- *  timers, a breaker and a worker pool slot, and team names come from clients. The server's
- *  own (`nx`, `ccache`, `bazel`, `api`, the health probes) always open: clients naming teams
- *  cannot take their room. */
-export const MAX_NAMESPACES = 256
+/** How many team namespaces (`turbo:<team>`, `nx:<team>`) one server keeps open by default
+ *  (`--max-teams`): each holds timers, a breaker and a worker pool slot, and team names come
+ *  from clients. The server's own (`nx`, `ccache`, `bazel`, `api`, the health probes) always
+ *  open: clients naming teams cannot take their room. */
+export const MAX_NAMESPACES = SERVE_DEFAULTS.maxTeams
 
 /** The most bytes the cache API's memory tier holds (besides --memory-entries). */
 export const API_MEMORY_BYTES = 256 * 1024 * 1024
@@ -62,22 +62,31 @@ export class Namespaces {
   /**
    * The namespace's cache for a read: open already, or opened if its directory exists; else
    * undefined, a miss with nothing opened or created (a read, with a read token, naming teams
-   * that never wrote must not fill the server's namespaces or its disk).
+   * that never wrote must not fill the server's namespaces or its disk). A team that did
+   * write, past the bound of open team namespaces, is a miss too: a read is never a 5xx (nx
+   * fails its run on one), and the uploads refused with 507 tell the operator to raise it.
    */
   async forReading(name: string, protocol: NamespaceUse): Promise<Larder | undefined> {
     if (!this.#open.has(name) && !this.#closed) {
       await loadHasher()
       if (!fs.existsSync(new Layout(this.#options.dir, name).namespaceDir)) return undefined
     }
-    return this.get(name, protocol)
+    try {
+      return await this.get(name, protocol)
+    } catch (error) {
+      if (error instanceof TooManyNamespacesError) return undefined
+      throw error
+    }
   }
 
   async info(name: string, protocol: NamespaceUse): Promise<NamespaceInfo> {
     if (this.#closed) throw new Error('the server is shutting down')
     let found = this.#open.get(name)
     if (found === undefined) {
-      if (isTeam(name) && this.#teams() >= MAX_NAMESPACES)
-        throw new TooManyNamespacesError(`this server already serves ${MAX_NAMESPACES} team namespaces`)
+      if (isTeam(name) && this.#teams() >= this.#options.maxTeams)
+        throw new TooManyNamespacesError(
+          `this server already serves ${this.#options.maxTeams} team namespaces (its operator can raise --max-teams)`,
+        )
       found = this.#openNamespace(name, protocol)
       this.#open.set(name, found)
       found.catch(() => this.#open.delete(name))

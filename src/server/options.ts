@@ -41,6 +41,8 @@ export interface ServeOptions {
   idleTimeout: number
   /** How long a shutdown waits for requests in flight before it cuts them. */
   shutdownGrace: number
+  /** How many team namespaces (`turbo:<team>`, `nx:<team>`) stay open at once (namespaces.ts). */
+  maxTeams: number
   /** One line per request on stderr (method, path, status, time; never a header). */
   logRequests: boolean
   /** HTTPS with this certificate (PEM, its chain after it) and key; undefined: plain HTTP.
@@ -67,6 +69,7 @@ export const SERVE_DEFAULTS = {
   rateLimit: 60_000,
   shutdownGrace: 10_000,
   idleTimeout: 30_000,
+  maxTeams: 256,
 } as const
 
 /** The largest JSON body the cache API parses, whatever `maxBody` says: a value is held whole
@@ -91,6 +94,7 @@ export function serveOptions(partial: Partial<ServeOptions> & { dir: string }): 
     shutdownGrace: SERVE_DEFAULTS.shutdownGrace,
     idleTimeout: SERVE_DEFAULTS.idleTimeout,
     logRequests: false,
+    maxTeams: SERVE_DEFAULTS.maxTeams,
     tls: undefined,
     cacheOptions: {},
     ...partial,

@@ -83,8 +83,7 @@ export class Origin {
       await response.body?.cancel().catch(() => {})
       throw originError(`the origin's body is ${declared} bytes, over the ${MAX_ORIGIN_BODY}-byte limit`)
     }
-    const body = await response.text()
-    if (Buffer.byteLength(body) > MAX_ORIGIN_BODY) throw originError(`the origin's body is over the ${MAX_ORIGIN_BODY}-byte limit`)
+    const body = await boundedText(response, MAX_ORIGIN_BODY)
     let value: unknown = body
     if ((response.headers.get('content-type') ?? '').includes('json')) {
       try {
@@ -95,6 +94,30 @@ export class Origin {
     }
     return { value, ttl: ttlOf(response.headers.get('cache-control')) }
   }
+}
+
+/** The body as text, read a chunk at a time and given up past `limit` bytes (a chunked answer
+ *  declares no length: read whole, a large one took the process's memory and then failed as a
+ *  string too long). */
+async function boundedText(response: Response, limit: number): Promise<string> {
+  if (response.body === null) return ''
+  const chunks: Uint8Array[] = []
+  let bytes = 0
+  const reader = (response.body as ReadableStream<Uint8Array>).getReader()
+  try {
+    for (;;) {
+      const { done, value } = await reader.read()
+      if (done) break
+      bytes += value.byteLength
+      if (bytes > limit) throw originError(`the origin's body is over the ${limit}-byte limit`)
+      chunks.push(value)
+    }
+  } catch (error) {
+    await reader.cancel().catch(() => {})
+    if (error instanceof HttpError) throw error
+    throw originError(`the origin's answer broke off (${(error as Error).name === 'TimeoutError' ? 'too slow' : 'the connection failed'})`)
+  }
+  return Buffer.concat(chunks, bytes).toString('utf8')
 }
 
 function originError(message: string): HttpError {

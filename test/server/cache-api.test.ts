@@ -224,6 +224,33 @@ test('origin: an origin error is a 502 with a clear body, never cached (the next
   assert.match(down.json<ErrorAnswer>().error.message, /could not be reached/)
 })
 
+test('origin: a chunked answer with no length is read only up to the 8 MiB limit, then a 502 (it was read whole: gigabytes, then a bare 500)', async () => {
+  // An origin that streams without end, a chunk at a time, and counts what it could send.
+  let sent = 0
+  let closed = false
+  const chunk = Buffer.alloc(64 * 1024, 'x')
+  const endless = http.createServer((_request, response) => {
+    response.writeHead(200, { 'content-type': 'text/plain' })
+    const more = (): void => {
+      while (!closed && response.write(chunk)) sent += chunk.length
+      if (!closed) response.once('drain', more)
+    }
+    response.on('close', () => (closed = true))
+    more()
+  })
+  await new Promise<void>((resolve) => endless.listen(0, '127.0.0.1', resolve))
+  after(() => endless.close())
+  const { url } = await startServer({ origin: `http://127.0.0.1:${(endless.address() as AddressInfo).port}` })
+  const answer = await call(`${url}/api/cache/big`)
+  assert.equal(answer.status, 502)
+  assert.equal(answer.json<ErrorAnswer>().error.code, 'ERR_ORIGIN')
+  assert.match(answer.json<ErrorAnswer>().error.message, /over the 8388608-byte limit/)
+  for (let i = 0; i < 200 && !closed; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  assert.ok(closed, 'the origin connection was let go')
+  assert.ok(sent < 64 * 1024 * 1024, `the server stopped reading early (${sent} bytes sent)`)
+  assert.equal((await call(`${url}/api/cache/big`, json({ value: 1 }))).status, 200, 'the server serves on')
+})
+
 test('origin: the keys "." and ".." are refused (the origin URL would resolve them to its own path or its parent); nothing reaches the origin', async () => {
   const origin = await startOrigin(() => ({ status: 200, body: '"from the origin"' }), 0)
   const { url } = await startServer({ origin: origin.url })

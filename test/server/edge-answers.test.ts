@@ -69,6 +69,31 @@ test("the server's own namespaces open whatever the teams took", async () => {
   assert.equal((await call(`${url}/readyz`)).status, 200)
 })
 
+test('past the bound of open team namespaces, a read of a team that did upload is a miss, never a 5xx (nx fails its run on one); --max-teams sets the bound', async () => {
+  const first = await startServer({ maxTeams: 3 })
+  const put = (url: string, team: string) => call(`${url}/v8/artifacts/abc0123?slug=${team}`, { method: 'PUT', body: 'x', headers: octets })
+  assert.equal((await put(first.url, 'early')).status, 202)
+  assert.equal((await call(`${first.url}/nx/early/v1/cache/0123`, { method: 'PUT', body: 'x', headers: octets })).status, 200)
+  // Another server on the directory (a restart) fills its bound with other teams first.
+  const second = await startServer({ dir: first.dir, maxTeams: 3 })
+  for (const team of ['a', 'b', 'c']) assert.equal((await put(second.url, team)).status, 202, team)
+  const refused = await put(second.url, 'd')
+  assert.equal(refused.status, 507, 'a new team past the bound is refused')
+  assert.match(refused.json<ErrorAnswer>().error.message, /already serves 3 team namespaces .*--max-teams/)
+  const at = `${second.url}/v8/artifacts/abc0123?slug=early`
+  assert.equal((await call(at)).status, 404, 'turbo GET: a miss')
+  assert.equal((await call(at, { method: 'HEAD' })).status, 404, 'turbo HEAD: a miss')
+  const query = await call(`${second.url}/v8/artifacts?slug=early`, {
+    method: 'POST',
+    headers: json,
+    body: JSON.stringify({ hashes: ['abc0123'] }),
+  })
+  assert.equal(query.status, 200)
+  assert.deepEqual(query.json(), { abc0123: null })
+  assert.equal((await call(`${second.url}/nx/early/v1/cache/0123`)).status, 404, 'nx GET: a miss')
+  assert.equal((await call(`${second.url}/v8/artifacts/abc0123?slug=a`)).text, 'x', 'the open teams serve on')
+})
+
 test('a Bazel CAS name that is not a sha256 is a 400, never stored unchecked', async () => {
   const { url } = await startServer()
   for (const name of ['A'.repeat(64), 'foo', 'ab'.repeat(31)]) {
@@ -141,6 +166,39 @@ test("the cache API's memory tier is bounded in bytes as well as entries", () =>
   const memory = namespaces.optionsOf('api', 'api').memory as { maxEntries: number; maxSize: number }
   assert.equal(memory.maxSize, API_MEMORY_BYTES)
   assert.ok(memory.maxEntries > 0)
+})
+
+test('an upload that trickles (a byte now and then, never idle) is cut with 408 once it averages under 1 KiB/s over an idle timeout; the next upload of its key is stored', async () => {
+  const { url, dir } = await startServer({ idleTimeout: 600 })
+  const { port } = new URL(url)
+  const socket = net.connect(Number(port), '127.0.0.1')
+  await new Promise((resolve) => socket.once('connect', resolve))
+  let answer = ''
+  socket.on('data', (d: Buffer) => (answer += d.toString()))
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
+  socket.on('error', () => {})
+  socket.write(
+    'PUT /v8/artifacts/abc0456?slug=team HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\ncontent-length: 100000\r\n\r\n',
+  )
+  // A byte every 100 ms: never idle for 600 ms, so the idle timeout alone never cut it.
+  const trickle = setInterval(() => socket.writable && socket.write('x'), 100)
+  try {
+    assert.equal(await Promise.race([closed.then(() => 'closed'), sleepMs(10_000).then(() => 'open')]), 'closed')
+  } finally {
+    clearInterval(trickle)
+  }
+  assert.match(answer, /^HTTP\/1\.1 408 /)
+  assert.match(answer, /ERR_UPLOAD_TOO_SLOW/)
+  const again = await call(`${url}/v8/artifacts/abc0456?slug=team`, {
+    method: 'PUT',
+    body: 'whole',
+    headers: { 'content-type': 'application/octet-stream' },
+    signal: AbortSignal.timeout(5_000),
+  })
+  assert.equal(again.status, 202, 'the next upload of the key is stored')
+  assert.equal((await call(`${url}/v8/artifacts/abc0456?slug=team`)).text, 'whole')
+  const temps = (fs.readdirSync(dir, { recursive: true }) as string[]).filter((name) => name.endsWith('.tmp'))
+  assert.deepEqual(temps, [], 'no temp file left')
 })
 
 test('an upload stalled mid-body is cut after idleTimeout: its temp file goes, and the next upload of its key is not held behind it', async () => {

@@ -25,6 +25,32 @@ test('nx: an existing hash is immutable: a second upload is a 409 and the first 
   assert.equal((await call(`${url}/v1/cache/${HASH}`)).text, 'good')
 })
 
+test('nx: two uploads of one new hash at once: one 200, one 409, and the one answered 200 is served', async () => {
+  const { url } = await startServer()
+  /** A PUT whose body follows its headers a moment later, as a real upload's does. */
+  const put = (path: string, body: string): Promise<number> =>
+    new Promise((resolve, reject) => {
+      const request = http.request(
+        `${url}${path}`,
+        { method: 'PUT', headers: { ...octets, 'content-length': body.length } },
+        (response) => {
+          response.resume()
+          resolve(response.statusCode!)
+        },
+      )
+      request.on('error', reject)
+      request.flushHeaders()
+      setTimeout(() => request.end(body), 50)
+    })
+  for (let round = 0; round < 5; round++) {
+    // A fresh team each round: both requests wait for its namespace to open, then race.
+    const path = `/nx/race${round}/v1/cache/${HASH}`
+    const [first, second] = await Promise.all([put(path, 'first'), put(path, 'second')])
+    assert.deepEqual([first, second].sort(), [200, 409], `round ${round}: ${first}, ${second}`)
+    assert.equal((await call(`${url}${path}`)).text, first === 200 ? 'first' : 'second', `round ${round}`)
+  }
+})
+
 test('nx: 401 is text/plain exactly, a read-only token reads and gets 403 on upload', async () => {
   const { url } = await startServer({ tokens: ['writer'], readTokens: ['reader'] })
   const anonymous = await call(`${url}/v1/cache/${HASH}`)

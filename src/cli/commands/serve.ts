@@ -33,6 +33,7 @@ interface ServeFlags {
   defaultTtl?: number
   rateLimit?: number
   idleTimeout?: number
+  maxTeams?: number
   logRequests?: boolean
   watchConfig: boolean
 }
@@ -170,6 +171,11 @@ export function serveCommand(): Command {
         .argParser(countArgument),
     )
     .addOption(
+      new Option('--max-teams <n>', 'team namespaces (turbo:<team>, nx:<team>) open at once; past it, new teams are refused (default 256)')
+        .env('LARDER_MAX_TEAMS')
+        .argParser(countArgument),
+    )
+    .addOption(
       new Option('--rate-limit <n>', 'requests per minute from one client address; 0: no limit (default 60000)')
         .env('LARDER_RATE_LIMIT')
         .argParser(countArgument),
@@ -230,6 +236,7 @@ export function serveCommand(): Command {
         ...(flags.maxBody === undefined ? {} : { maxBody: flags.maxBody }),
         ...(flags.rateLimit === undefined ? {} : { rateLimit: flags.rateLimit }),
         ...(flags.idleTimeout === undefined ? {} : { idleTimeout: flags.idleTimeout }),
+        ...(flags.maxTeams === undefined ? {} : { maxTeams: flags.maxTeams }),
       })
       if (options.origin !== undefined) {
         const { originProblem } = await import('../../server/origin.js')

@@ -68,7 +68,13 @@ export async function storeArtifact(
 ): Promise<StoreOutcome> {
   try {
     const length = declaredLength(request.raw, ctx.options.maxBody)
-    await putArtifact(cache, key, request.raw, { length, maxBody: ctx.options.maxBody, ...(sha256 === undefined ? {} : { sha256 }) }, meta)
+    const limits = {
+      length,
+      maxBody: ctx.options.maxBody,
+      rateWindowMs: ctx.options.idleTimeout,
+      ...(sha256 === undefined ? {} : { sha256 }),
+    }
+    await putArtifact(cache, key, request.raw, limits, meta)
     ctx.metrics.stored(protocol, length)
     return { stored: true, length }
   } catch (error) {

@@ -37,12 +37,16 @@ export function nxUploads(app: FastifyInstance, ctx: ServerContext): void {
     const namespace = namespaceOf(ctx, request)
     const cache = await ctx.namespaces.get(namespace, 'nx')
     const slot = `${namespace}\0${hash}`
-    if (uploading.has(slot) || (await artifactExists(cache, hash))) {
+    const refuse = () => {
       ctx.metrics.refused('nx')
       return text(refuseUpload(reply), 409, `Cannot override an existing record: ${hash} is already cached`)
     }
+    if (uploading.has(slot)) return refuse()
+    // Taken before the look at the disk: a second upload arriving while it looks finds the
+    // slot taken (it used to pass too, and the later upload replaced the first).
     uploading.add(slot)
     try {
+      if (await artifactExists(cache, hash)) return refuse()
       const outcome = await storeArtifact(ctx, request, 'nx', cache, hash, {})
       if (outcome.stored) return text(reply, 200, '')
       // nx fails the run on anything but 200, 403 and 409: a disk failure becomes 403 (skipped).
