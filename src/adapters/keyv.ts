@@ -2,7 +2,8 @@ import { EventEmitter } from 'node:events'
 import type { KeyvStoreAdapter, StoredData } from 'keyv'
 import type { Larder } from 'larder'
 import { taggedKeys } from '../facade/adapter-hooks.js'
-import { boundedKey, KEY_BYTES } from './bounded-key.js'
+import { MAX_KEY_BYTES } from '../options.js'
+import { boundedKey } from './bounded-key.js'
 import { CacheSource, type CacheOrOptions } from './cache-source.js'
 
 export type { CacheOrOptions }
@@ -138,7 +139,7 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
     for (const { key } of listed) {
       seen.add(key)
       const value = await this.#source.guarded(undefined, getOf, key)
-      if (value !== undefined) yield asKeyvHas<Value>(key, value)
+      if (value !== undefined) yield listedAs<Value>(key, value)
     }
     const cache = await this.#source.ready.catch(() => undefined) // a failed open: reported above
     try {
@@ -148,7 +149,7 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
         if (seen.has(key)) continue
         seen.add(key)
         const value = await this.#source.guarded(undefined, getOf, key)
-        if (value !== undefined) yield asKeyvHas<Value>(key, value)
+        if (value !== undefined) yield listedAs<Value>(key, value)
       }
     } catch (error) {
       this.#source.fail(error, undefined) // a cache closed meanwhile: Keyv's error event hears it
@@ -169,7 +170,9 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
 /** Whether larder takes `key` as it is (validateKey's rules; a key's UTF-8 is at most three
  *  bytes a UTF-16 unit, so a short one needs no count). */
 function takenAsIs(key: string): boolean {
-  return key !== '' && (key.length * 3 <= KEY_BYTES || Buffer.byteLength(key) <= KEY_BYTES) && !key.includes('\0') && key.isWellFormed()
+  return (
+    key !== '' && (key.length * 3 <= MAX_KEY_BYTES || Buffer.byteLength(key) <= MAX_KEY_BYTES) && !key.includes('\0') && key.isWellFormed()
+  )
 }
 
 /** The key a Keyv key is stored under in larder. */
@@ -180,6 +183,8 @@ function larderKey(key: string): string {
 function hashedKey(key: string): string {
   return boundedKey('', key, 0)
 }
+/** How every hashed key begins (boundedKey's form). */
+const HASHED = 'sha256:'
 
 /** The value stored for a key larder could not take: the Keyv key beside Keyv's value. */
 interface Hashed {
@@ -201,9 +206,10 @@ function unwrap(key: string, value: unknown): unknown {
   return isHashed(value) && value[KEYV_KEY] === key ? value.value : undefined
 }
 
-/** An entry listed by the iterator, with the key Keyv gave it. */
-function asKeyvHas<Value>(key: string, value: unknown): [string, Awaited<Value>] {
-  return isHashed(value) ? [value[KEYV_KEY], value.value as Awaited<Value>] : [key, value as Awaited<Value>]
+/** An entry listed by the iterator, with the key Keyv gave it (a hashed key's is in its value). */
+function listedAs<Value>(key: string, value: unknown): [string, Awaited<Value>] {
+  if (!key.startsWith(HASHED) || !isHashed(value)) return [key, value as Awaited<Value>]
+  return [value[KEYV_KEY], value.value as Awaited<Value>]
 }
 
 /** Keyv's ttl (relative ms) as larder's: Keyv hands on what its caller gave. 0, none, and
