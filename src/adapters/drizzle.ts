@@ -80,12 +80,13 @@ export class LarderDrizzleCache extends Cache {
   /** The cached result for a query's hash or tag, or `undefined` (never throws: a miss). */
   override async get(key: string, _tables: string[], isTag: boolean, _isAutoInvalidate?: boolean): Promise<unknown[] | undefined> {
     const name = resultKey(key, isTag)
+    const read = this.#missed.begin(name)
     let asked: number | undefined
     const found = await this.#source.guarded(undefined, async (cache) => {
       asked = cache.now()
       return (await cache.get(name)) as unknown[] | undefined
     })
-    if (found === undefined && asked !== undefined) this.#missed.missed(name, asked)
+    if (found === undefined && asked !== undefined) this.#missed.missed(name, asked, read)
     return found
   }
 

@@ -62,12 +62,13 @@ export class LarderCacheAdapter implements CacheAdapter {
   }
 
   async get<T = unknown>(name: string): Promise<T | undefined> {
+    const key = keyOf(name)
+    const read = this.#missed.begin(key)
     return this.#source.guarded(undefined, async (cache) => {
-      const key = keyOf(name)
       const asked = cache.now()
       const stored = (await cache.get(key)) as Stored | undefined
       if (stored?.name === name) return stored.data as T
-      this.#missed.missed(key, asked) // MikroORM queries the database next and stores what it read
+      this.#missed.missed(key, asked, read) // MikroORM queries the database next and stores what it read
       return undefined
     })
   }

@@ -1,3 +1,5 @@
+import { AsyncLocalStorage } from 'node:async_hooks'
+
 /** Keys whose misses are kept for their stores. */
 const MAX_KEYS = 10_000
 /** Misses kept per key: queries of one key in flight at once. */
@@ -5,21 +7,50 @@ const MAX_PER_KEY = 64
 /** A miss whose store has not come this long after is forgotten (its query failed, or stored
  *  nothing): kept, it would date every later store of the key back to it. */
 const MAX_AGE_MS = 5 * 60_000
+/** Reads remembered in one async context (see Read): the newest, for a context that runs many. */
+const READS_PER_CONTEXT = 32
+
+/** One read of a key, made in the sync part of an adapter's read (before any await), so that
+ *  the caller's code after it (its query, then its store) runs in a context that holds it. */
+export interface Read {
+  readonly key: string
+  /** When it missed (undefined: a hit, or not yet answered). */
+  at: number | undefined
+  /** A store took it. */
+  used: boolean
+}
 
 /**
  * The misses of each key (`cache.now()` taken before the read) whose stores have not come yet,
  * for the store an ORM makes after querying its database: the result goes in with a `readAt`,
  * so a table invalidated (or a `clear()`) while the query ran makes it stale at once instead of
- * being undone by it. Two queries of one key in flight at once cannot be told apart at their
- * stores (one may have read before an update, the other after), so each store is dated by the
- * oldest miss still outstanding and takes away the newest: a result may be stale for nothing
- * (a miss more), never live with rows read before a change. Bounded: past MAX_KEYS the key
- * missed longest ago goes (its store is then stamped now).
+ * being undone by it. A store whose own read is found in its async context (begin) is dated
+ * by that read's miss. Otherwise two queries of one key in flight at once cannot be told apart
+ * at their stores (one may have read before an update, the other after), so the store is dated
+ * by the oldest miss still outstanding and takes away the newest: a result may be stale for
+ * nothing (a miss more), never live with rows read before a change. Bounded: past MAX_KEYS the
+ * key missed longest ago goes (its store is then stamped now).
  */
 export class MissTimes {
   readonly #at = new Map<string, number[]>()
+  readonly #context = new AsyncLocalStorage<readonly Read[]>()
 
-  missed(key: string, at: number): void {
+  /**
+   * A read of `key` begins: called in the sync part of the adapter's read, so the record
+   * joins the caller's async context (`enterWith`) and the caller's store after its query
+   * finds it there. Drizzle, TypeORM and MikroORM each await the read, the query and the store
+   * in one chain, so a store is dated by its own miss: a query that failed (no store follows)
+   * no longer dates the stores of later queries, as the oldest outstanding miss did.
+   */
+  begin(key: string): Read {
+    const read: Read = { key, at: undefined, used: false }
+    const held = this.#context.getStore() ?? []
+    this.#context.enterWith([...held.filter((r) => !r.used).slice(-(READS_PER_CONTEXT - 1)), read])
+    return read
+  }
+
+  missed(key: string, at: number, read?: Read): void {
+    if (read !== undefined) read.at = at
     const times = this.#at.get(key) ?? []
     this.#at.delete(key)
     this.#at.set(key, times)
@@ -32,6 +63,18 @@ export class MissTimes {
    *  kept); one miss fewer kept. */
   take(key: string): number | undefined {
     const times = this.#at.get(key)
+    // The store's own miss, when its context holds exactly one missed read of the key not yet
+    // stored; two (reads of one key started one after the other in one function, then stored)
+    // cannot be told apart: the oldest outstanding miss dates the store, as without a context.
+    const own = this.#context.getStore()?.filter((r) => r.key === key && !r.used && r.at !== undefined)
+    if (own?.length === 1) {
+      const read = own[0]!
+      read.used = true
+      const index = times?.indexOf(read.at!) ?? -1
+      if (index >= 0) times!.splice(index, 1)
+      if (times?.length === 0) this.#at.delete(key)
+      return read.at
+    }
     if (times === undefined) return undefined
     while (times.length > 1 && times[0]! < Date.now() - MAX_AGE_MS) times.shift()
     const oldest = times[0]

@@ -60,15 +60,16 @@ export class LarderQueryResultCache implements QueryResultCache {
   async synchronize(_queryRunner?: QueryRunner): Promise<void> {}
 
   async getFromCache(options: QueryResultCacheOptions, _queryRunner?: QueryRunner): Promise<QueryResultCacheOptions | undefined> {
+    const key = keyOf(options)
+    const read = this.#missed.begin(key)
     return this.#source.guarded(undefined, async (cache) => {
-      const key = keyOf(options)
       const asked = cache.now()
       let saved = (await cache.get(key)) as QueryResultCacheOptions | undefined
       // A key may be a hash (of a long id or query): the entry must be for this very one.
       if (saved !== undefined && saved.identifier !== options.identifier) saved = undefined
       if (saved !== undefined && options.identifier === undefined && saved.query !== options.query) saved = undefined
       // TypeORM queries the database next and stores what it read.
-      if (saved === undefined || this.isExpired(saved)) this.#missed.missed(key, asked)
+      if (saved === undefined || this.isExpired(saved)) this.#missed.missed(key, asked, read)
       return saved
     })
   }

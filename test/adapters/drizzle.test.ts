@@ -15,6 +15,7 @@ import { Larder, isLarderError } from 'larder'
 import { tempDir } from '../helpers.ts'
 import { runChild } from './processes.ts'
 import { openDb, posts, users } from './drizzle-fixtures.ts'
+import { LarderDrizzleCache } from 'larder/drizzle'
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -187,6 +188,39 @@ describe('larder/drizzle on libsql', () => {
       assert.notDeepEqual(await cache.get('q', ['users'], false), before, `${order}: the old rows are not served`)
       await larder.close()
     }
+  })
+
+  test('a select that failed (no store after its miss) does not date later results: after a write, the next result is cached again', async () => {
+    const larder = await Larder.open({ dir: tempDir('larder-drizzle-failed-select') })
+    const reads = countReads(larder)
+    const { db } = await openDb(':memory:', larder, { strategy: 'all' })
+    await db.run('drop table users')
+    await assert.rejects(db.select().from(users), 'the table is missing: the select fails after its miss')
+    await db.run('create table users (id integer primary key, name text not null)')
+    await db.insert(users).values({ name: 'ann' })
+    await sleep(5)
+    const before = { ...reads }
+    for (let i = 0; i < 5; i++) assert.deepEqual(await db.select().from(users), [{ id: 1, name: 'ann' }])
+    // Before, each result was stored as of the failed select's miss, older than the insert:
+    // stale at once, so all five went to the database for up to five minutes.
+    assert.deepEqual({ hits: reads.hits - before.hits, misses: reads.misses - before.misses }, { hits: 4, misses: 1 })
+    db.$client.close()
+    await larder.close()
+  })
+
+  test('two reads of one query begun in one function and stored after: the stores are dated by the older miss (they cannot be told apart)', async () => {
+    const larder = await Larder.open({ dir: tempDir('larder-drizzle-one-context') })
+    const cache = new LarderDrizzleCache(larder)
+    // As two runs of a query around a write would, called in one async function: A misses
+    // before the write, B after; A's result (old rows) is stored last.
+    assert.equal(await cache.get('q', ['users'], false), undefined)
+    await cache.onMutate({ tables: ['users'] })
+    await sleep(5)
+    assert.equal(await cache.get('q', ['users'], false), undefined)
+    await cache.put('q', [{ id: 1, name: 'new' }], ['users'], false)
+    await cache.put('q', [{ id: 1, name: 'old' }], ['users'], false)
+    assert.equal(await cache.get('q', ['users'], false), undefined, 'the old rows are not served')
+    await larder.close()
   })
 
   test('an unknown strategy is ERR_INVALID_OPTION naming the field, thrown by the constructor', async () => {
