@@ -44,21 +44,25 @@ export async function createServer(
   log: (line: string) => void = (line) => process.stderr.write(`${line}\n`),
 ): Promise<LarderServer> {
   const hits = new HitSources()
-  const namespaces = new Namespaces(options, ({ name, protocol, cache }) => {
-    cache.on('prune', (r) =>
-      metrics.pruned(name, {
-        namespace: name,
-        at: Date.now(),
-        evicted: r.evicted,
-        expired: r.expired,
-        freedBytes: r.freedBytes,
-        remainingBytes: r.remainingBytes,
-        durationMs: r.durationMs,
-      }),
-    )
-    cache.on('error', (error) => log(`${name}: ${error.message}`))
-    if (protocol === 'api') cache.on('hit', (key, _tier, source) => hits.record(key, source))
-  })
+  const namespaces = new Namespaces(
+    options,
+    ({ name, protocol, cache }) => {
+      cache.on('prune', (r) =>
+        metrics.pruned(name, {
+          namespace: name,
+          at: Date.now(),
+          evicted: r.evicted,
+          expired: r.expired,
+          freedBytes: r.freedBytes,
+          remainingBytes: r.remainingBytes,
+          durationMs: r.durationMs,
+        }),
+      )
+      cache.on('error', (error) => log(`${name}: ${error.message}`))
+      if (protocol === 'api') cache.on('hit', (key, _tier, source) => hits.record(key, source))
+    },
+    () => metrics.teamClosed(),
+  )
   // Declared after the namespaces it reads: their open hook uses it only inside a prune handler.
   const metrics = new ServerMetrics(() => namespaces.all())
   const tokens = new Tokens(options.tokens, options.readTokens, options.namespaceTokens)

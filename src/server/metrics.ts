@@ -80,6 +80,7 @@ export class ServerMetrics {
   readonly #bytesOut: Counter<'protocol'>
   readonly #writes: Counter<'protocol' | 'outcome'>
   readonly #evicted: Counter<'namespace'>
+  readonly #teamsClosed: Counter
   readonly #origin: Counter<'outcome'>
   readonly #turboEvents: Counter<'source' | 'event'>
   readonly duration: Histogram<'method' | 'route' | 'status'>
@@ -121,6 +122,11 @@ export class ServerMetrics {
       name: 'larder_evictions_total',
       help: 'Entries evicted by automatic prunes to keep the budget, by namespace',
       labelNames: ['namespace'],
+      registers,
+    })
+    this.#teamsClosed = new Counter({
+      name: 'larder_team_namespaces_closed_total',
+      help: 'Idle team namespaces closed to make room for another team (--max-teams)',
       registers,
     })
     this.#origin = new Counter({
@@ -217,6 +223,11 @@ export class ServerMetrics {
     t.bytesIn += bytes
     this.#bytesIn.inc({ protocol }, bytes)
     this.#writes.inc({ protocol, outcome: 'stored' })
+  }
+
+  /** An idle team namespace closed to make room for another (--max-teams). */
+  teamClosed(): void {
+    this.#teamsClosed.inc()
   }
 
   /** A write the server refused on purpose (an existing Nx hash, a read-only token). */

@@ -1,4 +1,5 @@
 import fs from 'node:fs'
+import { finished } from 'node:stream'
 import { mergeOptions } from '../config/option-paths.js'
 import { loadHasher } from '../format/checksum.js'
 import { Larder, type LarderOptions, type PruneReport } from '../index.js'
@@ -8,9 +9,14 @@ import { SERVE_DEFAULTS, type ServeOptions } from './options.js'
 
 /**
  * One larder namespace per tool and team (`turbo:<team>`, `nx`, `nx:<team>`, `ccache`, `bazel`,
- * `api`), each a `Larder` opened on first use and kept open until the server stops. Namespaces
- * isolate teams (a hash of one team is never found by another) and carry their own budget
- * (`--max-size` applies to each).
+ * `api`), each a `Larder` opened on first use. Namespaces isolate teams (a hash of one team is
+ * never found by another) and carry their own budget (`--max-size` applies to each).
+ *
+ * The server's own namespaces stay open until it stops. Team namespaces are bounded
+ * (`--max-teams`): past the bound, the team used least recently that no request is using is
+ * closed to make room (its entries stay on disk; its next request opens it again). A request
+ * holds its team's namespace until its response ends (`user`), so a transfer never loses its
+ * cache under it; only when every open team is answering a request is a new one refused.
  *
  * Every instance is opened with `failOpen: false`: the server must know when the disk failed
  * so that each protocol can answer as its client copes best (a miss, a skipped upload), instead
@@ -42,21 +48,34 @@ const isTeam = (name: string): boolean => name.startsWith('turbo:') || name.star
 
 export class TooManyNamespacesError extends Error {}
 
+/** What a request's namespace is held by: its response (`reply.raw`), until it ends. */
+export type NamespaceUser = NodeJS.WritableStream
+
 export class Namespaces {
   readonly #options: ServeOptions
+  /** Opening or open, in the order of their last use (a team's use moves it to the end). */
   readonly #open = new Map<string, Promise<NamespaceInfo>>()
+  /** The open ones among them: a team still opening is not closed. */
+  readonly #ready = new Map<string, NamespaceInfo>()
+  /** Responses in progress per team namespace: a team in use is never closed. */
+  readonly #users = new Map<string, number>()
+  /** Closes of idle teams in progress: a team opened again waits for its close. */
+  readonly #closing = new Map<string, Promise<void>>()
   readonly #opened: (info: NamespaceInfo) => void
+  readonly #closedIdle: (name: string) => void
   #closed = false
 
-  /** `opened` is told of each namespace once it is open (metrics and events hook in there). */
-  constructor(options: ServeOptions, opened: (info: NamespaceInfo) => void) {
+  /** `opened` is told of each namespace once it is open (metrics and events hook in there),
+   *  `closedIdle` of each idle team closed to make room. */
+  constructor(options: ServeOptions, opened: (info: NamespaceInfo) => void, closedIdle: (name: string) => void = () => {}) {
     this.#options = options
     this.#opened = opened
+    this.#closedIdle = closedIdle
   }
 
-  /** The namespace's cache, opened on first use. */
-  async get(name: string, protocol: NamespaceUse): Promise<Larder> {
-    return (await this.info(name, protocol)).cache
+  /** The namespace's cache, opened on first use; held open for `user` until it ends. */
+  async get(name: string, protocol: NamespaceUse, user?: NamespaceUser): Promise<Larder> {
+    return (await this.info(name, protocol, user)).cache
   }
 
   /**
@@ -66,32 +85,82 @@ export class Namespaces {
    * write, past the bound of open team namespaces, is a miss too: a read is never a 5xx (nx
    * fails its run on one), and the uploads refused with 507 tell the operator to raise it.
    */
-  async forReading(name: string, protocol: NamespaceUse): Promise<Larder | undefined> {
+  async forReading(name: string, protocol: NamespaceUse, user?: NamespaceUser): Promise<Larder | undefined> {
     if (!this.#open.has(name) && !this.#closed) {
       await loadHasher()
       if (!fs.existsSync(new Layout(this.#options.dir, name).namespaceDir)) return undefined
     }
     try {
-      return await this.get(name, protocol)
+      return await this.get(name, protocol, user)
     } catch (error) {
       if (error instanceof TooManyNamespacesError) return undefined
       throw error
     }
   }
 
-  async info(name: string, protocol: NamespaceUse): Promise<NamespaceInfo> {
-    if (this.#closed) throw new Error('the server is shutting down')
+  info(name: string, protocol: NamespaceUse, user?: NamespaceUser): Promise<NamespaceInfo> {
+    if (this.#closed) return Promise.reject(new Error('the server is shutting down'))
+    const team = isTeam(name)
     let found = this.#open.get(name)
     if (found === undefined) {
-      if (isTeam(name) && this.#teams() >= this.#options.maxTeams)
-        throw new TooManyNamespacesError(
-          `this server already serves ${this.#options.maxTeams} team namespaces (its operator can raise --max-teams)`,
+      if (team && this.#teams() >= this.#options.maxTeams && !this.#closeIdleTeam())
+        return Promise.reject(
+          new TooManyNamespacesError(
+            `this server already serves ${this.#options.maxTeams} team namespaces, each answering a request now (its operator can raise --max-teams)`,
+          ),
         )
-      found = this.#openNamespace(name, protocol)
+      const opening = this.#openNamespace(name, protocol)
+      found = opening
+      this.#open.set(name, opening)
+      opening.then(
+        (info) => {
+          if (this.#open.get(name) === opening) this.#ready.set(name, info)
+        },
+        () => {
+          if (this.#open.get(name) === opening) this.#open.delete(name)
+        },
+      )
+    } else if (team) {
+      // Used now: moved to the end, away from the next close.
+      this.#open.delete(name)
       this.#open.set(name, found)
-      found.catch(() => this.#open.delete(name))
     }
+    // Taken before anything is awaited, so no other request can close it in between.
+    if (team && user !== undefined) this.#hold(name, user)
     return found
+  }
+
+  #hold(name: string, user: NamespaceUser): void {
+    this.#users.set(name, (this.#users.get(name) ?? 0) + 1)
+    let held = true
+    finished(user, () => {
+      if (!held) return
+      held = false
+      const left = this.#users.get(name)! - 1
+      if (left === 0) this.#users.delete(name)
+      else this.#users.set(name, left)
+    })
+  }
+
+  /** Closes the team used least recently that is open and that no request uses; false when
+   *  every team is opening or in use. */
+  #closeIdleTeam(): boolean {
+    for (const name of this.#open.keys()) {
+      const info = this.#ready.get(name)
+      if (!isTeam(name) || info === undefined || this.#users.has(name)) continue
+      this.#open.delete(name)
+      this.#ready.delete(name)
+      const closing: Promise<void> = info.cache
+        .close()
+        .catch(() => {})
+        .finally(() => {
+          if (this.#closing.get(name) === closing) this.#closing.delete(name)
+        })
+      this.#closing.set(name, closing)
+      this.#closedIdle(name)
+      return true
+    }
+    return false
   }
 
   #teams(): number {
@@ -118,10 +187,13 @@ export class Namespaces {
     this.#closed = true
     const all = await this.all()
     this.#open.clear()
-    await Promise.allSettled(all.map((n) => n.cache.close()))
+    this.#ready.clear()
+    await Promise.allSettled([...all.map((n) => n.cache.close()), ...this.#closing.values()])
   }
 
   async #openNamespace(name: string, protocol: NamespaceUse): Promise<NamespaceInfo> {
+    // The same directory closing for want of room finishes first (its last writes, its totals).
+    await this.#closing.get(name)
     const cache = await Larder.open(this.optionsOf(name, protocol))
     const info: NamespaceInfo = { name, protocol, cache }
     this.#opened(info)

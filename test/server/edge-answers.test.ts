@@ -8,6 +8,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
+import http from 'node:http'
 import net from 'node:net'
 import path from 'node:path'
 import { setTimeout as sleepMs } from 'node:timers/promises'
@@ -60,8 +61,8 @@ test("the server's own namespaces open whatever the teams took", async () => {
     const put = await call(`${url}/v8/artifacts/abc0123?slug=t${i}`, { method: 'PUT', body: 'x', headers: octets })
     assert.equal(put.status, 202)
   }
-  const refused = await call(`${url}/v8/artifacts/abc0123?slug=one-more`, { method: 'PUT', body: 'x', headers: octets })
-  assert.equal(refused.status, 507, 'past the bound, a new team is refused')
+  const more = await call(`${url}/v8/artifacts/abc0123?slug=one-more`, { method: 'PUT', body: 'x', headers: octets })
+  assert.equal(more.status, 202, 'past the bound, an idle team is closed to make room')
   assert.equal((await call(`${url}/v1/cache/0123`, { method: 'PUT', body: 'x', headers: octets })).status, 200, 'nx')
   assert.equal((await call(`${url}/ccache/ab/cdef`, { method: 'PUT', body: 'x', headers: octets })).status, 200, 'ccache')
   const api = await call(`${url}/api/cache/k`, { method: 'PUT', headers: json, body: JSON.stringify({ value: 1 }) })
@@ -69,29 +70,68 @@ test("the server's own namespaces open whatever the teams took", async () => {
   assert.equal((await call(`${url}/readyz`)).status, 200)
 })
 
-test('past the bound of open team namespaces, a read of a team that did upload is a miss, never a 5xx (nx fails its run on one); --max-teams sets the bound', async () => {
+/** A request left open: the upload's headers and `sent` bytes of its body, never the rest. */
+function heldUpload(url: string, length: number, sent: Buffer): { request: http.ClientRequest; answer: Promise<number> } {
+  const request = http.request(url, { method: 'PUT', headers: { ...octets, 'content-length': String(length) } })
+  const answer = new Promise<number>((resolve, reject) => {
+    request.on('response', (response) => {
+      response.resume()
+      resolve(response.statusCode!)
+    })
+    request.on('error', reject)
+  })
+  request.write(sent)
+  return { request, answer }
+}
+
+test('past --max-teams, the idle team used least recently is closed to make room (its artifacts stay), never one a request is using; only when every team is busy is a new one refused', async () => {
   const first = await startServer({ maxTeams: 3 })
-  const put = (url: string, team: string) => call(`${url}/v8/artifacts/abc0123?slug=${team}`, { method: 'PUT', body: 'x', headers: octets })
+  const put = (url: string, team: string, body: string | Buffer = 'x') =>
+    call(`${url}/v8/artifacts/abc0123?slug=${team}`, { method: 'PUT', body, headers: octets })
+  const get = (url: string, team: string) => call(`${url}/v8/artifacts/abc0123?slug=${team}`)
   assert.equal((await put(first.url, 'early')).status, 202)
   assert.equal((await call(`${first.url}/nx/early/v1/cache/0123`, { method: 'PUT', body: 'x', headers: octets })).status, 200)
+
   // Another server on the directory (a restart) fills its bound with other teams first.
   const second = await startServer({ dir: first.dir, maxTeams: 3 })
-  for (const team of ['a', 'b', 'c']) assert.equal((await put(second.url, team)).status, 202, team)
-  const refused = await put(second.url, 'd')
-  assert.equal(refused.status, 507, 'a new team past the bound is refused')
-  assert.match(refused.json<ErrorAnswer>().error.message, /already serves 3 team namespaces .*--max-teams/)
-  const at = `${second.url}/v8/artifacts/abc0123?slug=early`
-  assert.equal((await call(at)).status, 404, 'turbo GET: a miss')
-  assert.equal((await call(at, { method: 'HEAD' })).status, 404, 'turbo HEAD: a miss')
-  const query = await call(`${second.url}/v8/artifacts?slug=early`, {
+  for (const team of ['a', 'b', 'c', 'd']) assert.equal((await put(second.url, team, team)).status, 202, team)
+  // Past the bound, each team still answers: the one used least recently is closed for it.
+  assert.equal((await get(second.url, 'early')).text, 'x', 'turbo GET of a team the server had not opened')
+  assert.equal((await call(`${second.url}/nx/early/v1/cache/0123`)).text, 'x', 'nx GET')
+  for (const team of ['a', 'b', 'c', 'd']) assert.equal((await get(second.url, team)).text, team, `${team} reopened`)
+  const metrics = await call(`${second.url}/metrics`)
+  const closed = Number(/^larder_team_namespaces_closed_total (\d+)/m.exec(metrics.text)?.[1])
+  assert.ok(closed >= 6, `idle teams closed to make room: ${closed}`)
+
+  // A download in progress holds its team: teams cycling past the bound do not close it.
+  const big = Buffer.alloc(8 * 1024 * 1024, 7)
+  assert.equal((await put(second.url, 'big', big)).status, 202)
+  const download = await fetch(`${second.url}/v8/artifacts/abc0123?slug=big`)
+  assert.equal(download.status, 200)
+  for (const team of ['e', 'f', 'g', 'h', 'a', 'b']) assert.equal((await put(second.url, team)).status, 202, team)
+  const got = Buffer.from(await download.arrayBuffer())
+  assert.ok(got.equals(big), 'the download in progress finished whole')
+
+  // Three uploads in progress hold three teams: a fourth team's upload is refused, its read a
+  // miss (never a 5xx: nx fails its run on one); when they end, it is served again.
+  const held = ['p', 'q', 'r'].map((team) => heldUpload(`${second.url}/v8/artifacts/abc0123?slug=${team}`, 2, Buffer.from('p')))
+  await sleepMs(300)
+  const refused = await put(second.url, 'a')
+  assert.equal(refused.status, 507, 'every team busy: a new one is refused')
+  assert.match(refused.json<ErrorAnswer>().error.message, /already serves 3 team namespaces, each answering a request now .*--max-teams/)
+  assert.equal((await get(second.url, 'a')).status, 404, 'turbo GET: a miss')
+  assert.equal((await call(`${second.url}/v8/artifacts/abc0123?slug=a`, { method: 'HEAD' })).status, 404, 'turbo HEAD: a miss')
+  const query = await call(`${second.url}/v8/artifacts?slug=a`, {
     method: 'POST',
     headers: json,
     body: JSON.stringify({ hashes: ['abc0123'] }),
   })
-  assert.equal(query.status, 200)
   assert.deepEqual(query.json(), { abc0123: null })
   assert.equal((await call(`${second.url}/nx/early/v1/cache/0123`)).status, 404, 'nx GET: a miss')
-  assert.equal((await call(`${second.url}/v8/artifacts/abc0123?slug=a`)).text, 'x', 'the open teams serve on')
+  for (const { request } of held) request.end('q')
+  assert.deepEqual(await Promise.all(held.map((h) => h.answer)), [202, 202, 202])
+  assert.equal((await get(second.url, 'a')).text, 'x', 'served again once the uploads ended')
+  assert.equal((await get(second.url, 'p')).text, 'pq')
 })
 
 test('a Bazel CAS name that is not a sha256 is a 400, never stored unchecked', async () => {

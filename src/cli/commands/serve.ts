@@ -171,7 +171,7 @@ export function serveCommand(): Command {
         .argParser(countArgument),
     )
     .addOption(
-      new Option('--max-teams <n>', 'team namespaces (turbo:<team>, nx:<team>) open at once; past it, new teams are refused (default 256)')
+      new Option('--max-teams <n>', 'team namespaces (turbo:<team>, nx:<team>) open at once; past it the idle one used least recently is closed (default 256)')
         .env('LARDER_MAX_TEAMS')
         .argParser(countArgument),
     )

@@ -35,7 +35,7 @@ export function nxUploads(app: FastifyInstance, ctx: ServerContext): void {
   const upload = async (request: FastifyRequest, reply: FastifyReply) => {
     const hash = artifactHash((request.params as { hash: string }).hash)
     const namespace = namespaceOf(ctx, request)
-    const cache = await ctx.namespaces.get(namespace, 'nx')
+    const cache = await ctx.namespaces.get(namespace, 'nx', reply.raw)
     const slot = `${namespace}\0${hash}`
     const refuse = () => {
       ctx.metrics.refused('nx')
@@ -64,7 +64,7 @@ export function nxUploads(app: FastifyInstance, ctx: ServerContext): void {
 export function nxRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const download = async (request: FastifyRequest, reply: FastifyReply) => {
     const hash = artifactHash((request.params as { hash: string }).hash)
-    const cache = await ctx.namespaces.forReading(namespaceOf(ctx, request), 'nx')
+    const cache = await ctx.namespaces.forReading(namespaceOf(ctx, request), 'nx', reply.raw)
     if (cache === undefined) ctx.metrics.miss('nx')
     const meta = cache === undefined ? undefined : await sendArtifact(ctx, reply, 'nx', cache, hash, false)
     if (meta === undefined) return text(reply, 404, `No artifact ${hash}`)

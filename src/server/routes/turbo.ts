@@ -55,7 +55,7 @@ function headerValue(request: FastifyRequest, name: string): string | undefined 
 export function turboUploads(app: FastifyInstance, ctx: ServerContext): void {
   app.put('/v8/artifacts/:hash', { config: { access: 'write', protocol: 'turbo', namespaced: true } }, async (request, reply) => {
     const hash = artifactHash((request.params as { hash: string }).hash)
-    const cache = await ctx.namespaces.get(namespaceOf(ctx, request), 'turbo')
+    const cache = await ctx.namespaces.get(namespaceOf(ctx, request), 'turbo', reply.raw)
     const meta = { duration: headerValue(request, 'x-artifact-duration'), tag: headerValue(request, 'x-artifact-tag') }
     const outcome = await storeArtifact(ctx, request, 'turbo', cache, hash, stripUndefined(meta))
     if (!outcome.stored)
@@ -71,7 +71,7 @@ export function turboRoutes(app: FastifyInstance, ctx: ServerContext): void {
 
   const download = (headOnly: boolean) => async (request: FastifyRequest, reply: FastifyReply) => {
     const hash = artifactHash((request.params as { hash: string }).hash)
-    const cache = await ctx.namespaces.forReading(namespaceOf(ctx, request), 'turbo')
+    const cache = await ctx.namespaces.forReading(namespaceOf(ctx, request), 'turbo', reply.raw)
     if (cache === undefined) ctx.metrics.miss('turbo')
     const meta = cache === undefined ? undefined : await sendArtifact(ctx, reply, 'turbo', cache, hash, headOnly, metaHeaders)
     if (meta === undefined) return reply.code(404).send(errorBody('ERR_NOT_FOUND', `No artifact ${hash} for this team`))
@@ -83,14 +83,14 @@ export function turboRoutes(app: FastifyInstance, ctx: ServerContext): void {
   // Small JSON bodies (at most 1,000 hashes; turbo's few events): a read token must not make
   // the server parse 64 MiB.
   const small = { config, bodyLimit: 1024 * 1024 }
-  app.post('/v8/artifacts', small, async (request) => {
+  app.post('/v8/artifacts', small, async (request, reply) => {
     const body = request.body as { hashes?: unknown } | undefined
     const hashes = body?.hashes
     if (!Array.isArray(hashes) || hashes.length > MAX_QUERY_HASHES) {
       throw badRequest('ERR_INVALID_BODY', `Invalid hashes: expected { "hashes": [...] } with at most ${MAX_QUERY_HASHES} hashes`)
     }
     const valid = hashes.map((h, i) => artifactHash(h, `hashes[${i}]`))
-    const cache = await ctx.namespaces.forReading(namespaceOf(ctx, request), 'turbo')
+    const cache = await ctx.namespaces.forReading(namespaceOf(ctx, request), 'turbo', reply.raw)
     const answer: Record<string, { size: number; taskDurationMs: number; tag?: string } | null> = {}
     for (const hash of valid) {
       const found = cache === undefined ? undefined : await getArtifact(cache, hash, true).catch(() => undefined)
