@@ -6,6 +6,7 @@ import bytesIec from 'bytes-iec'
 import type { Cluster, Redis } from 'ioredis'
 import { resolveEncryption, type EncryptionOptions, type Keyring } from './crypto/keys.js'
 import { LarderError } from './errors.js'
+import { clusterSeeds } from './redis/cluster-seeds.js'
 import type { Sharing } from './store/owned-tree.js'
 import type { ConfigChoice } from './config/layered-options.js'
 import type { ProfileName } from './config/profiles.js'
@@ -101,7 +102,9 @@ export interface RedisOptions {
   /** Your own ioredis `Redis` or `Cluster`. larder uses it and never closes it (it opens one
    *  duplicate connection of it for the bus, and closes that). */
   client?: Redis | Cluster
-  /** Seed nodes of a Redis Cluster: larder opens an ioredis `Cluster` on them. */
+  /** Seed nodes of a Redis Cluster: larder opens an ioredis `Cluster` on them. `'host:port'`,
+   *  `{ host, port }`, or `redis[s]://[user:password@]host:port`, whose scheme (`rediss`: TLS)
+   *  and credentials apply to every node (seeds that disagree on them are refused). */
   cluster?: Array<string | { host: string; port: number }>
   /** Prefix of every Redis key and channel larder uses. Default `'larder:'`. Keys are
    *  `<prefix><ns>:<key>`, ns being `default` or `ns-<xxhash64(namespace)>`. */
@@ -691,7 +694,9 @@ function resolveRedis(input: unknown): ResolvedRedisOptions | undefined {
           ? n.trim() !== '' && isPort(Number(/:(\d+)$/.exec(n)?.[1] ?? 6379))
           : n !== null && typeof n === 'object' && typeof n.host === 'string' && n.host !== '' && isPort(n.port),
       )
-    if (!ok) throw invalid('redis.cluster', 'expected a non-empty array of "host:port" strings or { host, port }')
+    if (!ok) throw invalid('redis.cluster', 'expected a non-empty array of "host:port" strings, redis[s]:// URLs or { host, port }')
+    const seeds = clusterSeeds(r.cluster, 'redis.cluster')
+    if (typeof seeds === 'string') throw invalid('redis.cluster', seeds)
   }
   if ([r.url, r.client, r.cluster].filter((v) => v !== undefined).length > 1) throw invalid('redis', 'give one of url, client and cluster')
   const prefix = r.prefix ?? 'larder:'

@@ -25,9 +25,10 @@ export function withSharedTierOptions(
   return command
     .addOption(new Option('--redis <url>', what).env('LARDER_REDIS_URL'))
     .addOption(
-      new Option('--redis-cluster <nodes>', 'the same for a Redis Cluster: its seed nodes, comma-separated host:port').env(
-        'LARDER_REDIS_CLUSTER',
-      ),
+      new Option(
+        '--redis-cluster <nodes>',
+        'the same for a Redis Cluster: its seed nodes, comma-separated host:port or redis[s]://[user:password@]host:port',
+      ).env('LARDER_REDIS_CLUSTER'),
     )
     .addOption(new Option('--redis-prefix <prefix>', "the applications' redis.prefix").env('LARDER_REDIS_PREFIX').default('larder:'))
 }

@@ -87,7 +87,7 @@ export const OPTION_ROWS: readonly OptionRow[] = [
   { path: 'shared', env: 'text', example: 'group', live: false, doc: 'who may use the directory: `false`, `group`, `everyone`' },
   { path: 'redis.url', env: 'text', example: 'redis://cache.internal:6379/2', live: false, doc: 'the shared tier: `redis://[user:password@]host:port[/db]` (credentials never shown)' },
   { path: 'redis.client', env: false, live: false, doc: 'your own ioredis client: from a call only' },
-  { path: 'redis.cluster', env: 'list', example: '10.0.0.1:7000,10.0.0.2:7000', live: false, doc: 'Redis Cluster seed nodes, comma-separated `host:port`' },
+  { path: 'redis.cluster', env: 'list', example: '10.0.0.1:7000,10.0.0.2:7000', live: false, doc: 'Redis Cluster seed nodes, comma-separated `host:port` or `redis[s]://[user:password@]host:port` (the scheme and credentials apply to every node)' },
   { path: 'redis.prefix', env: 'text', example: 'app:', live: false, doc: 'prefix of every Redis key and channel' },
   { path: 'redis.maxValueSize', env: 'text', example: '256KB', live: false, doc: 'larger entries stay local (size)' },
   { path: 'redis.ttl', env: 'text', example: '1d', live: false, doc: 'longest an entry stays in Redis (duration)' },

@@ -1,4 +1,5 @@
 import type { Cluster, ClusterNode, Command, Redis, RedisOptions as IORedisOptions } from 'ioredis'
+import { type ClusterSeeds, clusterSeeds } from './cluster-seeds.js'
 import type { ResolvedRedisOptions } from '../options.js'
 
 export type RedisClient = Redis | Cluster
@@ -60,9 +61,12 @@ export function openClient(options: ResolvedRedisOptions): { client: RedisClient
     ...CLOSING,
   }
   if (options.cluster !== undefined) {
-    const nodes: ClusterNode[] = options.cluster.map((node) => (typeof node === 'string' ? node : { host: node.host, port: node.port }))
+    // Validated at open (options.ts): a string here is an ioredis-safe seed.
+    const seeds = clusterSeeds(options.cluster, 'redis.cluster') as ClusterSeeds
+    const nodes: ClusterNode[] = seeds.nodes.map((node) => (typeof node === 'string' ? node : { host: node.host, port: node.port }))
     const client = new (loaded().Cluster)(nodes, {
-      redisOptions: connection,
+      // The seeds' TLS and credentials reach every node (cluster-seeds.ts).
+      redisOptions: { ...connection, ...seeds.every },
       enableOfflineQueue: false,
       enableAutoPipelining: false,
       clusterRetryStrategy: (times) => Math.min(100 * times, 1000),

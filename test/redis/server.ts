@@ -83,9 +83,11 @@ export class RedisServer {
     throw new Error(`redis-server on port ${this.port} did not start`)
   }
 
-  /** Sends a command with redis-cli; its output. */
+  /** Sends a command with redis-cli (with the server's `--requirepass`, if it has one); its output. */
   cli(...args: string[]): string {
-    return execFileSync('redis-cli', ['-p', String(this.port), ...args], { encoding: 'utf8' }).trim()
+    const at = this.extra.indexOf('--requirepass')
+    const auth = at < 0 ? [] : ['-a', this.extra[at + 1]!, '--no-auth-warning']
+    return execFileSync('redis-cli', ['-p', String(this.port), ...auth, ...args], { encoding: 'utf8' }).trim()
   }
 
   ping(): boolean {

@@ -4,13 +4,17 @@
  * NODE_EXTRA_CA_CERTS (read by Node at start only). Commands and the bus (its own connection,
  * a duplicate of the command one) both go over TLS; a server whose certificate is not trusted
  * is an unreachable Redis: misses and counted errors, nothing thrown into the application.
+ * And a 3-master Redis Cluster with `tls-cluster yes` and a password, reached from `rediss://`
+ * seeds whose TLS and password must reach every node, not the seed alone.
  */
-import { after, describe, test } from 'node:test'
+import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawnSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { freePort, redisAvailable, startRedis, type RedisServer } from './server.ts'
+import { setTimeout as delay } from 'node:timers/promises'
+import { Larder } from '../../src/index.ts'
+import { freePort, RedisServer, redisAvailable, startRedis } from './server.ts'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 const fixture = (name: string): string => path.join(root, 'fixtures', 'tls', name)
@@ -35,10 +39,11 @@ after(() => server?.kill())
 
 /** Runs `body` (module code with `Larder` and `url` in scope) in a child process; its last
  *  stdout line, parsed. */
-function inChild(body: string, env: Record<string, string> = {}): Record<string, unknown> {
+function inChild(body: string, env: Record<string, string> = {}, seeds: string[] = []): Record<string, unknown> {
   const script = `
     import { Larder } from ${JSON.stringify(path.join(root, 'src', 'index.ts'))}
     const url = 'rediss://127.0.0.1:${tlsPort}'
+    const seeds = ${JSON.stringify(seeds)}
     ${body}
   `
   const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
@@ -89,5 +94,114 @@ describe('the shared tier over TLS (rediss://)', { skip }, () => {
     `)
     assert.deepEqual(seen, { value: null, dropped: true })
     assert.equal(server!.cli('EXISTS', 'tls:default:untrusted').trim(), '0', 'nothing was written past the refused handshake')
+  })
+})
+
+describe('a Redis Cluster over TLS, with a password (rediss:// seeds)', { skip }, () => {
+  const password = 'cluster-secret'
+  const nodes: Array<{ server: RedisServer; tlsPort: number }> = []
+  before(async () => {
+    for (let i = 0; i < 3; i++) {
+      const port = await freePort()
+      const tls = await freePort()
+      const server = new RedisServer(port, [
+        '--tls-port',
+        String(tls),
+        '--tls-cert-file',
+        fixture('cert-a.pem'),
+        '--tls-key-file',
+        fixture('key-a.pem'),
+        '--tls-ca-cert-file',
+        fixture('cert-a.pem'),
+        '--tls-auth-clients',
+        'no',
+        '--tls-cluster',
+        'yes',
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        'nodes.conf',
+        '--requirepass',
+        password,
+        '--masterauth',
+        password,
+      ])
+      await server.start()
+      nodes.push({ server, tlsPort: tls })
+    }
+    // Joined over TLS: the nodes then announce their TLS ports to TLS clients.
+    execFileSync(
+      'redis-cli',
+      [
+        '--tls',
+        '--cacert',
+        fixture('cert-a.pem'),
+        '-a',
+        password,
+        '--no-auth-warning',
+        '--cluster',
+        'create',
+        ...nodes.map((n) => `127.0.0.1:${n.tlsPort}`),
+        '--cluster-yes',
+      ],
+      { stdio: 'ignore' },
+    )
+    for (let i = 0; i < 400 && !nodes.every((n) => n.server.cli('CLUSTER', 'INFO').includes('cluster_state:ok')); i++) await delay(25)
+  })
+  after(async () => {
+    for (const { server } of nodes) await server.stop()
+  })
+
+  test("keys on every master and the bus reach the cluster over TLS, with the seed's password used on every node", () => {
+    const seen = inChild(
+      `
+      const open = () => Larder.open({ dir: false, memory: true, maintenance: false, redis: { cluster: seeds, prefix: 'tc:' } })
+      const a = await open()
+      const b = await open()
+      for (let i = 0; i < 60; i++) await a.set('k' + i, i)
+      let read = 0
+      for (let i = 0; i < 60; i++) if ((await b.get('k' + i)) === i) read++
+      await a.set('k1', 'second')
+      let after
+      for (let i = 0; i < 200 && after !== 'second'; i++) {
+        after = await b.get('k1')
+        await new Promise((r) => setTimeout(r, 10))
+      }
+      const errors = (await a.stats()).tiers.redis.errors + (await b.stats()).tiers.redis.errors
+      console.log(JSON.stringify({ read, after, errors }))
+      await a.close()
+      await b.close()
+    `,
+      { NODE_EXTRA_CA_CERTS: fixture('cert-a.pem') },
+      [`rediss://:${password}@127.0.0.1:${nodes[0]!.tlsPort}`],
+    )
+    assert.deepEqual(seen, { read: 60, after: 'second', errors: 0 })
+    const held = nodes.map((n) => Number(n.server.cli('EVAL', "return #redis.call('KEYS', ARGV[1])", '0', 'tc:*')))
+    assert.equal(
+      held.reduce((sum, n) => sum + n, 0),
+      60,
+    )
+    assert.ok(
+      held.every((n) => n > 0),
+      `every master holds some keys: ${held.join(', ')}`,
+    )
+  })
+
+  test('seeds that disagree on TLS or credentials are refused, naming the seed and never its password', async () => {
+    const port = nodes[0]!.tlsPort
+    for (const cluster of [
+      [`rediss://:${password}@127.0.0.1:${port}`, `redis://:${password}@127.0.0.1:${port}`],
+      [`rediss://:${password}@127.0.0.1:${port}`, `rediss://:other@127.0.0.1:${port}`],
+      [`rediss://:${password}@127.0.0.1:${port}`, `127.0.0.1:${port}`],
+      [`rediss://:${password}@127.0.0.1:${port}/2`],
+    ]) {
+      const refused = await Larder.open({ dir: false, redis: { cluster } }).then(
+        () => undefined,
+        (error: unknown) => error as { code: string; message: string },
+      )
+      assert.equal(refused?.code, 'ERR_INVALID_OPTION', cluster.join(' '))
+      assert.match(refused.message, /redis\.cluster/)
+      assert.doesNotMatch(refused.message, new RegExp(`${password}|other`))
+    }
   })
 })
