@@ -585,7 +585,8 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     maxEntries: o.maxEntries === undefined ? undefined : positiveInteger(o.maxEntries, 'maxEntries'),
     evictionPolicy,
     readOnly: o.readOnly ?? false,
-    maintenance: resolveMaintenance(o.maintenance),
+    // A read-only instance never prunes by itself (it removes nothing).
+    maintenance: o.readOnly === true ? { ...resolveMaintenance(o.maintenance), auto: false } : resolveMaintenance(o.maintenance),
     ...resolveShared(o, dir, memory),
     memoryPressure: resolveMemoryPressure(o.memoryPressure, memory !== false),
     encryption: resolveEncryption(o.encryption),
@@ -609,9 +610,9 @@ function resolveBreaker(input: unknown, prefix: string, resetTimeout: number, ti
   const breaker: ResolvedBreakerOptions = {
     errorThresholdPercentage,
     volumeThreshold,
-    resetTimeout: parseDuration(b.resetTimeout ?? resetTimeout, `${prefix}resetTimeout`),
-    rollingCountTimeout: parseDuration(b.rollingCountTimeout ?? 10_000, `${prefix}rollingCountTimeout`),
-    timeout: parseDuration(b.timeout ?? timeout, `${prefix}timeout`),
+    resetTimeout: timerDuration(b.resetTimeout ?? resetTimeout, `${prefix}resetTimeout`),
+    rollingCountTimeout: timerDuration(b.rollingCountTimeout ?? 10_000, `${prefix}rollingCountTimeout`),
+    timeout: timerDuration(b.timeout ?? timeout, `${prefix}timeout`),
   }
   if (breaker.resetTimeout === 0) throw invalid(`${prefix}resetTimeout`, 'must be greater than 0')
   if (breaker.rollingCountTimeout === 0) throw invalid(`${prefix}rollingCountTimeout`, 'must be greater than 0')
@@ -640,7 +641,7 @@ function resolveShared(
   const writeBack = {
     maxQueue: w.maxQueue === undefined ? 10_000 : positiveInteger(w.maxQueue, 'writeBack.maxQueue'),
     maxBytes: parseSize(w.maxBytes ?? '64MiB', 'writeBack.maxBytes'),
-    maxDelay: parseDuration(w.maxDelay ?? '50ms', 'writeBack.maxDelay'),
+    maxDelay: timerDuration(w.maxDelay ?? '50ms', 'writeBack.maxDelay'),
   }
   if (writeBack.maxBytes === 0) throw invalid('writeBack.maxBytes', 'must be greater than 0')
   if (o.bus === true && redis === undefined) throw invalid('bus', 'the bus runs over Redis: set the redis option')
@@ -703,7 +704,7 @@ function resolveRedis(input: unknown): ResolvedRedisOptions | undefined {
   if (typeof prefix !== 'string' || prefix.length > 256) throw invalid('redis.prefix', 'expected a string of at most 256 characters')
   const maxValueSize = parseSize(r.maxValueSize ?? '1MB', 'redis.maxValueSize')
   if (maxValueSize === 0) throw invalid('redis.maxValueSize', 'must be greater than 0')
-  const commandTimeout = parseDuration(r.commandTimeout ?? '500ms', 'redis.commandTimeout')
+  const commandTimeout = timerDuration(r.commandTimeout ?? '500ms', 'redis.commandTimeout')
   if (commandTimeout === 0) throw invalid('redis.commandTimeout', 'must be greater than 0')
   return {
     url: r.url,
@@ -738,7 +739,7 @@ function resolveMaintenance(input: unknown): ResolvedMaintenanceOptions {
   }
   return {
     auto: input !== false,
-    interval: parseDuration(m.interval ?? '1h', 'maintenance.interval'),
+    interval: timerDuration(m.interval ?? '1h', 'maintenance.interval'),
     workers,
     lowWater,
     touchAfter: parseDuration(m.touchAfter ?? '1m', 'maintenance.touchAfter'),
@@ -750,6 +751,18 @@ function resolveMaintenance(input: unknown): ResolvedMaintenanceOptions {
 function positiveDuration(value: unknown, field: string): number {
   const ms = parseDuration(value, field)
   if (ms === 0) throw invalid(field, 'must be greater than 0')
+  return ms
+}
+
+/** The longest delay Node's timers hold (2^31 − 1 ms, 24.8 days): a longer one is taken as
+ *  1 ms (with a TimeoutOverflowWarning), so an interval meant as a month fired every ms. */
+export const MAX_TIMER_MS = 2 ** 31 - 1
+
+/** A duration that becomes a timer's delay or interval: at most MAX_TIMER_MS. */
+export function timerDuration(value: unknown, field: string): number {
+  const ms = parseDuration(value, field)
+  if (ms > MAX_TIMER_MS)
+    throw invalid(field, `expected at most 24 days (Node's timers hold no longer: a longer one would fire at once), got ${ms} ms`)
   return ms
 }
 
@@ -824,7 +837,7 @@ export function resolveMemoryPressure(input: unknown, memoryTier: boolean): Reso
   if (lowWater >= highWater)
     throw invalid('memoryPressure.lowWater', `expected less than highWater (${highWater}), got ${String(lowWater)}`)
   return {
-    interval: positiveDuration(p.interval ?? '1s', 'memoryPressure.interval'),
+    interval: positiveDuration(timerDuration(p.interval ?? '1s', 'memoryPressure.interval'), 'memoryPressure.interval'),
     highWater,
     lowWater,
     shedTo: share(p.shedTo, 'shedTo', 0.5, 0, true, 1),

@@ -117,6 +117,29 @@ describe('bad input', () => {
     await cache.close()
   })
 
+  test("a duration that becomes a timer is at most 24 days (Node's limit): a month-long interval was taken as 1 ms and pruned without pause", async () => {
+    const dir = tempDir()
+    const timers: [string, Record<string, unknown>][] = [
+      ['maintenance.interval', { maintenance: { interval: '30d' } }],
+      ['memoryPressure.interval', { memoryPressure: { interval: '30d' } }],
+      ['breaker.resetTimeout', { breaker: { resetTimeout: '25d' } }],
+      ['breaker.timeout', { breaker: { timeout: 2 ** 31 } }],
+      ['breaker.rollingCountTimeout', { breaker: { rollingCountTimeout: '1y' } }],
+    ]
+    for (const [field, options] of timers) {
+      await assert.rejects(
+        Larder.open({ dir, ...options }),
+        (e: LarderError) => e.code === 'ERR_INVALID_OPTION' && e.field === field && /at most 24 days/.test(e.message),
+        field,
+      )
+    }
+    assert.equal(listFiles(dir).length, 0, 'nothing written by the refused opens')
+    const cache = await Larder.open({ dir, maintenance: { interval: '24d' }, defaultTtl: '365d' })
+    assert.equal(cache.options.maintenance.interval, 24 * 86_400_000)
+    await assert.rejects(cache.configure({ maintenance: { interval: '30d' } }), (e: LarderError) => e.field === 'maintenance.interval')
+    await cache.close()
+  })
+
   test('every method rejects with ERR_CLOSED after close', async () => {
     const cache = await Larder.open({ dir: tempDir() })
     await cache.close()

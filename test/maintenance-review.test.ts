@@ -752,6 +752,26 @@ describe('readOnly: true', () => {
     assert.deepEqual(files(), before, 'a read-only instance changed the cache directory')
   })
 
+  test('a budget and an interval given to a read-only instance prune nothing, at open, on the interval or after configure()', async () => {
+    const dir = tempDir()
+    const app = await open(dir)
+    for (let i = 0; i < 20; i++) await app.set(`k${i}`, 'v'.repeat(200))
+    await app.close()
+    const files = (): string[] =>
+      (fs.readdirSync(dir, { recursive: true }) as string[]).sort().map((f) => `${f} ${fs.lstatSync(path.join(dir, f)).mtimeMs}`)
+    const before = files()
+    const reader = await Larder.open({ dir, readOnly: true, maxEntries: 3, maintenance: { interval: '200ms' } })
+    assert.equal(reader.options.maintenance.auto, false, 'no automatic maintenance')
+    await sleep(700)
+    await reader.configure({ maxEntries: 2, maxSize: '1KB' })
+    await sleep(500)
+    let readable = 0
+    for (let i = 0; i < 20; i++) if ((await reader.get(`k${i}`)) !== undefined) readable++
+    await reader.close()
+    assert.equal(readable, 20)
+    assert.deepEqual(files(), before, 'a read-only instance changed the cache directory')
+  })
+
   test('meta/budget.json records the last open, "no budget" included', async () => {
     const dir = tempDir()
     const file = path.join(dir, 'v1', 'default', 'meta', 'budget.json')

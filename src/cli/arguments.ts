@@ -1,6 +1,6 @@
 import { InvalidArgumentError, Option, type Command } from 'commander'
 import { isLarderError } from '../errors.js'
-import { parseDuration, parseSize } from '../options.js'
+import { MAX_TIMER_MS, parseDuration, parseSize } from '../options.js'
 import { CliFailure, EXIT } from './context.js'
 
 /**
@@ -16,6 +16,13 @@ export function sizeArgument(value: string): number {
 
 export function durationArgument(value: string): number {
   return rethrow(() => parseDuration(value, 'duration'), `not a duration: use milliseconds or a duration such as 90s, 15m, 7d`)
+}
+
+/** A duration that becomes a timer (`--idle-timeout`): at most 24 days, as timerDuration. */
+export function timerDurationArgument(value: string): number {
+  const ms = durationArgument(value)
+  if (ms > MAX_TIMER_MS) throw new InvalidArgumentError(`at most 24 days (Node's timers hold no longer)`)
+  return ms
 }
 
 export function countArgument(value: string): number {

@@ -55,9 +55,12 @@ export class AutoPrune {
   }
 
   #schedule(): void {
-    const { maintenance, maxSize, maxEntries } = this.#p.options
-    this.#budgeted = maintenance.auto && (maxSize !== undefined || maxEntries !== undefined)
-    if (maintenance.auto && maintenance.interval > 0) {
+    const { maintenance, maxSize, maxEntries, readOnly } = this.#p.options
+    // A read-only instance removes nothing, whatever budget or interval it was given (options.ts
+    // turns `auto` off for it; checked here too, as start() does, since a run evicts).
+    const auto = maintenance.auto && !readOnly
+    this.#budgeted = auto && (maxSize !== undefined || maxEntries !== undefined)
+    if (auto && maintenance.interval > 0) {
       this.#interval = setInterval(() => this.start(), maintenance.interval)
       this.#interval.unref()
     }
@@ -83,7 +86,7 @@ export class AutoPrune {
 
   /** Starts a run in the background unless one is running. */
   start(): void {
-    if (this.#running !== undefined || this.#closed) return
+    if (this.#running !== undefined || this.#closed || this.#p.options.readOnly) return
     this.#running = this.#run()
       .catch((error: unknown) => {
         // While the breaker is open the disk is left alone: nothing to report.

@@ -35,6 +35,14 @@ test('larder serve: an --origin with a password in it refuses to start (exit 2),
   assert.doesNotMatch(server.stderr(), /S3CRET/)
 })
 
+test("larder serve: an --idle-timeout past Node's timers (24 days) refuses to start (exit 2): it would cut every connection after 1 ms", async () => {
+  const dir = path.join(tempDir('larder-serve-cli'), 'cache')
+  const server = await startCli(['--dir', dir, 'serve', '--port', '0', '--idle-timeout', '30d'])
+  assert.equal(await server.exited, 2)
+  assert.deepEqual(server.stdout, [])
+  assert.match(server.stderr(), /--idle-timeout.*at most 24 days/)
+})
+
 test('larder serve: options come from the environment (LARDER_PORT, LARDER_TOKEN comma-separated, LARDER_READ_TOKEN, CACHE_L1_MAX_ENTRIES)', async () => {
   const dir = path.join(tempDir('larder-serve-cli'), 'cache')
   const server = await startCli(['--dir', dir, 'serve'], {

@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander'
-import { booleanOption, collect, countArgument, durationArgument, parseBoolean, sizeArgument } from '../arguments.js'
+import { booleanOption, collect, countArgument, parseBoolean, sizeArgument, timerDurationArgument } from '../arguments.js'
 import { isLarderError } from '../../errors.js'
 import { CliContext, CliFailure, EXIT } from '../context.js'
 import type { LarderOptions } from '../../options.js'
@@ -171,7 +171,10 @@ export function serveCommand(): Command {
         .argParser(countArgument),
     )
     .addOption(
-      new Option('--max-teams <n>', 'team namespaces (turbo:<team>, nx:<team>) open at once; past it the idle one used least recently is closed (default 256)')
+      new Option(
+        '--max-teams <n>',
+        'team namespaces (turbo:<team>, nx:<team>) open at once; past it the idle one used least recently is closed (default 256)',
+      )
         .env('LARDER_MAX_TEAMS')
         .argParser(countArgument),
     )
@@ -186,7 +189,7 @@ export function serveCommand(): Command {
         'close a connection that sends and takes nothing for this long (a stalled upload); 0: never (default 30s)',
       )
         .env('LARDER_IDLE_TIMEOUT')
-        .argParser(durationArgument),
+        .argParser(timerDurationArgument),
     )
     .addOption(
       booleanOption(
