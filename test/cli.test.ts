@@ -358,6 +358,21 @@ describe('larder rm and clear', () => {
     assert.match(usage.stderr, /rm needs keys, --pattern or --tag/)
   })
 
+  test('rm --pattern or --tag on a cache over its recorded budget removes what matches and evicts nothing else', async () => {
+    const dir = await freshDir('rm-budget')
+    const app = await Larder.open({ dir, maxEntries: 10, maintenance: false })
+    for (let i = 0; i < 30; i++) await app.set(`keep:${i}`, i)
+    await app.set('junk:1', 'x')
+    await app.set('junk:2', 'x', { tags: ['junk'] })
+    await app.close()
+    assert.deepEqual(json(await larder(['rm', '--pattern', 'junk:1', '--json', '--dir', dir])), { removed: 1 })
+    assert.deepEqual(json(await larder(['rm', '--tag', 'junk', '--json', '--dir', dir])), { removed: 1 })
+    const keys = json<{ key: string }[]>(await larder(['ls', '--json', '--dir', dir])).map((e) => e.key)
+    assert.equal(keys.length, 30, `every keep:* entry stays: ${keys.length}`)
+    const budget = JSON.parse(fs.readFileSync(path.join(dir, 'v1', 'default', 'meta', 'budget.json'), 'utf8')) as { maxEntries: number }
+    assert.equal(budget.maxEntries, 10, "the application's recorded budget is left as it was")
+  })
+
   test('clear refuses without --yes when not on a terminal, asks on one, and clears with --yes', async () => {
     const dir = await freshDir('clear')
     await populate(dir, 10)

@@ -22,11 +22,15 @@ export function rmCommand(): Command {
       'maintain',
       async (cache) => {
         if (!byFilter) return { removed: await cache.deleteMany(keys), sharedRemoved: undefined }
-        // The cache is opened without a budget, so this prune removes what matches (and what
-        // has expired or is damaged anyway) and evicts nothing.
+        // The cache is opened with the budget the application recorded (so the record stays
+        // as it was), which a prune would evict down to: targets no cache reaches make this
+        // prune remove what matches (and what has expired or is damaged anyway) and evict
+        // nothing. `rm` removes what it was asked to, never other entries.
         const report = await cache.prune({
           ...(flags.pattern !== undefined ? { pattern: flags.pattern } : {}),
           ...(flags.tag !== undefined ? { tags: flags.tag } : {}),
+          maxSize: Number.MAX_SAFE_INTEGER,
+          maxEntries: Number.MAX_SAFE_INTEGER,
         })
         return { removed: report.matched, sharedRemoved: report.sharedRemoved }
       },
