@@ -10,6 +10,16 @@ export interface SetOptions {
 }
 
 /** `set()`'s options. */
+/** Options of `getStream`. */
+export interface GetStreamOptions {
+  /** Check every byte of the entry before the first is handed out (the file is read twice):
+   *  for a consumer that cannot take back what it received, such as a pipe into `tar x`. A
+   *  damaged entry is then a miss (undefined), removed and counted, and no byte of it is
+   *  served. Default false: bytes flow as they are checked, and a damaged entry's stream
+   *  errors with ERR_CORRUPT before its last bytes. */
+  verifyFirst?: boolean
+}
+
 export interface SetValueOptions extends SetOptions {
   /** When the value was read from its source (ms since the epoch: `cache.now()` taken before
    *  the read, or `Date.now()`; not in the future): the entry counts as created then, so a tag of it invalidated since makes it stale

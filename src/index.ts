@@ -2,7 +2,7 @@ export { Larder } from './larder.js'
 export type { ConfigChange, LarderEvents, OptionSource, Stats } from './larder.js'
 export type { ConfigChoice } from './config/layered-options.js'
 export type { ProfileName } from './config/profiles.js'
-export type { EntriesOptions, GetOrSetOptions, SetManyItem, SetOptions, SetValueOptions } from './call-options.js'
+export type { EntriesOptions, GetOrSetOptions, GetStreamOptions, SetManyItem, SetOptions, SetValueOptions } from './call-options.js'
 export { LarderError, isLarderError } from './errors.js'
 export type { LarderErrorCode } from './errors.js'
 export type {

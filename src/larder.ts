@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 import fs from 'node:fs'
 import type { Readable } from 'node:stream'
-import type { EntriesOptions, GetOrSetOptions, SetManyItem, SetOptions, SetValueOptions } from './call-options.js'
+import type { EntriesOptions, GetOrSetOptions, GetStreamOptions, SetManyItem, SetOptions, SetValueOptions } from './call-options.js'
 import { LarderError } from './errors.js'
 import { layerOptions, type LayeredOptions, type OptionSource } from './config/layered-options.js'
 import { CacheParts } from './facade/cache-parts.js'
@@ -38,6 +38,7 @@ import {
   validateDelta,
   validateEntriesOptions,
   validateGetOrSet,
+  validateGetStreamOptions,
   validateKey,
   validateKeys,
   validatePruneOptions,
@@ -231,11 +232,13 @@ export class Larder extends EventEmitter<LarderEvents> {
    * Every byte is checked: if the checksum fails at the end, the stream errors with
    * `ERR_CORRUPT` instead of ending, and the entry is removed. The value's last bytes are
    * handed out only once the checksum has passed, so a damaged entry never reaches its full
-   * length either.
+   * length either. With `verifyFirst`, every byte is checked before the first is handed out
+   * (the file is read twice), and a damaged entry is a miss.
    */
-  async getStream(key: string): Promise<Readable | undefined> {
+  async getStream(key: string, options?: GetStreamOptions): Promise<Readable | undefined> {
     this.#assertOpen()
-    return this.#reads.stream(validateKey(key))
+    const { verifyFirst = false } = validateGetStreamOptions(options)
+    return this.#reads.stream(validateKey(key), verifyFirst)
   }
 
   // ── writes ────────────────────────────────────────────────────────────────

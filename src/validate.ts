@@ -1,5 +1,5 @@
 import { LarderError } from './errors.js'
-import type { GetOrSetOptions } from './call-options.js'
+import type { GetOrSetOptions, GetStreamOptions } from './call-options.js'
 import type { ListFilters } from './maintenance/listing.js'
 import type { PruneOptions, RekeyOptions, VerifyOptions, WalkOptions } from './maintenance/maintainer.js'
 import type { PruneFilters } from './maintenance/worker.js'
@@ -126,6 +126,7 @@ const PRUNE_OPTIONS = [
   'onProgress',
 ] as const
 const VERIFY_OPTIONS = ['repair', 'signal', 'onProgress'] as const
+const GET_STREAM_OPTIONS = ['verifyFirst'] as const
 const ENTRIES_OPTIONS = ['prefix', 'pattern', 'tags', 'signal', 'onProgress'] as const
 const WALK_OPTIONS = ['signal', 'onProgress'] as const
 
@@ -166,6 +167,17 @@ export function validateVerifyOptions(options: unknown): VerifyOptions {
     throw new LarderError('ERR_INVALID_VALUE', `Invalid repair: expected a boolean, got ${String(o.repair)}`, { field: 'repair' })
   }
   validateSignalAndProgress(o)
+  return o
+}
+
+/** `getStream()` options: verifyFirst. */
+export function validateGetStreamOptions(options: unknown): GetStreamOptions {
+  const o = validateCallOptions<GetStreamOptions>(options, GET_STREAM_OPTIONS)
+  if (o.verifyFirst !== undefined && typeof o.verifyFirst !== 'boolean') {
+    throw new LarderError('ERR_INVALID_VALUE', `Invalid verifyFirst: expected a boolean, got ${String(o.verifyFirst)}`, {
+      field: 'verifyFirst',
+    })
+  }
   return o
 }
 

@@ -313,6 +313,26 @@ describe('larder get and set', () => {
     assert.ok(info!.expiresAt > Date.now() + 3_500_000 && info!.expiresAt <= Date.now() + 3_600_000)
   })
 
+  test('get of a damaged streamed entry writes no byte to stdout (a pipe into tar cannot take bytes back): exit 1, ERR_CORRUPT', async () => {
+    const dir = await freshDir('damaged')
+    const data = randomBytes(5 * 1024 * 1024)
+    assert.equal((await larder(['set', 'artifact', '--dir', dir], { input: data })).code, 0)
+    // The entry file: the only file of the cache that large.
+    const file = (fs.readdirSync(dir, { recursive: true }) as string[])
+      .map((f) => path.join(dir, f))
+      .find((f) => fs.lstatSync(f).isFile() && fs.lstatSync(f).size > data.length)!
+    const bytes = fs.readFileSync(file)
+    bytes[Math.floor(bytes.length * 0.3)]! ^= 0x40 // early: a streamed read would have passed it on
+    fs.writeFileSync(file, bytes)
+    const got = await larder(['get', 'artifact', '--dir', dir])
+    assert.equal(got.code, 1)
+    assert.equal(got.stdout.length, 0, `${got.stdout.length} bytes written`)
+    assert.match(got.stderr, /damaged \(checksum mismatch\): nothing written/)
+    const asJson = await larder(['get', 'artifact', '--json', '--dir', dir])
+    assert.equal(asJson.code, 1)
+    assert.equal((JSON.parse(asJson.text) as { error: { code: string } }).error.code, 'ERR_CORRUPT')
+  })
+
   test('set reads a FILE; get of an application JSON value prints JSON', async () => {
     const dir = path.join(await freshDir('file'), 'cache') // set creates it; the input lives beside it
     const file = path.join(dir, '..', 'input.bin')

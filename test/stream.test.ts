@@ -320,6 +320,16 @@ describe('a failing source', () => {
   })
 })
 
+/** Flips one bit of the byte at `at` of `file`, in place. */
+function flipBit(file: string, at: number): void {
+  const fd = openSync(file, 'r+')
+  const byte = Buffer.alloc(1)
+  readSync(fd, byte, 0, 1, at)
+  byte[0] = byte[0]! ^ 0x10
+  writeSync(fd, byte, 0, 1, at)
+  closeSync(fd)
+}
+
 describe('a damaged streamed entry', () => {
   for (const kind of ['random', 'mixed'] as const) {
     const stored = kind === 'random' ? 'stored raw' : 'stored compressed'
@@ -333,13 +343,7 @@ describe('a damaged streamed entry', () => {
       const file = await entryFile(dir, 'damaged')
       const size = statSync(file).size
       assert.ok(size > 64 * KiB, 'large enough to be streamed from the file')
-      const middle = Math.floor(size / 2)
-      const fd = openSync(file, 'r+')
-      const byte = Buffer.alloc(1)
-      readSync(fd, byte, 0, 1, middle)
-      byte[0] = byte[0]! ^ 0x10
-      writeSync(fd, byte, 0, 1, middle)
-      closeSync(fd)
+      flipBit(file, Math.floor(size / 2))
 
       const cache = await Larder.open({ dir })
       try {
@@ -367,6 +371,38 @@ describe('a damaged streamed entry', () => {
         assert.ok(!existsSync(file), 'the damaged file is still there')
         assert.equal(await cache.getStream('damaged'), undefined, 'a later read misses')
         assert.equal((await cache.stats()).corrupt, 1, 'counted once')
+      } finally {
+        await cache.close()
+      }
+    })
+  }
+})
+
+describe('getStream with verifyFirst', () => {
+  for (const kind of ['random', 'mixed'] as const) {
+    test(`a damaged large entry (${kind}) is a miss with no byte handed out, counted and removed; an intact one streams whole`, async () => {
+      const dir = await freshDir(`verify-first-${kind}`)
+      const spec: ArtifactSpec = { version: 51, size: 8 * MiB, kind }
+      const writer = await Larder.open({ dir })
+      await writer.setStream('intact', artifactSource(spec))
+      await writer.setStream('damaged', artifactSource(spec))
+      await writer.close()
+      const file = await entryFile(dir, 'damaged')
+      flipBit(file, Math.floor(statSync(file).size / 10)) // early: a plain stream hands the bytes before it out
+
+      const cache = await Larder.open({ dir })
+      try {
+        assert.equal(await cache.getStream('damaged', { verifyFirst: true }), undefined)
+        assert.equal((await cache.stats()).corrupt, 1)
+        assert.ok(!existsSync(file), 'the damaged file was removed')
+        const stream = await cache.getStream('intact', { verifyFirst: true })
+        const chunks: Buffer[] = []
+        for await (const chunk of stream!) chunks.push(chunk as Buffer)
+        assert.equal(Buffer.concat(chunks).length, 8 * MiB)
+        await assert.rejects(
+          cache.getStream('intact', { verifyFirst: 1 as unknown as boolean }),
+          (e: LarderError) => e.field === 'verifyFirst',
+        )
       } finally {
         await cache.close()
       }

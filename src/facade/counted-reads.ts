@@ -142,13 +142,14 @@ export class CountedReads {
   /** getStream(): once the changes of `key` called before it have taken effect, the file
    *  tier's stream of the entry (unless the stack finds it no longer valid), timed, and
    *  counted as one hit or miss. */
-  stream(key: string): Promise<Readable | undefined> {
+  stream(key: string, verifyFirst = false): Promise<Readable | undefined> {
     return this.#order.afterChanges(key, async () => {
       const started = performance.now()
       let stream: Readable | undefined
       try {
         const files = this.#files('getStream')
-        if (await this.#stack.streamStillValid(key, async () => (await files.info(key))?.createdAt)) stream = await files.getStream(key)
+        if (await this.#stack.streamStillValid(key, async () => (await files.info(key))?.createdAt))
+          stream = await files.getStream(key, verifyFirst)
       } catch (error) {
         this.#failures.readFailed(error)
       }

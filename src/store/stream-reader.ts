@@ -126,6 +126,26 @@ export async function readOpenedEntry(entry: OpenedEntry): Promise<DecodedEntry>
 }
 
 /**
+ * Reads an opened entry's stored bytes through (PLAIN_BLOCK at a time) and checks them against
+ * its checksum: CorruptEntryError unless every byte is as written. The handle stays open, for
+ * the stream that follows (`getStream`'s `verifyFirst`).
+ */
+export async function checkOpenedEntry(entry: OpenedEntry): Promise<void> {
+  const hash = hasher().create64(0n)
+  hash.update(entry.headBytes)
+  // The checksum covers everything before its own 8 bytes, the trailer's last.
+  const end = entry.size - 8
+  const block = Buffer.allocUnsafe(Math.min(PLAIN_BLOCK, Math.max(0, end - entry.head.payloadOffset)))
+  for (let at = entry.head.payloadOffset; at < end;) {
+    const n = Math.min(block.length, end - at)
+    await readFully(entry.handle, block.subarray(0, n), at)
+    hash.update(block.subarray(0, n))
+    at += n
+  }
+  if (hash.digest() !== entry.trailer.checksum) throw new CorruptEntryError('checksum mismatch').of(entry.ino)
+}
+
+/**
  * The entry's value as a stream, with bounded memory. Every byte is hashed as it is read;
  * when the payload ends, the trailer is checked and, on a mismatch, the stream errors with
  * `ERR_CORRUPT` instead of ending: a consumer that sees 'end' has the whole, intact value.

@@ -30,7 +30,7 @@ import {
 } from '../store/entry-files.js'
 import { CACHEDIR_TAG, PARTITION_NAME, removeTrash, trashName, type Layout } from '../store/layout.js'
 import { entryState } from '../store/liveness.js'
-import { collect, createEntryStream, openEntry, readOpenedEntry, type OpenedEntry } from '../store/stream-reader.js'
+import { checkOpenedEntry, collect, createEntryStream, openEntry, readOpenedEntry, type OpenedEntry } from '../store/stream-reader.js'
 import { writeEntryStream, type StreamSource } from '../store/stream-writer.js'
 import type { ChangeClock } from '../store/change-clock.js'
 import type { TagClock } from '../store/tag-clock.js'
@@ -260,8 +260,9 @@ export class FileTier implements Tier {
     })
   }
 
-  /** The value as a stream (see `Larder.getStream`), or undefined on a miss. */
-  async getStream(key: string): Promise<Readable | undefined> {
+  /** The value as a stream (see `Larder.getStream`), or undefined on a miss; with
+   *  `verifyFirst`, a file streamed from is checked whole first (a damaged one: a miss). */
+  async getStream(key: string, verifyFirst = false): Promise<Readable | undefined> {
     const file = this.#fileOf(key)
     // A stream made after the breaker timed the call out reaches no one: it is destroyed, so
     // its file is closed (a stream is read only when consumed, so nothing else would close it).
@@ -287,6 +288,9 @@ export class FileTier implements Tier {
           return Readable.from([await decodePayload(found.whole, this.#p.options)], { objectMode: false })
         }
         this.#p.counts.bytesRead += found.size
+        // Read and checked once through (the same open file, which is never changed in
+        // place: a rewrite is a rename), then streamed and checked again as it goes.
+        if (verifyFirst) await checkOpenedEntry(found.opened)
         const { ino } = found
         const stream = createEntryStream(
           found.opened,

@@ -36,7 +36,18 @@ export function getCommand(): Command {
             'ERR_TOO_LARGE',
           )
         }
-        const stream = await cache.getStream(key)
+        // Checked whole before the first byte goes out: what reads stdout (`| tar x`) cannot
+        // take back bytes it was given, and the exit status of a pipe is often its last
+        // command's. A damaged entry writes nothing.
+        let damaged: string | undefined
+        cache.on('corrupt', ({ reason }) => (damaged = reason.replace(/^Corrupt cache entry: /, '')))
+        const stream = await cache.getStream(key, { verifyFirst: true })
+        if (stream === undefined && damaged !== undefined)
+          throw new CliFailure(
+            `the entry for key ${JSON.stringify(key)} is damaged (${damaged}): nothing written`,
+            EXIT.failed,
+            'ERR_CORRUPT',
+          )
         if (stream === undefined) throw miss()
         if (!ctx.json) {
           await pipeline(stream, process.stdout, { end: false })
