@@ -274,6 +274,38 @@ describe('configuration: the config file', () => {
     await assert.rejects(layerOptions({ config: { env: false, cwd: root } }), isLarderError('ERR_INVALID_OPTION', /are both in/))
   })
 
+  test('a config file found by searching up is not used (ERR_UNSAFE_DIR) when another user owns it or anyone may write it or its directory; its code does not run', async () => {
+    const root = tempDir('larder-config')
+    const ran = path.join(root, 'ran')
+    const plant = (dir: string, uid = 0, mode = 0o644): void => {
+      fs.mkdirSync(dir, { recursive: true })
+      const file = path.join(dir, 'larder.config.mjs')
+      fs.writeFileSync(file, `import fs from 'node:fs'\nfs.writeFileSync(${JSON.stringify(ran)}, 'x')\nexport default {}`)
+      fs.chmodSync(file, mode)
+      if (process.getuid?.() === 0) fs.chownSync(file, uid, uid)
+    }
+    const refused = async (cwd: string, why: RegExp): Promise<void> => {
+      await assert.rejects(layerOptions({ config: { env: false, cwd } }), isLarderError('ERR_UNSAFE_DIR', why))
+      assert.ok(!fs.existsSync(ran), 'the planted code ran')
+    }
+    if (process.getuid?.() === 0) {
+      plant(path.join(root, 'by-nobody'), 65534)
+      await refused(path.join(root, 'by-nobody', 'deeper'), /owned by uid 65534/)
+    }
+    plant(path.join(root, 'anyone-writes'), 0, 0o666)
+    await refused(path.join(root, 'anyone-writes'), /writable by anyone/)
+    const open = path.join(root, 'open-dir')
+    plant(open)
+    fs.chmodSync(open, 0o777)
+    await refused(open, /its directory is writable by anyone/)
+    // A sticky directory (as /tmp) with a file of one's own, and a group-writable file: used.
+    const sticky = path.join(root, 'sticky')
+    plant(sticky, process.getuid?.() ?? 0, 0o664)
+    fs.chmodSync(sticky, 0o1777)
+    assert.equal((await layerOptions({ config: { env: false, cwd: sticky } })).configFile, path.join(sticky, 'larder.config.mjs'))
+    assert.ok(fs.existsSync(ran))
+  })
+
   test('a Redis URL whose database is not a number, or whose password does not percent-decode, is ERR_INVALID_OPTION naming redis.url', async () => {
     for (const url of ['redis://127.0.0.1:6379/abc', 'redis://:w%rd@127.0.0.1:6379', 'redis://us%zzer:pw@127.0.0.1:6379/2']) {
       await assert.rejects(Larder.open({ dir: false, redis: url }), (error: unknown) => {

@@ -17,14 +17,49 @@ export interface ConfigFile {
  * The config file for a process started in `from`: the first directory, from `from` up to the
  * filesystem root, holding `larder.config.json` or `larder.config.mjs` (both in one directory
  * is refused: which one is meant is not ours to guess). Undefined when there is none.
+ *
+ * A file found this way was not named by anyone: it is used only if others could not have put
+ * it there (unsafeConfigFile), else ERR_UNSAFE_DIR. A `.mjs` is code that runs as whoever
+ * runs larder, and a JSON file chooses the directory a command prunes: a `larder.config.mjs`
+ * planted in /tmp by another user ran as root when root ran `larder stats` below /tmp.
  */
 export function findConfigFile(from: string): string | undefined {
   for (let dir = path.resolve(from); ; dir = path.dirname(dir)) {
     const found = CONFIG_FILE_NAMES.map((name) => path.join(dir, name)).filter(isFile)
     if (found.length > 1) throw fileError(found[0]!, `${CONFIG_FILE_NAMES.join(' and ')} are both in ${dir}: keep one`)
-    if (found.length === 1) return found[0]
+    if (found.length === 1) {
+      const problem = unsafeConfigFile(found[0]!)
+      if (problem !== undefined)
+        throw new LarderError(
+          'ERR_UNSAFE_DIR',
+          `${displayFile(found[0]!)}: not used: ${problem}. A config file found by searching up from the working directory must be owned by you or root, in a directory not everyone can change: move it, or fix its owner or mode (an application may also name its file: config: { file })`,
+          { field: 'config' },
+        )
+      return found[0]
+    }
     if (path.dirname(dir) === dir) return undefined
   }
+}
+
+/**
+ * Why others could have written `file` or put it in place, or undefined: the file or its
+ * directory owned by a user other than this process's or root, the file writable by anyone,
+ * or its directory writable by anyone without the sticky bit (with it, as /tmp, only a file's
+ * owner can replace the file: the owner rule covers that). Group write is allowed, as git's
+ * `safe.directory` allows it: a user's own group, under the umask 002 many systems give users,
+ * writes every project file so. Not judged where there are no uids (Windows).
+ */
+export function unsafeConfigFile(file: string): string | undefined {
+  const uid = process.getuid?.()
+  if (uid === undefined) return undefined
+  const trusted = (owner: number): boolean => owner === uid || owner === 0
+  const stat = fs.statSync(file)
+  if (!trusted(stat.uid)) return `it is owned by uid ${stat.uid}`
+  if ((stat.mode & 0o002) !== 0) return 'it is writable by anyone'
+  const dir = fs.statSync(path.dirname(file))
+  if (!trusted(dir.uid)) return `its directory is owned by uid ${dir.uid}`
+  if ((dir.mode & 0o002) !== 0 && (dir.mode & 0o1000) === 0) return 'its directory is writable by anyone'
+  return undefined
 }
 
 /**
