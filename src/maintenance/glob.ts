@@ -200,7 +200,9 @@ function parseSet(cps: number[], at: number): { node: Node; at: number } | undef
     } else {
       i++
     }
-    ranges.push([Math.min(cp, hi), Math.max(cp, hi)])
+    // A reversed range (`[z-a]`) holds nothing, as in fnmatch and minimatch: taken as `[a-z]`,
+    // `rm --pattern '[z-a]*'` removed every key starting with a to z.
+    if (cp <= hi) ranges.push([cp, hi])
   }
   return undefined
 }
