@@ -444,6 +444,13 @@ describe('usage errors, help and version', () => {
     })
   }
 
+  test('--json with no command: one ERR_USAGE document, one line on stderr (not the whole help), exit 2', async () => {
+    const run = await larder(['--json'])
+    assert.equal(run.code, 2)
+    assert.deepEqual(JSON.parse(run.text), { error: { code: 'ERR_USAGE', message: 'no command given: larder <command> (see --help)' } })
+    assert.equal(run.stderr, 'larder: no command given: larder <command> (see --help)\n')
+  })
+
   test('--help on every command documents its options and their environment variables; --version prints the version', async () => {
     const { version } = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }
     const v = await larder(['--version'])

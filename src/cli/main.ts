@@ -110,9 +110,11 @@ export async function main(argv: string[]): Promise<number> {
   let usage = '' // commander's one-line complaint
   const root = program({
     writeOut: (text) => (json ? (shown += text) : process.stdout.write(text)),
-    outputError: (message, write) => {
+    // Help written as an error (no command given): with --json, one line instead (below).
+    writeErr: (text) => (json ? undefined : process.stderr.write(text)),
+    outputError: (message) => {
       usage = oneLine(message)
-      write(usage)
+      process.stderr.write(usage)
     },
   })
   try {
@@ -120,7 +122,8 @@ export async function main(argv: string[]): Promise<number> {
     return EXIT.ok
   } catch (error) {
     const { exit, code, message } = ending(error, usage)
-    if (exit !== EXIT.ok && !(error instanceof CommanderError)) process.stderr.write(`larder: ${message}\n`)
+    if (exit !== EXIT.ok && (!(error instanceof CommanderError) || (json && error.code === 'commander.help')))
+      process.stderr.write(`larder: ${message}\n`)
     if (json && !wroteDocument()) {
       if (exit !== EXIT.ok) writeError(code, message)
       else if ((error as CommanderError).code === 'commander.version') writeDocument({ version: shown.trim() })
@@ -135,6 +138,8 @@ function ending(error: unknown, usage: string): { exit: number; code: string; me
   if (error instanceof CommanderError) {
     // Help and version "errors" are successes; anything else commander rejects is usage
     // (commander has already written its one line to stderr).
+    if (error.code === 'commander.help' && error.exitCode !== 0)
+      return { exit: EXIT.usage, code: 'ERR_USAGE', message: 'no command given: larder <command> (see --help)' }
     const message = usage.replace(/^larder: /, '').trim() || error.message
     return error.exitCode === 0 ? { exit: EXIT.ok, code: '', message: '' } : { exit: EXIT.usage, code: 'ERR_USAGE', message }
   }
