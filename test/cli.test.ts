@@ -378,6 +378,22 @@ describe('larder rm and clear', () => {
     assert.match(usage.stderr, /rm needs keys, --pattern or --tag/)
   })
 
+  test('a writing command naming a namespace no application wrote to fails (exit 1, ERR_NOT_FOUND) and creates nothing', async () => {
+    const dir = await freshDir('ns-typo')
+    const app = await Larder.open({ dir, namespace: 'orders', maintenance: false })
+    await app.set('k', 1)
+    await app.close()
+    const before = (fs.readdirSync(dir, { recursive: true }) as string[]).sort()
+    for (const args of [['prune'], ['rm', 'k'], ['rm', '--pattern', '*'], ['clear', '--yes'], ['verify', '--repair']]) {
+      const run = await larder([...args, '--namespace', 'order', '--json', '--dir', dir])
+      assert.equal(run.code, 1, `${args.join(' ')}: ${run.stderr}`)
+      assert.equal((JSON.parse(run.text) as { error: { code: string } }).error.code, 'ERR_NOT_FOUND')
+      assert.match(run.stderr, /has no namespace "order"/)
+    }
+    assert.deepEqual((fs.readdirSync(dir, { recursive: true }) as string[]).sort(), before, 'nothing was created')
+    assert.deepEqual(json(await larder(['rm', 'k', '--namespace', 'orders', '--json', '--dir', dir])), { removed: 1 })
+  })
+
   test('rm --pattern or --tag on a cache over its recorded budget removes what matches and evicts nothing else', async () => {
     const dir = await freshDir('rm-budget')
     const app = await Larder.open({ dir, maxEntries: 10, maintenance: false })

@@ -128,6 +128,7 @@ export class CliContext {
    */
   async open(use: CacheUse, shared: Pick<LarderOptions, 'redis' | 'encryption'> = {}): Promise<Larder> {
     this.checkDir(use)
+    if (use === 'maintain') await this.checkNamespaceExists()
     const recorded = use === 'read' ? undefined : await this.recordedBudget()
     const configured = await this.entryOptions()
     return Larder.open({
@@ -162,6 +163,22 @@ export class CliContext {
   /** Refuses (CliFailure) a `--dir` this use may not open: see CacheUse. */
   checkDir(use: CacheUse): void {
     checkCacheDir(this.dir, use)
+  }
+
+  /** Refuses a `--namespace` that no application ever wrote to, for a command that changes
+   *  the cache: a misspelt name made prune, rm or clear create the namespace and report
+   *  success, having touched nothing of the one meant. */
+  async checkNamespaceExists(): Promise<void> {
+    const name = this.options.namespace
+    if (name === undefined || name === '') return
+    await loadHasher()
+    const layout = new Layout(this.dir, resolveOptions({ dir: this.dir, namespace: name }).namespace)
+    if (!fs.existsSync(layout.namespaceDir))
+      throw new CliFailure(
+        `${this.dir} has no namespace ${JSON.stringify(name)} (no application wrote to it; \`larder stats\` lists those there are): nothing was changed`,
+        EXIT.failed,
+        'ERR_NOT_FOUND',
+      )
   }
 
   /** The budget the application recorded in the cache, if any. */
