@@ -333,6 +333,28 @@ describe('larder get and set', () => {
     assert.equal((JSON.parse(asJson.text) as { error: { code: string } }).error.code, 'ERR_CORRUPT')
   })
 
+  test('set and rm without the keys of a cache whose entries are sealed are refused (exit 2): no plaintext written, no removal claimed', async () => {
+    const dir = await freshDir('sealed')
+    const keys = `k1:${'ab'.repeat(32)}`
+    const app = await Larder.open({
+      dir,
+      maintenance: false,
+      encryption: { keys: { k1: Buffer.from('ab'.repeat(32), 'hex') }, activeKey: 'k1' },
+    })
+    await app.set('secret', 'value')
+    await app.close()
+    const before = (fs.readdirSync(dir, { recursive: true }) as string[]).sort()
+    const set = await larder(['set', 'other', '--dir', dir], { input: Buffer.from('plain') })
+    assert.equal(set.code, 2, set.stderr)
+    assert.match(set.stderr, /entries are sealed .*LARDER_ENCRYPTION_KEYS/)
+    const rm = await larder(['rm', 'secret', '--dir', dir])
+    assert.equal(rm.code, 2, rm.stderr)
+    assert.deepEqual((fs.readdirSync(dir, { recursive: true }) as string[]).sort(), before, 'nothing written or removed')
+    const env = { LARDER_ENCRYPTION_KEYS: keys }
+    assert.equal((await larder(['set', 'other', '--dir', dir], { input: Buffer.from('sealed'), env })).code, 0)
+    assert.equal((await larder(['rm', 'secret', '--dir', dir], { env })).text, 'removed 1 entry\n')
+  })
+
   test('set reads a FILE; get of an application JSON value prints JSON', async () => {
     const dir = path.join(await freshDir('file'), 'cache') // set creates it; the input lives beside it
     const file = path.join(dir, '..', 'input.bin')

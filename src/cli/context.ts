@@ -3,6 +3,7 @@ import path from 'node:path'
 import type { Command } from 'commander'
 import { loadHasher } from '../format/checksum.js'
 import { findConfigFile, loadConfigFile } from '../config/config-file.js'
+import { holdsSealedEntries } from './sealed-sample.js'
 import { layerOptions } from '../config/layered-options.js'
 import { keysFromEnv } from '../crypto/keys.js'
 import { Larder } from '../larder.js'
@@ -178,6 +179,21 @@ export class CliContext {
         `${this.dir} has no namespace ${JSON.stringify(name)} (no application wrote to it; \`larder stats\` lists those there are): nothing was changed`,
         EXIT.failed,
         'ERR_NOT_FOUND',
+      )
+  }
+
+  /** Refuses (exit 2) to `act` on a namespace whose entries are sealed when neither the
+   *  environment nor the config file gives keys: a `set` would store plaintext the application
+   *  then removes as a forgery, an `rm` would remove nothing and say so (sealed-sample.ts). */
+  async requireKeysIfSealed(act: string): Promise<void> {
+    if (keysFromEnv(process.env) !== undefined || (await this.entryOptions()).encryption !== undefined) return
+    await loadHasher()
+    const layout = new Layout(this.dir, resolveOptions({ dir: this.dir, namespace: this.options.namespace ?? '' }).namespace)
+    if (holdsSealedEntries(layout.namespaceDir))
+      throw new CliFailure(
+        `this cache's entries are sealed (encryption at rest): set LARDER_ENCRYPTION_KEYS to its keys to ${act}; nothing was changed`,
+        EXIT.usage,
+        'ERR_USAGE',
       )
   }
 

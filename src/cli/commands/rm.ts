@@ -18,6 +18,7 @@ export function rmCommand(): Command {
     const byFilter = flags.pattern !== undefined || flags.tag !== undefined
     if (keys.length === 0 && !byFilter) throw new CliFailure('rm needs keys, --pattern or --tag', EXIT.usage)
     if (keys.length > 0 && byFilter) throw new CliFailure('rm takes keys or --pattern/--tag, not both', EXIT.usage)
+    await ctx.requireKeysIfSealed('remove its entries by key, pattern or tag')
     const { removed, sharedRemoved } = await ctx.withCache(
       'maintain',
       async (cache) => {

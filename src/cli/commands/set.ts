@@ -37,6 +37,7 @@ export function setCommand(): Command {
           yield buffer
         }
       }
+      await ctx.requireKeysIfSealed('write to it')
       await ctx.withCache('create', (cache) =>
         cache.setStream(key, counted(), {
           ...(flags.ttl !== undefined ? { ttl: flags.ttl } : {}),
