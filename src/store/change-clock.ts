@@ -58,6 +58,12 @@ export class ChangeClock {
   readonly #tree: OwnedTree
   /** What the last look found: the log's inode and size (-1: no log). */
   #ino = 0
+  /** And its birth time: a log removed and made again may get the same inode number (ext4
+   *  hands a freed one out again at once), so the number alone cannot tell the new log from
+   *  the old. Had it been taken for the old one grown, a look would have read it from the old
+   *  one's size on, missing the changes before that: a memory tier serving values another
+   *  process overwrote, for as long as it held them. */
+  #born = 0
   #size = -1
   /** Bytes this instance appended since the last look. */
   #own = 0
@@ -73,14 +79,16 @@ export class ChangeClock {
     this.#file = path.join(layout.metaDir, 'changes')
     // The baseline: what was written before this instance opened is not news (and not read).
     const found = this.#look()
-    if (found !== undefined) ({ ino: this.#ino, size: this.#size } = found)
+    if (found !== undefined) ({ ino: this.#ino, born: this.#born, size: this.#size } = found)
   }
 
-  /** The log's inode and size (0 and -1: no log); undefined when it cannot be looked at. */
-  #look(): { ino: number; size: number } | undefined {
+  /** The log's inode, birth time and size (0, 0 and -1: no log); undefined when it cannot be
+   *  looked at. (Where a file system keeps no birth time, Node gives 0 or the ctime: with the
+   *  ctime, every append reads as a new log, which is everything: more re-reads, never less.) */
+  #look(): { ino: number; born: number; size: number } | undefined {
     try {
       const stat = disk.statSync(this.#file, { throwIfNoEntry: false })
-      return stat === undefined ? { ino: 0, size: -1 } : { ino: stat.ino, size: stat.size }
+      return stat === undefined ? { ino: 0, born: 0, size: -1 } : { ino: stat.ino, born: stat.birthtimeMs, size: stat.size }
     } catch {
       return undefined
     }
@@ -129,15 +137,17 @@ export class ChangeClock {
     const found = this.#look()
     if (found === undefined) {
       this.#ino = 0
+      this.#born = 0
       this.#size = -1
       this.#own = 0
       return EVERYTHING
     }
-    const { ino, size } = found
+    const { ino, born, size } = found
     const expected = this.#own === 0 ? this.#size : this.#size < 0 ? -2 : this.#size + this.#own
-    const sameLog = ino === this.#ino
+    const sameLog = ino === this.#ino && born === this.#born
     const from = this.#size
     this.#ino = ino
+    this.#born = born
     this.#size = size
     this.#own = 0
     if (sameLog && size === expected) return undefined
@@ -232,6 +242,7 @@ export class ChangeClock {
       const stat = disk.fstatSync(fd)
       if (stat.size === this.#own) {
         this.#ino = stat.ino
+        this.#born = stat.birthtimeMs
         this.#size = stat.size
         this.#own = 0
       }
