@@ -42,7 +42,7 @@ export type ChangesSeen = undefined | typeof EVERYTHING | ReadonlySet<string>
  * at the end of the file (appenders never interleave), and the log's size is exact: an
  * instance that counts its own appended bytes knows the size it should find, so a look that
  * finds it costs one `stat` and reads nothing. Any other size means another writer, and the
- * new bytes (at most 64 KiB) are read and parsed; another inode, no file where there was one,
+ * new bytes (at most 64 KiB) are read and parsed; another file (inode and birth time), no file where there was one,
  * more than 64 KiB, or anything that does not parse or check out (a torn append on a full
  * disk, the one-byte records of an older larder) means everything may have changed. Sizes, not mtimes, so no timestamp granularity is
  * involved (see tag-clock.ts for what that costs). A reader never writes.
