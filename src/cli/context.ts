@@ -172,9 +172,7 @@ export class CliContext {
   async checkNamespaceExists(): Promise<void> {
     const name = this.options.namespace
     if (name === undefined || name === '') return
-    await loadHasher()
-    const layout = new Layout(this.dir, resolveOptions({ dir: this.dir, namespace: name }).namespace)
-    if (!fs.existsSync(layout.namespaceDir))
+    if (!fs.existsSync((await this.layout()).namespaceDir))
       throw new CliFailure(
         `${this.dir} has no namespace ${JSON.stringify(name)} (no application wrote to it; \`larder stats\` lists those there are): nothing was changed`,
         EXIT.failed,
@@ -187,9 +185,7 @@ export class CliContext {
    *  then removes as a forgery, an `rm` would remove nothing and say so (sealed-sample.ts). */
   async requireKeysIfSealed(act: string): Promise<void> {
     if (keysFromEnv(process.env) !== undefined || (await this.entryOptions()).encryption !== undefined) return
-    await loadHasher()
-    const layout = new Layout(this.dir, resolveOptions({ dir: this.dir, namespace: this.options.namespace ?? '' }).namespace)
-    if (holdsSealedEntries(layout.namespaceDir))
+    if (holdsSealedEntries((await this.layout()).namespaceDir))
       throw new CliFailure(
         `this cache's entries are sealed (encryption at rest): set LARDER_ENCRYPTION_KEYS to its keys to ${act}; nothing was changed`,
         EXIT.usage,
@@ -199,9 +195,13 @@ export class CliContext {
 
   /** The budget the application recorded in the cache, if any. */
   async recordedBudget(): Promise<RecordedBudget | undefined> {
-    const options = resolveOptions({ dir: this.dir, namespace: this.options.namespace ?? '' })
+    return readBudget(await this.layout())
+  }
+
+  /** Where the command's namespace lives in the cache directory. */
+  async layout(): Promise<Layout> {
     await loadHasher()
-    return readBudget(new Layout(this.dir, options.namespace))
+    return new Layout(this.dir, resolveOptions({ dir: this.dir, namespace: this.options.namespace ?? '' }).namespace)
   }
 
   /** The budget to work with: the command line's, if it gives one, else the recorded one. */

@@ -19,6 +19,8 @@ const HEAD_BYTES = 4096
 export function holdsSealedEntries(namespaceDir: string): boolean {
   let seen = 0
   for (const partition of list(namespaceDir).filter((name) => /^[0-9a-f]{2}$/.test(name))) {
+    // Never through a link planted in a partition's place (nothing below the cache is followed).
+    if (fs.lstatSync(path.join(namespaceDir, partition), { throwIfNoEntry: false })?.isDirectory() !== true) continue
     for (const name of list(path.join(namespaceDir, partition))) {
       if (name.endsWith('.tmp')) continue
       const flags = headFlags(path.join(namespaceDir, partition, name))
