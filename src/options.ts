@@ -106,7 +106,8 @@ export interface RedisOptions {
    *  `{ host, port }`, or `redis[s]://[user:password@]host:port`, whose scheme (`rediss`: TLS)
    *  and credentials apply to every node (seeds that disagree on them are refused). */
   cluster?: Array<string | { host: string; port: number }>
-  /** Prefix of every Redis key and channel larder uses. Default `'larder:'`. Keys are
+  /** Prefix of every Redis key and channel larder uses (not empty: every name under it is
+   *  larder's, and `clear()` removes them). Default `'larder:'`. Keys are
    *  `<prefix><ns>:<key>`, ns being `default` or `ns-<xxhash64(namespace)>`. */
   prefix?: string
   /** Entries whose stored bytes are larger stay in the local tiers only. Default `'1MB'`:
@@ -702,6 +703,9 @@ function resolveRedis(input: unknown): ResolvedRedisOptions | undefined {
   if ([r.url, r.client, r.cluster].filter((v) => v !== undefined).length > 1) throw invalid('redis', 'give one of url, client and cluster')
   const prefix = r.prefix ?? 'larder:'
   if (typeof prefix !== 'string' || prefix.length > 256) throw invalid('redis.prefix', 'expected a string of at most 256 characters')
+  // Every name under the prefix is taken for larder's: clear() and prune unlink what they find
+  // there. Without one, another application's `default:…` keys would be removed too.
+  if (prefix === '') throw invalid('redis.prefix', "must not be empty (every key under it is larder's: clear() removes them)")
   const maxValueSize = parseSize(r.maxValueSize ?? '1MB', 'redis.maxValueSize')
   if (maxValueSize === 0) throw invalid('redis.maxValueSize', 'must be greater than 0')
   const commandTimeout = timerDuration(r.commandTimeout ?? '500ms', 'redis.commandTimeout')

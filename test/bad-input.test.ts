@@ -140,6 +140,15 @@ describe('bad input', () => {
     await cache.close()
   })
 
+  test("an empty redis.prefix is refused: clear() would unlink another application's `default:…` keys", async () => {
+    const dir = tempDir()
+    await assert.rejects(
+      Larder.open({ dir, redis: { url: 'redis://127.0.0.1:1', prefix: '' } }),
+      (e: LarderError) => e.code === 'ERR_INVALID_OPTION' && e.field === 'redis.prefix' && /must not be empty/.test(e.message),
+    )
+    assert.equal(listFiles(dir).length, 0, 'nothing written by the refused open')
+  })
+
   test('every method rejects with ERR_CLOSED after close', async () => {
     const cache = await Larder.open({ dir: tempDir() })
     await cache.close()
