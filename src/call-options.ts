@@ -42,6 +42,16 @@ export interface GetOrSetOptions extends SetOptions {
    *  until it expires. E.g. 0.8 with a ttl of 10 minutes: hits after 8 minutes refresh it.
    *  Entries without expiry are never refreshed. Default: off. */
   refreshAhead?: number
+  /** Soft timeout, with `grace`: when the loader has not answered within this and a value
+   *  that expired less than `grace` ago is there, that value is returned (as if the loader had
+   *  failed); the loader goes on in the background and its value is stored when it comes.
+   *  Without such a value, the call waits for the loader (or `hardTimeout`). 0: the stale
+   *  value at once. Default: none. */
+  timeout?: Duration
+  /** When the loader has not answered within this, getOrSet rejects with `ERR_TIMEOUT` (or
+   *  returns a value within `grace`); the loader goes on in the background and its value is
+   *  stored when it comes. Default: none (wait for the loader). */
+  hardTimeout?: Duration
 }
 
 export interface SetManyItem extends SetOptions {

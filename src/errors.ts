@@ -19,6 +19,8 @@ export type LarderErrorCode =
    *  group or others without the sticky bit) without `shared`: see the README's Security. */
   | 'ERR_UNSAFE_DIR'
   | 'ERR_READ_ONLY'
+  /** getOrSet's loader did not answer within `hardTimeout` (and no value within grace). */
+  | 'ERR_TIMEOUT'
 
 /** A registered symbol, the same in every copy of larder loaded in a process (the ESM and
  *  the CJS build are two copies when an app mixes `import` and `require`). */

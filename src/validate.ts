@@ -4,7 +4,8 @@ import type { ListFilters } from './maintenance/listing.js'
 import type { PruneOptions, RekeyOptions, VerifyOptions, WalkOptions } from './maintenance/maintainer.js'
 import type { PruneFilters } from './maintenance/worker.js'
 import { globProblem } from './maintenance/glob.js'
-import { MAX_KEY_BYTES, MAX_TAG_BYTES, MAX_TAGS, parseDuration, parseSize } from './options.js'
+import { MAX_KEY_BYTES, MAX_TAG_BYTES, MAX_TAGS, parseDuration, parseSize, timerDuration } from './options.js'
+import type { LoadOptions } from './facade/get-or-set.js'
 import type { StreamSource } from './store/stream-writer.js'
 
 /** Checks a key: a well-formed, non-empty string without NUL, at most 8 KiB of UTF-8. */
@@ -293,12 +294,9 @@ export function validateWarm(
 }
 
 /** getOrSet's loader and options (`ttl`, `tags`, `grace`, `lock`). */
-export function validateGetOrSet(
-  loader: unknown,
-  options: unknown,
-): { ttl: number | undefined; tags: readonly string[]; grace: number; lock: boolean; refreshAhead: number } {
+export function validateGetOrSet(loader: unknown, options: unknown): LoadOptions {
   if (typeof loader !== 'function') throw new LarderError('ERR_INVALID_VALUE', 'Invalid loader: expected a function', { field: 'loader' })
-  const o = validateCallOptions<GetOrSetOptions>(options, ['ttl', 'tags', 'grace', 'lock', 'refreshAhead'])
+  const o = validateCallOptions<GetOrSetOptions>(options, ['ttl', 'tags', 'grace', 'lock', 'refreshAhead', 'timeout', 'hardTimeout'])
   const ttl = validateTtl(o.ttl)
   const tags = validateTags(o.tags)
   const grace = validateTtl(o.grace, 'grace') ?? 0
@@ -309,7 +307,24 @@ export function validateGetOrSet(
     throw new LarderError('ERR_INVALID_OPTION', `Invalid refreshAhead: expected a number in (0, 1), got ${JSON.stringify(refreshAhead)}`, {
       field: 'refreshAhead',
     })
-  return { ttl, tags, grace, lock: o.lock === true, refreshAhead }
+  const timeout = o.timeout === undefined ? undefined : loaderTimeout(o.timeout, 'timeout')
+  const hardTimeout = o.hardTimeout === undefined ? undefined : loaderTimeout(o.hardTimeout, 'hardTimeout')
+  if (hardTimeout === 0)
+    throw new LarderError('ERR_INVALID_OPTION', 'Invalid hardTimeout: must be greater than 0', { field: 'hardTimeout' })
+  return { ttl, tags, grace, lock: o.lock === true, refreshAhead, timeout, hardTimeout }
+}
+
+/** getOrSet's `timeout` or `hardTimeout`: a duration a timer can hold. */
+function loaderTimeout(value: unknown, field: string): number {
+  if (typeof value !== 'number' && typeof value !== 'string')
+    throw new LarderError(
+      'ERR_INVALID_OPTION',
+      `Invalid ${field}: expected milliseconds or a duration string, got ${value === null ? 'null' : typeof value}`,
+      {
+        field,
+      },
+    )
+  return timerDuration(value, field)
 }
 
 /** increment's and decrement's `delta`: a finite number. */

@@ -64,3 +64,19 @@ export async function runChildScript(
   clearTimeout(timer)
   return { code, out, err }
 }
+
+/** A loader the test releases: counts its calls, resolves to `value` (or rejects) on release. */
+export function heldLoader(value: unknown): { loader: () => Promise<unknown>; calls: () => number; release: (error?: Error) => void } {
+  let calls = 0
+  let settle: ((error?: Error) => void) | undefined
+  const gate = new Promise<void>((resolve, reject) => (settle = (error) => (error === undefined ? resolve() : reject(error))))
+  return {
+    loader: async () => {
+      calls++
+      await gate
+      return value
+    },
+    calls: () => calls,
+    release: (error) => settle!(error),
+  }
+}

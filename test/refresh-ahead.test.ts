@@ -11,7 +11,7 @@ import { after, describe, it } from 'node:test'
 import { Larder, LarderError, type LarderOptions } from '../src/index.ts'
 import type { RefreshReport } from '../src/facade/refresh-ahead.ts'
 import { startChild, type Child } from './children/harness.ts'
-import { tempDir } from './helpers.ts'
+import { heldLoader, tempDir } from './helpers.ts'
 import { redisAvailable, startRedis, type RedisServer } from './redis/server.ts'
 
 const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run installs it)'
@@ -21,22 +21,6 @@ const TTL = 60_000
 const AHEAD = 0.001 // past 60 ms
 /** Longer than AHEAD of TTL: a wait for the mark to pass, not a margin any assertion needs. */
 const PAST_THE_MARK = 100
-
-/** A loader the test releases: counts its calls, resolves to `value` (or rejects) on release. */
-function heldLoader(value: unknown): { loader: () => Promise<unknown>; calls: () => number; release: (error?: Error) => void } {
-  let calls = 0
-  let settle: ((error?: Error) => void) | undefined
-  const gate = new Promise<void>((resolve, reject) => (settle = (error) => (error === undefined ? resolve() : reject(error))))
-  return {
-    loader: async () => {
-      calls++
-      await gate
-      return value
-    },
-    calls: () => calls,
-    release: (error) => settle!(error),
-  }
-}
 
 /** A loader whose backend is down: counts its calls, always rejects. */
 function failingLoader(): { failing: () => Promise<unknown>; calls: () => number } {

@@ -201,6 +201,8 @@ export class CacheParts {
       stack: this.stack,
       shared: this.shared,
       clock: this.clock,
+      inFlight: this.inFlight,
+      emitError,
       refreshAhead: new RefreshAhead({
         options,
         loads: this.loads,

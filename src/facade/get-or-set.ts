@@ -1,9 +1,11 @@
+import { LarderError } from '../errors.js'
 import type { KeyOrder } from '../key-order.js'
 import type { ResolvedOptions } from '../options.js'
 import type { CreationClock } from '../store/creation-clock.js'
 import type { TierRead } from '../tiers/tier.js'
 import type { TierStack } from '../tiers/tier-stack.js'
 import type { CountedReads } from './counted-reads.js'
+import type { InFlight } from './in-flight.js'
 import type { RefreshAhead } from './refresh-ahead.js'
 import type { Flight, Loads } from './loads.js'
 import type { OrderedWrites } from './ordered-writes.js'
@@ -26,6 +28,9 @@ export interface LoadOptions {
   lock: boolean
   /** 0: off. */
   refreshAhead: number
+  /** ms; undefined: none. */
+  timeout: number | undefined
+  hardTimeout: number | undefined
 }
 
 export interface GetOrSetParts {
@@ -38,6 +43,8 @@ export interface GetOrSetParts {
   shared: SharedParts | undefined
   clock: CreationClock
   refreshAhead: RefreshAhead
+  inFlight: InFlight
+  emitError(error: Error): void
 }
 
 /**
@@ -45,6 +52,11 @@ export interface GetOrSetParts {
  * to join (loads.ts, singleflight), else a new load: the tiers below (counted for its first
  * caller), then, with `lock` and Redis, another instance's loader if one holds the lock, and
  * last the caller's loader, whose value is stored unless a change superseded the load.
+ *
+ * With `timeout` (and a value within `grace`) or `hardTimeout`, the callers may be answered
+ * before the loader settles (the stale value, or ERR_TIMEOUT): the load then goes on in the
+ * background (loads.ts: detach), stores its value when it comes, and later callers of the key
+ * wait for it rather than call their loader again.
  */
 export class GetOrSet {
   readonly #p: GetOrSetParts
@@ -79,6 +91,9 @@ export class GetOrSet {
     const started = performance.now()
     const found = await this.#p.reads.belowMemory(key, o.grace)
     if (found.found && !found.stale) return { value: found.value, cached: true, entry: found }
+    // An earlier caller's loader, still running after its timeout: wait for it, not a second one.
+    const background = this.#p.loads.inBackground(key)
+    if (background !== undefined) return this.#awaitBackground(background.result, o, found)
     const shared = this.#p.shared
     // Redis just failed to answer the read (down, paused, slow): the lock's commands would wait
     // as long again before the loader runs; no lock is better than a late answer.
@@ -103,13 +118,32 @@ export class GetOrSet {
     through: boolean,
     started?: number,
   ): Promise<Loaded> {
+    const loading = call(loader)
     let value: unknown
     try {
-      value = await loader()
+      const limit = timeLimit(o, found)
+      if (limit === undefined) value = await loading
+      else {
+        const answered = await within(loading, limit)
+        if (!answered.settled) {
+          // The callers are answered now; the loader goes on and stores what it gives.
+          const stored = loading.then((late) => this.#store(key, late, o, flight, through, started).then((loaded) => loaded.value))
+          this.#p.loads.detach(key, flight, stored)
+          void this.#p.inFlight.track(stored).catch((error: unknown) => this.#p.emitError(asError(error)))
+          return this.#timedOut(o, found)
+        }
+        value = answered.value
+      }
     } catch (error) {
       if (found.found) return { value: found.value, cached: false } // stale-if-error
       throw error
     }
+    return this.#store(key, value, o, flight, through, started)
+  }
+
+  /** The loaded value stored (unless the load was superseded) and read back as every later
+   *  read will give it. */
+  async #store(key: string, value: unknown, o: LoadOptions, flight: Flight<unknown>, through: boolean, started?: number): Promise<Loaded> {
     if (value === undefined) return { value, cached: false }
     const { writes, loads, options } = this.#p
     const write = writes.prepare(value, o.ttl, flight.tags, o.grace, 'value', flight.createdAt)
@@ -119,6 +153,30 @@ export class GetOrSet {
     write.value = readBackValue(options, write.serialized)
     if (await loads.mayStore(key, flight)) await writes.change(key, () => writes.write(key, write))
     return { value: write.value, cached: false }
+  }
+
+  /** A caller whose load is another caller's background load: its value, within this call's
+   *  own time limits (the load is not detached again: it is in the background already). */
+  async #awaitBackground(stored: Promise<unknown>, o: LoadOptions, found: TierRead): Promise<Loaded> {
+    try {
+      const limit = timeLimit(o, found)
+      if (limit === undefined) return { value: await stored, cached: false }
+      const answered = await within(stored, limit)
+      return answered.settled ? { value: answered.value, cached: false } : this.#timedOut(o, found)
+    } catch (error) {
+      if (found.found) return { value: found.value, cached: false } // stale-if-error
+      throw error
+    }
+  }
+
+  /** A load past its time limit: the value within grace, or ERR_TIMEOUT. */
+  #timedOut(o: LoadOptions, found: TierRead): Loaded {
+    if (found.found) return { value: found.value, cached: false }
+    throw new LarderError(
+      'ERR_TIMEOUT',
+      `getOrSet: the loader did not answer within hardTimeout (${o.hardTimeout} ms); its value is stored when it comes`,
+      { field: 'hardTimeout' },
+    )
   }
 
   /** A caller that joined a load in progress: counted as the load turned out. */
@@ -133,4 +191,39 @@ export class GetOrSet {
       throw error
     }
   }
+}
+
+/** The loader's result as a promise, a synchronous throw included. */
+async function call(loader: () => unknown): Promise<unknown> {
+  return await loader() // in an async function, a synchronous throw rejects, as `await loader()` threw it
+}
+
+/** How long a caller waits for the loader: `timeout` when a value within grace stands in,
+ *  `hardTimeout` in any case; the shorter of those that apply. */
+function timeLimit(o: LoadOptions, found: TierRead): number | undefined {
+  const soft = found.found ? o.timeout : undefined
+  if (soft === undefined) return o.hardTimeout
+  return o.hardTimeout === undefined ? soft : Math.min(soft, o.hardTimeout)
+}
+
+/** `work`'s value if it settles within `ms` (its failure if it fails), else `settled: false`. */
+function within<T>(work: Promise<T>, ms: number): Promise<{ settled: true; value: T } | { settled: false }> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => resolve({ settled: false }), ms)
+    work.then(
+      (value) => {
+        clearTimeout(timer)
+        resolve({ settled: true, value })
+      },
+      (error: unknown) => {
+        clearTimeout(timer)
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the loader's own rejection, passed on as it is
+        reject(error)
+      },
+    )
+  })
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error))
 }

@@ -29,6 +29,9 @@ export interface Flight<T> {
   /** Where the directory's change log stood when it began. */
   mark?: ChangeMark | undefined
   result: Promise<T>
+  /** Its callers were answered before its loader settled (getOrSet's timeouts): it goes on
+   *  as a background load, which owns the mark from then on. */
+  detached?: boolean
 }
 
 export class Loads<T> {
@@ -36,6 +39,10 @@ export class Loads<T> {
   /** Refresh-ahead's background loads (refresh-ahead.ts): one per key at most, never joined
    *  (their callers were served already), superseded like the others. */
   readonly #refreshes = new Map<string, Flight<unknown>>()
+  /** Loads whose callers were answered before their loader settled (getOrSet's `timeout` and
+   *  `hardTimeout`): one per key, until the loader settles; `result` is the value stored.
+   *  Later getOrSet calls of the key wait for it instead of calling their loader again. */
+  readonly #background = new Map<string, Flight<unknown>>()
   readonly #tagsStale: (tags: readonly string[], createdAt: number) => boolean
   readonly #changes: KeyChanges | undefined
 
@@ -62,14 +69,37 @@ export class Loads<T> {
     try {
       return await flight.result
     } finally {
-      this.#changes?.release(flight.mark)
+      if (flight.detached !== true) this.#changes?.release(flight.mark)
       if (this.#flights.get(key) === flight) this.#flights.delete(key)
     }
   }
 
+  /**
+   * The load's callers are answered (a stale value, or ERR_TIMEOUT) while its loader goes on:
+   * it becomes `key`'s background load until `stored` (the value it stored, or the loader's
+   * failure) settles, superseded like the others.
+   */
+  detach(key: string, flight: Flight<unknown>, stored: Promise<unknown>): void {
+    flight.detached = true
+    const background: Flight<unknown> = flight
+    background.result = stored
+    this.#background.set(key, background)
+    const done = (): void => {
+      this.#changes?.release(flight.mark)
+      if (this.#background.get(key) === background) this.#background.delete(key)
+    }
+    stored.then(done, done)
+  }
+
+  /** `key`'s background load, while it may still store (see detach). */
+  inBackground(key: string): Flight<unknown> | undefined {
+    const flight = this.#background.get(key)
+    return flight !== undefined && !flight.superseded && !this.invalidatedSince(flight) ? flight : undefined
+  }
+
   /** Whether a load or a refresh of `key` is in progress (a refresh would be one too many). */
   busy(key: string): boolean {
-    return this.#flights.has(key) || this.#refreshes.has(key)
+    return this.#flights.has(key) || this.#refreshes.has(key) || this.#background.has(key)
   }
 
   /** Starts a background refresh of `key`, stamped like a load; forgotten once it settles. */
@@ -86,10 +116,12 @@ export class Loads<T> {
     }
   }
 
-  /** Closing: no refresh in progress stores anything. */
+  /** Closing: no refresh or background load in progress stores anything. */
   supersedeRefreshes(): void {
-    for (const flight of this.#refreshes.values()) flight.superseded = true
-    this.#refreshes.clear()
+    for (const flights of [this.#refreshes, this.#background]) {
+      for (const flight of flights.values()) flight.superseded = true
+      flights.clear()
+    }
   }
 
   /** Whether the load of `key` may still store: not superseded, none of its tags invalidated
@@ -109,7 +141,7 @@ export class Loads<T> {
   /** A change of `key` was called: its load in progress must not store, and callers after the
    *  change must not join it. */
   supersede(key: string): void {
-    for (const flights of [this.#flights, this.#refreshes] as Map<string, Flight<unknown>>[]) {
+    for (const flights of [this.#flights, this.#refreshes, this.#background] as Map<string, Flight<unknown>>[]) {
       const flight = flights.get(key)
       if (flight === undefined) continue
       flight.superseded = true
@@ -119,7 +151,7 @@ export class Loads<T> {
 
   /** Every load carrying one of `tags` began before their invalidation. */
   supersedeTagged(tags: readonly string[]): void {
-    for (const flights of [this.#flights, this.#refreshes] as Map<string, Flight<unknown>>[])
+    for (const flights of [this.#flights, this.#refreshes, this.#background] as Map<string, Flight<unknown>>[])
       for (const [key, flight] of flights) {
         if (flight.tags.some((t) => tags.includes(t))) this.supersede(key)
       }
