@@ -28,7 +28,7 @@ interface Stored {
 }
 
 /**
- * MikroORM 6's result cache in larder. MikroORM constructs the adapter itself, from the class:
+ * MikroORM 6's and 7's result cache in larder (7 adds `get`'s `origin`, which the result cache leaves empty). MikroORM constructs the adapter itself, from the class:
  * `MikroORM.init({ …, resultCache: { adapter: LarderCacheAdapter, expiration: 60_000, options: { dir } } })`,
  * or, to share a cache you opened, `adapter: LarderCacheAdapter.using(cache)`.
  *

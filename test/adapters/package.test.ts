@@ -35,6 +35,31 @@ function hostVersions(): string[] {
   )
 }
 
+/** Type-checks `files` of a consumer project under strict NodeNext with the repository's tsc. */
+async function typeCheck(project: string, files: string[]): Promise<void> {
+  fs.writeFileSync(
+    path.join(project, 'tsconfig.json'),
+    JSON.stringify({
+      compilerOptions: {
+        module: 'NodeNext',
+        moduleResolution: 'NodeNext',
+        target: 'ES2022',
+        strict: true,
+        noEmit: true,
+        // Declaration files are not checked on their own: the host libraries' do not pass
+        // (drizzle-orm's name drivers that are not installed). larder's core declarations are
+        // checked by test/package.test.ts; here every adapter's are used, under strict, and
+        // the @ts-expect-error lines prove they did not degrade to `any`.
+        skipLibCheck: true,
+        types: ['node'],
+        typeRoots: [path.join(repoRoot, 'node_modules', '@types')],
+      },
+      files,
+    }),
+  )
+  await run(path.join(repoRoot, 'node_modules', '.bin', 'tsc'), ['--noEmit', '-p', project], project)
+}
+
 // One body for both module systems: every adapter over a cache the app opened (so the adapter
 // must use the app's copy of larder), a round trip through each, and the results as JSON.
 const body = `
@@ -216,27 +241,54 @@ test(
     await t.test('strict TypeScript consumers type-check under NodeNext (.mts and .cts)', async () => {
       fs.writeFileSync(path.join(project, 'types.mts'), typeImports + typed)
       fs.writeFileSync(path.join(project, 'types.cts'), typeImports + typed)
+      await typeCheck(project, ['types.mts', 'types.cts'])
+    })
+
+    // MikroORM 7 (its runtime needs Node >= 22.17: test/adapters/mikro-orm-7.test.ts) beside the
+    // same tarball: the adapter is still its CacheAdapter and fits its resultCache option.
+    await t.test('strict TypeScript: larder/mikro-orm against MikroORM 7’s declarations', async () => {
+      const project7 = path.join(work, 'consumer-mikro-orm-7')
+      fs.mkdirSync(project7)
       fs.writeFileSync(
-        path.join(project, 'tsconfig.json'),
-        JSON.stringify({
-          compilerOptions: {
-            module: 'NodeNext',
-            moduleResolution: 'NodeNext',
-            target: 'ES2022',
-            strict: true,
-            noEmit: true,
-            // Declaration files are not checked on their own: the host libraries' do not pass
-            // (drizzle-orm's name drivers that are not installed). larder's core declarations are
-            // checked by test/package.test.ts; here every adapter's are used, under strict, and
-            // the @ts-expect-error lines prove they did not degrade to \`any\`.
-            skipLibCheck: true,
-            types: ['node'],
-            typeRoots: [path.join(repoRoot, 'node_modules', '@types')],
-          },
-          files: ['types.mts', 'types.cts'],
-        }),
+        path.join(project7, 'package.json'),
+        JSON.stringify({ name: 'mikro-orm-7-consumer', version: '1.0.0', private: true }),
       )
-      await run(path.join(repoRoot, 'node_modules', '.bin', 'tsc'), ['--noEmit', '-p', project], project)
+      const core7 = JSON.parse(fs.readFileSync(path.join(repoRoot, 'test', 'adapters', 'mikro-orm-7', 'package-lock.json'), 'utf8')) as {
+        packages: Record<string, { version: string }>
+      }
+      const version = core7.packages['node_modules/@mikro-orm/core']!.version
+      assert.match(version, /^7\./)
+      await run(
+        'npm',
+        [
+          'install',
+          tarball,
+          `@mikro-orm/core@${version}`,
+          '--no-audit',
+          '--no-fund',
+          '--prefer-offline',
+          '--no-package-lock',
+          '--engine-strict=false',
+        ],
+        project7,
+        180_000,
+      )
+      fs.writeFileSync(
+        path.join(project7, 'types.mts'),
+        `import type { CacheAdapter, Options } from '@mikro-orm/core'
+import { Larder } from 'larder'
+import { LarderCacheAdapter } from 'larder/mikro-orm'
+const cache = await Larder.open({ dir: '/tmp/larder-adapter-types' })
+const config: NonNullable<Options['resultCache']> = { adapter: LarderCacheAdapter, expiration: 1000, options: { dir: '/tmp/larder-adapter-types' } }
+const shared: CacheAdapter = new (LarderCacheAdapter.using(cache))({ expiration: 1000 })
+const found: unknown = await shared.get('key', '')
+void [config, found]
+// @ts-expect-error using() takes an open cache, not options
+void LarderCacheAdapter.using({ dir: '/tmp' })
+await cache.close()
+`,
+      )
+      await typeCheck(project7, ['types.mts'])
     })
   },
 )
