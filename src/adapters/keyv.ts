@@ -9,8 +9,8 @@ import { CacheSource, type CacheOrOptions } from './cache-source.js'
 export type { CacheOrOptions }
 
 /**
- * A Keyv 5 storage adapter (`new Keyv({ store: new KeyvLarder(options | cache) })`), and so
- * a store for cache-manager 7 and cacheable 2, which take Keyv stores.
+ * A Keyv storage adapter (`new Keyv({ store: new KeyvLarder(options | cache) })`) for Keyv 5,
+ * and so a store for cache-manager 7 and cacheable 2, which take Keyv 5 stores, and for Keyv 6.
  *
  * How Keyv 5 talks to a store: keys arrive prefixed with the namespace (`users:42`), values
  * as the string Keyv serialized (`{"value":…,"expires":…}`), ttl as relative milliseconds.
@@ -24,9 +24,14 @@ export type { CacheOrOptions }
  * wrapped with the key itself (Hashed), so a read checks it is the key asked for and the
  * iterator gives the key back as Keyv knows it.
  *
- * Keyv 6 is not supported by this class: there the third argument of `set` is an absolute
- * expiry instead of a ttl, and the store, not Keyv, owns the namespace prefix; one class
- * cannot tell which contract is calling it.
+ * Keyv 6 speaks another contract: `set`'s third argument is an absolute expiry instead of a
+ * ttl, keys arrive without the namespace (the store owns it), and the batch deletes and sets
+ * answer one boolean per key. It asks a store, as it takes it, for its `capabilities`; Keyv 5
+ * never does. The adapter answers that it speaks the v6 contract and, from that question on,
+ * does (`#v6`): it prefixes keys with the namespace as Keyv 6's own adapters do
+ * (`users::42`), takes the expiry as one, and lists a namespace's keys without the prefix.
+ * Without that answer Keyv 6 would wrap the store in its bridge, which leaves the prefix to a
+ * store that has a `namespace` (as this one has, for Keyv 5), and namespaces would collide.
  */
 export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
   /**
@@ -40,6 +45,8 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
   namespace?: string | undefined
 
   readonly #source: CacheSource
+  /** Keyv 6 asked for `capabilities`: its contract, not Keyv 5's (see the class comment). */
+  #v6 = false
 
   constructor(cache?: CacheOrOptions) {
     super()
@@ -54,6 +61,7 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
   // The reads answer the call's own promise (no async frame of their own): a Keyv get answered
   // by the memory tier is a hot path (bench/adapters.mjs), given get()'s promise as it is.
   get<Value>(key: string): Promise<StoredData<Value> | undefined> {
+    if (this.#v6) key = this.#withNamespace(key)
     if (!takenAsIs(key))
       return this.#source.guarded(undefined, async (cache) => unwrap(key, await cache.get(hashedKey(key)))) as Promise<
         StoredData<Value> | undefined
@@ -62,6 +70,7 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
   }
 
   async getMany<Value>(keys: string[]): Promise<Array<StoredData<Value | undefined>>> {
+    if (this.#v6) keys = keys.map(this.#withNamespace)
     return this.#source.guarded(
       keys.map(() => undefined),
       async (cache) => {
@@ -72,20 +81,24 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
   }
 
   has(key: string): Promise<boolean> {
-    return this.#source.guarded(false, (cache) => cache.has(larderKey(key)))
+    return this.#source.guarded(false, (cache) => cache.has(this.#larderKey(key)))
   }
 
   async hasMany(keys: string[]): Promise<boolean[]> {
     return this.#source.guarded(
       keys.map(() => false),
-      (cache) => Promise.all(keys.map((key) => cache.has(larderKey(key)))),
+      (cache) => Promise.all(keys.map((key) => cache.has(this.#larderKey(key)))),
     )
   }
 
-  /** Stores Keyv's serialized value; false (and an `error` event) when it was not stored. */
-  async set(key: string, value: unknown, ttl?: number): Promise<boolean> {
+  /** Stores Keyv's serialized value; false (and an `error` event) when it was not stored.
+   *  `ttlOrExpires`: Keyv 5's ttl, or Keyv 6's absolute expiry (a past one deletes the key). */
+  async set(key: string, value: unknown, ttlOrExpires?: number): Promise<boolean> {
+    if (this.#v6) key = this.#withNamespace(key)
+    const ttl = this.#v6 ? ttlUntil(ttlOrExpires) : ttlOf(ttlOrExpires)
     return this.#source.guarded(false, async (cache) => {
-      await cache.set(larderKey(key), wrapped(key, value), { ttl: ttlOf(ttl), tags: [this.#namespaceTag()] })
+      if (ttl === 'past') await cache.delete(larderKey(key))
+      else await cache.set(larderKey(key), wrapped(key, value), { ttl, tags: [this.#namespaceTag()] })
       return true
     })
   }
@@ -95,14 +108,18 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
    * answers one boolean per entry: Keyv 5 hands a store's answer to its caller as the
    * `boolean[]` of `keyv.setMany()`, although its store type says `void` (hence the cast).
    */
-  async setMany(values: Array<{ key: string; value: unknown; ttl?: number }>): Promise<void> {
+  async setMany(values: Array<{ key: string; value: unknown; ttl?: number; expires?: number }>): Promise<void> {
     const tags = [this.#namespaceTag()]
+    const items = values.map(({ key, value, ttl, expires }) => {
+      const full = this.#v6 ? this.#withNamespace(key) : key
+      return { key: larderKey(full), value: wrapped(full, value), ttl: this.#v6 ? ttlUntil(expires) : ttlOf(ttl), tags }
+    })
     const stored = await this.#source.guarded(
       values.map(() => false),
       async (cache) => {
-        await cache.setMany(
-          values.map(({ key, value, ttl }) => ({ key: larderKey(key), value: wrapped(key, value), ttl: ttlOf(ttl), tags })),
-        )
+        const past = items.filter((item) => item.ttl === 'past').map((item) => item.key)
+        await cache.setMany(items.filter((item): item is (typeof items)[number] & { ttl: number | undefined } => item.ttl !== 'past'))
+        if (past.length > 0) await cache.deleteMany(past) // Keyv 6: an expiry already past
         return values.map(() => true)
       },
     )
@@ -110,11 +127,19 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
   }
 
   async delete(key: string): Promise<boolean> {
-    return this.#source.guarded(false, (cache) => cache.delete(larderKey(key)))
+    return this.#source.guarded(false, (cache) => cache.delete(this.#larderKey(key)))
   }
 
-  /** True when every key was there and is gone (as Keyv's own fallback counts). */
+  /** Keyv 5: true when every key was there and is gone (as Keyv's own fallback counts);
+   *  Keyv 6: whether each was (a boolean per key, the type Keyv 6 declares). */
   async deleteMany(keys: string[]): Promise<boolean> {
+    if (this.#v6) {
+      const deleted = await this.#source.guarded(
+        keys.map(() => false),
+        (cache) => Promise.all(keys.map((key) => cache.delete(this.#larderKey(key)))),
+      )
+      return deleted as unknown as boolean
+    }
     return this.#source.guarded(false, async (cache) => (await cache.deleteMany(keys.map(larderKey))) === keys.length)
   }
 
@@ -133,7 +158,16 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
    * with `failOpen: false`, as a get would.
    */
   async *iterator<Value>(namespace?: string): AsyncGenerator<Array<string | Awaited<Value> | undefined>, void> {
-    const tags = [namespaceTag(namespace ?? this.namespace)]
+    if (this.#v6) {
+      // Keyv 6 asks without a namespace, for this store's own, and takes keys without it.
+      for await (const [key, value] of this.#listed<Value>(this.namespace)) yield [this.#withoutNamespace(key), value]
+      return
+    }
+    yield* this.#listed<Value>(namespace ?? this.namespace)
+  }
+
+  async *#listed<Value>(namespace: string | undefined): AsyncGenerator<[string, Awaited<Value>], void> {
+    const tags = [namespaceTag(namespace)]
     const listed = await this.#source.guarded([], async (cache) => (cache.dir === false ? [] : cache.entries({ tags })))
     const seen = new Set<string>()
     for (const { key } of listed) {
@@ -162,9 +196,65 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
     await this.#source.close()
   }
 
+  /**
+   * What Keyv 6 asks of a store it is given (Keyv 5 never asks): the v6 storage contract,
+   * every method async, an absolute `expires` taken. Answering it switches this adapter to
+   * that contract (see the class comment). The shape is keyv 6's `KeyvStorageCapability`.
+   */
+  get capabilities(): KeyvStorageCapability {
+    this.#v6 = true
+    const method = { exists: true, methodType: 'async' } as const
+    return {
+      compatible: true,
+      store: 'keyvStorage',
+      expires: true,
+      methods: Object.fromEntries(STORAGE_METHODS.map((name) => [name, method])) as KeyvStorageCapability['methods'],
+    }
+  }
+
   #namespaceTag(): string {
     return namespaceTag(this.namespace)
   }
+
+  /** Keyv 6's key under this store's namespace, as Keyv 6's own adapters join them. */
+  readonly #withNamespace = (key: string): string => (this.namespace ? `${this.namespace}${SEPARATOR}${key}` : key)
+
+  #withoutNamespace(key: string): string {
+    const prefix = this.namespace ? `${this.namespace}${SEPARATOR}` : ''
+    return key.startsWith(prefix) ? key.slice(prefix.length) : key
+  }
+
+  /** The larder key of a key Keyv gave, under either contract. */
+  #larderKey(key: string): string {
+    return larderKey(this.#v6 ? this.#withNamespace(key) : key)
+  }
+}
+
+/** Keyv 6's separator of a namespace and a key (its `namespaceSeparator`). */
+const SEPARATOR = '::'
+
+/** The methods keyv 6's capability lists (its `keyvStorageMethodNames`). */
+const STORAGE_METHODS = [
+  'get',
+  'getMany',
+  'has',
+  'hasMany',
+  'set',
+  'setMany',
+  'delete',
+  'deleteMany',
+  'clear',
+  'disconnect',
+  'iterator',
+] as const
+
+/** keyv 6's `KeyvStorageCapability`, written out: keyv 5's declarations, which larder builds
+ *  against, have no such type. */
+interface KeyvStorageCapability {
+  compatible: boolean
+  store: 'mapLike' | 'keyvStorage' | 'asyncMap' | 'none'
+  methods: Record<(typeof STORAGE_METHODS)[number], { exists: boolean; methodType: 'sync' | 'async' | 'none' }>
+  expires?: boolean
 }
 
 /** Whether larder takes `key` as it is (validateKey's rules; a key's UTF-8 is at most three
@@ -220,6 +310,14 @@ function ttlOf(ttl: number | undefined): number | undefined {
   if (typeof ttl !== 'number') return ttl ?? undefined // a duration string, as larder takes one
   if (ttl === 0 || !Number.isFinite(ttl)) return undefined
   return ttl < 0 ? 1 : ttl
+}
+
+/** Keyv 6's absolute expiry as larder's ttl: none, or the time left, or 'past' (the key is
+ *  deleted, as Keyv 6's contract allows for an expiry at or before now). */
+function ttlUntil(expires: number | undefined): number | undefined | 'past' {
+  if (typeof expires !== 'number' || !Number.isFinite(expires)) return undefined
+  const left = expires - Date.now()
+  return left > 0 ? left : 'past'
 }
 
 /** A get, made once: the hot read passes it and its key to `guarded` (no closure per call). */

@@ -18,6 +18,7 @@ import { Larder, LarderError, isLarderError } from 'larder'
 import { KeyvLarder } from 'larder/keyv'
 import { tempDir } from '../helpers.ts'
 import { repoRoot, runChild } from './processes.ts'
+import { clearCase, failingDiskCase } from './keyv-fixtures.ts'
 
 const run = promisify(execFile)
 
@@ -101,26 +102,8 @@ describe('larder/keyv', () => {
     await cache.close()
   })
 
-  test('clear() empties its namespace in every instance sharing the directory, and nothing else', async () => {
-    const dir = tempDir('larder-keyv-clear')
-    const a = await Larder.open({ dir })
-    const b = await Larder.open({ dir, memory: true })
-    const usersA = new Keyv({ store: new KeyvLarder(a), namespace: 'users' })
-    const postsA = new Keyv({ store: new KeyvLarder(a), namespace: 'posts' })
-    const usersB = new Keyv({ store: new KeyvLarder(b), namespace: 'users' })
-    await usersA.set('1', 'ada')
-    await postsA.set('1', 'hello')
-    await a.set('not-keyv', 'kept')
-    assert.equal(await usersB.get('1'), 'ada') // now held by b's memory tier too
-
-    await usersA.clear()
-    assert.equal(await usersB.get('1'), undefined, 'the other instance (memory tier included) sees the clear')
-    assert.equal(await postsA.get('1'), 'hello')
-    assert.equal(await b.get('not-keyv'), 'kept')
-    await usersB.set('2', 'grace')
-    assert.equal(await usersA.get('2'), 'grace', 'a set after the clear is kept')
-    await Promise.all([a.close(), b.close()])
-  })
+  test('clear() empties its namespace in every instance sharing the directory, and nothing else', () =>
+    clearCase((store, namespace) => new Keyv({ store, namespace })))
 
   test('the batch methods: setMany answers a boolean per entry (false when refused) and keeps each ttl and the namespace; getMany, hasMany, deleteMany', async () => {
     const dir = tempDir('larder-keyv-batch')
@@ -225,28 +208,8 @@ describe('larder/keyv', () => {
     await cache.close()
   })
 
-  test("a failing disk: reads miss, writes are dropped, nothing throws into Keyv, and Keyv's error event hears of it", async () => {
-    const dir = path.join(tempDir('larder-keyv-disk'), 'cache')
-    const store = new KeyvLarder({ dir, breaker: { volumeThreshold: 2, resetTimeout: 60_000 } })
-    const keyv = new Keyv({ store, namespace: 'ns' })
-    const errors = errorsOf(keyv)
-    await keyv.set('kept', 'value')
-    fs.renameSync(dir, `${dir}.away`)
-    fs.writeFileSync(dir, 'not a directory')
-
-    assert.equal(await keyv.get('kept'), undefined)
-    assert.deepEqual(await keyv.get(['kept', 'other']), [undefined, undefined])
-    assert.equal(await keyv.has('kept'), false)
-    await keyv.set('new', 'value')
-    await keyv.setMany([{ key: 'a', value: 1 }])
-    await keyv.delete('kept')
-    await keyv.clear()
-    const iterated: unknown[] = []
-    for await (const entry of keyv.iterator!(undefined)) iterated.push(entry)
-    assert.deepEqual(iterated, [])
-    assert.ok(errors.length >= 1 && errors.every((e) => isLarderError(e, 'ERR_UNAVAILABLE')), `errors: ${errors.map(String).join('; ')}`)
-    await keyv.disconnect()
-  })
+  test("a failing disk: reads miss, writes are dropped, nothing throws into Keyv, and Keyv's error event hears of it", () =>
+    failingDiskCase((store, namespace) => new Keyv({ store, namespace })))
 
   test('with failOpen: false the store rejects with ERR_UNAVAILABLE, as its user asked', async () => {
     const dir = path.join(tempDir('larder-keyv-failopen'), 'cache')
