@@ -25,7 +25,7 @@ export interface LarderCacheStoreOptions {
 }
 
 /**
- * A persistent HTTP cache for undici 7's cache interceptor (and so for `fetch`):
+ * A persistent HTTP cache for undici 7's and 8's cache interceptor (and so for `fetch`):
  * `interceptors.cache({ store: new LarderCacheStore(options | cache) })`. undici decides
  * what is cacheable and for how long (RFC 9111); this store keeps responses on disk, shared
  * by every process using the directory.
