@@ -1,7 +1,8 @@
 /**
  * `larder serve --redis`: replicas (each its own directory) sharing one real redis-server on a
  * free loopback port. The cache API's values and invalidations are shared; artifacts stay on
- * each replica's disk; the seed's l2 routes answer from the Redis tier; /readyz checks Redis.
+ * each replica's disk; the seed's l2 routes answer from the Redis tier; /readyz checks Redis
+ * (every master of a Redis Cluster).
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -9,6 +10,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { tempDir } from '../helpers.ts'
 import { redisAvailable, startRedis } from '../redis/server.ts'
+import { startCluster } from '../redis/cluster.ts'
 import {
   bearer,
   type CacheAnswer,
@@ -131,6 +133,42 @@ test(
     const put = await call(`${a.url}/api/cache/new`, json('PUT', { value: 1 }))
     assert.equal(put.status, 503)
     assert.equal(put.json<ErrorAnswer>().error.code, 'ERR_UNAVAILABLE')
+  },
+)
+
+test(
+  '/readyz with a Redis Cluster: every master is probed, so one master down answers 503 every time, not when a probe lands on it',
+  { skip },
+  async () => {
+    // No replicas, full coverage not required: the other masters go on serving their slots.
+    const nodes = await startCluster({ extra: ['--cluster-require-full-coverage', 'no'] })
+    try {
+      // A breaker that never opens here: each /readyz is judged by its own probes, not by an
+      // open breaker failing every command after the first few failures.
+      const redis = { cluster: nodes.map((n) => `127.0.0.1:${n.port}`), commandTimeout: '300ms', breaker: { volumeThreshold: 1_000_000 } }
+      const a = await startServer({ cacheOptions: { redis } })
+      const sets = (): number[] => nodes.map((n) => Number(n.cli('INFO', 'commandstats').match(/cmdstat_set:calls=(\d+)/)?.[1] ?? 0))
+      await call(`${a.url}/readyz`) // the namespace opened
+      const before = sets()
+      for (let i = 0; i < 3; i++)
+        assert.deepEqual((await call(`${a.url}/readyz`)).json(), { status: 'ready', disk: 'writable', redis: 'reachable' })
+      const probed = sets().map((calls, i) => calls - before[i]!)
+      assert.ok(
+        probed.every((calls) => calls >= 3),
+        `every master took a probe write at each /readyz: ${probed.join(', ')}`,
+      )
+      await nodes[1]!.kill()
+      const answers = []
+      for (let i = 0; i < 6; i++) answers.push(await call(`${a.url}/readyz`))
+      assert.deepEqual(
+        answers.map((answer) => answer.status),
+        answers.map(() => 503),
+      )
+      assert.match(answers[0]!.json<ReadyAnswer>().redis ?? '', /^not reachable/)
+      assert.equal(answers[0]!.json<ReadyAnswer>().disk, 'writable')
+    } finally {
+      await Promise.all(nodes.map((n) => n.stop()))
+    }
   },
 )
 

@@ -1,13 +1,16 @@
 import { randomUUID } from 'node:crypto'
+import calculateSlot from 'cluster-key-slot'
 import type { FastifyInstance } from 'fastify'
-import type { Larder } from '../../index.js'
+import type { Larder, LarderOptions } from '../../index.js'
 import type { ServerContext } from '../context.js'
 
 /**
  *   GET /healthz   200 while the process serves (no token needed: for load balancers)
  *   GET /readyz    200 when the cache directory takes a write and gives it back (a probe
  *                  entry in the `larder:health` namespace) and, with `--redis`, so does the
- *                  shared tier (the same probe in Redis alone); 503 with the reason otherwise
+ *                  shared tier (the same probe in Redis alone; on a Redis Cluster, a probe in
+ *                  each 32nd of the hash slots, so every master is written to); 503 with the
+ *                  reason otherwise
  *   GET /metrics   Prometheus text (metrics.ts); needs a token when the server has any
  */
 const HEALTH_NAMESPACE = 'larder:health'
@@ -19,14 +22,43 @@ const PROBE_ID = randomUUID()
 let probes = 0
 
 /** Writes a probe into `cache`, reads it back and removes it; throws if a step fails or the value
- *  differs. Each probe has its own key: two /readyz at once never read each other's. */
-async function probe(cache: Larder): Promise<void> {
-  const key = `probe-${PROBE_ID}-${probes++}`
+ *  differs. Each probe has its own key: two /readyz at once never read each other's. `spread`:
+ *  one probe key in each of SLOT_TAGS' parts of a Redis Cluster's hash slots (one key alone
+ *  landed on one master, a random one per probe: a master down answered 503 a third of the
+ *  time in a cluster of three). */
+async function probe(cache: Larder, spread = false): Promise<void> {
+  const base = `probe-${PROBE_ID}-${probes++}`
+  const keys = spread ? SLOT_TAGS.map((tag) => `${base}-{${tag}}`) : [base]
   const written = String(Date.now())
-  await cache.set(key, written, { ttl: 60_000 })
-  const read = await cache.get(key)
-  await cache.delete(key)
-  if (String(read) !== written) throw new Error('the probe entry read back differently')
+  await cache.setMany(keys.map((key) => ({ key, value: written, ttl: 60_000 })))
+  const read = await cache.getMany(keys)
+  await cache.deleteMany(keys)
+  if (read.some((value) => String(value) !== written)) throw new Error('the probe entry read back differently')
+}
+
+/** A hash tag in each 32nd of a Redis Cluster's 16,384 slots: a probe key holding `{tag}` is
+ *  stored in that part (Redis hashes a name's first `{…}` alone; a `redis.prefix` with a tag of
+ *  its own puts every key, probes too, in its one slot). Any master holding a 32nd of the slots
+ *  in one range (a cluster of up to 32 masters, slots spread evenly) gets at least one. */
+const SLOT_TAGS = tagsAcrossSlots(32)
+
+function tagsAcrossSlots(parts: number): string[] {
+  const tags: string[] = []
+  for (let i = 0, found = 0; found < parts; i++) {
+    const tag = i.toString(36)
+    const part = Math.floor((calculateSlot(tag) * parts) / 16_384)
+    if (tags[part] === undefined) {
+      tags[part] = tag
+      found++
+    }
+  }
+  return tags
+}
+
+/** Whether the shared tier is a Redis Cluster (seeds given, or a caller's ioredis Cluster). */
+function isCluster(redis: LarderOptions['redis']): boolean {
+  if (typeof redis !== 'object' || redis === null) return false
+  return redis.cluster !== undefined || (redis.client as { isCluster?: boolean } | undefined)?.isCluster === true
 }
 
 /** What /readyz, which anyone may ask, says of a failure: its codes (`ERR_UNAVAILABLE: EACCES`),
@@ -52,7 +84,7 @@ export function operationRoutes(app: FastifyInstance, ctx: ServerContext): void 
     }
     if (ctx.namespaces.sharedRedis !== undefined) {
       try {
-        await probe(await ctx.namespaces.get(SHARED_HEALTH_NAMESPACE, 'shared-health'))
+        await probe(await ctx.namespaces.get(SHARED_HEALTH_NAMESPACE, 'shared-health'), isCluster(ctx.namespaces.sharedRedis))
         answer.redis = 'reachable'
       } catch (error) {
         ready = false
