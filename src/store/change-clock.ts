@@ -94,9 +94,35 @@ export class ChangeClock {
     }
   }
 
-  /** Records that this instance wrote `key` (none: a change of every key, a clear). Never
-   *  throws: a write that happened must not fail for want of its signal, and the fallbacks
-   *  make one anyway. */
+  /**
+   * Records a change of `key` (none: of every key, a clear) about to be made: called before
+   * the rename or unlink that makes it, and `bump` after. A writer killed between its change
+   * and the bump after it (the rename is the dearest step of a set, so most kills land there)
+   * has still told the readers, whose memory tiers would otherwise serve the old value until
+   * the key changed again. The record after is still needed: a reader told by this one may
+   * read the entry again before the change lands and hold that.
+   *
+   * Throws when neither the record nor the log's removal (which readers count as a change of
+   * everything) could be made: the change must then not be made either, or no reader would
+   * ever hear of it. The caller runs it inside its disk call, so that is a failed write.
+   */
+  announce(key?: string): void {
+    try {
+      this.#append(this.#record(key))
+    } catch (error) {
+      this.#release()
+      if (!this.#tree.isRealSync(path.dirname(this.#file))) throw error
+      try {
+        disk.unlinkSync(this.#file)
+      } catch (removal) {
+        if ((removal as NodeJS.ErrnoException).code !== 'ENOENT') throw error // no log: readers see that as everything
+      }
+    }
+  }
+
+  /** Records that this instance wrote `key` (none: a change of every key, a clear), after
+   *  `announce` before it. Never throws: a write that happened must not fail for want of its
+   *  signal, and the fallbacks make one anyway. */
   bump(key?: string): void {
     try {
       this.#append(this.#record(key))

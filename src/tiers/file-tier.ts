@@ -388,6 +388,7 @@ export class FileTier implements Tier {
       const overlap = this.#writing > 1
       previous = await this.#p.breaker.run(() => {
         const before = disk.lstatSync(target, { throwIfNoEntry: false })
+        this.#p.changes.announce(key)
         handedOver = true
         return writeEntryFile(this.#layout.tree, target, file, this.#p.options.durable, overlap, early).then(() => before)
       })
@@ -410,6 +411,7 @@ export class FileTier implements Tier {
       if (found === undefined) return undefined
       await found.opened?.handle.close()
       if ((found.whole ?? found.opened.head).createdAt >= at) return undefined
+      this.#p.changes.announce(key)
       return this.#discard(file, found.ino)
     })
     if (removed !== undefined) {
@@ -443,6 +445,7 @@ export class FileTier implements Tier {
           beforeRename: () => {
             const before = disk.lstatSync(file, { throwIfNoEntry: false })
             previous = before?.isFile() ? before.size : undefined
+            this.#p.changes.announce(key)
           },
         },
       ),
@@ -471,6 +474,7 @@ export class FileTier implements Tier {
       const head = found.whole ?? found.opened.head
       // An expired or invalidated entry is removed too, but it was not there to delete.
       const live = entryState(head, Date.now(), this.#p.tags) === 'live'
+      this.#p.changes.announce(key)
       return { size: removeFile(file), live }
     })
     this.#p.changes.bump(key)
@@ -493,6 +497,7 @@ export class FileTier implements Tier {
       tree.dirSync(namespaceDir)
       const partitions = disk.readdirSync(namespaceDir).filter((name) => PARTITION_NAME.test(name))
       if (partitions.length > 0) {
+        this.#p.changes.announce()
         const trash = path.join(versionDir, trashName())
         disk.mkdirSync(trash, tree.dirMode) // a new name: never an existing directory, nor through a link
         for (const name of partitions) {

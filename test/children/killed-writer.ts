@@ -1,0 +1,35 @@
+/**
+ * A writer killed at the worst moment of a change, for test/killed-writer.test.ts:
+ * `killed-writer.ts <dir> set|delete|stream <key> [value]` makes the change, and the moment its
+ * entry file has been renamed into place (or unlinked) the process SIGKILLs itself, before any
+ * step after that syscall: what a kill between a change and the record after it leaves.
+ */
+import { Readable } from 'node:stream'
+import { Larder } from '../../src/index.ts'
+import { disk } from '../../src/store/disk.ts'
+
+const [dir, op, key, value] = process.argv.slice(2) as [string, 'set' | 'delete' | 'stream', string, string | undefined]
+/** An entry file: `<pp>/<16 hex>` in the namespace (not meta/, tags/ or a temp file). */
+const isEntry = (file: string): boolean => /\/[0-9a-f]{2}\/[0-9a-f]{16}$/.test(file)
+const die = (): never => {
+  process.kill(process.pid, 'SIGKILL')
+  throw new Error('not reached')
+}
+const { renameSync, unlinkSync, rename } = disk
+disk.renameSync = (from, to) => {
+  renameSync(from, to)
+  if (isEntry(String(to))) die()
+}
+disk.unlinkSync = (file) => {
+  unlinkSync(file)
+  if (isEntry(String(file))) die()
+}
+disk.rename = async (from, to) => {
+  await rename(from, to)
+  if (isEntry(String(to))) die()
+}
+const cache = await Larder.open({ dir })
+if (op === 'set') await cache.set(key, value)
+else if (op === 'stream') await cache.setStream(key, Readable.from([Buffer.from(value ?? '')]))
+else await cache.delete(key)
+process.exit(3) // the change's syscall never came: the test fails on this exit code

@@ -1,0 +1,93 @@
+/**
+ * A writer process killed between its change (the rename of an entry into place, or its unlink)
+ * and the change-log record written after it: other processes' memory tiers must still drop
+ * the old value (the record written before the change told them), not serve it until the key
+ * changes again. The child kills itself right after that syscall (test/children/killed-writer.ts),
+ * so the moment is exact, not a race. And a change whose record cannot be written at all is
+ * not made (a dropped write), rather than made unheard.
+ */
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import path from 'node:path'
+import { describe, it } from 'node:test'
+import { isDeepStrictEqual } from 'node:util'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Larder } from '../src/index.ts'
+import { disk } from '../src/store/disk.ts'
+import { startChild } from './children/harness.ts'
+import { tempDir } from './helpers.ts'
+
+/** Runs the child's change; resolves once it died of its own SIGKILL right after the syscall. */
+async function killedWhile(dir: string, op: 'set' | 'delete' | 'stream', key: string, value?: string): Promise<void> {
+  const child = await startChild('killed-writer.ts', [dir, op, key, ...(value === undefined ? [] : [value])], false)
+  const exit = await child.exited
+  assert.equal(exit.signal, 'SIGKILL', `the writer died right after its ${op}'s syscall (exit ${JSON.stringify(exit)})`)
+}
+
+/** What `cache` serves for `key` once it has looked at the change log (a hit looks every
+ *  few ms), waiting up to 2 s for `expected`. */
+async function servedAfterwards(cache: Larder, key: string, expected: unknown): Promise<unknown> {
+  let served: unknown
+  for (let i = 0; i < 200; i++) {
+    served = await cache.get(key)
+    if (isDeepStrictEqual(served, expected)) return served
+    await sleep(10)
+  }
+  return served
+}
+
+describe('a writer killed right after its change', () => {
+  for (const op of ['set', 'stream'] as const) {
+    it(`${op}: another process's memory tier stops serving the old value`, async () => {
+      const dir = tempDir()
+      const reader = await Larder.open({ dir, memory: true })
+      await reader.set('k', op === 'set' ? 'old' : Buffer.from('old'))
+      assert.deepEqual(await reader.get('k'), op === 'set' ? 'old' : Buffer.from('old')) // held in memory
+      await killedWhile(dir, op, 'k', 'new')
+      const disk = await Larder.open({ dir, readOnly: true })
+      const written = op === 'set' ? 'new' : Buffer.from('new') // a stream's get() is its bytes
+      assert.deepEqual(await disk.get('k'), written, 'the change reached the disk')
+      assert.deepEqual(await servedAfterwards(reader, 'k', written), written)
+      await disk.close()
+      await reader.close()
+    })
+  }
+
+  it("delete: another process's memory tier stops serving the deleted value", async () => {
+    const dir = tempDir()
+    const reader = await Larder.open({ dir, memory: true })
+    await reader.set('k', 'old')
+    assert.equal(await reader.get('k'), 'old')
+    await killedWhile(dir, 'delete', 'k')
+    assert.equal(await servedAfterwards(reader, 'k', undefined), undefined)
+    await reader.close()
+  })
+})
+
+describe('a change whose record cannot be written (the log neither appended to nor removable)', () => {
+  it('is not made: counted as a dropped write, and every process goes on reading the old value', async () => {
+    const dir = tempDir()
+    const reader = await Larder.open({ dir, memory: true })
+    const writer = await Larder.open({ dir })
+    await writer.set('k', 'old')
+    assert.equal(await reader.get('k'), 'old') // held in memory
+    const readOnlyFs = (): never => {
+      throw Object.assign(new Error('EROFS: read-only file system'), { code: 'EROFS' })
+    }
+    const isLog = (file: string): boolean => file.endsWith(`${path.sep}meta${path.sep}changes`)
+    const { writeSync, unlinkSync } = disk
+    disk.writeSync = (fd, ...rest) => (isLog(fs.readlinkSync(`/proc/self/fd/${fd}`)) ? readOnlyFs() : writeSync(fd, ...rest))
+    disk.unlinkSync = (file) => (isLog(String(file)) ? readOnlyFs() : unlinkSync(file))
+    try {
+      await writer.set('k', 'new') // fail-open: resolves
+      assert.equal((await writer.stats()).dropped, 1, 'counted as a dropped write')
+    } finally {
+      disk.writeSync = writeSync
+      disk.unlinkSync = unlinkSync
+    }
+    const fresh = await Larder.open({ dir, readOnly: true })
+    assert.equal(await fresh.get('k'), 'old', 'the entry was not replaced without its signal')
+    assert.equal(await servedAfterwards(reader, 'k', 'old'), 'old')
+    await Promise.all([fresh.close(), writer.close(), reader.close()])
+  })
+})
