@@ -1,8 +1,9 @@
 import { LarderError } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
 import type { MemoryTier } from '../tiers/memory-tier.js'
-import { MISS, type TierRead } from '../tiers/tier.js'
-import type { TierStack } from '../tiers/tier-stack.js'
+import { MISS } from '../tiers/tier.js'
+import type { StackRead, TierStack } from '../tiers/tier-stack.js'
+import type { Failures } from './failures.js'
 import type { OrderedWrites } from './ordered-writes.js'
 
 export interface IncrementParts {
@@ -10,6 +11,7 @@ export interface IncrementParts {
   memory: MemoryTier | undefined
   stack: TierStack
   writes: OrderedWrites
+  failures: Failures
 }
 
 /**
@@ -17,7 +19,9 @@ export interface IncrementParts {
  * call order, so no update made through this instance is lost. The entry keeps its expiry,
  * tags and grace; a value that is not a number, or a result that is not finite, is refused
  * (`ERR_INVALID_VALUE`) and nothing is written. A `raw` cache cannot store numbers: refused
- * (`ERR_INVALID_OPTION`) before the change is queued.
+ * (`ERR_INVALID_OPTION`) before the change is queued. A read that failed (a failing disk, or
+ * Redis, fail-open) is a miss, as every read is, but its result is not written: the counter
+ * stored may be there, unread, and `0 + delta` would replace it. That write is a counted drop.
  */
 export function incrementInOrder(p: IncrementParts, key: string, delta: number): Promise<number> {
   if (p.options.serializer === 'raw') {
@@ -29,7 +33,7 @@ export function incrementInOrder(p: IncrementParts, key: string, delta: number):
   }
   return p.writes.change(key, async () => {
     const memory = p.memory?.get(key) ?? MISS
-    const found: TierRead = memory.found ? memory : await p.stack.lookup(key, 0)
+    const found: StackRead = memory.found ? memory : await p.stack.lookup(key, 0)
     let current = 0
     if (found.found) {
       if (typeof found.value !== 'number') {
@@ -46,6 +50,10 @@ export function incrementInOrder(p: IncrementParts, key: string, delta: number):
       throw new LarderError('ERR_INVALID_VALUE', `Invalid delta: ${current} + ${delta} is not a finite number, which could not be stored`, {
         field: 'delta',
       })
+    }
+    if (found.failed === true) {
+      p.failures.dropped(p.stack.file !== undefined ? 'file' : 'redis')
+      return next
     }
     const write = p.writes.prepare(next, undefined, found.found ? found.tags : [], found.found ? found.grace : 0)
     if (found.found) write.expiresAt = found.expiresAt

@@ -43,7 +43,15 @@ export interface TierStackParts {
 }
 
 /** A read of the stack: what it found, and which tier answered. */
-export type StackRead = TierRead & { tier?: TierName }
+export type StackRead = TierRead & {
+  tier?: TierName
+  /** Nothing found because a tier's read failed (fail-open made it a miss): a caller about to
+   *  write what it computed from the value (increment) must not take it for "not there". */
+  failed?: true
+}
+
+/** A miss made by a failed read (see StackRead.failed). */
+const FAILED_MISS: StackRead = Object.freeze({ found: false, failed: true })
 
 /** What a write did with Redis: stored (or queued), and whether its bus message went with it. */
 interface Sent {
@@ -150,6 +158,7 @@ export class TierStack {
     /** A local copy the outage rule could not check (Redis did not answer): served, as reads
      *  fail open, but not promoted, or the memory tier would serve it after Redis is back. */
     let unchecked = false
+    let failed = false
     if (this.file !== undefined) {
       const started = performance.now()
       try {
@@ -161,6 +170,7 @@ export class TierStack {
         }
       } catch (error) {
         this.#p.failures.readFailed(error, 'file')
+        failed = true
       }
       tiers.file!.get.record(performance.now() - started)
       if (result.found && !result.stale) {
@@ -172,7 +182,9 @@ export class TierStack {
     }
     let promote: Buffer | undefined
     if (!(result.found && !result.stale) && this.redis !== undefined) {
+      const asked = performance.now()
       const shared = await this.#fromRedis(key, grace)
+      if (this.redisReadFailedSince(asked)) failed = true
       if (shared.found && (!shared.stale || !result.found)) {
         result = answeredByRedis(shared)
         if (!shared.stale) promote = shared.bytes
@@ -182,7 +194,7 @@ export class TierStack {
       if (this.memory?.set(key, result, ticket) === true) tiers.memory!.sets++
       if (promote !== undefined && this.file !== undefined) this.#promoteToFile(key, promote, result.createdAt, heard)
     }
-    return result
+    return !result.found && failed ? FAILED_MISS : result
   }
 
   /** Whether a value read with these tickets may go up: no change of this key (or clear) called
