@@ -79,14 +79,14 @@ export class OrderedWrites {
   async writeMany(items: readonly ValidSetManyItem[]): Promise<void> {
     const prepared = items.map(({ key, value, ttl, tags, field }) => ({ key, write: this.prepare(value, ttl, tags, 0, field) }))
     const slots = new Slots(BATCH_PARALLELISM)
-    await Promise.all(prepared.map(({ key, write }) => this.change(key, () => slots.run(() => this.write(key, write)))))
+    await settledAll(prepared.map(({ key, write }) => this.change(key, () => slots.run(() => this.write(key, write)))))
   }
 
   /** deleteMany(): each key removed in call order, at most BATCH_PARALLELISM at once; how many
    *  entries were there. */
   async removeMany(keys: readonly string[]): Promise<number> {
     const slots = new Slots(BATCH_PARALLELISM)
-    const removed = await Promise.all(keys.map((key) => this.change(key, () => slots.run(() => this.remove(key)))))
+    const removed = await settledAll(keys.map((key) => this.change(key, () => slots.run(() => this.remove(key)))))
     return removed.filter(Boolean).length
   }
 
@@ -154,4 +154,16 @@ export class OrderedWrites {
       true,
     )
   }
+}
+
+/**
+ * Every item's result once all of them are done, or the first failure (`failOpen: false`)
+ * once all of them are done: a batch call never settles while some of its items are still
+ * being written, so what the caller then reads is what the batch left.
+ */
+async function settledAll<T>(items: Promise<T>[]): Promise<T[]> {
+  const settled = await Promise.allSettled(items)
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected')
+  if (failed !== undefined) throw failed.reason
+  return settled.map((s) => (s as PromiseFulfilledResult<T>).value)
 }
