@@ -124,6 +124,50 @@ describe('resilience', () => {
     await cache.close()
   })
 
+  test('increment after a read the disk failed (EIO, fail-open): a miss, but the stored counter is not overwritten; a counted drop', async () => {
+    const cache = await Larder.open({ dir: tempDir() })
+    await cache.set('ctr', 1000)
+    const isEntry = (file: unknown): boolean => /[/\\][0-9a-f]{2}[/\\][0-9a-f]{16}$/.test(String(file))
+    const eio = failing('EIO')
+    disk.openSync = ((file: string, ...rest: unknown[]) =>
+      isEntry(file) ? eio() : (realDisk.openSync as (...args: unknown[]) => number)(file, ...rest)) as typeof disk.openSync
+    const rejected = (): Promise<never> => Promise.reject(Object.assign(new Error('EIO: injected'), { code: 'EIO' }))
+    disk.openFd = (file, ...rest) => (isEntry(file) ? rejected() : realDisk.openFd(file, ...rest))
+    disk.open = ((file: string, ...rest: unknown[]) =>
+      isEntry(file) ? rejected() : (realDisk.open as (...args: unknown[]) => unknown)(file, ...rest)) as typeof disk.open
+    assert.equal(await cache.increment('ctr', 5), 5, 'the read failed: a miss, as reads fail open')
+    Object.assign(disk, realDisk)
+    assert.equal((await cache.stats()).dropped, 1, 'its write was not made: counted as dropped')
+    assert.equal(await cache.get('ctr'), 1000, 'the counter the read could not see is intact')
+    assert.equal(await cache.increment('ctr', 5), 1005)
+    await cache.close()
+  })
+
+  test('setMany with failOpen false rejects once every item is done: its other items are written by then, not after', async () => {
+    const cache = await Larder.open({ dir: tempDir(), failOpen: false, breaker: { volumeThreshold: 1000 } })
+    let failed = false
+    const failOnce = (to: unknown): void => {
+      if (failed || !/[0-9a-f]{16}$/.test(String(to))) return
+      failed = true
+      throw Object.assign(new Error('EIO: injected'), { code: 'EIO' })
+    }
+    disk.renameSync = (from, to) => {
+      failOnce(to)
+      realDisk.renameSync(from, to)
+    }
+    disk.rename = async (from, to) => {
+      failOnce(to)
+      await realDisk.rename(from, to)
+    }
+    const items = Array.from({ length: 40 }, (_, i) => ({ key: `k${i}`, value: i }))
+    await assert.rejects(cache.setMany(items), { code: 'ERR_UNAVAILABLE' })
+    const stats = await cache.stats()
+    assert.equal(stats.sets, 39, 'the 39 other items were written before the call rejected')
+    Object.assign(disk, realDisk)
+    assert.equal((await cache.getMany(items.map((item) => item.key))).filter((v) => v !== undefined).length, 39)
+    await cache.close()
+  })
+
   test('no unhandled rejection escaped any resilience test', async () => {
     await new Promise((r) => setTimeout(r, 20))
     assert.deepEqual(unhandled, [])
