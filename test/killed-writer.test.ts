@@ -91,3 +91,29 @@ describe('a change whose record cannot be written (the log neither appended to n
     await Promise.all([fresh.close(), writer.close(), reader.close()])
   })
 })
+
+describe('a prune by filter (its workers remove the entries)', () => {
+  it('records the change before its workers remove anything, not only after', async () => {
+    const dir = tempDir()
+    const cache = await Larder.open({ dir })
+    await cache.set('user:1', 'v')
+    const files = (fs.readdirSync(dir, { recursive: true }) as string[]).filter((name) => /[0-9a-f]{2}[/\\][0-9a-f]{16}$/.test(name))
+    assert.equal(files.length, 1)
+    const file = path.join(dir, files[0]!)
+    const isLog = (fd: number): boolean => fs.readlinkSync(`/proc/self/fd/${fd}`).endsWith(`${path.sep}meta${path.sep}changes`)
+    const entryThereAtEachRecord: boolean[] = []
+    const { writeSync } = disk
+    disk.writeSync = (fd, ...rest) => {
+      if (isLog(fd)) entryThereAtEachRecord.push(fs.existsSync(file))
+      return writeSync(fd, ...rest)
+    }
+    try {
+      assert.equal((await cache.prune({ pattern: 'user:*' })).matched, 1)
+    } finally {
+      disk.writeSync = writeSync
+    }
+    assert.equal(fs.existsSync(file), false, 'removed')
+    assert.deepEqual(entryThereAtEachRecord, [true, false], 'a record while the entry was still there, and one after')
+    await cache.close()
+  })
+})

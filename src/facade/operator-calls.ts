@@ -36,6 +36,10 @@ export async function prune(parts: CacheParts, options: ValidPruneOptions): Prom
       (tags !== undefined && entry.tags.some((t) => tags.has(t))) ||
       glob?.test(key) === true
     let removedAny = true // unknown when the prune failed part way
+    // Recorded before as well as after (store/change-clock.ts, announce): a process killed while
+    // its workers remove entries has still told the others. A log that cannot take the record
+    // fails the prune before anything is removed.
+    await failures.operation(() => Promise.resolve(parts.disk!.changes.announce()))
     try {
       report = await stack.pruningFiles(may, parts.clock.stamp(), run)
       removedAny = report.matched > 0
