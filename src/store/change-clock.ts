@@ -125,14 +125,9 @@ export class ChangeClock {
    *  signal, and the fallbacks make one anyway. */
   bump(key?: string): void {
     try {
-      this.#append(this.#record(key))
+      this.announce(key)
     } catch {
-      this.#release()
-      try {
-        if (this.#tree.isRealSync(path.dirname(this.#file))) disk.unlinkSync(this.#file)
-      } catch {
-        // the disk is failing: readers will count it as a change when they cannot stat
-      }
+      // the disk is failing: readers will count it as a change when they cannot stat
     }
   }
 

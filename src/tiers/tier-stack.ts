@@ -182,9 +182,9 @@ export class TierStack {
     }
     let promote: Buffer | undefined
     if (!(result.found && !result.stale) && this.redis !== undefined) {
-      const asked = performance.now()
+      const failedBefore = this.#redisReadFailedAt
       const shared = await this.#fromRedis(key, grace)
-      if (this.redisReadFailedSince(asked)) failed = true
+      if (this.#redisReadFailedAt !== failedBefore) failed = true
       if (shared.found && (!shared.stale || !result.found)) {
         result = answeredByRedis(shared)
         if (!shared.stale) promote = shared.bytes
