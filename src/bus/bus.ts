@@ -36,6 +36,10 @@ export interface BusParts {
   channel: string
   /** Another instance's message. */
   received(message: BusMessage): void
+  /** What must reach Redis before queued messages go out: the tag stamps that waited with
+   *  them. An outbox that overflowed sends one `all` message, whose receivers read the stamps
+   *  from Redis instead of hearing the tags. */
+  beforeFlush(): Promise<void>
   /** The subscription is (again) in place after the bus was down, or for the first time: what
    *  was published meanwhile was missed (the outage rule, see tiers/tier-stack.ts). */
   connected(): void
@@ -156,10 +160,13 @@ export class Bus {
     if (this.#flushing || this.#outbox.size === 0 || this.#p.breaker.state === 'open' || this.#p.client.status !== 'ready')
       return Promise.resolve()
     this.#flushing = true
-    const messages = this.#outbox.take(this.id)
-    return Promise.all(messages.map((m) => this.#send(m))).then(() => {
-      this.#flushing = false
-    })
+    return this.#p
+      .beforeFlush()
+      .catch(() => {}) // a stamp Redis refused is retried by its owner; the messages go anyway
+      .then(() => Promise.all(this.#outbox.take(this.id).map((m) => this.#send(m))))
+      .then(() => {
+        this.#flushing = false
+      })
   }
 
   close(): void {

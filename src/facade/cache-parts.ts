@@ -90,6 +90,7 @@ export class CacheParts {
       clock: () => this.clock,
       failures: this.failures,
       readOnly: options.readOnly,
+      resyncWaitMs: 2 * (redis?.commandTimeout ?? 0),
     })
     this.clock = new CreationClock(this.tags.clock)
     const isStale = (tags: readonly string[], createdAt: number): boolean => this.tags.isStaleSafe(tags, createdAt)
@@ -109,6 +110,7 @@ export class CacheParts {
                     stack: this.stack,
                     clock: this.clock,
                     loads: this.loads,
+                    missedMessages: () => this.#missedMessages(),
                     invalidateTags: (tags, at) => this.tags.recordLocal(tags, at, false),
                     // A failing disk or a busy maintenance lock: the breaker counts the one, and
                     // the entries stay for the operator's next prune (reads still judge them).
@@ -119,6 +121,7 @@ export class CacheParts {
                   }),
                 )
                 .catch(() => {}),
+            beforeFlush: () => this.tags.sendPending(),
             connected: () => this.#missedMessages(),
             lost: () => this.#missedMessages(),
             recovered: () => {
@@ -127,10 +130,10 @@ export class CacheParts {
               this.writeBack?.resume()
               void this.stack.sendMissedClear()
               void this.tags.sendPending()
-              void this.shared?.bus?.flush()
+              void this.shared?.bus?.flush() // after the stamps (beforeFlush)
               // The stamps read when the bus came back may have met the breaker still open
               // (refused at once): read them again now that commands go through.
-              void this.tags.syncFromShared()
+              this.tags.recovered()
             },
           })
     // With Redis, the queue is there even while another strategy is chosen: configure() may
@@ -162,6 +165,7 @@ export class CacheParts {
       failures: this.failures,
       counters: this.counters,
       stamp: () => this.clock.stamp(),
+      resyncing: () => this.tags.resyncing,
       underPressure: () => this.pressure?.high === true,
       redisOpen: () => this.shared?.breaker.state === 'open',
       announcement: (message) => this.shared?.bus?.inline(message),
@@ -275,11 +279,12 @@ export class CacheParts {
     this.#removeExitHook = undefined
   }
 
-  /** The bus may have missed messages (it subscribed again, or went silent): the outage rule
-   *  (tiers/tier-stack.ts), and the tag stamps Redis holds. */
+  /** The bus may have missed messages (it subscribed again, went silent, or a sender's outbox
+   *  overflowed): the outage rule (tiers/tier-stack.ts), and the tag stamps Redis holds, which
+   *  reads wait for (TagInvalidation.resync). */
   #missedMessages(): void {
     this.stack.revalidate()
-    void this.tags.syncFromShared()
+    this.tags.resync()
   }
 
   async #prepareDirectory(): Promise<void> {

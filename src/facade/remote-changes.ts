@@ -7,6 +7,9 @@ export interface RemoteParts {
   stack: TierStack
   clock: CreationClock
   loads: Loads<unknown>
+  /** Whatever another instance could not say precisely (an `all` message): the outage rule and
+   *  the tag stamps read again, as after this instance's own outage. */
+  missedMessages(): void
   /** Records tag invalidations locally (the directory's tag stamps, or the memory clock). */
   invalidateTags(tags: readonly string[], at: number): Promise<void>
   /** Removes the directory's entries whose key matches `pattern`, created before `at` (the
@@ -55,7 +58,7 @@ export async function applyRemote(message: BusMessage, p: RemoteParts): Promise<
       break
     case 'all':
       p.loads.supersedeAll()
-      p.stack.revalidate()
+      p.missedMessages()
       break
   }
 }

@@ -21,6 +21,8 @@ export interface SharedHooks {
   breaker: (state: BreakerState) => void
   /** Another instance's message. */
   received: (message: BusMessage) => void
+  /** What must reach Redis before queued bus messages go out (see BusParts.beforeFlush). */
+  beforeFlush: () => Promise<void>
   /** The bus's subscription is in place (again): the outage rule. */
   connected: () => void
   /** The bus's subscription went silent (bus/bus.ts): the outage rule too. */
@@ -108,6 +110,7 @@ export class SharedParts {
         subscriber: this.#subscriber,
         channel: `${options.redis.prefix}bus:${this.tier.base.slice(options.redis.prefix.length, -1)}`,
         received: hooks.received,
+        beforeFlush: hooks.beforeFlush,
         connected: hooks.connected,
         lost: hooks.lost,
       })

@@ -17,6 +17,8 @@ export interface TagInvalidationParts {
   clock(): CreationClock
   failures: Failures
   readOnly: boolean
+  /** How long reads wait at most for the stamps read again after missed messages (resync). */
+  resyncWaitMs: number
 }
 
 /**
@@ -33,13 +35,22 @@ export class TagInvalidation {
    *  Redis can be reached (sendPending), or an instance that starts later would never see them
    *  (the bus message reaches only the instances listening then). */
   #pending = new Map<string, number>()
-  #sending = false
+  #sending: Promise<void> | undefined
   /** A stamp that failed while the breaker stayed closed is sent again soon; while it is open,
    *  the recovery sends it. */
   readonly #retry = new RetrySoon(() => void this.sendPending())
   /** One function, so a sync asked for again before the connection is ready waits once. */
-  readonly #syncLater = (): void => void this.syncFromShared()
+  readonly #syncLater = (): void => (this.#stampsOwed ? this.resync() : void this.syncFromShared())
+  /** Messages were missed and the stamps Redis holds have not been read since (resync). */
+  #stampsOwed = false
+  /** resync() calls so far: a read of the stamps begun before the last one does not pay them. */
+  #resyncs = 0
   #closed = false
+  /** Set from a resync() until its stamps are merged (or resyncWaitMs passed): reads below the
+   *  memory tier wait for it (see `resyncing`). */
+  #resyncing: Promise<void> | undefined
+  /** Resyncs waiting for the next read of the stamps to be sent and answered. */
+  #afterNextSync: (() => void)[] = []
 
   constructor(parts: TagInvalidationParts) {
     this.#p = parts
@@ -94,26 +105,30 @@ export class TagInvalidation {
     shared.bus?.publish({ op: 'tags', tags: [...tags], at })
   }
 
-  /** Raises in Redis the stamps it could not take before (Redis is back, or a retry). */
-  async sendPending(): Promise<void> {
+  /** Raises in Redis the stamps it could not take before (Redis is back, or a retry); asked
+   *  while a pass runs, that pass (the bus waits for it before its queued messages go out). */
+  sendPending(): Promise<void> {
+    if (this.#sending !== undefined) return this.#sending
     const shared = this.#p.shared()
-    if (shared === undefined || this.#sending || this.#closed || this.#pending.size === 0) return
-    if (shared.breaker.state === 'open') return // the breaker closing calls this again
-    this.#sending = true
+    if (shared === undefined || this.#closed || this.#pending.size === 0) return Promise.resolve()
+    if (shared.breaker.state === 'open') return Promise.resolve() // the breaker closing calls this again
     const pending = this.#pending
     this.#pending = new Map()
-    try {
-      const byTime = new Map<number, string[]>()
-      for (const [tag, at] of pending) byTime.set(at, [...(byTime.get(at) ?? []), tag])
-      for (const [at, tags] of byTime) {
-        try {
-          await shared.recordTags(tags, at)
-        } catch {
-          this.#hold(tags, at) // counted when it was made
-        }
+    this.#sending = this.#send(shared, pending).finally(() => {
+      this.#sending = undefined
+    })
+    return this.#sending
+  }
+
+  async #send(shared: SharedParts, pending: Map<string, number>): Promise<void> {
+    const byTime = new Map<number, string[]>()
+    for (const [tag, at] of pending) byTime.set(at, [...(byTime.get(at) ?? []), tag])
+    for (const [at, tags] of byTime) {
+      try {
+        await shared.recordTags(tags, at)
+      } catch {
+        this.#hold(tags, at) // counted when it was made
       }
-    } finally {
-      this.#sending = false
     }
   }
 
@@ -141,6 +156,7 @@ export class TagInvalidation {
   close(): void {
     this.#closed = true
     this.#retry.stop()
+    for (const answer of this.#afterNextSync.splice(0)) answer()
   }
 
   /** Records tag invalidations in the local tag clock. `counted`: this instance's own call,
@@ -156,23 +172,73 @@ export class TagInvalidation {
     }
   }
 
+  /**
+   * The bus missed messages (it subscribed again, went silent, or a sender's outbox overflowed
+   * into one `all` message): tag invalidations made meanwhile are known only from the stamps
+   * Redis holds. They are owed until read again, and while a read of them is on its way the
+   * stack's reads wait (the outage rule checks a local entry's version against Redis, and an
+   * invalidation by tag leaves the version as it was: without the stamps such an entry would
+   * pass). Only while Redis can answer: with the command connection down, reads fail open at
+   * once, and the stamps are read (reads held again) as soon as it is back, before the bus
+   * may be. Bounded: past resyncWaitMs (Redis slow), reads go on; the stamps stay owed.
+   */
+  resync(): void {
+    const shared = this.#p.shared()
+    if (shared === undefined || this.#p.readOnly || this.#closed) return
+    this.#stampsOwed = true
+    this.#resyncs++
+    if (shared.client.status !== 'ready') return shared.whenReady(this.#syncLater)
+    const gate = new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, this.#p.resyncWaitMs)
+      timer.unref()
+      this.#afterNextSync.push(() => {
+        clearTimeout(timer)
+        resolve()
+      })
+    })
+    this.#resyncing = gate
+    void gate.then(() => {
+      if (this.#resyncing === gate) this.#resyncing = undefined
+    })
+    void this.syncFromShared()
+  }
+
+  /** Redis answers again (the breaker closed): the stamps, held reads first if they are owed. */
+  recovered(): void {
+    this.#syncLater()
+  }
+
+  /** What reads below the memory tier wait for: a resync in progress (undefined: none). */
+  get resyncing(): Promise<void> | undefined {
+    return this.#resyncing
+  }
+
   /** The tag stamps Redis holds, merged into the local clock (at open and after an outage:
    *  invalidations made while this instance was away). */
   async syncFromShared(): Promise<void> {
     const shared = this.#p.shared()
     if (shared === undefined || this.#p.readOnly) return
     if (shared.client.status !== 'ready') return shared.whenReady(this.#syncLater)
-    let stamps: Map<string, number>
+    // Only a read sent from now on answers the resyncs made so far: one already in flight may
+    // have been answered before the invalidations they wait for.
+    const answers = this.#afterNextSync.splice(0)
+    const resyncs = this.#resyncs
     try {
-      stamps = await shared.tagStamps()
-    } catch {
-      return // Redis unreachable: the next reconnect syncs
-    }
-    const byTime = new Map<number, string[]>()
-    for (const [tag, at] of stamps) byTime.set(at, [...(byTime.get(at) ?? []), tag])
-    for (const [at, tags] of byTime) {
-      this.#p.clock().observe(at)
-      await this.recordLocal(tags, at, false)
+      let stamps: Map<string, number>
+      try {
+        stamps = await shared.tagStamps()
+      } catch {
+        return // Redis unreachable: the next reconnect syncs
+      }
+      const byTime = new Map<number, string[]>()
+      for (const [tag, at] of stamps) byTime.set(at, [...(byTime.get(at) ?? []), tag])
+      for (const [at, tags] of byTime) {
+        this.#p.clock().observe(at)
+        await this.recordLocal(tags, at, false)
+      }
+      if (resyncs === this.#resyncs) this.#stampsOwed = false
+    } finally {
+      for (const answer of answers) answer()
     }
   }
 }

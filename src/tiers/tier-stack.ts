@@ -30,6 +30,9 @@ export interface TierStackParts {
   counters: Counters
   /** A time after every time this instance gave before (deletes and clears are stamped). */
   stamp(): number
+  /** The tag stamps being read again after missed messages, which reads below the memory tier
+   *  wait for (facade/tag-invalidation.ts); undefined: none. */
+  resyncing(): Promise<void> | undefined
   /** Whether the Redis breaker is open: what waits for Redis is sent when it closes. */
   redisOpen(): boolean
   /** Memory pressure is high (facade/pressure.ts): write-back's queue must not grow. */
@@ -100,7 +103,9 @@ const VALIDATED_MAX = 100_000
  * file entry created before that moment is served only once Redis holds the same version of
  * its key (its creation time); otherwise (a newer entry, a tombstone, nothing) the local copy
  * is removed and the read goes on to Redis. A copy Redis could not be asked about is served
- * (reads fail open) but not promoted: the next read asks again.
+ * (reads fail open) but not promoted: the next read asks again. An invalidation by tag leaves
+ * the version in Redis as it was, so the stamps Redis holds are read again too, and until they
+ * are merged (bounded) reads below the memory tier wait (`resyncing`, facade/tag-invalidation.ts).
  */
 export class TierStack {
   readonly memory: MemoryTier | undefined
@@ -159,6 +164,8 @@ export class TierStack {
      *  fail open, but not promoted, or the memory tier would serve it after Redis is back. */
     let unchecked = false
     let failed = false
+    const resyncing = this.#p.resyncing()
+    if (resyncing !== undefined) await resyncing
     if (this.file !== undefined) {
       const started = performance.now()
       try {
@@ -213,6 +220,8 @@ export class TierStack {
    *  older than the last outage counts only if the outage rule would serve it (#stillValid). */
   async has(key: string): Promise<boolean> {
     if (this.memory?.has(key) === true) return true
+    const resyncing = this.#p.resyncing()
+    if (resyncing !== undefined) await resyncing
     if (this.file !== undefined) {
       try {
         const createdAt = await this.file.freshSince(key)
@@ -263,6 +272,8 @@ export class TierStack {
 
   /** Whether a local stream entry created at `createdAt` may be served (see #stillValid). */
   async streamStillValid(key: string, createdAt: () => Promise<number | undefined>): Promise<boolean> {
+    const resyncing = this.#p.resyncing()
+    if (resyncing !== undefined) await resyncing
     if (this.#revalidateBefore === 0 || this.redis === undefined || this.#validated?.has(key) === true) return true
     const at = await createdAt()
     return at === undefined || (await this.#stillValid(key, at)) !== 'replaced'

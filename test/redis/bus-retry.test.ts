@@ -28,7 +28,16 @@ test('a publish that failed while Redis still answers is sent again without any 
     () => {},
     () => true,
   )
-  const bus = new Bus({ client, breaker, subscriber, channel: 'larder-test:bus', received: () => {}, connected: () => {}, lost: () => {} })
+  const bus = new Bus({
+    client,
+    breaker,
+    subscriber,
+    channel: 'larder-test:bus',
+    received: () => {},
+    beforeFlush: async () => {},
+    connected: () => {},
+    lost: () => {},
+  })
   await bus.start(2000)
 
   // A real refusal by a connection that stays up: in subscriber mode, PUBLISH is not allowed.

@@ -20,6 +20,8 @@ export interface RedisRelay {
   silence(which?: 'all' | 'subscriber'): void
   /** Holds back what the client sends when it names `command`: `ms` at most, or until release(). */
   hold(command: string, ms: number): void
+  /** How many chunks are held back now (a test waits for the command it holds to be sent). */
+  holding(): number
   /** No more holding: what is held goes on now. */
   release(): void
   close(): Promise<void>
@@ -34,6 +36,7 @@ export async function startRelay(targetPort: number): Promise<RedisRelay> {
   let released = new Promise<void>((resolve) => (release = resolve))
   let server: net.Server | undefined
   let silenced: 'none' | 'all' | 'subscriber' = 'none'
+  let holding = 0
   const listen = (): Promise<void> =>
     new Promise((resolve) => {
       if (server !== undefined) return resolve() // only silenced: still listening
@@ -50,8 +53,12 @@ export async function startRelay(targetPort: number): Promise<RedisRelay> {
           if (lost()) return
           const held = holds.find((h) => text.includes(h.command))
           const until = released
+          if (held !== undefined) holding++
           queue = queue.then(async () => {
-            if (held !== undefined) await Promise.race([delay(held.ms), until])
+            if (held !== undefined) {
+              await Promise.race([delay(held.ms), until])
+              holding--
+            }
             if (!upstream.destroyed) upstream.write(chunk)
           })
         })
@@ -88,6 +95,7 @@ export async function startRelay(targetPort: number): Promise<RedisRelay> {
       silenced = which
     },
     hold: (command, ms) => void holds.push({ command: command.toLowerCase(), ms }),
+    holding: () => holding,
     release: () => {
       holds = []
       release()

@@ -61,6 +61,19 @@ async function missedOverwrite(relay: RedisRelay, prefix: string): Promise<[Lard
   return [a, b]
 }
 
+/** A through `relay` (its breaker quick to open and to try again), B on Redis: A writes k tagged
+ *  T, B holds it (memory and file), then A is cut off until its breaker is open. */
+async function taggedThenCutOff(relay: RedisRelay, prefix: string): Promise<[Larder, Larder]> {
+  const a = await open(relay.url, prefix, {}, { breaker: { resetTimeout: '300ms', volumeThreshold: 2 } })
+  const b = await open(server.url, prefix)
+  await a.set('k', 'v', { tags: ['T'] })
+  assert.ok(await eventually(async () => (await b.get('k')) === 'v'), 'B holds k')
+  await relay.down()
+  for (let i = 0; i < 5; i++) await a.get(`other${i}`) // the breaker opens
+  assert.equal((await redisFigures(a)).breaker.state, 'open')
+  return [a, b]
+}
+
 describe('recovery without calls, and waits that end', { skip }, () => {
   afterEach(async () => {
     await Promise.all(opened.splice(0).map((cache) => cache.close().catch(() => {})))
@@ -202,12 +215,7 @@ describe('recovery without calls, and waits that end', { skip }, () => {
     const prefix = fresh()
     const relay = await startRelay(server.port)
     try {
-      const a = await open(relay.url, prefix, {}, { breaker: { resetTimeout: '300ms', volumeThreshold: 2 } })
-      const b = await open(server.url, prefix)
-      await a.set('k', 'v', { tags: ['T'] })
-      await relay.down()
-      for (let i = 0; i < 5; i++) await a.get(`other${i}`) // the breaker opens
-      assert.equal((await redisFigures(a)).breaker.state, 'open')
+      const [a, b] = await taggedThenCutOff(relay, prefix)
       await b.invalidateTags(['T']) // A hears nothing of it
       await relay.up()
       // Before: the stamps were asked for as the bus came back, the breaker still open (refused
@@ -248,6 +256,66 @@ describe('recovery without calls, and waits that end', { skip }, () => {
     assert.equal(figures.tiers.redis.breaker.failures, 0, 'no command failed')
     assert.equal(figures.tiers.redis.errors, 0, 'no error counted')
     assert.equal(await cache.get('row'), undefined, "the tag's stamp was read from Redis: the older entry is stale")
+  })
+})
+
+describe('tag invalidations the bus missed', { skip }, () => {
+  afterEach(async () => {
+    await Promise.all(opened.splice(0).map((cache) => cache.close().catch(() => {})))
+  })
+
+  test('after its bus reconnects, an instance reads nothing below memory until it holds the stamps Redis has: an entry invalidated by tag meanwhile is not served', async () => {
+    const prefix = fresh()
+    const relay = await startRelay(server.port)
+    try {
+      const a = await open(server.url, prefix)
+      const b = await open(relay.url, prefix, {}, { commandTimeout: '5s' })
+      await a.set('k', 'v', { tags: ['T'] })
+      assert.ok(await eventually(async () => (await b.get('k')) === 'v'), 'B holds k (memory and file)')
+      await relay.down()
+      await a.invalidateTags(['T']) // B hears nothing of it; Redis still holds k as it was
+      relay.hold('hgetall', 60_000) // the stamps, when B asks for them again
+      await relay.up()
+      // Its connections are back: B dropped its memory tier and asks Redis for the stamps.
+      assert.ok(await eventually(async () => relay.holding() > 0 && (await b.stats()).memoryEntries === 0, 10_000), 'B asks for the stamps')
+      // Before: the outage rule found Redis holding k's version and served B's file at once.
+      let answered: unknown = 'pending'
+      const read = b.get('k').then((value) => (answered = value))
+      await delay(300)
+      assert.equal(answered, 'pending', 'the read waits for the stamps')
+      relay.release()
+      await read
+      assert.equal(answered, undefined, 'invalidated by tag: a miss')
+      assert.equal(await b.get('k'), undefined)
+    } finally {
+      await relay.close()
+    }
+  })
+
+  test("an `all` message (a sender's outbox overflowed while Redis was away) sends its receivers to the stamps Redis holds", async () => {
+    const prefix = fresh()
+    const relay = await startRelay(server.port)
+    try {
+      const [a, b] = await taggedThenCutOff(relay, prefix)
+      // More tags than the bus's outbox keeps (10,000): what waits becomes one `all` message.
+      for (let call = 0; call < 156; call++) await a.invalidateTags(Array.from({ length: 64 }, (_, i) => `t${call}-${i}`))
+      assert.equal((await redisFigures(a)).busQueued, 9_984)
+      await a.invalidateTags([...Array.from({ length: 16 }, (_, i) => `u${i}`), 'T']) // 10,001
+      assert.equal((await redisFigures(a)).busQueued, 1, 'the outbox holds one message')
+      await relay.up()
+      // Before: B dropped its memory tier and re-validated k's version (unchanged in Redis), so
+      // it served k until its ttl.
+      assert.ok(
+        await eventually(async () => {
+          await a.get('probe') // traffic, so A's breaker's trial runs and A sends what waited
+          return (await b.get('k')) === undefined
+        }, 15_000),
+        'B no longer serves k',
+      )
+      assert.ok((await raw().hget(`${prefix}default:\0tags`, 'T')) !== null, "T's stamp is in Redis")
+    } finally {
+      await relay.close()
+    }
   })
 })
 
