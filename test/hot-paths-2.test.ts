@@ -105,3 +105,33 @@ test('memory-tier hits are logged for LFU only: under LRU no hit log is written 
     else assert.ok(logged > 0, 'hits logged under LFU')
   }
 })
+
+test('a JSON value set is read back at its first read from memory, not at set: the same value, isolated from the caller, one parse in all', async () => {
+  const cache = await Larder.open({ dir: tempDir(), memory: true, maintenance: false })
+  const parse = JSON.parse
+  let parses = 0
+  JSON.parse = ((text: string, reviver?: (this: unknown, key: string, value: unknown) => unknown) => {
+    parses++
+    return parse(text, reviver) as unknown
+  }) as typeof JSON.parse
+  try {
+    const row = { id: 1, when: new Date(0), tags: ['a'] }
+    for (let i = 0; i < 100; i++) await cache.set(`k${i}`, i === 1 ? row : { i })
+    assert.equal(parses, 0, 'no set parsed its value')
+    row.tags.push('changed by the caller')
+    const first = await cache.get('k1')
+    assert.deepEqual(first, { id: 1, when: '1970-01-01T00:00:00.000Z', tags: ['a'] }, 'as JSON gives it back, not the caller’s object')
+    assert.equal(await cache.get('k1'), first, 'later hits share it')
+    assert.equal(parses, 1, 'parsed once, at the first read')
+    await cache.setMany([{ key: 'm', value: [1, 2] }])
+    assert.deepEqual(await cache.get('m'), [1, 2])
+    // getOrSet hands its caller the value as read back: parsed then, and held as it is.
+    assert.deepEqual(await cache.getOrSet('g', () => ({ g: 1 })), { g: 1 })
+    const before = parses
+    assert.deepEqual(await cache.get('g'), { g: 1 })
+    assert.equal(parses, before, 'held as getOrSet read it back')
+  } finally {
+    JSON.parse = parse
+    await cache.close()
+  }
+})

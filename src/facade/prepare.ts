@@ -60,9 +60,14 @@ export function readBackValue(options: Options, serialized: Serialized): unknown
 }
 
 /** The entry a write hands the tiers; its value (what the memory tier holds) is read back
- *  only when a memory tier will hold it. */
+ *  only when a memory tier will hold it, and JSON only when the memory tier first reads it
+ *  (TierEntry.valueText). */
 export function storedEntry(options: Options, write: Write, withValue: boolean): StoredEntry {
   const { serialized, createdAt, expiresAt, tags, grace } = write
-  const value = withValue ? ('value' in write ? write.value : readBackValue(options, serialized)) : undefined
-  return { value, createdAt, expiresAt, tags, grace, size: serialized.bytes.length, serialized }
+  const size = serialized.bytes.length
+  if (!withValue) return { value: undefined, createdAt, expiresAt, tags, grace, size, serialized }
+  if ('value' in write) return { value: write.value, createdAt, expiresAt, tags, grace, size, serialized }
+  if (serialized.text !== undefined)
+    return { value: undefined, valueText: serialized.text, createdAt, expiresAt, tags, grace, size, serialized }
+  return { value: readBackValue(options, serialized), createdAt, expiresAt, tags, grace, size, serialized }
 }

@@ -23,6 +23,9 @@ export const enum Codec {
 export interface Serialized {
   codec: Codec
   bytes: Buffer
+  /** The JSON text `bytes` encode (the json serializer's): what the memory tier reads the
+   *  value back from, at its first read (tiers/memory-tier.ts). */
+  text?: string
 }
 
 // Dates, Maps, Sets, BigInts, typed arrays and shared references survive msgpack. Objects
@@ -276,7 +279,8 @@ export function serialize(value: unknown, serializer: SerializerName | CustomSer
   try {
     switch (serializer) {
       case 'json': {
-        return { codec: Codec.Json, bytes: Buffer.from(jsonText(value)) }
+        const text = jsonText(value)
+        return { codec: Codec.Json, bytes: Buffer.from(text), text }
       }
       case 'raw':
         if (typeof value !== 'string') {

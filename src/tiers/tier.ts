@@ -15,6 +15,10 @@ export interface TierEntry {
   grace: number
   /** Bytes of the serialized value (for byte budgets). */
   size: number
+  /** A write's value not read back yet, as JSON text (`value` is then undefined): the memory
+   *  tier parses it at its first read, so a set whose value is never read from memory pays no
+   *  JSON.parse. Only the json serializer's, whose text parses to what every reader gets. */
+  valueText?: string | undefined
 }
 
 /** An entry on its way down the tiers: its value, and the bytes the serializer made of it. */
