@@ -316,6 +316,7 @@ export function serialize(value: unknown, serializer: SerializerName | CustomSer
  */
 export function readBack(serialized: Serialized, serializer: SerializerName | CustomSerializer): unknown {
   if (serialized.codec === Codec.Bytes) return Buffer.from(serialized.bytes)
+  if (serialized.text !== undefined) return JSON.parse(serialized.text) as unknown // the bytes' own text: no decode
   return deserialize(serialized.codec, serialized.bytes, serializer)
 }
 
