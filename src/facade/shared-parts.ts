@@ -146,12 +146,17 @@ export class SharedParts {
 
   /** Raises the stamps of `tags` to `at` in Redis (never lowers one). */
   async recordTags(tags: readonly string[], at: number): Promise<void> {
+    await this.recordStamps(tags.map((tag) => [tag, at]))
+  }
+
+  /** Raises each tag's stamp in Redis to its time (never lowers one): one script call. */
+  async recordStamps(stamps: readonly (readonly [tag: string, at: number])[]): Promise<void> {
     await this.breaker.run(() =>
       runScript(
         this.client,
         RAISE_STAMPS,
         [this.#stampsKey],
-        tags.flatMap((t) => [t, String(at)]),
+        stamps.flatMap(([tag, at]) => [tag, String(at)]),
       ),
     )
   }

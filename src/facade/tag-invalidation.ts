@@ -9,6 +9,10 @@ import { RetrySoon } from '../resilience/retry-soon.js'
 
 /** Tags whose stamps wait for Redis, at most (the oldest go first past it). */
 const PENDING_MAX = 10_000
+/** Stamps remembered to raise again in a Redis that lost them, at most (see `#known`). */
+const KNOWN_MAX = 10_000
+/** Stamps per script call when sending what waited. */
+const STAMPS_PER_CALL = 500
 
 export interface TagInvalidationParts {
   disk: DiskParts | undefined
@@ -35,6 +39,11 @@ export class TagInvalidation {
    *  Redis can be reached (sendPending), or an instance that starts later would never see them
    *  (the bus message reaches only the instances listening then). */
   #pending = new Map<string, number>()
+  /** The latest stamp of each tag this instance made, heard of or read from Redis (the least
+   *  recently raised go first past KNOWN_MAX). A Redis that restarted without persistence has
+   *  lost its stamps, and an instance that starts later would honour none of them: when a read
+   *  of the stamps shows one of these missing or lower, it is raised again (`#restore`). */
+  readonly #known = new Map<string, number>()
   #sending: Promise<void> | undefined
   /** A stamp that failed while the breaker stayed closed is sent again soon; while it is open,
    *  the recovery sends it. */
@@ -121,13 +130,13 @@ export class TagInvalidation {
   }
 
   async #send(shared: SharedParts, pending: Map<string, number>): Promise<void> {
-    const byTime = new Map<number, string[]>()
-    for (const [tag, at] of pending) byTime.set(at, [...(byTime.get(at) ?? []), tag])
-    for (const [at, tags] of byTime) {
+    const stamps = [...pending]
+    for (let i = 0; i < stamps.length; i += STAMPS_PER_CALL) {
+      const some = stamps.slice(i, i + STAMPS_PER_CALL)
       try {
-        await shared.recordTags(tags, at)
+        await shared.recordStamps(some)
       } catch {
-        this.#hold(tags, at) // counted when it was made
+        for (const [tag, at] of some) this.#hold([tag], at) // counted when it was made
       }
     }
   }
@@ -147,6 +156,32 @@ export class TagInvalidation {
     this.#retry.schedule()
   }
 
+  /** Remembers the latest stamp of each of `tags` (see `#known`). */
+  #know(tags: readonly string[], at: number): void {
+    for (const tag of tags) {
+      const before = this.#known.get(tag)
+      if (before !== undefined && before >= at) continue
+      this.#known.delete(tag)
+      this.#known.set(tag, at)
+    }
+    for (const tag of this.#known.keys()) {
+      if (this.#known.size <= KNOWN_MAX) break
+      this.#known.delete(tag)
+    }
+  }
+
+  /** Raises again in Redis the stamps known here that `shared` (what Redis holds) lacks or
+   *  holds lower: a Redis that restarted empty, and whatever instance starts after it. */
+  #restore(shared: Map<string, number>): void {
+    let missing = false
+    for (const [tag, at] of this.#known) {
+      if ((shared.get(tag) ?? 0) >= at) continue
+      this.#pending.set(tag, Math.max(this.#pending.get(tag) ?? 0, at))
+      missing = true
+    }
+    if (missing) void this.sendPending()
+  }
+
   /** Stamps still waiting for Redis. */
   get pending(): number {
     return this.#pending.size
@@ -163,6 +198,7 @@ export class TagInvalidation {
    *  whose failure is counted and judged; otherwise (heard from elsewhere) only the tags not
    *  already stamped as late are written, and a failure is left to the next sync. */
   async recordLocal(tags: readonly string[], at: number, counted: boolean): Promise<void> {
+    this.#know(tags, at)
     const disk = this.#p.disk
     if (disk === undefined) return (this.clock as MemoryTagClock).invalidate(tags, at)
     try {
@@ -230,6 +266,7 @@ export class TagInvalidation {
       } catch {
         return // Redis unreachable: the next reconnect syncs
       }
+      this.#restore(stamps)
       const byTime = new Map<number, string[]>()
       for (const [tag, at] of stamps) byTime.set(at, [...(byTime.get(at) ?? []), tag])
       for (const [at, tags] of byTime) {

@@ -181,6 +181,27 @@ describe('Redis faults and the outage rule', { skip }, () => {
     })
   })
 
+  test('Redis restarted empty: the tag stamps a running instance knows are raised there again, so an instance opened after honours them', async () => {
+    const prefix = fresh()
+    const dir = tempDir()
+    const before = await Larder.open({ dir, maintenance: false }) // wrote a row, then went away
+    await before.set('row', 1, { tags: ['users'] })
+    await before.close()
+    const a = await open(prefix)
+    await a.invalidateTags(['users'])
+    const stamps = rawClient()
+    const stamp = (): Promise<string | null> => stamps.hget(`${prefix}default:\0tags`, 'users')
+    assert.notEqual(await stamp(), null)
+    await server.kill()
+    await server.start() // no persistence: empty
+    assert.equal(await stamps.exists(`${prefix}default:\0tags`), 0, 'the stamps are gone with the restart')
+    assert.ok(await untilClosed(a))
+    // Before: nothing raised them again; an instance opened now served the row invalidated earlier.
+    assert.ok(await eventually(async () => (await stamp()) !== null, 10_000), "A raised its known stamp again once it read Redis's")
+    const later = await open(prefix, { dir })
+    assert.equal(await later.get('row'), undefined, 'the row was invalidated before Redis restarted')
+  })
+
   test('killed mid-traffic: nothing throws, writes are counted drops, the breaker opens and closes, and the tier is used again', async () => {
     const prefix = fresh()
     const breaker: string[] = []
