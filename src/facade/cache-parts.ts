@@ -208,7 +208,6 @@ export class CacheParts {
       inFlight: this.inFlight,
       emitError,
       refreshAhead: new RefreshAhead({
-        options,
         loads: this.loads,
         writes: this.writes,
         shared: this.shared,

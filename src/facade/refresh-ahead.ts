@@ -1,5 +1,4 @@
 import type { EventEmitter } from 'node:events'
-import type { ResolvedOptions } from '../options.js'
 import type { Counters } from '../stats/counters.js'
 import type { CreationClock } from '../store/creation-clock.js'
 import type { TierEntry } from '../tiers/tier.js'
@@ -7,7 +6,6 @@ import type { InFlight } from './in-flight.js'
 import type { LarderEvents } from './events.js'
 import type { Flight, Loads } from './loads.js'
 import type { OrderedWrites } from './ordered-writes.js'
-import { readBackValue } from './prepare.js'
 import type { SharedParts } from './shared-parts.js'
 
 /** How a background refresh ended (the `refresh` event). */
@@ -33,7 +31,6 @@ export interface RefreshOptions {
 }
 
 export interface RefreshAheadParts {
-  options: Readonly<ResolvedOptions>
   loads: Loads<unknown>
   writes: OrderedWrites
   shared: SharedParts | undefined
@@ -128,12 +125,12 @@ export class RefreshAhead {
   }
 
   async #loadAndStore(key: string, loader: () => unknown, o: RefreshOptions, flight: Flight<unknown>): Promise<RefreshOutcome> {
-    const { writes, loads, options } = this.#p
+    const { writes, loads } = this.#p
     try {
       const value = await loader()
       if (value === undefined) return 'failed'
+      // Read back as a set's value is (facade/prepare.ts storedEntry): nobody waits for it here.
       const write = writes.prepare(value, o.ttl, flight.tags, o.grace, 'value', flight.createdAt)
-      write.value = readBackValue(options, write.serialized)
       if (!(await loads.mayStore(key, flight))) return 'superseded'
       await writes.change(key, () => writes.write(key, write))
       return 'refreshed'
