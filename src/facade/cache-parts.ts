@@ -244,7 +244,9 @@ export class CacheParts {
       await this.#prepareDirectory()
       await this.disk?.foldIfCrowded()
       await this.shared?.start()
-      await this.tags.syncFromShared()
+      // The connection's first 'ready' (recovered) or the bus's first subscription (a resync)
+      // may have sent a read of the stamps already: joined, not sent again.
+      await (this.tags.resyncing ?? this.tags.reading ?? this.tags.syncFromShared())
     }
     this.pressure?.start()
   }

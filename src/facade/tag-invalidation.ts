@@ -60,6 +60,8 @@ export class TagInvalidation {
   #resyncing: Promise<void> | undefined
   /** Resyncs waiting for the next read of the stamps to be sent and answered. */
   #afterNextSync: (() => void)[] = []
+  /** The read of the stamps in flight, if any (see `reading`). */
+  #reading: Promise<void> | undefined
 
   constructor(parts: TagInvalidationParts) {
     this.#p = parts
@@ -257,8 +259,21 @@ export class TagInvalidation {
     if (shared.client.status !== 'ready') return shared.whenReady(this.#syncLater)
     // Only a read sent from now on answers the resyncs made so far: one already in flight may
     // have been answered before the invalidations they wait for.
-    const answers = this.#afterNextSync.splice(0)
-    const resyncs = this.#resyncs
+    const reading = this.#read(shared, this.#afterNextSync.splice(0), this.#resyncs)
+    this.#reading = reading
+    try {
+      await reading
+    } finally {
+      if (this.#reading === reading) this.#reading = undefined
+    }
+  }
+
+  /** A read of the stamps in flight (open() joins it rather than send another). */
+  get reading(): Promise<void> | undefined {
+    return this.#reading
+  }
+
+  async #read(shared: SharedParts, answers: (() => void)[], resyncs: number): Promise<void> {
     try {
       let stamps: Map<string, number>
       try {
