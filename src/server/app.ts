@@ -7,6 +7,7 @@ import type { ServerContext } from './context.js'
 import { HttpError, errorBody } from './http-error.js'
 import { ServerMetrics } from './metrics.js'
 import { Namespaces, TooManyNamespacesError } from './namespaces.js'
+import { allowedNamespace } from './namespace-access.js'
 import { MAX_JSON_BODY, type ServeOptions, type TlsFiles } from './options.js'
 import { Origin } from './origin.js'
 import { HitSources, cacheApiRoutes } from './routes/cache-api.js'
@@ -109,7 +110,19 @@ export async function createServer(
 
   app.decorateRequest('grant', undefined)
   app.addHook('onRequest', async (request, reply) => {
-    const { access = 'write', protocol, namespaced = false } = request.routeOptions.config
+    const { access = 'write', protocol, namespaced = false, namespace } = request.routeOptions.config
+    if (!tokens.required) {
+      // No token: the server listens on loopback only, but a browser on this machine is on
+      // loopback too. A web page of another origin (its requests carry an Origin), or one
+      // whose name was rebound to 127.0.0.1 (a Host that is no loopback name), must not write
+      // artifacts a build will run, nor clear the cache.
+      const refusal = browserRefusal(request.headers)
+      if (refusal !== undefined) {
+        reply.code(403)
+        if (protocol === 'nx') return reply.header('content-type', 'text/plain').send(refusal)
+        return reply.send(errorBody('ERR_FORBIDDEN_ORIGIN', refusal))
+      }
+    }
     if (access === 'public' || !tokens.required) return
     const grant = tokens.grant(presentedToken(request.headers))
     if (grant === undefined) {
@@ -120,15 +133,21 @@ export async function createServer(
       return reply.send(errorBody('ERR_UNAUTHORIZED', message))
     }
     request.grant = grant
-    // A namespace token: its namespaces are checked where each route names one.
+    // A namespace token: its namespaces are checked where each route names one, or here when
+    // the route always names the same one (before a body is parsed for nothing).
     if (grant.server === undefined) {
-      if (namespaced) return
+      if (namespaced) {
+        if (namespace !== undefined) allowedNamespace(ctx, request, namespace)
+        return
+      }
       if (protocol !== undefined) metrics.refused(protocol)
       return reply
         .code(403)
         .send(errorBody('ERR_FORBIDDEN_NAMESPACE', 'Forbidden: a namespace token opens its namespaces only, not this server-wide route'))
     }
     // A server read token that may also write some namespaces: checked there too.
+    if (access === 'write' && grant.server === 'read' && namespaced && namespace !== undefined && grant.namespaces !== undefined)
+      allowedNamespace(ctx, request, namespace)
     if (access === 'write' && grant.server === 'read' && !(namespaced && grant.namespaces !== undefined)) {
       if (protocol !== undefined) metrics.refused(protocol)
       const message = 'Forbidden: this token may only read'
@@ -158,7 +177,12 @@ export async function createServer(
     const { status, code, message } = errorAnswer(error, jsonLimit)
     if (status >= 500) log(`${request.method} ${routeOf(request)}: ${error.message}`)
     if (status === 413 || status === 411) reply.header('connection', 'close')
-    if (request.routeOptions.config.protocol === 'nx') return reply.code(status).header('content-type', 'text/plain').send(message)
+    if (request.routeOptions.config.protocol === 'nx') {
+      // nx fails its whole run on anything but 200, 403 and 409 (404 for a read): what the server
+      // could not do (too many teams at once, a disk failure) is a skipped upload or a miss.
+      const told = status < 500 ? status : request.method === 'PUT' ? 403 : 404
+      return reply.code(told).header('content-type', 'text/plain').send(message)
+    }
     return reply.code(status).send(errorBody(code, message))
   })
   app.setNotFoundHandler((request, reply) =>
@@ -290,4 +314,39 @@ function errorAnswer(error: FastifyError | HttpError | Error, jsonLimit: number)
  *  path itself, whose hashes and cache keys are the clients' business. */
 function routeOf(request: FastifyRequest): string {
   return request.routeOptions.url ?? '(no route)'
+}
+
+/** Names a browser may reach this host's loopback by without DNS (RFC 6761's `localhost`, its
+ *  subdomains, 127.0.0.0/8, ::1): a name rebound by DNS to 127.0.0.1 is none of these. */
+const LOOPBACK_NAME = /^(?:localhost|[a-z0-9.-]+\.localhost|127(?:\.\d{1,3}){3}|\[::1\])$/i
+
+/**
+ * Why a request to a server without tokens is refused as coming from a web page, or undefined.
+ * A browser says so (an Origin, or the `Sec-Fetch-*` headers every current browser sends); a
+ * build tool sends neither, and may use any name for this host (an /etc/hosts alias). From a
+ * browser, the Host must be a loopback name (a name rebound by DNS to 127.0.0.1 makes the
+ * attacker's page same-origin with this server) and an Origin must be the server's own (a page
+ * elsewhere; the dashboard's own requests carry none, or this one). The message names neither.
+ */
+function browserRefusal(headers: FastifyRequest['headers']): string | undefined {
+  const { host, origin } = headers
+  if (origin === undefined && headers['sec-fetch-mode'] === undefined && headers['sec-fetch-site'] === undefined) return undefined
+  const name = host === undefined ? undefined : hostName(host)
+  if (name !== undefined && !LOOPBACK_NAME.test(name))
+    return 'Forbidden: a server without a token answers a web page only under a loopback name (localhost, 127.0.0.1, [::1])'
+  if (origin === undefined) return undefined
+  let own = false
+  try {
+    own = host !== undefined && new URL(origin).host.toLowerCase() === host.toLowerCase()
+  } catch {
+    // `null` (a sandboxed page, a file) or not a URL: not this server's
+  }
+  return own ? undefined : 'Forbidden: a server without a token answers no web page but its own (start it with --token to serve browsers)'
+}
+
+/** The name in a Host header (`name`, `name:port`, `[v6]:port`). */
+function hostName(host: string): string {
+  if (host.startsWith('[')) return host.slice(0, host.indexOf(']') + 1)
+  const colon = host.lastIndexOf(':')
+  return colon === -1 ? host : host.slice(0, colon)
 }

@@ -24,6 +24,10 @@ declare module 'fastify' {
     /** The route reads or writes one namespace, which it checks with `allowedNamespace`
      *  (namespace-access.ts): namespace tokens may call it. Other routes are server tokens' only. */
     namespaced?: boolean
+    /** The one namespace a namespaced route always names (the cache API's): a namespace token
+     *  is checked for it before the body is read, so a token refused there never has the
+     *  server parse a body first. */
+    namespace?: string
   }
   interface FastifyRequest {
     /** What the request's token allows (set by the onRequest hook; undefined on a public

@@ -5,7 +5,8 @@ import { HttpError } from './http-error.js'
  * Read-through from an origin (`--origin URL`): a miss on `GET /api/cache/:key` fetches
  * `URL/<key>` (the key percent-encoded) once for every caller waiting on that key
  * (singleflight), and the caller stores what it got. An origin that fails (a network error,
- * a timeout, a status that is not 2xx, a body over the limit) is a 502 with a clear body, and
+ * a timeout, a status that is not 2xx (redirects are not followed), a body over the limit, JSON
+ * nested too deeply to store) is a 502 with a clear body, and
  * nothing is stored, so the next request asks again.
  */
 export interface Fetched {
@@ -64,7 +65,9 @@ export class Origin {
     try {
       response = await fetch(url, {
         signal: AbortSignal.timeout(ORIGIN_TIMEOUT_MS),
-        redirect: 'follow',
+        // Not followed: a redirect to another host (an open redirect at the origin) would have
+        // this server fetch, and cache, whatever address it names. A 3xx is a 502 like a 4xx.
+        redirect: 'manual',
         headers: { accept: 'application/json, text/plain;q=0.9, */*;q=0.5' },
       })
     } catch (error) {
@@ -90,6 +93,11 @@ export class Origin {
         value = JSON.parse(body)
       } catch {
         throw originError('the origin sent invalid JSON')
+      }
+      try {
+        JSON.stringify(value) // what storing it and answering with it will do
+      } catch {
+        throw originError('the origin sent JSON nested too deeply to store or send')
       }
     }
     return { value, ttl: ttlOf(response.headers.get('cache-control')) }

@@ -71,8 +71,8 @@ export class HitSources {
 
 export function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, hits: HitSources, origin: Origin | undefined): void {
   const api = (request: FastifyRequest): Promise<Larder> => ctx.namespaces.get(allowedNamespace(ctx, request, API_NAMESPACE), 'api')
-  const read = { access: 'read' as const, protocol: 'api' as const, namespaced: true }
-  const write = { access: 'write' as const, protocol: 'api' as const, namespaced: true }
+  const read = { access: 'read' as const, protocol: 'api' as const, namespaced: true, namespace: API_NAMESPACE }
+  const write = { access: 'write' as const, protocol: 'api' as const, namespaced: true, namespace: API_NAMESPACE }
 
   // Every namespace's figures: server tokens only.
   app.get('/api/cache/metrics', { config: { access: 'read', protocol: 'api' } }, async (request) => {
