@@ -186,7 +186,8 @@ export async function createServer(
     return reply.code(status).send(errorBody(code, message))
   })
   app.setNotFoundHandler((request, reply) =>
-    reply.code(404).send(errorBody('ERR_NOT_FOUND', `No route for ${request.method} ${request.url.split('?')[0]}`)),
+    // Not the path: it may carry a hash or a key (the router's refusals do not repeat it either).
+    reply.code(404).send(errorBody('ERR_NOT_FOUND', `No route for ${request.method} at this path`)),
   )
 
   if (options.rateLimit > 0) {

@@ -268,3 +268,50 @@ test('an upload stalled mid-body is cut after idleTimeout: its temp file goes, a
   const temps = (fs.readdirSync(dir, { recursive: true }) as string[]).filter((name) => name.endsWith('.tmp'))
   assert.deepEqual(temps, [], 'no temp file left')
 })
+
+test('an upload refused for its length (411, 413) opens no team: nothing is created for a team never seen', async () => {
+  const { url, dir } = await startServer({ maxBody: 1000 })
+  const files = (): string[] => (fs.existsSync(dir) ? (fs.readdirSync(dir, { recursive: true }) as string[]).sort() : [])
+  const before = files()
+  for (let i = 0; i < 5; i++) {
+    const chunked = await new Promise<number>((resolve, reject) => {
+      const request = http.request(`${url}/v8/artifacts/abc0123?slug=junk${i}`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/octet-stream' },
+      })
+      request.on('response', (response) => {
+        response.resume()
+        resolve(response.statusCode!)
+      })
+      request.on('error', reject)
+      request.write('x') // no Content-Length: chunked
+      request.end()
+    })
+    assert.equal(chunked, 411)
+    const big = await call(`${url}/nx/junk${i}/v1/cache/0123`, {
+      method: 'PUT',
+      body: 'x'.repeat(2000),
+      headers: { 'content-type': 'application/octet-stream' },
+    })
+    assert.equal(big.status, 413)
+  }
+  assert.deepEqual(files(), before, 'no team directory or file was made')
+})
+
+test("turbo's query answers every hash it was asked, `__proto__` too; a 404 for an unknown route does not repeat the path", async () => {
+  const { url } = await startServer()
+  const octets = { 'content-type': 'application/octet-stream' }
+  assert.equal((await call(`${url}/v8/artifacts/__proto__?slug=t`, { method: 'PUT', body: 'p', headers: octets })).status, 202)
+  const query = await call(`${url}/v8/artifacts?slug=t`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ hashes: ['__proto__', 'abc0123'] }),
+  })
+  const answer = JSON.parse(query.text) as Record<string, unknown>
+  assert.ok(Object.hasOwn(answer, '__proto__'), query.text)
+  assert.equal((answer['__proto__'] as { size: number }).size, 1)
+  assert.equal(answer.abc0123, null)
+  const unknown = await call(`${url}/no/such/route/feedface0123`)
+  assert.equal(unknown.status, 404)
+  assert.doesNotMatch(unknown.text, /feedface0123/)
+})

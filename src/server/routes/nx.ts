@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { declaredLength } from '../artifact-store.js'
 import type { ServerContext } from '../context.js'
 import { allowedNamespace } from '../namespace-access.js'
 import { artifactHash, teamName } from '../validation.js'
@@ -35,6 +36,7 @@ export function nxUploads(app: FastifyInstance, ctx: ServerContext): void {
   const upload = async (request: FastifyRequest, reply: FastifyReply) => {
     const hash = artifactHash((request.params as { hash: string }).hash)
     const namespace = namespaceOf(ctx, request)
+    declaredLength(request.raw, ctx.options.maxBody) // a refused upload opens (creates) no team
     const cache = await ctx.namespaces.get(namespace, 'nx', reply.raw)
     const slot = `${namespace}\0${hash}`
     const refuse = () => {

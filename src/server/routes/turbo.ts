@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { getArtifact } from '../artifact-store.js'
+import { declaredLength, getArtifact } from '../artifact-store.js'
 import type { ServerContext } from '../context.js'
 import { allowedNamespace } from '../namespace-access.js'
 import { badRequest, errorBody } from '../http-error.js'
@@ -55,6 +55,7 @@ function headerValue(request: FastifyRequest, name: string): string | undefined 
 export function turboUploads(app: FastifyInstance, ctx: ServerContext): void {
   app.put('/v8/artifacts/:hash', { config: { access: 'write', protocol: 'turbo', namespaced: true } }, async (request, reply) => {
     const hash = artifactHash((request.params as { hash: string }).hash)
+    declaredLength(request.raw, ctx.options.maxBody) // a refused upload opens (creates) no team
     const cache = await ctx.namespaces.get(namespaceOf(ctx, request), 'turbo', reply.raw)
     const meta = { duration: headerValue(request, 'x-artifact-duration'), tag: headerValue(request, 'x-artifact-tag') }
     const outcome = await storeArtifact(ctx, request, 'turbo', cache, hash, stripUndefined(meta))
@@ -91,7 +92,11 @@ export function turboRoutes(app: FastifyInstance, ctx: ServerContext): void {
     }
     const valid = hashes.map((h, i) => artifactHash(h, `hashes[${i}]`))
     const cache = await ctx.namespaces.forReading(namespaceOf(ctx, request), 'turbo', reply.raw)
-    const answer: Record<string, { size: number; taskDurationMs: number; tag?: string } | null> = {}
+    // No prototype: a hash named `__proto__` (valid hex-ish text) is an answer like any other.
+    const answer: Record<string, { size: number; taskDurationMs: number; tag?: string } | null> = Object.create(null) as Record<
+      string,
+      { size: number; taskDurationMs: number; tag?: string } | null
+    >
     for (const hash of valid) {
       const found = cache === undefined ? undefined : await getArtifact(cache, hash, true).catch(() => undefined)
       answer[hash] =
