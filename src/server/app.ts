@@ -133,21 +133,17 @@ export async function createServer(
       return reply.send(errorBody('ERR_UNAUTHORIZED', message))
     }
     request.grant = grant
-    // A namespace token: its namespaces are checked where each route names one, or here when
-    // the route always names the same one (before a body is parsed for nothing).
+    // A token with namespace grants is checked where each route names its namespace, or here
+    // when the route always names the same one (before a body is parsed for nothing).
+    if (namespaced && namespace !== undefined && grant.namespaces !== undefined) allowedNamespace(ctx, request, namespace)
     if (grant.server === undefined) {
-      if (namespaced) {
-        if (namespace !== undefined) allowedNamespace(ctx, request, namespace)
-        return
-      }
+      if (namespaced) return
       if (protocol !== undefined) metrics.refused(protocol)
       return reply
         .code(403)
         .send(errorBody('ERR_FORBIDDEN_NAMESPACE', 'Forbidden: a namespace token opens its namespaces only, not this server-wide route'))
     }
     // A server read token that may also write some namespaces: checked there too.
-    if (access === 'write' && grant.server === 'read' && namespaced && namespace !== undefined && grant.namespaces !== undefined)
-      allowedNamespace(ctx, request, namespace)
     if (access === 'write' && grant.server === 'read' && !(namespaced && grant.namespaces !== undefined)) {
       if (protocol !== undefined) metrics.refused(protocol)
       const message = 'Forbidden: this token may only read'
