@@ -93,10 +93,7 @@ export function turboRoutes(app: FastifyInstance, ctx: ServerContext): void {
     const valid = hashes.map((h, i) => artifactHash(h, `hashes[${i}]`))
     const cache = await ctx.namespaces.forReading(namespaceOf(ctx, request), 'turbo', reply.raw)
     // No prototype: a hash named `__proto__` (valid hex-ish text) is an answer like any other.
-    const answer: Record<string, { size: number; taskDurationMs: number; tag?: string } | null> = Object.create(null) as Record<
-      string,
-      { size: number; taskDurationMs: number; tag?: string } | null
-    >
+    const answer = Object.create(null) as Record<string, { size: number; taskDurationMs: number; tag?: string } | null>
     for (const hash of valid) {
       const found = cache === undefined ? undefined : await getArtifact(cache, hash, true).catch(() => undefined)
       answer[hash] =
