@@ -51,6 +51,24 @@ test('nx: two uploads of one new hash at once: one 200, one 409, and the one ans
   }
 })
 
+test('nx: a second upload of a hash in flight waits for it: stored by the second when the first fails', async () => {
+  const { url } = await startServer()
+  const path = `/v1/cache/${HASH}`
+  // The first upload sends half its body and stops; the second arrives whole meanwhile.
+  const first = http.request(`${url}${path}`, { method: 'PUT', headers: { ...octets, 'content-length': 10 } })
+  first.on('error', () => {}) // destroyed below
+  first.write('half!')
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  const second = call(`${url}${path}`, { method: 'PUT', body: 'the second', headers: octets })
+  let answered = false
+  void second.then(() => (answered = true))
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  assert.equal(answered, false, 'the second waits while the first is in flight (it was a 409 at once)')
+  first.destroy() // the first client goes away mid-upload: nothing of it is stored
+  assert.equal((await second).status, 200)
+  assert.equal((await call(`${url}${path}`)).text, 'the second')
+})
+
 test('nx: 401 is text/plain exactly, a read-only token reads and gets 403 on upload', async () => {
   const { url } = await startServer({ tokens: ['writer'], readTokens: ['reader'] })
   const anonymous = await call(`${url}/v1/cache/${HASH}`)

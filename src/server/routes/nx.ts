@@ -31,24 +31,28 @@ function text(reply: FastifyReply, status: number, message: string): FastifyRepl
 }
 
 export function nxUploads(app: FastifyInstance, ctx: ServerContext): void {
-  /** Hashes being uploaded now: a second upload of one answers 409 at once. */
-  const uploading = new Set<string>()
+  /** Hashes being uploaded now, each with the end of its upload. */
+  const uploading = new Map<string, Promise<void>>()
   const upload = async (request: FastifyRequest, reply: FastifyReply) => {
     const hash = artifactHash((request.params as { hash: string }).hash)
     const namespace = namespaceOf(ctx, request)
     declaredLength(request.raw, ctx.options.maxBody) // a refused upload opens (creates) no team
     const cache = await ctx.namespaces.get(namespace, 'nx', reply.raw)
     const slot = `${namespace}\0${hash}`
-    const refuse = () => {
-      ctx.metrics.refused('nx')
-      return text(refuseUpload(reply), 409, `Cannot override an existing record: ${hash} is already cached`)
-    }
-    if (uploading.has(slot)) return refuse()
-    // Taken before the look at the disk: a second upload arriving while it looks finds the
-    // slot taken (it used to pass too, and the later upload replaced the first).
-    uploading.add(slot)
+    // A second upload of a hash waits for the one in flight (bounded: an upload that stalls
+    // past the idle timeout fails) and then looks at the disk: a 409 if that one stored it,
+    // else it stores its own. Answering 409 at once, as before, left nothing stored when the
+    // first then failed (a client gone mid-upload, a full disk).
+    for (let current = uploading.get(slot); current !== undefined; current = uploading.get(slot)) await current
+    // Taken before the look at the disk, with no await between the wait and here: a third
+    // upload arriving while this one looks finds the slot taken and waits for it in turn.
+    let ended!: () => void
+    uploading.set(slot, new Promise<void>((resolve) => (ended = resolve)))
     try {
-      if (await artifactExists(cache, hash)) return refuse()
+      if (await artifactExists(cache, hash)) {
+        ctx.metrics.refused('nx')
+        return text(refuseUpload(reply), 409, `Cannot override an existing record: ${hash} is already cached`)
+      }
       const outcome = await storeArtifact(ctx, request, 'nx', cache, hash, {})
       if (outcome.stored) return text(reply, 200, '')
       // nx fails the run on anything but 200, 403 and 409: a disk failure becomes 403 (skipped).
@@ -56,6 +60,7 @@ export function nxUploads(app: FastifyInstance, ctx: ServerContext): void {
       return text(refuseUpload(reply), status, outcome.error.message)
     } finally {
       uploading.delete(slot)
+      ended()
     }
   }
   const config = { access: 'write' as const, protocol: 'nx' as const, namespaced: true }
