@@ -32,7 +32,8 @@ export interface PlanOutput {
  * Picks the entries to evict until at most `targetEntries` and `targetBytes` remain:
  * least recently used first (mtime, refreshed on hits), fewest hits first (counts decayed
  * by age; ties: least recent), oldest created first, or (`'random'`) in a uniformly random
- * order. A pure function of its input and, for `'random'`, of `random` (a number in [0, 1)).
+ * order; before all of them, any entry larger than `targetBytes` by itself. A pure function
+ * of its input and, for `'random'`, of `random` (a number in [0, 1)).
  */
 export function chooseVictims(input: PlanInput, hits: Map<string, number> | undefined, random: () => number = Math.random): PlanOutput {
   const { records, names } = input
@@ -56,6 +57,16 @@ export function chooseVictims(input: PlanInput, hits: Map<string, number> | unde
     compare = (a, b) => counts[a]! - counts[b]! || mtime(a) - mtime(b)
   } else compare = (a, b) => mtime(a) - mtime(b)
   if (compare !== undefined) order.sort(compare)
+  // An entry larger than the target alone goes first, whatever the policy: no plan that meets
+  // the target keeps it, so evicting the others before it would only lose them too (one set
+  // of an entry over maxSize used to empty the namespace, itself last). Stable: policy order
+  // within each part.
+  const huge = order.filter((i) => records[i * RECORD_FIELDS]! > input.targetBytes)
+  if (huge.length > 0) {
+    const rest = order.filter((i) => records[i * RECORD_FIELDS]! <= input.targetBytes)
+    order.set(huge)
+    order.set(rest, huge.length)
+  }
 
   const victims: string[] = []
   const facts: number[] = []

@@ -150,6 +150,13 @@ export class RunningTotals {
     }
     const next = { entries: this.#flushed.entries + this.#pending.entries, bytes: this.#flushed.bytes + this.#pending.bytes }
     writeFileAtomicSync(this.#tree, file, Buffer.from(JSON.stringify(next)))
+    // The last read counted everything but the pending changes, which are in our file now: it
+    // counts them from here, or `estimate` would lose them until the next read. (A write after
+    // a quiet spell flushes at once: a write that took the cache over budget then estimated
+    // it within, and started no prune; a 2 MB set just after stats() left it over for good.)
+    if (this.#lastRead !== undefined) {
+      this.#lastRead = { entries: this.#lastRead.entries + this.#pending.entries, bytes: this.#lastRead.bytes + this.#pending.bytes }
+    }
     this.#flushed = next
     this.#flushedEpoch = epoch
     this.#pending = { entries: 0, bytes: 0 }

@@ -1,0 +1,84 @@
+/**
+ * Two edges of the budget (maxSize) where one write decided the outcome:
+ * - an entry larger than the budget by itself used to empty the namespace: the prune evicted
+ *   every other entry first (by policy, the new entry being the most recent) and it last;
+ * - a write that took the cache over budget just after the running totals were read (a
+ *   `stats()`, say), after a quiet spell, started no prune: its change was flushed at once and
+ *   the estimate then counted neither the file nor the pending change.
+ */
+import { describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { once } from 'node:events'
+import { Larder, type PruneReport } from '../src/index.ts'
+import { chooseVictims, RECORD_FIELDS } from '../src/maintenance/policy.ts'
+import { tempDir } from './helpers.ts'
+
+const KB = 1024
+
+describe('an entry larger than the budget by itself', () => {
+  it('is evicted alone, under every policy: the entries that fit stay', () => {
+    // Ten 10-byte entries, then one of 500 bytes, the newest, most used and last created.
+    const sizes = [...Array.from({ length: 10 }, () => 10), 500]
+    const records = new Float64Array(sizes.length * RECORD_FIELDS)
+    sizes.forEach((size, i) => records.set([size, i, i, i], i * RECORD_FIELDS))
+    const names = sizes.map((_, i) => String(i).padStart(16, '0')).join('')
+    const hits = new Map([[String(10).padStart(16, '0'), 1000]])
+    for (const policy of ['lru', 'lfu', 'fifo', 'random'] as const) {
+      const input = { policy, hitsDir: '', records, names, now: 0, halfLife: 1, targetEntries: Infinity, targetBytes: 450 }
+      const plan = chooseVictims(input, hits)
+      assert.equal(plan.names, String(10).padStart(16, '0'), `${policy}: only the entry that cannot fit`)
+      assert.equal(plan.remainingBytes, 100, policy)
+    }
+  })
+
+  it('an entry over the target goes first, then the policy picks among the rest as before', () => {
+    const sizes = [100, 100, 100, 300]
+    const records = new Float64Array(sizes.length * RECORD_FIELDS)
+    sizes.forEach((size, i) => records.set([size, i, i, i], i * RECORD_FIELDS))
+    const names = sizes.map((_, i) => String(i).padStart(16, '0')).join('')
+    const plan = chooseVictims(
+      { policy: 'lru', hitsDir: '', records, names, now: 0, halfLife: 1, targetEntries: 2, targetBytes: 250 },
+      undefined,
+    )
+    assert.deepEqual(plan.names.match(/.{16}/g), ['0000000000000003', '0000000000000000'])
+  })
+
+  it('a real cache: one set over maxSize does not empty it', async () => {
+    const dir = tempDir()
+    const cache = await Larder.open({ dir, maxSize: '1MB' })
+    try {
+      for (let i = 0; i < 20; i++) await cache.set(`small${i}`, randomBytes(40 * KB))
+      const pruned = once(cache, 'prune') as Promise<[PruneReport]>
+      await cache.set('huge', randomBytes(2048 * KB)) // incompressible: 2 MB on disk
+      const [report] = await pruned
+      assert.equal(report.evicted, 1, 'the huge entry alone (it emptied the namespace)')
+      assert.equal(await cache.get('huge'), undefined)
+      for (let i = 0; i < 20; i++) assert.ok((await cache.get(`small${i}`)) !== undefined, `small${i} stays`)
+    } finally {
+      await cache.close()
+    }
+  })
+})
+
+describe('the running totals', () => {
+  it('a write that takes the cache over budget right after a read of the totals starts a prune', async () => {
+    const dir = tempDir()
+    const cache = await Larder.open({ dir, maxSize: 100 * KB })
+    try {
+      for (let i = 0; i < 8; i++) await cache.set(`k${i}`, randomBytes(10 * KB))
+      // A quiet spell (over 250 ms since the last flush: the next change is flushed at once),
+      // then a fresh read of the totals.
+      await new Promise((resolve) => setTimeout(resolve, 800))
+      assert.ok((await cache.stats()).size < 100 * KB)
+      const pruned = once(cache, 'prune') as Promise<[PruneReport]>
+      await cache.set('over', randomBytes(30 * KB))
+      const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error('no prune started (the write was not counted)')), 5000))
+      const [report] = (await Promise.race([pruned, timeout])) as [PruneReport]
+      assert.ok(report.evicted >= 1)
+      assert.ok((await cache.stats()).size <= 100 * KB)
+    } finally {
+      await cache.close()
+    }
+  })
+})
