@@ -177,9 +177,16 @@ test('origin: concurrent misses of one key fetch it once (singleflight), cache i
   assert.deepEqual(origin.requests, ['user 7/x'])
   for (const a of answers) {
     assert.equal(a.status, 200)
-    assert.equal(a.json<CacheAnswer>().source, 'origin')
     assert.deepEqual(a.json<CacheAnswer>().value, { fetched: 'user 7/x' })
   }
+  // Those that joined the fetch answer 'origin'; on a loaded machine a request can reach the
+  // server after the fetch ended (100 ms), and is then a hit of what it stored: never a fetch.
+  const sources = answers.map((a) => a.json<CacheAnswer>().source)
+  assert.ok(sources.includes('origin'), sources.join())
+  assert.ok(
+    sources.every((source) => source === 'origin' || source === 'memory'),
+    sources.join(),
+  )
   const later = (await call(`${url}/api/cache/${encodeURIComponent('user 7/x')}`)).json<CacheAnswer>()
   assert.equal(later.hit, true)
   assert.equal(later.source, 'memory')
