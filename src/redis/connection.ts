@@ -97,6 +97,7 @@ function keepInStep(client: RedisClient): void {
   type Send = (command: Command, ...rest: unknown[]) => unknown
   const send = client.sendCommand.bind(client) as Send
   ;(client as { sendCommand: Send }).sendCommand = (command, ...rest) => {
+    ;(command as unknown as TimedCommand).setTimeout = timeOutAfterPoll // read by the connection that sends it
     const sent = send(command, ...rest)
     command.promise.catch((error: unknown) => {
       if (!(error instanceof Error) || error.message !== TIMED_OUT) return
@@ -116,6 +117,35 @@ function keepInStep(client: RedisClient): void {
     })
     return sent
   }
+}
+
+/** What of ioredis's Command `timeOutAfterPoll` replaces and uses (its own `setTimeout`, whose
+ *  timer `_clearTimers` clears when the command settles). */
+interface TimedCommand {
+  setTimeout(ms: number): void
+  _commandTimeoutTimer?: NodeJS.Timeout
+  isResolved: boolean
+  reject(error: Error): void
+}
+
+/**
+ * `commandTimeout` for a command on a connection larder opened, judged once the loop has read
+ * what arrived. ioredis's own (Command#setTimeout) rejects from its timer, and timers run
+ * before the loop polls for I/O: after a stall of this process longer than the timeout (a
+ * burst of write-back sets that never yields, a long synchronous task, a GC pause), every
+ * command sent before it timed out although its reply was waiting to be read. A write-back
+ * batch failed whole, its failures opened the breaker, and `flush()` and `close()` gave up on
+ * the queue: other instances kept the old values. An immediate runs after that poll, so the
+ * verdict waits for one: a command answered meanwhile resolves, one still unanswered is
+ * rejected with ioredis's message (and keepInStep drops its connection).
+ */
+function timeOutAfterPoll(this: TimedCommand, ms: number): void {
+  if (this._commandTimeoutTimer !== undefined) return
+  this._commandTimeoutTimer = setTimeout(() => {
+    setImmediate(() => {
+      if (!this.isResolved) this.reject(new Error(TIMED_OUT))
+    })
+  }, ms)
 }
 
 /** Connections keepInStep is dropping, until they close. */

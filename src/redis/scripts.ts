@@ -108,10 +108,16 @@ redis.call('SET', KEYS[1], ARGV[3], 'KEEPTTL')
 return 1`)
 
 /** Raises each tag's stamp in the hash KEYS[1] (ARGV: tag, time, tag, time…) to the time given,
- *  never lowers it. */
+ *  never lowers it. What is not ours there is replaced, as a foreign entry value is: a key of
+ *  another type (HGET would fail WRONGTYPE on it, and every invalidation with it), and a field
+ *  that is not a finite number (`inf`, `9e999`, `nan`: no time is greater, so it was never
+ *  raised, while readers drop it as no stamp, and the tag's invalidations went unseen). */
 export const RAISE_STAMPS = script(`
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind ~= 'hash' and kind ~= 'none' then redis.call('DEL', KEYS[1]) end
 for i = 1, #ARGV, 2 do
   local old = tonumber(redis.call('HGET', KEYS[1], ARGV[i])) or 0
+  if old ~= old or old == math.huge or old == -math.huge then old = 0 end
   if tonumber(ARGV[i + 1]) > old then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 end
 return 1`)

@@ -38,6 +38,15 @@ export interface QueuedWrite {
 
 /** How many queued writes start a flush without waiting for maxDelay. */
 const BATCH = 256
+/** How long a sent write is remembered for a clear heard after it (see #recall). */
+const RECALL_WINDOW_MS = 10_000
+
+/** A clear (every key) or a prune by pattern (`matches`) made at `at`: the writes created at or
+ *  before then must not stay in Redis. */
+interface Recall {
+  matches: ((key: string) => boolean) | undefined
+  at: number
+}
 /** Failed sends in a row after which flush() callers stop waiting: a Redis that answers reads
  *  but refuses writes (a replica after a failover: READONLY; OOM) keeps the breaker closed. */
 const FLUSH_GIVE_UP_FAILURES = 3
@@ -66,6 +75,11 @@ export class WriteBackQueue {
   /** Callers of flush() waiting for an empty queue (true) or for Redis to be found out of
    *  reach (false). */
   #waiters: ((sent: boolean) => void)[] = []
+  /** Writes Redis stored lately (key → when created, and when its batch came back), oldest
+   *  first, at most maxQueue of them and RECALL_WINDOW_MS old. */
+  readonly #sent = new Map<string, { createdAt: number; sentAt: number }>()
+  /** Clears heard while a batch is on its way: applied to it once it is back. */
+  #recalls: Recall[] = []
 
   constructor(parts: WriteBackParts) {
     this.#p = parts
@@ -105,6 +119,7 @@ export class WriteBackQueue {
    *  pattern, here or heard). */
   forgetMatching(matches: (key: string) => boolean, at: number): void {
     for (const [key, write] of this.#queue) if (write.createdAt <= at && matches(key)) this.#delete(key)
+    this.#recall({ matches, at })
     this.#settleWaiters()
   }
 
@@ -116,7 +131,57 @@ export class WriteBackQueue {
   /** Forgets every queued write created at or before `at` (a clear). */
   forgetBefore(at: number): void {
     for (const [key, write] of this.#queue) if (write.createdAt <= at) this.#delete(key)
+    this.#recall({ matches: undefined, at })
     this.#settleWaiters()
+  }
+
+  /**
+   * A clear or a prune by pattern, here or heard: what is queued is forgotten (above), but a
+   * write already sent can reach Redis after the clear's sweep passed its key (a batch on its
+   * way, or one that landed just after: the clear's message comes once the sweep is done), and
+   * would stay there for every instance, for good. So each write of a batch still on its way,
+   * once back, and each write sent in the last RECALL_WINDOW_MS, that the clear covers
+   * (created at or before it, its key matching) is followed by a tombstone stamped with the
+   * clear's time: Redis keeps anything newer (DELETE_IF_OLDER), and the tombstones' message
+   * makes the other instances drop their copies of what they read meanwhile. A key the clear
+   * did remove gets a tombstone too: harmless (it expires; a read of it is a miss).
+   */
+  #recall(recall: Recall): void {
+    if (this.#flushing !== undefined) this.#recalls.push(recall)
+    for (const [key, sent] of this.#sent)
+      if (sent.createdAt <= recall.at && (recall.matches?.(key) ?? true)) this.#tombstone(key, recall.at)
+  }
+
+  /** Queues a tombstone of `key` stamped `at`, unless a newer write of it is queued. */
+  #tombstone(key: string, at: number): void {
+    const queued = this.#queue.get(key)
+    if (queued !== undefined && queued.createdAt > at) return
+    this.#sent.delete(key)
+    this.enqueue(key, { bytes: undefined, createdAt: at, expiresAt: 0, grace: 0 })
+  }
+
+  /** A batch is back: what Redis stored is remembered (see #recall), and the clears heard
+   *  meanwhile are applied to it. */
+  #sentBack(sent: [string, QueuedWrite][], unsent: Map<string, QueuedWrite>): void {
+    const recalls = this.#recalls
+    this.#recalls = []
+    const now = Date.now()
+    for (const [key, write] of sent) {
+      if (unsent.has(key) || write.bytes === undefined) continue
+      this.#sent.delete(key)
+      this.#sent.set(key, { createdAt: write.createdAt, sentAt: now })
+      for (const recall of recalls) {
+        if (write.createdAt <= recall.at && (recall.matches?.(key) ?? true)) this.#tombstone(key, recall.at)
+      }
+    }
+    // Writes that failed, put back for a retry, are forgotten as the queue's were.
+    for (const [key, write] of unsent) {
+      if (recalls.some((recall) => write.createdAt <= recall.at && (recall.matches?.(key) ?? true))) unsent.delete(key)
+    }
+    for (const [key, { sentAt }] of this.#sent) {
+      if (this.#sent.size <= this.#p.maxQueue && sentAt >= now - RECALL_WINDOW_MS) break
+      this.#sent.delete(key)
+    }
   }
 
   /** Resolves to true once every write queued before the call has been sent or dropped; to
@@ -154,11 +219,13 @@ export class WriteBackQueue {
       return
     }
     const batch = this.#queue
+    const sending = [...batch]
     this.#queue = new Map()
     this.#bytes = 0
     let failed = false
     this.#flushing = this.#p
-      .send(batch)
+      .send(batch) // deletes from `batch` what Redis took: what is left failed
+      .finally(() => this.#sentBack(sending, batch))
       .catch(() => {
         failed = true
         // Put back what no newer write replaced, oldest first, within the bound.

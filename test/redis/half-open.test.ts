@@ -233,7 +233,7 @@ describe('a Redis Cluster node that stops answering', { skip }, () => {
 describe("the relay's silence", { skip }, () => {
   test('silence drops bytes and keeps the socket; up() lets them through again', async () => {
     const link = await relay()
-    const client = new Redis(link.url, { commandTimeout: 200, maxRetriesPerRequest: 0 })
+    const client = new Redis(link.url, { commandTimeout: 1_000, maxRetriesPerRequest: 0 })
     try {
       assert.equal(await client.ping(), 'PONG')
       link.silence()
