@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { Larder, type PruneReport } from '../src/index.ts'
 import { chooseVictims, RECORD_FIELDS } from '../src/maintenance/policy.ts'
-import { tempDir } from './helpers.ts'
+import { entryFiles, tempDir } from './helpers.ts'
 
 const KB = 1024
 
@@ -79,6 +79,42 @@ describe('the running totals', () => {
       assert.ok((await cache.stats()).size <= 100 * KB)
     } finally {
       await cache.close()
+    }
+  })
+})
+
+describe('a clear while another instance writes', () => {
+  it("keeps the other's writes in the running totals: never fewer counted than are on disk", async () => {
+    const dir = tempDir()
+    const clearer = await Larder.open({ dir, maintenance: false })
+    const writer = await Larder.open({ dir, maintenance: false })
+    try {
+      await clearer.setMany(Array.from({ length: 6000 }, (_, i) => ({ key: `old${i}`, value: i })))
+      let writing = true
+      let written = 0
+      const writes = (async () => {
+        while (writing) {
+          await writer.set(`new${written++}`, 'x'.repeat(100))
+          if (written % 20 === 0) await new Promise((resolve) => setTimeout(resolve, 5))
+        }
+      })()
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      await clearer.clear() // moves 6,000 entries aside and removes them: the writer's flushes land meanwhile
+      await new Promise((resolve) => setTimeout(resolve, 400)) // the writer goes on a little
+      writing = false
+      await writes
+    } finally {
+      await writer.close()
+      await clearer.close()
+    }
+    const reader = await Larder.open({ dir, maintenance: false, readOnly: true })
+    try {
+      const onDisk = entryFiles(dir).length
+      const counted = (await reader.stats()).entries
+      assert.ok(onDisk > 0)
+      assert.ok(counted >= onDisk, `counted ${counted}, on disk ${onDisk}: a write the totals lost leaves a budget unenforced`)
+    } finally {
+      await reader.close()
     }
   })
 })

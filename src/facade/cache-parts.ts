@@ -171,6 +171,7 @@ export class CacheParts {
       announcement: (message) => this.shared?.bus?.inline(message),
       publish: (message) => this.shared?.bus?.publish(message),
       track: (write) => void this.inFlight.track(write).catch(() => {}),
+      promotedToFile: () => void this.disk?.autoPrune.afterWrite(),
     })
     this.reads = new CountedReads({
       memory: this.memory,

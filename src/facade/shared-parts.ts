@@ -6,7 +6,7 @@ import type { BusMessage } from '../bus/messages.js'
 import type { ResolvedOptions, ResolvedRedisOptions } from '../options.js'
 import { closeClient, duplicateForSubscribing, openClient, readyWithin, type RedisClient } from '../redis/connection.js'
 import { NodeSubscriber } from '../redis/node-subscriber.js'
-import { RAISE_STAMPS, RELEASE_LOCK, runScript } from '../redis/scripts.js'
+import { RAISE_STAMPS, RELEASE_LOCK, runScript, TAKE_LOCK } from '../redis/scripts.js'
 import { DiskBreaker, type BreakerState } from '../resilience/disk-breaker.js'
 import { isRedisFailure } from '../resilience/redis-failure.js'
 import type { ActivityCounters } from '../stats/activity-log.js'
@@ -162,7 +162,7 @@ export class SharedParts {
   }
 
   /**
-   * Runs `work` holding the lock of `key` (SET NX PX, released by a token-checked script), or,
+   * Runs `work` holding the lock of `key` (TAKE_LOCK: SET NX PX; released by a token-checked script), or,
    * while another instance holds it, polls `ready` (has that instance's value arrived?) until
    * the lock is free or LOCK_WAIT_MS have passed, then runs `work` anyway: a bounded wait. An
    * unreachable Redis runs `work` at once (no lock is better than no answer).
@@ -184,9 +184,9 @@ export class SharedParts {
     for (;;) {
       // true: taken; false: another holds it; undefined: Redis could not be asked.
       const locking = this.breaker
-        .run(() => this.client.set(name, token, 'PX', LOCK_TTL_MS, 'NX'))
+        .run(() => runScript(this.client, TAKE_LOCK, [name], [token, LOCK_TTL_MS]))
         .then(
-          (reply) => reply === 'OK',
+          (reply) => reply === 1,
           () => undefined,
         )
       const asked = this.client.isCluster ? undefined : ready()

@@ -122,6 +122,17 @@ for i = 1, #ARGV, 2 do
 end
 return 1`)
 
+/** Takes the lock KEYS[1] for the holder's token ARGV[1], for ARGV[2] ms, if it is free. 1 =
+ *  taken. A lock of ours always expires: a value there without an expiry is foreign (planted,
+ *  or a key of the caller's under our name), and is removed first, or every locked getOrSet of
+ *  the key waited its full bound behind it, for good. */
+export const TAKE_LOCK = script(`
+if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then return 1 end
+if redis.call('PTTL', KEYS[1]) ~= -1 then return 0 end
+redis.call('DEL', KEYS[1])
+if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then return 1 end
+return 0`)
+
 /** Deletes the lock KEYS[1] only if it still holds this holder's token ARGV[1]. */
 export const RELEASE_LOCK = script(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end

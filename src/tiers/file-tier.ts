@@ -496,6 +496,13 @@ export class FileTier implements Tier {
     await this.#p.breaker.run(async () => {
       tree.dirSync(namespaceDir)
       const partitions = disk.readdirSync(namespaceDir).filter((name) => PARTITION_NAME.test(name))
+      // The running totals start again from zero before the partitions go, not after: other
+      // processes keep writing meanwhile (a partition moved is made again by their next write),
+      // and a new epoch after the moves (and the trash's removal, seconds for a large cache)
+      // dropped the deltas they flushed for entries that stay, so their totals read low and
+      // budgets went unenforced. Counted from the start, a write into a partition about to go
+      // counts one entry too many until the next scan, which counts what is there.
+      this.#p.totals.cleared()
       if (partitions.length > 0) {
         this.#p.changes.announce()
         const trash = path.join(versionDir, trashName())
@@ -516,7 +523,6 @@ export class FileTier implements Tier {
         }
         await removeTrash(trash)
       }
-      this.#p.totals.cleared()
     })
     this.#p.changes.bump()
   }

@@ -43,6 +43,9 @@ export interface TierStackParts {
   publish(message: DistributiveOmit<Extract<BusMessage, { op: 'keys' | 'clear' | 'pattern' }>, 'from'>): void
   /** A promotion to the file tier, for close() to wait for. */
   track(write: Promise<unknown>): void
+  /** A promotion wrote an entry file: the budget is checked as after a set (a reader that only
+   *  reads Redis through its directory filled it past maxSize without a prune). */
+  promotedToFile(): void
 }
 
 /** A read of the stack: what it found, and which tier answered. */
@@ -311,6 +314,7 @@ export class TierStack {
         try {
           await this.file!.setBytes(key, bytes)
           this.#p.counters.tiers.file!.sets++
+          this.#p.promotedToFile()
           // Dropped as a message drops it: a read that found the file in the meantime may have
           // promoted it into memory, where it would outlive the file it came from.
           if (!this.#guard.mayPromote(key, createdAt, writing)) await this.dropLocal(key, justAfter(createdAt))

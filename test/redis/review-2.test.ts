@@ -11,6 +11,7 @@
  */
 import { after, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
 import { Redis } from 'ioredis'
 import { Larder } from '../../src/index.ts'
 import { tempDir } from '../helpers.ts'
@@ -145,4 +146,46 @@ describe('a clear while another instance writes back', { skip }, () => {
       })
     }
   }
+})
+
+describe("a reader's directory filled from Redis", { skip }, () => {
+  test('is held to its maxSize: the promotions of Redis hits start the automatic prune as sets do', async () => {
+    const redis = { url: server.url, prefix: nextPrefix() }
+    const writer = await Larder.open({ dir: false, maintenance: false, redis })
+    const dir = tempDir()
+    const reader = await Larder.open({ dir, maxSize: 100_000, redis })
+    try {
+      for (let i = 0; i < 60; i++) await writer.set(`row${i}`, randomBytes(5000)) // 5 KB each, incompressible: 300 KB in all
+      for (let i = 0; i < 60; i++) assert.ok((await reader.get(`row${i}`)) !== undefined)
+    } finally {
+      await reader.close() // waits for the prune a promotion started
+      await writer.close()
+    }
+    const files = await Larder.open({ dir, readOnly: true, maintenance: false })
+    try {
+      const { size } = await files.stats()
+      assert.ok(size > 0 && size <= 100_000, `${size} bytes on disk against a budget of 100,000`)
+    } finally {
+      await files.close()
+    }
+  })
+})
+
+describe('a foreign value at a lock key', { skip }, () => {
+  test('one without an expiry is not a lock: it is removed, and the locked getOrSet goes on', async () => {
+    const redis = { url: server.url, prefix: nextPrefix() }
+    const lock = `${redis.prefix}default:\0lock:report`
+    await direct.set(lock, 'planted') // no expiry: no lock of larder's looks like this
+    const cache = await Larder.open({ dir: false, maintenance: false, redis })
+    try {
+      let calls = 0
+      assert.equal(await cache.getOrSet('report', () => Promise.resolve(++calls), { lock: true }), 1)
+      assert.equal(calls, 1)
+      // The planted value went (it made every locked getOrSet wait 10 s): the lock was ours,
+      // and its release (not awaited by getOrSet) leaves nothing.
+      assert.ok(await eventually(async () => (await direct.get(lock)) === null))
+    } finally {
+      await cache.close()
+    }
+  })
 })

@@ -48,7 +48,7 @@ describe('getOrSet({ lock: true }) of a missing key: three round trips after its
     probe = new Redis(server.url)
     cache = await Larder.open({ dir: false, memory: { maxEntries: 100 }, maintenance: false, redis: { client: side.client, prefix } })
     await cache.set('warm', 0) // the set script is loaded (EVAL once per server) outside what is logged
-    await cache.getOrSet('warm-lock', () => 0, { lock: true }) // and the release script
+    await cache.getOrSet('warm-lock', () => 0, { lock: true }) // and the lock's scripts
     assert.ok(await eventually(async () => (await probe.exists(`${prefix}default:\0lock:warm-lock`)) === 0))
   })
   after(async () => {
@@ -57,16 +57,16 @@ describe('getOrSet({ lock: true }) of a missing key: three round trips after its
     probe?.disconnect()
   })
 
-  test('the read after taking the lock goes out behind the SET NX, and the release is not waited for', async () => {
+  test("the read after taking the lock goes out behind the lock's script, and the release is not waited for", async () => {
     side.log.length = 0
     assert.equal(await cache.getOrSet('missing', () => 'loaded', { lock: true }), 'loaded')
     side.log.push('resolved')
     assert.deepEqual(side.log, [
       'send get', // the first read (memory missed)
       'reply get',
-      'send set', // SET NX PX: the lock
+      'send evalsha', // the lock (TAKE_LOCK: SET NX PX)
       'send get (behind another)', // has a holder before us stored it? (in the same round trip)
-      'reply set',
+      'reply evalsha',
       'reply get',
       'send evalsha', // the value stored (write-through)
       'reply evalsha',
