@@ -118,3 +118,27 @@ describe('a clear while another instance writes', () => {
     }
   })
 })
+
+describe('LRU and two instances in one process', () => {
+  it("a prune by one instance sees the other's disk hits (they were pending in it, unwritten)", async () => {
+    const dir = tempDir()
+    const options = { dir, evictionPolicy: 'lru' as const, maintenance: { interval: 0 } }
+    const writer = await Larder.open({ ...options, maintenance: false })
+    for (let i = 0; i < 40; i++) {
+      await writer.set(`k${i}`, randomBytes(200))
+      await new Promise((resolve) => setTimeout(resolve, 3)) // mtimes apart: k0 the least recent
+    }
+    await writer.close()
+    const hot = Array.from({ length: 5 }, (_, i) => `k${i}`) // the oldest, read now
+    const reader = await Larder.open(options)
+    const pruner = await Larder.open(options)
+    try {
+      for (const key of hot) assert.ok((await reader.get(key)) !== undefined)
+      await pruner.prune({ maxEntries: 20 })
+      for (const key of hot) assert.equal(await pruner.has(key), true, `${key} was read just now: not the least recently used`)
+    } finally {
+      await reader.close()
+      await pruner.close()
+    }
+  })
+})

@@ -27,6 +27,12 @@ export interface DiskHooks {
   pruneFailed: (error: Error) => void
 }
 
+/** The disk parts of every instance open in this process, by namespace directory: a prune
+ *  writes the pending uses of them all (merged LRU touches, LFU hit counts), so that it sees
+ *  every disk hit of this process, not only its own instance's (an instance beside it counted
+ *  as another process: within touchAfter). */
+const openHere = new Map<string, Set<DiskParts>>()
+
 /**
  * Everything a cache with a directory owns besides its memory tier: the layout, the breaker
  * that guards every disk step, the file tier, the shared clocks (tag stamps, the change log),
@@ -101,14 +107,29 @@ export class DiskParts {
       totals: this.totals,
       pool: this.pool,
       pruneStarted: async () => {
+        const here = [...(openHere.get(this.layout.namespaceDir) ?? [this])]
         await this.lastUse.pruneStarted()
+        // Another instance's failure to write its uses is its own: this prune goes on.
+        const others = here.filter((parts) => parts !== this)
+        await Promise.all(others.map((parts) => parts.lastUse.pruneStarted().catch(() => {})))
         this.hitLog?.flush()
+        for (const parts of others) {
+          try {
+            parts.hitLog?.flush()
+          } catch {
+            // that instance's disk trouble, counted when it next writes
+          }
+        }
       },
-      pruneEnded: () => this.lastUse.pruneEnded(),
+      pruneEnded: () => {
+        for (const parts of openHere.get(this.layout.namespaceDir) ?? [this]) parts.lastUse.pruneEnded()
+      },
       breaker: { isOpen: () => this.breaker.state === 'open', failed: (error) => this.bookkeepingFailed(error) },
       compactActivity: () => this.activity.compact(),
       progress: hooks.progress,
     })
+    const here = openHere.get(this.layout.namespaceDir) ?? new Set<DiskParts>()
+    openHere.set(this.layout.namespaceDir, here.add(this))
     this.autoPrune = new AutoPrune({
       options,
       maintainer: this.maintainer,
@@ -200,6 +221,9 @@ export class DiskParts {
   async close(counts: ActivityCounters): Promise<void> {
     await this.autoPrune.close()
     await this.maintainer.close()
+    const here = openHere.get(this.layout.namespaceDir)
+    here?.delete(this)
+    if (here?.size === 0) openHere.delete(this.layout.namespaceDir)
     if (!this.#options.readOnly) {
       await this.lastUse.settled()
       this.flushCounters()
