@@ -133,6 +133,9 @@ export async function createServer(
       return reply.send(errorBody('ERR_UNAUTHORIZED', message))
     }
     request.grant = grant
+    // No such route: its 404, whatever the token may do (a read or namespace token was told
+    // 403, as if the route existed and it lacked the right).
+    if (request.is404) return
     // A token with namespace grants is checked where each route names its namespace, or here
     // when the route always names the same one (before a body is parsed for nothing).
     if (namespaced && namespace !== undefined && grant.namespaces !== undefined) allowedNamespace(ctx, request, namespace)

@@ -148,8 +148,10 @@ export class WriteBackQueue {
    */
   #recall(recall: Recall): void {
     if (this.#flushing !== undefined) this.#recalls.push(recall)
-    for (const [key, sent] of this.#sent)
-      if (sent.createdAt <= recall.at && (recall.matches?.(key) ?? true)) this.#tombstone(key, recall.at)
+    const since = Date.now() - RECALL_WINDOW_MS
+    for (const [key, sent] of this.#sent) {
+      if (sent.sentAt >= since && sent.createdAt <= recall.at && (recall.matches?.(key) ?? true)) this.#tombstone(key, recall.at)
+    }
   }
 
   /** Queues a tombstone of `key` stamped `at`, unless a newer write of it is queued. */

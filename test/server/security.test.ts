@@ -91,6 +91,20 @@ test('errors: no answer carries a stack trace, and unknown routes are JSON 404s'
   }
 })
 
+test('an unknown route is a 404 to every valid token (a read or namespace token was told 403), a 401 without one', async () => {
+  const { url } = await startServer({
+    tokens: ['W'],
+    readTokens: ['R'],
+    namespaceTokens: [{ namespace: 'ns1', token: 'N', access: 'write' }],
+  })
+  for (const token of ['W', 'R', 'N']) {
+    const answer = await call(`${url}/nope`, { headers: bearer(token) })
+    assert.equal(answer.status, 404, token)
+    assert.equal(answer.json<ErrorAnswer>().error.code, 'ERR_NOT_FOUND', token)
+  }
+  assert.equal((await call(`${url}/nope`)).status, 401)
+})
+
 test('no token in any log line: requests with good and bad tokens, logged one line each', async () => {
   const { url, logs } = await startServer({ tokens: ['SECRET-WRITE'], readTokens: ['SECRET-READ'], logRequests: true })
   await call(`${url}/v8/artifacts/${HASH}?slug=t`, { method: 'PUT', body: 'x', headers: { ...octets, ...bearer('SECRET-WRITE') } })
