@@ -58,6 +58,7 @@ export function openClient(options: ResolvedRedisOptions): { client: RedisClient
     // open and answers nothing is found by commandTimeout (then keepInStep) and, on the bus's
     // connection, by its heartbeat (bus/bus.ts).
     keepAlive: 1000,
+    lazyConnect: true, // connectNow, once guardStreams is in place
     ...CLOSING,
   }
   if (options.cluster !== undefined) {
@@ -71,13 +72,15 @@ export function openClient(options: ResolvedRedisOptions): { client: RedisClient
       enableAutoPipelining: false,
       clusterRetryStrategy: (times) => Math.min(100 * times, 1000),
       slotsRefreshTimeout: Math.max(1000, options.commandTimeout),
+      lazyConnect: true,
     })
     keepInStep(client)
-    return { client, owned: true }
+    client.on('+node', (node: Redis) => guardStreams(node)) // a cluster's nodes connect lazily
+    return { client: connectNow(client), owned: true }
   }
   const client = new (loaded().Redis)(options.url ?? 'redis://127.0.0.1:6379', connection)
   keepInStep(client)
-  return { client, owned: true }
+  return { client: connectNow(guardStreams(client)), owned: true }
 }
 
 /**
@@ -148,6 +151,36 @@ function timeOutAfterPoll(this: TimedCommand, ms: number): void {
   }, ms)
 }
 
+/**
+ * Gives every socket `connection` opens an 'error' listener of its own, and returns it. ioredis
+ * listens for a socket's first errors only (two `once` listeners), and a TLS socket refused in
+ * its handshake (a certificate the process does not trust) can emit one more (the server's
+ * alert after the client's refusal): an 'error' event no one listens for takes the process down
+ * (one CI run's child died of `tlsv1 alert decode error`). ioredis still hears the first ones,
+ * as before; what follows on a socket it has given up is nothing to act on.
+ */
+function guardStreams<T extends Redis>(connection: T): T {
+  type Connect = (...args: unknown[]) => Promise<NodeJS.EventEmitter>
+  const connector = (connection as unknown as { connector: { connect: Connect } }).connector
+  const connect = connector.connect.bind(connector)
+  connector.connect = async (...args) => {
+    const stream = await connect(...args)
+    stream.on('error', ignore)
+    return stream
+  }
+  return connection
+}
+
+function ignore(): void {}
+
+/** Starts a connection made with `lazyConnect`: made lazily so that guardStreams
+ *  is in place before its first socket, then connected at once, as without it. A failure is
+ *  heard as its own 'error' events and retried by its retry strategy. */
+function connectNow<T extends RedisClient>(connection: T): T {
+  connection.connect().catch(ignore)
+  return connection
+}
+
 /** Connections keepInStep is dropping, until they close. */
 const dropping = new WeakSet<Redis>()
 
@@ -166,7 +199,7 @@ function nodeHolding(cluster: Cluster, command: Command): Redis | undefined {
 
 /** A plain connection to one server (a cluster's node for the bus: node-subscriber.ts). */
 export function connectTo(options: IORedisOptions): Redis {
-  return new (loaded().Redis)({ ...CLOSING, ...options })
+  return connectNow(guardStreams(new (loaded().Redis)({ ...CLOSING, ...options, lazyConnect: true })))
 }
 
 /** A second connection like `client`, for pub/sub (a cluster's: see node-subscriber.ts). */
@@ -176,7 +209,11 @@ export function duplicateForSubscribing(client: Redis): Redis {
   // autoResubscribe sends a SUBSCRIBE whose promise nobody holds, so a connection closing
   // before its reply (Redis killed again, close() while reconnecting) became an unhandled
   // rejection in the host ("Connection is closed.").
-  return client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: false, ...CLOSING })
+  return connectNow(
+    guardStreams(
+      client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: false, lazyConnect: true, ...CLOSING }),
+    ),
+  )
 }
 
 /** Resolves when `client` is ready, or after `ms` (Redis down at open: the cache opens and

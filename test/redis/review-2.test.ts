@@ -14,6 +14,8 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { Redis } from 'ioredis'
 import { Larder } from '../../src/index.ts'
+import type { ResolvedRedisOptions } from '../../src/options.ts'
+import { openClient, readyWithin } from '../../src/redis/connection.ts'
 import { tempDir } from '../helpers.ts'
 import { startRelay } from './proxy.ts'
 import { eventually, redisAvailable, startRedis, type RedisServer } from './server.ts'
@@ -186,6 +188,27 @@ describe('a foreign value at a lock key', { skip }, () => {
       assert.ok(await eventually(async () => (await direct.get(lock)) === null))
     } finally {
       await cache.close()
+    }
+  })
+})
+
+describe('a socket of a connection larder opened', { skip }, () => {
+  test('an error after the ones ioredis listens for (a refused TLS handshake can emit one more) does not take the process down', async () => {
+    const options = { url: server.url, commandTimeout: 500 } as unknown as ResolvedRedisOptions
+    const { client } = openClient(options)
+    client.on('error', () => {}) // the client's own event: ioredis reports the first one there
+    try {
+      assert.ok(await readyWithin(client, 5_000))
+      assert.equal(await client.ping(), 'PONG')
+      const stream = (client as unknown as { stream: NodeJS.EventEmitter }).stream
+      // ioredis's two `once` listeners both take the first error; the second had none, and an
+      // 'error' event no one listens for is thrown (in a socket's case: the process dies).
+      assert.doesNotThrow(() => {
+        stream.emit('error', new Error('the first: ioredis handles it'))
+        stream.emit('error', new Error('a late one, as a TLS alert after a refused handshake'))
+      })
+    } finally {
+      client.disconnect()
     }
   })
 })
