@@ -47,6 +47,11 @@ interface Recall {
   matches: ((key: string) => boolean) | undefined
   at: number
 }
+
+/** Whether `recall` covers a write of `key` created at `createdAt`. */
+function covers(recall: Recall, key: string, createdAt: number): boolean {
+  return createdAt <= recall.at && (recall.matches?.(key) ?? true)
+}
 /** Failed sends in a row after which flush() callers stop waiting: a Redis that answers reads
  *  but refuses writes (a replica after a failover: READONLY; OOM) keeps the breaker closed. */
 const FLUSH_GIVE_UP_FAILURES = 3
@@ -150,7 +155,7 @@ export class WriteBackQueue {
     if (this.#flushing !== undefined) this.#recalls.push(recall)
     const since = Date.now() - RECALL_WINDOW_MS
     for (const [key, sent] of this.#sent) {
-      if (sent.sentAt >= since && sent.createdAt <= recall.at && (recall.matches?.(key) ?? true)) this.#tombstone(key, recall.at)
+      if (sent.sentAt >= since && covers(recall, key, sent.createdAt)) this.#tombstone(key, recall.at)
     }
   }
 
@@ -173,12 +178,12 @@ export class WriteBackQueue {
       this.#sent.delete(key)
       this.#sent.set(key, { createdAt: write.createdAt, sentAt: now })
       for (const recall of recalls) {
-        if (write.createdAt <= recall.at && (recall.matches?.(key) ?? true)) this.#tombstone(key, recall.at)
+        if (covers(recall, key, write.createdAt)) this.#tombstone(key, recall.at)
       }
     }
     // Writes that failed, put back for a retry, are forgotten as the queue's were.
     for (const [key, write] of unsent) {
-      if (recalls.some((recall) => write.createdAt <= recall.at && (recall.matches?.(key) ?? true))) unsent.delete(key)
+      if (recalls.some((recall) => covers(recall, key, write.createdAt))) unsent.delete(key)
     }
     for (const [key, { sentAt }] of this.#sent) {
       if (this.#sent.size <= this.#p.maxQueue && sentAt >= now - RECALL_WINDOW_MS) break
