@@ -103,3 +103,30 @@ test('budget: uploads past --max-size are pruned by eviction; the namespace ends
   assert.equal((await call(`${reopened.url}/v8/artifacts/${newest}?slug=big`)).status, 200, 'the newest upload is kept (LRU)')
   await reopened.close() // before the first server's directory goes
 })
+
+test('budget: an upload its namespace could not keep (larger than --max-size times lowWater) is a 413 before a byte is read, and the artifacts already stored stay', async () => {
+  const budget = 1_000_000
+  const { url, close } = await startServer({ maxSize: budget })
+  const small = (i: number): string => `${url}/v8/artifacts/${i.toString(16).padStart(16, '0')}?slug=keep`
+  for (let i = 0; i < 5; i++) {
+    assert.equal((await call(small(i), { method: 'PUT', body: randomBytes(50_000), headers: octets })).status, 202)
+  }
+  const big = await call(`${url}/v8/artifacts/${'f'.repeat(16)}?slug=keep`, {
+    method: 'PUT',
+    body: randomBytes(budget * 0.9 + 1),
+    headers: octets,
+  })
+  assert.equal(big.status, 413)
+  assert.match(big.text, /too large for this cache: its budget keeps at most 900000 bytes \(--max-size\)/)
+  assert.equal((await call(`${url}/v8/artifacts/${'f'.repeat(16)}?slug=keep`)).status, 404)
+  // Just under what a prune brings the namespace down to: stored as before.
+  const fits = await call(`${url}/v8/artifacts/${'e'.repeat(16)}?slug=keep`, {
+    method: 'PUT',
+    body: randomBytes(800_000),
+    headers: octets,
+  })
+  assert.equal(fits.status, 202)
+  const nx = await call(`${url}/v1/cache/${'a'.repeat(16)}`, { method: 'PUT', body: randomBytes(budget), headers: octets })
+  assert.equal(nx.status, 413, 'nx uploads share the rule')
+  await close()
+})

@@ -68,6 +68,17 @@ export async function storeArtifact(
 ): Promise<StoreOutcome> {
   try {
     const length = declaredLength(request.raw, ctx.options.maxBody)
+    const keeps = budgetKeeps(cache)
+    if (length > keeps) {
+      // Stored, it would be the first entry the next prune evicts (maintenance/policy.ts:
+      // anything larger than the prune's target by itself goes first): refused before a byte
+      // is read, as --max-body refuses, rather than written and thrown away.
+      throw new HttpError(
+        413,
+        'ERR_BODY_TOO_LARGE',
+        `Artifact too large for this cache: its budget keeps at most ${keeps} bytes (--max-size)`,
+      )
+    }
     const limits = {
       length,
       maxBody: ctx.options.maxBody,
@@ -96,6 +107,15 @@ export async function storeArtifact(
     }
     throw error
   }
+}
+
+/** The largest upload the namespace's budget would keep: what a prune brings it down to (the
+ *  budget times maintenance's `lowWater`), or no limit without a budget. Read per upload:
+ *  a reload may change the budget. */
+function budgetKeeps(cache: Larder): number {
+  const { maxSize, maintenance } = cache.options
+  if (maxSize === undefined) return Infinity
+  return Math.floor(maxSize * maintenance.lowWater)
 }
 
 export function readFailed(ctx: ServerContext, protocol: Protocol, error: unknown): void {
