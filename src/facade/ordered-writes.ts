@@ -1,7 +1,7 @@
 import type { EventEmitter } from 'node:events'
 import { Readable } from 'node:stream'
 import { BATCH_PARALLELISM, Slots } from '../batch-slots.js'
-import { SourceError } from '../errors.js'
+import { isLarderError, SourceError } from '../errors.js'
 import type { KeyOrder } from '../key-order.js'
 import type { ResolvedOptions } from '../options.js'
 import type { Counters, TierName } from '../stats/counters.js'
@@ -125,6 +125,7 @@ export class OrderedWrites {
         const abort = new AbortController()
         try {
           await inFlight.track(files.setStream(key, input, { createdAt, expiresAt, tags }, abort.signal), abort)
+          files.changed(key, createdAt)
           counters.counts.sets++
           counters.setLatency.record(performance.now() - started)
           events.emit('set', key)
@@ -146,6 +147,9 @@ export class OrderedWrites {
             if (!options.failOpen) throw error
             return
           }
+          // The disk's failure, which failOpen does not tell the caller: the entry the stream
+          // was to replace must not be served again (TierStack's #refusedByDisk).
+          if (options.failOpen && !isLarderError(error)) files.refused(key, createdAt)
           failures.writeFailed(error)
         } finally {
           memory?.delete(key)

@@ -96,6 +96,11 @@ export class DiskBreaker {
     })
   }
 
+  /** Calls `listener` each time the breaker closes again (its half-open trial succeeded). */
+  whenClosed(listener: () => void): void {
+    this.#breaker.on('close', listener)
+  }
+
   run<T>(op: () => T | Promise<T>): Promise<T> {
     if (!this.#direct || !this.#breaker.closed) return this.#breaker.fire(op) as Promise<T>
     let result: T | Promise<T>

@@ -34,6 +34,7 @@ import { checkOpenedEntry, collect, createEntryStream, openEntry, readOpenedEntr
 import { writeEntryStream, type StreamSource } from '../store/stream-writer.js'
 import type { ChangeClock } from '../store/change-clock.js'
 import type { TagClock } from '../store/tag-clock.js'
+import { RefusedChanges } from './refused-changes.js'
 import { MISS, type StoredEntry, type Tier, type TierEntry, type TierRead } from './tier.js'
 
 /** A damaged file found by a read: counted, reported and removed (except reason 'key' with
@@ -138,10 +139,13 @@ export class FileTier implements Tier {
    * more than ~5 in 6 reads find a file.
    */
   #foundScore = 0
+  /** Changes the disk refused, whose older entries must not be read (see refused()). */
+  readonly #refused = new RefusedChanges()
 
   constructor(parts: FileTierParts) {
     this.#p = parts
     this.#layout = parts.layout
+    parts.breaker.whenClosed(() => void this.#settleAll())
   }
 
   /**
@@ -168,6 +172,7 @@ export class FileTier implements Tier {
    * `maxValueSize` (read with getStream). A hit is a new object, the caller's to keep.
    */
   get(key: string, grace: number): Promise<TierRead> {
+    if (this.#refused.size !== 0 && this.#refused.at(key) !== undefined) return this.#afterRefused(key, () => this.get(key, grace), MISS)
     // Not an async function: the breaker's promise is the answer (an async function
     // returning a promise adds a promise and two turns of the microtask queue to every get).
     const file = this.#fileOf(key)
@@ -245,6 +250,8 @@ export class FileTier implements Tier {
   /** When the fresh entry of `key` was created (its createdAt), or undefined when there is
    *  none: metadata (and, up to 64 KiB, the checksum), no decoding. */
   async freshSince(key: string): Promise<number | undefined> {
+    if (this.#refused.size !== 0 && this.#refused.at(key) !== undefined)
+      return this.#afterRefused(key, () => this.freshSince(key), undefined)
     const file = this.#fileOf(key)
     return this.#p.breaker.run(async () => {
       const found = await this.#probe(file, key)
@@ -263,6 +270,9 @@ export class FileTier implements Tier {
   /** The value as a stream (see `Larder.getStream`), or undefined on a miss; with
    *  `verifyFirst`, a file streamed from is checked whole first (a damaged one: a miss). */
   async getStream(key: string, verifyFirst = false): Promise<Readable | undefined> {
+    if (this.#refused.size !== 0 && this.#refused.at(key) !== undefined) {
+      return this.#afterRefused(key, () => this.getStream(key, verifyFirst), undefined)
+    }
     const file = this.#fileOf(key)
     // A stream made after the breaker timed the call out reaches no one: it is destroyed, so
     // its file is closed (a stream is read only when consumed, so nothing else would close it).
@@ -315,6 +325,7 @@ export class FileTier implements Tier {
 
   /** What is known of `key`'s entry without decoding its value (see `Larder.info`). */
   async info(key: string): Promise<EntryInfo | undefined> {
+    if (this.#refused.size !== 0 && this.#refused.at(key) !== undefined) return this.#afterRefused(key, () => this.info(key), undefined)
     const file = this.#fileOf(key)
     return this.#p.breaker.run(async () => {
       const found = await this.#probe(file, key)
@@ -400,6 +411,49 @@ export class FileTier implements Tier {
     this.#p.changes.bump(key)
     this.#p.totals.written(file.length, previous?.isFile() ? previous.size : undefined)
     this.#p.counts.bytesWritten += file.length
+  }
+
+  /**
+   * A write or removal of `key` made at `at` that the disk refused (failOpen counted it as
+   * dropped; or the caller was told): the entry it was to replace is still on disk, and its
+   * older value must not be read again. It is removed now if the disk lets it (a full disk
+   * still unlinks), else when the breaker closes again or at the next read of the key, which
+   * is a miss until then (RefusedChanges).
+   */
+  refused(key: string, at: number): void {
+    this.#refused.remember(key, at)
+    void this.#settle(key)
+  }
+
+  /** A change of `key` made at `at` is on disk (a write, or a removal): what was refused
+   *  before it is settled. */
+  changed(key: string, at: number): void {
+    if (this.#refused.size !== 0) this.#refused.settled(key, at)
+  }
+
+  /** Removes the entry older than `key`'s refused change; resolves to whether none is left to
+   *  remove (false: the disk still refuses). */
+  async #settle(key: string): Promise<boolean> {
+    const at = this.#refused.at(key)
+    if (at === undefined) return true
+    try {
+      await this.dropIfOlder(key, at)
+    } catch {
+      return false
+    }
+    this.#refused.settled(key, at)
+    return this.#refused.at(key) === undefined
+  }
+
+  /** A read of a key with a refused change: the read once its older entry is gone, else `none`. */
+  async #afterRefused<T>(key: string, read: () => Promise<T>, none: T): Promise<T> {
+    return (await this.#settle(key)) ? read() : none
+  }
+
+  /** The breaker closed: every refused change settled, in the order they came, until the disk
+   *  refuses again. */
+  async #settleAll(): Promise<void> {
+    for (const key of this.#refused.keys()) if (!(await this.#settle(key))) return
   }
 
   /** Removes `key`'s entry if it was created before `at` (another instance changed the
@@ -524,6 +578,7 @@ export class FileTier implements Tier {
         await removeTrash(trash)
       }
     })
+    this.#refused.forgetAll() // the entries they left are gone with every other
     this.#p.changes.bump()
   }
 

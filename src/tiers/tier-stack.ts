@@ -1,5 +1,6 @@
 import { LRUCache } from 'lru-cache'
 import type { Announcement } from '../bus/bus.js'
+import { isLarderError } from '../errors.js'
 import type { BusMessage, DistributiveOmit } from '../bus/messages.js'
 import { Glob } from '../maintenance/glob.js'
 import type { Failures } from '../facade/failures.js'
@@ -24,7 +25,10 @@ export interface TierStackParts {
   redis: RedisTier | undefined
   writeBack: WriteBackQueue | undefined
   /** Read at each write: configure() may change the strategy and codec. */
-  options: Pick<ResolvedOptions, 'compression' | 'compressionLevel' | 'compressThreshold' | 'writeStrategy' | 'namespace' | 'encryption'>
+  options: Pick<
+    ResolvedOptions,
+    'compression' | 'compressionLevel' | 'compressThreshold' | 'writeStrategy' | 'namespace' | 'encryption' | 'failOpen'
+  >
   order: KeyOrder
   failures: Failures
   counters: Counters
@@ -359,7 +363,8 @@ export class TierStack {
     let fileWrite: Promise<boolean> | false = false
     try {
       const message = { op: 'keys' as const, keys: [[key, entry.createdAt]] as [string, number][] }
-      fileWrite = this.file === undefined ? false : local ? this.#toFile(key, bytes!, early) : this.#dropFile(key, entry.createdAt)
+      fileWrite =
+        this.file === undefined ? false : local ? this.#toFile(key, bytes!, entry.createdAt, early) : this.#dropFile(key, entry.createdAt)
       const redisWrite = !shared
         ? this.redis !== undefined && bytes !== undefined
           ? this.#unshare(key, entry)
@@ -394,14 +399,16 @@ export class TierStack {
     }
   }
 
-  async #toFile(key: string, bytes: Buffer, early?: Promise<OpenedTemp>): Promise<boolean> {
+  async #toFile(key: string, bytes: Buffer, createdAt: number, early?: Promise<OpenedTemp>): Promise<boolean> {
     const counts = this.#p.counters.tiers.file!
     const started = performance.now()
     try {
       await this.file!.setBytes(key, bytes, early)
+      this.file!.changed(key, createdAt)
       counts.sets++
       return true
     } catch (error) {
+      this.#refusedByDisk(key, createdAt, error)
       this.#p.failures.writeFailed(error, 'file')
       return false
     } finally {
@@ -413,7 +420,9 @@ export class TierStack {
   async #dropFile(key: string, createdAt: number): Promise<false> {
     try {
       await this.file!.dropIfOlder(key, createdAt)
+      this.file!.changed(key, createdAt)
     } catch (error) {
+      this.#refusedByDisk(key, createdAt, error)
       this.#p.failures.writeFailed(error, 'file')
     }
     return false
@@ -514,7 +523,7 @@ export class TierStack {
     if (inMemory) tiers.memory!.deletes++
     this.#p.writeBack?.forget(key)
     const [inFile, inRedis] = await Promise.all([
-      this.file === undefined ? false : this.#removeFrom('file', () => this.file!.delete(key)),
+      this.file === undefined ? false : this.#removeFromFile(key, at),
       this.redis === undefined ? false : this.#removeFromRedis(key, at),
     ])
     // Redis may hold an entry this instance never read (no local copy): it was there too.
@@ -532,6 +541,33 @@ export class TierStack {
     )
     if (!deferred) this.#p.publish({ op: 'keys', keys: [[key, at]] })
     return removed
+  }
+
+  /**
+   * A change of `key` made at `at` that the disk refused. Under failOpen the caller is not
+   * told (a counted drop) and goes on as if it was made, so the entry it was to replace must
+   * not be served again (FileTier.refused). With `failOpen: false` the caller hears it failed
+   * (ERR_UNAVAILABLE) and the key stays as it was, as a failed write leaves it anywhere.
+   */
+  #refusedByDisk(key: string, at: number, error: unknown): void {
+    if (this.#p.options.failOpen && !isLarderError(error)) this.file!.refused(key, at)
+  }
+
+  /** Removes `key`'s entry file; one the disk would not remove is refused (#refusedByDisk). */
+  #removeFromFile(key: string, at: number): Promise<boolean> {
+    const file = this.file!
+    return this.#removeFrom(
+      'file',
+      async () => {
+        const deleted = await file.delete(key)
+        file.changed(key, at)
+        return deleted
+      },
+      (error) => {
+        this.#refusedByDisk(key, at, error)
+        this.#p.failures.writeFailed(error, 'file')
+      },
+    )
   }
 
   /** `failed`: what a failure means, instead of a counted drop (#defer). */
