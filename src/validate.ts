@@ -25,7 +25,8 @@ export function validateKey(key: unknown, field = 'key'): string {
 
 export function validateKeys(keys: unknown, field = 'keys'): string[] {
   if (!Array.isArray(keys)) throw new LarderError('ERR_INVALID_KEY', `Invalid ${field}: expected an array of keys`, { field })
-  return keys.map((key, i) => validateKey(key, `${field}[${i}]`))
+  // Array.from, not map: map skips a sparse array's holes, which must be refused as keys.
+  return Array.from(keys as unknown[], (key, i) => validateKey(key, `${field}[${i}]`))
 }
 
 const EMPTY: readonly string[] = Object.freeze([])
@@ -253,7 +254,8 @@ export interface ValidSetManyItem {
 export function validateSetManyItems(items: unknown): ValidSetManyItem[] {
   if (!Array.isArray(items))
     throw new LarderError('ERR_INVALID_VALUE', 'Invalid items: expected an array of { key, value, ttl?, tags? }', { field: 'items' })
-  return items.map((item: unknown, i) => {
+  // Array.from, not map: map skips a sparse array's holes, which must be refused as items.
+  return Array.from(items as unknown[], (item: unknown, i) => {
     const field = `items[${i}]`
     if (item === null || typeof item !== 'object')
       throw new LarderError('ERR_INVALID_VALUE', `Invalid ${field}: expected { key, value, ttl?, tags? }`, { field })

@@ -2,7 +2,7 @@ import { LarderError } from '../errors.js'
 import type { KeyOrder } from '../key-order.js'
 import type { ResolvedOptions } from '../options.js'
 import type { CreationClock } from '../store/creation-clock.js'
-import type { TierRead } from '../tiers/tier.js'
+import type { TierEntry, TierRead } from '../tiers/tier.js'
 import type { TierStack } from '../tiers/tier-stack.js'
 import type { CountedReads } from './counted-reads.js'
 import type { InFlight } from './in-flight.js'
@@ -74,7 +74,8 @@ export class GetOrSet {
       if (o.refreshAhead > 0) this.#p.refreshAhead.consider(key, memory, loader, o)
       return memory.value
     }
-    const joined = loads.joinable(key)
+    let joined = loads.joinable(key)
+    if (joined instanceof Promise) joined = await joined
     if (joined !== undefined) return this.#join(key, joined)
     const loaded = await loads.run(key, o.tags, clock.createdAt(o.tags), (flight) => this.#load(key, loader, o, flight))
     // Once the load is over (a refresh must not wait behind it).
@@ -92,8 +93,8 @@ export class GetOrSet {
     const found = await this.#p.reads.belowMemory(key, o.grace)
     if (found.found && !found.stale) return { value: found.value, cached: true, entry: found }
     // An earlier caller's loader, still running after its timeout: wait for it, not a second one.
-    const background = this.#p.loads.inBackground(key)
-    if (background !== undefined) return this.#awaitBackground(background.result, o, found)
+    const background = await this.#p.loads.inBackground(key)
+    if (background !== undefined) return this.#awaitBackground(key, flight, background.result, o, found)
     const shared = this.#p.shared
     // Redis just failed to answer the read (down, paused, slow): the lock's commands would wait
     // as long again before the loader runs; no lock is better than a late answer.
@@ -130,12 +131,12 @@ export class GetOrSet {
           const stored = loading.then((late) => this.#store(key, late, o, flight, through, started).then((loaded) => loaded.value))
           this.#p.loads.detach(key, flight, stored)
           void this.#p.inFlight.track(stored).catch((error: unknown) => this.#p.emitError(asError(error)))
-          return this.#timedOut(o, found)
+          return await this.#timedOut(key, flight, o, found)
         }
         value = answered.value
       }
     } catch (error) {
-      if (found.found) return { value: found.value, cached: false } // stale-if-error
+      if (found.found && (await this.#standsIn(key, flight, found))) return { value: found.value, cached: false } // stale-if-error
       throw error
     }
     return this.#store(key, value, o, flight, through, started)
@@ -151,31 +152,47 @@ export class GetOrSet {
     if (started !== undefined) write.redisFailedSince = started
     // What every later read returns, so this caller gets it too.
     write.value = readBackValue(options, write.serialized)
-    if (await loads.mayStore(key, flight)) await writes.change(key, () => writes.write(key, write))
+    // flight.superseded checked again after the await, in the turn the change is queued: a
+    // change of the key called while mayStore's answer was on its way is queued first, and
+    // this older value would undo it.
+    if ((await loads.mayStore(key, flight)) && !flight.superseded) await writes.change(key, () => writes.write(key, write))
     return { value: write.value, cached: false }
   }
 
   /** A caller whose load is another caller's background load: its value, within this call's
    *  own time limits (the load is not detached again: it is in the background already). */
-  async #awaitBackground(stored: Promise<unknown>, o: LoadOptions, found: TierRead): Promise<Loaded> {
+  async #awaitBackground(key: string, flight: Flight<Loaded>, stored: Promise<unknown>, o: LoadOptions, found: TierRead): Promise<Loaded> {
+    let answered: Awaited<ReturnType<typeof within<unknown>>>
     try {
       const limit = timeLimit(o, found)
       if (limit === undefined) return { value: await stored, cached: false }
-      const answered = await within(stored, limit)
-      return answered.settled ? { value: answered.value, cached: false } : this.#timedOut(o, found)
+      answered = await within(stored, limit)
     } catch (error) {
-      if (found.found) return { value: found.value, cached: false } // stale-if-error
+      if (found.found && (await this.#standsIn(key, flight, found))) return { value: found.value, cached: false } // stale-if-error
       throw error
     }
+    return answered.settled ? { value: answered.value, cached: false } : await this.#timedOut(key, flight, o, found)
+  }
+
+  /** Whether the value within grace this load read (if any) may stand in for its loader's
+   *  (Loads.mayStandIn: not after a change of the key or its tags). */
+  #standsIn(key: string, flight: Flight<Loaded>, found: TierEntry): Promise<boolean> {
+    return this.#p.loads.mayStandIn(key, flight, found)
   }
 
   /** A load past its time limit: the value within grace, or ERR_TIMEOUT. */
-  #timedOut(o: LoadOptions, found: TierRead): Loaded {
-    if (found.found) return { value: found.value, cached: false }
+  async #timedOut(key: string, flight: Flight<Loaded>, o: LoadOptions, found: TierRead): Promise<Loaded> {
+    if (found.found && (await this.#standsIn(key, flight, found))) return { value: found.value, cached: false }
+    const [field, ms] =
+      found.found && o.timeout !== undefined && (o.hardTimeout === undefined || o.timeout <= o.hardTimeout)
+        ? ['timeout', o.timeout]
+        : ['hardTimeout', o.hardTimeout]
     throw new LarderError(
       'ERR_TIMEOUT',
-      `getOrSet: the loader did not answer within hardTimeout (${o.hardTimeout} ms); its value is stored when it comes`,
-      { field: 'hardTimeout' },
+      field === 'timeout'
+        ? `getOrSet: the loader did not answer within timeout (${ms} ms), and the value within grace was changed or invalidated since; the loader's value is stored when it comes`
+        : `getOrSet: the loader did not answer within hardTimeout (${ms} ms); its value is stored when it comes`,
+      { field },
     )
   }
 

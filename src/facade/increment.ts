@@ -1,5 +1,6 @@
 import { LarderError } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
+import type { CreationClock } from '../store/creation-clock.js'
 import type { MemoryTier } from '../tiers/memory-tier.js'
 import { MISS } from '../tiers/tier.js'
 import type { StackRead, TierStack } from '../tiers/tier-stack.js'
@@ -12,6 +13,7 @@ export interface IncrementParts {
   stack: TierStack
   writes: OrderedWrites
   failures: Failures
+  clock: CreationClock
 }
 
 /**
@@ -32,6 +34,9 @@ export function incrementInOrder(p: IncrementParts, key: string, delta: number):
     )
   }
   return p.writes.change(key, async () => {
+    // The result is stamped as of the read (set's readAt), not after it: an invalidation of its
+    // tags that lands while the read is on its way makes it stale, as it does the value read.
+    const readAt = p.clock.stamp()
     const memory = p.memory?.get(key) ?? MISS
     const found: StackRead = memory.found ? memory : await p.stack.lookup(key, 0)
     let current = 0
@@ -55,7 +60,7 @@ export function incrementInOrder(p: IncrementParts, key: string, delta: number):
       p.failures.dropped(p.stack.file !== undefined ? 'file' : 'redis')
       return next
     }
-    const write = p.writes.prepare(next, undefined, found.found ? found.tags : [], found.found ? found.grace : 0)
+    const write = p.writes.prepare(next, undefined, found.found ? found.tags : [], found.found ? found.grace : 0, 'value', readAt)
     if (found.found) write.expiresAt = found.expiresAt
     await p.writes.write(key, write)
     return next

@@ -43,6 +43,8 @@ export class Loads<T> {
    *  `hardTimeout`): one per key, until the loader settles; `result` is the value stored.
    *  Later getOrSet calls of the key wait for it instead of calling their loader again. */
   readonly #background = new Map<string, Flight<unknown>>()
+  /** Loads of keys by a batch loader (warm.ts): never joined, superseded like the others. */
+  readonly #batched = new Map<string, Flight<unknown>>()
   readonly #tagsStale: (tags: readonly string[], createdAt: number) => boolean
   readonly #changes: KeyChanges | undefined
 
@@ -54,10 +56,19 @@ export class Loads<T> {
     this.#changes = changes
   }
 
-  /** The load of `key` a caller may join: in progress and not invalidated since it began. */
-  joinable(key: string): Flight<T> | undefined {
+  /** The load of `key` a caller may join: in progress, and neither its tags invalidated nor
+   *  its key changed (by any process sharing the directory) since it began. Resolves at once
+   *  (no promise) when no load is in progress. */
+  joinable(key: string): Flight<T> | undefined | Promise<Flight<T> | undefined> {
     const flight = this.#flights.get(key)
-    return flight !== undefined && !this.invalidatedSince(flight) ? flight : undefined
+    if (flight === undefined || this.invalidatedSince(flight)) return undefined
+    return this.#unchanged(key, flight)
+  }
+
+  /** `flight`, unless another process changed `key` since it began (undefined then). */
+  #unchanged<F extends Flight<unknown>>(key: string, flight: F): F | Promise<F | undefined> {
+    if (this.#changes === undefined) return flight
+    return this.#changes.changedSince(flight.mark, key).then((changed) => (changed || flight.superseded ? undefined : flight))
   }
 
   /** Starts a load of `key` (run receives its flight, to stamp what it stores) and forgets it
@@ -91,10 +102,12 @@ export class Loads<T> {
     stored.then(done, done)
   }
 
-  /** `key`'s background load, while it may still store (see detach). */
-  inBackground(key: string): Flight<unknown> | undefined {
+  /** `key`'s background load, while it may still store (see detach): not superseded, and
+   *  neither its tags invalidated nor its key changed by another process since it began. */
+  async inBackground(key: string): Promise<Flight<unknown> | undefined> {
     const flight = this.#background.get(key)
-    return flight !== undefined && !flight.superseded && !this.invalidatedSince(flight) ? flight : undefined
+    if (flight === undefined || flight.superseded || this.invalidatedSince(flight)) return undefined
+    return this.#unchanged(key, flight)
   }
 
   /** Whether a load or a refresh of `key` is in progress (a refresh would be one too many). */
@@ -116,9 +129,26 @@ export class Loads<T> {
     }
   }
 
+  /** Begins the load of `key` by a batch loader (warm), stamped like a load: the caller asks
+   *  mayStore before it stores, and ends it (`endBatched`) either way. */
+  beginBatched(key: string, createdAt: number): Flight<unknown> {
+    const flight: Flight<unknown> = { tags: [], createdAt, superseded: false, mark: this.#changes?.mark(), result: Promise.resolve() }
+    // A second batch load of the key (another warm): the later one stores, the earlier not.
+    const earlier = this.#batched.get(key)
+    if (earlier !== undefined) earlier.superseded = true
+    this.#batched.set(key, flight)
+    return flight
+  }
+
+  endBatched(key: string, flight: Flight<unknown>): void {
+    this.#changes?.release(flight.mark)
+    flight.mark = undefined
+    if (this.#batched.get(key) === flight) this.#batched.delete(key)
+  }
+
   /** Closing: no refresh or background load in progress stores anything. */
   supersedeRefreshes(): void {
-    for (const flights of [this.#refreshes, this.#background]) {
+    for (const flights of [this.#refreshes, this.#background, this.#batched]) {
       for (const flight of flights.values()) flight.superseded = true
       flights.clear()
     }
@@ -133,6 +163,19 @@ export class Loads<T> {
     return !flight.superseded
   }
 
+  /**
+   * Whether `found`, the value within grace a load read before its loader ran, may still stand
+   * in for the loader's value (its failure, or a `timeout`): not if a change of the key or its
+   * tags (by any process) came since the load began, nor if the entry's own tags were
+   * invalidated since it was written. Grace never serves an invalidated value.
+   */
+  async mayStandIn(key: string, flight: Flight<unknown>, found: { createdAt: number; tags: readonly string[] }): Promise<boolean> {
+    if (flight.superseded || this.invalidatedSince(flight)) return false
+    if (found.tags.length > 0 && this.#tagsStale(found.tags, found.createdAt)) return false
+    if (this.#changes !== undefined && (await this.#changes.changedSince(flight.mark, key))) return false
+    return !flight.superseded
+  }
+
   /** Whether a tag of the load was invalidated, by any process, since the load began. */
   invalidatedSince(flight: Flight<unknown>): boolean {
     return flight.tags.length > 0 && this.#tagsStale(flight.tags, flight.createdAt)
@@ -141,7 +184,7 @@ export class Loads<T> {
   /** A change of `key` was called: its load in progress must not store, and callers after the
    *  change must not join it. */
   supersede(key: string): void {
-    for (const flights of [this.#flights, this.#refreshes, this.#background] as Map<string, Flight<unknown>>[]) {
+    for (const flights of [this.#flights, this.#refreshes, this.#background, this.#batched] as Map<string, Flight<unknown>>[]) {
       const flight = flights.get(key)
       if (flight === undefined) continue
       flight.superseded = true
@@ -151,7 +194,7 @@ export class Loads<T> {
 
   /** Every load carrying one of `tags` began before their invalidation. */
   supersedeTagged(tags: readonly string[]): void {
-    for (const flights of [this.#flights, this.#refreshes, this.#background] as Map<string, Flight<unknown>>[])
+    for (const flights of [this.#flights, this.#refreshes, this.#background, this.#batched] as Map<string, Flight<unknown>>[])
       for (const [key, flight] of flights) {
         if (flight.tags.some((t) => tags.includes(t))) this.supersede(key)
       }

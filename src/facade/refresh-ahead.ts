@@ -1,4 +1,5 @@
 import type { EventEmitter } from 'node:events'
+import { LarderError } from '../errors.js'
 import type { Counters } from '../stats/counters.js'
 import type { CreationClock } from '../store/creation-clock.js'
 import type { TierEntry } from '../tiers/tier.js'
@@ -128,10 +129,23 @@ export class RefreshAhead {
     const { writes, loads } = this.#p
     try {
       const value = await loader()
-      if (value === undefined) return 'failed'
+      if (value === undefined) {
+        this.#p.emitError(
+          new LarderError(
+            'ERR_INVALID_VALUE',
+            `refresh-ahead of ${JSON.stringify(key)}: the loader resolved to undefined; the old value is kept`,
+            {
+              field: 'loader',
+            },
+          ),
+        )
+        return 'failed'
+      }
       // Read back as a set's value is (facade/prepare.ts storedEntry): nobody waits for it here.
       const write = writes.prepare(value, o.ttl, flight.tags, o.grace, 'value', flight.createdAt)
-      if (!(await loads.mayStore(key, flight))) return 'superseded'
+      // Checked again after the await, in the turn the change is queued: a change of the key
+      // called while mayStore's answer was on its way is queued first, and would be undone.
+      if (!(await loads.mayStore(key, flight)) || flight.superseded) return 'superseded'
       await writes.change(key, () => writes.write(key, write))
       return 'refreshed'
     } catch (error) {

@@ -1,5 +1,7 @@
 import { Slots } from '../batch-slots.js'
+import type { CreationClock } from '../store/creation-clock.js'
 import type { TierStack } from '../tiers/tier-stack.js'
+import type { Loads } from './loads.js'
 import type { OrderedWrites } from './ordered-writes.js'
 
 /** What `warm()` did. */
@@ -12,6 +14,9 @@ export interface WarmReport {
   loaded: number
   /** Keys neither found nor loaded (the loader failed, or had nothing for them). */
   failed: number
+  /** Keys changed (set, deleted, cleared, their tags invalidated, by any process) while the
+   *  loader ran: what it gave for them is older than that change, and was not stored. */
+  superseded: number
 }
 
 /** Keys handed to one loader call. */
@@ -22,6 +27,10 @@ export interface WarmParts {
   stack: TierStack
   /** Where a loaded value is stored, as set() stores it, in call order. */
   writes: OrderedWrites
+  /** Each key's load, stamped when the loader is called and superseded by a change of the key
+   *  (getOrSet's rule): a value loaded before a change is never stored over it. */
+  loads: Loads<unknown>
+  clock: CreationClock
 }
 
 /**
@@ -31,10 +40,10 @@ export interface WarmParts {
  * for none), and those are stored.
  */
 export async function warm(
-  { stack, writes }: WarmParts,
+  { stack, writes, loads, clock }: WarmParts,
   { keys, loader, concurrency }: { keys: readonly string[]; loader: ((keys: string[]) => unknown) | undefined; concurrency: number },
 ): Promise<WarmReport> {
-  const report: WarmReport = { warmed: 0, fromShared: 0, loaded: 0, failed: 0 }
+  const report: WarmReport = { warmed: 0, fromShared: 0, loaded: 0, failed: 0, superseded: 0 }
   const missing: string[] = []
   const slots = new Slots(concurrency)
   await Promise.all(
@@ -50,6 +59,7 @@ export async function warm(
   )
   for (let i = 0; i < missing.length; i += LOADER_BATCH) {
     const batch = missing.slice(i, i + LOADER_BATCH)
+    const flights = batch.map((key) => loads.beginBatched(key, clock.createdAt([])))
     let values: unknown
     try {
       values = loader === undefined ? undefined : await loader(batch)
@@ -59,17 +69,27 @@ export async function warm(
     await Promise.all(
       batch.map((key, at) =>
         slots.run(async () => {
-          const value = valueOf(values, key, at)
-          if (value === undefined) {
-            report.failed++
-            return
-          }
+          const flight = flights[at]!
           try {
-            await writes.change(key, () => writes.write(key, writes.prepare(value, undefined, [], 0)))
+            const value = valueOf(values, key, at)
+            if (value === undefined) {
+              report.failed++
+              return
+            }
+            const write = writes.prepare(value, undefined, [], 0, 'value', flight.createdAt)
+            // flight.superseded again after the await: a change called while mayStore's
+            // answer was on its way is queued first, and this older value would undo it.
+            if (!(await loads.mayStore(key, flight)) || flight.superseded) {
+              report.superseded++
+              return
+            }
+            await writes.change(key, () => writes.write(key, write))
             report.loaded++
             report.warmed++
           } catch {
             report.failed++
+          } finally {
+            loads.endBatched(key, flight)
           }
         }),
       ),

@@ -259,6 +259,9 @@ export class RedisTier {
   #expiry(expiresAt: number, grace: number): number {
     const ttl = this.#p.redis.ttl
     let until = expiresAt === 0 ? 0 : expiresAt + grace
+    // Past 2^53 ms (some 285,000 years) an expiry is never: PXAT refuses a time an int64 cannot
+    // hold, and every refusal would count against the Redis breaker.
+    if (until > Number.MAX_SAFE_INTEGER) until = 0
     if (until === 0 && ttl === 0) return 0 // never: no clock read
     const now = Date.now()
     if (ttl > 0 && (until === 0 || until > now + ttl)) until = now + ttl
