@@ -86,8 +86,10 @@ export interface BreakerOptions {
   resetTimeout?: Duration
   /** Length of the rolling statistics window. Default 10 s. */
   rollingCountTimeout?: Duration
-  /** Fail a disk operation that takes longer than this; 0 (default) disables it, since
-   *  a timer per operation costs more than most reads on a healthy disk. */
+  /** Fail a disk read that takes longer than this (a miss, counted toward opening the
+   *  breaker); 0 (default) disables it, since a timer per operation costs more than most reads
+   *  on a healthy disk. Writes, streams and removals are never timed out: one answered while it
+   *  went on would land after its caller heard it failed (resilience/disk-breaker.ts). */
   timeout?: Duration
 }
 

@@ -6,7 +6,7 @@ import type { KeyOrder } from '../key-order.js'
 import type { ResolvedOptions } from '../options.js'
 import type { Counters, TierName } from '../stats/counters.js'
 import { expiryOf, justAfter, type CreationClock } from '../store/creation-clock.js'
-import type { StreamSource } from '../store/stream-writer.js'
+import { ClearedMidStream, type StreamSource } from '../store/stream-writer.js'
 import type { FileTier } from '../tiers/file-tier.js'
 import type { MemoryTier } from '../tiers/memory-tier.js'
 import type { TierStack } from '../tiers/tier-stack.js'
@@ -140,6 +140,10 @@ export class OrderedWrites {
           }
         } catch (error) {
           if (error instanceof SourceError) throw error.original
+          if (error instanceof ClearedMidStream) {
+            counters.counts.dropped++ // cleared before it landed: as if it had landed first
+            return
+          }
           if (input instanceof Readable && !input.destroyed) input.destroy()
           if (abort.signal.aborted && error === abort.signal.reason) {
             // close() gave up waiting for it: nothing was stored, the temp file is gone.

@@ -103,6 +103,31 @@ export class DiskBreaker {
 
   run<T>(op: () => T | Promise<T>): Promise<T> {
     if (!this.#direct || !this.#breaker.closed) return this.#breaker.fire(op) as Promise<T>
+    return this.#runDirect(op)
+  }
+
+  /**
+   * `run` for a change of the disk (a write, a stream, a removal, a clear): never answered
+   * before it has ended. opossum's `timeout` answers its caller while the action goes on; a
+   * write answered so would land later, after its caller was told it failed and the key's
+   * order had moved on (over a later write), and a slow healthy upload would count as a
+   * failing disk. So while the breaker is closed a change runs as the fast path does, untimed
+   * whatever `timeout` says (its failure still goes through fire(), and counts); open, it is
+   * refused; half-open, it is the trial, and if opossum's timer answers first, the caller
+   * still waits for the change's own outcome.
+   */
+  runChange<T>(op: () => T | Promise<T>): Promise<T> {
+    if (this.#breaker.closed) return this.#runDirect(op)
+    let started: Promise<T> | undefined
+    const fired = this.#breaker.fire(() => (started = Promise.resolve(op()))) as Promise<T>
+    return fired.catch((error: unknown) => {
+      if (started === undefined) throw error // refused, or threw before it began
+      return started
+    })
+  }
+
+  /** The fast path: `op` run here, its outcome fed to opossum as fire() would (see the class). */
+  #runDirect<T>(op: () => T | Promise<T>): Promise<T> {
     let result: T | Promise<T>
     try {
       result = op()

@@ -16,7 +16,7 @@ import {
 import { encodeFrame, FRAME_BYTES } from '../format/frames.js'
 import { commit, openTemp, writeAll } from './atomic-write.js'
 import { returnBlock, takeBlock } from './block-pool.js'
-import { disk } from './disk.js'
+import { disk, errorCode } from './disk.js'
 import type { OwnedTree } from './owned-tree.js'
 
 export type StreamSource = AsyncIterable<Uint8Array | string> | NodeJS.ReadableStream
@@ -60,6 +60,15 @@ export interface StreamWriteResult {
   storedLength: number
   logicalLength: number
   fileBytes: number
+}
+
+/** A stream whose temp file a clear() took away before its rename: nothing stored, and not a
+ *  failure of the disk (the caller's change was cleared, as if it had landed just before). */
+export class ClearedMidStream extends Error {
+  constructor(options: { cause: unknown }) {
+    super('the entry was cleared while it was being written', options)
+    this.name = 'ClearedMidStream'
+  }
 }
 
 function toChunk(value: unknown): Buffer {
@@ -122,36 +131,16 @@ export async function writeEntryStream(
     }
   }
 
-  // Bytes are cut into FRAME_BYTES blocks; each becomes a frame (compressed or raw).
+  // Bytes are cut into FRAME_BYTES blocks; each becomes a frame (compressed or raw). Each
+  // chunk is copied into the block as it arrives, never held by reference across the next
+  // pull: a source may refill one buffer between yields (a read-into-buffer loop), and what it
+  // yielded must be what is stored. Framed, each block is a new one (zlib or the cipher holds
+  // it); unframed, a block is only written, so blocks come from the pool (block-pool.ts): the
+  // source's chunks die young and no block is allocated per MiB. A pooled block yielded is the
+  // consumer's until it gives it back (after its write completed).
   let logicalLength = 0
-  async function* blocks(): AsyncGenerator<Buffer> {
-    let parts: Buffer[] = []
-    let held = 0
-    for (;;) {
-      const step = await next()
-      if (step.done) break
-      let chunk = toChunk(step.value)
-      logicalLength += chunk.length
-      while (held + chunk.length >= FRAME_BYTES) {
-        const take = FRAME_BYTES - held
-        parts.push(chunk.subarray(0, take))
-        yield Buffer.concat(parts, FRAME_BYTES)
-        chunk = chunk.subarray(take)
-        parts = []
-        held = 0
-      }
-      if (chunk.length > 0) {
-        parts.push(chunk)
-        held += chunk.length
-      }
-    }
-    if (held > 0) yield Buffer.concat(parts, held)
-  }
-  // Unframed, a block is only written: each chunk is copied into a spare block as it arrives
-  // (block-pool.ts), so the source's chunks die young and no block is allocated per MiB. A
-  // block yielded is the consumer's until it gives it back (after its write completed).
-  async function* pooledBlocks(): AsyncGenerator<Buffer> {
-    let block = takeBlock()
+  async function* cut(take: () => Buffer, giveBack?: (block: Buffer) => void): AsyncGenerator<Buffer> {
+    let block = take()
     let held = 0
     for (;;) {
       const step = await next()
@@ -164,14 +153,16 @@ export async function writeEntryStream(
         at += copied
         if (held === FRAME_BYTES) {
           yield block
-          block = takeBlock()
+          block = take()
           held = 0
         }
       }
     }
     if (held > 0) yield block.subarray(0, held)
-    else returnBlock(block) // taken, never filled
+    else giveBack?.(block) // taken, never filled
   }
+  const blocks = (): AsyncGenerator<Buffer> => cut(() => Buffer.allocUnsafe(FRAME_BYTES))
+  const pooledBlocks = (): AsyncGenerator<Buffer> => cut(takeBlock, returnBlock)
   const compression = options.compression
   const { sealing } = options
   const framed = compression !== Compression.None || sealing !== undefined
@@ -262,7 +253,14 @@ export async function writeEntryStream(
     await handle.close()
     signal?.throwIfAborted()
     options.beforeRename?.()
-    await commit(tree, temp, file)
+    try {
+      await commit(tree, temp, file)
+    } catch (error) {
+      // The temp file went from under the rename: its partition was moved away by a clear()
+      // (of any process) while the stream flowed. Not a failing disk: the clear won.
+      if (errorCode(error) === 'ENOENT') throw new ClearedMidStream({ cause: error })
+      throw error
+    }
     options.trackTemp(temp, false)
   } catch (error) {
     clearInterval(heartbeat)

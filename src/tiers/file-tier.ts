@@ -231,7 +231,7 @@ export class FileTier implements Tier {
     try {
       const freshness = await this.#freshness(found, file, grace)
       if (freshness === 'gone') return MISS
-      this.#boundForGet(found, key)
+      await this.#boundForGet(found, key)
       const entry = await this.#verifiedValue(found)
       if (freshness === 'fresh') this.#used(file, found.mtimeMs)
       return { found: true, stale: freshness === 'stale', ...entry }
@@ -397,7 +397,7 @@ export class FileTier implements Tier {
       // eslint-disable-next-line @typescript-eslint/await-thenable -- the point is the one-microtask yield described above
       await undefined
       const overlap = this.#writing > 1
-      previous = await this.#p.breaker.run(() => {
+      previous = await this.#p.breaker.runChange(() => {
         const before = disk.lstatSync(target, { throwIfNoEntry: false })
         this.#p.changes.announce(key)
         handedOver = true
@@ -460,7 +460,7 @@ export class FileTier implements Tier {
    *  key then): a newer one stays. Throws disk failures. */
   async dropIfOlder(key: string, at: number): Promise<void> {
     const file = this.#fileOf(key)
-    const removed = await this.#p.breaker.run(async () => {
+    const removed = await this.#p.breaker.runChange(async () => {
       const found = await this.#probe(file, key)
       if (found === undefined) return undefined
       await found.opened?.handle.close()
@@ -481,7 +481,7 @@ export class FileTier implements Tier {
     const file = this.#fileOf(key)
     let previous: number | undefined
     const { options } = this.#p
-    const result = await this.#p.breaker.run(() =>
+    const result = await this.#p.breaker.runChange(() =>
       writeEntryStream(
         this.#layout.tree,
         file,
@@ -512,7 +512,7 @@ export class FileTier implements Tier {
   /** Removes `key`'s entry; true if a live one was there. Throws disk failures. */
   async delete(key: string): Promise<boolean> {
     const file = this.#fileOf(key)
-    const removed = await this.#p.breaker.run(async () => {
+    const removed = await this.#p.breaker.runChange(async () => {
       // Another key's entry that shares the hash is not ours to delete: probe checks the key.
       let found = await this.#probe(file, key)
       if (found === undefined) {
@@ -547,7 +547,7 @@ export class FileTier implements Tier {
    */
   async clear(): Promise<void> {
     const { tree, versionDir, namespaceDir } = this.#layout
-    await this.#p.breaker.run(async () => {
+    await this.#p.breaker.runChange(async () => {
       tree.dirSync(namespaceDir)
       const partitions = disk.readdirSync(namespaceDir).filter((name) => PARTITION_NAME.test(name))
       // The running totals start again from zero before the partitions go, not after: other
@@ -584,7 +584,7 @@ export class FileTier implements Tier {
 
   /** Records that `tags` are invalid as of `at`, for every process. Throws disk failures. */
   async invalidateTags(tags: readonly string[], at: number): Promise<void> {
-    await this.#p.breaker.run(() => this.#p.tags.invalidate(tags, at))
+    await this.#p.breaker.runChange(() => this.#p.tags.invalidate(tags, at))
   }
 
   /** Removes the temp files of streams still being written. Sync: runs at exit. */
@@ -665,7 +665,16 @@ export class FileTier implements Tier {
     }
     if ((found.head.compression as Compression) === Compression.Zstd && !zstdAvailable()) {
       // Written by a Node with zstd (22.15+), read by one without: a miss for this process, but
-      // a valid entry for the others sharing the directory, so it stays.
+      // a valid entry for the others sharing the directory, so it stays. Only if its checksum
+      // says so: one flipped bit turns "none" into "zstd", and a damaged entry is removed.
+      if (found.opened !== undefined) {
+        try {
+          await checkOpenedEntry(found.opened)
+        } catch (error) {
+          await found.opened.handle.close()
+          return await this.#corruptOrThrow(error, file, key, found.ino)
+        }
+      }
       await found.opened?.handle.close()
       return undefined
     }
@@ -693,10 +702,14 @@ export class FileTier implements Tier {
    * is corrupt; one over maxValueSize is refused with ERR_TOO_LARGE (the entry is fine, and
    * getStream serves it: this is the caller's choice of API, not a fault of the disk or entry).
    */
-  #boundForGet(found: Probe, key: string): void {
+  async #boundForGet(found: Probe, key: string): Promise<void> {
     this.#checkLengths(found)
     const max = this.#p.options.maxValueSize
     if (found.logicalLength > max) {
+      // The length is the trailer's, not yet checked: a damaged one (a flipped bit) must be a
+      // corrupt miss, not a refusal thrown at the caller on every read. The whole file is
+      // checked first (one pass, bounded memory), on this path alone.
+      if (found.opened !== undefined) await checkOpenedEntry(found.opened)
       throw new LarderError(
         'ERR_TOO_LARGE',
         `Value of key ${JSON.stringify(key.length > 200 ? key.slice(0, 200) + '…' : key)} is ${found.logicalLength} bytes, more than maxValueSize (${max}) allows get() to hold: read it with getStream()`,

@@ -1,0 +1,150 @@
+/**
+ * Streams and large entries at their edges (an adversarial review, 2026-12-05): the breaker's
+ * `timeout` never answers a write that goes on, a damaged trailer or codec byte is a counted
+ * corrupt miss (never a refusal thrown at the caller, never an uncounted miss left in place),
+ * a source that refills one buffer is stored as it yielded it, and a clear() racing a stream
+ * is not a failing disk.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import fs from 'node:fs'
+import { setTimeout as delay } from 'node:timers/promises'
+import { Larder } from '../src/index.ts'
+import { entryFiles, tempDir } from './helpers.ts'
+
+/** The one entry file of a cache directory. */
+function onlyEntry(dir: string): string {
+  const files = entryFiles(dir)
+  assert.equal(files.length, 1, `one entry file (${files.join(', ')})`)
+  return files[0]!
+}
+
+test('breaker.timeout: a stream slower than it is stored, answered only once it is, and counts as no failure', async () => {
+  const dir = tempDir()
+  const cache = await Larder.open({ dir, breaker: { timeout: '50ms' } })
+  const states: string[] = []
+  cache.on('breaker', (state) => states.push(state))
+  async function* slow(tag: string): AsyncGenerator<Buffer> {
+    for (let i = 0; i < 4; i++) {
+      await delay(40)
+      yield Buffer.from(`${tag}:${i};`)
+    }
+  }
+  for (let round = 0; round < 6; round++) await cache.setStream(`slow${round}`, slow(`r${round}`))
+  assert.deepEqual(states, [], 'slow healthy writes never open the breaker')
+  const stats = await cache.stats()
+  assert.equal(stats.dropped, 0)
+  assert.equal(stats.errors, 0)
+  // A set called after the stream resolved is never overwritten by it afterwards.
+  const streaming = cache.setStream('k', slow('OLD'))
+  await streaming
+  await cache.set('k', 'NEW')
+  await delay(250)
+  assert.equal(await cache.get('k'), 'NEW')
+  const stream = await cache.getStream('slow5')
+  assert.equal(Buffer.concat(await stream!.toArray()).toString(), 'r5:0;r5:1;r5:2;r5:3;')
+  await cache.close()
+})
+
+test('a flipped bit in the trailer that claims a value over maxValueSize: get is a counted corrupt miss and the file goes, not ERR_TOO_LARGE', async () => {
+  const dir = tempDir()
+  const rows = Array.from({ length: 12_000 }, (_, i) => ({
+    id: i,
+    name: `user${i}`,
+    email: `u${(i * 7919) % 100_003}@example.com`,
+    score: Math.sin(i),
+  }))
+  const writer = await Larder.open({ dir, maintenance: false })
+  await writer.set('rows', rows)
+  await writer.close()
+  const file = onlyEntry(dir)
+  const bytes = fs.readFileSync(file)
+  bytes[bytes.length - 24 + 3]! ^= 0x08 // the logical length's bits 24..31: +128 MiB
+  fs.writeFileSync(file, bytes)
+  const cache = await Larder.open({ dir, maintenance: false })
+  const reports: string[] = []
+  cache.on('corrupt', (report) => reports.push(report.reason))
+  assert.equal(await cache.get('rows'), undefined)
+  assert.equal((await cache.stats()).corrupt, 1)
+  assert.equal(reports.length, 1)
+  assert.equal(fs.existsSync(file), false, 'the damaged entry is removed')
+  assert.equal(await cache.getOrSet('rows', () => 'reloaded'), 'reloaded')
+  await cache.close()
+})
+
+test('an entry too large for get, undamaged, is still refused with ERR_TOO_LARGE and kept', async () => {
+  const dir = tempDir()
+  const cache = await Larder.open({ dir, maintenance: false, maxValueSize: '100KB', compression: 'none' })
+  await cache.setStream('big', [randomBytes(300_000)])
+  await assert.rejects(cache.get('big'), { code: 'ERR_TOO_LARGE' })
+  assert.equal((await cache.stats()).corrupt, 0)
+  assert.equal(entryFiles(dir).length, 1)
+  await cache.close()
+})
+
+test('one flipped bit that makes a large plain entry claim zstd: a counted corrupt miss, removed (with or without zstd in this Node)', async () => {
+  const dir = tempDir()
+  const writer = await Larder.open({ dir, maintenance: false, compression: 'none' })
+  await writer.setStream('art', [randomBytes(3 << 20)])
+  await writer.close()
+  const file = onlyEntry(dir)
+  const bytes = fs.readFileSync(file)
+  assert.equal(bytes[6], 0, 'the compression byte says none')
+  bytes[6] = 4 // zstd
+  fs.writeFileSync(file, bytes)
+  const cache = await Larder.open({ dir, maintenance: false, compression: 'none' })
+  const stream = await cache.getStream('art')
+  if (stream !== undefined) await assert.rejects(stream.toArray(), { code: 'ERR_CORRUPT' })
+  assert.equal((await cache.stats()).corrupt, 1)
+  assert.equal(fs.existsSync(file), false)
+  await cache.close()
+})
+
+for (const [label, options] of [
+  ['deflate', {}],
+  ['encrypted', { compression: 'none' as const, encryption: { keys: { k1: randomBytes(32).toString('base64') }, activeKey: 'k1' } }],
+] as const) {
+  test(`setStream (${label}): a source that refills one buffer between yields is stored as it yielded it`, async () => {
+    const cache = await Larder.open({ dir: tempDir(), ...options })
+    const buffer = Buffer.alloc(64 * 1024)
+    const yielded: Buffer[] = []
+    async function* refilling(): AsyncGenerator<Buffer> {
+      for (let i = 0; i < 40; i++) {
+        buffer.fill(i % 251)
+        yielded.push(Buffer.from(buffer))
+        yield buffer
+        await delay(0)
+      }
+    }
+    await cache.setStream('k', refilling())
+    const stream = await cache.getStream('k')
+    assert.ok(Buffer.concat(await stream!.toArray()).equals(Buffer.concat(yielded)))
+    await cache.close()
+  })
+}
+
+test('a clear() by another instance while a stream flows: the stream is dropped, not a failing disk (failOpen false resolves too)', async () => {
+  const dir = tempDir()
+  const cache = await Larder.open({ dir, failOpen: false })
+  const other = await Larder.open({ dir })
+  await cache.set('kept', 1) // its partition exists before the stream starts
+  let cleared = false
+  async function* source(): AsyncGenerator<Buffer> {
+    for (let i = 0; i < 6; i++) {
+      if (i === 3 && !cleared) {
+        await other.clear()
+        cleared = true
+      }
+      yield randomBytes(400_000)
+    }
+  }
+  await cache.setStream('art', source())
+  assert.equal(cleared, true)
+  const stats = await cache.stats()
+  assert.equal(stats.errors, 0, 'not counted as a disk error')
+  assert.equal(stats.tiers?.file?.breaker?.failures ?? 0, 0)
+  assert.equal(await cache.getStream('art'), undefined, 'nothing stored: the clear won')
+  await other.close()
+  await cache.close()
+})
