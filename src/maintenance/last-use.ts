@@ -59,7 +59,7 @@ export class LastUse {
     if (now - mtimeMs >= this.#touchAfter || (pruning !== undefined && !pruning.has(file))) {
       this.#pending.delete(file)
       pruning?.add(file)
-      touch(file, now)
+      touch(file, now, false)
       return
     }
     this.#pending.set(file, now)
@@ -157,7 +157,9 @@ export function touchIfOlder(files: readonly string[], times: readonly number[])
     if (!isReal) continue
     try {
       const stat = disk.lstatSync(file, { throwIfNoEntry: false })
-      if (stat?.isFile() === true && stat.mtimeMs < times[i]!) touched += touch(file, times[i]!) ? 1 : 0
+      // One name only: a hard link at an entry's name is a file that is also elsewhere, and
+      // its mtime is not ours to set.
+      if (stat?.isFile() === true && stat.nlink === 1 && stat.mtimeMs < times[i]!) touched += touch(file, times[i]!, true) ? 1 : 0
     } catch {
       // gone or unreadable: skipped
     }
@@ -169,8 +171,15 @@ function writeBatch(batch: Map<string, number>): void {
   if (batch.size > 0) touchIfOlder([...batch.keys()], [...batch.values()])
 }
 
-function touch(file: string, at: number): boolean {
+/** Sets `file`'s mtime to `at`; `checked`: the caller has seen it is a file of one name. */
+function touch(file: string, at: number, checked: boolean): boolean {
   try {
+    if (!checked) {
+      // One name only: a hard link (a `cp -al` snapshot of the cache, or one planted) shares
+      // its inode, and so its mtime, with a file outside the cache.
+      const stat = disk.lstatSync(file, { throwIfNoEntry: false })
+      if (stat?.isFile() !== true || stat.nlink !== 1) return false
+    }
     disk.lutimesSync(file, at / 1000, at / 1000) // never through a link swapped in since the read
     return true
   } catch {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { errorCode } from '../store/disk.js'
+import { errorCode, isNoSpace } from '../store/disk.js'
 import { readSmallFileSync } from '../store/small-file.js'
 
 /**
@@ -56,18 +56,26 @@ export function tryLock(lockDir: string, modes: { dir: number; file: number }): 
 function hold(lockDir: string, fileMode: number): () => void {
   const token = randomBytes(9).toString('base64url')
   const owner: Owner = { pid: process.pid, host: os.hostname(), token }
+  // The directory made, by its inode: the refresh and the release touch and remove only it,
+  // never a link or another directory put in its place while it was held (a prune can hold
+  // it for minutes).
+  const ino = fs.lstatSync(lockDir).ino
   try {
     // O_EXCL: a name nothing else has in a directory we just made; never follows a link.
     fs.writeFileSync(path.join(lockDir, OWNER), JSON.stringify(owner), { flag: 'wx', mode: fileMode })
   } catch (error) {
-    removeQuietly(lockDir)
-    throw error
+    // A full disk: held without an owner (judged by its age alone, and refreshed below), for
+    // the prune or clear that frees space must be able to run on it.
+    if (!isNoSpace(error)) {
+      removeQuietly(lockDir, ino)
+      throw error
+    }
   }
   held.add(token)
   const refresh = setInterval(() => {
     const now = new Date()
     try {
-      fs.utimesSync(lockDir, now, now)
+      if (isHeldDir(lockDir, ino)) fs.lutimesSync(lockDir, now, now)
     } catch {
       // a failing disk: the lock may go stale and be taken over; the guarded removals keep that safe
     }
@@ -77,8 +85,14 @@ function hold(lockDir: string, fileMode: number): () => void {
     // Forgotten first: if what follows fails, this process already sees the lock as dead.
     held.delete(token)
     clearInterval(refresh)
-    removeQuietly(lockDir)
+    removeQuietly(lockDir, ino)
   }
+}
+
+/** Whether `lockDir` is still the directory made with inode `ino` (lstat: never followed). */
+function isHeldDir(lockDir: string, ino: number): boolean {
+  const found = fs.lstatSync(lockDir, { throwIfNoEntry: false })
+  return found !== undefined && found.isDirectory() && found.ino === ino
 }
 
 /** Removes a dead lock (moved aside first, so only one taker removes it); true if the caller
@@ -146,9 +160,26 @@ function processExists(pid: number): boolean {
   }
 }
 
-/** Removes a lock directory (ours, or a dead one moved aside): its owner file, then itself;
- *  a link or file planted in its place is unlinked, never followed. */
-function removeQuietly(dir: string): void {
+/** Removes a lock directory of ours (the one with inode `ino`): its owner file, then itself.
+ *  Looked at first, never followed: a link or file planted in its place is unlinked (a name in
+ *  our tree), a directory that is not ours (taken over since) is left to its holder. */
+function removeQuietly(dir: string, ino: number): void {
+  let found: fs.Stats | undefined
+  try {
+    found = fs.lstatSync(dir, { throwIfNoEntry: false })
+  } catch {
+    return // the disk is failing: the lock is dead to this process, and goes stale
+  }
+  if (found === undefined) return
+  if (!found.isDirectory()) {
+    try {
+      fs.unlinkSync(dir)
+    } catch {
+      // gone
+    }
+    return
+  }
+  if (found.ino !== ino) return
   try {
     fs.unlinkSync(path.join(dir, OWNER))
   } catch {
@@ -156,15 +187,8 @@ function removeQuietly(dir: string): void {
   }
   try {
     fs.rmdirSync(dir)
-  } catch (error) {
-    if (errorCode(error) === 'ENOTDIR') {
-      try {
-        fs.unlinkSync(dir)
-      } catch {
-        // gone
-      }
-    }
-    // otherwise: the disk is failing (the lock is dead to this process) or another tool left
-    // files in it (it will go stale)
+  } catch {
+    // the disk is failing (the lock is dead to this process) or another tool left files in it
+    // (it will go stale)
   }
 }

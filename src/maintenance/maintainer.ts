@@ -5,7 +5,7 @@ import type { Keyring } from '../crypto/keys.js'
 import type { RedisRekeyReport } from '../crypto/rekey-redis.js'
 import { isLarderError, LarderError } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
-import { disk } from '../store/disk.js'
+import { disk, isNoSpace } from '../store/disk.js'
 import { PARTITION_NAME, removeTrash, TRASH_NAME, trashTime, type Layout } from '../store/layout.js'
 import { RECORD_FIELDS, type PlanOutput } from './policy.js'
 import type { MaintenancePool } from './pool.js'
@@ -230,7 +230,7 @@ export class Maintainer {
   ): Promise<void> {
     const { layout, options: config, pool, totals } = this.#p
     const dryRun = report.dryRun
-    const epoch = dryRun ? 0 : totals.beginScan()
+    const epoch = dryRun ? 0 : beginScanIfRoom(totals)
     const now = Date.now()
     const removed = { entries: 0, bytes: 0 }
     const evicted = { entries: 0, bytes: 0 }
@@ -357,7 +357,7 @@ export class Maintainer {
     if (survivors !== undefined) {
       report.remainingEntries = survivors.entries - evicted.entries
       report.remainingBytes = survivors.bytes - evicted.bytes
-      if (!report.dryRun) totals.endScan(epoch, { entries: report.remainingEntries, bytes: report.remainingBytes })
+      if (!report.dryRun) endScan(totals, epoch, { entries: report.remainingEntries, bytes: report.remainingBytes })
       return
     }
     if (!report.dryRun) totals.removed(removed.bytes, removed.entries)
@@ -400,7 +400,7 @@ export class Maintainer {
   async #verifyPass(options: VerifyOptions, cancel: Cancellation, report: VerifyReport): Promise<void> {
     const { layout, options: config, pool, totals } = this.#p
     const repair = report.repaired
-    const epoch = repair ? totals.beginScan() : 0
+    const epoch = repair ? beginScanIfRoom(totals) : 0
     const removed = { entries: 0, bytes: 0 }
     let finished = false
     try {
@@ -438,7 +438,7 @@ export class Maintainer {
       // Without repair, corrupt files remain on disk and are still counted as entries.
       if (repair) {
         try {
-          if (finished) totals.endScan(epoch, { entries: report.entries, bytes: report.bytes })
+          if (finished) endScan(totals, epoch, { entries: report.entries, bytes: report.bytes })
           else totals.removed(removed.bytes, removed.entries)
         } catch (error) {
           // eslint-disable-next-line no-unsafe-finally -- only once the try block finished: no error in flight is masked
@@ -795,4 +795,33 @@ function sum(records: Float64Array): number {
   let total = 0
   for (let i = 0; i < records.length; i += RECORD_FIELDS) total += records[i]!
   return total
+}
+
+/** No epoch begun: the disk was full (see beginScanIfRoom). */
+const NO_EPOCH = -1
+
+/**
+ * Begins a scan's epoch of the running totals, or NO_EPOCH when the disk has no room for its
+ * few bytes: a prune is how a full cache disk is freed, so it runs, and its count is recorded
+ * once its evictions have made room (endScan).
+ */
+function beginScanIfRoom(totals: RunningTotals): number {
+  try {
+    return totals.beginScan()
+  } catch (error) {
+    if (isNoSpace(error)) return NO_EPOCH
+    throw error
+  }
+}
+
+/** Ends a scan begun by beginScanIfRoom; one begun without an epoch takes one now (the
+ *  writes other processes flushed since its count are lost from the totals until the next
+ *  scan), or leaves the totals to the next scan if there is still no room. */
+function endScan(totals: RunningTotals, epoch: number, counted: Totals): void {
+  if (epoch !== NO_EPOCH) return totals.endScan(epoch, counted)
+  try {
+    totals.endScan(totals.beginScan(), counted)
+  } catch (error) {
+    if (!isNoSpace(error)) throw error
+  }
 }

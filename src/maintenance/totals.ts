@@ -271,8 +271,9 @@ export class RunningTotals {
       const epoch = Number(readSmallFileSync(this.#epochFile) ?? 0)
       return Number.isSafeInteger(epoch) && epoch >= 0 ? epoch : 0
     } catch (error) {
-      // Missing, or something foreign at its name (damage): the next scan writes it anew.
-      if (errorCode(error) === 'ENOENT' || error instanceof ForeignFileError) return 0
+      // Missing, or something foreign at its name or at the totals directory's (ENOTDIR: a
+      // file where it belongs): the next write, through the owned tree, puts it right.
+      if (errorCode(error) === 'ENOENT' || errorCode(error) === 'ENOTDIR' || error instanceof ForeignFileError) return 0
       throw error
     }
   }
@@ -287,7 +288,7 @@ export class RunningTotals {
     try {
       return disk.readdirSync(this.#dir).filter((name) => /^\d+\.\d+\.[0-9a-z]+$/.test(name))
     } catch (error) {
-      if (errorCode(error) === 'ENOENT') return []
+      if (errorCode(error) === 'ENOENT' || errorCode(error) === 'ENOTDIR') return []
       throw error
     }
   }

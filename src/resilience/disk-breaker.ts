@@ -126,6 +126,18 @@ export class DiskBreaker {
     })
   }
 
+  /**
+   * Work of larder's own that is not the application's call (a dropped change's older entry
+   * removed later: tiers/refused-changes.ts): run only while the breaker is closed, and heard
+   * by nobody, so that it neither dilutes the failure rate the application's calls make (a
+   * disk that refuses every write still opens the breaker after as many failures) nor takes a
+   * half-open trial. Rejects at once (nothing run) otherwise.
+   */
+  runQuiet<T>(op: () => Promise<T>): Promise<T> {
+    if (!this.#breaker.closed) return Promise.reject(new Error('the disk breaker is not closed'))
+    return op()
+  }
+
   /** The fast path: `op` run here, its outcome fed to opossum as fire() would (see the class). */
   #runDirect<T>(op: () => T | Promise<T>): Promise<T> {
     let result: T | Promise<T>

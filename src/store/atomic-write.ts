@@ -315,22 +315,27 @@ export function openAppendSync(tree: OwnedTree, file: string): number {
       tree.removeForeignSync(file, found, 'where a file of the cache belongs')
       continue
     }
+    // A regular file with one name only: a hard link planted here (or a snapshot made with
+    // `cp -al`) is a file that is also somewhere else, and appending to it, or changing its
+    // mode, would write outside the cache. Its name is removed and a file of our own started.
     let s: fs.Stats
     try {
       s = disk.fstatSync(fd)
-      if (s.isFile() && tree.shared !== false && (s.mode & 0o7777) !== tree.fileMode && s.size === 0) disk.fchmodSync(fd, tree.fileMode)
+      const ours = s.isFile() && s.nlink === 1
+      if (ours && tree.shared !== false && (s.mode & 0o7777) !== tree.fileMode && s.size === 0) disk.fchmodSync(fd, tree.fileMode)
     } catch (error) {
       closeQuietly(fd)
       throw error
     }
-    if (s.isFile()) return fd
+    if (s.isFile() && s.nlink === 1) return fd
     // Closed once, before anything below can throw: a second close of the same number could
     // close a file another thread opened meanwhile (the pool's threads open files too).
     closeQuietly(fd)
+    if (s.isFile() && s.nlink === 0 && attempt < 2) continue // removed since it was opened: start a new one
     const found = disk.lstatSync(file, { throwIfNoEntry: false })
     if (attempt >= 2 || found === undefined || found.ino !== s.ino)
-      throw Object.assign(new Error(`${file} is not a regular file`), { code: 'EIO' })
-    tree.removeForeignSync(file, found, 'where a file of the cache belongs')
+      throw Object.assign(new Error(`${file} is not a regular file of its own`), { code: 'EIO' })
+    tree.removeForeignSync(file, found, s.isFile() ? 'a hard link where a file of the cache belongs' : 'where a file of the cache belongs')
   }
 }
 

@@ -79,10 +79,15 @@ export class TagClock {
 
   /** Whether this instance may make the tags directory (not a read-only cache). */
   #mayCreate: boolean
+  readonly #writable: boolean
+  /** When something foreign was found where the tags directory belongs (a file, a FIFO): the
+   *  stamps it held are lost, so every tagged entry created before then is stale here. 0: never. */
+  #lostBefore = 0
 
   constructor(layout: Layout, options: { readOnly?: boolean } = {}) {
     this.#layout = layout
     this.#mayCreate = options.readOnly !== true
+    this.#writable = options.readOnly !== true
   }
 
   /** True when any of `tags` was invalidated at or after `createdAt`. Sync: called on hot reads. */
@@ -97,14 +102,15 @@ export class TagClock {
    */
   latest(tags: readonly string[]): number {
     if (tags.length === 0) return 0
-    return this.#lookAtDir() ? this.#latestHeld(tags) : 0
+    const held = this.#lookAtDir() ? this.#latestHeld(tags) : 0
+    return held > this.#lostBefore ? held : this.#lostBefore
   }
 
   /** isStale() as of the last look at the tags directory (look()): no syscall while the
    *  stamps of `tags` are held. For the memory tier, whose hits look on the change log's
    *  cadence; this instance's own invalidations are held at once (invalidate()). */
   isStaleHeld(tags: readonly string[], createdAt: number): boolean {
-    return tags.length > 0 && this.#latestHeld(tags) >= createdAt
+    return tags.length > 0 && Math.max(this.#latestHeld(tags), this.#lostBefore) >= createdAt
   }
 
   /** Looks at the tags directory now: the stamps held are dropped (and read again when next
@@ -190,9 +196,25 @@ export class TagClock {
         // a read-only or failing disk: nothing to hold; the read goes on without it
       }
     }
-    if (found === undefined || !found.isDirectory()) {
+    if (found !== undefined && !found.isDirectory()) {
+      // Something foreign where the tags directory belongs (a file, a FIFO): the stamps it held
+      // are lost, so every tagged entry created before now is stale here. A writable instance
+      // puts a directory back (the foreign thing removed and reported as corrupt, through the
+      // owned tree); either way the reads go on, as misses of those entries, not disk errors.
+      if (this.#lostBefore === 0) this.#lostBefore = Date.now()
+      if (this.#writable && !this.#closed) {
+        try {
+          this.#layout.tree.dirSync(this.#layout.tagsDir)
+          found = disk.statSync(this.#layout.tagsDir, { throwIfNoEntry: false })
+        } catch {
+          // a read-only or failing disk: read on without stamps
+        }
+      }
+      if (found !== undefined && !found.isDirectory()) found = undefined
+    }
+    if (found === undefined) {
       this.#closeDir()
-      return found
+      return undefined
     }
     this.#dirFdCheckedAt = Date.now()
     if (this.#dirFd >= 0) {

@@ -17,7 +17,7 @@ import { zstdAvailable, type ResolvedOptions } from '../options.js'
 import type { DiskBreaker } from '../resilience/disk-breaker.js'
 import type { ActivityCounters } from '../stats/activity-log.js'
 import { createFileSync, discardTemp, openTempFd, type OpenedTemp } from '../store/atomic-write.js'
-import { disk, errorCode } from '../store/disk.js'
+import { disk, errorCode, isNoSpace } from '../store/disk.js'
 import {
   LARGE,
   readEntryFileUpTo,
@@ -118,6 +118,17 @@ const EARLY_TEMP_FROM = 32 * 1024
  * set: compress when it pays (a big value's temp file created meanwhile) → encode with
  * checksum → atomic write.
  */
+/** Runs `write`; false if it found no space (to be run again once some is freed). */
+function afterSpace(write: () => void): boolean {
+  try {
+    write()
+    return true
+  } catch (error) {
+    if (isNoSpace(error)) return false
+    throw error
+  }
+}
+
 /** See FileTier's #foundScore. */
 const FOUND_SCORE_MISS = 5
 const FOUND_SCORE_MAX = 20
@@ -437,7 +448,7 @@ export class FileTier implements Tier {
     const at = this.#refused.at(key)
     if (at === undefined) return true
     try {
-      await this.dropIfOlder(key, at)
+      await this.dropIfOlder(key, at, true)
     } catch {
       return false
     }
@@ -458,9 +469,13 @@ export class FileTier implements Tier {
 
   /** Removes `key`'s entry if it was created before `at` (another instance changed the
    *  key then): a newer one stays. Throws disk failures. */
-  async dropIfOlder(key: string, at: number): Promise<void> {
+  async dropIfOlder(key: string, at: number, quiet = false): Promise<void> {
     const file = this.#fileOf(key)
-    const removed = await this.#p.breaker.runChange(async () => {
+    const breaker = this.#p.breaker
+    const run = quiet
+      ? (op: () => Promise<number | undefined>) => breaker.runQuiet(op)
+      : (op: () => Promise<number | undefined>) => breaker.runChange(op)
+    const removed = await run(async () => {
       const found = await this.#probe(file, key)
       if (found === undefined) return undefined
       await found.opened?.handle.close()
@@ -556,11 +571,20 @@ export class FileTier implements Tier {
       // dropped the deltas they flushed for entries that stay, so their totals read low and
       // budgets went unenforced. Counted from the start, a write into a partition about to go
       // counts one entry too many until the next scan, which counts what is there.
-      this.#p.totals.cleared()
+      // On a full disk the totals' few bytes may not fit: they are written again once the
+      // entries are gone, for a clear is how an operator frees a full cache disk.
+      const totalsWritten = afterSpace(() => this.#p.totals.cleared())
       if (partitions.length > 0) {
         this.#p.changes.announce()
         const trash = path.join(versionDir, trashName())
-        disk.mkdirSync(trash, tree.dirMode) // a new name: never an existing directory, nor through a link
+        try {
+          disk.mkdirSync(trash, tree.dirMode) // a new name: never an existing directory, nor through a link
+        } catch (error) {
+          // A full disk has no block for a new directory: the first partition becomes the
+          // trash (one rename, which needs none), and the others go into it.
+          if (!isNoSpace(error)) throw error
+          disk.renameSync(path.join(namespaceDir, partitions.shift()!), trash)
+        }
         for (const name of partitions) {
           const from = path.join(namespaceDir, name)
           const found = disk.lstatSync(from, { throwIfNoEntry: false })
@@ -577,6 +601,7 @@ export class FileTier implements Tier {
         }
         await removeTrash(trash)
       }
+      if (!totalsWritten) this.#p.totals.cleared()
     })
     this.#refused.forgetAll() // the entries they left are gone with every other
     this.#p.changes.bump()
