@@ -1,6 +1,7 @@
 import type { EventEmitter } from 'node:events'
 import type { Readable } from 'node:stream'
 import { BATCH_PARALLELISM, Slots } from '../batch-slots.js'
+import { isLarderError, LarderError } from '../errors.js'
 import type { KeyOrder } from '../key-order.js'
 import type { Counters } from '../stats/counters.js'
 import type { FileTier } from '../tiers/file-tier.js'
@@ -130,9 +131,17 @@ export class CountedReads {
   many(keys: readonly string[]): Promise<unknown[]> {
     const slots = new Slots(BATCH_PARALLELISM)
     return Promise.all(
-      keys.map((key) =>
+      keys.map((key, i) =>
         slots.run(async () => {
-          const found = await this.read(key, 0, true)
+          let found: TierRead
+          try {
+            found = await this.read(key, 0, true)
+          } catch (error) {
+            // A key's refusal (ERR_TOO_LARGE) names the item, as every batch error does.
+            if (isLarderError(error) && error.field === 'key')
+              throw new LarderError(error.code, error.message, { field: `keys[${i}]`, cause: error })
+            throw error
+          }
           return found.found ? found.value : undefined
         }),
       ),

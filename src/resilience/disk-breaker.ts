@@ -127,15 +127,15 @@ export class DiskBreaker {
   }
 
   /**
-   * Work of larder's own that is not the application's call (a dropped change's older entry
-   * removed later: tiers/refused-changes.ts): run only while the breaker is closed, and heard
-   * by nobody, so that it neither dilutes the failure rate the application's calls make (a
-   * disk that refuses every write still opens the breaker after as many failures) nor takes a
-   * half-open trial. Rejects at once (nothing run) otherwise.
+   * A change larder makes on its own behalf (a dropped change's older entry removed later:
+   * tiers/refused-changes.ts). While the breaker is closed it runs unheard, so that it does not
+   * dilute the failure rate the application's calls make (a disk that refuses every write still
+   * opens the breaker after as many failures). Otherwise it is a change as any other
+   * (runChange): refused while open, and while half-open it may be the trial, for it stands in
+   * for the read of its key that asked for it, which would have been one.
    */
   runQuiet<T>(op: () => Promise<T>): Promise<T> {
-    if (!this.#breaker.closed) return Promise.reject(new Error('the disk breaker is not closed'))
-    return op()
+    return this.#breaker.closed ? op() : this.runChange(op)
   }
 
   /** The fast path: `op` run here, its outcome fed to opossum as fire() would (see the class). */
