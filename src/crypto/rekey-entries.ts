@@ -11,11 +11,14 @@
  * put a newer entry there meanwhile, and that one stays. Readers see the old entry, the new
  * one or (for the two system calls between) a miss: never a wrong value.
  *
- * A rekey killed between those two calls leaves the entry aside as `<hash>.rekey-<pid>`. The
- * next rekey puts it back, but only when nothing has been written to or removed from the
- * namespace since (the change log, meta/changes, not modified since the entry went aside):
- * otherwise it might bring back an entry deleted or replaced since, and it is dropped instead
- * (a miss, never a wrong value).
+ * The entry goes aside under the name every removal shares (`<hash>.0-0.tmp`,
+ * store/take-aside.ts), so that a delete in that moment is not undone (swapIfSame). A rekey
+ * killed between those two calls leaves it there, and it is swept as a stale temp file: a
+ * miss, never a wrong value. (Rekeys before 2026-12-05 put it aside as `<hash>.rekey-<pid>`;
+ * such a one is put back by the next rekey, but only when nothing has been written to or
+ * removed from the namespace since (the change log, meta/changes, not modified since it went
+ * aside): otherwise it might bring back an entry deleted or replaced since, and it is dropped
+ * instead.)
  */
 import fs from 'node:fs'
 import path from 'node:path'
@@ -40,6 +43,7 @@ import { decodeFrameHeader, encodeFrame, FRAME_HEADER_BYTES } from '../format/fr
 import { encodeUnframedEntry, openedPayload } from '../format/payload.js'
 import { openTempSync, writeAllSync } from '../store/atomic-write.js'
 import { errorCode } from '../store/disk.js'
+import { asideOf } from '../store/take-aside.js'
 import { ENTRY_NAME, rootAbove } from '../store/layout.js'
 import { OwnedTree, type Sharing } from '../store/owned-tree.js'
 import { checkNamespace, keyOf, namespaceIdOf } from './entry-keys.js'
@@ -293,33 +297,58 @@ function reframe(
   writeAllSync(to, Buffer.concat([fields, sum]), 'rekey temp')
 }
 
-/** The rewritten entry swapped in if the entry is still the one read (see the top). */
+/**
+ * The rewritten entry swapped in if the entry is still the one read (see the top). The entry
+ * goes aside under the name every removal shares (store/take-aside.ts), so a `delete()` of the
+ * key in that moment, which finds no entry at the name, removes it from there: the rekey then
+ * finds its aside gone, and takes away the rewritten copy it linked, which would otherwise
+ * bring the deleted entry back.
+ */
 function swapIfSame(file: string, temp: string, judged: fs.Stats): Verdict {
-  const aside = `${file}.rekey-${process.pid}`
+  const aside = asideOf(file)
   try {
     fs.renameSync(file, aside)
   } catch (error) {
     if (errorCode(error) === 'ENOENT') return 'changed'
     throw error
   }
-  const moved = fs.lstatSync(aside)
+  const moved = fs.lstatSync(aside, { throwIfNoEntry: false })
+  if (moved === undefined) return 'changed' // deleted from the aside name already
   if (moved.ino !== judged.ino || moved.mtimeMs !== judged.mtimeMs || moved.size !== judged.size) {
     linkUnlessTaken(aside, file)
-    fs.unlinkSync(aside)
+    unlinkIfThere(aside)
     return 'changed'
   }
+  const rewritten = fs.lstatSync(temp).ino
   const placed = linkUnlessTaken(temp, file)
-  fs.unlinkSync(aside)
   fs.unlinkSync(temp)
+  if (!unlinkIfThere(aside)) {
+    // A delete came while the entry was aside: the copy linked in its place goes too.
+    if (placed && fs.lstatSync(file, { throwIfNoEntry: false })?.ino === rewritten) unlinkIfThere(file)
+    return 'changed'
+  }
   return placed ? 'rekeyed' : 'changed'
 }
 
+/** Links `from` at `to` unless a file is there (a newer entry) or `from` is gone (deleted). */
 function linkUnlessTaken(from: string, to: string): boolean {
   try {
     fs.linkSync(from, to)
     return true
   } catch (error) {
-    if (errorCode(error) === 'EEXIST') return false
+    const code = errorCode(error)
+    if (code === 'EEXIST' || code === 'ENOENT') return false
+    throw error
+  }
+}
+
+/** Unlinks `file`; false if it was gone already. */
+function unlinkIfThere(file: string): boolean {
+  try {
+    fs.unlinkSync(file)
+    return true
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return false
     throw error
   }
 }

@@ -74,9 +74,14 @@ export class GetOrSet {
       if (o.refreshAhead > 0) this.#p.refreshAhead.consider(key, memory, loader, o)
       return memory.value
     }
-    let joined = loads.joinable(key)
-    if (joined instanceof Promise) joined = await joined
-    if (joined !== undefined) return this.#join(key, joined)
+    // A load to join may have to be asked of the change log first; one another process's
+    // change superseded is retired, and the load begun since (by another caller) asked in turn.
+    let joinable = loads.joinable(key)
+    while (joinable instanceof Promise) {
+      const joined = await joinable
+      joinable = joined ?? loads.joinable(key)
+    }
+    if (joinable !== undefined) return this.#join(key, joinable)
     const loaded = await loads.run(key, o.tags, clock.createdAt(o.tags), (flight) => this.#load(key, loader, o, flight))
     // Once the load is over (a refresh must not wait behind it).
     if (o.refreshAhead > 0 && loaded.entry !== undefined) this.#p.refreshAhead.consider(key, loaded.entry, loader, o)

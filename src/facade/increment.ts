@@ -1,6 +1,6 @@
 import { LarderError } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
-import type { CreationClock } from '../store/creation-clock.js'
+import { justAfter, type CreationClock } from '../store/creation-clock.js'
 import type { MemoryTier } from '../tiers/memory-tier.js'
 import { MISS } from '../tiers/tier.js'
 import type { StackRead, TierStack } from '../tiers/tier-stack.js'
@@ -60,7 +60,10 @@ export function incrementInOrder(p: IncrementParts, key: string, delta: number):
       p.failures.dropped(p.stack.file !== undefined ? 'file' : 'redis')
       return next
     }
-    const write = p.writes.prepare(next, undefined, found.found ? found.tags : [], found.found ? found.grace : 0, 'value', readAt)
+    // Newer than what it read, too: that entry may be stamped past this instance's clock (made
+    // after an invalidation of its tags by another instance, stamped just after it).
+    const createdAt = found.found ? Math.max(readAt, justAfter(found.createdAt)) : readAt
+    const write = p.writes.prepare(next, undefined, found.found ? found.tags : [], found.found ? found.grace : 0, 'value', createdAt)
     if (found.found) write.expiresAt = found.expiresAt
     await p.writes.write(key, write)
     return next

@@ -65,10 +65,23 @@ export class Loads<T> {
     return this.#unchanged(key, flight)
   }
 
-  /** `flight`, unless another process changed `key` since it began (undefined then). */
+  /** `flight`, unless another process changed `key` since it began: then it is superseded
+   *  (it stores nothing, and nobody else joins it either: the next load of the key is the one
+   *  they share) and the answer is undefined. */
   #unchanged<F extends Flight<unknown>>(key: string, flight: F): F | Promise<F | undefined> {
     if (this.#changes === undefined) return flight
-    return this.#changes.changedSince(flight.mark, key).then((changed) => (changed || flight.superseded ? undefined : flight))
+    return this.#changes.changedSince(flight.mark, key).then((changed) => {
+      if (changed) this.#retire(key, flight)
+      return flight.superseded ? undefined : flight
+    })
+  }
+
+  /** `flight` of `key` superseded and forgotten, wherever it is held. */
+  #retire(key: string, flight: Flight<unknown>): void {
+    flight.superseded = true
+    for (const flights of [this.#flights, this.#background] as Map<string, Flight<unknown>>[]) {
+      if (flights.get(key) === flight) flights.delete(key)
+    }
   }
 
   /** Starts a load of `key` (run receives its flight, to stamp what it stores) and forgets it

@@ -44,16 +44,24 @@ export function tryLock(lockDir: string, modes: { dir: number; file: number }): 
     try {
       fs.mkdirSync(lockDir, modes.dir)
     } catch (error) {
+      // A full disk with no block for the lock's directory: the prune that frees it runs
+      // unlocked (two at once choose victims from the same count, but every removal is still
+      // guarded by the inode it judged: the worst is more evicted than needed).
+      if (isNoSpace(error)) return () => {}
       if (errorCode(error) !== 'EEXIST') throw error
       if (takeOverIfDead(lockDir)) continue
       return undefined
     }
+    // Undefined: another taker's lock took the name under ours (busy).
     return hold(lockDir, modes.file)
   }
   return undefined // taken over and taken again by others meanwhile: busy
 }
 
-function hold(lockDir: string, fileMode: number): () => void {
+/** Holds the lock directory just made: its owner written, refreshed, released. Undefined
+ *  (busy) when its owner file exists already: the directory is another taker's (a takeover
+ *  put a live lock back under the name), and nothing of it is touched. */
+function hold(lockDir: string, fileMode: number): (() => void) | undefined {
   const token = randomBytes(9).toString('base64url')
   const owner: Owner = { pid: process.pid, host: os.hostname(), token }
   // The directory made, by its inode: the refresh and the release touch and remove only it,
@@ -64,6 +72,7 @@ function hold(lockDir: string, fileMode: number): () => void {
     // O_EXCL: a name nothing else has in a directory we just made; never follows a link.
     fs.writeFileSync(path.join(lockDir, OWNER), JSON.stringify(owner), { flag: 'wx', mode: fileMode })
   } catch (error) {
+    if (errorCode(error) === 'EEXIST') return undefined
     // A full disk: held without an owner (judged by its age alone, and refreshed below), for
     // the prune or clear that frees space must be able to run on it.
     if (!isNoSpace(error)) {
@@ -116,6 +125,9 @@ function takeOverIfDead(lockDir: string): boolean {
   // Between the judgement and the rename another taker may have replaced the dead lock by a
   // live one: that one goes back.
   if (fs.lstatSync(aside).ino !== judged.ino) {
+    // Only if the name is still free: a rename replaces an empty directory, and a third taker
+    // may have just made one (its lock, whose owner it is about to write).
+    if (fs.lstatSync(lockDir, { throwIfNoEntry: false }) !== undefined) return false // the third taker holds it
     try {
       fs.renameSync(aside, lockDir)
       return false

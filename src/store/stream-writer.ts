@@ -1,4 +1,5 @@
 import os from 'node:os'
+import path from 'node:path'
 import { LarderError, SourceError } from '../errors.js'
 import { hasher } from '../format/checksum.js'
 import { Compression } from '../format/compression.js'
@@ -179,6 +180,8 @@ export async function writeEntryStream(
   const sealer = sealing === undefined ? undefined : new FrameCipher(sealing.key, nonce!, head)
   const { temp, handle } = await openTemp(tree, file)
   options.trackTemp(temp, true)
+  // The partition the temp file was made in: a clear() moves it away whole (see commit below).
+  const partition = disk.lstatSync(path.dirname(file), { throwIfNoEntry: false })?.ino
   const heartbeat = setInterval(() => {
     const now = new Date()
     handle.utimes(now, now).catch(() => {}) // closed meanwhile, or a failing disk the writes will meet
@@ -256,9 +259,12 @@ export async function writeEntryStream(
     try {
       await commit(tree, temp, file)
     } catch (error) {
-      // The temp file went from under the rename: its partition was moved away by a clear()
-      // (of any process) while the stream flowed. Not a failing disk: the clear won.
-      if (errorCode(error) === 'ENOENT') throw new ClearedMidStream({ cause: error })
+      // The temp file went from under the rename with its partition, which a clear() (of any
+      // process) moved away whole while the stream flowed: not a failing disk, the clear won.
+      // A temp file gone from a partition still in place (swept as stale by a prune, removed
+      // by hand) is a failed write, as it always was.
+      if (errorCode(error) === 'ENOENT' && disk.lstatSync(path.dirname(file), { throwIfNoEntry: false })?.ino !== partition)
+        throw new ClearedMidStream({ cause: error })
       throw error
     }
     options.trackTemp(temp, false)

@@ -129,6 +129,10 @@ function afterSpace(write: () => void): boolean {
   }
 }
 
+/** More than an entry file holds besides its value's bytes (head with an 8 KiB key and 64
+ *  tags, frame headers and seals of a value up to maxValueSize, trailer). */
+const ENTRY_OVERHEAD_BOUND = 256 * 1024
+
 /** See FileTier's #foundScore. */
 const FOUND_SCORE_MISS = 5
 const FOUND_SCORE_MAX = 20
@@ -544,7 +548,19 @@ export class FileTier implements Tier {
       // An expired or invalidated entry is removed too, but it was not there to delete.
       const live = entryState(head, Date.now(), this.#p.tags) === 'live'
       this.#p.changes.announce(key)
-      return { size: removeFile(file), live }
+      const size = removeFile(file)
+      if (size !== undefined) return { size, live }
+      // Gone between the look and the unlink: taken aside by a removal or a rekey, which puts
+      // it (or its rewrite) back at the name: removed from the aside name, and the name looked
+      // at again for what was put back meanwhile.
+      const aside = removeAside(asideOf(file))
+      const back = await this.#probe(file, key)
+      if (back !== undefined) {
+        await back.opened?.handle.close()
+        this.#removed(aside)
+        return { size: removeFile(file), live }
+      }
+      return { size: aside, live }
     })
     this.#p.changes.bump(key)
     this.#removed(removed?.size)
@@ -576,14 +592,12 @@ export class FileTier implements Tier {
       const totalsWritten = afterSpace(() => this.#p.totals.cleared())
       if (partitions.length > 0) {
         this.#p.changes.announce()
-        const trash = path.join(versionDir, trashName())
+        let trash: string | undefined = path.join(versionDir, trashName())
         try {
           disk.mkdirSync(trash, tree.dirMode) // a new name: never an existing directory, nor through a link
         } catch (error) {
-          // A full disk has no block for a new directory: the first partition becomes the
-          // trash (one rename, which needs none), and the others go into it.
           if (!isNoSpace(error)) throw error
-          disk.renameSync(path.join(namespaceDir, partitions.shift()!), trash)
+          trash = undefined // a full disk: no block for a new directory
         }
         for (const name of partitions) {
           const from = path.join(namespaceDir, name)
@@ -593,13 +607,21 @@ export class FileTier implements Tier {
             tree.removeForeignSync(from, found, 'where a partition belongs')
             continue
           }
-          try {
-            await disk.rename(from, path.join(trash, name))
-          } catch (error) {
-            if (errorCode(error) !== 'ENOENT') throw error // another clear took it
+          if (trash !== undefined) {
+            try {
+              await disk.rename(from, path.join(trash, name))
+              continue
+            } catch (error) {
+              if (errorCode(error) === 'ENOENT') continue // another clear took it
+              if (!isNoSpace(error)) throw error // (no room for the trash to grow: as below)
+            }
           }
+          // A full disk, which a clear is how an operator frees: the partition (a real
+          // directory, looked at above) is removed where it is, one entry at a time, without
+          // following anything inside it.
+          await disk.rm(from, { recursive: true, force: true })
         }
-        await removeTrash(trash)
+        if (trash !== undefined) await removeTrash(trash)
       }
       if (!totalsWritten) this.#p.totals.cleared()
     })
@@ -732,9 +754,12 @@ export class FileTier implements Tier {
     const max = this.#p.options.maxValueSize
     if (found.logicalLength > max) {
       // The length is the trailer's, not yet checked: a damaged one (a flipped bit) must be a
-      // corrupt miss, not a refusal thrown at the caller on every read. The whole file is
-      // checked first (one pass, bounded memory), on this path alone.
-      if (found.opened !== undefined) await checkOpenedEntry(found.opened)
+      // corrupt miss, not a refusal thrown at the caller on every read. So a file no larger
+      // than maxValueSize (and an entry's own bytes: head, key, tags, frame headers, trailer)
+      // is checked whole first (one pass, bounded memory; about what a get of a value that
+      // fits costs). A larger file holds a value at least as large (a payload is stored
+      // compressed only when that makes it smaller): truly too large, no pass.
+      if (found.opened !== undefined && found.size <= max + ENTRY_OVERHEAD_BOUND) await checkOpenedEntry(found.opened)
       throw new LarderError(
         'ERR_TOO_LARGE',
         `Value of key ${JSON.stringify(key.length > 200 ? key.slice(0, 200) + '…' : key)} is ${found.logicalLength} bytes, more than maxValueSize (${max}) allows get() to hold: read it with getStream()`,

@@ -109,13 +109,18 @@ export async function storeArtifact(
   }
 }
 
+/** More than an artifact's entry file holds besides the artifact (its head with turbo's tag,
+ *  the entry's head and key, the frames' headers, the trailer). */
+const ENTRY_BYTES_BESIDES_ARTIFACT = 64 * 1024
+
 /** The largest upload the namespace's budget would keep: what a prune brings it down to (the
  *  budget times maintenance's `lowWater`), or no limit without a budget. Read per upload:
  *  a reload may change the budget. */
 function budgetKeeps(cache: Larder): number {
   const { maxSize, maintenance } = cache.options
   if (maxSize === undefined) return Infinity
-  return Math.floor(maxSize * maintenance.lowWater)
+  // The prune compares entry files: an artifact's carries its head, key and trailer too.
+  return Math.max(0, Math.floor(maxSize * maintenance.lowWater) - ENTRY_BYTES_BESIDES_ARTIFACT)
 }
 
 export function readFailed(ctx: ServerContext, protocol: Protocol, error: unknown): void {
