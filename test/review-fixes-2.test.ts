@@ -152,3 +152,26 @@ test('rekey: a delete() while the rekey holds the entry aside is not undone by t
   assert.equal(await fresh.get('k'), undefined, 'the deleted entry did not come back')
   await fresh.close()
 })
+
+test('the maintenance lock: one taker at a time takes over a dead lock (its .takeover mutex); a mutex left by a killed taker is cleared once stale', () => {
+  const dir = tempDir()
+  const lockDir = path.join(dir, 'maintenance.lock')
+  // A dead lock: its mtime 60 s old.
+  fs.mkdirSync(lockDir)
+  const old = new Date(Date.now() - 60_000)
+  fs.utimesSync(lockDir, old, old)
+  // Another taker is taking it over right now: busy, and the dead lock is left to it.
+  fs.mkdirSync(`${lockDir}.takeover`)
+  assert.equal(tryLock(lockDir, { dir: 0o700, file: 0o600 }), undefined)
+  assert.ok(fs.existsSync(lockDir))
+  // That taker was killed: once its mutex is stale it is cleared, and the next try takes over.
+  fs.utimesSync(`${lockDir}.takeover`, old, old)
+  assert.equal(tryLock(lockDir, { dir: 0o700, file: 0o600 }), undefined, 'clears the stale mutex, busy for now')
+  assert.equal(fs.existsSync(`${lockDir}.takeover`), false)
+  const release = tryLock(lockDir, { dir: 0o700, file: 0o600 })
+  assert.ok(release !== undefined, 'the dead lock is taken over')
+  assert.ok(fs.existsSync(path.join(lockDir, 'owner')))
+  assert.equal(fs.existsSync(`${lockDir}.takeover`), false, 'the mutex is let go')
+  release()
+  assert.equal(fs.existsSync(lockDir), false)
+})

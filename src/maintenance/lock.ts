@@ -20,6 +20,8 @@ import { readSmallFileSync } from '../store/small-file.js'
  *   - its owner is this process under a token no instance holds any more: a release of ours
  *     that failed. Its token is forgotten before the release is tried, so a failed release
  *     never leaves this process waiting for itself.
+ * A dead lock is taken over by one taker at a time (`maintenance.lock.takeover`, see
+ * takeOverIfDead), and a full disk's lock may have no owner file (see hold).
  * A lock without an owner file (being taken right now, or taken by another tool that speaks
  * the same mkdir protocol, such as proper-lockfile) is judged by its age alone. The worst a
  * wrong judgement can do (a holder stalled for 30 s) is two prunes at once: each removal is
@@ -28,6 +30,8 @@ import { readSmallFileSync } from '../store/small-file.js'
 const STALE_MS = 30_000
 const REFRESH_MS = 5_000
 const OWNER = 'owner'
+/** The suffix of the directory one taker at a time holds while it takes over a dead lock. */
+const TAKEOVER = '.takeover'
 /** Tokens of the locks this process holds, whichever instance took them. */
 const held = new Set<string>()
 
@@ -104,8 +108,14 @@ function isHeldDir(lockDir: string, ino: number): boolean {
   return found !== undefined && found.isDirectory() && found.ino === ino
 }
 
-/** Removes a dead lock (moved aside first, so only one taker removes it); true if the caller
- *  should try to take it again. */
+/**
+ * Removes a dead lock; true if the caller should try to take it again. One taker at a time
+ * does so, under `<lock>.takeover` (a directory: mkdir is atomic): several processes that
+ * judged the same dead lock at once (an auto-prune in each of them, after its holder was
+ * killed) otherwise each moved away what the name held by then, a live lock one of them had
+ * just taken included, and two prunes chose victims from the same count. Under the mutex the
+ * name is looked at again: moved aside only if it is still the lock judged dead.
+ */
 function takeOverIfDead(lockDir: string): boolean {
   let judged: fs.Stats
   try {
@@ -115,32 +125,71 @@ function takeOverIfDead(lockDir: string): boolean {
     throw error
   }
   if (!isDead(lockDir, judged)) return false
-  const aside = `${lockDir}.${process.pid}-${randomBytes(4).toString('hex')}.dead`
+  const mutex = `${lockDir}${TAKEOVER}`
   try {
-    fs.renameSync(lockDir, aside)
+    fs.mkdirSync(mutex, 0o700)
   } catch (error) {
-    if (errorCode(error) === 'ENOENT') return true // another taker was first
-    throw error
+    if (errorCode(error) !== 'EEXIST') throw error
+    clearStaleMutex(mutex)
+    return false // another taker is at it: busy, for now
   }
-  // Between the judgement and the rename another taker may have replaced the dead lock by a
-  // live one: that one goes back.
-  if (fs.lstatSync(aside).ino !== judged.ino) {
-    // Only if the name is still free: a rename replaces an empty directory, and a third taker
-    // may have just made one (its lock, whose owner it is about to write).
-    if (fs.lstatSync(lockDir, { throwIfNoEntry: false }) !== undefined) return false // the third taker holds it
+  try {
+    const now = fs.lstatSync(lockDir, { throwIfNoEntry: false })
+    if (now === undefined) return true // taken away meanwhile: try again
+    // Judged again: taken over and taken again meanwhile, it is live (and may even have the
+    // dead one's inode number, freed and handed out again at once).
+    if (!sameFile(now, judged) || !isDead(lockDir, now)) return false
+    const aside = `${lockDir}.${process.pid}-${randomBytes(4).toString('hex')}.dead`
     try {
-      fs.renameSync(aside, lockDir)
+      fs.renameSync(lockDir, aside)
+    } catch (error) {
+      if (errorCode(error) === 'ENOENT') return true
+      throw error
+    }
+    // Released and taken again between the look and the rename (its holder was alive after
+    // all): that one goes back, while the name is free (a rename replaces an empty directory).
+    if (!sameFile(fs.lstatSync(aside), judged)) {
+      if (fs.lstatSync(lockDir, { throwIfNoEntry: false }) === undefined) {
+        try {
+          fs.renameSync(aside, lockDir)
+        } catch {
+          // the name was taken again meanwhile; the lock moved is lost to its holder
+        }
+      }
       return false
+    }
+    try {
+      fs.rmSync(aside, { recursive: true, force: true }) // never follows a link inside
     } catch {
-      // the name was taken again meanwhile; the lock we moved is lost to its holder
+      // the disk is failing; a later takeover tries again
+    }
+    return true
+  } finally {
+    try {
+      fs.rmdirSync(mutex)
+    } catch {
+      // a failing disk: it goes stale, and is cleared
     }
   }
+}
+
+/** Whether two looks saw the same lock: an inode number is handed out again once freed, so
+ *  its mtime too (a rename changes its ctime, not its mtime). */
+function sameFile(a: fs.Stats, b: fs.Stats): boolean {
+  return a.ino === b.ino && a.mtimeMs === b.mtimeMs
+}
+
+/** A takeover mutex left by a taker killed mid-takeover (older than STALE_MS), or something
+ *  planted at its name, is removed: the next attempt takes it. */
+function clearStaleMutex(mutex: string): void {
   try {
-    fs.rmSync(aside, { recursive: true, force: true }) // never follows a link inside
+    const found = fs.lstatSync(mutex, { throwIfNoEntry: false })
+    if (found === undefined) return
+    if (!found.isDirectory()) fs.unlinkSync(mutex)
+    else if (Date.now() - found.mtimeMs > STALE_MS) fs.rmSync(mutex, { recursive: true, force: true })
   } catch {
-    // the disk is failing; a later takeover tries again
+    // another taker cleared it, or the disk is failing
   }
-  return true
 }
 
 function isDead(lockDir: string, stat: fs.Stats): boolean {

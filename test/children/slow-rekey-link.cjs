@@ -2,6 +2,7 @@
 // maintenance workers, the first link of a rekeyed temp file into an entry's name waits 1.5 s
 // (as a descheduled thread would), after writing the file LARDER_TEST_MARK to say it is there.
 const fs = require('node:fs')
+const process = require('node:process')
 const { isMainThread } = require('node:worker_threads')
 if (!isMainThread) {
   const link = fs.linkSync
