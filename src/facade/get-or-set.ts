@@ -2,7 +2,7 @@ import { LarderError } from '../errors.js'
 import type { KeyOrder } from '../key-order.js'
 import type { ResolvedOptions } from '../options.js'
 import type { CreationClock } from '../store/creation-clock.js'
-import type { TierEntry, TierRead } from '../tiers/tier.js'
+import type { TierRead } from '../tiers/tier.js'
 import type { TierStack } from '../tiers/tier-stack.js'
 import type { CountedReads } from './counted-reads.js'
 import type { InFlight } from './in-flight.js'
@@ -141,7 +141,7 @@ export class GetOrSet {
         value = answered.value
       }
     } catch (error) {
-      if (found.found && (await this.#standsIn(key, flight, found))) return { value: found.value, cached: false } // stale-if-error
+      if (found.found && (await this.#p.loads.mayStandIn(key, flight, found))) return { value: found.value, cached: false } // stale-if-error
       throw error
     }
     return this.#store(key, value, o, flight, through, started)
@@ -173,21 +173,15 @@ export class GetOrSet {
       if (limit === undefined) return { value: await stored, cached: false }
       answered = await within(stored, limit)
     } catch (error) {
-      if (found.found && (await this.#standsIn(key, flight, found))) return { value: found.value, cached: false } // stale-if-error
+      if (found.found && (await this.#p.loads.mayStandIn(key, flight, found))) return { value: found.value, cached: false } // stale-if-error
       throw error
     }
     return answered.settled ? { value: answered.value, cached: false } : await this.#timedOut(key, flight, o, found)
   }
 
-  /** Whether the value within grace this load read (if any) may stand in for its loader's
-   *  (Loads.mayStandIn: not after a change of the key or its tags). */
-  #standsIn(key: string, flight: Flight<Loaded>, found: TierEntry): Promise<boolean> {
-    return this.#p.loads.mayStandIn(key, flight, found)
-  }
-
   /** A load past its time limit: the value within grace, or ERR_TIMEOUT. */
   async #timedOut(key: string, flight: Flight<Loaded>, o: LoadOptions, found: TierRead): Promise<Loaded> {
-    if (found.found && (await this.#standsIn(key, flight, found))) return { value: found.value, cached: false }
+    if (found.found && (await this.#p.loads.mayStandIn(key, flight, found))) return { value: found.value, cached: false }
     const [field, ms] =
       found.found && o.timeout !== undefined && (o.hardTimeout === undefined || o.timeout <= o.hardTimeout)
         ? ['timeout', o.timeout]

@@ -183,10 +183,8 @@ export class Loads<T> {
    * invalidated since it was written. Grace never serves an invalidated value.
    */
   async mayStandIn(key: string, flight: Flight<unknown>, found: { createdAt: number; tags: readonly string[] }): Promise<boolean> {
-    if (flight.superseded || this.invalidatedSince(flight)) return false
     if (found.tags.length > 0 && this.#tagsStale(found.tags, found.createdAt)) return false
-    if (this.#changes !== undefined && (await this.#changes.changedSince(flight.mark, key))) return false
-    return !flight.superseded
+    return this.mayStore(key, flight) // no change of the key or its tags since the load began
   }
 
   /** Whether a tag of the load was invalidated, by any process, since the load began. */

@@ -5,7 +5,7 @@ import type { Keyring } from '../crypto/keys.js'
 import type { RedisRekeyReport } from '../crypto/rekey-redis.js'
 import { isLarderError, LarderError } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
-import { disk, isNoSpace } from '../store/disk.js'
+import { disk, ifRoom } from '../store/disk.js'
 import { PARTITION_NAME, removeTrash, TRASH_NAME, trashTime, type Layout } from '../store/layout.js'
 import { RECORD_FIELDS, type PlanOutput } from './policy.js'
 import type { MaintenancePool } from './pool.js'
@@ -806,12 +806,7 @@ const NO_EPOCH = -1
  * once its evictions have made room (endScan).
  */
 function beginScanIfRoom(totals: RunningTotals): number {
-  try {
-    return totals.beginScan()
-  } catch (error) {
-    if (isNoSpace(error)) return NO_EPOCH
-    throw error
-  }
+  return ifRoom(() => totals.beginScan()) ?? NO_EPOCH
 }
 
 /** Ends a scan begun by beginScanIfRoom; one begun without an epoch takes one now (the
@@ -819,9 +814,5 @@ function beginScanIfRoom(totals: RunningTotals): number {
  *  scan), or leaves the totals to the next scan if there is still no room. */
 function endScan(totals: RunningTotals, epoch: number, counted: Totals): void {
   if (epoch !== NO_EPOCH) return totals.endScan(epoch, counted)
-  try {
-    totals.endScan(totals.beginScan(), counted)
-  } catch (error) {
-    if (!isNoSpace(error)) throw error
-  }
+  ifRoom(() => totals.endScan(totals.beginScan(), counted))
 }

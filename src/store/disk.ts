@@ -90,3 +90,14 @@ export function isNoSpace(error: unknown): boolean {
   const code = errorCode(error)
   return code === 'ENOSPC' || code === 'EDQUOT'
 }
+
+/** `write`'s result, or undefined when it found no room (bookkeeping that a full disk's
+ *  clear or prune writes once it has made some). */
+export function ifRoom<T>(write: () => T): T | undefined {
+  try {
+    return write()
+  } catch (error) {
+    if (isNoSpace(error)) return undefined
+    throw error
+  }
+}

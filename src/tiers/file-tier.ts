@@ -17,7 +17,7 @@ import { zstdAvailable, type ResolvedOptions } from '../options.js'
 import type { DiskBreaker } from '../resilience/disk-breaker.js'
 import type { ActivityCounters } from '../stats/activity-log.js'
 import { createFileSync, discardTemp, openTempFd, type OpenedTemp } from '../store/atomic-write.js'
-import { disk, errorCode, isNoSpace } from '../store/disk.js'
+import { disk, errorCode, ifRoom, isNoSpace } from '../store/disk.js'
 import {
   LARGE,
   readEntryFileUpTo,
@@ -118,17 +118,6 @@ const EARLY_TEMP_FROM = 32 * 1024
  * set: compress when it pays (a big value's temp file created meanwhile) → encode with
  * checksum → atomic write.
  */
-/** Runs `write`; false if it found no space (to be run again once some is freed). */
-function afterSpace(write: () => void): boolean {
-  try {
-    write()
-    return true
-  } catch (error) {
-    if (isNoSpace(error)) return false
-    throw error
-  }
-}
-
 /** More than an entry file holds besides its value's bytes (head with an 8 KiB key and 64
  *  tags, frame headers and seals of a value up to maxValueSize, trailer). */
 const ENTRY_OVERHEAD_BOUND = 256 * 1024
@@ -187,7 +176,7 @@ export class FileTier implements Tier {
    * `maxValueSize` (read with getStream). A hit is a new object, the caller's to keep.
    */
   get(key: string, grace: number): Promise<TierRead> {
-    if (this.#refused.size !== 0 && this.#refused.at(key) !== undefined) return this.#afterRefused(key, () => this.get(key, grace), MISS)
+    if (this.#isRefused(key)) return this.#afterRefused(key, () => this.get(key, grace), MISS)
     // Not an async function: the breaker's promise is the answer (an async function
     // returning a promise adds a promise and two turns of the microtask queue to every get).
     const file = this.#fileOf(key)
@@ -265,8 +254,7 @@ export class FileTier implements Tier {
   /** When the fresh entry of `key` was created (its createdAt), or undefined when there is
    *  none: metadata (and, up to 64 KiB, the checksum), no decoding. */
   async freshSince(key: string): Promise<number | undefined> {
-    if (this.#refused.size !== 0 && this.#refused.at(key) !== undefined)
-      return this.#afterRefused(key, () => this.freshSince(key), undefined)
+    if (this.#isRefused(key)) return this.#afterRefused(key, () => this.freshSince(key), undefined)
     const file = this.#fileOf(key)
     return this.#p.breaker.run(async () => {
       const found = await this.#probe(file, key)
@@ -285,9 +273,7 @@ export class FileTier implements Tier {
   /** The value as a stream (see `Larder.getStream`), or undefined on a miss; with
    *  `verifyFirst`, a file streamed from is checked whole first (a damaged one: a miss). */
   async getStream(key: string, verifyFirst = false): Promise<Readable | undefined> {
-    if (this.#refused.size !== 0 && this.#refused.at(key) !== undefined) {
-      return this.#afterRefused(key, () => this.getStream(key, verifyFirst), undefined)
-    }
+    if (this.#isRefused(key)) return this.#afterRefused(key, () => this.getStream(key, verifyFirst), undefined)
     const file = this.#fileOf(key)
     // A stream made after the breaker timed the call out reaches no one: it is destroyed, so
     // its file is closed (a stream is read only when consumed, so nothing else would close it).
@@ -340,7 +326,7 @@ export class FileTier implements Tier {
 
   /** What is known of `key`'s entry without decoding its value (see `Larder.info`). */
   async info(key: string): Promise<EntryInfo | undefined> {
-    if (this.#refused.size !== 0 && this.#refused.at(key) !== undefined) return this.#afterRefused(key, () => this.info(key), undefined)
+    if (this.#isRefused(key)) return this.#afterRefused(key, () => this.info(key), undefined)
     const file = this.#fileOf(key)
     return this.#p.breaker.run(async () => {
       const found = await this.#probe(file, key)
@@ -460,6 +446,12 @@ export class FileTier implements Tier {
     return this.#refused.at(key) === undefined
   }
 
+  /** Whether `key` has a refused change not settled yet (one map lookup, and only when any
+   *  change was refused: reads of a healthy disk pay a size check). */
+  #isRefused(key: string): boolean {
+    return this.#refused.size !== 0 && this.#refused.at(key) !== undefined
+  }
+
   /** A read of a key with a refused change: the read once its older entry is gone, else `none`. */
   async #afterRefused<T>(key: string, read: () => Promise<T>, none: T): Promise<T> {
     return (await this.#settle(key)) ? read() : none
@@ -472,21 +464,19 @@ export class FileTier implements Tier {
   }
 
   /** Removes `key`'s entry if it was created before `at` (another instance changed the
-   *  key then): a newer one stays. Throws disk failures. */
+   *  key then): a newer one stays. Throws disk failures. `quiet`: larder's own removal of a
+   *  refused change's older entry, unheard by a closed breaker (DiskBreaker.runQuiet). */
   async dropIfOlder(key: string, at: number, quiet = false): Promise<void> {
     const file = this.#fileOf(key)
-    const breaker = this.#p.breaker
-    const run = quiet
-      ? (op: () => Promise<number | undefined>) => breaker.runQuiet(op)
-      : (op: () => Promise<number | undefined>) => breaker.runChange(op)
-    const removed = await run(async () => {
+    const drop = async (): Promise<number | undefined> => {
       const found = await this.#probe(file, key)
       if (found === undefined) return undefined
       await found.opened?.handle.close()
       if ((found.whole ?? found.opened.head).createdAt >= at) return undefined
       this.#p.changes.announce(key)
       return this.#discard(file, found.ino)
-    })
+    }
+    const removed = await (quiet ? this.#p.breaker.runQuiet(drop) : this.#p.breaker.runChange(drop))
     if (removed !== undefined) {
       this.#p.changes.bump(key)
       this.#removed(removed)
@@ -589,7 +579,11 @@ export class FileTier implements Tier {
       // counts one entry too many until the next scan, which counts what is there.
       // On a full disk the totals' few bytes may not fit: they are written again once the
       // entries are gone, for a clear is how an operator frees a full cache disk.
-      const totalsWritten = afterSpace(() => this.#p.totals.cleared())
+      const totalsWritten =
+        ifRoom(() => {
+          this.#p.totals.cleared()
+          return true
+        }) ?? false
       if (partitions.length > 0) {
         this.#p.changes.announce()
         let trash: string | undefined = path.join(versionDir, trashName())
