@@ -8,7 +8,9 @@ import { childScript, repoRoot } from './children/shared.ts'
 /** A fresh directory under the OS temp dir, removed when the test file finishes. */
 export function tempDir(label = 'larder'): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${label}-`))
-  after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  // Retried: an instance still open on it (closed in a later hook) may be removing a clear's
+  // trash at that moment, and a directory emptied under rimraf's feet answers ENOTEMPTY.
+  after(() => fs.rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 }))
   return dir
 }
 
