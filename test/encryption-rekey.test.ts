@@ -127,7 +127,7 @@ describe('rekey', () => {
     await cache.close()
   })
 
-  test('larder rekey killed midway (SIGKILL): no entry wrong, none lost once a rekey completes', async () => {
+  test('larder rekey killed midway (SIGKILL): no entry wrong, at most the one it held aside lost', async () => {
     const n = 600
     const { dir, stream } = await mixedCache(n)
     const child = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'children', 'rekey-child.ts'), dir], {
@@ -159,7 +159,28 @@ describe('rekey', () => {
     const report = await both.rekey({ sealPlain: true })
     assert.ok(report.rekeyed > 0 && report.current > 0, 'the killed rekey had done part of the work')
     await both.close()
-    await expectAllUnder(dir, n, stream)
+    // The entry the killed rekey held aside went there under the name every removal shares (so
+    // that a delete in that moment is never undone), and is not put back: at most that one
+    // entry is lost (a miss), and every other reads as its value under the new key alone.
+    const after = await open(dir, { encryption: ONLY_B })
+    let lost = 0
+    for (let i = 0; i < n; i++) {
+      const value = await after.get(`k${i}`)
+      if (value === undefined) lost++
+      else assert.deepEqual(value, valueOf(i))
+    }
+    for (const [key, expected] of [
+      ['stream', stream],
+      ['plain-stream', stream],
+      ['plain', 'written before encryption'],
+    ] as const) {
+      const value = await after.get(key)
+      if (value === undefined) lost++
+      else assert.deepEqual(value, expected)
+    }
+    assert.ok(lost <= 1, `${lost} entries lost`)
+    assert.equal((await after.stats()).corrupt, 0)
+    await after.close()
   })
 
   test('larder rekey --json: keys from the environment, a report, and no key in any output', async () => {
