@@ -470,6 +470,6 @@ function drained(stream: Writable): Promise<void> {
 function asCorrupt(error: unknown): CorruptEntryError | undefined {
   if (error instanceof CorruptEntryError) return error
   const code = errorCode(error)
-  if (isLarderError(error) || code === undefined || !/^Z_|^ERR_(ZLIB|BROTLI|ZSTD)|^ERR__?ZSTD/.test(code)) return undefined
+  if (isLarderError(error) || code === undefined || !/^Z_|^ZSTD_|^ERR_(ZLIB|BROTLI|ZSTD)|^ERR__?ZSTD/.test(code)) return undefined
   return new CorruptEntryError(`payload does not decompress (${(error as Error).message})`)
 }
