@@ -96,3 +96,59 @@ test('a newer write of the key by this instance settles a refused change: its va
   await other.close()
   await cache.close()
 })
+
+test('a clear the disk refused (EIO): no entry older than it is served here, later writes are, and the clear goes through once the breaker closes', async () => {
+  const dir = tempDir()
+  const breaker = { volumeThreshold: 1, errorThresholdPercentage: 1, resetTimeout: 200 }
+  const cache = await Larder.open({ dir, breaker })
+  for (const key of ['a', 'b', 'c']) await cache.set(key, `old ${key}`)
+  const other = await Larder.open({ dir, readOnly: true })
+  seam.readdirSync = failing('EIO', 'readdir')
+  const opened = once(cache, 'breaker')
+  await cache.clear() // a counted drop: the caller goes on as if the cache were empty
+  assert.deepEqual((await opened)[0], 'open')
+  assert.equal((await cache.stats()).dropped, 1)
+  assert.equal(await cache.get('a'), undefined, 'not served while the disk refuses')
+  assert.equal(await cache.info('b'), undefined)
+  assert.equal(await cache.getStream('c'), undefined)
+  Object.assign(disk, realDisk)
+  await new Promise((resolve) => setTimeout(resolve, 250))
+  const closed = new Promise<void>((resolve) => cache.on('breaker', (state) => state === 'closed' && resolve()))
+  assert.equal(await cache.get('a'), undefined, 'the half-open trial: the older entry is removed, not read')
+  await closed
+  for (let i = 0; i < 100 && ((await other.get('b')) !== undefined || (await other.get('c')) !== undefined); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  assert.equal(await other.get('b'), undefined, 'the clear went through: no instance reads what it removes')
+  assert.equal(await other.get('c'), undefined)
+  assert.equal(await cache.get('b'), undefined)
+  await cache.set('d', 'new')
+  assert.equal(await cache.get('d'), 'new', 'a write after the clear is served')
+  assert.equal(await other.get('d'), 'new')
+  await other.close()
+  await cache.close()
+})
+
+test('a clear the disk refused with failOpen false: the caller is told, and the entries stay readable', async () => {
+  const dir = tempDir()
+  const cache = await Larder.open({ dir, failOpen: false })
+  await cache.set('a', 'old')
+  seam.readdirSync = failing('EIO', 'readdir')
+  await assert.rejects(cache.clear(), { code: 'ERR_UNAVAILABLE' })
+  Object.assign(disk, realDisk)
+  assert.equal(await cache.get('a'), 'old')
+  await cache.close()
+})
+
+test('after a refused clear, a write made meanwhile is served while the disk still refuses the clear', async () => {
+  const dir = tempDir()
+  const cache = await Larder.open({ dir, breaker: { volumeThreshold: 1000 } })
+  await cache.set('a', 'old')
+  await cache.set('b', 'old')
+  seam.readdirSync = failing('EIO', 'readdir')
+  await cache.clear()
+  assert.equal(await cache.get('a'), undefined)
+  await cache.set('b', 'new')
+  assert.equal(await cache.get('b'), 'new', 'created after the refused clear')
+  await cache.close()
+})

@@ -34,7 +34,7 @@ import { checkOpenedEntry, collect, createEntryStream, openEntry, readOpenedEntr
 import { writeEntryStream, type StreamSource } from '../store/stream-writer.js'
 import type { ChangeClock } from '../store/change-clock.js'
 import type { TagClock } from '../store/tag-clock.js'
-import { RefusedChanges } from './refused-changes.js'
+import { MAX_REFUSED, RefusedChanges } from './refused-changes.js'
 import { MISS, type StoredEntry, type Tier, type TierEntry, type TierRead } from './tier.js'
 
 /** A damaged file found by a read: counted, reported and removed (except reason 'key' with
@@ -127,6 +127,9 @@ const FOUND_SCORE_MISS = 5
 const FOUND_SCORE_MAX = 20
 const FOUND_SCORE_OPEN_FIRST = 10
 
+/** How often reads try a refused clear of the files again (between the breaker's closings). */
+const CLEAR_RETRY_MS = 5_000
+
 export class FileTier implements Tier {
   readonly name = 'file'
   readonly #p: FileTierParts
@@ -145,6 +148,12 @@ export class FileTier implements Tier {
   #foundScore = 0
   /** Changes the disk refused, whose older entries must not be read (see refused()). */
   readonly #refused = new RefusedChanges()
+  /** The time of a clear of the files the disk refused (clearRefused), until a clear goes
+   *  through; when one was last tried again. */
+  #clearRefusedAt: number | undefined
+  #clearTriedAt = 0
+  /** Keys whose entry older than the refused clear is gone (read as ever since). */
+  readonly #clearSettled = new Set<string>()
 
   constructor(parts: FileTierParts) {
     this.#p = parts
@@ -432,24 +441,59 @@ export class FileTier implements Tier {
     if (this.#refused.size !== 0) this.#refused.settled(key, at)
   }
 
-  /** Removes the entry older than `key`'s refused change; resolves to whether none is left to
-   *  remove (false: the disk still refuses). */
+  /**
+   * A clear of the namespace's files made at `at` that the disk refused (failOpen counted it
+   * as dropped): its entries are still on disk, and none created before `at` may be read
+   * again. Until a clear goes through (tried again when the breaker closes, and at most every
+   * CLEAR_RETRY_MS as keys are read), a read of any key first removes its entry if it is older
+   * than `at` (a miss while the disk refuses that too), as for a refused change of the key.
+   */
+  clearRefused(at: number): void {
+    this.#clearRefusedAt = Math.max(this.#clearRefusedAt ?? at, at)
+    this.#clearTriedAt = Date.now()
+    this.#clearSettled.clear()
+  }
+
+  /** Tries a refused clear again (see clearRefused); resolves to whether none is left. */
+  async #retryClear(): Promise<boolean> {
+    if (this.#clearRefusedAt === undefined) return true
+    this.#clearTriedAt = Date.now()
+    try {
+      await this.clear()
+    } catch {
+      return false
+    }
+    return this.#clearRefusedAt === undefined
+  }
+
+  /** Removes the entry older than `key`'s refused change, or a refused clear; resolves to
+   *  whether none is left to remove (false: the disk still refuses). */
   async #settle(key: string): Promise<boolean> {
-    const at = this.#refused.at(key)
-    if (at === undefined) return true
+    const change = this.#refused.at(key)
+    const clear = this.#clearRefusedAt
+    if (clear !== undefined && Date.now() - this.#clearTriedAt >= CLEAR_RETRY_MS) void this.#retryClear()
+    if (change === undefined && clear === undefined) return true
+    const at = Math.max(change ?? -Infinity, clear ?? -Infinity)
     try {
       await this.dropIfOlder(key, at, true)
     } catch {
       return false
     }
-    this.#refused.settled(key, at)
+    if (change !== undefined) this.#refused.settled(key, change)
+    if (clear !== undefined && this.#clearRefusedAt === clear) {
+      this.#clearSettled.add(key)
+      if (this.#clearSettled.size > MAX_REFUSED) this.#clearSettled.delete(this.#clearSettled.values().next().value!)
+    }
     return this.#refused.at(key) === undefined
   }
 
-  /** Whether `key` has a refused change not settled yet (one map lookup, and only when any
-   *  change was refused: reads of a healthy disk pay a size check). */
+  /** Whether `key` has a refused change not settled yet, or a clear was refused (one map
+   *  lookup, and only when any change was refused: reads of a healthy disk pay two checks). */
   #isRefused(key: string): boolean {
-    return this.#refused.size !== 0 && this.#refused.at(key) !== undefined
+    return (
+      (this.#clearRefusedAt !== undefined && !this.#clearSettled.has(key)) ||
+      (this.#refused.size !== 0 && this.#refused.at(key) !== undefined)
+    )
   }
 
   /** A read of a key with a refused change: the read once its older entry is gone, else `none`. */
@@ -460,6 +504,7 @@ export class FileTier implements Tier {
   /** The breaker closed: every refused change settled, in the order they came, until the disk
    *  refuses again. */
   async #settleAll(): Promise<void> {
+    if (!(await this.#retryClear())) return
     for (const key of this.#refused.keys()) if (!(await this.#settle(key))) return
   }
 
@@ -568,6 +613,7 @@ export class FileTier implements Tier {
    */
   async clear(): Promise<void> {
     const { tree, versionDir, namespaceDir } = this.#layout
+    const startedAt = this.#clearRefusedAt ?? -Infinity // a refused clear this one stands for
     await this.#p.breaker.runChange(async () => {
       tree.dirSync(namespaceDir)
       const partitions = disk.readdirSync(namespaceDir).filter((name) => PARTITION_NAME.test(name))
@@ -620,6 +666,10 @@ export class FileTier implements Tier {
       if (!totalsWritten) this.#p.totals.cleared()
     })
     this.#refused.forgetAll() // the entries they left are gone with every other
+    if (this.#clearRefusedAt !== undefined && this.#clearRefusedAt <= startedAt) {
+      this.#clearRefusedAt = undefined
+      this.#clearSettled.clear()
+    }
     this.#p.changes.bump()
   }
 

@@ -724,6 +724,8 @@ export class TierStack {
       try {
         await this.file.clear()
       } catch (error) {
+        // Under failOpen the caller goes on as if the files were cleared: none older may be read.
+        if (this.#p.options.failOpen && !isLarderError(error)) this.file.clearRefused(at)
         this.#p.failures.writeFailed(error, 'file')
       } finally {
         this.#guard.release()
