@@ -29,6 +29,7 @@ import type {
   WalkOptions,
 } from './maintenance/maintainer.js'
 import type { LarderOptions, ResolvedOptions } from './options.js'
+import { MAX_TAGS } from './options.js'
 import type { ActivityReport } from './stats/activity-log.js'
 import type { TierName } from './stats/counters.js'
 import type { StreamSource } from './store/stream-writer.js'
@@ -96,6 +97,7 @@ export class Larder extends EventEmitter<LarderEvents> {
   readonly #order: CacheParts['order']
   readonly #reads: CacheParts['reads']
   #closed = false
+  #closing: Promise<void> | undefined
 
   private constructor(layered: LayeredOptions) {
     super()
@@ -343,10 +345,12 @@ export class Larder extends EventEmitter<LarderEvents> {
    *  write per tag, however many entries carry it. */
   async invalidateTags(tags: readonly string[]): Promise<void> {
     this.#assertWritable()
-    const valid = validateTags(tags)
+    const valid = validateTags(tags, 'tags', Infinity)
     if (valid.length === 0) return
     this.#p.loads.supersedeTagged(valid) // a load in progress that carries one of them began before
-    await this.#p.tags.invalidate(valid, this.#p.clock.invalidation())
+    const at = this.#p.clock.invalidation()
+    // In batches of an entry's most tags: one bus message, one Redis call each, all stamped `at`.
+    for (let i = 0; i < valid.length; i += MAX_TAGS) await this.#p.tags.invalidate(valid.slice(i, i + MAX_TAGS), at)
   }
 
   /**
@@ -468,9 +472,15 @@ export class Larder extends EventEmitter<LarderEvents> {
    *  Redis (write-back; as long again at most), stops maintenance (after an automatic prune in
    *  progress finishes; the worker pool ends), flushes the running totals, closes the Redis
    *  connections larder opened, and releases the breakers' timers and the exit hook. Nothing
-   *  is written after it resolves. Any later call rejects with `ERR_CLOSED`. Idempotent. */
-  async close(): Promise<void> {
-    if (this.#closed) return
+   *  is written after it resolves. Any later call rejects with `ERR_CLOSED`. Idempotent: a second call resolves with the first, once it is done. */
+  close(): Promise<void> {
+    // Every caller waits for the one closing (a signal handler and a shutdown hook both
+    // calling it): a second call must not resolve while the first is still writing.
+    this.#closing ??= this.#close()
+    return this.#closing
+  }
+
+  async #close(): Promise<void> {
     this.#closed = true
     await this.#p.close()
     // The test profile's directory: made by open() for this cache alone.

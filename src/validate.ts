@@ -42,10 +42,12 @@ export function validateValueSize(bytes: number, maxValueSize: number, field = '
   }
 }
 
-export function validateTags(tags: unknown, field = 'tags'): readonly string[] {
+/** `tags` checked one by one; at most `max` of them (an entry's tags: MAX_TAGS, a bound of the
+ *  entry format; the tags invalidated, or filtered by, are not bound by it). */
+export function validateTags(tags: unknown, field = 'tags', max = MAX_TAGS): readonly string[] {
   if (tags === undefined) return EMPTY
   if (!Array.isArray(tags)) throw new LarderError('ERR_INVALID_VALUE', `Invalid ${field}: expected an array of strings`, { field })
-  if (tags.length > MAX_TAGS) throw new LarderError('ERR_INVALID_VALUE', `Invalid ${field}: at most ${MAX_TAGS} tags`, { field })
+  if (tags.length > max) throw new LarderError('ERR_INVALID_VALUE', `Invalid ${field}: at most ${MAX_TAGS} tags`, { field })
   for (const [i, tag] of tags.entries()) {
     const name = `${field}[${i}]`
     if (typeof tag !== 'string' || tag.length === 0)
@@ -154,11 +156,17 @@ export function validatePruneOptions(options: unknown): ValidPruneOptions {
     }
     valid.olderThan = at
   }
-  if (o.tags !== undefined) valid.tags = [...validateTags(o.tags)]
+  if (o.tags !== undefined) valid.tags = [...validateTags(o.tags, 'tags', Infinity)]
   if (o.pattern !== undefined && (typeof o.pattern !== 'string' || o.pattern === '')) {
     throw new LarderError('ERR_INVALID_VALUE', 'Invalid pattern: expected a non-empty glob string such as "user:*"', { field: 'pattern' })
   }
   checkGlob(o.pattern)
+  // A truthy string ('true', an environment variable) must not turn a dry run into a prune.
+  for (const field of ['dryRun', 'listKeys'] as const) {
+    if (o[field] !== undefined && typeof o[field] !== 'boolean') {
+      throw new LarderError('ERR_INVALID_VALUE', `Invalid ${field}: expected a boolean, got ${String(o[field])}`, { field })
+    }
+  }
   validateSignalAndProgress(o)
   return valid
 }
@@ -207,7 +215,7 @@ export function validateEntriesOptions(options: unknown): { filters: ListFilters
     filters[field] = value
   }
   checkGlob(filters.pattern)
-  if (o.tags !== undefined) filters.tags = [...validateTags(o.tags)]
+  if (o.tags !== undefined) filters.tags = [...validateTags(o.tags, 'tags', Infinity)]
   validateSignalAndProgress(o)
   return { filters, walk: o }
 }

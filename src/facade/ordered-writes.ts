@@ -111,7 +111,8 @@ export class OrderedWrites {
    * `setStream()`: the stream goes to the file tier only (with bounded memory), in call order;
    * the memory tier's copy is dropped before and after (a read during the stream may promote
    * the entry it replaces), and Redis's older value is removed, so no instance reads it. A
-   * stream close() gave up on is a counted drop; the source's own error is rethrown as it was.
+   * stream close() gave up on is a counted drop (the entry it was to replace removed, under
+   * failOpen); the source's own error is rethrown as it was.
    */
   async stream(key: string, files: FileTier, input: StreamSource, ttl: number | undefined, tags: readonly string[]): Promise<void> {
     const { options, clock, memory, inFlight, counters, events, disk, stack, failures } = this.#p
@@ -149,6 +150,10 @@ export class OrderedWrites {
             // close() gave up waiting for it: nothing was stored, the temp file is gone.
             counters.counts.dropped++
             if (!options.failOpen) throw error
+            // The caller goes on as if it was stored: the entry it was to replace must not be
+            // served again, here or anywhere (close() waits for this, as for the change).
+            await files.dropIfOlder(key, createdAt).catch(() => {})
+            await stack.removeShared(key, createdAt).catch(() => {})
             return
           }
           // The disk's failure, which failOpen does not tell the caller: the entry the stream

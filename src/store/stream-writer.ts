@@ -75,7 +75,15 @@ export class ClearedMidStream extends Error {
 function toChunk(value: unknown): Buffer {
   if (Buffer.isBuffer(value)) return value
   if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength)
-  if (typeof value === 'string') return Buffer.from(value)
+  if (typeof value === 'string') {
+    if (value.isWellFormed()) return Buffer.from(value)
+    // As keys, tags and raw values: a lone surrogate is not stored as U+FFFD without a word.
+    throw new SourceError(
+      new LarderError('ERR_INVALID_VALUE', 'Invalid source: a string chunk holds a lone surrogate, which UTF-8 cannot hold', {
+        field: 'source',
+      }),
+    )
+  }
   throw new SourceError(
     new LarderError('ERR_INVALID_VALUE', `Invalid source: stream chunks must be Uint8Array or string, got ${typeof value}`, {
       field: 'source',
@@ -101,7 +109,12 @@ export async function writeEntryStream(
 ): Promise<StreamWriteResult> {
   const { signal } = options
   signal?.throwIfAborted()
-  const iterator = (source as AsyncIterable<unknown>)[Symbol.asyncIterator]()
+  let iterator: AsyncIterator<unknown>
+  try {
+    iterator = (source as AsyncIterable<unknown>)[Symbol.asyncIterator]() // a locked web stream throws here
+  } catch (error) {
+    throw new SourceError(error)
+  }
   // An abort must not wait for a source that has stopped producing: each pull races the
   // signal. The race is against a promise made for that pull and dropped after it: racing
   // every pull against one long-lived promise would hang a reaction, and with it each chunk

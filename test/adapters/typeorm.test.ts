@@ -47,6 +47,20 @@ function contract(connection: () => Partial<DataSourceOptions> | string): void {
     await ds.destroy()
   })
 
+  test("remove() of many ids at once (three tags each, past an entry's 64) removes every one", async (db) => {
+    const { ds } = await openDataSource({ dir: tempDir('larder-typeorm-many') }, ['ann'], db)
+    const users = ds.getRepository(UserSchema)
+    const names = async (): Promise<string[]> =>
+      (await users.find({ order: { id: 'ASC' }, cache: { id: 'all', milliseconds: 60_000 } })).map((u) => u.name)
+    assert.deepEqual(await names(), ['ann'])
+    await users.insert({ name: 'bob' })
+    assert.deepEqual(await names(), ['ann'], 'served from the cache')
+    const ids = Array.from({ length: 40 }, (_, i) => `other-${i}`)
+    await ds.queryResultCache!.remove([...ids, 'all'])
+    assert.deepEqual(await names(), ['ann', 'bob'])
+    await ds.destroy()
+  })
+
   test("a query cached by its SQL is served by larder until clear(), which leaves the cache's other entries", async (db) => {
     const cache = await Larder.open({ dir: tempDir('larder-typeorm-query') })
     const { ds } = await openDataSource(cache, ['ann'], db)
