@@ -42,4 +42,8 @@ export type { LatencySummary } from './stats/latency-window.js'
 export type { StreamSource } from './store/stream-writer.js'
 export type { CorruptReport } from './tiers/file-tier.js'
 export type { PressureReading } from './facade/pressure.js'
-export type { EncryptionOptions, Keyring } from './crypto/keys.js'
+import type { Keyring as KeyringClass } from './crypto/keys.js'
+export type { EncryptionOptions } from './crypto/keys.js'
+/** The validated encryption keys (`ResolvedOptions.encryption`): a type only, never a value
+ *  (an alias, so the bundled declarations cannot present the class as a runtime export). */
+export type Keyring = KeyringClass

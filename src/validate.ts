@@ -57,7 +57,8 @@ export function validateTags(tags: unknown, field = 'tags', max = MAX_TAGS): rea
     if (Buffer.byteLength(tag) > MAX_TAG_BYTES)
       throw new LarderError('ERR_INVALID_VALUE', `Invalid ${name}: longer than ${MAX_TAG_BYTES} bytes`, { field: name })
   }
-  return tags.length > 1 ? [...new Set(tags as string[])] : (tags as string[])
+  // Always a copy: the caller's array may change before the write runs (KeyOrder queues it).
+  return tags.length > 1 ? [...new Set(tags as string[])] : tags.length === 1 ? [tags[0] as string] : EMPTY
 }
 
 /** set()'s `readAt`: a time not in the future (ms since the epoch), or undefined for now.

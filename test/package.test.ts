@@ -284,3 +284,26 @@ test('the packed package installs and works for ESM, CJS and TypeScript consumer
     await sh(tsc, ['--noEmit', '-p', project], project, 60_000)
   })
 })
+
+test('the declarations present as values only what the runtime exports (a type-only name imported as a value would fail to link)', async () => {
+  if (!fs.existsSync(path.join(root, 'dist', 'index.d.ts'))) await sh('npm', ['run', 'build', '--silent'], root, 120_000)
+  const exported = Object.keys((JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { exports: object }).exports)
+  const entries = exported.filter((name) => name.startsWith('./') && name !== './package.json').map((name) => `adapters/${name.slice(2)}`)
+  entries.unshift('index')
+  for (const entry of entries) {
+    const declarations = fs.readFileSync(path.join(root, 'dist', `${entry}.d.ts`), 'utf8')
+    const values = [...declarations.matchAll(/^export \{([^}]*)\};?$/gm)]
+      .flatMap((m) => m[1]!.split(','))
+      .map((name) => name.trim())
+      .filter((name) => name !== '' && !name.startsWith('type '))
+      .map((name) => name.split(' as '))
+      // a value: a class, function or constant under its declared name (a type alias never is)
+      .filter(([declared]) =>
+        new RegExp(`declare (abstract )?(class|function|const|let|var|enum) ${declared!.replace('$', '\\$')}\\b`).test(declarations),
+      )
+      .map((names) => names.at(-1)!)
+    const runtime = Object.keys((await import(pathToFileURL(path.join(root, 'dist', `${entry}.js`)).href)) as object)
+    for (const name of values)
+      assert.ok(runtime.includes(name), `${entry}.d.ts exports ${name} as a value; the runtime has ${runtime.join(', ')}`)
+  }
+})

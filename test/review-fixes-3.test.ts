@@ -92,3 +92,34 @@ test('a setStream close() gave up on (failOpen): a counted drop, and the entry i
   assert.equal(await reopened.getStream('latest'), undefined, 'neither the old build nor a torn new one')
   await reopened.close()
 })
+
+test("set: the tags are those of the call, whatever becomes of the caller's array before the write runs", async () => {
+  const cache = await Larder.open({ dir: tempDir(), maintenance: false })
+  const first = cache.set('user:1', 'older') // the next write of the key queues behind this one
+  const tags = ['user:1']
+  const second = cache.set('user:1', { name: 'Ada' }, { tags })
+  tags[0] = 'post:9'
+  tags.push(...Array.from({ length: 100 }, (_, i) => `t${i}`))
+  await Promise.all([first, second])
+  assert.deepEqual((await cache.info('user:1'))?.tags, ['user:1'])
+  await cache.invalidateTags(['user:1'])
+  assert.equal(await cache.get('user:1'), undefined)
+  assert.equal((await cache.stats()).corrupt, 0)
+  await cache.close()
+})
+
+test("open() copies the caller's option groups: an options object changed and reused to open another cache changes nothing in the first", async () => {
+  const base = { dir: tempDir(), memory: { maxEntries: 1000 }, maintenance: false as const }
+  const a = await Larder.open(base)
+  base.memory.maxEntries = 5
+  const b = await Larder.open({ ...base, dir: tempDir() })
+  const changes = await a.configure({ defaultTtl: '1h' })
+  assert.deepEqual(
+    changes.map((c) => c.field),
+    ['defaultTtl'],
+  )
+  assert.equal(a.options.memory && a.options.memory.maxEntries, 1000)
+  assert.equal(b.options.memory && b.options.memory.maxEntries, 5)
+  await a.close()
+  await b.close()
+})

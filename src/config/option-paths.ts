@@ -61,6 +61,12 @@ export function mergeOptions(lower: OptionTree, higher: OptionTree, undefinedRem
         own(merged, name, value === true ? below : mergeOptions(base, over, undefinedRemoves, path + '.'))
         continue
       }
+      // A group of the caller's is copied, never kept: the caller may change or reuse its
+      // object (to open another cache), and a later configure() merges what is kept again.
+      if (isPlainObject(value)) {
+        own(merged, name, mergeOptions({}, value, undefinedRemoves, path + '.'))
+        continue
+      }
     }
     own(merged, name, value)
   }
