@@ -13,7 +13,7 @@ import { Origin } from './origin.js'
 import { HitSources, cacheApiRoutes } from './routes/cache-api.js'
 import { objectRoutes, objectUploads } from './routes/ccache.js'
 import { dashboardRoutes } from './routes/dashboard.js'
-import { nxRoutes, nxUploads } from './routes/nx.js'
+import { nxRoutes, nxUploads, statusForNx } from './routes/nx.js'
 import { operationRoutes } from './routes/operations.js'
 import { turboRoutes, turboUploads } from './routes/turbo.js'
 
@@ -108,6 +108,29 @@ export async function createServer(
     },
   })
 
+  // Before the token check: a request refused for its token counts against its address too,
+  // or a client could try tokens at full speed.
+  if (options.rateLimit > 0) {
+    await app.register(rateLimit, {
+      // One hook of the app's own, not one per route (a route's hooks run after the app's, so
+      // after the token check): every request counts, whatever it is answered.
+      global: false,
+      max: options.rateLimit,
+      timeWindow: 60_000,
+      errorResponseBuilder: (_request, context) =>
+        new HttpError(
+          429,
+          'ERR_RATE_LIMITED',
+          `Too many requests: at most ${context.max} a minute from one address; retry in ${context.after}`,
+        ),
+    })
+    const limit = app.rateLimit()
+    app.addHook('onRequest', async (request, reply) => {
+      if (request.routeOptions.config.rateLimit === false) return // health checks
+      await limit.call(app, request, reply)
+    })
+  }
+
   app.decorateRequest('grant', undefined)
   app.addHook('onRequest', async (request, reply) => {
     const { access = 'write', protocol, namespaced = false, namespace } = request.routeOptions.config
@@ -177,10 +200,7 @@ export async function createServer(
     if (status >= 500) log(`${request.method} ${routeOf(request)}: ${error.message}`)
     if (status === 413 || status === 411) reply.header('connection', 'close')
     if (request.routeOptions.config.protocol === 'nx') {
-      // nx fails its whole run on anything but 200, 403 and 409 (404 for a read): what the server
-      // could not do (too many teams at once, a disk failure) is a skipped upload or a miss.
-      const told = status < 500 ? status : request.method === 'PUT' ? 403 : 404
-      return reply.code(told).header('content-type', 'text/plain').send(message)
+      return reply.code(statusForNx(request.method, status)).header('content-type', 'text/plain').send(message)
     }
     return reply.code(status).send(errorBody(code, message))
   })
@@ -188,19 +208,6 @@ export async function createServer(
     // Not the path: it may carry a hash or a key (the router's refusals do not repeat it either).
     reply.code(404).send(errorBody('ERR_NOT_FOUND', `No route for ${request.method} at this path`)),
   )
-
-  if (options.rateLimit > 0) {
-    await app.register(rateLimit, {
-      max: options.rateLimit,
-      timeWindow: 60_000,
-      errorResponseBuilder: (_request, context) =>
-        new HttpError(
-          429,
-          'ERR_RATE_LIMITED',
-          `Too many requests: at most ${context.max} a minute from one address; retry in ${context.after}`,
-        ),
-    })
-  }
 
   // CORS preflight (turbo sends it with --preflight): every method, and Authorization allowed,
   // or turbo drops the token from the request that follows.

@@ -139,8 +139,13 @@ export interface StoredArtifact {
  * into the namespace by something else) reads as a miss. `headOnly` reads just the metadata
  * and releases the file.
  */
-export async function getArtifact(cache: Larder, key: string, headOnly = false): Promise<StoredArtifact | undefined> {
-  const stream = await cache.getStream(key)
+/** What of an artifact a download reads: its head alone (HEAD), its body, or its body once the
+ *  whole entry has been checked (for a client that cannot take back a body cut short: nx). */
+export type ArtifactRead = 'head' | 'body' | 'verified body'
+
+export async function getArtifact(cache: Larder, key: string, read: ArtifactRead = 'body'): Promise<StoredArtifact | undefined> {
+  const headOnly = read === 'head'
+  const stream = await cache.getStream(key, read === 'verified body' ? { verifyFirst: true } : undefined)
   if (stream === undefined) return undefined
   let meta: ArtifactMeta | undefined
   try {

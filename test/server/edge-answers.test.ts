@@ -269,7 +269,7 @@ test('an upload stalled mid-body is cut after idleTimeout: its temp file goes, a
   assert.deepEqual(temps, [], 'no temp file left')
 })
 
-test('an upload refused for its length (411, 413) opens no team: nothing is created for a team never seen', async () => {
+test('an upload refused for its length (411, 413; nx: 403) opens no team: nothing is created for a team never seen', async () => {
   const { url, dir } = await startServer({ maxBody: 1000 })
   const files = (): string[] => (fs.existsSync(dir) ? (fs.readdirSync(dir, { recursive: true }) as string[]).sort() : [])
   const before = files()
@@ -293,7 +293,8 @@ test('an upload refused for its length (411, 413) opens no team: nothing is crea
       body: 'x'.repeat(2000),
       headers: { 'content-type': 'application/octet-stream' },
     })
-    assert.equal(big.status, 413)
+    assert.equal(big.status, 403, 'nx is told 403 (a 413 would fail its run), the message naming the limit')
+    assert.match(big.text, /1000 bytes/)
   }
   assert.deepEqual(files(), before, 'no team directory or file was made')
 })

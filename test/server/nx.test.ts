@@ -1,7 +1,10 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import http from 'node:http'
+import fs from 'node:fs'
+import { randomBytes } from 'node:crypto'
 import { bearer, call, startServer } from './helpers.ts'
+import { entryFiles } from '../helpers.ts'
 
 const HASH = '2353663766214665608'
 const octets = { 'content-type': 'application/octet-stream' }
@@ -87,7 +90,7 @@ test('nx: 401 is text/plain exactly, a read-only token reads and gets 403 on upl
   assert.equal((await call(`${url}/v1/cache/${HASH}`, { headers: bearer('reader') })).text, 'x')
 })
 
-test('nx: an upload without Content-Length is refused (411) and stores nothing', async () => {
+test('nx: an upload without Content-Length is refused (403: nx would fail its run on a 411) and stores nothing', async () => {
   const { url } = await startServer()
   const status = await new Promise<number>((resolve, reject) => {
     const request = http.request(
@@ -101,7 +104,7 @@ test('nx: an upload without Content-Length is refused (411) and stores nothing',
     request.on('error', reject)
     request.end('chunked body')
   })
-  assert.equal(status, 411)
+  assert.equal(status, 403)
   assert.equal((await call(`${url}/v1/cache/${HASH}`)).status, 404)
 })
 
@@ -111,4 +114,34 @@ test('nx: a team prefix in the server URL is a namespace of its own', async () =
   assert.equal((await call(`${url}/nx/alpha/v1/cache/${HASH}`)).text, 'alpha')
   assert.equal((await call(`${url}/v1/cache/${HASH}`)).status, 404)
   assert.equal((await call(`${url}/nx/beta/v1/cache/${HASH}`)).status, 404)
+})
+
+test('nx: what the server will not do is a skipped upload (403) or a miss (404), never a status that fails the run: over --max-body, over --max-size, the rate limit', async () => {
+  const { url } = await startServer({ maxBody: 10_000, rateLimit: 6 })
+  const big = await call(`${url}/v1/cache/${HASH}`, { method: 'PUT', headers: octets, body: Buffer.alloc(20_000) })
+  assert.equal(big.status, 403)
+  assert.match(big.text, /10000|too large/i)
+  const statuses: number[] = []
+  for (let i = 0; i < 6; i++) statuses.push((await call(`${url}/v1/cache/${HASH}`)).status)
+  assert.deepEqual(statuses, [404, 404, 404, 404, 404, 404], 'the 6th is past the limit: a miss, not a 429')
+  const limited = await call(`${url}/v1/cache/${HASH}`, { method: 'PUT', headers: octets, body: 'x' })
+  assert.equal(limited.status, 403)
+  assert.match(limited.text, /Too many requests/)
+  const { url: small } = await startServer({ maxSize: 100_000 })
+  const over = await call(`${small}/v1/cache/${HASH}`, { method: 'PUT', headers: octets, body: Buffer.alloc(60_000) })
+  assert.equal(over.status, 403)
+  assert.match(over.text, /budget/)
+})
+
+test('nx: a damaged artifact over 2 MiB is a miss (404), never a 200 whose body is cut short', async () => {
+  const { url, dir } = await startServer()
+  const body = randomBytes(3 << 20)
+  assert.equal((await call(`${url}/v1/cache/${HASH}`, { method: 'PUT', headers: octets, body })).status, 200)
+  const [file] = entryFiles(dir)
+  const fd = fs.openSync(file!, 'r+')
+  fs.writeSync(fd, Buffer.from([1, 2, 3]), 0, 3, 1_500_000)
+  fs.closeSync(fd)
+  const read = await call(`${url}/v1/cache/${HASH}`)
+  assert.equal(read.status, 404)
+  assert.equal(fs.existsSync(file!), false, 'the damaged entry is removed')
 })

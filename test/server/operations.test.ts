@@ -127,6 +127,7 @@ test('budget: an upload its namespace could not keep (larger than --max-size tim
   })
   assert.equal(fits.status, 202)
   const nx = await call(`${url}/v1/cache/${'a'.repeat(16)}`, { method: 'PUT', body: randomBytes(budget), headers: octets })
-  assert.equal(nx.status, 413, 'nx uploads share the rule')
+  assert.equal(nx.status, 403, 'nx uploads share the rule (told 403: nx fails its run on a 413)')
+  assert.match(nx.text, /budget keeps/)
   await close()
 })

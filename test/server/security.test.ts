@@ -1,6 +1,10 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import http from 'node:http'
+import fs from 'node:fs'
+import net from 'node:net'
+import path from 'node:path'
+import { once } from 'node:events'
 import { randomBytes } from 'node:crypto'
 import { entryFiles } from '../helpers.ts'
 import { bearer, call, type ErrorAnswer, eventually, startServer, tempFiles } from './helpers.ts'
@@ -44,7 +48,7 @@ test('limits: a body over --max-body is a 413 naming the limit, for artifacts an
   assert.equal(artifact.status, 413)
   assert.match(artifact.json<ErrorAnswer>().error.message, /1000 bytes/)
   const nx = await call(`${url}/v1/cache/123`, { method: 'PUT', body: randomBytes(2000), headers: octets })
-  assert.equal(nx.status, 413)
+  assert.equal(nx.status, 403, 'nx fails its run on a 413: a skipped upload')
   assert.match(nx.text, /1000 bytes/)
   const value = await call(`${url}/api/cache/k`, {
     method: 'PUT',
@@ -148,4 +152,45 @@ test('an upload whose body is shorter than its Content-Length is not stored', as
   assert.notEqual(status, 202)
   await eventually(() => tempFiles(dir).length === 0, 'no temp file')
   assert.deepEqual(entryFiles(dir), [])
+})
+
+test('limits: requests refused for their token count against the rate limit too (no token guessing at full speed)', async () => {
+  const { url } = await startServer({ rateLimit: 3, tokens: ['right'] })
+  const statuses: number[] = []
+  for (let i = 0; i < 5; i++) statuses.push((await call(`${url}/v8/artifacts/status?slug=t`, { headers: bearer('wrong') })).status)
+  assert.deepEqual(statuses, [401, 401, 401, 429, 429])
+  assert.equal((await call(`${url}/v8/artifacts/status?slug=t`, { headers: bearer('right') })).status, 429, 'the address is limited')
+})
+
+test('turbo: an upload refused for a bad header (400) opens and creates no team', async () => {
+  const { url, dir } = await startServer()
+  const namespaces = (): string[] => (fs.existsSync(path.join(dir, 'v1')) ? fs.readdirSync(path.join(dir, 'v1')) : [])
+  const before = namespaces()
+  const refused = await call(`${url}/v8/artifacts/${HASH}?slug=never`, {
+    method: 'PUT',
+    headers: { ...octets, 'x-artifact-tag': 'x'.repeat(2000) },
+    body: 'artifact',
+  })
+  assert.equal(refused.status, 400)
+  assert.deepEqual(namespaces(), before)
+})
+
+test('a download whose client hung up before its response began (two pipelined GETs, socket closed) has its file closed at once, not by GC', async () => {
+  const { url } = await startServer()
+  for (const hash of ['aaaaaaaaaaaaaaa1', 'aaaaaaaaaaaaaaa2']) {
+    const put = await call(`${url}/v8/artifacts/${hash}?slug=t`, { method: 'PUT', headers: octets, body: randomBytes(3 << 20) })
+    assert.equal(put.status, 202)
+  }
+  const { port } = new URL(url)
+  const before = fs.readdirSync('/proc/self/fd').length
+  for (let i = 0; i < 20; i++) {
+    const socket = net.connect(Number(port), '127.0.0.1')
+    await once(socket, 'connect')
+    socket.write(
+      'GET /v8/artifacts/aaaaaaaaaaaaaaa1?slug=t HTTP/1.1\r\nhost: x\r\n\r\nGET /v8/artifacts/aaaaaaaaaaaaaaa2?slug=t HTTP/1.1\r\nhost: x\r\n\r\n',
+    )
+    await once(socket, 'data')
+    socket.destroy()
+  }
+  await eventually(() => fs.readdirSync('/proc/self/fd').length <= before + 2, 'the entries opened for the dropped downloads are closed')
 })

@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { isLarderError, type Larder } from '../../index.js'
-import { declaredLength, getArtifact, putArtifact, type ArtifactMeta } from '../artifact-store.js'
+import { declaredLength, getArtifact, putArtifact, type ArtifactMeta, type ArtifactRead } from '../artifact-store.js'
 import type { ServerContext } from '../context.js'
 import { HttpError } from '../http-error.js'
 import type { Protocol } from '../namespaces.js'
@@ -23,12 +23,13 @@ export async function sendArtifact(
   protocol: Protocol,
   cache: Larder,
   key: string,
-  headOnly: boolean,
+  read: ArtifactRead,
   headers?: (meta: ArtifactMeta) => Record<string, string>,
 ): Promise<ArtifactMeta | undefined> {
+  const headOnly = read === 'head'
   let found
   try {
-    found = await getArtifact(cache, key, headOnly)
+    found = await getArtifact(cache, key, read)
   } catch (error) {
     readFailed(ctx, protocol, error)
     found = undefined
@@ -46,6 +47,16 @@ export async function sendArtifact(
     return meta
   }
   reply.raw.once('finish', () => ctx.metrics.sent(protocol, meta.length))
+  // A pipelined response still queued behind another has no socket yet, and hears nothing
+  // when its client hangs up: fastify never pipes the body, so it is destroyed here when the
+  // connection closes (its entry's file closed at once, not by GC).
+  const socket = reply.request.raw.socket
+  const hungUp = (): void => void body.destroy()
+  if (socket.destroyed) hungUp()
+  else {
+    socket.once('close', hungUp)
+    reply.raw.once('close', () => socket.off('close', hungUp))
+  }
   await reply.send(body)
   return meta
 }

@@ -67,7 +67,7 @@ export function objectRoutes(app: FastifyInstance, ctx: ServerContext): void {
       const t = target(request)
       allowedNamespace(ctx, request, t.namespace)
       const cache = await ctx.namespaces.get(t.namespace, t.protocol)
-      const meta = await sendArtifact(ctx, reply, t.protocol, cache, t.key, headOnly)
+      const meta = await sendArtifact(ctx, reply, t.protocol, cache, t.key, headOnly ? 'head' : 'body')
       if (meta === undefined) return reply.code(404).send(headOnly ? undefined : errorBody('ERR_NOT_FOUND', `No object ${t.key}`))
       return reply
     }

@@ -13,9 +13,10 @@ import { artifactExists, refuseUpload, sendArtifact, storeArtifact } from './art
  *                         immutable, so a poisoned upload cannot replace a good one); 403 for
  *                         a read-only token
  *
- * nx is strict: any other status fails the whole run, so this front end degrades on purpose:
- * a disk failure reads as a miss (404), and an upload the disk could not take answers 403,
- * which nx skips silently. A 401 is `text/plain` exactly (nx shows the body only then).
+ * nx is strict: any other status fails the whole run, so this front end degrades on purpose
+ * (statusForNx): a disk failure reads as a miss (404), and an upload the disk could not take
+ * answers 403, which nx skips silently. A body cut short fails the run too, so a download is
+ * checked whole before its first byte is sent (a damaged entry is a miss). A 401 is `text/plain` exactly (nx shows the body only then).
  *
  * nx has no team: the server URL may carry one as a path prefix
  * (`NX_SELF_HOSTED_REMOTE_CACHE_SERVER=http://host:4000/nx/<team>`), a namespace of its own
@@ -24,6 +25,18 @@ import { artifactExists, refuseUpload, sendArtifact, storeArtifact } from './art
 function namespaceOf(ctx: ServerContext, request: FastifyRequest): string {
   const team = (request.params as { team?: string }).team
   return allowedNamespace(ctx, request, team === undefined ? 'nx' : `nx:${teamName(team, 'team')}`)
+}
+
+/**
+ * The status nx is told for `status`: nx fails its whole run on any answer but 200 and 404 to a
+ * read, and 200, 403 and 409 to an upload. What the server will not or cannot do for it (a
+ * disk failure, an artifact over a size limit, the rate limit, too many teams) is a miss or a
+ * skipped upload; only a refused token (401) is passed on, so a misconfigured run says so.
+ */
+export function statusForNx(method: string, status: number): number {
+  if (status === 401) return status
+  if (method === 'PUT') return status === 200 || status === 403 || status === 409 ? status : 403
+  return status === 200 || status === 404 ? status : 404
 }
 
 function text(reply: FastifyReply, status: number, message: string): FastifyReply {
@@ -55,9 +68,7 @@ export function nxUploads(app: FastifyInstance, ctx: ServerContext): void {
       }
       const outcome = await storeArtifact(ctx, request, 'nx', cache, hash, {})
       if (outcome.stored) return text(reply, 200, '')
-      // nx fails the run on anything but 200, 403 and 409: a disk failure becomes 403 (skipped).
-      const status = outcome.error.statusCode === 503 ? 403 : outcome.error.statusCode
-      return text(refuseUpload(reply), status, outcome.error.message)
+      return text(refuseUpload(reply), statusForNx('PUT', outcome.error.statusCode), outcome.error.message)
     } finally {
       uploading.delete(slot)
       ended()
@@ -73,7 +84,7 @@ export function nxRoutes(app: FastifyInstance, ctx: ServerContext): void {
     const hash = artifactHash((request.params as { hash: string }).hash)
     const cache = await ctx.namespaces.forReading(namespaceOf(ctx, request), 'nx', reply.raw)
     if (cache === undefined) ctx.metrics.miss('nx')
-    const meta = cache === undefined ? undefined : await sendArtifact(ctx, reply, 'nx', cache, hash, false)
+    const meta = cache === undefined ? undefined : await sendArtifact(ctx, reply, 'nx', cache, hash, 'verified body')
     if (meta === undefined) return text(reply, 404, `No artifact ${hash}`)
     return reply
   }

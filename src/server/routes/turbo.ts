@@ -55,9 +55,10 @@ function headerValue(request: FastifyRequest, name: string): string | undefined 
 export function turboUploads(app: FastifyInstance, ctx: ServerContext): void {
   app.put('/v8/artifacts/:hash', { config: { access: 'write', protocol: 'turbo', namespaced: true } }, async (request, reply) => {
     const hash = artifactHash((request.params as { hash: string }).hash)
-    declaredLength(request.raw, ctx.options.maxBody) // a refused upload opens (creates) no team
-    const cache = await ctx.namespaces.get(namespaceOf(ctx, request), 'turbo', reply.raw)
+    // A refused upload (its length, its headers) opens (creates) no team.
+    declaredLength(request.raw, ctx.options.maxBody)
     const meta = { duration: headerValue(request, 'x-artifact-duration'), tag: headerValue(request, 'x-artifact-tag') }
+    const cache = await ctx.namespaces.get(namespaceOf(ctx, request), 'turbo', reply.raw)
     const outcome = await storeArtifact(ctx, request, 'turbo', cache, hash, stripUndefined(meta))
     if (!outcome.stored)
       return refuseUpload(reply).code(outcome.error.statusCode).send(errorBody(outcome.error.code, outcome.error.message))
@@ -74,7 +75,8 @@ export function turboRoutes(app: FastifyInstance, ctx: ServerContext): void {
     const hash = artifactHash((request.params as { hash: string }).hash)
     const cache = await ctx.namespaces.forReading(namespaceOf(ctx, request), 'turbo', reply.raw)
     if (cache === undefined) ctx.metrics.miss('turbo')
-    const meta = cache === undefined ? undefined : await sendArtifact(ctx, reply, 'turbo', cache, hash, headOnly, metaHeaders)
+    const meta =
+      cache === undefined ? undefined : await sendArtifact(ctx, reply, 'turbo', cache, hash, headOnly ? 'head' : 'body', metaHeaders)
     if (meta === undefined) return reply.code(404).send(errorBody('ERR_NOT_FOUND', `No artifact ${hash} for this team`))
     return reply
   }
@@ -95,7 +97,7 @@ export function turboRoutes(app: FastifyInstance, ctx: ServerContext): void {
     // No prototype: a hash named `__proto__` (valid hex-ish text) is an answer like any other.
     const answer = Object.create(null) as Record<string, { size: number; taskDurationMs: number; tag?: string } | null>
     for (const hash of valid) {
-      const found = cache === undefined ? undefined : await getArtifact(cache, hash, true).catch(() => undefined)
+      const found = cache === undefined ? undefined : await getArtifact(cache, hash, 'head').catch(() => undefined)
       answer[hash] =
         found === undefined
           ? null
