@@ -278,6 +278,7 @@ describe('modes and trust', () => {
       return true
     })
     await assert.rejects(Larder.open({ dir, failOpen: true }), { code: 'ERR_UNSAFE_DIR' })
+    await assert.rejects(Larder.open({ dir, readOnly: true }), { code: 'ERR_UNSAFE_DIR' }, 'reading is what the check protects')
     assert.deepEqual(fs.readdirSync(dir), [], 'nothing was created inside')
     const shared = await Larder.open({ dir, shared: 'group' })
     await shared.set('k', 1)
@@ -290,11 +291,13 @@ describe('modes and trust', () => {
       const dir = path.join(tempDir(), 'open')
       fs.mkdirSync(dir)
       fs.chmodSync(dir, mode)
-      await assert.rejects(
-        Larder.open({ dir }),
-        (e: LarderError) => e.code === 'ERR_UNSAFE_DIR' && /writable by (group|others)/.test(e.message),
-        `mode ${mode.toString(8)}`,
-      )
+      for (const readOnly of [false, true]) {
+        await assert.rejects(
+          Larder.open({ dir, readOnly }),
+          (e: LarderError) => e.code === 'ERR_UNSAFE_DIR' && /writable by (group|others)/.test(e.message),
+          `mode ${mode.toString(8)}, readOnly ${readOnly}`,
+        )
+      }
       assert.deepEqual(fs.readdirSync(dir), [])
     }
     const sticky = path.join(tempDir(), 'sticky')

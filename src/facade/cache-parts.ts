@@ -239,7 +239,8 @@ export class CacheParts {
   }
 
   /** Prepares the directory, folds crowded bookkeeping, waits (bounded) for Redis and takes
-   *  the tag stamps recorded there. A read-only instance creates, records and folds nothing. */
+   *  the tag stamps recorded there. A read-only instance creates, records and folds nothing,
+   *  but refuses a directory others control as well. */
   async open(): Promise<void> {
     if (!this.options.readOnly) {
       await this.#prepareDirectory()
@@ -248,6 +249,13 @@ export class CacheParts {
       // The connection's first 'ready' (recovered) or the bus's first subscription (a resync)
       // may have sent a read of the stamps already: joined, not sent again.
       await (this.tags.resyncing ?? this.tags.reading ?? this.tags.syncFromShared())
+    } else {
+      try {
+        this.disk?.files.checkTrust()
+      } catch (unsafe) {
+        await this.close()
+        throw unsafe
+      }
     }
     this.pressure?.start()
   }

@@ -177,6 +177,20 @@ export class FileTier implements Tier {
     })
   }
 
+  /** A read-only instance's check at open: it creates nothing, but refuses a directory others
+   *  control as prepare does (`ERR_UNSAFE_DIR`): reading is what the check protects. A disk
+   *  that cannot be looked at is left to the reads (misses). */
+  checkTrust(): void {
+    const { namespaceDir, tree } = this.#layout
+    let problem: string | undefined
+    try {
+      problem = tree.trustProblem(namespaceDir)
+    } catch {
+      return
+    }
+    if (problem !== undefined) throw new LarderError('ERR_UNSAFE_DIR', problem, { field: 'dir' })
+  }
+
   // ── reads ─────────────────────────────────────────────────────────────────
 
   /**
@@ -514,7 +528,7 @@ export class FileTier implements Tier {
   async dropIfOlder(key: string, at: number, quiet = false): Promise<void> {
     const file = this.#fileOf(key)
     const drop = async (): Promise<number | undefined> => {
-      const found = await this.#probe(file, key)
+      const found = await this.#probe(file, key, 'small', true)
       if (found === undefined) return undefined
       await found.opened?.handle.close()
       if ((found.whole ?? found.opened.head).createdAt >= at) return undefined
@@ -568,13 +582,13 @@ export class FileTier implements Tier {
     const file = this.#fileOf(key)
     const removed = await this.#p.breaker.runChange(async () => {
       // Another key's entry that shares the hash is not ours to delete: probe checks the key.
-      let found = await this.#probe(file, key)
+      let found = await this.#probe(file, key, 'small', true)
       if (found === undefined) {
         // A removal elsewhere may hold the entry aside for a moment, to put it back
         // (store/take-aside.ts): it goes from there, and the name is looked at again for one
         // put back meanwhile, which must not outlive this delete.
         const aside = removeAside(asideOf(file))
-        found = await this.#probe(file, key)
+        found = await this.#probe(file, key, 'small', true)
         if (found === undefined) return aside === undefined ? undefined : { size: aside, live: false }
         this.#removed(aside)
       }
@@ -589,7 +603,7 @@ export class FileTier implements Tier {
       // it (or its rewrite) back at the name: removed from the aside name, and the name looked
       // at again for what was put back meanwhile.
       const aside = removeAside(asideOf(file))
-      const back = await this.#probe(file, key)
+      const back = await this.#probe(file, key, 'small', true)
       if (back !== undefined) {
         await back.opened?.handle.close()
         this.#removed(aside)
@@ -702,7 +716,7 @@ export class FileTier implements Tier {
    * trailer parsed, the caller owning the open handle ('open' forces that path). undefined for a miss, a hash collision, or a corrupt file
    * (counted, and removed if it is still the file judged).
    */
-  async #probe(file: string, key: string, how: ProbeRead = 'small'): Promise<Probe | undefined> {
+  async #probe(file: string, key: string, how: ProbeRead = 'small', toRemove = false): Promise<Probe | undefined> {
     let found: Probe
     let ino: number | undefined
     try {
@@ -749,7 +763,11 @@ export class FileTier implements Tier {
     }
     try {
       checkNamespace(found.head, this.#p.options.namespace)
-      keyOf(found.head, this.#p.options.encryption) // a missing key: a miss, judged before anything is read
+      // A missing key: a miss, judged before anything is read. Not for a removal: an entry
+      // sealed under a key this instance lacks (another process's, mid-rotation) is still the
+      // key's, named in its clear head, and a delete must not leave it to the processes that
+      // can read it.
+      if (!toRemove) keyOf(found.head, this.#p.options.encryption)
     } catch (error) {
       await found.opened?.handle.close()
       return await this.#corruptOrThrow(error, file, key, found.ino)
