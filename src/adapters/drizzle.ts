@@ -66,7 +66,7 @@ export class LarderDrizzleCache extends Cache {
       })
     }
     this.#strategy = strategy
-    this.#ttl = ttl
+    this.#ttl = ttl === undefined ? undefined : milliseconds(ttl, 'ttl') // a typo refused here, not at every put
     this.#source = new CacheSource(withV8Default(cache), onError)
     this.#again = new InvalidateAgain(milliseconds(invalidateAgainAfter, 'invalidateAgainAfter'), (tags) =>
       this.#source.guarded(undefined, (opened) => opened.invalidateTags(tags)),
@@ -95,6 +95,10 @@ export class LarderDrizzleCache extends Cache {
   override async put(key: string, response: unknown, tables: string[], isTag: boolean, config?: CacheConfig): Promise<void> {
     const name = resultKey(key, isTag)
     const readAt = this.#missed.take(name)
+    // A table this process wrote whose write may not have landed: a select inside the writing
+    // transaction reads rows a rollback may take back (rows that never existed, cached for
+    // every process), so its result is not stored until the write's second stamp.
+    if (this.#again.due(tables.map(tableTag))) return
     await this.#source.guarded(undefined, (cache) =>
       cache.set(name, storable(response), {
         ttl: ttlOf(config) ?? this.#ttl,

@@ -34,6 +34,12 @@ export class InvalidateAgain {
     }
   }
 
+  /** Whether any of `tags` was written here and its second stamp is still due: the write may
+   *  not have landed (or may yet be rolled back). */
+  due(tags: readonly string[]): boolean {
+    return this.#due.size !== 0 && tags.some((tag) => this.#due.has(tag))
+  }
+
   /** Makes every stamp still due now, and waits for those under way (the adapter's close). */
   async flush(): Promise<void> {
     const tags = [...this.#due.keys()]

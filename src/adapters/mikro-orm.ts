@@ -1,5 +1,5 @@
 import type { CacheAdapter } from '@mikro-orm/core'
-import type { Larder, LarderOptions } from 'larder'
+import { LarderError, type Larder, type LarderOptions } from 'larder'
 import { boundedKey, KEY_BYTES, TAG_BYTES } from './bounded-key.js'
 import { MissTimes } from './miss-times.js'
 import { CacheSource, withV8Default, type CacheOrOptions } from './cache-source.js'
@@ -57,6 +57,15 @@ export class LarderCacheAdapter implements CacheAdapter {
 
   constructor(options: LarderCacheAdapterOptions = {}, cache?: Larder) {
     const { expiration, onError = (error: Error) => process.emitWarning(error), ...larderOptions } = options
+    if (expiration !== undefined && (typeof expiration !== 'number' || !Number.isFinite(expiration) || expiration < 0)) {
+      throw new LarderError(
+        'ERR_INVALID_OPTION',
+        `Invalid expiration: expected milliseconds (a number, 0 or more), got ${String(expiration)}`,
+        {
+          field: 'expiration',
+        },
+      )
+    }
     this.#expiration = expiration
     this.#source = new CacheSource(cache ?? withV8Default(larderOptions), onError)
   }

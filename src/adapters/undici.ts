@@ -298,7 +298,10 @@ async function readResponse(cache: Larder, entryKey: string, key: CacheKey): Pro
     return resultOf(parsed.head, [bytes.subarray(parsed.end)])
   }
   if (cache.dir === false) return undefined // no directory, no streams: only buffered responses are stored
-  const stream = await cache.getStream(streamKey(entryKey))
+  // Checked whole before undici sends a byte (a file over 2 MiB is otherwise checked as it
+  // flows): a damaged response is a miss that goes to the origin, not a fetch that fails
+  // midway. The price: a large hit is read twice (the second time from the page cache).
+  const stream = await cache.getStream(streamKey(entryKey), { verifyFirst: true })
   if (stream === undefined) return undefined
   const split = await splitHead(stream).catch((error: unknown) => {
     stream.destroy()

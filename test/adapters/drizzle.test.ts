@@ -241,6 +241,36 @@ describe('larder/drizzle on libsql', () => {
     }
   })
 
+  test('a ttl that is not a duration is ERR_INVALID_OPTION naming the field, thrown by the constructor', () => {
+    for (const bad of ['soon', -5]) {
+      assert.throws(
+        () => new LarderDrizzleCache({ dir: tempDir('larder-drizzle-options') }, { ttl: bad }),
+        (error: unknown) => isLarderError(error, 'ERR_INVALID_OPTION') && error.field === 'ttl',
+      )
+    }
+  })
+
+  test('a select inside a transaction that wrote its table and then rolls back is not cached: no process is served rows that never existed', async () => {
+    const dir = tempDir('larder-drizzle-rollback')
+    const url = `file:${path.join(tempDir('larder-drizzle-rollback-db'), 'app.db')}`
+    const writer = await openDb(url, { dir }, { invalidateAgainAfter: 60_000 })
+    await writer.db.insert(users).values({ name: 'ann' })
+    const names = async (db: typeof writer.db): Promise<string[]> =>
+      (await db.select({ name: users.name }).from(users).orderBy(users.id).$withCache()).map((row) => row.name)
+    await assert.rejects(
+      writer.db.transaction(async (tx) => {
+        await tx.insert(users).values({ name: 'phantom' })
+        assert.deepEqual(await names(tx as unknown as typeof writer.db), ['ann', 'phantom'], 'read inside the transaction')
+        throw new Error('rolled back')
+      }),
+      /rolled back/,
+    )
+    const reader = await openDb(url, { dir })
+    assert.deepEqual(await names(reader.db), ['ann'], 'the database, not the rolled-back rows')
+    for (const d of [writer.db, reader.db]) d.$client.close()
+    await Promise.all([writer.cache.close(), reader.cache.close()])
+  })
+
   test('a select another instance runs inside a write transaction (the old rows) is stale once the writer stamps its tables again after commit', async () => {
     /** Writer and reader: two instances on one directory (as two processes), one database.
      *  The reader selects while the writer's transaction has inserted bob and not committed;

@@ -216,3 +216,12 @@ describe('larder/mikro-orm on libsql', () => {
     await json.close()
   })
 })
+
+test('an expiration that is not milliseconds is ERR_INVALID_OPTION naming the field, thrown by the constructor', () => {
+  for (const bad of [-5, Number.NaN, '1m']) {
+    assert.throws(
+      () => new LarderCacheAdapter({ dir: tempDir('larder-mikro-options'), expiration: bad as number }),
+      (error: unknown) => isLarderError(error, 'ERR_INVALID_OPTION') && error.field === 'expiration',
+    )
+  }
+})

@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
+import { randomBytes } from 'node:crypto'
 import fs from 'node:fs'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -160,5 +161,47 @@ describe('larder/undici: renewal and failures', () => {
         origin.close()
       }
     })
+  }
+})
+
+test('a damaged stored response over 2 MiB is a miss that goes to the origin, never a fetch that fails midway', async () => {
+  let served = 0
+  const payload = randomBytes(3 << 20) // incompressible: its entry file is over 2 MiB
+  const origin = http.createServer((_req, res) => {
+    served++
+    res.writeHead(200, { 'cache-control': 'max-age=600' })
+    res.end(payload)
+  })
+  origin.listen(0, '127.0.0.1')
+  await once(origin, 'listening')
+  const url = `http://127.0.0.1:${(origin.address() as AddressInfo).port}/big`
+  const dir = tempDir('larder-undici-damaged')
+  const first = new LarderCacheStore({ dir })
+  const agent = new Agent().compose(interceptors.cache({ store: first }))
+  try {
+    assert.equal((await (await fetch(url, { dispatcher: agent })).arrayBuffer()).byteLength, 3 << 20)
+    await agent.close()
+    await first.close()
+    const [file] = fs
+      .readdirSync(dir, { recursive: true, withFileTypes: true })
+      .filter((e) => e.isFile() && /^[0-9a-f]{16}$/.test(e.name) && fs.statSync(path.join(e.parentPath, e.name)).size > 2 << 20)
+      .map((e) => path.join(e.parentPath, e.name))
+    assert.ok(file !== undefined, 'the response is stored')
+    const fd = fs.openSync(file, 'r+')
+    fs.writeSync(fd, Buffer.from('XYZ'), 0, 3, 1 << 20)
+    fs.closeSync(fd)
+    const again = new LarderCacheStore({ dir })
+    const agent2 = new Agent().compose(interceptors.cache({ store: again }))
+    try {
+      const body = Buffer.from(await (await fetch(url, { dispatcher: agent2 })).arrayBuffer())
+      assert.ok(body.equals(payload), 'the whole, right body')
+      assert.equal(served, 2, 'from the origin')
+    } finally {
+      await agent2.close()
+      await again.close()
+    }
+  } finally {
+    origin.closeAllConnections()
+    origin.close()
   }
 })
