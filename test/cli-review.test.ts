@@ -369,3 +369,105 @@ describe('set from a pipe, and a stdout that cannot be written', () => {
     }
   })
 })
+
+describe('the third review (2026-12-06)', () => {
+  test('set with a bad key or tag creates no cache: exit 2, nothing made', async () => {
+    const dir = path.join(await freshDir('set-bad'), 'cache')
+    for (const args of [
+      ['set', ''],
+      ['set', 'k', '--tag', ''],
+    ]) {
+      const run = await larder(['--dir', dir, ...args], { input: 'x' })
+      assert.equal(run.code, 2, run.stderr)
+      assert.equal(fs.existsSync(dir), false, `${args.join(' ')} made ${dir}`)
+    }
+  })
+
+  test("a config file's dir or namespace of the wrong type stops the command (exit 2, naming the file and field), never acting on the default", async () => {
+    const cwd = await freshDir('cfg')
+    const dir = path.join(cwd, 'c')
+    const cache = await Larder.open({ dir })
+    await cache.set('kept', 1)
+    await cache.close()
+    fs.writeFileSync(path.join(cwd, 'larder.config.json'), JSON.stringify({ dir: 'c', namespace: 42 }), { mode: 0o600 })
+    const run = await larder(['--json', 'clear', '--yes'], { cwd })
+    assert.equal(run.code, 2)
+    assert.deepEqual((JSON.parse(run.stdout.toString()) as { error: { code: string } }).error.code, 'ERR_INVALID_OPTION')
+    assert.match(run.stderr, /larder\.config\.json: namespace/)
+    const reopened = await Larder.open({ dir })
+    assert.equal(await reopened.get('kept'), 1, 'the default namespace was not cleared')
+    await reopened.close()
+  })
+
+  test('ls and prune --dry-run show control characters in keys and tags escaped, never raw', async () => {
+    const dir = path.join(await freshDir('esc'), 'cache')
+    const cache = await Larder.open({ dir })
+    await cache.set('evil\x1b[2J\nfake-row', 1, { tags: ['t\x1b]0;title\x07'] })
+    await cache.close()
+    for (const args of [['ls'], ['prune', '--dry-run', '--pattern', '*']]) {
+      const run = await larder(['--dir', dir, ...args])
+      assert.equal(run.code, 0, run.stderr)
+      const out = run.stdout.toString()
+      assert.ok(!out.includes('\x1b') && !out.includes('\x07'), `${args[0]} wrote a raw control character`)
+      assert.match(out, /evil\\x1b\[2J\\x0afake-row/)
+    }
+  })
+
+  test('get of a v8 value JSON cannot hold: --json is one error document (ERR_NOT_JSON); without it, the value as Node prints it', async () => {
+    const dir = path.join(await freshDir('v8'), 'cache')
+    const cache = await Larder.open({ dir, serializer: 'v8' })
+    await cache.set('map', new Map([['a', 1]]))
+    const cyclic: Record<string, unknown> = { n: 10n }
+    cyclic.self = cyclic
+    await cache.set('cycle', cyclic)
+    await cache.set('plain', { a: [1, 'x'] })
+    await cache.close()
+    const env = { LARDER_SERIALIZER: 'v8' }
+    for (const key of ['map', 'cycle']) {
+      const json = await larder(['--dir', dir, '--json', 'get', key], { env })
+      assert.equal(json.code, 1)
+      assert.equal((JSON.parse(json.stdout.toString()) as { error: { code: string } }).error.code, 'ERR_NOT_JSON')
+    }
+    const shown = await larder(['--dir', dir, 'get', 'map'], { env })
+    assert.equal(shown.stdout.toString().trim(), "Map(1) { 'a' => 1 }")
+    const plain = await larder(['--dir', dir, '--json', 'get', 'plain'], { env })
+    assert.deepEqual((JSON.parse(plain.stdout.toString()) as { value: unknown }).value, { a: [1, 'x'] })
+  })
+
+  test('get of a damaged small entry says ERR_CORRUPT, not "no entry"', async () => {
+    const dir = path.join(await freshDir('corrupt'), 'cache')
+    const cache = await Larder.open({ dir })
+    await cache.set('user:3', { name: 'x'.repeat(100) })
+    await cache.close()
+    const [file] = (fs.readdirSync(dir, { recursive: true, withFileTypes: true }))
+      .filter((e) => e.isFile() && /^[0-9a-f]{16}$/.test(e.name))
+      .map((e) => path.join(e.parentPath, e.name))
+    const bytes = fs.readFileSync(file!)
+    bytes[bytes.length - 20]! ^= 0xff
+    fs.writeFileSync(file!, bytes)
+    const run = await larder(['--dir', dir, '--json', 'get', 'user:3'])
+    assert.equal(run.code, 1)
+    assert.equal((JSON.parse(run.stdout.toString()) as { error: { code: string } }).error.code, 'ERR_CORRUPT')
+  })
+
+  test('an encryption key put in LARDER_ENCRYPTION_ACTIVE_KEY is never shown, keys from the config file or not', async () => {
+    const cwd = await freshDir('ak')
+    await (await Larder.open({ dir: path.join(cwd, 'c') })).close()
+    fs.writeFileSync(
+      path.join(cwd, 'larder.config.json'),
+      JSON.stringify({ dir: 'c', encryption: { keys: { k1: 'a'.repeat(64) }, activeKey: 'k1' } }),
+      { mode: 0o600 },
+    )
+    const secret = randomBytes(32).toString('hex')
+    const run = await larder(['--json', 'stats', '--fast'], { cwd, env: { LARDER_ENCRYPTION_ACTIVE_KEY: secret } })
+    assert.equal(run.code, 2)
+    assert.ok(!run.stderr.includes(secret) && !run.stdout.toString().includes(secret), 'the key was printed')
+    assert.match(run.stderr, /LARDER_ENCRYPTION_ACTIVE_KEY/)
+  })
+
+  test('a table of 200,000 rows is laid out (no spread of every row into one call)', async () => {
+    const { table } = await import('../src/cli/format.ts')
+    const rows = Array.from({ length: 200_000 }, (_, i) => [`key-${i}`, String(i)])
+    assert.equal(table(['key', 'n'], rows, new Set([1])).split('\n').length, 200_002)
+  })
+})

@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { after, before, describe, it } from 'node:test'
+import { after, before, describe, it, test } from 'node:test'
+import { Worker } from 'node:worker_threads'
 import { Redis } from 'ioredis'
 import { Larder, LarderError, type PressureReading } from '../src/index.ts'
 import { childScript, repoRoot } from './children/shared.ts'
@@ -143,4 +144,13 @@ describe('memory pressure', () => {
       await cache.close()
     })
   })
+})
+
+test("in a worker thread with resourceLimits, the heap limit judged is the worker's old generation, not the process's", async () => {
+  const worker = new Worker(new URL('./children/heap-limit.mjs', import.meta.url), {
+    resourceLimits: { maxOldGenerationSizeMb: 64 },
+  })
+  const [limit] = (await once(worker, 'message')) as [number]
+  await worker.terminate()
+  assert.equal(limit, 64 * 1024 * 1024)
 })

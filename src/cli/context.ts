@@ -6,6 +6,7 @@ import { findConfigFile, loadConfigFile } from '../config/config-file.js'
 import { holdsSealedEntries } from './sealed-sample.js'
 import { layerOptions } from '../config/layered-options.js'
 import { keysFromEnv } from '../crypto/keys.js'
+import { LarderError } from '../errors.js'
 import { Larder } from '../larder.js'
 import { readBudget, type RecordedBudget } from '../maintenance/budget-record.js'
 import { defaultCacheDir, isEvictionPolicy, resolveOptions, type LarderOptions } from '../options.js'
@@ -30,6 +31,19 @@ let configured: { dir?: unknown; namespace?: unknown } = {}
 export async function loadCliConfig(cwd = process.cwd()): Promise<void> {
   const file = findConfigFile(cwd)
   configured = file === undefined ? {} : (await loadConfigFile(file)).options
+  // Checked here, as the library checks the file: a bad `dir` or `namespace` must stop the
+  // command, not leave it to act on the default directory or namespace (a `clear --yes`).
+  for (const [field, value] of [
+    ['dir', configured.dir],
+    ['namespace', configured.namespace],
+  ] as const) {
+    if (value === undefined || (typeof value === 'string' && (field === 'namespace' || value !== ''))) continue
+    throw new LarderError(
+      'ERR_INVALID_OPTION',
+      `${path.basename(file!)}: ${field}: Invalid option "${field}": expected ${field === 'dir' ? 'a non-empty path' : 'a string'}, got ${JSON.stringify(value) ?? typeof value}`,
+      { field },
+    )
+  }
 }
 
 /** What the CLI takes of the environment and the config file beyond `dir` and `namespace`:

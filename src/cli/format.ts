@@ -35,9 +35,23 @@ export function percent(part: number, whole: number): string {
   return whole === 0 ? '0 %' : `${((part / whole) * 100).toFixed(1)} %`
 }
 
-/** Left-aligned text columns, numbers right-aligned when `right` says so. */
-export function table(header: string[], rows: string[][], right: ReadonlySet<number> = new Set()): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
+/** Control characters (C0, DEL, C1) and bidirectional overrides escaped (`\x1b`, `\u202e`):
+ *  keys and tags are the applications' text, often a request's, and must not move the
+ *  operator's cursor, recolour or clear the terminal, or start a line of their own. */
+export function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex -- control characters are what it finds
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, (c) => {
+    const code = c.charCodeAt(0)
+    return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16)}`
+  })
+}
+
+/** Left-aligned text columns, numbers right-aligned when `right` says so; cells made printable. */
+export function table(header: string[], rawRows: string[][], right: ReadonlySet<number> = new Set()): string {
+  const rows = rawRows.map((row) => row.map(printable))
+  // A loop, not Math.max(...rows): a spread of 130,000 rows overflows the stack.
+  const widths = header.map((h) => h.length)
+  for (const row of rows) for (const [i, cell] of row.entries()) if (cell.length > (widths[i] ?? 0)) widths[i] = cell.length
   const line = (cells: string[]): string =>
     cells
       .map((c, i) => (right.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))

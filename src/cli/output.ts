@@ -9,8 +9,9 @@ let documentWritten = false
 /** Writes the run's one JSON document (a second is a bug, and is dropped). */
 export function writeDocument(value: unknown): void {
   if (documentWritten) return
+  const text = JSON.stringify(value, null, 2) + '\n' // may throw: then no document was written
   documentWritten = true
-  process.stdout.write(JSON.stringify(value, null, 2) + '\n')
+  process.stdout.write(text)
 }
 
 /** Whether this run already wrote its document (a partial report, a report with a failing

@@ -1,3 +1,4 @@
+import { isMainThread, resourceLimits } from 'node:worker_threads'
 import os from 'node:os'
 import v8 from 'node:v8'
 
@@ -64,8 +65,17 @@ export function readMemory(): MemoryReading {
   for (const space of v8.getHeapSpaceStatistics())
     if (space.space_name !== 'new_space' && space.space_name !== 'new_large_object_space') heapUsed += space.space_used_size
   rssLimit ??= machineLimit()
-  oldSpaceLimit ??= maxOldSpaceFlag() ?? v8.getHeapStatistics().heap_size_limit
+  oldSpaceLimit ??= workerOldSpaceLimit() ?? maxOldSpaceFlag() ?? v8.getHeapStatistics().heap_size_limit
   return { heapUsed, heapLimit: oldSpaceLimit, rss: process.memoryUsage.rss(), rssLimit }
+}
+
+/** A worker thread's own old-generation limit (`resourceLimits.maxOldGenerationSizeMb`, as a
+ *  pool of workers sets it), in bytes: the process's flags are not the worker's heap, and its
+ *  heap_size_limit adds the young generation (past the point of OOM on a small heap). */
+function workerOldSpaceLimit(): number | undefined {
+  if (isMainThread) return undefined
+  const megabytes = resourceLimits.maxOldGenerationSizeMb
+  return megabytes !== undefined && megabytes > 0 ? megabytes * 1024 * 1024 : undefined
 }
 
 /** `--max-old-space-size` in bytes, as the process was started with it (the last one given

@@ -1,4 +1,5 @@
 import { pipeline } from 'node:stream/promises'
+import { inspect, isDeepStrictEqual } from 'node:util'
 import { Command } from 'commander'
 import { CliContext, CliFailure, EXIT } from '../context.js'
 import { size } from '../format.js'
@@ -10,6 +11,21 @@ const RAW_CODECS = new Set(['bytes', 'text', 'stream', 'custom'])
  *  Larger values stream only without --json. */
 const JSON_RAW_LIMIT = 64 * 1024 * 1024
 
+/** How a value without a faithful JSON form is shown to a person: all of it, on one line. */
+const SHOWN = { depth: null, maxArrayLength: null, maxStringLength: null, breakLength: Infinity, colors: false } as const
+
+/** The value as JSON if JSON holds it as it is (it parses back deeply equal), else undefined:
+ *  a v8 or msgpack value may hold a Map (JSON: `{}`), a BigInt or a cycle (JSON: throws). */
+function faithfulJson(value: unknown): string | undefined {
+  let text: string | undefined
+  try {
+    text = JSON.stringify(value)
+  } catch {
+    return undefined
+  }
+  return text !== undefined && isDeepStrictEqual(JSON.parse(text), value) ? text : undefined
+}
+
 export function getCommand(): Command {
   return new Command('get')
     .description(
@@ -20,13 +36,33 @@ export function getCommand(): Command {
       const ctx = new CliContext(command)
       const miss = (): CliFailure => new CliFailure(`no entry for key ${JSON.stringify(key)}`, EXIT.failed, 'ERR_NOT_FOUND')
       await ctx.withCache('read', async (cache) => {
+        // A damaged entry is told as damaged, whatever its size or codec (a read of it is a miss).
+        let damaged: string | undefined
+        cache.on('corrupt', ({ reason }) => (damaged = reason.replace(/^Corrupt cache entry: /, '')))
+        const absent = (): CliFailure =>
+          damaged === undefined
+            ? miss()
+            : new CliFailure(
+                `the entry for key ${JSON.stringify(key)} is damaged (${damaged}): nothing written`,
+                EXIT.failed,
+                'ERR_CORRUPT',
+              )
         const info = await cache.info(key)
-        if (info === undefined) throw miss()
+        if (info === undefined) throw absent()
         if (!RAW_CODECS.has(info.codec)) {
           const value = await cache.get(key)
-          if (value === undefined) throw miss()
-          if (ctx.json) writeDocument({ key, codec: info.codec, encoding: 'json', value })
-          else process.stdout.write(JSON.stringify(value) + '\n')
+          if (value === undefined) throw absent()
+          const json = faithfulJson(value)
+          if (ctx.json) {
+            if (json === undefined) {
+              throw new CliFailure(
+                `the value of ${JSON.stringify(key)} (codec ${info.codec}) has no faithful JSON form (it holds a Map, Set, BigInt, Date, typed array, undefined or a cycle); without --json it is shown as Node prints it`,
+                EXIT.failed,
+                'ERR_NOT_JSON',
+              )
+            }
+            writeDocument({ key, codec: info.codec, encoding: 'json', value })
+          } else process.stdout.write((json ?? inspect(value, SHOWN)) + '\n')
           return
         }
         if (ctx.json && info.logicalSize > JSON_RAW_LIMIT) {
@@ -39,16 +75,8 @@ export function getCommand(): Command {
         // Checked whole before the first byte goes out: what reads stdout (`| tar x`) cannot
         // take back bytes it was given, and the exit status of a pipe is often its last
         // command's. A damaged entry writes nothing.
-        let damaged: string | undefined
-        cache.on('corrupt', ({ reason }) => (damaged = reason.replace(/^Corrupt cache entry: /, '')))
         const stream = await cache.getStream(key, { verifyFirst: true })
-        if (stream === undefined && damaged !== undefined)
-          throw new CliFailure(
-            `the entry for key ${JSON.stringify(key)} is damaged (${damaged}): nothing written`,
-            EXIT.failed,
-            'ERR_CORRUPT',
-          )
-        if (stream === undefined) throw miss()
+        if (stream === undefined) throw absent()
         if (!ctx.json) {
           await pipeline(stream, process.stdout, { end: false })
           return

@@ -3,7 +3,7 @@ import { isLarderError } from '../../errors.js'
 import type { PruneReport } from '../../maintenance/maintainer.js'
 import { booleanOption, collect, countArgument, durationArgument, sizeArgument } from '../arguments.js'
 import { budgetJson, budgetLine, CliContext, CliFailure, EXIT } from '../context.js'
-import { count, duration, entries, size } from '../format.js'
+import { count, duration, entries, printable, size } from '../format.js'
 import { interruptSignal, ProgressBar } from '../progress.js'
 import { sharedTierOption, withSharedTierOptions, type SharedTierFlags } from '../shared-tier.js'
 
@@ -88,7 +88,10 @@ export function pruneCommand(): Command {
 /** A dry run's victims, the first 20. */
 function keyList(r: PruneReport): string[] {
   if (!r.dryRun || r.keys === undefined || r.keys.length === 0) return []
-  return [...r.keys.slice(0, 20).map((k) => `  ${k}`), ...(r.keys.length > 20 ? [`  … and ${count(r.keys.length - 20)} more`] : [])]
+  return [
+    ...r.keys.slice(0, 20).map((k) => `  ${printable(k)}`),
+    ...(r.keys.length > 20 ? [`  … and ${count(r.keys.length - 20)} more`] : []),
+  ]
 }
 
 /** "removed 48,211 of 100,000 entries (2.3 GB) in 1.4 s; 51,789 entries (2.6 GB) remain" */

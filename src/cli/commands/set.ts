@@ -3,6 +3,7 @@ import { Command, Option } from 'commander'
 import { collect, durationArgument } from '../arguments.js'
 import { CliContext, CliFailure, EXIT } from '../context.js'
 import { size } from '../format.js'
+import { validateKey, validateTags } from '../../validate.js'
 
 export function setCommand(): Command {
   return new Command('set')
@@ -15,6 +16,9 @@ export function setCommand(): Command {
     .addOption(new Option('--tag <tag>', 'tag the entry (repeatable)').argParser(collect))
     .action(async (key: string, file: string, flags: { ttl?: number; tag?: string[] }, command: Command) => {
       const ctx = new CliContext(command)
+      // Refused before the cache is opened: a bad key or tag creates no cache (nor a directory).
+      validateKey(key)
+      if (flags.tag !== undefined) validateTags(flags.tag, 'tag')
       if (file === '-' && process.stdin.isTTY)
         throw new CliFailure('set reads the value from stdin: pipe it in, or name a FILE', EXIT.usage)
       let source: NodeJS.ReadableStream
