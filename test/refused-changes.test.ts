@@ -152,3 +152,29 @@ test('after a refused clear, a write made meanwhile is served while the disk sti
   assert.equal(await cache.get('b'), 'new', 'created after the refused clear')
   await cache.close()
 })
+
+test('an invalidateTags the disk refused (failOpen): its entries are not served here, and the stamp is written once the breaker closes', async () => {
+  const dir = tempDir()
+  const breaker = { volumeThreshold: 1, errorThresholdPercentage: 1, resetTimeout: 200 }
+  const cache = await Larder.open({ dir, breaker })
+  await cache.set('k', 'old', { tags: ['t'] })
+  await cache.set('probe', 1)
+  const other = await Larder.open({ dir, readOnly: true })
+  seam.openSync = failing('EIO', 'open')
+  const opened = once(cache, 'breaker')
+  await cache.invalidateTags(['t']) // a counted drop
+  assert.deepEqual((await opened)[0], 'open')
+  Object.assign(disk, realDisk)
+  assert.equal(await cache.get('k'), undefined, 'this instance holds the stamp the disk refused')
+  assert.equal(await other.get('k'), 'old', 'the other cannot know yet')
+  await new Promise((resolve) => setTimeout(resolve, 250))
+  const closed = new Promise<void>((resolve) => cache.on('breaker', (state) => state === 'closed' && resolve()))
+  assert.equal(await cache.get('probe'), 1)
+  await closed
+  for (let i = 0; i < 100 && (await other.get('k')) !== undefined; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  assert.equal(await other.get('k'), undefined, 'the stamp is on disk now, for every process')
+  await cache.set('k', 'new', { tags: ['t'] })
+  assert.equal(await cache.get('k'), 'new')
+  await other.close()
+  await cache.close()
+})

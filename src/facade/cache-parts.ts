@@ -90,6 +90,7 @@ export class CacheParts {
       clock: () => this.clock,
       failures: this.failures,
       readOnly: options.readOnly,
+      failOpen: options.failOpen,
       resyncWaitMs: 2 * (redis?.commandTimeout ?? 0),
     })
     this.clock = new CreationClock(this.tags.clock)

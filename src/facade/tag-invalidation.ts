@@ -6,6 +6,7 @@ import { MemoryTagClock } from '../store/memory-tag-clock.js'
 import type { TagClock } from '../store/tag-clock.js'
 import type { HeldTagStamps } from '../tiers/memory-tier.js'
 import { RetrySoon } from '../resilience/retry-soon.js'
+import { isLarderError } from '../errors.js'
 
 /** Tags whose stamps wait for Redis, at most (the oldest go first past it). */
 const PENDING_MAX = 10_000
@@ -21,6 +22,7 @@ export interface TagInvalidationParts {
   clock(): CreationClock
   failures: Failures
   readOnly: boolean
+  failOpen: boolean
   /** How long reads wait at most for the stamps read again after missed messages (resync). */
   resyncWaitMs: number
 }
@@ -203,9 +205,14 @@ export class TagInvalidation {
     this.#know(tags, at)
     const disk = this.#p.disk
     if (disk === undefined) return (this.clock as MemoryTagClock).invalidate(tags, at)
+    const writing = counted ? tags : tags.filter((t) => !this.isStaleSafe([t], at))
     try {
-      await disk.files.invalidateTags(counted ? tags : tags.filter((t) => !this.isStaleSafe([t], at)), at)
+      await disk.files.invalidateTags(writing, at)
     } catch (error) {
+      // Not on disk: held by this instance's clock until the disk takes it (FileTier), so the
+      // entries it invalidates are not served here meanwhile: its own invalidation (failOpen
+      // told the caller it was made), and always one heard from another instance.
+      if (!counted || (this.#p.failOpen && !isLarderError(error))) disk.files.holdUnwritten(writing, at)
       if (counted) this.#p.failures.writeFailed(error)
     }
   }

@@ -63,6 +63,9 @@ function racyWindow(mtimeMs: number): number {
   return mtimeMs % 1000 === 0 ? COARSE_RACY_MS : RACY_MS
 }
 
+/** How many stamps a tag clock holds unwritten (see TagClock's #unwritten). */
+const MAX_UNWRITTEN = 10_000
+
 export class TagClock {
   readonly #layout: Layout
   readonly #stamps = new Map<string, number>()
@@ -76,6 +79,10 @@ export class TagClock {
   #dirFdCheckedAt = 0
   /** After close(): no handle is opened again. */
   #closed = false
+  /** Stamps this instance knows of but could not write (a failing disk): counted by its own
+   *  reads until written (writeUnwritten), so a refused invalidation, its own under failOpen or
+   *  one heard from another host, never leaves the entries it invalidated to be served here. */
+  readonly #unwritten = new Map<string, number>()
 
   /** Whether this instance may make the tags directory (not a read-only cache). */
   #mayCreate: boolean
@@ -102,15 +109,46 @@ export class TagClock {
    */
   latest(tags: readonly string[]): number {
     if (tags.length === 0) return 0
-    const held = this.#lookAtDir() ? this.#latestHeld(tags) : 0
+    let held = this.#lookAtDir() ? this.#latestHeld(tags) : 0
+    if (this.#unwritten.size !== 0) held = Math.max(held, this.#latestUnwritten(tags))
     return held > this.#lostBefore ? held : this.#lostBefore
+  }
+
+  /** `tags` invalidated at `at`, which the disk would not record: held here until written. */
+  holdUnwritten(tags: readonly string[], at: number): void {
+    for (const tag of tags) {
+      const before = this.#unwritten.get(tag)
+      this.#unwritten.delete(tag)
+      this.#unwritten.set(tag, before === undefined ? at : Math.max(before, at))
+    }
+    // Bounded: past it the oldest is let go (its entries may be read here again).
+    for (const tag of this.#unwritten.keys()) {
+      if (this.#unwritten.size <= MAX_UNWRITTEN) break
+      this.#unwritten.delete(tag)
+    }
+  }
+
+  /** Writes the stamps held unwritten, oldest first; throws the disk's failure (the rest stay). */
+  writeUnwritten(): void {
+    for (const [tag, at] of [...this.#unwritten]) this.invalidate([tag], at)
+  }
+
+  #latestUnwritten(tags: readonly string[]): number {
+    let latest = 0
+    for (const tag of tags) {
+      const at = this.#unwritten.get(tag)
+      if (at !== undefined && at > latest) latest = at
+    }
+    return latest
   }
 
   /** isStale() as of the last look at the tags directory (look()): no syscall while the
    *  stamps of `tags` are held. For the memory tier, whose hits look on the change log's
    *  cadence; this instance's own invalidations are held at once (invalidate()). */
   isStaleHeld(tags: readonly string[], createdAt: number): boolean {
-    return tags.length > 0 && Math.max(this.#latestHeld(tags), this.#lostBefore) >= createdAt
+    if (tags.length === 0) return false
+    const unwritten = this.#unwritten.size === 0 ? 0 : this.#latestUnwritten(tags)
+    return Math.max(this.#latestHeld(tags), this.#lostBefore, unwritten) >= createdAt
   }
 
   /** Looks at the tags directory now: the stamps held are dropped (and read again when next
@@ -264,6 +302,8 @@ export class TagClock {
       raiseStampSync(this.#layout.tree, file, at)
       writeFileAtomicSync(this.#layout.tree, file, Buffer.from(`${at}\n${tag}\n`))
       this.#stamps.set(tag, at)
+      const unwritten = this.#unwritten.get(tag)
+      if (unwritten !== undefined && unwritten <= at) this.#unwritten.delete(tag)
     }
   }
 

@@ -519,6 +519,11 @@ export class FileTier implements Tier {
    *  refuses again. */
   async #settleAll(): Promise<void> {
     if (!(await this.#retryClear())) return
+    try {
+      await this.#p.breaker.runQuiet(() => Promise.resolve().then(() => this.#p.tags.writeUnwritten()))
+    } catch {
+      return // still refused: the stamps stay held
+    }
     for (const key of this.#refused.keys()) if (!(await this.#settle(key))) return
   }
 
@@ -687,9 +692,18 @@ export class FileTier implements Tier {
     this.#p.changes.bump()
   }
 
+  /** `tags` invalidated at `at`, which the disk refused to record: this instance's clock holds
+   *  them (its reads count them) until the breaker closes again and they are written. */
+  holdUnwritten(tags: readonly string[], at: number): void {
+    this.#p.tags.holdUnwritten(tags, at)
+  }
+
   /** Records that `tags` are invalid as of `at`, for every process. Throws disk failures. */
   async invalidateTags(tags: readonly string[], at: number): Promise<void> {
-    await this.#p.breaker.runChange(() => this.#p.tags.invalidate(tags, at))
+    await this.#p.breaker.runChange(() => {
+      this.#p.tags.invalidate(tags, at)
+      this.#p.tags.writeUnwritten() // the disk takes stamps again: those it refused before too
+    })
   }
 
   /** Removes the temp files of streams still being written. Sync: runs at exit. */

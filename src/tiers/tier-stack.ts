@@ -747,7 +747,9 @@ export class TierStack {
     this.memory?.dropIfOlder(key, at)
     this.#validated?.delete(key)
     if (this.file === undefined) return
-    await this.file.dropIfOlder(key, at).catch(() => {}) // a failing disk: the breaker counts it
+    // A failing disk (the breaker counts it): the older entry must still not be read here,
+    // and goes when the disk lets it (FileTier.refused), as for a change of this instance's.
+    await this.file.dropIfOlder(key, at).catch(() => this.file!.refused(key, at))
     // A read begun while the file was removed may have found it and promoted it (see clearLocal).
     this.#guard.heard(key, at)
     this.memory?.dropIfOlder(key, at)

@@ -1,0 +1,79 @@
+/**
+ * Findings of an adversarial review of the shared tier (2026-12-06), each reproduced there
+ * first (several processes on one redis-server) and failing on the code before its fix:
+ * - a host whose disk refused writes (reads still working, as on a file system remounted
+ *   read-only) went on serving values another host had deleted, overwritten or invalidated,
+ *   even once its disk took writes again: the removal or stamp heard on the bus was dropped.
+ */
+import { afterEach, describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import { Larder } from '../../src/index.ts'
+import { disk } from '../../src/store/disk.ts'
+import { entryFiles, tempDir } from '../helpers.ts'
+import { eventually, redisAvailable, startRedis, type RedisServer } from './server.ts'
+
+const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run installs it)'
+const server = skip === false ? await startRedis() : (undefined as unknown as RedisServer)
+
+let prefixes = 0
+const nextPrefix = (): string => `rv3-${process.pid}-${++prefixes}:`
+
+const realDisk = { ...disk }
+afterEach(() => Object.assign(disk, realDisk))
+const seam = disk as unknown as Record<string, (...args: unknown[]) => unknown>
+
+/** The disk refuses every change (EROFS) and still reads, as a file system remounted read-only. */
+function readOnlyDisk(): void {
+  const refuse = (): never => {
+    throw Object.assign(new Error('EROFS: injected'), { code: 'EROFS' })
+  }
+  const writes = fs.constants.O_WRONLY | fs.constants.O_RDWR | fs.constants.O_CREAT
+  seam.openSync = (file: unknown, flags: unknown, ...rest: unknown[]) =>
+    (typeof flags === 'number' && (flags & writes) !== 0) || (typeof flags === 'string' && flags !== 'r')
+      ? refuse()
+      : realDisk.openSync(file as string, flags as number, ...(rest as []))
+  for (const name of [
+    'unlinkSync',
+    'renameSync',
+    'linkSync',
+    'rmSync',
+    'mkdirSync',
+    'writeSync',
+    'utimesSync',
+    'lutimesSync',
+    'unlink',
+    'rename',
+    'rm',
+    'write',
+  ])
+    seam[name] = refuse
+}
+
+describe('a host whose disk refuses changes', { skip }, () => {
+  test('serves none of the values another host deleted, overwrote or invalidated, then or once its disk takes writes again', async () => {
+    const redis = { url: server.url, prefix: nextPrefix() }
+    const a = await Larder.open({ dir: false, redis, maintenance: false })
+    const dir = tempDir()
+    const b = await Larder.open({ dir, redis, maintenance: false, breaker: { volumeThreshold: 1000 } })
+    try {
+      await a.set('k', 'v1', { tags: ['t'] })
+      await a.set('k2', 'x1')
+      await a.set('k3', 'y1')
+      assert.deepEqual(await b.getMany(['k', 'k2', 'k3']), ['v1', 'x1', 'y1'])
+      await eventually(() => entryFiles(dir).length === 3)
+      readOnlyDisk()
+      await a.invalidateTags(['t'])
+      await a.set('k2', 'x2')
+      await a.delete('k3')
+      await eventually(async () => (await b.get('k2')) === 'x2')
+      assert.deepEqual(await b.getMany(['k', 'k2', 'k3']), [undefined, 'x2', undefined], 'while the disk refuses')
+      Object.assign(disk, realDisk)
+      assert.deepEqual(await b.getMany(['k', 'k2', 'k3']), [undefined, 'x2', undefined], 'once it takes writes again')
+    } finally {
+      Object.assign(disk, realDisk)
+      await a.close()
+      await b.close()
+    }
+  })
+})
