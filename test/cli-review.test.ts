@@ -439,7 +439,8 @@ describe('the third review (2026-12-06)', () => {
     const cache = await Larder.open({ dir })
     await cache.set('user:3', { name: 'x'.repeat(100) })
     await cache.close()
-    const [file] = (fs.readdirSync(dir, { recursive: true, withFileTypes: true }))
+    const [file] = fs
+      .readdirSync(dir, { recursive: true, withFileTypes: true })
       .filter((e) => e.isFile() && /^[0-9a-f]{16}$/.test(e.name))
       .map((e) => path.join(e.parentPath, e.name))
     const bytes = fs.readFileSync(file!)
