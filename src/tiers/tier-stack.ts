@@ -177,7 +177,9 @@ export class TierStack {
       const started = performance.now()
       try {
         result = await this.file.get(key, grace)
-        if (result.found && !result.stale && this.#asksRedis(key, result.createdAt)) {
+        // A copy in its grace period too: grace never serves a value another host replaced
+        // or deleted while this one was cut off.
+        if (result.found && this.#asksRedis(key, result.createdAt)) {
           const verdict = await this.#stillValid(key, result.createdAt)
           if (verdict === 'replaced') result = MISS
           unchecked = verdict === 'unchecked'

@@ -3,7 +3,9 @@
  * first (several processes on one redis-server) and failing on the code before its fix:
  * - a host whose disk refused writes (reads still working, as on a file system remounted
  *   read-only) went on serving values another host had deleted, overwritten or invalidated,
- *   even once its disk took writes again: the removal or stamp heard on the bus was dropped.
+ *   even once its disk took writes again: the removal or stamp heard on the bus was dropped;
+ * - after an outage, grace served a value another host had deleted meanwhile: the outage rule
+ *   checked fresh local copies against Redis, not those in their grace period.
  */
 import { afterEach, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -11,7 +13,9 @@ import fs from 'node:fs'
 import { Larder } from '../../src/index.ts'
 import { disk } from '../../src/store/disk.ts'
 import { entryFiles, tempDir } from '../helpers.ts'
+import { startRelay } from './proxy.ts'
 import { eventually, redisAvailable, startRedis, type RedisServer } from './server.ts'
+import { setTimeout as delay } from 'node:timers/promises'
 
 const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run installs it)'
 const server = skip === false ? await startRedis() : (undefined as unknown as RedisServer)
@@ -74,6 +78,39 @@ describe('a host whose disk refuses changes', { skip }, () => {
       Object.assign(disk, realDisk)
       await a.close()
       await b.close()
+    }
+  })
+})
+
+describe('after an outage', { skip }, () => {
+  test('grace does not serve a value another host deleted while this one was cut off', async () => {
+    const relay = await startRelay(server.port)
+    const prefix = nextPrefix()
+    const a = await Larder.open({ dir: false, redis: { url: server.url, prefix }, maintenance: false })
+    const b = await Larder.open({ dir: tempDir(), redis: { url: relay.url, prefix }, maintenance: false })
+    try {
+      assert.equal(await b.getOrSet('k', () => 'v1', { ttl: '300ms', grace: '1h' }), 'v1')
+      await delay(400) // expired, in its grace period, on b's disk
+      await relay.down()
+      assert.equal(await a.delete('k'), true)
+      await relay.up()
+      await eventually(async () => (await b.stats()).tiers.redis!.breaker?.state === 'closed')
+      await delay(300)
+      await assert.rejects(
+        b.getOrSet(
+          'k',
+          () => {
+            throw new Error('db down')
+          },
+          { grace: '1h' },
+        ),
+        /db down/,
+        'the deleted value is not the stand-in',
+      )
+    } finally {
+      await a.close()
+      await b.close()
+      await relay.close()
     }
   })
 })
