@@ -3,6 +3,9 @@
  * results (pg's `Result`, a class holding row parsers) are cached, and tables in a `pgSchema`
  * or named by a table creator are invalidated by the table objects an app passes, as by the
  * names Drizzle tags their selects with (`app.items`, the name before the creator's prefix).
+ * Each test writes its table and reads it at once, so the caches here stamp once only
+ * (`invalidateAgainAfter: 0`): with a second stamp due, this process stores no result of a
+ * table it just wrote (a select inside a transaction that rolls back must not be cached).
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
@@ -49,7 +52,7 @@ describe('larder/drizzle on PostgreSQL (node-postgres)', () => {
   test("a cached select is answered from larder (pg's Result is stored as its data), also with rows as arrays", async (t) => {
     const larder = await Larder.open({ dir: tempDir('larder-drizzle-pg-result') })
     const errors: Error[] = []
-    const opened = open(t, new LarderDrizzleCache(larder, { onError: (e) => errors.push(e) }))
+    const opened = open(t, new LarderDrizzleCache(larder, { invalidateAgainAfter: 0, onError: (e) => errors.push(e) }))
     if (opened === undefined) return
     const { db, pool, counted } = opened
     await db.execute(
@@ -77,7 +80,7 @@ describe('larder/drizzle on PostgreSQL (node-postgres)', () => {
   test('a jsonb cell with a "length" key comes back from larder as it was stored (it was read as an array; a huge length ran the process out of memory)', async (t) => {
     const larder = await Larder.open({ dir: tempDir('larder-drizzle-pg-jsonb') })
     const errors: Error[] = []
-    const opened = open(t, new LarderDrizzleCache(larder, { strategy: 'all', onError: (e) => errors.push(e) }))
+    const opened = open(t, new LarderDrizzleCache(larder, { strategy: 'all', invalidateAgainAfter: 0, onError: (e) => errors.push(e) }))
     if (opened === undefined) return
     const { db, pool, counted } = opened
     await db.execute(
@@ -99,7 +102,7 @@ describe('larder/drizzle on PostgreSQL (node-postgres)', () => {
 
   test('$cache.invalidate({ tables }) with a pgSchema table object or a table creator\u2019s table reaches the queries that read it', async (t) => {
     const larder = await Larder.open({ dir: tempDir('larder-drizzle-pg-names') })
-    const opened = open(t, new LarderDrizzleCache(larder))
+    const opened = open(t, new LarderDrizzleCache(larder, { invalidateAgainAfter: 0 }))
     if (opened === undefined) return
     const { db, pool } = opened
     await db.execute(

@@ -31,10 +31,11 @@ function namespaceOf(ctx: ServerContext, request: FastifyRequest): string {
  * The status nx is told for `status`: nx fails its whole run on any answer but 200 and 404 to a
  * read, and 200, 403 and 409 to an upload. What the server will not or cannot do for it (a
  * disk failure, an artifact over a size limit, the rate limit, too many teams) is a miss or a
- * skipped upload; only a refused token (401) is passed on, so a misconfigured run says so.
+ * skipped upload; only a refused token (401), or one that may not open the namespace (403),
+ * is passed on, so a misconfigured run says so.
  */
 export function statusForNx(method: string, status: number): number {
-  if (status === 401) return status
+  if (status === 401 || status === 403) return status
   if (method === 'PUT') return status === 200 || status === 403 || status === 409 ? status : 403
   return status === 200 || status === 404 ? status : 404
 }
