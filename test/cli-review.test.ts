@@ -15,6 +15,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Larder } from '../src/index.ts'
 import { runBin, type Run, type RunOptions } from './cli-runner.ts'
+import { entryFiles } from './helpers.ts'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 // CHECK_BIN runs these tests against another build (say, of the commit before a fix).
@@ -439,10 +440,7 @@ describe('the third review (2026-12-06)', () => {
     const cache = await Larder.open({ dir })
     await cache.set('user:3', { name: 'x'.repeat(100) })
     await cache.close()
-    const [file] = fs
-      .readdirSync(dir, { recursive: true, withFileTypes: true })
-      .filter((e) => e.isFile() && /^[0-9a-f]{16}$/.test(e.name))
-      .map((e) => path.join(e.parentPath, e.name))
+    const [file] = entryFiles(dir)
     const bytes = fs.readFileSync(file!)
     bytes[bytes.length - 20]! ^= 0xff
     fs.writeFileSync(file!, bytes)

@@ -18,7 +18,7 @@ import { after, before, describe, test } from 'node:test'
 import { Agent, fetch, interceptors } from 'undici'
 import { Larder, isLarderError } from 'larder'
 import { LarderCacheStore } from 'larder/undici'
-import { tempDir } from '../helpers.ts'
+import { entryFiles, tempDir } from '../helpers.ts'
 import { bodyText, keyOf, valueOf, write, type Store } from './undici-fixtures.ts'
 
 describe('larder/undici: deletes and variants', () => {
@@ -182,10 +182,7 @@ test('a damaged stored response over 2 MiB is a miss that goes to the origin, ne
     assert.equal((await (await fetch(url, { dispatcher: agent })).arrayBuffer()).byteLength, 3 << 20)
     await agent.close()
     await first.close()
-    const [file] = fs
-      .readdirSync(dir, { recursive: true, withFileTypes: true })
-      .filter((e) => e.isFile() && /^[0-9a-f]{16}$/.test(e.name) && fs.statSync(path.join(e.parentPath, e.name)).size > 2 << 20)
-      .map((e) => path.join(e.parentPath, e.name))
+    const [file] = entryFiles(dir).filter((f) => fs.statSync(f).size > 2 << 20)
     assert.ok(file !== undefined, 'the response is stored')
     const fd = fs.openSync(file, 'r+')
     fs.writeSync(fd, Buffer.from('XYZ'), 0, 3, 1 << 20)
