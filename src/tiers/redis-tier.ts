@@ -11,7 +11,15 @@ import type { Announcement } from '../bus/bus.js'
 import type { ResolvedOptions, ResolvedRedisOptions } from '../options.js'
 import type { DiskBreaker } from '../resilience/disk-breaker.js'
 import type { RedisClient } from '../redis/connection.js'
-import { DELETE_IF_OLDER, DELETE_IF_SAME, REPLACE_IF_SAME, runScript, SET_IF_NEWER, UNLINK_IF_OLDER } from '../redis/scripts.js'
+import {
+  DELETE_IF_LONGER,
+  DELETE_IF_OLDER,
+  DELETE_IF_SAME,
+  REPLACE_IF_SAME,
+  runScript,
+  SET_IF_NEWER,
+  UNLINK_IF_OLDER,
+} from '../redis/scripts.js'
 import { Sweep } from '../redis/sweep.js'
 import { isWrongType } from '../resilience/redis-failure.js'
 import type { ActivityCounters } from '../stats/activity-log.js'
@@ -87,14 +95,37 @@ export class RedisTier {
 
   /** Reads `key`; `grace` > 0 also returns a value expired less than `grace` ago, marked stale. */
   async get(key: string, grace: number): Promise<RedisRead> {
-    let bytes: Buffer | null
+    let bytes: Buffer
     try {
-      bytes = await this.#run(() => this.client.getBuffer(this.keyOf(key)))
+      // At most maxValueSize + 1 bytes, never the whole of a value planted under the key: a
+      // GET of 200 MB outlasted commandTimeout, opened the breaker for every other read, and
+      // was never judged, so every read of the key did it again. No key and an empty value
+      // both answer empty: neither is an entry.
+      bytes = await this.#run(() => this.client.getrangeBuffer(this.keyOf(key), 0, this.#maxValueSize))
     } catch (error) {
       if (!isWrongType(error)) throw error
       return this.#discard(key, { reason: 'a Redis value of another type than a string' }, '-1', Buffer.alloc(0))
     }
-    return bytes === null ? MISS : this.#judge(key, bytes, grace)
+    if (bytes.length === 0) return MISS
+    if (!this.fits(bytes.length)) return this.#oversized(key, bytes)
+    return this.#judge(key, bytes, grace)
+  }
+
+  /** A value longer than this tier's maxValueSize under `key` (`head`: its first bytes). An
+   *  entry's head (another instance's, with a larger maxValueSize) is a miss here, left for
+   *  that instance; anything else is foreign: counted, reported, and deleted if Redis still
+   *  holds a value that long. */
+  async #oversized(key: string, head: Buffer): Promise<RedisRead> {
+    if (head.readUInt32LE(0) === MAGIC) return MISS
+    this.#p.counts.corrupt++
+    const name = this.keyOf(key)
+    this.#p.corrupt({
+      key,
+      file: `redis:${name}`,
+      reason: `a Redis value over redis.maxValueSize (${this.#maxValueSize} bytes) that is not an entry`,
+    })
+    await this.#run(() => runScript(this.client, DELETE_IF_LONGER, [name], [String(this.#maxValueSize)])).catch(() => {})
+    return MISS
   }
 
   /** Whether a live entry exists (verified like a read, not decoded). */

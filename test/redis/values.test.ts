@@ -59,7 +59,6 @@ describe('corrupt, truncated and foreign Redis values', { skip }, () => {
     ['one byte', () => Buffer.from([0x4c])],
     ['a string another program wrote', () => 'hello from another program'],
     ['JSON', () => JSON.stringify({ value: 'not ours' })],
-    ['an empty string', () => ''],
   ]
   for (const [what, damage] of damages) {
     test(`${what}: a counted miss, reported and removed`, async () => {
@@ -77,6 +76,18 @@ describe('corrupt, truncated and foreign Redis values', { skip }, () => {
       assert.equal(await raw.exists(name(key)), 0, 'removed from Redis')
     })
   }
+
+  test('an empty string: a miss, left in place (a read takes at most maxValueSize + 1 bytes by GETRANGE, which answers a missing key and an empty value alike; it costs nothing to keep)', async () => {
+    const key = 'k:empty'
+    await raw.set(name(key), '')
+    const before = await cache.stats()
+    assert.equal(await cache.get(key), undefined, 'never a wrong value')
+    const figures = await cache.stats()
+    assert.equal(figures.misses, before.misses + 1, 'a miss')
+    assert.equal(figures.corrupt, before.corrupt)
+    await cache.set(key, 'v')
+    assert.equal(await cache.get(key), 'v', 'a write replaces it')
+  })
 
   test("another key's entry under this key's name (foreign): a counted miss, removed", async () => {
     const theirs = await goodBytes('theirs', 'their value')

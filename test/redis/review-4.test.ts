@@ -1,0 +1,88 @@
+/**
+ * Findings of the shared tier's reviews left open on 2026-12-06, each failing on the code
+ * before its fix:
+ * - one oversized foreign string under a key of ours was fetched whole by every read of the
+ *   key (a GET of 200 MB outlasted commandTimeout and opened the Redis breaker for every other
+ *   read), and was never judged, so never removed.
+ */
+import { after, describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { Redis } from 'ioredis'
+import { Larder } from '../../src/index.ts'
+import { redisAvailable, startRedis, type RedisServer } from './server.ts'
+
+const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run installs it)'
+const server = skip === false ? await startRedis() : (undefined as unknown as RedisServer)
+const raw = skip === false ? new Redis(server.url) : (undefined as unknown as Redis)
+after(async () => {
+  await raw?.quit()
+})
+
+let prefixes = 0
+const nextPrefix = (): string => `rv4-${process.pid}-${++prefixes}:`
+
+/** Bytes Redis has sent its clients so far. */
+async function sentBytes(): Promise<number> {
+  const info = await raw.info('stats')
+  return Number(/total_net_output_bytes:(\d+)/.exec(info)![1])
+}
+
+describe('a value over redis.maxValueSize under a key of ours', { skip }, () => {
+  test('a foreign one is read no further than the bound, counted, reported and deleted', async () => {
+    const prefix = nextPrefix()
+    const cache = await Larder.open({
+      dir: false,
+      memory: false,
+      redis: { url: server.url, prefix, maxValueSize: '64KB' },
+      maintenance: false,
+    })
+    const reasons: string[] = []
+    cache.on('corrupt', (event) => reasons.push(event.reason))
+    try {
+      await cache.set('good', 'G')
+      await raw.set(`${prefix}default:big`, Buffer.alloc(16 * 1024 * 1024, 0x41))
+      const before = await sentBytes()
+      assert.equal(await cache.get('big'), undefined)
+      const sent = (await sentBytes()) - before
+      assert.ok(sent < 1024 * 1024, `a read of the planted key fetched ${sent} bytes`)
+      assert.equal(await raw.exists(`${prefix}default:big`), 0, 'the foreign value is deleted')
+      assert.equal(reasons.length, 1)
+      assert.match(reasons[0]!, /maxValueSize/)
+      assert.equal((await cache.stats()).corrupt, 1)
+      assert.equal(await cache.get('good'), 'G', 'other keys read on')
+      assert.equal((await cache.stats()).tiers.redis!.breaker?.state, 'closed')
+    } finally {
+      await cache.close()
+    }
+  })
+
+  test("another instance's larger entry is a miss here, left in place for it", async () => {
+    const prefix = nextPrefix()
+    const big = await Larder.open({
+      dir: false,
+      memory: false,
+      redis: { url: server.url, prefix, maxValueSize: '4MB' },
+      maintenance: false,
+    })
+    const small = await Larder.open({
+      dir: false,
+      memory: false,
+      redis: { url: server.url, prefix, maxValueSize: '64KB' },
+      maintenance: false,
+    })
+    let corrupt = 0
+    small.on('corrupt', () => corrupt++)
+    try {
+      const value = randomBytes(512 * 1024) // does not compress below the small bound
+      await big.set('k', value)
+      assert.ok((await raw.strlen(`${prefix}default:k`)) > 64 * 1024)
+      assert.equal(await small.get('k'), undefined)
+      assert.equal(corrupt, 0)
+      assert.deepEqual(await big.get('k'), value, 'the larger instance still reads its entry')
+    } finally {
+      await big.close()
+      await small.close()
+    }
+  })
+})
