@@ -89,14 +89,27 @@ export async function applyToNamespaces(namespaces: Namespaces, report: (line: s
 }
 
 /** Calls `changed` once the config file has been changed and left alone for DEBOUNCE_MS
- *  (editors write a file in several steps, or replace it: the directory is watched). */
+ *  (editors write a file in several steps, or replace it: the directory is watched). A file
+ *  reached through symlinks the directory swaps, as Kubernetes mounts a Secret or ConfigMap
+ *  (`tokens` → `..data/tokens`, `..data` replaced by a rename), changes without an event under
+ *  its own name: any other event in the directory is a change when the file it names is not
+ *  the one seen before (device, inode, size, times). */
 export function watchConfigFile(file: string, changed: () => void): { close(): void } {
   const DEBOUNCE_MS = 150
   let timer: NodeJS.Timeout | undefined
+  let named = false
+  let seen = identity(file)
+  const settled = (): void => {
+    const now = identity(file)
+    const moved = now !== seen
+    seen = now
+    if (named || moved) changed()
+    named = false
+  }
   const watcher = fs.watch(path.dirname(file), (_event, name) => {
-    if (name !== null && name !== path.basename(file)) return
+    if (name === null || name === path.basename(file)) named = true
     clearTimeout(timer)
-    timer = setTimeout(changed, DEBOUNCE_MS)
+    timer = setTimeout(settled, DEBOUNCE_MS)
   })
   watcher.on('error', () => {}) // the directory went away: no more reloads from changes; SIGHUP still works
   watcher.unref()
@@ -105,5 +118,15 @@ export function watchConfigFile(file: string, changed: () => void): { close(): v
       clearTimeout(timer)
       watcher.close()
     },
+  }
+}
+
+/** What `file` now is, through any symlinks: '' when it cannot be seen. */
+function identity(file: string): string {
+  try {
+    const stat = fs.statSync(file, { bigint: true })
+    return `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeNs}:${stat.ctimeNs}`
+  } catch {
+    return ''
   }
 }

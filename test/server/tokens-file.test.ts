@@ -126,6 +126,37 @@ describe('larder serve --tokens-file', () => {
     assert.doesNotMatch(cli.stdout.join('\n') + cli.stderr(), /S3CRET/)
   })
 
+  test('a file mounted as Kubernetes mounts a Secret (a swapped ..data symlink) is read again when the secret changes', async () => {
+    const root = tempDir('larder-serve-tokens')
+    const mount = path.join(root, 'secret')
+    fs.mkdirSync(mount)
+    // tokens → ..data/tokens, ..data → ..<version>: an update writes a new version directory
+    // and renames a new ..data over the old; no event in the mount names `tokens`.
+    const version = (name: string, text: string): void => {
+      fs.mkdirSync(path.join(mount, name))
+      fs.writeFileSync(path.join(mount, name, 'tokens'), text, { mode: 0o600 })
+    }
+    version('..v1', 'write S3CRET-K1\n')
+    fs.symlinkSync('..v1', path.join(mount, '..data'))
+    fs.symlinkSync('..data/tokens', path.join(mount, 'tokens'))
+    const file = path.join(mount, 'tokens')
+    const cli = await startCli(['serve', '--port', '0', '--dir', path.join(root, 'cache'), '--tokens-file', file])
+    assert.ok(cli.url !== '', cli.stderr())
+    const status = async (token: string): Promise<number> =>
+      (await call(`${cli.url}/v8/artifacts/${HASH}?slug=web`, { headers: bearer(token) })).status
+    assert.equal(await status('S3CRET-K1'), 404)
+
+    version('..v2', 'write S3CRET-K2\n')
+    fs.symlinkSync('..v2', path.join(mount, '..data_tmp'))
+    fs.renameSync(path.join(mount, '..data_tmp'), path.join(mount, '..data'))
+    fs.rmSync(path.join(mount, '..v1'), { recursive: true })
+    await eventually(() => cli.stdout.includes('tokens reloaded (file changed): 1 tokens'), `reloaded:\n${cli.stdout.join('\n')}`)
+    assert.equal(await status('S3CRET-K2'), 404, 'the new token opens the server')
+    assert.equal(await status('S3CRET-K1'), 401, 'the old one is revoked')
+    assert.equal(await cli.stop(), 0)
+    assert.doesNotMatch(cli.stdout.join('\n') + cli.stderr(), /S3CRET/)
+  })
+
   test('with --no-watch-config only SIGHUP reads it again', async () => {
     const root = tempDir('larder-serve-tokens')
     const file = path.join(root, 'tokens')
