@@ -45,6 +45,10 @@ export interface LarderCacheStoreOptions {
  * and go with one tag stamp.
  * On read the head is checked against the request (method, URL, vary, deleteAt), so a stale
  * index can only cost a miss.
+ * A response whose body is still arriving when its URL is deleted (by any process) is not
+ * kept: the URL's index is written as its write begins, and once its entry is stored the
+ * write looks again; an index gone, or written since, means a delete may have come between,
+ * and the entry just stored is removed (a miss more, never a stale response).
  */
 export class LarderCacheStore implements CacheStore {
   readonly #source: CacheSource
@@ -52,6 +56,10 @@ export class LarderCacheStore implements CacheStore {
   readonly #report: (error: Error) => void
   /** Deletes the cache refused (failOpen false), sent again: undici never hears of them. */
   readonly #resent: ResentDeletes<CacheKey>
+  /** Streamed responses whose whole body has arrived and whose entry is being committed, by
+   *  entry key: a `get` of one waits for it (at most COMMIT_WAIT_MS), or the request made right
+   *  after the first had its body would go to the origin again. */
+  readonly #committing = new Map<string, Promise<unknown>>()
 
   constructor(cache?: CacheOrOptions, options: LarderCacheStoreOptions = {}) {
     const { maxEntrySize = Infinity, errorCallback } = options
@@ -72,20 +80,16 @@ export class LarderCacheStore implements CacheStore {
     return this.#source
       .guarded(undefined, async (cache) => {
         // Most responses vary on nothing: their key needs no index, so look there first.
-        const plain = await readResponse(
-          cache,
-          responseKey(key, [], () => null),
-          key,
-        )
+        const plainKey = responseKey(key, [], () => null)
+        if (this.#committing.size > 0) await this.#committed(plainKey)
+        const plain = await readResponse(cache, plainKey, key)
         if (plain !== undefined) return plain
-        const index = (await cache.get(indexKey(key))) as UrlIndex | undefined
+        const index = await readIndex(cache, key)
         const names = index?.methods[key.method]
         if (names === undefined || names.length === 0) return undefined
-        return readResponse(
-          cache,
-          responseKey(key, names, (name) => key.headers?.[name] ?? null),
-          key,
-        )
+        const variantKey = responseKey(key, names, (name) => key.headers?.[name] ?? null)
+        if (this.#committing.size > 0) await this.#committed(variantKey)
+        return readResponse(cache, variantKey, key)
       })
       .catch(this.#reportedMiss) // failOpen false: guarded rethrows ERR_UNAVAILABLE, which undici would make the request's error
   }
@@ -104,6 +108,7 @@ export class LarderCacheStore implements CacheStore {
     const names = Object.keys(value.vary ?? {}).sort()
     const entryKey = responseKey(key, names, (name) => value.vary?.[name] ?? null)
     const head = encodeHead({ origin: key.origin, method: key.method, path: key.path, ...value })
+    const begun = this.#begin(key, value, names)
     // eslint-disable-next-line @typescript-eslint/no-this-alias -- the Writable's methods below have their own `this`
     const store = this
     const maxEntrySize = this.#maxEntrySize
@@ -131,12 +136,15 @@ export class LarderCacheStore implements CacheStore {
         if (stream === undefined) {
           held.push(chunk)
           if (head.length + size <= SMALL_BYTES) return callback()
-          stream = store.#streamed(key, value, names, entryKey, held.splice(0), ttl)
+          stream = store.#streamed(key, value, names, entryKey, held.splice(0), ttl, begun)
           // The store can end before the body does: a failing disk (dropped, fail-open) or a
           // cache that could not open. Nothing drains the body then, and undici, paused until
           // this stream drains, would never deliver the rest of the response.
           stream.body.once('close', release)
-          stream.stored.then(release, (error: Error) => writable.destroy(error))
+          stream.stored.then(release, (error: Error) => {
+            store.#reportWriteError(error)
+            writable.destroy(error)
+          })
           return callback()
         }
         // Nothing reads the body any more: the rest of the response goes on to the client, not here.
@@ -148,15 +156,19 @@ export class LarderCacheStore implements CacheStore {
       final(callback) {
         let stored: Promise<void>
         if (stream === undefined) {
-          stored = store.#buffered(key, value, names, entryKey, Buffer.concat(held), ttl)
+          stored = store.#buffered(key, value, names, entryKey, Buffer.concat(held), ttl, begun)
         } else {
           stream.body.end()
           stored = stream.stored
+          store.#committingUntil(streamKey(entryKey), stored)
         }
         // The whole body is here: what is left is bounded disk work, which close() waits for.
         store.#source.track(stored).then(
           () => callback(),
-          (error: Error) => callback(error),
+          (error: Error) => {
+            if (stream === undefined) store.#reportWriteError(error) // a stream's was reported as it failed
+            callback(error)
+          },
         )
       },
       destroy(error, callback) {
@@ -191,19 +203,21 @@ export class LarderCacheStore implements CacheStore {
   /** What `delete` does, once (a refused one is run again by #resent). */
   readonly #deleteNow = async (cache: Larder, key: CacheKey): Promise<undefined> => {
     const before = await troubleMark(cache)
-    const index = (await cache.get(indexKey(key))) as UrlIndex | undefined
+    const index = await readIndex(cache, key)
     // A miss that a failing tier answered (fail-open: Redis away, a disk error) may hide
     // an index naming variants: stamp the URL's tag then, as if it did (queued for Redis
     // until it is back); an extra stamp only costs misses of this URL's variants.
     const unsure = index === undefined && (await troubleMark(cache)) !== before
-    const methods = new Set([...ALWAYS_DELETED, ...Object.keys(index?.methods ?? {})])
-    await cache.deleteMany([...methods].flatMap((method) => withStreamKey(responseKey({ ...key, method }, [], () => null))))
+    // The index goes first (removed, or stamped stale with the variants): a write whose body
+    // is arriving looks at it once its entry is stored (#settle), so either it sees the index
+    // gone and removes its entry, or it saw it before, stored before, and the removals below
+    // come after its entry.
     if (index === undefined) {
       if (unsure) await cache.invalidateTags([urlTag(key)])
-      return undefined
-    }
-    if (Object.values(index.methods).some((names) => names.length > 0)) await cache.invalidateTags([urlTag(key)])
+    } else if (Object.values(index.methods).some((names) => names.length > 0)) await cache.invalidateTags([urlTag(key)])
     else await cache.delete(indexKey(key))
+    const methods = new Set([...ALWAYS_DELETED, ...Object.keys(index?.methods ?? {})])
+    await cache.deleteMany([...methods].flatMap((method) => withStreamKey(responseKey({ ...key, method }, [], () => null))))
     return undefined
   }
 
@@ -220,13 +234,81 @@ export class LarderCacheStore implements CacheStore {
     await this.#source.close()
   }
 
-  async #buffered(key: CacheKey, value: CacheValue, names: string[], entryKey: string, bytes: Buffer, ttl: number): Promise<void> {
+  async #buffered(
+    key: CacheKey,
+    value: CacheValue,
+    names: string[],
+    entryKey: string,
+    bytes: Buffer,
+    ttl: number,
+    begun: Promise<number | undefined>,
+  ): Promise<void> {
     const cache = await this.#source.ready
-    await this.#beforeVariant(cache, key, names)
+    const since = await begun
     await cache.set(entryKey, bytes, { ttl, tags: tagsOf(key, names) })
     // A larger response stored before under this key would shadow nothing, but would linger.
     await cache.deleteMany([streamKey(entryKey), ...shadowing(key, names)])
-    await this.#remember(cache, key, value, names)
+    await this.#settle(cache, key, value, names, since, entryKey)
+  }
+
+  /**
+   * What a write does before its body has arrived: a variant's #beforeVariant, and the URL's
+   * index written (#remember), so that a delete made while the body arrives, in any process,
+   * finds it (and removes or stamps it). Resolves to when it was done (`cache.now()`), which
+   * #settle compares the index with; undefined when it could not be done (the write then
+   * records the index once stored, as if begun then).
+   */
+  #begin(key: CacheKey, value: CacheValue, names: string[]): Promise<number | undefined> {
+    return this.#source.ready
+      .then(async (cache) => {
+        await this.#beforeVariant(cache, key, names)
+        await this.#remember(cache, key, value, names)
+        return cache.now()
+      })
+      .catch(() => undefined) // a cache that failed to open, or refused (failOpen false): met again by the write
+  }
+
+  /** After the entry `stored` is written: if the URL's index is gone or was written after the
+   *  write began (`since`), a delete may have come while the body arrived; the entry is
+   *  removed. */
+  async #settle(
+    cache: Larder,
+    key: CacheKey,
+    value: CacheValue,
+    names: string[],
+    since: number | undefined,
+    stored: string,
+  ): Promise<void> {
+    if (since === undefined) return this.#remember(cache, key, value, names)
+    const index = await readIndex(cache, key)
+    if (index === undefined || index.writtenAt > since || index.methods[key.method] === undefined) await cache.delete(stored)
+  }
+
+  /** Waits (at most COMMIT_WAIT_MS) for a streamed response under `entryKey` whose body has
+   *  all arrived to be committed. */
+  async #committed(entryKey: string): Promise<void> {
+    const committing = this.#committing.get(streamKey(entryKey))
+    if (committing === undefined) return
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([committing, new Promise<void>((resolve) => (timer = setTimeout(resolve, COMMIT_WAIT_MS)))])
+    clearTimeout(timer)
+  }
+
+  #committingUntil(key: string, stored: Promise<void>): void {
+    const settled = stored.then(
+      () => {},
+      () => {},
+    )
+    this.#committing.set(key, settled)
+    void settled.then(() => {
+      if (this.#committing.get(key) === settled) this.#committing.delete(key)
+    })
+  }
+
+  /** A write larder refused (not one over a size bound: not cached by design): undici only
+   *  drops the entry, so the host hears why through errorCallback. */
+  #reportWriteError(error: Error): void {
+    if ((error as { code?: unknown }).code !== 'ERR_TOO_LARGE') this.#report(error)
   }
 
   #streamed(
@@ -236,6 +318,7 @@ export class LarderCacheStore implements CacheStore {
     entryKey: string,
     held: Buffer[],
     ttl: number,
+    begun: Promise<number | undefined>,
   ): { body: PassThrough; stored: Promise<void> } {
     const body = new PassThrough()
     body.on('error', () => {}) // an abort: setStream, reading it, hears of it and stores nothing
@@ -249,10 +332,10 @@ export class LarderCacheStore implements CacheStore {
           { field: 'dir' },
         )
       }
-      await this.#beforeVariant(cache, key, names)
+      const since = await begun
       await cache.setStream(streamKey(entryKey), body, { ttl, tags: tagsOf(key, names) })
       await cache.deleteMany([entryKey, ...shadowing(key, names)]) // the smaller response stored before would be read first
-      await this.#remember(cache, key, value, names)
+      await this.#settle(cache, key, value, names, since, streamKey(entryKey))
     })()
     stored.catch(() => {}) // a destroyed stream's rejection is expected; final() reports the rest
     return { body, stored }
@@ -267,19 +350,20 @@ export class LarderCacheStore implements CacheStore {
    */
   async #beforeVariant(cache: Larder, key: CacheKey, names: string[]): Promise<void> {
     if (names.length === 0) return
-    const index = (await cache.get(indexKey(key))) as UrlIndex | undefined
+    const index = await readIndex(cache, key)
     if ((index?.methods[key.method]?.length ?? 0) === 0) await cache.invalidateTags([urlTag(key)])
   }
 
   /** Records in the URL's index which headers this method's responses vary on; the index
-   *  outlives the longest-lived response it points to. */
+   *  outlives the longest-lived response it points to. Stored as bytes (JSON), as responses
+   *  are, so a cache of any serializer (`raw` too) can hold it. */
   async #remember(cache: Larder, key: CacheKey, value: CacheValue, names: string[]): Promise<void> {
-    const index = (await cache.get(indexKey(key))) as UrlIndex | undefined
+    const index = await readIndex(cache, key)
     const deleteAt = Math.max(value.deleteAt, index?.deleteAt ?? 0)
     const known = index?.methods[key.method]
     if (known !== undefined && known.join('\n') === names.join('\n') && deleteAt === index?.deleteAt) return
-    const next: UrlIndex = { methods: { ...index?.methods, [key.method]: names }, deleteAt }
-    await cache.set(indexKey(key), next, { ttl: Math.max(1, deleteAt - Date.now()), tags: [urlTag(key)] })
+    const next: UrlIndex = { methods: { ...index?.methods, [key.method]: names }, deleteAt, writtenAt: cache.now() }
+    await cache.set(indexKey(key), Buffer.from(JSON.stringify(next)), { ttl: Math.max(1, deleteAt - Date.now()), tags: [urlTag(key)] })
   }
 }
 
@@ -340,11 +424,32 @@ function resultOf(head: Head, body: Readable | Buffer[]): GetResult {
   }
 }
 
-/** Per URL: for each method, the (sorted) request headers its stored responses vary on. */
+/** Per URL: for each method, the (sorted) request headers its stored responses vary on; and
+ *  when it was written (0: by a version of this store that did not say). */
 interface UrlIndex {
   methods: Record<string, string[]>
   deleteAt: number
+  writtenAt: number
 }
+
+/** The URL's index, if the cache holds one: bytes of JSON, or the object an older version of
+ *  this store wrote; anything else is no index. */
+async function readIndex(cache: Larder, key: CacheKey): Promise<UrlIndex | undefined> {
+  let index = await cache.get(indexKey(key))
+  if (Buffer.isBuffer(index)) {
+    try {
+      index = JSON.parse(index.toString('utf8'))
+    } catch {
+      return undefined
+    }
+  }
+  const { methods, deleteAt, writtenAt = 0 } = (index ?? {}) as Partial<UrlIndex>
+  if (typeof deleteAt !== 'number' || typeof writtenAt !== 'number' || typeof methods !== 'object' || methods === null) return undefined
+  return { methods, deleteAt, writtenAt }
+}
+
+/** How long a get waits for a streamed response being committed (#committed). */
+const COMMIT_WAIT_MS = 1000
 
 /** What an entry stores ahead of the body: undici's CacheValue and the request key. */
 interface Head extends CacheValue {
