@@ -315,8 +315,10 @@ function swapIfSame(file: string, temp: string, judged: fs.Stats): Verdict {
   const moved = fs.lstatSync(aside, { throwIfNoEntry: false })
   if (moved === undefined) return 'changed' // deleted from the aside name already
   if (moved.ino !== judged.ino || moved.mtimeMs !== judged.mtimeMs || moved.size !== judged.size) {
-    linkUnlessTaken(aside, file)
-    unlinkIfThere(aside)
+    // Another entry than the one judged: it goes back, unless a delete took it from the
+    // aside name meanwhile (then what was linked back goes too).
+    const back = linkUnlessTaken(aside, file)
+    if (!unlinkIfThere(aside) && back && fs.lstatSync(file, { throwIfNoEntry: false })?.ino === moved.ino) unlinkIfThere(file)
     return 'changed'
   }
   const rewritten = fs.lstatSync(temp).ino

@@ -89,14 +89,27 @@ function putBack(aside: string, file: string, directory: boolean): void {
     else disk.rmSync(aside, { recursive: true, force: true })
     return
   }
+  let linked: number | undefined
   try {
     disk.linkSync(aside, file)
+    linked = disk.lstatSync(file, { throwIfNoEntry: false })?.ino
   } catch (error) {
     const code = errorCode(error)
     if (code !== 'EEXIST' && code !== 'ENOENT') throw error
   }
   try {
     disk.unlinkSync(aside)
+  } catch (error) {
+    if (errorCode(error) !== 'ENOENT') throw error
+    // A delete removed it from the aside name meanwhile (FileTier.delete): what was linked
+    // back must not outlive that delete.
+    if (linked !== undefined && disk.lstatSync(file, { throwIfNoEntry: false })?.ino === linked) unlinkQuietly(file)
+  }
+}
+
+function unlinkQuietly(file: string): void {
+  try {
+    disk.unlinkSync(file)
   } catch (error) {
     if (errorCode(error) !== 'ENOENT') throw error
   }

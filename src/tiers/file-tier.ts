@@ -603,7 +603,22 @@ export class FileTier implements Tier {
       const live = entryState(head, Date.now(), this.#p.tags) === 'live'
       this.#p.changes.announce(key)
       const size = removeFile(file)
-      if (size !== undefined) return { size, live }
+      if (size !== undefined) {
+        // A removal or a rekey elsewhere may hold an older inode of the key aside, to put it
+        // (or its rewrite) back once its own checks pass: it goes from there too, so the put
+        // back finds it gone and withdraws what it linked (take-aside.ts putBack, rekey's
+        // swapIfSame); the name is looked at again for one put back before that.
+        const aside = removeAside(asideOf(file))
+        if (aside !== undefined) {
+          this.#removed(aside)
+          const back = await this.#probe(file, key, 'small', true)
+          if (back !== undefined) {
+            await back.opened?.handle.close()
+            this.#removed(removeFile(file))
+          }
+        }
+        return { size, live }
+      }
       // Gone between the look and the unlink: taken aside by a removal or a rekey, which puts
       // it (or its rewrite) back at the name: removed from the aside name, and the name looked
       // at again for what was put back meanwhile.
