@@ -377,6 +377,22 @@ describe('ChangeWatch: what a getOrSet load asks of the log before it stores', (
     watch.close()
   })
 
+  test('an instance that writes only a few entries still removes a log past the rotation size (short-lived writers)', async () => {
+    const dir = tempDir()
+    const layout = new Layout(dir, '')
+    fs.mkdirSync(layout.metaDir, { recursive: true })
+    const log = logOf(dir)
+    const record = keyRecord(crypto.randomBytes(8), Buffer.from('f'.padEnd(8000, '.'), 'utf16le'))
+    fs.writeFileSync(log, Buffer.concat(Array.from({ length: 300 }, () => record))) // ~4.8 MiB
+    const cache = await Larder.open({ dir, maintenance: false })
+    try {
+      await cache.set('one', 1)
+      assert.ok(fs.statSync(log).size < 64 * 1024, `the log is ${fs.statSync(log).size} bytes`)
+    } finally {
+      await cache.close()
+    }
+  })
+
   test('many loads in flight: each question reads only what is new (one cursor), and all are answered right', async () => {
     const dir = tempDir()
     const writer = await Larder.open({ dir, maintenance: false, memory: false })

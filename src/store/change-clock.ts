@@ -67,7 +67,10 @@ export class ChangeClock {
   #size = -1
   /** Bytes this instance appended since the last look. */
   #own = 0
-  #appends = 0
+  /** Appends since the size was last looked at; the first append of an instance looks too:
+   *  short-lived writers (CLI runs, jobs) that never reach ROTATE_CHECK_EVERY appends each
+   *  grew the log without a look, to 124 MiB over 40 runs. */
+  #appends = ROTATE_CHECK_EVERY - 1
   /** The log held open between appends, and which file it is (see #append). */
   #held: { fd: number; ino: number; dev: number } | undefined
   #closed = false
