@@ -100,6 +100,7 @@ export class DiskParts {
       lastUse: options.readOnly ? undefined : this.lastUse,
       counts: hooks.counts,
       corrupt: hooks.corrupt,
+      removeTrash: (trash) => this.pool.run({ task: 'remove-trash', trash }),
     })
     this.maintainer = new Maintainer({
       layout: this.layout,
@@ -232,6 +233,7 @@ export class DiskParts {
     this.totals.stop()
     this.hitLog?.stop()
     this.lastUse.stop()
+    await this.files.trashDeleted()
     await this.pool.destroy()
     this.breaker.shutdown()
     this.tags.close()

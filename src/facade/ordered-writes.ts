@@ -104,7 +104,11 @@ export class OrderedWrites {
    *  every change called after it; it supersedes the loads in progress unless only Redis goes. */
   clear(tier: TierName | undefined): Promise<void> {
     if (tier !== 'redis') this.#p.loads.supersedeAll()
-    return this.#p.order.everything(() => this.#p.inFlight.track(this.#p.stack.clear(tier ?? 'all')))
+    // The trash the files left is deleted after the clear's turn in the call order (which
+    // calls made after it wait for), before the clear resolves.
+    return this.#p.order
+      .everything(() => this.#p.inFlight.track(this.#p.stack.clear(tier ?? 'all')))
+      .then(() => this.#p.stack.file?.trashDeleted())
   }
 
   /**

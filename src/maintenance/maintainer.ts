@@ -6,7 +6,7 @@ import type { RedisRekeyReport } from '../crypto/rekey-redis.js'
 import { isLarderError, LarderError } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
 import { disk, ifRoom } from '../store/disk.js'
-import { PARTITION_NAME, removeTrash, TRASH_NAME, trashTime, type Layout } from '../store/layout.js'
+import { PARTITION_NAME, TRASH_NAME, trashTime, type Layout } from '../store/layout.js'
 import { RECORD_FIELDS, type PlanOutput } from './policy.js'
 import type { MaintenancePool } from './pool.js'
 import { Cancellation } from './cancellation.js'
@@ -680,7 +680,7 @@ export class Maintainer {
       if (now - trashTime(name) < this.#p.options.maintenance.tempMaxAge) continue
       if (!dryRun) {
         try {
-          await removeTrash(path.join(versionDir, name))
+          await this.#p.pool.run({ task: 'remove-trash', trash: path.join(versionDir, name) })
         } catch {
           continue // another process is removing it too; the next run finishes the job
         }

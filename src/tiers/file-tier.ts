@@ -63,6 +63,8 @@ export interface FileTierParts {
   /** The instance's counters: this tier adds bytes read and written, sets, expired and corrupt. */
   counts: ActivityCounters
   corrupt(report: CorruptReport): void
+  /** Deletes a clear's trash directory off the main thread (a maintenance worker). */
+  removeTrash(trash: string): Promise<void>
 }
 
 /** The metadata of a streamed entry (its value arrives as a stream). */
@@ -136,6 +138,8 @@ export class FileTier implements Tier {
   readonly #layout: Layout
   /** Temp files of streams being written, removed by the exit hook if the process dies. */
   readonly #temps = new Set<string>()
+  /** Clears' trash directories being deleted (#deleteTrash). */
+  readonly #trashes = new Set<Promise<void>>()
   /** Entry writes begun and not yet done (see setBytes). */
   #writing = 0
   /**
@@ -695,7 +699,7 @@ export class FileTier implements Tier {
           // following anything inside it.
           await disk.rm(from, { recursive: true, force: true })
         }
-        if (trash !== undefined) await removeTrash(trash)
+        if (trash !== undefined) this.#deleteTrash(trash)
       }
       if (!totalsWritten) this.#p.totals.cleared()
     })
@@ -705,6 +709,25 @@ export class FileTier implements Tier {
       this.#clearSettled.clear()
     }
     this.#p.changes.bump()
+  }
+
+  /** Resolves once the trash of every clear so far is deleted (or could not be: left for
+   *  prune's sweep of old trash). */
+  async trashDeleted(): Promise<void> {
+    while (this.#trashes.size > 0) await Promise.all(this.#trashes)
+  }
+
+  /** Deletes `trash` in a maintenance worker, outside the clear's change: the entries are gone
+   *  for every reader once the partitions are moved, so no call waits on the deletion, and
+   *  `clear()` resolves once it is done (a clear frees the disk). A worker that cannot run it
+   *  (closed) leaves it to be deleted here, in this thread, as before. */
+  #deleteTrash(trash: string): void {
+    const deleting = this.#p
+      .removeTrash(trash)
+      .catch(() => removeTrash(trash))
+      .catch(() => {}) // left for prune's sweep (tempMaxAge)
+      .finally(() => this.#trashes.delete(deleting))
+    this.#trashes.add(deleting)
   }
 
   /** `tags` invalidated at `at`, which the disk refused to record: this instance's clock holds
