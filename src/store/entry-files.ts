@@ -2,7 +2,7 @@ import path from 'node:path'
 import { CorruptEntryError } from '../format/entry-format.js'
 import { removeTaken, takeIfSame } from './take-aside.js'
 import { discardTemp, writeFileAtomic, writeFileAtomicSync, writeSmallFileAtomic, type OpenedTemp } from './atomic-write.js'
-import { disk, errorCode, NOT_A_FILE, openForReading } from './disk.js'
+import { disk, errorCode, lstatIfThere, NOT_A_FILE, openForReading } from './disk.js'
 import { rootAbove } from './layout.js'
 import { chainIsReal, type OwnedTree } from './owned-tree.js'
 
@@ -69,7 +69,7 @@ export function readPlainEntryFile(
   likelyThere = false,
 ): { bytes: Buffer; mtimeMs: number } | typeof LARGE | typeof UNSURE | undefined {
   if (likelyThere) return readPlainOpenedFirst(file)
-  const link = disk.lstatSync(file, { throwIfNoEntry: false })
+  const link = lstatIfThere(file)
   if (link === undefined) return undefined
   if (!link.isFile()) return UNSURE
   if (link.size > SYNC_IO_LIMIT) return LARGE
@@ -140,7 +140,7 @@ interface OpenedFile {
 function openUpTo(file: string, limit: number): OpenedFile | typeof LARGE | undefined {
   // Misses are common and a throwing openSync builds an exception (~8 µs); a non-throwing
   // lstat answers a miss in ~1 µs and costs a hit about as much.
-  const link = disk.lstatSync(file, { throwIfNoEntry: false })
+  const link = lstatIfThere(file)
   if (link === undefined) return undefined
   if (link.isSymbolicLink()) throw new CorruptEntryError("a symlink in an entry's place", link.ino)
   // A socket cannot be opened (ENXIO, which is no failing disk): judged by its lstat.
@@ -235,7 +235,8 @@ export function removeFile(file: string): number | undefined {
     disk.unlinkSync(file)
     return size
   } catch (error) {
-    if (errorCode(error) === 'ENOENT') return undefined
+    const code = errorCode(error)
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined
     throw error
   }
 }

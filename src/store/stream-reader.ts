@@ -59,7 +59,7 @@ export async function openEntry(file: string): Promise<OpenedEntry | undefined> 
     handle = await disk.open(file, READ_FLAGS)
   } catch (error) {
     const code = errorCode(error)
-    if (code === 'ENOENT') return undefined
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined
     if (code !== 'ELOOP') throw error
     const judged = symlinkInPlace(file)
     if (judged === undefined) return undefined
