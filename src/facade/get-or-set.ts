@@ -111,8 +111,19 @@ export class GetOrSet {
       return read.found && !read.stale ? { value: read.value, cached: true } : undefined
     }
     // Stored write-through even under write-back: the lock is released once the value is
-    // stored, and the instances waiting for it look for the value in Redis.
-    return shared.withLock(key, arrived, () => this.#loadAndStore(key, loader, o, flight, found, true))
+    // stored, and the instances waiting for it look for the value in Redis. The time limits
+    // run from here: a caller waiting for another instance's loader (it holds the lock) is
+    // held no longer than for its own, so the loader under the lock runs without one of its own.
+    const limit = timeLimit(o, found)
+    const locked = shared.withLock(key, arrived, () => this.#loadAndStore(key, loader, o, flight, found, true, undefined, false))
+    if (limit === undefined) return locked
+    const answered = await within(locked, limit)
+    if (answered.settled) return answered.value
+    // The callers are answered now; the wait (and the load after it, if it comes to that) goes on.
+    const stored = locked.then((loaded) => loaded.value)
+    this.#p.loads.detach(key, flight, stored)
+    void this.#p.inFlight.track(stored).catch((error: unknown) => this.#p.emitError(asError(error)))
+    return this.#timedOut(key, flight, o, found)
   }
 
   async #loadAndStore(
@@ -123,11 +134,12 @@ export class GetOrSet {
     found: TierRead,
     through: boolean,
     started?: number,
+    limited = true,
   ): Promise<Loaded> {
     const loading = call(loader)
     let value: unknown
     try {
-      const limit = timeLimit(o, found)
+      const limit = limited ? timeLimit(o, found) : undefined
       if (limit === undefined) value = await loading
       else {
         const answered = await within(loading, limit)

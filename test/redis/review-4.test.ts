@@ -1,15 +1,16 @@
 /**
- * Findings of the shared tier's reviews left open on 2026-12-06, each failing on the code
- * before its fix:
+ * Findings of the shared tier's reviews (2026-12-06), each failing on the code before its fix:
  * - one oversized foreign string under a key of ours was fetched whole by every read of the
  *   key (a GET of 200 MB outlasted commandTimeout and opened the Redis breaker for every other
- *   read), and was never judged, so never removed.
+ *   read), and was never judged, so never removed;
+ * - getOrSet with `lock: true` waited for another instance's loader (which held the lock) for
+ *   as long as it ran, past the caller's `hardTimeout` and soft `timeout`.
  */
 import { after, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { Redis } from 'ioredis'
-import { Larder } from '../../src/index.ts'
+import { isLarderError, Larder } from '../../src/index.ts'
 import { redisAvailable, startRedis, type RedisServer } from './server.ts'
 
 const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run installs it)'
@@ -83,6 +84,41 @@ describe('a value over redis.maxValueSize under a key of ours', { skip }, () => 
     } finally {
       await big.close()
       await small.close()
+    }
+  })
+})
+
+describe('getOrSet with lock: true, waiting for another instance that holds the lock', { skip }, () => {
+  test('hardTimeout and the soft timeout hold as they do for a loader of its own', async () => {
+    const prefix = nextPrefix()
+    const a = await Larder.open({ dir: false, redis: { url: server.url, prefix }, maintenance: false })
+    const b = await Larder.open({ dir: false, redis: { url: server.url, prefix }, maintenance: false })
+    const slow = (value: string) => async (): Promise<string> => {
+      await new Promise((resolve) => setTimeout(resolve, 3000))
+      return value
+    }
+    try {
+      const holding = a.getOrSet('k', slow('A'), { lock: true })
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      let started = Date.now()
+      await assert.rejects(
+        b.getOrSet('k', () => 'B', { lock: true, hardTimeout: 200 }),
+        (error: unknown) => isLarderError(error, 'ERR_TIMEOUT') && error.field === 'hardTimeout',
+      )
+      assert.ok(Date.now() - started < 2000, `answered after ${Date.now() - started} ms, not when the other loader was done`)
+
+      await a.getOrSet('s', () => 'old', { ttl: 100, grace: '1h' })
+      await new Promise((resolve) => setTimeout(resolve, 150))
+      const renewing = a.getOrSet('s', slow('new'), { lock: true, ttl: '1h', grace: '1h' })
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      started = Date.now()
+      assert.equal(await b.getOrSet('s', () => 'B', { lock: true, grace: '1h', timeout: 100 }), 'old', 'the value within grace')
+      assert.ok(Date.now() - started < 2000, `answered after ${Date.now() - started} ms`)
+      assert.equal(await holding, 'A')
+      assert.equal(await renewing, 'new')
+    } finally {
+      await a.close()
+      await b.close()
     }
   })
 })
