@@ -327,6 +327,11 @@ export class RedisTier {
       const state = entryState(entry, Date.now(), this.#p.tags, entry.grace, grace)
       if (state === 'kept' || state === 'dead') {
         this.#p.counts.expired++
+        // Past its grace, or invalidated by a tag (stamps only rise): never served again by any
+        // instance, so it goes, if unchanged since, as a file tier's read removes a dead file.
+        // Left, an entry without a ttl stayed in Redis for good (tag versioning grew Redis
+        // without bound) and every read fetched and judged it again.
+        if (state === 'dead') await this.#deleteIfSame(this.keyOf(key), String(bytes.length), tailOf(bytes))
         return MISS
       }
       if (entry.logicalLength > this.#p.options.maxValueSize) return MISS // never stored by a cache with these bounds
@@ -348,7 +353,7 @@ export class RedisTier {
         this.#p.corrupt({ key, file: `redis:${this.keyOf(key)}`, ...reportedReason(error) })
         return MISS
       }
-      const tail = bytes.length >= 8 ? bytes.subarray(bytes.length - 8) : Buffer.alloc(0)
+      const tail = tailOf(bytes)
       const reason =
         error instanceof CorruptEntryError ? reportedReason(error) : { reason: error instanceof Error ? error.message : String(error) }
       return this.#discard(key, reason, String(bytes.length), tail)
@@ -361,9 +366,20 @@ export class RedisTier {
     this.#p.counts.corrupt++
     const name = this.keyOf(key)
     this.#p.corrupt({ key, file: `redis:${name}`, ...reason })
-    await this.#run(() => runScript(this.client, DELETE_IF_SAME, [name], [length, tail])).catch(() => {})
+    await this.#deleteIfSame(name, length, tail)
     return MISS
   }
+
+  /** Deletes the value under the full name `name` if it still is `length` bytes ending in `tail`
+   *  (DELETE_IF_SAME); a failure leaves it, for the next read. */
+  async #deleteIfSame(name: string, length: string, tail: Buffer): Promise<void> {
+    await this.#run(() => runScript(this.client, DELETE_IF_SAME, [name], [length, tail])).catch(() => {})
+  }
+}
+
+/** The last 8 bytes of a value (an entry's checksum), or none. */
+function tailOf(bytes: Buffer): Buffer {
+  return bytes.length >= 8 ? bytes.subarray(bytes.length - 8) : Buffer.alloc(0)
 }
 
 /** A payload that fails to decode (zlib's errors): the value is damaged, not Redis. */

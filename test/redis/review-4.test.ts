@@ -4,7 +4,9 @@
  *   key (a GET of 200 MB outlasted commandTimeout and opened the Redis breaker for every other
  *   read), and was never judged, so never removed;
  * - getOrSet with `lock: true` waited for another instance's loader (which held the lock) for
- *   as long as it ran, past the caller's `hardTimeout` and soft `timeout`.
+ *   as long as it ran, past the caller's `hardTimeout` and soft `timeout`;
+ * - an entry invalidated by a tag stayed in Redis for good (no ttl), read and judged again by
+ *   every read of its key.
  */
 import { after, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -116,6 +118,29 @@ describe('getOrSet with lock: true, waiting for another instance that holds the 
       assert.ok(Date.now() - started < 2000, `answered after ${Date.now() - started} ms`)
       assert.equal(await holding, 'A')
       assert.equal(await renewing, 'new')
+    } finally {
+      await a.close()
+      await b.close()
+    }
+  })
+})
+
+describe('an entry invalidated by a tag', { skip }, () => {
+  test('is removed from Redis by the read that finds it so (it has no ttl to go by)', async () => {
+    const prefix = nextPrefix()
+    const a = await Larder.open({ dir: false, memory: false, redis: { url: server.url, prefix }, maintenance: false })
+    const b = await Larder.open({ dir: false, memory: false, redis: { url: server.url, prefix }, maintenance: false })
+    try {
+      await a.set('row', { id: 1 }, { tags: ['users'] })
+      await a.set('other', 'kept', { tags: ['orders'] })
+      await a.invalidateTags(['users'])
+      assert.equal(await b.get('row'), undefined)
+      assert.equal(await raw.exists(`${prefix}default:row`), 0, 'gone from Redis')
+      assert.equal((await b.stats()).expired, 1)
+      assert.equal(await b.get('other'), 'kept')
+      assert.equal(await raw.exists(`${prefix}default:other`), 1)
+      await a.set('row', { id: 2 }, { tags: ['users'] })
+      assert.deepEqual(await b.get('row'), { id: 2 }, 'a value set after the invalidation is read')
     } finally {
       await a.close()
       await b.close()
