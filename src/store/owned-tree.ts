@@ -65,6 +65,8 @@ export class OwnedTree {
   /** Directories whose whole chain from the root a `dirSync` found real and ours, with what
    *  its own lstat of the directory found (see dirSync). */
   readonly #checked = new Map<string, CheckedDir>()
+  /** The root was seen (or made) once: its parents are never made again (#rootSync). */
+  #rootSeen = false
 
   constructor(root: string, shared: Sharing = false) {
     this.root = root
@@ -194,16 +196,24 @@ export class OwnedTree {
    *  with our mode on the root itself. A root that is not a directory is left alone. */
   #rootSync(): void {
     const root = disk.statSync(this.root, { throwIfNoEntry: false })
-    if (root?.isDirectory()) return
+    if (root?.isDirectory()) {
+      this.#rootSeen = true
+      return
+    }
     if (root !== undefined)
       throw Object.assign(new Error(`ENOTDIR: the cache directory ${this.root} is not a directory`), { code: 'ENOTDIR' })
-    disk.mkdirSync(path.dirname(this.root), { recursive: true })
+    // The directories above the root are the user's: made once, for a cache that never had
+    // its directory. Once it had one, a root that vanished is made again, not its parents: a
+    // project deleted while its server ran had its whole tree brought back by the next write.
+    // Without them, the write fails with ENOENT (a counted drop).
+    if (!this.#rootSeen) disk.mkdirSync(path.dirname(this.root), { recursive: true })
     try {
       disk.mkdirSync(this.root, this.dirMode)
       this.chmodMadeSync(this.root)
     } catch (error) {
       if (errorCode(error) !== 'EEXIST') throw error
     }
+    this.#rootSeen = true
   }
 
   /** Makes `at` a real directory of ours; returns what lstat found when it already was one

@@ -1,0 +1,33 @@
+/**
+ * The directories above `dir` are the user's: found by an adversarial review (2026-12-06), a
+ * project deleted while its server ran (`rm -rf ~/proj`) was brought back, every parent of the
+ * cache directory, by the next write (`mkdir -p`). They are made once, for a cache that never
+ * had its directory; a cache directory that vanishes alone is still made again.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import path from 'node:path'
+import { Larder } from '../src/index.ts'
+import { tempDir } from './helpers.ts'
+
+test('the parents of a cache directory are made at open, never again once removed', async () => {
+  const root = tempDir('larder-parents')
+  const project = path.join(root, 'project')
+  const dir = path.join(project, 'node_modules', '.cache', 'larder')
+  const cache = await Larder.open({ dir, maintenance: false })
+  try {
+    await cache.set('a', 1)
+    fs.rmSync(dir, { recursive: true })
+    await cache.set('b', 2)
+    assert.equal(await cache.get('b'), 2, 'a cache directory removed alone is made again')
+    fs.rmSync(project, { recursive: true })
+    await cache.set('c', 3) // fail-open: a counted drop
+    assert.equal(await cache.get('c'), undefined)
+    assert.equal(fs.existsSync(project), false, 'the project stays deleted')
+    assert.equal((await cache.stats()).dropped, 1)
+  } finally {
+    await cache.close()
+  }
+  assert.equal(fs.existsSync(project), false, 'close() writes nothing there either')
+})
