@@ -42,7 +42,7 @@ import {
 import { decodeFrameHeader, encodeFrame, FRAME_HEADER_BYTES } from '../format/frames.js'
 import { encodeUnframedEntry, openedPayload } from '../format/payload.js'
 import { openTempSync, writeAllSync } from '../store/atomic-write.js'
-import { errorCode } from '../store/disk.js'
+import { errorCode, NOT_A_FILE, openForReading } from '../store/disk.js'
 import { asideOf } from '../store/take-aside.js'
 import { ENTRY_NAME, rootAbove } from '../store/layout.js'
 import { OwnedTree, type Sharing } from '../store/owned-tree.js'
@@ -135,19 +135,15 @@ export function rekeyPartitions(input: RekeyInput, stop: () => boolean): RekeyOu
 type Verdict = 'rekeyed' | 'current' | 'missingKey' | 'unsealed' | 'corrupt' | 'changed'
 
 function rekeyEntry(tree: OwnedTree, file: string, keyring: Keyring, input: RekeyInput): Verdict {
-  let fd: number
-  try {
-    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
-  } catch (error) {
-    const code = errorCode(error)
-    if (code === 'ENOENT') return 'changed'
-    if (code === 'ELOOP') return 'corrupt'
-    throw error
-  }
+  // READ_FLAGS, as every reader: without O_NONBLOCK, the open of a FIFO planted at an entry's
+  // name waits for a writer for ever, in a worker thread that no signal, close() or exit ends.
+  const fd = openForReading(file)
+  if (fd === undefined) return 'changed'
+  if (fd === NOT_A_FILE) return 'corrupt' // a symlink or socket: left for readers and prune to remove
   let temp: string | undefined
   try {
     const stat = fs.fstatSync(fd)
-    if (!stat.isFile()) return 'corrupt'
+    if (!stat.isFile()) return 'corrupt' // a FIFO, device or directory (opened, never read)
     const head = readHeadOf(fd, stat.size)
     if (head.key === undefined) return 'corrupt'
     checkNamespace(head, input.namespace)
