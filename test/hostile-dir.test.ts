@@ -8,7 +8,9 @@
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
+import path from 'node:path'
 import { describe, test } from 'node:test'
+import { Larder } from '../src/index.ts'
 import { A_THEN_B, ONLY_A, open } from './encryption-helpers.ts'
 import { entryFiles, tempDir } from './helpers.ts'
 
@@ -18,6 +20,63 @@ function within<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
   const late = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), ms)))
   return Promise.race([promise, late]).finally(() => clearTimeout(timer))
 }
+
+const MiB = 1024 * 1024
+
+/** Runs `work` while sampling this process's resident memory (the workers run in it too);
+ *  its result and the largest growth seen. */
+async function peakRssGrowth<T>(work: () => Promise<T>): Promise<{ result: T; growth: number }> {
+  const before = process.memoryUsage.rss()
+  let peak = before
+  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 2)
+  try {
+    const result = await work()
+    return { result, growth: Math.max(peak, process.memoryUsage.rss()) - before }
+  } finally {
+    clearInterval(sampler)
+  }
+}
+
+/** An LFU cache of 30 entries, each read (so hit logs exist); its hits directory. */
+async function lfuCache(label: string): Promise<{ dir: string; hits: string }> {
+  const dir = tempDir(label)
+  const cache = await Larder.open({ dir, memory: false, maintenance: false, evictionPolicy: 'lfu' })
+  for (let i = 0; i < 30; i++) await cache.set(`key ${i}.`, `value ${i}`)
+  for (let i = 0; i < 30; i++) await cache.get(`key ${i}.`)
+  await cache.close()
+  return { dir, hits: path.join(dir, 'v1', 'default', 'meta', 'hits') }
+}
+
+describe('LFU hit logs in a damaged directory', () => {
+  test('a huge (sparse) file named like a hit log is not read by a prune, and is removed', async () => {
+    const { dir, hits } = await lfuCache('larder-hostile-hitlog-huge')
+    const planted = path.join(hits, '999.planted.log')
+    fs.writeFileSync(planted, '')
+    fs.truncateSync(planted, 300 * MiB)
+    const cache = await Larder.open({ dir, memory: false, maintenance: false, evictionPolicy: 'lfu' })
+    const { result, growth } = await peakRssGrowth(() => cache.prune({ maxEntries: 10 }))
+    assert.equal(result.evicted, 20)
+    assert.ok(growth < 100 * MiB, `resident memory grew by ${Math.round(growth / MiB)} MiB`)
+    assert.equal(fs.existsSync(planted), false, 'the foreign log is removed by compaction')
+    await cache.close()
+  })
+
+  test('a genuine log larger than one read block is still counted whole (lines across blocks)', async () => {
+    const { dir, hits } = await lfuCache('larder-hostile-hitlog-blocks')
+    const cache = await Larder.open({ dir, memory: false, maintenance: false, evictionPolicy: 'lfu' })
+    const popular = new Set<string>()
+    const files = entryFiles(dir)
+    for (let i = 0; i < 10; i++) popular.add(path.basename(files.find((f) => fs.readFileSync(f).includes(`key ${i}.`))!))
+    // 1.8 MiB of counts for entries long gone, then the popular ones: read in two blocks.
+    const filler = Array.from({ length: 100_000 }, (_, i) => `${i.toString(16).padStart(16, 'f')} 1`).join('\n')
+    const counts = [...popular].map((hash) => `${hash} 1000`).join('\n')
+    fs.writeFileSync(path.join(hits, '998.big.log'), `@${Date.now()}\n${filler}\n${counts}\n`)
+    await cache.prune({ maxEntries: 10 })
+    const left = new Set(entryFiles(dir).map((f) => path.basename(f)))
+    assert.deepEqual(left, popular, 'the ten counted most are kept')
+    await cache.close()
+  })
+})
 
 describe('rekey in a damaged directory', () => {
   test('a FIFO at an entry name is counted corrupt and the rekey finishes, instead of waiting on it for ever', async () => {

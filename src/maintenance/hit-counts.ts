@@ -21,6 +21,13 @@ import { READ_FLAGS } from '../store/disk.js'
  */
 const LOG_NAME = /\.log$/
 const COMPACTING = '.compacting'
+/** A log holds one line (about 24 bytes) per entry hit in each second a process flushed,
+ *  and every prune folds the logs into one line per entry: 64 MiB is millions of lines, more
+ *  than a genuine log holds between prunes. A larger file at a log's name is foreign (planted,
+ *  or damaged: a sparse file of terabytes costs no disk): not read, and removed by compaction. */
+const LOG_LIMIT = 64 * 1024 * 1024
+/** A log is read this much at a time, so a large one never sits in memory whole. */
+const LOG_BLOCK = 1024 * 1024
 /** Below this a count is forgotten at compaction (64 hits take 13 half-lives to get there). */
 const FORGOTTEN = 0.01
 
@@ -37,13 +44,18 @@ function logFiles(dir: string): string[] {
   }
 }
 
-/** Adds a log's counts, each weighed by its age at `now`. */
-function addLines(text: string, countedAt: number, now: number, halfLife: number, into: Map<string, number>): void {
+/** Adds a log's counts, each weighed by its age at `now`, from lines counted at `countedAt`
+ *  until a line says otherwise. Returns when the last of them were counted (the next block
+ *  of the log goes on from there). */
+function addLines(text: string, countedAt: number, now: number, halfLife: number, into: Map<string, number>): number {
   let weight = decay(now - countedAt, halfLife)
   for (const line of text.split('\n')) {
     if (line.startsWith('@')) {
       const at = Number(line.slice(1))
-      if (Number.isFinite(at)) weight = decay(now - at, halfLife)
+      if (Number.isFinite(at)) {
+        countedAt = at
+        weight = decay(now - at, halfLife)
+      }
       continue
     }
     const space = line.indexOf(' ')
@@ -53,20 +65,36 @@ function addLines(text: string, countedAt: number, now: number, halfLife: number
     const hash = line.slice(0, 16)
     into.set(hash, (into.get(hash) ?? 0) + count * weight)
   }
+  return countedAt
 }
 
 function decay(age: number, halfLife: number): number {
   return halfLife > 0 ? 2 ** (-Math.max(0, age) / halfLife) : 1
 }
 
-/** Adds a log's decayed counts; throws for anything but a regular file (a link, a FIFO
- *  planted at the name). */
+/** Adds a log's decayed counts; throws for anything but a regular file of at most LOG_LIMIT
+ *  bytes (a link, a FIFO, a huge or sparse file planted at the name). Read a block at a time,
+ *  never whole: the worker runs in the host process. */
 function readLog(file: string, now: number, halfLife: number, into: Map<string, number>): void {
   const fd = fs.openSync(file, READ_FLAGS)
   try {
     const stat = fs.fstatSync(fd)
     if (!stat.isFile()) throw Object.assign(new Error(`${file} is not a regular file`), { code: 'EINVAL' })
-    addLines(fs.readFileSync(fd, 'utf8'), stat.mtimeMs, now, halfLife, into)
+    if (stat.size > LOG_LIMIT)
+      throw Object.assign(new Error(`${file} holds ${stat.size} bytes, more than a hit log ever does`), { code: 'EINVAL' })
+    const block = Buffer.allocUnsafe(LOG_BLOCK)
+    let countedAt = stat.mtimeMs
+    let rest = ''
+    for (let at = 0; at < stat.size;) {
+      const n = fs.readSync(fd, block, 0, Math.min(LOG_BLOCK, stat.size - at), at)
+      if (n === 0) break
+      at += n
+      const text = rest + block.toString('utf8', 0, n)
+      const lastLine = text.lastIndexOf('\n') + 1
+      countedAt = addLines(text.slice(0, lastLine), countedAt, now, halfLife, into)
+      rest = text.slice(lastLine)
+    }
+    addLines(rest, countedAt, now, halfLife, into)
   } finally {
     fs.closeSync(fd)
   }
