@@ -61,6 +61,21 @@ describe('LFU hit logs in a damaged directory', () => {
     await cache.close()
   })
 
+  test('a directory named like a hit log does not fail the prune, and is removed', async () => {
+    const { dir, hits } = await lfuCache('larder-hostile-hitlog-dir')
+    const planted = path.join(hits, 'zzz.log')
+    fs.mkdirSync(path.join(planted, 'sub'), { recursive: true })
+    const cache = await Larder.open({ dir, memory: false, maintenance: false, evictionPolicy: 'lfu' })
+    assert.equal((await cache.prune({ maxEntries: 10 })).evicted, 20)
+    assert.deepEqual(
+      fs.readdirSync(hits).filter((name) => name.startsWith('zzz')),
+      [],
+      'neither it nor its compacting name is left',
+    )
+    assert.equal((await cache.prune({ maxEntries: 5 })).evicted, 5)
+    await cache.close()
+  })
+
   test('a genuine log larger than one read block is still counted whole (lines across blocks)', async () => {
     const { dir, hits } = await lfuCache('larder-hostile-hitlog-blocks')
     const cache = await Larder.open({ dir, memory: false, maintenance: false, evictionPolicy: 'lfu' })

@@ -144,6 +144,8 @@ export function compactHitLogs(dir: string, names: string, now: number, halfLife
     const tree = new OwnedTree(rootAbove(dir, 4), sharingOf(fs.statSync(dir).mode))
     writeFileAtomicSync(tree, path.join(dir, `merged.${process.pid}.${Date.now().toString(36)}.log`), Buffer.from(`@${now}\n` + text))
   }
-  for (const file of folded) fs.rmSync(file, { force: true })
+  // Recursive: a directory planted at a log's name was renamed aside with the logs, and
+  // failing on it would fail every prune (rm never follows a link, inside or at the name).
+  for (const file of folded) fs.rmSync(file, { recursive: true, force: true })
   return folded.length
 }
