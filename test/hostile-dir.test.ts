@@ -115,4 +115,20 @@ describe('rekey in a damaged directory', () => {
     assert.equal(report.rekeyed, 4)
     await cache.close()
   })
+
+  test('entries extended to hundreds of MiB and past 4 GiB (sparse) are judged by their trailer, not read whole, and the others are rekeyed', async () => {
+    const dir = tempDir('larder-hostile-rekey-huge')
+    const writer = await open(dir, { encryption: ONLY_A })
+    for (let i = 0; i < 6; i++) await writer.set(`key ${i}.`, 'x'.repeat(200_000)) // compressed, sealed, unframed
+    await writer.close()
+    const files = entryFiles(dir)
+    fs.truncateSync(files[0]!, 300 * MiB)
+    fs.truncateSync(files[1]!, 5 * 1024 * MiB)
+    const cache = await open(dir, { encryption: A_THEN_B })
+    const { result, growth } = await peakRssGrowth(() => cache.rekey())
+    assert.equal(result.corrupt, 2)
+    assert.equal(result.rekeyed, 4)
+    assert.ok(growth < 100 * MiB, `resident memory grew by ${Math.round(growth / MiB)} MiB`)
+    await cache.close()
+  })
 })

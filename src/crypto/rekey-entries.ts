@@ -38,9 +38,10 @@ import {
   encodeTags,
   type DecodedEntry,
   type EntryHead,
+  type EntryTrailer,
 } from '../format/entry-format.js'
 import { decodeFrameHeader, encodeFrame, FRAME_HEADER_BYTES } from '../format/frames.js'
-import { encodeUnframedEntry, openedPayload } from '../format/payload.js'
+import { encodeUnframedEntry, impossibleLength, openedPayload } from '../format/payload.js'
 import { openTempSync, writeAllSync } from '../store/atomic-write.js'
 import { errorCode, NOT_A_FILE, openForReading } from '../store/disk.js'
 import { asideOf } from '../store/take-aside.js'
@@ -62,6 +63,9 @@ export interface RekeyInput {
   keyring: KeyringData
   /** Seal the entries not sealed at all (see RekeyOptions.sealPlain). */
   sealPlain?: boolean
+  /** The most an unframed entry rewritten whole may hold (the rekeying instance's, the bound
+   *  its `get` keeps): a larger one could not be rewritten with bounded memory. */
+  maxValueSize: number
   cancel?: Int32Array
 }
 
@@ -76,7 +80,8 @@ export interface RekeyOutput {
   /** Not sealed at all (planted, or written before encryption was on): left for readers, which
    *  remove them, unless `sealPlain` seals them (then they count as rekeyed). */
   unsealed: number
-  /** Damaged, or failing authentication: left for readers and `verify` to remove. */
+  /** Damaged, failing authentication, not a regular file, or an unframed entry over
+   *  `maxValueSize`: left for readers and `verify` (or `prune`) to judge. */
   corrupt: number
   /** Changed (rewritten, removed, used) while being rekeyed: left as the writer made them. */
   changed: number
@@ -154,7 +159,7 @@ function rekeyEntry(tree: OwnedTree, file: string, keyring: Keyring, input: Reke
     try {
       const plainStream = oldKey === undefined && (head.compression as Compression) === Compression.None && stat.size > WHOLE_LIMIT
       if ((head.flags & FLAG_FRAMED) !== 0 || plainStream) reframe(fd, written.fd, head, stat.size, oldKey, keyring, input)
-      else rewriteWhole(fd, written.fd, stat.size, oldKey, keyring, input)
+      else rewriteWhole(fd, written.fd, head, stat.size, oldKey, keyring, input)
       fs.futimesSync(written.fd, stat.atimeMs / 1000, stat.mtimeMs / 1000) // the LRU position stays
       if (input.durable) fs.fsyncSync(written.fd)
     } finally {
@@ -167,6 +172,9 @@ function rekeyEntry(tree: OwnedTree, file: string, keyring: Keyring, input: Reke
     if (error instanceof KeyError && error.missing) return 'missingKey'
     if (error instanceof KeyError && error.unsealed) return 'unsealed'
     if (error instanceof CorruptEntryError) return 'corrupt'
+    // What one entry's claims make impossible (a length no buffer holds) is that entry's
+    // damage, never a reason to stop the rotation of the others.
+    if (error instanceof RangeError) return 'corrupt'
     throw error
   } finally {
     fs.closeSync(fd)
@@ -185,15 +193,33 @@ function readHeadOf(fd: number, size: number): EntryHead {
   return head
 }
 
-/** An unframed entry read whole (checksum verified), opened, sealed again as it was stored. */
+/** The entry's trailer, read from the end of the file and checked against its size. */
+function readTrailerOf(fd: number, size: number, payloadOffset: number): { bytes: Buffer; trailer: EntryTrailer } {
+  const bytes = Buffer.allocUnsafe(TRAILER_BYTES)
+  fs.readSync(fd, bytes, 0, TRAILER_BYTES, size - TRAILER_BYTES)
+  return { bytes, trailer: decodeTrailer(bytes, size, payloadOffset) }
+}
+
+/**
+ * An unframed entry read whole (checksum verified), opened, sealed again as it was stored.
+ * Its trailer and lengths are judged first, as a read judges them, so that a file extended
+ * or planted (a sparse file of gigabytes costs no disk) is found corrupt before a buffer of
+ * its size is allocated.
+ */
 function rewriteWhole(
   fd: number,
   to: number,
+  head: EntryHead,
   size: number,
   oldKey: Parameters<typeof openedPayload>[1],
   keyring: Keyring,
   input: RekeyInput,
 ): void {
+  const { trailer } = readTrailerOf(fd, size, head.payloadOffset)
+  const impossible = impossibleLength({ ...trailer, flags: head.flags, compression: head.compression })
+  if (impossible !== undefined) throw new CorruptEntryError(impossible)
+  if (trailer.logicalLength > input.maxValueSize)
+    throw new CorruptEntryError(`an unframed value of ${trailer.logicalLength} bytes, more than maxValueSize`)
   const bytes = Buffer.allocUnsafe(size)
   if (fs.readSync(fd, bytes, 0, size, 0) !== size) throw new CorruptEntryError('file shrank while read')
   writeAllSync(to, resealed(decodeEntry(bytes), oldKey, keyring, input.namespace), 'rekey temp')
@@ -236,9 +262,7 @@ function reframe(
     writeAllSync(to, bytes, 'rekey temp')
   }
   const trailerAt = size - TRAILER_BYTES
-  const trailerBytes = Buffer.allocUnsafe(TRAILER_BYTES)
-  fs.readSync(fd, trailerBytes, 0, TRAILER_BYTES, trailerAt)
-  const trailer = decodeTrailer(trailerBytes, size, head.payloadOffset)
+  const { bytes: trailerBytes, trailer } = readTrailerOf(fd, size, head.payloadOffset)
   const oldHead = read(head.payloadOffset, 0)
   const framed = (head.flags & FLAG_FRAMED) !== 0
   const nonce = freshNonce()

@@ -489,6 +489,7 @@ export class Maintainer {
           partitions: batch,
           keyring: keyring.toData(),
           sealPlain: options.sealPlain,
+          maxValueSize: config.maxValueSize,
           cancel: cancel.flag,
         }),
       (out) => {
