@@ -116,6 +116,22 @@ describe('rekey in a damaged directory', () => {
     await cache.close()
   })
 
+  test('a directory named like an entry a killed rekey left aside is removed, and the rekey finishes', async () => {
+    const dir = tempDir('larder-hostile-rekey-aside-dir')
+    const writer = await open(dir, { encryption: ONLY_A })
+    for (let i = 0; i < 5; i++) await writer.set(`k${i}`, `value ${i}`)
+    await writer.close()
+    const deadPid = 2 ** 22 + 17 // above Linux's pid_max default: no such process
+    const planted = `${path.dirname(entryFiles(dir)[0]!)}/f23c2aaaaaaaaaaa.rekey-${deadPid}`
+    fs.mkdirSync(path.join(planted, 'x'), { recursive: true })
+    const cache = await open(dir, { encryption: A_THEN_B })
+    const report = await cache.rekey()
+    assert.equal(report.rekeyed, 5)
+    assert.equal(report.recovered, 0)
+    assert.equal(fs.existsSync(planted), false)
+    await cache.close()
+  })
+
   test('entries extended to hundreds of MiB and past 4 GiB (sparse) are judged by their trailer, not read whole, and the others are rekeyed', async () => {
     const dir = tempDir('larder-hostile-rekey-huge')
     const writer = await open(dir, { encryption: ONLY_A })

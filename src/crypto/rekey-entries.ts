@@ -384,7 +384,9 @@ function recoverAside(aside: string, file: string, pid: number, changes: string)
   const log = fs.statSync(changes, { throwIfNoEntry: false })
   const untouched = moved.isFile() && log !== undefined && log.mtimeMs < moved.ctimeMs
   const restored = untouched && linkUnlessTaken(aside, file)
-  fs.rmSync(aside, { force: true })
+  // Recursive: a directory planted at such a name is foreign, and failing on it would fail
+  // every rekey (rm never follows a link, inside or at the name).
+  fs.rmSync(aside, { recursive: true, force: true })
   return restored
 }
 
