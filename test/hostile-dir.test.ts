@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
+import { childScript, repoRoot } from './children/shared.ts'
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, test } from 'node:test'
@@ -46,6 +47,53 @@ async function lfuCache(label: string): Promise<{ dir: string; hits: string }> {
   await cache.close()
   return { dir, hits: path.join(dir, 'v1', 'default', 'meta', 'hits') }
 }
+
+describe('maintenance with items it may not read', () => {
+  // As root every file is readable: the children run as nobody, and the items belong to a
+  // third user. As anyone else, a mode of 000 on one's own file is enough.
+  const asRoot = process.getuid?.() === 0
+  const NOBODY = 65534
+  const child = (mode: string, dir: string): string =>
+    execFileSync(process.execPath, ['--import', 'tsx', childScript('unreadable-child.ts'), mode, dir], {
+      cwd: repoRoot,
+      encoding: 'utf8',
+      ...(asRoot ? { uid: NOBODY, gid: NOBODY } : {}),
+    })
+  const forbid = (item: string): void => {
+    if (asRoot) fs.chownSync(item, 1234, 1234)
+    fs.chmodSync(item, 0o000)
+  }
+
+  test('an unreadable entry file and an unreadable partition are skipped (the file counted and removed), and the rest is kept within budget', () => {
+    const dir = tempDir('larder-hostile-unreadable')
+    if (asRoot) fs.chownSync(dir, NOBODY, NOBODY)
+    child('fill', dir)
+    const files = entryFiles(dir)
+    const unreadableFile = files[0]!
+    const partition = path.dirname(files.find((f) => path.dirname(f) !== path.dirname(unreadableFile))!)
+    const inPartition = files.filter((f) => path.dirname(f) === partition).length
+    forbid(unreadableFile)
+    forbid(partition)
+    const out = JSON.parse(child('maintain', dir)) as {
+      verify: { error?: string; problems: { file: string }[] }
+      entries: number | { error: string }
+      usage: { error?: string }
+      prune: { error?: string; corrupt: number; remainingEntries: number }
+    }
+    assert.equal(out.verify.error, undefined)
+    assert.deepEqual(
+      out.verify.problems.map((p) => p.file),
+      [unreadableFile],
+    )
+    assert.equal(out.entries, 20 - 1 - inPartition)
+    assert.equal(out.usage.error, undefined)
+    assert.equal(out.prune.error, undefined)
+    assert.equal(out.prune.corrupt, 1)
+    assert.equal(out.prune.remainingEntries, 5)
+    assert.equal(fs.existsSync(unreadableFile), false, 'prune removed the foreign file (the partition is ours to write)')
+    fs.chmodSync(partition, 0o700) // for the temp dir's removal
+  })
+})
 
 describe('LFU hit logs in a damaged directory', () => {
   test('a huge (sparse) file named like a hit log is not read by a prune, and is removed', async () => {

@@ -39,18 +39,25 @@ export interface EntryFacts {
   grace?: number
 }
 
-/** The names in one partition directory; none if it is missing, not a directory, or reached
- *  through a link (`v1/`, the namespace or the partition replaced by one): what a scan lists,
- *  it may remove, so it never lists outside the cache. */
+/** The names in one partition directory; none if it is missing, not a directory, reached
+ *  through a link (`v1/`, the namespace or the partition replaced by one: what a scan lists,
+ *  it may remove, so it never lists outside the cache) or not ours to read (another user's,
+ *  mode 000: one foreign partition must not stop the maintenance of all the others). */
 export function listPartition(dir: string): string[] {
   if (!chainIsReal(rootAbove(dir, 3), dir)) return []
   try {
     return fs.readdirSync(dir)
   } catch (error) {
     const code = errorCode(error)
-    if (code === 'ENOENT' || code === 'ENOTDIR') return []
+    if (code === 'ENOENT' || code === 'ENOTDIR' || isForbidden(code)) return []
     throw error
   }
+}
+
+/** A permission refused: a file or directory of another user (or left mode 000) where ours
+ *  belongs. Damage to that one item, not a failing disk: the disk answers for the others. */
+function isForbidden(code: string | undefined): boolean {
+  return code === 'EACCES' || code === 'EPERM'
 }
 
 /**
@@ -60,7 +67,8 @@ export function listPartition(dir: string): string[] {
  * An `lstat` after the judgement would name whatever is at the path by then.
  */
 export class JudgedFile {
-  /** undefined: a symlink or a socket in an entry's place, judged by `lstat` and never opened. */
+  /** undefined: a symlink or a socket in an entry's place, or a file we may not read, judged
+   *  by `lstat` and never opened. */
   readonly fd: number | undefined
   readonly stat: fs.Stats
   readonly file: string
@@ -90,9 +98,9 @@ export function openJudged(file: string): JudgedFile | undefined {
   } catch (error) {
     const code = errorCode(error)
     if (code === 'ENOENT') return undefined
-    if (code !== 'ELOOP' && code !== 'ENXIO') throw error
-    // A symlink (or a socket, which no open reaches): its own inode is what was judged (lstat
-    // names the link, not its target).
+    if (code !== 'ELOOP' && code !== 'ENXIO' && !isForbidden(code)) throw error
+    // A symlink (or a socket, which no open reaches, or a file another user's mode keeps
+    // from us): its own inode is what was judged (lstat names the link, not its target).
     const link = fs.lstatSync(file, { throwIfNoEntry: false })
     return link === undefined ? undefined : new JudgedFile(file, undefined, link)
   }
@@ -104,10 +112,15 @@ export function openJudged(file: string): JudgedFile | undefined {
   }
 }
 
+/** Why an entry that was not opened is no entry we can read. */
+function unopenedReason(stat: fs.Stats): string {
+  if (stat.isSymbolicLink()) return 'a symlink in place of an entry'
+  return stat.isFile() ? 'unreadable (permission denied)' : 'not a regular file'
+}
+
 /** Throws CorruptEntryError unless the judged file is a regular file that could be read. */
 function readableFd(entry: JudgedFile): number {
-  if (entry.fd === undefined)
-    throw new CorruptEntryError(entry.stat.isSymbolicLink() ? 'a symlink in place of an entry' : 'not a regular file')
+  if (entry.fd === undefined) throw new CorruptEntryError(unopenedReason(entry.stat))
   if (!entry.stat.isFile()) throw new CorruptEntryError('not a regular file')
   return entry.fd
 }
