@@ -95,6 +95,41 @@ describe('maintenance with items it may not read', () => {
   })
 })
 
+describe('a maintenance lock with a time in the future', () => {
+  const FUTURE = new Date('2030-01-01T00:00:00Z')
+  const PAST = new Date('2000-01-01T00:00:00Z')
+
+  /** A cache of 10 entries, and where its lock goes. */
+  async function lockedCache(label: string): Promise<{ cache: Larder; lock: string }> {
+    const dir = tempDir(label)
+    const cache = await Larder.open({ dir, memory: false, maintenance: false })
+    for (let i = 0; i < 10; i++) await cache.set(`k${i}`, i)
+    return { cache, lock: path.join(dir, 'v1', 'default', 'meta', 'maintenance.lock') }
+  }
+
+  test('a lock whose mtime is far ahead (no holder refreshes it) is dead: the prune takes it over', async () => {
+    const { cache, lock } = await lockedCache('larder-hostile-lock-future')
+    fs.mkdirSync(lock)
+    fs.utimesSync(lock, FUTURE, FUTURE)
+    const report = await within(cache.prune({ maxEntries: 3 }), 10_000)
+    assert.notEqual(report, 'timeout', 'the prune waited for the lock')
+    assert.equal(report !== 'timeout' && report.remainingEntries, 3)
+    await cache.close()
+  })
+
+  test('a takeover mutex whose mtime is far ahead is cleared: a dead lock is still taken over', async () => {
+    const { cache, lock } = await lockedCache('larder-hostile-mutex-future')
+    fs.mkdirSync(lock)
+    fs.utimesSync(lock, PAST, PAST)
+    fs.mkdirSync(`${lock}.takeover`)
+    fs.utimesSync(`${lock}.takeover`, FUTURE, FUTURE)
+    const report = await within(cache.prune({ maxEntries: 3 }), 10_000)
+    assert.notEqual(report, 'timeout', 'the prune waited for the lock')
+    assert.equal(report !== 'timeout' && report.remainingEntries, 3)
+    await cache.close()
+  })
+})
+
 describe('LFU hit logs in a damaged directory', () => {
   test('a huge (sparse) file named like a hit log is not read by a prune, and is removed', async () => {
     const { dir, hits } = await lfuCache('larder-hostile-hitlog-huge')

@@ -14,7 +14,8 @@ import { readSmallFileSync } from '../store/small-file.js'
  *
  * The holder refreshes the directory's mtime every few seconds. A lock is dead, and taken
  * over at once, when
- *   - its mtime is 30 s old: the holder stopped refreshing (killed, or hung that long);
+ *   - its mtime is 30 s old: the holder stopped refreshing (killed, or hung that long), or 30 s
+ *     in the future (see isStale);
  *   - its owner is a process on this host that no longer exists (a CLI run that failed to
  *     release, e.g. on a file system remounted read-only, and exited);
  *   - its owner is this process under a token no instance holds any more: a release of ours
@@ -186,15 +187,23 @@ function clearStaleMutex(mutex: string): void {
     const found = fs.lstatSync(mutex, { throwIfNoEntry: false })
     if (found === undefined) return
     if (!found.isDirectory()) fs.unlinkSync(mutex)
-    else if (Date.now() - found.mtimeMs > STALE_MS) fs.rmSync(mutex, { recursive: true, force: true })
+    else if (isStale(found.mtimeMs)) fs.rmSync(mutex, { recursive: true, force: true })
   } catch {
     // another taker cleared it, or the disk is failing
   }
 }
 
+/** Whether a lock's (or mutex's) mtime is STALE_MS away from now, in the past (its holder
+ *  stopped refreshing) or in the future: a clock that was ahead when its holder died, or a
+ *  planted or restored tree. A holder refreshes to its own now, so a future mtime that stays
+ *  is never refreshed by anyone, and would otherwise keep the namespace locked for good. */
+function isStale(mtimeMs: number): boolean {
+  return Math.abs(Date.now() - mtimeMs) > STALE_MS
+}
+
 function isDead(lockDir: string, stat: fs.Stats): boolean {
   if (!stat.isDirectory()) return true // not a lock at all (a file or link planted there)
-  if (Date.now() - stat.mtimeMs > STALE_MS) return true
+  if (isStale(stat.mtimeMs)) return true
   const owner = readOwner(lockDir)
   if (owner === undefined || owner.host !== os.hostname()) return false
   if (owner.pid === process.pid) return !held.has(owner.token)
