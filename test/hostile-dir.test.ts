@@ -95,6 +95,20 @@ describe('maintenance with items it may not read', () => {
   })
 })
 
+describe('verify in a damaged directory', () => {
+  test('an entry extended to 20 GiB (sparse) is judged by its trailer at once, not hashed to its end', async () => {
+    const dir = tempDir('larder-hostile-verify-sparse')
+    const cache = await Larder.open({ dir, memory: false, maintenance: false })
+    for (let i = 0; i < 5; i++) await cache.set(`k${i}`, `value ${i}`)
+    const extended = entryFiles(dir)[0]!
+    fs.truncateSync(extended, 20 * 1024 * MiB)
+    const report = await within(cache.verify({ repair: false }), 5_000)
+    assert.notEqual(report, 'timeout', 'verify was still hashing the sparse file after 5 s')
+    assert.deepEqual(report !== 'timeout' && report.problems.map((p) => p.file), [extended])
+    await cache.close()
+  })
+})
+
 describe('a maintenance lock with a time in the future', () => {
   const FUTURE = new Date('2030-01-01T00:00:00Z')
   const PAST = new Date('2000-01-01T00:00:00Z')

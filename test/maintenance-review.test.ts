@@ -63,10 +63,20 @@ describe('a removal removes only the file that was judged', () => {
     await cache.set('victim', 'old value')
     const file = await entryPath(dir, 'victim')
     // A damaged entry large enough that checking every byte takes a while: the real head of
-    // an entry, then 2 GiB of (sparse) zeros where the payload and trailer should be.
-    const head = fs.readFileSync(file).subarray(0, 48)
-    fs.writeFileSync(file, head)
+    // an entry, 2 GiB of (sparse) zeros where the payload should be, and a trailer whose
+    // lengths agree with the file's size (verify checks those first), so that only the
+    // checksum, known once every byte is hashed, finds it damaged.
+    const bytes = fs.readFileSync(file)
+    const payloadOffset = 64 + bytes.readUInt32LE(24) + bytes.readUInt32LE(28)
+    fs.writeFileSync(file, bytes.subarray(0, payloadOffset))
     fs.truncateSync(file, 2 * GiB)
+    const trailer = Buffer.alloc(32)
+    trailer.writeBigUInt64LE(BigInt(2 * GiB - payloadOffset - 32), 0) // stored length
+    trailer.writeBigUInt64LE(BigInt(2 * GiB - payloadOffset - 32), 8) // logical length
+    trailer.writeUInt32LE(0x4544524c, 16) // "LRDE"; grace 0; a checksum of 0, which is wrong
+    const fd = fs.openSync(file, 'r+')
+    fs.writeSync(fd, trailer, 0, 32, 2 * GiB - 32)
+    fs.closeSync(fd)
     const damaged = fs.statSync(file).ino
     const writer = reviewChild('set-on-go', dir, 'victim', 'fresh value')
     assert.equal(await writer.line(), 'ready')

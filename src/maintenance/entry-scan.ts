@@ -189,34 +189,37 @@ export function verifyEntry(entry: JudgedFile, buffer: Buffer, stop: () => boole
   const fd = readableFd(entry)
   const size = entry.stat.size
   if (size < HEADER_BYTES + TRAILER_BYTES) throw new CorruptEntryError(`file of ${size} bytes is shorter than an empty entry`)
+  // The head and trailer are judged before a byte is hashed, as a read judges them: a file
+  // extended or planted (a sparse file of terabytes takes a few KiB of disk) is found corrupt
+  // at once, instead of after hashing every byte it claims.
+  const head = readWholeHead(fd, size)
+  const trailer = Buffer.allocUnsafe(TRAILER_BYTES)
+  if (fs.readSync(fd, trailer, 0, TRAILER_BYTES, size - TRAILER_BYTES) !== TRAILER_BYTES) throw new CorruptEntryError('short trailer')
+  const fields = decodeTrailer(trailer, size, head.payloadOffset)
   const hash = hasher().create64(0n)
   const hashed = size - 8
-  let head: EntryHead | undefined
-  let headBytes: Buffer | undefined
   for (let at = 0; at < hashed;) {
     if (stop()) return undefined
     const n = fs.readSync(fd, buffer, 0, Math.min(buffer.length, hashed - at), at)
     if (n === 0) throw new CorruptEntryError('file shrank while being verified')
-    const chunk = buffer.subarray(0, n)
-    if (at === 0) {
-      headBytes = Buffer.from(chunk.subarray(0, Math.min(n, HEAD_READ)))
-      head = decodeHead(headBytes, size)
-    }
-    hash.update(chunk)
+    hash.update(buffer.subarray(0, n))
     at += n
   }
-  if (head === undefined) {
-    // Metadata longer than the first chunk (only with huge tags): read it on its own.
-    const need = headLength(headBytes!)
-    const bytes = Buffer.allocUnsafe(need)
-    head = decodeHead(bytes.subarray(0, fs.readSync(fd, bytes, 0, need, 0)), size)
-    if (head === undefined) throw new CorruptEntryError('file shorter than its metadata')
-  }
-  const trailer = Buffer.allocUnsafe(TRAILER_BYTES)
-  if (fs.readSync(fd, trailer, 0, TRAILER_BYTES, size - TRAILER_BYTES) !== TRAILER_BYTES) throw new CorruptEntryError('short trailer')
-  const fields = decodeTrailer(trailer, size, head.payloadOffset)
   if (hash.digest() !== fields.checksum) throw new CorruptEntryError('checksum mismatch')
   return { size, key: head.key }
+}
+
+/** An entry's head, however long its key and tags (decodeHead bounds them by the file size). */
+function readWholeHead(fd: number, size: number): EntryHead {
+  let bytes = Buffer.allocUnsafe(Math.min(HEAD_READ, size))
+  let head = decodeHead(bytes.subarray(0, fs.readSync(fd, bytes, 0, bytes.length, 0)), size)
+  if (head === undefined) {
+    // Metadata longer than the first read (only with huge tags): read it on its own.
+    bytes = Buffer.allocUnsafe(headLength(bytes))
+    head = decodeHead(bytes.subarray(0, fs.readSync(fd, bytes, 0, bytes.length, 0)), size)
+    if (head === undefined) throw new CorruptEntryError('file shorter than its metadata')
+  }
+  return head
 }
 
 export function verifyBuffer(): Buffer {
