@@ -93,6 +93,23 @@ describe('maintenance with items it may not read', () => {
     assert.equal(fs.existsSync(unreadableFile), false, 'prune removed the foreign file (the partition is ours to write)')
     fs.chmodSync(partition, 0o700) // for the temp dir's removal
   })
+
+  test('rekey counts an unreadable entry file corrupt, skips an unreadable partition, and rekeys the rest', () => {
+    const dir = tempDir('larder-hostile-unreadable-rekey')
+    if (asRoot) fs.chownSync(dir, NOBODY, NOBODY)
+    child('fill-sealed', dir)
+    const files = entryFiles(dir)
+    const unreadableFile = files[0]!
+    const partition = path.dirname(files.find((f) => path.dirname(f) !== path.dirname(unreadableFile))!)
+    const inPartition = files.filter((f) => path.dirname(f) === partition).length
+    forbid(unreadableFile)
+    forbid(partition)
+    const out = JSON.parse(child('rekey', dir)) as { rekey: { error?: string; corrupt: number; rekeyed: number } }
+    assert.equal(out.rekey.error, undefined)
+    assert.equal(out.rekey.corrupt, 1)
+    assert.equal(out.rekey.rekeyed, 20 - 1 - inPartition)
+    fs.chmodSync(partition, 0o700) // for the temp dir's removal
+  })
 })
 
 describe('verify in a damaged directory', () => {

@@ -111,7 +111,9 @@ export function rekeyPartitions(input: RekeyInput, stop: () => boolean): RekeyOu
     try {
       names = fs.readdirSync(dir)
     } catch (error) {
-      if (errorCode(error) === 'ENOENT') continue
+      // Gone, or another user's (mode 000): one partition we may not list does not stop the
+      // rotation of the others.
+      if (errorCode(error) === 'ENOENT' || isForbidden(error)) continue
       throw error
     }
     for (const listed of names) {
@@ -142,7 +144,13 @@ type Verdict = 'rekeyed' | 'current' | 'missingKey' | 'unsealed' | 'corrupt' | '
 function rekeyEntry(tree: OwnedTree, file: string, keyring: Keyring, input: RekeyInput): Verdict {
   // READ_FLAGS, as every reader: without O_NONBLOCK, the open of a FIFO planted at an entry's
   // name waits for a writer for ever, in a worker thread that no signal, close() or exit ends.
-  const fd = openForReading(file)
+  let fd: ReturnType<typeof openForReading>
+  try {
+    fd = openForReading(file)
+  } catch (error) {
+    if (isForbidden(error)) return 'corrupt' // another user's file: left for prune to remove
+    throw error
+  }
   if (fd === undefined) return 'changed'
   if (fd === NOT_A_FILE) return 'corrupt' // a symlink or socket: left for readers and prune to remove
   let temp: string | undefined
@@ -388,6 +396,13 @@ function recoverAside(aside: string, file: string, pid: number, changes: string)
   // every rekey (rm never follows a link, inside or at the name).
   fs.rmSync(aside, { recursive: true, force: true })
   return restored
+}
+
+/** A permission refused on one item (another user's, or mode 000): that item's damage, not a
+ *  failing disk. */
+function isForbidden(error: unknown): boolean {
+  const code = errorCode(error)
+  return code === 'EACCES' || code === 'EPERM'
 }
 
 function alive(pid: number): boolean {
