@@ -94,6 +94,24 @@ describe('maintenance with items it may not read', () => {
     fs.chmodSync(partition, 0o700) // for the temp dir's removal
   })
 
+  test('meta directories (totals, activity) another user holds fail neither verify, activity nor prune, which keeps the budget', () => {
+    const dir = tempDir('larder-hostile-unreadable-meta')
+    if (asRoot) fs.chownSync(dir, NOBODY, NOBODY)
+    child('fill', dir)
+    const meta = path.join(dir, 'v1', 'default', 'meta')
+    const forbidden = ['totals', 'activity'].map((name) => path.join(meta, name))
+    for (const item of forbidden) fs.mkdirSync(item, { recursive: true })
+    if (asRoot) for (const item of forbidden) fs.chownSync(item, NOBODY, NOBODY)
+    child('fill', dir) // an activity record, and totals, of the second run
+    for (const item of forbidden) forbid(item)
+    const out = JSON.parse(child('maintain', dir)) as Record<'verify' | 'activity' | 'prune', { error?: string; remainingEntries?: number }>
+    assert.equal(out.verify.error, undefined)
+    assert.equal(out.activity.error, undefined)
+    assert.equal(out.prune.error, undefined)
+    assert.equal(out.prune.remainingEntries, 5)
+    for (const item of forbidden) fs.chmodSync(item, 0o700) // for the temp dir's removal
+  })
+
   test('rekey counts an unreadable entry file corrupt, skips an unreadable partition, and rekeys the rest', () => {
     const dir = tempDir('larder-hostile-unreadable-rekey')
     if (asRoot) fs.chownSync(dir, NOBODY, NOBODY)

@@ -43,7 +43,7 @@ import {
 import { decodeFrameHeader, encodeFrame, FRAME_HEADER_BYTES } from '../format/frames.js'
 import { encodeUnframedEntry, impossibleLength, openedPayload } from '../format/payload.js'
 import { openTempSync, writeAllSync } from '../store/atomic-write.js'
-import { errorCode, NOT_A_FILE, openForReading } from '../store/disk.js'
+import { errorCode, isForbidden, NOT_A_FILE, openForReading } from '../store/disk.js'
 import { asideOf } from '../store/take-aside.js'
 import { ENTRY_NAME, rootAbove } from '../store/layout.js'
 import { OwnedTree, type Sharing } from '../store/owned-tree.js'
@@ -396,13 +396,6 @@ function recoverAside(aside: string, file: string, pid: number, changes: string)
   // every rekey (rm never follows a link, inside or at the name).
   fs.rmSync(aside, { recursive: true, force: true })
   return restored
-}
-
-/** A permission refused on one item (another user's, or mode 000): that item's damage, not a
- *  failing disk. */
-function isForbidden(error: unknown): boolean {
-  const code = errorCode(error)
-  return code === 'EACCES' || code === 'EPERM'
 }
 
 function alive(pid: number): boolean {

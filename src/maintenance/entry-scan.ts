@@ -12,7 +12,7 @@ import {
 } from '../format/entry-format.js'
 // READ_FLAGS: never through a link, and never waiting (a FIFO planted where an entry belongs
 // would hold the worker, so a scan, `larder stats` or Ctrl-C never ends): the fstat judges it.
-import { errorCode, READ_FLAGS } from '../store/disk.js'
+import { errorCode, isForbidden, READ_FLAGS } from '../store/disk.js'
 import { removeTaken, takeIfSame } from '../store/take-aside.js'
 import { rootAbove } from '../store/layout.js'
 import { chainIsReal } from '../store/owned-tree.js'
@@ -49,15 +49,9 @@ export function listPartition(dir: string): string[] {
     return fs.readdirSync(dir)
   } catch (error) {
     const code = errorCode(error)
-    if (code === 'ENOENT' || code === 'ENOTDIR' || isForbidden(code)) return []
+    if (code === 'ENOENT' || code === 'ENOTDIR' || isForbidden(error)) return []
     throw error
   }
-}
-
-/** A permission refused: a file or directory of another user (or left mode 000) where ours
- *  belongs. Damage to that one item, not a failing disk: the disk answers for the others. */
-function isForbidden(code: string | undefined): boolean {
-  return code === 'EACCES' || code === 'EPERM'
 }
 
 /**
@@ -98,7 +92,7 @@ export function openJudged(file: string): JudgedFile | undefined {
   } catch (error) {
     const code = errorCode(error)
     if (code === 'ENOENT') return undefined
-    if (code !== 'ELOOP' && code !== 'ENXIO' && !isForbidden(code)) throw error
+    if (code !== 'ELOOP' && code !== 'ENXIO' && !isForbidden(error)) throw error
     // A symlink (or a socket, which no open reaches, or a file another user's mode keeps
     // from us): its own inode is what was judged (lstat names the link, not its target).
     const link = fs.lstatSync(file, { throwIfNoEntry: false })

@@ -5,7 +5,7 @@ import type { Keyring } from '../crypto/keys.js'
 import type { RedisRekeyReport } from '../crypto/rekey-redis.js'
 import { isLarderError, LarderError } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
-import { disk, ifRoom } from '../store/disk.js'
+import { disk, ifRoom, isForbidden } from '../store/disk.js'
 import { PARTITION_NAME, TRASH_NAME, trashTime, type Layout } from '../store/layout.js'
 import { RECORD_FIELDS, type PlanOutput } from './policy.js'
 import type { MaintenancePool } from './pool.js'
@@ -807,13 +807,24 @@ const NO_EPOCH = -1
  * once its evictions have made room (endScan).
  */
 function beginScanIfRoom(totals: RunningTotals): number {
-  return ifRoom(() => totals.beginScan()) ?? NO_EPOCH
+  return ifPermitted(() => ifRoom(() => totals.beginScan())) ?? NO_EPOCH
+}
+
+/** `step`'s result, or undefined when the totals' directory or files are another user's (mode
+ *  000, say): the scan that keeps the budget runs all the same, without totals to record. */
+function ifPermitted<T>(step: () => T): T | undefined {
+  try {
+    return step()
+  } catch (error) {
+    if (isForbidden(error)) return undefined
+    throw error
+  }
 }
 
 /** Ends a scan begun by beginScanIfRoom; one begun without an epoch takes one now (the
  *  writes other processes flushed since its count are lost from the totals until the next
  *  scan), or leaves the totals to the next scan if there is still no room. */
 function endScan(totals: RunningTotals, epoch: number, counted: Totals): void {
-  if (epoch !== NO_EPOCH) return totals.endScan(epoch, counted)
-  ifRoom(() => totals.endScan(totals.beginScan(), counted))
+  if (epoch !== NO_EPOCH) return ifPermitted(() => totals.endScan(epoch, counted))
+  ifPermitted(() => ifRoom(() => totals.endScan(totals.beginScan(), counted)))
 }

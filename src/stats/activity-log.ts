@@ -1,6 +1,6 @@
 import path from 'node:path'
 import { writeFileAtomicSync } from '../store/atomic-write.js'
-import { disk, errorCode } from '../store/disk.js'
+import { disk, errorCode, isForbidden } from '../store/disk.js'
 import { readSmallFileSync } from '../store/small-file.js'
 import type { Layout } from '../store/layout.js'
 import type { OwnedTree } from '../store/owned-tree.js'
@@ -141,7 +141,9 @@ export class ActivityLog {
     try {
       names = disk.readdirSync(this.#dir).filter((n) => RECORD_NAME.test(n))
     } catch (error) {
-      if (errorCode(error) === 'ENOENT' || errorCode(error) === 'ENOTDIR') return { total, names: [] }
+      // Gone, or another user's (mode 000): what the records there held cannot be counted,
+      // and that is no reason to fail `activity()` or a prune's compaction.
+      if (errorCode(error) === 'ENOENT' || errorCode(error) === 'ENOTDIR' || isForbidden(error)) return { total, names: [] }
       throw error
     }
     const folded: string[] = []

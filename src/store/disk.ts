@@ -107,6 +107,13 @@ export function isNoSpace(error: unknown): boolean {
   return code === 'ENOSPC' || code === 'EDQUOT'
 }
 
+/** Whether a call was refused for want of permission: an item of another user (or left mode
+ *  000) where one of ours belongs. Damage to that item, not a failing disk. */
+export function isForbidden(error: unknown): boolean {
+  const code = errorCode(error)
+  return code === 'EACCES' || code === 'EPERM'
+}
+
 /** `write`'s result, or undefined when it found no room (bookkeeping that a full disk's
  *  clear or prune writes once it has made some). */
 export function ifRoom<T>(write: () => T): T | undefined {

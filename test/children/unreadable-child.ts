@@ -27,7 +27,8 @@ if (mode === 'fill' || mode === 'fill-sealed') {
   const verify = await settle(() => cache.verify({ repair: false }))
   const entries = await settle(async () => (await cache.entries()).length)
   const usage = await settle(() => cache.usage())
+  const activity = await settle(() => cache.activity())
   const prune = await settle(() => cache.prune({ maxEntries: 5 }))
-  process.stdout.write(JSON.stringify({ verify, entries, usage, prune }) + '\n')
+  process.stdout.write(JSON.stringify({ verify, entries, usage, activity, prune }) + '\n')
 }
 await cache.close()
