@@ -310,11 +310,18 @@ export class TierStack {
    * called from now on run after it. A newer change heard from elsewhere before it runs cancels
    * it; one heard while the file is written removes it again (the message's own drop may have
    * looked before the file was there), and the copy a read of that file put into memory meanwhile.
+   * So does a change of the key called here that it had to queue behind: that change took
+   * effect after the read (the read ran inside it, as increment's does, or beside a stream),
+   * and the bytes read would replace what it wrote.
    */
   #promoteToFile(key: string, bytes: Buffer, createdAt: number, heard: number): void {
+    /** The ticket taken once the promotion is queued (its own place in the queue counts as a
+     *  change): none while it runs at once, nothing being queued before it. */
+    const queued: { ticket?: number } = {}
     const promotion = this.#p.order.change(
       key,
       async () => {
+        if (queued.ticket !== undefined && this.#p.order.changedSince(key, queued.ticket)) return
         if (!this.#guard.mayPromote(key, createdAt, heard)) return
         const writing = this.#guard.ticket()
         try {
@@ -330,6 +337,7 @@ export class TierStack {
       },
       true,
     )
+    queued.ticket = this.#p.order.ticket()
     this.#p.track(promotion)
   }
 
