@@ -304,7 +304,8 @@ export class Larder extends EventEmitter<LarderEvents> {
   async delete(key: string): Promise<boolean> {
     this.#assertWritable()
     const k = validateKey(key)
-    return this.#p.writes.change(k, () => this.#p.writes.remove(k))
+    const at = this.#p.clock.stamp() // at call time, as a set's creation time (OrderedWrites.remove)
+    return this.#p.writes.change(k, () => this.#p.writes.remove(k, at))
   }
 
   /** Removes each key; resolves to how many entries were there. At most BATCH_PARALLELISM

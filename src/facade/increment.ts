@@ -33,10 +33,13 @@ export function incrementInOrder(p: IncrementParts, key: string, delta: number):
       { field: 'serializer' },
     )
   }
+  // The result is stamped at call time, as a set is, so a change of the key called after this
+  // one (stamped when called) is newer, however long this one waits for its turn: Redis would
+  // refuse that change as older than this result. It is not later than the read either, so an
+  // invalidation of its tags that lands while the read is on its way makes it stale, as it
+  // does the value read.
+  const readAt = p.clock.stamp()
   return p.writes.change(key, async () => {
-    // The result is stamped as of the read (set's readAt), not after it: an invalidation of its
-    // tags that lands while the read is on its way makes it stale, as it does the value read.
-    const readAt = p.clock.stamp()
     const memory = p.memory?.get(key) ?? MISS
     const found: StackRead = memory.found ? memory : await p.stack.lookup(key, 0)
     let current = 0

@@ -86,13 +86,21 @@ export class OrderedWrites {
    *  entries were there. */
   async removeMany(keys: readonly string[]): Promise<number> {
     const slots = new Slots(BATCH_PARALLELISM)
-    const removed = await settledAll(keys.map((key) => this.change(key, () => slots.run(() => this.remove(key)))))
+    const removed = await settledAll(
+      keys.map((key) => {
+        const at = this.#p.clock.stamp() // at call time, as set's items are (see remove)
+        return this.change(key, () => slots.run(() => this.remove(key, at)))
+      }),
+    )
     return removed.filter(Boolean).length
   }
 
-  /** Removes `key` from every tier; true if a live entry was there. Call it inside change(). */
-  async remove(key: string): Promise<boolean> {
-    const deleted = await this.#p.stack.remove(key)
+  /** Removes `key` from every tier; true if a live entry was there. Call it inside change().
+   *  `at`: the delete's time, taken when it was called, as a set's creation time is: a change
+   *  called after it (stamped then) must be newer than its tombstone, or Redis would refuse
+   *  it and the writer drop its own copies (the later call lost everywhere). */
+  async remove(key: string, at: number): Promise<boolean> {
+    const deleted = await this.#p.stack.remove(key, at)
     if (deleted) {
       this.#p.counters.counts.deletes++
       this.#p.events.emit('delete', key)

@@ -525,9 +525,10 @@ export class TierStack {
     }
   }
 
-  /** Removes `key` from every tier; true if a live entry was there. */
-  async remove(key: string): Promise<boolean> {
-    const at = this.#p.stamp()
+  /** Removes `key` from every tier; true if a live entry was there. `at`: the delete's time,
+   *  taken when it was called (as a set's creation time is), so a change of the key called
+   *  after it is newer than its tombstone, however long it waited for its turn. */
+  async remove(key: string, at = this.#p.stamp()): Promise<boolean> {
     const tiers = this.#p.counters.tiers
     const inMemory = this.memory?.delete(key) === true
     if (inMemory) tiers.memory!.deletes++
