@@ -4,7 +4,7 @@ import { LarderError } from '../errors.js'
 import { KeyOrder } from '../key-order.js'
 import type { ResolvedOptions } from '../options.js'
 import { Counters, type TierName } from '../stats/counters.js'
-import { CreationClock } from '../store/creation-clock.js'
+import { CreationClock, sharedTime } from '../store/creation-clock.js'
 import type { CorruptReport, FileTier } from '../tiers/file-tier.js'
 import { MemoryTier } from '../tiers/memory-tier.js'
 import { TierStack } from '../tiers/tier-stack.js'
@@ -93,7 +93,14 @@ export class CacheParts {
       failOpen: options.failOpen,
       resyncWaitMs: 2 * (redis?.commandTimeout ?? 0),
     })
-    this.clock = new CreationClock(this.tags.clock)
+    // With Redis, one time for every instance of this process on the same namespace there
+    // (sharedTime): a write made after another's completed is the newer one.
+    this.clock = new CreationClock(
+      this.tags.clock,
+      redis === undefined
+        ? undefined
+        : sharedTime(redis.client ?? redis.url ?? JSON.stringify(redis.cluster ?? null), redis.prefix, options.namespace),
+    )
     const isStale = (tags: readonly string[], createdAt: number): boolean => this.tags.isStaleSafe(tags, createdAt)
     this.loads = new Loads(isStale, this.disk?.changeWatch)
     this.shared =

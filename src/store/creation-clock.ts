@@ -3,27 +3,59 @@ export interface TagLatest {
   latest(tags: readonly string[]): number
 }
 
+/** The latest time a clock gave or heard of, which several clocks may count on (sharedTime). */
+export interface Time {
+  last: number
+}
+
+const byName = new Map<string, Time>()
+const byClient = new WeakMap<object, Map<string, Time>>()
+
+/**
+ * The one time of every instance of this process that shares a Redis namespace: the server
+ * (`url`, or the caller's `client` object), the prefix and the namespace. Such instances hear
+ * each other's changes on the bus only after the current task, and a write one of them makes
+ * after another's completed must still be the newer version in Redis (which keeps the first of
+ * two stamped alike), or it is refused. Not one time for the whole process: a change heard
+ * from a host whose clock is ahead moves the versions of the instances on that bus only.
+ */
+export function sharedTime(server: string | object, prefix: string, namespace: string): Time {
+  let times = byName
+  let name = `${prefix}\0${namespace}`
+  if (typeof server === 'string') name = `${server}\0${name}`
+  else {
+    times = byClient.get(server) ?? new Map<string, Time>()
+    byClient.set(server, times)
+  }
+  let time = times.get(name)
+  if (time === undefined) times.set(name, (time = { last: 0 }))
+  return time
+}
+
 /**
  * Creation times for entries and invalidation times for tags: wall-clock milliseconds,
- * strictly increasing within the process, so a value set right after an invalidation is
- * always newer than it, even within the same millisecond. A tagged entry's creation time is
+ * strictly increasing (per instance, or per Redis namespace of the process: sharedTime), so a
+ * value set right after an invalidation is always newer than it, even within the same
+ * millisecond. A tagged entry's creation time is
  * also above the latest invalidation of its tags that any process recorded, so a write that
  * follows another process's invalidation in the same millisecond is still fresh.
  */
 export class CreationClock {
   readonly #tags: TagLatest
-  #last = 0
+  readonly #time: Time
 
-  constructor(tags: TagLatest) {
+  /** `time`: the time it counts on, shared with other clocks (sharedTime); its own if none. */
+  constructor(tags: TagLatest, time: Time = { last: 0 }) {
     this.#tags = tags
+    this.#time = time
   }
 
   /** A time after `after` and after every time this clock gave before. */
   stamp(after = 0): number {
     const now = Date.now()
-    const floor = after > this.#last ? after : this.#last
-    this.#last = now > floor ? now : floor + 0.001
-    return this.#last
+    const floor = after > this.#time.last ? after : this.#time.last
+    this.#time.last = now > floor ? now : floor + 0.001
+    return this.#time.last
   }
 
   /**
@@ -35,21 +67,21 @@ export class CreationClock {
    */
   invalidation(): number {
     const end = Math.floor(Date.now()) + 0.999
-    if (end <= this.#last) return this.stamp()
-    this.#last = end
+    if (end <= this.#time.last) return this.stamp()
+    this.#time.last = end
     return end
   }
 
   /** The latest time this clock gave or heard of (0 before any). */
   get latest(): number {
-    return this.#last
+    return this.#time.last
   }
 
   /** Another instance changed something at `at` (a bus message): this clock's later times
    *  are after it, so a change made here after hearing of it is newer, whatever the two
    *  hosts' clocks say. */
   observe(at: number): void {
-    if (at > this.#last && Number.isFinite(at)) this.#last = at
+    if (at > this.#time.last && Number.isFinite(at)) this.#time.last = at
   }
 
   /** A creation time for an entry carrying `tags`: after their latest invalidation. */
