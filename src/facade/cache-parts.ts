@@ -264,6 +264,10 @@ export class CacheParts {
         await this.close()
         throw unsafe
       }
+      // Redis as a writable instance waits for it (bounded), and its tag stamps read (held by
+      // the clock, not written): a read-only instance must not serve what was invalidated.
+      await this.shared?.start()
+      await (this.tags.resyncing ?? this.tags.reading ?? this.tags.syncFromShared())
     }
     this.pressure?.start()
   }

@@ -205,6 +205,9 @@ export class TagInvalidation {
     this.#know(tags, at)
     const disk = this.#p.disk
     if (disk === undefined) return (this.clock as MemoryTagClock).invalidate(tags, at)
+    // A read-only instance writes nothing: what it reads from Redis or hears on the bus is held
+    // by its clock, so its reads count it (bounded, as stamps a failing disk refused are).
+    if (this.#p.readOnly) return disk.files.holdUnwritten(tags, at)
     const writing = counted ? tags : tags.filter((t) => !this.isStaleSafe([t], at))
     try {
       await disk.files.invalidateTags(writing, at)
@@ -229,7 +232,7 @@ export class TagInvalidation {
    */
   resync(): void {
     const shared = this.#p.shared()
-    if (shared === undefined || this.#p.readOnly || this.#closed) return
+    if (shared === undefined || this.#closed) return
     this.#stampsOwed = true
     this.#resyncs++
     if (shared.client.status !== 'ready') return shared.whenReady(this.#syncLater)
@@ -262,7 +265,7 @@ export class TagInvalidation {
    *  invalidations made while this instance was away). */
   async syncFromShared(): Promise<void> {
     const shared = this.#p.shared()
-    if (shared === undefined || this.#p.readOnly) return
+    if (shared === undefined) return
     if (shared.client.status !== 'ready') return shared.whenReady(this.#syncLater)
     // Only a read sent from now on answers the resyncs made so far: one already in flight may
     // have been answered before the invalidations they wait for.
@@ -288,7 +291,7 @@ export class TagInvalidation {
       } catch {
         return // Redis unreachable: the next reconnect syncs
       }
-      this.#restore(stamps)
+      if (!this.#p.readOnly) this.#restore(stamps) // a read-only instance raises nothing in Redis
       const byTime = new Map<number, string[]>()
       for (const [tag, at] of stamps) byTime.set(at, [...(byTime.get(at) ?? []), tag])
       for (const [at, tags] of byTime) {

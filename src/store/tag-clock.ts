@@ -130,6 +130,7 @@ export class TagClock {
 
   /** Writes the stamps held unwritten, oldest first; throws the disk's failure (the rest stay). */
   writeUnwritten(): void {
+    if (!this.#writable) return // a read-only cache's: held, never written
     for (const [tag, at] of [...this.#unwritten]) this.invalidate([tag], at)
   }
 

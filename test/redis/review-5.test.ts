@@ -15,10 +15,11 @@
  */
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
+import fs from 'node:fs'
 import { Larder } from '../../src/index.ts'
 import { tempDir } from '../helpers.ts'
 import { setTimeout as delay } from 'node:timers/promises'
-import { redisAvailable, startRedis, type RedisServer } from './server.ts'
+import { eventually, redisAvailable, startRedis, type RedisServer } from './server.ts'
 
 const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run installs it)'
 const server = skip === false ? await startRedis() : (undefined as unknown as RedisServer)
@@ -110,6 +111,42 @@ describe('two instances in one process', { skip }, () => {
     } finally {
       await a.close()
       await b.close()
+    }
+  })
+})
+
+describe('a read-only instance with Redis', { skip }, () => {
+  test('reads Redis from its first call, honours the invalidations kept there and heard, and writes no stamp', async () => {
+    const redis = { url: server.url, prefix: nextPrefix() }
+    const dir = tempDir()
+    const writer = await Larder.open({ dir, redis, maintenance: false })
+    await writer.set('tagged', 'old', { tags: ['t'] })
+    await writer.set('later', 'old', { tags: ['u'] })
+    await writer.close()
+    const other = await Larder.open({ dir: tempDir(), redis, maintenance: false })
+    const stamps = (): string[] =>
+      (fs.readdirSync(dir, { recursive: true }) as string[])
+        .filter((file) => file.includes('tags'))
+        .map((file) => `${file} ${fs.statSync(`${dir}/${file}`).mtimeMs}`)
+        .sort()
+    let reader: Larder | undefined
+    try {
+      await other.set('shared', 'v')
+      await other.invalidateTags(['t'])
+      const before = stamps()
+      reader = await Larder.open({ dir, readOnly: true, redis, maintenance: false })
+      const errors: string[] = []
+      reader.on('error', (error) => errors.push(error.message))
+      assert.equal(await reader.get('shared'), 'v', 'only Redis holds it: read from the first call')
+      assert.equal(await reader.get('tagged'), undefined, 'invalidated before it opened (a stamp in Redis)')
+      assert.equal(await reader.get('later'), 'old')
+      await other.invalidateTags(['u'])
+      await eventually(async () => (await reader!.get('later')) === undefined)
+      assert.deepEqual(errors, [])
+      assert.deepEqual(stamps(), before, 'no tag stamp written in its directory')
+    } finally {
+      await reader?.close()
+      await other.close()
     }
   })
 })
