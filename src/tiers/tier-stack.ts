@@ -27,7 +27,7 @@ export interface TierStackParts {
   /** Read at each write: configure() may change the strategy and codec. */
   options: Pick<
     ResolvedOptions,
-    'compression' | 'compressionLevel' | 'compressThreshold' | 'writeStrategy' | 'namespace' | 'encryption' | 'failOpen'
+    'compression' | 'compressionLevel' | 'compressThreshold' | 'writeStrategy' | 'namespace' | 'encryption' | 'failOpen' | 'readOnly'
   >
   order: KeyOrder
   failures: Failures
@@ -208,7 +208,9 @@ export class TierStack {
     }
     if (result.found && !result.stale && !unchecked && this.#mayPromote(key, result.createdAt, version, heard)) {
       if (this.memory?.set(key, result, ticket) === true) tiers.memory!.sets++
-      if (promote !== undefined && this.file !== undefined) this.#promoteToFile(key, promote, result.createdAt, heard)
+      // A read-only cache writes nothing in its directory: a Redis hit goes to memory only.
+      if (promote !== undefined && this.file !== undefined && !this.#p.options.readOnly)
+        this.#promoteToFile(key, promote, result.createdAt, heard)
     }
     return !result.found && failed ? FAILED_MISS : result
   }

@@ -150,3 +150,30 @@ describe('a read-only instance with Redis', { skip }, () => {
     }
   })
 })
+
+describe('a read-only instance with a directory and Redis', { skip }, () => {
+  test('answers from Redis without writing what it read into its directory', async () => {
+    const redis = { url: server.url, prefix: nextPrefix() }
+    const dir = tempDir()
+    const writer = await Larder.open({ dir, redis, maintenance: false })
+    await writer.set('local', 1)
+    await writer.close()
+    const other = await Larder.open({ dir: tempDir(), redis, maintenance: false })
+    const listing = (): string[] => (fs.readdirSync(dir, { recursive: true }) as string[]).sort()
+    let reader: Larder | undefined
+    try {
+      await other.set('shared', 'v')
+      const before = listing()
+      reader = await Larder.open({ dir, readOnly: true, redis, maintenance: false, memory: true })
+      assert.equal(await reader.get('shared'), 'v')
+      assert.equal(await reader.get('shared'), 'v')
+      assert.equal(await reader.get('local'), 1)
+      await reader.close()
+      reader = undefined
+      assert.deepEqual(listing(), before)
+    } finally {
+      await reader?.close()
+      await other.close()
+    }
+  })
+})
