@@ -73,24 +73,8 @@ export function openForReading(file: string): number | undefined | typeof NOT_A_
     return disk.openSync(file, READ_FLAGS)
   } catch (error) {
     const code = errorCode(error)
-    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined
+    if (code === 'ENOENT') return undefined
     if (code === 'ELOOP' || code === 'ENXIO' || code === 'EISDIR' || code === 'EOPNOTSUPP') return NOT_A_FILE
-    throw error
-  }
-}
-
-/**
- * The lstat of `file`, or undefined when nothing is there: ENOENT, or ENOTDIR, a file (or a
- * FIFO, a device…) planted where a directory of the path belongs. No failing disk answers
- * ENOTDIR: taken for one, such a file at a partition's name made every read and write of its
- * keys a disk failure, and opened the breaker for the whole cache; now they miss, and the next
- * write puts a directory there (OwnedTree.dirSync removes what is not one).
- */
-export function lstatIfThere(file: string): fs.Stats | undefined {
-  try {
-    return disk.lstatSync(file, { throwIfNoEntry: false })
-  } catch (error) {
-    if (errorCode(error) === 'ENOTDIR') return undefined
     throw error
   }
 }

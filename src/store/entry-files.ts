@@ -1,8 +1,9 @@
+import type fs from 'node:fs'
 import path from 'node:path'
 import { CorruptEntryError } from '../format/entry-format.js'
 import { removeTaken, takeIfSame } from './take-aside.js'
 import { discardTemp, writeFileAtomic, writeFileAtomicSync, writeSmallFileAtomic, type OpenedTemp } from './atomic-write.js'
-import { disk, errorCode, lstatIfThere, NOT_A_FILE, openForReading } from './disk.js'
+import { disk, errorCode, NOT_A_FILE, openForReading as openAnyForReading } from './disk.js'
 import { rootAbove } from './layout.js'
 import { chainIsReal, type OwnedTree } from './owned-tree.js'
 
@@ -69,7 +70,7 @@ export function readPlainEntryFile(
   likelyThere = false,
 ): { bytes: Buffer; mtimeMs: number } | typeof LARGE | typeof UNSURE | undefined {
   if (likelyThere) return readPlainOpenedFirst(file)
-  const link = lstatIfThere(file)
+  const link = lstatEntry(file)
   if (link === undefined) return undefined
   if (!link.isFile()) return UNSURE
   if (link.size > SYNC_IO_LIMIT) return LARGE
@@ -140,7 +141,7 @@ interface OpenedFile {
 function openUpTo(file: string, limit: number): OpenedFile | typeof LARGE | undefined {
   // Misses are common and a throwing openSync builds an exception (~8 µs); a non-throwing
   // lstat answers a miss in ~1 µs and costs a hit about as much.
-  const link = lstatIfThere(file)
+  const link = lstatEntry(file)
   if (link === undefined) return undefined
   if (link.isSymbolicLink()) throw new CorruptEntryError("a symlink in an entry's place", link.ino)
   // A socket cannot be opened (ENXIO, which is no failing disk): judged by its lstat.
@@ -227,6 +228,39 @@ function inRealPartition(file: string): boolean {
   return chainIsReal(rootAbove(file, 4), path.dirname(file))
 }
 
+/**
+ * The lstat of the entry file `file`, or undefined when nothing is there: ENOENT, or ENOTDIR
+ * while the cache directory is one (a file, FIFO or device planted where a partition belongs).
+ * No failing disk answers ENOTDIR: taken for one, such a thing at a partition's name made
+ * every read and write of its keys a disk failure and opened the breaker for the whole cache;
+ * now they miss, and the next write puts a directory there (OwnedTree.dirSync removes what is
+ * not one). A cache directory that is no directory stays a failure.
+ */
+export function lstatEntry(file: string): fs.Stats | undefined {
+  try {
+    return disk.lstatSync(file, { throwIfNoEntry: false })
+  } catch (error) {
+    if (partitionDamaged(error, file)) return undefined
+    throw error
+  }
+}
+
+/** openForReading of an entry file, ENOTDIR below a real cache directory read as nothing there
+ *  (see lstatEntry). */
+function openForReading(file: string): ReturnType<typeof openAnyForReading> {
+  try {
+    return openAnyForReading(file)
+  } catch (error) {
+    if (partitionDamaged(error, file)) return undefined
+    throw error
+  }
+}
+
+/** Whether `error`, met at the entry file `file`, is a partition's damage (see lstatEntry). */
+export function partitionDamaged(error: unknown, file: string): boolean {
+  return errorCode(error) === 'ENOTDIR' && disk.statSync(rootAbove(file, 4), { throwIfNoEntry: false })?.isDirectory() === true
+}
+
 /** Removes a file; resolves to its size, or undefined if it was not there. */
 export function removeFile(file: string): number | undefined {
   if (!inRealPartition(file)) return undefined
@@ -235,8 +269,7 @@ export function removeFile(file: string): number | undefined {
     disk.unlinkSync(file)
     return size
   } catch (error) {
-    const code = errorCode(error)
-    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined
+    if (errorCode(error) === 'ENOENT' || partitionDamaged(error, file)) return undefined
     throw error
   }
 }

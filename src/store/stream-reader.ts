@@ -24,6 +24,7 @@ import { FrameCipher, KeyError, TAG_BYTES } from '../crypto/seal.js'
 // READ_FLAGS' O_NONBLOCK: a FIFO swapped in since the lstat that sent the read here must not
 // hold a thread-pool thread for ever.
 import { disk, errorCode, READ_FLAGS } from './disk.js'
+import { partitionDamaged } from './entry-files.js'
 
 const HEAD_READ = 64 * 1024
 const CHUNK = 256 * 1024
@@ -59,7 +60,7 @@ export async function openEntry(file: string): Promise<OpenedEntry | undefined> 
     handle = await disk.open(file, READ_FLAGS)
   } catch (error) {
     const code = errorCode(error)
-    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined
+    if (code === 'ENOENT' || partitionDamaged(error, file)) return undefined
     if (code !== 'ELOOP') throw error
     const judged = symlinkInPlace(file)
     if (judged === undefined) return undefined

@@ -17,9 +17,10 @@ import { zstdAvailable, type ResolvedOptions } from '../options.js'
 import type { DiskBreaker } from '../resilience/disk-breaker.js'
 import type { ActivityCounters } from '../stats/activity-log.js'
 import { createFileSync, discardTemp, openTempFd, type OpenedTemp } from '../store/atomic-write.js'
-import { disk, errorCode, ifRoom, isNoSpace, lstatIfThere } from '../store/disk.js'
+import { disk, errorCode, ifRoom, isNoSpace } from '../store/disk.js'
 import {
   LARGE,
+  lstatEntry,
   readEntryFileUpTo,
   readPlainEntryFile,
   readSmallEntryFile,
@@ -426,7 +427,7 @@ export class FileTier implements Tier {
       await undefined
       const overlap = this.#writing > 1
       previous = await this.#p.breaker.runChange(() => {
-        const before = lstatIfThere(target)
+        const before = lstatEntry(target)
         this.#p.changes.announce(key)
         handedOver = true
         return writeEntryFile(this.#layout.tree, target, file, this.#p.options.durable, overlap, early).then(() => before)
@@ -574,7 +575,7 @@ export class FileTier implements Tier {
           durable: options.durable,
           trackTemp: (temp, live) => (live ? this.#temps.add(temp) : this.#temps.delete(temp)),
           beforeRename: () => {
-            const before = lstatIfThere(file)
+            const before = lstatEntry(file)
             previous = before?.isFile() ? before.size : undefined
             this.#p.changes.announce(key)
           },

@@ -194,7 +194,7 @@ describe('recovery without calls, and waits that end', { skip }, () => {
     try {
       const cache = await open(relay.url, prefix, {}, { commandTimeout: '1s', breaker: { resetTimeout: '5s', volumeThreshold: 10 } })
       await cache.set('warm', 1) // the connection is up
-      relay.hold('get', 60_000) // the read of a missing key: unanswered (and whatever follows it on the wire)
+      relay.hold('getrange', 60_000) // the read of a missing key: unanswered (and whatever follows it on the wire)
       const started = performance.now()
       assert.equal(await cache.getOrSet('k', () => 'loaded'), 'loaded')
       const took = performance.now() - started

@@ -62,12 +62,12 @@ describe('getOrSet({ lock: true }) of a missing key: three round trips after its
     assert.equal(await cache.getOrSet('missing', () => 'loaded', { lock: true }), 'loaded')
     side.log.push('resolved')
     assert.deepEqual(side.log, [
-      'send get', // the first read (memory missed)
-      'reply get',
+      'send getrange', // the first read (memory missed): at most maxValueSize + 1 bytes
+      'reply getrange',
       'send evalsha', // the lock (TAKE_LOCK: SET NX PX)
-      'send get (behind another)', // has a holder before us stored it? (in the same round trip)
+      'send getrange (behind another)', // has a holder before us stored it? (in the same round trip)
       'reply evalsha',
-      'reply get',
+      'reply getrange',
       'send evalsha', // the value stored (write-through)
       'reply evalsha',
       'send evalsha', // the release, sent…
@@ -88,7 +88,7 @@ describe('getOrSet({ lock: true }) of a missing key: three round trips after its
       let raced = false
       side.client.sendCommand = (command) => {
         const reply = send(command)
-        if (command.name !== 'get' || raced) return reply
+        if (command.name !== 'getrange' || raced) return reply
         raced = true // the first read: answered (a miss), then the other instance stores
         return (reply as Promise<unknown>).then(async (found) => {
           await other.getOrSet('raced', () => 'theirs', { lock: true })
