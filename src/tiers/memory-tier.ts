@@ -268,9 +268,15 @@ export class MemoryTier implements Tier {
     }
   }
 
+  /** Removes `key`; whether a live entry was held (an expired or invalidated one goes too, but
+   *  was not there to delete, as the file tier answers). */
   delete(key: string): boolean {
     this.#notePassingTime()
-    return this.#remove(key)
+    const entry = this.#lru.peek(key, { allowStale: true })
+    if (entry === undefined) return false
+    const live = alwaysLive(entry) || entryState(entry, entry.expiresAt === 0 ? 0 : Date.now(), this.#stamps) === 'live'
+    this.#remove(key)
+    return live
   }
 
   /**

@@ -540,7 +540,9 @@ export class TierStack {
       this.redis === undefined ? false : this.#removeFromRedis(key, at),
     ])
     // Redis may hold an entry this instance never read (no local copy): it was there too.
-    return inFile || inRedis || (this.file === undefined && this.redis === undefined && inMemory)
+    // Without a directory, a live entry held in memory only (a write-back still queued, a
+    // value too large for Redis) was there as well.
+    return inFile || inRedis || (this.file === undefined && inMemory)
   }
 
   /** Leaves a tombstone of `key` stamped `at` in Redis and publishes the change; a tombstone

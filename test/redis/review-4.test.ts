@@ -6,7 +6,8 @@
  * - getOrSet with `lock: true` waited for another instance's loader (which held the lock) for
  *   as long as it ran, past the caller's `hardTimeout` and soft `timeout`;
  * - an entry invalidated by a tag stayed in Redis for good (no ttl), read and judged again by
- *   every read of its key.
+ *   every read of its key;
+ * - without a directory, delete() of a live entry held in memory only answered false.
  */
 import { after, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -144,6 +145,28 @@ describe('an entry invalidated by a tag', { skip }, () => {
     } finally {
       await a.close()
       await b.close()
+    }
+  })
+})
+
+describe('delete without a directory, with Redis', { skip }, () => {
+  test('a live entry held in memory only (write-back still queued) was there: true', async () => {
+    const prefix = nextPrefix()
+    const cache = await Larder.open({
+      dir: false,
+      memory: true,
+      redis: { url: server.url, prefix },
+      writeStrategy: 'write-back',
+      writeBack: { maxDelay: '10s' },
+      maintenance: false,
+    })
+    try {
+      await cache.set('queued', 'v')
+      assert.equal(await cache.get('queued'), 'v')
+      assert.equal(await cache.delete('queued'), true)
+      assert.equal(await cache.get('queued'), undefined)
+    } finally {
+      await cache.close()
     }
   })
 })
