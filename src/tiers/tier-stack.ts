@@ -367,9 +367,12 @@ export class TierStack {
     // `through`: getOrSet's value loaded under the Redis lock, which the instances waiting for
     // the lock look for in Redis once it is released.
     const queued = shared && this.strategy === 'write-back' && !through && !this.#p.underPressure()
+    let inMemory = false
     if (local && this.memory !== undefined) {
-      this.memory.set(key, entry)
-      tiers.memory!.sets++
+      // Refused when larger than the whole tier (memory.maxSize).
+      inMemory = this.memory.set(key, entry)
+      if (inMemory) tiers.memory!.sets++
+      else tiers.memory!.dropped++
     } else this.memory?.delete(key)
     this.#p.writeBack?.forget(key)
     let fileWrite: Promise<boolean> | false = false
@@ -397,8 +400,12 @@ export class TierStack {
       // they were being written (its message found no file yet to drop: the rename came after).
       if (this.redis !== undefined && local && (toRedis.kept === true || this.#guard.supersededSince(key, entry.createdAt, writing)))
         await this.dropLocal(key, justAfter(entry.createdAt))
-      const stored = toFile || toRedis.stored || (this.file === undefined && this.redis === undefined)
+      // Without a directory, a value Redis is not to hold (none, or too large) is stored if the
+      // memory tier took it; one it refused (larger than memory.maxSize) is a counted drop.
+      const onlyMemory = this.file === undefined && !shared
+      const stored = toFile || toRedis.stored || (onlyMemory && inMemory)
       if (stored) this.#p.counters.counts.sets++
+      else if (onlyMemory) this.#p.counters.counts.dropped++
       return stored
     } catch (unavailable) {
       // failOpen false: the caller hears it was not stored, so no tier here keeps it: nor the
