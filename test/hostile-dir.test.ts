@@ -63,17 +63,23 @@ describe('maintenance with items it may not read', () => {
     if (asRoot) fs.chownSync(item, 1234, 1234)
     fs.chmodSync(item, 0o000)
   }
-
-  test('an unreadable entry file and an unreadable partition are skipped (the file counted and removed), and the rest is kept within budget', () => {
-    const dir = tempDir('larder-hostile-unreadable')
+  /** `dir` filled by the child (`fill`), then one entry file and another partition made
+   *  unreadable by it. */
+  const forbiddenIn = (dir: string, fill: string): { unreadableFile: string; partition: string; inPartition: number } => {
     if (asRoot) fs.chownSync(dir, NOBODY, NOBODY)
-    child('fill', dir)
+    child(fill, dir)
     const files = entryFiles(dir)
     const unreadableFile = files[0]!
     const partition = path.dirname(files.find((f) => path.dirname(f) !== path.dirname(unreadableFile))!)
     const inPartition = files.filter((f) => path.dirname(f) === partition).length
     forbid(unreadableFile)
     forbid(partition)
+    return { unreadableFile, partition, inPartition }
+  }
+
+  test('an unreadable entry file and an unreadable partition are skipped (the file counted and removed), and the rest is kept within budget', () => {
+    const dir = tempDir('larder-hostile-unreadable')
+    const { unreadableFile, partition, inPartition } = forbiddenIn(dir, 'fill')
     const out = JSON.parse(child('maintain', dir)) as {
       verify: { error?: string; problems: { file: string }[] }
       entries: number | { error: string }
@@ -114,14 +120,7 @@ describe('maintenance with items it may not read', () => {
 
   test('rekey counts an unreadable entry file corrupt, skips an unreadable partition, and rekeys the rest', () => {
     const dir = tempDir('larder-hostile-unreadable-rekey')
-    if (asRoot) fs.chownSync(dir, NOBODY, NOBODY)
-    child('fill-sealed', dir)
-    const files = entryFiles(dir)
-    const unreadableFile = files[0]!
-    const partition = path.dirname(files.find((f) => path.dirname(f) !== path.dirname(unreadableFile))!)
-    const inPartition = files.filter((f) => path.dirname(f) === partition).length
-    forbid(unreadableFile)
-    forbid(partition)
+    const { partition, inPartition } = forbiddenIn(dir, 'fill-sealed')
     const out = JSON.parse(child('rekey', dir)) as { rekey: { error?: string; corrupt: number; rekeyed: number } }
     assert.equal(out.rekey.error, undefined)
     assert.equal(out.rekey.corrupt, 1)
