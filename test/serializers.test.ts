@@ -231,6 +231,39 @@ describe('values a serializer would change silently are rejected', () => {
   })
 })
 
+describe('what msgpack would change without a word', () => {
+  test('an own "__proto__" key and boxed primitives are refused (ERR_SERIALIZE naming them), nothing written; json and v8 keep the key', async () => {
+    const dir = tempDir()
+    const proto = JSON.parse('{"a":1,"__proto__":{"x":1}}') as Record<string, unknown>
+    const msgpack = await Larder.open({ dir, serializer: 'msgpack', namespace: 'msgpack' })
+    for (const [value, named] of [
+      [proto, /"__proto__"/],
+      [{ deep: [proto] }, /"__proto__"/],
+      [Object(1), /boxed Number/],
+      [{ s: Object('s') as object }, /boxed String/],
+      [[Object(true)], /boxed Boolean/],
+      [new Map([['n', Object(1n)]]), /boxed BigInt/],
+    ] as const) {
+      await assert.rejects(
+        msgpack.set('k', value),
+        (e: LarderError) => e.code === 'ERR_SERIALIZE' && e.field === 'value' && named.test(e.message),
+      )
+    }
+    await msgpack.set('fine', { __proto_: 1, n: 1, s: 's' })
+    assert.deepStrictEqual(await msgpack.get('fine'), { __proto_: 1, n: 1, s: 's' })
+    await msgpack.close()
+    assert.equal(entryFiles(dir).length, 1)
+    for (const serializer of ['json', 'v8'] as const) {
+      const cache = await Larder.open({ dir, serializer, namespace: serializer })
+      await cache.set('k', proto)
+      const back = (await cache.get('k')) as Record<string, unknown>
+      assert.deepStrictEqual(Object.keys(back), ['a', '__proto__'])
+      assert.equal(Object.getPrototypeOf(back), Object.prototype)
+      await cache.close()
+    }
+  })
+})
+
 describe('nesting depth', () => {
   function nest(depth: number): Record<string, unknown> {
     const root: Record<string, unknown> = {}

@@ -180,6 +180,15 @@ interface WalkRules {
   callables: boolean
   /** Strings and keys that are not well-formed UTF-16 (the serializer writes UTF-8). */
   surrogates: boolean
+  /** What msgpack changes without a word: an own key `__proto__` (msgpackr reads it back as
+   *  `__proto_`, so that no value it decodes can set a prototype) and boxed primitives
+   *  (`Object(1)` is written as an empty map, `Object('s')` as `{ 0: 's' }`). */
+  msgpackShapes: boolean
+}
+
+/** A Number, String, Boolean or BigInt object: a primitive in a box. */
+function isBoxed(value: object): boolean {
+  return value instanceof Number || value instanceof String || value instanceof Boolean || value instanceof BigInt
 }
 
 /**
@@ -220,6 +229,9 @@ function inspect(root: unknown, rules: WalkRules): void {
     seen.add(value)
     if (depth > MAX_DEPTH) throw new Unfaithful(`nested deeper than ${MAX_DEPTH} levels (it could not be read back)`, 'ERR_SERIALIZE')
     if (ArrayBuffer.isView(value) || value instanceof Date || value instanceof RegExp || value instanceof ArrayBuffer) continue
+    if (rules.msgpackShapes && isBoxed(value)) {
+      throw new Unfaithful(`a boxed ${value.constructor.name} (msgpack writes it as a map; store the primitive)`, 'ERR_SERIALIZE')
+    }
     const next = depth + 1
     if (value instanceof Map) {
       const entries = [...value]
@@ -237,6 +249,9 @@ function inspect(root: unknown, rules: WalkRules): void {
       for (let i = keys.length - 1; i >= 0; i--) {
         const key = keys[i]!
         if (rules.surrogates && !key.isWellFormed()) throw new Unfaithful(LONE_SURROGATE, 'ERR_INVALID_VALUE')
+        if (rules.msgpackShapes && key === '__proto__') {
+          throw new Unfaithful('an own property named "__proto__" (msgpack reads it back as "__proto_")', 'ERR_SERIALIZE')
+        }
         visit((value as Record<string, unknown>)[key], next, key)
       }
     }
@@ -296,11 +311,11 @@ export function serialize(value: unknown, serializer: SerializerName | CustomSer
         const bytes = v8.serialize(value)
         // Every level of nesting costs at least 3 bytes (a Set of one Set), so a shorter
         // value cannot be too deep to read back, and most values skip the walk.
-        if (bytes.length > 3 * MAX_DEPTH) inspect(value, { callables: false, surrogates: false })
+        if (bytes.length > 3 * MAX_DEPTH) inspect(value, { callables: false, surrogates: false, msgpackShapes: false })
         return { codec: Codec.V8, bytes }
       }
       case 'msgpack':
-        inspect(value, { callables: true, surrogates: true })
+        inspect(value, { callables: true, surrogates: true, msgpackShapes: true })
         return { codec: Codec.Msgpack, bytes: msgpack().pack(value) }
     }
   } catch (cause) {
