@@ -167,6 +167,38 @@ describe('configuration: sources and precedence', () => {
     assert.equal(fs.existsSync(path.join(root, 'cache')), false, 'nothing was created')
   })
 
+  test('a JSON config file holding encryption keys that others can read is refused (ERR_UNSAFE_DIR), the key never shown; readable by its owner only, it is used', async () => {
+    const root = tempDir('larder-config')
+    const file = path.join(root, 'larder.config.json')
+    const key = 'c'.repeat(64)
+    fs.writeFileSync(file, JSON.stringify({ dir: 'cache', encryption: { keys: { k1: key }, activeKey: 'k1' } }))
+    for (const [mode, who] of [
+      [0o644, /readable by anyone \(mode 0644\)/],
+      [0o640, /readable by its group \(mode 0640\)/],
+    ] as const) {
+      fs.chmodSync(file, mode)
+      const error = await Larder.open({ config: { env: false, cwd: root } }).then(
+        () => assert.fail('opened'),
+        (e: unknown) => e,
+      )
+      assert.ok(error instanceof LarderError && error.code === 'ERR_UNSAFE_DIR' && error.field === 'config', String(error))
+      assert.match(error.message, /larder\.config\.json: not used: it holds encryption keys/)
+      assert.match(error.message, who)
+      assert.ok(!error.message.includes(key), 'the key was shown')
+    }
+    assert.equal(fs.existsSync(path.join(root, 'cache')), false, 'nothing was created')
+    fs.chmodSync(file, 0o600)
+    const cache = await Larder.open({ config: { env: false, cwd: root } })
+    try {
+      assert.deepEqual(cache.options.encryption?.toJSON(), { keys: ['k1'], activeKey: 'k1' })
+    } finally {
+      await cache.close()
+    }
+    fs.writeFileSync(file, JSON.stringify({ dir: 'cache', memory: true }))
+    fs.chmodSync(file, 0o644)
+    await (await Larder.open({ config: { env: false, cwd: root } })).close() // no keys: readable is fine
+  })
+
   test('a profile that is not one of the three is refused, naming its source', async () => {
     await assert.rejects(
       layerOptions({ config: { env: { LARDER_PROFILE: 'staging' }, file: false } }),

@@ -56,7 +56,7 @@ describe('encryption settings', () => {
     const folder = tempDir('larder-secrets')
     const file = path.join(folder, 'larder.config.json')
     const open = (): Promise<Larder> => Larder.open({ dir: path.join(folder, 'c'), config: { env: false, cwd: folder } })
-    fs.writeFileSync(file, JSON.stringify({ encryption: { keys: { [KEY_A.toString('base64')]: 'a' }, activeKey: 'a' } }))
+    fs.writeFileSync(file, JSON.stringify({ encryption: { keys: { [KEY_A.toString('base64')]: 'a' }, activeKey: 'a' } }), { mode: 0o600 })
     await refusedWithout(KEY_A.toString('base64'), open())
     for (const text of [
       `{ "encryption": { "keys": { "a": "${HEX_A}", }, "activeKey": "a" } }`,

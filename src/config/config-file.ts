@@ -94,12 +94,35 @@ export async function loadConfigFile(file: string): Promise<ConfigFile> {
     } catch (error) {
       throw fileError(absolute, `is not JSON${jsonErrorPlace(text, error)}`)
     }
+    const exposed = exposedKeys(absolute, loaded)
+    if (exposed !== undefined) {
+      throw new LarderError(
+        'ERR_UNSAFE_DIR',
+        `${displayFile(absolute)}: not used: it holds encryption keys and ${exposed}: make it readable by its owner only (chmod 600), or give the keys in LARDER_ENCRYPTION_KEYS`,
+        { field: 'config' },
+      )
+    }
   }
   if (!isPlainObject(loaded))
     throw fileError(absolute, 'expected an object of options (for .mjs: its default export, or what that function returns)')
   const options = { ...loaded }
   if (typeof options.dir === 'string' && options.dir !== '') options.dir = path.resolve(path.dirname(absolute), options.dir)
   return { file: absolute, options }
+}
+
+/**
+ * Why the encryption keys a JSON config file holds are exposed, or undefined: the file readable
+ * by its group or by anyone. Anyone who can read a key can read every entry sealed under it,
+ * and forge entries, so such a file is refused, as ssh refuses a private key others can read.
+ * (A `.mjs` is not judged: its keys may come from the environment, which its text only names.)
+ */
+function exposedKeys(file: string, loaded: unknown): string | undefined {
+  if (process.getuid === undefined || !isPlainObject(loaded)) return undefined
+  const encryption = loaded.encryption
+  if (!isPlainObject(encryption) || encryption.keys === undefined) return undefined
+  const mode = fs.statSync(file).mode & 0o777
+  if ((mode & 0o044) === 0) return undefined
+  return `is readable by ${(mode & 0o004) !== 0 ? 'anyone' : 'its group'} (mode ${mode.toString(8).padStart(4, '0')})`
 }
 
 /** How a file is named in messages: relative to the working directory when below it. */
