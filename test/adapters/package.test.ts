@@ -244,6 +244,56 @@ test(
       await typeCheck(project, ['types.mts', 'types.cts'])
     })
 
+    // A CommonJS TypeScript project on the older resolution (TypeORM's own starter sets
+    // module commonjs, so node10), which reads no `exports`: typesVersions leads it to each
+    // subpath's declarations, and the @ts-expect-error lines prove they are not `any`.
+    await t.test('a strict CommonJS TypeScript project under moduleResolution node10 finds every subpath’s types', async () => {
+      fs.writeFileSync(
+        path.join(project, 'node10.ts'),
+        `import { Larder } from 'larder'
+import { KeyvLarder } from 'larder/keyv'
+import { LarderCacheStore } from 'larder/undici'
+import { LarderQueryResultCache } from 'larder/typeorm'
+import { LarderDrizzleCache } from 'larder/drizzle'
+import { LarderCacheAdapter } from 'larder/mikro-orm'
+import { DataSource } from 'typeorm'
+export async function use(): Promise<void> {
+  const cache: Larder = await Larder.open({ dir: '/tmp/larder-node10' })
+  // @ts-expect-error not one of larder's options
+  void new KeyvLarder({ directory: '/tmp' })
+  // @ts-expect-error maxEntrySize is a number of bytes
+  void new LarderCacheStore(cache, { maxEntrySize: '1MB' })
+  // @ts-expect-error not one of larder's options
+  void new LarderQueryResultCache(new DataSource({ type: 'sqljs' }), { directory: '/tmp' })
+  // @ts-expect-error not a strategy
+  void new LarderDrizzleCache(cache, { strategy: 'sometimes' })
+  // @ts-expect-error using() takes an open cache, not options
+  void LarderCacheAdapter.using({ dir: '/tmp' })
+  await cache.close()
+}
+`,
+      )
+      const config = path.join(project, 'tsconfig.node10.json')
+      fs.writeFileSync(
+        config,
+        JSON.stringify({
+          compilerOptions: {
+            module: 'commonjs',
+            moduleResolution: 'node10',
+            target: 'ES2021',
+            strict: true,
+            noEmit: true,
+            esModuleInterop: true,
+            skipLibCheck: true,
+            types: ['node'],
+            typeRoots: [path.join(repoRoot, 'node_modules', '@types')],
+          },
+          files: ['node10.ts'],
+        }),
+      )
+      await run(path.join(repoRoot, 'node_modules', '.bin', 'tsc'), ['--noEmit', '-p', config], project)
+    })
+
     // MikroORM 7 (its runtime needs Node >= 22.17: test/adapters/mikro-orm-7.test.ts) beside the
     // same tarball: the adapter is still its CacheAdapter and fits its resultCache option.
     await t.test('strict TypeScript: larder/mikro-orm against MikroORM 7’s declarations', async () => {
