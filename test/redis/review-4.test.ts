@@ -14,6 +14,7 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { Redis } from 'ioredis'
 import { isLarderError, Larder } from '../../src/index.ts'
+import { withCaches } from './instances.ts'
 import { eventually, redisAvailable, startRedis, type RedisServer } from './server.ts'
 
 const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run installs it)'
@@ -94,60 +95,62 @@ describe('a value over redis.maxValueSize under a key of ours', { skip }, () => 
 describe('getOrSet with lock: true, waiting for another instance that holds the lock', { skip }, () => {
   test('hardTimeout and the soft timeout hold as they do for a loader of its own', async () => {
     const prefix = nextPrefix()
-    const a = await Larder.open({ dir: false, redis: { url: server.url, prefix }, maintenance: false })
-    const b = await Larder.open({ dir: false, redis: { url: server.url, prefix }, maintenance: false })
     const slow = (value: string) => async (): Promise<string> => {
       await new Promise((resolve) => setTimeout(resolve, 3000))
       return value
     }
-    try {
-      const holding = a.getOrSet('k', slow('A'), { lock: true })
-      await new Promise((resolve) => setTimeout(resolve, 100))
-      let started = Date.now()
-      await assert.rejects(
-        b.getOrSet('k', () => 'B', { lock: true, hardTimeout: 200 }),
-        (error: unknown) => isLarderError(error, 'ERR_TIMEOUT') && error.field === 'hardTimeout',
-      )
-      assert.ok(Date.now() - started < 2000, `answered after ${Date.now() - started} ms, not when the other loader was done`)
+    await withCaches(
+      [
+        { dir: false, redis: { url: server.url, prefix }, maintenance: false },
+        { dir: false, redis: { url: server.url, prefix }, maintenance: false },
+      ],
+      async ([a, b]) => {
+        const holding = a.getOrSet('k', slow('A'), { lock: true })
+        await new Promise((resolve) => setTimeout(resolve, 100))
+        let started = Date.now()
+        await assert.rejects(
+          b.getOrSet('k', () => 'B', { lock: true, hardTimeout: 200 }),
+          (error: unknown) => isLarderError(error, 'ERR_TIMEOUT') && error.field === 'hardTimeout',
+        )
+        assert.ok(Date.now() - started < 2000, `answered after ${Date.now() - started} ms, not when the other loader was done`)
 
-      await a.getOrSet('s', () => 'old', { ttl: 100, grace: '1h' })
-      await new Promise((resolve) => setTimeout(resolve, 150))
-      const renewing = a.getOrSet('s', slow('new'), { lock: true, ttl: '1h', grace: '1h' })
-      await new Promise((resolve) => setTimeout(resolve, 100))
-      started = Date.now()
-      assert.equal(await b.getOrSet('s', () => 'B', { lock: true, grace: '1h', timeout: 100 }), 'old', 'the value within grace')
-      assert.ok(Date.now() - started < 2000, `answered after ${Date.now() - started} ms`)
-      assert.equal(await holding, 'A')
-      assert.equal(await renewing, 'new')
-    } finally {
-      await a.close()
-      await b.close()
-    }
+        await a.getOrSet('s', () => 'old', { ttl: 100, grace: '1h' })
+        await new Promise((resolve) => setTimeout(resolve, 150))
+        const renewing = a.getOrSet('s', slow('new'), { lock: true, ttl: '1h', grace: '1h' })
+        await new Promise((resolve) => setTimeout(resolve, 100))
+        started = Date.now()
+        assert.equal(await b.getOrSet('s', () => 'B', { lock: true, grace: '1h', timeout: 100 }), 'old', 'the value within grace')
+        assert.ok(Date.now() - started < 2000, `answered after ${Date.now() - started} ms`)
+        assert.equal(await holding, 'A')
+        assert.equal(await renewing, 'new')
+      },
+    )
   })
 })
 
 describe('an entry invalidated by a tag', { skip }, () => {
   test('is removed from Redis by the read that finds it so (it has no ttl to go by)', async () => {
     const prefix = nextPrefix()
-    const a = await Larder.open({ dir: false, memory: false, redis: { url: server.url, prefix }, maintenance: false })
-    const b = await Larder.open({ dir: false, memory: false, redis: { url: server.url, prefix }, maintenance: false })
-    try {
-      await a.set('row', { id: 1 }, { tags: ['users'] })
-      await a.set('other', 'kept', { tags: ['orders'] })
-      await a.invalidateTags(['users'])
-      // b hears the stamp on the bus (a moment later, under load); the read that then finds
-      // the entry dead removes it.
-      assert.ok(await eventually(async () => (await b.get('row')) === undefined), 'b heard the invalidation')
-      assert.equal(await raw.exists(`${prefix}default:row`), 0, 'gone from Redis')
-      assert.equal((await b.stats()).expired, 1)
-      assert.equal(await b.get('other'), 'kept')
-      assert.equal(await raw.exists(`${prefix}default:other`), 1)
-      await a.set('row', { id: 2 }, { tags: ['users'] })
-      assert.deepEqual(await b.get('row'), { id: 2 }, 'a value set after the invalidation is read')
-    } finally {
-      await a.close()
-      await b.close()
-    }
+    await withCaches(
+      [
+        { dir: false, memory: false, redis: { url: server.url, prefix }, maintenance: false },
+        { dir: false, memory: false, redis: { url: server.url, prefix }, maintenance: false },
+      ],
+      async ([a, b]) => {
+        await a.set('row', { id: 1 }, { tags: ['users'] })
+        await a.set('other', 'kept', { tags: ['orders'] })
+        await a.invalidateTags(['users'])
+        // b hears the stamp on the bus (a moment later, under load); the read that then finds
+        // the entry dead removes it.
+        assert.ok(await eventually(async () => (await b.get('row')) === undefined), 'b heard the invalidation')
+        assert.equal(await raw.exists(`${prefix}default:row`), 0, 'gone from Redis')
+        assert.equal((await b.stats()).expired, 1)
+        assert.equal(await b.get('other'), 'kept')
+        assert.equal(await raw.exists(`${prefix}default:other`), 1)
+        await a.set('row', { id: 2 }, { tags: ['users'] })
+        assert.deepEqual(await b.get('row'), { id: 2 }, 'a value set after the invalidation is read')
+      },
+    )
   })
 })
 

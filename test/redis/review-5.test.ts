@@ -19,6 +19,7 @@ import fs from 'node:fs'
 import { Larder } from '../../src/index.ts'
 import { tempDir } from '../helpers.ts'
 import { setTimeout as delay } from 'node:timers/promises'
+import { withCaches } from './instances.ts'
 import { eventually, redisAvailable, startRedis, type RedisServer } from './server.ts'
 
 const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run installs it)'
@@ -31,24 +32,25 @@ describe('increment of a key read from Redis', { skip }, () => {
   for (const writeStrategy of ['write-through', 'cache-aside'] as const) {
     test(`${writeStrategy}: sequential increments lose no update, and the instance reads its own result`, async () => {
       const redis = { url: server.url, prefix: nextPrefix() }
-      const a = await Larder.open({ dir: tempDir(), redis, writeStrategy, maintenance: false })
-      const b = await Larder.open({ dir: tempDir(), redis, maintenance: false })
-      try {
-        const counted: number[] = []
-        for (let i = 0; i < 4; i++) counted.push(await a.increment('n'))
-        assert.deepEqual(counted, [1, 2, 3, 4])
-        assert.equal(await a.get('n'), 4)
-        // Another instance's value, which this one has no copy of: read from Redis.
-        await b.set('m', 5)
-        const more: number[] = []
-        for (let i = 0; i < 3; i++) more.push(await a.increment('m'))
-        assert.deepEqual(more, [6, 7, 8])
-        assert.equal(await a.get('m'), 8)
-        assert.equal(await b.get('m'), 8)
-      } finally {
-        await a.close()
-        await b.close()
-      }
+      await withCaches(
+        [
+          { dir: tempDir(), redis, writeStrategy, maintenance: false },
+          { dir: tempDir(), redis, maintenance: false },
+        ],
+        async ([a, b]) => {
+          const counted: number[] = []
+          for (let i = 0; i < 4; i++) counted.push(await a.increment('n'))
+          assert.deepEqual(counted, [1, 2, 3, 4])
+          assert.equal(await a.get('n'), 4)
+          // Another instance's value, which this one has no copy of: read from Redis.
+          await b.set('m', 5)
+          const more: number[] = []
+          for (let i = 0; i < 3; i++) more.push(await a.increment('m'))
+          assert.deepEqual(more, [6, 7, 8])
+          assert.equal(await a.get('m'), 8)
+          assert.equal(await b.get('m'), 8)
+        },
+      )
     })
   }
 })
@@ -57,32 +59,33 @@ describe('calls on one key of one instance, not awaited', { skip }, () => {
   for (const writeStrategy of ['write-through', 'write-back', 'cache-aside'] as const) {
     test(`${writeStrategy}: take effect in call order in every tier and instance (the last call wins)`, async () => {
       const redis = { url: server.url, prefix: nextPrefix() }
-      const a = await Larder.open({ dir: tempDir(), memory: true, redis, writeStrategy, maintenance: false })
-      const b = await Larder.open({ dir: tempDir(), redis, maintenance: false })
-      try {
-        const runs: Record<string, (k: string) => Promise<unknown>[]> = {
-          'set, delete, set': (k) => [a.set(k, 1), a.delete(k), a.set(k, 2)],
-          'set, deleteMany, set': (k) => [a.set(k, 1), a.deleteMany([k]), a.set(k, 2)],
-          'set, delete, setMany': (k) => [a.set(k, 1), a.delete(k), a.setMany([{ key: k, value: 2 }])],
-          'set, increment, set': (k) => [a.set(k, 1), a.increment(k), a.set(k, 2)],
-          'set, increment, setMany': (k) => [a.set(k, 1), a.increment(k), a.setMany([{ key: k, value: 2 }])],
-        }
-        const seen: Record<string, unknown[]> = {}
-        const expected: Record<string, unknown[]> = {}
-        let i = 0
-        for (const [label, calls] of Object.entries(runs)) {
-          const k = `k${i++}`
-          await a.set(k, 0)
-          await Promise.all(calls(k))
-          await a.flush()
-          seen[label] = [await a.get(k), await b.get(k)]
-          expected[label] = [2, 2]
-        }
-        assert.deepEqual(seen, expected)
-      } finally {
-        await a.close()
-        await b.close()
-      }
+      await withCaches(
+        [
+          { dir: tempDir(), memory: true, redis, writeStrategy, maintenance: false },
+          { dir: tempDir(), redis, maintenance: false },
+        ],
+        async ([a, b]) => {
+          const runs: Record<string, (k: string) => Promise<unknown>[]> = {
+            'set, delete, set': (k) => [a.set(k, 1), a.delete(k), a.set(k, 2)],
+            'set, deleteMany, set': (k) => [a.set(k, 1), a.deleteMany([k]), a.set(k, 2)],
+            'set, delete, setMany': (k) => [a.set(k, 1), a.delete(k), a.setMany([{ key: k, value: 2 }])],
+            'set, increment, set': (k) => [a.set(k, 1), a.increment(k), a.set(k, 2)],
+            'set, increment, setMany': (k) => [a.set(k, 1), a.increment(k), a.setMany([{ key: k, value: 2 }])],
+          }
+          const seen: Record<string, unknown[]> = {}
+          const expected: Record<string, unknown[]> = {}
+          let i = 0
+          for (const [label, calls] of Object.entries(runs)) {
+            const k = `k${i++}`
+            await a.set(k, 0)
+            await Promise.all(calls(k))
+            await a.flush()
+            seen[label] = [await a.get(k), await b.get(k)]
+            expected[label] = [2, 2]
+          }
+          assert.deepEqual(seen, expected)
+        },
+      )
     })
   }
 })
@@ -90,28 +93,29 @@ describe('calls on one key of one instance, not awaited', { skip }, () => {
 describe('two instances in one process', { skip }, () => {
   test('a write made after the other instance’s write or delete completed is the one kept everywhere', async () => {
     const redis = { url: server.url, prefix: nextPrefix() }
-    const a = await Larder.open({ dir: false, redis, maintenance: false })
-    const b = await Larder.open({ dir: false, redis, maintenance: false })
-    try {
-      const tally: Record<string, number> = {}
-      for (let i = 0; i < 100; i++) {
-        await a.set(`s${i}`, 'a')
-        await b.set(`s${i}`, 'b')
-        await a.set(`d${i}`, 'a')
-        await a.delete(`d${i}`)
-        await b.set(`d${i}`, 'b')
-      }
-      await delay(50) // the bus messages heard
-      for (let i = 0; i < 100; i++)
-        for (const k of [`s${i}`, `d${i}`]) {
-          const seen = `${String(await a.get(k))}/${String(await b.get(k))}`
-          tally[seen] = (tally[seen] ?? 0) + 1
+    await withCaches(
+      [
+        { dir: false, redis, maintenance: false },
+        { dir: false, redis, maintenance: false },
+      ],
+      async ([a, b]) => {
+        const tally: Record<string, number> = {}
+        for (let i = 0; i < 100; i++) {
+          await a.set(`s${i}`, 'a')
+          await b.set(`s${i}`, 'b')
+          await a.set(`d${i}`, 'a')
+          await a.delete(`d${i}`)
+          await b.set(`d${i}`, 'b')
         }
-      assert.deepEqual(tally, { 'b/b': 200 })
-    } finally {
-      await a.close()
-      await b.close()
-    }
+        await delay(50) // the bus messages heard
+        for (let i = 0; i < 100; i++)
+          for (const k of [`s${i}`, `d${i}`]) {
+            const seen = `${String(await a.get(k))}/${String(await b.get(k))}`
+            tally[seen] = (tally[seen] ?? 0) + 1
+          }
+        assert.deepEqual(tally, { 'b/b': 200 })
+      },
+    )
   })
 })
 
