@@ -221,8 +221,9 @@ export interface LarderOptions {
    *  `larder` CLI's stats, ls, get and verify open caches this way. */
   readOnly?: boolean
   /** Automatic maintenance: `false` turns off the interval and the over-budget trigger
-   *  (`prune()` and `verify()` still work). Default `{}` (the defaults below). */
-  maintenance?: false | MaintenanceOptions
+   *  (`prune()` and `verify()` still work); `true` is the default, `{}` (the defaults below),
+   *  as `LARDER_MAINTENANCE=true` is. */
+  maintenance?: boolean | MaintenanceOptions
   /**
    * Who besides this user may use the cache directory. Default `false`: the tree is created
    * owner-only (directories 0700, files 0600), and `open()` refuses (`ERR_UNSAFE_DIR`) a
@@ -244,9 +245,10 @@ export interface LarderOptions {
   /** Redis pub/sub between the instances sharing `redis` (each drops its local copies of what
    *  another changed). Default true whenever `redis` is set. */
   bus?: boolean
-  /** Watching the process's memory (see `MemoryPressureOptions`): `false`, or thresholds.
-   *  Default on (`{}`) when the memory tier is on, off otherwise. */
-  memoryPressure?: false | MemoryPressureOptions
+  /** Watching the process's memory (see `MemoryPressureOptions`): `false`, `true` (`{}`: the
+   *  default thresholds), or thresholds. Default on (`{}`) when the memory tier is on, off
+   *  otherwise. */
+  memoryPressure?: boolean | MemoryPressureOptions
   /**
    * Encryption at rest (AES-256-GCM) of every entry this cache writes, in files and in Redis:
    * `{ keys: { id: key }, activeKey: id }`, each key 32 bytes (a Uint8Array, 64 hex digits, or
@@ -725,10 +727,10 @@ function resolveRedis(input: unknown): ResolvedRedisOptions | undefined {
 }
 
 function resolveMaintenance(input: unknown): ResolvedMaintenanceOptions {
-  if (input !== undefined && input !== false && (input === null || typeof input !== 'object' || Array.isArray(input))) {
-    throw invalid('maintenance', 'expected false or { interval?, workers?, lowWater?, touchAfter?, lfuHalfLife?, tempMaxAge? }')
+  if (typeof input !== 'boolean' && input !== undefined && (input === null || typeof input !== 'object' || Array.isArray(input))) {
+    throw invalid('maintenance', 'expected a boolean or { interval?, workers?, lowWater?, touchAfter?, lfuHalfLife?, tempMaxAge? }')
   }
-  const m = (input === undefined || input === false ? {} : input) as MaintenanceOptions
+  const m = (typeof input === 'boolean' || input === undefined ? {} : input) as MaintenanceOptions
   rejectUnknown(m, MAINTENANCE_NAMES, 'maintenance.')
   const lowWater = m.lowWater ?? 0.9
   if (typeof lowWater !== 'number' || !(lowWater >= 0.5 && lowWater <= 1)) {
@@ -827,9 +829,9 @@ const MEMORY_PRESSURE_NAMES = new Set(['interval', 'highWater', 'lowWater', 'she
 /** `memoryPressure`: on by default when the memory tier is (`memoryTier`), off otherwise. */
 export function resolveMemoryPressure(input: unknown, memoryTier: boolean): ResolvedMemoryPressure | false {
   if (input === false || (input === undefined && !memoryTier)) return false
-  if (input !== undefined && (input === null || typeof input !== 'object' || Array.isArray(input)))
-    throw invalid('memoryPressure', 'expected false or { interval?, highWater?, lowWater?, shedTo? }')
-  const p = (input ?? {}) as MemoryPressureOptions
+  if (input !== undefined && input !== true && (input === null || typeof input !== 'object' || Array.isArray(input)))
+    throw invalid('memoryPressure', 'expected a boolean or { interval?, highWater?, lowWater?, shedTo? }')
+  const p = (input === true ? {} : (input ?? {})) as MemoryPressureOptions
   rejectUnknown(p, MEMORY_PRESSURE_NAMES, 'memoryPressure.')
   const share = (value: unknown, field: string, fallback: number, low: number, lowIncluded: boolean, high: number): number => {
     const v = value ?? fallback

@@ -57,6 +57,20 @@ describe('configuration: sources and precedence', () => {
     }
   })
 
+  test('a switch (memory, memoryPressure, maintenance) takes true and false from code as from its variable, to the same options', async () => {
+    for (const row of OPTION_ROWS.filter((r) => r.env === 'switch')) {
+      for (const value of [true, false]) {
+        const fromEnv = await layerOptions({ config: { env: { [envName(row.path)]: String(value) }, file: false } })
+        const fromCode = resolveOptions({ [row.path]: value })
+        assert.deepEqual(
+          getPath(fromCode as unknown as Record<string, unknown>, row.path),
+          getPath(fromEnv.resolved as unknown as Record<string, unknown>, row.path),
+          `${row.path}: ${value}`,
+        )
+      }
+    }
+  })
+
   test('a number variable that is not a number is refused, naming the variable and its text', async () => {
     for (const row of OPTION_ROWS.filter((r) => r.env === 'number')) {
       const variable = envName(row.path)
