@@ -91,6 +91,16 @@ export class KeyOrder {
     return Promise.all(all).then(settled)
   }
 
+  /** Settles once every change called so far that reads wait for has taken effect: all but
+   *  streams (whose source may take as long as it likes). flush() waits for it, so a set called
+   *  just before it, not awaited, is among the writes it sends. */
+  visibleSettled(): Promise<void> {
+    const all: Promise<void>[] = []
+    for (const queued of this.#keys.values()) if (queued.visible !== undefined) all.push(queued.visible)
+    if (this.#everything !== undefined) all.push(this.#everything)
+    return Promise.all(all).then(settled)
+  }
+
   /** Runs `change` (a clear) after every change called before it; every change called after
    *  it waits for it. */
   everything<T>(change: () => Promise<T>): Promise<T> {

@@ -324,11 +324,13 @@ export class Larder extends EventEmitter<LarderEvents> {
   }
 
   /** Resolves once the writes queued for Redis (write-back, and changes made while Redis was
-   *  out of reach) have been sent, or dropped; at once when none are queued. While Redis cannot
+   *  out of reach), those of every buffered change called before it included, have been sent,
+   *  or dropped; at once when none are queued. While Redis cannot
    *  be reached (its breaker open) it does not wait for its return: it resolves, the writes
    *  staying queued, or with `failOpen: false` rejects with `ERR_UNAVAILABLE`. */
   async flush(): Promise<void> {
     this.#assertOpen()
+    await this.#p.order.visibleSettled() // a set called just before, not awaited, is queued first
     const sent = (await this.#p.writeBack?.flush()) ?? true
     if (!sent && !this.#config.live.failOpen)
       throw new LarderError('ERR_UNAVAILABLE', 'Shared tier (Redis) unavailable: the writes queued for it are still queued')
