@@ -1,4 +1,5 @@
 import { Slots } from '../batch-slots.js'
+import type { ResolvedOptions } from '../options.js'
 import type { CreationClock } from '../store/creation-clock.js'
 import type { TierStack } from '../tiers/tier-stack.js'
 import type { Loads } from './loads.js'
@@ -31,6 +32,7 @@ export interface WarmParts {
    *  (getOrSet's rule): a value loaded before a change is never stored over it. */
   loads: Loads<unknown>
   clock: CreationClock
+  options: ResolvedOptions
 }
 
 /**
@@ -40,7 +42,7 @@ export interface WarmParts {
  * for none), and those are stored.
  */
 export async function warm(
-  { stack, writes, loads, clock }: WarmParts,
+  { stack, writes, loads, clock, options }: WarmParts,
   { keys, loader, concurrency }: { keys: readonly string[]; loader: ((keys: string[]) => unknown) | undefined; concurrency: number },
 ): Promise<WarmReport> {
   const report: WarmReport = { warmed: 0, fromShared: 0, loaded: 0, failed: 0, superseded: 0 }
@@ -85,7 +87,9 @@ export async function warm(
             }
             await writes.change(key, () => writes.write(key, write))
             report.loaded++
-            report.warmed++
+            // cache-aside stores in Redis only; its local tiers fill on a read, made here, so
+            // that a key warmed is local as the report says
+            if (options.writeStrategy !== 'cache-aside' || (await stack.lookup(key, 0)).found) report.warmed++
           } catch {
             report.failed++
           } finally {

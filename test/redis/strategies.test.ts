@@ -153,6 +153,20 @@ describe('write strategies', { skip }, () => {
     await cache.close()
   })
 
+  test('cache-aside: warm() makes what it loads local, as its report says (the next reads are memory hits)', async () => {
+    const cache = await open(fresh(), { writeStrategy: 'cache-aside' })
+    try {
+      const report = await cache.warm(['a', 'b'], { loader: (keys) => keys.map((key) => `v-${key}`) })
+      assert.deepEqual(report, { warmed: 2, fromShared: 0, loaded: 2, failed: 0, superseded: 0 })
+      cache.resetStats()
+      assert.deepEqual([await cache.get('a'), await cache.get('b')], ['v-a', 'v-b'])
+      const { tiers } = await cache.stats()
+      assert.deepEqual([tiers.memory!.hits, tiers.redis!.hits], [2, 0])
+    } finally {
+      await cache.close()
+    }
+  })
+
   test('cache-aside: set() resolves once Redis has it; no local copy is written, and a stale one is dropped', async () => {
     const prefix = fresh()
     const cache = await open(prefix, { writeStrategy: 'cache-aside' })
