@@ -42,7 +42,7 @@ const BATCH = 500
 
 export interface RedisTierParts {
   client: RedisClient
-  options: Pick<ResolvedOptions, 'namespace' | 'serializer' | 'maxValueSize' | 'encryption'>
+  options: Pick<ResolvedOptions, 'namespace' | 'serializer' | 'maxValueSize' | 'encryption' | 'readOnly'>
   redis: ResolvedRedisOptions
   breaker: DiskBreaker
   tags: TagStamps
@@ -124,7 +124,9 @@ export class RedisTier {
       file: `redis:${name}`,
       reason: `a Redis value over redis.maxValueSize (${this.#maxValueSize} bytes) that is not an entry`,
     })
-    await this.#run(() => runScript(this.client, DELETE_IF_LONGER, [name], [String(this.#maxValueSize)])).catch(() => {})
+    if (!this.#p.options.readOnly) {
+      await this.#run(() => runScript(this.client, DELETE_IF_LONGER, [name], [String(this.#maxValueSize)])).catch(() => {})
+    }
     return MISS
   }
 
@@ -371,8 +373,10 @@ export class RedisTier {
   }
 
   /** Deletes the value under the full name `name` if it still is `length` bytes ending in `tail`
-   *  (DELETE_IF_SAME); a failure leaves it, for the next read. */
+   *  (DELETE_IF_SAME); a failure leaves it, for the next read. A readOnly instance removes
+   *  nothing, in Redis as in its directory: the value is a miss here, left for a writer. */
   async #deleteIfSame(name: string, length: string, tail: Buffer): Promise<void> {
+    if (this.#p.options.readOnly) return
     await this.#run(() => runScript(this.client, DELETE_IF_SAME, [name], [length, tail])).catch(() => {})
   }
 }

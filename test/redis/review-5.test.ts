@@ -16,6 +16,7 @@
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
+import { Redis } from 'ioredis'
 import { Larder } from '../../src/index.ts'
 import { tempDir } from '../helpers.ts'
 import { setTimeout as delay } from 'node:timers/promises'
@@ -151,6 +152,33 @@ describe('a read-only instance with Redis', { skip }, () => {
     } finally {
       await reader?.close()
       await other.close()
+    }
+  })
+})
+
+describe('a read-only instance and what Redis holds', { skip }, () => {
+  test('an invalidated entry and a foreign oversized value read as misses and are left in Redis for a writer', async () => {
+    const prefix = nextPrefix()
+    const redis = { url: server.url, prefix }
+    const raw = new Redis(server.url)
+    try {
+      await withCaches(
+        [
+          { dir: false, redis, maintenance: false },
+          { dir: tempDir(), readOnly: true, redis: { ...redis, maxValueSize: 1024 }, maintenance: false },
+        ],
+        async ([writer, reader]) => {
+          await writer.set('k', 'v', { tags: ['t'] })
+          await writer.invalidateTags(['t'])
+          await raw.set(`${prefix}default:planted`, 'x'.repeat(4096))
+          assert.ok(await eventually(async () => (await reader.get('k')) === undefined))
+          assert.equal(await reader.get('planted'), undefined)
+          assert.deepEqual(await raw.exists(`${prefix}default:k`, `${prefix}default:planted`), 2, 'both left in Redis')
+          assert.equal((await reader.stats()).corrupt, 1, 'the foreign value counted')
+        },
+      )
+    } finally {
+      await raw.quit()
     }
   })
 })
