@@ -4,6 +4,7 @@ import { writeFileAtomicSync } from '../store/atomic-write.js'
 import { rootAbove } from '../store/layout.js'
 import { chainIsReal, OwnedTree, sharingOf } from '../store/owned-tree.js'
 import { READ_FLAGS } from '../store/disk.js'
+import { LOG_ROTATE_BYTES } from './hit-log.js'
 
 /**
  * Reading and compacting the LFU hit logs that `HitLog` appends to (see hit-log.ts for the
@@ -21,10 +22,11 @@ import { READ_FLAGS } from '../store/disk.js'
  */
 const LOG_NAME = /\.log$/
 const COMPACTING = '.compacting'
-/** A log holds one line (about 24 bytes) per entry hit in each second a process flushed,
- *  and every prune folds the logs into one line per entry: 64 MiB is millions of lines, more
- *  than a genuine log holds between prunes. A larger file at a log's name is foreign (planted,
- *  or damaged: a sparse file of terabytes costs no disk): not read, and removed by compaction. */
+/** A log holds one line (about 24 bytes) per entry hit in each second a process flushed;
+ *  a process starts a new one past LOG_ROTATE_BYTES (hit-log.ts), and compaction writes its
+ *  merged counts in files of at most that much too. So no genuine log comes near 64 MiB, and a
+ *  larger file at a log's name is foreign (planted, or damaged: a sparse file of terabytes
+ *  costs no disk): not read, and removed by compaction. */
 const LOG_LIMIT = 64 * 1024 * 1024
 /** A log is read this much at a time, so a large one never sits in memory whole. */
 const LOG_BLOCK = 1024 * 1024
@@ -135,15 +137,21 @@ export function compactHitLogs(dir: string, names: string, now: number, halfLife
       // another compaction took it, or it was not a log (removed below all the same)
     }
   }
+  // Files take the mode the directory was made with (owner-only unless the cache is shared).
+  const tree = new OwnedTree(rootAbove(dir, 4), sharingOf(fs.statSync(dir).mode))
+  const stamp = Date.now().toString(36)
   let text = ''
+  let parts = 0
+  const write = (): void => {
+    writeFileAtomicSync(tree, path.join(dir, `merged.${process.pid}.${stamp}.${parts++}.log`), Buffer.from(`@${now}\n` + text))
+    text = ''
+  }
   for (const [hash, count] of counts) {
-    if (count >= FORGOTTEN && alive.has(hash)) text += `${hash} ${Number(count.toPrecision(4))}\n`
+    if (count < FORGOTTEN || !alive.has(hash)) continue
+    text += `${hash} ${Number(count.toPrecision(4))}\n`
+    if (text.length >= LOG_ROTATE_BYTES) write() // every file well under LOG_LIMIT, however many entries
   }
-  if (text !== '') {
-    // Files take the mode the directory was made with (owner-only unless the cache is shared).
-    const tree = new OwnedTree(rootAbove(dir, 4), sharingOf(fs.statSync(dir).mode))
-    writeFileAtomicSync(tree, path.join(dir, `merged.${process.pid}.${Date.now().toString(36)}.log`), Buffer.from(`@${now}\n` + text))
-  }
+  if (text !== '') write()
   // Recursive: a directory planted at a log's name was renamed aside with the logs, and
   // failing on it would fail every prune (rm never follows a link, inside or at the name).
   for (const file of folded) fs.rmSync(file, { recursive: true, force: true })

@@ -22,18 +22,31 @@ import { FlushTimer, type DiskGuard } from './flush-timer.js'
  * needs.
  */
 const FLUSH_MS = 1000
+/** A log this large is left for a new one of the process's, so that every log stays well
+ *  under what the pruning process reads of one (hit-counts.ts LOG_LIMIT): a busy server
+ *  logging 2,000 keys a second writes this much in about 6 minutes. */
+export const LOG_ROTATE_BYTES = 16 * 1024 * 1024
 let instances = 0
 
 export class HitLog {
   readonly #tree: OwnedTree
-  readonly #file: string
+  readonly #dir: string
+  #file: string
+  /** Bytes appended to #file (more than it holds once a prune has folded it: a new name early
+   *  then, which costs nothing). */
+  #appended = 0
   readonly #counts = new Map<string, number>()
   readonly #timer: FlushTimer
 
   constructor(layout: Layout, guard?: DiskGuard) {
     this.#timer = new FlushTimer(FLUSH_MS, () => this.flush(), guard)
     this.#tree = layout.tree
-    this.#file = path.join(layout.hitsDir, `${process.pid}.${Date.now().toString(36)}${(++instances).toString(36)}.log`)
+    this.#dir = layout.hitsDir
+    this.#file = this.#newName()
+  }
+
+  #newName(): string {
+    return path.join(this.#dir, `${process.pid}.${Date.now().toString(36)}${(++instances).toString(36)}.log`)
   }
 
   hit(hash: string): void {
@@ -47,7 +60,13 @@ export class HitLog {
     if (this.#counts.size === 0) return
     let text = `@${Date.now()}\n`
     for (const [hash, count] of this.#counts) text += `${hash} ${count}\n`
-    appendFileSafeSync(this.#tree, this.#file, Buffer.from(text))
+    const bytes = Buffer.from(text)
+    if (this.#appended > 0 && this.#appended + bytes.length > LOG_ROTATE_BYTES) {
+      this.#file = this.#newName()
+      this.#appended = 0
+    }
+    appendFileSafeSync(this.#tree, this.#file, bytes)
+    this.#appended += bytes.length
     this.#counts.clear()
   }
 
