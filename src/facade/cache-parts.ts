@@ -93,13 +93,13 @@ export class CacheParts {
       failOpen: options.failOpen,
       resyncWaitMs: 2 * (redis?.commandTimeout ?? 0),
     })
-    // With Redis, one time for every instance of this process on the same namespace there
+    // With Redis, one time for every instance of this process on the same prefix and namespace
     // (sharedTime): a write made after another's completed is the newer one.
     this.clock = new CreationClock(
       this.tags.clock,
       redis === undefined
         ? undefined
-        : sharedTime(redis.client ?? redis.url ?? JSON.stringify(redis.cluster ?? null), redis.prefix, options.namespace),
+        : sharedTime(redis.prefix, options.namespace),
     )
     const isStale = (tags: readonly string[], createdAt: number): boolean => this.tags.isStaleSafe(tags, createdAt)
     this.loads = new Loads(isStale, this.disk?.changeWatch)

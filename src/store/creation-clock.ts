@@ -9,26 +9,22 @@ export interface Time {
 }
 
 const byName = new Map<string, Time>()
-const byClient = new WeakMap<object, Map<string, Time>>()
 
 /**
- * The one time of every instance of this process that shares a Redis namespace: the server
- * (`url`, or the caller's `client` object), the prefix and the namespace. Such instances hear
- * each other's changes on the bus only after the current task, and a write one of them makes
- * after another's completed must still be the newer version in Redis (which keeps the first of
- * two stamped alike), or it is refused. Not one time for the whole process: a change heard
- * from a host whose clock is ahead moves the versions of the instances on that bus only.
+ * The one time of every instance of this process on a Redis prefix and namespace. Such
+ * instances hear each other's changes on the bus only after the current task, and a write one
+ * of them makes after another's completed must still be the newer version in Redis (which
+ * keeps the first of two stamped alike), or it is refused. Keyed by the keyspace, not by how
+ * the server was named: instances given their own ioredis clients, or `localhost` and
+ * `127.0.0.1`, reach the same Redis, and were refused more than half their later writes.
+ * (Two servers with the same prefix and namespace in one process share a floor: a change heard
+ * from a host whose clock is ahead on one moves the versions written to the other as well.)
+ * Not one time for the whole process: other namespaces and prefixes keep their own.
  */
-export function sharedTime(server: string | object, prefix: string, namespace: string): Time {
-  let times = byName
-  let name = `${prefix}\0${namespace}`
-  if (typeof server === 'string') name = `${server}\0${name}`
-  else {
-    times = byClient.get(server) ?? new Map<string, Time>()
-    byClient.set(server, times)
-  }
-  let time = times.get(name)
-  if (time === undefined) times.set(name, (time = { last: 0 }))
+export function sharedTime(prefix: string, namespace: string): Time {
+  const name = `${prefix}\0${namespace}`
+  let time = byName.get(name)
+  if (time === undefined) byName.set(name, (time = { last: 0 }))
   return time
 }
 

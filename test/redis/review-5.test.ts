@@ -17,7 +17,7 @@ import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import { Redis } from 'ioredis'
-import { Larder } from '../../src/index.ts'
+import { Larder, type LarderOptions } from '../../src/index.ts'
 import { tempDir } from '../helpers.ts'
 import { setTimeout as delay } from 'node:timers/promises'
 import { withCaches } from './instances.ts'
@@ -27,6 +27,8 @@ const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run 
 const server = skip === false ? await startRedis() : (undefined as unknown as RedisServer)
 
 let prefixes = 0
+type RedisOption = Exclude<LarderOptions['redis'], string | undefined>
+
 const nextPrefix = (): string => `rv5-${process.pid}-${++prefixes}:`
 
 describe('increment of a key read from Redis', { skip }, () => {
@@ -92,32 +94,59 @@ describe('calls on one key of one instance, not awaited', { skip }, () => {
 })
 
 describe('two instances in one process', { skip }, () => {
-  test('a write made after the other instance’s write or delete completed is the one kept everywhere', async () => {
-    const redis = { url: server.url, prefix: nextPrefix() }
-    await withCaches(
-      [
-        { dir: false, redis, maintenance: false },
-        { dir: false, redis, maintenance: false },
-      ],
-      async ([a, b]) => {
-        const tally: Record<string, number> = {}
-        for (let i = 0; i < 100; i++) {
-          await a.set(`s${i}`, 'a')
-          await b.set(`s${i}`, 'b')
-          await a.set(`d${i}`, 'a')
-          await a.delete(`d${i}`)
-          await b.set(`d${i}`, 'b')
-        }
-        await delay(50) // the bus messages heard
-        for (let i = 0; i < 100; i++)
-          for (const k of [`s${i}`, `d${i}`]) {
-            const seen = `${String(await a.get(k))}/${String(await b.get(k))}`
-            tally[seen] = (tally[seen] ?? 0) + 1
-          }
-        assert.deepEqual(tally, { 'b/b': 200 })
+  // However each was told where Redis is: the same URL, another spelling of it, a client of
+  // the caller's (each its own, as is usual) or a mix.
+  const pairings: [string, () => [RedisOption, RedisOption, Redis[]]][] = [
+    ['the same URL', () => [{ url: server.url }, { url: server.url }, []]],
+    ['localhost and 127.0.0.1', () => [{ url: server.url }, { url: server.url.replace('127.0.0.1', 'localhost') }, []]],
+    [
+      'a client of their own each',
+      () => {
+        const clients = [new Redis(server.url), new Redis(server.url)]
+        return [{ client: clients[0] }, { client: clients[1] }, clients]
       },
-    )
-  })
+    ],
+    [
+      'a client and a URL',
+      () => {
+        const client = new Redis(server.url)
+        return [{ client }, { url: server.url }, [client]]
+      },
+    ],
+  ]
+  for (const [label, pairing] of pairings) {
+    test(`${label}: a write made after the other instance’s write or delete completed is the one kept everywhere`, async () => {
+      const prefix = nextPrefix()
+      const [first, second, clients] = pairing()
+      try {
+        await withCaches(
+          [
+            { dir: false, redis: { ...first, prefix }, maintenance: false },
+            { dir: false, redis: { ...second, prefix }, maintenance: false },
+          ],
+          async ([a, b]) => {
+            const tally: Record<string, number> = {}
+            for (let i = 0; i < 100; i++) {
+              await a.set(`s${i}`, 'a')
+              await b.set(`s${i}`, 'b')
+              await a.set(`d${i}`, 'a')
+              await a.delete(`d${i}`)
+              await b.set(`d${i}`, 'b')
+            }
+            await delay(50) // the bus messages heard
+            for (let i = 0; i < 100; i++)
+              for (const k of [`s${i}`, `d${i}`]) {
+                const seen = `${String(await a.get(k))}/${String(await b.get(k))}`
+                tally[seen] = (tally[seen] ?? 0) + 1
+              }
+            assert.deepEqual(tally, { 'b/b': 200 })
+          },
+        )
+      } finally {
+        for (const client of clients) client.disconnect()
+      }
+    })
+  }
 })
 
 describe('a read-only instance with Redis', { skip }, () => {
