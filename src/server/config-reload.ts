@@ -106,10 +106,21 @@ export function watchConfigFile(file: string, changed: () => void): { close(): v
     if (named || moved) changed()
     named = false
   }
+  const fire = (): void => {
+    timer = undefined
+    settled()
+  }
   const watcher = fs.watch(path.dirname(file), (_event, name) => {
-    if (name === null || name === path.basename(file)) named = true
-    clearTimeout(timer)
-    timer = setTimeout(settled, DEBOUNCE_MS)
+    if (name === null || name === path.basename(file)) {
+      named = true
+      clearTimeout(timer) // the file itself is being written: wait until it is quiet
+      timer = setTimeout(fire, DEBOUNCE_MS)
+    } else if (timer === undefined) {
+      // Another file (a `..data` swap, or a busy log beside it): a look once DEBOUNCE_MS on,
+      // never pushed back by the next such event, or a directory that never rests would
+      // keep the change from ever being applied.
+      timer = setTimeout(fire, DEBOUNCE_MS)
+    }
   })
   watcher.on('error', () => {}) // the directory went away: no more reloads from changes; SIGHUP still works
   watcher.unref()

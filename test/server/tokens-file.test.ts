@@ -157,6 +157,27 @@ describe('larder serve --tokens-file', () => {
     assert.doesNotMatch(cli.stdout.join('\n') + cli.stderr(), /S3CRET/)
   })
 
+  test('a change is read while another file beside it changes all the time (a log written every 50 ms)', async () => {
+    const root = tempDir('larder-serve-tokens')
+    const file = path.join(root, 'tokens')
+    const log = path.join(root, 'serve.log')
+    writeTokens(file, 'write S3CRET-A\nwrite S3CRET-B\n')
+    const cli = await startCli(['serve', '--port', '0', '--dir', path.join(root, 'cache'), '--tokens-file', file])
+    assert.ok(cli.url !== '', cli.stderr())
+    const busy = setInterval(() => fs.appendFileSync(log, 'a line\n'), 50)
+    try {
+      const status = async (token: string): Promise<number> =>
+        (await call(`${cli.url}/v8/artifacts/${HASH}?slug=web`, { headers: bearer(token) })).status
+      assert.equal(await status('S3CRET-B'), 404)
+      writeTokens(file, 'write S3CRET-A\n')
+      await eventually(() => cli.stdout.includes('tokens reloaded (file changed): 1 tokens'), `reloaded:\n${cli.stdout.join('\n')}`, 5000)
+      assert.equal(await status('S3CRET-B'), 401, 'revoked while the log went on')
+    } finally {
+      clearInterval(busy)
+    }
+    assert.equal(await cli.stop(), 0)
+  })
+
   test('with --no-watch-config only SIGHUP reads it again', async () => {
     const root = tempDir('larder-serve-tokens')
     const file = path.join(root, 'tokens')
