@@ -95,12 +95,14 @@ if length ~= tonumber(ARGV[1]) then return 0 end
 if length >= 8 and redis.call('GETRANGE', KEYS[1], length - 8, length - 1) ~= ARGV[2] then return 0 end
 return redis.call('DEL', KEYS[1])`)
 
-/** Deletes KEYS[1] only if it still holds a string longer than ARGV[1] bytes: a foreign value
- *  too long to read whole (RedisTier.get reads at most maxValueSize + 1 bytes); a value written
- *  since, within the bound, stays. */
+/** Deletes KEYS[1] only if it still holds a string longer than ARGV[1] bytes that does not
+ *  begin with ARGV[2] (an entry's magic): a foreign value too long to read whole (RedisTier.get
+ *  reads at most maxValueSize + 1 bytes). A value written since stays: one within the bound,
+ *  and another instance's larger entry. */
 export const DELETE_IF_LONGER = script(`
 if redis.call('TYPE', KEYS[1]).ok ~= 'string' then return 0 end
 if redis.call('STRLEN', KEYS[1]) <= tonumber(ARGV[1]) then return 0 end
+if redis.call('GETRANGE', KEYS[1], 0, 3) == ARGV[2] then return 0 end
 return redis.call('DEL', KEYS[1])`)
 
 /** KEYS[1] = ARGV[3], its expiry kept, only if it still holds the string of ARGV[1] bytes that

@@ -36,6 +36,9 @@ const MISS: RedisRead = Object.freeze({ found: false })
  *  late (a write-back batch, a slow instance) cannot bring the value back. */
 export const TOMBSTONE_MS = 5 * 60_000
 const TOMBSTONE_MAGIC = 0x5444524c // "LRDT"
+/** An entry's first 4 bytes (DELETE_IF_LONGER leaves a value that begins so). */
+const ENTRY_MAGIC = Buffer.alloc(4)
+ENTRY_MAGIC.writeUInt32LE(MAGIC, 0)
 const TOMBSTONE_BYTES = 16
 /** Keys per UNLINK. */
 const BATCH = 500
@@ -125,7 +128,7 @@ export class RedisTier {
       reason: `a Redis value over redis.maxValueSize (${this.#maxValueSize} bytes) that is not an entry`,
     })
     if (!this.#p.options.readOnly) {
-      await this.#run(() => runScript(this.client, DELETE_IF_LONGER, [name], [String(this.#maxValueSize)])).catch(() => {})
+      await this.#run(() => runScript(this.client, DELETE_IF_LONGER, [name], [String(this.#maxValueSize), ENTRY_MAGIC])).catch(() => {})
     }
     return MISS
   }

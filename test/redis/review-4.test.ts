@@ -92,6 +92,38 @@ describe('a value over redis.maxValueSize under a key of ours', { skip }, () => 
   })
 })
 
+describe('a foreign oversized value replaced by an entry while it was being read', { skip }, () => {
+  test("the other instance's larger entry written meanwhile is not deleted with it", async () => {
+    const prefix = nextPrefix()
+    const name = `${prefix}default:k`
+    // The small instance's own client, whose read of the key lets the larger instance write
+    // its entry after the foreign value was read and before it is removed.
+    const client = new Redis(server.url)
+    const value = randomBytes(512 * 1024)
+    try {
+      await withCaches(
+        [
+          { dir: false, memory: false, redis: { url: server.url, prefix, maxValueSize: '4MB' }, maintenance: false },
+          { dir: false, memory: false, redis: { client, prefix, maxValueSize: '64KB' }, maintenance: false },
+        ],
+        async ([big, small]) => {
+          await raw.set(name, 'x'.repeat(128 * 1024))
+          const read = client.getrangeBuffer.bind(client)
+          client.getrangeBuffer = async (...args: Parameters<typeof read>) => {
+            const bytes = await read(...args)
+            if (args[0] === name) await big.set('k', value)
+            return bytes
+          }
+          assert.equal(await small.get('k'), undefined, 'the foreign value read is a miss')
+          assert.deepEqual(await big.get('k'), value, 'the entry written meanwhile is still there')
+        },
+      )
+    } finally {
+      client.disconnect()
+    }
+  })
+})
+
 describe('getOrSet with lock: true, waiting for another instance that holds the lock', { skip }, () => {
   test('hardTimeout and the soft timeout hold as they do for a loader of its own', async () => {
     const prefix = nextPrefix()
