@@ -31,3 +31,33 @@ test('the parents of a cache directory are made at open, never again once remove
   }
   assert.equal(fs.existsSync(project), false, 'close() writes nothing there either')
 })
+
+test('a second instance of the directory, opened after the project was deleted, makes no parents either: its writes are counted drops', async () => {
+  const root = tempDir('larder-parents')
+  const project = path.join(root, 'project')
+  const dir = path.join(project, 'node_modules', '.cache', 'larder')
+  const first = await Larder.open({ dir, maintenance: false })
+  await first.set('a', 1)
+  await first.close()
+  const kept = await Larder.open({ dir, maintenance: false, namespace: 'kept' })
+  try {
+    fs.rmSync(project, { recursive: true })
+    // A namespace opened now (as a server opens a team's on its first upload), and the same
+    // one opened again (as a server reopens a team it closed to make room).
+    for (const namespace of ['new', '']) {
+      const later = await Larder.open({ dir, maintenance: false, namespace })
+      try {
+        const dropped = (await later.stats()).dropped // its open could not make its directory either
+        await later.set('b', 2)
+        assert.equal(await later.get('b'), undefined)
+        assert.equal((await later.stats()).dropped, dropped + 1, `namespace '${namespace}': the write is a counted drop`)
+      } finally {
+        await later.close()
+      }
+      assert.equal(fs.existsSync(project), false, `namespace '${namespace}': the project stays deleted`)
+    }
+  } finally {
+    await kept.close()
+  }
+  assert.equal(fs.existsSync(project), false, 'close() writes nothing there either')
+})

@@ -102,7 +102,8 @@ const BLOCK = 1024 * 1024
 export function rekeyPartitions(input: RekeyInput, stop: () => boolean): RekeyOutput {
   const out: RekeyOutput = { ...noRekeyCounts(), stopped: false }
   const keyring = new Keyring(input.keyring)
-  const tree = new OwnedTree(rootAbove(input.namespaceDir, 2), input.shared)
+  // A root the opening thread had: its parents are never made here (see OwnedTree).
+  const tree = new OwnedTree(rootAbove(input.namespaceDir, 2), input.shared, true)
   const changes = path.join(input.namespaceDir, 'meta', 'changes')
   for (const partition of input.partitions) {
     const dir = path.join(input.namespaceDir, partition)

@@ -138,7 +138,8 @@ export function compactHitLogs(dir: string, names: string, now: number, halfLife
     }
   }
   // Files take the mode the directory was made with (owner-only unless the cache is shared).
-  const tree = new OwnedTree(rootAbove(dir, 4), sharingOf(fs.statSync(dir).mode))
+  // A root the opening thread had: its parents are never made here (see OwnedTree).
+  const tree = new OwnedTree(rootAbove(dir, 4), sharingOf(fs.statSync(dir).mode), true)
   const stamp = Date.now().toString(36)
   let text = ''
   let parts = 0

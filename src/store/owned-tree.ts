@@ -34,6 +34,17 @@ interface CheckedDir {
  *  past this, the memory is dropped and rebuilt by the next checks. */
 const CHECKED_MAX = 4096
 
+/**
+ * The cache roots (resolved paths) this process has seen as directories, or made: their
+ * parents are never made again. Process-wide, not per tree: a server opens a namespace (a new
+ * instance, a new tree) on a team's first upload and reopens teams it closed, and an
+ * application may open a second instance of a directory; each new tree would otherwise take a
+ * project deleted under the running process for a cache that never had its directory, and
+ * bring the project back. One path per directory a process ever opened: never pruned (a root
+ * forgotten would be recreated with its parents).
+ */
+const rootsSeen = new Set<string>()
+
 /** Called for each foreign thing found and removed where something of ours belongs. */
 export type ForeignReport = (file: string, reason: string) => void
 
@@ -65,15 +76,19 @@ export class OwnedTree {
   /** Directories whose whole chain from the root a `dirSync` found real and ours, with what
    *  its own lstat of the directory found (see dirSync). */
   readonly #checked = new Map<string, CheckedDir>()
-  /** The root was seen (or made) once: its parents are never made again (#rootSync). */
-  #rootSeen = false
+  /** The root's resolved path: its key in `rootsSeen`. */
+  readonly #rootKey: string
 
-  constructor(root: string, shared: Sharing = false) {
+  /** `rootExisted`: the tree is for a root another thread opened (a maintenance worker is
+   *  handed its paths): its parents are never made, whatever this thread has seen. */
+  constructor(root: string, shared: Sharing = false, rootExisted = false) {
     this.root = root
     this.shared = shared
     const modes = modesFor(shared)
     this.dirMode = modes.dir
     this.fileMode = modes.file
+    this.#rootKey = path.resolve(root)
+    if (rootExisted) rootsSeen.add(this.#rootKey)
   }
 
   /**
@@ -197,23 +212,24 @@ export class OwnedTree {
   #rootSync(): void {
     const root = disk.statSync(this.root, { throwIfNoEntry: false })
     if (root?.isDirectory()) {
-      this.#rootSeen = true
+      rootsSeen.add(this.#rootKey)
       return
     }
     if (root !== undefined)
       throw Object.assign(new Error(`ENOTDIR: the cache directory ${this.root} is not a directory`), { code: 'ENOTDIR' })
     // The directories above the root are the user's: made once, for a cache that never had
-    // its directory. Once it had one, a root that vanished is made again, not its parents: a
-    // project deleted while its server ran had its whole tree brought back by the next write.
+    // its directory in this process (by any instance: see rootsSeen). Once it had one, a root
+    // that vanished is made again, not its parents: a project deleted while its server ran had
+    // its whole tree brought back by the next write, or by the next team namespace opened.
     // Without them, the write fails with ENOENT (a counted drop).
-    if (!this.#rootSeen) disk.mkdirSync(path.dirname(this.root), { recursive: true })
+    if (!rootsSeen.has(this.#rootKey)) disk.mkdirSync(path.dirname(this.root), { recursive: true })
     try {
       disk.mkdirSync(this.root, this.dirMode)
       this.chmodMadeSync(this.root)
     } catch (error) {
       if (errorCode(error) !== 'EEXIST') throw error
     }
-    this.#rootSeen = true
+    rootsSeen.add(this.#rootKey)
   }
 
   /** Makes `at` a real directory of ours; returns what lstat found when it already was one
