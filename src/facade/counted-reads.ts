@@ -121,7 +121,7 @@ export class CountedReads {
     const started = performance.now()
     const found = await this.#stack.lookup(key, grace)
     this.#counters.getLatency.record(performance.now() - started)
-    if (found.found && !found.stale) this.hit(key, found.tier === 'redis' ? 'redis' : 'file')
+    if (found.found && !found.stale) this.hit(key, found.tier ?? 'file')
     else this.miss(key)
     return found
   }
@@ -169,10 +169,11 @@ export class CountedReads {
     })
   }
 
-  /** A hit below the memory tier, answered by `source`. */
-  hit(key: string, source: 'file' | 'redis'): void {
+  /** A hit below the memory tier, answered by `source` ('memory': a write of this instance's
+   *  still queued for Redis, held in this process). */
+  hit(key: string, source: 'memory' | 'file' | 'redis'): void {
     this.#counters.counts.hits++
-    if (this.#hitListeners.count > 0) this.#events.emit('hit', key, 'disk', source)
+    if (this.#hitListeners.count > 0) this.#events.emit('hit', key, source === 'memory' ? 'memory' : 'disk', source)
   }
 
   miss(key: string): void {

@@ -320,36 +320,32 @@ export class RedisTier {
     return [...groups.values()].flat()
   }
 
+  /** An entry this instance wrote that Redis may not have yet (write-back.ts's `held`),
+   *  judged and decoded as a read of Redis would judge it (expiry, grace, tag stamps): its own
+   *  bytes, not Redis's, so nothing is counted, reported or deleted. */
+  async fromQueue(key: string, bytes: Buffer, grace: number): Promise<RedisRead> {
+    try {
+      const read = await this.#decode(key, bytes, grace)
+      return typeof read === 'string' ? MISS : read
+    } catch (error) {
+      if (error instanceof CorruptEntryError || isPayloadFailure(error)) return MISS
+      throw error
+    }
+  }
+
   /** Verifies, judges and decodes a value Redis returned for `key`. */
   async #judge(key: string, bytes: Buffer, grace: number): Promise<RedisRead> {
     if (isTombstone(bytes)) return MISS
     try {
-      const entry = decodeEntry(bytes)
-      if (entry.key !== key) throw new CorruptEntryError('an entry of another key under this name')
-      checkNamespace(entry, this.#p.options.namespace)
-      const impossible = impossibleLength(entry)
-      if (impossible !== undefined) throw new CorruptEntryError(impossible)
-      const state = entryState(entry, Date.now(), this.#p.tags, entry.grace, grace)
-      if (state === 'kept' || state === 'dead') {
-        this.#p.counts.expired++
-        // Past its grace, or invalidated by a tag (stamps only rise): never served again by any
-        // instance, so it goes, if unchanged since, as a file tier's read removes a dead file.
-        // Left, an entry without a ttl stayed in Redis for good (tag versioning grew Redis
-        // without bound) and every read fetched and judged it again.
-        if (state === 'dead') await this.#deleteIfSame(this.keyOf(key), String(bytes.length), tailOf(bytes))
-        return MISS
-      }
-      if (entry.logicalLength > this.#p.options.maxValueSize) return MISS // never stored by a cache with these bounds
-      const payload = await decodePayload(entry, this.#p.options)
-      let value: unknown
-      try {
-        value = deserialize(entry.codec, payload, this.#p.options.serializer)
-      } catch (error) {
-        if (isLarderError(error, 'ERR_DESERIALIZE')) throw error
-        throw new CorruptEntryError(`payload does not deserialize (${(error as Error).message})`)
-      }
-      const { createdAt, expiresAt, tags } = entry
-      return { found: true, stale: state === 'stale', value, createdAt, expiresAt, tags, grace: entry.grace, size: payload.length, bytes }
+      const read = await this.#decode(key, bytes, grace)
+      if (typeof read !== 'string') return read
+      this.#p.counts.expired++
+      // Past its grace, or invalidated by a tag (stamps only rise): never served again by any
+      // instance, so it goes, if unchanged since, as a file tier's read removes a dead file.
+      // Left, an entry without a ttl stayed in Redis for good (tag versioning grew Redis
+      // without bound) and every read fetched and judged it again.
+      if (read === 'dead') await this.#deleteIfSame(this.keyOf(key), String(bytes.length), tailOf(bytes))
+      return MISS
     } catch (error) {
       if (!(error instanceof CorruptEntryError) && !isPayloadFailure(error)) throw error
       if (error instanceof KeyError && error.missing) {
@@ -363,6 +359,30 @@ export class RedisTier {
         error instanceof CorruptEntryError ? reportedReason(error) : { reason: error instanceof Error ? error.message : String(error) }
       return this.#discard(key, reason, String(bytes.length), tail)
     }
+  }
+
+  /** `bytes` as `key`'s entry, verified (a CorruptEntryError otherwise), judged and decoded:
+   *  'kept' (expired, in its recorded grace) or 'dead' (past it, or invalidated) if not to be
+   *  served with `grace`. */
+  async #decode(key: string, bytes: Buffer, grace: number): Promise<RedisRead | 'kept' | 'dead'> {
+    const entry = decodeEntry(bytes)
+    if (entry.key !== key) throw new CorruptEntryError('an entry of another key under this name')
+    checkNamespace(entry, this.#p.options.namespace)
+    const impossible = impossibleLength(entry)
+    if (impossible !== undefined) throw new CorruptEntryError(impossible)
+    const state = entryState(entry, Date.now(), this.#p.tags, entry.grace, grace)
+    if (state === 'kept' || state === 'dead') return state
+    if (entry.logicalLength > this.#p.options.maxValueSize) return MISS // never stored by a cache with these bounds
+    const payload = await decodePayload(entry, this.#p.options)
+    let value: unknown
+    try {
+      value = deserialize(entry.codec, payload, this.#p.options.serializer)
+    } catch (error) {
+      if (isLarderError(error, 'ERR_DESERIALIZE')) throw error
+      throw new CorruptEntryError(`payload does not deserialize (${(error as Error).message})`)
+    }
+    const { createdAt, expiresAt, tags } = entry
+    return { found: true, stale: state === 'stale', value, createdAt, expiresAt, tags, grace: entry.grace, size: payload.length, bytes }
   }
 
   /** A value under `key` that is not a good entry of it: counted, reported, and deleted if

@@ -54,6 +54,7 @@ export interface TierStackParts {
 
 /** A read of the stack: what it found, and which tier answered. */
 export type StackRead = TierRead & {
+  /** 'memory': a change of this instance's still queued for Redis (write-back.ts's `held`). */
   tier?: TierName
   /** Nothing found because a tier's read failed (fail-open made it a miss): a caller about to
    *  write what it computed from the value (increment) must not take it for "not there". */
@@ -197,7 +198,18 @@ export class TierStack {
       } else tiers.file!.misses++
     }
     let promote: Buffer | undefined
-    if (!(result.found && !result.stale) && this.redis !== undefined) {
+    const held = result.found && !result.stale ? undefined : this.#p.writeBack?.held(key)
+    if (held !== undefined) {
+      // This instance's own change, not in Redis yet: newer than what Redis holds (a change
+      // heard from elsewhere since made the queue forget it), so Redis is not asked. Without a
+      // directory it is the only copy here once the memory tier let the value go; a removal
+      // (a tombstone) hides Redis's older value.
+      const queued = held.bytes === undefined ? MISS : await this.redis!.fromQueue(key, held.bytes, grace)
+      if (queued.found && (!queued.stale || !result.found)) {
+        const { stale, value, createdAt, expiresAt, tags, grace: kept, size } = queued
+        result = { found: true, stale, value, createdAt, expiresAt, tags, grace: kept, size, tier: 'memory' }
+      }
+    } else if (!(result.found && !result.stale) && this.redis !== undefined) {
       const failedBefore = this.#redisReadFailedAt
       const shared = await this.#fromRedis(key, grace)
       if (this.#redisReadFailedAt !== failedBefore) failed = true
@@ -242,6 +254,13 @@ export class TierStack {
       }
     }
     if (this.redis === undefined) return false
+    const held = this.#p.writeBack?.held(key)
+    if (held !== undefined) {
+      // This instance's own change, not in Redis yet (see lookup).
+      if (held.bytes === undefined) return false
+      const queued = await this.redis.fromQueue(key, held.bytes, 0)
+      return queued.found && !queued.stale
+    }
     try {
       return await this.redis.has(key)
     } catch (error) {

@@ -75,6 +75,9 @@ export class WriteBackQueue {
   #bytes = 0
   #timer: NodeJS.Timeout | undefined
   #flushing: Promise<void> | undefined
+  /** The batch on its way to Redis, as reads may still see it (`held`): what a later change
+   *  (queued again, forgotten) replaced is taken out of it; the batch `send` works on is not. */
+  #sending: Map<string, QueuedWrite> | undefined
   /** Sends that failed in a row (see FLUSH_GIVE_UP_FAILURES). */
   #failures = 0
   /** Callers of flush() waiting for an empty queue (true) or for Redis to be found out of
@@ -118,12 +121,16 @@ export class WriteBackQueue {
   forgetIfOlder(key: string, at: number): void {
     const write = this.#queue.get(key)
     if (write !== undefined && write.createdAt < at) this.#delete(key)
+    const sending = this.#sending?.get(key)
+    if (sending !== undefined && sending.createdAt < at) this.#sending!.delete(key)
   }
 
   /** Forgets every queued write whose key `matches`, created at or before `at` (a prune by
    *  pattern, here or heard). */
   forgetMatching(matches: (key: string) => boolean, at: number): void {
     for (const [key, write] of this.#queue) if (write.createdAt <= at && matches(key)) this.#delete(key)
+    if (this.#sending !== undefined)
+      for (const [key, write] of this.#sending) if (write.createdAt <= at && matches(key)) this.#sending.delete(key)
     this.#recall({ matches, at })
     this.#settleWaiters()
   }
@@ -133,9 +140,17 @@ export class WriteBackQueue {
     return this.#queue.get(key)?.createdAt
   }
 
+  /** The latest change of `key` this instance made that Redis may not have yet (queued, or
+   *  in the batch on its way): a read that finds nothing above it answers from this, not from
+   *  Redis's older value (set() resolved, and a memory tier may have let its copy go). */
+  held(key: string): QueuedWrite | undefined {
+    return this.#queue.get(key) ?? this.#sending?.get(key)
+  }
+
   /** Forgets every queued write created at or before `at` (a clear). */
   forgetBefore(at: number): void {
     for (const [key, write] of this.#queue) if (write.createdAt <= at) this.#delete(key)
+    if (this.#sending !== undefined) for (const [key, write] of this.#sending) if (write.createdAt <= at) this.#sending.delete(key)
     this.#recall({ matches: undefined, at })
     this.#settleWaiters()
   }
@@ -229,16 +244,22 @@ export class WriteBackQueue {
     const sending = [...batch]
     this.#queue = new Map()
     this.#bytes = 0
+    const current = (this.#sending = new Map(sending))
     let failed = false
     this.#flushing = this.#p
       .send(batch) // deletes from `batch` what Redis took: what is left failed
-      .finally(() => this.#sentBack(sending, batch))
+      .finally(() => {
+        // Redis has what it took (a read there finds it); what failed is put back below.
+        this.#sending = undefined
+        this.#sentBack(sending, batch)
+      })
       .catch(() => {
         failed = true
-        // Put back what no newer write replaced, oldest first, within the bound.
+        // Put back what no later change replaced or forgot meanwhile (a delete, another
+        // instance's newer write, a clear), oldest first, within the bound.
         const newer = this.#queue
         this.#queue = new Map()
-        for (const [key, write] of batch) if (!newer.has(key)) this.#queue.set(key, write)
+        for (const [key, write] of batch) if (!newer.has(key) && current.has(key)) this.#queue.set(key, write)
         for (const [key, write] of newer) this.#queue.set(key, write)
         this.#bytes = 0
         for (const write of this.#queue.values()) this.#bytes += write.bytes?.length ?? 0
@@ -261,8 +282,10 @@ export class WriteBackQueue {
       })
   }
 
-  /** Removes `key`'s queued write, if any, from the queue and its byte count. */
+  /** Removes `key`'s queued write, if any, from the queue and its byte count (and from what
+   *  reads see of the batch on its way: a later change replaced it). */
   #delete(key: string): void {
+    this.#sending?.delete(key)
     const write = this.#queue.get(key)
     if (write === undefined) return
     this.#queue.delete(key)
