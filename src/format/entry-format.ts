@@ -72,7 +72,7 @@ export const FLAG_FRAMED = 1
 export const FLAG_SEALED = 2
 export const TRAILER_BYTES = 32
 /** The longest tags block a valid entry can have; bounds what a reader will allocate. */
-const MAX_TAGS_BYTES = MAX_TAGS * (MAX_TAG_BYTES + 1)
+export const MAX_TAGS_BYTES = MAX_TAGS * (MAX_TAG_BYTES + 1)
 
 export interface EntryMeta {
   key: string

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+import { MAX_TAGS_BYTES } from '../format/entry-format.js'
 import type { RedisClient } from './connection.js'
 
 /**
@@ -65,13 +66,34 @@ if ARGV[4] then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
 return stored`)
 
 /** Replaces KEYS[1] by the tombstone ARGV[1] (deleted at ARGV[2]) for ARGV[3] ms, unless it
- *  holds something newer. 1 = an entry was there, 0 = none, -1 = kept the newer. */
+ *  holds something newer. -1 = kept the newer; 0 = no entry was there (nothing, a tombstone,
+ *  not ours); an entry replaced: `{ 1, createdAt, expiresAt, tags }` from its head (the times
+ *  as exact decimal text, the tags NUL-separated), for the caller to judge whether it was live
+ *  (an entry stays in Redis through its grace, and after a tag invalidated it) in the same
+ *  round trip. Its head is the entry format's (format/entry-format.ts): bytes 8–15 createdAt,
+ *  16–23 expiresAt, 24–27 the key's length, 28–31 the tags' length, the key and tags after
+ *  the fixed header (32 bytes in version 1, 64 in version 2). */
 export const DELETE_IF_OLDER = script(`${VERSION_OF}
 local at, magic = version(KEYS[1])
 if at > tonumber(ARGV[2]) then return -1 end
+local replaced = 0
+if magic == 'LRDR' then
+  local head = redis.call('GETRANGE', KEYS[1], 0, 31)
+  local fixed = ({ 32, 64 })[string.byte(head, 5)]
+  if #head == 32 and fixed ~= nil then
+    local created, expires, keyLength, tagsLength = struct.unpack('<ddI4I4', head, 9)
+    if tagsLength <= ${MAX_TAGS_BYTES} then
+      local tags = ''
+      if tagsLength > 1 then
+        local from = fixed + keyLength
+        tags = redis.call('GETRANGE', KEYS[1], from, from + tagsLength - 2)
+      end
+      replaced = { 1, string.format('%.17g', created), string.format('%.17g', expires), tags }
+    end
+  end
+end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-if magic == 'LRDR' then return 1 end
-return 0`)
+return replaced`)
 
 /** Unlinks KEYS[1] unless it holds something of ours created (or deleted) at or after ARGV[1]:
  *  a clear that Redis missed, run when it is back, removes what was there before the clear

@@ -3,7 +3,7 @@ import { isLarderError } from '../errors.js'
 import { hasher } from '../format/checksum.js'
 import { checkNamespace } from '../crypto/entry-keys.js'
 import { KeyError, reportedReason } from '../crypto/seal.js'
-import { CorruptEntryError, decodeEntry, MAGIC } from '../format/entry-format.js'
+import { CorruptEntryError, decodeEntry, decodeHead, MAGIC } from '../format/entry-format.js'
 import { decodePayload, impossibleLength } from '../format/payload.js'
 import { deserialize } from '../format/serializers.js'
 import { Glob } from '../maintenance/glob.js'
@@ -173,14 +173,17 @@ export class RedisTier {
       : { stored: false, announced: announce !== undefined, kept: true }
   }
 
-  /** Removes `key` (a tombstone stamped `at` takes its place for TOMBSTONE_MS); true if an
-   *  entry was there. */
+  /** Removes `key` (a tombstone stamped `at` takes its place for TOMBSTONE_MS); true if a
+   *  live entry was there. */
   async delete(key: string, at: number): Promise<boolean> {
     return (await this.tombstone(key, at)) === 'removed'
   }
 
-  /** `delete`, saying what Redis held: an entry (removed), nothing live, or a newer version
-   *  (kept: a tombstone stamped `at` is older than it). */
+  /** `delete`, saying what Redis held: a live entry (removed), nothing live (none: nothing,
+   *  a tombstone, or an entry expired or invalidated by a tag, which Redis keeps through its
+   *  grace and until its expiry, removed too), or a newer version (kept: a tombstone stamped
+   *  `at` is older than it). The script hands back the head of the entry it replaced (see
+   *  DELETE_IF_OLDER), judged here as a read would judge it: one round trip. */
   async tombstone(key: string, at: number): Promise<'removed' | 'none' | 'newer'> {
     const tombstone = Buffer.alloc(TOMBSTONE_BYTES)
     tombstone.writeUInt32LE(TOMBSTONE_MAGIC, 0)
@@ -188,7 +191,13 @@ export class RedisTier {
     const result = await this.#run(() =>
       runScript(this.client, DELETE_IF_OLDER, [this.keyOf(key)], [tombstone, String(at), String(TOMBSTONE_MS)]),
     )
-    return result === 1 ? 'removed' : result === -1 ? 'newer' : 'none'
+    if (result === -1) return 'newer'
+    if (!Array.isArray(result)) return 'none'
+    const [, created, expires, tags] = result as [number, string, string, string]
+    const replaced = { createdAt: Number(created), expiresAt: Number(expires), tags: tags === '' ? [] : tags.split('\0') }
+    // A head no entry of ours has (a damaged value) was no live entry.
+    if (!(replaced.createdAt >= 0 && replaced.expiresAt >= 0)) return 'none'
+    return entryState(replaced, Date.now(), this.#p.tags) === 'live' ? 'removed' : 'none'
   }
 
   /** A pass over this namespace's keys in Redis (see Sweep); `clear` and `clearBefore` given
@@ -330,6 +339,17 @@ export class RedisTier {
     } catch (error) {
       if (error instanceof CorruptEntryError || isPayloadFailure(error)) return MISS
       throw error
+    }
+  }
+
+  /** Whether an entry this instance still holds queued for Redis (its own bytes) is live:
+   *  judged by its head alone, as a delete of it must answer (see `fromQueue`). */
+  queuedLive(bytes: Buffer): boolean {
+    try {
+      const head = decodeHead(bytes, bytes.length)
+      return head !== undefined && entryState(head, Date.now(), this.#p.tags) === 'live'
+    } catch {
+      return false
     }
   }
 

@@ -560,6 +560,10 @@ export class TierStack {
     const tiers = this.#p.counters.tiers
     const inMemory = this.memory?.delete(key) === true
     if (inMemory) tiers.memory!.deletes++
+    // A live write of this instance's still queued for Redis, which reads answer from once the
+    // tiers above let it go (lookup): it was there.
+    const held = this.#p.writeBack?.held(key)
+    const inQueue = held?.bytes !== undefined && this.redis!.queuedLive(held.bytes)
     this.#p.writeBack?.forget(key)
     const [inFile, inRedis] = await Promise.all([
       this.file === undefined ? false : this.#removeFromFile(key, at),
@@ -568,7 +572,7 @@ export class TierStack {
     // Redis may hold an entry this instance never read (no local copy): it was there too.
     // Without a directory, a live entry held in memory only (a write-back still queued, a
     // value too large for Redis) was there as well.
-    return inFile || inRedis || (this.file === undefined && inMemory)
+    return inFile || inRedis || inQueue || (this.file === undefined && inMemory)
   }
 
   /** Leaves a tombstone of `key` stamped `at` in Redis and publishes the change; a tombstone

@@ -3,13 +3,18 @@
  * second pass), each reproduced there first and failing on the code before its fix:
  * - write-back without a directory: a value evicted from the memory tier before its batch was
  *   sent read as a miss (and `has` said false) although set() had resolved and the write was
- *   still queued in this instance; increments then lost updates (1, 1, 1).
+ *   still queued in this instance; increments then lost updates (1, 1, 1);
+ * - with Redis, delete() and deleteMany() of an expired or tag-invalidated entry answered true
+ *   (and counted a delete): Redis's tombstone script reported any entry it replaced, live or
+ *   not; and a live entry held only in the write-back queue (the memory tier let it go)
+ *   answered false.
  */
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { setTimeout as delay } from 'node:timers/promises'
 import { Larder } from '../../src/index.ts'
-import { redisAvailable, startRedis, type RedisServer } from './server.ts'
+import { tempDir } from '../helpers.ts'
+import { eventually, redisAvailable, startRedis, type RedisServer } from './server.ts'
 
 const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run installs it)'
 const server = skip === false ? await startRedis() : (undefined as unknown as RedisServer)
@@ -89,6 +94,73 @@ describe('write-back without a directory: a write still queued for Redis', { ski
       await evict(cache)
       assert.equal(await cache.get('k'), undefined)
       assert.equal(await cache.has('k'), false)
+    } finally {
+      await cache.close()
+    }
+  })
+})
+
+describe('delete with Redis: true only for a live entry', { skip }, () => {
+  test('an expired (in its grace or not) or invalidated entry answers false, and is not counted', async () => {
+    const redis = { url: server.url, prefix: nextPrefix() }
+    const a = await Larder.open({ dir: tempDir(), redis, maintenance: false })
+    // Another instance with no copy of its own: Redis alone answers for it.
+    const b = await Larder.open({ dir: false, memory: false, redis, maintenance: false })
+    try {
+      for (const who of ['a', 'b']) {
+        await a.getOrSet(`${who}-graced`, () => 'v', { ttl: 100, grace: '1m' })
+        await a.set(`${who}-expired`, 'v', { ttl: 100 })
+        await a.set(`${who}-expired-too`, 'v', { ttl: 100 })
+        await a.set(`${who}-tagged`, 'v', { tags: [`${who}-t`] })
+        await a.set(`${who}-live`, 'v')
+        await a.set(`${who}-live-too`, 'v')
+      }
+      await delay(300) // past the expiry (a wait past it, never a bound on how soon)
+      await a.invalidateTags(['a-t', 'b-t'])
+      assert.ok(await eventually(async () => !(await b.has('b-tagged'))), 'b hears of the invalidation')
+      for (const [who, cache] of [
+        ['a', a],
+        ['b', b],
+      ] as const) {
+        const answers = {
+          graced: await cache.delete(`${who}-graced`),
+          expired: await cache.delete(`${who}-expired`),
+          tagged: await cache.delete(`${who}-tagged`),
+          live: await cache.delete(`${who}-live`),
+          many: await cache.deleteMany([`${who}-live-too`, `${who}-expired-too`]),
+        }
+        assert.deepEqual(answers, { graced: false, expired: false, tagged: false, live: true, many: 1 }, who)
+        const stats = await cache.stats()
+        assert.equal(stats.deletes, 2, `${who}: deletes`)
+        assert.equal(stats.tiers.redis!.deletes, 2, `${who}: Redis's deletes`)
+      }
+    } finally {
+      await a.close()
+      await b.close()
+    }
+  })
+
+  test('write-back without a directory: a live entry only the queue holds answers true', async () => {
+    const cache = await Larder.open({
+      dir: false,
+      memory: { maxEntries: 2 },
+      redis: { url: server.url, prefix: nextPrefix() },
+      writeStrategy: 'write-back',
+      writeBack: { maxDelay: '10m' },
+      maintenance: false,
+    })
+    try {
+      await cache.set('queued', 1)
+      await cache.set('queued-expired', 2, { ttl: 100 })
+      await cache.set('evict-1', 0)
+      await cache.set('evict-2', 0)
+      await delay(300)
+      assert.equal(await cache.delete('queued'), true)
+      assert.equal(await cache.delete('queued'), false, 'gone')
+      assert.equal(await cache.delete('queued-expired'), false)
+      assert.equal(await cache.get('queued'), undefined)
+      await cache.flush()
+      assert.equal(await cache.get('queued'), undefined)
     } finally {
       await cache.close()
     }
