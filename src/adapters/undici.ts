@@ -47,8 +47,9 @@ export interface LarderCacheStoreOptions {
  * index can only cost a miss.
  * A response whose body is still arriving when its URL is deleted (by any process) is not
  * kept: the URL's index is written as its write begins, and once its entry is stored the
- * write looks again; an index gone, or written since, means a delete may have come between,
- * and the entry just stored is removed (a miss more, never a stale response).
+ * write looks again; an index gone, or made anew since, means a delete may have come between,
+ * and the entry just stored is removed (a miss more, never a stale response). Of two writes of
+ * one response at once, the one that completes last is served (#enter).
  */
 export class LarderCacheStore implements CacheStore {
   readonly #source: CacheSource
@@ -60,6 +61,9 @@ export class LarderCacheStore implements CacheStore {
    *  entry key: a `get` of one waits for it (at most COMMIT_WAIT_MS), or the request made right
    *  after the first had its body would go to the origin again. */
   readonly #committing = new Map<string, Promise<unknown>>()
+  /** The writes of each response (by entry key) under way in this process: which of two
+   *  writes of one response at once is served depends on how they end (#enter). */
+  readonly #writes = new Map<string, EntryWrites>()
 
   constructor(cache?: CacheOrOptions, options: LarderCacheStoreOptions = {}) {
     const { maxEntrySize = Infinity, errorCallback } = options
@@ -108,6 +112,15 @@ export class LarderCacheStore implements CacheStore {
     const names = Object.keys(value.vary ?? {}).sort()
     const entryKey = responseKey(key, names, (name) => value.vary?.[name] ?? null)
     const head = encodeHead({ origin: key.origin, method: key.method, path: key.path, ...value })
+    const writes = this.#enter(entryKey)
+    /** Whether final() runs: the write leaves once its store is done, not when destroyed. */
+    let finishing = false
+    let left = false
+    const leave = (): void => {
+      if (left) return
+      left = true
+      this.#leave(entryKey, writes)
+    }
     const begun = this.#begin(key, value, names)
     // eslint-disable-next-line @typescript-eslint/no-this-alias -- the Writable's methods below have their own `this`
     const store = this
@@ -136,7 +149,7 @@ export class LarderCacheStore implements CacheStore {
         if (stream === undefined) {
           held.push(chunk)
           if (head.length + size <= SMALL_BYTES) return callback()
-          stream = store.#streamed(key, value, names, entryKey, held.splice(0), ttl, begun)
+          stream = store.#streamed(key, value, names, entryKey, held.splice(0), ttl, begun, writes)
           // The store can end before the body does: a failing disk (dropped, fail-open) or a
           // cache that could not open. Nothing drains the body then, and undici, paused until
           // this stream drains, would never deliver the rest of the response.
@@ -154,9 +167,10 @@ export class LarderCacheStore implements CacheStore {
         stream.body.once('drain', release)
       },
       final(callback) {
+        finishing = true
         let stored: Promise<void>
         if (stream === undefined) {
-          stored = store.#buffered(key, value, names, entryKey, Buffer.concat(held), ttl, begun)
+          stored = store.#buffered(key, value, names, entryKey, Buffer.concat(held), ttl, begun, writes)
         } else {
           stream.body.end()
           stored = stream.stored
@@ -164,8 +178,12 @@ export class LarderCacheStore implements CacheStore {
         }
         // The whole body is here: what is left is bounded disk work, which close() waits for.
         store.#source.track(stored).then(
-          () => callback(),
+          () => {
+            leave()
+            callback()
+          },
           (error: Error) => {
+            leave()
             if (stream === undefined) store.#reportWriteError(error) // a stream's was reported as it failed
             callback(error)
           },
@@ -175,6 +193,7 @@ export class LarderCacheStore implements CacheStore {
         // Aborted (by undici, or by write() above): a stream's source errors, so nothing is stored.
         if (stream !== undefined && !stream.body.writableFinished)
           stream.body.destroy(error ?? new Error('response aborted before its end'))
+        if (!finishing) leave()
         callback(error)
       },
     })
@@ -242,13 +261,21 @@ export class LarderCacheStore implements CacheStore {
     bytes: Buffer,
     ttl: number,
     begun: Promise<number | undefined>,
+    writes: EntryWrites,
   ): Promise<void> {
     const cache = await this.#source.ready
     const since = await begun
-    await cache.set(entryKey, bytes, { ttl, tags: tagsOf(key, names) })
+    writes.buffered++
+    try {
+      await cache.set(entryKey, bytes, { ttl, tags: tagsOf(key, names) })
+    } finally {
+      writes.buffered--
+    }
+    const stored = ++writes.completed
     // A larger response stored before under this key would shadow nothing, but would linger.
-    await cache.deleteMany([streamKey(entryKey), ...shadowing(key, names)])
-    await this.#settle(cache, key, value, names, since, entryKey)
+    // Not one being streamed now (see #enter): it ends after this one, and is served.
+    await cache.deleteMany([...(writes.streamed === 0 ? [streamKey(entryKey)] : []), ...shadowing(key, names)])
+    await this.#settle(cache, key, value, names, since, entryKey, writes, stored)
   }
 
   /**
@@ -268,9 +295,10 @@ export class LarderCacheStore implements CacheStore {
       .catch(() => undefined) // a cache that failed to open, or refused (failOpen false): met again by the write
   }
 
-  /** After the entry `stored` is written: if the URL's index is gone or was written after the
-   *  write began (`since`), a delete may have come while the body arrived; the entry is
-   *  removed. */
+  /** After the entry `stored` is written (the `number`th store of it here to complete): if the
+   *  URL's index is gone or was made anew after the write began (`since`), a delete may have
+   *  come while the body arrived; the entry is removed, unless a later write of the response
+   *  has completed since (it replaced or removed this one's, and judges its own). */
   async #settle(
     cache: Larder,
     key: CacheKey,
@@ -278,10 +306,33 @@ export class LarderCacheStore implements CacheStore {
     names: string[],
     since: number | undefined,
     stored: string,
+    writes: EntryWrites,
+    number: number,
   ): Promise<void> {
     if (since === undefined) return this.#remember(cache, key, value, names)
     const index = await readIndex(cache, key)
-    if (index === undefined || index.writtenAt > since || index.methods[key.method] === undefined) await cache.delete(stored)
+    const deleted = index === undefined || index.madeAt > since || index.methods[key.method] === undefined
+    if (deleted && writes.completed === number) await cache.delete(stored)
+  }
+
+  /**
+   * Two writes of one response at once (two requests for a URL not cached yet): the one that
+   * completes last is served, never neither. Each write, once stored, removes the response's
+   * other form (a buffered entry shadows a stream; a stream would linger), but not while a
+   * write of that form is being stored here: a removal of a stream being written waits for it
+   * and then removes it, and that write, completing after, removes this one's: neither. A
+   * write removes its entry on a sign of a delete (#settle) only while no later write of the
+   * response has completed. Writes in other processes are not known here.
+   */
+  #enter(entryKey: string): EntryWrites {
+    let writes = this.#writes.get(entryKey)
+    if (writes === undefined) this.#writes.set(entryKey, (writes = { open: 0, completed: 0, buffered: 0, streamed: 0 }))
+    writes.open++
+    return writes
+  }
+
+  #leave(entryKey: string, writes: EntryWrites): void {
+    if (--writes.open === 0 && this.#writes.get(entryKey) === writes) this.#writes.delete(entryKey)
   }
 
   /** Waits (at most COMMIT_WAIT_MS) for a streamed response under `entryKey` whose body has
@@ -319,6 +370,7 @@ export class LarderCacheStore implements CacheStore {
     held: Buffer[],
     ttl: number,
     begun: Promise<number | undefined>,
+    writes: EntryWrites,
   ): { body: PassThrough; stored: Promise<void> } {
     const body = new PassThrough()
     body.on('error', () => {}) // an abort: setStream, reading it, hears of it and stores nothing
@@ -333,9 +385,17 @@ export class LarderCacheStore implements CacheStore {
         )
       }
       const since = await begun
-      await cache.setStream(streamKey(entryKey), body, { ttl, tags: tagsOf(key, names) })
-      await cache.deleteMany([entryKey, ...shadowing(key, names)]) // the smaller response stored before would be read first
-      await this.#settle(cache, key, value, names, since, streamKey(entryKey))
+      writes.streamed++
+      try {
+        await cache.setStream(streamKey(entryKey), body, { ttl, tags: tagsOf(key, names) })
+      } finally {
+        writes.streamed--
+      }
+      const stored = ++writes.completed
+      // The smaller response stored before would be read first; not one being stored now (see
+      // #enter): it ends after this one, and is served.
+      await cache.deleteMany([...(writes.buffered === 0 ? [entryKey] : []), ...shadowing(key, names)])
+      await this.#settle(cache, key, value, names, since, streamKey(entryKey), writes, stored)
     })()
     stored.catch(() => {}) // a destroyed stream's rejection is expected; final() reports the rest
     return { body, stored }
@@ -362,7 +422,10 @@ export class LarderCacheStore implements CacheStore {
     const deleteAt = Math.max(value.deleteAt, index?.deleteAt ?? 0)
     const known = index?.methods[key.method]
     if (known !== undefined && known.join('\n') === names.join('\n') && deleteAt === index?.deleteAt) return
-    const next: UrlIndex = { methods: { ...index?.methods, [key.method]: names }, deleteAt, writtenAt: cache.now() }
+    const now = cache.now()
+    // Made now when there was none (a delete removes the index, or stamps it stale); an update
+    // keeps when it was made, so a write under way does not take another's update for a delete.
+    const next: UrlIndex = { methods: { ...index?.methods, [key.method]: names }, deleteAt, writtenAt: now, madeAt: index?.madeAt ?? now }
     await cache.set(indexKey(key), Buffer.from(JSON.stringify(next)), { ttl: Math.max(1, deleteAt - Date.now()), tags: [urlTag(key)] })
   }
 }
@@ -424,12 +487,26 @@ function resultOf(head: Head, body: Readable | Buffer[]): GetResult {
   }
 }
 
-/** Per URL: for each method, the (sorted) request headers its stored responses vary on; and
- *  when it was written (0: by a version of this store that did not say). */
+/** Per URL: for each method, the (sorted) request headers its stored responses vary on; when
+ *  it was written (0: by a version of this store that did not say), and when it was made (the
+ *  first write after none was there: kept by updates; written before versions kept it: when
+ *  it was written). */
 interface UrlIndex {
   methods: Record<string, string[]>
   deleteAt: number
   writtenAt: number
+  madeAt: number
+}
+
+/** The writes of one response under way in this process (see LarderCacheStore.#enter). */
+interface EntryWrites {
+  /** Begun and not ended. */
+  open: number
+  /** Stores of it completed so far: a write's number says whether a later one completed since. */
+  completed: number
+  /** Stores called and not completed yet, by form. */
+  buffered: number
+  streamed: number
 }
 
 /** The URL's index, if the cache holds one: bytes of JSON, or the object an older version of
@@ -443,9 +520,10 @@ async function readIndex(cache: Larder, key: CacheKey): Promise<UrlIndex | undef
       return undefined
     }
   }
-  const { methods, deleteAt, writtenAt = 0 } = (index ?? {}) as Partial<UrlIndex>
-  if (typeof deleteAt !== 'number' || typeof writtenAt !== 'number' || typeof methods !== 'object' || methods === null) return undefined
-  return { methods, deleteAt, writtenAt }
+  const { methods, deleteAt, writtenAt = 0, madeAt = writtenAt } = (index ?? {}) as Partial<UrlIndex>
+  if (typeof deleteAt !== 'number' || typeof writtenAt !== 'number' || typeof madeAt !== 'number') return undefined
+  if (typeof methods !== 'object' || methods === null) return undefined
+  return { methods, deleteAt, writtenAt, madeAt }
 }
 
 /** How long a get waits for a streamed response being committed (#committed). */
