@@ -1,5 +1,5 @@
 import type { EventEmitter } from 'node:events'
-import type { Readable } from 'node:stream'
+import { Readable } from 'node:stream'
 import { BATCH_PARALLELISM, Slots } from '../batch-slots.js'
 import { isLarderError, LarderError } from '../errors.js'
 import type { KeyOrder } from '../key-order.js'
@@ -149,12 +149,14 @@ export class CountedReads {
   }
 
   /** getStream(): once the changes of `key` called before it have taken effect, the file
-   *  tier's stream of the entry (unless the stack finds it no longer valid), timed, and
-   *  counted as one hit or miss. */
+   *  tier's stream of the entry (unless the stack finds it no longer valid), else (with
+   *  `redis`) the bytes of the value Redis holds (verified whole before the first is handed
+   *  out, as `verifyFirst` asks), timed, and counted as one hit or miss. */
   stream(key: string, verifyFirst = false): Promise<Readable | undefined> {
     return this.#order.afterChanges(key, async () => {
       const started = performance.now()
       let stream: Readable | undefined
+      let source: 'file' | 'redis' = 'file'
       try {
         const files = this.#files('getStream')
         if (await this.#stack.streamStillValid(key, async () => (await files.info(key))?.createdAt))
@@ -162,9 +164,16 @@ export class CountedReads {
       } catch (error) {
         this.#failures.readFailed(error)
       }
+      if (stream === undefined) {
+        const bytes = await this.#stack.serializedFromRedis(key)
+        if (bytes !== undefined) {
+          stream = Readable.from([bytes], { objectMode: false })
+          source = 'redis'
+        }
+      }
       this.#counters.getLatency.record(performance.now() - started)
       if (stream === undefined) this.miss(key)
-      else this.hit(key, 'file')
+      else this.hit(key, source)
       return stream
     })
   }

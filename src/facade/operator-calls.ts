@@ -66,13 +66,24 @@ export function activity(parts: CacheParts): Promise<ActivityReport> {
 }
 
 /** info(): once the changes of `key` called before it have taken effect, what its entry file
- *  tells without decoding the value; a failing disk is a miss (or ERR_UNAVAILABLE). */
+ *  tells without decoding the value, else (with `redis`) what the live entry Redis holds
+ *  tells (another host's value: get would find it there); a failing tier is a miss (or
+ *  ERR_UNAVAILABLE). */
 export function info(parts: CacheParts, key: string): Promise<EntryInfo | undefined> {
+  const files = parts.files('info')
   return parts.order.afterChanges(key, async () => {
     try {
-      return await parts.files('info').info(key)
+      const found = await files.info(key)
+      if (found !== undefined) return found
     } catch (error) {
       parts.failures.readFailed(error)
+    }
+    const redis = parts.stack.redis
+    if (redis === undefined) return undefined
+    try {
+      return await redis.info(key)
+    } catch (error) {
+      parts.failures.readFailed(error, 'redis')
       return undefined
     }
   })

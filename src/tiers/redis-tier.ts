@@ -3,10 +3,11 @@ import { isLarderError } from '../errors.js'
 import { hasher } from '../format/checksum.js'
 import { checkNamespace } from '../crypto/entry-keys.js'
 import { KeyError, reportedReason } from '../crypto/seal.js'
-import { CorruptEntryError, decodeEntry, decodeHead, MAGIC } from '../format/entry-format.js'
+import { CorruptEntryError, decodeEntry, decodeHead, MAGIC, type DecodedEntry } from '../format/entry-format.js'
 import { decodePayload, impossibleLength } from '../format/payload.js'
 import { deserialize } from '../format/serializers.js'
 import { Glob } from '../maintenance/glob.js'
+import { toEntryInfo, type EntryInfo } from '../maintenance/listing.js'
 import type { Announcement } from '../bus/bus.js'
 import type { ResolvedOptions, ResolvedRedisOptions } from '../options.js'
 import type { DiskBreaker } from '../resilience/disk-breaker.js'
@@ -96,8 +97,9 @@ export class RedisTier {
     return length <= this.#maxValueSize
   }
 
-  /** Reads `key`; `grace` > 0 also returns a value expired less than `grace` ago, marked stale. */
-  async get(key: string, grace: number): Promise<RedisRead> {
+  /** Reads `key`; `grace` > 0 also returns a value expired less than `grace` ago, marked stale.
+   *  `serialized`: the value as the serializer's bytes, not deserialized (getStream's). */
+  async get(key: string, grace: number, serialized = false): Promise<RedisRead> {
     let bytes: Buffer
     try {
       // At most maxValueSize + 1 bytes, never the whole of a value planted under the key: a
@@ -111,7 +113,26 @@ export class RedisTier {
     }
     if (bytes.length === 0) return MISS
     if (!this.fits(bytes.length)) return this.#oversized(key, bytes)
-    return this.#judge(key, bytes, grace)
+    return this.#judge(key, bytes, grace, serialized)
+  }
+
+  /** What `info()` tells of the live entry Redis holds for `key` (verified whole, its value not
+   *  decoded), or undefined; `usedAt` is when it was created (Redis keeps no last use). A read
+   *  of its own: nothing counted, reported or removed (a get does that). */
+  async info(key: string): Promise<EntryInfo | undefined> {
+    const bytes = await this.#run(() => this.client.getrangeBuffer(this.keyOf(key), 0, this.#maxValueSize)).catch((error: unknown) => {
+      if (isWrongType(error)) return Buffer.alloc(0)
+      throw error
+    })
+    if (bytes.length === 0 || !this.fits(bytes.length) || isTombstone(bytes)) return undefined
+    try {
+      const entry = this.#verified(key, bytes)
+      if (entryState(entry, Date.now(), this.#p.tags) !== 'live' || entry.logicalLength > this.#p.options.maxValueSize) return undefined
+      return toEntryInfo(entry, bytes.length, entry.logicalLength, entry.createdAt)
+    } catch (error) {
+      if (error instanceof CorruptEntryError) return undefined
+      throw error
+    }
   }
 
   /** A value longer than this tier's maxValueSize under `key` (`head`: its first bytes). An
@@ -353,11 +374,11 @@ export class RedisTier {
     }
   }
 
-  /** Verifies, judges and decodes a value Redis returned for `key`. */
-  async #judge(key: string, bytes: Buffer, grace: number): Promise<RedisRead> {
+  /** Verifies, judges and decodes a value Redis returned for `key` (`serialized`: see get). */
+  async #judge(key: string, bytes: Buffer, grace: number, serialized = false): Promise<RedisRead> {
     if (isTombstone(bytes)) return MISS
     try {
-      const read = await this.#decode(key, bytes, grace)
+      const read = await this.#decode(key, bytes, grace, serialized)
       if (typeof read !== 'string') return read
       this.#p.counts.expired++
       // Past its grace, or invalidated by a tag (stamps only rise): never served again by any
@@ -384,25 +405,34 @@ export class RedisTier {
   /** `bytes` as `key`'s entry, verified (a CorruptEntryError otherwise), judged and decoded:
    *  'kept' (expired, in its recorded grace) or 'dead' (past it, or invalidated) if not to be
    *  served with `grace`. */
-  async #decode(key: string, bytes: Buffer, grace: number): Promise<RedisRead | 'kept' | 'dead'> {
+  async #decode(key: string, bytes: Buffer, grace: number, serialized = false): Promise<RedisRead | 'kept' | 'dead'> {
+    const entry = this.#verified(key, bytes)
+    const state = entryState(entry, Date.now(), this.#p.tags, entry.grace, grace)
+    if (state === 'kept' || state === 'dead') return state
+    if (entry.logicalLength > this.#p.options.maxValueSize) return MISS // never stored by a cache with these bounds
+    const payload = await decodePayload(entry, this.#p.options)
+    let value: unknown = payload
+    if (!serialized) {
+      try {
+        value = deserialize(entry.codec, payload, this.#p.options.serializer)
+      } catch (error) {
+        if (isLarderError(error, 'ERR_DESERIALIZE')) throw error
+        throw new CorruptEntryError(`payload does not deserialize (${(error as Error).message})`)
+      }
+    }
+    const { createdAt, expiresAt, tags } = entry
+    return { found: true, stale: state === 'stale', value, createdAt, expiresAt, tags, grace: entry.grace, size: payload.length, bytes }
+  }
+
+  /** `bytes` as an entry of `key` in this namespace, its checksum and lengths checked (a
+   *  CorruptEntryError otherwise). */
+  #verified(key: string, bytes: Buffer): DecodedEntry {
     const entry = decodeEntry(bytes)
     if (entry.key !== key) throw new CorruptEntryError('an entry of another key under this name')
     checkNamespace(entry, this.#p.options.namespace)
     const impossible = impossibleLength(entry)
     if (impossible !== undefined) throw new CorruptEntryError(impossible)
-    const state = entryState(entry, Date.now(), this.#p.tags, entry.grace, grace)
-    if (state === 'kept' || state === 'dead') return state
-    if (entry.logicalLength > this.#p.options.maxValueSize) return MISS // never stored by a cache with these bounds
-    const payload = await decodePayload(entry, this.#p.options)
-    let value: unknown
-    try {
-      value = deserialize(entry.codec, payload, this.#p.options.serializer)
-    } catch (error) {
-      if (isLarderError(error, 'ERR_DESERIALIZE')) throw error
-      throw new CorruptEntryError(`payload does not deserialize (${(error as Error).message})`)
-    }
-    const { createdAt, expiresAt, tags } = entry
-    return { found: true, stale: state === 'stale', value, createdAt, expiresAt, tags, grace: entry.grace, size: payload.length, bytes }
+    return entry
   }
 
   /** A value under `key` that is not a good entry of it: counted, reported, and deleted if

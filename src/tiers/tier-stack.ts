@@ -309,12 +309,23 @@ export class TierStack {
     return at === undefined || (await this.#stillValid(key, at)) !== 'replaced'
   }
 
-  async #fromRedis(key: string, grace: number): Promise<RedisRead> {
+  /** getStream's read of a key the directory does not hold: the live value Redis holds, as the
+   *  serializer's bytes (Redis holds `set` values only, never streams), verified whole; counted
+   *  as a read of Redis, a failure a miss (failOpen). Not promoted: a stream is read once. */
+  async serializedFromRedis(key: string): Promise<Buffer | undefined> {
+    if (this.redis === undefined) return undefined
+    const resyncing = this.#p.resyncing()
+    if (resyncing !== undefined) await resyncing
+    const read = await this.#fromRedis(key, 0, true)
+    return read.found && !read.stale ? (read.value as Buffer) : undefined
+  }
+
+  async #fromRedis(key: string, grace: number, serialized = false): Promise<RedisRead> {
     const counts = this.#p.counters.tiers.redis!
     const started = performance.now()
     let shared: RedisRead = MISS as RedisRead
     try {
-      shared = await this.redis!.get(key, grace)
+      shared = await this.redis!.get(key, grace, serialized)
     } catch (error) {
       this.#redisReadFailedAt = performance.now()
       this.#p.failures.readFailed(error, 'redis')

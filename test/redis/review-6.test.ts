@@ -7,11 +7,14 @@
  * - with Redis, delete() and deleteMany() of an expired or tag-invalidated entry answered true
  *   (and counted a delete): Redis's tombstone script reported any entry it replaced, live or
  *   not; and a live entry held only in the write-back queue (the memory tier let it go)
- *   answered false.
+ *   answered false;
+ * - info() and getStream() of a key held only in Redis (another host's value) answered
+ *   undefined, while get() and has() found it.
  */
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { setTimeout as delay } from 'node:timers/promises'
+import type { Readable } from 'node:stream'
 import { Larder } from '../../src/index.ts'
 import { tempDir } from '../helpers.ts'
 import { eventually, redisAvailable, startRedis, type RedisServer } from './server.ts'
@@ -163,6 +166,55 @@ describe('delete with Redis: true only for a live entry', { skip }, () => {
       assert.equal(await cache.get('queued'), undefined)
     } finally {
       await cache.close()
+    }
+  })
+})
+
+describe("info() and getStream() of another host's value, held only in Redis", { skip }, () => {
+  const bytesOf = async (stream: Readable | undefined): Promise<Buffer | undefined> => {
+    if (stream === undefined) return undefined
+    const chunks: Buffer[] = []
+    for await (const chunk of stream) chunks.push(chunk as Buffer)
+    return Buffer.concat(chunks)
+  }
+
+  test('are answered from Redis, as the writer answers them from its file', async () => {
+    const redis = { url: server.url, prefix: nextPrefix() }
+    const a = await Larder.open({ dir: tempDir(), redis, maintenance: false })
+    const b = await Larder.open({ dir: tempDir(), redis, maintenance: false })
+    try {
+      await a.set('k', { some: 'value', n: [1, 2, 3] }, { ttl: '1h', tags: ['t1', 't2'] })
+      await a.set('raw', Buffer.from('bytes as they are'))
+      await a.set('tagged', 'v', { tags: ['gone'] })
+      await a.set('short', 'v', { ttl: 100 })
+      for (const key of ['k', 'raw']) {
+        const [mine, theirs] = [await a.info(key), await b.info(key)]
+        assert.ok(theirs !== undefined, `${key}: info from Redis`)
+        const { usedAt: _usedAt, ...fields } = mine!
+        const { usedAt, ...shared } = theirs
+        assert.deepEqual(shared, fields, key)
+        assert.equal(usedAt, theirs.createdAt, `${key}: Redis keeps no last use`)
+        assert.deepEqual(await bytesOf(await b.getStream(key)), await bytesOf(await a.getStream(key)), `${key}: the same bytes`)
+        assert.deepEqual(await bytesOf(await b.getStream(key, { verifyFirst: true })), await bytesOf(await a.getStream(key)))
+      }
+      assert.deepEqual(JSON.parse((await bytesOf(await b.getStream('k')))!.toString()), { some: 'value', n: [1, 2, 3] })
+      const before = await b.stats()
+      await b.info('k')
+      const after = await b.stats()
+      assert.equal(after.hits + after.misses, before.hits + before.misses, 'info counts no read')
+      await b.getStream('k')
+      assert.equal((await b.stats()).hits, after.hits + 1, 'getStream counts its hit')
+      await a.invalidateTags(['gone'])
+      await delay(300) // past the expiry (a wait past it, never a bound on how soon)
+      assert.ok(await eventually(async () => (await b.info('tagged')) === undefined), 'an invalidated value: no info')
+      assert.equal(await b.getStream('tagged'), undefined)
+      assert.equal(await b.info('short'), undefined, 'an expired value: no info')
+      assert.equal(await b.getStream('short'), undefined)
+      assert.equal(await b.info('nothing'), undefined)
+      assert.equal(await b.getStream('nothing'), undefined)
+    } finally {
+      await a.close()
+      await b.close()
     }
   })
 })
