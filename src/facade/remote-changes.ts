@@ -23,7 +23,9 @@ export interface RemoteParts {
  * loads in progress of what changed must not store; reads in flight must not promote what the
  * change replaced (tiers/promotion-guard.ts); and this instance's clock moves past the
  * change's time, so whatever it writes after hearing of it is newer, whatever the two hosts'
- * clocks say.
+ * clocks say. A read-only instance drops its memory tier's copies only: its directory is left
+ * as it is, and its file tier's reads take an entry older than the change for a miss
+ * (TierStack.dropLocal, clearLocal; README: readOnly).
  */
 export async function applyRemote(message: BusMessage, p: RemoteParts): Promise<void> {
   if (message.op !== 'keys') p.stack.heardAll() // reads in flight judge a key message by key

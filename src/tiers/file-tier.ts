@@ -35,6 +35,7 @@ import { checkOpenedEntry, collect, createEntryStream, openEntry, readOpenedEntr
 import { writeEntryStream, type StreamSource } from '../store/stream-writer.js'
 import type { ChangeClock } from '../store/change-clock.js'
 import type { TagClock } from '../store/tag-clock.js'
+import { HeardRemovals } from './heard-removals.js'
 import { MAX_REFUSED, RefusedChanges } from './refused-changes.js'
 import { MISS, type StoredEntry, type Tier, type TierEntry, type TierRead } from './tier.js'
 
@@ -159,6 +160,9 @@ export class FileTier implements Tier {
   #clearTriedAt = 0
   /** Keys whose entry older than the refused clear is gone (read as ever since). */
   readonly #clearSettled = new Set<string>()
+  /** A read-only instance's: removals heard from other instances, which its reads honour
+   *  instead of carrying them out (see heardRemoved). */
+  readonly #heard = new HeardRemovals()
 
   constructor(parts: FileTierParts) {
     this.#p = parts
@@ -237,6 +241,7 @@ export class FileTier implements Tier {
       checkNamespace(entry, options.namespace)
       if ((entry.compression as Compression) === Compression.Zstd && !zstdAvailable()) return undefined
       if (entryState(entry, now, this.#p.tags) !== 'live') return undefined
+      if (this.#heard.any && this.#heard.hides(key, entry.createdAt)) return undefined
       if (impossibleLength(entry) !== undefined || entry.logicalLength > options.maxValueSize) return undefined
       bytes = decodePayloadSync(entry, options)
       if (bytes === undefined) return undefined
@@ -261,7 +266,7 @@ export class FileTier implements Tier {
     const found = await this.#probe(file, key)
     if (found === undefined) return MISS
     try {
-      const freshness = await this.#freshness(found, file, grace)
+      const freshness = await this.#freshness(found, file, grace, key)
       if (freshness === 'gone') return MISS
       await this.#boundForGet(found, key)
       const entry = await this.#verifiedValue(found)
@@ -289,7 +294,7 @@ export class FileTier implements Tier {
       if (found === undefined) return undefined
       try {
         this.#checkLengths(found)
-        return (await this.#freshness(found, file, 0)) === 'fresh' ? found.head.createdAt : undefined
+        return (await this.#freshness(found, file, 0, key)) === 'fresh' ? found.head.createdAt : undefined
       } catch (error) {
         return await this.#corruptOrThrow(error, file, key, found.ino)
       } finally {
@@ -320,7 +325,7 @@ export class FileTier implements Tier {
       let handedOver = false
       try {
         this.#checkLengths(found)
-        if ((await this.#freshness(found, file, 0)) !== 'fresh') return undefined
+        if ((await this.#freshness(found, file, 0, key)) !== 'fresh') return undefined
         this.#used(file, found.mtimeMs)
         if (found.whole !== undefined) {
           // Verified whole before a single byte is handed out.
@@ -361,7 +366,7 @@ export class FileTier implements Tier {
       if (found === undefined) return undefined
       try {
         this.#checkLengths(found)
-        if ((await this.#freshness(found, file, 0)) !== 'fresh') return undefined
+        if ((await this.#freshness(found, file, 0, key)) !== 'fresh') return undefined
         return toEntryInfo(found.head, found.size, found.logicalLength, found.mtimeMs)
       } catch (error) {
         return await this.#corruptOrThrow(error, file, key, found.ino)
@@ -450,6 +455,7 @@ export class FileTier implements Tier {
    * is a miss until then (RefusedChanges).
    */
   refused(key: string, at: number): void {
+    if (this.#p.options.readOnly) return this.heardRemoved(key, at) // removes nothing
     this.#refused.remember(key, at)
     void this.#settle(key)
   }
@@ -468,9 +474,26 @@ export class FileTier implements Tier {
    * than `at` (a miss while the disk refuses that too), as for a refused change of the key.
    */
   clearRefused(at: number): void {
+    if (this.#p.options.readOnly) return this.heardCleared(at) // removes nothing
     this.#clearRefusedAt = Math.max(this.#clearRefusedAt ?? at, at)
     this.#clearTriedAt = Date.now()
     this.#clearSettled.clear()
+  }
+
+  /**
+   * A read-only instance heard that another instance changed or removed `key` at `at`. It
+   * removes nothing and writes nothing in its directory (not even the change log): its reads
+   * take the entry of `key` created before `at` for a miss, left in place for a writer, and
+   * read one created since as ever (HeardRemovals).
+   */
+  heardRemoved(key: string, at: number): void {
+    this.#heard.removed(key, at)
+  }
+
+  /** A read-only instance heard a clear of the files made elsewhere at `at`: as heardRemoved,
+   *  for every key (the partitions are not moved, the totals not restarted). */
+  heardCleared(at: number): void {
+    this.#heard.cleared(at)
   }
 
   /** Tries a refused clear again (see clearRefused); resolves to whether none is left. */
@@ -926,7 +949,9 @@ export class FileTier implements Tier {
    * or 'gone' (a miss: counted, and removed if still the same file when it is dead, and left
    * on disk while the grace it records lasts; see store/liveness.ts).
    */
-  async #freshness(found: Probe, file: string, grace: number): Promise<Freshness> {
+  async #freshness(found: Probe, file: string, grace: number, key: string): Promise<Freshness> {
+    // An entry a removal heard by a read-only instance replaced: a miss, left in place.
+    if (this.#heard.any && this.#heard.hides(key, found.head.createdAt)) return 'gone'
     const state = entryState(found.head, Date.now(), this.#p.tags, found.grace, grace)
     if (state === 'live') return 'fresh'
     if (state === 'stale') return 'stale'

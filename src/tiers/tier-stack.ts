@@ -774,6 +774,9 @@ export class TierStack {
   async clearLocal(tier: TierName | 'all', at: number): Promise<void> {
     if (tier === 'all' || tier === 'memory') this.memory?.clearOlder(at)
     if ((tier === 'all' || tier === 'file') && this.file !== undefined) {
+      // A read-only instance removes nothing from its directory (README: readOnly): its reads
+      // take every entry older than the clear for a miss, left in place (FileTier.heardCleared).
+      if (this.#p.options.readOnly) return this.file.heardCleared(at)
       // The writes queued for Redis stay: only a clear of Redis forgets them (clear(), and
       // remote-changes.ts for one heard), else a clear of the files lost sets already resolved.
       this.#guard.hold()
@@ -803,6 +806,9 @@ export class TierStack {
     this.memory?.dropIfOlder(key, at)
     this.#validated?.delete(key)
     if (this.file === undefined) return
+    // A read-only instance removes nothing from its directory, nor notes the change there: its
+    // reads take the older entry for a miss, left in place (FileTier.heardRemoved).
+    if (this.#p.options.readOnly) return this.file.heardRemoved(key, at)
     // A failing disk (the breaker counts it): the older entry must still not be read here,
     // and goes when the disk lets it (FileTier.refused), as for a change of this instance's.
     await this.file.dropIfOlder(key, at).catch(() => this.file!.refused(key, at))

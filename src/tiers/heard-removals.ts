@@ -1,0 +1,50 @@
+/** How many keys a read-only file tier remembers heard removals of; past it the oldest is let
+ *  go and the floor rises to it (see HeardRemovals). */
+export const MAX_HEARD = 10_000
+
+/**
+ * The removals a read-only instance heard from other instances (a delete or a write of a key,
+ * a clear), which it may not carry out on its directory: it removes nothing and writes nothing
+ * there (README: readOnly). Instead its reads honour them: an entry file created before a
+ * removal heard of its key, or before the latest clear heard (`floor`), is a miss, left in
+ * place; one created since (a writer sharing the directory) is read as ever. Bounded: past
+ * MAX_HEARD keys the oldest is let go and the floor rises to its time, so an entry it hid stays
+ * hidden (with every other entry as old: misses, never a value a removal replaced).
+ */
+export class HeardRemovals {
+  /** key → the time of its latest removal heard, above the floor; in the order heard. */
+  readonly #at = new Map<string, number>()
+  /** Every entry created before this time is a miss (a clear heard, or a removal let go). */
+  #floor = -Infinity
+
+  /** Whether any removal was heard (reads of a tier that heard none pay this one check). */
+  get any(): boolean {
+    return this.#floor !== -Infinity || this.#at.size !== 0
+  }
+
+  /** `key` was changed or removed elsewhere at `at`: its entries created before then are gone. */
+  removed(key: string, at: number): void {
+    if (at <= this.#floor) return
+    const known = this.#at.get(key)
+    this.#at.delete(key)
+    this.#at.set(key, known === undefined ? at : Math.max(known, at))
+    if (this.#at.size <= MAX_HEARD) return
+    const [oldest, oldestAt] = this.#at.entries().next().value!
+    this.#at.delete(oldest)
+    this.cleared(oldestAt)
+  }
+
+  /** The namespace's entries were cleared elsewhere at `at`: every entry created before is gone. */
+  cleared(at: number): void {
+    if (at <= this.#floor) return
+    this.#floor = at
+    for (const [key, keyAt] of this.#at) if (keyAt <= at) this.#at.delete(key)
+  }
+
+  /** Whether `key`'s entry created at `createdAt` was removed by a change heard since. */
+  hides(key: string, createdAt: number): boolean {
+    if (createdAt < this.#floor) return true
+    const at = this.#at.size === 0 ? undefined : this.#at.get(key)
+    return at !== undefined && createdAt < at
+  }
+}

@@ -1,0 +1,85 @@
+/**
+ * A `readOnly: true` instance beside a shared Redis (a cache directory baked into an image, or a
+ * snapshot restored, opened read-only): what other instances change, heard on the bus or read
+ * from Redis, must be honoured by its reads without anything being created, written or removed
+ * in its directory (README: readOnly). Each failed on the code before its fix:
+ * - another instance's `clear()` heard on the bus moved every partition of the read-only
+ *   directory to trash and started a new totals epoch; a heard delete wrote `meta/changes`,
+ *   and its entry file was still served;
+ */
+import { describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import path from 'node:path'
+import { Larder } from '../../src/index.ts'
+import { tempDir } from '../helpers.ts'
+import { withCaches } from './instances.ts'
+import { eventually, redisAvailable, startRedis, type RedisServer } from './server.ts'
+
+const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run installs it)'
+const server = skip === false ? await startRedis() : (undefined as unknown as RedisServer)
+
+let prefixes = 0
+const nextPrefix = (): string => `ro-${process.pid}-${++prefixes}:`
+
+/** Every path under `dir` with what would show a change to it (inode, size, mtime). */
+function tree(dir: string): Map<string, string> {
+  const seen = new Map<string, string>()
+  const walk = (at: string): void => {
+    for (const name of fs.readdirSync(at)) {
+      const full = path.join(at, name)
+      const st = fs.lstatSync(full)
+      seen.set(path.relative(dir, full), `${st.ino}:${st.size}:${st.mtimeMs}`)
+      if (st.isDirectory()) walk(full)
+    }
+  }
+  walk(dir)
+  return seen
+}
+
+/** The paths of `before` and `after` that differ (made, changed or gone). */
+function changedPaths(before: Map<string, string>, after: Map<string, string>): string[] {
+  const changed = new Set<string>()
+  for (const [p, v] of before) if (after.get(p) !== v) changed.add(p)
+  for (const p of after.keys()) if (!before.has(p)) changed.add(p)
+  return [...changed].sort()
+}
+
+describe('a read-only instance hearing removals on the bus', { skip }, () => {
+  test('a heard delete and a heard clear read as misses, and nothing in its directory changes', async () => {
+    const redis = { url: server.url, prefix: nextPrefix() }
+    const dir = tempDir()
+    const filler = await Larder.open({ dir, redis, maintenance: false })
+    for (let i = 0; i < 20; i++) await filler.set(`k${i}`, `value ${i}`)
+    await filler.close()
+    await withCaches(
+      [
+        { dir, readOnly: true, redis },
+        { dir: tempDir(), redis, maintenance: false },
+      ],
+      async ([reader, other]) => {
+        assert.equal(await reader.get('k0'), 'value 0')
+        const before = tree(dir)
+        await other.delete('k0')
+        assert.ok(await eventually(async () => (await reader.get('k0')) === undefined), 'the heard delete is a miss')
+        assert.equal(await reader.get('k1'), 'value 1')
+        assert.deepEqual(changedPaths(before, tree(dir)), [], 'a heard delete changes nothing in the directory')
+        await other.clear()
+        assert.ok(await eventually(async () => (await reader.get('k1')) === undefined), 'the heard clear is a miss')
+        for (let i = 0; i < 20; i++) assert.equal(await reader.get(`k${i}`), undefined)
+        assert.equal(await reader.has('k2'), false)
+        assert.equal(await reader.info('k3'), undefined)
+        assert.equal(await reader.getStream('k4'), undefined)
+        assert.deepEqual(changedPaths(before, tree(dir)), [], 'a heard clear changes nothing in the directory')
+        // A writer sharing the directory (without Redis) writes after the clear: read as ever.
+        const writer = await Larder.open({ dir, maintenance: false })
+        try {
+          await writer.set('k5', 'written since')
+        } finally {
+          await writer.close()
+        }
+        assert.equal(await reader.get('k5'), 'written since')
+      },
+    )
+  })
+})
