@@ -293,8 +293,14 @@ export class TagInvalidation {
       }
       if (!this.#p.readOnly) this.#restore(stamps) // a read-only instance raises nothing in Redis
       const byTime = new Map<number, string[]>()
-      for (const [tag, at] of stamps) byTime.set(at, [...(byTime.get(at) ?? []), tag])
-      for (const [at, tags] of byTime) {
+      for (const [tag, at] of stamps) {
+        const alike = byTime.get(at)
+        if (alike === undefined) byTime.set(at, [tag])
+        else alike.push(tag) // (a copy per tag was quadratic in one invalidation's tags)
+      }
+      // Oldest first: past what the clock holds unwritten (a read-only instance's), the oldest
+      // are let go first, and the floor they raise is as low as it can be (TagClock.holdUnwritten).
+      for (const [at, tags] of [...byTime].sort(([a], [b]) => a - b)) {
         this.#p.clock().observe(at)
         await this.recordLocal(tags, at, false)
       }

@@ -88,8 +88,10 @@ export class TagClock {
   #mayCreate: boolean
   readonly #writable: boolean
   /** When something foreign was found where the tags directory belongs (a file, a FIFO): the
-   *  stamps it held are lost, so every tagged entry created before then is stale here. 0: never. */
+   *  stamps it held are lost, so every tagged entry created before then is stale here; raised
+   *  to a stamp held unwritten that had to be let go (holdUnwritten). 0: never. */
   #lostBefore = 0
+  #foundForeign = false
 
   constructor(layout: Layout, options: { readOnly?: boolean } = {}) {
     this.#layout = layout
@@ -121,10 +123,14 @@ export class TagClock {
       this.#unwritten.delete(tag)
       this.#unwritten.set(tag, before === undefined ? at : Math.max(before, at))
     }
-    // Bounded: past it the oldest is let go (its entries may be read here again).
-    for (const tag of this.#unwritten.keys()) {
+    // Bounded: past it the oldest is let go, and its stamp becomes a floor for every tag (as
+    // for stamps lost with the tags directory): the entries it invalidated must not be read
+    // again, so every tagged entry created at or before it reads as stale (more misses, never
+    // a stale hit). A read-only instance holds every stamp it hears here for its lifetime.
+    for (const [tag, at] of this.#unwritten) {
       if (this.#unwritten.size <= MAX_UNWRITTEN) break
       this.#unwritten.delete(tag)
+      if (at > this.#lostBefore) this.#lostBefore = at
     }
   }
 
@@ -240,7 +246,8 @@ export class TagClock {
       // are lost, so every tagged entry created before now is stale here. A writable instance
       // puts a directory back (the foreign thing removed and reported as corrupt, through the
       // owned tree); either way the reads go on, as misses of those entries, not disk errors.
-      if (this.#lostBefore === 0) this.#lostBefore = Date.now()
+      if (!this.#foundForeign) this.#lostBefore = Math.max(this.#lostBefore, Date.now())
+      this.#foundForeign = true
       if (this.#writable && !this.#closed) {
         try {
           this.#layout.tree.dirSync(this.#layout.tagsDir)

@@ -6,11 +6,14 @@
  * - another instance's `clear()` heard on the bus moved every partition of the read-only
  *   directory to trash and started a new totals epoch; a heard delete wrote `meta/changes`,
  *   and its entry file was still served;
+ * - tag invalidations it held (heard on the bus, or read from Redis at open) were capped at
+ *   10,000, the oldest let go: after 10,000 later ones it served an entry invalidated long ago.
  */
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
+import { Redis } from 'ioredis'
 import { Larder } from '../../src/index.ts'
 import { tempDir } from '../helpers.ts'
 import { withCaches } from './instances.ts'
@@ -81,5 +84,65 @@ describe('a read-only instance hearing removals on the bus', { skip }, () => {
         assert.equal(await reader.get('k5'), 'written since')
       },
     )
+  })
+})
+
+describe('a read-only instance holding tag invalidations', { skip }, () => {
+  test('one heard on the bus still holds after 10,001 later ones', async () => {
+    const redis = { url: server.url, prefix: nextPrefix() }
+    const dir = tempDir()
+    const filler = await Larder.open({ dir, redis, maintenance: false })
+    await filler.set('page', 'price 10 EUR', { tags: ['product:1'] })
+    await filler.set('last', 'tagged last', { tags: ['product:x10000'] })
+    await filler.close()
+    await withCaches(
+      [
+        { dir, readOnly: true, redis },
+        { dir: false, redis },
+      ],
+      async ([reader, other]) => {
+        assert.equal(await reader.get('page'), 'price 10 EUR')
+        await other.invalidateTags(['product:1'])
+        assert.ok(await eventually(async () => (await reader.get('page')) === undefined, 10_000))
+        for (let i = 0; i < 10_001; i += 1000)
+          await other.invalidateTags(Array.from({ length: Math.min(1000, 10_001 - i) }, (_, j) => `product:x${i + j}`))
+        // The last invalidation heard: every one before it was (the bus keeps their order).
+        assert.ok(await eventually(async () => (await reader.get('last')) === undefined, 20_000))
+        assert.equal(await reader.get('page'), undefined, 'an entry invalidated before is still a miss')
+        // An entry written since (a writer sharing the directory) is read as ever.
+        const writer = await Larder.open({ dir, maintenance: false })
+        try {
+          await writer.set('page', 'price 12 EUR', { tags: ['product:1'] })
+        } finally {
+          await writer.close()
+        }
+        assert.equal(await reader.get('page'), 'price 12 EUR')
+      },
+    )
+  })
+
+  test('those Redis holds at open, past 10,000, all hold', async () => {
+    const prefix = nextPrefix()
+    const dir = tempDir()
+    const filler = await Larder.open({ dir, redis: { url: server.url, prefix }, maintenance: false })
+    const pages = 50
+    for (let i = 0; i < pages; i++) await filler.set(`page${i}`, `page ${i}`, { tags: [`product:${i}`] })
+    await filler.close()
+    // The invalidations of every page, then 20,000 later ones (each at its own time), as Redis
+    // holds them for an instance that opens now.
+    const base = Date.now() + 1
+    const stamps: string[] = []
+    for (let i = 0; i < pages + 20_000; i++) stamps.push(i < pages ? `product:${i}` : `other:${i}`, (base + i / 1000).toFixed(3))
+    const client = new Redis(server.url)
+    try {
+      for (let i = 0; i < stamps.length; i += 2000) await client.hset(`${prefix}default:\0tags`, ...stamps.slice(i, i + 2000))
+    } finally {
+      client.disconnect()
+    }
+    await withCaches([{ dir, readOnly: true, redis: { url: server.url, prefix } }], async ([reader]) => {
+      const served: string[] = []
+      for (let i = 0; i < pages; i++) if ((await reader.get(`page${i}`)) !== undefined) served.push(`page${i}`)
+      assert.deepEqual(served, [], 'every page invalidated in Redis is a miss')
+    })
   })
 })
