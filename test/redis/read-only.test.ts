@@ -16,6 +16,7 @@ import path from 'node:path'
 import { Redis } from 'ioredis'
 import { Larder } from '../../src/index.ts'
 import { tempDir } from '../helpers.ts'
+import { HeardRemovals, MAX_HEARD } from '../../src/tiers/heard-removals.ts'
 import { withCaches } from './instances.ts'
 import { eventually, redisAvailable, startRedis, type RedisServer } from './server.ts'
 
@@ -144,5 +145,23 @@ describe('a read-only instance holding tag invalidations', { skip }, () => {
       for (let i = 0; i < pages; i++) if ((await reader.get(`page${i}`)) !== undefined) served.push(`page${i}`)
       assert.deepEqual(served, [], 'every page invalidated in Redis is a miss')
     })
+  })
+})
+
+describe('the removals a read-only file tier heard', () => {
+  test('past the bound, the oldest let go raises the floor: what it hid stays hidden, what came since is read', () => {
+    const heard = new HeardRemovals()
+    assert.equal(heard.any, false)
+    heard.removed('first', 100)
+    for (let i = 0; i < MAX_HEARD; i++) heard.removed(`k${i}`, 200 + i)
+    assert.equal(heard.hides('first', 99), true, 'an entry the first removal hid')
+    assert.equal(heard.hides('other', 99), true, 'as old as that: a miss (the floor)')
+    assert.equal(heard.hides('first', 100), false, 'created at the removal: kept, as dropIfOlder keeps it')
+    assert.equal(heard.hides('k5', 204), true)
+    assert.equal(heard.hides('k5', 205), false)
+    heard.cleared(1000)
+    assert.equal(heard.hides('other', 999), true)
+    assert.equal(heard.hides('k9999', 10_198), true, 'a removal after the clear still counts')
+    assert.equal(heard.hides('other', 1000), false)
   })
 })
