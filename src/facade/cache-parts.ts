@@ -95,12 +95,7 @@ export class CacheParts {
     })
     // With Redis, one time for every instance of this process on the same prefix and namespace
     // (sharedTime): a write made after another's completed is the newer one.
-    this.clock = new CreationClock(
-      this.tags.clock,
-      redis === undefined
-        ? undefined
-        : sharedTime(redis.prefix, options.namespace),
-    )
+    this.clock = new CreationClock(this.tags.clock, redis === undefined ? undefined : sharedTime(redis.prefix, options.namespace))
     const isStale = (tags: readonly string[], createdAt: number): boolean => this.tags.isStaleSafe(tags, createdAt)
     this.loads = new Loads(isStale, this.disk?.changeWatch)
     this.shared =
@@ -162,6 +157,8 @@ export class CacheParts {
             { ...memory, eviction: options.evictionPolicy === 'random' ? 'random' : 'lru', watched: options.memoryPressure !== false },
             this.tags.held,
             this.disk?.changes ?? { changesElsewhere: () => undefined },
+            // The only tier: no read below will find the dead entry and count it.
+            this.disk === undefined && redis === undefined ? () => this.counters.counts.expired++ : undefined,
           )
     this.stack = new TierStack({
       memory: this.memory,

@@ -134,8 +134,12 @@ export class MemoryTier implements Tier {
   /** Under memory pressure: the most entries and bytes held (see shed()); none otherwise. */
   #cap: Shed | undefined
   readonly #watched: boolean
+  /** Told of each entry a read found expired or invalidated and dropped. */
+  readonly #dead: (() => void) | undefined
 
-  constructor(bounds: MemoryTierBounds, tags: HeldTagStamps, changes: ChangeSignal) {
+  /** `dead`: told of each entry a read finds no longer live (the cache counts it as `expired`
+   *  where no tier below would find it again: a cache of memory only). */
+  constructor(bounds: MemoryTierBounds, tags: HeldTagStamps, changes: ChangeSignal, dead?: () => void) {
     const { lru, random } = boundedCache(bounds)
     this.#lru = lru
     this.#random = random
@@ -144,6 +148,7 @@ export class MemoryTier implements Tier {
     this.#watched = bounds.watched
     this.#stamps = tags
     this.#changes = changes
+    this.#dead = dead
     this.#timer = setTimeout(() => {
       this.#due = true
     }, CHANGE_CHECK_MS)
@@ -172,6 +177,7 @@ export class MemoryTier implements Tier {
   #stillLive(key: string, entry: Held): boolean {
     if (entryState(entry, entry.expiresAt === 0 ? 0 : Date.now(), this.#stamps) === 'live') return true
     this.#remove(key)
+    this.#dead?.()
     return false
   }
 
