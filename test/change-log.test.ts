@@ -287,6 +287,40 @@ describe('the change log names the keys other writers changed', () => {
   }
 })
 
+describe('the records before and after a change', () => {
+  test('are told apart, by writer: a reader learns which changes are begun and not yet ended', async () => {
+    await loadHasher()
+    const dir = tempDir()
+    fs.mkdirSync(path.join(dir, 'v1', 'default', 'meta'), { recursive: true })
+    const layout = new Layout(dir, 'default')
+    const reader = new ChangeClock(layout)
+    const [one, two] = [new ChangeClock(layout), new ChangeClock(layout)]
+    const told: string[] = []
+    const writers = new Map<string, string>()
+    const name = (writer: string): string => {
+      if (!writers.has(writer)) writers.set(writer, `w${writers.size + 1}`)
+      return writers.get(writer)!
+    }
+    const progress = {
+      begun: (writer: string, key: string | undefined) => told.push(`${name(writer)} begun ${key ?? '*'}`),
+      ended: (writer: string, key: string | undefined) => told.push(`${name(writer)} ended ${key ?? '*'}`),
+    }
+    one.announce('a')
+    two.announce('a')
+    reader.announce('mine')
+    assert.deepEqual(reader.changesElsewhere(progress), new Set(['a']))
+    one.bump('a')
+    one.announce()
+    reader.bump('mine')
+    assert.equal(reader.changesElsewhere(progress), EVERYTHING)
+    two.bump('a')
+    one.bump()
+    reader.changesElsewhere(progress)
+    assert.deepEqual(told, ['w1 begun a', 'w2 begun a', 'w1 ended a', 'w1 begun *', 'w2 ended a', 'w1 ended *'])
+    for (const clock of [reader, one, two]) clock.close()
+  })
+})
+
 describe('a log made again under the inode number of the one it replaced', () => {
   test('is not taken for the old log grown: the changes before the old size are not skipped (ext4 gives a freed inode number out again at once)', async () => {
     await loadHasher()

@@ -15,11 +15,26 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Larder } from '../src/index.ts'
 import { disk } from '../src/store/disk.ts'
 import { startChild } from './children/harness.ts'
+import { eventually } from './eventually.ts'
 import { tempDir } from './helpers.ts'
 
-/** Runs the child's change; resolves once it died of its own SIGKILL right after the syscall. */
-async function killedWhile(dir: string, op: 'set' | 'delete' | 'stream', key: string, value?: string): Promise<void> {
-  const child = await startChild('killed-writer.ts', [dir, op, key, ...(value === undefined ? [] : [value])], false)
+/** Runs the child's change; resolves once it died of its own SIGKILL right after the syscall.
+ *  `between`: run once the child has recorded its change and stopped just before making it. */
+async function killedWhile(
+  dir: string,
+  op: 'set' | 'delete' | 'stream',
+  key: string,
+  value?: string,
+  between?: () => Promise<void>,
+): Promise<void> {
+  const gate = between === undefined ? undefined : tempDir('gate')
+  const pause = gate === undefined ? [] : [`--pause=${gate}`]
+  const child = await startChild('killed-writer.ts', [...pause, dir, op, key, ...(value === undefined ? [] : [value])], false)
+  if (gate !== undefined) {
+    await eventually(() => fs.existsSync(path.join(gate, 'paused')), `the writer reached its ${op}'s syscall`, 20_000)
+    await between!()
+    fs.writeFileSync(path.join(gate, 'go'), '')
+  }
   const exit = await child.exited
   assert.equal(exit.signal, 'SIGKILL', `the writer died right after its ${op}'s syscall (exit ${JSON.stringify(exit)})`)
 }
@@ -62,6 +77,40 @@ describe('a writer killed right after its change', () => {
     assert.equal(await servedAfterwards(reader, 'k', undefined), undefined)
     await reader.close()
   })
+})
+
+describe('a writer killed right after its change, whose record before it another process heard first', () => {
+  // The reader hears the record written before the change, drops the key, and reads it again
+  // from disk before the change lands: the old value. The record after the change never
+  // comes. Held in memory, that old value was served until the key changed again.
+  for (const op of ['set', 'stream', 'delete'] as const) {
+    it(`${op}: the old value read between the two records is served, not held`, async () => {
+      const dir = tempDir()
+      const reader = await Larder.open({ dir, memory: true })
+      const old = op === 'stream' ? Buffer.from('old') : 'old'
+      const written = op === 'set' ? 'new' : op === 'stream' ? Buffer.from('new') : undefined
+      await reader.set('k', old)
+      assert.deepEqual(await reader.get('k'), old)
+      await killedWhile(dir, op, 'k', op === 'delete' ? undefined : 'new', async () => {
+        for (let i = 0; i < 3; i++) {
+          await sleep(20) // a look at the change log is due: it finds the record before the change
+          assert.deepEqual(await reader.get('k'), old, 'the change has not landed yet')
+        }
+      })
+      assert.deepEqual(await servedAfterwards(reader, 'k', written), written)
+      // Once the change can no longer be in progress, the key is held again.
+      await sleep(1200)
+      assert.deepEqual(await reader.get('k'), written)
+      if (written !== undefined) {
+        const before = (await reader.stats()).memoryHits
+        await eventually(async () => {
+          assert.deepEqual(await reader.get('k'), written)
+          return (await reader.stats()).memoryHits > before
+        }, 'the key is promoted into memory again')
+      }
+      await reader.close()
+    })
+  }
 })
 
 describe('a change whose record cannot be written (the log neither appended to nor removable)', () => {

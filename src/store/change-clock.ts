@@ -26,9 +26,23 @@ const HEAD_BYTES = 1 + 8
  *  inside a record does not read made-up records (see #read). */
 const CHECK_BYTES = 4
 
+/** The top bit of a record's first writer-id byte: set in the record written after a change,
+ *  clear in the one written before it (an instance's own id has it clear). Earlier larders,
+ *  which read the id whole, see two writers naming the key, as they always did. */
+const AFTER_BIT = 0x80
+
 /** What a look found written by others: nothing, these keys, or anything at all. */
 export const EVERYTHING = Symbol('everything')
 export type ChangesSeen = undefined | typeof EVERYTHING | ReadonlySet<string>
+
+/** Told, record by record in log order, which changes of other writers a look found begun (the
+ *  record before a change) and ended (the one after it): see tiers/unsettled-changes.ts.
+ *  `writer` is the writer's id; `key` undefined is a change of everything (a clear, a prune by
+ *  filter). */
+export interface ChangeProgress {
+  begun(writer: string, key: string | undefined): void
+  ended(writer: string, key: string | undefined): void
+}
 
 /**
  * What other processes (or other instances in this one) have written to the namespace, by
@@ -36,9 +50,9 @@ export type ChangesSeen = undefined | typeof EVERYTHING | ReadonlySet<string>
  * cost of one `stat` when nothing happened.
  *
  * `<dir>/v1/<ns>/meta/changes` is a log every set, setStream, delete and clear, by any
- * process, appends a record to once its disk write is done: the key it changed (a clear:
- * "everything"), the writer's random 64-bit id, so a reader skips its own, and a check (see
- * #read). Each record is one `write` with O_APPEND, which a local file system applies whole
+ * process, appends a record to before its rename or unlink and again after it (see announce):
+ * the key it changed (a clear: "everything"), the writer's random 64-bit id, so a reader skips
+ * its own (its top bit set in the record after), and a check (see #read). Each record is one `write` with O_APPEND, which a local file system applies whole
  * at the end of the file (appenders never interleave), and the log's size is exact: an
  * instance that counts its own appended bytes knows the size it should find, so a look that
  * finds it costs one `stat` and reads nothing. Any other size means another writer, and the
@@ -74,8 +88,8 @@ export class ChangeClock {
   /** The log held open between appends, and which file it is (see #append). */
   #held: { fd: number; ino: number; dev: number } | undefined
   #closed = false
-  /** This instance's id in the records it appends. */
-  readonly #id = randomBytes(8)
+  /** This instance's id in the records it appends (AFTER_BIT clear: see #record). */
+  readonly #id = withoutAfterBit(randomBytes(8))
 
   constructor(layout: Layout) {
     this.#tree = layout.tree
@@ -103,15 +117,23 @@ export class ChangeClock {
    * and the bump after it (the rename is the dearest step of a set, so most kills land there)
    * has still told the readers, whose memory tiers would otherwise serve the old value until
    * the key changed again. The record after is still needed: a reader told by this one may
-   * read the entry again before the change lands and hold that.
+   * read the entry again before the change lands and hold that. So the two records differ
+   * (AFTER_BIT), and a memory tier holds no value of a key read between the two: a writer
+   * killed after its change and before the record after it never sends that record, and a
+   * value read before the change would have been held for good (tiers/unsettled-changes.ts).
    *
    * Throws when neither the record nor the log's removal (which readers count as a change of
    * everything) could be made: the change must then not be made either, or no reader would
    * ever hear of it. The caller runs it inside its disk call, so that is a failed write.
    */
   announce(key?: string): void {
+    this.#recordChange(key, false)
+  }
+
+  /** Appends the record before (`after` false) or after a change of `key`; see announce. */
+  #recordChange(key: string | undefined, after: boolean): void {
     try {
-      this.#append(this.#record(key))
+      this.#append(this.#record(key, after))
     } catch (error) {
       this.#release()
       if (!this.#tree.isRealSync(path.dirname(this.#file))) throw error
@@ -128,24 +150,27 @@ export class ChangeClock {
    *  signal, and the fallbacks make one anyway. */
   bump(key?: string): void {
     try {
-      this.announce(key)
+      this.#recordChange(key, true)
     } catch {
       // the disk is failing: readers will count it as a change when they cannot stat
     }
   }
 
-  /** The record of a change of `key` (or of everything) by this instance. */
-  #record(key: string | undefined): Buffer {
+  /** The record of a change of `key` (or of everything) by this instance, written before the
+   *  change or `after` it. */
+  #record(key: string | undefined, after: boolean): Buffer {
     if (key === undefined || key.length > KEY_UNITS_AT_MOST) {
       const record = Buffer.allocUnsafe(HEAD_BYTES)
       record[0] = ALL_RECORD
       this.#id.copy(record, 1)
+      if (after) record[1]! |= AFTER_BIT
       return record
     }
     const checkAt = HEAD_BYTES + 2 + key.length * 2
     const record = Buffer.allocUnsafe(checkAt + CHECK_BYTES)
     record[0] = KEY_RECORD
     this.#id.copy(record, 1)
+    if (after) record[1]! |= AFTER_BIT
     record.writeUInt16LE(key.length, HEAD_BYTES)
     record.write(key, HEAD_BYTES + 2, 'utf16le') // lossless for any string (UTF-8 is not for lone surrogates)
     record.writeUInt32LE(check32(record.subarray(1, checkAt)), checkAt)
@@ -155,9 +180,11 @@ export class ChangeClock {
   /**
    * What anyone but this instance wrote since the last call (or since it opened): nothing
    * (`undefined`), the keys named, or EVERYTHING. Sync and never throws: a log that cannot be
-   * looked at or read counts as a change of everything.
+   * looked at or read counts as a change of everything. `progress` is told of each record
+   * read (a look that reads none, as after a rotation or past 64 KiB, tells it nothing: its
+   * changes begun stay open until they time out).
    */
-  changesElsewhere(): ChangesSeen {
+  changesElsewhere(progress?: ChangeProgress): ChangesSeen {
     const found = this.#look()
     if (found === undefined) {
       this.#ino = 0
@@ -183,7 +210,7 @@ export class ChangeClock {
     else if (from < 0) start = 0
     else return EVERYTHING
     if (size < start || size - start > READ_AT_MOST) return EVERYTHING
-    return this.#read(ino, start, size)
+    return this.#read(ino, start, size, progress)
   }
 
   /**
@@ -195,7 +222,7 @@ export class ChangeClock {
    * this read begins inside it. Its check is what keeps such a parse from naming keys nobody
    * wrote (and missing the ones written): a record that does not check out is everything.
    */
-  #read(ino: number, start: number, end: number): ChangesSeen {
+  #read(ino: number, start: number, end: number, progress: ChangeProgress | undefined): ChangesSeen {
     let fd: number
     try {
       fd = disk.openSync(this.#file, READ_FLAGS)
@@ -209,7 +236,7 @@ export class ChangeClock {
       // One read of a local regular file returns all it was asked for; anything less is news
       // this look cannot judge.
       if (disk.readSync(fd, bytes, 0, bytes.length, start) !== bytes.length) return EVERYTHING
-      return parseRecords(bytes, this.#id)
+      return parseRecords(bytes, this.#id, progress)
     } catch {
       return EVERYTHING
     } finally {
@@ -291,16 +318,28 @@ export class ChangeClock {
   }
 }
 
+/** `id` with AFTER_BIT cleared (in place). */
+function withoutAfterBit(id: Buffer): Buffer {
+  id[0]! &= ~AFTER_BIT
+  return id
+}
+
 /** The keys named by records not written by `own` in `bytes` (whole records from the log),
  *  or EVERYTHING: an "everything" record of another writer, or anything that does not parse
- *  or check out. */
-function parseRecords(bytes: Buffer, own: Buffer): ChangesSeen {
+ *  or check out. `progress` is told of each record of another writer that does. */
+function parseRecords(bytes: Buffer, own: Buffer, progress: ChangeProgress | undefined): ChangesSeen {
   const keys = new Set<string>()
   let everything = false
   const walked = walkRecords(bytes, (key, at) => {
-    if (own.compare(bytes, at + 1, at + HEAD_BYTES) === 0) return // this instance's own
+    const first = bytes[at + 1]!
+    if ((first & ~AFTER_BIT) === own[0] && own.compare(bytes, at + 2, at + HEAD_BYTES, 1) === 0) return // this instance's own
     if (key === undefined) everything = true
     else keys.add(key)
+    if (progress !== undefined) {
+      const writer = String.fromCharCode(first & ~AFTER_BIT) + bytes.toString('latin1', at + 2, at + HEAD_BYTES)
+      if ((first & AFTER_BIT) === 0) progress.begun(writer, key)
+      else progress.ended(writer, key)
+    }
   })
   if (everything || walked.end !== bytes.length) return EVERYTHING
   return keys.size === 0 ? undefined : keys

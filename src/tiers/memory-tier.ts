@@ -2,9 +2,10 @@ import { LRUCache } from 'lru-cache'
 import { alwaysLive, entryState } from '../store/liveness.js'
 import { admittedToMemory } from '../resilience/memory-watch.js'
 import { RandomVictims } from './random-victims.js'
-import { EVERYTHING, type ChangesSeen } from '../store/change-clock.js'
+import { EVERYTHING, type ChangeProgress, type ChangesSeen } from '../store/change-clock.js'
 import { MISS, type Tier, type TierEntry, type TierRead } from './tier.js'
 import { PromotionGuard } from './promotion-guard.js'
+import { UnsettledChanges } from './unsettled-changes.js'
 
 export interface MemoryTierBounds {
   maxEntries: number | undefined
@@ -61,7 +62,7 @@ class Held implements TierEntry {
 
 /** What tells a memory tier which keys another process (or instance) wrote: store/change-clock.ts. */
 export interface ChangeSignal {
-  changesElsewhere(): ChangesSeen
+  changesElsewhere(progress?: ChangeProgress): ChangesSeen
 }
 
 /**
@@ -112,7 +113,9 @@ const HITS_PER_CLOCK_READ = 16
  * look since named its key (or said "everything"): a value read before another process's write
  * landed must not be held after this tier has already looked past that write. A look that
  * names other keys leaves the read alone (a PromotionGuard of the keys named, in which every
- * change counts as newer than any entry).
+ * change counts as newer than any entry). Nor is a value read while another process's change
+ * of its key is in progress held (UnsettledChanges): the change log's record before the change
+ * was heard, and the one after it not yet.
  */
 export class MemoryTier implements Tier {
   readonly name = 'memory'
@@ -129,6 +132,9 @@ export class MemoryTier implements Tier {
   #hits = 0
   /** The keys the looks named, for the tickets of reads in flight. */
   readonly #named = new PromotionGuard(NAMED_MAX)
+  /** Other writers' changes the looks found begun and not yet ended: their keys are not
+   *  promoted meanwhile. */
+  readonly #unsettled = new UnsettledChanges()
   /** `eviction: 'random'`: the keys held, to draw a victim from. */
   #random: RandomVictims | undefined
   /** Under memory pressure: the most entries and bytes held (see shed()); none otherwise. */
@@ -187,12 +193,14 @@ export class MemoryTier implements Tier {
   }
 
   /** Holds `entry`, unless a look since `ticket` was taken named its key (another process
-   *  wrote it, or the log could not say which keys); whether it did. */
+   *  wrote it, or the log could not say which keys) or another process's change of it is in
+   *  progress (a promotion: with a ticket); whether it did. */
   set(key: string, entry: TierEntry, ticket?: number): boolean {
     this.#notePassingTime()
     const bytes = this.#maxSize !== undefined || this.#watched ? footprint(key, entry.size) : 0
     // An entry bigger than the whole tier would evict everything else for nothing.
     if (
+      (ticket !== undefined && this.#unsettled.size !== 0 && this.#unsettledAt(key)) ||
       (ticket !== undefined && !this.#named.mayPromote(key, entry.createdAt, ticket)) ||
       (this.#maxSize !== undefined && bytes > this.#maxSize)
     ) {
@@ -371,7 +379,8 @@ export class MemoryTier implements Tier {
     this.#lookedAt = now
     this.#timer.refresh()
     this.#stamps.look()
-    const seen = this.#changes.changesElsewhere()
+    const seen = this.#changes.changesElsewhere(this.#unsettled)
+    if (this.#unsettled.size !== 0) this.#settleOverdue(now)
     if (seen === undefined) return false
     // A read from disk begun before this look may have read a value these writes replaced:
     // set() refuses it (its ticket), for the keys named, or all when the log could not say.
@@ -385,6 +394,28 @@ export class MemoryTier implements Tier {
       this.#remove(changed)
     }
     return seen.has(key)
+  }
+
+  /** Whether another process's change of `key` (or of everything) is in progress, after the
+   *  overdue ones are settled. */
+  #unsettledAt(key: string): boolean {
+    this.#settleOverdue(Date.now())
+    return this.#unsettled.isOpen(key)
+  }
+
+  /** The changes in progress for SETTLE_MS settled, as if their records after were heard: their
+   *  keys dropped once more, and no read begun before may promote them (it may have read the
+   *  value the change replaced, before its rename). */
+  #settleOverdue(now: number): void {
+    this.#unsettled.sweep(now, (key) => {
+      if (key === undefined) {
+        this.#named.heardAll()
+        this.#lru.clear()
+      } else {
+        this.#named.heard(key, Infinity)
+        this.#remove(key)
+      }
+    })
   }
 }
 

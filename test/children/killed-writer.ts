@@ -1,30 +1,46 @@
 /**
  * A writer killed at the worst moment of a change, for test/killed-writer.test.ts:
- * `killed-writer.ts <dir> set|delete|stream <key> [value]` makes the change, and the moment its
- * entry file has been renamed into place (or unlinked) the process SIGKILLs itself, before any
- * step after that syscall: what a kill between a change and the record after it leaves.
+ * `killed-writer.ts [--pause=<gate dir>] <dir> set|delete|stream <key> [value]` makes the
+ * change, and the moment its entry file has been renamed into place (or unlinked) the process
+ * SIGKILLs itself, before any step after that syscall: what a kill between a change and the
+ * record after it leaves. With `--pause`, it stops just before that syscall (its record before
+ * the change written), creates `<gate dir>/paused`, and goes on once `<gate dir>/go` exists.
  */
+import fs from 'node:fs'
+import path from 'node:path'
 import { Readable } from 'node:stream'
 import { Larder } from '../../src/index.ts'
 import { disk } from '../../src/store/disk.ts'
 
-const [dir, op, key, value] = process.argv.slice(2) as [string, 'set' | 'delete' | 'stream', string, string | undefined]
+const args = process.argv.slice(2)
+const gate = args[0]?.startsWith('--pause=') === true ? args.shift()!.slice('--pause='.length) : undefined
+const [dir, op, key, value] = args as [string, 'set' | 'delete' | 'stream', string, string | undefined]
 /** An entry file: `<pp>/<16 hex>` in the namespace (not meta/, tags/ or a temp file). */
 const isEntry = (file: string): boolean => /\/[0-9a-f]{2}\/[0-9a-f]{16}$/.test(file)
 const die = (): never => {
   process.kill(process.pid, 'SIGKILL')
   throw new Error('not reached')
 }
+/** Blocks (the whole process, as a descheduled writer is) until the test lets it go on. */
+const pause = (): void => {
+  if (gate === undefined) return
+  fs.writeFileSync(path.join(gate, 'paused'), '')
+  const nap = new Int32Array(new SharedArrayBuffer(4))
+  while (!fs.existsSync(path.join(gate, 'go'))) Atomics.wait(nap, 0, 0, 10)
+}
 const { renameSync, unlinkSync, rename } = disk
 disk.renameSync = (from, to) => {
+  if (isEntry(String(to))) pause()
   renameSync(from, to)
   if (isEntry(String(to))) die()
 }
 disk.unlinkSync = (file) => {
+  if (isEntry(String(file))) pause()
   unlinkSync(file)
   if (isEntry(String(file))) die()
 }
 disk.rename = async (from, to) => {
+  if (isEntry(String(to))) pause()
   await rename(from, to)
   if (isEntry(String(to))) die()
 }
