@@ -16,13 +16,13 @@ import { Larder } from '../src/index.ts'
 import { disk } from '../src/store/disk.ts'
 import { startChild } from './children/harness.ts'
 import { eventually } from './eventually.ts'
-import { tempDir } from './helpers.ts'
+import { entryFiles, tempDir } from './helpers.ts'
 
 /** Runs the child's change; resolves once it died of its own SIGKILL right after the syscall.
  *  `between`: run once the child has recorded its change and stopped just before making it. */
 async function killedWhile(
   dir: string,
-  op: 'set' | 'delete' | 'stream',
+  op: 'set' | 'delete' | 'stream' | 'clear',
   key: string,
   value?: string,
   between?: () => Promise<void>,
@@ -111,6 +111,53 @@ describe('a writer killed right after its change, whose record before it another
       await reader.close()
     })
   }
+})
+
+describe('a clear killed part way', () => {
+  /** The entry files the namespace holds (not a clear's trash), and their bytes. */
+  const live = (dir: string): { entries: number; bytes: number } => {
+    // (a prune may remove a file between the listing and its stat)
+    const sizes = entryFiles(dir)
+      .filter((file) => !file.includes(`${path.sep}.trash-`))
+      .flatMap((file) => fs.statSync(file, { throwIfNoEntry: false })?.size ?? [])
+    return { entries: sizes.length, bytes: sizes.reduce((sum, size) => sum + size, 0) }
+  }
+
+  it('leaves the entries it did not move counted again by the next instance, and the budget kept', async () => {
+    const dir = tempDir()
+    const writer = await Larder.open({ dir, maintenance: false })
+    for (let i = 0; i < 400; i++) await writer.set(`k${i}`, 'v'.repeat(1000))
+    await writer.close()
+    // The clear zeroes the totals, moves one partition of 256 into its trash, and dies.
+    await killedWhile(dir, 'clear', '-')
+    const left = live(dir)
+    assert.ok(left.entries > 300, `most entries were not moved (${left.entries} left)`)
+    const maxSize = Math.floor(left.bytes / 4)
+    const next = await Larder.open({ dir, maxSize })
+    await eventually(async () => {
+      const { entries, size } = await next.stats()
+      const now = live(dir)
+      return entries === now.entries && size === now.bytes && now.bytes <= maxSize
+    }, 'the totals count what is on disk again, and the budget is kept')
+    await next.close()
+  })
+
+  it('is noticed by an instance already open at its next write', async () => {
+    const dir = tempDir()
+    const writer = await Larder.open({ dir, maintenance: false })
+    for (let i = 0; i < 400; i++) await writer.set(`k${i}`, 'v'.repeat(1000))
+    await writer.close()
+    const maxSize = 100_000
+    const open = await Larder.open({ dir, maxSize })
+    await killedWhile(dir, 'clear', '-')
+    await open.set('after', 'v')
+    await eventually(async () => {
+      const { entries, size } = await open.stats()
+      const now = live(dir)
+      return entries === now.entries && size === now.bytes && now.bytes <= maxSize
+    }, 'the totals count what is on disk again, and the budget is kept')
+    await open.close()
+  })
 })
 
 describe('a change whose record cannot be written (the log neither appended to nor removable)', () => {

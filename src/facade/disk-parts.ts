@@ -151,11 +151,13 @@ export class DiskParts {
     recordNamespaceName(this.layout, this.#options.namespace)
   }
 
-  /** Folds per-process bookkeeping files that piled up in a cache nobody prunes. */
+  /** Folds per-process bookkeeping files that piled up in a cache nobody prunes; starts a
+   *  prune if a clear was abandoned part way (AutoPrune.afterOpen). */
   async foldIfCrowded(): Promise<void> {
     if (worthALook() && (this.totals.crowded() || this.activity.crowded())) {
       await this.maintainer.foldBookkeeping().catch(() => {}) // a failing disk (counted by the breaker): next time
     }
+    this.autoPrune.afterOpen()
   }
 
   /**

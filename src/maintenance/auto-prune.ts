@@ -27,7 +27,9 @@ const RETRIES = 40
  * (which waits for the run) leaves the cache within budget as far as this process's writes go.
  * A run stands aside while another process holds the maintenance lock and tries again, a
  * quarter second apart, while the cache is still over budget; it also stops when a pass frees
- * nothing (every victim was in use), until the next write.
+ * nothing (every victim was in use), until the next write. A clear killed part way leaves the
+ * totals at zero while entries stay: an instance that opens or writes then runs a pass, whose
+ * scan counts them.
  */
 export class AutoPrune {
   readonly #p: AutoPruneParts
@@ -80,8 +82,15 @@ export class AutoPrune {
       this.#wroteDuringPass = true
       return this.#overBudget(this.#p.totals.estimate()) ? new Promise((resolve) => setImmediate(resolve)) : undefined
     }
-    if (this.#overBudget(this.#p.totals.estimate())) this.start()
+    if (this.#overBudget(this.#p.totals.estimate()) || this.#p.totals.abandonedClear()) this.start()
     return undefined
+  }
+
+  /** At open: a run now if a clear was abandoned part way (totals.ts, cleared()), whose zero
+   *  leaves the entries it did not move uncounted until a scan counts them. */
+  afterOpen(): void {
+    const { maintenance, readOnly } = this.#p.options
+    if (maintenance.auto && !readOnly && this.#p.totals.abandonedClear(true)) this.start()
   }
 
   /** Starts a run in the background unless one is running. */

@@ -221,7 +221,8 @@ function readOwner(lockDir: string): Owner | undefined {
   }
 }
 
-function processExists(pid: number): boolean {
+/** Whether a process `pid` runs on this host. */
+export function processExists(pid: number): boolean {
   try {
     process.kill(pid, 0)
     return true

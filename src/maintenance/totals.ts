@@ -1,3 +1,4 @@
+import os from 'node:os'
 import path from 'node:path'
 import { writeFileAtomicSync } from '../store/atomic-write.js'
 import { disk, errorCode } from '../store/disk.js'
@@ -5,6 +6,7 @@ import { ForeignFileError, readSmallFileSync } from '../store/small-file.js'
 import type { Layout } from '../store/layout.js'
 import type { OwnedTree } from '../store/owned-tree.js'
 import { crowded } from './crowding.js'
+import { processExists } from './lock.js'
 import { FlushTimer, type DiskGuard } from './flush-timer.js'
 
 /**
@@ -38,7 +40,19 @@ export interface Totals {
 interface Base extends Totals {
   epoch: number
   at: number
+  /** A `clear()` wrote this base before moving its entries away, and has not finished (see
+   *  cleared()): who runs it, and since when (`at`). */
+  clearing?: ClearOwner
 }
+
+interface ClearOwner {
+  pid: number
+  host: string
+}
+
+/** A clear marked in progress this long (its moves take seconds at most) is taken as abandoned
+ *  even when its owner cannot be judged (another host, or its pid taken by a new process). */
+const CLEAR_ABANDONED_MS = 60_000
 
 /** How often a writer's delta reaches its file: soon enough that processes see each other's
  *  writes (and a shared budget) within a quarter second; a flush costs ~50 µs. */
@@ -60,6 +74,10 @@ export class RunningTotals {
   /** Sum of every process's files, as last read (see `estimate`). */
   #lastRead: Totals | undefined
   #lastReadAt = 0
+  /** The epoch of this instance's clear in progress (see cleared()). */
+  #clearing = -1
+  /** The last read found a clear abandoned part way (see abandonedClear()). */
+  #abandonedClear = false
 
   constructor(layout: Layout, guard?: DiskGuard) {
     this.#dir = layout.totalsDir
@@ -85,6 +103,7 @@ export class RunningTotals {
   /** The totals as every process's files say, plus this instance's unflushed changes. */
   read(): Totals & { scannedAt: number | undefined } {
     const base = this.#readBase()
+    this.#abandonedClear = base !== undefined && isAbandoned(base)
     const sum = { entries: base?.entries ?? 0, bytes: base?.bytes ?? 0 }
     const epoch = base?.epoch ?? 0
     // Our current delta file is counted from memory (the file may lag by up to FLUSH_MS); our
@@ -199,17 +218,25 @@ export class RunningTotals {
   }
 
   /**
-   * After a `clear()` removed every entry: a new epoch whose base is zero, so every delta
+   * As a `clear()` removes every entry: a new epoch whose base is zero, so every delta
    * written before (by any process) stops counting, and this instance's own pending and
    * flushed changes are dropped. Another process's changes not yet flushed when the clear
    * came still count once they are (a drift of at most its last FLUSH_MS of writes, which
    * the next scan corrects).
+   *
+   * Written before the clear moves the entries away (file-tier.ts says why), so the base says
+   * the clear is in progress, and by whom, until clearEnded(): a clear killed part way leaves
+   * the entries it did not move live and uncounted, and a budget judged against a zero would
+   * go unenforced until the next scan (the hourly prune). The next instance that finds it so
+   * (abandonedClear()) scans at once.
    */
   cleared(): void {
     this.#timer.cancel()
     const epoch = this.#currentEpoch() + 1
     this.#write('epoch', String(epoch))
-    this.#write('base', JSON.stringify({ epoch, entries: 0, bytes: 0, at: Date.now() } satisfies Base))
+    const clearing: ClearOwner = { pid: process.pid, host: os.hostname() }
+    this.#write('base', JSON.stringify({ epoch, entries: 0, bytes: 0, at: Date.now(), clearing } satisfies Base))
+    this.#clearing = epoch
     this.#pending = { entries: 0, bytes: 0 }
     this.#flushed = { entries: 0, bytes: 0 }
     this.#flushedEpoch = -1
@@ -222,6 +249,28 @@ export class RunningTotals {
         // another process's clear or scan took it
       }
     }
+  }
+
+  /** This instance's clear has moved every entry away: its base no longer says it is in
+   *  progress (unless a scan or another clear has written a newer one since). */
+  clearEnded(): void {
+    const epoch = this.#clearing
+    this.#clearing = -1
+    const base = this.#readBase()
+    if (base === undefined || base.epoch !== epoch || base.clearing?.pid !== process.pid) return
+    const { clearing: _, ...settled } = base
+    this.#write('base', JSON.stringify(settled))
+  }
+
+  /** Whether the totals were zeroed by a clear that was abandoned part way (its process died,
+   *  or it failed): the entries it did not move are not counted, and only a scan counts them.
+   *  Reads the base when `fresh`; otherwise what the last read found. */
+  abandonedClear(fresh = false): boolean {
+    if (fresh) {
+      const base = this.#readBase()
+      this.#abandonedClear = base !== undefined && isAbandoned(base)
+    }
+    return this.#abandonedClear
   }
 
   /** Whether delta files have piled up (see crowding.ts). */
@@ -241,6 +290,7 @@ export class RunningTotals {
     const base = this.#readBase()
     const epoch = base?.epoch ?? 0
     const next: Base = { epoch, entries: base?.entries ?? 0, bytes: base?.bytes ?? 0, at: base?.at ?? 0 }
+    if (base?.clearing !== undefined) next.clearing = base.clearing // still in progress, or abandoned: a scan's to settle
     const folded: string[] = []
     for (const name of this.#names()) {
       const fileEpoch = Number(name.slice(0, name.indexOf('.')))
@@ -305,4 +355,14 @@ export class RunningTotals {
   #write(name: string, text: string): void {
     writeFileAtomicSync(this.#tree, path.join(this.#dir, name), Buffer.from(text))
   }
+}
+
+/** Whether `base` marks a clear in progress that nobody runs any more: its process is gone
+ *  (this host's), or it has been in progress for longer than any clear takes. */
+function isAbandoned(base: Base): boolean {
+  const owner = base.clearing
+  if (typeof owner !== 'object' || owner === null) return false
+  if (Math.abs(Date.now() - base.at) > CLEAR_ABANDONED_MS) return true
+  if (owner.host !== os.hostname() || !Number.isSafeInteger(owner.pid)) return false
+  return owner.pid !== process.pid && !processExists(owner.pid)
 }

@@ -726,6 +726,9 @@ export class FileTier implements Tier {
         if (trash !== undefined) this.#deleteTrash(trash)
       }
       if (!totalsWritten) this.#p.totals.cleared()
+      // Every entry is gone: the totals' zero no longer waits for this clear (a clear killed or
+      // failed before here leaves its base marked, and the next instance to see it scans).
+      ifRoom(() => this.#p.totals.clearEnded())
     })
     this.#refused.forgetAll() // the entries they left are gone with every other
     if (this.#clearRefusedAt !== undefined && this.#clearRefusedAt <= startedAt) {

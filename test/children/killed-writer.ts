@@ -3,7 +3,8 @@
  * `killed-writer.ts [--pause=<gate dir>] <dir> set|delete|stream <key> [value]` makes the
  * change, and the moment its entry file has been renamed into place (or unlinked) the process
  * SIGKILLs itself, before any step after that syscall: what a kill between a change and the
- * record after it leaves. With `--pause`, it stops just before that syscall (its record before
+ * record after it leaves. `killed-writer.ts <dir> clear -` is killed once its clear has moved
+ * one partition into the trash (the others not yet). With `--pause`, it stops just before that syscall (its record before
  * the change written), creates `<gate dir>/paused`, and goes on once `<gate dir>/go` exists.
  */
 import fs from 'node:fs'
@@ -14,7 +15,7 @@ import { disk } from '../../src/store/disk.ts'
 
 const args = process.argv.slice(2)
 const gate = args[0]?.startsWith('--pause=') === true ? args.shift()!.slice('--pause='.length) : undefined
-const [dir, op, key, value] = args as [string, 'set' | 'delete' | 'stream', string, string | undefined]
+const [dir, op, key, value] = args as [string, 'set' | 'delete' | 'stream' | 'clear', string, string | undefined]
 /** An entry file: `<pp>/<16 hex>` in the namespace (not meta/, tags/ or a temp file). */
 const isEntry = (file: string): boolean => /\/[0-9a-f]{2}\/[0-9a-f]{16}$/.test(file)
 const die = (): never => {
@@ -39,13 +40,16 @@ disk.unlinkSync = (file) => {
   unlinkSync(file)
   if (isEntry(String(file))) die()
 }
+/** A partition moved into a clear's trash: `.trash-…/<pp>`. */
+const isTrashed = (file: string): boolean => /\/\.trash-[^/]+\/[0-9a-f]{2}$/.test(file)
 disk.rename = async (from, to) => {
   if (isEntry(String(to))) pause()
   await rename(from, to)
-  if (isEntry(String(to))) die()
+  if (isEntry(String(to)) || isTrashed(String(to))) die()
 }
 const cache = await Larder.open({ dir })
 if (op === 'set') await cache.set(key, value)
 else if (op === 'stream') await cache.setStream(key, Readable.from([Buffer.from(value ?? '')]))
+else if (op === 'clear') await cache.clear()
 else await cache.delete(key)
 process.exit(3) // the change's syscall never came: the test fails on this exit code
