@@ -16,6 +16,13 @@ export interface AutoPruneParts {
 /** How long to wait between tries while another process holds the lock, and how many. */
 const RETRY_MS = 250
 const RETRIES = 40
+/** While another process prunes and the cache is over budget, this instance's writes are
+ *  spaced this long apart for each budget's worth of overshoot (the first one included)… */
+const PACE_MS_PER_BUDGET = 1
+/** …and never more than this. */
+const PACE_MS_AT_MOST = 100
+/** The process whose own prune runs is paced so too once the totals hold this many budgets. */
+const HOLDER_PACED_FROM = 4
 
 /**
  * Prunes without being asked: on `maintenance.interval`, and after a write that takes the
@@ -40,6 +47,10 @@ export class AutoPrune {
   #closed = false
   /** A write came while a pass ran (afterWrite left it to the run). */
   #wroteDuringPass = false
+  /** The run is waiting for another process's hold of the lock to end. */
+  #standingAside = false
+  /** When the next write paced while standing aside may go on (see #paced). */
+  #pacedUntil = 0
 
   constructor(parts: AutoPruneParts) {
     this.#p = parts
@@ -74,13 +85,19 @@ export class AutoPrune {
    * write waits for one turn of the event loop (the promise returned). Small sets complete
    * without giving the event loop a turn, so a burst of them (`for … await set()`) kept the
    * run's workers from reporting back at all: the cache grew by the whole burst before the
-   * first eviction. A turn per write lets the prune keep pace.
+   * first eviction. A turn per write lets the prune keep pace, mostly; past HOLDER_PACED_FROM
+   * budgets, or while the run stands aside for another process's hold of the lock (where a
+   * turn paces nothing), the write is spaced from the others instead (#paced).
    */
   afterWrite(): Promise<void> | undefined {
     if (!this.#budgeted) return undefined
     if (this.#running !== undefined) {
       this.#wroteDuringPass = true
-      return this.#overBudget(this.#p.totals.estimate()) ? new Promise((resolve) => setImmediate(resolve)) : undefined
+      const totals = this.#p.totals.estimate()
+      if (!this.#overBudget(totals)) return undefined
+      return this.#standingAside || this.#over(totals) >= HOLDER_PACED_FROM
+        ? this.#paced(totals)
+        : new Promise((resolve) => setImmediate(resolve))
     }
     if (this.#overBudget(this.#p.totals.estimate()) || this.#p.totals.abandonedClear()) this.start()
     return undefined
@@ -114,6 +131,22 @@ export class AutoPrune {
     await this.#running
   }
 
+  /**
+   * The back-pressure on a write over budget while another process holds the lock (pruning,
+   * verifying): a turn of the event loop paces only the process whose own workers prune, and
+   * three writers of which two stood aside wrote at full speed, the cache on disk reaching 290
+   * times its budget in a burst. So this process's writes are spaced apart, in call order and
+   * however many are in flight, PACE_MS_PER_BUDGET for each budget's worth the totals are over
+   * (at most PACE_MS_AT_MOST): the further over, the slower they come, until the pruner's
+   * evictions keep pace with them.
+   */
+  #paced({ entries, bytes }: Totals): Promise<void> {
+    const spacing = Math.min(PACE_MS_AT_MOST, Math.max(1, Math.floor(this.#over({ entries, bytes }))) * PACE_MS_PER_BUDGET)
+    const now = Date.now()
+    this.#pacedUntil = Math.max(now, this.#pacedUntil) + spacing
+    return new Promise((resolve) => setTimeout(resolve, this.#pacedUntil - now))
+  }
+
   async #run(): Promise<void> {
     for (let tries = 0; tries < RETRIES;) {
       this.#wroteDuringPass = false
@@ -121,7 +154,9 @@ export class AutoPrune {
       if (report.skipped) {
         // Another process is pruning; it may have counted before our last writes.
         tries++
+        this.#standingAside = true
         await new Promise((resolve) => setTimeout(resolve, RETRY_MS))
+        this.#standingAside = false
       } else {
         this.#p.pruned(report)
         // A pass that freed nothing ends the run (every victim was in use: another pass now
@@ -133,6 +168,12 @@ export class AutoPrune {
       // Read from the files, not the estimate: the writes that raced the pass are in them.
       if (!this.#overBudget(this.#p.totals.read())) return
     }
+  }
+
+  /** How many budgets' worth the totals hold (the larger of the two budgets' shares). */
+  #over({ entries, bytes }: Totals): number {
+    const { maxSize, maxEntries } = this.#p.options
+    return Math.max(maxSize === undefined ? 0 : bytes / maxSize, maxEntries === undefined ? 0 : entries / maxEntries)
   }
 
   #overBudget({ entries, bytes }: Totals): boolean {
