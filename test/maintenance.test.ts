@@ -22,6 +22,7 @@ import {
   type ArtifactSpec,
 } from './children/shared.ts'
 import { entryFiles, listFiles, tempDir } from './helpers.ts'
+import { readHitCounts } from '../src/maintenance/hit-counts.ts'
 
 const run = promisify(execFile)
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -481,5 +482,21 @@ describe('bookkeeping files of a cache nobody prunes', () => {
     assert.equal((await other.stats()).entries, 306)
     await other.close()
     await cache.close()
+  })
+
+  test('LFU hit logs left by many processes are folded into one by an opening instance, and their counts kept', async () => {
+    const dir = tempDir()
+    await (await open(dir, { maintenance: false, evictionPolicy: 'lfu' })).close()
+    // 300 earlier processes that each counted one hit of the same entry and exited.
+    const hitsDir = path.join(dir, 'v1', 'default', 'meta', 'hits')
+    fs.mkdirSync(hitsDir, { recursive: true })
+    const countedAt = Date.now()
+    for (let i = 0; i < 300; i++) fs.writeFileSync(path.join(hitsDir, `${100000 + i}.x${i}.log`), `@${countedAt}\n0123456789abcdef 1\n`)
+    // One open in 16 looks; 400 opens all miss with probability (15/16)^400 ≈ 6e-12.
+    for (let i = 0; i < 400 && fs.readdirSync(hitsDir).length > 50; i++) await (await open(dir, { maintenance: false })).close()
+    assert.ok(fs.readdirSync(hitsDir).length <= 3, `still ${fs.readdirSync(hitsDir).length} files`)
+    const counts = readHitCounts(hitsDir, Date.now(), 3_600_000)
+    const hits = counts.get('0123456789abcdef') ?? 0
+    assert.ok(hits > 299 && hits <= 300, `the 300 hits counted once each (${hits})`)
   })
 })

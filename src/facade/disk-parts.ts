@@ -1,5 +1,5 @@
 import { recordBudget } from '../maintenance/budget-record.js'
-import { worthALook } from '../maintenance/crowding.js'
+import { crowded, worthALook } from '../maintenance/crowding.js'
 import { AutoPrune } from '../maintenance/auto-prune.js'
 import { HitLog } from '../maintenance/hit-log.js'
 import { LastUse } from '../maintenance/last-use.js'
@@ -154,7 +154,7 @@ export class DiskParts {
   /** Folds per-process bookkeeping files that piled up in a cache nobody prunes; starts a
    *  prune if a clear was abandoned part way (AutoPrune.afterOpen). */
   async foldIfCrowded(): Promise<void> {
-    if (worthALook() && (this.totals.crowded() || this.activity.crowded())) {
+    if (worthALook() && (this.totals.crowded() || this.activity.crowded() || crowded(this.layout.hitsDir))) {
       await this.maintainer.foldBookkeeping().catch(() => {}) // a failing disk (counted by the breaker): next time
     }
     this.autoPrune.afterOpen()

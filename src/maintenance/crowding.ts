@@ -1,7 +1,7 @@
 import { disk } from '../store/disk.js'
 
 /**
- * Per-process bookkeeping files (running-total deltas, activity records) are folded by every
+ * Per-process bookkeeping files (running-total deltas, activity records, LFU hit logs) are folded by every
  * prune. A cache that nobody prunes (no budget, short-lived processes) would still gain a few
  * files per process run forever, and reading the totals would slow with them; so opening a
  * cache sometimes looks, and folds them when they pile up. One open in 16 looks, so an open

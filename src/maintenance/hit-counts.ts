@@ -116,14 +116,18 @@ export function readHitCounts(dir: string, now: number, halfLife: number): Map<s
 }
 
 /**
- * Folds every log into one, with each count decayed to `now` (and dropping entries that no
- * longer exist: `names`, the survivors, 16 characters each). Each log is renamed aside before
- * it is read, so a writer's next append starts a new file instead of being lost. Returns the
- * number of logs folded.
+ * Folds every log into one (one per LOG_ROTATE_BYTES of counts), with each count decayed to `now` (and dropping entries that no
+ * longer exist: `names`, the survivors, 16 characters each; undefined, without a scan to say
+ * which: every entry's kept, until a prune's compaction or its decay drops it). Each log is
+ * renamed aside before it is read, so a writer's next append starts a new file instead of
+ * being lost. Returns the number of logs folded.
  */
-export function compactHitLogs(dir: string, names: string, now: number, halfLife: number): number {
-  const alive = new Set<string>()
-  for (let i = 0; i < names.length; i += 16) alive.add(names.slice(i, i + 16))
+export function compactHitLogs(dir: string, names: string | undefined, now: number, halfLife: number): number {
+  let alive: Set<string> | undefined
+  if (names !== undefined) {
+    alive = new Set<string>()
+    for (let i = 0; i < names.length; i += 16) alive.add(names.slice(i, i + 16))
+  }
   const counts = new Map<string, number>()
   const folded: string[] = []
   for (const name of logFiles(dir)) {
@@ -148,8 +152,9 @@ export function compactHitLogs(dir: string, names: string, now: number, halfLife
     text = ''
   }
   for (const [hash, count] of counts) {
-    if (count < FORGOTTEN || !alive.has(hash)) continue
-    text += `${hash} ${Number(count.toPrecision(4))}\n`
+    if (count < FORGOTTEN || (alive !== undefined && !alive.has(hash))) continue
+    text += `${hash} ${Number(count.toPrecision(4))}
+`
     if (text.length >= LOG_ROTATE_BYTES) write() // every file well under LOG_LIMIT, however many entries
   }
   if (text !== '') write()

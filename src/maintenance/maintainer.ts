@@ -11,6 +11,7 @@ import { RECORD_FIELDS, type PlanOutput } from './policy.js'
 import type { MaintenancePool } from './pool.js'
 import { Cancellation } from './cancellation.js'
 import { tryLock } from './lock.js'
+import { crowded } from './crowding.js'
 import type { RunningTotals, Totals } from './totals.js'
 import type { EvictOutput, PruneFilters, ScanOutput, SweepOutput, VerifyOutput } from './worker.js'
 import { mergeUsage, type EntryInfo, type ListFilters, type UsageOutput } from './listing.js'
@@ -499,8 +500,9 @@ export class Maintainer {
     cancel.throwIfRequested()
   }
 
-  /** Folds the per-process bookkeeping files (running-total deltas, activity records) under
-   *  the lock, without a scan; stands aside if another process holds the lock. */
+  /** Folds the per-process bookkeeping files (running-total deltas, activity records, LFU hit
+   *  logs once they pile up) under the lock, without a scan; stands aside if another process
+   *  holds the lock. */
   async foldBookkeeping(): Promise<void> {
     if (this.#p.breaker.isOpen()) return
     const cancel = new Cancellation(undefined)
@@ -510,6 +512,17 @@ export class Maintainer {
       try {
         this.#p.totals.fold()
         this.#p.compactActivity()
+        const { layout, pool, options } = this.#p
+        if (crowded(layout.hitsDir)) {
+          const now = Date.now()
+          await pool.run<number>({
+            task: 'compact-hits',
+            hitsDir: layout.hitsDir,
+            names: undefined,
+            now,
+            halfLife: options.maintenance.lfuHalfLife,
+          })
+        }
       } finally {
         await release()
       }

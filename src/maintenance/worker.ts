@@ -130,8 +130,9 @@ export interface VerifyOutput extends Removals {
 export interface CompactInput {
   task: 'compact-hits'
   hitsDir: string
-  /** Entries that still exist (16-character names, concatenated). */
-  names: string
+  /** Entries that still exist (16-character names, concatenated); undefined: unknown (a fold
+   *  without a scan), every entry's counts kept. */
+  names: string | undefined
   /** Counts are decayed to `now`, halved every `halfLife` ms. */
   now: number
   halfLife: number
