@@ -41,6 +41,25 @@ async function expectAllUnder(dir: string, n: number, stream: Buffer, encryption
 }
 
 describe('rekey', () => {
+  test('keeps the running totals right: the entries it rewrote count at their new lengths', async () => {
+    const dir = tempDir()
+    const plain = await open(dir)
+    for (let i = 0; i < 200; i++) await plain.set(`k${i}`, valueOf(i))
+    await plain.close()
+    const onDisk = (): number => entryFiles(dir).reduce((sum, file) => sum + fs.statSync(file).size, 0)
+    const before = onDisk()
+    const cache = await open(dir, { encryption: ONLY_A })
+    assert.equal((await cache.stats()).size, before)
+    assert.equal((await cache.rekey({ sealPlain: true })).rekeyed, 200)
+    const after = onDisk()
+    assert.ok(after > before, 'sealed entries are longer')
+    assert.equal((await cache.stats()).size, after, 'this instance')
+    await cache.close()
+    const next = await open(dir, { encryption: ONLY_A })
+    assert.deepEqual([(await next.stats()).entries, (await next.stats()).size], [200, after], 'another instance')
+    await next.close()
+  })
+
   test('rewrites every entry under an old key under the active key, and those not sealed at all only with sealPlain: the old key can then go', async () => {
     const { dir, stream, total } = await mixedCache(40)
     const before = new Map(entryFiles(dir).map((f) => [f, fs.statSync(f).mtimeMs]))

@@ -87,6 +87,9 @@ export interface RekeyOutput {
   changed: number
   /** Entries put back after an earlier rekey was killed mid-swap. */
   recovered: number
+  /** How many bytes the entries rewritten grew by in all (a sealed entry is longer than its
+   *  plain one; keys differ in nothing else), for the running totals. */
+  grownBytes: number
   stopped: boolean
 }
 
@@ -100,7 +103,7 @@ const WHOLE_LIMIT = 64 * 1024 * 1024
 const BLOCK = 1024 * 1024
 
 export function rekeyPartitions(input: RekeyInput, stop: () => boolean): RekeyOutput {
-  const out: RekeyOutput = { ...noRekeyCounts(), stopped: false }
+  const out: RekeyOutput = { ...noRekeyCounts(), grownBytes: 0, stopped: false }
   const keyring = new Keyring(input.keyring)
   // A root the opening thread had: its parents are never made here (see OwnedTree).
   const tree = new OwnedTree(rootAbove(input.namespaceDir, 2), input.shared, true)
@@ -133,7 +136,7 @@ export function rekeyPartitions(input: RekeyInput, stop: () => boolean): RekeyOu
       }
       if (!ENTRY_NAME.test(name)) continue
       out.scanned++
-      const verdict = rekeyEntry(tree, path.join(dir, name), keyring, input)
+      const verdict = rekeyEntry(tree, path.join(dir, name), keyring, input, out)
       out[verdict]++
     }
   }
@@ -142,7 +145,8 @@ export function rekeyPartitions(input: RekeyInput, stop: () => boolean): RekeyOu
 
 type Verdict = 'rekeyed' | 'current' | 'missingKey' | 'unsealed' | 'corrupt' | 'changed'
 
-function rekeyEntry(tree: OwnedTree, file: string, keyring: Keyring, input: RekeyInput): Verdict {
+/** Rekeys one entry file; what came of it. An entry rewritten adds how much it grew to `out`. */
+function rekeyEntry(tree: OwnedTree, file: string, keyring: Keyring, input: RekeyInput, out: RekeyOutput): Verdict {
   // READ_FLAGS, as every reader: without O_NONBLOCK, the open of a FIFO planted at an entry's
   // name waits for a writer for ever, in a worker thread that no signal, close() or exit ends.
   let fd: ReturnType<typeof openForReading>
@@ -165,17 +169,20 @@ function rekeyEntry(tree: OwnedTree, file: string, keyring: Keyring, input: Reke
     const oldKey = keyOf(head, keyring, input.sealPlain === true) // a KeyError for a key not listed, or an unsealed entry
     const written = openTempSync(tree, file)
     temp = written.temp
+    let size: number
     try {
       const plainStream = oldKey === undefined && (head.compression as Compression) === Compression.None && stat.size > WHOLE_LIMIT
       if ((head.flags & FLAG_FRAMED) !== 0 || plainStream) reframe(fd, written.fd, head, stat.size, oldKey, keyring, input)
       else rewriteWhole(fd, written.fd, head, stat.size, oldKey, keyring, input)
       fs.futimesSync(written.fd, stat.atimeMs / 1000, stat.mtimeMs / 1000) // the LRU position stays
       if (input.durable) fs.fsyncSync(written.fd)
+      size = fs.fstatSync(written.fd).size
     } finally {
       fs.closeSync(written.fd)
     }
     const verdict = swapIfSame(file, temp, stat)
     temp = verdict === 'rekeyed' ? undefined : temp
+    if (verdict === 'rekeyed') out.grownBytes += size - stat.size
     return verdict
   } catch (error) {
     if (error instanceof KeyError && error.missing) return 'missingKey'

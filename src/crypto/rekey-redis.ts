@@ -24,7 +24,7 @@ import { KeyError } from './seal.js'
 /** What `rekey` did with the Redis values of the namespace: a file rekey's counts (less
  *  `recovered`, which only files have). `scanned` counts entries: tombstones, locks and tag
  *  stamps are not; `corrupt` ones are left for readers, which remove them. */
-export type RedisRekeyReport = Omit<RekeyOutput, 'recovered' | 'stopped'>
+export type RedisRekeyReport = Omit<RekeyOutput, 'recovered' | 'stopped' | 'grownBytes'>
 
 /** Values read and rewritten at once: enough to overlap round trips to Redis. */
 const IN_FLIGHT = 8

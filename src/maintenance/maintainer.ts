@@ -127,7 +127,7 @@ export interface RekeyOptions {
 }
 
 /** What `Larder.rekey` did (see crypto/rekey-entries.ts `RekeyOutput` for each count). */
-export interface RekeyReport extends Omit<RekeyOutput, 'stopped'> {
+export interface RekeyReport extends Omit<RekeyOutput, 'stopped' | 'grownBytes'> {
   durationMs: number
   /** With `redis`: what was done with the values Redis holds (facade/rekey.ts). */
   redis?: RedisRekeyReport
@@ -495,6 +495,9 @@ export class Maintainer {
         }),
       (out) => {
         for (const field of REKEY_COUNTS) report[field] += out[field]
+        // The rewritten entries' lengths changed (a plain one sealed grows by its seal): the
+        // running totals follow, or the budget is judged against the old sizes until a scan.
+        if (out.grownBytes !== 0) this.#p.totals.resized(out.grownBytes)
       },
     )
     cancel.throwIfRequested()

@@ -100,6 +100,12 @@ export class RunningTotals {
     this.#timer.changed()
   }
 
+  /** Records entry files rewritten in place (rekey), `bytes` longer in all (negative: shorter). */
+  resized(bytes: number): void {
+    this.#pending.bytes += bytes
+    this.#timer.changed()
+  }
+
   /** The totals as every process's files say, plus this instance's unflushed changes. */
   read(): Totals & { scannedAt: number | undefined } {
     const base = this.#readBase()
