@@ -113,6 +113,32 @@ describe('a writer killed right after its change, whose record before it another
   }
 })
 
+describe('a writer that goes on after its change, whose record before it a reader heard first', () => {
+  it('lets the key be held again as soon as its record after is read, by a reader whose reads all miss', async () => {
+    const dir = tempDir()
+    const reader = await Larder.open({ dir, memory: true })
+    await reader.set('other', 'v') // held: its hits are what look at the change log
+    await reader.set('k', 'old')
+    const gate = tempDir('gate')
+    const child = await startChild('killed-writer.ts', [`--pause=${gate}`, '--survive', dir, 'set', 'k', 'new'], false)
+    await eventually(() => fs.existsSync(path.join(gate, 'paused')), "the writer reached its set's rename", 20_000)
+    await sleep(20)
+    await reader.get('other') // a look: the record before the change
+    assert.equal(await reader.get('k'), 'old', 'read from disk, not held')
+    fs.writeFileSync(path.join(gate, 'go'), '')
+    assert.deepEqual(await child.exited, { code: 0, signal: null })
+    // Only misses from here: the record after is read by the promotion that asks, not at the
+    // next hit or a second later.
+    const before = (await reader.stats()).memoryHits
+    for (let i = 0; i < 4; i++) {
+      await sleep(10)
+      assert.equal(await reader.get('k'), 'new')
+    }
+    assert.ok((await reader.stats()).memoryHits > before, 'held again')
+    await reader.close()
+  })
+})
+
 describe('a clear killed part way', () => {
   /** The entry files the namespace holds (not a clear's trash), and their bytes. */
   const live = (dir: string): { entries: number; bytes: number } => {

@@ -28,7 +28,9 @@ const CHECK_BYTES = 4
 
 /** The top bit of a record's first writer-id byte: set in the record written after a change,
  *  clear in the one written before it (an instance's own id has it clear). Earlier larders,
- *  which read the id whole, see two writers naming the key, as they always did. */
+ *  which read the id whole, see two writers naming the key, as they always did; their own
+ *  records, whose ids have the bit at random, read here as both before (the key kept out of
+ *  memory for a second: tiers/unsettled-changes.ts) or both after (as before). */
 const AFTER_BIT = 0x80
 
 /** What a look found written by others: nothing, these keys, or anything at all. */

@@ -396,9 +396,11 @@ export class MemoryTier implements Tier {
     return seen.has(key)
   }
 
-  /** Whether another process's change of `key` (or of everything) is in progress, after the
-   *  overdue ones are settled. */
+  /** Whether another process's change of `key` (or of everything) is in progress, after a look
+   *  if one is due (only hits look otherwise: a reader that misses would wait out SETTLE_MS for
+   *  a record after that is already in the log) and the overdue ones settled. */
   #unsettledAt(key: string): boolean {
+    this.#droppedByLook(key)
     this.#settleOverdue(Date.now())
     return this.#unsettled.isOpen(key)
   }

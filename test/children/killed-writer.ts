@@ -5,7 +5,8 @@
  * SIGKILLs itself, before any step after that syscall: what a kill between a change and the
  * record after it leaves. `killed-writer.ts <dir> clear -` is killed once its clear has moved
  * one partition into the trash (the others not yet). With `--pause`, it stops just before that syscall (its record before
- * the change written), creates `<gate dir>/paused`, and goes on once `<gate dir>/go` exists.
+ * the change written), creates `<gate dir>/paused`, and goes on once `<gate dir>/go` exists;
+ * with `--survive` as well, it is not killed after the syscall: it finishes the change and exits.
  */
 import fs from 'node:fs'
 import path from 'node:path'
@@ -15,10 +16,12 @@ import { disk } from '../../src/store/disk.ts'
 
 const args = process.argv.slice(2)
 const gate = args[0]?.startsWith('--pause=') === true ? args.shift()!.slice('--pause='.length) : undefined
+const survive = args[0] === '--survive' && args.shift() !== undefined
 const [dir, op, key, value] = args as [string, 'set' | 'delete' | 'stream' | 'clear', string, string | undefined]
 /** An entry file: `<pp>/<16 hex>` in the namespace (not meta/, tags/ or a temp file). */
 const isEntry = (file: string): boolean => /\/[0-9a-f]{2}\/[0-9a-f]{16}$/.test(file)
-const die = (): never => {
+const die = (): void => {
+  if (survive) return
   process.kill(process.pid, 'SIGKILL')
   throw new Error('not reached')
 }
@@ -52,4 +55,5 @@ if (op === 'set') await cache.set(key, value)
 else if (op === 'stream') await cache.setStream(key, Readable.from([Buffer.from(value ?? '')]))
 else if (op === 'clear') await cache.clear()
 else await cache.delete(key)
-process.exit(3) // the change's syscall never came: the test fails on this exit code
+await cache.close()
+process.exit(survive ? 0 : 3) // killed: the change's syscall never came, and the test fails on this exit code
