@@ -97,3 +97,38 @@ test(
     assert.ok(onDisk() <= budget, 'within budget once closed')
   },
 )
+
+test('writes over budget while another process holds the lock: spaced by the overshoot, in order, none waiting over a second', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_000_000 })
+  const totals = { bytes: BUDGET * 50 } // 50 budgets' worth: 50 ms between writes
+  const parts = {
+    options: { maintenance: { auto: true, interval: 0 }, maxSize: BUDGET },
+    maintainer: { prune: () => Promise.resolve(report({ skipped: true })) }, // the lock is always held elsewhere
+    totals: {
+      estimate: () => ({ entries: 0, bytes: totals.bytes }),
+      read: () => ({ entries: 0, bytes: totals.bytes, scannedAt: undefined }),
+      abandonedClear: () => false,
+    },
+    pruned: () => {},
+    failed: (error: Error) => {
+      throw error
+    },
+  } as unknown as AutoPruneParts
+  const auto = new AutoPrune(parts)
+  auto.start()
+  await new Promise((resolve) => setImmediate(resolve)) // the run found the lock held: it stands aside
+  const waited: number[] = []
+  const start = Date.now()
+  const writes = Array.from({ length: 40 }, () => auto.afterWrite()!.then(() => waited.push(Date.now() - start)))
+  for (let ms = 0; ms < 1000; ms += 10) {
+    t.mock.timers.tick(10)
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+  await Promise.all(writes)
+  assert.deepEqual(waited.slice(0, 3), [50, 100, 150], 'spaced 50 ms apart, in call order')
+  assert.equal(Math.max(...waited), 1000, 'the 40th (2 s away at that spacing) waits a second')
+  totals.bytes = 0 // within budget: the run ends at its next try
+  t.mock.timers.tick(250)
+  await auto.close()
+  t.mock.timers.reset()
+})

@@ -21,6 +21,9 @@ const RETRIES = 40
 const PACE_MS_PER_BUDGET = 1
 /** …and never more than this. */
 const PACE_MS_AT_MOST = 100
+/** A write never waits longer than this for its turn, however many are in flight (a setMany
+ *  of thousands would otherwise wait minutes for its last). */
+const PACED_WAIT_AT_MOST = 1000
 /** The process whose own prune runs is paced so too once the totals hold this many budgets. */
 const HOLDER_PACED_FROM = 4
 
@@ -137,13 +140,13 @@ export class AutoPrune {
    * three writers of which two stood aside wrote at full speed, the cache on disk reaching 290
    * times its budget in a burst. So this process's writes are spaced apart, in call order and
    * however many are in flight, PACE_MS_PER_BUDGET for each budget's worth the totals are over
-   * (at most PACE_MS_AT_MOST): the further over, the slower they come, until the pruner's
-   * evictions keep pace with them.
+   * (at most PACE_MS_AT_MOST; none waits over PACED_WAIT_AT_MOST): the further over, the
+   * slower they come, until the pruner's evictions keep pace with them.
    */
   #paced({ entries, bytes }: Totals): Promise<void> {
     const spacing = Math.min(PACE_MS_AT_MOST, Math.max(1, Math.floor(this.#over({ entries, bytes }))) * PACE_MS_PER_BUDGET)
     const now = Date.now()
-    this.#pacedUntil = Math.max(now, this.#pacedUntil) + spacing
+    this.#pacedUntil = Math.min(now + PACED_WAIT_AT_MOST, Math.max(now, this.#pacedUntil) + spacing)
     return new Promise((resolve) => setTimeout(resolve, this.#pacedUntil - now))
   }
 
