@@ -16,8 +16,9 @@ export interface AutoPruneParts {
 /** How long to wait between tries while another process holds the lock, and how many. */
 const RETRY_MS = 250
 const RETRIES = 40
-/** While another process prunes and the cache is over budget, this instance's writes are
- *  spaced this long apart for each budget's worth of overshoot (the first one included)… */
+/** While the cache is over budget and another process prunes (or it holds HOLDER_PACED_FROM
+ *  budgets), this instance's writes are spaced this long apart for each budget's worth the
+ *  totals hold… */
 const PACE_MS_PER_BUDGET = 1
 /** …and never more than this. */
 const PACE_MS_AT_MOST = 100
@@ -141,7 +142,9 @@ export class AutoPrune {
    * times its budget in a burst. So this process's writes are spaced apart, in call order and
    * however many are in flight, PACE_MS_PER_BUDGET for each budget's worth the totals are over
    * (at most PACE_MS_AT_MOST; none waits over PACED_WAIT_AT_MOST): the further over, the
-   * slower they come, until the pruner's evictions keep pace with them.
+   * slower they come, until the pruner's evictions keep pace with them. The process pruning is
+   * paced so too past HOLDER_PACED_FROM budgets: its turn per write let one process's burst
+   * reach 15 budgets.
    */
   #paced({ entries, bytes }: Totals): Promise<void> {
     const spacing = Math.min(PACE_MS_AT_MOST, Math.max(1, Math.floor(this.#over({ entries, bytes }))) * PACE_MS_PER_BUDGET)
