@@ -46,9 +46,10 @@ export interface LarderCacheStoreOptions {
  * On read the head is checked against the request (method, URL, vary, deleteAt), so a stale
  * index can only cost a miss.
  * A response whose body is still arriving when its URL is deleted (by any process) is not
- * kept: the URL's index is written as its write begins, and once its entry is stored the
- * write looks again; an index gone, or made anew since, means a delete may have come between,
- * and the entry just stored is removed (a miss more, never a stale response). Of two writes of
+ * kept: a delete first stores when it was made, and once a write's entry is stored the write
+ * compares that with when createWriteStream was called; it also looks at the URL's index
+ * (written as its write begins) again: gone, or made anew since, a delete may have come
+ * between. Then the entry just stored is removed (a miss more, never a stale response). Of two writes of
  * one response at once, the one that completes last is served (#enter).
  */
 export class LarderCacheStore implements CacheStore {
@@ -121,7 +122,8 @@ export class LarderCacheStore implements CacheStore {
       left = true
       this.#leave(entryKey, writes)
     }
-    const begun = this.#begin(key, value, names)
+    // Taken now, before any await: a delete called from here on, in any process, stamps later.
+    const begun: Begun = { at: this.#source.now(), indexed: this.#begin(key, value, names) }
     // eslint-disable-next-line @typescript-eslint/no-this-alias -- the Writable's methods below have their own `this`
     const store = this
     const maxEntrySize = this.#maxEntrySize
@@ -221,6 +223,10 @@ export class LarderCacheStore implements CacheStore {
 
   /** What `delete` does, once (a refused one is run again by #resent). */
   readonly #deleteNow = async (cache: Larder, key: CacheKey): Promise<undefined> => {
+    // First, a trace no write leaves: when this delete was made. A write under way that began
+    // before it removes what it stores (#settle), even one whose index write has not landed
+    // yet, which the index alone misses (the delete finds no index; the write writes it after).
+    await cache.set(deletedAtKey(key), Buffer.from(JSON.stringify(cache.now())), { ttl: DELETED_AT_TTL_MS })
     const before = await troubleMark(cache)
     const index = await readIndex(cache, key)
     // A miss that a failing tier answered (fail-open: Redis away, a disk error) may hide
@@ -260,11 +266,11 @@ export class LarderCacheStore implements CacheStore {
     entryKey: string,
     bytes: Buffer,
     ttl: number,
-    begun: Promise<number | undefined>,
+    begun: Begun,
     writes: EntryWrites,
   ): Promise<void> {
     const cache = await this.#source.ready
-    const since = await begun
+    const since = await begun.indexed
     writes.buffered++
     try {
       await cache.set(entryKey, bytes, { ttl, tags: tagsOf(key, names) })
@@ -275,7 +281,7 @@ export class LarderCacheStore implements CacheStore {
     // A larger response stored before under this key would shadow nothing, but would linger.
     // Not one being streamed now (see #enter): it ends after this one, and is served.
     await cache.deleteMany([...(writes.streamed === 0 ? [streamKey(entryKey)] : []), ...shadowing(key, names)])
-    await this.#settle(cache, key, value, names, since, entryKey, writes, stored)
+    await this.#settle(cache, key, value, names, begun.at, since, entryKey, writes, stored)
   }
 
   /**
@@ -295,23 +301,29 @@ export class LarderCacheStore implements CacheStore {
       .catch(() => undefined) // a cache that failed to open, or refused (failOpen false): met again by the write
   }
 
-  /** After the entry `stored` is written (the `number`th store of it here to complete): if the
-   *  URL's index is gone or was made anew after the write began (`since`), a delete may have
-   *  come while the body arrived; the entry is removed, unless a later write of the response
-   *  has completed since (it replaced or removed this one's, and judges its own). */
+  /** After the entry `stored` is written (the `number`th store of it here to complete): if a
+   *  delete of the URL stamped it at or after the write began (`began`, taken as
+   *  createWriteStream was called), or the URL's index is gone or was made anew after the
+   *  index was written (`since`), a delete came while the body arrived; the entry is removed,
+   *  unless a later write of the response has completed since (it replaced or removed this
+   *  one's, and judges its own). */
   async #settle(
     cache: Larder,
     key: CacheKey,
     value: CacheValue,
     names: string[],
+    began: number,
     since: number | undefined,
     stored: string,
     writes: EntryWrites,
     number: number,
   ): Promise<void> {
-    if (since === undefined) return this.#remember(cache, key, value, names)
-    const index = await readIndex(cache, key)
-    const deleted = index === undefined || index.madeAt > since || index.methods[key.method] === undefined
+    let deleted = ((await readDeletedAt(cache, key)) ?? -Infinity) >= began
+    if (!deleted) {
+      if (since === undefined) return this.#remember(cache, key, value, names)
+      const index = await readIndex(cache, key)
+      deleted = index === undefined || index.madeAt > since || index.methods[key.method] === undefined
+    }
     if (deleted && writes.completed === number) await cache.delete(stored)
   }
 
@@ -369,7 +381,7 @@ export class LarderCacheStore implements CacheStore {
     entryKey: string,
     held: Buffer[],
     ttl: number,
-    begun: Promise<number | undefined>,
+    begun: Begun,
     writes: EntryWrites,
   ): { body: PassThrough; stored: Promise<void> } {
     const body = new PassThrough()
@@ -384,7 +396,7 @@ export class LarderCacheStore implements CacheStore {
           { field: 'dir' },
         )
       }
-      const since = await begun
+      const since = await begun.indexed
       writes.streamed++
       try {
         await cache.setStream(streamKey(entryKey), body, { ttl, tags: tagsOf(key, names) })
@@ -395,7 +407,7 @@ export class LarderCacheStore implements CacheStore {
       // The smaller response stored before would be read first; not one being stored now (see
       // #enter): it ends after this one, and is served.
       await cache.deleteMany([...(writes.buffered === 0 ? [entryKey] : []), ...shadowing(key, names)])
-      await this.#settle(cache, key, value, names, since, streamKey(entryKey), writes, stored)
+      await this.#settle(cache, key, value, names, begun.at, since, streamKey(entryKey), writes, stored)
     })()
     stored.catch(() => {}) // a destroyed stream's rejection is expected; final() reports the rest
     return { body, stored }
@@ -524,6 +536,30 @@ async function readIndex(cache: Larder, key: CacheKey): Promise<UrlIndex | undef
   if (typeof deleteAt !== 'number' || typeof writtenAt !== 'number' || typeof madeAt !== 'number') return undefined
   if (typeof methods !== 'object' || methods === null) return undefined
   return { methods, deleteAt, writtenAt, madeAt }
+}
+
+/** When the URL was last deleted (`cache.now()` of the delete), if a delete within
+ *  DELETED_AT_TTL_MS left its stamp. */
+async function readDeletedAt(cache: Larder, key: CacheKey): Promise<number | undefined> {
+  const bytes = await cache.get(deletedAtKey(key))
+  if (!Buffer.isBuffer(bytes)) return undefined
+  try {
+    const at = JSON.parse(bytes.toString('utf8')) as unknown
+    return typeof at === 'number' ? at : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** How long a delete's stamp is kept: a write whose body takes longer to arrive than this
+ *  after a delete is judged by the index alone. */
+const DELETED_AT_TTL_MS = 24 * 60 * 60 * 1000
+
+/** A write's start: when createWriteStream was called (what a delete's stamp is compared
+ *  with), and when the URL's index was written for it (#begin). */
+interface Begun {
+  at: number
+  indexed: Promise<number | undefined>
 }
 
 /** How long a get waits for a streamed response being committed (#committed). */
@@ -662,6 +698,12 @@ function url(key: CacheKey): string {
 
 function indexKey(key: CacheKey): string {
   return boundedKey('undici:index ', url(key), KEY_BYTES)
+}
+
+/** Where a delete of the URL stamps when it was made: untagged (a tag stamp leaves it), and
+ *  written by deletes only (a write's update of the index cannot overwrite it). */
+function deletedAtKey(key: CacheKey): string {
+  return boundedKey('undici:deleted ', url(key), KEY_BYTES)
 }
 
 /** The methods whose responses that vary on nothing every delete removes, whatever the index
