@@ -130,6 +130,8 @@ export class LarderCacheStore implements CacheStore {
     const held: Buffer[] = [head]
     let size = 0
     let stream: { body: PassThrough; stored: Promise<void> } | undefined
+    /** Destroyed before its end: an abort (the client went away), not a write larder refused. */
+    let aborted = false
     /** A write waiting for the body to drain; released if nothing will read it any more. */
     let waiting: (() => void) | undefined
     const release = (): void => {
@@ -157,7 +159,7 @@ export class LarderCacheStore implements CacheStore {
           // this stream drains, would never deliver the rest of the response.
           stream.body.once('close', release)
           stream.stored.then(release, (error: Error) => {
-            store.#reportWriteError(error)
+            if (!aborted) store.#reportWriteError(error) // an abort's store fails with the abort's error
             writable.destroy(error)
           })
           return callback()
@@ -193,6 +195,7 @@ export class LarderCacheStore implements CacheStore {
       },
       destroy(error, callback) {
         // Aborted (by undici, or by write() above): a stream's source errors, so nothing is stored.
+        if (!finishing) aborted = true
         if (stream !== undefined && !stream.body.writableFinished)
           stream.body.destroy(error ?? new Error('response aborted before its end'))
         if (!finishing) leave()
