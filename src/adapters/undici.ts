@@ -1,7 +1,7 @@
 import { PassThrough, Readable, Writable } from 'node:stream'
 import { LarderError, type Larder } from 'larder'
 import { boundedKey, KEY_BYTES, TAG_BYTES } from './bounded-key.js'
-import { CacheSource, type CacheOrOptions } from './cache-source.js'
+import { CacheSource, isCache, type CacheOrOptions } from './cache-source.js'
 import { ResentDeletes } from './resent-deletes.js'
 
 export type { CacheOrOptions }
@@ -73,6 +73,7 @@ export class LarderCacheStore implements CacheStore {
         field: 'maxEntrySize',
       })
     }
+    assertStoresBytes(cache)
     this.#maxEntrySize = maxEntrySize
     this.#report = (error) => errorCallback?.(error)
     this.#source = new CacheSource(cache, this.#report)
@@ -431,7 +432,8 @@ export class LarderCacheStore implements CacheStore {
 
   /** Records in the URL's index which headers this method's responses vary on; the index
    *  outlives the longest-lived response it points to. Stored as bytes (JSON), as responses
-   *  are, so a cache of any serializer (`raw` too) can hold it. */
+   *  are, so a cache of any serializer that gives bytes back as bytes (`raw` too; see
+   *  assertStoresBytes) can hold it. */
   async #remember(cache: Larder, key: CacheKey, value: CacheValue, names: string[]): Promise<void> {
     const index = await readIndex(cache, key)
     const deleteAt = Math.max(value.deleteAt, index?.deleteAt ?? 0)
@@ -451,8 +453,8 @@ const SMALL_BYTES = 64 * 1024
 
 /** The response stored under `entryKey` (buffered) or its stream key, if it answers `key`. */
 async function readResponse(cache: Larder, entryKey: string, key: CacheKey): Promise<GetResult | undefined> {
-  const bytes = await cache.get(entryKey)
-  if (Buffer.isBuffer(bytes)) {
+  const bytes = bytesOf(await cache.get(entryKey))
+  if (bytes !== undefined) {
     const parsed = parseHead(bytes)
     if (parsed === undefined || parsed === 'short' || !answers(parsed.head, key)) return undefined
     // An array, not the Buffer: undici replays a body's values() when a 304 renews the entry,
@@ -528,9 +530,10 @@ interface EntryWrites {
  *  this store wrote; anything else is no index. */
 async function readIndex(cache: Larder, key: CacheKey): Promise<UrlIndex | undefined> {
   let index = await cache.get(indexKey(key))
-  if (Buffer.isBuffer(index)) {
+  const bytes = bytesOf(index)
+  if (bytes !== undefined) {
     try {
-      index = JSON.parse(index.toString('utf8'))
+      index = JSON.parse(bytes.toString('utf8'))
     } catch {
       return undefined
     }
@@ -544,14 +547,48 @@ async function readIndex(cache: Larder, key: CacheKey): Promise<UrlIndex | undef
 /** When the URL was last deleted (`cache.now()` of the delete), if a delete within
  *  DELETED_AT_TTL_MS left its stamp. */
 async function readDeletedAt(cache: Larder, key: CacheKey): Promise<number | undefined> {
-  const bytes = await cache.get(deletedAtKey(key))
-  if (!Buffer.isBuffer(bytes)) return undefined
+  const bytes = bytesOf(await cache.get(deletedAtKey(key)))
+  if (bytes === undefined) return undefined
   try {
     const at = JSON.parse(bytes.toString('utf8')) as unknown
     return typeof at === 'number' ? at : undefined
   } catch {
     return undefined
   }
+}
+
+/** Bytes the cache gave back, as a Buffer (no copy): a custom serializer may give any
+ *  ArrayBufferView (a Uint8Array, as @msgpack/msgpack and CBOR libraries do); `undefined` for
+ *  anything else. */
+function bytesOf(value: unknown): Buffer | undefined {
+  if (Buffer.isBuffer(value)) return value
+  if (!ArrayBuffer.isView(value)) return undefined
+  return Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+}
+
+/**
+ * Refuses a cache whose custom serializer does not give bytes back as bytes (an ArrayBufferView
+ * of the same bytes): responses and the URL's index are stored as bytes, and over such a cache
+ * nothing would be cached, and nothing said. The built-in serializers all do (`raw` too).
+ */
+function assertStoresBytes(cache: CacheOrOptions | undefined): void {
+  const serializer = (isCache(cache) ? cache.options : cache)?.serializer
+  if (serializer === undefined || typeof serializer === 'string') return
+  const probe = Buffer.from([0x4c, 0x55, 0x43, 0x31, 0, 0xff, 0x80])
+  let back: Buffer | undefined
+  let why = ''
+  try {
+    const serialized = serializer.serialize(probe)
+    back = bytesOf(serializer.deserialize(typeof serialized === 'string' ? Buffer.from(serialized, 'utf8') : Buffer.from(serialized)))
+  } catch (error) {
+    why = `: ${error instanceof Error ? error.message : String(error)}`
+  }
+  if (back?.equals(probe) === true) return
+  throw new LarderError(
+    'ERR_INVALID_OPTION',
+    `Invalid serializer for LarderCacheStore: its serialize/deserialize must give bytes (a Buffer) back as bytes (a Buffer or another ArrayBufferView), as every built-in serializer does${why}`,
+    { field: 'serializer' },
+  )
 }
 
 /** How long a delete's stamp is kept: a write whose body takes longer to arrive than this
