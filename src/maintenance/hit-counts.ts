@@ -141,13 +141,15 @@ export function compactHitLogs(dir: string, names: string | undefined, now: numb
       // another compaction took it, or it was not a log (removed below all the same)
     }
   }
-  // Files take the mode the directory was made with (owner-only unless the cache is shared).
-  // A root the opening thread had: its parents are never made here (see OwnedTree).
-  const tree = new OwnedTree(rootAbove(dir, 4), sharingOf(fs.statSync(dir).mode), true)
   const stamp = Date.now().toString(36)
+  let tree: OwnedTree | undefined
   let text = ''
   let parts = 0
   const write = (): void => {
+    // Files take the mode the directory was made with (owner-only unless the cache is shared);
+    // asked only once there is something to write (a cache never hit may have no such
+    // directory). A root the opening thread had: its parents are never made here (OwnedTree).
+    tree ??= new OwnedTree(rootAbove(dir, 4), sharingOf(fs.statSync(dir).mode), true)
     writeFileAtomicSync(tree, path.join(dir, `merged.${process.pid}.${stamp}.${parts++}.log`), Buffer.from(`@${now}\n` + text))
     text = ''
   }
