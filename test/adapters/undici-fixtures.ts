@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { Readable } from 'node:stream'
 import type { LarderCacheStore } from 'larder/undici'
+import { Agent, getGlobalDispatcher, interceptors, setGlobalDispatcher } from 'undici'
 
 export type Store = LarderCacheStore
 export type Key = Parameters<Store['get']>[0]
@@ -42,4 +43,16 @@ export async function bodyText(result: Awaited<ReturnType<Store['get']>>): Promi
   const chunks: Buffer[] = []
   for await (const chunk of Readable.from(result.body as Iterable<Buffer>)) chunks.push(Buffer.from(chunk as Buffer))
   return Buffer.concat(chunks).toString()
+}
+
+/** Sends the process's `fetch` through undici's cache interceptor over `store`; the function
+ *  returned puts back the dispatcher there was before and closes the agent. */
+export function cachingFetch(store: Store): () => Promise<void> {
+  const previous = getGlobalDispatcher()
+  const agent = new Agent()
+  setGlobalDispatcher(agent.compose(interceptors.cache({ store })))
+  return async () => {
+    setGlobalDispatcher(previous)
+    await agent.close()
+  }
 }

@@ -12,11 +12,12 @@ import assert from 'node:assert/strict'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, test } from 'node:test'
-import { Agent, fetch, getGlobalDispatcher, interceptors, setGlobalDispatcher, type Dispatcher } from 'undici'
+import { Agent, fetch, interceptors } from 'undici'
 import { Larder } from 'larder'
 import { LarderCacheStore } from 'larder/undici'
 import { tempDir } from '../helpers.ts'
 import { runChild } from './processes.ts'
+import { cachingFetch } from './undici-fixtures.ts'
 
 /** A local origin: `/slow/<bytes>` sends its first half, then waits for `release()` before the
  *  rest (the first time it is asked for); every body says which version of the resource it is (a POST makes a new version). */
@@ -72,8 +73,7 @@ async function versionOf(response: Response): Promise<string> {
 
 describe('larder/undici after review', () => {
   const origin = new Origin()
-  let previous: Dispatcher
-  let agent: Agent
+  let restoreFetch: () => Promise<void>
   let cache: Larder
   let store: LarderCacheStore
   const dir = tempDir('larder-undici-review')
@@ -83,13 +83,10 @@ describe('larder/undici after review', () => {
     cache = await Larder.open({ dir })
     // A cache passed in: the store's close() then only waits for its writes.
     store = new LarderCacheStore(cache, { errorCallback: (error) => errors.push(error) })
-    previous = getGlobalDispatcher()
-    agent = new Agent()
-    setGlobalDispatcher(agent.compose(interceptors.cache({ store })))
+    restoreFetch = cachingFetch(store)
   })
   after(async () => {
-    setGlobalDispatcher(previous)
-    await agent.close()
+    await restoreFetch()
     await store.close()
     await cache.close()
     origin.server.close()

@@ -15,12 +15,12 @@ import path from 'node:path'
 import { Readable, type Writable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, test } from 'node:test'
-import { Agent, fetch, getGlobalDispatcher, interceptors, setGlobalDispatcher, type Dispatcher } from 'undici'
+import { Agent, fetch, interceptors } from 'undici'
 import { Larder, isLarderError } from 'larder'
 import { LarderCacheStore } from 'larder/undici'
 import { tempDir } from '../helpers.ts'
 import { runChild } from './processes.ts'
-import { bodyText, keyOf, valueOf, write, type Store, type Value } from './undici-fixtures.ts'
+import { bodyText, cachingFetch, keyOf, valueOf, write, type Store, type Value } from './undici-fixtures.ts'
 
 describe('larder/undici: the CacheStore contract', () => {
   let cache: Larder
@@ -203,8 +203,7 @@ describe('larder/undici: fetch through the cache interceptor', () => {
   let origin: http.Server
   let base: string
   let served = 0
-  let previous: Dispatcher
-  let agent: Agent
+  let restoreFetch: () => Promise<void>
   let store: Store
   let dir: string
 
@@ -228,13 +227,10 @@ describe('larder/undici: fetch through the cache interceptor', () => {
     base = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`
     dir = tempDir('larder-undici-fetch')
     store = new LarderCacheStore({ dir })
-    previous = getGlobalDispatcher()
-    agent = new Agent()
-    setGlobalDispatcher(agent.compose(interceptors.cache({ store })))
+    restoreFetch = cachingFetch(store)
   })
   after(async () => {
-    setGlobalDispatcher(previous)
-    await agent.close()
+    await restoreFetch()
     await store.close()
     origin.close()
   })
