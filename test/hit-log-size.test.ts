@@ -10,7 +10,7 @@ import path from 'node:path'
 import { test } from 'node:test'
 import { Larder } from '../src/index.ts'
 import { compactHitLogs, readHitCounts } from '../src/maintenance/hit-counts.ts'
-import { HitLog, LOG_ROTATE_BYTES } from '../src/maintenance/hit-log.ts'
+import { HitLog } from '../src/maintenance/hit-log.ts'
 import { Layout } from '../src/store/layout.ts'
 import { tempDir } from './helpers.ts'
 
@@ -28,16 +28,18 @@ const sizes = (dir: string): number[] => fs.readdirSync(dir).map((name) => fs.st
 
 test('a process whose hits fill its log starts another, and every count of every log is read', async () => {
   const { layout, hits } = await hitsDirOf('larder-hitlog-rotate')
-  const log = new HitLog(layout)
-  const flushes = 500 // 2,000 keys hit in each second: ~19 MB in all
+  // At the real size this is 19 MB of appends; a bound of 256 KiB shows the same in less.
+  const bound = 256 * 1024
+  const log = new HitLog(layout, undefined, bound)
+  const flushes = 40 // 2,000 keys hit in each second: ~1.5 MB in all
   for (let f = 0; f < flushes; f++) {
     for (let i = 0; i < 2000; i++) log.hit(hashOf(i))
     log.flush()
   }
   log.stop()
   const onDisk = sizes(hits)
-  assert.ok(onDisk.length >= 2, `one log per ${LOG_ROTATE_BYTES} bytes, not one of ${onDisk.join(', ')}`)
-  assert.ok(Math.max(...onDisk) <= LOG_ROTATE_BYTES, `every log within the bound: ${onDisk.join(', ')}`)
+  assert.ok(onDisk.length >= 4, `one log per ${bound} bytes, not one of ${onDisk.join(', ')}`)
+  assert.ok(Math.max(...onDisk) <= bound, `every log within the bound: ${onDisk.join(', ')}`)
   const counts = readHitCounts(hits, Date.now(), 0)
   assert.equal(counts.size, 2000)
   assert.ok([...counts.values()].every((count) => count === flushes))
@@ -45,7 +47,8 @@ test('a process whose hits fill its log starts another, and every count of every
 
 test('compaction writes merged counts in files within the bound, and they read back whole', async () => {
   const { hits } = await hitsDirOf('larder-hitlog-merged')
-  const entries = 900_000 // merged, ~17 MB: more than one file's worth
+  const bound = 256 * 1024 // LOG_ROTATE_BYTES in production: the same with 64 times the entries
+  const entries = 30_000 // merged, ~570 KB: more than two files' worth
   let names = ''
   for (let part = 0; part < 3; part++) {
     let text = `@${Date.now()}\n`
@@ -53,9 +56,9 @@ test('compaction writes merged counts in files within the bound, and they read b
     fs.writeFileSync(path.join(hits, `${part}.seed.log`), text)
   }
   for (let i = 0; i < entries; i++) names += hashOf(i)
-  assert.equal(compactHitLogs(hits, names, Date.now(), 0), 3)
+  assert.equal(compactHitLogs(hits, names, Date.now(), 0, bound), 3)
   const merged = sizes(hits)
-  assert.ok(merged.length >= 2 && Math.max(...merged) <= LOG_ROTATE_BYTES + 64, `merged files: ${merged.join(', ')}`)
+  assert.ok(merged.length >= 3 && Math.max(...merged) <= bound + 64, `merged files: ${merged.join(', ')}`)
   const counts = readHitCounts(hits, Date.now(), 0)
   assert.equal(counts.size, entries)
   assert.ok([...counts.values()].every((count) => count === 2))

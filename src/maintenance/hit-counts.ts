@@ -116,13 +116,20 @@ export function readHitCounts(dir: string, now: number, halfLife: number): Map<s
 }
 
 /**
- * Folds every log into one (one per LOG_ROTATE_BYTES of counts), with each count decayed to `now` (and dropping entries that no
- * longer exist: `names`, the survivors, 16 characters each; undefined, without a scan to say
- * which: every entry's kept, until a prune's compaction or its decay drops it). Each log is
- * renamed aside before it is read, so a writer's next append starts a new file instead of
- * being lost. Returns the number of logs folded.
+ * Folds every log into one (one per `fileBytes` of counts: LOG_ROTATE_BYTES, so that no merged
+ * log nears LOG_LIMIT), with each count decayed to `now` (and dropping entries that no longer
+ * exist: `names`, the survivors, 16 characters each; undefined, without a scan to say which:
+ * every entry's kept, until a prune's compaction or its decay drops it). Each log is renamed
+ * aside before it is read, so a writer's next append starts a new file instead of being lost.
+ * Returns the number of logs folded.
  */
-export function compactHitLogs(dir: string, names: string | undefined, now: number, halfLife: number): number {
+export function compactHitLogs(
+  dir: string,
+  names: string | undefined,
+  now: number,
+  halfLife: number,
+  fileBytes = LOG_ROTATE_BYTES,
+): number {
   let alive: Set<string> | undefined
   if (names !== undefined) {
     alive = new Set<string>()
@@ -157,7 +164,7 @@ export function compactHitLogs(dir: string, names: string | undefined, now: numb
     if (count < FORGOTTEN || (alive !== undefined && !alive.has(hash))) continue
     text += `${hash} ${Number(count.toPrecision(4))}
 `
-    if (text.length >= LOG_ROTATE_BYTES) write() // every file well under LOG_LIMIT, however many entries
+    if (text.length >= fileBytes) write() // every file well under LOG_LIMIT, however many entries
   }
   if (text !== '') write()
   // Recursive: a directory planted at a log's name was renamed aside with the logs, and

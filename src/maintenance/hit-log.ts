@@ -37,8 +37,11 @@ export class HitLog {
   #appended = 0
   readonly #counts = new Map<string, number>()
   readonly #timer: FlushTimer
+  readonly #rotateBytes: number
 
-  constructor(layout: Layout, guard?: DiskGuard) {
+  /** `rotateBytes`: the size past which a new log is started (LOG_ROTATE_BYTES). */
+  constructor(layout: Layout, guard?: DiskGuard, rotateBytes = LOG_ROTATE_BYTES) {
+    this.#rotateBytes = rotateBytes
     this.#timer = new FlushTimer(FLUSH_MS, () => this.flush(), guard)
     this.#tree = layout.tree
     this.#dir = layout.hitsDir
@@ -61,7 +64,7 @@ export class HitLog {
     let text = `@${Date.now()}\n`
     for (const [hash, count] of this.#counts) text += `${hash} ${count}\n`
     const bytes = Buffer.from(text)
-    if (this.#appended > 0 && this.#appended + bytes.length > LOG_ROTATE_BYTES) {
+    if (this.#appended > 0 && this.#appended + bytes.length > this.#rotateBytes) {
       this.#file = this.#newName()
       this.#appended = 0
     }
