@@ -333,7 +333,7 @@ describe('larder get and set', () => {
     assert.equal((JSON.parse(asJson.text) as { error: { code: string } }).error.code, 'ERR_CORRUPT')
   })
 
-  test('set and rm without the keys of a cache whose entries are sealed are refused (exit 2): no plaintext written, no removal claimed', async () => {
+  test('set and rm without the keys of a cache whose entries are sealed are refused (exit 2): no plaintext written, no removal claimed; get is a miss that says why', async () => {
     const dir = await freshDir('sealed')
     const keys = `k1:${'ab'.repeat(32)}`
     const app = await Larder.open({
@@ -350,7 +350,16 @@ describe('larder get and set', () => {
     const rm = await larder(['rm', 'secret', '--dir', dir])
     assert.equal(rm.code, 2, rm.stderr)
     assert.deepEqual((fs.readdirSync(dir, { recursive: true }) as string[]).sort(), before, 'nothing written or removed')
+    // get without the keys: a miss that says why, not "damaged" (verify counts the entry intact)
+    const get = await larder(['get', 'secret', '--dir', dir])
+    assert.equal(get.code, 1)
+    assert.equal(get.stdout.length, 0)
+    assert.match(get.stderr, /sealed under an encryption key this command was not given \(LARDER_ENCRYPTION_KEYS\)/)
+    const getJson = await larder(['get', 'secret', '--json', '--dir', dir])
+    assert.equal(getJson.code, 1)
+    assert.equal((JSON.parse(getJson.text) as { error: { code: string } }).error.code, 'ERR_NOT_FOUND')
     const env = { LARDER_ENCRYPTION_KEYS: keys }
+    assert.equal((await larder(['get', 'secret', '--dir', dir], { env })).text, '"value"\n')
     assert.equal((await larder(['set', 'other', '--dir', dir], { input: Buffer.from('sealed'), env })).code, 0)
     assert.equal((await larder(['rm', 'secret', '--dir', dir], { env })).text, 'removed 1 entry\n')
   })

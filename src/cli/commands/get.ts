@@ -37,16 +37,31 @@ export function getCommand(): Command {
       const miss = (): CliFailure => new CliFailure(`no entry for key ${JSON.stringify(key)}`, EXIT.failed, 'ERR_NOT_FOUND')
       await ctx.withCache('read', async (cache) => {
         // A damaged entry is told as damaged, whatever its size or codec (a read of it is a miss).
+        // An entry sealed under a key this run was not given is not damaged (verify counts it
+        // intact): a miss, whose message says which keys to give.
         let damaged: string | undefined
-        cache.on('corrupt', ({ reason }) => (damaged = reason.replace(/^Corrupt cache entry: /, '')))
-        const absent = (): CliFailure =>
-          damaged === undefined
-            ? miss()
-            : new CliFailure(
-                `the entry for key ${JSON.stringify(key)} is damaged (${damaged}): nothing written`,
-                EXIT.failed,
-                'ERR_CORRUPT',
-              )
+        let sealed = false
+        cache.on('corrupt', ({ reason, detail }) => {
+          if (reason === 'key' && detail === 'missing key') sealed = true
+          else damaged = reason.replace(/^Corrupt cache entry: /, '')
+        })
+        const absent = (): CliFailure => {
+          if (damaged !== undefined) {
+            return new CliFailure(
+              `the entry for key ${JSON.stringify(key)} is damaged (${damaged}): nothing written`,
+              EXIT.failed,
+              'ERR_CORRUPT',
+            )
+          }
+          if (sealed) {
+            return new CliFailure(
+              `the entry for key ${JSON.stringify(key)} is sealed under an encryption key this command was not given (LARDER_ENCRYPTION_KEYS): nothing written`,
+              EXIT.failed,
+              'ERR_NOT_FOUND',
+            )
+          }
+          return miss()
+        }
         const info = await cache.info(key)
         if (info === undefined) throw absent()
         if (!RAW_CODECS.has(info.codec)) {
