@@ -150,6 +150,8 @@ export class CacheParts {
             dropped: (n) => this.failures.dropped('redis', n),
             ready: () => this.shared!.breaker.state !== 'open',
           })
+    const shared = this.shared
+    if (shared !== undefined) this.failures.whyRedisDown = () => shared.whyNotConnected()
     this.memory =
       memory === false
         ? undefined

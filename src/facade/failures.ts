@@ -2,6 +2,9 @@ import { isLarderError, LarderError } from '../errors.js'
 import { isBreakerOpen } from '../resilience/disk-breaker.js'
 import type { Counters, TierName } from '../stats/counters.js'
 
+/** ioredis's words for a command sent while its connection is down, which say no more. */
+const NOT_CONNECTED = /^(Stream isn't writeable|Connection is closed)/
+
 const WHAT: Record<TierName, string> = { memory: 'Memory tier', file: 'Cache disk', redis: 'Shared tier (Redis)' }
 
 /**
@@ -15,6 +18,8 @@ export class Failures {
   readonly #counters: Counters
   readonly #failOpen: boolean
   readonly #emitError: (error: LarderError) => void
+  /** Why Redis is not connected, when a connection larder opened said (SharedParts). */
+  whyRedisDown: (() => string | undefined) | undefined
 
   constructor(counters: Counters, failOpen: boolean, emitError: (error: LarderError) => void) {
     this.#counters = counters
@@ -59,11 +64,15 @@ export class Failures {
     } catch (error) {
       if (isLarderError(error)) throw error
       if (isBreakerOpen(error))
-        throw new LarderError('ERR_UNAVAILABLE', `${WHAT[tier]} unavailable: circuit breaker is open`, { cause: error })
+        throw new LarderError('ERR_UNAVAILABLE', `${WHAT[tier]} unavailable: ${this.#explained('circuit breaker is open', tier)}`, {
+          cause: error,
+        })
       this.#count(tier)
       throw new LarderError(
         'ERR_UNAVAILABLE',
-        tier === 'file' ? `Cache maintenance failed: ${(error as Error).message}` : `${WHAT[tier]} failed: ${(error as Error).message}`,
+        tier === 'file'
+          ? `Cache maintenance failed: ${(error as Error).message}`
+          : `${WHAT[tier]} failed: ${this.#explained((error as Error).message, tier)}`,
         { cause: error },
       )
     }
@@ -72,14 +81,18 @@ export class Failures {
   #trouble(error: unknown, tier: TierName): void {
     const open = isBreakerOpen(error)
     if (!open) this.#count(tier)
-    const reason = error instanceof Error ? error.message : String(error)
-    const unavailable = new LarderError(
-      'ERR_UNAVAILABLE',
-      open ? `${WHAT[tier]} unavailable: circuit breaker is open` : `${WHAT[tier]} unavailable: ${reason}`,
-      { cause: error },
-    )
+    const reason = this.#explained(open ? 'circuit breaker is open' : error instanceof Error ? error.message : String(error), tier)
+    const unavailable = new LarderError('ERR_UNAVAILABLE', `${WHAT[tier]} unavailable: ${reason}`, { cause: error })
     if (!open) this.#emitError(unavailable)
     if (!this.#failOpen) throw unavailable
+  }
+
+  /** `reason` with, for Redis while it is not connected, what its connection last said
+   *  (WRONGPASS, ECONNREFUSED…): ioredis's own message then is only "Stream isn't writeable". */
+  #explained(reason: string, tier: TierName): string {
+    const why = tier === 'redis' ? this.whyRedisDown?.() : undefined
+    if (why === undefined || reason.includes(why)) return reason
+    return NOT_CONNECTED.test(reason) ? `not connected: ${why}` : `${reason} (not connected: ${why})`
   }
 
   #count(tier: TierName): void {

@@ -63,13 +63,18 @@ export class SharedParts {
   readonly #stampsKey: string
   /** What waits for the command connection to be ready (whenReady). */
   readonly #waiting = new Set<() => void>()
+  /** The last error of a connection larder opened, until it is ready again. */
+  #connectionError: string | undefined
 
   constructor(options: ResolvedOptions & { redis: ResolvedRedisOptions }, hooks: SharedHooks) {
     this.#options = options.redis
     const { client, owned } = openClient(options.redis)
     this.client = client
     this.#owned = owned
-    if (owned) client.on('error', () => {}) // it reconnects by itself; failed commands are counted
+    // It reconnects by itself; failed commands are counted. What went wrong last is kept: a
+    // command sent while it is not connected fails with ioredis's "Stream isn't writeable",
+    // which names neither a wrong password nor a refused port (whyNotConnected).
+    if (owned) client.on('error', (error: Error) => (this.#connectionError = withoutPassword(error.message, options.redis.url)))
     this.breaker = new DiskBreaker(
       breakerOptions(options.redis, owned),
       (state) => {
@@ -96,6 +101,7 @@ export class SharedParts {
     })
     this.#stampsKey = `${this.tier.base}\0tags`
     client.on('ready', () => {
+      this.#connectionError = undefined
       for (const task of this.#waiting) task()
       this.#waiting.clear()
       hooks.recovered()
@@ -115,6 +121,12 @@ export class SharedParts {
         lost: hooks.lost,
       })
     }
+  }
+
+  /** Why the command connection is not ready, as its last error said (a caller's client is the
+   *  caller's to hear): undefined when it is ready or nothing was heard. */
+  whyNotConnected(): string | undefined {
+    return this.client.status === 'ready' ? undefined : this.#connectionError
   }
 
   /** Waits (at most commandTimeout, or a second) for Redis and the bus: Redis down at open
@@ -215,4 +227,23 @@ export class SharedParts {
     if (this.#owned) await closeClient(this.client)
     this.breaker.shutdown()
   }
+}
+
+/** `message` with the password of `url` (as written and decoded) masked: no key or token is
+ *  ever told (ioredis's own messages hold none today; this keeps it so). */
+function withoutPassword(message: string, url: string | undefined): string {
+  let password: string | undefined
+  try {
+    password = url === undefined ? undefined : new URL(url).password
+  } catch {
+    return message
+  }
+  if (!password) return message
+  let masked = message.split(password).join('***')
+  try {
+    masked = masked.split(decodeURIComponent(password)).join('***')
+  } catch {
+    // not percent-encoded text: the raw form was masked
+  }
+  return masked
 }
