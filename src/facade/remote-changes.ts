@@ -13,7 +13,8 @@ export interface RemoteParts {
   /** Records tag invalidations locally (the directory's tag stamps, or the memory clock). */
   invalidateTags(tags: readonly string[], at: number): Promise<void>
   /** Removes the directory's entries whose key matches `pattern`, created before `at` (the
-   *  maintenance workers); nothing without a directory. */
+   *  maintenance workers); nothing without a directory, nor for a read-only instance (whose
+   *  file tier records the pattern instead: TierStack.dropMatching). */
   pruneMatching(pattern: string, at: number): Promise<void>
 }
 
@@ -25,7 +26,7 @@ export interface RemoteParts {
  * change's time, so whatever it writes after hearing of it is newer, whatever the two hosts'
  * clocks say. A read-only instance drops its memory tier's copies only: its directory is left
  * as it is, and its file tier's reads take an entry older than the change for a miss
- * (TierStack.dropLocal, clearLocal; README: readOnly).
+ * (TierStack.dropLocal, dropMatching, clearLocal; README: readOnly).
  */
 export async function applyRemote(message: BusMessage, p: RemoteParts): Promise<void> {
   if (message.op !== 'keys') p.stack.heardAll() // reads in flight judge a key message by key

@@ -490,6 +490,12 @@ export class FileTier implements Tier {
     this.#heard.removed(key, at)
   }
 
+  /** A read-only instance heard that another instance removed the keys matching `pattern` at
+   *  `at` (its prune by pattern): as heardRemoved, for every key the pattern matches. */
+  heardRemovedMatching(pattern: string, at: number): void {
+    this.#heard.removedMatching(pattern, at)
+  }
+
   /** A read-only instance heard a clear of the files made elsewhere at `at`: as heardRemoved,
    *  for every key (the partitions are not moved, the totals not restarted). */
   heardCleared(at: number): void {

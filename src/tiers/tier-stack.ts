@@ -694,6 +694,11 @@ export class TierStack {
       this.#validated?.clear()
       return
     }
+    // A read-only instance removes nothing from its directory (README: readOnly): its reads
+    // take every entry of a matching key older than the removal for a miss, left in place
+    // (FileTier.heardRemovedMatching).
+    const file = this.file
+    if (this.#p.options.readOnly) return this.pruningFiles(matches, at, () => Promise.resolve(file.heardRemovedMatching(pattern, at)))
     await this.pruningFiles(matches, at, pruneFiles)
   }
 

@@ -7,7 +7,9 @@
  *   directory to trash and started a new totals epoch; a heard delete wrote `meta/changes`,
  *   and its entry file was still served;
  * - tag invalidations it held (heard on the bus, or read from Redis at open) were capped at
- *   10,000, the oldest let go: after 10,000 later ones it served an entry invalidated long ago.
+ *   10,000, the oldest let go: after 10,000 later ones it served an entry invalidated long ago;
+ * - another instance's removal by pattern heard on the bus was not applied to its files at all:
+ *   it went on serving the matching entries removed everywhere else.
  */
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -16,7 +18,7 @@ import path from 'node:path'
 import { Redis } from 'ioredis'
 import { Larder } from '../../src/index.ts'
 import { tempDir } from '../helpers.ts'
-import { HeardRemovals, MAX_HEARD } from '../../src/tiers/heard-removals.ts'
+import { HeardRemovals, MAX_HEARD, MAX_HEARD_PATTERNS } from '../../src/tiers/heard-removals.ts'
 import { withCaches } from './instances.ts'
 import { eventually, redisAvailable, startRedis, type RedisServer } from './server.ts'
 
@@ -83,6 +85,48 @@ describe('a read-only instance hearing removals on the bus', { skip }, () => {
           await writer.close()
         }
         assert.equal(await reader.get('k5'), 'written since')
+      },
+    )
+  })
+})
+
+describe('a read-only instance hearing a removal by pattern', { skip }, () => {
+  test("another instance's prune by pattern reads as misses for the matching keys only, and nothing in its directory changes", async () => {
+    const redis = { url: server.url, prefix: nextPrefix() }
+    const dir = tempDir()
+    await withCaches(
+      [
+        { dir, readOnly: true, redis },
+        { dir: tempDir(), redis, maintenance: false },
+      ],
+      async ([reader, other]) => {
+        // Entries Redis never held (a writer sharing the directory without it), written after
+        // the reader opened (older ones it asks Redis about): only the pattern message reaches them.
+        const filler = await Larder.open({ dir, maintenance: false })
+        try {
+          for (let i = 0; i < 5; i++) await filler.set(`user:${i}`, `user ${i}`)
+          await filler.set('order:1', 'order 1')
+        } finally {
+          await filler.close()
+        }
+        assert.equal(await reader.get('user:0'), 'user 0') // held by its memory tier too
+        const before = tree(dir)
+        await other.prune({ pattern: 'user:*' })
+        assert.ok(await eventually(async () => (await reader.get('user:0')) === undefined), 'the heard removal is a miss')
+        for (let i = 0; i < 5; i++) assert.equal(await reader.get(`user:${i}`), undefined)
+        assert.equal(await reader.has('user:1'), false)
+        assert.equal(await reader.info('user:2'), undefined)
+        assert.equal(await reader.getStream('user:3'), undefined)
+        assert.equal(await reader.get('order:1'), 'order 1', 'a key the pattern does not match is read as ever')
+        assert.deepEqual(changedPaths(before, tree(dir)), [], 'a heard removal by pattern changes nothing in the directory')
+        // A writer sharing the directory (without Redis) writes after the removal: read as ever.
+        const writer = await Larder.open({ dir, maintenance: false })
+        try {
+          await writer.set('user:4', 'written since')
+        } finally {
+          await writer.close()
+        }
+        assert.equal(await reader.get('user:4'), 'written since')
       },
     )
   })
@@ -163,5 +207,23 @@ describe('the removals a read-only file tier heard', () => {
     assert.equal(heard.hides('other', 999), true)
     assert.equal(heard.hides('k9999', 10_198), true, 'a removal after the clear still counts')
     assert.equal(heard.hides('other', 1000), false)
+  })
+
+  test('removals by pattern: past the bound, the oldest let go raises the floor', () => {
+    const heard = new HeardRemovals()
+    heard.removedMatching('user:*', 100)
+    assert.equal(heard.any, true)
+    assert.equal(heard.hides('user:1', 99), true, 'a matching key older than the removal')
+    assert.equal(heard.hides('user:1', 100), false, 'created at the removal: kept')
+    assert.equal(heard.hides('order:1', 99), false, 'a key the pattern does not match')
+    for (let i = 0; i < MAX_HEARD_PATTERNS; i++) heard.removedMatching(`p${i}:*`, 200 + i)
+    assert.equal(heard.hides('user:1', 99), true, 'what the first hid stays hidden')
+    assert.equal(heard.hides('order:1', 99), true, 'as old as that: a miss (the floor)')
+    assert.equal(heard.hides('order:1', 100), false)
+    assert.equal(heard.hides('p3:x', 202), true)
+    assert.equal(heard.hides('p3:x', 203), false)
+    heard.cleared(1000)
+    assert.equal(heard.hides('p255:x', 999), true)
+    assert.equal(heard.hides('p255:x', 1000), false)
   })
 })
