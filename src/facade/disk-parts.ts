@@ -128,6 +128,11 @@ export class DiskParts {
       breaker: { isOpen: () => this.breaker.state === 'open', failed: (error) => this.bookkeepingFailed(error) },
       compactActivity: () => this.activity.compact(),
       progress: hooks.progress,
+      heldByReader: () => {
+        const removals = this.files.heardRemovals()
+        const tags = this.tags.heldStamps()
+        return removals === undefined && tags === undefined ? undefined : { removals, tags }
+      },
     })
     const here = openHere.get(this.layout.namespaceDir) ?? new Set<DiskParts>()
     openHere.set(this.layout.namespaceDir, here.add(this))

@@ -16,7 +16,7 @@ import { errorCode, isForbidden, READ_FLAGS } from '../store/disk.js'
 import { removeTaken, takeIfSame } from '../store/take-aside.js'
 import { rootAbove } from '../store/layout.js'
 import { chainIsReal } from '../store/owned-tree.js'
-import { readStamp } from '../store/tag-clock.js'
+import { readStamp, type HeldStamps } from '../store/tag-clock.js'
 
 /**
  * File-level steps of maintenance, run inside worker threads with synchronous calls (a
@@ -260,18 +260,25 @@ export function removeStaleTemp(file: string, now: number, maxAge: number, dryRu
   return stat.isFile() ? stat.size : 0
 }
 
-/** Tag invalidation stamps, read from `tags/` once per task. */
+/** Tag invalidation stamps, read from `tags/` once per task; with `held`, the stamps the
+ *  instance asking holds in memory only count too, as its reads count them (a read-only
+ *  instance's, which it may not write: TagClock.heldStamps). */
 export class TagStamps {
   readonly #dir: string
   readonly #stamps = new Map<string, number>()
+  readonly #held: Map<string, number> | undefined
+  readonly #floor: number
 
-  constructor(tagsDir: string) {
+  constructor(tagsDir: string, held?: HeldStamps) {
     this.#dir = tagsDir
+    this.#held = held === undefined ? undefined : new Map(held.stamps)
+    this.#floor = held?.floor ?? 0
   }
 
   /** True when any of `tags` was invalidated at or after `createdAt` (as the reader judges). */
   isStale(tags: readonly string[], createdAt: number): boolean {
-    for (const tag of tags) if (this.#stamp(tag) >= createdAt) return true
+    if (tags.length !== 0 && this.#floor >= createdAt) return true
+    for (const tag of tags) if (this.#stamp(tag) >= createdAt || (this.#held?.get(tag) ?? 0) >= createdAt) return true
     return false
   }
 

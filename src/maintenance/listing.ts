@@ -5,6 +5,8 @@ import { ENTRY_NAME } from '../store/layout.js'
 import { entryState } from '../store/liveness.js'
 import { Glob } from './glob.js'
 import { headBuffer, listPartition, readEntryHead, TagStamps, type EntryFacts } from './entry-scan.js'
+import type { HeldStamps } from '../store/tag-clock.js'
+import { HeardRemovals, type HeardSnapshot } from '../tiers/heard-removals.js'
 
 /**
  * Read-only walks for operators (`larder ls`, `larder stats`), run in worker threads like
@@ -48,11 +50,21 @@ export interface ListFilters {
   tags?: string[]
 }
 
+/** What the reads of the instance asking count beyond the directory: a read-only instance's
+ *  removals heard from other instances (tiers/heard-removals.ts) and the tag stamps it holds
+ *  in memory (TagClock.heldStamps), which it may not write there. A walk counts them too, so
+ *  what it lists agrees with what that instance's `get` answers. */
+export interface HeldByReader {
+  removals?: HeardSnapshot
+  tags?: HeldStamps
+}
+
 interface WalkInput {
   namespaceDir: string
   tagsDir: string
   partitions: string[]
   now: number
+  held?: HeldByReader
 }
 
 export interface ListInput extends WalkInput {
@@ -70,8 +82,9 @@ export interface UsageOutput {
   entries: number
   storedBytes: number
   logicalBytes: number
-  /** Entries that are not live (past their expiry or tag invalidation), still on disk until a
-   *  prune (or, for one kept for its grace, until a prune after the grace). */
+  /** Entries that are not live (past their expiry or tag invalidation; on a read-only
+   *  instance, also older than a removal it heard), still on disk until a prune (or, for one
+   *  kept for its grace, until a prune after the grace). */
   expired: number
   expiredBytes: number
   /** Files under entry names that are not valid entries. */
@@ -85,7 +98,8 @@ export interface UsageOutput {
 /** Calls `visit` for every readable entry of the partitions (with its trailer facts), and
  *  `damaged` for every file under an entry name that is not one. */
 function walk(input: WalkInput, visit: (facts: EntryFacts & { logicalLength: number }, stale: boolean) => void, damaged: () => void): void {
-  const stamps = new TagStamps(input.tagsDir)
+  const stamps = new TagStamps(input.tagsDir, input.held?.tags)
+  const removals = input.held?.removals === undefined ? undefined : HeardRemovals.from(input.held.removals)
   const buffer = headBuffer()
   for (const partition of input.partitions) {
     const dir = path.join(input.namespaceDir, partition)
@@ -104,7 +118,7 @@ function walk(input: WalkInput, visit: (facts: EntryFacts & { logicalLength: num
         damaged()
         continue
       }
-      const stale = entryState(facts.head, input.now, stamps) !== 'live'
+      const stale = entryState(facts.head, input.now, stamps) !== 'live' || removals?.hides(facts.head.key, facts.head.createdAt) === true
       visit(facts as EntryFacts & { logicalLength: number }, stale)
     }
   }

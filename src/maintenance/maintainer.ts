@@ -14,7 +14,7 @@ import { tryLock } from './lock.js'
 import { crowded } from './crowding.js'
 import type { RunningTotals, Totals } from './totals.js'
 import type { EvictOutput, PruneFilters, ScanOutput, SweepOutput, VerifyOutput } from './worker.js'
-import { mergeUsage, type EntryInfo, type ListFilters, type UsageOutput } from './listing.js'
+import { mergeUsage, type EntryInfo, type HeldByReader, type ListFilters, type UsageOutput } from './listing.js'
 
 export interface PruneReport {
   /** Entry files looked at. */
@@ -155,6 +155,9 @@ interface MaintainerParts {
   /** Folds closed instances' activity records into one (needs the lock). */
   compactActivity(): void
   progress(progress: MaintenanceProgress): void
+  /** What this instance's reads count beyond the directory (a read-only instance's heard
+   *  removals and tag stamps held in memory), for the walks (list, usage) to count too. */
+  heldByReader?(): HeldByReader | undefined
 }
 
 /**
@@ -579,6 +582,8 @@ export class Maintainer {
     const { layout, pool } = this.#p
     const partitions = await this.#partitions()
     const now = Date.now()
+    // Taken as the walk begins: what was heard after it is judged by the reads that follow.
+    const held = this.#p.heldByReader?.()
     let done = 0
     const progress = (d: number): void => {
       const p = { operation, phase: 'scan' as const, done: d, total: partitions.length }
@@ -589,7 +594,7 @@ export class Maintainer {
     return await this.#tasks(
       chunk(partitions, PARTITIONS_PER_TASK),
       (batch) =>
-        pool.run<unknown>({ ...input(batch, now), namespaceDir: layout.namespaceDir, tagsDir: layout.tagsDir } as never, {
+        pool.run<unknown>({ ...input(batch, now), namespaceDir: layout.namespaceDir, tagsDir: layout.tagsDir, held } as never, {
           signal: cancel.signal,
         }),
       (_out, batch) => progress((done += batch.length)),

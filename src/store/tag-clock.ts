@@ -63,6 +63,13 @@ function racyWindow(mtimeMs: number): number {
   return mtimeMs % 1000 === 0 ? COARSE_RACY_MS : RACY_MS
 }
 
+/** Tag stamps a clock holds in memory only (TagClock.heldStamps): each tag's time, and a floor
+ *  at or below which every tagged entry is stale. */
+export interface HeldStamps {
+  stamps: [tag: string, at: number][]
+  floor: number
+}
+
 /** How many stamps a tag clock holds unwritten (see TagClock's #unwritten). */
 const MAX_UNWRITTEN = 10_000
 
@@ -132,6 +139,15 @@ export class TagClock {
       this.#unwritten.delete(tag)
       if (at > this.#lostBefore) this.#lostBefore = at
     }
+  }
+
+  /** What this clock counts beyond the tags directory (the stamps held unwritten, and the
+   *  floor of those let go or lost), for a walk in the workers that must judge entries as
+   *  this instance's reads do (`larder ls`, `larder stats` of a read-only cache); undefined
+   *  when it counts nothing more. */
+  heldStamps(): HeldStamps | undefined {
+    if (this.#unwritten.size === 0 && this.#lostBefore === 0) return undefined
+    return { stamps: [...this.#unwritten], floor: this.#lostBefore }
   }
 
   /** Writes the stamps held unwritten, oldest first; throws the disk's failure (the rest stay). */

@@ -35,7 +35,7 @@ import { checkOpenedEntry, collect, createEntryStream, openEntry, readOpenedEntr
 import { writeEntryStream, type StreamSource } from '../store/stream-writer.js'
 import type { ChangeClock } from '../store/change-clock.js'
 import type { TagClock } from '../store/tag-clock.js'
-import { HeardRemovals } from './heard-removals.js'
+import { HeardRemovals, type HeardSnapshot } from './heard-removals.js'
 import { MAX_REFUSED, RefusedChanges } from './refused-changes.js'
 import { MISS, type StoredEntry, type Tier, type TierEntry, type TierRead } from './tier.js'
 
@@ -488,6 +488,12 @@ export class FileTier implements Tier {
    */
   heardRemoved(key: string, at: number): void {
     this.#heard.removed(key, at)
+  }
+
+  /** The removals heard (a read-only instance's), for the walks in the workers that must
+   *  judge entries as these reads do (`entries()`, `usage()`); undefined when none. */
+  heardRemovals(): HeardSnapshot | undefined {
+    return this.#heard.snapshot()
   }
 
   /** A read-only instance heard that another instance removed the keys matching `pattern` at

@@ -9,6 +9,13 @@ export const MAX_HEARD = 10_000
  *  Fewer than keys: a read of an entry older than a pattern's removal tests the pattern. */
 export const MAX_HEARD_PATTERNS = 256
 
+/** HeardRemovals as data (structured-cloneable), in the order heard. */
+export interface HeardSnapshot {
+  floor: number
+  keys: [key: string, at: number][]
+  patterns: [pattern: string, at: number][]
+}
+
 /**
  * The removals a read-only instance heard from other instances (a delete or a write of a key,
  * a removal by pattern, a clear), which it may not carry out on its directory: it removes
@@ -65,6 +72,23 @@ export class HeardRemovals {
     this.#floor = at
     for (const [key, keyAt] of this.#at) if (keyAt <= at) this.#at.delete(key)
     for (const [pattern, heard] of this.#patterns) if (heard.at <= at) this.#patterns.delete(pattern)
+  }
+
+  /** What was heard, as data a worker thread can take (HeardRemovals.from): for walks in the
+   *  workers that must judge entries as this tier's reads do (`entries()`, `usage()`);
+   *  undefined when nothing was heard. */
+  snapshot(): HeardSnapshot | undefined {
+    if (!this.any) return undefined
+    return { floor: this.#floor, keys: [...this.#at], patterns: [...this.#patterns].map(([pattern, { at }]) => [pattern, at]) }
+  }
+
+  /** The removals a snapshot holds, judged alike. */
+  static from(snapshot: HeardSnapshot): HeardRemovals {
+    const heard = new HeardRemovals()
+    heard.#floor = snapshot.floor
+    for (const [key, at] of snapshot.keys) heard.#at.set(key, at)
+    for (const [pattern, at] of snapshot.patterns) heard.#patterns.set(pattern, { glob: new Glob(pattern), at })
+    return heard
   }
 
   /** Whether `key`'s entry created at `createdAt` was removed by a change heard since. */

@@ -9,7 +9,9 @@
  * - tag invalidations it held (heard on the bus, or read from Redis at open) were capped at
  *   10,000, the oldest let go: after 10,000 later ones it served an entry invalidated long ago;
  * - another instance's removal by pattern heard on the bus was not applied to its files at all:
- *   it went on serving the matching entries removed everywhere else.
+ *   it went on serving the matching entries removed everywhere else;
+ * - its `entries()` and `usage()` (walks in the workers) counted neither the removals it heard
+ *   nor the tag invalidations it held in memory: they listed entries its own `get` missed.
  */
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -127,6 +129,56 @@ describe('a read-only instance hearing a removal by pattern', { skip }, () => {
           await writer.close()
         }
         assert.equal(await reader.get('user:4'), 'written since')
+      },
+    )
+  })
+})
+
+describe("a read-only instance's listing and usage", { skip }, () => {
+  test('agree with its get after it hears a delete, a tag invalidation and a removal by pattern', async () => {
+    const redis = { url: server.url, prefix: nextPrefix() }
+    const dir = tempDir()
+    const filler = await Larder.open({ dir, redis, maintenance: false })
+    await filler.set('k', 'deleted elsewhere')
+    await filler.set('tagged', 'invalidated elsewhere', { tags: ['t'] })
+    await filler.set('keep', 'kept')
+    await filler.close()
+    await withCaches(
+      [
+        { dir, readOnly: true, redis },
+        { dir: tempDir(), redis, maintenance: false },
+      ],
+      async ([reader, other]) => {
+        // Entries Redis never held, written after the reader opened: only the pattern reaches them.
+        const writer = await Larder.open({ dir, maintenance: false })
+        try {
+          await writer.set('p:1', 'pattern 1')
+          await writer.set('p:2', 'pattern 2')
+        } finally {
+          await writer.close()
+        }
+        const all = ['k', 'keep', 'p:1', 'p:2', 'tagged']
+        for (const key of all) assert.notEqual(await reader.get(key), undefined, key)
+        const listed = async (): Promise<string[]> => (await reader.entries()).map((e) => e.key).sort()
+        assert.deepEqual(await listed(), all)
+        assert.equal((await reader.usage()).entries, 5)
+        await other.delete('k')
+        await other.invalidateTags(['t'])
+        await other.prune({ pattern: 'p:*' })
+        const missed = async (): Promise<boolean> => {
+          for (const key of ['k', 'tagged', 'p:1', 'p:2']) if ((await reader.get(key)) !== undefined) return false
+          return true
+        }
+        assert.ok(await eventually(missed, 10_000), 'each change heard is a miss')
+        assert.equal(await reader.get('keep'), 'kept')
+        assert.deepEqual(await listed(), ['keep'], 'entries() lists only what get finds')
+        assert.deepEqual(
+          (await reader.entries({ pattern: 'p:*' })).map((e) => e.key),
+          [],
+        )
+        const usage = await reader.usage()
+        assert.equal(usage.entries, 1, 'usage() counts only what get finds')
+        assert.equal(usage.expired, 4, 'and the rest as not live')
       },
     )
   })
