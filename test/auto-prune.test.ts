@@ -103,7 +103,8 @@ test('writes over budget while another process holds the lock: spaced by the ove
   const totals = { bytes: BUDGET * 50 } // 50 budgets' worth: 50 ms between writes
   const parts = {
     options: { maintenance: { auto: true, interval: 0 }, maxSize: BUDGET },
-    maintainer: { prune: () => Promise.resolve(report({ skipped: true })) }, // the lock is always held elsewhere
+    // the lock is always held elsewhere, by a prune
+    maintainer: { prune: () => Promise.resolve(report({ skipped: true })), lockHeldToEvict: () => true },
     totals: {
       estimate: () => ({ entries: 0, bytes: totals.bytes }),
       read: () => ({ entries: 0, bytes: totals.bytes, scannedAt: undefined }),
@@ -131,4 +132,32 @@ test('writes over budget while another process holds the lock: spaced by the ove
   t.mock.timers.tick(250)
   await auto.close()
   t.mock.timers.reset()
+})
+
+test('writes over budget while the lock is held for work that evicts nothing (verify, rekey): not paced, and paced again once a prune holds it', async () => {
+  let holderEvicts = false
+  const parts = {
+    options: { maintenance: { auto: true, interval: 0 }, maxSize: BUDGET },
+    maintainer: { prune: () => Promise.resolve(report({ skipped: true })), lockHeldToEvict: () => holderEvicts },
+    totals: {
+      estimate: () => ({ entries: 0, bytes: BUDGET * 200 }), // 200 budgets' worth: 100 ms between writes if paced
+      read: () => ({ entries: 0, bytes: BUDGET * 200, scannedAt: undefined }),
+      abandonedClear: () => false,
+    },
+    pruned: () => {},
+    failed: (error: Error) => {
+      throw error
+    },
+  } as unknown as AutoPruneParts
+  const auto = new AutoPrune(parts)
+  auto.start()
+  await new Promise((resolve) => setImmediate(resolve)) // the run found the lock held by a verify: it stands aside
+  for (let i = 0; i < 100; i++) assert.equal(auto.afterWrite(), undefined, 'the write goes on at once')
+  holderEvicts = true // the verify ended and another process's prune took the lock
+  await new Promise((resolve) => setTimeout(resolve, 300)) // the run's next try finds it
+  const paced = auto.afterWrite()
+  assert.ok(paced !== undefined, 'paced again')
+  await paced
+  parts.options.maxSize = undefined // no budget: the run ends at its next try
+  await auto.close()
 })

@@ -17,8 +17,8 @@ export interface AutoPruneParts {
 const RETRY_MS = 250
 const RETRIES = 40
 /** While the cache is over budget and another process prunes (or it holds HOLDER_PACED_FROM
- *  budgets), this instance's writes are spaced this long apart for each budget's worth the
- *  totals hold… */
+ *  budgets while this one does), this instance's writes are spaced this long apart for each
+ *  budget's worth the totals hold… */
 const PACE_MS_PER_BUDGET = 1
 /** …and never more than this. */
 const PACE_MS_AT_MOST = 100
@@ -37,7 +37,8 @@ const HOLDER_PACED_FROM = 4
  * the cache over budget again. So a burst is caught up with as soon as it ends, and close()
  * (which waits for the run) leaves the cache within budget as far as this process's writes go.
  * A run stands aside while another process holds the maintenance lock and tries again, a
- * quarter second apart, while the cache is still over budget; it also stops when a pass frees
+ * quarter second apart, while the cache is still over budget (ten seconds at most: then the
+ * next write over budget starts another run); it also stops when a pass frees
  * nothing (every victim was in use), until the next write. A clear killed part way leaves the
  * totals at zero while entries stay: an instance that opens or writes then runs a pass, whose
  * scan counts them.
@@ -51,8 +52,11 @@ export class AutoPrune {
   #closed = false
   /** A write came while a pass ran (afterWrite left it to the run). */
   #wroteDuringPass = false
-  /** The run is waiting for another process's hold of the lock to end. */
-  #standingAside = false
+  /** The run is waiting for another hold of the lock to end (from a try that found it held
+   *  until the try that takes it), and whether that holder evicts, as its owner says (a
+   *  prune's: this instance's writes are paced) or not (a verify's, a rekey's: they are not;
+   *  see #paced). */
+  #standingAside: 'for a prune' | 'for other work' | undefined
   /** When the next write paced while standing aside may go on (see #paced). */
   #pacedUntil = 0
 
@@ -90,16 +94,17 @@ export class AutoPrune {
    * without giving the event loop a turn, so a burst of them (`for … await set()`) kept the
    * run's workers from reporting back at all: the cache grew by the whole burst before the
    * first eviction. A turn per write lets the prune keep pace, mostly; past HOLDER_PACED_FROM
-   * budgets, or while the run stands aside for another process's hold of the lock (where a
-   * turn paces nothing), the write is spaced from the others instead (#paced).
+   * budgets, or while the run stands aside for another process's prune (where a turn paces
+   * nothing), the write is spaced from the others instead (#paced). While it stands aside for
+   * a hold that evicts nothing (a verify, a rekey), the write goes on at once.
    */
   afterWrite(): Promise<void> | undefined {
     if (!this.#budgeted) return undefined
     if (this.#running !== undefined) {
       this.#wroteDuringPass = true
       const totals = this.#p.totals.estimate()
-      if (!this.#overBudget(totals)) return undefined
-      return this.#standingAside || this.#over(totals) >= HOLDER_PACED_FROM
+      if (!this.#overBudget(totals) || this.#standingAside === 'for other work') return undefined
+      return this.#standingAside === 'for a prune' || this.#over(totals) >= HOLDER_PACED_FROM
         ? this.#paced(totals)
         : new Promise((resolve) => setImmediate(resolve))
     }
@@ -124,6 +129,7 @@ export class AutoPrune {
       })
       .finally(() => {
         this.#running = undefined
+        this.#standingAside = undefined
       })
   }
 
@@ -136,8 +142,8 @@ export class AutoPrune {
   }
 
   /**
-   * The back-pressure on a write over budget while another process holds the lock (pruning,
-   * verifying): a turn of the event loop paces only the process whose own workers prune, and
+   * The back-pressure on a write over budget while another process's prune holds the lock: a
+   * turn of the event loop paces only the process whose own workers prune, and
    * three writers of which two stood aside wrote at full speed, the cache on disk reaching 290
    * times its budget in a burst. So this process's writes are spaced apart, in call order and
    * however many are in flight, PACE_MS_PER_BUDGET for each budget's worth the totals are over
@@ -145,6 +151,15 @@ export class AutoPrune {
    * slower they come, until the pruner's evictions keep pace with them. The process pruning is
    * paced so too past HOLDER_PACED_FROM budgets: its turn per write let one process's burst
    * reach 15 budgets.
+   *
+   * Only a prune's hold paces (its owner file says so: lock.ts, or says nothing, as an older
+   * larder's does). A verify or a rekey holds the lock for minutes on a big cache and evicts
+   * nothing: pacing then throttled every process's writes to about ten a second for as long as
+   * an operator's check ran, for no eviction to keep pace with. So while the run stands aside
+   * for one, writes go on at full speed and the cache overshoots its budget until the job
+   * ends; the run's next try (or, past its retries, the next write over budget) then prunes it
+   * back. A prune does not run beside them: both a verify with repair and a prune write the
+   * running totals from a scan of their own, and a rekey holds entries aside in place.
    */
   #paced({ entries, bytes }: Totals): Promise<void> {
     const spacing = Math.min(PACE_MS_AT_MOST, Math.max(1, Math.floor(this.#over({ entries, bytes }))) * PACE_MS_PER_BUDGET)
@@ -156,13 +171,13 @@ export class AutoPrune {
   async #run(): Promise<void> {
     for (let tries = 0; tries < RETRIES;) {
       this.#wroteDuringPass = false
-      const report = await this.#p.maintainer.prune({ signal: this.#abort.signal }, true)
+      const report = await this.#p.maintainer.prune({ signal: this.#abort.signal }, { locked: () => (this.#standingAside = undefined) })
       if (report.skipped) {
-        // Another process is pruning; it may have counted before our last writes.
+        // Another process is pruning (it may have counted before our last writes), or doing
+        // work that evicts nothing; which of the two is looked at on every try.
         tries++
-        this.#standingAside = true
+        this.#standingAside = this.#p.maintainer.lockHeldToEvict() ? 'for a prune' : 'for other work'
         await new Promise((resolve) => setTimeout(resolve, RETRY_MS))
-        this.#standingAside = false
       } else {
         this.#p.pruned(report)
         // A pass that freed nothing ends the run (every victim was in use: another pass now

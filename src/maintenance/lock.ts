@@ -10,7 +10,13 @@ import { readSmallFileSync } from '../store/small-file.js'
  * never choose victims from the same count.
  *
  *   meta/maintenance.lock/         a directory: `mkdir` is atomic, locally and on NFS
- *   meta/maintenance.lock/owner    {"pid","host","token"} of the holder
+ *   meta/maintenance.lock/owner    {"pid","host","token","purpose"} of the holder
+ *
+ * `purpose` says what the holder is doing (LockPurpose): a writer whose automatic prune
+ * stands aside paces its writes over budget only while the holder is pruning (see
+ * auto-prune.ts), not while it verifies or rekeys, which can hold the lock for minutes and
+ * evict nothing. A lock without one (an older larder's, or one whose owner file is not
+ * written yet) is taken for a prune's.
  *
  * The holder refreshes the directory's mtime every few seconds. A lock is dead, and taken
  * over at once, when
@@ -36,15 +42,25 @@ const TAKEOVER = '.takeover'
 /** Tokens of the locks this process holds, whichever instance took them. */
 const held = new Set<string>()
 
+/** What a holder of the lock is doing: `prune` evicts (an automatic or explicit prune);
+ *  the others remove no entry to bring the cache within its budget (a dry run, `verify`,
+ *  `rekey`, the fold of the bookkeeping files). */
+export type LockPurpose = 'prune' | 'dry-run' | 'verify' | 'rekey' | 'bookkeeping'
+
+/** The purposes of a holder that will not bring the cache back within its budget. */
+const EVICTS_NOTHING: ReadonlySet<string> = new Set<LockPurpose>(['dry-run', 'verify', 'rekey', 'bookkeeping'])
+
 interface Owner {
   pid: number
   host: string
   token: string
+  /** Missing in an older larder's lock; not to be trusted to be a string (heldToEvict). */
+  purpose?: unknown
 }
 
 /** Takes the lock at `lockDir` if it is free or dead; undefined if a live holder has it.
  *  Resolves to the release. Throws file-system errors (a failing disk). */
-export function tryLock(lockDir: string, modes: { dir: number; file: number }): (() => void) | undefined {
+export function tryLock(lockDir: string, modes: { dir: number; file: number }, purpose?: LockPurpose): (() => void) | undefined {
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       fs.mkdirSync(lockDir, modes.dir)
@@ -58,7 +74,7 @@ export function tryLock(lockDir: string, modes: { dir: number; file: number }): 
       return undefined
     }
     // Undefined: another taker's lock took the name under ours (busy).
-    return hold(lockDir, modes.file)
+    return hold(lockDir, modes.file, purpose)
   }
   return undefined // taken over and taken again by others meanwhile: busy
 }
@@ -66,9 +82,9 @@ export function tryLock(lockDir: string, modes: { dir: number; file: number }): 
 /** Holds the lock directory just made: its owner written, refreshed, released. Undefined
  *  (busy) when its owner file exists already: the directory is another taker's (a takeover
  *  put a live lock back under the name), and nothing of it is touched. */
-function hold(lockDir: string, fileMode: number): (() => void) | undefined {
+function hold(lockDir: string, fileMode: number, purpose: LockPurpose | undefined): (() => void) | undefined {
   const token = randomBytes(9).toString('base64url')
-  const owner: Owner = { pid: process.pid, host: os.hostname(), token }
+  const owner: Owner = { pid: process.pid, host: os.hostname(), token, purpose }
   // The directory made, by its inode: the refresh and the release touch and remove only it,
   // never a link or another directory put in its place while it was held (a prune can hold
   // it for minutes).
@@ -208,6 +224,17 @@ function isDead(lockDir: string, stat: fs.Stats): boolean {
   if (owner === undefined || owner.host !== os.hostname()) return false
   if (owner.pid === process.pid) return !held.has(owner.token)
   return !processExists(owner.pid)
+}
+
+/**
+ * Whether the lock at `lockDir` is held by a prune, which evicts (or may: a holder that does
+ * not say, an older larder's or one whose owner file is not written yet, is taken for one, as
+ * is a lock just released, which the next try may find taken by a prune). False only when its
+ * owner says it is doing something that evicts nothing (EVICTS_NOTHING).
+ */
+export function heldToEvict(lockDir: string): boolean {
+  const purpose = readOwner(lockDir)?.purpose
+  return typeof purpose !== 'string' || !EVICTS_NOTHING.has(purpose)
 }
 
 function readOwner(lockDir: string): Owner | undefined {

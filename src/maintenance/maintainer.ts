@@ -10,7 +10,7 @@ import { PARTITION_NAME, TRASH_NAME, trashTime, type Layout } from '../store/lay
 import { RECORD_FIELDS, type PlanOutput } from './policy.js'
 import type { MaintenancePool } from './pool.js'
 import { Cancellation } from './cancellation.js'
-import { tryLock } from './lock.js'
+import { heldToEvict, tryLock, type LockPurpose } from './lock.js'
 import { crowded } from './crowding.js'
 import type { RunningTotals, Totals } from './totals.js'
 import type { EvictOutput, PruneFilters, ScanOutput, SweepOutput, VerifyOutput } from './worker.js'
@@ -133,6 +133,12 @@ export interface RekeyReport extends Omit<RekeyOutput, 'stopped' | 'grownBytes'>
   redis?: RedisRekeyReport
 }
 
+/** What an automatic prune (auto-prune.ts) is told. */
+export interface AutomaticPrune {
+  /** It has taken the lock: its pass begins (it no longer stands aside). */
+  locked(): void
+}
+
 /** Partitions per worker task: 256 partitions make 32 tasks, fine-grained enough for
  *  progress and cancellation, coarse enough that messaging costs nothing. */
 const PARTITIONS_PER_TASK = 8
@@ -177,8 +183,10 @@ export class Maintainer {
     this.#lockDir = path.join(parts.layout.metaDir, 'maintenance.lock')
   }
 
-  /** `options` as validated by Larder.prune: sizes and durations already numbers. */
-  async prune(options: PruneOptions & PruneFilters & { maxSize?: number }, automatic = false): Promise<PruneReport> {
+  /** `options` as validated by Larder.prune: sizes and durations already numbers. An
+   *  `automatic` prune stands aside (`skipped`) if another holds the lock, and is told when it
+   *  has taken it. */
+  async prune(options: PruneOptions & PruneFilters & { maxSize?: number }, automatic?: AutomaticPrune): Promise<PruneReport> {
     const started = performance.now()
     const dryRun = options.dryRun === true
     const report: PruneReport = {
@@ -203,11 +211,12 @@ export class Maintainer {
       return report
     }
     await this.#operation(options.signal, report, done, async (cancel) => {
-      const release = await this.#lock(automatic, cancel)
+      const release = await this.#lock(automatic !== undefined, cancel, dryRun ? 'dry-run' : 'prune')
       if (release === undefined) {
         report.skipped = true
         return
       }
+      automatic?.locked()
       try {
         await this.#p.pruneStarted()
         await this.#prunePass(options, cancel, report, keys, listKeys)
@@ -391,7 +400,7 @@ export class Maintainer {
     }
     await this.#operation(options.signal, report, done, async (cancel) => {
       // Without repair nothing is written: no lock is taken and the totals are left alone.
-      const release = repair ? await this.#lock(false, cancel) : async () => {}
+      const release = repair ? await this.#lock(false, cancel, 'verify') : async () => {}
       try {
         await this.#verifyPass(options, cancel, report)
       } finally {
@@ -467,7 +476,7 @@ export class Maintainer {
     await this.#operation(options.signal, report, done, async (cancel) => {
       // Under the maintenance lock, as prune: two rekeys at once (two instances, a retried
       // call) each took the other's entry swapped aside for one a killed rekey left, and lost it.
-      const release = (await this.#lock(false, cancel))!
+      const release = (await this.#lock(false, cancel, 'rekey'))!
       try {
         await this.#rekeyPass(keyring, options, report, cancel)
       } finally {
@@ -513,7 +522,7 @@ export class Maintainer {
     if (this.#p.breaker.isOpen()) return
     const cancel = new Cancellation(undefined)
     await this.#reportingFailures(async () => {
-      const release = await this.#lock(true, cancel)
+      const release = await this.#lock(true, cancel, 'bookkeeping')
       if (release === undefined) return
       try {
         this.#p.totals.fold()
@@ -657,9 +666,16 @@ export class Maintainer {
     }
   }
 
-  /** Takes the maintenance lock (see lock.ts). An automatic run stands aside (undefined) if
-   *  another process holds it; an explicit one waits for it, up to about a minute. */
-  async #lock(automatic: boolean, cancel: Cancellation): Promise<(() => Promise<void>) | undefined> {
+  /** Whether the holder of the maintenance lock, as its owner says, is a prune (or may be:
+   *  see lock.ts, heldToEvict), rather than work that evicts nothing (verify, rekey). */
+  lockHeldToEvict(): boolean {
+    return heldToEvict(this.#lockDir)
+  }
+
+  /** Takes the maintenance lock (see lock.ts) for `purpose`, which its owner file records. An
+   *  automatic run stands aside (undefined) if another process holds it; an explicit one waits
+   *  for it, up to about a minute. */
+  async #lock(automatic: boolean, cancel: Cancellation, purpose: LockPurpose): Promise<(() => Promise<void>) | undefined> {
     const { tree, metaDir } = this.#p.layout
     tree.dirSync(metaDir)
     // The lock is a directory; anything else there was planted: a link would have the lock's
@@ -670,7 +686,7 @@ export class Maintainer {
     const deadline = Date.now() + 60_000
     for (let wait = 50; ; wait = Math.min(wait * 2, 1000)) {
       cancel.throwIfRequested()
-      const release = tryLock(this.#lockDir, { dir: tree.dirMode, file: tree.fileMode })
+      const release = tryLock(this.#lockDir, { dir: tree.dirMode, file: tree.fileMode }, purpose)
       if (release !== undefined) return () => Promise.resolve(release())
       if (automatic) return undefined
       if (Date.now() > deadline)

@@ -17,7 +17,7 @@ import { OwnedTree, type Sharing } from './owned-tree.js'
  *   <dir>/v1/<ns>/meta/totals/              running totals: a base from the last scan plus one
  *                                           delta file per writing process (maintenance/totals.ts)
  *   <dir>/v1/<ns>/meta/hits/                hit-count logs for LFU (maintenance/hit-log.ts)
- *   <dir>/v1/<ns>/meta/maintenance.lock/    held by the one process pruning, with its owner (maintenance/lock.ts)
+ *   <dir>/v1/<ns>/meta/maintenance.lock/    held by the one process pruning (or verifying, rekeying), with its owner and purpose (maintenance/lock.ts)
  *   <dir>/v1/<ns>/meta/changes              a byte appended by every write (store/change-clock.ts)
  *   <dir>/v1/<ns>/meta/name                 the namespace's name, for operators (store/namespace-name.ts)
  *   <dir>/v1/.trash-<pid>-<ms>-<random>/    partitions a `clear()` moved aside, being deleted
