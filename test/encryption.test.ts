@@ -63,6 +63,27 @@ describe('encryption: keys and options', () => {
     assert.deepEqual(entryFiles(dir), [], 'nothing written')
   })
 
+  test('one key needs no activeKey (it is the active one); with several, leaving it out is refused as required, not as a wrong id', async () => {
+    const dir = tempDir()
+    const cache = await Larder.open({ dir, encryption: { keys: { only: KEY_A } } })
+    assert.equal(cache.options.encryption?.activeKey, 'only')
+    await cache.set('k', 'sealed')
+    await cache.close()
+    const reader = await Larder.open({ dir, encryption: { keys: { only: KEY_A }, activeKey: 'only' } })
+    assert.equal(await reader.get('k'), 'sealed')
+    await reader.close()
+    const plain = await Larder.open({ dir })
+    assert.equal(await plain.get('k'), undefined, 'sealed: a reader without the key misses')
+    await plain.close()
+    await assert.rejects(
+      Larder.open({ dir: tempDir(), encryption: { keys: { a: KEY_A, b: KEY_B } } }),
+      (error: LarderError) =>
+        error.code === 'ERR_INVALID_OPTION' &&
+        error.field === 'encryption.activeKey' &&
+        /required with more than one key: one of the key ids \(a, b\)/.test(error.message),
+    )
+  })
+
   test('LARDER_ENCRYPTION_KEYS is parsed (first id active unless LARDER_ENCRYPTION_ACTIVE_KEY), bad input names the variable', () => {
     const a = KEY_A.toString('base64')
     const b = KEY_B.toString('hex')

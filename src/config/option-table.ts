@@ -103,7 +103,7 @@ export const OPTION_ROWS: readonly OptionRow[] = [
   { path: 'writeBack.maxDelay', env: 'text', example: '200ms', live: false, doc: 'longest a write waits for its batch (duration)' },
   { path: 'bus', env: 'boolean', example: 'false', live: false, doc: 'Redis pub/sub between instances' },
   { path: 'encryption.keys', env: 'keyring', example: `k1:${'0'.repeat(64)}`, live: false, secret: true, doc: 'encryption keys, `id:key,…` (32 bytes each: 64 hex digits or base64; never shown); the first is active' },
-  { path: 'encryption.activeKey', env: 'text', example: 'k2', live: false, secret: true, doc: 'the key id new entries are sealed under (one of the keys)' },
+  { path: 'encryption.activeKey', env: 'text', example: 'k2', live: false, secret: true, doc: 'the key id new entries are sealed under (one of the keys; with one key, that one)' },
 ]
 
 /** `memory.maxEntries` → `LARDER_MEMORY_MAX_ENTRIES`. */

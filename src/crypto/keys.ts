@@ -13,8 +13,9 @@ export interface EncryptionOptions {
   /** Key id → key: 32 bytes, as a Buffer/Uint8Array, or a string of 64 hex digits or of
    *  base64 (standard or URL-safe alphabet) that decodes to exactly 32 bytes. */
   keys: Record<string, string | Uint8Array>
-  /** The id (one of `keys`) new entries are encrypted under. */
-  activeKey: string
+  /** The id (one of `keys`) new entries are encrypted under; may be left out when `keys`
+   *  holds one key (that one). */
+  activeKey?: string
 }
 
 export const KEY_BYTES = 32
@@ -141,8 +142,13 @@ export function resolveEncryption(input: unknown, field = 'encryption'): Keyring
       seen.set(fingerprint, id)
     }
   }
+  const ids = parsed.map(([id]) => id).join(', ')
+  // One key is the active one without being named; of several, which one seals is the
+  // caller's to say (an object's key order is not theirs alone: integer-like ids come first).
+  if (activeKey === undefined && parsed.length === 1) return new Keyring({ keys: parsed, activeKey: parsed[0]![0] })
+  if (activeKey === undefined) throw invalid(`${field}.activeKey`, `required with more than one key: one of the key ids (${ids})`)
   if (typeof activeKey !== 'string' || !Object.hasOwn(keys, activeKey)) {
-    throw invalid(`${field}.activeKey`, `expected one of the key ids (${parsed.map(([id]) => id).join(', ')})`)
+    throw invalid(`${field}.activeKey`, `expected one of the key ids (${ids})`)
   }
   return new Keyring({ keys: parsed, activeKey })
 }
@@ -168,7 +174,7 @@ function keyBytes(key: unknown, field: string): Buffer {
  * `LARDER_ENCRYPTION_ACTIVE_KEY` (default: the first id listed) as an `encryption` option, or
  * undefined when the variable is unset or empty. Errors name the variable, never a key.
  */
-export function keysFromEnv(env: NodeJS.ProcessEnv = process.env): EncryptionOptions | undefined {
+export function keysFromEnv(env: NodeJS.ProcessEnv = process.env): Required<EncryptionOptions> | undefined {
   const list = env.LARDER_ENCRYPTION_KEYS?.trim()
   if (list === undefined || list === '') return undefined
   const keys: Record<string, string> = Object.create(null) as Record<string, string> // an id may be `__proto__`
