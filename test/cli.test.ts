@@ -383,6 +383,31 @@ describe('larder get and set', () => {
     assert.equal((await larder(['get', 'text', '--dir', dir])).text, '"plain words"\n')
   })
 
+  test("get decodes a custom serializer's entry with the serializer of the config file; without it, prints its bytes", async () => {
+    const root = await freshDir('custom')
+    fs.writeFileSync(
+      path.join(root, 'larder.config.mjs'),
+      [
+        'export default {',
+        "  dir: 'cache',",
+        '  serializer: {',
+        "    serialize: (value) => Buffer.from('CUSTOM:' + JSON.stringify(value)),",
+        "    deserialize: (bytes) => JSON.parse(Buffer.from(bytes).toString().slice('CUSTOM:'.length)),",
+        '  },',
+        '}',
+        '',
+      ].join('\n'),
+    )
+    const app = await Larder.open({ config: { env: false, cwd: root } })
+    await app.set('row', { id: 7, name: 'ada' })
+    await app.close()
+    assert.equal((await larder(['get', 'row'], { cwd: root })).text, '{"id":7,"name":"ada"}\n')
+    const asJson = JSON.parse((await larder(['get', 'row', '--json'], { cwd: root })).text) as Record<string, unknown>
+    assert.deepEqual(asJson, { key: 'row', codec: 'custom', encoding: 'json', value: { id: 7, name: 'ada' } })
+    // run from elsewhere, the file is not found: the stored bytes, as before
+    assert.equal((await larder(['get', 'row', '--dir', path.join(root, 'cache')])).text, 'CUSTOM:{"id":7,"name":"ada"}')
+  })
+
   test('a miss exits 1 with a message on stderr and nothing on stdout; a missing FILE is a usage error', async () => {
     const dir = await freshDir('miss')
     await (await Larder.open({ dir })).close()

@@ -5,7 +5,8 @@ import { CliContext, CliFailure, EXIT } from '../context.js'
 import { size } from '../format.js'
 import { writeDocument } from '../output.js'
 
-/** Codecs whose stored bytes are the value itself: written to stdout byte for byte. */
+/** Codecs whose stored bytes are the value itself: written to stdout byte for byte. A custom
+ *  serializer's entries too, unless the config file gives the command that serializer. */
 const RAW_CODECS = new Set(['bytes', 'text', 'stream', 'custom'])
 /** With --json a raw value is held whole to become one document (base64): up to this size.
  *  Larger values stream only without --json. */
@@ -64,7 +65,10 @@ export function getCommand(): Command {
         }
         const info = await cache.info(key)
         if (info === undefined) throw absent()
-        if (!RAW_CODECS.has(info.codec)) {
+        // The application's own serializer (a larder.config.mjs can give it) decodes its entries.
+        const decoded =
+          !RAW_CODECS.has(info.codec) || (info.codec === 'custom' && typeof (await ctx.entryOptions()).serializer === 'object')
+        if (decoded) {
           const value = await cache.get(key)
           if (value === undefined) throw absent()
           const json = faithfulJson(value)
