@@ -51,13 +51,22 @@ after(() => admin?.disconnect())
 type Figures = { tiers: { redis: { queued: number; breaker: { state: string } } } }
 const redisOf = async (cache: Larder): Promise<Figures['tiers']['redis']> => ((await cache.stats()) as unknown as Figures).tiers.redis
 
-/** How long Redis is paused: long enough for the breakers to open (a few 100 ms timeouts) and
- *  the changes under test to be made while it is, short enough not to slow the run. */
-const PAUSE_MS = 4000
+/**
+ * Redis stops answering: its process is stopped (SIGSTOP), so every command of every client,
+ * and every new connection, waits, until `redisBack()` lets it go on (SIGCONT). The outage lasts
+ * as long as a test needs it: a CLIENT PAUSE lasts a time fixed in advance (a pause of ALL holds
+ * CLIENT UNPAUSE too), which every test then waits out, and which a slow machine can outlast.
+ */
+function redisAway(): void {
+  process.kill(server.proc!.pid!, 'SIGSTOP')
+}
+function redisBack(): void {
+  process.kill(server.proc!.pid!, 'SIGCONT')
+}
 
-/** Pauses every client for PAUSE_MS, and waits until each cache's breaker is open. */
+/** Stops Redis, and waits until each cache's breaker is open. */
 async function breakerOpenOn(...caches: Larder[]): Promise<void> {
-  await admin.call('CLIENT', 'PAUSE', String(PAUSE_MS), 'ALL')
+  redisAway()
   for (const cache of caches) {
     assert.ok(
       await eventually(async () => {
@@ -69,8 +78,9 @@ async function breakerOpenOn(...caches: Larder[]): Promise<void> {
   }
 }
 
-/** Waits for the pause to end and `cache`'s breaker to close again. */
+/** Lets Redis go on, and waits until `cache`'s breaker has closed again. */
 async function recovered(cache: Larder): Promise<void> {
+  redisBack()
   assert.ok(
     await eventually(async () => {
       await cache.get('probe')
@@ -87,9 +97,8 @@ async function reads(b: Larder, key: string, value: unknown): Promise<boolean> {
 
 describe('changes Redis missed, and queued writes that would undo a change', { skip }, () => {
   afterEach(async () => {
+    redisBack() // a test that failed half-way, or did not need Redis back, leaves it stopped
     await Promise.all(opened.splice(0).map((cache) => cache.close().catch(() => {})))
-    // A test that failed half-way may leave the pause: it ends by itself (CLIENT UNPAUSE would
-    // wait for it too: a pause of ALL holds every command, that one included).
     await admin.ping()
     assert.deepEqual(unhandled, [], 'no unhandled rejection')
   })
@@ -139,7 +148,7 @@ describe('changes Redis missed, and queued writes that would undo a change', { s
     await breakerOpenOn(a)
     await a.clear()
     assert.equal(await a.get('old'), undefined)
-    // B's connection is paused too: its write times out, is queued, and lands once B's
+    // B's connection waits too: its write times out, is queued, and lands once B's
     // connection is back (a connection whose command timed out is opened again: connection.ts).
     await b.set('newer', 'kept')
     await recovered(a)
@@ -221,7 +230,7 @@ describe('changes Redis missed, and queued writes that would undo a change', { s
       redis: { url: server.url, prefix, commandTimeout: '100ms', breaker: { volumeThreshold: 1000 } },
       writeBack: { maxDelay: '1h' },
     })
-    await admin.call('CLIENT', 'PAUSE', String(PAUSE_MS), 'ALL')
+    redisAway()
     let calls = 0
     const value = await cache.getOrSet('k', () => `v${++calls}`, { lock: true })
     assert.equal(value, 'v1')
