@@ -84,12 +84,22 @@ describe('SIGKILL during setStream of a large artifact', () => {
 
       let current: number | undefined = 0 // the version the key is known to hold
       const outcomes = { killedMidWrite: 0, completedBeforeKill: 0, completedUnkilled: 0, keptPrevious: 0, tookNew: 0, missing: 0 }
+      const writer = (v: number): Child => {
+        const child = new Child('stream-writer.ts', [dir, KEY, String(v), String(SIZE)])
+        children.push(child)
+        return child
+      }
       let version = 0
+      // The writer of the next version loads (about a second of Node, tsx and larder) while
+      // this one writes and is checked; it opens the cache only when sent 'go', after that.
+      let nextWriter = writer(1)
       for (let kill = 0; kill < KILLS;) {
         version++
-        const child = new Child('stream-writer.ts', [dir, KEY, String(version), String(SIZE)])
-        children.push(child)
+        const child = nextWriter
+        await child.next('loaded')
+        child.proc.send('go')
         await child.next('writing')
+        nextWriter = writer(version + 1)
         // Every fifth version is left to finish, so the "earlier version" keeps changing.
         const unkilled = version % 5 === 0
         if (unkilled) {
@@ -148,6 +158,7 @@ describe('SIGKILL during setStream of a large artifact', () => {
         await checkFinalNames(dir, [KEY])
       }
 
+      await nextWriter.kill() // loaded, never let go: it opened nothing
       const temps = await checkFinalNames(dir, [KEY])
       t.diagnostic(
         `outcomes ${JSON.stringify(outcomes)}; ${temps.length} temp files left: ${temps
@@ -183,10 +194,19 @@ describe('SIGKILL during many small sets', () => {
       let lastPresent = 0
       let maxTemps = 0
 
-      for (let round = 0; round < ROUNDS; round++) {
+      const writer = (round: number): Child => {
         const child = new Child('small-writer.ts', [dir, String(round), String(seed * 7 + round), String(KEYS)])
         children.push(child)
+        return child
+      }
+      // The writer of the next round loads while this one writes and is checked (as above).
+      let nextWriter = writer(0)
+      for (let round = 0; round < ROUNDS; round++) {
+        const child = nextWriter
+        await child.next('loaded')
+        child.proc.send('go')
         await child.next('writing')
+        if (round + 1 < ROUNDS) nextWriter = writer(round + 1)
         await delay(randInt(rand, 5, 150))
         const exit = await child.kill()
         assert.equal(exit.signal, 'SIGKILL', `round ${round}: the writer ended on its own:\n${child.stderr}`)

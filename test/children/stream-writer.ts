@@ -1,6 +1,7 @@
 /**
  * Writes one version of a large artifact with setStream, for the crash tests:
- * `stream-writer.ts <dir> <key> <version> <size> [paceMs]`. Sends `{ type: 'writing' }` just before
+ * `stream-writer.ts <dir> <key> <version> <size> [paceMs]`. Sends `{ type: 'loaded' }` and waits
+ * for any message before it opens the cache; then sends `{ type: 'writing' }` just before
  * the write starts, `{ type: 'near-end' }` once the source has yielded 90 % of its bytes,
  * and `{ type: 'done' }` once the write has resolved; the parent may SIGKILL it at any
  * moment in between (or after). It exits on its own only when the parent disconnects.
@@ -32,6 +33,13 @@ async function* source(): AsyncGenerator<Buffer> {
     if (due > 1) await delay(due)
   }
 }
+
+// Node, tsx and larder take about a second to load, so the parent starts the next writer
+// while it still checks what the last one left, and lets it go (any message) only once that
+// check is done: nothing is opened or written before then.
+const go = new Promise((resolve) => process.once('message', resolve))
+process.send!({ type: 'loaded' })
+await go
 
 const cache = await Larder.open({ dir: dir! })
 process.send!({ type: 'writing' })

@@ -86,16 +86,35 @@ describe('SIGKILL at random moments', () => {
       // under an entry's name is damaged.
       const failures: string[] = []
       let survived = 0
-      for (let kill = 0; kill < KILLS; kill++) {
-        // Six in ten kills hit writers that stream and prune, two hit clear(), two invalidateTags();
-        // the last five hit writers, so a clear() does not sweep away the temp files whose
-        // reclaiming the end of the test checks.
+      // Six in ten kills hit writers that stream and prune, two hit clear(), two invalidateTags();
+      // the last five hit writers, so a clear() does not sweep away the temp files whose
+      // reclaiming the end of the test checks.
+      const modeOf = (kill: number): 'mixed' | 'clear' | 'tags' => {
         const roll = kill >= KILLS - 5 ? 0 : kill % 10
-        const mode = roll < 6 ? 'mixed' : roll < 8 ? 'clear' : 'tags'
-        outcome[mode]++
-        const child = new Child('../torture/children/crash-child.ts', [mode, dir, String(kill), String(seed * 31 + kill), String(KEYS)])
+        return roll < 6 ? 'mixed' : roll < 8 ? 'clear' : 'tags'
+      }
+      const start = (kill: number): Child => {
+        const child = new Child('../torture/children/crash-child.ts', [
+          modeOf(kill),
+          dir,
+          String(kill),
+          String(seed * 31 + kill),
+          String(KEYS),
+        ])
         children.push(child)
+        return child
+      }
+      // The child of the next kill loads (about a second of Node, tsx and larder) while this one
+      // works and is checked; it opens the cache only when sent 'go', after that.
+      let nextChild = start(0)
+      for (let kill = 0; kill < KILLS; kill++) {
+        const mode = modeOf(kill)
+        outcome[mode]++
+        const child = nextChild
+        await child.next('loaded')
+        child.proc.send('go')
         await child.next('ready')
+        if (kill + 1 < KILLS) nextChild = start(kill + 1)
         await delay(randInt(rand, 0, 400))
         const exit = await child.kill()
         children.splice(children.indexOf(child), 1)

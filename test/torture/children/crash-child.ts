@@ -4,8 +4,9 @@
  *                                                         blobs), and prune/verify, all at once
  *   crash-child.ts clear <dir> <writer> <seed> <keys>   sets a batch, clear(), over and over
  *   crash-child.ts tags  <dir> <writer> <seed> <keys>   tagged sets and invalidateTags, interleaved
- * Every value is self-checking for its key (test/children/shared.ts). Sends `{ type: 'ready' }`
- * once it has done some work; runs until killed.
+ * Every value is self-checking for its key (test/children/shared.ts). Sends `{ type: 'loaded' }`
+ * and waits for any message before it opens the cache; sends `{ type: 'ready' }` once it has
+ * done some work; runs until killed.
  */
 import { setTimeout as delay } from 'node:timers/promises'
 import { Larder } from '../../../src/index.ts'
@@ -15,6 +16,12 @@ const [mode, dir, writerArg, seedArg, keysArg] = process.argv.slice(2)
 const writer = Number(writerArg)
 const keys = Number(keysArg)
 const rand = prng(Number(seedArg))
+// Node, tsx and larder take about a second to load, so the parent starts the next child while
+// it still checks what the last one left, and lets it go (any message) only once that check
+// is done: nothing is opened or written before then.
+const go = new Promise((resolve) => process.once('message', resolve))
+process.send!({ type: 'loaded' })
+await go
 const cache = await Larder.open({ dir: dir!, maintenance: { interval: 0 } })
 let seq = 0
 let done = 0
