@@ -465,7 +465,8 @@ describe('temp files of streams', () => {
       const slow = await startChild('slow-stream.ts', [dir, 'slow', '5', '200', 'hold'], false)
       children.push(slow)
       await slow.next('writing')
-      const janitor = await Larder.open({ dir, maintenance: { interval: 0, tempMaxAge: '2s' } })
+      // tempMaxAge at its documented minimum: each wait below is that plus a second's margin.
+      const janitor = await Larder.open({ dir, maintenance: { interval: 0, tempMaxAge: '1s' } })
       let temp: string | undefined
       for (let tries = 0; temp === undefined; tries++) {
         assert.ok(tries < 400, 'the stream never made its temp file')
@@ -474,7 +475,7 @@ describe('temp files of streams', () => {
       }
       const seen = Date.now()
       // Past the temp file's maximum age, the writer still feeding its stream.
-      while (Date.now() - seen < 3000) await delay(100)
+      while (Date.now() - seen < 2000) await delay(100)
       assert.equal(slow.has('done'), false, 'the stream is still being written')
       const pruned = await janitor.prune()
       assert.equal(pruned.tempFilesRemoved, 0, "the live writer's temp file was left alone")
@@ -498,7 +499,7 @@ describe('temp files of streams', () => {
       }
       await doomed.kill()
       const killed = Date.now()
-      while (Date.now() - killed < 3000) await delay(100)
+      while (Date.now() - killed < 2000) await delay(100)
       const reclaimed = await janitor.prune()
       assert.equal(reclaimed.tempFilesRemoved, 1)
       assert.deepEqual(temps(dir), [])
