@@ -7,7 +7,7 @@ import { layerOptions, type LayeredOptions, type OptionSource } from './config/l
 import { CacheParts } from './facade/cache-parts.js'
 import type { LarderEvents } from './facade/events.js'
 import { incrementInOrder } from './facade/increment.js'
-import { memoryAnswer, taggedKeys } from './facade/adapter-hooks.js'
+import { entryBatches, memoryAnswer, taggedKeys } from './facade/adapter-hooks.js'
 import { keysBeyondDir } from './facade/tagged-keys.js'
 import * as operatorCalls from './facade/operator-calls.js'
 import { rekeyTiers } from './facade/rekey.js'
@@ -178,6 +178,14 @@ export class Larder extends EventEmitter<LarderEvents> {
   [taggedKeys](tags: readonly string[]): AsyncIterable<string> {
     this.#assertOpen()
     return keysBeyondDir(this.#memory?.keysTagged(tags) ?? [], this.#p.shared?.tier, tags, this.#p.failures)
+  }
+
+  /** For larder's adapters and CLI only (facade/adapter-hooks.ts): entries() a batch of
+   *  partitions at a time, memory bounded by a few batches (entries() holds them all). */
+  [entryBatches](options?: EntriesOptions): AsyncIterable<EntryInfo[]> {
+    this.#assertOpen()
+    const { filters, walk } = validateEntriesOptions(options)
+    return operatorCalls.entryBatches(this.#p, filters, walk)
   }
 
   /** Whether a get may be answered by the memory tier at once: there is one, the cache is
@@ -439,7 +447,9 @@ export class Larder extends EventEmitter<LarderEvents> {
 
   /** Every live entry (or those matching `prefix`, `pattern` and `tags`), described as `info()`
    *  does, read in worker threads from entry heads; in no particular order. Removes nothing.
-   *  Cancel with `signal` (`ERR_ABORTED`); progress as for prune. */
+   *  Cancel with `signal` (`ERR_ABORTED`); progress as for prune. The array holds the whole
+   *  listing at once (a few hundred bytes an entry): keep it to caches of a size that fits in
+   *  memory, or narrow it with the filters. */
   async entries(options?: EntriesOptions): Promise<EntryInfo[]> {
     this.#assertOpen()
     const { filters, walk } = validateEntriesOptions(options)

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 import type { KeyvStoreAdapter, StoredData } from 'keyv'
 import type { Larder } from 'larder'
-import { taggedKeys } from '../facade/adapter-hooks.js'
+import { entryBatches, taggedKeys } from '../facade/adapter-hooks.js'
 import { MAX_KEY_BYTES } from '../options.js'
 import { boundedKey } from './bounded-key.js'
 import { CacheSource, type CacheOrOptions } from './cache-source.js'
@@ -150,7 +150,8 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
 
   /**
    * `[key, value]` for every live entry of the namespace (keys as stored, prefix included:
-   * Keyv strips it). Listed from the directory's entry heads by larder's worker threads, then
+   * Keyv strips it). Listed from the directory's entry heads by larder's worker threads, a
+   * partition at a time as the listing is read (memory holds a few partitions' listings), then
    * from the memory tier (with `dir: false`, what only memory holds), then, with `redis`, from
    * the values Redis holds (what other hosts wrote). Each is read through `get`, one at a time,
    * so memory holds one value at once and an entry removed, expired or invalidated meanwhile is
@@ -168,12 +169,24 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
 
   async *#listed<Value>(namespace: string | undefined): AsyncGenerator<[string, Awaited<Value>], void> {
     const tags = [namespaceTag(namespace)]
-    const listed = await this.#source.guarded([], async (cache) => (cache.dir === false ? [] : cache.entries({ tags })))
     const seen = new Set<string>()
-    for (const { key } of listed) {
-      seen.add(key)
-      const value = await this.#source.guarded(undefined, getOf, key)
-      if (value !== undefined) yield listedAs<Value>(key, value)
+    // The directory's entries a batch of partitions at a time, each batch listed as the one
+    // before is read (so memory holds a few batches, not the namespace); a failure of a batch
+    // ends this part of the listing as a failed entries() call would have ended all of it.
+    const batches = await this.#source.guarded(undefined, (cache) => Promise.resolve(directoryBatches(cache, tags)))
+    const pending = batches?.[Symbol.asyncIterator]()
+    try {
+      for (;;) {
+        const step = pending === undefined ? LISTED : await this.#source.guarded(LISTED, () => pending.next())
+        if (step.done === true) break
+        for (const { key } of step.value) {
+          seen.add(key)
+          const value = await this.#source.guarded(undefined, getOf, key)
+          if (value !== undefined) yield listedAs<Value>(key, value)
+        }
+      }
+    } finally {
+      await pending?.return?.()
     }
     const cache = await this.#source.ready.catch(() => undefined) // a failed open: reported above
     try {
@@ -322,6 +335,20 @@ function ttlUntil(expires: number | undefined): number | undefined | 'past' {
 
 /** A get, made once: the hot read passes it and its key to `guarded` (no closure per call). */
 const getOf = (cache: Larder, key: string): Promise<unknown> => cache.get(key)
+
+/** The end of a listing: what a failed step of it comes to (reported by `guarded`). */
+const LISTED: IteratorResult<never, undefined> = { done: true, value: undefined }
+
+/** The entries of the directory carrying `tags`, a batch at a time (none without a
+ *  directory); the whole listing as one batch from a larder without the bounded hook. */
+function directoryBatches(cache: Larder, tags: string[]): AsyncIterable<Array<{ key: string }>> | undefined {
+  if (cache.dir === false) return undefined
+  const bounded = cache[entryBatches]
+  if (bounded !== undefined) return bounded.call(cache, { tags })
+  return (async function* () {
+    yield await cache.entries({ tags })
+  })()
+}
 
 /** The tag every entry of a Keyv namespace carries (no namespace is a namespace too). */
 function namespaceTag(namespace: string | undefined): string {

@@ -15,3 +15,9 @@ export const memoryAnswer: unique symbol = Symbol.for('larder.memoryAnswer') as 
  *  must see what other hosts wrote to Redis, which this host's directory never held, and with
  *  `dir: false` what only memory holds. */
 export const taggedKeys: unique symbol = Symbol.for('larder.taggedKeys') as never
+
+/** entries() a batch at a time (facade/operator-calls.ts `entryBatches`): an async iterable
+ *  of arrays, each the live entries of a few partitions, listed in worker threads no further
+ *  ahead of the caller than the pool has workers, so memory holds a few batches however many
+ *  entries there are. Keyv's `iterator()` and `larder ls --limit` list through it. */
+export const entryBatches: unique symbol = Symbol.for('larder.entryBatches') as never

@@ -89,9 +89,25 @@ export function info(parts: CacheParts, key: string): Promise<EntryInfo | undefi
   })
 }
 
-/** entries(): the live entries matching `filters`, read from entry heads in the maintenance workers. */
+/** entries(): the live entries matching `filters`, read from entry heads in the maintenance
+ *  workers, held whole (`entryBatches` gives them a batch at a time). */
 export function entries(parts: CacheParts, filters: ListFilters, walk: WalkOptions): Promise<EntryInfo[]> {
   return parts.failures.operation(() => maintainerFor(parts, 'entries').list(filters, walk))
+}
+
+/** The bounded listing (adapter-hooks.ts `entryBatches`): entries()'s entries a batch of
+ *  partitions at a time (Maintainer.listBatches), each step's failure ruled as entries()'s. */
+export async function* entryBatches(parts: CacheParts, filters: ListFilters, walk: WalkOptions): AsyncGenerator<EntryInfo[], void> {
+  const batches = maintainerFor(parts, 'entries').listBatches(filters, walk)
+  try {
+    for (;;) {
+      const step = await parts.failures.operation(() => batches.next())
+      if (step.done === true) return
+      yield step.value
+    }
+  } finally {
+    await batches.return()
+  }
 }
 
 /** usage(): a read-only walk of every entry head in the maintenance workers. */

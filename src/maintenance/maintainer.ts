@@ -142,6 +142,9 @@ export interface AutomaticPrune {
 /** Partitions per worker task: 256 partitions make 32 tasks, fine-grained enough for
  *  progress and cancellation, coarse enough that messaging costs nothing. */
 const PARTITIONS_PER_TASK = 8
+/** Partitions per batch of a bounded listing (listBatches): a partition holds about a
+ *  256th of the entries (4,000 of a million), so a batch is small whatever the cache holds. */
+const PARTITIONS_PER_BATCH = 1
 /** Victims per eviction task. */
 const VICTIMS_PER_TASK = 4096
 
@@ -544,10 +547,72 @@ export class Maintainer {
     }, cancel)
   }
 
-  /** Every live entry matching `filters`, read in workers; takes no lock and removes nothing. */
+  /** Every live entry matching `filters`, read in workers, as one array (held whole: see
+   *  `listBatches` for a listing whose memory is bounded); takes no lock and removes nothing. */
   async list(filters: ListFilters, options: WalkOptions): Promise<EntryInfo[]> {
     const parts = await this.#walk('list', options, (partitions, now) => ({ task: 'list', filters, partitions, now }))
     return (parts as EntryInfo[][]).flat()
+  }
+
+  /**
+   * The live entries matching `filters`, a batch of partitions at a time, each batch handed
+   * over as its worker task ends: the bounded listing under Keyv's `iterator()` and `larder
+   * ls --limit`. No more tasks run ahead of the caller than the pool has workers, so memory
+   * holds the batch being consumed and at most that many more, however many entries the cache
+   * has (`list` holds them all). Stopping early (`return()`, a `break`) stops the tasks in
+   * flight and lists nothing further. Takes no lock and removes nothing; failures and
+   * cancellation as `list`'s.
+   */
+  async *listBatches(filters: ListFilters, options: WalkOptions): AsyncGenerator<EntryInfo[], void> {
+    this.#assertDiskAvailable()
+    const { layout, pool } = this.#p
+    const cancel = new Cancellation(options.signal)
+    const ahead: Promise<EntryInfo[]>[] = []
+    try {
+      const partitions = await this.#reportingFailures(() => this.#partitions(), cancel)
+      const now = Date.now()
+      const window = Math.max(1, this.#p.options.maintenance.workers)
+      let started = 0
+      let done = 0
+      const progress = (d: number): void => {
+        const p = { operation: 'list' as const, phase: 'scan' as const, done: d, total: partitions.length }
+        options.onProgress?.(p)
+        this.#p.progress(p)
+      }
+      progress(0)
+      // The next tasks start before a batch is handed over, so workers list while the caller reads.
+      const fill = (): void => {
+        while (ahead.length < window && started < partitions.length) {
+          const batch = partitions.slice(started, (started += PARTITIONS_PER_BATCH))
+          const task = this.#reportingFailures(
+            () =>
+              pool.run<EntryInfo[]>(
+                { task: 'list', filters, partitions: batch, now, namespaceDir: layout.namespaceDir, tagsDir: layout.tagsDir },
+                { signal: cancel.signal },
+              ),
+            cancel,
+          )
+          task.catch(() => {}) // heard when its turn comes, or dropped with the listing
+          ahead.push(task)
+        }
+      }
+      fill()
+      while (ahead.length > 0) {
+        const listed = await ahead.shift()!
+        progress((done = Math.min(partitions.length, done + PARTITIONS_PER_BATCH)))
+        fill()
+        if (listed.length > 0) yield listed
+      }
+    } catch (error) {
+      if (!cancel.requested) throw error
+      throw new LarderError('ERR_ABORTED', 'list was cancelled', { field: 'signal', cause: cancel.reason })
+    } finally {
+      // A caller that stopped early (or a failed task) leaves tasks in flight: they are read-only,
+      // so they are stopped outright, and waited for, so none outlives the listing.
+      if (ahead.length > 0) cancel.cancel()
+      await Promise.allSettled(ahead)
+      cancel.dispose()
+    }
   }
 
   /** Counts and sizes by age, read in workers; takes no lock and removes nothing. */

@@ -248,4 +248,38 @@ describe('larder/keyv', () => {
     assert.ok(refused[0] instanceof LarderError && refused[0].code === 'ERR_SERIALIZE', String(refused[0]))
     await Promise.all([small.disconnect(), roomy.disconnect(), unserialized.disconnect()])
   })
+  test('iterator() lists a namespace a partition at a time: its first item comes once a fraction of the directory is listed, and stopping there lists no more', async () => {
+    const dir = tempDir('larder-keyv-bounded')
+    const cache = await Larder.open({ dir })
+    const keyv = new Keyv({ store: new KeyvLarder(cache), namespace: 'big' })
+    const count = 1500 // spread over nearly all of the 256 partitions
+    for (let i = 0; i < count; i += 100)
+      await keyv.setMany(Array.from({ length: Math.min(100, count - i) }, (_, j) => ({ key: `k${i + j}`, value: i + j })))
+    const listed: { done: number; total: number }[] = []
+    cache.on('progress', (p) => {
+      if (p.operation === 'list') listed.push({ done: p.done, total: p.total })
+    })
+
+    let atFirst: { done: number; total: number } | undefined
+    for await (const entry of keyv.iterator!('big')) {
+      assert.ok(Array.isArray(entry))
+      atFirst = listed.at(-1)
+      break
+    }
+    assert.ok(atFirst !== undefined && atFirst.total > 200, `the entries span ${atFirst?.total} partitions`)
+    assert.ok(atFirst.done <= 4, `${atFirst.done} of ${atFirst.total} partitions listed when the first item came`)
+    await sleep(50)
+    assert.equal(listed.at(-1)!.done, atFirst.done, 'the listing stopped with the iterator')
+
+    listed.length = 0
+    const keys = new Map<string, unknown>()
+    for await (const [key, value] of keyv.iterator!('big') as AsyncIterable<[string, unknown]>) {
+      assert.equal(keys.has(key), false, `${key} listed once`)
+      keys.set(key, value)
+    }
+    assert.equal(keys.size, count)
+    assert.equal(keys.get('k1234'), 1234)
+    assert.deepEqual(listed.at(-1), { done: atFirst.total, total: atFirst.total })
+    await cache.close()
+  })
 })
