@@ -297,6 +297,47 @@ describe('larder ls', () => {
   })
 })
 
+describe('larder ls --limit', () => {
+  test('lists a cache whose listing would not fit in its heap, holding only the first entries in order and a batch', async () => {
+    const dir = await freshDir('ls-limit')
+    // 1,200 entries whose heads (a 2,000-character key, 40 tags of 1,000) make a listing of
+    // about 50 MB: more than the 32 MB heap the command runs with below.
+    const cache = await Larder.open({ dir, maintenance: false })
+    const n = 1200
+    for (let i = 0; i < n; i += 100)
+      await cache.setMany(
+        Array.from({ length: 100 }, (_, j) => ({
+          key: `k${String(i + j).padStart(4, '0')}:`.padEnd(2000, 'x'),
+          value: i + j,
+          tags: Array.from({ length: 40 }, (_, t) => `${t}:${i + j}:`.padEnd(1000, 't')),
+        })),
+      )
+    await cache.close()
+    const env = { NODE_OPTIONS: '--max-old-space-size=32' }
+
+    const first = await larder(['ls', '--dir', dir, '--limit', '3'], { env })
+    assert.equal(first.code, 0, `exit ${first.code}; stderr: ${first.stderr.slice(0, 2000)}`)
+    const lines = first.text.trimEnd().split('\n')
+    assert.deepEqual(
+      lines.slice(2, 5).map((line) => line.slice(0, 6)),
+      ['k0000:', 'k0001:', 'k0002:'],
+    )
+    assert.equal(lines.at(-1), '3 of 1,200 entries')
+
+    // The same entries, ties included, as the whole listing sorted (listed with a heap that holds it).
+    for (const sort of ['age', 'size']) {
+      const limited = json<{ key: string }[]>(await larder(['ls', '--json', '--dir', dir, '--sort', sort, '--limit', '7'], { env }))
+      const whole = json<{ key: string }[]>(await larder(['ls', '--json', '--dir', dir, '--sort', sort]))
+      assert.equal(whole.length, n)
+      assert.deepEqual(
+        limited.map((e) => e.key),
+        whole.slice(0, 7).map((e) => e.key),
+        `--sort ${sort} --limit 7`,
+      )
+    }
+  })
+})
+
 describe('larder get and set', () => {
   test('binary data goes in through stdin and comes out through stdout byte for byte', async () => {
     const dir = await freshDir('binary')

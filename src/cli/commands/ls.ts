@@ -2,6 +2,8 @@ import { Command, Option } from 'commander'
 import type { EntryInfo } from '../../maintenance/listing.js'
 import { choice, collect, countArgument } from '../arguments.js'
 import { CliContext } from '../context.js'
+import { TopEntries } from '../top-entries.js'
+import { entryBatches } from '../../facade/adapter-hooks.js'
 import { count, duration, entries as plural, size, table } from '../format.js'
 import { interruptSignal, ProgressBar } from '../progress.js'
 
@@ -26,24 +28,31 @@ export function lsCommand(): Command {
       const ctx = new CliContext(command)
       const bar = new ProgressBar(ctx.interactive)
       const interrupt = interruptSignal()
-      let entries: EntryInfo[]
+      const listing = {
+        ...(flags.prefix !== undefined ? { prefix: flags.prefix } : {}),
+        ...(flags.pattern !== undefined ? { pattern: flags.pattern } : {}),
+        ...(flags.tag !== undefined ? { tags: flags.tag } : {}),
+        signal: interrupt.signal,
+        onProgress: bar.update,
+      }
+      let listed: { entries: EntryInfo[]; total: number }
       try {
-        entries = await ctx.withCache('read', (cache) =>
-          cache.entries({
-            ...(flags.prefix !== undefined ? { prefix: flags.prefix } : {}),
-            ...(flags.pattern !== undefined ? { pattern: flags.pattern } : {}),
-            ...(flags.tag !== undefined ? { tags: flags.tag } : {}),
-            signal: interrupt.signal,
-            onProgress: bar.update,
-          }),
-        )
+        listed = await ctx.withCache('read', async (cache) => {
+          if (flags.limit === undefined) {
+            const all = await cache.entries(listing)
+            return { entries: all.sort(ORDER[flags.sort]), total: all.length }
+          }
+          // With a limit, the listing comes a batch of partitions at a time and only the first
+          // `limit` in order are kept: memory holds those and a batch, not the cache's listing.
+          const top = new TopEntries(flags.limit, ORDER[flags.sort])
+          for await (const batch of cache[entryBatches](listing)) top.add(batch)
+          return { entries: top.entries, total: top.total }
+        })
       } finally {
         bar.stop()
         interrupt.release()
       }
-      const total = entries.length
-      entries.sort(ORDER[flags.sort])
-      if (flags.limit !== undefined) entries = entries.slice(0, flags.limit)
+      const { entries, total } = listed
       const now = Date.now()
       ctx.print(
         () => {
