@@ -8,7 +8,7 @@ import { CacheParts } from './facade/cache-parts.js'
 import type { LarderEvents } from './facade/events.js'
 import { incrementInOrder } from './facade/increment.js'
 import { entryBatches, memoryAnswer, taggedKeys } from './facade/adapter-hooks.js'
-import { keysBeyondDir } from './facade/tagged-keys.js'
+import { keysBeyondDir, shownByDir } from './facade/tagged-keys.js'
 import * as operatorCalls from './facade/operator-calls.js'
 import { rekeyTiers } from './facade/rekey.js'
 import { answerOf } from './tiers/memory-tier.js'
@@ -174,10 +174,14 @@ export class Larder extends EventEmitter<LarderEvents> {
   }
 
   /** For larder's adapters only (facade/adapter-hooks.ts): the keys of entries carrying any of
-   *  `tags` that a listing of the directory does not show: the memory tier's, then Redis's. */
+   *  `tags` that a listing of the directory does not show: the memory tier's, then Redis's,
+   *  less those the directory holds live under the tags. */
   [taggedKeys](tags: readonly string[]): AsyncIterable<string> {
     this.#assertOpen()
-    return keysBeyondDir(this.#memory?.keysTagged(tags) ?? [], this.#p.shared?.tier, tags, this.#p.failures)
+    const files = this.#p.disk?.files
+    return keysBeyondDir(this.#memory?.keysTagged(tags) ?? [], this.#p.shared?.tier, tags, this.#p.failures, (key) =>
+      shownByDir(files, key, tags),
+    )
   }
 
   /** For larder's adapters and CLI only (facade/adapter-hooks.ts): entries() a batch of

@@ -169,7 +169,6 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
 
   async *#listed<Value>(namespace: string | undefined): AsyncGenerator<[string, Awaited<Value>], void> {
     const tags = [namespaceTag(namespace)]
-    const seen = new Set<string>()
     // The directory's entries a batch of partitions at a time, each batch listed as the one
     // before is read (so memory holds a few batches, not the namespace); a failure of a batch
     // ends this part of the listing as a failed entries() call would have ended all of it.
@@ -180,7 +179,6 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
         const step = pending === undefined ? LISTED : await this.#source.guarded(LISTED, () => pending.next())
         if (step.done === true) break
         for (const { key } of step.value) {
-          seen.add(key)
           const value = await this.#source.guarded(undefined, getOf, key)
           if (value !== undefined) yield listedAs<Value>(key, value)
         }
@@ -189,6 +187,10 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
       await pending?.return?.()
     }
     const cache = await this.#source.ready.catch(() => undefined) // a failed open: reported above
+    // The hook passes over what the directory listed; what is left may come twice (memory and
+    // Redis, a SCAN's repeat), so those keys are remembered: what this host's directory does
+    // not hold, never the directory's whole listing.
+    const seen = new Set<string>()
     try {
       // Redis failing the listing is the cache's read failure (counted, its 'error' event),
       // and ERR_UNAVAILABLE with failOpen false, as a get failing below would be.

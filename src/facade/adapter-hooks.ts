@@ -11,7 +11,7 @@
 export const memoryAnswer: unique symbol = Symbol.for('larder.memoryAnswer') as never
 
 /** The keys of entries carrying any of some tags that the directory does not list: the memory
- *  tier's and Redis's (facade/tagged-keys.ts). A host library's listing (Keyv's `iterator()`)
+ *  tier's and Redis's, less those the directory holds live under the tags (facade/tagged-keys.ts). A host library's listing (Keyv's `iterator()`)
  *  must see what other hosts wrote to Redis, which this host's directory never held, and with
  *  `dir: false` what only memory holds. */
 export const taggedKeys: unique symbol = Symbol.for('larder.taggedKeys') as never

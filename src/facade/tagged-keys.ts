@@ -10,23 +10,42 @@ const IN_FLIGHT = 8
  * The keys of entries carrying any of `tags` that a listing of the directory (`entries()`)
  * does not show, for a host library's listing (Keyv's `iterator()`): `held`, the memory
  * tier's (with `dir: false`, values over `redis.maxValueSize` and those write-back has not
- * sent live nowhere else), then what Redis holds (other hosts' writes). A key may come twice;
- * the caller reads each through `get`. Redis failing the listing is a read failure of the
- * Redis tier, as `failures` rules: counted and reported, the listing ending with what it gave
- * (failOpen), or ERR_UNAVAILABLE thrown (`failOpen: false`), as a failed get would be.
+ * sent live nowhere else), then what Redis holds (other hosts' writes), each passed over when
+ * `inDir` says the directory holds it live under one of the tags: the listing gave it, and
+ * the caller need not keep every key it listed to know. A key may still come twice (in
+ * memory and Redis, or twice in a SCAN); the caller reads each through `get`. Redis failing
+ * the listing is a read failure of the Redis tier, as `failures` rules: counted and reported,
+ * the listing ending with what it gave (failOpen), or ERR_UNAVAILABLE thrown (`failOpen:
+ * false`), as a failed get would be.
  */
 export async function* keysBeyondDir(
   held: readonly string[],
   tier: RedisTier | undefined,
   tags: readonly string[],
   failures: Failures,
+  inDir: (key: string) => Promise<boolean>,
 ): AsyncGenerator<string> {
-  yield* held
+  for (const key of held) if (!(await inDir(key))) yield key
   if (tier === undefined) return
   try {
-    yield* sharedKeysTagged(tier, tags)
+    for await (const key of sharedKeysTagged(tier, tags)) if (!(await inDir(key))) yield key
   } catch (error) {
     failures.readFailed(error, 'redis')
+  }
+}
+
+/** Whether the directory of `files` holds a live entry of `key` carrying one of `tags`: what
+ *  the listing of the directory shows (no directory, or a failing one: false). */
+export async function shownByDir(
+  files: { info(key: string): Promise<{ tags: string[] } | undefined> } | undefined,
+  key: string,
+  tags: readonly string[],
+): Promise<boolean> {
+  if (files === undefined) return false
+  try {
+    return (await files.info(key))?.tags.some((tag) => tags.includes(tag)) === true
+  } catch {
+    return false // the disk's failure is the listing's to report; the key is read through get
   }
 }
 

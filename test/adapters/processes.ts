@@ -11,11 +11,16 @@ const run = promisify(execFile)
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url))
 
 /** Runs a child to completion and returns the JSON it printed last. */
-export async function runChild<T = Record<string, unknown>>(script: string, ...args: string[]): Promise<T> {
+export function runChild<T = Record<string, unknown>>(script: string, ...args: string[]): Promise<T> {
+  return runChildWith<T>([], script, ...args)
+}
+
+/** runChild, with node's own flags before the script (`--max-old-space-size=24`). */
+export async function runChildWith<T = Record<string, unknown>>(flags: string[], script: string, ...args: string[]): Promise<T> {
   const file = fileURLToPath(new URL(`./children/${script}`, import.meta.url))
   let stdout: string
   try {
-    ;({ stdout } = await run(process.execPath, ['--import', 'tsx', file, ...args], {
+    ;({ stdout } = await run(process.execPath, [...flags, '--import', 'tsx', file, ...args], {
       cwd: repoRoot,
       timeout: 60_000,
       maxBuffer: 16 * 1024 * 1024,
