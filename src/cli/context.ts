@@ -11,7 +11,7 @@ import { Larder } from '../larder.js'
 import { readBudget, type RecordedBudget } from '../maintenance/budget-record.js'
 import { defaultCacheDir, isEvictionPolicy, resolveOptions, type LarderOptions } from '../options.js'
 import { Layout } from '../store/layout.js'
-import { readSmallFileSync } from '../store/small-file.js'
+import { foreignContents, isLarderCache } from '../store/cache-root.js'
 import { ago, count, size } from './format.js'
 import { writeDocument } from './output.js'
 
@@ -87,9 +87,10 @@ export class CliFailure extends Error {
  * - `read` (stats, ls, get, verify without --repair): opened `readOnly`, so nothing at all is
  *   written; the directory must already be a larder cache.
  * - `maintain` (prune, rm, clear, verify --repair): writes, but only into an existing cache.
- * - `create` (set): may create a cache, where none is, or in an empty directory.
+ * - `create` (set, serve): may create a cache, where none is, or in an empty directory.
  * A folder that is not a larder cache is never marked as one (its CACHEDIR.TAG would make
- * `tar --exclude-caches` and other backup tools skip the folder's own files).
+ * `tar --exclude-caches` and other backup tools skip the folder's own files): the rule is
+ * store/cache-root.ts's, which `Larder.open` follows too.
  */
 export type CacheUse = 'read' | 'maintain' | 'create'
 
@@ -292,22 +293,10 @@ function checkCacheDir(dir: string, use: CacheUse): void {
   }
   if (!stat.isDirectory()) throw new CliFailure(`--dir ${dir} is a file, not a cache directory`, EXIT.usage, 'ERR_USAGE')
   if (isLarderCache(dir)) return
-  if (use === 'create' && fs.readdirSync(dir).length === 0) return
+  if (use === 'create' && foreignContents(dir) === undefined) return
   throw new CliFailure(
     `${dir} is not a larder cache (no CACHEDIR.TAG written by larder); nothing was read or written`,
     EXIT.failed,
     'ERR_NOT_A_CACHE',
   )
-}
-
-/** Whether `dir` holds the CACHEDIR.TAG that larder writes into every cache it creates (a
- *  small regular file: a link, a FIFO or a huge file planted under that name is not one, and
- *  is neither followed, waited on nor read whole). */
-function isLarderCache(dir: string): boolean {
-  try {
-    const tag = readSmallFileSync(path.join(dir, 'CACHEDIR.TAG')) ?? ''
-    return tag.startsWith('Signature: 8a477f597d28d172789f06886806bc55') && tag.includes('larder')
-  } catch {
-    return false
-  }
 }

@@ -29,6 +29,7 @@ import {
   UNSURE,
   writeEntryFile,
 } from '../store/entry-files.js'
+import { refuseForeignRoot } from '../store/cache-root.js'
 import { CACHEDIR_TAG, PARTITION_NAME, removeTrash, trashName, type Layout } from '../store/layout.js'
 import { entryState } from '../store/liveness.js'
 import { checkOpenedEntry, collect, createEntryStream, openEntry, readOpenedEntry, type OpenedEntry } from '../store/stream-reader.js'
@@ -171,7 +172,8 @@ export class FileTier implements Tier {
   }
 
   /**
-   * Refuses a directory others control (`ERR_UNSAFE_DIR`, see OwnedTree.trustProblem), then
+   * Refuses a directory others control (`ERR_UNSAFE_DIR`, see OwnedTree.trustProblem) and an
+   * existing directory of someone's own files (`ERR_INVALID_OPTION`, store/cache-root.ts), then
    * creates the namespace directory (owner-only unless shared, an older tree's modes set
    * right) and marks the tree as a cache (`CACHEDIR.TAG`, created only if absent).
    */
@@ -180,6 +182,7 @@ export class FileTier implements Tier {
     await this.#p.breaker.run(() => {
       const problem = tree.trustProblem(namespaceDir)
       if (problem !== undefined) throw new LarderError('ERR_UNSAFE_DIR', problem, { field: 'dir' })
+      refuseForeignRoot(root)
       tree.dirSync(namespaceDir)
       tree.tightenSync(namespaceDir)
       createFileSync(tree, path.join(root, 'CACHEDIR.TAG'), Buffer.from(CACHEDIR_TAG))

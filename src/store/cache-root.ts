@@ -1,0 +1,73 @@
+import path from 'node:path'
+import { TREE_VERSION } from '../format/entry-format.js'
+import { LarderError } from '../errors.js'
+import { disk } from './disk.js'
+import { NAMESPACE_DIRECTORY } from './namespace-name.js'
+import { TRASH_NAME } from './layout.js'
+import { readSmallFileSync } from './small-file.js'
+
+/**
+ * **The one rule for which directories larder may make a cache of**, shared by `Larder.open`
+ * (tiers/file-tier.ts) and the CLI (cli/context.ts). A cache's root is marked with
+ * `CACHEDIR.TAG`, and backup tools (`tar --exclude-caches`, borg, restic) skip whatever a tagged
+ * folder holds: tagging a folder of the user's own files (a project, a home directory, /tmp)
+ * silently drops those files from every backup. So larder writes only into a directory it
+ * creates, an empty one, or one that is already a larder cache.
+ */
+
+/** Whether `dir` holds the CACHEDIR.TAG that larder writes into every cache it creates (a
+ *  small regular file: a link, a FIFO or a huge file planted under that name is not one, and
+ *  is neither followed, waited on nor read whole). */
+export function isLarderCache(dir: string): boolean {
+  try {
+    const tag = readSmallFileSync(path.join(dir, 'CACHEDIR.TAG')) ?? ''
+    return tag.startsWith('Signature: 8a477f597d28d172789f06886806bc55') && tag.includes('larder')
+  } catch {
+    return false
+  }
+}
+
+/**
+ * What in the existing directory `dir` is not larder's, as a few names for a message, or
+ * undefined when larder may write into it: a larder cache, an empty directory, or one holding
+ * only what larder makes there (`CACHEDIR.TAG`, and `v1/` holding only namespace directories
+ * and a clear's trash). The last is a cache another process is creating right now (it makes
+ * `v1/<ns>` before it writes the tag), or one whose tag was lost. Throws what the disk throws
+ * (the caller's failing disk).
+ */
+export function foreignContents(dir: string): string | undefined {
+  if (isLarderCache(dir)) return undefined
+  const versionDir = `v${TREE_VERSION}`
+  const foreign = disk.readdirSync(dir).filter((name) => {
+    if (name === 'CACHEDIR.TAG') return false
+    if (name !== versionDir) return true
+    return !holdsOnlyNamespaces(path.join(dir, name))
+  })
+  if (foreign.length === 0) return undefined
+  const shown = foreign.sort().slice(0, 3).join(', ')
+  return foreign.length > 3 ? `${shown} and ${foreign.length - 3} more` : shown
+}
+
+/** Whether `versionDir` is a real directory holding nothing but namespace directories and a
+ *  clear's trash (a folder of the user's that happens to be called `v1` holds other names). */
+function holdsOnlyNamespaces(versionDir: string): boolean {
+  if (disk.lstatSync(versionDir, { throwIfNoEntry: false })?.isDirectory() !== true) return false
+  return disk.readdirSync(versionDir).every((name) => NAMESPACE_DIRECTORY.test(name) || TRASH_NAME.test(name))
+}
+
+/**
+ * `Larder.open`'s check of its directory (a writable instance's, before it creates anything):
+ * refuses an existing directory of someone's own files (ERR_INVALID_OPTION, field `dir`). A
+ * missing directory is created by larder, and is its own.
+ */
+export function refuseForeignRoot(root: string): void {
+  const found = disk.statSync(root, { throwIfNoEntry: false })
+  if (found === undefined || !found.isDirectory()) return
+  const foreign = foreignContents(root)
+  if (foreign === undefined) return
+  throw new LarderError(
+    'ERR_INVALID_OPTION',
+    `Invalid option "dir": ${root} is not a larder cache and holds files that are not larder's (${foreign}): larder writes only into a directory it creates, an empty one or a larder cache, so that a folder of your own files is never marked as a cache (its CACHEDIR.TAG would make backup tools such as tar --exclude-caches skip the folder). Give the cache a directory of its own, such as a new one inside this folder`,
+    { field: 'dir' },
+  )
+}

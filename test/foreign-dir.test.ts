@@ -1,0 +1,104 @@
+/**
+ * `Larder.open` writes (and tags with CACHEDIR.TAG) only a directory larder creates, an empty
+ * one, or one that is already a larder cache: a folder of the user's own files tagged as a
+ * cache is skipped whole by `tar --exclude-caches`, borg and restic. The rule is the CLI's
+ * (store/cache-root.ts).
+ */
+import { describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import path from 'node:path'
+import { Larder, type LarderError } from '../src/index.ts'
+import { listFiles, tempDir } from './helpers.ts'
+
+/** A project folder: package.json and src/main.js. */
+function project(): string {
+  const dir = path.join(tempDir(), 'proj')
+  fs.mkdirSync(path.join(dir, 'src'), { recursive: true })
+  fs.writeFileSync(path.join(dir, 'package.json'), '{}')
+  fs.writeFileSync(path.join(dir, 'src', 'main.js'), '')
+  return dir
+}
+
+function refusedFor(dir: string, names: RegExp) {
+  return (e: LarderError): boolean => {
+    assert.equal(e.code, 'ERR_INVALID_OPTION')
+    assert.equal(e.field, 'dir')
+    assert.ok(e.message.includes(dir), e.message)
+    assert.match(e.message, /not a larder cache/)
+    assert.match(e.message, names)
+    assert.match(e.message, /exclude-caches/)
+    return true
+  }
+}
+
+describe('open() and a directory of the user’s own files', () => {
+  test('a project folder is refused, and nothing is written into it (failOpen or not)', async () => {
+    const dir = project()
+    const before = listFiles(dir).sort()
+    await assert.rejects(Larder.open({ dir }), refusedFor(dir, /package\.json, src/))
+    await assert.rejects(Larder.open({ dir, failOpen: false }), refusedFor(dir, /package\.json, src/))
+    await assert.rejects(Larder.open({ dir, namespace: 'app', memory: true }), { code: 'ERR_INVALID_OPTION' })
+    assert.deepEqual(listFiles(dir).sort(), before)
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['package.json', 'src'])
+  })
+
+  test('a sticky shared directory holding another user’s file is refused (not tagged)', async () => {
+    const dir = path.join(tempDir(), 'tmp-like')
+    fs.mkdirSync(dir)
+    fs.chmodSync(dir, 0o1777)
+    fs.writeFileSync(path.join(dir, 'other-users-file'), 'theirs')
+    await assert.rejects(Larder.open({ dir }), refusedFor(dir, /other-users-file/))
+    assert.deepEqual(fs.readdirSync(dir), ['other-users-file'])
+  })
+
+  test('a folder of its own called v1 is not taken for a cache tree', async () => {
+    const dir = path.join(tempDir(), 'api')
+    fs.mkdirSync(path.join(dir, 'v1'), { recursive: true })
+    fs.writeFileSync(path.join(dir, 'v1', 'notes.txt'), 'mine')
+    await assert.rejects(Larder.open({ dir }), refusedFor(dir, /v1/))
+    assert.deepEqual(fs.readdirSync(dir), ['v1'])
+  })
+
+  test('a missing, an empty and a larder directory are used and tagged', async () => {
+    const missing = path.join(tempDir(), 'new', 'cache')
+    const empty = tempDir()
+    for (const dir of [missing, empty]) {
+      const cache = await Larder.open({ dir })
+      await cache.set('k', 1)
+      await cache.close()
+      assert.ok(fs.existsSync(path.join(dir, 'CACHEDIR.TAG')), dir)
+      const again = await Larder.open({ dir, namespace: 'other' }) // a larder cache now
+      assert.equal(await again.get('k'), undefined)
+      await again.close()
+      const reopened = await Larder.open({ dir })
+      assert.equal(await reopened.get('k'), 1)
+      await reopened.close()
+    }
+  })
+
+  test('a cache another process is creating (v1/<ns> made, tag not yet written), or one whose tag was lost, is used', async () => {
+    const dir = tempDir()
+    const first = await Larder.open({ dir })
+    await first.set('k', 1)
+    await first.close()
+    fs.rmSync(path.join(dir, 'CACHEDIR.TAG'))
+    const lost = await Larder.open({ dir })
+    assert.equal(await lost.get('k'), 1)
+    await lost.close()
+    assert.ok(fs.existsSync(path.join(dir, 'CACHEDIR.TAG')), 'tagged again')
+
+    const creating = tempDir()
+    fs.mkdirSync(path.join(creating, 'v1', 'default'), { recursive: true, mode: 0o700 })
+    const cache = await Larder.open({ dir: creating })
+    await cache.close()
+  })
+
+  test('readOnly writes nothing, so it opens a foreign folder as misses and leaves it untouched', async () => {
+    const dir = project()
+    const cache = await Larder.open({ dir, readOnly: true })
+    assert.equal(await cache.get('k'), undefined)
+    await cache.close()
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['package.json', 'src'])
+  })
+})
