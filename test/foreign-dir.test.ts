@@ -2,10 +2,11 @@
  * `Larder.open` writes (and tags with CACHEDIR.TAG) only a directory larder creates, an empty
  * one, or one that is already a larder cache: a folder of the user's own files tagged as a
  * cache is skipped whole by `tar --exclude-caches`, borg and restic. The rule is the CLI's
- * (store/cache-root.ts).
+ * (store/cache-root.ts). A `dir` that is not a directory at all is refused as well.
  */
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { Larder, type LarderError } from '../src/index.ts'
@@ -100,5 +101,35 @@ describe('open() and a directory of the user’s own files', () => {
     assert.equal(await cache.get('k'), undefined)
     await cache.close()
     assert.deepEqual(fs.readdirSync(dir).sort(), ['package.json', 'src'])
+  })
+})
+
+describe('open() and a dir that is not a directory', () => {
+  test('a regular file or a FIFO at dir is refused at open (readOnly too), and left as it was', async () => {
+    const base = tempDir()
+    const file = path.join(base, 'afile')
+    fs.writeFileSync(file, 'hi')
+    const fifo = path.join(base, 'afifo')
+    execFileSync('mkfifo', [fifo])
+    for (const [dir, kind] of [
+      [file, /is a file, not a directory/],
+      [fifo, /is a FIFO, not a directory/],
+    ] as const) {
+      for (const options of [{}, { failOpen: false }, { readOnly: true }, { memory: true }]) {
+        await assert.rejects(
+          Larder.open({ dir, ...options }),
+          (e: LarderError) => {
+            assert.equal(e.code, 'ERR_INVALID_OPTION')
+            assert.equal(e.field, 'dir')
+            assert.ok(e.message.includes(dir), e.message)
+            assert.match(e.message, kind)
+            return true
+          },
+          `${dir} ${JSON.stringify(options)}`,
+        )
+      }
+    }
+    assert.equal(fs.readFileSync(file, 'utf8'), 'hi')
+    assert.deepEqual(fs.readdirSync(base).sort(), ['afifo', 'afile'])
   })
 })

@@ -1,3 +1,4 @@
+import type { Stats } from 'node:fs'
 import path from 'node:path'
 import { TREE_VERSION } from '../format/entry-format.js'
 import { LarderError } from '../errors.js'
@@ -57,17 +58,39 @@ function holdsOnlyNamespaces(versionDir: string): boolean {
 
 /**
  * `Larder.open`'s check of its directory (a writable instance's, before it creates anything):
- * refuses an existing directory of someone's own files (ERR_INVALID_OPTION, field `dir`). A
- * missing directory is created by larder, and is its own.
+ * refuses something that is not a directory (refuseNonDirectory) and an existing directory of
+ * someone's own files (ERR_INVALID_OPTION, field `dir`). A missing directory is created by
+ * larder, and is its own.
  */
 export function refuseForeignRoot(root: string): void {
-  const found = disk.statSync(root, { throwIfNoEntry: false })
-  if (found === undefined || !found.isDirectory()) return
+  const found = refuseNonDirectory(root)
+  if (found === undefined) return
   const foreign = foreignContents(root)
   if (foreign === undefined) return
   throw new LarderError(
     'ERR_INVALID_OPTION',
     `Invalid option "dir": ${root} is not a larder cache and holds files that are not larder's (${foreign}): larder writes only into a directory it creates, an empty one or a larder cache, so that a folder of your own files is never marked as a cache (its CACHEDIR.TAG would make backup tools such as tar --exclude-caches skip the folder). Give the cache a directory of its own, such as a new one inside this folder`,
     { field: 'dir' },
+  )
+}
+
+/**
+ * Refuses, at open, a `dir` that exists and is not a directory (a file, a FIFO, a device:
+ * ERR_INVALID_OPTION, field `dir`): a cache there could never store anything, every write a
+ * silent drop. What stat finds otherwise: a directory, or undefined when nothing is there.
+ * A directory replaced later, while the cache runs, is a failing disk instead (misses and
+ * drops, the breaker). Throws what the disk throws (ENOTDIR for a path through a file, which
+ * the caller's failing-disk handling judges).
+ */
+export function refuseNonDirectory(root: string): Stats | undefined {
+  const found = disk.statSync(root, { throwIfNoEntry: false })
+  if (found === undefined || found.isDirectory()) return found
+  const kind = found.isFile() ? 'a file' : found.isFIFO() ? 'a FIFO' : found.isSocket() ? 'a socket' : 'a device or other non-directory'
+  throw new LarderError(
+    'ERR_INVALID_OPTION',
+    `Invalid option "dir": ${root} is ${kind}, not a directory: a cache there could store nothing`,
+    {
+      field: 'dir',
+    },
   )
 }

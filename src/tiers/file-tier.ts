@@ -29,7 +29,7 @@ import {
   UNSURE,
   writeEntryFile,
 } from '../store/entry-files.js'
-import { refuseForeignRoot } from '../store/cache-root.js'
+import { refuseForeignRoot, refuseNonDirectory } from '../store/cache-root.js'
 import { CACHEDIR_TAG, PARTITION_NAME, removeTrash, trashName, type Layout } from '../store/layout.js'
 import { entryState } from '../store/liveness.js'
 import { checkOpenedEntry, collect, createEntryStream, openEntry, readOpenedEntry, type OpenedEntry } from '../store/stream-reader.js'
@@ -190,10 +190,11 @@ export class FileTier implements Tier {
   }
 
   /** A read-only instance's check at open: it creates nothing, but refuses a directory others
-   *  control as prepare does (`ERR_UNSAFE_DIR`): reading is what the check protects. A disk
-   *  that cannot be looked at is left to the reads (misses). */
+   *  control as prepare does (`ERR_UNSAFE_DIR`): reading is what the check protects; and a
+   *  `dir` that is not a directory (ERR_INVALID_OPTION). A disk that cannot be looked at is
+   *  left to the reads (misses). */
   checkTrust(): void {
-    const { namespaceDir, tree } = this.#layout
+    const { root, namespaceDir, tree } = this.#layout
     let problem: string | undefined
     try {
       problem = tree.trustProblem(namespaceDir)
@@ -201,6 +202,11 @@ export class FileTier implements Tier {
       return
     }
     if (problem !== undefined) throw new LarderError('ERR_UNSAFE_DIR', problem, { field: 'dir' })
+    try {
+      refuseNonDirectory(root)
+    } catch (error) {
+      if (isLarderError(error)) throw error
+    }
   }
 
   // ── reads ─────────────────────────────────────────────────────────────────
