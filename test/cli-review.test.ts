@@ -400,6 +400,19 @@ describe('the third review (2026-12-06)', () => {
     await reopened.close()
   })
 
+  test('a mistake in the config file is reported (exit 2, naming the file) while the file\'s dir does not exist yet, not hidden behind "not a larder cache"', async () => {
+    const cwd = await freshDir('cfgdir')
+    fs.writeFileSync(path.join(cwd, 'larder.config.json'), JSON.stringify({ dir: 'cachedir', maxSize: 'lots' }), { mode: 0o600 })
+    const deep = path.join(cwd, 'sub', 'deep')
+    fs.mkdirSync(deep, { recursive: true })
+    for (const args of [['stats'], ['ls'], ['get', 'k'], ['verify'], ['prune'], ['rm', 'k'], ['clear', '--yes'], ['set', 'k']]) {
+      const run = await larder(args, { cwd: deep, input: 'x' })
+      assert.equal(run.code, 2, `${args[0]}: ${run.stderr}`)
+      assert.match(run.stderr, /larder\.config\.json: maxSize/, args[0])
+      assert.equal(fs.existsSync(path.join(cwd, 'cachedir')), false, `${args[0]} made the cache`)
+    }
+  })
+
   test('ls and prune --dry-run show control characters in keys and tags escaped, never raw', async () => {
     const dir = path.join(await freshDir('esc'), 'cache')
     const cache = await Larder.open({ dir })

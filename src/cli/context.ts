@@ -143,10 +143,10 @@ export class CliContext {
    * `shared`: the Redis tier, for a command that also removes from it (cli/shared-tier.ts).
    */
   async open(use: CacheUse, shared: Pick<LarderOptions, 'redis' | 'encryption'> = {}): Promise<Larder> {
+    const configured = await this.entryOptions()
     this.checkDir(use)
     if (use === 'maintain') await this.checkNamespaceExists()
     const recorded = use === 'read' ? undefined : await this.recordedBudget()
-    const configured = await this.entryOptions()
     return Larder.open({
       ...configured,
       dir: this.dir,
@@ -179,6 +179,15 @@ export class CliContext {
   /** Refuses (CliFailure) a `--dir` this use may not open: see CacheUse. */
   checkDir(use: CacheUse): void {
     checkCacheDir(this.dir, use)
+  }
+
+  /** checkDir for a command that looks at the directory before it opens the cache (stats,
+   *  prune, clear), after the environment and config file are validated (entryOptions, as
+   *  open does): a mistake there is reported as one (exit 2, naming its source), not hidden
+   *  behind the "not a larder cache" that the file's `dir`, not made yet, leads to. */
+  async checkConfigAndDir(use: CacheUse): Promise<void> {
+    await this.entryOptions()
+    this.checkDir(use)
   }
 
   /** Refuses a `--namespace` that no application ever wrote to, for a command that changes

@@ -8,7 +8,7 @@ export function clearCommand(): Command {
     .option('-y, --yes', 'do not ask')
     .action(async (flags: { yes?: boolean }, command: Command) => {
       const ctx = new CliContext(command)
-      ctx.checkDir('maintain') // before asking: a folder that is not a cache is not cleared
+      await ctx.checkConfigAndDir('maintain') // before asking: a folder that is not a cache is not cleared
       if (flags.yes !== true) {
         if (!process.stdin.isTTY || !process.stderr.isTTY) {
           throw new CliFailure('clear removes every entry: pass --yes to confirm when not on a terminal', EXIT.usage)

@@ -38,7 +38,7 @@ export function pruneCommand(): Command {
       .addOption(booleanOption('--dry-run', 'report what would be removed; remove nothing', 'LARDER_DRY_RUN')),
   ).action(async (flags: PruneFlags, command: Command) => {
     const ctx = new CliContext(command)
-    ctx.checkDir('maintain')
+    await ctx.checkConfigAndDir('maintain')
     // A budget on the command line is an exact target; without one, the cache is opened with
     // the recorded budget and pruned to its low-water mark, as the application's prunes are.
     const budget = await ctx.budget(flags)

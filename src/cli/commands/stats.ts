@@ -19,7 +19,7 @@ export function statsCommand(): Command {
     .addOption(new Option('--max-entries <n>', 'the entry budget to measure against').env('LARDER_MAX_ENTRIES').argParser(countArgument))
     .action(async (options: { fast?: boolean; maxSize?: number; maxEntries?: number }, command: Command) => {
       const ctx = new CliContext(command)
-      ctx.checkDir('read')
+      await ctx.checkConfigAndDir('read')
       const budget = await ctx.budget(options)
       const bar = new ProgressBar(ctx.interactive && options.fast !== true)
       const interrupt = interruptSignal()
