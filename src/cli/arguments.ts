@@ -2,6 +2,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander'
 import { isLarderError } from '../errors.js'
 import { MAX_TIMER_MS, parseDuration, parseSize } from '../options.js'
 import { CliFailure, EXIT } from './context.js'
+import { FALSE_WORDS, TRUE_WORDS } from './json-mode.js'
 
 /**
  * Parsers for option values, in the form commander takes. A bad value throws commander's
@@ -52,15 +53,12 @@ function rethrow<T>(parse: () => T, message: string): T {
   }
 }
 
-const TRUE = new Set(['1', 'true', 'yes', 'on'])
-const FALSE = new Set(['0', 'false', 'no', 'off'])
-
 /** A boolean from an environment variable: 1/true/yes/on or 0/false/no/off, any case;
  *  anything else is a usage error naming the variable. */
 export function parseBoolean(raw: string, variable: string): boolean {
   const value = raw.trim().toLowerCase()
-  if (TRUE.has(value)) return true
-  if (FALSE.has(value)) return false
+  if (TRUE_WORDS.has(value)) return true
+  if (FALSE_WORDS.has(value)) return false
   throw new CliFailure(`${variable}=${JSON.stringify(raw)}: expected 1, true, yes or on, or 0, false, no or off`, EXIT.usage, 'ERR_USAGE')
 }
 

@@ -12,6 +12,7 @@ import { readBudget, type RecordedBudget } from '../maintenance/budget-record.js
 import { defaultCacheDir, isEvictionPolicy, resolveOptions, type LarderOptions } from '../options.js'
 import { Layout } from '../store/layout.js'
 import { foreignContents, isLarderCache } from '../store/cache-root.js'
+import { EXIT } from './exit-codes.js'
 import { ago, count, size } from './format.js'
 import { writeDocument } from './output.js'
 
@@ -62,7 +63,7 @@ const ENTRY_OPTIONS = [
 ] as const
 
 /** Exit codes: 0 ok, 1 the work failed (or found what it looks for missing), 2 usage. */
-export const EXIT = { ok: 0, failed: 1, usage: 2, interrupted: 130 } as const
+export { EXIT }
 
 /**
  * A failure the command already explained: `main` prints `larder: <message>` on stderr, exits

@@ -1,6 +1,6 @@
 import { Command, CommanderError, Option, type OutputConfiguration } from 'commander'
 import { isLarderError } from '../errors.js'
-import { applyBooleanEnv, booleanOption, parseBoolean } from './arguments.js'
+import { applyBooleanEnv, booleanOption } from './arguments.js'
 import { clearCommand } from './commands/clear.js'
 import { getCommand } from './commands/get.js'
 import { lsCommand } from './commands/ls.js'
@@ -12,6 +12,7 @@ import { setCommand } from './commands/set.js'
 import { statsCommand } from './commands/stats.js'
 import { verifyCommand } from './commands/verify.js'
 import { CliFailure, EXIT, loadCliConfig } from './context.js'
+import { jsonRequested } from './json-mode.js'
 import { writeDocument, writeError, wroteDocument } from './output.js'
 
 declare const LARDER_VERSION: string
@@ -75,20 +76,6 @@ function oneLine(message: string): string {
     // commander repeats an unknown `--flag=value` whole: the value may be a token
     .replace(/'(-{1,2}[^'=\s]+)=[^']*'/g, "'$1=…'")
     .replace(/\s*\n\s*/g, ' ')} (see --help)\n`
-}
-
-/** Whether this run asked for JSON: `--json` among the options, or LARDER_JSON on. Decided
- *  from argv as well as commander, so a run that fails before commander has parsed anything
- *  still answers with a JSON document. */
-function jsonRequested(argv: string[]): boolean {
-  const args = argv.slice(2)
-  const end = args.indexOf('--')
-  if ((end === -1 ? args : args.slice(0, end)).includes('--json')) return true
-  try {
-    return process.env.LARDER_JSON !== undefined && parseBoolean(process.env.LARDER_JSON, 'LARDER_JSON')
-  } catch {
-    return false
-  }
 }
 
 /** The variables besides `LARDER_…` the CLI reads (`larder serve`, the seeds' names). */
