@@ -4,7 +4,7 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after } from 'node:test'
 import { tempDir } from '../helpers.ts'
-import { type CacheAnswer, call, type ErrorAnswer, type MetricsAnswer, startServer, type StatsAnswer } from './helpers.ts'
+import { type CacheAnswer, call, type ErrorAnswer, eventually, type MetricsAnswer, startServer, type StatsAnswer } from './helpers.ts'
 
 const json = (body: unknown, method = 'PUT'): RequestInit & { body: string } => ({
   method,
@@ -327,4 +327,27 @@ test('cache API: an entry another application wrote with a serializer of its own
   assert.doesNotMatch(answer.text, /\n\s+at /, 'no stack trace')
   assert.equal((await call(`${url}/api/cache/custom`, json({ value: 2 }))).status, 200)
   assert.equal((await call(`${url}/api/cache/custom`)).json<CacheAnswer>().value, 2)
+})
+
+test('cache API: the values GET answers (hits and the origin’s) are counted in larder_bytes_out_total{protocol="api"}', async () => {
+  const origin = await startOrigin((key) => ({ status: 200, body: JSON.stringify({ from: key }) }), 0)
+  const { url } = await startServer({ origin: origin.url })
+  await call(`${url}/api/cache/a`, json({ value: { n: 1 } }))
+  let answered = 0
+  for (let i = 0; i < 4; i += 1) {
+    const hit = await call(`${url}/api/cache/a`)
+    assert.equal(hit.status, 200)
+    answered += Buffer.byteLength(hit.text)
+  }
+  const fetched = await call(`${url}/api/cache/b`)
+  assert.equal(fetched.json<CacheAnswer>().source, 'origin')
+  answered += Buffer.byteLength(fetched.text)
+  assert.equal((await call(`${url}/api/cache/nothing-here`, { method: 'DELETE' })).status, 200)
+  // Counted once each reply went out whole: the last one may be counted just after its client read it.
+  let line: string | undefined
+  await eventually(async () => {
+    line = (await call(`${url}/metrics`)).text.split('\n').find((l) => l.startsWith('larder_bytes_out_total{protocol="api"}'))
+    return line !== undefined && Number(line.split(' ')[1]) === answered
+  }, `bytes out ${answered}`)
+  assert.equal(line, `larder_bytes_out_total{protocol="api"} ${answered}`)
 })

@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { isLarderError, type Larder } from '../../index.js'
 import type { ServerContext } from '../context.js'
 import { HttpError, badRequest, errorBody } from '../http-error.js'
@@ -80,6 +80,14 @@ export function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, hits: H
     return metricsDocument(ctx.metrics, ctx.namespaces, await cache.stats(), ctx.options.memoryEntries)
   })
 
+  /** A value answered (a hit, or the origin's), its bytes counted out once the reply went
+   *  out whole, as artifacts' are (artifact-replies.ts). */
+  const sendCounted = (reply: FastifyReply, body: object): FastifyReply => {
+    const text = JSON.stringify(body)
+    reply.raw.once('finish', () => ctx.metrics.sent('api', Buffer.byteLength(text)))
+    return reply.code(200).type('application/json; charset=utf-8').send(text)
+  }
+
   app.get('/api/cache/:key', { config: read }, async (request, reply) => {
     const key = apiKey((request.params as { key: string }).key)
     const cache = await api(request)
@@ -103,7 +111,7 @@ export function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, hits: H
         cached_at: Number.isNaN(stored.cachedAt) ? null : iso(stored.cachedAt),
         expires_at: iso(stored.expiresAt),
       }
-      return reply.code(200).send(body)
+      return sendCounted(reply, body)
     }
     ctx.metrics.miss('api')
     if (origin === undefined)
@@ -140,9 +148,14 @@ export function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, hits: H
       })
     if (stored instanceof HttpError)
       return reply.code(502).send({ key, hit: false, source: 'origin', ...errorBody(stored.code, stored.message) })
-    return reply
-      .code(200)
-      .send({ key, value: stored.value, hit: false, source: 'origin', cached_at: iso(stored.cachedAt), expires_at: iso(stored.expiresAt) })
+    return sendCounted(reply, {
+      key,
+      value: stored.value,
+      hit: false,
+      source: 'origin',
+      cached_at: iso(stored.cachedAt),
+      expires_at: iso(stored.expiresAt),
+    })
   })
 
   app.put('/api/cache/:key', { config: write }, async (request) => {
