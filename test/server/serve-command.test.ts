@@ -129,3 +129,18 @@ test('the package ships the server and its dashboard assets (no CDN: the page is
   const page = (await import('node:fs')).readFileSync(path.join(root, 'dist/dashboard/index.html'), 'utf8')
   assert.doesNotMatch(page, /(src|href)="(https?:)?\/\//, "every asset of the page is the server's own")
 })
+
+test('larder serve: LARDER_NAMESPACE in the environment is ignored, said once on stderr, and serve starts; a --namespace flag is still a usage error (exit 2)', async () => {
+  const dir = path.join(tempDir('larder-serve-cli'), 'cache')
+  const server = await startCli(['--dir', dir, 'serve', '--port', '0'], { LARDER_NAMESPACE: 'app' })
+  assert.match(server.stdout[0]!, /^larder listening on http:\/\/127\.0\.0\.1:\d+$/)
+  const put = { method: 'PUT', body: JSON.stringify({ value: 1 }), headers: { 'content-type': 'application/json' } }
+  assert.equal((await call(`${server.url}/api/cache/k`, put)).status, 200)
+  assert.equal((await call(`${server.url}/api/cache/k`)).json<CacheAnswer>().value, 1)
+  assert.equal(server.stderr().match(/LARDER_NAMESPACE is ignored/g)?.length, 1, server.stderr())
+  assert.equal(await server.stop('SIGINT'), 0)
+  const flagged = await startCli(['--dir', dir, 'serve', '--port', '0', '--namespace', 'app'])
+  assert.equal(await flagged.exited, 2)
+  assert.deepEqual(flagged.stdout, [])
+  assert.match(flagged.stderr(), /--namespace does not apply/)
+})

@@ -200,8 +200,14 @@ export function serveCommand(): Command {
     )
     .action(async (flags: ServeFlags, command: Command) => {
       const ctx = new CliContext(command)
-      if (command.optsWithGlobals<{ namespace?: string }>().namespace !== undefined)
+      // A flag given to serve is a mistake; the application's LARDER_NAMESPACE left in the
+      // environment (or exported for `larder stats`) is not: it is ignored, as the config
+      // file's namespace is, and said once.
+      const namespaceSource = command.parent?.getOptionValueSource('namespace')
+      if (namespaceSource === 'cli')
         throw new CliFailure('serve keeps one namespace per tool and team; --namespace does not apply', EXIT.usage)
+      if (namespaceSource === 'env')
+        process.stderr.write('larder: LARDER_NAMESPACE is ignored: serve keeps one namespace per tool and team\n')
       if (command.getOptionValueSource('dashboard') !== 'cli' && process.env.LARDER_DASHBOARD !== undefined) {
         flags.dashboard = parseBoolean(process.env.LARDER_DASHBOARD, 'LARDER_DASHBOARD')
       }
