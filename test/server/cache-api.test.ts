@@ -351,3 +351,32 @@ test('cache API: the values GET answers (hits and the origin’s) are counted in
   }, `bytes out ${answered}`)
   assert.equal(line, `larder_bytes_out_total{protocol="api"} ${answered}`)
 })
+
+test('origin: the origin’s answer is hit false, source origin; one served but not stored (no-store) has no cached_at or expires_at', async () => {
+  const origin = await startOrigin(
+    (key) => ({
+      status: 200,
+      body: JSON.stringify({ from: key }),
+      headers: { 'cache-control': key === 'nostore' ? 'no-store' : 'max-age=120' },
+    }),
+    0,
+  )
+  const { url } = await startServer({ origin: origin.url })
+  const before = Date.now()
+  const stored = (await call(`${url}/api/cache/aged`)).json<CacheAnswer>()
+  assert.equal(stored.hit, false)
+  assert.equal(stored.source, 'origin')
+  assert.ok(Date.parse(stored.cached_at) >= before)
+  assert.ok(Date.parse(stored.expires_at) >= before + 120_000)
+  const again = (await call(`${url}/api/cache/aged`)).json<CacheAnswer>()
+  assert.equal(again.hit, true)
+  assert.equal(again.cached_at, stored.cached_at)
+  const served = await call(`${url}/api/cache/nostore`)
+  assert.equal(served.status, 200)
+  const answer = served.json<CacheAnswer>()
+  assert.deepEqual(answer.value, { from: 'nostore' })
+  assert.equal(answer.hit, false)
+  assert.equal(answer.source, 'origin')
+  assert.equal(answer.cached_at, null)
+  assert.equal(answer.expires_at, null)
+})

@@ -13,6 +13,8 @@ import { apiKey, storedApiKey } from '../validation.js'
  * memory tier in front of the files):
  *
  *   GET    /api/cache/:key        { key, value, hit, source, cached_at, expires_at }; 404 { hit: false } on a miss
+ *                                  (with --origin, the origin's answer: hit false, source 'origin';
+ *                                  cached_at null when it was served but not cached)
  *   PUT    /api/cache/:key        { value, ttl?, tags? } (ttl in seconds; 0 = never) → { success, key, expires_at }
  *   DELETE /api/cache/:key        { success, key, deleted }
  *   POST   /api/cache/invalidate  { keys } | { pattern } | { tags } → { success, invalidated }
@@ -133,6 +135,7 @@ export function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, hits: H
           try {
             await cache.set(key, record, { ttl })
             ctx.metrics.stored('api', Buffer.byteLength(JSON.stringify(fetched.value) ?? ''))
+            return record
           } catch (error) {
             // Served anyway: the origin answered; only the caching failed.
             if (!isLarderError(error)) throw error
@@ -140,7 +143,8 @@ export function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, hits: H
             ctx.log(`api: a value from the origin was not cached: ${error.message}`)
           }
         }
-        return record
+        // Served, not cached (no-store, or the write failed): no cached_at or expires_at to tell.
+        return { value: fetched.value, cachedAt: NaN, expiresAt: null }
       })
       .catch((error: unknown) => {
         if (error instanceof HttpError) return error
@@ -153,7 +157,7 @@ export function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, hits: H
       value: stored.value,
       hit: false,
       source: 'origin',
-      cached_at: iso(stored.cachedAt),
+      cached_at: iso(stored.cachedAt), // null for NaN: not cached
       expires_at: iso(stored.expiresAt),
     })
   })
