@@ -397,14 +397,18 @@ export class Larder extends EventEmitter<LarderEvents> {
    * (`maxAge`: not used within; `olderThan`: created before; `tags`; `pattern`, a glob over
    * keys such as `'user:*'`), then evicts by `evictionPolicy` down to `maxSize`/`maxEntries`
    * (or, if the configured budget is exceeded, to its low-water mark). `dryRun` reports what
-   * would go and removes nothing. Cancel with `signal`: rejects with `ERR_ABORTED`, whose
+   * would go and removes nothing (allowed on a `readOnly` cache, where it writes nothing at
+   * all and takes no lock: its report is then approximate while a prune runs beside it). Cancel with `signal`: rejects with `ERR_ABORTED`, whose
    * `report` holds the work done. Progress arrives as `progress` events and `onProgress`.
    * With `redis`, `pattern` also removes the matching keys from Redis (`sharedRemoved`), and
    * every instance on the bus drops its local copies.
    */
   async prune(options?: PruneOptions): Promise<PruneReport> {
-    this.#assertWritable()
-    return operatorCalls.prune(this.#p, validatePruneOptions(options))
+    this.#assertOpen()
+    const valid = validatePruneOptions(options)
+    // A dry run writes nothing, so a readOnly cache may preview a prune (without the lock).
+    if (valid.dryRun !== true) this.#assertWritable()
+    return operatorCalls.prune(this.#p, valid)
   }
 
   /** Re-checks every entry's checksum in worker threads (every byte, no decompression). With

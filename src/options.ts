@@ -217,8 +217,9 @@ export interface LarderOptions {
    *  damaged entry a read finds is a miss, left for a writer or a prune). A directory that
    *  does not exist, or holds no cache, reads as empty. `set`, `setMany`, `setStream`,
    *  `getOrSet`, `increment`, `decrement`, `delete`, `deleteMany`, `clear`, `invalidateTags`,
-   *  `prune` and `verify` with `repair` reject with `ERR_READ_ONLY`. Default false. The
-   *  `larder` CLI's stats, ls, get and verify open caches this way. */
+   *  `prune` (but for a dry run, which takes no lock then) and `verify` with `repair` reject
+   *  with `ERR_READ_ONLY`. Default false. The `larder` CLI's stats, ls, get, verify and
+   *  prune --dry-run open caches this way. */
   readOnly?: boolean
   /** Automatic maintenance: `false` turns off the interval and the over-budget trigger
    *  (`prune()` and `verify()` still work); `true` is the default, `{}` (the defaults below),

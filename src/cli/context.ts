@@ -88,12 +88,14 @@ export class CliFailure extends Error {
  * - `read` (stats, ls, get, verify without --repair): opened `readOnly`, so nothing at all is
  *   written; the directory must already be a larder cache.
  * - `maintain` (prune, rm, clear, verify --repair): writes, but only into an existing cache.
+ * - `preview` (prune --dry-run): opened `readOnly` as `read` is (nothing written, no lock
+ *   taken), with the recorded budget as `maintain` has, so it reports what prune would remove.
  * - `create` (set, serve): may create a cache, where none is, or in an empty directory.
  * A folder that is not a larder cache is never marked as one (its CACHEDIR.TAG would make
  * `tar --exclude-caches` and other backup tools skip the folder's own files): the rule is
  * store/cache-root.ts's, which `Larder.open` follows too.
  */
-export type CacheUse = 'read' | 'maintain' | 'create'
+export type CacheUse = 'read' | 'maintain' | 'preview' | 'create'
 
 /** Where the budget a command works with came from. */
 export interface Budget extends RecordedBudget {
@@ -146,7 +148,7 @@ export class CliContext {
   async open(use: CacheUse, shared: Pick<LarderOptions, 'redis' | 'encryption'> = {}): Promise<Larder> {
     const configured = await this.entryOptions()
     this.checkDir(use)
-    if (use === 'maintain') await this.checkNamespaceExists()
+    if (use === 'maintain' || use === 'preview') await this.checkNamespaceExists()
     const recorded = use === 'read' ? undefined : await this.recordedBudget()
     return Larder.open({
       ...configured,
@@ -154,7 +156,7 @@ export class CliContext {
       namespace: this.options.namespace ?? '',
       failOpen: false,
       maintenance: false,
-      readOnly: use === 'read',
+      readOnly: use === 'read' || use === 'preview',
       ...(recorded?.maxSize !== undefined ? { maxSize: recorded.maxSize } : {}),
       ...(recorded?.maxEntries !== undefined ? { maxEntries: recorded.maxEntries } : {}),
       ...(isEvictionPolicy(recorded?.evictionPolicy) ? { evictionPolicy: recorded.evictionPolicy } : {}),

@@ -213,7 +213,15 @@ export class Maintainer {
       report.durationMs = performance.now() - started
       return report
     }
+    // A readOnly instance's dry run writes nothing: no lock (a directory made in meta/), no
+    // remembered uses written first. It reads what is there, so while another process prunes
+    // its report may count what that prune is removing.
+    const writesNothing = dryRun && this.#p.options.readOnly
     await this.#operation(options.signal, report, done, async (cancel) => {
+      if (writesNothing) {
+        await this.#prunePass(options, cancel, report, keys, listKeys)
+        return
+      }
       const release = await this.#lock(automatic !== undefined, cancel, dryRun ? 'dry-run' : 'prune')
       if (release === undefined) {
         report.skipped = true

@@ -38,7 +38,9 @@ export function pruneCommand(): Command {
       .addOption(booleanOption('--dry-run', 'report what would be removed; remove nothing', 'LARDER_DRY_RUN')),
   ).action(async (flags: PruneFlags, command: Command) => {
     const ctx = new CliContext(command)
-    await ctx.checkConfigAndDir('maintain')
+    // A dry run only reads: it runs on a read-only copy of a cache too.
+    const use = flags.dryRun === true ? 'preview' : 'maintain'
+    await ctx.checkConfigAndDir(use)
     // A budget on the command line is an exact target; without one, the cache is opened with
     // the recorded budget and pruned to its low-water mark, as the application's prunes are.
     const budget = await ctx.budget(flags)
@@ -48,7 +50,7 @@ export function pruneCommand(): Command {
     let report: PruneReport
     try {
       report = await ctx.withCache(
-        'maintain',
+        use,
         (cache) =>
           cache.prune({
             ...(flags.maxSize !== undefined ? { maxSize: flags.maxSize } : {}),
