@@ -14,7 +14,7 @@ import path from 'node:path'
 import { Larder } from '../src/index.ts'
 import { loadHasher } from '../src/format/checksum.ts'
 import { Layout } from '../src/store/layout.ts'
-import { readStamp, TagClock } from '../src/store/tag-clock.ts'
+import { MAX_HELD_STAMPS, readStamp, TagClock } from '../src/store/tag-clock.ts'
 import { entryFiles, tempDir } from './helpers.ts'
 
 await loadHasher()
@@ -41,6 +41,16 @@ describe('tag stamps only rise', () => {
     assert.deepEqual(entryFiles(dir), [], 'prune (in a worker) judged it stale too, and removed it')
     await other.close()
     await cache.close()
+  })
+
+  test('the stamps held stay bounded however many distinct tags are asked about, and one let go is read again', () => {
+    const dir = tempDir()
+    const clock = new TagClock(new Layout(dir, ''))
+    clock.invalidate(['users'], 5000) // the tags directory exists: a tag not held is read from disk
+    for (let i = 0; i < MAX_HELD_STAMPS * 2 + 10; i++) assert.equal(clock.isStale([`user:${i}`], 100), false)
+    assert.ok(clock.heldCount <= MAX_HELD_STAMPS, `${clock.heldCount} stamps held`)
+    assert.equal(clock.isStale(['users'], 4000), true, 'the invalidation still counts once its stamp was let go')
+    assert.equal(clock.isStale(['users'], 6000), false)
   })
 
   test('superseded stamp names are removed, the highest kept, and an older larder’s file is still read', () => {

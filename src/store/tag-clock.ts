@@ -56,6 +56,12 @@ const DIR_FLAGS =
 /** Whole-second mtimes: FAT keeps two seconds; anything finer than a second is under RACY_MS. */
 const COARSE_RACY_MS = 2000 + RACY_MS
 
+/** At most this many stamps are held (about 1 MB): past it, what is held is let go and read
+ *  again as asked. An application tagging entries per row (`user:<id>`) asks about a new tag
+ *  with nearly every write, and the tags directory changes only on an invalidation, which
+ *  such an application may rarely make: the stamps held grew with every tag ever asked about. */
+export const MAX_HELD_STAMPS = 10_000
+
 /** #dirMtime after a failed look: the directory may be anything, so every stamp is read. */
 const UNKNOWN = -2
 
@@ -218,7 +224,7 @@ export class TagClock {
       if (stamp === undefined) {
         if (this.#dirMtime === -1) continue // no tags directory at the last look: nothing to read
         stamp = this.#readStamp(tag)
-        this.#stamps.set(tag, stamp)
+        this.#hold(tag, stamp)
       }
       if (stamp > latest) latest = stamp
     }
@@ -325,10 +331,21 @@ export class TagClock {
       const file = this.#layout.tagPath(tag)
       raiseStampSync(this.#layout.tree, file, at)
       writeFileAtomicSync(this.#layout.tree, file, Buffer.from(`${at}\n${tag}\n`))
-      this.#stamps.set(tag, at)
+      this.#hold(tag, at)
       const unwritten = this.#unwritten.get(tag)
       if (unwritten !== undefined && unwritten <= at) this.#unwritten.delete(tag)
     }
+  }
+
+  /** Holds `tag`'s stamp, within MAX_HELD_STAMPS (each one let go is read again when asked). */
+  #hold(tag: string, stamp: number): void {
+    if (this.#stamps.size >= MAX_HELD_STAMPS && !this.#stamps.has(tag)) this.#stamps.clear()
+    this.#stamps.set(tag, stamp)
+  }
+
+  /** How many stamps are held (tests). */
+  get heldCount(): number {
+    return this.#stamps.size
   }
 
   #readStamp(tag: string): number {
