@@ -579,6 +579,8 @@ export class Maintainer {
     try {
       const partitions = await this.#reportingFailures(() => this.#partitions(), cancel)
       const now = Date.now()
+      // As in #walk: what a read-only reader counts beyond the directory, taken as it begins.
+      const held = this.#p.heldByReader?.()
       const window = Math.max(1, this.#p.options.maintenance.workers)
       let started = 0
       let done = 0
@@ -595,7 +597,7 @@ export class Maintainer {
           const task = this.#reportingFailures(
             () =>
               pool.run<EntryInfo[]>(
-                { task: 'list', filters, partitions: batch, now, namespaceDir: layout.namespaceDir, tagsDir: layout.tagsDir },
+                { task: 'list', filters, partitions: batch, now, namespaceDir: layout.namespaceDir, tagsDir: layout.tagsDir, held },
                 { signal: cancel.signal },
               ),
             cancel,

@@ -19,6 +19,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { Redis } from 'ioredis'
 import { Larder } from '../../src/index.ts'
+import { entryBatches } from '../../src/facade/adapter-hooks.ts'
 import { tempDir } from '../helpers.ts'
 import { HeardRemovals, MAX_HEARD, MAX_HEARD_PATTERNS } from '../../src/tiers/heard-removals.ts'
 import { withCaches } from './instances.ts'
@@ -172,6 +173,10 @@ describe("a read-only instance's listing and usage", { skip }, () => {
         assert.ok(await eventually(missed, 10_000), 'each change heard is a miss')
         assert.equal(await reader.get('keep'), 'kept')
         assert.deepEqual(await listed(), ['keep'], 'entries() lists only what get finds')
+        // the listing a partition at a time (Keyv's iterator, ls --limit) too
+        const batched: string[] = []
+        for await (const batch of reader[entryBatches]()) batched.push(...batch.map((e) => e.key))
+        assert.deepEqual(batched, ['keep'], 'the bounded listing lists only what get finds')
         assert.deepEqual(
           (await reader.entries({ pattern: 'p:*' })).map((e) => e.key),
           [],
