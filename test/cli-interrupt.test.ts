@@ -79,9 +79,16 @@ function interruptWhileLoading(args: string[], signal: NodeJS.Signals, delay: nu
   })
 }
 
+/** On Node 22 and later the main thread waits, blocked, while a `module.register` hook
+ *  answers (seen on 24.21: no timer fires and no signal is heard during the hold), so the hold
+ *  cannot show a signal heard while the commands load there; on Node 20 the hooks answer on
+ *  their own thread and the main thread's event loop runs meanwhile, as in a real load. */
+const holdBlocks = Number(process.versions.node.split('.')[0]) >= 22
+const skip = holdBlocks ? 'a module hook blocks the main thread while it holds the load (Node >= 22)' : false
+
 describe('an interrupt while the commands load', { timeout: 60_000 }, () => {
   for (const delay of [0, 150]) {
-    test(`SIGINT ${delay === 0 ? 'at once' : `after ${delay} ms`}: exit 130 and one JSON document, ERR_ABORTED`, async () => {
+    test(`SIGINT ${delay === 0 ? 'at once' : `after ${delay} ms`}: exit 130 and one JSON document, ERR_ABORTED`, { skip }, async () => {
       const run = await interruptWhileLoading(['prune', '--max-entries', '100', '--dir', cacheDir, '--json'], 'SIGINT', delay)
       assert.equal(run.code, 130, `killed by ${run.signal}; stdout: ${run.stdout}; stderr: ${run.stderr}`)
       const document = JSON.parse(run.stdout) as { error: { code: string; message: string } }
@@ -90,7 +97,7 @@ describe('an interrupt while the commands load', { timeout: 60_000 }, () => {
     })
   }
 
-  test('SIGTERM is an interrupt too; without --json, exit 130 and one line on stderr', async () => {
+  test('SIGTERM is an interrupt too; without --json, exit 130 and one line on stderr', { skip }, async () => {
     const run = await interruptWhileLoading(['verify', '--dir', cacheDir], 'SIGTERM', 0)
     assert.equal(run.code, 130, `killed by ${run.signal}; stderr: ${run.stderr}`)
     assert.equal(run.stdout, '')
