@@ -11,6 +11,7 @@ import { DiskBreaker, type BreakerState } from '../resilience/disk-breaker.js'
 import { ActivityLog, type ActivityCounters } from '../stats/activity-log.js'
 import { ChangeWatch } from '../store/change-watch.js'
 import { ChangeClock } from '../store/change-clock.js'
+import { recordEntriesSince } from '../store/entries-since.js'
 import { Layout } from '../store/layout.js'
 import { recordNamespaceName } from '../store/namespace-name.js'
 import { TagClock } from '../store/tag-clock.js'
@@ -154,6 +155,7 @@ export class DiskParts {
     const { maxSize, maxEntries, evictionPolicy } = this.#options
     recordBudget(this.layout, { maxSize, maxEntries, evictionPolicy })
     recordNamespaceName(this.layout, this.#options.namespace)
+    this.tags.entriesSince = recordEntriesSince(this.layout)
   }
 
   /** Folds per-process bookkeeping files that piled up in a cache nobody prunes; starts a

@@ -208,6 +208,10 @@ export class TagInvalidation {
     // A read-only instance writes nothing: what it reads from Redis or hears on the bus is held
     // by its clock, so its reads count it (bounded, as stamps a failing disk refused are).
     if (this.#p.readOnly) return disk.files.holdUnwritten(tags, at)
+    // From elsewhere and older than every entry of the directory (a new host joining a fleet
+    // whose Redis holds years of stamps): no entry here needs it, so nothing is written; held
+    // for this instance's reads of Redis entries, which can be older (store/entries-since.ts).
+    if (!counted && at < disk.tags.entriesSince) return disk.files.holdUnwritten(tags, at)
     const writing = counted ? tags : tags.filter((t) => !this.isStaleSafe([t], at))
     try {
       await disk.files.invalidateTags(writing, at)

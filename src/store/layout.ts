@@ -20,6 +20,7 @@ import { OwnedTree, type Sharing } from './owned-tree.js'
  *   <dir>/v1/<ns>/meta/maintenance.lock/    held by the one process pruning (or verifying, rekeying), with its owner and purpose (maintenance/lock.ts)
  *   <dir>/v1/<ns>/meta/changes              a byte appended by every write (store/change-clock.ts)
  *   <dir>/v1/<ns>/meta/name                 the namespace's name, for operators (store/namespace-name.ts)
+ *   <dir>/v1/<ns>/meta/since                no entry here was made before this (store/entries-since.ts)
  *   <dir>/v1/.trash-<pid>-<ms>-<random>/    partitions a `clear()` moved aside, being deleted
  *
  * Everything below <dir> is ours and is never followed through a link (owned-tree.ts); every

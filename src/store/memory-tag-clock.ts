@@ -1,11 +1,21 @@
+/** How many stamps a memory tag clock holds (about 100 bytes each). */
+export const MAX_MEMORY_STAMPS = 100_000
+
 /**
  * Tag invalidation stamps held in this process only: the tag clock of a cache without a
  * directory (`dir: false`). With Redis, the stamps every instance records there reach it
  * through the bus and at open (bus/, facade/shared-parts.ts), as they reach a directory's
  * tags/ files.
+ *
+ * Bounded: Redis keeps a stamp for every tag ever invalidated, and a process must not hold
+ * them all. Past MAX_MEMORY_STAMPS the stamp raised longest ago is let go and becomes a floor:
+ * every tagged entry created at or before it reads as stale (more misses, never a stale hit).
+ * The stamps read at open come oldest first, so the floor is the oldest it can be.
  */
 export class MemoryTagClock {
   readonly #stamps = new Map<string, number>()
+  /** The latest stamp let go (0: none). */
+  #floor = 0
 
   isStale(tags: readonly string[], createdAt: number): boolean {
     return tags.length > 0 && this.latest(tags) >= createdAt
@@ -20,7 +30,8 @@ export class MemoryTagClock {
   look(): void {}
 
   latest(tags: readonly string[]): number {
-    let latest = 0
+    if (tags.length === 0) return 0
+    let latest = this.#floor
     for (const tag of tags) {
       const stamp = this.#stamps.get(tag)
       if (stamp !== undefined && stamp > latest) latest = stamp
@@ -29,6 +40,22 @@ export class MemoryTagClock {
   }
 
   invalidate(tags: readonly string[], at: number): void {
-    for (const tag of tags) if (at > (this.#stamps.get(tag) ?? 0)) this.#stamps.set(tag, at)
+    if (at <= this.#floor) return // the floor makes these tags' entries stale already
+    for (const tag of tags) {
+      const before = this.#stamps.get(tag)
+      if (before !== undefined && before >= at) continue
+      this.#stamps.delete(tag) // raised: held longest from now
+      this.#stamps.set(tag, at)
+    }
+    for (const [tag, at] of this.#stamps) {
+      if (this.#stamps.size <= MAX_MEMORY_STAMPS) break
+      this.#stamps.delete(tag)
+      if (at > this.#floor) this.#floor = at
+    }
+  }
+
+  /** How many stamps are held (tests). */
+  get heldCount(): number {
+    return this.#stamps.size
   }
 }

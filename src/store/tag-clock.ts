@@ -97,6 +97,10 @@ export class TagClock {
    *  one heard from another host, never leaves the entries it invalidated to be served here. */
   readonly #unwritten = new Map<string, number>()
 
+  /** No entry of the directory was created before this (store/entries-since.ts; 0: unknown):
+   *  a stamp older than it is held for this instance's reads and never written. */
+  entriesSince = 0
+
   /** Whether this instance may make the tags directory (not a read-only cache). */
   #mayCreate: boolean
   readonly #writable: boolean
@@ -156,10 +160,11 @@ export class TagClock {
     return { stamps: [...this.#unwritten], floor: this.#lostBefore }
   }
 
-  /** Writes the stamps held unwritten, oldest first; throws the disk's failure (the rest stay). */
+  /** Writes the stamps held unwritten, oldest first; throws the disk's failure (the rest stay).
+   *  Those older than every entry of the directory stay held: no entry there needs them. */
   writeUnwritten(): void {
     if (!this.#writable) return // a read-only cache's: held, never written
-    for (const [tag, at] of [...this.#unwritten]) this.invalidate([tag], at)
+    for (const [tag, at] of [...this.#unwritten]) if (at >= this.entriesSince) this.invalidate([tag], at)
   }
 
   #latestUnwritten(tags: readonly string[]): number {
