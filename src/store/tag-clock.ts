@@ -156,8 +156,12 @@ export class TagClock {
    *  this instance's reads do (`larder ls`, `larder stats` of a read-only cache); undefined
    *  when it counts nothing more. */
   heldStamps(): HeldStamps | undefined {
-    if (this.#unwritten.size === 0 && this.#lostBefore === 0) return undefined
-    return { stamps: [...this.#unwritten], floor: this.#lostBefore }
+    // Those older than every entry of the directory judge none of its files (they are held for
+    // reads of Redis): a walk is not handed them (10,000 stamps to each partition's task).
+    const since = this.entriesSince
+    const floor = this.#lostBefore >= since ? this.#lostBefore : 0
+    const stamps = since === 0 ? [...this.#unwritten] : [...this.#unwritten].filter(([, at]) => at >= since)
+    return stamps.length === 0 && floor === 0 ? undefined : { stamps, floor }
   }
 
   /** Writes the stamps held unwritten, oldest first; throws the disk's failure (the rest stay).

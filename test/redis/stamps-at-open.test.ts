@@ -13,7 +13,10 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { Redis } from 'ioredis'
 import { Larder } from '../../src/index.ts'
+import { loadHasher } from '../../src/format/checksum.ts'
+import { Layout } from '../../src/store/layout.ts'
 import { MAX_MEMORY_STAMPS, MemoryTagClock } from '../../src/store/memory-tag-clock.ts'
+import { TagClock } from '../../src/store/tag-clock.ts'
 import { tempDir } from '../helpers.ts'
 import { redisAvailable, startRedis, type RedisServer } from './server.ts'
 
@@ -121,6 +124,24 @@ describe('tag stamps from Redis at open', { skip }, () => {
     const joined = await Larder.open({ dir, redis: { url: server.url, prefix }, maintenance: false })
     await joined.close()
     assert.equal(stampFiles(dir).length, 1)
+  })
+})
+
+describe('stamps held because they are older than every entry of the directory', () => {
+  test('judge the reads, are never written, and are not handed to the walks in the workers', async () => {
+    await loadHasher()
+    const dir = tempDir()
+    const clock = new TagClock(new Layout(dir, ''))
+    clock.entriesSince = 1000
+    clock.holdUnwritten(['old'], 500)
+    assert.equal(clock.isStale(['old'], 500), true, 'an entry copied from Redis, older than the stamp: stale')
+    assert.equal(clock.isStale(['old'], 501), false)
+    clock.writeUnwritten()
+    assert.deepEqual(stampFiles(dir), [], 'not written when the disk takes stamps again')
+    assert.equal(clock.heldStamps(), undefined, 'no file of the directory is older than it')
+    clock.holdUnwritten(['new'], 1500) // a stamp the disk refused
+    assert.deepEqual(clock.heldStamps(), { stamps: [['new', 1500]], floor: 0 })
+    clock.close()
   })
 })
 
