@@ -259,6 +259,7 @@ export class CacheParts {
     } else {
       try {
         this.disk?.files.checkTrust()
+        this.disk?.learnEntriesSince()
       } catch (unsafe) {
         await this.close()
         throw unsafe

@@ -11,7 +11,7 @@ import { DiskBreaker, type BreakerState } from '../resilience/disk-breaker.js'
 import { ActivityLog, type ActivityCounters } from '../stats/activity-log.js'
 import { ChangeWatch } from '../store/change-watch.js'
 import { ChangeClock } from '../store/change-clock.js'
-import { recordEntriesSince } from '../store/entries-since.js'
+import { recordedEntriesSince, recordEntriesSince } from '../store/entries-since.js'
 import { Layout } from '../store/layout.js'
 import { recordNamespaceName } from '../store/namespace-name.js'
 import { TagClock } from '../store/tag-clock.js'
@@ -156,6 +156,12 @@ export class DiskParts {
     recordBudget(this.layout, { maxSize, maxEntries, evictionPolicy })
     recordNamespaceName(this.layout, this.#options.namespace)
     this.tags.entriesSince = recordEntriesSince(this.layout)
+  }
+
+  /** A read-only instance's open: the directory's record of its oldest entry read, not made
+   *  (the walks in the workers are then not handed the stamps older than it). */
+  learnEntriesSince(): void {
+    this.tags.entriesSince = recordedEntriesSince(this.layout)
   }
 
   /** Folds per-process bookkeeping files that piled up in a cache nobody prunes; starts a

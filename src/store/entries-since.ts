@@ -49,6 +49,11 @@ export function recordEntriesSince(layout: Layout, now = Date.now()): number {
   }
 }
 
+/** The recorded time, 0 when there is none: a read-only instance's view (it writes nothing). */
+export function recordedEntriesSince(layout: Layout): number {
+  return readEntriesSince(layout, Date.now()) ?? 0
+}
+
 /** The recorded time, or undefined when there is none or it cannot be trusted (unreadable,
  *  not a number, later than now: a clock gone backwards, or damage). */
 function readEntriesSince(layout: Layout, now: number): number | undefined {
