@@ -51,6 +51,9 @@ export class CacheParts {
   readonly getOrSet: GetOrSet
   readonly pressure: MemoryPressure | undefined
   #removeExitHook: (() => void) | undefined
+  /** open() has read the stamps (or given up waiting for Redis): from then on, the connection
+   *  coming back reads them too (see the `recovered` hook). */
+  #opened = false
 
   /** `events` is the Larder, which every event is emitted on. */
   constructor(options: ResolvedOptions, events: EventEmitter<LarderEvents>) {
@@ -135,8 +138,12 @@ export class CacheParts {
               void this.tags.sendPending()
               void this.shared?.bus?.flush() // after the stamps (beforeFlush)
               // The stamps read when the bus came back may have met the breaker still open
-              // (refused at once): read them again now that commands go through.
-              this.tags.recovered()
+              // (refused at once): read them again now that commands go through. Not during
+              // open: the connection's first 'ready' comes before the bus's first subscription,
+              // which must read them again anyway (what was invalidated before it is heard only
+              // from Redis), and open() waits for that read, or sends its own: one pass over a
+              // hash that only grows, not two.
+              if (this.#opened) this.tags.recovered()
             },
           })
     // With Redis, the queue is there even while another strategy is chosen: configure() may
@@ -253,9 +260,7 @@ export class CacheParts {
       await this.#prepareDirectory()
       await this.disk?.foldIfCrowded()
       await this.shared?.start()
-      // The connection's first 'ready' (recovered) or the bus's first subscription (a resync)
-      // may have sent a read of the stamps already: joined, not sent again.
-      await (this.tags.resyncing ?? this.tags.reading ?? this.tags.syncFromShared())
+      await this.#readStamps()
     } else {
       try {
         this.disk?.files.checkTrust()
@@ -267,9 +272,21 @@ export class CacheParts {
       // Redis as a writable instance waits for it (bounded), and its tag stamps read (held by
       // the clock, not written): a read-only instance must not serve what was invalidated.
       await this.shared?.start()
-      await (this.tags.resyncing ?? this.tags.reading ?? this.tags.syncFromShared())
+      await this.#readStamps()
     }
     this.pressure?.start()
+  }
+
+  /** The tag stamps Redis holds, read once at open: the bus's first subscription (a resync)
+   *  has sent the read already, joined here; without a bus, or with none subscribed yet (Redis
+   *  slow), the read is sent now (a subscription that comes later reads them again, as it
+   *  must). The connection's 'ready' sends none meanwhile (`#opened`). */
+  async #readStamps(): Promise<void> {
+    try {
+      await (this.tags.resyncing ?? this.tags.reading ?? this.tags.syncFromShared())
+    } finally {
+      this.#opened = true
+    }
   }
 
   /** The file tier, for a method that needs one; ERR_INVALID_OPTION without a directory. */
