@@ -274,7 +274,7 @@ describe('tag invalidations the bus missed', { skip }, () => {
       assert.ok(await eventually(async () => (await b.get('k')) === 'v'), 'B holds k (memory and file)')
       await relay.down()
       await a.invalidateTags(['T']) // B hears nothing of it; Redis still holds k as it was
-      relay.hold('hgetall', 60_000) // the stamps, when B asks for them again
+      relay.hold('hscan', 60_000) // the stamps, when B asks for them again
       await relay.up()
       // Its connections are back: B dropped its memory tier and asks Redis for the stamps.
       assert.ok(await eventually(async () => relay.holding() > 0 && (await b.stats()).memoryEntries === 0, 10_000), 'B asks for the stamps')

@@ -7,8 +7,10 @@
  */
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
+import { Cluster, Redis } from 'ioredis'
 import { Larder, type LarderOptions } from '../../src/index.ts'
 import { tempDir } from '../helpers.ts'
+import { startCluster } from './cluster.ts'
 import { MonitorRecorder } from './monitor-recorder.ts'
 import { redisAvailable, startRedis, type RedisServer } from './server.ts'
 
@@ -55,4 +57,85 @@ describe('the tag stamps read at open', { skip }, () => {
       }
     })
   }
+})
+
+/** Calls of each command the Redis at `node` has run so far (INFO commandstats). */
+function callsOn(node: RedisServer): Record<string, number> {
+  const calls: Record<string, number> = {}
+  for (const [, name, n] of node.cli('INFO', 'commandstats').matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)) calls[name!] = Number(n)
+  return calls
+}
+/** How many more calls of `command` the nodes ran than `before` says. */
+function callsSince(nodes: readonly RedisServer[], before: Record<string, number>[], command: string): number {
+  return nodes.reduce((sum, node, i) => sum + (callsOn(node)[command] ?? 0) - (before[i]![command] ?? 0), 0)
+}
+
+/**
+ * Entries tagged with the first, a middle and the last of `count` stamps, created before them,
+ * read as misses by an instance opened after the stamps were written (straight into the hash,
+ * a thousand fields a command), and an entry whose tag has no stamp is served: every stamp was
+ * read, in chunks (HSCAN, never HGETALL) on whichever node holds the hash.
+ */
+async function everyStampSeen(
+  nodes: readonly RedisServer[],
+  redis: LarderOptions['redis'] & object,
+  admin: Redis | Cluster,
+  count: number,
+): Promise<void> {
+  const key = `${redis.prefix}default:\0tags`
+  const writer = await Larder.open({ dir: false, maintenance: false, redis })
+  try {
+    for (const [k, tag] of [
+      ['first', 's0'],
+      ['middle', `s${count >> 1}`],
+      ['last', `s${count - 1}`],
+      ['kept', 'unstamped'],
+    ] as const)
+      await writer.set(k, k, { tags: [tag] })
+    await writer.invalidateTags(['marker']) // a stamp later than the entries, as larder writes it
+  } finally {
+    await writer.close()
+  }
+  const at = await admin.hget(key, 'marker')
+  assert.ok(at !== null)
+  for (let from = 0; from < count; from += 1000)
+    await admin.hset(key, Object.fromEntries(Array.from({ length: Math.min(1000, count - from) }, (_, i) => [`s${from + i}`, at])))
+  assert.equal(await admin.hlen(key), count + 1)
+
+  const before = nodes.map(callsOn)
+  const reader = await Larder.open({ dir: false, maintenance: false, redis })
+  try {
+    const scans = callsSince(nodes, before, 'hscan')
+    assert.equal(callsSince(nodes, before, 'hgetall'), 0, 'no HGETALL')
+    // Before: one HGETALL of the whole hash (twice).
+    assert.ok(scans >= count / 2000, `the hash read in chunks: ${scans} HSCANs`)
+    for (const k of ['first', 'middle', 'last']) assert.equal(await reader.get(k), undefined, `${k}: invalidated by its stamp`)
+    assert.equal(await reader.get('kept'), 'kept', 'an entry whose tag has no stamp is served')
+    assert.equal((await reader.stats()).tiers.redis!.errors, 0)
+  } finally {
+    await reader.close()
+  }
+}
+
+describe('a large stamp hash', { skip }, () => {
+  test('an open reads all 40,000 stamps in chunks (HSCAN), never the whole hash in one command', async () => {
+    const admin = new Redis(server.url)
+    try {
+      await everyStampSeen([server], { url: server.url, prefix: `sl${process.pid}:` }, admin, 40_000)
+    } finally {
+      admin.disconnect()
+    }
+  })
+
+  test('in a Redis Cluster, the hash is read in chunks from the node that holds it', async () => {
+    const nodes = await startCluster()
+    const cluster = nodes.map((n) => `127.0.0.1:${n.port}`)
+    const admin = new Cluster([{ host: '127.0.0.1', port: nodes[0]!.port }])
+    try {
+      await everyStampSeen(nodes, { cluster, prefix: `sc${process.pid}:` }, admin, 10_000)
+    } finally {
+      admin.disconnect()
+      await Promise.all(nodes.map((n) => n.stop()))
+    }
+  })
 })
