@@ -212,7 +212,7 @@ export class TagInvalidation {
     // whose Redis holds years of stamps): no entry here needs it, so nothing is written; held
     // for this instance's reads of Redis entries, which can be older (store/entries-since.ts).
     if (!counted && at < disk.tags.entriesSince) return disk.files.holdUnwritten(tags, at)
-    const writing = counted ? tags : tags.filter((t) => !this.isStaleSafe([t], at))
+    const writing = counted ? tags : tags.filter((t) => !disk.tags.recordsExactly(t, at) && !this.isStaleSafe([t], at))
     try {
       await disk.files.invalidateTags(writing, at)
     } catch (error) {

@@ -346,6 +346,17 @@ export class TagClock {
     }
   }
 
+  /** Whether the directory records `tag`'s stamp at `at` exactly (its raise of that time is
+   *  there): one lstat, the common answer when an open reads again the stamps Redis holds, which
+   *  the directory took at an earlier open or heard (false: not known so, the full read decides). */
+  recordsExactly(tag: string, at: number): boolean {
+    try {
+      return disk.lstatSync(raisesDir(this.#layout.tagPath(tag)) + path.sep + String(at), { throwIfNoEntry: false })?.isFile() === true
+    } catch {
+      return false
+    }
+  }
+
   /** Holds `tag`'s stamp, within MAX_HELD_STAMPS (each one let go is read again when asked). */
   #hold(tag: string, stamp: number): void {
     if (this.#stamps.size >= MAX_HELD_STAMPS && !this.#stamps.has(tag)) this.#stamps.clear()
