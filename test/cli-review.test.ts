@@ -113,6 +113,11 @@ describe('read-only commands write nothing and never make a folder a cache', () 
       assert.equal(run.code, 2, `${command[0]}: ${run.stderr}`)
       assert.match(run.stderr, /is a file, not a cache directory/)
     }
+    for (const command of [['stats'], ['set', 'k']]) {
+      const run = await larder([...command, '--dir', path.join(file, 'cache')], { input: 'value' })
+      assert.equal(run.code, 2, `${command[0]} through a file: ${run.stderr}`)
+      assert.match(run.stderr, /lies under .*notes\.txt, which is a file, not a cache directory/)
+    }
     assert.equal(fs.readFileSync(file, 'utf8'), 'notes')
   })
 

@@ -132,4 +132,25 @@ describe('open() and a dir that is not a directory', () => {
     assert.equal(fs.readFileSync(file, 'utf8'), 'hi')
     assert.deepEqual(fs.readdirSync(base).sort(), ['afifo', 'afile'])
   })
+
+  test('a dir whose path goes through a file is refused at open, naming the file', async () => {
+    const base = tempDir()
+    const file = path.join(base, 'afile')
+    fs.writeFileSync(file, 'hi')
+    for (const dir of [path.join(file, 'cache'), path.join(file, 'a', 'b')]) {
+      for (const options of [{}, { failOpen: false }, { readOnly: true }]) {
+        await assert.rejects(
+          Larder.open({ dir, ...options }),
+          (e: LarderError) => {
+            assert.equal(e.code, 'ERR_INVALID_OPTION')
+            assert.equal(e.field, 'dir')
+            assert.ok(e.message.includes(`under ${file}, which is a file`), e.message)
+            return true
+          },
+          `${dir} ${JSON.stringify(options)}`,
+        )
+      }
+    }
+    assert.equal(fs.readFileSync(file, 'utf8'), 'hi')
+  })
 })

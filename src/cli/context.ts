@@ -11,7 +11,7 @@ import { Larder } from '../larder.js'
 import { readBudget, type RecordedBudget } from '../maintenance/budget-record.js'
 import { defaultCacheDir, isEvictionPolicy, resolveOptions, type LarderOptions } from '../options.js'
 import { Layout } from '../store/layout.js'
-import { foreignContents, isLarderCache } from '../store/cache-root.js'
+import { foreignContents, isLarderCache, nonDirectoryAbove } from '../store/cache-root.js'
 import { EXIT } from './exit-codes.js'
 import { ago, count, size } from './format.js'
 import { writeDocument } from './output.js'
@@ -299,6 +299,8 @@ function checkCacheDir(dir: string, use: CacheUse): void {
   try {
     stat = fs.statSync(dir)
   } catch (error) {
+    const above = (error as { code?: string }).code === 'ENOTDIR' ? nonDirectoryAbove(dir) : undefined
+    if (above !== undefined) throw new CliFailure(`--dir ${dir} lies under ${above}, not a cache directory`, EXIT.usage, 'ERR_USAGE')
     if ((error as { code?: string }).code !== 'ENOENT') throw error
     if (use === 'create') return
     throw new CliFailure(`${dir} is not a larder cache (nothing is there); nothing was created`, EXIT.failed, 'ERR_NOT_A_CACHE')

@@ -79,18 +79,59 @@ export function refuseForeignRoot(root: string): void {
  * ERR_INVALID_OPTION, field `dir`): a cache there could never store anything, every write a
  * silent drop. What stat finds otherwise: a directory, or undefined when nothing is there.
  * A directory replaced later, while the cache runs, is a failing disk instead (misses and
- * drops, the breaker). Throws what the disk throws (ENOTDIR for a path through a file, which
- * the caller's failing-disk handling judges).
+ * drops, the breaker). A path through a file is refused the same way, naming the file. Throws
+ * what the disk throws otherwise.
  */
 export function refuseNonDirectory(root: string): Stats | undefined {
-  const found = disk.statSync(root, { throwIfNoEntry: false })
+  let found: Stats | undefined
+  try {
+    found = disk.statSync(root, { throwIfNoEntry: false })
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOTDIR') refuseThroughNonDirectory(root)
+    throw error
+  }
   if (found === undefined || found.isDirectory()) return found
-  const kind = found.isFile() ? 'a file' : found.isFIFO() ? 'a FIFO' : found.isSocket() ? 'a socket' : 'a device or other non-directory'
   throw new LarderError(
     'ERR_INVALID_OPTION',
-    `Invalid option "dir": ${root} is ${kind}, not a directory: a cache there could store nothing`,
+    `Invalid option "dir": ${root} is ${kindOf(found)}, not a directory: a cache there could store nothing`,
     {
       field: 'dir',
     },
   )
+}
+
+/** A `dir` whose path goes through something that is not a directory (`/etc/hosts/cache`):
+ *  refused, naming the first such ancestor (ERR_INVALID_OPTION, field `dir`); returns when none
+ *  is found (the path changed meanwhile: the caller throws the disk's error). */
+function refuseThroughNonDirectory(root: string): void {
+  const above = nonDirectoryAbove(root)
+  if (above === undefined) return
+  throw new LarderError(
+    'ERR_INVALID_OPTION',
+    `Invalid option "dir": ${root} lies under ${above}, not a directory: a cache there could store nothing`,
+    {
+      field: 'dir',
+    },
+  )
+}
+
+/** The first ancestor of `root` that exists and is not a directory, as `<path>, which is a
+ *  file` (a FIFO…), or undefined when there is none (the CLI's check of `--dir` too). */
+export function nonDirectoryAbove(root: string): string | undefined {
+  const absolute = path.resolve(root)
+  let at = path.parse(absolute).root
+  for (const part of absolute
+    .split(path.sep)
+    .filter((name) => name !== '')
+    .slice(0, -1)) {
+    at = path.join(at, part)
+    const found = disk.statSync(at, { throwIfNoEntry: false })
+    if (found === undefined) return undefined
+    if (!found.isDirectory()) return `${at}, which is ${kindOf(found)}`
+  }
+  return undefined
+}
+
+function kindOf(found: Stats): string {
+  return found.isFile() ? 'a file' : found.isFIFO() ? 'a FIFO' : found.isSocket() ? 'a socket' : 'a device or other non-directory'
 }

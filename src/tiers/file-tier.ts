@@ -180,6 +180,7 @@ export class FileTier implements Tier {
   async prepare(): Promise<void> {
     const { root, namespaceDir, tree } = this.#layout
     await this.#p.breaker.run(() => {
+      refuseNonDirectory(root) // first: a path through a file is the user's mistake, not a failing disk
       const problem = tree.trustProblem(namespaceDir)
       if (problem !== undefined) throw new LarderError('ERR_UNSAFE_DIR', problem, { field: 'dir' })
       refuseForeignRoot(root)
@@ -195,6 +196,11 @@ export class FileTier implements Tier {
    *  left to the reads (misses). */
   checkTrust(): void {
     const { root, namespaceDir, tree } = this.#layout
+    try {
+      refuseNonDirectory(root)
+    } catch (error) {
+      if (isLarderError(error)) throw error
+    }
     let problem: string | undefined
     try {
       problem = tree.trustProblem(namespaceDir)
@@ -202,11 +208,6 @@ export class FileTier implements Tier {
       return
     }
     if (problem !== undefined) throw new LarderError('ERR_UNSAFE_DIR', problem, { field: 'dir' })
-    try {
-      refuseNonDirectory(root)
-    } catch (error) {
-      if (isLarderError(error)) throw error
-    }
   }
 
   // ── reads ─────────────────────────────────────────────────────────────────
