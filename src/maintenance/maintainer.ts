@@ -29,6 +29,9 @@ export interface PruneReport {
   corrupt: number
   /** Stray temp files (of writers that died) removed. */
   tempFilesRemoved: number
+  /** Trash directories of `clear()` calls whose process died, removed. */
+  trashRemoved: number
+  /** Bytes of everything removed: entries, stray temp files and those trash directories. */
   freedBytes: number
   remainingBytes: number
   remainingEntries: number
@@ -49,6 +52,9 @@ export interface VerifyReport {
   ok: number
   corrupt: number
   tempFilesRemoved: number
+  /** Trash directories of `clear()` calls whose process died, removed. */
+  trashRemoved: number
+  /** Bytes of everything removed: corrupt entries, stray temp files and those trash directories. */
   freedBytes: number
   /** Entries and bytes after the repair: the corrected running totals. */
   entries: number
@@ -199,6 +205,7 @@ export class Maintainer {
       evicted: 0,
       corrupt: 0,
       tempFilesRemoved: 0,
+      trashRemoved: 0,
       freedBytes: 0,
       remainingBytes: 0,
       remainingEntries: 0,
@@ -303,8 +310,7 @@ export class Maintainer {
         },
       )
       cancel.throwIfRequested()
-      report.tempFilesRemoved += await this.#sweepTrash(now, dryRun)
-      report.tempFilesRemoved += await this.#sweepBookkeeping(now, dryRun)
+      await this.#sweepStrays(report, now, dryRun)
 
       // The survivors of every batch, as one set of records for the plan.
       const records = concatRecords(scans.map((s) => s.records))
@@ -398,6 +404,7 @@ export class Maintainer {
       ok: 0,
       corrupt: 0,
       tempFilesRemoved: 0,
+      trashRemoved: 0,
       freedBytes: 0,
       entries: 0,
       bytes: 0,
@@ -455,8 +462,7 @@ export class Maintainer {
         },
       )
       cancel.throwIfRequested()
-      report.tempFilesRemoved += await this.#sweepTrash(Date.now(), !repair)
-      report.tempFilesRemoved += await this.#sweepBookkeeping(Date.now(), !repair)
+      await this.#sweepStrays(report, Date.now(), !repair)
       finished = true
     } finally {
       // Without repair, corrupt files remain on disk and are still counted as entries.
@@ -772,42 +778,55 @@ export class Maintainer {
     }
   }
 
+  /** What dead processes left outside the partitions (a clear's trash, bookkeeping temp
+   *  files), removed (or, on a dry run, counted) and added to the report with their bytes. */
+  async #sweepStrays(report: PruneReport | VerifyReport, now: number, dryRun: boolean): Promise<void> {
+    const trash = await this.#sweepTrash(now, dryRun)
+    report.trashRemoved += trash.removed
+    report.freedBytes += trash.bytes
+    const temps = await this.#sweepBookkeeping(now, dryRun)
+    report.tempFilesRemoved += temps.tempFilesRemoved
+    report.freedBytes += temps.freedBytes
+  }
+
   /**
    * Removes the trees of `clear()` calls whose process died between moving the partitions
    * aside and deleting them (`<dir>/v1/.trash-<pid>-<ms>-<random>`): nothing else would ever
    * reclaim them. Only trees older than `tempMaxAge` go, so a live clear still deleting its
    * own is left alone. Nothing is followed: `v1/` must be a real directory, and a link at a
-   * trash name is unlinked, not entered. Resolves to how many were (or would be) removed.
+   * trash name is unlinked, not entered. Resolves to how many trees were (or would be)
+   * removed, and the bytes of the regular files they held (a crashed clear's trash is often
+   * most of a cache: a report without them would say almost nothing was reclaimed).
    */
-  async #sweepTrash(now: number, dryRun: boolean): Promise<number> {
+  async #sweepTrash(now: number, dryRun: boolean): Promise<{ removed: number; bytes: number }> {
+    const swept = { removed: 0, bytes: 0 }
     const { tree, versionDir } = this.#p.layout
-    if (!tree.isRealSync(versionDir)) return 0
+    if (!tree.isRealSync(versionDir)) return swept
     let names: string[]
     try {
       names = (await disk.readdir(versionDir)).filter((name) => TRASH_NAME.test(name))
     } catch {
-      return 0
+      return swept
     }
-    let removed = 0
     for (const name of names) {
       if (now - trashTime(name) < this.#p.options.maintenance.tempMaxAge) continue
-      if (!dryRun) {
-        try {
-          await this.#p.pool.run({ task: 'remove-trash', trash: path.join(versionDir, name) })
-        } catch {
-          continue // another process is removing it too; the next run finishes the job
-        }
+      let bytes: number
+      try {
+        bytes = await this.#p.pool.run<number>({ task: 'remove-trash', trash: path.join(versionDir, name), measure: true, dryRun })
+      } catch {
+        continue // another process is removing it too; the next run finishes the job
       }
-      removed++
+      swept.removed++
+      swept.bytes += bytes
     }
-    return removed
+    return swept
   }
 
   /** Removes (or, on a dry run, counts) the stray temp files that bookkeeping writes of dead
    *  processes left in tags/ and meta/, older than `tempMaxAge`, in a worker. */
-  async #sweepBookkeeping(now: number, dryRun: boolean): Promise<number> {
+  async #sweepBookkeeping(now: number, dryRun: boolean): Promise<SweepOutput> {
     const { layout, options, pool } = this.#p
-    const out = await pool.run<SweepOutput>({
+    return pool.run<SweepOutput>({
       task: 'sweep-bookkeeping',
       root: layout.root,
       dirs: layout.bookkeepingDirs,
@@ -815,7 +834,6 @@ export class Maintainer {
       tempMaxAge: options.maintenance.tempMaxAge,
       dryRun,
     })
-    return out.tempFilesRemoved
   }
 
   /** Every partition, in worker tasks of PARTITIONS_PER_TASK, with progress in partitions. */

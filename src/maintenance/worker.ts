@@ -7,7 +7,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { hasher, loadHasher } from '../format/checksum.js'
 import { CorruptEntryError } from '../format/entry-format.js'
-import { BOOKKEEPING_TEMP_NAME, ENTRY_NAME, removeTrash, TEMP_NAME } from '../store/layout.js'
+import { BOOKKEEPING_TEMP_NAME, ENTRY_NAME, removeTrash, TEMP_NAME, trashBytes } from '../store/layout.js'
 import { chainIsReal } from '../store/owned-tree.js'
 import { entryState } from '../store/liveness.js'
 import { stopRequested } from './cancellation.js'
@@ -161,6 +161,11 @@ export interface TouchInput {
 export interface TrashInput {
   task: 'remove-trash'
   trash: string
+  /** Resolve to the bytes the tree held (a sweep's report; a clear() does not need them and
+   *  does not pay for the walk). */
+  measure?: boolean
+  /** Only measure: remove nothing (a dry run's report). */
+  dryRun?: boolean
 }
 
 export type TaskInput =
@@ -201,9 +206,11 @@ export default async function run(
       return sweepBookkeeping(input)
     case 'touch':
       return touchIfOlder(input.files, input.times)
-    case 'remove-trash':
-      await removeTrash(input.trash)
-      return 0
+    case 'remove-trash': {
+      const bytes = input.measure === true ? trashBytes(input.trash) : 0
+      if (input.dryRun !== true) await removeTrash(input.trash)
+      return bytes
+    }
   }
 }
 

@@ -72,6 +72,40 @@ export async function removeTrash(trash: string): Promise<void> {
 }
 
 /**
+ * The bytes a trash directory holds, for the report of the sweep that removes it: the sizes of
+ * the regular files in its tree, each looked at with lstat, so a link (planted, or one at the
+ * trash name itself) counts for nothing and nothing behind it is entered. Whatever cannot be
+ * read (gone meanwhile, another process removing it too) counts for nothing.
+ */
+export function trashBytes(trash: string): number {
+  let bytes = 0
+  const dirs: string[] = []
+  const look = (file: string): void => {
+    let stat
+    try {
+      stat = disk.lstatSync(file, { throwIfNoEntry: false })
+    } catch {
+      return
+    }
+    if (stat === undefined) return
+    if (stat.isDirectory()) dirs.push(file)
+    else if (stat.isFile()) bytes += stat.size
+  }
+  look(trash)
+  // A stack rather than recursion: a planted tree may be deeper than the call stack.
+  for (let dir = dirs.pop(); dir !== undefined; dir = dirs.pop()) {
+    let names: string[]
+    try {
+      names = disk.readdirSync(dir)
+    } catch {
+      continue
+    }
+    for (const name of names) look(path.join(dir, name))
+  }
+  return bytes
+}
+
+/**
  * The cache root of a path we handed to a worker thread, which gets paths, not the layout:
  * an entry file is 4 levels below it (`v1/<ns>/<pp>/<hash>`), a partition 3, a namespace 2,
  * a meta subdirectory (`v1/<ns>/meta/hits`) 4.

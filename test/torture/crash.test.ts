@@ -184,7 +184,7 @@ describe('SIGKILL at random moments', () => {
       assert.equal(verified.corrupt, 0, `verify found damaged entries: ${JSON.stringify(verified.problems.slice(0, 3))}`)
       assert.equal(pruned.corrupt, 0)
       assert.equal(
-        verified.tempFilesRemoved + pruned.tempFilesRemoved,
+        verified.tempFilesRemoved + pruned.tempFilesRemoved + verified.trashRemoved + pruned.trashRemoved,
         before.temps.length + before.trash.length,
         'every stray temp file (entries and bookkeeping) and trash tree was reclaimed, and counted',
       )

@@ -111,6 +111,8 @@ export function summary(r: PruneReport): string {
     .map(([n, label]) => `${count(n as number)} ${label}`)
   if (why.length > 1) parts[0] += ` [${why.join(', ')}]`
   if (r.tempFilesRemoved > 0) parts.push(`${count(r.tempFilesRemoved)} stray temp files`)
+  if (r.trashRemoved > 0)
+    parts.push(`${count(r.trashRemoved)} ${r.trashRemoved === 1 ? 'trash directory' : 'trash directories'} of a dead clear`)
   if (r.sharedRemoved !== undefined) parts.push(`${count(r.sharedRemoved)} ${r.sharedRemoved === 1 ? 'key' : 'keys'} removed from Redis`)
   parts.push(`${entries(r.remainingEntries)} (${size(r.remainingBytes)}) ${r.remainingEntries === 1 ? 'remains' : 'remain'}`)
   return parts.join('; ')

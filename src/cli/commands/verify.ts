@@ -36,6 +36,11 @@ function human(r: VerifyReport): string {
   ]
   if (r.corrupt > 0) lines.push(r.repaired ? `removed ${count(r.corrupt)} damaged entries` : 'damaged entries left in place (use --repair)')
   if (r.tempFilesRemoved > 0) lines.push(`${count(r.tempFilesRemoved)} stray temp files ${r.repaired ? 'removed' : 'found (use --repair)'}`)
+  if (r.trashRemoved > 0)
+    lines.push(
+      `${count(r.trashRemoved)} ${r.trashRemoved === 1 ? 'trash directory' : 'trash directories'} of a dead clear ${r.repaired ? 'removed' : 'found (use --repair)'}`,
+    )
+  if (r.freedBytes > 0) lines.push(`${r.repaired ? 'freed' : 'would free'} ${size(r.freedBytes)}`)
   for (const p of r.problems.slice(0, 10)) lines.push(`  ${p.file}: ${p.reason}`)
   return lines.join('\n')
 }
