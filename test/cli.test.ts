@@ -295,10 +295,30 @@ describe('larder ls', () => {
     assert.match(lines[2]!, /^row:0\s+[\d.]+ (B|kB)\s+[\d.]+ (ms|s)\s+never\s+table:users$/)
     assert.equal(lines.at(-1), '3 of 40 entries')
   })
+
+  test('without --sort or --limit it prints as it lists: a small cache exactly as the whole listing sorted by key', async () => {
+    const dir = await freshDir('ls-streamed')
+    await populate(dir, 40)
+    // The age column aside (the two runs are moments apart), the same table, line for line.
+    const withoutAge = (text: string): string[][] =>
+      text
+        .trimEnd()
+        .split('\n')
+        .map((line) => line.split(/\s{2,}/).filter((_, i) => i !== 2))
+    const streamed = await larder(['ls', '--dir', dir])
+    const sorted = await larder(['ls', '--dir', dir, '--sort', 'key'])
+    assert.equal(streamed.code, 0, streamed.stderr)
+    assert.equal(sorted.code, 0, sorted.stderr)
+    assert.deepEqual(withoutAge(streamed.text), withoutAge(sorted.text))
+    assert.equal(streamed.text.trimEnd().split('\n').length, 2 + 40 + 1)
+    assert.equal(streamed.text.trimEnd().split('\n').at(-1), '40 entries')
+    assert.equal((await larder(['ls', '--dir', dir, '--prefix', 'nothing'])).text, 'no entries\n')
+    assert.equal((await larder(['ls', '--dir', dir, '--quiet'])).text, '')
+  })
 })
 
 describe('larder ls --limit', () => {
-  test('lists a cache whose listing would not fit in its heap, holding only the first entries in order and a batch', async () => {
+  test('lists a cache whose listing would not fit in its heap, holding only the first entries in order and a batch; without --limit, a chunk at a time', async () => {
     const dir = await freshDir('ls-limit')
     // 1,200 entries whose heads (a 2,000-character key, 40 tags of 1,000) make a listing of
     // about 50 MB: more than the 32 MB heap the command runs with below.
@@ -335,6 +355,17 @@ describe('larder ls --limit', () => {
         `--sort ${sort} --limit 7`,
       )
     }
+
+    // Without --limit (or --sort) the whole listing prints, with the same heap: a chunk at a
+    // time as it is listed, never held whole.
+    const streamed = await larder(['ls', '--dir', dir], { env })
+    assert.equal(streamed.code, 0, `exit ${streamed.code}; stderr: ${streamed.stderr.slice(0, 2000)}`)
+    const rows = streamed.text.trimEnd().split('\n')
+    assert.match(rows[0]!, /^key\s+size\s+age\s+expires\s+tags$/)
+    assert.equal(rows.at(-1), '1,200 entries')
+    const keys = rows.slice(2, -1).map((line) => line.slice(0, 6))
+    assert.equal(keys.length, n)
+    assert.equal(new Set(keys).size, n, 'every entry printed once')
   })
 })
 

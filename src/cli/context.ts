@@ -133,6 +133,14 @@ export class CliContext {
     return process.stderr.isTTY === true && !this.json && this.options.quiet !== true
   }
 
+  /** Human output written as it comes (a long listing, a chunk at a time): nothing with --quiet
+   *  or --json (whose one document goes through `print`). Resolves once stdout has taken the
+   *  text, so a slow reader holds the command back instead of its output piling up in memory. */
+  async write(text: string): Promise<void> {
+    if (this.json || this.options.quiet === true) return
+    if (!process.stdout.write(text)) await new Promise<void>((resolve) => process.stdout.once('drain', resolve))
+  }
+
   /** Prints the human form, or the JSON form with --json. */
   print(human: () => string, json: () => unknown): void {
     if (this.json) writeDocument(json())

@@ -49,15 +49,33 @@ export function printable(text: string): string {
 /** Left-aligned text columns, numbers right-aligned when `right` says so; cells made printable. */
 export function table(header: string[], rawRows: string[][], right: ReadonlySet<number> = new Set()): string {
   const rows = rawRows.map((row) => row.map(printable))
+  const widths = columnWidths(header, rows)
+  return [
+    tableLine(header, widths, right),
+    tableLine(
+      widths.map((w) => '-'.repeat(w)),
+      widths,
+      right,
+    ),
+    ...rows.map((row) => tableLine(row, widths, right)),
+  ].join('\n')
+}
+
+/** The widths of a table's columns: each its widest cell's, and never less than `atLeast` (a
+ *  table printed a chunk at a time keeps every column as wide as it has been). */
+export function columnWidths(header: string[], rows: string[][], atLeast: readonly number[] = []): number[] {
   // A loop, not Math.max(...rows): a spread of 130,000 rows overflows the stack.
-  const widths = header.map((h) => h.length)
+  const widths = header.map((h, i) => Math.max(h.length, atLeast[i] ?? 0))
   for (const row of rows) for (const [i, cell] of row.entries()) if (cell.length > (widths[i] ?? 0)) widths[i] = cell.length
-  const line = (cells: string[]): string =>
-    cells
-      .map((c, i) => (right.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
-      .join('  ')
-      .trimEnd()
-  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n')
+  return widths
+}
+
+/** One line of a table: cells (already printable) padded to `widths`. */
+export function tableLine(cells: string[], widths: readonly number[], right: ReadonlySet<number> = new Set()): string {
+  return cells
+    .map((c, i) => (right.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+    .join('  ')
+    .trimEnd()
 }
 
 /** "label   value" lines with the values lined up. */
