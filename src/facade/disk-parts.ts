@@ -164,6 +164,12 @@ export class DiskParts {
     this.tags.entriesSince = recordedEntriesSince(this.layout)
   }
 
+  /** Before the stamps Redis holds are judged: the record as it stands now, if another
+   *  instance lowered it (its clock behind this one's: store/entries-since.ts). */
+  refreshEntriesSince(): void {
+    this.tags.entriesSince = Math.min(this.tags.entriesSince, recordedEntriesSince(this.layout))
+  }
+
   /** Folds per-process bookkeeping files that piled up in a cache nobody prunes; starts a
    *  prune if a clear was abandoned part way (AutoPrune.afterOpen). */
   async foldIfCrowded(): Promise<void> {

@@ -200,18 +200,21 @@ export class TagInvalidation {
 
   /** Records tag invalidations in the local tag clock. `counted`: this instance's own call,
    *  whose failure is counted and judged; otherwise (heard from elsewhere) only the tags not
-   *  already stamped as late are written, and a failure is left to the next sync. */
-  async recordLocal(tags: readonly string[], at: number, counted: boolean): Promise<void> {
+   *  already stamped as late are written, and a failure is left to the next sync. `read`: from
+   *  a read of the stamps Redis holds (at open, after an outage), not heard on the bus. */
+  async recordLocal(tags: readonly string[], at: number, counted: boolean, read = false): Promise<void> {
     this.#know(tags, at)
     const disk = this.#p.disk
     if (disk === undefined) return (this.clock as MemoryTagClock).invalidate(tags, at)
     // A read-only instance writes nothing: what it reads from Redis or hears on the bus is held
     // by its clock, so its reads count it (bounded, as stamps a failing disk refused are).
     if (this.#p.readOnly) return disk.files.holdUnwritten(tags, at)
-    // From elsewhere and older than every entry of the directory (a new host joining a fleet
+    // Read from Redis and older than every entry of the directory (a new host joining a fleet
     // whose Redis holds years of stamps): no entry here needs it, so nothing is written; held
     // for this instance's reads of Redis entries, which can be older (store/entries-since.ts).
-    if (!counted && at < disk.tags.entriesSince) return disk.files.holdUnwritten(tags, at)
+    // One heard on the bus is written whatever its time: few, and one older than the record is
+    // a sign of clocks that disagree.
+    if (read && at < disk.tags.entriesSince) return disk.files.holdUnwritten(tags, at)
     const writing = counted ? tags : tags.filter((t) => !disk.tags.recordsExactly(t, at) && !this.isStaleSafe([t], at))
     try {
       await disk.files.invalidateTags(writing, at)
@@ -296,6 +299,7 @@ export class TagInvalidation {
         return // Redis unreachable: the next reconnect syncs
       }
       if (!this.#p.readOnly) this.#restore(stamps) // a read-only instance raises nothing in Redis
+      this.#p.disk?.refreshEntriesSince() // another instance may have lowered the record since
       const byTime = new Map<number, string[]>()
       for (const [tag, at] of stamps) {
         const alike = byTime.get(at)
@@ -306,7 +310,7 @@ export class TagInvalidation {
       // are let go first, and the floor they raise is as low as it can be (TagClock.holdUnwritten).
       for (const [at, tags] of [...byTime].sort(([a], [b]) => a - b)) {
         this.#p.clock().observe(at)
-        await this.recordLocal(tags, at, false)
+        await this.recordLocal(tags, at, false, true)
       }
       if (resyncs === this.#resyncs) this.#stampsOwed = false
     } finally {

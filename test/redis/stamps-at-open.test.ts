@@ -7,7 +7,7 @@
  * that can matter to an entry there is written, so a process using the directory alone
  * honours it. And a cache without a directory holds a bounded number of stamps.
  */
-import { describe, test } from 'node:test'
+import { after, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -18,10 +18,14 @@ import { Layout } from '../../src/store/layout.ts'
 import { MAX_MEMORY_STAMPS, MemoryTagClock } from '../../src/store/memory-tag-clock.ts'
 import { TagClock } from '../../src/store/tag-clock.ts'
 import { tempDir } from '../helpers.ts'
-import { redisAvailable, startRedis, type RedisServer } from './server.ts'
+import { Child, startChild } from '../children/harness.ts'
+import { eventually, redisAvailable, startRedis, type RedisServer } from './server.ts'
 
 const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run installs it)'
 const server = skip === false ? await startRedis() : (undefined as unknown as RedisServer)
+
+const children: Child[] = []
+after(() => Promise.all(children.map((child) => child.shutdown())))
 
 let prefixes = 0
 const nextPrefix = (): string => `sao-${process.pid}-${++prefixes}:`
@@ -124,6 +128,78 @@ describe('tag stamps from Redis at open', { skip }, () => {
     const joined = await Larder.open({ dir, redis: { url: server.url, prefix }, maintenance: false })
     await joined.close()
     assert.equal(stampFiles(dir).length, 1)
+  })
+})
+
+describe('tag stamps and clocks that disagree', { skip }, () => {
+  const since = (dir: string): number => Number(fs.readFileSync(path.join(dir, 'v1', 'default', 'meta', 'since'), 'utf8'))
+
+  /** Another process on the directory whose clock is 10 minutes ahead of this one's. */
+  async function aheadPeer(): Promise<Child> {
+    const child = await startChild('redis-peer.ts', [], true, [
+      '--import',
+      `data:text/javascript,const real=Date.now;Date.now=()=>real()+${10 * 60_000}`,
+    ])
+    children.push(child)
+    return child
+  }
+
+  test('an invalidation heard on the bus is written, whatever the record says', async () => {
+    const prefix = nextPrefix()
+    const dir = tempDir()
+    const ahead = await aheadPeer()
+    await ahead.call('open', { options: { dir, redis: { url: server.url, prefix }, maintenance: false } })
+    assert.ok(since(dir) > Date.now(), 'its record is in the future here')
+    const other = await Larder.open({ dir: false, redis: { url: server.url, prefix } })
+    const alone = await Larder.open({ dir, maintenance: false }) // no Redis, a right clock
+    try {
+      await alone.set('k', 'before', { tags: ['t'] })
+      await other.invalidateTags(['t'])
+      assert.ok(await eventually(() => stampFiles(dir).length === 1, 10_000), 'the process with Redis wrote what it heard')
+      assert.equal(await alone.get('k'), undefined, 'a process without Redis honours what the bus brought')
+    } finally {
+      await alone.close()
+      await other.close()
+      await ahead.call('close')
+    }
+  })
+
+  test('a record made by a clock that was ahead is lowered by the next opener, so later reads of Redis write what matters', async () => {
+    const prefix = nextPrefix()
+    const dir = tempDir()
+    // Opened and written while the host's clock was 10 minutes ahead; then its clock stepped back.
+    const first = await aheadPeer()
+    await first.call('open', { options: { dir, redis: { url: server.url, prefix }, maintenance: false } })
+    await first.call('set', { key: 'x', value: 'from the first open' })
+    await first.call('close')
+    const alone = await Larder.open({ dir, maintenance: false }) // a right clock; no Redis
+    assert.ok(since(dir) <= Date.now(), 'lowered to this clock')
+    await alone.set('k', 'before', { tags: ['t'] })
+    await alone.close()
+    const other = await Larder.open({ dir: false, redis: { url: server.url, prefix } })
+    await other.invalidateTags(['t']) // while nobody with Redis has the directory open
+    await other.close()
+    // Opened by a process whose clock is past the first record.
+    const later = await aheadPeer()
+    await later.call('open', { options: { dir, redis: { url: server.url, prefix }, maintenance: false } })
+    await later.call('close')
+    assert.equal(stampFiles(dir).length, 1, 'the stamp that matters to k is on disk')
+    const reader = await Larder.open({ dir, maintenance: false })
+    try {
+      assert.equal(await reader.get('k'), undefined)
+    } finally {
+      await reader.close()
+    }
+  })
+
+  test('a damaged, planted or future record is replaced or ignored, never trusted above this clock', async () => {
+    for (const text of ['9007199254740991', 'not a time', '-5']) {
+      const dir = tempDir()
+      await (await Larder.open({ dir, maintenance: false })).close()
+      fs.writeFileSync(path.join(dir, 'v1', 'default', 'meta', 'since'), text)
+      await (await Larder.open({ dir, maintenance: false })).close()
+      assert.ok(since(dir) <= Date.now(), `${text}: ${since(dir)}`)
+    }
   })
 })
 
