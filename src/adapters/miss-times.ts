@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
+import { oldestKey } from '../oldest-key.js'
 
 /** Keys whose misses are kept for their stores. */
 const MAX_KEYS = 10_000
@@ -56,7 +57,7 @@ export class MissTimes {
     this.#at.set(key, times)
     times.push(at)
     if (times.length > MAX_PER_KEY) times.splice(1, 1) // the oldest stays: it dates every store
-    if (this.#at.size > MAX_KEYS) this.#at.delete(this.#at.keys().next().value as string)
+    if (this.#at.size > MAX_KEYS) this.#at.delete(oldestKey(this.#at)!)
   }
 
   /** The time a store of `key` is stored as of: its oldest outstanding miss (undefined: none

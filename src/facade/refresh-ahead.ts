@@ -8,6 +8,7 @@ import type { LarderEvents } from './events.js'
 import type { Flight, Loads } from './loads.js'
 import type { OrderedWrites } from './ordered-writes.js'
 import type { SharedParts } from './shared-parts.js'
+import { oldestKey } from '../oldest-key.js'
 
 /** How a background refresh ended (the `refresh` event). */
 export type RefreshOutcome = 'refreshed' | 'failed' | 'superseded' | 'elsewhere'
@@ -98,7 +99,7 @@ export class RefreshAhead {
   #holdBack(key: string, createdAt: number, retryAfter: number): void {
     this.#heldBack.delete(key)
     this.#heldBack.set(key, { createdAt, until: Date.now() + retryAfter })
-    if (this.#heldBack.size > MAX_HELD_BACK) this.#heldBack.delete(this.#heldBack.keys().next().value!)
+    if (this.#heldBack.size > MAX_HELD_BACK) this.#heldBack.delete(oldestKey(this.#heldBack)!)
   }
 
   async #run(

@@ -1,3 +1,5 @@
+import { oldestKey } from '../oldest-key.js'
+
 /** How many stamps a memory tag clock holds (about 100 bytes each). */
 export const MAX_MEMORY_STAMPS = 100_000
 
@@ -47,8 +49,9 @@ export class MemoryTagClock {
       this.#stamps.delete(tag) // raised: held longest from now
       this.#stamps.set(tag, at)
     }
-    for (const [tag, at] of this.#stamps) {
-      if (this.#stamps.size <= MAX_MEMORY_STAMPS) break
+    while (this.#stamps.size > MAX_MEMORY_STAMPS) {
+      const tag = oldestKey(this.#stamps)!
+      const at = this.#stamps.get(tag)!
       this.#stamps.delete(tag)
       if (at > this.#floor) this.#floor = at
     }

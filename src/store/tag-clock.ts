@@ -5,6 +5,7 @@ import { writeFileAtomicSync } from './atomic-write.js'
 import { disk } from './disk.js'
 import type { OwnedTree } from './owned-tree.js'
 import { ForeignFileError, readSmallFileSync } from './small-file.js'
+import { oldestKey } from '../oldest-key.js'
 
 /**
  * Tag invalidation that costs O(tags), not O(entries), and holds across every process
@@ -144,8 +145,9 @@ export class TagClock {
     // for stamps lost with the tags directory): the entries it invalidated must not be read
     // again, so every tagged entry created at or before it reads as stale (more misses, never
     // a stale hit). A read-only instance holds every stamp it hears here for its lifetime.
-    for (const [tag, at] of this.#unwritten) {
-      if (this.#unwritten.size <= MAX_UNWRITTEN) break
+    while (this.#unwritten.size > MAX_UNWRITTEN) {
+      const tag = oldestKey(this.#unwritten)!
+      const at = this.#unwritten.get(tag)!
       this.#unwritten.delete(tag)
       if (at > this.#lostBefore) this.#lostBefore = at
     }

@@ -39,6 +39,7 @@ import type { TagClock } from '../store/tag-clock.js'
 import { HeardRemovals, type HeardSnapshot } from './heard-removals.js'
 import { MAX_REFUSED, RefusedChanges } from './refused-changes.js'
 import { MISS, type StoredEntry, type Tier, type TierEntry, type TierRead } from './tier.js'
+import { oldestKey } from '../oldest-key.js'
 
 /** A damaged file found by a read: counted, reported and removed (except reason 'key' with
  *  a missing key: see crypto/seal.ts KeyError). */
@@ -546,7 +547,7 @@ export class FileTier implements Tier {
     if (change !== undefined) this.#refused.settled(key, change)
     if (clear !== undefined && this.#clearRefusedAt === clear) {
       this.#clearSettled.add(key)
-      if (this.#clearSettled.size > MAX_REFUSED) this.#clearSettled.delete(this.#clearSettled.values().next().value!)
+      if (this.#clearSettled.size > MAX_REFUSED) this.#clearSettled.delete(oldestKey(this.#clearSettled)!)
     }
     return this.#refused.at(key) === undefined
   }

@@ -1,4 +1,5 @@
 import { Glob } from '../maintenance/glob.js'
+import { oldestKey } from '../oldest-key.js'
 
 /** How many keys a read-only file tier remembers heard removals of; past it the oldest is let
  *  go and the floor rises to it (see HeardRemovals). */
@@ -48,7 +49,8 @@ export class HeardRemovals {
     this.#at.delete(key)
     this.#at.set(key, known === undefined ? at : Math.max(known, at))
     if (this.#at.size <= MAX_HEARD) return
-    const [oldest, oldestAt] = this.#at.entries().next().value!
+    const oldest = oldestKey(this.#at)!
+    const oldestAt = this.#at.get(oldest)!
     this.#at.delete(oldest)
     this.cleared(oldestAt)
   }
@@ -61,7 +63,8 @@ export class HeardRemovals {
     this.#patterns.delete(pattern)
     this.#patterns.set(pattern, { glob: known?.glob ?? new Glob(pattern), at: Math.max(known?.at ?? at, at) })
     if (this.#patterns.size <= MAX_HEARD_PATTERNS) return
-    const [oldest, { at: oldestAt }] = this.#patterns.entries().next().value!
+    const oldest = oldestKey(this.#patterns)!
+    const oldestAt = this.#patterns.get(oldest)!.at
     this.#patterns.delete(oldest)
     this.cleared(oldestAt)
   }

@@ -1,3 +1,5 @@
+import { oldestKey } from '../oldest-key.js'
+
 /** How many keys a file tier remembers refused changes of; past it the oldest is let go. */
 export const MAX_REFUSED = 10_000
 
@@ -23,7 +25,7 @@ export class RefusedChanges {
     const known = this.#at.get(key)
     this.#at.delete(key)
     this.#at.set(key, known === undefined ? at : Math.max(known, at))
-    if (this.#at.size > MAX_REFUSED) this.#at.delete(this.#at.keys().next().value!)
+    if (this.#at.size > MAX_REFUSED) this.#at.delete(oldestKey(this.#at)!)
   }
 
   at(key: string): number | undefined {
