@@ -78,6 +78,23 @@ describe('open() and a directory of the user’s own files', () => {
     }
   })
 
+  test("a file system's root given to the cache (an empty lost+found) is used; a lost+found holding files is not", async () => {
+    const volume = tempDir()
+    fs.mkdirSync(path.join(volume, 'lost+found'))
+    const cache = await Larder.open({ dir: volume })
+    await cache.set('k', 1)
+    await cache.close()
+    assert.ok(fs.existsSync(path.join(volume, 'CACHEDIR.TAG')))
+    const recovered = tempDir()
+    fs.mkdirSync(path.join(recovered, 'lost+found'))
+    fs.writeFileSync(path.join(recovered, 'lost+found', '#1234'), 'what fsck found')
+    await assert.rejects(
+      Larder.open({ dir: recovered }),
+      (e: LarderError) => e.code === 'ERR_INVALID_OPTION' && e.message.includes('lost+found'),
+    )
+    assert.equal(fs.existsSync(path.join(recovered, 'CACHEDIR.TAG')), false)
+  })
+
   test('a cache another process is creating (v1/<ns> made, tag not yet written), or one whose tag was lost, is used', async () => {
     const dir = tempDir()
     const first = await Larder.open({ dir })

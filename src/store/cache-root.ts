@@ -30,8 +30,8 @@ export function isLarderCache(dir: string): boolean {
 
 /**
  * What in the existing directory `dir` is not larder's, as a few names for a message, or
- * undefined when larder may write into it: a larder cache, an empty directory, or one holding
- * only what larder makes there (`CACHEDIR.TAG`, and `v1/` holding only namespace directories
+ * undefined when larder may write into it: a larder cache, an empty directory (an empty
+ * `lost+found` aside: a file system's root), or one holding only what larder makes there (`CACHEDIR.TAG`, and `v1/` holding only namespace directories
  * and a clear's trash). The last is a cache another process is creating right now (it makes
  * `v1/<ns>` before it writes the tag), or one whose tag was lost. Throws what the disk throws
  * (the caller's failing disk).
@@ -41,12 +41,24 @@ export function foreignContents(dir: string): string | undefined {
   const versionDir = `v${TREE_VERSION}`
   const foreign = disk.readdirSync(dir).filter((name) => {
     if (name === 'CACHEDIR.TAG') return false
+    // The root of a file system of its own (a volume or disk given to the cache) holds an
+    // empty lost+found that mkfs made: nothing of the user's.
+    if (name === 'lost+found') return !isEmptyDirectory(path.join(dir, name))
     if (name !== versionDir) return true
     return !holdsOnlyNamespaces(path.join(dir, name))
   })
   if (foreign.length === 0) return undefined
   const shown = foreign.sort().slice(0, 3).join(', ')
   return foreign.length > 3 ? `${shown} and ${foreign.length - 3} more` : shown
+}
+
+/** Whether `dir` is a real directory holding nothing (one that cannot be read is not). */
+function isEmptyDirectory(dir: string): boolean {
+  try {
+    return disk.lstatSync(dir).isDirectory() && disk.readdirSync(dir).length === 0
+  } catch {
+    return false
+  }
 }
 
 /** Whether `versionDir` is a real directory holding nothing but namespace directories and a
