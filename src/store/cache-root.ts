@@ -102,6 +102,9 @@ export function refuseNonDirectory(root: string): Stats | undefined {
     if ((error as NodeJS.ErrnoException).code === 'ENOTDIR') refuseThroughNonDirectory(root)
     throw error
   }
+  // Nothing there: made by larder, unless its path goes through a file (Node 22 and later
+  // answer such a path as missing here, not with ENOTDIR).
+  if (found === undefined) refuseThroughNonDirectory(root)
   if (found === undefined || found.isDirectory()) return found
   throw new LarderError(
     'ERR_INVALID_OPTION',
