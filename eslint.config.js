@@ -14,7 +14,7 @@ const nodeTest = {
 }
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'docs/**', 'node_modules/**', 'bench/results/**', 'fixtures/**', 'coverage/**'] },
+  { ignores: ['dist/**', '.test-build/**', 'docs/**', 'node_modules/**', 'bench/results/**', 'fixtures/**', 'coverage/**'] },
   js.configs.recommended,
   {
     files: ['**/*.ts'],

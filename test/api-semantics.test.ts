@@ -14,7 +14,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { promisify } from 'node:util'
 import { Larder, LarderError } from '../src/index.ts'
 import { Child, startChild } from './children/harness.ts'
-import { childScript, repoRoot, verifyEntryFile } from './children/shared.ts'
+import { childScript, repoRoot, runScript, verifyEntryFile } from './children/shared.ts'
 import { entryFiles, tempDir } from './helpers.ts'
 
 const children: Child[] = []
@@ -301,7 +301,9 @@ describe('batch calls', () => {
   test('getMany and setMany of 600 entries over 64 KiB work under ulimit -n 256', { timeout: 120_000 }, async () => {
     const dir = tempDir()
     const script = childScript('batch-child.ts')
-    const command = `ulimit -n 256 && exec "${process.execPath}" --import tsx "${script}" "${dir}" 600 70000`
+    const command = `ulimit -n 256 && exec "${process.execPath}" ${runScript(script)
+      .map((arg) => `"${arg}"`)
+      .join(' ')} "${dir}" 600 70000`
     const { stdout } = await promisify(execFile)('bash', ['-c', command], { cwd: repoRoot, maxBuffer: 1 << 20 })
     const result = JSON.parse(stdout.trim().split('\n').at(-1)!) as {
       intact: number

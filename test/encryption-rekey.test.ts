@@ -7,6 +7,7 @@ import { describe, test } from 'node:test'
 import { repoRoot, runBin } from './cli-runner.ts'
 import { A_THEN_B, KEY_A, KEY_B, ONLY_A, ONLY_B, open } from './encryption-helpers.ts'
 import { entryFiles, tempDir } from './helpers.ts'
+import { runScript } from './children/shared.ts'
 
 const MiB = 1024 * 1024
 const BIN = path.join(repoRoot, 'dist', 'cli.js')
@@ -149,7 +150,7 @@ describe('rekey', () => {
   test('larder rekey killed midway (SIGKILL): no entry wrong, at most the one it held aside lost', async () => {
     const n = 600
     const { dir, stream } = await mixedCache(n)
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'children', 'rekey-child.ts'), dir], {
+    const child = spawn(process.execPath, [...runScript(path.join(import.meta.dirname, 'children', 'rekey-child.ts')), dir], {
       env: { ...process.env, LARDER_ENCRYPTION_KEYS: KEYS_ENV, LARDER_ENCRYPTION_ACTIVE_KEY: 'b' },
       stdio: ['ignore', 'pipe', 'inherit'],
     })

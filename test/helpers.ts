@@ -3,7 +3,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { after } from 'node:test'
-import { childScript, repoRoot } from './children/shared.ts'
+import { childScript, runScript, repoRoot } from './children/shared.ts'
 
 /** A fresh directory under the OS temp dir, removed when the test file finishes. */
 export function tempDir(label = 'larder'): string {
@@ -53,7 +53,7 @@ export async function runChildScript(
   args: string[],
   killAfter = 30_000,
 ): Promise<{ code: number | null; out: string; err: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', childScript(name), ...args], {
+  const child = spawn(process.execPath, [...runScript(childScript(name)), ...args], {
     cwd: repoRoot,
     stdio: ['ignore', 'pipe', 'pipe'],
   })

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { childScript, repoRoot } from './children/shared.ts'
+import { childScript, runScript, repoRoot } from './children/shared.ts'
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, test } from 'node:test'
@@ -67,7 +67,7 @@ function nobodyCannotRun(): string | false {
 
 describe('maintenance with items it may not read', { skip: nobodyCannotRun() }, () => {
   const child = (mode: string, dir: string): string =>
-    execFileSync(process.execPath, ['--import', 'tsx', childScript('unreadable-child.ts'), mode, dir], {
+    execFileSync(process.execPath, [...runScript(childScript('unreadable-child.ts')), mode, dir], {
       cwd: repoRoot,
       encoding: 'utf8',
       ...(asRoot ? { uid: NOBODY, gid: NOBODY } : {}),

@@ -14,7 +14,7 @@ import { createInterface } from 'node:readline'
 import { after, describe, test, type TestContext } from 'node:test'
 import { Larder, LarderError, type LarderOptions } from '../src/index.ts'
 import { disk } from '../src/store/disk.ts'
-import { childScript, entryName, repoRoot } from './children/shared.ts'
+import { childScript, runScript, entryName, repoRoot } from './children/shared.ts'
 import { entryFiles, tempDir } from './helpers.ts'
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -31,7 +31,7 @@ async function entryPath(dir: string, key: string): Promise<string> {
 
 /** A child process of test/children/review-child.ts, read line by line. */
 function reviewChild(...args: string[]): { child: ChildProcessWithoutNullStreams; line: () => Promise<string> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', childScript('review-child.ts'), ...args], { cwd: repoRoot })
+  const child = spawn(process.execPath, [...runScript(childScript('review-child.ts')), ...args], { cwd: repoRoot })
   const lines = createInterface({ input: child.stdout })
   const queue: string[] = []
   const waiting: ((line: string) => void)[] = []

@@ -15,6 +15,7 @@ import {
   artifactDigest,
   artifactSource,
   childScript,
+  runScript,
   digestStream,
   entryName,
   MiB,
@@ -32,7 +33,7 @@ async function open(dir: string, options: Omit<LarderOptions, 'dir'> = {}): Prom
 }
 
 async function child(...args: string[]): Promise<Record<string, unknown>> {
-  const { stdout } = await run(process.execPath, ['--import', 'tsx', childScript('maintenance-child.ts'), ...args], {
+  const { stdout } = await run(process.execPath, [...runScript(childScript('maintenance-child.ts')), ...args], {
     cwd: repoRoot,
     timeout: 120_000,
   })

@@ -13,7 +13,7 @@ import path from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import { Larder } from '../src/index.ts'
 import { Child, startChild } from './children/harness.ts'
-import { childScript, repoRoot } from './children/shared.ts'
+import { childScript, runScript, repoRoot } from './children/shared.ts'
 
 const base = mkdtempSync(path.join(tmpdir(), 'larder-memory-'))
 const children: Child[] = []
@@ -72,7 +72,7 @@ describe("another process's writes reach this process's memory tier (default opt
       assert.equal(await a.get('k'), 'v1')
       // From here to the end of the loop this process's event loop never turns (timers cannot
       // fire): B writes in a child run synchronously, then A reads.
-      execFileSync(process.execPath, ['--import', 'tsx', childScript('peer.ts'), 'once', dir, 'set', 'k', '"v2"'], { cwd: repoRoot })
+      execFileSync(process.execPath, [...runScript(childScript('peer.ts')), 'once', dir, 'set', 'k', '"v2"'], { cwd: repoRoot })
       const seen: unknown[] = []
       for (let i = 0; i < 16; i++) seen.push(await a.get('k'))
       assert.ok(seen.includes('v2'), `16 hits after B's write: ${seen.join(', ')}`)

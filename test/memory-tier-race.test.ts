@@ -15,7 +15,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { Larder } from '../src/index.ts'
-import { childScript, repoRoot } from './children/shared.ts'
+import { childScript, runScript, repoRoot } from './children/shared.ts'
 
 const base = mkdtempSync(path.join(tmpdir(), 'larder-memory-race-'))
 after(() => rmSync(base, { recursive: true, force: true }))
@@ -46,7 +46,7 @@ describe("a run of this process's own cache calls does not hide another process'
       // its own cache calls run, each resolved without I/O callbacks or timers.
       const writer = spawn(
         process.execPath,
-        ['--import', 'tsx', childScript('late-writer.ts'), dir, 'k', '"v2"', String(PAST_THE_BOUND), marker],
+        [...runScript(childScript('late-writer.ts')), dir, 'k', '"v2"', String(PAST_THE_BOUND), marker],
         { cwd: repoRoot, stdio: 'ignore' },
       )
       let calls = 0

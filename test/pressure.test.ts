@@ -11,7 +11,7 @@ import { after, before, describe, it, test } from 'node:test'
 import { Worker } from 'node:worker_threads'
 import { Redis } from 'ioredis'
 import { Larder, LarderError, type PressureReading } from '../src/index.ts'
-import { childScript, repoRoot } from './children/shared.ts'
+import { childScript, runScript, repoRoot } from './children/shared.ts'
 import { tempDir } from './helpers.ts'
 import { redisAvailable, startRedis, type RedisServer } from './redis/server.ts'
 
@@ -20,14 +20,10 @@ const server = skip === false ? await startRedis() : (undefined as unknown as Re
 
 /** Runs pressure-child.ts with a 64 MiB old generation; its exit, stdout and stderr. */
 async function runChild(mode: 'on' | 'off'): Promise<{ code: number | null; signal: string | null; out: string; err: string }> {
-  const child = spawn(
-    process.execPath,
-    ['--max-old-space-size=64', '--expose-gc', '--import', 'tsx', childScript('pressure-child.ts'), mode],
-    {
-      cwd: repoRoot,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  )
+  const child = spawn(process.execPath, ['--max-old-space-size=64', '--expose-gc', ...runScript(childScript('pressure-child.ts')), mode], {
+    cwd: repoRoot,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   let out = ''
   let err = ''
   child.stdout.setEncoding('utf8').on('data', (text: string) => (out += text))

@@ -22,11 +22,11 @@ function workerFile(): string {
 }
 
 /**
- * Tests only: the worker built from these sources, named by `LARDER_TEST_BUILT_WORKER` (the
- * test command builds first and sets it). A thread loading the source file compiles it through
- * tsx, ~0.4 s of CPU a thread against ~0.08 s for the build, and the suite starts hundreds of
- * pools. Used only if it is newer than every source file, so a test run after an edit without
- * a build never runs an old worker. Looked at once per process.
+ * Tests only: the worker compiled from these sources, named by `LARDER_TEST_BUILT_WORKER` (the
+ * test command compiles them into .test-build/ first and sets it). A thread loading the source
+ * file compiles it through tsx, ~0.4 s of CPU a thread against ~0.08 s compiled, and the suite
+ * starts hundreds of pools. Used only if it is newer than every source file, so a test run
+ * after an edit without a compile never runs an old worker. Looked at once per process.
  */
 let built: string | null | undefined
 function builtWorker(): string | undefined {

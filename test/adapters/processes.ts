@@ -1,11 +1,13 @@
 /**
- * Parent side of the adapters' multi-process tests: a child is `node --import tsx
- * test/adapters/children/<script> ...args`, run from the repository root, that uses the real
+ * Parent side of the adapters' multi-process tests: a child is `node
+ * test/adapters/children/<script> ...args` (compiled, or through tsx: `runScript`), run from
+ * the repository root, that uses the real
  * host library over a larder directory and prints one JSON line with what it saw.
  */
 import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
+import { runScript } from '../children/shared.ts'
 
 const run = promisify(execFile)
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url))
@@ -20,7 +22,7 @@ export async function runChildWith<T = Record<string, unknown>>(flags: string[],
   const file = fileURLToPath(new URL(`./children/${script}`, import.meta.url))
   let stdout: string
   try {
-    ;({ stdout } = await run(process.execPath, [...flags, '--import', 'tsx', file, ...args], {
+    ;({ stdout } = await run(process.execPath, [...flags, ...runScript(file), ...args], {
       cwd: repoRoot,
       timeout: 60_000,
       maxBuffer: 16 * 1024 * 1024,

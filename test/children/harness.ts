@@ -1,14 +1,14 @@
 /**
  * Parent-side helper for tests that run larder in real child processes. Each child is
- * `node --import tsx <script> ...args`, run from the repository root (so tsx resolves from
- * its node_modules) with an IPC channel using the 'advanced' serialization (Maps, Dates,
+ * `node <script> ...args` (its compiled build, or the source through tsx: `runScript`), run
+ * from the repository root with an IPC channel using the 'advanced' serialization (Maps, Dates,
  * BigInts and Buffers cross it intact).
  *
  * Messages from a child are either RPC replies (`{ id, ok, result | error }`) or events
  * (`{ type, ... }`), which `next(type)` hands out in arrival order.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { childScript, repoRoot } from './shared.ts'
+import { childScript, runScript, repoRoot } from './shared.ts'
 
 export interface ChildEvent {
   type: string
@@ -33,7 +33,7 @@ export class Child {
 
   constructor(script: string, args: string[] = [], nodeFlags: string[] = []) {
     this.name = `${script} ${args.join(' ')}`.trim()
-    this.proc = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', childScript(script), ...args], {
+    this.proc = spawn(process.execPath, [...nodeFlags, ...runScript(childScript(script)), ...args], {
       cwd: repoRoot,
       stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
       serialization: 'advanced',

@@ -8,7 +8,7 @@
  */
 import { describe, test } from 'node:test'
 import { spawn } from 'node:child_process'
-import { childScript, repoRoot, MiB } from '../children/shared.ts'
+import { childScript, runScript, repoRoot, MiB } from '../children/shared.ts'
 import { tempDir } from '../helpers.ts'
 import { record, scale } from './scale.ts'
 
@@ -22,7 +22,7 @@ describe('resource hygiene', () => {
       const dir = tempDir('larder-torture-hygiene')
       const child = spawn(
         process.execPath,
-        ['--expose-gc', '--import', 'tsx', childScript('../torture/children/hygiene-child.ts'), dir, String(OPS)],
+        ['--expose-gc', ...runScript(childScript('../torture/children/hygiene-child.ts')), dir, String(OPS)],
         { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] },
       )
       let out = ''
