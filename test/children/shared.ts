@@ -30,7 +30,7 @@ export function runScript(file: string): string[] {
   const build = process.env.LARDER_TEST_BUILD
   if (build !== undefined && build !== '' && file.endsWith('.ts')) {
     const compiled = path.join(build, path.relative(repoRoot, file)).replace(/\.ts$/, '.js')
-    if (existsSync(compiled)) return [compiled]
+    if (existsSync(compiled)) return ['--enable-source-maps', compiled] // stacks name the .ts lines, as under tsx
   }
   return ['--import', 'tsx', file]
 }
