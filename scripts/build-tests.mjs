@@ -21,6 +21,8 @@ import { init, parse } from 'es-module-lexer'
 import ts from 'typescript'
 
 const root = path.resolve(import.meta.dirname, '..')
+// Inside the repository: the compiled files find its node_modules, and its package.json's
+// "type": "module" makes them ES modules.
 const out = path.join(root, '.test-build')
 const started = performance.now()
 
@@ -88,7 +90,6 @@ await init
 fs.rmSync(out, { recursive: true, force: true })
 const files = [...sources('src'), ...sources('test')]
 await Promise.all(files.map(compile))
-// Node reads the nearest package.json for the module type: ours says "module".
 console.log(
   `build-tests: ${files.length} files into ${path.relative(root, out)}/ in ${((performance.now() - started) / 1000).toFixed(1)} s`,
 )
