@@ -111,12 +111,6 @@ export class CacheSource {
     return this.#cache?.[memoryAnswer]?.(key)
   }
 
-  /** The cache's `now()` once it is open (a time taken at once, before the open completes:
-   *  the wall clock until then). */
-  now(): number {
-    return this.#cache?.now() ?? Date.now()
-  }
-
   /**
    * Counts `work` as in flight until it settles, so `close()` waits for it. Host libraries
    * do not always await what they ask of a store (undici fires `delete` after a POST and lets

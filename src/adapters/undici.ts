@@ -124,7 +124,11 @@ export class LarderCacheStore implements CacheStore {
       this.#leave(entryKey, writes)
     }
     // Taken now, before any await: a delete called from here on, in any process, stamps later.
-    const begun: Begun = { at: this.#source.now(), indexed: this.#begin(key, value, names) }
+    // The wall clock, not this cache's now(): that counts µs within a millisecond and runs
+    // ahead of the wall clock in a burst of writes, and a delete stamped by another instance's
+    // clock, which was not ahead, was taken for one made before the write began. Any
+    // instance's now() is at least the wall clock, so a later delete's stamp is never below this.
+    const begun: Begun = { at: Date.now(), indexed: this.#begin(key, value, names) }
     // eslint-disable-next-line @typescript-eslint/no-this-alias -- the Writable's methods below have their own `this`
     const store = this
     const maxEntrySize = this.#maxEntrySize
@@ -595,8 +599,8 @@ function assertStoresBytes(cache: CacheOrOptions | undefined): void {
  *  after a delete is judged by the index alone. */
 const DELETED_AT_TTL_MS = 24 * 60 * 60 * 1000
 
-/** A write's start: when createWriteStream was called (what a delete's stamp is compared
- *  with), and when the URL's index was written for it (#begin). */
+/** A write's start: when createWriteStream was called (the wall clock's millisecond, what a
+ *  delete's stamp is compared with), and when the URL's index was written for it (#begin). */
 interface Begun {
   at: number
   indexed: Promise<number | undefined>

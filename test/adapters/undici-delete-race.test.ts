@@ -82,4 +82,31 @@ describe('larder/undici: a delete made as a response begins to arrive', () => {
       await deleterCache.close()
     }
   })
+
+  test("by another instance whose clock is behind the writer's: the response is not kept", { timeout: 120_000 }, async () => {
+    // An instance's clock (cache.now()) counts in µs within a millisecond and runs ahead of the
+    // wall clock while it stamps faster than one per µs (a burst of writes); another instance's
+    // is not ahead. A delete made after a write began, stamped by that other clock, was taken
+    // for one made before: the response was kept (a CI run met it by chance, within a ms).
+    const dir = tempDir('larder-undici-delete-race-3')
+    const writerCache = await Larder.open({ dir, maintenance: false })
+    const deleterCache = await Larder.open({ dir, maintenance: false })
+    const writer = new LarderCacheStore(writerCache)
+    const deleter = new LarderCacheStore(deleterCache)
+    const kept: string[] = []
+    try {
+      for (const { label, key, value, body } of cases()) {
+        const wall = Date.now()
+        while (writerCache.now() < wall + 50); // the writer's clock 50 ms ahead, as after ~50,000 stamps in a burst
+        await deletedWhileArriving(writer, deleter, key, value, body)
+        if ((await writer.get(key)) !== undefined || (await deleter.get(key)) !== undefined) kept.push(label)
+      }
+      assert.deepEqual(kept, [], 'served after a delete acknowledged while they arrived')
+    } finally {
+      await writer.close()
+      await deleter.close()
+      await writerCache.close()
+      await deleterCache.close()
+    }
+  })
 })
