@@ -1,12 +1,12 @@
 // `npm run check`, what CI runs on the system's Node: the build and the peer installs of
-// scripts/test-peers.mjs (what `npm test` does before its test files), then the test files;
-// once the build is done, the typecheck, lint and format check run beside the rest.
+// scripts/test-peers.mjs (what `npm test` does before its test files), then the test files,
+// with the typecheck, lint and format check running beside both.
 //
 // Why side by side: each check is one single-threaded process (tsc, eslint, prettier) that
 // reads neither what the build writes (dist/, which all three ignore) nor what the peer
 // installs or the tests write, and the test files, two at a time, leave about a fifth of a
 // 2-core machine idle (children starting, servers failing over, waits for other processes).
-// Run before the tests, the checks added ~2 minutes to a CI run; beside them they mostly fill
+// Run in turn, the checks added ~2 minutes to a CI run; beside the tests they mostly fill
 // those gaps.
 //
 // The test files' output is passed through line by line as it comes; each check's output is
@@ -58,15 +58,10 @@ function run([name, file, args], live = false) {
   })
 }
 
-const [buildStep, peersStep] = prerequisites
-const peersRun = run(peersStep)
-// The checks start once the build is done: sharing the two cores with them, the build took
-// 56 s instead of 15, and the tests wait for it.
-const built = await run(buildStep)
 const outcomes = checks.map((step) => [step, run(step)])
-const peersInstalled = await peersRun
-outcomes.push([buildStep, built], [peersStep, peersInstalled])
-if (built && peersInstalled) outcomes.push([tests, await run(tests, true)])
+const ready = await Promise.all(prerequisites.map(async (step) => [step, await run(step)]))
+outcomes.push(...ready)
+if (ready.every(([, passed]) => passed)) outcomes.push([tests, await run(tests, true)])
 const failed = []
 for (const [[name], outcome] of outcomes) if (!(await outcome)) failed.push(name)
 if (failed.length > 0) {
