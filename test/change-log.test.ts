@@ -321,6 +321,82 @@ describe('the records before and after a change', () => {
   })
 })
 
+describe('the records after changes in flight (bumpSoon)', () => {
+  test('go out together at the end of the turn, before any record a later announce makes, and resolve once written', async () => {
+    await loadHasher()
+    const dir = tempDir()
+    fs.mkdirSync(path.join(dir, 'v1', 'default', 'meta'), { recursive: true })
+    const layout = new Layout(dir, 'default')
+    const log = path.join(layout.metaDir, 'changes')
+    const reader = new ChangeClock(layout)
+    const writer = new ChangeClock(layout)
+    const told: string[] = []
+    const progress = {
+      begun: (_: string, key: string | undefined) => told.push(`begun ${key ?? '*'}`),
+      ended: (_: string, key: string | undefined) => told.push(`ended ${key ?? '*'}`),
+    }
+    for (const key of ['a', 'b', 'c']) writer.announce(key)
+    const sizeBefore = fs.statSync(log).size
+    let resolved = 0
+    const ends = ['a', 'b'].map((key) => writer.bumpSoon(key).then(() => resolved++))
+    assert.equal(fs.statSync(log).size, sizeBefore, 'nothing written yet: the records wait for the end of the turn')
+    // A change begun now: the ends held are written first, in its write
+    writer.announce('a')
+    const afterAnnounce = fs.statSync(log).size
+    assert.ok(afterAnnounce > sizeBefore)
+    assert.equal(resolved, 0, 'resolved at the end of the turn, not before')
+    const third = writer.bumpSoon('c').then(() => resolved++)
+    await Promise.all([...ends, third])
+    assert.equal(resolved, 3)
+    reader.changesElsewhere(progress)
+    assert.deepEqual(told, ['begun a', 'begun b', 'begun c', 'ended a', 'ended b', 'begun a', 'ended c'])
+    // One write for the ends of a turn: three records after, of the same length, one append
+    const writeSync = disk.writeSync
+    let appends = 0
+    disk.writeSync = (...args) => (appends++, writeSync(...args))
+    try {
+      await Promise.all(['x', 'y', 'z'].map((key) => writer.bumpSoon(key)))
+    } finally {
+      disk.writeSync = writeSync
+    }
+    assert.equal(appends, 1)
+    // close() writes what is held, and a bumpSoon after close writes at once
+    void writer.bumpSoon('w')
+    writer.close()
+    const closedAt = fs.statSync(log).size
+    await writer.bumpSoon('v')
+    assert.ok(fs.statSync(log).size > closedAt)
+    told.length = 0
+    reader.changesElsewhere(progress)
+    assert.deepEqual(told, ['ended x', 'ended y', 'ended z', 'ended w', 'ended v'])
+    reader.close()
+  })
+
+  test('sets in flight on one instance: each resolves with its record after in the log, so another instance holds what it reads then', async () => {
+    const dir = tempDir()
+    const writer = await Larder.open({ dir })
+    const reader = await Larder.open({ dir, memory: true })
+    try {
+      const keys = Array.from({ length: 16 }, (_, i) => `k${i}`)
+      await Promise.all(keys.map((key) => writer.set(key, { key })))
+      await delay(PAST_THE_BOUND)
+      // The first read holds the value, the look at the log the second makes drops it (the
+      // writer's records name it) and reads it once more; from then on it is held
+      for (let round = 0; round < 2; round++) for (const key of keys) assert.deepEqual(await reader.get(key), { key })
+      const before = (await reader.stats()).tiers.memory!.hits
+      for (const key of keys) assert.deepEqual(await reader.get(key), { key })
+      assert.equal(
+        (await reader.stats()).tiers.memory!.hits - before,
+        keys.length,
+        'every second read a memory hit: no change was left begun',
+      )
+    } finally {
+      await writer.close()
+      await reader.close()
+    }
+  })
+})
+
 describe('a log made again under the inode number of the one it replaced', () => {
   test('is not taken for the old log grown: the changes before the old size are not skipped (ext4 gives a freed inode number out again at once)', async () => {
     await loadHasher()

@@ -90,6 +90,10 @@ export class ChangeClock {
   /** The log held open between appends, and which file it is (see #append). */
   #held: { fd: number; ino: number; dev: number } | undefined
   #closed = false
+  /** Records after changes, not yet appended, and the promise their write resolves
+   *  (see bumpSoon). */
+  readonly #pendingAfter: Buffer[] = []
+  #flushed: { promise: Promise<void>; resolve: () => void } | undefined
   /** This instance's id in the records it appends (AFTER_BIT clear: see #record). */
   readonly #id = withoutAfterBit(randomBytes(8))
 
@@ -129,13 +133,20 @@ export class ChangeClock {
    * ever hear of it. The caller runs it inside its disk call, so that is a failed write.
    */
   announce(key?: string): void {
-    this.#recordChange(key, false)
+    const record = this.#record(key, false)
+    if (this.#pendingAfter.length === 0) return this.#appendOrRemove(record)
+    // The records after changes already made go first, in the same write: a reader must not
+    // hear this change begun before an earlier one (of the same key, say) ended.
+    this.#pendingAfter.push(record)
+    const records = Buffer.concat(this.#pendingAfter)
+    this.#pendingAfter.length = 0
+    this.#appendOrRemove(records)
   }
 
-  /** Appends the record before (`after` false) or after a change of `key`; see announce. */
-  #recordChange(key: string | undefined, after: boolean): void {
+  /** Appends `records`, or removes the log if they cannot be (see announce). */
+  #appendOrRemove(records: Buffer): void {
     try {
-      this.#append(this.#record(key, after))
+      this.#append(records)
     } catch (error) {
       this.#release()
       if (!this.#tree.isRealSync(path.dirname(this.#file))) throw error
@@ -151,8 +162,41 @@ export class ChangeClock {
    *  `announce` before it. Never throws: a write that happened must not fail for want of its
    *  signal, and the fallbacks make one anyway. */
   bump(key?: string): void {
+    this.#flushAfter([...this.#pendingAfter.splice(0), this.#record(key, true)])
+  }
+
+  /**
+   * As bump, for a change among others in flight: its record waits for the end of this turn
+   * of the event loop, or for the next announce (whose write carries it first: a reader must
+   * not hear a change begun before an earlier one ended), and the records after the changes
+   * that ended in the same turn go in one write, one lstat and one write for all instead of
+   * one of each per change. Resolves once the record is in the log (or could not be, as bump:
+   * never rejects), so a write that waits for it is done when its record after is.
+   */
+  bumpSoon(key?: string): Promise<void> {
+    if (this.#closed) {
+      this.bump(key)
+      return Promise.resolve()
+    }
+    this.#pendingAfter.push(this.#record(key, true))
+    if (this.#flushed === undefined) {
+      const { promise, resolve } = withResolvers()
+      this.#flushed = { promise, resolve }
+      setImmediate(this.#flushPending)
+    }
+    return this.#flushed.promise
+  }
+
+  readonly #flushPending = (): void => {
+    const flushed = this.#flushed
+    this.#flushed = undefined
+    if (this.#pendingAfter.length !== 0) this.#flushAfter(this.#pendingAfter.splice(0))
+    flushed?.resolve()
+  }
+
+  #flushAfter(records: Buffer[]): void {
     try {
-      this.#recordChange(key, true)
+      this.#appendOrRemove(records.length === 1 ? records[0]! : Buffer.concat(records))
     } catch {
       // the disk is failing: readers will count it as a change when they cannot stat
     }
@@ -316,8 +360,16 @@ export class ChangeClock {
   /** Closes the log held open; later appends (a write that outlived close()) open and close it. */
   close(): void {
     this.#closed = true
+    this.#flushPending()
     this.#release()
   }
+}
+
+/** Promise.withResolvers (Node 22+), for Node 20. */
+function withResolvers(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void
+  const promise = new Promise<void>((r) => (resolve = r))
+  return { promise, resolve }
 }
 
 /** `id` with AFTER_BIT cleared (in place). */

@@ -438,10 +438,11 @@ export class FileTier implements Tier {
     this.#writing++
     let previous: Stats | undefined
     let handedOver = early === undefined
+    let overlap = false
     try {
       // eslint-disable-next-line @typescript-eslint/await-thenable -- the point is the one-microtask yield described above
       await undefined
-      const overlap = this.#writing > 1
+      overlap = this.#writing > 1
       previous = await this.#p.breaker.runChange(() => {
         const before = lstatEntry(target)
         this.#p.changes.announce(key)
@@ -453,7 +454,9 @@ export class FileTier implements Tier {
       // the breaker refused the write, or the lstat failed: the temp made ahead is not used
       if (!handedOver) void discardTemp(early!)
     }
-    this.#p.changes.bump(key)
+    // among writes in flight, the records after them go to the change log together
+    if (overlap) await this.#p.changes.bumpSoon(key)
+    else this.#p.changes.bump(key)
     this.#p.totals.written(file.length, previous?.isFile() ? previous.size : undefined)
     this.#p.counts.bytesWritten += file.length
   }
