@@ -14,6 +14,7 @@ import { isDeepStrictEqual } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Larder } from '../src/index.ts'
 import { disk } from '../src/store/disk.ts'
+import { Layout } from '../src/store/layout.ts'
 import { startChild } from './children/harness.ts'
 import { eventually } from './eventually.ts'
 import { entryFiles, tempDir } from './helpers.ts'
@@ -186,6 +187,23 @@ describe('a clear killed part way', () => {
   })
 })
 
+/** Runs `body` while the change log can be neither written nor removed (EROFS). */
+async function withUnwritableLog(body: () => Promise<void>): Promise<void> {
+  const readOnlyFs = (): never => {
+    throw Object.assign(new Error('EROFS: read-only file system'), { code: 'EROFS' })
+  }
+  const isLog = (file: string): boolean => file.endsWith(`${path.sep}meta${path.sep}changes`)
+  const { writeSync, unlinkSync } = disk
+  disk.writeSync = (fd, ...rest) => (isLog(fs.readlinkSync(`/proc/self/fd/${fd}`)) ? readOnlyFs() : writeSync(fd, ...rest))
+  disk.unlinkSync = (file) => (isLog(String(file)) ? readOnlyFs() : unlinkSync(file))
+  try {
+    await body()
+  } finally {
+    disk.writeSync = writeSync
+    disk.unlinkSync = unlinkSync
+  }
+}
+
 describe('a change whose record cannot be written (the log neither appended to nor removable)', () => {
   it('is not made: counted as a dropped write, and every process goes on reading the old value', async () => {
     const dir = tempDir()
@@ -193,24 +211,61 @@ describe('a change whose record cannot be written (the log neither appended to n
     const writer = await Larder.open({ dir })
     await writer.set('k', 'old')
     assert.equal(await reader.get('k'), 'old') // held in memory
-    const readOnlyFs = (): never => {
-      throw Object.assign(new Error('EROFS: read-only file system'), { code: 'EROFS' })
-    }
-    const isLog = (file: string): boolean => file.endsWith(`${path.sep}meta${path.sep}changes`)
-    const { writeSync, unlinkSync } = disk
-    disk.writeSync = (fd, ...rest) => (isLog(fs.readlinkSync(`/proc/self/fd/${fd}`)) ? readOnlyFs() : writeSync(fd, ...rest))
-    disk.unlinkSync = (file) => (isLog(String(file)) ? readOnlyFs() : unlinkSync(file))
-    try {
+    await withUnwritableLog(async () => {
       await writer.set('k', 'new') // fail-open: resolves
       assert.equal((await writer.stats()).dropped, 1, 'counted as a dropped write')
-    } finally {
-      disk.writeSync = writeSync
-      disk.unlinkSync = unlinkSync
-    }
+    })
     const fresh = await Larder.open({ dir, readOnly: true })
     assert.equal(await fresh.get('k'), 'old', 'the entry was not replaced without its signal')
     assert.equal(await servedAfterwards(reader, 'k', 'old'), 'old')
     await Promise.all([fresh.close(), writer.close(), reader.close()])
+  })
+})
+
+describe('writes in flight together (their records go to the log in one append)', () => {
+  it('each renames only once the record before it is in the log', async () => {
+    const dir = tempDir()
+    const cache = await Larder.open({ dir })
+    const layout = new Layout(dir, '') // the default namespace
+    const log = path.join(layout.metaDir, 'changes')
+    const keys = Array.from({ length: 12 }, (_, i) => `in-flight:${i}`)
+    const keyOf = new Map(keys.map((key) => [layout.entryPath(layout.hashKey(key)), key]))
+    const renamed: string[] = []
+    const unannounced: string[] = []
+    const { renameSync } = disk
+    disk.renameSync = (temp, file) => {
+      const key = keyOf.get(String(file))
+      if (key !== undefined) {
+        renamed.push(key)
+        if (!fs.readFileSync(log).includes(Buffer.from(key, 'utf16le'))) unannounced.push(key)
+      }
+      renameSync(temp, file)
+    }
+    try {
+      await Promise.all(keys.map((key) => cache.set(key, key)))
+    } finally {
+      disk.renameSync = renameSync
+    }
+    assert.equal(renamed.length, keys.length)
+    assert.deepEqual(unannounced, [])
+    for (const key of keys) assert.equal(await cache.get(key), key)
+    await cache.close()
+  })
+
+  it('whose records cannot be written: none is made, each counted as dropped, no temp file left', async () => {
+    const dir = tempDir()
+    const writer = await Larder.open({ dir })
+    const keys = Array.from({ length: 8 }, (_, i) => `k${i}`)
+    await Promise.all(keys.map((key) => writer.set(key, 'old')))
+    await withUnwritableLog(async () => {
+      await Promise.all(keys.map((key) => writer.set(key, 'new'))) // fail-open: resolves
+      assert.equal((await writer.stats()).dropped, keys.length, 'each counted as a dropped write')
+    })
+    const fresh = await Larder.open({ dir, readOnly: true })
+    for (const key of keys) assert.equal(await fresh.get(key), 'old', `${key} was not replaced without its signal`)
+    const temps = (fs.readdirSync(dir, { recursive: true }) as string[]).filter((name) => name.endsWith('.tmp'))
+    assert.deepEqual(temps, [])
+    await Promise.all([fresh.close(), writer.close()])
   })
 })
 
