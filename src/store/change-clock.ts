@@ -90,10 +90,10 @@ export class ChangeClock {
   /** The log held open between appends, and which file it is (see #append). */
   #held: { fd: number; ino: number; dev: number } | undefined
   #closed = false
-  /** Records after changes, not yet appended, and the promise their write resolves
-   *  (see bumpSoon). */
-  readonly #pendingAfter: Buffer[] = []
-  #flushed: { promise: Promise<void>; resolve: () => void } | undefined
+  /** Records after changes, held for the end of this turn, and the promise their write
+   *  resolves (see bumpSoon). */
+  readonly #ends: Buffer[] = []
+  #endsWritten: Promise<void> | undefined
   /** This instance's id in the records it appends (AFTER_BIT clear: see #record). */
   readonly #id = withoutAfterBit(randomBytes(8))
 
@@ -133,14 +133,7 @@ export class ChangeClock {
    * ever hear of it. The caller runs it inside its disk call, so that is a failed write.
    */
   announce(key?: string): void {
-    const record = this.#record(key, false)
-    if (this.#pendingAfter.length === 0) return this.#appendOrRemove(record)
-    // The records after changes already made go first, in the same write: a reader must not
-    // hear this change begun before an earlier one (of the same key, say) ended.
-    this.#pendingAfter.push(record)
-    const records = Buffer.concat(this.#pendingAfter)
-    this.#pendingAfter.length = 0
-    this.#appendOrRemove(records)
+    this.#appendOrRemove(this.#afterEnds(this.#record(key, false)))
   }
 
   /** Appends `records`, or removes the log if they cannot be (see announce). */
@@ -162,41 +155,41 @@ export class ChangeClock {
    *  `announce` before it. Never throws: a write that happened must not fail for want of its
    *  signal, and the fallbacks make one anyway. */
   bump(key?: string): void {
-    this.#flushAfter([...this.#pendingAfter.splice(0), this.#record(key, true)])
+    this.#tryAppend(this.#afterEnds(this.#record(key, true)))
   }
 
   /**
-   * As bump, for a change among others in flight: its record waits for the end of this turn
-   * of the event loop, or for the next announce (whose write carries it first: a reader must
-   * not hear a change begun before an earlier one ended), and the records after the changes
-   * that ended in the same turn go in one write, one lstat and one write for all instead of
-   * one of each per change. Resolves once the record is in the log (or could not be, as bump:
-   * never rejects), so a write that waits for it is done when its record after is.
+   * As bump, for a change among others in flight: its record is held for the end of this turn
+   * of the event loop, or for the next record written at once (which carries the held ones
+   * first: a reader must not hear a change begun before an earlier one ended), so the records
+   * after the changes that ended in the same turn go in one write: one lstat and one write for
+   * all instead of one of each per change. Resolves once the record is in the log (or could not
+   * be, as bump: never rejects), so a write that waits for it is done when its record after is.
    */
   bumpSoon(key?: string): Promise<void> {
     if (this.#closed) {
       this.bump(key)
       return Promise.resolve()
     }
-    this.#pendingAfter.push(this.#record(key, true))
-    if (this.#flushed === undefined) {
-      const { promise, resolve } = withResolvers()
-      this.#flushed = { promise, resolve }
-      setImmediate(this.#flushPending)
-    }
-    return this.#flushed.promise
+    this.#ends.push(this.#record(key, true))
+    this.#endsWritten ??= new Promise<void>((resolve) => setImmediate(this.#writeEnds, resolve))
+    return this.#endsWritten
   }
 
-  readonly #flushPending = (): void => {
-    const flushed = this.#flushed
-    this.#flushed = undefined
-    if (this.#pendingAfter.length !== 0) this.#flushAfter(this.#pendingAfter.splice(0))
-    flushed?.resolve()
+  readonly #writeEnds = (written?: () => void): void => {
+    this.#endsWritten = undefined
+    if (this.#ends.length !== 0) this.#tryAppend(Buffer.concat(this.#ends.splice(0)))
+    written?.()
   }
 
-  #flushAfter(records: Buffer[]): void {
+  /** `record`, after the records held by bumpSoon (which it takes) if any. */
+  #afterEnds(record: Buffer): Buffer {
+    return this.#ends.length === 0 ? record : Buffer.concat([...this.#ends.splice(0), record])
+  }
+
+  #tryAppend(records: Buffer): void {
     try {
-      this.#appendOrRemove(records.length === 1 ? records[0]! : Buffer.concat(records))
+      this.#appendOrRemove(records)
     } catch {
       // the disk is failing: readers will count it as a change when they cannot stat
     }
@@ -360,16 +353,9 @@ export class ChangeClock {
   /** Closes the log held open; later appends (a write that outlived close()) open and close it. */
   close(): void {
     this.#closed = true
-    this.#flushPending()
+    this.#writeEnds()
     this.#release()
   }
-}
-
-/** Promise.withResolvers (Node 22+), for Node 20. */
-function withResolvers(): { promise: Promise<void>; resolve: () => void } {
-  let resolve!: () => void
-  const promise = new Promise<void>((r) => (resolve = r))
-  return { promise, resolve }
 }
 
 /** `id` with AFTER_BIT cleared (in place). */
