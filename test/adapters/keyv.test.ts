@@ -17,7 +17,8 @@ import { Cacheable } from 'cacheable'
 import { Larder, LarderError, isLarderError } from 'larder'
 import { KeyvLarder } from 'larder/keyv'
 import { tempDir } from '../helpers.ts'
-import { repoRoot, runChild, runChildWith } from './processes.ts'
+import { repoRoot } from '../children/shared.ts'
+import { runChild, runChildWith } from './processes.ts'
 import { clearCase, failingDiskCase } from './keyv-fixtures.ts'
 
 const run = promisify(execFile)

@@ -11,7 +11,7 @@ import path from 'node:path'
 import { promisify } from 'node:util'
 import { test } from 'node:test'
 import { tempDir } from '../helpers.ts'
-import { repoRoot } from './processes.ts'
+import { repoRoot } from '../children/shared.ts'
 
 const exec = promisify(execFile)
 

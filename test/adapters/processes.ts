@@ -1,23 +1,22 @@
 /**
  * Parent side of the adapters' multi-process tests: a child is `node
- * test/adapters/children/<script> ...args` (compiled, or through tsx: `runScript`), run from
- * the repository root, that uses the real
- * host library over a larder directory and prints one JSON line with what it saw.
+ * test/adapters/children/<script> ...args` (compiled, or through tsx: `runScript`), run from the
+ * repository root, that uses the real host library over a larder directory and prints one JSON
+ * line with what it saw.
  */
 import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { runScript } from '../children/shared.ts'
+import { repoRoot, runScript } from '../children/shared.ts'
 
 const run = promisify(execFile)
-export const repoRoot = fileURLToPath(new URL('../../', import.meta.url))
 
 /** Runs a child to completion and returns the JSON it printed last. */
 export function runChild<T = Record<string, unknown>>(script: string, ...args: string[]): Promise<T> {
   return runChildWith<T>([], script, ...args)
 }
 
-/** runChild, with node's own flags before the script (`--max-old-space-size=24`). */
+/** runChild, with node's own flags before the script (`--max-old-space-size=32`). */
 export async function runChildWith<T = Record<string, unknown>>(flags: string[], script: string, ...args: string[]): Promise<T> {
   const file = fileURLToPath(new URL(`./children/${script}`, import.meta.url))
   let stdout: string
