@@ -287,12 +287,17 @@ describe('the change log names the keys other writers changed', () => {
   }
 })
 
+/** A namespace's layout with its meta/ made and nothing else, for ChangeClocks made by hand. */
+async function bareLog(): Promise<Layout> {
+  await loadHasher()
+  const dir = tempDir()
+  fs.mkdirSync(path.join(dir, 'v1', 'default', 'meta'), { recursive: true })
+  return new Layout(dir, 'default')
+}
+
 describe('the records before and after a change', () => {
   test('are told apart, by writer: a reader learns which changes are begun and not yet ended', async () => {
-    await loadHasher()
-    const dir = tempDir()
-    fs.mkdirSync(path.join(dir, 'v1', 'default', 'meta'), { recursive: true })
-    const layout = new Layout(dir, 'default')
+    const layout = await bareLog()
     const reader = new ChangeClock(layout)
     const [one, two] = [new ChangeClock(layout), new ChangeClock(layout)]
     const told: string[] = []
@@ -323,10 +328,7 @@ describe('the records before and after a change', () => {
 
 describe('the records after changes in flight (bumpSoon)', () => {
   test('go out together at the end of the turn, before any record a later announce makes, and resolve once written', async () => {
-    await loadHasher()
-    const dir = tempDir()
-    fs.mkdirSync(path.join(dir, 'v1', 'default', 'meta'), { recursive: true })
-    const layout = new Layout(dir, 'default')
+    const layout = await bareLog()
     const log = path.join(layout.metaDir, 'changes')
     const reader = new ChangeClock(layout)
     const writer = new ChangeClock(layout)
@@ -399,10 +401,7 @@ describe('the records after changes in flight (bumpSoon)', () => {
 
 describe('a log made again under the inode number of the one it replaced', () => {
   test('is not taken for the old log grown: the changes before the old size are not skipped (ext4 gives a freed inode number out again at once)', async () => {
-    await loadHasher()
-    const dir = tempDir()
-    fs.mkdirSync(path.join(dir, 'v1', 'default', 'meta'), { recursive: true })
-    const layout = new Layout(dir, 'default')
+    const layout = await bareLog()
     const reader = new ChangeClock(layout)
     for (let round = 0; round < 20; round++) {
       // The old log: 10 records, all seen by the reader.
