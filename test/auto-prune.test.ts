@@ -13,7 +13,17 @@ import type { PruneReport } from '../src/maintenance/maintainer.ts'
 const BUDGET = 1000
 
 function report(over: Partial<PruneReport> = {}): PruneReport {
-  const empty = { scanned: 0, expired: 0, matched: 0, evicted: 0, corrupt: 0, tempFilesRemoved: 0, trashRemoved: 0, freedBytes: 0 }
+  const empty = {
+    scanned: 0,
+    expired: 0,
+    matched: 0,
+    evicted: 0,
+    corrupt: 0,
+    tempFilesRemoved: 0,
+    trashRemoved: 0,
+    stampsFolded: 0,
+    freedBytes: 0,
+  }
   return { ...empty, remainingBytes: 0, remainingEntries: 0, durationMs: 0, dryRun: false, skipped: false, ...over }
 }
 

@@ -16,7 +16,7 @@ import { errorCode, isForbidden, READ_FLAGS } from '../store/disk.js'
 import { removeTaken, takeIfSame } from '../store/take-aside.js'
 import { rootAbove } from '../store/layout.js'
 import { chainIsReal } from '../store/owned-tree.js'
-import { readStamp, type HeldStamps } from '../store/tag-clock.js'
+import { readFloor, readStamp, type HeldStamps } from '../store/tag-clock.js'
 
 /**
  * File-level steps of maintenance, run inside worker threads with synchronous calls (a
@@ -267,19 +267,35 @@ export class TagStamps {
   readonly #dir: string
   readonly #stamps = new Map<string, number>()
   readonly #held: Map<string, number> | undefined
-  readonly #floor: number
+  /** The higher of the held floor and the directory's (tags/floor.d, read at the first tagged
+   *  entry): every tagged entry created at or before it is stale. */
+  #floor: number | undefined
+  readonly #heldFloor: number
 
   constructor(tagsDir: string, held?: HeldStamps) {
     this.#dir = tagsDir
     this.#held = held === undefined ? undefined : new Map(held.stamps)
-    this.#floor = held?.floor ?? 0
+    this.#heldFloor = held?.floor ?? 0
   }
 
   /** True when any of `tags` was invalidated at or after `createdAt` (as the reader judges). */
   isStale(tags: readonly string[], createdAt: number): boolean {
-    if (tags.length !== 0 && this.#floor >= createdAt) return true
+    if (tags.length !== 0 && this.#floorOf() >= createdAt) return true
     for (const tag of tags) if (this.#stamp(tag) >= createdAt || (this.#held?.get(tag) ?? 0) >= createdAt) return true
     return false
+  }
+
+  #floorOf(): number {
+    if (this.#floor === undefined) {
+      let floor = 0
+      try {
+        floor = readFloor(this.#dir)
+      } catch {
+        // unreadable: judged not raised, so nothing is removed for it (as a stamp, below)
+      }
+      this.#floor = Math.max(floor, this.#heldFloor)
+    }
+    return this.#floor
   }
 
   #stamp(tag: string): number {

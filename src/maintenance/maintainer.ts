@@ -15,6 +15,7 @@ import { crowded } from './crowding.js'
 import type { RunningTotals, Totals } from './totals.js'
 import type { EvictOutput, PruneFilters, ScanOutput, SweepOutput, VerifyOutput } from './worker.js'
 import { mergeUsage, type EntryInfo, type HeldByReader, type ListFilters, type UsageOutput } from './listing.js'
+import { stampLimits, type FoldOutput } from './stamp-fold.js'
 
 export interface PruneReport {
   /** Entry files looked at. */
@@ -31,6 +32,9 @@ export interface PruneReport {
   tempFilesRemoved: number
   /** Trash directories of `clear()` calls whose process died, removed. */
   trashRemoved: number
+  /** Tag stamps folded into the floor (tags/ past its bound: store/tag-clock.ts), removed (or,
+   *  on a dry run, that would be). */
+  stampsFolded: number
   /** Bytes of everything removed: entries, stray temp files and those trash directories. */
   freedBytes: number
   remainingBytes: number
@@ -206,6 +210,7 @@ export class Maintainer {
       corrupt: 0,
       tempFilesRemoved: 0,
       trashRemoved: 0,
+      stampsFolded: 0,
       freedBytes: 0,
       remainingBytes: 0,
       remainingEntries: 0,
@@ -278,6 +283,8 @@ export class Maintainer {
       this.#p.progress(p)
     }
     try {
+      // Before the scan, so that it removes the entries the floor makes stale in this pass.
+      if (!this.#p.options.readOnly) report.stampsFolded = await this.#foldStamps(dryRun)
       const partitions = await this.#partitions()
       let scannedPartitions = 0
       progress('scan', 0, partitions.length)
@@ -820,6 +827,22 @@ export class Maintainer {
       swept.bytes += bytes
     }
     return swept
+  }
+
+  /** Folds the oldest tag stamps into the floor once tags/ holds more than its bound
+   *  (stamp-fold.ts), in a worker; how many were (or, on a dry run, would be) folded. */
+  async #foldStamps(dryRun: boolean): Promise<number> {
+    const { layout, pool } = this.#p
+    const out = await pool.run<FoldOutput>({
+      task: 'fold-stamps',
+      root: layout.root,
+      tagsDir: layout.tagsDir,
+      shared: layout.tree.shared,
+      max: stampLimits.max,
+      keep: stampLimits.keep,
+      dryRun,
+    })
+    return out.folded
   }
 
   /** Removes (or, on a dry run, counts) the stray temp files that bookkeeping writes of dead

@@ -30,6 +30,7 @@ import { chooseVictims, RECORD_FIELDS, type PlanInput, type PlanOutput } from '.
 import { compactHitLogs, readHitCounts } from './hit-counts.js'
 import { rekeyPartitions, type RekeyInput, type RekeyOutput } from '../crypto/rekey-entries.js'
 import { listEntries, usage, type EntryInfo, type ListInput, type UsageInput, type UsageOutput } from './listing.js'
+import { foldStamps, type FoldInput, type FoldOutput } from './stamp-fold.js'
 
 export interface PruneFilters {
   /** Remove entries not used (read or written) within this many ms. */
@@ -180,10 +181,13 @@ export type TaskInput =
   | RekeyInput
   | TouchInput
   | TrashInput
+  | FoldInput
 
 export default async function run(
   input: TaskInput,
-): Promise<ScanOutput | EvictOutput | VerifyOutput | PlanOutput | number | EntryInfo[] | UsageOutput | SweepOutput | RekeyOutput> {
+): Promise<
+  ScanOutput | EvictOutput | VerifyOutput | PlanOutput | number | EntryInfo[] | UsageOutput | SweepOutput | RekeyOutput | FoldOutput
+> {
   await loadHasher()
   switch (input.task) {
     case 'scan':
@@ -204,6 +208,8 @@ export default async function run(
       return usage(input)
     case 'sweep-bookkeeping':
       return sweepBookkeeping(input)
+    case 'fold-stamps':
+      return foldStamps(input)
     case 'touch':
       return touchIfOlder(input.files, input.times)
     case 'remove-trash': {

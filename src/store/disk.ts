@@ -25,6 +25,7 @@ export const disk = {
   rmSync: fs.rmSync,
   lstatSync: fs.lstatSync,
   mkdirSync: fs.mkdirSync,
+  rmdirSync: fs.rmdirSync,
   chmodSync: fs.chmodSync,
   utimesSync: fs.utimesSync,
   /** Sets a path's own times: on a symlink planted at an entry's name, the link's, never its target's. */

@@ -42,6 +42,16 @@ import { oldestKey } from '../oldest-key.js'
  * it. Creating the name comes first: the file's rename that follows is what moves the
  * directory's mtime, so a reader that refills on it sees both.
  *
+ * Bounded: a stamp is a file, a directory and a name (the directory alone a 4 KiB block on
+ * ext4), and an application that tags entries per row (`user:<id>`) and invalidates them makes
+ * one per row it ever changed. Past a bound (maintenance/stamp-fold.ts), a prune folds the
+ * oldest into a floor, `tags/floor.d/<time>` (raised as a stamp is, so it too only rises):
+ * every tagged entry created at or before it reads as stale, whatever its tags (more misses,
+ * never a stale hit), as a memory-only clock's floor does (memory-tag-clock.ts). The floor is
+ * raised before any stamp below it is removed, and is read again whenever the stamps are: a
+ * stamp's removal moves the directory's mtime, so a reader that finds a stamp gone has read
+ * the floor raised before it.
+ *
  * What this cannot see past: the `stat` itself. On NFS, the client's attribute cache may
  * answer it with the directory as it was for up to `acdirmax` (60 s by default): mount with
  * `actimeo=0` (or `noac`) where invalidations must be seen at once.
@@ -77,12 +87,36 @@ export interface HeldStamps {
   floor: number
 }
 
+/** The floor's name in the tags directory (a tag's is 16 hex digits, so no tag's can be this).
+ *  Only its raises are kept, `floor.d/<time>`, no stamp file: an older larder, which reads only
+ *  those, knows no floor either. */
+const FLOOR = 'floor'
+
+/** The floor of the tags directory `tagsDir` (see above); 0 when none was raised. Something
+ *  that is not a directory at its name (planted, or damaged) is taken for a floor raised when
+ *  it was put there, as a damaged stamp is (see readStamp): never fewer misses. */
+export function readFloor(tagsDir: string): number {
+  const dir = raisesDir(tagsDir + path.sep + FLOOR)
+  const found = disk.lstatSync(dir, { throwIfNoEntry: false })
+  if (found === undefined) return 0
+  if (!found.isDirectory()) return found.mtimeMs
+  return highestIn(dir)
+}
+
+/** Raises the floor of `tagsDir` to `at` (never lowers it). */
+export function raiseFloorSync(tree: OwnedTree, tagsDir: string, at: number): void {
+  raiseStampSync(tree, tagsDir + path.sep + FLOOR, at)
+}
+
 /** How many stamps a tag clock holds unwritten (see TagClock's #unwritten). */
 const MAX_UNWRITTEN = 10_000
 
 export class TagClock {
   readonly #layout: Layout
   readonly #stamps = new Map<string, number>()
+  /** The floor of the stamps folded away (see above), as read with the stamps held; undefined:
+   *  not read since they were last dropped. */
+  #floor: number | undefined
   /** The tags directory as last looked at: -1, there was none; UNKNOWN, the look failed. */
   #dirMtime = -1
   #dirIno = -1
@@ -129,7 +163,7 @@ export class TagClock {
    */
   latest(tags: readonly string[]): number {
     if (tags.length === 0) return 0
-    let held = this.#lookAtDir() ? this.#latestHeld(tags) : 0
+    let held = this.#lookAtDir() ? Math.max(this.#latestHeld(tags), this.#floorHeld()) : 0
     if (this.#unwritten.size !== 0) held = Math.max(held, this.#latestUnwritten(tags))
     return held > this.#lostBefore ? held : this.#lostBefore
   }
@@ -188,7 +222,7 @@ export class TagClock {
   isStaleHeld(tags: readonly string[], createdAt: number): boolean {
     if (tags.length === 0) return false
     const unwritten = this.#unwritten.size === 0 ? 0 : this.#latestUnwritten(tags)
-    return Math.max(this.#latestHeld(tags), this.#lostBefore, unwritten) >= createdAt
+    return Math.max(this.#latestHeld(tags), this.#floorHeld(), this.#lostBefore, unwritten) >= createdAt
   }
 
   /** Looks at the tags directory now: the stamps held are dropped (and read again when next
@@ -200,6 +234,7 @@ export class TagClock {
       // Nothing held is trusted after a failed look: each stamp is read from its file again
       // (which fails as stale while the disk does), as latest() would.
       this.#stamps.clear()
+      this.#floor = undefined
       this.#dirMtime = UNKNOWN
       throw error
     }
@@ -212,6 +247,7 @@ export class TagClock {
     if (dirStat === undefined) {
       // No tag was ever invalidated here (or the cache was cleared).
       this.#stamps.clear()
+      this.#floor = undefined
       this.#dirMtime = -1
       this.#dirIno = -1
       return false
@@ -220,6 +256,7 @@ export class TagClock {
     const trusted = unchanged && this.#filledAt - dirStat.mtimeMs >= racyWindow(dirStat.mtimeMs)
     if (!trusted) {
       this.#stamps.clear()
+      this.#floor = undefined
       this.#dirMtime = dirStat.mtimeMs
       this.#dirIno = dirStat.ino
       this.#filledAt = Date.now()
@@ -240,6 +277,16 @@ export class TagClock {
       if (stamp > latest) latest = stamp
     }
     return latest
+  }
+
+  /** The floor of the stamps folded away, read with the stamps held (one read after each
+   *  change of the directory); 0 when there is no tags directory. */
+  #floorHeld(): number {
+    if (this.#floor !== undefined) return this.#floor
+    if (this.#dirMtime === -1) return 0 // no tags directory at the last look: nothing to read
+    const floor = readFloor(this.#layout.tagsDir)
+    this.#floor = floor
+    return floor
   }
 
   /**
@@ -339,9 +386,7 @@ export class TagClock {
    *  through a link (atomic-write.ts). */
   invalidate(tags: readonly string[], at: number): void {
     for (const tag of tags) {
-      const file = this.#layout.tagPath(tag)
-      raiseStampSync(this.#layout.tree, file, at)
-      writeFileAtomicSync(this.#layout.tree, file, Buffer.from(`${at}\n${tag}\n`))
+      recordStampSync(this.#layout.tree, this.#layout.tagPath(tag), at, tag)
       this.#hold(tag, at)
       const unwritten = this.#unwritten.get(tag)
       if (unwritten !== undefined && unwritten <= at) this.#unwritten.delete(tag)
@@ -389,8 +434,15 @@ export function readStamp(file: string): number {
 
 /** Where the stamps that only rise live for the stamp file `file`: one empty file per
  *  invalidation, named by its time. */
-function raisesDir(file: string): string {
+export function raisesDir(file: string): string {
   return `${file}.d`
+}
+
+/** Records `at` as the stamp of `file`: its raise (which only rises), then the file itself
+ *  (for an older larder, which reads only it), labelled `label` for whoever looks. */
+function recordStampSync(tree: OwnedTree, file: string, at: number, label: string): void {
+  raiseStampSync(tree, file, at)
+  writeFileAtomicSync(tree, file, Buffer.from(`${at}\n${label}\n`))
 }
 
 /**
@@ -400,14 +452,25 @@ function raisesDir(file: string): string {
  */
 function raiseStampSync(tree: OwnedTree, file: string, at: number): void {
   const dir = raisesDir(file)
-  tree.dirSync(dir)
   const name = dir + path.sep + String(at)
   const create = (): void => {
-    const fd = disk.openSync(name, 'wx', tree.fileMode)
-    try {
-      if (tree.shared !== false) disk.fchmodSync(fd, tree.fileMode) // the umask filtered open()'s mode
-    } finally {
-      disk.closeSync(fd)
+    // A fold (maintenance/stamp-fold.ts) removes the directory of a stamp it folded once it
+    // is empty: made again if that happened between the check and the create.
+    for (let attempt = 0; ; attempt++) {
+      tree.dirSync(dir)
+      let fd: number
+      try {
+        fd = disk.openSync(name, 'wx', tree.fileMode)
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT' && attempt < 3) continue
+        throw error
+      }
+      try {
+        if (tree.shared !== false) disk.fchmodSync(fd, tree.fileMode) // the umask filtered open()'s mode
+      } finally {
+        disk.closeSync(fd)
+      }
+      return
     }
   }
   try {
@@ -438,6 +501,11 @@ function highestRaise(file: string): number {
   const dir = raisesDir(file)
   const found = disk.lstatSync(dir, { throwIfNoEntry: false })
   if (found === undefined || !found.isDirectory()) return 0
+  return highestIn(dir)
+}
+
+/** The highest time named in the raises directory `dir`. */
+function highestIn(dir: string): number {
   let highest = 0
   for (const name of disk.readdirSync(dir)) {
     const time = Number(name)

@@ -113,6 +113,10 @@ export function summary(r: PruneReport): string {
   if (r.tempFilesRemoved > 0) parts.push(`${count(r.tempFilesRemoved)} stray temp files`)
   if (r.trashRemoved > 0)
     parts.push(`${count(r.trashRemoved)} ${r.trashRemoved === 1 ? 'trash directory' : 'trash directories'} of a dead clear`)
+  if (r.stampsFolded > 0)
+    parts.push(
+      `${count(r.stampsFolded)} tag ${r.stampsFolded === 1 ? 'stamp' : 'stamps'} folded into the floor (older tagged entries stale)`,
+    )
   if (r.sharedRemoved !== undefined) parts.push(`${count(r.sharedRemoved)} ${r.sharedRemoved === 1 ? 'key' : 'keys'} removed from Redis`)
   parts.push(`${entries(r.remainingEntries)} (${size(r.remainingBytes)}) ${r.remainingEntries === 1 ? 'remains' : 'remain'}`)
   return parts.join('; ')
