@@ -27,7 +27,7 @@ import { raiseFloorSync, raisesDir, readFloor, readStamp } from '../store/tag-cl
 /** Past `max` stamps in tags/, the oldest are folded so that `keep` remain. A stamp costs
  *  three inodes and a directory block (~4 KiB); a read after an invalidation reads the stamps
  *  of the tags it asks about, never the whole directory. Mutable for tests only. */
-export const stampLimits = { max: 50_000, keep: 45_000 }
+export const stampLimits = { max: 20_000, keep: 18_000 }
 
 export interface FoldInput {
   task: 'fold-stamps'
