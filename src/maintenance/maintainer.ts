@@ -284,7 +284,7 @@ export class Maintainer {
     }
     try {
       // Before the scan, so that it removes the entries the floor makes stale in this pass.
-      if (!this.#p.options.readOnly) report.stampsFolded = await this.#foldStamps(dryRun)
+      report.stampsFolded = await this.#foldStamps(dryRun) // a dry run (a read-only one too) writes nothing
       const partitions = await this.#partitions()
       let scannedPartitions = 0
       progress('scan', 0, partitions.length)
