@@ -16,7 +16,7 @@ import { disk } from '../src/store/disk.ts'
 import { Layout } from '../src/store/layout.ts'
 import { readFloor, readStamp, TagClock } from '../src/store/tag-clock.ts'
 import { eventually } from './eventually.ts'
-import { entryFiles, tempDir } from './helpers.ts'
+import { entryFiles, runChildScript, tempDir } from './helpers.ts'
 
 await loadHasher()
 
@@ -94,6 +94,41 @@ describe('tag stamps past their bound fold into a floor', () => {
     await eventually(async () => (await held.get('old')) === undefined, 'the memory tier drops it at its next look at the stamps')
     assert.equal(await held.get('new'), 2)
     await Promise.all([cache.close(), held.close()])
+  })
+
+  test('another process folding over and over while this one writes, invalidates and reads: an entry written before its tag’s invalidation is never served', async () => {
+    const dir = tempDir()
+    const cache = await Larder.open({ dir, maintenance: false, memory: { maxEntries: 100 } })
+    const reader = await Larder.open({ dir, maintenance: false, memory: false })
+    await cache.invalidateTags(['warm-up']) // the tags directory exists before the child starts
+    const folder = runChildScript('stamp-folder.ts', [dir, '2500'])
+    /** Per key: the tag it was written with, and whether that tag was invalidated since. */
+    const written = new Map<string, { tag: string; invalidated: boolean }>()
+    let checks = 0
+    const until = Date.now() + 2500
+    for (let i = 0; Date.now() < until; i++) {
+      const key = `k${i % 20}`
+      const tag = `t${i % 7}`
+      await cache.set(key, { i }, { tags: [tag] })
+      written.set(key, { tag, invalidated: false })
+      if (i % 3 === 0) {
+        const stale = `t${(i * 5) % 7}`
+        await cache.invalidateTags([stale])
+        for (const w of written.values()) if (w.tag === stale) w.invalidated = true
+      }
+      for (const [k, w] of written) {
+        if (!w.invalidated) continue
+        checks++
+        assert.equal(await cache.get(k), undefined, `${k} (tag ${w.tag}) served after its tag's invalidation`)
+        assert.equal(await reader.get(k), undefined, `${k} (tag ${w.tag}) served by another instance after its tag's invalidation`)
+      }
+    }
+    const { code, out, err } = await folder
+    assert.equal(code, 0, err)
+    const { folds, folded } = JSON.parse(out) as { folds: number; folded: number }
+    assert.ok(folds > 10 && folded > 20, `the child folded while this process ran (${folds} folds, ${folded} stamps)`)
+    assert.ok(checks > 100, `${checks} reads of invalidated entries`)
+    await Promise.all([cache.close(), reader.close()])
   })
 
   test('a dry run counts what it would fold and changes nothing', async () => {
