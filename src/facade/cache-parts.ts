@@ -142,7 +142,7 @@ export class CacheParts {
               // open: the connection's first 'ready' comes before the bus's first subscription,
               // which must read them again anyway (what was invalidated before it is heard only
               // from Redis), and open() waits for that read, or sends its own: one pass over a
-              // hash that only grows, not two.
+              // hash that grows with the fleet's invalidations, not two.
               if (this.#opened) this.tags.recovered()
             },
           })

@@ -6,7 +6,7 @@ import type { BusMessage } from '../bus/messages.js'
 import type { ResolvedOptions, ResolvedRedisOptions } from '../options.js'
 import { closeClient, duplicateForSubscribing, openClient, readyWithin, type RedisClient } from '../redis/connection.js'
 import { NodeSubscriber } from '../redis/node-subscriber.js'
-import { RAISE_STAMPS, RELEASE_LOCK, runScript, TAKE_LOCK } from '../redis/scripts.js'
+import { FOLD_STAMPS, RAISE_FLOOR, RAISE_STAMPS, RELEASE_LOCK, runScript, TAKE_LOCK } from '../redis/scripts.js'
 import { DiskBreaker, type BreakerState } from '../resilience/disk-breaker.js'
 import { isRedisFailure } from '../resilience/redis-failure.js'
 import type { ActivityCounters } from '../stats/activity-log.js'
@@ -45,6 +45,8 @@ function breakerOptions(redis: ResolvedRedisOptions, owned: boolean): ResolvedRe
 /** Fields of the tag-stamp hash asked for per HSCAN (a hint Redis follows closely for a hash
  *  this large): a command that holds Redis a millisecond or so, not the whole hash at once. */
 const STAMPS_PER_SCAN = 1000
+/** Stamps removed per script call of a fold (each call holds Redis for its length). */
+const FOLD_PER_CALL = 500
 
 /** How long a lock is held at most (its holder died, or its loader hangs). */
 export const LOCK_TTL_MS = 10_000
@@ -65,6 +67,8 @@ export class SharedParts {
   readonly #subscriber: Redis | NodeSubscriber | undefined
   readonly #options: ResolvedRedisOptions
   readonly #stampsKey: string
+  /** The floor of the stamps folded out of the hash (TagInvalidation's fold): a time. */
+  readonly #floorKey: string
   /** What waits for the command connection to be ready (whenReady). */
   readonly #waiting = new Set<() => void>()
   /** The last error of a connection larder opened, until it is ready again. */
@@ -104,6 +108,7 @@ export class SharedParts {
       corrupt: hooks.corrupt,
     })
     this.#stampsKey = `${this.tier.base}\0tags`
+    this.#floorKey = `${this.tier.base}\0tagfloor`
     client.on('ready', () => {
       this.#connectionError = undefined
       for (const task of this.#waiting) task()
@@ -154,7 +159,7 @@ export class SharedParts {
 
   /**
    * Every tag stamp recorded in Redis (an instance that starts later sees old invalidations).
-   * The hash only grows (a field per tag ever invalidated), so it is read in chunks, an HSCAN
+   * The hash grows by a field per tag invalidated (up to the fold's bound: TagInvalidation), so it is read in chunks, an HSCAN
    * of about STAMPS_PER_SCAN fields at a time, each through the breaker as any command: one
    * HGETALL of 200k fields held Redis 0.3–0.4 s for every client, and ran past commandTimeout.
    * A field there from the first chunk to the last is seen (HSCAN's guarantee; one seen twice
@@ -175,6 +180,30 @@ export class SharedParts {
       cursor = next
     } while (cursor !== '0')
     return stamps
+  }
+
+  /** The floor of the stamps folded out of the hash, 0 when none was. Read after the stamps
+   *  (tagStamps): a fold raises it before it removes any stamp, so a read that missed a stamp
+   *  the fold removed finds the floor that covers it. A value that is not a time reads as a
+   *  floor raised now (never fewer misses for something not ours). */
+  async tagFloor(): Promise<number> {
+    const text = await this.breaker.run(() => this.client.get(this.#floorKey))
+    if (text === null) return 0
+    const at = Number(text)
+    return Number.isFinite(at) ? at : Date.now()
+  }
+
+  /** Raises the floor to `floor` in Redis, then removes the stamps of `tags` at or below it
+   *  (each checked in the script: one raised meanwhile stays), STAMPS_PER_CALL fields a call.
+   *  The number removed. */
+  async foldTagStamps(floor: number, tags: readonly string[]): Promise<number> {
+    await this.breaker.run(() => runScript(this.client, RAISE_FLOOR, [this.#floorKey], [String(floor)]))
+    let removed = 0
+    for (let i = 0; i < tags.length; i += FOLD_PER_CALL) {
+      const chunk = tags.slice(i, i + FOLD_PER_CALL)
+      removed += Number(await this.breaker.run(() => runScript(this.client, FOLD_STAMPS, [this.#stampsKey], [String(floor), ...chunk])))
+    }
+    return removed
   }
 
   /** Raises the stamps of `tags` to `at` in Redis (never lowers one). */

@@ -20,6 +20,18 @@ const STAMPS_PER_BUCKET = 1000
 /** Stamps per script call when sending what waited. */
 const STAMPS_PER_CALL = 500
 
+/**
+ * The stamps Redis holds are bounded as the directory's are (maintenance/stamp-fold.ts): an
+ * instance whose read of them finds more than `max` folds the oldest, so `keep` remain. It
+ * raises the floor (`<prefix><ns>:\0tagfloor`) first, then removes the stamps at or below it
+ * (each checked in the script, so one raised meanwhile stays). Every reader takes the floor
+ * after the stamps, into its clock: every tagged entry created at or before it is stale there
+ * (more misses, never an invalidated value), and no instance raises again a stamp at or below
+ * it (`#restore`). The hash otherwise grows by a field per tag ever invalidated in the fleet,
+ * and every instance reads it whole at open. Mutable for tests only.
+ */
+export const redisStampLimits = { max: 100_000, keep: 90_000 }
+
 export interface TagInvalidationParts {
   disk: DiskParts | undefined
   /** Read when used: the shared parts are composed after this. */
@@ -177,10 +189,10 @@ export class TagInvalidation {
 
   /** Raises again in Redis the stamps known here that `shared` (what Redis holds) lacks or
    *  holds lower: a Redis that restarted empty, and whatever instance starts after it. */
-  #restore(shared: Map<string, number>): void {
+  #restore(shared: Map<string, number>, floor: number): void {
     let missing = false
     for (const [tag, at] of this.#known) {
-      if ((shared.get(tag) ?? 0) >= at) continue
+      if (at <= floor || (shared.get(tag) ?? 0) >= at) continue // at or below the floor: folded, not lost
       this.#pending.set(tag, Math.max(this.#pending.get(tag) ?? 0, at))
       missing = true
     }
@@ -294,12 +306,15 @@ export class TagInvalidation {
   async #read(shared: SharedParts, answers: (() => void)[], resyncs: number): Promise<void> {
     try {
       let stamps: Map<string, number>
+      let floor: number
       try {
         stamps = await shared.tagStamps()
+        floor = await shared.tagFloor() // after the stamps: see redisStampLimits
       } catch {
         return // Redis unreachable: the next reconnect syncs
       }
-      if (!this.#p.readOnly) this.#restore(stamps) // a read-only instance raises nothing in Redis
+      if (floor > 0) this.clock.holdFloor(floor)
+      if (!this.#p.readOnly) this.#restore(stamps, floor) // a read-only instance raises nothing in Redis
       this.#p.disk?.refreshEntriesSince() // another instance may have lowered the record since
       // Oldest first: past what the clock holds unwritten (a read-only instance's), the oldest
       // are let go first, and the floor they raise is as low as it can be (TagClock.holdUnwritten).
@@ -323,10 +338,32 @@ export class TagInvalidation {
         }
       }
       if (resyncs === this.#resyncs) this.#stampsOwed = false
+      if (!this.#p.readOnly && stamps.size > redisStampLimits.max) await this.#fold(shared, stamps)
     } finally {
       for (const answer of answers) answer()
     }
   }
+
+  /** Folds the oldest of `stamps` (a read of the hash that found more than the bound): this
+   *  clock's floor first, then Redis's (see redisStampLimits). A failure leaves the rest for
+   *  the next read that finds too many. */
+  async #fold(shared: SharedParts, stamps: Map<string, number>): Promise<void> {
+    const floor = foldFloor(stamps, redisStampLimits.keep)
+    this.clock.holdFloor(floor)
+    const tags: string[] = []
+    for (const [tag, at] of stamps) if (at <= floor) tags.push(tag)
+    try {
+      await shared.foldTagStamps(floor, tags)
+    } catch {
+      // Redis unreachable, or a script refused: the next read folds them
+    }
+  }
+}
+
+/** The time at or below which the oldest stamps of `stamps` are folded so that `keep` remain. */
+function foldFloor(stamps: Map<string, number>, keep: number): number {
+  const times = Float64Array.from(stamps.values()).sort()
+  return times[Math.max(0, times.length - Math.max(1, keep) - 1)]!
 }
 
 /** The stamps in buckets of neighbouring times, oldest bucket first, about STAMPS_PER_BUCKET

@@ -154,6 +154,31 @@ for i = 1, #ARGV, 2 do
 end
 return 1`)
 
+/** Raises the tag-stamp floor KEYS[1] (a string: a time) to ARGV[1], never lowers it. What is
+ *  not ours there (another type, or not a finite time) is replaced, as RAISE_STAMPS does. */
+export const RAISE_FLOOR = script(`
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind ~= 'string' and kind ~= 'none' then redis.call('DEL', KEYS[1]) end
+local old = tonumber(redis.call('GET', KEYS[1])) or 0
+if old ~= old or old == math.huge or old == -math.huge then old = 0 end
+if tonumber(ARGV[1]) > old then redis.call('SET', KEYS[1], ARGV[1]) end
+return 1`)
+
+/** Removes from the stamp hash KEYS[1] each field of ARGV[2…] whose stamp is at or below the
+ *  floor ARGV[1] (a field raised above it since stays). The number removed. */
+export const FOLD_STAMPS = script(`
+if redis.call('TYPE', KEYS[1]).ok ~= 'hash' then return 0 end
+local floor = tonumber(ARGV[1])
+local removed = 0
+for i = 2, #ARGV do
+  local at = tonumber(redis.call('HGET', KEYS[1], ARGV[i]))
+  if at ~= nil and at <= floor then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+    removed = removed + 1
+  end
+end
+return removed`)
+
 /** Takes the lock KEYS[1] for the holder's token ARGV[1], for ARGV[2] ms, if it is free. 1 =
  *  taken. A lock of ours always expires: a value there without an expiry is foreign (planted,
  *  or a key of the caller's under our name), and is removed first, or every locked getOrSet of

@@ -15,8 +15,8 @@ import { readSmallFileSync } from './small-file.js'
  * directory over NFS), or stepped back after a first open (a host that booted before its clock
  * was synced).
  *
- * What it is for: the tag stamps Redis holds (one per tag ever invalidated anywhere in the
- * fleet; they are never removed) are copied into `tags/` when an instance opens, and again
+ * What it is for: the tag stamps Redis holds (one per tag invalidated anywhere in the
+ * fleet, up to 100,000: facade/tag-invalidation.ts) are copied into `tags/` when an instance opens, and again
  * after an outage, so that every process using the directory, with Redis or without, honours
  * them. A stamp only makes stale the entries created at or before it, so one older than every
  * entry of the directory matters to none of them: the instance holds it in memory for its own

@@ -9,7 +9,7 @@ export const MAX_MEMORY_STAMPS = 100_000
  * through the bus and at open (bus/, facade/shared-parts.ts), as they reach a directory's
  * tags/ files.
  *
- * Bounded: Redis keeps a stamp for every tag ever invalidated, and a process must not hold
+ * Bounded: Redis keeps a stamp for every tag invalidated (up to 100,000), and a process must not hold
  * them all. Past MAX_MEMORY_STAMPS the stamp raised longest ago is let go and becomes a floor:
  * every tagged entry created at or before it reads as stale (more misses, never a stale hit).
  * The stamps read at open come oldest first, so the floor is the oldest it can be.
@@ -55,6 +55,12 @@ export class MemoryTagClock {
       this.#stamps.delete(tag)
       if (at > this.#floor) this.#floor = at
     }
+  }
+
+  /** Every tagged entry created at or before `at` is stale from now on (the floor of the
+   *  stamps a fold removed from Redis: facade/tag-invalidation.ts). */
+  holdFloor(at: number): void {
+    if (at > this.#floor) this.#floor = at
   }
 
   /** How many stamps are held (tests). */

@@ -187,6 +187,12 @@ export class TagClock {
     }
   }
 
+  /** Every tagged entry created at or before `at` is stale here from now on (the floor of the
+   *  stamps a fold removed from Redis: facade/tag-invalidation.ts), as for stamps let go. */
+  holdFloor(at: number): void {
+    if (at > this.#lostBefore) this.#lostBefore = at
+  }
+
   /** What this clock counts beyond the tags directory (the stamps held unwritten, and the
    *  floor of those let go or lost), for a walk in the workers that must judge entries as
    *  this instance's reads do (`larder ls`, `larder stats` of a read-only cache); undefined
