@@ -43,7 +43,7 @@ import {
 import { decodeFrameHeader, encodeFrame, FRAME_HEADER_BYTES } from '../format/frames.js'
 import { encodeUnframedEntry, impossibleLength, openedPayload } from '../format/payload.js'
 import { openTempSync, writeAllSync } from '../store/atomic-write.js'
-import { errorCode, isForbidden, NOT_A_FILE, openForReading } from '../store/disk.js'
+import { errorCode, isForbidden, NOT_A_FILE, openForReading, unlinkIfThere } from '../store/disk.js'
 import { asideOf } from '../store/take-aside.js'
 import { ENTRY_NAME, rootAbove } from '../store/layout.js'
 import { OwnedTree, type Sharing } from '../store/owned-tree.js'
@@ -381,16 +381,6 @@ function linkUnlessTaken(from: string, to: string): boolean {
 }
 
 /** Unlinks `file`; false if it was gone already. */
-function unlinkIfThere(file: string): boolean {
-  try {
-    fs.unlinkSync(file)
-    return true
-  } catch (error) {
-    if (errorCode(error) === 'ENOENT') return false
-    throw error
-  }
-}
-
 /** An entry a killed rekey left aside: put back if nothing was written or removed in the
  *  namespace since it went aside, else dropped. A live rekey's own aside is not touched. */
 function recoverAside(aside: string, file: string, pid: number, changes: string): boolean {

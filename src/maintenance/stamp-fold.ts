@@ -20,7 +20,7 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import { disk, errorCode } from '../store/disk.js'
+import { disk, errorCode, unlinkIfThere } from '../store/disk.js'
 import { OwnedTree, type Sharing } from '../store/owned-tree.js'
 import { raiseFloorSync, raisesDir, readFloor, readStamp } from '../store/tag-clock.js'
 
@@ -131,13 +131,5 @@ function removeStamp(tree: OwnedTree, file: string, floor: number): boolean {
     return true
   } catch {
     return false // the disk refused: the stamp stays, for the next fold
-  }
-}
-
-function unlinkIfThere(file: string): void {
-  try {
-    disk.unlinkSync(file)
-  } catch (error) {
-    if (errorCode(error) !== 'ENOENT') throw error
   }
 }

@@ -86,6 +86,17 @@ export function errorCode(error: unknown): string | undefined {
   return typeof code === 'string' ? code : undefined
 }
 
+/** Unlinks `file`; false when nothing was there. Throws what else the disk throws. */
+export function unlinkIfThere(file: string): boolean {
+  try {
+    disk.unlinkSync(file)
+    return true
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return false
+    throw error
+  }
+}
+
 /** Whether a write failed for want of space: a full disk, or the user's quota. */
 export function isNoSpace(error: unknown): boolean {
   const code = errorCode(error)
