@@ -392,7 +392,9 @@ export class TagClock {
    *  through a link (atomic-write.ts). */
   invalidate(tags: readonly string[], at: number): void {
     for (const tag of tags) {
-      recordStampSync(this.#layout.tree, this.#layout.tagPath(tag), at, tag)
+      const file = this.#layout.tagPath(tag)
+      raiseStampSync(this.#layout.tree, file, at)
+      writeFileAtomicSync(this.#layout.tree, file, Buffer.from(`${at}\n${tag}\n`))
       this.#hold(tag, at)
       const unwritten = this.#unwritten.get(tag)
       if (unwritten !== undefined && unwritten <= at) this.#unwritten.delete(tag)
@@ -442,13 +444,6 @@ export function readStamp(file: string): number {
  *  invalidation, named by its time. */
 export function raisesDir(file: string): string {
   return `${file}.d`
-}
-
-/** Records `at` as the stamp of `file`: its raise (which only rises), then the file itself
- *  (for an older larder, which reads only it), labelled `label` for whoever looks. */
-function recordStampSync(tree: OwnedTree, file: string, at: number, label: string): void {
-  raiseStampSync(tree, file, at)
-  writeFileAtomicSync(tree, file, Buffer.from(`${at}\n${label}\n`))
 }
 
 /**
