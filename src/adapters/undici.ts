@@ -82,22 +82,43 @@ export class LarderCacheStore implements CacheStore {
 
   /** The stored response for this request, or `undefined`; never rejects (undici would fail
    *  the request): anything that goes wrong is reported and read as a miss. */
-  async get(key: CacheKey): Promise<GetResult | undefined> {
-    return this.#source
-      .guarded(undefined, async (cache) => {
-        // Most responses vary on nothing: their key needs no index, so look there first.
-        const plainKey = responseKey(key, [], () => null)
-        if (this.#committing.size > 0) await this.#committed(plainKey)
-        const plain = await readResponse(cache, plainKey, key)
-        if (plain !== undefined) return plain
-        const index = await readIndex(cache, key)
-        const names = index?.methods[key.method]
-        if (names === undefined || names.length === 0) return undefined
-        const variantKey = responseKey(key, names, (name) => key.headers?.[name] ?? null)
-        if (this.#committing.size > 0) await this.#committed(variantKey)
-        return readResponse(cache, variantKey, key)
-      })
-      .catch(this.#reportedMiss) // failOpen false: guarded rethrows ERR_UNAVAILABLE, which undici would make the request's error
+  get(key: CacheKey): Promise<GetResult | undefined> {
+    return this.#source.guarded(undefined, this.#lookup, key).catch(this.#reportedMiss) // failOpen false: guarded rethrows ERR_UNAVAILABLE, which undici would make the request's error
+  }
+
+  /**
+   * get's work. Most responses vary on nothing: their key needs no index, so look there
+   * first. The common hit, such a response stored whole, is one `then` on the cache's own get
+   * and a head most likely parsed before (`headOf`), with no async frame between: the
+   * adapter's part of a file-tier hit was a third of it (two async frames, a latin1 copy of
+   * the head per hit). Made once, not per call.
+   */
+  readonly #lookup = (cache: Larder, key: CacheKey): Promise<GetResult | undefined> => {
+    const plainKey = responseKey(key, NO_NAMES, noValue)
+    if (this.#committing.size > 0) return this.#lookupAfterCommits(cache, key, plainKey)
+    return cache.get(plainKey).then((value) => {
+      const bytes = bytesOf(value)
+      return bytes !== undefined ? bufferedResponse(bytes, plainKey, key) : this.#afterPlainMiss(cache, key, plainKey)
+    })
+  }
+
+  /** #lookup while streamed responses are being committed: each key read waits for its own. */
+  async #lookupAfterCommits(cache: Larder, key: CacheKey, plainKey: string): Promise<GetResult | undefined> {
+    await this.#committed(plainKey)
+    const bytes = bytesOf(await cache.get(plainKey))
+    return bytes !== undefined ? bufferedResponse(bytes, plainKey, key) : this.#afterPlainMiss(cache, key, plainKey)
+  }
+
+  /** No buffered response under the plain key: its streamed one, else a variant the URL's index names. */
+  async #afterPlainMiss(cache: Larder, key: CacheKey, plainKey: string): Promise<GetResult | undefined> {
+    const plain = await streamedResponse(cache, plainKey, key)
+    if (plain !== undefined) return plain
+    const index = await readIndex(cache, key)
+    const names = index?.methods[key.method]
+    if (names === undefined || names.length === 0) return undefined
+    const variantKey = responseKey(key, names, (name) => key.headers?.[name] ?? null)
+    if (this.#committing.size > 0) await this.#committed(variantKey)
+    return readResponse(cache, variantKey, key)
   }
 
   /**
@@ -458,20 +479,27 @@ const SMALL_BYTES = 64 * 1024
 /** The response stored under `entryKey` (buffered) or its stream key, if it answers `key`. */
 async function readResponse(cache: Larder, entryKey: string, key: CacheKey): Promise<GetResult | undefined> {
   const bytes = bytesOf(await cache.get(entryKey))
-  if (bytes !== undefined) {
-    const parsed = parseHead(bytes)
-    if (parsed === undefined || parsed === 'short' || !answers(parsed.head, key)) return undefined
-    // An array, not the Buffer: undici replays a body's values() when a 304 renews the entry,
-    // and a Buffer's are its bytes, one number each (the write throws: never renewed).
-    return resultOf(parsed.head, [bytes.subarray(parsed.end)])
-  }
+  return bytes !== undefined ? bufferedResponse(bytes, entryKey, key) : streamedResponse(cache, entryKey, key)
+}
+
+/** The buffered response `bytes` (stored under `entryKey`), if it answers `key`. */
+function bufferedResponse(bytes: Buffer, entryKey: string, key: CacheKey): GetResult | undefined {
+  const parsed = parseHead(bytes, entryKey)
+  if (parsed === undefined || parsed === 'short' || !answers(parsed.head, key)) return undefined
+  // An array, not the Buffer: undici replays a body's values() when a 304 renews the entry,
+  // and a Buffer's are its bytes, one number each (the write throws: never renewed).
+  return resultOf(parsed.head, [bytes.subarray(parsed.end)])
+}
+
+/** The response streamed under `entryKey`'s stream key, if it answers `key`. */
+async function streamedResponse(cache: Larder, entryKey: string, key: CacheKey): Promise<GetResult | undefined> {
   if (cache.dir === false) return undefined // no directory, no streams: only buffered responses are stored
   // Checked whole before undici sends a byte (a file over 2 MiB is otherwise checked as it
   // flows): a damaged response is a miss that goes to the origin, not a fetch that fails
   // midway. The price: a large hit is read twice (the second time from the page cache).
   const stream = await cache.getStream(streamKey(entryKey), { verifyFirst: true })
   if (stream === undefined) return undefined
-  const split = await splitHead(stream).catch((error: unknown) => {
+  const split = await splitHead(stream, entryKey).catch((error: unknown) => {
     stream.destroy()
     throw error
   })
@@ -630,41 +658,41 @@ function encodeHead(head: Head): Buffer {
   return Buffer.concat([prefix, json])
 }
 
-/** The head at the start of `bytes`: the head and where the body starts, `'short'` if more
- *  bytes are needed, or `undefined` for bytes that are not one of our entries. */
-function parseHead(bytes: Buffer): { head: Head; end: number } | 'short' | undefined {
+/** The head at the start of `bytes` (an entry stored under `entryKey`): the head and where
+ *  the body starts, `'short'` if more bytes are needed, or `undefined` for bytes that are not
+ *  one of our entries. */
+function parseHead(bytes: Buffer, entryKey: string): { head: Head; end: number } | 'short' | undefined {
   if (bytes.length < 8) return 'short'
   const length = bytes.readUInt32BE(4)
   if (bytes.readUInt32BE(0) !== MAGIC_WORD || length > MAX_HEAD_BYTES) return undefined
   if (bytes.length < 8 + length) return 'short'
   try {
-    return { head: headOf(bytes, 8, 8 + length), end: 8 + length }
+    return { head: headOf(bytes, 8, 8 + length, entryKey), end: 8 + length }
   } catch {
     return undefined
   }
 }
 
 /**
- * Heads parsed lately, by their exact bytes (as latin1 text: a char per byte, so equal keys
- * are equal bytes): a hit of a response read before parses nothing, where JSON.parse of the
- * head was a tenth of a file-tier hit's time. Every hit of one response then shares the head's
- * headers, vary and directives objects, as undici's MemoryCacheStore shares its entries'
- * (undici only reads them; fetch copies the headers into its Response). Bounded: the last
- * PARSED_HEADS heads of up to PARSED_HEAD_BYTES each (~2 MiB at most), oldest out first.
+ * The head parsed last for each entry key lately, with its exact bytes: a hit whose head is
+ * byte for byte the one parsed before (compared in place, nothing copied) parses nothing,
+ * where JSON.parse of the head was a tenth of a file-tier hit's time. Every hit of one
+ * response then shares the head's headers, vary and directives objects, as undici's
+ * MemoryCacheStore shares its entries' (undici only reads them; fetch copies the headers into
+ * its Response). Bounded: the last PARSED_HEADS keys, heads of up to PARSED_HEAD_BYTES each
+ * (~1 MiB at most), oldest out first.
  */
-const parsedHeads = new Map<string, Head>()
+const parsedHeads = new Map<string, { bytes: Buffer; head: Head }>()
 const PARSED_HEADS = 256
 const PARSED_HEAD_BYTES = 4096
 
-function headOf(bytes: Buffer, start: number, end: number): Head {
+function headOf(bytes: Buffer, start: number, end: number, entryKey: string): Head {
   if (end - start > PARSED_HEAD_BYTES) return JSON.parse(bytes.toString('utf8', start, end)) as Head
-  const exact = bytes.toString('latin1', start, end)
-  let head = parsedHeads.get(exact)
-  if (head === undefined) {
-    head = JSON.parse(bytes.toString('utf8', start, end)) as Head
-    if (parsedHeads.size >= PARSED_HEADS) parsedHeads.delete(parsedHeads.keys().next().value as string)
-    parsedHeads.set(exact, head)
-  }
+  const held = parsedHeads.get(entryKey)
+  if (held !== undefined && held.bytes.length === end - start && held.bytes.compare(bytes, start, end) === 0) return held.head
+  const head = JSON.parse(bytes.toString('utf8', start, end)) as Head
+  if (held === undefined && parsedHeads.size >= PARSED_HEADS) parsedHeads.delete(parsedHeads.keys().next().value as string)
+  parsedHeads.set(entryKey, { bytes: Buffer.from(bytes.subarray(start, end)), head })
   return head
 }
 
@@ -672,7 +700,7 @@ function headOf(bytes: Buffer, start: number, end: number): Head {
  * Reads an entry's head off the stream and hands back the rest as the body, without holding
  * more than the head and one chunk. `undefined` for bytes that are not one of our entries.
  */
-function splitHead(stream: Readable): Promise<{ head: Head; body: Readable } | undefined> {
+function splitHead(stream: Readable, entryKey: string): Promise<{ head: Head; body: Readable } | undefined> {
   return new Promise((resolve, reject) => {
     let held: Buffer = Buffer.alloc(0)
     const done = (result: { head: Head; body: Readable } | undefined, error?: unknown): void => {
@@ -683,7 +711,7 @@ function splitHead(stream: Readable): Promise<{ head: Head; body: Readable } | u
     }
     const onData = (chunk: Buffer): void => {
       held = held.length === 0 ? chunk : Buffer.concat([held, chunk])
-      const parsed = parseHead(held)
+      const parsed = parseHead(held, entryKey)
       if (parsed === 'short') return
       if (parsed === undefined) {
         stream.destroy()
@@ -785,6 +813,10 @@ function tagsOf(key: CacheKey, names: string[]): string[] {
 }
 
 /** The key of one response: method, URL and the values of the headers it varies on. */
+/** A response that varies on nothing: responseKey's names and values (made once, for get's hot path). */
+const NO_NAMES: string[] = []
+const noValue = (): null => null
+
 function responseKey(key: CacheKey, names: string[], valueOf: (name: string) => Vary[string]): string {
   const vary = names.length === 0 ? '' : ` vary ${JSON.stringify(names.map((name) => [name, valueOf(name)]))}`
   return boundedKey('undici:', `${key.method} ${url(key)}${vary}`, KEY_BYTES)

@@ -69,7 +69,7 @@ describe('larder/undici: what a hit costs', () => {
 })
 
 describe('larder/undici: parsed heads', () => {
-  test('each response reads back with its own head, past the bound of heads kept parsed, and after a replacement', async () => {
+  test('each response reads back with its own head, past the bound of heads kept parsed, and after a replacement (of a head kept parsed too)', async () => {
     const cache = await Larder.open({ dir: tempDir('larder-undici-heads') })
     const store = new LarderCacheStore(cache)
     const count = 300 // more than the heads kept parsed (256)
@@ -84,6 +84,13 @@ describe('larder/undici: parsed heads', () => {
     }
     await write(store, keyOf('/h0'), valueOf({ headers: { 'x-n': 'replaced' } }), ['new'])
     assert.equal((await store.get(keyOf('/h0')))?.headers['x-n'], 'replaced')
+    // A head kept parsed (read just above) and then replaced under the same key: the new one
+    // is read, whether its head is as long as the old one or not.
+    const times = { cachedAt: Date.now(), staleAt: Date.now() + 60_000, deleteAt: Date.now() + 120_000 }
+    for (const value of ['r99', 'r98', 'longer']) {
+      await write(store, keyOf('/h299'), valueOf({ headers: { 'x-n': value }, statusMessage: 'm299', ...times }), ['new'])
+      assert.equal((await store.get(keyOf('/h299')))?.headers['x-n'], value, `/h299 after its replacement by ${value}`)
+    }
     await store.close()
     await cache.close()
   })
