@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
@@ -154,5 +155,81 @@ describe('get that opens the entry file first', () => {
     assert.ok(errors.length >= 2)
     Object.assign(disk, realDisk)
     await cache.close()
+  })
+})
+
+describe('a hot key read without an fstat', () => {
+  /** Counts fstat calls from here on. */
+  function countFstats(): { count: number } {
+    const seen = { count: 0 }
+    disk.fstatSync = ((...args: unknown[]) => {
+      seen.count++
+      return (realDisk.fstatSync as (...args: unknown[]) => unknown)(...args)
+    }) as typeof disk.fstatSync
+    return seen
+  }
+
+  test('a hit on a file whose last use is already remembered reads no fstat; the first one does, and every one with touchAfter 0', async () => {
+    const { cache } = await warmed('k')
+    const fstats = countFstats()
+    assert.deepEqual(await cache.get('k'), { planted: false })
+    assert.equal(fstats.count, 1, 'the first hit reads the mtime (to touch an old file at once)')
+    for (let i = 0; i < 5; i++) assert.deepEqual(await cache.get('k'), { planted: false })
+    assert.equal(fstats.count, 1, 'the hits after it do not')
+    await cache.close()
+
+    const dir = tempDir('larder-open-first-touch0')
+    const eager = await Larder.open({ dir, maintenance: { touchAfter: 0 } })
+    for (let i = 0; i < 20; i++) await eager.set(`warm${i}`, { i })
+    for (let i = 0; i < 20; i++) assert.deepEqual(await eager.get(`warm${i}`), { i })
+    fstats.count = 0
+    for (let i = 0; i < 5; i++) assert.deepEqual(await eager.get('warm1'), { i: 1 })
+    assert.equal(fstats.count, 5, 'touchAfter 0 touches at every hit, so every hit reads the mtime')
+    await eager.close()
+  })
+
+  test('a hot key whose entry grew past what one read without an fstat takes is read whole', async () => {
+    const { cache, file } = await warmed('k')
+    assert.deepEqual(await cache.get('k'), { planted: false })
+    // Random text: compression cannot bring it under 16 KiB.
+    const big = { text: randomBytes(30_000).toString('base64') }
+    await cache.set('k', big)
+    const fstats = countFstats()
+    const opens = watchOpens()
+    for (let i = 0; i < 3; i++) assert.deepEqual(await cache.get('k'), big)
+    assert.equal((await cache.stats()).errors, 0)
+    assert.equal(fstats.count, 3, 'each read past the room asks the size')
+    assert.equal(opens.filter((o) => o.path === file).length, 3, 'and goes on with the descriptor it has: one open a read')
+    await cache.close()
+  })
+
+  test('a hot key\u2019s file replaced by a FIFO (a read at a position: ESPIPE) or a directory (EISDIR): a miss, removed, no disk failure', async () => {
+    for (const plant of ['fifo', 'directory'] as const) {
+      const { cache, file } = await warmed('k')
+      for (let i = 0; i < 3; i++) assert.deepEqual(await cache.get('k'), { planted: false })
+      fs.rmSync(file)
+      let writer: number | undefined
+      if (plant === 'fifo') {
+        execFileSync('mkfifo', [file])
+        // With a writer holding it (Linux lets one open it for both): whatever a reader could
+        // otherwise make of an empty FIFO, it is not a file.
+        writer = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_NONBLOCK)
+      } else fs.mkdirSync(file)
+      const errors: unknown[] = []
+      cache.on('error', (error) => errors.push(error))
+      try {
+        assert.equal(await cache.get('k'), undefined, plant)
+        assert.deepEqual(errors, [], plant)
+        const stats = await cache.stats()
+        assert.equal(stats.errors, 0, `${plant}: no failing disk`)
+        assert.equal(stats.breaker.state, 'closed')
+        assert.equal(fs.existsSync(file), false, `${plant}: removed`)
+      } finally {
+        if (writer !== undefined) fs.closeSync(writer)
+      }
+      await cache.set('k', { again: true })
+      assert.deepEqual(await cache.get('k'), { again: true })
+      await cache.close()
+    }
   })
 })

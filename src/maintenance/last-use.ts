@@ -20,7 +20,8 @@ export type TouchWriter = (files: string[], times: number[]) => Promise<unknown>
  *
  * A `utimes` per hit would cost more than many reads, so refreshes are throttled by
  * `touchAfter` (default a minute): a hit on a file whose mtime is at least that old touches it
- * at once; a hit on a fresher file is remembered, with its time, and the remembered hits are
+ * at once, unless a hit on it is remembered already (then its reader need not read the mtime:
+ * `remembers`); a hit on a fresher file is remembered, with its time, and the remembered hits are
  * written together (each file set to its latest hit, never moved back) once per `touchAfter`,
  * before this process prunes, and at close and exit. So a hot entry costs one `utimes` per
  * `touchAfter`, and the fact that an entry was used after another is merged, never lost: a
@@ -52,11 +53,18 @@ export class LastUse {
     this.#timer.flushing() // the first merged touches are due a period after opening, not at once
   }
 
-  /** A disk hit on `file`, whose mtime the read saw as `mtimeMs`, at `now` (the reader's own
-   *  clock read, when it made one: a clock read costs ~115 ns here). */
-  used(file: string, mtimeMs: number, now = Date.now()): void {
+  /** Whether a hit on `file` since the last write of the remembered hits is remembered: its
+   *  next hit is then remembered too, whatever its mtime, which the reader need not read. */
+  remembers(file: string): boolean {
+    return this.#pending.has(file)
+  }
+
+  /** A disk hit on `file`, whose mtime the read saw as `mtimeMs` (undefined: not read, the
+   *  file being `remembers`'), at `now` (the reader's own clock read, when it made one: a
+   *  clock read costs ~115 ns here). */
+  used(file: string, mtimeMs: number | undefined, now = Date.now()): void {
     const pruning = this.#touchedInPrune
-    if (now - mtimeMs >= this.#touchAfter || (pruning !== undefined && !pruning.has(file))) {
+    if ((mtimeMs !== undefined && now - mtimeMs >= this.#touchAfter) || (pruning !== undefined && !pruning.has(file))) {
       this.#pending.delete(file)
       pruning?.add(file)
       touch(file, now, false)

@@ -237,7 +237,10 @@ export class FileTier implements Tier {
    * are thrown, for the breaker, as there.
    */
   #plainGet(file: string, key: string): TierRead | undefined {
-    const read = readPlainEntryFile(file, this.#foundScore >= FOUND_SCORE_OPEN_FIRST)
+    // The mtime only decides whether a hit touches the file at once (LastUse.used): not
+    // wanted for a file whose last use is already being recorded, nor when none is.
+    const lastUse = this.#p.lastUse
+    const read = readPlainEntryFile(file, this.#foundScore >= FOUND_SCORE_OPEN_FIRST, lastUse !== undefined && !lastUse.remembers(file))
     this.#foundScore =
       read === undefined ? Math.max(0, this.#foundScore - FOUND_SCORE_MISS) : Math.min(FOUND_SCORE_MAX, this.#foundScore + 1)
     if (read === undefined) return MISS
@@ -1024,7 +1027,7 @@ export class FileTier implements Tier {
 
   /** A disk hit: record the use on the file's mtime (LRU, `maxAge`; throttled and merged, see
    *  maintenance/last-use.ts) and count the hit for LFU. */
-  #used(file: string, mtimeMs: number, now?: number): void {
+  #used(file: string, mtimeMs: number | undefined, now?: number): void {
     this.#p.lastUse?.used(file, mtimeMs, now)
     if (this.#p.options.evictionPolicy === 'lfu') this.#p.hitLog?.hit(path.basename(file))
   }
