@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
@@ -81,4 +82,18 @@ export function heldLoader(value: unknown): { loader: () => Promise<unknown>; ca
     calls: () => calls,
     release: (error) => settle!(error),
   }
+}
+
+/** `call()`'s promise, asserting it threw nothing at once: larder's promise-returning calls
+ *  report every failure (a listener's too) as a rejection. */
+export function calledWithoutThrowing<T>(call: () => Promise<T>, what = 'the call'): Promise<T> {
+  let thrown: unknown
+  let answer: Promise<T> | undefined
+  try {
+    answer = call()
+  } catch (error) {
+    thrown = error
+  }
+  assert.equal(thrown, undefined, `${what} threw nothing synchronously`)
+  return answer!
 }

@@ -1,29 +1,32 @@
 // Issue #14: the hot paths made cheaper must keep what they guarded. Speed itself is measured
 // in bench/, never asserted here.
 import assert from 'node:assert/strict'
+import { createHook } from 'node:async_hooks'
 import { describe, test } from 'node:test'
 import { Larder } from '../src/index.ts'
 import { DiskBreaker } from '../src/resilience/disk-breaker.ts'
-import { listFiles, tempDir } from './helpers.ts'
+import { calledWithoutThrowing, listFiles, tempDir } from './helpers.ts'
 
 const eio = (): never => {
   throw Object.assign(new Error('EIO: injected'), { code: 'EIO' })
 }
 
 /** Failing operations a breaker takes to open after `successes` successful ones; `async`
- *  runs every operation as an async function. */
-async function failuresToOpen(timeout: number, successes: number, async: boolean): Promise<number> {
+ *  runs every operation as an async function; `atOnce` through runAtOnce (a synchronous
+ *  operation's value answered at once, not as a promise). */
+async function failuresToOpen(timeout: number, successes: number, async: boolean, atOnce = false): Promise<number> {
   const states: string[] = []
   const breaker = new DiskBreaker(
     { volumeThreshold: 4, errorThresholdPercentage: 50, resetTimeout: 60_000, rollingCountTimeout: 60_000, timeout },
     (s) => states.push(s),
   )
+  const run = <T>(op: () => T | Promise<T>): Promise<T> => (atOnce ? Promise.resolve(breaker.runAtOnce(op)) : breaker.run(op))
   try {
     // eslint-disable-next-line @typescript-eslint/require-await -- an async function on purpose: the breaker's promise path is what this checks
-    for (let i = 0; i < successes; i++) assert.equal(await breaker.run(async ? async () => i : () => i), i)
+    for (let i = 0; i < successes; i++) assert.equal(await run(async ? async () => i : () => i), i)
     for (let failures = 1; failures <= 100; failures++) {
       // eslint-disable-next-line @typescript-eslint/require-await -- an async function on purpose: the breaker's promise path is what this checks
-      await assert.rejects(breaker.run(async ? async () => eio() : eio), /EIO: injected/)
+      await assert.rejects(run(async ? async () => eio() : eio), /EIO: injected/)
       if (breaker.state === 'open') {
         assert.deepEqual(states, ['open'])
         return failures
@@ -45,7 +48,39 @@ describe('hot paths (issue #14)', () => {
       const reference = await failuresToOpen(60_000, 6, async)
       assert.equal(reference, 7, `opossum's own count (${async ? 'async' : 'sync'} operations)`)
       assert.equal(await failuresToOpen(0, 6, async), reference, `fast path (${async ? 'async' : 'sync'} operations)`)
+      assert.equal(await failuresToOpen(0, 6, async, true), reference, `answered at once (${async ? 'async' : 'sync'} operations)`)
     }
+  })
+
+  test("a file-tier hit (no Redis) makes one promise, get()'s own; a 'hit' listener that throws still rejects", async () => {
+    const cache = await Larder.open({ dir: tempDir('larder-hit-promises') })
+    for (let i = 0; i < 20; i++) await cache.set(`k${i}`, { i })
+    for (let i = 0; i < 20; i++) assert.deepEqual(await cache.get(`k${i}`), { i })
+    let made = 0
+    const hook = createHook({
+      init: (_id, type) => {
+        if (type === 'PROMISE') made++
+      },
+    })
+    hook.enable()
+    let answer: Promise<unknown>
+    let madeByTheCall: number
+    try {
+      answer = cache.get('k3')
+      madeByTheCall = made
+    } finally {
+      hook.disable()
+    }
+    assert.deepEqual(await answer, { i: 3 })
+    assert.equal(madeByTheCall, 1, 'one promise: no async frame between get() and the file tier')
+    cache.on('hit', () => {
+      throw new Error('a listener failed')
+    })
+    await assert.rejects(
+      calledWithoutThrowing(() => cache.get('k4'), 'get()'),
+      /a listener failed/,
+    )
+    await cache.close()
   })
 
   test("the fast path: a caller's error is no disk failure, an open breaker refuses, a value comes back", async () => {

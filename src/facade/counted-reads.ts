@@ -8,7 +8,7 @@ import type { FileTier } from '../tiers/file-tier.js'
 import type { MemoryTier } from '../tiers/memory-tier.js'
 import { answerOf } from '../tiers/memory-tier.js'
 import { MISS, type TierRead } from '../tiers/tier.js'
-import type { TierStack } from '../tiers/tier-stack.js'
+import type { StackRead, TierStack } from '../tiers/tier-stack.js'
 import type { DiskParts } from './disk-parts.js'
 import type { LarderEvents, ListenerCount } from './events.js'
 import type { Failures } from './failures.js'
@@ -95,15 +95,16 @@ export class CountedReads {
    * A counted, timed read of `key` (get, getMany): once the changes of the key called before
    * it have taken effect, the memory tier (unless the caller has just asked it), then the
    * tiers below. Never throws for disk trouble while failOpen. Not an async function: with
-   * nothing to wait for, the answer is belowMemory's own promise (one promise fewer a get);
-   * it may throw (a 'hit' listener that throws), and its callers are async functions.
+   * nothing to wait for, the answer is belowMemory's own (at once, not a promise, when the
+   * tiers answer at once: a memory hit, or the file tier's plain read); it may throw (a 'hit'
+   * listener that throws), and its callers handle that (async functions, or get()'s own).
    */
-  read(key: string, grace: number, askMemory: boolean): Promise<TierRead> {
+  read(key: string, grace: number, askMemory: boolean): TierRead | Promise<TierRead> {
     const waiting = this.#order.pending(key)
     if (waiting !== undefined) return this.#readAfter(waiting, key, grace)
     if (askMemory) {
       const memory = this.fromMemory(key)
-      if (memory.found) return Promise.resolve(memory)
+      if (memory.found) return memory
     }
     return this.belowMemory(key, grace)
   }
@@ -117,9 +118,15 @@ export class CountedReads {
   }
 
   /** The tiers below memory, timed, and counted as one hit or miss. */
-  async belowMemory(key: string, grace: number): Promise<TierRead> {
+  belowMemory(key: string, grace: number): TierRead | Promise<TierRead> {
     const started = performance.now()
-    const found = await this.#stack.lookup(key, grace)
+    const found = this.#stack.lookup(key, grace)
+    return found instanceof Promise ? found.then((read) => this.#counted(key, read, started)) : this.#counted(key, found, started)
+  }
+
+  /** A read below memory, timed from `started` and counted as a hit or a miss (either may
+   *  throw: a listener's error). */
+  #counted(key: string, found: StackRead, started: number): TierRead {
     this.#counters.getLatency.record(performance.now() - started)
     if (found.found && !found.stale) this.hit(key, found.tier ?? 'file')
     else this.miss(key)

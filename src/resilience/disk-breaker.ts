@@ -107,6 +107,25 @@ export class DiskBreaker {
   }
 
   /**
+   * `run`, answering at once (not a promise) what `op` answers at once while the breaker is
+   * closed and fed directly: the file tier's plain get, a synchronous read, whose caller need
+   * not wait a turn of the microtask queue for it (the whole get then makes one promise,
+   * where each layer's async frame made one or two). Counted as `run` counts it.
+   */
+  runAtOnce<T>(op: () => T | Promise<T>): T | Promise<T> {
+    if (!this.#direct || !this.#breaker.closed) return this.#breaker.fire(op) as Promise<T>
+    let result: T | Promise<T>
+    try {
+      result = op()
+    } catch (error) {
+      return this.#failed(error)
+    }
+    if (result instanceof Promise) return this.#settled(result)
+    this.#succeeded()
+    return result
+  }
+
+  /**
    * `run` for a change of the disk (a write, a stream, a removal, a clear): never answered
    * before it has ended. opossum's `timeout` answers its caller while the action goes on; a
    * write answered so would land later, after its caller was told it failed and the key's
@@ -150,6 +169,11 @@ export class DiskBreaker {
       this.#succeeded()
       return Promise.resolve(result)
     }
+    return this.#settled(result)
+  }
+
+  /** An operation's promise, its outcome fed to the breaker as `fire()` would. */
+  #settled<T>(result: Promise<T>): Promise<T> {
     return result.then(
       (value) => {
         this.#succeeded()

@@ -218,12 +218,13 @@ export class FileTier implements Tier {
    * (and kept on disk). Throws disk failures, and `ERR_TOO_LARGE` for a value over
    * `maxValueSize` (read with getStream). A hit is a new object, the caller's to keep.
    */
-  get(key: string, grace: number): Promise<TierRead> {
+  get(key: string, grace: number): TierRead | Promise<TierRead> {
     if (this.#isRefused(key)) return this.#afterRefused(key, () => this.get(key, grace), MISS)
-    // Not an async function: the breaker's promise is the answer (an async function
+    // Not an async function: the plain path's answer comes at once, not as a promise (the
+    // breaker's runAtOnce); anything else as the breaker's promise (an async function
     // returning a promise adds a promise and two turns of the microtask queue to every get).
     const file = this.#fileOf(key)
-    return this.#p.breaker.run(() => this.#plainGet(file, key) ?? this.#judgedGet(file, key, grace))
+    return this.#p.breaker.runAtOnce(() => this.#plainGet(file, key) ?? this.#judgedGet(file, key, grace))
   }
 
   /**
@@ -568,7 +569,7 @@ export class FileTier implements Tier {
   }
 
   /** A read of a key with a refused change: the read once its older entry is gone, else `none`. */
-  async #afterRefused<T>(key: string, read: () => Promise<T>, none: T): Promise<T> {
+  async #afterRefused<T>(key: string, read: () => T | Promise<T>, none: T): Promise<T> {
     return (await this.#settle(key)) ? read() : none
   }
 

@@ -161,7 +161,56 @@ export class TierStack {
    * less than `grace` ago, marked stale (never promoted). Never throws for a failing tier while
    * failOpen.
    */
-  async lookup(key: string, grace: number): Promise<StackRead> {
+  lookup(key: string, grace: number): StackRead | Promise<StackRead> {
+    if (this.redis !== undefined || this.file === undefined) return this.#lookupShared(key, grace)
+    // The files alone (no Redis, so no outage rule, queue or resync): answered at once when
+    // the file tier answers at once (its plain hit, or a miss), so get's common disk hit
+    // makes one promise, get()'s own, instead of one or two per layer.
+    const version = this.#p.order.ticket()
+    const heard = this.#guard.ticket()
+    const ticket = this.memory?.ticket
+    if (this.memory !== undefined) this.#p.counters.tiers.memory!.misses++
+    const started = performance.now()
+    let read: TierRead | Promise<TierRead>
+    try {
+      read = this.file.get(key, grace)
+    } catch (error) {
+      read = Promise.reject(error instanceof Error ? error : new Error(String(error)))
+    }
+    if (!(read instanceof Promise)) return this.#fromFiles(key, read, false, started, version, heard, ticket)
+    return read.then(
+      (result) => this.#fromFiles(key, result, false, started, version, heard, ticket),
+      (error: unknown) => {
+        this.#p.failures.readFailed(error, 'file')
+        return this.#fromFiles(key, MISS, true, started, version, heard, ticket)
+      },
+    )
+  }
+
+  /** lookup's answer from the files alone: counted, and a fresh hit promoted into memory
+   *  (#mayPromote, with the tickets taken before the read). */
+  #fromFiles(key: string, result: StackRead, failed: boolean, started: number, version: number, heard: number, ticket?: number): StackRead {
+    this.#countFileRead(result, started)
+    if (result.found && !result.stale && this.#mayPromote(key, result.createdAt, version, heard))
+      if (this.memory?.set(key, result, ticket) === true) this.#p.counters.tiers.memory!.sets++
+    return !result.found && failed ? FAILED_MISS : result
+  }
+
+  /** The file tier's read counted (timed from `started`, a hit or a miss) and, if a hit, named. */
+  #countFileRead(result: StackRead, started: number): void {
+    const counts = this.#p.counters.tiers.file!
+    counts.get.record(performance.now() - started)
+    if (result.found && !result.stale) {
+      counts.hits++
+      // The file tier's hit is a new object of its own: named in place, not spread into
+      // another (a copy of every field on every disk hit).
+      result.tier = 'file'
+    } else counts.misses++
+  }
+
+  /** lookup with Redis below the files (or no files): the files (each copy older than the last
+   *  outage checked against Redis), the write-back queue's own change, Redis. */
+  async #lookupShared(key: string, grace: number): Promise<StackRead> {
     const version = this.#p.order.ticket()
     const heard = this.#guard.ticket()
     const ticket = this.memory?.ticket
@@ -189,13 +238,7 @@ export class TierStack {
         this.#p.failures.readFailed(error, 'file')
         failed = true
       }
-      tiers.file!.get.record(performance.now() - started)
-      if (result.found && !result.stale) {
-        tiers.file!.hits++
-        // The file tier's hit is a new object of its own: named in place, not spread into
-        // another (a copy of every field on every disk hit).
-        result.tier = 'file'
-      } else tiers.file!.misses++
+      this.#countFileRead(result, started)
     }
     let promote: Buffer | undefined
     const held = result.found && !result.stale ? undefined : this.#p.writeBack?.held(key)
