@@ -37,7 +37,7 @@ export async function write(store: Store, key: Key, value: Value, chunks: (strin
   await once(writable, 'finish')
 }
 
-/** A stored response's body as text (a stream, or the array of buffers a small one is). */
+/** A stored response's body as text (a stream, or the Buffer a small one is). */
 export async function bodyText(result: Awaited<ReturnType<Store['get']>>): Promise<string | undefined> {
   if (result?.body === undefined) return undefined
   const chunks: Buffer[] = []
