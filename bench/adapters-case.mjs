@@ -102,9 +102,12 @@ const cpuMicros = ({ user, system }) => user + system
  *  At least WARM_UP reads and WARM_UP_MS of them: with 1,000 reads alone, a store answering
  *  from memory (~5 µs a read) was timed while V8 was still compiling its path, and the same
  *  case moved 2× between processes (3,000 timed reads after it: 12.2 and 6.2 µs of CPU per
- *  read for the same build, 13.8 and 6.0 for keyv-file). */
+ *  read for the same build, 13.8 and 6.0 for keyv-file). 300 ms was still short for a path
+ *  with more JavaScript in it: larder's undici get was being compiled for ~60,000 reads
+ *  (`--trace-opt`; its compiler threads took ~3 µs a read meanwhile, bench/adapters-undici-cpu.mjs),
+ *  while SQLite's, mostly native, was steady sooner. Every store gets the same 3 s. */
 const WARM_UP = 1000
-const WARM_UP_MS = 300
+const WARM_UP_MS = 3000
 /** And each timed part lasts at least this long (more reads than asked when they are fast). */
 const MIN_TIMED_MS = 300
 

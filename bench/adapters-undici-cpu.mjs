@@ -3,12 +3,18 @@
 // and are the same for every store, so they hide the stores' difference in reads/s, more so
 // when other jobs load the machine.
 //
-//   npm run build && node bench/adapters-undici-cpu.mjs [--rounds 5] [--only larder,SqliteCacheStore]
+//   npm run build && node bench/adapters-undici-cpu.mjs [--rounds 5] [--only larder,SqliteCacheStore] [--warm 100000]
 //
 // Each (store, round) is its own process, the stores alternating; a process stores one
-// response through the store's write stream (as undici does), reads it 5,000 times untimed,
-// then 30,000 times one at a time, and reports user + system CPU µs and wall µs per get (every
-// result checked: status, a header and the body's length). Printed: the median of the rounds.
+// response through the store's write stream (as undici does), reads it `--warm` times untimed
+// (default 100,000), then 30,000 times one at a time, and reports user + system CPU µs and
+// wall µs per get (every result checked: status, a header and the body's length). Printed: the
+// median of the rounds. The warm-up is the steady state a server reaches: V8 optimises a
+// function once it has run enough for its size, so larder's path (JavaScript, ~2 µs of it a
+// get) was still being compiled after 5,000 reads (the warm-up before 2026-12-06): its
+// compiler threads then spent ~3 µs a get for the next 30,000 and its main thread ran slower
+// code (`--trace-opt`; 100,000 reads: every store's last optimisation is done). SQLite's
+// path is mostly native and was steady sooner. `--warm 5000` measures the cold start.
 // `SqliteCacheStore` needs node:sqlite (Node ≥ 22.5).
 import { execFileSync } from 'node:child_process'
 import { once } from 'node:events'
@@ -21,6 +27,7 @@ import { ORM_ROWS as ROWS } from './data.mjs'
 const here = fileURLToPath(import.meta.url)
 const argv = process.argv.slice(2)
 const option = (name) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined)
+const warm = Number(option('--warm') ?? 100_000)
 
 /** Each store over a fresh directory `dir`; `Larder`, `LarderCacheStore`, undici's `cacheStores` given. */
 const STORES = {
@@ -59,8 +66,8 @@ async function one(name) {
     const writable = store.createWriteStream(key, value)
     writable.end(body)
     await once(writable, 'finish')
-    // A body may come as a Buffer or an array of them (larder answers an array: undici replays
-    // it when a 304 renews the entry).
+    // A body may come as a Buffer or an array of them (larder answered an array before
+    // 2026-12-06).
     const lengthOf = (got) => (Array.isArray(got) ? got.reduce((sum, chunk) => sum + chunk.length, 0) : got?.length)
     const read = async () => {
       let result = store.get(key)
@@ -68,7 +75,7 @@ async function one(name) {
       if (result?.statusCode !== 200 || result.headers['content-length'] !== String(body.length) || lengthOf(result.body) !== body.length)
         throw new Error(`${name}: wrong result`)
     }
-    for (let i = 0; i < 5_000; i++) await read()
+    for (let i = 0; i < warm; i++) await read()
     const n = 30_000
     const since = process.cpuUsage()
     const started = performance.now()
@@ -99,14 +106,21 @@ const load = () => os.loadavg()[0].toFixed(1)
 const loads = [load()]
 for (let round = 0; round < rounds; round++) {
   for (const name of names) {
-    const out = JSON.parse(execFileSync(process.execPath, [here, '--one', name], { encoding: 'utf8' }).trim().split('\n').at(-1))
+    const out = JSON.parse(
+      execFileSync(process.execPath, [here, '--one', name, '--warm', String(warm)], { encoding: 'utf8' })
+        .trim()
+        .split('\n')
+        .at(-1),
+    )
     results[name].cpu.push(out.cpu)
     results[name].wall.push(out.wall)
   }
   loads.push(load())
 }
 const median = (values) => [...values].sort((a, b) => a - b)[values.length >> 1]
-console.log(`node ${process.version}; ${rounds} rounds; load average (1 min) at the start and after each round: ${loads.join(', ')}`)
+console.log(
+  `node ${process.version}; ${rounds} rounds of ${warm} reads untimed, then 30,000 timed; load average (1 min) at the start and after each round: ${loads.join(', ')}`,
+)
 console.log('| store | CPU µs per get (min–max) | wall µs per get |\n|---|---:|---:|')
 for (const name of names) {
   const { cpu, wall } = results[name]
