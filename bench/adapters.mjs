@@ -148,7 +148,8 @@ const medians = {}
 const lines = [
   '# Adapters: cached reads through the host library',
   '',
-  `${new Date().toISOString().slice(0, 10)}, node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model.trim()}; ${quick ? 'quick: ' : ''}after at least 1,000 warm-up reads and 300 ms of them, at least ${sizes.seq} sequential reads (and 300 ms of them), then at least ${sizes.conc} with 16 in flight (as many more as the sequential part had), per case; each case its own process; medians of ${runs} interleaved run${runs === 1 ? '' : 's'}${runs > 1 ? ' (min–max)' : ''}; ${((Date.now() - startedAt) / 1000).toFixed(0)} s; load average ${loadBefore} before, ${load()} after. ${versions}.`,
+  // The warm-up is adapters-case.mjs's WARM_UP and WARM_UP_MS.
+  `${new Date().toISOString().slice(0, 10)}, node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model.trim()}; ${quick ? 'quick: ' : ''}after at least 1,000 warm-up reads and 3 s of them, at least ${sizes.seq} sequential reads (and 300 ms of them), then at least ${sizes.conc} with 16 in flight (as many more as the sequential part had), per case; each case its own process; medians of ${runs} interleaved run${runs === 1 ? '' : 's'}${runs > 1 ? ' (min–max)' : ''}; ${((Date.now() - startedAt) / 1000).toFixed(0)} s; load average ${loadBefore} before, ${load()} after. ${versions}.`,
   `Command: \`${quick ? 'node --import tsx bench/adapters.mjs --quick' : 'npm run bench:adapters'}${argv.length > (quick ? 1 : 0) ? `${quick ? '' : ' --'} ${argv.filter((a) => a !== '--quick').join(' ')}` : ''}\`.`,
   '',
   '| host library: operation | store | p50 µs | p99 µs | reads/s, 1 in flight | reads/s, 16 in flight | CPU µs per read, 1 / 16 in flight | load average (1 min) after each run |',
