@@ -10,6 +10,7 @@ import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { Larder, type LarderError } from '../src/index.ts'
+import { disk } from '../src/store/disk.ts'
 import { listFiles, tempDir } from './helpers.ts'
 
 /** A project folder: package.json and src/main.js. */
@@ -76,6 +77,25 @@ describe('open() and a directory of the user’s own files', () => {
       assert.equal(await reopened.get('k'), 1)
       await reopened.close()
     }
+  })
+
+  test('open() stats the cache directory once for both checks (not a directory; not a cache of its own files)', async () => {
+    const dir = tempDir()
+    // The stats store/cache-root.ts makes (the owned tree's own checks before each write are
+    // another rule's).
+    const stats: string[] = []
+    const statSync = disk.statSync
+    disk.statSync = ((file: string, ...rest: unknown[]) => {
+      if (file === dir && new Error().stack!.includes('cache-root')) stats.push(file)
+      return (statSync as (...args: unknown[]) => unknown)(file, ...rest)
+    }) as typeof disk.statSync
+    try {
+      const cache = await Larder.open({ dir })
+      await cache.close()
+    } finally {
+      disk.statSync = statSync
+    }
+    assert.equal(stats.length, 1)
   })
 
   test("a file system's root given to the cache (an empty lost+found) is used; a lost+found holding files is not", async () => {

@@ -72,10 +72,10 @@ function holdsOnlyNamespaces(versionDir: string): boolean {
  * `Larder.open`'s check of its directory (a writable instance's, before it creates anything):
  * refuses something that is not a directory (refuseNonDirectory) and an existing directory of
  * someone's own files (ERR_INVALID_OPTION, field `dir`). A missing directory is created by
- * larder, and is its own.
+ * larder, and is its own. `found`: what refuseNonDirectory found there, when the caller has
+ * just asked it (one stat of the root at open, not two).
  */
-export function refuseForeignRoot(root: string): void {
-  const found = refuseNonDirectory(root)
+export function refuseForeignRoot(root: string, found: Stats | undefined = refuseNonDirectory(root)): void {
   if (found === undefined) return
   const foreign = foreignContents(root)
   if (foreign === undefined) return

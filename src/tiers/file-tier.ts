@@ -181,10 +181,10 @@ export class FileTier implements Tier {
   async prepare(): Promise<void> {
     const { root, namespaceDir, tree } = this.#layout
     await this.#p.breaker.run(() => {
-      refuseNonDirectory(root) // first: a path through a file is the user's mistake, not a failing disk
+      const found = refuseNonDirectory(root) // first: a path through a file is the user's mistake, not a failing disk
       const problem = tree.trustProblem(namespaceDir)
       if (problem !== undefined) throw new LarderError('ERR_UNSAFE_DIR', problem, { field: 'dir' })
-      refuseForeignRoot(root)
+      refuseForeignRoot(root, found)
       tree.dirSync(namespaceDir)
       tree.tightenSync(namespaceDir)
       createFileSync(tree, path.join(root, 'CACHEDIR.TAG'), Buffer.from(CACHEDIR_TAG))
