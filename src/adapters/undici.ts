@@ -500,13 +500,13 @@ function replayable(body: Buffer): Buffer {
   return Object.setPrototypeOf(body, REPLAYABLE_BODY) as Buffer
 }
 
-const REPLAYABLE_BODY: object = Object.create(Buffer.prototype, {
+const REPLAYABLE_BODY = Object.create(Buffer.prototype as object, {
   values: {
     value: function values(this: Buffer): IterableIterator<Buffer> {
       return [this].values()
     },
   },
-})
+}) as object
 
 /** The response streamed under `entryKey`'s stream key, if it answers `key`. */
 async function streamedResponse(cache: Larder, entryKey: string, key: CacheKey): Promise<GetResult | undefined> {

@@ -88,7 +88,7 @@ describe('larder/undici: parsed heads', () => {
     assert.ok(Buffer.isBuffer(body))
     assert.equal(body.toString(), 'b7')
     assert.deepEqual(
-      [...(body as Buffer).values()].map((chunk) => String(chunk)),
+      [...body.values()].map((chunk) => String(chunk)),
       ['b7'],
     )
     await write(store, keyOf('/h0'), valueOf({ headers: { 'x-n': 'replaced' } }), ['new'])
