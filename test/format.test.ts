@@ -4,8 +4,8 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { describe, test } from 'node:test'
 import { Larder } from '../src/index.ts'
-import { loadHasher } from '../src/format/checksum.ts'
-import { decodeEntry, HEADER_BYTES, TRAILER_BYTES } from '../src/format/entry-format.ts'
+import { checksum, loadHasher } from '../src/format/checksum.ts'
+import { decodeEntry, encodeEntry, FLAG_SEALED, HEADER_BYTES, TRAILER_BYTES } from '../src/format/entry-format.ts'
 import { entryFiles, tempDir } from './helpers.ts'
 
 const fixtures = path.join(import.meta.dirname, '..', 'fixtures', 'v1')
@@ -106,5 +106,53 @@ describe('an entry compressed with zstd, read by a Node without zstd', () => {
     await reader.close()
     assert.equal(stats.corrupt, 0, 'not counted as damage')
     assert.deepEqual(fs.readFileSync(file!), bytes, 'the entry is left for the processes that can read it')
+  })
+})
+
+describe('the 64-bit fields, read and written without a BigInt per entry', () => {
+  /** A v2 entry of `payload` with these ids, its checksum made again after `edit`. */
+  function entry(namespaceId: bigint, edit?: (bytes: Buffer) => void, keyId?: bigint): Buffer {
+    const meta = { key: 'k', codec: 0, compression: 0, createdAt: 1, expiresAt: 0, tags: [], namespaceId, keyId }
+    const flags = keyId === undefined ? 0 : FLAG_SEALED
+    const bytes = encodeEntry(meta, Buffer.from('k'), Buffer.alloc(0), Buffer.from('payload'), 7, flags)
+    edit?.(bytes)
+    bytes.writeBigUInt64LE(checksum(bytes.subarray(0, bytes.length - 8)), bytes.length - 8)
+    return bytes
+  }
+
+  test('namespace ids (the last one kept) and key ids come back exactly, whatever came between', async () => {
+    await loadHasher()
+    const ids = [0n, 1n, 0xffff_ffffn, 0x1_0000_0000n, 0xdead_beef_0000_0001n, 2n ** 64n - 1n, 0xdead_beef_0000_0001n]
+    for (const id of ids) {
+      const bytes = entry(id)
+      assert.equal(bytes.readBigUInt64LE(32), id, 'written as writeBigUInt64LE would')
+      assert.equal(decodeEntry(bytes).namespaceId, id)
+    }
+    // Read after a write of another id, and the other way round.
+    const a = entry(5n)
+    const b = entry(2n ** 63n + 5n)
+    assert.equal(decodeEntry(a).namespaceId, 5n)
+    assert.equal(decodeEntry(b).namespaceId, 2n ** 63n + 5n)
+    const sealed = entry(7n, (bytes) => Buffer.alloc(12, 1).copy(bytes, 48), 2n ** 40n + 3n)
+    assert.equal(decodeEntry(sealed).keyId, 2n ** 40n + 3n)
+    assert.equal(decodeEntry(entry(7n)).keyId, undefined)
+    // The flag without a key fingerprint, or a fingerprint in either half without the flag.
+    assert.throws(() => decodeEntry(entry(7n, (bytes) => (bytes[7] = FLAG_SEALED))), /SEALED flag and key fingerprint disagree/)
+    for (const at of [40, 44]) assert.throws(() => decodeEntry(entry(7n, (bytes) => bytes.writeUInt32LE(1, at))), /disagree/)
+  })
+
+  test('lengths: up to Number.MAX_SAFE_INTEGER read exactly, past it refused', async () => {
+    await loadHasher()
+    const trailerAt = (bytes: Buffer): number => bytes.length - TRAILER_BYTES
+    const bytes = entry(1n)
+    assert.equal(decodeEntry(bytes).logicalLength, 7)
+    const logical = (n: bigint) => entry(1n, (b) => b.writeBigUInt64LE(n, trailerAt(b) + 8))
+    assert.equal(decodeEntry(logical(BigInt(Number.MAX_SAFE_INTEGER))).logicalLength, Number.MAX_SAFE_INTEGER)
+    assert.equal(decodeEntry(logical(0x1f_ffff_0000_0001n)).logicalLength, 0x1f_ffff_0000_0001)
+    for (const n of [BigInt(Number.MAX_SAFE_INTEGER) + 1n, 2n ** 64n - 1n])
+      assert.throws(() => decodeEntry(logical(n)), /logical length out of range/)
+    // A stored length off by 2^32 (or past 2^53) from the file's is a truncated or extended file.
+    for (const n of [7n + 2n ** 32n, 7n + 2n ** 53n])
+      assert.throws(() => decodeEntry(entry(1n, (b) => b.writeBigUInt64LE(n, trailerAt(b)))), /payload length does not match the file size/)
   })
 })
