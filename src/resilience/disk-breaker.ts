@@ -114,15 +114,7 @@ export class DiskBreaker {
    */
   runAtOnce<T>(op: () => T | Promise<T>): T | Promise<T> {
     if (!this.#direct || !this.#breaker.closed) return this.#breaker.fire(op) as Promise<T>
-    let result: T | Promise<T>
-    try {
-      result = op()
-    } catch (error) {
-      return this.#failed(error)
-    }
-    if (result instanceof Promise) return this.#settled(result)
-    this.#succeeded()
-    return result
+    return this.#runDirectAtOnce(op)
   }
 
   /**
@@ -159,17 +151,21 @@ export class DiskBreaker {
 
   /** The fast path: `op` run here, its outcome fed to opossum as fire() would (see the class). */
   #runDirect<T>(op: () => T | Promise<T>): Promise<T> {
+    const answer = this.#runDirectAtOnce(op)
+    return answer instanceof Promise ? answer : Promise.resolve(answer)
+  }
+
+  /** #runDirect, a synchronous operation's value handed back as it is (runAtOnce). */
+  #runDirectAtOnce<T>(op: () => T | Promise<T>): T | Promise<T> {
     let result: T | Promise<T>
     try {
       result = op()
     } catch (error) {
       return this.#failed(error)
     }
-    if (!(result instanceof Promise)) {
-      this.#succeeded()
-      return Promise.resolve(result)
-    }
-    return this.#settled(result)
+    if (result instanceof Promise) return this.#settled(result)
+    this.#succeeded()
+    return result
   }
 
   /** An operation's promise, its outcome fed to the breaker as `fire()` would. */
