@@ -1,5 +1,6 @@
 import type { Cluster, ClusterNode, Command, Redis, RedisOptions as IORedisOptions } from 'ioredis'
 import { type ClusterSeeds, clusterSeeds } from './cluster-seeds.js'
+import { CommandDeadlines, type WatchedCommand } from './command-deadlines.js'
 import type { ResolvedRedisOptions } from '../options.js'
 
 export type RedisClient = Redis | Cluster
@@ -99,56 +100,32 @@ export function openClient(options: ResolvedRedisOptions): { client: RedisClient
 function keepInStep(client: RedisClient): void {
   type Send = (command: Command, ...rest: unknown[]) => unknown
   const send = client.sendCommand.bind(client) as Send
+  const deadlines = new CommandDeadlines((late) => {
+    const command = late as unknown as Command
+    const connection = client.isCluster ? nodeHolding(client as Cluster, command) : stillWaiting(client as Redis, command)
+    ;(late as TimedCommand).reject(new Error(TIMED_OUT))
+    if (connection?.status !== 'ready' || dropping.has(connection)) return
+    // Once per connection: the commands waiting on it time out together, and each call of
+    // disconnect() adds a listener and a timer to its socket until it closes.
+    dropping.add(connection)
+    connection.once('close', () => dropping.delete(connection))
+    connection.disconnect(!client.isCluster)
+  })
+  // ioredis calls it on the command, with the connection's commandTimeout, as it sends it.
+  const watch = function (this: TimedCommand, ms: number): void {
+    deadlines.watch(this, ms)
+  }
   ;(client as { sendCommand: Send }).sendCommand = (command, ...rest) => {
-    ;(command as unknown as TimedCommand).setTimeout = timeOutAfterPoll // read by the connection that sends it
-    const sent = send(command, ...rest)
-    command.promise.catch((error: unknown) => {
-      if (!(error instanceof Error) || error.message !== TIMED_OUT) return
-      // The timer may have fired late, after a stall of this process (a long synchronous task,
-      // a GC pause) while the reply waited to be read: timers run before the loop polls for
-      // I/O. So what arrived is read first (an immediate runs after that poll), and only a
-      // command still waiting for its reply drops its connection.
-      setImmediate(() => {
-        const connection = client.isCluster ? nodeHolding(client as Cluster, command) : stillWaiting(client as Redis, command)
-        if (connection?.status !== 'ready' || dropping.has(connection)) return
-        // Once per connection: the commands waiting on it time out together, and each call
-        // of disconnect() adds a listener and a timer to its socket until it closes.
-        dropping.add(connection)
-        connection.once('close', () => dropping.delete(connection))
-        connection.disconnect(!client.isCluster)
-      })
-    })
-    return sent
+    ;(command as unknown as TimedCommand).setTimeout = watch // read by the connection that sends it
+    return send(command, ...rest)
   }
 }
 
-/** What of ioredis's Command `timeOutAfterPoll` replaces and uses (its own `setTimeout`, whose
- *  timer `_clearTimers` clears when the command settles). */
-interface TimedCommand {
+/** What of ioredis's Command keepInStep replaces and uses: its own `setTimeout` (whose timer
+ *  field `_clearTimers` clears when the command settles: command-deadlines.ts) and `reject`. */
+interface TimedCommand extends WatchedCommand {
   setTimeout(ms: number): void
-  _commandTimeoutTimer?: NodeJS.Timeout
-  isResolved: boolean
   reject(error: Error): void
-}
-
-/**
- * `commandTimeout` for a command on a connection larder opened, judged once the loop has read
- * what arrived. ioredis's own (Command#setTimeout) rejects from its timer, and timers run
- * before the loop polls for I/O: after a stall of this process longer than the timeout (a
- * burst of write-back sets that never yields, a long synchronous task, a GC pause), every
- * command sent before it timed out although its reply was waiting to be read. A write-back
- * batch failed whole, its failures opened the breaker, and `flush()` and `close()` gave up on
- * the queue: other instances kept the old values. An immediate runs after that poll, so the
- * verdict waits for one: a command answered meanwhile resolves, one still unanswered is
- * rejected with ioredis's message (and keepInStep drops its connection).
- */
-function timeOutAfterPoll(this: TimedCommand, ms: number): void {
-  if (this._commandTimeoutTimer !== undefined) return
-  this._commandTimeoutTimer = setTimeout(() => {
-    setImmediate(() => {
-      if (!this.isResolved) this.reject(new Error(TIMED_OUT))
-    })
-  }, ms)
 }
 
 /**
