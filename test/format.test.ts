@@ -6,6 +6,8 @@ import { describe, test } from 'node:test'
 import { Larder } from '../src/index.ts'
 import { checksum, loadHasher } from '../src/format/checksum.ts'
 import { decodeEntry, encodeEntry, FLAG_SEALED, HEADER_BYTES, TRAILER_BYTES } from '../src/format/entry-format.ts'
+import { SYNC_CODEC_LIMIT } from '../src/format/compression.ts'
+import { decodePayload, encodeEntryBytes } from '../src/format/payload.ts'
 import { entryFiles, tempDir } from './helpers.ts'
 
 const fixtures = path.join(import.meta.dirname, '..', 'fixtures', 'v1')
@@ -154,5 +156,40 @@ describe('the 64-bit fields, read and written without a BigInt per entry', () =>
     // A stored length off by 2^32 (or past 2^53) from the file's is a truncated or extended file.
     for (const n of [7n + 2n ** 32n, 7n + 2n ** 53n])
       assert.throws(() => decodeEntry(entry(1n, (b) => b.writeBigUInt64LE(n, trailerAt(b)))), /payload length does not match the file size/)
+  })
+})
+
+describe('encodeEntryBytes', () => {
+  const options = {
+    compression: 'deflate',
+    compressionLevel: 1,
+    compressThreshold: 1024,
+    namespace: 'default',
+    encryption: undefined,
+  } as const
+  const entryOf = (text: string) => ({
+    serialized: { codec: 0, bytes: Buffer.from(text) },
+    createdAt: 5,
+    expiresAt: 0,
+    tags: ['t'],
+    grace: 0,
+  })
+
+  test('a value the main thread compresses is answered at once (no promise); one over the synchronous limit is a promise; both decode', async () => {
+    await loadHasher()
+    const small = JSON.stringify({ rows: Array.from({ length: 200 }, (_, i) => ({ i, name: 'row' })) }) // compressed, ~5 KiB
+    const large = 'x'.repeat(SYNC_CODEC_LIMIT + 1) // compressed in the thread pool
+    const now = encodeEntryBytes('k', entryOf(small), options)
+    assert.ok(Buffer.isBuffer(now), 'a Buffer, not a promise')
+    const later = encodeEntryBytes('k', entryOf(large), options)
+    assert.ok(later instanceof Promise)
+    for (const [bytes, text] of [
+      [now, small],
+      [await later, large],
+    ] as const) {
+      const decoded = decodeEntry(bytes)
+      assert.notEqual(decoded.compression, 0, 'compressed')
+      assert.equal((await decodePayload(decoded, options)).toString(), text)
+    }
   })
 })

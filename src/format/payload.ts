@@ -47,16 +47,22 @@ export interface EncodedPayload {
  * the result saves at least a tenth; otherwise returns them as they are. Big values are
  * probed first, so an already-compressed artifact costs one 64 KiB trial, not a full pass.
  */
-export async function encodePayload(
+export function encodePayload(
   bytes: Buffer,
   options: Pick<ResolvedOptions, 'compression' | 'compressionLevel' | 'compressThreshold'>,
-): Promise<EncodedPayload> {
+): EncodedPayload | Promise<EncodedPayload> {
   const id = compressionIds[options.compression]
   if (id === Compression.None || bytes.length < options.compressThreshold) return { compression: Compression.None, payload: bytes }
   if (bytes.length > 2 * PROBE_BYTES && !worthCompressing(bytes.subarray(0, PROBE_BYTES)))
     return { compression: Compression.None, payload: bytes }
   const level = options.compressionLevel
-  const compressed = bytes.length <= SYNC_CODEC_LIMIT ? compressSync(id, level, bytes) : await compressAsync(id, level, bytes)
+  // Up to the synchronous codec's limit, answered at once (not a promise): see encodeEntryBytes.
+  if (bytes.length <= SYNC_CODEC_LIMIT) return keptIfSmaller(id, bytes, compressSync(id, level, bytes))
+  return compressAsync(id, level, bytes).then((compressed) => keptIfSmaller(id, bytes, compressed))
+}
+
+/** The compressed payload if it saves enough, else the bytes as they are. */
+function keptIfSmaller(id: Compression, bytes: Buffer, compressed: Buffer): EncodedPayload {
   if (compressed.length >= bytes.length * KEEP_COMPRESSED_RATIO) return { compression: Compression.None, payload: bytes }
   return { compression: id, payload: compressed }
 }
@@ -163,17 +169,38 @@ function ofLogicalLength(bytes: Buffer, logicalLength: number): Buffer {
 
 /** The whole entry file for a buffered value: its payload compressed when it pays, sealed
  *  under the active key with `encryption` (crypto/seal.ts), header, trailer and checksum
- *  (entry-format.ts). The same bytes go to a file and to Redis. */
-export async function encodeEntryBytes(
+ *  (entry-format.ts). The same bytes go to a file and to Redis. Answered at once (not a
+ *  promise) unless the value is compressed in the thread pool (over SYNC_CODEC_LIMIT): a
+ *  small set through Redis then spends no turn of the microtask queue on it. May throw. */
+export function encodeEntryBytes(
   key: string,
   entry: EntryTimesAndValue,
   options: Pick<ResolvedOptions, 'compression' | 'compressionLevel' | 'compressThreshold' | 'namespace' | 'encryption'>,
-): Promise<Buffer> {
-  const { codec, bytes } = entry.serialized
-  const { compression, payload } = await encodePayload(bytes, options)
-  const { createdAt, expiresAt, tags, grace } = entry
-  const meta = { key, codec, compression, createdAt, expiresAt, tags, grace, namespaceId: namespaceIdOf(options.namespace) }
-  return encodeUnframedEntry(meta, payload, bytes.length, options.encryption)
+): Buffer | Promise<Buffer> {
+  const encoded = encodePayload(entry.serialized.bytes, options)
+  return encoded instanceof Promise
+    ? encoded.then((payload) => entryBytesOf(key, entry, options, payload))
+    : entryBytesOf(key, entry, options, encoded)
+}
+
+function entryBytesOf(
+  key: string,
+  entry: EntryTimesAndValue,
+  options: Pick<ResolvedOptions, 'namespace' | 'encryption'>,
+  { compression, payload }: EncodedPayload,
+): Buffer {
+  const { createdAt, expiresAt, tags, grace, serialized } = entry
+  const meta = {
+    key,
+    codec: serialized.codec,
+    compression,
+    createdAt,
+    expiresAt,
+    tags,
+    grace,
+    namespaceId: namespaceIdOf(options.namespace),
+  }
+  return encodeUnframedEntry(meta, payload, serialized.bytes.length, options.encryption)
 }
 
 /** An unframed entry file from its metadata (with a namespace id) and stored payload (as

@@ -196,16 +196,14 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0`)
 
 /** Runs `s` by its SHA, loading it with EVAL when the server does not know it. */
-export async function runScript(
-  client: RedisClient,
-  s: Script,
-  keys: (string | Buffer)[],
-  args: (string | Buffer | number)[],
-): Promise<unknown> {
+export function runScript(client: RedisClient, s: Script, keys: (string | Buffer)[], args: (string | Buffer | number)[]): Promise<unknown> {
+  // Not an async function: the reply's own promise with one handler, on every set's path.
   try {
-    return await client.evalsha(s.sha, keys.length, ...keys, ...args)
+    return client.evalsha(s.sha, keys.length, ...keys, ...args).catch((error: unknown) => {
+      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error
+      return client.eval(s.lua, keys.length, ...keys, ...args)
+    })
   } catch (error) {
-    if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error
-    return client.eval(s.lua, keys.length, ...keys, ...args)
+    return Promise.reject(error instanceof Error ? error : new Error(String(error)))
   }
 }

@@ -174,24 +174,19 @@ export class RedisTier {
    * stored (false when it does not fit, over maxValueSize, is already past its time here, or a
    * newer one was kept) and whether the message went out (not when nothing was sent to Redis).
    */
-  async set(
-    key: string,
-    bytes: Buffer,
-    createdAt: number,
-    expiresAt: number,
-    grace: number,
-    announce?: Announcement,
-  ): Promise<{ stored: boolean; announced: boolean; kept?: true }> {
-    const until = this.#expiry(expiresAt, grace)
-    if (!this.fits(bytes.length) || until < 0) return { stored: false, announced: false }
-    const args: (string | Buffer)[] = [bytes, String(createdAt), String(until)]
-    if (announce !== undefined) args.push(announce.channel, announce.text)
-    const stored = await this.#run(() => runScript(this.client, SET_IF_NEWER, [this.keyOf(key)], args))
-    // 0: Redis holds a newer value (or another of the same version), which the local copies
-    // of this write must not outlive.
-    return stored === 1
-      ? { stored: true, announced: announce !== undefined }
-      : { stored: false, announced: announce !== undefined, kept: true }
+  set(key: string, bytes: Buffer, createdAt: number, expiresAt: number, grace: number, announce?: Announcement): Promise<SetAnswer> {
+    // Not an async function: one handler on the script's reply (every write-through set).
+    try {
+      const until = this.#expiry(expiresAt, grace)
+      if (!this.fits(bytes.length) || until < 0) return Promise.resolve(NOT_STORED)
+      const args: (string | Buffer)[] = [bytes, String(createdAt), String(until)]
+      if (announce !== undefined) args.push(announce.channel, announce.text)
+      return this.#run(() => runScript(this.client, SET_IF_NEWER, [this.keyOf(key)], args)).then(
+        announce === undefined ? answerOfSet : answerOfAnnouncedSet,
+      )
+    } catch (error) {
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)))
+    }
   }
 
   /** Removes `key` (a tombstone stamped `at` takes its place for TOMBSTONE_MS); true if a
@@ -474,3 +469,22 @@ export function isTombstone(bytes: Buffer): boolean {
 function escapeGlob(text: string): string {
   return text.replace(/[*?[\]\\]/g, (c) => '\\' + c)
 }
+
+/** What RedisTier.set answers: whether it stored, whether its message went out, and `kept`
+ *  when Redis holds a newer value (or another of the same version), which the local copies of
+ *  the write must not outlive. */
+export interface SetAnswer {
+  readonly stored: boolean
+  readonly announced: boolean
+  readonly kept?: true
+}
+
+const NOT_STORED: SetAnswer = Object.freeze({ stored: false, announced: false })
+const STORED: SetAnswer = Object.freeze({ stored: true, announced: false })
+const KEPT: SetAnswer = Object.freeze({ stored: false, announced: false, kept: true })
+const STORED_ANNOUNCED: SetAnswer = Object.freeze({ stored: true, announced: true })
+const KEPT_ANNOUNCED: SetAnswer = Object.freeze({ stored: false, announced: true, kept: true })
+
+/** SET_IF_NEWER's reply (1: stored, 0: a newer value kept) as set's answer. */
+const answerOfSet = (stored: unknown): SetAnswer => (stored === 1 ? STORED : KEPT)
+const answerOfAnnouncedSet = (stored: unknown): SetAnswer => (stored === 1 ? STORED_ANNOUNCED : KEPT_ANNOUNCED)

@@ -75,6 +75,11 @@ const NOT_SENT: Sent = Object.freeze({ stored: false, announced: false })
 const QUEUED: Sent = Object.freeze({ stored: true, announced: false })
 /** Redis could not take it: queued to be sent when it can, its bus message after it. */
 const DEFERRED: Sent = Object.freeze({ stored: false, announced: true })
+/** Sent to Redis (#toRedis), which stored it or kept a newer value; announced by its script or not. */
+const SENT: Sent = Object.freeze({ stored: true, announced: false })
+const SENT_ANNOUNCED: Sent = Object.freeze({ stored: true, announced: true })
+const SENT_KEPT: Sent = Object.freeze({ stored: true, announced: false, kept: true })
+const SENT_KEPT_ANNOUNCED: Sent = Object.freeze({ stored: true, announced: true, kept: true })
 
 /** A Redis read as the stack answers it: the entry without its bytes, named as Redis's when
  *  fresh. One literal of known shape, not a rest and a spread of the read (two copies into
@@ -430,10 +435,15 @@ export class TierStack {
     const needsBytes = this.file !== undefined || this.redis !== undefined
     // Without Redis the bytes are the file's alone, and certain to be written: the file tier
     // encodes them, creating a big value's temp file meanwhile (FileTier.encode).
-    const { bytes, early } =
-      this.redis === undefined && this.file !== undefined
-        ? await this.file.encode(key, entry)
-        : { bytes: needsBytes ? await encodeEntryBytes(key, entry, this.#p.options) : undefined, early: undefined }
+    let encoded: Buffer | undefined
+    let early: Promise<OpenedTemp> | undefined
+    if (this.redis === undefined && this.file !== undefined) ({ bytes: encoded, early } = await this.file.encode(key, entry))
+    else if (needsBytes) {
+      // Awaited only when it is a promise (a value compressed in the thread pool).
+      const answer = encodeEntryBytes(key, entry, this.#p.options)
+      encoded = answer instanceof Promise ? await answer : answer
+    }
+    const bytes = encoded
     const shared = this.redis !== undefined && bytes !== undefined && this.redis.fits(bytes.length)
     const local = !shared || this.strategy !== 'cache-aside'
     // Under memory pressure a write-back write goes through instead of adding to the queue.
@@ -527,7 +537,8 @@ export class TierStack {
     try {
       const sent = await this.redis!.set(key, bytes, entry.createdAt, entry.expiresAt, entry.grace, this.#p.announcement(message))
       counts.sets++
-      return sent.kept === true ? { stored: true, announced: sent.announced, kept: true } : { stored: true, announced: sent.announced }
+      if (sent.kept === true) return sent.announced ? SENT_KEPT_ANNOUNCED : SENT_KEPT
+      return sent.announced ? SENT_ANNOUNCED : SENT
     } catch (error) {
       return this.#defer(error, key, { bytes, createdAt: entry.createdAt, expiresAt: entry.expiresAt, grace: entry.grace })
         ? DEFERRED

@@ -1,9 +1,11 @@
 /**
  * The Redis tier's read and write paths (issue 10's speed work), asserted by what reaches
  * Redis and by state, never by time: a get below memory is one command, a write-through set
- * one command (the bus message goes with it), a Redis hit is promoted while other keys change,
+ * one command (the bus message goes with it) and a bounded number of promises, a Redis hit is
+ * promoted while other keys change,
  * and getMany judges a value of another type like get does.
  */
+import { createHook } from 'node:async_hooks'
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Redis } from 'ioredis'
@@ -80,6 +82,38 @@ describe('the Redis tier: commands per operation', { skip }, () => {
     const [found] = await Promise.all([reader.get('same'), reader.delete('same')])
     assert.equal(found, 'old', 'called before the delete, the read sees the old value')
     assert.equal(await reader.get('same'), undefined, 'and did not promote it over the delete')
+  })
+})
+
+describe('the Redis tier: promises per write', { skip }, () => {
+  test('a write-through set makes at most 15 promises from its call to its answer (22 before the set path lost its async frames)', async () => {
+    // Its own cache, and no MONITOR connection in this process (its replies make promises too).
+    const writer = await Larder.open({
+      dir: false,
+      memory: { maxEntries: 100 },
+      maintenance: false,
+      redis: { url: server.url, prefix: `pc${process.pid}:` },
+    })
+    try {
+      for (let i = 0; i < 20; i++) await writer.set('counted', i) // the key known, lazy parts made: the count is the steady one
+      let made = 0
+      const hook = createHook({
+        init: (_id, type) => {
+          if (type === 'PROMISE') made++
+        },
+      })
+      hook.enable()
+      try {
+        await writer.set('counted', { n: 1 })
+      } finally {
+        hook.disable()
+      }
+      // With the hook on, V8 makes a promise for each await as well: a budget, not a floor.
+      assert.ok(made <= 15, `${made} promises`)
+      assert.deepEqual(await writer.get('counted'), { n: 1 })
+    } finally {
+      await writer.close()
+    }
   })
 })
 
