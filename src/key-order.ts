@@ -71,11 +71,14 @@ export class KeyOrder {
     const queued = this.#keys.get(key)
     const before = queued === undefined ? this.#everything : queued.last
     this.#changes.heard(key, Infinity)
+    const tickets = this.#changes.tickets
     const run = before === undefined ? change() : before.then(change)
     // The key leaves the queue as `run` settles, before its caller's `await` resumes: a read
     // right after an awaited change then finds the queue idle and takes get()'s hit path.
     const leave = (): void => {
-      this.#changes.heard(key, Infinity)
+      // Heard again as it ends when a read took its ticket while it ran (that read may have
+      // found what it replaces); a set with no read in flight is spared the second record.
+      if (this.#changes.tickets !== tickets) this.#changes.heard(key, Infinity)
       if (this.#keys.get(key) === slot) this.#keys.delete(key)
     }
     const last = run.then(leave, leave)

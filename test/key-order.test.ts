@@ -1,11 +1,13 @@
 /**
  * A key leaves the call-order queue as its change settles, before the caller's `await` of it
  * resumes, so a read right after an awaited set takes get()'s memory hit path (an already
- * resolved promise) instead of an async detour through the queue.
+ * resolved promise) instead of an async detour through the queue. A change is heard again as
+ * it ends only when a read took a ticket while it ran.
  */
 import { after, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Larder } from '../src/index.ts'
+import { KeyOrder } from '../src/key-order.ts'
 import { tempDir } from './helpers.ts'
 
 const caches: Larder[] = []
@@ -27,4 +29,28 @@ test('a get right after an awaited set is a memory hit answered at once', async 
     assert.equal(await read, i)
   }
   assert.equal(atOnce, 50, 'every get after an awaited set was answered from memory at once')
+})
+
+test('a change is heard again as it ends only when a read took a ticket while it ran', async () => {
+  const order = new KeyOrder()
+  const ran = (): { change: Promise<void>; end: () => void } => {
+    let end!: () => void
+    const change = order.change('k', () => new Promise<void>((resolve) => (end = resolve)))
+    return { change, end }
+  }
+  // A ticket taken before the change, and one taken while it ran: both saw a change since.
+  const before = order.ticket()
+  const first = ran()
+  const during = order.ticket()
+  first.end()
+  await first.change
+  assert.equal(order.changedSince('k', before), true, 'a read begun before the change')
+  assert.equal(order.changedSince('k', during), true, 'a read begun while it ran (it may have read what it replaced)')
+  assert.equal(order.changedSince('k', order.ticket()), false, 'a read begun after it ended')
+  // No ticket taken while the next one ran: a read begun after it is free to promote all the same.
+  const second = ran()
+  second.end()
+  await second.change
+  assert.equal(order.changedSince('k', order.ticket()), false)
+  assert.equal(order.changedSince('other', before), false, 'another key was not changed')
 })

@@ -58,11 +58,16 @@ export class OrderedWrites {
   /** One entry written at its turn, shared by set, setMany, getOrSet, increment and warm,
    *  through the tier stack. Call it inside change(). */
   async write(key: string, write: Write): Promise<void> {
-    const { stack, inFlight, counters, events, disk, options, memory } = this.#p
+    const { stack, counters, events, disk, options, memory } = this.#p
     const started = performance.now()
     try {
-      const stored = await inFlight.track(
-        stack.write(key, storedEntry(options, write, memory !== undefined), write.through === true, write.redisFailedSince),
+      // Not tracked in InFlight: close() waits for it as the change of its key it runs in
+      // (KeyOrder.settled), as every write does.
+      const stored = await stack.write(
+        key,
+        storedEntry(options, write, memory !== undefined),
+        write.through === true,
+        write.redisFailedSince,
       )
       if (stored) {
         events.emit('set', key)

@@ -30,6 +30,8 @@ export class PromotionGuard {
   #chars = 0
   /** Moves with every change heard. */
   #seq = 0
+  /** Tickets taken (see `tickets`). */
+  #tickets = 0
   /** Reads with a ticket below this may not promote anything. */
   #floor = 0
   /** Clears of the local files under way (see hold()). */
@@ -47,7 +49,14 @@ export class PromotionGuard {
 
   /** Taken by a read before it starts. */
   ticket(): number {
+    this.#tickets++
     return this.#seq
+  }
+
+  /** How many tickets were taken so far: a change during which none was taken cannot have
+   *  been read by a read that would promote (KeyOrder hears its end only if one was). */
+  get tickets(): number {
+    return this.#tickets
   }
 
   /** Another instance changed `key` at `at` (a write of an entry created then, or a delete). */
