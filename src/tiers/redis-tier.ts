@@ -169,17 +169,18 @@ export class RedisTier {
   }
 
   /**
-   * Stores an entry file's bytes under `key` unless Redis holds a newer version, and publishes
+   * Stores an entry file's bytes under `key` unless Redis holds a newer version (the creation
+   * time in each one's head: SET_IF_NEWER), and publishes
    * `announce` (its bus message) by the same script once it has run. Resolves to whether it was
    * stored (false when it does not fit, over maxValueSize, is already past its time here, or a
    * newer one was kept) and whether the message went out (not when nothing was sent to Redis).
    */
-  set(key: string, bytes: Buffer, createdAt: number, expiresAt: number, grace: number, announce?: Announcement): Promise<SetAnswer> {
+  set(key: string, bytes: Buffer, expiresAt: number, grace: number, announce?: Announcement): Promise<SetAnswer> {
     // Not an async function: one handler on the script's reply (every write-through set).
     try {
       const until = this.#expiry(expiresAt, grace)
       if (!this.fits(bytes.length) || until < 0) return Promise.resolve(NOT_STORED)
-      const args: (string | Buffer)[] = [bytes, String(createdAt), String(until)]
+      const args: (string | Buffer)[] = [bytes, String(until)]
       if (announce !== undefined) args.push(announce.channel, announce.text)
       return this.#run(() => runScript(this.client, SET_IF_NEWER, [this.keyOf(key)], args)).then(
         announce === undefined ? answerOfSet : answerOfAnnouncedSet,

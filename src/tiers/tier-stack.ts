@@ -535,7 +535,7 @@ export class TierStack {
     const counts = this.#p.counters.tiers.redis!
     const started = performance.now()
     try {
-      const sent = await this.redis!.set(key, bytes, entry.createdAt, entry.expiresAt, entry.grace, this.#p.announcement(message))
+      const sent = await this.redis!.set(key, bytes, entry.expiresAt, entry.grace, this.#p.announcement(message))
       counts.sets++
       if (sent.kept === true) return sent.announced ? SENT_KEPT_ANNOUNCED : SENT_KEPT
       return sent.announced ? SENT_ANNOUNCED : SENT
@@ -587,7 +587,7 @@ export class TierStack {
     const started = performance.now()
     const sent = await Promise.allSettled(
       [...batch].map(([key, w]) =>
-        w.bytes === undefined ? this.redis!.delete(key, w.createdAt) : this.redis!.set(key, w.bytes, w.createdAt, w.expiresAt, w.grace),
+        w.bytes === undefined ? this.redis!.delete(key, w.createdAt) : this.redis!.set(key, w.bytes, w.expiresAt, w.grace),
       ),
     )
     counts.set.record(performance.now() - started)

@@ -133,7 +133,7 @@ describe('a write-through set: one EVALSHA carrying the entry, its version, its 
     probe?.disconnect()
   })
 
-  /** The one command `set` sent, as [key name, entry bytes, version, expiry, channel, message]. */
+  /** The one command `set` sent, as [key name, entry bytes, expiry, channel, message]. */
   async function setAlone(target: Larder, key: string, value: unknown, ttl?: number): Promise<unknown[]> {
     side.sent.length = 0
     await target.set(key, value, ttl === undefined ? undefined : { ttl })
@@ -147,12 +147,13 @@ describe('a write-through set: one EVALSHA carrying the entry, its version, its 
     return rest
   }
 
-  test('without a ttl: expiry 0 (no PXAT), the version is the entry’s creation time, the message names this write', async () => {
-    const [keyName, bytes, version, expiry, channel, text] = await setAlone(cache, 'plain', { n: 1 })
+  test('without a ttl: expiry 0 (no PXAT), no version beside the entry (its head carries it), the message names this write', async () => {
+    const sent = await setAlone(cache, 'plain', { n: 1 })
+    assert.equal(sent.length, 5, 'the key, the bytes, the expiry, the channel and the message: no version as text')
+    const [keyName, bytes, expiry, channel, text] = sent
     assert.equal(keyName, `${prefix}default:plain`)
     assert.ok(Buffer.isBuffer(bytes))
     const createdAt = bytes.readDoubleLE(8)
-    assert.equal(version, String(createdAt))
     assert.equal(expiry, '0')
     assert.equal(channel, `${prefix}bus:default`)
     const message = decodeMessage(String(text))
@@ -163,7 +164,7 @@ describe('a write-through set: one EVALSHA carrying the entry, its version, its 
   })
 
   test('with a ttl: the expiry is the entry’s own, and Redis drops it then', async () => {
-    const [keyName, bytes, , expiry] = await setAlone(cache, 'timed', 'v', 3_600_000)
+    const [keyName, bytes, expiry] = await setAlone(cache, 'timed', 'v', 3_600_000)
     assert.ok(Buffer.isBuffer(bytes))
     const expiresAt = bytes.readDoubleLE(16)
     assert.ok(expiresAt > Date.now())
@@ -173,7 +174,7 @@ describe('a write-through set: one EVALSHA carrying the entry, its version, its 
 
   test('with redis.ttl: an entry that never expires is kept in Redis for that long only', async () => {
     const before = Date.now()
-    const [keyName, , , expiry] = await setAlone(capped, 'capped', 'v')
+    const [keyName, , expiry] = await setAlone(capped, 'capped', 'v')
     const until = Number(expiry)
     assert.ok(until >= before + 60_000 && until <= Date.now() + 60_000, `expiry ${until} is now + 1 minute`)
     assert.equal(await probe.call('PEXPIRETIME', String(keyName)), until)
