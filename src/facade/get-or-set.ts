@@ -98,7 +98,9 @@ export class GetOrSet {
     const found = await this.#p.reads.belowMemory(key, o.grace)
     if (found.found && !found.stale) return { value: found.value, cached: true, entry: found }
     // An earlier caller's loader, still running after its timeout: wait for it, not a second one.
-    const background = await this.#p.loads.inBackground(key)
+    // Each answered at once when nothing is to wait for (no background load; no directory).
+    const inBackground = this.#p.loads.inBackground(key)
+    const background = inBackground instanceof Promise ? await inBackground : inBackground
     if (background !== undefined) return this.#awaitBackground(key, flight, background.result, o, found)
     const shared = this.#p.shared
     // Redis just failed to answer the read (down, paused, slow): the lock's commands would wait
@@ -172,7 +174,9 @@ export class GetOrSet {
     // flight.superseded checked again after the await, in the turn the change is queued: a
     // change of the key called while mayStore's answer was on its way is queued first, and
     // this older value would undo it.
-    if ((await loads.mayStore(key, flight)) && !flight.superseded) await writes.change(key, () => writes.write(key, write))
+    const mayStore = loads.mayStore(key, flight)
+    if ((mayStore instanceof Promise ? await mayStore : mayStore) && !flight.superseded)
+      await writes.change(key, () => writes.write(key, write))
     return { value: write.value, cached: false }
   }
 

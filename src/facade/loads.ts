@@ -117,7 +117,7 @@ export class Loads<T> {
 
   /** `key`'s background load, while it may still store (see detach): not superseded, and
    *  neither its tags invalidated nor its key changed by another process since it began. */
-  async inBackground(key: string): Promise<Flight<unknown> | undefined> {
+  inBackground(key: string): Flight<unknown> | undefined | Promise<Flight<unknown> | undefined> {
     const flight = this.#background.get(key)
     if (flight === undefined || flight.superseded || this.invalidatedSince(flight)) return undefined
     return this.#unchanged(key, flight)
@@ -170,10 +170,11 @@ export class Loads<T> {
   /** Whether the load of `key` may still store: not superseded, none of its tags invalidated
    *  and the key not changed, by any process, since it began. A change recorded after this
    *  answer and before the store lands is not seen (between processes: a window of one write). */
-  async mayStore(key: string, flight: Flight<unknown>): Promise<boolean> {
+  mayStore(key: string, flight: Flight<unknown>): boolean | Promise<boolean> {
     if (flight.superseded || this.invalidatedSince(flight)) return false
-    if (this.#changes !== undefined && (await this.#changes.changedSince(flight.mark, key))) return false
-    return !flight.superseded
+    // Without a directory there is no other process's change to ask about: answered at once.
+    if (this.#changes === undefined) return true
+    return this.#changes.changedSince(flight.mark, key).then((changed) => !changed && !flight.superseded)
   }
 
   /**
