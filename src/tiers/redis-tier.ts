@@ -4,7 +4,7 @@ import { hasher } from '../format/checksum.js'
 import { checkNamespace } from '../crypto/entry-keys.js'
 import { KeyError, reportedReason } from '../crypto/seal.js'
 import { CorruptEntryError, decodeEntry, decodeHead, MAGIC, type DecodedEntry } from '../format/entry-format.js'
-import { decodePayload, impossibleLength } from '../format/payload.js'
+import { decodePayload, decodePayloadSync, impossibleLength } from '../format/payload.js'
 import { deserialize } from '../format/serializers.js'
 import { Glob } from '../maintenance/glob.js'
 import { toEntryInfo, type EntryInfo } from '../maintenance/listing.js'
@@ -98,22 +98,25 @@ export class RedisTier {
   }
 
   /** Reads `key`; `grace` > 0 also returns a value expired less than `grace` ago, marked stale.
-   *  `serialized`: the value as the serializer's bytes, not deserialized (getStream's). */
-  async get(key: string, grace: number, serialized = false): Promise<RedisRead> {
-    let bytes: Buffer
-    try {
-      // At most maxValueSize + 1 bytes, never the whole of a value planted under the key: a
-      // GET of 200 MB outlasted commandTimeout, opened the breaker for every other read, and
-      // was never judged, so every read of the key did it again. No key and an empty value
-      // both answer empty: neither is an entry.
-      bytes = await this.#run(() => this.client.getrangeBuffer(this.keyOf(key), 0, this.#maxValueSize))
-    } catch (error) {
-      if (!isWrongType(error)) throw error
-      return this.#discard(key, { reason: 'a Redis value of another type than a string' }, '-1', Buffer.alloc(0))
-    }
-    if (bytes.length === 0) return MISS
-    if (!this.fits(bytes.length)) return this.#oversized(key, bytes)
-    return this.#judge(key, bytes, grace, serialized)
+   *  `serialized`: the value as the serializer's bytes, not deserialized (getStream's). Not an
+   *  async function: a value judged and decoded at once (the usual small one) is the reply's
+   *  one handler away, with no async frame per step (every read below memory). */
+  get(key: string, grace: number, serialized = false): Promise<RedisRead> {
+    // At most maxValueSize + 1 bytes, never the whole of a value planted under the key: a GET
+    // of 200 MB outlasted commandTimeout, opened the breaker for every other read, and was
+    // never judged, so every read of the key did it again. No key and an empty value both
+    // answer empty: neither is an entry.
+    return this.#run(() => this.client.getrangeBuffer(this.keyOf(key), 0, this.#maxValueSize)).then(
+      (bytes) => {
+        if (bytes.length === 0) return MISS
+        if (!this.fits(bytes.length)) return this.#oversized(key, bytes)
+        return this.#judge(key, bytes, grace, serialized)
+      },
+      (error: unknown) => {
+        if (!isWrongType(error)) throw error
+        return this.#discard(key, { reason: 'a Redis value of another type than a string' }, '-1', Buffer.alloc(0))
+      },
+    )
   }
 
   /** What `info()` tells of the live entry Redis holds for `key` (verified whole, its value not
@@ -370,43 +373,68 @@ export class RedisTier {
     }
   }
 
-  /** Verifies, judges and decodes a value Redis returned for `key` (`serialized`: see get). */
-  async #judge(key: string, bytes: Buffer, grace: number, serialized = false): Promise<RedisRead> {
+  /** Verifies, judges and decodes a value Redis returned for `key` (`serialized`: see get):
+   *  at once when its payload decodes at once. May throw what is not a damaged value. */
+  #judge(key: string, bytes: Buffer, grace: number, serialized = false): RedisRead | Promise<RedisRead> {
     if (isTombstone(bytes)) return MISS
+    let read: Decoded | Promise<Decoded>
     try {
-      const read = await this.#decode(key, bytes, grace, serialized)
-      if (typeof read !== 'string') return read
-      this.#p.counts.expired++
-      // Past its grace, or invalidated by a tag (stamps only rise): never served again by any
-      // instance, so it goes, if unchanged since, as a file tier's read removes a dead file.
-      // Left, an entry without a ttl stayed in Redis for good (tag versioning grew Redis
-      // without bound) and every read fetched and judged it again.
-      if (read === 'dead') await this.#deleteIfSame(this.keyOf(key), String(bytes.length), tailOf(bytes))
-      return MISS
+      read = this.#decode(key, bytes, grace, serialized)
     } catch (error) {
-      if (!(error instanceof CorruptEntryError) && !isPayloadFailure(error)) throw error
-      if (error instanceof KeyError && error.missing) {
-        // Sealed under a key this instance does not hold: a miss, left for those that do.
-        this.#p.counts.corrupt++
-        this.#p.corrupt({ key, file: `redis:${this.keyOf(key)}`, ...reportedReason(error) })
-        return MISS
-      }
-      const tail = tailOf(bytes)
-      const reason =
-        error instanceof CorruptEntryError ? reportedReason(error) : { reason: error instanceof Error ? error.message : String(error) }
-      return this.#discard(key, reason, String(bytes.length), tail)
+      return this.#refused(key, bytes, error)
     }
+    if (!(read instanceof Promise)) return this.#judged(key, bytes, read)
+    return read.then(
+      (decoded) => this.#judged(key, bytes, decoded),
+      (error: unknown) => this.#refused(key, bytes, error),
+    )
+  }
+
+  /** A decoded read as get answers it: a value, or a miss (an expired one counted, and a
+   *  dead one removed). */
+  #judged(key: string, bytes: Buffer, read: Decoded): RedisRead | Promise<RedisRead> {
+    if (typeof read !== 'string') return read
+    this.#p.counts.expired++
+    // Past its grace, or invalidated by a tag (stamps only rise): never served again by any
+    // instance, so it goes, if unchanged since, as a file tier's read removes a dead file.
+    // Left, an entry without a ttl stayed in Redis for good (tag versioning grew Redis
+    // without bound) and every read fetched and judged it again.
+    if (read === 'dead') return this.#deleteIfSame(this.keyOf(key), String(bytes.length), tailOf(bytes)).then(() => MISS)
+    return MISS
+  }
+
+  /** A value that failed to verify or decode: a counted, reported miss (removed unless it is
+   *  sealed under a key this instance does not hold). Anything else is thrown on. */
+  #refused(key: string, bytes: Buffer, error: unknown): RedisRead | Promise<RedisRead> {
+    if (!(error instanceof CorruptEntryError) && !isPayloadFailure(error)) throw error
+    if (error instanceof KeyError && error.missing) {
+      // Sealed under a key this instance does not hold: a miss, left for those that do.
+      this.#p.counts.corrupt++
+      this.#p.corrupt({ key, file: `redis:${this.keyOf(key)}`, ...reportedReason(error) })
+      return MISS
+    }
+    const tail = tailOf(bytes)
+    const reason =
+      error instanceof CorruptEntryError ? reportedReason(error) : { reason: error instanceof Error ? error.message : String(error) }
+    return this.#discard(key, reason, String(bytes.length), tail)
   }
 
   /** `bytes` as `key`'s entry, verified (a CorruptEntryError otherwise), judged and decoded:
    *  'kept' (expired, in its recorded grace) or 'dead' (past it, or invalidated) if not to be
-   *  served with `grace`. */
-  async #decode(key: string, bytes: Buffer, grace: number, serialized = false): Promise<RedisRead | 'kept' | 'dead'> {
+   *  served with `grace`. At once unless the payload decodes in the thread pool (framed, or
+   *  too large to decompress inline). May throw. */
+  #decode(key: string, bytes: Buffer, grace: number, serialized = false): Decoded | Promise<Decoded> {
     const entry = this.#verified(key, bytes)
     const state = entryState(entry, Date.now(), this.#p.tags, entry.grace, grace)
     if (state === 'kept' || state === 'dead') return state
     if (entry.logicalLength > this.#p.options.maxValueSize) return MISS // never stored by a cache with these bounds
-    const payload = await decodePayload(entry, this.#p.options)
+    const payload = decodePayloadSync(entry, this.#p.options)
+    if (payload !== undefined) return this.#decoded(entry, payload, state, bytes, serialized)
+    return decodePayload(entry, this.#p.options).then((later) => this.#decoded(entry, later, state, bytes, serialized))
+  }
+
+  /** The read of a verified, live (or stale) entry whose payload is `payload`. */
+  #decoded(entry: DecodedEntry, payload: Buffer, state: 'live' | 'stale', bytes: Buffer, serialized: boolean): RedisRead {
     let value: unknown = payload
     if (!serialized) {
       try {
@@ -470,6 +498,10 @@ export function isTombstone(bytes: Buffer): boolean {
 function escapeGlob(text: string): string {
   return text.replace(/[*?[\]\\]/g, (c) => '\\' + c)
 }
+
+/** A Redis value verified and judged: a read, or why it is not served ('kept': expired within
+ *  its recorded grace; 'dead': past it, or invalidated). */
+type Decoded = RedisRead | 'kept' | 'dead'
 
 /** What RedisTier.set answers: whether it stored, whether its message went out, and `kept`
  *  when Redis holds a newer value (or another of the same version), which the local copies of

@@ -115,6 +115,40 @@ describe('the Redis tier: promises per write', { skip }, () => {
       await writer.close()
     }
   })
+
+  test('a get answered by Redis makes at most 10 promises from its call to its answer (17 before its reads lost their async frames)', async () => {
+    const options = {
+      dir: false,
+      memory: { maxEntries: 100 },
+      maintenance: false,
+      redis: { url: server.url, prefix: `pg${process.pid}:` },
+    } as const
+    const writer = await Larder.open(options)
+    const reader = await Larder.open(options)
+    try {
+      for (let i = 0; i < 40; i++) await writer.set(`r${i}`, { i })
+      for (let i = 0; i < 20; i++) assert.deepEqual(await reader.get(`r${i}`), { i }) // compiled: the count is the steady one
+      let made = 0
+      const hook = createHook({
+        init: (_id, type) => {
+          if (type === 'PROMISE') made++
+        },
+      })
+      hook.enable()
+      let value: unknown
+      try {
+        value = await reader.get('r30')
+      } finally {
+        hook.disable()
+      }
+      assert.deepEqual(value, { i: 30 })
+      assert.equal((await reader.stats()).tiers.redis!.hits, 21, 'answered by Redis')
+      assert.ok(made <= 10, `${made} promises`)
+    } finally {
+      await writer.close()
+      await reader.close()
+    }
+  })
 })
 
 describe('getMany and a value of another Redis type', { skip }, () => {
