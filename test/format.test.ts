@@ -7,7 +7,7 @@ import { Larder } from '../src/index.ts'
 import { checksum, loadHasher } from '../src/format/checksum.ts'
 import { decodeEntry, encodeEntry, FLAG_SEALED, HEADER_BYTES, TRAILER_BYTES } from '../src/format/entry-format.ts'
 import { SYNC_CODEC_LIMIT } from '../src/format/compression.ts'
-import { decodePayload, encodeEntryBytes } from '../src/format/payload.ts'
+import { decodePayload, decodePayloadAtOnce, encodeEntryBytes } from '../src/format/payload.ts'
 import { entryFiles, tempDir } from './helpers.ts'
 
 const fixtures = path.join(import.meta.dirname, '..', 'fixtures', 'v1')
@@ -178,7 +178,7 @@ describe('encodeEntryBytes', () => {
   test('a value the main thread compresses is answered at once (no promise); one over the synchronous limit is a promise; both decode', async () => {
     await loadHasher()
     const small = JSON.stringify({ rows: Array.from({ length: 200 }, (_, i) => ({ i, name: 'row' })) }) // compressed, ~5 KiB
-    const large = 'x'.repeat(SYNC_CODEC_LIMIT + 1) // compressed in the thread pool
+    const large = 'x'.repeat(Math.max(SYNC_CODEC_LIMIT, 1024 * 1024) + 1) // compressed in the thread pool, and decompressed there (over 1 MiB)
     const now = encodeEntryBytes('k', entryOf(small), options)
     assert.ok(Buffer.isBuffer(now), 'a Buffer, not a promise')
     const later = encodeEntryBytes('k', entryOf(large), options)
@@ -191,5 +191,16 @@ describe('encodeEntryBytes', () => {
       assert.notEqual(decoded.compression, 0, 'compressed')
       assert.equal((await decodePayload(decoded, options)).toString(), text)
     }
+    // Read back the same way: at once inline, a promise for what decompresses in the pool.
+    const inline = decodePayloadAtOnce(decodeEntry(now), options)
+    assert.ok(Buffer.isBuffer(inline))
+    assert.equal(inline.toString(), small)
+    const pooled = decodePayloadAtOnce(decodeEntry(await later), options)
+    assert.ok(pooled instanceof Promise)
+    assert.equal((await pooled).toString(), large)
+    // A payload that is not what it claims is a rejection of decodePayload, never a throw.
+    const damaged = decodeEntry(now)
+    damaged.payload = Buffer.from('not deflate at all')
+    await assert.rejects(decodePayload(damaged, options), /does not decompress|decodes to/)
   })
 })

@@ -112,7 +112,18 @@ export function impossibleLength(entry: PayloadLengths): string | undefined {
  * exactly `logicalLength` of them or a CorruptEntryError. Callers bound `logicalLength` first
  * (see impossibleLength and `maxValueSize`): it is what gets allocated.
  */
-export async function decodePayload(entry: DecodedEntry, keys: Pick<ResolvedOptions, 'encryption'>): Promise<Buffer> {
+export function decodePayload(entry: DecodedEntry, keys: Pick<ResolvedOptions, 'encryption'>): Promise<Buffer> {
+  try {
+    return Promise.resolve(decodePayloadAtOnce(entry, keys))
+  } catch (error) {
+    return Promise.reject(error instanceof Error ? error : new Error(String(error)))
+  }
+}
+
+/** decodePayload, answered at once (not a promise) when the payload decodes inline (plain,
+ *  or compressed within the synchronous limits): a small Redis read then waits for nothing
+ *  more. A sealed payload is opened once either way. May throw. */
+export function decodePayloadAtOnce(entry: DecodedEntry, keys: Pick<ResolvedOptions, 'encryption'>): Buffer | Promise<Buffer> {
   const { compression, logicalLength } = entry
   const key = keyOf(entry, keys.encryption)
   if ((entry.flags & FLAG_FRAMED) !== 0) {
@@ -121,13 +132,12 @@ export async function decodePayload(entry: DecodedEntry, keys: Pick<ResolvedOpti
   }
   const payload = openedPayload(entry, key)
   if (decodesInline(compression, payload.length, logicalLength)) return decodedInline(payload, compression, logicalLength)
-  let bytes: Buffer
-  try {
-    bytes = await decompressAsync(compression, payload, logicalLength)
-  } catch (error) {
-    throw new CorruptEntryError(`payload does not decompress (${(error as Error).message})`)
-  }
-  return ofLogicalLength(bytes, logicalLength)
+  return decompressAsync(compression, payload, logicalLength).then(
+    (bytes) => ofLogicalLength(bytes, logicalLength),
+    (error: unknown) => {
+      throw new CorruptEntryError(`payload does not decompress (${(error as Error).message})`)
+    },
+  )
 }
 
 /**

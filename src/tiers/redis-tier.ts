@@ -4,7 +4,7 @@ import { hasher } from '../format/checksum.js'
 import { checkNamespace } from '../crypto/entry-keys.js'
 import { KeyError, reportedReason } from '../crypto/seal.js'
 import { CorruptEntryError, decodeEntry, decodeHead, MAGIC, type DecodedEntry } from '../format/entry-format.js'
-import { decodePayload, decodePayloadSync, impossibleLength } from '../format/payload.js'
+import { decodePayloadAtOnce, impossibleLength } from '../format/payload.js'
 import { deserialize } from '../format/serializers.js'
 import { Glob } from '../maintenance/glob.js'
 import { toEntryInfo, type EntryInfo } from '../maintenance/listing.js'
@@ -428,9 +428,9 @@ export class RedisTier {
     const state = entryState(entry, Date.now(), this.#p.tags, entry.grace, grace)
     if (state === 'kept' || state === 'dead') return state
     if (entry.logicalLength > this.#p.options.maxValueSize) return MISS // never stored by a cache with these bounds
-    const payload = decodePayloadSync(entry, this.#p.options)
-    if (payload !== undefined) return this.#decoded(entry, payload, state, bytes, serialized)
-    return decodePayload(entry, this.#p.options).then((later) => this.#decoded(entry, later, state, bytes, serialized))
+    const payload = decodePayloadAtOnce(entry, this.#p.options)
+    if (!(payload instanceof Promise)) return this.#decoded(entry, payload, state, bytes, serialized)
+    return payload.then((later) => this.#decoded(entry, later, state, bytes, serialized))
   }
 
   /** The read of a verified, live (or stale) entry whose payload is `payload`. */
