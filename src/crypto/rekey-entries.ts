@@ -43,8 +43,8 @@ import {
 import { decodeFrameHeader, encodeFrame, FRAME_HEADER_BYTES } from '../format/frames.js'
 import { encodeUnframedEntry, impossibleLength, openedPayload } from '../format/payload.js'
 import { openTempSync, writeAllSync } from '../store/atomic-write.js'
-import { errorCode, isForbidden, NOT_A_FILE, openForReading, unlinkIfThere } from '../store/disk.js'
-import { asideOf } from '../store/take-aside.js'
+import { errorCode, isForbidden, NOT_A_FILE, openForReading } from '../store/disk.js'
+import { linkUnlessTaken, swapIfSame } from '../store/swap-in.js'
 import { ENTRY_NAME, rootAbove } from '../store/layout.js'
 import { OwnedTree, type Sharing } from '../store/owned-tree.js'
 import { checkNamespace, keyOf, namespaceIdOf } from './entry-keys.js'
@@ -180,7 +180,7 @@ function rekeyEntry(tree: OwnedTree, file: string, keyring: Keyring, input: Reke
     } finally {
       fs.closeSync(written.fd)
     }
-    const verdict = swapIfSame(file, temp, stat)
+    const verdict = swapIfSame(file, temp, stat) === 'swapped' ? 'rekeyed' : 'changed'
     temp = verdict === 'rekeyed' ? undefined : temp
     if (verdict === 'rekeyed') out.grownBytes += size - stat.size
     return verdict
@@ -333,54 +333,6 @@ function reframe(
   writeAllSync(to, Buffer.concat([fields, sum]), 'rekey temp')
 }
 
-/**
- * The rewritten entry swapped in if the entry is still the one read (see the top). The entry
- * goes aside under the name every removal shares (store/take-aside.ts), so a `delete()` of the
- * key in that moment, which finds no entry at the name, removes it from there: the rekey then
- * finds its aside gone, and takes away the rewritten copy it linked, which would otherwise
- * bring the deleted entry back.
- */
-function swapIfSame(file: string, temp: string, judged: fs.Stats): Verdict {
-  const aside = asideOf(file)
-  try {
-    fs.renameSync(file, aside)
-  } catch (error) {
-    if (errorCode(error) === 'ENOENT') return 'changed'
-    throw error
-  }
-  const moved = fs.lstatSync(aside, { throwIfNoEntry: false })
-  if (moved === undefined) return 'changed' // deleted from the aside name already
-  if (moved.ino !== judged.ino || moved.mtimeMs !== judged.mtimeMs || moved.size !== judged.size) {
-    // Another entry than the one judged: it goes back, unless a delete took it from the
-    // aside name meanwhile (then what was linked back goes too).
-    const back = linkUnlessTaken(aside, file)
-    if (!unlinkIfThere(aside) && back && fs.lstatSync(file, { throwIfNoEntry: false })?.ino === moved.ino) unlinkIfThere(file)
-    return 'changed'
-  }
-  const rewritten = fs.lstatSync(temp).ino
-  const placed = linkUnlessTaken(temp, file)
-  fs.unlinkSync(temp)
-  if (!unlinkIfThere(aside)) {
-    // A delete came while the entry was aside: the copy linked in its place goes too.
-    if (placed && fs.lstatSync(file, { throwIfNoEntry: false })?.ino === rewritten) unlinkIfThere(file)
-    return 'changed'
-  }
-  return placed ? 'rekeyed' : 'changed'
-}
-
-/** Links `from` at `to` unless a file is there (a newer entry) or `from` is gone (deleted). */
-function linkUnlessTaken(from: string, to: string): boolean {
-  try {
-    fs.linkSync(from, to)
-    return true
-  } catch (error) {
-    const code = errorCode(error)
-    if (code === 'EEXIST' || code === 'ENOENT') return false
-    throw error
-  }
-}
-
-/** Unlinks `file`; false if it was gone already. */
 /** An entry a killed rekey left aside: put back if nothing was written or removed in the
  *  namespace since it went aside, else dropped. A live rekey's own aside is not touched. */
 function recoverAside(aside: string, file: string, pid: number, changes: string): boolean {

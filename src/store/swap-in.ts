@@ -1,0 +1,60 @@
+/**
+ * An entry file replaced by a rewrite of itself (the same key, value, times and tags, written
+ * beside it as an exclusive temp file): `rekey` seals it under another key, compress-later
+ * compresses a value written raw. The rewrite may replace only the inode that was read: the
+ * old file is renamed aside (so no writer can slip in between the check and the swap),
+ * checked (same inode, mtime and size), and the new one linked into the empty place; a link
+ * that finds a file there means a writer put a newer entry there meanwhile, and that one
+ * stays. Readers see the old entry, the new one or (for the two system calls between) a miss:
+ * never a wrong value.
+ */
+import type fs from 'node:fs'
+import { disk, errorCode, unlinkIfThere } from './disk.js'
+import { asideOf } from './take-aside.js'
+
+/**
+ * The rewritten entry (`temp`, beside it) swapped in if the entry is still the one read. The entry
+ * goes aside under the name every removal shares (store/take-aside.ts), so a `delete()` of the
+ * key in that moment, which finds no entry at the name, removes it from there: the rewriter then
+ * finds its aside gone, and takes away the rewritten copy it linked, which would otherwise
+ * bring the deleted entry back.
+ */
+export function swapIfSame(file: string, temp: string, judged: fs.Stats): 'swapped' | 'changed' {
+  const aside = asideOf(file)
+  try {
+    disk.renameSync(file, aside)
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return 'changed'
+    throw error
+  }
+  const moved = disk.lstatSync(aside, { throwIfNoEntry: false })
+  if (moved === undefined) return 'changed' // deleted from the aside name already
+  if (moved.ino !== judged.ino || moved.mtimeMs !== judged.mtimeMs || moved.size !== judged.size) {
+    // Another entry than the one judged: it goes back, unless a delete took it from the
+    // aside name meanwhile (then what was linked back goes too).
+    const back = linkUnlessTaken(aside, file)
+    if (!unlinkIfThere(aside) && back && disk.lstatSync(file, { throwIfNoEntry: false })?.ino === moved.ino) unlinkIfThere(file)
+    return 'changed'
+  }
+  const rewritten = disk.lstatSync(temp).ino
+  const placed = linkUnlessTaken(temp, file)
+  disk.unlinkSync(temp)
+  if (!unlinkIfThere(aside)) {
+    // A delete came while the entry was aside: the copy linked in its place goes too.
+    if (placed && disk.lstatSync(file, { throwIfNoEntry: false })?.ino === rewritten) unlinkIfThere(file)
+    return 'changed'
+  }
+  return placed ? 'swapped' : 'changed'
+}
+
+/** Links `from` at `to` unless a file is there (a newer entry) or `from` is gone (deleted). */
+export function linkUnlessTaken(from: string, to: string): boolean {
+  try {
+    disk.linkSync(from, to)
+    return true
+  } catch (error) {
+    const code = errorCode(error)
+    if (code === 'EEXIST' || code === 'ENOENT') return false
+    throw error
+  }
+}
