@@ -173,6 +173,13 @@ export interface LarderOptions {
    *  every compressible block is compressed, at zlib's speed (about 120 MB/s per core at
    *  level 1 on mixed data); the smallest files, the same on every run. */
   streamCompression?: StreamCompression
+  /** A value of at least this size (serialized) is written by `set` uncompressed, and a
+   *  maintenance worker compresses it moments later (swapping the compressed file in only if
+   *  the entry is still the one written): the set does not wait for the codec, and the disk
+   *  ends up as compressed as before. Default `'32KB'`; `false`: every value is compressed
+   *  before its set resolves. Not with `durable` or `encryption` (compressed before as before),
+   *  nor for `setStream` (its frames are compressed as they come) or a value Redis also holds. */
+  compressLater?: Size | false
   /**
    * The largest value `get` returns (and `getOrSet`, `getMany`, `increment` read) and `set`
    * stores, in bytes of the serialized value. Default `'64MiB'`. A value read with `get` is
@@ -304,6 +311,7 @@ export interface ResolvedOptions {
   compressionLevel: number
   compressThreshold: number
   streamCompression: StreamCompression
+  compressLater: number | false
   serializer: SerializerName | CustomSerializer
   maxValueSize: number
   memory: false | { maxEntries: number | undefined; maxSize: number | undefined; ttl: number }
@@ -343,6 +351,7 @@ const OPTION_NAMES = new Set<string>([
   'compressionLevel',
   'compressThreshold',
   'streamCompression',
+  'compressLater',
   'serializer',
   'maxValueSize',
   'memory',
@@ -581,6 +590,10 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     compressionLevel,
     compressThreshold: parseSize(o.compressThreshold ?? 4096, 'compressThreshold'),
     streamCompression,
+    compressLater:
+      o.compressLater === false || o.compressLater === 'false' || o.compressLater === 'off'
+        ? false
+        : parseSize(o.compressLater ?? 32 * 1024, 'compressLater'),
     serializer,
     maxValueSize,
     memory,

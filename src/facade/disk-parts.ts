@@ -1,6 +1,7 @@
 import { recordBudget } from '../maintenance/budget-record.js'
 import { crowded, worthALook } from '../maintenance/crowding.js'
 import { AutoPrune } from '../maintenance/auto-prune.js'
+import { CompressLater } from '../maintenance/compress-later.js'
 import { HitLog } from '../maintenance/hit-log.js'
 import { LastUse } from '../maintenance/last-use.js'
 import { Maintainer, type MaintenanceProgress, type PruneReport } from '../maintenance/maintainer.js'
@@ -55,6 +56,9 @@ export class DiskParts {
   readonly maintainer: Maintainer
   readonly autoPrune: AutoPrune
   readonly files: FileTier
+  /** Large values compressed after their set, in the workers (undefined: read-only). */
+  readonly compressLater: CompressLater | undefined
+  readonly #compressPool = new MaintenancePool(1)
   readonly #options: ResolvedOptions
 
   /** Hits are counted for LFU (the hit log exists whatever the policy: configure() may
@@ -90,6 +94,18 @@ export class DiskParts {
     this.activity = new ActivityLog(this.layout)
     this.changes = new ChangeClock(this.layout)
     this.changeWatch = new ChangeWatch(this.layout)
+    this.compressLater = options.readOnly
+      ? undefined
+      : new CompressLater({
+          layout: this.layout,
+          options,
+          totals: this.totals,
+          // A pool of its own: a task holds its thread while sets keep coming, and a prune must
+          // not wait behind it (maintenance.workers is one by default).
+          run: (input, transfer) => this.#compressPool.run(input, { transfer }),
+          diskClosed: () => this.breaker.state === 'closed',
+          failed: (error) => this.bookkeepingFailed(error),
+        })
     this.files = new FileTier({
       layout: this.layout,
       options,
@@ -102,6 +118,7 @@ export class DiskParts {
       counts: hooks.counts,
       corrupt: hooks.corrupt,
       removeTrash: (trash) => this.pool.run({ task: 'remove-trash', trash }),
+      compressLater: this.compressLater,
     })
     this.maintainer = new Maintainer({
       layout: this.layout,
@@ -243,6 +260,7 @@ export class DiskParts {
   async close(counts: ActivityCounters): Promise<void> {
     await this.autoPrune.close()
     await this.maintainer.close()
+    await this.compressLater?.close()
     const here = openHere.get(this.layout.namespaceDir)
     here?.delete(this)
     if (here?.size === 0) openHere.delete(this.layout.namespaceDir)
@@ -256,6 +274,7 @@ export class DiskParts {
     this.lastUse.stop()
     await this.files.trashDeleted()
     await this.pool.destroy()
+    await this.#compressPool.destroy()
     this.breaker.shutdown()
     this.tags.close()
     this.changes.close()

@@ -42,6 +42,7 @@ export function assembleStats({ counters, memory, disk, shared, writeBack }: Cac
   }
   // The memory tier's hits are counted once, on the fast path, as memoryHits.
   if (tiers.memory !== undefined) Object.assign(tiers.memory, { hits: c.memoryHits, shed: counters.tiers.memory!.shed })
+  if (tiers.file !== undefined && disk?.compressLater !== undefined) tiers.file.compressLater = disk.compressLater.counts()
   if (tiers.redis !== undefined) Object.assign(tiers.redis, { queued: writeBack?.size ?? 0, busQueued: shared?.bus?.queued ?? 0 })
   return {
     ...c,

@@ -193,6 +193,18 @@ export function encodeEntryBytes(
     : entryBytesOf(key, entry, options, encoded)
 }
 
+/** An entry's file bytes with its value stored as it is, uncompressed (compress-later's first
+ *  write; a maintenance worker compresses it). Never sealed: compress-later is off with
+ *  encryption. */
+export function encodePlainEntryBytes(key: string, entry: EntryTimesAndValue, options: Pick<ResolvedOptions, 'namespace'>): Buffer {
+  return entryBytesOf(
+    key,
+    entry,
+    { namespace: options.namespace, encryption: undefined },
+    { compression: Compression.None, payload: entry.serialized.bytes },
+  )
+}
+
 function entryBytesOf(
   key: string,
   entry: EntryTimesAndValue,

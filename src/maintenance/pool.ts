@@ -2,6 +2,7 @@ import fs from 'node:fs'
 import { createRequire } from 'node:module'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import type { TransferListItem } from 'node:worker_threads'
 import type { Piscina } from 'piscina'
 import type { TaskInput } from './worker.js'
 
@@ -64,7 +65,7 @@ export class MaintenancePool {
     this.#threads = threads
   }
 
-  run<T>(input: TaskInput, options: { signal?: AbortSignal; transfer?: ArrayBuffer[] } = {}): Promise<T> {
+  run<T>(input: TaskInput, options: { signal?: AbortSignal; transfer?: TransferListItem[] } = {}): Promise<T> {
     const pool = this.#started()
     return new Promise<T>((resolve, reject) => {
       this.#waiting.add(reject)

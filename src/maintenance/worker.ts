@@ -31,6 +31,7 @@ import { compactHitLogs, readHitCounts } from './hit-counts.js'
 import { rekeyPartitions, type RekeyInput, type RekeyOutput } from '../crypto/rekey-entries.js'
 import { listEntries, usage, type EntryInfo, type ListInput, type UsageInput, type UsageOutput } from './listing.js'
 import { foldStamps, type FoldInput, type FoldOutput } from './stamp-fold.js'
+import { compressEntries, type CompressInput, type CompressOutput } from './compress-entries.js'
 
 export interface PruneFilters {
   /** Remove entries not used (read or written) within this many ms. */
@@ -182,11 +183,22 @@ export type TaskInput =
   | TouchInput
   | TrashInput
   | FoldInput
+  | CompressInput
 
 export default async function run(
   input: TaskInput,
 ): Promise<
-  ScanOutput | EvictOutput | VerifyOutput | PlanOutput | number | EntryInfo[] | UsageOutput | SweepOutput | RekeyOutput | FoldOutput
+  | ScanOutput
+  | EvictOutput
+  | VerifyOutput
+  | PlanOutput
+  | number
+  | EntryInfo[]
+  | UsageOutput
+  | SweepOutput
+  | RekeyOutput
+  | FoldOutput
+  | CompressOutput
 > {
   await loadHasher()
   switch (input.task) {
@@ -212,6 +224,8 @@ export default async function run(
       return foldStamps(input)
     case 'touch':
       return touchIfOlder(input.files, input.times)
+    case 'compress':
+      return compressEntries(input)
     case 'remove-trash': {
       const bytes = input.measure === true ? trashBytes(input.trash) : 0
       if (input.dryRun !== true) await removeTrash(input.trash)

@@ -1,3 +1,4 @@
+import type { CompressLaterCounts } from '../maintenance/compress-later.js'
 import type { BreakerSnapshot } from '../resilience/disk-breaker.js'
 import type { ActivityCounters } from './activity-log.js'
 import { LatencyWindow, type LatencySummary } from './latency-window.js'
@@ -29,6 +30,9 @@ export interface TierStats {
   queued?: number
   /** redis only: bus messages waiting for Redis to be reachable. */
   busQueued?: number
+  /** file only: large values written uncompressed and compressed by a worker after their set
+   *  (the `compressLater` option). */
+  compressLater?: CompressLaterCounts
 }
 
 /** One tier's running counts. */

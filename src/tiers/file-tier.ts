@@ -7,11 +7,12 @@ import { Compression, compressionIds, SYNC_CODEC_LIMIT } from '../format/compres
 import { checkNamespace, keyOf, namespaceIdOf } from '../crypto/entry-keys.js'
 import { KeyError, reportedReason } from '../crypto/seal.js'
 import { CorruptEntryError, decodeEntry, FLAG_FRAMED, type DecodedEntry, type EntryHead } from '../format/entry-format.js'
-import { decodePayload, decodePayloadSync, encodeEntryBytes, impossibleLength } from '../format/payload.js'
+import { decodePayload, decodePayloadSync, encodeEntryBytes, encodePlainEntryBytes, impossibleLength } from '../format/payload.js'
 import { Codec, deserialize } from '../format/serializers.js'
 import type { HitLog } from '../maintenance/hit-log.js'
 import type { LastUse } from '../maintenance/last-use.js'
 import { toEntryInfo, type EntryInfo } from '../maintenance/listing.js'
+import type { CompressLater } from '../maintenance/compress-later.js'
 import type { RunningTotals } from '../maintenance/totals.js'
 import { zstdAvailable, type ResolvedOptions } from '../options.js'
 import type { DiskBreaker } from '../resilience/disk-breaker.js'
@@ -69,6 +70,8 @@ export interface FileTierParts {
   corrupt(report: CorruptReport): void
   /** Deletes a clear's trash directory off the main thread (a maintenance worker). */
   removeTrash(trash: string): Promise<void>
+  /** Compresses large values after their set (undefined: a read-only instance). */
+  compressLater: CompressLater | undefined
 }
 
 /** The metadata of a streamed entry (its value arrives as a stream). */
@@ -395,24 +398,33 @@ export class FileTier implements Tier {
 
   /** Writes `entry` atomically: compressed when it pays, checksummed. Throws disk failures. */
   async set(key: string, entry: StoredEntry): Promise<void> {
-    const { bytes, early } = await this.encode(key, entry)
-    await this.setBytes(key, bytes, early)
+    const { bytes, early, later } = await this.encode(key, entry)
+    await this.setBytes(key, bytes, early, later)
   }
 
   /**
-   * `entry`'s file bytes (encodeEntryBytes), and for a value the main thread compresses (32 KiB
-   * up to the synchronous codec limit) a temp file created through the thread pool meanwhile:
-   * the create is the kernel's work (an inode: tens of µs in a fresh tree, 300-400 µs on an
-   * ext4 that has just deleted thousands of files), the compression 100-450 µs of the main
-   * thread's, and one sequential set used to pay both in turn. Not for a smaller value (its
-   * compression is cheaper than the pool's round trip), nor `durable` (every step of that goes
-   * to the pool), nor while the breaker is not closed (it decides whether the disk is touched
-   * at all). Issue 14's W4 set. The caller hands both to setBytes.
+   * `entry`'s file bytes (encodeEntryBytes). A value of `compressLater` bytes or more is
+   * written uncompressed, and compressed by a maintenance worker once it is on disk (`later`:
+   * its creation time, handed to setBytes, which queues it: maintenance/compress-later.ts).
+   * Otherwise, for a value the main thread compresses (32 KiB up to the synchronous codec
+   * limit), a temp file is created through the thread pool meanwhile: the create is the
+   * kernel's work (an inode: tens of µs in a fresh tree, 300-400 µs on an ext4 that has just
+   * deleted thousands of files), the compression 100-450 µs of the main thread's, and one
+   * sequential set used to pay both in turn. Not for a smaller value (its compression is
+   * cheaper than the pool's round trip), nor `durable` (every step of that goes to the pool),
+   * nor while the breaker is not closed (it decides whether the disk is touched at all).
+   * Issue 14's W4 set. The caller hands all three to setBytes.
    */
-  async encode(key: string, entry: StoredEntry): Promise<{ bytes: Buffer; early: Promise<OpenedTemp> | undefined }> {
+  async encode(
+    key: string,
+    entry: StoredEntry,
+  ): Promise<{ bytes: Buffer; early: Promise<OpenedTemp> | undefined; later: number | undefined }> {
+    if (this.#p.compressLater?.takes(entry.serialized.bytes.length) === true) {
+      return { bytes: encodePlainEntryBytes(key, entry, this.#p.options), early: undefined, later: entry.createdAt }
+    }
     const early = this.#tempAhead(key, entry)
     try {
-      return { bytes: await encodeEntryBytes(key, entry, this.#p.options), early }
+      return { bytes: await encodeEntryBytes(key, entry, this.#p.options), early, later: undefined }
     } catch (error) {
       if (early !== undefined) void discardTemp(early)
       throw error
@@ -430,9 +442,10 @@ export class FileTier implements Tier {
   }
 
   /** Writes an entry file's bytes (encodeEntryBytes, or a value the Redis tier verified)
-   *  atomically under `key`'s name, into `early` when a temp file was created ahead (set).
-   *  Throws disk failures. */
-  async setBytes(key: string, file: Buffer, early?: Promise<OpenedTemp>): Promise<void> {
+   *  atomically under `key`'s name, into `early` when a temp file was created ahead (set);
+   *  `later`: the bytes are a value written uncompressed, to be compressed once on disk
+   *  (encode). Throws disk failures. */
+  async setBytes(key: string, file: Buffer, early?: Promise<OpenedTemp>, later?: number): Promise<void> {
     const target = this.#fileOf(key)
     // A small entry is written synchronously, which wins alone but cannot overlap: with 16
     // sets in flight they would run one after another. Writes arriving in the same turn of
@@ -463,6 +476,7 @@ export class FileTier implements Tier {
     else this.#p.changes.bump(key)
     this.#p.totals.written(file.length, previous?.isFile() ? previous.size : undefined)
     this.#p.counts.bytesWritten += file.length
+    if (later !== undefined) this.#p.compressLater?.written(target, later, file.length)
   }
 
   /**

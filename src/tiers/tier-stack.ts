@@ -437,7 +437,8 @@ export class TierStack {
     // encodes them, creating a big value's temp file meanwhile (FileTier.encode).
     let encoded: Buffer | undefined
     let early: Promise<OpenedTemp> | undefined
-    if (this.redis === undefined && this.file !== undefined) ({ bytes: encoded, early } = await this.file.encode(key, entry))
+    let later: number | undefined
+    if (this.redis === undefined && this.file !== undefined) ({ bytes: encoded, early, later } = await this.file.encode(key, entry))
     else if (needsBytes) {
       // Awaited only when it is a promise (a value compressed in the thread pool).
       const answer = encodeEntryBytes(key, entry, this.#p.options)
@@ -462,7 +463,11 @@ export class TierStack {
     try {
       const message = { op: 'keys' as const, keys: [[key, entry.createdAt]] as [string, number][] }
       fileWrite =
-        this.file === undefined ? false : local ? this.#toFile(key, bytes!, entry.createdAt, early) : this.#dropFile(key, entry.createdAt)
+        this.file === undefined
+          ? false
+          : local
+            ? this.#toFile(key, bytes!, entry.createdAt, early, later)
+            : this.#dropFile(key, entry.createdAt)
       const redisWrite = !shared
         ? this.redis !== undefined && bytes !== undefined
           ? this.#unshare(key, entry)
@@ -501,11 +506,11 @@ export class TierStack {
     }
   }
 
-  async #toFile(key: string, bytes: Buffer, createdAt: number, early?: Promise<OpenedTemp>): Promise<boolean> {
+  async #toFile(key: string, bytes: Buffer, createdAt: number, early?: Promise<OpenedTemp>, later?: number): Promise<boolean> {
     const counts = this.#p.counters.tiers.file!
     const started = performance.now()
     try {
-      await this.file!.setBytes(key, bytes, early)
+      await this.file!.setBytes(key, bytes, early, later)
       this.file!.changed(key, createdAt)
       counts.sets++
       return true

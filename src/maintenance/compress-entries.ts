@@ -1,0 +1,177 @@
+/**
+ * Compress-later's work in a maintenance worker (the main thread's side is
+ * compress-later.ts): entries that `set` wrote uncompressed so that the set did not wait for
+ * zlib are read back, checked (checksum, and still the entry that set wrote: the same
+ * creation time, still plain), compressed with the cache's codec and swapped in for the plain
+ * file only if that file is still the one read (store/swap-in.ts: a newer entry written
+ * meanwhile stays, a delete meanwhile is not undone). The rewrite keeps the key, value, times,
+ * tags, grace and mtime (its LRU position); only its payload's encoding changes, so no reader
+ * anywhere can tell but by its size.
+ */
+import fs from 'node:fs'
+import type { MessagePort } from 'node:worker_threads'
+import { Compression, compressSync, KEEP_COMPRESSED_RATIO } from '../format/compression.js'
+import { CorruptEntryError, decodeEntry, FLAG_FRAMED, FLAG_SEALED } from '../format/entry-format.js'
+import { encodeUnframedEntry } from '../format/payload.js'
+import { openTempSync, writeAllSync } from '../store/atomic-write.js'
+import { errorCode, NOT_A_FILE, openForReading } from '../store/disk.js'
+import { rootAbove } from '../store/layout.js'
+import { OwnedTree, type Sharing } from '../store/owned-tree.js'
+import { swapIfSame } from '../store/swap-in.js'
+
+export interface CompressInput {
+  task: 'compress'
+  namespaceDir: string
+  shared: Sharing
+  /** The codec and level of the cache that wrote the files. */
+  compression: Compression
+  level: number
+  /** The most a file may hold to be read whole (the writer's maxValueSize and the entry's
+   *  head and trailer): a larger one is not the entry set wrote. */
+  maxFileBytes: number
+  /** Where the files come from, as they are written: `[file, createdAt, size]` (the creation
+   *  time of the entry set wrote there), or null once no more will come. A port, not a list: the
+   *  main thread posts to it in the middle of a run of synchronous sets, which never lets its
+   *  event loop turn to hand this worker another task. */
+  port: MessagePort
+  /** Set to 1 while this task takes files, 0 once it takes no more (in shared memory: the
+   *  main thread writes values uncompressed only while someone will compress them). */
+  running: Int32Array
+  /** This task's counts as it goes (taken, compressed, savedBytes, skipped), for `stats()`
+   *  before the task reports: shared memory, read without the worker's help. */
+  progress: Float64Array
+}
+
+export interface CompressOutput {
+  /** Files taken from the port, in the order posted (those posted after are the caller's to
+   *  hand to another task). */
+  taken: number
+  /** Rewritten compressed. */
+  compressed: number
+  /** Bytes the rewritten files shrank by, in all (for the running totals). */
+  savedBytes: number
+  /** Left as they are: gone, replaced, used or changed meanwhile, damaged, or not worth
+   *  compressing (saving less than a tenth). */
+  skipped: number
+  /** The disk failed (its error's code, for the breaker): the file it failed on is left as it
+   *  is, and no more were taken. */
+  failed: string | undefined
+}
+
+/** Files are compressed once none has come for this long: a run of sets is not slowed by
+ *  this worker's reads, writes and renames in the same directories (on the 2-core machines of
+ *  issue 14 that cost the sets more than the codec's time they saved), and its values are
+ *  compressed once it paused. */
+const QUIET_MS = 20
+/** How long the task waits for another file once it has compressed all it had, then ends
+ *  (and frees its thread). */
+const IDLE_MS = 100
+
+/** Compresses the files posted to `input.port`, a quiet moment at a time, until null comes
+ *  (then what it holds, at once), the port stays quiet for IDLE_MS, or the disk fails. */
+export function compressEntries(input: CompressInput): Promise<CompressOutput> {
+  const out: CompressOutput = { taken: 0, compressed: 0, savedBytes: 0, skipped: 0, failed: undefined }
+  // A root the opening thread had: its parents are never made here (see OwnedTree).
+  const tree = new OwnedTree(rootAbove(input.namespaceDir, 2), input.shared, true)
+  const { port } = input
+  const held: [string, number, number][] = []
+  return new Promise((resolve) => {
+    let timer: NodeJS.Timeout | undefined
+    const end = (): void => {
+      Atomics.store(input.running, 0, 0)
+      clearTimeout(timer)
+      port.off('message', next)
+      port.close()
+      resolve(out)
+    }
+    /** Compresses what is held, in order; false once the disk failed. */
+    const work = (): boolean => {
+      for (const [file, createdAt] of held) {
+        out.taken++
+        try {
+          const saved = compressEntry(tree, file, createdAt, input)
+          if (saved === undefined) out.skipped++
+          else {
+            out.compressed++
+            out.savedBytes += saved
+          }
+        } catch (error) {
+          out.failed = errorCode(error) ?? 'UNKNOWN' // not a disk's error: the breaker does not count it
+          out.skipped++
+          return false
+        } finally {
+          shown(out, input.progress)
+        }
+      }
+      held.length = 0
+      return true
+    }
+    const quiet = (): void => {
+      if (held.length === 0 || !work()) return end()
+      timer = setTimeout(quiet, IDLE_MS)
+    }
+    const next = (message: [string, number, number] | null): void => {
+      clearTimeout(timer)
+      if (message === null) {
+        work()
+        return end()
+      }
+      held.push(message)
+      timer = setTimeout(quiet, QUIET_MS)
+    }
+    port.on('message', next)
+    Atomics.store(input.running, 0, 1)
+    timer = setTimeout(quiet, IDLE_MS)
+  })
+}
+
+function shown(out: CompressOutput, progress: Float64Array): void {
+  progress[0] = out.taken
+  progress[1] = out.compressed
+  progress[2] = out.savedBytes
+  progress[3] = out.skipped
+}
+
+/** Compresses one entry file; the bytes it shrank by, or undefined if it was left alone. */
+function compressEntry(tree: OwnedTree, file: string, createdAt: number, input: CompressInput): number | undefined {
+  // Never a FIFO's endless open, never through a link planted at the name (openForReading).
+  const fd = openForReading(file)
+  if (fd === undefined || fd === NOT_A_FILE) return undefined
+  let temp: string | undefined
+  try {
+    const stat = fs.fstatSync(fd)
+    if (!stat.isFile() || stat.size > input.maxFileBytes) return undefined
+    const bytes = Buffer.allocUnsafe(stat.size)
+    if (fs.readSync(fd, bytes, 0, stat.size, 0) !== stat.size) return undefined
+    let entry
+    try {
+      entry = decodeEntry(bytes)
+    } catch (error) {
+      if (error instanceof CorruptEntryError) return undefined // for readers and prune to judge
+      throw error
+    }
+    if (
+      entry.createdAt !== createdAt ||
+      (entry.compression as Compression) !== Compression.None ||
+      (entry.flags & (FLAG_FRAMED | FLAG_SEALED)) !== 0
+    )
+      return undefined
+    const compressed = compressSync(input.compression, input.level, entry.payload)
+    if (compressed.length >= entry.payload.length * KEEP_COMPRESSED_RATIO) return undefined
+    const rewritten = encodeUnframedEntry({ ...entry, compression: input.compression }, compressed, entry.logicalLength, undefined)
+    const written = openTempSync(tree, file)
+    temp = written.temp
+    try {
+      writeAllSync(written.fd, rewritten, 'compress temp')
+      fs.futimesSync(written.fd, stat.atimeMs / 1000, stat.mtimeMs / 1000) // the LRU position stays
+    } finally {
+      fs.closeSync(written.fd)
+    }
+    if (swapIfSame(file, temp, stat) !== 'swapped') return undefined // the temp file goes below
+    temp = undefined // linked in its place, and its own name unlinked
+    return stat.size - rewritten.length
+  } finally {
+    fs.closeSync(fd)
+    if (temp !== undefined) fs.rmSync(temp, { force: true })
+  }
+}

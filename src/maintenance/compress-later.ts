@@ -1,0 +1,193 @@
+/**
+ * Compression off a set's path (issue 14's 64 KiB set). A value of at least `compressLater`
+ * bytes is written uncompressed, and this queue hands its file to a maintenance worker
+ * (compress-entries.ts), which compresses it and swaps it in if the entry is still the one
+ * written. The set costs what an uncompressed one costs; the codec's time is the worker's,
+ * on another core, and the disk ends up holding what a compressed set would have written.
+ *
+ * One task at a time, handed each file as it is written through a MessagePort (a run of
+ * synchronous sets never lets the main thread's event loop turn, so a task's report and the
+ * next task would wait for the end of the run); it ends when told, or once no file came for a
+ * moment. A task is bounded: past MAX_QUEUED files, set compresses before it writes, as it
+ * did before, until the task ends. Nothing here is needed for a correct read: a file not compressed
+ * (the queue dropped by a failing disk, the process killed, a file replaced meanwhile) is a
+ * valid entry, only larger. close() waits until the queue is empty.
+ */
+import { compressionIds } from '../format/compression.js'
+import type { ResolvedOptions } from '../options.js'
+import type { Layout } from '../store/layout.js'
+import type { CompressInput, CompressOutput } from './compress-entries.js'
+import type { RunningTotals } from './totals.js'
+import { MessageChannel, type MessagePort, type TransferListItem } from 'node:worker_threads'
+
+/** Files, and bytes of them, handed to one task at most (the worker holds them until the sets
+ *  pause); past either, set compresses first until the task ends. */
+const MAX_QUEUED = 4096
+const MAX_QUEUED_BYTES = 128 * 1024 * 1024
+/** An entry's head and trailer beside its value, at most (key and tags included). */
+const ENTRY_OVERHEAD = 64 * 1024
+
+export interface CompressLaterParts {
+  layout: Layout
+  options: ResolvedOptions
+  totals: RunningTotals
+  run: (input: CompressInput, transfer: TransferListItem[]) => Promise<CompressOutput>
+  /** Whether the disk breaker lets work go to the disk. */
+  diskClosed: () => boolean
+  /** A disk failure in the worker, counted by the breaker as any disk step's. */
+  failed: (error: Error) => void
+}
+
+/** What `stats().tiers.file.compressLater` says. */
+export interface CompressLaterCounts {
+  /** Files handed to the worker and not yet reported done. */
+  queued: number
+  /** Rewritten compressed. */
+  compressed: number
+  /** Bytes the disk gained back. */
+  savedBytes: number
+  /** Left uncompressed: replaced or removed meanwhile, not worth it, or the disk failing. */
+  skipped: number
+}
+
+/** A file handed to a task: its path, the creation time of the entry written there, its size. */
+type Posted = [string, number, number]
+
+/** One task in a worker and the files posted to it, in order. */
+interface Task {
+  port: MessagePort
+  /** 1 while the worker is taking files (set by the worker: no event loop turn needed to see it). */
+  running: Int32Array
+  /** The worker's counts so far (compress-entries.ts). */
+  progress: Float64Array
+  posted: Posted[]
+  postedBytes: number
+  ended: Promise<void>
+}
+
+export class CompressLater {
+  readonly #p: CompressLaterParts
+  #task: Task | undefined
+  #closed = false
+  #compressed = 0
+  #savedBytes = 0
+  #skipped = 0
+
+  constructor(parts: CompressLaterParts) {
+    this.#p = parts
+  }
+
+  /**
+   * Whether a value `length` bytes long (serialized) is to be written uncompressed now: only
+   * once a task runs in a worker to take it. The first such value starts one (its thread
+   * starts meanwhile, and piscina hands it the task when the event loop next turns) and is
+   * compressed before it is written, as are the values after it until the task is running.
+   */
+  takes(length: number): boolean {
+    const o = this.#p.options
+    if (
+      o.compressLater === false ||
+      length < o.compressLater ||
+      length < o.compressThreshold ||
+      o.compression === 'none' ||
+      o.durable ||
+      o.encryption !== undefined ||
+      this.#closed ||
+      !this.#p.diskClosed()
+    )
+      return false
+    const task = (this.#task ??= this.#started())
+    return Atomics.load(task.running, 0) === 1 && task.posted.length < MAX_QUEUED && task.postedBytes + length <= MAX_QUEUED_BYTES
+  }
+
+  /** `file` now holds, uncompressed, the entry created at `createdAt` (`bytes` long):
+   *  compressed soon. */
+  written(file: string, createdAt: number, bytes: number): void {
+    this.#post([[file, createdAt, bytes]])
+  }
+
+  /** The counts of the tasks that reported, and the running task's so far. */
+  counts(): CompressLaterCounts {
+    const task = this.#task
+    const [taken, compressed, savedBytes, skipped] = task?.progress ?? [0, 0, 0, 0]
+    return {
+      queued: (task?.posted.length ?? 0) - taken!,
+      compressed: this.#compressed + compressed!,
+      savedBytes: this.#savedBytes + savedBytes!,
+      skipped: this.#skipped + skipped!,
+    }
+  }
+
+  /** No more values are taken; resolves once every file handed over has had its turn. */
+  async close(): Promise<void> {
+    this.#closed = true
+    while (this.#task !== undefined) {
+      const task = this.#task
+      task.port.postMessage(null)
+      await task.ended
+    }
+  }
+
+  #post(files: Posted[]): void {
+    if (!this.#p.diskClosed()) {
+      this.#skipped += files.length // the breaker is guarding a failing disk: left as written
+      return
+    }
+    const task = (this.#task ??= this.#started())
+    for (const file of files) {
+      task.port.postMessage(file)
+      task.posted.push(file)
+      task.postedBytes += file[2]
+    }
+  }
+
+  #started(): Task {
+    const { options, layout } = this.#p
+    const { port1, port2 } = new MessageChannel()
+    port1.unref()
+    const task: Task = {
+      port: port1,
+      running: new Int32Array(new SharedArrayBuffer(4)),
+      progress: new Float64Array(new SharedArrayBuffer(4 * 8)),
+      posted: [],
+      postedBytes: 0,
+      ended: Promise.resolve(),
+    }
+    const input: CompressInput = {
+      task: 'compress',
+      namespaceDir: layout.namespaceDir,
+      shared: layout.tree.shared,
+      compression: compressionIds[options.compression],
+      level: options.compressionLevel,
+      maxFileBytes: options.maxValueSize + ENTRY_OVERHEAD,
+      port: port2,
+      running: task.running,
+      progress: task.progress,
+    }
+    task.ended = this.#p.run(input, [port2]).then(
+      (out) => this.#ended(task, out),
+      () => this.#ended(task, undefined),
+    )
+    return task
+  }
+
+  /** A task's report: its counts taken in; files posted after it stopped taking go to the next. */
+  #ended(task: Task, out: CompressOutput | undefined): void {
+    if (this.#task === task) this.#task = undefined
+    task.port.close()
+    if (out === undefined) {
+      // The pool could not run it (a thread that cannot start): left as written.
+      this.#skipped += task.posted.length
+      return
+    }
+    this.#compressed += out.compressed
+    this.#savedBytes += out.savedBytes
+    this.#skipped += out.skipped
+    if (out.savedBytes > 0) this.#p.totals.resized(-out.savedBytes)
+    const rest = task.posted.slice(out.taken)
+    if (out.failed !== undefined) {
+      this.#skipped += rest.length
+      this.#p.failed(Object.assign(new Error(`compress-later: ${out.failed}`), { code: out.failed }))
+    } else if (rest.length > 0) this.#post(rest)
+  }
+}
