@@ -194,6 +194,25 @@ test("the worker's pass: only the entry set wrote is compressed; one replaced, g
   }
 })
 
+test("the worker's pass compresses what it holds within about a second when the sets never pause", async () => {
+  const dir = tempDir('larder-compress-steady')
+  const [a] = await plainEntries(dir, ['a'])
+  const file = entryPathOf(dir, 'a')
+  const input = compressInput(dir)
+  const done = compressEntries(input)
+  // A file every 2 ms: never the 20 ms pause the pass waits for.
+  const posting = setInterval(() => input.post([file, a, 0]), 2)
+  try {
+    await eventually(() => compressionOf(file) === COMPRESSION.deflate, 'compressed while the posts went on', 5_000)
+  } finally {
+    clearInterval(posting)
+  }
+  input.post(null)
+  const out = await done
+  assert.equal(out.compressed, 1)
+  assert.equal(out.failed, undefined)
+})
+
 test("the worker's pass stops at a failing disk: the file it failed on and the rest are not taken", async () => {
   const dir = tempDir('larder-compress-fail')
   const [a] = await plainEntries(dir, ['a'])

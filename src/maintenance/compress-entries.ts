@@ -63,12 +63,17 @@ export interface CompressOutput {
  *  issue 14 that cost the sets more than the codec's time they saved), and its values are
  *  compressed once it paused. */
 const QUIET_MS = 20
+/** The longest a file is held waiting for a pause: sets that never pause for QUIET_MS (a long
+ *  burst, or a steady stream) have what is held compressed beside them this often, so no file
+ *  stays plain on disk much longer than this. */
+const MAX_HOLD_MS = 1000
 /** How long the task waits for another file once it has compressed all it had, then ends
  *  (and frees its thread). */
 const IDLE_MS = 100
 
-/** Compresses the files posted to `input.port`, a quiet moment at a time, until null comes
- *  (then what it holds, at once), the port stays quiet for IDLE_MS, or the disk fails. */
+/** Compresses the files posted to `input.port` a quiet moment at a time (or MAX_HOLD_MS),
+ *  until null comes (then what it holds, at once), the port stays quiet for IDLE_MS, or the
+ *  disk fails. */
 export function compressEntries(input: CompressInput): Promise<CompressOutput> {
   const out: CompressOutput = { taken: 0, compressed: 0, savedBytes: 0, skipped: 0, failed: undefined }
   // A root the opening thread had: its parents are never made here (see OwnedTree).
@@ -77,6 +82,8 @@ export function compressEntries(input: CompressInput): Promise<CompressOutput> {
   const held: [string, number, number][] = []
   return new Promise((resolve) => {
     let timer: NodeJS.Timeout | undefined
+    /** When the oldest file held came. */
+    let heldSince = 0
     const end = (): void => {
       Atomics.store(input.running, 0, 0)
       clearTimeout(timer)
@@ -116,7 +123,9 @@ export function compressEntries(input: CompressInput): Promise<CompressOutput> {
         work()
         return end()
       }
+      if (held.length === 0) heldSince = Date.now()
       held.push(message)
+      if (Date.now() - heldSince >= MAX_HOLD_MS && !work()) return end()
       timer = setTimeout(quiet, QUIET_MS)
     }
     port.on('message', next)
