@@ -15,8 +15,9 @@ import { Larder, LarderError } from '../src/index.ts'
 import { Compression } from '../src/format/compression.ts'
 import { compressEntries } from '../src/maintenance/compress-entries.ts'
 import { loadHasher as loadOurHasher } from '../src/format/checksum.ts'
+import { disk } from '../src/store/disk.ts'
 import { swapIfSame } from '../src/store/swap-in.ts'
-import { entryPathOf, COMPRESSION, loadHasher } from './children/forge.ts'
+import { entryPathOf, COMPRESSION, forgeEntry, loadHasher, plant } from './children/forge.ts'
 import { eventually } from './eventually.ts'
 import { entryFiles, listFiles, runChildScript, tempDir } from './helpers.ts'
 
@@ -230,6 +231,66 @@ test("the worker's pass stops at a failing disk: the file it failed on and the r
   assert.equal(compressionOf(entryPathOf(dir, 'a')), COMPRESSION.none)
 })
 
+test('a clear() while the worker runs leaves the running totals equal to the files (what it saved before is not taken off again)', async () => {
+  const dir = tempDir('larder-compress-clear')
+  const cache = await Larder.open({ dir, maintenance: false })
+  try {
+    // Sets until the worker takes them (its thread starts meanwhile), then a run of values
+    // written plain, then a pause for the worker.
+    let i = 0
+    await eventually(async () => {
+      await cache.set(`w${i}`, bigValue(i))
+      return compressionOf(entryPathOf(dir, `w${i++}`)) === COMPRESSION.none
+    }, 'a set written plain')
+    for (let i = 0; i < 40; i++) await cache.set(`a${i}`, bigValue(i))
+    await eventually(() => entryFiles(dir).filter((file) => compressionOf(file) === COMPRESSION.none).length === 0, 'every file compressed')
+    await cache.clear()
+    for (let i = 0; i < 40; i++) await cache.set(`b${i}`, bigValue(i))
+  } finally {
+    await cache.close()
+  }
+  const fresh = await Larder.open({ dir, maintenance: false })
+  try {
+    const stats = await fresh.stats()
+    assert.equal(stats.entries, 40)
+    assert.equal(entryFiles(dir).length, 40)
+    assert.equal(stats.size, totalBytes(dir))
+  } finally {
+    await fresh.close()
+  }
+})
+
+test('a prune compresses what compressLater left plain, each value by one scan, and not one its writer may still be at', async () => {
+  const dir = tempDir('larder-compress-prune')
+  const payload = Buffer.from('a value that compresses well. '.repeat(2200))
+  /** A plain entry as a writer that exited without close() leaves it. */
+  const plantPlain = (key: string, createdAt: number, mtime: number): string => {
+    const file = plant(dir, key, forgeEntry({ key, createdAt }, payload, payload.length))
+    fs.utimesSync(file, mtime / 1000, mtime / 1000)
+    return file
+  }
+  // A prune by a cache that compresses first: it compresses nothing, and records its scan.
+  const first = await Larder.open({ dir, maintenance: false, compressLater: false })
+  await first.prune()
+  await first.close()
+  const now = Date.now()
+  const left = plantPlain('left', now, now - 120_000)
+  const older = plantPlain('older', now - 600_000, now - 120_000) // created before that scan: it was that scan's to try
+  const fresh = plantPlain('fresh', now, now) // its writer's worker may be at it still
+  const cache = await Larder.open({ dir, maintenance: false })
+  try {
+    await cache.prune()
+    assert.equal(compressionOf(left), COMPRESSION.deflate)
+    assert.equal(compressionOf(older), COMPRESSION.none)
+    assert.equal(compressionOf(fresh), COMPRESSION.none)
+    assert.ok(Math.abs(fs.statSync(left).mtimeMs - (now - 120_000)) < 1, 'its LRU position kept')
+    assert.deepEqual(await cache.get('left'), payload)
+    assert.equal((await cache.stats()).size, totalBytes(dir), 'the scan counted the compressed size')
+  } finally {
+    await cache.close()
+  }
+})
+
 test('a swap finds the entry replaced since it was read: the newer one stays, the rewrite is dropped', () => {
   const dir = tempDir('larder-swap')
   const file = path.join(dir, 'entry')
@@ -248,6 +309,31 @@ test('a swap finds the entry replaced since it was read: the newer one stays, th
   assert.equal(swapIfSame(file, temp, same), 'swapped')
   assert.equal(fs.readFileSync(file, 'utf8'), 'rewritten newer')
   assert.deepEqual(fs.readdirSync(dir).sort(), ['entry'])
+})
+
+test('a swap whose rewrite is gone (a clear() moved it away) or that cannot link puts the entry back', () => {
+  const dir = tempDir('larder-swap-back')
+  const file = path.join(dir, 'entry')
+  const temp = `${file}.rewrite`
+  fs.writeFileSync(file, 'old')
+  fs.writeFileSync(temp, 'rewritten')
+  fs.rmSync(temp)
+  assert.equal(swapIfSame(file, temp, fs.statSync(file)), 'changed')
+  assert.equal(fs.readFileSync(file, 'utf8'), 'old')
+  assert.deepEqual(fs.readdirSync(dir), ['entry'])
+  // A file system without hard links (vfat, exFAT): link() fails with EPERM.
+  fs.writeFileSync(temp, 'rewritten')
+  const link = disk.linkSync
+  disk.linkSync = () => {
+    throw Object.assign(new Error('EPERM: operation not permitted, link'), { code: 'EPERM' })
+  }
+  try {
+    assert.throws(() => swapIfSame(file, temp, fs.statSync(file)), { code: 'EPERM' })
+  } finally {
+    disk.linkSync = link
+  }
+  assert.equal(fs.readFileSync(file, 'utf8'), 'old', 'back under its name, not left aside')
+  assert.deepEqual(fs.readdirSync(dir).sort(), ['entry', 'entry.rewrite'])
 })
 
 test('another process reading while the worker rewrites never gets a wrong value', async () => {

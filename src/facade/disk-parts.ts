@@ -106,6 +106,7 @@ export class DiskParts {
           diskClosed: () => this.breaker.state === 'closed',
           failed: (error) => this.bookkeepingFailed(error),
         })
+    this.totals.beforeCounting = () => this.compressLater?.settleSavings()
     this.files = new FileTier({
       layout: this.layout,
       options,

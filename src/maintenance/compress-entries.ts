@@ -96,11 +96,11 @@ export function compressEntries(input: CompressInput): Promise<CompressOutput> {
       for (const [file, createdAt] of held) {
         out.taken++
         try {
-          const saved = compressEntry(tree, file, createdAt, input)
-          if (saved === undefined) out.skipped++
+          const rewritten = compressEntry(tree, file, createdAt, input)
+          if (rewritten === undefined) out.skipped++
           else {
             out.compressed++
-            out.savedBytes += saved
+            out.savedBytes += rewritten.saved
           }
         } catch (error) {
           out.failed = errorCode(error) ?? 'UNKNOWN' // not a disk's error: the breaker does not count it
@@ -141,8 +141,18 @@ function shown(out: CompressOutput, progress: Float64Array): void {
   progress[3] = out.skipped
 }
 
-/** Compresses one entry file; the bytes it shrank by, or undefined if it was left alone. */
-function compressEntry(tree: OwnedTree, file: string, createdAt: number, input: CompressInput): number | undefined {
+/** What one entry is compressed with (a task's, or a prune scan's: worker.ts). */
+export type CompressWith = Pick<CompressInput, 'compression' | 'level' | 'maxFileBytes'>
+
+/** Compresses one entry file (the entry created at `createdAt`, still plain); the bytes it
+ *  shrank by and the rewritten file's inode, or undefined if it was left alone. Throws what the
+ *  disk throws. */
+export function compressEntry(
+  tree: OwnedTree,
+  file: string,
+  createdAt: number,
+  input: CompressWith,
+): { saved: number; ino: number } | undefined {
   // Never a FIFO's endless open, never through a link planted at the name (openForReading).
   const fd = openForReading(file)
   if (fd === undefined || fd === NOT_A_FILE) return undefined
@@ -170,15 +180,17 @@ function compressEntry(tree: OwnedTree, file: string, createdAt: number, input: 
     const rewritten = encodeUnframedEntry({ ...entry, compression: input.compression }, compressed, entry.logicalLength, undefined)
     const written = openTempSync(tree, file)
     temp = written.temp
+    let ino: number
     try {
       writeAllSync(written.fd, rewritten, 'compress temp')
       fs.futimesSync(written.fd, stat.atimeMs / 1000, stat.mtimeMs / 1000) // the LRU position stays
+      ino = fs.fstatSync(written.fd).ino
     } finally {
       fs.closeSync(written.fd)
     }
     if (swapIfSame(file, temp, stat) !== 'swapped') return undefined // the temp file goes below
     temp = undefined // linked in its place, and its own name unlinked
-    return stat.size - rewritten.length
+    return { saved: stat.size - rewritten.length, ino }
   } finally {
     fs.closeSync(fd)
     if (temp !== undefined) fs.rmSync(temp, { force: true })

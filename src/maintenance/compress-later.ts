@@ -25,7 +25,7 @@ import { MessageChannel, type MessagePort, type TransferListItem } from 'node:wo
 const MAX_QUEUED = 4096
 const MAX_QUEUED_BYTES = 128 * 1024 * 1024
 /** An entry's head and trailer beside its value, at most (key and tags included). */
-const ENTRY_OVERHEAD = 64 * 1024
+export const ENTRY_OVERHEAD = 64 * 1024
 
 export interface CompressLaterParts {
   layout: Layout
@@ -62,13 +62,21 @@ interface Task {
   progress: Float64Array
   posted: Posted[]
   postedBytes: number
+  /** The bytes saved that the running totals have been told of. */
+  applied: number
   ended: Promise<void>
 }
+
+/** Errors of a file system that has no hard links, which the swap needs (store/swap-in.ts):
+ *  this instance compresses before it writes from then on. Not a failing disk. */
+const LINKLESS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EMLINK'])
 
 export class CompressLater {
   readonly #p: CompressLaterParts
   #task: Task | undefined
   #closed = false
+  /** The swap cannot work here (LINKLESS): values are compressed before they are written. */
+  #linkless = false
   #compressed = 0
   #savedBytes = 0
   #skipped = 0
@@ -93,22 +101,28 @@ export class CompressLater {
       o.durable ||
       o.encryption !== undefined ||
       this.#closed ||
+      this.#linkless ||
       !this.#p.diskClosed()
     )
       return false
     const task = (this.#task ??= this.#started())
+    this.#applySavings(task)
     return Atomics.load(task.running, 0) === 1 && task.posted.length < MAX_QUEUED && task.postedBytes + length <= MAX_QUEUED_BYTES
   }
 
   /** `file` now holds, uncompressed, the entry created at `createdAt` (`bytes` long):
    *  compressed soon. */
   written(file: string, createdAt: number, bytes: number): void {
-    this.#post([[file, createdAt, bytes]])
+    // A write that outlasted close() (which waits for writes in flight a bounded time): its
+    // pool is going, left plain for a prune's scan.
+    if (this.#closed && this.#task === undefined) this.#skipped++
+    else this.#post([[file, createdAt, bytes]])
   }
 
   /** The counts of the tasks that reported, and the running task's so far. */
   counts(): CompressLaterCounts {
     const task = this.#task
+    if (task !== undefined) this.#applySavings(task)
     const [taken, compressed, savedBytes, skipped] = task?.progress ?? [0, 0, 0, 0]
     return {
       queued: (task?.posted.length ?? 0) - taken!,
@@ -126,6 +140,25 @@ export class CompressLater {
       task.port.postMessage(null)
       await task.ended
     }
+  }
+
+  /**
+   * The bytes the running task has saved so far, told to the running totals as it goes (seen
+   * at each large set, and whenever the totals are read, flushed or cleared), not only when
+   * the task ends: a task lives as long as
+   * sets keep coming, and a scan or clear() meanwhile counts the files as they are then, after
+   * which savings told late would be taken off twice.
+   */
+  /** The running task's savings told to the totals (RunningTotals.beforeCounting). */
+  settleSavings(): void {
+    if (this.#task !== undefined) this.#applySavings(this.#task)
+  }
+
+  #applySavings(task: Task): void {
+    const saved = task.progress[2]!
+    if (saved <= task.applied) return
+    this.#p.totals.resized(task.applied - saved)
+    task.applied = saved
   }
 
   #post(files: Posted[]): void {
@@ -151,6 +184,7 @@ export class CompressLater {
       progress: new Float64Array(new SharedArrayBuffer(4 * 8)),
       posted: [],
       postedBytes: 0,
+      applied: 0,
       ended: Promise.resolve(),
     }
     const input: CompressInput = {
@@ -183,11 +217,13 @@ export class CompressLater {
     this.#compressed += out.compressed
     this.#savedBytes += out.savedBytes
     this.#skipped += out.skipped
-    if (out.savedBytes > 0) this.#p.totals.resized(-out.savedBytes)
+    if (out.savedBytes > task.applied) this.#p.totals.resized(task.applied - out.savedBytes)
+    task.applied = out.savedBytes
     const rest = task.posted.slice(out.taken)
     if (out.failed !== undefined) {
       this.#skipped += rest.length
-      this.#p.failed(Object.assign(new Error(`compress-later: ${out.failed}`), { code: out.failed }))
+      if (LINKLESS.has(out.failed)) this.#linkless = true
+      else this.#p.failed(Object.assign(new Error(`compress-later: ${out.failed}`), { code: out.failed }))
     } else if (rest.length > 0) this.#post(rest)
   }
 }

@@ -13,7 +13,9 @@ import { Cancellation } from './cancellation.js'
 import { heldToEvict, tryLock, type LockPurpose } from './lock.js'
 import { crowded } from './crowding.js'
 import type { RunningTotals, Totals } from './totals.js'
-import type { EvictOutput, PruneFilters, ScanOutput, SweepOutput, VerifyOutput } from './worker.js'
+import type { EvictOutput, PruneFilters, ScanInput, ScanOutput, SweepOutput, VerifyOutput } from './worker.js'
+import { ENTRY_OVERHEAD } from './compress-later.js'
+import { compressionIds } from '../format/compression.js'
 import { mergeUsage, type EntryInfo, type HeldByReader, type ListFilters, type UsageOutput } from './listing.js'
 import { stampLimits, type FoldOutput } from './stamp-fold.js'
 
@@ -286,6 +288,7 @@ export class Maintainer {
       // Before the scan, so that it removes the entries the floor makes stale in this pass.
       report.stampsFolded = await this.#foldStamps(dryRun) // a dry run (a read-only one too) writes nothing
       const partitions = await this.#partitions()
+      const compressPlain = dryRun ? undefined : this.#compressPlain()
       let scannedPartitions = 0
       progress('scan', 0, partitions.length)
       const scans = await this.#tasks(
@@ -302,6 +305,7 @@ export class Maintainer {
             filters: pickFilters(options),
             listKeys,
             cancel: cancel.flag,
+            compressPlain,
           }),
         (out, batch) => {
           report.scanned += out.scanned
@@ -380,6 +384,27 @@ export class Maintainer {
         // the disk is failing too: the next scan corrects the totals
       }
       throw error
+    }
+  }
+
+  /** What a prune's scan compresses of what compressLater left plain (see ScanInput), when this
+   *  cache writes values that way. */
+  #compressPlain(): ScanInput['compressPlain'] {
+    const o = this.#p.options
+    if (o.readOnly || o.compressLater === false || o.compression === 'none' || o.durable || o.encryption !== undefined) return undefined
+    let lastScan: number | undefined
+    try {
+      lastScan = this.#p.totals.read().scannedAt
+    } catch {
+      lastScan = undefined // unreadable totals: every plain survivor is tried, once more
+    }
+    return {
+      compression: compressionIds[o.compression],
+      level: o.compressionLevel,
+      maxFileBytes: o.maxValueSize + ENTRY_OVERHEAD,
+      from: o.compressLater,
+      lastScan: lastScan ?? 0,
+      shared: this.#p.layout.tree.shared,
     }
   }
 

@@ -106,8 +106,14 @@ export class RunningTotals {
     this.#timer.changed()
   }
 
+  /** Told before the totals are read, written or cleared: changes made elsewhere for this
+   *  instance (compress-later's worker shrinking files) that it has not recorded yet, so that
+   *  they land on the side of a scan or clear they happened on. */
+  beforeCounting: (() => void) | undefined
+
   /** The totals as every process's files say, plus this instance's unflushed changes. */
   read(): Totals & { scannedAt: number | undefined } {
+    this.beforeCounting?.()
     const base = this.#readBase()
     this.#abandonedClear = base !== undefined && isAbandoned(base)
     const sum = { entries: base?.entries ?? 0, bytes: base?.bytes ?? 0 }
@@ -164,6 +170,7 @@ export class RunningTotals {
 
   /** Writes this instance's delta file if it changed. Sync: also called from the exit hook. */
   flush(): void {
+    this.beforeCounting?.()
     this.#timer.flushing()
     if (this.#pending.entries === 0 && this.#pending.bytes === 0) return
     const epoch = this.#currentEpoch()
@@ -237,6 +244,7 @@ export class RunningTotals {
    * (abandonedClear()) scans at once.
    */
   cleared(): void {
+    this.beforeCounting?.() // what it saved is of the entries the clear removes: zeroed below
     this.#timer.cancel()
     const epoch = this.#currentEpoch() + 1
     this.#write('epoch', String(epoch))

@@ -6,9 +6,10 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { hasher, loadHasher } from '../format/checksum.js'
-import { CorruptEntryError } from '../format/entry-format.js'
-import { BOOKKEEPING_TEMP_NAME, ENTRY_NAME, removeTrash, TEMP_NAME, trashBytes } from '../store/layout.js'
-import { chainIsReal } from '../store/owned-tree.js'
+import { Compression } from '../format/compression.js'
+import { CorruptEntryError, FLAG_FRAMED, FLAG_SEALED, type EntryHead } from '../format/entry-format.js'
+import { BOOKKEEPING_TEMP_NAME, ENTRY_NAME, removeTrash, rootAbove, TEMP_NAME, trashBytes } from '../store/layout.js'
+import { chainIsReal, OwnedTree, type Sharing } from '../store/owned-tree.js'
 import { entryState } from '../store/liveness.js'
 import { stopRequested } from './cancellation.js'
 import { Glob } from './glob.js'
@@ -31,7 +32,7 @@ import { compactHitLogs, readHitCounts } from './hit-counts.js'
 import { rekeyPartitions, type RekeyInput, type RekeyOutput } from '../crypto/rekey-entries.js'
 import { listEntries, usage, type EntryInfo, type ListInput, type UsageInput, type UsageOutput } from './listing.js'
 import { foldStamps, type FoldInput, type FoldOutput } from './stamp-fold.js'
-import { compressEntries, type CompressInput, type CompressOutput } from './compress-entries.js'
+import { compressEntries, compressEntry, type CompressInput, type CompressOutput, type CompressWith } from './compress-entries.js'
 
 export interface PruneFilters {
   /** Remove entries not used (read or written) within this many ms. */
@@ -60,7 +61,16 @@ export interface ScanInput {
   listKeys: boolean
   /** The operation's cancellation flag (see cancellation.ts). */
   cancel?: Int32Array
+  /** compressLater's leftovers: survivors written plain (at least `from` bytes, untouched for a
+   *  minute) that no worker compressed (their writer exited without close(), or its queue was
+   *  full or dropped), compressed here as compress-later's task would. Each is tried by one
+   *  scan, not every one: only those created since a minute before `lastScan` (the last scan's
+   *  time; 0: never), so a value that does not compress is not read again and again. */
+  compressPlain?: CompressWith & { from: number; lastScan: number; shared: Sharing }
 }
+
+/** A plain survivor is left this long to the worker of the process that wrote it. */
+const PLAIN_SETTLED_MS = 60_000
 
 /** What every removing task reports besides its own counts. */
 interface Removals {
@@ -85,6 +95,8 @@ export interface ScanOutput extends Removals {
   /** Survivors' file names, 16 characters each, concatenated. */
   names: string
   removedKeys: string[]
+  /** Survivors left plain by compress-later, compressed by this scan (`compressPlain`). */
+  compressedPlain: number
 }
 
 export interface EvictInput {
@@ -294,6 +306,7 @@ function scan(input: ScanInput): ScanOutput {
     removedKeys: [],
     entriesRemoved: 0,
     entryBytesRemoved: 0,
+    compressedPlain: 0,
     stopped: false,
   }
   const { now, filters, dryRun } = input
@@ -316,7 +329,24 @@ function scan(input: ScanInput): ScanOutput {
   }
 
   /** Judges one opened entry: removes it, or adds it to the survivors. */
-  const judge = (entry: JudgedFile, name: string): void => {
+  const plain = dryRun ? undefined : input.compressPlain
+  const tree = plain === undefined ? undefined : new OwnedTree(rootAbove(input.namespaceDir, 2), plain.shared, true)
+  /** A survivor compress-later left plain, compressed now: its new size and inode. */
+  const compressedPlain = (file: string, head: EntryHead, size: number, mtimeMs: number): { size: number; ino: number } | undefined => {
+    if (plain === undefined || (head.compression as Compression) !== Compression.None || (head.flags & (FLAG_FRAMED | FLAG_SEALED)) !== 0)
+      return undefined
+    if (size < plain.from || head.createdAt < plain.lastScan - PLAIN_SETTLED_MS || now - mtimeMs < PLAIN_SETTLED_MS) return undefined
+    try {
+      const rewritten = compressEntry(tree!, file, head.createdAt, plain)
+      if (rewritten === undefined) return undefined
+      out.compressedPlain++
+      return { size: size - rewritten.saved, ino: rewritten.ino }
+    } catch {
+      return undefined // left plain: a failing disk fails the scan's own steps next
+    }
+  }
+
+  const judge = (entry: JudgedFile, name: string, file: string): void => {
     let facts
     try {
       // The trailer's grace matters only for an expired entry (store/liveness.ts).
@@ -326,7 +356,8 @@ function scan(input: ScanInput): ScanOutput {
       if (remove(entry, entry.stat.isFile() ? entry.stat.size : 0, undefined)) out.corrupt++
       return
     }
-    const { head, size, mtimeMs, ino } = facts
+    const { head, mtimeMs } = facts
+    let { size, ino } = facts
     // A file whose key does not hash to its name (swapped, misplaced) is never read: corrupt.
     if (hasher().h64ToString(head.key) !== name) {
       if (remove(entry, size, undefined)) out.corrupt++
@@ -352,6 +383,8 @@ function scan(input: ScanInput): ScanOutput {
       grown.set(records)
       records = grown
     }
+    const compressed = compressedPlain(file, head, size, mtimeMs)
+    if (compressed !== undefined) ({ size, ino } = compressed)
     const at = count * RECORD_FIELDS
     records[at] = size
     records[at + 1] = mtimeMs
@@ -377,7 +410,7 @@ function scan(input: ScanInput): ScanOutput {
       const entry = openJudged(file)
       if (entry === undefined) continue
       try {
-        judge(entry, name)
+        judge(entry, name, file)
       } finally {
         entry.close()
       }

@@ -36,9 +36,22 @@ export function swapIfSame(file: string, temp: string, judged: fs.Stats): 'swapp
     if (!unlinkIfThere(aside) && back && disk.lstatSync(file, { throwIfNoEntry: false })?.ino === moved.ino) unlinkIfThere(file)
     return 'changed'
   }
-  const rewritten = disk.lstatSync(temp).ino
-  const placed = linkUnlessTaken(temp, file)
-  disk.unlinkSync(temp)
+  // The rewrite gone (a clear() moved the partition away, the temp with it): nothing to place.
+  const rewritten = disk.lstatSync(temp, { throwIfNoEntry: false })?.ino
+  if (rewritten === undefined) {
+    putBackAside(aside, file)
+    return 'changed'
+  }
+  let placed: boolean
+  try {
+    placed = linkUnlessTaken(temp, file)
+  } catch (error) {
+    // No hard links here (EPERM on vfat or exFAT, some network and FUSE mounts): the entry goes
+    // back to its name rather than stay aside, a miss until maintenance swept it.
+    putBackAside(aside, file)
+    throw error
+  }
+  unlinkIfThere(temp)
   if (!unlinkIfThere(aside)) {
     // A delete came while the entry was aside: the copy linked in its place goes too.
     if (placed && disk.lstatSync(file, { throwIfNoEntry: false })?.ino === rewritten) unlinkIfThere(file)
@@ -56,5 +69,16 @@ export function linkUnlessTaken(from: string, to: string): boolean {
     const code = errorCode(error)
     if (code === 'EEXIST' || code === 'ENOENT') return false
     throw error
+  }
+}
+
+/** The entry taken aside goes back to its name when nothing is there (a rename: this is for
+ *  a file system without links; a newer entry placed meanwhile stays, and the aside goes). */
+function putBackAside(aside: string, file: string): void {
+  try {
+    if (disk.lstatSync(file, { throwIfNoEntry: false }) === undefined) disk.renameSync(aside, file)
+    else unlinkIfThere(aside)
+  } catch {
+    // gone from the aside name (a delete, a clear), or the disk failing: the caller's error says
   }
 }
