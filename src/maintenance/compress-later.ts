@@ -9,9 +9,10 @@
  * synchronous sets never lets the main thread's event loop turn, so a task's report and the
  * next task would wait for the end of the run); it ends when told, or once no file came for a
  * moment. A task is bounded: past MAX_QUEUED files, set compresses before it writes, as it
- * did before, until the task ends. Nothing here is needed for a correct read: a file not compressed
- * (the queue dropped by a failing disk, the process killed, a file replaced meanwhile) is a
- * valid entry, only larger. close() waits until the queue is empty.
+ * did before, until the task ends. Nothing here is needed for a correct read: a file not
+ * compressed (the queue dropped by a failing disk, the process killed, a file replaced
+ * meanwhile) is a valid entry, only larger, which the next prune's scan compresses (worker.ts).
+ * close() waits until the queue is empty.
  */
 import { compressionIds } from '../format/compression.js'
 import type { ResolvedOptions } from '../options.js'
@@ -106,7 +107,7 @@ export class CompressLater {
     )
       return false
     const task = (this.#task ??= this.#started())
-    this.#applySavings(task)
+    this.settleSavings()
     return Atomics.load(task.running, 0) === 1 && task.posted.length < MAX_QUEUED && task.postedBytes + length <= MAX_QUEUED_BYTES
   }
 
@@ -121,8 +122,8 @@ export class CompressLater {
 
   /** The counts of the tasks that reported, and the running task's so far. */
   counts(): CompressLaterCounts {
+    this.settleSavings()
     const task = this.#task
-    if (task !== undefined) this.#applySavings(task)
     const [taken, compressed, savedBytes, skipped] = task?.progress ?? [0, 0, 0, 0]
     return {
       queued: (task?.posted.length ?? 0) - taken!,
@@ -143,18 +144,15 @@ export class CompressLater {
   }
 
   /**
-   * The bytes the running task has saved so far, told to the running totals as it goes (seen
-   * at each large set, and whenever the totals are read, flushed or cleared), not only when
-   * the task ends: a task lives as long as
-   * sets keep coming, and a scan or clear() meanwhile counts the files as they are then, after
-   * which savings told late would be taken off twice.
+   * The bytes the running task has saved so far, told to the running totals as it goes (at
+   * each large set, and whenever the totals are read, flushed or cleared: their
+   * `beforeCounting`), not only when the task ends: a task lives as long as sets keep coming,
+   * and a scan or clear() meanwhile counts the files as they are then, after which savings told
+   * late would be taken off twice.
    */
-  /** The running task's savings told to the totals (RunningTotals.beforeCounting). */
   settleSavings(): void {
-    if (this.#task !== undefined) this.#applySavings(this.#task)
-  }
-
-  #applySavings(task: Task): void {
+    const task = this.#task
+    if (task === undefined) return
     const saved = task.progress[2]!
     if (saved <= task.applied) return
     this.#p.totals.resized(task.applied - saved)
