@@ -80,6 +80,22 @@ test('a large value is written uncompressed, then compressed by a worker; it rea
   }
 })
 
+test('sets a few hundred milliseconds apart are written plain too (the task waits for them)', async () => {
+  const dir = tempDir('larder-compress-spaced')
+  const cache = await Larder.open({ dir, maintenance: false, memory: false })
+  try {
+    let plain = 0
+    for (let i = 0; i < 12 && plain === 0; i++) {
+      await cache.set(`k${i}`, bigValue(i))
+      if (compressionOf(entryPathOf(dir, `k${i}`)) === COMPRESSION.none) plain++
+      await new Promise((resolve) => setTimeout(resolve, 300))
+    }
+    assert.ok(plain > 0, 'a set 300 ms after the last found the task still running')
+  } finally {
+    await cache.close()
+  }
+})
+
 test('close() waits for the values written uncompressed; the totals follow the files', async () => {
   const dir = tempDir('larder-compress-close')
   const cache = await Larder.open({ dir, maintenance: false })

@@ -68,8 +68,10 @@ const QUIET_MS = 20
  *  stays plain on disk much longer than this. */
 const MAX_HOLD_MS = 1000
 /** How long the task waits for another file once it has compressed all it had, then ends
- *  (and frees its thread). */
-const IDLE_MS = 100
+ *  (and frees its thread). A set that finds no task running compresses first and starts one,
+ *  so sets further apart than this never go plain: a second keeps an application that sets a
+ *  large value now and then (not in a burst) on the fast path, for a thread that sleeps. */
+const IDLE_MS = 1000
 
 /** Compresses the files posted to `input.port` a quiet moment at a time (or MAX_HOLD_MS),
  *  until null comes (then what it holds, at once), the port stays quiet for IDLE_MS, or the
