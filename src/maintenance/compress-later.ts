@@ -63,6 +63,10 @@ interface Task {
   progress: Float64Array
   posted: Posted[]
   postedBytes: number
+  /** Values `takes()` said yes to that are not yet written (and posted): counted against the
+   *  bounds, so sets in flight together cannot pass them. */
+  reserved: number
+  reservedBytes: number
   /** The bytes saved that the running totals have been told of. */
   applied: number
   ended: Promise<void>
@@ -108,16 +112,34 @@ export class CompressLater {
       return false
     const task = (this.#task ??= this.#started())
     this.settleSavings()
-    return Atomics.load(task.running, 0) === 1 && task.posted.length < MAX_QUEUED && task.postedBytes + length <= MAX_QUEUED_BYTES
+    const taken =
+      Atomics.load(task.running, 0) === 1 &&
+      task.posted.length + task.reserved < MAX_QUEUED &&
+      task.postedBytes + task.reservedBytes + length <= MAX_QUEUED_BYTES
+    if (taken) {
+      task.reserved++
+      task.reservedBytes += length
+    }
+    return taken
   }
 
   /** `file` now holds, uncompressed, the entry created at `createdAt` (`bytes` long):
    *  compressed soon. */
   written(file: string, createdAt: number, bytes: number): void {
+    this.unreserve(bytes)
     // A write that outlasted close() (which waits for writes in flight a bounded time): its
     // pool is going, left plain for a prune's scan.
     if (this.#closed && this.#task === undefined) this.#skipped++
     else this.#post([[file, createdAt, bytes]])
+  }
+
+  /** A value `takes()` said yes to is written (`written`), or its write failed: its place
+   *  against the bounds is given back (about `bytes`: the entry's size, its value's and a head). */
+  unreserve(bytes: number): void {
+    const task = this.#task
+    if (task === undefined || task.reserved === 0) return
+    task.reserved--
+    task.reservedBytes = task.reserved === 0 ? 0 : Math.max(0, task.reservedBytes - bytes)
   }
 
   /** The counts of the tasks that reported, and the running task's so far. */
@@ -182,6 +204,8 @@ export class CompressLater {
       progress: new Float64Array(new SharedArrayBuffer(4 * 8)),
       posted: [],
       postedBytes: 0,
+      reserved: 0,
+      reservedBytes: 0,
       applied: 0,
       ended: Promise.resolve(),
     }

@@ -466,6 +466,9 @@ export class FileTier implements Tier {
         handedOver = true
         return writeEntryFile(this.#layout.tree, target, file, this.#p.options.durable, overlap, early).then(() => before)
       })
+    } catch (error) {
+      if (later !== undefined) this.#p.compressLater?.unreserve(file.length)
+      throw error
     } finally {
       this.#writing--
       // the breaker refused the write, or the lstat failed: the temp made ahead is not used
