@@ -276,6 +276,8 @@ test('a clear() while the worker runs leaves the running totals equal to the fil
     }, 'a set written plain')
     for (let i = 0; i < 40; i++) await cache.set(`a${i}`, bigValue(i))
     await eventually(() => plainFiles(dir).length === 0, 'every file compressed')
+    // and the worker's counts of them written (a moment after each swap)
+    await eventually(async () => (await cache.stats()).tiers.file!.compressLater!.queued === 0, 'the worker counted them')
     await cache.clear()
     for (let i = 0; i < 40; i++) await cache.set(`b${i}`, bigValue(i))
   } finally {

@@ -136,11 +136,13 @@ export function compressEntries(input: CompressInput): Promise<CompressOutput> {
   })
 }
 
+/** The counts where the main thread reads them; `taken` last, so that a file it counts as
+ *  taken has its savings there too. */
 function shown(out: CompressOutput, progress: Float64Array): void {
-  progress[0] = out.taken
   progress[1] = out.compressed
   progress[2] = out.savedBytes
   progress[3] = out.skipped
+  progress[0] = out.taken
 }
 
 /** What one entry is compressed with (a task's, or a prune scan's: worker.ts). */
