@@ -76,6 +76,13 @@ interface Task {
  *  this instance compresses before it writes from then on. Not a failing disk. */
 const LINKLESS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EMLINK'])
 
+/** Whether a cache with these options writes large values plain for a worker to compress
+ *  (the `compressLater` option's exceptions), and so whether a prune's scan compresses what was
+ *  left plain (maintainer.ts). */
+export function writesPlain(o: ResolvedOptions): o is ResolvedOptions & { compressLater: number } {
+  return o.compressLater !== false && o.compression !== 'none' && !o.durable && o.encryption === undefined && !o.readOnly
+}
+
 export class CompressLater {
   readonly #p: CompressLaterParts
   #task: Task | undefined
@@ -99,12 +106,9 @@ export class CompressLater {
   takes(length: number): boolean {
     const o = this.#p.options
     if (
-      o.compressLater === false ||
+      !writesPlain(o) ||
       length < o.compressLater ||
       length < o.compressThreshold ||
-      o.compression === 'none' ||
-      o.durable ||
-      o.encryption !== undefined ||
       this.#closed ||
       this.#linkless ||
       !this.#p.diskClosed()

@@ -14,7 +14,7 @@ import { heldToEvict, tryLock, type LockPurpose } from './lock.js'
 import { crowded } from './crowding.js'
 import type { RunningTotals, Totals } from './totals.js'
 import type { EvictOutput, PruneFilters, ScanInput, ScanOutput, SweepOutput, VerifyOutput } from './worker.js'
-import { ENTRY_OVERHEAD } from './compress-later.js'
+import { ENTRY_OVERHEAD, writesPlain } from './compress-later.js'
 import { compressionIds } from '../format/compression.js'
 import { mergeUsage, type EntryInfo, type HeldByReader, type ListFilters, type UsageOutput } from './listing.js'
 import { stampLimits, type FoldOutput } from './stamp-fold.js'
@@ -391,7 +391,7 @@ export class Maintainer {
    *  cache writes values that way. */
   #compressPlain(): ScanInput['compressPlain'] {
     const o = this.#p.options
-    if (o.readOnly || o.compressLater === false || o.compression === 'none' || o.durable || o.encryption !== undefined) return undefined
+    if (!writesPlain(o)) return undefined
     let lastScan: number | undefined
     try {
       lastScan = this.#p.totals.read().scannedAt
