@@ -1,6 +1,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import type { FileHandle } from 'node:fs/promises'
+import type { CreateCost } from './create-cost.js'
 import { disk, errorCode } from './disk.js'
 import type { OwnedTree } from './owned-tree.js'
 
@@ -80,14 +81,17 @@ export async function writeAll(handle: FileHandle, bytes: Uint8Array, file: stri
   }
 }
 
-/** Opens a new temp file beside `file` (its directory checked first), exclusively. */
-export function openTempSync(tree: OwnedTree, file: string): { temp: string; fd: number } {
+/** Opens a new temp file beside `file` (its directory checked first), exclusively; `cost`
+ *  hears how long the create took. */
+export function openTempSync(tree: OwnedTree, file: string, cost?: CreateCost): { temp: string; fd: number } {
   tree.dirSync(path.dirname(file))
   for (let attempt = 1; ; attempt++) {
     const temp = nextTemp(file)
     let fd: number
     try {
+      const started = cost === undefined ? 0 : performance.now()
       fd = disk.openSync(temp, TEMP_FLAGS, tree.fileMode)
+      cost?.took(performance.now() - started)
     } catch (error) {
       if (errorCode(error) === 'EEXIST' && attempt < TEMP_ATTEMPTS) continue
       throw error
@@ -188,22 +192,23 @@ function replaceable(error: unknown, file: string, tree: OwnedTree): boolean {
  * Replaces `file` with `bytes`, whole or not at all (see above). Synchronous: for small files
  * (entries up to 64 KiB, stamps, meta files), where a few syscalls cost less than a trip
  * through the thread pool. A rename that finds the directory gone (a `clear()` moved it) is
- * tried once more from the start.
+ * tried once more from the start. `cost` hears how long the temp's create took.
  */
-export function writeFileAtomicSync(tree: OwnedTree, file: string, bytes: Uint8Array, durable = false): void {
+export function writeFileAtomicSync(tree: OwnedTree, file: string, bytes: Uint8Array, durable = false, cost?: CreateCost): void {
   for (let round = 0; ; round++) {
-    if (finishTempSync(tree, openTempSync(tree, file), file, bytes, durable, round)) return
+    if (finishTempSync(tree, openTempSync(tree, file, cost), file, bytes, durable, round)) return
   }
 }
 
 /**
- * `writeFileAtomicSync` for a small file written while other writes are in flight: the
- * exclusive create of the temp file goes through the thread pool, the rest is synchronous.
- * The create is the step whose cost is the kernel's (allocating an inode: 0.6–0.9 ms of system
- * CPU per file on the ext4 the benchmarks ran on, against a few µs for each other step), so
- * the creates of writes in flight overlap on the pool's threads; a pool round trip for each of
- * write, fstat, close and rename cost more than the syscall it carried. Not for `durable`:
- * an fsync would hold the main thread (writeFileAtomic does every step in the pool).
+ * `writeFileAtomicSync` for a small file written while other writes are in flight, where
+ * creating a file is dear (create-cost.ts): the exclusive create of the temp file goes through
+ * the thread pool, the rest is synchronous. The create is the step whose cost is the kernel's
+ * (allocating an inode: up to 0.6–0.9 ms of system CPU per file on the ext4 the benchmarks run
+ * on, against a few µs for each other step), so the creates of writes in flight overlap on the
+ * pool's threads; a pool round trip for each of write, fstat, close and rename cost more than
+ * the syscall it carried. Not for `durable`: an fsync would hold the main thread
+ * (writeFileAtomic does every step in the pool).
  */
 export async function writeSmallFileAtomic(tree: OwnedTree, file: string, bytes: Uint8Array, first?: Promise<OpenedTemp>): Promise<void> {
   for (let round = 0; ; round++) {

@@ -3,6 +3,7 @@ import path from 'node:path'
 import { CorruptEntryError } from '../format/entry-format.js'
 import { removeTaken, takeIfSame } from './take-aside.js'
 import { discardTemp, writeFileAtomic, writeFileAtomicSync, writeSmallFileAtomic, type OpenedTemp } from './atomic-write.js'
+import type { CreateCost } from './create-cost.js'
 import { disk, errorCode, NOT_A_FILE, openForReading as openAnyForReading } from './disk.js'
 import { rootAbove } from './layout.js'
 import { chainIsReal, type OwnedTree } from './owned-tree.js'
@@ -231,9 +232,10 @@ async function filledAsync(opened: OpenedFile): Promise<FileRead> {
 /**
  * Writes a whole entry atomically (atomic-write.ts: an exclusive temp file in the checked
  * partition directory, every byte counted, then rename), or not at all. `overlap`: other
- * writes are in flight, so a small one creates its temp file through the thread pool, where
- * those creates overlap (the rest of it stays synchronous; with `durable`, all of it goes
- * through the pool, as for a large entry).
+ * writes are in flight and creates are dear, so a small one creates its temp file through the
+ * thread pool, where those creates overlap (the rest of it stays synchronous; with `durable`,
+ * all of it goes through the pool, as for a large entry). `cost` hears how long a synchronous
+ * create took (create-cost.ts).
  */
 export async function writeEntryFile(
   tree: OwnedTree,
@@ -242,6 +244,7 @@ export async function writeEntryFile(
   durable: boolean,
   overlap = false,
   early?: Promise<OpenedTemp>,
+  cost?: CreateCost,
 ): Promise<void> {
   if (early !== undefined) {
     // a temp file created while the value was compressed (FileTier.set): used when this write
@@ -251,7 +254,7 @@ export async function writeEntryFile(
   }
   if (bytes.length > SYNC_IO_LIMIT || (overlap && durable)) await writeFileAtomic(tree, file, bytes, durable)
   else if (overlap) await writeSmallFileAtomic(tree, file, bytes)
-  else writeFileAtomicSync(tree, file, bytes, durable)
+  else writeFileAtomicSync(tree, file, bytes, durable, cost)
 }
 
 /** Whether the directories above an entry file (`v1/<ns>/<pp>`) are real directories: a

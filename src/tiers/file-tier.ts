@@ -18,6 +18,7 @@ import { zstdAvailable, type ResolvedOptions } from '../options.js'
 import type { DiskBreaker } from '../resilience/disk-breaker.js'
 import type { ActivityCounters } from '../stats/activity-log.js'
 import { createFileSync, discardTemp, openTempFd, type OpenedTemp } from '../store/atomic-write.js'
+import { CreateCost } from '../store/create-cost.js'
 import { disk, errorCode, ifRoom, isNoSpace } from '../store/disk.js'
 import {
   LARGE,
@@ -149,6 +150,8 @@ export class FileTier implements Tier {
   readonly #trashes = new Set<Promise<void>>()
   /** Entry writes begun and not yet done (see setBytes). */
   #writing = 0
+  /** How dear a temp file's create has been lately: whether writes in flight overlap theirs. */
+  readonly #createCost = new CreateCost()
   /**
    * How often get's plain reads have been finding a file: each find adds 1 and each miss takes
    * FOUND_SCORE_MISS (to 0..FOUND_SCORE_MAX); at FOUND_SCORE_OPEN_FIRST or more the next read
@@ -448,23 +451,25 @@ export class FileTier implements Tier {
   async setBytes(key: string, file: Buffer, early?: Promise<OpenedTemp>, later?: number): Promise<void> {
     const target = this.#fileOf(key)
     // A small entry is written synchronously, which wins alone but cannot overlap: with 16
-    // sets in flight they would run one after another. Writes arriving in the same turn of
-    // the event loop all wait one microtask, then see one another, and create their temp
-    // files through the thread pool, where those creates overlap (writeEntryFile); a write
-    // alone keeps the synchronous path.
+    // sets in flight they run one after another. Writes arriving in the same turn of the
+    // event loop all wait one microtask, then see one another: their records after go to the
+    // change log together, and where creating a file is dear (create-cost.ts) they create
+    // their temp files through the thread pool, where those creates overlap (writeEntryFile).
     this.#writing++
     let previous: Stats | undefined
     let handedOver = early === undefined
-    let overlap = false
+    let together: boolean
     try {
       // eslint-disable-next-line @typescript-eslint/await-thenable -- the point is the one-microtask yield described above
       await undefined
-      overlap = this.#writing > 1
+      together = this.#writing > 1
+      const { durable } = this.#p.options
+      const overlap = together && (durable || this.#createCost.overlaps())
       previous = await this.#p.breaker.runChange(() => {
         const before = lstatEntry(target)
         this.#p.changes.announce(key)
         handedOver = true
-        return writeEntryFile(this.#layout.tree, target, file, this.#p.options.durable, overlap, early).then(() => before)
+        return writeEntryFile(this.#layout.tree, target, file, durable, overlap, early, this.#createCost).then(() => before)
       })
     } catch (error) {
       if (later !== undefined) this.#p.compressLater?.unreserve(file.length)
@@ -475,7 +480,7 @@ export class FileTier implements Tier {
       if (!handedOver) void discardTemp(early!)
     }
     // among writes in flight, the records after them go to the change log together
-    if (overlap) await this.#p.changes.bumpSoon(key)
+    if (together) await this.#p.changes.bumpSoon(key)
     else this.#p.changes.bump(key)
     this.#p.totals.written(file.length, previous?.isFile() ? previous.size : undefined)
     this.#p.counts.bytesWritten += file.length

@@ -1,0 +1,44 @@
+/**
+ * What creating a file has cost lately on one cache's disk, and so how small writes in flight
+ * together create their temp files: synchronously, as a write alone does, or through the
+ * thread pool, where the creates overlap one another and the main thread's work.
+ *
+ * The pool's round trip costs the main thread ~35 µs a write on this 2-core VM (a futex wake
+ * of a pool thread, the callback, its promise), which only a dear create repays. A create is
+ * a few µs on most disks (ext4 with a journal, xfs, tmpfs), and hundreds where the kernel's
+ * work is heavy: this VM's ext4 runs without a journal, and such an ext4 will not reuse an
+ * inode freed in the last minute (five, while its table is unwritten), so every create searches
+ * past all such inodes of its group: 200-900 µs of system time after an `rm -rf` of thousands
+ * of files; network and FUSE file systems wait for a round trip. W1 set at 16 in flight
+ * (bench/README.md "Sets in flight, the create's cost"): with cheap creates 10,100-10,600
+ * sets/s through the pool against 15,400-17,200 synchronously; with dear ones 5,100 against
+ * 3,800-3,900.
+ */
+
+/** Creates lately at least this dear (ms, a moving average) send writes in flight to the pool:
+ *  about where the two measured lines cross. */
+const OVERLAP_FROM_MS = 0.075
+/** No one create moves the average past this (a preempted thread, a page fault): it takes
+ *  about ten dear creates in a row to start overlapping, and ten cheap samples to stop. */
+const SAMPLE_CAP_MS = 2 * OVERLAP_FROM_MS
+/** The average's weight: each sample moves it by 1/WEIGHT of the difference. */
+const WEIGHT = 16
+/** While overlapping, one write in SAMPLE_EVERY creates synchronously, so that the average
+ *  follows the disk (the pool's creates cannot be timed: their wait is the queue's too). */
+const SAMPLE_EVERY = 16
+
+export class CreateCost {
+  #averageMs = 0
+  #asked = 0
+
+  /** A synchronous create of a temp file took `ms`. */
+  took(ms: number): void {
+    this.#averageMs += (Math.min(ms, SAMPLE_CAP_MS) - this.#averageMs) / WEIGHT
+  }
+
+  /** Whether a small write among others in flight creates its temp file through the pool. */
+  overlaps(): boolean {
+    if (this.#averageMs < OVERLAP_FROM_MS) return false
+    return ++this.#asked % SAMPLE_EVERY !== 0
+  }
+}
