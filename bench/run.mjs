@@ -37,11 +37,13 @@ function parseArgs(argv) {
     larder: undefined,
     larderLabel: undefined,
     larderOptions: undefined,
+    noQuiet: false,
   }
   for (let i = 0; i < argv.length; i++) {
     const [name, inline] = argv[i].split('=', 2)
     const value = () => inline ?? argv[++i]
     if (name === '--quick') args.quick = true
+    else if (name === '--no-quiet') args.noQuiet = true
     else if (name === '--runs') args.runs = Number(value())
     else if (name === '--only') args.only = value().split(',')
     else if (name === '--impls') args.impls = value().split(',')
@@ -53,7 +55,8 @@ function parseArgs(argv) {
       console.log(
         'usage: node bench/run.mjs [--quick] [--runs N] [--only W1,W5-put-tar,...] [--impls larder,cacache,...] [--out dir]\n' +
           '                         [--larder path/to/built/index.js --larder-label "what it is"]\n' +
-          '                         [--larder-options \'{"maintenance":{"workers":2}}\']   # Larder.open options for every larder case',
+          '                         [--larder-options \'{"maintenance":{"workers":2}}\']   # Larder.open options for every larder case\n' +
+          "                         [--no-quiet]   # start each run at once, not 65 s after the last run's data was deleted",
       )
       process.exit(0)
     } else throw new Error(`unknown argument ${argv[i]} (try --help)`)
@@ -196,11 +199,17 @@ const started = Date.now()
 let cleanupSeconds = 0
 
 /**
- * Deleting many files slows whatever writes next on this VM (ext4 with `discard`: 5,000 sets
- * right after an `rm -rf` of 5,000 files took 1.5–1.8 s instead of 0.40–0.47 s). So each run's
- * data is deleted only after the run, untimed, and an untimed warm-up case then absorbs the
- * slow spell before the next run's first measurement.
+ * Deleting many files slows the creates that follow on this VM for a minute (5,000 sets right
+ * after an `rm -rf` of 5,000 files took 1.5–1.8 s instead of 0.40–0.47 s): its ext4 runs
+ * without a journal, and such an ext4 will not reuse an inode freed less than 60 s ago (300 s
+ * while the inode table's block is unwritten, which `sync` ends), so each create searches past
+ * every recently freed inode of its group (bench/README.md, "Sets in flight, the create's
+ * cost"). Which store's directories land in such a group is chance. So each run's data is
+ * deleted only after the run, untimed, synced, and the next run starts once QUIET_MS have
+ * passed (an untimed warm-up case runs meanwhile). On a disk that does not search like this,
+ * the wait only costs time: `--no-quiet` skips it.
  */
+const QUIET_MS = 65_000
 async function deleteAndWarmUp(runDir, last = false) {
   const t0 = performance.now()
   if (runDir) {
@@ -212,7 +221,9 @@ async function deleteAndWarmUp(runDir, last = false) {
   const warm = await fsp.mkdtemp(path.join(os.tmpdir(), 'larder-bench-warmup-'))
   liveDirs.add(warm)
   flushDisk()
+  const synced = performance.now()
   await runCase({ case: 'set1k', impl: 'raw-fs', dir: warm, n: Math.min(config.smallN, 5000), conc: 1 })
+  if (runDir && !args.noQuiet) await new Promise((resolve) => setTimeout(resolve, Math.max(0, synced + QUIET_MS - performance.now())))
   cleanupSeconds += (performance.now() - t0) / 1000
 }
 
