@@ -15,12 +15,16 @@
  * 3,800-3,900.
  */
 
-/** Creates lately at least this dear (ms, a moving average) send writes in flight to the pool:
- *  about where the two measured lines cross. */
-const OVERLAP_FROM_MS = 0.075
-/** No one create moves the average past this (a preempted thread, a page fault): it takes
- *  about ten dear creates in a row to start overlapping, and ten cheap samples to stop. */
-const SAMPLE_CAP_MS = 2 * OVERLAP_FROM_MS
+/** Creates lately at least this dear (ms, a moving average) send writes in flight to the pool.
+ *  A set through the pool costs the main thread ~95 µs here whatever the create costs (while
+ *  the second core keeps up with the creates), a synchronous one ~55 µs and the create: the
+ *  lines cross near 40 µs, which a faster pool would lower and a slower one raise. */
+const OVERLAP_FROM_MS = 0.05
+/** No one create moves the average by more than this over WEIGHT (a preempted thread, a page
+ *  fault): a single one of 1 ms after cheap ones sends writes to the pool for some tens of writes. Not lower:
+ *  where a tenth of the creates cost 900 µs and the rest 5, they cost 95 on average, and a
+ *  cap near the threshold would hide them. */
+const SAMPLE_CAP_MS = 1
 /** The average's weight: each sample moves it by 1/WEIGHT of the difference. */
 const WEIGHT = 16
 /** While overlapping, one write in SAMPLE_EVERY creates synchronously, so that the average
