@@ -206,8 +206,10 @@ let cleanupSeconds = 0
  * every recently freed inode of its group (bench/README.md, "Sets in flight, the create's
  * cost"). Which store's directories land in such a group is chance. So each run's data is
  * deleted only after the run, untimed, synced, and the next run starts once QUIET_MS have
- * passed (an untimed warm-up case runs meanwhile). On a disk that does not search like this,
- * the wait only costs time: `--no-quiet` skips it.
+ * passed (an untimed warm-up case runs meanwhile). That shortens the spell, not ends it: the
+ * next creates in a group write its inode table again, and the 300 s rule is back for the
+ * freed inodes of the blocks they write. On a disk that does not search like this, the wait
+ * only costs time: `--no-quiet` skips it.
  */
 const QUIET_MS = 65_000
 async function deleteAndWarmUp(runDir, last = false) {
