@@ -21,9 +21,9 @@
  *  lines cross near 40 µs, which a faster pool would lower and a slower one raise. */
 const OVERLAP_FROM_MS = 0.05
 /** No one create moves the average by more than this over WEIGHT (a preempted thread, a page
- *  fault): a single one of 1 ms after cheap ones sends writes to the pool for some tens of writes. Not lower:
- *  where a tenth of the creates cost 900 µs and the rest 5, they cost 95 on average, and a
- *  cap near the threshold would hide them. */
+ *  fault): a single one of 1 ms after cheap ones sends writes to the pool for some tens of
+ *  writes. Not lower: where a tenth of the creates cost 900 µs and the rest 5, they cost 95 on
+ *  average, and a cap near the threshold would hide them. */
 const SAMPLE_CAP_MS = 1
 /** The average's weight: each sample moves it by 1/WEIGHT of the difference. */
 const WEIGHT = 16
