@@ -21,13 +21,23 @@ const realDisk = { ...disk }
 afterEach(() => Object.assign(disk, realDisk))
 
 /** A cache whose get has just found 20 files in a row, and the entry file of `key`. */
-async function warmed(key: string, options: { breaker?: object } = {}): Promise<{ cache: Larder; dir: string; file: string }> {
+async function warmed(
+  key: string,
+  { createdAgo = 0, ...options }: { breaker?: object; createdAgo?: number } = {},
+): Promise<{ cache: Larder; dir: string; file: string }> {
   const dir = tempDir('larder-open-first')
   const cache = await Larder.open({ dir, ...options })
+  // `createdAgo`: the entry is stamped that long ago (its file written now), before any other
+  // (a cache's creation times only ever go forward).
+  const realNow = Date.now
+  if (createdAgo > 0) Date.now = () => realNow() - createdAgo
+  try {
+    await cache.set(key, { planted: false })
+  } finally {
+    Date.now = realNow
+  }
+  const [file] = entryFiles(dir) as [string]
   for (let i = 0; i < 20; i++) await cache.set(`warm${i}`, { i })
-  const before = new Set(entryFiles(dir))
-  await cache.set(key, { planted: false })
-  const file = entryFiles(dir).find((f) => !before.has(f))!
   for (let i = 0; i < 20; i++) assert.deepEqual(await cache.get(`warm${i}`), { i })
   return { cache, dir, file }
 }
@@ -169,14 +179,37 @@ describe('a hot key read without an fstat', () => {
     return seen
   }
 
-  test('a hit on a file whose last use is already remembered reads no fstat; the first one does, and every one with touchAfter 0', async () => {
+  test('a hit reads no fstat unless the entry is older than touchAfter and its last use is not remembered; every one with touchAfter 0', async () => {
     const { cache } = await warmed('k')
     const fstats = countFstats()
-    assert.deepEqual(await cache.get('k'), { planted: false })
-    assert.equal(fstats.count, 1, 'the first hit reads the mtime (to touch an old file at once)')
     for (let i = 0; i < 5; i++) assert.deepEqual(await cache.get('k'), { planted: false })
-    assert.equal(fstats.count, 1, 'the hits after it do not')
+    assert.equal(fstats.count, 0, 'an entry created within touchAfter: its file was used since, no mtime to read')
     await cache.close()
+
+    // An entry created two minutes ago, last used then: its first hit reads the mtime and
+    // touches the file at once.
+    const old = await warmed('old', { createdAgo: 120_000 })
+    const twoMinutesAgo = (Date.now() - 120_000) / 1000
+    fs.utimesSync(old.file, twoMinutesAgo, twoMinutesAgo)
+    fstats.count = 0
+    const before = Date.now()
+    assert.deepEqual(await old.cache.get('old'), { planted: false })
+    assert.equal(fstats.count, 1, 'the first hit on an old entry reads its mtime')
+    assert.ok(fs.statSync(old.file).mtimeMs >= before - 1000, 'and touches a file unused for two minutes at once')
+    // The next hit reads it once more (now within the minute: that hit is remembered), the
+    // hits after it do not.
+    fstats.count = 0
+    for (let i = 0; i < 5; i++) assert.deepEqual(await old.cache.get('old'), { planted: false })
+    assert.equal(fstats.count, 1, 'the hits after the one remembered read no mtime')
+    await old.cache.close()
+
+    const recent = await warmed('recent', { createdAgo: 120_000 })
+    fstats.count = 0
+    const touched = fs.statSync(recent.file).mtimeMs
+    assert.deepEqual(await recent.cache.get('recent'), { planted: false })
+    assert.equal(fstats.count, 1, 'an old entry whose file was used lately: its mtime read once')
+    assert.equal(fs.statSync(recent.file).mtimeMs, touched, 'a file used within the minute is not touched at once')
+    await recent.cache.close()
 
     const dir = tempDir('larder-open-first-touch0')
     const eager = await Larder.open({ dir, maintenance: { touchAfter: 0 } })

@@ -276,6 +276,12 @@ export function encodeEntryAround(head: Buffer, payload: Buffer, trailerFields: 
   return file
 }
 
+/** The creation time an entry's first bytes give (unchecked: a hint, judged with the rest
+ *  when the entry is decoded), or undefined when they are no entry's. */
+export function createdAtOf(bytes: Buffer): number | undefined {
+  return bytes.length >= 16 && bytes.readUInt32LE(0) === MAGIC ? bytes.readDoubleLE(8) : undefined
+}
+
 /**
  * Parses and sanity-checks the header and metadata from the first bytes of a file.
  * Every length is checked against `fileSize` before anything is allocated from it, so a

@@ -59,6 +59,17 @@ export class LastUse {
     return this.#pending.has(file)
   }
 
+  /** Entries created before this time may have files unused for `touchAfter` at `now`: a
+   *  hit on one needs its mtime to know whether to touch it at once (see `used`). A file's
+   *  mtime is never earlier than its entry's creation (written after it, and moved forward
+   *  only), so a younger entry's hit is remembered whatever its mtime, which need not be read.
+   *  An entry stamped after a remote clock that runs ahead (CreationClock.observe) may be
+   *  taken for younger than its file: its hit is then merged into the later touch, within
+   *  `touchAfter`, as a recent file's is. */
+  unusedBefore(now: number): number {
+    return now - this.#touchAfter
+  }
+
   /** A disk hit on `file`, whose mtime the read saw as `mtimeMs` (undefined: not read, the
    *  file being `remembers`'), at `now` (the reader's own clock read, when it made one: a
    *  clock read costs ~115 ns here). */

@@ -1,6 +1,6 @@
 import type fs from 'node:fs'
 import path from 'node:path'
-import { CorruptEntryError } from '../format/entry-format.js'
+import { CorruptEntryError, createdAtOf } from '../format/entry-format.js'
 import { removeTaken, takeIfSame } from './take-aside.js'
 import { discardTemp, writeFileAtomic, writeFileAtomicSync, writeSmallFileAtomic, type OpenedTemp } from './atomic-write.js'
 import type { CreateCost } from './create-cost.js'
@@ -61,24 +61,26 @@ export const UNSURE = Symbol('not a plain regular file, or changed while read')
  * readSmallEntryFile's.
  *
  * `likelyThere`: the caller expects a file (its last read found one). Then the file is opened
- * first and fstat'd, one walk of the path instead of two (an lstat's and the open's): measured
- * under undici's fetch, the lstat's walk cost more than the open. A missing file costs that way
- * a thrown ENOENT (~6 µs against ~1 µs for an lstat), so a caller that has been missing asks
- * with an lstat first.
+ * first, one walk of the path instead of two (an lstat's and the open's): measured under
+ * undici's fetch, the lstat's walk cost more than the open. A missing file costs that way a
+ * thrown ENOENT (~6 µs against ~1 µs for an lstat), so a caller that has been missing asks
+ * with an lstat first. A file opened first is read by one read of up to PLAIN_READ_BYTES into
+ * a buffer kept for it, whose count is the size, and the bytes copied out; a larger file is
+ * fstat'd and the rest read.
  *
- * `mtimeWanted` false: the caller has no use for the mtime this time (its last use of the file
- * is already being recorded: LastUse.remembers). Then a file opened first is not fstat'd
- * either: one read of up to PLAIN_READ_BYTES into a buffer kept for it, whose count is the
- * size, and the bytes copied out (open, read, close: three calls instead of four, on a hot
- * key's every disk hit). A larger file is fstat'd and read whole as before. `mtimeMs` is then
- * undefined.
+ * `mtimeBefore`: the mtime is wanted of an entry created before this time (LastUse: the
+ * mtime decides whether a hit touches the file at once, and a file's mtime is never earlier
+ * than its entry's creation, so a younger entry's file was used since). Undefined: not
+ * wanted. A file opened first is fstat'd for it only then: open, read, close (three calls
+ * instead of four) on a young entry's hit, and on every hit whose last use is remembered
+ * already. `mtimeMs` is undefined when not read.
  */
 export function readPlainEntryFile(
   file: string,
   likelyThere = false,
-  mtimeWanted = true,
+  mtimeBefore?: number,
 ): { bytes: Buffer; mtimeMs: number | undefined } | typeof LARGE | typeof UNSURE | undefined {
-  if (likelyThere) return readPlainOpenedFirst(file, mtimeWanted)
+  if (likelyThere) return readPlainOpenedFirst(file, mtimeBefore)
   const link = lstatEntry(file)
   if (link === undefined) return undefined
   if (!link.isFile()) return UNSURE
@@ -97,28 +99,48 @@ export function readPlainEntryFile(
  *  PLAIN_READ_BYTES says the file is larger. */
 const PLAIN_READ_BYTES = 16 * 1024
 let plainRoom: Buffer | undefined
+/** The last file opened first was larger than PLAIN_READ_BYTES: the next is fstat'd first and
+ *  read whole (a cache of 64 KiB values would otherwise read each one's first 16 KiB on its
+ *  own, one read more per hit). */
+let lastLarge = false
 
 function readPlainOpenedFirst(
   file: string,
-  mtimeWanted: boolean,
+  mtimeBefore: number | undefined,
 ): { bytes: Buffer; mtimeMs: number | undefined } | typeof LARGE | typeof UNSURE | undefined {
   const fd = openForReading(file)
   if (fd === undefined) return undefined
   if (fd === NOT_A_FILE) return UNSURE
   try {
-    if (!mtimeWanted) {
-      plainRoom ??= Buffer.allocUnsafe(PLAIN_READ_BYTES + 1)
-      const n = readPlainRoom(fd, plainRoom)
-      if (n === UNSURE) return UNSURE
-      // Anything but a regular file is judged elsewhere: a directory or a FIFO fails the read
-      // (EISDIR; ESPIPE, a read at a position); a device that fills the room goes on to the
-      // fstat below.
-      if (n <= PLAIN_READ_BYTES) return { bytes: Buffer.from(plainRoom.subarray(0, n)), mtimeMs: undefined }
+    if (lastLarge) {
+      const stat = disk.fstatSync(fd)
+      if (!stat.isFile()) return UNSURE
+      lastLarge = stat.size > PLAIN_READ_BYTES
+      return stat.size > SYNC_IO_LIMIT ? LARGE : readPlainOpened(fd, stat.size, stat.mtimeMs)
+    }
+    plainRoom ??= Buffer.allocUnsafe(PLAIN_READ_BYTES + 1)
+    const n = readPlainRoom(fd, plainRoom)
+    if (n === UNSURE) return UNSURE
+    // Anything but a regular file is judged elsewhere: a directory or a FIFO fails the read
+    // (EISDIR; ESPIPE, a read at a position); a device that fills the room goes on to the
+    // fstat below.
+    if (n <= PLAIN_READ_BYTES) {
+      const bytes = Buffer.from(plainRoom.subarray(0, n))
+      const created = mtimeBefore === undefined ? undefined : createdAtOf(bytes)
+      if (mtimeBefore === undefined || (created !== undefined && created >= mtimeBefore)) return { bytes, mtimeMs: undefined }
+      const stat = disk.fstatSync(fd)
+      return stat.isFile() && stat.size === n ? { bytes, mtimeMs: stat.mtimeMs } : UNSURE
     }
     const stat = disk.fstatSync(fd)
     if (!stat.isFile()) return UNSURE
+    lastLarge = true
     if (stat.size > SYNC_IO_LIMIT) return LARGE
-    return readPlainOpened(fd, stat.size, stat.mtimeMs)
+    if (stat.size < n) return UNSURE // shrank since: judged elsewhere
+    // What the room holds is the file's first bytes: only the rest is read.
+    const room = Buffer.allocUnsafe(stat.size + 1)
+    plainRoom.copy(room, 0, 0, n)
+    const rest = disk.readSync(fd, room, n, room.length - n, n)
+    return n + rest === stat.size ? { bytes: room.subarray(0, stat.size), mtimeMs: stat.mtimeMs } : UNSURE
   } finally {
     disk.closeSync(fd)
   }

@@ -245,15 +245,17 @@ export class FileTier implements Tier {
    */
   #plainGet(file: string, key: string): TierRead | undefined {
     // The mtime only decides whether a hit touches the file at once (LastUse.used): not
-    // wanted for a file whose last use is already being recorded, nor when none is.
+    // wanted for a file whose last use is already being recorded, nor when none is, nor of
+    // an entry created since touchAfter ago (whose file was used since).
     const lastUse = this.#p.lastUse
-    const read = readPlainEntryFile(file, this.#foundScore >= FOUND_SCORE_OPEN_FIRST, lastUse !== undefined && !lastUse.remembers(file))
+    const now = Date.now()
+    const mtimeBefore = lastUse === undefined || lastUse.remembers(file) ? undefined : lastUse.unusedBefore(now)
+    const read = readPlainEntryFile(file, this.#foundScore >= FOUND_SCORE_OPEN_FIRST, mtimeBefore)
     this.#foundScore =
       read === undefined ? Math.max(0, this.#foundScore - FOUND_SCORE_MISS) : Math.min(FOUND_SCORE_MAX, this.#foundScore + 1)
     if (read === undefined) return MISS
     if (read === LARGE || read === UNSURE) return undefined
     const { options } = this.#p
-    const now = Date.now()
     let entry: DecodedEntry
     let bytes: Buffer | undefined
     try {
