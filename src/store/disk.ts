@@ -64,17 +64,32 @@ export const READ_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.c
 export const NOT_A_FILE = Symbol('not a regular file')
 
 /**
- * Opens `file` with READ_FLAGS: its descriptor, undefined when there is nothing (a miss, not a
- * failure), NOT_A_FILE for a symlink, socket or the like in its place (damage for the caller
- * to judge, never a failing disk for the breaker); what else the disk throws, thrown. A FIFO
- * or a directory opens: the caller's fstat (or read) finds it.
+ * O_NOATIME where the platform has it, until a file turns out not to be this process's
+ * (EPERM: only a file's owner, or root, may ask it). larder keeps each entry's last use in its
+ * mtime, so the kernel's atime is of no use to it, and an atime update is an inode write: under
+ * `relatime` every read after a write or a touch (LastUse sets atime with the mtime) made one.
+ * Measured here, an open, read and close of a 1 KiB entry file: ~3.9 µs after a touch, ~3.1
+ * with O_NOATIME (`strace` shows the same calls; the difference is the kernel's own work).
+ */
+let noAtime: number = fs.constants.O_NOATIME ?? 0
+
+/**
+ * Opens `file` with READ_FLAGS (and O_NOATIME, see noAtime): its descriptor, undefined when
+ * there is nothing (a miss, not a failure), NOT_A_FILE for a symlink, socket or the like in its
+ * place (damage for the caller to judge, never a failing disk for the breaker); what else the
+ * disk throws, thrown. A FIFO or a directory opens: the caller's fstat (or read) finds it.
  */
 export function openForReading(file: string): number | undefined | typeof NOT_A_FILE {
   try {
-    return disk.openSync(file, READ_FLAGS)
+    return disk.openSync(file, READ_FLAGS | noAtime)
   } catch (error) {
     const code = errorCode(error)
     if (code === 'ENOENT') return undefined
+    if (code === 'EPERM' && noAtime !== 0) {
+      // Another user's file (a shared cache): this process opens without it from now on.
+      noAtime = 0
+      return openForReading(file)
+    }
     if (code === 'ELOOP' || code === 'ENXIO' || code === 'EISDIR' || code === 'EOPNOTSUPP') return NOT_A_FILE
     throw error
   }
