@@ -4,6 +4,7 @@
  * (another user's, EPERM) is read all the same.
  */
 import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterEach, describe, test } from 'node:test'
@@ -49,6 +50,28 @@ describe('entry reads and atime', () => {
     const moved = files.filter((file) => fs.statSync(file).atimeMs !== before.get(file))
     await reader.close()
     assert.deepEqual(moved, [], 'reads moved the atime of entry files')
+  })
+
+  test('verify (every byte, in a maintenance worker) and a streamed read leave atime alone too', async (t) => {
+    const dir = tempDir('larder-atime-verify')
+    if (fs.constants.O_NOATIME === undefined) return t.skip('no O_NOATIME on this platform')
+    if (!readsUpdateAtime(dir)) return t.skip('this file system does not update atime on reads')
+    const cache = await Larder.open({ dir })
+    const big = randomBytes(300_000) // streamed: over the synchronous read's 64 KiB
+    await cache.setStream('artifact', big)
+    for (let i = 0; i < 10; i++) await cache.set(`k${i}`, { i })
+    const files = entryFiles(dir)
+    const before = new Map(files.map((file) => [file, atimeBeforeMtime(file)]))
+    const report = await cache.verify()
+    assert.equal(report.corrupt, 0)
+    const stream = await cache.getStream('artifact')
+    assert.ok(stream !== undefined)
+    const chunks: Buffer[] = []
+    for await (const chunk of stream) chunks.push(chunk as Buffer)
+    assert.ok(Buffer.concat(chunks).equals(big))
+    const moved = files.filter((file) => fs.statSync(file).atimeMs !== before.get(file))
+    await cache.close()
+    assert.deepEqual(moved, [], 'verify or the stream moved the atime of entry files')
   })
 
   test('a file this process may not open with O_NOATIME (EPERM) is read without it, and so are the files after it', async (t) => {

@@ -12,7 +12,7 @@ import {
 } from '../format/entry-format.js'
 // READ_FLAGS: never through a link, and never waiting (a FIFO planted where an entry belongs
 // would hold the worker, so a scan, `larder stats` or Ctrl-C never ends): the fstat judges it.
-import { errorCode, isForbidden, READ_FLAGS } from '../store/disk.js'
+import { entryReadFlags, errorCode, isForbidden, refusedNoAtime } from '../store/disk.js'
 import { removeTaken, takeIfSame } from '../store/take-aside.js'
 import { rootAbove } from '../store/layout.js'
 import { chainIsReal } from '../store/owned-tree.js'
@@ -87,9 +87,11 @@ export class JudgedFile {
 /** Opens an entry file to judge it, never following a symlink; undefined if it vanished. */
 export function openJudged(file: string): JudgedFile | undefined {
   let fd: number
+  const flags = entryReadFlags()
   try {
-    fd = fs.openSync(file, READ_FLAGS)
+    fd = fs.openSync(file, flags)
   } catch (error) {
+    if (refusedNoAtime(error, flags)) return openJudged(file)
     const code = errorCode(error)
     if (code === 'ENOENT') return undefined
     if (code !== 'ELOOP' && code !== 'ENXIO' && !isForbidden(error)) throw error

@@ -71,25 +71,40 @@ export const NOT_A_FILE = Symbol('not a regular file')
  * Measured here, an open, read and close of a 1 KiB entry file: ~3.9 µs after a touch, ~3.1
  * with O_NOATIME (`strace` shows the same calls; the difference is the kernel's own work).
  */
-let noAtime: number = fs.constants.O_NOATIME ?? 0
+const O_NOATIME: number = fs.constants.O_NOATIME ?? 0
+let noAtime = O_NOATIME
+
+/** The flags an entry file is opened with for reading: READ_FLAGS, and O_NOATIME while this
+ *  process (or worker) may ask it (see noAtime). An open with them that fails goes through
+ *  `refusedNoAtime` before its error is judged. */
+export function entryReadFlags(): number {
+  return READ_FLAGS | noAtime
+}
+
+/** Whether `error`, from an open with `flags`, is the kernel refusing O_NOATIME (EPERM: the
+ *  file is another user's, as in a shared cache): then this process asks it no more, and the
+ *  caller opens again without it, judging that open's error instead (a file another user's
+ *  mode keeps from us still answers EACCES or EPERM then). */
+export function refusedNoAtime(error: unknown, flags: number): boolean {
+  if ((flags & O_NOATIME) === 0 || errorCode(error) !== 'EPERM') return false
+  noAtime = 0
+  return true
+}
 
 /**
- * Opens `file` with READ_FLAGS (and O_NOATIME, see noAtime): its descriptor, undefined when
- * there is nothing (a miss, not a failure), NOT_A_FILE for a symlink, socket or the like in its
- * place (damage for the caller to judge, never a failing disk for the breaker); what else the
- * disk throws, thrown. A FIFO or a directory opens: the caller's fstat (or read) finds it.
+ * Opens `file` with entryReadFlags(): its descriptor, undefined when there is nothing (a miss,
+ * not a failure), NOT_A_FILE for a symlink, socket or the like in its place (damage for the
+ * caller to judge, never a failing disk for the breaker); what else the disk throws, thrown.
+ * A FIFO or a directory opens: the caller's fstat (or read) finds it.
  */
 export function openForReading(file: string): number | undefined | typeof NOT_A_FILE {
+  const flags = entryReadFlags()
   try {
-    return disk.openSync(file, READ_FLAGS | noAtime)
+    return disk.openSync(file, flags)
   } catch (error) {
+    if (refusedNoAtime(error, flags)) return openForReading(file)
     const code = errorCode(error)
     if (code === 'ENOENT') return undefined
-    if (code === 'EPERM' && noAtime !== 0) {
-      // Another user's file (a shared cache): this process opens without it from now on.
-      noAtime = 0
-      return openForReading(file)
-    }
     if (code === 'ELOOP' || code === 'ENXIO' || code === 'EISDIR' || code === 'EOPNOTSUPP') return NOT_A_FILE
     throw error
   }

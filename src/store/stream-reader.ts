@@ -23,7 +23,7 @@ import type { Keyring } from '../crypto/keys.js'
 import { FrameCipher, KeyError, TAG_BYTES } from '../crypto/seal.js'
 // READ_FLAGS' O_NONBLOCK: a FIFO swapped in since the lstat that sent the read here must not
 // hold a thread-pool thread for ever.
-import { disk, errorCode, READ_FLAGS } from './disk.js'
+import { disk, entryReadFlags, errorCode, refusedNoAtime } from './disk.js'
 import { partitionDamaged } from './entry-files.js'
 
 const HEAD_READ = 64 * 1024
@@ -56,9 +56,11 @@ export interface OpenedEntry {
  */
 export async function openEntry(file: string): Promise<OpenedEntry | undefined> {
   let handle: FileHandle
+  const flags = entryReadFlags()
   try {
-    handle = await disk.open(file, READ_FLAGS)
+    handle = await disk.open(file, flags)
   } catch (error) {
+    if (refusedNoAtime(error, flags)) return openEntry(file)
     const code = errorCode(error)
     if (code === 'ENOENT' || partitionDamaged(error, file)) return undefined
     if (code !== 'ELOOP') throw error
