@@ -6,12 +6,30 @@ import path from 'node:path'
 import { after } from 'node:test'
 import { childScript, runScript, repoRoot } from './children/shared.ts'
 
+/** Every tempDir of this process not removed yet: removed at exit too. An `after` hook
+ *  registered from inside a running test does not always run (hundreds of directories were
+ *  left in /tmp by each run of the suite). */
+const tempDirs = new Set<string>()
+process.once('exit', () => {
+  for (const dir of tempDirs) {
+    try {
+      fs.rmSync(dir, { recursive: true, force: true })
+    } catch {
+      // a directory a test made unreadable to this user, or one still in use: left
+    }
+  }
+})
+
 /** A fresh directory under the OS temp dir, removed when the test file finishes. */
 export function tempDir(label = 'larder'): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${label}-`))
+  tempDirs.add(dir)
   // Retried: an instance still open on it (closed in a later hook) may be removing a clear's
   // trash at that moment, and a directory emptied under rimraf's feet answers ENOTEMPTY.
-  after(() => fs.rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 }))
+  after(() => {
+    fs.rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 })
+    tempDirs.delete(dir)
+  })
   return dir
 }
 

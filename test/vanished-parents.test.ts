@@ -6,6 +6,7 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { Larder } from '../src/index.ts'
@@ -60,4 +61,26 @@ test('a second instance of the directory, opened after the project was deleted, 
     await kept.close()
   }
   assert.equal(fs.existsSync(project), false, 'close() writes nothing there either')
+})
+
+test('a cache directory removed after its last write is not brought back by close() or by exit (no activity record for it)', async () => {
+  const dir = path.join(tempDir('larder-parents'), 'cache')
+  const cache = await Larder.open({ dir, maintenance: false })
+  await cache.set('a', 1)
+  assert.equal(await cache.get('a'), 1)
+  fs.rmSync(dir, { recursive: true })
+  await cache.close()
+  assert.equal(fs.existsSync(dir), false, 'close() made the cache directory again to record its activity')
+
+  // The same at exit, in a process that never closes its cache.
+  const script = `
+    const { Larder } = await import(${JSON.stringify(new URL('../src/index.ts', import.meta.url).href)})
+    const fs = await import('node:fs')
+    const cache = await Larder.open({ dir: ${JSON.stringify(dir)}, maintenance: false })
+    await cache.set('a', 1)
+    await cache.get('a')
+    fs.rmSync(${JSON.stringify(dir)}, { recursive: true })
+  `
+  execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: 'inherit' })
+  assert.equal(fs.existsSync(dir), false, 'the exit hook made the cache directory again')
 })

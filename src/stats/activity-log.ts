@@ -81,6 +81,15 @@ const COUNTERS: readonly (keyof ActivityCounters)[] = [
 const RECORD_NAME = /^\d+\.[0-9a-z]+\.json$/
 let instances = 0
 
+/** Whether the namespace directory above `activityDir` (`<ns>/meta/activity`) is there. */
+function namespaceThere(activityDir: string): boolean {
+  try {
+    return disk.statSync(path.dirname(path.dirname(activityDir)), { throwIfNoEntry: false })?.isDirectory() === true
+  } catch {
+    return false
+  }
+}
+
 function zero(): Total {
   const t = { runs: 0, since: undefined, lastRun: undefined } as Total
   for (const c of COUNTERS) t[c] = 0
@@ -100,11 +109,15 @@ export class ActivityLog {
     this.#file = path.join(layout.activityDir, `${process.pid}.${Date.now().toString(36)}${(++instances).toString(36)}.json`)
   }
 
-  /** Writes this instance's record, once; an instance that did nothing leaves none. Sync: runs at exit. */
+  /** Writes this instance's record, once; an instance that did nothing leaves none, nor one
+   *  whose namespace directory is gone (the cache removed while it ran: a record is a hint for
+   *  `larder stats`, not worth bringing a removed cache back at close or exit). Sync: runs at
+   *  exit. */
   record(counters: ActivityCounters, breaker: BreakerState): void {
     if (this.#written) return
     this.#written = true
     if (counters.hits + counters.misses + counters.sets + counters.deletes + counters.errors + counters.dropped === 0) return
+    if (!namespaceThere(this.#dir)) return
     const record: ActivityRecord = { pid: process.pid, openedAt: this.#openedAt, closedAt: Date.now(), breaker, ...pick(counters) }
     writeFileAtomicSync(this.#tree, this.#file, Buffer.from(JSON.stringify(record)))
   }
