@@ -61,6 +61,7 @@ const FLUSH_MS = 250
 let instances = 0
 
 export class RunningTotals {
+  readonly #layout: Layout
   readonly #dir: string
   readonly #tree: OwnedTree
   readonly #epochFile: string
@@ -80,6 +81,7 @@ export class RunningTotals {
   #abandonedClear = false
 
   constructor(layout: Layout, guard?: DiskGuard) {
+    this.#layout = layout
     this.#dir = layout.totalsDir
     this.#tree = layout.tree
     this.#epochFile = path.join(layout.totalsDir, 'epoch')
@@ -168,11 +170,18 @@ export class RunningTotals {
     return { entries: this.#lastRead.entries + this.#pending.entries, bytes: this.#lastRead.bytes + this.#pending.bytes }
   }
 
-  /** Writes this instance's delta file if it changed. Sync: also called from the exit hook. */
+  /** Writes this instance's delta file if it changed. Sync: also called from the exit hook.
+   *  Not into a cache removed meanwhile (Layout.namespaceGone): the changes counted were of
+   *  entries that went with it, and the write would make the removed directory again. */
   flush(): void {
     this.beforeCounting?.()
     this.#timer.flushing()
     if (this.#pending.entries === 0 && this.#pending.bytes === 0) return
+    if (this.#layout.namespaceGone()) {
+      this.#pending = { entries: 0, bytes: 0 }
+      this.#flushedEpoch = -1
+      return
+    }
     const epoch = this.#currentEpoch()
     const file = path.join(this.#dir, `${epoch}.${this.#id}`)
     if (epoch !== this.#flushedEpoch || (this.#flushedEpoch >= 0 && !disk.lstatSync(file, { throwIfNoEntry: false }))) {

@@ -81,15 +81,6 @@ const COUNTERS: readonly (keyof ActivityCounters)[] = [
 const RECORD_NAME = /^\d+\.[0-9a-z]+\.json$/
 let instances = 0
 
-/** Whether the namespace directory above `activityDir` (`<ns>/meta/activity`) is there. */
-function namespaceThere(activityDir: string): boolean {
-  try {
-    return disk.statSync(path.dirname(path.dirname(activityDir)), { throwIfNoEntry: false })?.isDirectory() === true
-  } catch {
-    return false
-  }
-}
-
 function zero(): Total {
   const t = { runs: 0, since: undefined, lastRun: undefined } as Total
   for (const c of COUNTERS) t[c] = 0
@@ -97,6 +88,7 @@ function zero(): Total {
 }
 
 export class ActivityLog {
+  readonly #layout: Layout
   readonly #dir: string
   readonly #tree: OwnedTree
   readonly #file: string
@@ -104,6 +96,7 @@ export class ActivityLog {
   #written = false
 
   constructor(layout: Layout) {
+    this.#layout = layout
     this.#dir = layout.activityDir
     this.#tree = layout.tree
     this.#file = path.join(layout.activityDir, `${process.pid}.${Date.now().toString(36)}${(++instances).toString(36)}.json`)
@@ -117,7 +110,7 @@ export class ActivityLog {
     if (this.#written) return
     this.#written = true
     if (counters.hits + counters.misses + counters.sets + counters.deletes + counters.errors + counters.dropped === 0) return
-    if (!namespaceThere(this.#dir)) return
+    if (this.#layout.namespaceGone()) return
     const record: ActivityRecord = { pid: process.pid, openedAt: this.#openedAt, closedAt: Date.now(), breaker, ...pick(counters) }
     writeFileAtomicSync(this.#tree, this.#file, Buffer.from(JSON.stringify(record)))
   }

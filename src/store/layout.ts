@@ -153,6 +153,18 @@ export class Layout {
     this.activityDir = path.join(this.metaDir, 'activity')
   }
 
+  /** Whether the namespace directory is gone (a cache removed while this instance ran):
+   *  bookkeeping written at close and exit (the running totals, the activity record) is then
+   *  skipped, rather than making a removed cache directory again. A disk that cannot say
+   *  (EIO, EACCES) is not taken for one without it: the write goes on, and fails as any. */
+  namespaceGone(): boolean {
+    try {
+      return disk.statSync(this.namespaceDir, { throwIfNoEntry: false })?.isDirectory() !== true
+    } catch {
+      return false
+    }
+  }
+
   /** 16 hex digits of xxhash64 of the key (see `keyNames`). */
   hashKey(key: string): string {
     return keyNames.hash(key)
