@@ -251,23 +251,25 @@ async function filledAsync(opened: OpenedFile): Promise<FileRead> {
   return { bytes: done === bytes.length ? bytes : bytes.subarray(0, done), ino: opened.ino, mtimeMs: opened.mtimeMs }
 }
 
+/** How writeEntryFile writes an entry (see there). */
+export interface EntryWrite {
+  /** fsync before the rename (every step through the thread pool). */
+  durable: boolean
+  /** Other writes are in flight and creates are dear: a small entry's temp file is created
+   *  through the thread pool, where those creates overlap (the rest of it stays synchronous). */
+  overlap?: boolean
+  /** A temp file created ahead while the value was compressed (FileTier.encode). */
+  early?: Promise<OpenedTemp> | undefined
+  /** Hears how long a synchronous create took (create-cost.ts). */
+  cost?: CreateCost
+}
+
 /**
  * Writes a whole entry atomically (atomic-write.ts: an exclusive temp file in the checked
- * partition directory, every byte counted, then rename), or not at all. `overlap`: other
- * writes are in flight and creates are dear, so a small one creates its temp file through the
- * thread pool, where those creates overlap (the rest of it stays synchronous; with `durable`,
- * all of it goes through the pool, as for a large entry). `cost` hears how long a synchronous
- * create took (create-cost.ts).
+ * partition directory, every byte counted, then rename), or not at all; how, `how` says.
  */
-export async function writeEntryFile(
-  tree: OwnedTree,
-  file: string,
-  bytes: Buffer,
-  durable: boolean,
-  overlap = false,
-  early?: Promise<OpenedTemp>,
-  cost?: CreateCost,
-): Promise<void> {
+export async function writeEntryFile(tree: OwnedTree, file: string, bytes: Buffer, how: EntryWrite): Promise<void> {
+  const { durable, overlap = false, early, cost } = how
   if (early !== undefined) {
     // a temp file created while the value was compressed (FileTier.set): used when this write
     // would have been synchronous anyway; otherwise (an entry that came out larger) let go

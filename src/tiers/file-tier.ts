@@ -471,7 +471,7 @@ export class FileTier implements Tier {
         const before = lstatEntry(target)
         this.#p.changes.announce(key)
         handedOver = true
-        return writeEntryFile(this.#layout.tree, target, file, durable, overlap, early, this.#createCost).then(() => before)
+        return writeEntryFile(this.#layout.tree, target, file, { durable, overlap, early, cost: this.#createCost }).then(() => before)
       })
     } catch (error) {
       if (later !== undefined) this.#p.compressLater?.unreserve(file.length)
