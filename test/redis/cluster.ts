@@ -2,24 +2,26 @@
  *  loopback ports, joined by redis-cli --cluster create. */
 import { execFileSync } from 'node:child_process'
 import { setTimeout as delay } from 'node:timers/promises'
-import { freePort, RedisServer } from './server.ts'
+import { freePort, RedisServer, startOnFreePorts } from './server.ts'
 
 /** `masters` masters (and `replicas` replicas of each), cluster-node-timeout 2 s, `extra`
  *  flags; resolves once every node says the cluster is ok and every replica is in sync. */
 export async function startCluster({ masters = 3, replicas = 0, extra = [] as string[] } = {}): Promise<RedisServer[]> {
   const nodes: RedisServer[] = []
   for (let i = 0; i < masters * (1 + replicas); i++) {
-    const node = new RedisServer(await freePort(), [
-      '--cluster-enabled',
-      'yes',
-      '--cluster-config-file',
-      'nodes.conf',
-      '--cluster-node-timeout',
-      '2000',
-      ...extra,
-    ])
+    const node = await startOnFreePorts(
+      async () =>
+        new RedisServer(await freePort(), [
+          '--cluster-enabled',
+          'yes',
+          '--cluster-config-file',
+          'nodes.conf',
+          '--cluster-node-timeout',
+          '2000',
+          ...extra,
+        ]),
+    )
     nodes.push(node)
-    await node.start()
   }
   execFileSync(
     'redis-cli',

@@ -122,19 +122,28 @@ export class PortTaken extends Error {
   }
 }
 
-/** A started server on a free port (another tried if the first is taken meanwhile), stopped
- *  when the test file ends. */
-export async function startRedis(extra: string[] = []): Promise<RedisServer> {
+/** The server `make` gives (on ports freePort() found), started; while a port is taken
+ *  before redis-server binds it (PortTaken: its own, a TLS port, a cluster's bus port at
+ *  +10000), another server from `make`, up to 5 in all. */
+export async function startOnFreePorts(make: () => Promise<RedisServer>): Promise<RedisServer> {
   for (let attempt = 1; ; attempt++) {
-    const server = new RedisServer(await freePort(), extra)
-    after(() => server.stop())
+    const server = await make()
     try {
       await server.start()
       return server
     } catch (error) {
+      await server.stop()
       if (!(error instanceof PortTaken) || attempt === 5) throw error
     }
   }
+}
+
+/** A started server on a free port (another tried if the first is taken meanwhile), stopped
+ *  when the test file ends. */
+export async function startRedis(extra: string[] = []): Promise<RedisServer> {
+  const server = await startOnFreePorts(async () => new RedisServer(await freePort(), extra))
+  after(() => server.stop())
+  return server
 }
 
 /** Polls `check` until it holds (every 5 ms, at most `ms`); whether it did. */

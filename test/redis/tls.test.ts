@@ -14,7 +14,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as delay } from 'node:timers/promises'
 import { Larder } from '../../src/index.ts'
-import { freePort, RedisServer, redisAvailable, startRedis } from './server.ts'
+import { freePort, RedisServer, redisAvailable, startOnFreePorts, startRedis } from './server.ts'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 const fixture = (name: string): string => path.join(root, 'fixtures', 'tls', name)
@@ -101,32 +101,35 @@ describe('a Redis Cluster over TLS, with a password (rediss:// seeds)', { skip }
   const password = 'cluster-secret'
   const nodes: Array<{ server: RedisServer; tlsPort: number }> = []
   before(async () => {
+    // Each node takes two ports freePort() found free (and the bus port above its own): any may
+    // be taken before redis-server binds it, and then others are tried (startOnFreePorts).
     for (let i = 0; i < 3; i++) {
-      const port = await freePort()
-      const tls = await freePort()
-      const server = new RedisServer(port, [
-        '--tls-port',
-        String(tls),
-        '--tls-cert-file',
-        fixture('cert-a.pem'),
-        '--tls-key-file',
-        fixture('key-a.pem'),
-        '--tls-ca-cert-file',
-        fixture('cert-a.pem'),
-        '--tls-auth-clients',
-        'no',
-        '--tls-cluster',
-        'yes',
-        '--cluster-enabled',
-        'yes',
-        '--cluster-config-file',
-        'nodes.conf',
-        '--requirepass',
-        password,
-        '--masterauth',
-        password,
-      ])
-      await server.start()
+      let tls = 0
+      const server = await startOnFreePorts(async () => {
+        tls = await freePort()
+        return new RedisServer(await freePort(), [
+          '--tls-port',
+          String(tls),
+          '--tls-cert-file',
+          fixture('cert-a.pem'),
+          '--tls-key-file',
+          fixture('key-a.pem'),
+          '--tls-ca-cert-file',
+          fixture('cert-a.pem'),
+          '--tls-auth-clients',
+          'no',
+          '--tls-cluster',
+          'yes',
+          '--cluster-enabled',
+          'yes',
+          '--cluster-config-file',
+          'nodes.conf',
+          '--requirepass',
+          password,
+          '--masterauth',
+          password,
+        ])
+      })
       nodes.push({ server, tlsPort: tls })
     }
     // Joined over TLS: the nodes then announce their TLS ports to TLS clients.
