@@ -131,6 +131,30 @@ test('close() waits for the values written uncompressed; the totals follow the f
   }
 })
 
+test('savings told to the totals when the last flush is old are taken off once (a flush asks for them again while they are told)', async () => {
+  const dir = tempDir('larder-compress-told-once')
+  const cache = await Larder.open({ dir, maintenance: false })
+  try {
+    // 600 KB values (12 MB in all) take the worker longer than the sets: it is still saving
+    // after the last set, and nothing asks for the savings until stats().
+    for (let i = 0; i < 20; i++) await cache.set(`k${i}`, String(i).repeat(600_000))
+    await eventually(() => plainFiles(dir).length === 0, 'every value compressed')
+    // Past the totals' flush interval (250 ms): telling the savings now flushes at once.
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    const stats = await cache.stats()
+    assert.equal(stats.entries, 20)
+    assert.equal(stats.size, totalBytes(dir), 'the savings are taken off once')
+  } finally {
+    await cache.close()
+  }
+  const fresh = await Larder.open({ dir, maintenance: false, memory: false })
+  try {
+    assert.equal((await fresh.stats()).size, totalBytes(dir), 'and the flushed totals say the same')
+  } finally {
+    await fresh.close()
+  }
+})
+
 test('compressLater: false, durable and encryption compress before the set resolves', async () => {
   const cases = [
     { compressLater: false as const },

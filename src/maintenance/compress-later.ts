@@ -181,8 +181,12 @@ export class CompressLater {
     if (task === undefined) return
     const saved = task.progress[2]!
     if (saved <= task.applied) return
-    this.#p.totals.resized(task.applied - saved)
+    // Marked as told before the totals hear it: telling them may flush, and a flush asks for
+    // the savings first (beforeCounting), which would otherwise take them off again, a level
+    // deeper each time, until the stack gave out.
+    const newly = saved - task.applied
     task.applied = saved
+    this.#p.totals.resized(-newly)
   }
 
   #post(files: Posted[]): void {
@@ -243,8 +247,9 @@ export class CompressLater {
     this.#compressed += out.compressed
     this.#savedBytes += out.savedBytes
     this.#skipped += out.skipped
-    if (out.savedBytes > task.applied) this.#p.totals.resized(task.applied - out.savedBytes)
+    const untold = out.savedBytes - task.applied
     task.applied = out.savedBytes
+    if (untold > 0) this.#p.totals.resized(-untold)
     const rest = task.posted.slice(out.taken)
     if (out.failed !== undefined) {
       this.#skipped += rest.length
