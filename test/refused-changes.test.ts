@@ -178,3 +178,29 @@ test('an invalidateTags the disk refused (failOpen): its entries are not served 
   await other.close()
   await cache.close()
 })
+
+test('changes the open breaker turned away are tried once more at close: a delete, an invalidateTags and a clear all reach the disk, and other instances stop reading what they removed', async () => {
+  for (const change of ['delete', 'invalidateTags', 'clear'] as const) {
+    const dir = tempDir()
+    // A reset timeout longer than the test: the breaker stays open until close.
+    const breaker = { volumeThreshold: 1, errorThresholdPercentage: 1, resetTimeout: 60_000 }
+    const cache = await Larder.open({ dir, breaker, maintenance: false })
+    cache.on('error', () => {})
+    await cache.set('session', 'secret-v1', { tags: ['user:1'] })
+    seam.openSync = failing('ENOSPC', 'open')
+    seam.lstatSync = failing('ENOSPC', 'lstat')
+    const opened = once(cache, 'breaker')
+    await cache.set('j', 'x') // fails: the breaker opens
+    assert.deepEqual((await opened)[0], 'open')
+    Object.assign(disk, realDisk) // the disk has room again; the breaker does not know yet
+    if (change === 'delete') await cache.delete('session')
+    else if (change === 'invalidateTags') await cache.invalidateTags(['user:1'])
+    else await cache.clear()
+    assert.equal((await cache.stats()).breaker.state, 'open', change)
+    assert.equal(await cache.get('session'), undefined, `${change}: not served here meanwhile`)
+    await cache.close()
+    const other = await Larder.open({ dir, readOnly: true })
+    assert.equal(await other.get('session'), undefined, `${change}: tried again at close, so another instance no longer reads it`)
+    await other.close()
+  }
+})

@@ -259,6 +259,7 @@ export class DiskParts {
   /** Stops maintenance (after an automatic prune in progress), flushes what is pending and
    *  releases timers, workers and the breaker. */
   async close(counts: ActivityCounters): Promise<void> {
+    await this.files.settleAtClose()
     await this.autoPrune.close()
     await this.maintainer.close()
     await this.compressLater?.close()

@@ -65,6 +65,8 @@ export class DiskBreaker {
   #direct: boolean
   #rejected = 0
   #opened = 0
+  /** Set at close (lastChance). */
+  #lastChance = false
 
   constructor(
     options: ResolvedBreakerOptions,
@@ -128,6 +130,7 @@ export class DiskBreaker {
    * still waits for the change's own outcome.
    */
   runChange<T>(op: () => T | Promise<T>): Promise<T> {
+    if (this.#lastChance) return Promise.resolve().then(op)
     if (this.#breaker.closed) return this.#runDirect(op)
     let started: Promise<T> | undefined
     const fired = this.#breaker.fire(() => (started = Promise.resolve(op()))) as Promise<T>
@@ -146,7 +149,18 @@ export class DiskBreaker {
    * for the read of its key that asked for it, which would have been one.
    */
   runQuiet<T>(op: () => Promise<T>): Promise<T> {
-    return this.#breaker.closed ? op() : this.runChange(op)
+    return this.#breaker.closed || this.#lastChance ? op() : this.runChange(op)
+  }
+
+  /**
+   * The cache is closing: from now on changes run whatever the state, unheard. The file tier's
+   * changes the disk refused (a delete, a clear, tag stamps) are tried once more before close
+   * ends, for after it nothing in this process would ever try them again, and every other
+   * process would go on reading what they were to remove. An open breaker guards the calls of
+   * an application that goes on; these few are the last this instance makes, each tried once.
+   */
+  lastChance(): void {
+    this.#lastChance = true
   }
 
   /** The fast path: `op` run here, its outcome fed to opossum as fire() would (see the class). */

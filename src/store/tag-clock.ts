@@ -206,6 +206,11 @@ export class TagClock {
     return stamps.length === 0 && floor === 0 ? undefined : { stamps, floor }
   }
 
+  /** Whether any stamp is held unwritten. */
+  holdsUnwritten(): boolean {
+    return this.#unwritten.size !== 0
+  }
+
   /** Writes the stamps held unwritten, oldest first; throws the disk's failure (the rest stay).
    *  Those older than every entry of the directory stay held: no entry there needs them. */
   writeUnwritten(): void {

@@ -597,6 +597,15 @@ export class FileTier implements Tier {
     return (await this.#settle(key)) ? read() : none
   }
 
+  /** Close: the changes the disk refused, tried once more whatever the breaker says (see
+   *  DiskBreaker.lastChance); what the disk still refuses stays as it is. */
+  async settleAtClose(): Promise<void> {
+    if (this.#p.options.readOnly) return
+    if (this.#clearRefusedAt === undefined && this.#refused.size === 0 && !this.#p.tags.holdsUnwritten()) return
+    this.#p.breaker.lastChance()
+    await this.#settleAll()
+  }
+
   /** The breaker closed: every refused change settled, in the order they came, until the disk
    *  refuses again. */
   async #settleAll(): Promise<void> {
