@@ -59,9 +59,23 @@ export class Sweep {
     return this.#seen.size > 0
   }
 
-  /** The names matching `pattern` (a Redis glob), a page at a time. A name may come twice
-   *  (SCAN's guarantee is at least once). */
+  /**
+   * The names matching `pattern` (a Redis glob), a page at a time. A name may come twice
+   * (SCAN's guarantee is at least once).
+   *
+   * A caller's client may have an ioredis `keyPrefix`, which ioredis puts before every key a
+   * command names but not before SCAN's MATCH, and SCAN answers the names whole: so the prefix
+   * goes into the MATCH here and comes off the names (a name handed back to a command is
+   * prefixed again by ioredis). Without this, a clear or a prune by pattern matched nothing
+   * and removed nothing from Redis, and every host went on serving what it had cleared.
+   */
   async *pages(pattern: string): AsyncGenerator<string[]> {
+    const prefix = keyPrefixOf(this.#client)
+    if (prefix === '') yield* this.#pagesMatching(pattern)
+    else for await (const names of this.#pagesMatching(escapeGlob(prefix) + pattern)) yield names.map((name) => name.slice(prefix.length))
+  }
+
+  async *#pagesMatching(pattern: string): AsyncGenerator<string[]> {
     if (!this.#client.isCluster) {
       yield* this.#scan(this.#client as Redis, pattern)
       return
@@ -160,4 +174,15 @@ export class Sweep {
     }
     return held
   }
+}
+
+/** `text` as a Redis glob that matches only itself. */
+export function escapeGlob(text: string): string {
+  return text.replace(/[*?[\]\\]/g, (c) => '\\' + c)
+}
+
+/** The ioredis `keyPrefix` of a client (a cluster's is in its own options), '' when none. */
+function keyPrefixOf(client: RedisClient): string {
+  const options = client.options as { keyPrefix?: unknown }
+  return typeof options.keyPrefix === 'string' ? options.keyPrefix : ''
 }

@@ -21,7 +21,7 @@ import {
   SET_IF_NEWER,
   UNLINK_IF_OLDER,
 } from '../redis/scripts.js'
-import { Sweep } from '../redis/sweep.js'
+import { escapeGlob, Sweep } from '../redis/sweep.js'
 import { isWrongType } from '../resilience/redis-failure.js'
 import type { ActivityCounters } from '../stats/activity-log.js'
 import { entryState, type TagStamps } from '../store/liveness.js'
@@ -492,11 +492,6 @@ function isPayloadFailure(error: unknown): boolean {
 /** Whether `bytes` are a tombstone (what a deleted key holds for TOMBSTONE_MS), not an entry. */
 export function isTombstone(bytes: Buffer): boolean {
   return bytes.length === TOMBSTONE_BYTES && bytes.readUInt32LE(0) === TOMBSTONE_MAGIC
-}
-
-/** `text` as a Redis glob that matches only itself. */
-function escapeGlob(text: string): string {
-  return text.replace(/[*?[\]\\]/g, (c) => '\\' + c)
 }
 
 /** A Redis value verified and judged: a read, or why it is not served ('kept': expired within
