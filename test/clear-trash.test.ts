@@ -43,3 +43,36 @@ test('the trash goes in a worker, after calls made after the clear have run, bef
     await cache.close()
   }
 })
+
+test("a write whose partition another process's clear() moves away between its check and its open or rename makes it again and lands (no ENOENT failure)", async () => {
+  for (const step of ['openSync', 'renameSync'] as const) {
+    for (const times of [1, 3]) {
+      const dir = tempDir('larder-clear-race')
+      const cache = await Larder.open({ dir, maintenance: false, failOpen: false })
+      await cache.set('k', 'old') // the partition exists and has been checked
+      const seam = disk as unknown as Record<string, (...args: unknown[]) => unknown>
+      const real = seam[step]!
+      let moves = 0
+      seam[step] = (...args: unknown[]) => {
+        const target = String(args[0])
+        if (target.endsWith('.tmp') && moves < times) {
+          // What a clear elsewhere does: the partition renamed into its trash, here and now.
+          const partition = path.dirname(target)
+          fs.renameSync(partition, path.join(path.dirname(path.dirname(partition)), `moved-${moves++}`))
+        }
+        return real(...args)
+      }
+      try {
+        await cache.set('k', 'new')
+      } finally {
+        seam[step] = real
+      }
+      assert.equal(moves, times, `${step}: the partition was moved ${times} time(s)`)
+      assert.equal((await cache.stats()).errors, 0, `${step}: no failure counted`)
+      const fresh = await Larder.open({ dir, maintenance: false, memory: false })
+      assert.equal(await fresh.get('k'), 'new', `${step} ×${times}: the write landed`)
+      await fresh.close()
+      await cache.close()
+    }
+  }
+})

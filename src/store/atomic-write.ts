@@ -33,6 +33,11 @@ const APPEND_FLAGS =
 /** Temp names taken by something else (planted, or a writer with our pid in another pid
  *  namespace) are skipped; past this many in a row, give up. */
 const TEMP_ATTEMPTS = 1000
+/** Rounds of a write whose directory went away under it (another process's `clear()` moves
+ *  the partitions into its trash between our check of the directory and the open or rename
+ *  that follows): each round makes the directory again. A clear in a tight loop elsewhere can
+ *  take it more than once; past this many, the ENOENT is the caller's. */
+const GONE_ROUNDS = 4
 
 let sequence = 0
 
@@ -84,8 +89,9 @@ export async function writeAll(handle: FileHandle, bytes: Uint8Array, file: stri
 /** Opens a new temp file beside `file` (its directory checked first), exclusively; `cost`
  *  hears how long the create took. */
 export function openTempSync(tree: OwnedTree, file: string, cost?: CreateCost): { temp: string; fd: number } {
-  tree.dirSync(path.dirname(file))
-  for (let attempt = 1; ; attempt++) {
+  const dir = path.dirname(file)
+  tree.dirSync(dir)
+  for (let attempt = 1, gone = 1; ; attempt++) {
     const temp = nextTemp(file)
     let fd: number
     try {
@@ -93,7 +99,12 @@ export function openTempSync(tree: OwnedTree, file: string, cost?: CreateCost): 
       fd = disk.openSync(temp, TEMP_FLAGS, tree.fileMode)
       cost?.took(performance.now() - started)
     } catch (error) {
-      if (errorCode(error) === 'EEXIST' && attempt < TEMP_ATTEMPTS) continue
+      const code = errorCode(error)
+      if (code === 'EEXIST' && attempt < TEMP_ATTEMPTS) continue
+      if (code === 'ENOENT' && gone++ < GONE_ROUNDS) {
+        tree.dirSync(dir) // moved away since it was checked (a clear elsewhere): made again
+        continue
+      }
       throw error
     }
     modeTempSync(tree, temp, fd)
@@ -104,7 +115,7 @@ export function openTempSync(tree: OwnedTree, file: string, cost?: CreateCost): 
 /** The async form of `openTempSync`, for writes that run through the thread pool. */
 export async function openTemp(tree: OwnedTree, file: string): Promise<{ temp: string; handle: FileHandle }> {
   tree.dirSync(path.dirname(file))
-  const { temp, opened: handle } = await createTemp(file, (name) => disk.open(name, TEMP_FLAGS, tree.fileMode))
+  const { temp, opened: handle } = await createTemp(tree, file, (name) => disk.open(name, TEMP_FLAGS, tree.fileMode))
   if (tree.shared !== false) {
     try {
       await handle.chmod(tree.fileMode)
@@ -127,20 +138,25 @@ export interface OpenedTemp {
  *  a plain descriptor, so the steps after it can be synchronous. */
 export async function openTempFd(tree: OwnedTree, file: string): Promise<OpenedTemp> {
   tree.dirSync(path.dirname(file))
-  const { temp, opened: fd } = await createTemp(file, (name) => disk.openFd(name, TEMP_FLAGS, tree.fileMode))
+  const { temp, opened: fd } = await createTemp(tree, file, (name) => disk.openFd(name, TEMP_FLAGS, tree.fileMode))
   modeTempSync(tree, temp, fd)
   return { temp, fd }
 }
 
 /** Opens the next free temp name beside `file` with `open` (exclusive): a name something else
- *  holds is skipped for the next one. */
-async function createTemp<T>(file: string, open: (temp: string) => Promise<T>): Promise<{ temp: string; opened: T }> {
-  for (let attempt = 1; ; attempt++) {
+ *  holds is skipped for the next one; a directory moved away meanwhile is made again. */
+async function createTemp<T>(tree: OwnedTree, file: string, open: (temp: string) => Promise<T>): Promise<{ temp: string; opened: T }> {
+  for (let attempt = 1, gone = 1; ; attempt++) {
     const temp = nextTemp(file)
     try {
       return { temp, opened: await open(temp) }
     } catch (error) {
-      if (errorCode(error) === 'EEXIST' && attempt < TEMP_ATTEMPTS) continue
+      const code = errorCode(error)
+      if (code === 'EEXIST' && attempt < TEMP_ATTEMPTS) continue
+      if (code === 'ENOENT' && gone++ < GONE_ROUNDS) {
+        tree.dirSync(path.dirname(file))
+        continue
+      }
       throw error
     }
   }
@@ -192,7 +208,7 @@ function replaceable(error: unknown, file: string, tree: OwnedTree): boolean {
  * Replaces `file` with `bytes`, whole or not at all (see above). Synchronous: for small files
  * (entries up to 64 KiB, stamps, meta files), where a few syscalls cost less than a trip
  * through the thread pool. A rename that finds the directory gone (a `clear()` moved it) is
- * tried once more from the start. `cost` hears how long the temp's create took.
+ * tried again from the start (GONE_ROUNDS). `cost` hears how long the temp's create took.
  */
 export function writeFileAtomicSync(tree: OwnedTree, file: string, bytes: Uint8Array, durable = false, cost?: CreateCost): void {
   for (let round = 0; ; round++) {
@@ -231,8 +247,8 @@ export async function discardTemp(opened: Promise<OpenedTemp>): Promise<void> {
 
 /**
  * Steps 3–5 on a new temp file, synchronously: write, (fsync,) check the length, close, rename.
- * true once renamed; false when the rename found the directory gone in the first round (a
- * `clear()` moved it): start over. On any failure the temp is removed and the error thrown.
+ * true once renamed; false when the rename found the directory gone (a `clear()` moved it)
+ * in one of the first GONE_ROUNDS rounds: start over. On any failure the temp is removed and the error thrown.
  */
 function finishTempSync(
   tree: OwnedTree,
@@ -257,7 +273,7 @@ function finishTempSync(
     return true
   } catch (error) {
     unlinkQuietly(temp)
-    if (errorCode(error) === 'ENOENT' && round === 0) return false
+    if (errorCode(error) === 'ENOENT' && round < GONE_ROUNDS - 1) return false
     throw error
   }
 }
@@ -281,7 +297,7 @@ export async function writeFileAtomic(tree: OwnedTree, file: string, bytes: Uint
       return
     } catch (error) {
       unlinkQuietly(temp)
-      if (errorCode(error) === 'ENOENT' && round === 0) continue
+      if (errorCode(error) === 'ENOENT' && round < GONE_ROUNDS - 1) continue
       throw error
     }
   }
