@@ -457,6 +457,11 @@ export function parseSize(value: unknown, field: string, code: 'ERR_INVALID_OPTI
   return Math.floor(size)
 }
 
+/** The most entries a memory tier may be given: lru-cache allocates its index for `max`
+ *  entries when it is made (~24 bytes each: 1e8 took 2.2 GiB of an empty cache's memory, and
+ *  1e12 threw a RangeError from inside it). */
+export const MAX_MEMORY_ENTRIES = 10_000_000
+
 function positiveInteger(value: unknown, field: string): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
     throw invalid(field, `expected a positive integer, got ${String(value)}`)
@@ -540,6 +545,11 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     const m: MemoryTierOptions = memoryInput === true ? {} : memoryInput
     rejectUnknown(m, MEMORY_NAMES, 'memory.')
     const maxEntries = m.maxEntries === undefined ? undefined : positiveInteger(m.maxEntries, 'memory.maxEntries')
+    if (maxEntries !== undefined && maxEntries > MAX_MEMORY_ENTRIES)
+      throw invalid(
+        'memory.maxEntries',
+        `at most ${MAX_MEMORY_ENTRIES.toLocaleString('en-US')} (the memory tier's index is made for this many at once, ~24 bytes each), got ${maxEntries}`,
+      )
     const maxSize = m.maxSize === undefined ? undefined : parseSize(m.maxSize, 'memory.maxSize')
     if (maxSize === 0) throw invalid('memory.maxSize', 'must be greater than 0')
     memory = {

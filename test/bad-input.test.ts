@@ -140,6 +140,24 @@ describe('bad input', () => {
     await cache.close()
   })
 
+  test('memory.maxEntries past 10,000,000 is refused (the index is allocated whole), at open and by configure(), which then changes nothing', async () => {
+    const dir = tempDir()
+    for (const maxEntries of [10_000_001, 2 ** 32, 1e12]) {
+      await assert.rejects(
+        Larder.open({ dir, memory: { maxEntries } }),
+        (e: LarderError) => e.code === 'ERR_INVALID_OPTION' && e.field === 'memory.maxEntries' && /at most 10,000,000/.test(e.message),
+        String(maxEntries),
+      )
+    }
+    assert.equal(listFiles(dir).length, 0, 'nothing written by the refused opens')
+    const cache = await Larder.open({ dir, memory: { maxEntries: 100 } })
+    await cache.set('a', 1)
+    await assert.rejects(cache.configure({ memory: { maxEntries: 1e12 } }), (e: LarderError) => e.field === 'memory.maxEntries')
+    assert.deepEqual(cache.options.memory, { maxEntries: 100, maxSize: undefined, ttl: 0 }, 'the refused configure() changed nothing')
+    assert.equal(await cache.get('a'), 1)
+    await cache.close()
+  })
+
   test("an empty redis.prefix is refused: clear() would unlink another application's `default:…` keys", async () => {
     const dir = tempDir()
     await assert.rejects(
