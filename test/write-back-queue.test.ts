@@ -29,6 +29,7 @@ test('a batch refused at once while the breaker lets calls through is retried ma
       batch.clear()
     },
     dropped: () => undefined,
+    lostTombstone: () => undefined,
     ready: () => !starved,
   })
   queue.enqueue('k', write(1))
@@ -57,6 +58,7 @@ test('flush() while a refused batch waits for its retry resolves once it is sent
       batch.clear()
     },
     dropped: () => undefined,
+    lostTombstone: () => undefined,
     ready: () => true,
   })
   queue.enqueue('a', write(1))
@@ -79,6 +81,7 @@ test('the queue is bounded in bytes as well as in writes: past maxBytes the olde
     maxDelay: 3_600_000,
     send: () => Promise.resolve(),
     dropped: (n) => (dropped += n),
+    lostTombstone: () => undefined,
     ready: () => false,
   })
   const big = (createdAt: number): QueuedWrite => ({ bytes: Buffer.alloc(100_000), createdAt, expiresAt: 0, grace: 0 })
@@ -95,5 +98,36 @@ test('the queue is bounded in bytes as well as in writes: past maxBytes the olde
   assert.deepEqual([queue.size, dropped], [3, 1], 'forget() gave back its bytes')
   queue.enqueue('huge', { bytes: Buffer.alloc(400_000), createdAt: 7, expiresAt: 0, grace: 0 })
   assert.deepEqual([queue.size, dropped, queue.queuedAt('huge')], [1, 4, 7], 'one write larger than the bound: kept alone')
+  queue.stop()
+})
+
+test('past the bound the oldest set goes first; a tombstone only when nothing else is left, and then a clear of Redis up to it is owed', () => {
+  let dropped = 0
+  const owed: number[] = []
+  const queue = new WriteBackQueue({
+    maxQueue: 3,
+    maxBytes: 1 << 20,
+    maxDelay: 3_600_000,
+    send: () => Promise.resolve(),
+    dropped: (n) => (dropped += n),
+    lostTombstone: (at) => owed.push(at),
+    ready: () => false,
+  })
+  const tombstone = (createdAt: number): QueuedWrite => ({ bytes: undefined, createdAt, expiresAt: 0, grace: 0 })
+  queue.enqueue('t1', tombstone(1))
+  queue.enqueue('s2', write(2))
+  queue.enqueue('t3', tombstone(3))
+  queue.enqueue('s4', write(4))
+  assert.deepEqual(
+    [queue.size, dropped, queue.queuedAt('s2'), queue.queuedAt('t1')],
+    [3, 1, undefined, 1],
+    's2, the oldest set, went; t1 stayed',
+  )
+  queue.enqueue('t5', tombstone(5))
+  assert.deepEqual([queue.size, dropped, queue.queuedAt('s4')], [3, 2, undefined], 's4, the last set, went')
+  assert.deepEqual(owed, [], 'no tombstone let go yet')
+  queue.enqueue('t6', tombstone(6))
+  assert.deepEqual([queue.size, dropped, queue.queuedAt('t1')], [3, 3, undefined], 'only tombstones left: the oldest went')
+  assert.deepEqual(owed, [1], 'and a clear of Redis up to its time is owed')
   queue.stop()
 })

@@ -155,6 +155,7 @@ export class CacheParts {
             ...options.writeBack,
             send: (batch) => this.stack.sendBatch(batch),
             dropped: (n) => this.failures.dropped('redis', n),
+            lostTombstone: (at) => this.stack.oweRedisClear(at),
             ready: () => this.shared!.breaker.state !== 'open',
           })
     const shared = this.shared

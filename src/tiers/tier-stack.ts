@@ -44,7 +44,7 @@ export interface TierStackParts {
   /** The message as a write to Redis may publish itself (Bus.inline), or undefined: publish it. */
   announcement(message: Omit<Extract<BusMessage, { op: 'keys' }>, 'from'>): Announcement | undefined
   /** Tells the other instances (the bus); nothing without one. */
-  publish(message: DistributiveOmit<Extract<BusMessage, { op: 'keys' | 'clear' | 'pattern' }>, 'from'>): void
+  publish(message: DistributiveOmit<Extract<BusMessage, { op: 'keys' | 'clear' | 'pattern' | 'all' }>, 'from'>): void
   /** A promotion to the file tier, for close() to wait for. */
   track(write: Promise<unknown>): void
   /** A promotion wrote an entry file: the budget is checked as after a set (a reader that only
@@ -141,7 +141,7 @@ export class TierStack {
   /** A clear of Redis that Redis missed (unreachable), or that a cluster's pass could not
    *  finish: its time, the tier named and what the pass saw, run when Redis is back
    *  (sendMissedClear), its bus message after it. */
-  #missedClear: { at: number; tier: 'all' | 'redis'; sweep: Sweep } | undefined
+  #missedClear: { at: number; tier: 'all' | 'redis'; sweep: Sweep; lost?: boolean } | undefined
   #sendingClear = false
   /** A missed clear that failed again while the breaker stayed closed (one timeout), which no
    *  recovery would send. */
@@ -795,12 +795,24 @@ export class TierStack {
       } catch (error) {
         this.#p.failures.writeDeferred(error, 'redis')
         const before = this.#missedClear
-        this.#missedClear = { at, tier: before?.tier === 'all' ? 'all' : tier, sweep }
+        this.#missedClear = { at, tier: before?.tier === 'all' ? 'all' : tier, sweep, lost: before?.lost }
         this.#retryClear.schedule()
         if (!sweep.progressed) return
       }
     }
     this.#p.publish({ op: 'clear', tier, at })
+  }
+
+  /** Changes Redis missed were let go (write-back's bound let a tombstone go): every value in
+   *  Redis created at or before `at` is removed once Redis can be reached, as a clear of Redis
+   *  made then that Redis missed (misses on every host, never a value this one deleted). */
+  oweRedisClear(at: number): void {
+    if (this.redis === undefined) return
+    const before = this.#missedClear
+    // A sweep remembers the masters it saw: one begun for an older clear would skip them.
+    const sweep = before !== undefined && before.at >= at ? before.sweep : this.redis.sweep()
+    this.#missedClear = { at: Math.max(before?.at ?? at, at), tier: before?.tier === 'all' ? 'all' : 'redis', sweep, lost: true }
+    this.#retryClear.schedule()
   }
 
   /** Runs the clear Redis missed (see clear), then publishes it. Called when Redis is back. */
@@ -813,6 +825,9 @@ export class TierStack {
       await this.redis.clearBefore(missed.at, missed.sweep)
       if (this.#missedClear === missed) this.#missedClear = undefined
       this.#p.publish({ op: 'clear', tier: missed.tier, at: missed.at })
+      // Let-go tombstones never sent their keys' messages: the others may hold copies of what
+      // they deleted, and check what they hold against Redis, as after missed messages.
+      if (missed.lost === true) this.#p.publish({ op: 'all', at: missed.at })
     } catch {
       this.#retryClear.schedule() // counted when it was called
     } finally {

@@ -7,9 +7,10 @@
  * - Flushed in batches: once `maxDelay` after the first write queued since the last flush, or
  *   at once when BATCH writes are waiting. A batch is handed to `send` in one go (the Redis
  *   tier issues its commands in one tick, so ioredis pipelines them, per node in a cluster).
- * - Bounded: past `maxQueue` writes, or `maxBytes` of entry bytes, the oldest queued writes are
+ * - Bounded: past `maxQueue` writes, or `maxBytes` of entry bytes, the oldest queued sets are
  *   dropped and counted (their keys are still local here; other instances read what Redis
- *   had). Both bounds: 10,000 writes of Redis's largest values (1 MB) would hold 10 GB.
+ *   had); tombstones only when nothing else is left, a clear of Redis owed for them (#bound).
+ *   Both bounds: 10,000 writes of Redis's largest values (1 MB) would hold 10 GB.
  * - A failed batch is put back (unless a newer write of the key was queued meanwhile) and
  *   retried `maxDelay` later while the breaker lets calls through, else by `resume()` (the
  *   breaker closing, the connection coming back).
@@ -64,6 +65,9 @@ export interface WriteBackParts {
   send(batch: Map<string, QueuedWrite>): Promise<void>
   /** Writes dropped from the full queue. */
   dropped(count: number): void
+  /** A tombstone let go from the full queue (see #bound): every value older than `at` in Redis
+   *  must go instead (a clear of Redis owed, run when Redis can be reached). */
+  lostTombstone(at: number): void
   /** May a flush run now (false while the Redis breaker is open). */
   ready(): boolean
 }
@@ -292,11 +296,30 @@ export class WriteBackQueue {
     this.#bytes -= write.bytes?.length ?? 0
   }
 
-  /** Drops the oldest queued writes (counted) while past either bound. */
+  /**
+   * Drops the oldest queued writes (counted) while past either bound. Sets go first, tombstones
+   * last: a set let go leaves its value in this host's tiers and Redis's older value to the
+   * others (a counted drop, as documented), but a delete let go would bring the deleted value
+   * back on every host once Redis returns. A tombstone goes only when the queue holds nothing
+   * else, and then what it stood for is kept another way: a clear of every value in Redis
+   * older than it, owed and run once Redis can be reached (misses, never a deleted value).
+   */
   #bound(): void {
     let over = 0
     while (this.#queue.size > this.#p.maxQueue || (this.#bytes > this.#p.maxBytes && this.#queue.size > 1)) {
-      this.#delete(this.#queue.keys().next().value as string)
+      let victim: string | undefined
+      for (const [key, write] of this.#queue) {
+        if (write.bytes !== undefined) {
+          victim = key
+          break
+        }
+      }
+      if (victim === undefined) {
+        const [key, tombstone] = this.#queue.entries().next().value as [string, QueuedWrite]
+        victim = key
+        this.#p.lostTombstone(tombstone.createdAt)
+      }
+      this.#delete(victim)
       over++
     }
     if (over > 0) this.#p.dropped(over)
