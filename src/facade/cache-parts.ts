@@ -17,6 +17,7 @@ import { GetOrSet, type Loaded } from './get-or-set.js'
 import { CLOSE_WAIT_MS, InFlight } from './in-flight.js'
 import { Loads } from './loads.js'
 import { OrderedWrites } from './ordered-writes.js'
+import { leaveOwed, takeOwed } from './owed-to-redis.js'
 import { MemoryPressure } from './pressure.js'
 import { RefreshAhead } from './refresh-ahead.js'
 import { applyRemote } from './remote-changes.js'
@@ -262,6 +263,7 @@ export class CacheParts {
       await this.disk?.foldIfCrowded()
       await this.shared?.start()
       await this.#readStamps()
+      this.#takeOwed()
     } else {
       try {
         this.disk?.files.checkTrust()
@@ -312,11 +314,54 @@ export class CacheParts {
     if (this.tags.pending > 0) await this.tags.sendPending() // one try: a stamp Redis misses outlives this instance's own files
     this.tags.close()
     await this.shared?.bus?.flush() // one try for the messages still waiting
+    this.#leaveOwed()
     await this.disk?.close(this.counters.counts)
     await this.shared?.close()
     this.memory?.close()
     this.#removeExitHook?.()
     this.#removeExitHook = undefined
+  }
+
+  /** What Redis still misses at close (deletes, tag stamps, a clear: facade/owed-to-redis.ts)
+   *  is left in the directory for the next instance; without one (or read-only, or a disk that
+   *  refuses it) it is lost, and counted as dropped. */
+  #leaveOwed(): void {
+    const redis = this.options.redis
+    if (redis === undefined || this.writeBack === undefined) return
+    const owed = {
+      prefix: redis.prefix,
+      tombstones: this.writeBack.tombstones(),
+      stamps: this.tags.pendingStamps(),
+      clearBefore: this.stack.owedRedisClear(),
+    }
+    const count = owed.tombstones.length + owed.stamps.length + (owed.clearBefore === undefined ? 0 : 1)
+    if (count === 0) return
+    try {
+      if (this.disk === undefined || this.options.readOnly) throw new Error('no directory to leave them in')
+      const disk = this.disk
+      disk.bookkeeping(() => leaveOwed(disk.layout, owed))
+    } catch {
+      this.failures.dropped('redis', count)
+    }
+  }
+
+  /** Takes what instances that closed while Redis was away left owed to it (see #leaveOwed),
+   *  and sends it as this instance's own missed changes: when Redis can be reached. */
+  #takeOwed(): void {
+    const redis = this.options.redis
+    if (redis === undefined || this.disk === undefined || this.writeBack === undefined) return
+    for (const owed of takeOwed(this.disk.layout, redis.prefix)) {
+      for (const [key, at] of owed.tombstones) {
+        if (this.writeBack.queuedAt(key) === undefined)
+          this.writeBack.enqueue(key, { bytes: undefined, createdAt: at, expiresAt: 0, grace: 0 })
+      }
+      const byTime = new Map<number, string[]>()
+      for (const [tag, at] of owed.stamps) byTime.set(at, [...(byTime.get(at) ?? []), tag])
+      for (const [at, tags] of byTime) void this.tags.invalidate(tags, at).catch(() => {})
+      if (owed.clearBefore !== undefined) this.stack.oweRedisClear(owed.clearBefore)
+    }
+    this.writeBack.resume()
+    void this.stack.sendMissedClear()
   }
 
   /** The bus may have missed messages (it subscribed again, went silent, or a sender's outbox

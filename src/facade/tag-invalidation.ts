@@ -204,6 +204,12 @@ export class TagInvalidation {
     return this.#pending.size
   }
 
+  /** The stamps still waiting for Redis: tag and time (close() leaves them for the next
+   *  instance, facade/owed-to-redis.ts). */
+  pendingStamps(): [string, number][] {
+    return [...this.#pending]
+  }
+
   /** Stops retrying (close). */
   close(): void {
     this.#closed = true

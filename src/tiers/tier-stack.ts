@@ -815,6 +815,12 @@ export class TierStack {
     this.#retryClear.schedule()
   }
 
+  /** The time of the clear of Redis still owed, if any (close() leaves it for the next
+   *  instance, facade/owed-to-redis.ts). */
+  owedRedisClear(): number | undefined {
+    return this.#missedClear?.at
+  }
+
   /** Runs the clear Redis missed (see clear), then publishes it. Called when Redis is back. */
   async sendMissedClear(): Promise<void> {
     const missed = this.#missedClear

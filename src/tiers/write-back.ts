@@ -221,6 +221,16 @@ export class WriteBackQueue {
     return giveUp === undefined ? settled : Promise.race([settled, giveUp.then(() => this.#queue.size === 0)])
   }
 
+  /** The deletes waiting for Redis (queued, or on their way): key and time (close() leaves
+   *  them for the next instance, facade/owed-to-redis.ts). */
+  tombstones(): [string, number][] {
+    const found = new Map<string, number>()
+    for (const batch of [this.#sending, this.#queue]) {
+      if (batch !== undefined) for (const [key, write] of batch) if (write.bytes === undefined) found.set(key, write.createdAt)
+    }
+    return [...found]
+  }
+
   /** Redis is back: send what waited. */
   resume(): void {
     if (this.#queue.size > 0) this.#kick()

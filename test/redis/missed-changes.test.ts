@@ -17,6 +17,8 @@
  */
 import { after, afterEach, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import path from 'node:path'
 import { Redis } from 'ioredis'
 import { Larder, type LarderOptions } from '../../src/index.ts'
 import { tempDir } from '../helpers.ts'
@@ -144,6 +146,34 @@ describe('changes Redis missed, and queued writes that would undo a change', { s
     for (const key of keys) assert.equal(await c.get(key), undefined, `nor does an instance opened after (${key})`)
     await a.set('k1', 'new')
     assert.ok(await reads(c, 'k1', 'new'), 'a write made after is served')
+  })
+
+  test('deletes and tag invalidations Redis missed are not lost when their instance closes before Redis is back: the next instance on its directory sends them', async () => {
+    const prefix = fresh()
+    const dir = tempDir()
+    const a = await open(prefix, { dir })
+    const b = await open(prefix)
+    await a.set('gone', 'v1')
+    await a.set('tagged', 'v1', { tags: ['T'] })
+    assert.ok(await reads(b, 'gone', 'v1'))
+    assert.ok(await reads(b, 'tagged', 'v1'))
+    await breakerOpenOn(a)
+    await a.delete('gone')
+    await a.invalidateTags(['T'])
+    await a.close()
+    opened.splice(opened.indexOf(a), 1)
+    const owedDir = path.join(dir, 'v1', 'default', 'meta', 'redis-owed')
+    assert.equal(fs.readdirSync(owedDir).length, 1, 'what Redis missed is left in the directory')
+    redisBack()
+    assert.equal(await admin.exists(`${prefix}default:gone`), 1)
+    const again = await open(prefix, { dir })
+    assert.ok(await reads(b, 'gone', undefined), 'sent by the next instance on the directory: B no longer serves the deleted value')
+    assert.ok(await reads(b, 'tagged', undefined), 'nor the invalidated one')
+    const c = await open(prefix)
+    assert.equal(await c.get('gone'), undefined, 'nor does an instance opened after')
+    assert.equal(await c.get('tagged'), undefined)
+    assert.equal(await again.get('gone'), undefined)
+    assert.deepEqual(fs.readdirSync(owedDir), [], 'taken once')
   })
 
   test('tags invalidated while the breaker was open are stamped in Redis when it is back: an instance opened later honours them', async () => {
