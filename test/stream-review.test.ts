@@ -156,3 +156,19 @@ test('a clear() by another instance while a stream flows: the stream is dropped,
   await other.close()
   await cache.close()
 })
+
+test("streams count in stats().tiers.file as in the cache's totals: a setStream is a set, a getStream a hit or a miss", async () => {
+  const cache = await Larder.open({ dir: tempDir(), maintenance: false })
+  try {
+    await cache.setStream('s', [Buffer.from('hello')])
+    const stream = await cache.getStream('s')
+    for await (const chunk of stream!) void chunk
+    assert.equal(await cache.getStream('missing'), undefined)
+    const { hits, misses, sets, tiers } = await cache.stats()
+    assert.deepEqual([hits, misses, sets], [1, 1, 1])
+    const file = tiers.file!
+    assert.deepEqual([file.hits, file.misses, file.sets], [1, 1, 1], 'the file tier counted them too')
+  } finally {
+    await cache.close()
+  }
+})

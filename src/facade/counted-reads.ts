@@ -171,6 +171,11 @@ export class CountedReads {
       } catch (error) {
         this.#failures.readFailed(error)
       }
+      const fileCounts = this.#counters.tiers.file
+      if (fileCounts !== undefined) {
+        if (stream === undefined) fileCounts.misses++
+        else fileCounts.hits++
+      }
       if (stream === undefined) {
         const bytes = await this.#stack.serializedFromRedis(key)
         if (bytes !== undefined) {

@@ -145,6 +145,7 @@ export class OrderedWrites {
           await inFlight.track(files.setStream(key, input, { createdAt, expiresAt, tags }, abort.signal), abort)
           files.changed(key, createdAt)
           counters.counts.sets++
+          if (counters.tiers.file !== undefined) counters.tiers.file.sets++
           counters.setLatency.record(performance.now() - started)
           events.emit('set', key)
           await disk?.autoPrune.afterWrite()
