@@ -162,3 +162,16 @@ describe('getOrSet timeouts', () => {
     await cache.close()
   })
 })
+
+it('close() waits for a background load whose loader never settles once (5 s), not twice', async () => {
+  const cache = await Larder.open({ dir: tempDir(), maintenance: false })
+  await assert.rejects(
+    cache.getOrSet('k', () => new Promise<never>(() => {}), { hardTimeout: 50 }),
+    (e: LarderError) => e.code === 'ERR_TIMEOUT',
+  )
+  const started = performance.now()
+  await cache.close()
+  const took = performance.now() - started
+  // One wait is 5 s; the second, only for streams it aborted, had doubled it (10 s).
+  assert.ok(took >= 4_900 && took < 8_000, `close() took ${Math.round(took)} ms`)
+})

@@ -30,7 +30,9 @@ export class InFlight {
 
   /** Lets writes in flight finish for up to CLOSE_WAIT_MS, then aborts the streams left (a
    *  buffered write is a few syscalls from done, so only streams can be slower) and waits,
-   *  as long again at most, for them to remove their temp files. */
+   *  as long again at most, for those to remove their temp files: for them only, so a write
+   *  that cannot be aborted (a background load's, whose loader hangs) holds close() for
+   *  CLOSE_WAIT_MS once, not twice. */
   async settle(): Promise<void> {
     if (this.#writes.size === 0 && this.#order.idle) return
     // Changes queued behind others on their key (KeyOrder) are writes called before close too.
@@ -38,8 +40,12 @@ export class InFlight {
     const closing = new LarderError('ERR_CLOSED', 'The cache was closed before this stream was stored; nothing was written', {
       field: 'cache',
     })
-    for (const flight of this.#writes) flight.abort?.abort(closing)
-    await settledWithin([this.#order.settled(), ...[...this.#writes].map((f) => f.done)], CLOSE_WAIT_MS)
+    const aborted = [...this.#writes].filter((flight) => flight.abort !== undefined)
+    for (const flight of aborted) flight.abort!.abort(closing)
+    await settledWithin(
+      aborted.map((f) => f.done),
+      CLOSE_WAIT_MS,
+    )
   }
 }
 
