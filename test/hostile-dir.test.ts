@@ -292,3 +292,23 @@ describe('rekey in a damaged directory', () => {
     await cache.close()
   })
 })
+
+describe('a file planted where a directory of the cache belongs, after the cache is open', () => {
+  test('the next write repairs it (the file removed, the directory made) and lands, even with failOpen: false', async () => {
+    for (const where of ['v1', 'v1/default', 'v1/default/meta']) {
+      const dir = tempDir()
+      const cache = await Larder.open({ dir, failOpen: false, maintenance: false })
+      try {
+        await cache.set('a', 'A1') // the change log is open and held from here
+        const target = path.join(dir, where)
+        fs.rmSync(target, { recursive: true })
+        fs.writeFileSync(target, 'planted')
+        await cache.set('a', 'A2')
+        assert.equal(await cache.get('a'), 'A2', where)
+        assert.ok(fs.statSync(target).isDirectory(), `${where}: a directory again`)
+      } finally {
+        await cache.close()
+      }
+    }
+  })
+})

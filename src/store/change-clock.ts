@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto'
+import type fs from 'node:fs'
 import path from 'node:path'
 import { closeQuietly, openAppendSync, writeAllSync } from './atomic-write.js'
-import { disk, READ_FLAGS } from './disk.js'
+import { disk, errorCode, READ_FLAGS } from './disk.js'
 import { check32 } from '../format/checksum.js'
 import type { Layout } from './layout.js'
 import { MAX_KEY_BYTES } from '../options.js'
@@ -297,7 +298,7 @@ export class ChangeClock {
    */
   #append(record: Buffer): void {
     const held = this.#held
-    const found = held === undefined ? undefined : disk.lstatSync(this.#file, { throwIfNoEntry: false })
+    const found = held === undefined ? undefined : lstatIfThere(this.#file)
     let fd: number
     if (held !== undefined && found !== undefined && found.isFile() && found.ino === held.ino && found.dev === held.dev) fd = held.fd
     else {
@@ -416,4 +417,16 @@ export function walkRecords(
     at = checkAt + CHECK_BYTES
   }
   return { end: at, bad: false }
+}
+
+/** lstat of `file`, undefined when nothing is there: also when something planted above it is
+ *  not a directory (ENOTDIR), which the open that follows repairs (openAppendSync checks the
+ *  directories from the root down) rather than failing the change that appends. */
+function lstatIfThere(file: string): fs.Stats | undefined {
+  try {
+    return disk.lstatSync(file, { throwIfNoEntry: false })
+  } catch (error) {
+    if (errorCode(error) === 'ENOTDIR') return undefined
+    throw error
+  }
 }
