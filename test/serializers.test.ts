@@ -131,6 +131,13 @@ describe('values a serializer would change silently are rejected', () => {
       }
       if (serializer === 'msgpack') {
         await assert.rejects(cache.set('k', new Map([['f', () => 1]])), { code: 'ERR_SERIALIZE' })
+        // An Error's cause is written, though not among its keys: a function there is refused too.
+        await assert.rejects(cache.set('k', new Error('e', { cause: () => 1 })), { code: 'ERR_SERIALIZE' })
+      }
+      if (serializer !== 'v8') {
+        // A boxed symbol has no keys: JSON and msgpack would write {}.
+        await assert.rejects(cache.set('k', Object(Symbol('s')) as object), /boxed Symbol/)
+        await assert.rejects(cache.set('k', { deep: [Object(Symbol('s')) as object] }), /boxed Symbol/)
       }
       assert.equal(await cache.get('k'), undefined)
       assert.equal(entryFiles(dir).length, 0)

@@ -150,6 +150,7 @@ function hasOtherToJSON(value: unknown): boolean {
   const stack: object[] = [value]
   while (stack.length > 0) {
     const object = stack.pop() as Record<string, unknown>
+    if (object instanceof Symbol) throw boxedSymbol()
     const toJSON = object.toJSON
     if (typeof toJSON === 'function') {
       if (PLAIN_TO_JSON.has(toJSON)) continue
@@ -191,6 +192,12 @@ function isBoxed(value: object): boolean {
   return value instanceof Number || value instanceof String || value instanceof Boolean || value instanceof BigInt
 }
 
+/** A Symbol in a box (`Object(Symbol())`): it has no own keys, so JSON and msgpack would write
+ *  an empty object where the caller stored a symbol. */
+function boxedSymbol(): Unfaithful {
+  return new Unfaithful('a boxed Symbol (it would be stored as an empty object)', 'ERR_SERIALIZE')
+}
+
 /**
  * Walks a value without recursion (so a deep value cannot overflow the stack here) and throws
  * Unfaithful for what a serializer would silently change or could not read back: nesting
@@ -229,6 +236,7 @@ function inspect(root: unknown, rules: WalkRules): void {
     seen.add(value)
     if (depth > MAX_DEPTH) throw new Unfaithful(`nested deeper than ${MAX_DEPTH} levels (it could not be read back)`, 'ERR_SERIALIZE')
     if (ArrayBuffer.isView(value) || value instanceof Date || value instanceof RegExp || value instanceof ArrayBuffer) continue
+    if (rules.callables && value instanceof Symbol) throw boxedSymbol()
     if (rules.msgpackShapes && isBoxed(value)) {
       throw new Unfaithful(`a boxed ${value.constructor.name} (msgpack writes it as a map; store the primitive)`, 'ERR_SERIALIZE')
     }
@@ -245,6 +253,9 @@ function inspect(root: unknown, rules: WalkRules): void {
     } else if (Array.isArray(value)) {
       for (let i = value.length - 1; i >= 0; i--) visit(value[i], next, i)
     } else {
+      // An Error's cause is written (not enumerable, so not among its keys); its other own
+      // properties are not (msgpack and v8 keep name, message, stack and cause).
+      if (value instanceof Error && Object.hasOwn(value, 'cause')) visit(value.cause, next, 'cause')
       const keys = Object.keys(value)
       for (let i = keys.length - 1; i >= 0; i--) {
         const key = keys[i]!
