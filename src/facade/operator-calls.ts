@@ -50,6 +50,13 @@ export async function prune(parts: CacheParts, options: ValidPruneOptions): Prom
   if (options.pattern !== undefined && shared !== undefined && options.dryRun !== true) {
     report.sharedRemoved = await failures.operation(() => stack.removeSharedMatching(options.pattern!), 'redis')
   }
+  // What Redis holds that no instance will serve again (expired, invalidated by a tag): a read
+  // removes such an entry when it meets it, and this removes those no read meets.
+  if (shared !== undefined && stack.redis !== undefined && options.dryRun !== true && !parts.options.readOnly) {
+    const redis = stack.redis
+    const dead = await failures.operation(() => redis.removeDead(), 'redis')
+    report.sharedRemoved = (report.sharedRemoved ?? 0) + dead
+  }
   return report
 }
 

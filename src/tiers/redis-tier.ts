@@ -21,6 +21,7 @@ import {
   SET_IF_NEWER,
   UNLINK_IF_OLDER,
 } from '../redis/scripts.js'
+import { removeDeadEntries } from '../redis/dead-entries.js'
 import { escapeGlob, Sweep } from '../redis/sweep.js'
 import { isWrongType } from '../resilience/redis-failure.js'
 import type { ActivityCounters } from '../stats/activity-log.js'
@@ -280,6 +281,17 @@ export class RedisTier {
         removed?.(names.map((name) => name.slice(this.base.length)))
       }
     }
+    return count
+  }
+
+  /** Removes the namespace's entries no instance will serve again (expired past their grace,
+   *  or invalidated by a tag: redis/dead-entries.ts), a SCAN page at a time; resolves to how
+   *  many went. A read-only instance removes nothing. */
+  async removeDead(): Promise<number> {
+    if (this.#p.options.readOnly) return 0
+    const parts = { client: this.client, run: <T>(command: () => Promise<T>) => this.#run(command), stamps: this.#p.tags }
+    let count = 0
+    for await (const names of this.entryPages()) count += await removeDeadEntries(names, parts)
     return count
   }
 

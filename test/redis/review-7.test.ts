@@ -3,7 +3,10 @@
  * code before its fix:
  * - with a caller's ioredis client configured with `keyPrefix`, `clear()` and `prune({ pattern })`
  *   removed nothing from Redis: ioredis prefixes the keys a command names but not SCAN's MATCH,
- *   so the sweep matched nothing, and every host went on serving what was cleared.
+ *   so the sweep matched nothing, and every host went on serving what was cleared;
+ * - entries invalidated by a tag that no read met again stayed in Redis for good (an entry
+ *   without a ttl: Redis's own expiry never takes it):
+ *   prune() now removes them.
  */
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -45,6 +48,37 @@ describe("a caller's client with an ioredis keyPrefix", { skip }, () => {
       await a.close()
       await b.close()
       for (const client of [...clients, raw]) client.disconnect()
+    }
+  })
+})
+
+describe('prune() and what Redis holds that no instance will serve again', { skip }, () => {
+  test('entries invalidated by a tag are removed from Redis; live ones and expired ones in their grace stay', async () => {
+    const prefix = `rv7-${process.pid}-dead:`
+    const raw = new Redis(server.port, '127.0.0.1')
+    const cache = await Larder.open({ dir: tempDir(), redis: { url: server.url, prefix }, maintenance: false })
+    try {
+      for (let i = 0; i < 40; i++) await cache.set(`tagged${i}`, i, { tags: ['users'] })
+      for (let i = 0; i < 10; i++) await cache.set(`short${i}`, i, { ttl: 20 })
+      for (let i = 0; i < 10; i++) await cache.getOrSet(`graced${i}`, () => i, { ttl: 20, grace: '1h' })
+      for (let i = 0; i < 5; i++) await cache.set(`live${i}`, i)
+      await cache.invalidateTags(['users'])
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      const names = async (): Promise<string[]> => (await raw.keys(`${prefix}default:*`)).filter((name) => !name.includes('\0'))
+      // Redis drops the expired ones itself (PEXPIREAT at expiry + grace); no read met the rest.
+      assert.equal((await names()).length, 55, 'Redis still holds the invalidated ones')
+      const report = await cache.prune()
+      assert.equal(report.sharedRemoved, 40, 'the invalidated ones went')
+      const left = (await names()).map((name) => name.slice(`${prefix}default:`.length)).sort()
+      assert.equal(left.length, 15)
+      assert.ok(
+        left.every((key) => key.startsWith('live') || key.startsWith('graced')),
+        `entries in their grace and live ones stay: ${left.join(' ')}`,
+      )
+      for (let i = 0; i < 5; i++) assert.equal(await cache.get(`live${i}`), i)
+    } finally {
+      await cache.close()
+      raw.disconnect()
     }
   })
 })
