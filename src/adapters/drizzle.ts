@@ -5,7 +5,7 @@ import { entityKind, getTableName, type Table } from 'drizzle-orm'
 import { LarderError, type Duration } from 'larder'
 import ms from 'ms'
 import { boundedKey, KEY_BYTES, TAG_BYTES } from './bounded-key.js'
-import { MissTimes } from './miss-times.js'
+import { MissTimes, ttlFromStore, ttlUntil } from './miss-times.js'
 import { CacheSource, withV8Default, type CacheOrOptions } from './cache-source.js'
 import { InvalidateAgain } from './invalidate-again.js'
 
@@ -50,7 +50,7 @@ export interface LarderDrizzleCacheOptions {
 export class LarderDrizzleCache extends Cache {
   readonly #source: CacheSource
   readonly #strategy: 'explicit' | 'all'
-  readonly #ttl: Duration | undefined
+  readonly #ttl: number | undefined
   /** Each key's last miss, for its put: a write to one of its tables between the select's
    *  query and its put makes the result stale at once (without it, the old rows were cached). */
   readonly #missed = new MissTimes()
@@ -101,7 +101,9 @@ export class LarderDrizzleCache extends Cache {
     if (this.#again.due(tables.map(tableTag))) return
     await this.#source.guarded(undefined, (cache) =>
       cache.set(name, storable(response), {
-        ttl: ttlOf(config) ?? this.#ttl,
+        // Counted from the put (exat and pxat: ending then), not from the miss: a query slower
+        // than its ttl is still cached. The creation time stays the miss.
+        ttl: ttlOf(config, readAt) ?? ttlFromStore(this.#ttl ?? cache.options.defaultTtl, readAt),
         // A tagged result carries its tag too: `invalidate({ tags })` stamps it, so the put of
         // a query that read before it is stale at once (a delete alone leaves nothing for the
         // put's readAt to be older than).
@@ -183,13 +185,14 @@ function queryTag(tag: string): string {
   return boundedKey('drizzle:tag:', tag, TAG_BYTES)
 }
 
-/** Drizzle's Redis-style expiry (seconds or ms, relative or absolute) as a larder ttl in ms. */
-function ttlOf(config: CacheConfig | undefined): number | undefined {
+/** Drizzle's Redis-style expiry (seconds or ms, relative or absolute) as a larder ttl in ms
+ *  for a put stored as of `readAt` (see ttlUntil). */
+function ttlOf(config: CacheConfig | undefined, readAt: number | undefined): number | undefined {
   if (config === undefined) return undefined
-  if (config.px !== undefined) return config.px
-  if (config.ex !== undefined) return config.ex * 1000
-  if (config.pxat !== undefined) return Math.max(1, config.pxat - Date.now())
-  if (config.exat !== undefined) return Math.max(1, config.exat * 1000 - Date.now())
+  if (config.px !== undefined) return ttlFromStore(config.px, readAt)
+  if (config.ex !== undefined) return ttlFromStore(config.ex * 1000, readAt)
+  if (config.pxat !== undefined) return ttlUntil(config.pxat, readAt)
+  if (config.exat !== undefined) return ttlUntil(config.exat * 1000, readAt)
   return undefined
 }
 

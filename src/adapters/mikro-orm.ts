@@ -1,7 +1,7 @@
 import type { CacheAdapter } from '@mikro-orm/core'
 import { LarderError, type Larder, type LarderOptions } from 'larder'
 import { boundedKey, KEY_BYTES, TAG_BYTES } from './bounded-key.js'
-import { MissTimes } from './miss-times.js'
+import { MissTimes, ttlFromStore } from './miss-times.js'
 import { CacheSource, withV8Default, type CacheOrOptions } from './cache-source.js'
 
 export type { CacheOrOptions }
@@ -89,7 +89,9 @@ export class LarderCacheAdapter implements CacheAdapter {
     const readAt = this.#missed.take(key)
     await this.#source.guarded(undefined, (cache) =>
       cache.set(key, stored, {
-        ttl: ttl !== undefined && ttl > 0 ? ttl : undefined,
+        // From the store, as MikroORM's own adapters count it: a query slower than its
+        // expiration is still cached. The creation time stays the miss.
+        ttl: ttlFromStore(ttl !== undefined && ttl > 0 ? ttl : cache.options.defaultTtl, readAt),
         tags: [TAG, nameTag(name)],
         readAt,
       }),

@@ -84,3 +84,25 @@ export class MissTimes {
     return oldest
   }
 }
+
+/**
+ * The `ttl` to give `set(…, { readAt })` for an entry to expire at `expiresAt` (ms since the
+ * epoch). set() counts a ttl from the entry's creation, which `readAt` moves back to the
+ * query's miss: a result would live its duration less its query's time, and one whose query
+ * was slower than its duration would be stored expired (never cached). The host libraries
+ * count a duration from the store (TypeORM's own caches from the `time` it stores, MikroORM's
+ * MemoryCacheAdapter from its `set`), and Drizzle's `exat`/`pxat` are ends. So the ttl is
+ * counted from where set() counts it (the earlier of the creation time and the wall clock,
+ * floored: expiryOf in store/creation-clock.ts) to the end wanted, and the creation time stays
+ * the miss, for a tag invalidated while the query ran to win. At least 1 ms: 0 is "never".
+ */
+export function ttlUntil(expiresAt: number, readAt: number | undefined): number {
+  const now = Date.now()
+  const from = Math.floor(readAt !== undefined && readAt < now ? readAt : now)
+  return Math.max(1, Math.ceil(expiresAt - from))
+}
+
+/** `ttl` ms (0: never) counted from the store, for `set(…, { readAt })` (see ttlUntil). */
+export function ttlFromStore(ttl: number, readAt: number | undefined): number {
+  return ttl === 0 ? 0 : ttlUntil(Date.now() + ttl, readAt)
+}

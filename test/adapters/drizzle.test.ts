@@ -133,6 +133,39 @@ describe('larder/drizzle on libsql', () => {
     await larder.close()
   })
 
+  test("a query slower than its ttl is cached: ex, px and the adapter's ttl count from the put (not the miss), exat and pxat end when they say", async () => {
+    const larder = await Larder.open({ dir: tempDir('larder-drizzle-slow') })
+    const { db, cache } = await openDb(':memory:', larder, { ttl: 400 })
+    await db.insert(users).values([{ name: 'ann' }])
+    // The query's time, between the miss and the put Drizzle makes after it: 500 ms.
+    const put = cache.put.bind(cache)
+    cache.put = async (...args) => {
+      await sleep(500)
+      return put(...args)
+    }
+    const pxat = Date.now() + 60_000
+    const exat = Math.floor(Date.now() / 1000) + 120
+    const cases = { px: { px: 400 }, ex: { ex: 1 }, none: undefined, pxat: { pxat }, exat: { exat } }
+    const reads = countReads(larder)
+    for (const [tag, config] of Object.entries(cases)) {
+      const started = Date.now()
+      await db.select().from(users).$withCache({ tag, config })
+      const info = await larder.info(`drizzle:tag:${tag}`)
+      const end = tag === 'pxat' ? pxat : tag === 'exat' ? exat * 1000 : undefined
+      if (end !== undefined) assert.equal(info?.expiresAt, end, `${tag}: ${JSON.stringify(info)}`)
+      // Counted from the miss, the 400 ms entries expired 100 ms before they were stored.
+      else {
+        const ttl = tag === 'ex' ? 1000 : 400
+        assert.ok(info?.expiresAt != null && info.expiresAt >= started + 500 + ttl, `${tag}: ${JSON.stringify(info)}`)
+      }
+      const before = reads.hits
+      assert.deepEqual(await db.select().from(users).$withCache({ tag, config }), [{ id: 1, name: 'ann' }])
+      assert.equal(reads.hits, before + 1, `${tag}: served from the cache`)
+    }
+    db.$client.close()
+    await larder.close()
+  })
+
   test('a result read before a write to its table is not cached after that write (the put that comes after the invalidation)', async () => {
     const larder = await Larder.open({ dir: tempDir('larder-drizzle-race') })
     const { db, cache } = await openDb(':memory:', larder, { strategy: 'all' })

@@ -48,9 +48,10 @@ describe('larder/mikro-orm on libsql', () => {
     const orm = await openOrm(LarderCacheAdapter.using(cache), {}, ['ann'], 30_000)
     await orm.em.fork().find(UserSchema, {}, { cache: ['default-expiry', undefined as never] })
     await orm.em.fork().find(UserSchema, {}, { cache: ['explicit', 5_000] })
+    // Created as of the miss, expiring `expiration` after the store: that and the query's time apart.
     const ttl = async (key: string) => {
       const info = await cache.info(`mikro-orm:${key}`)
-      return info?.expiresAt == null ? undefined : info.expiresAt - info.createdAt
+      return info?.expiresAt == null ? undefined : Math.round((info.expiresAt - info.createdAt) / 1000) * 1000
     }
     assert.deepEqual([await ttl('default-expiry'), await ttl('explicit')], [30_000, 5_000])
     // An expiry that passes: a 40 ms entry read back by info() could be gone by then on a
@@ -61,6 +62,32 @@ describe('larder/mikro-orm on libsql', () => {
     await em.flush()
     await sleep(80)
     assert.equal((await orm.em.fork().find(UserSchema, {}, { cache: ['short', 40] })).length, 2)
+    await orm.close()
+    await cache.close()
+  })
+
+  test('a query slower than its expiration is cached for its expiration from the store (as MikroORM counts it), not from its miss', async () => {
+    const cache = await Larder.open({ dir: tempDir('larder-mikro-slow') })
+    const orm = await openOrm(LarderCacheAdapter.using(cache), {}, ['ann'])
+    // Every select takes 500 ms.
+    const connection = orm.em.getConnection() as unknown as { execute: (...args: unknown[]) => Promise<unknown> }
+    const execute = connection.execute.bind(connection)
+    let selects = 0
+    connection.execute = async (...args) => {
+      if (/^select/i.test(String(args[0]))) {
+        selects++
+        await sleep(500)
+      }
+      return execute(...args)
+    }
+    const find = async () => (await orm.em.fork().find(UserSchema, {}, { cache: ['slow', 400] })).length
+    const started = Date.now()
+    assert.equal(await find(), 1)
+    const info = await cache.info('mikro-orm:slow')
+    // Counted from the miss, the entry expired 100 ms before it was stored.
+    assert.ok(info?.expiresAt != null && info.expiresAt >= started + 900, JSON.stringify(info))
+    assert.equal(await find(), 1)
+    assert.equal(selects, 1, 'the second find was served from the cache')
     await orm.close()
     await cache.close()
   })
