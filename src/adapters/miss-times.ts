@@ -41,7 +41,8 @@ export class MissTimes {
    * joins the caller's async context (`enterWith`) and the caller's store after its query
    * finds it there. Drizzle, TypeORM and MikroORM each await the read, the query and the store
    * in one chain, so a store is dated by its own miss: a query that failed (no store follows)
-   * no longer dates the stores of later queries, as the oldest outstanding miss did.
+   * no longer dates the stores of later queries, as the oldest outstanding miss did (one at
+   * most, where its read stays in the caller's context: see take).
    */
   begin(key: string): Read {
     const read: Read = { key, at: undefined, used: false }
@@ -76,6 +77,12 @@ export class MissTimes {
       if (times?.length === 0) this.#at.delete(key)
       return read.at
     }
+    // Those reads leave the context: one may be a query that failed (no store follows, and
+    // TypeORM's reads reach the caller's context), which kept there made every later store of
+    // the key in that flow ambiguous too, each dated by its miss: stale at once after a clear()
+    // made since, so the query was never cached again. The other read's store, if one comes,
+    // is dated by the oldest outstanding miss as this one is (a miss more, never old rows).
+    if (own !== undefined) for (const read of own) read.used = true
     if (times === undefined) return undefined
     while (times.length > 1 && times[0]! < Date.now() - MAX_AGE_MS) times.shift()
     const oldest = times[0]

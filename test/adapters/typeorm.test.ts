@@ -195,6 +195,33 @@ describe('larder/typeorm on SQLite (sql.js)', () => {
     await cache.close()
   })
 
+  test('a query that failed (a miss, no store) dates one later result of its flow at most: after a clear(), the second is cached', async () => {
+    const { ds } = await openDataSource({ dir: tempDir('larder-typeorm-failed') }, ['ann'])
+    // Fails once (a transient error), then counts the runs.
+    let runs = 0
+    let fail = true
+    const sqljs = (ds.driver as unknown as { databaseConnection: { create_function(name: string, fn: () => number): void } })
+      .databaseConnection
+    sqljs.create_function('flaky', () => {
+      runs++
+      if (fail) {
+        fail = false
+        throw new Error('a hiccup')
+      }
+      return 1
+    })
+    const flaky = () => ds.getRepository(UserSchema).createQueryBuilder('u').where('flaky() = 1').cache('flaky', 60_000).getMany()
+    await assert.rejects(flaky(), /a hiccup/)
+    await ds.queryResultCache!.clear()
+    runs = 0
+    for (let i = 0; i < 5; i++) assert.equal((await flaky()).length, 1)
+    // TypeORM reads in this function's context, where the failed read stays: the first store
+    // after it cannot tell its own read from that one, so it is dated by the older miss (before
+    // the clear(): stale at once). Before, so was every later store: the database ran all five.
+    assert.equal(runs, 2, 'the second result was cached and served three times')
+    await ds.destroy()
+  })
+
   // Between TypeORM's query and its store: a write, then a removal (another process's).
   const removals = {
     'a clear()': (qrc: QueryResultCache) => qrc.clear(),
