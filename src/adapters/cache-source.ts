@@ -19,9 +19,14 @@ export type CacheOrOptions = Larder | LarderOptions
  * a library `require`s an adapter holds two copies of the class (the ESM and the CJS build).
  */
 export class CacheSource {
-  readonly ready: Promise<Larder>
   /** The adapter opened it, so the adapter closes it. */
   readonly owned: boolean
+  #ready: Promise<Larder>
+  /** What an owned cache is opened with, again after a close when it `reopens`. */
+  readonly #options: LarderOptions | undefined
+  readonly #reopens: boolean
+  /** An owned cache that `reopens` was closed: the next call opens it again. */
+  #closed: Promise<void> | undefined
   readonly #failOpen: boolean
   readonly #report: (error: Error) => void
   /** Calls not settled yet: `close()` waits for them (see `track`). A count, not a set of
@@ -36,28 +41,51 @@ export class CacheSource {
     return value
   }
 
-  /** `report` is the host library's error channel. */
-  constructor(given: CacheOrOptions | undefined, report: (error: Error) => void) {
+  /** `report` is the host library's error channel. `reopens`: a cache the adapter opened is
+   *  opened again by the first call after `close()`, for a host library that closes its
+   *  cache with its connection and may connect again (TypeORM's `DataSource.destroy()` then
+   *  `initialize()`, MikroORM's `orm.close()` then `orm.connect()`: the host keeps the adapter,
+   *  and without it caching stayed off with a warning per query). */
+  constructor(given: CacheOrOptions | undefined, report: (error: Error) => void, reopens = false) {
     this.#report = report
+    this.#reopens = reopens
     if (isCache(given)) {
       this.#cache = given
-      this.ready = Promise.resolve(given)
+      this.#ready = Promise.resolve(given)
       this.owned = false
       this.#failOpen = given.options.failOpen
       return
     }
-    this.ready = Larder.open(given)
+    this.#options = given
     this.owned = true
     this.#failOpen = given?.failOpen !== false
-    this.ready.then(
+    this.#ready = this.#open()
+  }
+
+  /** The cache, once open (opened again first if it `reopens` and was closed). */
+  get ready(): Promise<Larder> {
+    if (this.#closed !== undefined) {
+      const closing = this.#closed
+      this.#closed = undefined
+      this.#ready = this.#open(closing)
+    }
+    return this.#ready
+  }
+
+  /** Opens the owned cache (once `before`, a close of it, is done). */
+  #open(before?: Promise<void>): Promise<Larder> {
+    const ready = before === undefined ? Larder.open(this.#options) : before.then(() => Larder.open(this.#options))
+    ready.then(
       (opened) => {
+        if (this.#ready !== ready || this.#closed !== undefined) return // closed before it opened
         this.#cache = opened
         // Disk trouble larder absorbs (fail-open) is an 'error' event of the cache. A cache
         // passed in is heard by its owner; one the adapter opened has only the host to hear it.
-        opened.on('error', report)
+        opened.on('error', this.#report)
       },
       () => {},
     ) // an open that failed: reported by the first call that awaits it
+    return ready
   }
 
   /**
@@ -164,7 +192,16 @@ export class CacheSource {
       }
       await this.#drained.promise
     }
-    if (this.owned) await (await this.ready.catch(() => undefined))?.close()
+    if (!this.owned || this.#closed !== undefined) return
+    const closing = this.#ready.then(
+      (opened) => opened.close(),
+      () => {},
+    )
+    if (this.#reopens) {
+      this.#cache = undefined
+      this.#closed = closing.catch(() => {}) // a close that failed: opened anew all the same
+    }
+    await closing
   }
 }
 

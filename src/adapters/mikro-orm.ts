@@ -67,7 +67,8 @@ export class LarderCacheAdapter implements CacheAdapter {
       )
     }
     this.#expiration = expiration
-    this.#source = new CacheSource(cache ?? withV8Default(larderOptions), onError)
+    // Opened again after close(): MikroORM keeps this adapter through orm.close() and connect().
+    this.#source = new CacheSource(cache ?? withV8Default(larderOptions), onError, true)
   }
 
   async get<T = unknown>(name: string): Promise<T | undefined> {
@@ -113,7 +114,7 @@ export class LarderCacheAdapter implements CacheAdapter {
   }
 
   /** Waits for its calls in flight, then closes the cache if this adapter opened it
-   *  (`orm.close()` calls it). */
+   *  (`orm.close()` calls it); a call after it (`orm.connect()` again) opens it again. */
   async close(): Promise<void> {
     await this.#source.close()
   }

@@ -40,12 +40,17 @@ export class LarderQueryResultCache implements QueryResultCache {
 
   constructor(dataSource?: DataSource, cache?: CacheOrOptions) {
     // The DataSource's logger is TypeORM's channel for what goes wrong outside a query.
-    this.#source = new CacheSource(cache, (error) => {
-      dataSource?.logger.log('warn', `larder query result cache: ${error.message}`)
-    })
+    this.#source = new CacheSource(
+      cache,
+      (error) => {
+        dataSource?.logger.log('warn', `larder query result cache: ${error.message}`)
+      },
+      true, // opened again by connect() after disconnect(): TypeORM keeps this provider through destroy()
+    )
   }
 
-  /** Opens the cache (DataSource.initialize() calls it). */
+  /** Opens the cache, again after disconnect() if this adapter opened it
+   *  (DataSource.initialize() calls it). */
   async connect(): Promise<void> {
     await this.#source.guarded(undefined, () => Promise.resolve(undefined))
   }

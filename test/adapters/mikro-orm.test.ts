@@ -92,6 +92,22 @@ describe('larder/mikro-orm on libsql', () => {
     await cache.close()
   })
 
+  test('orm.close() then orm.connect(): the cache the adapter opened is opened again and serves as before', async () => {
+    const errors: Error[] = []
+    const orm = await openOrm(LarderCacheAdapter, { dir: tempDir('larder-mikro-reconnect'), onError: (e: Error) => errors.push(e) }, [
+      'ann',
+    ])
+    const names = async () => (await orm.em.fork().find(UserSchema, {}, { cache: ['users', 60_000] })).map((u) => u.name)
+    assert.deepEqual(await names(), ['ann'])
+    await orm.close()
+    await orm.connect() // libsql in memory: a database of its own, without the table
+    assert.deepEqual(await names(), ['ann'], 'served from the cache, open again')
+    await orm.config.getResultCacheAdapter().set('more', [1], '', 60_000)
+    assert.deepEqual(await orm.config.getResultCacheAdapter().get('more'), [1], 'stored again')
+    assert.deepEqual(errors, [])
+    await orm.close()
+  })
+
   test('cached results survive a restart and are shared with another process (which has other rows)', { timeout: 60_000 }, async () => {
     const dir = tempDir('larder-mikro-procs')
     const orm = await openOrm(LarderCacheAdapter, { dir }, ['ann', 'bob'])

@@ -222,6 +222,22 @@ describe('larder/typeorm on SQLite (sql.js)', () => {
     await ds.destroy()
   })
 
+  test('DataSource.destroy() then initialize(): the cache the adapter opened is opened again and serves as before', async () => {
+    const { ds, log } = await openDataSource({ dir: tempDir('larder-typeorm-reinit') }, ['ann'])
+    const names = async (): Promise<string[]> =>
+      (await ds.getRepository(UserSchema).find({ cache: { id: 'all', milliseconds: 60_000 } })).map((u) => u.name)
+    assert.deepEqual(await names(), ['ann'])
+    await ds.destroy()
+    await ds.initialize() // sql.js in memory: a database of its own, with no rows
+    assert.deepEqual(await names(), ['ann'], 'served from the cache, open again')
+    await ds.queryResultCache!.remove(['all'])
+    assert.deepEqual(await names(), [], 'the database answered')
+    await ds.getRepository(UserSchema).insert({ name: 'bob' })
+    assert.deepEqual(await names(), [], 'cached again')
+    assert.deepEqual(log.warnings, [])
+    await ds.destroy()
+  })
+
   // Between TypeORM's query and its store: a write, then a removal (another process's).
   const removals = {
     'a clear()': (qrc: QueryResultCache) => qrc.clear(),
