@@ -13,7 +13,8 @@ const TAG = 'mikro-orm'
  *  `resultCache.options`, which are larder's options plus `onError`. */
 export interface LarderCacheAdapterOptions extends LarderOptions {
   /** Default lifetime of a cached result in ms, when a query gives none (MikroORM's
-   *  `resultCache.expiration`, 1000 by default). */
+   *  `resultCache.expiration`, 1000 by default). 0, here or a query's: the result is not
+   *  kept (it expires at once in MikroORM's own MemoryCacheAdapter). */
   expiration?: number
   /** Hears what went wrong (a failing disk, a result larder cannot store or return): the
    *  adapter has no logger of MikroORM's to write to, and a throw would fail the query.
@@ -88,11 +89,20 @@ export class LarderCacheAdapter implements CacheAdapter {
     const stored: Stored = { name, data }
     const key = keyOf(name)
     const readAt = this.#missed.take(key)
+    if (ttl !== undefined && !(ttl > 0)) {
+      // An expiration of 0 (or less) keeps nothing, as in MikroORM's MemoryCacheAdapter, where
+      // such a result expires as it is set (larder's ttl 0 would keep it forever); the result
+      // it replaces goes too, as there.
+      await this.#source.guarded(undefined, async (cache) => {
+        await cache.delete(key)
+      })
+      return
+    }
     await this.#source.guarded(undefined, (cache) =>
       cache.set(key, stored, {
         // From the store, as MikroORM's own adapters count it: a query slower than its
         // expiration is still cached. The creation time stays the miss.
-        ttl: ttlFromStore(ttl !== undefined && ttl > 0 ? ttl : cache.options.defaultTtl, readAt),
+        ttl: ttlFromStore(ttl ?? cache.options.defaultTtl, readAt),
         tags: [TAG, nameTag(name)],
         readAt,
       }),

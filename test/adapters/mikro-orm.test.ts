@@ -108,6 +108,25 @@ describe('larder/mikro-orm on libsql', () => {
     await orm.close()
   })
 
+  test("an expiration of 0 (the query's, else resultCache.expiration) keeps nothing, as MikroORM's MemoryCacheAdapter, where it expires at once", async () => {
+    const cache = await Larder.open({ dir: tempDir('larder-mikro-zero') })
+    for (const [expiration, option] of [
+      [60_000, ['zero', 0]],
+      [0, true],
+    ] as const) {
+      const orm = await openOrm(LarderCacheAdapter.using(cache), {}, ['ann'], expiration)
+      const count = async () => (await orm.em.fork().find(UserSchema, {}, { cache: option as never })).length
+      assert.equal(await count(), 1)
+      const em = orm.em.fork()
+      em.create(UserSchema, { name: 'bob' } as User)
+      await em.flush()
+      assert.equal(await count(), 2, `cache: ${JSON.stringify(option)} with expiration ${expiration}: the database answered`)
+      await orm.close()
+    }
+    assert.deepEqual(await cache.entries(), [], 'nothing stored')
+    await cache.close()
+  })
+
   test('cached results survive a restart and are shared with another process (which has other rows)', { timeout: 60_000 }, async () => {
     const dir = tempDir('larder-mikro-procs')
     const orm = await openOrm(LarderCacheAdapter, { dir }, ['ann', 'bob'])
