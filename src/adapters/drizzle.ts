@@ -84,7 +84,9 @@ export class LarderDrizzleCache extends Cache {
     let asked: number | undefined
     const found = await this.#source.guarded(undefined, async (cache) => {
       asked = cache.now()
-      return (await cache.get(name)) as unknown[] | undefined
+      const result = (await cache.get(name)) as unknown[] | undefined
+      // The memory tier answers every hit with the one result it holds (see ownBytes).
+      return result === undefined || cache.options.memory === false ? result : (ownBytes(result, 0) as unknown[])
     })
     if (found === undefined && asked !== undefined) this.#missed.missed(name, asked, read)
     return found
@@ -206,6 +208,44 @@ function storable(value: unknown): unknown {
   if (isLibsqlRow(value)) return Array.from(value, storable)
   if (isDriverResult(value)) return dataOf(value)
   return value
+}
+
+/** How deep a result's bytes are: a node-postgres result, its `rows`, a row, then the cell. */
+const BYTES_DEPTH = 3
+
+/**
+ * A result with its byte values (a blob: libsql's `ArrayBuffer`, pg's `Buffer`) copied, the
+ * arrays and plain objects holding them copied too, and the rest shared: the memory tier
+ * answers every hit with the one result it holds, and Drizzle hands a blob to the app as it
+ * is (a `Buffer` over the cached bytes' memory), so a change to one result's bytes changed
+ * every later one. Rows Drizzle maps into objects of their own, and parses a JSON text column
+ * anew each time; a JSON cell the driver parsed (pg's `json`/`jsonb`) is shared between hits.
+ * A result without bytes is the one held, walked but not copied.
+ */
+function ownBytes(value: unknown, depth: number): unknown {
+  if (typeof value !== 'object' || value === null) return value // most cells: asked first
+  if (ArrayBuffer.isView(value)) {
+    if (value instanceof DataView) return new DataView(value.buffer.slice(value.byteOffset, value.byteOffset + value.byteLength))
+    return Buffer.isBuffer(value) ? Buffer.from(value) : (value as unknown as { slice(): unknown }).slice()
+  }
+  if (value instanceof ArrayBuffer) return value.slice(0)
+  if (depth >= BYTES_DEPTH) return value
+  if (Array.isArray(value)) {
+    let copy: unknown[] | undefined
+    for (let i = 0; i < value.length; i++) {
+      const item: unknown = value[i]
+      const own = ownBytes(item, depth + 1)
+      if (own !== item) (copy ??= value.slice())[i] = own
+    }
+    return copy ?? value
+  }
+  if (Object.getPrototypeOf(value) !== Object.prototype) return value
+  let copy: Record<string, unknown> | undefined
+  for (const [name, item] of Object.entries(value)) {
+    const own = ownBytes(item, depth + 1)
+    if (own !== item) (copy ??= { ...value })[name] = own
+  }
+  return copy ?? value
 }
 
 /** libsql's `Row`: its values under indices and a `length` that are not enumerable (a

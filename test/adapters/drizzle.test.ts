@@ -409,6 +409,24 @@ describe('larder/drizzle on libsql', () => {
     await Promise.all([larder.close(), roomy.close()])
   })
 
+  test('with the memory tier, a blob (a Buffer Drizzle makes over the cached bytes) changed in one result is not changed in the next', async () => {
+    const larder = await Larder.open({ dir: tempDir('larder-drizzle-memory-bytes'), memory: true, serializer: 'v8' })
+    const reads = countReads(larder)
+    const { db } = await openDb(':memory:', larder, { strategy: 'all' })
+    const files = sqliteTable('files', { id: integer('id').primaryKey(), data: blob('data', { mode: 'buffer' }).notNull() })
+    await db.run('create table files (id integer primary key, data blob not null)')
+    await db.insert(files).values({ id: 1, data: Buffer.from('hi') })
+    await db.select().from(files) // a miss, stored
+    for (let i = 0; i < 2; i++) {
+      const [row] = await db.select().from(files)
+      assert.equal(row!.data.toString(), 'hi', `hit ${i + 1}`)
+      row!.data.write('HO') // the app's own copy, it thinks
+    }
+    assert.equal(reads.hits, 2)
+    db.$client.close()
+    await larder.close()
+  })
+
   test('a blob column (an ArrayBuffer from libsql) under a json cache passed in is not cached, and onError hears why; the query still answers its bytes', async () => {
     const larder = await Larder.open({ dir: tempDir('larder-drizzle-blob') })
     const errors: Error[] = []
