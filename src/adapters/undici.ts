@@ -34,10 +34,12 @@ export interface LarderCacheStoreOptions {
  * headers, vary, etag, times, and the request key) followed by the body. A response of up to
  * 64 KiB is written whole by `set` (one read serves it, from the memory tier if the cache has
  * one); a larger one streams into `setStream` as it arrives, so a body of any size costs
- * bounded memory and appears whole or not at all. Its ttl is undici's `deleteAt`. An entry's
- * key holds the method, URL and the request's values of the headers the response varies on;
- * a small index per URL records, per method, which headers those are, so `get` can build the
- * key of a varying response from a request (one that varies on nothing needs no index).
+ * bounded memory and appears whole or not at all (and stays in this host's directory: with
+ * `redis`, only responses `set` wrote reach other hosts). Its ttl is undici's `deleteAt`.
+ * An entry's key holds the method, URL and the request's values of the headers the response
+ * varies on; a small index per URL records, per method, which headers those are, so `get`
+ * can build the key of a varying response from a request (one that varies on nothing needs
+ * no index).
  * `delete` (undici calls it after an unsafe request such as a POST) forgets every method and
  * variant of the URL in every process: responses that vary on nothing (most) by key (GET's and
  * HEAD's always, other methods' as the index lists them), so they carry no tag and their hits
