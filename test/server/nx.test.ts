@@ -72,6 +72,50 @@ test('nx: a second upload of a hash in flight waits for it: stored by the second
   assert.equal((await call(`${url}${path}`)).text, 'the second')
 })
 
+/** An upload of `kib` KiB sent 1 KiB every 50 ms (20 KiB/s: slow, but far above the floor);
+ *  resolves to its status. */
+function trickledUpload(url: string, kib: number): { status: Promise<number>; request: http.ClientRequest } {
+  const request = http.request(url, { method: 'PUT', headers: { ...octets, 'content-length': kib * 1024 } })
+  const status = new Promise<number>((resolve, reject) => {
+    request.on('response', (response) => resolve(response.resume().statusCode!))
+    request.on('error', reject)
+  })
+  let sent = 0
+  const tick = setInterval(() => {
+    if (request.destroyed || ++sent > kib) return clearInterval(tick)
+    request.write(Buffer.alloc(1024, 1))
+    if (sent === kib) request.end()
+  }, 50)
+  return { status, request }
+}
+
+test('nx: an upload waiting behind a slow one of its hash is answered, however long past the idle timeout it waited', async () => {
+  const { url } = await startServer({ idleTimeout: 200 })
+  const path = `${url}/v1/cache/${HASH}`
+  const first = trickledUpload(path, 16) // 800 ms, four idle timeouts
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  // The second sends everything at once, then nothing while it waits: Node's idle timer cut
+  // it with no answer, and real nx failed its task.
+  const second = await call(path, { method: 'PUT', body: 'the second', headers: octets })
+  assert.equal(await first.status, 200)
+  assert.equal(second.status, 409)
+  assert.equal((await call(path)).text.length, 16 * 1024)
+})
+
+test('nx: an upload waits at most ten idle timeouts behind another of its hash, then is skipped (403)', async () => {
+  const { url } = await startServer({ idleTimeout: 100 })
+  const path = `${url}/v1/cache/${HASH}`
+  const first = trickledUpload(path, 40) // 2 s
+  first.status.catch(() => {}) // destroyed below
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  const started = Date.now()
+  const second = await call(path, { method: 'PUT', body: 'the second', headers: octets })
+  assert.equal(second.status, 403)
+  assert.match(second.text, /still in flight/)
+  assert.ok(Date.now() - started >= 900, `answered after ${Date.now() - started} ms`)
+  first.request.destroy()
+})
+
 test('nx: 401 is text/plain exactly, a read-only token reads and gets 403 on upload', async () => {
   const { url } = await startServer({ tokens: ['writer'], readTokens: ['reader'] })
   const anonymous = await call(`${url}/v1/cache/${HASH}`)

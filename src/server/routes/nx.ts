@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { declaredLength } from '../artifact-store.js'
 import type { ServerContext } from '../context.js'
@@ -44,6 +45,47 @@ function text(reply: FastifyReply, status: number, message: string): FastifyRepl
   return reply.code(status).header('content-type', 'text/plain').send(message)
 }
 
+/** How long an upload waits behind others of its hash, in idle timeouts: an upload ahead that
+ *  trickles at the 1 KiB/s floor may take hours, and nx's task would hang as long. */
+const WAIT_IDLE_TIMEOUTS = 10
+
+/**
+ * Takes `slot` for this upload once the uploads ahead of it (of the same hash) have ended, and
+ * returns its release; undefined if they took longer than `bound` ms (0: no bound). The slot
+ * is taken with no await between the last look and the take: a third upload arriving
+ * meanwhile finds it taken and waits in turn. While it waits the socket sends and takes
+ * nothing, so Node's idle timer (the server's `connectionTimeout`) is off meanwhile: it cut
+ * the waiting upload with no answer, which fails nx's task.
+ */
+async function takeSlot(
+  uploads: Map<string, Promise<void>>,
+  slot: string,
+  socket: Socket,
+  bound: number,
+): Promise<(() => void) | undefined> {
+  if (uploads.has(slot)) {
+    const idle = socket.timeout ?? 0
+    socket.setTimeout(0)
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<false>((resolve) => {
+      if (bound > 0) timer = setTimeout(resolve, bound, false)
+    })
+    try {
+      for (let current = uploads.get(slot); current !== undefined; current = uploads.get(slot))
+        if ((await Promise.race([current, late])) === false) return undefined
+    } finally {
+      clearTimeout(timer)
+      socket.setTimeout(idle)
+    }
+  }
+  let ended!: () => void
+  uploads.set(slot, new Promise<void>((resolve) => (ended = resolve)))
+  return () => {
+    uploads.delete(slot)
+    ended()
+  }
+}
+
 export function nxUploads(app: FastifyInstance, ctx: ServerContext): void {
   /** Hashes being uploaded now, each with the end of its upload. */
   const uploading = new Map<string, Promise<void>>()
@@ -52,16 +94,16 @@ export function nxUploads(app: FastifyInstance, ctx: ServerContext): void {
     const namespace = namespaceOf(ctx, request)
     declaredLength(request.raw, ctx.options.maxBody) // a refused upload opens (creates) no team
     const cache = await ctx.namespaces.get(namespace, 'nx', reply.raw)
-    const slot = `${namespace}\0${hash}`
     // A second upload of a hash waits for the one in flight (bounded: an upload that stalls
-    // past the idle timeout fails) and then looks at the disk: a 409 if that one stored it,
-    // else it stores its own. Answering 409 at once, as before, left nothing stored when the
-    // first then failed (a client gone mid-upload, a full disk).
-    for (let current = uploading.get(slot); current !== undefined; current = uploading.get(slot)) await current
-    // Taken before the look at the disk, with no await between the wait and here: a third
-    // upload arriving while this one looks finds the slot taken and waits for it in turn.
-    let ended!: () => void
-    uploading.set(slot, new Promise<void>((resolve) => (ended = resolve)))
+    // past the idle timeout fails, and past WAIT_IDLE_TIMEOUTS the wait is skipped) and then
+    // looks at the disk: a 409 if that one stored it, else it stores its own. Answering 409 at
+    // once, as before, left nothing stored when the first then failed (a client gone
+    // mid-upload, a full disk).
+    const release = await takeSlot(uploading, `${namespace}\0${hash}`, request.raw.socket, ctx.options.idleTimeout * WAIT_IDLE_TIMEOUTS)
+    if (release === undefined) {
+      ctx.metrics.refused('nx')
+      return text(refuseUpload(reply), 403, `Upload skipped: another upload of ${hash} is still in flight`)
+    }
     try {
       if (await artifactExists(cache, hash)) {
         ctx.metrics.refused('nx')
@@ -71,8 +113,7 @@ export function nxUploads(app: FastifyInstance, ctx: ServerContext): void {
       if (outcome.stored) return text(reply, 200, '')
       return text(refuseUpload(reply), statusForNx('PUT', outcome.error.statusCode), outcome.error.message)
     } finally {
-      uploading.delete(slot)
-      ended()
+      release()
     }
   }
   const config = { access: 'write' as const, protocol: 'nx' as const, namespaced: true }
