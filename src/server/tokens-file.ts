@@ -34,7 +34,8 @@ export class TokensFileError extends Error {
  *
  * One token a line; blank lines and lines starting with `#` are skipped:
  *
- *     write <token>                 a server token: reads and writes every namespace
+ *     write <token>                 a server token: reads and writes every namespace (a
+ *                                   token shaped like a namespace is refused: a line error)
  *     read <token>                  a server read token
  *     write <namespace> <token>     reads and writes that namespace only
  *     read <namespace> <token>      only reads that namespace
@@ -61,6 +62,9 @@ export function readTokensFile(file: string): TokenSet {
     const wrong = (what: string): TokensFileError => new TokensFileError(`${file}, line ${i + 1}: ${what}`)
     if (access !== 'write' && access !== 'read') throw wrong('expected "write" or "read", then an optional namespace, then the token')
     if (fields.length === 2) {
+      // "write turbo:web" is a namespace token whose token was left out, not a server token
+      // whose secret is "turbo:web" (which opened every namespace to anyone reading the file).
+      if (TOKEN_NAMESPACE.test(fields[1]!)) throw wrong(`a namespace with no token: expected "${access} <namespace> <token>"`)
       ;(access === 'write' ? set.tokens : set.readTokens).push(fields[1]!)
     } else if (fields.length === 3) {
       if (!TOKEN_NAMESPACE.test(fields[1]!)) throw wrong(`the namespace is one of ${TOKEN_NAMESPACES_SAID}`)

@@ -55,6 +55,9 @@ describe('readTokensFile', () => {
     refused('write W1\nread team-b S3CRET\n', /line 2: the namespace is one of api, ccache/)
     refused('write turbo:web S3CRET extra\n', /line 1: expected "write <token>" or "write <namespace> <token>"/)
     refused('write\n', /line 1: expected "write <token>"/)
+    // A namespace token whose token was left out, not a server token whose secret is the namespace.
+    refused('write W1\nwrite turbo:web\n', /line 2: a namespace with no token: expected "write <namespace> <token>"/)
+    refused('read api\n', /line 1: a namespace with no token: expected "read <namespace> <token>"/)
     refused('# nothing yet\n\n', /holds no token/)
     refused('', /holds no token/)
     refused(undefined, /cannot be read \(ENOENT\)/, path.join(dir, 'missing'))
