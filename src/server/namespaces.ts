@@ -3,7 +3,7 @@ import { finished } from 'node:stream'
 import { mergeOptions } from '../config/option-paths.js'
 import { loadHasher } from '../format/checksum.js'
 import { Larder, type LarderOptions, type PruneReport } from '../index.js'
-import { resolveOptions } from '../options.js'
+import { type ResolvedOptions, resolveOptions } from '../options.js'
 import { Layout } from '../store/layout.js'
 import { SERVE_DEFAULTS, type ServeOptions } from './options.js'
 
@@ -208,6 +208,12 @@ export class Namespaces {
     if (protocol === 'shared-health') return chosen
     const given = this.#options.cacheOptions as Record<string, unknown>
     return mergeOptions(protocol === 'api' ? given : without(given, NOT_FOR_ARTIFACTS), chosen)
+  }
+
+  /** The options of a namespace as resolved: its cache's when open, else those it would open
+   *  with (an upload over its budget is refused before opening it would create it). */
+  resolvedOptionsOf(name: string, protocol: NamespaceUse): Readonly<ResolvedOptions> {
+    return this.#ready.get(name)?.cache.options ?? resolveOptions(this.optionsOf(name, protocol))
   }
 
   /** Throws the error a namespace of each kind would fail to open with under these options

@@ -299,6 +299,21 @@ test('an upload refused for its length (411, 413; nx: 403) opens no team: nothin
   assert.deepEqual(files(), before, 'no team directory or file was made')
 })
 
+test('an upload over what the --max-size budget keeps (413; nx: 403) opens no team either', async () => {
+  const { url, dir } = await startServer({ maxSize: 100_000 })
+  const files = (): string[] => (fs.existsSync(dir) ? (fs.readdirSync(dir, { recursive: true }) as string[]).sort() : [])
+  const before = files()
+  const upload = (path: string) =>
+    call(`${url}${path}`, { method: 'PUT', body: 'x'.repeat(50_000), headers: { 'content-type': 'application/octet-stream' } })
+  const turbo = await upload('/v8/artifacts/abc0123?slug=big')
+  assert.equal(turbo.status, 413)
+  assert.match(turbo.text, /--max-size/)
+  const nx = await upload('/nx/big/v1/cache/0123')
+  assert.equal(nx.status, 403, 'nx is told 403 (a 413 would fail its run), the message naming the limit')
+  assert.match(nx.text, /--max-size/)
+  assert.deepEqual(files(), before, 'no team directory or file was made')
+})
+
 test("turbo's query answers every hash it was asked, `__proto__` too; a 404 for an unknown route does not repeat the path", async () => {
   const { url } = await startServer()
   const octets = { 'content-type': 'application/octet-stream' }

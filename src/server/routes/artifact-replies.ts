@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { isLarderError, type Larder } from '../../index.js'
 import { declaredLength, getArtifact, putArtifact, type ArtifactMeta, type ArtifactRead } from '../artifact-store.js'
+import type { ResolvedOptions } from '../../options.js'
 import type { ServerContext } from '../context.js'
 import { HttpError } from '../http-error.js'
 import type { Protocol } from '../namespaces.js'
@@ -78,18 +79,9 @@ export async function storeArtifact(
   sha256?: string,
 ): Promise<StoreOutcome> {
   try {
-    const length = declaredLength(request.raw, ctx.options.maxBody)
-    const keeps = budgetKeeps(cache)
-    if (length > keeps) {
-      // Stored, it would be the first entry the next prune evicts (maintenance/policy.ts:
-      // anything larger than the prune's target by itself goes first): refused before a byte
-      // is read, as --max-body refuses, rather than written and thrown away.
-      throw new HttpError(
-        413,
-        'ERR_BODY_TOO_LARGE',
-        `Artifact too large for this cache: its budget keeps at most ${keeps} bytes (--max-size)`,
-      )
-    }
+    // Checked again here (the route checked before opening the namespace): a reload may have
+    // changed the budget meanwhile, and ccache's namespaces are not checked before.
+    const length = uploadLength(ctx, request, cache.options)
     const limits = {
       length,
       maxBody: ctx.options.maxBody,
@@ -120,6 +112,28 @@ export async function storeArtifact(
   }
 }
 
+/**
+ * The declared length of an upload, refused (411, 413) before a byte is read: none, over
+ * --max-body, or over what the namespace's budget keeps. Stored, an artifact over the budget
+ * would be the first entry the next prune evicts (maintenance/policy.ts: anything larger than
+ * the prune's target by itself goes first), so it is refused rather than written and thrown
+ * away. A route checks it before opening its namespace (`options`: those it would open
+ * with, `Namespaces.resolvedOptionsOf`), so an upload refused for its length opens (creates)
+ * no team.
+ */
+export function uploadLength(ctx: ServerContext, request: FastifyRequest, options: Readonly<ResolvedOptions>): number {
+  const length = declaredLength(request.raw, ctx.options.maxBody)
+  const keeps = budgetKeeps(options)
+  if (length > keeps) {
+    throw new HttpError(
+      413,
+      'ERR_BODY_TOO_LARGE',
+      `Artifact too large for this cache: its budget keeps at most ${keeps} bytes (--max-size)`,
+    )
+  }
+  return length
+}
+
 /** More than an artifact's entry file holds besides the artifact (its head with turbo's tag,
  *  the entry's head and key, the frames' headers, the trailer). */
 const ENTRY_BYTES_BESIDES_ARTIFACT = 64 * 1024
@@ -127,8 +141,8 @@ const ENTRY_BYTES_BESIDES_ARTIFACT = 64 * 1024
 /** The largest upload the namespace's budget would keep: what a prune brings it down to (the
  *  budget times maintenance's `lowWater`), or no limit without a budget. Read per upload:
  *  a reload may change the budget. */
-function budgetKeeps(cache: Larder): number {
-  const { maxSize, maintenance } = cache.options
+function budgetKeeps(options: Readonly<ResolvedOptions>): number {
+  const { maxSize, maintenance } = options
   if (maxSize === undefined) return Infinity
   // The prune compares entry files: an artifact's carries its head, key and trailer too.
   return Math.max(0, Math.floor(maxSize * maintenance.lowWater) - ENTRY_BYTES_BESIDES_ARTIFACT)

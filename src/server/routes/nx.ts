@@ -1,10 +1,9 @@
 import type { Socket } from 'node:net'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { declaredLength } from '../artifact-store.js'
 import type { ServerContext } from '../context.js'
 import { allowedNamespace } from '../namespace-access.js'
 import { artifactHash, teamName } from '../validation.js'
-import { artifactExists, refuseUpload, sendArtifact, storeArtifact } from './artifact-replies.js'
+import { artifactExists, refuseUpload, sendArtifact, storeArtifact, uploadLength } from './artifact-replies.js'
 
 /**
  * Nx's self-hosted remote cache (nx ≥ 20.8, `NX_SELF_HOSTED_REMOTE_CACHE_SERVER`):
@@ -92,7 +91,7 @@ export function nxUploads(app: FastifyInstance, ctx: ServerContext): void {
   const upload = async (request: FastifyRequest, reply: FastifyReply) => {
     const hash = artifactHash((request.params as { hash: string }).hash)
     const namespace = namespaceOf(ctx, request)
-    declaredLength(request.raw, ctx.options.maxBody) // a refused upload opens (creates) no team
+    uploadLength(ctx, request, ctx.namespaces.resolvedOptionsOf(namespace, 'nx')) // a refused upload opens (creates) no team
     const cache = await ctx.namespaces.get(namespace, 'nx', reply.raw)
     // A second upload of a hash waits for the one in flight (bounded: an upload that stalls
     // past the idle timeout fails, and past WAIT_IDLE_TIMEOUTS the wait is skipped) and then

@@ -1,10 +1,10 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { declaredLength, getArtifact } from '../artifact-store.js'
+import { getArtifact } from '../artifact-store.js'
 import type { ServerContext } from '../context.js'
 import { allowedNamespace } from '../namespace-access.js'
 import { badRequest, errorBody } from '../http-error.js'
 import { artifactHash, teamName } from '../validation.js'
-import { refuseUpload, sendArtifact, storeArtifact } from './artifact-replies.js'
+import { refuseUpload, sendArtifact, storeArtifact, uploadLength } from './artifact-replies.js'
 
 /**
  * Turborepo's remote cache API, v8 (every turbo 2.x speaks it):
@@ -55,10 +55,11 @@ function headerValue(request: FastifyRequest, name: string): string | undefined 
 export function turboUploads(app: FastifyInstance, ctx: ServerContext): void {
   app.put('/v8/artifacts/:hash', { config: { access: 'write', protocol: 'turbo', namespaced: true } }, async (request, reply) => {
     const hash = artifactHash((request.params as { hash: string }).hash)
+    const namespace = namespaceOf(ctx, request)
     // A refused upload (its length, its headers) opens (creates) no team.
-    declaredLength(request.raw, ctx.options.maxBody)
+    uploadLength(ctx, request, ctx.namespaces.resolvedOptionsOf(namespace, 'turbo'))
     const meta = { duration: headerValue(request, 'x-artifact-duration'), tag: headerValue(request, 'x-artifact-tag') }
-    const cache = await ctx.namespaces.get(namespaceOf(ctx, request), 'turbo', reply.raw)
+    const cache = await ctx.namespaces.get(namespace, 'turbo', reply.raw)
     const outcome = await storeArtifact(ctx, request, 'turbo', cache, hash, stripUndefined(meta))
     if (!outcome.stored)
       return refuseUpload(reply).code(outcome.error.statusCode).send(errorBody(outcome.error.code, outcome.error.message))
