@@ -220,11 +220,18 @@ export class Namespaces {
    *  (a value that validates for larder but not beside what the server chooses), naming it. */
   checkOptions(): void {
     for (const protocol of ['api', 'turbo', ...(this.sharedRedis === undefined ? [] : ['shared-health' as const])] as const) {
+      let resolved: ResolvedOptions
       try {
-        resolveOptions(this.optionsOf(protocol === 'turbo' ? 'turbo:check' : protocol, protocol))
+        resolved = resolveOptions(this.optionsOf(protocol === 'turbo' ? 'turbo:check' : protocol, protocol))
       } catch (error) {
         throw new Error(`${protocol === 'turbo' ? 'artifact' : protocol} namespaces: ${(error as Error).message}`, { cause: error })
       }
+      // A server stores what it is sent and probes its disk with a write: read-only, every
+      // upload and /readyz was a 500, in a server that had started as if all was well.
+      if (resolved.readOnly)
+        throw new Error(
+          'readOnly: a server stores what it is sent, so it cannot serve a read-only cache (set by LARDER_READ_ONLY or the config file)',
+        )
     }
   }
 

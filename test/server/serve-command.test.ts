@@ -1,6 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import http from 'node:http'
+import fs from 'node:fs'
 import path from 'node:path'
 import { Larder } from '../../src/index.ts'
 import { tempDir } from '../helpers.ts'
@@ -41,6 +42,20 @@ test("larder serve: an --idle-timeout past Node's timers (24 days) refuses to st
   assert.equal(await server.exited, 2)
   assert.deepEqual(server.stdout, [])
   assert.match(server.stderr(), /--idle-timeout.*at most 24 days/)
+})
+
+test('larder serve: readOnly from the config file or LARDER_READ_ONLY refuses to start (exit 2): every upload would be a 500', async () => {
+  const root = tempDir('larder-serve-cli')
+  fs.writeFileSync(path.join(root, 'larder.config.json'), JSON.stringify({ readOnly: true }))
+  const fromFile = await startCli(['--dir', path.join(root, 'cache'), 'serve', '--port', '0'], {}, root)
+  assert.equal(fromFile.url, '', 'it did not start')
+  assert.equal(await fromFile.exited, 2)
+  assert.deepEqual(fromFile.stdout, [])
+  assert.match(fromFile.stderr(), /readOnly: a server stores what it is sent/)
+  const fromEnv = await startCli(['--dir', path.join(root, 'other'), 'serve', '--port', '0'], { LARDER_READ_ONLY: '1' })
+  assert.equal(fromEnv.url, '', 'it did not start')
+  assert.equal(await fromEnv.exited, 2)
+  assert.match(fromEnv.stderr(), /readOnly: a server stores what it is sent/)
 })
 
 test('larder serve: options come from the environment (LARDER_PORT, LARDER_TOKEN comma-separated, LARDER_READ_TOKEN, CACHE_L1_MAX_ENTRIES)', async () => {
