@@ -44,6 +44,23 @@ test("larder serve: an --idle-timeout past Node's timers (24 days) refuses to st
   assert.match(server.stderr(), /--idle-timeout.*at most 24 days/)
 })
 
+test('larder serve: a --max-body that is not a whole number of bytes (0, 0.5) or a --max-teams of 0 refuses to start (exit 2), naming the flag', async () => {
+  const dir = path.join(tempDir('larder-serve-cli'), 'cache')
+  const cases: [string[], Record<string, string>, RegExp][] = [
+    [['--max-body', '0'], {}, /--max-body.*'0' is invalid\. a whole number of bytes, at least 1/],
+    [['--max-body', '0.5'], {}, /--max-body.*'0\.5' is invalid/],
+    [[], { LARDER_MAX_BODY: '0' }, /--max-body.*LARDER_MAX_BODY.* is invalid/],
+    [['--max-teams', '0'], {}, /--max-teams.*'0' is invalid\. at least 1/],
+  ]
+  for (const [flags, env, message] of cases) {
+    const server = await startCli(['--dir', dir, 'serve', '--port', '0', ...flags], env)
+    assert.equal(server.url, '', `${flags.join(' ')} did not start`)
+    assert.equal(await server.exited, 2, `${flags.join(' ')}: ${server.stderr()}`)
+    assert.match(server.stderr(), message)
+    assert.equal(server.stderr().trim().split('\n').length, 1, 'one line')
+  }
+})
+
 test('larder serve: readOnly from the config file or LARDER_READ_ONLY refuses to start (exit 2): every upload would be a 500', async () => {
   const root = tempDir('larder-serve-cli')
   fs.writeFileSync(path.join(root, 'larder.config.json'), JSON.stringify({ readOnly: true }))

@@ -44,6 +44,21 @@ function portArgument(value: string): number {
   return port
 }
 
+/** `--max-body`: fastify takes a whole number of bytes, at least 1 (0 or 0.5 stopped the
+ *  server at start with fastify's own error, exit 1). */
+function bodyLimitArgument(value: string): number {
+  const bytes = sizeArgument(value)
+  if (!Number.isSafeInteger(bytes) || bytes < 1) throw new InvalidArgumentError('a whole number of bytes, at least 1')
+  return bytes
+}
+
+/** `--max-teams`: at least 1 (0 started a server whose every team upload was a 507). */
+function teamsArgument(value: string): number {
+  const teams = countArgument(value)
+  if (teams < 1) throw new InvalidArgumentError('at least 1')
+  return teams
+}
+
 function urlArgument(value: string): string {
   let url: URL
   try {
@@ -145,7 +160,7 @@ export function serveCommand(): Command {
     .addOption(
       new Option('--max-body <size>', 'the largest upload accepted; larger ones answer 413 (default 1GiB)')
         .env('LARDER_MAX_BODY')
-        .argParser(sizeArgument),
+        .argParser(bodyLimitArgument),
     )
     .addOption(
       new Option(
@@ -176,7 +191,7 @@ export function serveCommand(): Command {
         'team namespaces (turbo:<team>, nx:<team>) open at once; past it the idle one used least recently is closed (default 256)',
       )
         .env('LARDER_MAX_TEAMS')
-        .argParser(countArgument),
+        .argParser(teamsArgument),
     )
     .addOption(
       new Option('--rate-limit <n>', 'requests per minute from one client address; 0: no limit (default 60000)')
