@@ -121,6 +121,16 @@ describe('read-only commands write nothing and never make a folder a cache', () 
     assert.equal(fs.readFileSync(file, 'utf8'), 'notes')
   })
 
+  test('an empty --dir (an unset variable in a script) is a usage error (exit 2), not the current directory: nothing is made there', async () => {
+    const cwd = await freshDir('empty-dir')
+    for (const command of [['set', 'k1'], ['stats'], ['serve', '--port', '0']]) {
+      const run = await larder(['--dir', '', ...command], { input: 'value', cwd, killAfter: 10_000 })
+      assert.equal(run.code, 2, `${command[0]}: ${run.stderr}`)
+      assert.match(run.stderr, /--dir .* is invalid\. an empty path/)
+    }
+    assert.deepEqual(fs.readdirSync(cwd), [])
+  })
+
   test('stats, ls, get, verify on a real cache change no file, mtime or record; set creates a cache where asked', async () => {
     const dir = await freshDir('cache')
     await populate(dir, 30, { maxEntries: 100 })

@@ -26,6 +26,13 @@ export function timerDurationArgument(value: string): number {
   return ms
 }
 
+/** `--dir`: an empty path (an unset variable in a script, `--dir "$CACHE"`) is a mistake, not
+ *  the current directory, where `set` and `serve` made a cache; as the config file's `dir: ""`. */
+export function dirArgument(value: string): string {
+  if (value === '') throw new InvalidArgumentError('an empty path: say --dir . for the current directory')
+  return value
+}
+
 export function countArgument(value: string): number {
   const n = Number(value)
   if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n)) throw new InvalidArgumentError('not a whole number')

@@ -1,6 +1,6 @@
 import { Command, CommanderError, Option, type OutputConfiguration } from 'commander'
 import { isLarderError } from '../errors.js'
-import { applyBooleanEnv, booleanOption } from './arguments.js'
+import { applyBooleanEnv, booleanOption, dirArgument } from './arguments.js'
 import { clearCommand } from './commands/clear.js'
 import { getCommand } from './commands/get.js'
 import { lsCommand } from './commands/ls.js'
@@ -33,7 +33,9 @@ export function program(output: Partial<OutputConfiguration> = {}): Command {
     .description('Inspect, maintain and serve a larder cache directory.')
     .version(typeof LARDER_VERSION === 'string' ? LARDER_VERSION : '0.0.0-dev', '-V, --version')
     .addOption(
-      new Option('--dir <path>', 'the cache directory (default: node_modules/.cache/larder under the current directory)').env('LARDER_DIR'),
+      new Option('--dir <path>', 'the cache directory (default: node_modules/.cache/larder under the current directory)')
+        .env('LARDER_DIR')
+        .argParser(dirArgument),
     )
     .addOption(new Option('--namespace <name>', 'the namespace the application uses (default: none)').env('LARDER_NAMESPACE'))
     .addOption(booleanOption('--json', 'machine-readable output: exactly one JSON document on stdout, whatever happens', 'LARDER_JSON'))
