@@ -44,6 +44,33 @@ test("larder serve: an --idle-timeout past Node's timers (24 days) refuses to st
   assert.match(server.stderr(), /--idle-timeout.*at most 24 days/)
 })
 
+test('larder --json serve: stdout is one JSON document of the start (its URL in `listening`); a reload says so on stderr', async () => {
+  const dir = path.join(tempDir('larder-serve-cli'), 'cache')
+  const server = await startCli(['--json', '--dir', dir, 'serve', '--port', '0'])
+  type Start = { listening: string; cache: string; dashboard: string; notes: string[] }
+  const start = (): Start => JSON.parse(server.stdout.join('\n')) as Start
+  await eventually(
+    () => {
+      try {
+        return start().listening !== undefined
+      } catch {
+        return false
+      }
+    },
+    `one JSON document on stdout, got ${JSON.stringify(server.stdout)}`,
+  )
+  const { listening, cache, dashboard, notes } = start()
+  assert.match(listening, /^http:\/\/127\.0\.0\.1:\d+$/)
+  assert.equal(cache, dir)
+  assert.equal(dashboard, `${listening}/`)
+  assert.match(notes[0]!, /^no token given: serving this machine only/)
+  assert.equal((await call(`${listening}/healthz`)).status, 200)
+  server.child.kill('SIGHUP')
+  await eventually(() => server.stderr().includes('config reloaded (SIGHUP): no config file'), `reloaded: ${server.stderr()}`)
+  assert.equal(await server.stop(), 0)
+  assert.equal(start().listening, listening, 'stdout is still that one document')
+})
+
 test('larder serve: a --max-body that is not a whole number of bytes (0, 0.5) or a --max-teams of 0 refuses to start (exit 2), naming the flag', async () => {
   const dir = path.join(tempDir('larder-serve-cli'), 'cache')
   const cases: [string[], Record<string, string>, RegExp][] = [

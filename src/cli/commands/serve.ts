@@ -5,14 +5,16 @@ import { CliContext, CliFailure, EXIT } from '../context.js'
 import type { LarderOptions } from '../../options.js'
 import { ServeCredentials } from '../serve-credentials.js'
 import { TokensFileError } from '../../server/tokens-file.js'
+import { writeDocument } from '../output.js'
 
 /**
  * `larder serve`: the cache over HTTP for build tools (Turborepo, Nx, ccache, Bazel),
  * applications (the cache API) and operators (metrics, dashboard). The server itself is in
  * src/server/ (loaded only by this command). Its first line on stdout is exactly
- * `larder listening on http://HOST:PORT`, with the port it got for `--port 0`. SIGINT or
- * SIGTERM stops it in order: no new connections, requests in flight finished (bounded), every
- * namespace closed, exit 0.
+ * `larder listening on http://HOST:PORT`, with the port it got for `--port 0` (with `--json`,
+ * stdout is one JSON document of the start, its URL in `listening`, and the later lines go to
+ * stderr). SIGINT or SIGTERM stops it in order: no new connections, requests in flight
+ * finished (bounded), every namespace closed, exit 0.
  */
 interface ServeFlags {
   host: string
@@ -107,11 +109,11 @@ export function redisForDisplay(url: string): string {
 
 /** The startup line's part naming the cache API's shared tier (from --redis, the config file
  *  or the environment), credentials never shown; nothing without one. */
-function sharedTierShown(redis: LarderOptions['redis']): string {
-  if (redis === undefined) return ''
-  if (typeof redis === 'string') return `; shared tier ${redisForDisplay(redis)}`
-  if (redis.url !== undefined) return `; shared tier ${redisForDisplay(redis.url)}`
-  return `; shared tier ${redis.cluster !== undefined ? 'a Redis Cluster' : 'the Redis client given'}`
+function sharedTierShown(redis: LarderOptions['redis']): string | undefined {
+  if (redis === undefined) return undefined
+  if (typeof redis === 'string') return redisForDisplay(redis)
+  if (redis.url !== undefined) return redisForDisplay(redis.url)
+  return redis.cluster !== undefined ? 'a Redis Cluster' : 'the Redis client given'
 }
 
 export function serveCommand(): Command {
@@ -294,20 +296,37 @@ export function serveCommand(): Command {
           `cannot listen on ${options.host}:${options.port}: ${code === 'EADDRINUSE' ? 'the port is in use' : (error as Error).message}`,
         )
       }
-      // One write, so a reader of the first line has the others too.
       const url = serverUrl(address.host, address.port, tls !== undefined)
-      const lines = [`larder listening on ${url}`]
+      const notes: string[] = []
       if (options.tokens.length + options.readTokens.length + options.namespaceTokens.length === 0) {
-        lines.push(
+        notes.push(
           `no token given: serving this machine only (${isLoopback(address.host) ? 'loopback' : address.host}); pass --token to serve others`,
         )
       }
-      lines.push(
-        `cache ${options.dir}${sharedTierShown(options.redis ?? configured.cacheOptions.redis)}${options.dashboard ? `; dashboard at ${url}/` : ''}`,
-      )
-      if (configured.configFile !== undefined) lines.push(`config ${configured.configFile}`)
-      lines.push(...credentials.lines())
-      process.stdout.write(lines.join('\n') + '\n')
+      const sharedTier = sharedTierShown(options.redis ?? configured.cacheOptions.redis)
+      const dashboard = options.dashboard ? `${url}/` : undefined
+      if (ctx.json) {
+        // --json: stdout is one JSON document, the start; what follows (reloads) goes to stderr.
+        const config = configured.configFile ?? null
+        writeDocument({
+          listening: url,
+          cache: options.dir,
+          sharedTier: sharedTier ?? null,
+          dashboard: dashboard ?? null,
+          config,
+          notes: [...notes, ...credentials.lines()],
+        })
+      } else {
+        const lines = [`larder listening on ${url}`, ...notes]
+        lines.push(
+          `cache ${options.dir}${sharedTier === undefined ? '' : `; shared tier ${sharedTier}`}${dashboard === undefined ? '' : `; dashboard at ${dashboard}`}`,
+        )
+        if (configured.configFile !== undefined) lines.push(`config ${configured.configFile}`)
+        lines.push(...credentials.lines())
+        // One write, so a reader of the first line has the others too.
+        process.stdout.write(lines.join('\n') + '\n')
+      }
+      const say = (line: string): void => void (ctx.json ? process.stderr : process.stdout).write(`${line}\n`)
       // Reloads, one at a time: SIGHUP, or the file changed (debounced).
       let reloading = Promise.resolve()
       // The tokens file: all of it or nothing (a file that does not parse, or holds no token,
@@ -319,9 +338,9 @@ export function serveCommand(): Command {
             const next = credentials.tokens()
             server.context.tokens.replace(next.tokens, next.readTokens, next.namespaceTokens)
             const count = next.tokens.length + next.readTokens.length + next.namespaceTokens.length
-            process.stdout.write(`tokens reloaded (${why}): ${count} tokens\n`)
+            say(`tokens reloaded (${why}): ${count} tokens`)
           } catch (error) {
-            process.stdout.write(`tokens not reloaded (${why}): ${(error as Error).message}; the server keeps its tokens\n`)
+            say(`tokens not reloaded (${why}): ${(error as Error).message}; the server keeps its tokens`)
           }
         })
       }
@@ -336,12 +355,11 @@ export function serveCommand(): Command {
             const memorySwitch = next.memoryEntries > 0 !== options.memoryEntries > 0
             if (memorySwitch) next.memoryEntries = options.memoryEntries
             Object.assign(options, next)
-            process.stdout.write(`config reloaded (${why}): ${configFile ?? 'no config file'}\n`)
-            if (memorySwitch)
-              process.stdout.write('config api: memory cannot change while the server runs; restart to apply it (kept as it was)\n')
-            await applyToNamespaces(server.context.namespaces, (line) => process.stdout.write(`${line}\n`))
+            say(`config reloaded (${why}): ${configFile ?? 'no config file'}`)
+            if (memorySwitch) say('config api: memory cannot change while the server runs; restart to apply it (kept as it was)')
+            await applyToNamespaces(server.context.namespaces, say)
           } catch (error) {
-            process.stdout.write(`config not reloaded (${why}): ${(error as Error).message}; the server keeps its configuration\n`)
+            say(`config not reloaded (${why}): ${(error as Error).message}; the server keeps its configuration`)
           }
         })
       }
@@ -351,9 +369,9 @@ export function serveCommand(): Command {
         reloading = reloading.then(async () => {
           try {
             server.setTls((await credentials.tls())!)
-            process.stdout.write(`tls reloaded (SIGHUP): ${credentials.tlsFiles!.cert}\n`)
+            say(`tls reloaded (SIGHUP): ${credentials.tlsFiles!.cert}`)
           } catch (error) {
-            process.stdout.write(`tls not reloaded (SIGHUP): ${(error as Error).message}; the server keeps its certificate\n`)
+            say(`tls not reloaded (SIGHUP): ${(error as Error).message}; the server keeps its certificate`)
           }
         })
       }
