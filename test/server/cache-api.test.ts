@@ -4,7 +4,16 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after } from 'node:test'
 import { tempDir } from '../helpers.ts'
-import { type CacheAnswer, call, type ErrorAnswer, eventually, type MetricsAnswer, startServer, type StatsAnswer } from './helpers.ts'
+import {
+  type CacheAnswer,
+  call,
+  type ErrorAnswer,
+  eventually,
+  metric,
+  type MetricsAnswer,
+  startServer,
+  type StatsAnswer,
+} from './helpers.ts'
 
 const json = (body: unknown, method = 'PUT'): RequestInit & { body: string } => ({
   method,
@@ -357,6 +366,34 @@ test('cache API: the values GET answers (hits and the origin’s) are counted in
     return line !== undefined && Number(line.split(' ')[1]) === answered
   }, `bytes out ${answered}`)
   assert.equal(line, `larder_bytes_out_total{protocol="api"} ${answered}`)
+})
+
+test('cache API: a HEAD counts no hit, miss or bytes out (it sends no value); a chunked PUT counts the bytes it sent in', async () => {
+  const { url } = await startServer()
+  const body = JSON.stringify({ value: 'a'.repeat(5000) })
+  await call(`${url}/api/cache/h1`, { method: 'PUT', body, headers: { 'content-type': 'application/json' } })
+  assert.equal(await metric(url, 'larder_bytes_in_total{protocol="api"}'), body.length)
+  const hits = await metric(url, 'larder_cache_hits_total{protocol="api"')
+  const misses = await metric(url, 'larder_cache_misses_total{protocol="api"}')
+  for (let i = 0; i < 3; i++) assert.equal((await fetch(`${url}/api/cache/h1`, { method: 'HEAD' })).status, 200)
+  assert.equal((await fetch(`${url}/api/cache/nothing`, { method: 'HEAD' })).status, 404)
+  assert.equal(await metric(url, 'larder_cache_hits_total{protocol="api"'), hits)
+  assert.equal(await metric(url, 'larder_cache_misses_total{protocol="api"}'), misses)
+  // A GET after them: once its bytes are counted, the HEADs' (counted before, if at all) are too.
+  const got = await call(`${url}/api/cache/h1`)
+  await eventually(async () => (await metric(url, 'larder_bytes_out_total{protocol="api"}')) > 0, 'the GET counted')
+  assert.equal(await metric(url, 'larder_bytes_out_total{protocol="api"}'), Buffer.byteLength(got.text))
+  // Sent in two chunks with no Content-Length: counted as received, not as 0.
+  const status = await new Promise<number>((resolve, reject) => {
+    const request = http.request(`${url}/api/cache/h2`, { method: 'PUT', headers: { 'content-type': 'application/json' } })
+    request.on('response', (response) => resolve(response.resume().statusCode!))
+    request.on('error', reject)
+    request.write(body.slice(0, 1000))
+    request.end(body.slice(1000))
+  })
+  assert.equal(status, 200)
+  assert.equal(await metric(url, 'larder_bytes_in_total{protocol="api"}'), 2 * body.length)
+  assert.equal((await call(`${url}/api/cache/h2`)).json<CacheAnswer>().value, 'a'.repeat(5000))
 })
 
 test('origin: the origin’s answer is hit false, source origin; one served but not stored (no-store) has no cached_at or expires_at', async () => {

@@ -1,9 +1,25 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
-import { call, type ErrorAnswer, startServer } from './helpers.ts'
+import { call, type ErrorAnswer, metric, startServer } from './helpers.ts'
 
 const octets = { 'content-type': 'application/octet-stream' }
+
+test('ccache: the HEAD before an upload (after the GET that missed) is not a second miss, nor a HEAD of what is there a hit', async () => {
+  const { url } = await startServer()
+  const at = `${url}/ccache/98/6fgiqfs6knpcovnajt9eu05fngibj1u`
+  const counted = async (): Promise<number[]> => [
+    await metric(url, 'larder_cache_hits_total{protocol="ccache"'),
+    await metric(url, 'larder_cache_misses_total{protocol="ccache"}'),
+  ]
+  assert.equal((await call(at)).status, 404)
+  assert.equal((await fetch(at, { method: 'HEAD' })).status, 404)
+  assert.deepEqual(await counted(), [0, 1], 'one miss: the GET')
+  assert.equal((await call(at, { method: 'PUT', body: 'object', headers: octets })).status, 200)
+  assert.equal((await fetch(at, { method: 'HEAD' })).status, 200)
+  assert.equal((await call(at)).text, 'object')
+  assert.deepEqual(await counted(), [1, 1], 'one hit: the GET')
+})
 
 test('ccache: GET, HEAD, PUT and DELETE under /ccache in the subdirs, flat and bazel layouts', async () => {
   const { url } = await startServer()

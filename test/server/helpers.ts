@@ -164,6 +164,13 @@ export async function call(
   return { status: response.status, headers: response.headers, text, json: <T>() => JSON.parse(text) as T }
 }
 
+/** The sum of the series of GET /metrics whose name and labels begin with `prefix`
+ *  (`larder_cache_hits_total{protocol="api"`: every tier's); 0 when there is none yet. */
+export async function metric(url: string, prefix: string): Promise<number> {
+  const lines = (await call(`${url}/metrics`)).text.split('\n').filter((l) => l.startsWith(prefix))
+  return lines.reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0)
+}
+
 export const bearer = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` })
 
 /** Polls `check` until it holds (a state to reach, not a time to meet); fails after `ms`. */

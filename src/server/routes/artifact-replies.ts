@@ -35,11 +35,13 @@ export async function sendArtifact(
     readFailed(ctx, protocol, error)
     found = undefined
   }
+  // A HEAD asks whether the artifact is there (ccache's before each upload, after the GET that
+  // missed): neither a hit nor a miss, as no artifact is read out.
   if (found === undefined) {
-    ctx.metrics.miss(protocol)
+    if (!headOnly) ctx.metrics.miss(protocol)
     return undefined
   }
-  ctx.metrics.hit(protocol, 'file')
+  if (!headOnly) ctx.metrics.hit(protocol, 'file')
   const { meta, body } = found
   reply.code(200).header('content-type', 'application/octet-stream').header('content-length', meta.length)
   if (headers !== undefined) reply.headers(headers(meta))

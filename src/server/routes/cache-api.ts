@@ -1,4 +1,5 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { pipeline, Transform } from 'node:stream'
+import type { FastifyInstance, FastifyReply, FastifyRequest, preParsingHookHandler } from 'fastify'
 import { isLarderError, type Larder } from '../../index.js'
 import type { ServerContext } from '../context.js'
 import { HttpError, badRequest, errorBody } from '../http-error.js'
@@ -75,6 +76,24 @@ export class HitSources {
   }
 }
 
+/** The bytes of each body sent without a `Content-Length` (chunked), counted as they arrive:
+ *  what `larder_bytes_in_total` adds for it (the missing header counted 0). */
+const chunkedBytes = new WeakMap<FastifyRequest, number>()
+
+const countChunked: preParsingHookHandler = (request, _reply, payload, done) => {
+  if (request.headers['content-length'] !== undefined) return done(null, payload)
+  chunkedBytes.set(request, 0)
+  const counted = new Transform({
+    transform(chunk: Buffer, _encoding, next) {
+      chunkedBytes.set(request, chunkedBytes.get(request)! + chunk.length)
+      next(null, chunk)
+    },
+  })
+  // An aborted request destroys `counted` too, so the body parser hears of it.
+  pipeline(payload, counted, () => {})
+  done(null, counted)
+}
+
 export function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, hits: HitSources, origin: Origin | undefined): void {
   const api = (request: FastifyRequest): Promise<Larder> => ctx.namespaces.get(allowedNamespace(ctx, request, API_NAMESPACE), 'api')
   const read = { access: 'read' as const, protocol: 'api' as const, namespaced: true, namespace: API_NAMESPACE }
@@ -87,15 +106,17 @@ export function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, hits: H
   })
 
   /** A value answered (a hit, or the origin's), its bytes counted out once the reply went
-   *  out whole, as artifacts' are (artifact-replies.ts). */
+   *  out whole, as artifacts' are (artifact-replies.ts); a HEAD sends no body, so none. */
   const sendCounted = (reply: FastifyReply, body: object): FastifyReply => {
     const text = JSON.stringify(body)
-    reply.raw.once('finish', () => ctx.metrics.sent('api', Buffer.byteLength(text)))
+    if (reply.request.method !== 'HEAD') reply.raw.once('finish', () => ctx.metrics.sent('api', Buffer.byteLength(text)))
     return reply.code(200).type('application/json; charset=utf-8').send(text)
   }
 
   app.get('/api/cache/:key', { config: read }, async (request, reply) => {
     const key = apiKey((request.params as { key: string }).key)
+    // A HEAD asks whether the key is there: no value read out, so neither a hit nor a miss.
+    const counts = request.method !== 'HEAD'
     const cache = await api(request)
     let found: unknown
     try {
@@ -107,7 +128,7 @@ export function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, hits: H
     }
     if (found !== undefined) {
       const source = hits.take(key)
-      ctx.metrics.hit('api', source)
+      if (counts) ctx.metrics.hit('api', source)
       const stored: StoredValue = isStored(found) ? found : { value: found, cachedAt: NaN, expiresAt: null }
       const body = {
         key,
@@ -119,7 +140,7 @@ export function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, hits: H
       }
       return sendCounted(reply, body)
     }
-    ctx.metrics.miss('api')
+    if (counts) ctx.metrics.miss('api')
     if (origin === undefined)
       return reply.code(404).send({ key, hit: false, value: null, error: { code: 'ERR_NOT_FOUND', message: `No value for ${key}` } })
     const stored = await origin
@@ -166,7 +187,7 @@ export function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, hits: H
     })
   })
 
-  app.put('/api/cache/:key', { config: write }, async (request) => {
+  app.put('/api/cache/:key', { config: write, preParsing: countChunked }, async (request) => {
     const key = storedApiKey((request.params as { key: string }).key)
     const body = request.body as { value?: unknown; ttl?: unknown; tags?: unknown } | undefined
     if (body === null || typeof body !== 'object' || Array.isArray(body) || body.value === undefined) {
@@ -187,7 +208,7 @@ export function cacheApiRoutes(app: FastifyInstance, ctx: ServerContext, hits: H
     const record: StoredValue = { value: body.value, cachedAt, expiresAt: ttl > 0 ? cachedAt + ttl : null }
     const cache = await api(request)
     await cache.set(key, record, { ttl, ...(body.tags === undefined ? {} : { tags: body.tags as string[] }) })
-    ctx.metrics.stored('api', Number(request.headers['content-length'] ?? 0))
+    ctx.metrics.stored('api', chunkedBytes.get(request) ?? Number(request.headers['content-length']))
     return { success: true, key, expires_at: iso(record.expiresAt) }
   })
 

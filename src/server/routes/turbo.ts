@@ -75,7 +75,7 @@ export function turboRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const download = (headOnly: boolean) => async (request: FastifyRequest, reply: FastifyReply) => {
     const hash = artifactHash((request.params as { hash: string }).hash)
     const cache = await ctx.namespaces.forReading(namespaceOf(ctx, request), 'turbo', reply.raw)
-    if (cache === undefined) ctx.metrics.miss('turbo')
+    if (cache === undefined && !headOnly) ctx.metrics.miss('turbo')
     const meta =
       cache === undefined ? undefined : await sendArtifact(ctx, reply, 'turbo', cache, hash, headOnly ? 'head' : 'body', metaHeaders)
     if (meta === undefined) return reply.code(404).send(errorBody('ERR_NOT_FOUND', `No artifact ${hash} for this team`))
