@@ -47,7 +47,7 @@ export function validateValueSize(bytes: number, maxValueSize: number, field = '
 export function validateTags(tags: unknown, field = 'tags', max = MAX_TAGS): readonly string[] {
   if (tags === undefined) return EMPTY
   if (!Array.isArray(tags)) throw new LarderError('ERR_INVALID_VALUE', `Invalid ${field}: expected an array of strings`, { field })
-  if (tags.length > max) throw new LarderError('ERR_INVALID_VALUE', `Invalid ${field}: at most ${MAX_TAGS} tags`, { field })
+  if (tags.length > max) throw new LarderError('ERR_INVALID_VALUE', `Invalid ${field}: at most ${max} tags`, { field })
   for (const [i, tag] of tags.entries()) {
     const name = `${field}[${i}]`
     if (typeof tag !== 'string' || tag.length === 0)
