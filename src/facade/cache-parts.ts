@@ -337,7 +337,9 @@ export class CacheParts {
     const count = owed.tombstones.length + owed.stamps.length + (owed.clearBefore === undefined ? 0 : 1)
     if (count === 0) return
     try {
-      if (this.disk === undefined || this.options.readOnly) throw new Error('no directory to leave them in')
+      // Not into a cache directory removed meanwhile: the write would make it again.
+      if (this.disk === undefined || this.options.readOnly || this.disk.layout.namespaceGone())
+        throw new Error('no directory to leave them in')
       const disk = this.disk
       disk.bookkeeping(() => leaveOwed(disk.layout, owed))
     } catch {

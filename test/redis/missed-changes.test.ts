@@ -176,6 +176,19 @@ describe('changes Redis missed, and queued writes that would undo a change', { s
     assert.deepEqual(fs.readdirSync(owedDir), [], 'taken once')
   })
 
+  test('what Redis misses at close is not left in a cache directory removed meanwhile (the write would make it again)', async () => {
+    const prefix = fresh()
+    const dir = tempDir()
+    const a = await open(prefix, { dir })
+    await a.set('gone', 'v1')
+    await breakerOpenOn(a)
+    await a.delete('gone')
+    fs.rmSync(dir, { recursive: true, force: true })
+    await a.close()
+    opened.splice(opened.indexOf(a), 1)
+    assert.equal(fs.existsSync(dir), false, 'the removed directory stays removed')
+  })
+
   test('tags invalidated while the breaker was open are stamped in Redis when it is back: an instance opened later honours them', async () => {
     const prefix = fresh()
     const a = await open(prefix)
