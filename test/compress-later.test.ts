@@ -155,6 +155,29 @@ test('savings told to the totals when the last flush is old are taken off once (
   }
 })
 
+test('a prune or verify scanning while the worker compresses: the totals stay equal to the files (a rewrite during a scan waits for its end)', async () => {
+  for (const scan of ['prune', 'verify'] as const) {
+    const dir = tempDir('larder-compress-scan')
+    const cache = await Larder.open({ dir, maintenance: false, memory: false })
+    try {
+      for (let i = 0; i < 100; i++) await cache.set(`k${i}`, `row ${i} `.repeat(8000)) // ~56 KB each, written plain
+      if (scan === 'prune') await cache.prune()
+      else await cache.verify()
+      await eventually(() => plainFiles(dir).length === 0, `${scan}: every value compressed after the scan`)
+      await eventually(async () => (await cache.stats()).tiers.file!.compressLater!.queued === 0, 'the task reported')
+      assert.equal((await cache.stats()).size, totalBytes(dir), `${scan}: the totals are the files' sizes`)
+    } finally {
+      await cache.close()
+    }
+    const fresh = await Larder.open({ dir, maintenance: false, memory: false })
+    try {
+      assert.equal((await fresh.stats()).size, totalBytes(dir), `${scan}: and so are the flushed ones`)
+    } finally {
+      await fresh.close()
+    }
+  }
+})
+
 test('compressLater: false, durable and encryption compress before the set resolves', async () => {
   const cases = [
     { compressLater: false as const },

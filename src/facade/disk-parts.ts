@@ -99,14 +99,12 @@ export class DiskParts {
       : new CompressLater({
           layout: this.layout,
           options,
-          totals: this.totals,
           // A pool of its own: a task holds its thread while sets keep coming, and a prune must
           // not wait behind it (maintenance.workers is one by default).
           run: (input, transfer) => this.#compressPool.run(input, { transfer }),
           diskClosed: () => this.breaker.state === 'closed',
           failed: (error) => this.bookkeepingFailed(error),
         })
-    this.totals.beforeCounting = () => this.compressLater?.settleSavings()
     this.files = new FileTier({
       layout: this.layout,
       options,

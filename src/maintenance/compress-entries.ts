@@ -9,15 +9,17 @@
  * anywhere can tell but by its size.
  */
 import fs from 'node:fs'
+import path from 'node:path'
 import type { MessagePort } from 'node:worker_threads'
 import { Compression, compressSync, KEEP_COMPRESSED_RATIO } from '../format/compression.js'
 import { CorruptEntryError, decodeEntry, FLAG_FRAMED, FLAG_SEALED } from '../format/entry-format.js'
 import { encodeUnframedEntry } from '../format/payload.js'
 import { openTempSync, writeAllSync } from '../store/atomic-write.js'
 import { errorCode, NOT_A_FILE, openForReading } from '../store/disk.js'
-import { rootAbove } from '../store/layout.js'
+import { Layout, rootAbove } from '../store/layout.js'
 import { OwnedTree, type Sharing } from '../store/owned-tree.js'
 import { swapIfSame } from '../store/swap-in.js'
+import { RunningTotals } from './totals.js'
 
 export interface CompressInput {
   task: 'compress'
@@ -48,7 +50,8 @@ export interface CompressOutput {
   taken: number
   /** Rewritten compressed. */
   compressed: number
-  /** Bytes the rewritten files shrank by, in all (for the running totals). */
+  /** Bytes the rewritten files shrank by, in all (told to the running totals as each was
+   *  rewritten: RunningTotals.savedIn). */
   savedBytes: number
   /** Left as they are: gone, replaced, used or changed meanwhile, damaged, or not worth
    *  compressing (saving less than a tenth). */
@@ -72,6 +75,9 @@ const MAX_HOLD_MS = 1000
  *  so sets further apart than this never go plain: a second keeps an application that sets a
  *  large value now and then (not in a burst) on the fast path, for a thread that sleeps. */
 const IDLE_MS = 1000
+/** How often files held back by a scan in progress look for its end, and for how long at most. */
+const SCAN_WAIT_MS = 100
+const SCAN_WAIT_MAX_MS = 60_000
 
 /** Compresses the files posted to `input.port` a quiet moment at a time (or MAX_HOLD_MS),
  *  until null comes (then what it holds, at once), the port stays quiet for IDLE_MS, or the
@@ -80,6 +86,9 @@ export function compressEntries(input: CompressInput): Promise<CompressOutput> {
   const out: CompressOutput = { taken: 0, compressed: 0, savedBytes: 0, skipped: 0, failed: undefined }
   // A root the opening thread had: its parents are never made here (see OwnedTree).
   const tree = new OwnedTree(rootAbove(input.namespaceDir, 2), input.shared, true)
+  // The bytes each rewrite saves go to the running totals from here, in the epoch the rewrite
+  // was made in (RunningTotals.savedIn), through a delta file of this task's own.
+  const totals = new RunningTotals(new Layout(tree.root, '', input.shared, path.basename(input.namespaceDir)))
   const { port } = input
   const held: [string, number, number][] = []
   return new Promise((resolve) => {
@@ -93,18 +102,31 @@ export function compressEntries(input: CompressInput): Promise<CompressOutput> {
       port.close()
       resolve(out)
     }
-    /** Compresses what is held, in order; false once the disk failed. */
+    /** Compresses what is held, in order, until it finds a scan counting the files (the rest
+     *  wait for its end); false once the disk failed. */
     const work = (): boolean => {
-      for (const [file, createdAt] of held) {
-        out.taken++
+      while (held.length > 0) {
+        const [file, createdAt] = held[0]!
         try {
+          // Not while a scan counts the files (prune, verify): whether it counted a file
+          // before or after its rewrite cannot be known, and so neither can what the totals
+          // should be told. The files wait for the scan's end.
+          const { epoch, scanning } = totals.scanState()
+          if (scanning) return true
+          held.shift()
+          out.taken++
           const rewritten = compressEntry(tree, file, createdAt, input)
           if (rewritten === undefined) out.skipped++
           else {
             out.compressed++
             out.savedBytes += rewritten.saved
+            totals.savedIn(epoch, rewritten.saved)
           }
         } catch (error) {
+          if (held[0]?.[0] === file) {
+            held.shift() // the look at the totals failed: this file is the one failed on
+            out.taken++
+          }
           out.failed = errorCode(error) ?? 'UNKNOWN' // not a disk's error: the breaker does not count it
           out.skipped++
           return false
@@ -112,17 +134,36 @@ export function compressEntries(input: CompressInput): Promise<CompressOutput> {
           shown(out, input.progress)
         }
       }
-      held.length = 0
       return true
+    }
+    /** Since when files have waited for a scan to end (0: none waits). */
+    let waitingSince = 0
+    /** Leaves what is held plain (for a later prune's scan to compress). */
+    const leaveHeld = (): void => {
+      out.taken += held.length
+      out.skipped += held.length
+      held.length = 0
+      shown(out, input.progress)
     }
     const quiet = (): void => {
       if (held.length === 0 || !work()) return end()
-      timer = setTimeout(quiet, IDLE_MS)
+      if (held.length === 0) waitingSince = 0
+      else {
+        // Files still held wait for a scan to end: looked at again soon, for a bounded time
+        // (a scan killed part way leaves its epoch begun until another scan ends).
+        waitingSince ||= Date.now()
+        if (Date.now() - waitingSince >= SCAN_WAIT_MAX_MS) {
+          leaveHeld()
+          waitingSince = 0
+        }
+      }
+      timer = setTimeout(quiet, held.length > 0 ? SCAN_WAIT_MS : IDLE_MS)
     }
     const next = (message: [string, number, number] | null): void => {
       clearTimeout(timer)
       if (message === null) {
-        work()
+        // Closing: what a scan still holds back is left plain (for a later prune).
+        if (work()) leaveHeld()
         return end()
       }
       if (held.length === 0) heldSince = Date.now()

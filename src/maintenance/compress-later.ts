@@ -18,7 +18,6 @@ import { compressionIds } from '../format/compression.js'
 import type { ResolvedOptions } from '../options.js'
 import type { Layout } from '../store/layout.js'
 import type { CompressInput, CompressOutput } from './compress-entries.js'
-import type { RunningTotals } from './totals.js'
 import { MessageChannel, type MessagePort, type TransferListItem } from 'node:worker_threads'
 
 /** Files, and bytes of them, handed to one task at most (the worker holds them until the sets
@@ -31,7 +30,6 @@ export const ENTRY_OVERHEAD = 64 * 1024
 export interface CompressLaterParts {
   layout: Layout
   options: ResolvedOptions
-  totals: RunningTotals
   run: (input: CompressInput, transfer: TransferListItem[]) => Promise<CompressOutput>
   /** Whether the disk breaker lets work go to the disk. */
   diskClosed: () => boolean
@@ -67,8 +65,6 @@ interface Task {
    *  bounds, so sets in flight together cannot pass them. */
   reserved: number
   reservedBytes: number
-  /** The bytes saved that the running totals have been told of. */
-  applied: number
   ended: Promise<void>
 }
 
@@ -115,7 +111,6 @@ export class CompressLater {
     )
       return false
     const task = (this.#task ??= this.#started())
-    this.settleSavings()
     const taken =
       Atomics.load(task.running, 0) === 1 &&
       task.posted.length + task.reserved < MAX_QUEUED &&
@@ -148,7 +143,6 @@ export class CompressLater {
 
   /** The counts of the tasks that reported, and the running task's so far. */
   counts(): CompressLaterCounts {
-    this.settleSavings()
     const task = this.#task
     const [taken, compressed, savedBytes, skipped] = task?.progress ?? [0, 0, 0, 0]
     return {
@@ -167,26 +161,6 @@ export class CompressLater {
       task.port.postMessage(null)
       await task.ended
     }
-  }
-
-  /**
-   * The bytes the running task has saved so far, told to the running totals as it goes (at
-   * each large set, and whenever the totals are read, flushed or cleared: their
-   * `beforeCounting`), not only when the task ends: a task lives as long as sets keep coming,
-   * and a scan or clear() meanwhile counts the files as they are then, after which savings told
-   * late would be taken off twice.
-   */
-  settleSavings(): void {
-    const task = this.#task
-    if (task === undefined) return
-    const saved = task.progress[2]!
-    if (saved <= task.applied) return
-    // Marked as told before the totals hear it: telling them may flush, and a flush asks for
-    // the savings first (beforeCounting), which would otherwise take them off again, a level
-    // deeper each time, until the stack gave out.
-    const newly = saved - task.applied
-    task.applied = saved
-    this.#p.totals.resized(-newly)
   }
 
   #post(files: Posted[]): void {
@@ -214,7 +188,6 @@ export class CompressLater {
       postedBytes: 0,
       reserved: 0,
       reservedBytes: 0,
-      applied: 0,
       ended: Promise.resolve(),
     }
     const input: CompressInput = {
@@ -247,9 +220,6 @@ export class CompressLater {
     this.#compressed += out.compressed
     this.#savedBytes += out.savedBytes
     this.#skipped += out.skipped
-    const untold = out.savedBytes - task.applied
-    task.applied = out.savedBytes
-    if (untold > 0) this.#p.totals.resized(-untold)
     const rest = task.posted.slice(out.taken)
     if (out.failed !== undefined) {
       this.#skipped += rest.length

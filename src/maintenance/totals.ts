@@ -1,5 +1,6 @@
 import os from 'node:os'
 import path from 'node:path'
+import { threadId } from 'node:worker_threads'
 import { writeFileAtomicSync } from '../store/atomic-write.js'
 import { disk, errorCode } from '../store/disk.js'
 import { ForeignFileError, readSmallFileSync } from '../store/small-file.js'
@@ -65,7 +66,9 @@ export class RunningTotals {
   readonly #dir: string
   readonly #tree: OwnedTree
   readonly #epochFile: string
-  readonly #id = `${process.pid}.${Date.now().toString(36)}${(++instances).toString(36)}`
+  /** Unique among the process's threads too (compress-later's workers keep totals of their
+   *  own, and may make theirs in the same millisecond as the main thread). */
+  readonly #id = `${process.pid}.${Date.now().toString(36)}${(++instances).toString(36)}t${threadId.toString(36)}`
   /** Changes since this instance's delta file was last rewritten. */
   #pending: Totals = { entries: 0, bytes: 0 }
   /** What this instance's delta file holds. */
@@ -102,20 +105,36 @@ export class RunningTotals {
     this.#timer.changed()
   }
 
+  /** The epoch now, and whether a full scan is counting the files (its epoch begun, its base
+   *  not written yet). */
+  scanState(): { epoch: number; scanning: boolean } {
+    const epoch = this.#currentEpoch()
+    return { epoch, scanning: epoch > (this.#readBase()?.epoch ?? 0) }
+  }
+
+  /**
+   * `bytes` saved by an entry file rewritten smaller in `epoch` (compress-later's worker, with
+   * an instance of its own), written at once: into this instance's file of that epoch while it
+   * is still the current one. Once a scan has begun another, they are dropped: the scan counts
+   * the file as it found it, compressed if it came after the rewrite (a file it counted plain
+   * leaves the totals high, the safe way, until the next scan). Told any later, by the writer's
+   * own flush, they landed in the new epoch's delta and were taken off twice: totals below the
+   * disk, and a budget no longer kept.
+   */
+  savedIn(epoch: number, bytes: number): void {
+    if (this.#currentEpoch() !== epoch) return
+    this.#pending.bytes -= bytes
+    this.flush()
+  }
+
   /** Records entry files rewritten in place (rekey), `bytes` longer in all (negative: shorter). */
   resized(bytes: number): void {
     this.#pending.bytes += bytes
     this.#timer.changed()
   }
 
-  /** Told before the totals are read, written or cleared: changes made elsewhere for this
-   *  instance (compress-later's worker shrinking files) that it has not recorded yet, so that
-   *  they land on the side of a scan or clear they happened on. */
-  beforeCounting: (() => void) | undefined
-
   /** The totals as every process's files say, plus this instance's unflushed changes. */
   read(): Totals & { scannedAt: number | undefined } {
-    this.beforeCounting?.()
     const base = this.#readBase()
     this.#abandonedClear = base !== undefined && isAbandoned(base)
     const sum = { entries: base?.entries ?? 0, bytes: base?.bytes ?? 0 }
@@ -174,7 +193,6 @@ export class RunningTotals {
    *  Not into a cache removed meanwhile (Layout.namespaceGone): the changes counted were of
    *  entries that went with it, and the write would make the removed directory again. */
   flush(): void {
-    this.beforeCounting?.()
     this.#timer.flushing()
     if (this.#pending.entries === 0 && this.#pending.bytes === 0) return
     if (this.#layout.namespaceGone()) {
@@ -253,7 +271,6 @@ export class RunningTotals {
    * (abandonedClear()) scans at once.
    */
   cleared(): void {
-    this.beforeCounting?.() // what it saved is of the entries the clear removes: zeroed below
     this.#timer.cancel()
     const epoch = this.#currentEpoch() + 1
     this.#write('epoch', String(epoch))
