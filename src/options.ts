@@ -391,14 +391,20 @@ export const MIN_TEMP_MAX_AGE = 1000
  *  mistyped URL (`redis:/:pw@host`, `redis:pw@host`, a password with an `@` or a space in it)
  *  hides it too; hiding more than the credentials costs a message some detail, never a secret. */
 export function withoutCredentials(text: string): string {
-  return text.replace(/\b([a-z][a-z0-9+.-]*:\/*)[^\n]*@/gi, '$1(credentials hidden)@')
+  return (
+    text
+      .replace(/\b([a-z][a-z0-9+.-]*:\/*)[^\n]*@/gi, '$1(credentials hidden)@')
+      // ioredis also takes them from the query string (`?password=…`, merged into its options).
+      .replace(/([?&;](?:password|username|user|pass)=)[^&#\s"]*/gi, '$1(hidden)')
+  )
 }
 
 /** A value given as a URL, for an error message: its credentials hidden, and anything before an
- *  `@` even without a scheme (`:pw@host`). */
-function shownUrl(value: string): string {
-  const at = value.lastIndexOf('@')
-  return at < 0 || /^[a-z][a-z0-9+.-]*:/i.test(value) ? withoutCredentials(value) : `(credentials hidden)${value.slice(at)}`
+ *  `@` even without a scheme (`:pw@host`); a value with no scheme at all is not shown (a
+ *  password pasted into the wrong variable is one). */
+export function shownUrl(value: string): string {
+  if (!/^[a-z][a-z0-9+.-]*:/i.test(value)) return '(a value that is not a URL, not shown)'
+  return withoutCredentials(value)
 }
 
 export function isEvictionPolicy(value: unknown): value is EvictionPolicy {

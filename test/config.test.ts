@@ -140,6 +140,23 @@ describe('configuration: sources and precedence', () => {
       assert.ok(error instanceof LarderError && !error.message.includes('hunter2'), String(error))
       return true
     })
+    // ioredis takes a password from the query string too; and a password pasted into the
+    // variable itself is not a URL at all: neither is shown.
+    for (const [where, value] of [
+      ['query', 'redis://127.0.0.1:99999/?password=hunter2'],
+      ['bare', 'hunter2'],
+      ['bare env', undefined],
+    ] as const) {
+      const opening =
+        value === undefined
+          ? Larder.open({ dir: false, config: { env: { LARDER_REDIS_URL: 'hunter2' }, file: false } })
+          : Larder.open({ dir: false, redis: { url: value } })
+      await assert.rejects(opening, (error: unknown) => {
+        assert.ok(error instanceof LarderError && error.field === 'redis.url', String(error))
+        assert.ok(!error.message.includes('hunter2'), `${where}: ${error.message}`)
+        return true
+      })
+    }
   })
 
   test('cache.options, logged (JSON, util.inspect), shows the Redis URL without its password; options.redis.url is the URL', async () => {
@@ -153,6 +170,15 @@ describe('configuration: sources and precedence', () => {
       assert.equal(cache.options.redis?.url, url)
     } finally {
       await cache.close()
+    }
+    const inQuery = await Larder.open({ dir: false, redis: { url: 'redis://127.0.0.1:1/?password=hunter2&db=2', commandTimeout: 50 } })
+    try {
+      for (const shown of [JSON.stringify(inQuery.options), inspect(inQuery.options, { depth: 9 })]) {
+        assert.ok(!shown.includes('hunter2'), shown)
+        assert.match(shown, /password=\(hidden\)&db=2/)
+      }
+    } finally {
+      await inQuery.close()
     }
   })
 

@@ -2,7 +2,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { LarderError } from '../errors.js'
-import { resolveOptions, withoutCredentials, type ResolvedOptions } from '../options.js'
+import { resolveOptions, shownUrl, withoutCredentials, type ResolvedOptions } from '../options.js'
 import { displayFile, findConfigFile, loadConfigFile } from './config-file.js'
 import { readEnv, type EnvValue } from './env-options.js'
 import { OPTION_ROWS, rowOf } from './option-table.js'
@@ -190,7 +190,7 @@ function attributed(error: unknown, layers: Layer[], envRead: Map<string, EnvVal
       prefix =
         read === undefined
           ? `${envVariable(envRead!, at)}: ${at}`
-          : `${read.variable}=${secret ? '(hidden)' : withoutCredentials(JSON.stringify(read.raw))}`
+          : `${read.variable}=${secret ? '(hidden)' : at.endsWith('.url') && typeof read.raw === 'string' ? JSON.stringify(shownUrl(read.raw)) : withoutCredentials(JSON.stringify(read.raw))}`
     } else if (layer.source.startsWith('file:')) prefix = `${displayFile(layer.source.slice('file:'.length))}: ${at}`
     else prefix = `${layer.source.replace(':', ' ')}: ${at}`
     return new LarderError(error.code, `${prefix}: ${error.message}`, { field, cause: error })
