@@ -223,6 +223,14 @@ describe('rekey', () => {
     const none = await runBin(BIN, ['--dir', dir, 'rekey'])
     assert.equal(none.code, 2)
     assert.match(none.stderr, /LARDER_ENCRYPTION_KEYS is not set/)
+    // An --active-key that names no key listed: the error names the flag and the variable
+    // --keys-env named, not variables the caller never set.
+    const unknown = await runBin(BIN, ['--dir', dir, 'rekey', '--keys-env', 'MY_KEYS', '--active-key', 'zz'], {
+      env: { MY_KEYS: KEYS_ENV },
+    })
+    assert.equal(unknown.code, 2)
+    assert.match(unknown.stderr, /--active-key.*not a key id of MY_KEYS/)
+    assert.ok(!unknown.stderr.includes('LARDER_ENCRYPTION'), unknown.stderr)
   })
 
   test('larder set and get seal and open entries with LARDER_ENCRYPTION_KEYS; without the key the entry is a miss, intact', async () => {

@@ -107,6 +107,25 @@ function partitionFiles(dir: string): { entries: string[]; others: string[] } {
 }
 
 describe('a cancelled prune reports what it did and leaves the totals right', () => {
+  test('a signal aborted before the prune begins: ERR_ABORTED, nothing removed, and the report says what remains', async () => {
+    const dir = tempDir()
+    const cache = await open(dir, { maintenance: false })
+    await cache.setMany(Array.from({ length: 100 }, (_, i) => ({ key: `k${i}`, value: `value ${i}` })))
+    const error = await cache.prune({ maxEntries: 0, signal: AbortSignal.abort() }).then(
+      () => undefined,
+      (e: unknown) => e as { code: string; report: { evicted: number; remainingEntries: number; remainingBytes: number } },
+    )
+    assert.equal(error?.code, 'ERR_ABORTED')
+    assert.equal(error.report.evicted, 0)
+    assert.equal(entryFiles(dir).length, 100, 'nothing removed')
+    assert.equal(error.report.remainingEntries, 100)
+    assert.equal(
+      error.report.remainingBytes,
+      entryFiles(dir).reduce((n, f) => n + fs.statSync(f).size, 0),
+    )
+    await cache.close()
+  })
+
   test('cancelled while evicting: the partial report counts what was removed, nothing is left half-removed, the totals agree with the disk', async () => {
     const dir = tempDir()
     const cache = await open(dir, { maintenance: false })

@@ -222,7 +222,20 @@ export class Maintainer {
     }
     const listKeys = dryRun || options.listKeys === true
     const keys: string[] = []
+    /** Whether a pass began (it settles the remaining figures, whatever stops it). */
+    let passed = false
     const done = (): PruneReport => {
+      // Stopped before a pass began (a signal aborted already, or while it waited for the
+      // lock), or stood aside: what remains is what the running totals say.
+      if (!passed) {
+        try {
+          const now = this.#p.totals.read()
+          report.remainingEntries = now.entries
+          report.remainingBytes = now.bytes
+        } catch {
+          // a failing disk: nothing known to report
+        }
+      }
       if (listKeys) report.keys = keys
       report.durationMs = performance.now() - started
       return report
@@ -233,6 +246,7 @@ export class Maintainer {
     const writesNothing = dryRun && this.#p.options.readOnly
     await this.#operation(options.signal, report, done, async (cancel) => {
       if (writesNothing) {
+        passed = true
         await this.#prunePass(options, cancel, report, keys, listKeys)
         return
       }
@@ -244,6 +258,7 @@ export class Maintainer {
       automatic?.locked()
       try {
         await this.#p.pruneStarted()
+        passed = true
         await this.#prunePass(options, cancel, report, keys, listKeys)
       } finally {
         this.#p.pruneEnded()

@@ -35,8 +35,10 @@ export function rekeyCommand(): Command {
         LARDER_ENCRYPTION_ACTIVE_KEY: flags.activeKey ?? process.env.LARDER_ENCRYPTION_ACTIVE_KEY,
       })
     } catch (error) {
-      const message = error instanceof Error ? error.message : String(error)
-      throw new CliFailure(message.replace('LARDER_ENCRYPTION_KEYS', flags.keysEnv), EXIT.usage, 'ERR_INVALID_OPTION')
+      // Named as the caller gave them: the variable --keys-env names, and --active-key if given.
+      let message = (error instanceof Error ? error.message : String(error)).replaceAll('LARDER_ENCRYPTION_KEYS', flags.keysEnv)
+      if (flags.activeKey !== undefined) message = message.replaceAll('LARDER_ENCRYPTION_ACTIVE_KEY', '--active-key')
+      throw new CliFailure(message, EXIT.usage, 'ERR_INVALID_OPTION')
     }
     if (encryption === undefined) throw new CliFailure(`no keys: ${flags.keysEnv} is not set`, EXIT.usage, 'ERR_INVALID_OPTION')
     const report: RekeyReport = await interruptibleWork('rekey', ctx.interactive, (control) =>
