@@ -78,6 +78,8 @@ const IDLE_MS = 1000
 /** How often files held back by a scan in progress look for its end, and for how long at most. */
 const SCAN_WAIT_MS = 100
 const SCAN_WAIT_MAX_MS = 60_000
+/** How often a task at work looks whether a scan has begun. */
+const SCAN_LOOK_MS = 100
 
 /** Compresses the files posted to `input.port` a quiet moment at a time (or MAX_HOLD_MS),
  *  until null comes (then what it holds, at once), the port stays quiet for IDLE_MS, or the
@@ -103,38 +105,64 @@ export function compressEntries(input: CompressInput): Promise<CompressOutput> {
       resolve(out)
     }
     /** Compresses what is held, in order, until it finds a scan counting the files (the rest
-     *  wait for its end); false once the disk failed. */
+     *  wait for its end); false once the disk failed. What the rewrites saved is told to the
+     *  totals once per epoch they were made in, at the end (one delta write for the batch). */
     const work = (): boolean => {
-      while (held.length > 0) {
-        const [file, createdAt] = held[0]!
-        try {
+      let epochOfSaved = -1
+      let saved = 0
+      const tell = (): void => {
+        if (saved > 0) totals.savedIn(epochOfSaved, saved)
+        saved = 0
+      }
+      let state = { epoch: -1, scanning: false }
+      let lookedAt = -Infinity
+      try {
+        while (held.length > 0) {
+          const [file, createdAt] = held[0]!
           // Not while a scan counts the files (prune, verify): whether it counted a file
           // before or after its rewrite cannot be known, and so neither can what the totals
-          // should be told. The files wait for the scan's end.
-          const { epoch, scanning } = totals.scanState()
-          if (scanning) return true
+          // should be told. The files wait for the scan's end. Looked at every SCAN_LOOK_MS
+          // (two small reads): a scan begun since the last look finds the epoch moved on,
+          // and the savings told in the old one are dropped (the totals high, never low).
+          if (performance.now() - lookedAt >= SCAN_LOOK_MS) {
+            state = totals.scanState()
+            lookedAt = performance.now()
+          }
+          const { epoch, scanning } = state
+          if (scanning) break
+          if (epoch !== epochOfSaved) {
+            tell()
+            epochOfSaved = epoch
+          }
           held.shift()
           out.taken++
-          const rewritten = compressEntry(tree, file, createdAt, input)
-          if (rewritten === undefined) out.skipped++
-          else {
-            out.compressed++
-            out.savedBytes += rewritten.saved
-            totals.savedIn(epoch, rewritten.saved)
+          try {
+            const rewritten = compressEntry(tree, file, createdAt, input)
+            if (rewritten === undefined) out.skipped++
+            else {
+              out.compressed++
+              out.savedBytes += rewritten.saved
+              saved += rewritten.saved
+            }
+          } catch (error) {
+            out.skipped++ // the file it failed on
+            throw error
+          } finally {
+            shown(out, input.progress)
           }
-        } catch (error) {
-          if (held[0]?.[0] === file) {
-            held.shift() // the look at the totals failed: this file is the one failed on
-            out.taken++
-          }
-          out.failed = errorCode(error) ?? 'UNKNOWN' // not a disk's error: the breaker does not count it
-          out.skipped++
-          return false
-        } finally {
-          shown(out, input.progress)
         }
+        tell()
+        return true
+      } catch (error) {
+        try {
+          tell() // what was rewritten before the failure was saved all the same
+        } catch {
+          // the disk failing: the totals stay high (the safe way) until the next scan
+        }
+        out.failed = errorCode(error) ?? 'UNKNOWN' // not a disk's error: the breaker does not count it
+        shown(out, input.progress)
+        return false
       }
-      return true
     }
     /** Since when files have waited for a scan to end (0: none waits). */
     let waitingSince = 0
