@@ -78,8 +78,6 @@ const IDLE_MS = 1000
 /** How often files held back by a scan in progress look for its end, and for how long at most. */
 const SCAN_WAIT_MS = 100
 const SCAN_WAIT_MAX_MS = 60_000
-/** How often a task at work looks whether a scan has begun. */
-const SCAN_LOOK_MS = 100
 
 /** Compresses the files posted to `input.port` a quiet moment at a time (or MAX_HOLD_MS),
  *  until null comes (then what it holds, at once), the port stays quiet for IDLE_MS, or the
@@ -114,21 +112,15 @@ export function compressEntries(input: CompressInput): Promise<CompressOutput> {
         if (saved > 0) totals.savedIn(epochOfSaved, saved)
         saved = 0
       }
-      let state = { epoch: -1, scanning: false }
-      let lookedAt = -Infinity
       try {
         while (held.length > 0) {
           const [file, createdAt] = held[0]!
           // Not while a scan counts the files (prune, verify): whether it counted a file
           // before or after its rewrite cannot be known, and so neither can what the totals
-          // should be told. The files wait for the scan's end. Looked at every SCAN_LOOK_MS
-          // (two small reads): a scan begun since the last look finds the epoch moved on,
-          // and the savings told in the old one are dropped (the totals high, never low).
-          if (performance.now() - lookedAt >= SCAN_LOOK_MS) {
-            state = totals.scanState()
-            lookedAt = performance.now()
-          }
-          const { epoch, scanning } = state
+          // should be told. The files wait for the scan's end. Looked at before each file (two
+          // small reads and an lstat): a scan begun between the look and the rewrite finds the
+          // epoch moved on, and that file's savings are dropped (the totals high, never low).
+          const { epoch, scanning } = totals.scanState()
           if (scanning) break
           if (epoch !== epochOfSaved) {
             tell()
