@@ -17,7 +17,7 @@ import { GetOrSet, type Loaded } from './get-or-set.js'
 import { CLOSE_WAIT_MS, InFlight } from './in-flight.js'
 import { Loads } from './loads.js'
 import { OrderedWrites } from './ordered-writes.js'
-import { leaveOwed, takeOwed } from './owed-to-redis.js'
+import { leaveOwed, removeOwed, takeOwed } from './owed-to-redis.js'
 import { MemoryPressure } from './pressure.js'
 import { RefreshAhead } from './refresh-ahead.js'
 import { applyRemote } from './remote-changes.js'
@@ -55,6 +55,9 @@ export class CacheParts {
   /** open() has read the stamps (or given up waiting for Redis): from then on, the connection
    *  coming back reads them too (see the `recovered` hook). */
   #opened = false
+  /** Files of changes owed to Redis this instance took at open and has not yet seen sent
+   *  (see #settleOwed). */
+  readonly #owedFiles: string[] = []
 
   /** `events` is the Larder, which every event is emitted on. */
   constructor(options: ResolvedOptions, events: EventEmitter<LarderEvents>) {
@@ -129,7 +132,10 @@ export class CacheParts {
                 )
                 .catch(() => {}),
             beforeFlush: () => this.tags.sendPending(),
-            connected: () => this.#missedMessages(),
+            connected: () => {
+              this.#missedMessages()
+              void this.#settleOwed()
+            },
             lost: () => this.#missedMessages(),
             recovered: () => {
               // The changes Redis missed first (each publishes its own message once it lands),
@@ -145,6 +151,7 @@ export class CacheParts {
               // from Redis), and open() waits for that read, or sends its own: one pass over a
               // hash that grows with the fleet's invalidations, not two.
               if (this.#opened) this.tags.recovered()
+              void this.#settleOwed()
             },
           })
     // With Redis, the queue is there even while another strategy is chosen: configure() may
@@ -335,13 +342,15 @@ export class CacheParts {
       clearBefore: this.stack.owedRedisClear(),
     }
     const count = owed.tombstones.length + owed.stamps.length + (owed.clearBefore === undefined ? 0 : 1)
-    if (count === 0) return
+    const taken = this.#owedFiles.splice(0)
+    if (count === 0) return removeOwed(taken) // what they owed was sent
     try {
       // Not into a cache directory removed meanwhile: the write would make it again.
       if (this.disk === undefined || this.options.readOnly || this.disk.layout.namespaceGone())
         throw new Error('no directory to leave them in')
       const disk = this.disk
       disk.bookkeeping(() => leaveOwed(disk.layout, owed))
+      removeOwed(taken) // what they owed and was not sent is in the new file
     } catch {
       this.failures.dropped('redis', count)
     }
@@ -352,18 +361,35 @@ export class CacheParts {
   #takeOwed(): void {
     const redis = this.options.redis
     if (redis === undefined || this.disk === undefined || this.writeBack === undefined) return
-    for (const owed of takeOwed(this.disk.layout, redis.prefix)) {
+    const { owed: taken, files } = takeOwed(this.disk.layout, redis.prefix)
+    this.#owedFiles.push(...files)
+    for (const owed of taken) {
       for (const [key, at] of owed.tombstones) {
         if (this.writeBack.queuedAt(key) === undefined)
           this.writeBack.enqueue(key, { bytes: undefined, createdAt: at, expiresAt: 0, grace: 0 })
       }
       const byTime = new Map<number, string[]>()
-      for (const [tag, at] of owed.stamps) byTime.set(at, [...(byTime.get(at) ?? []), tag])
+      for (const [tag, at] of owed.stamps) {
+        const tags = byTime.get(at)
+        if (tags === undefined) byTime.set(at, [tag])
+        else tags.push(tag)
+      }
       for (const [at, tags] of byTime) void this.tags.invalidate(tags, at).catch(() => {})
       if (owed.clearBefore !== undefined) this.stack.oweRedisClear(owed.clearBefore)
     }
     this.writeBack.resume()
     void this.stack.sendMissedClear()
+    void this.#settleOwed()
+  }
+
+  /** Removes the files taken at open once what they owed has reached Redis (everything queued
+   *  sent, no stamp and no clear left to send); tried again each time Redis comes back. */
+  async #settleOwed(): Promise<void> {
+    if (this.#owedFiles.length === 0 || this.writeBack === undefined) return
+    const sent = await this.writeBack.flush()
+    await this.tags.sendPending()
+    await this.stack.sendMissedClear()
+    if (sent && this.tags.pending === 0 && this.stack.owedRedisClear() === undefined) removeOwed(this.#owedFiles.splice(0))
   }
 
   /** The bus may have missed messages (it subscribed again, went silent, or a sender's outbox

@@ -14,8 +14,8 @@ import { MAX_KEY_BYTES, MAX_TAG_BYTES } from '../options.js'
  *
  * So close() leaves them in the directory (`meta/redis-owed/<random>.json`, one file per
  * closing instance, written atomically) and the next instance that opens the directory with
- * Redis under the same prefix takes them (reads and removes the files) and sends them as its
- * own missed changes: when Redis can be reached, each no newer than what Redis holds by then
+ * Redis under the same prefix takes them and sends them as its own missed changes (the files
+ * removed once they have reached Redis, or once its own close has left them again): when Redis can be reached, each no newer than what Redis holds by then
  * (a tombstone or a stamp never replaces a newer write), and each followed by its bus message.
  * Until then the other hosts read what Redis held. A set still queued is not recorded: its
  * entry is in the directory, which the outage rule checks against Redis (see bus/).
@@ -45,31 +45,47 @@ export function leaveOwed(layout: Layout, owed: OwedChanges): void {
   writeFileAtomicSync(layout.tree, file, Buffer.from(JSON.stringify(owed)))
 }
 
-/** Takes (reads and removes) the owed changes left under `prefix`; a file that does not parse
- *  as one is removed too (a torn write is impossible: written by rename). Files of another
- *  prefix stay for an instance of theirs. Never throws: an unreadable directory owes nothing. */
-export function takeOwed(layout: Layout, prefix: string): OwedChanges[] {
+/**
+ * Reads the owed changes left under `prefix`, with the files they came from: those stay until
+ * their changes have reached Redis (`removeOwed`), so an instance killed before it sent them
+ * leaves them for the next. A file that does not parse as one is removed (a torn write is
+ * impossible: written by rename); files of another prefix stay for an instance of theirs.
+ * Never throws: an unreadable directory owes nothing. Two instances opening at once may both
+ * send a file's changes: harmless, as none replaces anything newer in Redis.
+ */
+export function takeOwed(layout: Layout, prefix: string): { owed: OwedChanges[]; files: string[] } {
   const dir = owedDir(layout)
   let names: string[]
   try {
-    if (!layout.tree.isRealSync(dir)) return []
+    if (!layout.tree.isRealSync(dir)) return { owed: [], files: [] }
     names = disk.readdirSync(dir).filter((name) => name.endsWith('.json'))
   } catch {
-    return []
+    return { owed: [], files: [] }
   }
-  const taken: OwedChanges[] = []
+  const owed: OwedChanges[] = []
+  const files: string[] = []
   for (const name of names) {
     const file = path.join(dir, name)
-    const owed = readOwed(file)
-    if (owed !== undefined && owed.prefix !== prefix) continue
+    const read = readOwed(file)
+    if (read === undefined) removeOwed([file])
+    else if (read.prefix === prefix) {
+      owed.push(read)
+      files.push(file)
+    }
+  }
+  return { owed, files }
+}
+
+/** Removes owed-changes files whose changes have reached Redis (or been left again in a new
+ *  file); one already gone was removed by another instance that sent it too. */
+export function removeOwed(files: string[]): void {
+  for (const file of files) {
     try {
       disk.unlinkSync(file)
     } catch {
-      continue // another instance took it first, or the disk refuses: not ours to send twice
+      // gone already, or the disk refuses: sent again by the next instance, harmlessly
     }
-    if (owed !== undefined) taken.push(owed)
   }
-  return taken
 }
 
 function readOwed(file: string): OwedChanges | undefined {
