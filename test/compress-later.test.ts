@@ -183,6 +183,34 @@ test('a prune or verify scanning while the worker compresses: the totals stay eq
   }
 })
 
+test('overwrites and deletes of keys the worker is compressing leave the totals equal to the files (a rewrite never lands inside a change)', async () => {
+  for (const change of ['overwrite', 'delete'] as const) {
+    const dir = tempDir('larder-compress-overwrite')
+    const cache = await Larder.open({ dir, maintenance: false, memory: false })
+    try {
+      const value = (i: number, round: number): string => `${'x'.repeat(60)}${i}:${round}`.repeat(1200) // ~80 KB
+      for (let round = 0; round < 25; round++) {
+        for (let i = 0; i < 20; i++) {
+          if (change === 'delete' && round % 2 === 1) await cache.delete(`k${i}`)
+          else await cache.set(`k${i}`, value(i, round))
+        }
+        // The worker starts after 20 ms without a set: the next round meets it at work.
+        await new Promise((resolve) => setTimeout(resolve, 18 + (round % 8)))
+      }
+      await eventually(async () => (await cache.stats()).tiers.file!.compressLater!.queued === 0, 'the task reported')
+      assert.equal((await cache.stats()).size, totalBytes(dir), `${change}: the totals are the files' sizes`)
+    } finally {
+      await cache.close()
+    }
+    const fresh = await Larder.open({ dir, maintenance: false, memory: false })
+    try {
+      assert.equal((await fresh.stats()).size, totalBytes(dir), `${change}: and so are the flushed ones`)
+    } finally {
+      await fresh.close()
+    }
+  }
+})
+
 test('compressLater: false, durable and encryption compress before the set resolves', async () => {
   const cases = [
     { compressLater: false as const },
@@ -244,6 +272,7 @@ function compressInput(dir: string): Parameters<typeof compressEntries>[0] & { p
     compression: Compression.Deflate,
     level: 1,
     maxFileBytes: 64 * 1024 * 1024,
+    guard: new SharedArrayBuffer(2 * 256 * 4),
     port: port2,
     running: new Int32Array(new SharedArrayBuffer(4)),
     progress: new Float64Array(4),

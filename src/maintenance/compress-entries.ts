@@ -19,6 +19,7 @@ import { errorCode, NOT_A_FILE, openForReading } from '../store/disk.js'
 import { Layout, rootAbove } from '../store/layout.js'
 import { OwnedTree, type Sharing } from '../store/owned-tree.js'
 import { swapIfSame } from '../store/swap-in.js'
+import { RewriteGuard } from './rewrite-guard.js'
 import { RunningTotals } from './totals.js'
 
 export interface CompressInput {
@@ -42,6 +43,8 @@ export interface CompressInput {
   /** This task's counts as it goes (taken, compressed, savedBytes, skipped), for `stats()`
    *  before the task reports: shared memory, read without the worker's help. */
   progress: Float64Array
+  /** The cache's RewriteGuard (its shared memory): no swap overlaps its own sets and deletes. */
+  guard: SharedArrayBuffer
 }
 
 export interface CompressOutput {
@@ -89,6 +92,7 @@ export function compressEntries(input: CompressInput): Promise<CompressOutput> {
   // The bytes each rewrite saves go to the running totals from here, in the epoch the rewrite
   // was made in (RunningTotals.savedIn), through a delta file of this task's own.
   const totals = new RunningTotals(new Layout(tree.root, '', input.shared, path.basename(input.namespaceDir)))
+  const guard = new RewriteGuard(input.guard)
   const { port } = input
   const held: [string, number, number][] = []
   return new Promise((resolve) => {
@@ -126,10 +130,16 @@ export function compressEntries(input: CompressInput): Promise<CompressOutput> {
             tell()
             epochOfSaved = epoch
           }
-          held.shift()
+          const item = held.shift()!
           out.taken++
           try {
-            const rewritten = compressEntry(tree, file, createdAt, input)
+            const rewritten = compressEntry(tree, file, createdAt, input, guard)
+            if (rewritten === BUSY) {
+              // A set or delete of its partition is in progress here: tried again shortly.
+              held.unshift(item)
+              out.taken--
+              break
+            }
             if (rewritten === undefined) out.skipped++
             else {
               out.compressed++
@@ -206,6 +216,9 @@ function shown(out: CompressOutput, progress: Float64Array): void {
   progress[0] = out.taken
 }
 
+/** compressEntry's answer when a change of the file's partition was in progress (the guard's). */
+export const BUSY = Symbol('busy')
+
 /** What one entry is compressed with (a task's, or a prune scan's: worker.ts). */
 export type CompressWith = Pick<CompressInput, 'compression' | 'level' | 'maxFileBytes'>
 
@@ -217,7 +230,8 @@ export function compressEntry(
   file: string,
   createdAt: number,
   input: CompressWith,
-): { saved: number; ino: number } | undefined {
+  guard?: RewriteGuard,
+): { saved: number; ino: number } | typeof BUSY | undefined {
   // Never a FIFO's endless open, never through a link planted at the name (openForReading).
   const fd = openForReading(file)
   if (fd === undefined || fd === NOT_A_FILE) return undefined
@@ -253,7 +267,9 @@ export function compressEntry(
     } finally {
       fs.closeSync(written.fd)
     }
-    if (swapIfSame(file, temp, stat) !== 'swapped') return undefined // the temp file goes below
+    const swapped = guard === undefined ? swapIfSame(file, temp, stat) : guard.swapAlone(file, () => swapIfSame(file, temp!, stat))
+    if (swapped === undefined) return BUSY // the temp file goes below
+    if (swapped !== 'swapped') return undefined
     temp = undefined // linked in its place, and its own name unlinked
     return { saved: stat.size - rewritten.length, ino }
   } finally {

@@ -16,6 +16,7 @@
  */
 import { compressionIds } from '../format/compression.js'
 import type { ResolvedOptions } from '../options.js'
+import { RewriteGuard } from './rewrite-guard.js'
 import type { Layout } from '../store/layout.js'
 import type { CompressInput, CompressOutput } from './compress-entries.js'
 import { MessageChannel, type MessagePort, type TransferListItem } from 'node:worker_threads'
@@ -88,6 +89,14 @@ export class CompressLater {
   #compressed = 0
   #savedBytes = 0
   #skipped = 0
+
+  /** What keeps this cache's own sets and deletes from overlapping a rewrite (see RewriteGuard). */
+  readonly #guard = new RewriteGuard()
+
+  /** The guard, while a task may be rewriting files (none otherwise: nothing to keep apart). */
+  guardWhileRunning(): RewriteGuard | undefined {
+    return this.#task === undefined ? undefined : this.#guard
+  }
 
   constructor(parts: CompressLaterParts) {
     this.#p = parts
@@ -200,6 +209,7 @@ export class CompressLater {
       port: port2,
       running: task.running,
       progress: task.progress,
+      guard: this.#guard.buffer,
     }
     task.ended = this.#p.run(input, [port2]).then(
       (out) => this.#ended(task, out),

@@ -32,7 +32,7 @@ import { compactHitLogs, readHitCounts } from './hit-counts.js'
 import { rekeyPartitions, type RekeyInput, type RekeyOutput } from '../crypto/rekey-entries.js'
 import { listEntries, usage, type EntryInfo, type ListInput, type UsageInput, type UsageOutput } from './listing.js'
 import { foldStamps, type FoldInput, type FoldOutput } from './stamp-fold.js'
-import { compressEntries, compressEntry, type CompressInput, type CompressOutput, type CompressWith } from './compress-entries.js'
+import { BUSY, compressEntries, compressEntry, type CompressInput, type CompressOutput, type CompressWith } from './compress-entries.js'
 
 export interface PruneFilters {
   /** Remove entries not used (read or written) within this many ms. */
@@ -337,8 +337,8 @@ function scan(input: ScanInput): ScanOutput {
       return undefined
     if (size < plain.from || head.createdAt < plain.lastScan - PLAIN_SETTLED_MS || now - mtimeMs < PLAIN_SETTLED_MS) return undefined
     try {
-      const rewritten = compressEntry(tree!, file, head.createdAt, plain)
-      if (rewritten === undefined) return undefined
+      const rewritten = compressEntry(tree!, file, head.createdAt, plain) // no guard: never BUSY
+      if (rewritten === undefined || rewritten === BUSY) return undefined
       out.compressedPlain++
       return { size: size - rewritten.saved, ino: rewritten.ino }
     } catch {

@@ -467,12 +467,14 @@ export class FileTier implements Tier {
       together = this.#writing > 1
       const { durable } = this.#p.options
       const overlap = together && (durable || this.#createCost.overlaps())
-      previous = await this.#p.breaker.runChange(() => {
-        const before = lstatEntry(target)
-        this.#p.changes.announce(key)
-        handedOver = true
-        return writeEntryFile(this.#layout.tree, target, file, { durable, overlap, early, cost: this.#createCost }).then(() => before)
-      })
+      previous = await this.#p.breaker.runChange(() =>
+        this.#alone(target, () => {
+          const before = lstatEntry(target)
+          this.#p.changes.announce(key)
+          handedOver = true
+          return writeEntryFile(this.#layout.tree, target, file, { durable, overlap, early, cost: this.#createCost }).then(() => before)
+        }),
+      )
     } catch (error) {
       if (later !== undefined) this.#p.compressLater?.unreserve(file.length)
       throw error
@@ -676,52 +678,54 @@ export class FileTier implements Tier {
   /** Removes `key`'s entry; true if a live one was there. Throws disk failures. */
   async delete(key: string): Promise<boolean> {
     const file = this.#fileOf(key)
-    const removed = await this.#p.breaker.runChange(async () => {
-      // Another key's entry that shares the hash is not ours to delete: probe checks the key.
-      let found = await this.#probe(file, key, 'small', true)
-      if (found === undefined) {
-        // A removal elsewhere may hold the entry aside for a moment, to put it back
-        // (store/take-aside.ts): it goes from there, and the name is looked at again for one
-        // put back meanwhile, which must not outlive this delete.
-        const aside = removeAside(asideOf(file))
-        found = await this.#probe(file, key, 'small', true)
-        if (found === undefined) return aside === undefined ? undefined : { size: aside, live: false }
-        this.#removed(aside)
-      }
-      if (found.opened !== undefined) await found.opened.handle.close()
-      const head = found.whole ?? found.opened.head
-      // An expired or invalidated entry is removed too, but it was not there to delete.
-      const live = entryState(head, Date.now(), this.#p.tags) === 'live'
-      this.#p.changes.announce(key)
-      const size = removeFile(file)
-      if (size !== undefined) {
-        // A removal or a rekey elsewhere may hold an older inode of the key aside, to put it
-        // (or its rewrite) back once its own checks pass: it goes from there too, so the put
-        // back finds it gone and withdraws what it linked (take-aside.ts putBack, rekey's
-        // swapIfSame); the name is looked at again for one put back before that.
-        const aside = removeAside(asideOf(file))
-        if (aside !== undefined) {
+    const removed = await this.#p.breaker.runChange(() =>
+      this.#alone(file, async () => {
+        // Another key's entry that shares the hash is not ours to delete: probe checks the key.
+        let found = await this.#probe(file, key, 'small', true)
+        if (found === undefined) {
+          // A removal elsewhere may hold the entry aside for a moment, to put it back
+          // (store/take-aside.ts): it goes from there, and the name is looked at again for one
+          // put back meanwhile, which must not outlive this delete.
+          const aside = removeAside(asideOf(file))
+          found = await this.#probe(file, key, 'small', true)
+          if (found === undefined) return aside === undefined ? undefined : { size: aside, live: false }
           this.#removed(aside)
-          const back = await this.#probe(file, key, 'small', true)
-          if (back !== undefined) {
-            await back.opened?.handle.close()
-            this.#removed(removeFile(file))
-          }
         }
-        return { size, live }
-      }
-      // Gone between the look and the unlink: taken aside by a removal or a rekey, which puts
-      // it (or its rewrite) back at the name: removed from the aside name, and the name looked
-      // at again for what was put back meanwhile.
-      const aside = removeAside(asideOf(file))
-      const back = await this.#probe(file, key, 'small', true)
-      if (back !== undefined) {
-        await back.opened?.handle.close()
-        this.#removed(aside)
-        return { size: removeFile(file), live }
-      }
-      return { size: aside, live }
-    })
+        if (found.opened !== undefined) await found.opened.handle.close()
+        const head = found.whole ?? found.opened.head
+        // An expired or invalidated entry is removed too, but it was not there to delete.
+        const live = entryState(head, Date.now(), this.#p.tags) === 'live'
+        this.#p.changes.announce(key)
+        const size = removeFile(file)
+        if (size !== undefined) {
+          // A removal or a rekey elsewhere may hold an older inode of the key aside, to put it
+          // (or its rewrite) back once its own checks pass: it goes from there too, so the put
+          // back finds it gone and withdraws what it linked (take-aside.ts putBack, rekey's
+          // swapIfSame); the name is looked at again for one put back before that.
+          const aside = removeAside(asideOf(file))
+          if (aside !== undefined) {
+            this.#removed(aside)
+            const back = await this.#probe(file, key, 'small', true)
+            if (back !== undefined) {
+              await back.opened?.handle.close()
+              this.#removed(removeFile(file))
+            }
+          }
+          return { size, live }
+        }
+        // Gone between the look and the unlink: taken aside by a removal or a rekey, which puts
+        // it (or its rewrite) back at the name: removed from the aside name, and the name looked
+        // at again for what was put back meanwhile.
+        const aside = removeAside(asideOf(file))
+        const back = await this.#probe(file, key, 'small', true)
+        if (back !== undefined) {
+          await back.opened?.handle.close()
+          this.#removed(aside)
+          return { size: removeFile(file), live }
+        }
+        return { size: aside, live }
+      }),
+    )
     this.#p.changes.bump(key)
     this.#removed(removed?.size)
     return removed?.size !== undefined && removed.live
@@ -1046,6 +1050,25 @@ export class FileTier implements Tier {
   #reportCorrupt(file: string, key: string | undefined, error: CorruptEntryError): void {
     this.#p.counts.corrupt++
     this.#p.corrupt({ key, file, ...reportedReason(error) })
+  }
+
+  /** Runs a change of `file` (its size measured, then replaced or removed) with no rewrite of
+   *  compress-later's swapped in meanwhile (maintenance/rewrite-guard.ts). */
+  #alone<T>(file: string, change: () => Promise<T>): Promise<T> {
+    // Without a task, no rewrite can be on its way: files are handed to one after they are
+    // written, and the changes of one key follow one another (KeyOrder). The hot path of
+    // small sets, which start none, pays one property read.
+    const guard = this.#p.compressLater?.guardWhileRunning()
+    if (guard === undefined) return change()
+    const partition = guard.enter(file)
+    let changed: Promise<T>
+    try {
+      changed = change()
+    } catch (error) {
+      guard.leave(partition)
+      throw error
+    }
+    return changed.finally(() => guard.leave(partition))
   }
 
   /** Removes a file a read judged expired or corrupt (see removeIfUnchanged); a read-only
