@@ -211,6 +211,39 @@ test('overwrites and deletes of keys the worker is compressing leave the totals 
   }
 })
 
+test('a scan killed part way (its epoch begun, its lock gone or stale) does not hold compress-later back', async () => {
+  for (const lock of ['gone', 'stale'] as const) {
+    const dir = tempDir('larder-compress-dead-scan')
+    const cache = await Larder.open({ dir, maintenance: false, memory: false })
+    try {
+      // Until the worker's task runs (the first values are compressed before they are written).
+      let n = 0
+      await eventually(async () => {
+        await cache.set(`warm${n}`, bigValue(n++))
+        await new Promise((resolve) => setTimeout(resolve, 200)) // a pause: the worker compresses after one
+        return (await cache.stats()).tiers.file!.compressLater!.compressed > 0
+      }, 'a task compressing')
+      // What a prune SIGKILLed during its scan leaves: the epoch moved on, its base never
+      // written, and its lock left behind until it goes stale (or taken over and removed).
+      const meta = path.join(dir, 'v1', 'default', 'meta')
+      const epochFile = path.join(meta, 'totals', 'epoch')
+      const epoch = fs.existsSync(epochFile) ? Number(fs.readFileSync(epochFile, 'utf8')) : 0
+      fs.writeFileSync(epochFile, String(epoch + 1))
+      if (lock === 'stale') {
+        const lockDir = path.join(meta, 'maintenance.lock')
+        fs.mkdirSync(lockDir)
+        const old = new Date(Date.now() - 60_000)
+        fs.utimesSync(lockDir, old, old)
+      }
+      for (let i = 1; i <= 10; i++) await cache.set(`k${i}`, bigValue(i))
+      assert.ok(plainFiles(dir).length > 0, 'inconclusive: nothing was written plain')
+      await eventually(() => plainFiles(dir).length === 0, `${lock}: compressed all the same`, 5_000)
+    } finally {
+      await cache.close()
+    }
+  }
+})
+
 test('compressLater: false, durable and encryption compress before the set resolves', async () => {
   const cases = [
     { compressLater: false as const },

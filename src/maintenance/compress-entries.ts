@@ -149,11 +149,12 @@ export function compressEntries(input: CompressInput): Promise<CompressOutput> {
           } catch (error) {
             out.skipped++ // the file it failed on
             throw error
-          } finally {
-            shown(out, input.progress)
           }
         }
         tell()
+        // Shown once the batch's savings are in the totals: a file the main thread counts as
+        // done is counted there too.
+        shown(out, input.progress)
         return true
       } catch (error) {
         try {

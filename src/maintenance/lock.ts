@@ -248,6 +248,13 @@ function readOwner(lockDir: string): Owner | undefined {
   }
 }
 
+/** Whether a lock directory is at `lockDir` with an mtime its holder refreshed lately (not
+ *  stale: see isStale). Any thread may ask; nothing is taken or judged beyond that. */
+export function lockIsFresh(lockDir: string): boolean {
+  const stat = fs.lstatSync(lockDir, { throwIfNoEntry: false })
+  return stat !== undefined && stat.isDirectory() && !isStale(stat.mtimeMs)
+}
+
 /** Whether a process `pid` runs on this host. */
 export function processExists(pid: number): boolean {
   try {

@@ -7,7 +7,7 @@ import { ForeignFileError, readSmallFileSync } from '../store/small-file.js'
 import type { Layout } from '../store/layout.js'
 import type { OwnedTree } from '../store/owned-tree.js'
 import { crowded } from './crowding.js'
-import { processExists } from './lock.js'
+import { lockIsFresh, processExists } from './lock.js'
 import { FlushTimer, type DiskGuard } from './flush-timer.js'
 
 /**
@@ -105,11 +105,14 @@ export class RunningTotals {
     this.#timer.changed()
   }
 
-  /** The epoch now, and whether a full scan is counting the files (its epoch begun, its base
-   *  not written yet). */
+  /** The epoch now, and whether a full scan is counting the files: its epoch begun, its base
+   *  not written yet, and the maintenance lock there and fresh (its holder refreshes it every
+   *  few seconds: a scan killed part way leaves its epoch begun until another scan ends, and a
+   *  lock that goes stale, see lock.ts). */
   scanState(): { epoch: number; scanning: boolean } {
     const epoch = this.#currentEpoch()
-    return { epoch, scanning: epoch > (this.#readBase()?.epoch ?? 0) }
+    const begun = epoch > (this.#readBase()?.epoch ?? 0)
+    return { epoch, scanning: begun && lockIsFresh(path.join(this.#layout.metaDir, 'maintenance.lock')) }
   }
 
   /**
@@ -122,9 +125,16 @@ export class RunningTotals {
    * disk, and a budget no longer kept.
    */
   savedIn(epoch: number, bytes: number): void {
-    if (this.#currentEpoch() !== epoch) return
-    this.#pending.bytes -= bytes
-    this.flush()
+    if (this.#currentEpoch() !== epoch || this.#layout.namespaceGone()) return
+    // Written into that epoch's file by name, not flush()'s, which reads the epoch again: a
+    // scan or clear begun between the two would have had the savings in its new epoch. Begun
+    // after the look, it leaves this file an older epoch's, which no count reads (high, never low).
+    const file = path.join(this.#dir, `${epoch}.${this.#id}`)
+    if (epoch !== this.#flushedEpoch || !disk.lstatSync(file, { throwIfNoEntry: false })) this.#flushed = { entries: 0, bytes: 0 }
+    const next = { entries: this.#flushed.entries, bytes: this.#flushed.bytes - bytes }
+    writeFileAtomicSync(this.#tree, file, Buffer.from(JSON.stringify(next)))
+    this.#flushed = next
+    this.#flushedEpoch = epoch
   }
 
   /** Records entry files rewritten in place (rekey), `bytes` longer in all (negative: shorter). */
