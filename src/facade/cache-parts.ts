@@ -31,6 +31,9 @@ import { TagInvalidation } from './tag-invalidation.js'
  * writes in flight). Larder composes one at construction, opens it, and closes it; every
  * public method uses these parts and holds none of its own.
  */
+/** How often the owed changes taken at open are looked at again until they are sent. */
+const OWED_RETRY_MS = 1000
+
 export class CacheParts {
   /** The live options: configure() replaces their changeable fields in place. */
   readonly options: ResolvedOptions
@@ -58,6 +61,7 @@ export class CacheParts {
   /** Files of changes owed to Redis this instance took at open and has not yet seen sent
    *  (see #settleOwed). */
   readonly #owedFiles: string[] = []
+  #settlingOwed = false
 
   /** `events` is the Larder, which every event is emitted on. */
   constructor(options: ResolvedOptions, events: EventEmitter<LarderEvents>) {
@@ -385,11 +389,18 @@ export class CacheParts {
   /** Removes the files taken at open once what they owed has reached Redis (everything queued
    *  sent, no stamp and no clear left to send); tried again each time Redis comes back. */
   async #settleOwed(): Promise<void> {
-    if (this.#owedFiles.length === 0 || this.writeBack === undefined) return
-    const sent = await this.writeBack.flush()
-    await this.tags.sendPending()
-    await this.stack.sendMissedClear()
-    if (sent && this.tags.pending === 0 && this.stack.owedRedisClear() === undefined) removeOwed(this.#owedFiles.splice(0))
+    if (this.#owedFiles.length === 0 || this.writeBack === undefined || this.#settlingOwed) return
+    this.#settlingOwed = true
+    try {
+      const sent = await this.writeBack.flush()
+      await this.tags.sendPending()
+      await this.stack.sendMissedClear()
+      if (sent && this.tags.pending === 0 && this.stack.owedRedisClear() === undefined) removeOwed(this.#owedFiles.splice(0))
+    } finally {
+      this.#settlingOwed = false
+    }
+    // Not yet: looked at again in a while (Redis's return also asks), until close leaves them.
+    if (this.#owedFiles.length > 0) setTimeout(() => void this.#settleOwed(), OWED_RETRY_MS).unref()
   }
 
   /** The bus may have missed messages (it subscribed again, went silent, or a sender's outbox
