@@ -17,7 +17,7 @@ import { GetOrSet, type Loaded } from './get-or-set.js'
 import { CLOSE_WAIT_MS, InFlight } from './in-flight.js'
 import { Loads } from './loads.js'
 import { OrderedWrites } from './ordered-writes.js'
-import { leaveOwed, removeOwed, takeOwed } from './owed-to-redis.js'
+import { OwedToRedis } from './owed-to-redis.js'
 import { MemoryPressure } from './pressure.js'
 import { RefreshAhead } from './refresh-ahead.js'
 import { applyRemote } from './remote-changes.js'
@@ -31,9 +31,6 @@ import { TagInvalidation } from './tag-invalidation.js'
  * writes in flight). Larder composes one at construction, opens it, and closes it; every
  * public method uses these parts and holds none of its own.
  */
-/** How often the owed changes taken at open are looked at again until they are sent. */
-const OWED_RETRY_MS = 1000
-
 export class CacheParts {
   /** The live options: configure() replaces their changeable fields in place. */
   readonly options: ResolvedOptions
@@ -58,10 +55,8 @@ export class CacheParts {
   /** open() has read the stamps (or given up waiting for Redis): from then on, the connection
    *  coming back reads them too (see the `recovered` hook). */
   #opened = false
-  /** Files of changes owed to Redis this instance took at open and has not yet seen sent
-   *  (see #settleOwed). */
-  readonly #owedFiles: string[] = []
-  #settlingOwed = false
+  /** What Redis missed, handed from an instance that closed to the next (owed-to-redis.ts). */
+  #owed: OwedToRedis | undefined
 
   /** `events` is the Larder, which every event is emitted on. */
   constructor(options: ResolvedOptions, events: EventEmitter<LarderEvents>) {
@@ -138,7 +133,7 @@ export class CacheParts {
             beforeFlush: () => this.tags.sendPending(),
             connected: () => {
               this.#missedMessages()
-              void this.#settleOwed()
+              void this.#owed?.settle()
             },
             lost: () => this.#missedMessages(),
             recovered: () => {
@@ -155,7 +150,7 @@ export class CacheParts {
               // from Redis), and open() waits for that read, or sends its own: one pass over a
               // hash that grows with the fleet's invalidations, not two.
               if (this.#opened) this.tags.recovered()
-              void this.#settleOwed()
+              void this.#owed?.settle()
             },
           })
     // With Redis, the queue is there even while another strategy is chosen: configure() may
@@ -200,6 +195,17 @@ export class CacheParts {
       track: (write) => void this.inFlight.track(write).catch(() => {}),
       promotedToFile: () => void this.disk?.autoPrune.afterWrite(),
     })
+    const parts = this.disk
+    if (options.redis !== undefined && this.writeBack !== undefined)
+      this.#owed = new OwedToRedis({
+        layout: options.readOnly ? undefined : parts?.layout,
+        prefix: options.redis.prefix,
+        writeBack: this.writeBack,
+        tags: this.tags,
+        stack: this.stack,
+        failures: this.failures,
+        bookkeeping: (write) => parts!.bookkeeping(write),
+      })
     this.reads = new CountedReads({
       memory: this.memory,
       stack: this.stack,
@@ -274,7 +280,7 @@ export class CacheParts {
       await this.disk?.foldIfCrowded()
       await this.shared?.start()
       await this.#readStamps()
-      this.#takeOwed()
+      this.#owed?.take()
     } else {
       try {
         this.disk?.files.checkTrust()
@@ -325,82 +331,12 @@ export class CacheParts {
     if (this.tags.pending > 0) await this.tags.sendPending() // one try: a stamp Redis misses outlives this instance's own files
     this.tags.close()
     await this.shared?.bus?.flush() // one try for the messages still waiting
-    this.#leaveOwed()
+    this.#owed?.leave()
     await this.disk?.close(this.counters.counts)
     await this.shared?.close()
     this.memory?.close()
     this.#removeExitHook?.()
     this.#removeExitHook = undefined
-  }
-
-  /** What Redis still misses at close (deletes, tag stamps, a clear: facade/owed-to-redis.ts)
-   *  is left in the directory for the next instance; without one (or read-only, or a disk that
-   *  refuses it) it is lost, and counted as dropped. */
-  #leaveOwed(): void {
-    const redis = this.options.redis
-    if (redis === undefined || this.writeBack === undefined) return
-    const owed = {
-      prefix: redis.prefix,
-      tombstones: this.writeBack.tombstones(),
-      stamps: this.tags.pendingStamps(),
-      clearBefore: this.stack.owedRedisClear(),
-    }
-    const count = owed.tombstones.length + owed.stamps.length + (owed.clearBefore === undefined ? 0 : 1)
-    const taken = this.#owedFiles.splice(0)
-    if (count === 0) return removeOwed(taken) // what they owed was sent
-    try {
-      // Not into a cache directory removed meanwhile: the write would make it again.
-      if (this.disk === undefined || this.options.readOnly || this.disk.layout.namespaceGone())
-        throw new Error('no directory to leave them in')
-      const disk = this.disk
-      disk.bookkeeping(() => leaveOwed(disk.layout, owed))
-      removeOwed(taken) // what they owed and was not sent is in the new file
-    } catch {
-      this.failures.dropped('redis', count)
-    }
-  }
-
-  /** Takes what instances that closed while Redis was away left owed to it (see #leaveOwed),
-   *  and sends it as this instance's own missed changes: when Redis can be reached. */
-  #takeOwed(): void {
-    const redis = this.options.redis
-    if (redis === undefined || this.disk === undefined || this.writeBack === undefined) return
-    const { owed: taken, files } = takeOwed(this.disk.layout, redis.prefix)
-    this.#owedFiles.push(...files)
-    for (const owed of taken) {
-      for (const [key, at] of owed.tombstones) {
-        if (this.writeBack.queuedAt(key) === undefined)
-          this.writeBack.enqueue(key, { bytes: undefined, createdAt: at, expiresAt: 0, grace: 0 })
-      }
-      const byTime = new Map<number, string[]>()
-      for (const [tag, at] of owed.stamps) {
-        const tags = byTime.get(at)
-        if (tags === undefined) byTime.set(at, [tag])
-        else tags.push(tag)
-      }
-      for (const [at, tags] of byTime) void this.tags.invalidate(tags, at).catch(() => {})
-      if (owed.clearBefore !== undefined) this.stack.oweRedisClear(owed.clearBefore)
-    }
-    this.writeBack.resume()
-    void this.stack.sendMissedClear()
-    void this.#settleOwed()
-  }
-
-  /** Removes the files taken at open once what they owed has reached Redis (everything queued
-   *  sent, no stamp and no clear left to send); tried again each time Redis comes back. */
-  async #settleOwed(): Promise<void> {
-    if (this.#owedFiles.length === 0 || this.writeBack === undefined || this.#settlingOwed) return
-    this.#settlingOwed = true
-    try {
-      const sent = await this.writeBack.flush()
-      await this.tags.sendPending()
-      await this.stack.sendMissedClear()
-      if (sent && this.tags.pending === 0 && this.stack.owedRedisClear() === undefined) removeOwed(this.#owedFiles.splice(0))
-    } finally {
-      this.#settlingOwed = false
-    }
-    // Not yet: looked at again in a while (Redis's return also asks), until close leaves them.
-    if (this.#owedFiles.length > 0) setTimeout(() => void this.#settleOwed(), OWED_RETRY_MS).unref()
   }
 
   /** The bus may have missed messages (it subscribed again, went silent, or a sender's outbox

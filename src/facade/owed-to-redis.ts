@@ -5,6 +5,10 @@ import { disk } from '../store/disk.js'
 import type { Layout } from '../store/layout.js'
 import { readSmallFileSync } from '../store/small-file.js'
 import { MAX_KEY_BYTES, MAX_TAG_BYTES } from '../options.js'
+import type { TierStack } from '../tiers/tier-stack.js'
+import type { WriteBackQueue } from '../tiers/write-back.js'
+import type { Failures } from './failures.js'
+import type { TagInvalidation } from './tag-invalidation.js'
 
 /**
  * Changes Redis never got from an instance that closed while Redis was away: the deletes
@@ -122,4 +126,95 @@ function pairs(value: unknown, maxBytes: number): value is [string, number][] {
 
 function isTime(value: unknown): value is number {
   return typeof value === 'number' && Number.isFinite(value) && value > 0
+}
+
+/** How often the owed changes taken at open are looked at again until they are sent. */
+const RETRY_MS = 1000
+
+export interface OwedParts {
+  /** The directory's layout; undefined without one (or read-only: nothing is left or taken). */
+  layout: Layout | undefined
+  prefix: string
+  writeBack: WriteBackQueue
+  tags: TagInvalidation
+  stack: TierStack
+  failures: Failures
+  /** Runs a bookkeeping write on the disk (counted by the breaker; throws when refused). */
+  bookkeeping: (write: () => void) => void
+}
+
+/**
+ * One instance's side of the hand-off (see the top of this file): what it takes at open and
+ * sends, the files it removes once sent, and what it leaves at close.
+ */
+export class OwedToRedis {
+  readonly #p: OwedParts
+  /** Files taken at open whose changes this instance has not yet seen sent. */
+  readonly #files: string[] = []
+  #settling = false
+
+  constructor(parts: OwedParts) {
+    this.#p = parts
+  }
+
+  /** At open: what earlier instances left, queued to be sent as this instance's own missed
+   *  changes, when Redis can be reached. */
+  take(): void {
+    const { layout, prefix, writeBack, tags, stack } = this.#p
+    if (layout === undefined) return
+    const { owed: taken, files } = takeOwed(layout, prefix)
+    this.#files.push(...files)
+    for (const owed of taken) {
+      for (const [key, at] of owed.tombstones) {
+        if (writeBack.queuedAt(key) === undefined) writeBack.enqueue(key, { bytes: undefined, createdAt: at, expiresAt: 0, grace: 0 })
+      }
+      const byTime = new Map<number, string[]>()
+      for (const [tag, at] of owed.stamps) {
+        const same = byTime.get(at)
+        if (same === undefined) byTime.set(at, [tag])
+        else same.push(tag)
+      }
+      for (const [at, same] of byTime) void tags.invalidate(same, at).catch(() => {})
+      if (owed.clearBefore !== undefined) stack.oweRedisClear(owed.clearBefore)
+    }
+    writeBack.resume()
+    void stack.sendMissedClear()
+    void this.settle()
+  }
+
+  /** Removes the files taken at open once what they owed has reached Redis (everything queued
+   *  sent, no stamp and no clear left to send); asked again at Redis's return and every
+   *  RETRY_MS until then, or until close leaves them again. */
+  async settle(): Promise<void> {
+    if (this.#files.length === 0 || this.#settling) return
+    const { writeBack, tags, stack } = this.#p
+    this.#settling = true
+    try {
+      const sent = await writeBack.flush()
+      await tags.sendPending()
+      await stack.sendMissedClear()
+      if (sent && tags.pending === 0 && stack.owedRedisClear() === undefined) removeOwed(this.#files.splice(0))
+    } finally {
+      this.#settling = false
+    }
+    if (this.#files.length > 0) setTimeout(() => void this.settle(), RETRY_MS).unref()
+  }
+
+  /** At close: what Redis still misses (deletes, tag stamps, a clear) left in the directory for
+   *  the next instance; without one (or a disk that refuses it, or a directory removed
+   *  meanwhile, which the write would make again) it is lost, and counted as dropped. */
+  leave(): void {
+    const { layout, prefix, writeBack, tags, stack, failures, bookkeeping } = this.#p
+    const owed = { prefix, tombstones: writeBack.tombstones(), stamps: tags.pendingStamps(), clearBefore: stack.owedRedisClear() }
+    const count = owed.tombstones.length + owed.stamps.length + (owed.clearBefore === undefined ? 0 : 1)
+    const taken = this.#files.splice(0)
+    if (count === 0) return removeOwed(taken) // what they owed was sent
+    try {
+      if (layout === undefined || layout.namespaceGone()) throw new Error('no directory to leave them in')
+      bookkeeping(() => leaveOwed(layout, owed))
+      removeOwed(taken) // what they owed and was not sent is in the new file
+    } catch {
+      failures.dropped('redis', count)
+    }
+  }
 }
