@@ -53,8 +53,8 @@ export interface CompressOutput {
   taken: number
   /** Rewritten compressed. */
   compressed: number
-  /** Bytes the rewritten files shrank by, in all (told to the running totals as each was
-   *  rewritten: RunningTotals.savedIn). */
+  /** Bytes the rewritten files shrank by, in all (told to the running totals once a batch:
+   *  RunningTotals.savedIn). */
   savedBytes: number
   /** Left as they are: gone, replaced, used or changed meanwhile, damaged, or not worth
    *  compressing (saving less than a tenth). */
