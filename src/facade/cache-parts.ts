@@ -195,16 +195,16 @@ export class CacheParts {
       track: (write) => void this.inFlight.track(write).catch(() => {}),
       promotedToFile: () => void this.disk?.autoPrune.afterWrite(),
     })
-    const parts = this.disk
+    const diskParts = this.disk
     if (options.redis !== undefined && this.writeBack !== undefined)
       this.#owed = new OwedToRedis({
-        layout: options.readOnly ? undefined : parts?.layout,
+        layout: options.readOnly ? undefined : diskParts?.layout,
         prefix: options.redis.prefix,
         writeBack: this.writeBack,
         tags: this.tags,
         stack: this.stack,
         failures: this.failures,
-        bookkeeping: (write) => parts!.bookkeeping(write),
+        bookkeeping: (write) => diskParts!.bookkeeping(write),
       })
     this.reads = new CountedReads({
       memory: this.memory,

@@ -195,7 +195,7 @@ export class Maintainer {
 
   constructor(parts: MaintainerParts) {
     this.#p = parts
-    this.#lockDir = path.join(parts.layout.metaDir, 'maintenance.lock')
+    this.#lockDir = parts.layout.lockDir
   }
 
   /** `options` as validated by Larder.prune: sizes and durations already numbers. An

@@ -112,7 +112,7 @@ export class RunningTotals {
   scanState(): { epoch: number; scanning: boolean } {
     const epoch = this.#currentEpoch()
     const begun = epoch > (this.#readBase()?.epoch ?? 0)
-    return { epoch, scanning: begun && lockIsFresh(path.join(this.#layout.metaDir, 'maintenance.lock')) }
+    return { epoch, scanning: begun && lockIsFresh(this.#layout.lockDir) }
   }
 
   /**

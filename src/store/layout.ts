@@ -137,6 +137,8 @@ export class Layout {
   readonly totalsDir: string
   readonly hitsDir: string
   readonly activityDir: string
+  /** The maintenance lock (maintenance/lock.ts): held by a prune, verify or rekey. */
+  readonly lockDir: string
 
   /** `directory`: a namespace found on disk by its directory name (`default`, `ns-<hash>`),
    *  for operators listing namespaces whose names they do not know (see namespace-name.ts). */
@@ -151,6 +153,7 @@ export class Layout {
     this.totalsDir = path.join(this.metaDir, 'totals')
     this.hitsDir = path.join(this.metaDir, 'hits')
     this.activityDir = path.join(this.metaDir, 'activity')
+    this.lockDir = path.join(this.metaDir, 'maintenance.lock')
   }
 
   /** Whether the namespace directory is gone (a cache removed while this instance ran):
