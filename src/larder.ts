@@ -409,7 +409,9 @@ export class Larder extends EventEmitter<LarderEvents> {
    * all and takes no lock: its report is then approximate while a prune runs beside it). Cancel with `signal`: rejects with `ERR_ABORTED`, whose
    * `report` holds the work done. Progress arrives as `progress` events and `onProgress`.
    * With `redis`, `pattern` also removes the matching keys from Redis (`sharedRemoved`), and
-   * every instance on the bus drops its local copies.
+   * every instance on the bus drops its local copies. Without a directory (`dir: false`, with
+   * `redis`): Redis's part alone (`pattern`, and the entries no instance will serve again);
+   * the budgets, the other filters and a dry run are refused (`ERR_INVALID_OPTION`).
    */
   async prune(options?: PruneOptions): Promise<PruneReport> {
     this.#assertOpen()

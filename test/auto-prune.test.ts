@@ -8,23 +8,12 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { AutoPrune, type AutoPruneParts } from '../src/maintenance/auto-prune.ts'
-import type { PruneReport } from '../src/maintenance/maintainer.ts'
+import { emptyPruneReport, type PruneReport } from '../src/maintenance/maintainer.ts'
 
 const BUDGET = 1000
 
 function report(over: Partial<PruneReport> = {}): PruneReport {
-  const empty = {
-    scanned: 0,
-    expired: 0,
-    matched: 0,
-    evicted: 0,
-    corrupt: 0,
-    tempFilesRemoved: 0,
-    trashRemoved: 0,
-    stampsFolded: 0,
-    freedBytes: 0,
-  }
-  return { ...empty, remainingBytes: 0, remainingEntries: 0, durationMs: 0, dryRun: false, skipped: false, ...over }
+  return { ...emptyPruneReport(false), ...over }
 }
 
 /** An AutoPrune over a budget of BUDGET bytes whose passes run `pass` (given the run and the

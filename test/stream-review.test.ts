@@ -157,6 +157,38 @@ test('a clear() by another instance while a stream flows: the stream is dropped,
   await cache.close()
 })
 
+test('a clear() by another instance while a stream flows, its partition made again before the rename: still a dropped stream, not a failing disk', async () => {
+  // ext4 hands a freed inode number out again at once: the partition the clear moved away and
+  // deleted, and the one the other instance's set makes in its place, may share one. Judged by
+  // the number alone, the stream's rename (ENOENT: its temp went with the old partition) was a
+  // failing disk: an error, a breaker failure, and ERR_UNAVAILABLE with failOpen false.
+  for (let round = 0; round < 5; round++) {
+    const dir = tempDir()
+    const cache = await Larder.open({ dir, failOpen: false })
+    const other = await Larder.open({ dir })
+    await cache.set('kept', 1)
+    let cleared = false
+    async function* source(): AsyncGenerator<Buffer> {
+      for (let i = 0; i < 6; i++) {
+        if (i === 3 && !cleared) {
+          await other.clear() // resolves once its trash is deleted: the old partition's inode is free
+          await other.set('art', 'newer') // makes the stream's partition again
+          cleared = true
+        }
+        yield randomBytes(400_000)
+      }
+    }
+    await cache.setStream('art', source())
+    assert.equal(cleared, true)
+    const stats = await cache.stats()
+    assert.equal(stats.errors, 0, `round ${round}: not counted as a disk error`)
+    assert.equal(stats.tiers?.file?.breaker?.failures ?? 0, 0)
+    assert.equal(await cache.get('art'), 'newer', 'the set made after the clear stays')
+    await other.close()
+    await cache.close()
+  }
+})
+
 test("streams count in stats().tiers.file as in the cache's totals: a setStream is a set, a getStream a hit or a miss", async () => {
   const cache = await Larder.open({ dir: tempDir(), maintenance: false })
   try {

@@ -21,7 +21,9 @@ import { OwedToRedis } from './owed-to-redis.js'
 import { MemoryPressure } from './pressure.js'
 import { RefreshAhead } from './refresh-ahead.js'
 import { applyRemote } from './remote-changes.js'
+import { prune } from './operator-calls.js'
 import { SharedParts } from './shared-parts.js'
+import { SharedPruneTimer } from './shared-prune-timer.js'
 import { TagInvalidation } from './tag-invalidation.js'
 
 /**
@@ -51,6 +53,8 @@ export class CacheParts {
   readonly writes: OrderedWrites
   readonly getOrSet: GetOrSet
   readonly pressure: MemoryPressure | undefined
+  /** Without a directory, with `redis`: the automatic prune of Redis's part. */
+  readonly sharedPrune: SharedPruneTimer | undefined
   #removeExitHook: (() => void) | undefined
   /** open() has read the stamps (or given up waiting for Redis): from then on, the connection
    *  coming back reads them too (see the `recovered` hook). */
@@ -252,6 +256,15 @@ export class CacheParts {
         emitError,
       }),
     })
+    this.sharedPrune =
+      this.disk === undefined && this.shared !== undefined
+        ? new SharedPruneTimer({
+            options,
+            prune: (signal) => prune(this, { signal }),
+            pruned: (report) => events.emit('prune', report),
+            failed: emitError,
+          })
+        : undefined
     this.pressure =
       options.memoryPressure === false
         ? undefined
@@ -323,6 +336,7 @@ export class CacheParts {
    *  releases timers and the exit hook. */
   async close(): Promise<void> {
     this.pressure?.close()
+    await this.sharedPrune?.close()
     this.loads.supersedeRefreshes() // background work: nothing stored once closing begins
     await this.inFlight.settle()
     await this.writeBack?.flush(new Promise((resolve) => setTimeout(resolve, CLOSE_WAIT_MS).unref()))

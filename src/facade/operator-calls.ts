@@ -1,7 +1,9 @@
+import { LarderError } from '../errors.js'
 import { Glob } from '../maintenance/glob.js'
 import type { TierEntry } from '../tiers/tier.js'
 import type { ActivityReport } from '../stats/activity-log.js'
 import type { EntryInfo, ListFilters } from '../maintenance/listing.js'
+import { emptyPruneReport } from '../maintenance/maintainer.js'
 import type { Maintainer, PruneReport, UsageReport, VerifyOptions, VerifyReport, WalkOptions } from '../maintenance/maintainer.js'
 import type { ValidPruneOptions } from '../validate.js'
 import type { CacheParts } from './cache-parts.js'
@@ -14,6 +16,7 @@ import type { CacheParts } from './cache-parts.js'
 /** prune(): the directory in the maintenance workers; with `redis` and a `pattern` (not a dry
  *  run), then the matching keys in Redis (`sharedRemoved`), which the bus drops everywhere. */
 export async function prune(parts: CacheParts, options: ValidPruneOptions): Promise<PruneReport> {
+  if (parts.disk === undefined && parts.shared !== undefined) return pruneShared(parts, options)
   const { failures, shared, stack } = parts
   const maintainer = maintainerFor(parts, 'prune')
   const run = (): Promise<PruneReport> => failures.operation(() => maintainer.prune(options))
@@ -57,6 +60,48 @@ export async function prune(parts: CacheParts, options: ValidPruneOptions): Prom
     const dead = await failures.operation(() => redis.removeDead(), 'redis')
     report.sharedRemoved = (report.sharedRemoved ?? 0) + dead
   }
+  return report
+}
+
+/** What prune() does to entry files has nothing to work on without a directory. */
+const FILE_ONLY = ['maxSize', 'maxEntries', 'maxAge', 'olderThan', 'tags', 'dryRun', 'listKeys'] as const
+
+/** prune() of a cache with `redis` and no directory (`dir: false`): Redis's part alone, the
+ *  keys `pattern` matches (this instance's memory copies with them, the others' through the
+ *  bus) and the dead entries no read met (redis/dead-entries.ts), which would otherwise stay
+ *  in Redis for good. The budgets and the other filters judge entry files (a last use, a
+ *  listing of keys): refused, naming the field, so nobody takes a prune that did nothing for
+ *  one that kept a budget. */
+async function pruneShared(parts: CacheParts, options: ValidPruneOptions): Promise<PruneReport> {
+  for (const field of FILE_ONLY) {
+    if (options[field] !== undefined && options[field] !== false)
+      throw new LarderError('ERR_INVALID_OPTION', `prune({ ${field} }) needs a cache directory; this cache was opened with dir: false`, {
+        field,
+      })
+  }
+  const { failures, stack, clock } = parts
+  const redis = stack.redis!
+  const started = performance.now()
+  const report = emptyPruneReport(false)
+  report.sharedRemoved = 0
+  // Cancelled before a pass, as the workers' prune is: ERR_ABORTED, with the report so far.
+  const stopIfCancelled = (): void => {
+    const { signal } = options
+    if (signal?.aborted !== true) return
+    const message = 'Maintenance was cancelled; `report` holds what was done before it stopped'
+    throw Object.assign(new LarderError('ERR_ABORTED', message, { field: 'signal', cause: signal.reason }), { report })
+  }
+  stopIfCancelled()
+  const { pattern } = options
+  if (pattern !== undefined) {
+    const glob = new Glob(pattern)
+    const removing = (): Promise<number> => failures.operation(() => stack.removeSharedMatching(pattern), 'redis')
+    report.sharedRemoved = await stack.pruningFiles((key) => glob.test(key), clock.stamp(), removing)
+  }
+  stopIfCancelled()
+  report.sharedRemoved += await failures.operation(() => redis.removeDead(options.signal), 'redis')
+  stopIfCancelled()
+  report.durationMs = performance.now() - started
   return report
 }
 

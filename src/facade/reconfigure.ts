@@ -71,6 +71,7 @@ export function reconfigure(state: ReconfigureState, partial: unknown): ConfigCh
 function applyToParts(parts: CacheParts, live: ResolvedOptions, touched: Set<string>): void {
   if ((touched.has('memory') || touched.has('evictionPolicy')) && live.memory !== false)
     parts.memory?.resize({ ...live.memory, eviction: live.evictionPolicy === 'random' ? 'random' : 'lru' })
+  if (touched.has('maintenance')) parts.sharedPrune?.reconfigured()
   const disk = parts.disk
   if (disk === undefined) return
   if (touched.has('breaker')) disk.breaker.reconfigure(live.breaker)

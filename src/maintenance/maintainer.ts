@@ -52,6 +52,26 @@ export interface PruneReport {
   sharedRemoved?: number
 }
 
+/** A prune's report before any work: every count 0. */
+export function emptyPruneReport(dryRun: boolean): PruneReport {
+  return {
+    scanned: 0,
+    expired: 0,
+    matched: 0,
+    evicted: 0,
+    corrupt: 0,
+    tempFilesRemoved: 0,
+    trashRemoved: 0,
+    stampsFolded: 0,
+    freedBytes: 0,
+    remainingBytes: 0,
+    remainingEntries: 0,
+    durationMs: 0,
+    dryRun,
+    skipped: false,
+  }
+}
+
 export interface VerifyReport {
   scanned: number
   /** Entries whose every byte matches their checksum. */
@@ -204,22 +224,7 @@ export class Maintainer {
   async prune(options: PruneOptions & PruneFilters & { maxSize?: number }, automatic?: AutomaticPrune): Promise<PruneReport> {
     const started = performance.now()
     const dryRun = options.dryRun === true
-    const report: PruneReport = {
-      scanned: 0,
-      expired: 0,
-      matched: 0,
-      evicted: 0,
-      corrupt: 0,
-      tempFilesRemoved: 0,
-      trashRemoved: 0,
-      stampsFolded: 0,
-      freedBytes: 0,
-      remainingBytes: 0,
-      remainingEntries: 0,
-      durationMs: 0,
-      dryRun,
-      skipped: false,
-    }
+    const report = emptyPruneReport(dryRun)
     const listKeys = dryRun || options.listKeys === true
     const keys: string[] = []
     /** Whether a pass began (it settles the remaining figures, whatever stops it). */

@@ -286,12 +286,16 @@ export class RedisTier {
 
   /** Removes the namespace's entries no instance will serve again (expired past their grace,
    *  or invalidated by a tag: redis/dead-entries.ts), a SCAN page at a time; resolves to how
-   *  many went. A read-only instance removes nothing. */
-  async removeDead(): Promise<number> {
+   *  many went. A read-only instance removes nothing. An aborted `signal` ends the pass after
+   *  the page in hand. */
+  async removeDead(signal?: AbortSignal): Promise<number> {
     if (this.#p.options.readOnly) return 0
     const parts = { client: this.client, run: <T>(command: () => Promise<T>) => this.#run(command), stamps: this.#p.tags }
     let count = 0
-    for await (const names of this.entryPages()) count += await removeDeadEntries(names, parts)
+    for await (const names of this.entryPages()) {
+      count += await removeDeadEntries(names, parts)
+      if (signal?.aborted === true) break
+    }
     return count
   }
 
