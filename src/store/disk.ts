@@ -60,6 +60,11 @@ export type Disk = typeof disk
  *  blocks the thread for ever, SIGTERM too). Nothing changes for a regular file. */
 export const READ_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK
 
+/** A handle on a directory: read-only, a directory, never through a link; O_CLOEXEC is
+ *  libuv's. Undefined where the platform has no O_DIRECTORY (its callers go by the path). */
+export const DIR_FLAGS: number | undefined =
+  fs.constants.O_DIRECTORY === undefined ? undefined : fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW
+
 /** What openForReading answers when something that is not a regular file is in the way. */
 export const NOT_A_FILE = Symbol('not a regular file')
 

@@ -15,9 +15,9 @@ import {
   type EntryMeta,
 } from '../format/entry-format.js'
 import { encodeFrame, FRAME_BYTES } from '../format/frames.js'
-import { commit, openTemp, writeAll } from './atomic-write.js'
+import { closeQuietly, commit, openTemp, writeAll } from './atomic-write.js'
 import { returnBlock, takeBlock } from './block-pool.js'
-import { disk, errorCode } from './disk.js'
+import { DIR_FLAGS, disk, errorCode } from './disk.js'
 import type { OwnedTree } from './owned-tree.js'
 
 export type StreamSource = AsyncIterable<Uint8Array | string> | NodeJS.ReadableStream
@@ -191,10 +191,18 @@ export async function writeEntryStream(
     encodeTags(meta.tags),
   )
   const sealer = sealing === undefined ? undefined : new FrameCipher(sealing.key, nonce!, head)
-  const { temp, handle } = await openTemp(tree, file)
+  // The partition the temp file is made in, held from before the temp's create to the rename:
+  // a clear() moves it away whole, the temp file with it (see commit below).
+  const partition = holdPartition(tree, path.dirname(file))
+  let opened: Awaited<ReturnType<typeof openTemp>>
+  try {
+    opened = await openTemp(tree, file)
+  } catch (error) {
+    partition.release()
+    throw error
+  }
+  const { temp, handle } = opened
   options.trackTemp(temp, true)
-  // The partition the temp file was made in: a clear() moves it away whole (see commit below).
-  const partition = disk.lstatSync(path.dirname(file), { throwIfNoEntry: false })?.ino
   const heartbeat = setInterval(() => {
     const now = new Date()
     handle.utimes(now, now).catch(() => {}) // closed meanwhile, or a failing disk the writes will meet
@@ -276,8 +284,7 @@ export async function writeEntryStream(
       // process) moved away whole while the stream flowed: not a failing disk, the clear won.
       // A temp file gone from a partition still in place (swept as stale by a prune, removed
       // by hand) is a failed write, as it always was.
-      if (errorCode(error) === 'ENOENT' && disk.lstatSync(path.dirname(file), { throwIfNoEntry: false })?.ino !== partition)
-        throw new ClearedMidStream({ cause: error })
+      if (errorCode(error) === 'ENOENT' && partition.movedAway()) throw new ClearedMidStream({ cause: error })
       throw error
     }
     options.trackTemp(temp, false)
@@ -293,6 +300,53 @@ export async function writeEntryStream(
     else await stopped?.catch(() => {})
     // pipeline wraps nothing, but a SourceError may arrive as the cause of a stream error.
     throw error
+  } finally {
+    partition.release()
   }
   return { compression, storedLength, logicalLength, fileBytes: head.length + storedLength + TRAILER_BYTES }
+}
+
+/** The partition a stream writes into, as it was before the temp file's create (see holdPartition). */
+interface HeldPartition {
+  /** Whether the partition's path leads elsewhere now, or nowhere: a clear() moved it away. */
+  movedAway(): boolean
+  release(): void
+}
+
+/**
+ * The directory `dir` (made if missing) as it is now, held open until `release` where the
+ * platform can: an open directory keeps its inode number, so no directory made in its place
+ * meanwhile can pass for it. Judged by the number alone, taken after the temp's create, a clear
+ * landing between the two, or ext4 handing the number of a partition the clear moved and
+ * deleted to the one another write made in its place (it hands a freed number out again at
+ * once), made a stream the clear took a failing disk. Taken before the temp's create: a clear
+ * between the two makes the temp's partition another one, whose path then leads elsewhere than
+ * the one held too, which is what a clear does.
+ */
+function holdPartition(tree: OwnedTree, dir: string): HeldPartition {
+  let fd: number | undefined
+  let held: { ino: number; dev: number } | undefined
+  for (let attempt = 0; attempt < 3 && held === undefined; attempt++) {
+    tree.dirSync(dir)
+    try {
+      if (DIR_FLAGS === undefined) held = disk.lstatSync(dir, { throwIfNoEntry: false })
+      else {
+        fd = disk.openSync(dir, DIR_FLAGS)
+        held = disk.fstatSync(fd)
+      }
+    } catch {
+      if (fd !== undefined) closeQuietly(fd)
+      fd = undefined // moved away again meanwhile (a clear), or not openable: looked at again
+    }
+  }
+  return {
+    movedAway: () => {
+      const now = disk.lstatSync(dir, { throwIfNoEntry: false })
+      return now === undefined || held === undefined || now.ino !== held.ino || now.dev !== held.dev
+    },
+    release: () => {
+      if (fd !== undefined) closeQuietly(fd)
+      fd = undefined
+    },
+  }
 }

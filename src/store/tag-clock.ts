@@ -1,8 +1,8 @@
-import fs from 'node:fs'
+import type fs from 'node:fs'
 import path from 'node:path'
 import type { Layout } from './layout.js'
 import { writeFileAtomicSync } from './atomic-write.js'
-import { disk } from './disk.js'
+import { DIR_FLAGS, disk } from './disk.js'
 import type { OwnedTree } from './owned-tree.js'
 import { ForeignFileError, readSmallFileSync } from './small-file.js'
 import { oldestKey } from '../oldest-key.js'
@@ -60,10 +60,6 @@ const RACY_MS = 100
 /** How long an open handle on the tags directory is trusted before the path is looked up
  *  again (see `#statDir`). */
 const HANDLE_RECHECK_MS = 100
-/** Read-only, a directory, never through a link; O_CLOEXEC is libuv's. Undefined where the
- *  platform has no O_DIRECTORY: the path is stat'ed every time there. */
-const DIR_FLAGS =
-  fs.constants.O_DIRECTORY === undefined ? undefined : fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW
 /** Whole-second mtimes: FAT keeps two seconds; anything finer than a second is under RACY_MS. */
 const COARSE_RACY_MS = 2000 + RACY_MS
 
