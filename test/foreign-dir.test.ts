@@ -11,6 +11,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { Larder, type LarderError } from '../src/index.ts'
 import { disk } from '../src/store/disk.ts'
+import { isLarderCache } from '../src/store/cache-root.ts'
 import { listFiles, tempDir } from './helpers.ts'
 
 /** A project folder: package.json and src/main.js. */
@@ -130,6 +131,28 @@ describe('open() and a directory of the user’s own files', () => {
     fs.mkdirSync(path.join(creating, 'v1', 'default'), { recursive: true, mode: 0o700 })
     const cache = await Larder.open({ dir: creating })
     await cache.close()
+  })
+
+  test('a tag cut short by an opener killed between its create and its write is written whole by the next open; another tool’s tag is left', async () => {
+    // What a SIGKILL between the tag's exclusive create and its write leaves: the file, empty
+    // or holding the start of larder's. The next open found it there and wrote nothing, so the
+    // directory stayed "not a larder cache" for the CLI (every command but set refused it) and
+    // for backup tools, for good.
+    for (const torn of ['', 'Signature: 8a477f', 'Signature: 8a477f597d28d172789f06886806bc55\n# This file']) {
+      const dir = tempDir()
+      fs.mkdirSync(path.join(dir, 'v1', 'default'), { recursive: true, mode: 0o700 })
+      fs.writeFileSync(path.join(dir, 'CACHEDIR.TAG'), torn, { mode: 0o600 })
+      const cache = await Larder.open({ dir })
+      await cache.close()
+      assert.ok(isLarderCache(dir), `a tag of ${torn.length} bytes is written whole`)
+      assert.deepEqual(fs.readdirSync(dir).sort(), ['CACHEDIR.TAG', 'v1'], 'nothing else is left in the root')
+    }
+    const other = tempDir()
+    const theirs = 'Signature: 8a477f597d28d172789f06886806bc55\n# made by another tool\n'
+    fs.writeFileSync(path.join(other, 'CACHEDIR.TAG'), theirs)
+    const cache = await Larder.open({ dir: other })
+    await cache.close()
+    assert.equal(fs.readFileSync(path.join(other, 'CACHEDIR.TAG'), 'utf8'), theirs)
   })
 
   test('readOnly writes nothing, so it opens a foreign folder as misses and leaves it untouched', async () => {

@@ -1,11 +1,12 @@
-import type { Stats } from 'node:fs'
+import fs, { type Stats } from 'node:fs'
 import path from 'node:path'
 import { TREE_VERSION } from '../format/entry-format.js'
 import { LarderError } from '../errors.js'
+import { closeQuietly, writeAllSync } from './atomic-write.js'
 import { disk } from './disk.js'
 import { NAMESPACE_DIRECTORY } from './namespace-name.js'
-import { TRASH_NAME } from './layout.js'
-import { readSmallFileSync } from './small-file.js'
+import { CACHEDIR_TAG, TRASH_NAME } from './layout.js'
+import { ForeignFileError, readSmallFileSync } from './small-file.js'
 
 /**
  * **The one rule for which directories larder may make a cache of**, shared by `Larder.open`
@@ -25,6 +26,40 @@ export function isLarderCache(dir: string): boolean {
     return tag.startsWith('Signature: 8a477f597d28d172789f06886806bc55') && tag.includes('larder')
   } catch {
     return false
+  }
+}
+
+/** A tag written again in place: never through a link, never waiting on a FIFO, never made. */
+const REWRITE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK
+
+/**
+ * Writes whole again a CACHEDIR.TAG (`file`) that holds only the start of larder's, as an
+ * opener killed between the tag's exclusive create and its write leaves it (empty, or cut
+ * short); the caller found something at the name when it went to create it. Such a tag marked
+ * nothing, and was never written again: the CLI took the directory for one that is not a
+ * cache (every command but `set` refused it) and backup tools did not skip it, for good.
+ * Written in place, not through a temp file and a rename: the root holds only the tag and
+ * `v1/` (a temp file a kill left beside the tag would make the next open refuse the root as
+ * someone's folder), and the tag's bytes never change, so a write cut short again leaves only
+ * a shorter start, written whole by the next open. Anything else under the name (another
+ * tool's tag, a link) is left as it is.
+ */
+export function completeCacheTag(file: string): void {
+  const bytes = Buffer.from(CACHEDIR_TAG)
+  let found: string | undefined
+  try {
+    found = readSmallFileSync(file)
+  } catch (error) {
+    if (error instanceof ForeignFileError) return
+    throw error
+  }
+  if (found === undefined || found.length >= CACHEDIR_TAG.length || !CACHEDIR_TAG.startsWith(found)) return
+  const fd = disk.openSync(file, REWRITE_FLAGS)
+  try {
+    const stat = disk.fstatSync(fd)
+    if (stat.isFile() && stat.nlink === 1) writeAllSync(fd, bytes, file) // one name: never a file also elsewhere
+  } finally {
+    closeQuietly(fd)
   }
 }
 

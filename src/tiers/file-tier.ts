@@ -31,7 +31,7 @@ import {
   UNSURE,
   writeEntryFile,
 } from '../store/entry-files.js'
-import { refuseForeignRoot, refuseNonDirectory } from '../store/cache-root.js'
+import { completeCacheTag, refuseForeignRoot, refuseNonDirectory } from '../store/cache-root.js'
 import { CACHEDIR_TAG, PARTITION_NAME, removeTrash, trashName, type Layout } from '../store/layout.js'
 import { entryState } from '../store/liveness.js'
 import { checkOpenedEntry, collect, createEntryStream, openEntry, readOpenedEntry, type OpenedEntry } from '../store/stream-reader.js'
@@ -182,7 +182,8 @@ export class FileTier implements Tier {
    * Refuses a directory others control (`ERR_UNSAFE_DIR`, see OwnedTree.trustProblem) and an
    * existing directory of someone's own files (`ERR_INVALID_OPTION`, store/cache-root.ts), then
    * creates the namespace directory (owner-only unless shared, an older tree's modes set
-   * right) and marks the tree as a cache (`CACHEDIR.TAG`, created only if absent).
+   * right) and marks the tree as a cache (`CACHEDIR.TAG`, created only if absent, or completed
+   * where a killed opener cut it short).
    */
   async prepare(): Promise<void> {
     const { root, namespaceDir, tree } = this.#layout
@@ -193,7 +194,8 @@ export class FileTier implements Tier {
       refuseForeignRoot(root, found)
       tree.dirSync(namespaceDir)
       tree.tightenSync(namespaceDir)
-      createFileSync(tree, path.join(root, 'CACHEDIR.TAG'), Buffer.from(CACHEDIR_TAG))
+      const tag = path.join(root, 'CACHEDIR.TAG')
+      if (!createFileSync(tree, tag, Buffer.from(CACHEDIR_TAG))) completeCacheTag(tag) // one a killed opener cut short
     })
   }
 
