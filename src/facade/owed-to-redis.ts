@@ -39,13 +39,9 @@ export interface OwedChanges {
  *  8 KiB, 10,000 stamps); past this a file is not ours. */
 const MAX_FILE_BYTES = 256 * 1024 * 1024
 
-function owedDir(layout: Layout): string {
-  return path.join(layout.metaDir, 'redis-owed')
-}
-
 /** Writes `owed` for the next instance that opens the directory (throws the disk's failure). */
 export function leaveOwed(layout: Layout, owed: OwedChanges): void {
-  const file = path.join(owedDir(layout), `${randomBytes(8).toString('hex')}.json`)
+  const file = path.join(layout.redisOwedDir, `${randomBytes(8).toString('hex')}.json`)
   writeFileAtomicSync(layout.tree, file, Buffer.from(JSON.stringify(owed)))
 }
 
@@ -58,7 +54,7 @@ export function leaveOwed(layout: Layout, owed: OwedChanges): void {
  * send a file's changes: harmless, as none replaces anything newer in Redis.
  */
 export function takeOwed(layout: Layout, prefix: string): { owed: OwedChanges[]; files: string[] } {
-  const dir = owedDir(layout)
+  const dir = layout.redisOwedDir
   let names: string[]
   try {
     if (!layout.tree.isRealSync(dir)) return { owed: [], files: [] }

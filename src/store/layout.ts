@@ -137,6 +137,8 @@ export class Layout {
   readonly totalsDir: string
   readonly hitsDir: string
   readonly activityDir: string
+  /** What Redis still missed when an instance closed (facade/owed-to-redis.ts). */
+  readonly redisOwedDir: string
   /** The maintenance lock (maintenance/lock.ts): held by a prune, verify or rekey. */
   readonly lockDir: string
 
@@ -153,6 +155,7 @@ export class Layout {
     this.totalsDir = path.join(this.metaDir, 'totals')
     this.hitsDir = path.join(this.metaDir, 'hits')
     this.activityDir = path.join(this.metaDir, 'activity')
+    this.redisOwedDir = path.join(this.metaDir, 'redis-owed')
     this.lockDir = path.join(this.metaDir, 'maintenance.lock')
   }
 
@@ -185,7 +188,7 @@ export class Layout {
   /** The directories of bookkeeping files (not entries), whose stray temp files a prune or
    *  verify sweeps: a writer killed mid-write leaves one, and nothing else would reclaim it. */
   get bookkeepingDirs(): string[] {
-    return [this.tagsDir, this.metaDir, this.totalsDir, this.activityDir, this.hitsDir]
+    return [this.tagsDir, this.metaDir, this.totalsDir, this.activityDir, this.hitsDir, this.redisOwedDir]
   }
 
   tagPath(tag: string): string {
