@@ -601,6 +601,53 @@ describe('a lock whose release failed is not left to go stale', () => {
   })
 })
 
+describe('explicit maintenance is not starved by automatic prunes', () => {
+  test('a prune() called while writes keep the cache over budget gets the lock within seconds (it waited a minute, then ERR_BUSY)', async () => {
+    // The automatic prune takes the lock pass after pass while writes keep the cache over its
+    // budget; the explicit call, trying at most a second apart, found it held every time.
+    const dir = tempDir()
+    const cache = await open(dir, { maxEntries: 50 })
+    const other = await open(dir)
+    let writing = true
+    const writes = (async () => {
+      for (let i = 0; writing; i++) await cache.set(`k${i % 400}`, 'x'.repeat(2000))
+    })()
+    try {
+      await sleep(300) // the automatic runs are under way
+      for (const caller of [other, cache]) {
+        const started = Date.now()
+        const report = await caller.prune({ pattern: 'k1*', signal: AbortSignal.timeout(20_000) })
+        assert.equal(report.skipped, false)
+        assert.ok(Date.now() - started < 10_000, `the explicit prune waited ${Date.now() - started} ms for the lock`)
+      }
+    } finally {
+      writing = false
+      await writes
+    }
+    await sleep(1500)
+    const { entries } = await cache.stats()
+    assert.ok(entries <= 60, `the budget is kept again once the explicit prune is done (${entries} entries)`)
+    await other.close()
+    await cache.close()
+  })
+
+  test("a waiter's mark left by a killed process holds automatic prunes back for seconds at most, and is removed", async () => {
+    const dir = tempDir()
+    const wanted = path.join(dir, 'v1', 'default', 'meta', 'maintenance.wanted')
+    fs.mkdirSync(wanted, { recursive: true, mode: 0o700 })
+    const mark = path.join(wanted, '999999-0123456789ab')
+    fs.writeFileSync(mark, '')
+    const old = new Date(Date.now() - 60_000)
+    fs.utimesSync(mark, old, old)
+    const cache = await open(dir, { maxEntries: 10 })
+    for (let i = 0; i < 30; i++) await cache.set(`k${i}`, i)
+    await sleep(1500)
+    assert.ok((await cache.stats()).entries <= 10, 'the automatic prune ran')
+    assert.equal(fs.existsSync(mark), false, 'the stale mark was removed')
+    await cache.close()
+  })
+})
+
 describe('the breaker guards bookkeeping and maintenance too', () => {
   const fastBreaker = { volumeThreshold: 2, resetTimeout: 60_000, errorThresholdPercentage: 50 }
   const realDisk = { ...disk }

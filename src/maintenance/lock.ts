@@ -255,6 +255,92 @@ export function lockIsFresh(lockDir: string): boolean {
   return stat !== undefined && stat.isDirectory() && !isStale(stat.mtimeMs)
 }
 
+/** How long a waiter's mark counts without being renewed (its waiter renews it at each of its
+ *  tries, at most a second apart): one killed, or gone without withdrawing it, soon counts
+ *  for nothing. */
+const WANTED_FRESH_MS = 5_000
+
+/**
+ * Explicit maintenance (a `prune()`, `verify()` or `rekey()` called by the application or the
+ * CLI) that finds the lock held marks that it waits, with a file of its own in `wantedDir`
+ * renewed at each of its tries; an automatic run takes the lock only while no such mark is
+ * fresh (lockWanted). Automatic runs take the lock pass after pass while writes keep the cache
+ * over budget, and the explicit call, trying at most a second apart, found it held every time
+ * for a minute, then failed with ERR_BUSY, though no pass held it for a second (an instance's
+ * own auto-prune did that to its own `prune()`). Everything here is best effort: a mark the
+ * disk refuses leaves the waiter to its tries, as before.
+ */
+export class LockWait {
+  readonly #file: string
+  readonly #fileMode: number
+
+  /** Marks that a caller waits for the lock (`wantedDir` made and checked by the caller). */
+  constructor(wantedDir: string, fileMode: number) {
+    this.#file = path.join(wantedDir, `${process.pid}-${randomBytes(6).toString('hex')}`)
+    this.#fileMode = fileMode
+    this.#place()
+  }
+
+  /** The mark renewed (made again if it was taken for a dead waiter's meanwhile). */
+  renew(): void {
+    const now = new Date()
+    try {
+      fs.lutimesSync(this.#file, now, now)
+    } catch {
+      this.#place()
+    }
+  }
+
+  /** The wait is over (the lock taken, or given up). */
+  withdraw(): void {
+    try {
+      fs.unlinkSync(this.#file)
+    } catch {
+      // gone already, or the disk is failing: it goes stale
+    }
+  }
+
+  #place(): void {
+    try {
+      // A new name of ours: exclusive, never through a link.
+      fs.closeSync(
+        fs.openSync(
+          this.#file,
+          fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW,
+          this.#fileMode,
+        ),
+      )
+    } catch {
+      // a full or failing disk: no mark, and the tries go on as they would without one
+    }
+  }
+}
+
+/** Whether explicit maintenance waits for the lock (see LockWait): a mark in `wantedDir`
+ *  renewed lately. Marks that are stale (or whose mtime is as far in the future) are removed. */
+export function lockWanted(wantedDir: string): boolean {
+  let names: string[]
+  try {
+    names = fs.readdirSync(wantedDir)
+  } catch {
+    return false // none ever waited here, or the disk is failing (the lock's own try says which)
+  }
+  const now = Date.now()
+  let wanted = false
+  for (const name of names) {
+    const file = path.join(wantedDir, name)
+    try {
+      const found = fs.lstatSync(file, { throwIfNoEntry: false })
+      if (found === undefined || !found.isFile()) continue // not a mark of ours: never counts
+      if (Math.abs(now - found.mtimeMs) <= WANTED_FRESH_MS) wanted = true
+      else fs.unlinkSync(file) // its waiter was killed, or left without withdrawing it
+    } catch {
+      // taken by another look meanwhile, or the disk is failing
+    }
+  }
+  return wanted
+}
+
 /** Whether a process `pid` runs on this host. */
 export function processExists(pid: number): boolean {
   try {

@@ -10,7 +10,7 @@ import { PARTITION_NAME, TRASH_NAME, trashTime, type Layout } from '../store/lay
 import { RECORD_FIELDS, type PlanOutput } from './policy.js'
 import type { MaintenancePool } from './pool.js'
 import { Cancellation } from './cancellation.js'
-import { heldToEvict, tryLock, type LockPurpose } from './lock.js'
+import { heldToEvict, LockWait, lockWanted, tryLock, type LockPurpose } from './lock.js'
 import { crowded } from './crowding.js'
 import type { RunningTotals, Totals } from './totals.js'
 import type { EvictOutput, PruneFilters, ScanInput, ScanOutput, SweepOutput, VerifyOutput } from './worker.js'
@@ -809,25 +809,46 @@ export class Maintainer {
    *  automatic run stands aside (undefined) if another process holds it; an explicit one waits
    *  for it, up to about a minute. */
   async #lock(automatic: boolean, cancel: Cancellation, purpose: LockPurpose): Promise<(() => Promise<void>) | undefined> {
-    const { tree, metaDir } = this.#p.layout
+    const { tree, metaDir, lockWantedDir } = this.#p.layout
     tree.dirSync(metaDir)
     // The lock is a directory; anything else there was planted: a link would have the lock's
     // age read from (and its owner file written into) the link's target.
     const planted = disk.lstatSync(this.#lockDir, { throwIfNoEntry: false })
     if (planted !== undefined && !planted.isDirectory())
       tree.removeForeignSync(this.#lockDir, planted, 'where the maintenance lock belongs')
+    // An automatic run stands aside for explicit maintenance waiting for the lock (LockWait).
+    if (automatic && lockWanted(lockWantedDir)) return undefined
     const deadline = Date.now() + 60_000
-    for (let wait = 50; ; wait = Math.min(wait * 2, 1000)) {
-      cancel.throwIfRequested()
-      const release = tryLock(this.#lockDir, { dir: tree.dirMode, file: tree.fileMode }, purpose)
-      if (release !== undefined) return () => Promise.resolve(release())
-      if (automatic) return undefined
-      if (Date.now() > deadline)
-        throw new LarderError('ERR_BUSY', 'Another process has been maintaining this cache for over a minute; try again later', {
-          field: 'cache',
-        })
-      await new Promise((resolve) => setTimeout(resolve, wait))
+    let waiting: LockWait | undefined
+    try {
+      for (let wait = 50; ; wait = Math.min(wait * 2, 1000)) {
+        cancel.throwIfRequested()
+        const release = tryLock(this.#lockDir, { dir: tree.dirMode, file: tree.fileMode }, purpose)
+        if (release !== undefined) return () => Promise.resolve(release())
+        if (automatic) return undefined
+        if (Date.now() > deadline)
+          throw new LarderError('ERR_BUSY', 'Another process has been maintaining this cache for over a minute; try again later', {
+            field: 'cache',
+          })
+        if (waiting === undefined) waiting = this.#markWaiting()
+        else waiting.renew()
+        await new Promise((resolve) => setTimeout(resolve, wait))
+      }
+    } finally {
+      waiting?.withdraw()
     }
+  }
+
+  /** Marks that this explicit call waits for the lock (see LockWait); undefined when the
+   *  directory for it cannot be made (a failing or full disk: the tries go on without). */
+  #markWaiting(): LockWait | undefined {
+    const { tree, lockWantedDir } = this.#p.layout
+    try {
+      tree.dirSync(lockWantedDir)
+    } catch {
+      return undefined
+    }
+    return new LockWait(lockWantedDir, tree.fileMode)
   }
 
   /** What dead processes left outside the partitions (a clear's trash, bookkeeping temp

@@ -141,6 +141,8 @@ export class Layout {
   readonly redisOwedDir: string
   /** The maintenance lock (maintenance/lock.ts): held by a prune, verify or rekey. */
   readonly lockDir: string
+  /** Where explicit maintenance waiting for the lock marks that it waits (lock.ts, LockWait). */
+  readonly lockWantedDir: string
 
   /** `directory`: a namespace found on disk by its directory name (`default`, `ns-<hash>`),
    *  for operators listing namespaces whose names they do not know (see namespace-name.ts). */
@@ -157,6 +159,7 @@ export class Layout {
     this.activityDir = path.join(this.metaDir, 'activity')
     this.redisOwedDir = path.join(this.metaDir, 'redis-owed')
     this.lockDir = path.join(this.metaDir, 'maintenance.lock')
+    this.lockWantedDir = path.join(this.metaDir, 'maintenance.wanted')
   }
 
   /** Whether the namespace directory is gone (a cache removed while this instance ran):
