@@ -76,3 +76,30 @@ test("a write whose partition another process's clear() moves away between its c
     }
   }
 })
+
+test('a clear() whose trash a prune elsewhere sweeps while it still moves partitions into it (tempMaxAge passed) still removes every entry', async () => {
+  // The trash's age is counted from its name; a clear slower than another process's
+  // `tempMaxAge` (1 s at least) could have its trash swept mid-way. A move into a trash gone
+  // answered ENOENT, taken for a partition another clear took, and the partition stayed: its
+  // entries outlived the clear that resolved.
+  const dir = tempDir('larder-clear-swept')
+  const cache = await Larder.open({ dir, maintenance: false })
+  await cache.setMany(Array.from({ length: 200 }, (_, i) => ({ key: `k${i}`, value: i })))
+  const realRename = disk.rename
+  let moves = 0
+  disk.rename = (async (from: string, to: string) => {
+    if (path.basename(path.dirname(to)).startsWith('.trash-') && ++moves === 3) {
+      fs.rmSync(path.dirname(to), { recursive: true, force: true }) // the sweep of a stale trash
+    }
+    return realRename(from, to)
+  }) as typeof disk.rename
+  try {
+    await cache.clear()
+  } finally {
+    disk.rename = realRename
+  }
+  assert.ok(moves >= 3, 'the trash was swept part way')
+  assert.deepEqual(entryFiles(dir), [], 'no entry outlives the clear')
+  for (let i = 0; i < 200; i++) assert.equal(await cache.get(`k${i}`), undefined, `k${i}`)
+  await cache.close()
+})

@@ -743,7 +743,7 @@ export class FileTier implements Tier {
    * followed: a link where `v1/`, the namespace or a partition belongs is removed, not entered.
    */
   async clear(): Promise<void> {
-    const { tree, versionDir, namespaceDir } = this.#layout
+    const { tree, namespaceDir } = this.#layout
     const startedAt = this.#clearRefusedAt ?? -Infinity // a refused clear this one stands for
     await this.#p.breaker.runChange(async () => {
       tree.dirSync(namespaceDir)
@@ -763,13 +763,7 @@ export class FileTier implements Tier {
         }) ?? false
       if (partitions.length > 0) {
         this.#p.changes.announce()
-        let trash: string | undefined = path.join(versionDir, trashName())
-        try {
-          disk.mkdirSync(trash, tree.dirMode) // a new name: never an existing directory, nor through a link
-        } catch (error) {
-          if (!isNoSpace(error)) throw error
-          trash = undefined // a full disk: no block for a new directory
-        }
+        let trash = this.#newTrash()
         for (const name of partitions) {
           const from = path.join(namespaceDir, name)
           const found = disk.lstatSync(from, { throwIfNoEntry: false })
@@ -778,15 +772,26 @@ export class FileTier implements Tier {
             tree.removeForeignSync(from, found, 'where a partition belongs')
             continue
           }
-          if (trash !== undefined) {
+          let gone = false // moved into the trash, or by another clear
+          for (let attempt = 0; trash !== undefined && !gone; attempt++) {
             try {
               await disk.rename(from, path.join(trash, name))
-              continue
+              gone = true
             } catch (error) {
-              if (errorCode(error) === 'ENOENT') continue // another clear took it
-              if (!isNoSpace(error)) throw error // (no room for the trash to grow: as below)
+              if (isNoSpace(error)) break // no room for the trash to grow: as below
+              if (errorCode(error) !== 'ENOENT') throw error
+              if (disk.lstatSync(from, { throwIfNoEntry: false }) === undefined) {
+                gone = true // another clear took it
+              } else {
+                // The trash is gone, not the partition: swept by a prune elsewhere whose
+                // tempMaxAge this clear outlasted (a trash's age is its name's), and the
+                // partition stayed, its entries outliving the clear. It goes into a new trash,
+                // once; then, as on a full disk, where it is.
+                trash = attempt === 0 ? this.#newTrash() : undefined
+              }
             }
           }
+          if (gone) continue
           // A full disk, which a clear is how an operator frees: the partition (a real
           // directory, looked at above) is removed where it is, one entry at a time, without
           // following anything inside it.
@@ -805,6 +810,20 @@ export class FileTier implements Tier {
       this.#clearSettled.clear()
     }
     this.#p.changes.bump()
+  }
+
+  /** A new trash directory for a clear's partitions; undefined on a full disk (no block for a
+   *  new directory: the partitions are then removed where they are). */
+  #newTrash(): string | undefined {
+    const { tree, versionDir } = this.#layout
+    const trash = path.join(versionDir, trashName())
+    try {
+      disk.mkdirSync(trash, tree.dirMode) // a new name: never an existing directory, nor through a link
+      return trash
+    } catch (error) {
+      if (!isNoSpace(error)) throw error
+      return undefined
+    }
   }
 
   /** Resolves once the trash of every clear so far is deleted (or could not be: left for
