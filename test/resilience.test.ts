@@ -4,6 +4,7 @@ import { once } from 'node:events'
 import { afterEach, describe, test } from 'node:test'
 import { Larder, LarderError } from '../src/index.ts'
 import { disk } from '../src/store/disk.ts'
+import { eventually } from './eventually.ts'
 import { tempDir } from './helpers.ts'
 
 const fastBreaker = { volumeThreshold: 2, resetTimeout: 150, errorThresholdPercentage: 50 }
@@ -52,6 +53,43 @@ describe('resilience', () => {
     assert.deepEqual(states.slice(-2), ['halfOpen', 'closed'])
     await cache.set('after', 1)
     assert.equal(await cache.get('after'), 1)
+    await cache.close()
+  })
+
+  test('a setStream that is the half-open trial holds it only until its head is written, not until its (slow) source ends', async () => {
+    const dir = `${tempDir()}/cache`
+    const cache = await Larder.open({ dir, memory: false, breaker: fastBreaker })
+    await cache.set('kept', 'value')
+    fs.renameSync(dir, `${dir}.away`)
+    fs.writeFileSync(dir, 'not a directory')
+    for (let i = 0; i < 5; i++) await cache.set(`k${i}`, i)
+    assert.equal((await cache.stats()).breaker.state, 'open')
+    fs.rmSync(dir)
+    fs.renameSync(`${dir}.away`, dir)
+    const keepAlive = setTimeout(() => {}, 10_000)
+    await eventually(async () => (await cache.stats()).breaker.state === 'halfOpen', 'the breaker half-open')
+    clearTimeout(keepAlive)
+    // An upload whose client is slow: one chunk, then nothing until the test lets it end.
+    let release!: () => void
+    const released = new Promise<void>((resolve) => (release = resolve))
+    async function* slowSource(): AsyncGenerator<Buffer> {
+      yield Buffer.from('first bytes ')
+      await released
+      yield Buffer.from('last bytes')
+    }
+    const upload = cache.setStream('upload', slowSource())
+    try {
+      // The disk is healthy again: once the stream's head is on it, the breaker closes and the
+      // other calls are served while the upload goes on (they were refused until it ended).
+      await eventually(async () => (await cache.get('kept')) === 'value', 'a stored key read during the upload', 5000)
+      assert.equal((await cache.stats()).breaker.state, 'closed')
+      await cache.set('during', 1)
+      assert.equal(await cache.get('during'), 1)
+    } finally {
+      release()
+      await upload
+    }
+    assert.equal(String(await cache.get('upload')), 'first bytes last bytes')
     await cache.close()
   })
 

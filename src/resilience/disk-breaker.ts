@@ -141,6 +141,35 @@ export class DiskBreaker {
   }
 
   /**
+   * `runChange` for a change that lasts as long as its caller's source (a stream). As the
+   * half-open trial it would hold the trial, and with it every other disk call (refused
+   * meanwhile), until the source ends: minutes of misses and dropped writes for a slow upload
+   * to a disk healthy again, for ever for a stalled one. So its trial ends once the change
+   * calls `begun()` (its first bytes are on the disk), or with the change if sooner; a failure
+   * after that is counted as a closed breaker's operation's is. Closed, it is `runChange`.
+   */
+  runStream<T>(op: (begun: () => void) => Promise<T>): Promise<T> {
+    const unheard = (): void => {}
+    if (this.#lastChance) return Promise.resolve().then(() => op(unheard))
+    if (this.#breaker.closed) return this.#runDirect(() => op(unheard))
+    let started: Promise<T> | undefined
+    const fired = this.#breaker.fire(
+      () =>
+        new Promise<unknown>((resolve, reject) => {
+          started = op(() => resolve(undefined))
+          started.then(resolve, reject)
+        }),
+    )
+    return fired.then(
+      () => started!.catch((error: unknown) => this.#failed<T>(error)),
+      (error: unknown) => {
+        if (started === undefined) throw error // refused, or threw before it began
+        return started
+      },
+    )
+  }
+
+  /**
    * A change larder makes on its own behalf (a dropped change's older entry removed later:
    * tiers/refused-changes.ts). While the breaker is closed it runs unheard, so that it does not
    * dilute the failure rate the application's calls make (a disk that refuses every write still

@@ -48,6 +48,8 @@ export interface StreamWriteOptions {
   durable: boolean
   /** Called with the temp path as soon as it exists, and with undefined when it is gone. */
   trackTemp(file: string, live: boolean): void
+  /** Called once the entry's head is written: the disk takes this stream's writes. */
+  begun?(): void
   /** Called just before the temp file replaces the entry (to learn what it replaces). */
   beforeRename?(): void
   /** Aborting stops pulling the source, removes the temp file and rejects (`close()`). */
@@ -218,6 +220,7 @@ export async function writeEntryStream(
   try {
     hash.update(head)
     await write(head)
+    options.begun?.()
     const emit = async (bytes: Buffer): Promise<void> => {
       hash.update(bytes)
       storedLength += bytes.length

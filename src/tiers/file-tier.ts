@@ -649,7 +649,8 @@ export class FileTier implements Tier {
     const file = this.#fileOf(key)
     let previous: number | undefined
     const { options } = this.#p
-    const result = await this.#p.breaker.runChange(() =>
+    // As long as its source: the breaker's half-open trial ends once its head is written.
+    const result = await this.#p.breaker.runStream((begun) =>
       writeEntryStream(
         this.#layout.tree,
         file,
@@ -664,6 +665,7 @@ export class FileTier implements Tier {
           adaptive: options.streamCompression === 'adaptive',
           durable: options.durable,
           trackTemp: (temp, live) => (live ? this.#temps.add(temp) : this.#temps.delete(temp)),
+          begun,
           beforeRename: () => {
             const before = lstatEntry(file)
             previous = before?.isFile() ? before.size : undefined
