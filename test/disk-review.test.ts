@@ -34,8 +34,8 @@ describe('a full disk (real 4 MiB tmpfs)', () => {
     return (s.blocks - s.bfree) * s.bsize
   }
   /** The cache's entries, then something else taking every byte left. */
-  async function fillUp(dir: string): Promise<Larder> {
-    const cache = await Larder.open({ dir, breaker: { volumeThreshold: 1000 }, compression: 'none' })
+  async function fillUp(dir: string, failOpen = true): Promise<Larder> {
+    const cache = await Larder.open({ dir, failOpen, breaker: { volumeThreshold: 1000 }, compression: 'none' })
     cache.on('error', () => {})
     for (let i = 0; i < 100; i++) await cache.set(`k${i}`, randomBytes(20_000))
     const filler = fs.openSync(path.join(mount, 'other'), 'w')
@@ -61,6 +61,24 @@ describe('a full disk (real 4 MiB tmpfs)', () => {
     assert.equal((await cache.usage()).entries, 1, 'the running totals start again from the clear')
     await cache.close()
     fs.rmSync(path.join(mount, 'other'))
+  })
+
+  test('clear() of a full tmpfs (where its trash directory takes no block) succeeds: nothing refused, and the totals say empty', async (t) => {
+    if (refusal !== undefined) return t.skip(refusal)
+    const dir = path.join(mount, 'clear-reported')
+    const cache = await fillUp(dir, false)
+    try {
+      // The totals find no room before the partitions go, nor after they are moved into the
+      // trash: only once the trash is deleted. failOpen: false, so a clear told failed rejects.
+      await cache.clear()
+      const stats = await cache.stats()
+      assert.equal(stats.errors + stats.dropped, 0, 'no failure counted')
+      assert.equal(stats.entries, 0, 'the running totals start again from the clear')
+      assert.deepEqual(entryFiles(dir), [])
+    } finally {
+      await cache.close()
+      fs.rmSync(path.join(mount, 'other'))
+    }
   })
 
   test('prune({ maxSize }) and `larder prune` free it: the lock and the totals wait for room', async (t) => {

@@ -801,7 +801,12 @@ export class FileTier implements Tier {
         }
         if (trash !== undefined) this.#deleteTrash(trash)
       }
-      if (!totalsWritten) this.#p.totals.cleared()
+      if (!totalsWritten) {
+        // A full disk: the partitions moved aside free nothing until their trash is deleted,
+        // and on tmpfs, whose directories take no block, the trash is made on a full disk too.
+        await this.trashDeleted()
+        this.#p.totals.cleared()
+      }
       // Every entry is gone: the totals' zero no longer waits for this clear (a clear killed or
       // failed before here leaves its base marked, and the next instance to see it scans).
       ifRoom(() => this.#p.totals.clearEnded())
