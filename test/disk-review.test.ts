@@ -160,6 +160,30 @@ test('the maintenance lock swapped for a link while held: its refresh and releas
   assert.equal(fs.existsSync(lockDir), false, 'the link planted in its place is removed (a name in our tree)')
 })
 
+test('a release the disk refused (meta/ no longer writable) leaves a lock this process takes again at once, not after 30 s', (t) => {
+  const dir = tempDir()
+  const lockDir = path.join(dir, 'maintenance.lock')
+  const release = tryLock(lockDir, { dir: 0o700, file: 0o600 })
+  assert.ok(release !== undefined)
+  // The lock's own directory stays writable, its parent not: its owner file can go, not the
+  // lock. As root only an immutable parent refuses the rmdir; as anyone else, its mode.
+  const asRoot = process.getuid?.() === 0
+  if (asRoot && spawnSync('chattr', ['+i', dir]).status !== 0) return t.skip('chattr +i is refused here')
+  if (!asRoot) fs.chmodSync(dir, 0o500)
+  try {
+    release()
+  } finally {
+    if (asRoot) execFileSync('chattr', ['-i', dir])
+    else fs.chmodSync(dir, 0o700)
+  }
+  assert.ok(fs.existsSync(lockDir), 'the release could not remove the lock')
+  // This process's own failed release, not a holder to wait for until the lock is stale (its
+  // automatic prunes stood aside for it, and paced its writes, for 30 s).
+  const again = tryLock(lockDir, { dir: 0o700, file: 0o600 })
+  assert.ok(again !== undefined, 'taken again at once')
+  again()
+})
+
 test('a file where tags/ belongs: put back as a directory and reported, no disk errors, tagged entries written before are stale (their stamps are lost)', async () => {
   const dir = tempDir()
   const first = await Larder.open({ dir })

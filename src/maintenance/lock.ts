@@ -85,13 +85,14 @@ export function tryLock(lockDir: string, modes: { dir: number; file: number }, p
 function hold(lockDir: string, fileMode: number, purpose: LockPurpose | undefined): (() => void) | undefined {
   const token = randomBytes(9).toString('base64url')
   const owner: Owner = { pid: process.pid, host: os.hostname(), token, purpose }
+  const ownerText = JSON.stringify(owner)
   // The directory made, by its inode: the refresh and the release touch and remove only it,
   // never a link or another directory put in its place while it was held (a prune can hold
   // it for minutes).
   const ino = fs.lstatSync(lockDir).ino
   try {
     // O_EXCL: a name nothing else has in a directory we just made; never follows a link.
-    fs.writeFileSync(path.join(lockDir, OWNER), JSON.stringify(owner), { flag: 'wx', mode: fileMode })
+    fs.writeFileSync(path.join(lockDir, OWNER), ownerText, { flag: 'wx', mode: fileMode })
   } catch (error) {
     if (errorCode(error) === 'EEXIST') return undefined
     // A full disk: held without an owner (judged by its age alone, and refreshed below), for
@@ -115,7 +116,7 @@ function hold(lockDir: string, fileMode: number, purpose: LockPurpose | undefine
     // Forgotten first: if what follows fails, this process already sees the lock as dead.
     held.delete(token)
     clearInterval(refresh)
-    removeQuietly(lockDir, ino)
+    removeQuietly(lockDir, ino, { text: ownerText, mode: fileMode })
   }
 }
 
@@ -353,8 +354,9 @@ export function processExists(pid: number): boolean {
 
 /** Removes a lock directory of ours (the one with inode `ino`): its owner file, then itself.
  *  Looked at first, never followed: a link or file planted in its place is unlinked (a name in
- *  our tree), a directory that is not ours (taken over since) is left to its holder. */
-function removeQuietly(dir: string, ino: number): void {
+ *  our tree), a directory that is not ours (taken over since) is left to its holder. A release
+ *  whose directory stays (`owner`: what its owner file held) writes that file back. */
+function removeQuietly(dir: string, ino: number, owner?: { text: string; mode: number }): void {
   let found: fs.Stats | undefined
   try {
     found = fs.lstatSync(dir, { throwIfNoEntry: false })
@@ -380,6 +382,14 @@ function removeQuietly(dir: string, ino: number): void {
     fs.rmdirSync(dir)
   } catch {
     // the disk is failing (the lock is dead to this process) or another tool left files in it
-    // (it will go stale)
+    // (it will go stale). Its owner file goes back (O_EXCL: never through a link): without one
+    // the lock is judged by its age alone, and this process waited 30 s for its own failed
+    // release (a meta/ it may no longer write), its writes paced as if another process pruned.
+    if (owner === undefined) return
+    try {
+      fs.writeFileSync(path.join(dir, OWNER), owner.text, { flag: 'wx', mode: owner.mode })
+    } catch {
+      // the disk refuses that too: the lock goes stale
+    }
   }
 }
