@@ -269,6 +269,38 @@ describe('what msgpack would change without a word', () => {
       await cache.close()
     }
   })
+
+  test("an Error's message or name and a RegExp's source with a lone surrogate, and an AggregateError, are refused; other Errors read back as written", async () => {
+    const cut = '😀'.slice(0, 1)
+    const named = new Error('m')
+    named.name = `My${cut}Error`
+    const dir = tempDir()
+    const msgpack = await Larder.open({ dir, serializer: 'msgpack', memory: true })
+    for (const [at, [value, code]] of [
+      [new Error(`caf${cut}`), 'ERR_INVALID_VALUE'],
+      [{ deep: [new TypeError(`caf${cut}`)] }, 'ERR_INVALID_VALUE'],
+      [named, 'ERR_INVALID_VALUE'],
+      [new RegExp(`a${cut}`), 'ERR_INVALID_VALUE'],
+      [new Map([['r', new RegExp(`a${cut}`)]]), 'ERR_INVALID_VALUE'],
+      // msgpackr reads one back as `new AggregateError(message, { cause })`: its message
+      // "[object Object]", its errors the message's characters
+      [new AggregateError([new Error('inner')], 'outer'), 'ERR_SERIALIZE'],
+      [{ e: new Error('e', { cause: new AggregateError([], 'a') }) }, 'ERR_SERIALIZE'],
+    ].entries()) {
+      await assert.rejects(msgpack.set('k', value), (e: LarderError) => e.code === code && e.field === 'value', `value ${at}`)
+    }
+    const error = new RangeError('café 😀', { cause: 'why' })
+    await msgpack.set('fine', { error, r: /a😀/u })
+    await msgpack.close()
+    assert.deepStrictEqual(entryFiles(dir).length, 1)
+    const reader = await Larder.open({ dir, serializer: 'msgpack' })
+    const back = (await reader.get('fine')) as { error: RangeError; r: RegExp }
+    assert.ok(back.error instanceof RangeError)
+    assert.equal(back.error.message, 'café 😀')
+    assert.equal(back.error.cause, 'why')
+    assert.equal(back.r.source, 'a😀')
+    await reader.close()
+  })
 })
 
 describe('nesting depth', () => {

@@ -235,7 +235,12 @@ function inspect(root: unknown, rules: WalkRules): void {
     if (seen.has(value)) continue
     seen.add(value)
     if (depth > MAX_DEPTH) throw new Unfaithful(`nested deeper than ${MAX_DEPTH} levels (it could not be read back)`, 'ERR_SERIALIZE')
-    if (ArrayBuffer.isView(value) || value instanceof Date || value instanceof RegExp || value instanceof ArrayBuffer) continue
+    if (ArrayBuffer.isView(value) || value instanceof Date || value instanceof ArrayBuffer) continue
+    if (value instanceof RegExp) {
+      // Its source is a string like any other: msgpack writes it as UTF-8.
+      if (rules.surrogates && !value.source.isWellFormed()) throw new Unfaithful(LONE_SURROGATE, 'ERR_INVALID_VALUE')
+      continue
+    }
     if (rules.callables && value instanceof Symbol) throw boxedSymbol()
     if (rules.msgpackShapes && isBoxed(value)) {
       throw new Unfaithful(`a boxed ${value.constructor.name} (msgpack writes it as a map; store the primitive)`, 'ERR_SERIALIZE')
@@ -253,9 +258,18 @@ function inspect(root: unknown, rules: WalkRules): void {
     } else if (Array.isArray(value)) {
       for (let i = value.length - 1; i >= 0; i--) visit(value[i], next, i)
     } else {
-      // An Error's cause is written (not enumerable, so not among its keys); its other own
-      // properties are not (msgpack and v8 keep name, message, stack and cause).
-      if (value instanceof Error && Object.hasOwn(value, 'cause')) visit(value.cause, next, 'cause')
+      // An Error's name, message and cause are written (not enumerable, so not among its keys);
+      // its other own properties are not (msgpack keeps name, message and cause; v8 its stack too).
+      if (value instanceof Error) {
+        // msgpackr reads one back as `new AggregateError(message, { cause })`: its message
+        // "[object Object]", its errors the characters of the message.
+        if (rules.msgpackShapes && value instanceof AggregateError) {
+          throw new Unfaithful('an AggregateError (msgpack reads it back with its message taken for its errors)', 'ERR_SERIALIZE')
+        }
+        visit(value.name, next, 'name')
+        visit(value.message, next, 'message')
+        if (Object.hasOwn(value, 'cause')) visit(value.cause, next, 'cause')
+      }
       const keys = Object.keys(value)
       for (let i = keys.length - 1; i >= 0; i--) {
         const key = keys[i]!
