@@ -368,7 +368,9 @@ export class Larder extends EventEmitter<LarderEvents> {
    *  write per tag, however many entries carry it. */
   async invalidateTags(tags: readonly string[]): Promise<void> {
     this.#assertWritable()
-    const valid = validateTags(tags, 'tags', Infinity)
+    // `tags` is this call's one argument, not an option left out: undefined (no list at all) is
+    // refused as null is, not taken for no tags, which would invalidate nothing without a word.
+    const valid = validateTags(tags ?? null, 'tags', Infinity)
     if (valid.length === 0) return
     this.#p.loads.supersedeTagged(valid) // a load in progress that carries one of them began before
     const at = this.#p.clock.invalidation()

@@ -56,6 +56,8 @@ const cases: Case[] = [
   ['decrement by a string', (c) => c.decrement('k', '1' as never), 'ERR_INVALID_VALUE', 'delta'],
   ['setStream of a number', (c) => c.setStream('k', 5 as never), 'ERR_INVALID_VALUE', 'source'],
   ['invalidateTags of a string', (c) => c.invalidateTags('users' as never), 'ERR_INVALID_VALUE', 'tags'],
+  // Not "no tags" as a left-out option is: invalidating nothing without a word hides the mistake.
+  ['invalidateTags of undefined', (c) => c.invalidateTags(undefined as never), 'ERR_INVALID_VALUE', 'tags'],
 ]
 
 describe('bad input', () => {
