@@ -1,3 +1,4 @@
+import { types } from 'node:util'
 import { LarderError } from './errors.js'
 import type { GetOrSetOptions, GetStreamOptions } from './call-options.js'
 import type { ListFilters } from './maintenance/listing.js'
@@ -231,7 +232,8 @@ export function validateWalkOptions(options: unknown): WalkOptions {
 export function validateSource(source: unknown): StreamSource {
   const s = source as { [Symbol.asyncIterator]?: unknown; [Symbol.iterator]?: unknown } | null
   // async generators because a StreamSource is read with for await (nothing to await here)
-  if (source instanceof Uint8Array)
+  // util.types, not instanceof: one from another realm (a vm context) was read as an iterable of numbers.
+  if (types.isUint8Array(source))
     // eslint-disable-next-line @typescript-eslint/require-await -- see above
     return (async function* () {
       yield source

@@ -103,6 +103,25 @@ describe('the memory tier returns what the disk returns', () => {
     assert.deepStrictEqual(await cache.get('bytes'), Buffer.from('abc'))
     await cache.close()
   })
+
+  test('a Uint8Array from another realm (a vm context, as in Jest) is bytes to every built-in serializer and to setStream', async () => {
+    const foreign = (): Uint8Array => vm.runInNewContext('new Uint8Array([104, 105])') as Uint8Array
+    assert.ok(!(foreign() instanceof Uint8Array))
+    const dir = tempDir()
+    for (const serializer of ['json', 'v8', 'msgpack', 'raw'] as const) {
+      const writer = await Larder.open({ dir, serializer, namespace: serializer, memory: true })
+      await writer.set('k', foreign())
+      await writer.setStream('whole', foreign())
+      await writer.setStream('chunks', [foreign(), foreign()])
+      assert.deepStrictEqual(await writer.get('k'), Buffer.from('hi'), serializer)
+      await writer.close()
+      const reader = await Larder.open({ dir, serializer, namespace: serializer })
+      assert.deepStrictEqual(await reader.get('k'), Buffer.from('hi'), serializer)
+      assert.deepStrictEqual(await reader.get('whole'), Buffer.from('hi'), serializer)
+      assert.deepStrictEqual(await reader.get('chunks'), Buffer.from('hihi'), serializer)
+      await reader.close()
+    }
+  })
 })
 
 describe('values a serializer would change silently are rejected', () => {

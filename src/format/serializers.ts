@@ -304,7 +304,9 @@ export function serialize(value: unknown, serializer: SerializerName | CustomSer
     throw new LarderError('ERR_INVALID_VALUE', `Invalid ${field}: undefined cannot be cached (use delete() to remove a key)`, { field })
   }
   // Bytes are stored as bytes by every built-in serializer: JSON would inflate them ~4×.
-  if (value instanceof Uint8Array && typeof serializer === 'string') return { codec: Codec.Bytes, bytes: toBuffer(value) }
+  // util.types, not instanceof: bytes made in another realm (a vm context, as Jest's
+  // environments are) were written by JSON as an object of indices, and refused by raw.
+  if (types.isUint8Array(value) && typeof serializer === 'string') return { codec: Codec.Bytes, bytes: toBuffer(value) }
   if (typeof serializer === 'object') {
     let out: Uint8Array | string
     try {
@@ -313,7 +315,7 @@ export function serialize(value: unknown, serializer: SerializerName | CustomSer
       throw serializeError(cause, 'custom', field)
     }
     if (typeof out === 'string') return { codec: Codec.Custom, bytes: Buffer.from(out) }
-    if (out instanceof Uint8Array) return { codec: Codec.Custom, bytes: toBuffer(out) }
+    if (types.isUint8Array(out)) return { codec: Codec.Custom, bytes: toBuffer(out) }
     throw serializeError(new TypeError('serialize() must return a Uint8Array or a string'), 'custom', field)
   }
   try {

@@ -1,5 +1,6 @@
 import os from 'node:os'
 import path from 'node:path'
+import { types } from 'node:util'
 import { LarderError, SourceError } from '../errors.js'
 import { hasher } from '../format/checksum.js'
 import { Compression } from '../format/compression.js'
@@ -76,7 +77,8 @@ export class ClearedMidStream extends Error {
 
 function toChunk(value: unknown): Buffer {
   if (Buffer.isBuffer(value)) return value
-  if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+  // util.types, not instanceof: a chunk made in another realm (a vm context) is bytes too.
+  if (types.isUint8Array(value)) return Buffer.from(value.buffer, value.byteOffset, value.byteLength)
   if (typeof value === 'string') {
     if (value.isWellFormed()) return Buffer.from(value)
     // As keys, tags and raw values: a lone surrogate is not stored as U+FFFD without a word.
