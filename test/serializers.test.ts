@@ -320,6 +320,38 @@ describe('what msgpack would change without a word', () => {
     assert.equal(back.r.source, 'a😀')
     await reader.close()
   })
+
+  test('a Map, Set, Date, RegExp, Error or typed array from another realm (a vm context, as in Jest), and a subclass of Map, are refused, not stored as a plain object', async () => {
+    const dir = tempDir()
+    const msgpack = await Larder.open({ dir, serializer: 'msgpack', memory: true })
+    for (const made of [
+      "new Map([['a', 1]])",
+      'new Set([1])',
+      'new Date(0)',
+      '/a+/g',
+      "new Error('e')",
+      'new Float64Array([1.5])',
+      'new DataView(new ArrayBuffer(1))',
+      'new ArrayBuffer(1)',
+      'Object(1)',
+    ]) {
+      const foreign = vm.runInNewContext(made) as object
+      for (const value of [foreign, { nested: [foreign] }]) {
+        await assert.rejects(msgpack.set('k', value), (e: LarderError) => e.code === 'ERR_SERIALIZE' && e.field === 'value', made)
+      }
+    }
+    // msgpackr knows a Map by its constructor: a subclass's entries were written as {}
+    class Registry extends Map<string, number> {}
+    await assert.rejects(msgpack.set('k', new Registry([['a', 1]])), { code: 'ERR_SERIALIZE', field: 'value' })
+    // msgpackr reads those by this realm's constructors; a plain object or an array of any realm it writes as it is
+    const plain = vm.runInNewContext("({ list: [1, 'a'], at: { n: null } })") as object
+    await msgpack.set('fine', plain)
+    await msgpack.close()
+    assert.equal(entryFiles(dir).length, 1)
+    const reader = await Larder.open({ dir, serializer: 'msgpack' })
+    assert.deepEqual(await reader.get('fine'), { list: [1, 'a'], at: { n: null } })
+    await reader.close()
+  })
 })
 
 describe('nesting depth', () => {

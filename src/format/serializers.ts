@@ -187,9 +187,33 @@ interface WalkRules {
   msgpackShapes: boolean
 }
 
-/** A Number, String, Boolean or BigInt object: a primitive in a box. */
+/** A Number, String, Boolean or BigInt object: a primitive in a box (of any realm). */
 function isBoxed(value: object): boolean {
-  return value instanceof Number || value instanceof String || value instanceof Boolean || value instanceof BigInt
+  return types.isBoxedPrimitive(value)
+}
+
+const TypedArray = Object.getPrototypeOf(Uint8Array) as abstract new () => object
+
+/** The types msgpackr writes as themselves, and how it knows one: a Map by its constructor,
+ *  the others (pack.js's extensionClasses) by `instanceof` this realm's class. */
+const MSGPACK_TYPES: [name: string, is: (value: object) => boolean, known: (value: object) => boolean][] = [
+  ['a Map', types.isMap, (value) => value.constructor === Map],
+  ['a Set', types.isSet, (value) => value instanceof Set],
+  ['a Date', types.isDate, (value) => value instanceof Date],
+  ['a RegExp', types.isRegExp, (value) => value instanceof RegExp],
+  ['an Error', types.isNativeError, (value) => value instanceof Error],
+  ['a typed array', types.isTypedArray, (value) => value instanceof TypedArray],
+  ['a DataView', types.isDataView, (value) => value instanceof DataView],
+  ['an ArrayBuffer', types.isAnyArrayBuffer, (value) => value instanceof ArrayBuffer],
+]
+
+/** What msgpackr would write as a plain object though it is one of its types: one made in
+ *  another realm (a vm context, as Jest's environments are), of a subclass of Map, or given
+ *  another prototype. A Map or a Set was stored as {}, a Date as its ISO string, a typed array
+ *  as an object of indices. */
+function unknownToMsgpack(value: object): string | undefined {
+  for (const [name, is, known] of MSGPACK_TYPES) if (is(value)) return known(value) ? undefined : name
+  return undefined
 }
 
 /** A Symbol in a box (`Object(Symbol())`): it has no own keys, so JSON and msgpack would write
@@ -235,6 +259,14 @@ function inspect(root: unknown, rules: WalkRules): void {
     if (seen.has(value)) continue
     seen.add(value)
     if (depth > MAX_DEPTH) throw new Unfaithful(`nested deeper than ${MAX_DEPTH} levels (it could not be read back)`, 'ERR_SERIALIZE')
+    if (rules.msgpackShapes) {
+      const unknown = unknownToMsgpack(value)
+      if (unknown !== undefined)
+        throw new Unfaithful(
+          `${unknown} of another realm (a vm context), class or prototype (msgpack would write it as a plain object)`,
+          'ERR_SERIALIZE',
+        )
+    }
     if (ArrayBuffer.isView(value) || value instanceof Date || value instanceof ArrayBuffer) continue
     if (value instanceof RegExp) {
       // Its source is a string like any other: msgpack writes it as UTF-8.
