@@ -150,7 +150,7 @@ function hasOtherToJSON(value: unknown): boolean {
   const stack: object[] = [value]
   while (stack.length > 0) {
     const object = stack.pop() as Record<string, unknown>
-    if (object instanceof Symbol) throw boxedSymbol()
+    if (types.isSymbolObject(object)) throw boxedSymbol() // of any realm: JSON writes one of a vm context as {} too
     const toJSON = object.toJSON
     if (typeof toJSON === 'function') {
       if (PLAIN_TO_JSON.has(toJSON)) continue
@@ -273,7 +273,7 @@ function inspect(root: unknown, rules: WalkRules): void {
       if (rules.surrogates && !value.source.isWellFormed()) throw new Unfaithful(LONE_SURROGATE, 'ERR_INVALID_VALUE')
       continue
     }
-    if (rules.callables && value instanceof Symbol) throw boxedSymbol()
+    if (rules.callables && types.isSymbolObject(value)) throw boxedSymbol()
     if (rules.msgpackShapes && isBoxed(value)) {
       throw new Unfaithful(`a boxed ${value.constructor.name} (msgpack writes it as a map; store the primitive)`, 'ERR_SERIALIZE')
     }
