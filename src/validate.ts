@@ -48,8 +48,12 @@ export function validateValueSize(bytes: number, maxValueSize: number, field = '
 export function validateTags(tags: unknown, field = 'tags', max = MAX_TAGS): readonly string[] {
   if (tags === undefined) return EMPTY
   if (!Array.isArray(tags)) throw new LarderError('ERR_INVALID_VALUE', `Invalid ${field}: expected an array of strings`, { field })
-  if (tags.length > max) throw new LarderError('ERR_INVALID_VALUE', `Invalid ${field}: at most ${max} tags`, { field })
-  for (const [i, tag] of tags.entries()) {
+  // Each tag read once, and what was read is what is checked and kept: a getter or a Proxy
+  // answering a second read otherwise had that answer stored unchecked (a NUL in it split it
+  // into two tags on disk). Array.from, not a spread: a sparse array's holes are refused.
+  const list = Array.from(tags as unknown[])
+  if (list.length > max) throw new LarderError('ERR_INVALID_VALUE', `Invalid ${field}: at most ${max} tags`, { field })
+  for (const [i, tag] of list.entries()) {
     const name = `${field}[${i}]`
     if (typeof tag !== 'string' || tag.length === 0)
       throw new LarderError('ERR_INVALID_VALUE', `Invalid ${name}: expected a non-empty string`, { field: name })
@@ -58,8 +62,8 @@ export function validateTags(tags: unknown, field = 'tags', max = MAX_TAGS): rea
     if (Buffer.byteLength(tag) > MAX_TAG_BYTES)
       throw new LarderError('ERR_INVALID_VALUE', `Invalid ${name}: longer than ${MAX_TAG_BYTES} bytes`, { field: name })
   }
-  // Always a copy: the caller's array may change before the write runs (KeyOrder queues it).
-  return tags.length > 1 ? [...new Set(tags as string[])] : tags.length === 1 ? [tags[0] as string] : EMPTY
+  // Always a copy (`list` is one): the caller's array may change before the write runs (KeyOrder queues it).
+  return list.length > 1 ? [...new Set(list as string[])] : list.length === 1 ? (list as string[]) : EMPTY
 }
 
 /** set()'s `readAt`: a time not in the future (ms since the epoch), or undefined for now.

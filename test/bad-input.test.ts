@@ -169,6 +169,28 @@ describe('bad input', () => {
     assert.equal(listFiles(dir).length, 0, 'nothing written by the refused open')
   })
 
+  test('tags are read once: what is checked is what is stored, whatever a getter or a Proxy answers to a second read', async () => {
+    const dir = tempDir()
+    const cache = await Larder.open({ dir, memory: true })
+    /** ['ok'], whose first element reads `later` from its second read on. */
+    const shifty = (later: unknown): string[] => {
+      let reads = 0
+      return new Proxy(['ok'], {
+        get: (target, name, receiver) => (name === '0' && reads++ > 0 ? later : Reflect.get(target, name, receiver)) as unknown,
+      })
+    }
+    // A NUL split one tag into two on disk, an empty one made an entry the file tier could not read back.
+    for (const [at, later] of ['a\0b', '', 5, 'x'.repeat(5000)].entries()) {
+      const key = `k${at}`
+      await cache.set(key, 1, { tags: shifty(later) })
+      assert.deepEqual((await cache.info(key))?.tags, ['ok'], `${key}: info`)
+    }
+    await cache.close()
+    const reader = await Larder.open({ dir })
+    assert.deepEqual((await reader.entries({ tags: ['ok'] })).map((entry) => entry.key).sort(), ['k0', 'k1', 'k2', 'k3'])
+    await reader.close()
+  })
+
   test('every method rejects with ERR_CLOSED after close', async () => {
     const cache = await Larder.open({ dir: tempDir() })
     await cache.close()
