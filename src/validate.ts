@@ -113,6 +113,14 @@ export function validateCallOptions<T extends object>(options: unknown, known: r
   return options
 }
 
+/** validateCallOptions, then a copy of the options, each read once, for a call that hands them
+ *  on (to the maintainer) or reads one more than once: a getter or a Proxy could otherwise pass
+ *  a check with one answer and act on another (a readOnly cache's verify, checked as `repair:
+ *  false`, then run as a repair). */
+function readOnce<T extends object>(options: unknown, known: readonly string[]): Partial<T> {
+  return { ...validateCallOptions<T>(options, known) }
+}
+
 /** Checks `signal` and `onProgress`, which every long-running operation accepts. */
 export function validateSignalAndProgress(o: { signal?: unknown; onProgress?: unknown }): void {
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
@@ -144,7 +152,7 @@ const WALK_OPTIONS = ['signal', 'onProgress'] as const
 export type ValidPruneOptions = PruneOptions & PruneFilters & { maxSize?: number }
 
 export function validatePruneOptions(options: unknown): ValidPruneOptions {
-  const o = validateCallOptions<PruneOptions>(options, PRUNE_OPTIONS)
+  const o = readOnce<PruneOptions>(options, PRUNE_OPTIONS)
   const valid: ValidPruneOptions = { ...o, maxSize: undefined, maxAge: undefined, olderThan: undefined, tags: undefined }
   if (o.maxSize !== undefined) valid.maxSize = parseSize(o.maxSize, 'maxSize', 'ERR_INVALID_VALUE')
   if (o.maxEntries !== undefined && (typeof o.maxEntries !== 'number' || !Number.isSafeInteger(o.maxEntries) || o.maxEntries < 0)) {
@@ -178,7 +186,7 @@ export function validatePruneOptions(options: unknown): ValidPruneOptions {
 }
 
 export function validateVerifyOptions(options: unknown): VerifyOptions {
-  const o = validateCallOptions<VerifyOptions>(options, VERIFY_OPTIONS)
+  const o = readOnce<VerifyOptions>(options, VERIFY_OPTIONS)
   if (o.repair !== undefined && typeof o.repair !== 'boolean') {
     throw new LarderError('ERR_INVALID_VALUE', `Invalid repair: expected a boolean, got ${String(o.repair)}`, { field: 'repair' })
   }
@@ -188,7 +196,7 @@ export function validateVerifyOptions(options: unknown): VerifyOptions {
 
 /** `getStream()` options: verifyFirst. */
 export function validateGetStreamOptions(options: unknown): GetStreamOptions {
-  const o = validateCallOptions<GetStreamOptions>(options, GET_STREAM_OPTIONS)
+  const o = readOnce<GetStreamOptions>(options, GET_STREAM_OPTIONS)
   if (o.verifyFirst !== undefined && typeof o.verifyFirst !== 'boolean') {
     throw new LarderError('ERR_INVALID_VALUE', `Invalid verifyFirst: expected a boolean, got ${String(o.verifyFirst)}`, {
       field: 'verifyFirst',
@@ -199,7 +207,7 @@ export function validateGetStreamOptions(options: unknown): GetStreamOptions {
 
 /** `rekey()` options: a signal, a progress callback, sealPlain. */
 export function validateRekeyOptions(options: unknown): RekeyOptions {
-  const o = validateCallOptions<RekeyOptions>(options, REKEY_OPTIONS)
+  const o = readOnce<RekeyOptions>(options, REKEY_OPTIONS)
   if (o.sealPlain !== undefined && typeof o.sealPlain !== 'boolean') {
     throw new LarderError('ERR_INVALID_VALUE', `Invalid sealPlain: expected a boolean, got ${String(o.sealPlain)}`, { field: 'sealPlain' })
   }
@@ -210,7 +218,7 @@ const REKEY_OPTIONS = ['signal', 'onProgress', 'sealPlain'] as const
 
 /** `entries()` options: the listing filters, and the walk's signal and progress. */
 export function validateEntriesOptions(options: unknown): { filters: ListFilters; walk: WalkOptions } {
-  const o = validateCallOptions<ListFilters & WalkOptions>(options, ENTRIES_OPTIONS)
+  const o = readOnce<ListFilters & WalkOptions>(options, ENTRIES_OPTIONS)
   const filters: ListFilters = {}
   for (const field of ['prefix', 'pattern'] as const) {
     const value = o[field]
@@ -227,7 +235,7 @@ export function validateEntriesOptions(options: unknown): { filters: ListFilters
 }
 
 export function validateWalkOptions(options: unknown): WalkOptions {
-  const o = validateCallOptions<WalkOptions>(options, WALK_OPTIONS)
+  const o = readOnce<WalkOptions>(options, WALK_OPTIONS)
   validateSignalAndProgress(o)
   return o
 }
@@ -295,7 +303,7 @@ export function validateWarm(
   options: unknown,
 ): { keys: string[]; loader: ((keys: string[]) => unknown) | undefined; concurrency: number } {
   const valid = validateKeys(keys)
-  const o = validateCallOptions<{ loader: unknown; concurrency: unknown }>(options, ['loader', 'concurrency'])
+  const o = readOnce<{ loader: unknown; concurrency: unknown }>(options, ['loader', 'concurrency'])
   if (o.loader !== undefined && typeof o.loader !== 'function')
     throw new LarderError('ERR_INVALID_VALUE', 'Invalid loader: expected a function of the missing keys', { field: 'loader' })
   const concurrency = o.concurrency ?? 16
@@ -313,22 +321,24 @@ export function validateWarm(
 /** getOrSet's loader and options (`ttl`, `tags`, `grace`, `lock`). */
 export function validateGetOrSet(loader: unknown, options: unknown): LoadOptions {
   if (typeof loader !== 'function') throw new LarderError('ERR_INVALID_VALUE', 'Invalid loader: expected a function', { field: 'loader' })
+  // Each option read once, as readOnce does, without its copy: getOrSet's hit path.
   const o = validateCallOptions<GetOrSetOptions>(options, ['ttl', 'tags', 'grace', 'lock', 'refreshAhead', 'timeout', 'hardTimeout'])
+  const { lock, refreshAhead: givenRefreshAhead, timeout: givenTimeout, hardTimeout: givenHardTimeout } = o
   const ttl = validateTtl(o.ttl)
   const tags = validateTags(o.tags)
   const grace = validateTtl(o.grace, 'grace') ?? 0
-  if (o.lock !== undefined && typeof o.lock !== 'boolean')
-    throw new LarderError('ERR_INVALID_OPTION', `Invalid lock: expected a boolean, got ${String(o.lock)}`, { field: 'lock' })
-  const refreshAhead = o.refreshAhead ?? 0
-  if (o.refreshAhead !== undefined && (typeof refreshAhead !== 'number' || !(refreshAhead > 0 && refreshAhead < 1)))
+  if (lock !== undefined && typeof lock !== 'boolean')
+    throw new LarderError('ERR_INVALID_OPTION', `Invalid lock: expected a boolean, got ${String(lock)}`, { field: 'lock' })
+  const refreshAhead = givenRefreshAhead ?? 0
+  if (givenRefreshAhead !== undefined && (typeof refreshAhead !== 'number' || !(refreshAhead > 0 && refreshAhead < 1)))
     throw new LarderError('ERR_INVALID_OPTION', `Invalid refreshAhead: expected a number in (0, 1), got ${JSON.stringify(refreshAhead)}`, {
       field: 'refreshAhead',
     })
-  const timeout = o.timeout === undefined ? undefined : loaderTimeout(o.timeout, 'timeout')
-  const hardTimeout = o.hardTimeout === undefined ? undefined : loaderTimeout(o.hardTimeout, 'hardTimeout')
+  const timeout = givenTimeout === undefined ? undefined : loaderTimeout(givenTimeout, 'timeout')
+  const hardTimeout = givenHardTimeout === undefined ? undefined : loaderTimeout(givenHardTimeout, 'hardTimeout')
   if (hardTimeout === 0)
     throw new LarderError('ERR_INVALID_OPTION', 'Invalid hardTimeout: must be greater than 0', { field: 'hardTimeout' })
-  return { ttl, tags, grace, lock: o.lock === true, refreshAhead, timeout, hardTimeout }
+  return { ttl, tags, grace, lock: lock === true, refreshAhead, timeout, hardTimeout }
 }
 
 /** getOrSet's `timeout` or `hardTimeout`: a duration a timer can hold. */

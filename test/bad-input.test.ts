@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { Larder, LarderError } from '../src/index.ts'
-import { listFiles, tempDir } from './helpers.ts'
+import fs from 'node:fs'
+import { entryFiles, listFiles, tempDir } from './helpers.ts'
 
 const circular: Record<string, unknown> = {}
 circular.self = circular
@@ -189,6 +190,42 @@ describe('bad input', () => {
     const reader = await Larder.open({ dir })
     assert.deepEqual((await reader.entries({ tags: ['ok'] })).map((entry) => entry.key).sort(), ['k0', 'k1', 'k2', 'k3'])
     await reader.close()
+  })
+
+  test('options are read once: a getter cannot pass the check with one answer and act on another', async () => {
+    const dir = tempDir()
+    const writer = await Larder.open({ dir })
+    await writer.setMany([
+      { key: 'a', value: 1 },
+      { key: 'b', value: 2 },
+    ])
+    await writer.close()
+    const [file] = entryFiles(dir)
+    const bytes = fs.readFileSync(file!)
+    bytes[bytes.length - 1]! ^= 0xff // a damaged entry, which a repair would remove
+    fs.writeFileSync(file!, bytes)
+    /** An option's value that reads `first` for its first `times` reads, then `later`. */
+    const shifting = (name: string, first: unknown, later: unknown, times = 1): object => {
+      let reads = 0
+      return Object.defineProperty({}, name, { enumerable: true, get: () => (reads++ < times ? first : later) })
+    }
+    // verify: checked as `repair: false` (allowed on a readOnly cache), then read as the default, a repair
+    const reader = await Larder.open({ dir, readOnly: true })
+    const before = listFiles(dir)
+    const report = await reader.verify(shifting('repair', false, undefined, 3))
+    assert.equal(report.repaired, false)
+    assert.deepEqual(listFiles(dir), before, 'a readOnly cache wrote nothing')
+    await reader.close()
+    // prune: kept as a truthy string, checked as a boolean: a prune where a dry run was asked
+    const cache = await Larder.open({ dir })
+    await assert.rejects(cache.prune({ pattern: '*', ...shifting('dryRun', 'yes', true) }), { code: 'ERR_INVALID_VALUE', field: 'dryRun' })
+    assert.ok((await cache.entries()).length > 0, 'nothing pruned')
+    // getOrSet: kept as 5, checked as left out
+    await assert.rejects(
+      cache.getOrSet('g', () => 1, shifting('refreshAhead', 5, undefined)),
+      { code: 'ERR_INVALID_OPTION', field: 'refreshAhead' },
+    )
+    await cache.close()
   })
 
   test('every method rejects with ERR_CLOSED after close', async () => {
