@@ -104,6 +104,23 @@ describe('the memory tier returns what the disk returns', () => {
     await cache.close()
   })
 
+  test('a custom serializer that hands back the bytes it is given: changing them after set changes nothing in the cache', async () => {
+    const dir = tempDir()
+    const serializer = { serialize: (v: unknown) => v as Uint8Array, deserialize: (b: Buffer) => b }
+    const cache = await Larder.open({ dir, serializer, memory: true })
+    const stored = Buffer.from('abc')
+    const loaded = Buffer.from('def')
+    await cache.set('set', stored)
+    const answered = await cache.getOrSet('load', () => loaded)
+    stored[0] = 0x7a
+    loaded[0] = 0x7a
+    assert.deepStrictEqual(answered, Buffer.from('def'))
+    // the memory tier held the caller's own buffer: it served "zbc" while the file held "abc"
+    assert.deepStrictEqual(await cache.get('set'), Buffer.from('abc'))
+    assert.deepStrictEqual(await cache.get('load'), Buffer.from('def'))
+    await cache.close()
+  })
+
   test('a Uint8Array from another realm (a vm context, as in Jest) is bytes to every built-in serializer and to setStream', async () => {
     const foreign = (): Uint8Array => vm.runInNewContext('new Uint8Array([104, 105])') as Uint8Array
     assert.ok(!(foreign() instanceof Uint8Array))

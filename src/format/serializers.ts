@@ -347,7 +347,13 @@ export function serialize(value: unknown, serializer: SerializerName | CustomSer
       throw serializeError(cause, 'custom', field)
     }
     if (typeof out === 'string') return { codec: Codec.Custom, bytes: Buffer.from(out) }
-    if (types.isUint8Array(out)) return { codec: Codec.Custom, bytes: toBuffer(out) }
+    if (types.isUint8Array(out)) {
+      // Bytes handed back as given (an identity pair, for a cache of bytes) are copied: the memory
+      // tier held the caller's own buffer, and served what the caller changed after set, not
+      // what the file held.
+      const given = types.isUint8Array(value) && out.buffer === value.buffer
+      return { codec: Codec.Custom, bytes: given ? Buffer.from(out) : toBuffer(out) }
+    }
     throw serializeError(new TypeError('serialize() must return a Uint8Array or a string'), 'custom', field)
   }
   try {
