@@ -5,7 +5,7 @@
  */
 import { after, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { closeSync, existsSync, openSync, readFileSync, readSync, statSync, writeFileSync, writeSync } from 'node:fs'
+import { closeSync, createReadStream, existsSync, openSync, readFileSync, readSync, statSync, writeFileSync, writeSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -314,6 +314,38 @@ describe('a failing source', () => {
       )
       assert.deepEqual(await digestStream((await cache.getStream('kept'))!), artifactDigest(previous))
       assert.deepEqual(scanEntries(dir).temps, [])
+    } finally {
+      await cache.close()
+    }
+  })
+
+  test('a Readable that fails before its turn (a missing file, behind a stream of its key) rejects with its error, never thrown into the host', async () => {
+    const dir = await freshDir('fail-early')
+    const cache = await Larder.open({ dir })
+    try {
+      await cache.set('kept', 'previous')
+      const missing = path.join(dir, 'no-such-file')
+      await assert.rejects(cache.setStream('kept', createReadStream(missing)), { code: 'ENOENT' })
+      // Queued behind a slow stream of the same key, the file's open fails long before its turn.
+      let release!: () => void
+      const held = new Promise<void>((resolve) => (release = resolve))
+      const first = cache.setStream(
+        'queued',
+        (async function* () {
+          yield Buffer.from('first')
+          await held
+        })(),
+      )
+      const second = cache.setStream('queued', createReadStream(missing))
+      const failed = assert.rejects(second, { code: 'ENOENT' })
+      await new Promise((resolve) => setTimeout(resolve, 100)) // the open has failed by now
+      release()
+      await first
+      await failed
+      assert.equal(await cache.get('kept'), 'previous')
+      assert.deepEqual(await cache.get('queued'), Buffer.from('first'))
+      const s = await cache.stats()
+      assert.equal(s.errors, 0, 'a failing source is not a disk error')
     } finally {
       await cache.close()
     }

@@ -135,6 +135,12 @@ export class OrderedWrites {
     const { options, clock, memory, inFlight, counters, events, disk, stack, failures } = this.#p
     const createdAt = clock.createdAt(tags)
     const expiresAt = expiryOf(ttl ?? options.defaultTtl, createdAt)
+    // A Readable that fails before it is read (a createReadStream of a missing file, while the
+    // change waits for its turn or the breaker) emits 'error' to no listener, which throws it
+    // into the host. Heard from the call on: the stream keeps its error, and reading it at its
+    // turn rejects with it, as with any source error.
+    const emitter = typeof (input as Partial<Readable>).on === 'function' ? (input as Readable) : undefined
+    emitter?.on('error', heardLater)
     return this.change(
       key,
       async () => {
@@ -183,9 +189,12 @@ export class OrderedWrites {
         }
       },
       true,
-    )
+    ).finally(() => emitter?.off('error', heardLater))
   }
 }
+
+/** A stream source's early 'error', heard for the read that meets it again (see stream()). */
+function heardLater(): void {}
 
 /**
  * Every item's result once all of them are done, or the first failure (`failOpen: false`)
