@@ -337,6 +337,36 @@ describe('encryption: keys missing, rotation and namespaces', () => {
     await rotated.close()
   })
 
+  test('a large entry whose key fingerprint took a flipped bit (not re-checksummed) is a damaged entry, removed: not one sealed under a key we lack', async () => {
+    const dir = tempDir()
+    const cache = await open(dir, { encryption: ONLY_A })
+    const value = crypto.randomBytes(3 * MiB + 17) // over getStream's whole read: its head is judged first
+    const reads: [string, () => Promise<unknown>][] = [
+      ['get', () => cache.get('k')],
+      ['getStream', () => cache.getStream('k')],
+      ['has', () => cache.has('k')],
+    ]
+    for (const [name, read] of reads) {
+      await cache.setStream('k', [value])
+      const file = entryFiles(dir)[0]!
+      const bytes = fs.readFileSync(file)
+      bytes[layout(bytes).keyIdAt + 3]! ^= 0x10
+      fs.writeFileSync(file, bytes)
+      const events = corruptEvents(cache)
+      assert.ok(!(await read()), `${name}: a miss`)
+      assert.deepEqual(events, ['Corrupt cache entry: checksum mismatch'], name)
+      assert.equal(fs.existsSync(file), false, `${name}: the damaged file is removed`)
+      cache.removeAllListeners('corrupt')
+    }
+    assert.equal((await cache.stats()).corrupt, 3)
+    await cache.setStream('k', [value])
+    await cache.close()
+    const other = await open(dir, { encryption: ONLY_B })
+    assert.equal(await other.getStream('k'), undefined)
+    assert.equal(entryFiles(dir).length, 1, 'an intact entry under a key this cache lacks stays')
+    await other.close()
+  })
+
   test('two keys under one id (a role name, mid-rotation): a reader holding the other key leaves the entry, which its writer still reads', async () => {
     const dir = tempDir()
     const writer = await open(dir, { encryption: { keys: { current: KEY_A }, activeKey: 'current' } })

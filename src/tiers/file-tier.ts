@@ -943,8 +943,19 @@ export class FileTier implements Tier {
       // can read it.
       if (!toRemove) keyOf(found.head, this.#p.options.encryption)
     } catch (error) {
+      // A large entry's head is judged before its checksum: one flipped bit of its key
+      // fingerprint reads as "sealed under a key we lack", which stays on disk (and is counted
+      // at every read) for good. Its checksum tells the two apart: a damaged entry is removed.
+      let judged = error
+      if (error instanceof KeyError && error.missing && found.opened !== undefined) {
+        try {
+          await checkOpenedEntry(found.opened)
+        } catch (damage) {
+          judged = damage
+        }
+      }
       await found.opened?.handle.close()
-      return await this.#corruptOrThrow(error, file, key, found.ino)
+      return await this.#corruptOrThrow(judged, file, key, found.ino)
     }
     if ((found.head.compression as Compression) === Compression.Zstd && !zstdAvailable()) {
       // Written by a Node with zstd (22.15+), read by one without: a miss for this process, but
