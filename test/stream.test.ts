@@ -319,6 +319,29 @@ describe('a failing source', () => {
     }
   })
 
+  test("an async iterable whose next() answers without a promise is read as for await reads it; one that answers null is refused as the source's fault, not a failing disk", async () => {
+    const dir = await freshDir('iterator')
+    const cache = await Larder.open({ dir })
+    try {
+      const answers = (steps: unknown[]): AsyncIterable<Uint8Array> => ({
+        [Symbol.asyncIterator]: () => ({ next: () => steps.shift() as Promise<IteratorResult<Uint8Array>> }),
+      })
+      await cache.setStream(
+        'at-once',
+        answers([{ done: false, value: Buffer.from('at ') }, { done: false, value: Buffer.from('once') }, { done: true }]),
+      )
+      assert.deepEqual(await cache.get('at-once'), Buffer.from('at once'))
+      await cache.set('kept', 'previous')
+      await assert.rejects(cache.setStream('kept', answers([Promise.resolve(null)])), { code: 'ERR_INVALID_VALUE', field: 'source' })
+      assert.equal(await cache.get('kept'), 'previous')
+      const s = await cache.stats()
+      assert.equal(s.errors, 0, 'a bad source is not a disk error')
+      assert.equal(s.dropped, 0)
+    } finally {
+      await cache.close()
+    }
+  })
+
   test('a Readable that fails before its turn (a missing file, behind a stream of its key) rejects with its error, never thrown into the host', async () => {
     const dir = await freshDir('fail-early')
     const cache = await Larder.open({ dir })

@@ -127,13 +127,27 @@ export async function writeEntryStream(
     signal?.throwIfAborted() // an abort already dispatched would never reach the listener below
     let pull: Promise<IteratorResult<unknown>>
     try {
-      pull = iterator.next()
+      // `for await` takes a next() that answers with its result rather than a promise of it
+      pull = Promise.resolve(iterator.next())
     } catch (error) {
       throw new SourceError(error)
     }
-    pull = pull.catch((error: unknown) => {
-      throw new SourceError(error)
-    })
+    pull = pull.then(
+      (step) => {
+        // The source's fault, not the disk's: neither counted as a drop nor told as stored.
+        if (typeof step !== 'object' || step === null) {
+          throw new SourceError(
+            new LarderError('ERR_INVALID_VALUE', `Invalid source: its iterator's next() gave ${String(step)}, not an iterator result`, {
+              field: 'source',
+            }),
+          )
+        }
+        return step
+      },
+      (error: unknown) => {
+        throw new SourceError(error)
+      },
+    )
     if (signal === undefined) return pull
     let onAbort: (() => void) | undefined
     const aborted = new Promise<never>((_, reject) => {
