@@ -84,6 +84,23 @@ describe('rekey', () => {
     await expectAllUnder(dir, 40, stream)
   })
 
+  test('sealPlain seals a plain stream larger than maxValueSize (an artifact in a cache of small values), never counting it corrupt', async () => {
+    const dir = tempDir()
+    const artifact = crypto.randomBytes(3 * MiB + 5)
+    const options = { compression: 'none', maxValueSize: '1MiB' } as const
+    const plain = await open(dir, options)
+    await plain.setStream('artifact', [artifact])
+    await plain.close()
+    const cache = await open(dir, { ...options, encryption: ONLY_A })
+    const report = await cache.rekey({ sealPlain: true })
+    assert.deepEqual([report.rekeyed, report.corrupt], [1, 0])
+    const chunks: Buffer[] = []
+    for await (const chunk of (await cache.getStream('artifact'))!) chunks.push(chunk as Buffer)
+    assert.ok(Buffer.concat(chunks).equals(artifact))
+    assert.equal((await cache.stats()).corrupt, 0)
+    await cache.close()
+  })
+
   test('two rekeys of one directory at once (two instances) take turns: no entry is lost', async () => {
     const dir = tempDir('larder-rekey-twice')
     const writer = await open(dir, { encryption: ONLY_A })

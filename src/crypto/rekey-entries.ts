@@ -171,7 +171,13 @@ function rekeyEntry(tree: OwnedTree, file: string, keyring: Keyring, input: Reke
     temp = written.temp
     let size: number
     try {
-      const plainStream = oldKey === undefined && (head.compression as Compression) === Compression.None && stat.size > WHOLE_LIMIT
+      // A plain payload too large to read whole here (a plain stream, which no maxValueSize
+      // bounds, nor the writer's: a 5 MiB artifact in a cache of 1 MiB values) is cut into
+      // frames, with bounded memory, rather than left unsealed as if damaged.
+      const plainStream =
+        oldKey === undefined &&
+        (head.compression as Compression) === Compression.None &&
+        stat.size > Math.min(WHOLE_LIMIT, input.maxValueSize)
       if ((head.flags & FLAG_FRAMED) !== 0 || plainStream) reframe(fd, written.fd, head, stat.size, oldKey, keyring, input)
       else rewriteWhole(fd, written.fd, head, stat.size, oldKey, keyring, input)
       fs.futimesSync(written.fd, stat.atimeMs / 1000, stat.mtimeMs / 1000) // the LRU position stays
