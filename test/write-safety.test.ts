@@ -544,6 +544,50 @@ describe('close() with streams in flight', () => {
       await cache.close()
     },
   )
+
+  test('a stream queued behind one that close() aborts is aborted too: settled when close() resolves, and nothing of it written after', async () => {
+    const dir = tempDir()
+    const cache = await Larder.open({ dir })
+    let open!: () => void
+    const gate = new Promise<void>((resolve) => (open = resolve))
+    const outcome: string[] = []
+    const settle = (name: string, write: Promise<void>): void =>
+      void write.then(
+        () => outcome.push(`${name} settled`),
+        () => outcome.push(`${name} rejected`),
+      )
+    settle(
+      'endless',
+      cache.setStream(
+        'k',
+        (async function* () {
+          yield Buffer.from('endless')
+          await new Promise(() => {})
+        })(),
+      ),
+    )
+    settle(
+      'queued',
+      cache.setStream(
+        'k',
+        (async function* () {
+          yield Buffer.from('queued')
+          await gate // ends once close() has resolved
+        })(),
+      ),
+    )
+    await delay(50)
+    await cache.close()
+    assert.deepEqual(outcome.sort(), ['endless settled', 'queued settled'], 'both had settled (dropped) when close() resolved')
+    const atClose = listFiles(dir)
+    open()
+    await delay(200)
+    assert.deepEqual(listFiles(dir), atClose, 'nothing written after close() resolved')
+    assert.deepEqual(temps(dir), [])
+    const reopened = await Larder.open({ dir })
+    assert.equal(await reopened.getStream('k'), undefined)
+    await reopened.close()
+  })
 })
 
 describe('temp files of bookkeeping writes', () => {

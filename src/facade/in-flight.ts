@@ -12,9 +12,20 @@ export const CLOSE_WAIT_MS = 5000
 export class InFlight {
   readonly #writes = new Set<{ done: Promise<unknown>; abort?: AbortController | undefined }>()
   readonly #order: KeyOrder
+  /** Set once close() has given up waiting: what the streams it aborts are aborted with. */
+  #closing: LarderError | undefined
 
   constructor(order: KeyOrder) {
     this.#order = order
+  }
+
+  /** The controller a stream's write runs under (see track). One made after close() gave up
+   *  waiting, for a stream that was queued behind one it aborted, is aborted from the start:
+   *  else that stream would begin, and write, once close() had resolved. */
+  streamAbort(): AbortController {
+    const abort = new AbortController()
+    if (this.#closing !== undefined) abort.abort(this.#closing)
+    return abort
   }
 
   /** Runs a write as one close() waits for. */
@@ -40,12 +51,12 @@ export class InFlight {
     const closing = new LarderError('ERR_CLOSED', 'The cache was closed before this stream was stored; nothing was written', {
       field: 'cache',
     })
+    this.#closing = closing
     const aborted = [...this.#writes].filter((flight) => flight.abort !== undefined)
     for (const flight of aborted) flight.abort!.abort(closing)
-    await settledWithin(
-      aborted.map((f) => f.done),
-      CLOSE_WAIT_MS,
-    )
+    // The changes queued behind the aborted streams run now (streams among them aborted as
+    // they begin): they were called before close(), and settle before it resolves.
+    await settledWithin([this.#order.settled(), ...aborted.map((f) => f.done)], CLOSE_WAIT_MS)
   }
 }
 

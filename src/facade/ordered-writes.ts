@@ -146,7 +146,7 @@ export class OrderedWrites {
       async () => {
         const started = performance.now()
         memory?.delete(key)
-        const abort = new AbortController()
+        const abort = inFlight.streamAbort()
         try {
           await inFlight.track(files.setStream(key, input, { createdAt, expiresAt, tags }, abort.signal), abort)
           files.changed(key, createdAt)
