@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
+import path from 'node:path'
 import { describe, test } from 'node:test'
 import { Larder } from '../src/index.ts'
 import { entryFiles, tempDir } from './helpers.ts'
@@ -104,6 +105,17 @@ describe('corruption', () => {
     fs.writeFileSync(fb!, ba)
     assert.equal(await cache.get('a'), undefined)
     assert.equal(await cache.get('b'), undefined)
+    await cache.close()
+  })
+
+  test("verify() counts an entry under another key's name once: scanned is ok plus corrupt", async () => {
+    const dir = tempDir()
+    const cache = await Larder.open({ dir, maintenance: false })
+    for (let i = 0; i < 5; i++) await cache.set(`k${i}`, `value ${i}`)
+    const [file] = entryFiles(dir)
+    fs.copyFileSync(file!, path.join(path.dirname(file!), path.basename(file!).slice(0, 2) + '0'.repeat(14)))
+    const report = await cache.verify({ repair: false })
+    assert.deepEqual({ scanned: report.scanned, ok: report.ok, corrupt: report.corrupt }, { scanned: 6, ok: 5, corrupt: 1 })
     await cache.close()
   })
 })

@@ -504,10 +504,11 @@ function verify(input: VerifyInput): VerifyOutput {
           out.stopped = true
           break partitions
         }
-        out.scanned++
         // Whole and checksummed, but another key's entry (swapped, misplaced): never readable.
+        // Counted in `scanned` by the catch, as every damaged file is (not also here).
         if (hasher().h64ToString(ok.key) !== name)
           throw new CorruptEntryError('an entry of another key under this name (swapped or misplaced)')
+        out.scanned++
         out.entries++
         out.bytes += ok.size
       } catch (error) {
