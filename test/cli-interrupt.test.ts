@@ -9,12 +9,14 @@
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import type { Readable } from 'node:stream'
+import { setTimeout as delay } from 'node:timers/promises'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { Larder } from '../src/index.ts'
+import { eventually } from './eventually.ts'
 
 const BIN = path.join(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..'), 'dist', 'cli.js')
 let work = ''
@@ -108,5 +110,37 @@ describe('an interrupt while the commands load', { timeout: 60_000 }, () => {
     const cache = await Larder.open({ dir: cacheDir, readOnly: true })
     assert.equal((await cache.entries()).length, 200)
     await cache.close()
+  })
+})
+
+/** The temp files of entries being written in the cache (`<name>.<pid>-<n>.tmp`). */
+async function tempFiles(): Promise<string[]> {
+  return (await readdir(cacheDir, { recursive: true })).filter((name) => name.endsWith('.tmp'))
+}
+
+describe('an interrupt while a command works on the open cache', { timeout: 60_000 }, () => {
+  test('SIGTERM during a set from a pipe: exit 130, ERR_ABORTED, nothing stored, no temp file left', async () => {
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('LARDER_')))
+    const child = spawn(process.execPath, [BIN, 'set', '--dir', cacheDir, 'piped', '--json'], { env, stdio: ['pipe', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()))
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
+    child.stdin.on('error', () => {}) // the run may be gone when the pipe ends below
+    const closed = new Promise<Ending>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })))
+    child.stdin.write(Buffer.alloc(64 * 1024, 1))
+    await eventually(async () => (await tempFiles()).length > 0, 'the set began writing its entry', 30_000)
+    child.kill('SIGTERM')
+    // The same signal kills the producer of a pipe (Ctrl-C on a terminal, a cancelled CI job),
+    // whose end must not then be taken for the value's: the run ends before the pipe does.
+    const ended = await Promise.race([closed, delay(10_000).then(() => undefined)])
+    child.stdin.end()
+    const run = ended ?? (await closed)
+    assert.equal(run.code, 130, `killed by ${run.signal}; stdout: ${run.stdout}; stderr: ${run.stderr}`)
+    assert.equal((JSON.parse(run.stdout) as { error: { code: string } }).error.code, 'ERR_ABORTED')
+    const cache = await Larder.open({ dir: cacheDir, readOnly: true })
+    assert.equal(await cache.has('piped'), false)
+    await cache.close()
+    assert.deepEqual(await tempFiles(), [])
   })
 })

@@ -2,6 +2,7 @@ import cliProgress from 'cli-progress'
 import { isLarderError } from '../errors.js'
 import type { MaintenanceProgress } from '../maintenance/maintainer.js'
 import { CliFailure, EXIT } from './context.js'
+import { answerInterrupts } from './early-interrupt.js'
 
 const PHASES: Record<MaintenanceProgress['phase'], string> = {
   scan: 'scanning',
@@ -70,12 +71,14 @@ export function interruptSignal(): { signal: AbortSignal; release: () => void; i
   }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
+  const answered = answerInterrupts()
   return {
     signal: controller.signal,
     interrupted: () => controller.signal.aborted,
     release: () => {
       process.off('SIGINT', onSignal)
       process.off('SIGTERM', onSignal)
+      answered()
     },
   }
 }

@@ -2,6 +2,7 @@ import { Command, InvalidArgumentError, Option } from 'commander'
 import { booleanOption, collect, countArgument, parseBoolean, sizeArgument, timerDurationArgument } from '../arguments.js'
 import { isLarderError } from '../../errors.js'
 import { CliContext, CliFailure, EXIT } from '../context.js'
+import { answerInterrupts } from '../early-interrupt.js'
 import type { LarderOptions } from '../../options.js'
 import { ServeCredentials } from '../serve-credentials.js'
 import { TokensFileError } from '../../server/tokens-file.js'
@@ -399,6 +400,7 @@ export function serveCommand(): Command {
       const onSignal = (signal: NodeJS.Signals): void => stop(signal)
       process.on('SIGINT', onSignal)
       process.on('SIGTERM', onSignal)
+      const answered = answerInterrupts()
       const signal = await stopping
       watcher?.close()
       tokensWatcher?.close()
@@ -409,5 +411,6 @@ export function serveCommand(): Command {
       process.stderr.write('larder: stopped\n')
       process.off('SIGINT', onSignal)
       process.off('SIGTERM', onSignal)
+      answered()
     })
 }
