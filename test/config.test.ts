@@ -82,6 +82,14 @@ describe('configuration: sources and precedence', () => {
     }
   })
 
+  test('LARDER_SHARED takes each value its row names: false (and its other words), group, everyone', async () => {
+    const shared = async (value: string) => (await layerOptions({ config: { env: { LARDER_SHARED: value }, file: false } })).resolved.shared
+    for (const off of ['false', '0', 'no', 'OFF']) assert.equal(await shared(off), false, off)
+    assert.equal(await shared('group'), 'group')
+    assert.equal(await shared('everyone'), 'everyone')
+    await assert.rejects(shared('world'), isLarderError('ERR_INVALID_OPTION', /^LARDER_SHARED="world": /))
+  })
+
   test('a bad size from the environment names the variable and writes nothing', async () => {
     const dir = path.join(tempDir('larder-config'), 'cache')
     await assert.rejects(Larder.open({ dir, config: { env: { LARDER_MAX_SIZE: '5 gigs' }, file: false } }), (error: unknown) => {

@@ -18,7 +18,9 @@ export type EnvParser =
   | 'text'
   /** A number (`'5'`, `'0.9'`). */
   | 'number'
-  /** `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`). */
+  /** `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`); other text as written, for an
+   *  option that is `false` or a name (`shared`: `LARDER_SHARED=false` was the string "false",
+   *  which it refuses). */
   | 'boolean'
   /** `false` turns the group off, `true` on with its defaults (`memory`, `maintenance`). */
   | 'switch'
@@ -85,7 +87,7 @@ export const OPTION_ROWS: readonly OptionRow[] = [
   { path: 'maintenance.touchAfter', env: 'text', example: '5m', live: false, doc: 'how often a hit refreshes an entry’s mtime (duration)' },
   { path: 'maintenance.lfuHalfLife', env: 'text', example: '6h', live: false, doc: 'half-life of LFU hit counts (duration)' },
   { path: 'maintenance.tempMaxAge', env: 'text', example: '1h', live: true, doc: 'temp files older than this are removed (duration)' },
-  { path: 'shared', env: 'text', example: 'group', live: false, doc: 'who may use the directory: `false`, `group`, `everyone`' },
+  { path: 'shared', env: 'boolean', example: 'group', live: false, doc: 'who may use the directory: `false`, `group`, `everyone`' },
   { path: 'redis.url', env: 'text', example: 'redis://cache.internal:6379/2', live: false, doc: 'the shared tier: `redis://[user:password@]host:port[/db]` (credentials never shown)' },
   { path: 'redis.client', env: false, live: false, doc: 'your own ioredis client: from a call only' },
   { path: 'redis.cluster', env: 'list', example: '10.0.0.1:7000,10.0.0.2:7000', live: false, doc: 'Redis Cluster seed nodes, comma-separated `host:port` or `redis[s]://[user:password@]host:port` (the scheme and credentials apply to every node)' },
