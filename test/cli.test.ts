@@ -186,6 +186,21 @@ describe('larder prune', () => {
     assert.equal(report.remainingEntries, 36)
   })
 
+  test('a budget flag replaces the recorded budget whole: the recorded budget it leaves out evicts nothing', async () => {
+    const dir = await freshDir('prune-flag-replaces')
+    await populate(dir, 50)
+    const app = await Larder.open({ dir, maintenance: false, maxEntries: 40, maxSize: '1KB' }) // records both
+    await app.close()
+    const report = json<{ evicted: number; remainingEntries: number; budget: { maxSize: number; maxEntries: number | null } }>(
+      await larder(['prune', '--dir', dir, '--max-size', '1GB', '--json']),
+    )
+    assert.deepEqual(report.budget.maxEntries, null)
+    assert.equal(report.evicted, 0)
+    assert.equal(report.remainingEntries, 50)
+    const byEntries = json<{ evicted: number }>(await larder(['prune', '--dir', dir, '--max-entries', '45', '--json']))
+    assert.equal(byEntries.evicted, 5, 'an entry flag is exact, whatever size budget is recorded')
+  })
+
   test('on a terminal it draws a progress bar; piped, it draws none', async () => {
     const dir = await freshDir('prune-tty')
     await populate(dir, 200)

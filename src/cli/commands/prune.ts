@@ -44,6 +44,12 @@ export function pruneCommand(): Command {
     // A budget on the command line is an exact target; without one, the cache is opened with
     // the recorded budget and pruned to its low-water mark, as the application's prunes are.
     const budget = await ctx.budget(flags)
+    // Flags replace the recorded budget whole: the one they leave out is none. The cache is
+    // opened with the record, whose other budget the prune would otherwise keep (`--max-size
+    // 1GB` evicted a 15 kB cache down to 90 % of a recorded `maxEntries`, and said "budget: 1 GB").
+    const unbounded = Number.MAX_SAFE_INTEGER
+    const targets =
+      budget.source === 'command line' ? { maxSize: flags.maxSize ?? unbounded, maxEntries: flags.maxEntries ?? unbounded } : {}
     const bar = new ProgressBar(ctx.interactive)
     const interrupt = interruptSignal()
     const result = (r: PruneReport): PruneReport & { budget: ReturnType<typeof budgetJson> } => ({ ...r, budget: budgetJson(budget) })
@@ -53,8 +59,7 @@ export function pruneCommand(): Command {
         use,
         (cache) =>
           cache.prune({
-            ...(flags.maxSize !== undefined ? { maxSize: flags.maxSize } : {}),
-            ...(flags.maxEntries !== undefined ? { maxEntries: flags.maxEntries } : {}),
+            ...targets,
             ...(flags.maxAge !== undefined ? { maxAge: flags.maxAge } : {}),
             ...(flags.tag !== undefined ? { tags: flags.tag } : {}),
             ...(flags.pattern !== undefined ? { pattern: flags.pattern } : {}),
