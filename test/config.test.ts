@@ -445,6 +445,15 @@ describe('configuration: the config file', () => {
       await cache.close()
     }
   })
+
+  test('a larder.config.mjs whose exported function throws is ERR_INVALID_OPTION naming the file', async () => {
+    const root = tempDir('larder-config')
+    fs.writeFileSync(path.join(root, 'larder.config.mjs'), `export default async () => { throw new Error('no secrets here') }\n`)
+    await assert.rejects(
+      Larder.open({ config: { env: false, cwd: root } }),
+      isLarderError('ERR_INVALID_OPTION', /larder\.config\.mjs: its default export threw: no secrets here/),
+    )
+  })
 })
 
 describe('configuration: profiles', () => {

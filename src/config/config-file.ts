@@ -81,7 +81,12 @@ export async function loadConfigFile(file: string): Promise<ConfigFile> {
     } catch (error) {
       throw fileError(absolute, `cannot be loaded: ${(error as Error).message}`, error)
     }
-    loaded = typeof exported === 'function' ? await (exported as () => unknown)() : exported
+    try {
+      loaded = typeof exported === 'function' ? await (exported as () => unknown)() : exported
+    } catch (error) {
+      // As a module that throws as it loads: named, not the function's bare Error.
+      throw fileError(absolute, `its default export threw: ${(error as Error).message}`, error)
+    }
   } else {
     let text: string
     try {
