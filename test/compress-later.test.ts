@@ -141,6 +141,31 @@ test('close() waits for the values written uncompressed; the totals follow the f
   }
 })
 
+test('a budget is kept at the size values have once compressed: a prune waits for the worker, and evicts nothing they leave room for', async () => {
+  const dir = tempDir('larder-compress-budget')
+  // 50 values of 100 kB written plain (5 MB) that compress to under 1 kB each: within 1 MB.
+  const cache = await Larder.open({ dir, maxSize: '1MB' })
+  let evicted = 0
+  cache.on('prune', (report) => (evicted += report.evicted))
+  const value = (i: number): string => `value ${i} ${'abcdefgh'.repeat(12_500)}`
+  // The worker running first (till then a set compresses before it writes), kept so by the sets.
+  await eventually(async () => {
+    await cache.set('k0', value(0))
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    return (await cache.stats()).tiers.file!.compressLater!.compressed > 0
+  }, 'the worker compressed a value')
+  for (let i = 1; i < 50; i++) await cache.set(`k${i}`, value(i))
+  await cache.close()
+  assert.equal(evicted, 0)
+  const fresh = await Larder.open({ dir, readOnly: true })
+  try {
+    assert.equal((await fresh.entries()).length, 50)
+    assert.ok(totalBytes(dir) < 1_000_000)
+  } finally {
+    await fresh.close()
+  }
+})
+
 test('savings told to the totals when the last flush is old are taken off once (a flush asks for them again while they are told)', async () => {
   const dir = tempDir('larder-compress-told-once')
   const cache = await Larder.open({ dir, maintenance: false })

@@ -126,6 +126,9 @@ export class DiskParts {
       pool: this.pool,
       pruneStarted: async () => {
         const here = [...(openHere.get(this.layout.namespaceDir) ?? [this])]
+        // The values this process wrote plain are counted compressed (compress-later.ts,
+        // caughtUp); another process's, at most a second plain, as they are found.
+        for (const parts of here) await parts.compressLater?.caughtUp()
         await this.lastUse.pruneStarted()
         // Another instance's failure to write its uses is its own: this prune goes on.
         const others = here.filter((parts) => parts !== this)
