@@ -6,8 +6,10 @@
  * JSON); an id may be `__proto__`.
  */
 import assert from 'node:assert/strict'
+import { KeyObject } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
+import { inspect } from 'node:util'
 import { describe, test } from 'node:test'
 import { Larder, LarderError, type EncryptionOptions } from '../src/index.ts'
 import { KEY_A, KEY_B, ONLY_A } from './encryption-helpers.ts'
@@ -78,5 +80,49 @@ describe('encryption settings', () => {
     const again = await Larder.open({ dir, encryption: { keys: { ['__proto__']: KEY_A }, activeKey: '__proto__' } })
     assert.equal(await again.get('k'), 'v')
     await again.close()
+  })
+})
+
+describe('what cache.options.encryption reaches', () => {
+  test('no property, getter or method of the keyring the options show hands out a key', async () => {
+    const cache = await Larder.open({ dir: tempDir('larder-keyring-reach'), memory: false, encryption: ONLY_A })
+    try {
+      const ring = cache.options.encryption!
+      const found: string[] = []
+      const judge = (name: string, value: unknown): void => {
+        const text = value instanceof KeyObject ? value.export().toString('hex') : inspect(value, { depth: 5, showHidden: true })
+        if (value instanceof KeyObject || Buffer.isBuffer(value) || text.includes(HEX_A)) found.push(name)
+        else if (Array.isArray(value)) value.forEach((item, i) => judge(`${name}[${i}]`, item))
+        else if (value !== null && typeof value === 'object') for (const [k, v] of Object.entries(value)) judge(`${name}.${k}`, v)
+      }
+      for (
+        let proto: object | null = ring;
+        proto !== null && proto !== Object.prototype;
+        proto = Object.getPrototypeOf(proto) as object | null
+      ) {
+        for (const name of Reflect.ownKeys(proto)) {
+          if (name === 'constructor') continue
+          const value: unknown = Reflect.get(ring, name)
+          if (typeof value !== 'function') {
+            judge(String(name), value)
+            continue
+          }
+          // Called as larder's own code would: with nothing, with the active key's fingerprint.
+          for (const args of [[], [ring.activeId]]) {
+            try {
+              judge(`${String(name)}()`, (value as (...a: unknown[]) => unknown).apply(ring, args))
+            } catch {
+              // a method that needs other arguments hands out nothing either
+            }
+          }
+        }
+      }
+      assert.deepEqual(found, [])
+      assert.deepEqual(ring.ids, ['a'])
+      await cache.set('k', 'sealed') // the cache itself still seals and opens with the key
+      assert.equal(await cache.get('k'), 'sealed')
+    } finally {
+      await cache.close()
+    }
   })
 })

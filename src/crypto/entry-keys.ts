@@ -5,7 +5,7 @@
 import type { KeyObject } from 'node:crypto'
 import { hasher } from '../format/checksum.js'
 import { CorruptEntryError, FLAG_SEALED, type EntryHead } from '../format/entry-format.js'
-import type { Keyring } from './keys.js'
+import { keyByFingerprint, type Keyring } from './keys.js'
 import { KeyError } from './seal.js'
 
 const ids = new Map<string, bigint>()
@@ -39,7 +39,7 @@ export function keyOf(head: EntryHead, keyring: Keyring | undefined, sealPlain =
     if (keyring !== undefined && !sealPlain) throw new KeyError(false, undefined, true)
     return undefined
   }
-  const key = keyring?.key(head.keyId!)
+  const key = keyring && keyByFingerprint(keyring, head.keyId!)
   if (key === undefined) throw new KeyError(true)
   return key
 }

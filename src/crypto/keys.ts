@@ -37,51 +37,43 @@ export interface KeyringData {
   activeKey: string
 }
 
+/** Each Keyring's keys, kept off the object itself: see Keyring. */
+const secrets = new WeakMap<Keyring, { keys: { id: string; key: KeyObject }[]; byId: Map<bigint, { id: string; key: KeyObject }> }>()
+
 /**
- * The keys of one cache. Key material lives in private fields: `cache.options.encryption`
- * prints, inspects and serializes as the key ids and the active id only.
+ * The keys of one cache, as `cache.options.encryption` shows them: the key ids and the active
+ * id. Nothing reachable from the object hands out a key (no method, getter or field: the keys
+ * are held apart, in a WeakMap of this module), so a caller who walks or calls what the options
+ * hold (a logger, a deep clone, a debugger's REPL) meets key ids only; larder's own code takes a
+ * key with `keyByFingerprint`, `activeKeyOf` and `keyringData`, which the package does not export.
  */
 export class Keyring {
   readonly activeKey: string
   /** Fingerprint (entry header) of the active key. */
   readonly activeId: bigint
-  readonly #keys: { id: string; key: KeyObject }[]
-  /** Each key by its fingerprint, and by the one of its id alone that entries written before
-   *  carry (see keyFingerprint). */
-  readonly #byId = new Map<bigint, { id: string; key: KeyObject }>()
 
   constructor(data: KeyringData) {
-    this.#keys = data.keys.map(([id, key]) => ({ id, key }))
-    for (const k of this.#keys) this.#byId.set(idFingerprint(k.id), k)
-    for (const k of this.#keys) this.#byId.set(keyFingerprint(k.id, k.key), k)
+    const keys = data.keys.map(([id, key]) => ({ id, key }))
+    /** Each key by its fingerprint, and by the one of its id alone that entries written
+     *  before carry (see keyFingerprint). */
+    const byId = new Map<bigint, { id: string; key: KeyObject }>()
+    for (const k of keys) byId.set(idFingerprint(k.id), k)
+    for (const k of keys) byId.set(keyFingerprint(k.id, k.key), k)
+    secrets.set(this, { keys, byId })
     this.activeKey = data.activeKey
-    this.activeId = keyFingerprint(data.activeKey, this.#keys.find((k) => k.id === data.activeKey)!.key)
-  }
-
-  /** The key an entry's header names, or undefined when this cache does not hold it. */
-  key(fingerprint: bigint): KeyObject | undefined {
-    return this.#byId.get(fingerprint)?.key
-  }
-
-  get active(): KeyObject {
-    return this.#byId.get(this.activeId)!.key
+    this.activeId = keyFingerprint(data.activeKey, keys.find((k) => k.id === data.activeKey)!.key)
   }
 
   /** The key ids, never the keys. */
   get ids(): string[] {
-    return this.#keys.map((k) => k.id)
-  }
-
-  /** For a worker thread (structured clone; never logged). */
-  toData(): KeyringData {
-    return { keys: this.#keys.map((k) => [k.id, k.key]), activeKey: this.activeKey }
+    return secretsOf(this).keys.map((k) => k.id)
   }
 
   /** What tells two keyrings apart (configure() compares them): each id with a digest of its
    *  key's bytes, never the bytes. A secret still: never shown. */
   identity(): string[] {
-    return this.#keys
-      .map((k) => `${k.id}:${createHash('sha256').update('larder keyring identity\0').update(k.key.export()).digest('hex')}`)
+    return secretsOf(this)
+      .keys.map((k) => `${k.id}:${createHash('sha256').update('larder keyring identity\0').update(k.key.export()).digest('hex')}`)
       .sort()
   }
 
@@ -92,6 +84,25 @@ export class Keyring {
   [inspect.custom](): string {
     return `Keyring { keys: ${JSON.stringify(this.ids)}, activeKey: ${JSON.stringify(this.activeKey)} }`
   }
+}
+
+function secretsOf(keyring: Keyring): NonNullable<ReturnType<typeof secrets.get>> {
+  return secrets.get(keyring)!
+}
+
+/** The key an entry's header names, or undefined when this cache does not hold it. */
+export function keyByFingerprint(keyring: Keyring, fingerprint: bigint): KeyObject | undefined {
+  return secretsOf(keyring).byId.get(fingerprint)?.key
+}
+
+/** The key new entries are sealed under. */
+export function activeKeyOf(keyring: Keyring): KeyObject {
+  return keyByFingerprint(keyring, keyring.activeId)!
+}
+
+/** For a worker thread (structured clone; never logged). */
+export function keyringData(keyring: Keyring): KeyringData {
+  return { keys: secretsOf(keyring).keys.map((k) => [k.id, k.key]), activeKey: keyring.activeKey }
 }
 
 /** The 8 bytes an entry header stores to name its key: the first 8 bytes of HMAC-SHA256, under

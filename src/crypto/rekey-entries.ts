@@ -48,7 +48,7 @@ import { linkUnlessTaken, swapIfSame } from '../store/swap-in.js'
 import { ENTRY_NAME, rootAbove } from '../store/layout.js'
 import { OwnedTree, type Sharing } from '../store/owned-tree.js'
 import { checkNamespace, keyOf, namespaceIdOf } from './entry-keys.js'
-import { Keyring, type KeyringData } from './keys.js'
+import { activeKeyOf, Keyring, type KeyringData } from './keys.js'
 import { FrameCipher, freshNonce, KeyError } from './seal.js'
 import { noRekeyCounts } from './rekey-counts.js'
 
@@ -301,7 +301,7 @@ function reframe(
   )
   write(newHead)
   const opener = oldKey === undefined ? undefined : new FrameCipher(oldKey, head.nonce!, oldHead)
-  const sealer = new FrameCipher(keyring.active, nonce, newHead)
+  const sealer = new FrameCipher(activeKeyOf(keyring), nonce, newHead)
   let stored = 0
   let frames = 0
   for (let at = head.payloadOffset; at < trailerAt;) {

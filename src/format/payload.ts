@@ -18,7 +18,7 @@ import {
 } from './compression.js'
 import type { KeyObject } from 'node:crypto'
 import { namespaceIdOf, keyOf } from '../crypto/entry-keys.js'
-import type { Keyring } from '../crypto/keys.js'
+import { activeKeyOf, type Keyring } from '../crypto/keys.js'
 import { FrameCipher, freshNonce, open, seal, TAG_BYTES } from '../crypto/seal.js'
 import {
   CorruptEntryError,
@@ -237,7 +237,7 @@ export function encodeUnframedEntry(meta: EntryMeta, payload: Buffer, logicalLen
   const nonce = freshNonce()
   const head = encodeHead({ ...meta, flags: FLAG_SEALED, keyId: keyring.activeId, nonce }, keyBytes, tagBytes)
   const trailerFields = encodeTrailerFields(payload.length + TAG_BYTES, logicalLength, meta.grace)
-  return encodeEntryAround(head, seal(keyring.active, nonce, [head, trailerFields], payload), trailerFields)
+  return encodeEntryAround(head, seal(activeKeyOf(keyring), nonce, [head, trailerFields], payload), trailerFields)
 }
 
 /** The stored payload of an unframed entry, opened when sealed (as compressed, not decoded):

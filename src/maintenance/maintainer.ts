@@ -1,7 +1,7 @@
 import path from 'node:path'
 import { noRekeyCounts, REKEY_COUNTS } from '../crypto/rekey-counts.js'
 import type { RekeyOutput } from '../crypto/rekey-entries.js'
-import type { Keyring } from '../crypto/keys.js'
+import { keyringData, type Keyring } from '../crypto/keys.js'
 import type { RedisRekeyReport } from '../crypto/rekey-redis.js'
 import { isLarderError, LarderError } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
@@ -569,7 +569,7 @@ export class Maintainer {
           shared: config.shared,
           durable: config.durable,
           partitions: batch,
-          keyring: keyring.toData(),
+          keyring: keyringData(keyring),
           sealPlain: options.sealPlain,
           maxValueSize: config.maxValueSize,
           cancel: cancel.flag,

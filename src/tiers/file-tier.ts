@@ -5,6 +5,7 @@ import { Readable } from 'node:stream'
 import { isLarderError, LarderError } from '../errors.js'
 import { Compression, compressionIds, SYNC_CODEC_LIMIT } from '../format/compression.js'
 import { checkNamespace, keyOf, namespaceIdOf } from '../crypto/entry-keys.js'
+import { activeKeyOf } from '../crypto/keys.js'
 import { KeyError, reportedReason } from '../crypto/seal.js'
 import { CorruptEntryError, decodeEntry, FLAG_FRAMED, type DecodedEntry, type EntryHead } from '../format/entry-format.js'
 import { decodePayload, decodePayloadSync, encodeEntryBytes, encodePlainEntryBytes, impossibleLength } from '../format/payload.js'
@@ -658,7 +659,7 @@ export class FileTier implements Tier {
         source,
         {
           signal,
-          sealing: options.encryption && { key: options.encryption.active, keyId: options.encryption.activeId },
+          sealing: options.encryption && { key: activeKeyOf(options.encryption), keyId: options.encryption.activeId },
           compression: compressionIds[options.compression],
           level: options.compressionLevel,
           threshold: options.compressThreshold,
