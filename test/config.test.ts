@@ -423,6 +423,26 @@ describe('configuration: the config file', () => {
     }
   })
 
+  test('optionSources names the source that turned a group off for its fields, not a source below it', async () => {
+    const root = tempDir('larder-config')
+    fs.writeFileSync(path.join(root, 'larder.config.json'), JSON.stringify({ maintenance: { interval: '5m' } }), { mode: 0o600 })
+    const cache = await Larder.open({ dir: path.join(root, 'cache'), config: { env: { LARDER_MAINTENANCE: 'false' }, cwd: root } })
+    try {
+      assert.equal(cache.options.maintenance.interval, 3_600_000, "the default: the file's interval is not in force")
+      assert.equal(cache.optionSources.maintenance, 'env:LARDER_MAINTENANCE')
+      assert.equal(cache.optionSources['maintenance.interval'], 'env:LARDER_MAINTENANCE')
+    } finally {
+      await cache.close()
+    }
+    const kept = await Larder.open({ dir: path.join(root, 'cache'), config: { env: { LARDER_MAINTENANCE: 'true' }, cwd: root } })
+    try {
+      assert.equal(kept.options.maintenance.interval, 300_000, 'true keeps the fields below')
+      assert.equal(kept.optionSources['maintenance.interval'], `file:${path.join(root, 'larder.config.json')}`)
+    } finally {
+      await kept.close()
+    }
+  })
+
   test('larder.config.mjs may export a function, and carry what JSON cannot (a custom serializer)', async () => {
     const root = tempDir('larder-config')
     fs.writeFileSync(

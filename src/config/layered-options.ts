@@ -111,7 +111,7 @@ export async function layerOptions(options: unknown): Promise<LayeredOptions> {
   }
   const sources = defaultSources()
   for (const row of OPTION_ROWS) {
-    const layer = layers.find((l) => getPath(l.tree, row.path) !== undefined)
+    const layer = layers.find((l) => decides(l.tree, row.path))
     if (layer !== undefined) sources[row.path] = layer.source === 'env:' ? `env:${envVariable(env!.read, row.path)}` : layer.source
   }
   if (profile !== undefined)
@@ -126,11 +126,25 @@ export async function layerOptions(options: unknown): Promise<LayeredOptions> {
   return { resolved, input: { ...merged, dir: resolved.dir }, sources, profile, configFile: file?.file, tempDir }
 }
 
-/** The variable that set `path`, or (for a group: `memory`) one that set a field of it. */
+/** Whether a source's `tree` decides the option at `path`: it sets it, or turns a group above
+ *  it off (`maintenance: false` leaves `maintenance.interval` at its default, whatever a source
+ *  below sets; `true` keeps what is below, as the merge does). */
+function decides(tree: OptionTree, path: string): boolean {
+  if (getPath(tree, path) !== undefined) return true
+  const parts = path.split('.')
+  for (let depth = 1; depth < parts.length; depth++) {
+    const above = getPath(tree, parts.slice(0, depth).join('.'))
+    if (above !== undefined && above !== true && !isPlainObject(above)) return true
+  }
+  return false
+}
+
+/** The variable that set `path`, or (for a group: `memory`) one that set a field of it, or
+ *  (for a field: `maintenance.interval`) the one that set its group. */
 function envVariable(read: Map<string, EnvValue>, path: string): string {
   const own = read.get(path)
   if (own !== undefined) return own.variable
-  for (const [field, value] of read) if (field.startsWith(path + '.')) return value.variable
+  for (const [field, value] of read) if (field.startsWith(path + '.') || path.startsWith(field + '.')) return value.variable
   return 'environment'
 }
 
