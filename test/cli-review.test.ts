@@ -6,7 +6,7 @@
  */
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { execFileSync, spawn } from 'node:child_process'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import fs from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -103,6 +103,24 @@ describe('read-only commands write nothing and never make a folder a cache', () 
       assert.deepEqual(snapshot(docs), before)
     })
   }
+
+  test('a cache this user may not read (its CACHEDIR.TAG refused) is reported as the permission failure, not as "not a larder cache"', async (t) => {
+    const dir = await freshDir('unreadable')
+    await populate(dir, 3)
+    // As root every file is readable: the bin runs as nobody, in a cache root may only enter
+    // (mkdtemp's 0700). As anyone else, a mode of 000 on one's own tag is enough.
+    const asRoot = process.getuid?.() === 0
+    const as = asRoot ? { uid: 65534, gid: 65534 } : {}
+    if (!asRoot) fs.chmodSync(path.join(dir, 'CACHEDIR.TAG'), 0o000)
+    else if (spawnSync(process.execPath, [BIN, '--version'], as).status !== 0) return t.skip(`${BIN} cannot be run by nobody here`)
+    for (const command of [['stats'], ['ls'], ['clear', '--yes']]) {
+      const run = spawnSync(process.execPath, [BIN, ...command, '--dir', dir], { ...as, encoding: 'utf8' })
+      assert.equal(run.status, 1, run.stderr)
+      assert.match(run.stderr, /EACCES/, `${command[0]}: ${run.stderr}`)
+      assert.doesNotMatch(run.stderr, /not a larder cache/)
+    }
+    assert.equal(entryFiles(dir).length, 3, 'nothing removed')
+  })
 
   test('--dir naming a file is a usage error (exit 2)', async () => {
     const base = await freshDir('file')

@@ -11,7 +11,7 @@ import { Larder } from '../larder.js'
 import { readBudget, type RecordedBudget } from '../maintenance/budget-record.js'
 import { defaultCacheDir, isEvictionPolicy, resolveOptions, type LarderOptions } from '../options.js'
 import { Layout } from '../store/layout.js'
-import { foreignContents, isLarderCache, nonDirectoryAbove } from '../store/cache-root.js'
+import { foreignContents, isLarderCache, nonDirectoryAbove, tagReadFailure } from '../store/cache-root.js'
 import { EXIT } from './exit-codes.js'
 import { ago, count, size } from './format.js'
 import { writeDocument } from './output.js'
@@ -316,6 +316,8 @@ function checkCacheDir(dir: string, use: CacheUse): void {
   if (!stat.isDirectory()) throw new CliFailure(`--dir ${dir} is a file, not a cache directory`, EXIT.usage, 'ERR_USAGE')
   if (isLarderCache(dir)) return
   if (use === 'create' && foreignContents(dir) === undefined) return
+  const failure = tagReadFailure(dir) // another user's cache, or a failing disk: said as such
+  if (failure !== undefined) throw failure
   throw new CliFailure(
     `${dir} is not a larder cache (no CACHEDIR.TAG written by larder); nothing was read or written`,
     EXIT.failed,

@@ -63,6 +63,19 @@ export function completeCacheTag(file: string): void {
   }
 }
 
+/** The disk's error when `dir`'s CACHEDIR.TAG cannot be read (EACCES: the cache of a user
+ *  this process may not read as; EIO), which isLarderCache answers as no cache: the CLI
+ *  reports that failure, not "not a larder cache". Undefined when it was read, is missing, or
+ *  something foreign is at its name. */
+export function tagReadFailure(dir: string): Error | undefined {
+  try {
+    readSmallFileSync(path.join(dir, 'CACHEDIR.TAG'))
+    return undefined
+  } catch (error) {
+    return error instanceof ForeignFileError ? undefined : (error as Error)
+  }
+}
+
 /**
  * What in the existing directory `dir` is not larder's, as a few names for a message, or
  * undefined when larder may write into it: a larder cache, an empty directory (an empty
