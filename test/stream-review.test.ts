@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto'
 import fs from 'node:fs'
 import zlib from 'node:zlib'
 import { setTimeout as delay } from 'node:timers/promises'
-import { Larder } from '../src/index.ts'
+import { Larder, type LarderError } from '../src/index.ts'
 import { disk } from '../src/store/disk.ts'
 import { entryFiles, tempDir } from './helpers.ts'
 import { eventually } from './eventually.ts'
@@ -208,5 +208,48 @@ test("streams count in stats().tiers.file as in the cache's totals: a setStream 
     assert.deepEqual([file.hits, file.misses, file.sets], [1, 1, 1], 'the file tier counted them too')
   } finally {
     await cache.close()
+  }
+})
+
+test('a disk read failing mid-stream (EIO, through the seam) fails the stream and is counted and heard as a failed read: failOpen false fails it with ERR_UNAVAILABLE', async () => {
+  const seam = disk as unknown as { open: typeof fs.promises.open }
+  const realOpen = seam.open
+  try {
+    for (const [label, options] of [
+      ['plain', { compression: 'none' }],
+      ['framed', {}],
+    ] as const) {
+      for (const failOpen of [true, false]) {
+        const cache = await Larder.open({ dir: tempDir(), maintenance: false, failOpen, ...options })
+        const heard: string[] = []
+        cache.on('error', (error) => heard.push((error as LarderError).code))
+        await cache.setStream('s', [randomBytes(6 * 1024 * 1024)])
+        // Entry files opened from now on fail their fourth read: the head, the trailer, then
+        // the payload (a read past what getStream reads before it hands the stream out).
+        seam.open = async (...args: Parameters<typeof fs.promises.open>) => {
+          const handle = await realOpen(...args)
+          let reads = 0
+          const read = handle.read.bind(handle) as (...a: unknown[]) => Promise<fs.promises.FileReadResult<Buffer>>
+          return Object.assign(Object.create(handle) as fs.promises.FileHandle, {
+            read: (...a: unknown[]) =>
+              ++reads === 4 ? Promise.reject(Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' })) : read(...a),
+          })
+        }
+        const stream = await cache.getStream('s')
+        seam.open = realOpen
+        await assert.rejects(
+          (async () => {
+            for await (const chunk of stream!) void chunk
+          })(),
+          { code: failOpen ? 'EIO' : 'ERR_UNAVAILABLE' },
+          `${label}, failOpen ${failOpen}`,
+        )
+        const { errors, breaker } = await cache.stats()
+        assert.deepEqual([errors, breaker.failures, heard], [1, 1, ['ERR_UNAVAILABLE']], `${label}, failOpen ${failOpen}`)
+        await cache.close()
+      }
+    }
+  } finally {
+    seam.open = realOpen
   }
 })

@@ -92,6 +92,16 @@ export class CacheParts {
               progress: (p) => events.emit('progress', p),
               pruned: (report) => events.emit('prune', report),
               pruneFailed: emitError,
+              // A stream cannot turn into a miss once handed out: it fails, with ERR_UNAVAILABLE
+              // under failOpen false, and the failure is counted and heard as a failed read's.
+              streamFailed: (error) => {
+                try {
+                  this.failures.readFailed(error)
+                  return error
+                } catch (unavailable) {
+                  return unavailable
+                }
+              },
             },
           )
     this.tags = new TagInvalidation({

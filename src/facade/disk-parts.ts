@@ -27,6 +27,8 @@ export interface DiskHooks {
   pruned: (report: PruneReport) => void
   /** An automatic prune failed: nobody else would hear of it. */
   pruneFailed: (error: Error) => void
+  /** See FileTierParts.streamFailed. */
+  streamFailed: (error: unknown) => unknown
 }
 
 /** The disk parts of every instance open in this process, by namespace directory: a prune
@@ -116,6 +118,7 @@ export class DiskParts {
       lastUse: options.readOnly ? undefined : this.lastUse,
       counts: hooks.counts,
       corrupt: hooks.corrupt,
+      streamFailed: hooks.streamFailed,
       removeTrash: (trash) => this.pool.run({ task: 'remove-trash', trash }),
       compressLater: this.compressLater,
     })

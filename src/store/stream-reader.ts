@@ -158,11 +158,14 @@ export async function checkOpenedEntry(entry: OpenedEntry): Promise<void> {
  * damaged (the caller counts and removes it). A sealed entry is opened with `keyring`'s key
  * (crypto/seal.ts): frame by frame, each authenticated before it is decoded; an unframed one
  * deciphered as it is read, and failing (never ending) unless its tag authenticates it.
+ * `onFailure`: a read that failed otherwise (the disk), once the stream has been handed out;
+ * it answers with the error the consumer's stream fails with.
  */
 export function createEntryStream(
   entry: OpenedEntry,
   onCorrupt: (error: CorruptEntryError) => void,
   keyring: Keyring | undefined,
+  onFailure: (error: unknown) => unknown = (error) => error,
 ): Readable {
   const { head, handle, size } = entry
   const logical = entry.trailer.logicalLength
@@ -173,7 +176,7 @@ export function createEntryStream(
   const key = keyOf(head, keyring)
   const opener = key === undefined ? undefined : new FrameCipher(key, head.nonce!, entry.headBytes)
   if (key === undefined && (head.flags & FLAG_FRAMED) === 0 && (head.compression as Compression) === Compression.None) {
-    return new PlainEntryStream(entry, hash, onCorrupt)
+    return new PlainEntryStream(entry, hash, onCorrupt, onFailure)
   }
 
   /** Reads and hashes the trailer; throws unless every byte before it matched. */
@@ -341,7 +344,7 @@ export function createEntryStream(
     } catch (error) {
       const corrupt = asCorrupt(error)
       if (corrupt !== undefined) onCorrupt(corrupt.of(entry.ino))
-      out.destroy((corrupt ?? error) as Error)
+      out.destroy((corrupt ?? onFailure(error)) as Error)
     }
   }
   void pump()
@@ -363,14 +366,16 @@ class PlainEntryStream extends Readable {
   readonly #entry: OpenedEntry
   readonly #hash: EntryHash
   readonly #onCorrupt: (error: CorruptEntryError) => void
+  readonly #onFailure: (error: unknown) => unknown
   #at: number
   #closed: Promise<void> | undefined
 
-  constructor(entry: OpenedEntry, hash: EntryHash, onCorrupt: (error: CorruptEntryError) => void) {
+  constructor(entry: OpenedEntry, hash: EntryHash, onCorrupt: (error: CorruptEntryError) => void, onFailure: (error: unknown) => unknown) {
     super({ highWaterMark: CHUNK })
     this.#entry = entry
     this.#hash = hash
     this.#onCorrupt = onCorrupt
+    this.#onFailure = onFailure
     this.#at = entry.head.payloadOffset
   }
 
@@ -420,7 +425,7 @@ class PlainEntryStream extends Readable {
     if (this.destroyed) return
     const corrupt = asCorrupt(error)
     if (corrupt !== undefined) this.#onCorrupt(corrupt.of(this.#entry.ino))
-    this.destroy((corrupt ?? error) as Error)
+    this.destroy((corrupt ?? this.#onFailure(error)) as Error)
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {

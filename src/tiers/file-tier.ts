@@ -70,6 +70,9 @@ export interface FileTierParts {
   /** The instance's counters: this tier adds bytes read and written, sets, expired and corrupt. */
   counts: ActivityCounters
   corrupt(report: CorruptReport): void
+  /** A disk failure met by a stream after getStream handed it out (outside any breaker call):
+   *  counted and reported as a failed read is; answers with the error the stream fails with. */
+  streamFailed(error: unknown): unknown
   /** Deletes a clear's trash directory off the main thread (a maintenance worker). */
   removeTrash(trash: string): Promise<void>
   /** Compresses large values after their set (undefined: a read-only instance). */
@@ -372,6 +375,11 @@ export class FileTier implements Tier {
             )
           },
           this.#p.options.encryption,
+          (error) => {
+            // The breaker hears it as it hears a failing read (it counts disk errors only).
+            void this.#p.breaker.run(() => Promise.reject(error as Error)).catch(() => {})
+            return this.#p.streamFailed(error)
+          },
         )
         handedOver = true
         return stream
