@@ -619,6 +619,13 @@ describe('temp files of bookkeeping writes', () => {
     fs.writeFileSync(notOurs, 'not a temp name')
     fs.utimesSync(notOurs, old, old)
 
+    // A dead lock moved aside by a taker killed before it removed it (maintenance/lock.ts).
+    const deadLock = path.join(ns, 'meta', 'maintenance.lock.4242-0a1b2c3d.dead')
+    fs.mkdirSync(deadLock)
+    fs.writeFileSync(path.join(deadLock, 'owner'), '{"pid":4242}')
+    fs.utimesSync(deadLock, old, old)
+    strays.push(deadLock)
+
     const janitor = await Larder.open({ dir, maintenance: { interval: 0, tempMaxAge: '1s' } })
     const pruned = await janitor.prune()
     await janitor.close()

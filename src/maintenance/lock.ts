@@ -157,6 +157,8 @@ function takeOverIfDead(lockDir: string): boolean {
     // Judged again: taken over and taken again meanwhile, it is live (and may even have the
     // dead one's inode number, freed and handed out again at once).
     if (!sameFile(now, judged) || !isDead(lockDir, now)) return false
+    // Killed before the removal below, a taker leaves this name for the sweep of bookkeeping
+    // temps (store/layout.ts, DEAD_LOCK_NAME).
     const aside = `${lockDir}.${process.pid}-${randomBytes(4).toString('hex')}.dead`
     try {
       fs.renameSync(lockDir, aside)

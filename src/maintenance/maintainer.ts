@@ -912,7 +912,8 @@ export class Maintainer {
   }
 
   /** Removes (or, on a dry run, counts) the stray temp files that bookkeeping writes of dead
-   *  processes left in tags/ and meta/, older than `tempMaxAge`, in a worker. */
+   *  processes left in tags/ and meta/, and dead locks a killed taker left aside in meta/,
+   *  older than `tempMaxAge`, in a worker. */
   async #sweepBookkeeping(now: number, dryRun: boolean): Promise<SweepOutput> {
     const { layout, options, pool } = this.#p
     return pool.run<SweepOutput>({

@@ -8,7 +8,7 @@ import path from 'node:path'
 import { hasher, loadHasher } from '../format/checksum.js'
 import { Compression } from '../format/compression.js'
 import { CorruptEntryError, FLAG_FRAMED, FLAG_SEALED, type EntryHead } from '../format/entry-format.js'
-import { BOOKKEEPING_TEMP_NAME, ENTRY_NAME, removeTrash, rootAbove, TEMP_NAME, trashBytes } from '../store/layout.js'
+import { BOOKKEEPING_TEMP_NAME, DEAD_LOCK_NAME, ENTRY_NAME, removeTrash, rootAbove, TEMP_NAME, trashBytes } from '../store/layout.js'
 import { chainIsReal, OwnedTree, type Sharing } from '../store/owned-tree.js'
 import { entryState } from '../store/liveness.js'
 import { stopRequested } from './cancellation.js'
@@ -263,7 +263,7 @@ function sweepBookkeeping(input: SweepInput): SweepOutput {
       continue
     }
     for (const name of names) {
-      if (!BOOKKEEPING_TEMP_NAME.test(name)) continue
+      if (!BOOKKEEPING_TEMP_NAME.test(name) && !DEAD_LOCK_NAME.test(name)) continue
       const freed = removeStaleTemp(path.join(dir, name), input.now, input.tempMaxAge, input.dryRun)
       if (freed === undefined) continue
       out.tempFilesRemoved++

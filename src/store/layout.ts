@@ -46,6 +46,10 @@ export const PARTITION_NAME = /^[0-9a-f]{2}$/
 export const TEMP_NAME = /^[0-9a-f]{16}\.[0-9]+(-[0-9]+\.tmp)?$/
 /** A temp file of atomic-write.ts beside a bookkeeping file (tags/, meta/): `<name>.<pid>-<n>.tmp`. */
 export const BOOKKEEPING_TEMP_NAME = /\.[0-9]+-[0-9]+\.tmp$/
+/** A dead maintenance lock a taker moved aside (`maintenance.lock.<pid>-<hex>.dead` in
+ *  `meta/`, maintenance/lock.ts): a taker killed before it removed it leaves it for the
+ *  sweep of bookkeeping temps. */
+export const DEAD_LOCK_NAME = /^maintenance\.lock\.[0-9]+-[0-9a-f]+\.dead$/
 /** A `clear()`'s trash directory in `<dir>/v1/`: `.trash-<pid>-<ms>-<random>`. */
 export const TRASH_NAME = /^\.trash-[0-9]+-[0-9]+-[0-9a-z]+$/
 
