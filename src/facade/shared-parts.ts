@@ -4,7 +4,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { Bus } from '../bus/bus.js'
 import type { BusMessage } from '../bus/messages.js'
 import type { ResolvedOptions, ResolvedRedisOptions } from '../options.js'
-import { closeClient, duplicateForSubscribing, openClient, readyWithin, type RedisClient } from '../redis/connection.js'
+import { beingDropped, closeClient, duplicateForSubscribing, openClient, readyWithin, type RedisClient } from '../redis/connection.js'
 import { NodeSubscriber } from '../redis/node-subscriber.js'
 import { FOLD_STAMPS, RAISE_FLOOR, RAISE_STAMPS, RELEASE_LOCK, runScript, TAKE_LOCK } from '../redis/scripts.js'
 import { DiskBreaker, type BreakerState } from '../resilience/disk-breaker.js'
@@ -135,7 +135,7 @@ export class SharedParts {
   /** Why the command connection is not ready, as its last error said (a caller's client is the
    *  caller's to hear): undefined when it is ready or nothing was heard. */
   whyNotConnected(): string | undefined {
-    return this.client.status === 'ready' ? undefined : this.#connectionError
+    return this.client.status === 'ready' && !beingDropped(this.client) ? undefined : this.#connectionError
   }
 
   /** Waits (at most commandTimeout, or a second) for Redis and the bus: Redis down at open

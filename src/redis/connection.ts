@@ -109,6 +109,10 @@ function keepInStep(client: RedisClient): void {
     // disconnect() adds a listener and a timer to its socket until it closes.
     dropping.add(connection)
     connection.once('close', () => dropping.delete(connection))
+    // The client's connection says why it is down until it is ready again (SharedParts
+    // whyNotConnected): a drop of ours emits no error of its own, and the commands sent while
+    // it reconnects would fail with ioredis's bare "Stream isn't writeable".
+    if (!client.isCluster) client.emit('error', new Error(TIMED_OUT))
     connection.disconnect(!client.isCluster)
   })
   // ioredis calls it on the command, with the connection's commandTimeout, as it sends it.
@@ -160,6 +164,12 @@ function connectNow<T extends RedisClient>(connection: T): T {
 
 /** Connections keepInStep is dropping, until they close. */
 const dropping = new WeakSet<Redis>()
+
+/** Whether keepInStep is dropping `client`'s connection: its status still says 'ready' until
+ *  the socket closes, though no command can be sent on it any more. */
+export function beingDropped(client: RedisClient): boolean {
+  return !client.isCluster && dropping.has(client as Redis)
+}
 
 /** ioredis's message for a command that got no reply within commandTimeout. */
 const TIMED_OUT = 'Command timed out'

@@ -66,3 +66,26 @@ test('once connected, a failure is told as it is, with no stale cause', { skip }
   assert.match(thrown.message, /OOM/)
   assert.ok(!/not connected/.test(thrown.message), thrown.message)
 })
+
+test('a connection dropped after a command timed out says so until it is back', { skip }, async () => {
+  const server = await startRedis()
+  const cache = await Larder.open({ dir: false, redis: { url: server.url, commandTimeout: '300ms' }, failOpen: false, memory: false })
+  after(() => cache.close())
+  await cache.set('k', 1)
+  // Paused: the get times out and its connection is dropped; the set comes as it is opened again.
+  server.cli('CLIENT', 'PAUSE', '3000', 'ALL')
+  const first = await cache.get('k').then(
+    () => undefined,
+    (error: LarderError) => error,
+  )
+  assert.match(first?.message ?? '', /Command timed out/)
+  const next = await cache.set('k', 2).then(
+    () => undefined,
+    (error: LarderError) => error,
+  )
+  server.cli('CLIENT', 'UNPAUSE')
+  assert.ok(next instanceof LarderError)
+  assert.equal(next.code, 'ERR_UNAVAILABLE')
+  assert.ok(!/Stream isn't writeable/.test(next.message), next.message)
+  assert.match(next.message, /not connected: Command timed out/)
+})
