@@ -332,8 +332,9 @@ const LOOPBACK_NAME = /^(?:localhost|[a-z0-9.-]+\.localhost|127(?:\.\d{1,3}){3}|
  * A browser says so (an Origin, or the `Sec-Fetch-*` headers every current browser sends); a
  * build tool sends neither, and may use any name for this host (an /etc/hosts alias). From a
  * browser, the Host must be a loopback name (a name rebound by DNS to 127.0.0.1 makes the
- * attacker's page same-origin with this server) and an Origin must be the server's own (a page
- * elsewhere; the dashboard's own requests carry none, or this one). The message names neither.
+ * attacker's page same-origin with this server) and the page must be the server's own: its
+ * Origin, or without one its `Sec-Fetch-Site` (the dashboard's own requests carry no Origin, or
+ * this one). The message names neither.
  */
 function browserRefusal(headers: FastifyRequest['headers']): string | undefined {
   const { host, origin } = headers
@@ -341,12 +342,19 @@ function browserRefusal(headers: FastifyRequest['headers']): string | undefined 
   const name = host === undefined ? undefined : hostName(host)
   if (name !== undefined && !LOOPBACK_NAME.test(name))
     return 'Forbidden: a server without a token answers a web page only under a loopback name (localhost, 127.0.0.1, [::1])'
-  if (origin === undefined) return undefined
   let own = false
-  try {
-    own = host !== undefined && new URL(origin).host.toLowerCase() === host.toLowerCase()
-  } catch {
-    // `null` (a sandboxed page, a file) or not a URL: not this server's
+  if (origin === undefined) {
+    // A browser's GET carries no Origin, a page's <script>, <img> or no-cors fetch neither, but
+    // it says whose page asked: another site's learnt a hit from a miss (onload or onerror) and,
+    // with --origin, had the server fetch and store. A navigation shows the answer to the user.
+    const site = headers['sec-fetch-site']
+    own = (site !== 'cross-site' && site !== 'same-site') || headers['sec-fetch-mode'] === 'navigate'
+  } else {
+    try {
+      own = host !== undefined && new URL(origin).host.toLowerCase() === host.toLowerCase()
+    } catch {
+      // `null` (a sandboxed page, a file) or not a URL: not this server's
+    }
   }
   return own ? undefined : 'Forbidden: a server without a token answers no web page but its own (start it with --token to serve browsers)'
 }

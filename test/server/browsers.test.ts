@@ -72,6 +72,26 @@ test('no token: a request from a web page of another origin, or to a name that i
   assert.equal((await raw(artifact, 'GET', { host: `cache.internal:${port}` })).text, 'own')
 })
 
+test("no token: another site's <img>, <script> or no-cors fetch (a GET with no Origin) is refused; a navigation is served", async () => {
+  // Found by a review: these carry no Origin, and were served, so another site's page learnt a
+  // hit from a miss (onload, onerror) and, with --origin, had the server fetch and store.
+  const { url } = await startServer()
+  const artifact = `${url}/v8/artifacts/${HASH}?slug=web`
+  assert.equal((await raw(artifact, 'PUT', { 'content-type': 'application/octet-stream' }, 'ok')).status, 202)
+  const script = { 'sec-fetch-mode': 'no-cors', 'sec-fetch-dest': 'script' }
+  for (const site of ['cross-site', 'same-site']) {
+    const answer = await raw(artifact, 'GET', { ...script, 'sec-fetch-site': site })
+    assert.equal(answer.status, 403, site)
+    assert.equal((JSON.parse(answer.text) as ErrorAnswer).error.code, 'ERR_FORBIDDEN_ORIGIN')
+  }
+  assert.equal((await raw(`${url}/api/cache/k`, 'GET', { ...script, 'sec-fetch-site': 'cross-site' })).status, 403, 'the cache API too')
+  // The dashboard's own requests, a typed URL, and a link followed (the user sees the answer).
+  assert.equal((await raw(artifact, 'GET', { 'sec-fetch-site': 'same-origin', 'sec-fetch-mode': 'cors' })).text, 'ok')
+  assert.equal((await raw(artifact, 'GET', { 'sec-fetch-site': 'none', 'sec-fetch-mode': 'navigate' })).text, 'ok')
+  const link = { 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document' }
+  assert.equal((await raw(`${url}/`, 'GET', link)).status, 200)
+})
+
 test('with tokens, the token is what guards: a page without it gets 401, and a client that holds it may send an Origin', async () => {
   const { url } = await startServer({ tokens: ['W-token'] })
   const artifact = `${url}/v8/artifacts/${HASH}?slug=web`
