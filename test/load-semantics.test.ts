@@ -119,12 +119,15 @@ test('refresh-ahead: a set called just after the refresh loader resolved is not 
   const cache = await Larder.open({ dir: tempDir(), memory: { maxEntries: 100 } })
   for (let hops = 0; hops < 10; hops++) {
     const key = `r${hops}`
-    await cache.getOrSet(key, () => 'v1', { ttl: 60, refreshAhead: 0.1 })
-    await delay(15)
+    await cache.getOrSet(key, () => 'v1', { ttl: 600, refreshAhead: 0.1 })
+    await delay(80)
     const loading = held<string>()
-    await cache.getOrSet(key, () => loading.promise, { ttl: 60_000, refreshAhead: 0.1 }) // a hit past the mark: a refresh begins
+    // A hit past the mark (60 ms): a refresh begins. Not awaited before the loader resolves: a
+    // loaded machine that let the entry expire (600 ms) made it a miss waiting for this loader.
+    const hit = cache.getOrSet(key, () => loading.promise, { ttl: 60_000, refreshAhead: 0.1 })
     await delay(2)
     loading.resolve('refreshed')
+    await hit
     await microtasks(hops)
     await cache.set(key, 'new')
     await delay(5)
