@@ -166,6 +166,32 @@ test('a budget is kept at the size values have once compressed: a prune waits fo
   }
 })
 
+test('a prune compresses the values another process wrote plain a moment ago before it judges the budget, and evicts nothing they leave room for', async () => {
+  const dir = tempDir('larder-compress-budget-fresh')
+  // 20 values of 100 kB (2 MB plain, ~20 kB compressed) left plain by a writer that exited
+  // without close(): a prune within the minute a writer's worker is given counted them at
+  // their plain size, and evicted 13 of the 21 under 1 MB. (So did three processes writing into
+  // one cache: each prune's scan found the others' newest values plain, their workers
+  // waiting for it.)
+  const run = await runChildScript('plain-leaver.ts', [dir, '20'], 60_000)
+  assert.equal(run.code, 0, run.err)
+  assert.equal(Number(run.out.trim()), 20, 'written plain')
+  assert.ok(plainFiles(dir).length >= 20)
+  const cache = await Larder.open({ dir, maxSize: '1MB', maintenance: { interval: 0 } })
+  try {
+    const report = await cache.prune()
+    assert.equal(report.evicted, 0)
+    assert.equal(report.remainingEntries, 21)
+    assert.equal((await cache.entries()).length, 21)
+    assert.equal(plainFiles(dir).length, 0, 'compressed by the prune')
+    assert.equal(report.remainingBytes, totalBytes(dir))
+    assert.ok(totalBytes(dir) < 1_000_000)
+    assert.equal((await cache.stats()).size, totalBytes(dir), 'the totals follow the files')
+  } finally {
+    await cache.close()
+  }
+})
+
 test('savings told to the totals when the last flush is old are taken off once (a flush asks for them again while they are told)', async () => {
   const dir = tempDir('larder-compress-told-once')
   const cache = await Larder.open({ dir, maintenance: false })

@@ -97,6 +97,20 @@ export interface ScanOutput extends Removals {
   removedKeys: string[]
   /** Survivors left plain by compress-later, compressed by this scan (`compressPlain`). */
   compressedPlain: number
+  /** Survivors compress-later left plain less than PLAIN_SETTLED_MS ago (with `compressPlain`):
+   *  their indexes among `names`. Their writer's worker compresses them, but not while this
+   *  scan counts the files, so a prune whose budget their plain size breaks compresses them
+   *  first (compress-fresh) rather than evict what their compressed size leaves room for. */
+  freshPlain: number[]
+}
+
+export interface CompressFreshInput {
+  task: 'compress-fresh'
+  namespaceDir: string
+  /** The files' names, 16 characters each, and the creation times of their entries. */
+  names: string
+  createdAt: number[]
+  with: CompressWith & { shared: Sharing }
 }
 
 export interface EvictInput {
@@ -196,6 +210,7 @@ export type TaskInput =
   | TrashInput
   | FoldInput
   | CompressInput
+  | CompressFreshInput
 
 export default async function run(
   input: TaskInput,
@@ -211,6 +226,7 @@ export default async function run(
   | RekeyOutput
   | FoldOutput
   | CompressOutput
+  | number[]
 > {
   await loadHasher()
   switch (input.task) {
@@ -238,6 +254,8 @@ export default async function run(
       return touchIfOlder(input.files, input.times)
     case 'compress':
       return compressEntries(input)
+    case 'compress-fresh':
+      return compressFresh(input)
     case 'remove-trash': {
       const bytes = input.measure === true ? trashBytes(input.trash) : 0
       if (input.dryRun !== true) await removeTrash(input.trash)
@@ -307,6 +325,7 @@ function scan(input: ScanInput): ScanOutput {
     entriesRemoved: 0,
     entryBytesRemoved: 0,
     compressedPlain: 0,
+    freshPlain: [],
     stopped: false,
   }
   const { now, filters, dryRun } = input
@@ -331,19 +350,19 @@ function scan(input: ScanInput): ScanOutput {
   /** Judges one opened entry: removes it, or adds it to the survivors. */
   const plain = dryRun ? undefined : input.compressPlain
   const tree = plain === undefined ? undefined : new OwnedTree(rootAbove(input.namespaceDir, 2), plain.shared, true)
-  /** A survivor compress-later left plain, compressed now: its new size and inode. */
-  const compressedPlain = (file: string, head: EntryHead, size: number, mtimeMs: number): { size: number; ino: number } | undefined => {
-    if (plain === undefined || (head.compression as Compression) !== Compression.None || (head.flags & (FLAG_FRAMED | FLAG_SEALED)) !== 0)
-      return undefined
-    if (size < plain.from || head.createdAt < plain.lastScan - PLAIN_SETTLED_MS || now - mtimeMs < PLAIN_SETTLED_MS) return undefined
-    try {
-      const rewritten = compressEntry(tree!, file, head.createdAt, plain) // no guard: never BUSY
-      if (rewritten === undefined || rewritten === BUSY) return undefined
-      out.compressedPlain++
-      return { size: size - rewritten.saved, ino: rewritten.ino }
-    } catch {
-      return undefined // left plain: a failing disk fails the scan's own steps next
-    }
+  /** Whether a survivor is one compress-later left plain (compressed later by a worker). */
+  const leftPlain = (head: EntryHead, size: number): boolean =>
+    plain !== undefined &&
+    (head.compression as Compression) === Compression.None &&
+    (head.flags & (FLAG_FRAMED | FLAG_SEALED)) === 0 &&
+    size >= plain.from
+  /** A settled one compressed now (see compressPlain): its new size and inode. */
+  const compressedPlain = (file: string, head: EntryHead, size: number): { size: number; ino: number } | undefined => {
+    if (head.createdAt < plain!.lastScan - PLAIN_SETTLED_MS) return undefined
+    const rewritten = compressQuietly(tree!, file, head.createdAt, plain!)
+    if (rewritten === undefined) return undefined
+    out.compressedPlain++
+    return { size: size - rewritten.saved, ino: rewritten.ino }
   }
 
   const judge = (entry: JudgedFile, name: string, file: string): void => {
@@ -383,8 +402,13 @@ function scan(input: ScanInput): ScanOutput {
       grown.set(records)
       records = grown
     }
-    const compressed = compressedPlain(file, head, size, mtimeMs)
-    if (compressed !== undefined) ({ size, ino } = compressed)
+    if (leftPlain(head, size)) {
+      if (now - mtimeMs < PLAIN_SETTLED_MS) out.freshPlain.push(count)
+      else {
+        const compressed = compressedPlain(file, head, size)
+        if (compressed !== undefined) ({ size, ino } = compressed)
+      }
+    }
     const at = count * RECORD_FIELDS
     records[at] = size
     records[at + 1] = mtimeMs
@@ -418,6 +442,31 @@ function scan(input: ScanInput): ScanOutput {
   }
   out.records = records.slice(0, count * RECORD_FIELDS)
   out.names = names.join('')
+  return out
+}
+
+/** compressEntry for a scan's leftovers: what it saved and the new inode, or undefined if the
+ *  file was left as it was. A failing disk leaves it plain: the scan's own steps fail next.
+ *  Without the cache's RewriteGuard (another process's, or none), so never BUSY. */
+function compressQuietly(tree: OwnedTree, file: string, createdAt: number, how: CompressWith): { saved: number; ino: number } | undefined {
+  try {
+    const rewritten = compressEntry(tree, file, createdAt, how)
+    return rewritten === BUSY ? undefined : rewritten
+  } catch {
+    return undefined
+  }
+}
+
+/** Compresses the fresh plain survivors a prune's budget needs smaller (ScanOutput.freshPlain):
+ *  per file, the bytes it shrank by (0: left as it was) and its inode after. */
+function compressFresh(input: CompressFreshInput): number[] {
+  const tree = new OwnedTree(rootAbove(input.namespaceDir, 2), input.with.shared, true)
+  const out: number[] = []
+  input.createdAt.forEach((createdAt, i) => {
+    const name = input.names.slice(i * 16, i * 16 + 16)
+    const rewritten = compressQuietly(tree, path.join(input.namespaceDir, name.slice(0, 2), name), createdAt, input.with)
+    out.push(rewritten?.saved ?? 0, rewritten?.ino ?? 0)
+  })
   return out
 }
 
