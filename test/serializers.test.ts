@@ -39,6 +39,7 @@ const VALUES: [name: string, make: () => unknown][] = [
   ['a class instance', () => new Point(3, 4)],
   ['a RegExp', () => ({ r: /ab+c/gi })],
   ['a shared reference', shared],
+  ['an array with a named property', () => ({ list: Object.assign([1, 2], { extra: 'x' }) })],
   ['a string', () => 'héllo ✓'],
   ['a number', () => 42.5],
   ['null', () => null],
@@ -371,6 +372,25 @@ describe('what msgpack would change without a word', () => {
     assert.deepEqual(await reader.get('fine'), { list: [1, 'a'], at: { n: null } })
     await reader.close()
   })
+})
+
+test("an array's own properties other than its indexes: json and msgpack drop them (as README says), v8 keeps them", async () => {
+  for (const [serializer, kept] of [
+    ['json', false],
+    ['msgpack', false],
+    ['v8', true],
+  ] as const) {
+    const dir = tempDir()
+    const writer = await Larder.open({ dir, serializer })
+    await writer.set('k', { list: Object.assign([1, 2], { extra: 'x' }) })
+    const reader = await Larder.open({ dir, serializer, memory: false })
+    for (const cache of [writer, reader]) {
+      const { list } = (await cache.get('k')) as { list: number[] & { extra?: string } }
+      assert.deepEqual([...list], [1, 2])
+      assert.equal(list.extra, kept ? 'x' : undefined, serializer)
+    }
+    await Promise.all([writer.close(), reader.close()])
+  }
 })
 
 describe('nesting depth', () => {
