@@ -100,7 +100,7 @@ export class LarderCacheStore implements CacheStore {
     if (this.#committing.size > 0) return this.#lookupAfterCommits(cache, key, plainKey)
     return cache.get(plainKey).then((value) => {
       const bytes = bytesOf(value)
-      return bytes !== undefined ? bufferedResponse(bytes, plainKey, key) : this.#afterPlainMiss(cache, key, plainKey)
+      return bytes !== undefined ? bufferedResponse(cache, bytes, plainKey, key) : this.#afterPlainMiss(cache, key, plainKey)
     })
   }
 
@@ -108,7 +108,7 @@ export class LarderCacheStore implements CacheStore {
   async #lookupAfterCommits(cache: Larder, key: CacheKey, plainKey: string): Promise<GetResult | undefined> {
     await this.#committed(plainKey)
     const bytes = bytesOf(await cache.get(plainKey))
-    return bytes !== undefined ? bufferedResponse(bytes, plainKey, key) : this.#afterPlainMiss(cache, key, plainKey)
+    return bytes !== undefined ? bufferedResponse(cache, bytes, plainKey, key) : this.#afterPlainMiss(cache, key, plainKey)
   }
 
   /** No buffered response under the plain key: its streamed one, else a variant the URL's index names. */
@@ -481,14 +481,20 @@ const SMALL_BYTES = 64 * 1024
 /** The response stored under `entryKey` (buffered) or its stream key, if it answers `key`. */
 async function readResponse(cache: Larder, entryKey: string, key: CacheKey): Promise<GetResult | undefined> {
   const bytes = bytesOf(await cache.get(entryKey))
-  return bytes !== undefined ? bufferedResponse(bytes, entryKey, key) : streamedResponse(cache, entryKey, key)
+  return bytes !== undefined ? bufferedResponse(cache, bytes, entryKey, key) : streamedResponse(cache, entryKey, key)
 }
 
-/** The buffered response `bytes` (stored under `entryKey`), if it answers `key`. */
-function bufferedResponse(bytes: Buffer, entryKey: string, key: CacheKey): GetResult | undefined {
+/**
+ * The buffered response `bytes` (stored under `entryKey`), if it answers `key`. Its body is a
+ * copy when the cache has a memory tier: that tier answers every hit with the one Buffer it
+ * holds, and undici hands the body to the app as it is (`request()`'s chunks), so a chunk
+ * the app changed in place was served, changed, to every later hit of this process.
+ */
+function bufferedResponse(cache: Larder, bytes: Buffer, entryKey: string, key: CacheKey): GetResult | undefined {
   const parsed = parseHead(bytes, entryKey)
   if (parsed === undefined || parsed === 'short' || !answers(parsed.head, key)) return undefined
-  return resultOf(parsed.head, replayable(bytes.subarray(parsed.end)))
+  const body = bytes.subarray(parsed.end)
+  return resultOf(parsed.head, replayable(cache.options.memory === false ? body : Buffer.from(body)))
 }
 
 /**

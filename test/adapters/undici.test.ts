@@ -14,8 +14,8 @@ import type { AddressInfo } from 'node:net'
 import path from 'node:path'
 import { Readable, type Writable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { after, before, describe, test } from 'node:test'
-import { Agent, fetch, interceptors } from 'undici'
+import { after, before, describe, test, type TestContext } from 'node:test'
+import { Agent, fetch, interceptors, request } from 'undici'
 import { Larder, isLarderError } from 'larder'
 import { LarderCacheStore } from 'larder/undici'
 import { tempDir } from '../helpers.ts'
@@ -334,18 +334,24 @@ describe('larder/undici: fetch through the cache interceptor', () => {
   )
 })
 
+/** A local origin (closed after the test) answering every request with a 200 fresh for a
+ *  minute whose body is the request's number (`#1`, `#2`…); `served()`: how many it answered. */
+async function countingOrigin(t: TestContext): Promise<{ base: string; served: () => number }> {
+  let served = 0
+  const origin = http.createServer((_request, response) => {
+    served++
+    response.writeHead(200, { 'cache-control': 'public, max-age=60' })
+    response.end(`#${served}`)
+  })
+  origin.listen(0, '127.0.0.1')
+  await once(origin, 'listening')
+  t.after(() => origin.close())
+  return { base: `http://127.0.0.1:${(origin.address() as AddressInfo).port}`, served: () => served }
+}
+
 describe('larder/undici: fetch with a failing disk', () => {
   test('requests are answered by the origin; nothing throws', async (t) => {
-    let served = 0
-    const origin = http.createServer((_request, response) => {
-      served++
-      response.writeHead(200, { 'cache-control': 'public, max-age=60' })
-      response.end(`#${served}`)
-    })
-    origin.listen(0, '127.0.0.1')
-    await once(origin, 'listening')
-    t.after(() => origin.close())
-    const base = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`
+    const { base } = await countingOrigin(t)
     const dir = path.join(tempDir('larder-undici-fetch-disk'), 'cache')
     const errors: Error[] = []
     const store = new LarderCacheStore({ dir }, { errorCallback: (e) => errors.push(e) })
@@ -359,5 +365,33 @@ describe('larder/undici: fetch with a failing disk', () => {
     for (let i = 0; i < 3; i++) texts.push(await (await fetch(`${base}/x`, { dispatcher })).text())
     assert.deepEqual(texts, ['#1', '#2', '#3'])
     assert.ok(errors.length >= 1 && errors.every((e) => isLarderError(e, 'ERR_UNAVAILABLE')), errors.map(String).join('; '))
+  })
+})
+
+describe('larder/undici: with the memory tier', () => {
+  test("a body chunk the app changes in place (undici's request() hands it over as it is) is not served changed to the next hit", async (t) => {
+    const { base, served } = await countingOrigin(t)
+    const url = `${base}/mutable`
+    const store = new LarderCacheStore({ dir: tempDir('larder-undici-memory-body'), memory: true })
+    const agent = new Agent()
+    t.after(() => Promise.all([agent.close(), store.close()]))
+    const dispatcher = agent.compose(interceptors.cache({ store }))
+    /** A request() whose consumer overwrites each chunk once it has read it. */
+    const read = async (): Promise<string> => {
+      const response = await request(url, { dispatcher })
+      let text = ''
+      for await (const chunk of response.body as AsyncIterable<Buffer>) {
+        text += chunk.toString()
+        chunk.fill('X')
+      }
+      return text
+    }
+    assert.equal(await read(), '#1')
+    for (let i = 0; i < 200 && (await store.get({ origin: base, path: '/mutable', method: 'GET', headers: {} })) === undefined; i++)
+      await sleep(10)
+    const texts: string[] = []
+    for (let i = 0; i < 3; i++) texts.push(await read())
+    assert.deepEqual(texts, ['#1', '#1', '#1'])
+    assert.equal(served(), 1, 'the hits came from the store')
   })
 })
