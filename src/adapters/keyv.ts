@@ -3,7 +3,7 @@ import type { KeyvStoreAdapter, StoredData } from 'keyv'
 import type { Larder } from 'larder'
 import { entryBatches, taggedKeys } from '../facade/adapter-hooks.js'
 import { MAX_KEY_BYTES } from '../options.js'
-import { boundedKey } from './bounded-key.js'
+import { boundedKey, TAG_BYTES } from './bounded-key.js'
 import { CacheSource, type CacheOrOptions } from './cache-source.js'
 
 export type { CacheOrOptions }
@@ -352,7 +352,10 @@ function directoryBatches(cache: Larder, tags: string[]): AsyncIterable<Array<{ 
   })()
 }
 
-/** The tag every entry of a Keyv namespace carries (no namespace is a namespace too). */
+/** The tag every entry of a Keyv namespace carries (no namespace is a namespace too). Keyv
+ *  takes any namespace, larder no tag over 1 KiB or holding a NUL or a lone surrogate: such a
+ *  namespace is tagged by its SHA-256, as such a key is stored (with the tag as it was, every
+ *  set in it was refused: false, and an error event). */
 function namespaceTag(namespace: string | undefined): string {
-  return `keyv:${namespace ?? ''}`
+  return boundedKey('keyv:', namespace ?? '', TAG_BYTES)
 }

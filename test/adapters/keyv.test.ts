@@ -174,6 +174,26 @@ describe('larder/keyv', () => {
     await cache.close()
   })
 
+  test('a namespace larder would refuse as a tag (over 1 KiB, a NUL, a lone surrogate) is kept all the same: set, read, listed, and cleared alone', async () => {
+    const cache = await Larder.open({ dir: tempDir('larder-keyv-odd-namespaces') })
+    const other = new Keyv({ store: new KeyvLarder(cache), namespace: 'other' })
+    await other.set('k', 'stays')
+    for (const namespace of ['n'.repeat(1100), 'é'.repeat(600), 'a\0b', 'lone \ud800']) {
+      const keyv = new Keyv({ store: new KeyvLarder(cache), namespace })
+      const errors = errorsOf(keyv)
+      assert.equal(await keyv.set('k', 1), true, `set in a namespace of ${namespace.length} characters`)
+      assert.equal(await keyv.get('k'), 1)
+      const listed: unknown[] = []
+      for await (const entry of keyv.iterator!(namespace)) listed.push(entry)
+      assert.deepEqual(listed, [['k', 1]])
+      await keyv.clear()
+      assert.equal(await keyv.get('k'), undefined, 'cleared')
+      assert.deepEqual(errors, [])
+    }
+    assert.equal(await other.get('k'), 'stays', 'another namespace is left alone')
+    await cache.close()
+  })
+
   test('a ttl Keyv passes on as it came: Infinity and NaN never expire (as in Keyv), a negative one is gone at once; nothing is refused', async () => {
     const dir = tempDir('larder-keyv-odd-ttl')
     const cache = await Larder.open({ dir })
