@@ -168,6 +168,25 @@ test('warm: a value its loader read before a set or delete made meanwhile is not
   await cache.close()
 })
 
+test('warm: its read waits for the changes of its key called before it (a delete in flight: its old value never back in memory)', async () => {
+  const cache = await Larder.open({ dir: tempDir(), memory: { maxEntries: 100 } })
+  const big = (tag: string): string => tag + 'x'.repeat(300_000) // read from disk asynchronously
+  for (let i = 0; i < 5; i++) {
+    await cache.set('k', big('old'))
+    await cache.set('j', big('old'))
+    await cache.clear({ tier: 'memory' })
+    const deleting = cache.delete('k')
+    const setting = cache.set('j', 'new')
+    const report = await cache.warm(['k', 'j'], { loader: (keys) => keys.map(() => 'loaded') })
+    await Promise.all([deleting, setting])
+    // Before: warm read k's file while the delete ran and held the old value in memory.
+    assert.equal(String(await cache.get('k')).slice(0, 6), 'loaded', 'the deleted value is not served')
+    assert.equal(await cache.get('j'), 'new')
+    assert.deepEqual(report, { warmed: 2, fromShared: 0, loaded: 1, failed: 0, superseded: 0 }, 'k was deleted first: loaded')
+  }
+  await cache.close()
+})
+
 test('increment: called before an invalidation of its tags, its result is stale after it (as a set would be)', async () => {
   const dir = tempDir()
   const writer = await Larder.open({ dir })

@@ -1,4 +1,5 @@
 import { Slots } from '../batch-slots.js'
+import type { KeyOrder } from '../key-order.js'
 import type { ResolvedOptions } from '../options.js'
 import type { CreationClock } from '../store/creation-clock.js'
 import type { TierStack } from '../tiers/tier-stack.js'
@@ -26,6 +27,8 @@ const LOADER_BATCH = 100
 export interface WarmParts {
   /** The tiers a key is read through (a Redis hit is promoted into the local ones). */
   stack: TierStack
+  /** A key is read once the changes of it called before warm() have taken effect, as get reads. */
+  order: KeyOrder
   /** Where a loaded value is stored, as set() stores it, in call order. */
   writes: OrderedWrites
   /** Each key's load, stamped when the loader is called and superseded by a change of the key
@@ -42,7 +45,7 @@ export interface WarmParts {
  * for none), and those are stored.
  */
 export async function warm(
-  { stack, writes, loads, clock, options }: WarmParts,
+  { stack, order, writes, loads, clock, options }: WarmParts,
   { keys, loader, concurrency }: { keys: readonly string[]; loader: ((keys: string[]) => unknown) | undefined; concurrency: number },
 ): Promise<WarmReport> {
   const report: WarmReport = { warmed: 0, fromShared: 0, loaded: 0, failed: 0, superseded: 0 }
@@ -51,7 +54,9 @@ export async function warm(
   await Promise.all(
     [...new Set(keys)].map((key) =>
       slots.run(async () => {
-        const found = await stack.lookup(key, 0)
+        // After the changes of the key called before warm(), as get() reads: a delete still
+        // removing the file was read past, and what it removed went back into memory.
+        const found = await order.afterChanges(key, async () => stack.lookup(key, 0))
         if (found.found && !found.stale) {
           report.warmed++
           if (found.tier === 'redis') report.fromShared++
@@ -89,7 +94,8 @@ export async function warm(
             report.loaded++
             // cache-aside stores in Redis only; its local tiers fill on a read, made here, so
             // that a key warmed is local as the report says
-            if (options.writeStrategy !== 'cache-aside' || (await stack.lookup(key, 0)).found) report.warmed++
+            if (options.writeStrategy !== 'cache-aside' || (await order.afterChanges(key, async () => stack.lookup(key, 0))).found)
+              report.warmed++
           } catch {
             report.failed++
           } finally {
