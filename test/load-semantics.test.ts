@@ -187,6 +187,15 @@ test('warm: its read waits for the changes of its key called before it (a delete
   await cache.close()
 })
 
+test('warm: without a directory, a key the memory tier holds is warm, not loaded over', async () => {
+  const cache = await Larder.open({ dir: false, memory: { maxEntries: 100 } })
+  await cache.set('k', 'new')
+  const report = await cache.warm(['k'], { loader: (keys) => keys.map(() => 'loaded') })
+  assert.deepEqual(report, { warmed: 1, fromShared: 0, loaded: 0, failed: 0, superseded: 0 })
+  assert.equal(await cache.get('k'), 'new')
+  await cache.close()
+})
+
 test('increment: called before an invalidation of its tags, its result is stale after it (as a set would be)', async () => {
   const dir = tempDir()
   const writer = await Larder.open({ dir })

@@ -2,7 +2,8 @@ import { Slots } from '../batch-slots.js'
 import type { KeyOrder } from '../key-order.js'
 import type { ResolvedOptions } from '../options.js'
 import type { CreationClock } from '../store/creation-clock.js'
-import type { TierStack } from '../tiers/tier-stack.js'
+import type { MemoryTier } from '../tiers/memory-tier.js'
+import type { StackRead, TierStack } from '../tiers/tier-stack.js'
 import type { Loads } from './loads.js'
 import type { OrderedWrites } from './ordered-writes.js'
 
@@ -25,8 +26,10 @@ export interface WarmReport {
 const LOADER_BATCH = 100
 
 export interface WarmParts {
-  /** The tiers a key is read through (a Redis hit is promoted into the local ones). */
+  /** The tiers a key is read through (a Redis hit is promoted into the local ones), below memory. */
   stack: TierStack
+  /** Asked first: with `dir: false` (and no Redis) it is the one tier, which `stack` never reads. */
+  memory: MemoryTier | undefined
   /** A key is read once the changes of it called before warm() have taken effect, as get reads. */
   order: KeyOrder
   /** Where a loaded value is stored, as set() stores it, in call order. */
@@ -45,18 +48,23 @@ export interface WarmParts {
  * for none), and those are stored.
  */
 export async function warm(
-  { stack, order, writes, loads, clock, options }: WarmParts,
+  { stack, memory, order, writes, loads, clock, options }: WarmParts,
   { keys, loader, concurrency }: { keys: readonly string[]; loader: ((keys: string[]) => unknown) | undefined; concurrency: number },
 ): Promise<WarmReport> {
   const report: WarmReport = { warmed: 0, fromShared: 0, loaded: 0, failed: 0, superseded: 0 }
+  // After the changes of the key called before warm(), as get() reads: a delete still removing
+  // the file was read past, and what it removed went back into memory.
+  const read = (key: string): Promise<StackRead> =>
+    order.afterChanges(key, async () => {
+      const held = memory?.get(key)
+      return held?.found === true ? held : stack.lookup(key, 0)
+    })
   const missing: string[] = []
   const slots = new Slots(concurrency)
   await Promise.all(
     [...new Set(keys)].map((key) =>
       slots.run(async () => {
-        // After the changes of the key called before warm(), as get() reads: a delete still
-        // removing the file was read past, and what it removed went back into memory.
-        const found = await order.afterChanges(key, async () => stack.lookup(key, 0))
+        const found = await read(key)
         if (found.found && !found.stale) {
           report.warmed++
           if (found.tier === 'redis') report.fromShared++
@@ -94,8 +102,7 @@ export async function warm(
             report.loaded++
             // cache-aside stores in Redis only; its local tiers fill on a read, made here, so
             // that a key warmed is local as the report says
-            if (options.writeStrategy !== 'cache-aside' || (await order.afterChanges(key, async () => stack.lookup(key, 0))).found)
-              report.warmed++
+            if (options.writeStrategy !== 'cache-aside' || (await read(key)).found) report.warmed++
           } catch {
             report.failed++
           } finally {
