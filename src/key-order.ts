@@ -44,6 +44,15 @@ export class KeyOrder {
     return !this.#changes.mayPromote(key, 0, ticket)
   }
 
+  /** Whether a change of `key` (or a clear) was called and has not taken effect yet. A read
+   *  that took its ticket after such a change was called (it waited for earlier changes, as
+   *  the get between a clear and a delete does) and ends before it must not promote either:
+   *  the change may already have dropped the memory tier's copy (a delete does so first) and
+   *  then removes what the read found. */
+  inFlight(key: string): boolean {
+    return this.#keys.has(key) || this.#everything !== undefined
+  }
+
   /** True when no change is in flight on any key. */
   get idle(): boolean {
     return this.#keys.size === 0 && this.#everything === undefined

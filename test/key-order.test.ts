@@ -6,6 +6,7 @@
  */
 import { after, test } from 'node:test'
 import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
 import { Larder } from '../src/index.ts'
 import { KeyOrder } from '../src/key-order.ts'
 import { tempDir } from './helpers.ts'
@@ -53,4 +54,22 @@ test('a change is heard again as it ends only when a read took a ticket while it
   await second.change
   assert.equal(order.changedSince('k', order.ticket()), false)
   assert.equal(order.changedSince('other', before), false, 'another key was not changed')
+})
+
+test('a read that waited for earlier changes does not promote what a delete called after it, still running, removes', async () => {
+  // clear(memory), get, delete, none awaited: the get runs once the clear is done, reads the
+  // file below the empty memory tier, and the delete has begun (the memory tier's copy gone)
+  // by the time the read ends. Before, the read put the value it found into memory then, and a
+  // get after the delete resolved served the deleted value (4 % of rounds here).
+  const cache = await Larder.open({ dir: tempDir('larder-key-order'), memory: { maxEntries: 100 }, maintenance: false })
+  caches.push(cache)
+  const big = (i: number): string => `v${i}-` + randomBytes(200_000).toString('base64') // read from disk asynchronously
+  let served = 0
+  for (let i = 0; i < 300; i++) {
+    await cache.set('k', big(i))
+    const [, read] = await Promise.all([cache.clear({ tier: 'memory' }), cache.get('k'), cache.delete('k')])
+    assert.ok(String(read).startsWith(`v${i}-`), 'the get, called before the delete, reads the value')
+    if ((await cache.get('k')) !== undefined) served++
+  }
+  assert.equal(served, 0, 'a deleted value was served')
 })

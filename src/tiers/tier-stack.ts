@@ -276,9 +276,11 @@ export class TierStack {
   }
 
   /** Whether a value read with these tickets may go up: no change of this key (or clear) called
-   *  here since (KeyOrder), and none of this key newer than it heard from elsewhere. */
+   *  here since (KeyOrder), nor one called before still running, and none of this key newer
+   *  than it heard from elsewhere. */
   #mayPromote(key: string, createdAt: number, version: number, heard: number): boolean {
-    return !this.#p.order.changedSince(key, version) && this.#guard.mayPromote(key, createdAt, heard)
+    const order = this.#p.order
+    return !order.changedSince(key, version) && !order.inFlight(key) && this.#guard.mayPromote(key, createdAt, heard)
   }
 
   /** Whether a read of Redis failed since `since` (performance.now()): getOrSet then takes no
