@@ -176,8 +176,8 @@ export interface LarderOptions {
   /** A value of at least this size (serialized) is written by `set` uncompressed, and a
    *  maintenance worker compresses it moments later (swapping the compressed file in only if
    *  the entry is still the one written): the set does not wait for the codec, and the disk
-   *  ends up as compressed as before. Default `'32KB'`; `false`: every value is compressed
-   *  before its set resolves. Not with `durable` or `encryption` (compressed before as before),
+   *  ends up as compressed as before. Default `'32KiB'` (32,768 bytes); `false`: every value
+   *  is compressed before its set resolves. Not with `durable` or `encryption` (compressed before as before),
    *  nor for `setStream` (its frames are compressed as they come) or a value Redis also holds. */
   compressLater?: Size | false
   /**
