@@ -36,9 +36,11 @@ export interface MemoryTierOptions {
   maxSize?: Size
   /**
    * How long a value may be served from memory before the file tier is asked again.
-   * Default 0: only the entry's own expiry bounds it. The memory tier is per process:
-   * another process's `set` or `delete` is not seen until this ttl (tag invalidations are
-   * seen at once). Set it when several processes write the same keys.
+   * Default 0: only the entry's own expiry bounds it. Another process's `set`, `delete`,
+   * `clear` or tag invalidation on the same directory reaches this tier through the
+   * namespace's change log and tags directory within about 5 ms (README, Options, `memory`),
+   * so this ttl is not needed for that; it bounds a value's time here on top of it (and
+   * across NFS clients, which the change log does not reach).
    */
   ttl?: Duration
 }
