@@ -73,3 +73,12 @@ test("what prune, verify, info, usage, activity and warm resolve to has the fiel
   assertShape('activity', await reader.activity())
   await reader.close()
 })
+
+test("README's on(event, listener) row names every event LarderEvents declares, and no other", () => {
+  const declared = fs.readFileSync(path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'facade', 'events.ts'), 'utf8')
+  const body = declared.slice(declared.indexOf('export interface LarderEvents {'))
+  const events = [...body.slice(0, body.indexOf('\n}')).matchAll(/^ {2}(\w+): \[/gm)].map((m) => m[1]!).sort()
+  const row = readme.split('\n').find((line) => line.startsWith('| `on(event, listener)` |'))!
+  const named = [...row.slice(row.indexOf(' | ', 2) + 3).matchAll(/(?:^|, )`(\w+)`(?= \(|,)/g)].map((m) => m[1]!).sort()
+  assert.deepEqual(named, events)
+})
