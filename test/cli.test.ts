@@ -627,6 +627,18 @@ describe('usage errors, help and version', () => {
     const prune = await larder(['prune', '--help'])
     for (const name of ['LARDER_MAX_SIZE', 'LARDER_MAX_ENTRIES', 'LARDER_MAX_AGE']) assert.match(prune.text, new RegExp(`env:\\s+${name}`))
   })
+
+  test("README's list of the commands' environment variables is the one their --help texts show", async () => {
+    const shown = new Set<string>()
+    for (const command of [[], ['stats'], ['prune'], ['verify'], ['ls'], ['get'], ['set'], ['rm'], ['clear'], ['rekey']]) {
+      const help = await larder([...command, '--help'])
+      for (const match of help.text.matchAll(/env:\s+(LARDER_\w+)/g)) shown.add(match[1]!)
+    }
+    const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8')
+    const paragraph = readme.slice(readme.indexOf('**The environment.**'))
+    const listed = new Set([...paragraph.slice(0, paragraph.indexOf('\n\n')).matchAll(/`(LARDER_\w+)`/g)].map((m) => m[1]!))
+    assert.deepEqual([...listed].sort(), [...shown].sort())
+  })
 })
 
 /** The file of `key`'s entry: found by listing the partitions (the test does not hash keys). */
