@@ -262,8 +262,10 @@ export interface LarderOptions {
   /**
    * Encryption at rest (AES-256-GCM) of every entry this cache writes, in files and in Redis:
    * `{ keys: { id: key }, activeKey: id }`, each key 32 bytes (a Uint8Array, 64 hex digits, or
-   * base64), ids of 1-64 characters `A-Z a-z 0-9 . _ -`. New entries are sealed under
-   * `activeKey` (which may be left out when there is one key); entries sealed under any listed key are read (rotation, `larder rekey`). An
+   * base64), ids of 1-64 characters `A-Z a-z 0-9 . _ -` not shaped like a key (64 hex digits,
+   * or 43 characters without a `.`: refused, in case an id and its key were swapped). New
+   * entries are sealed under `activeKey` (which may be left out when there is one key);
+   * entries sealed under any listed key are read (rotation, `larder rekey`). An
    * entry sealed under a key not listed is a miss that stays on disk; one that fails
    * authentication is corrupt and removed (README "Encryption at rest"). Default: none.
    * `cache.options.encryption` shows the key ids only.
