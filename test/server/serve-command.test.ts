@@ -1,8 +1,10 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
 import http from 'node:http'
 import fs from 'node:fs'
 import path from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { Larder } from '../../src/index.ts'
 import { tempDir } from '../helpers.ts'
 import { bearer, type CacheAnswer, call, eventually, startCli, tempFiles } from './helpers.ts'
@@ -202,4 +204,27 @@ test('larder serve: LARDER_NAMESPACE in the environment is ignored, said once on
   assert.equal(await flagged.exited, 2)
   assert.deepEqual(flagged.stdout, [])
   assert.match(flagged.stderr(), /--namespace does not apply/)
+})
+
+test("larder --json serve on a port in use: exit 1 and one error document, its code one README's --json paragraph names", async () => {
+  const taken = http.createServer()
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
+  const port = (taken.address() as { port: number }).port
+  try {
+    const dir = path.join(tempDir('larder-serve-cli'), 'cache')
+    const server = await startCli(['--json', '--dir', dir, 'serve', '--port', String(port)])
+    assert.equal(await server.exited, 1)
+    // 'exit' can come before the last of stdout is read.
+    if (!server.child.stdout!.closed) await once(server.child.stdout!, 'close')
+    const { error } = JSON.parse(server.stdout.join('\n')) as { error: { code: string; message: string } }
+    assert.match(error.message, /the port is in use/)
+    const readme = fs.readFileSync(path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'README.md'), 'utf8')
+    const paragraph = readme.slice(readme.indexOf('**`--json`**'))
+    assert.ok(
+      paragraph.slice(0, paragraph.indexOf('\n\n')).includes(`\`${error.code}\``),
+      `README's --json paragraph does not name ${error.code}`,
+    )
+  } finally {
+    await new Promise((resolve) => taken.close(resolve))
+  }
 })
