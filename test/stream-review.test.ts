@@ -195,17 +195,19 @@ test('a clear() by another instance while a stream flows, its partition made aga
   await cache.close()
 })
 
-test("streams count in stats().tiers.file as in the cache's totals: a setStream is a set, a getStream a hit or a miss", async () => {
+test("streams count in stats().tiers.file as in the cache's totals: a setStream is a set, a getStream a hit or a miss, each timed in its latency", async () => {
   const cache = await Larder.open({ dir: tempDir(), maintenance: false })
   try {
     await cache.setStream('s', [Buffer.from('hello')])
     const stream = await cache.getStream('s')
     for await (const chunk of stream!) void chunk
     assert.equal(await cache.getStream('missing'), undefined)
-    const { hits, misses, sets, tiers } = await cache.stats()
+    const { hits, misses, sets, latency, tiers } = await cache.stats()
     assert.deepEqual([hits, misses, sets], [1, 1, 1])
+    assert.deepEqual([latency.get.count, latency.set.count], [2, 1])
     const file = tiers.file!
     assert.deepEqual([file.hits, file.misses, file.sets], [1, 1, 1], 'the file tier counted them too')
+    assert.deepEqual([file.latency.get.count, file.latency.set.count], [2, 1], 'and timed them: they are its reads and writes')
   } finally {
     await cache.close()
   }

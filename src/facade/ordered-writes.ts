@@ -151,8 +151,13 @@ export class OrderedWrites {
           await inFlight.track(files.setStream(key, input, { createdAt, expiresAt, tags }, abort.signal), abort)
           files.changed(key, createdAt)
           counters.counts.sets++
-          if (counters.tiers.file !== undefined) counters.tiers.file.sets++
-          counters.setLatency.record(performance.now() - started)
+          const took = performance.now() - started
+          // A stream is the file tier's write alone: timed there as its buffered sets are.
+          if (counters.tiers.file !== undefined) {
+            counters.tiers.file.sets++
+            counters.tiers.file.set.record(took)
+          }
+          counters.setLatency.record(took)
           events.emit('set', key)
           await disk?.autoPrune.afterWrite()
           try {
