@@ -153,6 +153,7 @@ test('a clear() by another instance while a stream flows: the stream is dropped,
   const stats = await cache.stats()
   assert.equal(stats.errors, 0, 'not counted as a disk error')
   assert.equal(stats.tiers?.file?.breaker?.failures ?? 0, 0)
+  assert.deepEqual([stats.dropped, stats.tiers.file!.dropped], [1, 1], "a dropped write, the file tier's as the cache's")
   assert.equal(await cache.getStream('art'), undefined, 'nothing stored: the clear won')
   await other.close()
   await cache.close()

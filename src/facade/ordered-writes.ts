@@ -171,13 +171,15 @@ export class OrderedWrites {
         } catch (error) {
           if (error instanceof SourceError) throw error.original
           if (error instanceof ClearedMidStream) {
-            counters.counts.dropped++ // cleared before it landed: as if it had landed first
+            // cleared before it landed: as if it had landed first. A drop of the file tier's,
+            // counted there too, as its buffered writes' are.
+            failures.dropped('file')
             return
           }
           if (input instanceof Readable && !input.destroyed) input.destroy()
           if (abort.signal.aborted && error === abort.signal.reason) {
             // close() gave up waiting for it: nothing was stored, the temp file is gone.
-            counters.counts.dropped++
+            failures.dropped('file')
             if (!options.failOpen) throw error
             // The caller goes on as if it was stored: the entry it was to replace must not be
             // served again, here or anywhere (close() waits for this, as for the change).
