@@ -498,6 +498,7 @@ export class Larder extends EventEmitter<LarderEvents> {
   resetStats(): void {
     this.#assertOpen()
     this.#p.counters.reset()
+    this.#p.disk?.compressLater?.resetCounts()
   }
 
   /** Waits for writes in flight (up to CLOSE_WAIT_MS; streams still running then are aborted:

@@ -290,6 +290,30 @@ test('a scan killed part way (its epoch begun, its lock gone or stale) does not 
   }
 })
 
+test("resetStats() zeroes stats().tiers.file.compressLater's counts, as every tier's figures; the files still waiting stay counted", async () => {
+  const dir = tempDir('larder-compress-reset')
+  const cache = await Larder.open({ dir, maintenance: false, memory: false })
+  try {
+    const counts = async () => (await cache.stats()).tiers.file!.compressLater!
+    for (let i = 0; i < 12 && (await counts()).compressed === 0; i++) {
+      await cache.set(`k${i}`, bigValue(i))
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    await eventually(async () => {
+      const now = await counts()
+      return now.compressed > 0 && now.queued === 0
+    }, 'the worker compressed some')
+    cache.resetStats()
+    assert.deepEqual(await counts(), { queued: 0, compressed: 0, savedBytes: 0, skipped: 0 })
+    await cache.set('after', bigValue(99))
+    await eventually(async () => (await counts()).queued === 0, 'the value set since had its turn')
+    const after = await counts()
+    assert.ok(after.compressed + after.skipped <= 1, `only the value set since is counted (${JSON.stringify(after)})`)
+  } finally {
+    await cache.close()
+  }
+})
+
 test('compressLater: false, durable and encryption compress before the set resolves', async () => {
   const cases = [
     { compressLater: false as const },

@@ -92,6 +92,9 @@ export class CompressLater {
   #compressed = 0
   #savedBytes = 0
   #skipped = 0
+  /** The counts at the last `resetStats()`, taken off what `counts()` says (the running task's
+   *  own counts live in its shared memory, so they are not zeroed in place). */
+  #baseline = { compressed: 0, savedBytes: 0, skipped: 0 }
 
   /** What keeps this cache's own sets and deletes from overlapping a rewrite (see RewriteGuard). */
   readonly #guard = new RewriteGuard()
@@ -153,16 +156,25 @@ export class CompressLater {
     task.reservedBytes = task.reserved === 0 ? 0 : Math.max(0, task.reservedBytes - bytes)
   }
 
-  /** The counts of the tasks that reported, and the running task's so far. */
+  /** The counts of the tasks that reported, and the running task's so far, since the last
+   *  `resetCounts()`; `queued` is what waits now. */
   counts(): CompressLaterCounts {
     const task = this.#task
     const [taken, compressed, savedBytes, skipped] = task?.progress ?? [0, 0, 0, 0]
+    const base = this.#baseline
     return {
       queued: (task?.posted.length ?? 0) - taken!,
-      compressed: this.#compressed + compressed!,
-      savedBytes: this.#savedBytes + savedBytes!,
-      skipped: this.#skipped + skipped!,
+      compressed: this.#compressed + compressed! - base.compressed,
+      savedBytes: this.#savedBytes + savedBytes! - base.savedBytes,
+      skipped: this.#skipped + skipped! - base.skipped,
     }
+  }
+
+  /** `resetStats()`: the counts start again from zero (the files waiting are still waiting). */
+  resetCounts(): void {
+    const { compressed, savedBytes, skipped } = this.counts()
+    const base = this.#baseline
+    this.#baseline = { compressed: base.compressed + compressed, savedBytes: base.savedBytes + savedBytes, skipped: base.skipped + skipped }
   }
 
   /**
