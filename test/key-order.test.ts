@@ -65,11 +65,18 @@ test('a read that waited for earlier changes does not promote what a delete call
   caches.push(cache)
   const big = (i: number): string => `v${i}-` + randomBytes(200_000).toString('base64') // read from disk asynchronously
   let served = 0
+  let readFirst = 0
   for (let i = 0; i < 300; i++) {
     await cache.set('k', big(i))
     const [, read] = await Promise.all([cache.clear({ tier: 'memory' }), cache.get('k'), cache.delete('k')])
-    assert.ok(String(read).startsWith(`v${i}-`), 'the get, called before the delete, reads the value')
+    // The get need not wait for a delete called after it: on a loaded machine the delete may
+    // unlink first, and the get's miss is the newer state.
+    if (read !== undefined) {
+      assert.ok((read as string).startsWith(`v${i}-`), 'the get reads the value it was called after')
+      readFirst++
+    }
     if ((await cache.get('k')) !== undefined) served++
   }
   assert.equal(served, 0, 'a deleted value was served')
+  assert.ok(readFirst > 0, 'some gets read the value before the delete removed it (the race was run)')
 })
