@@ -9,9 +9,11 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, test } from 'node:test'
+import { isDeepStrictEqual } from 'node:util'
 import { eq } from 'drizzle-orm'
 import { blob, integer, sqliteTable } from 'drizzle-orm/sqlite-core'
 import { Larder, isLarderError } from 'larder'
+import { eventually } from '../eventually.ts'
 import { tempDir } from '../helpers.ts'
 import { runChild } from './processes.ts'
 import { openDb, posts, users } from './drizzle-fixtures.ts'
@@ -309,9 +311,12 @@ describe('larder/drizzle on libsql', () => {
 
   test('a select another instance runs inside a write transaction (the old rows) is stale once the writer stamps its tables again after commit', async () => {
     /** Writer and reader: two instances on one directory (as two processes), one database.
-     *  The reader selects while the writer's transaction has inserted bob and not committed;
-     *  answers what the reader is served well after the commit. */
-    const race = async (invalidateAgainAfter: number): Promise<string[]> => {
+     *  The reader selects while the writer's transaction has inserted bob and not committed:
+     *  the transaction waits for that select (a sleep in it let the commit come first on a
+     *  loaded machine). Returns after the commit, with whether the select ended within
+     *  `invalidateAgainAfter` of bob's insert (else its miss may come after the second stamp,
+     *  which then leaves it fresh: the run proves nothing). */
+    const race = async (invalidateAgainAfter: number) => {
       const dir = tempDir('larder-drizzle-tx')
       const url = `file:${path.join(tempDir('larder-drizzle-tx-db'), 'app.db')}`
       const [writerCache, readerCache] = await Promise.all([Larder.open({ dir }), Larder.open({ dir })])
@@ -319,22 +324,53 @@ describe('larder/drizzle on libsql', () => {
       const reader = await openDb(url, readerCache)
       const names = async (): Promise<string[]> =>
         (await reader.db.select({ name: users.name }).from(users).orderBy(users.id).$withCache()).map((row) => row.name)
-      await writer.db.insert(users).values({ name: 'alice' })
+      await reader.db.insert(users).values({ name: 'alice' }) // by the reader: the writer's one second stamp is bob's
+      let bobInserted!: () => void
+      let readDone!: () => void
+      const inserted = new Promise<void>((resolve) => (bobInserted = resolve))
+      const read = new Promise<void>((resolve) => (readDone = resolve))
+      const began = Date.now() // before bob's insert asks for its second stamp
       const committed = writer.db.transaction(async (tx) => {
         await tx.insert(users).values({ name: 'bob' })
-        await sleep(300) // the transaction's other work: bob is not visible until COMMIT
+        bobInserted()
+        await read // the transaction's other work: bob is not visible until COMMIT
       })
-      await sleep(100)
-      assert.deepEqual(await names(), ['alice'], 'read inside the transaction: the old rows, cached')
+      let inTime: boolean
+      try {
+        await Promise.race([inserted, committed])
+        assert.deepEqual(await names(), ['alice'], 'read inside the transaction: the old rows, cached')
+        inTime = Date.now() - began < invalidateAgainAfter
+      } finally {
+        readDone()
+      }
       await committed
-      await sleep(700)
-      const served = await names()
-      for (const d of [writer.db, reader.db]) d.$client.close()
-      await Promise.all([writer.cache.close(), writerCache.close(), readerCache.close()])
-      return served
+      const close = async (): Promise<void> => {
+        for (const d of [writer.db, reader.db]) d.$client.close()
+        await Promise.all([writer.cache.close(), writerCache.close(), readerCache.close()])
+      }
+      return { names, inTime, close }
     }
-    assert.deepEqual(await race(500), ['alice', 'bob'], 'the second stamp, after the commit, made the cached result stale')
-    assert.deepEqual(await race(0), ['alice'], 'stamped once only (before the commit): the old rows outlive the transaction')
+    // Stamped again 500 ms after bob's insert, or later when the machine was too slow to
+    // select within that: the stale result is seen however long its stamp takes to come.
+    let after = 500
+    for (; ; after *= 4) {
+      const stamped = await race(after)
+      if (stamped.inTime) {
+        await eventually(
+          async () => isDeepStrictEqual(await stamped.names(), ['alice', 'bob']),
+          'the second stamp, after the commit, made the cached result stale',
+          after + 30_000,
+        )
+      }
+      await stamped.close()
+      if (stamped.inTime) break
+      assert.ok(after < 8_000, `the select inside the transaction never ended within ${after} ms of the insert`)
+    }
+    // Stamped once only (before the commit), waited for as long as that second stamp's delay.
+    const once = await race(0)
+    await sleep(after + 200)
+    assert.deepEqual(await once.names(), ['alice'], 'stamped once only (before the commit): the old rows outlive the transaction')
+    await once.close()
   })
 
   test(
