@@ -127,8 +127,14 @@ describe('a foreign oversized value replaced by an entry while it was being read
 describe('getOrSet with lock: true, waiting for another instance that holds the lock', { skip }, () => {
   test('hardTimeout and the soft timeout hold as they do for a loader of its own', async () => {
     const prefix = nextPrefix()
+    // A's loaders, begun (A holds the lock) and done: waited for and compared, not timed (a
+    // loaded machine's A had not taken the lock 100 ms after asking).
+    const begun: string[] = []
+    const done: string[] = []
     const slow = (value: string) => async (): Promise<string> => {
+      begun.push(value)
       await new Promise((resolve) => setTimeout(resolve, 3000))
+      done.push(value)
       return value
     }
     await withCaches(
@@ -138,21 +144,19 @@ describe('getOrSet with lock: true, waiting for another instance that holds the 
       ],
       async ([a, b]) => {
         const holding = a.getOrSet('k', slow('A'), { lock: true })
-        await new Promise((resolve) => setTimeout(resolve, 100))
-        let started = Date.now()
+        assert.ok(await eventually(() => begun.includes('A'), 30_000), "A's loader runs")
         await assert.rejects(
           b.getOrSet('k', () => 'B', { lock: true, hardTimeout: 200 }),
           (error: unknown) => isLarderError(error, 'ERR_TIMEOUT') && error.field === 'hardTimeout',
         )
-        assert.ok(Date.now() - started < 2000, `answered after ${Date.now() - started} ms, not when the other loader was done`)
+        assert.ok(!done.includes('A'), 'answered before the other loader was done')
 
         await a.getOrSet('s', () => 'old', { ttl: 100, grace: '1h' })
         await new Promise((resolve) => setTimeout(resolve, 150))
         const renewing = a.getOrSet('s', slow('new'), { lock: true, ttl: '1h', grace: '1h' })
-        await new Promise((resolve) => setTimeout(resolve, 100))
-        started = Date.now()
+        assert.ok(await eventually(() => begun.includes('new'), 30_000), "A's renewal runs")
         assert.equal(await b.getOrSet('s', () => 'B', { lock: true, grace: '1h', timeout: 100 }), 'old', 'the value within grace')
-        assert.ok(Date.now() - started < 2000, `answered after ${Date.now() - started} ms`)
+        assert.ok(!done.includes('new'), 'answered before the renewal was done')
         assert.equal(await holding, 'A')
         assert.equal(await renewing, 'new')
       },
