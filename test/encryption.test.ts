@@ -311,6 +311,20 @@ describe('encryption: tampering (entries edited and re-checksummed by someone wh
       await cache.close()
     }
   })
+
+  test('with verifyFirst, a sealed entry edited and re-checksummed is a miss, removed and counted: no byte of it is handed out', async () => {
+    // The checksum is no secret: only the tags tell such an entry, and the stream handed out
+    // every frame before the edited one (3 MiB here) before it failed.
+    for (const kind of ['stream', 'value'] as const) {
+      const { cache, file } = await sealedEntry('stream')
+      if (kind === 'value') await cache.set('k', crypto.randomBytes(3 * MiB), { tags: ['t'] })
+      const bytes = fs.readFileSync(file)
+      edit(file, (b) => void (b[layout(bytes).payloadEnd - 100]! ^= 0x01))
+      await expectKeyMiss(cache, file, () => cache.getStream('k', { verifyFirst: true }))
+      assert.equal((await cache.stats()).corrupt, 1, kind)
+      await cache.close()
+    }
+  })
 })
 
 describe('encryption: keys missing, rotation and namespaces', () => {

@@ -1,7 +1,7 @@
 import { PassThrough, Readable, type Writable } from 'node:stream'
 import type { FileHandle } from 'node:fs/promises'
 import { isLarderError } from '../errors.js'
-import { createDecipheriv, type DecipherGCM } from 'node:crypto'
+import { createDecipheriv, type DecipherGCM, type KeyObject } from 'node:crypto'
 import { hasher } from '../format/checksum.js'
 import { Compression, decompressStream } from '../format/compression.js'
 import {
@@ -130,22 +130,90 @@ export async function readOpenedEntry(entry: OpenedEntry): Promise<DecodedEntry>
 
 /**
  * Reads an opened entry's stored bytes through (PLAIN_BLOCK at a time) and checks them against
- * its checksum: CorruptEntryError unless every byte is as written. The handle stays open, for
- * the stream that follows (`getStream`'s `verifyFirst`).
+ * its checksum: CorruptEntryError unless every byte is as written. A sealed entry is also
+ * authenticated under `keyring`'s key (a KeyError if it fails): its checksum is no secret, so
+ * an entry edited and re-checksummed passes it, and a framed one's stream would hand out every
+ * frame before the edited one. The handle stays open, for the stream that follows
+ * (`getStream`'s `verifyFirst`).
  */
-export async function checkOpenedEntry(entry: OpenedEntry): Promise<void> {
+export async function checkOpenedEntry(entry: OpenedEntry, keyring?: Keyring): Promise<void> {
+  const { head, handle, size } = entry
   const hash = hasher().create64(0n)
   hash.update(entry.headBytes)
-  // The checksum covers everything before its own 8 bytes, the trailer's last.
-  const end = entry.size - 8
-  const block = Buffer.allocUnsafe(Math.min(PLAIN_BLOCK, Math.max(0, end - entry.head.payloadOffset)))
-  for (let at = entry.head.payloadOffset; at < end;) {
-    const n = Math.min(block.length, end - at)
-    await readFully(entry.handle, block.subarray(0, n), at)
-    hash.update(block.subarray(0, n))
-    at += n
+  const payloadEnd = size - TRAILER_BYTES
+  try {
+    // Without a keyring, the checksum alone (a key missing here is judged by its bytes).
+    const key = keyring === undefined ? undefined : keyOf(head, keyring)
+    if (key !== undefined && (head.flags & FLAG_FRAMED) !== 0) await authenticateFrames(entry, key, hash)
+    else {
+      const tag = key === undefined ? undefined : await payloadDecipher(entry, key)
+      const tagAt = payloadEnd - TAG_BYTES
+      const block = Buffer.allocUnsafe(Math.min(PLAIN_BLOCK, Math.max(0, payloadEnd - head.payloadOffset)))
+      for (let at = head.payloadOffset; at < payloadEnd;) {
+        const n = Math.min(block.length, payloadEnd - at)
+        await readFully(handle, block.subarray(0, n), at)
+        hash.update(block.subarray(0, n))
+        tag?.update(block.subarray(0, Math.max(0, Math.min(n, tagAt - at))))
+        at += n
+      }
+      if (tag !== undefined) finalOrKeyError(tag)
+    }
+    // The checksum covers everything before its own 8 bytes, the trailer's last.
+    const trailer = Buffer.allocUnsafe(TRAILER_BYTES - 8)
+    await readFully(handle, trailer, payloadEnd)
+    hash.update(trailer)
+    if (hash.digest() !== entry.trailer.checksum) throw new CorruptEntryError('checksum mismatch')
+  } catch (error) {
+    throw error instanceof CorruptEntryError ? error.of(entry.ino) : error
   }
-  if (hash.digest() !== entry.trailer.checksum) throw new CorruptEntryError('checksum mismatch').of(entry.ino)
+}
+
+/** A sealed framed payload read frame by frame, hashed, each frame authenticated (its stored
+ *  bytes not decoded), and the raw lengths the frames claim held to the trailer's logical one
+ *  (which no frame's tag covers). */
+async function authenticateFrames(entry: OpenedEntry, key: KeyObject, hash: EntryHash): Promise<void> {
+  const { head, handle, size } = entry
+  const payloadEnd = size - TRAILER_BYTES
+  const opener = new FrameCipher(key, head.nonce!, entry.headBytes)
+  const frameHead = Buffer.allocUnsafe(FRAME_HEADER_BYTES)
+  let claimed = 0
+  for (let at = head.payloadOffset; at < payloadEnd;) {
+    if (payloadEnd - at < FRAME_HEADER_BYTES) throw new CorruptEntryError('truncated frame header')
+    await readFully(handle, frameHead, at)
+    const { rawLength, storedLength } = decodeFrameHeader(frameHead, payloadEnd - at - FRAME_HEADER_BYTES, head.compression, true)
+    claimed += rawLength
+    const bytes = Buffer.allocUnsafe(storedLength)
+    await readFully(handle, bytes, at + FRAME_HEADER_BYTES)
+    hash.update(frameHead)
+    hash.update(bytes)
+    at += FRAME_HEADER_BYTES + storedLength
+    opener.open(frameHead, bytes, at === payloadEnd)
+  }
+  if (opener.count === 0 || claimed !== entry.trailer.logicalLength) throw new KeyError(false)
+}
+
+/** The GCM decipher of an unframed sealed payload, its tag (the payload's last 16 bytes) set:
+ *  fed every ciphertext byte, its final() tells whether the payload is authentic. */
+async function payloadDecipher(entry: OpenedEntry, key: KeyObject): Promise<DecipherGCM> {
+  const { head, handle, size } = entry
+  const tagAt = size - TRAILER_BYTES - TAG_BYTES
+  if (tagAt < head.payloadOffset) throw new CorruptEntryError('sealed payload shorter than its tag')
+  const tag = Buffer.allocUnsafe(TAG_BYTES)
+  await readFully(handle, tag, tagAt)
+  const { storedLength, logicalLength, grace } = entry.trailer
+  const decipher = createDecipheriv('aes-256-gcm', key, head.nonce!, { authTagLength: TAG_BYTES })
+  decipher.setAAD(Buffer.concat([entry.headBytes, encodeTrailerFields(storedLength, logicalLength, grace)]))
+  decipher.setAuthTag(tag)
+  return decipher
+}
+
+/** A payload whose tag fails is not ours (tampered, moved or sealed under another key of that id). */
+function finalOrKeyError(decipher: DecipherGCM): void {
+  try {
+    decipher.final()
+  } catch {
+    throw new KeyError(false)
+  }
 }
 
 /**
@@ -210,38 +278,19 @@ export function createEntryStream(
    *  frame instead. */
   async function* deciphered(): AsyncGenerator<Buffer> {
     const tagAt = payloadEnd - TAG_BYTES
-    if (tagAt < head.payloadOffset) throw new CorruptEntryError('sealed payload shorter than its tag')
-    const tag = Buffer.allocUnsafe(TAG_BYTES)
-    await readFully(handle, tag, tagAt)
-    const { storedLength, grace } = entry.trailer
-    const aad = Buffer.concat([entry.headBytes, encodeTrailerFields(storedLength, logical, grace)])
-    const decipher = (): DecipherGCM => {
-      const d = createDecipheriv('aes-256-gcm', key!, head.nonce!, { authTagLength: TAG_BYTES })
-      d.setAAD(aad)
-      d.setAuthTag(tag)
-      return d
-    }
-    const check = decipher()
+    const check = await payloadDecipher(entry, key!)
     let at = head.payloadOffset
     for await (const chunk of stored()) {
       const end = Math.min(chunk.length, Math.max(0, tagAt - at))
       at += chunk.length
       if (end > 0) check.update(chunk.subarray(0, end))
     }
-    try {
-      check.final()
-    } catch {
-      throw new KeyError(false)
-    }
+    finalOrKeyError(check)
     if (tagAt === head.payloadOffset) return
-    const open = decipher()
+    const open = await payloadDecipher(entry, key!)
     const again = handle.createReadStream({ start: head.payloadOffset, end: tagAt - 1, highWaterMark: CHUNK, autoClose: false })
     for await (const chunk of again as AsyncIterable<Buffer>) yield open.update(chunk)
-    try {
-      open.final()
-    } catch {
-      throw new KeyError(false) // the file changed in place between the passes: not ours
-    }
+    finalOrKeyError(open) // the file changed in place between the passes: not ours
   }
 
   /** An unframed compressed payload (a large `set` value) inflated as it is read. */

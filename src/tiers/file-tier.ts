@@ -363,7 +363,7 @@ export class FileTier implements Tier {
         this.#p.counts.bytesRead += found.size
         // Read and checked once through (the same open file, which is never changed in
         // place: a rewrite is a rename), then streamed and checked again as it goes.
-        if (verifyFirst) await checkOpenedEntry(found.opened)
+        if (verifyFirst) await checkOpenedEntry(found.opened, this.#p.options.encryption)
         const { ino } = found
         const stream = createEntryStream(
           found.opened,
