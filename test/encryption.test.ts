@@ -325,6 +325,16 @@ describe('encryption: tampering (entries edited and re-checksummed by someone wh
       await cache.close()
     }
   })
+
+  test('a sealed entry whose trailer was edited to claim more than maxValueSize (re-checksummed) is a corrupt miss for get, not ERR_TOO_LARGE at every read', async () => {
+    const dir = tempDir()
+    const cache = await open(dir, { encryption: ONLY_A, maxValueSize: '4MiB' })
+    await cache.setStream('k', [crypto.randomBytes(3 * MiB)])
+    const [file] = entryFiles(dir)
+    edit(file!, (b) => void b.writeBigUInt64LE(BigInt(5 * MiB), b.length - 24))
+    await expectKeyMiss(cache, file!, () => cache.get('k'))
+    await cache.close()
+  })
 })
 
 describe('encryption: keys missing, rotation and namespaces', () => {

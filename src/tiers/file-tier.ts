@@ -1014,8 +1014,10 @@ export class FileTier implements Tier {
       // than maxValueSize (and an entry's own bytes: head, key, tags, frame headers, trailer)
       // is checked whole first (one pass, bounded memory; about what a get of a value that
       // fits costs). A larger file holds a value at least as large (a payload is stored
-      // compressed only when that makes it smaller): truly too large, no pass.
-      if (found.opened !== undefined && found.size <= max + ENTRY_OVERHEAD_BOUND) await checkOpenedEntry(found.opened)
+      // compressed only when that makes it smaller): truly too large, no pass. A sealed one is
+      // authenticated too: one edited and re-checksummed is a corrupt miss, not a refusal.
+      if (found.opened !== undefined && found.size <= max + ENTRY_OVERHEAD_BOUND)
+        await checkOpenedEntry(found.opened, this.#p.options.encryption)
       throw new LarderError(
         'ERR_TOO_LARGE',
         `Value of key ${JSON.stringify(key.length > 200 ? key.slice(0, 200) + '…' : key)} is ${found.logicalLength} bytes, more than maxValueSize (${max}) allows get() to hold: read it with getStream()`,
