@@ -103,16 +103,18 @@ test('nx: an upload waiting behind a slow one of its hash is answered, however l
 })
 
 test('nx: an upload waits at most ten idle timeouts behind another of its hash, then is skipped (403)', async () => {
-  const { url } = await startServer({ idleTimeout: 100 })
+  // A chunk every 50 ms against a 250 ms idle timeout: the first upload stays alive on a
+  // loaded machine (at 100 ms, a stall of its timer ended it, and the second was stored: 200).
+  const { url } = await startServer({ idleTimeout: 250 })
   const path = `${url}/v1/cache/${HASH}`
-  const first = trickledUpload(path, 40) // 2 s
+  const first = trickledUpload(path, 100) // 5 s
   first.status.catch(() => {}) // destroyed below
   await new Promise((resolve) => setTimeout(resolve, 100))
   const started = Date.now()
   const second = await call(path, { method: 'PUT', body: 'the second', headers: octets })
   assert.equal(second.status, 403)
   assert.match(second.text, /still in flight/)
-  assert.ok(Date.now() - started >= 900, `answered after ${Date.now() - started} ms`)
+  assert.ok(Date.now() - started >= 2250, `answered after ${Date.now() - started} ms`)
   first.request.destroy()
 })
 
