@@ -26,6 +26,7 @@ import { escapeGlob, Sweep } from '../redis/sweep.js'
 import { isWrongType } from '../resilience/redis-failure.js'
 import type { ActivityCounters } from '../stats/activity-log.js'
 import { entryState, type TagStamps } from '../store/liveness.js'
+import { justAfter } from '../store/creation-clock.js'
 import type { CorruptReport } from './file-tier.js'
 import type { TierEntry } from './tier.js'
 
@@ -231,55 +232,51 @@ export class RedisTier {
    *  they do on disk: an invalidation outlives a clear). Resolves to how many went; rejects
    *  (after removing what it could) if the pass could not vouch it saw every key. */
   async clear(sweep = this.sweep()): Promise<number> {
-    return this.#removeWhere(sweep, () => true, true)
+    return this.#removeWhere(sweep)
   }
 
   /** A clear made at `at` that Redis missed (or not all of it: `sweep`), run now: removes the
    *  namespace's entries and tombstones older than `at`, keeping what was written since (and
-   *  the locks and tag stamps). Each key is judged by its own script (one slot each), a SCAN
-   *  page's at once. Resolves to how many went. */
+   *  the locks and tag stamps). Resolves to how many went. */
   async clearBefore(at: number, sweep = this.sweep()): Promise<number> {
+    return this.#unlinkOlder(at, sweep, () => true)
+  }
+
+  /** Removes the entries (and tombstones, the removal's own among them) whose keys match
+   *  `pattern` (a key glob, maintenance/glob.ts) written at or before `at`, the removal's time:
+   *  a write called after it, which may land before the pass reaches its key (a prune is in no
+   *  key's order), stays, as it does in the local tiers. `removed` hears each page's keys once
+   *  Redis has unlinked them. */
+  async removeMatching(pattern: string, at: number, removed?: (keys: string[]) => void): Promise<number> {
+    const glob = new Glob(pattern)
+    return this.#unlinkOlder(justAfter(at), this.sweep(), (key) => glob.test(key), removed)
+  }
+
+  /** Unlinks the namespace's entries and tombstones whose keys `match` and that are older than
+   *  `at`, each judged by its own script (one slot each), a SCAN page's at once. */
+  async #unlinkOlder(at: number, sweep: Sweep, match: (key: string) => boolean, removed?: (keys: string[]) => void): Promise<number> {
     let count = 0
     const when = String(at)
     for await (const names of this.#pages(sweep)) {
-      const entries = names.filter((name) => !name.startsWith(this.base + '\0'))
+      const entries = names.filter((name) => !name.startsWith(this.base + '\0') && match(name.slice(this.base.length)))
       const results = await Promise.all(entries.map((name) => this.#run(() => runScript(this.client, UNLINK_IF_OLDER, [name], [when]))))
-      for (const removed of results) if (removed === 1) count++
+      const gone = entries.filter((_, i) => results[i] === 1)
+      count += gone.length
+      if (gone.length > 0) removed?.(gone.map((name) => name.slice(this.base.length)))
     }
     return count
-  }
-
-  /** Removes the entries whose keys match `pattern` (a key glob, maintenance/glob.ts);
-   *  `removed` hears each batch's keys once Redis has unlinked them. */
-  async removeMatching(pattern: string, removed?: (keys: string[]) => void): Promise<number> {
-    const glob = new Glob(pattern)
-    return this.#removeWhere(this.sweep(), (key) => glob.test(key), false, removed)
   }
 
   /**
    * SCAN MATCH over every master (each holds its own slots' keys; see Sweep), then UNLINK in
    * batches of one slot each, through the client (which follows a slot that moved). The MATCH
-   * narrows by the namespace prefix only; keys are matched here, with the cache's own glob
-   * rules, never by Redis's.
+   * narrows by the namespace prefix only.
    */
-  async #removeWhere(
-    sweep: Sweep,
-    matches: (key: string) => boolean,
-    everything: boolean,
-    removed?: (keys: string[]) => void,
-  ): Promise<number> {
+  async #removeWhere(sweep: Sweep): Promise<number> {
     let count = 0
     for await (const found of this.#pages(sweep)) {
-      const keys = found.filter((name) => {
-        const key = name.slice(this.base.length)
-        if (key.startsWith('\0')) return everything && !key.startsWith('\0tags')
-        return matches(key)
-      })
-      for (const slot of this.#bySlot(keys)) {
-        const names = slot.map((i) => keys[i]!)
-        count += await this.#run(() => this.client.unlink(...names))
-        removed?.(names.map((name) => name.slice(this.base.length)))
-      }
+      const keys = found.filter((name) => !name.startsWith(this.base + '\0tags'))
+      for (const slot of this.#bySlot(keys)) count += await this.#run(() => this.client.unlink(...slot.map((i) => keys[i]!)))
     }
     return count
   }

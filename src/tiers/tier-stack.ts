@@ -735,7 +735,7 @@ export class TierStack {
     const at = this.#p.stamp()
     const glob = new Glob(pattern)
     this.#p.writeBack?.forgetMatching((key) => glob.test(key), at)
-    const removed = await this.redis!.removeMatching(pattern, (keys) =>
+    const removed = await this.redis!.removeMatching(pattern, at, (keys) =>
       this.#p.publish({ op: 'keys', keys: keys.map((key): [string, number] => [key, at]) }),
     )
     this.#p.publish({ op: 'pattern', pattern, at })
