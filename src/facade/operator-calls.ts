@@ -18,6 +18,10 @@ import type { CacheParts } from './cache-parts.js'
 export async function prune(parts: CacheParts, options: ValidPruneOptions): Promise<PruneReport> {
   if (parts.disk === undefined && parts.shared !== undefined) return pruneShared(parts, options)
   const { failures, shared, stack } = parts
+  // The removal's time, taken as it is called: a prune is in no key's order, so a set called
+  // after it may land anywhere in its passes, and must stay in every tier (memory's copies and
+  // Redis's values are judged by it).
+  const at = parts.clock.stamp()
   const maintainer = maintainerFor(parts, 'prune')
   const run = (): Promise<PruneReport> => failures.operation(() => maintainer.prune(options))
   const filtered =
@@ -44,14 +48,14 @@ export async function prune(parts: CacheParts, options: ValidPruneOptions): Prom
     // fails the prune before anything is removed.
     await failures.operation(() => Promise.resolve(parts.disk!.changes.announce()))
     try {
-      report = await stack.pruningFiles(may, parts.clock.stamp(), run)
+      report = await stack.pruningFiles(may, at, run)
       removedAny = report.matched > 0
     } finally {
       if (removedAny) parts.disk!.changes.bump()
     }
   }
   if (options.pattern !== undefined && shared !== undefined && options.dryRun !== true) {
-    report.sharedRemoved = await failures.operation(() => stack.removeSharedMatching(options.pattern!), 'redis')
+    report.sharedRemoved = await failures.operation(() => stack.removeSharedMatching(options.pattern!, at), 'redis')
   }
   // What Redis holds that no instance will serve again (expired, invalidated by a tag): a read
   // removes such an entry when it meets it, and this removes those no read meets.
@@ -95,8 +99,9 @@ async function pruneShared(parts: CacheParts, options: ValidPruneOptions): Promi
   const { pattern } = options
   if (pattern !== undefined) {
     const glob = new Glob(pattern)
-    const removing = (): Promise<number> => failures.operation(() => stack.removeSharedMatching(pattern), 'redis')
-    report.sharedRemoved = await stack.pruningFiles((key) => glob.test(key), clock.stamp(), removing)
+    const at = clock.stamp()
+    const removing = (): Promise<number> => failures.operation(() => stack.removeSharedMatching(pattern, at), 'redis')
+    report.sharedRemoved = await stack.pruningFiles((key) => glob.test(key), at, removing)
   }
   stopIfCancelled()
   report.sharedRemoved += await failures.operation(() => redis.removeDead(options.signal), 'redis')

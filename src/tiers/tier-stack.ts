@@ -730,9 +730,9 @@ export class TierStack {
   /** Removes the keys matching `pattern` (a key glob) from Redis (prune's and the CLI's
    *  `pattern`), and tells every instance: their local copies made before now go too, those
    *  Redis never held included (too large for it, or still queued for it: one `pattern`
-   *  message), and so do the writes queued here for Redis. */
-  async removeSharedMatching(pattern: string): Promise<number> {
-    const at = this.#p.stamp()
+   *  message), and so do the writes queued here for Redis. `at`: the removal's time, taken
+   *  when it was called (a write called after it stays). */
+  async removeSharedMatching(pattern: string, at: number): Promise<number> {
     const glob = new Glob(pattern)
     this.#p.writeBack?.forgetMatching((key) => glob.test(key), at)
     const removed = await this.redis!.removeMatching(pattern, at, (keys) =>
