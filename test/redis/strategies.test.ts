@@ -212,4 +212,24 @@ describe('write strategies', { skip }, () => {
       await a.close()
     })
   })
+
+  test('cache-aside: a get between two changes of its key never leaves the older value in memory', async () => {
+    // The get waits for the first set and reads Redis while the second change runs: called
+    // before the get's ticket, it left no record the get could see, and writes no local copy
+    // over the one the get promoted (cache-aside writes none). The older value stayed in memory
+    // for good: served after the newer set, and after a delete.
+    const cache = await open(`aside-between-${process.pid}:`, { dir: false, writeStrategy: 'cache-aside' })
+    try {
+      for (let round = 0; round < 30; round++) {
+        const key = `k${round % 3}`
+        void cache.set(key, `old ${round}`)
+        const read = cache.get(key)
+        const last = round % 2 === 0 ? cache.set(key, `new ${round}`) : cache.delete(key)
+        await Promise.all([read, last])
+        assert.equal(await cache.get(key), round % 2 === 0 ? `new ${round}` : undefined, `round ${round}`)
+      }
+    } finally {
+      await cache.close()
+    }
+  })
 })
