@@ -863,3 +863,26 @@ describe('readOnly: true', () => {
     assert.ok(Number.isFinite(recorded.recordedAt))
   })
 })
+
+test('prune({ pattern }) and prune({ tags }) remove only what was there when called: a set called after the prune keeps its entry file, for every process', async () => {
+  const dir = tempDir('larder-prune-after')
+  const writer = await Larder.open({ dir, memory: { maxEntries: 5000 }, maintenance: false })
+  const reader = await Larder.open({ dir, memory: false, maintenance: false })
+  try {
+    for (const filter of [{ pattern: 'k*' }, { tags: ['t'] }]) {
+      await writer.setMany(Array.from({ length: 3000 }, (_, i) => ({ key: `k${i}`, value: i, tags: ['t'] })))
+      // A prune is in no key's order: the sets below run at once, while its workers' pass
+      // still scans, and it removed their files too (the writer kept its memory copies, every
+      // other process missed).
+      const pruning = writer.prune(filter)
+      const late = Array.from({ length: 30 }, (_, i) => `k${i * 100}`)
+      await Promise.all(late.map((key) => writer.set(key, `late ${key}`, { tags: ['t'] })))
+      const report = await pruning
+      assert.ok(report.matched >= 2970, `${JSON.stringify(filter)}: matched ${report.matched}`)
+      for (const key of late) assert.equal(await reader.get(key), `late ${key}`, `${JSON.stringify(filter)}: ${key}`)
+      await writer.clear()
+    }
+  } finally {
+    await Promise.all([writer.close(), reader.close()])
+  }
+})

@@ -139,7 +139,7 @@ export class CacheParts {
                     // the entries stay for the operator's next prune (reads still judge them).
                     pruneMatching: async (pattern, at) => {
                       if (this.disk === undefined || options.readOnly) return
-                      await this.disk.maintainer.prune({ pattern, patternBefore: at }).catch(() => {})
+                      await this.disk.maintainer.prune({ pattern, createdBefore: at }).catch(() => {})
                     },
                   }),
                 )

@@ -23,7 +23,7 @@ export async function prune(parts: CacheParts, options: ValidPruneOptions): Prom
   // Redis's values are judged by it).
   const at = parts.clock.stamp()
   const maintainer = maintainerFor(parts, 'prune')
-  const run = (): Promise<PruneReport> => failures.operation(() => maintainer.prune(options))
+  const run = (): Promise<PruneReport> => failures.operation(() => maintainer.prune({ ...options, createdBefore: at }))
   const filtered =
     options.pattern !== undefined || options.tags !== undefined || options.maxAge !== undefined || options.olderThan !== undefined
   let report: PruneReport

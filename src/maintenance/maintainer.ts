@@ -1034,7 +1034,7 @@ export class Maintainer {
 }
 
 function pickFilters(o: PruneFilters): PruneFilters {
-  return { maxAge: o.maxAge, olderThan: o.olderThan, tags: o.tags, pattern: o.pattern, patternBefore: o.patternBefore }
+  return { maxAge: o.maxAge, olderThan: o.olderThan, tags: o.tags, pattern: o.pattern, createdBefore: o.createdBefore }
 }
 
 function chunk<T>(items: T[], size: number): T[][] {

@@ -43,9 +43,10 @@ export interface PruneFilters {
   tags?: string[]
   /** Remove entries whose key matches this glob. */
   pattern?: string
-  /** Internal (a prune by pattern heard from another instance): `pattern` removes only the
-   *  entries created before this time, not what was written since. */
-  patternBefore?: number
+  /** Internal: `pattern` and `tags` remove only the entries created before this time (the
+   *  prune's own, taken as it was called, or that of one heard from another instance): a set
+   *  called after the prune runs at once, while its workers' pass still scans, and stays. */
+  createdBefore?: number
 }
 
 export interface ScanInput {
@@ -332,6 +333,7 @@ function scan(input: ScanInput): ScanOutput {
   const stamps = new TagStamps(input.tagsDir)
   const pattern = filters.pattern === undefined ? undefined : new Glob(filters.pattern)
   const filterTags = filters.tags === undefined ? undefined : new Set(filters.tags)
+  const before = (head: EntryHead): boolean => filters.createdBefore === undefined || head.createdAt < filters.createdBefore
   const buffer = headBuffer()
   let records = new Float64Array(1024 * RECORD_FIELDS)
   let count = 0
@@ -391,8 +393,8 @@ function scan(input: ScanInput): ScanOutput {
     const matched =
       (filters.maxAge !== undefined && now - mtimeMs > filters.maxAge) ||
       (filters.olderThan !== undefined && head.createdAt < filters.olderThan) ||
-      (filterTags !== undefined && head.tags.some((t) => filterTags.has(t))) ||
-      (pattern !== undefined && (filters.patternBefore === undefined || head.createdAt < filters.patternBefore) && pattern.test(head.key))
+      (filterTags !== undefined && before(head) && head.tags.some((t) => filterTags.has(t))) ||
+      (pattern !== undefined && before(head) && pattern.test(head.key))
     if (matched) {
       if (remove(entry, size, head.key)) out.matched++
       return
