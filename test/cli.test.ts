@@ -332,6 +332,30 @@ describe('larder ls', () => {
   })
 })
 
+describe('larder ls --sort', () => {
+  test('entries of one size are in key order, whichever partitions hold them', async () => {
+    const dir = await freshDir('ls-ties')
+    const cache = await Larder.open({ dir, maintenance: false })
+    // Keys of one length and values of one length: every entry file has the same size, and
+    // the 30 keys land in partitions whose order is not the keys'.
+    const keys = Array.from({ length: 30 }, (_, i) => `tie:${String(i).padStart(2, '0')}`)
+    await cache.setMany(keys.map((key) => ({ key, value: 'v'.repeat(100) })))
+    await cache.close()
+    for (const args of [
+      ['--sort', 'size'],
+      ['--sort', 'size', '--limit', '10'],
+    ]) {
+      const listed = json<{ key: string; size: number }[]>(await larder(['ls', '--json', '--dir', dir, ...args]))
+      assert.equal(new Set(listed.map((e) => e.size)).size, 1)
+      assert.deepEqual(
+        listed.map((e) => e.key),
+        keys.slice(0, listed.length),
+        args.join(' '),
+      )
+    }
+  })
+})
+
 describe('larder ls --limit', () => {
   test('lists a cache whose listing would not fit in its heap, holding only the first entries in order and a batch; without --limit, a chunk at a time', async () => {
     const dir = await freshDir('ls-limit')

@@ -11,10 +11,14 @@ import { interruptSignal, ProgressBar } from '../progress.js'
 const SORTS = ['key', 'size', 'age'] as const
 type Sort = (typeof SORTS)[number]
 
+const byKey = (a: EntryInfo, b: EntryInfo): number => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)
+
+/** Each order ends in the key, so that entries of one size or age print in the same order
+ *  whichever partitions the listing met them in (and `--limit` keeps the same ones). */
 const ORDER: Record<Sort, (a: EntryInfo, b: EntryInfo) => number> = {
-  key: (a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0),
-  size: (a, b) => b.size - a.size, // largest first
-  age: (a, b) => a.createdAt - b.createdAt, // oldest first
+  key: byKey,
+  size: (a, b) => b.size - a.size || byKey(a, b), // largest first
+  age: (a, b) => a.createdAt - b.createdAt || byKey(a, b), // oldest first
 }
 
 export function lsCommand(): Command {
