@@ -194,6 +194,50 @@ test('a prune compresses the values another process wrote plain a moment ago bef
   }
 })
 
+test('a dry-run prune reports what the prune would do with values left plain, and writes nothing (a read-only instance too)', async () => {
+  const dir = tempDir('larder-compress-budget-dry')
+  const first = await Larder.open({ dir, maintenance: false })
+  await first.close()
+  const payload = Buffer.from('a value that compresses well. '.repeat(3400))
+  // 20 fresh plain values of 100 kB (as in the test above) and 10 settled ones, left plain
+  // two minutes ago by a writer that exited without close(): a prune compresses both kinds
+  // and evicts none under 1 MB. A dry run counted them at their plain size and reported 12
+  // of the 30 evicted.
+  const fresh = Array.from({ length: 20 }, (_, i) => plant(dir, `k${i}`, forgeEntry({ key: `k${i}` }, payload, payload.length)))
+  const settled = Array.from({ length: 10 }, (_, i) => {
+    const file = plant(dir, `s${i}`, forgeEntry({ key: `s${i}` }, payload, payload.length))
+    const then = (Date.now() - 120_000) / 1000
+    fs.utimesSync(file, then, then)
+    return file
+  })
+  const before = new Map([...fresh, ...settled].map((file) => [file, fs.readFileSync(file).toString('base64')]))
+  const mtimes = new Map([...fresh, ...settled].map((file) => [file, fs.statSync(file).mtimeMs]))
+  for (const readOnly of [false, true]) {
+    const cache = await Larder.open({ dir, maxSize: '1MB', maintenance: false, readOnly })
+    try {
+      const report = await cache.prune({ dryRun: true })
+      assert.equal(report.evicted, 0, `readOnly: ${readOnly}`)
+      assert.equal(report.remainingEntries, 30)
+      assert.ok(report.remainingBytes < 1_000_000, `${report.remainingBytes} bytes remaining`)
+    } finally {
+      await cache.close()
+    }
+    for (const [file, bytes] of before) {
+      assert.equal(fs.readFileSync(file).toString('base64'), bytes, 'nothing rewritten')
+      assert.equal(fs.statSync(file).mtimeMs, mtimes.get(file))
+    }
+  }
+  // The prune itself does what the dry run said.
+  const cache = await Larder.open({ dir, maxSize: '1MB', maintenance: false })
+  try {
+    const report = await cache.prune()
+    assert.equal(report.evicted, 0)
+    assert.equal(report.remainingEntries, 30)
+  } finally {
+    await cache.close()
+  }
+})
+
 test('savings told to the totals when the last flush is old are taken off once (a flush asks for them again while they are told)', async () => {
   const dir = tempDir('larder-compress-told-once')
   const cache = await Larder.open({ dir, maintenance: false })

@@ -225,9 +225,10 @@ export type CompressWith = Pick<CompressInput, 'compression' | 'level' | 'maxFil
 
 /** Compresses one entry file (the entry created at `createdAt`, still plain); the bytes it
  *  shrank by and the rewritten file's inode, or undefined if it was left alone. Throws what the
- *  disk throws. */
+ *  disk throws. `tree` undefined: a dry run's measure, nothing written (the bytes it would
+ *  shrink by, and its own inode). */
 export function compressEntry(
-  tree: OwnedTree,
+  tree: OwnedTree | undefined,
   file: string,
   createdAt: number,
   input: CompressWith,
@@ -258,6 +259,7 @@ export function compressEntry(
     const compressed = compressSync(input.compression, input.level, entry.payload)
     if (compressed.length >= entry.payload.length * KEEP_COMPRESSED_RATIO) return undefined
     const rewritten = encodeUnframedEntry({ ...entry, compression: input.compression }, compressed, entry.logicalLength, undefined)
+    if (tree === undefined) return { saved: stat.size - rewritten.length, ino: stat.ino }
     const written = openTempSync(tree, file)
     temp = written.temp
     let ino: number

@@ -310,7 +310,8 @@ export class Maintainer {
       // Before the scan, so that it removes the entries the floor makes stale in this pass.
       report.stampsFolded = await this.#foldStamps(dryRun) // a dry run (a read-only one too) writes nothing
       const partitions = await this.#partitions()
-      const compressPlain = dryRun ? undefined : this.#compressPlain()
+      // A dry run measures what compressing them would give, writing nothing (worker.ts).
+      const compressPlain = this.#compressPlain(dryRun)
       let scannedPartitions = 0
       progress('scan', 0, partitions.length)
       const scans = await this.#tasks(
@@ -355,7 +356,7 @@ export class Maintainer {
         // once this scan ends: counted at their plain size they broke the budget, and a
         // prune evicted what their compressed size left room for (3 processes of 50 values
         // of 100 kB, 1 kB compressed, kept 8 of 150 under 1 MB).
-        survivors.bytes -= await this.#compressFresh(scans, records, names, compressPlain)
+        survivors.bytes -= await this.#compressFresh(scans, records, names, compressPlain, dryRun)
         target = this.#target(options, survivors.entries, survivors.bytes)
         cancel.throwIfRequested()
       }
@@ -425,6 +426,7 @@ export class Maintainer {
     records: Float64Array,
     names: string,
     how: NonNullable<ScanInput['compressPlain']>,
+    dryRun: boolean,
   ): Promise<number> {
     const fresh: number[] = []
     let offset = 0
@@ -442,6 +444,7 @@ export class Maintainer {
           names: batch.map((i) => names.slice(i * 16, i * 16 + 16)).join(''),
           createdAt: batch.map((i) => records[i * RECORD_FIELDS + 2]!),
           with: how,
+          dryRun,
         }),
       (out, batch) =>
         batch.forEach((i, n) => {
@@ -456,9 +459,10 @@ export class Maintainer {
   }
 
   /** What a prune's scan compresses of what compressLater left plain (see ScanInput), when this
-   *  cache writes values that way. */
-  #compressPlain(): ScanInput['compressPlain'] {
-    const o = this.#p.options
+   *  cache writes values that way; for a dry run, also when it is read-only (the CLI's): it
+   *  measures what a writer's prune would compress. */
+  #compressPlain(dryRun: boolean): ScanInput['compressPlain'] {
+    const o = dryRun ? { ...this.#p.options, readOnly: false } : this.#p.options
     if (!writesPlain(o)) return undefined
     let lastScan: number | undefined
     try {

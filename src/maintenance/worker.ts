@@ -112,6 +112,8 @@ export interface CompressFreshInput {
   names: string
   createdAt: number[]
   with: CompressWith & { shared: Sharing }
+  /** Measure what each would shrink by, writing nothing (a dry run's prune). */
+  dryRun: boolean
 }
 
 export interface EvictInput {
@@ -350,8 +352,9 @@ function scan(input: ScanInput): ScanOutput {
   }
 
   /** Judges one opened entry: removes it, or adds it to the survivors. */
-  const plain = dryRun ? undefined : input.compressPlain
-  const tree = plain === undefined ? undefined : new OwnedTree(rootAbove(input.namespaceDir, 2), plain.shared, true)
+  // A dry run measures what a prune would compress, and writes nothing (tree undefined).
+  const plain = input.compressPlain
+  const tree = plain === undefined || dryRun ? undefined : new OwnedTree(rootAbove(input.namespaceDir, 2), plain.shared, true)
   /** Whether a survivor is one compress-later left plain (compressed later by a worker). */
   const leftPlain = (head: EntryHead, size: number): boolean =>
     plain !== undefined &&
@@ -361,9 +364,9 @@ function scan(input: ScanInput): ScanOutput {
   /** A settled one compressed now (see compressPlain): its new size and inode. */
   const compressedPlain = (file: string, head: EntryHead, size: number): { size: number; ino: number } | undefined => {
     if (head.createdAt < plain!.lastScan - PLAIN_SETTLED_MS) return undefined
-    const rewritten = compressQuietly(tree!, file, head.createdAt, plain!)
+    const rewritten = compressQuietly(tree, file, head.createdAt, plain!)
     if (rewritten === undefined) return undefined
-    out.compressedPlain++
+    if (tree !== undefined) out.compressedPlain++
     return { size: size - rewritten.saved, ino: rewritten.ino }
   }
 
@@ -450,7 +453,12 @@ function scan(input: ScanInput): ScanOutput {
 /** compressEntry for a scan's leftovers: what it saved and the new inode, or undefined if the
  *  file was left as it was. A failing disk leaves it plain: the scan's own steps fail next.
  *  Without the cache's RewriteGuard (another process's, or none), so never BUSY. */
-function compressQuietly(tree: OwnedTree, file: string, createdAt: number, how: CompressWith): { saved: number; ino: number } | undefined {
+function compressQuietly(
+  tree: OwnedTree | undefined,
+  file: string,
+  createdAt: number,
+  how: CompressWith,
+): { saved: number; ino: number } | undefined {
   try {
     const rewritten = compressEntry(tree, file, createdAt, how)
     return rewritten === BUSY ? undefined : rewritten
@@ -462,7 +470,7 @@ function compressQuietly(tree: OwnedTree, file: string, createdAt: number, how: 
 /** Compresses the fresh plain survivors a prune's budget needs smaller (ScanOutput.freshPlain):
  *  per file, the bytes it shrank by (0: left as it was) and its inode after. */
 function compressFresh(input: CompressFreshInput): number[] {
-  const tree = new OwnedTree(rootAbove(input.namespaceDir, 2), input.with.shared, true)
+  const tree = input.dryRun ? undefined : new OwnedTree(rootAbove(input.namespaceDir, 2), input.with.shared, true)
   const out: number[] = []
   input.createdAt.forEach((createdAt, i) => {
     const name = input.names.slice(i * 16, i * 16 + 16)
