@@ -111,7 +111,6 @@ export class CacheParts {
       failures: this.failures,
       readOnly: options.readOnly,
       failOpen: options.failOpen,
-      resyncWaitMs: 2 * (redis?.commandTimeout ?? 0),
     })
     // With Redis, one time for every instance of this process on the same prefix and namespace
     // (sharedTime): a write made after another's completed is the newer one.

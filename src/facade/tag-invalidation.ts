@@ -40,8 +40,6 @@ export interface TagInvalidationParts {
   failures: Failures
   readOnly: boolean
   failOpen: boolean
-  /** How long reads wait at most for the stamps read again after missed messages (resync). */
-  resyncWaitMs: number
 }
 
 /**
@@ -74,8 +72,8 @@ export class TagInvalidation {
   /** resync() calls so far: a read of the stamps begun before the last one does not pay them. */
   #resyncs = 0
   #closed = false
-  /** Set from a resync() until its stamps are merged (or resyncWaitMs passed): reads below the
-   *  memory tier wait for it (see `resyncing`). */
+  /** Set from a resync() until its read of the stamps has merged them, or failed: reads below
+   *  the memory tier wait for it (see `resyncing`). */
   #resyncing: Promise<void> | undefined
   /** Resyncs waiting for the next read of the stamps to be sent and answered. */
   #afterNextSync: (() => void)[] = []
@@ -254,7 +252,11 @@ export class TagInvalidation {
    * invalidation by tag leaves the version as it was: without the stamps such an entry would
    * pass). Only while Redis can answer: with the command connection down, reads fail open at
    * once, and the stamps are read (reads held again) as soon as it is back, before the bus
-   * may be. Bounded: past resyncWaitMs (Redis slow), reads go on; the stamps stay owed.
+   * may be. Bounded by the read itself, not by a clock: each of its commands fails past
+   * commandTimeout (or the breaker's timeout), and a failure lets the reads go at once (the
+   * stamps stay owed; the connection or breaker coming back reads them again). A timer here
+   * let reads go while a slow read (a loaded host, 40,000 stamps) was still merging: they
+   * served entries the stamps not merged yet had invalidated.
    */
   resync(): void {
     const shared = this.#p.shared()
@@ -262,14 +264,7 @@ export class TagInvalidation {
     this.#stampsOwed = true
     this.#resyncs++
     if (shared.client.status !== 'ready') return shared.whenReady(this.#syncLater)
-    const gate = new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, this.#p.resyncWaitMs)
-      timer.unref()
-      this.#afterNextSync.push(() => {
-        clearTimeout(timer)
-        resolve()
-      })
-    })
+    const gate = new Promise<void>((resolve) => this.#afterNextSync.push(resolve))
     this.#resyncing = gate
     void gate.then(() => {
       if (this.#resyncing === gate) this.#resyncing = undefined

@@ -9,7 +9,9 @@
  *   into the memory tier (which would serve it after Redis was back, unchecked);
  * - flush() against a Redis that answers reads but refuses writes (a replica: READONLY) ends;
  * - a fast-path failure that lands after the breaker left closed does not take the half-open
- *   trial (the real opossum breaker, driven directly).
+ *   trial (the real opossum breaker, driven directly);
+ * - after its bus reconnected, reads waited for the stamps Redis holds at most twice
+ *   commandTimeout, then served an entry invalidated by tag while a slow read was still merging.
  */
 import { after, afterEach, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -259,6 +261,18 @@ describe('recovery without calls, and waits that end', { skip }, () => {
   })
 })
 
+/** A on Redis, B through `relay` (with `commandTimeout`): B holds k tagged T (memory and
+ *  file), then is cut off (relay down) while A invalidates T; Redis still holds k as it was. */
+async function invalidatedWhileCutOff(relay: RedisRelay, prefix: string, commandTimeout: string): Promise<Larder> {
+  const a = await open(server.url, prefix)
+  const b = await open(relay.url, prefix, {}, { commandTimeout })
+  await a.set('k', 'v', { tags: ['T'] })
+  assert.ok(await eventually(async () => (await b.get('k')) === 'v'), 'B holds k (memory and file)')
+  await relay.down()
+  await a.invalidateTags(['T']) // B hears nothing of it
+  return b
+}
+
 describe('tag invalidations the bus missed', { skip }, () => {
   afterEach(async () => {
     await Promise.all(opened.splice(0).map((cache) => cache.close().catch(() => {})))
@@ -268,12 +282,7 @@ describe('tag invalidations the bus missed', { skip }, () => {
     const prefix = fresh()
     const relay = await startRelay(server.port)
     try {
-      const a = await open(server.url, prefix)
-      const b = await open(relay.url, prefix, {}, { commandTimeout: '5s' })
-      await a.set('k', 'v', { tags: ['T'] })
-      assert.ok(await eventually(async () => (await b.get('k')) === 'v'), 'B holds k (memory and file)')
-      await relay.down()
-      await a.invalidateTags(['T']) // B hears nothing of it; Redis still holds k as it was
+      const b = await invalidatedWhileCutOff(relay, prefix, '5s')
       relay.hold('hscan', 60_000) // the stamps, when B asks for them again
       await relay.up()
       // Its connections are back: B dropped its memory tier and asks Redis for the stamps.
@@ -288,6 +297,29 @@ describe('tag invalidations the bus missed', { skip }, () => {
       assert.equal(answered, undefined, 'invalidated by tag: a miss')
       assert.equal(await b.get('k'), undefined)
     } finally {
+      await relay.close()
+    }
+  })
+
+  test('after its bus reconnects, a read of the stamps slower than twice commandTimeout but answered is waited for to its end', async () => {
+    const prefix = fresh()
+    const relay = await startRelay(server.port)
+    try {
+      const b = await invalidatedWhileCutOff(relay, prefix, '500ms')
+      // 15,000 older stamps beside T's: 16 HSCANs, each held 150 ms (under commandTimeout).
+      const old = String(Date.now() - 3_600_000)
+      const admin = raw()
+      for (let from = 0; from < 15_000; from += 1000)
+        await admin.hset(`${prefix}default:\0tags`, Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [`s${from + i}`, old])))
+      relay.hold('hscan', 150)
+      await relay.up()
+      assert.ok(await eventually(async () => relay.holding() > 0 && (await b.stats()).memoryEntries === 0, 10_000), 'B asks for the stamps')
+      // Before: the reads waited 1 s (twice commandTimeout), then B's file was served while
+      // the stamps were still on their way (2.4 s at least).
+      assert.equal(await b.get('k'), undefined, 'invalidated by tag: a miss')
+      assert.equal((await b.stats()).tiers.redis!.errors, 0, 'no command failed: the read was slow, not lost')
+    } finally {
+      relay.release()
       await relay.close()
     }
   })
