@@ -196,7 +196,8 @@ export async function createServer(
   })
 
   app.setErrorHandler((error: FastifyError | HttpError | Error, request, reply) => {
-    const { status, code, message } = errorAnswer(error, jsonLimit)
+    // A route may parse less than the server's JSON limit (turbo's query and events: 1 MiB).
+    const { status, code, message } = errorAnswer(error, request.routeOptions.bodyLimit ?? jsonLimit, jsonLimit)
     if (status >= 500) log(`${request.method} ${routeOf(request)}: ${error.message}`)
     if (status === 413 || status === 411) reply.header('connection', 'close')
     if (request.routeOptions.config.protocol === 'nx') {
@@ -283,7 +284,11 @@ export async function createServer(
 /** What a failed request answers: deliberate errors as they are, fastify's own 4xx with their
  *  message, larder's bad-input errors as 400, a failing disk as 503, anything else as a bare
  *  500 (logged, never described to the client). */
-function errorAnswer(error: FastifyError | HttpError | Error, jsonLimit: number): { status: number; code: string; message: string } {
+function errorAnswer(
+  error: FastifyError | HttpError | Error,
+  routeLimit: number,
+  jsonLimit: number,
+): { status: number; code: string; message: string } {
   if (error instanceof HttpError) return { status: error.statusCode, code: error.code, message: error.message }
   if (error instanceof TooManyNamespacesError) return { status: 507, code: 'ERR_TOO_MANY_NAMESPACES', message: error.message }
   if (isLarderError(error)) {
@@ -310,7 +315,10 @@ function errorAnswer(error: FastifyError | HttpError | Error, jsonLimit: number)
       return {
         status,
         code: 'ERR_BODY_TOO_LARGE',
-        message: `Request body too large: the limit for JSON bodies is ${jsonLimit} bytes (--max-body, at most ${MAX_JSON_BODY})`,
+        message:
+          routeLimit === jsonLimit
+            ? `Request body too large: the limit for JSON bodies is ${jsonLimit} bytes (--max-body, at most ${MAX_JSON_BODY})`
+            : `Request body too large: the limit for this route's JSON bodies is ${routeLimit} bytes`,
       }
     return { status, code: fastifyError.code ?? 'ERR_BAD_REQUEST', message: fastifyError.message }
   }

@@ -204,6 +204,21 @@ test("turbo's query and events bodies are bounded at 1 MiB, whatever the token",
   assert.equal(query.status, 413)
 })
 
+test("turbo's query and events refused for their size name their own 1 MiB limit, not the JSON bodies' 64 MiB", async () => {
+  const { url } = await startServer()
+  const big = JSON.stringify({ hashes: [], pad: 'x'.repeat(2 * 1024 * 1024) })
+  for (const path of ['/v8/artifacts/events?slug=t', '/v8/artifacts?slug=t']) {
+    const answer = await call(`${url}${path}`, { method: 'POST', headers: json, body: big })
+    assert.equal(answer.status, 413, path)
+    assert.equal(answer.json<ErrorAnswer>().error.code, 'ERR_BODY_TOO_LARGE', path)
+    assert.match(answer.json<ErrorAnswer>().error.message, /\b1048576 bytes/, path)
+  }
+  // The cache API's bodies keep the server's JSON limit in their message.
+  const value = await call(`${url}/api/cache/k`, { method: 'PUT', headers: json, body: 'x'.repeat(64 * 1024 * 1024 + 1) })
+  assert.equal(value.status, 413)
+  assert.match(value.json<ErrorAnswer>().error.message, /\b67108864 bytes \(--max-body/)
+})
+
 test("the cache API's memory tier is bounded in bytes as well as entries", () => {
   const namespaces = new Namespaces(serveOptions({ dir: '/nonexistent', port: 0 }), () => {})
   const memory = namespaces.optionsOf('api', 'api').memory as { maxEntries: number; maxSize: number }
