@@ -86,13 +86,8 @@ export async function createServer(
     // the same shape, written to the socket, which then closes (nothing after it can be read).
     clientErrorHandler: (error, socket) => {
       if (!socket.writable) return socket.destroy()
-      const headers = (error as { code?: string }).code === 'HPE_HEADER_OVERFLOW'
-      const body = JSON.stringify(
-        headers
-          ? errorBody('ERR_HEADERS_TOO_LARGE', 'Request headers too large')
-          : errorBody('ERR_BAD_REQUEST', 'Bad request: the HTTP request does not parse'),
-      )
-      const status = headers ? '431 Request Header Fields Too Large' : '400 Bad Request'
+      const [status, code, message] = clientErrorAnswer((error as { code?: string }).code)
+      const body = JSON.stringify(errorBody(code, message))
       socket.end(
         `HTTP/1.1 ${status}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
       )
@@ -323,6 +318,18 @@ function errorAnswer(
     return { status, code: fastifyError.code ?? 'ERR_BAD_REQUEST', message: fastifyError.message }
   }
   return { status: 500, code: 'ERR_INTERNAL', message: 'Internal error (logged by the server)' }
+}
+
+/** The answer to a request Node's HTTP server refused before it reached the app: its status
+ *  line, code and message. */
+function clientErrorAnswer(nodeCode: string | undefined): [status: string, code: string, message: string] {
+  if (nodeCode === 'HPE_HEADER_OVERFLOW')
+    return ['431 Request Header Fields Too Large', 'ERR_HEADERS_TOO_LARGE', 'Request headers too large']
+  // Node's headersTimeout (60 s): headers that trickle in, never idle long enough for the idle
+  // timeout, are a timeout, not a request that does not parse.
+  if (nodeCode === 'ERR_HTTP_REQUEST_TIMEOUT')
+    return ['408 Request Timeout', 'ERR_REQUEST_TIMEOUT', 'Request timeout: its headers did not arrive in time']
+  return ['400 Bad Request', 'ERR_BAD_REQUEST', 'Bad request: the HTTP request does not parse']
 }
 
 /** What a log line names of a request: its route's pattern (`/v8/artifacts/:hash`), never the

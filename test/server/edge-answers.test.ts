@@ -13,7 +13,9 @@ import net from 'node:net'
 import path from 'node:path'
 import { setTimeout as sleepMs } from 'node:timers/promises'
 import { API_MEMORY_BYTES, MAX_NAMESPACES, Namespaces } from '../../src/server/namespaces.ts'
+import { createServer } from '../../src/server/app.ts'
 import { serveOptions } from '../../src/server/options.ts'
+import { tempDir } from '../helpers.ts'
 import { bearer, call, type ErrorAnswer, startServer } from './helpers.ts'
 
 const json = { 'content-type': 'application/json' }
@@ -193,6 +195,33 @@ test("a request Node's parser refuses answers in the server's error shape too", 
   const headers = await raw(`GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(80 * 1024)}\r\n\r\n`)
   assert.match(headers, /^HTTP\/1\.1 431/)
   assert.match(headers, /"code":"ERR_HEADERS_TOO_LARGE"/)
+})
+
+test("headers that trickle in past Node's headersTimeout are a 408 in the server's error shape, not a 400 'does not parse'", async () => {
+  const server = await createServer(serveOptions({ dir: path.join(tempDir('larder-serve'), 'cache'), port: 0, rateLimit: 0 }), () => {})
+  // Node's own timer (60 s, checked every 30 s by default), shortened for the test before listening.
+  server.app.server.headersTimeout = 300
+  // (read when it starts listening; not in @types/node as a property)
+  ;(server.app.server as unknown as { connectionsCheckingInterval: number }).connectionsCheckingInterval = 50
+  try {
+    const { port } = await server.listen()
+    const answer = await new Promise<string>((resolve) => {
+      const socket = net.connect(port, '127.0.0.1', () => socket.write('GET /healthz HTTP/1.1\r\nhost: x\r\n'))
+      // A header line now and then: never idle, never complete.
+      const trickle = setInterval(() => socket.writable && socket.write('x-a: b\r\n'), 50)
+      let text = ''
+      socket.on('data', (chunk: Buffer) => (text += chunk.toString()))
+      socket.on('close', () => {
+        clearInterval(trickle)
+        resolve(text)
+      })
+      socket.on('error', () => {}) // a header line written after the answer closed it: what was read is the answer
+    })
+    assert.match(answer, /^HTTP\/1\.1 408/)
+    assert.match(answer, /\{"error":\{"code":"ERR_REQUEST_TIMEOUT","message":"[^"]+"\}\}$/)
+  } finally {
+    await server.close()
+  }
 })
 
 test("turbo's query and events bodies are bounded at 1 MiB, whatever the token", async () => {
