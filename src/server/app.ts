@@ -222,6 +222,15 @@ export async function createServer(
 
   // eslint-disable-next-line @typescript-eslint/require-await -- fastify takes a plugin as async or with a done callback; async makes a throw while registering reject register()
   await app.register(async (json) => {
+    // `Content-Type: application/json` with no body is a request without one: a client that
+    // sets the header on every call sent DELETE /api/cache/:key, DELETE /cache/l1 or POST
+    // /cache/stats/reset, which read no body, and was told 400 "Body cannot be empty". A
+    // route that needs a body says what it expected (400 naming it).
+    const parseJson = json.getDefaultJsonParser('error', 'error')
+    json.removeContentTypeParser('application/json')
+    json.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) =>
+      body === '' ? done(null, undefined) : parseJson(request, body as string, done),
+    )
     operationRoutes(json, ctx)
     turboRoutes(json, ctx)
     nxRoutes(json, ctx)

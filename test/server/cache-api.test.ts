@@ -128,6 +128,29 @@ test('cache API: bad bodies and keys are 400s naming the field, and nothing is s
   assert.equal((await call(`${url}/api/cache/k`)).status, 404)
 })
 
+test('cache API: a route that reads no body takes a request with Content-Type: application/json and no body; a PUT without one is a 400 naming value', async () => {
+  const { url } = await startServer()
+  const header = { 'content-type': 'application/json' }
+  assert.equal((await call(`${url}/api/cache/k`, json({ value: 1 }))).status, 200)
+  const deleted = await call(`${url}/api/cache/k`, { method: 'DELETE', headers: header })
+  assert.equal(deleted.status, 200, deleted.text)
+  assert.equal(deleted.json<CacheAnswer>().deleted, true)
+  assert.equal((await call(`${url}/api/cache/k`)).status, 404)
+  for (const [method, path] of [
+    ['DELETE', '/cache/l1'],
+    ['DELETE', '/cache/all'],
+    ['POST', '/cache/stats/reset'],
+  ]) {
+    const answer = await call(`${url}${path}`, { method, headers: header })
+    assert.equal(answer.status, 200, `${method} ${path}: ${answer.text}`)
+  }
+  const empty = await call(`${url}/api/cache/k`, { method: 'PUT', headers: header })
+  assert.equal(empty.status, 400)
+  assert.equal(empty.json<ErrorAnswer>().error.code, 'ERR_INVALID_VALUE')
+  assert.match(empty.json<ErrorAnswer>().error.message, /value/)
+  assert.equal((await call(`${url}/api/cache/k`)).status, 404, 'nothing was stored')
+})
+
 test('cache API metrics: hits, misses, hit_rate, sets, deletes, l1_size and the l2 figures; reset zeroes them', async () => {
   const { url } = await startServer()
   await call(`${url}/api/cache/a`, json({ value: 1 }))
