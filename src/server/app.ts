@@ -6,7 +6,7 @@ import { Tokens, presentedToken } from './auth.js'
 import type { ServerContext } from './context.js'
 import { HttpError, errorBody } from './http-error.js'
 import { ServerMetrics } from './metrics.js'
-import { Namespaces, TooManyNamespacesError } from './namespaces.js'
+import { NamespaceCollisionError, Namespaces, TooManyNamespacesError } from './namespaces.js'
 import { allowedNamespace } from './namespace-access.js'
 import { MAX_JSON_BODY, type ServeOptions, type TlsFiles } from './options.js'
 import { Origin } from './origin.js'
@@ -295,6 +295,7 @@ function errorAnswer(
 ): { status: number; code: string; message: string } {
   if (error instanceof HttpError) return { status: error.statusCode, code: error.code, message: error.message }
   if (error instanceof TooManyNamespacesError) return { status: 507, code: 'ERR_TOO_MANY_NAMESPACES', message: error.message }
+  if (error instanceof NamespaceCollisionError) return { status: 409, code: 'ERR_NAMESPACE_COLLISION', message: error.message }
   if (isLarderError(error)) {
     if (error.code.startsWith('ERR_INVALID') || error.code === 'ERR_SERIALIZE')
       return { status: 400, code: error.code, message: error.message }

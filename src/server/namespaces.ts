@@ -5,6 +5,7 @@ import { loadHasher } from '../format/checksum.js'
 import { Larder, type LarderOptions, type PruneReport } from '../index.js'
 import { type ResolvedOptions, resolveOptions } from '../options.js'
 import { Layout } from '../store/layout.js'
+import { readNamespaceName } from '../store/namespace-name.js'
 import { SERVE_DEFAULTS, type ServeOptions } from './options.js'
 
 /**
@@ -48,6 +49,10 @@ const isTeam = (name: string): boolean => name.startsWith('turbo:') || name.star
 
 export class TooManyNamespacesError extends Error {}
 
+/** A namespace whose directory (`ns-<xxhash64 of its name>`) is another namespace's: two team
+ *  names whose hashes are alike, which a client can craft (xxhash64 is no cryptographic hash). */
+export class NamespaceCollisionError extends Error {}
+
 /** What a request's namespace is held by: its response (`reply.raw`), until it ends. */
 export type NamespaceUser = NodeJS.WritableStream
 
@@ -61,6 +66,8 @@ export class Namespaces {
   readonly #users = new Map<string, number>()
   /** Closes of idle teams in progress: a team opened again waits for its close. */
   readonly #closing = new Map<string, Promise<void>>()
+  /** The directory of each namespace opening or open, with its name: one directory, one name. */
+  readonly #directories = new Map<string, string>()
   readonly #opened: (info: NamespaceInfo) => void
   readonly #closedIdle: (name: string) => void
   #closed = false
@@ -93,7 +100,7 @@ export class Namespaces {
     try {
       return await this.get(name, protocol, user)
     } catch (error) {
-      if (error instanceof TooManyNamespacesError) return undefined
+      if (error instanceof TooManyNamespacesError || error instanceof NamespaceCollisionError) return undefined
       throw error
     }
   }
@@ -150,6 +157,8 @@ export class Namespaces {
       if (!isTeam(name) || info === undefined || this.#users.has(name)) continue
       this.#open.delete(name)
       this.#ready.delete(name)
+      // Its directory records its name: a name that hashes alike is still refused there.
+      this.#directories.delete(new Layout(this.#options.dir, name).namespaceDir)
       const closing: Promise<void> = info.cache
         .close()
         .catch(() => {})
@@ -194,10 +203,43 @@ export class Namespaces {
   async #openNamespace(name: string, protocol: NamespaceUse): Promise<NamespaceInfo> {
     // The same directory closing for want of room finishes first (its last writes, its totals).
     await this.#closing.get(name)
-    const cache = await Larder.open(this.optionsOf(name, protocol))
-    const info: NamespaceInfo = { name, protocol, cache }
-    this.#opened(info)
-    return info
+    const directory = await this.#claimDirectory(name)
+    try {
+      const cache = await Larder.open(this.optionsOf(name, protocol))
+      const info: NamespaceInfo = { name, protocol, cache }
+      this.#opened(info)
+      return info
+    } catch (error) {
+      this.#directories.delete(directory)
+      throw error
+    }
+  }
+
+  /**
+   * Takes the namespace's directory for it, or throws NamespaceCollisionError if the directory
+   * is another namespace's: one open in this server, or the name recorded in it (`meta/name`)
+   * by whoever opened it before. Namespaces are directories named by a 64-bit xxhash of their
+   * name, and a client can craft a team name whose hash is another team's: it would read and
+   * overwrite that team's artifacts, past the namespace tokens that keep teams apart.
+   */
+  async #claimDirectory(name: string): Promise<string> {
+    await loadHasher()
+    const layout = new Layout(this.#options.dir, name)
+    const directory = layout.namespaceDir
+    const holder = this.#directories.get(directory)
+    // Checked and taken with no await between: of two names opening at once, the first wins.
+    if ((holder !== undefined && holder !== name) || (holder === undefined && !this.#recordedAs(layout, name)))
+      throw new NamespaceCollisionError(
+        `The namespace ${name} cannot be opened: its directory holds another namespace whose name hashes alike (choose another name)`,
+      )
+    this.#directories.set(directory, name)
+    return directory
+  }
+
+  /** Whether the directory records this name, or none (new, or made before names were recorded). */
+  #recordedAs(layout: Layout, name: string): boolean {
+    const recorded = readNamespaceName(layout)
+    return recorded === undefined || recorded === name
   }
 
   /** The options of a namespace: those of the config file and environment

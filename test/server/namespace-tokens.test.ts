@@ -7,6 +7,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import path from 'node:path'
+import { hasher, loadHasher } from '../../src/format/checksum.ts'
 import { tempDir } from '../helpers.ts'
 import { bearer, call, type ErrorAnswer, startCli, startServer } from './helpers.ts'
 
@@ -154,4 +155,39 @@ test('larder serve: --namespace-token and LARDER_NAMESPACE_TOKENS; a malformed o
   assert.equal((await call(at, { method: 'PUT', body: 'y', headers: { ...octets, ...bearer('RO') } })).status, 403)
   assert.equal((await call(`${server.url}/v8/artifacts/${HASH}?slug=b`, { headers: bearer('RW') })).status, 403)
   assert.equal(await server.stop('SIGINT'), 0)
+})
+
+/** Two valid turbo team names whose namespaces hash alike (xxhash64 of `turbo:<team>`, which
+ *  names a namespace's directory): built by solving XXH64's invertible lane round, as a client
+ *  can. Without the check they shared one directory, and each team read the other's artifacts. */
+const TEAM_A = 'ciwebteam1xxxxxxxxxxxxxxxxxxxxxxxxAAAAAAAA-build-cache-of-the-ci'
+const TEAM_B = 'ciYdsm3-ROxxxxxxxxxxxxxxxxxxxxxxxxwdRC7a.6-build-cache-of-the-ci'
+
+test('a team whose name hashes like another team’s neither reads nor overwrites its artifacts, in this server or the next one over the directory', async () => {
+  await loadHasher()
+  assert.equal(hasher().h64ToString(`turbo:${TEAM_A}`), hasher().h64ToString(`turbo:${TEAM_B}`), 'the two names collide')
+  const dir = path.join(tempDir('larder-serve'), 'cache')
+  const namespaceTokens = [
+    { namespace: `turbo:${TEAM_A}`, token: 'A', access: 'write' as const },
+    { namespace: `turbo:${TEAM_B}`, token: 'B', access: 'write' as const },
+  ]
+  const turbo = (url: string, team: string): string => `${url}/v8/artifacts/${HASH}?slug=${team}`
+  const first = await startServer({ dir, namespaceTokens })
+  const stored = await call(turbo(first.url, TEAM_A), { method: 'PUT', body: 'team A', headers: { ...octets, ...bearer('A') } })
+  assert.equal(stored.status, 202)
+  const read = await call(turbo(first.url, TEAM_B), { headers: bearer('B') })
+  assert.equal(read.status, 404, `team B read ${JSON.stringify(read.text)}`)
+  const overwrite = await call(turbo(first.url, TEAM_B), { method: 'PUT', body: 'team B', headers: { ...octets, ...bearer('B') } })
+  assert.equal(overwrite.status, 409)
+  assert.equal(overwrite.json<ErrorAnswer>().error.code, 'ERR_NAMESPACE_COLLISION')
+  assert.doesNotMatch(overwrite.text, new RegExp(TEAM_A), 'the other team is not named')
+  assert.equal((await call(turbo(first.url, TEAM_A), { headers: bearer('A') })).text, 'team A')
+  await first.close()
+  // A server started later opens B first: the directory records A's name.
+  const next = await startServer({ dir, namespaceTokens })
+  assert.equal((await call(turbo(next.url, TEAM_B), { headers: bearer('B') })).status, 404)
+  const later = await call(turbo(next.url, TEAM_B), { method: 'PUT', body: 'team B', headers: { ...octets, ...bearer('B') } })
+  assert.equal(later.status, 409)
+  assert.equal((await call(turbo(next.url, TEAM_A), { headers: bearer('A') })).text, 'team A')
+  await next.close() // before tempDir's hook removes its directory
 })
