@@ -80,7 +80,9 @@ export async function createServer(
     // this long is destroyed (an upload stalled mid-body is aborted: its temp file goes, and
     // the next upload of its key no longer waits behind it). A slow but moving transfer stays.
     connectionTimeout: options.idleTimeout,
-    return503OnClosing: true,
+    // Answered by the first onRequest hook below instead, in the server's own shape (fastify's
+    // is another, and its 503 to nx's read failed the run).
+    return503OnClosing: false,
     routerOptions: { ignoreDuplicateSlashes: true, ignoreTrailingSlash: true, maxParamLength: 2048 },
     // A request Node's HTTP parser refuses (a negative Content-Length, a broken request line):
     // the same shape, written to the socket, which then closes (nothing after it can be read).
@@ -101,6 +103,18 @@ export async function createServer(
           : [400, 'ERR_BAD_URL', 'Bad request: the URL does not decode']
       void (reply as unknown as FastifyReply).code(status).send(errorBody(code, message))
     },
+  })
+
+  // A request that reaches the server while it stops (pipelined behind one in flight, or on a
+  // kept-alive connection that was busy when the stop began) is refused before anything else:
+  // 503, or for nx a miss or a skipped upload (nx fails its whole run on a 5xx).
+  let stopping = false
+  app.addHook('onRequest', async (request, reply) => {
+    if (!stopping) return
+    const message = 'The server is stopping: retry against another replica or once it is back'
+    if (request.routeOptions.config.protocol === 'nx')
+      return reply.code(statusForNx(request.method, 503)).header('content-type', 'text/plain').send(message)
+    return reply.code(503).send(errorBody('ERR_STOPPING', message))
   })
 
   // Before the token check: a request refused for its token counts against its address too,
@@ -176,7 +190,6 @@ export async function createServer(
 
   // A response finished during shutdown closes its connection: a kept-alive socket would
   // otherwise hold the stop up until its keep-alive timeout.
-  let stopping = false
   app.addHook('onSend', async (_request, reply, payload) => {
     if (stopping) reply.header('connection', 'close')
     return payload

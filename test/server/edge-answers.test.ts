@@ -224,6 +224,35 @@ test("headers that trickle in past Node's headersTimeout are a 408 in the server
   }
 })
 
+test('a request that arrives while the server stops is refused in its own shape: turbo a JSON 503, nx a text/plain miss (never a 5xx)', async () => {
+  const { url, server } = await startServer()
+  const { port } = new URL(url)
+  const connect = async (): Promise<{ socket: net.Socket; answer: Promise<string> }> => {
+    const socket = net.connect(Number(port), '127.0.0.1')
+    await new Promise((resolve) => socket.once('connect', resolve))
+    let text = ''
+    socket.on('data', (chunk: Buffer) => (text += chunk.toString()))
+    socket.on('error', () => {})
+    return { socket, answer: new Promise((resolve) => socket.once('close', () => resolve(text))) }
+  }
+  // Each connection is busy with a request whose headers are not all there when the stop begins.
+  const nx = await connect()
+  nx.socket.write('GET /v1/cache/123 HTTP/1.1\r\nhost: x\r\n')
+  const turbo = await connect()
+  turbo.socket.write('GET /v8/artifacts/abc0123?slug=team HTTP/1.1\r\nhost: x\r\n')
+  await sleepMs(100)
+  const stopped = server.close()
+  await sleepMs(100)
+  nx.socket.write('\r\n')
+  turbo.socket.write('\r\n')
+  const [nxAnswer, turboAnswer] = await Promise.all([nx.answer, turbo.answer])
+  await stopped
+  assert.match(nxAnswer, /^HTTP\/1\.1 404/)
+  assert.match(nxAnswer, /content-type: text\/plain\r\n/)
+  assert.match(turboAnswer, /^HTTP\/1\.1 503/)
+  assert.match(turboAnswer, /\{"error":\{"code":"ERR_STOPPING","message":"[^"]+"\}\}$/)
+})
+
 test("turbo's query and events bodies are bounded at 1 MiB, whatever the token", async () => {
   const { url } = await startServer()
   const big = JSON.stringify([{ source: 'LOCAL', event: 'HIT', pad: 'x'.repeat(2 * 1024 * 1024) }])
