@@ -21,6 +21,18 @@ test('ccache: the HEAD before an upload (after the GET that missed) is not a sec
   assert.deepEqual(await counted(), [1, 1], 'one hit: the GET')
 })
 
+test('ccache and bazel: a HEAD that misses has the headers of the GET that misses (Content-Type, Content-Length), and no body', async () => {
+  const { url } = await startServer()
+  for (const path of ['/ccache/98/6fgiqfs6knpcovnajt9eu05fngibj1u', '/ac/0123abcd', `/cas/${'0'.repeat(64)}`]) {
+    const get = await fetch(`${url}${path}`)
+    await get.arrayBuffer()
+    const head = await fetch(`${url}${path}`, { method: 'HEAD' })
+    assert.equal(head.status, 404, path)
+    for (const name of ['content-type', 'content-length']) assert.equal(head.headers.get(name), get.headers.get(name), `${path}: ${name}`)
+    assert.equal((await head.arrayBuffer()).byteLength, 0, path)
+  }
+})
+
 test('ccache: GET, HEAD, PUT and DELETE under /ccache in the subdirs, flat and bazel layouts', async () => {
   const { url } = await startServer()
   for (const path of ['98/6fgiqfs6knpcovnajt9eu05fngibj1u', '986fgiqfs6knpcovnajt9eu05fngibj1u', `ac/${'ab'.repeat(32)}`]) {

@@ -68,7 +68,8 @@ export function objectRoutes(app: FastifyInstance, ctx: ServerContext): void {
       allowedNamespace(ctx, request, t.namespace)
       const cache = await ctx.namespaces.get(t.namespace, t.protocol)
       const meta = await sendArtifact(ctx, reply, t.protocol, cache, t.key, headOnly ? 'head' : 'body')
-      if (meta === undefined) return reply.code(404).send(headOnly ? undefined : errorBody('ERR_NOT_FOUND', `No object ${t.key}`))
+      // A HEAD's answer has the GET's headers (its Content-Type and Content-Length); Node sends no body.
+      if (meta === undefined) return reply.code(404).send(errorBody('ERR_NOT_FOUND', `No object ${t.key}`))
       return reply
     }
   const remove = (target: (request: FastifyRequest) => Target) => async (request: FastifyRequest, reply: FastifyReply) => {
