@@ -9,11 +9,12 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import fs from 'node:fs'
+import path from 'node:path'
 import zlib from 'node:zlib'
 import { setTimeout as delay } from 'node:timers/promises'
 import { Larder, type LarderError } from '../src/index.ts'
 import { disk } from '../src/store/disk.ts'
-import { entryFiles, tempDir } from './helpers.ts'
+import { entryFiles, listFiles, tempDir } from './helpers.ts'
 import { eventually } from './eventually.ts'
 
 /** The one entry file of a cache directory. */
@@ -254,5 +255,34 @@ test('a disk read failing mid-stream (EIO, through the seam) fails the stream an
     }
   } finally {
     seam.open = realOpen
+  }
+})
+
+test('a stream handed out before close() and read after it meets a damaged entry: it fails with ERR_CORRUPT, and the closed cache writes nothing (the file is left for the next reader)', async () => {
+  for (const compression of ['none', 'deflate'] as const) {
+    const dir = tempDir()
+    const cache = await Larder.open({ dir, compression, maintenance: false })
+    await cache.setStream('s', [randomBytes(8 * 1024 * 1024)])
+    const file = onlyEntry(dir)
+    const bytes = fs.readFileSync(file)
+    bytes[bytes.length - 100]! ^= 1 // in the payload's last MiB: met after the first bytes are handed out
+    fs.writeFileSync(file, bytes)
+    const stream = await cache.getStream('s')
+    await cache.close()
+    const files = (): string[] =>
+      listFiles(dir).map((f) => {
+        const stat = fs.statSync(path.join(dir, f))
+        return `${f} ${stat.size} ${stat.mtimeMs}`
+      })
+    const before = files()
+    await assert.rejects(stream!.toArray(), { code: 'ERR_CORRUPT' }, compression)
+    assert.equal(fs.existsSync(file), true, `${compression}: the closed cache removed nothing`)
+    await delay(600) // past the running totals' flush (250 ms), which a removal would schedule
+    assert.deepEqual(files(), before, `${compression}: nothing in the directory changed after close()`)
+    const next = await Larder.open({ dir, maintenance: false })
+    assert.equal(await next.getStream('s', { verifyFirst: true }), undefined, 'the next reader finds it damaged')
+    assert.equal((await next.stats()).corrupt, 1)
+    assert.equal(fs.existsSync(file), false, 'and removes it')
+    await next.close()
   }
 })

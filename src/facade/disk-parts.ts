@@ -270,6 +270,8 @@ export class DiskParts {
     const here = openHere.get(this.layout.namespaceDir)
     here?.delete(this)
     if (here?.size === 0) openHere.delete(this.layout.namespaceDir)
+    // Before the last flush: a stream handed out earlier removes nothing from now on.
+    this.files.closed()
     if (!this.#options.readOnly) {
       await this.lastUse.settled()
       this.flushCounters()

@@ -175,6 +175,8 @@ export class FileTier implements Tier {
   /** A read-only instance's: removals heard from other instances, which its reads honour
    *  instead of carrying them out (see heardRemoved). */
   readonly #heard = new HeardRemovals()
+  /** See closed(). */
+  #closed = false
 
   constructor(parts: FileTierParts) {
     this.#p = parts
@@ -1122,9 +1124,18 @@ export class FileTier implements Tier {
   }
 
   /** Removes a file a read judged expired or corrupt (see removeIfUnchanged); a read-only
-   *  instance removes nothing and leaves it for a writer or a prune. */
+   *  instance removes nothing and leaves it for a writer or a prune, and neither does a closed
+   *  one (see closed()). */
   #discard(file: string, ino: number | undefined): Promise<number | undefined> {
-    return this.#p.options.readOnly ? Promise.resolve(undefined) : removeIfUnchanged(file, ino)
+    return this.#p.options.readOnly || this.#closed ? Promise.resolve(undefined) : removeIfUnchanged(file, ino)
+  }
+
+  /** The cache is closing: nothing is written after close() resolves, yet a stream getStream
+   *  handed out before it is read when its consumer reads it, and may meet a damaged entry
+   *  then (its removal, and the running totals' flush that would follow, would be writes
+   *  after close). It still fails with ERR_CORRUPT; the file is left for the next reader. */
+  closed(): void {
+    this.#closed = true
   }
 
   /** Bytes of an entry file just removed by this process, for the running totals. */
