@@ -10,6 +10,7 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
+import { Readable } from 'node:stream'
 import zlib from 'node:zlib'
 import { setTimeout as delay } from 'node:timers/promises'
 import { Larder, type LarderError } from '../src/index.ts'
@@ -284,5 +285,57 @@ test('a stream handed out before close() and read after it meets a damaged entry
     assert.equal((await next.stats()).corrupt, 1)
     assert.equal(fs.existsSync(file), false, 'and removes it')
     await next.close()
+  }
+})
+
+test("a setStream the disk refuses before reading its source (EIO at the temp file's create, or the breaker open) lets the source go: a web ReadableStream cancelled and unlocked, an iterator's return() called, a Readable destroyed", async () => {
+  const seam = disk as unknown as { open: typeof fs.promises.open }
+  const realOpen = seam.open
+  seam.open = async (...args: Parameters<typeof fs.promises.open>) => {
+    if (String(args[0]).endsWith('.tmp')) throw Object.assign(new Error('EIO: i/o error, open'), { code: 'EIO' })
+    return realOpen(...args)
+  }
+  /** The three kinds of source, each telling whether it was let go. */
+  function sources(): [string, unknown, () => boolean][] {
+    let cancelled = false
+    let returned = false
+    const web = new ReadableStream<Uint8Array>({
+      pull: (controller) => controller.enqueue(new Uint8Array(10)),
+      cancel: () => void (cancelled = true),
+    })
+    const iterable = {
+      [Symbol.asyncIterator]: () => ({
+        next: () => Promise.resolve({ done: false, value: new Uint8Array(10) }),
+        return: () => {
+          returned = true
+          return Promise.resolve({ done: true, value: undefined })
+        },
+      }),
+    }
+    const readable = new Readable({ read: () => readable.push(Buffer.alloc(10)) })
+    return [
+      ['a web ReadableStream', web, () => cancelled && !web.locked],
+      ['an async iterable', iterable, () => returned],
+      ['a Readable', readable, () => readable.destroyed],
+    ]
+  }
+  try {
+    const cache = await Larder.open({ dir: tempDir(), maintenance: false, breaker: { volumeThreshold: 100 } })
+    for (const [what, source, letGo] of sources()) {
+      await cache.setStream('s', source as Readable) // a counted drop (failOpen)
+      assert.equal(letGo(), true, `EIO at the create: ${what} let go`)
+    }
+    assert.equal((await cache.stats()).dropped, 3)
+    await cache.close()
+
+    const opened = await Larder.open({ dir: tempDir(), maintenance: false, breaker: { volumeThreshold: 1 } })
+    for (let i = 0; i < 20 && (await opened.stats()).breaker.state !== 'open'; i++) await opened.setStream('s', [Buffer.from('x')])
+    assert.equal((await opened.stats()).breaker.state, 'open')
+    const [, web, cancelled] = sources()[0]!
+    await opened.setStream('s', web as ReadableStream<Uint8Array>)
+    assert.equal(cancelled(), true, 'breaker open: the web ReadableStream cancelled, as a Readable is destroyed')
+    await opened.close()
+  } finally {
+    seam.open = realOpen
   }
 })

@@ -176,7 +176,12 @@ export class OrderedWrites {
             failures.dropped('file')
             return
           }
+          // A source the write will not read is let go, as the writer lets go of one it was
+          // reading (a Readable destroyed, a web ReadableStream cancelled: a fetch body holds
+          // its connection until then); one the writer holds still (a locked web stream, after
+          // an abort) it cancels itself.
           if (input instanceof Readable && !input.destroyed) input.destroy()
+          else if (input instanceof ReadableStream && !input.locked) void input.cancel().catch(() => {})
           if (abort.signal.aborted && error === abort.signal.reason) {
             // close() gave up waiting for it: nothing was stored, the temp file is gone.
             failures.dropped('file')

@@ -209,14 +209,30 @@ export async function writeEntryStream(
     encodeTags(meta.tags),
   )
   const sealer = sealing === undefined ? undefined : new FrameCipher(sealing.key, nonce!, head)
+  // Stops pulling from the caller's source, on every failure from here on: taking its iterator
+  // locked a web ReadableStream, which its owner could then never cancel (a fetch body holds
+  // its connection); its return() cancels it, as it destroys a Readable. After an abort the
+  // source may never answer (a stalled pull holds its iterator): do not wait.
+  const stopSource = async (): Promise<void> => {
+    let stopped: Promise<unknown>
+    try {
+      stopped = Promise.resolve(iterator.return?.())
+    } catch {
+      return // the source's own failure to stop: the error that stopped it is the one to tell
+    }
+    if (signal?.aborted === true) void stopped.catch(() => {})
+    else await stopped.catch(() => {})
+  }
   // The partition the temp file is made in, held from before the temp's create to the rename:
   // a clear() moves it away whole, the temp file with it (see commit below).
-  const partition = holdPartition(tree, path.dirname(file))
+  let partition: HeldPartition | undefined
   let opened: Awaited<ReturnType<typeof openTemp>>
   try {
+    partition = holdPartition(tree, path.dirname(file))
     opened = await openTemp(tree, file)
   } catch (error) {
-    partition.release()
+    partition?.release()
+    await stopSource()
     throw error
   }
   const { temp, handle } = opened
@@ -312,11 +328,7 @@ export async function writeEntryStream(
     await handle.close().catch(() => {})
     await disk.unlink(temp).catch(() => {})
     options.trackTemp(temp, false)
-    // Stop pulling from the caller's source; a Readable is destroyed to release its resources.
-    // After an abort the source may never answer (a stalled pull holds its iterator): do not wait.
-    const stopped = iterator.return?.()
-    if (signal?.aborted === true) void stopped?.catch(() => {})
-    else await stopped?.catch(() => {})
+    await stopSource()
     // pipeline wraps nothing, but a SourceError may arrive as the cause of a stream error.
     throw error
   } finally {
