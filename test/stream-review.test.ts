@@ -339,3 +339,34 @@ test("a setStream the disk refuses before reading its source (EIO at the temp fi
     seam.open = realOpen
   }
 })
+
+test('getStream({ verifyFirst: true }) reads an entry through before handing it out, untimed as streams are: breaker.timeout makes it no miss and no disk failure', async () => {
+  // 1 ms: no read of 32 MiB through the checksum is that quick, so a timed check always lost.
+  const cache = await Larder.open({
+    dir: tempDir(),
+    maintenance: false,
+    compression: 'none',
+    breaker: { timeout: '1ms', volumeThreshold: 1 },
+  })
+  try {
+    const block = randomBytes(1024 * 1024)
+    await cache.setStream(
+      's',
+      Array.from({ length: 32 }, () => block),
+    )
+    for (let i = 0; i < 4; i++) {
+      const stream = await cache.getStream('s', { verifyFirst: true })
+      assert.ok(stream !== undefined, `read ${i}: a stream, not a miss`)
+      let length = 0
+      for await (const chunk of stream as AsyncIterable<Buffer>) length += chunk.length
+      assert.equal(length, 32 * 1024 * 1024)
+    }
+    const { errors, misses, breaker } = await cache.stats()
+    assert.deepEqual(
+      { errors, misses, state: breaker.state, failures: breaker.failures },
+      { errors: 0, misses: 0, state: 'closed', failures: 0 },
+    )
+  } finally {
+    await cache.close()
+  }
+})

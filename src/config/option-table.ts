@@ -69,7 +69,7 @@ export const OPTION_ROWS: readonly OptionRow[] = [
   { path: 'breaker.volumeThreshold', env: 'number', example: '20', live: false, doc: 'fewest operations before the disk breaker may open' },
   { path: 'breaker.resetTimeout', env: 'text', example: '30s', live: true, doc: 'how long the disk breaker stays open (duration)' },
   { path: 'breaker.rollingCountTimeout', env: 'text', example: '1m', live: false, doc: "length of the disk breaker's window (duration)" },
-  { path: 'breaker.timeout', env: 'text', example: '2s', live: true, doc: 'a disk read slower than this fails (a miss, counted); writes, streams and removals are never timed out (duration; 0 = off)' },
+  { path: 'breaker.timeout', env: 'text', example: '2s', live: true, doc: 'a disk read slower than this fails (a miss, counted); writes, streams (the read of a whole entry by `getStream` with `verifyFirst` included) and removals are never timed out (duration; 0 = off)' },
   { path: 'durable', env: 'boolean', example: 'true', live: true, doc: 'fsync each new entry before its rename' },
   { path: 'maxSize', env: 'text', example: '5GB', live: true, doc: 'budget in bytes on disk (size); lowering it starts a prune' },
   { path: 'maxEntries', env: 'number', example: '100000', live: true, doc: 'budget in entries; lowering it starts a prune' },

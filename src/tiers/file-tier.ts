@@ -342,7 +342,12 @@ export class FileTier implements Tier {
     // A stream made after the breaker timed the call out reaches no one: it is destroyed, so
     // its file is closed (a stream is read only when consumed, so nothing else would close it).
     const release = (late: Readable | undefined): void => void late?.destroy()
-    return this.#p.breaker.runOwning(async () => {
+    // verifyFirst reads the whole entry, of any size, before the first byte is handed out: as
+    // streams are, never timed out (breaker.timeout answered a large one's slow healthy read
+    // with a miss counted as a failing disk, and a few opened the breaker over every call).
+    const run = (read: () => Promise<Readable | undefined>): Promise<Readable | undefined> =>
+      verifyFirst ? this.#p.breaker.runChange(read) : this.#p.breaker.runOwning(read, release)
+    return run(async () => {
       // A file of up to WHOLE_STREAM_LIMIT (a 1 MiB artifact) is read whole in one read and
       // verified before its first byte is handed out; a larger one is streamed from the file.
       let found = await this.#probe(file, key, 'whole')
@@ -390,7 +395,7 @@ export class FileTier implements Tier {
       } finally {
         if (!handedOver) await found.opened?.handle.close()
       }
-    }, release)
+    })
   }
 
   /** What is known of `key`'s entry without decoding its value (see `Larder.info`). */
