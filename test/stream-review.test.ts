@@ -370,3 +370,33 @@ test('getStream({ verifyFirst: true }) reads an entry through before handing it 
     await cache.close()
   }
 })
+
+test('stats().bytesRead counts what a getStream read: the whole file once it is consumed, a few MiB of a large entry whose consumer stopped at its first chunk', async () => {
+  for (const compression of ['none', 'deflate'] as const) {
+    const dir = tempDir()
+    const cache = await Larder.open({ dir, compression, maintenance: false })
+    try {
+      await cache.setStream(
+        's',
+        Array.from({ length: 32 }, () => randomBytes(1024 * 1024)),
+      )
+      const size = fs.statSync(onlyEntry(dir)).size
+      const read = async (): Promise<number> => (await cache.stats()).bytesRead
+      let before = await read()
+      const whole = await cache.getStream('s')
+      for await (const chunk of whole!) void chunk
+      assert.equal((await read()) - before, size, `${compression}: a stream read through counts the file once`)
+      before = await read()
+      const stopped = await cache.getStream('s')
+      for await (const chunk of stopped!) {
+        void chunk
+        break // destroys the stream
+      }
+      await delay(100) // reads in flight when it was destroyed end
+      const counted = (await read()) - before
+      assert.ok(counted > 0 && counted < 12 * 1024 * 1024, `${compression}: ${counted} bytes counted of a ${size}-byte entry`)
+    } finally {
+      await cache.close()
+    }
+  }
+})

@@ -227,13 +227,16 @@ function finalOrKeyError(decipher: DecipherGCM): void {
  * (crypto/seal.ts): frame by frame, each authenticated before it is decoded; an unframed one
  * deciphered as it is read, and failing (never ending) unless its tag authenticates it.
  * `onFailure`: a read that failed otherwise (the disk), once the stream has been handed out;
- * it answers with the error the consumer's stream fails with.
+ * it answers with the error the consumer's stream fails with. `onRead`: the bytes of the file
+ * each read after the head brought (payload and trailer), as they come: a consumer that stops
+ * early has not had the rest read.
  */
 export function createEntryStream(
   entry: OpenedEntry,
   onCorrupt: (error: CorruptEntryError) => void,
   keyring: Keyring | undefined,
   onFailure: (error: unknown) => unknown = (error) => error,
+  onRead: (bytes: number) => void = () => {},
 ): Readable {
   const { head, handle, size } = entry
   const logical = entry.trailer.logicalLength
@@ -244,13 +247,14 @@ export function createEntryStream(
   const key = keyOf(head, keyring)
   const opener = key === undefined ? undefined : new FrameCipher(key, head.nonce!, entry.headBytes)
   if (key === undefined && (head.flags & FLAG_FRAMED) === 0 && (head.compression as Compression) === Compression.None) {
-    return new PlainEntryStream(entry, hash, onCorrupt, onFailure)
+    return new PlainEntryStream(entry, hash, onCorrupt, onFailure, onRead)
   }
 
   /** Reads and hashes the trailer; throws unless every byte before it matched. */
   async function checkTrailer(): Promise<void> {
     const trailer = Buffer.allocUnsafe(TRAILER_BYTES)
     await readFully(handle, trailer, payloadEnd)
+    onRead(TRAILER_BYTES)
     const fields = decodeTrailer(trailer, size, head.payloadOffset)
     hash.update(trailer.subarray(0, TRAILER_BYTES - 8))
     if (hash.digest() !== fields.checksum) throw new CorruptEntryError('checksum mismatch')
@@ -262,6 +266,7 @@ export function createEntryStream(
     if (payloadEnd > head.payloadOffset) {
       const raw = handle.createReadStream({ start: head.payloadOffset, end: payloadEnd - 1, highWaterMark: CHUNK, autoClose: false })
       for await (const chunk of raw as AsyncIterable<Buffer>) {
+        onRead(chunk.length)
         hash.update(chunk)
         yield chunk
       }
@@ -289,7 +294,10 @@ export function createEntryStream(
     if (tagAt === head.payloadOffset) return
     const open = await payloadDecipher(entry, key!)
     const again = handle.createReadStream({ start: head.payloadOffset, end: tagAt - 1, highWaterMark: CHUNK, autoClose: false })
-    for await (const chunk of again as AsyncIterable<Buffer>) yield open.update(chunk)
+    for await (const chunk of again as AsyncIterable<Buffer>) {
+      onRead(chunk.length)
+      yield open.update(chunk)
+    }
     finalOrKeyError(open) // the file changed in place between the passes: not ours
   }
 
@@ -336,6 +344,7 @@ export function createEntryStream(
       if (claimed > logical) throw new CorruptEntryError('frames hold more than the logical length')
       const bytes = Buffer.allocUnsafe(storedLength)
       await readFully(handle, bytes, at + FRAME_HEADER_BYTES)
+      onRead(FRAME_HEADER_BYTES + storedLength)
       hash.update(frameHead)
       hash.update(bytes)
       at += FRAME_HEADER_BYTES + storedLength
@@ -416,15 +425,23 @@ class PlainEntryStream extends Readable {
   readonly #hash: EntryHash
   readonly #onCorrupt: (error: CorruptEntryError) => void
   readonly #onFailure: (error: unknown) => unknown
+  readonly #onRead: (bytes: number) => void
   #at: number
   #closed: Promise<void> | undefined
 
-  constructor(entry: OpenedEntry, hash: EntryHash, onCorrupt: (error: CorruptEntryError) => void, onFailure: (error: unknown) => unknown) {
+  constructor(
+    entry: OpenedEntry,
+    hash: EntryHash,
+    onCorrupt: (error: CorruptEntryError) => void,
+    onFailure: (error: unknown) => unknown,
+    onRead: (bytes: number) => void,
+  ) {
     super({ highWaterMark: CHUNK })
     this.#entry = entry
     this.#hash = hash
     this.#onCorrupt = onCorrupt
     this.#onFailure = onFailure
+    this.#onRead = onRead
     this.#at = entry.head.payloadOffset
   }
 
@@ -439,6 +456,7 @@ class PlainEntryStream extends Readable {
     readFully(handle, bytes, this.#at).then(
       () => {
         this.#at += bytes.length
+        this.#onRead(bytes.length)
         if (!last) {
           this.#hash.update(bytes)
           this.push(bytes)

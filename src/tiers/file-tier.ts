@@ -367,10 +367,15 @@ export class FileTier implements Tier {
           // Verified whole before a single byte is handed out.
           return Readable.from([await decodePayload(found.whole, this.#p.options)], { objectMode: false })
         }
-        this.#p.counts.bytesRead += found.size
+        // The head now, the rest as the stream reads it: a consumer that stops early (a HEAD
+        // of `larder serve` reads an artifact's first MiB) did not have the rest read.
+        this.#p.counts.bytesRead += found.head.payloadOffset
         // Read and checked once through (the same open file, which is never changed in
         // place: a rewrite is a rename), then streamed and checked again as it goes.
-        if (verifyFirst) await checkOpenedEntry(found.opened, this.#p.options.encryption)
+        if (verifyFirst) {
+          await checkOpenedEntry(found.opened, this.#p.options.encryption)
+          this.#p.counts.bytesRead += found.size - found.head.payloadOffset
+        }
         const { ino } = found
         const stream = createEntryStream(
           found.opened,
@@ -387,6 +392,7 @@ export class FileTier implements Tier {
             void this.#p.breaker.run(() => Promise.reject(error as Error)).catch(() => {})
             return this.#p.streamFailed(error)
           },
+          (bytes) => (this.#p.counts.bytesRead += bytes),
         )
         handedOver = true
         return stream
