@@ -376,6 +376,31 @@ describe('events and stats', () => {
     assert.equal(stats.misses, 1)
     await cache.close()
   })
+
+  test("a 'set' listener that throws fails setStream as it fails set: the stored entry is a set, not a drop or a disk error", async () => {
+    for (const failOpen of [true, false]) {
+      const cache = await Larder.open({ dir: tempDir(), failOpen })
+      const heard: unknown[] = []
+      cache.on('error', (error) => heard.push(error))
+      cache.on('set', () => {
+        throw new Error('a listener failed')
+      })
+      await assert.rejects(cache.set('a', 1), /a listener failed/)
+      await assert.rejects(cache.setStream('s', [Buffer.from('streamed')]), /a listener failed/)
+      cache.removeAllListeners('set')
+      const stream = await cache.getStream('s')
+      assert.ok(stream !== undefined, 'the streamed entry is stored')
+      const chunks: Buffer[] = []
+      for await (const chunk of stream) chunks.push(chunk as Buffer)
+      assert.equal(Buffer.concat(chunks).toString(), 'streamed')
+      const stats = await cache.stats()
+      assert.equal(stats.sets, 2)
+      assert.equal(stats.dropped, 0)
+      assert.equal(stats.errors, 0)
+      assert.deepEqual(heard, [])
+      await cache.close()
+    }
+  })
 })
 
 describe('argument edges', () => {

@@ -147,6 +147,7 @@ export class OrderedWrites {
         const started = performance.now()
         memory?.delete(key)
         const abort = inFlight.streamAbort()
+        let stored = false
         try {
           await inFlight.track(files.setStream(key, input, { createdAt, expiresAt, tags }, abort.signal), abort)
           files.changed(key, createdAt)
@@ -158,7 +159,7 @@ export class OrderedWrites {
             counters.tiers.file.set.record(took)
           }
           counters.setLatency.record(took)
-          events.emit('set', key)
+          stored = true
           await disk?.autoPrune.afterWrite()
           try {
             await stack.removeShared(key, createdAt)
@@ -199,6 +200,11 @@ export class OrderedWrites {
         } finally {
           memory?.delete(key)
         }
+        // Heard once the stream's part is done, outside the catch above: a 'set' listener that
+        // throws is the caller's error, as it is for set(), not a write the disk failed (which
+        // counted the stored entry as a drop and an error, and with failOpen false reported it
+        // as ERR_UNAVAILABLE).
+        if (stored) events.emit('set', key)
       },
       true,
     ).finally(() => emitter?.off('error', heardLater))
