@@ -15,6 +15,7 @@ import { promisify } from 'node:util'
 import { Larder, LarderError } from '../src/index.ts'
 import { Child, startChild } from './children/harness.ts'
 import { childScript, repoRoot, runScript, verifyEntryFile } from './children/shared.ts'
+import { eventually } from './eventually.ts'
 import { entryFiles, tempDir } from './helpers.ts'
 
 const children: Child[] = []
@@ -400,6 +401,22 @@ describe('events and stats', () => {
       assert.deepEqual(heard, [])
       await cache.close()
     }
+  })
+
+  test("a 'progress' listener that throws stops no maintenance: the budget is kept, prune() completes, the throw is heard as 'error'", async () => {
+    const cache = await Larder.open({ dir: tempDir(), maxEntries: 20 })
+    const heard: Error[] = []
+    cache.on('error', (error) => heard.push(error))
+    cache.on('progress', () => {
+      throw new Error('a listener failed')
+    })
+    for (let i = 0; i < 100; i++) await cache.set(`k${i}`, i)
+    await eventually(async () => (await cache.stats()).entries <= 20, 'the automatic prune keeps maxEntries')
+    const report = await cache.prune({ maxEntries: 5 })
+    assert.ok(report.remainingEntries <= 5)
+    assert.equal((await cache.stats()).errors, 0)
+    assert.ok(heard.length > 0 && heard.every((error) => error.message === 'a listener failed'))
+    await cache.close()
   })
 })
 

@@ -89,7 +89,16 @@ export class CacheParts {
               counts,
               corrupt,
               breaker: (state) => events.emit('breaker', state, 'file'),
-              progress: (p) => events.emit('progress', p),
+              progress: (p) => {
+                // A listener's throw must not stop the work it hears of: it came out of the
+                // maintainer's loop, so every automatic prune failed at its first report and
+                // no budget was kept again. Heard as 'error', as a background loader's failure is.
+                try {
+                  events.emit('progress', p)
+                } catch (error) {
+                  emitError(error instanceof Error ? error : new Error(String(error)))
+                }
+              },
               pruned: (report) => events.emit('prune', report),
               pruneFailed: emitError,
               // A stream cannot turn into a miss once handed out: it fails, with ERR_UNAVAILABLE
