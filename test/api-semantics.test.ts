@@ -418,6 +418,33 @@ describe('events and stats', () => {
     assert.ok(heard.length > 0 && heard.every((error) => error.message === 'a listener failed'))
     await cache.close()
   })
+
+  test("a 'corrupt' listener that throws: the damaged entry is still a miss, removed and counted as corrupt, not a disk error", async () => {
+    for (const failOpen of [true, false]) {
+      const dir = tempDir()
+      const cache = await Larder.open({ dir, failOpen })
+      const heard: Error[] = []
+      cache.on('error', (error) => heard.push(error))
+      cache.on('corrupt', () => {
+        throw new Error('a listener failed')
+      })
+      await cache.set('k', 'value')
+      const [file] = entryFiles(dir)
+      const bytes = fs.readFileSync(file!)
+      bytes[bytes.length - 20]! ^= 1
+      fs.writeFileSync(file!, bytes)
+      assert.equal(await cache.get('k'), undefined)
+      assert.deepEqual(entryFiles(dir), [], 'the damaged file is removed')
+      const stats = await cache.stats()
+      assert.equal(stats.corrupt, 1)
+      assert.equal(stats.errors, 0)
+      assert.deepEqual(
+        heard.map((error) => error.message),
+        ['a listener failed'],
+      )
+      await cache.close()
+    }
+  })
 })
 
 describe('argument edges', () => {

@@ -77,7 +77,18 @@ export class CacheParts {
       if (events.listenerCount('error') > 0) events.emit('error', error) // an unheard 'error' would throw
     }
     this.failures = new Failures(this.counters, options.failOpen, emitError)
-    const corrupt = (report: CorruptReport): boolean => events.emit('corrupt', report)
+    // Listeners of what background work and the read path report: a throw must not stop the
+    // work it hears of (a damaged file left in place and counted as a disk error; a prune's
+    // pass cut off at its first report, so no budget was kept). Heard as 'error', as a
+    // background loader's failure is.
+    const heard = (emit: () => void): void => {
+      try {
+        emit()
+      } catch (error) {
+        emitError(error instanceof Error ? error : new Error(String(error)))
+      }
+    }
+    const corrupt = (report: CorruptReport): void => heard(() => events.emit('corrupt', report))
     this.disk =
       dir === false
         ? undefined
@@ -89,16 +100,7 @@ export class CacheParts {
               counts,
               corrupt,
               breaker: (state) => events.emit('breaker', state, 'file'),
-              progress: (p) => {
-                // A listener's throw must not stop the work it hears of: it came out of the
-                // maintainer's loop, so every automatic prune failed at its first report and
-                // no budget was kept again. Heard as 'error', as a background loader's failure is.
-                try {
-                  events.emit('progress', p)
-                } catch (error) {
-                  emitError(error instanceof Error ? error : new Error(String(error)))
-                }
-              },
+              progress: (p) => heard(() => events.emit('progress', p)),
               pruned: (report) => events.emit('prune', report),
               pruneFailed: emitError,
               // A stream cannot turn into a miss once handed out: it fails, with ERR_UNAVAILABLE
