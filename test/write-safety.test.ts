@@ -16,6 +16,7 @@ import { loadHasher } from '../src/format/checksum.ts'
 import { disk } from '../src/store/disk.ts'
 import { Layout } from '../src/store/layout.ts'
 import { Child, startChild } from './children/harness.ts'
+import { eventually } from './eventually.ts'
 import { listFiles, tempDir } from './helpers.ts'
 import { smallTmpfs } from './tmpfs.ts'
 
@@ -99,6 +100,40 @@ describe('a write that does not fit', () => {
       assert.deepEqual(temps(dir), [])
     } finally {
       fs.rmSync(filler)
+      await cache.close()
+    }
+  })
+
+  test("a 'breaker' listener that throws: the breaker opens and closes as without it, and the throw is heard as 'error', not thrown into the host", async (t) => {
+    if (tmpfs.refusal !== undefined) return t.skip(tmpfs.refusal)
+    const dir = path.join(tmpfs.dir, 'cache-breaker-listener')
+    const cache = await Larder.open({ dir, breaker: { resetTimeout: 200 }, maintenance: false })
+    const uncaught: unknown[] = []
+    const onUncaught = (error: unknown): void => void uncaught.push(error)
+    process.on('uncaughtException', onUncaught)
+    const states: string[] = []
+    const heard: Error[] = []
+    cache.on('error', (error) => heard.push(error))
+    cache.on('breaker', (state) => {
+      states.push(state)
+      throw new Error('a listener failed')
+    })
+    const filler = tmpfs.leaveFree(4 * 1024)
+    try {
+      for (let i = 0; i < 10; i++) await cache.set(`k${i}`, incompressible(20_000))
+      assert.equal((await cache.stats()).breaker.state, 'open')
+      fs.rmSync(filler)
+      await eventually(async () => {
+        await cache.set('after', 'v')
+        return (await cache.stats()).breaker.state === 'closed'
+      }, 'the breaker closes once the disk takes writes again')
+      assert.equal(await cache.get('after'), 'v')
+      assert.deepEqual(states, ['open', 'halfOpen', 'closed'])
+      assert.deepEqual(uncaught, [])
+      assert.equal(heard.filter((error) => error.message === 'a listener failed').length, 3)
+    } finally {
+      process.off('uncaughtException', onUncaught)
+      fs.rmSync(filler, { force: true })
       await cache.close()
     }
   })

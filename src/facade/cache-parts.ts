@@ -79,8 +79,9 @@ export class CacheParts {
     this.failures = new Failures(this.counters, options.failOpen, emitError)
     // Listeners of what background work and the read path report: a throw must not stop the
     // work it hears of (a damaged file left in place and counted as a disk error; a prune's
-    // pass cut off at its first report, so no budget was kept). Heard as 'error', as a
-    // background loader's failure is.
+    // pass cut off at its first report, so no budget was kept; a breaker's change of state,
+    // heard from inside opossum, thrown into the host as an uncaught exception). Heard as
+    // 'error', as a background loader's failure is.
     const heard = (emit: () => void): void => {
       try {
         emit()
@@ -99,7 +100,7 @@ export class CacheParts {
             {
               counts,
               corrupt,
-              breaker: (state) => events.emit('breaker', state, 'file'),
+              breaker: (state) => heard(() => events.emit('breaker', state, 'file')),
               progress: (p) => heard(() => events.emit('progress', p)),
               pruned: (report) => events.emit('prune', report),
               pruneFailed: emitError,
@@ -135,7 +136,7 @@ export class CacheParts {
             counts,
             tags: { isStale },
             corrupt,
-            breaker: (state) => events.emit('breaker', state, 'redis'),
+            breaker: (state) => heard(() => events.emit('breaker', state, 'redis')),
             received: (message) =>
               void this.inFlight
                 .track(
