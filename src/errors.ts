@@ -50,8 +50,8 @@ export function isLarderError(error: unknown, code?: LarderErrorCode): error is 
   return error instanceof LarderError && (code === undefined || error.code === code)
 }
 
-/** Wraps an error raised by the caller's stream source, so it is rethrown as it was and
- *  never counted against the disk. Internal. */
+/** Wraps an error raised by the caller's own code (a stream source, an `onProgress`
+ *  callback), so it is rethrown as it was and never counted against the disk. Internal. */
 export class SourceError extends Error {
   constructor(readonly original: unknown) {
     super('source failed')

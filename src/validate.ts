@@ -1,5 +1,5 @@
 import { types } from 'node:util'
-import { LarderError } from './errors.js'
+import { LarderError, SourceError } from './errors.js'
 import type { GetOrSetOptions, GetStreamOptions } from './call-options.js'
 import type { ListFilters } from './maintenance/listing.js'
 import type { PruneOptions, RekeyOptions, VerifyOptions, WalkOptions } from './maintenance/maintainer.js'
@@ -121,13 +121,25 @@ function readOnce<T extends object>(options: unknown, known: readonly string[]):
   return { ...validateCallOptions<T>(options, known) }
 }
 
-/** Checks `signal` and `onProgress`, which every long-running operation accepts. */
+/** Checks `signal` and `onProgress`, which every long-running operation accepts, and puts in
+ *  `o` (a copy of the caller's options) an `onProgress` whose throw is passed on as it was
+ *  (SourceError): counted as a failed disk operation, it rejected the call with
+ *  ERR_UNAVAILABLE ("Cache maintenance failed") instead of the caller's own error. */
 export function validateSignalAndProgress(o: { signal?: unknown; onProgress?: unknown }): void {
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
     throw new LarderError('ERR_INVALID_VALUE', 'Invalid signal: expected an AbortSignal', { field: 'signal' })
   }
-  if (o.onProgress !== undefined && typeof o.onProgress !== 'function') {
+  if (o.onProgress === undefined) return
+  if (typeof o.onProgress !== 'function') {
     throw new LarderError('ERR_INVALID_VALUE', 'Invalid onProgress: expected a function', { field: 'onProgress' })
+  }
+  const onProgress = o.onProgress as (progress: unknown) => void
+  o.onProgress = (progress: unknown): void => {
+    try {
+      onProgress(progress)
+    } catch (error) {
+      throw new SourceError(error)
+    }
   }
 }
 
@@ -153,6 +165,7 @@ export type ValidPruneOptions = PruneOptions & PruneFilters & { maxSize?: number
 
 export function validatePruneOptions(options: unknown): ValidPruneOptions {
   const o = readOnce<PruneOptions>(options, PRUNE_OPTIONS)
+  validateSignalAndProgress(o)
   const valid: ValidPruneOptions = { ...o, maxSize: undefined, maxAge: undefined, olderThan: undefined, tags: undefined }
   if (o.maxSize !== undefined) valid.maxSize = parseSize(o.maxSize, 'maxSize', 'ERR_INVALID_VALUE')
   if (o.maxEntries !== undefined && (typeof o.maxEntries !== 'number' || !Number.isSafeInteger(o.maxEntries) || o.maxEntries < 0)) {
@@ -181,7 +194,6 @@ export function validatePruneOptions(options: unknown): ValidPruneOptions {
       throw new LarderError('ERR_INVALID_VALUE', `Invalid ${field}: expected a boolean, got ${String(o[field])}`, { field })
     }
   }
-  validateSignalAndProgress(o)
   return valid
 }
 

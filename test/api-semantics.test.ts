@@ -419,6 +419,23 @@ describe('events and stats', () => {
     await cache.close()
   })
 
+  test('an onProgress callback that throws rejects its call with its own error, not as a failing disk', async () => {
+    const cache = await Larder.open({ dir: tempDir() })
+    for (let i = 0; i < 10; i++) await cache.set(`k${i}`, i)
+    const onProgress = (): void => {
+      throw new Error('a callback failed')
+    }
+    const own = (error: Error): boolean => error.message === 'a callback failed' && !(error instanceof LarderError)
+    await assert.rejects(cache.prune({ onProgress }), own)
+    await assert.rejects(cache.prune({ dryRun: true, onProgress }), own)
+    await assert.rejects(cache.verify({ onProgress }), own)
+    await assert.rejects(cache.entries({ onProgress }), own)
+    await assert.rejects(cache.usage({ onProgress }), own)
+    assert.equal((await cache.stats()).errors, 0)
+    assert.equal((await cache.prune({ maxEntries: 5 })).remainingEntries, 5, 'the lock was let go')
+    await cache.close()
+  })
+
   test("a 'corrupt' listener that throws: the damaged entry is still a miss, removed and counted as corrupt, not a disk error", async () => {
     for (const failOpen of [true, false]) {
       const dir = tempDir()

@@ -1,4 +1,4 @@
-import { isLarderError, LarderError } from '../errors.js'
+import { isLarderError, LarderError, SourceError } from '../errors.js'
 import { isBreakerOpen } from '../resilience/disk-breaker.js'
 import type { Counters, TierName } from '../stats/counters.js'
 
@@ -62,6 +62,7 @@ export class Failures {
     try {
       return await run()
     } catch (error) {
+      if (error instanceof SourceError) throw error.original // the caller's own (onProgress)
       if (isLarderError(error)) throw error
       if (isBreakerOpen(error))
         throw new LarderError('ERR_UNAVAILABLE', `${WHAT[tier]} unavailable: ${this.#explained('circuit breaker is open', tier)}`, {
