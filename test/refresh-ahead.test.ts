@@ -99,6 +99,26 @@ describe('getOrSet refreshAhead', () => {
     await cache.close()
   })
 
+  it("a 'refresh' listener that throws is heard as an error, not lost, and the refresh stands", async () => {
+    const cache = await Larder.open({ dir: tempDir(), maintenance: false, memory: true })
+    const errors: Error[] = []
+    cache.on('error', (error) => errors.push(error))
+    const done = refreshed(cache)
+    cache.on('refresh', () => {
+      throw new Error('a listener failed')
+    })
+    await cache.getOrSet('k', () => 'old', options)
+    await delay(PAST_THE_MARK)
+    assert.equal(await cache.getOrSet('k', () => 'new', options), 'old')
+    assert.deepEqual(await done, { key: 'k', outcome: 'refreshed' })
+    assert.deepEqual(
+      errors.map((error) => error.message),
+      ['a listener failed'],
+    )
+    assert.equal(await cache.get('k'), 'new')
+    await cache.close()
+  })
+
   it('after a failed refresh, hits do not retry at once: the next waits an eighth of the refresh window; a new entry starts afresh', async () => {
     const cache = await Larder.open({ dir: tempDir(), maintenance: false, memory: true })
     cache.on('error', () => {})

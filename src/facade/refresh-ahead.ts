@@ -123,7 +123,13 @@ export class RefreshAhead {
     }
     if (outcome === 'failed') this.#holdBack(key, seen, retryAfter)
     this.#p.counters.refreshes[outcome]++
-    this.#p.events.emit('refresh', { key, outcome })
+    try {
+      this.#p.events.emit('refresh', { key, outcome })
+    } catch (error) {
+      // A listener's throw, which no caller waits to hear (consider() drops the refresh's
+      // failures, settled here): heard as 'error', as the corrupt, progress and breaker ones are.
+      this.#p.emitError(error instanceof Error ? error : new Error(String(error)))
+    }
   }
 
   async #loadAndStore(key: string, loader: () => unknown, o: RefreshOptions, flight: Flight<unknown>): Promise<RefreshOutcome> {
