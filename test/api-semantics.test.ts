@@ -403,6 +403,16 @@ describe('events and stats', () => {
     }
   })
 
+  test("a 'set' listener that throws: each set rejects with its error, and the budget is still kept", async () => {
+    const cache = await Larder.open({ dir: tempDir(), maxEntries: 20 })
+    cache.on('set', () => {
+      throw new Error('a listener failed')
+    })
+    for (let i = 0; i < 100; i++) await assert.rejects(cache.set(`k${i}`, i), /a listener failed/)
+    await eventually(async () => (await cache.stats()).entries <= 20, 'the automatic prune keeps maxEntries')
+    await cache.close()
+  })
+
   test("a 'progress' listener that throws stops no maintenance: the budget is kept, prune() completes, the throw is heard as 'error'", async () => {
     const cache = await Larder.open({ dir: tempDir(), maxEntries: 20 })
     const heard: Error[] = []

@@ -70,9 +70,14 @@ export class OrderedWrites {
         write.redisFailedSince,
       )
       if (stored) {
-        events.emit('set', key)
-        const pace = disk?.autoPrune.afterWrite()
-        if (pace !== undefined) await pace
+        try {
+          events.emit('set', key)
+        } finally {
+          // Whatever a 'set' listener throws (the caller's error, as from any event): a write
+          // over budget still starts the automatic prune, or no budget was kept again.
+          const pace = disk?.autoPrune.afterWrite()
+          if (pace !== undefined) await pace
+        }
       }
     } finally {
       counters.setLatency.record(write.spent + performance.now() - started)
