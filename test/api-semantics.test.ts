@@ -16,7 +16,7 @@ import { Larder, LarderError } from '../src/index.ts'
 import { Child, startChild } from './children/harness.ts'
 import { childScript, repoRoot, runScript, verifyEntryFile } from './children/shared.ts'
 import { eventually } from './eventually.ts'
-import { entryFiles, tempDir } from './helpers.ts'
+import { entryFiles, openFileTargets, tempDir } from './helpers.ts'
 
 const children: Child[] = []
 after(async () => {
@@ -401,6 +401,21 @@ describe('events and stats', () => {
       assert.deepEqual(heard, [])
       await cache.close()
     }
+  })
+
+  test("a 'hit' listener that throws rejects getStream and leaves no file open", async () => {
+    const dir = tempDir()
+    const cache = await Larder.open({ dir })
+    await cache.setStream('big', [Buffer.alloc(3 * 1024 * 1024, 7)]) // streamed from its file, not read whole
+    const [file] = entryFiles(dir)
+    cache.on('hit', () => {
+      throw new Error('a listener failed')
+    })
+    for (let i = 0; i < 5; i++) await assert.rejects(cache.getStream('big'), /a listener failed/)
+    // Closed by the call (a moment for the close to land), not by the garbage collector: a
+    // leaked handle stays open until a collection finds it, far past this bound.
+    await eventually(() => !openFileTargets().includes(file!), 'the entry file is closed', 3_000)
+    await cache.close()
   })
 
   test("a 'set' listener that throws: each set rejects with its error, and the budget is still kept", async () => {

@@ -188,7 +188,16 @@ export class CountedReads {
       }
       this.#counters.getLatency.record(performance.now() - started)
       if (stream === undefined) this.miss(key)
-      else this.hit(key, source)
+      else {
+        try {
+          this.hit(key, source)
+        } catch (error) {
+          // A 'hit' listener's throw rejects the call, as get's does: the stream is never
+          // handed out, so its file is closed here (it was left to the garbage collector).
+          stream.destroy()
+          throw error
+        }
+      }
       return stream
     })
   }
