@@ -13,8 +13,10 @@ import { oldestKey } from '../oldest-key.js'
 const PENDING_MAX = 10_000
 /** Stamps remembered to raise again in a Redis that lost them, at most (see `#known`). */
 const KNOWN_MAX = 10_000
-/** Stamps merged from a read of Redis's between two turns of the event loop. */
-const STAMPS_PER_TURN = 2000
+/** Time a merge of a read of Redis's stamps works before it gives the event loop a turn. */
+const MERGE_SLICE_MS = 10
+/** Tags of one invalidation merged in one call, at most (time is checked between calls). */
+const TAGS_PER_CALL = 100
 /** Stamps sorted at once, on average, when a read of Redis's is merged oldest first. */
 const STAMPS_PER_BUCKET = 1000
 /** Stamps per script call when sending what waited. */
@@ -319,22 +321,24 @@ export class TagInvalidation {
       this.#p.disk?.refreshEntriesSince() // another instance may have lowered the record since
       // Oldest first: past what the clock holds unwritten (a read-only instance's), the oldest
       // are let go first, and the floor they raise is as low as it can be (TagClock.holdUnwritten).
-      // A fleet's history is 100,000s of stamps: sorted a bucket of times at a time, merged a
-      // slice at a time, the event loop getting a turn between slices (each recordLocal settles
-      // at once, so the awaits alone would never give it one).
-      let sinceTurn = 0
+      // A fleet's history is 100,000s of stamps: sorted a bucket of times at a time, and merged
+      // giving the event loop a turn every MERGE_SLICE_MS (each recordLocal settles at once, so
+      // the awaits alone would never give it one). By time, not by count: with a directory each
+      // stamp newer than its entries is a synchronous write of three inodes, and 2,000 of them
+      // held the loop for seconds. The reads waiting for the merge wait for all of it (answers).
+      let sliceFrom = performance.now()
       for (const bucket of timeBuckets(stamps)) {
         bucket.sort((a, b) => a[1] - b[1])
         for (let i = 0; i < bucket.length;) {
           const at = bucket[i]![1]
           const tags: string[] = []
-          for (; i < bucket.length && bucket[i]![1] === at; i++) tags.push(bucket[i]![0]) // one invalidation's tags together
+          // one invalidation's tags together, up to TAGS_PER_CALL
+          for (; i < bucket.length && bucket[i]![1] === at && tags.length < TAGS_PER_CALL; i++) tags.push(bucket[i]![0])
           this.#p.clock().observe(at)
           await this.recordLocal(tags, at, false, true)
-          sinceTurn += tags.length
-          if (sinceTurn >= STAMPS_PER_TURN) {
-            sinceTurn = 0
+          if (performance.now() - sliceFrom >= MERGE_SLICE_MS) {
             await new Promise((resolve) => setImmediate(resolve))
+            sliceFrom = performance.now()
           }
         }
       }
