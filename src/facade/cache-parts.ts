@@ -134,7 +134,7 @@ export class CacheParts {
         ? undefined
         : new SharedParts(options as ResolvedOptions & { redis: NonNullable<ResolvedOptions['redis']> }, {
             counts,
-            tags: { isStale },
+            tags: { isStale, owes: (tags, createdAt) => this.tags.clock.owed.covers(tags, createdAt) },
             corrupt,
             breaker: (state) => heard(() => events.emit('breaker', state, 'redis')),
             received: (message) =>

@@ -10,13 +10,12 @@ import { FOLD_STAMPS, RAISE_FLOOR, RAISE_STAMPS, RELEASE_LOCK, runScript, TAKE_L
 import { DiskBreaker, type BreakerState } from '../resilience/disk-breaker.js'
 import { isRedisFailure } from '../resilience/redis-failure.js'
 import type { ActivityCounters } from '../stats/activity-log.js'
-import type { TagStamps } from '../store/liveness.js'
 import type { CorruptReport } from '../tiers/file-tier.js'
-import { RedisTier } from '../tiers/redis-tier.js'
+import { RedisTier, type RedisTagStamps } from '../tiers/redis-tier.js'
 
 export interface SharedHooks {
   counts: ActivityCounters
-  tags: TagStamps
+  tags: RedisTagStamps
   corrupt: (report: CorruptReport) => void
   breaker: (state: BreakerState) => void
   /** Another instance's message. */

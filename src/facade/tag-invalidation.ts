@@ -81,6 +81,14 @@ export class TagInvalidation {
   #afterNextSync: (() => void)[] = []
   /** The read of the stamps in flight, if any (see `reading`). */
   #reading: Promise<void> | undefined
+  /** Reads of the stamps begun so far, and how many had begun when the stamps were last owed
+   *  (`#owe`): only a read begun after that pays them. */
+  #reads = 0
+  #owedAfter = 0
+  /** A read of the stamps that failed while the breaker stayed closed (one timeout, a refusal)
+   *  is sent again soon: no recovery would send it, and tagged entries miss until it lands. Not
+   *  a resync: the reads do not wait for it, the stamps owed keep what it brings from them. */
+  readonly #retryRead = new RetrySoon(() => void this.syncFromShared())
 
   constructor(parts: TagInvalidationParts) {
     this.#p = parts
@@ -214,6 +222,7 @@ export class TagInvalidation {
   close(): void {
     this.#closed = true
     this.#retry.stop()
+    this.#retryRead.stop()
     for (const answer of this.#afterNextSync.splice(0)) answer()
   }
 
@@ -265,7 +274,10 @@ export class TagInvalidation {
     if (shared === undefined || this.#closed) return
     this.#stampsOwed = true
     this.#resyncs++
-    if (shared.client.status !== 'ready') return shared.whenReady(this.#syncLater)
+    if (shared.client.status !== 'ready') {
+      this.#owe()
+      return shared.whenReady(this.#syncLater)
+    }
     const gate = new Promise<void>((resolve) => this.#afterNextSync.push(resolve))
     this.#resyncing = gate
     void gate.then(() => {
@@ -289,7 +301,10 @@ export class TagInvalidation {
   async syncFromShared(): Promise<void> {
     const shared = this.#p.shared()
     if (shared === undefined) return
-    if (shared.client.status !== 'ready') return shared.whenReady(this.#syncLater)
+    if (shared.client.status !== 'ready') {
+      this.#owe() // at open, Redis not reachable: the stamps it holds are owed
+      return shared.whenReady(this.#syncLater)
+    }
     // Only a read sent from now on answers the resyncs made so far: one already in flight may
     // have been answered before the invalidations they wait for.
     const reading = this.#read(shared, this.#afterNextSync.splice(0), this.#resyncs)
@@ -307,6 +322,7 @@ export class TagInvalidation {
   }
 
   async #read(shared: SharedParts, answers: (() => void)[], resyncs: number): Promise<void> {
+    const read = ++this.#reads
     try {
       let stamps: Map<string, number>
       let floor: number
@@ -314,7 +330,9 @@ export class TagInvalidation {
         stamps = await shared.tagStamps()
         floor = await shared.tagFloor() // after the stamps: see redisStampLimits
       } catch {
-        return // Redis unreachable: the next reconnect syncs
+        this.#owe()
+        if (shared.breaker.state !== 'open') this.#retryRead.schedule() // open: its closing reads them
+        return // Redis unreachable, or too slow
       }
       if (floor > 0) this.clock.holdFloor(floor)
       if (!this.#p.readOnly) this.#restore(stamps, floor) // a read-only instance raises nothing in Redis
@@ -343,12 +361,22 @@ export class TagInvalidation {
         }
       }
       if (resyncs === this.#resyncs) this.#stampsOwed = false
+      if (read > this.#owedAfter) this.clock.owed.paid() // begun after the last failure: it brought what that one owed
       // Not waited for: the clock's floor is held at once, and neither open() nor the reads
       // waiting for a resync need Redis's (200,000 stamps: ~250 ms of script calls).
       if (!this.#p.readOnly && stamps.size > redisStampLimits.max) void this.#fold(shared, stamps)
     } finally {
       for (const answer of answers) answer()
     }
+  }
+
+  /** The stamps Redis holds could not be read now: until a read begun after this one merges
+   *  them, tagged entries made until now are misses here (store/owed-stamps.ts). The time is
+   *  the creation clock's, so every entry made from now on is after it. */
+  #owe(): void {
+    if (this.#closed) return
+    this.#owedAfter = this.#reads
+    this.clock.owed.owe(Math.max(Date.now(), this.#p.clock().latest))
   }
 
   /** Folds the oldest of `stamps` (a read of the hash that found more than the bound): this

@@ -1,3 +1,4 @@
+import { OwedStamps } from './owed-stamps.js'
 import { oldestKey } from '../oldest-key.js'
 
 /** How many stamps a memory tag clock holds (about 100 bytes each). */
@@ -18,14 +19,17 @@ export class MemoryTagClock {
   readonly #stamps = new Map<string, number>()
   /** The latest stamp let go (0: none). */
   #floor = 0
+  /** Stamps a failed read of Redis's left owed (store/owed-stamps.ts). */
+  readonly owed = new OwedStamps()
 
   isStale(tags: readonly string[], createdAt: number): boolean {
     return tags.length > 0 && this.latest(tags) >= createdAt
   }
 
-  /** The same as isStale(): every stamp is in this process's memory. */
+  /** isStale(), every stamp being in this process's memory, or owed (the memory tier's
+   *  hits: a copy dropped there is read again from Redis, where the owed stamps leave it). */
   isStaleHeld(tags: readonly string[], createdAt: number): boolean {
-    return this.isStale(tags, createdAt)
+    return this.isStale(tags, createdAt) || this.owed.covers(tags, createdAt)
   }
 
   /** Nothing to look at: stamps arrive through invalidate(). */

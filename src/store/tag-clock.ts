@@ -4,6 +4,7 @@ import type { Layout } from './layout.js'
 import { writeFileAtomicSync } from './atomic-write.js'
 import { DIR_FLAGS, disk } from './disk.js'
 import type { OwnedTree } from './owned-tree.js'
+import { OwedStamps } from './owed-stamps.js'
 import { ForeignFileError, readSmallFileSync } from './small-file.js'
 import { oldestKey } from '../oldest-key.js'
 
@@ -127,6 +128,9 @@ export class TagClock {
    *  reads until written (writeUnwritten), so a refused invalidation, its own under failOpen or
    *  one heard from another host, never leaves the entries it invalidated to be served here. */
   readonly #unwritten = new Map<string, number>()
+  /** Stamps a failed read of Redis's left owed (store/owed-stamps.ts): the file tier's reads
+   *  and the memory tier's hits of a tagged entry created before it miss, left in place. */
+  readonly owed = new OwedStamps()
 
   /** No entry of the directory was created before this (store/entries-since.ts; 0: unknown):
    *  a stamp older than it is held for this instance's reads and never written. */
@@ -228,6 +232,7 @@ export class TagClock {
    *  cadence; this instance's own invalidations are held at once (invalidate()). */
   isStaleHeld(tags: readonly string[], createdAt: number): boolean {
     if (tags.length === 0) return false
+    if (this.owed.covers(tags, createdAt)) return true
     const unwritten = this.#unwritten.size === 0 ? 0 : this.#latestUnwritten(tags)
     return Math.max(this.#latestHeld(tags), this.#floorHeld(), this.#lostBefore, unwritten) >= createdAt
   }

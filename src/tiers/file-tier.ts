@@ -273,6 +273,7 @@ export class FileTier implements Tier {
       if ((entry.compression as Compression) === Compression.Zstd && !zstdAvailable()) return undefined
       if (entryState(entry, now, this.#p.tags) !== 'live') return undefined
       if (this.#heard.any && this.#heard.hides(key, entry.createdAt)) return undefined
+      if (this.#p.tags.owed.covers(entry.tags, entry.createdAt)) return undefined
       if (impossibleLength(entry) !== undefined || entry.logicalLength > options.maxValueSize) return undefined
       bytes = decodePayloadSync(entry, options)
       if (bytes === undefined) return undefined
@@ -1086,6 +1087,9 @@ export class FileTier implements Tier {
     // An entry a removal heard by a read-only instance replaced: a miss, left in place.
     if (this.#heard.any && this.#heard.hides(key, found.head.createdAt)) return 'gone'
     const state = entryState(found.head, Date.now(), this.#p.tags, found.grace, grace)
+    // Tagged, and made before a read of Redis's stamps failed: one not read may have
+    // invalidated it. A miss, left in place until they are read (store/owed-stamps.ts).
+    if ((state === 'live' || state === 'stale') && this.#p.tags.owed.covers(found.head.tags, found.head.createdAt)) return 'gone'
     if (state === 'live') return 'fresh'
     if (state === 'stale') return 'stale'
     this.#p.counts.expired++

@@ -46,12 +46,18 @@ const TOMBSTONE_BYTES = 16
 /** Keys per UNLINK. */
 const BATCH = 500
 
+/** The tag stamps as a read of Redis judges its entries: those merged, and those a failed read
+ *  of Redis's left owed (store/owed-stamps.ts), whose entries are misses left in Redis. */
+export interface RedisTagStamps extends TagStamps {
+  owes(tags: readonly string[], createdAt: number): boolean
+}
+
 export interface RedisTierParts {
   client: RedisClient
   options: Pick<ResolvedOptions, 'namespace' | 'serializer' | 'maxValueSize' | 'encryption' | 'readOnly'>
   redis: ResolvedRedisOptions
   breaker: DiskBreaker
-  tags: TagStamps
+  tags: RedisTagStamps
   counts: ActivityCounters
   corrupt(report: CorruptReport): void
 }
@@ -133,6 +139,7 @@ export class RedisTier {
     try {
       const entry = this.#verified(key, bytes)
       if (entryState(entry, Date.now(), this.#p.tags) !== 'live' || entry.logicalLength > this.#p.options.maxValueSize) return undefined
+      if (this.#p.tags.owes(entry.tags, entry.createdAt)) return undefined
       return toEntryInfo(entry, bytes.length, entry.logicalLength, entry.createdAt)
     } catch (error) {
       if (error instanceof CorruptEntryError) return undefined
@@ -440,6 +447,9 @@ export class RedisTier {
     const entry = this.#verified(key, bytes)
     const state = entryState(entry, Date.now(), this.#p.tags, entry.grace, grace)
     if (state === 'kept' || state === 'dead') return state
+    // Made before a read of the stamps failed, and tagged: a stamp not read may have
+    // invalidated it. A miss, left in Redis (store/owed-stamps.ts).
+    if (this.#p.tags.owes(entry.tags, entry.createdAt)) return MISS
     if (entry.logicalLength > this.#p.options.maxValueSize) return MISS // never stored by a cache with these bounds
     const payload = decodePayloadAtOnce(entry, this.#p.options)
     if (!(payload instanceof Promise)) return this.#decoded(entry, payload, state, bytes, serialized)
