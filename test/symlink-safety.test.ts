@@ -229,6 +229,25 @@ describe('planted symlinks are never followed', () => {
     await cache.close()
   })
 
+  test('a hit read through a link planted in place of its partition never sets the mtime of the file outside', async () => {
+    const dir = path.join(tempDir(), 'cache')
+    const layout = new Layout(dir, '')
+    // touchAfter 0: every disk hit touches its file at once (as a hit on a file unused for a minute does).
+    const cache = await Larder.open({ dir, memory: false, evictionPolicy: 'lru', maintenance: { interval: 0, touchAfter: 0 } })
+    await cache.set(KEY, 'mine')
+    const file = layout.entryPath(layout.hashKey(KEY))
+    const outside = path.join(tempDir('larder-outside'), 'partition')
+    fs.cpSync(path.dirname(file), outside, { recursive: true })
+    const copy = path.join(outside, path.basename(file))
+    const old = new Date(Date.now() - 86_400_000)
+    fs.utimesSync(copy, old, old)
+    replaceWithLink(path.dirname(file), outside)
+    await cache.get(KEY)
+    await cache.get(KEY)
+    await cache.close()
+    assert.ok(Math.abs(fs.statSync(copy).mtimeMs - old.getTime()) < 1000, 'the file outside the cache was touched')
+  })
+
   test('a link planted where a directory of ours belongs is removed (the link, not its target) and counted as corrupt', async () => {
     const dir = path.join(tempDir(), 'cache')
     const layout = new Layout(dir, '')

@@ -190,7 +190,8 @@ function writeBatch(batch: Map<string, number>): void {
   if (batch.size > 0) touchIfOlder([...batch.keys()], [...batch.values()])
 }
 
-/** Sets `file`'s mtime to `at`; `checked`: the caller has seen it is a file of one name. */
+/** Sets `file`'s mtime to `at`; `checked`: the caller has seen it is a file of one name in
+ *  a real partition. */
 function touch(file: string, at: number, checked: boolean): boolean {
   try {
     if (!checked) {
@@ -198,6 +199,10 @@ function touch(file: string, at: number, checked: boolean): boolean {
       // its inode, and so its mtime, with a file outside the cache.
       const stat = disk.lstatSync(file, { throwIfNoEntry: false })
       if (stat?.isFile() !== true || stat.nlink !== 1) return false
+      // A read goes by path, so a hit may have come through a link planted in place of the
+      // partition or the namespace: lutimes spares only the file's own name, and the file the
+      // link leads to, outside the cache, is not ours to touch.
+      if (!chainIsReal(rootAbove(file, 4), path.dirname(file))) return false
     }
     disk.lutimesSync(file, at / 1000, at / 1000) // never through a link swapped in since the read
     return true
