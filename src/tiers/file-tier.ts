@@ -1169,8 +1169,10 @@ export class FileTier implements Tier {
 /** Removes what a removal elsewhere holds aside (a file: its size), if anything. Never
  *  anything else planted at that name (a directory stays). */
 function removeAside(aside: string): number | undefined {
-  // Almost always nothing there: one lstat, not the checks of the directories above it.
-  const found = disk.lstatSync(aside, { throwIfNoEntry: false })
+  // Almost always nothing there: one lstat, not the checks of the directories above it
+  // (a file or FIFO at the partition's name answers ENOTDIR: nothing there either, not a
+  // failing disk).
+  const found = lstatEntry(aside)
   if (found === undefined || !found.isFile()) return undefined
   try {
     return removeFile(aside)
