@@ -248,6 +248,33 @@ describe('planted symlinks are never followed', () => {
     assert.ok(Math.abs(fs.statSync(copy).mtimeMs - old.getTime()) < 1000, 'the file outside the cache was touched')
   })
 
+  test('a partition replaced by a link to a directory outside while a stream flows: the stream renames and removes nothing there', async () => {
+    const dir = path.join(tempDir(), 'cache')
+    const layout = new Layout(dir, '')
+    const cache = await Larder.open({ dir, ...OPTIONS })
+    const file = layout.entryPath(layout.hashKey(KEY))
+    const partition = path.dirname(file)
+    const outside = tempDir('larder-outside')
+    let planted: Snapshot | undefined
+    const source = function* (): Generator<Buffer> {
+      yield randomBytes(100_000)
+      // Planted once the temp file exists: what is outside is named like it and like the entry.
+      const temp = fs.readdirSync(partition).find((name) => name.endsWith('.tmp'))!
+      fs.writeFileSync(path.join(outside, temp), 'named like the temp file')
+      fs.writeFileSync(path.join(outside, path.basename(file)), 'named like the entry')
+      fs.renameSync(partition, path.join(layout.namespaceDir, 'moved'))
+      fs.symlinkSync(outside, partition)
+      planted = snapshot(outside)
+      yield randomBytes(100_000)
+    }
+    await cache.setStream(KEY, source())
+    assert.ok(planted !== undefined, 'planted')
+    await cache.set(KEY, 'mine') // the link is removed and a real partition made
+    assert.ok(fs.lstatSync(partition).isDirectory(), 'a real partition again')
+    await cache.close()
+    assert.deepEqual(snapshot(outside), planted, 'the directory outside changed')
+  })
+
   test('a link planted where a directory of ours belongs is removed (the link, not its target) and counted as corrupt', async () => {
     const dir = path.join(tempDir(), 'cache')
     const layout = new Layout(dir, '')

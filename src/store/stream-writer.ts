@@ -312,6 +312,13 @@ export async function writeEntryStream(
     await handle.close()
     signal?.throwIfAborted()
     options.beforeRename?.()
+    // The rename goes by path, as the stream's end may come long after its partition was
+    // checked: one moved away meanwhile (a clear) or replaced by a link (to a directory
+    // outside the cache) is not where the temp file is, and through a link the rename would
+    // be made there, over whatever is named like the entry, with whatever is named like the
+    // temp file. Nothing is stored, as when a clear took the partition.
+    if (partition.movedAway())
+      throw new ClearedMidStream({ cause: new Error(`${path.dirname(file)} is not the partition the stream began in`) })
     try {
       await commit(tree, temp, file)
     } catch (error) {
@@ -326,7 +333,9 @@ export async function writeEntryStream(
   } catch (error) {
     clearInterval(heartbeat)
     await handle.close().catch(() => {})
-    await disk.unlink(temp).catch(() => {})
+    // Only from the partition it was made in: by path through a link planted since, the unlink
+    // would remove a file outside the cache (one moved away by a clear goes with its trash).
+    if (!movedOrUnknown(partition)) await disk.unlink(temp).catch(() => {})
     options.trackTemp(temp, false)
     await stopSource()
     // pipeline wraps nothing, but a SourceError may arrive as the cause of a stream error.
@@ -335,6 +344,16 @@ export async function writeEntryStream(
     partition.release()
   }
   return { compression, storedLength, logicalLength, fileBytes: head.length + storedLength + TRAILER_BYTES }
+}
+
+/** Whether `partition` may have moved away: a disk that cannot tell is not trusted with an
+ *  unlink by path. */
+function movedOrUnknown(partition: HeldPartition): boolean {
+  try {
+    return partition.movedAway()
+  } catch {
+    return true
+  }
 }
 
 /** The partition a stream writes into, as it was before the temp file's create (see holdPartition). */
