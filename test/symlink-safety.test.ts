@@ -14,6 +14,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { Larder, type LarderOptions } from '../src/index.ts'
 import { hasher, loadHasher } from '../src/format/checksum.ts'
+import { disk } from '../src/store/disk.ts'
 import { Layout } from '../src/store/layout.ts'
 import { tempDir } from './helpers.ts'
 
@@ -187,6 +188,21 @@ async function populate(dir: string): Promise<void> {
   await cache.close()
 }
 
+/**
+ * While a write to `file` is on its way (its temp file made): its partition moved aside and a
+ * link to `outside` put in its place, `outside` holding files named like the temp file and like
+ * the entry. What `outside` then holds.
+ */
+function swapPartitionForLink(layout: Layout, file: string, outside: string): Snapshot {
+  const partition = path.dirname(file)
+  const temp = fs.readdirSync(partition).find((name) => name.endsWith('.tmp'))!
+  fs.writeFileSync(path.join(outside, temp), 'named like the temp file')
+  fs.writeFileSync(path.join(outside, path.basename(file)), 'named like the entry')
+  fs.renameSync(partition, path.join(layout.namespaceDir, 'moved'))
+  fs.symlinkSync(outside, partition)
+  return snapshot(outside)
+}
+
 describe('planted symlinks are never followed', () => {
   for (const [plant, place] of Object.entries(PLANTS)) {
     test(`${plant}: nothing outside the cache is created, written, renamed or deleted`, { timeout: 120_000 }, async () => {
@@ -258,13 +274,7 @@ describe('planted symlinks are never followed', () => {
     let planted: Snapshot | undefined
     const source = function* (): Generator<Buffer> {
       yield randomBytes(100_000)
-      // Planted once the temp file exists: what is outside is named like it and like the entry.
-      const temp = fs.readdirSync(partition).find((name) => name.endsWith('.tmp'))!
-      fs.writeFileSync(path.join(outside, temp), 'named like the temp file')
-      fs.writeFileSync(path.join(outside, path.basename(file)), 'named like the entry')
-      fs.renameSync(partition, path.join(layout.namespaceDir, 'moved'))
-      fs.symlinkSync(outside, partition)
-      planted = snapshot(outside)
+      planted = swapPartitionForLink(layout, file, outside) // once the temp file exists
       yield randomBytes(100_000)
     }
     await cache.setStream(KEY, source())
@@ -273,6 +283,34 @@ describe('planted symlinks are never followed', () => {
     assert.ok(fs.lstatSync(partition).isDirectory(), 'a real partition again')
     await cache.close()
     assert.deepEqual(snapshot(outside), planted, 'the directory outside changed')
+  })
+
+  test('a partition replaced by a link to a directory outside while a large value is written: the value lands in a real partition, nothing outside changes', async () => {
+    const dir = path.join(tempDir(), 'cache')
+    const layout = new Layout(dir, '')
+    const cache = await Larder.open({ dir, ...OPTIONS, compression: 'none', memory: false })
+    await cache.set(KEY, 'first')
+    const file = layout.entryPath(layout.hashKey(KEY))
+    const partition = path.dirname(file)
+    const outside = tempDir('larder-outside')
+    let planted: Snapshot | undefined
+    const write = disk.write
+    // Planted as the write through the thread pool begins, when its temp file exists.
+    disk.write = (handle, bytes, offset, length) => {
+      planted ??= swapPartitionForLink(layout, file, outside)
+      return write(handle, bytes, offset, length)
+    }
+    const value = randomBytes(3 << 20)
+    try {
+      await cache.set(KEY, value)
+    } finally {
+      disk.write = write
+    }
+    assert.ok(planted !== undefined, 'planted')
+    assert.deepEqual(snapshot(outside), planted, 'the directory outside changed')
+    assert.ok(fs.lstatSync(partition).isDirectory(), 'a real partition again')
+    assert.deepEqual(await cache.get(KEY), value)
+    await cache.close()
   })
 
   test('a link planted where a directory of ours belongs is removed (the link, not its target) and counted as corrupt', async () => {

@@ -228,9 +228,23 @@ export function writeFileAtomicSync(tree: OwnedTree, file: string, bytes: Uint8A
  */
 export async function writeSmallFileAtomic(tree: OwnedTree, file: string, bytes: Uint8Array, first?: Promise<OpenedTemp>): Promise<void> {
   for (let round = 0; ; round++) {
-    const opened = round === 0 && first !== undefined ? await first : await openTempFd(tree, file)
-    if (finishTempSync(tree, opened, file, bytes, false, round)) return
+    const ahead = round === 0 && first !== undefined
+    const opened = ahead ? await first : await openTempFd(tree, file)
+    if (finishTempSync(tree, opened, file, bytes, false, round, ahead)) return
   }
+}
+
+/**
+ * The directory of `file` checked again before a rename that comes a while after its temp
+ * file's create (a write through the thread pool, a temp made while the value compressed):
+ * the rename goes by path, and through a link planted since in place of the directory (or one
+ * above it), to a directory outside the cache, it would be made there, over whatever is named
+ * like the file, with whatever is named like the temp. The link is removed and a real
+ * directory made (one lstat when it is still the one checked); the temp file is then not at
+ * its path, and the rename's ENOENT starts the write over there.
+ */
+function recheckSync(tree: OwnedTree, file: string): void {
+  tree.dirSync(path.dirname(file))
 }
 
 /** Closes and removes a temp file that will not be written (its open may have failed: then
@@ -257,6 +271,7 @@ function finishTempSync(
   bytes: Uint8Array,
   durable: boolean,
   round: number,
+  recheck = false,
 ): boolean {
   try {
     writeAllSync(fd, bytes, temp)
@@ -269,6 +284,7 @@ function finishTempSync(
   }
   try {
     disk.closeSync(fd)
+    if (recheck) recheckSync(tree, file)
     commitSync(tree, temp, file)
     return true
   } catch (error) {
@@ -293,6 +309,7 @@ export async function writeFileAtomic(tree: OwnedTree, file: string, bytes: Uint
     }
     try {
       await handle.close()
+      recheckSync(tree, file)
       await commit(tree, temp, file)
       return
     } catch (error) {
