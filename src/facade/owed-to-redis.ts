@@ -67,7 +67,7 @@ export function takeOwed(layout: Layout, prefix: string): { owed: OwedChanges[];
   for (const name of names) {
     const file = path.join(dir, name)
     const read = readOwed(file)
-    if (read === undefined) removeOwed([file])
+    if (read === undefined) removeOwed(layout, [file])
     else if (read.prefix === prefix) {
       owed.push(read)
       files.push(file)
@@ -77,8 +77,17 @@ export function takeOwed(layout: Layout, prefix: string): { owed: OwedChanges[];
 }
 
 /** Removes owed-changes files whose changes have reached Redis (or been left again in a new
- *  file); one already gone was removed by another instance that sent it too. */
-export function removeOwed(files: string[]): void {
+ *  file); one already gone was removed by another instance that sent it too. Not through a
+ *  link planted in place of the directory since they were taken (the sends may wait for as
+ *  long as Redis is away): by path, the unlinks would remove files outside the cache named
+ *  like them; the files stay, sent again (harmlessly) by the next instance. */
+export function removeOwed(layout: Layout, files: string[]): void {
+  if (files.length === 0) return
+  try {
+    if (!layout.tree.isRealSync(layout.redisOwedDir)) return
+  } catch {
+    return // the disk refuses: sent again by the next instance
+  }
   for (const file of files) {
     try {
       disk.unlinkSync(file)
@@ -182,14 +191,14 @@ export class OwedToRedis {
    *  sent, no stamp and no clear left to send); asked again at Redis's return and every
    *  RETRY_MS until then, or until close leaves them again. */
   async settle(): Promise<void> {
-    if (this.#files.length === 0 || this.#settling) return
-    const { writeBack, tags, stack } = this.#p
+    const { layout, writeBack, tags, stack } = this.#p
+    if (this.#files.length === 0 || this.#settling || layout === undefined) return
     this.#settling = true
     try {
       const sent = await writeBack.flush()
       await tags.sendPending()
       await stack.sendMissedClear()
-      if (sent && tags.pending === 0 && stack.owedRedisClear() === undefined) removeOwed(this.#files.splice(0))
+      if (sent && tags.pending === 0 && stack.owedRedisClear() === undefined) removeOwed(layout, this.#files.splice(0))
     } finally {
       this.#settling = false
     }
@@ -204,11 +213,14 @@ export class OwedToRedis {
     const owed = { prefix, tombstones: writeBack.tombstones(), stamps: tags.pendingStamps(), clearBefore: stack.owedRedisClear() }
     const count = owed.tombstones.length + owed.stamps.length + (owed.clearBefore === undefined ? 0 : 1)
     const taken = this.#files.splice(0)
-    if (count === 0) return removeOwed(taken) // what they owed was sent
+    if (count === 0) {
+      if (layout !== undefined) removeOwed(layout, taken) // what they owed was sent
+      return
+    }
     try {
       if (layout === undefined || layout.namespaceGone()) throw new Error('no directory to leave them in')
       bookkeeping(() => leaveOwed(layout, owed))
-      removeOwed(taken) // what they owed and was not sent is in the new file
+      removeOwed(layout, taken) // what they owed and was not sent is in the new file
     } catch {
       failures.dropped('redis', count)
     }

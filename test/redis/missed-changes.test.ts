@@ -92,6 +92,15 @@ async function recovered(cache: Larder): Promise<void> {
   )
 }
 
+/** An instance on `dir` that deleted `gone` while Redis was away: the delete is owed to Redis. */
+async function owingADelete(prefix: string, dir: string): Promise<Larder> {
+  const a = await open(prefix, { dir })
+  await a.set('gone', 'v1')
+  await breakerOpenOn(a)
+  await a.delete('gone')
+  return a
+}
+
 /** `b` reads `value` for `key` (its bus and connections may still be coming up). */
 async function reads(b: Larder, key: string, value: unknown): Promise<boolean> {
   return eventually(async () => (await b.get(key)) === value, 10_000)
@@ -178,13 +187,33 @@ describe('changes Redis missed, and queued writes that would undo a change', { s
     assert.ok(await eventually(() => fs.readdirSync(owedDir).length === 0), 'removed once sent')
   })
 
+  test('owed changes taken at open are not removed through a link put in place of their directory while Redis was away', async () => {
+    const prefix = fresh()
+    const dir = tempDir()
+    const a = await owingADelete(prefix, dir)
+    await a.close()
+    opened.splice(opened.indexOf(a), 1)
+    const owedDir = path.join(dir, 'v1', 'default', 'meta', 'redis-owed')
+    const [name] = fs.readdirSync(owedDir)
+    const again = await open(prefix, { dir }) // takes the file; sends it once Redis is back
+    // Meanwhile the directory becomes a link to one outside the cache holding a file of that name.
+    const outside = tempDir('larder-outside')
+    fs.writeFileSync(path.join(outside, name!), 'not ours')
+    fs.renameSync(owedDir, path.join(dir, 'v1', 'default', 'meta', 'moved'))
+    fs.symlinkSync(outside, owedDir)
+    redisBack()
+    const b = await open(prefix)
+    assert.ok(await reads(b, 'gone', undefined), 'sent once Redis is back')
+    await again.close()
+    opened.splice(opened.indexOf(again), 1)
+    assert.ok(fs.existsSync(path.join(outside, name!)), 'the file outside the cache was removed')
+    assert.equal(fs.readFileSync(path.join(outside, name!), 'utf8'), 'not ours')
+  })
+
   test('what Redis misses at close is not left in a cache directory removed meanwhile (the write would make it again)', async () => {
     const prefix = fresh()
     const dir = tempDir()
-    const a = await open(prefix, { dir })
-    await a.set('gone', 'v1')
-    await breakerOpenOn(a)
-    await a.delete('gone')
+    const a = await owingADelete(prefix, dir)
     fs.rmSync(dir, { recursive: true, force: true })
     await a.close()
     opened.splice(opened.indexOf(a), 1)
