@@ -9,10 +9,13 @@ import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import { childScript, runScript, repoRoot } from './children/shared.ts'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
+import { setTimeout as delay } from 'node:timers/promises'
 import { describe, test } from 'node:test'
 import { Larder } from '../src/index.ts'
 import { A_THEN_B, ONLY_A, open } from './encryption-helpers.ts'
+import { eventually } from './eventually.ts'
 import { entryFiles, tempDir } from './helpers.ts'
 
 /** Resolves to 'timeout' if `promise` has not settled after `ms`. */
@@ -188,6 +191,35 @@ describe('a maintenance lock with a time in the future', () => {
     assert.notEqual(report, 'timeout', 'the prune waited for the lock')
     assert.equal(report !== 'timeout' && report.remainingEntries, 3)
     await cache.close()
+  })
+})
+
+describe('a maintenance lock waited for while meta/ becomes a link', () => {
+  test('an explicit prune waiting for a live holder never touches, makes or removes anything through a link put in place of meta/', async () => {
+    const dir = tempDir('larder-hostile-lock-wait')
+    const cache = await Larder.open({ dir, memory: false, maintenance: false })
+    await cache.set('k', 1)
+    const ns = path.join(dir, 'v1', 'default')
+    const meta = path.join(ns, 'meta')
+    // Held by a live process of this host (init), so the prune waits and marks that it does.
+    fs.mkdirSync(path.join(meta, 'maintenance.lock'))
+    fs.writeFileSync(path.join(meta, 'maintenance.lock', 'owner'), JSON.stringify({ pid: 1, host: os.hostname(), token: 't' }))
+    const pruned = cache.prune()
+    const wanted = path.join(meta, 'maintenance.wanted')
+    await eventually(() => fs.existsSync(wanted) && fs.readdirSync(wanted).length === 1, 'the wait is marked')
+    // meta/ becomes a link to a copy outside the cache, lock and mark included.
+    const copy = path.join(tempDir('larder-outside'), 'meta')
+    fs.cpSync(meta, copy, { recursive: true, preserveTimestamps: true })
+    fs.renameSync(meta, path.join(ns, 'moved'))
+    fs.symlinkSync(copy, meta)
+    const mark = path.join(copy, 'maintenance.wanted', fs.readdirSync(path.join(copy, 'maintenance.wanted'))[0]!)
+    const marked = fs.lstatSync(mark).mtimeMs
+    await delay(2500) // the waiter's tries, a second apart at most
+    fs.rmSync(path.join(copy, 'maintenance.lock'), { recursive: true }) // the holder outside goes
+    await pruned
+    await cache.close()
+    assert.ok(fs.existsSync(mark), 'the mark outside the cache was removed')
+    assert.equal(fs.lstatSync(mark).mtimeMs, marked, 'the mark outside the cache was touched')
   })
 })
 

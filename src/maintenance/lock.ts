@@ -3,6 +3,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { errorCode, isNoSpace } from '../store/disk.js'
+import type { OwnedTree } from '../store/owned-tree.js'
 import { readSmallFileSync } from '../store/small-file.js'
 
 /**
@@ -274,20 +275,26 @@ const WANTED_FRESH_MS = 5_000
  * disk refuses leaves the waiter to its tries, as before.
  */
 export class LockWait {
+  readonly #tree: OwnedTree
+  readonly #dir: string
   readonly #file: string
-  readonly #fileMode: number
 
   /** Marks that a caller waits for the lock (`wantedDir` made and checked by the caller). */
-  constructor(wantedDir: string, fileMode: number) {
+  constructor(tree: OwnedTree, wantedDir: string) {
+    this.#tree = tree
+    this.#dir = wantedDir
     this.#file = path.join(wantedDir, `${process.pid}-${randomBytes(6).toString('hex')}`)
-    this.#fileMode = fileMode
     this.#place()
   }
 
-  /** The mark renewed (made again if it was taken for a dead waiter's meanwhile). */
+  /** The mark renewed (made again if it was taken for a dead waiter's meanwhile). Its
+   *  directory is checked first, as at each use: a wait lasts up to a minute, and by path
+   *  through a link put in its place meanwhile the mark would be touched, made or removed
+   *  outside the cache. */
   renew(): void {
     const now = new Date()
     try {
+      this.#tree.dirSync(this.#dir)
       fs.lutimesSync(this.#file, now, now)
     } catch {
       this.#place()
@@ -297,7 +304,7 @@ export class LockWait {
   /** The wait is over (the lock taken, or given up). */
   withdraw(): void {
     try {
-      fs.unlinkSync(this.#file)
+      if (this.#tree.isRealSync(this.#dir)) fs.unlinkSync(this.#file)
     } catch {
       // gone already, or the disk is failing: it goes stale
     }
@@ -305,12 +312,13 @@ export class LockWait {
 
   #place(): void {
     try {
+      this.#tree.dirSync(this.#dir)
       // A new name of ours: exclusive, never through a link.
       fs.closeSync(
         fs.openSync(
           this.#file,
           fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW,
-          this.#fileMode,
+          this.#tree.fileMode,
         ),
       )
     } catch {

@@ -861,13 +861,8 @@ export class Maintainer {
    *  automatic run stands aside (undefined) if another process holds it; an explicit one waits
    *  for it, up to about a minute. */
   async #lock(automatic: boolean, cancel: Cancellation, purpose: LockPurpose): Promise<(() => Promise<void>) | undefined> {
-    const { tree, metaDir, lockWantedDir } = this.#p.layout
-    tree.dirSync(metaDir)
-    // The lock is a directory; anything else there was planted: a link would have the lock's
-    // age read from (and its owner file written into) the link's target.
-    const planted = disk.lstatSync(this.#lockDir, { throwIfNoEntry: false })
-    if (planted !== undefined && !planted.isDirectory())
-      tree.removeForeignSync(this.#lockDir, planted, 'where the maintenance lock belongs')
+    const { tree, lockWantedDir } = this.#p.layout
+    this.#checkLockPlace()
     // An automatic run stands aside for explicit maintenance waiting for the lock (LockWait).
     if (automatic && lockWanted(lockWantedDir)) return undefined
     const deadline = Date.now() + 60_000
@@ -875,6 +870,9 @@ export class Maintainer {
     try {
       for (let wait = 50; ; wait = Math.min(wait * 2, 1000)) {
         cancel.throwIfRequested()
+        // Checked again before each try: a wait lasts up to a minute, and a link put in place
+        // of meta/ meanwhile would have the lock made (and its owner written) outside the cache.
+        if (waiting !== undefined) this.#checkLockPlace()
         const release = tryLock(this.#lockDir, { dir: tree.dirMode, file: tree.fileMode }, purpose)
         if (release !== undefined) return () => Promise.resolve(release())
         if (automatic) return undefined
@@ -891,6 +889,17 @@ export class Maintainer {
     }
   }
 
+  /** Makes meta/ a real directory of ours, and removes anything but a directory at the lock's
+   *  name: a link there would have the lock's age read from (and its owner file written into)
+   *  the link's target. */
+  #checkLockPlace(): void {
+    const { tree, metaDir } = this.#p.layout
+    tree.dirSync(metaDir)
+    const planted = disk.lstatSync(this.#lockDir, { throwIfNoEntry: false })
+    if (planted !== undefined && !planted.isDirectory())
+      tree.removeForeignSync(this.#lockDir, planted, 'where the maintenance lock belongs')
+  }
+
   /** Marks that this explicit call waits for the lock (see LockWait); undefined when the
    *  directory for it cannot be made (a failing or full disk: the tries go on without). */
   #markWaiting(): LockWait | undefined {
@@ -900,7 +909,7 @@ export class Maintainer {
     } catch {
       return undefined
     }
-    return new LockWait(lockWantedDir, tree.fileMode)
+    return new LockWait(tree, lockWantedDir)
   }
 
   /** What dead processes left outside the partitions (a clear's trash, bookkeeping temp
