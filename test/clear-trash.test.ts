@@ -103,3 +103,32 @@ test('a clear() whose trash a prune elsewhere sweeps while it still moves partit
   for (let i = 0; i < 200; i++) assert.equal(await cache.get(`k${i}`), undefined, `k${i}`)
   await cache.close()
 })
+
+test('v1/ replaced by a link to a copy outside the cache while a clear() moves its partitions: nothing outside is moved or deleted', async () => {
+  const root = tempDir('larder-clear-link')
+  const dir = path.join(root, 'cache')
+  const cache = await Larder.open({ dir, maintenance: false })
+  for (let i = 0; i < 40; i++) await cache.set(`k${i}`, i) // a few dozen partitions
+  const v1 = path.join(dir, 'v1')
+  const outside = path.join(root, 'outside')
+  const rename = disk.rename
+  let planted: string[] | undefined
+  disk.rename = async (from, to) => {
+    await rename(from, to)
+    if (planted === undefined) {
+      // After the first partition moved: v1/ goes, and a link to a copy of it takes its place.
+      fs.renameSync(v1, path.join(dir, 'moved'))
+      fs.cpSync(path.join(dir, 'moved'), outside, { recursive: true })
+      fs.symlinkSync(outside, v1)
+      planted = entryFiles(outside).sort()
+    }
+  }
+  try {
+    await cache.clear()
+  } finally {
+    disk.rename = rename
+  }
+  assert.ok(planted !== undefined && planted.length > 30, 'planted')
+  assert.deepEqual(entryFiles(outside).sort(), planted, 'entries outside the cache were moved or deleted')
+  await cache.close()
+})

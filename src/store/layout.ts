@@ -2,7 +2,7 @@ import path from 'node:path'
 import { hasher } from '../format/checksum.js'
 import { TREE_VERSION } from '../format/entry-format.js'
 import { disk } from './disk.js'
-import { OwnedTree, type Sharing } from './owned-tree.js'
+import { chainIsReal, OwnedTree, type Sharing } from './owned-tree.js'
 
 /**
  * Where things live on disk:
@@ -64,11 +64,14 @@ export function trashTime(name: string): number {
 }
 
 /**
- * Deletes a trash directory (its caller checked that `v1/` is a real directory). Whatever
- * sits at the name is looked at first: a link (planted) is unlinked, never entered, and the
- * recursive removal of a real one never follows the links inside it.
+ * Deletes a trash directory, only while `v1/` is a real directory (looked at here, not only by
+ * the caller: a clear's trash is removed in a worker a while after it was made, and a sweep
+ * removes one trash after another). Whatever sits at the name is looked at first: a link
+ * (planted) is unlinked, never entered, and the recursive removal of a real one never follows
+ * the links inside it.
  */
 export async function removeTrash(trash: string): Promise<void> {
+  if (!chainIsReal(rootAbove(trash, 2), path.dirname(trash))) return
   const found = disk.lstatSync(trash, { throwIfNoEntry: false })
   if (found === undefined) return
   if (!found.isDirectory()) disk.unlinkSync(trash)

@@ -790,6 +790,11 @@ export class FileTier implements Tier {
         this.#p.changes.announce()
         let trash = this.#newTrash()
         for (const name of partitions) {
+          // Checked again before each move (one lstat while it is the one checked): the moves
+          // go through the thread pool, one after another, and through a link put in place of
+          // `v1/` or the namespace meanwhile they would move, and the trash's removal delete,
+          // the directories it leads to outside the cache.
+          tree.dirSync(namespaceDir)
           const from = path.join(namespaceDir, name)
           const found = disk.lstatSync(from, { throwIfNoEntry: false })
           if (found === undefined) continue
