@@ -14,8 +14,11 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { Larder, type LarderOptions } from '../src/index.ts'
 import { hasher, loadHasher } from '../src/format/checksum.ts'
+import { compressionIds } from '../src/format/compression.ts'
+import { compressEntry } from '../src/maintenance/compress-entries.ts'
 import { disk } from '../src/store/disk.ts'
 import { Layout } from '../src/store/layout.ts'
+import { OwnedTree } from '../src/store/owned-tree.ts'
 import { tempDir } from './helpers.ts'
 
 await loadHasher()
@@ -311,6 +314,32 @@ describe('planted symlinks are never followed', () => {
     assert.ok(fs.lstatSync(partition).isDirectory(), 'a real partition again')
     assert.deepEqual(await cache.get(KEY), value)
     await cache.close()
+  })
+
+  test('a partition replaced by a link to a directory outside while an entry is rewritten compressed: nothing there is renamed, linked or removed', async () => {
+    const dir = path.join(tempDir(), 'cache')
+    const layout = new Layout(dir, '')
+    const cache = await Larder.open({ dir, ...OPTIONS, compression: 'none', compressLater: false })
+    await cache.set(KEY, 'compressible '.repeat(2000))
+    const { createdAt } = (await cache.info(KEY))!
+    await cache.close()
+    const file = layout.entryPath(layout.hashKey(KEY))
+    const outside = tempDir('larder-outside')
+    let planted: Snapshot | undefined
+    const writeSync = disk.writeSync
+    // Planted as the compressed rewrite is written into its temp file (compress-later's worker
+    // and a prune's scan do this; rekey swaps its rewrite in the same way).
+    disk.writeSync = (...args) => {
+      planted ??= swapPartitionForLink(layout, file, outside)
+      return writeSync(...args)
+    }
+    try {
+      compressEntry(new OwnedTree(dir), file, createdAt, { compression: compressionIds.gzip, level: 6, maxFileBytes: 1 << 30 })
+    } finally {
+      disk.writeSync = writeSync
+    }
+    assert.ok(planted !== undefined, 'planted')
+    assert.deepEqual(snapshot(outside), planted, 'the directory outside changed')
   })
 
   test('a link planted where a directory of ours belongs is removed (the link, not its target) and counted as corrupt', async () => {

@@ -277,6 +277,8 @@ export function compressEntry(
     return { saved: stat.size - rewritten.length, ino }
   } finally {
     fs.closeSync(fd)
-    if (temp !== undefined) fs.rmSync(temp, { force: true })
+    // Not through a link put in place of the partition since (swapIfSame refused it): the
+    // temp file is not there, and what is named like it outside the cache is not ours.
+    if (temp !== undefined && tree.isRealSync(path.dirname(temp))) fs.rmSync(temp, { force: true })
   }
 }

@@ -9,7 +9,10 @@
  * never a wrong value.
  */
 import type fs from 'node:fs'
+import path from 'node:path'
 import { disk, errorCode, unlinkIfThere } from './disk.js'
+import { rootAbove } from './layout.js'
+import { chainIsReal } from './owned-tree.js'
 import { asideOf } from './take-aside.js'
 
 /**
@@ -20,6 +23,9 @@ import { asideOf } from './take-aside.js'
  * bring the deleted entry back.
  */
 export function swapIfSame(file: string, temp: string, judged: fs.Stats): 'swapped' | 'changed' {
+  // The rewrite may have taken long (a large entry reframed): a link put in place of the
+  // partition (or a directory above) meanwhile is never renamed through, nor linked into.
+  if (!chainIsReal(rootAbove(file, 4), path.dirname(file))) return 'changed'
   const aside = asideOf(file)
   try {
     disk.renameSync(file, aside)
