@@ -14,6 +14,7 @@ import path from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import { describe, test } from 'node:test'
 import { Larder } from '../src/index.ts'
+import { compactHitLogs } from '../src/maintenance/hit-counts.ts'
 import { A_THEN_B, ONLY_A, open } from './encryption-helpers.ts'
 import { eventually } from './eventually.ts'
 import { entryFiles, tempDir } from './helpers.ts'
@@ -224,6 +225,33 @@ describe('a maintenance lock waited for while meta/ becomes a link', () => {
 })
 
 describe('LFU hit logs in a damaged directory', () => {
+  test('hits/ replaced by a link to a directory outside while the logs are folded: nothing there is renamed or removed', async () => {
+    const { hits } = await lfuCache('larder-hostile-hitlog-link')
+    fs.writeFileSync(path.join(hits, '1.first.log'), `@${Date.now()}\n0123456789abcdef 3\n`)
+    fs.writeFileSync(path.join(hits, '2.second.log'), `@${Date.now()}\n0123456789abcdef 4\n`)
+    const outside = tempDir('larder-outside')
+    for (const name of fs.readdirSync(hits)) fs.writeFileSync(path.join(outside, name), 'named like a hit log')
+    const before = fs.readdirSync(outside).sort()
+    const readSync = fs.readSync
+    let planted = false
+    // Planted as the first log is read: the others are renamed aside (and removed) by path.
+    fs.readSync = ((...args: Parameters<typeof fs.readSync>) => {
+      if (!planted) {
+        planted = true
+        fs.renameSync(hits, `${hits}-moved`)
+        fs.symlinkSync(outside, hits)
+      }
+      return readSync(...args)
+    }) as typeof fs.readSync
+    try {
+      compactHitLogs(hits, undefined, Date.now(), 3_600_000)
+    } finally {
+      fs.readSync = readSync
+    }
+    assert.ok(planted, 'planted')
+    assert.deepEqual(fs.readdirSync(outside).sort(), before, 'files outside the cache were renamed or removed')
+  })
+
   test('a huge (sparse) file named like a hit log is not read by a prune, and is removed', async () => {
     const { dir, hits } = await lfuCache('larder-hostile-hitlog-huge')
     const planted = path.join(hits, '999.planted.log')

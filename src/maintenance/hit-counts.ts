@@ -138,6 +138,10 @@ export function compactHitLogs(
   const counts = new Map<string, number>()
   const folded: string[] = []
   for (const name of logFiles(dir)) {
+    // Looked at again before each rename: reading a log (up to 64 MiB) takes a while, and
+    // through a link put in place of the directory meanwhile the renames (and the removals
+    // below) would be made outside the cache. The logs left are folded by the next prune.
+    if (!isRealHitsDir(dir)) break
     const from = path.join(dir, name)
     const aside = name.endsWith(COMPACTING) ? from : `${from}.${process.pid}${COMPACTING}`
     try {
@@ -169,6 +173,6 @@ export function compactHitLogs(
   if (text !== '') write()
   // Recursive: a directory planted at a log's name was renamed aside with the logs, and
   // failing on it would fail every prune (rm never follows a link, inside or at the name).
-  for (const file of folded) fs.rmSync(file, { recursive: true, force: true })
+  if (isRealHitsDir(dir)) for (const file of folded) fs.rmSync(file, { recursive: true, force: true })
   return folded.length
 }
