@@ -16,6 +16,7 @@ import { Larder, type LarderOptions } from '../src/index.ts'
 import { hasher, loadHasher } from '../src/format/checksum.ts'
 import { compressionIds } from '../src/format/compression.ts'
 import { compressEntry } from '../src/maintenance/compress-entries.ts'
+import { removeStaleTemp } from '../src/maintenance/entry-scan.ts'
 import { disk } from '../src/store/disk.ts'
 import { Layout } from '../src/store/layout.ts'
 import { OwnedTree } from '../src/store/owned-tree.ts'
@@ -340,6 +341,21 @@ describe('planted symlinks are never followed', () => {
     }
     assert.ok(planted !== undefined, 'planted')
     assert.deepEqual(snapshot(outside), planted, 'the directory outside changed')
+  })
+
+  test('a stray temp file is never removed through a link put in place of its partition after the sweep listed it', () => {
+    const dir = path.join(tempDir(), 'cache')
+    const layout = new Layout(dir, '')
+    const file = layout.entryPath(layout.hashKey(KEY))
+    const outside = tempDir('larder-outside')
+    const temp = `${path.basename(file)}.123-1.tmp`
+    fs.writeFileSync(path.join(outside, temp), 'named like a stray temp file')
+    const old = new Date(Date.now() - 86_400_000)
+    fs.utimesSync(path.join(outside, temp), old, old)
+    fs.mkdirSync(path.dirname(path.dirname(file)), { recursive: true })
+    fs.symlinkSync(outside, path.dirname(file)) // as a prune's worker goes from its listing to the removal
+    assert.equal(removeStaleTemp(path.join(path.dirname(file), temp), Date.now(), 1000, false), undefined)
+    assert.ok(fs.existsSync(path.join(outside, temp)), 'the file outside the cache was removed')
   })
 
   test('a link planted where a directory of ours belongs is removed (the link, not its target) and counted as corrupt', async () => {

@@ -243,8 +243,12 @@ export function removeIfSame(file: string, ino: number, mtimeMs: number | undefi
   return removeTaken(taken)
 }
 
-/** Removes a temp file if it is older than `maxAge` (a live writer keeps its mtime fresh). */
-export function removeStaleTemp(file: string, now: number, maxAge: number, dryRun: boolean): number | undefined {
+/** Removes a temp file if it is older than `maxAge` (a live writer keeps its mtime fresh).
+ *  `root`: the cache directory (by default, that of an entry file's temp). Its directory is
+ *  looked at first, not only when it was listed: by path through a link put in its place
+ *  meanwhile, the removal would take a file outside the cache named like a temp file. */
+export function removeStaleTemp(file: string, now: number, maxAge: number, dryRun: boolean, root = rootAbove(file, 4)): number | undefined {
+  if (!chainIsReal(root, path.dirname(file))) return undefined
   let stat: fs.Stats
   try {
     stat = fs.lstatSync(file)

@@ -285,7 +285,7 @@ function sweepBookkeeping(input: SweepInput): SweepOutput {
     }
     for (const name of names) {
       if (!BOOKKEEPING_TEMP_NAME.test(name) && !DEAD_LOCK_NAME.test(name)) continue
-      const freed = removeStaleTemp(path.join(dir, name), input.now, input.tempMaxAge, input.dryRun)
+      const freed = removeStaleTemp(path.join(dir, name), input.now, input.tempMaxAge, input.dryRun, input.root)
       if (freed === undefined) continue
       out.tempFilesRemoved++
       out.freedBytes += freed
