@@ -279,6 +279,6 @@ export function compressEntry(
     fs.closeSync(fd)
     // Not through a link put in place of the partition since (swapIfSame refused it): the
     // temp file is not there, and what is named like it outside the cache is not ours.
-    if (temp !== undefined && tree.isRealSync(path.dirname(temp))) fs.rmSync(temp, { force: true })
+    if (temp !== undefined && tree?.isRealSync(path.dirname(temp)) === true) fs.rmSync(temp, { force: true })
   }
 }
