@@ -228,9 +228,9 @@ export function writeFileAtomicSync(tree: OwnedTree, file: string, bytes: Uint8A
  */
 export async function writeSmallFileAtomic(tree: OwnedTree, file: string, bytes: Uint8Array, first?: Promise<OpenedTemp>): Promise<void> {
   for (let round = 0; ; round++) {
-    const ahead = round === 0 && first !== undefined
-    const opened = ahead ? await first : await openTempFd(tree, file)
-    if (finishTempSync(tree, opened, file, bytes, false, round, ahead)) return
+    // Either way the create went through the thread pool, a while before the rename.
+    const opened = round === 0 && first !== undefined ? await first : await openTempFd(tree, file)
+    if (finishTempSync(tree, opened, file, bytes, false, round, true)) return
   }
 }
 
