@@ -8,11 +8,12 @@
  */
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
+import fs from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { Larder, type PruneReport } from '../src/index.ts'
 import { chooseVictims, RECORD_FIELDS } from '../src/maintenance/policy.ts'
-import { entryFiles, tempDir } from './helpers.ts'
+import { entryFiles, runChildScript, tempDir } from './helpers.ts'
 
 const KB = 1024
 
@@ -79,6 +80,35 @@ describe('the running totals', () => {
       assert.ok((await cache.stats()).size <= 100 * KB)
     } finally {
       await cache.close()
+    }
+  })
+})
+
+describe('a prune killed outright (SIGKILL) after its evictions, before it wrote its count', () => {
+  it('leaves the running totals as the disk is: what it removed is taken off batch by batch', async () => {
+    const dir = tempDir()
+    const writer = await Larder.open({ dir, maintenance: false })
+    try {
+      await writer.setMany(Array.from({ length: 600 }, (_, i) => ({ key: `k${i}`, value: 'x'.repeat(500), ttl: i < 100 ? 1 : 0 })))
+    } finally {
+      await writer.close()
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20)) // the first 100 expire: the scan removes them
+    const { code, err } = await runChildScript('maintenance-child.ts', ['killed-prune', dir, '50'])
+    assert.equal(code, null, err) // killed
+    const reader = await Larder.open({ dir, maintenance: false, readOnly: true })
+    try {
+      const files = entryFiles(dir)
+      const stats = await reader.stats()
+      assert.equal(files.length, 50)
+      // Before: 600 entries and every byte of them counted, the totals of before the prune.
+      assert.equal(stats.entries, files.length)
+      assert.equal(
+        stats.size,
+        files.reduce((sum, file) => sum + fs.statSync(file).size, 0),
+      )
+    } finally {
+      await reader.close()
     }
   })
 })

@@ -294,12 +294,30 @@ export class Maintainer {
     const now = Date.now()
     const removed = { entries: 0, bytes: 0 }
     const evicted = { entries: 0, bytes: 0 }
+    // What the totals already had taken off, batch by batch (see RunningTotals.removedByScan).
+    const recorded = { entries: 0, bytes: 0 }
+    const record = (): void => {
+      const so = { entries: removed.entries + evicted.entries, bytes: removed.bytes + evicted.bytes }
+      if (dryRun || epoch === NO_EPOCH || (so.entries === recorded.entries && so.bytes === recorded.bytes)) return
+      try {
+        const wrote = ifPermitted(() =>
+          ifRoom(() => {
+            totals.removedByScan(epoch, so)
+            return true
+          }),
+        )
+        if (wrote === true) Object.assign(recorded, so)
+      } catch {
+        // a failing disk: settle() takes off what was not recorded
+      }
+    }
     let survivors: Totals | undefined
     let settled = false
     const settle = (): void => {
       if (settled) return
       settled = true
-      this.#settleTotals(report, epoch, survivors, removed, evicted)
+      const unrecorded = { entries: removed.entries - recorded.entries, bytes: removed.bytes - recorded.bytes }
+      this.#settleTotals(report, epoch, survivors, unrecorded, evicted)
     }
     const progress = (phase: MaintenanceProgress['phase'], done: number, total: number): void => {
       const p = { operation: 'prune' as const, phase, done, total }
@@ -340,6 +358,7 @@ export class Maintainer {
           removed.entries += out.entriesRemoved
           removed.bytes += out.entryBytesRemoved
           keys.push(...out.removedKeys)
+          record()
           progress('scan', (scannedPartitions += batch.length), partitions.length)
         },
       )
@@ -399,6 +418,7 @@ export class Maintainer {
           evicted.entries += out.entriesRemoved
           evicted.bytes += out.entryBytesRemoved
           keys.push(...out.keys)
+          record()
           progress('evict', (evictedSoFar += Math.min(victims, from + VICTIMS_PER_TASK) - from), victims)
         },
       )

@@ -69,6 +69,8 @@ export class RunningTotals {
   /** Unique among the process's threads too (compress-later's workers keep totals of their
    *  own, and may make theirs in the same millisecond as the main thread). */
   readonly #id = `${process.pid}.${Date.now().toString(36)}${(++instances).toString(36)}t${threadId.toString(36)}`
+  /** The name of the delta file of a scan's removals (removedByScan), unique as #id is. */
+  readonly #scanId = `${process.pid}.${Date.now().toString(36)}${(++instances).toString(36)}t${threadId.toString(36)}`
   /** Changes since this instance's delta file was last rewritten. */
   #pending: Totals = { entries: 0, bytes: 0 }
   /** What this instance's delta file holds. */
@@ -245,6 +247,19 @@ export class RunningTotals {
     const epoch = this.#currentEpoch() + 1
     this.#write('epoch', String(epoch))
     return epoch
+  }
+
+  /**
+   * What a full scan begun at `epoch` has removed so far (`removed`, all of it each time),
+   * written at once into a delta file of the epoch before, which the totals count until the
+   * scan writes its base (endScan deletes it with the other older deltas). A prune killed
+   * outright (SIGKILL, a crash) before its base then leaves the totals right but for the batch
+   * in flight: it left them as they were before it, 3,000 entries counted over 100 on disk.
+   * Its own name, never this instance's delta file, which read() counts from memory.
+   */
+  removedByScan(epoch: number, removed: Totals): void {
+    const file = path.join(this.#dir, `${epoch - 1}.${this.#scanId}`)
+    writeFileAtomicSync(this.#tree, file, Buffer.from(JSON.stringify({ entries: -removed.entries, bytes: -removed.bytes })))
   }
 
   /** Ends a full scan: its count becomes the base, and deltas of older epochs are deleted.

@@ -3,6 +3,8 @@
  *   maintenance-child.ts burst <dir> <writer> <count> <maxEntries>   writes `count` entries with a budget, then closes
  *   maintenance-child.ts reads <dir> <key>=<times>...                 reads keys (LFU hits from another process), then closes
  *   maintenance-child.ts exit <dir> close|no-close                     runs a prune and a verify, then closes or not
+ *   maintenance-child.ts killed-prune <dir> <maxEntries>               prunes to maxEntries, and kills itself (SIGKILL) once
+ *                                                                      every victim is evicted, before the prune writes its count
  * Prints one JSON line on stdout when done.
  */
 import { Larder } from '../../src/index.ts'
@@ -33,6 +35,15 @@ if (mode === 'burst') {
   const verified = await cache.verify()
   if (rest[0] === 'close') await cache.close()
   console.log(JSON.stringify({ expired: pruned.expired, ok: verified.ok }))
+} else if (mode === 'killed-prune') {
+  const cache = await Larder.open({ dir: dir!, maintenance: false })
+  await cache.prune({
+    maxEntries: Number(rest[0]),
+    onProgress: ({ phase, done, total }) => {
+      if (phase === 'evict' && done === total) process.kill(process.pid, 'SIGKILL')
+    },
+  })
+  throw new Error('the prune ended without evicting')
 } else {
   throw new Error(`unknown mode ${mode}`)
 }
