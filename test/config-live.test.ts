@@ -83,6 +83,21 @@ describe('configure(): runtime reconfiguration', () => {
     }
   })
 
+  test('memory bounds merge over those given, judged as at open: maxSize alone over memory: true lifts the default entry bound, and says so', async () => {
+    const cache = await Larder.open({ dir: false, memory: true })
+    try {
+      assert.deepEqual(await cache.configure({ memory: { maxSize: '1MB' } }), [
+        { field: 'memory.maxEntries', from: 10_000, to: undefined },
+        { field: 'memory.maxSize', from: undefined, to: 1_000_000 },
+      ])
+      await cache.configure({ memory: { maxEntries: 10_000 } })
+      assert.equal(cache.options.memory && cache.options.memory.maxEntries, 10_000)
+      assert.equal(cache.options.memory && cache.options.memory.maxSize, 1_000_000, 'kept: given by the earlier call')
+    } finally {
+      await cache.close()
+    }
+  })
+
   test('a lower budget starts a prune that brings the cache within it; undefined removes the budget', async () => {
     const cache = await Larder.open({ dir: tempDir('larder-live'), maintenance: { interval: 0 } })
     try {
