@@ -113,6 +113,34 @@ describe('a prune killed outright (SIGKILL) after its evictions, before it wrote
   })
 })
 
+describe('a verify with repair killed outright (SIGKILL) after its checks, before it wrote its count', () => {
+  it('leaves the running totals as the disk is: the corrupt entries it removed are taken off', async () => {
+    const dir = tempDir()
+    const writer = await Larder.open({ dir, maintenance: false })
+    try {
+      await writer.setMany(Array.from({ length: 200 }, (_, i) => ({ key: `k${i}`, value: 'x'.repeat(500) })))
+    } finally {
+      await writer.close()
+    }
+    for (const file of entryFiles(dir).slice(0, 60)) {
+      const bytes = fs.readFileSync(file)
+      bytes[bytes.length - 1] = bytes.at(-1)! ^ 0xff // a checksum that no longer matches
+      fs.writeFileSync(file, bytes)
+    }
+    const { code, err } = await runChildScript('maintenance-child.ts', ['killed-verify', dir])
+    assert.equal(code, null, err) // killed
+    const reader = await Larder.open({ dir, maintenance: false, readOnly: true })
+    try {
+      const files = entryFiles(dir)
+      assert.equal(files.length, 140)
+      // Before: 200, the totals of before the verify.
+      assert.equal((await reader.stats()).entries, files.length)
+    } finally {
+      await reader.close()
+    }
+  })
+})
+
 describe('a clear while another instance writes', () => {
   it("keeps the other's writes in the running totals: never fewer counted than are on disk", async () => {
     const dir = tempDir()

@@ -294,30 +294,14 @@ export class Maintainer {
     const now = Date.now()
     const removed = { entries: 0, bytes: 0 }
     const evicted = { entries: 0, bytes: 0 }
-    // What the totals already had taken off, batch by batch (see RunningTotals.removedByScan).
-    const recorded = { entries: 0, bytes: 0 }
-    const record = (): void => {
-      const so = { entries: removed.entries + evicted.entries, bytes: removed.bytes + evicted.bytes }
-      if (dryRun || epoch === NO_EPOCH || (so.entries === recorded.entries && so.bytes === recorded.bytes)) return
-      try {
-        const wrote = ifPermitted(() =>
-          ifRoom(() => {
-            totals.removedByScan(epoch, so)
-            return true
-          }),
-        )
-        if (wrote === true) Object.assign(recorded, so)
-      } catch {
-        // a failing disk: settle() takes off what was not recorded
-      }
-    }
+    const removals = new ScanRemovals(totals, dryRun ? NO_EPOCH : epoch)
+    const record = (): void => removals.record({ entries: removed.entries + evicted.entries, bytes: removed.bytes + evicted.bytes })
     let survivors: Totals | undefined
     let settled = false
     const settle = (): void => {
       if (settled) return
       settled = true
-      const unrecorded = { entries: removed.entries - recorded.entries, bytes: removed.bytes - recorded.bytes }
-      this.#settleTotals(report, epoch, survivors, unrecorded, evicted)
+      this.#settleTotals(report, epoch, survivors, removals.unrecorded(removed), evicted)
     }
     const progress = (phase: MaintenanceProgress['phase'], done: number, total: number): void => {
       const p = { operation: 'prune' as const, phase, done, total }
@@ -557,6 +541,7 @@ export class Maintainer {
     const repair = report.repaired
     const epoch = repair ? beginScanIfRoom(totals) : 0
     const removed = { entries: 0, bytes: 0 }
+    const removals = new ScanRemovals(totals, repair ? epoch : NO_EPOCH)
     let finished = false
     try {
       await this.#overPartitions(
@@ -582,6 +567,7 @@ export class Maintainer {
           report.bytes += out.bytes
           removed.entries += out.entriesRemoved
           removed.bytes += out.entryBytesRemoved
+          removals.record(removed)
           for (const problem of out.problems) if (report.problems.length < 100) report.problems.push(problem)
         },
       )
@@ -593,7 +579,10 @@ export class Maintainer {
       if (repair) {
         try {
           if (finished) endScan(totals, epoch, { entries: report.entries, bytes: report.bytes })
-          else totals.removed(removed.bytes, removed.entries)
+          else {
+            const unrecorded = removals.unrecorded(removed)
+            totals.removed(unrecorded.bytes, unrecorded.entries)
+          }
         } catch (error) {
           // eslint-disable-next-line no-unsafe-finally -- only once the try block finished: no error in flight is masked
           if (finished) throw error // a failing disk, reported as the verify's failure
@@ -1109,6 +1098,45 @@ const NO_EPOCH = -1
  */
 function beginScanIfRoom(totals: RunningTotals): number {
   return ifPermitted(() => ifRoom(() => totals.beginScan())) ?? NO_EPOCH
+}
+
+/**
+ * What a scan (a prune's or a repairing verify's) has removed, recorded in the running totals
+ * as each batch ends (RunningTotals.removedByScan), so that a scan killed outright before it
+ * writes its count leaves them right; what it could not record (no epoch, no room, a failing
+ * disk) is taken off as before by a scan that stops early (`unrecorded`).
+ */
+class ScanRemovals {
+  readonly #totals: RunningTotals
+  readonly #epoch: number
+  readonly #recorded: Totals = { entries: 0, bytes: 0 }
+
+  constructor(totals: RunningTotals, epoch: number) {
+    this.#totals = totals
+    this.#epoch = epoch
+  }
+
+  /** `so`: everything the scan has removed so far. */
+  record(so: Totals): void {
+    if (this.#epoch === NO_EPOCH || (so.entries === this.#recorded.entries && so.bytes === this.#recorded.bytes)) return
+    const recorded = { ...so }
+    try {
+      const wrote = ifPermitted(() =>
+        ifRoom(() => {
+          this.#totals.removedByScan(this.#epoch, recorded)
+          return true
+        }),
+      )
+      if (wrote === true) Object.assign(this.#recorded, recorded)
+    } catch {
+      // a failing disk: what is not recorded is taken off when the scan settles
+    }
+  }
+
+  /** Of `removed` (entries removed so far), what the totals have not had taken off. */
+  unrecorded(removed: Totals): Totals {
+    return { entries: removed.entries - this.#recorded.entries, bytes: removed.bytes - this.#recorded.bytes }
+  }
 }
 
 /** `step`'s result, or undefined when the totals' directory or files are another user's (mode

@@ -252,9 +252,9 @@ export class RunningTotals {
   /**
    * What a full scan begun at `epoch` has removed so far (`removed`, all of it each time),
    * written at once into a delta file of the epoch before, which the totals count until the
-   * scan writes its base (endScan deletes it with the other older deltas). A prune killed
-   * outright (SIGKILL, a crash) before its base then leaves the totals right but for the batch
-   * in flight: it left them as they were before it, 3,000 entries counted over 100 on disk.
+   * scan writes its base (endScan deletes it with the other older deltas). A prune or verify
+   * killed outright (SIGKILL, a crash) before its base then leaves the totals right but for the
+   * batch in flight: it left them as they were before it, 3,000 entries counted over 100 on disk.
    * Its own name, never this instance's delta file, which read() counts from memory.
    */
   removedByScan(epoch: number, removed: Totals): void {

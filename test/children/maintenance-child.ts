@@ -5,6 +5,8 @@
  *   maintenance-child.ts exit <dir> close|no-close                     runs a prune and a verify, then closes or not
  *   maintenance-child.ts killed-prune <dir> <maxEntries>               prunes to maxEntries, and kills itself (SIGKILL) once
  *                                                                      every victim is evicted, before the prune writes its count
+ *   maintenance-child.ts killed-verify <dir>                           verifies with repair, and kills itself (SIGKILL) once every
+ *                                                                      partition is checked, before the verify writes its count
  * Prints one JSON line on stdout when done.
  */
 import { Larder } from '../../src/index.ts'
@@ -44,6 +46,14 @@ if (mode === 'burst') {
     },
   })
   throw new Error('the prune ended without evicting')
+} else if (mode === 'killed-verify') {
+  const cache = await Larder.open({ dir: dir!, maintenance: false })
+  await cache.verify({
+    onProgress: ({ done, total }) => {
+      if (done === total && total > 0) process.kill(process.pid, 'SIGKILL')
+    },
+  })
+  throw new Error('the verify ended')
 } else {
   throw new Error(`unknown mode ${mode}`)
 }
