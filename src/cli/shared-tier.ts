@@ -1,5 +1,6 @@
 import { Option, type Command } from 'commander'
 import type { LarderOptions } from '../options.js'
+import { CliFailure, EXIT } from './context.js'
 
 /** The flags of a command that can reach the shared tier, as commander parsed them. */
 export interface SharedTierFlags {
@@ -33,14 +34,27 @@ export function withSharedTierOptions(
     .addOption(new Option('--redis-prefix <prefix>', "the applications' redis.prefix").env('LARDER_REDIS_PREFIX').default('larder:'))
 }
 
-/** The `redis` option for Larder.open, or none without --redis. */
-export function sharedTierOption(flags: SharedTierFlags): Pick<LarderOptions, 'redis'> {
+/** The `redis` option for Larder.open, or none without --redis. `command` tells where each
+ *  flag came from: the command line wins over the environment, so a `LARDER_REDIS_URL` left set
+ *  for the applications does not refuse `--redis-cluster` (nor `LARDER_REDIS_CLUSTER` a
+ *  `--redis`); both from the same place is a usage error naming them. */
+export function sharedTierOption(flags: SharedTierFlags, command: Command): Pick<LarderOptions, 'redis'> {
   const prefix = flags.redisPrefix ?? 'larder:'
-  if (flags.redisCluster === undefined) return flags.redis === undefined ? {} : { redis: { url: flags.redis, prefix } }
-  const cluster = flags.redisCluster
+  let { redis: url, redisCluster } = flags
+  if (url !== undefined && redisCluster !== undefined) {
+    const urlSource = command.getOptionValueSource('redis')
+    const clusterSource = command.getOptionValueSource('redisCluster')
+    if (urlSource === 'cli' && clusterSource === 'env') redisCluster = undefined
+    else if (clusterSource === 'cli' && urlSource === 'env') url = undefined
+    else {
+      const names = urlSource === 'env' ? 'LARDER_REDIS_URL and LARDER_REDIS_CLUSTER' : '--redis and --redis-cluster'
+      throw new CliFailure(`${names}: give one (a Redis Cluster by its seed nodes, any other Redis by its URL)`, EXIT.usage)
+    }
+  }
+  if (redisCluster === undefined) return url === undefined ? {} : { redis: { url, prefix } }
+  const cluster = redisCluster
     .split(',')
     .map((node) => node.trim())
     .filter((node) => node !== '')
-  // Both given: Larder.open refuses the pair (`redis`: give one of url, client and cluster).
-  return { redis: { cluster, prefix, ...(flags.redis === undefined ? {} : { url: flags.redis }) } }
+  return { redis: { cluster, prefix } }
 }

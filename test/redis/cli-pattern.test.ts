@@ -243,4 +243,26 @@ describe('the CLI removes matching keys from Redis too (--redis, LARDER_REDIS_UR
       ['order:1'],
     )
   })
+
+  test('--redis on the command line wins over LARDER_REDIS_CLUSTER left set, and --redis-cluster over LARDER_REDIS_URL; both flags at once is a usage error naming them', async () => {
+    const { prefix, dirA } = await setUp()
+    const nobody = `127.0.0.1:${await freePort()}`
+    const flagWins = await larder(['rm', '--dir', dirA, '--pattern', 'user:1', '--redis', server.url, '--redis-prefix', prefix, '--json'], {
+      LARDER_REDIS_CLUSTER: nobody,
+    })
+    assert.equal(flagWins.code, 0, flagWins.stderr)
+    assert.deepEqual(JSON.parse(flagWins.stdout), { removed: 1, sharedRemoved: 1 })
+    assert.deepEqual(await sharedKeys(prefix), ['order:1', 'user:2'])
+    // The cluster named on the command line is the one tried (nobody answers there), not refused
+    // beside the URL the environment holds.
+    const clusterWins = await larder(['rm', '--dir', dirA, '--pattern', 'user:2', '--redis-cluster', nobody, '--json'], {
+      LARDER_REDIS_URL: server.url,
+    })
+    assert.equal(clusterWins.code, 1, clusterWins.stderr)
+    assert.equal((JSON.parse(clusterWins.stdout) as { error: { code: string } }).error.code, 'ERR_UNAVAILABLE')
+    const both = await larder(['rm', '--dir', dirA, '--pattern', 'order:*', '--redis', server.url, '--redis-cluster', nobody])
+    assert.equal(both.code, 2)
+    assert.match(both.stderr, /^larder: --redis and --redis-cluster: give one/)
+    assert.deepEqual(await sharedKeys(prefix), ['order:1', 'user:2'], 'the usage error removed nothing from Redis')
+  })
 })

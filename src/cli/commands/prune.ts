@@ -67,7 +67,7 @@ export function pruneCommand(): Command {
             signal: interrupt.signal,
             onProgress: bar.update,
           }),
-        sharedTierOption(flags),
+        sharedTierOption(flags, command),
       )
     } catch (error) {
       bar.stop()

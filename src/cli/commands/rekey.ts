@@ -44,7 +44,7 @@ export function rekeyCommand(): Command {
     const report: RekeyReport = await interruptibleWork('rekey', ctx.interactive, (control) =>
       ctx.withCache('maintain', (cache) => cache.rekey({ ...control, sealPlain: flags.sealPlain === true }), {
         encryption,
-        ...sharedTierOption(flags),
+        ...sharedTierOption(flags, command),
       }),
     )
     ctx.print(

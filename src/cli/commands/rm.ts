@@ -35,7 +35,7 @@ export function rmCommand(): Command {
         })
         return { removed: report.matched, sharedRemoved: report.sharedRemoved }
       },
-      sharedTierOption(flags),
+      sharedTierOption(flags, command),
     )
     const fromRedis = sharedRemoved === undefined ? '' : `; ${count(sharedRemoved)} ${sharedRemoved === 1 ? 'key' : 'keys'} from Redis`
     ctx.print(
