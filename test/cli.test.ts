@@ -32,11 +32,35 @@ after(async () => {
 /** Runs the bin with `args` (see cli-runner.ts). */
 const larder = (args: string[], options: RunOptions = {}): Promise<Run> => runBin(BIN, args, options)
 
+/** The bin with `args`, quoted for `script -c`. */
+function shellCommand(args: string[]): string {
+  return [process.execPath, BIN, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ')
+}
+
 /** Runs the bin under a pseudo-terminal (`script`), so stdin, stdout and stderr are a TTY. */
 function larderOnTty(args: string[], input = ''): { code: number | null; output: string } {
-  const command = [process.execPath, BIN, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ')
+  const command = shellCommand(args)
   const result = spawnSync('script', ['-qec', command, '/dev/null'], { input, encoding: 'utf8', env: { ...process.env, TERM: 'xterm' } })
   return { code: result.status, output: result.stdout }
+}
+
+/** Runs the bin on a terminal (as larderOnTty) and types `keys` once `prompt` is on the screen. */
+function answerOnTty(args: string[], prompt: RegExp, keys: string): Promise<{ code: number | null; output: string }> {
+  const command = shellCommand(args)
+  const child = spawn('script', ['-qec', command, '/dev/null'], { env: { ...process.env, TERM: 'xterm' } })
+  let output = ''
+  let typed = false
+  child.stdout.on('data', (chunk: Buffer) => {
+    output += chunk.toString()
+    if (!typed && prompt.test(output)) {
+      typed = true
+      child.stdin.write(keys)
+    }
+  })
+  return new Promise((resolve, reject) => {
+    child.on('error', reject)
+    child.on('close', (code) => resolve({ code, output }))
+  })
 }
 
 function json<T = Record<string, unknown>>(run: Run): T {
@@ -598,6 +622,20 @@ describe('larder rm and clear', () => {
     await populate(dir, 3)
     assert.equal((await larder(['clear', '--yes', '--dir', dir])).code, 0)
     assert.equal(json<unknown[]>(await larder(['ls', '--json', '--dir', dir])).length, 0)
+  })
+
+  test('Ctrl-C at the clear prompt interrupts the run (exit 130, "larder: interrupted"); Ctrl-D is a no; nothing is removed', async () => {
+    const dir = await freshDir('clear-interrupt')
+    await populate(dir, 5)
+    // The prompt's terminal is in raw mode: Ctrl-C comes as a key, not as a signal.
+    const interrupted = await answerOnTty(['clear', '--dir', dir], /\[y\/N\]/, '\x03')
+    assert.equal(interrupted.code, 130, interrupted.output)
+    assert.match(interrupted.output, /larder: interrupted/)
+    assert.doesNotMatch(interrupted.output, /Aborted/)
+    const ended = await answerOnTty(['clear', '--dir', dir], /\[y\/N\]/, '\x04')
+    assert.equal(ended.code, 0, ended.output)
+    assert.match(ended.output, /nothing removed/)
+    assert.equal(json<unknown[]>(await larder(['ls', '--json', '--dir', dir])).length, 5)
   })
 })
 
