@@ -316,6 +316,19 @@ describe('the recorded budget', () => {
     )
     assert.match((await larder(['stats', '--dir', dir])).text, /^budget\s+none \(the application last opened the cache without one/m)
   })
+
+  test("a budget read from LARDER_MAX_SIZE or LARDER_MAX_ENTRIES (an application's variable left set) is said to come from there, not from the command line", async () => {
+    const dir = await freshDir('budget-env')
+    await populate(dir, 10)
+    const env = { LARDER_MAX_ENTRIES: '5' }
+    assert.match(
+      (await larder(['prune', '--dry-run', '--dir', dir], { env })).text,
+      /budget: 5 entries, from the environment \(LARDER_MAX_ENTRIES\)/,
+    )
+    const both = await larder(['stats', '--fast', '--max-size', '1GB', '--dir', dir], { env })
+    assert.match(both.text, /^budget\s+from the command line and the environment \(LARDER_MAX_ENTRIES\)$/m)
+    assert.match((await larder(['stats', '--fast', '--max-entries', '7', '--dir', dir], { env })).text, /^budget\s+from the command line$/m)
+  })
 })
 
 describe('Ctrl-C during prune', () => {

@@ -100,6 +100,9 @@ export type CacheUse = 'read' | 'maintain' | 'preview' | 'create'
 /** Where the budget a command works with came from. */
 export interface Budget extends RecordedBudget {
   source: 'command line' | 'recorded' | 'none'
+  /** The variables (LARDER_MAX_SIZE, LARDER_MAX_ENTRIES) a 'command line' budget was read from
+   *  instead of its flags: an application's own variable, left set where a cron job runs. */
+  variables?: string[]
 }
 
 /**
@@ -109,8 +112,10 @@ export interface Budget extends RecordedBudget {
  */
 export class CliContext {
   readonly options: GlobalOptions
+  readonly #command: Command
 
   constructor(command: Command) {
+    this.#command = command
     const given = command.optsWithGlobals<GlobalOptions>()
     // Flags (and their variables) first, then the config file.
     this.options = {
@@ -242,8 +247,12 @@ export class CliContext {
   /** The budget to work with: the command line's, if it gives one, else the recorded one. */
   async budget(flags: { maxSize?: number | undefined; maxEntries?: number | undefined }): Promise<Budget> {
     if (flags.maxSize !== undefined || flags.maxEntries !== undefined) {
+      const variables = (['maxSize', 'maxEntries'] as const)
+        .filter((name) => flags[name] !== undefined && this.#command.getOptionValueSource(name) === 'env')
+        .map((name) => (name === 'maxSize' ? 'LARDER_MAX_SIZE' : 'LARDER_MAX_ENTRIES'))
       return {
         source: 'command line',
+        ...(variables.length > 0 ? { variables } : {}),
         ...(flags.maxSize !== undefined ? { maxSize: flags.maxSize } : {}),
         ...(flags.maxEntries !== undefined ? { maxEntries: flags.maxEntries } : {}),
       }
@@ -278,7 +287,10 @@ export function budgetAmount(b: Budget): string {
 
 /** Where the budget came from, for people: "recorded by the application 3 min ago". */
 export function budgetOrigin(b: Budget): string {
-  if (b.source === 'command line') return 'from the command line'
+  if (b.source === 'command line')
+    return b.variables === undefined
+      ? 'from the command line'
+      : `from ${b.variables.length < [b.maxSize, b.maxEntries].filter((n) => n !== undefined).length ? 'the command line and ' : ''}the environment (${b.variables.join(', ')})`
   if (b.source === 'none') return 'no application has recorded one: meta/budget.json is missing'
   const when = b.recordedAt === undefined ? '' : `, ${ago(b.recordedAt)}`
   if (budgetAmount(b) === '') return `the application last opened the cache without one${when}`
