@@ -225,7 +225,8 @@ export class SharedParts {
   /**
    * Runs `work` holding the lock of `key` (TAKE_LOCK: SET NX PX; released by a token-checked script), or,
    * while another instance holds it, polls `ready` (has that instance's value arrived?) until
-   * the lock is free or LOCK_WAIT_MS have passed, then runs `work` anyway: a bounded wait. An
+   * the lock is free (or held by another than the holder it found) or LOCK_WAIT_MS have
+   * passed, then runs `work` anyway: a bounded wait. An
    * unreachable Redis runs `work` at once (no lock is better than no answer).
    *
    * Round trips: `ready` is asked whether the lock was taken or not (a holder before us may
@@ -242,18 +243,21 @@ export class SharedParts {
     const token = randomBytes(12).toString('hex')
     const deadline = Date.now() + LOCK_WAIT_MS
     let pause = 5
+    // The token of the holder this call waits for (the first it found holding the lock).
+    let holder: unknown
     for (;;) {
-      // true: taken; false: another holds it; undefined: Redis could not be asked.
-      const locking = this.breaker
-        .run(() => runScript(this.client, TAKE_LOCK, [name], [token, LOCK_TTL_MS]))
-        .then(
-          (reply) => reply === 1,
-          () => undefined,
-        )
+      // 1: taken; another holder's token (or 0); undefined: Redis could not be asked.
+      const locking = this.breaker.run(() => runScript(this.client, TAKE_LOCK, [name], [token, LOCK_TTL_MS])).catch(() => undefined)
       const asked = this.client.isCluster ? undefined : ready()
       asked?.catch(() => {}) // awaited below, unless the lock failed
-      const acquired = await locking
-      if (acquired === undefined) return work()
+      const reply = await locking
+      if (reply === undefined) return work()
+      const acquired = reply === 1
+      // The holder waited for let the lock go without a value (its loader failed, or its value
+      // stays local) and another took it: that one's loader is not waited for in turn (each
+      // waiter would wait for every loader before it), this call runs its own.
+      const released = !acquired && holder !== undefined && reply !== holder
+      if (!acquired && holder === undefined) holder = reply
       let found: T | undefined
       try {
         found = await (asked ?? ready())
@@ -262,7 +266,7 @@ export class SharedParts {
         if (acquired) void this.breaker.run(() => runScript(this.client, RELEASE_LOCK, [name], [token])).catch(() => {})
       }
       if (found !== undefined) return found
-      if (Date.now() >= deadline) return work()
+      if (released || Date.now() >= deadline) return work()
       await delay(pause)
       pause = Math.min(pause * 2, 50)
     }

@@ -182,12 +182,18 @@ end
 return removed`)
 
 /** Takes the lock KEYS[1] for the holder's token ARGV[1], for ARGV[2] ms, if it is free. 1 =
- *  taken. A lock of ours always expires: a value there without an expiry is foreign (planted,
- *  or a key of the caller's under our name), and is removed first, or every locked getOrSet of
- *  the key waited its full bound behind it, for good. */
+ *  taken; else the token of the one holding it (0 if it is not text), so a waiter knows when
+ *  the holder it waited for has let it go, even if another took it since. A lock of ours always
+ *  expires: a value there without an expiry is foreign (planted, or a key of the caller's under
+ *  our name), and is removed first, or every locked getOrSet of the key waited its full bound
+ *  behind it, for good. */
 export const TAKE_LOCK = script(`
 if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then return 1 end
-if redis.call('PTTL', KEYS[1]) ~= -1 then return 0 end
+if redis.call('PTTL', KEYS[1]) ~= -1 then
+  local holder = redis.pcall('GET', KEYS[1])
+  if type(holder) == 'string' then return holder end
+  return 0
+end
 redis.call('DEL', KEYS[1])
 if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then return 1 end
 return 0`)

@@ -7,6 +7,8 @@ import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { startChild, type Child } from '../children/harness.ts'
 import { tempDir } from '../helpers.ts'
+import { eventually } from '../eventually.ts'
+import { withCaches } from './instances.ts'
 import { redisAvailable, startRedis, type RedisServer } from './server.ts'
 
 const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run installs it)'
@@ -63,5 +65,39 @@ describe('getOrSet({ lock: true }) across processes', { skip }, () => {
       2,
       'one more loader call in all',
     )
+  })
+})
+
+describe('getOrSet({ lock: true }) when the holder lets the lock go without a value', { skip }, () => {
+  test('every waiting instance calls its own loader then, none waiting for another waiter’s loader', async () => {
+    const options = { dir: false, redis: { url: server.url, prefix: `lr${process.pid}:`, commandTimeout: '10s' } } as const
+    await withCaches([options, options, options, options], async (caches) => {
+      // Each loader runs until the test lets it end: the holder's fails, the waiters' hang.
+      const started: number[] = []
+      let failHolder!: (error: Error) => void
+      let endWaiters!: (value: string) => void
+      const waitersEnd = new Promise<string>((resolve) => (endWaiters = resolve))
+      const call = (i: number): Promise<unknown> =>
+        caches[i]!.getOrSet(
+          'fails',
+          () => {
+            started.push(i)
+            return i === 0 ? new Promise<string>((_, reject) => (failHolder = reject)) : waitersEnd
+          },
+          { lock: true },
+        ).catch((error: unknown) => error)
+      const holder = call(0)
+      await eventually(() => started.length === 1, 'the holder’s loader runs')
+      const waiters = [1, 2, 3].map(call)
+      await new Promise((resolve) => setTimeout(resolve, 300)) // the waiters find the lock held
+      assert.deepEqual(started, [0], 'the waiters wait for the holder')
+      failHolder(new Error('source down'))
+      await holder
+      // Before: one waiter took the lock and the others waited for its loader (up to 10 s),
+      // where the README says they call their own once the lock is released.
+      await eventually(() => started.length === 4, 'every waiter calls its loader within 6 s, not one at a time', 6_000)
+      endWaiters('loaded')
+      for (const value of await Promise.all(waiters)) assert.equal(value, 'loaded')
+    })
   })
 })
