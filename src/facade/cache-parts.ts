@@ -123,6 +123,7 @@ export class CacheParts {
       failures: this.failures,
       readOnly: options.readOnly,
       failOpen: options.failOpen,
+      held: () => this.#owed?.recordSoon(),
     })
     // With Redis, one time for every instance of this process on the same prefix and namespace
     // (sharedTime): a write made after another's completed is the newer one.
@@ -219,6 +220,7 @@ export class CacheParts {
       publish: (message) => this.shared?.bus?.publish(message),
       track: (write) => void this.inFlight.track(write).catch(() => {}),
       promotedToFile: () => void this.disk?.autoPrune.afterWrite(),
+      deferred: () => this.#owed?.recordSoon(),
     })
     const diskParts = this.disk
     if (options.redis !== undefined && this.writeBack !== undefined)

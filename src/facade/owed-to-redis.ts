@@ -17,7 +17,8 @@ import type { TagInvalidation } from './tag-invalidation.js'
  * every host served them again, this one after its restart too.
  *
  * So close() leaves them in the directory (`meta/redis-owed/<random>.json`, one file per
- * closing instance, written atomically) and the next instance that opens the directory with
+ * closing instance, written atomically; a running instance keeps one too, recordSoon, so a
+ * crash leaves them as well) and the next instance that opens the directory with
  * Redis under the same prefix takes them and sends them as its own missed changes (the files
  * removed once they have reached Redis, or once its own close has left them again): when Redis can be reached, each no newer than what Redis holds by then
  * (a tombstone or a stamp never replaces a newer write), and each followed by its bus message.
@@ -39,10 +40,12 @@ export interface OwedChanges {
  *  8 KiB, 10,000 stamps); past this a file is not ours. */
 const MAX_FILE_BYTES = 256 * 1024 * 1024
 
-/** Writes `owed` for the next instance that opens the directory (throws the disk's failure). */
-export function leaveOwed(layout: Layout, owed: OwedChanges): void {
+/** Writes `owed` for the next instance that opens the directory (throws the disk's failure);
+ *  the file written. */
+export function leaveOwed(layout: Layout, owed: OwedChanges): string {
   const file = path.join(layout.redisOwedDir, `${randomBytes(8).toString('hex')}.json`)
   writeFileAtomicSync(layout.tree, file, Buffer.from(JSON.stringify(owed)))
+  return file
 }
 
 /**
@@ -135,6 +138,9 @@ function isTime(value: unknown): value is number {
 
 /** How often the owed changes taken at open are looked at again until they are sent. */
 const RETRY_MS = 1000
+/** How soon a change Redis missed is recorded in the directory (see recordSoon): what a crash
+ *  can lose of them, at most. */
+const RECORD_MS = 100
 
 export interface OwedParts {
   /** The directory's layout; undefined without one (or read-only: nothing is left or taken). */
@@ -157,6 +163,10 @@ export class OwedToRedis {
   /** Files taken at open whose changes this instance has not yet seen sent. */
   readonly #files: string[] = []
   #settling = false
+  /** This instance's record of what Redis misses while it runs (recordSoon), and its text. */
+  #mine: string | undefined
+  #recorded = ''
+  #recording: NodeJS.Timeout | undefined
 
   constructor(parts: OwedParts) {
     this.#p = parts
@@ -205,14 +215,58 @@ export class OwedToRedis {
     if (this.#files.length > 0) setTimeout(() => void this.settle(), RETRY_MS).unref()
   }
 
+  /**
+   * A change Redis missed was queued: what Redis misses is recorded in the directory within
+   * RECORD_MS, as close() leaves it, and kept current (every RETRY_MS) until nothing is owed,
+   * when the record goes. Left only at close, it was lost with a process killed (SIGKILL, a
+   * crash) before Redis came back: the keys it deleted then came back on every host.
+   */
+  recordSoon(delay = RECORD_MS): void {
+    if (this.#p.layout === undefined || this.#recording !== undefined) return
+    this.#recording = setTimeout(() => {
+      this.#recording = undefined
+      this.#record()
+    }, delay)
+    this.#recording.unref()
+  }
+
+  #record(): void {
+    const { layout, bookkeeping } = this.#p
+    const owed = this.#owed()
+    const text = JSON.stringify(owed)
+    try {
+      if (owed.count === 0) removeOwed(layout!, this.#mine === undefined ? [] : [this.#mine])
+      else if (text !== this.#recorded && !layout!.namespaceGone()) {
+        const before = this.#mine
+        bookkeeping(() => (this.#mine = leaveOwed(layout!, owed.changes)))
+        if (before !== undefined) removeOwed(layout!, [before])
+      }
+    } catch {
+      // the disk refuses: tried again below, and close() leaves them in any case
+    }
+    if (owed.count === 0) this.#mine = undefined
+    else this.recordSoon(RETRY_MS)
+    this.#recorded = owed.count === 0 ? '' : text
+  }
+
+  /** What Redis still misses, and how many changes that is. */
+  #owed(): { changes: OwedChanges; count: number } {
+    const { prefix, writeBack, tags, stack } = this.#p
+    const changes = { prefix, tombstones: writeBack.tombstones(), stamps: tags.pendingStamps(), clearBefore: stack.owedRedisClear() }
+    return { changes, count: changes.tombstones.length + changes.stamps.length + (changes.clearBefore === undefined ? 0 : 1) }
+  }
+
   /** At close: what Redis still misses (deletes, tag stamps, a clear) left in the directory for
    *  the next instance; without one (or a disk that refuses it, or a directory removed
    *  meanwhile, which the write would make again) it is lost, and counted as dropped. */
   leave(): void {
-    const { layout, prefix, writeBack, tags, stack, failures, bookkeeping } = this.#p
-    const owed = { prefix, tombstones: writeBack.tombstones(), stamps: tags.pendingStamps(), clearBefore: stack.owedRedisClear() }
-    const count = owed.tombstones.length + owed.stamps.length + (owed.clearBefore === undefined ? 0 : 1)
-    const taken = this.#files.splice(0)
+    const { layout, failures, bookkeeping } = this.#p
+    const { changes: owed, count } = this.#owed()
+    clearTimeout(this.#recording)
+    this.#recording = undefined
+    // This instance's own record goes as the files it took do: sent, or in the new file.
+    const taken = [...this.#files.splice(0), ...(this.#mine === undefined ? [] : [this.#mine])]
+    this.#mine = undefined
     if (count === 0) {
       if (layout !== undefined) removeOwed(layout, taken) // what they owed was sent
       return

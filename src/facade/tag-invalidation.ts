@@ -42,6 +42,9 @@ export interface TagInvalidationParts {
   failures: Failures
   readOnly: boolean
   failOpen: boolean
+  /** A stamp Redis could not take is held (#hold): recorded in the directory, so a crash
+   *  before Redis is back does not lose it (facade/owed-to-redis.ts). */
+  held(): void
 }
 
 /**
@@ -182,6 +185,7 @@ export class TagInvalidation {
       this.#p.failures.dropped('redis')
     }
     this.#retry.schedule()
+    this.#p.held()
   }
 
   /** Remembers the latest stamp of each of `tags` (see `#known`). */

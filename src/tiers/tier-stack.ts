@@ -50,6 +50,9 @@ export interface TierStackParts {
   /** A promotion wrote an entry file: the budget is checked as after a set (a reader that only
    *  reads Redis through its directory filled it past maxSize without a prune). */
   promotedToFile(): void
+  /** A change Redis missed was queued for its return (#defer): recorded in the directory, so
+   *  a crash before Redis is back does not lose it (facade/owed-to-redis.ts). */
+  deferred(): void
 }
 
 /** A read of the stack: what it found, and which tier answered. */
@@ -569,6 +572,7 @@ export class TierStack {
     }
     this.#p.failures.writeDeferred(error, 'redis')
     this.#p.writeBack.enqueue(key, write)
+    this.#p.deferred()
     return true
   }
 

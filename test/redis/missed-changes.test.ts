@@ -21,6 +21,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { Redis } from 'ioredis'
 import { Larder, type LarderOptions } from '../../src/index.ts'
+import { startChild } from '../children/harness.ts'
 import { tempDir } from '../helpers.ts'
 import { eventually, redisAvailable, startRedis, type RedisServer } from './server.ts'
 
@@ -99,6 +100,20 @@ async function owingADelete(prefix: string, dir: string): Promise<Larder> {
   await breakerOpenOn(a)
   await a.delete('gone')
   return a
+}
+
+/** The records of what Redis misses in `owedDir` (a record's temp file, renamed once written,
+ *  left out). */
+function owedRecords(owedDir: string): { tombstones: unknown[]; stamps: unknown[] }[] {
+  if (!fs.existsSync(owedDir)) return []
+  return fs.readdirSync(owedDir).flatMap((name) => {
+    if (!name.endsWith('.json')) return []
+    try {
+      return [JSON.parse(fs.readFileSync(path.join(owedDir, name), 'utf8')) as { tombstones: unknown[]; stamps: unknown[] }]
+    } catch {
+      return [] // replaced by a newer record meanwhile
+    }
+  })
 }
 
 /** `b` reads `value` for `key` (its bus and connections may still be coming up). */
@@ -185,6 +200,42 @@ describe('changes Redis missed, and queued writes that would undo a change', { s
     assert.equal(await c.get('tagged'), undefined)
     assert.equal(await again.get('gone'), undefined)
     assert.ok(await eventually(() => fs.readdirSync(owedDir).length === 0), 'removed once sent')
+  })
+
+  test('a delete and a tag invalidation Redis missed are not lost when their process is killed (SIGKILL) before Redis is back: the next instance on its directory sends them', async () => {
+    const prefix = fresh()
+    const dir = tempDir()
+    const child = await startChild('redis-peer.ts')
+    try {
+      await child.call('open', { options: { dir, memory: true, maintenance: false, redis: { url: server.url, prefix, ...FAST } } })
+      await child.call('set', { key: 'gone', value: 'v1' })
+      await child.call('set', { key: 'tagged', value: 'v1', options: { tags: ['T'] } })
+      const b = await open(prefix)
+      assert.ok(await reads(b, 'gone', 'v1'))
+      assert.ok(await reads(b, 'tagged', 'v1'))
+      redisAway()
+      const owedDir = path.join(dir, 'v1', 'default', 'meta', 'redis-owed')
+      // Before: recorded only by close(), so a crash lost them, and the deleted value came back.
+      await child.call('invalidateTags', { tags: ['T'] }) // times out: its stamp waits for Redis
+      assert.ok(
+        await eventually(() => owedRecords(owedDir).some((owed) => owed.stamps.length === 1), 5_000),
+        'the stamp Redis missed is recorded in the directory while the process runs',
+      )
+      await child.call('delete', { key: 'gone' }) // likewise its tombstone
+      assert.ok(
+        await eventually(() => owedRecords(owedDir).some((owed) => owed.tombstones.length === 1 && owed.stamps.length === 1), 5_000),
+        'and the delete',
+      )
+      await child.kill()
+      redisBack()
+      const again = await open(prefix, { dir })
+      assert.ok(await reads(b, 'gone', undefined), 'sent by the next instance on the directory: B no longer serves the deleted value')
+      assert.ok(await reads(b, 'tagged', undefined), 'nor the invalidated one')
+      assert.equal(await again.get('gone'), undefined)
+      assert.ok(await eventually(() => owedRecords(owedDir).length === 0), 'removed once sent')
+    } finally {
+      await child.kill()
+    }
   })
 
   test('owed changes taken at open are not removed through a link put in place of their directory while Redis was away', async () => {
