@@ -59,7 +59,12 @@ export class Outbox {
     const messages: BusMessage[] = []
     for (const [tier, at] of this.#clears) messages.push({ from, op: 'clear', tier, at })
     const tagsByTime = new Map<number, string[]>()
-    for (const [tag, at] of this.#tags) tagsByTime.set(at, [...(tagsByTime.get(at) ?? []), tag])
+    for (const [tag, at] of this.#tags) {
+      // Pushed, not copied: a copy per tag made 9,999 tags of one time ~125 ms at a reconnect.
+      const same = tagsByTime.get(at)
+      if (same === undefined) tagsByTime.set(at, [tag])
+      else same.push(tag)
+    }
     for (const [at, tags] of tagsByTime) messages.push({ from, op: 'tags', tags, at })
     for (const [pattern, at] of this.#patterns) messages.push({ from, op: 'pattern', pattern, at })
     const keys = [...this.#keys]
