@@ -61,16 +61,21 @@ const FLUSH_MS = 250
 /** Each instance's delta file has its own name. */
 let instances = 0
 
+/** A delta file's name after its epoch, unique among the process's threads too (compress-later's
+ *  workers keep totals of their own, and may make theirs in the same millisecond as the main
+ *  thread). */
+function uniqueName(): string {
+  return `${process.pid}.${Date.now().toString(36)}${(++instances).toString(36)}t${threadId.toString(36)}`
+}
+
 export class RunningTotals {
   readonly #layout: Layout
   readonly #dir: string
   readonly #tree: OwnedTree
   readonly #epochFile: string
-  /** Unique among the process's threads too (compress-later's workers keep totals of their
-   *  own, and may make theirs in the same millisecond as the main thread). */
-  readonly #id = `${process.pid}.${Date.now().toString(36)}${(++instances).toString(36)}t${threadId.toString(36)}`
-  /** The name of the delta file of a scan's removals (removedByScan), unique as #id is. */
-  readonly #scanId = `${process.pid}.${Date.now().toString(36)}${(++instances).toString(36)}t${threadId.toString(36)}`
+  readonly #id = uniqueName()
+  /** The name of the delta file of a scan's removals (removedByScan). */
+  readonly #scanId = uniqueName()
   /** Changes since this instance's delta file was last rewritten. */
   #pending: Totals = { entries: 0, bytes: 0 }
   /** What this instance's delta file holds. */
