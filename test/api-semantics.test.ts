@@ -444,6 +444,46 @@ describe('events and stats', () => {
     await cache.close()
   })
 
+  test("a 'prune' listener that throws ends no automatic prune: writes made during a pass are still pruned back, the throw is heard as 'error'", async () => {
+    const cache = await Larder.open({ dir: tempDir(), maxEntries: 20 })
+    const heard: Error[] = []
+    cache.on('error', (error) => heard.push(error))
+    const late: Promise<void>[] = []
+    cache.on('progress', ({ phase }) => {
+      // Writes the pass's scan did not see: the run must look at the budget again after its
+      // report (whose listener throws), not end with it.
+      if (phase === 'evict' && late.length === 0) for (let i = 0; i < 50; i++) late.push(cache.set(`late${i}`, i))
+    })
+    cache.on('prune', () => {
+      throw new Error('a listener failed')
+    })
+    for (let i = 0; i < 30; i++) await cache.set(`k${i}`, i)
+    await eventually(() => late.length > 0, 'the first automatic prune reported')
+    await Promise.all(late)
+    await eventually(async () => (await cache.stats()).entries <= 20, 'the automatic prune keeps maxEntries')
+    assert.ok(heard.some((error) => error.message === 'a listener failed'))
+    assert.equal((await cache.stats()).errors, 0)
+    await cache.close()
+  })
+
+  test("a 'pressure' listener that throws is heard as 'error', not thrown into the host, and the memory tier still sheds", async () => {
+    const cache = await Larder.open({
+      dir: false,
+      memory: { maxEntries: 1000 },
+      memoryPressure: { interval: 20, highWater: 0.0001, shedTo: 0.5 },
+    })
+    const heard: Error[] = []
+    cache.on('error', (error) => heard.push(error))
+    cache.on('pressure', () => {
+      throw new Error('a listener failed')
+    })
+    for (let i = 0; i < 100; i++) await cache.set(`k${i}`, i)
+    await eventually(() => heard.length > 0, "the throw heard as 'error'")
+    assert.equal(heard[0]!.message, 'a listener failed')
+    assert.equal((await cache.stats()).memoryEntries, 50, 'shed down to shedTo')
+    await cache.close()
+  })
+
   test('an onProgress callback that throws rejects its call with its own error, not as a failing disk', async () => {
     const cache = await Larder.open({ dir: tempDir() })
     for (let i = 0; i < 10; i++) await cache.set(`k${i}`, i)

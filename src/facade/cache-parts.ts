@@ -102,7 +102,7 @@ export class CacheParts {
               corrupt,
               breaker: (state) => heard(() => events.emit('breaker', state, 'file')),
               progress: (p) => heard(() => events.emit('progress', p)),
-              pruned: (report) => events.emit('prune', report),
+              pruned: (report) => heard(() => events.emit('prune', report)),
               pruneFailed: emitError,
               // A stream cannot turn into a miss once handed out: it fails, with ERR_UNAVAILABLE
               // under failOpen false, and the failure is counted and heard as a failed read's.
@@ -284,7 +284,7 @@ export class CacheParts {
         ? new SharedPruneTimer({
             options,
             prune: (signal) => prune(this, { signal }),
-            pruned: (report) => events.emit('prune', report),
+            pruned: (report) => heard(() => events.emit('prune', report)),
             failed: emitError,
           })
         : undefined
@@ -294,7 +294,7 @@ export class CacheParts {
         : new MemoryPressure(options.memoryPressure, {
             memory: this.memory,
             counts: this.counters.tiers.memory,
-            emit: (reading) => events.emit('pressure', reading),
+            emit: (reading) => heard(() => events.emit('pressure', reading)),
           })
     // Held for the cache's lifetime: leaves the counters and removes our in-flight temp files
     // if the process exits without close(). A read-only instance has nothing to leave.
