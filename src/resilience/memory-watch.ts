@@ -107,8 +107,8 @@ function takeReading(): void {
     try {
       watcher.reading(reading)
     } catch (error) {
-      // A listener's own throw (a 'pressure' handler) reaches the host as it would from any
-      // event, but must not keep the other caches from their reading.
+      // A cache hears its 'pressure' listeners' throws as 'error' (cache-parts.ts); whatever
+      // else a reading throws reaches the host, but must not keep the other caches from theirs.
       process.nextTick(() => {
         throw error
       })
