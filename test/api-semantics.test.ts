@@ -583,6 +583,35 @@ describe('argument edges', () => {
     await raw.close()
   })
 
+  test('increment refuses an integer counter past Number.MAX_SAFE_INTEGER (it would take updates and stay put) and names what it cannot count', async () => {
+    const cache = await Larder.open({ dir: tempDir() })
+    await cache.set('n', Number.MAX_SAFE_INTEGER - 1)
+    assert.equal(await cache.increment('n'), Number.MAX_SAFE_INTEGER)
+    await assert.rejects(
+      cache.increment('n'),
+      (e: LarderError) => e.code === 'ERR_INVALID_VALUE' && e.field === 'delta' && /MAX_SAFE_INTEGER/.test(e.message),
+    )
+    assert.equal(await cache.get('n'), Number.MAX_SAFE_INTEGER, 'nothing written')
+    assert.equal(await cache.decrement('n'), Number.MAX_SAFE_INTEGER - 1, 'back within range')
+    await cache.set('f', 1.5)
+    assert.equal(await cache.increment('f', 2 ** 60), 1.5 + 2 ** 60, 'a fractional counter is approximate anyway')
+    const kinds: [unknown, string][] = [
+      [null, 'null'],
+      [{ a: 1 }, 'an object'],
+      [[1], 'an array'],
+      ['1', 'a string'],
+      [true, 'a boolean'],
+    ]
+    for (const [value, kind] of kinds) {
+      await cache.set('v', value)
+      await assert.rejects(
+        cache.increment('v'),
+        (e: LarderError) => e.code === 'ERR_INVALID_VALUE' && e.message.includes(`its value is ${kind}, not a number`),
+      )
+    }
+    await cache.close()
+  })
+
   test('setMany errors name the item that failed', async () => {
     const dir = tempDir()
     const cache = await Larder.open({ dir })

@@ -19,11 +19,12 @@ export interface IncrementParts {
 /**
  * `increment()` once its arguments are valid: a read and a write of the key as one change in
  * call order, so no update made through this instance is lost. The entry keeps its expiry,
- * tags and grace; a value that is not a number, or a result that is not finite, is refused
- * (`ERR_INVALID_VALUE`) and nothing is written. A `raw` cache cannot store numbers: refused
- * (`ERR_INVALID_OPTION`) before the change is queued. A read that failed (a failing disk, or
- * Redis, fail-open) is a miss, as every read is, but its result is not written: the counter
- * stored may be there, unread, and `0 + delta` would replace it. That write is a counted drop.
+ * tags and grace; a value that is not a number, or a result that is not finite (or, from
+ * integers, not a safe integer), is refused (`ERR_INVALID_VALUE`) and nothing is written. A
+ * `raw` cache cannot store numbers: refused (`ERR_INVALID_OPTION`) before the change is
+ * queued. A read that failed (a failing disk, or Redis, fail-open) is a miss, as every read is,
+ * but its result is not written: the counter stored may be there, unread, and `0 + delta`
+ * would replace it. That write is a counted drop.
  */
 export function incrementInOrder(p: IncrementParts, key: string, delta: number): Promise<number> {
   if (p.options.serializer === 'raw') {
@@ -47,7 +48,7 @@ export function incrementInOrder(p: IncrementParts, key: string, delta: number):
       if (typeof found.value !== 'number') {
         throw new LarderError(
           'ERR_INVALID_VALUE',
-          `Cannot increment key ${JSON.stringify(key)}: its value is a ${typeof found.value}, not a number`,
+          `Cannot increment key ${JSON.stringify(key)}: its value is ${described(found.value)}, not a number`,
           { field: 'key' },
         )
       }
@@ -58,6 +59,15 @@ export function incrementInOrder(p: IncrementParts, key: string, delta: number):
       throw new LarderError('ERR_INVALID_VALUE', `Invalid delta: ${current} + ${delta} is not a finite number, which could not be stored`, {
         field: 'delta',
       })
+    }
+    // Past 2^53 a double cannot hold every integer: 2^53 + 1 is 2^53, so such a counter would
+    // take updates and stay put (Redis refuses an INCR past its own 64-bit range too).
+    if (Number.isInteger(current) && Number.isInteger(delta) && !Number.isSafeInteger(next)) {
+      throw new LarderError(
+        'ERR_INVALID_VALUE',
+        `Invalid delta: ${current} + ${delta} is past Number.MAX_SAFE_INTEGER, where a counter loses updates`,
+        { field: 'delta' },
+      )
     }
     if (found.failed === true) {
       p.failures.dropped(p.stack.file !== undefined ? 'file' : 'redis')
@@ -71,4 +81,12 @@ export function incrementInOrder(p: IncrementParts, key: string, delta: number):
     await p.writes.write(key, write)
     return next
   })
+}
+
+/** A stored value's kind, for the message refusing to increment it ("an object", "null"). */
+function described(value: unknown): string {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'an array'
+  const type = typeof value
+  return /^[aeiou]/.test(type) ? `an ${type}` : `a ${type}`
 }
