@@ -292,7 +292,7 @@ describe('larder verify', () => {
     const found = await larder(['verify', '--dir', dir])
     assert.equal(found.code, 1)
     assert.match(found.text, /29 intact, 1 damaged/)
-    assert.match(found.stderr, /^larder: 1 entry damaged; run larder verify --repair/)
+    assert.match(found.stderr, /^larder: 1 entry damaged; run larder verify --repair to remove it$/m)
     assert.ok(fs.existsSync(file), 'without --repair nothing is removed')
 
     const repaired = json<{ corrupt: number; repaired: boolean; ok: number }>(await larder(['verify', '--repair', '--json', '--dir', dir]))

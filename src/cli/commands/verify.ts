@@ -18,7 +18,11 @@ export function verifyCommand(): Command {
       )
       const damaged =
         report.corrupt > 0 && !report.repaired
-          ? new CliFailure(`${entries(report.corrupt)} damaged; run larder verify --repair to remove them`, EXIT.failed, 'ERR_CORRUPT')
+          ? new CliFailure(
+              `${entries(report.corrupt)} damaged; run larder verify --repair to remove ${report.corrupt === 1 ? 'it' : 'them'}`,
+              EXIT.failed,
+              'ERR_CORRUPT',
+            )
           : undefined
       // With --json the report is the document, and damage left in place is also its `error`,
       // as every failing run's document has one.
