@@ -15,6 +15,7 @@ import { setTimeout as sleepMs } from 'node:timers/promises'
 import { API_MEMORY_BYTES, MAX_NAMESPACES, Namespaces } from '../../src/server/namespaces.ts'
 import { createServer } from '../../src/server/app.ts'
 import { serveOptions } from '../../src/server/options.ts'
+import { eventually } from '../eventually.ts'
 import { tempDir } from '../helpers.ts'
 import { bearer, call, type ErrorAnswer, startServer } from './helpers.ts'
 
@@ -101,8 +102,9 @@ test('past --max-teams, the idle team used least recently is closed to make room
   assert.equal((await get(second.url, 'early')).text, 'x', 'turbo GET of a team the server had not opened')
   assert.equal((await call(`${second.url}/nx/early/v1/cache/0123`)).text, 'x', 'nx GET')
   for (const team of ['a', 'b', 'c', 'd']) assert.equal((await get(second.url, team)).text, team, `${team} reopened`)
-  const metrics = await call(`${second.url}/metrics`)
-  const closed = Number(/^larder_team_namespaces_closed_total (\d+)/m.exec(metrics.text)?.[1])
+  const teamsClosed = async (): Promise<number> =>
+    Number(/^larder_team_namespaces_closed_total (\d+)/m.exec((await call(`${second.url}/metrics`)).text)?.[1])
+  const closed = await teamsClosed()
   assert.ok(closed >= 6, `idle teams closed to make room: ${closed}`)
 
   // A download in progress holds its team: teams cycling past the bound do not close it.
@@ -116,8 +118,11 @@ test('past --max-teams, the idle team used least recently is closed to make room
 
   // Three uploads in progress hold three teams: a fourth team's upload is refused, its read a
   // miss (never a 5xx: nx fails its run on one); when they end, it is served again.
+  const closedBefore = await teamsClosed()
   const held = ['p', 'q', 'r'].map((team) => heldUpload(`${second.url}/v8/artifacts/abc0123?slug=${team}`, 2, Buffer.from('p')))
-  await sleepMs(300)
+  // Each held upload has its team once the server opened it (closing an idle one): waited for,
+  // not slept on (300 ms was not always enough under load).
+  await eventually(async () => (await teamsClosed()) >= closedBefore + 3, 'the three held uploads opened their teams')
   const refused = await put(second.url, 'a')
   assert.equal(refused.status, 507, 'every team busy: a new one is refused')
   assert.match(refused.json<ErrorAnswer>().error.message, /already serves 3 team namespaces, each answering a request now .*--max-teams/)
