@@ -75,9 +75,21 @@ export class LarderCacheStore implements CacheStore {
         field: 'maxEntrySize',
       })
     }
+    if (errorCallback !== undefined && typeof errorCallback !== 'function') {
+      throw new LarderError('ERR_INVALID_OPTION', `Invalid errorCallback: expected a function, got ${typeof errorCallback}`, {
+        field: 'errorCallback',
+      })
+    }
     assertStoresBytes(cache)
     this.#maxEntrySize = maxEntrySize
-    this.#report = (error) => errorCallback?.(error)
+    this.#report = (error) => {
+      try {
+        errorCallback?.(error)
+      } catch {
+        // Dropped: what the callback throws (a logger that failed), thrown from here, would
+        // reject a get (undici fails the request) or a delete, which must never reject.
+      }
+    }
     this.#source = new CacheSource(cache, this.#report)
     this.#resent = new ResentDeletes((key) => this.#source.guarded(undefined, this.#deleteNow, key), this.#report)
   }

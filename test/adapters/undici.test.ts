@@ -173,6 +173,46 @@ describe('larder/undici: limits and errors', () => {
     assert.ok(errors.length >= 1 && errors.every((e) => isLarderError(e, 'ERR_UNAVAILABLE')), errors.map(String).join('; '))
     await store.close()
   })
+  test('an errorCallback that throws (a logger that failed) fails no fetch; one that is not a function is refused, naming the field', async () => {
+    const origin = http.createServer((_request, response) => {
+      response.writeHead(200, { 'cache-control': 'public, max-age=60' })
+      response.end('from the origin')
+    })
+    origin.listen(0, '127.0.0.1')
+    await once(origin, 'listening')
+    const base = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`
+    // A cache that cannot open (a file where its directory would be): every call reports.
+    const parent = tempDir('larder-undici-callback')
+    fs.writeFileSync(path.join(parent, 'file'), 'not a directory')
+    let reported = 0
+    const store = new LarderCacheStore(
+      { dir: path.join(parent, 'file', 'cache') },
+      {
+        errorCallback: () => {
+          reported++
+          throw new Error('logger down')
+        },
+      },
+    )
+    const agent = new Agent().compose(interceptors.cache({ store }))
+    try {
+      for (const method of ['GET', 'POST', 'GET']) {
+        const response = await request(`${base}/page`, { method, dispatcher: agent })
+        assert.equal(await response.body.text(), 'from the origin', method)
+      }
+      assert.equal(await store.get(keyOf('/page')), undefined)
+      await store.delete(keyOf('/page'))
+      assert.ok(reported >= 2, `reported ${reported}`)
+    } finally {
+      await agent.close()
+      await store.close()
+      origin.close()
+    }
+    assert.throws(
+      () => new LarderCacheStore({ dir: parent }, { errorCallback: 'console.warn' as never }),
+      (e: unknown) => isLarderError(e, 'ERR_INVALID_OPTION') && e.field === 'errorCallback' && /errorCallback/.test(e.message),
+    )
+  })
 })
 
 describe('larder/undici: close', () => {
