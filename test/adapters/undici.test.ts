@@ -173,6 +173,21 @@ describe('larder/undici: limits and errors', () => {
     assert.ok(errors.length >= 1 && errors.every((e) => isLarderError(e, 'ERR_UNAVAILABLE')), errors.map(String).join('; '))
     await store.close()
   })
+  test("an option undici's own stores take (maxCount, maxSize, location), or a misspelt one, is refused naming it, not ignored", () => {
+    const dir = tempDir('larder-undici-options')
+    for (const name of ['maxCount', 'maxSize', 'location', 'maxEntrySise']) {
+      assert.throws(
+        () => new LarderCacheStore({ dir }, { [name]: 1000 }),
+        (e: unknown) => isLarderError(e, 'ERR_INVALID_OPTION') && e.field === name && e.message.includes(`"${name}"`),
+        name,
+      )
+    }
+    assert.throws(
+      () => new LarderCacheStore({ dir }, null as never),
+      (e: unknown) => isLarderError(e, 'ERR_INVALID_OPTION') && e.field === 'options',
+    )
+  })
+
   test('an errorCallback that throws (a logger that failed) fails no fetch; one that is not a function is refused, naming the field', async () => {
     const origin = http.createServer((_request, response) => {
       response.writeHead(200, { 'cache-control': 'public, max-age=60' })
