@@ -4,7 +4,7 @@ import zlib from 'node:zlib'
 import ms from 'ms'
 import bytesIec from 'bytes-iec'
 import type { Cluster, Redis } from 'ioredis'
-import { resolveEncryption, type EncryptionOptions, type Keyring } from './crypto/keys.js'
+import { keyShaped, resolveEncryption, type EncryptionOptions, type Keyring } from './crypto/keys.js'
 import { LarderError } from './errors.js'
 import { clusterSeeds } from './redis/cluster-seeds.js'
 import type { Sharing } from './store/owned-tree.js'
@@ -481,7 +481,11 @@ function positiveInteger(value: unknown, field: string): number {
 
 function rejectUnknown(input: object, known: Set<string>, prefix: string): void {
   for (const name of Object.keys(input)) {
-    if (!known.has(name)) throw invalid(prefix + name, `unknown option (known: ${[...known].join(', ')})`)
+    if (known.has(name)) continue
+    // An encryption key pasted where an option's name belongs is not shown, in the message or
+    // in the field (logged too): see crypto/keys.ts.
+    if (keyShaped(name)) throw invalid(prefix === '' ? 'options' : prefix.slice(0, -1), 'holds an unknown option shaped like a key')
+    throw invalid(prefix + name, `unknown option (known: ${[...known].join(', ')})`)
   }
 }
 

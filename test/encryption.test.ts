@@ -63,6 +63,57 @@ describe('encryption: keys and options', () => {
     assert.deepEqual(entryFiles(dir), [], 'nothing written')
   })
 
+  test('a key pasted where an option name belongs (the keys level left out, or at the top of a config file) is refused without being shown', async () => {
+    const dir = tempDir()
+    const file = path.join(dir, 'larder.config.json')
+    const leaks = [KEY_A.toString('hex'), KEY_A.toString('base64'), KEY_A.toString('base64url')]
+    const cases: Array<[string, () => Promise<unknown>, string]> = [
+      ['call, encryption: { [key]: id }', () => Larder.open({ dir, encryption: { [KEY_A.toString('hex')]: 'k1' } } as never), 'encryption'],
+      ['call, top level', () => Larder.open({ dir, [KEY_A.toString('base64')]: 'k1' }), 'options'],
+      [
+        'file, encryption: { [key]: id }',
+        () => {
+          fs.writeFileSync(
+            file,
+            JSON.stringify({ encryption: { keys: { k1: KEY_B.toString('hex') }, [KEY_A.toString('base64')]: 'k1' } }),
+            { mode: 0o600 },
+          )
+          return Larder.open({ dir, config: { env: false, file } })
+        },
+        'encryption',
+      ],
+      [
+        'file, top level',
+        () => {
+          fs.writeFileSync(file, JSON.stringify({ [KEY_A.toString('base64url')]: 'k1' }), { mode: 0o600 })
+          return Larder.open({ dir, config: { env: false, file } })
+        },
+        'options',
+      ],
+    ]
+    for (const [label, opening, field] of cases) {
+      await assert.rejects(
+        opening(),
+        (error: LarderError) => {
+          assert.equal(error.code, 'ERR_INVALID_OPTION')
+          assert.equal(error.field, field)
+          if (label.startsWith('file')) assert.match(error.message, /larder\.config\.json: /, 'names its source')
+          const shown = [error.message, error.field, inspect(error, { depth: 9 }), JSON.stringify(error)].join('\n')
+          for (const leak of leaks) assert.ok(!shown.includes(leak), `${label}: the key is not shown`)
+          return true
+        },
+        label,
+      )
+    }
+    const cache = await Larder.open({ dir: path.join(dir, 'c'), encryption: { keys: { k1: KEY_B } } })
+    await assert.rejects(cache.configure({ encryption: { keys: { k1: KEY_B }, [KEY_A.toString('hex')]: 'k1' } }), (error: LarderError) => {
+      assert.equal(error.field, 'encryption')
+      for (const leak of leaks) assert.ok(!error.message.includes(leak), 'configure(): the key is not shown')
+      return true
+    })
+    await cache.close()
+  })
+
   test('one key needs no activeKey (it is the active one); with several, leaving it out is refused as required, not as a wrong id', async () => {
     const dir = tempDir()
     const cache = await Larder.open({ dir, encryption: { keys: { only: KEY_A } } })

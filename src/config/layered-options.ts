@@ -1,6 +1,7 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import { keyShaped } from '../crypto/keys.js'
 import { LarderError } from '../errors.js'
 import { resolveOptions, shownUrl, withoutCredentials, type ResolvedOptions } from '../options.js'
 import { displayFile, findConfigFile, loadConfigFile } from './config-file.js'
@@ -194,7 +195,10 @@ function attributed(error: unknown, layers: Layer[], envRead: Map<string, EnvVal
   if (!(error instanceof LarderError) || error.field === undefined) return error
   const field = error.field
   for (let at = field; at !== ''; at = at.includes('.') ? at.slice(0, at.lastIndexOf('.')) : '') {
-    const layer = layers.find((l) => getPath(l.tree, at) !== undefined)
+    // `options`: an unknown name shaped like a key, which options.ts does not show (nor can
+    // this), found in the source holding it.
+    const layer =
+      at === 'options' ? layers.find((l) => Object.keys(l.tree).some(keyShaped)) : layers.find((l) => getPath(l.tree, at) !== undefined)
     if (layer === undefined) continue
     if (layer.source === 'call') return error
     let prefix: string

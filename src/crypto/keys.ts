@@ -27,7 +27,7 @@ const BASE64_KEY = /^[A-Za-z0-9+/_-]{43}=?$/
 /** Whether an id has a key's shape (64 hex digits, or 43 base64url characters: both pass
  *  KEY_ID): a key written where its id belongs (`key:id`, `{ [key]: id }`) is refused before
  *  any message, field name or listing of ids could show it. */
-function keyShaped(id: string): boolean {
+export function keyShaped(id: string): boolean {
   return HEX_KEY.test(id) || BASE64_KEY.test(id)
 }
 
@@ -129,7 +129,12 @@ export function resolveEncryption(input: unknown, field = 'encryption'): Keyring
   if (input === null || typeof input !== 'object' || Array.isArray(input)) throw invalid(field, 'expected { keys, activeKey }')
   const o = input as Partial<EncryptionOptions>
   for (const name of Object.keys(o)) {
-    if (name !== 'keys' && name !== 'activeKey') throw invalid(`${field}.${name}`, 'unknown option (known: keys, activeKey)')
+    if (name === 'keys' || name === 'activeKey') continue
+    // A key given as a name (`encryption: { [key]: id }`: the `keys` level left out, the pair
+    // swapped) is neither put in the message nor in the field, which is logged too.
+    if (keyShaped(name))
+      throw invalid(field, 'holds an unknown option shaped like a key (is the `keys` level missing, and an id and its key swapped?)')
+    throw invalid(`${field}.${name}`, 'unknown option (known: keys, activeKey)')
   }
   const { keys, activeKey } = o
   if (keys === null || typeof keys !== 'object' || Array.isArray(keys) || Object.keys(keys).length === 0) {
