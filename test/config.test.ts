@@ -82,6 +82,18 @@ describe('configuration: sources and precedence', () => {
     }
   })
 
+  test('a number variable reads as the number a config file or code writing it means (.9, 5., 1e3)', async () => {
+    const read = async (env: Record<string, string>) => (await layerOptions({ config: { env, file: false } })).resolved
+    const pressure = (await read({ LARDER_MEMORY_PRESSURE_HIGH_WATER: '.9' })).memoryPressure
+    assert.ok(pressure !== false)
+    assert.equal(pressure.highWater, 0.9)
+    assert.equal((await read({ LARDER_MAX_ENTRIES: '1e3' })).maxEntries, 1000)
+    assert.equal((await read({ LARDER_COMPRESSION_LEVEL: '5.' })).compressionLevel, 5)
+    assert.equal((await read({ LARDER_MAINTENANCE_LOW_WATER: '+0.5' })).maintenance.lowWater, 0.5)
+    for (const text of ['.', 'e3', '1e', '0x10', '1_000', '1,5'])
+      await assert.rejects(read({ LARDER_MAX_ENTRIES: text }), isLarderError('ERR_INVALID_OPTION', /^LARDER_MAX_ENTRIES=/), text)
+  })
+
   test('LARDER_SHARED takes each value its row names: false (and its other words), group, everyone', async () => {
     const shared = async (value: string) => (await layerOptions({ config: { env: { LARDER_SHARED: value }, file: false } })).resolved.shared
     for (const off of ['false', '0', 'no', 'OFF']) assert.equal(await shared(off), false, off)

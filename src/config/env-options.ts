@@ -16,7 +16,9 @@ export interface EnvLayer {
 
 const TRUE = new Set(['true', '1', 'yes', 'on'])
 const FALSE = new Set(['false', '0', 'no', 'off'])
-const NUMBER = /^-?\d+(\.\d+)?$/
+/** A number as JSON (a config file) writes it, or as code does (`.9`, `5.`): the same value
+ *  from every source (`1e3` in a file is 1000, so it is from LARDER_MAX_ENTRIES too). */
+const NUMBER = /^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i
 
 /**
  * The options set in `env`: every row of the declaration table that may come from the
