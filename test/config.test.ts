@@ -359,6 +359,16 @@ describe('configuration: the config file', () => {
     assert.equal(nearer.resolved.defaultTtl, 7_200_000, 'files do not merge: the first found wins')
   })
 
+  test('a JSON config file that begins with a byte order mark (as Windows editors save it) is read', async () => {
+    const root = tempDir('larder-config')
+    const file = path.join(root, 'larder.config.json')
+    fs.writeFileSync(file, '\uFEFF' + JSON.stringify({ dir: 'cache', defaultTtl: '1h' }))
+    const found = await layerOptions({ config: { env: false, cwd: root } })
+    assert.equal(found.resolved.dir, path.join(root, 'cache'))
+    assert.equal(found.resolved.defaultTtl, 3_600_000)
+    assert.equal(found.sources.defaultTtl, `file:${file}`)
+  })
+
   test('both larder.config.json and larder.config.mjs in one directory are refused', async () => {
     const root = tempDir('larder-config')
     fs.writeFileSync(path.join(root, 'larder.config.json'), '{}')

@@ -95,7 +95,8 @@ export async function loadConfigFile(file: string): Promise<ConfigFile> {
       throw fileError(absolute, `cannot be read: ${(error as Error).message}`, error)
     }
     try {
-      loaded = JSON.parse(text) as unknown
+      // A byte order mark (Windows editors write one) is not JSON, but says nothing either.
+      loaded = JSON.parse(text.startsWith('\uFEFF') ? text.slice(1) : text) as unknown
     } catch (error) {
       throw fileError(absolute, `is not JSON${jsonErrorPlace(text, error)}`)
     }
