@@ -487,6 +487,11 @@ function rejectUnknown(input: object, known: Set<string>, prefix: string): void 
     if (keyShaped(name)) throw invalid(prefix === '' ? 'options' : prefix.slice(0, -1), 'holds an unknown option shaped like a key')
     throw invalid(prefix + name, `unknown option (known: ${[...known].join(', ')})`)
   }
+  // null (a config file's way of writing "nothing") meant the default for some options, "off"
+  // for `memory`, and was refused by others: it is refused for every one, naming it, so no
+  // source's null decides anything silently. Leaving an option out gives its default.
+  for (const [name, value] of Object.entries(input))
+    if (value === null) throw invalid(prefix + name, 'expected a value, got null (leave the option out for its default)')
 }
 
 export function defaultCacheDir(): string {

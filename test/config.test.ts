@@ -227,6 +227,35 @@ describe('configuration: sources and precedence', () => {
     assert.equal(fs.existsSync(path.join(root, 'cache')), false, 'nothing was created')
   })
 
+  test('null for any option (a group, a field of one) is refused naming the option and the file, as from a call: never a silent default or off', async () => {
+    const root = tempDir('larder-config')
+    const file = path.join(root, 'larder.config.json')
+    const nulls: Array<[Record<string, unknown>, string]> = [
+      [{ memory: null }, 'memory'],
+      [{ defaultTtl: null }, 'defaultTtl'],
+      [{ compression: null }, 'compression'],
+      [{ shared: null }, 'shared'],
+      [{ writeBack: null }, 'writeBack'],
+      [{ maintenance: { interval: null } }, 'maintenance.interval'],
+      [{ memory: { maxEntries: 5, ttl: null } }, 'memory.ttl'],
+    ]
+    for (const [options, field] of nulls) {
+      fs.writeFileSync(file, JSON.stringify({ dir: 'cache', ...options }))
+      await assert.rejects(Larder.open({ config: { env: false, cwd: root } }), (error: LarderError) => {
+        assert.equal(error.code, 'ERR_INVALID_OPTION')
+        assert.equal(error.field, field)
+        assert.match(error.message, new RegExp(`larder\\.config\\.json: ${field}: .*got null`))
+        return true
+      })
+      await assert.rejects(
+        Larder.open({ dir: path.join(root, 'cache'), ...options }),
+        isLarderError('ERR_INVALID_OPTION', /got null/),
+        `from a call: ${field}`,
+      )
+    }
+    assert.equal(fs.existsSync(path.join(root, 'cache')), false, 'nothing was created')
+  })
+
   test('a JSON config file holding encryption keys that others can read is refused (ERR_UNSAFE_DIR), the key never shown; readable by its owner only, it is used', async () => {
     const root = tempDir('larder-config')
     const file = path.join(root, 'larder.config.json')
