@@ -204,7 +204,7 @@ export function decompressStream(id: Compression): Transform {
   }
 }
 
-/** Bytes of a large value's head used to judge whether the rest is worth compressing. */
+/** Bytes of a large value sampled to judge whether it is worth compressing. */
 export const PROBE_BYTES = 64 * 1024
 /** Compressed output is kept only if it is smaller than this share of the input, and a
  *  sample that shrinks by less says the rest is not worth a pass: already-compressed data
@@ -212,9 +212,34 @@ export const PROBE_BYTES = 64 * 1024
  *  no space. The one rule for buffered values, stream frames and the probe. */
 export const KEEP_COMPRESSED_RATIO = 0.9
 
-/** Compresses a sample with fast DEFLATE and says whether compression pays off. */
-export function worthCompressing(sample: Buffer): boolean {
-  if (sample.length === 0) return false
+/** Pieces a sample is taken in, spread over the bytes judged (sampleOf). */
+const SAMPLE_PIECES = 4
+
+/** Compresses a sample of `bytes` (`sampleBytes` of them, sampleOf) with fast DEFLATE and says
+ *  whether compression pays off. */
+export function worthCompressing(bytes: Buffer, sampleBytes: number): boolean {
+  if (bytes.length === 0) return false
+  const sample = sampleOf(bytes, sampleBytes)
   const probe = zlib.deflateRawSync(sample, { level: 1 })
   return probe.length < sample.length * KEEP_COMPRESSED_RATIO
+}
+
+/**
+ * `sampleBytes` of `bytes` in SAMPLE_PIECES pieces, from its start to its end, laid end to end
+ * (all of `bytes` when shorter). Spread, not the head: a value or block that begins with bytes
+ * that do not compress (an embedded image, a tarball's compressed member) and goes on with text
+ * was judged by its head alone and stored raw whole (64 KiB of random bytes before 900 KB of
+ * JSON: 973 KB on disk instead of 154 KB). The same cost, one DEFLATE of `sampleBytes`, and
+ * its ratio is the whole's as far as the pieces can tell.
+ */
+function sampleOf(bytes: Buffer, sampleBytes: number): Buffer {
+  if (bytes.length <= sampleBytes) return bytes
+  const piece = Math.ceil(sampleBytes / SAMPLE_PIECES)
+  const stride = (bytes.length - piece) / (SAMPLE_PIECES - 1)
+  return Buffer.concat(
+    Array.from({ length: SAMPLE_PIECES }, (_, i) => {
+      const at = Math.floor(i * stride)
+      return bytes.subarray(at, at + piece)
+    }),
+  )
 }

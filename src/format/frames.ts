@@ -6,7 +6,7 @@
  *
  * Why frames rather than one zlib stream: one stream compresses on one core, and spends as
  * long on a tarball's already-compressed members as on its text. Independent 1 MiB blocks are
- * judged one by one (random blocks cost a 32 KiB trial, then are stored raw) and compressed
+ * judged one by one (random blocks cost a 32 KiB trial across the block, then are stored raw) and compressed
  * several at a time in zlib's thread pool, in both directions, while output keeps its order.
  */
 import { TAG_BYTES, type FrameCipher } from '../crypto/seal.js'
@@ -27,7 +27,7 @@ export const FRAME_BYTES = 1024 * 1024
 /** Largest rawLength a reader accepts, so a lying frame header cannot make it allocate more. */
 const MAX_FRAME_BYTES = 4 * FRAME_BYTES
 const COMPRESSED = 0x8000_0000
-/** Bytes of a block compressed as a trial before the whole block is. */
+/** Bytes of a block (sampled across it) compressed as a trial before the whole block is. */
 const SAMPLE_BYTES = 32 * 1024
 
 export interface Frame {
@@ -40,7 +40,7 @@ export interface Frame {
 export async function encodeFrame(block: Buffer, compression: Compression, level: number, threshold: number): Promise<Buffer[]> {
   let stored = block
   let compressed = false
-  if (block.length >= threshold && worthCompressing(block.subarray(0, SAMPLE_BYTES))) {
+  if (block.length >= threshold && worthCompressing(block, SAMPLE_BYTES)) {
     const out = await compressAsync(compression, level, block)
     if (out.length < block.length * KEEP_COMPRESSED_RATIO) {
       stored = out

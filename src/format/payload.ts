@@ -45,7 +45,8 @@ export interface EncodedPayload {
 /**
  * Compresses `bytes` with the cache's codec when it is at least `compressThreshold` long and
  * the result saves at least a tenth; otherwise returns them as they are. Big values are
- * probed first, so an already-compressed artifact costs one 64 KiB trial, not a full pass.
+ * probed first, so an already-compressed artifact costs one 64 KiB trial (sampled across the
+ * value), not a full pass.
  */
 export function encodePayload(
   bytes: Buffer,
@@ -53,8 +54,7 @@ export function encodePayload(
 ): EncodedPayload | Promise<EncodedPayload> {
   const id = compressionIds[options.compression]
   if (id === Compression.None || bytes.length < options.compressThreshold) return { compression: Compression.None, payload: bytes }
-  if (bytes.length > 2 * PROBE_BYTES && !worthCompressing(bytes.subarray(0, PROBE_BYTES)))
-    return { compression: Compression.None, payload: bytes }
+  if (bytes.length > 2 * PROBE_BYTES && !worthCompressing(bytes, PROBE_BYTES)) return { compression: Compression.None, payload: bytes }
   const level = options.compressionLevel
   // Up to the synchronous codec's limit, answered at once (not a promise): see encodeEntryBytes.
   if (bytes.length <= SYNC_CODEC_LIMIT) return keptIfSmaller(id, bytes, compressSync(id, level, bytes))
