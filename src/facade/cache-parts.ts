@@ -364,6 +364,11 @@ export class CacheParts {
     await this.inFlight.settle()
     await this.writeBack?.flush(new Promise((resolve) => setTimeout(resolve, CLOSE_WAIT_MS).unref()))
     this.writeBack?.stop()
+    // The sets still queued never reach Redis (the deletes are left for the next instance:
+    // owed-to-redis.ts): dropped, as those the full queue lets go are. A copy in the directory
+    // does not keep them: the outage rule removes it at the next open, Redis holding another.
+    const unsent = this.writeBack?.queuedSets() ?? 0
+    if (unsent > 0) this.failures.dropped('redis', unsent)
     await this.stack.stop()
     if (this.tags.pending > 0) await this.tags.sendPending() // one try: a stamp Redis misses outlives this instance's own files
     this.tags.close()

@@ -231,6 +231,13 @@ export class WriteBackQueue {
     return [...found]
   }
 
+  /** How many sets are queued (tombstones left out): at close, what Redis will never get. */
+  queuedSets(): number {
+    let count = 0
+    for (const write of this.#queue.values()) if (write.bytes !== undefined) count++
+    return count
+  }
+
   /** Redis is back: send what waited. */
   resume(): void {
     if (this.#queue.size > 0) this.#kick()

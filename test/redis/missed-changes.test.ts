@@ -202,6 +202,26 @@ describe('changes Redis missed, and queued writes that would undo a change', { s
     assert.ok(await eventually(() => fs.readdirSync(owedDir).length === 0), 'removed once sent')
   })
 
+  for (const writeStrategy of ['write-through', 'cache-aside'] as const) {
+    test(`${writeStrategy}: sets still waiting for Redis when their instance closes are counted as dropped (they are lost: the next open's outage rule removes their files)`, async () => {
+      const prefix = fresh()
+      const dir = tempDir()
+      const a = await open(prefix, { dir, writeStrategy })
+      await a.set('k', 'v1')
+      await breakerOpenOn(a)
+      await a.set('k', 'v2')
+      await a.set('j', 'v2')
+      await a.delete('gone') // a delete is left for the next instance, not dropped
+      assert.equal((await redisOf(a)).queued, 3)
+      await a.close()
+      opened.splice(opened.indexOf(a), 1)
+      redisBack()
+      const again = await open(prefix, { dir })
+      assert.deepEqual([await again.get('k'), await again.get('j')], ['v1', undefined], 'neither set reached Redis')
+      assert.equal((await again.activity()).dropped, 2, 'the two sets the closed instance let go were counted')
+    })
+  }
+
   test('a delete and a tag invalidation Redis missed are not lost when their process is killed (SIGKILL) before Redis is back: the next instance on its directory sends them', async () => {
     const prefix = fresh()
     const dir = tempDir()
