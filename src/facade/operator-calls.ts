@@ -123,7 +123,7 @@ export function activity(parts: CacheParts): Promise<ActivityReport> {
 }
 
 /** info(): once the changes of `key` called before it have taken effect, what its entry file
- *  tells without decoding the value, else (with `redis`) what the live entry Redis holds
+ *  tells without decoding the value (a file the outage rule would not serve left out), else (with `redis`) what the live entry Redis holds
  *  tells (another host's value: get would find it there); a failing tier is a miss (or
  *  ERR_UNAVAILABLE). */
 export function info(parts: CacheParts, key: string): Promise<EntryInfo | undefined> {
@@ -131,7 +131,9 @@ export function info(parts: CacheParts, key: string): Promise<EntryInfo | undefi
   return parts.order.afterChanges(key, async () => {
     try {
       const found = await files.info(key)
-      if (found !== undefined) return found
+      // A file older than the last outage describes what get serves only once the outage
+      // rule has checked it against Redis (else another host's overwrite, or a deleted key).
+      if (found !== undefined && (await parts.stack.streamStillValid(key, () => Promise.resolve(found.createdAt)))) return found
     } catch (error) {
       parts.failures.readFailed(error)
     }

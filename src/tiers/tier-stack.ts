@@ -353,7 +353,8 @@ export class TierStack {
     return 'replaced'
   }
 
-  /** Whether a local stream entry created at `createdAt` may be served (see #stillValid). */
+  /** Whether a local entry read without its value (a stream, info()) created at `createdAt`
+   *  may be served (see #stillValid). */
   async streamStillValid(key: string, createdAt: () => Promise<number | undefined>): Promise<boolean> {
     const resyncing = this.#p.resyncing()
     if (resyncing !== undefined) await resyncing

@@ -217,4 +217,26 @@ describe("info() and getStream() of another host's value, held only in Redis", {
       await b.close()
     }
   })
+
+  test('a file from before an outage (here: before its instance opened) that another host overwrote or deleted meanwhile: info() answers as get() does', async () => {
+    const redis = { url: server.url, prefix: nextPrefix() }
+    const dir = tempDir()
+    const first = await Larder.open({ dir, redis, maintenance: false })
+    await first.set('k', 'v1', { tags: ['old'] })
+    await first.set('gone', 'v1')
+    await first.close()
+    const b = await Larder.open({ dir: tempDir(), redis, maintenance: false })
+    await b.set('k', 'v2', { tags: ['new'], ttl: '1h' })
+    await b.delete('gone')
+    const a = await Larder.open({ dir, redis, maintenance: false }) // its bus heard neither change
+    try {
+      const info = await a.info('k')
+      assert.deepEqual([info?.tags, info?.expiresAt === null], [['new'], false], "B's value, as get() reads it, not the file's")
+      assert.equal(await a.info('gone'), undefined, 'deleted by B: no info')
+      assert.deepEqual([await a.get('k'), await a.get('gone')], ['v2', undefined])
+    } finally {
+      await a.close()
+      await b.close()
+    }
+  })
 })
