@@ -6,6 +6,7 @@ import type { BusMessage } from '../bus/messages.js'
 import type { ResolvedOptions, ResolvedRedisOptions } from '../options.js'
 import { beingDropped, closeClient, duplicateForSubscribing, openClient, readyWithin, type RedisClient } from '../redis/connection.js'
 import { NodeSubscriber } from '../redis/node-subscriber.js'
+import { keyPrefixOf } from '../redis/sweep.js'
 import { FOLD_STAMPS, RAISE_FLOOR, RAISE_STAMPS, RELEASE_LOCK, runScript, TAKE_LOCK } from '../redis/scripts.js'
 import { DiskBreaker, type BreakerState } from '../resilience/disk-breaker.js'
 import { isRedisFailure } from '../resilience/redis-failure.js'
@@ -122,7 +123,9 @@ export class SharedParts {
         client,
         breaker: this.breaker,
         subscriber: this.#subscriber,
-        channel: `${options.redis.prefix}bus:${this.tier.base.slice(options.redis.prefix.length, -1)}`,
+        // ioredis puts a client's keyPrefix before keys, never before channels: put here, so
+        // caches kept apart by their clients' keyPrefix do not hear each other's clears and tags.
+        channel: `${keyPrefixOf(client)}${options.redis.prefix}bus:${this.tier.base.slice(options.redis.prefix.length, -1)}`,
         received: hooks.received,
         beforeFlush: hooks.beforeFlush,
         connected: hooks.connected,

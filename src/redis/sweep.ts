@@ -182,7 +182,7 @@ export function escapeGlob(text: string): string {
 }
 
 /** The ioredis `keyPrefix` of a client (a cluster's is in its own options), '' when none. */
-function keyPrefixOf(client: RedisClient): string {
+export function keyPrefixOf(client: RedisClient): string {
   const options = client.options as { keyPrefix?: unknown }
   return typeof options.keyPrefix === 'string' ? options.keyPrefix : ''
 }

@@ -4,6 +4,9 @@
  * - with a caller's ioredis client configured with `keyPrefix`, `clear()` and `prune({ pattern })`
  *   removed nothing from Redis: ioredis prefixes the keys a command names but not SCAN's MATCH,
  *   so the sweep matched nothing, and every host went on serving what was cleared;
+ * - caches kept apart by their clients' keyPrefix heard each other's bus messages (ioredis
+ *   prefixes keys, not channels): one's clear() cleared the other's directory, one's
+ *   invalidateTags() its entries;
  * - entries invalidated by a tag that no read met again stayed in Redis for good (an entry
  *   without a ttl: Redis's own expiry never takes it):
  *   prune() now removes them.
@@ -13,7 +16,7 @@ import assert from 'node:assert/strict'
 import { Redis } from 'ioredis'
 import { Larder } from '../../src/index.ts'
 import { tempDir } from '../helpers.ts'
-import { redisAvailable, startRedis, type RedisServer } from './server.ts'
+import { eventually, redisAvailable, startRedis, type RedisServer } from './server.ts'
 
 const skip = redisAvailable() ? false : 'redis-server is not installed (.ci/run installs it)'
 const server = skip === false ? await startRedis() : (undefined as unknown as RedisServer)
@@ -48,6 +51,26 @@ describe("a caller's client with an ioredis keyPrefix", { skip }, () => {
       await a.close()
       await b.close()
       for (const client of [...clients, raw]) client.disconnect()
+    }
+  })
+
+  test("caches kept apart by their clients' keyPrefix do not hear each other's changes on the bus; caches sharing one do", async () => {
+    const [one, two] = [`kp1-${process.pid}:`, `kp2-${process.pid}:`]
+    const clients = [one, two, one].map((keyPrefix) => new Redis(server.port, '127.0.0.1', { keyPrefix }))
+    const open = (client: Redis): Promise<Larder> => Larder.open({ dir: tempDir(), redis: { client }, maintenance: false })
+    const [a, b, sameAsA] = [await open(clients[0]!), await open(clients[1]!), await open(clients[2]!)]
+    try {
+      await b.set('k', 'B', { tags: ['t'] })
+      await sameAsA.set('k', 'A', { tags: ['t'] })
+      await a.invalidateTags(['t'])
+      await a.clear()
+      // A message takes a round trip at most: the cache on A's keyPrefix has heard both.
+      assert.ok(await eventually(async () => (await sameAsA.get('k')) === undefined), "A's invalidation reaches a cache on its keyPrefix")
+      assert.equal(await b.get('k'), 'B', "nor A's invalidation nor its clear reach a cache on another keyPrefix")
+      assert.equal((await b.entries()).length, 1, "B's directory was not cleared")
+    } finally {
+      for (const cache of [a, b, sameAsA]) await cache.close()
+      for (const client of clients) client.disconnect()
     }
   })
 })
