@@ -57,3 +57,27 @@ export class SourceError extends Error {
     super('source failed')
   }
 }
+
+/**
+ * A refused value as an error message shows it: `'plain'` as `String()` shows it, `'quoted'`
+ * the same but a string in quotes, `'json'` as `JSON.stringify()` shows it; a function as
+ * such (not its source). Never throws: `String()` throws for an object without a prototype
+ * (or whose `toString` throws), `JSON.stringify()` for a BigInt or a cycle, and a message
+ * that threw would replace the LarderError naming the field with a bare TypeError.
+ */
+export function shownValue(value: unknown, style: 'plain' | 'quoted' | 'json' = 'plain'): string {
+  if (typeof value === 'function') return 'a function'
+  if (style === 'json' || (style === 'quoted' && typeof value === 'string')) {
+    try {
+      const json = JSON.stringify(value) as string | undefined
+      if (json !== undefined) return json
+    } catch {
+      // a BigInt, a cycle, a toJSON or getter that throws: shown plain
+    }
+  }
+  try {
+    return String(value)
+  } catch {
+    return Array.isArray(value) ? 'an array' : 'an object'
+  }
+}

@@ -5,7 +5,7 @@ import ms from 'ms'
 import bytesIec from 'bytes-iec'
 import type { Cluster, Redis } from 'ioredis'
 import { keyShaped, resolveEncryption, type EncryptionOptions, type Keyring } from './crypto/keys.js'
-import { LarderError } from './errors.js'
+import { LarderError, shownValue } from './errors.js'
 import { clusterSeeds } from './redis/cluster-seeds.js'
 import type { Sharing } from './store/owned-tree.js'
 import type { ConfigChoice } from './config/layered-options.js'
@@ -442,7 +442,7 @@ export function parseDuration(
     milliseconds = /^\d+(\.\d+)?$/.test(trimmed) ? Number(trimmed) : ms(trimmed as ms.StringValue)
   }
   if (milliseconds === undefined || !Number.isFinite(milliseconds) || milliseconds < 0) {
-    const shown = typeof value === 'string' ? JSON.stringify(value) : String(value)
+    const shown = shownValue(value, 'quoted')
     throw new LarderError(
       code,
       `Invalid ${field}: ${shown} is not a duration (a non-negative number of milliseconds, or a string such as "90s", "15m", "7d")`,
@@ -461,7 +461,7 @@ export function parseSize(value: unknown, field: string, code: 'ERR_INVALID_OPTI
     size = /^\d+(\.\d+)?$/.test(trimmed) ? Number(trimmed) : bytesIec.parse(trimmed)
   }
   if (size === null || !Number.isFinite(size) || size < 0) {
-    const shown = typeof value === 'string' ? JSON.stringify(value) : String(value)
+    const shown = shownValue(value, 'quoted')
     throw new LarderError(code, `Invalid ${field}: ${shown} is not a size (bytes, or a string such as "500MB", "1.5GB", "1GiB")`, { field })
   }
   return Math.floor(size)
@@ -474,7 +474,7 @@ export const MAX_MEMORY_ENTRIES = 10_000_000
 
 function positiveInteger(value: unknown, field: string): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
-    throw invalid(field, `expected a positive integer, got ${String(value)}`)
+    throw invalid(field, `expected a positive integer, got ${shownValue(value)}`)
   }
   return value
 }
@@ -522,7 +522,7 @@ export function resolveOptions(input: unknown): ResolvedOptions {
 
   const compression = o.compression ?? 'deflate'
   if (!COMPRESSIONS.includes(compression)) {
-    throw invalid('compression', `expected one of ${COMPRESSIONS.join(', ')}, got ${JSON.stringify(compression)}`)
+    throw invalid('compression', `expected one of ${COMPRESSIONS.join(', ')}, got ${shownValue(compression, 'json')}`)
   }
   if (compression === 'zstd' && !zstdAvailable()) {
     throw invalid('compression', `"zstd" needs a Node.js with zlib zstd support (22.15 or later); this is ${process.version}`)
@@ -537,7 +537,7 @@ export function resolveOptions(input: unknown): ResolvedOptions {
   ) {
     throw invalid(
       'compressionLevel',
-      `expected an integer from ${minLevel} to ${maxLevel} for ${compression}, got ${String(compressionLevel)}`,
+      `expected an integer from ${minLevel} to ${maxLevel} for ${compression}, got ${shownValue(compressionLevel)}`,
     )
   }
 
@@ -546,7 +546,7 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     if (!SERIALIZERS.includes(serializer)) {
       throw invalid(
         'serializer',
-        `expected one of ${SERIALIZERS.join(', ')} or { serialize, deserialize }, got ${JSON.stringify(serializer)}`,
+        `expected one of ${SERIALIZERS.join(', ')} or { serialize, deserialize }, got ${shownValue(serializer, 'json')}`,
       )
     }
   } else if (
@@ -584,14 +584,14 @@ export function resolveOptions(input: unknown): ResolvedOptions {
 
   const evictionPolicy = o.evictionPolicy ?? 'lru'
   if (!POLICIES.includes(evictionPolicy)) {
-    throw invalid('evictionPolicy', `expected one of ${POLICIES.join(', ')}, got ${JSON.stringify(evictionPolicy)}`)
+    throw invalid('evictionPolicy', `expected one of ${POLICIES.join(', ')}, got ${shownValue(evictionPolicy, 'json')}`)
   }
   for (const flag of ['failOpen', 'durable', 'readOnly', 'bus'] as const) {
-    if (o[flag] !== undefined && typeof o[flag] !== 'boolean') throw invalid(flag, `expected a boolean, got ${String(o[flag])}`)
+    if (o[flag] !== undefined && typeof o[flag] !== 'boolean') throw invalid(flag, `expected a boolean, got ${shownValue(o[flag])}`)
   }
   const streamCompression = o.streamCompression ?? 'adaptive'
   if (!STREAM_COMPRESSIONS.includes(streamCompression)) {
-    throw invalid('streamCompression', `expected one of ${STREAM_COMPRESSIONS.join(', ')}, got ${JSON.stringify(streamCompression)}`)
+    throw invalid('streamCompression', `expected one of ${STREAM_COMPRESSIONS.join(', ')}, got ${shownValue(streamCompression, 'json')}`)
   }
   const maxSize = o.maxSize === undefined ? undefined : parseSize(o.maxSize, 'maxSize')
   if (maxSize === 0) throw invalid('maxSize', 'must be greater than 0 (omit it for no budget)')
@@ -599,15 +599,12 @@ export function resolveOptions(input: unknown): ResolvedOptions {
   if (maxValueSize === 0 || maxValueSize > bufferConstants.MAX_LENGTH) {
     throw invalid(
       'maxValueSize',
-      `expected a size from 1 byte to ${bufferConstants.MAX_LENGTH} bytes (the largest Buffer), got ${String(o.maxValueSize)}`,
+      `expected a size from 1 byte to ${bufferConstants.MAX_LENGTH} bytes (the largest Buffer), got ${shownValue(o.maxValueSize)}`,
     )
   }
   const shared = o.shared ?? false
   if (!SHARINGS.includes(shared)) {
-    throw invalid(
-      'shared',
-      `expected false, 'group' or 'everyone', got ${typeof shared === 'string' ? JSON.stringify(shared) : String(shared)}`,
-    )
+    throw invalid('shared', `expected false, 'group' or 'everyone', got ${shownValue(shared, 'quoted')}`)
   }
 
   return {
@@ -649,11 +646,11 @@ function resolveBreaker(input: unknown, prefix: string, resetTimeout: number, ti
   rejectUnknown(b, BREAKER_NAMES, prefix)
   const errorThresholdPercentage = b.errorThresholdPercentage ?? 50
   if (typeof errorThresholdPercentage !== 'number' || !(errorThresholdPercentage > 0 && errorThresholdPercentage <= 100)) {
-    throw invalid(`${prefix}errorThresholdPercentage`, `expected a number in (0, 100], got ${String(errorThresholdPercentage)}`)
+    throw invalid(`${prefix}errorThresholdPercentage`, `expected a number in (0, 100], got ${shownValue(errorThresholdPercentage)}`)
   }
   const volumeThreshold = b.volumeThreshold ?? 5
   if (typeof volumeThreshold !== 'number' || !Number.isInteger(volumeThreshold) || volumeThreshold < 0) {
-    throw invalid(`${prefix}volumeThreshold`, `expected a non-negative integer, got ${String(volumeThreshold)}`)
+    throw invalid(`${prefix}volumeThreshold`, `expected a non-negative integer, got ${shownValue(volumeThreshold)}`)
   }
   const breaker: ResolvedBreakerOptions = {
     errorThresholdPercentage,
@@ -676,7 +673,7 @@ function resolveShared(
   const redis = resolveRedis(o.redis)
   const writeStrategy = o.writeStrategy ?? 'write-through'
   if (!STRATEGIES.includes(writeStrategy)) {
-    throw invalid('writeStrategy', `expected one of ${STRATEGIES.join(', ')}, got ${JSON.stringify(writeStrategy)}`)
+    throw invalid('writeStrategy', `expected one of ${STRATEGIES.join(', ')}, got ${shownValue(writeStrategy, 'json')}`)
   }
   if (writeStrategy !== 'write-through' && redis === undefined)
     throw invalid('writeStrategy', `"${writeStrategy}" needs a shared tier: set the redis option`)
@@ -724,7 +721,7 @@ function resolveRedis(input: unknown): ResolvedRedisOptions | undefined {
     )
   rejectUnknown(r, REDIS_NAMES, 'redis.')
   if (r.url !== undefined && (typeof r.url !== 'string' || !/^rediss?:\/\//.test(r.url)))
-    throw invalid('redis.url', `expected a redis:// or rediss:// URL, got ${shownUrl(String(r.url))}`)
+    throw invalid('redis.url', `expected a redis:// or rediss:// URL, got ${shownUrl(shownValue(r.url))}`)
   // What ioredis would refuse later with a bare TypeError (a port past 65535 or not a number).
   if (r.url !== undefined && !URL.canParse(r.url)) throw invalid('redis.url', `not a valid URL: ${shownUrl(r.url)}`)
   if (r.url !== undefined) checkRedisUrlParts(new URL(r.url))
@@ -777,7 +774,7 @@ function resolveMaintenance(input: unknown): ResolvedMaintenanceOptions {
   rejectUnknown(m, MAINTENANCE_NAMES, 'maintenance.')
   const lowWater = m.lowWater ?? 0.9
   if (typeof lowWater !== 'number' || !(lowWater >= 0.5 && lowWater <= 1)) {
-    throw invalid('maintenance.lowWater', `expected a number from 0.5 to 1, got ${String(lowWater)}`)
+    throw invalid('maintenance.lowWater', `expected a number from 0.5 to 1, got ${shownValue(lowWater)}`)
   }
   const workers = m.workers === undefined ? 1 : positiveInteger(m.workers, 'maintenance.workers')
   if (workers > 16) throw invalid('maintenance.workers', `expected at most 16, got ${workers}`)
@@ -785,7 +782,7 @@ function resolveMaintenance(input: unknown): ResolvedMaintenanceOptions {
   if (tempMaxAge < MIN_TEMP_MAX_AGE) {
     throw invalid(
       'maintenance.tempMaxAge',
-      `expected at least 1s (a live writer refreshes its temp file every 200 ms; a shorter age could take it for a dead one's), got ${String(m.tempMaxAge)}`,
+      `expected at least 1s (a live writer refreshes its temp file every 200 ms; a shorter age could take it for a dead one's), got ${shownValue(m.tempMaxAge)}`,
     )
   }
   return {
@@ -879,14 +876,17 @@ export function resolveMemoryPressure(input: unknown, memoryTier: boolean): Reso
   const share = (value: unknown, field: string, fallback: number, low: number, lowIncluded: boolean, high: number): number => {
     const v = value ?? fallback
     if (typeof v !== 'number' || !(lowIncluded ? v >= low : v > low) || !(v <= high))
-      throw invalid(`memoryPressure.${field}`, `expected a number in ${lowIncluded ? '[' : '('}${low}, ${high}], got ${JSON.stringify(v)}`)
+      throw invalid(
+        `memoryPressure.${field}`,
+        `expected a number in ${lowIncluded ? '[' : '('}${low}, ${high}], got ${shownValue(v, 'json')}`,
+      )
     return v
   }
   const highWater = share(p.highWater, 'highWater', 0.85, 0, false, 1)
   // 0.7, or under a highWater at or below it, four fifths of that.
   const lowWater = share(p.lowWater, 'lowWater', highWater > 0.7 ? 0.7 : highWater * 0.8, 0, false, 1)
   if (lowWater >= highWater)
-    throw invalid('memoryPressure.lowWater', `expected less than highWater (${highWater}), got ${String(lowWater)}`)
+    throw invalid('memoryPressure.lowWater', `expected less than highWater (${highWater}), got ${shownValue(lowWater)}`)
   return {
     interval: positiveDuration(timerDuration(p.interval ?? '1s', 'memoryPressure.interval'), 'memoryPressure.interval'),
     highWater,

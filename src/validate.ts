@@ -1,5 +1,5 @@
 import { types } from 'node:util'
-import { LarderError, SourceError } from './errors.js'
+import { LarderError, shownValue, SourceError } from './errors.js'
 import type { GetOrSetOptions, GetStreamOptions } from './call-options.js'
 import type { ListFilters } from './maintenance/listing.js'
 import type { PruneOptions, RekeyOptions, VerifyOptions, WalkOptions } from './maintenance/maintainer.js'
@@ -169,7 +169,7 @@ export function validatePruneOptions(options: unknown): ValidPruneOptions {
   const valid: ValidPruneOptions = { ...o, maxSize: undefined, maxAge: undefined, olderThan: undefined, tags: undefined }
   if (o.maxSize !== undefined) valid.maxSize = parseSize(o.maxSize, 'maxSize', 'ERR_INVALID_VALUE')
   if (o.maxEntries !== undefined && (typeof o.maxEntries !== 'number' || !Number.isSafeInteger(o.maxEntries) || o.maxEntries < 0)) {
-    throw new LarderError('ERR_INVALID_VALUE', `Invalid maxEntries: expected a non-negative integer, got ${String(o.maxEntries)}`, {
+    throw new LarderError('ERR_INVALID_VALUE', `Invalid maxEntries: expected a non-negative integer, got ${shownValue(o.maxEntries)}`, {
       field: 'maxEntries',
     })
   }
@@ -177,9 +177,13 @@ export function validatePruneOptions(options: unknown): ValidPruneOptions {
   if (o.olderThan !== undefined) {
     const at = o.olderThan instanceof Date ? o.olderThan.getTime() : o.olderThan
     if (typeof at !== 'number' || !Number.isFinite(at)) {
-      throw new LarderError('ERR_INVALID_VALUE', `Invalid olderThan: expected a Date or ms since the epoch, got ${String(o.olderThan)}`, {
-        field: 'olderThan',
-      })
+      throw new LarderError(
+        'ERR_INVALID_VALUE',
+        `Invalid olderThan: expected a Date or ms since the epoch, got ${shownValue(o.olderThan)}`,
+        {
+          field: 'olderThan',
+        },
+      )
     }
     valid.olderThan = at
   }
@@ -191,7 +195,7 @@ export function validatePruneOptions(options: unknown): ValidPruneOptions {
   // A truthy string ('true', an environment variable) must not turn a dry run into a prune.
   for (const field of ['dryRun', 'listKeys'] as const) {
     if (o[field] !== undefined && typeof o[field] !== 'boolean') {
-      throw new LarderError('ERR_INVALID_VALUE', `Invalid ${field}: expected a boolean, got ${String(o[field])}`, { field })
+      throw new LarderError('ERR_INVALID_VALUE', `Invalid ${field}: expected a boolean, got ${shownValue(o[field])}`, { field })
     }
   }
   return valid
@@ -200,7 +204,7 @@ export function validatePruneOptions(options: unknown): ValidPruneOptions {
 export function validateVerifyOptions(options: unknown): VerifyOptions {
   const o = readOnce<VerifyOptions>(options, VERIFY_OPTIONS)
   if (o.repair !== undefined && typeof o.repair !== 'boolean') {
-    throw new LarderError('ERR_INVALID_VALUE', `Invalid repair: expected a boolean, got ${String(o.repair)}`, { field: 'repair' })
+    throw new LarderError('ERR_INVALID_VALUE', `Invalid repair: expected a boolean, got ${shownValue(o.repair)}`, { field: 'repair' })
   }
   validateSignalAndProgress(o)
   return o
@@ -210,7 +214,7 @@ export function validateVerifyOptions(options: unknown): VerifyOptions {
 export function validateGetStreamOptions(options: unknown): GetStreamOptions {
   const o = readOnce<GetStreamOptions>(options, GET_STREAM_OPTIONS)
   if (o.verifyFirst !== undefined && typeof o.verifyFirst !== 'boolean') {
-    throw new LarderError('ERR_INVALID_VALUE', `Invalid verifyFirst: expected a boolean, got ${String(o.verifyFirst)}`, {
+    throw new LarderError('ERR_INVALID_VALUE', `Invalid verifyFirst: expected a boolean, got ${shownValue(o.verifyFirst)}`, {
       field: 'verifyFirst',
     })
   }
@@ -221,7 +225,9 @@ export function validateGetStreamOptions(options: unknown): GetStreamOptions {
 export function validateRekeyOptions(options: unknown): RekeyOptions {
   const o = readOnce<RekeyOptions>(options, REKEY_OPTIONS)
   if (o.sealPlain !== undefined && typeof o.sealPlain !== 'boolean') {
-    throw new LarderError('ERR_INVALID_VALUE', `Invalid sealPlain: expected a boolean, got ${String(o.sealPlain)}`, { field: 'sealPlain' })
+    throw new LarderError('ERR_INVALID_VALUE', `Invalid sealPlain: expected a boolean, got ${shownValue(o.sealPlain)}`, {
+      field: 'sealPlain',
+    })
   }
   validateSignalAndProgress(o)
   return o
@@ -340,12 +346,16 @@ export function validateGetOrSet(loader: unknown, options: unknown): LoadOptions
   const tags = validateTags(o.tags)
   const grace = validateTtl(o.grace, 'grace') ?? 0
   if (lock !== undefined && typeof lock !== 'boolean')
-    throw new LarderError('ERR_INVALID_OPTION', `Invalid lock: expected a boolean, got ${String(lock)}`, { field: 'lock' })
+    throw new LarderError('ERR_INVALID_OPTION', `Invalid lock: expected a boolean, got ${shownValue(lock)}`, { field: 'lock' })
   const refreshAhead = givenRefreshAhead ?? 0
   if (givenRefreshAhead !== undefined && (typeof refreshAhead !== 'number' || !(refreshAhead > 0 && refreshAhead < 1)))
-    throw new LarderError('ERR_INVALID_OPTION', `Invalid refreshAhead: expected a number in (0, 1), got ${JSON.stringify(refreshAhead)}`, {
-      field: 'refreshAhead',
-    })
+    throw new LarderError(
+      'ERR_INVALID_OPTION',
+      `Invalid refreshAhead: expected a number in (0, 1), got ${shownValue(refreshAhead, 'json')}`,
+      {
+        field: 'refreshAhead',
+      },
+    )
   const timeout = givenTimeout === undefined ? undefined : loaderTimeout(givenTimeout, 'timeout')
   const hardTimeout = givenHardTimeout === undefined ? undefined : loaderTimeout(givenHardTimeout, 'hardTimeout')
   if (hardTimeout === 0)
@@ -369,7 +379,7 @@ function loaderTimeout(value: unknown, field: string): number {
 /** increment's and decrement's `delta`: a finite number. */
 export function validateDelta(delta: unknown): number {
   if (typeof delta !== 'number' || !Number.isFinite(delta)) {
-    throw new LarderError('ERR_INVALID_VALUE', `Invalid delta: expected a finite number, got ${String(delta)}`, { field: 'delta' })
+    throw new LarderError('ERR_INVALID_VALUE', `Invalid delta: expected a finite number, got ${shownValue(delta)}`, { field: 'delta' })
   }
   return delta
 }
@@ -378,7 +388,7 @@ export function validateDelta(delta: unknown): number {
 export function validateClearOptions<T extends string>(options: unknown, tiers: readonly T[]): T | undefined {
   const { tier } = validateCallOptions<{ tier: T }>(options, ['tier'])
   if (tier !== undefined && !tiers.includes(tier)) {
-    throw new LarderError('ERR_INVALID_OPTION', `Invalid tier: expected one of ${tiers.join(', ')}, got ${JSON.stringify(tier)}`, {
+    throw new LarderError('ERR_INVALID_OPTION', `Invalid tier: expected one of ${tiers.join(', ')}, got ${shownValue(tier, 'json')}`, {
       field: 'tier',
     })
   }

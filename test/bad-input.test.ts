@@ -228,6 +228,49 @@ describe('bad input', () => {
     await cache.close()
   })
 
+  test('a value whose description would throw (a BigInt, a cycle, an object without a prototype) is still refused with a LarderError naming its field', async () => {
+    // String() throws for an object without a prototype, JSON.stringify() for a BigInt or a
+    // cycle: the message describing the value threw a bare TypeError in place of the refusal.
+    const dir = tempDir()
+    const cache = await Larder.open({ dir })
+    const before = listFiles(dir)
+    const odd: [string, unknown][] = [
+      ['a BigInt', 10n],
+      ['a cycle', circular],
+      ['an object without a prototype', Object.create(null)],
+    ]
+    const calls: [field: string, run: (value: never) => Promise<unknown>][] = [
+      ['refreshAhead', (v) => cache.getOrSet('k', () => 1, { refreshAhead: v })],
+      ['lock', (v) => cache.getOrSet('k', () => 1, { lock: v })],
+      ['tier', (v) => cache.clear({ tier: v })],
+      ['delta', (v) => cache.increment('n', v)],
+      ['verifyFirst', (v) => cache.getStream('k', { verifyFirst: v })],
+      ['dryRun', (v) => cache.prune({ dryRun: v })],
+      ['maxEntries', (v) => cache.prune({ maxEntries: v, dryRun: true })],
+      ['olderThan', (v) => cache.prune({ olderThan: v, dryRun: true })],
+      ['maxAge', (v) => cache.prune({ maxAge: v, dryRun: true })],
+      ['repair', (v) => cache.verify({ repair: v })],
+      ['evictionPolicy', (v) => Larder.open({ dir: `${dir}/other`, evictionPolicy: v })],
+      ['writeStrategy', (v) => Larder.open({ dir: `${dir}/other`, writeStrategy: v })],
+      ['compression', (v) => Larder.open({ dir: `${dir}/other`, compression: v })],
+      ['failOpen', (v) => Larder.open({ dir: `${dir}/other`, failOpen: v })],
+      ['defaultTtl', (v) => Larder.open({ dir: `${dir}/other`, defaultTtl: v })],
+      ['memoryPressure.highWater', (v) => Larder.open({ dir: `${dir}/other`, memory: true, memoryPressure: { highWater: v } })],
+      ['profile', (v) => Larder.open({ dir: `${dir}/other`, profile: v })],
+    ]
+    for (const [field, run] of calls)
+      for (const [label, value] of odd) {
+        await assert.rejects(run(value as never), (error: unknown) => {
+          assert.ok(error instanceof LarderError, `${field}, ${label}: not a LarderError: ${String(error)}`)
+          assert.equal(error.field, field, `${field}, ${label}`)
+          assert.ok(error.message.includes(field), error.message)
+          return true
+        })
+      }
+    assert.deepEqual(listFiles(dir), before)
+    await cache.close()
+  })
+
   test('every method rejects with ERR_CLOSED after close', async () => {
     const cache = await Larder.open({ dir: tempDir() })
     await cache.close()

@@ -2,7 +2,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { keyShaped } from '../crypto/keys.js'
-import { LarderError } from '../errors.js'
+import { LarderError, shownValue } from '../errors.js'
 import { resolveOptions, shownUrl, withoutCredentials, type ResolvedOptions } from '../options.js'
 import { displayFile, findConfigFile, loadConfigFile } from './config-file.js'
 import { readEnv, type EnvValue } from './env-options.js'
@@ -180,7 +180,7 @@ function pickProfile(given: { value: unknown; source: string }[], nodeEnv: strin
   for (const { value, source } of given) {
     if (value === undefined) continue
     if (isProfileName(value)) return value
-    const shown = typeof value === 'function' ? 'a function' : JSON.stringify(value)
+    const shown = shownValue(value, 'json')
     throw new LarderError(
       'ERR_INVALID_OPTION',
       `${source === 'profile' ? '' : `${source}: `}Invalid option "profile": expected one of ${PROFILE_NAMES.join(', ')}, got ${shown}`,
