@@ -374,8 +374,15 @@ export class Larder extends EventEmitter<LarderEvents> {
     if (valid.length === 0) return
     this.#p.loads.supersedeTagged(valid) // a load in progress that carries one of them began before
     const at = this.#p.clock.invalidation()
-    // In batches of an entry's most tags: one bus message, one Redis call each, all stamped `at`.
-    for (let i = 0; i < valid.length; i += MAX_TAGS) await this.#p.tags.invalidate(valid.slice(i, i + MAX_TAGS), at)
+    // Tracked as a write, so close() waits for it: a close() called while the batches were
+    // being stamped let the rest resolve unwritten, and their entries were served again.
+    return this.#p.inFlight.track(this.#stampTags(valid, at))
+  }
+
+  /** invalidateTags' stamps, in batches of an entry's most tags: one bus message, one Redis
+   *  call each, all stamped `at`. */
+  async #stampTags(tags: readonly string[], at: number): Promise<void> {
+    for (let i = 0; i < tags.length; i += MAX_TAGS) await this.#p.tags.invalidate(tags.slice(i, i + MAX_TAGS), at)
   }
 
   /**
@@ -501,7 +508,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     this.#p.disk?.compressLater?.resetCounts()
   }
 
-  /** Waits for writes in flight (up to CLOSE_WAIT_MS; streams still running then are aborted:
+  /** Waits for writes in flight, invalidateTags included (up to CLOSE_WAIT_MS; streams still running then are aborted:
    *  not stored, their temp files removed, counted as dropped), sends the writes queued for
    *  Redis (write-back; as long again at most), stops maintenance (after an automatic prune in
    *  progress finishes; the worker pool ends), flushes the running totals, closes the Redis
