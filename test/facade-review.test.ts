@@ -1,11 +1,12 @@
 /**
  * The facade's promises met by a review of its calls against the README: what close() waits
- * for, and what the counters say. Real files; no wall-clock margins.
+ * for, and what the events say. Real files and a real redis-server; no wall-clock margins.
  */
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { Larder } from '../src/index.ts'
 import { tempDir } from './helpers.ts'
+import { redisAvailable, startRedis } from './redis/server.ts'
 
 describe('facade review', () => {
   test('close() waits for an invalidateTags called before it: every batch of its tags is stamped, none resolves unwritten', async () => {
@@ -25,4 +26,30 @@ describe('facade review', () => {
     assert.equal(await reopened.get('last'), undefined)
     await reopened.close()
   })
+
+  test(
+    "the callers who joined a getOrSet load that Redis answered hear 'hit' from 'redis', as its first caller does",
+    {
+      skip: redisAvailable() ? false : 'redis-server is not installed',
+    },
+    async () => {
+      // They heard 'file' whichever tier had answered the load.
+      const server = await startRedis()
+      const redis = `redis://127.0.0.1:${server.port}`
+      const writer = await Larder.open({ dir: tempDir(), redis })
+      const reader = await Larder.open({ dir: tempDir(), redis, memory: true })
+      try {
+        await writer.set('k', 'v')
+        const sources: string[] = []
+        reader.on('hit', (_key, tier, source) => sources.push(`${tier}/${source}`))
+        const values = await Promise.all([1, 2, 3].map(() => reader.getOrSet('k', () => 'loaded')))
+        assert.deepEqual(values, ['v', 'v', 'v'])
+        assert.deepEqual(sources, ['disk/redis', 'disk/redis', 'disk/redis'])
+      } finally {
+        await writer.close()
+        await reader.close()
+        await server.stop()
+      }
+    },
+  )
 })

@@ -118,7 +118,7 @@ export class CountedReads {
   }
 
   /** The tiers below memory, timed, and counted as one hit or miss. */
-  belowMemory(key: string, grace: number): TierRead | Promise<TierRead> {
+  belowMemory(key: string, grace: number): StackRead | Promise<StackRead> {
     const started = performance.now()
     const found = this.#stack.lookup(key, grace)
     return found instanceof Promise ? found.then((read) => this.#counted(key, read, started)) : this.#counted(key, found, started)
@@ -126,7 +126,7 @@ export class CountedReads {
 
   /** A read below memory, timed from `started` and counted as a hit or a miss (either may
    *  throw: a listener's error). */
-  #counted(key: string, found: StackRead, started: number): TierRead {
+  #counted(key: string, found: StackRead, started: number): StackRead {
     this.#counters.getLatency.record(performance.now() - started)
     if (found.found && !found.stale) this.hit(key, found.tier ?? 'file')
     else this.miss(key)

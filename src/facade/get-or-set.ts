@@ -2,6 +2,7 @@ import { LarderError } from '../errors.js'
 import type { KeyOrder } from '../key-order.js'
 import type { ResolvedOptions } from '../options.js'
 import type { CreationClock } from '../store/creation-clock.js'
+import type { TierName } from '../stats/counters.js'
 import type { TierRead } from '../tiers/tier.js'
 import type { TierStack } from '../tiers/tier-stack.js'
 import type { CountedReads } from './counted-reads.js'
@@ -18,6 +19,8 @@ export interface Loaded {
   cached: boolean
   /** A hit's entry times, for refresh-ahead. */
   entry?: { createdAt: number; expiresAt: number }
+  /** The tier that answered a hit, as the callers who joined the load hear it ('hit'). */
+  tier?: TierName | undefined
 }
 
 /** getOrSet's options, validated. */
@@ -96,7 +99,7 @@ export class GetOrSet {
   async #load(key: string, loader: () => unknown, o: LoadOptions, flight: Flight<Loaded>): Promise<Loaded> {
     const started = performance.now()
     const found = await this.#p.reads.belowMemory(key, o.grace)
-    if (found.found && !found.stale) return { value: found.value, cached: true, entry: found }
+    if (found.found && !found.stale) return { value: found.value, cached: true, entry: found, tier: found.tier }
     // An earlier caller's loader, still running after its timeout: wait for it, not a second one.
     // Each answered at once when nothing is to wait for (no background load; no directory).
     const inBackground = this.#p.loads.inBackground(key)
@@ -110,7 +113,7 @@ export class GetOrSet {
     // Another instance may be loading it: wait for its value in Redis (bounded), or load.
     const arrived = async (): Promise<Loaded | undefined> => {
       const read = await this.#p.stack.lookup(key, 0)
-      return read.found && !read.stale ? { value: read.value, cached: true } : undefined
+      return read.found && !read.stale ? { value: read.value, cached: true, tier: read.tier } : undefined
     }
     // Stored write-through even under write-back: the lock is released once the value is
     // stored, and the instances waiting for it look for the value in Redis. The time limits
@@ -215,7 +218,7 @@ export class GetOrSet {
   async #join(key: string, flight: Flight<Loaded>): Promise<unknown> {
     try {
       const loaded = await flight.result
-      if (loaded.cached) this.#p.reads.hit(key, 'file')
+      if (loaded.cached) this.#p.reads.hit(key, loaded.tier ?? 'file')
       else this.#p.reads.miss(key)
       return loaded.value
     } catch (error) {
