@@ -324,7 +324,7 @@ export function validateWarm(
   const o = readOnce<{ loader: unknown; concurrency: unknown }>(options, ['loader', 'concurrency'])
   if (o.loader !== undefined && typeof o.loader !== 'function')
     throw new LarderError('ERR_INVALID_VALUE', 'Invalid loader: expected a function of the missing keys', { field: 'loader' })
-  const concurrency = o.concurrency ?? 16
+  const concurrency = o.concurrency === undefined ? 16 : o.concurrency // null is refused, as warm's loader and every other option's is
   if (typeof concurrency !== 'number' || !Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1024) {
     throw new LarderError(
       'ERR_INVALID_OPTION',

@@ -59,6 +59,8 @@ const cases: Case[] = [
   ['invalidateTags of a string', (c) => c.invalidateTags('users' as never), 'ERR_INVALID_VALUE', 'tags'],
   // Not "no tags" as a left-out option is: invalidating nothing without a word hides the mistake.
   ['invalidateTags of undefined', (c) => c.invalidateTags(undefined as never), 'ERR_INVALID_VALUE', 'tags'],
+  // null is no default: refused as warm's loader of null is (it ran with 16 at once).
+  ['warm with a null concurrency', (c) => c.warm(['k'], { concurrency: null as never }), 'ERR_INVALID_OPTION', 'concurrency'],
 ]
 
 describe('bad input', () => {
