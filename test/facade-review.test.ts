@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
+import { setTimeout as delay } from 'node:timers/promises'
 import { Larder } from '../src/index.ts'
 import { tempDir } from './helpers.ts'
 import { redisAvailable, startRedis } from './redis/server.ts'
@@ -48,6 +49,33 @@ describe('facade review', () => {
       } finally {
         await writer.close()
         await reader.close()
+        await server.stop()
+      }
+    },
+  )
+
+  test(
+    'a read of an entry expired in its grace, or invalidated, counts one `expired` when the files and Redis both hold it',
+    {
+      skip: redisAvailable() ? false : 'redis-server is not installed',
+    },
+    async () => {
+      // Each tier counted the entry it judged: one get counted two.
+      const server = await startRedis()
+      const cache = await Larder.open({ dir: tempDir(), redis: `redis://127.0.0.1:${server.port}` })
+      try {
+        await cache.getOrSet('kept', () => 'v', { ttl: 20, grace: '1h' })
+        await cache.set('tagged', 'v', { tags: ['t'] })
+        await cache.invalidateTags(['t'])
+        await delay(40)
+        for (const key of ['kept', 'tagged']) {
+          cache.resetStats()
+          assert.equal(await cache.get(key), undefined)
+          const { expired, misses } = await cache.stats()
+          assert.deepEqual({ expired, misses }, { expired: 1, misses: 1 }, key)
+        }
+      } finally {
+        await cache.close()
         await server.stop()
       }
     },

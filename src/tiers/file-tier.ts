@@ -41,7 +41,7 @@ import type { ChangeClock } from '../store/change-clock.js'
 import type { TagClock } from '../store/tag-clock.js'
 import { HeardRemovals, type HeardSnapshot } from './heard-removals.js'
 import { MAX_REFUSED, RefusedChanges } from './refused-changes.js'
-import { MISS, type StoredEntry, type Tier, type TierEntry, type TierRead } from './tier.js'
+import { EXPIRED, MISS, type StoredEntry, type Tier, type TierEntry, type TierRead } from './tier.js'
 import { oldestKey } from '../oldest-key.js'
 
 /** A damaged file found by a read: counted, reported and removed (except reason 'key' with
@@ -106,7 +106,7 @@ type Probe = {
   ino: number
   mtimeMs: number
 } & ({ whole: VerifiedEntry; opened?: undefined } | { whole?: undefined; opened: OpenedEntry })
-type Freshness = 'fresh' | 'stale' | 'gone'
+type Freshness = 'fresh' | 'stale' | 'gone' | 'expired'
 /** How #probe reads: whole up to SYNC_IO_LIMIT, synchronously (get, has, …); whole up to
  *  WHOLE_STREAM_LIMIT, the larger through one thread-pool read (getStream); or just opened. */
 type ProbeRead = 'small' | 'whole' | 'open'
@@ -300,6 +300,7 @@ export class FileTier implements Tier {
     try {
       const freshness = await this.#freshness(found, file, grace, key)
       if (freshness === 'gone') return MISS
+      if (freshness === 'expired') return EXPIRED
       await this.#boundForGet(found, key)
       const entry = await this.#verifiedValue(found)
       if (freshness === 'fresh') this.#used(file, found.mtimeMs)
@@ -1085,8 +1086,9 @@ export class FileTier implements Tier {
 
   /**
    * 'fresh', 'stale' (expired less than `grace` ago: served only by getOrSet's stale-if-error),
-   * or 'gone' (a miss: counted, and removed if still the same file when it is dead, and left
-   * on disk while the grace it records lasts; see store/liveness.ts).
+   * 'expired' (a miss: expired or invalidated, counted, and removed if still the same file when
+   * it is dead, and left on disk while the grace it records lasts; see store/liveness.ts), or
+   * 'gone' (a miss this instance must not serve: a removal heard, stamps owed).
    */
   async #freshness(found: Probe, file: string, grace: number, key: string): Promise<Freshness> {
     // An entry a removal heard by a read-only instance replaced: a miss, left in place.
@@ -1100,7 +1102,7 @@ export class FileTier implements Tier {
     this.#p.counts.expired++
     // Removed lazily, by the reader that found it, unless a newer entry replaced it meanwhile.
     if (state === 'dead') this.#removed(await this.#discard(file, found.ino).catch(() => undefined))
-    return 'gone'
+    return 'expired'
   }
 
   /**

@@ -109,7 +109,7 @@ export class RedisTier {
    *  `serialized`: the value as the serializer's bytes, not deserialized (getStream's). Not an
    *  async function: a value judged and decoded at once (the usual small one) is the reply's
    *  one handler away, with no async frame per step (every read below memory). */
-  get(key: string, grace: number, serialized = false): Promise<RedisRead> {
+  get(key: string, grace: number, serialized = false, countExpired = true): Promise<RedisRead> {
     // At most maxValueSize + 1 bytes, never the whole of a value planted under the key: a GET
     // of 200 MB outlasted commandTimeout, opened the breaker for every other read, and was
     // never judged, so every read of the key did it again. No key and an empty value both
@@ -118,7 +118,7 @@ export class RedisTier {
       (bytes) => {
         if (bytes.length === 0) return MISS
         if (!this.fits(bytes.length)) return this.#oversized(key, bytes)
-        return this.#judge(key, bytes, grace, serialized)
+        return this.#judge(key, bytes, grace, serialized, countExpired)
       },
       (error: unknown) => {
         if (!isWrongType(error)) throw error
@@ -395,7 +395,7 @@ export class RedisTier {
 
   /** Verifies, judges and decodes a value Redis returned for `key` (`serialized`: see get):
    *  at once when its payload decodes at once. May throw what is not a damaged value. */
-  #judge(key: string, bytes: Buffer, grace: number, serialized = false): RedisRead | Promise<RedisRead> {
+  #judge(key: string, bytes: Buffer, grace: number, serialized: boolean, countExpired: boolean): RedisRead | Promise<RedisRead> {
     if (isTombstone(bytes)) return MISS
     let read: Decoded | Promise<Decoded>
     try {
@@ -403,18 +403,18 @@ export class RedisTier {
     } catch (error) {
       return this.#refused(key, bytes, error)
     }
-    if (!(read instanceof Promise)) return this.#judged(key, bytes, read)
+    if (!(read instanceof Promise)) return this.#judged(key, bytes, read, countExpired)
     return read.then(
-      (decoded) => this.#judged(key, bytes, decoded),
+      (decoded) => this.#judged(key, bytes, decoded, countExpired),
       (error: unknown) => this.#refused(key, bytes, error),
     )
   }
 
-  /** A decoded read as get answers it: a value, or a miss (an expired one counted, and a
-   *  dead one removed). */
-  #judged(key: string, bytes: Buffer, read: Decoded): RedisRead | Promise<RedisRead> {
+  /** A decoded read as get answers it: a value, or a miss (an expired one counted, unless the
+   *  read counted it in the file tier already: `countExpired` false; a dead one removed). */
+  #judged(key: string, bytes: Buffer, read: Decoded, countExpired: boolean): RedisRead | Promise<RedisRead> {
     if (typeof read !== 'string') return read
-    this.#p.counts.expired++
+    if (countExpired) this.#p.counts.expired++
     // Past its grace, or invalidated by a tag (stamps only rise): never served again by any
     // instance, so it goes, if unchanged since, as a file tier's read removes a dead file.
     // Left, an entry without a ttl stayed in Redis for good (tag versioning grew Redis

@@ -262,7 +262,8 @@ export class TierStack {
       }
     } else if (!(result.found && !result.stale) && this.redis !== undefined) {
       const failedBefore = this.#redisReadFailedAt
-      const shared = await this.#fromRedis(key, grace)
+      // One read counts one `expired`: not again for Redis's copy of the entry the files had.
+      const shared = await this.#fromRedis(key, grace, false, result.found || result.expired !== true)
       if (this.#redisReadFailedAt !== failedBefore) failed = true
       if (shared.found && (!shared.stale || !result.found)) {
         result = answeredByRedis(shared)
@@ -374,12 +375,12 @@ export class TierStack {
     return read.found && !read.stale ? (read.value as Buffer) : undefined
   }
 
-  async #fromRedis(key: string, grace: number, serialized = false): Promise<RedisRead> {
+  async #fromRedis(key: string, grace: number, serialized = false, countExpired = true): Promise<RedisRead> {
     const counts = this.#p.counters.tiers.redis!
     const started = performance.now()
     let shared: RedisRead = MISS as RedisRead
     try {
-      shared = await this.redis!.get(key, grace, serialized)
+      shared = await this.redis!.get(key, grace, serialized, countExpired)
     } catch (error) {
       this.#redisReadFailedAt = performance.now()
       this.#p.failures.readFailed(error, 'redis')

@@ -26,10 +26,14 @@ export interface StoredEntry extends TierEntry {
   serialized: Serialized
 }
 
-/** What a read found: nothing, or an entry that is fresh, or (with a grace) recently expired. */
-export type TierRead = { found: false } | ({ found: true; stale: boolean } & TierEntry)
+/** What a read found: nothing, or an entry that is fresh, or (with a grace) recently expired.
+ *  `expired`: a miss that found an entry expired or invalidated, counted in `expired` already. */
+export type TierRead = { found: false; expired?: true } | ({ found: true; stale: boolean } & TierEntry)
 
 export const MISS: TierRead = Object.freeze({ found: false })
+/** A miss whose entry was expired or invalidated (counted by the tier that found it): a tier
+ *  below, asked next for the same read, counts no second one. */
+export const EXPIRED: TierRead = Object.freeze({ found: false, expired: true })
 
 /**
  * One level of the cache (memory, files). The facade composes them: reads go top down and a
