@@ -102,8 +102,12 @@ export class MissTimes {
  * counted from where set() counts it (the earlier of the creation time and the wall clock,
  * floored: expiryOf in store/creation-clock.ts) to the end wanted, and the creation time stays
  * the miss, for a tag invalidated while the query ran to win. At least 1 ms: 0 is "never".
+ * An end of `Infinity` (a duration of `Infinity`: MikroORM's MemoryCacheAdapter keeps such a
+ * result for good) is "never" too: larder refuses an infinite ttl, and the result was then not
+ * cached at all, with an error reported for every query.
  */
 export function ttlUntil(expiresAt: number, readAt: number | undefined): number {
+  if (expiresAt === Infinity) return 0
   const now = Date.now()
   const from = Math.floor(readAt !== undefined && readAt < now ? readAt : now)
   return Math.max(1, Math.ceil(expiresAt - from))

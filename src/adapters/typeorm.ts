@@ -107,9 +107,11 @@ export class LarderQueryResultCache implements QueryResultCache {
     )
   }
 
-  /** As TypeORM's own caches judge it: stored `time` plus `duration` has passed. */
+  /** As TypeORM's own caches judge it: stored `time` plus `duration` has passed. A `duration`
+   *  read back as null was `Infinity`, which JSON turns into null: never. */
   isExpired(savedCache: QueryResultCacheOptions): boolean {
-    return (savedCache.time ?? 0) + savedCache.duration < Date.now()
+    const duration = (savedCache.duration as number | null) ?? Infinity
+    return (savedCache.time ?? 0) + duration < Date.now()
   }
 
   /** Removes every entry this adapter wrote, in every process sharing the cache. */

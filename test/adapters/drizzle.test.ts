@@ -135,6 +135,23 @@ describe('larder/drizzle on libsql', () => {
     await larder.close()
   })
 
+  test('an expiry of Infinity (px, ex, pxat, exat) keeps the result for good, with nothing reported', async () => {
+    const larder = await Larder.open({ dir: tempDir('larder-drizzle-forever') })
+    const errors: Error[] = []
+    const { db } = await openDb(':memory:', larder, { onError: (error) => errors.push(error) })
+    for (const field of ['px', 'ex', 'pxat', 'exat']) {
+      await db
+        .select()
+        .from(users)
+        .$withCache({ tag: field, config: { [field]: Infinity } })
+      const info = await larder.info(`drizzle:tag:${field}`)
+      assert.ok(info !== undefined && info.expiresAt === null, `${field}: ${JSON.stringify(info)}`)
+    }
+    assert.deepEqual(errors, [])
+    db.$client.close()
+    await larder.close()
+  })
+
   test("a query slower than its ttl is cached: ex, px and the adapter's ttl count from the put (not the miss), exat and pxat end when they say", async () => {
     const larder = await Larder.open({ dir: tempDir('larder-drizzle-slow') })
     const { db, cache } = await openDb(':memory:', larder, { ttl: 400 })

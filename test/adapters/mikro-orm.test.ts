@@ -66,6 +66,22 @@ describe('larder/mikro-orm on libsql', () => {
     await cache.close()
   })
 
+  test("an expiration of Infinity keeps the result for good (as MikroORM's MemoryCacheAdapter), with nothing reported", async () => {
+    const cache = await Larder.open({ dir: tempDir('larder-mikro-forever') })
+    const errors: Error[] = []
+    const orm = await openOrm(LarderCacheAdapter.using(cache, { onError: (error) => errors.push(error) }), {}, ['ann'])
+    await orm.em.fork().find(UserSchema, {}, { cache: ['forever', Infinity] })
+    const info = await cache.info('mikro-orm:forever')
+    assert.ok(info !== undefined && info.expiresAt === null, JSON.stringify(info))
+    const em = orm.em.fork()
+    em.create(UserSchema, { name: 'bob' } as User)
+    await em.flush()
+    assert.equal((await orm.em.fork().find(UserSchema, {}, { cache: ['forever', Infinity] })).length, 1, 'served by larder')
+    assert.deepEqual(errors, [])
+    await orm.close()
+    await cache.close()
+  })
+
   test('a query slower than its expiration is cached for its expiration from the store (as MikroORM counts it), not from its miss', async () => {
     const cache = await Larder.open({ dir: tempDir('larder-mikro-slow') })
     const orm = await openOrm(LarderCacheAdapter.using(cache), {}, ['ann'])

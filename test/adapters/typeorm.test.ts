@@ -170,6 +170,21 @@ describe('larder/typeorm on SQLite (sql.js)', () => {
     await ds.destroy()
   })
 
+  test('a duration of Infinity keeps the result for good (TypeORM never judges it expired), with no warning', async () => {
+    const cache = await Larder.open({ dir: tempDir('larder-typeorm-forever') })
+    const { ds, log } = await openDataSource(cache, ['ann'])
+    const users = ds.getRepository(UserSchema)
+    const count = async (): Promise<number> => users.count({ cache: { id: 'forever', milliseconds: Infinity } })
+    assert.equal(await count(), 1)
+    const info = await cache.info('typeorm:id:forever')
+    assert.ok(info !== undefined && info.expiresAt === null, JSON.stringify(info))
+    await users.insert({ name: 'bob' })
+    assert.equal(await count(), 1, 'served by larder')
+    assert.deepEqual(log.warnings, [])
+    await ds.destroy()
+    await cache.close()
+  })
+
   test('a query slower than its duration is cached for its duration from the store (as TypeORM counts it), not from its miss', async () => {
     const cache = await Larder.open({ dir: tempDir('larder-typeorm-slow') })
     const { ds } = await openDataSource(cache, ['ann'])
