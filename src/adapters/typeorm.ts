@@ -86,6 +86,15 @@ export class LarderQueryResultCache implements QueryResultCache {
   ): Promise<void> {
     const key = keyOf(options)
     const readAt = this.#missed.take(key)
+    if (typeof options.duration === 'number' && !(options.duration > 0)) {
+      // A duration of 0 or less (`cache: { duration: 0 }`) is expired as it is stored, as
+      // TypeORM judges it (isExpired): kept, it was never served and never expired (no ttl),
+      // a dead entry per distinct query. Nothing is kept, and the result it replaces goes too.
+      await this.#source.guarded(undefined, async (cache) => {
+        await cache.delete(key)
+      })
+      return
+    }
     await this.#source.guarded(undefined, (cache) =>
       cache.set(
         key,
@@ -99,7 +108,7 @@ export class LarderQueryResultCache implements QueryResultCache {
         {
           // From the store, as TypeORM's own caches count it (from the `time` it stores): a query
           // slower than its duration is still cached. The creation time stays the miss.
-          ttl: ttlFromStore(options.duration > 0 ? options.duration : cache.options.defaultTtl, readAt),
+          ttl: ttlFromStore(options.duration ?? cache.options.defaultTtl, readAt),
           tags: options.identifier === undefined ? [TAG] : [TAG, idTag(options.identifier)],
           readAt,
         },

@@ -170,6 +170,23 @@ describe('larder/typeorm on SQLite (sql.js)', () => {
     await ds.destroy()
   })
 
+  test('a duration of 0 (expired as it is stored, as TypeORM judges it) keeps nothing, and removes the result it replaces', async () => {
+    const cache = await Larder.open({ dir: tempDir('larder-typeorm-zero') })
+    const { ds } = await openDataSource(cache, ['ann'])
+    const users = ds.getRepository(UserSchema)
+    await users.find({ cache: { id: 'zero', milliseconds: 60_000 } })
+    assert.notEqual(await cache.info('typeorm:id:zero'), undefined)
+    const store = (duration: number) =>
+      ds.queryResultCache!.storeInCache({ identifier: 'zero', query: 'q', time: Date.now(), duration, result: '[]' }, undefined)
+    await store(0)
+    await store(-5)
+    for (let i = 0; i < 5; i++)
+      await ds.queryResultCache!.storeInCache({ query: `q${i}`, time: Date.now(), duration: 0, result: '[]' }, undefined)
+    assert.deepEqual(await cache.entries(), [], 'no entry that TypeORM would never serve, nor one that never expires')
+    await ds.destroy()
+    await cache.close()
+  })
+
   test('a duration of Infinity keeps the result for good (TypeORM never judges it expired), with no warning', async () => {
     const cache = await Larder.open({ dir: tempDir('larder-typeorm-forever') })
     const { ds, log } = await openDataSource(cache, ['ann'])
