@@ -11,8 +11,24 @@ import { createHash } from 'node:crypto'
  */
 export function boundedKey(prefix: string, text: string, maxBytes: number): string {
   const readable = prefix + text
-  if (readable !== '' && !readable.includes('\0') && readable.isWellFormed() && Buffer.byteLength(readable) <= maxBytes) return readable
-  return `${prefix}sha256:${createHash('sha256').update(text).digest('hex')}`
+  if (
+    readable !== '' &&
+    !readable.includes('\0') &&
+    readable.isWellFormed() &&
+    Buffer.byteLength(readable) <= maxBytes &&
+    !looksHashed(text)
+  )
+    return readable
+  return `${prefix}${HASHED}${createHash('sha256').update(text).digest('hex')}`
+}
+
+/** How the hashed part of a key begins. */
+export const HASHED = 'sha256:'
+
+/** A text that begins as a hash does is hashed too: kept as it is, `sha256:<the hash of a long
+ *  key>` was the very key that long one is stored under, and the one read the other's entry. */
+export function looksHashed(text: string): boolean {
+  return text.startsWith(HASHED)
 }
 
 /** Larder's bounds (8 KiB keys, 1 KiB tags), with room to spare. */

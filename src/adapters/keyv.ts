@@ -3,7 +3,7 @@ import type { KeyvStoreAdapter, StoredData } from 'keyv'
 import type { Larder } from 'larder'
 import { entryBatches, taggedKeys } from '../facade/adapter-hooks.js'
 import { MAX_KEY_BYTES } from '../options.js'
-import { boundedKey, TAG_BYTES } from './bounded-key.js'
+import { boundedKey, HASHED, looksHashed, TAG_BYTES } from './bounded-key.js'
 import { CacheSource, type CacheOrOptions } from './cache-source.js'
 
 export type { CacheOrOptions }
@@ -61,10 +61,11 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
   // The reads answer the call's own promise (no async frame of their own): a Keyv get answered
   // by the memory tier is a hot path (bench/adapters.mjs), given get()'s promise as it is.
   // The memory tier is asked first, before the key's checks (a scan or two of it, ~3 % of
-  // such a get): it holds only keys larder took as they are, so a key it answers needed none.
+  // such a get): it holds only keys larder took as they are, so a key it answers needed none,
+  // and hashed keys, which a key taken as it is never looks like (looksHashed).
   get<Value>(key: string): Promise<StoredData<Value> | undefined> {
     if (this.#v6) key = this.#withNamespace(key)
-    const atOnce = this.#source.answeredAtOnce(key)
+    const atOnce = looksHashed(key) ? undefined : this.#source.answeredAtOnce(key)
     if (atOnce !== undefined) return atOnce as Promise<StoredData<Value> | undefined>
     if (!takenAsIs(key))
       return this.#source.guarded(undefined, async (cache) => unwrap(key, await cache.get(hashedKey(key)))) as Promise<
@@ -277,10 +278,15 @@ interface KeyvStorageCapability {
 }
 
 /** Whether larder takes `key` as it is (validateKey's rules; a key's UTF-8 is at most three
- *  bytes a UTF-16 unit, so a short one needs no count). */
+ *  bytes a UTF-16 unit, so a short one needs no count) and it cannot be taken for a hashed
+ *  key (looksHashed: such a key is hashed too, and its value wrapped). */
 function takenAsIs(key: string): boolean {
   return (
-    key !== '' && (key.length * 3 <= MAX_KEY_BYTES || Buffer.byteLength(key) <= MAX_KEY_BYTES) && !key.includes('\0') && key.isWellFormed()
+    key !== '' &&
+    (key.length * 3 <= MAX_KEY_BYTES || Buffer.byteLength(key) <= MAX_KEY_BYTES) &&
+    !key.includes('\0') &&
+    key.isWellFormed() &&
+    !looksHashed(key)
   )
 }
 
@@ -292,8 +298,6 @@ function larderKey(key: string): string {
 function hashedKey(key: string): string {
   return boundedKey('', key, 0)
 }
-/** How every hashed key begins (boundedKey's form). */
-const HASHED = 'sha256:'
 
 /** The value stored for a key larder could not take: the Keyv key beside Keyv's value. */
 interface Hashed {

@@ -6,6 +6,7 @@
  * test nothing: it ignores `cache` silently.)
  */
 import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, test } from 'node:test'
@@ -202,6 +203,28 @@ describe('larder/drizzle on libsql', () => {
     assert.equal(await cache.get('q2', ['users'], false), undefined)
     await cache.put('q2', await db.select().from(users), ['users'], false)
     assert.deepEqual(await cache.get('q2', ['users'], false), [{ id: 1, name: 'new' }])
+    await larder.close()
+  })
+
+  test("a tag that looks like a hashed one (sha256:<the hash of a long tag>) is not that long tag's result", async () => {
+    const larder = await Larder.open({ dir: tempDir('larder-drizzle-looks-hashed') })
+    const { db } = await openDb(':memory:', larder)
+    await db.insert(users).values({ id: 1, name: 'ann' })
+    const long = 't'.repeat(5000)
+    const lookalike = `sha256:${createHash('sha256').update(long).digest('hex')}`
+    assert.equal((await db.select().from(users).$withCache({ tag: long, autoInvalidate: false })).length, 1)
+    await db.insert(users).values({ id: 2, name: 'bob' })
+    assert.deepEqual(
+      (await db.select().from(users).where(eq(users.id, 2)).$withCache({ tag: lookalike })).map((row) => row.name),
+      ['bob'],
+      "the lookalike tag is not served the long tag's result",
+    )
+    assert.deepEqual(
+      (await db.select().from(users).$withCache({ tag: long, autoInvalidate: false })).map((row) => row.name),
+      ['ann'],
+      'the long tag keeps its own result',
+    )
+    db.$client.close()
     await larder.close()
   })
 

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -172,6 +173,33 @@ describe('larder/keyv', () => {
     assert.equal(computed, 1, 'cache-manager wrap of a long key computes once')
     assert.deepEqual(errors, [])
     await cache.close()
+  })
+
+  test("a key that looks like a hashed key (sha256:<the hash of a long key>) is not that long key's entry: neither read nor overwritten by it", async () => {
+    for (const memory of [false, true]) {
+      const cache = await Larder.open({ dir: tempDir('larder-keyv-looks-hashed'), memory })
+      // Without the prefix (or in Keyv 6 without a namespace) a Keyv key is the stored key as it is.
+      const keyv = new Keyv({ store: new KeyvLarder(cache), useKeyPrefix: false })
+      const errors = errorsOf(keyv)
+      const long = 'k'.repeat(9000)
+      const lookalike = `sha256:${createHash('sha256').update(long).digest('hex')}`
+      await keyv.set(long, 'the long key')
+      assert.equal(await keyv.get(lookalike), undefined, `memory ${memory}: another key's value was served`)
+      assert.equal(await keyv.has(lookalike), false)
+      await keyv.set(lookalike, 'the lookalike')
+      assert.deepEqual(await keyv.getMany([long, lookalike]), ['the long key', 'the lookalike'])
+      const listed = new Map<string, unknown>()
+      for await (const [key, value] of keyv.iterator!(undefined)) listed.set(key as string, value)
+      assert.deepEqual(
+        listed,
+        new Map([
+          [long, 'the long key'],
+          [lookalike, 'the lookalike'],
+        ]),
+      )
+      assert.deepEqual(errors, [])
+      await cache.close()
+    }
   })
 
   test('a namespace larder would refuse as a tag (over 1 KiB, a NUL, a lone surrogate) is kept all the same: set, read, listed, and cleared alone', async () => {
