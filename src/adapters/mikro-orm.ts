@@ -14,7 +14,8 @@ const TAG = 'mikro-orm'
 export interface LarderCacheAdapterOptions extends LarderOptions {
   /** Default lifetime of a cached result in ms, when a query gives none (MikroORM's
    *  `resultCache.expiration`, 1000 by default). 0, here or a query's: the result is not
-   *  kept (it expires at once in MikroORM's own MemoryCacheAdapter). */
+   *  kept (it expires at once in MikroORM's own MemoryCacheAdapter); `Infinity`: kept for
+   *  good, as there. */
   expiration?: number
   /** Hears what went wrong (a failing disk, a result larder cannot store or return): the
    *  adapter has no logger of MikroORM's to write to, and a throw would fail the query.
@@ -58,7 +59,7 @@ export class LarderCacheAdapter implements CacheAdapter {
 
   constructor(options: LarderCacheAdapterOptions = {}, cache?: Larder) {
     const { expiration, onError = (error: Error) => process.emitWarning(error), ...larderOptions } = options
-    if (expiration !== undefined && (typeof expiration !== 'number' || !Number.isFinite(expiration) || expiration < 0)) {
+    if (expiration !== undefined && (typeof expiration !== 'number' || Number.isNaN(expiration) || expiration < 0)) {
       throw new LarderError(
         'ERR_INVALID_OPTION',
         `Invalid expiration: expected milliseconds (a number, 0 or more), got ${String(expiration)}`,

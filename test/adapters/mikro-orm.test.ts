@@ -82,6 +82,17 @@ describe('larder/mikro-orm on libsql', () => {
     await cache.close()
   })
 
+  test("resultCache.expiration: Infinity is taken (as MikroORM's MemoryCacheAdapter takes it): a result without its own expiration is kept for good", async () => {
+    const dir = tempDir('larder-mikro-forever-default')
+    const orm = await openOrm(LarderCacheAdapter, { dir }, ['ann'], Infinity)
+    await orm.em.fork().find(UserSchema, {}, { cache: ['default-forever', undefined as never] })
+    await orm.close()
+    const cache = await Larder.open({ dir, serializer: 'v8' })
+    const info = await cache.info('mikro-orm:default-forever')
+    assert.ok(info !== undefined && info.expiresAt === null, JSON.stringify(info))
+    await cache.close()
+  })
+
   test('a query slower than its expiration is cached for its expiration from the store (as MikroORM counts it), not from its miss', async () => {
     const cache = await Larder.open({ dir: tempDir('larder-mikro-slow') })
     const orm = await openOrm(LarderCacheAdapter.using(cache), {}, ['ann'])
