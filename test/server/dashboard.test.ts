@@ -81,6 +81,10 @@ test('dashboard: the page (no CDN) shows the figures of /api/cache/metrics, per 
   })
   const errors: string[] = []
   page.on('pageerror', (error) => errors.push(error.message))
+  // The console too: a failed load (the browser's own /favicon.ico, answered 401) is an error there.
+  page.on('console', (message) => {
+    if (message.type() === 'error') errors.push(`${message.text()} ${message.location().url}`)
+  })
   // The token in the fragment: never sent to the server, kept in the tab's sessionStorage.
   await page.goto(`${url}/#token=dash-token`)
   await page.waitForSelector('body[data-loaded="true"]')
