@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
-import { Readable } from 'node:stream'
+import { Readable, Transform } from 'node:stream'
 import type { Larder } from '../index.js'
 import { HttpError } from './http-error.js'
 
@@ -161,7 +161,50 @@ export async function getArtifact(cache: Larder, key: string, read: ArtifactRead
   // it is. getStream hands out an entry's last bytes only after its checksum passed, and
   // errors instead of ending when it fails: a damaged entry's response is cut short of its
   // Content-Length (the client sees an error), never complete with a wrong byte in it.
-  return { meta, body: stream }
+  // A verified body's head was checked with it; otherwise the head's length is not yet.
+  return { meta, body: read === 'verified body' ? stream : ofLength(stream, meta.length) }
+}
+
+/**
+ * `source` held to the `length` its head claims. The head of a large entry is read before the
+ * entry's checksum is checked (at its end), and `length` becomes the answer's Content-Length:
+ * a damaged digit that made it shorter ended the answer early, as if whole (curl: exit 0 with
+ * a third of the artifact). So the chunk that reaches `length` goes out only once the source
+ * ended there, checked; a body that runs past it, or ends short of it, is an error (the answer
+ * cut short), and the source is read on to its end without sending, so that larder checks
+ * its checksum and removes the damaged entry (the next request is a miss).
+ */
+function ofLength(source: Readable, length: number): Readable {
+  let seen = 0
+  let last: Buffer | undefined
+  let draining = false
+  const damaged = (): Error => new Error(`the artifact is not the ${length} bytes its head says: its entry is damaged`)
+  const out = new Transform({
+    transform(chunk: Buffer, _encoding, next) {
+      seen += chunk.length
+      if (seen > length) return next(damaged())
+      if (seen === length) last = chunk
+      next(null, seen === length ? undefined : chunk)
+    },
+    flush(done) {
+      done(seen === length ? null : damaged(), last)
+    },
+  })
+  source.on('error', (error) => {
+    if (!draining) out.destroy(error)
+  })
+  out.on('error', () => {
+    if (seen === 0 || source.destroyed || source.readableEnded) return
+    draining = true
+    source.unpipe(out)
+    source.resume()
+  })
+  // The client gone (or the answer cut): the file is closed, unless it is being read to its end.
+  out.on('close', () => {
+    if (!draining) source.destroy()
+  })
+  source.pipe(out)
+  return out
 }
 
 /** Reads exactly the head off the front of an entry's stream (paused-mode reads of the sizes

@@ -2,6 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import http from 'node:http'
+import net from 'node:net'
 import path from 'node:path'
 import { Larder } from '../../src/index.ts'
 import { entryFiles, tempDir } from '../helpers.ts'
@@ -11,6 +12,51 @@ import { bearer, type CacheAnswer, call, eventually, startCli, startServer, temp
 
 const HASH = 'a1b2c3d4e5f60718'
 const upload = (body: string | Buffer): RequestInit => ({ method: 'PUT', body, headers: { 'content-type': 'application/octet-stream' } })
+
+/** A GET on a connection of its own, read to its close: the answer's status, its
+ *  Content-Length and the bytes of body that came (a client takes the answer as whole once it
+ *  has Content-Length of them, whatever follows). */
+function rawGet(url: string, pathname: string): Promise<{ status: number; length: number; received: number }> {
+  const { hostname, port } = new URL(url)
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    const socket = net.connect(Number(port), hostname, () =>
+      socket.write(`GET ${pathname} HTTP/1.1\r\nhost: ${hostname}\r\nconnection: close\r\n\r\n`),
+    )
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+    socket.on('error', () => {}) // a reset is the answer cut short
+    socket.on('close', () => {
+      const all = Buffer.concat(chunks)
+      const end = all.indexOf('\r\n\r\n')
+      if (end < 0) return reject(new Error('no answer'))
+      const head = all.subarray(0, end).toString()
+      resolve({
+        status: Number(/^HTTP\/1\.1 (\d+)/.exec(head)![1]),
+        length: Number(/content-length: (\d+)/i.exec(head)![1]),
+        received: all.length - end - 4,
+      })
+    })
+  })
+}
+
+test('an artifact whose head was damaged to a shorter length is cut short, never a whole answer of its first bytes; then a 404 (removed)', async () => {
+  const { url, dir } = await startServer()
+  const size = 3 * 1024 * 1024
+  const hash = 'c1b2c3d4e5f60718'
+  assert.equal((await call(`${url}/v8/artifacts/${hash}?slug=t`, upload(Buffer.alloc(size, 'a')))).status, 202)
+  const file = entryFiles(dir).find((f) => fs.statSync(f).size > size)!
+  const bytes = fs.readFileSync(file)
+  // One digit of the head's length: the head of an entry this large is read before its
+  // checksum (at the end) can be checked, and its length is the answer's Content-Length.
+  const at = bytes.indexOf(`"length":${size}`)
+  assert.ok(at > 0, 'the head holds the length')
+  bytes.write('"length":1', at)
+  fs.writeFileSync(file, bytes)
+  const first = await rawGet(url, `/v8/artifacts/${hash}?slug=t`)
+  assert.equal(first.status, 200)
+  assert.ok(first.received < first.length, `cut short: ${first.received} of ${first.length} bytes, not a whole answer`)
+  await eventually(async () => (await call(`${url}/v8/artifacts/${hash}?slug=t`)).status === 404, 'the damaged entry removed')
+})
 
 test('larder serve: CACHE_DEFAULT_TTL (seconds) is the ttl of a value stored without one; a ttl given wins', async () => {
   const dir = path.join(tempDir('larder-serve-audit'), 'cache')
