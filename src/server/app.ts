@@ -96,11 +96,14 @@ export async function createServer(
     },
     // What the router refuses (a URL that does not decode, `%ff`; a parameter too long): the
     // same one-line JSON answer as every other error, and never the URL repeated back.
-    frameworkErrors: (error, _request, reply) => {
+    frameworkErrors: (error, request, reply) => {
       const [status, code, message] =
         error.code === 'FST_ERR_MAX_PARAM_LENGTH'
           ? [414, 'ERR_URL_TOO_LONG', 'Request URL too long: a name or key is at most 2048 characters']
           : [400, 'ERR_BAD_URL', 'Bad request: the URL does not decode']
+      // Answered before any route or hook: the onResponse hook never hears of it (it was in no
+      // request log line, nor in the duration histogram).
+      reply.raw.once('finish', () => answered(request, reply))
       void (reply as unknown as FastifyReply).code(status).send(errorBody(code, message))
     },
   })
@@ -195,13 +198,14 @@ export async function createServer(
     return payload
   })
 
-  app.addHook('onResponse', async (request, reply) => {
+  const answered = (request: FastifyRequest, reply: FastifyReply): void => {
     const route = request.routeOptions.url ?? 'unmatched'
     metrics.duration.observe({ method: request.method, route, status: String(reply.statusCode) }, reply.elapsedTime / 1000)
     // The route, not the path: hashes and cache keys are the clients' business (and a query
     // could carry anything a client put there).
     if (options.logRequests) log(`${request.method} ${routeOf(request)} ${reply.statusCode} ${reply.elapsedTime.toFixed(1)}ms`)
-  })
+  }
+  app.addHook('onResponse', async (request, reply) => answered(request, reply))
 
   app.setErrorHandler((error: FastifyError | HttpError | Error, request, reply) => {
     // A route may parse less than the server's JSON limit (turbo's query and events: 1 MiB).

@@ -17,7 +17,7 @@ import { createServer } from '../../src/server/app.ts'
 import { serveOptions } from '../../src/server/options.ts'
 import { eventually } from '../eventually.ts'
 import { tempDir } from '../helpers.ts'
-import { bearer, call, type ErrorAnswer, startServer } from './helpers.ts'
+import { bearer, call, type ErrorAnswer, eventually, metric, startServer } from './helpers.ts'
 
 const json = { 'content-type': 'application/json' }
 const octets = { 'content-type': 'application/octet-stream' }
@@ -181,6 +181,19 @@ test("a URL that does not decode, or a key too long, answers in the server's own
   assert.equal(tooLong.status, 414)
   assert.equal(tooLong.json<ErrorAnswer>().error.code, 'ERR_URL_TOO_LONG')
   assert.doesNotMatch(tooLong.text, /kkkkkkkk/)
+})
+
+test('a URL that does not decode, or a key too long, has its request log line and its place in the duration histogram, as every request has', async () => {
+  const { url, logs } = await startServer({ logRequests: true })
+  assert.equal((await call(`${url}/api/cache/%ff%fe`)).status, 400)
+  assert.equal((await call(`${url}/api/cache/${'k'.repeat(3000)}`)).status, 414)
+  await eventually(() => logs.length >= 2, 'two request log lines')
+  assert.deepEqual(
+    logs.map((line) => line.replace(/ [\d.]+ms$/, '')),
+    ['GET (no route) 400', 'GET (no route) 414'],
+  )
+  for (const status of ['400', '414'])
+    assert.equal(await metric(url, `larder_http_request_duration_seconds_count{method="GET",route="unmatched",status="${status}"}`), 1)
 })
 
 test("a request Node's parser refuses answers in the server's error shape too", async () => {
