@@ -121,6 +121,17 @@ test('dashboard: the page (no CDN) shows the figures of /api/cache/metrics, per 
   await team.locator('#status', { hasText: 'needs a server token' }).waitFor()
   assert.equal(await team.getAttribute('body', 'data-loaded'), null)
   await team.close()
+  // A tab with no token asks for one before it asks for the figures: no 401, no console error.
+  const fresh = await browser.newPage()
+  const freshErrors: string[] = []
+  fresh.on('console', (message) => {
+    if (message.type() === 'error') freshErrors.push(`${message.text()} ${message.location().url}`)
+  })
+  await fresh.goto(`${url}/`)
+  await fresh.locator('#status', { hasText: 'a token is needed' }).waitFor()
+  assert.equal(await fresh.isVisible('#token-form'), true)
+  assert.deepEqual(freshErrors, [])
+  await fresh.close()
   const shot = process.env.LARDER_SCREENSHOT ?? path.join(os.tmpdir(), 'larder-dashboard.png')
   await page.screenshot({ path: shot, fullPage: true })
   assert.ok(fs.statSync(shot).size > 10_000)

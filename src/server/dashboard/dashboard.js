@@ -227,22 +227,29 @@ function drawChart(history) {
   }
 }
 
+function askForToken(why) {
+  $('token-form').hidden = false
+  $('status').textContent = why
+}
+
 let timer
 async function poll() {
   clearTimeout(timer)
   const token = sessionStorage.getItem(TOKEN_KEY)
+  // The page says whether the server has tokens: without one, no request (its 401 was an error
+  // in the console of every first load).
+  if (!token && document.body.dataset.token === 'required') return askForToken('a token is needed')
   try {
     const response = await fetch('/dashboard/data', { headers: token ? { authorization: `Bearer ${token}` } : {}, cache: 'no-store' })
     if (response.status === 401 || response.status === 403) {
-      $('token-form').hidden = false
       // 403: a namespace token, which opens its namespaces only, never every namespace's figures
-      $('status').textContent =
+      return askForToken(
         response.status === 403
           ? 'that token opens some namespaces only: the dashboard needs a server token'
           : token
             ? 'that token was refused'
-            : 'a token is needed'
-      return
+            : 'a token is needed',
+      )
     }
     if (!response.ok) throw new Error(`the server answered ${response.status}`)
     render(await response.json())

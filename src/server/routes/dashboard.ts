@@ -29,8 +29,12 @@ function assetDir(): URL {
 export function dashboardRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const dir = assetDir()
   const files = new Map(Object.entries(ASSETS).map(([name, type]) => [name, { type, body: readFileSync(new URL(name, dir)) }]))
+  // The page as a server with tokens serves it: it then asks for a token before its first
+  // request for the figures, instead of learning it from a 401 (an error in the console).
+  const index = files.get('index.html')!
+  const tokenPage = { ...index, body: Buffer.from(index.body.toString('utf8').replace('<body>', '<body data-token="required">')) }
   const send = (name: string) => async (_request: unknown, reply: import('fastify').FastifyReply) => {
-    const file = files.get(name)!
+    const file = name === 'index.html' && ctx.tokens.required ? tokenPage : files.get(name)!
     return reply
       .header('content-type', file.type)
       .header('cache-control', 'no-cache')
