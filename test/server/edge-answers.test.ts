@@ -15,7 +15,6 @@ import { setTimeout as sleepMs } from 'node:timers/promises'
 import { API_MEMORY_BYTES, MAX_NAMESPACES, Namespaces } from '../../src/server/namespaces.ts'
 import { createServer } from '../../src/server/app.ts'
 import { serveOptions } from '../../src/server/options.ts'
-import { eventually } from '../eventually.ts'
 import { tempDir } from '../helpers.ts'
 import { bearer, call, type ErrorAnswer, eventually, metric, startServer } from './helpers.ts'
 
