@@ -123,9 +123,9 @@ export function activity(parts: CacheParts): Promise<ActivityReport> {
 }
 
 /** info(): once the changes of `key` called before it have taken effect, what its entry file
- *  tells without decoding the value (a file the outage rule would not serve left out), else (with `redis`) what the live entry Redis holds
- *  tells (another host's value: get would find it there); a failing tier is a miss (or
- *  ERR_UNAVAILABLE). */
+ *  tells without decoding the value (a file the outage rule would not serve left out), else
+ *  (with `redis`) what the live entry Redis holds tells (another host's value: get would find
+ *  it there); a failing tier is a miss (or ERR_UNAVAILABLE). */
 export function info(parts: CacheParts, key: string): Promise<EntryInfo | undefined> {
   const files = parts.files('info')
   return parts.order.afterChanges(key, async () => {
