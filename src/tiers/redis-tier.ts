@@ -235,8 +235,8 @@ export class RedisTier {
     return new Sweep(this.client, (command) => this.#run(command))
   }
 
-  /** Removes every key of this namespace (entries, tombstones, locks; the tag stamps stay, as
-   *  they do on disk: an invalidation outlives a clear). Resolves to how many went; rejects
+  /** Removes every key of this namespace (entries, tombstones, locks; the tag stamps and their
+   *  floor stay, as they do on disk: an invalidation outlives a clear). Resolves to how many went; rejects
    *  (after removing what it could) if the pass could not vouch it saw every key. */
   async clear(sweep = this.sweep()): Promise<number> {
     return this.#removeWhere(sweep)
@@ -282,7 +282,8 @@ export class RedisTier {
   async #removeWhere(sweep: Sweep): Promise<number> {
     let count = 0
     for await (const found of this.#pages(sweep)) {
-      const keys = found.filter((name) => !name.startsWith(this.base + '\0tags'))
+      // The stamps (`\0tags`) and their floor (`\0tagfloor`, the oldest folded): both stay.
+      const keys = found.filter((name) => !name.startsWith(this.base + '\0tag'))
       for (const slot of this.#bySlot(keys)) count += await this.#run(() => this.client.unlink(...slot.map((i) => keys[i]!)))
     }
     return count

@@ -76,6 +76,30 @@ describe('tag stamps in Redis past their bound fold into a floor', { skip }, () 
     }
   })
 
+  test('clear() keeps the floor, as it keeps the stamps: an invalidation outlives a clear, folded or not', async () => {
+    Object.assign(redisStampLimits, { max: 10, keep: 4 })
+    const prefix = nextPrefix()
+    const admin = new Redis(server.url)
+    const open = (): Promise<Larder> => Larder.open({ dir: false, redis: { url: server.url, prefix }, maintenance: false })
+    const maker = await open()
+    try {
+      for (let i = 0; i < 12; i++) await maker.invalidateTags([`t${i}`])
+      const folder = await open() // its read at open finds 12 > 10, and folds
+      const floor = `${prefix}default:\0tagfloor`
+      assert.ok(await eventually(async () => (await admin.exists(floor)) === 1), 'folded into a floor')
+      const before = await admin.get(floor)
+      await folder.set('k', 'v')
+      await folder.clear()
+      assert.equal(await admin.exists(`${prefix}default:k`), 0, 'the entries went')
+      assert.equal(await admin.get(floor), before, 'the floor stayed')
+      assert.equal(await admin.hlen(`${prefix}default:\0tags`), 4, 'and the stamps kept')
+      await folder.close()
+    } finally {
+      await maker.close()
+      admin.disconnect()
+    }
+  })
+
   test('within the bound nothing is folded, and no floor is set', async () => {
     Object.assign(redisStampLimits, { max: 10, keep: 4 })
     const prefix = nextPrefix()
