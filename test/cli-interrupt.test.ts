@@ -138,6 +138,7 @@ describe('an interrupt while a command works on the open cache', { timeout: 60_0
     const run = ended ?? (await closed)
     assert.equal(run.code, 130, `killed by ${run.signal}; stdout: ${run.stdout}; stderr: ${run.stderr}`)
     assert.equal((JSON.parse(run.stdout) as { error: { code: string } }).error.code, 'ERR_ABORTED')
+    assert.equal(run.stderr, 'larder: interrupted\n') // with --json too, as every failure's one line
     const cache = await Larder.open({ dir: cacheDir, readOnly: true })
     assert.equal(await cache.has('piped'), false)
     await cache.close()

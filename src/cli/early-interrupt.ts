@@ -20,8 +20,10 @@ export function endRunOnInterrupt(json: boolean): void {
     // and leaves the signal to any other listener, so with both a `set` reading a pipe heard
     // neither, went on to the pipe's end and stored what a killed producer had written.
     if (answering > 0) return
-    if (!json) process.stderr.write('larder: interrupted\n')
-    else if (!wroteDocument()) writeError('ERR_ABORTED', 'interrupted')
+    // The one line goes to stderr with --json too, as every other failure's does (README:
+    // "the one-line message still goes to stderr").
+    process.stderr.write('larder: interrupted\n')
+    if (json && !wroteDocument()) writeError('ERR_ABORTED', 'interrupted')
     process.exit(EXIT.interrupted)
   }
   process.on('SIGINT', onSignal)
