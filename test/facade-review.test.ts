@@ -80,4 +80,41 @@ describe('facade review', () => {
       }
     },
   )
+
+  test(
+    'getStream, has and info of an entry expired in its grace, or invalidated, count one `expired` each when the files and Redis both hold it',
+    {
+      skip: redisAvailable() ? false : 'redis-server is not installed',
+    },
+    async () => {
+      // getStream counted the check before streaming, the file's stream and Redis's copy (3 for
+      // a kept entry, 2 for an invalidated one); has counted the file and Redis's copy (2).
+      const server = await startRedis()
+      const cache = await Larder.open({ dir: tempDir(), redis: `redis://127.0.0.1:${server.port}` })
+      try {
+        const reads = {
+          getStream: async (key: string) => assert.equal(await cache.getStream(key), undefined),
+          has: async (key: string) => assert.equal(await cache.has(key), false),
+          info: async (key: string) => assert.equal(await cache.info(key), undefined),
+        }
+        for (const [name, read] of Object.entries(reads)) {
+          const kept = `kept-${name}`
+          const tagged = `tagged-${name}`
+          await cache.getOrSet(kept, () => 'v', { ttl: 20, grace: '1h' })
+          await cache.set(tagged, 'v', { tags: [tagged] })
+          await cache.invalidateTags([tagged])
+          await delay(40)
+          for (const key of [kept, tagged]) {
+            cache.resetStats()
+            await read(key)
+            const { expired } = await cache.stats()
+            assert.equal(expired, 1, key)
+          }
+        }
+      } finally {
+        await cache.close()
+        await server.stop()
+      }
+    },
+  )
 })

@@ -164,10 +164,22 @@ export class CountedReads {
       const started = performance.now()
       let stream: Readable | undefined
       let source: 'file' | 'redis' = 'file'
+      /** The files found the entry expired or invalidated and counted it: one read counts one
+       *  `expired`, not another for the stream's read of it nor for Redis's copy. */
+      let expired = false
       try {
         const files = this.#files('getStream')
-        if (await this.#stack.streamStillValid(key, async () => (await files.info(key))?.createdAt))
-          stream = await files.getStream(key, verifyFirst)
+        const createdAt = async (): Promise<number | undefined> => {
+          const found = await files.info(key)
+          if (found !== 'expired') return found?.createdAt
+          expired = true
+          return undefined
+        }
+        if ((await this.#stack.streamStillValid(key, createdAt)) && !expired) {
+          const read = await files.getStream(key, verifyFirst)
+          if (read === 'expired') expired = true
+          else stream = read
+        }
       } catch (error) {
         this.#failures.readFailed(error)
       }
@@ -180,7 +192,7 @@ export class CountedReads {
         else fileCounts.hits++
       }
       if (stream === undefined) {
-        const bytes = await this.#stack.serializedFromRedis(key)
+        const bytes = await this.#stack.serializedFromRedis(key, !expired)
         if (bytes !== undefined) {
           stream = Readable.from([bytes], { objectMode: false })
           source = 'redis'

@@ -133,7 +133,8 @@ export function info(parts: CacheParts, key: string): Promise<EntryInfo | undefi
       const found = await files.info(key)
       // A file older than the last outage describes what get serves only once the outage
       // rule has checked it against Redis (else another host's overwrite, or a deleted key).
-      if (found !== undefined && (await parts.stack.streamStillValid(key, () => Promise.resolve(found.createdAt)))) return found
+      if (found !== undefined && found !== 'expired' && (await parts.stack.streamStillValid(key, () => Promise.resolve(found.createdAt))))
+        return found
     } catch (error) {
       parts.failures.readFailed(error)
     }

@@ -37,13 +37,14 @@ export async function* keysBeyondDir(
 /** Whether the directory of `files` holds a live entry of `key` carrying one of `tags`: what
  *  the listing of the directory shows (no directory, or a failing one: false). */
 export async function shownByDir(
-  files: { info(key: string): Promise<{ tags: string[] } | undefined> } | undefined,
+  files: { info(key: string): Promise<{ tags: string[] } | 'expired' | undefined> } | undefined,
   key: string,
   tags: readonly string[],
 ): Promise<boolean> {
   if (files === undefined) return false
   try {
-    return (await files.info(key))?.tags.some((tag) => tags.includes(tag)) === true
+    const found = await files.info(key)
+    return found !== undefined && found !== 'expired' && found.tags.some((tag) => tags.includes(tag))
   } catch {
     return false // the disk's failure is the listing's to report; the key is read through get
   }

@@ -314,12 +314,14 @@ export class FileTier implements Tier {
 
   /** Whether a fresh entry exists (see freshSince). */
   async has(key: string): Promise<boolean> {
-    return (await this.freshSince(key)) !== undefined
+    return typeof (await this.freshSince(key)) === 'number'
   }
 
   /** When the fresh entry of `key` was created (its createdAt), or undefined when there is
-   *  none: metadata (and, up to 64 KiB, the checksum), no decoding. */
-  async freshSince(key: string): Promise<number | undefined> {
+   *  none ('expired': none, but an expired or invalidated one, counted in `expired`, which a
+   *  tier below asked next does not count again): metadata (and, up to 64 KiB, the checksum),
+   *  no decoding. */
+  async freshSince(key: string): Promise<number | 'expired' | undefined> {
     if (this.#isRefused(key)) return this.#afterRefused(key, () => this.freshSince(key), undefined)
     const file = this.#fileOf(key)
     return this.#p.breaker.run(async () => {
@@ -327,7 +329,9 @@ export class FileTier implements Tier {
       if (found === undefined) return undefined
       try {
         this.#checkLengths(found)
-        return (await this.#freshness(found, file, 0, key)) === 'fresh' ? found.head.createdAt : undefined
+        const freshness = await this.#freshness(found, file, 0, key)
+        if (freshness === 'expired') return freshness
+        return freshness === 'fresh' ? found.head.createdAt : undefined
       } catch (error) {
         return await this.#corruptOrThrow(error, file, key, found.ino)
       } finally {
@@ -336,18 +340,21 @@ export class FileTier implements Tier {
     })
   }
 
-  /** The value as a stream (see `Larder.getStream`), or undefined on a miss; with
-   *  `verifyFirst`, a file streamed from is checked whole first (a damaged one: a miss). */
-  async getStream(key: string, verifyFirst = false): Promise<Readable | undefined> {
+  /** The value as a stream (see `Larder.getStream`), or undefined on a miss ('expired': an
+   *  expired or invalidated entry, counted, see freshSince); with `verifyFirst`, a file
+   *  streamed from is checked whole first (a damaged one: a miss). */
+  async getStream(key: string, verifyFirst = false): Promise<Readable | 'expired' | undefined> {
     if (this.#isRefused(key)) return this.#afterRefused(key, () => this.getStream(key, verifyFirst), undefined)
     const file = this.#fileOf(key)
     // A stream made after the breaker timed the call out reaches no one: it is destroyed, so
     // its file is closed (a stream is read only when consumed, so nothing else would close it).
-    const release = (late: Readable | undefined): void => void late?.destroy()
+    const release = (late: Readable | 'expired' | undefined): void => {
+      if (late !== 'expired') late?.destroy()
+    }
     // verifyFirst reads the whole entry, of any size, before the first byte is handed out: as
     // streams are, never timed out (breaker.timeout answered a large one's slow healthy read
     // with a miss counted as a failing disk, and a few opened the breaker over every call).
-    const run = (read: () => Promise<Readable | undefined>): Promise<Readable | undefined> =>
+    const run = (read: () => Promise<Readable | 'expired' | undefined>): Promise<Readable | 'expired' | undefined> =>
       verifyFirst ? this.#p.breaker.runChange(read) : this.#p.breaker.runOwning(read, release)
     return run(async () => {
       // A file of up to WHOLE_STREAM_LIMIT (a 1 MiB artifact) is read whole in one read and
@@ -363,7 +370,8 @@ export class FileTier implements Tier {
       let handedOver = false
       try {
         this.#checkLengths(found)
-        if ((await this.#freshness(found, file, 0, key)) !== 'fresh') return undefined
+        const freshness = await this.#freshness(found, file, 0, key)
+        if (freshness !== 'fresh') return freshness === 'expired' ? freshness : undefined
         this.#used(file, found.mtimeMs)
         if (found.whole !== undefined) {
           // Verified whole before a single byte is handed out.
@@ -406,8 +414,9 @@ export class FileTier implements Tier {
     })
   }
 
-  /** What is known of `key`'s entry without decoding its value (see `Larder.info`). */
-  async info(key: string): Promise<EntryInfo | undefined> {
+  /** What is known of `key`'s entry without decoding its value (see `Larder.info`), or
+   *  undefined ('expired': an expired or invalidated entry, counted, see freshSince). */
+  async info(key: string): Promise<EntryInfo | 'expired' | undefined> {
     if (this.#isRefused(key)) return this.#afterRefused(key, () => this.info(key), undefined)
     const file = this.#fileOf(key)
     return this.#p.breaker.run(async () => {
@@ -415,7 +424,8 @@ export class FileTier implements Tier {
       if (found === undefined) return undefined
       try {
         this.#checkLengths(found)
-        if ((await this.#freshness(found, file, 0, key)) !== 'fresh') return undefined
+        const freshness = await this.#freshness(found, file, 0, key)
+        if (freshness !== 'fresh') return freshness === 'expired' ? freshness : undefined
         return toEntryInfo(found.head, found.size, found.logicalLength, found.mtimeMs)
       } catch (error) {
         return await this.#corruptOrThrow(error, file, key, found.ino)

@@ -166,9 +166,9 @@ export class RedisTier {
     return MISS
   }
 
-  /** Whether a live entry exists (verified like a read, not decoded). */
-  async has(key: string): Promise<boolean> {
-    const read = await this.get(key, 0)
+  /** Whether a live entry exists (verified like a read, not decoded; `countExpired`: see get). */
+  async has(key: string, countExpired = true): Promise<boolean> {
+    const read = await this.get(key, 0, false, countExpired)
     return read.found && !read.stale
   }
 

@@ -299,10 +299,13 @@ export class TierStack {
     if (this.memory?.has(key) === true) return true
     const resyncing = this.#p.resyncing()
     if (resyncing !== undefined) await resyncing
+    /** The files found the entry expired or invalidated, and counted it (see lookup). */
+    let expired = false
     if (this.file !== undefined) {
       try {
         const createdAt = await this.file.freshSince(key)
-        if (createdAt !== undefined && (await this.#stillValid(key, createdAt)) !== 'replaced') return true
+        expired = createdAt === 'expired'
+        if (typeof createdAt === 'number' && (await this.#stillValid(key, createdAt)) !== 'replaced') return true
       } catch (error) {
         this.#p.failures.readFailed(error, 'file')
       }
@@ -316,7 +319,7 @@ export class TierStack {
       return queued.found && !queued.stale
     }
     try {
-      return await this.redis.has(key)
+      return await this.redis.has(key, !expired)
     } catch (error) {
       this.#p.failures.readFailed(error, 'redis')
       return false
@@ -366,12 +369,13 @@ export class TierStack {
 
   /** getStream's read of a key the directory does not hold: the live value Redis holds, as the
    *  serializer's bytes (Redis holds `set` values only, never streams), verified whole; counted
-   *  as a read of Redis, a failure a miss (failOpen). Not promoted: a stream is read once. */
-  async serializedFromRedis(key: string): Promise<Buffer | undefined> {
+   *  as a read of Redis, a failure a miss (failOpen). Not promoted: a stream is read once.
+   *  `countExpired` false: the files counted this read's expired entry (see lookup). */
+  async serializedFromRedis(key: string, countExpired = true): Promise<Buffer | undefined> {
     if (this.redis === undefined) return undefined
     const resyncing = this.#p.resyncing()
     if (resyncing !== undefined) await resyncing
-    const read = await this.#fromRedis(key, 0, true)
+    const read = await this.#fromRedis(key, 0, true, countExpired)
     return read.found && !read.stale ? (read.value as Buffer) : undefined
   }
 
