@@ -117,4 +117,39 @@ describe('facade review', () => {
       }
     },
   )
+
+  test(
+    'getOrSet with a grace that finds an entry expired within it counts one `expired`, as a get of it does',
+    {
+      skip: redisAvailable() ? false : 'redis-server is not installed',
+    },
+    async () => {
+      // Read with the grace, the entry was stale, not expired, to every tier: counted by none.
+      const server = await startRedis()
+      const caches = {
+        dir: await Larder.open({ dir: tempDir() }),
+        'dir and redis': await Larder.open({ dir: tempDir(), redis: `redis://127.0.0.1:${server.port}` }),
+      }
+      try {
+        for (const [name, cache] of Object.entries(caches)) {
+          for (const outcome of ['fails', 'loads']) {
+            const key = `kept-${outcome}`
+            await cache.getOrSet(key, () => 'v', { ttl: 20, grace: '1h' })
+            await delay(40)
+            cache.resetStats()
+            const loader = (): string => {
+              if (outcome === 'fails') throw new Error('down')
+              return 'new'
+            }
+            assert.equal(await cache.getOrSet(key, loader, { ttl: '1h', grace: '1h' }), outcome === 'fails' ? 'v' : 'new')
+            const { expired, misses } = await cache.stats()
+            assert.deepEqual({ expired, misses }, { expired: 1, misses: 1 }, `${name}: ${key}`)
+          }
+        }
+      } finally {
+        for (const cache of Object.values(caches)) await cache.close()
+        await server.stop()
+      }
+    },
+  )
 })

@@ -129,7 +129,13 @@ export class CountedReads {
   #counted(key: string, found: StackRead, started: number): StackRead {
     this.#counters.getLatency.record(performance.now() - started)
     if (found.found && !found.stale) this.hit(key, found.tier ?? 'file')
-    else this.miss(key)
+    else {
+      // An entry expired within the grace the read was given (getOrSet's): found expired, as
+      // a read without it counts it, but counted by no tier (to them it was stale, not gone),
+      // so counted here, once whichever tiers held it.
+      if (found.found) this.#counters.counts.expired++
+      this.miss(key)
+    }
     return found
   }
 
