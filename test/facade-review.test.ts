@@ -64,11 +64,7 @@ describe('facade review', () => {
       const server = await startRedis()
       const cache = await Larder.open({ dir: tempDir(), redis: `redis://127.0.0.1:${server.port}` })
       try {
-        await cache.getOrSet('kept', () => 'v', { ttl: 20, grace: '1h' })
-        await cache.set('tagged', 'v', { tags: ['t'] })
-        await cache.invalidateTags(['t'])
-        await delay(40)
-        for (const key of ['kept', 'tagged']) {
+        for (const key of await expiredTwoWays(cache, '')) {
           cache.resetStats()
           assert.equal(await cache.get(key), undefined)
           const { expired, misses } = await cache.stats()
@@ -98,13 +94,7 @@ describe('facade review', () => {
           info: async (key: string) => assert.equal(await cache.info(key), undefined),
         }
         for (const [name, read] of Object.entries(reads)) {
-          const kept = `kept-${name}`
-          const tagged = `tagged-${name}`
-          await cache.getOrSet(kept, () => 'v', { ttl: 20, grace: '1h' })
-          await cache.set(tagged, 'v', { tags: [tagged] })
-          await cache.invalidateTags([tagged])
-          await delay(40)
-          for (const key of [kept, tagged]) {
+          for (const key of await expiredTwoWays(cache, `-${name}`)) {
             cache.resetStats()
             await read(key)
             const { expired } = await cache.stats()
@@ -153,3 +143,14 @@ describe('facade review', () => {
     },
   )
 })
+
+/** Two entries no read may serve, both still on disk and in Redis: `kept<suffix>`, expired but
+ *  within its grace, and `tagged<suffix>`, invalidated by its tag. Their keys. */
+async function expiredTwoWays(cache: Larder, suffix: string): Promise<string[]> {
+  const [kept, tagged] = [`kept${suffix}`, `tagged${suffix}`]
+  await cache.getOrSet(kept, () => 'v', { ttl: 20, grace: '1h' })
+  await cache.set(tagged, 'v', { tags: [tagged] })
+  await cache.invalidateTags([tagged])
+  await delay(40)
+  return [kept, tagged]
+}
