@@ -26,9 +26,16 @@ export function tempDir(label = 'larder'): string {
   tempDirs.add(dir)
   // Retried: an instance still open on it (closed in a later hook) may be removing a clear's
   // trash at that moment, and a directory emptied under rimraf's feet answers ENOTEMPTY.
+  // Still failing (a worker of an instance left open still emptying a trash directory: seen
+  // once in CI after a cluster test killed a master), it is left to the removal at exit: the
+  // cleanup of a scratch directory is no result of the test.
   after(() => {
-    fs.rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 })
-    tempDirs.delete(dir)
+    try {
+      fs.rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 })
+      tempDirs.delete(dir)
+    } catch {
+      // removed at exit (above)
+    }
   })
   return dir
 }
