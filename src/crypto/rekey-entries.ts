@@ -27,13 +27,11 @@ import { Compression } from '../format/compression.js'
 import {
   CorruptEntryError,
   decodeEntry,
-  decodeHead,
   decodeTrailer,
   encodeHead,
   encodeTrailerFields,
   FLAG_FRAMED,
   FLAG_SEALED,
-  headLength,
   TRAILER_BYTES,
   encodeTags,
   type DecodedEntry,
@@ -51,6 +49,7 @@ import { checkNamespace, keyOf, namespaceIdOf } from './entry-keys.js'
 import { activeKeyOf, Keyring, type KeyringData } from './keys.js'
 import { FrameCipher, freshNonce, KeyError } from './seal.js'
 import { noRekeyCounts } from './rekey-counts.js'
+import { readWholeHead } from '../maintenance/entry-scan.js'
 
 export interface RekeyInput {
   task: 'rekey'
@@ -94,8 +93,6 @@ export interface RekeyOutput {
 }
 
 const ASIDE = /^([0-9a-f]{16})\.rekey-([0-9]+)$/
-/** Bytes read at a time from a framed entry: one frame header, then its stored bytes. */
-const HEAD_READ = 64 * 1024
 /** An unframed entry is rewritten whole in memory: one written by `set`, within the writer's
  *  `maxValueSize`. Larger unframed entries are uncompressed streams written without
  *  encryption; they are read in blocks and framed. */
@@ -162,7 +159,7 @@ function rekeyEntry(tree: OwnedTree, file: string, keyring: Keyring, input: Reke
   try {
     const stat = fs.fstatSync(fd)
     if (!stat.isFile()) return 'corrupt' // a FIFO, device or directory (opened, never read)
-    const head = readHeadOf(fd, stat.size)
+    const head = readWholeHead(fd, stat.size)
     if (head.key === undefined) return 'corrupt'
     checkNamespace(head, input.namespace)
     if ((head.flags & FLAG_SEALED) !== 0 && head.keyId === keyring.activeId) return 'current'
@@ -204,17 +201,6 @@ function rekeyEntry(tree: OwnedTree, file: string, keyring: Keyring, input: Reke
     // temp file is not there, and what is named like it outside the cache is not ours.
     if (temp !== undefined && tree.isRealSync(path.dirname(temp))) fs.rmSync(temp, { force: true })
   }
-}
-
-function readHeadOf(fd: number, size: number): EntryHead {
-  let bytes = Buffer.allocUnsafe(Math.min(HEAD_READ, size))
-  let head = decodeHead(bytes.subarray(0, fs.readSync(fd, bytes, 0, bytes.length, 0)), size)
-  if (head === undefined) {
-    bytes = Buffer.allocUnsafe(headLength(bytes))
-    head = decodeHead(bytes.subarray(0, fs.readSync(fd, bytes, 0, bytes.length, 0)), size)
-    if (head === undefined) throw new CorruptEntryError('file shorter than its metadata')
-  }
-  return head
 }
 
 /** The entry's trailer, read from the end of the file and checked against its size. */

@@ -206,7 +206,7 @@ export function verifyEntry(entry: JudgedFile, buffer: Buffer, stop: () => boole
 }
 
 /** An entry's head, however long its key and tags (decodeHead bounds them by the file size). */
-function readWholeHead(fd: number, size: number): EntryHead {
+export function readWholeHead(fd: number, size: number): EntryHead {
   let bytes = Buffer.allocUnsafe(Math.min(HEAD_READ, size))
   let head = decodeHead(bytes.subarray(0, fs.readSync(fd, bytes, 0, bytes.length, 0)), size)
   if (head === undefined) {
