@@ -101,6 +101,16 @@ export class LarderDrizzleCache extends Cache {
     // transaction reads rows a rollback may take back (rows that never existed, cached for
     // every process), so its result is not stored until the write's second stamp.
     if (this.#again.due(tables.map(tableTag))) return
+    if (keepsNothing(config)) {
+      // `px: 0`, `ex: 0`, a negative one, or an end already past: the result expires as it is
+      // put (Redis's HEXPIRE removes such a field). Passed on, 0 was larder's "never" (kept
+      // for good) and the rest a dead file kept until a prune. Nothing is kept, and the result
+      // it would replace goes too, as the TypeORM and MikroORM adapters do with 0.
+      await this.#source.guarded(undefined, async (cache) => {
+        await cache.delete(name)
+      })
+      return
+    }
     await this.#source.guarded(undefined, (cache) =>
       cache.set(name, storable(response), {
         // Counted from the put (exat and pxat: ending then), not from the miss: a query slower
@@ -196,6 +206,18 @@ function ttlOf(config: CacheConfig | undefined, readAt: number | undefined): num
   if (config.pxat !== undefined) return ttlUntil(config.pxat, readAt)
   if (config.exat !== undefined) return ttlUntil(config.exat * 1000, readAt)
   return undefined
+}
+
+/** Whether Drizzle's expiry says the result ends as it is put: `px` or `ex` of 0 or less, or
+ *  a `pxat`/`exat` not after now (the field ttlOf reads, in its order). NaN is not: larder
+ *  refuses it as a ttl, and onError hears why. */
+function keepsNothing(config: CacheConfig | undefined): boolean {
+  if (config === undefined) return false
+  if (config.px !== undefined) return config.px <= 0
+  if (config.ex !== undefined) return config.ex <= 0
+  if (config.pxat !== undefined) return config.pxat <= Date.now()
+  if (config.exat !== undefined) return config.exat * 1000 <= Date.now()
+  return false
 }
 
 /** The driver's result with every libsql row (isLibsqlRow) made a real array, which keeps

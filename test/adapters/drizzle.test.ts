@@ -153,6 +153,32 @@ describe('larder/drizzle on libsql', () => {
     await larder.close()
   })
 
+  test('an expiry of 0 or less (px, ex) or already past (pxat, exat) keeps nothing, and the result it would replace goes too', async () => {
+    const larder = await Larder.open({ dir: tempDir('larder-drizzle-zero') })
+    const reads = countReads(larder)
+    const errors: Error[] = []
+    const { db } = await openDb(':memory:', larder, { ttl: '1h', onError: (error) => errors.push(error) })
+    const past = Date.now() - 10_000
+    const cases = { px: { px: 0 }, ex: { ex: 0 }, negative: { px: -5 }, pxat: { pxat: past }, exat: { exat: Math.floor(past / 1000) } }
+    let rows = 0
+    for (const [tag, config] of Object.entries(cases)) {
+      const count = async (cacheConfig?: object) => (await db.select().from(users).$withCache({ tag, config: cacheConfig })).length
+      await db.insert(users).values({ name: `user${++rows}` })
+      assert.equal(await count(), rows, `${tag}: cached with the adapter's ttl first`)
+      await db.insert(users).values({ name: `user${++rows}` }) // makes it stale; its file stays
+      const before = reads.hits
+      assert.equal(await count(config), rows, `${tag}: ${JSON.stringify(config)}`)
+      assert.equal(await count(config), rows, `${tag}: ${JSON.stringify(config)}, again`)
+      assert.equal(reads.hits, before, `${tag}: ${JSON.stringify(config)} kept nothing to hit`)
+    }
+    // Neither a result kept for good (0 was larder's "never") nor a dead file kept until a prune.
+    const usage = await larder.usage()
+    assert.deepEqual({ entries: usage.entries, expired: usage.expired }, { entries: 0, expired: 0 })
+    assert.deepEqual(errors, [])
+    db.$client.close()
+    await larder.close()
+  })
+
   test("a query slower than its ttl is cached: ex, px and the adapter's ttl count from the put (not the miss), exat and pxat end when they say", async () => {
     const larder = await Larder.open({ dir: tempDir('larder-drizzle-slow') })
     const { db, cache } = await openDb(':memory:', larder, { ttl: 400 })
