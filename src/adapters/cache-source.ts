@@ -41,13 +41,20 @@ export class CacheSource {
     return value
   }
 
-  /** `report` is the host library's error channel. `reopens`: a cache the adapter opened is
+  /** `report` is the host library's error channel (what it throws is dropped). `reopens`: a cache the adapter opened is
    *  opened again by the first call after `close()`, for a host library that closes its
    *  cache with its connection and may connect again (TypeORM's `DataSource.destroy()` then
    *  `initialize()`, MikroORM's `orm.close()` then `orm.connect()`: the host keeps the adapter,
    *  and without it caching stayed off with a warning per query). */
   constructor(given: CacheOrOptions | undefined, report: (error: Error) => void, reopens = false) {
-    this.#report = report
+    this.#report = (error) => {
+      try {
+        report(error)
+      } catch {
+        // Dropped: what the host's channel throws (an onError whose logger failed), thrown from
+        // here, failed the query the miss was answering, or broke larder's 'error' event.
+      }
+    }
     this.#reopens = reopens
     if (isCache(given)) {
       this.#cache = given

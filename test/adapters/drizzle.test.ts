@@ -489,6 +489,33 @@ describe('larder/drizzle on libsql', () => {
     await cache.close()
   })
 
+  test('an onError that throws (a logger that failed) fails no query: what it throws is dropped', async () => {
+    const dir = path.join(tempDir('larder-drizzle-throwing-onerror'), 'cache')
+    let heard = 0
+    const { db, cache } = await openDb(
+      ':memory:',
+      { dir, breaker: { volumeThreshold: 2, resetTimeout: 60_000 } },
+      {
+        strategy: 'all',
+        onError: () => {
+          heard++
+          throw new Error('the logger is down')
+        },
+      },
+    )
+    await db.insert(users).values({ name: 'ann' })
+    assert.equal((await db.select().from(users)).length, 1)
+    fs.renameSync(dir, `${dir}.away`)
+    fs.writeFileSync(dir, 'not a directory')
+    for (let rows = 2; rows <= 4; rows++) {
+      await db.insert(users).values({ name: `user${rows}` })
+      assert.equal((await db.select().from(users)).length, rows)
+    }
+    assert.ok(heard >= 1)
+    db.$client.close()
+    await cache.close()
+  })
+
   test('a result larder cannot store (a BigInt under json) or return (over maxValueSize) reaches onError; the query is answered by the database', async () => {
     const larder = await Larder.open({ dir: tempDir('larder-drizzle-bad-values'), maxValueSize: '1KiB' })
     const errors: Error[] = []
