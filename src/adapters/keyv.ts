@@ -97,7 +97,8 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
   }
 
   /** Stores Keyv's serialized value; false (and an `error` event) when it was not stored.
-   *  `ttlOrExpires`: Keyv 5's ttl, or Keyv 6's absolute expiry (a past one deletes the key). */
+   *  `ttlOrExpires`: Keyv 5's ttl, or Keyv 6's absolute expiry (a negative ttl or a past
+   *  expiry deletes the key). */
   async set(key: string, value: unknown, ttlOrExpires?: number): Promise<boolean> {
     if (this.#v6) key = this.#withNamespace(key)
     const ttl = this.#v6 ? ttlUntil(ttlOrExpires) : ttlOf(ttlOrExpires)
@@ -124,7 +125,7 @@ export class KeyvLarder extends EventEmitter implements KeyvStoreAdapter {
       async (cache) => {
         const past = items.filter((item) => item.ttl === 'past').map((item) => item.key)
         await cache.setMany(items.filter((item): item is (typeof items)[number] & { ttl: number | undefined } => item.ttl !== 'past'))
-        if (past.length > 0) await cache.deleteMany(past) // Keyv 6: an expiry already past
+        if (past.length > 0) await cache.deleteMany(past) // a negative ttl, or an expiry already past
         return values.map(() => true)
       },
     )
@@ -327,12 +328,13 @@ function listedAs<Value>(key: string, value: unknown): [string, Awaited<Value>] 
 
 /** Keyv's ttl (relative ms) as larder's: Keyv hands on what its caller gave. 0, none, and
  *  what Keyv itself stores as never expiring (Infinity, NaN: its `expires` serializes to
- *  null) are no ttl; a negative one (Keyv has already dated the value in the past) the
- *  shortest ttl larder takes, so the entry goes at once. */
-function ttlOf(ttl: number | undefined): number | undefined {
+ *  null) are no ttl; a negative one (Keyv has already dated the value in the past) is
+ *  'past': the key is deleted, as under Keyv 6 (stored for 1 ms, it was a dead file until a
+ *  prune or a get of it). */
+function ttlOf(ttl: number | undefined): number | undefined | 'past' {
   if (typeof ttl !== 'number') return ttl ?? undefined // a duration string, as larder takes one
   if (ttl === 0 || !Number.isFinite(ttl)) return undefined
-  return ttl < 0 ? 1 : ttl
+  return ttl < 0 ? 'past' : ttl
 }
 
 /** Keyv 6's absolute expiry as larder's ttl: none, or the time left, or 'past' (the key is

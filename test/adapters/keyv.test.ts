@@ -222,17 +222,21 @@ describe('larder/keyv', () => {
     await cache.close()
   })
 
-  test('a ttl Keyv passes on as it came: Infinity and NaN never expire (as in Keyv), a negative one is gone at once; nothing is refused', async () => {
+  test('a ttl Keyv passes on as it came: Infinity and NaN never expire (as in Keyv), a negative one deletes the key (as under Keyv 6); nothing is refused', async () => {
     const dir = tempDir('larder-keyv-odd-ttl')
     const cache = await Larder.open({ dir })
     const keyv = new Keyv({ store: new KeyvLarder(cache), namespace: 'ns' })
     const errors = errorsOf(keyv)
     assert.equal(await keyv.set('forever', 'v', Infinity), true)
     assert.equal(await keyv.set('nan', 'v', Number.NaN), true)
+    assert.equal(await keyv.set('past', 'before'), true)
     assert.equal(await keyv.set('past', 'v', -1000), true)
     assert.equal(await keyv.get('forever'), 'v')
     assert.equal(await keyv.get('nan'), 'v')
     assert.equal((await cache.info('ns:forever'))?.expiresAt, null)
+    // The past one kept no file (not even a dead one until a prune or a get), nor the value it replaced.
+    const usage = await cache.usage()
+    assert.deepEqual({ entries: usage.entries, expired: usage.expired }, { entries: 2, expired: 0 })
     assert.equal(await keyv.get('past'), undefined)
     assert.deepEqual(errors, [])
     await cache.close()
