@@ -168,6 +168,13 @@ export class CacheSource {
     }
   }
 
+  /** Reports `error` through the host's channel, whatever it is: for work no caller waits
+   *  for (a timer's), where an `ERR_UNAVAILABLE` thrown as `failOpen: false` asks would reach
+   *  no one and end the process as an unhandled rejection. */
+  report(error: unknown): void {
+    this.#report(error instanceof Error ? error : new Error(String(error)))
+  }
+
   /** `fallback`, once `error` is reported; or `error` thrown, when the user asked for it
    *  (the rule `guarded` applies, for a failure met outside it). */
   fail<T>(error: unknown, fallback: T): T {

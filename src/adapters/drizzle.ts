@@ -68,8 +68,9 @@ export class LarderDrizzleCache extends Cache {
     this.#strategy = strategy
     this.#ttl = ttl === undefined ? undefined : milliseconds(ttl, 'ttl') // a typo refused here, not at every put
     this.#source = new CacheSource(withV8Default(cache), onError)
+    // A stamp made on a timer: refused (failOpen: false), it is reported, not thrown to no one.
     this.#again = new InvalidateAgain(milliseconds(invalidateAgainAfter, 'invalidateAgainAfter'), (tags) =>
-      this.#source.guarded(undefined, (opened) => opened.invalidateTags(tags)),
+      this.#source.guarded(undefined, (opened) => opened.invalidateTags(tags)).catch((error: unknown) => this.#source.report(error)),
     )
   }
 

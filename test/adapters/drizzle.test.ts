@@ -489,6 +489,38 @@ describe('larder/drizzle on libsql', () => {
     await cache.close()
   })
 
+  test('with failOpen: false, a second stamp the failing disk refuses (a timer, no caller to throw to) reaches onError and ends no process', async () => {
+    const dir = path.join(tempDir('larder-drizzle-again-refused'), 'cache')
+    const errors: Error[] = []
+    const { db, cache } = await openDb(
+      ':memory:',
+      { dir, failOpen: false, breaker: { volumeThreshold: 2, resetTimeout: 60_000 } },
+      { invalidateAgainAfter: 100, onError: (e) => errors.push(e) },
+    )
+    const rejections: unknown[] = []
+    const onRejection = (reason: unknown): number => rejections.push(reason)
+    process.on('unhandledRejection', onRejection)
+    try {
+      await db.select().from(users).$withCache() // the cache is open
+      fs.renameSync(dir, `${dir}.away`)
+      fs.writeFileSync(dir, 'not a directory')
+      // Refused as asked (failOpen: false); its tables' second stamp is due 100 ms after.
+      await assert.rejects(db.insert(users).values({ name: 'ann' }))
+      const before = errors.length
+      await eventually(() => errors.length > before || rejections.length > 0, 'the second stamp was made')
+      await sleep(50) // an unhandled rejection is heard a turn after its promise rejects
+      assert.deepEqual(rejections, [])
+      assert.ok(
+        errors.every((e) => isLarderError(e, 'ERR_UNAVAILABLE')),
+        errors.map(String).join('; '),
+      )
+      await cache.close() // nothing due any more: resolves
+    } finally {
+      process.off('unhandledRejection', onRejection)
+      db.$client.close()
+    }
+  })
+
   test('an onError that throws (a logger that failed) fails no query: what it throws is dropped', async () => {
     const dir = path.join(tempDir('larder-drizzle-throwing-onerror'), 'cache')
     let heard = 0
