@@ -5,7 +5,7 @@ import { entityKind, getTableName, type Table } from 'drizzle-orm'
 import { LarderError, type Duration } from 'larder'
 import ms from 'ms'
 import { boundedKey, KEY_BYTES, TAG_BYTES } from './bounded-key.js'
-import { MissTimes, ttlFromStore, ttlUntil } from './miss-times.js'
+import { hostNumber, MissTimes, ttlFromStore, ttlUntil } from './miss-times.js'
 import { CacheSource, withV8Default, type CacheOrOptions } from './cache-source.js'
 import { InvalidateAgain } from './invalidate-again.js'
 
@@ -202,22 +202,23 @@ function queryTag(tag: string): string {
  *  for a put stored as of `readAt` (see ttlUntil). */
 function ttlOf(config: CacheConfig | undefined, readAt: number | undefined): number | undefined {
   if (config === undefined) return undefined
-  if (config.px !== undefined) return ttlFromStore(config.px, readAt)
-  if (config.ex !== undefined) return ttlFromStore(config.ex * 1000, readAt)
-  if (config.pxat !== undefined) return ttlUntil(config.pxat, readAt)
-  if (config.exat !== undefined) return ttlUntil(config.exat * 1000, readAt)
+  if (config.px !== undefined) return ttlFromStore(hostNumber(config.px, 'px'), readAt)
+  if (config.ex !== undefined) return ttlFromStore(hostNumber(config.ex, 'ex') * 1000, readAt)
+  if (config.pxat !== undefined) return ttlUntil(hostNumber(config.pxat, 'pxat'), readAt)
+  if (config.exat !== undefined) return ttlUntil(hostNumber(config.exat, 'exat') * 1000, readAt)
   return undefined
 }
 
 /** Whether Drizzle's expiry says the result ends as it is put: `px` or `ex` of 0 or less, or
- *  a `pxat`/`exat` not after now (the field ttlOf reads, in its order). NaN is not: larder
- *  refuses it as a ttl, and onError hears why. */
+ *  a `pxat`/`exat` not after now (the field ttlOf reads, in its order). Not a number (NaN, a
+ *  string) is not: ttlOf refuses it, and onError hears why. */
 function keepsNothing(config: CacheConfig | undefined): boolean {
   if (config === undefined) return false
-  if (config.px !== undefined) return config.px <= 0
-  if (config.ex !== undefined) return config.ex <= 0
-  if (config.pxat !== undefined) return config.pxat <= Date.now()
-  if (config.exat !== undefined) return config.exat * 1000 <= Date.now()
+  const { px, ex, pxat, exat } = config as Record<string, unknown>
+  if (px !== undefined) return typeof px === 'number' && px <= 0
+  if (ex !== undefined) return typeof ex === 'number' && ex <= 0
+  if (pxat !== undefined) return typeof pxat === 'number' && pxat <= Date.now()
+  if (exat !== undefined) return typeof exat === 'number' && exat * 1000 <= Date.now()
   return false
 }
 

@@ -1,7 +1,7 @@
 import type { CacheAdapter } from '@mikro-orm/core'
 import { LarderError, type Larder, type LarderOptions } from 'larder'
 import { boundedKey, KEY_BYTES, TAG_BYTES } from './bounded-key.js'
-import { MissTimes, ttlFromStore } from './miss-times.js'
+import { hostNumber, MissTimes, ttlFromStore } from './miss-times.js'
 import { CacheSource, withV8Default, type CacheOrOptions } from './cache-source.js'
 
 export type { CacheOrOptions }
@@ -90,7 +90,7 @@ export class LarderCacheAdapter implements CacheAdapter {
     const stored: Stored = { name, data }
     const key = keyOf(name)
     const readAt = this.#missed.take(key)
-    if (ttl !== undefined && !(ttl > 0)) {
+    if (typeof ttl === 'number' && !(ttl > 0)) {
       // An expiration of 0 (or less) keeps nothing, as in MikroORM's MemoryCacheAdapter, where
       // such a result expires as it is set (larder's ttl 0 would keep it forever); the result
       // it replaces goes too, as there.
@@ -103,7 +103,7 @@ export class LarderCacheAdapter implements CacheAdapter {
       cache.set(key, stored, {
         // From the store, as MikroORM's own adapters count it: a query slower than its
         // expiration is still cached. The creation time stays the miss.
-        ttl: ttlFromStore(ttl ?? cache.options.defaultTtl, readAt),
+        ttl: ttlFromStore(ttl === undefined ? cache.options.defaultTtl : hostNumber(ttl, 'expiration'), readAt),
         tags: [TAG, nameTag(name)],
         readAt,
       }),

@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
+import { LarderError } from 'larder'
 import { oldestKey } from '../oldest-key.js'
 
 /** Keys whose misses are kept for their stores. */
@@ -116,4 +117,23 @@ export function ttlUntil(expiresAt: number, readAt: number | undefined): number 
 /** `ttl` ms (0: never) counted from the store, for `set(…, { readAt })` (see ttlUntil). */
 export function ttlFromStore(ttl: number, readAt: number | undefined): number {
   return ttl === 0 ? 0 : ttlUntil(Date.now() + ttl, readAt)
+}
+
+/**
+ * `value`, a host library's duration or expiry in its own unit (its field `field`), if it is a
+ * number. Their types say number, but JavaScript callers and configuration files hand over
+ * what they have: a string `'5000'` added to `Date.now()` made a text of digits, read as an
+ * expiry some 570,000 years away. Refused instead (ERR_INVALID_TTL, naming the field, which
+ * the adapter reports through the host's channel); nothing is stored.
+ */
+export function hostNumber(value: unknown, field: string): number {
+  if (typeof value === 'number' && !Number.isNaN(value)) return value
+  const shown = typeof value === 'string' ? JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value) : String(value)
+  throw new LarderError(
+    'ERR_INVALID_TTL',
+    `Invalid ${field}: expected a number, got ${shown}${typeof value === 'number' ? '' : ` (${typeof value})`}`,
+    {
+      field,
+    },
+  )
 }

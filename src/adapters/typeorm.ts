@@ -2,7 +2,7 @@ import type { DataSource, QueryRunner } from 'typeorm'
 import type { QueryResultCache } from 'typeorm/cache/QueryResultCache.js'
 import type { QueryResultCacheOptions } from 'typeorm/cache/QueryResultCacheOptions.js'
 import { boundedKey, KEY_BYTES, TAG_BYTES } from './bounded-key.js'
-import { MissTimes, ttlFromStore } from './miss-times.js'
+import { hostNumber, MissTimes, ttlFromStore } from './miss-times.js'
 import { CacheSource, type CacheOrOptions } from './cache-source.js'
 
 export type { CacheOrOptions }
@@ -108,7 +108,7 @@ export class LarderQueryResultCache implements QueryResultCache {
         {
           // From the store, as TypeORM's own caches count it (from the `time` it stores): a query
           // slower than its duration is still cached. The creation time stays the miss.
-          ttl: ttlFromStore(options.duration ?? cache.options.defaultTtl, readAt),
+          ttl: ttlFromStore(options.duration === undefined ? cache.options.defaultTtl : hostNumber(options.duration, 'duration'), readAt),
           tags: options.identifier === undefined ? [TAG] : [TAG, idTag(options.identifier)],
           readAt,
         },

@@ -179,6 +179,31 @@ describe('larder/drizzle on libsql', () => {
     await larder.close()
   })
 
+  test('an expiry that is not a number (a string from a config file, NaN) is not stored: onError hears ERR_INVALID_TTL naming the field', async () => {
+    const larder = await Larder.open({ dir: tempDir('larder-drizzle-string-ttl') })
+    const errors: Error[] = []
+    const { db } = await openDb(':memory:', larder, { onError: (error) => errors.push(error) })
+    const cases = { px: { px: '5000' }, ex: { ex: 'a minute' }, pxat: { pxat: Number.NaN }, exat: { exat: '1' } }
+    for (const [tag, config] of Object.entries(cases)) {
+      await db
+        .select()
+        .from(users)
+        .$withCache({ tag, config: config as never })
+      assert.equal(
+        await larder.info(`drizzle:tag:${tag}`),
+        undefined,
+        `${tag}: ${JSON.stringify(config)} (a string '5000' was kept 570,000 years)`,
+      )
+    }
+    assert.deepEqual(
+      errors.map((e) => isLarderError(e, 'ERR_INVALID_TTL') && e.field),
+      ['px', 'ex', 'pxat', 'exat'],
+    )
+    assert.match(errors[0]!.message, /Invalid px: expected a number, got "5000" \(string\)/)
+    db.$client.close()
+    await larder.close()
+  })
+
   test("a query slower than its ttl is cached: ex, px and the adapter's ttl count from the put (not the miss), exat and pxat end when they say", async () => {
     const larder = await Larder.open({ dir: tempDir('larder-drizzle-slow') })
     const { db, cache } = await openDb(':memory:', larder, { ttl: 400 })

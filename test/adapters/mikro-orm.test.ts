@@ -66,6 +66,20 @@ describe('larder/mikro-orm on libsql', () => {
     await cache.close()
   })
 
+  test("a query's expiration that is not a number (a string '5000') is not stored: onError hears ERR_INVALID_TTL naming the field", async () => {
+    const cache = await Larder.open({ dir: tempDir('larder-mikro-string-ttl') })
+    const errors: Error[] = []
+    const orm = await openOrm(LarderCacheAdapter.using(cache, { onError: (e) => errors.push(e) }), {}, ['ann'])
+    assert.equal((await orm.em.fork().find(UserSchema, {}, { cache: ['text', '5000' as never] })).length, 1)
+    assert.equal(await cache.info('mikro-orm:text'), undefined, "kept 570,000 years, as '5000' was")
+    assert.deepEqual(
+      errors.map((e) => isLarderError(e, 'ERR_INVALID_TTL') && e.field),
+      ['expiration'],
+    )
+    await orm.close()
+    await cache.close()
+  })
+
   test("an expiration of Infinity keeps the result for good (as MikroORM's MemoryCacheAdapter), with nothing reported", async () => {
     const cache = await Larder.open({ dir: tempDir('larder-mikro-forever') })
     const errors: Error[] = []

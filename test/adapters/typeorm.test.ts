@@ -187,6 +187,20 @@ describe('larder/typeorm on SQLite (sql.js)', () => {
     await cache.close()
   })
 
+  test("a duration that is not a number (a string '5000') is not stored: a warning names the field", async () => {
+    const cache = await Larder.open({ dir: tempDir('larder-typeorm-string-ttl') })
+    const { ds, log } = await openDataSource(cache, ['ann'])
+    const users = ds.getRepository(UserSchema)
+    assert.equal(await users.count({ cache: { id: 'text', milliseconds: '5000' as never } }), 1)
+    assert.equal(await cache.info('typeorm:id:text'), undefined, "kept 570,000 years, as '5000' was")
+    assert.ok(
+      log.warnings.length === 1 && /Invalid duration: expected a number, got "5000"/.test(log.warnings[0]!),
+      log.warnings.join('\n'),
+    )
+    await ds.destroy()
+    await cache.close()
+  })
+
   test('a duration of Infinity keeps the result for good (TypeORM never judges it expired), with no warning', async () => {
     const cache = await Larder.open({ dir: tempDir('larder-typeorm-forever') })
     const { ds, log } = await openDataSource(cache, ['ann'])
