@@ -361,6 +361,22 @@ describe('events and stats', () => {
     await cache.close()
   })
 
+  test("increment's and warm's reads answered by the memory tier count in tiers.memory.hits, as their misses there count in its misses", async () => {
+    // The memory tier's miss was counted (by the read below it), its hit not: increment and
+    // warm of a key held in memory left tiers.memory at { hits: 0, misses: 0 }.
+    const cache = await Larder.open({ dir: tempDir(), memory: true })
+    await cache.set('n', 1)
+    assert.equal(await cache.get('n'), 1)
+    cache.resetStats()
+    await cache.increment('n')
+    await cache.increment('n')
+    await cache.warm(['n'])
+    const { hits, misses, memoryHits, tiers } = await cache.stats()
+    assert.deepEqual({ hits: tiers.memory!.hits, misses: tiers.memory!.misses }, { hits: 3, misses: 0 })
+    assert.deepEqual({ hits, misses, memoryHits }, { hits: 0, misses: 0, memoryHits: 0 }, 'counted as reads of the tier, not of the cache')
+    await cache.close()
+  })
+
   test('reads through getOrSet and getStream are timed in latency.get', async () => {
     const cache = await Larder.open({ dir: tempDir() })
     await cache.set('k', 'value')

@@ -1,5 +1,6 @@
 import { LarderError } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
+import type { Counters } from '../stats/counters.js'
 import { justAfter, type CreationClock } from '../store/creation-clock.js'
 import type { MemoryTier } from '../tiers/memory-tier.js'
 import { MISS } from '../tiers/tier.js'
@@ -14,6 +15,7 @@ export interface IncrementParts {
   writes: OrderedWrites
   failures: Failures
   clock: CreationClock
+  counters: Counters
 }
 
 /**
@@ -42,6 +44,9 @@ export function incrementInOrder(p: IncrementParts, key: string, delta: number):
   const readAt = p.clock.stamp()
   return p.writes.change(key, async () => {
     const memory = p.memory?.get(key) ?? MISS
+    // A read of the memory tier, counted there (a miss is, by the lookup below it), though
+    // increment counts no hit or miss of the cache.
+    if (memory.found) p.counters.tiers.memory!.hits++
     const found: StackRead = memory.found ? memory : await p.stack.lookup(key, 0)
     let current = 0
     if (found.found) {

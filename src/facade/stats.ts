@@ -40,8 +40,12 @@ export function assembleStats({ counters, memory, disk, shared, writeBack }: Cac
   for (const [name, tier] of Object.entries(counters.tiers) as [TierName, NonNullable<Counters['tiers'][TierName]>][]) {
     tiers[name] = tier.snapshot(breakers[name])
   }
-  // The memory tier's hits are counted once, on the fast path, as memoryHits.
-  if (tiers.memory !== undefined) Object.assign(tiers.memory, { hits: c.memoryHits, shed: counters.tiers.memory!.shed })
+  // The memory tier's hits are counted once, on the fast path, as memoryHits; its own `hits`
+  // counts only those no caller's read counts (increment's and warm's reads of it).
+  if (tiers.memory !== undefined) {
+    const memory = counters.tiers.memory!
+    Object.assign(tiers.memory, { hits: c.memoryHits + memory.hits, shed: memory.shed })
+  }
   if (tiers.file !== undefined && disk?.compressLater !== undefined) tiers.file.compressLater = disk.compressLater.counts()
   if (tiers.redis !== undefined) Object.assign(tiers.redis, { queued: writeBack?.size ?? 0, busQueued: shared?.bus?.queued ?? 0 })
   return {

@@ -1,6 +1,7 @@
 import { Slots } from '../batch-slots.js'
 import type { KeyOrder } from '../key-order.js'
 import type { ResolvedOptions } from '../options.js'
+import type { Counters } from '../stats/counters.js'
 import type { CreationClock } from '../store/creation-clock.js'
 import type { MemoryTier } from '../tiers/memory-tier.js'
 import type { StackRead, TierStack } from '../tiers/tier-stack.js'
@@ -39,6 +40,8 @@ export interface WarmParts {
   loads: Loads<unknown>
   clock: CreationClock
   options: ResolvedOptions
+  /** The memory tier's hit is counted there (its miss is, by the lookup below it). */
+  counters: Counters
 }
 
 /**
@@ -48,7 +51,7 @@ export interface WarmParts {
  * for none), and those are stored.
  */
 export async function warm(
-  { stack, memory, order, writes, loads, clock, options }: WarmParts,
+  { stack, memory, order, writes, loads, clock, options, counters }: WarmParts,
   { keys, loader, concurrency }: { keys: readonly string[]; loader: ((keys: string[]) => unknown) | undefined; concurrency: number },
 ): Promise<WarmReport> {
   const report: WarmReport = { warmed: 0, fromShared: 0, loaded: 0, failed: 0, superseded: 0 }
@@ -57,7 +60,9 @@ export async function warm(
   const read = (key: string): Promise<StackRead> =>
     order.afterChanges(key, async () => {
       const held = memory?.get(key)
-      return held?.found === true ? held : stack.lookup(key, 0)
+      if (held?.found !== true) return stack.lookup(key, 0)
+      counters.tiers.memory!.hits++
+      return held
     })
   const missing: string[] = []
   const slots = new Slots(concurrency)
