@@ -6,6 +6,7 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { setTimeout as delay } from 'node:timers/promises'
 import { Larder } from '../src/index.ts'
+import { eventually } from './eventually.ts'
 import { tempDir } from './helpers.ts'
 import { redisAvailable, startRedis } from './redis/server.ts'
 
@@ -138,6 +139,50 @@ describe('facade review', () => {
         }
       } finally {
         for (const cache of Object.values(caches)) await cache.close()
+        await server.stop()
+      }
+    },
+  )
+
+  test(
+    "a getOrSet waiting for another instance's lock counts one `expired` for the entry in its grace it found, however often it looks again",
+    {
+      skip: redisAvailable() ? false : 'redis-server is not installed',
+    },
+    async () => {
+      // Each look for the holder's value met the entry in its grace on disk and counted it:
+      // 10 for one call in 400 ms of waiting.
+      const server = await startRedis()
+      const redis = `redis://127.0.0.1:${server.port}`
+      const holder = await Larder.open({ dir: tempDir(), redis })
+      const waiter = await Larder.open({ dir: tempDir(), redis })
+      try {
+        await waiter.getOrSet('k', () => 'old', { ttl: 20, grace: '1h' })
+        await delay(40)
+        let release!: () => void
+        const gate = new Promise<void>((resolve) => (release = resolve))
+        let started!: () => void
+        const loading = new Promise<void>((resolve) => (started = resolve))
+        const holding = holder.getOrSet(
+          'k',
+          async () => {
+            started()
+            await gate
+            return 'new'
+          },
+          { lock: true, ttl: '1h', grace: '1h' },
+        )
+        await loading
+        waiter.resetStats()
+        const waiting = waiter.getOrSet('k', () => 'own', { lock: true, ttl: '1h', grace: '1h' })
+        await eventually(async () => (await waiter.stats()).tiers.file!.misses >= 4, 'the waiter looked again for the value')
+        release()
+        assert.deepEqual([await holding, await waiting], ['new', 'new'])
+        const { expired, misses } = await waiter.stats()
+        assert.deepEqual({ expired, misses }, { expired: 1, misses: 1 })
+      } finally {
+        await holder.close()
+        await waiter.close()
         await server.stop()
       }
     },

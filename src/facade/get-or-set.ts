@@ -110,9 +110,10 @@ export class GetOrSet {
     // as long again before the loader runs; no lock is better than a late answer.
     if (!o.lock || shared === undefined || this.#p.stack.redisReadFailedSince(started))
       return this.#loadAndStore(key, loader, o, flight, found, false, started)
-    // Another instance may be loading it: wait for its value in Redis (bounded), or load.
+    // Another instance may be loading it: wait for its value in Redis (bounded), or load. Each
+    // look is part of this one read, which counted what it found already (one `expired`).
     const arrived = async (): Promise<Loaded | undefined> => {
-      const read = await this.#p.stack.lookup(key, 0)
+      const read = await this.#p.stack.lookup(key, 0, false)
       return read.found && !read.stale ? { value: read.value, cached: true, tier: read.tier } : undefined
     }
     // Stored write-through even under write-back: the lock is released once the value is

@@ -231,14 +231,16 @@ export class FileTier implements Tier {
    * Reads `key`. `grace` > 0 also returns a value expired less than `grace` ago, marked stale
    * (and kept on disk). Throws disk failures, and `ERR_TOO_LARGE` for a value over
    * `maxValueSize` (read with getStream). A hit is a new object, the caller's to keep.
+   * `countExpired` false: an expired or invalidated entry is not counted (a read that looks
+   * again for what it counted already: getOrSet waiting for another instance's lock).
    */
-  get(key: string, grace: number): TierRead | Promise<TierRead> {
-    if (this.#isRefused(key)) return this.#afterRefused(key, () => this.get(key, grace), MISS)
+  get(key: string, grace: number, countExpired = true): TierRead | Promise<TierRead> {
+    if (this.#isRefused(key)) return this.#afterRefused(key, () => this.get(key, grace, countExpired), MISS)
     // Not an async function: the plain path's answer comes at once, not as a promise (the
     // breaker's runAtOnce); anything else as the breaker's promise (an async function
     // returning a promise adds a promise and two turns of the microtask queue to every get).
     const file = this.#fileOf(key)
-    return this.#p.breaker.runAtOnce(() => this.#plainGet(file, key) ?? this.#judgedGet(file, key, grace))
+    return this.#p.breaker.runAtOnce(() => this.#plainGet(file, key) ?? this.#judgedGet(file, key, grace, countExpired))
   }
 
   /**
@@ -294,11 +296,11 @@ export class FileTier implements Tier {
   }
 
   /** get's whole path: every kind of file judged (see #plainGet). */
-  async #judgedGet(file: string, key: string, grace: number): Promise<TierRead> {
+  async #judgedGet(file: string, key: string, grace: number, countExpired: boolean): Promise<TierRead> {
     const found = await this.#probe(file, key)
     if (found === undefined) return MISS
     try {
-      const freshness = await this.#freshness(found, file, grace, key)
+      const freshness = await this.#freshness(found, file, grace, key, countExpired)
       if (freshness === 'gone') return MISS
       if (freshness === 'expired') return EXPIRED
       await this.#boundForGet(found, key)
@@ -1098,9 +1100,10 @@ export class FileTier implements Tier {
    * 'fresh', 'stale' (expired less than `grace` ago: served only by getOrSet's stale-if-error),
    * 'expired' (a miss: expired or invalidated, counted, and removed if still the same file when
    * it is dead, and left on disk while the grace it records lasts; see store/liveness.ts), or
-   * 'gone' (a miss this instance must not serve: a removal heard, stamps owed).
+   * 'gone' (a miss this instance must not serve: a removal heard, stamps owed). `counted`
+   * false: an 'expired' one is not counted (see get).
    */
-  async #freshness(found: Probe, file: string, grace: number, key: string): Promise<Freshness> {
+  async #freshness(found: Probe, file: string, grace: number, key: string, counted = true): Promise<Freshness> {
     // An entry a removal heard by a read-only instance replaced: a miss, left in place.
     if (this.#heard.any && this.#heard.hides(key, found.head.createdAt)) return 'gone'
     const state = entryState(found.head, Date.now(), this.#p.tags, found.grace, grace)
@@ -1109,7 +1112,7 @@ export class FileTier implements Tier {
     if ((state === 'live' || state === 'stale') && this.#p.tags.owed.covers(found.head.tags, found.head.createdAt)) return 'gone'
     if (state === 'live') return 'fresh'
     if (state === 'stale') return 'stale'
-    this.#p.counts.expired++
+    if (counted) this.#p.counts.expired++
     // Removed lazily, by the reader that found it, unless a newer entry replaced it meanwhile.
     if (state === 'dead') this.#removed(await this.#discard(file, found.ino).catch(() => undefined))
     return 'expired'

@@ -167,10 +167,11 @@ export class TierStack {
    * tiers above it, unless a change that may have replaced it was called here or heard from
    * another instance while it was read (#mayPromote). `grace` > 0 also returns a value expired
    * less than `grace` ago, marked stale (never promoted). Never throws for a failing tier while
-   * failOpen.
+   * failOpen. `countExpired` false: an expired or invalidated entry found is not counted in
+   * `expired` (a look again for a value, within a read that counted what it found).
    */
-  lookup(key: string, grace: number): StackRead | Promise<StackRead> {
-    if (this.redis !== undefined || this.file === undefined) return this.#lookupShared(key, grace)
+  lookup(key: string, grace: number, countExpired = true): StackRead | Promise<StackRead> {
+    if (this.redis !== undefined || this.file === undefined) return this.#lookupShared(key, grace, countExpired)
     // The files alone (no Redis, so no outage rule, queue or resync): answered at once when
     // the file tier answers at once (its plain hit, or a miss), so get's common disk hit
     // makes one promise, get()'s own, instead of one or two per layer.
@@ -181,7 +182,7 @@ export class TierStack {
     const started = performance.now()
     let read: TierRead | Promise<TierRead>
     try {
-      read = this.file.get(key, grace)
+      read = this.file.get(key, grace, countExpired)
     } catch (error) {
       read = Promise.reject(error instanceof Error ? error : new Error(String(error)))
     }
@@ -218,7 +219,7 @@ export class TierStack {
 
   /** lookup with Redis below the files (or no files): the files (each copy older than the last
    *  outage checked against Redis), the write-back queue's own change, Redis. */
-  async #lookupShared(key: string, grace: number): Promise<StackRead> {
+  async #lookupShared(key: string, grace: number, countExpired: boolean): Promise<StackRead> {
     const version = this.#p.order.ticket()
     const heard = this.#guard.ticket()
     const ticket = this.memory?.ticket
@@ -234,7 +235,7 @@ export class TierStack {
     if (this.file !== undefined) {
       const started = performance.now()
       try {
-        result = await this.file.get(key, grace)
+        result = await this.file.get(key, grace, countExpired)
         // A copy in its grace period too: grace never serves a value another host replaced
         // or deleted while this one was cut off.
         if (result.found && this.#asksRedis(key, result.createdAt)) {
@@ -263,7 +264,7 @@ export class TierStack {
     } else if (!(result.found && !result.stale) && this.redis !== undefined) {
       const failedBefore = this.#redisReadFailedAt
       // One read counts one `expired`: not again for Redis's copy of the entry the files had.
-      const shared = await this.#fromRedis(key, grace, false, result.found || result.expired !== true)
+      const shared = await this.#fromRedis(key, grace, false, countExpired && (result.found || result.expired !== true))
       if (this.#redisReadFailedAt !== failedBefore) failed = true
       if (shared.found && (!shared.stale || !result.found)) {
         result = answeredByRedis(shared)
