@@ -187,6 +187,32 @@ describe('facade review', () => {
       }
     },
   )
+
+  test('warm() whose loader is still running when close() is called reports its keys as failed, not superseded, and loads no further batch', async () => {
+    // Nothing changed the keys: close() let go of their values, and the report said superseded.
+    const cache = await Larder.open({ dir: tempDir() })
+    let release!: () => void
+    const gate = new Promise<void>((resolve) => (release = resolve))
+    let started!: () => void
+    const loading = new Promise<void>((resolve) => (started = resolve))
+    let calls = 0
+    const keys = Array.from({ length: 150 }, (_, i) => `k${i}`) // two batches of the loader
+    const warming = cache.warm(keys, {
+      loader: async (batch) => {
+        calls++
+        started()
+        await gate
+        return batch.map((key) => `v-${key}`)
+      },
+    })
+    await loading
+    const closing = cache.close()
+    release()
+    const report = await warming
+    await closing
+    assert.deepEqual(report, { warmed: 0, fromShared: 0, loaded: 0, failed: 150, superseded: 0 })
+    assert.equal(calls, 1, 'the batch after close() is not loaded')
+  })
 })
 
 /** Two entries no read may serve, both still on disk and in Redis: `kept<suffix>`, expired but

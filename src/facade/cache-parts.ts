@@ -360,7 +360,7 @@ export class CacheParts {
   async close(): Promise<void> {
     this.pressure?.close()
     await this.sharedPrune?.close()
-    this.loads.supersedeRefreshes() // background work: nothing stored once closing begins
+    this.loads.close() // background work: nothing stored once closing begins
     await this.inFlight.settle()
     await this.writeBack?.flush(new Promise((resolve) => setTimeout(resolve, CLOSE_WAIT_MS).unref()))
     this.writeBack?.stop()

@@ -32,6 +32,9 @@ export interface Flight<T> {
   /** Its callers were answered before its loader settled (getOrSet's timeouts): it goes on
    *  as a background load, which owns the mark from then on. */
   detached?: boolean
+  /** Superseded by close(), not by a change: what it loaded was not stored because the cache
+   *  closed (warm reports it as failed, not as superseded). */
+  closed?: boolean
 }
 
 export class Loads<T> {
@@ -47,6 +50,8 @@ export class Loads<T> {
   readonly #batched = new Map<string, Flight<unknown>>()
   readonly #tagsStale: (tags: readonly string[], createdAt: number) => boolean
   readonly #changes: KeyChanges | undefined
+  /** close() began: a batch load begun from now on stores nothing either. */
+  #closing = false
 
   /** `tagsStale` answers whether any of the tags was invalidated at or after a time, and
    *  never throws (a failing tag clock counts as stale); `changes` (with a directory) what
@@ -146,6 +151,7 @@ export class Loads<T> {
    *  mayStore before it stores, and ends it (`endBatched`) either way. */
   beginBatched(key: string, createdAt: number): Flight<unknown> {
     const flight: Flight<unknown> = { tags: [], createdAt, superseded: false, mark: this.#changes?.mark(), result: Promise.resolve() }
+    if (this.#closing) flight.superseded = flight.closed = true
     // A second batch load of the key (another warm): the later one stores, the earlier not.
     const earlier = this.#batched.get(key)
     if (earlier !== undefined) earlier.superseded = true
@@ -159,7 +165,15 @@ export class Loads<T> {
     if (this.#batched.get(key) === flight) this.#batched.delete(key)
   }
 
-  /** Closing: no refresh or background load in progress stores anything. */
+  /** The cache is closing: no refresh, background or batch load stores anything, those begun
+   *  later included; a batch load's value is let go because of that (`closed`). */
+  close(): void {
+    this.#closing = true
+    for (const flight of this.#batched.values()) if (!flight.superseded) flight.closed = true
+    this.supersedeRefreshes()
+  }
+
+  /** No refresh, background or batch load in progress stores anything. */
   supersedeRefreshes(): void {
     for (const flights of [this.#refreshes, this.#background, this.#batched]) {
       for (const flight of flights.values()) flight.superseded = true

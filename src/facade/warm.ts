@@ -16,7 +16,8 @@ export interface WarmReport {
   fromShared: number
   /** Keys the loader gave a value for, stored. */
   loaded: number
-  /** Keys neither found nor loaded (the loader failed, or had nothing for them). */
+  /** Keys neither found nor loaded (the loader failed, or had nothing for them, or the cache
+   *  was closed before they were stored). */
   failed: number
   /** Keys changed (set, deleted, cleared, their tags invalidated, by any process) while the
    *  loader ran: what it gave for them is older than that change, and was not stored. */
@@ -82,7 +83,8 @@ export async function warm(
     const flights = batch.map((key) => loads.beginBatched(key, clock.createdAt([])))
     let values: unknown
     try {
-      values = loader === undefined ? undefined : await loader(batch)
+      // A batch begun once close() began is not loaded: nothing it gave would be stored.
+      values = loader === undefined || flights[0]!.closed === true ? undefined : await loader(batch)
     } catch {
       values = undefined
     }
@@ -100,7 +102,8 @@ export async function warm(
             // flight.superseded again after the await: a change called while mayStore's
             // answer was on its way is queued first, and this older value would undo it.
             if (!(await loads.mayStore(key, flight)) || flight.superseded) {
-              report.superseded++
+              if (flight.closed === true) report.failed++
+              else report.superseded++
               return
             }
             await writes.change(key, () => writes.write(key, write))
