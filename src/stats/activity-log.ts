@@ -35,7 +35,11 @@ export interface ActivityCounters {
   corrupt: number
   /** Disk operations that failed. */
   errors: number
-  /** Writes not stored because the disk failed or the breaker was open. */
+  /** Changes not made: a write, delete, tag stamp or clear the disk (or its open breaker)
+   *  refused, a value a memory tier alone cannot hold, a change for Redis let go unsent
+   *  (write-back's bound, held stamps' bound, still queued at close), a `setStream` close()
+   *  gave up on or another instance's clear() overtook (no failure: not in `errors`), an
+   *  `increment` whose read failed. */
   dropped: number
   bytesRead: number
   bytesWritten: number
