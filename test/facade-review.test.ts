@@ -79,7 +79,7 @@ describe('facade review', () => {
   )
 
   test(
-    'getStream, has and info of an entry expired in its grace, or invalidated, count one `expired` each when the files and Redis both hold it',
+    'getStream, has and info of an entry expired in its grace, or invalidated, count one `expired` each when the files and Redis both hold it (each call one read)',
     {
       skip: redisAvailable() ? false : 'redis-server is not installed',
     },
@@ -101,6 +101,19 @@ describe('facade review', () => {
             const { expired } = await cache.stats()
             assert.equal(expired, 1, key)
           }
+        }
+        // Each call is one read (README, Stats): has then info count two for the entry in its
+        // grace, one for the invalidated entry, which the first removes.
+        const [kept, tagged] = await expiredTwoWays(cache, '-both')
+        for (const [key, expected] of [
+          [kept, 2],
+          [tagged, 1],
+        ] as const) {
+          cache.resetStats()
+          assert.equal(await cache.has(key), false)
+          assert.equal(await cache.info(key), undefined)
+          const { expired, hits, misses } = await cache.stats()
+          assert.deepEqual({ expired, hits, misses }, { expired: expected, hits: 0, misses: 0 }, `has then info: ${key}`)
         }
       } finally {
         await cache.close()
