@@ -33,7 +33,7 @@ export interface ActivityCounters {
   expired: number
   /** Entries found damaged, foreign or truncated: each read as a miss and was removed. */
   corrupt: number
-  /** Disk operations that failed. */
+  /** Operations that failed: the disk's, and Redis's. */
   errors: number
   /** Changes not made: a write, delete, tag stamp or clear the disk (or its open breaker)
    *  refused, a value a memory tier alone cannot hold, a change for Redis let go unsent
