@@ -230,7 +230,7 @@ describe('facade review', () => {
 
 /** Two entries no read may serve, both still on disk and in Redis: `kept<suffix>`, expired but
  *  within its grace, and `tagged<suffix>`, invalidated by its tag. Their keys. */
-async function expiredTwoWays(cache: Larder, suffix: string): Promise<string[]> {
+async function expiredTwoWays(cache: Larder, suffix: string): Promise<[kept: string, tagged: string]> {
   const [kept, tagged] = [`kept${suffix}`, `tagged${suffix}`]
   await cache.getOrSet(kept, () => 'v', { ttl: 20, grace: '1h' })
   await cache.set(tagged, 'v', { tags: [tagged] })
