@@ -56,7 +56,7 @@ describe('facade review', () => {
   )
 
   test(
-    'a read of an entry expired in its grace, or invalidated, counts one `expired` when the files and Redis both hold it',
+    'a read of an entry expired in its grace, or invalidated, counts one `expired` when the files and Redis both hold it, and one past its expiry that only the memory tier held',
     {
       skip: redisAvailable() ? false : 'redis-server is not installed',
     },
@@ -70,6 +70,23 @@ describe('facade review', () => {
           assert.equal(await cache.get(key), undefined)
           const { expired, misses } = await cache.stats()
           assert.deepEqual({ expired, misses }, { expired: 1, misses: 1 }, key)
+        }
+        // Without a directory, an entry past its expiry (and grace) is gone from Redis, which
+        // drops it then: the memory tier that found it dead counted nothing (expired 0).
+        const shared = await Larder.open({ dir: false, memory: true, redis: `redis://127.0.0.1:${server.port}`, namespace: 'no-dir' })
+        try {
+          await shared.set('ttl', 'v', { ttl: 20 })
+          assert.equal(await shared.get('ttl'), 'v')
+          const keys = [...(await expiredTwoWays(shared, '')), 'ttl']
+          await delay(40)
+          for (const key of keys) {
+            shared.resetStats()
+            assert.equal(await shared.get(key), undefined)
+            const { expired, misses } = await shared.stats()
+            assert.deepEqual({ expired, misses }, { expired: 1, misses: 1 }, `dir: false, ${key}`)
+          }
+        } finally {
+          await shared.close()
         }
       } finally {
         await cache.close()

@@ -8,6 +8,7 @@ import { CreationClock, sharedTime } from '../store/creation-clock.js'
 import type { CorruptReport, FileTier } from '../tiers/file-tier.js'
 import { MemoryTier } from '../tiers/memory-tier.js'
 import { TierStack } from '../tiers/tier-stack.js'
+import type { TierEntry } from '../tiers/tier.js'
 import { WriteBackQueue } from '../tiers/write-back.js'
 import { CountedReads } from './counted-reads.js'
 import { DiskParts } from './disk-parts.js'
@@ -200,8 +201,15 @@ export class CacheParts {
             { ...memory, eviction: options.evictionPolicy === 'random' ? 'random' : 'lru', watched: options.memoryPressure !== false },
             this.tags.held,
             this.disk?.changes ?? { changesElsewhere: () => undefined },
-            // The only tier: no read below will find the dead entry and count it.
-            this.disk === undefined && redis === undefined ? () => this.counters.counts.expired++ : undefined,
+            // Counted where no read below will find the dead entry and count it: the only tier,
+            // or above Redis alone once the entry is past its expiry and grace, when Redis drops
+            // it (PXAT); before that (in its grace, or invalidated) Redis holds it and counts it.
+            // With a directory, the file tier counts it.
+            this.disk === undefined
+              ? (entry) => {
+                  if (redis === undefined || goneFromRedis(entry)) this.counters.counts.expired++
+                }
+              : undefined,
           )
     this.stack = new TierStack({
       memory: this.memory,
@@ -403,4 +411,10 @@ export class CacheParts {
       }
     }
   }
+}
+
+/** Whether Redis has dropped `entry` by now: past its expiry plus its grace (RedisTier sets
+ *  PXAT there, or sooner with `redis.ttl`, which this does not claim). */
+function goneFromRedis(entry: TierEntry): boolean {
+  return entry.expiresAt !== 0 && Date.now() >= entry.expiresAt + entry.grace
 }

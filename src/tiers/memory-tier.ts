@@ -141,11 +141,11 @@ export class MemoryTier implements Tier {
   #cap: Shed | undefined
   readonly #watched: boolean
   /** Told of each entry a read found expired or invalidated and dropped. */
-  readonly #dead: (() => void) | undefined
+  readonly #dead: ((entry: TierEntry) => void) | undefined
 
   /** `dead`: told of each entry a read finds no longer live (the cache counts it as `expired`
-   *  where no tier below would find it again: a cache of memory only). */
-  constructor(bounds: MemoryTierBounds, tags: HeldTagStamps, changes: ChangeSignal, dead?: () => void) {
+   *  where no tier below would find it again: see CacheParts). */
+  constructor(bounds: MemoryTierBounds, tags: HeldTagStamps, changes: ChangeSignal, dead?: (entry: TierEntry) => void) {
     const { lru, random } = boundedCache(bounds)
     this.#lru = lru
     this.#random = random
@@ -183,7 +183,7 @@ export class MemoryTier implements Tier {
   #stillLive(key: string, entry: Held): boolean {
     if (entryState(entry, entry.expiresAt === 0 ? 0 : Date.now(), this.#stamps) === 'live') return true
     this.#remove(key)
-    this.#dead?.()
+    this.#dead?.(entry)
     return false
   }
 
