@@ -439,6 +439,15 @@ export function parseDuration(
   if (typeof value === 'number') milliseconds = value
   else if (typeof value === 'string' && value.trim() !== '' && value.length <= 100) {
     const trimmed = value.trim()
+    // ms reads its units in any case, so `1M` is a minute; whoever writes a capital M most
+    // likely means a month (a unit ms does not have), and would get a ttl 43,200 times too
+    // short. Refused, saying what to write; every other unit reads the same in either case.
+    if (/^-?\d*\.?\d+ *M$/.test(trimmed))
+      throw new LarderError(
+        code,
+        `Invalid ${field}: "${trimmed}" is ambiguous (a month? it would read as a minute): write "${trimmed.slice(0, -1)}m" for minutes, or days ("30d") for a month`,
+        { field },
+      )
     milliseconds = /^\d+(\.\d+)?$/.test(trimmed) ? Number(trimmed) : ms(trimmed as ms.StringValue)
   }
   if (milliseconds === undefined || !Number.isFinite(milliseconds) || milliseconds < 0) {

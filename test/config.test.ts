@@ -102,6 +102,61 @@ describe('configuration: sources and precedence', () => {
     await assert.rejects(shared('world'), isLarderError('ERR_INVALID_OPTION', /^LARDER_SHARED="world": /))
   })
 
+  test('a duration in upper-case M ("1M": a month? ms reads a minute) is refused for every duration option, from env, file and code, naming the field', async () => {
+    const root = tempDir('larder-config')
+    const rows = OPTION_ROWS.filter((row) => row.doc.includes('(duration'))
+    assert.ok(rows.length >= 15, 'the table marks its durations')
+    const beside = { memory: true, redis: 'redis://127.0.0.1:1' }
+    const ambiguous = isLarderError('ERR_INVALID_OPTION', /"1M" is ambiguous.*write "1m" for minutes.*"30d"/)
+    for (const row of rows) {
+      const variable = envName(row.path)
+      const inEnv = layerOptions({
+        config: { env: { LARDER_MEMORY: 'true', LARDER_REDIS_URL: 'redis://127.0.0.1:1', [variable]: '1M' }, file: false },
+      })
+      await assert.rejects(inEnv, (error: unknown) => ambiguous(error) && (error as LarderError).field === row.path, variable)
+      const tree: Record<string, unknown> = {}
+      const parts = row.path.split('.')
+      parts.reduce<Record<string, unknown>>(
+        (node, part, i) => (node[part] = i === parts.length - 1 ? '1 M' : {}) as Record<string, unknown>,
+        tree,
+      )
+      const file = path.join(root, 'larder.config.json')
+      fs.writeFileSync(file, JSON.stringify(tree))
+      const inFile = layerOptions({ ...beside, config: { env: false, file } })
+      await assert.rejects(inFile, isLarderError('ERR_INVALID_OPTION', /larder\.config\.json: .*"1 M" is ambiguous/), `file ${row.path}`)
+      assert.throws(
+        () => resolveOptions({ ...beside, ...tree }),
+        isLarderError('ERR_INVALID_OPTION', /"1 M" is ambiguous/),
+        `code ${row.path}`,
+      )
+    }
+    // What ms reads without doubt is still read: minutes in lower case, hours in upper case.
+    assert.equal(resolveOptions({ defaultTtl: '1m' }).defaultTtl, 60_000)
+    assert.equal(resolveOptions({ defaultTtl: '2H' }).defaultTtl, 7_200_000)
+    const cache = await Larder.open({ dir: path.join(root, 'c') })
+    try {
+      await assert.rejects(cache.set('k', 1, { ttl: '1M' }), isLarderError('ERR_INVALID_TTL', /"1M" is ambiguous/))
+      assert.equal(await cache.has('k'), false, 'nothing was written')
+    } finally {
+      await cache.close()
+    }
+  })
+
+  test('a size in lower-case m ("1m": minutes? megabytes?) is refused for every size option, naming the field', async () => {
+    const rows = OPTION_ROWS.filter((row) => row.doc.includes('(size'))
+    assert.ok(rows.length >= 6, 'the table marks its sizes')
+    for (const row of rows) {
+      const variable = envName(row.path)
+      await assert.rejects(
+        layerOptions({
+          config: { env: { LARDER_MEMORY: 'true', LARDER_REDIS_URL: 'redis://127.0.0.1:1', [variable]: '1m' }, file: false },
+        }),
+        (error: unknown) => isLarderError('ERR_INVALID_OPTION', /"1m" is not a size/)(error) && (error as LarderError).field === row.path,
+        variable,
+      )
+    }
+  })
+
   test('a bad size from the environment names the variable and writes nothing', async () => {
     const dir = path.join(tempDir('larder-config'), 'cache')
     await assert.rejects(Larder.open({ dir, config: { env: { LARDER_MAX_SIZE: '5 gigs' }, file: false } }), (error: unknown) => {
