@@ -178,10 +178,11 @@ export interface LarderOptions {
   /** A value of at least this size (serialized) is written by `set` uncompressed, and a
    *  maintenance worker compresses it moments later (swapping the compressed file in only if
    *  the entry is still the one written): the set does not wait for the codec, and the disk
-   *  ends up as compressed as before. Default `'32KiB'` (32,768 bytes); `false`: every value
+   *  ends up as compressed as before. Default `'32KiB'` (32,768 bytes); `true`: that default; `false` (or
+   *  0, or the words `'off'`, `'no'`, `'false'`, as from `LARDER_COMPRESS_LATER`): every value
    *  is compressed before its set resolves. Not with `durable` or `encryption` (compressed before as before),
    *  nor for `setStream` (its frames are compressed as they come) or a value Redis also holds. */
-  compressLater?: Size | false
+  compressLater?: Size | boolean
   /**
    * The largest value `get` returns (and `getOrSet`, `getMany`, `increment` read) and `set`
    * stores, in bytes of the serialized value. Default `'64MiB'`. A value read with `get` is
@@ -625,10 +626,7 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     compressionLevel,
     compressThreshold: parseSize(o.compressThreshold ?? 4096, 'compressThreshold'),
     streamCompression,
-    compressLater:
-      o.compressLater === false || o.compressLater === 'false' || o.compressLater === 'off'
-        ? false
-        : parseSize(o.compressLater ?? 32 * 1024, 'compressLater'),
+    compressLater: resolveCompressLater(o.compressLater),
     serializer,
     maxValueSize,
     memory,
@@ -645,6 +643,34 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     memoryPressure: resolveMemoryPressure(o.memoryPressure, memory !== false),
     encryption: resolveEncryption(o.encryption),
   }
+}
+
+/** `compressLater`'s switch words, read alike from a variable, a file and code (in any case). */
+const ON_WORDS = new Set(['true', 'on', 'yes'])
+const OFF_WORDS = new Set(['false', 'off', 'no'])
+const DEFAULT_COMPRESS_LATER = 32 * 1024
+
+/**
+ * `compressLater`: a size, or off. 0 is off, as for the other options where 0 would mean
+ * "always" or "never" (`maintenance.interval`, `breaker.timeout`): a threshold of 0 bytes sent
+ * even values too small to compress (`compressThreshold`) to the worker, and an operator writing
+ * `LARDER_COMPRESS_LATER=0` means off, as `0` is for every boolean variable. `true` (or `on`,
+ * `yes`) is the default size, as `memory: true` is the tier's defaults.
+ */
+function resolveCompressLater(value: unknown): number | false {
+  const word = typeof value === 'string' ? value.trim().toLowerCase() : undefined
+  if (value === undefined || value === true || (word !== undefined && ON_WORDS.has(word))) return DEFAULT_COMPRESS_LATER
+  if (value === false || (word !== undefined && OFF_WORDS.has(word))) return false
+  let size: number
+  try {
+    size = parseSize(value, 'compressLater')
+  } catch {
+    throw invalid(
+      'compressLater',
+      `expected a size ("64KB", or bytes), or false (off; also 0, "off", "no"), got ${shownValue(value, 'quoted')}`,
+    )
+  }
+  return size === 0 ? false : size
 }
 
 /** The breaker thresholds at `prefix` (`breaker.` or `redis.breaker.`). */

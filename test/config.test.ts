@@ -151,10 +151,46 @@ describe('configuration: sources and precedence', () => {
         layerOptions({
           config: { env: { LARDER_MEMORY: 'true', LARDER_REDIS_URL: 'redis://127.0.0.1:1', [variable]: '1m' }, file: false },
         }),
-        (error: unknown) => isLarderError('ERR_INVALID_OPTION', /"1m" is not a size/)(error) && (error as LarderError).field === row.path,
+        (error: unknown) =>
+          isLarderError('ERR_INVALID_OPTION', /"1m" is not a size|a size .*got "1m"/)(error) && (error as LarderError).field === row.path,
         variable,
       )
     }
+  })
+
+  test('compressLater reads the same from env, file and code: 0 and false/off/no are off, true/on/yes the default size, a size its bytes', async () => {
+    const root = tempDir('larder-config')
+    const file = path.join(root, 'larder.config.json')
+    const cases: [string | number | boolean, number | false][] = [
+      [0, false],
+      ['0', false],
+      [false, false],
+      ['false', false],
+      ['off', false],
+      ['No', false],
+      ['FALSE', false],
+      [true, 32 * 1024],
+      ['true', 32 * 1024],
+      ['on', 32 * 1024],
+      ['yes', 32 * 1024],
+      ['64KB', 64_000],
+      [65536, 65536],
+    ]
+    for (const [value, expected] of cases) {
+      fs.writeFileSync(file, JSON.stringify({ compressLater: value }))
+      const fromFile = (await layerOptions({ config: { env: false, file } })).resolved.compressLater
+      const fromCode = resolveOptions({ compressLater: value }).compressLater
+      assert.equal(fromFile, expected, `file ${JSON.stringify(value)}`)
+      assert.equal(fromCode, expected, `code ${JSON.stringify(value)}`)
+      if (typeof value === 'boolean') continue // the environment holds text
+      const fromEnv = (await layerOptions({ config: { env: { LARDER_COMPRESS_LATER: String(value) }, file: false } })).resolved
+        .compressLater
+      assert.equal(fromEnv, expected, `LARDER_COMPRESS_LATER=${value}`)
+    }
+    await assert.rejects(
+      layerOptions({ config: { env: { LARDER_COMPRESS_LATER: 'lots' }, file: false } }),
+      isLarderError('ERR_INVALID_OPTION', /^LARDER_COMPRESS_LATER="lots": .*compressLater.*a size .*or false \(off/),
+    )
   })
 
   test('a bad size from the environment names the variable and writes nothing', async () => {

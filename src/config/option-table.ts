@@ -56,7 +56,7 @@ export const OPTION_ROWS: readonly OptionRow[] = [
   { path: 'compression', env: 'text', example: 'brotli', live: true, doc: 'codec of new entries: `gzip`, `deflate`, `brotli`, `zstd`, `none`' },
   { path: 'compressionLevel', env: 'number', example: '4', live: true, doc: 'codec level of new entries' },
   { path: 'compressThreshold', env: 'text', example: '16KB', live: true, doc: 'smaller payloads are stored uncompressed (size)' },
-  { path: 'compressLater', env: 'text', example: '64KB', live: true, doc: 'values this large are written uncompressed and compressed by a worker moments later (size, or `false`)' },
+  { path: 'compressLater', env: 'text', example: '64KB', live: true, doc: 'values this large are written uncompressed and compressed by a worker moments later (size; `false`, `off` or `0`: off)' },
   { path: 'streamCompression', env: 'text', example: 'full', live: true, doc: '`adaptive` or `full`, for new streams' },
   { path: 'serializer', env: 'text', example: 'v8', live: false, doc: '`json`, `v8`, `msgpack`, `raw` (a custom serializer only from a call or `larder.config.mjs`)' },
   { path: 'maxValueSize', env: 'text', example: '16MiB', live: false, doc: 'largest value `get` returns and `set` stores (size)' },
