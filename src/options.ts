@@ -258,7 +258,8 @@ export interface LarderOptions {
   bus?: boolean
   /** Watching the process's memory (see `MemoryPressureOptions`): `false`, `true` (`{}`: the
    *  default thresholds), or thresholds. Default on (`{}`) when the memory tier is on, off
-   *  otherwise. */
+   *  otherwise. Without the memory tier and without `redis` (whose write-back queue it also
+   *  bounds) there is nothing to shed: off whatever is given (thresholds still checked). */
   memoryPressure?: boolean | MemoryPressureOptions
   /**
    * Encryption at rest (AES-256-GCM) of every entry this cache writes, in files and in Redis:
@@ -640,7 +641,7 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     // A read-only instance never prunes by itself (it removes nothing).
     maintenance: o.readOnly === true ? { ...resolveMaintenance(o.maintenance), auto: false } : resolveMaintenance(o.maintenance),
     ...resolveShared(o, dir, memory),
-    memoryPressure: resolveMemoryPressure(o.memoryPressure, memory !== false),
+    memoryPressure: resolveMemoryPressure(o.memoryPressure, memory !== false, o.redis !== undefined),
     encryption: resolveEncryption(o.encryption),
   }
 }
@@ -901,8 +902,16 @@ export interface ResolvedMemoryPressure {
 
 const MEMORY_PRESSURE_NAMES = new Set(['interval', 'highWater', 'lowWater', 'shedTo'])
 
-/** `memoryPressure`: on by default when the memory tier is (`memoryTier`), off otherwise. */
-export function resolveMemoryPressure(input: unknown, memoryTier: boolean): ResolvedMemoryPressure | false {
+/**
+ * `memoryPressure`: on by default when the memory tier is (`memoryTier`), off otherwise. Asked
+ * for (`true` or thresholds, from any source) it is on where it has something to shed: the
+ * memory tier, or with `redis` a write-back queue (`writeStrategy` may become write-back
+ * while the cache runs, and this cannot). Without either it is off, whatever asked: a
+ * `LARDER_MEMORY_PRESSURE_…` variable set for every service of a host must not give one
+ * without a memory tier a timer that reads memory for nothing. Its fields are checked all the
+ * same, so a mistake is found before the tier is turned on.
+ */
+export function resolveMemoryPressure(input: unknown, memoryTier: boolean, redis: boolean): ResolvedMemoryPressure | false {
   if (input === false || (input === undefined && !memoryTier)) return false
   if (input !== undefined && input !== true && (input === null || typeof input !== 'object' || Array.isArray(input)))
     throw invalid('memoryPressure', 'expected a boolean or { interval?, highWater?, lowWater?, shedTo? }')
@@ -922,10 +931,11 @@ export function resolveMemoryPressure(input: unknown, memoryTier: boolean): Reso
   const lowWater = share(p.lowWater, 'lowWater', highWater > 0.7 ? 0.7 : highWater * 0.8, 0, false, 1)
   if (lowWater >= highWater)
     throw invalid('memoryPressure.lowWater', `expected less than highWater (${highWater}), got ${shownValue(lowWater)}`)
-  return {
+  const resolved = {
     interval: positiveDuration(timerDuration(p.interval ?? '1s', 'memoryPressure.interval'), 'memoryPressure.interval'),
     highWater,
     lowWater,
     shedTo: share(p.shedTo, 'shedTo', 0.5, 0, true, 1),
   }
+  return memoryTier || redis ? resolved : false
 }

@@ -84,7 +84,7 @@ describe('configuration: sources and precedence', () => {
 
   test('a number variable reads as the number a config file or code writing it means (.9, 5., 1e3)', async () => {
     const read = async (env: Record<string, string>) => (await layerOptions({ config: { env, file: false } })).resolved
-    const pressure = (await read({ LARDER_MEMORY_PRESSURE_HIGH_WATER: '.9' })).memoryPressure
+    const pressure = (await read({ LARDER_MEMORY: 'true', LARDER_MEMORY_PRESSURE_HIGH_WATER: '.9' })).memoryPressure
     assert.ok(pressure !== false)
     assert.equal(pressure.highWater, 0.9)
     assert.equal((await read({ LARDER_MAX_ENTRIES: '1e3' })).maxEntries, 1000)
@@ -190,6 +190,41 @@ describe('configuration: sources and precedence', () => {
     await assert.rejects(
       layerOptions({ config: { env: { LARDER_COMPRESS_LATER: 'lots' }, file: false } }),
       isLarderError('ERR_INVALID_OPTION', /^LARDER_COMPRESS_LATER="lots": .*compressLater.*a size .*or false \(off/),
+    )
+  })
+
+  test('memoryPressure without the memory tier or Redis (nothing to shed) is off, from env, file and code alike; its fields are still checked', async () => {
+    const root = tempDir('larder-config')
+    const file = path.join(root, 'larder.config.json')
+    const dir = path.join(root, 'c')
+    for (const pressure of [true, { interval: '5s' }, { highWater: 0.9 }] as const) {
+      fs.writeFileSync(file, JSON.stringify({ memoryPressure: pressure }))
+      const env =
+        pressure === true
+          ? { LARDER_MEMORY_PRESSURE: 'true' }
+          : 'interval' in pressure
+            ? { LARDER_MEMORY_PRESSURE_INTERVAL: '5s' }
+            : { LARDER_MEMORY_PRESSURE_HIGH_WATER: '0.9' }
+      const shown = JSON.stringify(pressure)
+      const sources = {
+        env: (beside: Record<string, unknown>, besideEnv: Record<string, string>) =>
+          layerOptions({ dir, ...beside, config: { env: { ...env, ...besideEnv }, file: false } }),
+        file: (beside: Record<string, unknown>) => layerOptions({ dir, ...beside, config: { env: false, file } }),
+        code: (beside: Record<string, unknown>) =>
+          Promise.resolve({ resolved: resolveOptions({ dir, ...beside, memoryPressure: pressure }) }),
+      }
+      for (const [name, read] of Object.entries(sources)) {
+        assert.equal((await read({}, {})).resolved.memoryPressure, false, `${name} ${shown}: no memory tier, no Redis`)
+        assert.notEqual((await read({ memory: true }, {})).resolved.memoryPressure, false, `${name} ${shown}: with the memory tier`)
+        // Redis's write-back queue is bounded under pressure too (writeStrategy may change live).
+        const redis = (await read({ redis: 'redis://127.0.0.1:1' }, {})).resolved.memoryPressure
+        assert.notEqual(redis, false, `${name} ${shown}: with Redis`)
+      }
+    }
+    await assert.rejects(
+      layerOptions({ dir, config: { env: { LARDER_MEMORY_PRESSURE_HIGH_WATER: '2' }, file: false } }),
+      isLarderError('ERR_INVALID_OPTION', /^LARDER_MEMORY_PRESSURE_HIGH_WATER="2": /),
+      'a bad threshold is refused even where the watch is off',
     )
   })
 

@@ -74,7 +74,7 @@ export const OPTION_ROWS: readonly OptionRow[] = [
   { path: 'maxSize', env: 'text', example: '5GB', live: true, doc: 'budget in bytes on disk (size); lowering it starts a prune' },
   { path: 'maxEntries', env: 'number', example: '100000', live: true, doc: 'budget in entries; lowering it starts a prune' },
   { path: 'evictionPolicy', env: 'text', example: 'lfu', live: true, doc: '`lru`, `lfu`, `fifo` or `random` (also the memory tier\'s, at once)' },
-  { path: 'memoryPressure', env: 'switch', example: 'true', live: false, doc: 'memory-pressure watch (on by default with the memory tier)' },
+  { path: 'memoryPressure', env: 'switch', example: 'true', live: false, doc: 'memory-pressure watch (on by default with the memory tier; off without it and without Redis, whatever is set)' },
   { path: 'memoryPressure.interval', env: 'text', example: '5s', live: false, doc: 'how often memory is read (duration)' },
   { path: 'memoryPressure.highWater', env: 'number', example: '0.9', live: false, doc: 'share of the heap or RSS limit above which the memory tier sheds' },
   { path: 'memoryPressure.lowWater', env: 'number', example: '0.6', live: false, doc: 'share below which the memory tier recovers its bounds' },
