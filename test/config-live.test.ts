@@ -153,6 +153,33 @@ describe('configure(): runtime reconfiguration', () => {
     }
   })
 
+  test('maintenance turned off and on again keeps the settings it had (true keeps what is below, as in a merge); fields given with it merge over them', async () => {
+    const cache = await Larder.open({ dir: tempDir('larder-live'), maintenance: { interval: '5m', lowWater: 0.8 } })
+    try {
+      await cache.configure({ maintenance: false })
+      assert.equal(cache.options.maintenance.auto, false)
+      const on = await cache.configure({ maintenance: true })
+      assert.equal(cache.options.maintenance.auto, true)
+      assert.equal(cache.options.maintenance.interval, 300_000, 'the interval given before')
+      assert.equal(cache.options.maintenance.lowWater, 0.8)
+      assert.ok(
+        on.some((c) => c.field === 'maintenance.interval' && c.to === 300_000),
+        'the change says the interval came back',
+      )
+      await cache.configure({ maintenance: false })
+      await cache.configure({ maintenance: { lowWater: 0.7 } })
+      assert.deepEqual(
+        [cache.options.maintenance.auto, cache.options.maintenance.interval, cache.options.maintenance.lowWater],
+        [true, 300_000, 0.7],
+      )
+      await cache.configure({ maintenance: false })
+      await cache.configure({ maintenance: undefined }) // back to the default: on, default interval
+      assert.deepEqual([cache.options.maintenance.auto, cache.options.maintenance.interval], [true, 3_600_000])
+    } finally {
+      await cache.close()
+    }
+  })
+
   test('under concurrent traffic, changing codec, budgets and memory size loses and garbles nothing', async () => {
     const cache = await Larder.open({ dir: tempDir('larder-live'), memory: { maxEntries: 64 }, maintenance: { interval: 0 } })
     try {

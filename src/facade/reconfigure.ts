@@ -24,7 +24,13 @@ export interface ReconfigureState {
   live: ResolvedOptions
   input: OptionTree
   sources: Record<string, OptionSource>
+  /** The fields of a group configure() turned off (`maintenance: false` over `{ interval }`),
+   *  kept for when it is turned on again. */
+  parked?: Map<string, OptionTree>
 }
+
+/** The groups that turn on and off (`maintenance`, `memory`, `memoryPressure`). */
+const SWITCHES = OPTION_ROWS.filter((row) => row.env === 'switch').map((row) => row.path)
 
 /**
  * `cache.configure(partial)`: the partial is merged over the options the cache runs with and
@@ -49,7 +55,8 @@ export function reconfigure(state: ReconfigureState, partial: unknown): ConfigCh
   }
   for (const name of ['profile', 'config'])
     if (partial[name] !== undefined) throw notLive(name, 'a profile and the config sources are chosen when the cache opens')
-  const input = mergeOptions(state.input, partial, true)
+  const parked = new Map(state.parked)
+  const input = mergeOptions(state.input, unparked(state.input, partial, parked), true)
   const next = resolveOptions(input)
   const { live } = state
   const changed = OPTION_ROWS.filter((row) => row.path !== 'profile' && !isDeepStrictEqual(valueOf(next, row), valueOf(live, row)))
@@ -62,9 +69,36 @@ export function reconfigure(state: ReconfigureState, partial: unknown): ConfigCh
   const target = live as unknown as Record<string, unknown>
   for (const name of touched) target[name] = (next as unknown as Record<string, unknown>)[name]
   state.input = input
+  state.parked = parked
   for (const row of changed) state.sources[row.path] = 'configure'
   applyToParts(state.parts, live, touched)
   return changes
+}
+
+/**
+ * `partial` with each group it turns on again given the fields it had when configure() turned
+ * it off: `true` keeps what lies below it, as in the merge of sources (so `{ maintenance: false
+ * }` then `{ maintenance: true }` brings back the interval set before, not the defaults), and
+ * fields given with it merge over those. `parked` is updated: a group turned off keeps its
+ * fields there; one turned on again, or given as undefined (its default), lets them go.
+ */
+function unparked(input: OptionTree, partial: OptionTree, parked: Map<string, OptionTree>): OptionTree {
+  let result = partial
+  for (const name of SWITCHES) {
+    if (!Object.hasOwn(partial, name)) continue
+    const value = partial[name]
+    const before = input[name]
+    if (value === false) {
+      if (isPlainObject(before)) parked.set(name, before)
+      continue
+    }
+    const kept = parked.get(name)
+    parked.delete(name)
+    if (kept === undefined || before !== false) continue
+    if (value === true) result = { ...result, [name]: kept }
+    else if (isPlainObject(value)) result = { ...result, [name]: mergeOptions(kept, value, true, `${name}.`) }
+  }
+  return result
 }
 
 /** Tells the parts that copied a value at construction. */
