@@ -589,12 +589,15 @@ describe('configuration: the config file', () => {
       [{ file: 3 }, 'config.file'],
       [{ cwd: '' }, 'config.cwd'],
       [{ env: 'yes' }, 'config.env'],
+      [{ env: { LARDER_MAX_SIZE: 5 } }, 'config.env.LARDER_MAX_SIZE'],
+      [{ env: { LARDER_PROFILE: 7 } }, 'config.env.LARDER_PROFILE'],
+      [{ env: { LARDER_DURABLE: true } }, 'config.env.LARDER_DURABLE'],
       ['yes', 'config'],
     ] as const) {
       await assert.rejects(Larder.open({ dir: false, config: config as never }), (error: unknown) => {
         assert.ok(error instanceof LarderError && error.code === 'ERR_INVALID_OPTION', String(error))
         assert.equal(error.field, field)
-        assert.match(error.message, new RegExp(`"${field.replace('.', '\\.')}"`))
+        assert.match(error.message, new RegExp(`"${field.replaceAll('.', '\\.')}"`))
         return true
       })
     }

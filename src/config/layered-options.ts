@@ -162,6 +162,15 @@ function configChoice(config: unknown): ConfigChoice | undefined {
   const { env, file, cwd } = config
   if (env !== undefined && typeof env !== 'boolean' && !isPlainObject(env))
     throw invalidConfig('expected a boolean or an object of variables', 'env')
+  // Read as process.env's are, as text: a number or boolean in place of one was a bare
+  // TypeError from the reader. The value is not shown (it may be a key).
+  if (isPlainObject(env))
+    for (const [name, value] of Object.entries(env))
+      if ((name.startsWith('LARDER_') || name === 'NODE_ENV') && value !== undefined && typeof value !== 'string')
+        throw invalidConfig(
+          `expected a string, as an environment variable holds, got a ${value === null ? 'null' : typeof value}`,
+          `env.${name}`,
+        )
   if (file !== undefined && typeof file !== 'boolean' && (typeof file !== 'string' || file === ''))
     throw invalidConfig('expected a boolean or a path', 'file')
   if (cwd !== undefined && (typeof cwd !== 'string' || cwd === '')) throw invalidConfig('expected a directory path', 'cwd')
