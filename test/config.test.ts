@@ -228,6 +228,25 @@ describe('configuration: sources and precedence', () => {
     )
   })
 
+  test('LARDER_DIR=false means no file tier, as dir: false does in a file or code (it made a directory named "false")', async () => {
+    const root = tempDir('larder-config')
+    const file = path.join(root, 'larder.config.json')
+    fs.writeFileSync(file, JSON.stringify({ dir: false, memory: true }))
+    const fromFile = await layerOptions({ config: { env: false, file } })
+    const fromEnv = await layerOptions({ config: { env: { LARDER_DIR: 'false', LARDER_MEMORY: 'true' }, file: false, cwd: root } })
+    assert.equal(fromFile.resolved.dir, false)
+    assert.equal(fromEnv.resolved.dir, false)
+    assert.equal(fromEnv.sources.dir, 'env:LARDER_DIR')
+    await assert.rejects(
+      layerOptions({ config: { env: { LARDER_DIR: 'true' }, file: false } }),
+      isLarderError('ERR_INVALID_OPTION', /^LARDER_DIR="true": .*a non-empty path string, or false/),
+    )
+    assert.equal(
+      (await layerOptions({ config: { env: { LARDER_DIR: path.join(root, 'cache') }, file: false } })).resolved.dir,
+      path.join(root, 'cache'),
+    )
+  })
+
   test('a bad size from the environment names the variable and writes nothing', async () => {
     const dir = path.join(tempDir('larder-config'), 'cache')
     await assert.rejects(Larder.open({ dir, config: { env: { LARDER_MAX_SIZE: '5 gigs' }, file: false } }), (error: unknown) => {

@@ -20,7 +20,8 @@ export type EnvParser =
   | 'number'
   /** `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`); other text as written, for an
    *  option that is `false` or a name (`shared`: `LARDER_SHARED=false` was the string "false",
-   *  which it refuses). */
+   *  which it refuses; `dir`: `LARDER_DIR=false` made a directory named "false" where a file's
+   *  or code's `dir: false` means no file tier). */
   | 'boolean'
   /** `false` turns the group off, `true` on with its defaults (`memory`, `maintenance`). */
   | 'switch'
@@ -50,7 +51,7 @@ export interface OptionRow {
 // prettier-ignore
 export const OPTION_ROWS: readonly OptionRow[] = [
   { path: 'profile', env: 'text', example: 'production', live: false, doc: 'preset: `development`, `production` or `test` (see Profiles); `NODE_ENV` is the fallback' },
-  { path: 'dir', env: 'text', example: '/var/cache/app', live: false, doc: 'the cache directory' },
+  { path: 'dir', env: 'boolean', example: '/var/cache/app', live: false, doc: 'the cache directory (`false`: no file tier)' },
   { path: 'namespace', env: 'text', example: 'api', live: false, doc: 'separates caches sharing one directory' },
   { path: 'defaultTtl', env: 'text', example: '10m', live: true, doc: 'ttl of entries set without one (duration)' },
   { path: 'compression', env: 'text', example: 'brotli', live: true, doc: 'codec of new entries: `gzip`, `deflate`, `brotli`, `zstd`, `none`' },
