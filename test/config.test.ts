@@ -633,6 +633,13 @@ describe('configuration: the config file', () => {
     } finally {
       await cache.close()
     }
+    // A field's own variable beside its group's off is not in force either: not named.
+    const both = await layerOptions({
+      dir: path.join(root, 'cache'),
+      config: { env: { LARDER_MAINTENANCE: 'false', LARDER_MAINTENANCE_INTERVAL: '5m' }, file: false },
+    })
+    assert.equal(both.resolved.maintenance.interval, 3_600_000)
+    assert.equal(both.sources['maintenance.interval'], 'env:LARDER_MAINTENANCE')
     const kept = await Larder.open({ dir: path.join(root, 'cache'), config: { env: { LARDER_MAINTENANCE: 'true' }, cwd: root } })
     try {
       assert.equal(kept.options.maintenance.interval, 300_000, 'true keeps the fields below')

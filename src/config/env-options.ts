@@ -35,8 +35,8 @@ export function readEnv(env: Readonly<Record<string, string | undefined>>): EnvL
     const variable = envName(row.path)
     const raw = env[variable]
     if (raw === undefined || raw.trim() === '') continue
-    read.set(row.path, { variable, raw })
     if (row.env === 'keyring') {
+      read.set(row.path, { variable, raw })
       // Keys and the active key's default come as one (checked here: an error must name the
       // variable, never echo a key); LARDER_ENCRYPTION_ACTIVE_KEY, its own row, may override.
       const { keys, activeKey } = keysFromEnv(env)!
@@ -45,7 +45,9 @@ export function readEnv(env: Readonly<Record<string, string | undefined>>): EnvL
       read.set('encryption.activeKey', { variable, raw: activeKey })
       continue
     }
-    setPath(options, row.path, parseEnv(row.env, raw.trim()))
+    // Under a group the environment turned off (LARDER_MAINTENANCE=false), a field's variable
+    // is not in force: not recorded, so optionSources names the group's variable.
+    if (setPath(options, row.path, parseEnv(row.env, raw.trim()))) read.set(row.path, { variable, raw })
   }
   return { options, read }
 }

@@ -23,17 +23,19 @@ export function getPath(tree: OptionTree, path: string): unknown {
 }
 
 /** Sets `path` in `tree`, making the groups on the way. A group switched off in the same
- *  source (`memory: false`) stays off; one switched on (`memory: true`) takes the field. */
-export function setPath(tree: OptionTree, path: string, value: unknown): void {
+ *  source (`memory: false`) stays off, and false is returned (the value is not in force); one
+ *  switched on (`memory: true`) takes the field. */
+export function setPath(tree: OptionTree, path: string, value: unknown): boolean {
   const parts = path.split('.')
   let node = tree
   for (const part of parts.slice(0, -1)) {
     const next = node[part]
-    if (next === false) return
+    if (next === false) return false
     if (!isPlainObject(next)) node[part] = typeof next === 'string' && part === 'redis' ? { url: next } : {}
     node = node[part] as OptionTree
   }
   node[parts.at(-1)!] = value
+  return true
 }
 
 /**
