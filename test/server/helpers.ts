@@ -3,9 +3,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import assert from 'node:assert/strict'
 import { after } from 'node:test'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { createServer, type LarderServer } from '../../src/server/app.ts'
 import { serveOptions, type ServeOptions } from '../../src/server/options.ts'
 
@@ -173,11 +171,5 @@ export async function metric(url: string, prefix: string): Promise<number> {
 
 export const bearer = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` })
 
-/** Polls `check` until it holds (a state to reach, not a time to meet); fails after `ms`. */
-export async function eventually(check: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
-  const until = Date.now() + ms
-  while (!(await check())) {
-    if (Date.now() > until) assert.fail(`never happened: ${what}`)
-    await sleep(20)
-  }
-}
+/** The shared poll (test/eventually.ts), re-exported so the server tests keep importing it from here. */
+export { eventually } from '../eventually.ts'
