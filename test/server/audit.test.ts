@@ -6,7 +6,7 @@ import net from 'node:net'
 import path from 'node:path'
 import { Larder } from '../../src/index.ts'
 import { entryFiles, tempDir } from '../helpers.ts'
-import { bearer, type CacheAnswer, call, eventually, startCli, startServer, tempFiles } from './helpers.ts'
+import { bearer, type CacheAnswer, call, eventually, type Running, startCli, startServer, tempFiles } from './helpers.ts'
 
 // Points of issue 11 the other server tests left open (see the audit in the serve-2 report).
 
@@ -39,23 +39,54 @@ function rawGet(url: string, pathname: string): Promise<{ status: number; length
   })
 }
 
-test('an artifact whose head was damaged to a shorter length is cut short, never a whole answer of its first bytes; then a 404 (removed)', async () => {
-  const { url, dir } = await startServer()
+/** Uploads a 3 MiB artifact as `hash` of team `t`, then damages one digit of the length its
+ *  head records (shorter): the head of an entry this large is read before its checksum (at
+ *  the end) can be checked. Returns the entry file. */
+async function uploadWithDamagedLength(url: string, dir: string, hash: string): Promise<{ file: string; size: number }> {
   const size = 3 * 1024 * 1024
-  const hash = 'c1b2c3d4e5f60718'
   assert.equal((await call(`${url}/v8/artifacts/${hash}?slug=t`, upload(Buffer.alloc(size, 'a')))).status, 202)
   const file = entryFiles(dir).find((f) => fs.statSync(f).size > size)!
   const bytes = fs.readFileSync(file)
-  // One digit of the head's length: the head of an entry this large is read before its
-  // checksum (at the end) can be checked, and its length is the answer's Content-Length.
   const at = bytes.indexOf(`"length":${size}`)
   assert.ok(at > 0, 'the head holds the length')
   bytes.write('"length":1', at)
   fs.writeFileSync(file, bytes)
+  return { file, size }
+}
+
+/** The corrupt entries the server's namespace `name` counted. */
+async function corruptCounted(server: Running['server'], name: string): Promise<number> {
+  const found = (await server.context.namespaces.all()).find((n) => n.name === name)
+  return found === undefined ? 0 : (await found.cache.stats()).corrupt
+}
+
+test('an artifact whose head was damaged to a shorter length is cut short, never a whole answer of its first bytes; then a 404 (removed)', async () => {
+  const { url, dir } = await startServer()
+  const hash = 'c1b2c3d4e5f60718'
+  await uploadWithDamagedLength(url, dir, hash)
   const first = await rawGet(url, `/v8/artifacts/${hash}?slug=t`)
   assert.equal(first.status, 200)
   assert.ok(first.received < first.length, `cut short: ${first.received} of ${first.length} bytes, not a whole answer`)
   await eventually(async () => (await call(`${url}/v8/artifacts/${hash}?slug=t`)).status === 404, 'the damaged entry removed')
+})
+
+test('HEAD and the hash query never report a damaged large artifact: a 404 and null, the entry removed and counted corrupt', async () => {
+  const { url, dir, server } = await startServer()
+  const hashes = ['d1b2c3d4e5f60718', 'e1b2c3d4e5f60718']
+  const { file } = await uploadWithDamagedLength(url, dir, hashes[0]!)
+  const head = await fetch(`${url}/v8/artifacts/${hashes[0]}?slug=t`, { method: 'HEAD' })
+  assert.equal(head.status, 404, `HEAD answered ${head.status} with Content-Length ${head.headers.get('content-length')}`)
+  assert.equal(fs.existsSync(file), false, 'the damaged entry is removed')
+  assert.equal(await corruptCounted(server, 'turbo:t'), 1)
+  const other = await uploadWithDamagedLength(url, dir, hashes[1]!)
+  const query = await call(`${url}/v8/artifacts?slug=t`, {
+    method: 'POST',
+    body: JSON.stringify({ hashes: [hashes[1]] }),
+    headers: { 'content-type': 'application/json' },
+  })
+  assert.deepEqual(query.json(), { [hashes[1]!]: null })
+  assert.equal(fs.existsSync(other.file), false, 'the damaged entry is removed')
+  assert.equal(await corruptCounted(server, 'turbo:t'), 2)
 })
 
 test('larder serve: CACHE_DEFAULT_TTL (seconds) is the ttl of a value stored without one; a ttl given wins', async () => {

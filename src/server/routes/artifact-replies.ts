@@ -8,9 +8,10 @@ import type { Protocol } from '../namespaces.js'
 
 /**
  * The steps every artifact protocol shares (turbo, nx, ccache, Bazel): a download streamed
- * from `getStream` with its `Content-Length`, a HEAD that reads only the metadata, an upload
- * streamed into `setStream`. Each protocol wraps them with its own paths, namespaces and
- * answers (turbo's JSON errors, nx's exact statuses).
+ * from `getStream` with its `Content-Length`, a HEAD that answers with the metadata (of an
+ * entry checked whole first: artifact-store.ts), an upload streamed into `setStream`. Each
+ * protocol wraps them with its own paths, namespaces and answers (turbo's JSON errors, nx's
+ * exact statuses).
  *
  * A disk failure on a read is answered as a miss (and counted): a build tool then rebuilds,
  * which is what a cache that cannot read should cause.
