@@ -6,7 +6,7 @@ import net from 'node:net'
 import path from 'node:path'
 import { Larder } from '../../src/index.ts'
 import { entryFiles, tempDir } from '../helpers.ts'
-import { bearer, type CacheAnswer, call, eventually, type Running, startCli, startServer, tempFiles } from './helpers.ts'
+import { bearer, type CacheAnswer, call, eventually, metric, type Running, startCli, startServer, tempFiles } from './helpers.ts'
 
 // Points of issue 11 the other server tests left open (see the audit in the serve-2 report).
 
@@ -87,6 +87,27 @@ test('HEAD and the hash query never report a damaged large artifact: a 404 and n
   assert.deepEqual(query.json(), { [hashes[1]!]: null })
   assert.equal(fs.existsSync(other.file), false, 'the damaged entry is removed')
   assert.equal(await corruptCounted(server, 'turbo:t'), 2)
+})
+
+test('a large download whose entry turns out damaged counts as a miss and an error, not a hit', async () => {
+  const { url, dir } = await startServer()
+  const hash = 'f1b2c3d4e5f60718'
+  const size = 5_000_000
+  assert.equal((await call(`${url}/v8/artifacts/${hash}?slug=t`, upload(Buffer.alloc(size, 'a')))).status, 202)
+  const file = entryFiles(dir).find((f) => fs.statSync(f).size > size)!
+  const bytes = fs.readFileSync(file)
+  bytes[bytes.length - 10] = bytes[bytes.length - 10]! ^ 0xff // found only at the end, after the answer began
+  fs.writeFileSync(file, bytes)
+  const answer = await rawGet(url, `/v8/artifacts/${hash}?slug=t`)
+  assert.equal(answer.status, 200, 'the answer began before the damage could be known')
+  assert.ok(answer.received < answer.length, 'cut short')
+  const turbo = async (): Promise<{ hits: number; misses: number; errors: number }> =>
+    (await call(`${url}/api/cache/metrics`)).json<{ protocols: { turbo: { hits: number; misses: number; errors: number } } }>().protocols
+      .turbo
+  await eventually(async () => (await turbo()).misses === 1, 'the failed download counted as a miss')
+  assert.deepEqual(await turbo().then(({ hits, misses, errors }) => ({ hits, misses, errors })), { hits: 0, misses: 1, errors: 1 })
+  assert.equal(await metric(url, 'larder_cache_hits_total{protocol="turbo"'), 0)
+  assert.equal(await metric(url, 'larder_cache_misses_total{protocol="turbo"}'), 1)
 })
 
 test('larder serve: CACHE_DEFAULT_TTL (seconds) is the ttl of a value stored without one; a ttl given wins', async () => {

@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { isLarderError, type Larder } from '../../index.js'
 import { declaredLength, getArtifact, putArtifact, type ArtifactMeta, type ArtifactRead } from '../artifact-store.js'
@@ -42,8 +43,8 @@ export async function sendArtifact(
     if (!headOnly) ctx.metrics.miss(protocol)
     return undefined
   }
-  if (!headOnly) ctx.metrics.hit(protocol, 'file')
   const { meta, body } = found
+  if (!headOnly) countWhenSent(ctx, protocol, body)
   reply.code(200).header('content-type', 'application/octet-stream').header('content-length', meta.length)
   if (headers !== undefined) reply.headers(headers(meta))
   if (headOnly) {
@@ -63,6 +64,27 @@ export async function sendArtifact(
   }
   await reply.send(body)
   return meta
+}
+
+/**
+ * Counts a download once its body is done: a hit if it went out whole (or its client left
+ * before the end), a miss and a read error if the body failed. A large artifact's answer
+ * begins before its entry's checksum (at its end) is checked: a damaged one is cut short,
+ * which the client takes as a failure and rebuilds, so it is no hit.
+ */
+function countWhenSent(ctx: ServerContext, protocol: Protocol, body: Readable): void {
+  let ended = false
+  body.once('end', () => {
+    ended = true
+    ctx.metrics.hit(protocol, 'file')
+  })
+  body.once('close', () => {
+    if (ended) return
+    if (body.errored === null) return ctx.metrics.hit(protocol, 'file')
+    ctx.metrics.miss(protocol)
+    ctx.metrics.failed(protocol, false)
+    ctx.log(`${protocol}: a download was cut short, counted as a miss: ${body.errored.message}`)
+  })
 }
 
 export type StoreOutcome = { stored: true; length: number } | { stored: false; error: HttpError }
