@@ -37,6 +37,9 @@ export interface LarderServer {
   context: ServerContext
 }
 
+/** The answer to a request that arrives while the server stops. */
+const STOPPING = 'The server is stopping: retry against another replica or once it is back'
+
 /** How often the dashboard's hit-rate history gets a point. */
 const HISTORY_EVERY_MS = 5000
 
@@ -102,9 +105,19 @@ export async function createServer(
           ? [414, 'ERR_URL_TOO_LONG', 'Request URL too long: a name or key is at most 2048 characters']
           : [400, 'ERR_BAD_URL', 'Bad request: the URL does not decode']
       // Answered before any route or hook: the onResponse hook never hears of it (it was in no
-      // request log line, nor in the duration histogram).
+      // request log line, nor in the duration histogram), nor do the stop's 503 and the rate
+      // limit, met here instead (a client sending such URLs was never limited).
       reply.raw.once('finish', () => answered(request, reply))
-      void (reply as unknown as FastifyReply).code(status).send(errorBody(code, message))
+      const send = (status: number, code: string, message: string): void => {
+        if (stopping) reply.header('connection', 'close')
+        void (reply as unknown as FastifyReply).code(status).send(errorBody(code, message))
+      }
+      if (stopping) return send(503, 'ERR_STOPPING', STOPPING)
+      void (limit?.(request as unknown as FastifyRequest, reply as unknown as FastifyReply) ?? Promise.resolve()).then(
+        () => send(status, code, message),
+        (refusal: unknown) =>
+          refusal instanceof HttpError ? send(refusal.statusCode, refusal.code, refusal.message) : send(status, code, message),
+      )
     },
   })
 
@@ -114,14 +127,14 @@ export async function createServer(
   let stopping = false
   app.addHook('onRequest', async (request, reply) => {
     if (!stopping) return
-    const message = 'The server is stopping: retry against another replica or once it is back'
     if (request.routeOptions.config.protocol === 'nx')
-      return reply.code(statusForNx(request.method, 503)).header('content-type', 'text/plain').send(message)
-    return reply.code(503).send(errorBody('ERR_STOPPING', message))
+      return reply.code(statusForNx(request.method, 503)).header('content-type', 'text/plain').send(STOPPING)
+    return reply.code(503).send(errorBody('ERR_STOPPING', STOPPING))
   })
 
   // Before the token check: a request refused for its token counts against its address too,
   // or a client could try tokens at full speed.
+  let limit: ((request: FastifyRequest, reply: FastifyReply) => Promise<unknown>) | undefined
   if (options.rateLimit > 0) {
     await app.register(rateLimit, {
       // One hook of the app's own, not one per route (a route's hooks run after the app's, so
@@ -136,10 +149,11 @@ export async function createServer(
           `Too many requests: at most ${context.max} a minute from one address; retry in ${context.after}`,
         ),
     })
-    const limit = app.rateLimit()
+    const hook = app.rateLimit()
+    limit = (request, reply) => hook.call(app, request, reply)
     app.addHook('onRequest', async (request, reply) => {
       if (request.routeOptions.config.rateLimit === false) return // health checks
-      await limit.call(app, request, reply)
+      await hook.call(app, request, reply)
     })
   }
 

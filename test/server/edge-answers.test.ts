@@ -241,7 +241,7 @@ test("headers that trickle in past Node's headersTimeout are a 408 in the server
   }
 })
 
-test('a request that arrives while the server stops is refused in its own shape: turbo a JSON 503, nx a text/plain miss (never a 5xx)', async () => {
+test('a request that arrives while the server stops is refused in its own shape: turbo a JSON 503, nx a text/plain miss (never a 5xx), a URL the router refuses a 503 too', async () => {
   const { url, server } = await startServer()
   const { port } = new URL(url)
   const connect = async (): Promise<{ socket: net.Socket; answer: Promise<string> }> => {
@@ -257,13 +257,16 @@ test('a request that arrives while the server stops is refused in its own shape:
   nx.socket.write('GET /v1/cache/123 HTTP/1.1\r\nhost: x\r\n')
   const turbo = await connect()
   turbo.socket.write('GET /v8/artifacts/abc0123?slug=team HTTP/1.1\r\nhost: x\r\n')
+  const unrouted = await connect()
+  unrouted.socket.write('GET /api/cache/%ff HTTP/1.1\r\nhost: x\r\n')
   await sleepMs(100)
   const stopped = server.close()
   await sleepMs(100)
-  nx.socket.write('\r\n')
-  turbo.socket.write('\r\n')
-  const [nxAnswer, turboAnswer] = await Promise.all([nx.answer, turbo.answer])
+  for (const { socket } of [nx, turbo, unrouted]) socket.write('\r\n')
+  const [nxAnswer, turboAnswer, unroutedAnswer] = await Promise.all([nx.answer, turbo.answer, unrouted.answer])
   await stopped
+  assert.match(unroutedAnswer, /^HTTP\/1\.1 503/)
+  assert.match(unroutedAnswer, /\{"error":\{"code":"ERR_STOPPING","message":"[^"]+"\}\}$/)
   assert.match(nxAnswer, /^HTTP\/1\.1 404/)
   assert.match(nxAnswer, /content-type: text\/plain\r\n/)
   assert.match(turboAnswer, /^HTTP\/1\.1 503/)

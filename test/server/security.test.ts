@@ -162,6 +162,17 @@ test('limits: requests refused for their token count against the rate limit too 
   assert.equal((await call(`${url}/v8/artifacts/status?slug=t`, { headers: bearer('right') })).status, 429, 'the address is limited')
 })
 
+test('limits: URLs the router refuses (one that does not decode, a key too long) count against the rate limit too', async () => {
+  const { url } = await startServer({ rateLimit: 3 })
+  const statuses: number[] = []
+  for (let i = 0; i < 3; i++) statuses.push((await call(`${url}/api/cache/%ff`)).status)
+  for (let i = 0; i < 2; i++) statuses.push((await call(`${url}/api/cache/${'k'.repeat(3000)}`)).status)
+  assert.deepEqual(statuses, [400, 400, 400, 429, 429])
+  const limited = await call(`${url}/api/cache/%ff`)
+  assert.equal(limited.json<ErrorAnswer>().error.code, 'ERR_RATE_LIMITED')
+  assert.equal((await call(`${url}/v8/artifacts/status?slug=t`)).status, 429, 'the address is limited')
+})
+
 test('turbo: an upload refused for a bad header (400) opens and creates no team', async () => {
   const { url, dir } = await startServer()
   const namespaces = (): string[] => (fs.existsSync(path.join(dir, 'v1')) ? fs.readdirSync(path.join(dir, 'v1')) : [])
