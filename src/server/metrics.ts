@@ -87,7 +87,10 @@ export class ServerMetrics {
 
   constructor(namespaces: () => Promise<NamespaceInfo[]>) {
     const registers = [this.registry]
-    collectDefaultMetrics({ register: this.registry, prefix: 'larder_process_' })
+    // Under the names every Node.js exporter gives them (`process_cpu_seconds_total`,
+    // `nodejs_heap_size_used_bytes`), which dashboards and alerts look for: a prefix is
+    // prepended to prom-client's own `process_` (`larder_process_process_…`).
+    collectDefaultMetrics({ register: this.registry })
     this.#hits = new Counter({
       name: 'larder_cache_hits_total',
       help: 'Reads answered from the cache, by protocol and the tier that answered',

@@ -40,6 +40,22 @@ test('/metrics: Prometheus text with hits and misses per protocol and tier, byte
   assert.ok(Number(text.match(/larder_size_bytes\{namespace="turbo:t"\} (\d+)/)![1]) > 1000)
 })
 
+test("/metrics: the process's metrics under Prometheus's standard names (process_*, nodejs_*), never a doubled prefix", async () => {
+  const { url } = await startServer()
+  const names = new Set(
+    (await call(`${url}/metrics`)).text
+      .split('\n')
+      .filter((line) => line !== '' && !line.startsWith('#'))
+      .map((line) => /^[a-z_:]+/i.exec(line)![0]),
+  )
+  for (const name of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'nodejs_heap_size_used_bytes'])
+    assert.ok(names.has(name), `missing: ${name}`)
+  assert.deepEqual(
+    [...names].filter((name) => /process_process|larder_process|larder_nodejs/.test(name)),
+    [],
+  )
+})
+
 test('/healthz and /readyz answer 200; /readyz is 503 with the reason when the cache directory cannot be written (read-only mount)', async (t) => {
   let mounted = false
   let close = async (): Promise<void> => {}
