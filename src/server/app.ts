@@ -40,6 +40,9 @@ export interface LarderServer {
 /** The answer to a request that arrives while the server stops. */
 const STOPPING = 'The server is stopping: retry against another replica or once it is back'
 
+/** The most requests one connection may have waiting behind the one being answered. */
+const PIPELINE_DEPTH = 32
+
 /** How often the dashboard's hit-rate history gets a point. */
 const HISTORY_EVERY_MS = 5000
 
@@ -119,6 +122,34 @@ export async function createServer(
           refusal instanceof HttpError ? send(refusal.statusCode, refusal.code, refusal.message) : send(status, code, message),
       )
     },
+  })
+
+  // A pipelined request (sent on a connection before the answers to those ahead of it) waits
+  // for its turn to answer before anything is read for it: Node queues its answer behind the
+  // others, and an artifact opened for it meanwhile held its file and the first MiB of its body
+  // in that queue: a client that sent 300 GETs of a large artifact and read nothing held 300
+  // files and ~390 MB. Past PIPELINE_DEPTH requests waiting on one connection, it is closed;
+  // a request whose connection closed before its turn goes no further (no one is there to
+  // answer), and neither does one parsed from the same bytes after that.
+  const waiting = new WeakMap<object, number>()
+  app.addHook('onRequest', (request, reply, done) => {
+    const socket = request.raw.socket
+    if (reply.raw.socket !== null) return done()
+    if (socket.destroyed) return
+    const depth = (waiting.get(socket) ?? 0) + 1
+    if (depth > PIPELINE_DEPTH) return void socket.destroy()
+    waiting.set(socket, depth)
+    const settle = (go: boolean) => (): void => {
+      waiting.set(socket, (waiting.get(socket) ?? 1) - 1)
+      reply.raw.off('socket', onTurn)
+      socket.off('close', onClose)
+      if (go) done()
+    }
+    const onTurn = settle(true)
+    const onClose = settle(false)
+    reply.raw.once('socket', onTurn)
+    socket.setMaxListeners(PIPELINE_DEPTH + 10)
+    socket.once('close', onClose)
   })
 
   // A request that reaches the server while it stops (pipelined behind one in flight, or on a

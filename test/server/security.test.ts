@@ -173,6 +173,63 @@ test('limits: URLs the router refuses (one that does not decode, a key too long)
   assert.equal((await call(`${url}/v8/artifacts/status?slug=t`)).status, 429, 'the address is limited')
 })
 
+/** How many files under `dir` this process holds open (Linux: /proc/self/fd). */
+function openFilesUnder(dir: string): number {
+  let open = 0
+  for (const fd of fs.readdirSync('/proc/self/fd')) {
+    try {
+      if (fs.readlinkSync(`/proc/self/fd/${fd}`).startsWith(dir)) open++
+    } catch {
+      // closed since the listing
+    }
+  }
+  return open
+}
+
+test('limits: GETs pipelined by a client that reads nothing wait their turn (one file open, not one each), are all answered once it reads, and past 32 waiting the connection is closed', async () => {
+  const { url, dir, server } = await startServer()
+  const size = 3 * 1024 * 1024
+  assert.equal(
+    (await call(`${url}/v8/artifacts/${HASH}?slug=t`, { method: 'PUT', body: Buffer.alloc(size, 'a'), headers: octets })).status,
+    202,
+  )
+  const idle = openFilesUnder(dir) // the namespace's own (its change log)
+  let requests = 0
+  server.app.server.on('request', () => requests++)
+  const get = `GET /v8/artifacts/${HASH}?slug=t HTTP/1.1\r\nhost: x\r\n\r\n`
+  const socket = net.connect(Number(new URL(url).port), '127.0.0.1')
+  await once(socket, 'connect')
+  socket.pause()
+  socket.write(get.repeat(8))
+  await eventually(() => requests === 8, 'the eight requests parsed')
+  // Time for any of them to open its artifact (each did, and kept its first MiB queued).
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  assert.ok(openFilesUnder(dir) <= idle + 1, `${openFilesUnder(dir) - idle} entry files open for one connection`)
+  const chunks: Buffer[] = []
+  let received = 0
+  socket.on('data', (chunk: Buffer) => {
+    chunks.push(chunk)
+    received += chunk.length
+  })
+  socket.resume()
+  await eventually(() => received >= 8 * size, 'every answer read', 60_000)
+  assert.equal(
+    Buffer.concat(chunks)
+      .toString('latin1')
+      .match(/HTTP\/1\.1 200 /g)?.length,
+    8,
+  )
+  socket.destroy()
+
+  const flood = net.connect(Number(new URL(url).port), '127.0.0.1')
+  await once(flood, 'connect')
+  flood.pause()
+  flood.on('error', () => {})
+  flood.write(get.repeat(100))
+  await once(flood, 'close')
+  await eventually(() => openFilesUnder(dir) === idle, 'every entry file closed')
+})
+
 test('turbo: an upload refused for a bad header (400) opens and creates no team', async () => {
   const { url, dir } = await startServer()
   const namespaces = (): string[] => (fs.existsSync(path.join(dir, 'v1')) ? fs.readdirSync(path.join(dir, 'v1')) : [])
