@@ -243,14 +243,27 @@ export async function createServer(
     return payload
   })
 
-  const answered = (request: FastifyRequest, reply: FastifyReply): void => {
+  const heard = new WeakSet<FastifyRequest>()
+  const answered = (request: FastifyRequest, reply: FastifyReply, cut = false): void => {
+    if (heard.has(request)) return
+    heard.add(request)
     const route = request.routeOptions.url ?? 'unmatched'
     metrics.duration.observe({ method: request.method, route, status: String(reply.statusCode) }, reply.elapsedTime / 1000)
     // The route, not the path: hashes and cache keys are the clients' business (and a query
     // could carry anything a client put there).
-    if (options.logRequests) log(`${request.method} ${routeOf(request)} ${reply.statusCode} ${reply.elapsedTime.toFixed(1)}ms`)
+    if (options.logRequests)
+      log(`${request.method} ${routeOf(request)} ${reply.statusCode} ${reply.elapsedTime.toFixed(1)}ms${cut ? ' cut short' : ''}`)
   }
   app.addHook('onResponse', async (request, reply) => answered(request, reply))
+  // A response that never finished (its body failed, as a damaged artifact's does, or its
+  // client left mid-answer): fastify's onResponse never hears of it, and it had no log line
+  // nor a place in the histogram. One begun is heard as it closes.
+  app.addHook('onSend', async (request, reply, payload) => {
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) answered(request, reply, true)
+    })
+    return payload
+  })
 
   app.setErrorHandler((error: FastifyError | HttpError | Error, request, reply) => {
     // A route may parse less than the server's JSON limit (turbo's query and events: 1 MiB).

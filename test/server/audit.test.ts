@@ -89,18 +89,23 @@ test('HEAD and the hash query never report a damaged large artifact: a 404 and n
   assert.equal(await corruptCounted(server, 'turbo:t'), 2)
 })
 
-test('a large download whose entry turns out damaged counts as a miss and an error, not a hit', async () => {
-  const { url, dir } = await startServer()
-  const hash = 'f1b2c3d4e5f60718'
+/** Uploads a 5 MB artifact as `hash` of team `t`, damages a byte near the end of its entry
+ *  (found only there, after the answer began), and downloads it: cut short. */
+async function cutShortDownload(url: string, dir: string, hash: string): Promise<void> {
   const size = 5_000_000
   assert.equal((await call(`${url}/v8/artifacts/${hash}?slug=t`, upload(Buffer.alloc(size, 'a')))).status, 202)
   const file = entryFiles(dir).find((f) => fs.statSync(f).size > size)!
   const bytes = fs.readFileSync(file)
-  bytes[bytes.length - 10] = bytes[bytes.length - 10]! ^ 0xff // found only at the end, after the answer began
+  bytes[bytes.length - 10] = bytes[bytes.length - 10]! ^ 0xff
   fs.writeFileSync(file, bytes)
   const answer = await rawGet(url, `/v8/artifacts/${hash}?slug=t`)
   assert.equal(answer.status, 200, 'the answer began before the damage could be known')
   assert.ok(answer.received < answer.length, 'cut short')
+}
+
+test('a large download whose entry turns out damaged counts as a miss and an error, not a hit', async () => {
+  const { url, dir } = await startServer()
+  await cutShortDownload(url, dir, 'f1b2c3d4e5f60718')
   const turbo = async (): Promise<{ hits: number; misses: number; errors: number }> =>
     (await call(`${url}/api/cache/metrics`)).json<{ protocols: { turbo: { hits: number; misses: number; errors: number } } }>().protocols
       .turbo
@@ -108,6 +113,13 @@ test('a large download whose entry turns out damaged counts as a miss and an err
   assert.deepEqual(await turbo().then(({ hits, misses, errors }) => ({ hits, misses, errors })), { hits: 0, misses: 1, errors: 1 })
   assert.equal(await metric(url, 'larder_cache_hits_total{protocol="turbo"'), 0)
   assert.equal(await metric(url, 'larder_cache_misses_total{protocol="turbo"}'), 1)
+})
+
+test('a download cut short has its request log line and its place in the duration histogram, as every request has', async () => {
+  const { url, dir, logs } = await startServer({ logRequests: true })
+  await cutShortDownload(url, dir, 'f2b2c3d4e5f60718')
+  await eventually(() => logs.some((line) => /^GET \/v8\/artifacts\/:hash 200 [\d.]+ms cut short$/.test(line)), 'its log line')
+  assert.equal(await metric(url, 'larder_http_request_duration_seconds_count{method="GET",route="/v8/artifacts/:hash",status="200"}'), 1)
 })
 
 test('larder serve: CACHE_DEFAULT_TTL (seconds) is the ttl of a value stored without one; a ttl given wins', async () => {
