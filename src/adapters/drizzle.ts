@@ -3,11 +3,11 @@ import type { MutationOption } from 'drizzle-orm/cache/core'
 import type { CacheConfig } from 'drizzle-orm/cache/core/types'
 import { entityKind, getTableName, type Table } from 'drizzle-orm'
 import { LarderError, type Duration } from 'larder'
-import ms from 'ms'
 import { boundedKey, KEY_BYTES, TAG_BYTES } from './bounded-key.js'
 import { hostNumber, MissTimes, ttlFromStore, ttlUntil } from './miss-times.js'
 import { CacheSource, withV8Default, type CacheOrOptions } from './cache-source.js'
 import { InvalidateAgain } from './invalidate-again.js'
+import { parseDuration } from '../options.js'
 
 export type { CacheOrOptions }
 
@@ -169,20 +169,10 @@ function isPgTable(table: object): boolean {
   return false
 }
 
-/** A Duration option in milliseconds (0: off). */
+/** A Duration option in milliseconds (0: off), read as every duration option of the core is
+ *  (parseDuration: `'1M'` refused as ambiguous, not read as a minute). */
 function milliseconds(value: Duration, field: string): number {
-  const parsed =
-    typeof value === 'number' ? value : typeof value === 'string' ? (ms(value as ms.StringValue) as number | undefined) : undefined
-  if (typeof parsed !== 'number' || !Number.isFinite(parsed) || parsed < 0) {
-    throw new LarderError(
-      'ERR_INVALID_OPTION',
-      `Invalid ${field}: ${JSON.stringify(value)} is not a duration (milliseconds, or a string such as "1s")`,
-      {
-        field,
-      },
-    )
-  }
-  return parsed
+  return parseDuration(value, field)
 }
 
 function resultKey(key: string, isTag: boolean): string {
