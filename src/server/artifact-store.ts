@@ -135,21 +135,24 @@ export interface StoredArtifact {
 }
 
 /**
- * What of an artifact a download reads: its head alone (HEAD, turbo's hash query), its body,
- * or its body once the whole entry has been checked (for a client that cannot take back a body
- * cut short: nx). A head alone is also checked whole first: the head of a large entry is read
- * before the checksum at its end, and a HEAD answers with it at once (a damaged length was
- * reported as the artifact's size, of an artifact a GET refuses). Checked, a damaged entry is
- * a miss, removed and counted corrupt by larder; the cost is a read of the file, no byte sent.
+ * What of an artifact a download reads: its head alone (HEAD), its body, or its body once the
+ * whole entry has been checked (for a client that cannot take back a body cut short: nx). A
+ * head alone is also checked whole first: the head of a large entry is read before the
+ * checksum at its end, and a HEAD answers with it at once (a damaged length was reported as the
+ * artifact's size, of an artifact a GET refuses). Checked, a damaged entry is a miss, removed
+ * and counted corrupt by larder; the cost is a read of the file, no byte sent. `listed head` is
+ * the head unchecked, for turbo's hash query (`turbo run --dry`): up to 1,000 artifacts a
+ * query, where reading each through would make a dry run read the whole cache; it sends no
+ * byte of an artifact, and the GET that would fetch a damaged one finds it.
  */
-export type ArtifactRead = 'head' | 'body' | 'verified body'
+export type ArtifactRead = 'head' | 'listed head' | 'body' | 'verified body'
 
 /** The artifact under `key`, or undefined on a miss. An entry that is not an artifact (written
- *  into the namespace by something else) reads as a miss. A `head` read releases the file once
- *  its metadata is read. */
+ *  into the namespace by something else) reads as a miss. A head read releases the file once its
+ *  metadata is read. */
 export async function getArtifact(cache: Larder, key: string, read: ArtifactRead = 'body'): Promise<StoredArtifact | undefined> {
-  const headOnly = read === 'head'
-  const stream = await cache.getStream(key, read === 'body' ? undefined : { verifyFirst: true })
+  const headOnly = read === 'head' || read === 'listed head'
+  const stream = await cache.getStream(key, read === 'body' || read === 'listed head' ? undefined : { verifyFirst: true })
   if (stream === undefined) return undefined
   let meta: ArtifactMeta | undefined
   try {

@@ -98,7 +98,7 @@ export function turboRoutes(app: FastifyInstance, ctx: ServerContext): void {
     // No prototype: a hash named `__proto__` (valid hex-ish text) is an answer like any other.
     const answer = Object.create(null) as Record<string, { size: number; taskDurationMs: number; tag?: string } | null>
     for (const hash of valid) {
-      const found = cache === undefined ? undefined : await getArtifact(cache, hash, 'head').catch(() => undefined)
+      const found = cache === undefined ? undefined : await getArtifact(cache, hash, 'listed head').catch(() => undefined)
       answer[hash] =
         found === undefined
           ? null
