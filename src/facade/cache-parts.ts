@@ -7,6 +7,7 @@ import { Counters, type TierName } from '../stats/counters.js'
 import { CreationClock, sharedTime } from '../store/creation-clock.js'
 import type { CorruptReport, FileTier } from '../tiers/file-tier.js'
 import { MemoryTier } from '../tiers/memory-tier.js'
+import { keyPrefixOf } from '../redis/sweep.js'
 import { TierStack } from '../tiers/tier-stack.js'
 import type { TierEntry } from '../tiers/tier.js'
 import { WriteBackQueue } from '../tiers/write-back.js'
@@ -235,6 +236,7 @@ export class CacheParts {
       this.#owed = new OwedToRedis({
         layout: options.readOnly ? undefined : diskParts?.layout,
         prefix: options.redis.prefix,
+        keyPrefix: keyPrefixOf(this.shared!.client),
         writeBack: this.writeBack,
         tags: this.tags,
         stack: this.stack,

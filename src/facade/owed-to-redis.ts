@@ -19,7 +19,7 @@ import type { TagInvalidation } from './tag-invalidation.js'
  * So close() leaves them in the directory (`meta/redis-owed/<random>.json`, one file per
  * closing instance, written atomically; a running instance keeps one too, recordSoon, so a
  * crash leaves them as well) and the next instance that opens the directory with
- * Redis under the same prefix takes them and sends them as its own missed changes (the files
+ * Redis under the same prefix and client keyPrefix takes them and sends them as its own missed changes (the files
  * removed once they have reached Redis, or once its own close has left them again): when Redis can be reached, each no newer than what Redis holds by then
  * (a tombstone or a stamp never replaces a newer write), and each followed by its bus message.
  * Until then the other hosts read what Redis held. A set still queued is not recorded: its
@@ -28,6 +28,12 @@ import type { TagInvalidation } from './tag-invalidation.js'
 export interface OwedChanges {
   /** The Redis prefix they were made under: another prefix is another cache's Redis. */
   prefix: string
+  /** The ioredis `keyPrefix` of the client they were made through (a caller's client may have
+   *  one: ioredis puts it before every key), '' for none; absent in the records of versions
+   *  before it was kept, which are taken as ''. Another keyPrefix is another keyspace: sent
+   *  there, a delete removed another cache's value, a clear owed emptied that cache, and the
+   *  keyspace they were owed to never got them. */
+  keyPrefix?: string
   /** Deletes: key and the time each was called. */
   tombstones: [key: string, at: number][]
   /** Tag stamps: tag and its time. */
@@ -52,11 +58,12 @@ export function leaveOwed(layout: Layout, owed: OwedChanges): string {
  * Reads the owed changes left under `prefix`, with the files they came from: those stay until
  * their changes have reached Redis (`removeOwed`), so an instance killed before it sent them
  * leaves them for the next. A file that does not parse as one is removed (a torn write is
- * impossible: written by rename); files of another prefix stay for an instance of theirs.
+ * impossible: written by rename); files of another prefix or keyPrefix stay for an instance of
+ * theirs.
  * Never throws: an unreadable directory owes nothing. Two instances opening at once may both
  * send a file's changes: harmless, as none replaces anything newer in Redis.
  */
-export function takeOwed(layout: Layout, prefix: string): { owed: OwedChanges[]; files: string[] } {
+export function takeOwed(layout: Layout, prefix: string, keyPrefix: string): { owed: OwedChanges[]; files: string[] } {
   const dir = layout.redisOwedDir
   let names: string[]
   try {
@@ -71,7 +78,7 @@ export function takeOwed(layout: Layout, prefix: string): { owed: OwedChanges[];
     const file = path.join(dir, name)
     const read = readOwed(file)
     if (read === undefined) removeOwed(layout, [file])
-    else if (read.prefix === prefix) {
+    else if (read.prefix === prefix && (read.keyPrefix ?? '') === keyPrefix) {
       owed.push(read)
       files.push(file)
     }
@@ -112,10 +119,11 @@ function readOwed(file: string): OwedChanges | undefined {
 /** `value` as owed changes, or undefined when any part of it is not what leaveOwed writes. */
 function checked(value: unknown): OwedChanges | undefined {
   if (typeof value !== 'object' || value === null) return undefined
-  const { prefix, tombstones, stamps, clearBefore } = value as Record<string, unknown>
-  if (typeof prefix !== 'string' || !pairs(tombstones, MAX_KEY_BYTES) || !pairs(stamps, MAX_TAG_BYTES)) return undefined
+  const { prefix, keyPrefix, tombstones, stamps, clearBefore } = value as Record<string, unknown>
+  if (typeof prefix !== 'string' || (keyPrefix !== undefined && typeof keyPrefix !== 'string')) return undefined
+  if (!pairs(tombstones, MAX_KEY_BYTES) || !pairs(stamps, MAX_TAG_BYTES)) return undefined
   if (clearBefore !== undefined && !isTime(clearBefore)) return undefined
-  return { prefix, tombstones, stamps, ...(clearBefore === undefined ? {} : { clearBefore }) }
+  return { prefix, keyPrefix: keyPrefix ?? '', tombstones, stamps, ...(clearBefore === undefined ? {} : { clearBefore }) }
 }
 
 function pairs(value: unknown, maxBytes: number): value is [string, number][] {
@@ -146,6 +154,8 @@ export interface OwedParts {
   /** The directory's layout; undefined without one (or read-only: nothing is left or taken). */
   layout: Layout | undefined
   prefix: string
+  /** The command client's ioredis keyPrefix ('' for none). */
+  keyPrefix: string
   writeBack: WriteBackQueue
   tags: TagInvalidation
   stack: TierStack
@@ -175,9 +185,9 @@ export class OwedToRedis {
   /** At open: what earlier instances left, queued to be sent as this instance's own missed
    *  changes, when Redis can be reached. */
   take(): void {
-    const { layout, prefix, writeBack, tags, stack } = this.#p
+    const { layout, prefix, keyPrefix, writeBack, tags, stack } = this.#p
     if (layout === undefined) return
-    const { owed: taken, files } = takeOwed(layout, prefix)
+    const { owed: taken, files } = takeOwed(layout, prefix, keyPrefix)
     this.#files.push(...files)
     for (const owed of taken) {
       for (const [key, at] of owed.tombstones) {
@@ -251,8 +261,14 @@ export class OwedToRedis {
 
   /** What Redis still misses, and how many changes that is. */
   #owed(): { changes: OwedChanges; count: number } {
-    const { prefix, writeBack, tags, stack } = this.#p
-    const changes = { prefix, tombstones: writeBack.tombstones(), stamps: tags.pendingStamps(), clearBefore: stack.owedRedisClear() }
+    const { prefix, keyPrefix, writeBack, tags, stack } = this.#p
+    const changes = {
+      prefix,
+      keyPrefix,
+      tombstones: writeBack.tombstones(),
+      stamps: tags.pendingStamps(),
+      clearBefore: stack.owedRedisClear(),
+    }
     return { changes, count: changes.tombstones.length + changes.stamps.length + (changes.clearBefore === undefined ? 0 : 1) }
   }
 

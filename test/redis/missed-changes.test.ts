@@ -258,6 +258,46 @@ describe('changes Redis missed, and queued writes that would undo a change', { s
     }
   })
 
+  test('owed changes left by a cache on one client keyPrefix are sent into that keyspace only, not by a cache of another keyPrefix on the same directory', async () => {
+    const prefix = fresh()
+    const dir = tempDir()
+    const clients: Redis[] = []
+    const onKeyPrefix = async (keyPrefix: string, more: Partial<LarderOptions> = {}): Promise<Larder> => {
+      const client = new Redis(server.port, '127.0.0.1', { keyPrefix, enableOfflineQueue: false })
+      clients.push(client)
+      return open(prefix, { redis: { client, prefix, ...FAST }, ...more })
+    }
+    try {
+      const a = await onKeyPrefix('pa:', { dir })
+      const b = await onKeyPrefix('pb:')
+      await a.set('gone', 'A')
+      await b.set('gone', 'B')
+      await breakerOpenOn(a)
+      await a.delete('gone') // owed to A's keyspace, left in the directory at close
+      await a.close()
+      opened.splice(opened.indexOf(a), 1)
+      // Both open while Redis is away, so each takes what it will take before either sends it.
+      const other = await onKeyPrefix('pb:', { dir })
+      await onKeyPrefix('pa:', { dir }) // takes it, and sends it into A's keyspace
+      redisBack()
+      const owedDir = path.join(dir, 'v1', 'default', 'meta', 'redis-owed')
+      // Removed once sent (by each that took it); `queued` leaves out a batch on its way.
+      assert.ok(
+        await eventually(async () => owedRecords(owedDir).length === 0 && (await redisOf(other)).queued === 0, 20_000),
+        'what was taken was sent',
+      )
+      const later = await onKeyPrefix('pa:')
+      assert.ok(await reads(later, 'gone', undefined), "the delete reached A's keyspace")
+      // Before: the other keyPrefix's cache took the record (it named the prefix alone) and
+      // sent the tombstone into its own keyspace, deleting B's value there.
+      assert.equal(await b.get('gone'), 'B', "and nothing of B's keyspace")
+      assert.equal(await admin.exists(`pb:${prefix}default:gone`), 1)
+    } finally {
+      await Promise.all(opened.splice(0).map((cache) => cache.close().catch(() => {})))
+      for (const client of clients) client.disconnect()
+    }
+  })
+
   test('owed changes taken at open are not removed through a link put in place of their directory while Redis was away', async () => {
     const prefix = fresh()
     const dir = tempDir()
