@@ -374,8 +374,9 @@ export class CacheParts {
     await this.inFlight.settle()
     await this.writeBack?.flush(new Promise((resolve) => setTimeout(resolve, CLOSE_WAIT_MS).unref()))
     this.writeBack?.stop()
-    // The sets still queued never reach Redis (the deletes are left for the next instance:
-    // owed-to-redis.ts): dropped, as those the full queue lets go are. A copy in the directory
+    // The sets still queued never reach Redis (the deletes are left for the next instance, and
+    // the sets Redis missed as deletes of what they replaced: owed-to-redis.ts): dropped, as
+    // those the full queue lets go are. A copy in the directory
     // does not keep them: the outage rule removes it at the next open, Redis holding another.
     const unsent = this.writeBack?.queuedSets() ?? 0
     if (unsent > 0) this.failures.dropped('redis', unsent)

@@ -22,8 +22,10 @@ import type { TagInvalidation } from './tag-invalidation.js'
  * Redis under the same prefix and client keyPrefix takes them and sends them as its own missed changes (the files
  * removed once they have reached Redis, or once its own close has left them again): when Redis can be reached, each no newer than what Redis holds by then
  * (a tombstone or a stamp never replaces a newer write), and each followed by its bus message.
- * Until then the other hosts read what Redis held. A set still queued is not recorded: its
- * entry is in the directory, which the outage rule checks against Redis (see bus/).
+ * Until then the other hosts read what Redis held. A set Redis missed is recorded as a delete
+ * of the value it replaced (its own value is lost: the outage rule removes its copy in the
+ * directory, Redis holding no such version; see bus/), so no host serves that value again; a
+ * set write-back queued is not recorded (what a crash loses with write-back).
  */
 export interface OwedChanges {
   /** The Redis prefix they were made under: another prefix is another cache's Redis. */
@@ -34,7 +36,8 @@ export interface OwedChanges {
    *  there, a delete removed another cache's value, a clear owed emptied that cache, and the
    *  keyspace they were owed to never got them. */
   keyPrefix?: string
-  /** Deletes: key and the time each was called. */
+  /** Deletes: key and the time each was called; an overwrite Redis missed, as a delete of the
+   *  value it replaced, just after the overwrite's creation (WriteBackQueue.owedRemovals). */
   tombstones: [key: string, at: number][]
   /** Tag stamps: tag and its time. */
   stamps: [tag: string, at: number][]
@@ -260,16 +263,17 @@ export class OwedToRedis {
   }
 
   /** What Redis still misses, and how many changes that is. */
-  #owed(): { changes: OwedChanges; count: number } {
+  #owed(): { changes: OwedChanges; count: number; sets: number } {
     const { prefix, keyPrefix, writeBack, tags, stack } = this.#p
+    const { removals, sets } = writeBack.owedRemovals()
     const changes = {
       prefix,
       keyPrefix,
-      tombstones: writeBack.tombstones(),
+      tombstones: removals,
       stamps: tags.pendingStamps(),
       clearBefore: stack.owedRedisClear(),
     }
-    return { changes, count: changes.tombstones.length + changes.stamps.length + (changes.clearBefore === undefined ? 0 : 1) }
+    return { changes, count: changes.tombstones.length + changes.stamps.length + (changes.clearBefore === undefined ? 0 : 1), sets }
   }
 
   /** At close: what Redis still misses (deletes, tag stamps, a clear) left in the directory for
@@ -277,7 +281,7 @@ export class OwedToRedis {
    *  meanwhile, which the write would make again) it is lost, and counted as dropped. */
   leave(): void {
     const { layout, failures, bookkeeping } = this.#p
-    const { changes: owed, count } = this.#owed()
+    const { changes: owed, count, sets } = this.#owed()
     clearTimeout(this.#recording)
     this.#recording = undefined
     // This instance's own record goes as the files it took do: sent, or in the new file.
@@ -292,7 +296,7 @@ export class OwedToRedis {
       bookkeeping(() => leaveOwed(layout, owed))
       removeOwed(layout, taken) // what they owed and was not sent is in the new file
     } catch {
-      failures.dropped('redis', count)
+      failures.dropped('redis', count - sets) // the sets' values close() counted as dropped already
     }
   }
 }

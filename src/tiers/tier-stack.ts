@@ -578,7 +578,8 @@ export class TierStack {
       return false
     }
     this.#p.failures.writeDeferred(error, 'redis')
-    this.#p.writeBack.enqueue(key, write)
+    // A set marked as missed: a crash or close before Redis is back must not undo it (owedRemovals).
+    this.#p.writeBack.enqueue(key, write.bytes === undefined ? write : { ...write, missed: true })
     this.#p.deferred()
     return true
   }

@@ -1,3 +1,5 @@
+import { justAfter } from '../store/creation-clock.js'
+
 /**
  * write-back's queue of Redis writes: a set resolves once the local tiers have its entry, and
  * the entry reaches Redis from here.
@@ -35,6 +37,9 @@ export interface QueuedWrite {
   createdAt: number
   expiresAt: number
   grace: number
+  /** A set Redis missed (a change of any strategy that could not reach it), not one write-back
+   *  queued: what a crash must not undo (see owedRemovals). */
+  missed?: true
 }
 
 /** How many queued writes start a flush without waiting for maxDelay. */
@@ -227,14 +232,35 @@ export class WriteBackQueue {
     return giveUp === undefined ? settled : Promise.race([settled, giveUp.then(() => this.#queue.size === 0)])
   }
 
-  /** The deletes waiting for Redis (queued, or on their way): key and time (close() leaves
-   *  them for the next instance, facade/owed-to-redis.ts). */
-  tombstones(): [string, number][] {
-    const found = new Map<string, number>()
+  /**
+   * What the next instance on the directory is to send for this one (left by close(), and
+   * recorded while it runs: facade/owed-to-redis.ts), key and time: each delete waiting for
+   * Redis (queued, or on its way), and each set Redis missed (`missed`) as a delete of the
+   * value it replaced, stamped just after its own creation; `sets`, how many of those. The
+   * set's value is not recorded (its copy in the directory is removed by the next open's
+   * outage rule, Redis holding no such version: counted as dropped at close), but without the
+   * delete the value it replaced came back on every host after a close or a crash. Just after,
+   * so that the next instance does not take its own copy for the version queued (#stillValid)
+   * and serve it, into memory too, while every other host misses; and a set that did land
+   * before the crash is removed too (a miss). A write-back set is not in it: a crash loses it.
+   */
+  owedRemovals(): { removals: [string, number][]; sets: number } {
+    const found = new Map<string, { at: number; set: boolean }>()
     for (const batch of [this.#sending, this.#queue]) {
-      if (batch !== undefined) for (const [key, write] of batch) if (write.bytes === undefined) found.set(key, write.createdAt)
+      if (batch === undefined) continue
+      for (const [key, write] of batch) {
+        if (write.bytes === undefined) found.set(key, { at: write.createdAt, set: false })
+        else if (write.missed === true) found.set(key, { at: justAfter(write.createdAt), set: true })
+        else found.delete(key)
+      }
     }
-    return [...found]
+    let sets = 0
+    const removals: [string, number][] = []
+    for (const [key, { at, set }] of found) {
+      removals.push([key, at])
+      if (set) sets++
+    }
+    return { removals, sets }
   }
 
   /** How many sets are queued (tombstones left out): at close, what Redis will never get. */

@@ -116,6 +116,13 @@ function owedRecords(owedDir: string): { tombstones: unknown[]; stamps: unknown[
   })
 }
 
+/** Another process with a cache on `dir` (to be killed: SIGKILL). */
+async function peerOn(dir: string, prefix: string): Promise<Awaited<ReturnType<typeof startChild>>> {
+  const child = await startChild('redis-peer.ts')
+  await child.call('open', { options: { dir, memory: true, maintenance: false, redis: { url: server.url, prefix, ...FAST } } })
+  return child
+}
+
 /** `b` reads `value` for `key` (its bus and connections may still be coming up). */
 async function reads(b: Larder, key: string, value: unknown): Promise<boolean> {
   return eventually(async () => (await b.get(key)) === value, 10_000)
@@ -203,7 +210,7 @@ describe('changes Redis missed, and queued writes that would undo a change', { s
   })
 
   for (const writeStrategy of ['write-through', 'cache-aside'] as const) {
-    test(`${writeStrategy}: sets still waiting for Redis when their instance closes are counted as dropped (they are lost: the next open's outage rule removes their files)`, async () => {
+    test(`${writeStrategy}: sets still waiting for Redis when their instance closes are counted as dropped (their values are lost: the next open's outage rule removes their files), and the values they replaced do not come back`, async () => {
       const prefix = fresh()
       const dir = tempDir()
       const a = await open(prefix, { dir, writeStrategy })
@@ -217,7 +224,8 @@ describe('changes Redis missed, and queued writes that would undo a change', { s
       opened.splice(opened.indexOf(a), 1)
       redisBack()
       const again = await open(prefix, { dir })
-      assert.deepEqual([await again.get('k'), await again.get('j')], ['v1', undefined], 'neither set reached Redis')
+      // Before: 'v1' for k, the value its overwrite replaced, on every host.
+      assert.deepEqual([await again.get('k'), await again.get('j')], [undefined, undefined], 'neither set reached Redis, nor came v1 back')
       assert.equal((await again.activity()).dropped, 2, 'the two sets the closed instance let go were counted')
     })
   }
@@ -225,9 +233,8 @@ describe('changes Redis missed, and queued writes that would undo a change', { s
   test('a delete and a tag invalidation Redis missed are not lost when their process is killed (SIGKILL) before Redis is back: the next instance on its directory sends them', async () => {
     const prefix = fresh()
     const dir = tempDir()
-    const child = await startChild('redis-peer.ts')
+    const child = await peerOn(dir, prefix)
     try {
-      await child.call('open', { options: { dir, memory: true, maintenance: false, redis: { url: server.url, prefix, ...FAST } } })
       await child.call('set', { key: 'gone', value: 'v1' })
       await child.call('set', { key: 'tagged', value: 'v1', options: { tags: ['T'] } })
       const b = await open(prefix)
@@ -253,6 +260,37 @@ describe('changes Redis missed, and queued writes that would undo a change', { s
       assert.ok(await reads(b, 'tagged', undefined), 'nor the invalidated one')
       assert.equal(await again.get('gone'), undefined)
       assert.ok(await eventually(() => owedRecords(owedDir).length === 0), 'removed once sent')
+    } finally {
+      await child.kill()
+    }
+  })
+
+  test('an overwrite Redis missed is not undone when its process is killed (SIGKILL) before Redis is back: the value it replaced is served by no instance', async () => {
+    const prefix = fresh()
+    const dir = tempDir()
+    const [child, b] = [await peerOn(dir, prefix), await open(prefix)]
+    try {
+      await child.call('set', { key: 'k', value: 'v1' })
+      assert.ok(await reads(b, 'k', 'v1'))
+      redisAway()
+      await child.call('set', { key: 'k', value: 'v2' }) // times out: waits for Redis
+      const owedDir = path.join(dir, 'v1', 'default', 'meta', 'redis-owed')
+      // Before: a set Redis missed was recorded nowhere (its value, v2, only in the directory,
+      // which the next open's outage rule removes, Redis holding v1): killed, the overwrite was
+      // lost, and every host served v1 again, the restarted one too.
+      assert.ok(
+        await eventually(() => owedRecords(owedDir).some((owed) => owed.tombstones.length === 1), 5_000),
+        'the overwrite is recorded in the directory while the process runs, as a removal of what it replaced',
+      )
+      await child.kill()
+      redisBack()
+      const again = await open(prefix, { dir })
+      assert.ok(await reads(b, 'k', undefined), 'B no longer serves the value the overwrite replaced')
+      assert.equal(await again.get('k'), undefined, 'nor does the restarted instance')
+      assert.equal(await (await open(prefix)).get('k'), undefined, 'nor one opened after')
+      assert.ok(await eventually(() => owedRecords(owedDir).length === 0), 'removed once sent')
+      await b.set('k', 'v3')
+      assert.ok(await reads(again, 'k', 'v3'), 'a write made after is served')
     } finally {
       await child.kill()
     }
