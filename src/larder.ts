@@ -181,7 +181,7 @@ export class Larder extends EventEmitter<LarderEvents> {
     this.#assertOpen()
     const files = this.#p.disk?.files
     return keysBeyondDir(this.#memory?.keysTagged(tags) ?? [], this.#p.shared?.tier, tags, this.#p.failures, (key) =>
-      shownByDir(files, key, tags),
+      shownByDir(files, key, tags, (listed) => this.#p.stack.servable(listed)),
     )
   }
 

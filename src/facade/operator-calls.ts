@@ -152,7 +152,7 @@ export function info(parts: CacheParts, key: string): Promise<EntryInfo | undefi
 /** entries(): the live entries matching `filters`, read from entry heads in the maintenance
  *  workers, held whole (`entryBatches` gives them a batch at a time). */
 export function entries(parts: CacheParts, filters: ListFilters, walk: WalkOptions): Promise<EntryInfo[]> {
-  return parts.failures.operation(() => maintainerFor(parts, 'entries').list(filters, walk))
+  return parts.failures.operation(async () => parts.stack.servable(await maintainerFor(parts, 'entries').list(filters, walk)))
 }
 
 /** The bounded listing (adapter-hooks.ts `entryBatches`): entries()'s entries a batch of
@@ -163,7 +163,7 @@ export async function* entryBatches(parts: CacheParts, filters: ListFilters, wal
     for (;;) {
       const step = await parts.failures.operation(() => batches.next())
       if (step.done === true) return
-      yield step.value
+      yield await parts.stack.servable(step.value)
     }
   } finally {
     await batches.return()

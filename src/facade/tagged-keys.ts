@@ -35,16 +35,20 @@ export async function* keysBeyondDir(
 }
 
 /** Whether the directory of `files` holds a live entry of `key` carrying one of `tags`: what
- *  the listing of the directory shows (no directory, or a failing one: false). */
+ *  the listing of the directory shows (no directory, or a failing one: false), a file the
+ *  outage rule would not serve left out as the listing leaves it out (`servable`: another
+ *  host's value in Redis then stands for the key). */
 export async function shownByDir(
-  files: { info(key: string): Promise<{ tags: string[] } | 'expired' | undefined> } | undefined,
+  files: { info(key: string): Promise<{ key: string; createdAt: number; tags: string[] } | 'expired' | undefined> } | undefined,
   key: string,
   tags: readonly string[],
+  servable: <T extends { key: string; createdAt: number }>(listed: T[]) => Promise<T[]>,
 ): Promise<boolean> {
   if (files === undefined) return false
   try {
     const found = await files.info(key)
-    return found !== undefined && found !== 'expired' && found.tags.some((tag) => tags.includes(tag))
+    if (found === undefined || found === 'expired' || !found.tags.some((tag) => tags.includes(tag))) return false
+    return (await servable([found])).length > 0
   } catch {
     return false // the disk's failure is the listing's to report; the key is read through get
   }

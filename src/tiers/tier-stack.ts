@@ -94,6 +94,8 @@ function answeredByRedis(read: Extract<RedisRead, { found: true }>): StackRead {
     : { found: true, stale, value, createdAt, expiresAt, tags, grace, size, tier: 'redis' }
 }
 
+/** How many listed entries servable() asks Redis about at once. */
+const LIST_CHECKS = 256
 /** Local entries re-validated against Redis since the last outage, remembered at most. */
 const VALIDATED_MAX = 100_000
 
@@ -339,6 +341,13 @@ export class TierStack {
    *  (the local copy is removed), 'unchecked' if Redis did not answer (served: reads fail open
    *  to the tiers that work; but asked again next time). */
   async #stillValid(key: string, createdAt: number): Promise<'valid' | 'unchecked' | 'replaced'> {
+    const verdict = await this.#verdict(key, createdAt)
+    if (verdict === 'replaced') await this.file?.dropIfOlder(key, justAfter(createdAt)).catch(() => {}) // this copy, not a newer one
+    return verdict
+  }
+
+  /** #stillValid's verdict, the local copy left in place. */
+  async #verdict(key: string, createdAt: number): Promise<'valid' | 'unchecked' | 'replaced'> {
     if (!this.#asksRedis(key, createdAt) || this.redis === undefined) return 'valid'
     // This instance's own write, still queued for Redis (write-back, or made while Redis was
     // away): the newest there is, which Redis will hold once it is sent.
@@ -349,13 +358,29 @@ export class TierStack {
     } catch {
       return 'unchecked'
     }
-    if (shared === createdAt) {
-      this.#validated ??= new LRUCache<string, true>({ max: VALIDATED_MAX })
-      this.#validated.set(key, true)
-      return 'valid'
+    if (shared !== createdAt) return 'replaced'
+    this.#validated ??= new LRUCache<string, true>({ max: VALIDATED_MAX })
+    this.#validated.set(key, true)
+    return 'valid'
+  }
+
+  /**
+   * The listed entries (entries(), its batches: Keyv's iterator, `larder ls`) that get() may
+   * serve: a file the outage rule would drop (Redis holds another version of its key: another
+   * host overwrote or deleted it while this one was cut off) is left out, not removed (a
+   * listing removes nothing); one Redis cannot answer about is listed, as get() serves it.
+   * The keys asked about, LIST_CHECKS at once; none when no listed file is older than the
+   * last outage.
+   */
+  async servable<T extends { key: string; createdAt: number }>(listed: T[]): Promise<T[]> {
+    if (this.#revalidateBefore === 0 || this.redis === undefined) return listed
+    const kept: T[] = []
+    for (let from = 0; from < listed.length; from += LIST_CHECKS) {
+      const chunk = listed.slice(from, from + LIST_CHECKS)
+      const verdicts = await Promise.all(chunk.map((entry) => this.#verdict(entry.key, entry.createdAt)))
+      chunk.forEach((entry, i) => verdicts[i] !== 'replaced' && kept.push(entry))
     }
-    await this.file?.dropIfOlder(key, justAfter(createdAt)).catch(() => {}) // this copy, not a newer one
-    return 'replaced'
+    return kept
   }
 
   /** Whether a local entry read without its value (a stream, info()) created at `createdAt`

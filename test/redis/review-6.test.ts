@@ -16,6 +16,7 @@ import assert from 'node:assert/strict'
 import { setTimeout as delay } from 'node:timers/promises'
 import type { Readable } from 'node:stream'
 import { Larder } from '../../src/index.ts'
+import { entryBatches, taggedKeys } from '../../src/facade/adapter-hooks.ts'
 import { tempDir } from '../helpers.ts'
 import { eventually, redisAvailable, startRedis, type RedisServer } from './server.ts'
 
@@ -234,6 +235,41 @@ describe("info() and getStream() of another host's value, held only in Redis", {
       assert.deepEqual([info?.tags, info?.expiresAt === null], [['new'], false], "B's value, as get() reads it, not the file's")
       assert.equal(await a.info('gone'), undefined, 'deleted by B: no info')
       assert.deepEqual([await a.get('k'), await a.get('gone')], ['v2', undefined])
+    } finally {
+      await a.close()
+      await b.close()
+    }
+  })
+
+  test('entries() leaves out the files from before an outage that get() would not serve (another host overwrote or deleted their keys meanwhile)', async () => {
+    const redis = { url: server.url, prefix: nextPrefix() }
+    const dir = tempDir()
+    const first = await Larder.open({ dir, redis, maintenance: false })
+    await first.set('k', 'v1', { tags: ['ns'] })
+    await first.set('gone', 'v1')
+    await first.set('kept', 'v1')
+    await first.close()
+    const b = await Larder.open({ dir: tempDir(), redis, maintenance: false })
+    await b.set('k', 'v2', { tags: ['ns'] })
+    await b.delete('gone')
+    const a = await Larder.open({ dir, redis, maintenance: false }) // its bus heard neither change
+    try {
+      const listed = async (): Promise<string[]> => (await a.entries()).map((entry) => entry.key).sort()
+      // Before: ['gone', 'k', 'kept'], the first two described from files get() drops.
+      assert.deepEqual(await listed(), ['kept'], 'only the file Redis holds the same version of')
+      const batches: string[] = []
+      for await (const batch of a[entryBatches]()) batches.push(...batch.map((entry) => entry.key))
+      assert.deepEqual(batches, ['kept'], 'nor in batches (Keyv iterator(), larder ls --limit)')
+      const beyond: string[] = []
+      for await (const key of a[taggedKeys](['ns'])) beyond.push(key)
+      assert.deepEqual(beyond, ['k'], "B's value in Redis stands for the key the listing left out (Keyv's iterator)")
+      assert.deepEqual([await a.get('k'), await a.get('gone'), await a.get('kept')], ['v2', undefined, 'v1'])
+      // get() dropped both files; B's value, promoted into the directory by the read, may be listed.
+      assert.deepEqual(
+        (await listed()).filter((key) => key !== 'k'),
+        ['kept'],
+        'as after get() dropped them',
+      )
     } finally {
       await a.close()
       await b.close()
