@@ -195,6 +195,29 @@ describe('a maintenance lock with a time in the future', () => {
   })
 })
 
+describe("a foreign directory at the maintenance lock's name", () => {
+  test('a directory holding files no lock holds is no lock: the prune reports it, removes it and goes on at once (it waited 30 s, then deleted it unreported)', async () => {
+    const dir = tempDir('larder-hostile-lock-foreign')
+    const cache = await Larder.open({ dir, memory: false, maintenance: false })
+    for (let i = 0; i < 10; i++) await cache.set(`k${i}`, i)
+    const reports: { file: string; reason: string }[] = []
+    cache.on('corrupt', (report) => reports.push(report))
+    const lock = path.join(dir, 'v1', 'default', 'meta', 'maintenance.lock')
+    fs.mkdirSync(lock)
+    fs.writeFileSync(path.join(lock, 'notes.txt'), 'not a lock')
+    const report = await within(cache.prune({ maxEntries: 3 }), 20_000)
+    assert.notEqual(report, 'timeout', 'the prune waited for a lock that is none')
+    assert.equal(report !== 'timeout' && report.remainingEntries, 3)
+    assert.deepEqual(
+      reports.map((r) => [r.file, r.reason]),
+      [[lock, "a directory holding 'notes.txt' where the maintenance lock belongs: no lock, removed, never followed"]],
+    )
+    assert.equal((await cache.stats()).corrupt, 1, 'counted')
+    assert.equal(fs.existsSync(lock), false, 'the lock released, and nothing left at its name')
+    await cache.close()
+  })
+})
+
 describe('a maintenance lock waited for while meta/ becomes a link', () => {
   test('an explicit prune waiting for a live holder never touches, makes or removes anything through a link put in place of meta/', async () => {
     const dir = tempDir('larder-hostile-lock-wait')

@@ -223,11 +223,45 @@ function isStale(mtimeMs: number): boolean {
 
 function isDead(lockDir: string, stat: fs.Stats): boolean {
   if (!stat.isDirectory()) return true // not a lock at all (a file or link planted there)
+  if (notALock(lockDir) !== undefined) return true // a directory no locker made (see there)
   if (isStale(stat.mtimeMs)) return true
   const owner = readOwner(lockDir)
   if (owner === undefined || owner.host !== os.hostname()) return false
   if (owner.pid === process.pid) return !held.has(owner.token)
   return !processExists(owner.pid)
+}
+
+/**
+ * What a directory at the lock's name holds that no lock ever does, described; undefined if
+ * it may be a lock. A lock holds its owner file (a regular file) at most: larder writes
+ * nothing else into it, and a locker of the same mkdir protocol nothing at all. So a
+ * directory holding any other name (or an owner that is a link, a FIFO, a directory) was
+ * planted, or is some tool's own folder: judged by its age alone it held every prune for
+ * 30 s, then was deleted with whatever it held, unreported. It is judged dead at once
+ * instead (the takeover moves it aside and removes it, never following a link inside), and
+ * the maintainer reports it. Two names at most are read, whatever it holds.
+ */
+export function notALock(lockDir: string): string | undefined {
+  let dir: fs.Dir
+  try {
+    dir = fs.opendirSync(lockDir)
+  } catch {
+    return undefined // gone, or not ours to read: judged as before, by its age
+  }
+  try {
+    for (let entry = dir.readSync(), seen = 0; entry !== null && seen < 2; entry = dir.readSync(), seen++) {
+      if (entry.name !== OWNER) return `a directory holding '${entry.name}'`
+      // lstat, not the entry's type: some file systems do not report it (DT_UNKNOWN), and a
+      // live lock's owner must never be taken for a foreign one.
+      const owner = fs.lstatSync(path.join(lockDir, OWNER), { throwIfNoEntry: false })
+      if (owner !== undefined && !owner.isFile()) return `a directory whose '${OWNER}' is not a regular file`
+    }
+    return undefined
+  } catch {
+    return undefined // removed meanwhile (released), or the disk is failing
+  } finally {
+    dir.closeSync()
+  }
 }
 
 /**
