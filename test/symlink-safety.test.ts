@@ -207,6 +207,21 @@ function swapPartitionForLink(layout: Layout, file: string, outside: string): Sn
   return snapshot(outside)
 }
 
+/** Sets KEY to `value` while a hook of `disk` plants a link, then `restore`s the hook. */
+async function setThenRestore(cache: Larder, value: Buffer, restore: () => void): Promise<void> {
+  try {
+    await cache.set(KEY, value)
+  } finally {
+    restore()
+  }
+}
+
+/** The link was planted, and the directory it led to is as it was then. */
+function assertUnchanged(outside: string, planted: Snapshot | undefined): void {
+  assert.ok(planted !== undefined, 'planted')
+  assert.deepEqual(snapshot(outside), planted, 'the directory outside changed')
+}
+
 describe('planted symlinks are never followed', () => {
   for (const [plant, place] of Object.entries(PLANTS)) {
     test(`${plant}: nothing outside the cache is created, written, renamed or deleted`, { timeout: 120_000 }, async () => {
@@ -305,14 +320,33 @@ describe('planted symlinks are never followed', () => {
       return write(handle, bytes, offset, length)
     }
     const value = randomBytes(3 << 20)
-    try {
-      await cache.set(KEY, value)
-    } finally {
-      disk.write = write
-    }
-    assert.ok(planted !== undefined, 'planted')
-    assert.deepEqual(snapshot(outside), planted, 'the directory outside changed')
+    await setThenRestore(cache, value, () => (disk.write = write))
+    assertUnchanged(outside, planted)
     assert.ok(fs.lstatSync(partition).isDirectory(), 'a real partition again')
+    assert.deepEqual(await cache.get(KEY), value)
+    await cache.close()
+  })
+
+  test('a partition replaced by a link to a directory outside while a value compresses beside its temp file made ahead: letting that temp go removes nothing there', async () => {
+    const dir = path.join(tempDir(), 'cache')
+    const layout = new Layout(dir, '')
+    const cache = await Larder.open({ dir, ...OPTIONS, memory: false })
+    await cache.set(KEY, 'first')
+    const file = layout.entryPath(layout.hashKey(KEY))
+    const outside = tempDir('larder-outside')
+    let planted: Snapshot | undefined
+    const openFd = disk.openFd
+    // Planted once the temp made ahead (through the thread pool, while the value compresses)
+    // exists. The value does not compress: over 64 KiB, it is written otherwise, and that
+    // temp let go (discardTemp), by path.
+    disk.openFd = async (name, flags, mode) => {
+      const fd = await openFd(name, flags, mode)
+      if (name.endsWith('.tmp')) planted ??= swapPartitionForLink(layout, file, outside)
+      return fd
+    }
+    const value = randomBytes(100 * 1024)
+    await setThenRestore(cache, value, () => (disk.openFd = openFd))
+    assertUnchanged(outside, planted)
     assert.deepEqual(await cache.get(KEY), value)
     await cache.close()
   })

@@ -248,14 +248,39 @@ function recheckSync(tree: OwnedTree, file: string): void {
 }
 
 /** Closes and removes a temp file that will not be written (its open may have failed: then
- *  there is nothing to remove). Never rejects. */
-export async function discardTemp(opened: Promise<OpenedTemp>): Promise<void> {
+ *  there is nothing to remove), made a while ago: see removeTempLater. Never rejects. */
+export async function discardTemp(tree: OwnedTree, opened: Promise<OpenedTemp>): Promise<void> {
+  let made: OpenedTemp
   try {
-    const { temp, fd } = await opened
-    closeQuietly(fd)
-    unlinkQuietly(temp)
+    made = await opened
   } catch {
-    // the create failed: no file, and the error was someone else's to report
+    return // the create failed: no file, and the error was someone else's to report
+  }
+  let ino: number | undefined
+  try {
+    ino = disk.fstatSync(made.fd).ino
+  } catch {
+    // a failing disk: judged by its directory alone
+  }
+  closeQuietly(made.fd)
+  removeTempLater(tree, made.temp, ino)
+}
+
+/**
+ * Removes a temp file of ours a while after its create (a value compressed meanwhile, steps
+ * through the thread pool): by path, so only while its directory is still a real one of ours
+ * (through a link put in its place meanwhile, the unlink would remove a file outside the cache
+ * that is named like it) and, given `ino`, while the name still holds the file created. One
+ * left (its directory swapped away) is a stray temp, swept by prune once tempMaxAge old.
+ */
+function removeTempLater(tree: OwnedTree, temp: string, ino?: number): void {
+  try {
+    if (!tree.isRealSync(path.dirname(temp))) return
+    const found = disk.lstatSync(temp, { throwIfNoEntry: false })
+    if (found === undefined || (ino !== undefined && found.ino !== ino)) return
+    disk.unlinkSync(temp)
+  } catch {
+    // already gone, or the disk is failing: a stray temp for prune's sweep
   }
 }
 
@@ -279,7 +304,9 @@ function finishTempSync(
     checkLength(temp, disk.fstatSync(fd).size, bytes.length)
   } catch (error) {
     closeQuietly(fd)
-    unlinkQuietly(temp)
+    // A temp created through the pool, a while ago: its directory may have been swapped since.
+    if (recheck) removeTempLater(tree, temp)
+    else unlinkQuietly(temp)
     throw error
   }
   try {
@@ -288,7 +315,8 @@ function finishTempSync(
     commitSync(tree, temp, file)
     return true
   } catch (error) {
-    unlinkQuietly(temp)
+    if (recheck) removeTempLater(tree, temp)
+    else unlinkQuietly(temp)
     if (errorCode(error) === 'ENOENT' && round < GONE_ROUNDS - 1) return false
     throw error
   }
@@ -304,7 +332,7 @@ export async function writeFileAtomic(tree: OwnedTree, file: string, bytes: Uint
       checkLength(temp, (await handle.stat()).size, bytes.length)
     } catch (error) {
       await handle.close().catch(() => {})
-      unlinkQuietly(temp)
+      removeTempLater(tree, temp)
       throw error
     }
     try {
@@ -313,7 +341,7 @@ export async function writeFileAtomic(tree: OwnedTree, file: string, bytes: Uint
       await commit(tree, temp, file)
       return
     } catch (error) {
-      unlinkQuietly(temp)
+      removeTempLater(tree, temp)
       if (errorCode(error) === 'ENOENT' && round < GONE_ROUNDS - 1) continue
       throw error
     }

@@ -274,7 +274,7 @@ export async function writeEntryFile(tree: OwnedTree, file: string, bytes: Buffe
     // a temp file created while the value was compressed (FileTier.set): used when this write
     // would have been synchronous anyway; otherwise (an entry that came out larger) let go
     if (bytes.length <= SYNC_IO_LIMIT && !durable) return writeSmallFileAtomic(tree, file, bytes, early)
-    await discardTemp(early)
+    await discardTemp(tree, early)
   }
   if (bytes.length > SYNC_IO_LIMIT || (overlap && durable)) await writeFileAtomic(tree, file, bytes, durable)
   else if (overlap) await writeSmallFileAtomic(tree, file, bytes)

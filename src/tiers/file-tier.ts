@@ -469,7 +469,7 @@ export class FileTier implements Tier {
     try {
       return { bytes: await encodeEntryBytes(key, entry, this.#p.options), early, later: undefined }
     } catch (error) {
-      if (early !== undefined) void discardTemp(early)
+      if (early !== undefined) void discardTemp(this.#layout.tree, early)
       throw error
     }
   }
@@ -519,7 +519,7 @@ export class FileTier implements Tier {
     } finally {
       this.#writing--
       // the breaker refused the write, or the lstat failed: the temp made ahead is not used
-      if (!handedOver) void discardTemp(early!)
+      if (!handedOver) void discardTemp(this.#layout.tree, early!)
     }
     // among writes in flight, the records after them go to the change log together
     if (together) await this.#p.changes.bumpSoon(key)
