@@ -682,6 +682,22 @@ describe('the breaker guards bookkeeping and maintenance too', () => {
     }
   }
 
+  test('a prune removes the entries a tag stamp the disk refused invalidated (held unwritten), as reads judge them, rather than keeping them as survivors', async () => {
+    const cache = await open(tempDir(), { memory: false })
+    for (let i = 0; i < 5; i++) await cache.set(`k${i}`, i, { tags: i < 2 ? ['t'] : [] })
+    const restore = failPaths(`${path.sep}tags${path.sep}`)
+    try {
+      await cache.invalidateTags(['t']) // failOpen: held by this instance until the disk takes it
+    } finally {
+      restore()
+    }
+    const report = await cache.prune() // before any read of them, which would remove them itself
+    assert.equal(report.expired, 2, 'the two invalidated entries')
+    assert.equal(report.remainingEntries, 3)
+    assert.deepEqual(await Promise.all([0, 1, 2, 3, 4].map((i) => cache.get(`k${i}`))), [undefined, undefined, 2, 3, 4])
+    await cache.close()
+  })
+
   test('a failing running-totals flush is counted by the breaker, and nothing reaches the host', async () => {
     const cache = await open(tempDir(), { breaker: fastBreaker })
     const host = watchHost()

@@ -314,6 +314,8 @@ export class Maintainer {
       const partitions = await this.#partitions()
       // A dry run measures what compressing them would give, writing nothing (worker.ts).
       const compressPlain = this.#compressPlain(dryRun)
+      // Taken as the scan begins, as in #walk: the stamps this instance holds unwritten count.
+      const held = this.#p.heldByReader?.()?.tags
       let scannedPartitions = 0
       progress('scan', 0, partitions.length)
       const scans = await this.#tasks(
@@ -331,6 +333,7 @@ export class Maintainer {
             listKeys,
             cancel: cancel.flag,
             compressPlain,
+            held,
           }),
         (out, batch) => {
           report.scanned += out.scanned

@@ -11,6 +11,7 @@ import { CorruptEntryError, FLAG_FRAMED, FLAG_SEALED, type EntryHead } from '../
 import { BOOKKEEPING_TEMP_NAME, DEAD_LOCK_NAME, ENTRY_NAME, removeTrash, rootAbove, TEMP_NAME, trashBytes } from '../store/layout.js'
 import { chainIsReal, OwnedTree, type Sharing } from '../store/owned-tree.js'
 import { entryState } from '../store/liveness.js'
+import type { HeldStamps } from '../store/tag-clock.js'
 import { stopRequested } from './cancellation.js'
 import { Glob } from './glob.js'
 import { touchIfOlder } from './last-use.js'
@@ -62,6 +63,10 @@ export interface ScanInput {
   listKeys: boolean
   /** The operation's cancellation flag (see cancellation.ts). */
   cancel?: Int32Array
+  /** The tag stamps the pruning instance holds unwritten (its disk refused them: TagClock.
+   *  heldStamps): an entry one of them invalidated is removed as its reads judge it, not kept
+   *  a survivor (counted in the budget, evicting live entries in its place) until written. */
+  held?: HeldStamps
   /** compressLater's leftovers: survivors written plain (at least `from` bytes, untouched for a
    *  minute) that no worker compressed (their writer exited without close(), or its queue was
    *  full or dropped), compressed here as compress-later's task would. Each is tried by one
@@ -332,7 +337,7 @@ function scan(input: ScanInput): ScanOutput {
     stopped: false,
   }
   const { now, filters, dryRun } = input
-  const stamps = new TagStamps(input.tagsDir)
+  const stamps = new TagStamps(input.tagsDir, input.held)
   const pattern = filters.pattern === undefined ? undefined : new Glob(filters.pattern)
   const filterTags = filters.tags === undefined ? undefined : new Set(filters.tags)
   const before = (head: EntryHead): boolean => filters.createdBefore === undefined || head.createdAt < filters.createdBefore
