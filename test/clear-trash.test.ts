@@ -9,8 +9,11 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import { Larder } from '../src/index.ts'
+import { MaintenancePool } from '../src/maintenance/pool.ts'
 import { disk } from '../src/store/disk.ts'
+import { FileTier } from '../src/tiers/file-tier.ts'
 import { entryFiles, tempDir } from './helpers.ts'
+import { eventually, redisAvailable, startRedis } from './redis/server.ts'
 
 test('the trash goes in a worker, after calls made after the clear have run, before clear() resolves', async () => {
   const dir = tempDir('larder-clear-trash')
@@ -132,3 +135,49 @@ test('v1/ replaced by a link to a copy outside the cache while a clear() moves i
   assert.deepEqual(entryFiles(outside).sort(), planted, 'entries outside the cache were moved or deleted')
   await cache.close()
 })
+
+test(
+  "a clear() heard on the bus while the cache closes, after close()'s last wait for the disk, changes nothing there: it went on (its trash deleted by a worker pool started again) after close() resolved",
+  {
+    skip: redisAvailable() ? false : 'redis-server is not installed (.ci/run installs it)',
+  },
+  async () => {
+    const server = await startRedis()
+    const redis = { url: server.url, prefix: 'closing:' }
+    const a = await Larder.open({ dir: tempDir('larder-clear-heard-a'), maintenance: false, redis })
+    const dirB = tempDir('larder-clear-heard-b')
+    const b = await Larder.open({ dir: dirB, maintenance: false, redis })
+    await b.setMany(Array.from({ length: 200 }, (_, i) => ({ key: `k${i}`, value: i })))
+    const held = entryFiles(dirB).sort()
+    // The clears each file tier is asked for, by tier: A's own, then the one B hears.
+    const asked = new Map<FileTier, Promise<void>>()
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- put back as it was, called with its tier
+    const clear = FileTier.prototype.clear
+    FileTier.prototype.clear = function (this: FileTier) {
+      const done = clear.call(this)
+      asked.set(this, done)
+      return done
+    }
+    // Held inside B's close, past its last wait for the disk (its worker pools are destroyed
+    // next), until B has heard A's clear and done with it.
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- put back as it was, called with its pool
+    const destroy = MaintenancePool.prototype.destroy
+    let heard: Promise<void> | undefined
+    MaintenancePool.prototype.destroy = function (this: MaintenancePool) {
+      heard ??= (async () => {
+        await a.clear()
+        assert.ok(await eventually(() => asked.size === 2), 'B heard the clear')
+        await [...asked.values()][1]
+      })()
+      return heard.then(() => destroy.call(this))
+    }
+    try {
+      await b.close()
+    } finally {
+      MaintenancePool.prototype.destroy = destroy
+      FileTier.prototype.clear = clear
+    }
+    assert.deepEqual(entryFiles(dirB).sort(), held, "B's directory changed after close()'s last wait")
+    await a.close()
+  },
+)

@@ -280,7 +280,7 @@ export class DiskParts {
     this.totals.stop()
     this.hitLog?.stop()
     this.lastUse.stop()
-    await this.files.trashDeleted()
+    await this.files.ended()
     await this.pool.destroy()
     await this.#compressPool.destroy()
     this.breaker.shutdown()

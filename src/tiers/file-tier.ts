@@ -152,6 +152,10 @@ export class FileTier implements Tier {
   readonly #temps = new Set<string>()
   /** Clears' trash directories being deleted (#deleteTrash). */
   readonly #trashes = new Set<Promise<void>>()
+  /** Clears moving partitions into a trash (clear()), which close() waits for with their trash. */
+  readonly #clears = new Set<Promise<void>>()
+  /** See ended(). */
+  #ended = false
   /** Entry writes begun and not yet done (see setBytes). */
   #writing = 0
   /** How dear a temp file's create has been lately: whether writes in flight overlap theirs. */
@@ -781,6 +785,17 @@ export class FileTier implements Tier {
    * followed: a link where `v1/`, the namespace or a partition belongs is removed, not entered.
    */
   async clear(): Promise<void> {
+    if (this.#ended) return // heard on the bus as the cache closed: see ended()
+    const clearing = this.#clearFiles()
+    this.#clears.add(clearing)
+    try {
+      await clearing
+    } finally {
+      this.#clears.delete(clearing)
+    }
+  }
+
+  async #clearFiles(): Promise<void> {
     const { tree, namespaceDir } = this.#layout
     const startedAt = this.#clearRefusedAt ?? -Infinity // a refused clear this one stands for
     await this.#p.breaker.runChange(async () => {
@@ -878,6 +893,21 @@ export class FileTier implements Tier {
    *  prune's sweep of old trash). */
   async trashDeleted(): Promise<void> {
     while (this.#trashes.size > 0) await Promise.all(this.#trashes)
+  }
+
+  /**
+   * The cache is closing (its last wait for the disk): resolves once every clear in progress
+   * (one heard on the bus runs outside the call order close() waits for) has moved its
+   * partitions and its trash is deleted. A clear begun after this changes nothing: heard in
+   * the moments before the bus unsubscribes, it would go on deleting a trash after close()
+   * resolved (a worker pool started again for it), under a caller that removes the directory
+   * then (ENOTEMPTY). It is as good as a message that came after the unsubscribe.
+   */
+  async ended(): Promise<void> {
+    this.#ended = true
+    while (this.#clears.size > 0 || this.#trashes.size > 0) {
+      await Promise.all([...this.#clears, ...this.#trashes].map((done) => done.catch(() => {})))
+    }
   }
 
   /** Deletes `trash` in a maintenance worker, outside the clear's change: the entries are gone
