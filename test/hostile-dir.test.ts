@@ -216,6 +216,26 @@ describe("a foreign directory at the maintenance lock's name", () => {
     assert.equal(fs.existsSync(lock), false, 'the lock released, and nothing left at its name')
     await cache.close()
   })
+
+  test("a directory holding files at the takeover mutex's name beside a dead lock is no mutex: reported and removed at once (it held the takeover 30 s)", async () => {
+    const dir = tempDir('larder-hostile-mutex-foreign')
+    const cache = await Larder.open({ dir, memory: false, maintenance: false })
+    for (let i = 0; i < 10; i++) await cache.set(`k${i}`, i)
+    const reasons: string[] = []
+    cache.on('corrupt', (report) => reasons.push(report.reason))
+    const lock = path.join(dir, 'v1', 'default', 'meta', 'maintenance.lock')
+    fs.mkdirSync(lock)
+    fs.utimesSync(lock, new Date('2000-01-01T00:00:00Z'), new Date('2000-01-01T00:00:00Z')) // dead
+    fs.mkdirSync(`${lock}.takeover`)
+    fs.writeFileSync(path.join(`${lock}.takeover`, 'notes.txt'), 'not a mutex')
+    const report = await within(cache.prune({ maxEntries: 3 }), 20_000)
+    assert.notEqual(report, 'timeout', 'the takeover waited for a mutex that is none')
+    assert.equal(report !== 'timeout' && report.remainingEntries, 3)
+    assert.deepEqual(reasons, [
+      "a directory holding 'notes.txt' where the maintenance lock's takeover mutex belongs: removed, never followed",
+    ])
+    await cache.close()
+  })
 })
 
 describe('a maintenance lock waited for while meta/ becomes a link', () => {

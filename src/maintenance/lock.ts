@@ -144,7 +144,7 @@ function takeOverIfDead(lockDir: string): boolean {
     throw error
   }
   if (!isDead(lockDir, judged)) return false
-  const mutex = `${lockDir}${TAKEOVER}`
+  const mutex = takeoverMutex(lockDir)
   try {
     fs.mkdirSync(mutex, 0o700)
   } catch (error) {
@@ -201,13 +201,14 @@ function sameFile(a: fs.Stats, b: fs.Stats): boolean {
 }
 
 /** A takeover mutex left by a taker killed mid-takeover (older than STALE_MS), or something
- *  planted at its name, is removed: the next attempt takes it. */
+ *  planted at its name (a directory holding anything: notAMutex), is removed: the next
+ *  attempt takes it. */
 function clearStaleMutex(mutex: string): void {
   try {
     const found = fs.lstatSync(mutex, { throwIfNoEntry: false })
     if (found === undefined) return
     if (!found.isDirectory()) fs.unlinkSync(mutex)
-    else if (isStale(found.mtimeMs)) fs.rmSync(mutex, { recursive: true, force: true })
+    else if (isStale(found.mtimeMs) || notAMutex(mutex) !== undefined) fs.rmSync(mutex, { recursive: true, force: true })
   } catch {
     // another taker cleared it, or the disk is failing
   }
@@ -239,28 +240,47 @@ function isDead(lockDir: string, stat: fs.Stats): boolean {
  * planted, or is some tool's own folder: judged by its age alone it held every prune for
  * 30 s, then was deleted with whatever it held, unreported. It is judged dead at once
  * instead (the takeover moves it aside and removes it, never following a link inside), and
- * the maintainer reports it. Two names at most are read, whatever it holds.
+ * the maintainer reports it.
  */
 export function notALock(lockDir: string): string | undefined {
-  let dir: fs.Dir
+  return heldBeyond(lockDir, OWNER)
+}
+
+/** What a directory at the takeover mutex's name holds, described (a taker's mutex holds
+ *  nothing: made and removed empty); undefined if it may be a mutex. One holding something
+ *  is cleared at once (clearStaleMutex), not once 30 s old: it held a dead lock's takeover. */
+export function notAMutex(mutex: string): string | undefined {
+  return heldBeyond(mutex, undefined)
+}
+
+/** The takeover mutex's path beside the lock at `lockDir`. */
+export function takeoverMutex(lockDir: string): string {
+  return `${lockDir}${TAKEOVER}`
+}
+
+/** A name `dir` holds other than `allowed` (a regular file), described; undefined if none, or
+ *  if `dir` cannot be read (gone, released meanwhile, a failing disk: judged as before, by its
+ *  age). Two names at most are read, whatever it holds. */
+function heldBeyond(dir: string, allowed: string | undefined): string | undefined {
+  let opened: fs.Dir
   try {
-    dir = fs.opendirSync(lockDir)
+    opened = fs.opendirSync(dir)
   } catch {
-    return undefined // gone, or not ours to read: judged as before, by its age
+    return undefined
   }
   try {
-    for (let entry = dir.readSync(), seen = 0; entry !== null && seen < 2; entry = dir.readSync(), seen++) {
-      if (entry.name !== OWNER) return `a directory holding '${entry.name}'`
+    for (let entry = opened.readSync(), seen = 0; entry !== null && seen < 2; entry = opened.readSync(), seen++) {
+      if (entry.name !== allowed) return `a directory holding '${entry.name}'`
       // lstat, not the entry's type: some file systems do not report it (DT_UNKNOWN), and a
       // live lock's owner must never be taken for a foreign one.
-      const owner = fs.lstatSync(path.join(lockDir, OWNER), { throwIfNoEntry: false })
-      if (owner !== undefined && !owner.isFile()) return `a directory whose '${OWNER}' is not a regular file`
+      const file = fs.lstatSync(path.join(dir, entry.name), { throwIfNoEntry: false })
+      if (file !== undefined && !file.isFile()) return `a directory whose '${entry.name}' is not a regular file`
     }
     return undefined
   } catch {
-    return undefined // removed meanwhile (released), or the disk is failing
+    return undefined
   } finally {
-    dir.closeSync()
+    opened.closeSync()
   }
 }
 

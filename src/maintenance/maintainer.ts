@@ -10,7 +10,7 @@ import { PARTITION_NAME, TRASH_NAME, trashTime, type Layout } from '../store/lay
 import { RECORD_FIELDS, type PlanOutput } from './policy.js'
 import type { MaintenancePool } from './pool.js'
 import { Cancellation } from './cancellation.js'
-import { heldToEvict, LockWait, lockWanted, notALock, tryLock, type LockPurpose } from './lock.js'
+import { heldToEvict, LockWait, lockWanted, notALock, notAMutex, takeoverMutex, tryLock, type LockPurpose } from './lock.js'
 import { crowded } from './crowding.js'
 import type { RunningTotals, Totals } from './totals.js'
 import type { EvictOutput, PruneFilters, ScanInput, ScanOutput, SweepOutput, VerifyOutput } from './worker.js'
@@ -904,7 +904,8 @@ export class Maintainer {
   /** Makes meta/ a real directory of ours, and removes anything but a directory at the lock's
    *  name: a link there would have the lock's age read from (and its owner file written into)
    *  the link's target. A directory holding what no lock holds is reported here, and removed
-   *  by the lock's takeover (lock.ts, notALock), at once rather than once 30 s old. */
+   *  by the lock's takeover (lock.ts, notALock), at once rather than once 30 s old; one at the
+   *  takeover mutex's name holding anything (it held a dead lock's takeover 30 s) is removed. */
   #checkLockPlace(): void {
     const { tree, metaDir } = this.#p.layout
     tree.dirSync(metaDir)
@@ -914,6 +915,13 @@ export class Maintainer {
     const foreign = notALock(this.#lockDir)
     if (foreign !== undefined)
       tree.onForeign(this.#lockDir, `${foreign} where the maintenance lock belongs: no lock, removed, never followed`)
+    const mutex = takeoverMutex(this.#lockDir)
+    const what = notAMutex(mutex)
+    const found = what === undefined ? undefined : disk.lstatSync(mutex, { throwIfNoEntry: false })
+    if (found?.isDirectory() === true) {
+      disk.rmSync(mutex, { recursive: true, force: true }) // never follows a link inside
+      tree.onForeign(mutex, `${what} where the maintenance lock's takeover mutex belongs: removed, never followed`)
+    }
   }
 
   /** Marks that this explicit call waits for the lock (see LockWait); undefined when the
