@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url'
 import { Larder } from '../src/index.ts'
 import { runBin, type Run, type RunOptions } from './cli-runner.ts'
 import { entryFiles } from './helpers.ts'
+import { startCli } from './server/helpers.ts'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 // CHECK_BIN runs these tests against another build (say, of the commit before a fix).
@@ -286,6 +287,34 @@ describe('boolean environment variables', () => {
       assert.match(run.stderr, new RegExp(`^larder: .*${name}`))
       assert.equal(run.stderr.trimEnd().split('\n').length, 1)
     }
+  })
+  test('each flag a variable can turn on has a --no-… form that turns it off for one run; the last of the two given wins', async () => {
+    const dir = await freshDir('env-off')
+    await populate(dir, 20)
+    const human = await larder(['stats', '--fast', '--no-json', '--dir', dir], { env: { LARDER_JSON: '1' } })
+    assert.equal(human.code, 0, human.stderr)
+    assert.match(human.text, /^cache\s+/m, 'LARDER_JSON=1 --no-json gave JSON')
+    // A failure too: the one line on stderr, nothing on stdout (decided before commander runs).
+    const failed = await larder(['stats', '--no-json', '--dir', path.join(dir, 'nope')], { env: { LARDER_JSON: '1' } })
+    assert.deepEqual([failed.code, failed.text], [1, ''], failed.stderr)
+    document(await larder(['--no-json', 'stats', '--fast', '--json', '--dir', dir]))
+    assert.match((await larder(['--json', 'stats', '--fast', '--no-json', '--dir', dir])).text, /^cache\s+/m)
+    assert.match((await larder(['ls', '--no-quiet', '--dir', dir], { env: { LARDER_QUIET: '1' } })).text, /row:1/)
+    // The command line wins: a bad variable is not read when its flag is given.
+    assert.equal((await larder(['ls', '-q', '--dir', dir], { env: { LARDER_QUIET: 'maybe' } })).code, 0)
+    const real = document<{ dryRun: boolean; evicted: number }>(
+      await larder(['prune', '--max-entries', '10', '--no-dry-run', '--json', '--dir', dir], { env: { LARDER_DRY_RUN: '1' } }),
+    )
+    assert.deepEqual([real.dryRun, real.evicted], [false, 10])
+    const help = (await larder(['prune', '--help'])).text + (await larder(['--help'])).text + (await larder(['serve', '--help'])).text
+    for (const flag of ['--no-json', '--no-quiet', '--no-dry-run', '--no-dashboard', '--dashboard', '--no-log-requests']) {
+      assert.match(help, new RegExp(`^\\s+${flag}\\b`, 'm'), `${flag} in --help`)
+    }
+    const serveDir = await freshDir('env-off-serve')
+    const server = await startCli(['serve', '--port', '0', '--dir', path.join(serveDir, 'cache'), '--dashboard'], { LARDER_DASHBOARD: '0' })
+    assert.ok(server.url !== '', server.stderr())
+    assert.equal((await fetch(`${server.url}/`)).status, 200, '--dashboard wins over LARDER_DASHBOARD=0')
+    assert.equal(await server.stop(), 0)
   })
 })
 

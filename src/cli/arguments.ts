@@ -73,18 +73,24 @@ export function parseBoolean(raw: string, variable: string): boolean {
 const BOOLEAN_ENV = new WeakMap<Option, string>()
 
 /**
- * A flag that may also be set by an environment variable. commander's own `.env()` turns a
- * flag on whenever its variable is set, to anything ("0" and "false" included), so these are
- * read by `applyBooleanEnv` instead, with `parseBoolean`.
+ * A flag that may also be set by an environment variable, and its negation (`--no-json` for
+ * `--json`): a variable left set (`LARDER_JSON=1` exported in a CI file or a shell profile) can
+ * be switched off for one run, as every other option's variable can be overridden by its flag.
+ * The last of the two given wins; given neither, the variable decides (applyBooleanEnv), then
+ * `defaultValue`. commander's own `.env()` turns a flag on whenever its variable is set, to
+ * anything ("0" and "false" included), so these are read by `applyBooleanEnv` instead, with
+ * `parseBoolean`.
  */
-export function booleanOption(flags: string, description: string, variable: string): Option {
+export function booleanOptions(flags: string, description: string, variable: string, defaultValue?: boolean): [Option, Option] {
   const option = new Option(flags, `${description} (env: ${variable}, 1/0, true/false, yes/no or on/off)`)
+  if (defaultValue !== undefined) option.default(defaultValue)
   BOOLEAN_ENV.set(option, variable)
-  return option
+  const long = option.long!.replace(/^--/, '')
+  return [option, new Option(`--no-${long}`, `the opposite of --${long}, whatever ${variable} says`)]
 }
 
 /** Sets the flags of `command` and its parents that the command line left unset from their
- *  environment variables (see booleanOption). */
+ *  environment variables (see booleanOptions). */
 export function applyBooleanEnv(command: Command): void {
   for (let c: Command | null = command; c !== null; c = c.parent) {
     for (const option of c.options) {

@@ -1,6 +1,6 @@
 import { Command, CommanderError, Option, type OutputConfiguration } from 'commander'
 import { isLarderError } from '../errors.js'
-import { applyBooleanEnv, booleanOption, dirArgument } from './arguments.js'
+import { applyBooleanEnv, booleanOptions, dirArgument } from './arguments.js'
 import { clearCommand } from './commands/clear.js'
 import { getCommand } from './commands/get.js'
 import { lsCommand } from './commands/ls.js'
@@ -29,6 +29,12 @@ export function program(output: Partial<OutputConfiguration> = {}): Command {
       outputError: (message, write) => write(oneLine(message)),
       ...output,
     })
+  const [json, noJson] = booleanOptions(
+    '--json',
+    'machine-readable output: exactly one JSON document on stdout, whatever happens',
+    'LARDER_JSON',
+  )
+  const [quiet, noQuiet] = booleanOptions('-q, --quiet', 'print nothing on success', 'LARDER_QUIET')
   const root = configure(new Command('larder'))
     .description('Inspect, maintain and serve a larder cache directory.')
     .version(typeof LARDER_VERSION === 'string' ? LARDER_VERSION : '0.0.0-dev', '-V, --version')
@@ -38,8 +44,10 @@ export function program(output: Partial<OutputConfiguration> = {}): Command {
         .argParser(dirArgument),
     )
     .addOption(new Option('--namespace <name>', 'the namespace the application uses (default: none)').env('LARDER_NAMESPACE'))
-    .addOption(booleanOption('--json', 'machine-readable output: exactly one JSON document on stdout, whatever happens', 'LARDER_JSON'))
-    .addOption(booleanOption('-q, --quiet', 'print nothing on success', 'LARDER_QUIET'))
+    .addOption(json)
+    .addOption(noJson)
+    .addOption(quiet)
+    .addOption(noQuiet)
     .hook('preAction', async (_root, action) => {
       applyBooleanEnv(action)
       await loadCliConfig()
@@ -62,7 +70,7 @@ export function program(output: Partial<OutputConfiguration> = {}): Command {
     'after',
     `
 Environment: the options marked (env: NAME) can come from that variable; a flag's variable is
-1/true/yes/on or 0/false/no/off.
+1/true/yes/on or 0/false/no/off, and its --no-… form turns it off whatever the variable says.
 Exit codes: 0 ok, 1 the operation failed (a miss for get, damage found by verify, not a cache), 2 usage error, 130 interrupted.
 With --json, stdout is one JSON document however the run ends; a failure is { "error": { "code", "message" } }.`,
   )

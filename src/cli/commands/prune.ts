@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander'
 import { isLarderError } from '../../errors.js'
 import type { PruneReport } from '../../maintenance/maintainer.js'
-import { booleanOption, collect, countArgument, durationArgument, sizeArgument } from '../arguments.js'
+import { booleanOptions, collect, countArgument, durationArgument, sizeArgument } from '../arguments.js'
 import { budgetJson, budgetLine, CliContext, CliFailure, EXIT } from '../context.js'
 import { count, duration, entries, printable, size } from '../format.js'
 import { interruptSignal, ProgressBar } from '../progress.js'
@@ -17,6 +17,7 @@ interface PruneFlags extends SharedTierFlags {
 }
 
 export function pruneCommand(): Command {
+  const [dryRun, noDryRun] = booleanOptions('--dry-run', 'report what would be removed; remove nothing', 'LARDER_DRY_RUN')
   return withSharedTierOptions(
     new Command('prune')
       .description(
@@ -35,7 +36,8 @@ export function pruneCommand(): Command {
       )
       .addOption(new Option('--tag <tag>', 'remove entries carrying this tag (repeatable)').argParser(collect))
       .addOption(new Option('--pattern <glob>', "remove entries whose key matches this glob, e.g. 'user:*'").env('LARDER_PATTERN'))
-      .addOption(booleanOption('--dry-run', 'report what would be removed; remove nothing', 'LARDER_DRY_RUN')),
+      .addOption(dryRun)
+      .addOption(noDryRun),
   ).action(async (flags: PruneFlags, command: Command) => {
     const ctx = new CliContext(command)
     // A dry run only reads: it runs on a read-only copy of a cache too.

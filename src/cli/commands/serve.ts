@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander'
-import { booleanOption, collect, countArgument, parseBoolean, sizeArgument, timerDurationArgument } from '../arguments.js'
+import { booleanOptions, collect, countArgument, sizeArgument, timerDurationArgument } from '../arguments.js'
 import { isLarderError } from '../../errors.js'
 import { CliContext, CliFailure, EXIT } from '../context.js'
 import { answerInterrupts } from '../early-interrupt.js'
@@ -118,6 +118,12 @@ function sharedTierShown(redis: LarderOptions['redis']): string | undefined {
 }
 
 export function serveCommand(): Command {
+  const [dashboard, noDashboard] = booleanOptions('--dashboard', 'the dashboard page at /', 'LARDER_DASHBOARD', true)
+  const [logRequests, noLogRequests] = booleanOptions(
+    '--log-requests',
+    'one line per request on stderr (method, path, status, time; never a header or token)',
+    'LARDER_LOG_REQUESTS',
+  )
   return new Command('serve')
     .description(
       'serve the cache over HTTP: Turborepo (v8), Nx (self-hosted), ccache and Bazel, the cache API, Prometheus metrics and a dashboard',
@@ -176,7 +182,8 @@ export function serveCommand(): Command {
         .env('LARDER_ORIGIN')
         .argParser(urlArgument),
     )
-    .option('--no-dashboard', 'no dashboard page at / (env: LARDER_DASHBOARD=0)')
+    .addOption(dashboard)
+    .addOption(noDashboard)
     .option('--no-watch-config', 'reload the config file on SIGHUP only, not when it changes')
     .addOption(
       new Option('--memory-entries <n>', "entries in the cache API's memory tier; 0 turns it off (default 10000)")
@@ -209,13 +216,8 @@ export function serveCommand(): Command {
         .env('LARDER_IDLE_TIMEOUT')
         .argParser(timerDurationArgument),
     )
-    .addOption(
-      booleanOption(
-        '--log-requests',
-        'one line per request on stderr (method, path, status, time; never a header or token)',
-        'LARDER_LOG_REQUESTS',
-      ),
-    )
+    .addOption(logRequests)
+    .addOption(noLogRequests)
     .action(async (flags: ServeFlags, command: Command) => {
       const ctx = new CliContext(command)
       // A flag given to serve is a mistake; the application's LARDER_NAMESPACE left in the
@@ -226,9 +228,6 @@ export function serveCommand(): Command {
         throw new CliFailure('serve keeps one namespace per tool and team; --namespace does not apply', EXIT.usage)
       if (namespaceSource === 'env')
         process.stderr.write('larder: LARDER_NAMESPACE is ignored: serve keeps one namespace per tool and team\n')
-      if (command.getOptionValueSource('dashboard') !== 'cli' && process.env.LARDER_DASHBOARD !== undefined) {
-        flags.dashboard = parseBoolean(process.env.LARDER_DASHBOARD, 'LARDER_DASHBOARD')
-      }
       ctx.checkDir('create')
       const { configuredServe, applyToNamespaces, watchConfigFile } = await import('../../server/config-reload.js')
       const configured = await configuredServe(ctx.dir, flags).catch((error: unknown) => {
