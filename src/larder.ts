@@ -7,7 +7,7 @@ import { layerOptions, type LayeredOptions, type OptionSource } from './config/l
 import { CacheParts } from './facade/cache-parts.js'
 import type { LarderEvents } from './facade/events.js'
 import { incrementInOrder } from './facade/increment.js'
-import { entryBatches, memoryAnswer, taggedKeys } from './facade/adapter-hooks.js'
+import { entryBatches, memoryAnswer, removeMatching, taggedKeys } from './facade/adapter-hooks.js'
 import { keysBeyondDir, shownByDir } from './facade/tagged-keys.js'
 import * as operatorCalls from './facade/operator-calls.js'
 import { rekeyTiers } from './facade/rekey.js'
@@ -191,6 +191,17 @@ export class Larder extends EventEmitter<LarderEvents> {
     this.#assertOpen()
     const { filters, walk } = validateEntriesOptions(options)
     return operatorCalls.entryBatches(this.#p, filters, walk)
+  }
+
+  /** For larder's CLI only (facade/adapter-hooks.ts): prune() of what `pattern` or `tags`
+   *  select and nothing else (`larder rm`); the report's `matched` and `expired` count what
+   *  went. */
+  async [removeMatching](options: Pick<PruneOptions, 'pattern' | 'tags' | 'signal'>): Promise<PruneReport> {
+    this.#assertOpen()
+    this.#assertWritable()
+    const unbounded = Number.MAX_SAFE_INTEGER
+    const valid = validatePruneOptions({ ...options, maxSize: unbounded, maxEntries: unbounded })
+    return operatorCalls.prune(this.#p, { ...valid, onlyMatching: true })
   }
 
   /** Whether a get may be answered by the memory tier at once: there is one, the cache is

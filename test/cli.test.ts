@@ -14,9 +14,11 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Larder } from '../src/index.ts'
 import { runBin, type Run, type RunOptions } from './cli-runner.ts'
+import { entryFiles } from './helpers.ts'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const BIN = path.join(root, 'dist', 'cli.js')
+// CHECK_BIN runs these tests against another build (say, of the commit before a fix).
+const BIN = process.env.CHECK_BIN ?? path.join(root, 'dist', 'cli.js')
 const dirs: string[] = []
 
 async function freshDir(label: string): Promise<string> {
@@ -598,6 +600,41 @@ describe('larder rm and clear', () => {
     assert.equal(keys.length, 30, `every keep:* entry stays: ${keys.length}`)
     const budget = JSON.parse(fs.readFileSync(path.join(dir, 'v1', 'default', 'meta', 'budget.json'), 'utf8')) as { maxEntries: number }
     assert.equal(budget.maxEntries, 10, "the application's recorded budget is left as it was")
+  })
+
+  test('rm --pattern and --tag remove what matches, expired or not, count exactly that, and leave every other entry, expired and damaged ones too', async () => {
+    const dir = await freshDir('rm-only')
+    const app = await Larder.open({ dir, maintenance: false })
+    await app.set('user:1', 1)
+    await app.set('user:2', 2, { tags: ['t'] })
+    await app.set('user:old', 3, { ttl: 1 })
+    await app.set('post:1', 4)
+    await app.set('post:old', 5, { ttl: 1 })
+    await app.set('post:tagged-old', 6, { ttl: 1, tags: ['t'] })
+    await app.set('post:damaged', randomBytes(4000).toString('hex')) // the largest file
+
+    await app.close()
+    const expiredBy = Date.now() + 5
+    while (Date.now() < expiredBy) await new Promise((resolve) => setTimeout(resolve, 5))
+    const damaged = entryFiles(dir).sort((a, b) => fs.statSync(b).size - fs.statSync(a).size)[0]!
+    const bytes = fs.readFileSync(damaged)
+    bytes[0]! ^= 0xff // its head: a prune removes it as damaged
+    fs.writeFileSync(damaged, bytes)
+
+    assert.deepEqual(
+      json(await larder(['rm', '--pattern', 'user:*', '--json', '--dir', dir])),
+      { removed: 3 },
+      'user:1, user:2 and the expired user:old',
+    )
+    assert.deepEqual(json(await larder(['rm', '--tag', 't', '--json', '--dir', dir])), { removed: 1 }, 'the expired post:tagged-old')
+    const left = await Larder.open({ dir, readOnly: true, maintenance: false })
+    try {
+      assert.deepEqual((await left.entries()).map((e) => e.key).sort(), ['post:1'])
+      assert.equal((await left.usage()).expired, 1, 'post:old, expired but not matching, stays for a prune')
+      assert.ok(fs.existsSync(damaged), 'a damaged entry that does not match stays for verify --repair or a prune')
+    } finally {
+      await left.close()
+    }
   })
 
   test('clear refuses without --yes when not on a terminal, asks on one, and clears with --yes', async () => {

@@ -21,3 +21,9 @@ export const taggedKeys: unique symbol = Symbol.for('larder.taggedKeys') as neve
  *  ahead of the caller than the pool has workers, so memory holds a few batches however many
  *  entries there are. Keyv's `iterator()` and `larder ls --limit` list through it. */
 export const entryBatches: unique symbol = Symbol.for('larder.entryBatches') as never
+
+/** prune() of the entries a `pattern` or `tags` select and of nothing else (worker.ts
+ *  PruneFilters `onlyMatching`): no expired entry that does not match, no damaged file, no
+ *  stray temp file, no eviction, no Redis entry but those matching. `larder rm --pattern/--tag`
+ *  removes through it, so it removes and counts exactly what it was asked to. */
+export const removeMatching: unique symbol = Symbol.for('larder.removeMatching') as never

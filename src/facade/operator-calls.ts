@@ -58,8 +58,16 @@ export async function prune(parts: CacheParts, options: ValidPruneOptions): Prom
     report.sharedRemoved = await failures.operation(() => stack.removeSharedMatching(options.pattern!, at), 'redis')
   }
   // What Redis holds that no instance will serve again (expired, invalidated by a tag): a read
-  // removes such an entry when it meets it, and this removes those no read meets.
-  if (shared !== undefined && stack.redis !== undefined && options.dryRun !== true && !parts.options.readOnly) {
+  // removes such an entry when it meets it, and this removes those no read meets. Not for a
+  // removal of what matches alone (onlyMatching: `larder rm`), which counts what it was asked
+  // to remove.
+  if (
+    shared !== undefined &&
+    stack.redis !== undefined &&
+    options.dryRun !== true &&
+    options.onlyMatching !== true &&
+    !parts.options.readOnly
+  ) {
     const redis = stack.redis
     const dead = await failures.operation(() => redis.removeDead(), 'redis')
     report.sharedRemoved = (report.sharedRemoved ?? 0) + dead

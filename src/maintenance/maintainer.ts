@@ -310,7 +310,8 @@ export class Maintainer {
     }
     try {
       // Before the scan, so that it removes the entries the floor makes stale in this pass.
-      report.stampsFolded = await this.#foldStamps(dryRun) // a dry run (a read-only one too) writes nothing
+      // (Not for onlyMatching: it removes what was asked for and nothing else, PruneFilters.)
+      if (options.onlyMatching !== true) report.stampsFolded = await this.#foldStamps(dryRun) // a dry run (a read-only one too) writes nothing
       const partitions = await this.#partitions()
       // A dry run measures what compressing them would give, writing nothing (worker.ts).
       const compressPlain = this.#compressPlain(dryRun)
@@ -350,7 +351,7 @@ export class Maintainer {
         },
       )
       cancel.throwIfRequested()
-      await this.#sweepStrays(report, now, dryRun)
+      if (options.onlyMatching !== true) await this.#sweepStrays(report, now, dryRun)
 
       // The survivors of every batch, as one set of records for the plan.
       const records = concatRecords(scans.map((s) => s.records))
@@ -1071,7 +1072,14 @@ export class Maintainer {
 }
 
 function pickFilters(o: PruneFilters): PruneFilters {
-  return { maxAge: o.maxAge, olderThan: o.olderThan, tags: o.tags, pattern: o.pattern, createdBefore: o.createdBefore }
+  return {
+    maxAge: o.maxAge,
+    olderThan: o.olderThan,
+    tags: o.tags,
+    pattern: o.pattern,
+    createdBefore: o.createdBefore,
+    onlyMatching: o.onlyMatching,
+  }
 }
 
 function chunk<T>(items: T[], size: number): T[][] {

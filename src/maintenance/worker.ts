@@ -48,6 +48,11 @@ export interface PruneFilters {
    *  prune's own, taken as it was called, or that of one heard from another instance): a set
    *  called after the prune runs at once, while its workers' pass still scans, and stays. */
   createdBefore?: number
+  /** Internal (`larder rm --pattern/--tag`, facade/adapter-hooks.ts `removeMatching`): remove
+   *  what `pattern` and `tags` select and nothing else. An expired entry that matches goes
+   *  (counted in `expired`); one that does not match stays, as do damaged files and stray temp
+   *  files: `rm` removes what it was asked to, and counts exactly that. */
+  onlyMatching?: boolean
 }
 
 export interface ScanInput {
@@ -382,20 +387,14 @@ function scan(input: ScanInput): ScanOutput {
       facts = readHead(entry, buffer, (head) => head.expiresAt !== 0 && head.expiresAt <= now)
     } catch (error) {
       if (!(error instanceof CorruptEntryError)) throw error
-      if (remove(entry, entry.stat.isFile() ? entry.stat.size : 0, undefined)) out.corrupt++
+      if (!filters.onlyMatching && remove(entry, entry.stat.isFile() ? entry.stat.size : 0, undefined)) out.corrupt++
       return
     }
     const { head, mtimeMs } = facts
     let { size, ino } = facts
     // A file whose key does not hash to its name (swapped, misplaced) is never read: corrupt.
     if (hasher().h64ToString(head.key) !== name) {
-      if (remove(entry, size, undefined)) out.corrupt++
-      return
-    }
-    // Expired or invalidated: removed, unless its grace still keeps it for getOrSet's
-    // stale-if-error (then it stays, a survivor in the budget like any other entry).
-    if (entryState(head, now, stamps, facts.grace ?? 0) === 'dead') {
-      if (remove(entry, size, head.key)) out.expired++
+      if (!filters.onlyMatching && remove(entry, size, undefined)) out.corrupt++
       return
     }
     const matched =
@@ -403,6 +402,13 @@ function scan(input: ScanInput): ScanOutput {
       (filters.olderThan !== undefined && head.createdAt < filters.olderThan) ||
       (filterTags !== undefined && before(head) && head.tags.some((t) => filterTags.has(t))) ||
       (pattern !== undefined && before(head) && pattern.test(head.key))
+    // Expired or invalidated: removed, unless its grace still keeps it for getOrSet's
+    // stale-if-error (then it stays, a survivor in the budget like any other entry). With
+    // onlyMatching, one the filters do not select stays too.
+    if (entryState(head, now, stamps, facts.grace ?? 0) === 'dead' && (matched || !filters.onlyMatching)) {
+      if (remove(entry, size, head.key)) out.expired++
+      return
+    }
     if (matched) {
       if (remove(entry, size, head.key)) out.matched++
       return
@@ -437,7 +443,7 @@ function scan(input: ScanInput): ScanOutput {
       }
       const file = path.join(dir, name)
       if (!ENTRY_NAME.test(name)) {
-        sweepTemp(file, name, now, input.tempMaxAge, dryRun, out)
+        if (!filters.onlyMatching) sweepTemp(file, name, now, input.tempMaxAge, dryRun, out)
         continue
       }
       out.scanned++

@@ -1,4 +1,5 @@
 import { Command, Option } from 'commander'
+import { removeMatching } from '../../facade/adapter-hooks.js'
 import { collect } from '../arguments.js'
 import { CliContext, CliFailure, EXIT } from '../context.js'
 import { count } from '../format.js'
@@ -23,17 +24,15 @@ export function rmCommand(): Command {
       'maintain',
       async (cache) => {
         if (!byFilter) return { removed: await cache.deleteMany(keys), sharedRemoved: undefined }
-        // The cache is opened with the budget the application recorded (so the record stays
-        // as it was), which a prune would evict down to: targets no cache reaches make this
-        // prune remove what matches (and what has expired or is damaged anyway) and evict
-        // nothing. `rm` removes what it was asked to, never other entries.
-        const report = await cache.prune({
+        // `rm` removes what it was asked to, never other entries: what matches, expired or not
+        // (an expired entry that matches is counted: it was removed), and none of what a prune
+        // would remove besides (expired entries that do not match, damaged files, stray temp
+        // files, what the recorded budget would evict, Redis's dead entries).
+        const report = await cache[removeMatching]({
           ...(flags.pattern !== undefined ? { pattern: flags.pattern } : {}),
           ...(flags.tag !== undefined ? { tags: flags.tag } : {}),
-          maxSize: Number.MAX_SAFE_INTEGER,
-          maxEntries: Number.MAX_SAFE_INTEGER,
         })
-        return { removed: report.matched, sharedRemoved: report.sharedRemoved }
+        return { removed: report.matched + report.expired, sharedRemoved: report.sharedRemoved }
       },
       sharedTierOption(flags, command),
     )
