@@ -446,6 +446,50 @@ describe('set from a pipe, and a stdout that cannot be written', () => {
   })
 })
 
+describe("stdout's reader gone (EPIPE: `larder get KEY | head -c 10`)", () => {
+  /** Runs the bin with stdout a pipe whose reader takes `keep` bytes and then closes it. */
+  const readerLeaving = (args: string[], keep: number): Promise<{ code: number | null; taken: number; stderr: string }> =>
+    new Promise((resolve, reject) => {
+      const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('LARDER_')))
+      const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+      let taken = 0
+      let stderr = ''
+      if (keep === 0) child.stdout.destroy()
+      else
+        child.stdout.on('data', (c: Buffer) => {
+          taken += c.length
+          if (taken >= keep) child.stdout.destroy()
+        })
+      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
+      child.on('error', reject)
+      child.on('close', (code) => resolve({ code, taken, stderr }))
+    })
+
+  test('get of a large streamed value and ls of a long listing end quietly with exit 0; a failure the command found keeps its exit code', async () => {
+    const dir = await freshDir('epipe')
+    await populate(dir, 5000)
+    const big = randomBytes(8 * 1024 * 1024) // well past a pipe's buffer
+    assert.equal((await larder(['set', 'big', '--dir', dir], { input: big })).code, 0)
+    for (const [args, keep] of [
+      [['get', 'big'], 10],
+      [['get', 'big'], 0],
+      [['ls'], 100],
+      [['ls'], 0],
+    ] as const) {
+      const run = await readerLeaving([...args, '--dir', dir], keep)
+      assert.deepEqual([run.code, run.stderr], [0, ''], `${args.join(' ')}, reader gone after ${keep} bytes`)
+    }
+    // Damage found, and its report unread: still exit 1 (it was 0), and its one line on stderr.
+    const ns = path.join(dir, 'v1', 'default')
+    const file = entryFiles(ns).find((f) => fs.statSync(f).size > 1024 * 1024)!
+    const bytes = fs.readFileSync(file)
+    bytes[bytes.length - 100]! ^= 1
+    fs.writeFileSync(file, bytes)
+    const verify = await readerLeaving(['verify', '--dir', dir], 0)
+    assert.deepEqual([verify.code, verify.stderr], [1, 'larder: 1 entry damaged; run larder verify --repair to remove it\n'])
+  })
+})
+
 describe('the third review (2026-12-06)', () => {
   test('set with a bad key or tag creates no cache: exit 2, nothing made', async () => {
     const dir = path.join(await freshDir('set-bad'), 'cache')

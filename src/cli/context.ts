@@ -14,7 +14,7 @@ import { Layout } from '../store/layout.js'
 import { foreignContents, isLarderCache, nonDirectoryAbove, tagReadFailure } from '../store/cache-root.js'
 import { EXIT } from './exit-codes.js'
 import { ago, count, size } from './format.js'
-import { writeDocument } from './output.js'
+import { OutputClosed, stdoutClosed, writeDocument } from './output.js'
 
 /** The options every command shares, as commander parsed them. */
 export interface GlobalOptions {
@@ -143,7 +143,21 @@ export class CliContext {
    *  text, so a slow reader holds the command back instead of its output piling up in memory. */
   async write(text: string): Promise<void> {
     if (this.json || this.options.quiet === true) return
-    if (!process.stdout.write(text)) await new Promise<void>((resolve) => process.stdout.once('drain', resolve))
+    // Its reader gone (`larder ls | head`), the listing stops: the run ends quietly (output.ts).
+    if (stdoutClosed()) throw new OutputClosed()
+    if (!process.stdout.write(text)) {
+      // 'drain' never comes once the reader has gone: its 'close' ends the wait too.
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          process.stdout.off('drain', done)
+          process.stdout.off('close', done)
+          resolve()
+        }
+        process.stdout.once('drain', done)
+        process.stdout.once('close', done)
+      })
+      if (stdoutClosed()) throw new OutputClosed()
+    }
   }
 
   /** Prints the human form, or the JSON form with --json. */

@@ -13,7 +13,7 @@ import { statsCommand } from './commands/stats.js'
 import { verifyCommand } from './commands/verify.js'
 import { CliFailure, EXIT, loadCliConfig } from './context.js'
 import { jsonRequested } from './json-mode.js'
-import { writeDocument, writeError, wroteDocument } from './output.js'
+import { OutputClosed, stdoutClosed, writeDocument, writeError, wroteDocument } from './output.js'
 
 declare const LARDER_VERSION: string
 
@@ -118,6 +118,8 @@ export async function main(argv: string[]): Promise<number> {
     await root.parseAsync(argv)
     return EXIT.ok
   } catch (error) {
+    // stdout's reader has gone (`larder get KEY | head -c 10`): nothing more to say, quietly.
+    if (readerGone(error)) return EXIT.ok
     const { exit, code, message } = ending(error, usage)
     if (exit !== EXIT.ok && (!(error instanceof CommanderError) || (json && error.code === 'commander.help')))
       process.stderr.write(`larder: ${message}\n`)
@@ -128,6 +130,14 @@ export async function main(argv: string[]): Promise<number> {
     }
     return exit
   }
+}
+
+/** Whether `error` is only the end of the output, whose reader has gone (output.ts readerLeft):
+ *  a listing stopped at its next write, or `get`'s stream cut by its pipeline. */
+function readerGone(error: unknown): boolean {
+  if (error instanceof OutputClosed) return true
+  const code = (error as { code?: unknown } | undefined)?.code
+  return stdoutClosed() && (code === 'EPIPE' || code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ERR_STREAM_DESTROYED')
 }
 
 /** How a run that threw ends: its exit code, and the code and message a --json run reports. */
