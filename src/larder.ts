@@ -196,7 +196,7 @@ export class Larder extends EventEmitter<LarderEvents> {
   /** For larder's CLI only (facade/adapter-hooks.ts): prune() of what `pattern` or `tags`
    *  select and nothing else (`larder rm`); the report's `matched` and `expired` count what
    *  went. */
-  async [removeMatching](options: Pick<PruneOptions, 'pattern' | 'tags' | 'signal'>): Promise<PruneReport> {
+  async [removeMatching](options: Pick<PruneOptions, 'pattern' | 'tags' | 'signal' | 'onProgress'>): Promise<PruneReport> {
     this.#assertOpen()
     this.#assertWritable()
     const unbounded = Number.MAX_SAFE_INTEGER

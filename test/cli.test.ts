@@ -65,6 +65,19 @@ function answerOnTty(args: string[], prompt: RegExp, keys: string): Promise<{ co
   })
 }
 
+/** Runs the bin and sends it SIGINT once `lock` exists (a maintenance pass has begun). */
+async function interruptedOnceLocked(args: string[], lock: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()))
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
+  while (!fs.existsSync(lock)) await new Promise((resolve) => setTimeout(resolve, 2))
+  child.kill('SIGINT')
+  return { code: await exited, stdout, stderr }
+}
+
 function json<T = Record<string, unknown>>(run: Run): T {
   assert.equal(run.code, 0, `exit ${run.code}; stderr: ${run.stderr}`)
   return JSON.parse(run.text) as T
@@ -248,18 +261,8 @@ describe('larder prune', () => {
     for (let i = 0; i < 30_000; i += 1000) await cache.setMany(Array.from({ length: 1000 }, (_, j) => ({ key: `k${i + j}`, value })))
     await cache.close()
     const lock = path.join(dir, 'v1', 'default', 'meta', 'maintenance.lock')
-    const child = spawn(process.execPath, [BIN, 'prune', '--dir', dir, '--max-entries', '0', '--json'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()))
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
-    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
-    // Interrupt once the prune holds its lock, i.e. the work has begun.
-    while (!fs.existsSync(lock)) await new Promise((resolve) => setTimeout(resolve, 2))
-    child.kill('SIGINT')
-    const code = await exited
+    // Interrupted once the prune holds its lock, i.e. the work has begun.
+    const { code, stdout, stderr } = await interruptedOnceLocked(['prune', '--dir', dir, '--max-entries', '0', '--json'], lock)
     assert.equal(code, 130, `stdout: ${stdout}\nstderr: ${stderr}`)
     const partial = JSON.parse(stdout) as { interrupted: boolean; remainingEntries: number; scanned: number }
     assert.equal(partial.interrupted, true)
@@ -636,6 +639,28 @@ describe('larder rm and clear', () => {
       await left.close()
     }
   })
+
+  test(
+    'Ctrl-C during rm --pattern stops it as it stops a prune: what was removed reported, exit 130, the lock released, the running totals right',
+    { timeout: 120_000 },
+    async () => {
+      const dir = await freshDir('rm-int')
+      const cache = await Larder.open({ dir, maintenance: false })
+      for (let i = 0; i < 30_000; i += 1000)
+        await cache.setMany(Array.from({ length: 1000 }, (_, j) => ({ key: `k${i + j}`, value: i + j })))
+      await cache.close()
+      const lock = path.join(dir, 'v1', 'default', 'meta', 'maintenance.lock')
+      const { code, stdout, stderr } = await interruptedOnceLocked(['rm', '--pattern', 'k*', '--dir', dir, '--json'], lock)
+      assert.equal(code, 130, `stdout: ${stdout}\nstderr: ${stderr}`)
+      const partial = JSON.parse(stdout) as { removed: number; interrupted: boolean }
+      assert.equal(partial.interrupted, true)
+      assert.match(stderr, /^larder: rm interrupted/)
+      assert.ok(!fs.existsSync(lock), 'the lock was released')
+      const stats = json<{ entries: number; runningTotals: { entries: number } }>(await larder(['stats', '--json', '--dir', dir]))
+      assert.equal(stats.entries, 30_000 - partial.removed, 'the report counts what went')
+      assert.equal(stats.runningTotals.entries, stats.entries, 'the running totals were settled')
+    },
+  )
 
   test('clear refuses without --yes when not on a terminal, asks on one, and clears with --yes', async () => {
     const dir = await freshDir('clear')
