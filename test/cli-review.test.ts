@@ -503,6 +503,17 @@ describe('the third review (2026-12-06)', () => {
     }
   })
 
+  test("a bad --tag is a usage error that names the flag, not the library's field, on every command that takes one", async () => {
+    const dir = await freshDir('bad-tag')
+    await populate(dir, 3)
+    for (const args of [['set', 'k'], ['ls'], ['rm'], ['prune', '--dry-run']]) {
+      const run = await larder([...args, '--tag', '', '--json', '--dir', dir], { input: 'x' })
+      assert.equal(run.code, 2, run.stderr)
+      assert.equal(run.stderr, 'larder: --tag "": expected a non-empty string\n', args.join(' '))
+      assert.equal(document<{ error: { code: string } }>(run).error.code, 'ERR_INVALID_VALUE')
+    }
+  })
+
   test("a config file's dir or namespace of the wrong type stops the command (exit 2, naming the file and field), never acting on the default", async () => {
     const cwd = await freshDir('cfg')
     const dir = path.join(cwd, 'c')

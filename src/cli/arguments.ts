@@ -1,6 +1,7 @@
 import { InvalidArgumentError, Option, type Command } from 'commander'
 import { isLarderError } from '../errors.js'
 import { MAX_TIMER_MS, parseDuration, parseSize } from '../options.js'
+import { validateTags } from '../validate.js'
 import { CliFailure, EXIT } from './context.js'
 import { FALSE_WORDS, TRUE_WORDS } from './json-mode.js'
 
@@ -49,6 +50,20 @@ export function choice<T extends string>(choices: readonly T[]): (value: string)
     if (!(choices as readonly string[]).includes(value)) throw new InvalidArgumentError(`choose one of ${choices.join(', ')}`)
     return value as T
   }
+}
+
+/** `--tag`, repeatable: each checked as the library checks a tag (validateTags), so a bad one
+ *  is named by the flag the user typed (`--tag ""`), not by the library's field (`tags[0]`); its
+ *  code stays the library's (ERR_INVALID_VALUE, exit 2), and nothing is opened or written. */
+export function collectTag(value: string, previous: string[] | undefined): string[] {
+  try {
+    validateTags([value], 'tag')
+  } catch (error) {
+    if (!isLarderError(error)) throw error
+    const reason = error.message.replace(/^Invalid tag\[0\]: /, '')
+    throw new CliFailure(`--tag ${JSON.stringify(value)}: ${reason}`, EXIT.usage, error.code)
+  }
+  return collect(value, previous)
 }
 
 function rethrow<T>(parse: () => T, message: string): T {

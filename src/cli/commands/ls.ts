@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander'
 import type { EntryInfo } from '../../maintenance/listing.js'
 import type { MaintenanceProgress } from '../../maintenance/maintainer.js'
-import { choice, collect, countArgument } from '../arguments.js'
+import { choice, collectTag, countArgument } from '../arguments.js'
 import { CliContext } from '../context.js'
 import { EntryTableStream, entryTable } from '../entry-table.js'
 import { TopEntries } from '../top-entries.js'
@@ -26,7 +26,7 @@ export function lsCommand(): Command {
     .description('list entries: key, size, age, expiry, tags (read from entry heads in worker threads)')
     .option('--prefix <prefix>', 'keys starting with this')
     .option('--pattern <glob>', "keys matching this glob, e.g. 'user:*'")
-    .addOption(new Option('--tag <tag>', 'entries carrying this tag (repeatable)').argParser(collect))
+    .addOption(new Option('--tag <tag>', 'entries carrying this tag (repeatable)').argParser(collectTag))
     .addOption(
       new Option(
         '--sort <order>',

@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander'
 import { isLarderError } from '../../errors.js'
 import type { PruneReport } from '../../maintenance/maintainer.js'
-import { booleanOptions, collect, countArgument, durationArgument, sizeArgument } from '../arguments.js'
+import { booleanOptions, collectTag, countArgument, durationArgument, sizeArgument } from '../arguments.js'
 import { budgetJson, budgetLine, CliContext, CliFailure, EXIT } from '../context.js'
 import { count, duration, entries, printable, size } from '../format.js'
 import { interruptSignal, ProgressBar } from '../progress.js'
@@ -34,7 +34,7 @@ export function pruneCommand(): Command {
           .env('LARDER_MAX_AGE')
           .argParser(durationArgument),
       )
-      .addOption(new Option('--tag <tag>', 'remove entries carrying this tag (repeatable)').argParser(collect))
+      .addOption(new Option('--tag <tag>', 'remove entries carrying this tag (repeatable)').argParser(collectTag))
       .addOption(new Option('--pattern <glob>', "remove entries whose key matches this glob, e.g. 'user:*'").env('LARDER_PATTERN'))
       .addOption(dryRun)
       .addOption(noDryRun),

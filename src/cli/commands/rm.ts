@@ -2,7 +2,7 @@ import { Command, Option } from 'commander'
 import { removeMatching } from '../../facade/adapter-hooks.js'
 import { isLarderError } from '../../errors.js'
 import type { PruneReport } from '../../maintenance/maintainer.js'
-import { collect } from '../arguments.js'
+import { collectTag } from '../arguments.js'
 import { CliContext, CliFailure, EXIT } from '../context.js'
 import { count } from '../format.js'
 import { interruptSignal, ProgressBar } from '../progress.js'
@@ -16,7 +16,7 @@ export function rmCommand(): Command {
       )
       .argument('[keys...]', 'keys to remove')
       .option('--pattern <glob>', "remove every entry whose key matches, e.g. 'user:*'")
-      .addOption(new Option('--tag <tag>', 'remove every entry carrying this tag (repeatable; the directory only)').argParser(collect)),
+      .addOption(new Option('--tag <tag>', 'remove every entry carrying this tag (repeatable; the directory only)').argParser(collectTag)),
   ).action(async (keys: string[], flags: { pattern?: string; tag?: string[] } & SharedTierFlags, command: Command) => {
     const ctx = new CliContext(command)
     const byFilter = flags.pattern !== undefined || flags.tag !== undefined

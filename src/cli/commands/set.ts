@@ -1,6 +1,6 @@
 import fs from 'node:fs'
 import { Command, Option } from 'commander'
-import { collect, durationArgument } from '../arguments.js'
+import { collectTag, durationArgument } from '../arguments.js'
 import { CliContext, CliFailure, EXIT } from '../context.js'
 import { size } from '../format.js'
 import { validateKey, validateTags } from '../../validate.js'
@@ -13,7 +13,7 @@ export function setCommand(): Command {
     .addOption(
       new Option('--ttl <duration>', 'expire after this long (90s, 15m, 7d); default never').env('LARDER_TTL').argParser(durationArgument),
     )
-    .addOption(new Option('--tag <tag>', 'tag the entry (repeatable)').argParser(collect))
+    .addOption(new Option('--tag <tag>', 'tag the entry (repeatable)').argParser(collectTag))
     .action(async (key: string, file: string, flags: { ttl?: number; tag?: string[] }, command: Command) => {
       const ctx = new CliContext(command)
       // Refused before the cache is opened: a bad key or tag creates no cache (nor a directory).
