@@ -265,9 +265,7 @@ export class WriteBackQueue {
 
   /** How many sets are queued (tombstones left out): at close, what Redis will never get. */
   queuedSets(): number {
-    let count = 0
-    for (const write of this.#queue.values()) if (write.bytes !== undefined) count++
-    return count
+    return this.#sets.size
   }
 
   /** Redis is back: send what waited. */
