@@ -137,6 +137,32 @@ test(
 )
 
 test(
+  '/readyz with --redis asked by many at once: they share the probes being judged (anyone may ask, no rate limit), each answer whole',
+  { skip },
+  async () => {
+    const redis = await startRedis()
+    try {
+      const a = await startServer({ redis: redis.url })
+      assert.equal((await call(`${a.url}/readyz`)).status, 200) // the probes' namespaces opened
+      const shared = async (): Promise<number> =>
+        (await (await a.server.context.namespaces.all()).find((n) => n.name === 'larder:health:shared')!.cache.stats()).sets
+      const before = await shared()
+      const answers = await Promise.all(Array.from({ length: 40 }, () => call(`${a.url}/readyz`)))
+      assert.deepEqual(
+        answers.map((answer) => answer.json()),
+        answers.map(() => ({ status: 'ready', disk: 'writable', redis: 'reachable' })),
+      )
+      // A probe a request made 40 (each a write, a read and a delete in Redis); shared, those
+      // that came while one was judged took its answer.
+      const probes = (await shared()) - before
+      assert.ok(probes >= 1 && probes < 40, `${probes} probes for 40 requests at once`)
+    } finally {
+      await redis.stop()
+    }
+  },
+)
+
+test(
   '/readyz with a Redis Cluster: every master is probed, so one master down answers 503 every time, not when a probe lands on it',
   { skip },
   async () => {

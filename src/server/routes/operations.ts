@@ -69,29 +69,46 @@ function reasonOf(error: unknown): string {
   return named.length > 0 ? named.join(': ') : 'failed'
 }
 
+interface ReadyAnswer {
+  ready: boolean
+  answer: Record<string, string>
+}
+
+/** The disk probe and, with `--redis`, the shared tier's: what /readyz answers. */
+async function readiness(ctx: ServerContext): Promise<ReadyAnswer> {
+  const answer: Record<string, string> = { status: 'ready', disk: 'writable' }
+  let ready = true
+  try {
+    await probe(await ctx.namespaces.get(HEALTH_NAMESPACE, 'health'))
+  } catch (error) {
+    ready = false
+    answer.disk = `not writable: ${reasonOf(error)}`
+    ctx.log(`readyz: the disk probe failed: ${(error as Error).message ?? String(error)}`)
+  }
+  if (ctx.namespaces.sharedRedis !== undefined) {
+    try {
+      await probe(await ctx.namespaces.get(SHARED_HEALTH_NAMESPACE, 'shared-health'), isCluster(ctx.namespaces.sharedRedis))
+      answer.redis = 'reachable'
+    } catch (error) {
+      ready = false
+      answer.redis = `not reachable: ${reasonOf(error)}`
+      ctx.log(`readyz: the Redis probe failed: ${(error as Error).message ?? String(error)}`)
+    }
+  }
+  return { ready, answer }
+}
+
 export function operationRoutes(app: FastifyInstance, ctx: ServerContext): void {
   app.get('/healthz', { config: { access: 'public', rateLimit: false } }, () => Promise.resolve({ status: 'ok' }))
 
+  // Anyone may ask, and the rate limit spares it (a load balancer must never be refused), so
+  // the probes are shared: a /readyz that arrives while one is being judged takes its answer
+  // (each probe writes, reads and deletes an entry, 32 keys of them on a Redis Cluster: many
+  // callers at once made as many probes at once).
+  let judging: Promise<ReadyAnswer> | undefined
   app.get('/readyz', { config: { access: 'public', rateLimit: false } }, async (_request, reply) => {
-    const answer: Record<string, string> = { status: 'ready', disk: 'writable' }
-    let ready = true
-    try {
-      await probe(await ctx.namespaces.get(HEALTH_NAMESPACE, 'health'))
-    } catch (error) {
-      ready = false
-      answer.disk = `not writable: ${reasonOf(error)}`
-      ctx.log(`readyz: the disk probe failed: ${(error as Error).message ?? String(error)}`)
-    }
-    if (ctx.namespaces.sharedRedis !== undefined) {
-      try {
-        await probe(await ctx.namespaces.get(SHARED_HEALTH_NAMESPACE, 'shared-health'), isCluster(ctx.namespaces.sharedRedis))
-        answer.redis = 'reachable'
-      } catch (error) {
-        ready = false
-        answer.redis = `not reachable: ${reasonOf(error)}`
-        ctx.log(`readyz: the Redis probe failed: ${(error as Error).message ?? String(error)}`)
-      }
-    }
+    judging ??= readiness(ctx).finally(() => (judging = undefined))
+    const { ready, answer } = await judging
     if (ready) return answer
     return reply.code(503).send({ ...answer, status: 'unavailable' })
   })
