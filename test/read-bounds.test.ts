@@ -105,6 +105,8 @@ function brotliFrames(frames: number): Buffer {
 }
 
 const MEMORY_BOUND = 64 * MiB
+/** For a stream of a large entry: MEMORY_BOUND and the spent chunks a collection has yet to free. */
+const STREAM_BOUND = 96 * MiB
 
 describe('decompression bombs and lying lengths, forged by hand', () => {
   test(
@@ -127,11 +129,11 @@ describe('decompression bombs and lying lengths, forged by hand', () => {
   )
 
   test(
-    'get of a 100 KB deflate entry that truly inflates to 100 MB (over maxValueSize) answers ERR_TOO_LARGE without inflating it; getStream serves it with bounded memory',
+    'get of a 300 KB deflate entry that truly inflates to 300 MB (over maxValueSize) answers ERR_TOO_LARGE without inflating it; getStream serves it with bounded memory',
     { timeout: 120_000 },
     async () => {
       const dir = await freshDir('deflate-large')
-      const size = 100 * 1000 * 1000
+      const size = 300 * 1000 * 1000
       const payload = deflateRawSync(Buffer.alloc(size), { level: 9 })
       plant(dir, 'big', forgeEntry({ key: 'big', codec: CODEC.bytes, compression: COMPRESSION.deflate }, payload, size))
       const got = await probe(dir, 'big', 'get')
@@ -144,7 +146,10 @@ describe('decompression bombs and lying lengths, forged by hand', () => {
 
       const streamed = await probe(dir, 'big', 'getStream')
       assert.deepEqual(streamed.outcome, { kind: 'value', type: 'stream', length: size })
-      assert.ok(streamed.growth < MEMORY_BOUND, `getStream: RSS grew by ${(streamed.growth / MiB).toFixed(0)} MiB`)
+      // A stream's spent chunks wait for a collection, which V8 starts for memory outside its
+      // heap at about 64 MiB: Node 24 peaked at 64-68 MiB here, Node 20 below. Bounded is far
+      // below the 300 MB the entry holds, however lazily the runtime collects.
+      assert.ok(streamed.growth < STREAM_BOUND, `getStream: RSS grew by ${(streamed.growth / MiB).toFixed(0)} MiB`)
     },
   )
 
